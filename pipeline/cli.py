@@ -1,0 +1,54 @@
+"""`peakend` command line: one sub-command per module, imported only when used.
+
+Each sub-command lives in the module that owns the concept and exposes
+`add_arguments(parser)` and `run(args) -> int`; this file only routes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). Modules are imported lazily so `peakend validate` does not pay
+# for Faust or chdb start-up.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "settings": ("pipeline.settings_cli", "print the effective configuration (secrets masked)"),
+    "replay": ("pipeline.replay", "run the core over a JSONL file of events, no servers needed"),
+    "validate": ("pipeline.contract.validate_cli", "check a JSONL file of events offline"),
+    "produce": ("pipeline.producer_cli", "send a JSONL file of events to Kafka"),
+    "worker": ("pipeline.worker_cli", "run the streaming worker (Faust)"),
+    "demo": ("pipeline.demo", "start the stack, stream synthetic journeys, show the results"),
+    "migrate": ("pipeline.storage.migrate", "apply the ClickHouse migrations"),
+    "generate": ("jobs.generate", "write synthetic journeys to Parquet, JSONL or Kafka"),
+    "backfill": ("jobs.backfill", "run the core over Parquet and write to ClickHouse"),
+    "export": ("jobs.export", "export ClickHouse tables to Parquet"),
+    "replay-dead-letters": ("jobs.replay_dead_letters", "re-send dead letters after a fix"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peakend", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == only:
+            importlib.import_module(module_name).add_arguments(command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in args_list if not a.startswith("-")), None)
+    only = chosen if chosen in COMMANDS else None
+    args = build_parser(only).parse_args(args_list)
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

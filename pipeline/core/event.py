@@ -1,0 +1,79 @@
+"""The touchpoint event (schema v1) as the core sees it, after validation.
+
+`pipeline.contract` turns bytes into these; the core never sees an invalid event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+EventType = Literal["interaction", "survey", "journey_end", "outcome"]
+Channel = Literal["web", "app", "phone", "store", "email", "chat", "social", "other"]
+Stage = Literal["pre_purchase", "purchase", "use", "after_sales"]
+
+EVENT_TYPES: tuple[EventType, ...] = ("interaction", "survey", "journey_end", "outcome")
+CHANNELS: tuple[Channel, ...] = ("web", "app", "phone", "store", "email", "chat", "social", "other")
+STAGES: tuple[Stage, ...] = ("pre_purchase", "purchase", "use", "after_sales")
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Operational signals of a touchpoint; every field is optional."""
+
+    wait_seconds: float | None = None
+    handle_seconds: float | None = None
+    transfers: int | None = None
+    resolved: bool | None = None
+    error: bool | None = None
+
+    def is_empty(self) -> bool:
+        return (
+            self.wait_seconds is None
+            and self.handle_seconds is None
+            and self.transfers is None
+            and self.resolved is None
+            and self.error is None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """Survey answers given at a touchpoint; every field is optional."""
+
+    nps: int | None = None
+    ces: int | None = None
+    ces_scale: Literal[5, 7] | None = None
+    csat: int | None = None
+    comment: str | None = None
+
+    def has_score(self) -> bool:
+        return self.nps is not None or self.ces is not None or self.csat is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TouchpointEvent:
+    """One customer touchpoint interaction; field meanings in schemas/touchpoint-event.v1.json."""
+
+    event_id: str
+    occurred_at: datetime  # timezone-aware
+    producer: str
+    customer_id: str
+    type: EventType
+    touchpoint: str
+    channel: Channel
+    stage: Stage
+    journey_id: str | None = None
+    schema_version: int = 1
+    valence: float | None = None
+    signals: Signals | None = None
+    survey: Survey | None = None
+    outcome: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def journey_key(self) -> str:
+        """The Kafka key and state key: the journey id, else the customer id."""
+        return self.journey_id if self.journey_id is not None else self.customer_id
