@@ -72,6 +72,14 @@ class TouchpointEvent:
     survey: Survey | None = None
     outcome: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    # Event time as integer epoch milliseconds: the core compares and buckets on this, never on
+    # datetime objects, which keeps the hot path cheap. Derived from occurred_at when not given.
+    occurred_ms: int = -1
+
+    def __post_init__(self) -> None:
+        if self.occurred_ms == -1:
+            ms = round(self.occurred_at.timestamp() * 1000)
+            object.__setattr__(self, "occurred_ms", ms)
 
     @property
     def journey_key(self) -> str:
