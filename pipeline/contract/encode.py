@@ -1,0 +1,94 @@
+"""TouchpointEvent -> schema-v1 JSON, the inverse of the parser.
+
+Fields left unset are omitted rather than written as null: null is not a valid value for any
+optional field in v1. Producers that hold the original bytes should send those instead
+(TouchpointProducer does), which keeps records byte-for-byte as written.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from pipeline.core.event import Signals, Survey, TouchpointEvent
+
+_ZERO = timedelta(0)
+
+
+def format_occurred_at(moment: datetime) -> str:
+    """RFC 3339 with the event's own offset; `Z` for UTC; fraction only when there is one.
+
+    >>> from datetime import timezone
+    >>> format_occurred_at(datetime(2026, 11, 22, 17, 10, 9, 123000, tzinfo=timezone.utc))
+    '2026-11-22T17:10:09.123000Z'
+    """
+    text = moment.isoformat()
+    if moment.utcoffset() == _ZERO and text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    return text
+
+
+def _signals_dict(signals: Signals) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if signals.wait_seconds is not None:
+        out["wait_seconds"] = signals.wait_seconds
+    if signals.handle_seconds is not None:
+        out["handle_seconds"] = signals.handle_seconds
+    if signals.transfers is not None:
+        out["transfers"] = signals.transfers
+    if signals.resolved is not None:
+        out["resolved"] = signals.resolved
+    if signals.error is not None:
+        out["error"] = signals.error
+    return out
+
+
+def _survey_dict(survey: Survey) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if survey.nps is not None:
+        out["nps"] = survey.nps
+    if survey.ces is not None:
+        out["ces"] = survey.ces
+    if survey.ces_scale is not None:
+        out["ces_scale"] = survey.ces_scale
+    if survey.csat is not None:
+        out["csat"] = survey.csat
+    if survey.comment is not None:
+        out["comment"] = survey.comment
+    return out
+
+
+def event_to_dict(event: TouchpointEvent) -> dict[str, Any]:
+    """A dict that `parse_dict` turns back into an equal event (and the schema accepts)."""
+    out: dict[str, Any] = {
+        "event_id": event.event_id,
+        "schema_version": event.schema_version,
+        "occurred_at": format_occurred_at(event.occurred_at),
+        "producer": event.producer,
+        "customer_id": event.customer_id,
+    }
+    if event.journey_id is not None:
+        out["journey_id"] = event.journey_id
+    out["type"] = event.type
+    out["touchpoint"] = event.touchpoint
+    out["channel"] = event.channel
+    out["stage"] = event.stage
+    if event.valence is not None:
+        out["valence"] = event.valence
+    if event.signals is not None:
+        out["signals"] = _signals_dict(event.signals)
+    if event.survey is not None:
+        out["survey"] = _survey_dict(event.survey)
+    if event.outcome is not None:
+        out["outcome"] = event.outcome
+    if event.attributes:
+        out["attributes"] = dict(event.attributes)
+    return out
+
+
+def event_to_json(event: TouchpointEvent) -> bytes:
+    """Compact UTF-8 JSON of `event_to_dict`, as sent to Kafka."""
+    return json.dumps(
+        event_to_dict(event), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
