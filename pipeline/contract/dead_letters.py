@@ -1,0 +1,158 @@
+"""Dead letters: a rejected input record with its reason, kept byte for byte (docs/records.md).
+
+Nothing is dropped silently: whatever the contract or a later stage (`late`) turns away becomes
+one of these, on the dead-letter topic or in dead_letters.jsonl, and can be replayed after a fix
+(`peakend replay-dead-letters`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.contract.rejected import Rejected
+
+FIELDS = ("reason", "error", "source_topic", "source_partition", "source_offset", "received_at",
+          "event_id", "original_b64")
+
+
+def _to_ms(moment: datetime) -> datetime:
+    """UTC, truncated to the millisecond: the precision records carry, so round trips are exact."""
+    if moment.tzinfo is None:
+        raise ValueError(f"received_at {moment.isoformat()} has no UTC offset")
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339, UTC, milliseconds, `Z` (the record convention).
+
+    >>> format_time(datetime(2026, 11, 22, 17, 10, 9, 123456, tzinfo=UTC))
+    '2026-11-22T17:10:09.123Z'
+    """
+    moment = _to_ms(moment)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    error: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    received_at: datetime
+    event_id: str
+    original_b64: str
+
+    @property
+    def original(self) -> bytes:
+        """The rejected record exactly as received."""
+        return base64.b64decode(self.original_b64, validate=True)
+
+    @classmethod
+    def make(
+        cls,
+        reason: str,
+        error: str,
+        *,
+        original: bytes,
+        source_topic: str,
+        source_partition: int,
+        source_offset: int,
+        event_id: str = "",
+        received_at: datetime | None = None,
+    ) -> DeadLetter:
+        """Any dead letter, e.g. `late` from the journey core.
+
+        >>> letter = DeadLetter.make("late", "30 h behind stream time", original=b"{}",
+        ...                          source_topic="cx.touchpoints", source_partition=3,
+        ...                          source_offset=17)
+        >>> (letter.original, DeadLetter.from_dict(letter.to_dict()) == letter)
+        (b'{}', True)
+        """
+        return cls(
+            reason=reason,
+            error=error,
+            source_topic=source_topic,
+            source_partition=source_partition,
+            source_offset=source_offset,
+            received_at=_to_ms(received_at or datetime.now(UTC)),
+            event_id=event_id,
+            original_b64=base64.b64encode(original).decode("ascii"),
+        )
+
+    @classmethod
+    def from_rejection(
+        cls,
+        rejected: Rejected,
+        *,
+        original: bytes,
+        source_topic: str,
+        source_partition: int,
+        source_offset: int,
+        received_at: datetime | None = None,
+    ) -> DeadLetter:
+        return cls.make(
+            rejected.reason,
+            rejected.error,
+            original=original,
+            source_topic=source_topic,
+            source_partition=source_partition,
+            source_offset=source_offset,
+            event_id=rejected.event_id,
+            received_at=received_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["received_at"] = format_time(self.received_at)
+        return out
+
+    def to_json(self) -> bytes:
+        """One compact JSON line, as written to the dead-letter topic and dead_letters.jsonl."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeadLetter:
+        """Inverse of `to_dict`; ValueError naming the field when a record is malformed."""
+        missing = [name for name in FIELDS if name not in data]
+        if missing:
+            raise ValueError(f"dead letter: missing field(s) {', '.join(missing)}")
+        for name in ("reason", "error", "source_topic", "received_at", "event_id",
+                     "original_b64"):
+            if not isinstance(data[name], str):
+                raise ValueError(f"dead letter: {name} must be a string, got {data[name]!r}")
+        for name in ("source_partition", "source_offset"):
+            if type(data[name]) is not int:
+                raise ValueError(f"dead letter: {name} must be an integer, got {data[name]!r}")
+        try:
+            received_at = datetime.fromisoformat(data["received_at"])
+            base64.b64decode(data["original_b64"], validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise ValueError(f"dead letter: {exc}") from None
+        return cls(
+            reason=data["reason"],
+            error=data["error"],
+            source_topic=data["source_topic"],
+            source_partition=data["source_partition"],
+            source_offset=data["source_offset"],
+            received_at=_to_ms(received_at),
+            event_id=data["event_id"],
+            original_b64=data["original_b64"],
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> DeadLetter:
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise ValueError(f"dead letter is not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ValueError("dead letter is not a JSON object")
+        return cls.from_dict(obj)
