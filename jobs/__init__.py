@@ -1,0 +1,1 @@
+"""Batch jobs: backfill, export, synthetic journeys, dead-letter replay."""
