@@ -1,0 +1,167 @@
+"""Fixed metric buckets per segment: the partial states one input partition contributes.
+
+`SurveyBuckets` is stage one of the two-stage aggregation (DESIGN.md 2): it counts the survey
+answers and negative-end deltas of one source partition into buckets keyed by
+(metric, segment_dim, segment_value, bucket_start); `flush()` returns a `MetricRecord` for every
+partial that changed since the last flush. A `MetricRecord` holds the partial's sufficient
+statistics and version, so it doubles as its state: `load_record` rebuilds a partial from one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pipeline.core.config import WindowConfig
+from pipeline.core.event import TouchpointEvent
+from pipeline.core.journeys import EndDelta
+from pipeline.core.records import MetricRecord
+from pipeline.core.surveys import CesWindow, CsatWindow, NegativeEndWindow, NpsWindow
+from pipeline.core.valence import ces_on_7
+
+SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
+BucketKey = tuple[str, str, str, int]  # metric, segment_dim, segment_value, bucket_start
+
+
+class Partial:
+    """One bucket's accumulator and its version (the number of updates applied to it)."""
+
+    __slots__ = ("acc", "version")
+
+    def __init__(self, acc: SurveyWindow, version: int = 0) -> None:
+        self.acc = acc
+        self.version = version
+
+
+def segments_of(event: TouchpointEvent, attribute_keys: Iterable[str]) -> list[tuple[str, str]]:
+    """The segments an event counts in: all, touchpoint, channel, stage, configured attributes."""
+    out = [("all", "all"), ("touchpoint", event.touchpoint), ("channel", event.channel),
+           ("stage", event.stage)]
+    attrs = event.attributes
+    if attrs:
+        out.extend((k, attrs[k]) for k in attribute_keys if k in attrs)
+    return out
+
+
+def to_record(key: BucketKey, partial: Partial, bucket_ms: int, partition: int) -> MetricRecord:
+    metric, dim, value, start = key
+    acc = partial.acc
+    est = acc.result()
+    nps = acc if isinstance(acc, NpsWindow) else None
+    ces = acc if isinstance(acc, CesWindow) else None
+    share = acc if isinstance(acc, CsatWindow | NegativeEndWindow) else None
+    return MetricRecord(
+        metric=metric, segment_dim=dim, segment_value=value, window_start=start,
+        window_end=start + bucket_ms, source_partition=partition, n=est.n, value=est.value,
+        ci_low=est.ci_low, ci_high=est.ci_high,
+        promoters=nps.promoters if nps else 0, passives=nps.passives if nps else 0,
+        detractors=nps.detractors if nps else 0,
+        total=ces.total if ces else 0.0, total_sq=ces.total_sq if ces else 0.0,
+        easy=ces.easy if ces else 0, hard=ces.hard if ces else 0,
+        positives=share.positives if share else 0, version=partial.version,
+    )
+
+
+def window_of(record: MetricRecord) -> SurveyWindow:
+    """The accumulator a metric record describes (its sufficient statistics)."""
+    if record.metric == "nps":
+        return NpsWindow(record.promoters, record.passives, record.detractors)
+    if record.metric == "ces":
+        return CesWindow(record.n, record.total, record.total_sq, record.easy, record.hard)
+    if record.metric == "csat":
+        return CsatWindow(record.n, record.positives)
+    if record.metric == "negative_end":
+        return NegativeEndWindow(record.n, record.positives)
+    raise ValueError(f"unknown metric {record.metric!r}")
+
+
+class SurveyBuckets:
+    """Partial metric buckets of one source partition (stage one of the aggregation)."""
+
+    def __init__(self, config: WindowConfig | None = None, partition: int = 0) -> None:
+        self.config = config or WindowConfig()
+        self.partition = partition
+        self._width = self.config.bucket_ms
+        self._attr_keys = self.config.segment_attributes
+        self._partials: dict[BucketKey, Partial] = {}
+        self._dirty: set[BucketKey] = set()
+
+    def add_event(self, event: TouchpointEvent) -> None:
+        """Count the survey answers of an accepted, non-duplicate event (others are ignored)."""
+        survey = event.survey
+        if survey is None:
+            return
+        nps, ces, csat = survey.nps, survey.ces, survey.csat
+        if nps is None and ces is None and csat is None:
+            return
+        ms = event.occurred_ms
+        start = ms - ms % self._width
+        ces7 = None if ces is None else ces_on_7(ces, survey.ces_scale)
+        partials = self._partials
+        dirty = self._dirty
+        for dim, value in segments_of(event, self._attr_keys):
+            if nps is not None:
+                key = ("nps", dim, value, start)
+                p = partials.get(key)
+                if p is None:
+                    p = partials[key] = Partial(NpsWindow())
+                p.acc.update(nps)  # type: ignore[arg-type]
+                p.version += 1
+                dirty.add(key)
+            if ces7 is not None:
+                key = ("ces", dim, value, start)
+                p = partials.get(key)
+                if p is None:
+                    p = partials[key] = Partial(CesWindow())
+                p.acc.update(ces7)  # type: ignore[arg-type]
+                p.version += 1
+                dirty.add(key)
+            if csat is not None:
+                key = ("csat", dim, value, start)
+                p = partials.get(key)
+                if p is None:
+                    p = partials[key] = Partial(CsatWindow())
+                p.acc.update(csat)  # type: ignore[arg-type]
+                p.version += 1
+                dirty.add(key)
+
+    def apply_end(self, delta: EndDelta) -> None:
+        """Count (+1) or retract (-1) one closed journey in the negative_end buckets."""
+        start = delta.at_ms - delta.at_ms % self._width
+        for dim, value in delta.segments:
+            key = ("negative_end", dim, value, start)
+            p = self._partials.get(key)
+            if p is None:
+                p = self._partials[key] = Partial(NegativeEndWindow())
+            acc = p.acc
+            assert isinstance(acc, NegativeEndWindow)
+            acc.apply_delta(delta.negative, delta.sign)
+            p.version += 1
+            self._dirty.add(key)
+
+    def flush(self) -> list[MetricRecord]:
+        """Records of the partials changed since the last flush, in a deterministic order."""
+        keys = sorted(self._dirty)
+        self._dirty = set()
+        return [to_record(k, self._partials[k], self._width, self.partition) for k in keys]
+
+    def evict(self, before_ms: int) -> int:
+        """Forget flushed partials of buckets that end at or before `before_ms` (they can no
+        longer change once stream time is a lateness past them). Returns how many went."""
+        old = [k for k in self._partials
+               if k[3] + self._width <= before_ms and k not in self._dirty]
+        for key in old:
+            del self._partials[key]
+        return len(old)
+
+    def load_record(self, record: MetricRecord) -> None:
+        """Restore one partial from its last emitted record (e.g. after a restart)."""
+        key = (record.metric, record.segment_dim, record.segment_value, record.window_start)
+        self._partials[key] = Partial(window_of(record), record.version)
+
+    def records(self) -> list[MetricRecord]:
+        """Records of every partial held (for a full dump)."""
+        return [to_record(k, p, self._width, self.partition)
+                for k, p in sorted(self._partials.items())]
+
+    def __len__(self) -> int:
+        return len(self._partials)

@@ -1,0 +1,69 @@
+"""Configuration of the core, separate from its runtime state (bytewax style).
+
+Plain frozen objects with the documented defaults; `pipeline.settings.Settings.core_config()`
+builds them from the environment, tests build them directly. Durations are integer milliseconds
+because the core computes on integer epoch-ms event time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SECOND_MS = 1000
+MINUTE_MS = 60 * SECOND_MS
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyConfig:
+    """Journey keying and life cycle (DESIGN.md 1, "Journey moments")."""
+
+    idle_gap_ms: int = 30 * MINUTE_MS
+    max_length_ms: int = 30 * DAY_MS
+    allowed_lateness_ms: int = DAY_MS
+    end_window_ms: int = 0  # 0: end = the last moment only
+    segment_attributes: tuple[str, ...] = ("region", "tier")  # for negative_end segments
+    scoring_rules_path: str = ""  # empty: schemas/scoring-rules.v1.json of the repository
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    """Survey metric buckets and the rolling windows they merge into."""
+
+    bucket_ms: int = MINUTE_MS
+    segment_attributes: tuple[str, ...] = ("region", "tier")
+    rolling_ms: tuple[int, ...] = (HOUR_MS, DAY_MS, 7 * DAY_MS)
+    allowed_lateness_ms: int = DAY_MS
+
+
+@dataclass(frozen=True, slots=True)
+class DropConfig:
+    """Experience-drop detection: window test and CUSUM (DESIGN.md 1, "Experience drops")."""
+
+    window_ms: int = HOUR_MS
+    baseline_ms: int = 7 * DAY_MS
+    min_n: int = 100
+    min_baseline_n: int = 100
+    p_value: float = 0.01
+    min_nps_drop: float = 10.0
+    min_ces_drop: float = 0.5
+    min_csat_drop: float = 0.10
+    min_negative_end_rise: float = 0.10
+    hold_ms: int = 30 * MINUTE_MS
+    # negative_end is counted when a journey closes, up to an idle gap after its last event, so its
+    # buckets are evaluated this much later than the survey metrics.
+    negative_end_delay_ms: int = 30 * MINUTE_MS
+    # CUSUM on the hourly series against a reference level (standardised units).
+    cusum_k: float = 0.5
+    cusum_h: float = 8.0
+    cusum_min_hour_n: int = 30
+    # severity is critical when the effect is this many times the minimum and p < p_value / 10
+    critical_factor: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    journeys: JourneyConfig = field(default_factory=JourneyConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    drops: DropConfig = field(default_factory=DropConfig)

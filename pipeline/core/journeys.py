@@ -1,0 +1,486 @@
+"""Journey keying and life cycle: `JourneyTracker`, the per-partition journey state machine.
+
+Written for the thin stream adapter that drives it (the Faust journey agent) as much as for
+`ExperienceEngine`. One tracker serves one input partition; the caller owns stream time:
+
+    records, reason = tracker.apply(event, watermark_ms)   # per event
+    records += tracker.advance(watermark_ms)                # now and then: idle / max-length closes
+    deltas = tracker.drain_end_deltas()                     # -> negative_end buckets
+    for key in tracker.drain_dirty_keys():                  # -> the state table
+        table[key] = tracker.dump_key(key)                  # None: delete the key
+
+`reason` is `"late"` (make a dead letter), `"duplicate"` (already applied: drop it quietly, this
+is what makes redelivery harmless) or None. The state of one key (all journeys of one journey id
+or customer) is a plain JSON-able dict: `dump_key` / `load_key` move it to and from a table, and a
+restarted worker calls `load_key` for each key before applying events of that key.
+
+Rules (DESIGN.md 1, docs/core.md):
+- key = journey_id, else customer_id; customer-keyed journeys are the pure gap clustering of that
+  customer's events sorted by (occurred_ms, event_id): a new journey starts after a gap longer
+  than `idle_gap_ms`, after a `journey_end` event, or at `max_length_ms` from the journey's start.
+  Because it is a pure function of the event set, arrival order does not matter; a late event that
+  bridges two journeys merges them, and the one whose id disappears gets a `superseded` record.
+- a journey is closed when it holds a journey_end event, when stream time reaches start +
+  max_length, or when stream time passes last event + idle gap; otherwise open. Late events within
+  `allowed_lateness_ms` behind stream time reopen and update closed journeys; older ones are late.
+- closed journeys are evicted once stream time is past last event + idle gap + lateness: no
+  acceptable event can touch them any more, so memory stays bounded.
+- version = 4 x events + (0 open, 1 closed, 2 superseded): deterministic for the same events and
+  final stream time whatever the arrival order; should that not grow (a late journey_end splitting
+  a customer journey), it becomes the previous version + 1 so it never goes back.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.core.config import JourneyConfig
+from pipeline.core.event import TouchpointEvent
+from pipeline.core.moments import Entry, JourneyMoments
+from pipeline.core.records import JourneyRecord
+from pipeline.core.scoring import ScoringRules
+from pipeline.core.timefmt import format_ms
+from pipeline.core.valence import moment_valence
+
+LATE = "late"
+DUPLICATE = "duplicate"
+_STATUS_CODE = {"open": 0, "closed": 1, "superseded": 2}
+_NO_ATTRS: tuple[tuple[str, str], ...] = ()
+_FAR = 1 << 62
+
+Segments = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EndDelta:
+    """A change of the negative_end counts: add (+1) or retract (-1) one closed journey.
+
+    `at_ms` is the journey's last event time (its bucket), `negative` whether its end valence is
+    below 0, `segments` the (dimension, value) pairs of its end moment.
+    """
+
+    at_ms: int
+    negative: bool
+    sign: int
+    segments: Segments
+
+
+class Journey:
+    """One journey: its events, moments and emitted version."""
+
+    __slots__ = (
+        "close_reason",
+        "counted",
+        "customer_id",
+        "entries",
+        "id",
+        "ids",
+        "keyed_by",
+        "moments",
+        "status",
+        "version",
+    )
+
+    def __init__(self, journey_id: str, keyed_by: str, customer_id: str, end_window_ms: int):
+        self.id = journey_id
+        self.keyed_by = keyed_by
+        self.customer_id = customer_id
+        self.entries: list[Entry] = []
+        self.ids: set[str] = set()
+        self.moments = JourneyMoments(end_window_ms)
+        self.version = 0
+        self.status = "open"
+        self.close_reason = ""
+        # what this journey currently contributes to negative_end: (at_ms, negative, segments)
+        self.counted: tuple[int, bool, Segments] | None = None
+
+    def add(self, entry: Entry) -> None:
+        self.entries.append(entry)
+        self.ids.add(entry[1])
+        self.moments.update(entry)
+
+    @property
+    def start_ms(self) -> int:
+        first = self.moments.first
+        return 0 if first is None else first[0]
+
+    @property
+    def last_ms(self) -> int:
+        last = self.moments.last
+        return 0 if last is None else last[0]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "keyed_by": self.keyed_by,
+            "customer_id": self.customer_id,
+            "version": self.version,
+            "status": self.status,
+            "close_reason": self.close_reason,
+            "counted": None if self.counted is None else [
+                self.counted[0], self.counted[1], [list(s) for s in self.counted[2]]
+            ],
+            "entries": [[*e[:9], [list(a) for a in e[9]]] for e in self.entries],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], end_window_ms: int) -> Journey:
+        journey = cls(state["id"], state["keyed_by"], state["customer_id"], end_window_ms)
+        for raw in state["entries"]:
+            attrs = tuple((str(k), str(v)) for k, v in raw[9])
+            journey.add((int(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
+                         raw[8], attrs))
+        journey.version = int(state["version"])
+        journey.status = state["status"]
+        journey.close_reason = state["close_reason"]
+        counted = state["counted"]
+        if counted is not None:
+            journey.counted = (int(counted[0]), bool(counted[1]),
+                               tuple((str(d), str(v)) for d, v in counted[2]))
+        return journey
+
+
+class KeyState:
+    """All journeys of one key: the journey-id journey, or the customer's gap sessions."""
+
+    __slots__ = ("journey", "retired", "scheduled", "sessions")
+
+    def __init__(self) -> None:
+        self.journey: Journey | None = None
+        self.sessions: list[Journey] = []  # customer-keyed, sorted by start
+        # superseded journey id -> (last version, last event ms): should a later late event bring
+        # the id back (a split by a late journey_end), its versions continue above this one.
+        self.retired: dict[str, tuple[int, int]] = {}
+        self.scheduled = _FAR  # earliest deadline of this key in the tracker's heap
+
+    def all(self) -> list[Journey]:
+        return self.sessions if self.journey is None else [self.journey, *self.sessions]
+
+
+class JourneyTracker:
+    """Journeys of one input partition. See the module docstring for the calling pattern."""
+
+    def __init__(self, config: JourneyConfig | None = None,
+                 rules: ScoringRules | None = None) -> None:
+        self.config = config or JourneyConfig()
+        self.rules = rules or ScoringRules.load(self.config.scoring_rules_path)
+        self._keys: dict[str, KeyState] = {}
+        self._deadlines: list[tuple[int, str]] = []
+        self._end_deltas: list[EndDelta] = []
+        self._dirty: set[str] = set()
+        self._gap = self.config.idle_gap_ms
+        self._max_len = self.config.max_length_ms
+        self._lateness = self.config.allowed_lateness_ms
+        self._window = self.config.end_window_ms
+        self._attr_keys = self.config.segment_attributes
+
+    # -- the calls of the stream adapter ------------------------------------------------------
+
+    def apply(self, event: TouchpointEvent, watermark_ms: int
+              ) -> tuple[list[JourneyRecord], str | None]:
+        """Apply one validated event at stream time `watermark_ms` (the partition's watermark,
+        this event included). Returns the records of every journey that changed, and a reject
+        reason: `"late"` (older than the allowed lateness: dead-letter it), `"duplicate"` (its
+        event_id was already applied: drop it) or None."""
+        ms = event.occurred_ms
+        if ms < watermark_ms - self._lateness:
+            return [], LATE
+        key = event.journey_key
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = KeyState()
+        eid = event.event_id
+        for known in state.all():
+            if eid in known.ids:
+                return [], DUPLICATE
+        entry = self._entry(event)
+        if event.journey_id is not None:
+            target = state.journey
+            if target is None:
+                target = Journey(event.journey_id, "journey_id", event.customer_id, self._window)
+                state.journey = target
+            target.add(entry)
+            first = target.moments.first
+            if first is not None:
+                target.customer_id = first[8]
+            changed = [target]
+            superseded: list[Journey] = []
+        else:
+            changed, superseded = self._place(state, entry)
+        self._dirty.add(key)
+        records = [self._emit(j, "superseded", "") for j in superseded]
+        for gone in superseded:
+            state.retired[gone.id] = (gone.version, gone.last_ms)
+        for journey in state.all():
+            if journey in changed:
+                status, reason = self._status(journey, watermark_ms)
+                records.append(self._emit(journey, status, reason))
+            else:
+                record = self._refresh(journey, watermark_ms)
+                if record is not None:
+                    records.append(record)
+        self._schedule(key, state)
+        return records, None
+
+    def advance(self, watermark_ms: int) -> list[JourneyRecord]:
+        """Stream time moved to `watermark_ms`: close journeys that went idle or reached their
+        maximum length, and evict closed journeys no acceptable event can reach any more."""
+        records: list[JourneyRecord] = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= watermark_ms:
+            deadline, key = heapq.heappop(heap)
+            state = self._keys.get(key)
+            if state is None:
+                continue
+            if state.scheduled == deadline:
+                state.scheduled = _FAR
+            for journey in state.all():
+                record = self._refresh(journey, watermark_ms)
+                if record is not None:
+                    records.append(record)
+                    self._dirty.add(key)
+            self._evict(key, state, watermark_ms)
+        return records
+
+    def drain_end_deltas(self) -> list[EndDelta]:
+        """negative_end changes since the last call (feed them to `SurveyBuckets.apply_end`)."""
+        out, self._end_deltas = self._end_deltas, []
+        return out
+
+    def drain_dirty_keys(self) -> set[str]:
+        """Keys whose state changed since the last call (write `dump_key(key)` for each)."""
+        out, self._dirty = self._dirty, set()
+        return out
+
+    def dump_key(self, key: str) -> dict[str, Any] | None:
+        """The JSON-able state of one key, or None when the tracker holds nothing for it."""
+        state = self._keys.get(key)
+        if state is None:
+            return None
+        return {
+            "journey": None if state.journey is None else state.journey.to_state(),
+            "sessions": [j.to_state() for j in state.sessions],
+            "retired": {k: list(v) for k, v in sorted(state.retired.items())},
+        }
+
+    def load_key(self, key: str, data: dict[str, Any] | None) -> None:
+        """Replace the tracker's state of `key` by `data` (from `dump_key`; None removes it)."""
+        if data is None:
+            self._keys.pop(key, None)
+            return
+        state = KeyState()
+        if data["journey"] is not None:
+            state.journey = Journey.from_state(data["journey"], self._window)
+        state.sessions = [Journey.from_state(s, self._window) for s in data["sessions"]]
+        state.retired = {k: (int(v[0]), int(v[1])) for k, v in data.get("retired", {}).items()}
+        self._keys[key] = state
+        self._schedule(key, state)
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def journeys(self) -> list[Journey]:
+        return [j for state in self._keys.values() for j in state.all()]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _entry(self, event: TouchpointEvent) -> Entry:
+        attrs = event.attributes
+        if attrs and self._attr_keys:
+            seg = tuple((k, attrs[k]) for k in self._attr_keys if k in attrs)
+        else:
+            seg = _NO_ATTRS
+        return (event.occurred_ms, event.event_id, event.type, moment_valence(event, self.rules),
+                event.touchpoint, event.channel, event.stage, event.outcome or "",
+                event.customer_id, seg)
+
+    def _place(self, state: KeyState, entry: Entry) -> tuple[list[Journey], list[Journey]]:
+        """Put a customer-keyed entry into its session: (changed, superseded)."""
+        sessions = state.sessions
+        ms = entry[0]
+        if sessions:
+            tail = sessions[-1]
+            last = tail.moments.last
+            assert last is not None
+            if ms > last[0] or (ms == last[0] and entry[1] > last[1]):
+                # in order (the common case): extend the last session or start a new one
+                if (last[2] != "journey_end" and ms - last[0] <= self._gap
+                        and ms - tail.start_ms < self._max_len):
+                    tail.add(entry)
+                    return [tail], []
+                fresh = self._session(entry[8], [entry], tail.start_ms)
+                if fresh.id in state.retired:
+                    fresh.version = state.retired.pop(fresh.id)[0]
+                sessions.append(fresh)
+                return [fresh], []
+            return self._repartition(state, entry)
+        sessions.append(self._session(entry[8], [entry], None))
+        return [sessions[0]], []
+
+    def _session(self, customer_id: str, entries: list[Entry], previous_start: int | None
+                 ) -> Journey:
+        first = min(entries, key=lambda e: (e[0], e[1]))
+        journey_id = f"{customer_id}@{format_ms(first[0])}"
+        if previous_start == first[0]:
+            # only after a journey_end in the same millisecond: keep ids unique, deterministically
+            journey_id += f"#{first[1]}"
+        journey = Journey(journey_id, "customer_gap", customer_id, self._window)
+        for entry in entries:
+            journey.add(entry)
+        return journey
+
+    def _repartition(self, state: KeyState, entry: Entry) -> tuple[list[Journey], list[Journey]]:
+        old = {j.id: j for j in state.sessions}
+        entries = sorted([e for j in state.sessions for e in j.entries] + [entry],
+                         key=lambda e: (e[0], e[1]))
+        groups: list[list[Entry]] = []
+        for e in entries:
+            if groups:
+                prev = groups[-1][-1]
+                start = groups[-1][0][0]
+                if (e[0] - prev[0] <= self._gap and prev[2] != "journey_end"
+                        and e[0] - start < self._max_len):
+                    groups[-1].append(e)
+                    continue
+            groups.append([e])
+        sessions: list[Journey] = []
+        changed: list[Journey] = []
+        previous_start: int | None = None
+        for group in groups:
+            fresh = self._session(entry[8], group, previous_start)
+            previous_start = group[0][0]
+            kept = old.pop(fresh.id, None)
+            if kept is not None and [e[1] for e in kept.entries] == [e[1] for e in group]:
+                sessions.append(kept)
+                continue
+            if kept is not None:
+                fresh.version, fresh.status = kept.version, kept.status
+                fresh.close_reason, fresh.counted = kept.close_reason, kept.counted
+            elif fresh.id in state.retired:
+                fresh.version = state.retired.pop(fresh.id)[0]
+            sessions.append(fresh)
+            changed.append(fresh)
+        state.sessions = sessions
+        return changed, list(old.values())
+
+    def _status(self, journey: Journey, watermark_ms: int) -> tuple[str, str]:
+        if journey.moments.has_end_marker:
+            return "closed", "journey_end"
+        if watermark_ms >= journey.start_ms + self._max_len:
+            return "closed", "max_length"
+        if watermark_ms > journey.last_ms + self._gap:
+            return "closed", "idle_gap"
+        return "open", ""
+
+    def _refresh(self, journey: Journey, watermark_ms: int) -> JourneyRecord | None:
+        status, reason = self._status(journey, watermark_ms)
+        if status == journey.status and reason == journey.close_reason:
+            return None
+        return self._emit(journey, status, reason)
+
+    def _emit(self, journey: Journey, status: str, reason: str) -> JourneyRecord:
+        version = 4 * journey.moments.events + _STATUS_CODE[status]
+        if version <= journey.version:
+            version = journey.version + 1
+        journey.version = version
+        journey.status = status
+        journey.close_reason = reason
+        self._count_end(journey)
+        return self.record(journey)
+
+    def _count_end(self, journey: Journey) -> None:
+        m = journey.moments
+        counted: tuple[int, bool, Segments] | None = None
+        end_valence = m.end_valence()
+        if journey.status == "closed" and end_valence is not None and m.end is not None:
+            end = m.end
+            segments = (("all", "all"), ("touchpoint", end[4]), ("channel", end[5]),
+                        ("stage", end[6]), *end[9])
+            counted = (journey.last_ms, end_valence < 0, segments)
+        if counted == journey.counted:
+            return
+        if journey.counted is not None:
+            at, negative, segments = journey.counted
+            self._end_deltas.append(EndDelta(at, negative, -1, segments))
+        if counted is not None:
+            self._end_deltas.append(EndDelta(counted[0], counted[1], 1, counted[2]))
+        journey.counted = counted
+
+    def record(self, journey: Journey) -> JourneyRecord:
+        """The current record of a journey (as last emitted)."""
+        m = journey.moments
+        peak, best, worst, end = m.peak, m.best, m.worst, m.end
+        start = journey.start_ms
+        last = journey.last_ms
+        peak_v = None if peak is None else peak[3]
+        end_v = m.end_valence()
+        outcome = m.outcome
+        return JourneyRecord(
+            journey_id=journey.id,
+            customer_id=journey.customer_id,
+            keyed_by=journey.keyed_by,
+            status=journey.status,
+            close_reason=journey.close_reason,
+            started_at=start,
+            ended_at=last,
+            duration_seconds=(last - start) / 1000.0,
+            events=m.events,
+            moments=m.moments,
+            peak_valence=peak_v,
+            peak_touchpoint="" if peak is None else peak[4],
+            peak_at=None if peak is None else peak[0],
+            peak_event_id="" if peak is None else peak[1],
+            best_valence=None if best is None else best[3],
+            best_touchpoint="" if best is None else best[4],
+            worst_valence=None if worst is None else worst[3],
+            worst_touchpoint="" if worst is None else worst[4],
+            end_valence=end_v,
+            end_touchpoint="" if end is None else end[4],
+            end_channel="" if end is None else end[5],
+            end_stage="" if end is None else end[6],
+            end_at=None if end is None else end[0],
+            end_event_id="" if end is None else end[1],
+            peak_end_score=None if peak_v is None or end_v is None else (peak_v + end_v) / 2,
+            mean_valence=m.mean_valence(),
+            outcome="" if outcome is None else outcome[7],
+            version=journey.version,
+        )
+
+    def _deadline(self, journey: Journey) -> int:
+        if journey.status == "open":
+            return min(journey.last_ms + self._gap + 1, journey.start_ms + self._max_len)
+        return journey.last_ms + self._gap + self._lateness + 1
+
+    def _schedule(self, key: str, state: KeyState) -> None:
+        journeys = state.all()
+        if not journeys:
+            return
+        deadline = min(self._deadline(j) for j in journeys)
+        if deadline < state.scheduled:
+            state.scheduled = deadline
+            heapq.heappush(self._deadlines, (deadline, key))
+
+    def _evict(self, key: str, state: KeyState, watermark_ms: int) -> None:
+        def alive(journey: Journey) -> bool:
+            return journey.status == "open" or self._deadline(journey) > watermark_ms
+
+        if state.journey is not None and not alive(state.journey):
+            state.journey = None
+            self._dirty.add(key)
+        kept = [j for j in state.sessions if alive(j)]
+        if len(kept) != len(state.sessions):
+            state.sessions = kept
+            self._dirty.add(key)
+        horizon = watermark_ms - self._gap - self._lateness
+        for journey_id in [k for k, (_, last) in state.retired.items() if last < horizon]:
+            del state.retired[journey_id]
+            self._dirty.add(key)
+        if state.journey is None and not state.sessions:
+            del self._keys[key]
+        else:
+            self._schedule(key, state)

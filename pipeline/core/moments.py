@@ -1,0 +1,214 @@
+"""Peak-end moments of one journey: an order-independent accumulator.
+
+Every choice is a maximum under a total order (peak, best, worst, end, first, last, outcome) and
+the valence sum is kept in integer fixed point, so any arrival order of the same events, and any
+merge tree, gives identical results, bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# One applied event, compact and JSON-able:
+# (occurred_ms, event_id, type, valence or None for markers, touchpoint, channel, stage, outcome,
+#  customer_id, segment attributes as ((key, value), ...)).
+Entry = tuple[int, str, str, float | None, str, str, str, str, str, tuple[tuple[str, str], ...]]
+
+# Valences are summed as integers in units of 1e-12: exact, so the mean ignores arrival order.
+FIXED = 10**12
+
+
+def peak_beats(a: Entry, b: Entry) -> bool:
+    """Does moment `a` beat `b` as the peak? Largest |valence|, then negative, then earliest."""
+    av = a[3]
+    bv = b[3]
+    assert av is not None and bv is not None
+    aa = abs(av)
+    ba = abs(bv)
+    if aa != ba:
+        return aa > ba
+    if av != bv:
+        return av < bv
+    return (a[0], a[1]) < (b[0], b[1])
+
+
+@dataclass(frozen=True, slots=True)
+class PeakEnd:
+    """The summary of a journey's moments (`JourneyMoments.result()`)."""
+
+    peak: float | None
+    end: float | None
+    peak_end_score: float | None
+    mean: float | None
+    best: float | None
+    worst: float | None
+    moments: int
+    events: int
+    duration_ms: int
+
+
+class JourneyMoments:
+    """Accumulates the moments of one journey (the `Accumulator` protocol).
+
+    >>> m = JourneyMoments()
+    >>> for ms, eid, v in [(0, "a", 0.1), (1000, "b", -0.9), (2000, "c", 0.6)]:
+    ...     m.update((ms, eid, "interaction", v, "tp", "web", "use", "", "cust", ()))
+    >>> r = m.result()
+    >>> (r.peak, r.end, round(r.peak_end_score, 12), r.best, r.worst)
+    (-0.9, 0.6, -0.15, 0.6, -0.9)
+    >>> round(r.mean, 12), r.duration_ms
+    (-0.066666666667, 2000)
+    """
+
+    __slots__ = (
+        "best",
+        "end",
+        "end_window_ms",
+        "events",
+        "first",
+        "has_end_marker",
+        "last",
+        "moments",
+        "outcome",
+        "peak",
+        "sum_fixed",
+        "tail",
+        "worst",
+    )
+
+    def __init__(self, end_window_ms: int = 0) -> None:
+        self.end_window_ms = end_window_ms
+        self.events = 0
+        self.moments = 0
+        self.sum_fixed = 0
+        self.first: Entry | None = None  # earliest event, markers included
+        self.last: Entry | None = None  # latest event, markers included
+        self.peak: Entry | None = None
+        self.best: Entry | None = None
+        self.worst: Entry | None = None
+        self.end: Entry | None = None  # last moment
+        self.outcome: Entry | None = None  # last outcome event naming an outcome
+        self.has_end_marker = False
+        self.tail: list[Entry] = []  # moments inside the end window (end_window_ms > 0 only)
+
+    def update(self, entry: Entry) -> None:
+        ms = entry[0]
+        eid = entry[1]
+        self.events += 1
+        first = self.first
+        if first is None or ms < first[0] or (ms == first[0] and eid < first[1]):
+            self.first = entry
+        last = self.last
+        if last is None or ms > last[0] or (ms == last[0] and eid > last[1]):
+            self.last = entry
+        kind = entry[2]
+        if kind == "journey_end":
+            self.has_end_marker = True
+        elif kind == "outcome" and entry[7]:
+            out = self.outcome
+            if out is None or ms > out[0] or (ms == out[0] and eid > out[1]):
+                self.outcome = entry
+        v = entry[3]
+        if v is None:
+            return
+        self.moments += 1
+        self.sum_fixed += round(v * FIXED)
+        peak = self.peak
+        if peak is None or peak_beats(entry, peak):
+            self.peak = entry
+        best = self.best
+        if best is None or v > best[3] or (v == best[3] and (ms, eid) < (best[0], best[1])):  # type: ignore[operator]
+            self.best = entry
+        worst = self.worst
+        if worst is None or v < worst[3] or (v == worst[3] and (ms, eid) < (worst[0], worst[1])):  # type: ignore[operator]
+            self.worst = entry
+        end = self.end
+        if end is None or ms > end[0] or (ms == end[0] and eid > end[1]):
+            self.end = entry
+        if self.end_window_ms > 0:
+            self._add_tail(entry)
+
+    def _add_tail(self, entry: Entry) -> None:
+        end = self.end
+        assert end is not None
+        cutoff = end[0] - self.end_window_ms
+        if end is entry:  # the end moved later: drop what fell out of the window
+            self.tail = [e for e in self.tail if e[0] >= cutoff]
+        if entry[0] >= cutoff:
+            self.tail.append(entry)
+
+    def merge(self, other: JourneyMoments) -> JourneyMoments:
+        """A new accumulator holding both (their events must be disjoint)."""
+        out = JourneyMoments(self.end_window_ms)
+        out.events = self.events + other.events
+        out.moments = self.moments + other.moments
+        out.sum_fixed = self.sum_fixed + other.sum_fixed
+        out.has_end_marker = self.has_end_marker or other.has_end_marker
+        out.first = _pick(self.first, other.first, _earlier)
+        out.last = _pick(self.last, other.last, _later)
+        out.outcome = _pick(self.outcome, other.outcome, _later)
+        out.peak = _pick(self.peak, other.peak, peak_beats)
+        out.best = _pick(self.best, other.best, _higher)
+        out.worst = _pick(self.worst, other.worst, _lower)
+        out.end = _pick(self.end, other.end, _later)
+        if out.end is not None and self.end_window_ms > 0:
+            cutoff = out.end[0] - self.end_window_ms
+            out.tail = [e for e in self.tail + other.tail if e[0] >= cutoff]
+        return out
+
+    def end_valence(self) -> float | None:
+        end = self.end
+        if end is None:
+            return None
+        if self.end_window_ms <= 0 or len(self.tail) <= 1:
+            return end[3]
+        total = sum(round((e[3] or 0.0) * FIXED) for e in self.tail)
+        return total / len(self.tail) / FIXED
+
+    def mean_valence(self) -> float | None:
+        return self.sum_fixed / self.moments / FIXED if self.moments else None
+
+    def result(self) -> PeakEnd:
+        peak = None if self.peak is None else self.peak[3]
+        end = self.end_valence()
+        first, last = self.first, self.last
+        return PeakEnd(
+            peak=peak,
+            end=end,
+            peak_end_score=None if peak is None or end is None else (peak + end) / 2,
+            mean=self.mean_valence(),
+            best=None if self.best is None else self.best[3],
+            worst=None if self.worst is None else self.worst[3],
+            moments=self.moments,
+            events=self.events,
+            duration_ms=0 if first is None or last is None else last[0] - first[0],
+        )
+
+
+def _earlier(a: Entry, b: Entry) -> bool:
+    return (a[0], a[1]) < (b[0], b[1])
+
+
+def _later(a: Entry, b: Entry) -> bool:
+    return (a[0], a[1]) > (b[0], b[1])
+
+
+def _higher(a: Entry, b: Entry) -> bool:
+    av, bv = a[3], b[3]
+    assert av is not None and bv is not None
+    return av > bv or (av == bv and _earlier(a, b))
+
+
+def _lower(a: Entry, b: Entry) -> bool:
+    av, bv = a[3], b[3]
+    assert av is not None and bv is not None
+    return av < bv or (av == bv and _earlier(a, b))
+
+
+def _pick(a: Entry | None, b: Entry | None, beats: Callable[[Entry, Entry], bool]) -> Entry | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if beats(b, a) else a

@@ -1,0 +1,219 @@
+"""Survey accumulators: NPS, CES, CSAT and the negative-end share (DESIGN.md 1, "Survey metrics").
+
+Each keeps sufficient statistics (counts and sums, exact in floating point because CES answers on
+the 1-7 scale are multiples of 0.5), so buckets merge into any window exactly, in any order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Self
+
+from pipeline.core.stats import Z95, adjusted_wald_nps, wilson
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A metric's value over some answers, with its 95% interval (None without answers)."""
+
+    n: int
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class NpsWindow:
+    """Net Promoter Score: promoters 9-10, passives 7-8, detractors 0-6.
+
+    >>> w = NpsWindow(promoters=60, passives=25, detractors=15)
+    >>> r = w.result()
+    >>> r.n, r.value, round(r.ci_low, 1), round(r.ci_high, 1)
+    (100, 45.0, 29.3, 58.0)
+    >>> w.update(10); w.update(3); w.promoters, w.detractors
+    (61, 16)
+    """
+
+    __slots__ = ("detractors", "passives", "promoters")
+    metric = "nps"
+
+    def __init__(self, promoters: int = 0, passives: int = 0, detractors: int = 0) -> None:
+        self.promoters = promoters
+        self.passives = passives
+        self.detractors = detractors
+
+    @property
+    def n(self) -> int:
+        return self.promoters + self.passives + self.detractors
+
+    def update(self, item: int) -> None:
+        if item >= 9:
+            self.promoters += 1
+        elif item >= 7:
+            self.passives += 1
+        else:
+            self.detractors += 1
+
+    def merge(self, other: Self) -> Self:
+        return type(self)(self.promoters + other.promoters, self.passives + other.passives,
+                          self.detractors + other.detractors)
+
+    def score(self) -> float | None:
+        """NPS in points, 100 x (P - D) / n."""
+        n = self.n
+        return 100.0 * (self.promoters - self.detractors) / n if n else None
+
+    def variance(self) -> float:
+        """Per-answer trinomial variance of the promoter-minus-detractor score (in points^2)."""
+        n = self.n
+        if not n:
+            return 0.0
+        p = self.promoters / n
+        d = self.detractors / n
+        return 10000.0 * (p + d - (p - d) ** 2)
+
+    def result(self) -> Estimate:
+        n = self.n
+        if not n:
+            return Estimate(0, None, None, None)
+        low, high = adjusted_wald_nps(self.promoters, self.detractors, n)
+        return Estimate(n, self.score(), low, high)
+
+
+class CesWindow:
+    """Customer Effort Score on 1-7 (higher = easier): mean, share easy (>= 5), hard (<= 3).
+
+    Items are answers already on the 1-7 scale (`valence.ces_on_7` maps 1-5 answers).
+
+    >>> w = CesWindow()
+    >>> for x in (7.0, 5.5, 4.0, 2.5, 1.0): w.update(x)
+    >>> r = w.result()
+    >>> r.n, r.value, round(r.ci_low, 3), round(r.ci_high, 3), w.easy, w.hard
+    (5, 4.0, 1.921, 6.079, 2, 2)
+    """
+
+    __slots__ = ("easy", "hard", "n", "total", "total_sq")
+    metric = "ces"
+
+    def __init__(self, n: int = 0, total: float = 0.0, total_sq: float = 0.0, easy: int = 0,
+                 hard: int = 0) -> None:
+        self.n = n
+        self.total = total
+        self.total_sq = total_sq
+        self.easy = easy
+        self.hard = hard
+
+    def update(self, item: float) -> None:
+        self.n += 1
+        self.total += item
+        self.total_sq += item * item
+        if item >= 5.0:
+            self.easy += 1
+        elif item <= 3.0:
+            self.hard += 1
+
+    def merge(self, other: Self) -> Self:
+        return type(self)(self.n + other.n, self.total + other.total,
+                          self.total_sq + other.total_sq, self.easy + other.easy,
+                          self.hard + other.hard)
+
+    def score(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    def variance(self) -> float:
+        """Sample variance of the answers (n - 1 denominator; 0 below two answers)."""
+        n = self.n
+        if n < 2:
+            return 0.0
+        return max(0.0, (self.total_sq - self.total * self.total / n) / (n - 1))
+
+    def share_easy(self) -> float | None:
+        return self.easy / self.n if self.n else None
+
+    def share_hard(self) -> float | None:
+        return self.hard / self.n if self.n else None
+
+    def result(self) -> Estimate:
+        n = self.n
+        if not n:
+            return Estimate(0, None, None, None)
+        mean = self.total / n
+        half = Z95 * math.sqrt(self.variance() / n)
+        return Estimate(n, mean, max(1.0, mean - half), min(7.0, mean + half))
+
+
+class ShareWindow:
+    """A share of yes answers with a Wilson interval; counts may take deltas (+1 / -1)."""
+
+    __slots__ = ("n", "positives")
+    metric = "share"
+
+    def __init__(self, n: int = 0, positives: int = 0) -> None:
+        self.n = n
+        self.positives = positives
+
+    def update(self, item: bool) -> None:
+        self.n += 1
+        if item:
+            self.positives += 1
+
+    def apply_delta(self, item: bool, sign: int) -> None:
+        self.n += sign
+        if item:
+            self.positives += sign
+
+    def merge(self, other: Self) -> Self:
+        return type(self)(self.n + other.n, self.positives + other.positives)
+
+    def score(self) -> float | None:
+        return self.positives / self.n if self.n > 0 else None
+
+    def variance(self) -> float:
+        p = self.score()
+        return 0.0 if p is None else p * (1 - p)
+
+    def result(self) -> Estimate:
+        if self.n <= 0:
+            return Estimate(0, None, None, None)
+        low, high = wilson(self.positives, self.n)
+        return Estimate(self.n, self.positives / self.n, low, high)
+
+
+class CsatWindow(ShareWindow):
+    """CSAT on 1-5: share satisfied (4-5), Wilson interval.
+
+    >>> w = CsatWindow()
+    >>> for x in (5, 4, 4, 3, 1): w.update(x)
+    >>> r = w.result()
+    >>> r.value, round(r.ci_low, 3), round(r.ci_high, 3)
+    (0.6, 0.231, 0.882)
+    """
+
+    __slots__ = ()
+    metric = "csat"
+
+    def update(self, item: int | bool) -> None:
+        self.n += 1
+        if item >= 4:
+            self.positives += 1
+
+
+class NegativeEndWindow(ShareWindow):
+    """Share of closed journeys whose end valence is below 0; retractable by deltas.
+
+    >>> w = NegativeEndWindow()
+    >>> w.apply_delta(True, 1); w.apply_delta(False, 1); w.apply_delta(True, -1)
+    >>> w.n, w.positives, w.result().value
+    (1, 0, 0.0)
+    """
+
+    __slots__ = ()
+    metric = "negative_end"
+
+
+WINDOW_TYPES: dict[str, type[NpsWindow | CesWindow | CsatWindow | NegativeEndWindow]] = {
+    "nps": NpsWindow,
+    "ces": CesWindow,
+    "csat": CsatWindow,
+    "negative_end": NegativeEndWindow,
+}

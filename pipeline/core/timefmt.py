@@ -1,0 +1,45 @@
+"""Event time as integer epoch milliseconds, and its RFC 3339 text form for records.
+
+The core compares and buckets integer milliseconds; text appears only at the record boundary.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def format_ms(ms: int) -> str:
+    """RFC 3339 in UTC with milliseconds and `Z`.
+
+    >>> format_ms(1795367409123)
+    '2026-11-22T17:10:09.123Z'
+    >>> format_ms(-1)
+    '1969-12-31T23:59:59.999Z'
+    """
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_ms(text: str) -> int:
+    """Inverse of `format_ms`; accepts any RFC 3339 offset.
+
+    >>> parse_ms('2026-11-22T17:10:09.123Z')
+    1795367409123
+    >>> parse_ms('2026-11-22T18:10:09.123+01:00')
+    1795367409123
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return (moment - _EPOCH) // _MS
+
+
+def format_opt(ms: int | None) -> str | None:
+    return None if ms is None else format_ms(ms)
+
+
+def parse_opt(text: str | None) -> int | None:
+    return None if text is None or text == "" else parse_ms(text)

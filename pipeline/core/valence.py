@@ -1,0 +1,68 @@
+"""Valence of a moment (DESIGN.md 1): given, else from survey answers, else from signals, else 0.
+
+`journey_end` and `outcome` events without any of these are markers (valence `None`): they close
+a journey or record an outcome but never become its peak or end.
+"""
+
+from __future__ import annotations
+
+from pipeline.core.event import Survey, TouchpointEvent
+from pipeline.core.scoring import ScoringRules
+
+_MARKER_TYPES = frozenset({"journey_end", "outcome"})
+
+
+def ces_on_7(ces: int, scale: int | None) -> float:
+    """CES on the 1-7 scale; 1-5 answers map by 1 + (x-1) * 1.5. A missing scale means 7.
+
+    >>> [ces_on_7(x, 5) for x in range(1, 6)]
+    [1.0, 2.5, 4.0, 5.5, 7.0]
+    >>> ces_on_7(6, 7)
+    6.0
+    """
+    if scale == 5:
+        return 1.0 + (ces - 1) * 1.5
+    return float(ces)
+
+
+def survey_valence(survey: Survey) -> float | None:
+    """Mean of the answers' valences: NPS (s-5)/5, CES (c-4)/3 on 1-7, CSAT (c-3)/2.
+
+    >>> survey_valence(Survey(nps=10))
+    1.0
+    >>> survey_valence(Survey(nps=0, csat=5))
+    0.0
+    >>> survey_valence(Survey(ces=1, ces_scale=5))
+    -1.0
+    >>> survey_valence(Survey(comment="hi")) is None
+    True
+    """
+    total = 0.0
+    count = 0
+    if survey.nps is not None:
+        total += (survey.nps - 5) / 5
+        count += 1
+    if survey.ces is not None:
+        total += (ces_on_7(survey.ces, survey.ces_scale) - 4.0) / 3.0
+        count += 1
+    if survey.csat is not None:
+        total += (survey.csat - 3) / 2
+        count += 1
+    return total / count if count else None
+
+
+def moment_valence(event: TouchpointEvent, rules: ScoringRules) -> float | None:
+    """The event's valence, or `None` when it is a marker (not a moment)."""
+    if event.valence is not None:
+        return event.valence
+    survey = event.survey
+    if survey is not None:
+        from_survey = survey_valence(survey)
+        if from_survey is not None:
+            return from_survey
+    signals = event.signals
+    if signals is not None and not signals.is_empty():
+        return rules.score(signals)
+    if event.type in _MARKER_TYPES:
+        return None
+    return 0.0

@@ -1,0 +1,139 @@
+"""Reusable fixture builders for the core tests: events and the DESIGN.md scenarios."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from pipeline.core.event import Signals, Survey, TouchpointEvent
+
+T0 = 1_795_000_000_000  # 2026-11-18T11:06:40Z, a fixed epoch-ms origin
+MIN = 60_000
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+
+
+def event(
+    eid: str,
+    ms: int,
+    *,
+    customer: str = "c1",
+    journey: str | None = None,
+    type: str = "interaction",
+    touchpoint: str = "web",
+    channel: str = "web",
+    stage: str = "use",
+    valence: float | None = None,
+    signals: Signals | None = None,
+    survey: Survey | None = None,
+    outcome: str | None = None,
+    attributes: dict[str, str] | None = None,
+) -> TouchpointEvent:
+    return TouchpointEvent(
+        event_id=eid,
+        occurred_at=datetime.fromtimestamp(ms / 1000, UTC),
+        producer="test",
+        customer_id=customer,
+        type=type,  # type: ignore[arg-type]
+        touchpoint=touchpoint,
+        channel=channel,  # type: ignore[arg-type]
+        stage=stage,  # type: ignore[arg-type]
+        journey_id=journey,
+        valence=valence,
+        signals=signals,
+        survey=survey,
+        outcome=outcome,
+        attributes=attributes or {},
+        occurred_ms=ms,
+    )
+
+
+def hotel_water_at_checkout(t: int = T0) -> list[TouchpointEvent]:
+    """A middling stay with a bad middle, lifted by two bottles of water at checkout."""
+    j = "hotel-1"
+    return [
+        event("h1", t, journey=j, touchpoint="booking", valence=0.2, stage="purchase"),
+        event("h2", t + 4 * HOUR, journey=j, touchpoint="check_in", valence=0.1),
+        event("h3", t + 10 * HOUR, journey=j, touchpoint="room", valence=-0.5),
+        event("h4", t + 20 * HOUR, journey=j, touchpoint="breakfast", valence=0.0),
+        event("h5", t + 26 * HOUR, journey=j, touchpoint="checkout", valence=0.8,
+              stage="after_sales"),
+        event("h6", t + 26 * HOUR + MIN, journey=j, type="journey_end", touchpoint="checkout"),
+    ]
+
+
+def hotline_hell(t: int = T0) -> list[TouchpointEvent]:
+    """Investment-firm hotline: 1 h to get through, 4 transfers, still unresolved."""
+    j = "invest-1"
+    return [
+        event("i1", t, journey=j, touchpoint="hotline", channel="phone", stage="after_sales",
+              signals=Signals(wait_seconds=3600, transfers=4, resolved=False)),
+        event("i2", t + 3 * DAY, journey=j, touchpoint="email", channel="email",
+              stage="after_sales", signals=Signals(wait_seconds=0, resolved=False)),
+        event("i3", t + 9 * DAY, journey=j, touchpoint="hotline", channel="phone",
+              stage="after_sales", signals=Signals(wait_seconds=1500, transfers=2,
+                                                   resolved=False)),
+    ]
+
+
+def bank_first_ring(t: int = T0) -> list[TouchpointEvent]:
+    """A bank answering at the first ring and resolving within 2 minutes."""
+    return [event("b1", t, journey="bank-1", touchpoint="hotline", channel="phone",
+                  signals=Signals(wait_seconds=5, handle_seconds=110, resolved=True))]
+
+
+def telecom_so_so(t: int = T0) -> list[TouchpointEvent]:
+    """Hotline, account manager and store all rated 'okay / so-so': a flat journey."""
+    j = "telco-1"
+    return [
+        event("t1", t, journey=j, touchpoint="hotline", channel="phone", survey=Survey(csat=3)),
+        event("t2", t + DAY, journey=j, touchpoint="account_manager", channel="phone",
+              survey=Survey(nps=6)),
+        event("t3", t + 2 * DAY, journey=j, touchpoint="store", channel="store",
+              survey=Survey(ces=4, ces_scale=7)),
+        event("t4", t + 3 * DAY, journey=j, touchpoint="hotline", channel="phone",
+              valence=0.0),
+    ]
+
+
+def complaint_resolved_well(t: int = T0) -> list[TouchpointEvent]:
+    """Service recovery: a complaint handled so well the customer ends up a promoter."""
+    j = "recovery-1"
+    return [
+        event("r1", t, journey=j, touchpoint="delivery", signals=Signals(error=True)),
+        event("r2", t + HOUR, journey=j, touchpoint="chat", channel="chat",
+              signals=Signals(wait_seconds=20, resolved=True)),
+        event("r3", t + 2 * HOUR, journey=j, type="survey", touchpoint="chat", channel="chat",
+              survey=Survey(nps=10, csat=5)),
+        event("r4", t + 30 * DAY - HOUR, journey=j, type="outcome", touchpoint="shop",
+              outcome="repurchase"),
+    ]
+
+
+def nps_answers(rng: random.Random, n: int, promoters: float, detractors: float
+                ) -> Iterator[int]:
+    """n NPS answers with the given promoter and detractor shares."""
+    for _ in range(n):
+        u = rng.random()
+        if u < promoters:
+            yield rng.choice((9, 10))
+        elif u < promoters + detractors:
+            yield rng.randint(0, 6)
+        else:
+            yield rng.choice((7, 8))
+
+
+def nps_stream(rng: random.Random, start: int, hours: int, per_hour: int, promoters: float,
+               detractors: float, *, prefix: str = "s", touchpoint: str = "checkout"
+               ) -> list[TouchpointEvent]:
+    """Survey events spread evenly over `hours` hours, `per_hour` each hour."""
+    out = []
+    step = HOUR // per_hour
+    for h in range(hours):
+        answers = nps_answers(rng, per_hour, promoters, detractors)
+        for i, score in enumerate(answers):
+            ms = start + h * HOUR + i * step
+            out.append(event(f"{prefix}{h}-{i}", ms, customer=f"{prefix}c{h}-{i}",
+                             type="survey", touchpoint=touchpoint, survey=Survey(nps=score)))
+    return out

@@ -1,0 +1,256 @@
+"""JourneyTracker and JourneyMoments: scenarios, life cycle, state, order independence."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scenarios import (
+    DAY,
+    HOUR,
+    MIN,
+    T0,
+    bank_first_ring,
+    complaint_resolved_well,
+    event,
+    hotel_water_at_checkout,
+    hotline_hell,
+    telecom_so_so,
+)
+
+from pipeline.core.config import JourneyConfig
+from pipeline.core.event import Signals, TouchpointEvent
+from pipeline.core.journeys import JourneyTracker
+from pipeline.core.records import JourneyRecord
+
+
+def run(events: list[TouchpointEvent], config: JourneyConfig | None = None,
+        final_ms: int | None = None) -> tuple[JourneyTracker, dict[str, JourneyRecord]]:
+    """Apply in the given order with stream time = max event time seen; latest record per id."""
+    tracker = JourneyTracker(config)
+    latest: dict[str, JourneyRecord] = {}
+    wm = -(1 << 60)
+    for e in events:
+        wm = max(wm, e.occurred_ms)
+        records, reason = tracker.apply(e, wm)
+        assert reason is None
+        records += tracker.advance(wm)
+        for r in records:
+            assert r.version > latest[r.journey_id].version if r.journey_id in latest else True
+            latest[r.journey_id] = r
+    if final_ms is not None:
+        for r in tracker.advance(final_ms):
+            assert r.version > latest[r.journey_id].version
+            latest[r.journey_id] = r
+    return tracker, latest
+
+
+def test_hotel_positive_end_lifts_a_bad_middle() -> None:
+    _, out = run(hotel_water_at_checkout())
+    r = out["hotel-1"]
+    assert r.status == "closed" and r.close_reason == "journey_end"
+    assert (r.events, r.moments) == (6, 5)
+    assert r.worst_valence == -0.5 and r.worst_touchpoint == "room"
+    assert r.end_valence == 0.8 and r.end_touchpoint == "checkout"
+    assert r.peak_valence == 0.8 and r.peak_end_score == pytest.approx(0.8)
+    assert r.mean_valence == pytest.approx(0.12)
+    assert r.peak_end_score > r.mean_valence  # remembered better than the average
+
+
+def test_hotline_negative_peak_and_end_against_a_first_ring_bank() -> None:
+    _, out = run(hotline_hell(), final_ms=T0 + 12 * DAY)
+    r = out["invest-1"]
+    assert r.peak_valence is not None and r.peak_valence < -0.95
+    assert r.peak_touchpoint == "hotline" and r.peak_event_id == "i1"
+    assert r.end_valence is not None and r.end_valence < -0.5
+    assert r.peak_end_score is not None and r.peak_end_score < -0.7
+    assert r.status == "closed" and r.close_reason == "idle_gap"
+    _, bank = run(bank_first_ring())
+    assert bank["bank-1"].peak_valence == 0.5 and bank["bank-1"].end_valence == 0.5
+
+
+def test_flat_journey_has_no_standout_peak() -> None:
+    _, out = run(telecom_so_so())
+    r = out["telco-1"]
+    assert r.moments == 4
+    assert r.peak_valence is not None and r.end_valence is not None
+    assert r.mean_valence is not None
+    assert abs(r.peak_valence - r.mean_valence) <= 0.2
+    assert abs(r.end_valence - r.mean_valence) <= 0.2
+    assert abs(r.peak_valence) <= 0.2
+
+
+def test_complaint_resolved_well_ends_high_with_the_outcome() -> None:
+    _, out = run(complaint_resolved_well())
+    r = out["recovery-1"]
+    assert r.worst_valence == -0.8
+    assert r.end_valence == 1.0 and r.peak_valence == 1.0  # the outcome marker is not a moment
+    assert r.outcome == "repurchase" and r.events == 4 and r.moments == 3
+    assert r.end_event_id == "r3"
+
+
+def test_peak_tie_goes_to_the_negative_then_the_earliest() -> None:
+    _, out = run([event("a", T0, journey="j", valence=0.6),
+                  event("b", T0 + MIN, journey="j", valence=-0.6),
+                  event("c", T0 + 2 * MIN, journey="j", valence=-0.6)])
+    assert out["j"].peak_event_id == "b"
+
+
+def test_markers_only_journey_has_null_moments() -> None:
+    _, out = run([event("a", T0, journey="j", type="outcome", outcome="churn"),
+                  event("b", T0 + MIN, journey="j", type="journey_end")])
+    r = out["j"]
+    assert r.moments == 0 and r.peak_valence is None and r.end_valence is None
+    assert r.peak_end_score is None and r.mean_valence is None and r.outcome == "churn"
+    assert r.to_dict()["peak_at"] is None
+
+
+def test_end_window_averages_the_last_moments() -> None:
+    config = JourneyConfig(end_window_ms=5 * MIN)
+    _, out = run([event("a", T0, journey="j", valence=-1.0),
+                  event("b", T0 + 10 * MIN, journey="j", valence=0.2),
+                  event("c", T0 + 14 * MIN, journey="j", valence=0.6)], config)
+    assert out["j"].end_valence == pytest.approx(0.4)
+    assert out["j"].end_event_id == "c"
+
+
+def test_customer_journeys_split_by_idle_gap_and_close_on_stream_time() -> None:
+    events = [event("a", T0), event("b", T0 + 10 * MIN), event("c", T0 + 50 * MIN)]
+    tracker, out = run(events)
+    first, second = sorted(out.values(), key=lambda r: r.started_at)
+    assert first.journey_id == "c1@2026-11-18T11:06:40.000Z"
+    assert first.keyed_by == "customer_gap" and first.events == 2
+    assert first.status == "closed" and first.close_reason == "idle_gap"
+    assert second.status == "open" and second.events == 1
+    closed = tracker.advance(T0 + 50 * MIN + 30 * MIN + 1)
+    assert [(r.journey_id, r.status) for r in closed] == [(second.journey_id, "closed")]
+
+
+def test_max_length_closes_and_splits() -> None:
+    config = JourneyConfig(max_length_ms=HOUR)
+    events = [event(f"e{i}", T0 + i * 20 * MIN) for i in range(5)]  # never idle for 30 min
+    _, out = run(events, config)
+    starts = sorted((r.started_at, r.events, r.status, r.close_reason) for r in out.values())
+    assert starts == [(T0, 3, "closed", "max_length"), (T0 + HOUR, 2, "open", "")]
+
+
+def test_late_and_duplicate_events_are_rejected() -> None:
+    tracker = JourneyTracker()
+    assert tracker.apply(event("a", T0), T0)[1] is None
+    assert tracker.apply(event("a", T0), T0) == ([], "duplicate")
+    assert tracker.apply(event("z", T0 - DAY - 1), T0) == ([], "late")
+    records, reason = tracker.apply(event("y", T0 - DAY), T0)  # exactly at the allowed lateness
+    assert reason is None and records
+
+
+def test_late_event_reopens_a_closed_journey_and_versions_grow() -> None:
+    tracker = JourneyTracker()
+    r1 = tracker.apply(event("a", T0, journey="j", valence=0.5), T0)[0][0]
+    closed = tracker.advance(T0 + 2 * HOUR)
+    assert closed[0].status == "closed" and closed[0].version > r1.version
+    late = tracker.apply(event("b", T0 + MIN, journey="j", valence=-0.9), T0 + 2 * HOUR)[0][0]
+    assert late.status == "closed" and late.events == 2 and late.peak_valence == -0.9
+    assert late.version > closed[0].version
+    assert late.version == 4 * 2 + 1
+
+
+def test_late_event_bridging_two_customer_journeys_supersedes_one() -> None:
+    tracker = JourneyTracker()
+    wm = T0 + 70 * MIN
+    for e in [event("a", T0, valence=0.1), event("b", T0 + 10 * MIN, valence=0.2),
+              event("c", T0 + 50 * MIN, valence=-0.3), event("d", wm, valence=0.4)]:
+        tracker.apply(e, e.occurred_ms)
+    records, reason = tracker.apply(event("x", T0 + 30 * MIN, valence=-0.9), wm)
+    assert reason is None
+    by_status = {r.status: r for r in records}
+    assert by_status["superseded"].journey_id == "c1@2026-11-18T11:56:40.000Z"
+    merged = by_status["open"]
+    assert merged.journey_id == "c1@2026-11-18T11:06:40.000Z"
+    assert merged.events == 5 and merged.peak_valence == -0.9 and merged.end_valence == 0.4
+    assert len(tracker.journeys()) == 1
+
+
+def test_negative_end_counts_at_close_and_is_retracted_on_change() -> None:
+    tracker = JourneyTracker()
+    tracker.apply(event("a", T0, journey="j", valence=-0.5, touchpoint="hotline"), T0)
+    assert tracker.drain_end_deltas() == []
+    tracker.advance(T0 + HOUR)
+    [added] = tracker.drain_end_deltas()
+    assert (added.at_ms, added.negative, added.sign) == (T0, True, 1)
+    assert ("touchpoint", "hotline") in added.segments
+    tracker.apply(event("b", T0 + MIN, journey="j", valence=0.5), T0 + HOUR)
+    retracted, readded = tracker.drain_end_deltas()
+    assert (retracted.negative, retracted.sign) == (True, -1)
+    assert (readded.at_ms, readded.negative, readded.sign) == (T0 + MIN, False, 1)
+
+
+def test_state_round_trips_through_json_and_eviction_bounds_memory() -> None:
+    tracker = JourneyTracker()
+    extra = event("x1", T0 + 27 * HOUR, customer="c9", attributes={"region": "eu"},
+                  signals=Signals(error=True))
+    for e in [*hotel_water_at_checkout(), extra]:
+        tracker.apply(e, e.occurred_ms)
+    keys = tracker.drain_dirty_keys()
+    assert keys == {"hotel-1", "c9"}
+    restored = JourneyTracker()
+    for key in keys:
+        restored.load_key(key, json.loads(json.dumps(tracker.dump_key(key))))
+        assert restored.dump_key(key) == tracker.dump_key(key)
+    late = event("h7", T0 + 5 * HOUR, journey="hotel-1", valence=-1.0)
+    assert restored.apply(late, T0 + 27 * HOUR) == tracker.apply(late, T0 + 27 * HOUR)
+    later = T0 + 27 * HOUR + 30 * MIN + DAY + 2
+    assert restored.advance(later) == tracker.advance(later)
+    assert len(tracker) == 0 and tracker.dump_key("c9") is None
+    assert tracker.drain_dirty_keys() >= {"hotel-1", "c9"}
+
+
+# -- order independence ------------------------------------------------------------------------
+
+_WIDE = JourneyConfig(allowed_lateness_ms=30 * DAY)
+
+
+@st.composite
+def journey_events(draw: st.DrawFn, with_end_markers: bool) -> list[TouchpointEvent]:
+    n = draw(st.integers(1, 25))
+    types = ["interaction", "survey", "outcome"] + (["journey_end"] if with_end_markers else [])
+    out = []
+    for i in range(n):
+        customer = draw(st.sampled_from(["c1", "c2"]))
+        journey = draw(st.sampled_from([None, None, "j1", "j2"]))
+        ms = T0 + draw(st.integers(0, 12)) * 10 * MIN  # coarse: many equal timestamps
+        valence = draw(st.one_of(st.none(), st.sampled_from([-1.0, -0.5, 0.0, 0.3, 0.5, 1.0])))
+        out.append(event(f"e{i:02d}", ms, customer=customer, journey=journey,
+                         type=draw(st.sampled_from(types)), valence=valence,
+                         touchpoint=draw(st.sampled_from(["a", "b"])),
+                         outcome="churn" if draw(st.booleans()) else None))
+    return out
+
+
+def final_state(events: list[TouchpointEvent]) -> list[JourneyRecord]:
+    final = max(e.occurred_ms for e in events)
+    tracker, _ = run(events, _WIDE, final_ms=final)
+    return sorted((tracker.record(j) for j in tracker.journeys()), key=lambda r: r.journey_id)
+
+
+@settings(max_examples=150, deadline=None)
+@given(journey_events(with_end_markers=False), st.randoms(use_true_random=False))
+def test_shuffled_input_gives_identical_journeys(events: list[TouchpointEvent],
+                                                 rnd: random.Random) -> None:
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    assert final_state(shuffled) == final_state(events)
+
+
+@settings(max_examples=150, deadline=None)
+@given(journey_events(with_end_markers=True), st.randoms(use_true_random=False))
+def test_shuffled_input_with_journey_ends_gives_identical_moments(
+        events: list[TouchpointEvent], rnd: random.Random) -> None:
+    # A late journey_end can split a customer journey, which bumps versions (docs/core.md), so
+    # compare everything but the version here.
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    strip = [{**r.to_dict(), "version": 0} for r in final_state(events)]
+    assert [{**r.to_dict(), "version": 0} for r in final_state(shuffled)] == strip
