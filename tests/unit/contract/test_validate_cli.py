@@ -11,7 +11,7 @@ from pipeline.contract.dead_letters import DeadLetter
 
 
 def write_mixed(path: Path) -> tuple[int, int]:
-    lines = [data for _, data in VALID if b"\n" not in data.strip()]
+    lines = [data for _, data in VALID if b"\n" not in data]
     bad = [case.data for case in INVALID if b"\n" not in case.data and case.data.strip()]
     path.write_bytes(b"\n".join(lines + bad) + b"\n\n")
     return len(lines), len(bad)
