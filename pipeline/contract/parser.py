@@ -48,6 +48,7 @@ _OCCURRED_AT = re.compile(
     r"[0-9]{4}-(?:0[1-9]|1[0-2])-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
+_INF = math.inf
 _ATTRIBUTE_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
@@ -162,31 +163,33 @@ def _occurred_at(value: object) -> datetime:
                          "(e.g. 2026-11-22T17:10:09.123Z or 2026-11-22T18:10:09+01:00)")
 
 
+def _seconds(name: str, item: object) -> float:
+    seconds = _number(f"signals.{name}", item)
+    if seconds < 0:
+        _fail(f"signals.{name}", f"{_show(item)} is below the minimum 0")
+    return seconds
+
+
 def _signals(value: object) -> Signals:
     if type(value) is not dict:
         _wrong_type("signals", "an object", value)
-    if not value.keys() <= _SIGNAL_SET:
-        _unknown("signals", value.keys(), SIGNAL_FIELDS)
-    wait = value.get("wait_seconds")
-    handle = value.get("handle_seconds")
-    transfers = value.get("transfers")
-    resolved = value.get("resolved")
-    error = value.get("error")
-    if wait is not None or "wait_seconds" in value:
-        wait = _number("signals.wait_seconds", wait)
-        if wait < 0:
-            _fail("signals.wait_seconds", f"{_show(value['wait_seconds'])} is below the minimum 0")
-    if handle is not None or "handle_seconds" in value:
-        handle = _number("signals.handle_seconds", handle)
-        if handle < 0:
-            _fail("signals.handle_seconds",
-                  f"{_show(value['handle_seconds'])} is below the minimum 0")
-    if transfers is not None or "transfers" in value:
-        transfers = _integer("signals.transfers", transfers, 0, None)
-    if resolved is not None or "resolved" in value:
-        resolved = _boolean("signals.resolved", resolved)
-    if error is not None or "error" in value:
-        error = _boolean("signals.error", error)
+    wait = handle = resolved = error = None
+    transfers = None
+    for key, item in value.items():
+        kind = type(item)
+        if key == "wait_seconds":
+            wait = item if kind is float and 0 <= item < _INF else _seconds(key, item)
+        elif key == "handle_seconds":
+            handle = item if kind is float and 0 <= item < _INF else _seconds(key, item)
+        elif key == "transfers":
+            transfers = item if kind is int and item >= 0 else _integer(
+                "signals.transfers", item, 0, None)
+        elif key == "resolved":
+            resolved = item if kind is bool else _boolean("signals.resolved", item)
+        elif key == "error":
+            error = item if kind is bool else _boolean("signals.error", item)
+        else:
+            _unknown("signals", value.keys(), SIGNAL_FIELDS)
     return Signals(wait, handle, transfers, resolved, error)
 
 
