@@ -18,11 +18,6 @@ from pipeline.contract.dead_letters import DeadLetter
 from pipeline.producer import TouchpointProducer
 from pipeline.settings import Settings
 
-try:
-    from tests.integration.kafka_util import create_topic
-except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
-    from kafka_util import create_topic  # type: ignore[no-redef,unused-ignore]
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "contract"))
 from contract_corpus import INVALID, VALID, padded_to
 
@@ -32,6 +27,11 @@ Record = tuple[bytes | None, bytes, int]  # key, value, partition
 
 
 def fresh_topic(bootstrap: str, purpose: str, partitions: int = 3) -> str:
+    # Imported here so that collecting this file never fails the whole run.
+    try:
+        from tests.integration.kafka_util import create_topic
+    except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
+        from kafka_util import create_topic  # type: ignore[no-redef,unused-ignore]
     name = f"test.contract.{purpose}.{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, name, partitions)
     return name
