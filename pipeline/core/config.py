@@ -51,6 +51,9 @@ class DropConfig:
     min_csat_drop: float = 0.10
     min_negative_end_rise: float = 0.10
     hold_ms: int = 30 * MINUTE_MS
+    # The window test runs at these boundaries (tumbling by default): testing a sliding window at
+    # every bucket boundary scans ~60 overlapping tests an hour and multiplies false alarms.
+    evaluate_every_ms: int = HOUR_MS
     # negative_end is counted when a journey closes, up to an idle gap after its last event, so its
     # buckets are evaluated this much later than the survey metrics.
     negative_end_delay_ms: int = 30 * MINUTE_MS

@@ -6,7 +6,11 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from pipeline.core.config import DropConfig
+from pipeline.core.drops import DropDetector
 from pipeline.core.event import Signals, Survey, TouchpointEvent
+from pipeline.core.records import AlertRecord, MetricRecord
+from pipeline.core.surveys import NpsWindow
 
 T0 = 1_795_000_000_000  # 2026-11-18T11:06:40Z, a fixed epoch-ms origin
 MIN = 60_000
@@ -137,3 +141,44 @@ def nps_stream(rng: random.Random, start: int, hours: int, per_hour: int, promot
             out.append(event(f"{prefix}{h}-{i}", ms, customer=f"{prefix}c{h}-{i}",
                              type="survey", touchpoint=touchpoint, survey=Survey(nps=score)))
     return out
+
+
+def nps_bucket_records(rng: random.Random, start: int, buckets: int, per_bucket: float,
+                       promoters: float, detractors: float, *, partition: int = 0,
+                       drift_per_bucket: float = 0.0, bucket_ms: int = MIN
+                       ) -> list[MetricRecord]:
+    """One NPS partial record per bucket (segment all): a fast feed for drop detection.
+    Answers per bucket alternate floor/ceil of `per_bucket`; `drift_per_bucket` moves share
+    from promoters to detractors (half each) every bucket, for slow declines."""
+    out = []
+    owed = 0.0
+    for i in range(buckets):
+        owed += per_bucket
+        n = int(owed)
+        owed -= n
+        p = max(0.0, promoters - drift_per_bucket * i / 2)
+        d = min(1.0, detractors + drift_per_bucket * i / 2)
+        acc = NpsWindow()
+        for score in nps_answers(rng, n, p, d):
+            acc.update(score)
+        bucket = start + i * bucket_ms
+        est = acc.result()
+        out.append(MetricRecord(
+            metric="nps", segment_dim="all", segment_value="all", window_start=bucket,
+            window_end=bucket + bucket_ms, source_partition=partition, n=est.n, value=est.value,
+            ci_low=est.ci_low, ci_high=est.ci_high, promoters=acc.promoters,
+            passives=acc.passives, detractors=acc.detractors, total=0.0, total_sq=0.0, easy=0,
+            hard=0, positives=0, version=1))
+    return out
+
+
+def detect(records: list[MetricRecord], config: DropConfig | None = None,
+           bucket_ms: int = MIN) -> list[AlertRecord]:
+    """Feed bucket records in time order, advancing stream time to each bucket's end."""
+    detector = DropDetector(config, bucket_ms)
+    alerts: list[AlertRecord] = []
+    for i, record in enumerate(records):
+        detector.apply_partial(record)
+        if i + 1 == len(records) or records[i + 1].window_end != record.window_end:
+            alerts.extend(detector.advance(record.window_end))  # every partition is in
+    return alerts
