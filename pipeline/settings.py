@@ -188,3 +188,50 @@ class Settings:
                 shown = "***"
             rows.append((var.name, shown, var.doc))
         return rows
+
+    def core_config(self) -> CoreConfig:
+        """The pure core's configuration (pipeline.core.config) from these settings.
+
+        >>> Settings.from_env({"PEAKEND_ALERT_MIN_N": "50"}).core_config().drops.min_n
+        50
+        """
+        lateness_ms = round(self.allowed_lateness_seconds * 1000)
+        idle_gap_ms = round(self.idle_gap_seconds * 1000)
+        return CoreConfig(
+            journeys=JourneyConfig(
+                idle_gap_ms=idle_gap_ms,
+                max_length_ms=round(self.max_journey_seconds * 1000),
+                allowed_lateness_ms=lateness_ms,
+                end_window_ms=round(self.end_window_seconds * 1000),
+                segment_attributes=self.segment_attributes,
+            ),
+            windows=WindowConfig(
+                bucket_ms=self.bucket_seconds * 1000,
+                segment_attributes=self.segment_attributes,
+                allowed_lateness_ms=lateness_ms,
+            ),
+            drops=DropConfig(
+                window_ms=self.alert_window_seconds * 1000,
+                baseline_ms=self.alert_baseline_seconds * 1000,
+                min_n=self.alert_min_n,
+                min_baseline_n=self.alert_min_n,
+                p_value=self.alert_p_value,
+                min_nps_drop=self.alert_min_nps_drop,
+                min_ces_drop=self.alert_min_ces_drop,
+                min_csat_drop=self.alert_min_csat_drop,
+                min_negative_end_rise=self.alert_min_negative_end_rise,
+                hold_ms=self.alert_hold_seconds * 1000,
+                negative_end_delay_ms=idle_gap_ms,
+                evaluate_every_ms=self.alert_window_seconds * 1000,
+            ),
+        )
+
+
+# Imported last (and only here) so the settings module's own imports stay as they are; the core
+# never imports settings, so there is no cycle.
+from pipeline.core.config import (  # noqa: E402
+    CoreConfig,
+    DropConfig,
+    JourneyConfig,
+    WindowConfig,
+)
