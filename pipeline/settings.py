@@ -23,10 +23,17 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     # Kafka
-    Variable("PEAKEND_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers, comma separated."),
-    Variable("PEAKEND_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
-             "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; passed to every Kafka client."),
-    Variable("PEAKEND_KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)."),
+    Variable(
+        "PEAKEND_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers, comma separated."
+    ),
+    Variable(
+        "PEAKEND_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; passed to every Kafka client.",
+    ),
+    Variable(
+        "PEAKEND_KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)."
+    ),
     Variable("PEAKEND_KAFKA_SASL_USERNAME", "", "SASL user name."),
     Variable("PEAKEND_KAFKA_SASL_PASSWORD", "", "SASL password.", secret=True),
     Variable("PEAKEND_KAFKA_SSL_CAFILE", "", "CA bundle for TLS to the brokers."),
@@ -36,28 +43,51 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PEAKEND_TOPIC_METRICS", "cx.metrics", "NPS/CES/CSAT bucket updates."),
     Variable("PEAKEND_TOPIC_ALERTS", "cx.alerts", "Experience-drop alerts."),
     Variable("PEAKEND_PARTITIONS", "12", "Partitions of the input topic; bounds the worker count."),
-    Variable("PEAKEND_MAX_EVENT_BYTES", "65536", "Larger input records go to dead letters (too_large)."),
+    Variable(
+        "PEAKEND_MAX_EVENT_BYTES", "65536", "Larger input records go to dead letters (too_large)."
+    ),
     # ClickHouse
-    Variable("PEAKEND_CLICKHOUSE_URL", "",
-             "clickhouse://user:password@host:9000/db of the writer; empty: embedded chdb."),
-    Variable("PEAKEND_CLICKHOUSE_READER_URL", "",
-             "URL of the read-only user (analysts, Grafana, `peakend demo` reports)."),
+    Variable(
+        "PEAKEND_CLICKHOUSE_URL",
+        "",
+        "clickhouse://user:password@host:9000/db of the writer; empty: embedded chdb.",
+    ),
+    Variable(
+        "PEAKEND_CLICKHOUSE_READER_URL",
+        "",
+        "URL of the read-only user (analysts, Grafana, `peakend demo` reports).",
+    ),
     Variable("PEAKEND_CHDB_PATH", ".stack/chdb", "Data directory of the embedded chdb engine."),
     Variable("PEAKEND_CLICKHOUSE_DATABASE", "peakend", "Database holding the peakend tables."),
-    Variable("PEAKEND_CLICKHOUSE_CLUSTER", "",
-             "Cluster name: when set, DDL creates Replicated tables behind Distributed ones."),
+    Variable(
+        "PEAKEND_CLICKHOUSE_CLUSTER",
+        "",
+        "Cluster name: when set, DDL creates Replicated tables behind Distributed ones.",
+    ),
     Variable("PEAKEND_SINK_BATCH_ROWS", "10000", "ClickHouse sink: flush after this many rows."),
     Variable("PEAKEND_SINK_BATCH_SECONDS", "1.0", "ClickHouse sink: flush at least this often."),
     # Journeys
-    Variable("PEAKEND_IDLE_GAP_SECONDS", "1800", "Customer-keyed journeys split after this idle gap."),
+    Variable(
+        "PEAKEND_IDLE_GAP_SECONDS", "1800", "Customer-keyed journeys split after this idle gap."
+    ),
     Variable("PEAKEND_MAX_JOURNEY_SECONDS", "2592000", "A journey closes at this length (30 d)."),
-    Variable("PEAKEND_ALLOWED_LATENESS_SECONDS", "86400",
-             "Events this far behind stream time still update results; later ones are dead letters."),
-    Variable("PEAKEND_END_WINDOW_SECONDS", "0", "end = mean of the moments in the last N seconds; 0: last moment."),
+    Variable(
+        "PEAKEND_ALLOWED_LATENESS_SECONDS",
+        "86400",
+        "Events this far behind stream time still update results; later ones are dead letters.",
+    ),
+    Variable(
+        "PEAKEND_END_WINDOW_SECONDS",
+        "0",
+        "end = mean of the moments in the last N seconds; 0: last moment.",
+    ),
     # Survey windows
     Variable("PEAKEND_BUCKET_SECONDS", "60", "Width of the fixed metric buckets."),
-    Variable("PEAKEND_SEGMENT_ATTRIBUTES", "region,tier",
-             "Attribute keys that become segments beside all/touchpoint/channel/stage."),
+    Variable(
+        "PEAKEND_SEGMENT_ATTRIBUTES",
+        "region,tier",
+        "Attribute keys that become segments beside all/touchpoint/channel/stage.",
+    ),
     # Drop detection
     Variable("PEAKEND_ALERT_WINDOW_SECONDS", "3600", "Current window of drop detection."),
     Variable("PEAKEND_ALERT_BASELINE_SECONDS", "604800", "Baseline window before it (7 d)."),
@@ -66,15 +96,24 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PEAKEND_ALERT_MIN_NPS_DROP", "10", "Minimum NPS drop in points."),
     Variable("PEAKEND_ALERT_MIN_CES_DROP", "0.5", "Minimum CES drop on the 1-7 scale."),
     Variable("PEAKEND_ALERT_MIN_CSAT_DROP", "0.10", "Minimum drop of the CSAT satisfied share."),
-    Variable("PEAKEND_ALERT_MIN_NEGATIVE_END_RISE", "0.10", "Minimum rise of the negative-end share."),
-    Variable("PEAKEND_ALERT_HOLD_SECONDS", "1800", "A firing alert resolves after clearing this long."),
+    Variable(
+        "PEAKEND_ALERT_MIN_NEGATIVE_END_RISE", "0.10", "Minimum rise of the negative-end share."
+    ),
+    Variable(
+        "PEAKEND_ALERT_HOLD_SECONDS", "1800", "A firing alert resolves after clearing this long."
+    ),
     # Personal data
-    Variable("PEAKEND_PSEUDONYMISE_KEY", "",
-             "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",
-             secret=True),
+    Variable(
+        "PEAKEND_PSEUDONYMISE_KEY",
+        "",
+        "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",
+        secret=True,
+    ),
     Variable("PEAKEND_KEEP_COMMENTS", "false", "Keep free-text survey comments (personal data)."),
     # Worker
-    Variable("PEAKEND_APP_ID", "peakend", "Faust application id (consumer group, changelog prefix)."),
+    Variable(
+        "PEAKEND_APP_ID", "peakend", "Faust application id (consumer group, changelog prefix)."
+    ),
     Variable("PEAKEND_DATA_DIR", ".stack/worker", "Worker state (RocksDB tables)."),
     Variable("PEAKEND_METRICS_PORT", "9108", "Port of the worker's Prometheus /metrics."),
     Variable("PEAKEND_WEB_PORT", "6066", "Port of Faust's web server."),
@@ -154,7 +193,7 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = _get(source, "PEAKEND_" + f.name.upper())
-            kind = type(f.default)
+            kind: Any = type(f.default)
             try:
                 if kind is bool:
                     values[f.name] = _bool(raw)

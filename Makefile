@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what they need.
+.PHONY: setup stack stack-stop demo test unit lint bench clean
+
+PY := .venv/bin/python
+
+setup:
+	bash scripts/setup-python.sh
+
+stack: setup
+	bash scripts/stack.sh start
+
+stack-stop:
+	bash scripts/stack.sh stop
+
+# Starts the stack, streams synthetic journeys through the worker into ClickHouse, shows results.
+demo: stack
+	$(PY) -m pipeline.cli demo
+
+# Lint, types, then the whole suite: unit tests, doctests and the integration tests on the real
+# servers (the fixtures start them through scripts/stack.sh and fail if they cannot).
+test: setup
+	.venv/bin/ruff check pipeline jobs tests bench
+	.venv/bin/mypy
+	bash scripts/stack.sh start
+	.venv/bin/pytest -p no:cacheprovider
+
+unit: setup
+	.venv/bin/pytest -m "not integration"
+
+lint: setup
+	.venv/bin/ruff check pipeline jobs tests bench
+	.venv/bin/mypy
+
+clean:
+	bash scripts/stack.sh wipe
+	rm -rf .venv

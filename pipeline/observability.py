@@ -1,0 +1,115 @@
+"""The worker's Prometheus metrics: names here are the contract with dashboards/prometheus rules.
+
+All live in one registry so a test can build a fresh one; the worker serves it on
+`PEAKEND_METRICS_PORT` (/metrics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    registry: CollectorRegistry
+    events_in: Counter
+    dead_letters: Counter
+    journeys_open: Gauge
+    journeys_closed: Counter
+    records_out: Counter
+    sink_batch_rows: Histogram
+    sink_insert_seconds: Histogram
+    sink_rows: Counter
+    sink_insert_failures: Counter
+    clickhouse_up: Gauge
+    consumer_lag: Gauge
+    alerts_firing: Gauge
+    last_event_time: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> WorkerMetrics:
+        reg = registry if registry is not None else CollectorRegistry()
+        return cls(
+            registry=reg,
+            events_in=Counter(
+                "peakend_events_in",
+                "Input records read from the touchpoint topic.",
+                ["topic"],
+                registry=reg,
+            ),
+            dead_letters=Counter(
+                "peakend_dead_letters",
+                "Input records sent to dead letters, by reason.",
+                ["reason"],
+                registry=reg,
+            ),
+            journeys_open=Gauge(
+                "peakend_journeys_open",
+                "Journeys held open in this worker's state.",
+                registry=reg,
+            ),
+            journeys_closed=Counter(
+                "peakend_journeys_closed",
+                "Journeys closed, by close reason.",
+                ["reason"],
+                registry=reg,
+            ),
+            records_out=Counter(
+                "peakend_records_out",
+                "Records emitted to the output topics.",
+                ["topic"],
+                registry=reg,
+            ),
+            sink_batch_rows=Histogram(
+                "peakend_sink_batch_rows",
+                "Rows per ClickHouse insert batch.",
+                buckets=(1, 10, 100, 1000, 5000, 10000, 50000),
+                registry=reg,
+            ),
+            sink_insert_seconds=Histogram(
+                "peakend_sink_insert_seconds",
+                "Latency of one ClickHouse insert batch.",
+                ["table"],
+                registry=reg,
+            ),
+            sink_rows=Counter(
+                "peakend_sink_rows",
+                "Rows inserted into ClickHouse.",
+                ["table"],
+                registry=reg,
+            ),
+            sink_insert_failures=Counter(
+                "peakend_sink_insert_failures",
+                "Failed ClickHouse insert attempts (retried).",
+                ["table"],
+                registry=reg,
+            ),
+            clickhouse_up=Gauge(
+                "peakend_clickhouse_up",
+                "1 when the last ClickHouse insert succeeded, else 0.",
+                registry=reg,
+            ),
+            consumer_lag=Gauge(
+                "peakend_consumer_lag",
+                "Records behind the end of the input partition.",
+                ["topic", "partition"],
+                registry=reg,
+            ),
+            alerts_firing=Gauge(
+                "peakend_alerts_firing",
+                "Experience-drop alerts currently firing.",
+                ["metric"],
+                registry=reg,
+            ),
+            last_event_time=Gauge(
+                "peakend_last_event_timestamp_seconds",
+                "Wall-clock time the worker last read an input record.",
+                registry=reg,
+            ),
+        )
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        """Expose /metrics on `addr:port` from a background thread."""
+        start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# The real local stack, natively (no Docker): Apache Kafka (KRaft, jars from Maven Central),
+# ClickHouse (Debian's clickhouse-server), Prometheus and Alertmanager (Debian).
+#
+#   scripts/stack.sh install [SERVICE...]   install what is missing (idempotent, quick when done)
+#   scripts/stack.sh start   [SERVICE...]   install if needed, then start; a running one is left alone
+#   scripts/stack.sh stop    [SERVICE...]   stop (data is kept under $PEAKEND_STACK_DIR)
+#   scripts/stack.sh status                 what runs where
+#   scripts/stack.sh env                    export lines for the pipeline (URLs with credentials)
+#   scripts/stack.sh wipe                   stop everything and delete the data directory
+#
+# SERVICE: kafka clickhouse prometheus alertmanager (default: all). Ports and the data directory
+# come from the environment (defaults below). Logs: $PEAKEND_STACK_DIR/<service>/logs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STACK_DIR=${PEAKEND_STACK_DIR:-$ROOT/.stack}
+KAFKA_PORT=${PEAKEND_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${PEAKEND_KAFKA_CONTROLLER_PORT:-9097}
+KAFKA_HEAP=${PEAKEND_KAFKA_HEAP:-1G}
+CLICKHOUSE_TCP_PORT=${PEAKEND_CLICKHOUSE_TCP_PORT:-9000}
+CLICKHOUSE_HTTP_PORT=${PEAKEND_CLICKHOUSE_HTTP_PORT:-8123}
+PROMETHEUS_PORT=${PEAKEND_PROMETHEUS_PORT:-9090}
+ALERTMANAGER_PORT=${PEAKEND_ALERTMANAGER_PORT:-9093}
+ALL_SERVICES=(kafka clickhouse prometheus alertmanager)
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_port() { # port seconds name logfile
+  local deadline=$((SECONDS + $2))
+  while ! port_open "$1"; do
+    if [ $SECONDS -ge "$deadline" ]; then
+      log "$3 did not open port $1 within $2 s; last log lines:"
+      tail -n 30 "$4" >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+render() { # template output KEY=VALUE...
+  local template=$1 out=$2; shift 2
+  local text; text=$(cat "$template")
+  for kv in "$@"; do text=${text//@${kv%%=*}@/${kv#*=}}; done
+  printf '%s\n' "$text" >"$out"
+}
+
+apt_install() { # packages...
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------- secrets
+secrets_file="$STACK_DIR/secrets.env"
+ensure_secrets() {
+  mkdir -p "$STACK_DIR"
+  if [ ! -f "$secrets_file" ]; then
+    umask 077
+    {
+      echo "CH_ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+      echo "CH_WRITER_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+      echo "CH_READER_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+    } >"$secrets_file"
+  fi
+  # shellcheck disable=SC1090
+  . "$secrets_file"
+}
+sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+
+# ---------------------------------------------------------------- kafka
+kafka_dir="$STACK_DIR/kafka"
+install_kafka() {
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  local stamp="$kafka_dir/libs/.complete"
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/scripts/kafka/pom.xml" ]; then return 0; fi
+  command -v mvn >/dev/null || apt_install maven
+  log "fetching Apache Kafka jars from Maven Central (scripts/kafka/pom.xml)"
+  rm -rf "$kafka_dir/libs"; mkdir -p "$kafka_dir/libs"
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$kafka_dir/libs" >"$kafka_dir/mvn.log" 2>&1 \
+    || { tail -n 40 "$kafka_dir/mvn.log" >&2; die "mvn could not fetch the Kafka jars (log: $kafka_dir/mvn.log)"; }
+  touch "$stamp"
+}
+kafka_java() { java -cp "$kafka_dir/libs/*" "$@"; }
+start_kafka() {
+  local pidf="$kafka_dir/kafka.pid"
+  if pid_alive "$pidf"; then log "kafka already running (pid $(cat "$pidf"), 127.0.0.1:$KAFKA_PORT)"; return 0; fi
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set PEAKEND_KAFKA_PORT"
+  install_kafka
+  mkdir -p "$kafka_dir/logs" "$kafka_dir/data"
+  render "$ROOT/scripts/kafka/server.properties.in" "$kafka_dir/server.properties" \
+    PORT="$KAFKA_PORT" CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" DATA_DIR="$kafka_dir/data"
+  if [ ! -f "$kafka_dir/data/meta.properties" ]; then
+    local cluster_id; cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    kafka_java -Dkafka.logs.dir="$kafka_dir/logs" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$kafka_dir/server.properties" \
+      >"$kafka_dir/logs/format.log" 2>&1 || { cat "$kafka_dir/logs/format.log" >&2; die "kafka storage format failed"; }
+  fi
+  log "starting kafka on 127.0.0.1:$KAFKA_PORT"
+  nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$kafka_dir/logs" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+    -cp "$kafka_dir/libs/*" kafka.Kafka "$kafka_dir/server.properties" \
+    </dev/null >"$kafka_dir/logs/stdout.log" 2>&1 &
+  echo $! >"$pidf"
+  wait_port "$KAFKA_PORT" 90 kafka "$kafka_dir/logs/server.log" || die "kafka did not start"
+  # The port opens before the broker has registered with its controller: wait until it serves.
+  local deadline=$((SECONDS + 60))
+  until kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list \
+      >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "kafka opened its port but does not answer (log: $kafka_dir/logs/server.log)"
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------- clickhouse
+ch_dir="$STACK_DIR/clickhouse"
+install_clickhouse() { apt_install clickhouse-server clickhouse-client; }
+start_clickhouse() {
+  local pidf="$ch_dir/clickhouse.pid"
+  if pid_alive "$pidf"; then log "clickhouse already running (pid $(cat "$pidf"), 127.0.0.1:$CLICKHOUSE_TCP_PORT)"; return 0; fi
+  port_open "$CLICKHOUSE_TCP_PORT" && die "port $CLICKHOUSE_TCP_PORT is taken by another process; set PEAKEND_CLICKHOUSE_TCP_PORT"
+  install_clickhouse
+  ensure_secrets
+  mkdir -p "$ch_dir/conf" "$ch_dir/data/tmp" "$ch_dir/logs"
+  render "$ROOT/scripts/clickhouse/config.xml.in" "$ch_dir/conf/config.xml" \
+    LOG_DIR="$ch_dir/logs" HTTP_PORT="$CLICKHOUSE_HTTP_PORT" TCP_PORT="$CLICKHOUSE_TCP_PORT" \
+    DATA_DIR="$ch_dir/data" CONF_DIR="$ch_dir/conf"
+  render "$ROOT/scripts/clickhouse/users.xml.in" "$ch_dir/conf/users.xml" \
+    ADMIN_SHA256="$(sha256 "$CH_ADMIN_PASSWORD")" WRITER_SHA256="$(sha256 "$CH_WRITER_PASSWORD")" \
+    READER_SHA256="$(sha256 "$CH_READER_PASSWORD")"
+  chmod 600 "$ch_dir/conf/users.xml"
+  log "starting clickhouse on 127.0.0.1:$CLICKHOUSE_TCP_PORT (http $CLICKHOUSE_HTTP_PORT)"
+  (cd "$ch_dir" && exec /usr/sbin/clickhouse-server --config-file="$ch_dir/conf/config.xml" \
+    </dev/null >"$ch_dir/logs/stdout.log" 2>&1) &
+  echo $! >"$pidf"
+  wait_port "$CLICKHOUSE_TCP_PORT" 60 clickhouse "$ch_dir/logs/clickhouse-server.err.log" || die "clickhouse did not start"
+  local deadline=$((SECONDS + 30))
+  until clickhouse-client --port "$CLICKHOUSE_TCP_PORT" --user default --password "$CH_ADMIN_PASSWORD" \
+      --query "SELECT 1" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "clickhouse does not answer queries (log: $ch_dir/logs)"
+    sleep 0.3
+  done
+  clickhouse-client --port "$CLICKHOUSE_TCP_PORT" --user default --password "$CH_ADMIN_PASSWORD" \
+    --query "CREATE DATABASE IF NOT EXISTS ${PEAKEND_CLICKHOUSE_DATABASE:-peakend}"
+}
+
+# ---------------------------------------------------------------- prometheus / alertmanager
+prom_dir="$STACK_DIR/prometheus"
+am_dir="$STACK_DIR/alertmanager"
+install_prometheus() { apt_install prometheus; }
+install_alertmanager() { apt_install prometheus-alertmanager; }
+start_prometheus() {
+  local pidf="$prom_dir/prometheus.pid"
+  if pid_alive "$pidf"; then log "prometheus already running (pid $(cat "$pidf"), 127.0.0.1:$PROMETHEUS_PORT)"; return 0; fi
+  port_open "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is taken by another process; set PEAKEND_PROMETHEUS_PORT"
+  install_prometheus
+  mkdir -p "$prom_dir/data" "$prom_dir/logs"
+  local config=${PEAKEND_PROMETHEUS_CONFIG:-$ROOT/scripts/prometheus/prometheus.yml}
+  log "starting prometheus on 127.0.0.1:$PROMETHEUS_PORT ($config)"
+  (cd "$ROOT/scripts/prometheus" && exec prometheus --config.file="$config" \
+    --storage.tsdb.path="$prom_dir/data" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+    --web.enable-lifecycle --rules.alert.resend-delay=5s \
+    </dev/null >"$prom_dir/logs/prometheus.log" 2>&1) &
+  echo $! >"$pidf"
+  wait_port "$PROMETHEUS_PORT" 60 prometheus "$prom_dir/logs/prometheus.log" || die "prometheus did not start"
+}
+start_alertmanager() {
+  local pidf="$am_dir/alertmanager.pid"
+  if pid_alive "$pidf"; then log "alertmanager already running (pid $(cat "$pidf"), 127.0.0.1:$ALERTMANAGER_PORT)"; return 0; fi
+  port_open "$ALERTMANAGER_PORT" && die "port $ALERTMANAGER_PORT is taken by another process; set PEAKEND_ALERTMANAGER_PORT"
+  install_alertmanager
+  mkdir -p "$am_dir/data" "$am_dir/logs"
+  local config=${PEAKEND_ALERTMANAGER_CONFIG:-$ROOT/scripts/prometheus/alertmanager.yml}
+  log "starting alertmanager on 127.0.0.1:$ALERTMANAGER_PORT ($config)"
+  nohup prometheus-alertmanager --config.file="$config" --storage.path="$am_dir/data" \
+    --web.listen-address="127.0.0.1:$ALERTMANAGER_PORT" --cluster.listen-address="" \
+    </dev/null >"$am_dir/logs/alertmanager.log" 2>&1 &
+  echo $! >"$pidf"
+  wait_port "$ALERTMANAGER_PORT" 60 alertmanager "$am_dir/logs/alertmanager.log" || die "alertmanager did not start"
+}
+
+# ---------------------------------------------------------------- generic
+pidfile_of() {
+  case $1 in
+    kafka) echo "$kafka_dir/kafka.pid" ;;
+    clickhouse) echo "$ch_dir/clickhouse.pid" ;;
+    prometheus) echo "$prom_dir/prometheus.pid" ;;
+    alertmanager) echo "$am_dir/alertmanager.pid" ;;
+    *) die "unknown service '$1' (known: ${ALL_SERVICES[*]})" ;;
+  esac
+}
+port_of() {
+  case $1 in
+    kafka) echo "$KAFKA_PORT" ;; clickhouse) echo "$CLICKHOUSE_TCP_PORT" ;;
+    prometheus) echo "$PROMETHEUS_PORT" ;; alertmanager) echo "$ALERTMANAGER_PORT" ;;
+  esac
+}
+stop_service() {
+  local pidf; pidf=$(pidfile_of "$1")
+  if ! pid_alive "$pidf"; then rm -f "$pidf"; log "$1 not running"; return 0; fi
+  local pid; pid=$(cat "$pidf")
+  log "stopping $1 (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then log "$1 ignored SIGTERM for 30 s; SIGKILL"; kill -9 "$pid" 2>/dev/null || true; fi
+    sleep 0.2
+  done
+  rm -f "$pidf"
+}
+status() {
+  printf '%-13s %-8s %-8s %-22s %s\n' SERVICE STATE PID ADDRESS "RSS(MiB)"
+  for s in "${ALL_SERVICES[@]}"; do
+    local pidf; pidf=$(pidfile_of "$s")
+    if pid_alive "$pidf"; then
+      local pid rss; pid=$(cat "$pidf"); rss=$(($(ps -o rss= -p "$pid" | tr -d ' ') / 1024))
+      printf '%-13s %-8s %-8s %-22s %s\n' "$s" running "$pid" "127.0.0.1:$(port_of "$s")" "$rss"
+    else
+      printf '%-13s %-8s %-8s %-22s %s\n' "$s" stopped - - -
+    fi
+  done
+  echo "data and logs: $STACK_DIR"
+}
+env_lines() {
+  ensure_secrets
+  local db=${PEAKEND_CLICKHOUSE_DATABASE:-peakend}
+  echo "export PEAKEND_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
+  echo "export PEAKEND_CLICKHOUSE_URL=clickhouse://peakend_writer:$CH_WRITER_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_PORT/$db"
+  echo "export PEAKEND_CLICKHOUSE_READER_URL=clickhouse://peakend_reader:$CH_READER_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_PORT/$db"
+  echo "export PEAKEND_CLICKHOUSE_ADMIN_URL=clickhouse://default:$CH_ADMIN_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_PORT/$db"
+  echo "export PEAKEND_PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
+  echo "export PEAKEND_ALERTMANAGER_URL=http://127.0.0.1:$ALERTMANAGER_PORT"
+}
+
+cmd=${1:-status}; shift || true
+services=("$@"); [ ${#services[@]} -gt 0 ] || services=("${ALL_SERVICES[@]}")
+case $cmd in
+  install) for s in "${services[@]}"; do pidfile_of "$s" >/dev/null; "install_$s"; done ;;
+  start) for s in "${services[@]}"; do pidfile_of "$s" >/dev/null; "start_$s"; done ;;
+  stop) for s in "${services[@]}"; do stop_service "$s"; done ;;
+  restart) for s in "${services[@]}"; do stop_service "$s"; "start_$s"; done ;;
+  status) status ;;
+  env) env_lines ;;
+  wipe) for s in "${ALL_SERVICES[@]}"; do stop_service "$s"; done; rm -rf "$STACK_DIR" ;;
+  *) die "unknown command '$cmd' (install start stop restart status env wipe)" ;;
+esac

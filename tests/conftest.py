@@ -1,0 +1,60 @@
+"""Shared fixtures. Integration fixtures start the real servers through scripts/stack.sh and fail
+the test (never skip it) when a server cannot start."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "scripts" / "stack.sh"
+
+
+def run_stack(*args: str, timeout: float = 600) -> str:
+    """Run scripts/stack.sh; a failure fails the calling test with the script's own words."""
+    proc = subprocess.run(
+        ["bash", str(STACK), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"scripts/stack.sh {' '.join(args)} failed (exit {proc.returncode}):\n"
+            f"{proc.stderr[-4000:]}",
+            pytrace=False,
+        )
+    return proc.stdout
+
+
+def stack_env() -> dict[str, str]:
+    env = {}
+    for line in run_stack("env").splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            env[name] = value
+    return env
+
+
+@dataclass(frozen=True)
+class ClickHouseUrls:
+    writer: str
+    reader: str
+    admin: str
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    run_stack("start", "kafka")
+    return stack_env()["PEAKEND_KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def clickhouse_urls() -> ClickHouseUrls:
+    run_stack("start", "clickhouse")
+    env = stack_env()
+    return ClickHouseUrls(
+        writer=env["PEAKEND_CLICKHOUSE_URL"],
+        reader=env["PEAKEND_CLICKHOUSE_READER_URL"],
+        admin=env["PEAKEND_CLICKHOUSE_ADMIN_URL"],
+    )
