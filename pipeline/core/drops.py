@@ -169,10 +169,23 @@ class DropDetector:
                 limit -= self.config.negative_end_delay_ms
             limit -= limit % width
             while series.cursor < limit:
+                if self._idle(series):
+                    # nothing in either window and nothing firing: jump to the next data
+                    ahead = [b for b in series.buckets if b >= series.cursor]
+                    series.cursor = min(limit, min(ahead)) if ahead else limit
+                    self._forget_before(series, series.cursor - self.config.window_ms
+                                        - self.config.baseline_ms)
+                    if series.cursor >= limit:
+                        break
                 self._step(series)
                 out.extend(self._evaluate(series))
                 self._dirty.add(key)
         return out
+
+    @staticmethod
+    def _idle(series: Series) -> bool:
+        return (not series.alerts and not any(series.cur) and not any(series.base)
+                and series.cusum == 0.0)
 
     def _step(self, series: Series) -> None:
         width = self.bucket_ms
@@ -190,8 +203,14 @@ class DropDetector:
         leaving = series.buckets.pop(leaving_start, None)
         if leaving is not None:
             add(series.base, leaving, -1.0)
-            for slot in [s for s in series.partials if s[0] <= leaving_start]:
-                del series.partials[slot]
+            self._forget_before(series, leaving_start + width)
+
+    @staticmethod
+    def _forget_before(series: Series, start: int) -> None:
+        for bucket in [b for b in series.buckets if b < start]:
+            del series.buckets[bucket]
+        for slot in [s for s in series.partials if s[0] < start]:
+            del series.partials[slot]
 
     def _evaluate(self, series: Series) -> list[AlertRecord]:
         c = self.config
