@@ -1,0 +1,322 @@
+"""Records -> ClickHouse rows: one mapping shared by the streaming sink and the batch backfill.
+
+Every table stores exactly the fields of its record (docs/records.md, DESIGN.md schema v1 for the
+raw events), in the record's field order, with these conversions:
+
+- RFC 3339 times become `DateTime` values: `datetime` in UTC without tzinfo, truncated to the
+  second (what ClickHouse `DateTime` holds). Each time field also gets an `<field>_ms` `Int64`
+  column right after it (epoch milliseconds), so sub-second order is never lost.
+- `None` stays `None` for `Nullable(...)` columns; booleans become 0/1 (`UInt8`).
+- The raw event's `attributes` map becomes two parallel arrays `attribute_keys` /
+  `attribute_values` (18.16 has no `Map`): `attribute_values[indexOf(attribute_keys, 'region')]`.
+
+The column types live in the migrations (schemas/clickhouse/); tests check that both agree.
+
+>>> cols, data = rows("alerts", [])
+>>> (cols[:3], data)
+(('alert_id', 'rule', 'metric'), [])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+Getter = Callable[[Mapping[str, Any]], Any]
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 text (any offset, `Z`) -> aware UTC datetime.
+
+    >>> parse_time("2026-11-22T18:10:09.123+01:00")
+    datetime.datetime(2026, 11, 22, 17, 10, 9, 123000, tzinfo=datetime.timezone.utc)
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"expected an RFC 3339 string, got {text!r}")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return moment.astimezone(UTC)
+
+
+def to_datetime(text: str | None) -> datetime | None:
+    """RFC 3339 -> naive UTC datetime truncated to the second (a ClickHouse `DateTime`).
+
+    >>> to_datetime("2026-11-22T17:10:09.999Z")
+    datetime.datetime(2026, 11, 22, 17, 10, 9)
+    >>> to_datetime(None) is None
+    True
+    """
+    if text is None or text == "":
+        return None
+    return parse_time(text).replace(tzinfo=None, microsecond=0)
+
+
+def to_ms(text: str | None) -> int | None:
+    """RFC 3339 -> epoch milliseconds (floor), the records' own precision.
+
+    >>> to_ms("2026-11-22T17:10:09.123Z")
+    1795367409123
+    >>> to_ms("1969-12-31T23:59:59.999Z")
+    -1
+    """
+    if text is None or text == "":
+        return None
+    return (parse_time(text) - _EPOCH) // _MS
+
+
+def _field(name: str) -> Getter:
+    return lambda record: record[name]
+
+
+def _opt(name: str) -> Getter:
+    return lambda record: record.get(name)
+
+
+def _text(name: str) -> Getter:
+    """Required string, or optional one stored as '' (journey_id, outcome of a raw event...)."""
+
+    def get(record: Mapping[str, Any]) -> Any:
+        value = record.get(name)
+        return "" if value is None else value
+
+    return get
+
+
+def _time(name: str) -> Getter:
+    return lambda record: to_datetime(record[name])
+
+
+def _time_ms(name: str) -> Getter:
+    return lambda record: to_ms(record[name])
+
+
+def _opt_time(name: str) -> Getter:
+    return lambda record: to_datetime(record.get(name))
+
+
+def _opt_time_ms(name: str) -> Getter:
+    return lambda record: to_ms(record.get(name))
+
+
+def _float(name: str) -> Getter:
+    return lambda record: float(record[name])
+
+
+def _opt_float(name: str) -> Getter:
+    def get(record: Mapping[str, Any]) -> Any:
+        value = record.get(name)
+        return None if value is None else float(value)
+
+    return get
+
+
+def _nested(outer: str, name: str, kind: str = "") -> Getter:
+    def get(record: Mapping[str, Any]) -> Any:
+        inner = record.get(outer) or {}
+        value = inner.get(name)
+        if value is None:
+            return None
+        if kind == "bool":
+            return 1 if value else 0
+        if kind == "float":
+            return float(value)
+        return value
+
+    return get
+
+
+def _attr_keys(record: Mapping[str, Any]) -> list[str]:
+    return sorted((record.get("attributes") or {}).keys())
+
+
+def _attr_values(record: Mapping[str, Any]) -> list[str]:
+    attrs = record.get("attributes") or {}
+    return [attrs[k] for k in sorted(attrs)]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: its insert column order and how each column is read from a record dict."""
+
+    name: str
+    columns: tuple[str, ...]
+    getters: tuple[Getter, ...] = ()
+    key: tuple[str, ...] = ()  # the upsert key (ORDER BY of the ReplacingMergeTree)
+
+    def row(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The row for one record in its `to_dict()` form; KeyError names a missing field."""
+        try:
+            return tuple(get(record) for get in self.getters)
+        except KeyError as exc:
+            raise KeyError(f"{self.name}: record has no field {exc.args[0]!r}") from None
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+
+
+def _spec(name: str, key: tuple[str, ...], pairs: list[tuple[str, Getter]]) -> TableSpec:
+    return TableSpec(
+        name=name,
+        columns=tuple(c for c, _ in pairs),
+        getters=tuple(g for _, g in pairs),
+        key=key,
+    )
+
+
+def _times(name: str, optional: bool = False) -> list[tuple[str, Getter]]:
+    if optional:
+        return [(name, _opt_time(name)), (f"{name}_ms", _opt_time_ms(name))]
+    return [(name, _time(name)), (f"{name}_ms", _time_ms(name))]
+
+
+JOURNEYS = _spec("journeys", ("journey_id",), [
+    ("journey_id", _field("journey_id")),
+    ("customer_id", _field("customer_id")),
+    ("keyed_by", _field("keyed_by")),
+    ("status", _field("status")),
+    ("close_reason", _text("close_reason")),
+    *_times("started_at"),
+    *_times("ended_at"),
+    ("duration_seconds", _float("duration_seconds")),
+    ("events", _field("events")),
+    ("moments", _field("moments")),
+    ("peak_valence", _opt_float("peak_valence")),
+    ("peak_touchpoint", _text("peak_touchpoint")),
+    *_times("peak_at", optional=True),
+    ("peak_event_id", _text("peak_event_id")),
+    ("best_valence", _opt_float("best_valence")),
+    ("best_touchpoint", _text("best_touchpoint")),
+    ("worst_valence", _opt_float("worst_valence")),
+    ("worst_touchpoint", _text("worst_touchpoint")),
+    ("end_valence", _opt_float("end_valence")),
+    ("end_touchpoint", _text("end_touchpoint")),
+    ("end_channel", _text("end_channel")),
+    ("end_stage", _text("end_stage")),
+    *_times("end_at", optional=True),
+    ("end_event_id", _text("end_event_id")),
+    ("peak_end_score", _opt_float("peak_end_score")),
+    ("mean_valence", _opt_float("mean_valence")),
+    ("outcome", _text("outcome")),
+    ("version", _field("version")),
+])
+
+METRIC_BUCKETS = _spec(
+    "metric_buckets",
+    ("metric", "segment_dim", "segment_value", "window_start", "source_partition"),
+    [
+        ("metric", _field("metric")),
+        ("segment_dim", _field("segment_dim")),
+        ("segment_value", _field("segment_value")),
+        *_times("window_start"),
+        *_times("window_end"),
+        ("source_partition", _field("source_partition")),
+        ("n", _field("n")),
+        ("value", _opt_float("value")),
+        ("ci_low", _opt_float("ci_low")),
+        ("ci_high", _opt_float("ci_high")),
+        ("promoters", _field("promoters")),
+        ("passives", _field("passives")),
+        ("detractors", _field("detractors")),
+        ("total", _float("total")),
+        ("total_sq", _float("total_sq")),
+        ("easy", _field("easy")),
+        ("hard", _field("hard")),
+        ("positives", _field("positives")),
+        ("version", _field("version")),
+    ],
+)
+
+ALERTS = _spec("alerts", ("alert_id",), [
+    ("alert_id", _field("alert_id")),
+    ("rule", _field("rule")),
+    ("metric", _field("metric")),
+    ("segment_dim", _field("segment_dim")),
+    ("segment_value", _field("segment_value")),
+    ("state", _field("state")),
+    ("severity", _field("severity")),
+    *_times("fired_at"),
+    *_times("resolved_at", optional=True),
+    *_times("window_start"),
+    *_times("window_end"),
+    ("value", _float("value")),
+    ("baseline", _float("baseline")),
+    ("n", _field("n")),
+    ("baseline_n", _field("baseline_n")),
+    ("ci_low", _float("ci_low")),
+    ("ci_high", _float("ci_high")),
+    ("effect", _float("effect")),
+    ("p_value", _float("p_value")),
+    ("version", _field("version")),
+])
+
+DEAD_LETTERS = _spec(
+    "dead_letters",
+    ("source_topic", "source_partition", "source_offset"),
+    [
+        ("reason", _field("reason")),
+        ("error", _field("error")),
+        ("source_topic", _field("source_topic")),
+        ("source_partition", _field("source_partition")),
+        ("source_offset", _field("source_offset")),
+        *_times("received_at"),
+        ("event_id", _text("event_id")),
+        ("original_b64", _field("original_b64")),
+    ],
+)
+
+# Raw validated events in their schema-v1 dict form (pipeline.contract.encode.event_to_dict).
+TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
+    ("event_id", _field("event_id")),
+    ("schema_version", _field("schema_version")),
+    *_times("occurred_at"),
+    ("producer", _field("producer")),
+    ("customer_id", _field("customer_id")),
+    ("journey_id", _opt("journey_id")),
+    ("type", _field("type")),
+    ("touchpoint", _field("touchpoint")),
+    ("channel", _field("channel")),
+    ("stage", _field("stage")),
+    ("valence", _opt_float("valence")),
+    ("wait_seconds", _nested("signals", "wait_seconds", "float")),
+    ("handle_seconds", _nested("signals", "handle_seconds", "float")),
+    ("transfers", _nested("signals", "transfers")),
+    ("resolved", _nested("signals", "resolved", "bool")),
+    ("error", _nested("signals", "error", "bool")),
+    ("nps", _nested("survey", "nps")),
+    ("ces", _nested("survey", "ces")),
+    ("ces_scale", _nested("survey", "ces_scale")),
+    ("csat", _nested("survey", "csat")),
+    ("comment", _nested("survey", "comment")),
+    ("outcome", _opt("outcome")),
+    ("attribute_keys", _attr_keys),
+    ("attribute_values", _attr_values),
+])
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (JOURNEYS, METRIC_BUCKETS, ALERTS, DEAD_LETTERS, TOUCHPOINT_EVENTS)
+}
+
+
+def rows(
+    table: str, records: Iterable[Mapping[str, Any]]
+) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """Columns and rows for `Warehouse.insert(table, columns, rows)`.
+
+    >>> cols, data = rows("dead_letters", [{
+    ...     "reason": "not_json", "error": "bad", "source_topic": "cx.touchpoints",
+    ...     "source_partition": 3, "source_offset": 17, "received_at": "2026-11-22T17:10:09.123Z",
+    ...     "event_id": "", "original_b64": "e30="}])
+    >>> dict(zip(cols, data[0]))["received_at_ms"]
+    1795367409123
+    """
+    try:
+        spec = TABLES[table]
+    except KeyError:
+        raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}") from None
+    return spec.columns, [spec.row(r) for r in records]

@@ -1,0 +1,62 @@
+"""Migration files, statement splitting and the cluster (Replicated + Distributed) variant."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.storage import migrate
+
+
+def test_migrations_are_numbered_and_split() -> None:
+    found = migrate.load()
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    for m in found:
+        assert m.statements("peakend"), m.name
+        for statement in m.statements("peakend"):
+            assert "peakend." not in statement  # no database prefixes
+
+
+def test_cluster_variant_of_every_table() -> None:
+    text = "\n".join(m.text for m in migrate.load())
+    plain = migrate.render(text, "peakend")
+    clustered = migrate.render(text, "peakend", "cx")
+    tables = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s) for s in plain]
+    names = [t.group(1) for t in tables if t]
+    assert {"journeys", "metric_buckets", "alerts", "dead_letters", "touchpoint_events"} <= set(
+        names)
+    for name in names:
+        local = next(s for s in clustered
+                     if s.startswith(f"CREATE TABLE IF NOT EXISTS {name}_local ON CLUSTER cx"))
+        assert "ENGINE = ReplicatedReplacingMergeTree(" in local
+        assert f"'/clickhouse/tables/{{shard}}/peakend/{name}_local', '{{replica}}'" in local
+        dist = next(s for s in clustered
+                    if s.startswith(f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER cx AS"))
+        assert re.search(rf"ENGINE = Distributed\(cx, peakend, {name}_local, cityHash64\(", dist)
+    assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/peakend/" \
+           "journeys_local', '{replica}', version)" in "\n".join(clustered)
+    for statement in clustered:
+        assert "ON CLUSTER cx" in statement
+    views = [s for s in plain if s.startswith("CREATE VIEW")]
+    assert len([s for s in clustered if s.startswith("CREATE VIEW")]) == len(views)
+
+
+def test_bad_cluster_names_and_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(migrate.MigrationError, match="plain identifier"):
+        migrate.render("SELECT 1;", "peakend", "c; DROP")
+    (tmp_path / "001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "003_b.sql").write_text("SELECT 1;")
+    with pytest.raises(migrate.MigrationError, match="expected migration number 002"):
+        migrate.load(tmp_path)
+    with pytest.raises(migrate.MigrationError, match="not terminated"):
+        migrate.split("SELECT 1")
+
+
+def test_print_shows_the_cluster_sql(capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(cluster="cx", print_only=True, url=None)
+    assert migrate.run(args) == 0
+    out = capsys.readouterr().out
+    assert "-- 001_tables.sql" in out and "Distributed(cx, peakend, journeys_local" in out
