@@ -38,7 +38,7 @@ from typing import Any
 
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.moments import Entry, JourneyMoments
+from pipeline.core.moments import FIXED, Entry, JourneyMoments
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
@@ -65,6 +65,7 @@ class EndDelta:
     negative: bool
     sign: int
     segments: Segments
+    journey_id: str = ""  # lets the stream send each journey's contribution idempotently
 
 
 class Journey:
@@ -192,36 +193,40 @@ class JourneyTracker:
         if state is None:
             state = self._keys[key] = KeyState()
         eid = event.event_id
-        for known in state.all():
+        own = state.journey
+        if own is not None and eid in own.ids:
+            return [], DUPLICATE
+        for known in state.sessions:
             if eid in known.ids:
                 return [], DUPLICATE
         entry = self._entry(event)
+        superseded: list[Journey] = []
         if event.journey_id is not None:
-            target = state.journey
-            if target is None:
-                target = Journey(event.journey_id, "journey_id", event.customer_id, self._window)
-                state.journey = target
-            target.add(entry)
-            first = target.moments.first
+            if own is None:
+                own = Journey(event.journey_id, "journey_id", event.customer_id, self._window)
+                state.journey = own
+            own.add(entry)
+            first = own.moments.first
             if first is not None:
-                target.customer_id = first[8]
-            changed = [target]
-            superseded: list[Journey] = []
+                own.customer_id = first[8]
+            changed = [own]
         else:
             changed, superseded = self._place(state, entry)
         self._dirty.add(key)
         records = [self._emit(j, "superseded", "") for j in superseded]
         for gone in superseded:
             state.retired[gone.id] = (gone.version, gone.last_ms)
-        for journey in state.all():
-            if journey in changed:
-                status, reason = self._status(journey, watermark_ms)
-                records.append(self._emit(journey, status, reason))
-            else:
-                record = self._refresh(journey, watermark_ms)
-                if record is not None:
-                    records.append(record)
-        self._schedule(key, state)
+        for journey in changed:
+            status, reason = self._status(journey, watermark_ms)
+            records.append(self._emit(journey, status, reason))
+        if len(changed) == 1 and (own is None) + len(state.sessions) > 1:
+            # other journeys of the key may have closed as stream time moved
+            for journey in state.all():
+                if journey is not changed[0]:
+                    record = self._refresh(journey, watermark_ms)
+                    if record is not None:
+                        records.append(record)
+        self._schedule(key, state, changed)
         return records, None
 
     def advance(self, watermark_ms: int) -> list[JourneyRecord]:
@@ -281,6 +286,11 @@ class JourneyTracker:
     def keys(self) -> list[str]:
         return list(self._keys)
 
+    def journeys_of(self, key: str) -> list[Journey]:
+        """The journeys held for one key (for re-sending their current state after a restart)."""
+        state = self._keys.get(key)
+        return [] if state is None else state.all()
+
     def journeys(self) -> list[Journey]:
         return [j for state in self._keys.values() for j in state.all()]
 
@@ -292,7 +302,7 @@ class JourneyTracker:
     def _entry(self, event: TouchpointEvent) -> Entry:
         attrs = event.attributes
         if attrs and self._attr_keys:
-            seg = tuple((k, attrs[k]) for k in self._attr_keys if k in attrs)
+            seg = tuple([(k, attrs[k]) for k in self._attr_keys if k in attrs])
         else:
             seg = _NO_ATTRS
         return (event.occurred_ms, event.event_id, event.type, moment_valence(event, self.rules),
@@ -369,11 +379,14 @@ class JourneyTracker:
         return changed, list(old.values())
 
     def _status(self, journey: Journey, watermark_ms: int) -> tuple[str, str]:
-        if journey.moments.has_end_marker:
+        m = journey.moments
+        if m.has_end_marker:
             return "closed", "journey_end"
-        if watermark_ms >= journey.start_ms + self._max_len:
+        first, last = m.first, m.last
+        assert first is not None and last is not None
+        if watermark_ms >= first[0] + self._max_len:
             return "closed", "max_length"
-        if watermark_ms > journey.last_ms + self._gap:
+        if watermark_ms > last[0] + self._gap:
             return "closed", "idle_gap"
         return "open", ""
 
@@ -394,6 +407,8 @@ class JourneyTracker:
         return self.record(journey)
 
     def _count_end(self, journey: Journey) -> None:
+        if journey.counted is None and journey.status != "closed":
+            return  # the common case: open and never counted
         m = journey.moments
         counted: tuple[int, bool, Segments] | None = None
         end_valence = m.end_valence()
@@ -406,64 +421,66 @@ class JourneyTracker:
             return
         if journey.counted is not None:
             at, negative, segments = journey.counted
-            self._end_deltas.append(EndDelta(at, negative, -1, segments))
+            self._end_deltas.append(EndDelta(at, negative, -1, segments, journey.id))
         if counted is not None:
-            self._end_deltas.append(EndDelta(counted[0], counted[1], 1, counted[2]))
+            self._end_deltas.append(EndDelta(counted[0], counted[1], 1, counted[2], journey.id))
         journey.counted = counted
 
     def record(self, journey: Journey) -> JourneyRecord:
         """The current record of a journey (as last emitted)."""
         m = journey.moments
-        peak, best, worst, end = m.peak, m.best, m.worst, m.end
-        start = journey.start_ms
-        last = journey.last_ms
-        peak_v = None if peak is None else peak[3]
+        peak, best, worst, end, outcome = m.peak, m.best, m.worst, m.end, m.outcome
+        first, last = m.first, m.last
+        start = 0 if first is None else first[0]
+        stop = 0 if last is None else last[0]
         end_v = m.end_valence()
-        outcome = m.outcome
-        return JourneyRecord(
-            journey_id=journey.id,
-            customer_id=journey.customer_id,
-            keyed_by=journey.keyed_by,
-            status=journey.status,
-            close_reason=journey.close_reason,
-            started_at=start,
-            ended_at=last,
-            duration_seconds=(last - start) / 1000.0,
-            events=m.events,
-            moments=m.moments,
-            peak_valence=peak_v,
-            peak_touchpoint="" if peak is None else peak[4],
-            peak_at=None if peak is None else peak[0],
-            peak_event_id="" if peak is None else peak[1],
-            best_valence=None if best is None else best[3],
-            best_touchpoint="" if best is None else best[4],
-            worst_valence=None if worst is None else worst[3],
-            worst_touchpoint="" if worst is None else worst[4],
-            end_valence=end_v,
-            end_touchpoint="" if end is None else end[4],
-            end_channel="" if end is None else end[5],
-            end_stage="" if end is None else end[6],
-            end_at=None if end is None else end[0],
-            end_event_id="" if end is None else end[1],
-            peak_end_score=None if peak_v is None or end_v is None else (peak_v + end_v) / 2,
-            mean_valence=m.mean_valence(),
-            outcome="" if outcome is None else outcome[7],
-            version=journey.version,
-        )
+        if peak is None or end is None or end_v is None:
+            moment_fields: tuple[Any, ...] = (None, "", None, "", None, "", None, "", end_v, "",
+                                              "", "", None, "", None)
+        else:
+            peak_v = peak[3]
+            assert peak_v is not None and best is not None and worst is not None
+            moment_fields = (peak_v, peak[4], peak[0], peak[1], best[3], best[4], worst[3],
+                             worst[4], end_v, end[4], end[5], end[6], end[0], end[1],
+                             (peak_v + end_v) / 2)
+        return JourneyRecord.from_values((
+            journey.id, journey.customer_id, journey.keyed_by, journey.status,
+            journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, m.moments,
+            *moment_fields,
+            m.sum_fixed / m.moments / FIXED if m.moments else None,
+            "" if outcome is None else outcome[7],
+            journey.version,
+        ))
 
     def _deadline(self, journey: Journey) -> int:
         if journey.status == "open":
             return min(journey.last_ms + self._gap + 1, journey.start_ms + self._max_len)
         return journey.last_ms + self._gap + self._lateness + 1
 
-    def _schedule(self, key: str, state: KeyState) -> None:
-        journeys = state.all()
-        if not journeys:
-            return
-        deadline = min(self._deadline(j) for j in journeys)
-        if deadline < state.scheduled:
-            state.scheduled = deadline
-            heapq.heappush(self._deadlines, (deadline, key))
+    def _schedule(self, key: str, state: KeyState, journeys: list[Journey] | None = None
+                  ) -> None:
+        """Make sure the heap wakes `key` up at its next deadline; `journeys`: only these
+        changed (the others are scheduled already)."""
+        if journeys is None:
+            journeys = state.all()
+        earliest = state.scheduled
+        for journey in journeys:
+            m = journey.moments
+            first, last = m.first, m.last
+            if first is None or last is None:
+                continue
+            if journey.status == "open":
+                deadline = last[0] + self._gap + 1
+                cap = first[0] + self._max_len
+                if cap < deadline:
+                    deadline = cap
+            else:
+                deadline = last[0] + self._gap + self._lateness + 1
+            if deadline < earliest:
+                earliest = deadline
+        if earliest < state.scheduled:
+            state.scheduled = earliest
+            heapq.heappush(self._deadlines, (earliest, key))
 
     def _evict(self, key: str, state: KeyState, watermark_ms: int) -> None:
         def alive(journey: Journey) -> bool:

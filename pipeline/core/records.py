@@ -12,6 +12,21 @@ from typing import Any, ClassVar, Self
 
 from pipeline.core.timefmt import format_opt, parse_opt
 
+_BUILDERS: dict[type, Any] = {}
+
+
+def _builder(cls: type) -> Any:
+    """An unrolled constructor: one slot-descriptor call per field, no loop, no keywords."""
+    names = [f.name for f in fields(cls)]
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    lines = ["def build(values):", "    r = new(cls)"]
+    for i, name in enumerate(names):
+        namespace[f"set_{i}"] = getattr(cls, name).__set__
+        lines.append(f"    set_{i}(r, values[{i}])")
+    lines.append("    return r")
+    exec("\n".join(lines), namespace)  # generated from the field names only
+    return namespace["build"]
+
 
 class _Record:
     """JSON conversion shared by the records; `TIME_FIELDS` names the epoch-ms fields."""
@@ -25,6 +40,15 @@ class _Record:
             value = getattr(self, f.name)
             out[f.name] = format_opt(value) if f.name in self.TIME_FIELDS else value
         return out
+
+    @classmethod
+    def from_values(cls, values: tuple[Any, ...]) -> Self:
+        """Build from all field values in contract order, without keyword overhead (hot path).
+        Slot descriptors set the fields directly, so the record stays frozen afterwards."""
+        build = _BUILDERS.get(cls)
+        if build is None:
+            build = _BUILDERS[cls] = _builder(cls)
+        return build(values)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:

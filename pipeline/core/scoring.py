@@ -98,13 +98,13 @@ class ScoringRules:
     0.5
     """
 
-    __slots__ = ("_flags", "_numeric", "rules", "version")
+    __slots__ = ("_compiled", "rules", "version")
 
     def __init__(self, rules: Sequence[Rule], version: int = 1) -> None:
         self.version = version
         self.rules = tuple(rules)
-        self._numeric = tuple(r for r in self.rules if r.signal in _NUMERIC)
-        self._flags = tuple(r for r in self.rules if r.signal in _FLAGS)
+        kinds = {"flag": 0, "steps": 1, "linear": 2}
+        self._compiled = tuple((r.signal, kinds[r.kind], r) for r in self.rules)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoringRules:
@@ -118,20 +118,26 @@ class ScoringRules:
     def score(self, signals: Signals) -> float:
         keep_neg = 1.0  # product of (1 - |c|) over negative contributions
         keep_pos = 1.0
-        for rule in self._numeric:
-            value = getattr(signals, rule.signal)
+        for name, kind, rule in self._compiled:
+            value = getattr(signals, name)
             if value is None:
                 continue
-            c = rule.contribution(value)
-            if c < 0.0:
-                keep_neg *= 1.0 + c
-            elif c > 0.0:
-                keep_pos *= 1.0 - c
-        for rule in self._flags:
-            flag = getattr(signals, rule.signal)
-            if flag is None:
-                continue
-            c = rule.contribution(flag)
+            if kind == 0:  # flag
+                if value is not rule.equals:
+                    continue
+                c = rule.valence
+            elif kind == 1:  # steps
+                c = 0.0
+                for at, valence in rule.steps:
+                    if value >= at:
+                        c = valence
+            elif value <= rule.x_from:
+                c = rule.v_from
+            elif value >= rule.x_to:
+                c = rule.v_to
+            else:
+                c = rule.v_from + (value - rule.x_from) / (rule.x_to - rule.x_from) * (
+                    rule.v_to - rule.v_from)
             if c < 0.0:
                 keep_neg *= 1.0 + c
             elif c > 0.0:

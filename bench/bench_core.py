@@ -1,0 +1,164 @@
+"""Throughput of the pure core on one CPU core: journey tracker + survey buckets.
+
+    .venv/bin/python bench/bench_core.py [--events N] [--profile]
+
+Generates a realistic mix in memory first (not timed): mostly interactions carrying operational
+signals, ~5% survey answers, ~3% journey ends and outcomes, half the events keyed by journey_id
+and half by customer (idle-gap journeys), event time moving forward with some jitter so a few
+events arrive out of order. Then times the hot path: `JourneyTracker.apply` and
+`SurveyBuckets.add_event` per event, plus the per-bucket-boundary work (`advance`, negative-end
+deltas, `flush`) exactly as `ExperienceEngine` does it, and the full engine with drop detection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import os
+import platform
+import pstats
+import random
+import time
+from datetime import UTC, datetime
+
+from pipeline.core.buckets import SurveyBuckets
+from pipeline.core.config import CoreConfig
+from pipeline.core.engine import ExperienceEngine
+from pipeline.core.event import CHANNELS, STAGES, Signals, Survey, TouchpointEvent
+from pipeline.core.journeys import JourneyTracker
+
+TOUCHPOINTS = ("checkout", "hotline", "delivery", "chat", "store_visit", "app_login", "search",
+               "billing", "returns", "email_support")
+REGIONS = ("eu", "us", "apac")
+TIERS = ("basic", "plus", "gold")
+
+
+def generate(n: int, seed: int = 1) -> list[TouchpointEvent]:
+    rng = random.Random(seed)
+    start = 1_795_000_000_000
+    rate_ms = 5  # ~200 events per second of event time
+    customers = max(1000, n // 8)
+    out: list[TouchpointEvent] = []
+    stamp = datetime.fromtimestamp(start / 1000, UTC)  # occurred_at is not used by the core
+    for i in range(n):
+        ms = start + i * rate_ms - (rng.randrange(60_000) if rng.random() < 0.02 else 0)
+        c = rng.randrange(customers)
+        keyed = c % 2 == 0
+        u = rng.random()
+        survey = signals = None
+        valence = None
+        outcome = None
+        if u < 0.05:
+            kind = "survey"
+            survey = Survey(nps=rng.randint(0, 10), csat=rng.randint(1, 5) if u < 0.03 else None,
+                            ces=rng.randint(1, 7) if u < 0.02 else None,
+                            ces_scale=7 if u < 0.02 else None)
+        elif u < 0.07:
+            kind = "journey_end"
+        elif u < 0.08:
+            kind = "outcome"
+            outcome = rng.choice(("churn", "repurchase", "complaint"))
+        else:
+            kind = "interaction"
+            if rng.random() < 0.1:
+                valence = round(rng.uniform(-1, 1), 2)
+            else:
+                signals = Signals(wait_seconds=rng.expovariate(1 / 90),
+                                  handle_seconds=rng.expovariate(1 / 300),
+                                  transfers=rng.choice((0, 0, 0, 1, 2, 3)),
+                                  resolved=rng.random() < 0.8,
+                                  error=rng.random() < 0.03)
+        out.append(TouchpointEvent(
+            event_id=f"e{i}", occurred_at=stamp, producer="bench", customer_id=f"c{c}",
+            type=kind,  # type: ignore[arg-type]
+            touchpoint=rng.choice(TOUCHPOINTS), channel=rng.choice(CHANNELS),
+            stage=rng.choice(STAGES), journey_id=f"j{c}-{i // 50_000}" if keyed else None,
+            valence=valence, signals=signals, survey=survey, outcome=outcome,
+            attributes={"region": rng.choice(REGIONS), "tier": rng.choice(TIERS)},
+            occurred_ms=ms))
+    return out
+
+
+def run_tracker_and_buckets(events: list[TouchpointEvent], config: CoreConfig) -> int:
+    tracker = JourneyTracker(config.journeys)
+    buckets = SurveyBuckets(config.windows)
+    width = config.windows.bucket_ms
+    apply = tracker.apply
+    add_event = buckets.add_event
+    watermark = -(1 << 62)
+    records = 0
+    for event in events:
+        ms = event.occurred_ms
+        previous = watermark
+        if ms > watermark:
+            watermark = ms
+        emitted, reason = apply(event, watermark)
+        records += len(emitted)
+        if reason is None:
+            add_event(event)
+        if watermark // width != previous // width:
+            records += len(tracker.advance(watermark))
+            for delta in tracker.drain_end_deltas():
+                buckets.apply_end(delta)
+            records += len(buckets.flush())
+    return records
+
+
+def run_engine(events: list[TouchpointEvent], config: CoreConfig) -> int:
+    engine = ExperienceEngine(config)
+    records = 0
+    for event in events:
+        out, _ = engine.process(event)
+        records += len(out.journeys) + len(out.metrics) + len(out.alerts)
+    return records
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    config = CoreConfig()
+    events = generate(args.events)
+    surveys = sum(1 for e in events if e.survey is not None)
+    print(f"peakend core benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}")
+    print(f"events: {len(events):,} ({surveys / len(events):.1%} surveys), one core")
+    if args.profile:
+        cProfile.runctx("run_tracker_and_buckets(events, config)", globals(), locals(),
+                        "/tmp/bench_core.prof")
+        pstats.Stats("/tmp/bench_core.prof").sort_stats("tottime").print_stats(15)
+        return
+    for name, fn in (("tracker + buckets", run_tracker_and_buckets),
+                     ("full engine (+ drop detection)", run_engine)):
+        for collect in (True, False):
+            best = float("inf")
+            records = 0
+            for _ in range(args.repeat):
+                gc.collect()
+                if not collect:
+                    gc.disable()  # shows what the cyclic GC costs over the growing state
+                started = time.perf_counter()
+                records = fn(events, config)
+                best = min(best, time.perf_counter() - started)
+                gc.enable()
+            label = "" if collect else " [gc disabled]"
+            print(f"{name}{label}: {len(events) / best:,.0f} events/s "
+                  f"({best:.2f} s best of {args.repeat}, {records:,} records)")
+
+
+if __name__ == "__main__":
+    main()
