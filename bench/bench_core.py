@@ -40,7 +40,6 @@ def generate(n: int, seed: int = 1) -> list[TouchpointEvent]:
     rate_ms = 5  # ~200 events per second of event time
     customers = max(1000, n // 8)
     out: list[TouchpointEvent] = []
-    stamp = datetime.fromtimestamp(start / 1000, UTC)  # occurred_at is not used by the core
     for i in range(n):
         ms = start + i * rate_ms - (rng.randrange(60_000) if rng.random() < 0.02 else 0)
         c = rng.randrange(customers)
@@ -70,7 +69,8 @@ def generate(n: int, seed: int = 1) -> list[TouchpointEvent]:
                                   resolved=rng.random() < 0.8,
                                   error=rng.random() < 0.03)
         out.append(TouchpointEvent(
-            event_id=f"e{i}", occurred_at=stamp, producer="bench", customer_id=f"c{c}",
+            event_id=f"e{i}", occurred_at=datetime.fromtimestamp(ms / 1000, UTC),
+            producer="bench", customer_id=f"c{c}",
             type=kind,  # type: ignore[arg-type]
             touchpoint=rng.choice(TOUCHPOINTS), channel=rng.choice(CHANNELS),
             stage=rng.choice(STAGES), journey_id=f"j{c}-{i // 50_000}" if keyed else None,
