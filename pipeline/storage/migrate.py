@@ -220,7 +220,8 @@ def migrate(
                 warehouse.execute(statement)
             except Exception as exc:
                 first = statement.strip().splitlines()[0]
-                raise MigrationError(f"{migration.name}: {first}: {exc}") from exc
+                reason = " ".join(str(exc).split("Stack trace:")[0].split())
+                raise MigrationError(f"{migration.name}: {first}: {reason}") from exc
         warehouse.insert(
             "schema_migrations",
             ("version", "name", "checksum", "applied_at"),
