@@ -1,0 +1,735 @@
+"""`peakend generate`: synthetic customer journeys to JSONL, Parquet or Kafka.
+
+    peakend generate --events 1000000 --span 7d --to parquet --output events.parquet \\
+        --drop segment=channel:phone,at=5d,points=30 \\
+        --decline segment=touchpoint:checkout,from=1d,points_per_week=20
+
+Journeys come from the personas in `jobs.personas` (DESIGN.md 1 scenarios). Journeys start as a
+Poisson process over the event-time span; their events are merged in event time, a small
+fraction is delayed (out of order, within `--max-delay`, well inside the allowed lateness), and
+optionally invalid records are mixed in (`--invalid-fraction`) to exercise dead letters.
+
+Reproducible: the same seed and options give byte-identical output. The valid events do not
+depend on `--invalid-fraction` (invalid records draw from their own random stream).
+
+Functions for tests and other jobs: `generate_events(config)` (valid event dicts, schema v1),
+`generate_records(config)` (the same with invalid records mixed in), `write_jsonl`,
+`write_parquet`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import random
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from jobs.personas import DAY, HOUR, MINUTE, PERSONAS, SECOND
+from jobs.progress import Progress
+from pipeline.core.timefmt import parse_ms
+
+WEEK = 7 * DAY
+DEFAULT_START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+REGIONS = ("eu", "us", "apac")
+TIERS = ("standard", "standard", "standard", "plus", "plus", "gold")
+SEGMENT_DIMS = ("all", "touchpoint", "channel", "stage", "region", "tier")
+_DETRACTOR_SCORES = (0, 2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6)
+_COMMENTS = ("thanks", "took far too long", "friendly staff", "nobody called back",
+             "okay I guess", "quick and easy", "never again", "the water was a nice touch")
+
+
+# configuration
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """An injected change of survey answers in one segment from `at_ms` on.
+
+    kind `drop`: sudden, NPS falls by `points` at once. kind `decline`: slow, NPS falls by
+    `points` per week since `at_ms` (up to 100). Either way, for NPS answers a share of
+    points/200 moves from promoters (then passives) to detractors, which lowers the expected NPS
+    by exactly `points`; the easy share of CES and the satisfied share of CSAT fall by the same
+    points/200.
+    """
+
+    kind: str
+    dim: str
+    value: str
+    at_ms: int
+    points: float
+
+    def fraction(self, ms: int) -> float:
+        """How much to move at `ms`, in NPS points / 100 (0 before `at_ms`)."""
+        if ms < self.at_ms:
+            return 0.0
+        if self.kind == "drop":
+            return self.points / 100
+        return min(1.0, self.points / 100 * (ms - self.at_ms) / WEEK)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorConfig:
+    events: int = 10_000  # valid events to generate
+    seed: int = 1
+    start_ms: int = DEFAULT_START_MS
+    span_ms: int = DAY  # journeys start over [start, start + span)
+    mix: tuple[tuple[str, float], ...] = tuple((k, v[2]) for k, v in PERSONAS.items())
+    late_fraction: float = 0.01  # share of events delivered out of order
+    max_delay_ms: int = 10 * MINUTE  # ... by at most this much (keep well under the lateness)
+    invalid_fraction: float = 0.0  # invalid records added per valid event
+    shifts: tuple[Shift, ...] = ()
+    id_prefix: str = ""  # event/journey id prefix; empty: "s<seed>"
+    producer: str = "peakend-generate"
+
+    @property
+    def prefix(self) -> str:
+        return self.id_prefix or f"s{self.seed}"
+
+
+# one journey
+
+
+class _TimeText:
+    """Epoch ms -> 'YYYY-MM-DDTHH:MM:SS.mmmZ', caching the minute prefix."""
+
+    __slots__ = ("cache",)
+
+    def __init__(self) -> None:
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, ms: int) -> str:
+        minute, rest = divmod(ms, MINUTE)
+        prefix = self.cache.get(minute)
+        if prefix is None:
+            if len(self.cache) > 100_000:
+                self.cache.clear()
+            prefix = self.cache[minute] = time.strftime("%Y-%m-%dT%H:%M:",
+                                                        time.gmtime(minute * 60))
+        seconds, millis = divmod(rest, SECOND)
+        return f"{prefix}{seconds:02d}.{millis:03d}Z"
+
+
+class JourneyBuilder:
+    """What a persona writes one journey into: events with ids, time text and survey shifts."""
+
+    __slots__ = ("_k", "attributes", "customer_id", "event_prefix", "events", "journey_id",
+                 "producer", "random", "rng", "shifts", "start_ms")
+
+    def __init__(self, rng: random.Random, start_ms: int, event_prefix: str, customer_id: str,
+                 journey_id: str | None, attributes: dict[str, str], producer: str,
+                 shifts: tuple[Shift, ...]) -> None:
+        self.rng = rng
+        self.random = rng.random
+        self.start_ms = start_ms
+        self.event_prefix = event_prefix
+        self.customer_id = customer_id
+        self.journey_id = journey_id
+        self.attributes = attributes
+        self.producer = producer
+        self.shifts = shifts
+        self._k = 0
+        self.events: list[tuple[int, dict[str, Any]]] = []
+
+    def _add(self, ms: int, kind: str, touchpoint: str, channel: str, stage: str,
+             valence: float | None = None, signals: dict[str, Any] | None = None,
+             survey: dict[str, Any] | None = None, outcome: str | None = None) -> None:
+        self._k += 1
+        event: dict[str, Any] = {
+            "event_id": f"{self.event_prefix}-{self._k}",
+            "schema_version": 1,
+            "occurred_at": ms,  # epoch ms until delivery, then RFC 3339 text
+            "producer": self.producer,
+            "customer_id": self.customer_id,
+        }
+        if self.journey_id is not None:
+            event["journey_id"] = self.journey_id
+        event["type"] = kind
+        event["touchpoint"] = touchpoint
+        event["channel"] = channel
+        event["stage"] = stage
+        if valence is not None:
+            event["valence"] = valence
+        if signals is not None:
+            event["signals"] = signals
+        if survey is not None:
+            event["survey"] = survey
+        if outcome is not None:
+            event["outcome"] = outcome
+        event["attributes"] = self.attributes
+        self.events.append((ms, event))
+
+    def ri(self, low: int, high: int) -> int:
+        """A uniform integer in [low, high] (cheaper than Random.randint)."""
+        return low + int(self.random() * (high - low + 1))
+
+    def uniform(self, low: float, high: float) -> float:
+        return round(low + (high - low) * self.random(), 2)
+
+    def interaction(self, ms: int, touchpoint: str, channel: str, stage: str,
+                    signals: dict[str, Any]) -> None:
+        """An operational touchpoint: valence comes from the scoring rules."""
+        self._add(ms, "interaction", touchpoint, channel, stage, signals=signals)
+
+    def moment(self, ms: int, touchpoint: str, channel: str, stage: str, valence: float,
+               signals: dict[str, Any] | None = None) -> None:
+        """A touchpoint whose producer knows how it felt (explicit valence)."""
+        self._add(ms, "interaction", touchpoint, channel, stage, valence=valence,
+                  signals=signals)
+
+    def end(self, ms: int, touchpoint: str, channel: str, stage: str) -> None:
+        """A journey_end marker."""
+        self._add(ms, "journey_end", touchpoint, channel, stage)
+
+    def outcome(self, ms: int, outcome: str, touchpoint: str, channel: str, stage: str) -> None:
+        """An outcome marker (churn, complaint, referral...)."""
+        self._add(ms, "outcome", touchpoint, channel, stage, outcome=outcome)
+
+    def shift(self, ms: int, touchpoint: str, channel: str, stage: str) -> float:
+        """The injected shift for an answer given at this touchpoint and time."""
+        total = 0.0
+        for s in self.shifts:
+            dim = s.dim
+            if dim == "all":
+                hit = True
+            elif dim == "touchpoint":
+                hit = touchpoint == s.value
+            elif dim == "channel":
+                hit = channel == s.value
+            elif dim == "stage":
+                hit = stage == s.value
+            else:
+                hit = self.attributes.get(dim) == s.value
+            if hit:
+                total += s.fraction(ms)
+        return total
+
+    def survey(self, ms: int, touchpoint: str, channel: str, stage: str, *,
+               nps: tuple[float, float] | None = None, ces: float | None = None,
+               csat: float | None = None, so_so: bool = False) -> None:
+        """A survey answer. nps = (promoter share, detractor share); ces = share answering
+        easy (5-7 of 7); csat = share satisfied (4-5). Injected shifts apply. `so_so`: the
+        lukewarm answers of a flat journey (detractors answer 5-6, CSAT 3-4)."""
+        rng = self.rng
+        moved = self.shift(ms, touchpoint, channel, stage) / 2 if self.shifts else 0.0
+        answers: dict[str, Any] = {}
+        if nps is not None:
+            promoters, detractors = nps
+            passives = 1.0 - promoters - detractors
+            if moved:
+                take = min(moved, promoters)
+                promoters -= take
+                passives = max(0.0, passives - (moved - take))
+                detractors = 1.0 - promoters - passives
+            u = rng.random()
+            if u < promoters:
+                answers["nps"] = 9 + (rng.random() < 0.45)  # bool adds as 0/1
+            elif u < promoters + passives:
+                answers["nps"] = 7 + (rng.random() < 0.5)
+            else:
+                answers["nps"] = 5 + (rng.random() < 0.5) if so_so else \
+                    _DETRACTOR_SCORES[int(rng.random() * len(_DETRACTOR_SCORES))]
+        if ces is not None:
+            easy = rng.random() < ces - moved
+            if rng.random() < 0.2:
+                answers["ces"] = 4 + (rng.random() < 0.5) if easy else 1 + int(rng.random() * 3)
+                answers["ces_scale"] = 5
+            else:
+                answers["ces"] = 5 + int(rng.random() * 3) if easy else 1 + int(rng.random() * 4)
+                answers["ces_scale"] = 7
+        if csat is not None:
+            good = rng.random() < csat - moved
+            if so_so:
+                answers["csat"] = 4 if good else 3
+            else:
+                answers["csat"] = 4 + (rng.random() < 0.5) if good else 1 + int(rng.random() * 3)
+        if rng.random() < 0.05:
+            answers["comment"] = _COMMENTS[rng.randrange(len(_COMMENTS))]
+        self._add(ms, "survey", touchpoint, channel, stage, survey=answers)
+
+
+# the stream
+
+
+class _Journeys:
+    """Starts journeys one after another: persona, keying, ids, attributes."""
+
+    def __init__(self, config: GeneratorConfig, rng: random.Random) -> None:
+        unknown = [name for name, _ in config.mix if name not in PERSONAS]
+        if unknown:
+            raise ValueError(f"unknown persona(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(PERSONAS)}")
+        weights = [(name, w) for name, w in config.mix if w > 0]
+        if not weights:
+            raise ValueError("the persona mix has no positive weight")
+        total = sum(w for _, w in weights)
+        self.names = [name for name, _ in weights]
+        self.cumulative: list[float] = []
+        acc = 0.0
+        for _, w in weights:
+            acc += w / total
+            self.cumulative.append(acc)
+        self.cumulative[-1] = 1.0
+        self.config = config
+        self.rng = rng
+        self.number = 0
+        self.customers = 1000
+
+    def next(self, start_ms: int) -> JourneyBuilder:
+        rng = self.rng
+        config = self.config
+        self.number += 1
+        n = self.number
+        u = rng.random()
+        index = 0
+        while self.cumulative[index] < u:
+            index += 1
+        name = self.names[index]
+        persona, keyed, _ = PERSONAS[name]
+        prefix = config.prefix
+        by_customer = keyed == "customer" or (keyed == "either" and rng.random() < 0.5)
+        if by_customer:
+            # a visitor of its own: journeys are the idle-gap sessions of this customer
+            customer_id, journey_id = f"{prefix}-v{n}", None
+        else:
+            customer_id = f"{prefix}-c{rng.randrange(self.customers)}"
+            journey_id = f"{prefix}-j{n}"
+        attributes = {"region": REGIONS[rng.randrange(3)], "tier": TIERS[rng.randrange(6)]}
+        builder = JourneyBuilder(rng, start_ms, f"{prefix}-{n}", customer_id, journey_id,
+                                 attributes, config.producer, config.shifts)
+        persona(builder)
+        return builder
+
+
+def mean_events_per_journey(config: GeneratorConfig, samples: int = 2000) -> float:
+    """Events a journey contributes within the span, estimated on a fixed sample."""
+    journeys = _Journeys(config, random.Random(f"peakend-mean-{config.seed}"))
+    total = 0
+    for _ in range(samples):
+        builder = journeys.next(0)
+        total += sum(1 for ms, _ in builder.events if ms < config.span_ms)
+    return max(total / samples, 1.0)
+
+
+def generate_events(config: GeneratorConfig) -> Iterator[dict[str, Any]]:
+    """`config.events` valid schema-v1 event dicts, in delivery order (event time, except the
+    delayed few). Dicts of one journey share their `attributes` dict: copy before mutating."""
+    time_text = _TimeText()
+    if config.events <= 0:
+        return
+    if config.span_ms <= 0:
+        raise ValueError("span must be positive")
+    rng = random.Random(config.seed)
+    journeys = _Journeys(config, rng)
+    estimate = max(1.0, config.events / mean_events_per_journey(config))
+    journeys.customers = max(1000, int(estimate / 3))  # returning customers
+    mean_gap = config.span_ms / estimate
+    late = config.late_fraction
+    max_delay = max(config.max_delay_ms, SECOND)
+    heap: list[tuple[int, int, dict[str, Any]]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    seq = 0
+    next_start = float(config.start_ms)
+    left = config.events
+    while True:
+        start = int(next_start)
+        while heap and heap[0][0] <= start:
+            event = pop(heap)[2]
+            event["occurred_at"] = time_text(event["occurred_at"])
+            yield event
+            left -= 1
+            if not left:
+                return
+        for ms, event in journeys.next(start).events:
+            due = ms + SECOND + int(rng.random() * (max_delay - SECOND)) \
+                if late and rng.random() < late else ms
+            push(heap, (due, seq, event))
+            seq += 1
+        next_start += rng.expovariate(1.0 / mean_gap)
+
+
+# invalid records
+
+def _copy(event: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(event)
+    for key in ("signals", "survey", "attributes"):
+        if key in out:
+            out[key] = dict(out[key])
+    out["event_id"] = f"{event['event_id']}-bad"
+    return out
+
+
+def _missing(e: dict[str, Any], rng: random.Random) -> None:
+    del e[("customer_id", "producer", "touchpoint", "stage")[rng.randrange(4)]]
+
+
+def _set(name: str, value: Any) -> Any:
+    def apply(e: dict[str, Any], rng: random.Random) -> None:
+        e[name] = value
+    return apply
+
+
+def _nps11(e: dict[str, Any], rng: random.Random) -> None:
+    e["type"] = "survey"
+    e["survey"] = {"nps": 11}
+    e.pop("valence", None)
+
+
+def _ces_no_scale(e: dict[str, Any], rng: random.Random) -> None:
+    e["type"] = "survey"
+    e["survey"] = {"ces": 5}
+
+
+def _survey_without_answer(e: dict[str, Any], rng: random.Random) -> None:
+    e["type"] = "survey"
+    e.pop("survey", None)
+
+
+def _negative_wait(e: dict[str, Any], rng: random.Random) -> None:
+    e["signals"] = {"wait_seconds": -5.0}
+
+
+def _outcome_on_interaction(e: dict[str, Any], rng: random.Random) -> None:
+    e["type"] = "interaction"
+    e["outcome"] = "churn"
+
+
+def _bad_attribute_key(e: dict[str, Any], rng: random.Random) -> None:
+    e["attributes"] = {"Region": "eu"}
+
+
+# Corruptions that survive a Parquet round trip (typed columns can hold them).
+_DICT_CORRUPTIONS = (
+    _missing, _set("channel", "fax"), _set("touchpoint", ""), _set("valence", 1.5), _nps11,
+    _ces_no_scale, _survey_without_answer, _negative_wait, _outcome_on_interaction,
+    _set("schema_version", 2), _bad_attribute_key, _set("event_id", ""),
+)
+# Only in JSON: bad times, unknown fields, broken framing.
+_JSON_CORRUPTIONS = (
+    _set("occurred_at", "2026-02-30T10:00:00Z"), _set("occurred_at", "2026-11-01 10:00:00"),
+    _set("nps", 9), _set("valence", "high"),
+)
+
+
+def _broken_bytes(line: bytes, rng: random.Random) -> bytes:
+    u = rng.randrange(4)
+    if u == 0:
+        return line[: max(1, len(line) // 2)]  # truncated: not_json
+    if u == 1:
+        return b"[" + line + b"]"  # not_object
+    if u == 2:
+        return line[:-1] + b',"x":"\xff\xfe"}'  # not_utf8
+    return line[:-1] + b',"type":"survey"}'  # duplicate key: not_json
+
+
+def corrupt(event: Mapping[str, Any], rng: random.Random, *, json_only: bool = True
+            ) -> dict[str, Any] | bytes:
+    """An invalid record made from a valid event: a dict the contract rejects, or (when
+    `json_only`) possibly raw bytes that are not a valid record at all."""
+    choices = len(_DICT_CORRUPTIONS) + (len(_JSON_CORRUPTIONS) + 3 if json_only else 0)
+    u = rng.randrange(choices)
+    bad = _copy(event)
+    if u < len(_DICT_CORRUPTIONS):
+        _DICT_CORRUPTIONS[u](bad, rng)
+        return bad
+    u -= len(_DICT_CORRUPTIONS)
+    if u < len(_JSON_CORRUPTIONS):
+        _JSON_CORRUPTIONS[u](bad, rng)
+        return bad
+    return _broken_bytes(encode_event(bad), rng)
+
+
+def generate_records(config: GeneratorConfig, *, json_only: bool = True
+                     ) -> Iterator[dict[str, Any] | bytes]:
+    """`generate_events` with invalid records mixed in at `config.invalid_fraction` per valid
+    event (each just before the event it was made from). Bytes are records that are not even a
+    JSON object; `json_only=False` restricts invalid records to dicts a Parquet file can hold."""
+    fraction = config.invalid_fraction
+    if fraction <= 0:
+        yield from generate_events(config)
+        return
+    rng = random.Random(f"peakend-invalid-{config.seed}")
+    for event in generate_events(config):
+        if rng.random() < fraction:
+            yield corrupt(event, rng, json_only=json_only)
+        yield event
+
+
+# outputs
+
+# ASCII output (non-ASCII text as \u escapes): the C encoder's fastest path, and valid UTF-8.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as written to JSONL and Kafka."""
+    return _encode(event).encode("utf-8")
+
+
+def encode_record(record: Mapping[str, Any] | bytes) -> bytes:
+    return record if isinstance(record, bytes) else encode_event(record)
+
+
+def write_jsonl(records: Iterable[Mapping[str, Any] | bytes], out: BinaryIO,
+                progress: Progress | None = None, chunk: int = 8192) -> int:
+    """One record per line; the number of lines written."""
+    lines: list[str] = []
+    count = 0
+    for record in records:
+        if isinstance(record, bytes):
+            if lines:
+                out.write(("\n".join(lines) + "\n").encode("utf-8"))
+                lines.clear()
+            out.write(record + b"\n")
+        else:
+            lines.append(_encode(record))
+        count += 1
+        if len(lines) >= chunk:
+            out.write(("\n".join(lines) + "\n").encode("utf-8"))
+            lines.clear()
+            if progress is not None:
+                progress.update(count)
+    if lines:
+        out.write(("\n".join(lines) + "\n").encode("utf-8"))
+    return count
+
+
+def write_parquet(records: Iterable[Mapping[str, Any]], path: str | Path,
+                  progress: Progress | None = None, batch_rows: int = 65_536) -> int:
+    """Events (dicts) to a Parquet file in the flat schema of `jobs.parquet_schema`."""
+    from jobs.parquet_schema import ParquetEventWriter
+
+    count = 0
+    with ParquetEventWriter(path) as writer:
+        batch: list[Mapping[str, Any]] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_rows:
+                writer.write(batch)
+                count += len(batch)
+                batch = []
+                if progress is not None:
+                    progress.update(count)
+        if batch:
+            writer.write(batch)
+            count += len(batch)
+    return count
+
+
+def send_kafka(records: Iterable[Mapping[str, Any] | bytes], *, bootstrap: str | None,
+               topic: str | None, rate: float | None, progress: Progress | None = None) -> int:
+    """Valid events through TouchpointProducer (validated, keyed by journey); invalid records,
+    which it refuses by design, raw to the same topic so the worker dead-letters them. `rate`:
+    events per wall-clock second (None: as fast as the broker takes them)."""
+    from kafka import KafkaProducer
+
+    from pipeline.contract import Rejected
+    from pipeline.producer import TouchpointProducer
+    from pipeline.settings import Settings
+
+    settings = Settings.from_env()
+    raw_producer: KafkaProducer | None = None
+    count = 0
+    started = time.monotonic()
+    with TouchpointProducer(settings, bootstrap=bootstrap, topic=topic) as producer:
+        try:
+            for record in records:
+                value = encode_record(record)
+                try:
+                    producer.send(value)
+                except Rejected:
+                    if raw_producer is None:
+                        raw_producer = KafkaProducer(
+                            bootstrap_servers=(bootstrap or settings.kafka_bootstrap).split(","),
+                            **settings.kafka_client_options())
+                    raw_producer.send(producer.topic, value=value, key=None)
+                count += 1
+                if rate and count % 100 == 0:
+                    ahead = count / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                if progress is not None and count % 1000 == 0:
+                    progress.update(count)
+        finally:
+            if raw_producer is not None:
+                raw_producer.flush()
+                raw_producer.close()
+    return count
+
+
+# command line
+
+
+def parse_duration(text: str) -> int:
+    """Milliseconds of '90s', '15m', '36h', '7d', '2w' or plain seconds.
+
+    >>> parse_duration("36h"), parse_duration("90"), parse_duration("1.5d")
+    (129600000, 90000, 129600000)
+    """
+    units = {"ms": 1, "s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
+    text = text.strip()
+    for unit in ("ms", "s", "m", "h", "d", "w"):
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return round(float(text[: -len(unit)]) * units[unit])
+    try:
+        return round(float(text) * SECOND)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 15m, 36h, 7d, 2w)") from None
+
+
+def parse_time(text: str, start_ms: int | None = None) -> int:
+    """Epoch ms of an RFC 3339 time, 'now', or a duration after `start_ms` ('36h')."""
+    if text == "now":
+        return int(time.time()) * SECOND
+    if start_ms is not None and "T" not in text.upper():
+        return start_ms + parse_duration(text.lstrip("+"))
+    try:
+        return parse_ms(text.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 time with offset "
+                         "(e.g. 2026-11-01T00:00:00Z)") from None
+
+
+def parse_shift(kind: str, text: str, start_ms: int) -> Shift:
+    """`segment=DIM:VALUE,at=WHEN,points=P` (drop) or
+    `segment=DIM:VALUE,from=WHEN,points_per_week=P` (decline); WHEN is an offset from --start
+    (e.g. 36h) or an RFC 3339 time.
+
+    >>> parse_shift("drop", "segment=channel:phone,at=36h,points=30", 0)
+    Shift(kind='drop', dim='channel', value='phone', at_ms=129600000, points=30.0)
+    """
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"--{kind} {text!r}: expected key=value pairs, got {part!r}")
+        fields[key.strip()] = value.strip()
+    segment = fields.pop("segment", "all:all")
+    dim, _, value = segment.partition(":")
+    if dim not in SEGMENT_DIMS:
+        raise ValueError(f"--{kind}: segment dimension {dim!r} is not one of "
+                         f"{', '.join(SEGMENT_DIMS)}")
+    when = fields.pop("at" if kind == "drop" else "from", "0")
+    points_key = "points" if kind == "drop" else "points_per_week"
+    points = float(fields.pop(points_key, "30" if kind == "drop" else "10"))
+    if fields:
+        raise ValueError(f"--{kind}: unknown key(s) {', '.join(fields)}")
+    return Shift(kind, dim, value or "all", parse_time(when, start_ms), points)
+
+
+def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """'ecommerce=0.6,bank=0.2' -> weights; personas not named get weight 0."""
+    out = []
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        out.append((name.strip(), float(weight or 1)))
+    return tuple(out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ("personas: " + ", ".join(f"{k} ({v[2]:.2f})" for k, v in PERSONAS.items())
+                     + "\nsegments for --drop/--decline: " + ", ".join(SEGMENT_DIMS))
+    parser.add_argument("--events", type=int, default=10_000, help="valid events (default 10000)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--start", default="2026-11-01T00:00:00Z",
+                        help="event time of the first journey start (RFC 3339 or 'now')")
+    parser.add_argument("--span", help="event-time span over which journeys start (e.g. 7d; "
+                                       "default 1d, or events/rate)")
+    parser.add_argument("--rate", type=float,
+                        help="events per second: the event-time rate when --span is not given; "
+                             "with --to kafka also the wall-clock send rate (default: max speed)")
+    parser.add_argument("--to", choices=("jsonl", "parquet", "kafka"), default="jsonl")
+    parser.add_argument("--output", help="output file (jsonl: '-' for stdout, the default)")
+    parser.add_argument("--topic", help="Kafka topic (default PEAKEND_TOPIC_TOUCHPOINTS)")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap (default PEAKEND_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--mix", help="persona weights by journeys, e.g. ecommerce=0.6,bank=0.4")
+    parser.add_argument("--late-fraction", type=float, default=0.01,
+                        help="share of events delivered out of order (default 0.01)")
+    parser.add_argument("--max-delay", default="10m",
+                        help="largest delay of an out-of-order event (default 10m)")
+    parser.add_argument("--invalid-fraction", type=float, default=0.0,
+                        help="invalid records added per valid event, for dead letters")
+    parser.add_argument("--drop", action="append", default=[], metavar="SPEC",
+                        help="sudden NPS drop: segment=channel:phone,at=36h,points=30 "
+                             "(repeatable)")
+    parser.add_argument("--decline", action="append", default=[], metavar="SPEC",
+                        help="slow decline: segment=touchpoint:checkout,from=1d,"
+                             "points_per_week=10 (repeatable)")
+    parser.add_argument("--id-prefix", default="", help="id prefix (default s<seed>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
+    start = parse_time(args.start)
+    if args.span and args.rate and args.to != "kafka":
+        raise ValueError("give --span or --rate, not both (with --to kafka, --rate is the "
+                         "wall-clock send rate and may be combined with --span)")
+    if args.span:
+        span = parse_duration(args.span)
+    elif args.rate:
+        span = max(1, round(args.events / args.rate * SECOND))
+    else:
+        span = DAY
+    shifts = tuple(parse_shift("drop", s, start) for s in args.drop) + tuple(
+        parse_shift("decline", s, start) for s in args.decline)
+    config = GeneratorConfig(events=args.events, seed=args.seed, start_ms=start, span_ms=span,
+                             late_fraction=args.late_fraction,
+                             max_delay_ms=parse_duration(args.max_delay),
+                             invalid_fraction=args.invalid_fraction, shifts=shifts,
+                             id_prefix=args.id_prefix)
+    if args.mix:
+        config = replace(config, mix=parse_mix(args.mix))
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+        mean_events_per_journey(config, samples=10)  # validates the mix
+    except ValueError as exc:
+        print(f"peakend generate: {exc}", file=sys.stderr)
+        return 2
+    progress = Progress(f"generate -> {args.to}", config.events, enabled=not args.quiet)
+    try:
+        if args.to == "jsonl":
+            records = generate_records(config)
+            if args.output in (None, "-"):
+                count = write_jsonl(records, sys.stdout.buffer, progress)
+                sys.stdout.buffer.flush()
+            else:
+                with open(args.output, "wb") as handle:
+                    count = write_jsonl(records, handle, progress)
+        elif args.to == "parquet":
+            if not args.output:
+                print("peakend generate: --to parquet needs --output FILE", file=sys.stderr)
+                return 2
+            dicts = (r for r in generate_records(config, json_only=False)
+                     if not isinstance(r, bytes))
+            count = write_parquet(dicts, args.output, progress)
+        else:
+            rate = args.rate if args.rate and args.rate > 0 else None
+            count = send_kafka(generate_records(config), bootstrap=args.bootstrap,
+                               topic=args.topic, rate=rate, progress=progress)
+    except OSError as exc:
+        print(f"peakend generate: {exc}", file=sys.stderr)
+        return 1
+    progress.done = count
+    seconds = progress.finish()
+    if not args.quiet:
+        where = args.output or ("stdout" if args.to == "jsonl" else args.topic or "topic")
+        print(f"peakend generate: {count:,} records to {where} in {seconds:.2f} s "
+              f"({count / max(seconds, 1e-9):,.0f}/s)", file=sys.stderr)
+    return 0
+
+
+__all__ = [
+    "GeneratorConfig", "JourneyBuilder", "Shift", "add_arguments", "corrupt", "encode_event",
+    "generate_events", "generate_records", "mean_events_per_journey", "run",
+    "write_jsonl", "write_parquet",
+]
