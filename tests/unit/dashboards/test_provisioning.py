@@ -1,0 +1,168 @@
+"""Grafana provisioning: committed files equal the generator's output, dashboards are valid for
+their schemaVersion, every data source uid is provisioned, alert rules are well formed, YAML reads
+back, and Prometheus panels use only the worker's metric names."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from dashboards import build, yamlout
+from pipeline.observability import WorkerMetrics
+
+PROV = build.PROVISIONING
+
+
+def test_committed_files_equal_the_generated_ones() -> None:
+    for path, text in build.outputs().items():
+        assert path.exists(), f"{path} missing: run python -m dashboards.build"
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path} differs from dashboards/build.py: run python -m dashboards.build")
+    committed = set(build.DASHBOARD_DIR.glob("*.json"))
+    assert committed == {p for p in build.outputs() if p.suffix == ".json"}
+
+
+def test_yaml_reads_back_to_the_same_data() -> None:
+    for name, make in [("datasources/clickhouse.yml", build.datasources),
+                       ("dashboards/peakend.yml", build.dashboard_provider),
+                       ("alerting/rules.yml", build.alert_rules),
+                       ("alerting/contact-points.yml", build.contact_points),
+                       ("alerting/policies.yml", build.policies),
+                       ("alerting/templates.yml", build.templates)]:
+        assert yamlout.load((PROV / name).read_text()) == make(), name
+
+
+def test_yaml_writer_round_trips_awkward_values() -> None:
+    value: dict[str, Any] = {"a": "yes", "b": "x: y", "c": ["on", 1, 2.5, None, True, [1, [2]]],
+                             "d": "line 1\n  line 2\n\nline 4", "e": {}, "f": [],
+                             "g": [{"h": "i", "j": [{"k": "multi\nline"}]}], "weird key": "#x"}
+    assert yamlout.load(yamlout.dump(value, "header")) == value
+
+
+def _datasource_uids() -> set[str]:
+    doc = yamlout.load((PROV / "datasources" / "clickhouse.yml").read_text())
+    return {d["uid"] for d in doc["datasources"]}
+
+
+def test_datasources_use_the_reader_and_no_literal_secret() -> None:
+    doc = yamlout.load((PROV / "datasources" / "clickhouse.yml").read_text())
+    ch = next(d for d in doc["datasources"] if d["type"] == "grafana-clickhouse-datasource")
+    assert ch["jsonData"]["username"] == "peakend_reader"
+    assert ch["secureJsonData"]["password"] == "${PEAKEND_CLICKHOUSE_READER_PASSWORD}"
+    for path in PROV.rglob("*.yml"):
+        text = path.read_text()
+        for match in re.finditer(r"(password|secret|token)\w*:\s*(\S+)", text, re.IGNORECASE):
+            assert match.group(2).strip('"').startswith("${"), f"{path}: {match.group(0)}"
+
+
+def dashboards() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(build.DASHBOARD_DIR.glob("*.json"))]
+
+
+@pytest.mark.parametrize("doc", dashboards(), ids=lambda d: d["uid"])
+def test_dashboard_structure(doc: dict[str, Any]) -> None:
+    for key in ("uid", "title", "panels", "schemaVersion", "time", "templating", "version"):
+        assert key in doc, key
+    assert doc["schemaVersion"] == build.SCHEMA_VERSION
+    assert len(doc["uid"]) <= 40
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    uids = _datasource_uids()
+    occupied: set[tuple[int, int]] = set()
+    for p in doc["panels"]:
+        assert p["type"] in {"timeseries", "stat", "table", "barchart", "bargauge"}
+        g = p["gridPos"]
+        assert set(g) == {"h", "w", "x", "y"} and g["w"] >= 1 and g["h"] >= 1
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
+        cells = {(x, y) for x in range(g["x"], g["x"] + g["w"])
+                 for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & occupied, f"{p['title']} overlaps another panel"
+        occupied |= cells
+        assert p["datasource"]["uid"] in uids
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] in uids
+            assert ("rawSql" in t) != ("expr" in t)
+    for var in doc["templating"]["list"]:
+        assert var["name"] and var["type"] in {"custom", "query"}
+        if var["type"] == "query":
+            assert var["datasource"]["uid"] in uids
+
+
+def test_five_dashboards_cover_the_issue() -> None:
+    titles = " | ".join(d["title"] for d in dashboards())
+    for word in ("overview", "Peak-end", "NPS, CES, CSAT", "alert timeline", "Pipeline health"):
+        assert word in titles
+
+
+def _worker_metric_names() -> set[str]:
+    names: set[str] = set()
+    for metric in WorkerMetrics.create().registry.collect():
+        for sample in metric.samples:
+            names.add(sample.name)
+        names.add(metric.name)
+        names.update({metric.name + s for s in ("_total", "_bucket", "_sum", "_count")})
+    return names
+
+
+def test_prometheus_queries_use_worker_metric_names() -> None:
+    known = _worker_metric_names() | {"up"}
+    exprs = [t["expr"] for d in dashboards() for p in d["panels"] for t in p["targets"]
+             if "expr" in t]
+    exprs += [q["model"]["expr"] for g in build.alert_rules()["groups"] for r in g["rules"]
+              for q in r["data"] if "expr" in q["model"]]
+    assert exprs
+    for expr in exprs:
+        for name in re.findall(r"\b(peakend_\w+|up)\b", expr):
+            assert name in known, f"{name} in {expr} is not a worker metric"
+
+
+def test_alert_rules_are_well_formed() -> None:
+    doc = build.alert_rules()
+    uids = _datasource_uids() | {"__expr__"}
+    seen: set[str] = set()
+    for group in doc["groups"]:
+        assert re.fullmatch(r"\d+[smh]", group["interval"])
+        for rule in group["rules"]:
+            assert rule["uid"] not in seen and len(rule["uid"]) <= 40
+            seen.add(rule["uid"])
+            refs = {q["refId"] for q in rule["data"]}
+            assert rule["condition"] in refs
+            for q in rule["data"]:
+                assert q["datasourceUid"] in uids
+                assert q["model"]["refId"] == q["refId"]
+                if q["datasourceUid"] == "__expr__":
+                    assert q["model"]["expression"] in refs
+            assert rule["labels"]["severity"] in {"warning", "critical"}
+            assert rule["annotations"]["summary"]
+    # experience rules respect the sample size
+    for q in build.EXPERIENCE_RULES:
+        if "alerts_latest" in q.sql or "metrics_hourly" in q.sql:
+            assert f"n >= {build.MIN_N}" in q.sql, q.uid
+    policy = build.policies()["policies"][0]
+    receivers = {c["name"] for c in build.contact_points()["contactPoints"]}
+    assert policy["receiver"] in receivers
+    assert all(r["receiver"] in receivers for r in policy["routes"])
+    template = build.templates()["templates"][0]["template"]
+    for name in re.findall(r'template "([\w.]+)"', json.dumps(build.contact_points())):
+        assert f'define "{name}"' in template
+
+
+def test_dashboard_provider_points_at_the_generated_dashboards() -> None:
+    doc = yamlout.load((PROV / "dashboards" / "peakend.yml").read_text())
+    assert doc["providers"][0]["type"] == "file"
+    assert doc["providers"][0]["options"]["path"].endswith("/peakend")
+
+
+def test_panel_expectations_match_queries() -> None:
+    for make in build.DASHBOARDS:
+        for p in make().panels:
+            assert len(p.columns) == len(p.queries), p.title
+            for sql, cols in zip(p.queries, p.columns, strict=True):
+                if p.fmt == build.FORMAT_TIMESERIES and p.datasource["uid"] == build.CLICKHOUSE_UID:
+                    assert cols[0] == "time", p.title
+                if p.datasource["uid"] == build.CLICKHOUSE_UID:
+                    assert sql.strip().upper().startswith("SELECT") and cols, p.title
