@@ -1,0 +1,442 @@
+"""`peakend backfill FILE.parquet [...]`: Parquet events through the core into ClickHouse.
+
+Reads the files (layout: `jobs/parquet_schema.py`) in record batches with pyarrow, validates each
+row with the stream's own contract code (`pipeline.contract.parse_dict`, plus the record-size
+limit on the row's compact JSON), runs `ExperienceEngine` with the same partition assignment as
+`peakend replay --partitions N`, and writes journeys, metric buckets, alerts, dead letters and
+the raw validated events through `pipeline.storage.tables` (server URL or embedded chdb).
+
+Output equals `peakend replay` on the same events: journeys and metric partials are the latest
+version per key, alerts the latest state per alert, dead letters one per rejected row
+(`source_topic` = file name, `source_offset` = row number from 1, like replay's line numbers).
+
+Resume (checkpoint after every flushed batch; `--checkpoint`, default under .stack/backfill/):
+the core is deterministic, so a resumed run re-reads the files from the start and recomputes the
+engine state without writing anything until the checkpointed row, then writes as usual. Rows a
+crashed run wrote after its last checkpoint are written again with the same content and the same
+versions: the tables are ReplacingMergeTree keyed by record key (journeys, metric_buckets, alerts
+by version; dead_letters by topic/partition/offset; touchpoint_events by event_id), and readers
+use FINAL or argMax(version), so the final tables are identical to an uninterrupted run. The
+checkpoint is bound to the files (path, size, mtime), the partition count, batch size, core
+settings and target; anything else refuses to resume (use --restart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from jobs.parquet_schema import STRING_COLUMNS, _OccurredText, batch_to_dicts, check_schema
+from jobs.progress import Progress
+from pipeline.contract import Rejected, parse_dict
+from pipeline.contract.dead_letters import DeadLetter
+from pipeline.contract.rejected import TOO_LARGE
+from pipeline.core.config import CoreConfig
+from pipeline.core.engine import Emitted, ExperienceEngine
+from pipeline.core.partitioner import partition_for
+from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
+from pipeline.core.timefmt import format_ms
+from pipeline.settings import Settings
+from pipeline.storage.warehouse import Warehouse
+
+# A row whose strings are this far below the size limit cannot exceed it once encoded (JSON
+# escapes at most 6 bytes per character, plus the fixed fields, numbers and attribute keys).
+_FIXED_BYTES = 8192
+
+MetricKey = tuple[str, str, str, int, int]
+
+
+def _json_size(obj: Mapping[str, Any]) -> int:
+    """Bytes of the row as a producer would send it (compact UTF-8 JSON, `event_to_json`)."""
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def _size_suspects(batch: pa.RecordBatch, max_bytes: int) -> list[bool] | None:
+    """Rows that might exceed `max_bytes` as JSON (checked exactly); None when no row can."""
+    total = None
+    for name in (*STRING_COLUMNS, "attributes"):
+        column = batch.column(batch.schema.get_field_index(name))
+        if name == "attributes":
+            # per row at most entries x (longest key + longest value of the batch)
+            if len(column.keys) == 0:
+                continue
+            longest = (pc.max(pc.binary_length(column.keys)).as_py()
+                       + pc.max(pc.binary_length(column.items)).as_py())
+            offsets = column.offsets
+            entries = pc.subtract(offsets[1:], offsets[:-1])
+            lengths = pc.multiply(entries, longest)
+        else:
+            lengths = pc.fill_null(pc.binary_length(column), 0)
+        total = lengths if total is None else pc.add(total, lengths)
+    if total is None:
+        return None
+    limit = (max_bytes - _FIXED_BYTES) // 6
+    suspects = pc.greater(total, limit)
+    if not pc.any(suspects).as_py():
+        return None
+    return suspects.to_pylist()  # type: ignore[no-any-return]
+
+
+@dataclass
+class Pending:
+    """Records produced since the last flush, latest version per key (what the tables keep)."""
+
+    journeys: dict[str, JourneyRecord] = field(default_factory=dict)
+    metrics: dict[MetricKey, MetricRecord] = field(default_factory=dict)
+    alerts: dict[str, AlertRecord] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def keep(self, emitted: Emitted) -> None:
+        journeys = self.journeys
+        for journey in emitted.journeys:
+            old = journeys.get(journey.journey_id)
+            if old is None or journey.version > old.version:
+                journeys[journey.journey_id] = journey
+        metrics = self.metrics
+        for metric in emitted.metrics:
+            key = (metric.metric, metric.segment_dim, metric.segment_value, metric.window_start,
+                   metric.source_partition)
+            old_metric = metrics.get(key)
+            if old_metric is None or metric.version > old_metric.version:
+                metrics[key] = metric
+        for alert in emitted.alerts:
+            old_alert = self.alerts.get(alert.alert_id)
+            if old_alert is None or alert.version > old_alert.version:
+                self.alerts[alert.alert_id] = alert
+
+    def __len__(self) -> int:
+        return (len(self.journeys) + len(self.metrics) + len(self.alerts)
+                + len(self.dead_letters) + len(self.events))
+
+
+class Backfill:
+    """The core over rows of event dicts, collecting what the sinks would write."""
+
+    def __init__(self, config: CoreConfig, *, partitions: int = 1, max_bytes: int = 65536,
+                 keep_comments: bool = False, raw_events: bool = True) -> None:
+        self.engine = ExperienceEngine(config)
+        self.partitions = partitions
+        self.max_bytes = max_bytes
+        self.keep_comments = keep_comments
+        self.raw_events = raw_events
+        self.lateness_ms = config.journeys.allowed_lateness_ms
+        self.pending = Pending()
+        self.counts: Counter[str] = Counter()
+
+    def batch(self, source: str, first_row: int, batch: pa.RecordBatch,
+              text: _OccurredText | None = None) -> None:
+        """Every row of one record batch; `first_row` is the row number (from 1) of its first."""
+        suspects = _size_suspects(batch, self.max_bytes)
+        for i, obj in enumerate(batch_to_dicts(batch, text)):
+            self.row(source, first_row + i, obj,
+                     check_size=suspects is not None and suspects[i])
+
+    def row(self, source: str, number: int, obj: dict[str, Any], *,
+            check_size: bool = True) -> None:
+        counts = self.counts
+        counts["rows"] += 1
+        try:
+            if check_size:
+                size = _json_size(obj)
+                if size > self.max_bytes:
+                    raise Rejected(TOO_LARGE, f"record is {size} bytes, above the limit of "
+                                              f"{self.max_bytes} (PEAKEND_MAX_EVENT_BYTES); "
+                                              "split it or shorten free text")
+            event = parse_dict(obj)
+        except Rejected as rejected:
+            self.pending.dead_letters.append(DeadLetter.from_rejection(
+                rejected, original=_original(obj), source_topic=source, source_partition=0,
+                source_offset=number))
+            return
+        partition = partition_for(event.journey_key, self.partitions)
+        emitted, reason = self.engine.process(event, partition)
+        self.pending.keep(emitted)
+        if reason == "duplicate":
+            counts["duplicates"] += 1
+        elif reason is not None:
+            watermark = self.engine.watermarks[partition]
+            behind_s = (watermark - event.occurred_ms) / 1000
+            # the same text as `peakend replay`
+            self.pending.dead_letters.append(DeadLetter.make(
+                reason,
+                f"occurred_at: {behind_s:.0f} s behind stream time {format_ms(watermark)} of "
+                f"partition {partition}, more than the allowed lateness of "
+                f"{self.lateness_ms // 1000} s",
+                original=_original(obj), source_topic=source, source_partition=partition,
+                source_offset=number, event_id=event.event_id))
+        else:
+            counts["events"] += 1
+            if self.raw_events:
+                survey = obj.get("survey")
+                if survey is not None and "comment" in survey and not self.keep_comments:
+                    obj = dict(obj)
+                    obj["survey"] = {k: v for k, v in survey.items() if k != "comment"}
+                self.pending.events.append(obj)
+
+    def finish(self) -> None:
+        self.pending.keep(self.engine.finish())
+
+    def take(self) -> Pending:
+        pending, self.pending = self.pending, Pending()
+        self.counts["journey_rows"] += len(pending.journeys)
+        self.counts["metric_rows"] += len(pending.metrics)
+        self.counts["alert_rows"] += len(pending.alerts)
+        self.counts["dead_letters"] += len(pending.dead_letters)
+        return pending
+
+
+def _original(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def write(warehouse: Warehouse, pending: Pending, insert_rows: int = 50_000) -> int:
+    """Insert the pending records through `pipeline.storage.tables`; rows written."""
+    from pipeline.storage.tables import rows
+
+    written = 0
+    groups: list[tuple[str, Sequence[Mapping[str, Any]]]] = [
+        ("journeys", [r.to_dict() for r in pending.journeys.values()]),
+        ("metric_buckets", [r.to_dict() for r in pending.metrics.values()]),
+        ("alerts", [r.to_dict() for r in pending.alerts.values()]),
+        ("dead_letters", [d.to_dict() for d in pending.dead_letters]),
+        ("touchpoint_events", pending.events),
+    ]
+    for table, records in groups:
+        for start in range(0, len(records), insert_rows):
+            columns, data = rows(table, records[start:start + insert_rows])
+            written += warehouse.insert(table, columns, data)
+    return written
+
+
+# checkpoints
+
+
+def fingerprint(files: Sequence[str], partitions: int, batch_rows: int, config: CoreConfig,
+                target: str, raw_events: bool) -> str:
+    parts: list[Any] = [partitions, batch_rows, repr(config), target, raw_events]
+    for name in files:
+        stat = os.stat(name)
+        parts.append((str(Path(name).resolve()), stat.st_size, stat.st_mtime_ns))
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    fingerprint: str
+    file_index: int = 0  # next file to write
+    row: int = 0  # rows of that file already written
+    complete: bool = False
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: str) -> Checkpoint | None:
+        """The saved checkpoint, None when there is none; ValueError when it is another run's."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        if data.get("fingerprint") != fingerprint:
+            raise ValueError(f"checkpoint {path} belongs to another backfill (other files, "
+                             "settings, partitions or target); use --restart to start over")
+        return cls(path, fingerprint, int(data["file_index"]), int(data["row"]),
+                   bool(data["complete"]))
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "file_index": self.file_index,
+                                   "row": self.row, "complete": self.complete}),
+                       encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def covers(self, file_index: int, row_end: int) -> bool:
+        """Were rows up to `row_end` of file `file_index` written by an earlier run?"""
+        return self.complete or file_index < self.file_index or (
+            file_index == self.file_index and row_end <= self.row)
+
+
+class Interrupted(Exception):
+    """Raised by `run_backfill(stop_after_rows=...)`: a simulated crash for tests."""
+
+
+@dataclass
+class Result:
+    rows: int
+    counts: Counter[str]
+    seconds: float
+    written: int
+    resumed_from: tuple[int, int] | None
+
+
+def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: CoreConfig, *,
+                 partitions: int = 1, batch_rows: int = 65_536, max_bytes: int = 65536,
+                 keep_comments: bool = False, raw_events: bool = True,
+                 checkpoint_path: Path | None = None, target: str = "",
+                 restart: bool = False, progress: bool = False,
+                 stop_after_rows: int | None = None) -> Result:
+    """Backfill `files` into `warehouse` (None: run the core only, write nothing)."""
+    parquet_files = []
+    total = 0
+    for name in files:
+        parquet = pq.ParquetFile(name)
+        check_schema(parquet.schema_arrow, name)
+        parquet_files.append(parquet)
+        total += parquet.metadata.num_rows
+    checkpoint: Checkpoint | None = None
+    resumed: tuple[int, int] | None = None
+    if checkpoint_path is not None:
+        key = fingerprint(files, partitions, batch_rows, config, target, raw_events)
+        checkpoint = None if restart else Checkpoint.load(checkpoint_path, key)
+        if checkpoint is not None:
+            resumed = (checkpoint.file_index, checkpoint.row)
+        else:
+            checkpoint = Checkpoint(checkpoint_path, key)
+            checkpoint.save()
+    if checkpoint is not None and checkpoint.complete:
+        return Result(0, Counter(), 0.0, 0, resumed)
+
+    backfill = Backfill(config, partitions=partitions, max_bytes=max_bytes,
+                        keep_comments=keep_comments, raw_events=raw_events)
+    meter = Progress("backfill", total, enabled=progress)
+    text = _OccurredText()
+    done = written = 0
+    for index, (name, parquet) in enumerate(zip(files, parquet_files, strict=True)):
+        source = Path(name).name
+        row = 0
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            backfill.batch(source, row + 1, batch, text)
+            row += batch.num_rows
+            done += batch.num_rows
+            pending = backfill.take()
+            if checkpoint is not None and checkpoint.covers(index, row):
+                pass  # written by the run we resume: state rebuilt, nothing to write
+            else:
+                if warehouse is not None:
+                    written += write(warehouse, pending)
+                if checkpoint is not None:
+                    checkpoint.file_index, checkpoint.row = index, row
+                    checkpoint.save()
+            meter.update(done)
+            if stop_after_rows is not None and done >= stop_after_rows:
+                raise Interrupted(f"stopped after {done} rows")
+    backfill.finish()
+    pending = backfill.take()
+    if warehouse is not None:
+        written += write(warehouse, pending)
+    if checkpoint is not None:
+        checkpoint.file_index, checkpoint.row, checkpoint.complete = len(files), 0, True
+        checkpoint.save()
+    seconds = meter.finish()
+    return Result(done, backfill.counts, seconds, written, resumed)
+
+
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE.parquet",
+                        help="event files in the jobs/parquet_schema.py layout, in order")
+    parser.add_argument("--url", default=None,
+                        help="clickhouse://user:password@host:port/db (default "
+                             "PEAKEND_CLICKHOUSE_URL; empty: embedded chdb at PEAKEND_CHDB_PATH)")
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="spread events over N partitions like Kafka's default partitioner "
+                             "(as `peakend replay --partitions`); default 1")
+    parser.add_argument("--batch-rows", type=int, default=65_536,
+                        help="rows per record batch, write and checkpoint (default 65536)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint file (default .stack/backfill/<run fingerprint>.json)")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore an existing checkpoint and start from the first row")
+    parser.add_argument("--no-checkpoint", action="store_true", help="do not resume or record")
+    parser.add_argument("--no-raw-events", action="store_true",
+                        help="do not write the validated events to touchpoint_events")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="run the core only and report; write nothing to ClickHouse")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.partitions < 1 or args.batch_rows < 1:
+        print("peakend backfill: --partitions and --batch-rows must be at least 1",
+              file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    config = settings.core_config()
+    url = settings.clickhouse_url if args.url is None else args.url
+    warehouse: Warehouse | None = None
+    target = "dry-run"
+    if not args.dry_run:
+        from pipeline.storage.migrate import migrate
+        from pipeline.storage.warehouse import connect
+
+        warehouse = connect(url, chdb_path=settings.chdb_path,
+                            database=settings.clickhouse_database)
+        migrate(warehouse)
+        target = f"{warehouse.engine}:{_mask(url) or settings.chdb_path}:{warehouse.database}"
+    checkpoint_path: Path | None = None
+    if not args.no_checkpoint and not args.dry_run:
+        if args.checkpoint:
+            checkpoint_path = Path(args.checkpoint)
+        else:
+            key = fingerprint(args.files, args.partitions, args.batch_rows, config, target,
+                              not args.no_raw_events)
+            checkpoint_path = Path(".stack/backfill") / f"{key[:16]}.json"
+    try:
+        result = run_backfill(
+            args.files, warehouse, config, partitions=args.partitions,
+            batch_rows=args.batch_rows, max_bytes=settings.max_event_bytes,
+            keep_comments=settings.keep_comments, raw_events=not args.no_raw_events,
+            checkpoint_path=checkpoint_path, target=target, restart=args.restart,
+            progress=not args.quiet)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        print(f"peakend backfill: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if warehouse is not None:
+            warehouse.close()
+    if result.resumed_from is not None and result.rows == 0:
+        print(f"peakend backfill: already complete (checkpoint {checkpoint_path}); "
+              "--restart to run again")
+        return 0
+    counts = result.counts
+    rate = result.rows / result.seconds if result.seconds > 0 else 0.0
+    lines = [f"read {result.rows:,} rows in {result.seconds:.2f} s ({rate:,.0f}/s), "
+             f"{counts['events']:,} applied, {counts['duplicates']:,} duplicates dropped, "
+             f"{counts['dead_letters']:,} dead letters"]
+    if result.resumed_from is not None:
+        f_index, f_row = result.resumed_from
+        lines.append(f"resumed after row {f_row:,} of file {f_index + 1} (rows before it were "
+                     "re-run through the core without writing)")
+    lines.append(f"rows written: {result.written:,} ({counts['journey_rows']:,} journey, "
+                 f"{counts['metric_rows']:,} metric, {counts['alert_rows']:,} alert updates)"
+                 if warehouse is not None else "dry run: nothing written")
+    print("\n".join(lines))
+    return 0
+
+
+def _mask(url: str) -> str:
+    """The URL without its password, for fingerprints and messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"
+
+
+__all__ = ["Backfill", "Checkpoint", "Interrupted", "Pending", "Result", "add_arguments",
+           "run", "run_backfill", "write"]

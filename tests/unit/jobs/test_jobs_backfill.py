@@ -1,0 +1,126 @@
+"""Parquet round trip, and backfill = replay (through the same table mapping), resume."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from backfill_util import RecordingWarehouse, final, replay_tables, write_both
+
+from jobs.backfill import Backfill, Checkpoint, Interrupted, run_backfill
+from jobs.generate import GeneratorConfig, Shift, generate_records, write_parquet
+from jobs.parquet_schema import SCHEMA, check_schema, read_event_dicts
+from jobs.personas import HOUR
+from pipeline.cli import main
+from pipeline.contract import Rejected, parse_dict
+from pipeline.core.config import CoreConfig, DropConfig
+
+START = GeneratorConfig().start_ms
+# Enough answers in a small file for the drop detector to fire.
+EVENTS = GeneratorConfig(
+    events=6000, seed=21, span_ms=10 * HOUR, invalid_fraction=0.02, late_fraction=0.02,
+    mix=(("bank", 0.5), ("invest", 0.2), ("telecom", 0.1), ("ecommerce", 0.2)),
+    shifts=(Shift("drop", "channel", "phone", START + 6 * HOUR, 40),))
+CORE = CoreConfig(drops=DropConfig(min_n=15, min_baseline_n=15, p_value=0.05))
+
+
+def test_parquet_round_trip_gives_the_same_event_dicts(tmp_path: Path) -> None:
+    records = [r for r in generate_records(replace(EVENTS, events=3000), json_only=False)
+               if isinstance(r, dict)]
+    _, parquet, count = write_both(replace(EVENTS, events=3000), tmp_path)
+    assert count == len(records)
+    back = list(read_event_dicts(parquet, batch_rows=700))
+    assert back == records
+    assert pq.ParquetFile(parquet).schema_arrow.equals(SCHEMA, check_metadata=False)
+
+
+def test_cli_parquet_output_is_reproducible(tmp_path: Path) -> None:
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    for path in paths:
+        assert main(["generate", "--to", "parquet", "--output", str(path), "--events", "3000",
+                     "--invalid-fraction", "0.05", "--quiet"]) == 0
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert pq.ParquetFile(paths[0]).metadata.num_rows > 3000
+
+
+def test_check_schema_names_what_is_wrong(tmp_path: Path) -> None:
+    other = pa.schema([pa.field("event_id", pa.int64()), pa.field("colour", pa.string())])
+    with pytest.raises(ValueError, match=r"event_id is int64.*missing column occurred_at.*colour"):
+        check_schema(other, "x.parquet")
+
+
+def test_invalid_rows_get_the_stream_verdict(tmp_path: Path) -> None:
+    """Rows the contract rejects become dead letters with the contract's reason and text."""
+    config = replace(EVENTS, events=2000, invalid_fraction=0.2)
+    _, parquet, _ = write_both(config, tmp_path)
+    backfill = Backfill(CORE)
+    source = pq.ParquetFile(parquet)
+    row = 1
+    for batch in source.iter_batches(batch_size=512):
+        backfill.batch("events.parquet", row, batch)
+        row += batch.num_rows
+    letters = backfill.pending.dead_letters
+    assert len(letters) > 300
+    for letter in letters:
+        with pytest.raises(Rejected) as info:
+            parse_dict(json.loads(letter.original))
+        assert (letter.reason, letter.error) == (info.value.reason, info.value.error)
+
+
+def test_too_large_rows_are_rejected_like_the_stream(tmp_path: Path) -> None:
+    record = next(r for r in generate_records(EVENTS) if isinstance(r, dict))
+    big = {**record, "event_id": "big", "touchpoint": "x" * 70_000}
+    write_parquet([record, big], tmp_path / "big.parquet")
+    backfill = Backfill(CORE)
+    backfill.batch("big.parquet", 1, next(pq.ParquetFile(tmp_path / "big.parquet")
+                                        .iter_batches()))
+    assert [d.reason for d in backfill.pending.dead_letters] == ["too_large"]
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_backfill_writes_what_replay_outputs(tmp_path: Path, partitions: int) -> None:
+    jsonl, parquet, _ = write_both(EVENTS, tmp_path)
+    expected = replay_tables(jsonl, CORE, partitions)
+    warehouse = RecordingWarehouse()
+    result = run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
+                          partitions=partitions, batch_rows=1000)
+    assert result.counts["dead_letters"] > 50
+    for table, want in expected.items():
+        got = final(table, warehouse.inserted.get(table, []))
+        assert got == want, table
+    assert expected["alerts"], "the injected drop should fire an alert"
+    assert len(final("touchpoint_events", warehouse.inserted["touchpoint_events"])) == \
+        result.counts["events"]
+
+
+def test_resume_after_interruption_gives_the_same_tables(tmp_path: Path) -> None:
+    _, parquet, rows = write_both(EVENTS, tmp_path)
+    whole = RecordingWarehouse()
+    run_backfill([str(parquet)], whole, CORE, partitions=2,  # type: ignore[arg-type]
+                 batch_rows=1000)
+    broken = RecordingWarehouse()
+    checkpoint = tmp_path / "ck.json"
+    with pytest.raises(Interrupted):
+        run_backfill([str(parquet)], broken, CORE, partitions=2,  # type: ignore[arg-type]
+                     batch_rows=1000, checkpoint_path=checkpoint, stop_after_rows=3000)
+    saved = Checkpoint.load(checkpoint, json.loads(checkpoint.read_text())["fingerprint"])
+    assert saved is not None and (saved.file_index, saved.row, saved.complete) == (0, 3000,
+                                                                                   False)
+    written_before = sum(len(v) for v in broken.inserted.values())
+    result = run_backfill([str(parquet)], broken, CORE, partitions=2,  # type: ignore[arg-type]
+                          batch_rows=1000, checkpoint_path=checkpoint)
+    assert result.resumed_from == (0, 3000)
+    assert result.written < sum(len(v) for v in whole.inserted.values()) - written_before + 1
+    for table in whole.inserted:
+        assert final(table, broken.inserted[table]) == final(table, whole.inserted[table]), table
+    again = run_backfill([str(parquet)], broken, CORE, partitions=2,  # type: ignore[arg-type]
+                         batch_rows=1000, checkpoint_path=checkpoint)
+    assert again.rows == 0  # complete: nothing to do
+    with pytest.raises(ValueError, match="another backfill"):
+        run_backfill([str(parquet)], broken, CORE, partitions=3,  # type: ignore[arg-type]
+                     batch_rows=1000, checkpoint_path=checkpoint)
+    assert rows > 6000
