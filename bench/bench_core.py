@@ -1,18 +1,21 @@
 """Throughput of the pure core on one CPU core: journey tracker + survey buckets.
 
-    .venv/bin/python bench/bench_core.py [--events N] [--profile]
+    .venv/bin/python bench/bench_core.py [--events N] [--repeat R] [--profile apply|batched]
 
 Generates a realistic mix in memory first (not timed): mostly interactions carrying operational
 signals, ~5% survey answers, ~3% journey ends and outcomes, half the events keyed by journey_id
 and half by customer (idle-gap journeys), event time moving forward with some jitter so a few
 events arrive out of order. Then times the hot path: `JourneyTracker.apply` and
 `SurveyBuckets.add_event` per event, plus the per-bucket-boundary work (`advance`, negative-end
-deltas, `flush`) exactly as `ExperienceEngine` does it, and the full engine with drop detection.
+deltas, `flush`) exactly as `ExperienceEngine` does it, and the full engine with drop detection;
+each per event (`apply` / `process`) and in batches (`apply_many` / `process_many`), under the
+default collector, the caller-owned policy of `pipeline.core.gcpolicy` and with it disabled.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import os
@@ -26,11 +29,13 @@ from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import CHANNELS, STAGES, Signals, Survey, TouchpointEvent
+from pipeline.core.gcpolicy import tuned_gc
 from pipeline.core.journeys import JourneyTracker
 
 TOUCHPOINTS = ("checkout", "hotline", "delivery", "chat", "store_visit", "app_login", "search",
                "billing", "returns", "email_support")
 REGIONS = ("eu", "us", "apac")
+BATCH = 500  # events per batch in the batched paths (a consumer poll)
 TIERS = ("basic", "plus", "gold")
 
 
@@ -105,11 +110,48 @@ def run_tracker_and_buckets(events: list[TouchpointEvent], config: CoreConfig) -
     return records
 
 
+def run_tracker_and_buckets_batched(events: list[TouchpointEvent], config: CoreConfig,
+                                    batch: int = BATCH) -> int:
+    """The same work in batches, as a consumer loop would do it: `apply_many` per batch (one
+    record per changed journey and batch), then the boundary work once per batch."""
+    tracker = JourneyTracker(config.journeys)
+    buckets = SurveyBuckets(config.windows)
+    width = config.windows.bucket_ms
+    add_event = buckets.add_event
+    watermark = -(1 << 62)
+    records = 0
+    for i in range(0, len(events), batch):
+        chunk = events[i:i + batch]
+        previous = watermark
+        emitted, reasons, watermark = tracker.apply_many(chunk, watermark)
+        records += len(emitted)
+        for event, reason in zip(chunk, reasons, strict=True):
+            if reason is None:
+                add_event(event)
+        if watermark // width != previous // width:
+            records += len(tracker.advance(watermark))
+        for delta in tracker.drain_end_deltas():
+            buckets.apply_end(delta)
+        if watermark // width != previous // width:
+            records += len(buckets.flush())
+    return records
+
+
 def run_engine(events: list[TouchpointEvent], config: CoreConfig) -> int:
     engine = ExperienceEngine(config)
     records = 0
     for event in events:
         out, _ = engine.process(event)
+        records += len(out.journeys) + len(out.metrics) + len(out.alerts)
+    return records
+
+
+def run_engine_batched(events: list[TouchpointEvent], config: CoreConfig,
+                       batch: int = BATCH) -> int:
+    engine = ExperienceEngine(config)
+    records = 0
+    for i in range(0, len(events), batch):
+        out, _ = engine.process_many(events[i:i + batch])
         records += len(out.journeys) + len(out.metrics) + len(out.alerts)
     return records
 
@@ -129,7 +171,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", choices=("apply", "batched"),
+                        help="cProfile one tracker path (tuned gc) instead")
     args = parser.parse_args()
     config = CoreConfig()
     events = generate(args.events)
@@ -138,27 +181,39 @@ def main() -> None:
     print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}")
     print(f"events: {len(events):,} ({surveys / len(events):.1%} surveys), one core")
     if args.profile:
-        cProfile.runctx("run_tracker_and_buckets(events, config)", globals(), locals(),
-                        "/tmp/bench_core.prof")
-        pstats.Stats("/tmp/bench_core.prof").sort_stats("tottime").print_stats(15)
+        target = {"apply": "run_tracker_and_buckets",
+                  "batched": "run_tracker_and_buckets_batched"}[args.profile]
+        with tuned_gc():
+            cProfile.runctx(f"{target}(events, config)", globals(), locals(),
+                            "/tmp/bench_core.prof")
+        pstats.Stats("/tmp/bench_core.prof").sort_stats("tottime").print_stats(20)
         return
-    for name, fn in (("tracker + buckets", run_tracker_and_buckets),
-                     ("full engine (+ drop detection)", run_engine)):
-        for collect in (True, False):
-            best = float("inf")
+    print("events/s = events / CPU seconds of this process (time.process_time, best of "
+          f"{args.repeat}); wall seconds in brackets")
+    paths = (("tracker + buckets, apply per event", run_tracker_and_buckets),
+             (f"tracker + buckets, apply_many ({BATCH}/batch)", run_tracker_and_buckets_batched),
+             ("full engine, process per event", run_engine),
+             (f"full engine, process_many ({BATCH}/batch)", run_engine_batched))
+    for name, fn in paths:
+        for mode in ("default gc", "tuned gc", "gc disabled"):
+            best_cpu = best_wall = float("inf")
             records = 0
             for _ in range(args.repeat):
                 gc.collect()
-                if not collect:
-                    gc.disable()  # shows what the cyclic GC costs over the growing state
-                started = time.perf_counter()
-                records = fn(events, config)
-                best = min(best, time.perf_counter() - started)
-                gc.enable()
-            label = "" if collect else " [gc disabled]"
-            print(f"{name}{label}: {len(events) / best:,.0f} events/s "
-                  f"({best:.2f} s best of {args.repeat}, {records:,} records)")
-
+                with contextlib.ExitStack() as stack:
+                    if mode == "tuned gc":
+                        stack.enter_context(tuned_gc())  # what the worker does after loading
+                    elif mode == "gc disabled":
+                        gc.disable()  # what the cyclic GC costs over the growing state
+                        stack.callback(gc.enable)
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    records = fn(events, config)
+                    cpu = time.process_time() - cpu
+                    wall = time.perf_counter() - wall
+                best_cpu, best_wall = min(best_cpu, cpu), min(best_wall, wall)
+            print(f"{name} [{mode}]: {len(events) / best_cpu:,.0f} events/s "
+                  f"({best_cpu:.2f} s CPU, {best_wall:.2f} s wall, {records:,} records)",
+                  flush=True)
 
 if __name__ == "__main__":
     main()

@@ -15,13 +15,14 @@ the merged buckets at that point, whatever the wall clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.journeys import JourneyTracker
+from pipeline.core.journeys import Journey, JourneyTracker
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.scoring import ScoringRules
 
@@ -85,20 +86,67 @@ class ExperienceEngine:
             out.extend(self._tick(partition))
         return out, None
 
+    def process_many(self, events: Iterable[TouchpointEvent], partition: int = 0
+                     ) -> tuple[Emitted, list[str | None]]:
+        """`process` for a batch of events read from one partition, in order. The metric and
+        alert records are exactly those the `process` calls would emit, in the same order; the
+        journey records are coalesced: the latest record of each journey that changed (one per
+        journey id, what the last `process` call emitting it would have returned), so an upsert
+        by version ends identical. Returns them and the reject reason of each event."""
+        tracker = self.tracker(partition)
+        buckets = self.buckets[partition]
+        watermarks = self.watermarks
+        width = self.bucket_ms
+        apply = tracker._apply
+        add_event = buckets.add_event
+        apply_end = buckets.apply_end
+        pending = tracker._end_deltas
+        journeys: list[Journey] = []
+        reasons: list[str | None] = []
+        out = Emitted()
+        watermark = watermarks[partition]
+        for event in events:
+            previous = watermark
+            if event.occurred_ms > watermark:
+                watermark = event.occurred_ms
+                watermarks[partition] = watermark
+            reason = apply(event, watermark, journeys)
+            reasons.append(reason)
+            if reason is not None:
+                continue
+            add_event(event)
+            if pending:
+                for delta in tracker.drain_end_deltas():
+                    apply_end(delta)
+                pending = tracker._end_deltas
+            if watermark // width != previous // width:
+                self._tick_into(partition, journeys, out)
+                pending = tracker._end_deltas
+        out.journeys = tracker.latest_records(journeys)
+        return out, reasons
+
     def _tick(self, partition: int) -> Emitted:
         """Stream time of `partition` crossed a bucket boundary."""
+        journeys: list[Journey] = []
+        out = Emitted()
+        self._tick_into(partition, journeys, out)
+        record = self.trackers[partition].record
+        out.journeys = [record(j) for j in journeys]
+        return out
+
+    def _tick_into(self, partition: int, journeys: list[Journey], out: Emitted) -> None:
         tracker = self.trackers[partition]
         buckets = self.buckets[partition]
         watermark = self.watermarks[partition]
-        out = Emitted(journeys=tracker.advance(watermark))
+        tracker._advance(watermark, journeys)
         for delta in tracker.drain_end_deltas():
             buckets.apply_end(delta)
-        out.metrics = buckets.flush()
-        for record in out.metrics:
+        metrics = buckets.flush()
+        out.metrics.extend(metrics)
+        for record in metrics:
             self.detector.apply_partial(record)
-        out.alerts = self.detector.advance(self.merged_watermark())
+        out.alerts.extend(self.detector.advance(self.merged_watermark()))
         buckets.evict(watermark - self.config.windows.allowed_lateness_ms - self.bucket_ms)
-        return out
 
     def merged_watermark(self) -> int:
         """Stream time of the merged stage: the slowest partition seen so far."""

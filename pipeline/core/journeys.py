@@ -33,6 +33,7 @@ Rules (DESIGN.md 1, docs/core.md):
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,13 +43,15 @@ from pipeline.core.moments import FIXED, Entry, JourneyMoments
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
-from pipeline.core.valence import moment_valence
+from pipeline.core.valence import survey_valence
 
 LATE = "late"
 DUPLICATE = "duplicate"
 _STATUS_CODE = {"open": 0, "closed": 1, "superseded": 2}
 _NO_ATTRS: tuple[tuple[str, str], ...] = ()
 _FAR = 1 << 62
+_MARKER_TYPES = frozenset({"journey_end", "outcome"})
+_SEG_CACHE_MAX = 4096
 
 Segments = tuple[tuple[str, str], ...]
 
@@ -176,6 +179,8 @@ class JourneyTracker:
         self._lateness = self.config.allowed_lateness_ms
         self._window = self.config.end_window_ms
         self._attr_keys = self.config.segment_attributes
+        self._score = self.rules.score_or_none
+        self._seg_cache: dict[tuple[str | None, ...], Segments] = {}
 
     # -- the calls of the stream adapter ------------------------------------------------------
 
@@ -185,54 +190,146 @@ class JourneyTracker:
         this event included). Returns the records of every journey that changed, and a reject
         reason: `"late"` (older than the allowed lateness: dead-letter it), `"duplicate"` (its
         event_id was already applied: drop it) or None."""
+        emitted: list[Journey] = []
+        reason = self._apply(event, watermark_ms, emitted)
+        if not emitted:
+            return [], reason
+        record = self.record
+        return [record(j) for j in emitted], reason
+
+    def apply_many(self, events: Iterable[TouchpointEvent], watermark_ms: int
+                   ) -> tuple[list[JourneyRecord], list[str | None], int]:
+        """Apply `events` in order exactly as consecutive `apply` calls would, stream time moving
+        to max(watermark, occurred_ms) before each event (`watermark_ms`: the partition's
+        watermark before the batch). Returns the *latest* record of every journey id that
+        changed in the batch (one each, in order of first change: the same record the last
+        `apply` call would have returned for it, so an upsert by version ends identical), the
+        reject reason of each event (as `apply`), and the watermark after the batch.
+
+        Building one record per journey and batch instead of one per event is the main saving
+        (docs/core.md, Performance)."""
+        emitted: list[Journey] = []
+        reasons: list[str | None] = []
+        append = reasons.append
+        apply = self._apply
+        wm = watermark_ms
+        for event in events:
+            ms = event.occurred_ms
+            if ms > wm:
+                wm = ms
+            append(apply(event, wm, emitted))
+        return self.latest_records(emitted), reasons, wm
+
+    def latest_records(self, journeys: Iterable[Journey]) -> list[JourneyRecord]:
+        """Current records of `journeys`, one per journey id (the last object given for an id
+        wins, order of first appearance)."""
+        latest: dict[str, Journey] = {}
+        for journey in journeys:
+            latest[journey.id] = journey
+        record = self.record
+        return [record(j) for j in latest.values()]
+
+    def _apply(self, event: TouchpointEvent, watermark_ms: int, emitted: list[Journey]
+               ) -> str | None:
+        """`apply` without building records: appends every emitted journey to `emitted` (its
+        record is `record(journey)` until the journey is emitted again)."""
         ms = event.occurred_ms
         if ms < watermark_ms - self._lateness:
-            return [], LATE
-        key = event.journey_key
+            return LATE
+        jid = event.journey_id
+        key = event.customer_id if jid is None else jid
+        eid = event.event_id
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = KeyState()
-        eid = event.event_id
-        own = state.journey
-        if own is not None and eid in own.ids:
-            return [], DUPLICATE
-        for known in state.sessions:
-            if eid in known.ids:
-                return [], DUPLICATE
-        entry = self._entry(event)
-        superseded: list[Journey] = []
-        if event.journey_id is not None:
-            if own is None:
-                own = Journey(event.journey_id, "journey_id", event.customer_id, self._window)
-                state.journey = own
-            own.add(entry)
-            first = own.moments.first
-            if first is not None:
-                own.customer_id = first[8]
-            changed = [own]
+            own = None
         else:
-            changed, superseded = self._place(state, entry)
+            own = state.journey
+            if own is not None and eid in own.ids:
+                return DUPLICATE
+            for known in state.sessions:
+                if eid in known.ids:
+                    return DUPLICATE
+        # the entry (see moments.Entry), valence inlined from valence.moment_valence
+        valence = event.valence
+        if valence is None:
+            survey = event.survey
+            if survey is not None:
+                valence = survey_valence(survey)
+            if valence is None:
+                signals = event.signals
+                if signals is not None:
+                    valence = self._score(signals)
+                if valence is None and event.type not in _MARKER_TYPES:
+                    valence = 0.0
+        attrs = event.attributes
+        attr_keys = self._attr_keys
+        seg = self._segments(attrs, attr_keys) if attrs and attr_keys else _NO_ATTRS
+        entry = (ms, eid, event.type, valence, event.touchpoint, event.channel, event.stage,
+                 event.outcome or "", event.customer_id, seg)
         self._dirty.add(key)
-        records = [self._emit(j, "superseded", "") for j in superseded]
-        for gone in superseded:
-            state.retired[gone.id] = (gone.version, gone.last_ms)
+        if jid is not None:
+            if own is None:
+                own = Journey(jid, "journey_id", event.customer_id, self._window)
+                state.journey = own
+            own.entries.append(entry)
+            own.ids.add(eid)
+            moments = own.moments
+            moments.update(entry)
+            own.customer_id = moments.first[8]  # type: ignore[index]
+            self._emit_at(own, watermark_ms)
+            emitted.append(own)
+            if len(state.sessions) > 1:
+                self._refresh_others(state, own, watermark_ms, emitted)
+            self._schedule_one(key, state, own)
+            return None
+        changed, superseded = self._place(state, entry)
+        if superseded:
+            for gone in superseded:
+                self._emit(gone, "superseded", "")
+                emitted.append(gone)
+            for gone in superseded:
+                state.retired[gone.id] = (gone.version, gone.last_ms)
         for journey in changed:
-            status, reason = self._status(journey, watermark_ms)
-            records.append(self._emit(journey, status, reason))
-        if len(changed) == 1 and (own is None) + len(state.sessions) > 1:
-            # other journeys of the key may have closed as stream time moved
-            for journey in state.all():
-                if journey is not changed[0]:
-                    record = self._refresh(journey, watermark_ms)
-                    if record is not None:
-                        records.append(record)
-        self._schedule(key, state, changed)
-        return records, None
+            self._emit_at(journey, watermark_ms)
+            emitted.append(journey)
+        if len(changed) == 1:
+            if (own is None) + len(state.sessions) > 1:
+                # other journeys of the key may have closed as stream time moved
+                self._refresh_others(state, changed[0], watermark_ms, emitted)
+            self._schedule_one(key, state, changed[0])
+        else:
+            self._schedule(key, state, changed)
+        return None
+
+    def _segments(self, attrs: Mapping[str, str], attr_keys: tuple[str, ...]) -> Segments:
+        """The configured attributes of an event as ((key, value), ...), shared between equal
+        ones (fewer objects for the collector; bounded cache)."""
+        values = tuple([attrs.get(k) for k in attr_keys])
+        seg = self._seg_cache.get(values)
+        if seg is None:
+            seg = tuple([(k, v) for k, v in zip(attr_keys, values, strict=True)
+                         if v is not None])
+            if len(self._seg_cache) >= _SEG_CACHE_MAX:
+                self._seg_cache.clear()
+            self._seg_cache[values] = seg
+        return seg
+
+    def _refresh_others(self, state: KeyState, changed: Journey, watermark_ms: int,
+                        emitted: list[Journey]) -> None:
+        for journey in state.all():
+            if journey is not changed and self._refresh(journey, watermark_ms):
+                emitted.append(journey)
 
     def advance(self, watermark_ms: int) -> list[JourneyRecord]:
         """Stream time moved to `watermark_ms`: close journeys that went idle or reached their
         maximum length, and evict closed journeys no acceptable event can reach any more."""
-        records: list[JourneyRecord] = []
+        emitted: list[Journey] = []
+        self._advance(watermark_ms, emitted)
+        record = self.record
+        return [record(j) for j in emitted]
+
+    def _advance(self, watermark_ms: int, emitted: list[Journey]) -> None:
         heap = self._deadlines
         while heap and heap[0][0] <= watermark_ms:
             deadline, key = heapq.heappop(heap)
@@ -242,12 +339,10 @@ class JourneyTracker:
             if state.scheduled == deadline:
                 state.scheduled = _FAR
             for journey in state.all():
-                record = self._refresh(journey, watermark_ms)
-                if record is not None:
-                    records.append(record)
+                if self._refresh(journey, watermark_ms):
+                    emitted.append(journey)
                     self._dirty.add(key)
             self._evict(key, state, watermark_ms)
-        return records
 
     def drain_end_deltas(self) -> list[EndDelta]:
         """negative_end changes since the last call (feed them to `SurveyBuckets.apply_end`)."""
@@ -298,16 +393,6 @@ class JourneyTracker:
         return len(self._keys)
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _entry(self, event: TouchpointEvent) -> Entry:
-        attrs = event.attributes
-        if attrs and self._attr_keys:
-            seg = tuple([(k, attrs[k]) for k in self._attr_keys if k in attrs])
-        else:
-            seg = _NO_ATTRS
-        return (event.occurred_ms, event.event_id, event.type, moment_valence(event, self.rules),
-                event.touchpoint, event.channel, event.stage, event.outcome or "",
-                event.customer_id, seg)
 
     def _place(self, state: KeyState, entry: Entry) -> tuple[list[Journey], list[Journey]]:
         """Put a customer-keyed entry into its session: (changed, superseded)."""
@@ -390,13 +475,36 @@ class JourneyTracker:
             return "closed", "idle_gap"
         return "open", ""
 
-    def _refresh(self, journey: Journey, watermark_ms: int) -> JourneyRecord | None:
+    def _refresh(self, journey: Journey, watermark_ms: int) -> bool:
+        """Re-evaluate the status; True when it changed (the journey was emitted)."""
         status, reason = self._status(journey, watermark_ms)
         if status == journey.status and reason == journey.close_reason:
-            return None
-        return self._emit(journey, status, reason)
+            return False
+        self._emit(journey, status, reason)
+        return True
 
-    def _emit(self, journey: Journey, status: str, reason: str) -> JourneyRecord:
+    def _emit_at(self, journey: Journey, watermark_ms: int) -> None:
+        """`_emit(journey, *_status(journey, watermark_ms))`, inlined (hot path)."""
+        m = journey.moments
+        if m.has_end_marker:
+            status, reason, code = "closed", "journey_end", 1
+        elif watermark_ms >= m.first[0] + self._max_len:  # type: ignore[index]
+            status, reason, code = "closed", "max_length", 1
+        elif watermark_ms > m.last[0] + self._gap:  # type: ignore[index]
+            status, reason, code = "closed", "idle_gap", 1
+        else:
+            status, reason, code = "open", "", 0
+        version = 4 * m.events + code
+        if version <= journey.version:
+            version = journey.version + 1
+        journey.version = version
+        journey.status = status
+        journey.close_reason = reason
+        if code or journey.counted is not None:
+            self._count_end(journey)
+
+    def _emit(self, journey: Journey, status: str, reason: str) -> None:
+        """A new version of `journey` with this status (its record: `record(journey)`)."""
         version = 4 * journey.moments.events + _STATUS_CODE[status]
         if version <= journey.version:
             version = journey.version + 1
@@ -404,7 +512,6 @@ class JourneyTracker:
         journey.status = status
         journey.close_reason = reason
         self._count_end(journey)
-        return self.record(journey)
 
     def _count_end(self, journey: Journey) -> None:
         if journey.counted is None and journey.status != "closed":
@@ -481,6 +588,23 @@ class JourneyTracker:
         if earliest < state.scheduled:
             state.scheduled = earliest
             heapq.heappush(self._deadlines, (earliest, key))
+
+    def _schedule_one(self, key: str, state: KeyState, journey: Journey) -> None:
+        """`_schedule(key, state, [journey])`, inlined (hot path)."""
+        m = journey.moments
+        last = m.last
+        if last is None:
+            return
+        if journey.status == "open":
+            deadline = last[0] + self._gap + 1
+            cap = m.first[0] + self._max_len  # type: ignore[index]
+            if cap < deadline:
+                deadline = cap
+        else:
+            deadline = last[0] + self._gap + self._lateness + 1
+        if deadline < state.scheduled:
+            state.scheduled = deadline
+            heapq.heappush(self._deadlines, (deadline, key))
 
     def _evict(self, key: str, state: KeyState, watermark_ms: int) -> None:
         def alive(journey: Journey) -> bool:

@@ -1,0 +1,119 @@
+"""Batch paths (`apply_many`, `process_many`) and the compiled scoring rules give exactly what the
+per-event calls give."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.core.config import CoreConfig, JourneyConfig
+from pipeline.core.engine import ExperienceEngine
+from pipeline.core.event import Signals
+from pipeline.core.gcpolicy import tuned_gc
+from pipeline.core.journeys import JourneyTracker
+from pipeline.core.records import JourneyRecord
+from pipeline.core.scoring import ScoringRules
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+from bench_core import generate
+
+
+def latest(records: list[JourneyRecord]) -> dict[str, JourneyRecord]:
+    out: dict[str, JourneyRecord] = {}
+    for r in records:
+        out[r.journey_id] = r
+    return out
+
+
+def test_apply_many_equals_the_latest_records_of_apply() -> None:
+    events = generate(6000, seed=7)
+    config = JourneyConfig(allowed_lateness_ms=20_000)  # some events come late
+    one, many = JourneyTracker(config), JourneyTracker(config)
+    wm = -(1 << 62)
+    all_reasons: list[str | None] = []
+    for start in range(0, len(events), 250):
+        chunk = events[start:start + 250]
+        before = wm
+        expected: list[JourneyRecord] = []
+        reasons = []
+        for e in chunk:
+            wm = max(wm, e.occurred_ms)
+            records, reason = one.apply(e, wm)
+            expected += records
+            reasons.append(reason)
+        got, got_reasons, got_wm = many.apply_many(chunk, before)
+        assert got_reasons == reasons and got_wm == wm
+        assert len({r.journey_id for r in got}) == len(got)
+        assert latest(got) == latest(expected)
+        assert one.drain_end_deltas() == many.drain_end_deltas()
+        assert latest(one.advance(wm)) == latest(many.advance(wm))
+        all_reasons += reasons
+    assert "late" in all_reasons
+    assert one.drain_dirty_keys() == many.drain_dirty_keys()
+    for key in sorted(one.keys()):
+        assert one.dump_key(key) == many.dump_key(key)
+
+
+def test_process_many_equals_process() -> None:
+    events = generate(8000, seed=3)
+    one, many = ExperienceEngine(CoreConfig()), ExperienceEngine(CoreConfig())
+    journeys: dict[str, JourneyRecord] = {}
+    metrics, alerts, reasons = [], [], []
+    for e in events:
+        out, reason = one.process(e, e.occurred_ms % 2)
+        reasons.append(reason)
+        journeys.update(latest(out.journeys))
+        metrics += out.metrics
+        alerts += out.alerts
+    got_journeys: dict[str, JourneyRecord] = {}
+    got_metrics, got_alerts, got_reasons = [], [], []
+    rnd = random.Random(1)
+    i = 0
+    while i < len(events):
+        n = rnd.randint(1, 400)
+        chunk = events[i:i + n]
+        i += n
+        # process_many takes one partition: split the chunk into runs of equal partition
+        run: list = []  # type: ignore[type-arg]
+        for e in [*chunk, None]:
+            if run and (e is None or e.occurred_ms % 2 != run[0].occurred_ms % 2):
+                out, rs = many.process_many(run, run[0].occurred_ms % 2)
+                got_reasons += rs
+                got_journeys.update(latest(out.journeys))
+                got_metrics += out.metrics
+                got_alerts += out.alerts
+                run = []
+            if e is not None:
+                run.append(e)
+    assert got_reasons == reasons
+    assert got_journeys == journeys
+    assert got_metrics == metrics and got_alerts == alerts
+    end_one, end_many = one.finish(), many.finish()
+    assert end_one == end_many
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.floats(0, 5000), st.integers(0, 5000)),
+       st.one_of(st.none(), st.floats(0, 8000), st.integers(0, 8000)),
+       st.one_of(st.none(), st.integers(0, 6)), st.one_of(st.none(), st.booleans()),
+       st.one_of(st.none(), st.booleans()))
+def test_compiled_rules_score_bit_identically(wait: float | None, handle: float | None,
+                                              transfers: int | None, resolved: bool | None,
+                                              error: bool | None) -> None:
+    rules = ScoringRules.load()
+    signals = Signals(wait, handle, transfers, resolved, error)
+    expected = None if signals.is_empty() else rules.score(signals)
+    assert rules.score_or_none(signals) == expected
+
+
+def test_tuned_gc_restores_the_thresholds() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    with tuned_gc():
+        assert gc.get_threshold() != before
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
