@@ -1,0 +1,46 @@
+"""`peakend worker`: create topics and tables if missing, then run the Faust worker."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+
+from pipeline.settings import Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info",
+                                                               "debug"])
+    parser.add_argument("--no-migrate", action="store_true",
+                        help="do not apply ClickHouse migrations at start")
+
+
+def run(args: argparse.Namespace) -> int:
+    import faust
+
+    from pipeline.app import create_app
+    from pipeline.storage.migrate import migrate
+    from pipeline.storage.warehouse import connect
+    from pipeline.stream.topics import ensure_topics
+
+    settings = Settings.from_env()
+    logging.basicConfig(level=logging.WARNING)
+    created = ensure_topics(settings)
+    if created:
+        print(f"created topics: {', '.join(created)}", flush=True)
+    if not args.no_migrate:
+        warehouse = connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
+                            database=settings.clickhouse_database)
+        applied = migrate(warehouse, cluster=settings.clickhouse_cluster)
+        if applied:
+            print(f"applied migrations: {', '.join(applied)}", flush=True)
+        if warehouse.engine == "server":
+            warehouse.close()
+    # Journey state is long-lived and acyclic: collecting it over and over costs more than it
+    # frees (docs/core.md), so raise the youngest generation's threshold.
+    gc.set_threshold(50_000, 20, 20)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,248 @@
+"""Running real workers against the real broker and ClickHouse, and comparing what lands with
+what `peakend replay` computes offline."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+
+from pipeline.contract import Rejected, parse_event
+from pipeline.replay import Replay
+from pipeline.settings import Settings
+from pipeline.storage.tables import rows
+from pipeline.storage.warehouse import ServerWarehouse
+from tests.conftest import ClickHouseUrls
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class StreamSetup:
+    env: dict[str, str]
+    database: str
+    admin_url: str
+    writer_url: str
+    topic: str
+    partitions: int
+
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    def warehouse(self) -> ServerWarehouse:
+        return ServerWarehouse(self.writer_url)
+
+
+def stream_setup(
+    tmp_path: Path, kafka: str, ch: ClickHouseUrls, partitions: int = 4, **extra: str
+) -> StreamSetup:
+    """Fresh topics, consumer groups, state directory and ClickHouse database for one test."""
+    tag = uuid.uuid4().hex[:8]
+    database = f"e2e_{tag}"
+    admin = ServerWarehouse(ch.admin)
+    admin.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+    admin.close()
+    base = ch.writer.rsplit("/", 1)[0]
+    env = {
+        "PEAKEND_KAFKA_BOOTSTRAP": kafka,
+        "PEAKEND_APP_ID": f"e2e-{tag}",
+        "PEAKEND_TOPIC_TOUCHPOINTS": f"e2e.{tag}.touchpoints",
+        "PEAKEND_TOPIC_DEAD_LETTERS": f"e2e.{tag}.dead-letters",
+        "PEAKEND_TOPIC_JOURNEYS": f"e2e.{tag}.journeys",
+        "PEAKEND_TOPIC_METRICS": f"e2e.{tag}.metrics",
+        "PEAKEND_TOPIC_ALERTS": f"e2e.{tag}.alerts",
+        "PEAKEND_PARTITIONS": str(partitions),
+        "PEAKEND_CLICKHOUSE_URL": f"{base}/{database}",
+        "PEAKEND_CLICKHOUSE_DATABASE": database,
+        "PEAKEND_SINK_BATCH_SECONDS": "0.5",
+        **extra,
+    }
+    return StreamSetup(
+        env=env, database=database, admin_url=ch.admin, writer_url=f"{base}/{database}",
+        topic=env["PEAKEND_TOPIC_TOUCHPOINTS"], partitions=partitions,
+    )
+
+
+class Worker:
+    """`peakend worker` in a subprocess with its own state directory and ports."""
+
+    def __init__(self, setup: StreamSetup, tmp_path: Path, name: str, port_offset: int) -> None:
+        self.log_path = tmp_path / f"worker-{name}.log"
+        env = {
+            **os.environ,
+            **setup.env,
+            "PEAKEND_DATA_DIR": str(tmp_path / f"state-{name}"),
+            "PEAKEND_METRICS_PORT": str(19100 + port_offset),
+            "PEAKEND_WEB_PORT": str(16100 + port_offset),
+        }
+        self.metrics_port = 19100 + port_offset
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._log.close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(line for line in text if "buffer full" not in line)[-6000:] or "(empty)"
+
+
+def produce_lines(
+    bootstrap: str, topic: str, lines: Iterable[bytes], *, on_sent: Callable[[int], None] | None = None
+) -> int:
+    """Send raw lines keyed like the producer library (journey key), invalid ones unkeyed, in
+    order, so each partition sees the order `peakend replay --partitions` assumes."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                             max_request_size=4 * 1024 * 1024)
+    count = 0
+    for line in lines:
+        try:
+            key: bytes | None = parse_event(line).journey_key.encode()
+        except Rejected:
+            key = None
+        producer.send(topic, key=key, value=line)
+        count += 1
+        if on_sent is not None:
+            on_sent(count)
+    producer.flush()
+    producer.close()
+    return count
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               on_timeout: Callable[[], str] = lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{on_timeout()}")
+
+
+# -- comparison --------------------------------------------------------------------------------
+
+def replay_records(lines: list[bytes], partitions: int, settings: Settings) -> Replay:
+    replay = Replay(settings.core_config(), partitions, settings.topic_touchpoints,
+                    settings.max_event_bytes)
+    for number, line in enumerate(lines, start=1):
+        replay.line(number, line)
+    replay.keep(replay.engine.finish())
+    return replay
+
+
+def journeys_in_clickhouse(setup: StreamSetup) -> dict[str, tuple[Any, ...]]:
+    columns, _ = rows("journeys", [])
+    wh = setup.warehouse()
+    try:
+        data = wh.query(f"SELECT {', '.join(columns)} FROM journeys FINAL")
+    finally:
+        wh.close()
+    return {row[0]: tuple(row) for row in data}
+
+
+def journeys_of_replay(replay: Replay) -> dict[str, tuple[Any, ...]]:
+    _, data = rows("journeys", [r.to_dict() for r in replay.journeys.values()])
+    return {row[0]: tuple(row) for row in data}
+
+
+METRIC_SUMS = ("n", "promoters", "passives", "detractors", "total", "total_sq", "easy", "hard",
+               "positives")
+
+
+def _sum_partials(records: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], list[float]]:
+    sums: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * len(METRIC_SUMS))
+    for r in records:
+        key = (r["metric"], r["segment_dim"], r["segment_value"], r["window_start"])
+        acc = sums[key]
+        for i, name in enumerate(METRIC_SUMS):
+            acc[i] += float(r[name])
+    # a bucket whose contributions were all retracted is the same as no bucket
+    return {k: v for k, v in sums.items() if v[0] != 0}
+
+
+def metrics_in_clickhouse(setup: StreamSetup) -> dict[tuple[Any, ...], list[float]]:
+    wh = setup.warehouse()
+    try:
+        data = wh.query(
+            "SELECT metric, segment_dim, segment_value, window_start_ms, "
+            f"{', '.join(METRIC_SUMS)} FROM metric_buckets FINAL"
+        )
+    finally:
+        wh.close()
+    names = ("metric", "segment_dim", "segment_value", "window_start", *METRIC_SUMS)
+    return _sum_partials(dict(zip(names, row, strict=True)) for row in data)
+
+
+def metrics_of_replay(replay: Replay) -> dict[tuple[Any, ...], list[float]]:
+    out = []
+    for record in replay.metrics.values():
+        d = record.to_dict()
+        d["window_start"] = record.window_start
+        out.append(d)
+    return _sum_partials(out)
+
+
+def assert_metrics_equal(got: dict[tuple[Any, ...], list[float]],
+                         want: dict[tuple[Any, ...], list[float]]) -> None:
+    assert got.keys() == want.keys(), (
+        f"buckets only in ClickHouse: {sorted(got.keys() - want.keys())[:5]}; "
+        f"only in replay: {sorted(want.keys() - got.keys())[:5]}"
+    )
+    for key, values in want.items():
+        for name, a, b in zip(METRIC_SUMS, got[key], values, strict=True):
+            assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), (key, name, a, b)
+
+
+def dead_letter_counts(setup: StreamSetup) -> dict[str, int]:
+    wh = setup.warehouse()
+    try:
+        data = wh.query("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason")
+    finally:
+        wh.close()
+    return {str(r): int(c) for r, c in data}
+
+
+def count(setup: StreamSetup, sql: str) -> int:
+    wh = setup.warehouse()
+    try:
+        return int(wh.query(sql)[0][0])
+    except Exception:  # the sink may not have created the table yet
+        return -1
+    finally:
+        wh.close()
+
+
+def read_lines(path: Path) -> list[bytes]:
+    return [line for line in path.read_bytes().split(b"\n") if line.strip()]
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj).encode()

@@ -1,0 +1,140 @@
+"""The stream on the real broker and ClickHouse server equals `peakend replay`, row for row:
+with invalid and out-of-order input, with two workers sharing the partitions, and after a worker
+is killed with SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ClickHouseUrls
+from tests.integration.stream_util import (
+    StreamSetup,
+    Worker,
+    assert_metrics_equal,
+    count,
+    dead_letter_counts,
+    journeys_in_clickhouse,
+    journeys_of_replay,
+    metrics_in_clickhouse,
+    metrics_of_replay,
+    produce_lines,
+    read_lines,
+    replay_records,
+    stream_setup,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def generate(tmp_path: Path, events: int, seed: int) -> list[bytes]:
+    out = tmp_path / "events.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "generate", "--events", str(events), "--seed",
+         str(seed), "--span", "6h", "--late-fraction", "0.05", "--invalid-fraction", "0.03",
+         "--output", str(out), "--quiet"],
+        cwd=ROOT, check=True,
+    )
+    return read_lines(out)
+
+
+def wait_for_results(setup: StreamSetup, workers: list[Worker], lines: list[bytes],
+                     timeout: float = 120) -> None:
+    """Until ClickHouse holds every raw event and dead letter and the journeys stop changing."""
+    replay = replay_records(lines, setup.partitions, setup.settings())
+    valid = len(lines) - len(replay.dead_letters)
+    want_letters = len(replay.dead_letters)
+
+    def logs() -> str:
+        return "\n\n".join(w.log_tail() for w in workers)
+
+    wait_until(
+        lambda: count(setup, "SELECT count() FROM touchpoint_events FINAL") == valid
+        and count(setup, "SELECT count() FROM dead_letters FINAL") == want_letters,
+        timeout, f"{valid} events and {want_letters} dead letters in ClickHouse", logs,
+    )
+    want = journeys_of_replay(replay)
+    wait_until(lambda: journeys_in_clickhouse(setup) == want, 60,
+               "journeys in ClickHouse to equal replay", lambda: _diff(setup, want) + logs())
+
+
+def _diff(setup: StreamSetup, want: dict[str, tuple[object, ...]]) -> str:
+    got = journeys_in_clickhouse(setup)
+    only_got = sorted(got.keys() - want.keys())[:3]
+    only_want = sorted(want.keys() - got.keys())[:3]
+    differ = [(got[k], want[k]) for k in sorted(got.keys() & want.keys()) if got[k] != want[k]]
+    return (f"{len(got)} in ClickHouse, {len(want)} in replay; only in ClickHouse {only_got}; "
+            f"only in replay {only_want}; {len(differ)} differ, e.g. {differ[:1]}\n")
+
+
+def assert_same_as_replay(setup: StreamSetup, lines: list[bytes]) -> None:
+    replay = replay_records(lines, setup.partitions, setup.settings())
+    assert journeys_in_clickhouse(setup) == journeys_of_replay(replay)
+    wait_until(lambda: metrics_in_clickhouse(setup).keys() == metrics_of_replay(replay).keys(),
+               30, "metric buckets to settle")
+    assert_metrics_equal(metrics_in_clickhouse(setup), metrics_of_replay(replay))
+    reasons: dict[str, int] = {}
+    for letter in replay.dead_letters:
+        reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
+    assert dead_letter_counts(setup) == reasons
+
+
+def test_stream_equals_replay(tmp_path: Path, kafka_bootstrap: str,
+                              clickhouse_urls: ClickHouseUrls) -> None:
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=4)
+    lines = generate(tmp_path, 3000, seed=11)
+    worker = Worker(setup, tmp_path, "a", 0)
+    try:
+        produce_lines(kafka_bootstrap, setup.topic, lines)
+        wait_for_results(setup, [worker], lines)
+        assert_same_as_replay(setup, lines)
+        assert worker.alive(), worker.log_tail()
+    finally:
+        worker.stop()
+
+
+def test_two_workers_share_partitions_and_survive_one_stopping(
+    tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls
+) -> None:
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=4)
+    lines = generate(tmp_path, 4000, seed=12)
+    first = Worker(setup, tmp_path, "a", 1)
+    second = Worker(setup, tmp_path, "b", 2)
+    try:
+        half = len(lines) // 2
+        produce_lines(kafka_bootstrap, setup.topic, lines[:half])
+        wait_for_results(setup, [first, second], lines[:half])
+        second.stop()  # its partitions and tables move to the first worker
+        produce_lines(kafka_bootstrap, setup.topic, lines[half:])
+        wait_for_results(setup, [first], lines)
+        assert_same_as_replay(setup, lines)
+        assert first.alive(), first.log_tail()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_sigkill_mid_run_gives_exact_results(
+    tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls
+) -> None:
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=4)
+    lines = generate(tmp_path, 6000, seed=13)
+    worker = Worker(setup, tmp_path, "a", 3)
+    try:
+        produce_lines(kafka_bootstrap, setup.topic, lines)
+        # kill it while it is busy: some events processed, most not
+        wait_until(lambda: count(setup, "SELECT count() FROM touchpoint_events") > 500, 90,
+                   "the worker to be mid-run", worker.log_tail)
+        worker.kill9()
+        time.sleep(1)
+        worker = Worker(setup, tmp_path, "a", 3)  # same state directory, like a restart
+        wait_for_results(setup, [worker], lines, timeout=180)
+        assert_same_as_replay(setup, lines)
+    finally:
+        worker.stop()
