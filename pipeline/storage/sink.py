@@ -12,6 +12,7 @@ giving partitions up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -135,10 +136,8 @@ class ClickHouseSink:
 
     def _drop_connection(self) -> None:
         if self._warehouse is not None:
-            try:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
                 self._warehouse.close()
-            except Exception:
-                pass
             self._warehouse = None
 
     # -- life cycle ---------------------------------------------------------------------------

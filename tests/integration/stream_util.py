@@ -116,7 +116,11 @@ class Worker:
 
 
 def produce_lines(
-    bootstrap: str, topic: str, lines: Iterable[bytes], *, on_sent: Callable[[int], None] | None = None
+    bootstrap: str,
+    topic: str,
+    lines: Iterable[bytes],
+    *,
+    on_sent: Callable[[int], None] | None = None,
 ) -> int:
     """Send raw lines keyed like the producer library (journey key), invalid ones unkeyed, in
     order, so each partition sees the order `peakend replay --partitions` assumes."""
