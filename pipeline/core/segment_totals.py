@@ -133,6 +133,9 @@ class SegmentTotals:
             "answers": {m: {str(s): a for s, a in b.items()} for m, b in self.answers.items()},
             "ends": {j: [c[0], c[1]] for j, c in self.ends.items()},
             "versions": dict(self.versions),
+            # changed since the last flush: a snapshot taken before the flush must still emit
+            # them after a restore (redelivered contributions are no-ops and would not re-mark)
+            "dirty": [[m, s] for m, s in sorted(self._dirty)],
         }
 
     @classmethod
@@ -143,4 +146,5 @@ class SegmentTotals:
         }
         totals.ends = {j: (int(c[0]), bool(c[1])) for j, c in state["ends"].items()}
         totals.versions = {k: int(v) for k, v in state["versions"].items()}
+        totals._dirty = {(str(m), int(s)) for m, s in state.get("dirty", [])}
         return totals
