@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from jobs.parquet_schema import STRING_COLUMNS, _OccurredText, batch_to_dicts, check_schema
 from jobs.progress import Progress
-from pipeline.contract import Rejected, parse_dict
+from pipeline.contract import Rejected, event_to_dict, parse_dict
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.rejected import TOO_LARGE
 from pipeline.core.config import CoreConfig
@@ -48,6 +48,7 @@ from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import format_ms
+from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
 
@@ -126,8 +127,11 @@ class Backfill:
     """The core over rows of event dicts, collecting what the sinks would write."""
 
     def __init__(self, config: CoreConfig, *, partitions: int = 1, max_bytes: int = 65536,
-                 keep_comments: bool = False, raw_events: bool = True) -> None:
+                 keep_comments: bool = False, raw_events: bool = True,
+                 personal: PersonalData | None = None) -> None:
         self.engine = ExperienceEngine(config)
+        # pseudonymised customer ids and dropped comments, as the stream does before the core
+        self.personal = personal or PersonalData(keep_comments=keep_comments)
         self.partitions = partitions
         self.max_bytes = max_bytes
         self.keep_comments = keep_comments
@@ -161,6 +165,8 @@ class Backfill:
                 rejected, original=_original(obj), source_topic=source, source_partition=0,
                 source_offset=number))
             return
+        original = event
+        event = self.personal.scrub(event)
         partition = partition_for(event.journey_key, self.partitions)
         emitted, reason = self.engine.process(event, partition)
         self.pending.keep(emitted)
@@ -180,11 +186,7 @@ class Backfill:
         else:
             counts["events"] += 1
             if self.raw_events:
-                survey = obj.get("survey")
-                if survey is not None and "comment" in survey and not self.keep_comments:
-                    obj = dict(obj)
-                    obj["survey"] = {k: v for k, v in survey.items() if k != "comment"}
-                self.pending.events.append(obj)
+                self.pending.events.append(obj if event is original else event_to_dict(event))
 
     def finish(self) -> None:
         self.pending.keep(self.engine.finish())
@@ -286,7 +288,8 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
                  keep_comments: bool = False, raw_events: bool = True,
                  checkpoint_path: Path | None = None, target: str = "",
                  restart: bool = False, progress: bool = False,
-                 stop_after_rows: int | None = None) -> Result:
+                 stop_after_rows: int | None = None,
+                 personal: PersonalData | None = None) -> Result:
     """Backfill `files` into `warehouse` (None: run the core only, write nothing)."""
     parquet_files = []
     total = 0
@@ -298,7 +301,10 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
     checkpoint: Checkpoint | None = None
     resumed: tuple[int, int] | None = None
     if checkpoint_path is not None:
-        key = fingerprint(files, partitions, batch_rows, config, target, raw_events)
+        scrub = personal or PersonalData(keep_comments=keep_comments)
+        secret = hashlib.sha256(b"peakend-backfill:" + scrub.key).hexdigest()[:16]
+        key = fingerprint(files, partitions, batch_rows, config,
+                          f"{target}|{secret}|{scrub.keep_comments}", raw_events)
         checkpoint = None if restart else Checkpoint.load(checkpoint_path, key)
         if checkpoint is not None:
             resumed = (checkpoint.file_index, checkpoint.row)
@@ -309,7 +315,8 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
         return Result(0, Counter(), 0.0, 0, resumed)
 
     backfill = Backfill(config, partitions=partitions, max_bytes=max_bytes,
-                        keep_comments=keep_comments, raw_events=raw_events)
+                        keep_comments=keep_comments, raw_events=raw_events,
+                        personal=personal)
     meter = Progress("backfill", total, enabled=progress)
     text = _OccurredText()
     done = written = 0
@@ -401,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows, max_bytes=settings.max_event_bytes,
             keep_comments=settings.keep_comments, raw_events=not args.no_raw_events,
             checkpoint_path=checkpoint_path, target=target, restart=args.restart,
-            progress=not args.quiet)
+            progress=not args.quiet, personal=PersonalData.from_settings(settings))
     except (OSError, ValueError, pa.ArrowException) as exc:
         print(f"peakend backfill: {exc}", file=sys.stderr)
         return 1

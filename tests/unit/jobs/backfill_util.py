@@ -6,11 +6,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.generate import GeneratorConfig, encode_record, generate_records, write_parquet
+from jobs.generate import (
+    GeneratorConfig,
+    Shift,
+    encode_record,
+    generate_records,
+    write_parquet,
+)
+from jobs.personas import HOUR
 from pipeline.contract.jsonl import iter_records
-from pipeline.core.config import CoreConfig
+from pipeline.core.config import CoreConfig, DropConfig
 from pipeline.replay import Replay
 from pipeline.storage.tables import TABLES, rows
+
+START = GeneratorConfig().start_ms
+# A small file with enough answers for the drop detector to fire, invalid and late rows.
+EVENTS = GeneratorConfig(
+    events=6000, seed=21, span_ms=10 * HOUR, invalid_fraction=0.02, late_fraction=0.02,
+    mix=(("bank", 0.5), ("invest", 0.2), ("telecom", 0.1), ("ecommerce", 0.2)),
+    shifts=(Shift("drop", "channel", "phone", START + 6 * HOUR, 40),))
+CORE = CoreConfig(drops=DropConfig(min_n=15, min_baseline_n=15, p_value=0.05))
 
 # Columns that legitimately differ between replay and backfill of the same events.
 IGNORED = {

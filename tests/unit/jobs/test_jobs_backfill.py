@@ -9,23 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from backfill_util import RecordingWarehouse, final, replay_tables, write_both
+from backfill_util import CORE, EVENTS, RecordingWarehouse, final, replay_tables, write_both
 
 from jobs.backfill import Backfill, Checkpoint, Interrupted, run_backfill
-from jobs.generate import GeneratorConfig, Shift, generate_records, write_parquet
+from jobs.generate import generate_records, write_parquet
 from jobs.parquet_schema import SCHEMA, check_schema, read_event_dicts
-from jobs.personas import HOUR
 from pipeline.cli import main
 from pipeline.contract import Rejected, parse_dict
-from pipeline.core.config import CoreConfig, DropConfig
-
-START = GeneratorConfig().start_ms
-# Enough answers in a small file for the drop detector to fire.
-EVENTS = GeneratorConfig(
-    events=6000, seed=21, span_ms=10 * HOUR, invalid_fraction=0.02, late_fraction=0.02,
-    mix=(("bank", 0.5), ("invest", 0.2), ("telecom", 0.1), ("ecommerce", 0.2)),
-    shifts=(Shift("drop", "channel", "phone", START + 6 * HOUR, 40),))
-CORE = CoreConfig(drops=DropConfig(min_n=15, min_baseline_n=15, p_value=0.05))
 
 
 def test_parquet_round_trip_gives_the_same_event_dicts(tmp_path: Path) -> None:
