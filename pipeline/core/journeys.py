@@ -40,7 +40,7 @@ from typing import Any
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.moments import FIXED, Entry, JourneyMoments
-from pipeline.core.records import JourneyRecord
+from pipeline.core.records import JourneyRecord, builder_of
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
 from pipeline.core.valence import survey_valence
@@ -52,6 +52,7 @@ _NO_ATTRS: tuple[tuple[str, str], ...] = ()
 _FAR = 1 << 62
 _MARKER_TYPES = frozenset({"journey_end", "outcome"})
 _SEG_CACHE_MAX = 4096
+_build_journey = builder_of(JourneyRecord)  # the unrolled slot-setting constructor
 
 Segments = tuple[tuple[str, str], ...]
 
@@ -536,28 +537,29 @@ class JourneyTracker:
     def record(self, journey: Journey) -> JourneyRecord:
         """The current record of a journey (as last emitted)."""
         m = journey.moments
-        peak, best, worst, end, outcome = m.peak, m.best, m.worst, m.end, m.outcome
-        first, last = m.first, m.last
+        first, last, peak, end = m.first, m.last, m.peak, m.end
         start = 0 if first is None else first[0]
         stop = 0 if last is None else last[0]
-        end_v = m.end_valence()
+        end_v = end[3] if end is not None and (m.end_window_ms <= 0 or len(m.tail) <= 1) \
+            else m.end_valence()
+        n = m.moments
+        mean = m.sum_fixed / n / FIXED if n else None
+        outcome = "" if m.outcome is None else m.outcome[7]
         if peak is None or end is None or end_v is None:
-            moment_fields: tuple[Any, ...] = (None, "", None, "", None, "", None, "", end_v, "",
-                                              "", "", None, "", None)
-        else:
-            peak_v = peak[3]
-            assert peak_v is not None and best is not None and worst is not None
-            moment_fields = (peak_v, peak[4], peak[0], peak[1], best[3], best[4], worst[3],
-                             worst[4], end_v, end[4], end[5], end[6], end[0], end[1],
-                             (peak_v + end_v) / 2)
-        return JourneyRecord.from_values((
+            return _build_journey((
+                journey.id, journey.customer_id, journey.keyed_by, journey.status,
+                journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, n,
+                None, "", None, "", None, "", None, "", end_v, "", "", "", None, "", None,
+                mean, outcome, journey.version))
+        best, worst = m.best, m.worst
+        peak_v = peak[3]
+        assert peak_v is not None and best is not None and worst is not None
+        return _build_journey((
             journey.id, journey.customer_id, journey.keyed_by, journey.status,
-            journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, m.moments,
-            *moment_fields,
-            m.sum_fixed / m.moments / FIXED if m.moments else None,
-            "" if outcome is None else outcome[7],
-            journey.version,
-        ))
+            journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, n,
+            peak_v, peak[4], peak[0], peak[1], best[3], best[4], worst[3], worst[4],
+            end_v, end[4], end[5], end[6], end[0], end[1], (peak_v + end_v) / 2,
+            mean, outcome, journey.version))
 
     def _deadline(self, journey: Journey) -> int:
         if journey.status == "open":

@@ -7,12 +7,14 @@ Field names and order follow docs/records.md exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from pipeline.core.timefmt import format_opt, parse_opt
 
 _BUILDERS: dict[type, Any] = {}
+_R = TypeVar("_R")
 
 
 def _builder(cls: type) -> Any:
@@ -26,6 +28,15 @@ def _builder(cls: type) -> Any:
     lines.append("    return r")
     exec("\n".join(lines), namespace)  # generated from the field names only
     return namespace["build"]
+
+
+def builder_of(cls: type[_R]) -> Callable[[tuple[Any, ...]], _R]:
+    """The cached unrolled constructor of a record class: `build(values)` (all fields in
+    contract order). Hot paths keep it in a module global to skip the lookups."""
+    build = _BUILDERS.get(cls)
+    if build is None:
+        build = _BUILDERS[cls] = _builder(cls)
+    return build  # type: ignore[no-any-return]
 
 
 class _Record:
