@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from jobs.personas import DAY, HOUR, MINUTE, PERSONAS, SECOND
+from jobs.personas import DAY, HOUR, MINUTE, PERSONAS, SECOND, Emitted
 from jobs.progress import Progress
 from pipeline.core.timefmt import parse_ms
 
@@ -118,8 +118,8 @@ class _TimeText:
 class JourneyBuilder:
     """What a persona writes one journey into: events with ids, time text and survey shifts."""
 
-    __slots__ = ("_k", "attributes", "customer_id", "event_prefix", "events", "journey_id",
-                 "producer", "random", "rng", "shifts", "start_ms")
+    __slots__ = ("_k", "attributes", "customer_id", "event_prefix", "journey_id", "producer",
+                 "random", "rng", "shifts", "start_ms")
 
     def __init__(self, rng: random.Random, start_ms: int, event_prefix: str, customer_id: str,
                  journey_id: str | None, attributes: dict[str, str], producer: str,
@@ -134,11 +134,10 @@ class JourneyBuilder:
         self.producer = producer
         self.shifts = shifts
         self._k = 0
-        self.events: list[tuple[int, dict[str, Any]]] = []
 
     def _add(self, ms: int, kind: str, touchpoint: str, channel: str, stage: str,
              valence: float | None = None, signals: dict[str, Any] | None = None,
-             survey: dict[str, Any] | None = None, outcome: str | None = None) -> None:
+             survey: dict[str, Any] | None = None, outcome: str | None = None) -> Emitted:
         self._k += 1
         event: dict[str, Any] = {
             "event_id": f"{self.event_prefix}-{self._k}",
@@ -162,7 +161,7 @@ class JourneyBuilder:
         if outcome is not None:
             event["outcome"] = outcome
         event["attributes"] = self.attributes
-        self.events.append((ms, event))
+        return ms, event
 
     def ri(self, low: int, high: int) -> int:
         """A uniform integer in [low, high] (cheaper than Random.randint)."""
@@ -172,23 +171,23 @@ class JourneyBuilder:
         return round(low + (high - low) * self.random(), 2)
 
     def interaction(self, ms: int, touchpoint: str, channel: str, stage: str,
-                    signals: dict[str, Any]) -> None:
+                    signals: dict[str, Any]) -> Emitted:
         """An operational touchpoint: valence comes from the scoring rules."""
-        self._add(ms, "interaction", touchpoint, channel, stage, signals=signals)
+        return self._add(ms, "interaction", touchpoint, channel, stage, signals=signals)
 
     def moment(self, ms: int, touchpoint: str, channel: str, stage: str, valence: float,
-               signals: dict[str, Any] | None = None) -> None:
+               signals: dict[str, Any] | None = None) -> Emitted:
         """A touchpoint whose producer knows how it felt (explicit valence)."""
-        self._add(ms, "interaction", touchpoint, channel, stage, valence=valence,
+        return self._add(ms, "interaction", touchpoint, channel, stage, valence=valence,
                   signals=signals)
 
-    def end(self, ms: int, touchpoint: str, channel: str, stage: str) -> None:
+    def end(self, ms: int, touchpoint: str, channel: str, stage: str) -> Emitted:
         """A journey_end marker."""
-        self._add(ms, "journey_end", touchpoint, channel, stage)
+        return self._add(ms, "journey_end", touchpoint, channel, stage)
 
-    def outcome(self, ms: int, outcome: str, touchpoint: str, channel: str, stage: str) -> None:
+    def outcome(self, ms: int, outcome: str, touchpoint: str, channel: str, stage: str) -> Emitted:
         """An outcome marker (churn, complaint, referral...)."""
-        self._add(ms, "outcome", touchpoint, channel, stage, outcome=outcome)
+        return self._add(ms, "outcome", touchpoint, channel, stage, outcome=outcome)
 
     def shift(self, ms: int, touchpoint: str, channel: str, stage: str) -> float:
         """The injected shift for an answer given at this touchpoint and time."""
@@ -211,7 +210,7 @@ class JourneyBuilder:
 
     def survey(self, ms: int, touchpoint: str, channel: str, stage: str, *,
                nps: tuple[float, float] | None = None, ces: float | None = None,
-               csat: float | None = None, so_so: bool = False) -> None:
+               csat: float | None = None, so_so: bool = False) -> Emitted:
         """A survey answer. nps = (promoter share, detractor share); ces = share answering
         easy (5-7 of 7); csat = share satisfied (4-5). Injected shifts apply. `so_so`: the
         lukewarm answers of a flat journey (detractors answer 5-6, CSAT 3-4)."""
@@ -250,7 +249,7 @@ class JourneyBuilder:
                 answers["csat"] = 4 + (rng.random() < 0.5) if good else 1 + int(rng.random() * 3)
         if rng.random() < 0.05:
             answers["comment"] = _COMMENTS[rng.randrange(len(_COMMENTS))]
-        self._add(ms, "survey", touchpoint, channel, stage, survey=answers)
+        return self._add(ms, "survey", touchpoint, channel, stage, survey=answers)
 
 
 # the stream
@@ -280,7 +279,8 @@ class _Journeys:
         self.number = 0
         self.customers = 1000
 
-    def next(self, start_ms: int) -> JourneyBuilder:
+    def next(self, start_ms: int) -> Iterator[Emitted]:
+        """The next journey, starting at `start_ms`: its events, made lazily in time order."""
         rng = self.rng
         config = self.config
         self.number += 1
@@ -302,8 +302,7 @@ class _Journeys:
         attributes = {"region": REGIONS[rng.randrange(3)], "tier": TIERS[rng.randrange(6)]}
         builder = JourneyBuilder(rng, start_ms, f"{prefix}-{n}", customer_id, journey_id,
                                  attributes, config.producer, config.shifts)
-        persona(builder)
-        return builder
+        return persona(builder)
 
 
 def mean_events_per_journey(config: GeneratorConfig, samples: int = 2000) -> float:
@@ -311,8 +310,7 @@ def mean_events_per_journey(config: GeneratorConfig, samples: int = 2000) -> flo
     journeys = _Journeys(config, random.Random(f"peakend-mean-{config.seed}"))
     total = 0
     for _ in range(samples):
-        builder = journeys.next(0)
-        total += sum(1 for ms, _ in builder.events if ms < config.span_ms)
+        total += sum(1 for ms, _ in journeys.next(0) if ms < config.span_ms)
     return max(total / samples, 1.0)
 
 
@@ -331,25 +329,39 @@ def generate_events(config: GeneratorConfig) -> Iterator[dict[str, Any]]:
     mean_gap = config.span_ms / estimate
     late = config.late_fraction
     max_delay = max(config.max_delay_ms, SECOND)
-    heap: list[tuple[int, int, dict[str, Any]]] = []
+    # Heap of (time, seq, event, journey): event set -> deliver it at `time` (its event time, or
+    # later for a delayed one); event None -> at `time` (the previous event's event time) ask
+    # the journey for its next event. Journeys are generators, so nothing is made that the
+    # stream will not deliver, and the heap holds about one entry per active journey.
+    heap: list[tuple[int, int, dict[str, Any] | None, Iterator[Emitted]]] = []
     push, pop = heapq.heappush, heapq.heappop
     seq = 0
     next_start = float(config.start_ms)
     left = config.events
+
+    def pull(journey: Iterator[Emitted]) -> None:
+        nonlocal seq
+        for ms, event in journey:
+            due = ms + SECOND + int(rng.random() * (max_delay - SECOND)) \
+                if late and rng.random() < late else ms
+            push(heap, (due, seq, event, journey))
+            push(heap, (ms, seq + 1, None, journey))
+            seq += 2
+            return
+
     while True:
         start = int(next_start)
         while heap and heap[0][0] <= start:
-            event = pop(heap)[2]
+            _, _, event, journey = pop(heap)
+            if event is None:
+                pull(journey)
+                continue
             event["occurred_at"] = time_text(event["occurred_at"])
             yield event
             left -= 1
             if not left:
                 return
-        for ms, event in journeys.next(start).events:
-            due = ms + SECOND + int(rng.random() * (max_delay - SECOND)) \
-                if late and rng.random() < late else ms
-            push(heap, (due, seq, event))
-            seq += 1
+        pull(journeys.next(start))
         next_start += rng.expovariate(1.0 / mean_gap)
 
 

@@ -1,0 +1,138 @@
+"""Throughput of the batch jobs on one core: generate, Parquet read, backfill (core, + ClickHouse).
+
+    .venv/bin/python bench/bench_backfill.py [--events N] [--rate R | --span 1d]
+                                             [--url clickhouse://...] [--profile]
+
+Generates N events (event-time rate R per second, default 200/s like bench_core, or over
+--span), writes them to JSONL and Parquet, reads the Parquet back (raw batches, and rebuilt
+event dicts), then backfills it through the core with no writes, into a fresh embedded chdb,
+and, with --url, into a ClickHouse server (a fresh database, dropped afterwards; the URL must
+be allowed to create databases). `--profile` prints where core-only backfill spends its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from jobs.backfill import run_backfill
+from jobs.generate import GeneratorConfig, generate_records, parse_duration, write_jsonl
+from jobs.generate import write_parquet as write_parquet_file
+from jobs.parquet_schema import read_event_dicts
+from pipeline.core.config import CoreConfig
+from pipeline.storage.migrate import migrate
+from pipeline.storage.warehouse import ChdbWarehouse, ServerWarehouse
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def timed(label: str, rows: int, fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - started
+    print(f"{label:<44} {rows / seconds:>10,.0f} rows/s  ({rows:,} in {seconds:.2f} s)",
+          flush=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=200.0,
+                        help="events per second of event time (default 200)")
+    parser.add_argument("--span", help="event-time span instead of --rate (e.g. 1d)")
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--url", help="also backfill into this ClickHouse server")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    span = parse_duration(args.span) if args.span else round(args.events / args.rate * 1000)
+    config = GeneratorConfig(events=args.events, seed=1, span_ms=span, invalid_fraction=0.001)
+    print(f"peakend batch-jobs benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}")
+    print(f"events: {args.events:,} over {span / 3_600_000:.2f} h of event time "
+          f"({args.events / (span / 1000):,.0f}/s), partitions {args.partitions}, one core")
+    work = Path(tempfile.mkdtemp(prefix="peakend-bench-"))
+    jsonl, parquet = work / "events.jsonl", work / "events.parquet"
+
+    def gen_only() -> None:
+        for _ in generate_records(config):
+            pass
+
+    def to_jsonl() -> None:
+        with open(jsonl, "wb") as out:
+            write_jsonl(generate_records(config), out)
+
+    def to_parquet() -> None:
+        write_parquet_file((r for r in generate_records(config, json_only=False)
+                            if not isinstance(r, bytes)), parquet)
+
+    timed("generate (event dicts only)", args.events, gen_only)
+    timed("generate -> JSONL", args.events, to_jsonl)
+    timed("generate -> Parquet", args.events, to_parquet)
+    rows = pq.ParquetFile(parquet).metadata.num_rows
+    print(f"  files: JSONL {jsonl.stat().st_size / 1e6:.1f} MB, "
+          f"Parquet {parquet.stat().st_size / 1e6:.1f} MB ({rows:,} rows)")
+
+    def read_batches() -> None:
+        for _ in pq.ParquetFile(parquet).iter_batches(batch_size=65_536):
+            pass
+
+    def read_dicts() -> None:
+        for _ in read_event_dicts(parquet):
+            pass
+
+    timed("Parquet read (record batches)", rows, read_batches)
+    timed("Parquet read -> event dicts", rows, read_dicts)
+    core = CoreConfig()
+
+    def core_only() -> None:
+        run_backfill([str(parquet)], None, core, partitions=args.partitions)
+
+    timed("backfill through the core, no writes", rows, core_only)
+
+    chdb = ChdbWarehouse(str(work / "chdb"), "bench")
+    migrate(chdb, cluster="")
+    timed("backfill -> chdb (all five tables)", rows, lambda: run_backfill(
+        [str(parquet)], chdb, core, partitions=args.partitions))
+    if args.url:
+        name = f"pe_bench_{uuid.uuid4().hex[:8]}"
+        admin = ServerWarehouse(args.url)
+        admin.execute(f"CREATE DATABASE {name}")
+        base, _, _ = args.url.rpartition("/")
+        server = ServerWarehouse(f"{base}/{name}")
+        try:
+            migrate(server, cluster="")
+            timed("backfill -> ClickHouse server (five tables)", rows, lambda: run_backfill(
+                [str(parquet)], server, core, partitions=args.partitions))
+        finally:
+            server.close()
+            admin.execute(f"DROP DATABASE IF EXISTS {name}")
+            admin.close()
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.runcall(core_only)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(18)
+
+
+if __name__ == "__main__":
+    main()
