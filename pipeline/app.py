@@ -32,7 +32,7 @@ from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink
 from pipeline.storage.warehouse import Warehouse, connect
 from pipeline.stream import messages
-from pipeline.stream.partition import PartitionProcessor, StageOneOutput
+from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage
 from pipeline.stream.topics import contributions_topic
 
@@ -118,8 +118,11 @@ def create_app(
             if record.status == "closed":
                 stats.journeys_closed.labels(record.close_reason).inc()
         stats.records_out.labels(s.topic_journeys).inc(len(out.journeys))
+        by_segment: dict[str, list[dict[str, Any]]] = {}
         for key, message in out.contributions:
-            await contributions.send(key=key.encode(), value=_json(message))
+            by_segment.setdefault(key, []).append(message)
+        for key, items in by_segment.items():
+            await contributions.send(key=key.encode(), value=_json(messages.batch(items)))
         if out.watermark is not None:
             for target in range(s.partitions):
                 await contributions.send(
@@ -139,67 +142,84 @@ def create_app(
         return proc
 
     async def touchpoint_agent(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            partition, offset, value = message.partition, message.offset, event.value
-            stats.events_in.labels(s.topic_touchpoints).inc()
+        # Batches: Faust acks the events of a batch only after this body has handled it (state
+        # written, outputs sent), so a commit never covers an event whose state is not written.
+        async for batch in stream.take_events(s.stream_batch_events, within=0.05):
+            by_partition: dict[int, list[StageOneOutput]] = {}
+            last_event: dict[int, Any] = {}
+            for event in batch:
+                last_event[event.message.partition] = event
+                message = event.message
+                partition, offset, value = message.partition, message.offset, event.value or b""
+                proc = await processor(partition)
+                try:
+                    parsed = privacy.scrub(parse_event(value, max_bytes=s.max_event_bytes))
+                except Rejected as rejected:
+                    letter = DeadLetter.from_rejection(
+                        rejected, original=value, source_topic=s.topic_touchpoints,
+                        source_partition=partition, source_offset=offset,
+                    )
+                    await dead_letters.send(key=None, value=letter.to_json())
+                    stats.dead_letters.labels(rejected.reason).inc()
+                    continue
+                out = proc.process(parsed)
+                if out.reject is not None:
+                    letter = proc.late_letter(parsed, value, s.topic_touchpoints, offset)
+                    await dead_letters.send(key=None, value=letter.to_json())
+                    stats.dead_letters.labels(out.reject).inc()
+                by_partition.setdefault(partition, []).append(out)
+            stats.events_in.labels(s.topic_touchpoints).inc(len(batch))
             stats.last_event_time.set(time.time())
-            proc = await processor(partition)
-            try:
-                parsed = privacy.scrub(parse_event(value or b"", max_bytes=s.max_event_bytes))
-            except Rejected as rejected:
-                letter = DeadLetter.from_rejection(
-                    rejected, original=value or b"", source_topic=s.topic_touchpoints,
-                    source_partition=partition, source_offset=offset,
-                )
-                await dead_letters.send(key=None, value=letter.to_json())
-                stats.dead_letters.labels(rejected.reason).inc()
-                continue
-            out = proc.process(parsed)
-            if out.reject is not None:
-                letter = proc.late_letter(parsed, value or b"", s.topic_touchpoints, offset)
-                await dead_letters.send(key=None, value=letter.to_json())
-                stats.dead_letters.labels(out.reject).inc()
-            # State first: it must reach the changelog before the offset is committed.
-            for key, state in proc.dirty_state():
-                if state is None:
-                    journey_state.pop(key, None)
-                else:
-                    journey_state[key] = {"p": partition, "s": state}
-            await send_stage_one(out, partition)
-            if offset % 1000 == 0:
-                stats.journeys_open.set(sum(len(p.tracker) for p in stage_one.values()))
-                tp = message.tp
-                stats.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, app.consumer.highwater(tp) - offset - 1)
-                )
+            for partition, outputs in by_partition.items():
+                # State first: it must reach the changelog before the offsets are committed.
+                # Faust files a table write under the partition of the "current event".
+                stream._set_current_event(last_event[partition])
+                for key, state in stage_one[partition].dirty_state():
+                    if state is None:
+                        journey_state.pop(key, None)
+                    else:
+                        journey_state[key] = {"p": partition, "s": state}
+                await send_stage_one(coalesce(outputs), partition)
+            last = batch[-1].message
+            stats.journeys_open.set(sum(len(p.tracker) for p in stage_one.values()))
+            stats.consumer_lag.labels(last.tp.topic, str(last.tp.partition)).set(
+                max(0, app.consumer.highwater(last.tp) - last.offset - 1)
+            )
 
     async def segment_agent(stream: Any) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            stage = stage_two.get(partition)
-            if stage is None:
-                stage = stage_two[partition] = SegmentStage(core)
-                stage.load(
-                    (k, v["s"]) for k, v in segment_state.items() if v.get("p") == partition
+        async for batch in stream.take_events(s.stream_batch_events, within=0.05):
+            by_partition: dict[int, list[dict[str, Any]]] = {}
+            last_event: dict[int, Any] = {}
+            for event in batch:
+                last_event[event.message.partition] = event
+                by_partition.setdefault(event.message.partition, []).append(
+                    json.loads(event.value)
                 )
-            out = stage.process(json.loads(event.value))
-            for key, state in stage.dirty_state():
-                if state is None:
-                    segment_state.pop(key, None)
-                else:
-                    segment_state[key] = {"p": partition, "s": state}
-            for record in out.metrics:
-                key = f"{record.metric}|{record.segment_dim}|{record.segment_value}"
-                await metric_topic.send(key=key.encode(), value=_json(record.to_dict()))
-            for alert in out.alerts:
-                await alerts.send(key=alert.alert_id.encode(), value=_json(alert.to_dict()))
-            if out.alerts:
-                firing: dict[str, int] = {}
+            for partition, items in by_partition.items():
+                stream._set_current_event(last_event[partition])
+                stage = stage_two.get(partition)
+                if stage is None:
+                    stage = stage_two[partition] = SegmentStage(core)
+                    stage.load(
+                        (k, v["s"]) for k, v in segment_state.items() if v.get("p") == partition
+                    )
+                out = stage.process_batch(items)
+                for key, state in stage.dirty_state():
+                    if state is None:
+                        segment_state.pop(key, None)
+                    else:
+                        segment_state[key] = {"p": partition, "s": state}
+                for record in out.metrics:
+                    key = f"{record.metric}|{record.segment_dim}|{record.segment_value}"
+                    await metric_topic.send(key=key.encode(), value=_json(record.to_dict()))
+                for alert in out.alerts:
+                    await alerts.send(key=alert.alert_id.encode(), value=_json(alert.to_dict()))
+            firing: dict[str, int] = {}
+            for stage in stage_two.values():
                 for a in stage.detector.firing():
                     firing[a.metric] = firing.get(a.metric, 0) + 1
-                for metric in ("nps", "ces", "csat", "negative_end"):
-                    stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
+            for metric in ("nps", "ces", "csat", "negative_end"):
+                stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
 
     sink = ClickHouseSink(
         s, warehouse or (lambda: connect(s.clickhouse_url, chdb_path=s.chdb_path,

@@ -117,7 +117,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PEAKEND_DATA_DIR", ".stack/worker", "Worker state (RocksDB tables)."),
     Variable("PEAKEND_METRICS_PORT", "9108", "Port of the worker's Prometheus /metrics."),
     Variable("PEAKEND_WEB_PORT", "6066", "Port of Faust's web server."),
-    Variable("PEAKEND_PROCESSING_GUARANTEE", "exactly_once", "exactly_once or at_least_once."),
+    Variable(
+        "PEAKEND_STREAM_BATCH_EVENTS",
+        "1000",
+        "Events the worker's agents take per batch (their outputs are coalesced per batch).",
+    ),
 )
 
 _BY_NAME = {v.name: v for v in VARIABLES}
@@ -178,7 +182,7 @@ class Settings:
     data_dir: str = ".stack/worker"
     metrics_port: int = 9108
     web_port: int = 6066
-    processing_guarantee: str = "exactly_once"
+    stream_batch_events: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

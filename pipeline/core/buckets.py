@@ -20,6 +20,8 @@ from pipeline.core.valence import ces_on_7
 
 SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
 BucketKey = tuple[str, str, str, int]  # metric, segment_dim, segment_value, bucket_start
+_NEVER = -(1 << 62)
+_EVICT_EVERY_BUCKETS = 15
 
 
 class Partial:
@@ -83,6 +85,8 @@ class SurveyBuckets:
         self._width = self.config.bucket_ms
         self._attr_keys = self.config.segment_attributes
         self._partials: dict[BucketKey, Partial] = {}
+        self.final_before_ms = _NEVER
+        self._scanned_before_ms = _NEVER
         self._dirty: set[BucketKey] = set()
 
     def add_event(self, event: TouchpointEvent) -> None:
@@ -125,8 +129,15 @@ class SurveyBuckets:
                 dirty.add(key)
 
     def apply_end(self, delta: EndDelta) -> None:
-        """Count (+1) or retract (-1) one closed journey in the negative_end buckets."""
+        """Count (+1) or retract (-1) one closed journey in the negative_end buckets.
+
+        A retraction from a bucket already past the lateness horizon is dropped: that bucket is
+        final (and may be evicted), so the journey stays counted there; retracting would leave
+        negative counts in a fresh partial. The stream applies the same rule
+        (`final_before_ms`)."""
         start = delta.at_ms - delta.at_ms % self._width
+        if delta.sign < 0 and start + self._width <= self.final_before_ms:
+            return
         for dim, value in delta.segments:
             key = ("negative_end", dim, value, start)
             p = self._partials.get(key)
@@ -145,8 +156,15 @@ class SurveyBuckets:
         return [to_record(k, self._partials[k], self._width, self.partition) for k in keys]
 
     def evict(self, before_ms: int) -> int:
-        """Forget flushed partials of buckets that end at or before `before_ms` (they can no
-        longer change once stream time is a lateness past them). Returns how many went."""
+        """Buckets that end at or before `before_ms` are final (stream time is a lateness past
+        them): forget their flushed partials. Returns how many went.
+
+        The horizon moves at once; the scan over all partials runs only every
+        `_EVICT_EVERY_BUCKETS` buckets of progress, which keeps it off the per-tick path."""
+        self.final_before_ms = max(self.final_before_ms, before_ms)
+        if before_ms - self._scanned_before_ms < _EVICT_EVERY_BUCKETS * self._width:
+            return 0
+        self._scanned_before_ms = before_ms
         old = [k for k in self._partials
                if k[3] + self._width <= before_ms and k not in self._dirty]
         for key in old:

@@ -42,9 +42,14 @@ _WINDOWS: dict[str, type[NpsWindow | CesWindow | CsatWindow]] = {
 
 
 class SegmentTotals:
-    """All buckets of one segment (segment_dim = segment_value), built from contributions."""
+    """All buckets of one segment (segment_dim = segment_value), built from contributions.
 
-    __slots__ = ("_dirty", "answers", "bucket_ms", "dim", "ends", "value", "versions")
+    State is kept per bucket, so a flush folds one bucket's contributions only and the stream
+    can persist just the buckets that changed (`drain_changed`, `bucket_state`, `load_bucket`).
+    """
+
+    __slots__ = ("_changed", "_dirty", "answers", "bucket_ms", "dim", "end_buckets", "ends",
+                 "value", "versions")
 
     def __init__(self, dim: str, value: str, bucket_ms: int) -> None:
         self.dim = dim
@@ -52,10 +57,13 @@ class SegmentTotals:
         self.bucket_ms = bucket_ms
         # metric -> bucket_start -> event_id -> answer (CES already on the 1-7 scale)
         self.answers: dict[str, dict[int, dict[str, Answer]]] = {}
+        # bucket_start -> journey_id -> negative, and its index journey_id -> (bucket, negative)
+        self.end_buckets: dict[int, dict[str, bool]] = {}
         self.ends: dict[str, EndContribution] = {}
         # "metric@bucket_start" -> updates applied; grows only, so sinks can upsert on it
         self.versions: dict[str, int] = {}
-        self._dirty: set[tuple[str, int]] = set()
+        self._dirty: set[tuple[str, int]] = set()  # changed since the last flush
+        self._changed: set[tuple[str, int]] = set()  # changed since the last drain_changed
 
     def add_answer(self, metric: str, bucket_start: int, event_id: str, answer: Answer) -> bool:
         """Count one survey answer; False when this event's answer is already counted."""
@@ -69,29 +77,35 @@ class SegmentTotals:
     def set_end(self, journey_id: str, contribution: EndContribution | None) -> bool:
         """Set a journey's negative-end contribution (None: it counts nowhere, e.g. reopened)."""
         old = self.ends.get(journey_id)
+        if contribution is not None:
+            contribution = (int(contribution[0]), bool(contribution[1]))
         if old == contribution:
             return False
         if old is not None:
-            self._touch("negative_end", old[0])
-        if contribution is None:
+            members = self.end_buckets[old[0]]
+            del members[journey_id]
+            if not members:
+                del self.end_buckets[old[0]]
             del self.ends[journey_id]
-        else:
-            self.ends[journey_id] = (int(contribution[0]), bool(contribution[1]))
-            self._touch("negative_end", int(contribution[0]))
+            self._touch("negative_end", old[0])
+        if contribution is not None:
+            self.end_buckets.setdefault(contribution[0], {})[journey_id] = contribution[1]
+            self.ends[journey_id] = contribution
+            self._touch("negative_end", contribution[0])
         return True
 
     def _touch(self, metric: str, bucket_start: int) -> None:
         slot = f"{metric}@{bucket_start}"
         self.versions[slot] = self.versions.get(slot, 0) + 1
         self._dirty.add((metric, bucket_start))
+        self._changed.add((metric, bucket_start))
 
     def window(self, metric: str, bucket_start: int) -> SurveyWindow:
         """The accumulator of one bucket, folded from its contributions in a fixed order."""
         if metric == "negative_end":
             acc = NegativeEndWindow()
-            for contribution in self.ends.values():
-                if contribution[0] == bucket_start:
-                    acc.update(contribution[1])
+            for _, negative in sorted(self.end_buckets.get(bucket_start, {}).items()):
+                acc.update(negative)
             return acc
         window = _WINDOWS[metric]()
         for _, answer in sorted(self.answers.get(metric, {}).get(bucket_start, {}).items()):
@@ -118,33 +132,77 @@ class SegmentTotals:
                 if (metric, start) not in self._dirty:
                     del buckets[start]
                     self.versions.pop(f"{metric}@{start}", None)
-        for journey_id in [j for j, c in self.ends.items() if c[0] + width <= before_ms]:
-            if ("negative_end", self.ends[journey_id][0]) not in self._dirty:
-                self.versions.pop(f"negative_end@{self.ends[journey_id][0]}", None)
-                del self.ends[journey_id]
+                    self._changed.add((metric, start))
+        for start in [s for s in self.end_buckets if s + width <= before_ms]:
+            if ("negative_end", start) not in self._dirty:
+                for journey_id in self.end_buckets.pop(start):
+                    del self.ends[journey_id]
+                self.versions.pop(f"negative_end@{start}", None)
+                self._changed.add(("negative_end", start))
+
+    def records(self) -> list[MetricRecord]:
+        """Records of every bucket held, as last flushed (for re-feeding a detector)."""
+        keys = sorted(
+            {(m, s) for m, b in self.answers.items() for s in b}
+            | {("negative_end", s) for s in self.end_buckets}
+        )
+        return [
+            to_record((m, self.dim, self.value, s),
+                      Partial(self.window(m, s), self.versions[f"{m}@{s}"]), self.bucket_ms, 0)
+            for m, s in keys
+        ]
 
     def is_empty(self) -> bool:
         return not self.ends and not any(self.answers.values())
 
+    # -- persistence ----------------------------------------------------------------------------
+
+    def drain_changed(self) -> list[tuple[str, int]]:
+        """(metric, bucket_start) whose state changed since the last call, sorted."""
+        out = sorted(self._changed)
+        self._changed.clear()
+        return out
+
+    def bucket_state(self, metric: str, bucket_start: int) -> dict[str, Any] | None:
+        """JSON-able state of one bucket, or None when it holds nothing (evicted or emptied)."""
+        version = self.versions.get(f"{metric}@{bucket_start}")
+        if version is None:
+            return None
+        if metric == "negative_end":
+            members: dict[str, Any] = dict(self.end_buckets.get(bucket_start, {}))
+        else:
+            members = dict(self.answers.get(metric, {}).get(bucket_start, {}))
+        return {"v": version, "m": members, "d": (metric, bucket_start) in self._dirty}
+
+    def load_bucket(self, metric: str, bucket_start: int, state: dict[str, Any]) -> None:
+        self.versions[f"{metric}@{bucket_start}"] = int(state["v"])
+        if metric == "negative_end":
+            members = {j: bool(n) for j, n in state["m"].items()}
+            if members:
+                self.end_buckets[bucket_start] = members
+            for journey_id, negative in members.items():
+                self.ends[journey_id] = (bucket_start, negative)
+        else:
+            self.answers.setdefault(metric, {})[bucket_start] = dict(state["m"])
+        if state.get("d"):
+            self._dirty.add((metric, bucket_start))
+
     def to_state(self) -> dict[str, Any]:
+        buckets = sorted(
+            {(m, s) for m, b in self.answers.items() for s in b}
+            | {("negative_end", s) for s in self.end_buckets}
+            | {(m, int(s)) for m, _, s in (k.partition("@") for k in self.versions)}
+        )
         return {
             "dim": self.dim,
             "value": self.value,
-            "answers": {m: {str(s): a for s, a in b.items()} for m, b in self.answers.items()},
-            "ends": {j: [c[0], c[1]] for j, c in self.ends.items()},
-            "versions": dict(self.versions),
-            # changed since the last flush: a snapshot taken before the flush must still emit
-            # them after a restore (redelivered contributions are no-ops and would not re-mark)
-            "dirty": [[m, s] for m, s in sorted(self._dirty)],
+            "buckets": [[m, s, self.bucket_state(m, s)] for m, s in buckets],
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any], bucket_ms: int) -> SegmentTotals:
         totals = cls(state["dim"], state["value"], bucket_ms)
-        totals.answers = {
-            m: {int(s): dict(a) for s, a in b.items()} for m, b in state["answers"].items()
-        }
-        totals.ends = {j: (int(c[0]), bool(c[1])) for j, c in state["ends"].items()}
-        totals.versions = {k: int(v) for k, v in state["versions"].items()}
-        totals._dirty = {(str(m), int(s)) for m, s in state.get("dirty", [])}
+        for metric, start, bucket in state["buckets"]:
+            if bucket is not None:
+                totals.load_bucket(str(metric), int(start), bucket)
         return totals

@@ -15,6 +15,7 @@ from typing import Any
 ANSWER = "a"
 END = "e"
 WATERMARK = "w"
+BATCH = "b"
 
 
 def segment_key(dim: str, value: str) -> str:
@@ -39,3 +40,8 @@ def end(
 def watermark(source_partition: int, watermark_ms: int) -> dict[str, Any]:
     """Sent to every partition of the contributions topic (no key)."""
     return {"t": WATERMARK, "p": source_partition, "w": watermark_ms}
+
+
+def batch(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Contributions of one segment from one batch of input events, in order."""
+    return {"t": BATCH, "items": items}

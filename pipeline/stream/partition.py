@@ -57,6 +57,24 @@ class StageOneOutput:
     duplicate: bool = False
 
 
+def coalesce(outputs: list[StageOneOutput]) -> StageOneOutput:
+    """One output for a batch of events: the latest record per journey, contributions in order,
+    the last watermark crossed. Sending one message per journey and per segment instead of one
+    per event is what keeps the producer from being the bottleneck."""
+    latest: dict[str, JourneyRecord] = {}
+    merged = StageOneOutput()
+    for out in outputs:
+        for record in out.journeys:
+            old = latest.get(record.journey_id)
+            if old is None or record.version >= old.version:
+                latest[record.journey_id] = record
+        merged.contributions.extend(out.contributions)
+        if out.watermark is not None:
+            merged.watermark = out.watermark
+    merged.journeys = list(latest.values())
+    return merged
+
+
 class PartitionProcessor:
     """Journeys of one input partition; see the module docstring."""
 
@@ -70,6 +88,8 @@ class PartitionProcessor:
         self.bucket_ms = config.windows.bucket_ms
         self.attribute_keys = config.windows.segment_attributes
         self._watermark_dirty = False
+        self.lateness_ms = config.windows.allowed_lateness_ms
+        self.final_before_ms = NEVER
 
     # -- restore ------------------------------------------------------------------------------
 
@@ -79,6 +99,8 @@ class PartitionProcessor:
         for key, state in states:
             if key == WATERMARK_KEY:
                 self.watermark = max(self.watermark, int(state))
+                # equal, bucket for bucket, to the horizon set at the last boundary crossed
+                self.final_before_ms = self.watermark - self.lateness_ms - self.bucket_ms
             else:
                 self.tracker.load_key(key, state)
         out = StageOneOutput()
@@ -110,6 +132,9 @@ class PartitionProcessor:
         self._ends(self.tracker.drain_end_deltas(), out)
         if self.watermark // self.bucket_ms != previous // self.bucket_ms:
             out.watermark = self.watermark
+            # the same horizon SurveyBuckets.evict keeps in ExperienceEngine
+            self.final_before_ms = max(self.final_before_ms, self.watermark - self.lateness_ms
+                                       - self.bucket_ms)
         return out
 
     def dirty_state(self) -> list[tuple[str, Any]]:
@@ -144,6 +169,9 @@ class PartitionProcessor:
 
     def _ends(self, deltas: list[EndDelta], out: StageOneOutput) -> None:
         for delta in deltas:
+            start = delta.at_ms - delta.at_ms % self.bucket_ms
+            if delta.sign < 0 and start + self.bucket_ms <= self.final_before_ms:
+                continue  # that bucket is final: the journey stays counted there
             contribution = None
             if delta.sign > 0:
                 contribution = (delta.at_ms - delta.at_ms % self.bucket_ms, delta.negative)

@@ -10,7 +10,8 @@ buckets. No Faust object: the worker persists `dirty_state()` in a table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.segment_totals import SegmentTotals
 from pipeline.stream import messages
 
-SEGMENT_PREFIX = "segment:"
+BUCKET_PREFIX = "bucket:"  # bucket:<dim>=<value>|<metric>|<bucket_start>
 SERIES_PREFIX = "series:"
 
 
@@ -33,7 +34,13 @@ class StageTwoOutput:
 class SegmentStage:
     """Segments of one contributions partition; see the module docstring."""
 
-    def __init__(self, config: CoreConfig) -> None:
+    def __init__(
+        self,
+        config: CoreConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        series_every_s: float = 30.0,
+    ) -> None:
         self.config = config
         self.bucket_ms = config.windows.bucket_ms
         self.totals: dict[str, SegmentTotals] = {}
@@ -43,27 +50,56 @@ class SegmentStage:
         self.watermarks: dict[int, int] = {}
         self.merged = -(1 << 62)
         self._dirty_segments: set[str] = set()
+        self._unflushed: set[str] = set()
+        self.clock = clock
+        self.series_every_s = series_every_s
+        self._series_saved_at = clock()
+        self._series_saved_merged = self.merged
 
     def load(self, states: Iterable[tuple[str, Any]]) -> None:
         for key, state in states:
-            if key.startswith(SEGMENT_PREFIX):
-                self.totals[key[len(SEGMENT_PREFIX) :]] = SegmentTotals.from_state(
-                    state, self.bucket_ms
-                )
+            if key.startswith(BUCKET_PREFIX):
+                seg, metric, start = key[len(BUCKET_PREFIX) :].rsplit("|", 2)
+                self._totals(seg).load_bucket(metric, int(start), state)
             elif key.startswith(SERIES_PREFIX):
                 metric, dim, value = key[len(SERIES_PREFIX) :].split("|", 2)
                 self.detector.load_series((metric, dim, value), state)
+        # The detector may have missed partials flushed after its series were last written.
+        for totals in self.totals.values():
+            for record in totals.records():
+                self.detector.apply_partial(record)
 
-    def process(self, message: dict[str, Any]) -> StageTwoOutput:
-        kind = message["t"]
-        out = StageTwoOutput()
-        if kind == messages.WATERMARK:
-            self._advance(int(message["p"]), int(message["w"]), out)
-            return out
-        seg = messages.segment_key(message["d"], message["s"])
+    def _totals(self, seg: str) -> SegmentTotals:
         totals = self.totals.get(seg)
         if totals is None:
-            totals = self.totals[seg] = SegmentTotals(message["d"], message["s"], self.bucket_ms)
+            dim, _, value = seg.partition("=")
+            totals = self.totals[seg] = SegmentTotals(dim, value, self.bucket_ms)
+        return totals
+
+    def process(self, message: dict[str, Any]) -> StageTwoOutput:
+        return self.process_batch([message])
+
+    def process_batch(self, batch: Iterable[dict[str, Any]]) -> StageTwoOutput:
+        """Apply messages in order; metric records are flushed once per changed bucket, and
+        before each watermark so the detector evaluates what has arrived until then."""
+        out = StageTwoOutput()
+        for message in batch:
+            kind = message["t"]
+            if kind == messages.BATCH:
+                for item in message["items"]:
+                    self._apply(item)
+            elif kind == messages.WATERMARK:
+                self._flush(out)
+                self._advance(int(message["p"]), int(message["w"]), out)
+            else:
+                self._apply(message)
+        self._flush(out)
+        return out
+
+    def _apply(self, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        seg = messages.segment_key(message["d"], message["s"])
+        totals = self._totals(seg)
         if kind == messages.ANSWER:
             changed = totals.add_answer(message["m"], int(message["b"]), message["e"], message["v"])
         elif kind == messages.END:
@@ -72,11 +108,15 @@ class SegmentStage:
         else:
             raise ValueError(f"unknown contribution kind {kind!r}")
         if changed:
-            out.metrics = totals.flush()
-            for record in out.metrics:
-                self.detector.apply_partial(record)
+            self._unflushed.add(seg)
             self._dirty_segments.add(seg)
-        return out
+
+    def _flush(self, out: StageTwoOutput) -> None:
+        for seg in sorted(self._unflushed):
+            for record in self.totals[seg].flush():
+                self.detector.apply_partial(record)
+                out.metrics.append(record)
+        self._unflushed.clear()
 
     def _advance(self, source: int, watermark_ms: int, out: StageTwoOutput) -> None:
         if watermark_ms <= self.watermarks.get(source, -(1 << 62)):
@@ -86,25 +126,34 @@ class SegmentStage:
         if merged <= self.merged:
             return
         self.merged = merged
-        out.alerts = self.detector.advance(merged)
+        out.alerts.extend(self.detector.advance(merged))
         horizon = merged - self.config.windows.allowed_lateness_ms - self.bucket_ms
         for seg, totals in self.totals.items():
-            before = (len(totals.ends), sum(len(b) for b in totals.answers.values()))
             totals.evict(horizon)
-            if (len(totals.ends), sum(len(b) for b in totals.answers.values())) != before:
-                self._dirty_segments.add(seg)
+            self._dirty_segments.add(seg)
 
     def dirty_state(self) -> list[tuple[str, Any]]:
-        """(table key, state or None) changed since the last call."""
+        """(table key, state or None) changed since the last call: one key per bucket, so a
+        batch writes only the buckets it touched."""
         pairs: list[tuple[str, Any]] = []
         for seg in sorted(self._dirty_segments):
             totals = self.totals[seg]
+            for metric, start in totals.drain_changed():
+                key = f"{BUCKET_PREFIX}{seg}|{metric}|{start}"
+                pairs.append((key, totals.bucket_state(metric, start)))
             if totals.is_empty():
                 del self.totals[seg]
-                pairs.append((SEGMENT_PREFIX + seg, None))
-            else:
-                pairs.append((SEGMENT_PREFIX + seg, totals.to_state()))
         self._dirty_segments.clear()
-        for key in sorted(self.detector.drain_dirty()):
-            pairs.append((SERIES_PREFIX + "|".join(key), self.detector.dump_series(key)))
+        # Series (7 days of merged buckets each) are written now and then, not per batch. That is
+        # exact: `load` re-applies every bucket still held (all that could have changed since),
+        # and re-evaluating boundaries from an older cursor re-emits the same alert versions.
+        now = self.clock()
+        horizon = self.config.windows.allowed_lateness_ms // 2
+        if now - self._series_saved_at >= self.series_every_s or (
+            self.merged - self._series_saved_merged >= horizon
+        ):
+            for series in sorted(self.detector.drain_dirty()):
+                pairs.append((SERIES_PREFIX + "|".join(series), self.detector.dump_series(series)))
+            self._series_saved_at = now
+            self._series_saved_merged = self.merged
         return pairs

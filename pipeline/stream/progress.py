@@ -1,0 +1,61 @@
+"""How far behind the worker is: committed offsets of its consumer groups against the ends of
+the topics they read. Zero everywhere means every record produced so far has been processed and
+inserted into ClickHouse (the sink commits only after its inserts)."""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from pipeline.settings import Settings
+from pipeline.storage.sink import topic_tables
+from pipeline.stream.topics import contributions_topic
+
+
+def pipeline_lag(settings: Settings) -> dict[str, int]:
+    """Records not yet processed per consumer group and topic."""
+    groups = {
+        settings.app_id: [settings.topic_touchpoints, contributions_topic(settings)],
+        f"{settings.app_id}-clickhouse-sink": list(topic_tables(settings)),
+    }
+    options = settings.kafka_client_options()
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **options)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **options)
+    try:
+        lag: dict[str, int] = {}
+        for group, topics in groups.items():
+            committed = admin.list_group_offsets(group).get(group, {})
+            for topic in topics:
+                parts = consumer.partitions_for_topic(topic) or set()
+                tps = [TopicPartition(topic, p) for p in parts]
+                ends = consumer.end_offsets(tps)
+                behind = 0
+                for tp in tps:
+                    meta = committed.get(tp)
+                    done = meta.offset if meta is not None and meta.offset >= 0 else 0
+                    behind += max(0, ends[tp] - done)
+                lag[f"{group}/{topic}"] = behind
+        return lag
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def wait_caught_up(settings: Settings, timeout_s: float, *, settle_s: float = 3.0,
+                   poll_s: float = 0.5) -> dict[str, int]:
+    """Wait until nothing is behind for `settle_s` (outputs of the last inputs are themselves
+    inputs of the next stage, so one zero reading is not enough). Raises TimeoutError."""
+    deadline = time.monotonic() + timeout_s
+    zero_since: float | None = None
+    lag: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        lag = pipeline_lag(settings)
+        if all(v == 0 for v in lag.values()):
+            zero_since = zero_since or time.monotonic()
+            if time.monotonic() - zero_since >= settle_s:
+                return lag
+        else:
+            zero_since = None
+        time.sleep(poll_s)
+    raise TimeoutError(f"pipeline still behind after {timeout_s:.0f} s: {lag}")

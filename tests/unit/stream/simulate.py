@@ -1,0 +1,77 @@
+"""The stream's two stages wired in memory like the worker wires them through Kafka (same
+partitioning, same batching), without Faust or a broker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.contract import Rejected, parse_event
+from pipeline.core.config import CoreConfig
+from pipeline.core.partitioner import partition_for
+from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
+from pipeline.stream import messages
+from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
+from pipeline.stream.segments import SegmentStage
+
+
+class SimulatedStream:
+    def __init__(self, config: CoreConfig, partitions: int, batch: int = 100) -> None:
+        self.config = config
+        self.partitions = partitions
+        self.batch = batch
+        self.stage_one = [PartitionProcessor(p, config) for p in range(partitions)]
+        self.stage_two = [SegmentStage(config) for _ in range(partitions)]
+        self.queues: list[list[dict[str, Any]]] = [[] for _ in range(partitions)]
+        self.journeys: dict[str, JourneyRecord] = {}
+        self.metrics: dict[tuple[str, str, str, int], MetricRecord] = {}
+        self.alerts: list[AlertRecord] = []
+        self.late = 0
+
+    def run(self, lines: Iterable[bytes]) -> SimulatedStream:
+        pending: dict[int, list[StageOneOutput]] = {}
+        count = 0
+        for line in lines:
+            try:
+                event = parse_event(line)
+            except Rejected:
+                continue
+            p = partition_for(event.journey_key, self.partitions)
+            out = self.stage_one[p].process(event)
+            self.late += out.reject is not None
+            pending.setdefault(p, []).append(out)
+            count += 1
+            if count % self.batch == 0:
+                self._send(pending)
+                pending = {}
+        self._send(pending)
+        return self
+
+    def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
+        for p, outputs in pending.items():
+            self.stage_one[p].dirty_state()
+            out = coalesce(outputs)
+            for record in out.journeys:
+                old = self.journeys.get(record.journey_id)
+                if old is None or record.version > old.version:
+                    self.journeys[record.journey_id] = record
+            by_segment: dict[str, list[dict[str, Any]]] = {}
+            for key, message in out.contributions:
+                by_segment.setdefault(key, []).append(message)
+            for key, items in by_segment.items():
+                target = partition_for(key, self.partitions)
+                self.queues[target].append(json.loads(json.dumps(messages.batch(items))))
+            if out.watermark is not None:
+                for target in range(self.partitions):
+                    self.queues[target].append(messages.watermark(p, out.watermark))
+        for q, queue in enumerate(self.queues):
+            if queue:
+                result = self.stage_two[q].process_batch(queue)
+                self.stage_two[q].dirty_state()
+                queue.clear()
+                for record in result.metrics:
+                    key = (record.metric, record.segment_dim, record.segment_value,
+                           record.window_start)
+                    self.metrics[key] = record
+                self.alerts.extend(result.alerts)
