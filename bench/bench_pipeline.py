@@ -1,0 +1,556 @@
+"""The whole pipeline on the real servers: Kafka -> Faust worker(s) -> ClickHouse.
+
+    .venv/bin/python bench/bench_pipeline.py [--events N] [--workers 1]
+
+Worker processes are started exactly as the integration tests start them
+(`tests.integration.stream_util.stream_setup` / `Worker`: `peakend worker` subprocesses with their
+own topics, consumer groups, state directory and ClickHouse database).
+
+Throughput (end to end): with the worker(s) started and warmed up (a small batch produced and
+`wait_caught_up` returned), N events are produced as fast as kafka-python takes them; the clock
+runs from the first send until `pipeline.stream.progress.wait_caught_up` reports every consumer
+group (worker: input and contributions; ClickHouse sink: every output topic and the raw events)
+at the end of its topics, i.e. the sink has inserted and committed everything. The moment is the
+first of the zero readings that `wait_caught_up` then confirms for `settle_s`: its return time
+minus `settle_s` (resolution: one poll, 0.25 s, plus the worker's 1 s commit interval and the
+sink's 0.5 s batch interval, which delay the offsets that the reading sees).
+
+Latency (produce -> queryable): at an offered rate R, events are sent at a steady pace (send i
+is due at t0 + i/R; the sender sleeps when ahead) for D seconds. A sample of events are probes:
+the wall time (time.time()) just before `producer.send` is recorded. A reader thread with its own
+ClickHouse connection polls every 0.1 s (`SELECT event_id FROM touchpoint_events WHERE event_id
+IN probes` and `SELECT journey_id, max(events) FROM journeys WHERE journey_id IN ... GROUP BY
+journey_id`). An event is queryable in touchpoint_events when its row is there, and in journeys
+when the journey that contains it has a row whose `events` count includes it: the journey id and
+the count after the event are computed beforehand by running the stage-one processor
+(`PartitionProcessor`, one per Kafka partition, events placed by the Kafka partitioner, customer
+ids scrubbed like the worker does) over the same events. Latency = start time of the first poll
+that saw it - send time, so each figure is exact to within one poll period plus one query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from jobs.generate import GeneratorConfig, encode_event, generate_events  # noqa: E402
+from pipeline.contract import Rejected, event_to_dict, parse_event  # noqa: E402
+from pipeline.core.partitioner import partition_for  # noqa: E402
+from pipeline.core.scoring import ScoringRules  # noqa: E402
+from pipeline.privacy import PersonalData  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.storage.tables import rows  # noqa: E402
+from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
+from pipeline.stream import messages  # noqa: E402
+from pipeline.stream.partition import PartitionProcessor, coalesce  # noqa: E402
+from pipeline.stream.progress import wait_caught_up  # noqa: E402
+from pipeline.stream.segments import SegmentStage  # noqa: E402
+from tests.conftest import ClickHouseUrls  # noqa: E402
+from tests.integration.stream_util import StreamSetup, Worker, stream_setup  # noqa: E402
+
+MINUTE = 60_000
+
+
+# -- events --------------------------------------------------------------------------------
+
+@dataclass
+class Phase:
+    """Pre-encoded events of one measurement, keyed like the producer library."""
+
+    keys: list[bytes | None]
+    values: list[bytes]
+    end_ms: int  # largest event time: the next phase starts after it (no late events)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class EventSource:
+    """Consecutive phases of generated events; each phase has its own id prefix and starts after
+    the previous one in event time, so later phases never fall behind the allowed lateness."""
+
+    def __init__(self, start_ms: int = 1_795_000_000_000, events_per_s: float = 200.0) -> None:
+        self.next_ms = start_ms
+        self.events_per_s = events_per_s
+        self.tag = uuid.uuid4().hex[:6]
+        self.count = 0
+
+    def phase(self, n: int) -> Phase:
+        self.count += 1
+        config = GeneratorConfig(
+            events=n, seed=self.count, start_ms=self.next_ms,
+            span_ms=max(MINUTE, round(n / self.events_per_s * 1000)),
+            id_prefix=f"b{self.tag}p{self.count}",
+        )
+        keys: list[bytes | None] = []
+        values: list[bytes] = []
+        end = self.next_ms
+        for event in generate_events(config):
+            value = encode_event(event)
+            parsed = parse_event(value)
+            end = max(end, parsed.occurred_ms)
+            keys.append(parsed.journey_key.encode())
+            values.append(value)
+        self.next_ms = end + MINUTE
+        return Phase(keys, values, end)
+
+
+def make_producer(bootstrap: str) -> Any:
+    """kafka-python with the batching of `pipeline.producer.TouchpointProducer`."""
+    from kafka import KafkaProducer
+
+    from pipeline.producer import default_compression
+
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                         batch_size=256 * 1024, compression_type=default_compression(),
+                         max_request_size=4 * 1024 * 1024)
+
+
+# -- system facts ----------------------------------------------------------------------------
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its reaped children), seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+@dataclass
+class Stream:
+    setup: StreamSetup
+    workers: list[Worker]
+    workdir: Path
+
+    def settings(self) -> Settings:
+        return self.setup.settings()
+
+    def cpu(self) -> float:
+        return sum(proc_cpu_seconds(w.proc.pid) for w in self.workers if w.alive())
+
+    def check_alive(self) -> None:
+        for w in self.workers:
+            if not w.alive():
+                raise RuntimeError(f"worker died:\n{w.log_tail()}")
+
+
+_port = [40 + (os.getpid() % 20) * 8]
+
+
+@contextlib.contextmanager
+def running_stream(kafka: str, ch: ClickHouseUrls, *, workers: int = 1, partitions: int = 4,
+                   **extra: str) -> Iterator[Stream]:
+    """Fresh topics and database, `workers` worker processes; torn down afterwards (the
+    database is dropped, the topics are left to the broker's retention like the tests do)."""
+    workdir = Path(tempfile.mkdtemp(prefix="peakend-bench-pipeline-"))
+    setup = stream_setup(workdir, kafka, ch, partitions=partitions, **extra)
+    procs = []
+    try:
+        for i in range(workers):
+            _port[0] += 1
+            procs.append(Worker(setup, workdir, f"w{i}", _port[0]))
+        yield Stream(setup, procs, workdir)
+    finally:
+        for w in procs:
+            w.stop()
+        admin = ServerWarehouse(ch.admin)
+        with contextlib.suppress(Exception):
+            admin.execute(f"DROP DATABASE IF EXISTS {setup.database}")
+        admin.close()
+
+
+def produce(bootstrap: str, topic: str, phase: Phase) -> float:
+    """Everything as fast as possible; seconds until flushed."""
+    producer = make_producer(bootstrap)
+    started = time.perf_counter()
+    send = producer.send
+    for key, value in zip(phase.keys, phase.values, strict=True):
+        send(topic, key=key, value=value)
+    producer.flush()
+    seconds = time.perf_counter() - started
+    producer.close()
+    return seconds
+
+
+def warm_up(stream: Stream, source: EventSource, n: int = 500, timeout: float = 180) -> None:
+    """Workers joined, topics and tables created, first batch through: what is timed next is
+    steady-state work, not start-up."""
+    produce(stream.settings().kafka_bootstrap, stream.setup.topic, source.phase(n))
+    try:
+        wait_caught_up(stream.settings(), timeout, settle_s=3.0, poll_s=0.5)
+    except TimeoutError:
+        stream.check_alive()
+        raise
+    stream.check_alive()
+
+
+# -- throughput ------------------------------------------------------------------------------
+
+@dataclass
+class Throughput:
+    workers: int
+    events: int
+    seconds: float  # first send -> every stage caught up
+    produce_seconds: float
+    worker_cpu_seconds: float
+    load: str
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_per_event_us(self) -> float:
+        return self.worker_cpu_seconds / self.events * 1e6
+
+
+def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: float = 3.0
+               ) -> Throughput:
+    settings = stream.settings()
+    cpu0 = stream.cpu()
+    started = time.perf_counter()
+    produce_s = produce(settings.kafka_bootstrap, stream.setup.topic, phase)
+    wait_caught_up(settings, timeout, settle_s=settle_s, poll_s=0.25)
+    seconds = time.perf_counter() - settle_s - started
+    cpu = stream.cpu() - cpu0
+    stream.check_alive()
+    return Throughput(len(stream.workers), len(phase), seconds, produce_s, cpu, loadavg())
+
+
+# -- latency ---------------------------------------------------------------------------------
+
+def journey_probes(phase: Phase, settings: Settings) -> list[tuple[str, int] | None]:
+    """For each event: (journey id, events count once it is applied) as ClickHouse will show it,
+    from the stage-one processors over the same events; None when it has no journey effect."""
+    core = settings.core_config()
+    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    privacy = PersonalData.from_settings(settings)
+    procs: dict[int, PartitionProcessor] = {}
+    out: list[tuple[str, int] | None] = []
+    for key, value in zip(phase.keys, phase.values, strict=True):
+        try:
+            event = privacy.scrub(parse_event(value, max_bytes=settings.max_event_bytes))
+        except Rejected:
+            out.append(None)
+            continue
+        part = partition_for(key.decode() if key else event.journey_key, settings.partitions)
+        proc = procs.get(part)
+        if proc is None:
+            proc = procs[part] = PartitionProcessor(part, core, rules)
+        result = proc.process(event)
+        mine = [r for r in result.journeys if r.customer_id == event.customer_id
+                and r.started_at <= event.occurred_ms <= r.ended_at]
+        if result.reject or not mine:
+            out.append(None)
+            continue
+        best = max(mine, key=lambda r: r.events)
+        out.append((best.journey_id, best.events))
+    return out
+
+
+@dataclass
+class Latency:
+    offered: float  # events/s asked for (0: as fast as possible)
+    achieved: float  # events/s actually sent
+    events: int
+    probes: int
+    raw: list[float] = field(default_factory=list)  # touchpoint_events
+    journey: list[float] = field(default_factory=list)  # journeys
+    missing_raw: int = 0
+    missing_journey: int = 0
+    poll_s: float = 0.0  # mean time between polls
+    load: str = ""
+
+    @staticmethod
+    def pct(values: list[float], q: float) -> float:
+        if not values:
+            return float("nan")
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+    def summary(self, which: str) -> tuple[float, float, float, float]:
+        values = self.raw if which == "raw" else self.journey
+        return (self.pct(values, 50), self.pct(values, 95), self.pct(values, 99),
+                max(values) if values else float("nan"))
+
+
+class Reader(threading.Thread):
+    """Polls ClickHouse for the probes (see the module docstring)."""
+
+    def __init__(self, url: str, period: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.period = period
+        self.lock = threading.Lock()
+        self.raw_pending: dict[str, float] = {}
+        self.journey_pending: dict[tuple[str, int], float] = {}
+        self.raw_seen: list[float] = []
+        self.journey_seen: list[float] = []
+        self.stop_flag = threading.Event()
+        self.polls = 0
+        self.error: BaseException | None = None
+
+    def probe(self, event_id: str, journey: tuple[str, int] | None, sent: float) -> None:
+        with self.lock:
+            self.raw_pending[event_id] = sent
+            if journey is not None:
+                self.journey_pending[journey] = min(sent, self.journey_pending.get(journey, sent))
+
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.raw_pending) + len(self.journey_pending)
+
+    def run(self) -> None:
+        wh = ServerWarehouse(self.url)
+        try:
+            while not self.stop_flag.is_set():
+                began = time.time()
+                self.poll(wh, began)
+                self.polls += 1
+                time.sleep(max(0.0, self.period - (time.time() - began)))
+        except BaseException as exc:  # reported by the caller
+            self.error = exc
+        finally:
+            wh.close()
+
+    def poll(self, wh: ServerWarehouse, began: float) -> None:
+        with self.lock:
+            ids = sorted(self.raw_pending, key=self.raw_pending.__getitem__)[:2000]
+            journeys: dict[str, list[tuple[int, float]]] = {}
+            for (jid, n), sent in self.journey_pending.items():
+                journeys.setdefault(jid, []).append((n, sent))
+        if ids:
+            found = wh.query("SELECT event_id FROM touchpoint_events WHERE event_id IN %(ids)s",
+                             {"ids": tuple(ids)})
+            with self.lock:
+                for (event_id,) in found:
+                    if event_id in self.raw_pending:
+                        self.raw_seen.append(began - self.raw_pending.pop(event_id))
+        if journeys:
+            jids = tuple(sorted(journeys)[:2000])
+            found = wh.query("SELECT journey_id, max(events) FROM journeys "
+                             "WHERE journey_id IN %(ids)s GROUP BY journey_id", {"ids": jids})
+            with self.lock:
+                for jid, events in found:
+                    for n, _ in journeys.get(jid, []):
+                        if int(events) >= n and (jid, n) in self.journey_pending:
+                            self.journey_seen.append(began - self.journey_pending.pop((jid, n)))
+
+
+def latency(stream: Stream, phase: Phase, rate: float, *, probes: int = 1500,
+            drain_timeout: float = 120) -> Latency:
+    """Send `phase` at `rate` events/s (0: flat out) and time probes until queryable."""
+    settings = stream.settings()
+    expected = journey_probes(phase, settings)
+    every = max(1, len(phase) // probes)
+    reader = Reader(stream.setup.writer_url)
+    reader.start()
+    producer = make_producer(settings.kafka_bootstrap)
+    topic = stream.setup.topic
+    count = 0
+    started = time.perf_counter()
+    for i, (key, value) in enumerate(zip(phase.keys, phase.values, strict=True)):
+        if rate:
+            ahead = started + i / rate - time.perf_counter()
+            if ahead > 0.002:
+                time.sleep(ahead)
+        if i % every == 0:
+            event_id = json.loads(value)["event_id"]
+            reader.probe(event_id, expected[i], time.time())
+            count += 1
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    sent_s = time.perf_counter() - started
+    producer.close()
+    # Until every probe is seen, or the pipeline has caught up (wait_caught_up) and two more
+    # seconds of polls found nothing new: what is still missing then never arrives.
+    deadline = time.monotonic() + drain_timeout
+    while reader.pending() and time.monotonic() < deadline and reader.error is None:
+        stream.check_alive()
+        if not reader.raw_pending:
+            wait_caught_up(settings, drain_timeout, settle_s=1.0, poll_s=0.25)
+            time.sleep(2.0)
+            break
+        time.sleep(0.2)
+    reader.stop_flag.set()
+    reader.join(timeout=10)
+    if reader.error is not None:
+        raise RuntimeError(f"reader failed: {reader.error!r}")
+    wait_caught_up(settings, drain_timeout, settle_s=1.0, poll_s=0.25)
+    polls_per_s = reader.polls / max(1e-9, time.perf_counter() - started)
+    return Latency(
+        offered=rate, achieved=len(phase) / sent_s, events=len(phase), probes=count,
+        raw=reader.raw_seen, journey=reader.journey_seen,
+        missing_raw=len(reader.raw_pending), missing_journey=len(reader.journey_pending),
+        poll_s=1 / polls_per_s if polls_per_s else float("nan"), load=loadavg(),
+    )
+
+
+# -- the worker's own work in-process (no Faust, no Kafka, no RocksDB) ----------------------
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def stage_work(phase: Phase, settings: Settings, batch: int = 1000) -> int:
+    """What the worker process does per event outside Faust/aiokafka/RocksDB, in the worker's
+    order and batching: stage one (parse, scrub, PartitionProcessor, coalesce, state dicts,
+    JSON of the outputs), stage two (SegmentStage over the JSON contributions, state, metric
+    JSON) and the sink's own work (re-parse the raw event, rows of every table). Returns the
+    number of output messages, to keep the work from being optimised away."""
+    core = settings.core_config()
+    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    privacy = PersonalData.from_settings(settings)
+    n_parts = settings.partitions
+    stage_one: dict[int, PartitionProcessor] = {}
+    stage_two: dict[int, SegmentStage] = {}
+    state: dict[str, Any] = {}
+    produced = 0
+    for start in range(0, len(phase), batch):
+        keys = phase.keys[start:start + batch]
+        values = phase.values[start:start + batch]
+        by_partition: dict[int, list[Any]] = {}
+        contributions: dict[int, list[bytes]] = {}
+        journey_json: list[bytes] = []
+        for key, value in zip(keys, values, strict=True):
+            part = partition_for(key.decode(), n_parts) if key else 0
+            proc = stage_one.get(part)
+            if proc is None:
+                proc = stage_one[part] = PartitionProcessor(part, core, rules)
+            try:
+                parsed = privacy.scrub(parse_event(value, max_bytes=settings.max_event_bytes))
+            except Rejected:
+                continue
+            by_partition.setdefault(part, []).append(proc.process(parsed))
+        for part, outputs in by_partition.items():
+            for k, s in stage_one[part].dirty_state():
+                state[k] = _json({"p": part, "s": s})  # what the table serialises
+            out = coalesce(outputs)
+            for record in out.journeys:
+                journey_json.append(_json(record.to_dict()))
+            grouped: dict[str, list[dict[str, Any]]] = {}
+            for seg_key, message in out.contributions:
+                grouped.setdefault(seg_key, []).append(message)
+            for seg_key, items in grouped.items():
+                target = partition_for(seg_key, n_parts)
+                contributions.setdefault(target, []).append(_json(messages.batch(items)))
+            if out.watermark is not None:
+                for target in range(n_parts):
+                    contributions.setdefault(target, []).append(
+                        _json(messages.watermark(part, out.watermark)))
+        metric_json: list[bytes] = []
+        for part, encoded in contributions.items():
+            stage = stage_two.get(part)
+            if stage is None:
+                stage = stage_two[part] = SegmentStage(core)
+            result = stage.process_batch([json.loads(m) for m in encoded])
+            for k, s in stage.dirty_state():
+                state[k] = _json({"p": part, "s": s})
+            metric_json.extend(_json(r.to_dict()) for r in result.metrics)
+        # the sink: raw events re-parsed and scrubbed, every topic's rows built
+        raw = []
+        for value in values:
+            with contextlib.suppress(Rejected):
+                raw.append(event_to_dict(privacy.scrub(parse_event(value))))
+        rows("touchpoint_events", raw)
+        rows("journeys", [json.loads(j) for j in journey_json])
+        rows("metric_buckets", [json.loads(m) for m in metric_json])
+        produced += len(journey_json) + len(metric_json)
+    return produced
+
+
+@dataclass
+class StageRate:
+    events: int
+    cpu_seconds: float
+    profile: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.cpu_seconds
+
+
+def stage_rate(phase: Phase, settings: Settings, *, profile: bool = False,
+               top: int = 22) -> StageRate:
+    """Events per CPU second of `stage_work` (best of 2), and optionally a cProfile of it."""
+    best = float("inf")
+    for _ in range(2):
+        began = time.process_time()
+        stage_work(phase, settings)
+        best = min(best, time.process_time() - began)
+    text = ""
+    if profile:
+        prof = cProfile.Profile()
+        prof.runcall(stage_work, phase, settings)
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+        text = _trim_profile(buf.getvalue())
+    return StageRate(len(phase), best, text)
+
+
+def _trim_profile(text: str) -> str:
+    lines = [line.rstrip() for line in text.splitlines()]
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    keep = [line.replace(str(ROOT) + "/", "") for line in lines[start:] if line.strip()]
+    return "\n".join(keep)
+
+
+# -- command line ----------------------------------------------------------------------------
+
+def main() -> None:
+    from tests.conftest import stack_env
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rates", default="500,2000", help="offered rates for latency")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    env = stack_env()
+    ch = ClickHouseUrls(env["PEAKEND_CLICKHOUSE_URL"], env["PEAKEND_CLICKHOUSE_READER_URL"],
+                        env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
+    source = EventSource()
+    with running_stream(env["PEAKEND_KAFKA_BOOTSTRAP"], ch, workers=args.workers) as stream:
+        warm_up(stream, source)
+        t = throughput(stream, source.phase(args.events))
+        print(f"end to end, {t.workers} worker(s): {t.rate:,.0f} events/s ({t.events:,} in "
+              f"{t.seconds:.1f} s; produce {t.produce_seconds:.1f} s; worker CPU "
+              f"{t.cpu_per_event_us:.0f} us/event; load {t.load})", flush=True)
+        for rate in (float(r) for r in args.rates.split(",")):
+            lat = latency(stream, source.phase(int(rate * args.seconds)), rate)
+            for which in ("raw", "journey"):
+                p50, p95, p99, worst = lat.summary(which)
+                print(f"offered {rate:,.0f}/s (sent {lat.achieved:,.0f}/s) {which}: p50 "
+                      f"{p50:.2f} s, p95 {p95:.2f} s, p99 {p99:.2f} s, max {worst:.2f} s "
+                      f"({lat.probes} probes, missing {lat.missing_raw}/{lat.missing_journey})",
+                      flush=True)
+    s = stage_rate(source.phase(args.events), Settings.from_env({}))
+    print(f"in-process stage work: {s.rate:,.0f} events/CPU-s")
+
+
+if __name__ == "__main__":
+    main()

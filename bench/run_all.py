@@ -1,0 +1,567 @@
+"""Every peakend benchmark in one run on this machine, written to docs/benchmarks.md.
+
+    .venv/bin/python bench/run_all.py [--quick] [--output docs/benchmarks.md]
+
+Starts the real servers (scripts/stack.sh start kafka clickhouse) when needed, then measures in
+the same run: the raw client limits (bench_raw), contract parse/validate (bench_contract's
+events), the core (bench_core's paths), the batch jobs (generate -> Parquet -> backfill), the
+pipeline end to end with one and two workers (bench_pipeline: throughput, produce-to-queryable
+latency at several offered rates), the worker's own work in-process with a cProfile of it, and a
+cProfile of a real worker process. `--quick` (about 3 minutes) uses small sizes; the full run
+takes longer. The load average is recorded next to every figure: other people use the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import glob
+import json
+import math
+import os
+import platform
+import pstats
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for p in (str(ROOT), str(BENCH)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import bench_core  # noqa: E402
+import bench_pipeline as bp  # noqa: E402
+import bench_raw  # noqa: E402
+from bench_contract import make_event  # noqa: E402
+
+from jobs.backfill import run_backfill  # noqa: E402
+from jobs.generate import GeneratorConfig, generate_records, write_parquet  # noqa: E402
+from pipeline.contract import Rejected, parse_event  # noqa: E402
+from pipeline.core.config import CoreConfig  # noqa: E402
+from pipeline.core.gcpolicy import tuned_gc  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.storage.migrate import migrate  # noqa: E402
+from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
+from tests.conftest import ClickHouseUrls  # noqa: E402
+
+TARGET_E2E = 20_000
+TARGET_P99_S = 5.0
+TARGET_RAW_SHARE = 0.30
+TARGET_BACKFILL = 300_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    raw_events: int
+    insert_rows: int
+    contract_events: int
+    core_events: int
+    backfill_events: int
+    e2e_events: int
+    rates: tuple[float, ...]
+    latency_seconds: float
+    max_latency_events: int
+    profile_events: int
+    two_workers_rates: tuple[float, ...]
+
+
+QUICK = Sizes(raw_events=60_000, insert_rows=50_000, contract_events=50_000,
+              core_events=100_000, backfill_events=60_000, e2e_events=15_000,
+              rates=(500, 2000), latency_seconds=6, max_latency_events=0,
+              profile_events=8_000, two_workers_rates=())
+FULL = Sizes(raw_events=300_000, insert_rows=200_000, contract_events=200_000,
+             core_events=400_000, backfill_events=300_000, e2e_events=60_000,
+             rates=(500, 1000, 2000, 5000), latency_seconds=20, max_latency_events=30_000,
+             profile_events=30_000, two_workers_rates=(500, 2000))
+
+
+def log(text: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {text}", flush=True)
+
+
+def load() -> str:
+    return bp.loadavg()
+
+
+# -- machine -------------------------------------------------------------------------------
+
+def machine(admin_url: str) -> dict[str, str]:
+    import aiokafka
+    import clickhouse_driver
+    import faust
+    import kafka
+
+    mem_kib = 0
+    with open("/proc/meminfo", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    jars = sorted(glob.glob(str(ROOT / ".stack" / "kafka" / "libs" / "kafka_2.13-*.jar")))
+    kafka_version = Path(jars[0]).stem.split("-", 1)[1] if jars else "unknown"
+    wh = ServerWarehouse(admin_url)
+    try:
+        ch_version = str(wh.query("SELECT version()")[0][0])
+    finally:
+        wh.close()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(os.cpu_count()),
+        "cpu": bench_core.cpu_model(),
+        "ram": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "python": platform.python_version(),
+        "kafka": f"Apache Kafka {kafka_version} (KRaft, one broker, local)",
+        "clickhouse": f"ClickHouse server {ch_version} (local)",
+        "clients": (f"kafka-python {kafka.__version__}, aiokafka {aiokafka.__version__}, "
+                    f"clickhouse-driver {'.'.join(map(str, clickhouse_driver.VERSION))}, "
+                    f"faust-streaming {faust.__version__}"),
+        "load_start": load(),
+    }
+
+
+# -- single-core benchmarks (the existing benchmarks' functions) ----------------------------
+
+def contract_rate(n: int, rounds: int = 3) -> dict[str, Any]:
+    import random
+
+    rng = random.Random(42)
+    start = datetime(2026, 11, 22, tzinfo=UTC)
+    records = [json.dumps(make_event(rng, i, start), separators=(",", ":")).encode()
+               for i in range(n)]
+    best = 0.0
+    for _ in range(rounds):
+        began = time.perf_counter()
+        for record in records:
+            with contextlib.suppress(Rejected):
+                parse_event(record)
+        best = max(best, n / (time.perf_counter() - began))
+    return {"rate": best, "events": n, "bytes": sum(map(len, records)) / n, "load": load()}
+
+
+def core_rates(n: int, repeat: int = 2) -> dict[str, Any]:
+    config = CoreConfig()
+    events = bench_core.generate(n)
+    out: dict[str, Any] = {"events": n}
+    paths: dict[str, Callable[[list[Any], CoreConfig], int]] = {
+        "tracker_buckets_batched": bench_core.run_tracker_and_buckets_batched,
+        "engine_batched": bench_core.run_engine_batched,
+        "engine": bench_core.run_engine,
+    }
+    for name, fn in paths.items():
+        best = float("inf")
+        for _ in range(repeat):
+            gc.collect()
+            with tuned_gc():
+                began = time.process_time()
+                fn(events, config)
+                best = min(best, time.process_time() - began)
+        out[name] = n / best
+    out["load"] = load()
+    return out
+
+
+def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="peakend-bench-backfill-"))
+    parquet = work / "events.parquet"
+    config = GeneratorConfig(events=n, seed=1, span_ms=round(n / 200 * 1000),
+                             invalid_fraction=0.001)
+    began = time.perf_counter()
+    rows = write_parquet((r for r in generate_records(config, json_only=False)
+                          if not isinstance(r, bytes)), parquet)
+    gen_s = time.perf_counter() - began
+    core = CoreConfig()
+    began = time.perf_counter()
+    run_backfill([str(parquet)], None, core, partitions=partitions)
+    core_s = time.perf_counter() - began
+    name = f"pe_bench_{uuid.uuid4().hex[:8]}"
+    admin = ServerWarehouse(admin_url)
+    admin.execute(f"CREATE DATABASE {name}")
+    server = ServerWarehouse(f"{admin_url.rsplit('/', 1)[0]}/{name}")
+    try:
+        migrate(server, cluster="")
+        began = time.perf_counter()
+        run_backfill([str(parquet)], server, core, partitions=partitions)
+        server_s = time.perf_counter() - began
+    finally:
+        server.close()
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
+    return {"events": rows, "generate": rows / gen_s, "core": rows / core_s,
+            "server": rows / server_s, "partitions": partitions, "load": load()}
+
+
+# -- a real worker under cProfile -------------------------------------------------------------
+
+@contextlib.contextmanager
+def profiled_workers(workdir: Path, prof: Path) -> Iterator[None]:
+    """Workers started inside this block run as `python -m cProfile -o PROF -m pipeline.cli
+    worker`: `stream_util.Worker` starts `sys.executable`, so that is pointed at a wrapper."""
+    wrapper = workdir / "python-cprofile"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m cProfile -o {prof} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    with mock.patch.object(sys, "executable", str(wrapper)):
+        yield
+
+
+GROUPS = (  # first match wins: (label, substrings of the code's file name)
+    ("waiting for I/O (epoll, sleeps)", ("select", "selectors", "{method 'poll'",
+                                         "{built-in method time.sleep")),
+    ("JSON encode/decode", ("json/", "{method 'encode'", "{method 'decode'",
+                            "_json.", "json.encoder", "json.decoder")),
+    ("peakend contract (parse, validate)", ("pipeline/contract",)),
+    ("peakend core (journeys, buckets, drops)", ("pipeline/core",)),
+    ("peakend stream stages", ("pipeline/stream",)),
+    ("peakend sink + tables", ("pipeline/storage",)),
+    ("peakend app glue, privacy, metrics", ("pipeline/",)),
+    ("RocksDB (python-rocksdict/rocksdb)", ("rocksdict", "rocksdb", "faust/stores")),
+    ("Faust (agents, streams, tables, topics)", ("faust/",)),
+    ("mode (Faust's service framework)", ("mode/",)),
+    ("aiokafka (consumer, producer, protocol)", ("aiokafka/",)),
+    ("kafka-python", ("kafka/",)),
+    ("prometheus client", ("prometheus_client",)),
+    ("asyncio event loop", ("asyncio/",)),
+    ("other", ("",)),
+)
+
+
+def profile_groups(path: Path, top: int = 25) -> dict[str, Any]:
+    stats = pstats.Stats(str(path))
+    raw: Any = stats.stats  # type: ignore[attr-defined]
+    total = 0.0
+    groups: dict[str, float] = {}
+    rows = []
+    for (filename, line, func), (_, ncalls, tottime, cumtime, _) in raw.items():
+        where = f"{filename}:{line}({func})"
+        total += tottime
+        for label, needles in GROUPS:
+            if any(n in where for n in needles):
+                groups[label] = groups.get(label, 0.0) + tottime
+                break
+        rows.append((tottime, ncalls, cumtime, where))
+    rows.sort(reverse=True)
+    site = str(Path(sys.prefix) / "lib")
+    top_rows = [(t, n, c, w.replace(str(ROOT) + "/", "").replace(site, "<venv>/lib"))
+                for t, n, c, w in rows[:top]]
+    return {"total": total, "groups": sorted(groups.items(), key=lambda kv: -kv[1]),
+            "top": top_rows}
+
+
+# -- the pipeline ----------------------------------------------------------------------------
+
+def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any]:
+    out: dict[str, Any] = {"partitions": 4}
+    source = bp.EventSource()
+    log("pipeline, 1 worker: start and warm up")
+    with bp.running_stream(kafka, ch, workers=1, partitions=4) as stream:
+        bp.warm_up(stream, source)
+        log("pipeline, 1 worker: throughput")
+        out["t1"] = bp.throughput(stream, source.phase(sizes.e2e_events))
+        lat = []
+        for rate in sizes.rates:
+            log(f"pipeline, 1 worker: latency at {rate:,.0f}/s")
+            lat.append(bp.latency(stream, source.phase(int(rate * sizes.latency_seconds)), rate))
+        if sizes.max_latency_events:
+            log("pipeline, 1 worker: latency flat out")
+            lat.append(bp.latency(stream, source.phase(sizes.max_latency_events), 0))
+        out["lat1"] = lat
+    log("in-process stage work (+ cProfile)")
+    phase = source.phase(sizes.e2e_events)
+    settings = Settings.from_env({"PEAKEND_PARTITIONS": "4"})
+    out["stage"] = bp.stage_rate(phase, settings, profile=True)
+    out["stage_load"] = load()
+    log("pipeline, 2 workers: start and warm up")
+    with bp.running_stream(kafka, ch, workers=2, partitions=4) as stream:
+        bp.warm_up(stream, source)
+        log("pipeline, 2 workers: throughput")
+        out["t2"] = bp.throughput(stream, source.phase(sizes.e2e_events))
+        lat = []
+        for rate in sizes.two_workers_rates:
+            log(f"pipeline, 2 workers: latency at {rate:,.0f}/s")
+            lat.append(bp.latency(stream, source.phase(int(rate * sizes.latency_seconds)), rate))
+        out["lat2"] = lat
+    log("a real worker under cProfile")
+    workdir = Path(tempfile.mkdtemp(prefix="peakend-bench-prof-"))
+    prof = workdir / "worker.prof"
+    with profiled_workers(workdir, prof), bp.running_stream(kafka, ch, workers=1) as stream:
+        bp.warm_up(stream, source)
+        out["tprof"] = bp.throughput(stream, source.phase(sizes.profile_events))
+    out["profile"] = profile_groups(prof) if prof.exists() else None
+    return out
+
+
+# -- report ----------------------------------------------------------------------------------
+
+def fmt(x: float, digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:,.{digits}f}"
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any],
+                 contract: dict[str, Any], core: dict[str, Any], backfill: dict[str, Any],
+                 pipe: dict[str, Any], started: float) -> None:
+    t1: bp.Throughput = pipe["t1"]
+    t2: bp.Throughput = pipe["t2"]
+    stage: bp.StageRate = pipe["stage"]
+    consume = raw["consume"].per_s
+    core_rate = core["engine_batched"]
+    lats: list[bp.Latency] = pipe["lat1"]
+    sustained_ok = [x for x in lats if x.offered and x.achieved >= 0.95 * x.offered
+                    and x.summary("journey")[2] < TARGET_P99_S]
+    best_ok = max((x.offered for x in sustained_ok), default=0.0)
+    worker_rate_cpu = 1e6 / t1.cpu_per_event_us if t1.cpu_per_event_us else float("nan")
+    faust_share = 1 - worker_rate_cpu / stage.rate if stage.rate else float("nan")
+    L: list[str] = []
+    add = L.append
+    add("# Benchmarks")
+    add("")
+    add(f"Written by `bench/run_all.py{' --quick' if quick else ''}` on {m['date']} in "
+        f"{(time.perf_counter() - started) / 60:.1f} min. Every figure below was measured in "
+        "that one run on this machine; the load average (1, 5, 15 min) is given next to "
+        "each, because other engineers run tests on the same machine at the same time. "
+        + ("This is the quick suite: small sizes, fewer loads, no 2-worker latency, no "
+           "flat-out latency run; numbers are noisier than a full run's." if quick else ""))
+    add("")
+    add("## Machine")
+    add("")
+    add("| | |")
+    add("|---|---|")
+    for key, label in (("nproc", "nproc"), ("cpu", "CPU"), ("ram", "RAM"), ("python", "Python"),
+                       ("kafka", "Kafka"), ("clickhouse", "ClickHouse"), ("clients", "Clients"),
+                       ("date", "Date"), ("load_start", "Load average at start")):
+        add(f"| {label} | {m[key]} |")
+    add("")
+    add("Everything shares the 2 cores: the broker (JVM), the ClickHouse server, the worker "
+        "process(es), the benchmark's producer and reader, and whatever else runs.")
+    add("")
+    add("## Headline and targets (issue 7)")
+    add("")
+    add("| Target | Measured | Verdict |")
+    add("|---|---|---|")
+    add(f"| end to end >= {TARGET_E2E:,} events/s sustained | {fmt(t1.rate)} events/s with 1 "
+        f"worker, {fmt(t2.rate)} with 2 (load {t1.load} / {t2.load}) | "
+        f"{verdict(max(t1.rate, t2.rate) >= TARGET_E2E)} |")
+    add(f"| p99 produce-to-queryable < {TARGET_P99_S:.0f} s (at that rate) | highest offered "
+        f"rate kept up with p99 < {TARGET_P99_S:.0f} s (journeys): {fmt(best_ok)} events/s | "
+        f"{verdict(best_ok >= TARGET_E2E)} |")
+    add(f"| pipeline >= {TARGET_RAW_SHARE:.0%} of the raw aiokafka consume rate | "
+        f"{fmt(t1.rate)} / {fmt(consume)} = {t1.rate / consume:.2%} (1 worker); "
+        f"{t2.rate / consume:.2%} (2 workers) | "
+        f"{verdict(max(t1.rate, t2.rate) / consume >= TARGET_RAW_SHARE)} |")
+    add(f"| backfill >= {TARGET_BACKFILL:,} events/s | {fmt(backfill['core'])} events/s through "
+        f"the core, {fmt(backfill['server'])} into the ClickHouse server | "
+        f"{verdict(backfill['core'] >= TARGET_BACKFILL)} |")
+    add("")
+    add("## Raw limits of the clients")
+    add("")
+    add(f"Realistic schema-v1 events from `jobs.generate` ({raw['produce'].what.rsplit(', ', 1)[1]}"
+        "), keyed by journey like the producer library; 4-partition topic. "
+        f"Load {raw['load']}.")
+    add("")
+    add("| What | records/s | MB/s | records | seconds |")
+    add("|---|---:|---:|---:|---:|")
+    for r in raw.values():
+        if not isinstance(r, bench_raw.Rate):
+            continue
+        add(f"| {r.what} | {fmt(r.per_s)} | {fmt(r.mb_per_s, 1) if r.nbytes else ''} | "
+            f"{r.count:,} | {r.seconds:.2f} |")
+    add("")
+    add("## Single-core stages (the existing benchmarks' code)")
+    add("")
+    add("| What | events/s | notes | load |")
+    add("|---|---:|---|---|")
+    add(f"| contract parse + validate (`bench_contract.make_event` mix) | {fmt(contract['rate'])} "
+        f"| {contract['events']:,} records, mean {contract['bytes']:.0f} bytes, best of 3, wall "
+        f"| {contract['load']} |")
+    add(f"| core: tracker + buckets, `apply_many` | {fmt(core['tracker_buckets_batched'])} | "
+        f"`bench_core.generate({core['events']:,})`, tuned gc, CPU time, best of 2 | "
+        f"{core['load']} |")
+    add(f"| core: full engine, `process_many` (with drop detection) | "
+        f"{fmt(core['engine_batched'])} | same | {core['load']} |")
+    add(f"| core: full engine, `process` per event | {fmt(core['engine'])} | same | "
+        f"{core['load']} |")
+    add(f"| generate -> Parquet | {fmt(backfill['generate'])} | {backfill['events']:,} events "
+        f"| {backfill['load']} |")
+    add(f"| backfill through the core, no writes | {fmt(backfill['core'])} | "
+        f"`run_backfill`, {backfill['partitions']} partitions, wall | {backfill['load']} |")
+    add(f"| backfill -> ClickHouse server (five tables) | {fmt(backfill['server'])} | same, "
+        f"fresh database | {backfill['load']} |")
+    add(f"| worker's own work in-process (no Faust/Kafka/RocksDB) | {fmt(stage.rate)} | "
+        f"`bench_pipeline.stage_work`, {stage.events:,} events, CPU time | "
+        f"{pipe['stage_load']} |")
+    add("")
+    add("## The pipeline end to end")
+    add("")
+    add(f"Kafka -> Faust worker -> ClickHouse, {pipe['partitions']} input partitions, the worker "
+        "started like the integration tests start it (`tests/integration/stream_util.py`: own "
+        "topics, groups, state directory and database; sink batch interval 0.5 s), warmed up "
+        "with 500 events first.")
+    add("")
+    add("| Workers | events | seconds (first send -> all caught up) | events/s | producer "
+        "done after | worker CPU per event | load |")
+    add("|---:|---:|---:|---:|---:|---:|---|")
+    for t in (t1, t2):
+        add(f"| {t.workers} | {t.events:,} | {t.seconds:.1f} | **{fmt(t.rate)}** | "
+            f"{t.produce_seconds:.1f} s | {t.cpu_per_event_us:.0f} us | {t.load} |")
+    add("")
+    add(f"Scaling 1 -> 2 workers: x{t2.rate / t1.rate:.2f} (2 cores, shared with the broker, "
+        "ClickHouse and the producer).")
+    add("")
+    add("Ratios:")
+    add("")
+    add(f"- pipeline / raw aiokafka consume: {t1.rate / consume:.2%} (1 worker), "
+        f"{t2.rate / consume:.2%} (2 workers)")
+    add(f"- pipeline / core (full engine, batched): {t1.rate / core_rate:.2%} (1 worker), "
+        f"{t2.rate / core_rate:.2%} (2 workers)")
+    add(f"- pipeline / in-process stage work: {t1.rate / stage.rate:.2%} (1 worker)")
+    add("")
+    add("### Produce-to-queryable latency")
+    add("")
+    add("| Workers | offered events/s | sent events/s | events | probes | touchpoint_events "
+        "p50 / p95 / p99 / max (s) | journeys p50 / p95 / p99 / max (s) | not matched | poll "
+        "period | load |")
+    add("|---:|---:|---:|---:|---:|---|---|---:|---:|---|")
+    for workers, lat_list in ((1, lats), (2, pipe["lat2"])):
+        for x in lat_list:
+            r = " / ".join(f"{v:.2f}" for v in x.summary("raw"))
+            j = " / ".join(f"{v:.2f}" for v in x.summary("journey"))
+            offered = fmt(x.offered) if x.offered else "max (flat out)"
+            add(f"| {workers} | {offered} | {fmt(x.achieved)} | {x.events:,} | {x.probes:,} | "
+                f"{r} | {j} | {x.missing_raw} / {x.missing_journey} | {x.poll_s:.2f} s | "
+                f"{x.load} |")
+    add("")
+    add("An offered rate above what the worker sustains fills a backlog, so the latency there "
+        "grows with the length of the run (it measures the queue, not the pipeline).")
+    add("")
+    add("## Where the time goes")
+    add("")
+    add(f"One worker spends {t1.cpu_per_event_us:.0f} us of CPU per event (its own process, "
+        f"user + system, during the throughput run), i.e. at most {fmt(worker_rate_cpu)} "
+        f"events per CPU second. The same per-event work without Faust, Kafka clients or "
+        f"RocksDB (`bench_pipeline.stage_work`: parse, scrub, stage one, coalesce, state and "
+        f"output JSON, stage two, the sink's rows) runs at {fmt(stage.rate)} events per CPU "
+        f"second ({1e6 / stage.rate:.0f} us/event). So about {faust_share:.0%} of the worker's "
+        "CPU goes to the machinery around the stages: Faust's stream/agent/table layer, "
+        "changelog and output sends through aiokafka, RocksDB writes, the sink's consumer and "
+        "the event loop.")
+    add("")
+    prof = pipe.get("profile")
+    if prof:
+        tprof: bp.Throughput = pipe["tprof"]
+        add(f"cProfile of a real worker process (`python -m cProfile -m pipeline.cli worker`, "
+            f"main thread, wall-clock timer, {tprof.events:,} events after warm-up, "
+            f"{fmt(tprof.rate)} events/s under the profiler, load {tprof.load}); own time "
+            "grouped by package:")
+        add("")
+        add("| Group | seconds | share |")
+        add("|---|---:|---:|")
+        busy = sum(s for g, s in prof["groups"] if not g.startswith("waiting"))
+        for label, secs in prof["groups"]:
+            share = "" if label.startswith("waiting") else f"{secs / busy:.0%} of busy"
+            add(f"| {label} | {secs:.1f} | {share} |")
+        add("")
+        add("Top functions by own time:")
+        add("")
+        add("```")
+        add(f"{'tottime':>8} {'ncalls':>9} {'cumtime':>8}  function")
+        for t, n, c, w in prof["top"]:
+            add(f"{t:8.2f} {n:9d} {c:8.2f}  {w}")
+        add("```")
+        add("")
+    else:
+        add("(The profiled worker wrote no profile: see the run's log.)")
+        add("")
+    add("cProfile of the in-process stage work (`bench_pipeline.stage_work`, sorted by own "
+        "time):")
+    add("")
+    add("```")
+    add(stage.profile)
+    add("```")
+    add("")
+    add("## Method")
+    add("")
+    add("- Raw: `bench/bench_raw.py`. Produce: kafka-python `KafkaProducer(acks=all, "
+        "linger_ms=20, batch_size=256 KiB, compression as TouchpointProducer)`, `send` of "
+        "pre-encoded records then `flush`. Consume: aiokafka `getmany(max_records=5000)` in a "
+        "fresh group from the beginning; the clock starts at the first non-empty fetch (group "
+        "join excluded). Insert: one `INSERT INTO journeys (...) VALUES` with `columnar=True` "
+        "(clickhouse-driver), rows from real journey records (`pipeline.storage.tables.rows`), "
+        "into the table the migrations create, best of 3.")
+    add("- Pipeline throughput and latency: see the docstring of `bench/bench_pipeline.py` "
+        "(clock from the first send until `wait_caught_up` sees every group caught up, minus "
+        "its settle time; latency probes with known event_ids and send times, a reader thread "
+        "polling `touchpoint_events` and `journeys` every 0.1 s; a journey probe counts when the "
+        "journey that contains the event shows an `events` count that includes it, the id and "
+        "count computed beforehand with the stage-one processor over the same events). A "
+        "journey probe is 'not matched' when the pipeline had caught up and it was still not "
+        "visible.")
+    add("- Events: `jobs.generate` (1 % delivered late, ~300 bytes each), event time ~200 "
+        "events/s, each measurement a fresh id prefix starting after the previous one in event "
+        "time.")
+    add("- Single-core figures: the functions of `bench/bench_core.py` and `bench/bench_contract"
+        ".py`'s event mix; backfill with `jobs.backfill.run_backfill` over a Parquet file from "
+        "`jobs.generate` (as `bench/bench_backfill.py`).")
+    add("")
+    path.write_text("\n".join(L) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    from tests.conftest import stack_env
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (~3 minutes)")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), "start", "kafka", "clickhouse"],
+                   check=True, capture_output=True)
+    env = stack_env()
+    kafka = env["PEAKEND_KAFKA_BOOTSTRAP"]
+    ch = ClickHouseUrls(env["PEAKEND_CLICKHOUSE_URL"], env["PEAKEND_CLICKHOUSE_READER_URL"],
+                        env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
+    m = machine(ch.admin)
+    log(f"machine: {m}")
+    log("raw client limits")
+    raw: dict[str, Any] = dict(bench_raw.run(kafka, ch.admin, sizes.raw_events,
+                                             sizes.insert_rows))
+    raw["load"] = load()
+    for r in raw.values():
+        if isinstance(r, bench_raw.Rate):
+            log(r.line())
+    log("contract")
+    contract = contract_rate(sizes.contract_events)
+    log(f"contract: {contract['rate']:,.0f}/s")
+    log("core")
+    core = core_rates(sizes.core_events)
+    log(f"core: {core}")
+    log("backfill")
+    backfill = backfill_rates(sizes.backfill_events, ch.admin)
+    log(f"backfill: {backfill}")
+    pipe = pipeline_runs(kafka, ch, sizes)
+    for key in ("t1", "t2", "tprof"):
+        t = pipe[key]
+        log(f"{key}: {t.rate:,.0f} events/s, {t.cpu_per_event_us:.0f} us CPU/event")
+    out = Path(args.output)
+    write_report(out, m, args.quick, raw, contract, core, backfill, pipe, started)
+    log(f"wrote {out} in {(time.perf_counter() - started) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
