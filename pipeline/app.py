@@ -25,6 +25,7 @@ import faust
 
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
+from pipeline.core.records import MetricRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
@@ -33,7 +34,7 @@ from pipeline.storage.sink import ClickHouseSink
 from pipeline.storage.warehouse import Warehouse, connect
 from pipeline.stream import messages
 from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
-from pipeline.stream.segments import SegmentStage
+from pipeline.stream.segments import SegmentStage, StageTwoOutput
 from pipeline.stream.topics import contributions_topic
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ def create_app(
         processing_guarantee="at_least_once",
         broker_commit_interval=1.0,
         producer_acks=-1,
-        web_enabled=True,
+        # Faust's web server (table routing, stats) is not needed: metrics have their own port.
+        web_enabled=False,
+        web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=s.web_port,
         table_standby_replicas=0,
@@ -101,9 +104,59 @@ def create_app(
 
     stage_one: dict[int, PartitionProcessor] = {}
     stage_two: dict[int, SegmentStage] = {}
+    # Outputs wait here and leave coalesced (one record per journey and bucket, one message per
+    # segment): per flush, not per event. Every flush path is synchronous (send_soon) and one of
+    # them runs when Faust starts a commit, before it flushes its producer and commits offsets,
+    # so no committed offset ever covers an output still in this outbox.
+    outbox_one: dict[int, list[StageOneOutput]] = {}
+    outbox_two: list[StageTwoOutput] = []
+    pending = [0]
+
+    def flush_outbox() -> None:
+        for partition, outputs in outbox_one.items():
+            out = coalesce(outputs)
+            for record in out.journeys:
+                journeys.send_soon(key=record.journey_id.encode(), value=_json(record.to_dict()))
+                if record.status == "closed":
+                    stats.journeys_closed.labels(record.close_reason).inc()
+            stats.records_out.labels(s.topic_journeys).inc(len(out.journeys))
+            by_segment: dict[str, list[dict[str, Any]]] = {}
+            for key, message in out.contributions:
+                by_segment.setdefault(key, []).append(message)
+            for key, items in by_segment.items():
+                contributions.send_soon(key=key.encode(), value=_json(messages.batch(items)))
+            if out.watermark is not None:
+                for target in range(s.partitions):
+                    contributions.send_soon(
+                        value=_json(messages.watermark(partition, out.watermark)),
+                        partition=target,
+                    )
+        outbox_one.clear()
+        for stage in stage_two.values():
+            outbox_two.append(stage.flush())
+        latest: dict[tuple[str, str, str, int], MetricRecord] = {}
+        for out2 in outbox_two:
+            for bucket in out2.metrics:
+                latest[(bucket.metric, bucket.segment_dim, bucket.segment_value,
+                        bucket.window_start)] = bucket
+            for alert in out2.alerts:
+                alerts.send_soon(key=alert.alert_id.encode(), value=_json(alert.to_dict()))
+        for bucket in latest.values():
+            key = f"{bucket.metric}|{bucket.segment_dim}|{bucket.segment_value}"
+            metric_topic.send_soon(key=key.encode(), value=_json(bucket.to_dict()))
+        stats.records_out.labels(s.topic_metrics).inc(len(latest))
+        outbox_two.clear()
+        pending[0] = 0
+
+    class FlushBeforeCommit(faust.Sensor):
+        def on_commit_initiated(self, consumer: Any) -> Any:
+            flush_outbox()
+
+    fapp.sensors.add(FlushBeforeCommit())
 
     async def forget_revoked(_app: Any, revoked: Any, **kwargs: Any) -> None:
         # A partition that moves away (and perhaps comes back) is rebuilt from its table.
+        flush_outbox()
         for tp in revoked:
             if tp.topic == s.topic_touchpoints:
                 stage_one.pop(tp.partition, None)
@@ -112,24 +165,7 @@ def create_app(
 
     fapp.on_partitions_revoked.connect(forget_revoked)
 
-    async def send_stage_one(out: StageOneOutput, partition: int) -> None:
-        for record in out.journeys:
-            await journeys.send(key=record.journey_id.encode(), value=_json(record.to_dict()))
-            if record.status == "closed":
-                stats.journeys_closed.labels(record.close_reason).inc()
-        stats.records_out.labels(s.topic_journeys).inc(len(out.journeys))
-        by_segment: dict[str, list[dict[str, Any]]] = {}
-        for key, message in out.contributions:
-            by_segment.setdefault(key, []).append(message)
-        for key, items in by_segment.items():
-            await contributions.send(key=key.encode(), value=_json(messages.batch(items)))
-        if out.watermark is not None:
-            for target in range(s.partitions):
-                await contributions.send(
-                    value=_json(messages.watermark(partition, out.watermark)), partition=target
-                )
-
-    async def processor(partition: int) -> PartitionProcessor:
+    def processor(partition: int) -> PartitionProcessor:
         proc = stage_one.get(partition)
         if proc is None:
             # First event of a partition since start or since it moved here: restore its state
@@ -138,88 +174,78 @@ def create_app(
             restored = proc.load(
                 (k, v["s"]) for k, v in journey_state.items() if v.get("p") == partition
             )
-            await send_stage_one(restored, partition)
+            outbox_one.setdefault(partition, []).append(restored)
         return proc
 
     async def touchpoint_agent(stream: Any) -> None:
-        # Batches: Faust acks the events of a batch only after this body has handled it (state
-        # written, outputs sent), so a commit never covers an event whose state is not written.
-        async for batch in stream.take_events(s.stream_batch_events, within=0.05):
-            by_partition: dict[int, list[StageOneOutput]] = {}
-            last_event: dict[int, Any] = {}
-            for event in batch:
-                last_event[event.message.partition] = event
-                message = event.message
-                partition, offset, value = message.partition, message.offset, event.value or b""
-                proc = await processor(partition)
-                try:
-                    parsed = privacy.scrub(parse_event(value, max_bytes=s.max_event_bytes))
-                except Rejected as rejected:
-                    letter = DeadLetter.from_rejection(
-                        rejected, original=value, source_topic=s.topic_touchpoints,
-                        source_partition=partition, source_offset=offset,
-                    )
-                    await dead_letters.send(key=None, value=letter.to_json())
-                    stats.dead_letters.labels(rejected.reason).inc()
-                    continue
-                out = proc.process(parsed)
-                if out.reject is not None:
-                    letter = proc.late_letter(parsed, value, s.topic_touchpoints, offset)
-                    await dead_letters.send(key=None, value=letter.to_json())
-                    stats.dead_letters.labels(out.reject).inc()
-                by_partition.setdefault(partition, []).append(out)
-            stats.events_in.labels(s.topic_touchpoints).inc(len(batch))
-            stats.last_event_time.set(time.time())
-            for partition, outputs in by_partition.items():
-                # State first: it must reach the changelog before the offsets are committed.
-                # Faust files a table write under the partition of the "current event".
-                stream._set_current_event(last_event[partition])
-                for key, state in stage_one[partition].dirty_state():
-                    if state is None:
-                        journey_state.pop(key, None)
-                    else:
-                        journey_state[key] = {"p": partition, "s": state}
-                await send_stage_one(coalesce(outputs), partition)
-            last = batch[-1].message
-            stats.journeys_open.set(sum(len(p.tracker) for p in stage_one.values()))
-            stats.consumer_lag.labels(last.tp.topic, str(last.tp.partition)).set(
-                max(0, app.consumer.highwater(last.tp) - last.offset - 1)
-            )
+        # One event at a time: Faust acks an event when the next one is requested, after its
+        # state is in the table; outputs go through the outbox (see flush_outbox).
+        async for event in stream.events():
+            message = event.message
+            partition, offset, value = message.partition, message.offset, event.value or b""
+            stats.events_in.labels(s.topic_touchpoints).inc()
+            proc = processor(partition)
+            try:
+                parsed = privacy.scrub(parse_event(value, max_bytes=s.max_event_bytes))
+            except Rejected as rejected:
+                letter = DeadLetter.from_rejection(
+                    rejected, original=value, source_topic=s.topic_touchpoints,
+                    source_partition=partition, source_offset=offset,
+                )
+                dead_letters.send_soon(key=None, value=letter.to_json())
+                stats.dead_letters.labels(rejected.reason).inc()
+                continue
+            out = proc.process(parsed)
+            if out.reject is not None:
+                letter = proc.late_letter(parsed, value, s.topic_touchpoints, offset)
+                dead_letters.send_soon(key=None, value=letter.to_json())
+                stats.dead_letters.labels(out.reject).inc()
+            for key, state in proc.dirty_state():
+                if state is None:
+                    journey_state.pop(key, None)
+                else:
+                    journey_state[key] = {"p": partition, "s": state}
+            outbox_one.setdefault(partition, []).append(out)
+            pending[0] += 1
+            if pending[0] >= s.stream_batch_events:
+                flush_outbox()
+            if offset % 500 == 0:
+                stats.last_event_time.set(time.time())
+                stats.journeys_open.set(sum(len(p.tracker) for p in stage_one.values()))
+                stats.consumer_lag.labels(message.tp.topic, str(partition)).set(
+                    max(0, app.consumer.highwater(message.tp) - offset - 1)
+                )
 
     async def segment_agent(stream: Any) -> None:
-        async for batch in stream.take_events(s.stream_batch_events, within=0.05):
-            by_partition: dict[int, list[dict[str, Any]]] = {}
-            last_event: dict[int, Any] = {}
-            for event in batch:
-                last_event[event.message.partition] = event
-                by_partition.setdefault(event.message.partition, []).append(
-                    json.loads(event.value)
+        async for event in stream.events():
+            partition = event.message.partition
+            stage = stage_two.get(partition)
+            if stage is None:
+                stage = stage_two[partition] = SegmentStage(core)
+                stage.load(
+                    (k, v["s"]) for k, v in segment_state.items() if v.get("p") == partition
                 )
-            for partition, items in by_partition.items():
-                stream._set_current_event(last_event[partition])
-                stage = stage_two.get(partition)
-                if stage is None:
-                    stage = stage_two[partition] = SegmentStage(core)
-                    stage.load(
-                        (k, v["s"]) for k, v in segment_state.items() if v.get("p") == partition
-                    )
-                out = stage.process_batch(items)
-                for key, state in stage.dirty_state():
-                    if state is None:
-                        segment_state.pop(key, None)
-                    else:
-                        segment_state[key] = {"p": partition, "s": state}
-                for record in out.metrics:
-                    key = f"{record.metric}|{record.segment_dim}|{record.segment_value}"
-                    await metric_topic.send(key=key.encode(), value=_json(record.to_dict()))
-                for alert in out.alerts:
-                    await alerts.send(key=alert.alert_id.encode(), value=_json(alert.to_dict()))
-            firing: dict[str, int] = {}
-            for stage in stage_two.values():
-                for a in stage.detector.firing():
-                    firing[a.metric] = firing.get(a.metric, 0) + 1
-            for metric in ("nps", "ces", "csat", "negative_end"):
-                stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
+            out = stage.apply(json.loads(event.value))
+            for key, state in stage.dirty_state():
+                if state is None:
+                    segment_state.pop(key, None)
+                else:
+                    segment_state[key] = {"p": partition, "s": state}
+            if out.metrics or out.alerts:
+                outbox_two.append(out)
+            pending[0] += 1
+            if pending[0] >= s.stream_batch_events:
+                flush_outbox()
+            if out.alerts:
+                firing: dict[str, int] = {}
+                for each in stage_two.values():
+                    for a in each.detector.firing():
+                        firing[a.metric] = firing.get(a.metric, 0) + 1
+                for metric in ("nps", "ces", "csat", "negative_end"):
+                    stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
+
+    async def flush_idle() -> None:
+        flush_outbox()
 
     sink = ClickHouseSink(
         s, warehouse or (lambda: connect(s.clickhouse_url, chdb_path=s.chdb_path,
@@ -236,6 +262,7 @@ def create_app(
 
     fapp.agent(touchpoints, name="touchpoints")(touchpoint_agent)
     fapp.agent(contributions, name="segments")(segment_agent)
+    fapp.timer(0.2)(flush_idle)
     fapp.task(run_sink)
     fapp.task(serve_metrics)
 

@@ -23,9 +23,11 @@ from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import iter_records, open_binary
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
+from pipeline.core.gcpolicy import tune_gc
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import format_ms
+from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 
 
@@ -40,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Replay:
     """Collects the engine's output the way the sinks would keep it (latest version wins)."""
 
-    def __init__(self, config: CoreConfig, partitions: int, source: str, max_bytes: int) -> None:
+    def __init__(self, config: CoreConfig, partitions: int, source: str, max_bytes: int,
+                 privacy: PersonalData | None = None) -> None:
         self.engine = ExperienceEngine(config)
+        self.privacy = privacy or PersonalData()
         self.partitions = partitions
         self.source = source
         self.max_bytes = max_bytes
@@ -55,7 +59,7 @@ class Replay:
     def line(self, number: int, raw: bytes) -> None:
         self.counts["lines"] += 1
         try:
-            event = parse_event(raw, max_bytes=self.max_bytes)
+            event = self.privacy.scrub(parse_event(raw, max_bytes=self.max_bytes))
         except Rejected as rejected:
             self.dead_letters.append(DeadLetter.from_rejection(
                 rejected, original=raw, source_topic=self.source, source_partition=0,
@@ -135,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_env()
     source = "stdin" if args.events == "-" else Path(args.events).name
-    replay = Replay(settings.core_config(), args.partitions, source, settings.max_event_bytes)
+    replay = Replay(settings.core_config(), args.partitions, source, settings.max_event_bytes,
+                    PersonalData.from_settings(settings))
+    tune_gc()  # the journey state is long-lived: see pipeline/core/gcpolicy.py
     started = time.perf_counter()
     try:
         with open_binary(args.events) as handle:

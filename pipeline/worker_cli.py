@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 
 from pipeline.settings import Settings
@@ -20,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from pipeline.app import create_app
+    from pipeline.core.gcpolicy import tune_gc
     from pipeline.storage.migrate import migrate
     from pipeline.storage.warehouse import connect
     from pipeline.stream.topics import ensure_topics
@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"applied migrations: {', '.join(applied)}", flush=True)
         if warehouse.engine == "server":
             warehouse.close()
-    # Journey state is long-lived and acyclic: collecting it over and over costs more than it
-    # frees (docs/core.md), so raise the youngest generation's threshold.
-    gc.set_threshold(50_000, 20, 20)
+    # Journey state is long-lived: walking it in every collection costs more than it frees
+    # (docs/core.md, pipeline/core/gcpolicy.py).
+    tune_gc(freeze=False)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -79,6 +79,26 @@ class SegmentStage:
     def process(self, message: dict[str, Any]) -> StageTwoOutput:
         return self.process_batch([message])
 
+    def apply(self, message: dict[str, Any]) -> StageTwoOutput:
+        """Take one message without flushing contributions (call `flush` later): a watermark
+        still flushes first, so the detector evaluates what has arrived until then."""
+        out = StageTwoOutput()
+        kind = message["t"]
+        if kind == messages.WATERMARK:
+            self._flush(out)
+            self._advance(int(message["p"]), int(message["w"]), out)
+        elif kind == messages.BATCH:
+            for item in message["items"]:
+                self._apply(item)
+        else:
+            self._apply(message)
+        return out
+
+    def flush(self) -> StageTwoOutput:
+        out = StageTwoOutput()
+        self._flush(out)
+        return out
+
     def process_batch(self, batch: Iterable[dict[str, Any]]) -> StageTwoOutput:
         """Apply messages in order; metric records are flushed once per changed bucket, and
         before each watermark so the detector evaluates what has arrived until then."""

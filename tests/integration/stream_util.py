@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from pipeline.contract import Rejected, parse_event
+from pipeline.privacy import PersonalData
 from pipeline.replay import Replay
 from pipeline.settings import Settings
 from pipeline.storage.tables import rows
@@ -75,22 +77,33 @@ def stream_setup(
     )
 
 
-class Worker:
-    """`peakend worker` in a subprocess with its own state directory and ports."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    def __init__(self, setup: StreamSetup, tmp_path: Path, name: str, port_offset: int) -> None:
+
+class Worker:
+    """`peakend worker` in a subprocess with its own state directory and a free metrics port.
+
+    `port_offset` is kept for callers; ports are chosen free so tests running at the same time
+    never collide."""
+
+    def __init__(self, setup: StreamSetup, tmp_path: Path, name: str, port_offset: int = 0
+                 ) -> None:
         self.log_path = tmp_path / f"worker-{name}.log"
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             **setup.env,
             "PEAKEND_DATA_DIR": str(tmp_path / f"state-{name}"),
-            "PEAKEND_METRICS_PORT": str(19100 + port_offset),
-            "PEAKEND_WEB_PORT": str(16100 + port_offset),
+            "PEAKEND_METRICS_PORT": str(self.metrics_port),
+            "PEAKEND_WEB_PORT": str(free_port()),
         }
-        self.metrics_port = 19100 + port_offset
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"],
+            [sys.executable, "-m", "pipeline.cli", "worker",
+             "--loglevel", os.environ.get("PEAKEND_TEST_WORKER_LOGLEVEL", "warn")],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
@@ -155,7 +168,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
 
 def replay_records(lines: list[bytes], partitions: int, settings: Settings) -> Replay:
     replay = Replay(settings.core_config(), partitions, settings.topic_touchpoints,
-                    settings.max_event_bytes)
+                    settings.max_event_bytes, PersonalData.from_settings(settings))
     for number, line in enumerate(lines, start=1):
         replay.line(number, line)
     replay.keep(replay.engine.finish())
