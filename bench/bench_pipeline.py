@@ -158,9 +158,6 @@ class Stream:
                 raise RuntimeError(f"worker died:\n{w.log_tail()}")
 
 
-_port = [40 + (os.getpid() % 20) * 8]
-
-
 @contextlib.contextmanager
 def running_stream(kafka: str, ch: ClickHouseUrls, *, workers: int = 1, partitions: int = 4,
                    **extra: str) -> Iterator[Stream]:
@@ -171,8 +168,7 @@ def running_stream(kafka: str, ch: ClickHouseUrls, *, workers: int = 1, partitio
     procs = []
     try:
         for i in range(workers):
-            _port[0] += 1
-            procs.append(Worker(setup, workdir, f"w{i}", _port[0]))
+            procs.append(Worker(setup, workdir, f"w{i}", i))  # free ports chosen by Worker
         yield Stream(setup, procs, workdir)
     finally:
         for w in procs:

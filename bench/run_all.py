@@ -77,10 +77,10 @@ class Sizes:
     two_workers_rates: tuple[float, ...]
 
 
-QUICK = Sizes(raw_events=60_000, insert_rows=50_000, contract_events=50_000,
-              core_events=100_000, backfill_events=60_000, e2e_events=15_000,
-              rates=(500, 2000), latency_seconds=6, max_latency_events=0,
-              profile_events=8_000, two_workers_rates=())
+QUICK = Sizes(raw_events=60_000, insert_rows=50_000, contract_events=30_000,
+              core_events=60_000, backfill_events=30_000, e2e_events=8_000,
+              rates=(500, 1000), latency_seconds=5, max_latency_events=0,
+              profile_events=4_000, two_workers_rates=())
 FULL = Sizes(raw_events=300_000, insert_rows=200_000, contract_events=200_000,
              core_events=400_000, backfill_events=300_000, e2e_events=60_000,
              rates=(500, 1000, 2000, 5000), latency_seconds=20, max_latency_events=30_000,
@@ -115,7 +115,13 @@ def machine(admin_url: str) -> dict[str, str]:
         ch_version = str(wh.query("SELECT version()")[0][0])
     finally:
         wh.close()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                          capture_output=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--short", "--", "pipeline", "jobs"], cwd=ROOT,
+                           text=True, capture_output=True).stdout.split()[1::2]
     return {
+        "code": f"git {head}" + (f" plus uncommitted changes to {', '.join(dirty)}"
+                                 if dirty else " (pipeline/ and jobs/ clean)"),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": str(os.cpu_count()),
         "cpu": bench_core.cpu_model(),
@@ -207,8 +213,27 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
 def profiled_workers(workdir: Path, prof: Path) -> Iterator[None]:
     """Workers started inside this block run as `python -m cProfile -o PROF -m pipeline.cli
     worker`: `stream_util.Worker` starts `sys.executable`, so that is pointed at a wrapper."""
+    # CPU-time timer (time.process_time), not wall time: on a loaded machine a wall-clock
+    # profile charges preemption to whatever call was running (socket sends, mostly).
+    code = "\n".join((
+        "import cProfile, runpy, sys, time",
+        "sys.argv = ['peakend'] + sys.argv[3:]  # drop '-m pipeline.cli'",
+        "p = cProfile.Profile(time.process_time)",
+        "p.enable()",
+        "try:",
+        "    runpy.run_module('pipeline.cli', run_name='__main__', alter_sys=True)",
+        "except SystemExit:",
+        "    pass",
+        "finally:",
+        "    p.disable()",
+        f"    p.dump_stats({str(prof)!r})",
+        "",
+    ))
+    script = workdir / "profile_worker.py"
+    script.write_text(code)
     wrapper = workdir / "python-cprofile"
-    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m cProfile -o {prof} "$@"\n')
+    # stream_util.Worker runs: <sys.executable> -m pipeline.cli worker
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     with mock.patch.object(sys, "executable", str(wrapper)):
         yield
@@ -253,8 +278,22 @@ def profile_groups(path: Path, top: int = 25) -> dict[str, Any]:
     site = str(Path(sys.prefix) / "lib")
     top_rows = [(t, n, c, w.replace(str(ROOT) + "/", "").replace(site, "<venv>/lib"))
                 for t, n, c, w in rows[:top]]
+    cumulative: dict[str, float] = {}
+    for (filename, line, func), (_, _, _, cumtime, _) in raw.items():
+        where = f"{filename}:{line}({func})"
+        for label, needle in NOTABLE:
+            if needle in where:
+                cumulative[label] = cumulative.get(label, 0.0) + cumtime
     return {"total": total, "groups": sorted(groups.items(), key=lambda kv: -kv[1]),
-            "top": top_rows}
+            "top": top_rows, "notable": cumulative}
+
+
+NOTABLE = (  # cumulative time of a few calls worth naming
+    ("logging.debug calls (records built, then dropped)", "logging/__init__.py:1467(debug)"),
+    ("Faust topic sends (publish_message)", "faust/topics.py:390(publish_message)"),
+    ("Faust table writes (on_key_set: changelog send + store)", "faust/tables/table.py:83("),
+    ("peakend touchpoint agent body", "pipeline/app.py"),
+)
 
 
 # -- the pipeline ----------------------------------------------------------------------------
@@ -343,7 +382,8 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("|---|---|")
     for key, label in (("nproc", "nproc"), ("cpu", "CPU"), ("ram", "RAM"), ("python", "Python"),
                        ("kafka", "Kafka"), ("clickhouse", "ClickHouse"), ("clients", "Clients"),
-                       ("date", "Date"), ("load_start", "Load average at start")):
+                       ("date", "Date"), ("code", "Code measured"),
+                       ("load_start", "Load average at start")):
         add(f"| {label} | {m[key]} |")
     add("")
     add("Everything shares the 2 cores: the broker (JVM), the ClickHouse server, the worker "
@@ -463,8 +503,9 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     prof = pipe.get("profile")
     if prof:
         tprof: bp.Throughput = pipe["tprof"]
-        add(f"cProfile of a real worker process (`python -m cProfile -m pipeline.cli worker`, "
-            f"main thread, wall-clock timer, {tprof.events:,} events after warm-up, "
+        add(f"cProfile of a real worker process (`pipeline.cli worker` run under "
+            "`cProfile.Profile(time.process_time)`: main thread, CPU-time timer, "
+            f"{tprof.events:,} events after warm-up, "
             f"{fmt(tprof.rate)} events/s under the profiler, load {tprof.load}); own time "
             "grouped by package:")
         add("")
@@ -474,6 +515,13 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         for label, secs in prof["groups"]:
             share = "" if label.startswith("waiting") else f"{secs / busy:.0%} of busy"
             add(f"| {label} | {secs:.1f} | {share} |")
+        add("")
+        add("Cumulative time of a few calls (they nest; each includes what it calls):")
+        add("")
+        add("| Call | seconds | share of busy |")
+        add("|---|---:|---:|")
+        for label, secs in sorted(prof["notable"].items(), key=lambda kv: -kv[1]):
+            add(f"| {label} | {secs:.1f} | {secs / busy:.0%} |")
         add("")
         add("Top functions by own time:")
         add("")

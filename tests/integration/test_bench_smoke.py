@@ -1,0 +1,43 @@
+"""The pipeline benchmark (bench/bench_pipeline.py, used by bench/run_all.py) still runs: a tiny
+throughput and latency measurement on the real servers gives positive, ordered numbers."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ClickHouseUrls
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import bench_pipeline as bp
+
+pytestmark = pytest.mark.integration
+
+
+def test_pipeline_benchmark_smoke(kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
+    source = bp.EventSource()
+    with bp.running_stream(kafka_bootstrap, clickhouse_urls, workers=1, partitions=2) as stream:
+        bp.warm_up(stream, source, n=200)
+        t = bp.throughput(stream, source.phase(2000), timeout=180, settle_s=2.0)
+        assert t.events == 2000
+        assert t.seconds > 0 and t.rate > 0 and t.produce_seconds > 0
+        assert t.worker_cpu_seconds > 0
+        lat = bp.latency(stream, source.phase(600), 300.0, probes=100, drain_timeout=90)
+    assert lat.achieved > 0 and lat.probes > 0
+    assert lat.missing_raw == 0, "every probe must reach touchpoint_events"
+    assert lat.journey, "journey probes must be seen"
+    for which in ("raw", "journey"):
+        p50, p95, p99, worst = lat.summary(which)
+        assert all(not math.isnan(v) for v in (p50, p95, p99, worst)), which
+        assert 0 < p50 <= p95 <= p99 <= worst, (which, p50, p95, p99, worst)
+
+
+def test_stage_rate_smoke() -> None:
+    phase = bp.EventSource().phase(1500)
+    settings = bp.Settings.from_env({"PEAKEND_PARTITIONS": "2"})
+    rate = bp.stage_rate(phase, settings, profile=True, top=5)
+    assert rate.rate > 0 and "ncalls" in rate.profile
