@@ -1,0 +1,659 @@
+"""Fault tests on the real servers: what lands in ClickHouse after each fault, against replay.
+
+    .venv/bin/python bench/faults.py [--events N] [--quick] [--only NAME,...] [--write-docs]
+
+Runs every scenario against a private Kafka broker and ClickHouse server started by
+scripts/stack.sh under .stack/faults on their own ports (29092/29000), so stopping them does not
+disturb anyone else's stack, and prints one row per fault: events sent, events in ClickHouse,
+dead letters, duplicates and lost (both must be 0; see `measure`).
+
+Scenarios: worker SIGKILLed 3 times under load; ClickHouse stopped for 60 s under load (15 s with
+--quick); Kafka broker restarted under load; 10% poison input; and the memory plateau of stage
+one and two over many days of event time (in-process, `memory_plateau`). tests/integration/
+test_faults.py runs the same functions with small sizes in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pipeline.contract import Rejected, parse_event  # noqa: E402
+from pipeline.stream.progress import wait_caught_up  # noqa: E402
+from tests.conftest import ClickHouseUrls  # noqa: E402
+from tests.integration.stream_util import (  # noqa: E402
+    StreamSetup,
+    Worker,
+    journeys_in_clickhouse,
+    journeys_of_replay,
+    metrics_in_clickhouse,
+    metrics_of_replay,
+    produce_lines,
+    read_lines,
+    replay_records,
+    stream_setup,
+)
+
+STACK = ROOT / "scripts" / "stack.sh"
+FAULT_STACK_DIR = ROOT / ".stack" / "faults"
+FAULT_PORTS = {
+    "PEAKEND_KAFKA_PORT": "29092",
+    "PEAKEND_KAFKA_CONTROLLER_PORT": "29097",
+    "PEAKEND_CLICKHOUSE_TCP_PORT": "29000",
+    "PEAKEND_CLICKHOUSE_HTTP_PORT": "28123",
+    "PEAKEND_KAFKA_HEAP": "768m",
+}
+
+
+# -- a private stack -----------------------------------------------------------------------------
+
+class FaultStack:
+    """Kafka + ClickHouse of our own (scripts/stack.sh with another data directory and ports)."""
+
+    def __init__(self, directory: Path = FAULT_STACK_DIR) -> None:
+        self.directory = directory
+        self.env = {**os.environ, **FAULT_PORTS, "PEAKEND_STACK_DIR": str(directory)}
+
+    def run(self, *args: str, timeout: float = 600) -> str:
+        proc = subprocess.run(["bash", str(STACK), *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scripts/stack.sh {' '.join(args)} failed "
+                               f"(exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        return proc.stdout
+
+    def _seed_kafka_jars(self) -> None:
+        """Hard-link the jars of the main stack when present (saves a Maven run)."""
+        mine = self.directory / "kafka" / "libs"
+        main = ROOT / ".stack" / "kafka" / "libs"
+        if (mine / ".complete").exists() or not (main / ".complete").exists():
+            return
+        shutil.rmtree(mine, ignore_errors=True)
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(main, mine, copy_function=os.link)
+
+    def start(self, *services: str) -> None:
+        self._seed_kafka_jars()
+        self.run("start", *(services or ("kafka", "clickhouse")))
+
+    def stop(self, service: str) -> None:
+        self.run("stop", service)
+
+    def restart(self, service: str) -> None:
+        self.run("restart", service)
+
+    def shutdown(self) -> None:
+        self.run("stop", "kafka", "clickhouse")
+
+    def variables(self) -> dict[str, str]:
+        out = {}
+        for line in self.run("env").splitlines():
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].partition("=")
+                out[name] = value
+        return out
+
+    @property
+    def bootstrap(self) -> str:
+        return self.variables()["PEAKEND_KAFKA_BOOTSTRAP"]
+
+    @property
+    def urls(self) -> ClickHouseUrls:
+        env = self.variables()
+        return ClickHouseUrls(writer=env["PEAKEND_CLICKHOUSE_URL"],
+                              reader=env["PEAKEND_CLICKHOUSE_READER_URL"],
+                              admin=env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
+
+
+# -- input -------------------------------------------------------------------------------------
+
+def generate_lines(tmp: Path, events: int, seed: int, span: str = "6h",
+                   late_fraction: float = 0.02) -> list[bytes]:
+    out = tmp / f"events-{seed}.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "generate", "--events", str(events), "--seed",
+         str(seed), "--span", span, "--late-fraction", str(late_fraction), "--output", str(out),
+         "--quiet"],
+        cwd=ROOT, check=True,
+    )
+    return read_lines(out)
+
+
+POISON_KINDS = ("random_bytes", "non_utf8", "wrong_types", "not_object", "truncated",
+                "duplicate_key", "unknown_field", "nan", "empty", "deep_nesting", "huge")
+
+
+def poison_record(kind: str, rng: random.Random, valid: bytes, max_event_bytes: int) -> bytes:
+    """One bad record of the given kind, built from a valid one where that makes it nastier."""
+    event: dict[str, Any] = json.loads(valid)
+    if kind == "random_bytes":
+        return rng.randbytes(rng.randint(1, 400))
+    if kind == "non_utf8":
+        return valid[: len(valid) // 2] + b"\xff\xfe\xc3" + valid[len(valid) // 2:]
+    if kind == "wrong_types":
+        field_, value = rng.choice([("occurred_at", 12345), ("schema_version", "1"),
+                                    ("valence", "very bad"), ("attributes", ["a", "b"]),
+                                    ("survey", {"nps": "ten"}), ("signals", {"transfers": -3}),
+                                    ("customer_id", None), ("event_id", {"id": 1})])
+        event[field_] = value
+        return json.dumps(event).encode()
+    if kind == "not_object":
+        return rng.choice([b"[1,2,3]", b'"just a string"', b"42", b"null", b"true"])
+    if kind == "truncated":
+        return valid[: rng.randint(1, len(valid) - 2)]
+    if kind == "duplicate_key":
+        return valid[:-1] + b',"event_id":"other"}'
+    if kind == "unknown_field":
+        event["colour"] = "blue"
+        return json.dumps(event).encode()
+    if kind == "nan":
+        return valid[:-1] + b',"valence":NaN}' if b'"valence"' not in valid else b'{"v":NaN}'
+    if kind == "empty":
+        return rng.choice([b"", b"   ", b"\n"])
+    if kind == "deep_nesting":
+        depth = rng.randint(2_000, 20_000)
+        return ('{"event_id":"deep","attributes":' + "[" * depth + "]" * depth + "}").encode()
+    if kind == "huge":  # above PEAKEND_MAX_EVENT_BYTES, below the broker's 2 MB
+        size = rng.randint(max_event_bytes + 1, 1_900_000)
+        event.setdefault("survey", {"nps": 5})["comment"] = "x" * size
+        return json.dumps(event).encode()[:1_990_000]
+    raise ValueError(kind)
+
+
+def mix_poison(valid_lines: list[bytes], fraction: float, seed: int, max_event_bytes: int,
+               huge_every: int = 100, kinds: tuple[str, ...] = POISON_KINDS) -> list[bytes]:
+    """Valid lines with `fraction` of the output bad records mixed in (kinds in turn; a huge one
+    only every `huge_every`-th bad record, to keep the topic's size sane)."""
+    rng = random.Random(seed)
+    bad_total = round(len(valid_lines) * fraction / (1 - fraction))
+    small = [k for k in kinds if k != "huge"]
+    out = list(valid_lines)
+    for i in range(bad_total):
+        kind = "huge" if "huge" in kinds and i % huge_every == huge_every - 1 else small[
+            i % len(small)]
+        at = rng.randint(0, len(out))
+        out.insert(at, poison_record(kind, rng, rng.choice(valid_lines), max_event_bytes))
+    return out
+
+
+class BackgroundProducer(threading.Thread):
+    """Sends lines at about `rate` records/s (0: as fast as possible) while faults happen."""
+
+    def __init__(self, bootstrap: str, topic: str, lines: list[bytes], rate: float = 0) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.lines, self.rate = bootstrap, topic, lines, rate
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._t0 = 0.0
+
+    def _pace(self, count: int) -> None:
+        self.sent = count
+        if self.rate and count % 200 == 0:
+            ahead = count / self.rate - (time.monotonic() - self._t0)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def run(self) -> None:
+        self._t0 = time.monotonic()
+        try:
+            produce_lines(self.bootstrap, self.topic, self.lines, on_sent=self._pace)
+        except BaseException as exc:  # reported by the scenario
+            self.error = exc
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+@dataclass
+class FaultResult:
+    fault: str
+    sent: int
+    valid: int = 0
+    in_clickhouse: int = 0
+    dead_letters: int = 0
+    dead_letters_expected: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    seconds: float = 0.0
+    worker_restarts: int = 0
+    notes: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> str:
+        return (f"| {self.fault} | {self.sent:,} | {self.in_clickhouse:,} / {self.valid:,} | "
+                f"{self.dead_letters:,} / {self.dead_letters_expected:,} | {self.duplicates} | "
+                f"{self.lost} | {self.seconds:.0f} | {'; '.join(self.notes)} |")
+
+
+HEADER = ("| fault | events sent | valid events in ClickHouse / expected | dead letters / "
+          "expected | duplicates | lost | seconds | notes |\n|---|---|---|---|---|---|---|---|")
+
+
+def _query(setup: StreamSetup, sql: str) -> list[tuple[Any, ...]]:
+    wh = setup.warehouse()
+    try:
+        return wh.query(sql)
+    finally:
+        wh.close()
+
+
+def measure(setup: StreamSetup, lines: list[bytes], result: FaultResult) -> FaultResult:
+    """Compare ClickHouse with `peakend replay` of the same input.
+
+    duplicates: rows visible twice after FINAL (event_id repeated), journeys whose latest state
+    differs from replay, metric buckets whose partial sums differ, journeys/buckets/dead letters
+    only in ClickHouse. lost: valid events missing from touchpoint_events, journeys and buckets
+    only in replay, dead letters missing."""
+    settings = setup.settings()
+    replay = replay_records(lines, setup.partitions, settings)
+    valid_ids = set()
+    for line in lines:
+        with contextlib.suppress(Rejected):
+            valid_ids.add(parse_event(line, max_bytes=settings.max_event_bytes).event_id)
+    result.valid = len(valid_ids)
+    result.dead_letters_expected = len(replay.dead_letters)
+    stored = {str(r[0]) for r in _query(setup, "SELECT event_id FROM touchpoint_events FINAL")}
+    result.in_clickhouse = len(stored & valid_ids)
+    total, distinct = _query(setup, "SELECT count(), uniqExact(event_id) "
+                                    "FROM touchpoint_events FINAL")[0]
+    result.dead_letters = int(_query(setup, "SELECT count() FROM dead_letters FINAL")[0][0])
+    got_j, want_j = journeys_in_clickhouse(setup), journeys_of_replay(replay)
+    got_m, want_m = metrics_in_clickhouse(setup), metrics_of_replay(replay)
+    differ_j = sum(1 for k in got_j.keys() & want_j.keys() if got_j[k] != want_j[k])
+    differ_m = sum(1 for k in got_m.keys() & want_m.keys()
+                   if any(abs(a - b) > 1e-9 * max(1.0, abs(b))
+                          for a, b in zip(got_m[k], want_m[k], strict=True)))
+    d = result.detail
+    d.update(
+        events_missing=len(valid_ids - stored), event_rows_repeated=int(total) - int(distinct),
+        journeys_ch=len(got_j), journeys_replay=len(want_j), journeys_differ=differ_j,
+        journeys_only_ch=len(got_j.keys() - want_j.keys()),
+        journeys_only_replay=len(want_j.keys() - got_j.keys()),
+        buckets_ch=len(got_m), buckets_replay=len(want_m), buckets_differ=differ_m,
+        buckets_only_ch=len(got_m.keys() - want_m.keys()),
+        buckets_only_replay=len(want_m.keys() - got_m.keys()),
+    )
+    extra_letters = max(0, result.dead_letters - result.dead_letters_expected)
+    missing_letters = max(0, result.dead_letters_expected - result.dead_letters)
+    result.duplicates = (d["event_rows_repeated"] + differ_j + differ_m + d["journeys_only_ch"]
+                         + d["buckets_only_ch"] + extra_letters)
+    result.lost = (d["events_missing"] + d["journeys_only_replay"] + d["buckets_only_replay"]
+                   + missing_letters)
+    return result
+
+
+def settle(setup: StreamSetup, lines: list[bytes], supervise: Callable[[], None],
+           timeout: float) -> None:
+    """Until the pipeline has caught up and the journeys equal replay (or the timeout)."""
+    settings = setup.settings()
+    want = journeys_of_replay(replay_records(lines, setup.partitions, settings))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        supervise()
+        try:
+            wait_caught_up(settings, min(30.0, max(1.0, deadline - time.monotonic())),
+                           settle_s=3.0)
+        except Exception:  # TimeoutError, or the broker not reachable yet
+            continue
+        if journeys_in_clickhouse(setup) == want:
+            return
+        time.sleep(1)
+
+
+class Supervisor:
+    """Restarts the worker when it exits, like systemd or Kubernetes would; counts restarts."""
+
+    def __init__(self, setup: StreamSetup, tmp: Path, name: str, port_offset: int) -> None:
+        self.setup, self.tmp, self.name, self.port_offset = setup, tmp, name, port_offset
+        self.worker = Worker(setup, tmp, name, port_offset)
+        self.restarts = 0
+        self.exit_codes: list[int | None] = []
+
+    def __call__(self) -> None:
+        if not self.worker.alive():
+            self.exit_codes.append(self.worker.proc.returncode)
+            self.worker.stop()
+            self.restarts += 1
+            self.worker = Worker(self.setup, self.tmp, self.name, self.port_offset)
+
+    def kill9_and_restart(self) -> None:
+        self.worker.kill9()
+        self.worker.stop()
+        time.sleep(0.5)
+        self.worker = Worker(self.setup, self.tmp, self.name, self.port_offset)
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+
+def ch_count(setup: StreamSetup) -> int:
+    try:
+        return int(_query(setup, "SELECT count() FROM touchpoint_events")[0][0])
+    except Exception:  # not created yet, or the server is away
+        return -1
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The worker's /metrics as {name{labels}: value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _sum(metrics: dict[str, float], prefix: str) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith(prefix))
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3,
+                       rate: float = 1500, timeout: float = 600) -> FaultResult:
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    lines = generate_lines(tmp, events, seed=21)
+    result = FaultResult(f"worker SIGKILL x{kills} under load", len(lines))
+    started = time.monotonic()
+    sup = Supervisor(setup, tmp, "kill", 40)
+    producer = BackgroundProducer(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines, rate)
+    producer.start()
+    try:
+        for k in range(1, kills + 1):
+            target = len(lines) * k // (kills + 1)
+            deadline = time.monotonic() + timeout / 2
+            while ch_count(setup) < target and time.monotonic() < deadline:
+                sup()
+                time.sleep(0.2)
+            sup.kill9_and_restart()
+            result.notes.append(f"kill {k} at {ch_count(setup):,} stored, {producer.sent:,} sent")
+        producer.join()
+        if producer.error:
+            result.notes.append(f"producer: {producer.error!r}")
+        settle(setup, lines, sup, timeout)
+        result.worker_restarts = sup.restarts
+        if sup.restarts:
+            result.notes.append(f"{sup.restarts} unplanned worker exits {sup.exit_codes}")
+        result.seconds = time.monotonic() - started
+        return measure(setup, lines, result)
+    finally:
+        sup.stop()
+
+
+def clickhouse_outage(stack: FaultStack, tmp: Path, events: int, outage_s: float = 60,
+                      rate: float = 1000, timeout: float = 600) -> FaultResult:
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    lines = generate_lines(tmp, events, seed=22)
+    result = FaultResult(f"ClickHouse stopped {outage_s:.0f} s under load", len(lines))
+    started = time.monotonic()
+    sup = Supervisor(setup, tmp, "chdown", 41)
+    producer = BackgroundProducer(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines, rate)
+    producer.start()
+    try:
+        deadline = time.monotonic() + 120
+        while ch_count(setup) < len(lines) // 5 and time.monotonic() < deadline:
+            sup()
+            time.sleep(0.2)
+        stack.stop("clickhouse")
+        down_at = time.monotonic()
+        seen_down, failures, alive = False, 0.0, True
+        while time.monotonic() - down_at < outage_s:
+            time.sleep(1)
+            alive = alive and sup.worker.alive()
+            try:
+                m = scrape(sup.worker.metrics_port)
+            except OSError:
+                continue
+            seen_down = seen_down or m.get("peakend_clickhouse_up", 1.0) == 0.0
+            failures = max(failures, _sum(m, "peakend_sink_insert_failures_total"))
+        result.detail.update(clickhouse_up_seen_0=seen_down, insert_failures=failures,
+                             worker_alive_during_outage=alive, sent_during_outage=producer.sent)
+        result.notes.append(f"clickhouse_up=0 seen: {seen_down}; insert failures counted: "
+                            f"{failures:.0f}; worker up throughout: {alive}")
+        stack.start("clickhouse")
+        producer.join()
+        settle(setup, lines, sup, timeout)
+        result.worker_restarts = sup.restarts
+        if sup.restarts:
+            result.notes.append(f"{sup.restarts} worker exits {sup.exit_codes}")
+        result.seconds = time.monotonic() - started
+        return measure(setup, lines, result)
+    finally:
+        sup.stop()
+        stack.start("clickhouse")
+
+
+def kafka_restart(stack: FaultStack, tmp: Path, events: int, rate: float = 1000,
+                  timeout: float = 600) -> FaultResult:
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    lines = generate_lines(tmp, events, seed=23)
+    result = FaultResult("Kafka broker restarted under load", len(lines))
+    started = time.monotonic()
+    sup = Supervisor(setup, tmp, "kafka", 42)
+    first = len(lines) * 3 // 5
+    try:
+        produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[:first])
+        deadline = time.monotonic() + 120
+        while ch_count(setup) < first // 4 and time.monotonic() < deadline:
+            sup()
+            time.sleep(0.2)
+        at = ch_count(setup)
+        restart_started = time.monotonic()
+        stack.restart("kafka")
+        result.notes.append(f"restart at {at:,} of {first:,} stored "
+                            f"({time.monotonic() - restart_started:.0f} s down)")
+        time.sleep(5)
+        sup()
+        produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[first:])
+        settle(setup, lines, sup, timeout)
+        result.worker_restarts = sup.restarts
+        result.notes.append(f"worker exits restarted by the supervisor: {sup.restarts} "
+                            f"{sup.exit_codes}")
+        result.seconds = time.monotonic() - started
+        return measure(setup, lines, result)
+    finally:
+        sup.stop()
+
+
+def poison_input(stack: FaultStack, tmp: Path, events: int, fraction: float = 0.10,
+                 kinds: tuple[str, ...] = POISON_KINDS, timeout: float = 600,
+                 label: str = "") -> FaultResult:
+    """`events` records in all, `fraction` of them bad.
+
+    The harness's own parse (keys for producing, replay for the expected results) must not trip
+    over deep nesting the way the worker does (RecursionError, see docs/reliability.md), so it
+    raises its own recursion limit; the worker runs with Python's default."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 60_000))
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    valid = generate_lines(tmp, round(events * (1 - fraction)), seed=24)
+    lines = mix_poison(valid, fraction, seed=24,
+                       max_event_bytes=setup.settings().max_event_bytes, kinds=kinds)
+    result = FaultResult(label or f"poison input {fraction:.0%} of {len(lines):,}", len(lines))
+    started = time.monotonic()
+    sup = Supervisor(setup, tmp, "poison", 43)
+    try:
+        produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines)
+        settle(setup, lines, sup, timeout)
+        sup()
+        result.worker_restarts = sup.restarts
+        result.notes.append(f"worker crashes: {sup.restarts} {sup.exit_codes}")
+        if sup.restarts:
+            result.detail["log_tail"] = sup.worker.log_tail()
+        result.seconds = time.monotonic() - started
+        measure(setup, lines, result)
+        by_reason = _query(setup, "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason")
+        result.detail["dead_letters_by_reason"] = {str(r): int(c) for r, c in by_reason}
+        no_reason = _query(setup, "SELECT count() FROM dead_letters FINAL WHERE error = ''")
+        result.detail["dead_letters_without_reason"] = int(no_reason[0][0])
+        return result
+    finally:
+        sup.stop()
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_plateau(tmp: Path, events: int = 300_000, days: int = 10, samples: int = 20,
+                   env: dict[str, str] | None = None) -> list[dict[str, float]]:
+    """Stage one and two in-process over `days` of event time: open journeys, state keys and
+    RSS at `samples` points. After the allowed lateness (1 d) closed journeys are evicted, so
+    the tracker and the state stop growing although events keep coming. Stage two keeps the
+    buckets of the alert baseline (default 7 d) plus the window: its state plateaus after that
+    (`env` overrides settings, e.g. a shorter PEAKEND_ALERT_BASELINE_SECONDS)."""
+    from pipeline.core.scoring import ScoringRules
+    from pipeline.settings import Settings
+    from pipeline.stream.partition import PartitionProcessor
+    from pipeline.stream.segments import SegmentStage
+
+    settings = Settings.from_env(env or {})
+    core = settings.core_config()
+    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    lines = generate_lines(tmp, events, seed=25, span=f"{days}d", late_fraction=0.01)
+    stage_one = PartitionProcessor(0, core, rules)
+    stage_two = SegmentStage(core)
+    one_keys: set[str] = set()
+    two_keys: set[str] = set()
+    out: list[dict[str, float]] = []
+    every = max(1, len(lines) // samples)
+    first_ms: int | None = None
+    pending: list[dict[str, Any]] = []
+    for i, line in enumerate(lines, start=1):
+        try:
+            event = parse_event(line)
+        except Rejected:
+            continue
+        result = stage_one.process(event)
+        pending.extend(message for _, message in result.contributions)
+        if result.watermark is not None:
+            from pipeline.stream import messages
+            pending.append(messages.watermark(0, result.watermark))
+        if len(pending) >= 1000 or i % every == 0:
+            stage_two.process_batch(pending)
+            pending = []
+            for key, state in stage_two.dirty_state():
+                (two_keys.discard if state is None else two_keys.add)(key)
+        if i % 1000 == 0 or i % every == 0:
+            for key, state in stage_one.dirty_state():
+                (one_keys.discard if state is None else one_keys.add)(key)
+        ms = int(event.occurred_at.timestamp() * 1000)
+        first_ms = ms if first_ms is None else first_ms
+        if i % every == 0:
+            out.append({"events": i, "event_hours": (ms - first_ms) / 3_600_000,
+                        "open_journeys": len(stage_one.tracker),
+                        "stage_one_keys": len(one_keys), "stage_two_keys": len(two_keys),
+                        "rss_mib": rss_mib()})
+    return out
+
+
+# -- main --------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores (nproc), {cpu}, Python {platform.python_version()}, "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000,
+                        help="events per kill/outage/restart scenario (default 50000)")
+    parser.add_argument("--poison-events", type=int, default=100_000)
+    parser.add_argument("--memory-events", type=int, default=300_000)
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and a 15 s ClickHouse outage")
+    parser.add_argument("--only", default="", help="comma-separated: kill,clickhouse,kafka,"
+                        "poison,memory")
+    parser.add_argument("--json", default="", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.poison_events, args.memory_events = 8_000, 20_000, 60_000
+    only = set(filter(None, args.only.split(","))) or {"kill", "clickhouse", "kafka", "poison",
+                                                        "memory"}
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"peakend-faults-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine()}", flush=True)
+    stack = FaultStack()
+    stack.start()
+    results: list[FaultResult] = []
+    try:
+        plan: list[tuple[str, Callable[[], FaultResult]]] = [
+            ("kill", lambda: sigkill_under_load(stack, tmp / "kill", args.events)),
+            ("clickhouse", lambda: clickhouse_outage(stack, tmp / "ch", args.events,
+                                                     outage_s=15 if args.quick else 60)),
+            ("kafka", lambda: kafka_restart(stack, tmp / "kafka", args.events)),
+            ("poison", lambda: poison_input(
+                stack, tmp / "poison-safe", args.poison_events,
+                kinds=tuple(k for k in POISON_KINDS if k not in {"deep_nesting", "huge"}),
+                label="poison 10% (no deep nesting, no huge)")),
+            ("poison", lambda: poison_input(stack, tmp / "poison-all", args.poison_events,
+                                            label="poison 10% (all kinds)")),
+        ]
+        for name, scenario in plan:
+            if name not in only:
+                continue
+            (tmp / name).mkdir(exist_ok=True)
+            for sub in ("kill", "ch", "kafka", "poison-safe", "poison-all"):
+                (tmp / sub).mkdir(exist_ok=True)
+            try:
+                r = scenario()
+            except Exception as exc:  # keep going: one broken scenario must not hide others
+                r = FaultResult(name, 0, notes=[f"scenario failed: {exc!r}"[:300]], lost=-1)
+            results.append(r)
+            print(HEADER if len(results) == 1 else "", r.row(), sep="\n" if len(results) == 1
+                  else "", flush=True)
+            print("   ", json.dumps({k: v for k, v in r.detail.items() if k != "log_tail"}),
+                  flush=True)
+        if "memory" in only:
+            (tmp / "mem").mkdir(exist_ok=True)
+            plateau = memory_plateau(tmp / "mem", args.memory_events)
+            print("\n| events | event time (h) | open journeys | stage-one state keys | "
+                  "stage-two state keys | RSS (MiB) |\n|---|---|---|---|---|---|")
+            for p in plateau:
+                print(f"| {p['events']:,.0f} | {p['event_hours']:.0f} | {p['open_journeys']:,.0f}"
+                      f" | {p['stage_one_keys']:,.0f} | {p['stage_two_keys']:,.0f} | "
+                      f"{p['rss_mib']:.0f} |")
+    finally:
+        if args.json:
+            Path(args.json).write_text(json.dumps([r.__dict__ for r in results], default=str,
+                                                  indent=1))
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\nall lost == 0:", all(r.lost == 0 for r in results))
+    return 0 if all(r.lost == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
