@@ -152,6 +152,10 @@ class SegmentTotals:
             for m, s in keys
         ]
 
+    def pending(self) -> bool:
+        """True when some bucket changed since the last flush (also after a restore)."""
+        return bool(self._dirty)
+
     def is_empty(self) -> bool:
         return not self.ends and not any(self.answers.values())
 

@@ -64,6 +64,8 @@ class SegmentStage:
             elif key.startswith(SERIES_PREFIX):
                 metric, dim, value = key[len(SERIES_PREFIX) :].split("|", 2)
                 self.detector.load_series((metric, dim, value), state)
+        # Buckets changed but not flushed when the state was written are flushed again.
+        self._unflushed.update(seg for seg, totals in self.totals.items() if totals.pending())
         # The detector may have missed partials flushed after its series were last written.
         for totals in self.totals.values():
             for record in totals.records():
@@ -161,7 +163,8 @@ class SegmentStage:
             for metric, start in totals.drain_changed():
                 key = f"{BUCKET_PREFIX}{seg}|{metric}|{start}"
                 pairs.append((key, totals.bucket_state(metric, start)))
-            if totals.is_empty():
+            if not totals.versions and seg not in self._unflushed:
+                # everything evicted: nothing left whose version must keep growing
                 del self.totals[seg]
         self._dirty_segments.clear()
         # Series (7 days of merged buckets each) are written now and then, not per batch. That is
