@@ -206,6 +206,39 @@ def warm_up(stream: Stream, source: EventSource, n: int = 500, timeout: float = 
 
 # -- throughput ------------------------------------------------------------------------------
 
+def topic_records(settings: Settings) -> dict[str, int]:
+    """Records in every topic of this run (input, outputs, contributions, changelogs): the
+    sum of end offsets, by topic name without the run's tag."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    tag = settings.app_id.split("-", 1)[1]
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                             **settings.kafka_client_options())
+    try:
+        out: dict[str, int] = {}
+        for topic in sorted(t for t in consumer.topics() if tag in t):
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            name = topic.replace(settings.app_id + "-", "").replace(f"e2e.{tag}.", "")
+            out[name] = sum(consumer.end_offsets(tps).values())
+        return out
+    finally:
+        consumer.close()
+
+
+def log_notes(stream: Stream) -> dict[str, float]:
+    """From the workers' logs: Faust's 'producer buffer full' warnings and the longest
+    'Timer commit is overlapping' runtime (a commit waits for every pending send)."""
+    full = 0
+    longest = 0.0
+    for w in stream.workers:
+        for line in w.log_path.read_text(errors="replace").splitlines():
+            if "producer buffer full" in line:
+                full += 1
+            elif "Timer commit is overlapping" in line and "runtime=" in line:
+                longest = max(longest, float(line.split("runtime=")[1].split(")")[0]))
+    return {"buffer_full_warnings": full, "longest_commit_s": longest}
+
+
 @dataclass
 class Throughput:
     workers: int
@@ -214,6 +247,8 @@ class Throughput:
     produce_seconds: float
     worker_cpu_seconds: float
     load: str
+    records: dict[str, int] = field(default_factory=dict)  # written per topic in the run
+    notes: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -227,6 +262,8 @@ class Throughput:
 def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: float = 3.0
                ) -> Throughput:
     settings = stream.settings()
+    before = topic_records(settings)
+    notes_before = log_notes(stream)
     cpu0 = stream.cpu()
     started = time.perf_counter()
     produce_s = produce(settings.kafka_bootstrap, stream.setup.topic, phase)
@@ -234,7 +271,12 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     seconds = time.perf_counter() - settle_s - started
     cpu = stream.cpu() - cpu0
     stream.check_alive()
-    return Throughput(len(stream.workers), len(phase), seconds, produce_s, cpu, loadavg())
+    after = topic_records(settings)
+    records = {t: n - before.get(t, 0) for t, n in after.items()}
+    notes = log_notes(stream)
+    notes["buffer_full_warnings"] -= notes_before["buffer_full_warnings"]
+    return Throughput(len(stream.workers), len(phase), seconds, produce_s, cpu, loadavg(),
+                      records, notes)
 
 
 # -- latency ---------------------------------------------------------------------------------

@@ -77,14 +77,14 @@ class Sizes:
     two_workers_rates: tuple[float, ...]
 
 
-QUICK = Sizes(raw_events=60_000, insert_rows=50_000, contract_events=30_000,
-              core_events=60_000, backfill_events=30_000, e2e_events=8_000,
-              rates=(500, 1000), latency_seconds=5, max_latency_events=0,
-              profile_events=4_000, two_workers_rates=())
+QUICK = Sizes(raw_events=50_000, insert_rows=50_000, contract_events=30_000,
+              core_events=60_000, backfill_events=30_000, e2e_events=6_000,
+              rates=(500, 1000), latency_seconds=4, max_latency_events=0,
+              profile_events=1_000, two_workers_rates=())
 FULL = Sizes(raw_events=300_000, insert_rows=200_000, contract_events=200_000,
-             core_events=400_000, backfill_events=300_000, e2e_events=60_000,
-             rates=(500, 1000, 2000, 5000), latency_seconds=20, max_latency_events=30_000,
-             profile_events=30_000, two_workers_rates=(500, 2000))
+             core_events=400_000, backfill_events=200_000, e2e_events=40_000,
+             rates=(250, 500, 1000, 2000, 5000), latency_seconds=15, max_latency_events=20_000,
+             profile_events=5_000, two_workers_rates=(500, 1000))
 
 
 def log(text: str) -> None:
@@ -458,6 +458,24 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     for t in (t1, t2):
         add(f"| {t.workers} | {t.events:,} | {t.seconds:.1f} | **{fmt(t.rate)}** | "
             f"{t.produce_seconds:.1f} s | {t.cpu_per_event_us:.0f} us | {t.load} |")
+    add("")
+    add("Kafka records written per input event during the throughput runs (every topic of the "
+        "run: outputs, the contributions repartition, the tables' changelogs):")
+    add("")
+    add("| Topic | 1 worker | 2 workers |")
+    add("|---|---:|---:|")
+    for topic in sorted(set(t1.records) | set(t2.records)):
+        add(f"| {topic} | {t1.records.get(topic, 0) / t1.events:.2f} | "
+            f"{t2.records.get(topic, 0) / t2.events:.2f} |")
+    add(f"| **all** | {sum(t1.records.values()) / t1.events:.2f} | "
+        f"{sum(t2.records.values()) / t2.events:.2f} |")
+    add("")
+    add(f"Worker logs during those runs: Faust's 'producer buffer full' warnings "
+        f"{t1.notes.get('buffer_full_warnings', 0):.0f} (1 worker) / "
+        f"{t2.notes.get('buffer_full_warnings', 0):.0f} (2 workers); longest 'Timer commit is "
+        f"overlapping' runtime {t1.notes.get('longest_commit_s', 0):.1f} s / "
+        f"{t2.notes.get('longest_commit_s', 0):.1f} s (the commit waits until every pending "
+        "send is acknowledged).")
     add("")
     add(f"Scaling 1 -> 2 workers: x{t2.rate / t1.rate:.2f} (2 cores, shared with the broker, "
         "ClickHouse and the producer).")
