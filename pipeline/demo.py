@@ -184,11 +184,11 @@ def _report(reader_url: str, database: str) -> None:
             "Alerts (latest state)",
             ["rule", "metric", "segment", "state", "severity", "fired_at", "value", "baseline",
              "n", "p"],
-            wh.query(
+            [(*row[:-1], f"{row[-1]:.1e}") for row in wh.query(
                 "SELECT rule, metric, concat(segment_dim, '=', segment_value), state, severity, "
                 "fired_at, value, baseline, n, p_value FROM alerts_latest "
                 "ORDER BY severity = 'critical' DESC, fired_at LIMIT 12"
-            ),
+            )],
         )
         _table("Dead letters", ["reason", "records"],
                wh.query("SELECT reason, count() FROM dead_letters GROUP BY reason"))

@@ -95,8 +95,32 @@ def test_stream_equals_replay(tmp_path: Path, kafka_bootstrap: str,
         wait_for_results(setup, [worker], lines)
         assert_same_as_replay(setup, lines)
         assert worker.alive(), worker.log_tail()
+        assert_worker_metrics(worker, setup, lines)
     finally:
         worker.stop()
+
+
+def assert_worker_metrics(worker: Worker, setup: StreamSetup, lines: list[bytes]) -> None:
+    """What Prometheus scrapes from the worker agrees with what happened."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    replay = replay_records(lines, setup.partitions, setup.settings())
+    with urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text) for s in family.samples
+    }
+    assert samples[("peakend_events_in_total", (("topic", setup.topic),))] == len(lines)
+    for reason in {d.reason for d in replay.dead_letters}:
+        want = sum(d.reason == reason for d in replay.dead_letters)
+        assert samples[("peakend_dead_letters_total", (("reason", reason),))] == want
+    assert samples[("peakend_clickhouse_up", ())] == 1
+    closed = sum(r.status == "closed" for r in replay.journeys.values())
+    counted = sum(v for (name, _), v in samples.items() if name == "peakend_journeys_closed_total")
+    assert counted >= closed  # a journey can close, reopen and close again
 
 
 def test_two_workers_share_partitions_and_survive_one_stopping(
