@@ -210,29 +210,35 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
 # -- a real worker under cProfile -------------------------------------------------------------
 
 @contextlib.contextmanager
-def profiled_workers(workdir: Path, prof: Path) -> Iterator[None]:
-    """Workers started inside this block run as `python -m cProfile -o PROF -m pipeline.cli
-    worker`: `stream_util.Worker` starts `sys.executable`, so that is pointed at a wrapper."""
-    # CPU-time timer (time.process_time), not wall time: on a loaded machine a wall-clock
-    # profile charges preemption to whatever call was running (socket sends, mostly).
-    code = "\n".join((
-        "import cProfile, runpy, sys, time",
-        "sys.argv = ['peakend'] + sys.argv[3:]  # drop '-m pipeline.cli'",
-        "p = cProfile.Profile(time.process_time)",
-        "p.enable()",
-        "try:",
-        "    runpy.run_module('pipeline.cli', run_name='__main__', alter_sys=True)",
-        "except SystemExit:",
-        "    pass",
-        "finally:",
-        "    p.disable()",
-        f"    p.dump_stats({str(prof)!r})",
-        "",
-    ))
-    script = workdir / "profile_worker.py"
-    script.write_text(code)
-    wrapper = workdir / "python-cprofile"
-    # stream_util.Worker runs: <sys.executable> -m pipeline.cli worker
+def wrapped_workers(workdir: Path, name: str, *, prof: Path | None = None,
+                    spinner_off: bool = False) -> Iterator[None]:
+    """Workers started inside this block run `pipeline.cli worker` through a small script:
+    `stream_util.Worker` starts `<sys.executable> -m pipeline.cli worker ...`, so
+    `sys.executable` points at a wrapper for the block. `prof`: under
+    `cProfile.Profile(time.process_time)` (CPU time, not wall time: on a loaded machine a
+    wall-clock profile charges preemption to whatever call was running), stats dumped at exit.
+    `spinner_off`: Faust's terminal spinner disabled (it sets the root logger to DEBUG so that
+    every library debug call builds a LogRecord), the A/B for the fix proposed in the report."""
+    lines = ["import runpy, sys, time",
+             "sys.argv = ['peakend'] + sys.argv[3:]  # drop '-m pipeline.cli'"]
+    if spinner_off:
+        lines += ["import faust.utils.terminal as _t",
+                  "_t.Spinner = lambda *a, **k: None"]
+    lines += ["import cProfile",
+              "p = cProfile.Profile(time.process_time)" if prof else "p = None",
+              "if p: p.enable()",
+              "try:",
+              "    runpy.run_module('pipeline.cli', run_name='__main__', alter_sys=True)",
+              "except SystemExit:",
+              "    pass",
+              "finally:",
+              "    if p:",
+              "        p.disable()",
+              f"        p.dump_stats({str(prof)!r})",
+              ""]
+    script = workdir / f"{name}.py"
+    script.write_text("\n".join(lines))
+    wrapper = workdir / f"python-{name}"
     wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     with mock.patch.object(sys, "executable", str(wrapper)):
@@ -332,10 +338,17 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
     log("a real worker under cProfile")
     workdir = Path(tempfile.mkdtemp(prefix="peakend-bench-prof-"))
     prof = workdir / "worker.prof"
-    with profiled_workers(workdir, prof), bp.running_stream(kafka, ch, workers=1) as stream:
+    with wrapped_workers(workdir, "profiled", prof=prof), \
+            bp.running_stream(kafka, ch, workers=1) as stream:
         bp.warm_up(stream, source)
         out["tprof"] = bp.throughput(stream, source.phase(sizes.profile_events))
     out["profile"] = profile_groups(prof) if prof.exists() else None
+    log("A/B: 1 worker with Faust's terminal spinner off, then the same worker as shipped")
+    for key, off in (("t_spin_off", True), ("t_spin_on", False)):
+        with wrapped_workers(workdir, key, spinner_off=off), \
+                bp.running_stream(kafka, ch, workers=1) as stream:
+            bp.warm_up(stream, source)
+            out[key] = bp.throughput(stream, source.phase(sizes.e2e_events))
     return out
 
 
@@ -552,6 +565,17 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     else:
         add("(The profiled worker wrote no profile: see the run's log.)")
         add("")
+    off: bp.Throughput = pipe["t_spin_off"]
+    on: bp.Throughput = pipe["t_spin_on"]
+    add(f"A/B of the logging finding, back to back, 1 worker, {off.events:,} events each: "
+        f"Faust's terminal spinner off {fmt(off.rate)} events/s ({off.cpu_per_event_us:.0f} us "
+        f"CPU/event, load {off.load}) against the worker as shipped {fmt(on.rate)} events/s "
+        f"({on.cpu_per_event_us:.0f} us CPU/event, load {on.load}): x{off.rate / on.rate:.2f}. "
+        "Faust's `Worker` creates a terminal spinner and, at log level warn, sets the root "
+        "logger to DEBUG with a spinner handler, so every `log.debug` in aiokafka (several per "
+        "fetch and per request) builds a LogRecord, walks the stack in `findCaller` and is "
+        "then dropped by the level of the other handler.")
+    add("")
     add("cProfile of the in-process stage work (`bench_pipeline.stage_work`, sorted by own "
         "time):")
     add("")
@@ -620,7 +644,7 @@ def main() -> int:
     backfill = backfill_rates(sizes.backfill_events, ch.admin)
     log(f"backfill: {backfill}")
     pipe = pipeline_runs(kafka, ch, sizes)
-    for key in ("t1", "t2", "tprof"):
+    for key in ("t1", "t2", "tprof", "t_spin_off", "t_spin_on"):
         t = pipe[key]
         log(f"{key}: {t.rate:,.0f} events/s, {t.cpu_per_event_us:.0f} us CPU/event")
     out = Path(args.output)
