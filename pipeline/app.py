@@ -24,7 +24,7 @@ from typing import Any
 import faust
 
 from pipeline.contract import Rejected, parse_event
-from pipeline.contract.dead_letters import DeadLetter
+from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.core.records import MetricRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.observability import WorkerMetrics
@@ -192,7 +192,9 @@ def create_app(
                     rejected, original=value, source_topic=s.topic_touchpoints,
                     source_partition=partition, source_offset=offset,
                 )
-                dead_letters.send_soon(key=None, value=letter.to_json())
+                dead_letters.send_soon(
+                    key=None, value=letter.bounded(MAX_DEAD_LETTER_BYTES).to_json()
+                )
                 stats.dead_letters.labels(rejected.reason).inc()
                 continue
             out = proc.process(parsed)

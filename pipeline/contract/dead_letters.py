@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,10 @@ def format_time(moment: datetime) -> str:
     """
     moment = _to_ms(moment)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# Below the 1 MiB a Kafka producer sends by default (and the broker's 2 MB message.max.bytes).
+MAX_DEAD_LETTER_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,35 @@ class DeadLetter:
             source_offset=source_offset,
             event_id=rejected.event_id,
             received_at=received_at,
+        )
+
+    def bounded(self, max_bytes: int) -> DeadLetter:
+        """This dead letter, or, when its JSON would exceed `max_bytes` (what one Kafka record
+        may carry), a copy keeping the first `max_bytes // 2` bytes of the original and saying
+        so, with the full length and SHA-256. The full record stays in the source topic at
+        `source_partition`/`source_offset`.
+
+        >>> big = DeadLetter.make("too_large", "record is 3000 bytes", original=b"x" * 3000,
+        ...                       source_topic="cx.touchpoints", source_partition=1,
+        ...                       source_offset=9)
+        >>> small = big.bounded(2000)
+        >>> (len(small.original), "truncated" in small.error, len(small.to_json()) <= 2000)
+        (1000, True, True)
+        >>> big.bounded(10_000) is big
+        True
+        """
+        if len(self.original_b64) + len(self.error) + 1024 <= max_bytes:
+            return self
+        original = self.original
+        keep = max_bytes // 2
+        digest = hashlib.sha256(original).hexdigest()
+        return replace(
+            self,
+            error=f"{self.error} [original of {len(original)} bytes, sha256 {digest}, "
+                  f"truncated to its first {keep} bytes here; the full record is at "
+                  f"{self.source_topic} partition {self.source_partition} offset "
+                  f"{self.source_offset}]",
+            original_b64=base64.b64encode(original[:keep]).decode("ascii"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -55,6 +55,10 @@ def decode_json(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
                                  f"(0x{data[exc.start]:02x}); events must be UTF-8 JSON") from None
     try:
         obj = _decode(text)
+    except RecursionError:
+        # deeper than Python's parser goes (~1,000 levels); no event is anywhere near that
+        raise Rejected(NOT_JSON, "not JSON: nested deeper than the parser allows "
+                                 "(about 1,000 levels)") from None
     except ValueError as exc:
         if not text.strip():
             message = "the record is empty"
@@ -66,6 +70,9 @@ def decode_json(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     if "\\u" in text:  # only escapes can smuggle in a lone surrogate; rare, so checked lazily
         try:
             json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            raise Rejected(NOT_JSON, "not JSON: nested deeper than the parser allows "
+                                     "(about 1,000 levels)") from None
         except UnicodeEncodeError:
             message = ("not JSON: a \\u escape encodes a lone UTF-16 surrogate, which is not a "
                        "Unicode character (I-JSON, RFC 7493)")
