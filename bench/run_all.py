@@ -56,6 +56,57 @@ from pipeline.storage.migrate import migrate  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
 from tests.conftest import ClickHouseUrls  # noqa: E402
 
+INTERPRETATION = """## Reading the figures: why the targets are missed and what would reach them
+
+- **The worker, not Kafka or ClickHouse, is the limit.** The raw clients move hundreds of
+  thousands of records per second (aiokafka consume) and ClickHouse takes a 200k-row columnar
+  insert in about a second; the pipeline runs at a few hundred to about a thousand events per
+  second, far under 1 % of the raw consume rate and about 1 % of the core's own rate.
+- **Most of the worker's CPU is Faust and the Kafka client, not peakend code.** Compare the
+  worker's CPU per event with the in-process stage work (same parse, stages, JSON and sink rows
+  without Faust/aiokafka/RocksDB): the difference is the framework. In the profile, peakend's
+  own code (contract, core, stages, sink) is a few percent of the busy time; the rest is the
+  asyncio loop, aiokafka's protocol code, Faust's stream/topic/table layer and logging.
+- **Logging at DEBUG that nobody sees** (`logging.debug` row above): `faust.Worker` creates a
+  terminal spinner and at log level warn sets the root logger to DEBUG with a spinner handler,
+  so each of aiokafka's many `log.debug` calls builds a LogRecord and walks the stack. Fix
+  (pipeline/worker_cli.py): `worker.spinner = None` before `worker.execute_from_commandline()`
+  (or `logging.getLogger("aiokafka").setLevel(logging.INFO)`); the A/B above measures it.
+- **Several Kafka records per input event**, each a separate Faust `send` (see the records per
+  input event table): the journeys output, the journey-state changelog (the journey's state
+  and, on every event that moves stream time, the partition's `__watermark__` key), the raw
+  event read again by the sink, contributions and metrics. With per-event agents (git
+  151dd04) the journeys output is one record per event; the former batched agents sent one per
+  journey and batch. Coalescing the outbox per journey id and writing the watermark key once
+  per flush could roughly halve the sends (an estimate from the table, not measured).
+- **Commit stalls drive the latency tail.** Faust's commit waits until every pending send is
+  acknowledged; with the producer buffer full ('producer buffer full' warnings) one commit
+  takes seconds (the longest 'Timer commit is overlapping' runtime above), the sink's groups
+  see nothing new in that time, and the journeys p95/p99 jump while touchpoint_events (read by
+  the sink straight from the input topic) stays well under a second.
+- **Two workers do not help on this machine.** There are 2 cores for the broker, ClickHouse,
+  the producer, the reader and the workers; a second worker adds a second sink consumer
+  (smaller insert batches), more changelog and repartition traffic between processes and a
+  rebalance, and competes for the same cores. Partitions bound the parallelism (4 in the
+  benchmark, 12 by default), so on a machine with free cores workers scale up to the
+  partition count; here they cannot.
+- **What would reach 20,000 events/s.** At the measured CPU per event the target needs tens of
+  cores. Even the in-process stage work alone needs several cores at that rate. Realistic
+  path, in order of effect: (1) stop per-message framework overhead: a plain aiokafka
+  `getmany` loop that processes a whole fetch through the batch APIs (`apply_many`,
+  `process_batch`), coalesces outputs per batch and produces them with one batch call, state
+  in RocksDB written once per batch (or Faust with batched agents and coalesced outbox);
+  (2) move the ClickHouse sink into its own process, and stop re-parsing raw events there
+  (stage one can forward the validated row); (3) the logging fix above; (4) one worker
+  process per core, partitions >= workers; (5) only then a compiled core (mypyc/Cython) for
+  the remaining per-event Python (parse ~10 us, core ~15 us per event on this CPU).
+- **Backfill** is bounded by the core with a realistic event-time span (docs/jobs.md): about
+  an order of magnitude under 300,000 events/s on one core here. Reaching it needs the
+  partitions of `run_backfill` in parallel processes (one per core: x2 at most here) and a
+  vectorised path for the survey buckets (pyarrow compute or SQL in ClickHouse for the
+  metric sums), the journey tracker being the part that must stay sequential per key.
+"""
+
 TARGET_E2E = 20_000
 TARGET_P99_S = 5.0
 TARGET_RAW_SHARE = 0.30
@@ -583,6 +634,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add(stage.profile)
     add("```")
     add("")
+    add(INTERPRETATION)
     add("## Method")
     add("")
     add("- Raw: `bench/bench_raw.py`. Produce: kafka-python `KafkaProducer(acks=all, "
