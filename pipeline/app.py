@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,14 +46,20 @@ def _json(value: Any) -> bytes:
 
 
 def faust_credentials(settings: Settings) -> Any:
-    if not settings.kafka_sasl_mechanism:
-        return None
-    return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=settings.kafka_sasl_password,
-        mechanism=settings.kafka_sasl_mechanism,
-        ssl_context=None,
-    )
+    """SASL and/or TLS for Faust's Kafka clients, from the same settings as every other client."""
+    context = None
+    if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def create_app(

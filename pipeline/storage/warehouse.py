@@ -14,6 +14,7 @@ protocol; JSONEachRow on chdb).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -48,6 +49,25 @@ class Warehouse(Protocol):
     def close(self) -> None: ...
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def identifier(name: str) -> str:
+    """A database or table name from configuration, checked before it is put into SQL (names
+    cannot be bound as parameters).
+
+    >>> identifier("peakend_demo")
+    'peakend_demo'
+    >>> identifier("x; DROP TABLE journeys")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a valid ClickHouse identifier: 'x; DROP TABLE journeys'
+    """
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a valid ClickHouse identifier: {name!r}")
+    return name
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     """
     >>> _version_tuple("18.16.1")
@@ -67,7 +87,7 @@ class ServerWarehouse:
         parsed = urlparse(url)
         if parsed.scheme not in {"clickhouse", "clickhouses"}:
             raise ValueError(f"not a clickhouse:// URL: {parsed.scheme}://...")
-        self.database = (parsed.path or "/default").lstrip("/") or "default"
+        self.database = identifier((parsed.path or "/default").lstrip("/") or "default")
         self._client = Client(
             host=parsed.hostname or "localhost",
             port=parsed.port or 9000,
@@ -172,7 +192,7 @@ class ChdbWarehouse:
 
     def __init__(self, path: str, database: str = "peakend") -> None:
         self.path = str(Path(path).resolve())
-        self.database = database
+        self.database = identifier(database)
         self._session = _chdb_session(self.path)
         self._lock = threading.Lock()
         self._raw(f"CREATE DATABASE IF NOT EXISTS {database}")
