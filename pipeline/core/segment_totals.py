@@ -125,20 +125,21 @@ class SegmentTotals:
 
     def evict(self, before_ms: int) -> None:
         """Forget flushed buckets that end at or before `before_ms` (final: no acceptable event
-        can reach them). Their versions go too; the records already emitted stay authoritative."""
+        can reach them), emptied ones included. Their versions go too; the records already
+        emitted stay authoritative."""
         width = self.bucket_ms
-        for metric, buckets in self.answers.items():
-            for start in [s for s in buckets if s + width <= before_ms]:
-                if (metric, start) not in self._dirty:
-                    del buckets[start]
-                    self.versions.pop(f"{metric}@{start}", None)
-                    self._changed.add((metric, start))
-        for start in [s for s in self.end_buckets if s + width <= before_ms]:
-            if ("negative_end", start) not in self._dirty:
-                for journey_id in self.end_buckets.pop(start):
+        for slot in [k for k in self.versions if int(k.partition("@")[2]) + width <= before_ms]:
+            metric, _, text = slot.partition("@")
+            start = int(text)
+            if (metric, start) in self._dirty:
+                continue
+            del self.versions[slot]
+            self._changed.add((metric, start))
+            if metric == "negative_end":
+                for journey_id in self.end_buckets.pop(start, {}):
                     del self.ends[journey_id]
-                self.versions.pop(f"negative_end@{start}", None)
-                self._changed.add(("negative_end", start))
+            else:
+                self.answers.get(metric, {}).pop(start, None)
 
     def records(self) -> list[MetricRecord]:
         """Records of every bucket held, as last flushed (for re-feeding a detector)."""
