@@ -13,8 +13,7 @@ import pytest
 from jobs.backfill import Interrupted, run_backfill
 from pipeline.storage.tables import TABLES
 from pipeline.storage.warehouse import Warehouse
-from tests.conftest import ClickHouseUrls
-from tests.unit.storage.ch_helpers import Databases, chdb_database, server_database
+from tests.unit.storage.ch_helpers import Databases, engine_databases
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "jobs"))
 
@@ -25,13 +24,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(params=["server", "chdb"])
 def dbs(request: pytest.FixtureRequest) -> Iterator[Databases]:
-    if request.param == "server":
-        urls: ClickHouseUrls = request.getfixturevalue("clickhouse_urls")
-        with server_database(urls.admin, urls.writer, urls.reader, prefix="pe_backfill") as d:
-            yield d
-    else:
-        with chdb_database(prefix="pe_backfill") as d:
-            yield d
+    urls = request.getfixturevalue("clickhouse_urls") if request.param == "server" else None
+    with engine_databases(request.param, "pe_backfill", urls) as d:
+        yield d
 
 
 def table_rows(warehouse: Warehouse, table: str) -> list[dict[str, Any]]:

@@ -13,8 +13,7 @@ from jobs.backfill import run_backfill
 from jobs.export import export_table
 from pipeline.cli import main
 from pipeline.storage.tables import TABLES
-from tests.conftest import ClickHouseUrls
-from tests.unit.storage.ch_helpers import Databases, chdb_database, server_database
+from tests.unit.storage.ch_helpers import Databases, chdb_database, engine_databases
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "jobs"))
 
@@ -25,13 +24,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(params=["server", "chdb"])
 def dbs(request: pytest.FixtureRequest) -> Iterator[Databases]:
-    if request.param == "server":
-        urls: ClickHouseUrls = request.getfixturevalue("clickhouse_urls")
-        with server_database(urls.admin, urls.writer, urls.reader, prefix="pe_export") as d:
-            yield d
-    else:
-        with chdb_database(prefix="pe_export") as d:
-            yield d
+    urls = request.getfixturevalue("clickhouse_urls") if request.param == "server" else None
+    with engine_databases(request.param, "pe_export", urls) as d:
+        yield d
 
 
 def test_export_round_trip(dbs: Databases, tmp_path: Path) -> None:

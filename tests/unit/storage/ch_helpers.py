@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 from pipeline.storage.migrate import migrate
@@ -58,3 +59,15 @@ def chdb_database(prefix: str = "pe_test") -> Iterator[Databases]:
         yield Databases("chdb", wh, wh)
     finally:
         wh.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+@contextmanager
+def engine_databases(engine: str, prefix: str, urls: Any = None) -> Iterator[Databases]:
+    """Migrated databases on the real server (`engine == "server"`, `urls`: the
+    `clickhouse_urls` fixture) or on chdb, for tests parametrised over both engines."""
+    if engine == "server":
+        with server_database(urls.admin, urls.writer, urls.reader, prefix=prefix) as d:
+            yield d
+    else:
+        with chdb_database(prefix=prefix) as d:
+            yield d
