@@ -133,9 +133,9 @@ QUICK = Sizes(raw_events=50_000, insert_rows=50_000, contract_events=30_000,
               rates=(500, 1000), latency_seconds=4, max_latency_events=0,
               profile_events=1_000, two_workers_rates=())
 FULL = Sizes(raw_events=300_000, insert_rows=200_000, contract_events=200_000,
-             core_events=400_000, backfill_events=200_000, e2e_events=40_000,
-             rates=(250, 500, 1000, 2000, 5000), latency_seconds=15, max_latency_events=20_000,
-             profile_events=5_000, two_workers_rates=(500, 1000))
+             core_events=400_000, backfill_events=200_000, e2e_events=20_000,
+             rates=(250, 500, 2000, 5000), latency_seconds=10, max_latency_events=10_000,
+             profile_events=3_000, two_workers_rates=(500,))
 
 
 def log(text: str) -> None:
@@ -564,7 +564,8 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
             j = " / ".join(f"{v:.2f}" for v in x.summary("journey"))
             offered = fmt(x.offered) if x.offered else "max (flat out)"
             add(f"| {workers} | {offered} | {fmt(x.achieved)} | {x.events:,} | {x.probes:,} | "
-                f"{r} | {j} | {x.missing_raw} / {x.missing_journey} | {x.poll_s:.2f} s | "
+                f"{r} | {j} | {x.missing_raw} / {x.missing_journey}"
+                f"{'' if x.caught_up else ' (backlog not drained)'} | {x.poll_s:.2f} s | "
                 f"{x.load} |")
     add("")
     add("An offered rate above what the worker sustains fills a backlog, so the latency there "
