@@ -67,11 +67,12 @@ INTERPRETATION = """## Reading the figures: why the targets are missed and what 
   without Faust/aiokafka/RocksDB): the difference is the framework. In the profile, peakend's
   own code (contract, core, stages, sink) is a few percent of the busy time; the rest is the
   asyncio loop, aiokafka's protocol code, Faust's stream/topic/table layer and logging.
-- **Logging at DEBUG that nobody sees** (`logging.debug` row above): `faust.Worker` creates a
-  terminal spinner and at log level warn sets the root logger to DEBUG with a spinner handler,
-  so each of aiokafka's many `log.debug` calls builds a LogRecord and walks the stack. Fix
-  (pipeline/worker_cli.py): `worker.spinner = None` before `worker.execute_from_commandline()`
-  (or `logging.getLogger("aiokafka").setLevel(logging.INFO)`); the A/B above measures it.
+- **Logging at DEBUG that nobody saw** (fixed during this work, git 9de45b5): `faust.Worker`
+  creates a terminal spinner and at log level warn set the root logger to DEBUG with a
+  spinner handler, so each of aiokafka's many `log.debug` calls built a LogRecord and walked
+  the stack: 16 % of the worker's busy CPU in the first profile. `pipeline/worker_cli.py` now
+  sets `worker.spinner = None`; its commit reports 488 -> 789 events/s on a quick run. If the
+  `logging.debug` row above is not near zero, that fix has regressed.
 - **Several Kafka records per input event**, each a separate Faust `send` (see the records per
   input event table): the journeys output, the journey-state changelog (the journey's state
   and, on every event that moves stream time, the partition's `__watermark__` key), the raw
@@ -261,20 +262,14 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
 # -- a real worker under cProfile -------------------------------------------------------------
 
 @contextlib.contextmanager
-def wrapped_workers(workdir: Path, name: str, *, prof: Path | None = None,
-                    spinner_off: bool = False) -> Iterator[None]:
+def wrapped_workers(workdir: Path, name: str, *, prof: Path | None = None) -> Iterator[None]:
     """Workers started inside this block run `pipeline.cli worker` through a small script:
     `stream_util.Worker` starts `<sys.executable> -m pipeline.cli worker ...`, so
     `sys.executable` points at a wrapper for the block. `prof`: under
     `cProfile.Profile(time.process_time)` (CPU time, not wall time: on a loaded machine a
-    wall-clock profile charges preemption to whatever call was running), stats dumped at exit.
-    `spinner_off`: Faust's terminal spinner disabled (it sets the root logger to DEBUG so that
-    every library debug call builds a LogRecord), the A/B for the fix proposed in the report."""
+    wall-clock profile charges preemption to whatever call was running), stats dumped at exit."""
     lines = ["import runpy, sys, time",
              "sys.argv = ['peakend'] + sys.argv[3:]  # drop '-m pipeline.cli'"]
-    if spinner_off:
-        lines += ["import faust.utils.terminal as _t",
-                  "_t.Spinner = lambda *a, **k: None"]
     lines += ["import cProfile",
               "p = cProfile.Profile(time.process_time)" if prof else "p = None",
               "if p: p.enable()",
@@ -394,12 +389,6 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
         bp.warm_up(stream, source)
         out["tprof"] = bp.throughput(stream, source.phase(sizes.profile_events))
     out["profile"] = profile_groups(prof) if prof.exists() else None
-    log("A/B: 1 worker with Faust's terminal spinner off, then the same worker as shipped")
-    for key, off in (("t_spin_off", True), ("t_spin_on", False)):
-        with wrapped_workers(workdir, key, spinner_off=off), \
-                bp.running_stream(kafka, ch, workers=1) as stream:
-            bp.warm_up(stream, source)
-            out[key] = bp.throughput(stream, source.phase(sizes.e2e_events))
     return out
 
 
@@ -617,17 +606,6 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     else:
         add("(The profiled worker wrote no profile: see the run's log.)")
         add("")
-    off: bp.Throughput = pipe["t_spin_off"]
-    on: bp.Throughput = pipe["t_spin_on"]
-    add(f"A/B of the logging finding, back to back, 1 worker, {off.events:,} events each: "
-        f"Faust's terminal spinner off {fmt(off.rate)} events/s ({off.cpu_per_event_us:.0f} us "
-        f"CPU/event, load {off.load}) against the worker as shipped {fmt(on.rate)} events/s "
-        f"({on.cpu_per_event_us:.0f} us CPU/event, load {on.load}): x{off.rate / on.rate:.2f}. "
-        "Faust's `Worker` creates a terminal spinner and, at log level warn, sets the root "
-        "logger to DEBUG with a spinner handler, so every `log.debug` in aiokafka (several per "
-        "fetch and per request) builds a LogRecord, walks the stack in `findCaller` and is "
-        "then dropped by the level of the other handler.")
-    add("")
     add("cProfile of the in-process stage work (`bench_pipeline.stage_work`, sorted by own "
         "time):")
     add("")
@@ -697,7 +675,7 @@ def main() -> int:
     backfill = backfill_rates(sizes.backfill_events, ch.admin)
     log(f"backfill: {backfill}")
     pipe = pipeline_runs(kafka, ch, sizes)
-    for key in ("t1", "t2", "tprof", "t_spin_off", "t_spin_on"):
+    for key in ("t1", "t2", "tprof"):
         t = pipe[key]
         log(f"{key}: {t.rate:,.0f} events/s, {t.cpu_per_event_us:.0f} us CPU/event")
     out = Path(args.output)
