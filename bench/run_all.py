@@ -98,7 +98,7 @@ INTERPRETATION = """## Reading the figures: why the targets are missed and what 
   `process_batch`), coalesces outputs per batch and produces them with one batch call, state
   in RocksDB written once per batch (or Faust with batched agents and coalesced outbox);
   (2) move the ClickHouse sink into its own process, and stop re-parsing raw events there
-  (stage one can forward the validated row); (3) the logging fix above; (4) one worker
+  (stage one can forward the validated row); (3) keep the logging fix above; (4) one worker
   process per core, partitions >= workers; (5) only then a compiled core (mypyc/Cython) for
   the remaining per-event Python (parse ~10 us, core ~15 us per event on this CPU).
 - **Backfill** is bounded by the core with a realistic event-time span (docs/jobs.md): about
