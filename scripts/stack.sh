@@ -17,6 +17,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STACK_DIR=${PEAKEND_STACK_DIR:-$ROOT/.stack}
 KAFKA_PORT=${PEAKEND_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${PEAKEND_KAFKA_CONTROLLER_PORT:-9097}
+KAFKA_SASL_PORT=${PEAKEND_KAFKA_SASL_PORT:-$((KAFKA_PORT + 4))}
 KAFKA_HEAP=${PEAKEND_KAFKA_HEAP:-1G}
 CLICKHOUSE_TCP_PORT=${PEAKEND_CLICKHOUSE_TCP_PORT:-9000}
 CLICKHOUSE_HTTP_PORT=${PEAKEND_CLICKHOUSE_HTTP_PORT:-8123}
@@ -72,6 +73,10 @@ ensure_secrets() {
       echo "CH_READER_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
     } >"$secrets_file"
   fi
+  if ! grep -q '^KAFKA_SASL_PASSWORD=' "$secrets_file"; then
+    (umask 077; echo "KAFKA_SASL_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" \
+      >>"$secrets_file")
+  fi
   # shellcheck disable=SC1090
   . "$secrets_file"
 }
@@ -97,9 +102,11 @@ start_kafka() {
   if pid_alive "$pidf"; then log "kafka already running (pid $(cat "$pidf"), 127.0.0.1:$KAFKA_PORT)"; return 0; fi
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set PEAKEND_KAFKA_PORT"
   install_kafka
+  ensure_secrets
   mkdir -p "$kafka_dir/logs" "$kafka_dir/data"
-  render "$ROOT/scripts/kafka/server.properties.in" "$kafka_dir/server.properties" \
-    PORT="$KAFKA_PORT" CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" DATA_DIR="$kafka_dir/data"
+  (umask 077; render "$ROOT/scripts/kafka/server.properties.in" "$kafka_dir/server.properties" \
+    PORT="$KAFKA_PORT" CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" DATA_DIR="$kafka_dir/data" \
+    SASL_PORT="$KAFKA_SASL_PORT" SASL_USER=peakend SASL_PASSWORD="$KAFKA_SASL_PASSWORD")
   if [ ! -f "$kafka_dir/data/meta.properties" ]; then
     local cluster_id; cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
     kafka_java -Dkafka.logs.dir="$kafka_dir/logs" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
@@ -235,6 +242,9 @@ env_lines() {
   ensure_secrets
   local db=${PEAKEND_CLICKHOUSE_DATABASE:-peakend}
   echo "export PEAKEND_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
+  echo "export PEAKEND_TEST_KAFKA_SASL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT"
+  echo "export PEAKEND_TEST_KAFKA_SASL_USERNAME=peakend"
+  echo "export PEAKEND_TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD"
   echo "export PEAKEND_CLICKHOUSE_URL=clickhouse://peakend_writer:$CH_WRITER_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_PORT/$db"
   echo "export PEAKEND_CLICKHOUSE_READER_URL=clickhouse://peakend_reader:$CH_READER_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_PORT/$db"
   echo "export PEAKEND_CLICKHOUSE_ADMIN_URL=clickhouse://default:$CH_ADMIN_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_PORT/$db"

@@ -1,0 +1,68 @@
+"""A round trip through the local broker's SASL_PLAINTEXT listener (PLAIN), with the settings a
+deployment would use: the producer library sends, an aiokafka consumer built from
+`Settings.kafka_client_options()` (as the sink's is) reads, and a wrong password is refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from pipeline.producer import TouchpointProducer
+from pipeline.settings import Settings
+from tests.conftest import stack_env
+from tests.integration.kafka_util import create_topic, unique_topic
+from tests.unit.contract.contract_corpus import VALID
+
+pytestmark = pytest.mark.integration
+
+
+def sasl_settings(password: str | None = None, **extra: str) -> Settings:
+    env = stack_env()
+    return Settings.from_env({
+        "PEAKEND_KAFKA_BOOTSTRAP": env["PEAKEND_TEST_KAFKA_SASL_BOOTSTRAP"],
+        "PEAKEND_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "PEAKEND_KAFKA_SASL_MECHANISM": "PLAIN",
+        "PEAKEND_KAFKA_SASL_USERNAME": env["PEAKEND_TEST_KAFKA_SASL_USERNAME"],
+        "PEAKEND_KAFKA_SASL_PASSWORD": password or env["PEAKEND_TEST_KAFKA_SASL_PASSWORD"],
+        **extra,
+    })
+
+
+def consume(settings: Settings, topic: str, count: int) -> list[bytes]:
+    async def run() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+            group_id=f"{topic}-sasl", enable_auto_commit=False,
+            **settings.kafka_client_options(),
+        )
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(got) < count:
+                    for records in (await consumer.getmany(timeout_ms=500)).values():
+                        got.extend(r.value for r in records if r.value is not None)
+        finally:
+            await consumer.stop()
+        return got
+
+    return asyncio.run(run())
+
+
+def test_produce_and_consume_through_sasl_plain(kafka_bootstrap: str) -> None:
+    topic = create_topic(kafka_bootstrap, unique_topic("sasl"), partitions=2)
+    settings = sasl_settings(PEAKEND_TOPIC_TOUCHPOINTS=topic)
+    sent = [raw for _, raw in VALID[:10]]
+    with TouchpointProducer(settings) as producer:
+        for raw in sent:
+            producer.send(raw)
+    assert sorted(consume(settings, topic, len(sent))) == sorted(sent)
+
+
+def test_wrong_password_is_refused(kafka_bootstrap: str) -> None:
+    topic = create_topic(kafka_bootstrap, unique_topic("sasl"), partitions=1)
+    with pytest.raises(KafkaError):
+        consume(sasl_settings(password="not-the-password"), topic, 1)
