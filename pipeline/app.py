@@ -34,7 +34,7 @@ from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink
 from pipeline.storage.warehouse import Warehouse, connect
 from pipeline.stream import messages
-from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
+from pipeline.stream.partition import NEVER, PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage, StageTwoOutput
 from pipeline.stream.topics import contributions_topic
 
@@ -178,8 +178,10 @@ def create_app(
             # First event of a partition since start or since it moved here: restore its state
             # and re-send every journey's current output (it may have died with a crash).
             proc = stage_one[partition] = PartitionProcessor(partition, core, rules)
+            held = [(k, v) for k, v in journey_state.items() if v.get("p") == partition]
             restored = proc.load(
-                (k, v["s"]) for k, v in journey_state.items() if v.get("p") == partition
+                ((k, v["s"]) for k, v in held), max((v.get("w", NEVER) for _, v in held),
+                                                   default=NEVER)
             )
             outbox_one.setdefault(partition, []).append(restored)
         return proc
@@ -213,7 +215,7 @@ def create_app(
                 if state is None:
                     journey_state.pop(key, None)
                 else:
-                    journey_state[key] = {"p": partition, "s": state}
+                    journey_state[key] = {"p": partition, "s": state, "w": proc.watermark}
             outbox_one.setdefault(partition, []).append(out)
             pending[0] += 1
             if pending[0] >= s.stream_batch_events:

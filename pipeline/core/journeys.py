@@ -150,7 +150,7 @@ class Journey:
 class KeyState:
     """All journeys of one key: the journey-id journey, or the customer's gap sessions."""
 
-    __slots__ = ("journey", "retired", "scheduled", "sessions")
+    __slots__ = ("journey", "retired", "scheduled", "sessions", "superseded")
 
     def __init__(self) -> None:
         self.journey: Journey | None = None
@@ -158,6 +158,8 @@ class KeyState:
         # superseded journey id -> (last version, last event ms): should a later late event bring
         # the id back (a split by a late journey_end), its versions continue above this one.
         self.retired: dict[str, tuple[int, int]] = {}
+        # their superseded records as emitted, so a restarted stream can send them again
+        self.superseded: dict[str, dict[str, Any]] = {}
         self.scheduled = _FAR  # earliest deadline of this key in the tracker's heap
 
     def all(self) -> list[Journey]:
@@ -291,6 +293,7 @@ class JourneyTracker:
                 emitted.append(gone)
             for gone in superseded:
                 state.retired[gone.id] = (gone.version, gone.last_ms)
+                state.superseded[gone.id] = self.record(gone).to_dict()
         for journey in changed:
             self._emit_at(journey, watermark_ms)
             emitted.append(journey)
@@ -364,6 +367,7 @@ class JourneyTracker:
             "journey": None if state.journey is None else state.journey.to_state(),
             "sessions": [j.to_state() for j in state.sessions],
             "retired": {k: list(v) for k, v in sorted(state.retired.items())},
+            "superseded": dict(sorted(state.superseded.items())),
         }
 
     def load_key(self, key: str, data: dict[str, Any] | None) -> None:
@@ -376,11 +380,20 @@ class JourneyTracker:
             state.journey = Journey.from_state(data["journey"], self._window)
         state.sessions = [Journey.from_state(s, self._window) for s in data["sessions"]]
         state.retired = {k: (int(v[0]), int(v[1])) for k, v in data.get("retired", {}).items()}
+        state.superseded = dict(data.get("superseded", {}))
         self._keys[key] = state
         self._schedule(key, state)
 
     def keys(self) -> list[str]:
         return list(self._keys)
+
+    def superseded_of(self, key: str) -> list[JourneyRecord]:
+        """The superseded records of one key still remembered (for re-sending after a restart:
+        they cannot be derived from the live journeys)."""
+        state = self._keys.get(key)
+        if state is None:
+            return []
+        return [JourneyRecord.from_dict(r) for _, r in sorted(state.superseded.items())]
 
     def journeys_of(self, key: str) -> list[Journey]:
         """The journeys held for one key (for re-sending their current state after a restart)."""
@@ -412,6 +425,7 @@ class JourneyTracker:
                 fresh = self._session(entry[8], [entry], tail.start_ms)
                 if fresh.id in state.retired:
                     fresh.version = state.retired.pop(fresh.id)[0]
+                    state.superseded.pop(fresh.id, None)
                 sessions.append(fresh)
                 return [fresh], []
             return self._repartition(state, entry)
@@ -459,6 +473,7 @@ class JourneyTracker:
                 fresh.close_reason, fresh.counted = kept.close_reason, kept.counted
             elif fresh.id in state.retired:
                 fresh.version = state.retired.pop(fresh.id)[0]
+                state.superseded.pop(fresh.id, None)
             sessions.append(fresh)
             changed.append(fresh)
         state.sessions = sessions
@@ -622,6 +637,7 @@ class JourneyTracker:
         horizon = watermark_ms - self._gap - self._lateness
         for journey_id in [k for k, (_, last) in state.retired.items() if last < horizon]:
             del state.retired[journey_id]
+            state.superseded.pop(journey_id, None)
             self._dirty.add(key)
         if state.journey is None and not state.sessions:
             del self._keys[key]

@@ -93,9 +93,12 @@ class PartitionProcessor:
 
     # -- restore ------------------------------------------------------------------------------
 
-    def load(self, states: Iterable[tuple[str, Any]]) -> StageOneOutput:
-        """Restore from the state table (pairs from `dirty_state`), and return every journey's
-        current record and contribution: they may have been lost with the last crash."""
+    def load(self, states: Iterable[tuple[str, Any]], watermark: int = NEVER) -> StageOneOutput:
+        """Restore from the state table (pairs from `dirty_state`; `watermark`: the largest stream
+        time stored beside them), and return every journey's current record and contribution:
+        they may have been lost with the last crash."""
+        self.watermark = max(self.watermark, watermark)
+        self.final_before_ms = self.watermark - self.lateness_ms - self.bucket_ms
         for key, state in states:
             if key == WATERMARK_KEY:
                 self.watermark = max(self.watermark, int(state))
@@ -114,7 +117,6 @@ class PartitionProcessor:
         previous = self.watermark
         if event.occurred_ms > previous:
             self.watermark = event.occurred_ms
-            self._watermark_dirty = True
         records, reason = self.tracker.apply(event, self.watermark)
         out = StageOneOutput(journeys=records)
         if reason == LATE:
@@ -132,13 +134,18 @@ class PartitionProcessor:
         self._ends(self.tracker.drain_end_deltas(), out)
         if self.watermark // self.bucket_ms != previous // self.bucket_ms:
             out.watermark = self.watermark
+            self._watermark_dirty = True
             # the same horizon SurveyBuckets.evict keeps in ExperienceEngine
             self.final_before_ms = max(self.final_before_ms, self.watermark - self.lateness_ms
                                        - self.bucket_ms)
         return out
 
     def dirty_state(self) -> list[tuple[str, Any]]:
-        """(key, state or None) for every key changed since the last call, for the table."""
+        """(key, state or None) for every key changed since the last call, for the table.
+
+        Stream time has its own key only at bucket boundaries (one write a bucket, not one an
+        event); store `self.watermark` beside every key written and pass the largest back to
+        `load`, so a restore resumes from the exact stream time."""
         pairs: list[tuple[str, Any]] = [
             (key, self.tracker.dump_key(key)) for key in sorted(self.tracker.drain_dirty_keys())
         ]
@@ -179,6 +186,7 @@ class PartitionProcessor:
                 out.contributions.append(messages.end(dim, value, delta.journey_id, contribution))
 
     def _resend_key(self, key: str, out: StageOneOutput) -> None:
+        out.journeys.extend(self.tracker.superseded_of(key))
         for journey in self.tracker.journeys_of(key):
             out.journeys.append(self.tracker.record(journey))
             self._resend_end(journey, out)

@@ -112,7 +112,7 @@ def test_restart_from_persisted_state_gives_the_same_results() -> None:
             else:
                 state[key] = value
     restarted = PartitionProcessor(0, config)
-    restored = restarted.load(state.items())
+    restored = restarted.load(state.items(), first.watermark)  # stored beside every key
     uninterrupted = PartitionProcessor(0, config)
     for event in events[:600]:
         uninterrupted.process(event)
@@ -166,3 +166,27 @@ def test_coalesce_keeps_the_latest_record_per_journey() -> None:
             versions[r.journey_id] = max(versions.get(r.journey_id, -1), r.version)
     assert {r.journey_id: r.version for r in merged.journeys} == versions
     assert len(merged.contributions) == sum(len(o.contributions) for o in outputs)
+
+
+def test_a_restart_resends_superseded_records_too() -> None:
+    """A late event that bridges two sessions supersedes one; that record cannot be derived from
+    the live journeys, so the state keeps it and a restore re-sends it."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.core.event import TouchpointEvent
+
+    t0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+
+    def event(eid: str, minutes: int) -> TouchpointEvent:
+        return TouchpointEvent(event_id=eid, occurred_at=t0 + timedelta(minutes=minutes),
+                               producer="test", customer_id="c1", type="interaction",
+                               touchpoint="web_visit", channel="web", stage="use", valence=0.5)
+
+    proc = PartitionProcessor(0, CoreConfig())
+    outputs = [proc.process(event(eid, m)) for eid, m in (("a", 0), ("b", 45), ("c", 22))]
+    superseded = [r for r in coalesce(outputs).journeys if r.status == "superseded"]
+    assert len(superseded) == 1
+    state = dict(proc.dirty_state())
+    restarted = PartitionProcessor(0, CoreConfig())
+    resent = restarted.load(state.items(), proc.watermark).journeys
+    assert [r for r in resent if r.status == "superseded"] == superseded
