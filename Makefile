@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set up what they need.
-.PHONY: setup stack stack-stop demo test unit lint bench clean
+.PHONY: setup stack stack-stop demo test unit lint bench bench-quick faults clean
 
 PY := .venv/bin/python
 
@@ -30,6 +30,18 @@ unit: setup
 lint: setup
 	.venv/bin/ruff check pipeline jobs tests bench
 	.venv/bin/mypy
+
+# Benchmarks and fault runs write their reports into docs/ (benchmarks.md, reliability.md).
+bench: setup
+	bash scripts/stack.sh start kafka clickhouse
+	$(PY) bench/run_all.py
+
+bench-quick: setup
+	bash scripts/stack.sh start kafka clickhouse
+	$(PY) bench/run_all.py --quick
+
+faults: setup
+	$(PY) bench/faults.py
 
 clean:
 	bash scripts/stack.sh wipe
