@@ -5,12 +5,27 @@ inserted into ClickHouse (the sink commits only after its inserts)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from pipeline.settings import Settings
 from pipeline.storage.sink import topic_tables
 from pipeline.stream.topics import contributions_topic
+
+
+def _committed(admin: KafkaAdminClient, group: str, attempts: int = 40) -> dict[Any, Any]:
+    """Committed offsets of a group, waiting out retriable errors: on a fresh broker the group
+    coordinator is not available until __consumer_offsets exists."""
+    for attempt in range(attempts):
+        try:
+            return dict(admin.list_group_offsets(group).get(group, {}))
+        except KafkaError as exc:
+            if not exc.retriable or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    return {}
 
 
 def pipeline_lag(settings: Settings) -> dict[str, int]:
@@ -25,7 +40,7 @@ def pipeline_lag(settings: Settings) -> dict[str, int]:
     try:
         lag: dict[str, int] = {}
         for group, topics in groups.items():
-            committed = admin.list_group_offsets(group).get(group, {})
+            committed = _committed(admin, group)
             for topic in topics:
                 parts = consumer.partitions_for_topic(topic) or set()
                 tps = [TopicPartition(topic, p) for p in parts]
