@@ -8,6 +8,7 @@ prints the effective values (secrets masked). The pure core takes plain config o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -127,6 +128,17 @@ VARIABLES: tuple[Variable, ...] = (
 _BY_NAME = {v.name: v for v in VARIABLES}
 
 
+def mask_url_password(text: str) -> str:
+    """A URL with its password replaced, for printing.
+
+    >>> mask_url_password("clickhouse://peakend_writer:s3cret@127.0.0.1:9000/peakend")
+    'clickhouse://peakend_writer:***@127.0.0.1:9000/peakend'
+    >>> mask_url_password("localhost:9092")
+    'localhost:9092'
+    """
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)[^@]*@", r"\1***@", text)
+
+
 def _get(env: Mapping[str, str], name: str) -> str:
     return env.get(name, _BY_NAME[name].default)
 
@@ -229,6 +241,7 @@ class Settings:
             shown = ",".join(value) if isinstance(value, tuple) else str(value)
             if var.secret and shown:
                 shown = "***"
+            shown = mask_url_password(shown)
             rows.append((var.name, shown, var.doc))
         return rows
 
