@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.parquet_schema import STRING_COLUMNS, _OccurredText, batch_to_dicts, check_schema
+from jobs.parquet_schema import STRING_COLUMNS, batch_to_dicts, check_schema
 from jobs.progress import Progress
 from pipeline.contract import Rejected, event_to_dict, parse_dict
 from pipeline.contract.dead_letters import DeadLetter
@@ -47,7 +47,7 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
-from pipeline.core.timefmt import format_ms
+from pipeline.core.timefmt import CachedMsFormatter, format_ms
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
@@ -141,7 +141,7 @@ class Backfill:
         self.counts: Counter[str] = Counter()
 
     def batch(self, source: str, first_row: int, batch: pa.RecordBatch,
-              text: _OccurredText | None = None) -> None:
+              text: CachedMsFormatter | None = None) -> None:
         """Every row of one record batch; `first_row` is the row number (from 1) of its first."""
         suspects = _size_suspects(batch, self.max_bytes)
         for i, obj in enumerate(batch_to_dicts(batch, text)):
@@ -318,7 +318,7 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
                         keep_comments=keep_comments, raw_events=raw_events,
                         personal=personal)
     meter = Progress("backfill", total, enabled=progress)
-    text = _OccurredText()
+    text = CachedMsFormatter()
     done = written = 0
     for index, (name, parquet) in enumerate(zip(files, parquet_files, strict=True)):
         source = Path(name).name

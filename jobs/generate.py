@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 from jobs.personas import DAY, HOUR, MINUTE, PERSONAS, SECOND, Emitted
 from jobs.progress import Progress
-from pipeline.core.timefmt import parse_ms
+from pipeline.core.timefmt import CachedMsFormatter, parse_ms
 
 WEEK = 7 * DAY
 DEFAULT_START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
@@ -93,26 +93,6 @@ class GeneratorConfig:
 
 
 # one journey
-
-
-class _TimeText:
-    """Epoch ms -> 'YYYY-MM-DDTHH:MM:SS.mmmZ', caching the minute prefix."""
-
-    __slots__ = ("cache",)
-
-    def __init__(self) -> None:
-        self.cache: dict[int, str] = {}
-
-    def __call__(self, ms: int) -> str:
-        minute, rest = divmod(ms, MINUTE)
-        prefix = self.cache.get(minute)
-        if prefix is None:
-            if len(self.cache) > 100_000:
-                self.cache.clear()
-            prefix = self.cache[minute] = time.strftime("%Y-%m-%dT%H:%M:",
-                                                        time.gmtime(minute * 60))
-        seconds, millis = divmod(rest, SECOND)
-        return f"{prefix}{seconds:02d}.{millis:03d}Z"
 
 
 class JourneyBuilder:
@@ -317,7 +297,7 @@ def mean_events_per_journey(config: GeneratorConfig, samples: int = 2000) -> flo
 def generate_events(config: GeneratorConfig) -> Iterator[dict[str, Any]]:
     """`config.events` valid schema-v1 event dicts, in delivery order (event time, except the
     delayed few). Dicts of one journey share their `attributes` dict: copy before mutating."""
-    time_text = _TimeText()
+    time_text = CachedMsFormatter()
     if config.events <= 0:
         return
     if config.span_ms <= 0:

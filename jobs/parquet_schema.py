@@ -31,7 +31,6 @@ Null means "field absent". What the layout cannot say, and how it is read back:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.core.timefmt import parse_ms
+from pipeline.core.timefmt import CachedMsFormatter, parse_ms
 
 SIGNAL_COLUMNS = (
     ("signals_wait_seconds", "wait_seconds"), ("signals_handle_seconds", "handle_seconds"),
@@ -84,7 +83,6 @@ SCHEMA = pa.schema([
 STRING_COLUMNS = ("event_id", "producer", "customer_id", "journey_id", "type", "touchpoint",
                   "channel", "stage", "survey_comment", "outcome")
 
-_MINUTE_MS = 60_000
 
 
 class _OccurredMs:
@@ -106,24 +104,6 @@ class _OccurredMs:
                 base = self.cache[text[:17]] = parse_ms(text[:17] + "00Z")
             return base + int(text[17:19]) * 1000 + int(text[20:23])
         return parse_ms(text)
-
-
-class _OccurredText:
-    """Epoch ms -> 'YYYY-MM-DDTHH:MM:SS.mmmZ' (the minute prefix cached)."""
-
-    def __init__(self) -> None:
-        self.cache: dict[int, str] = {}
-
-    def __call__(self, ms: int) -> str:
-        minute, rest = divmod(ms, _MINUTE_MS)
-        prefix = self.cache.get(minute)
-        if prefix is None:
-            if len(self.cache) > 100_000:
-                self.cache.clear()
-            prefix = self.cache[minute] = time.strftime("%Y-%m-%dT%H:%M:",
-                                                        time.gmtime(minute * 60))
-        seconds, millis = divmod(rest, 1000)
-        return f"{prefix}{seconds:02d}.{millis:03d}Z"
 
 
 def events_to_batch(events: Sequence[Mapping[str, Any]],
@@ -205,11 +185,11 @@ def check_schema(schema: pa.Schema, path: str = "") -> None:
                          + "; ".join(problems))
 
 
-def batch_to_dicts(batch: pa.RecordBatch, occurred_text: _OccurredText | None = None
+def batch_to_dicts(batch: pa.RecordBatch, occurred_text: CachedMsFormatter | None = None
                    ) -> Iterator[dict[str, Any]]:
     """Rows of a batch in `SCHEMA` -> event dicts in schema-v1 form (absent fields omitted),
     ready for `pipeline.contract.parse_dict`."""
-    text = occurred_text or _OccurredText()
+    text = occurred_text or CachedMsFormatter()
     names = batch.schema.names
     data = {name: batch.column(i) for i, name in enumerate(names)}
     occurred = data["occurred_at"].cast(pa.int64()).to_pylist()
@@ -255,6 +235,6 @@ def read_event_dicts(path: str | Path, batch_rows: int = 65_536) -> Iterator[dic
     """Every row of a Parquet event file as an event dict."""
     parquet = pq.ParquetFile(str(path))
     check_schema(parquet.schema_arrow, str(path))
-    text = _OccurredText()
+    text = CachedMsFormatter()
     for batch in parquet.iter_batches(batch_size=batch_rows):
         yield from batch_to_dicts(batch, text)
