@@ -8,6 +8,7 @@ optional field in v1. Producers that hold the original bytes should send those i
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,34 +30,10 @@ def format_occurred_at(moment: datetime) -> str:
     return text
 
 
-def _signals_dict(signals: Signals) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if signals.wait_seconds is not None:
-        out["wait_seconds"] = signals.wait_seconds
-    if signals.handle_seconds is not None:
-        out["handle_seconds"] = signals.handle_seconds
-    if signals.transfers is not None:
-        out["transfers"] = signals.transfers
-    if signals.resolved is not None:
-        out["resolved"] = signals.resolved
-    if signals.error is not None:
-        out["error"] = signals.error
-    return out
-
-
-def _survey_dict(survey: Survey) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if survey.nps is not None:
-        out["nps"] = survey.nps
-    if survey.ces is not None:
-        out["ces"] = survey.ces
-    if survey.ces_scale is not None:
-        out["ces_scale"] = survey.ces_scale
-    if survey.csat is not None:
-        out["csat"] = survey.csat
-    if survey.comment is not None:
-        out["comment"] = survey.comment
-    return out
+def _present(part: Signals | Survey) -> dict[str, Any]:
+    """The fields of an optional part that are set, in schema order (absent stays absent)."""
+    return {f.name: value for f in fields(part)
+            if (value := getattr(part, f.name)) is not None}
 
 
 def event_to_dict(event: TouchpointEvent) -> dict[str, Any]:
@@ -77,9 +54,9 @@ def event_to_dict(event: TouchpointEvent) -> dict[str, Any]:
     if event.valence is not None:
         out["valence"] = event.valence
     if event.signals is not None:
-        out["signals"] = _signals_dict(event.signals)
+        out["signals"] = _present(event.signals)
     if event.survey is not None:
-        out["survey"] = _survey_dict(event.survey)
+        out["survey"] = _present(event.survey)
     if event.outcome is not None:
         out["outcome"] = event.outcome
     if event.attributes:
