@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ClickHouseUrls
 from tests.unit.storage import oracle, scenario
-from tests.unit.storage.ch_helpers import Databases, chdb_database, server_database
+from tests.unit.storage.ch_helpers import (
+    Databases,
+    engine_databases,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,15 +31,10 @@ def examples() -> dict[str, str]:
 
 @pytest.fixture(scope="module", params=["server", "chdb"])
 def loaded(request: pytest.FixtureRequest) -> Iterator[Databases]:
-    if request.param == "server":
-        urls: ClickHouseUrls = request.getfixturevalue("clickhouse_urls")
-        with server_database(urls.admin, urls.writer, urls.reader, "pe_guide") as dbs:
-            scenario.load(dbs.writer)
-            yield dbs
-    else:
-        with chdb_database("pe_guide") as dbs:
-            scenario.load(dbs.writer)
-            yield dbs
+    urls = request.getfixturevalue("clickhouse_urls") if request.param == "server" else None
+    with engine_databases(request.param, "pe_guide", urls) as dbs:
+        scenario.load(dbs.writer)
+        yield dbs
 
 
 def test_guide_has_at_least_twelve_checked_examples() -> None:

@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 
 from dashboards import build
-from tests.conftest import ClickHouseUrls, run_stack, stack_env
+from tests.conftest import run_stack, stack_env
 from tests.unit.dashboards.grafana_macros import expand
 from tests.unit.storage import scenario
-from tests.unit.storage.ch_helpers import Databases, chdb_database, server_database
+from tests.unit.storage.ch_helpers import (
+    Databases,
+    engine_databases,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +51,10 @@ def ch_queries() -> list[tuple[str, str, list[str]]]:
 
 @pytest.fixture(scope="module", params=["server", "chdb"])
 def loaded(request: pytest.FixtureRequest) -> Iterator[Databases]:
-    if request.param == "server":
-        urls: ClickHouseUrls = request.getfixturevalue("clickhouse_urls")
-        with server_database(urls.admin, urls.writer, urls.reader, "pe_dash") as dbs:
-            scenario.load(dbs.writer)
-            yield dbs
-    else:
-        with chdb_database("pe_dash") as dbs:
-            scenario.load(dbs.writer)
-            yield dbs
+    urls = request.getfixturevalue("clickhouse_urls") if request.param == "server" else None
+    with engine_databases(request.param, "pe_dash", urls) as dbs:
+        scenario.load(dbs.writer)
+        yield dbs
 
 
 @pytest.mark.parametrize(("name", "sql", "columns"), ch_queries(), ids=[q[0] for q in ch_queries()])
