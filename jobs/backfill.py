@@ -35,16 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.parquet_schema import STRING_COLUMNS, batch_to_dicts, check_schema
+from jobs.columns import EventBuilder, Seconds, clean_rows, journey_row, touchpoint_row
+from jobs.parquet_schema import BatchDicts, check_schema
 from jobs.progress import Progress
-from pipeline.contract import Rejected, event_to_dict, parse_dict
+from pipeline.contract import Rejected, parse_dict
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.rejected import TOO_LARGE
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
+from pipeline.core.event import TouchpointEvent
+from pipeline.core.gcpolicy import tuned_gc
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import CachedMsFormatter, format_ms
@@ -52,9 +54,7 @@ from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
 
-# A row whose strings are this far below the size limit cannot exceed it once encoded (JSON
-# escapes at most 6 bytes per character, plus the fixed fields, numbers and attribute keys).
-_FIXED_BYTES = 8192
+_NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
 
 MetricKey = tuple[str, str, str, int, int]
 
@@ -62,32 +62,6 @@ MetricKey = tuple[str, str, str, int, int]
 def _json_size(obj: Mapping[str, Any]) -> int:
     """Bytes of the row as a producer would send it (compact UTF-8 JSON, `event_to_json`)."""
     return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-
-
-def _size_suspects(batch: pa.RecordBatch, max_bytes: int) -> list[bool] | None:
-    """Rows that might exceed `max_bytes` as JSON (checked exactly); None when no row can."""
-    total = None
-    for name in (*STRING_COLUMNS, "attributes"):
-        column = batch.column(batch.schema.get_field_index(name))
-        if name == "attributes":
-            # per row at most entries x (longest key + longest value of the batch)
-            if len(column.keys) == 0:
-                continue
-            longest = (pc.max(pc.binary_length(column.keys)).as_py()
-                       + pc.max(pc.binary_length(column.items)).as_py())
-            offsets = column.offsets
-            entries = pc.subtract(offsets[1:], offsets[:-1])
-            lengths = pc.multiply(entries, longest)
-        else:
-            lengths = pc.fill_null(pc.binary_length(column), 0)
-        total = lengths if total is None else pc.add(total, lengths)
-    if total is None:
-        return None
-    limit = (max_bytes - _FIXED_BYTES) // 6
-    suspects = pc.greater(total, limit)
-    if not pc.any(suspects).as_py():
-        return None
-    return suspects.to_pylist()  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -98,7 +72,7 @@ class Pending:
     metrics: dict[MetricKey, MetricRecord] = field(default_factory=dict)
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)  # touchpoint_events rows
 
     def keep(self, emitted: Emitted) -> None:
         journeys = self.journeys
@@ -124,7 +98,14 @@ class Pending:
 
 
 class Backfill:
-    """The core over rows of event dicts, collecting what the sinks would write."""
+    """The core over record batches, collecting what the sinks would write.
+
+    Rows the contract certainly accepts (`jobs.columns.clean_rows`) are built into events
+    straight from the columns; the others go through `parse_dict` as dicts. Events then run
+    through `ExperienceEngine.process_many`, one call per partition for each stretch of rows
+    between two bucket-boundary crossings (the only points where a partition's call reads the
+    other partitions: the merged watermark and the drop detector), so the engine ends in the
+    state, and emits the records, of `process` called row by row in file order."""
 
     def __init__(self, config: CoreConfig, *, partitions: int = 1, max_bytes: int = 65536,
                  keep_comments: bool = False, raw_events: bool = True,
@@ -137,56 +118,111 @@ class Backfill:
         self.keep_comments = keep_comments
         self.raw_events = raw_events
         self.lateness_ms = config.journeys.allowed_lateness_ms
+        self.bucket_ms = self.engine.bucket_ms
         self.pending = Pending()
         self.counts: Counter[str] = Counter()
+        self.builder = EventBuilder(self.personal)
+        self.seconds = Seconds()
+        self._partition_of: dict[str, int] = {}
+        # the engine's per-partition watermarks as rows are read (ahead of the engine calls)
+        self._watermarks: dict[int, int] = {}
+
+    def partition(self, key: str) -> int:
+        if self.partitions <= 1:
+            return 0
+        cache = self._partition_of
+        partition = cache.get(key)
+        if partition is None:
+            if len(cache) >= 1_000_000:
+                cache.clear()
+            partition = cache[key] = partition_for(key, self.partitions)
+        return partition
 
     def batch(self, source: str, first_row: int, batch: pa.RecordBatch,
               text: CachedMsFormatter | None = None) -> None:
         """Every row of one record batch; `first_row` is the row number (from 1) of its first."""
-        suspects = _size_suspects(batch, self.max_bytes)
-        for i, obj in enumerate(batch_to_dicts(batch, text)):
-            self.row(source, first_row + i, obj,
-                     check_size=suspects is not None and suspects[i])
+        rows = batch.num_rows
+        self.counts["rows"] += rows
+        clean = clean_rows(batch, self.max_bytes)
+        build = self.builder.builder(self.builder.columns(batch))
+        dicts = BatchDicts(batch, text)
+        width = self.bucket_ms
+        watermarks = self._watermarks
+        partition_of = self.partition
+        # per partition: the events read since its last engine call, with their row index and
+        # the partition's watermark when each was read
+        groups: dict[int, tuple[list[TouchpointEvent], list[tuple[int, int]]]] = {}
+        for i in range(rows):
+            if clean[i]:
+                event = build(i)
+            else:
+                slow = self._slow(source, first_row + i, dicts.row(i))
+                if slow is None:
+                    continue
+                event = slow
+            partition = partition_of(event.journey_key)
+            ms = event.occurred_ms
+            previous = watermarks.get(partition, _NEVER)
+            watermark = ms if ms > previous else previous
+            watermarks[partition] = watermark
+            group = groups.get(partition)
+            if group is None:
+                group = groups[partition] = ([], [])
+            group[0].append(event)
+            group[1].append((i, watermark))
+            if watermark // width != previous // width:
+                # a possible tick: every other partition catches up to this row first
+                for other in [p for p in groups if p != partition]:
+                    self._run(source, first_row, other, groups.pop(other), dicts)
+                self._run(source, first_row, partition, groups.pop(partition), dicts)
+        for partition in list(groups):
+            self._run(source, first_row, partition, groups.pop(partition), dicts)
 
-    def row(self, source: str, number: int, obj: dict[str, Any], *,
-            check_size: bool = True) -> None:
-        counts = self.counts
-        counts["rows"] += 1
+    def _slow(self, source: str, number: int, obj: dict[str, Any]) -> TouchpointEvent | None:
+        """A row the fast checks did not clear: the contract's verdict, as the stream gives it."""
         try:
-            if check_size:
-                size = _json_size(obj)
-                if size > self.max_bytes:
-                    raise Rejected(TOO_LARGE, f"record is {size} bytes, above the limit of "
-                                              f"{self.max_bytes} (PEAKEND_MAX_EVENT_BYTES); "
-                                              "split it or shorten free text")
+            size = _json_size(obj)
+            if size > self.max_bytes:
+                raise Rejected(TOO_LARGE, f"record is {size} bytes, above the limit of "
+                                          f"{self.max_bytes} (PEAKEND_MAX_EVENT_BYTES); "
+                                          "split it or shorten free text")
             event = parse_dict(obj)
         except Rejected as rejected:
             self.pending.dead_letters.append(DeadLetter.from_rejection(
                 rejected, original=_original(obj), source_topic=source, source_partition=0,
                 source_offset=number))
-            return
-        original = event
-        event = self.personal.scrub(event)
-        partition = partition_for(event.journey_key, self.partitions)
-        emitted, reason = self.engine.process(event, partition)
-        self.pending.keep(emitted)
-        if reason == "duplicate":
-            counts["duplicates"] += 1
-        elif reason is not None:
-            watermark = self.engine.watermarks[partition]
-            behind_s = (watermark - event.occurred_ms) / 1000
-            # the same text as `peakend replay`
-            self.pending.dead_letters.append(DeadLetter.make(
-                reason,
-                f"occurred_at: {behind_s:.0f} s behind stream time {format_ms(watermark)} of "
-                f"partition {partition}, more than the allowed lateness of "
-                f"{self.lateness_ms // 1000} s",
-                original=_original(obj), source_topic=source, source_partition=partition,
-                source_offset=number, event_id=event.event_id))
-        else:
-            counts["events"] += 1
-            if self.raw_events:
-                self.pending.events.append(obj if event is original else event_to_dict(event))
+            return None
+        return self.personal.scrub(event)
+
+    def _run(self, source: str, first_row: int, partition: int,
+             group: tuple[list[TouchpointEvent], list[tuple[int, int]]],
+             dicts: BatchDicts) -> None:
+        events, rows = group
+        emitted, reasons = self.engine.process_many(events, partition)
+        pending = self.pending
+        pending.keep(emitted)
+        raw = pending.events if self.raw_events else None
+        seconds = self.seconds
+        applied = 0
+        for event, reason, (i, watermark) in zip(events, reasons, rows, strict=True):
+            if reason is None:
+                applied += 1
+                if raw is not None:
+                    raw.append(touchpoint_row(event, seconds))
+            elif reason == "duplicate":
+                self.counts["duplicates"] += 1
+            else:
+                behind_s = (watermark - event.occurred_ms) / 1000
+                # the same text as `peakend replay`
+                pending.dead_letters.append(DeadLetter.make(
+                    reason,
+                    f"occurred_at: {behind_s:.0f} s behind stream time {format_ms(watermark)} "
+                    f"of partition {partition}, more than the allowed lateness of "
+                    f"{self.lateness_ms // 1000} s",
+                    original=_original(dicts.row(i)), source_topic=source,
+                    source_partition=partition, source_offset=first_row + i,
+                    event_id=event.event_id))
+        self.counts["events"] += applied
 
     def finish(self) -> None:
         self.pending.keep(self.engine.finish())
@@ -204,22 +240,24 @@ def _original(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def write(warehouse: Warehouse, pending: Pending, insert_rows: int = 50_000) -> int:
-    """Insert the pending records through `pipeline.storage.tables`; rows written."""
-    from pipeline.storage.tables import rows
+def write(warehouse: Warehouse, pending: Pending, insert_rows: int = 200_000) -> int:
+    """Insert the pending records (rows as `pipeline.storage.tables.rows` maps them)."""
+    from pipeline.storage.tables import TABLES, rows
 
+    seconds = Seconds()
     written = 0
-    groups: list[tuple[str, Sequence[Mapping[str, Any]]]] = [
-        ("journeys", [r.to_dict() for r in pending.journeys.values()]),
-        ("metric_buckets", [r.to_dict() for r in pending.metrics.values()]),
-        ("alerts", [r.to_dict() for r in pending.alerts.values()]),
-        ("dead_letters", [d.to_dict() for d in pending.dead_letters]),
+    groups: list[tuple[str, Sequence[tuple[Any, ...]]]] = [
+        ("journeys", [journey_row(r, seconds) for r in pending.journeys.values()]),
+        ("metric_buckets", rows("metric_buckets",
+                                [r.to_dict() for r in pending.metrics.values()])[1]),
+        ("alerts", rows("alerts", [r.to_dict() for r in pending.alerts.values()])[1]),
+        ("dead_letters", rows("dead_letters", [d.to_dict() for d in pending.dead_letters])[1]),
         ("touchpoint_events", pending.events),
     ]
-    for table, records in groups:
-        for start in range(0, len(records), insert_rows):
-            columns, data = rows(table, records[start:start + insert_rows])
-            written += warehouse.insert(table, columns, data)
+    for table, data in groups:
+        columns = TABLES[table].columns
+        for start in range(0, len(data), insert_rows):
+            written += warehouse.insert(table, columns, data[start:start + insert_rows])
     return written
 
 
@@ -314,8 +352,20 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
     if checkpoint is not None and checkpoint.complete:
         return Result(0, Counter(), 0.0, 0, resumed)
 
+    with tuned_gc():  # long-lived journey state: see pipeline/core/gcpolicy.py
+        return _run(files, parquet_files, total, warehouse, config, partitions, batch_rows,
+                    max_bytes, keep_comments, raw_events, checkpoint, resumed, progress,
+                    stop_after_rows, personal)
+
+
+def _run(files: Sequence[str], parquet_files: list[pq.ParquetFile], total: int,
+         warehouse: Warehouse | None, config: CoreConfig, partitions: int, batch_rows: int,
+         max_bytes: int, keep_comments: bool, raw_events: bool, checkpoint: Checkpoint | None,
+         resumed: tuple[int, int] | None, progress: bool, stop_after_rows: int | None,
+         personal: PersonalData | None) -> Result:
     backfill = Backfill(config, partitions=partitions, max_bytes=max_bytes,
-                        keep_comments=keep_comments, raw_events=raw_events,
+                        keep_comments=keep_comments,
+                        raw_events=raw_events and warehouse is not None,
                         personal=personal)
     meter = Progress("backfill", total, enabled=progress)
     text = CachedMsFormatter()

@@ -185,39 +185,75 @@ def check_schema(schema: pa.Schema, path: str = "") -> None:
                          + "; ".join(problems))
 
 
-def batch_to_dicts(batch: pa.RecordBatch, occurred_text: CachedMsFormatter | None = None
-                   ) -> Iterator[dict[str, Any]]:
+class BatchDicts:
     """Rows of a batch in `SCHEMA` -> event dicts in schema-v1 form (absent fields omitted),
-    ready for `pipeline.contract.parse_dict`."""
-    text = occurred_text or CachedMsFormatter()
-    names = batch.schema.names
-    data = {name: batch.column(i) for i, name in enumerate(names)}
-    occurred = data["occurred_at"].cast(pa.int64()).to_pylist()
-    top = [(name, data[name].to_pylist()) for name in TOP_COLUMNS if name != "occurred_at"]
-    signals = [(key, data[c].to_pylist()) for c, key in SIGNAL_COLUMNS]
-    survey = [(key, data[c].to_pylist()) for c, key in SURVEY_COLUMNS]
-    has_signals = _any_valid(batch, [c for c, _ in SIGNAL_COLUMNS])
-    has_survey = _any_valid(batch, [c for c, _ in SURVEY_COLUMNS])
-    outcome = data["outcome"].to_pylist()
-    attributes = data["attributes"].to_pylist()
-    for i in range(batch.num_rows):
+    ready for `pipeline.contract.parse_dict`. Iterating converts whole columns; `row(i)` alone
+    converts only that row (backfill needs the dicts of a few rejected rows)."""
+
+    def __init__(self, batch: pa.RecordBatch, occurred_text: CachedMsFormatter | None = None
+                 ) -> None:
+        self.batch = batch
+        self.text = occurred_text or CachedMsFormatter()
+        self._columns: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        batch = self.batch
+        data = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        columns = {
+            "occurred": data["occurred_at"].cast(pa.int64()).to_pylist(),
+            "top": [(name, data[name].to_pylist()) for name in TOP_COLUMNS
+                    if name != "occurred_at"],
+            "signals": [(key, data[c].to_pylist()) for c, key in SIGNAL_COLUMNS],
+            "survey": [(key, data[c].to_pylist()) for c, key in SURVEY_COLUMNS],
+            "has_signals": _any_valid(batch, [c for c, _ in SIGNAL_COLUMNS]),
+            "has_survey": _any_valid(batch, [c for c, _ in SURVEY_COLUMNS]),
+            "outcome": data["outcome"].to_pylist(),
+            "attributes": data["attributes"].to_pylist(),
+        }
+        self._columns = columns
+        return columns
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row i (converting only that row unless the whole batch was converted)."""
+        if self._columns is None:
+            return self._row_from_scalars(i)
+        return self._row(self._columns, i)
+
+    def _row_from_scalars(self, i: int) -> dict[str, Any]:
+        one = self.batch.slice(i, 1)
+        return self._row(BatchDicts(one)._load(), 0)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        columns = self._columns or self._load()
+        return (self._row(columns, i) for i in range(self.batch.num_rows))
+
+    def _row(self, columns: dict[str, Any], i: int) -> dict[str, Any]:
+        occurred = columns["occurred"]
         event: dict[str, Any] = {}
-        for name, values in top:
+        for name, values in columns["top"]:
             value = values[i]
             if value is not None:
                 event[name] = value
             if name == "schema_version" and occurred[i] is not None:
-                event["occurred_at"] = text(occurred[i])
-        if has_signals[i]:
-            event["signals"] = {k: v[i] for k, v in signals if v[i] is not None}
-        if has_survey[i]:
-            event["survey"] = {k: v[i] for k, v in survey if v[i] is not None}
-        if outcome[i] is not None:
-            event["outcome"] = outcome[i]
-        attrs = attributes[i]
+                event["occurred_at"] = self.text(occurred[i])
+        if columns["has_signals"][i]:
+            event["signals"] = {k: v[i] for k, v in columns["signals"] if v[i] is not None}
+        if columns["has_survey"][i]:
+            event["survey"] = {k: v[i] for k, v in columns["survey"] if v[i] is not None}
+        outcome = columns["outcome"][i]
+        if outcome is not None:
+            event["outcome"] = outcome
+        attrs = columns["attributes"][i]
         if attrs is not None:
             event["attributes"] = dict(attrs)
-        yield event
+        return event
+
+
+def batch_to_dicts(batch: pa.RecordBatch, occurred_text: CachedMsFormatter | None = None
+                   ) -> Iterator[dict[str, Any]]:
+    """Rows of a batch in `SCHEMA` -> event dicts in schema-v1 form (absent fields omitted),
+    ready for `pipeline.contract.parse_dict`."""
+    return iter(BatchDicts(batch, occurred_text))
 
 
 def _any_valid(batch: pa.RecordBatch, names: list[str]) -> list[bool]:

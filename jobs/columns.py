@@ -1,0 +1,294 @@
+"""Backfill's fast path: record batches -> `TouchpointEvent`s and table rows without dicts.
+
+`clean_rows` decides, with vectorised pyarrow checks over whole columns, which rows the contract
+certainly accepts (every rule `pipeline.contract.parse_dict` applies, plus the size limit and a
+range of event times that convert exactly). Those rows are built straight from the column values
+through `TouchpointEvent`'s constructor, already scrubbed like `PersonalData.scrub` would (same
+pseudonym, comment dropped unless kept), so they skip the dict and the parser. Every other row
+takes the old path (the row's dict through `parse_dict`), which gives the contract's exact
+verdict: being "not clean" never rejects anything by itself.
+
+`touchpoint_row` and `journey_row` give the rows `pipeline.storage.tables.rows` would give for
+`event_to_dict(event)` and `record.to_dict()` (tests compare them), without the detour through
+RFC 3339 text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobs.parquet_schema import STRING_COLUMNS
+from pipeline.contract.parser import (
+    ATTRIBUTE_VALUE_MAX,
+    ATTRIBUTES_MAX,
+    COMMENT_MAX,
+    EVENT_ID_MAX,
+    OUTCOMES,
+)
+from pipeline.core.event import CHANNELS, EVENT_TYPES, STAGES, Signals, Survey, TouchpointEvent
+from pipeline.core.records import JourneyRecord
+from pipeline.privacy import PersonalData
+
+# Event times the fast path takes: 1970 up to 2096, where `datetime.fromtimestamp(ms / 1000)` is
+# exact to the microsecond (the float's error stays far below half a microsecond).
+MAX_FAST_MS = 4_000_000_000_000
+# A row whose strings are this far below the size limit cannot exceed it once encoded (JSON
+# escapes at most 6 bytes per character, plus the fixed fields, numbers and attribute keys).
+FIXED_BYTES = 8192
+
+_TYPES = pa.array(EVENT_TYPES)
+_CHANNELS = pa.array(CHANNELS)
+_STAGES = pa.array(STAGES)
+_OUTCOMES = pa.array(OUTCOMES)
+_KEY_PATTERN = "^[a-z][a-z0-9_]{0,63}$"  # parser._ATTRIBUTE_KEY, anchored for RE2
+
+
+def _col(batch: pa.RecordBatch, name: str) -> Any:
+    return batch.column(batch.schema.get_field_index(name))
+
+
+def _and(*conditions: Any) -> Any:
+    """Conjunction with null read as False."""
+    out = None
+    for condition in conditions:
+        condition = pc.fill_null(condition, False)
+        out = condition if out is None else pc.and_(out, condition)
+    return out
+
+
+def _text_ok(column: Any) -> Any:
+    """A required non-empty string."""
+    return _and(pc.is_valid(column), pc.greater(pc.binary_length(column), 0))
+
+
+def _optional(column: Any, condition: Any) -> Any:
+    """Null, or the condition holds."""
+    return pc.or_(pc.is_null(column), pc.fill_null(condition, False))
+
+
+def _between(column: Any, low: float, high: float) -> Any:
+    return _and(pc.greater_equal(column, low), pc.less_equal(column, high))
+
+
+def size_suspects(batch: pa.RecordBatch, max_bytes: int) -> Any:
+    """Rows that might exceed `max_bytes` as JSON (to be checked exactly); None when no row can."""
+    total = None
+    for name in (*STRING_COLUMNS, "attributes"):
+        column = _col(batch, name)
+        if name == "attributes":
+            # per row at most entries x (longest key + longest value of the batch)
+            if len(column.keys) == 0:
+                continue
+            longest = ((pc.max(pc.binary_length(column.keys)).as_py() or 0)
+                       + (pc.max(pc.binary_length(column.items)).as_py() or 0))
+            offsets = column.offsets
+            entries = pc.subtract(offsets[1:], offsets[:-1])
+            lengths = pc.multiply(entries, longest)
+        else:
+            lengths = pc.fill_null(pc.binary_length(column), 0)
+        total = lengths if total is None else pc.add(total, lengths)
+    if total is None:
+        return None
+    suspects = pc.greater(total, (max_bytes - FIXED_BYTES) // 6)
+    return suspects if pc.any(suspects).as_py() else None
+
+
+def _attributes_ok(column: Any) -> Any:
+    """Null, or at most ATTRIBUTES_MAX entries with valid keys and short non-null values."""
+    offsets = np.asarray(column.offsets)
+    counts = np.diff(offsets)
+    ok = counts <= ATTRIBUTES_MAX
+    start, end = int(offsets[0]), int(offsets[-1])
+    if end > start:
+        keys = column.keys.slice(start, end - start)
+        items = column.items.slice(start, end - start)
+        good = _and(pc.match_substring_regex(keys, _KEY_PATTERN), pc.is_valid(items),
+                    pc.less_equal(pc.utf8_length(items), ATTRIBUTE_VALUE_MAX))
+        if not pc.all(good).as_py():
+            bad = np.flatnonzero(~np.asarray(good, dtype=bool)) + start
+            rows = np.searchsorted(offsets, bad, side="right") - 1
+            ok = ok.copy()
+            ok[rows] = False
+    return pc.or_(pc.is_null(column), pa.array(ok))
+
+
+def clean_rows(batch: pa.RecordBatch, max_bytes: int) -> list[bool]:
+    """Per row: does the contract certainly accept it, within the size limit and the fast time
+    range? (False: decide the slow, exact way.)"""
+    c = {name: _col(batch, name) for name in batch.schema.names}
+    kind = c["type"]
+    nps, ces, scale, csat = c["survey_nps"], c["survey_ces"], c["survey_ces_scale"], \
+        c["survey_csat"]
+    has_score = pc.or_(pc.or_(pc.is_valid(nps), pc.is_valid(ces)), pc.is_valid(csat))
+    outcome = c["outcome"]
+    occurred = c["occurred_at"].cast(pa.int64())
+    checks = [
+        _text_ok(c["event_id"]),
+        pc.less_equal(pc.utf8_length(c["event_id"]), EVENT_ID_MAX),
+        pc.equal(c["schema_version"], 1),
+        _between(occurred, 0, MAX_FAST_MS - 1),
+        _text_ok(c["producer"]), _text_ok(c["customer_id"]), _text_ok(c["touchpoint"]),
+        pc.is_in(kind, value_set=_TYPES), pc.is_in(c["channel"], value_set=_CHANNELS),
+        pc.is_in(c["stage"], value_set=_STAGES),
+        _optional(c["journey_id"], pc.greater(pc.binary_length(c["journey_id"]), 0)),
+        _optional(c["valence"], _between(c["valence"], -1.0, 1.0)),
+        _optional(c["signals_wait_seconds"], _between(c["signals_wait_seconds"], 0, 1e308)),
+        _optional(c["signals_handle_seconds"],
+                  _between(c["signals_handle_seconds"], 0, 1e308)),
+        _optional(c["signals_transfers"], pc.greater_equal(c["signals_transfers"], 0)),
+        _optional(nps, _between(nps, 0, 10)),
+        _optional(scale, pc.or_(pc.equal(scale, 5), pc.equal(scale, 7))),
+        _optional(ces, _and(pc.greater_equal(ces, 1), pc.less_equal(ces, scale))),
+        _optional(csat, _between(csat, 1, 5)),
+        _optional(c["survey_comment"],
+                  pc.less_equal(pc.utf8_length(c["survey_comment"]), COMMENT_MAX)),
+        pc.or_(pc.not_equal(kind, "survey"), has_score),
+        _optional(outcome, pc.is_in(outcome, value_set=_OUTCOMES)),
+        pc.equal(pc.equal(kind, "outcome"), pc.is_valid(outcome)),
+        _attributes_ok(c["attributes"]),
+    ]
+    suspects = size_suspects(batch, max_bytes)
+    if suspects is not None:
+        checks.append(pc.invert(suspects))
+    return _and(*checks).to_pylist()  # type: ignore[no-any-return]
+
+
+class EventBuilder:
+    """Scrubbed `TouchpointEvent`s from the column values of clean rows."""
+
+    def __init__(self, personal: PersonalData) -> None:
+        self.personal = personal
+        self.pseudonyms: dict[str, str] = {}
+
+    def columns(self, batch: pa.RecordBatch) -> dict[str, list[Any]]:
+        data = {name: _col(batch, name).to_pylist() for name in batch.schema.names
+                if name != "occurred_at"}
+        data["occurred_ms"] = _col(batch, "occurred_at").cast(pa.int64()).to_pylist()
+        return data
+
+    def builder(self, data: dict[str, list[Any]]) -> Callable[[int], TouchpointEvent]:
+        """`build(i)`: the scrubbed event of clean row i."""
+        event_id, ms_of, producer = data["event_id"], data["occurred_ms"], data["producer"]
+        customer, journey, kind = data["customer_id"], data["journey_id"], data["type"]
+        touchpoint, channel, stage = data["touchpoint"], data["channel"], data["stage"]
+        valence, outcome, attributes = data["valence"], data["outcome"], data["attributes"]
+        wait, handle = data["signals_wait_seconds"], data["signals_handle_seconds"]
+        transfers, resolved = data["signals_transfers"], data["signals_resolved"]
+        error = data["signals_error"]
+        nps, ces, scale = data["survey_nps"], data["survey_ces"], data["survey_ces_scale"]
+        csat, comment = data["survey_csat"], data["survey_comment"]
+        keep_comments = self.personal.keep_comments
+        key = self.personal.key
+        pseudonyms = self.pseudonyms
+        pseudonym = self.personal.pseudonym
+        fromtimestamp = datetime.fromtimestamp
+        utc = UTC
+
+        def build(i: int) -> TouchpointEvent:
+            ms = ms_of[i]
+            cid = customer[i]
+            if key:
+                alias = pseudonyms.get(cid)
+                if alias is None:
+                    if len(pseudonyms) >= 1_000_000:
+                        pseudonyms.clear()
+                    alias = pseudonyms[cid] = pseudonym(cid)
+                cid = alias
+            w, h, t, r, e = wait[i], handle[i], transfers[i], resolved[i], error[i]
+            signals = None if (w is None and h is None and t is None and r is None
+                               and e is None) else Signals(w, h, t, r, e)
+            n, c, s, sat, text = nps[i], ces[i], scale[i], csat[i], comment[i]
+            if n is None and c is None and s is None and sat is None and text is None:
+                survey = None
+            else:
+                survey = Survey(n, c, s, sat, text if keep_comments else None)
+            attrs = attributes[i]
+            return TouchpointEvent(
+                event_id[i], fromtimestamp(ms / 1000, utc), producer[i], cid, kind[i],
+                touchpoint[i], channel[i], stage[i], journey[i], 1, valence[i], signals,
+                survey, outcome[i], {} if attrs is None else dict(attrs), ms)
+
+        return build
+
+
+# rows for pipeline.storage.tables, built from values instead of record dicts
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
+
+
+class Seconds:
+    """Epoch ms -> naive UTC `datetime` truncated to the second (a ClickHouse `DateTime`), as
+    `tables.to_datetime(format_ms(ms))`; cached per second (event times repeat)."""
+
+    __slots__ = ("cache",)
+
+    def __init__(self) -> None:
+        self.cache: dict[int, datetime] = {}
+
+    def __call__(self, ms: int) -> datetime:
+        second = ms // 1000
+        moment = self.cache.get(second)
+        if moment is None:
+            if len(self.cache) >= 200_000:
+                self.cache.clear()
+            moment = self.cache[second] = _NAIVE_EPOCH + second * _SECOND
+        return moment
+
+    def opt(self, ms: int | None) -> datetime | None:
+        return None if ms is None else self(ms)
+
+
+def _bit(value: bool | None) -> int | None:
+    return None if value is None else (1 if value else 0)
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def touchpoint_row(event: TouchpointEvent, seconds: Seconds) -> tuple[Any, ...]:
+    """`TABLES["touchpoint_events"].row(event_to_dict(event))`."""
+    ms = event.occurred_ms
+    signals, survey, attrs = event.signals, event.survey, event.attributes
+    if signals is None:
+        sig: tuple[Any, ...] = (None, None, None, None, None)
+    else:
+        sig = (_float(signals.wait_seconds), _float(signals.handle_seconds), signals.transfers,
+               _bit(signals.resolved), _bit(signals.error))
+    if survey is None:
+        sur: tuple[Any, ...] = (None, None, None, None, None)
+    else:
+        sur = (survey.nps, survey.ces, survey.ces_scale, survey.csat, survey.comment)
+    if attrs:
+        keys = sorted(attrs)
+        values = [attrs[k] for k in keys]
+    else:
+        keys, values = [], []
+    return (event.event_id, event.schema_version, seconds(ms), ms, event.producer,
+            event.customer_id, event.journey_id, event.type, event.touchpoint, event.channel,
+            event.stage, _float(event.valence), *sig, *sur, event.outcome, keys, values)
+
+
+def journey_row(r: JourneyRecord, seconds: Seconds) -> tuple[Any, ...]:
+    """`TABLES["journeys"].row(record.to_dict())`."""
+    return (
+        r.journey_id, r.customer_id, r.keyed_by, r.status, r.close_reason or "",
+        seconds(r.started_at), r.started_at, seconds(r.ended_at), r.ended_at,
+        float(r.duration_seconds), r.events, r.moments, _float(r.peak_valence),
+        r.peak_touchpoint or "", seconds.opt(r.peak_at), r.peak_at, r.peak_event_id or "",
+        _float(r.best_valence), r.best_touchpoint or "", _float(r.worst_valence),
+        r.worst_touchpoint or "", _float(r.end_valence), r.end_touchpoint or "",
+        r.end_channel or "", r.end_stage or "", seconds.opt(r.end_at), r.end_at,
+        r.end_event_id or "", _float(r.peak_end_score), _float(r.mean_valence),
+        r.outcome or "", r.version)
+
+
+__all__ = ["EventBuilder", "Seconds", "clean_rows", "journey_row", "size_suspects",
+           "touchpoint_row"]
