@@ -21,7 +21,6 @@ stats at that moment. Alert records come out for every state change.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
@@ -328,13 +327,13 @@ class DropDetector:
         if evidence is not None:
             if firing is None:
                 alert_id = f"{rule}:{metric}:{dim}={value}:{format_ms(t)}"
-                record = replace(evidence, alert_id=alert_id, version=1)
+                record = evidence._replace(alert_id=alert_id, version=1)
                 series.alerts[rule] = _Alert(record)
                 out.append(record)
                 return
             firing.cleared_since = None
             if firing.record.severity == "warning" and evidence.severity == "critical":
-                record = replace(evidence, alert_id=firing.record.alert_id,
+                record = evidence._replace(alert_id=firing.record.alert_id,
                                  fired_at=firing.record.fired_at,
                                  version=firing.record.version + 1)
                 firing.record = record
@@ -345,7 +344,7 @@ class DropDetector:
         if firing.cleared_since is None:
             firing.cleared_since = t
         if t - firing.cleared_since >= self.config.hold_ms:
-            record = replace(firing.record, state="resolved", resolved_at=t,
+            record = firing.record._replace(state="resolved", resolved_at=t,
                              version=firing.record.version + 1)
             del series.alerts[rule]
             out.append(record)

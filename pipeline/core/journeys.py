@@ -52,7 +52,7 @@ _NO_ATTRS: tuple[tuple[str, str], ...] = ()
 _FAR = 1 << 62
 _MARKER_TYPES = frozenset({"journey_end", "outcome"})
 _SEG_CACHE_MAX = 4096
-_build_journey = builder_of(JourneyRecord)  # the unrolled slot-setting constructor
+_build_journey = builder_of(JourneyRecord)  # tuple.__new__ from the values
 
 Segments = tuple[tuple[str, str], ...]
 

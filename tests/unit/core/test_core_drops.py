@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import replace
 
 from scenarios import DAY, HOUR, MIN, T0, detect, nps_bucket_records
 
@@ -91,9 +90,9 @@ def test_partials_from_several_partitions_merge_like_one() -> None:
     one += nps_bucket_records(rng, START + 3 * DAY, 2, 200, 0.3, 0.35, bucket_ms=HOUR)
     split = []
     for r in one:  # halve every bucket into two partitions (odd counts: extra to partition 1)
-        a = replace(r, promoters=r.promoters // 2, passives=r.passives // 2,
+        a = r._replace(promoters=r.promoters // 2, passives=r.passives // 2,
                     detractors=r.detractors // 2)
-        b = replace(r, source_partition=1, promoters=r.promoters - a.promoters,
+        b = r._replace(source_partition=1, promoters=r.promoters - a.promoters,
                     passives=r.passives - a.passives, detractors=r.detractors - a.detractors)
         split += [b, a]
     assert detect(split, bucket_ms=HOUR) == detect(one, bucket_ms=HOUR) != []
@@ -106,9 +105,9 @@ def test_late_partials_update_windows_and_stale_versions_are_ignored() -> None:
         detector.apply_partial(r)
     detector.advance(START + 30 * HOUR)
     before = detector.rolling("nps", "all", "all", START + 30 * HOUR)
-    late = replace(records[-1], promoters=0, passives=0, detractors=200, version=2)
+    late = records[-1]._replace(promoters=0, passives=0, detractors=200, version=2)
     detector.apply_partial(late)
-    detector.apply_partial(replace(records[-1], version=1))  # stale: ignored
+    detector.apply_partial(records[-1]._replace(version=1))  # stale: ignored
     after = detector.rolling("nps", "all", "all", START + 30 * HOUR)
     assert after[HOUR].value == -100.0 and before[HOUR].value != after[HOUR].value
     assert after[DAY].n == before[DAY].n == 24 * 200
