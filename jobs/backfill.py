@@ -29,7 +29,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
 
 _NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
+_END = 1 << 62  # position of the ticks of `finish`
 
 MetricKey = tuple[str, str, str, int, int]
 
@@ -62,6 +63,17 @@ MetricKey = tuple[str, str, str, int, int]
 def _json_size(obj: Mapping[str, Any]) -> int:
     """Bytes of the row as a producer would send it (compact UTF-8 JSON, `event_to_json`)."""
     return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+@dataclass(slots=True)
+class Tick:
+    """One engine tick of a worker: where it happened (row position over all files, then
+    partition), the merged watermark the detector is advanced to, the partials it receives."""
+
+    position: int
+    partition: int
+    merged: int
+    partials: list[MetricRecord]
 
 
 @dataclass
@@ -109,7 +121,8 @@ class Backfill:
 
     def __init__(self, config: CoreConfig, *, partitions: int = 1, max_bytes: int = 65536,
                  keep_comments: bool = False, raw_events: bool = True,
-                 personal: PersonalData | None = None) -> None:
+                 personal: PersonalData | None = None, owned: frozenset[int] | None = None,
+                 reject_here: bool = True) -> None:
         self.engine = ExperienceEngine(config)
         # pseudonymised customer ids and dropped comments, as the stream does before the core
         self.personal = personal or PersonalData(keep_comments=keep_comments)
@@ -126,6 +139,12 @@ class Backfill:
         self._partition_of: dict[str, int] = {}
         # the engine's per-partition watermarks as rows are read (ahead of the engine calls)
         self._watermarks: dict[int, int] = {}
+        # parallel runs (jobs.backfill_parallel): the partitions this worker runs the core for;
+        # None: all of them, with the detector, in this process
+        self.owned = owned
+        self.reject_here = reject_here  # record dead letters of rows the contract rejects
+        self.position = 0  # rows read before the current batch, over all files
+        self.ticks: list[Tick] = []
 
     def partition(self, key: str) -> int:
         if self.partitions <= 1:
@@ -144,8 +163,12 @@ class Backfill:
         rows = batch.num_rows
         self.counts["rows"] += rows
         clean = clean_rows(batch, self.max_bytes)
-        build = self.builder.builder(self.builder.columns(batch))
+        data = self.builder.columns(batch)
+        build = self.builder.builder(data)
         dicts = BatchDicts(batch, text)
+        if self.owned is not None:
+            self._owned_batch(source, first_row, rows, clean, data, build, dicts)
+            return
         width = self.bucket_ms
         watermarks = self._watermarks
         partition_of = self.partition
@@ -178,6 +201,51 @@ class Backfill:
         for partition in list(groups):
             self._run(source, first_row, partition, groups.pop(partition), dicts)
 
+    def _owned_batch(self, source: str, first_row: int, rows: int, clean: list[bool],
+                     data: dict[str, list[Any]], build: Callable[[int], TouchpointEvent],
+                     dicts: BatchDicts) -> None:
+        """`batch` in a worker of a parallel run: the core runs only for the partitions this
+        worker owns, and the drop detector not at all. Every row still moves the watermarks, so
+        at each bucket-boundary crossing of an owned partition the worker records what the
+        engine's tick hands the detector (the flushed partials) and the merged watermark it
+        reads; the parent replays those ticks in row order into the one detector."""
+        owned = self.owned
+        assert owned is not None
+        width = self.bucket_ms
+        watermarks = self._watermarks
+        partition_of = self.partition
+        key_of = self.builder.key(data)
+        ms_of = data["occurred_ms"]
+        groups: dict[int, tuple[list[TouchpointEvent], list[tuple[int, int]]]] = {}
+        for i in range(rows):
+            event: TouchpointEvent | None = None
+            if clean[i]:
+                key, ms = key_of(i), ms_of[i]
+            else:
+                event = self._slow(source, first_row + i, dicts.row(i))
+                if event is None:
+                    continue
+                key, ms = event.journey_key, event.occurred_ms
+            partition = partition_of(key)
+            previous = watermarks.get(partition, _NEVER)
+            watermark = ms if ms > previous else previous
+            watermarks[partition] = watermark
+            if partition not in owned:
+                continue
+            group = groups.get(partition)
+            if group is None:
+                group = groups[partition] = ([], [])
+            group[0].append(build(i) if event is None else event)
+            group[1].append((i, watermark))
+            if watermark // width != previous // width:
+                emitted = self._run(source, first_row, partition, groups.pop(partition), dicts)
+                if emitted is not None:  # the crossing row was applied: the engine ticked
+                    self.ticks.append(Tick(self.position + i, partition,
+                                           min(watermarks.values()), emitted.metrics))
+        for partition in list(groups):
+            self._run(source, first_row, partition, groups.pop(partition), dicts)
+        self.position += rows
+
     def _slow(self, source: str, number: int, obj: dict[str, Any]) -> TouchpointEvent | None:
         """A row the fast checks did not clear: the contract's verdict, as the stream gives it."""
         try:
@@ -188,18 +256,25 @@ class Backfill:
                                           "split it or shorten free text")
             event = parse_dict(obj)
         except Rejected as rejected:
-            self.pending.dead_letters.append(DeadLetter.from_rejection(
-                rejected, original=_original(obj), source_topic=source, source_partition=0,
-                source_offset=number))
+            if self.reject_here:
+                self.pending.dead_letters.append(DeadLetter.from_rejection(
+                    rejected, original=_original(obj), source_topic=source,
+                    source_partition=0, source_offset=number))
             return None
         return self.personal.scrub(event)
 
     def _run(self, source: str, first_row: int, partition: int,
              group: tuple[list[TouchpointEvent], list[tuple[int, int]]],
-             dicts: BatchDicts) -> None:
+             dicts: BatchDicts) -> Emitted | None:
+        """The engine over one partition's events; returns what it emitted when the last event
+        was applied (else None)."""
         events, rows = group
         emitted, reasons = self.engine.process_many(events, partition)
         pending = self.pending
+        if self.owned is not None:
+            # a worker's detector sees only its own partitions: its alerts are not the run's
+            # (the parent's detector replays every worker's ticks)
+            emitted.alerts.clear()
         pending.keep(emitted)
         raw = pending.events if self.raw_events else None
         seconds = self.seconds
@@ -223,9 +298,21 @@ class Backfill:
                     source_partition=partition, source_offset=first_row + i,
                     event_id=event.event_id))
         self.counts["events"] += applied
+        return emitted if reasons[-1] is None else None
 
     def finish(self) -> None:
-        self.pending.keep(self.engine.finish())
+        if self.owned is None:
+            self.pending.keep(self.engine.finish())
+            return
+        emitted = self.engine.finish()  # ticks every partition, in this order:
+        partials: dict[int, list[MetricRecord]] = {p: [] for p in sorted(self.engine.trackers)}
+        for record in emitted.metrics:
+            partials[record.source_partition].append(record)
+        merged = min(self._watermarks.values(), default=_NEVER)
+        for partition, records in partials.items():
+            self.ticks.append(Tick(_END, partition, merged, records))
+        emitted.alerts.clear()
+        self.pending.keep(emitted)
 
     def take(self) -> Pending:
         pending, self.pending = self.pending, Pending()
@@ -327,8 +414,11 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
                  checkpoint_path: Path | None = None, target: str = "",
                  restart: bool = False, progress: bool = False,
                  stop_after_rows: int | None = None,
-                 personal: PersonalData | None = None) -> Result:
-    """Backfill `files` into `warehouse` (None: run the core only, write nothing)."""
+                 personal: PersonalData | None = None, workers: int | None = None) -> Result:
+    """Backfill `files` into `warehouse` (None: run the core only, write nothing).
+
+    `workers`: processes running the partitions' core (`jobs.backfill_parallel`); None: one
+    per CPU, at most one per partition; 1: everything in this process."""
     parquet_files = []
     total = 0
     for name in files:
@@ -352,7 +442,18 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
     if checkpoint is not None and checkpoint.complete:
         return Result(0, Counter(), 0.0, 0, resumed)
 
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = max(1, min(workers, partitions))
     with tuned_gc():  # long-lived journey state: see pipeline/core/gcpolicy.py
+        if workers > 1:
+            from jobs.backfill_parallel import run_parallel
+
+            return run_parallel(
+                files, total, warehouse, config, workers=workers, partitions=partitions,
+                batch_rows=batch_rows, max_bytes=max_bytes, keep_comments=keep_comments,
+                raw_events=raw_events, checkpoint=checkpoint, resumed=resumed,
+                progress=progress, stop_after_rows=stop_after_rows, personal=personal)
         return _run(files, parquet_files, total, warehouse, config, partitions, batch_rows,
                     max_bytes, keep_comments, raw_events, checkpoint, resumed, progress,
                     stop_after_rows, personal)
@@ -414,6 +515,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(as `peakend replay --partitions`); default 1")
     parser.add_argument("--batch-rows", type=int, default=65_536,
                         help="rows per record batch, write and checkpoint (default 65536)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for the partitions' core (default: one per CPU, at "
+                             "most --partitions; 1: a single process)")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint file (default .stack/backfill/<run fingerprint>.json)")
     parser.add_argument("--restart", action="store_true",
@@ -427,8 +531,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.partitions < 1 or args.batch_rows < 1:
-        print("peakend backfill: --partitions and --batch-rows must be at least 1",
+    if min(args.partitions, args.batch_rows, args.workers or 1) < 1:
+        print("peakend backfill: --partitions, --batch-rows and --workers must be at least 1",
               file=sys.stderr)
         return 2
     settings = Settings.from_env()
@@ -458,7 +562,8 @@ def run(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows, max_bytes=settings.max_event_bytes,
             keep_comments=settings.keep_comments, raw_events=not args.no_raw_events,
             checkpoint_path=checkpoint_path, target=target, restart=args.restart,
-            progress=not args.quiet, personal=PersonalData.from_settings(settings))
+            progress=not args.quiet, personal=PersonalData.from_settings(settings),
+            workers=args.workers)
     except (OSError, ValueError, pa.ArrowException) as exc:
         print(f"peakend backfill: {exc}", file=sys.stderr)
         return 1

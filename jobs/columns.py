@@ -172,10 +172,33 @@ class EventBuilder:
         data["occurred_ms"] = _col(batch, "occurred_at").cast(pa.int64()).to_pylist()
         return data
 
+    def customer(self, customer_id: str) -> str:
+        """The customer id as the core sees it (pseudonymised when a key is set)."""
+        if not self.personal.key:
+            return customer_id
+        pseudonyms = self.pseudonyms
+        alias = pseudonyms.get(customer_id)
+        if alias is None:
+            if len(pseudonyms) >= 1_000_000:
+                pseudonyms.clear()
+            alias = pseudonyms[customer_id] = self.personal.pseudonym(customer_id)
+        return alias
+
+    def key(self, data: dict[str, list[Any]]) -> Callable[[int], str]:
+        """`key(i)`: the journey key (Kafka key) of clean row i's scrubbed event."""
+        journey, customer_ids = data["journey_id"], data["customer_id"]
+        customer = self.customer
+
+        def key(i: int) -> str:
+            jid = journey[i]
+            return customer(customer_ids[i]) if jid is None else jid
+
+        return key
+
     def builder(self, data: dict[str, list[Any]]) -> Callable[[int], TouchpointEvent]:
         """`build(i)`: the scrubbed event of clean row i."""
         event_id, ms_of, producer = data["event_id"], data["occurred_ms"], data["producer"]
-        customer, journey, kind = data["customer_id"], data["journey_id"], data["type"]
+        customer_ids, journey, kind = data["customer_id"], data["journey_id"], data["type"]
         touchpoint, channel, stage = data["touchpoint"], data["channel"], data["stage"]
         valence, outcome, attributes = data["valence"], data["outcome"], data["attributes"]
         wait, handle = data["signals_wait_seconds"], data["signals_handle_seconds"]
@@ -184,22 +207,15 @@ class EventBuilder:
         nps, ces, scale = data["survey_nps"], data["survey_ces"], data["survey_ces_scale"]
         csat, comment = data["survey_csat"], data["survey_comment"]
         keep_comments = self.personal.keep_comments
-        key = self.personal.key
-        pseudonyms = self.pseudonyms
-        pseudonym = self.personal.pseudonym
+        customer = self.customer if self.personal.key else None
         fromtimestamp = datetime.fromtimestamp
         utc = UTC
 
         def build(i: int) -> TouchpointEvent:
             ms = ms_of[i]
-            cid = customer[i]
-            if key:
-                alias = pseudonyms.get(cid)
-                if alias is None:
-                    if len(pseudonyms) >= 1_000_000:
-                        pseudonyms.clear()
-                    alias = pseudonyms[cid] = pseudonym(cid)
-                cid = alias
+            cid = customer_ids[i]
+            if customer is not None:
+                cid = customer(cid)
             w, h, t, r, e = wait[i], handle[i], transfers[i], resolved[i], error[i]
             signals = None if (w is None and h is None and t is None and r is None
                                and e is None) else Signals(w, h, t, r, e)

@@ -1,0 +1,151 @@
+"""`peakend backfill --workers N`: the partitions' stage one in N processes, stage two here.
+
+Like the stream, stage one (journeys and survey buckets, per input partition) needs only its own
+partition's events, so worker w runs `ExperienceEngine` for the partitions p with p % N == w
+(forked; each reads the files itself and builds events only for its rows). Stage two, the drop
+detector, needs the partials of every partition in the order the single-process engine hands
+them over: each worker records its engine's ticks (row position, partition, the merged
+watermark at that row, which every worker can compute because all rows move the watermarks, and
+the flushed partials); the parent replays all ticks sorted by (position, partition) into one
+detector, exactly the calls `ExperienceEngine.process` would make reading the rows in file order.
+Records are merged per batch (journey and metric keys never span partitions), written by the
+parent, and the checkpoint advances as in a one-process run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from collections import Counter
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from jobs.backfill import Backfill, Checkpoint, Interrupted, Pending, Result, Tick, write
+from jobs.progress import Progress
+from pipeline.core.config import CoreConfig
+from pipeline.core.engine import Emitted, ExperienceEngine
+from pipeline.core.timefmt import CachedMsFormatter
+from pipeline.privacy import PersonalData
+from pipeline.storage.warehouse import Warehouse
+
+
+def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: CoreConfig,
+            partitions: int, owned: frozenset[int], first: bool, options: dict[str, Any]
+            ) -> None:
+    try:
+        backfill = Backfill(config, partitions=partitions, owned=owned, reject_here=first,
+                            **options)
+        text = CachedMsFormatter()
+
+        def send(kind: str, *where: int) -> None:
+            counts = Counter({k: backfill.counts[k] for k in ("events", "duplicates")})
+            backfill.counts.clear()
+            conn.send((kind, *where, backfill.pending, backfill.ticks, counts))
+            backfill.pending, backfill.ticks = Pending(), []
+
+        for index, name in enumerate(files):
+            source = Path(name).name
+            row = 0
+            for batch in pq.ParquetFile(name).iter_batches(batch_size=batch_rows):
+                backfill.batch(source, row + 1, batch, text)
+                row += batch.num_rows
+                send("batch", index, row, batch.num_rows)
+        backfill.finish()
+        send("finish", 0, 0, 0)
+    except BaseException:  # reported to the parent, which raises
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
+                 config: CoreConfig, *, workers: int, partitions: int, batch_rows: int,
+                 max_bytes: int, keep_comments: bool, raw_events: bool,
+                 checkpoint: Checkpoint | None, resumed: tuple[int, int] | None,
+                 progress: bool, stop_after_rows: int | None,
+                 personal: PersonalData | None) -> Result:
+    context = multiprocessing.get_context("fork")
+    options = {"max_bytes": max_bytes, "keep_comments": keep_comments,
+               "raw_events": raw_events and warehouse is not None, "personal": personal}
+    conns: list[Connection] = []
+    procs = []
+    detector = ExperienceEngine(config).detector
+    counts: Counter[str] = Counter()
+    meter = Progress("backfill", total, enabled=progress)
+    done = written = 0
+    try:
+        for w in range(workers):
+            owned = frozenset(p for p in range(partitions) if p % workers == w)
+            receive, send = context.Pipe(duplex=False)
+            proc = context.Process(target=_worker, name=f"peakend-backfill-{w}", daemon=True,
+                                   args=(send, files, batch_rows, config, partitions, owned,
+                                         w == 0, options))
+            proc.start()
+            send.close()
+            conns.append(receive)
+            procs.append(proc)
+        while True:
+            messages = [conn.recv() for conn in conns]
+            for message in messages:
+                if message[0] == "error":
+                    raise RuntimeError(f"backfill worker failed:\n{message[1]}")
+            kind, index, row, rows = messages[0][:4]
+            if any(m[:4] != messages[0][:4] for m in messages):
+                raise RuntimeError("backfill workers read different batches")
+            pending = Pending()
+            ticks: list[Tick] = []
+            for message in messages:
+                part: Pending = message[4]
+                pending.journeys.update(part.journeys)
+                pending.metrics.update(part.metrics)
+                pending.dead_letters.extend(part.dead_letters)
+                pending.events.extend(part.events)
+                ticks.extend(message[5])
+                counts.update(message[6])
+            ticks.sort(key=lambda t: (t.position, t.partition))
+            alerts = []
+            for tick in ticks:
+                for record in tick.partials:
+                    detector.apply_partial(record)
+                alerts.extend(detector.advance(tick.merged))
+            pending.keep(Emitted(alerts=alerts))
+            counts["rows"] += rows
+            counts["journey_rows"] += len(pending.journeys)
+            counts["metric_rows"] += len(pending.metrics)
+            counts["alert_rows"] += len(pending.alerts)
+            counts["dead_letters"] += len(pending.dead_letters)
+            if kind == "finish":
+                if warehouse is not None:
+                    written += write(warehouse, pending)
+                break
+            done += rows
+            if checkpoint is not None and checkpoint.covers(index, row):
+                pass  # written by the run we resume: state rebuilt, nothing to write
+            else:
+                if warehouse is not None:
+                    written += write(warehouse, pending)
+                if checkpoint is not None:
+                    checkpoint.file_index, checkpoint.row = index, row
+                    checkpoint.save()
+            meter.update(done)
+            if stop_after_rows is not None and done >= stop_after_rows:
+                raise Interrupted(f"stopped after {done} rows")
+    finally:
+        for conn in conns:
+            conn.close()
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+    if checkpoint is not None:
+        checkpoint.file_index, checkpoint.row, checkpoint.complete = len(files), 0, True
+        checkpoint.save()
+    seconds = meter.finish()
+    return Result(done, counts, seconds, written, resumed)
+
+
+__all__ = ["run_parallel"]

@@ -1,0 +1,44 @@
+"""`run_backfill(workers=N)` (jobs/backfill_parallel.py) writes what one process writes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from backfill_util import CORE, EVENTS, RecordingWarehouse, final, write_both
+
+from jobs.backfill import run_backfill
+from pipeline.privacy import PersonalData
+
+
+@pytest.mark.parametrize(("partitions", "workers", "personal"), [
+    (5, 2, PersonalData()),
+    (4, 3, PersonalData(key=b"secret")),
+    (12, 2, PersonalData(keep_comments=True)),
+])
+def test_workers_write_what_one_process_writes(tmp_path: Path, partitions: int, workers: int,
+                                               personal: PersonalData) -> None:
+    _, parquet, _ = write_both(replace(EVENTS, invalid_fraction=0.05), tmp_path)
+    tables = []
+    results = []
+    for n in (1, workers):
+        warehouse = RecordingWarehouse()
+        results.append(run_backfill(
+            [str(parquet)], warehouse, CORE, partitions=partitions,  # type: ignore[arg-type]
+            batch_rows=700, workers=n, personal=personal))
+        tables.append({t: final(t, rows) for t, rows in warehouse.inserted.items()})
+    one, many = tables
+    assert one.keys() == many.keys()
+    for table in one:
+        assert many[table] == one[table], table
+    assert one["alerts"], "the injected drop should fire an alert"
+    assert results[0].counts == results[1].counts
+    assert results[0].rows == results[1].rows
+
+
+def test_a_failing_worker_fails_the_run(tmp_path: Path) -> None:
+    _, parquet, _ = write_both(replace(EVENTS, events=500), tmp_path)
+    with pytest.raises(RuntimeError, match="worker failed"):
+        run_backfill([str(parquet)], None, CORE, partitions=2, batch_rows=100, workers=2,
+                     max_bytes="not a number")  # type: ignore[arg-type]
