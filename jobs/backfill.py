@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.columns import EventBuilder, Seconds, clean_rows, journey_row, touchpoint_row
+from jobs.columns import EventBuilder, Seconds, clean_rows, journey_row, touchpoint_columns
 from jobs.parquet_schema import BatchDicts, check_schema
 from jobs.progress import Progress
 from pipeline.contract import Rejected, parse_dict
@@ -52,7 +52,7 @@ from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import CachedMsFormatter, format_ms
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
-from pipeline.storage.warehouse import Warehouse
+from pipeline.storage.warehouse import ServerWarehouse, Warehouse
 
 _NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
 _END = 1 << 62  # position of the ticks of `finish`
@@ -84,7 +84,10 @@ class Pending:
     metrics: dict[MetricKey, MetricRecord] = field(default_factory=dict)
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    events: list[tuple[Any, ...]] = field(default_factory=list)  # touchpoint_events rows
+    # touchpoint_events: row indices (in the current batch) of the events the core applied;
+    # `raw` the table's columns built from them, per batch
+    applied: list[int] = field(default_factory=list)
+    raw: list[list[list[Any]]] = field(default_factory=list)
 
     def keep(self, emitted: Emitted) -> None:
         journeys = self.journeys
@@ -106,7 +109,7 @@ class Pending:
 
     def __len__(self) -> int:
         return (len(self.journeys) + len(self.metrics) + len(self.alerts)
-                + len(self.dead_letters) + len(self.events))
+                + len(self.dead_letters) + sum(len(c[0]) for c in self.raw))
 
 
 class Backfill:
@@ -200,6 +203,16 @@ class Backfill:
                 self._run(source, first_row, partition, groups.pop(partition), dicts)
         for partition in list(groups):
             self._run(source, first_row, partition, groups.pop(partition), dicts)
+        self.raw(batch)
+
+    def raw(self, batch: pa.RecordBatch, applied: Sequence[int] | None = None) -> None:
+        """The touchpoint_events columns of the applied rows of `batch` (default: those this
+        process applied), into `pending.raw`."""
+        pending = self.pending
+        if applied is None:
+            applied, pending.applied = pending.applied, []
+        if self.raw_events and applied:
+            pending.raw.append(touchpoint_columns(batch, applied, self.builder, self.seconds))
 
     def _owned_batch(self, source: str, first_row: int, rows: int, clean: list[bool],
                      data: dict[str, list[Any]], build: Callable[[int], TouchpointEvent],
@@ -276,14 +289,12 @@ class Backfill:
             # (the parent's detector replays every worker's ticks)
             emitted.alerts.clear()
         pending.keep(emitted)
-        raw = pending.events if self.raw_events else None
-        seconds = self.seconds
         applied = 0
+        kept = pending.applied
         for event, reason, (i, watermark) in zip(events, reasons, rows, strict=True):
             if reason is None:
                 applied += 1
-                if raw is not None:
-                    raw.append(touchpoint_row(event, seconds))
+                kept.append(i)
             elif reason == "duplicate":
                 self.counts["duplicates"] += 1
             else:
@@ -333,19 +344,43 @@ def write(warehouse: Warehouse, pending: Pending, insert_rows: int = 200_000) ->
 
     seconds = Seconds()
     written = 0
-    groups: list[tuple[str, Sequence[tuple[Any, ...]]]] = [
-        ("journeys", [journey_row(r, seconds) for r in pending.journeys.values()]),
-        ("metric_buckets", rows("metric_buckets",
-                                [r.to_dict() for r in pending.metrics.values()])[1]),
-        ("alerts", rows("alerts", [r.to_dict() for r in pending.alerts.values()])[1]),
-        ("dead_letters", rows("dead_letters", [d.to_dict() for d in pending.dead_letters])[1]),
-        ("touchpoint_events", pending.events),
+    groups: list[tuple[str, list[list[Any]]]] = [
+        ("journeys", _transpose([journey_row(r, seconds) for r in pending.journeys.values()])),
+        ("metric_buckets", _transpose(rows(
+            "metric_buckets", [r.to_dict() for r in pending.metrics.values()])[1])),
+        ("alerts", _transpose(rows("alerts", [r.to_dict() for r in pending.alerts.values()])[1])),
+        ("dead_letters", _transpose(rows("dead_letters",
+                                         [d.to_dict() for d in pending.dead_letters])[1])),
     ]
+    groups.extend(("touchpoint_events", columns) for columns in pending.raw)
     for table, data in groups:
         columns = TABLES[table].columns
-        for start in range(0, len(data), insert_rows):
-            written += warehouse.insert(table, columns, data[start:start + insert_rows])
+        size = len(data[0]) if data else 0
+        for start in range(0, size, insert_rows):
+            chunk = data if size <= insert_rows else [c[start:start + insert_rows] for c in data]
+            written += insert_columns(warehouse, table, columns, chunk)
     return written
+
+
+def _transpose(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def insert_columns(warehouse: Warehouse, table: str, columns: Sequence[str],
+                   data: list[list[Any]]) -> int:
+    """Insert column lists: a columnar native insert on a server (no row -> column pass in the
+    driver), `Warehouse.insert` of rows elsewhere."""
+    size = len(data[0]) if data else 0
+    if size == 0:
+        return 0
+    client = getattr(warehouse, "_client", None)
+    lock = getattr(warehouse, "_lock", None)
+    if isinstance(warehouse, ServerWarehouse) and client is not None and lock is not None:
+        with lock:
+            client.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data,
+                           columnar=True)
+        return size
+    return warehouse.insert(table, columns, list(zip(*data, strict=True)))
 
 
 # checkpoints

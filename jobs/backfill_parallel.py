@@ -17,17 +17,18 @@ from __future__ import annotations
 import multiprocessing
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.backfill import Backfill, Checkpoint, Interrupted, Pending, Result, Tick, write
 from jobs.progress import Progress
 from pipeline.core.config import CoreConfig
-from pipeline.core.engine import Emitted, ExperienceEngine
+from pipeline.core.engine import Emitted
 from pipeline.core.timefmt import CachedMsFormatter
 from pipeline.privacy import PersonalData
 from pipeline.storage.warehouse import Warehouse
@@ -62,6 +63,12 @@ def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: Cor
         conn.close()
 
 
+def _batches(files: Sequence[str], batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    for index, name in enumerate(files):
+        for batch in pq.ParquetFile(name).iter_batches(batch_size=batch_rows):
+            yield index, batch
+
+
 def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                  config: CoreConfig, *, workers: int, partitions: int, batch_rows: int,
                  max_bytes: int, keep_comments: bool, raw_events: bool,
@@ -69,11 +76,16 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                  progress: bool, stop_after_rows: int | None,
                  personal: PersonalData | None) -> Result:
     context = multiprocessing.get_context("fork")
-    options = {"max_bytes": max_bytes, "keep_comments": keep_comments,
+    options: dict[str, Any] = {"max_bytes": max_bytes, "keep_comments": keep_comments,
                "raw_events": raw_events and warehouse is not None, "personal": personal}
     conns: list[Connection] = []
     procs = []
-    detector = ExperienceEngine(config).detector
+    # the parent's own Backfill: its engine's detector is the run's stage two, and it builds
+    # the touchpoint_events columns from the rows the workers applied
+    raw = Backfill(config, partitions=partitions, **options)
+    detector = raw.engine.detector
+    batches = _batches(files, batch_rows)
+    batch_file = 0
     counts: Counter[str] = Counter()
     meter = Progress("backfill", total, enabled=progress)
     done = written = 0
@@ -97,13 +109,14 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
             if any(m[:4] != messages[0][:4] for m in messages):
                 raise RuntimeError("backfill workers read different batches")
             pending = Pending()
+            applied: list[int] = []
             ticks: list[Tick] = []
             for message in messages:
                 part: Pending = message[4]
                 pending.journeys.update(part.journeys)
                 pending.metrics.update(part.metrics)
                 pending.dead_letters.extend(part.dead_letters)
-                pending.events.extend(part.events)
+                applied.extend(part.applied)
                 ticks.extend(message[5])
                 counts.update(message[6])
             ticks.sort(key=lambda t: (t.position, t.partition))
@@ -113,6 +126,12 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                     detector.apply_partial(record)
                 alerts.extend(detector.advance(tick.merged))
             pending.keep(Emitted(alerts=alerts))
+            if kind == "batch":
+                batch_file, batch = next(batches)
+                if (index, batch.num_rows) != (batch_file, rows):
+                    raise RuntimeError("backfill workers read different batches")
+                raw.pending = pending
+                raw.raw(batch, applied)
             counts["rows"] += rows
             counts["journey_rows"] += len(pending.journeys)
             counts["metric_rows"] += len(pending.metrics)

@@ -15,7 +15,7 @@ RFC 3339 text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -292,6 +292,50 @@ def touchpoint_row(event: TouchpointEvent, seconds: Seconds) -> tuple[Any, ...]:
             event.stage, _float(event.valence), *sig, *sur, event.outcome, keys, values)
 
 
+def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: EventBuilder,
+                       seconds: Seconds) -> list[list[Any]]:
+    """The touchpoint_events columns (`TABLES["touchpoint_events"].columns`) of the rows
+    `applied` of a batch, straight from the Arrow columns: for each row the values of
+    `touchpoint_row(event)` of the row's scrubbed event."""
+    mask = np.zeros(batch.num_rows, dtype=bool)
+    mask[np.asarray(applied, dtype=np.int64)] = True
+    sub = batch.filter(pa.array(mask))
+    size = sub.num_rows
+
+    def values(name: str) -> list[Any]:
+        return _col(sub, name).to_pylist()  # type: ignore[no-any-return]
+
+    def bits(name: str) -> list[Any]:
+        return _col(sub, name).cast(pa.uint8()).to_pylist()  # type: ignore[no-any-return]
+
+    occurred = _col(sub, "occurred_at").cast(pa.int64()).to_pylist()
+    customers = values("customer_id")
+    if builder.personal.key:
+        customer = builder.customer
+        customers = [customer(c) for c in customers]
+    keys: list[list[str]] = []
+    items: list[list[str]] = []
+    for attrs in values("attributes"):
+        if attrs:
+            mapping = dict(attrs)
+            names = sorted(mapping)
+            keys.append(names)
+            items.append([mapping[k] for k in names])
+        else:
+            keys.append([])
+            items.append([])
+    comments = values("survey_comment") if builder.personal.keep_comments else [None] * size
+    return [
+        values("event_id"), values("schema_version"), [seconds(ms) for ms in occurred],
+        occurred, values("producer"), customers, values("journey_id"), values("type"),
+        values("touchpoint"), values("channel"), values("stage"), values("valence"),
+        values("signals_wait_seconds"), values("signals_handle_seconds"),
+        values("signals_transfers"), bits("signals_resolved"), bits("signals_error"),
+        values("survey_nps"), values("survey_ces"), values("survey_ces_scale"),
+        values("survey_csat"), comments, values("outcome"), keys, items,
+    ]
+
+
 def journey_row(r: JourneyRecord, seconds: Seconds) -> tuple[Any, ...]:
     """`TABLES["journeys"].row(record.to_dict())`."""
     return (
@@ -307,4 +351,4 @@ def journey_row(r: JourneyRecord, seconds: Seconds) -> tuple[Any, ...]:
 
 
 __all__ = ["EventBuilder", "Seconds", "clean_rows", "journey_row", "size_suspects",
-           "touchpoint_row"]
+           "touchpoint_columns", "touchpoint_row"]

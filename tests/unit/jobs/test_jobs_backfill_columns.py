@@ -12,7 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 from backfill_util import CORE, EVENTS, write_both
 
-from jobs.columns import EventBuilder, Seconds, clean_rows, journey_row, touchpoint_row
+from jobs.columns import (
+    EventBuilder,
+    Seconds,
+    clean_rows,
+    journey_row,
+    touchpoint_columns,
+    touchpoint_row,
+)
 from jobs.parquet_schema import BatchDicts, events_to_batch
 from pipeline.contract import Rejected, event_to_dict, parse_dict
 from pipeline.core.engine import ExperienceEngine
@@ -112,3 +119,27 @@ def test_rows_equal_the_table_mapping(tmp_path: Path) -> None:
     assert len(journeys) > 1000
     for record in journeys:
         assert journey_row(record, seconds) == TABLES["journeys"].row(record.to_dict())
+
+
+@pytest.mark.parametrize("personal", PERSONAL)
+def test_touchpoint_columns_equal_the_rows_of_the_events(tmp_path: Path,
+                                                        personal: PersonalData) -> None:
+    _, parquet, _ = write_both(replace(EVENTS, events=2000, invalid_fraction=0.1), tmp_path)
+    seconds = Seconds()
+    builder = EventBuilder(personal)
+    checked = 0
+    for batch in pq.ParquetFile(parquet).iter_batches(batch_size=500):
+        applied, want = [], []
+        for i, obj in enumerate(BatchDicts(batch)):
+            try:
+                event = personal.scrub(parse_dict(obj))
+            except Rejected:
+                continue
+            if i % 7 != 3:  # leave some valid rows out too
+                applied.append(i)
+                want.append(touchpoint_row(event, seconds))
+        columns = touchpoint_columns(batch, applied, builder, seconds)
+        assert len(columns) == len(TABLES["touchpoint_events"].columns)
+        assert list(zip(*columns, strict=True)) == want
+        checked += len(want)
+    assert checked > 1500
