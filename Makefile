@@ -16,19 +16,22 @@ stack-stop:
 demo: stack
 	$(PY) -m pipeline.cli demo
 
-# Lint, types, then the whole suite: unit tests, doctests and the integration tests on the real
-# servers (the fixtures start them through scripts/stack.sh and fail if they cannot).
+# Lint, types, then the core's doctests and unit tests on the interpreted sources, then the whole
+# suite (compiled core): unit tests, doctests and the integration tests on the real servers (the
+# fixtures start them through scripts/stack.sh and fail if they cannot).
 test: setup
-	.venv/bin/ruff check pipeline jobs tests bench
+	.venv/bin/ruff check pipeline jobs tests bench scripts conftest.py
 	.venv/bin/mypy
 	bash scripts/stack.sh start
+	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider pipeline/core tests/unit/core
 	.venv/bin/pytest -p no:cacheprovider
 
 unit: setup
+	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider pipeline/core tests/unit/core
 	.venv/bin/pytest -m "not integration"
 
 lint: setup
-	.venv/bin/ruff check pipeline jobs tests bench
+	.venv/bin/ruff check pipeline jobs tests bench scripts conftest.py
 	.venv/bin/mypy
 
 # Benchmarks and fault runs write their reports into docs/ (benchmarks.md, reliability.md).

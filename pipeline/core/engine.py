@@ -22,7 +22,7 @@ from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.journeys import Journey, JourneyTracker
+from pipeline.core.journeys import EndDelta, Journey, JourneyTracker
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.scoring import ScoringRules
 
@@ -56,6 +56,9 @@ class ExperienceEngine:
         self.watermarks: dict[int, int] = {}
         self.detector = DropDetector(self.config.drops, self.bucket_ms,
                                      self.config.windows.rolling_ms)
+        # When a list: every negative-end delta applied, as (partition, delta) (for tests and
+        # tools that need stage one's contributions; compiled classes cannot be patched).
+        self.end_delta_log: list[tuple[int, EndDelta]] | None = None
 
     def tracker(self, partition: int) -> JourneyTracker:
         tracker = self.trackers.get(partition)
@@ -79,9 +82,7 @@ class ExperienceEngine:
             return out, reason
         buckets = self.buckets[partition]
         buckets.add_event(event)
-        deltas = tracker.drain_end_deltas()
-        for delta in deltas:
-            buckets.apply_end(delta)
+        self._apply_ends(partition, tracker, buckets)
         if watermark // self.bucket_ms != previous // self.bucket_ms:
             out.extend(self._tick(partition))
         return out, None
@@ -99,7 +100,6 @@ class ExperienceEngine:
         width = self.bucket_ms
         apply = tracker._apply
         add_event = buckets.add_event
-        apply_end = buckets.apply_end
         pending = tracker._end_deltas
         journeys: list[Journey] = []
         reasons: list[str | None] = []
@@ -116,14 +116,21 @@ class ExperienceEngine:
                 continue
             add_event(event)
             if pending:
-                for delta in tracker.drain_end_deltas():
-                    apply_end(delta)
+                self._apply_ends(partition, tracker, buckets)
                 pending = tracker._end_deltas
             if watermark // width != previous // width:
                 self._tick_into(partition, journeys, out)
                 pending = tracker._end_deltas
         out.journeys = tracker.latest_records(journeys)
         return out, reasons
+
+    def _apply_ends(self, partition: int, tracker: JourneyTracker, buckets: SurveyBuckets
+                    ) -> None:
+        log = self.end_delta_log
+        for delta in tracker.drain_end_deltas():
+            buckets.apply_end(delta)
+            if log is not None:
+                log.append((partition, delta))
 
     def _tick(self, partition: int) -> Emitted:
         """Stream time of `partition` crossed a bucket boundary."""
@@ -139,8 +146,7 @@ class ExperienceEngine:
         buckets = self.buckets[partition]
         watermark = self.watermarks[partition]
         tracker._advance(watermark, journeys)
-        for delta in tracker.drain_end_deltas():
-            buckets.apply_end(delta)
+        self._apply_ends(partition, tracker, buckets)
         metrics = buckets.flush()
         out.metrics.extend(metrics)
         for record in metrics:

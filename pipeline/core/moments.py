@@ -133,7 +133,9 @@ class JourneyMoments:
         end = self.end
         assert end is not None
         cutoff = end[0] - self.end_window_ms
-        if end is entry:  # the end moved later: drop what fell out of the window
+        # the end moved later: drop what fell out of the window (compare by (ms, event id), not
+        # identity: compiled code may box the same entry into a new tuple)
+        if end[0] == entry[0] and end[1] == entry[1]:
             self.tail = [e for e in self.tail if e[0] >= cutoff]
         if entry[0] >= cutoff:
             self.tail.append(entry)

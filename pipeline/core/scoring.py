@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.core import SOURCE_DIR
 from pipeline.core.event import Signals
 
-DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "schemas" / "scoring-rules.v1.json"
+# From the source directory, not __file__: a compiled module lives in another directory.
+DEFAULT_RULES_PATH = SOURCE_DIR.parents[1] / "schemas" / "scoring-rules.v1.json"
 _NUMERIC = ("wait_seconds", "handle_seconds", "transfers")
 _FLAGS = ("resolved", "error")
 

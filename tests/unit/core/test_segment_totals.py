@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scenarios import MIN, T0, event
 
-from pipeline.core.buckets import SurveyBuckets, segments_of, window_of
+from pipeline.core.buckets import segments_of, window_of
 from pipeline.core.config import CoreConfig, JourneyConfig, WindowConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey, TouchpointEvent
@@ -118,25 +117,22 @@ def run_engine(events: list[TouchpointEvent], partitions: int
             partials[((r.metric, r.segment_dim, r.segment_value, r.window_start),
                       r.source_partition)] = r
 
-    def spy(buckets: SurveyBuckets) -> Callable[[EndDelta], None]:
-        apply_end = buckets.apply_end
+    log: list[tuple[int, EndDelta]] = []
+    engine.end_delta_log = log
 
-        def wrapped(delta: EndDelta) -> None:
+    def drain_ends() -> None:
+        for _, delta in log:
             contributions.extend(ends_of(delta))
-            apply_end(delta)
-        return wrapped
+        log.clear()
 
     for e in events:
-        partition = partition_for(e.journey_key, partitions)
-        if partition not in engine.trackers:
-            engine.tracker(partition)
-            buckets = engine.buckets[partition]
-            buckets.apply_end = spy(buckets)  # type: ignore[method-assign]
-        out, reason = engine.process(e, partition)
+        out, reason = engine.process(e, partition_for(e.journey_key, partitions))
+        drain_ends()
         if reason is None:
             contributions.extend(answers_of(e))
         keep(out.metrics)
     keep(engine.finish().metrics)
+    drain_ends()
     return partials, contributions
 
 

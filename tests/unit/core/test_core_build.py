@@ -1,0 +1,82 @@
+"""The mypyc-compiled core (scripts/compile_core.py) gives the interpreted core's results, bit for
+bit, and is used only while it matches the sources."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPILE = ROOT / "scripts" / "compile_core.py"
+
+# Runs the whole engine over the core benchmark's generated mix (journey-id and customer keyed,
+# surveys, out of order input, drops) and prints which core ran and a digest of every record.
+PROGRAM = """
+import hashlib, json, sys
+sys.path.insert(0, "bench")
+import pipeline.core
+from bench_core import generate
+from pipeline.core.config import CoreConfig
+from pipeline.core.engine import ExperienceEngine
+engine = ExperienceEngine(CoreConfig())
+digest = hashlib.sha256()
+events = generate(30_000, seed=7)
+for i in range(0, len(events), 250):
+    out, reasons = engine.process_many(events[i:i + 250], partition=i // 250 % 3)
+    for r in [*out.journeys, *out.metrics, *out.alerts]:
+        digest.update(json.dumps(r.to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(reasons).encode())
+for r in engine.finish().journeys:
+    digest.update(json.dumps(r.to_dict(), sort_keys=True).encode())
+print(json.dumps({"compiled": pipeline.core.COMPILED,
+                  "journeys_module": pipeline.core.journeys.__file__,
+                  "digest": digest.hexdigest()}))
+"""
+
+
+def run_core(**env: str) -> dict[str, object]:
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("PEAKEND_PURE_CORE", "PEAKEND_CORE_BUILD")}
+    proc = subprocess.run([sys.executable, "-c", PROGRAM], cwd=ROOT, env={**full, **env},
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's compiled build when current, else a fresh one (about 40 s)."""
+    default = ROOT / "build" / "core-compiled"
+    if subprocess.run([sys.executable, str(COMPILE), "--check"], cwd=ROOT,
+                      check=False).returncode == 0:
+        return default
+    out = tmp_path_factory.mktemp("core-compiled")
+    subprocess.run([sys.executable, str(COMPILE), "--out", str(out)], cwd=ROOT, check=True,
+                   timeout=900)
+    return out
+
+
+def test_compiled_core_equals_interpreted_core(build: Path) -> None:
+    pure = run_core(PEAKEND_PURE_CORE="1")
+    compiled = run_core(PEAKEND_CORE_BUILD=str(build))
+    assert pure["compiled"] is False and str(pure["journeys_module"]).endswith("journeys.py")
+    assert compiled["compiled"] is True
+    assert str(compiled["journeys_module"]).startswith(str(build))
+    assert compiled["digest"] == pure["digest"]
+
+
+def test_a_stale_build_is_not_used(build: Path, tmp_path: Path) -> None:
+    stale = tmp_path / "stale"
+    shutil.copytree(build, stale)
+    manifest = json.loads((stale / "manifest.json").read_text())
+    manifest["digest"] = "0" * 64  # as if a source changed after compiling
+    (stale / "manifest.json").write_text(json.dumps(manifest))
+    assert run_core(PEAKEND_CORE_BUILD=str(stale))["compiled"] is False
+    assert subprocess.run([sys.executable, str(COMPILE), "--check", "--out", str(stale)],
+                          cwd=ROOT, check=False).returncode == 1
