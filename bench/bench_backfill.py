@@ -1,13 +1,17 @@
-"""Throughput of the batch jobs on one core: generate, Parquet read, backfill (core, + ClickHouse).
+"""Throughput of the batch jobs: generate, Parquet read, backfill (core, + ClickHouse).
 
     .venv/bin/python bench/bench_backfill.py [--events N] [--rate R | --span 1d]
-                                             [--url clickhouse://...] [--profile]
+                                             [--workers N] [--url clickhouse://...] [--profile]
 
 Generates N events (event-time rate R per second, default 200/s like bench_core, or over
 --span), writes them to JSONL and Parquet, reads the Parquet back (raw batches, and rebuilt
 event dicts), then backfills it through the core with no writes, into a fresh embedded chdb,
 and, with --url, into a ClickHouse server (a fresh database, dropped afterwards; the URL must
-be allowed to create databases). `--profile` prints where core-only backfill spends its time.
+be allowed to create databases). Backfill runs with `--workers` processes (default: one per
+CPU, as `peakend backfill`), core-only also with one. Each line gives the wall-clock rate and the
+rate per CPU-second of this process and its workers (the machine may be shared: the CPU rate
+is the steadier figure; ClickHouse's own CPU is not counted). `--profile` prints where
+single-process core-only backfill spends its time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import cProfile
 import os
 import platform
 import pstats
+import resource
 import tempfile
 import time
 import uuid
@@ -45,12 +50,21 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (backfill workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed(label: str, rows: int, fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     fn()
     seconds = time.perf_counter() - started
-    print(f"{label:<44} {rows / seconds:>10,.0f} rows/s  ({rows:,} in {seconds:.2f} s)",
-          flush=True)
+    cpu = cpu_seconds() - cpu
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{label:<48} {rows / seconds:>10,.0f} rows/s  ({rows:,} in {seconds:.2f} s; "
+          f"{rows / cpu:,.0f} per CPU-s; load {load})", flush=True)
     return seconds
 
 
@@ -62,6 +76,8 @@ def main() -> None:
     parser.add_argument("--span", help="event-time span instead of --rate (e.g. 1d)")
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--url", help="also backfill into this ClickHouse server")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="backfill processes (default: one per CPU, as peakend backfill)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
@@ -70,7 +86,7 @@ def main() -> None:
     print(f"peakend batch-jobs benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}")
     print(f"events: {args.events:,} over {span / 3_600_000:.2f} h of event time "
-          f"({args.events / (span / 1000):,.0f}/s), partitions {args.partitions}, one core")
+          f"({args.events / (span / 1000):,.0f}/s), partitions {args.partitions}")
     work = Path(tempfile.mkdtemp(prefix="peakend-bench-"))
     jsonl, parquet = work / "events.jsonl", work / "events.parquet"
 
@@ -104,16 +120,21 @@ def main() -> None:
     timed("Parquet read (record batches)", rows, read_batches)
     timed("Parquet read -> event dicts", rows, read_dicts)
     core = CoreConfig()
+    workers = args.workers or os.cpu_count() or 1
+    workers = max(1, min(workers, args.partitions))
 
-    def core_only() -> None:
-        run_backfill([str(parquet)], None, core, partitions=args.partitions)
+    def core_only(n: int = 1) -> None:
+        run_backfill([str(parquet)], None, core, partitions=args.partitions, workers=n)
 
-    timed("backfill through the core, no writes", rows, core_only)
+    timed("backfill through the core, no writes, 1 process", rows, core_only)
+    if workers > 1:
+        timed(f"backfill through the core, no writes, {workers} workers", rows,
+              lambda: core_only(workers))
 
     chdb = ChdbWarehouse(str(work / "chdb"), "bench")
     migrate(chdb, cluster="")
-    timed("backfill -> chdb (all five tables)", rows, lambda: run_backfill(
-        [str(parquet)], chdb, core, partitions=args.partitions))
+    timed(f"backfill -> chdb (five tables), {workers} workers", rows, lambda: run_backfill(
+        [str(parquet)], chdb, core, partitions=args.partitions, workers=workers))
     if args.url:
         name = f"pe_bench_{uuid.uuid4().hex[:8]}"
         admin = ServerWarehouse(args.url)
@@ -122,8 +143,9 @@ def main() -> None:
         server = ServerWarehouse(f"{base}/{name}")
         try:
             migrate(server, cluster="")
-            timed("backfill -> ClickHouse server (five tables)", rows, lambda: run_backfill(
-                [str(parquet)], server, core, partitions=args.partitions))
+            timed(f"backfill -> ClickHouse server (five tables), {workers} workers", rows,
+                  lambda: run_backfill([str(parquet)], server, core, partitions=args.partitions,
+                                       workers=workers))
         finally:
             server.close()
             admin.execute(f"DROP DATABASE IF EXISTS {name}")

@@ -510,6 +510,9 @@ def _run(files: Sequence[str], parquet_files: list[pq.ParquetFile], total: int,
         source = Path(name).name
         row = 0
         for batch in parquet.iter_batches(batch_size=batch_rows):
+            # no raw event columns for rows a resumed run will not write
+            backfill.raw_events = raw_events and warehouse is not None and not (
+                checkpoint is not None and checkpoint.covers(index, row + batch.num_rows))
             backfill.batch(source, row + 1, batch, text)
             row += batch.num_rows
             done += batch.num_rows

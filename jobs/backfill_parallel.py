@@ -130,8 +130,9 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                 batch_file, batch = next(batches)
                 if (index, batch.num_rows) != (batch_file, rows):
                     raise RuntimeError("backfill workers read different batches")
-                raw.pending = pending
-                raw.raw(batch, applied)
+                if checkpoint is None or not checkpoint.covers(index, row):
+                    raw.pending = pending
+                    raw.raw(batch, applied)
             counts["rows"] += rows
             counts["journey_rows"] += len(pending.journeys)
             counts["metric_rows"] += len(pending.metrics)
