@@ -29,7 +29,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,10 @@ _NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
 _END = 1 << 62  # position of the ticks of `finish`
 
 MetricKey = tuple[str, str, str, int, int]
+
+
+def _column(batch: pa.RecordBatch, name: str) -> Any:
+    return batch.column(batch.schema.get_field_index(name))
 
 
 def _json_size(obj: Mapping[str, Any]) -> int:
@@ -166,12 +170,11 @@ class Backfill:
         rows = batch.num_rows
         self.counts["rows"] += rows
         clean = clean_rows(batch, self.max_bytes)
-        data = self.builder.columns(batch)
-        build = self.builder.builder(data)
         dicts = BatchDicts(batch, text)
         if self.owned is not None:
-            self._owned_batch(source, first_row, rows, clean, data, build, dicts)
+            self._owned_batch(source, first_row, batch, clean, dicts)
             return
+        build = self.builder.builder(self.builder.columns(batch))
         width = self.bucket_ms
         watermarks = self._watermarks
         partition_of = self.partition
@@ -214,22 +217,26 @@ class Backfill:
         if self.raw_events and applied:
             pending.raw.append(touchpoint_columns(batch, applied, self.builder, self.seconds))
 
-    def _owned_batch(self, source: str, first_row: int, rows: int, clean: list[bool],
-                     data: dict[str, list[Any]], build: Callable[[int], TouchpointEvent],
-                     dicts: BatchDicts) -> None:
+    def _owned_batch(self, source: str, first_row: int, batch: pa.RecordBatch,
+                     clean: list[bool], dicts: BatchDicts) -> None:
         """`batch` in a worker of a parallel run: the core runs only for the partitions this
-        worker owns, and the drop detector not at all. Every row still moves the watermarks, so
-        at each bucket-boundary crossing of an owned partition the worker records what the
-        engine's tick hands the detector (the flushed partials) and the merged watermark it
-        reads; the parent replays those ticks in row order into the one detector."""
+        worker owns. Every row still moves the watermarks (first pass, over the key and time
+        columns only), so at each bucket-boundary crossing of an owned partition the worker
+        records what the engine's tick hands the detector (the flushed partials) and the merged
+        watermark it reads; the parent replays those ticks in row order into the one detector.
+        The second pass builds the owned rows' events (their columns only) and runs the core."""
         owned = self.owned
         assert owned is not None
+        rows = batch.num_rows
         width = self.bucket_ms
         watermarks = self._watermarks
         partition_of = self.partition
-        key_of = self.builder.key(data)
-        ms_of = data["occurred_ms"]
-        groups: dict[int, tuple[list[TouchpointEvent], list[tuple[int, int]]]] = {}
+        key_of = self.builder.key({name: _column(batch, name).to_pylist()
+                                   for name in ("journey_id", "customer_id")})
+        ms_of = _column(batch, "occurred_at").cast(pa.int64()).to_pylist()
+        # owned rows: (row, partition, watermark, merged watermark at a crossing else None,
+        # the event of a row that took the slow path)
+        mine: list[tuple[int, int, int, int | None, TouchpointEvent | None]] = []
         for i in range(rows):
             event: TouchpointEvent | None = None
             if clean[i]:
@@ -243,18 +250,31 @@ class Backfill:
             previous = watermarks.get(partition, _NEVER)
             watermark = ms if ms > previous else previous
             watermarks[partition] = watermark
-            if partition not in owned:
-                continue
+            if partition in owned:
+                crossing = watermark // width != previous // width
+                mine.append((i, partition, watermark,
+                             min(watermarks.values()) if crossing else None, event))
+        fast = [m[0] for m in mine if m[4] is None]
+        build = self.builder.builder(self.builder.columns(
+            batch.take(pa.array(fast, type=pa.int64()))))
+        groups: dict[int, tuple[list[TouchpointEvent], list[tuple[int, int]]]] = {}
+        j = 0
+        for i, partition, watermark, merged, slow in mine:
+            if slow is None:
+                event = build(j)
+                j += 1
+            else:
+                event = slow
             group = groups.get(partition)
             if group is None:
                 group = groups[partition] = ([], [])
-            group[0].append(build(i) if event is None else event)
+            group[0].append(event)
             group[1].append((i, watermark))
-            if watermark // width != previous // width:
+            if merged is not None:
                 emitted = self._run(source, first_row, partition, groups.pop(partition), dicts)
                 if emitted is not None:  # the crossing row was applied: the engine ticked
-                    self.ticks.append(Tick(self.position + i, partition,
-                                           min(watermarks.values()), emitted.metrics))
+                    self.ticks.append(Tick(self.position + i, partition, merged,
+                                           emitted.metrics))
         for partition in list(groups):
             self._run(source, first_row, partition, groups.pop(partition), dicts)
         self.position += rows
