@@ -7,17 +7,18 @@ Generates N events (event-time rate R per second, default 200/s like bench_core,
 --span), writes them to JSONL and Parquet, reads the Parquet back (raw batches, and rebuilt
 event dicts), then backfills it through the core with no writes, into a fresh embedded chdb,
 and, with --url, into a ClickHouse server (a fresh database, dropped afterwards; the URL must
-be allowed to create databases). Backfill runs with `--workers` processes (default: one per
-CPU, as `peakend backfill`), core-only also with one. Each line gives the wall-clock rate and the
-rate per CPU-second of this process and its workers (the machine may be shared: the CPU rate
-is the steadier figure; ClickHouse's own CPU is not counted). `--profile` prints where
-single-process core-only backfill spends its time.
+be allowed to create databases). Each backfill runs in one process and with `--workers`
+processes (default: one per CPU). Each line gives the wall-clock rate and the rate per
+CPU-second of this process and its workers (the machine may be shared: the CPU rate is the
+steadier figure; ClickHouse's own CPU is not counted). `--profile` prints where single-process
+core-only backfill spends its time.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import os
 import platform
 import pstats
@@ -37,7 +38,7 @@ from jobs.generate import write_parquet as write_parquet_file
 from jobs.parquet_schema import read_event_dicts
 from pipeline.core.config import CoreConfig
 from pipeline.storage.migrate import migrate
-from pipeline.storage.warehouse import ChdbWarehouse, ServerWarehouse
+from pipeline.storage.warehouse import ChdbWarehouse, ServerWarehouse, Warehouse
 
 
 def cpu_model() -> str:
@@ -77,7 +78,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--url", help="also backfill into this ClickHouse server")
     parser.add_argument("--workers", type=int, default=None,
-                        help="backfill processes (default: one per CPU, as peakend backfill)")
+                        help="backfill processes for the runs with workers (default: one per "
+                             "CPU)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
@@ -131,24 +133,30 @@ def main() -> None:
         timed(f"backfill through the core, no writes, {workers} workers", rows,
               lambda: core_only(workers))
 
-    chdb = ChdbWarehouse(str(work / "chdb"), "bench")
-    migrate(chdb, cluster="")
-    timed(f"backfill -> chdb (five tables), {workers} workers", rows, lambda: run_backfill(
-        [str(parquet)], chdb, core, partitions=args.partitions, workers=workers))
+    def into(warehouse: Warehouse, n: int) -> None:
+        run_backfill([str(parquet)], warehouse, core, partitions=args.partitions, workers=n)
+
+    for n in sorted({1, workers}):
+        chdb = ChdbWarehouse(str(work / "chdb"), f"bench{n}")  # one chdb path per process
+        migrate(chdb, cluster="")
+        timed(f"backfill -> chdb (five tables), {n} process(es)", rows,
+              functools.partial(into, chdb, n))
     if args.url:
-        name = f"pe_bench_{uuid.uuid4().hex[:8]}"
         admin = ServerWarehouse(args.url)
-        admin.execute(f"CREATE DATABASE {name}")
         base, _, _ = args.url.rpartition("/")
-        server = ServerWarehouse(f"{base}/{name}")
         try:
-            migrate(server, cluster="")
-            timed(f"backfill -> ClickHouse server (five tables), {workers} workers", rows,
-                  lambda: run_backfill([str(parquet)], server, core, partitions=args.partitions,
-                                       workers=workers))
+            for n in sorted({1, workers}):
+                name = f"pe_bench_{uuid.uuid4().hex[:8]}"  # a fresh database for each run
+                admin.execute(f"CREATE DATABASE {name}")
+                server = ServerWarehouse(f"{base}/{name}")
+                try:
+                    migrate(server, cluster="")
+                    timed(f"backfill -> ClickHouse server (five tables), {n} process(es)", rows,
+                          functools.partial(into, server, n))
+                finally:
+                    server.close()
+                    admin.execute(f"DROP DATABASE IF EXISTS {name}")
         finally:
-            server.close()
-            admin.execute(f"DROP DATABASE IF EXISTS {name}")
             admin.close()
     if args.profile:
         profile = cProfile.Profile()
