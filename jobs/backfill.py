@@ -27,7 +27,9 @@ import argparse
 import hashlib
 import json
 import os
+import queue
 import sys
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -403,6 +405,53 @@ def insert_columns(warehouse: Warehouse, table: str, columns: Sequence[str],
     return warehouse.insert(table, columns, list(zip(*data, strict=True)))
 
 
+class Writer:
+    """Writes batches and advances the checkpoint in a thread, in order, while the caller works
+    on the next batch (the core, or receiving the workers' results; the driver's socket waits
+    release the GIL). `put` raises the error of an earlier write, `close` waits for all."""
+
+    def __init__(self, warehouse: Warehouse | None, checkpoint: Checkpoint | None) -> None:
+        self.warehouse = warehouse
+        self.checkpoint = checkpoint
+        self.written = 0
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[tuple[Pending, tuple[int, int] | None] | None] = \
+            queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._loop, name="peakend-backfill-writer",
+                                       daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # failed: drain until closed
+            pending, reached = item
+            try:
+                if self.warehouse is not None:
+                    self.written += write(self.warehouse, pending)
+                if self.checkpoint is not None and reached is not None:
+                    self.checkpoint.file_index, self.checkpoint.row = reached
+                    self.checkpoint.save()
+            except BaseException as exc:  # raised in the parent thread by put / close
+                self.error = exc
+
+    def put(self, pending: Pending, reached: tuple[int, int] | None) -> None:
+        self._raise()
+        self.queue.put((pending, reached))
+
+    def close(self) -> None:
+        """Wait for every queued write; raise the error of a failed one."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
 # checkpoints
 
 
@@ -522,8 +571,29 @@ def _run(files: Sequence[str], parquet_files: list[pq.ParquetFile], total: int,
                         raw_events=raw_events and warehouse is not None,
                         personal=personal)
     meter = Progress("backfill", total, enabled=progress)
+    writer = Writer(warehouse, checkpoint)
+    try:
+        done = _batches(files, parquet_files, backfill, writer, meter, raw_events, warehouse,
+                        checkpoint, batch_rows, stop_after_rows)
+        backfill.finish()
+        writer.put(backfill.take(), None)
+    finally:
+        writer.close()
+    if checkpoint is not None:
+        checkpoint.file_index, checkpoint.row, checkpoint.complete = len(files), 0, True
+        checkpoint.save()
+    seconds = meter.finish()
+    return Result(done, backfill.counts, seconds, writer.written, resumed)
+
+
+def _batches(files: Sequence[str], parquet_files: list[pq.ParquetFile], backfill: Backfill,
+             writer: Writer, meter: Progress, raw_events: bool, warehouse: Warehouse | None,
+             checkpoint: Checkpoint | None, batch_rows: int, stop_after_rows: int | None
+             ) -> int:
+    """Every batch of every file through `backfill`, handing each batch's records to
+    `writer`; rows read."""
     text = CachedMsFormatter()
-    done = written = 0
+    done = 0
     for index, (name, parquet) in enumerate(zip(files, parquet_files, strict=True)):
         source = Path(name).name
         row = 0
@@ -535,26 +605,14 @@ def _run(files: Sequence[str], parquet_files: list[pq.ParquetFile], total: int,
             row += batch.num_rows
             done += batch.num_rows
             pending = backfill.take()
-            if checkpoint is not None and checkpoint.covers(index, row):
-                pass  # written by the run we resume: state rebuilt, nothing to write
-            else:
-                if warehouse is not None:
-                    written += write(warehouse, pending)
-                if checkpoint is not None:
-                    checkpoint.file_index, checkpoint.row = index, row
-                    checkpoint.save()
+            if checkpoint is None or not checkpoint.covers(index, row):
+                writer.put(pending, (index, row))
+            # else: written by the run we resume: state rebuilt, nothing to write
             meter.update(done)
             if stop_after_rows is not None and done >= stop_after_rows:
+                writer.close()
                 raise Interrupted(f"stopped after {done} rows")
-    backfill.finish()
-    pending = backfill.take()
-    if warehouse is not None:
-        written += write(warehouse, pending)
-    if checkpoint is not None:
-        checkpoint.file_index, checkpoint.row, checkpoint.complete = len(files), 0, True
-        checkpoint.save()
-    seconds = meter.finish()
-    return Result(done, backfill.counts, seconds, written, resumed)
+    return done
 
 
 # command line

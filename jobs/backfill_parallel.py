@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.backfill import Backfill, Checkpoint, Interrupted, Pending, Result, Tick, write
+from jobs.backfill import Backfill, Checkpoint, Interrupted, Pending, Result, Tick, Writer
 from jobs.progress import Progress
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted
@@ -88,7 +88,8 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
     batch_file = 0
     counts: Counter[str] = Counter()
     meter = Progress("backfill", total, enabled=progress)
-    done = written = 0
+    done = 0
+    writer = Writer(warehouse, checkpoint)
     try:
         for w in range(workers):
             owned = frozenset(p for p in range(partitions) if p % workers == w)
@@ -139,20 +140,16 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
             counts["alert_rows"] += len(pending.alerts)
             counts["dead_letters"] += len(pending.dead_letters)
             if kind == "finish":
-                if warehouse is not None:
-                    written += write(warehouse, pending)
+                writer.put(pending, None)
+                writer.close()
                 break
             done += rows
-            if checkpoint is not None and checkpoint.covers(index, row):
-                pass  # written by the run we resume: state rebuilt, nothing to write
-            else:
-                if warehouse is not None:
-                    written += write(warehouse, pending)
-                if checkpoint is not None:
-                    checkpoint.file_index, checkpoint.row = index, row
-                    checkpoint.save()
+            if checkpoint is None or not checkpoint.covers(index, row):
+                writer.put(pending, (index, row))
+            # else: written by the run we resume: state rebuilt, nothing to write
             meter.update(done)
             if stop_after_rows is not None and done >= stop_after_rows:
+                writer.close()
                 raise Interrupted(f"stopped after {done} rows")
     finally:
         for conn in conns:
@@ -161,6 +158,8 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
             if proc.is_alive():
                 proc.terminate()
             proc.join()
+        writer.close()
+    written = writer.written
     if checkpoint is not None:
         checkpoint.file_index, checkpoint.row, checkpoint.complete = len(files), 0, True
         checkpoint.save()
