@@ -39,7 +39,7 @@ from typing import Any
 
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.moments import FIXED, Entry, JourneyMoments
+from pipeline.core.moments import FIXED, Entry, JourneyMoments, new_entry
 from pipeline.core.records import JourneyRecord, builder_of
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
@@ -135,8 +135,8 @@ class Journey:
         journey = cls(state["id"], state["keyed_by"], state["customer_id"], end_window_ms)
         for raw in state["entries"]:
             attrs = tuple((str(k), str(v)) for k, v in raw[9])
-            journey.add((int(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
-                         raw[8], attrs))
+            journey.add(new_entry((int(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], raw[6],
+                                   raw[7], raw[8], attrs)))
         journey.version = int(state["version"])
         journey.status = state["status"]
         journey.close_reason = state["close_reason"]
@@ -268,8 +268,8 @@ class JourneyTracker:
         attrs = event.attributes
         attr_keys = self._attr_keys
         seg = self._segments(attrs, attr_keys) if attrs and attr_keys else _NO_ATTRS
-        entry = (ms, eid, event.type, valence, event.touchpoint, event.channel, event.stage,
-                 event.outcome or "", event.customer_id, seg)
+        entry = new_entry((ms, eid, event.type, valence, event.touchpoint, event.channel,
+                           event.stage, event.outcome or "", event.customer_id, seg))
         self._dirty.add(key)
         if jid is not None:
             if own is None:

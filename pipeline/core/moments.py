@@ -9,11 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
-# One applied event, compact and JSON-able:
-# (occurred_ms, event_id, type, valence or None for markers, touchpoint, channel, stage, outcome,
-#  customer_id, segment attributes as ((key, value), ...)).
-Entry = tuple[int, str, str, float | None, str, str, str, str, str, tuple[tuple[str, str], ...]]
+class Entry(NamedTuple):
+    """One applied event, compact and JSON-able (it is a tuple). Hot paths build it with
+    `new_entry((ms, event_id, ...))`: one C call, where the keyword constructor runs Python."""
+
+    ms: int
+    event_id: str
+    type: str
+    valence: float | None  # None for markers
+    touchpoint: str
+    channel: str
+    stage: str
+    outcome: str
+    customer_id: str
+    segments: tuple[tuple[str, str], ...]  # configured attributes as ((key, value), ...)
+
+
+def new_entry(values: tuple[int, str, str, float | None, str, str, str, str, str,
+                            tuple[tuple[str, str], ...]]) -> Entry:
+    """The entry holding `values` (all fields, in order).
+
+    >>> new_entry((5, "e1", "interaction", -0.5, "hotline", "phone", "use", "", "c1", ())).ms
+    5
+    """
+    return tuple.__new__(Entry, values)
+
 
 # Valences are summed as integers in units of 1e-12: exact, so the mean ignores arrival order.
 FIXED = 10**12
@@ -53,7 +75,7 @@ class JourneyMoments:
 
     >>> m = JourneyMoments()
     >>> for ms, eid, v in [(0, "a", 0.1), (1000, "b", -0.9), (2000, "c", 0.6)]:
-    ...     m.update((ms, eid, "interaction", v, "tp", "web", "use", "", "cust", ()))
+    ...     m.update(new_entry((ms, eid, "interaction", v, "tp", "web", "use", "", "cust", ())))
     >>> r = m.result()
     >>> (r.peak, r.end, round(r.peak_end_score, 12), r.best, r.worst)
     (-0.9, 0.6, -0.15, 0.6, -0.9)
