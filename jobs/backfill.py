@@ -518,11 +518,11 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
                  checkpoint_path: Path | None = None, target: str = "",
                  restart: bool = False, progress: bool = False,
                  stop_after_rows: int | None = None,
-                 personal: PersonalData | None = None, workers: int = 1) -> Result:
+                 personal: PersonalData | None = None, workers: int | None = None) -> Result:
     """Backfill `files` into `warehouse` (None: run the core only, write nothing).
 
     `workers`: processes running the partitions' core (`jobs.backfill_parallel`), at most one
-    per partition; 1 (default): everything in this process."""
+    per partition; None: one per CPU; 1: everything in this process."""
     parquet_files = []
     total = 0
     for name in files:
@@ -546,6 +546,8 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
     if checkpoint is not None and checkpoint.complete:
         return Result(0, Counter(), 0.0, 0, resumed)
 
+    if workers is None:
+        workers = os.cpu_count() or 1
     workers = max(1, min(workers, partitions))
     with tuned_gc():  # long-lived journey state: see pipeline/core/gcpolicy.py
         if workers > 1:
@@ -629,9 +631,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(as `peakend replay --partitions`); default 1")
     parser.add_argument("--batch-rows", type=int, default=65_536,
                         help="rows per record batch, write and checkpoint (default 65536)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=int, default=None,
                         help="processes running the partitions' core, at most --partitions "
-                             "(default 1; 2 pays off only when 2 CPUs are free: docs/jobs.md)")
+                             "(default: one per CPU; 1: a single process; docs/jobs.md)")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint file (default .stack/backfill/<run fingerprint>.json)")
     parser.add_argument("--restart", action="store_true",
@@ -645,7 +647,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if min(args.partitions, args.batch_rows, args.workers) < 1:
+    if min(args.partitions, args.batch_rows, args.workers or 1) < 1:
         print("peakend backfill: --partitions, --batch-rows and --workers must be at least 1",
               file=sys.stderr)
         return 2
