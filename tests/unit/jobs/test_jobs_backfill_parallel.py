@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from backfill_util import CORE, EVENTS, RecordingWarehouse, final, write_both
 
-from jobs.backfill import run_backfill
+from jobs.backfill import Interrupted, run_backfill
 from pipeline.privacy import PersonalData
 
 
@@ -42,3 +42,21 @@ def test_a_failing_worker_fails_the_run(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="worker failed"):
         run_backfill([str(parquet)], None, CORE, partitions=2, batch_rows=100, workers=2,
                      max_bytes="not a number")  # type: ignore[arg-type]
+
+
+def test_resume_with_another_worker_count(tmp_path: Path) -> None:
+    _, parquet, _ = write_both(EVENTS, tmp_path)
+    whole = RecordingWarehouse()
+    run_backfill([str(parquet)], whole, CORE, partitions=4,  # type: ignore[arg-type]
+                 batch_rows=1000, workers=1)
+    broken = RecordingWarehouse()
+    checkpoint = tmp_path / "ck.json"
+    with pytest.raises(Interrupted):
+        run_backfill([str(parquet)], broken, CORE, partitions=4,  # type: ignore[arg-type]
+                     batch_rows=1000, checkpoint_path=checkpoint, stop_after_rows=3000,
+                     workers=2)
+    result = run_backfill([str(parquet)], broken, CORE, partitions=4,  # type: ignore[arg-type]
+                          batch_rows=1000, checkpoint_path=checkpoint, workers=3)
+    assert result.resumed_from == (0, 3000)
+    for table in whole.inserted:
+        assert final(table, broken.inserted[table]) == final(table, whole.inserted[table]), table
