@@ -586,6 +586,9 @@ def main() -> None:
         print(f"end to end, {t.workers} worker(s): {t.rate:,.0f} events/s ({t.events:,} in "
               f"{t.seconds:.1f} s; produce {t.produce_seconds:.1f} s; worker CPU "
               f"{t.cpu_per_event_us:.0f} us/event; load {t.load})", flush=True)
+        per_event = {k: v / t.events for k, v in sorted(t.records.items()) if v}
+        print("Kafka records written per input event: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in per_event.items()), flush=True)
         for rate in (float(r) for r in args.rates.split(",")):
             lat = latency(stream, source.phase(int(rate * args.seconds)), rate)
             for which in ("raw", "journey"):

@@ -19,10 +19,12 @@ import json
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
@@ -31,7 +33,7 @@ from pipeline.core.scoring import ScoringRules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
-from pipeline.storage.sink import ClickHouseSink
+from pipeline.storage.sink import ClickHouseSink, SinkProcess
 from pipeline.storage.warehouse import Warehouse, connect
 from pipeline.stream import messages
 from pipeline.stream.partition import NEVER, PartitionProcessor, StageOneOutput, coalesce
@@ -84,6 +86,10 @@ def create_app(
         processing_guarantee="at_least_once",
         broker_commit_interval=1.0,
         producer_acks=-1,
+        # Outputs and changelog writes leave in batches: every produce request costs a round
+        # trip and a response to decode, so send fewer, larger ones.
+        producer_linger=0.05,
+        producer_max_batch_size=256 * 1024,
         # Faust's web server (table routing, stats) is not needed: metrics have their own port.
         web_enabled=False,
         web_bind="127.0.0.1",
@@ -186,14 +192,37 @@ def create_app(
             outbox_one.setdefault(partition, []).append(restored)
         return proc
 
-    async def touchpoint_agent(stream: Any) -> None:
-        # One event at a time: Faust acks an event when the next one is requested, after its
-        # state is in the table; outputs go through the outbox (see flush_outbox).
-        async for event in stream.events():
+    def write_state(table: Any, event: Any, pairs: list[tuple[str, Any]],
+                    extra: dict[str, Any]) -> None:
+        # Faust routes a table write to the changelog partition of the current event; in a
+        # batch that is set by hand to an event of the partition whose keys are written.
+        token = _current_event.set(weakref.ref(event))
+        try:
+            for key, state in pairs:
+                if state is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = {"p": event.message.partition, "s": state, **extra}
+        finally:
+            _current_event.reset(token)
+
+    def touchpoint_batch(events: list[Any]) -> tuple[list[Any], dict[int, Any]]:
+        """Process a batch of events and hand their outputs to the producer; returns the events
+        processed and the last one of each partition (for `touchpoint_state`). No state is
+        written here: see touchpoint_agent."""
+        generation = app.consumer_generation_id
+        done: list[Any] = []
+        last_of: dict[int, Any] = {}
+        for event in events:
             message = event.message
+            if message.generation_id != generation:
+                # Fetched before a rebalance (Faust's own iterator drops these too): not
+                # processed and not acked; the partition's owner reads it again.
+                continue
+            done.append(event)
             partition, offset, value = message.partition, message.offset, event.value or b""
-            stats.events_in.labels(s.topic_touchpoints).inc()
             proc = processor(partition)
+            last_of[partition] = event
             try:
                 parsed = privacy.scrub(parse_event(value, max_bytes=s.max_event_bytes))
             except Rejected as rejected:
@@ -211,25 +240,56 @@ def create_app(
                 letter = proc.late_letter(parsed, value, s.topic_touchpoints, offset)
                 dead_letters.send_soon(key=None, value=letter.to_json())
                 stats.dead_letters.labels(out.reject).inc()
-            for key, state in proc.dirty_state():
-                if state is None:
-                    journey_state.pop(key, None)
-                else:
-                    journey_state[key] = {"p": partition, "s": state, "w": proc.watermark}
             outbox_one.setdefault(partition, []).append(out)
-            pending[0] += 1
-            if pending[0] >= s.stream_batch_events:
-                flush_outbox()
-            if offset % 500 == 0:
-                stats.last_event_time.set(time.time())
-                stats.journeys_open.set(sum(len(p.tracker) for p in stage_one.values()))
-                stats.consumer_lag.labels(message.tp.topic, str(partition)).set(
-                    max(0, app.consumer.highwater(message.tp) - offset - 1)
-                )
+        flush_outbox()
+        return done, last_of
 
-    async def segment_agent(stream: Any) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
+    def touchpoint_state(done: list[Any], last_of: dict[int, Any]) -> None:
+        """Write each key the batch changed, once."""
+        for partition, event in last_of.items():
+            proc = stage_one[partition]
+            write_state(journey_state, event, proc.dirty_state(), {"w": proc.watermark})
+        stats.events_in.labels(s.topic_touchpoints).inc(len(done))
+        stats.last_event_time.set(time.time())
+        stats.journeys_open.set(sum(len(p.tracker) for p in stage_one.values()))
+        for partition, event in last_of.items():
+            tp = event.message.tp
+            stats.consumer_lag.labels(tp.topic, str(partition)).set(
+                max(0, app.consumer.highwater(tp) - event.message.offset - 1)
+            )
+
+    async def touchpoint_agent(stream: Any) -> None:
+        # Batches of un-acked events. Outputs are delivered before the state that implies them
+        # is written (the local store is written at once and survives a SIGKILL): a crash in
+        # between leaves the old state, the events are read again and everything, retractions
+        # included, is derived again. Then the state, then the acks (commits cover acked
+        # events only); the last two steps are synchronous, so no commit runs in between.
+        async for batch in stream.noack_take(s.stream_batch_events, s.stream_batch_seconds):
+            generation = app.consumer_generation_id
+            done, last_of = touchpoint_batch(batch)
+            if not done:
+                continue
+            await fapp.producer.flush()
+            if app.consumer_generation_id != generation:
+                # A rebalance ran meanwhile: forget the batch (its partitions are rebuilt from
+                # the table and its events read again by their owner); its outputs are re-sent.
+                for partition in last_of:
+                    stage_one.pop(partition, None)
+                continue
+            touchpoint_state(done, last_of)
+            for event in done:
+                await stream.ack(event)
+
+    def segment_batch(events: list[Any]) -> list[Any]:
+        generation = app.consumer_generation_id
+        done: list[Any] = []
+        alerted = False
+        for event in events:
+            message = event.message
+            if message.generation_id != generation:
+                continue
+            done.append(event)
+            partition = message.partition
             stage = stage_two.get(partition)
             if stage is None:
                 stage = stage_two[partition] = SegmentStage(core)
@@ -237,23 +297,28 @@ def create_app(
                     (k, v["s"]) for k, v in segment_state.items() if v.get("p") == partition
                 )
             out = stage.apply(json.loads(event.value))
-            for key, state in stage.dirty_state():
-                if state is None:
-                    segment_state.pop(key, None)
-                else:
-                    segment_state[key] = {"p": partition, "s": state}
+            # State after every message, not once per batch: a bucket changed by one message and
+            # flushed by a later watermark must reach the store still marked unflushed, so that
+            # a crash before its record leaves re-sends it on restore. (Few messages reach this
+            # stage: contributions arrive coalesced per segment and batch.)
+            write_state(segment_state, event, stage.dirty_state(), {})
             if out.metrics or out.alerts:
                 outbox_two.append(out)
-            pending[0] += 1
-            if pending[0] >= s.stream_batch_events:
-                flush_outbox()
-            if out.alerts:
-                firing: dict[str, int] = {}
-                for each in stage_two.values():
-                    for a in each.detector.firing():
-                        firing[a.metric] = firing.get(a.metric, 0) + 1
-                for metric in ("nps", "ces", "csat", "negative_end"):
-                    stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
+                alerted = alerted or bool(out.alerts)
+        flush_outbox()
+        if alerted:
+            firing: dict[str, int] = {}
+            for each in stage_two.values():
+                for a in each.detector.firing():
+                    firing[a.metric] = firing.get(a.metric, 0) + 1
+            for metric in ("nps", "ces", "csat", "negative_end"):
+                stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
+        return done
+
+    async def segment_agent(stream: Any) -> None:
+        async for batch in stream.noack_take(s.stream_batch_events, s.stream_batch_seconds):
+            for event in segment_batch(batch):
+                await stream.ack(event)
 
     async def flush_idle() -> None:
         flush_outbox()
@@ -264,8 +329,16 @@ def create_app(
         stats,
     )
 
+    # Its own process (core, event loop) when it talks to a ClickHouse server; embedded chdb can
+    # be opened by one process only, so then it stays in this one.
+    child = (SinkProcess(stats) if s.sink_process and s.clickhouse_url and warehouse is None
+             else None)
+
     async def run_sink() -> None:
-        await sink.run()
+        if child is not None:
+            await child.run()
+        else:
+            await sink.run()
 
     async def serve_metrics() -> None:
         if s.metrics_port:

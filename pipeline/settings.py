@@ -67,6 +67,12 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("PEAKEND_SINK_BATCH_ROWS", "10000", "ClickHouse sink: flush after this many rows."),
     Variable("PEAKEND_SINK_BATCH_SECONDS", "1.0", "ClickHouse sink: flush at least this often."),
+    Variable(
+        "PEAKEND_SINK_PROCESS",
+        "true",
+        "Run the worker's ClickHouse sink as a child process (`peakend sink`: its own core and "
+        "event loop); false, or embedded chdb: inside the worker process.",
+    ),
     # Journeys
     Variable(
         "PEAKEND_IDLE_GAP_SECONDS", "1800", "Customer-keyed journeys split after this idle gap."
@@ -123,6 +129,11 @@ VARIABLES: tuple[Variable, ...] = (
         "1000",
         "Events the worker's agents take per batch (their outputs are coalesced per batch).",
     ),
+    Variable(
+        "PEAKEND_STREAM_BATCH_SECONDS",
+        "0.2",
+        "An agent processes a batch once it is full or has waited this long for more events.",
+    ),
 )
 
 _BY_NAME = {v.name: v for v in VARIABLES}
@@ -173,6 +184,7 @@ class Settings:
     clickhouse_cluster: str = ""
     sink_batch_rows: int = 10000
     sink_batch_seconds: float = 1.0
+    sink_process: bool = True
     idle_gap_seconds: float = 1800.0
     max_journey_seconds: float = 2592000.0
     allowed_lateness_seconds: float = 86400.0
@@ -195,6 +207,7 @@ class Settings:
     metrics_port: int = 9108
     web_port: int = 6066
     stream_batch_events: int = 1000
+    stream_batch_seconds: float = 0.2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,23 +1,36 @@
 """ClickHouse sink: output topics -> tables, at least once, exact through versioned upserts.
 
-A plain aiokafka consumer (its own group, manual commits) inside the worker: it reads the output
+A plain aiokafka consumer (its own group, manual commits): it reads the output
 topics, turns records into rows (`pipeline.storage.tables`), inserts a batch per table when it
 holds `batch_rows` rows or `batch_seconds` have passed, and commits the Kafka offsets only after
 every insert of the batch succeeded. When ClickHouse is away it retries with capped exponential
 backoff, holding the batch (and so the offsets) until it lands: nothing acknowledged is lost and
 a redelivered row is absorbed by ReplacingMergeTree(version). On a rebalance it flushes before
 giving partitions up.
+
+It runs as `peakend sink`, a child process the worker starts (`SinkProcess`), so that it has a
+core and an event loop of its own; the worker's /metrics relays the child's sink metrics
+(`RelayedSinkMetrics`). With embedded chdb (one process may open it) or `PEAKEND_SINK_PROCESS=false`
+it runs as a task inside the worker instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.request import urlopen
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
@@ -176,8 +189,150 @@ class ClickHouseSink:
                             self.add(tp.topic, tp.partition, message.offset, message.value)
                 if self.due():
                     await self.flush()
+            # stopping: land what is held (best effort; a failure leaves it uncommitted)
+            with contextlib.suppress(Exception):
+                await self.flush()
         finally:
             await consumer.stop()
 
     def stop(self) -> None:
         self._stopping = True
+
+
+# -- the sink as a child process of the worker -------------------------------------------------
+
+SINK_METRICS = (
+    "peakend_sink_batch_rows",
+    "peakend_sink_insert_seconds",
+    "peakend_sink_rows",
+    "peakend_sink_insert_failures",
+    "peakend_clickhouse_up",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RelayedSinkMetrics:
+    """A collector for the worker's registry: the sink child's metrics, read from its /metrics
+    at every scrape (nothing while the child is not up)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            with urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return
+        for family in text_string_to_metric_families(text):
+            if family.name in SINK_METRICS:
+                yield family
+
+
+class SinkProcess:
+    """Runs `peakend sink` as a child of the worker, restarts it if it dies, stops it with the
+    worker; the child also stops by itself when the worker dies (even by SIGKILL)."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.port = _free_port()
+        registry = metrics.registry
+        for name in ("sink_batch_rows", "sink_insert_seconds", "sink_rows",
+                     "sink_insert_failures", "clickhouse_up"):
+            with contextlib.suppress(KeyError):
+                registry.unregister(getattr(metrics, name))
+        registry.register(RelayedSinkMetrics(self.port))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PEAKEND_METRICS_PORT": str(self.port)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "sink", "--parent-pid", str(os.getpid())],
+            env=env,
+        )
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.start()
+                assert self.proc is not None
+                while self.proc.poll() is None:
+                    await asyncio.sleep(0.5)
+                log.warning("the sink process exited with %s; starting it again",
+                            self.proc.returncode)
+                await asyncio.sleep(1.0)
+        finally:
+            self.stop()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()  # the child flushes its batch and commits, then exits
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parent-pid", type=int, default=0,
+                        help="stop when this process (the worker) is gone")
+
+
+def _die_with(parent_pid: int) -> None:
+    """Ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG); best effort."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`peakend sink`: output topics -> ClickHouse in this process, until SIGTERM/SIGINT (or,
+    with --parent-pid, until that process is gone)."""
+    from pipeline.storage.warehouse import connect
+
+    settings = Settings.from_env()
+    logging.basicConfig(level=logging.WARNING)
+    metrics = WorkerMetrics.create()
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+    sink = ClickHouseSink(
+        settings,
+        lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
+                        database=settings.clickhouse_database),
+        metrics,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, sink.stop)
+        if args.parent_pid:
+            _die_with(args.parent_pid)
+
+            async def watch_parent() -> None:
+                while os.getppid() == args.parent_pid:
+                    await asyncio.sleep(0.5)
+                sink.stop()
+
+            watcher = asyncio.ensure_future(watch_parent())
+        try:
+            await sink.run()
+        finally:
+            if args.parent_pid:
+                watcher.cancel()
+
+    asyncio.run(main())
+    return 0

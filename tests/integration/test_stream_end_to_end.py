@@ -162,3 +162,24 @@ def test_sigkill_mid_run_gives_exact_results(
         assert_same_as_replay(setup, lines)
     finally:
         worker.stop()
+
+
+def test_input_waiting_before_the_worker_starts(
+    tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls
+) -> None:
+    """Every record already in the topic when the worker starts arrives, exactly once (the
+    agents take batches of events; an earlier batching attempt lost records in this case)."""
+    from pipeline.stream.topics import ensure_topics
+
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=4)
+    ensure_topics(setup.settings())
+    lines = generate(tmp_path, 5000, seed=14)
+    produce_lines(kafka_bootstrap, setup.topic, lines)
+    worker = Worker(setup, tmp_path, "a", 4)
+    try:
+        wait_for_results(setup, [worker], lines)
+        assert_same_as_replay(setup, lines)
+        assert worker.alive(), worker.log_tail()
+        assert_worker_metrics(worker, setup, lines)  # each event counted once: no re-reads
+    finally:
+        worker.stop()
