@@ -647,7 +647,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if min(args.partitions, args.batch_rows, args.workers or 1) < 1:
+    workers = 1 if args.workers is None else args.workers
+    if min(args.partitions, args.batch_rows, workers) < 1:
         print("peakend backfill: --partitions, --batch-rows and --workers must be at least 1",
               file=sys.stderr)
         return 2

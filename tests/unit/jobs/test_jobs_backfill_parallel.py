@@ -60,3 +60,9 @@ def test_resume_with_another_worker_count(tmp_path: Path) -> None:
     assert result.resumed_from == (0, 3000)
     for table in whole.inserted:
         assert final(table, broken.inserted[table]) == final(table, whole.inserted[table]), table
+
+
+def test_cli_refuses_zero_workers(tmp_path: Path) -> None:
+    from pipeline.cli import main
+
+    assert main(["backfill", str(tmp_path / "x.parquet"), "--workers", "0", "--dry-run"]) == 2
