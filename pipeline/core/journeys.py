@@ -40,7 +40,7 @@ from typing import Any
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.moments import FIXED, Entry, JourneyMoments, new_entry
-from pipeline.core.records import JourneyRecord, builder_of
+from pipeline.core.records import JourneyRecord, new_record
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
 from pipeline.core.valence import survey_valence
@@ -52,7 +52,6 @@ _NO_ATTRS: tuple[tuple[str, str], ...] = ()
 _FAR = 1 << 62
 _MARKER_TYPES = frozenset({"journey_end", "outcome"})
 _SEG_CACHE_MAX = 4096
-_build_journey = builder_of(JourneyRecord)  # tuple.__new__ from the values
 
 Segments = tuple[tuple[str, str], ...]
 
@@ -268,8 +267,8 @@ class JourneyTracker:
         attrs = event.attributes
         attr_keys = self._attr_keys
         seg = self._segments(attrs, attr_keys) if attrs and attr_keys else _NO_ATTRS
-        entry = new_entry((ms, eid, event.type, valence, event.touchpoint, event.channel,
-                           event.stage, event.outcome or "", event.customer_id, seg))
+        entry = new_record(Entry, (ms, eid, event.type, valence, event.touchpoint, event.channel,
+                                   event.stage, event.outcome or "", event.customer_id, seg))
         self._dirty.add(key)
         if jid is not None:
             if own is None:
@@ -561,7 +560,7 @@ class JourneyTracker:
         mean = m.sum_fixed / n / FIXED if n else None
         outcome = "" if m.outcome is None else m.outcome[7]
         if peak is None or end is None or end_v is None:
-            return _build_journey((
+            return new_record(JourneyRecord, (
                 journey.id, journey.customer_id, journey.keyed_by, journey.status,
                 journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, n,
                 None, "", None, "", None, "", None, "", end_v, "", "", "", None, "", None,
@@ -569,7 +568,7 @@ class JourneyTracker:
         best, worst = m.best, m.worst
         peak_v = peak[3]
         assert peak_v is not None and best is not None and worst is not None
-        return _build_journey((
+        return new_record(JourneyRecord, (
             journey.id, journey.customer_id, journey.keyed_by, journey.status,
             journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, n,
             peak_v, peak[4], peak[0], peak[1], best[3], best[4], worst[3], worst[4],

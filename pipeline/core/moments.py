@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+
 class Entry(NamedTuple):
     """One applied event, compact and JSON-able (it is a tuple). Hot paths build it with
     `new_entry((ms, event_id, ...))`: one C call, where the keyword constructor runs Python."""

@@ -7,27 +7,17 @@ Field names and order follow docs/records.md exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from pipeline.core.timefmt import format_opt, parse_opt
 
 _R = TypeVar("_R", bound=tuple[Any, ...])
 
 # Records are typed named tuples: immutable, compact, and built from a tuple of values in one C
-# call (`tuple.__new__`), about 0.2 us for the 28 journey fields where a frozen slots dataclass
-# took ~2 us (docs/core.md, Performance): the stream builds one record per event.
-
-
-def builder_of(cls: type[_R]) -> Callable[[tuple[Any, ...]], _R]:
-    """The constructor of a record class from all its values in contract order, without keyword
-    overhead: `build(values)`. Hot paths keep it in a module global to skip the lookups."""
-    new = tuple.__new__
-
-    def build(values: tuple[Any, ...]) -> _R:
-        return new(cls, values)
-
-    return build
+# call, `new_record(JourneyRecord, values)` (tuple.__new__), about 0.2 us for the 28 journey
+# fields where a frozen slots dataclass took ~2 us (docs/core.md, Performance): the stream
+# builds one record per event. The keyword constructor also works, through Python code.
+new_record: Final = tuple.__new__
 
 
 def _to_dict(record: Any, times: frozenset[str]) -> dict[str, Any]:

@@ -10,10 +10,10 @@ valence is positive minus negative. So one problem gives its own score, several 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pipeline.core import SOURCE_DIR
 from pipeline.core.event import Signals
@@ -22,6 +22,14 @@ from pipeline.core.event import Signals
 DEFAULT_RULES_PATH = SOURCE_DIR.parents[1] / "schemas" / "scoring-rules.v1.json"
 _NUMERIC = ("wait_seconds", "handle_seconds", "transfers")
 _FLAGS = ("resolved", "error")
+# Signal slots (the order of _NUMERIC + _FLAGS) and rule kinds; Final: constants when compiled.
+_WAIT: Final = 0
+_HANDLE: Final = 1
+_RESOLVED: Final = 3
+_SLOTS = {name: slot for slot, name in enumerate(_NUMERIC + _FLAGS)}
+_FLAG: Final = 0
+_STEPS: Final = 1
+_LINEAR: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +108,14 @@ class ScoringRules:
     0.5
     """
 
-    __slots__ = ("_compiled", "rules", "score_or_none", "version")
+    __slots__ = ("_plan", "rules", "version")
 
     def __init__(self, rules: Sequence[Rule], version: int = 1) -> None:
         self.version = version
         self.rules = tuple(rules)
-        kinds = {"flag": 0, "steps": 1, "linear": 2}
-        self._compiled = tuple((r.signal, kinds[r.kind], r) for r in self.rules)
-        # The same arithmetic as `score`, unrolled into straight-line code with the rule
-        # constants inlined (hot path). None when every signal is missing.
-        self.score_or_none: Callable[[Signals], float | None] = _compile(self.rules)
+        # (signal slot, kind, rule) in file order: the products below depend on that order
+        kinds = {"flag": _FLAG, "steps": _STEPS, "linear": _LINEAR}
+        self._plan = tuple((_SLOTS[r.signal], kinds[r.kind], r) for r in self.rules)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoringRules:
@@ -121,76 +127,44 @@ class ScoringRules:
             return cls.from_dict(json.load(handle))
 
     def score(self, signals: Signals) -> float:
+        value = self.score_or_none(signals)
+        return 0.0 if value is None else value
+
+    def score_or_none(self, s: Signals) -> float | None:
+        """`score`, or None when every signal is missing (the hot path of journeys). Reads each
+        signal once and walks the rules in order; typed locals keep compiled code unboxed."""
+        wait, handle, transfers = s.wait_seconds, s.handle_seconds, s.transfers
+        resolved, error = s.resolved, s.error
+        if (wait is None and handle is None and transfers is None and resolved is None
+                and error is None):
+            return None
         keep_neg = 1.0  # product of (1 - |c|) over negative contributions
         keep_pos = 1.0
-        for name, kind, rule in self._compiled:
-            value = getattr(signals, name)
-            if value is None:
-                continue
-            if kind == 0:  # flag
-                if value is not rule.equals:
+        for slot, kind, rule in self._plan:
+            if kind == _FLAG:
+                flag = resolved if slot == _RESOLVED else error
+                if flag is None or flag is not rule.equals:
                     continue
                 c = rule.valence
-            elif kind == 1:  # steps
-                c = 0.0
-                for at, valence in rule.steps:
-                    if value >= at:
-                        c = valence
-            elif value <= rule.x_from:
-                c = rule.v_from
-            elif value >= rule.x_to:
-                c = rule.v_to
             else:
-                c = rule.v_from + (value - rule.x_from) / (rule.x_to - rule.x_from) * (
-                    rule.v_to - rule.v_from)
+                number = wait if slot == _WAIT else handle if slot == _HANDLE else transfers
+                if number is None:
+                    continue
+                x = float(number)
+                if kind == _STEPS:
+                    c = 0.0
+                    for at, valence in rule.steps:
+                        if x >= at:
+                            c = valence
+                elif x <= rule.x_from:
+                    c = rule.v_from
+                elif x >= rule.x_to:
+                    c = rule.v_to
+                else:
+                    c = rule.v_from + (x - rule.x_from) / (rule.x_to - rule.x_from) * (
+                        rule.v_to - rule.v_from)
             if c < 0.0:
                 keep_neg *= 1.0 + c
             elif c > 0.0:
                 keep_pos *= 1.0 - c
         return keep_neg - keep_pos
-
-
-def _compile(rules: Sequence[Rule]) -> Callable[[Signals], float | None]:
-    """Straight-line code for `ScoringRules.score` (operations in the same order, so the result
-    is bit-identical), returning None for empty signals. Generated from validated numbers only."""
-    lines = [
-        "def score_or_none(s):",
-        "    wait_seconds = s.wait_seconds",
-        "    handle_seconds = s.handle_seconds",
-        "    transfers = s.transfers",
-        "    resolved = s.resolved",
-        "    error = s.error",
-        "    if (wait_seconds is None and handle_seconds is None and transfers is None",
-        "            and resolved is None and error is None):",
-        "        return None",
-        "    kn = 1.0",
-        "    kp = 1.0",
-    ]
-    apply_c = ["        if c < 0.0:", "            kn *= 1.0 + c", "        elif c > 0.0:",
-               "            kp *= 1.0 - c"]
-    for rule in rules:
-        x = rule.signal
-        assert x in _NUMERIC + _FLAGS
-        if rule.kind == "flag":
-            lines += [f"    if {x} is not None and {x} is {rule.equals!r}:",
-                      f"        c = {float(rule.valence)!r}", *apply_c]
-        elif rule.kind == "steps":
-            lines += [f"    if {x} is not None:", "        c = 0.0"]
-            for at, valence in rule.steps:
-                lines += [f"        if {x} >= {float(at)!r}:",
-                          f"            c = {float(valence)!r}"]
-            lines += apply_c
-        else:
-            xf, xt = float(rule.x_from), float(rule.x_to)
-            vf, vt = float(rule.v_from), float(rule.v_to)
-            lines += [f"    if {x} is not None:",
-                      f"        if {x} <= {xf!r}:", f"            c = {vf!r}",
-                      f"        elif {x} >= {xt!r}:", f"            c = {vt!r}",
-                      "        else:",
-                      f"            c = {vf!r} + ({x} - {xf!r}) / ({xt!r} - {xf!r}) * "
-                      f"({vt!r} - {vf!r})",
-                      *apply_c]
-    lines.append("    return kn - kp")
-    namespace: dict[str, Any] = {}
-    exec("\n".join(lines), namespace)  # generated from validated floats only
-    return namespace["score_or_none"]  # type: ignore[no-any-return]

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_MINUTES: dict[int, str] = {}  # minute since the epoch -> 'YYYY-MM-DDTHH:MM:'
+_MINUTES_MAX = 8192
 
 
 def format_ms(ms: int) -> str:
@@ -19,9 +21,19 @@ def format_ms(ms: int) -> str:
     '2026-11-22T17:10:09.123Z'
     >>> format_ms(-1)
     '1969-12-31T23:59:59.999Z'
+    >>> format_ms(1795367400000), format_ms(1795367459999)
+    ('2026-11-22T17:10:00.000Z', '2026-11-22T17:10:59.999Z')
     """
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    minute, rest = divmod(ms, 60_000)
+    prefix = _MINUTES.get(minute)
+    if prefix is None:
+        # strftime is most of the cost and nearby times share their minute: cache it (bounded)
+        if len(_MINUTES) >= _MINUTES_MAX:
+            _MINUTES.clear()
+        prefix = _MINUTES[minute] = (_EPOCH + timedelta(minutes=minute)).strftime(
+            "%Y-%m-%dT%H:%M:")
+    seconds, millis = divmod(rest, 1000)
+    return f"{prefix}{seconds:02d}.{millis:03d}Z"
 
 
 class CachedMsFormatter:

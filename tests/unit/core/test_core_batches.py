@@ -101,13 +101,26 @@ def test_process_many_equals_process() -> None:
        st.one_of(st.none(), st.floats(0, 8000), st.integers(0, 8000)),
        st.one_of(st.none(), st.integers(0, 6)), st.one_of(st.none(), st.booleans()),
        st.one_of(st.none(), st.booleans()))
-def test_compiled_rules_score_bit_identically(wait: float | None, handle: float | None,
-                                              transfers: int | None, resolved: bool | None,
-                                              error: bool | None) -> None:
+def test_rules_score_as_their_contributions_combine(
+        wait: float | None, handle: float | None, transfers: int | None,
+        resolved: bool | None, error: bool | None) -> None:
+    """The hot-path scorer against the definition in the rules file: each matching rule's
+    `contribution`, negatives combined as 1 - prod(1 - |c|), positives the same, in file order."""
     rules = ScoringRules.load()
     signals = Signals(wait, handle, transfers, resolved, error)
-    expected = None if signals.is_empty() else rules.score(signals)
+    keep_neg = keep_pos = 1.0
+    for rule in rules.rules:
+        value = getattr(signals, rule.signal)
+        if value is None:
+            continue
+        c = rule.contribution(value)
+        if c < 0.0:
+            keep_neg *= 1.0 + c
+        elif c > 0.0:
+            keep_pos *= 1.0 - c
+    expected = None if signals.is_empty() else keep_neg - keep_pos
     assert rules.score_or_none(signals) == expected
+    assert rules.score(signals) == (0.0 if expected is None else expected)
 
 
 def test_tuned_gc_restores_the_thresholds() -> None:
