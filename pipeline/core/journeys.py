@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import TouchpointEvent
@@ -56,8 +55,7 @@ _SEG_CACHE_MAX = 4096
 Segments = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class EndDelta:
+class EndDelta(NamedTuple):
     """A change of the negative_end counts: add (+1) or retract (-1) one closed journey.
 
     `at_ms` is the journey's last event time (its bucket), `negative` whether its end valence is
@@ -543,9 +541,10 @@ class JourneyTracker:
             return
         if journey.counted is not None:
             at, negative, segments = journey.counted
-            self._end_deltas.append(EndDelta(at, negative, -1, segments, journey.id))
+            self._end_deltas.append(new_record(EndDelta, (at, negative, -1, segments, journey.id)))
         if counted is not None:
-            self._end_deltas.append(EndDelta(counted[0], counted[1], 1, counted[2], journey.id))
+            self._end_deltas.append(
+                new_record(EndDelta, (counted[0], counted[1], 1, counted[2], journey.id)))
         journey.counted = counted
 
     def record(self, journey: Journey) -> JourneyRecord:

@@ -12,6 +12,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MINUTES: dict[int, str] = {}  # minute since the epoch -> 'YYYY-MM-DDTHH:MM:'
 _MINUTES_MAX = 8192
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(60))
+_THREE_DIGITS = tuple(f"{i:03d}" for i in range(1000))
 
 
 def format_ms(ms: int) -> str:
@@ -33,7 +35,7 @@ def format_ms(ms: int) -> str:
         prefix = _MINUTES[minute] = (_EPOCH + timedelta(minutes=minute)).strftime(
             "%Y-%m-%dT%H:%M:")
     seconds, millis = divmod(rest, 1000)
-    return f"{prefix}{seconds:02d}.{millis:03d}Z"
+    return prefix + _TWO_DIGITS[seconds] + "." + _THREE_DIGITS[millis] + "Z"
 
 
 class CachedMsFormatter:
