@@ -138,6 +138,15 @@ def proc_cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / ticks
 
 
+def child_pids(pid: int) -> list[int]:
+    """Live children of a process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+            return [int(x) for x in handle.read().split()]
+    except OSError:
+        return []
+
+
 # -- workers ---------------------------------------------------------------------------------
 
 @dataclass
@@ -150,7 +159,14 @@ class Stream:
         return self.setup.settings()
 
     def cpu(self) -> float:
-        return sum(proc_cpu_seconds(w.proc.pid) for w in self.workers if w.alive())
+        """CPU seconds of the worker processes and their live children (the sink process)."""
+        total = 0.0
+        for w in self.workers:
+            if w.alive():
+                for pid in [w.proc.pid, *child_pids(w.proc.pid)]:
+                    with contextlib.suppress(OSError):
+                        total += proc_cpu_seconds(pid)
+        return total
 
     def check_alive(self) -> None:
         for w in self.workers:
