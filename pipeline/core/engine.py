@@ -98,8 +98,6 @@ class ExperienceEngine:
         buckets = self.buckets[partition]
         watermarks = self.watermarks
         width = self.bucket_ms
-        apply = tracker._apply
-        add_event = buckets.add_event
         pending = tracker._end_deltas
         journeys: list[Journey] = []
         reasons: list[str | None] = []
@@ -110,11 +108,11 @@ class ExperienceEngine:
             if event.occurred_ms > watermark:
                 watermark = event.occurred_ms
                 watermarks[partition] = watermark
-            reason = apply(event, watermark, journeys)
+            reason = tracker._apply(event, watermark, journeys)
             reasons.append(reason)
             if reason is not None:
                 continue
-            add_event(event)
+            buckets.add_event(event)
             if pending:
                 self._apply_ends(partition, tracker, buckets)
                 pending = tracker._end_deltas
@@ -137,8 +135,8 @@ class ExperienceEngine:
         journeys: list[Journey] = []
         out = Emitted()
         self._tick_into(partition, journeys, out)
-        record = self.trackers[partition].record
-        out.journeys = [record(j) for j in journeys]
+        tracker = self.trackers[partition]
+        out.journeys = [tracker.record(j) for j in journeys]
         return out
 
     def _tick_into(self, partition: int, journeys: list[Journey], out: Emitted) -> None:

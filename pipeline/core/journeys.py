@@ -32,8 +32,8 @@ Rules (DESIGN.md 1, docs/core.md):
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Mapping
+from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
 from pipeline.core.config import JourneyConfig
@@ -179,7 +179,6 @@ class JourneyTracker:
         self._lateness = self.config.allowed_lateness_ms
         self._window = self.config.end_window_ms
         self._attr_keys = self.config.segment_attributes
-        self._score = self.rules.score_or_none
         self._seg_cache: dict[tuple[str | None, ...], Segments] = {}
 
     # -- the calls of the stream adapter ------------------------------------------------------
@@ -194,8 +193,7 @@ class JourneyTracker:
         reason = self._apply(event, watermark_ms, emitted)
         if not emitted:
             return [], reason
-        record = self.record
-        return [record(j) for j in emitted], reason
+        return [self.record(j) for j in emitted], reason
 
     def apply_many(self, events: Iterable[TouchpointEvent], watermark_ms: int
                    ) -> tuple[list[JourneyRecord], list[str | None], int]:
@@ -210,14 +208,12 @@ class JourneyTracker:
         (docs/core.md, Performance)."""
         emitted: list[Journey] = []
         reasons: list[str | None] = []
-        append = reasons.append
-        apply = self._apply
         wm = watermark_ms
         for event in events:
             ms = event.occurred_ms
             if ms > wm:
                 wm = ms
-            append(apply(event, wm, emitted))
+            reasons.append(self._apply(event, wm, emitted))
         return self.latest_records(emitted), reasons, wm
 
     def latest_records(self, journeys: Iterable[Journey]) -> list[JourneyRecord]:
@@ -226,8 +222,7 @@ class JourneyTracker:
         latest: dict[str, Journey] = {}
         for journey in journeys:
             latest[journey.id] = journey
-        record = self.record
-        return [record(j) for j in latest.values()]
+        return [self.record(j) for j in latest.values()]
 
     def _apply(self, event: TouchpointEvent, watermark_ms: int, emitted: list[Journey]
                ) -> str | None:
@@ -259,7 +254,7 @@ class JourneyTracker:
             if valence is None:
                 signals = event.signals
                 if signals is not None:
-                    valence = self._score(signals)
+                    valence = self.rules.score_or_none(signals)
                 if valence is None and event.type not in _MARKER_TYPES:
                     valence = 0.0
         attrs = event.attributes
@@ -327,13 +322,12 @@ class JourneyTracker:
         maximum length, and evict closed journeys no acceptable event can reach any more."""
         emitted: list[Journey] = []
         self._advance(watermark_ms, emitted)
-        record = self.record
-        return [record(j) for j in emitted]
+        return [self.record(j) for j in emitted]
 
     def _advance(self, watermark_ms: int, emitted: list[Journey]) -> None:
         heap = self._deadlines
         while heap and heap[0][0] <= watermark_ms:
-            deadline, key = heapq.heappop(heap)
+            deadline, key = heappop(heap)
             state = self._keys.get(key)
             if state is None:
                 continue
@@ -602,7 +596,7 @@ class JourneyTracker:
                 earliest = deadline
         if earliest < state.scheduled:
             state.scheduled = earliest
-            heapq.heappush(self._deadlines, (earliest, key))
+            heappush(self._deadlines, (earliest, key))
 
     def _schedule_one(self, key: str, state: KeyState, journey: Journey) -> None:
         """`_schedule(key, state, [journey])`, inlined (hot path)."""
@@ -619,7 +613,7 @@ class JourneyTracker:
             deadline = last[0] + self._gap + self._lateness + 1
         if deadline < state.scheduled:
             state.scheduled = deadline
-            heapq.heappush(self._deadlines, (deadline, key))
+            heappush(self._deadlines, (deadline, key))
 
     def _evict(self, key: str, state: KeyState, watermark_ms: int) -> None:
         def alive(journey: Journey) -> bool:

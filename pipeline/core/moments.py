@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 
 class Entry(NamedTuple):
@@ -39,7 +39,7 @@ def new_entry(values: tuple[int, str, str, float | None, str, str, str, str, str
 
 
 # Valences are summed as integers in units of 1e-12: exact, so the mean ignores arrival order.
-FIXED = 10**12
+FIXED: Final = 10**12
 
 
 def peak_beats(a: Entry, b: Entry) -> bool:
