@@ -25,6 +25,7 @@ import random
 import time
 from datetime import UTC, datetime
 
+import pipeline.core
 from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
@@ -156,6 +157,12 @@ def run_engine_batched(events: list[TouchpointEvent], config: CoreConfig,
     return records
 
 
+def core_mode() -> str:
+    """Which core this process runs (scripts/compile_core.py; PEAKEND_PURE_CORE=1: interpreted)."""
+    return ("compiled with mypyc (build/core-compiled)" if pipeline.core.COMPILED
+            else "interpreted (PEAKEND_PURE_CORE=1 or no current compiled build)")
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -180,6 +187,7 @@ def main() -> None:
     print(f"peakend core benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}")
     print(f"events: {len(events):,} ({surveys / len(events):.1%} surveys), one core")
+    print(f"core: {core_mode()}")
     if args.profile:
         target = {"apply": "run_tracker_and_buckets",
                   "batched": "run_tracker_and_buckets_batched"}[args.profile]
