@@ -60,52 +60,37 @@ INTERPRETATION = """## Reading the figures: why the targets are missed and what 
 
 - **The worker, not Kafka or ClickHouse, is the limit.** The raw clients move hundreds of
   thousands of records per second (aiokafka consume) and ClickHouse takes a 200k-row columnar
-  insert in about a second; the pipeline runs at a few hundred to about a thousand events per
-  second, far under 1 % of the raw consume rate and about 1 % of the core's own rate.
-- **Most of the worker's CPU is Faust and the Kafka client, not peakend code.** Compare the
-  worker's CPU per event with the in-process stage work (same parse, stages, JSON and sink rows
-  without Faust/aiokafka/RocksDB): the difference is the framework. In the profile, peakend's
-  own code (contract, core, stages, sink) is a few percent of the busy time; the rest is the
-  asyncio loop, aiokafka's protocol code, Faust's stream/topic/table layer and logging.
-- **Logging at DEBUG that nobody saw** (fixed during this work, git 9de45b5): `faust.Worker`
-  creates a terminal spinner and at log level warn set the root logger to DEBUG with a
-  spinner handler, so each of aiokafka's many `log.debug` calls built a LogRecord and walked
-  the stack: 16 % of the worker's busy CPU in the first profile. `pipeline/worker_cli.py` now
-  sets `worker.spinner = None`; its commit reports 488 -> 789 events/s on a quick run. If the
-  `logging.debug` row above is not near zero, that fix has regressed.
-- **Several Kafka records per input event**, each a separate Faust `send` (see the records per
-  input event table): the journeys output, the journey-state changelog (the journey's state
-  and, on every event that moves stream time, the partition's `__watermark__` key), the raw
-  event read again by the sink, contributions and metrics. With per-event agents (git
-  151dd04) the journeys output is one record per event; the former batched agents sent one per
-  journey and batch. Coalescing the outbox per journey id and writing the watermark key once
-  per flush could roughly halve the sends (an estimate from the table, not measured).
-- **Commit stalls drive the latency tail.** Faust's commit waits until every pending send is
-  acknowledged; with the producer buffer full ('producer buffer full' warnings) one commit
-  takes seconds (the longest 'Timer commit is overlapping' runtime above), the sink's groups
-  see nothing new in that time, and the journeys p95/p99 jump while touchpoint_events (read by
-  the sink straight from the input topic) stays well under a second.
+  insert in about a second; the pipeline runs at one to a few thousand events per second.
+- **Most of the worker's CPU is Faust, mode, aiokafka and asyncio, not peakend code.** The
+  worker takes whole batches (`noack_take`), processes them through the stages, sends the
+  outputs coalesced, writes each changed key once and acks in order; the ClickHouse sink runs
+  in its own process (`peakend sink`). Still, in the worker profile peakend's own code is under
+  5 % of the busy time: Faust publishes every output and changelog record as its own message
+  (`publish_message`, a future and a callback each), and the asyncio loop, mode and aiokafka
+  take the rest. Compare the worker's CPU per event with the in-process stage work: the
+  difference is the framework.
+- **Records per input event** (table above): one journeys output and one journey-state
+  changelog record per event; everything else is a few percent. Journeys in this workload see
+  about one event per batch each, so coalescing per journey cannot remove more.
 - **Two workers do not help on this machine.** There are 2 cores for the broker, ClickHouse,
-  the producer, the reader and the workers; a second worker adds a second sink consumer
-  (smaller insert batches), more changelog and repartition traffic between processes and a
-  rebalance, and competes for the same cores. Partitions bound the parallelism (4 in the
-  benchmark, 12 by default), so on a machine with free cores workers scale up to the
-  partition count; here they cannot.
-- **What would reach 20,000 events/s.** At the measured CPU per event the target needs tens of
-  cores. Even the in-process stage work alone needs several cores at that rate. Realistic
-  path, in order of effect: (1) stop per-message framework overhead: a plain aiokafka
-  `getmany` loop that processes a whole fetch through the batch APIs (`apply_many`,
-  `process_batch`), coalesces outputs per batch and produces them with one batch call, state
-  in RocksDB written once per batch (or Faust with batched agents and coalesced outbox);
-  (2) move the ClickHouse sink into its own process, and stop re-parsing raw events there
-  (stage one can forward the validated row); (3) keep the logging fix above; (4) one worker
-  process per core, partitions >= workers; (5) only then a compiled core (mypyc/Cython) for
-  the remaining per-event Python (parse ~10 us, core ~15 us per event on this CPU).
-- **Backfill** is bounded by the core with a realistic event-time span (docs/jobs.md): about
-  an order of magnitude under 300,000 events/s on one core here. Reaching it needs the
-  partitions of `run_backfill` in parallel processes (one per core: x2 at most here) and a
-  vectorised path for the survey buckets (pyarrow compute or SQL in ClickHouse for the
-  metric sums), the journey tracker being the part that must stay sequential per key.
+  the producer, the reader, the sink and the workers; a second worker adds a second sink, more
+  changelog and repartition traffic and a rebalance, and competes for the same cores.
+  Partitions bound the parallelism (4 in the benchmark, 12 by default).
+- **What would reach 20,000 events/s.** At the measured CPU per event the target needs several
+  times the cores of this machine for the framework alone. In order of effect: (1) produce the
+  outputs and changelog records with aiokafka batch calls (`create_batch`/`send_batch`) rather
+  than one Faust future per record; (2) read the input with a plain aiokafka `getmany` loop that
+  hands whole fetches to the batch APIs (`process_batch`), state written once per batch to
+  RocksDB; (3) one worker process per core on a machine whose broker and ClickHouse run
+  elsewhere. The core itself is no longer the limit: compiled with mypyc it runs about 110-140k
+  events per CPU second (docs/core.md), two orders of magnitude above the pipeline's rate.
+- **Backfill** runs the same core per partition in worker processes (one per CPU) with
+  column-wise Parquet decoding and a writer thread. It is bounded by the core plus event
+  construction and the ClickHouse driver's serialisation (docs/jobs.md): with two cores the
+  ceiling is about twice the core's single-core rate, under 300,000 events/s. Reaching the
+  target needs more cores (the partitions scale out) or a vectorised path for the survey
+  buckets (pyarrow compute or SQL in ClickHouse), the journey tracker being the part that must
+  stay sequential per key.
 """
 
 TARGET_E2E = 20_000
@@ -226,6 +211,7 @@ def core_rates(n: int, repeat: int = 2) -> dict[str, Any]:
                 best = min(best, time.process_time() - began)
         out[name] = n / best
     out["load"] = load()
+    out["mode"] = bench_core.core_mode()
     return out
 
 
@@ -256,7 +242,8 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
     return {"events": rows, "generate": rows / gen_s, "core": rows / core_s,
-            "server": rows / server_s, "partitions": partitions, "load": load()}
+            "server": rows / server_s, "partitions": partitions, "load": load(),
+            "workers": min(os.cpu_count() or 1, partitions)}
 
 
 # -- a real worker under cProfile -------------------------------------------------------------
@@ -482,7 +469,8 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         f"| {contract['events']:,} records, mean {contract['bytes']:.0f} bytes, best of 3, wall "
         f"| {contract['load']} |")
     add(f"| core: tracker + buckets, `apply_many` | {fmt(core['tracker_buckets_batched'])} | "
-        f"`bench_core.generate({core['events']:,})`, tuned gc, CPU time, best of 2 | "
+        f"`bench_core.generate({core['events']:,})`, tuned gc, CPU time, best of 2; core "
+        f"{core['mode']} | "
         f"{core['load']} |")
     add(f"| core: full engine, `process_many` (with drop detection) | "
         f"{fmt(core['engine_batched'])} | same | {core['load']} |")
@@ -491,7 +479,8 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add(f"| generate -> Parquet | {fmt(backfill['generate'])} | {backfill['events']:,} events "
         f"| {backfill['load']} |")
     add(f"| backfill through the core, no writes | {fmt(backfill['core'])} | "
-        f"`run_backfill`, {backfill['partitions']} partitions, wall | {backfill['load']} |")
+        f"`run_backfill`, {backfill['partitions']} partitions, {backfill['workers']} worker "
+        f"processes (the default: one per CPU), wall | {backfill['load']} |")
     add(f"| backfill -> ClickHouse server (five tables) | {fmt(backfill['server'])} | same, "
         f"fresh database | {backfill['load']} |")
     add(f"| worker's own work in-process (no Faust/Kafka/RocksDB) | {fmt(stage.rate)} | "
