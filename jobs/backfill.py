@@ -54,7 +54,7 @@ from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import CachedMsFormatter, format_ms
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
-from pipeline.storage.warehouse import ServerWarehouse, Warehouse
+from pipeline.storage.warehouse import Warehouse
 
 _NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
 _END = 1 << 62  # position of the ticks of `finish`
@@ -380,29 +380,12 @@ def write(warehouse: Warehouse, pending: Pending, insert_rows: int = 200_000) ->
         size = len(data[0]) if data else 0
         for start in range(0, size, insert_rows):
             chunk = data if size <= insert_rows else [c[start:start + insert_rows] for c in data]
-            written += insert_columns(warehouse, table, columns, chunk)
+            written += warehouse.insert_columns(table, columns, chunk)
     return written
 
 
 def _transpose(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
-
-
-def insert_columns(warehouse: Warehouse, table: str, columns: Sequence[str],
-                   data: list[list[Any]]) -> int:
-    """Insert column lists: a columnar native insert on a server (no row -> column pass in the
-    driver), `Warehouse.insert` of rows elsewhere."""
-    size = len(data[0]) if data else 0
-    if size == 0:
-        return 0
-    client = getattr(warehouse, "_client", None)
-    lock = getattr(warehouse, "_lock", None)
-    if isinstance(warehouse, ServerWarehouse) and client is not None and lock is not None:
-        with lock:
-            client.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data,
-                           columnar=True)
-        return size
-    return warehouse.insert(table, columns, list(zip(*data, strict=True)))
 
 
 class Writer:

@@ -2,7 +2,8 @@
 
 Every knob of peakend is a `PEAKEND_*` variable listed in `VARIABLES` below; `peakend settings`
 prints the effective values (secrets masked). The pure core takes plain config objects
-(`pipeline.core.config`), built here from the environment, so it never reads the environment itself.
+(`pipeline.core.config`), built here from the environment; it reads the environment only for
+the two variables that choose its compiled build, once, when it is first imported.
 """
 
 from __future__ import annotations
@@ -134,6 +135,19 @@ VARIABLES: tuple[Variable, ...] = (
         "0.2",
         "An agent processes a batch once it is full or has waited this long for more events.",
     ),
+    # The core's build (read by pipeline/core/__init__.py when the core is first imported)
+    Variable(
+        "PEAKEND_PURE_CORE",
+        "false",
+        "true: run the interpreted core even when its mypyc build (scripts/compile_core.py, run "
+        "by make setup) is current. Same results, slower; `make setup` then skips compiling.",
+    ),
+    Variable(
+        "PEAKEND_CORE_BUILD",
+        "",
+        "Directory of the compiled core (empty: build/core-compiled in the source tree). A build "
+        "whose manifest does not match the sources is never used.",
+    ),
 )
 
 _BY_NAME = {v.name: v for v in VARIABLES}
@@ -208,6 +222,8 @@ class Settings:
     web_port: int = 6066
     stream_batch_events: int = 1000
     stream_batch_seconds: float = 0.2
+    pure_core: bool = False
+    core_build: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

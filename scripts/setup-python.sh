@@ -14,6 +14,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 # The core compiled with mypyc (docs/core.md, Performance); a no-op while the build is current.
 # PEAKEND_PURE_CORE=1 skips it (the interpreted core gives the same results, slower).
-if [ "${PEAKEND_PURE_CORE:-0}" = "0" ]; then
-  .venv/bin/python scripts/compile_core.py
-fi
+case "$(echo "${PEAKEND_PURE_CORE:-false}" | tr 'A-Z' 'a-z')" in
+  1|true|yes|on) ;;
+  *) .venv/bin/python scripts/compile_core.py ;;
+esac

@@ -38,8 +38,8 @@ def source_digest() -> str:
 
 def _compiled_build() -> Path | None:
     """The compiled build to use, or None (disabled, missing, stale or another Python)."""
-    if os.environ.get("PEAKEND_PURE_CORE", "") not in ("", "0"):
-        return None
+    if os.environ.get("PEAKEND_PURE_CORE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return None  # the same reading as pipeline.settings (a bool variable)
     build = Path(os.environ.get("PEAKEND_CORE_BUILD") or DEFAULT_BUILD)
     try:
         manifest = json.loads((build / "manifest.json").read_text())

@@ -44,6 +44,11 @@ class Warehouse(Protocol):
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int: ...
 
+    def insert_columns(self, table: str, columns: Sequence[str],
+                       data: Sequence[Sequence[Any]]) -> int:
+        """Insert one list of values per column (all of equal length); returns the rows."""
+        ...
+
     def version(self) -> tuple[int, ...]: ...
 
     def close(self) -> None: ...
@@ -123,6 +128,18 @@ class ServerWarehouse:
         with self._lock:
             self._client.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data)
         return len(data)
+
+    def insert_columns(self, table: str, columns: Sequence[str],
+                       data: Sequence[Sequence[Any]]) -> int:
+        """A columnar native insert: the driver sends the columns as they are (no row to
+        column pass), the fastest way in for batch jobs."""
+        size = len(data[0]) if data else 0
+        if size == 0:
+            return 0
+        with self._lock:
+            self._client.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
+                                 [list(c) for c in data], columnar=True)
+        return size
 
     def version(self) -> tuple[int, ...]:
         return _version_tuple(str(self.query("SELECT version()")[0][0]))
@@ -243,6 +260,10 @@ class ChdbWarehouse:
             + body
         )
         return len(lines)
+
+    def insert_columns(self, table: str, columns: Sequence[str],
+                       data: Sequence[Sequence[Any]]) -> int:
+        return self.insert(table, columns, zip(*data, strict=True))
 
     def version(self) -> tuple[int, ...]:
         return _version_tuple(self._raw("SELECT version()").strip().strip('"'))

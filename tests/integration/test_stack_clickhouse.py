@@ -91,3 +91,30 @@ def test_same_ddl_runs_on_chdb(tmp_path_factory: pytest.TempPathFactory) -> None
     assert wh.version() >= (23,)
     assert _roundtrip(wh, table) == EXPECTED
     wh.execute(f"DROP TABLE {table}")
+
+
+def _columnar_roundtrip(wh: Warehouse, table: str) -> list[tuple[object, ...]]:
+    wh.execute(DDL.format(table=table))
+    columns = [list(c) for c in zip(*ROWS, strict=True)]
+    assert wh.insert_columns(table, ["journey_id", "ended_at", "peak_valence", "version"],
+                             columns) == 3
+    assert wh.insert_columns(table, ["journey_id"], [[]]) == 0
+    return wh.query(
+        f"SELECT journey_id, argMax(peak_valence, version), max(version) FROM {table} "
+        "GROUP BY journey_id ORDER BY journey_id")
+
+
+def test_columnar_inserts_equal_row_inserts_on_both_engines(
+        clickhouse_urls: ClickHouseUrls) -> None:
+    from tests.chdb_util import shared_chdb
+
+    table = f"stack_test_{uuid.uuid4().hex[:8]}"
+    writer = ServerWarehouse(clickhouse_urls.writer)
+    try:
+        assert _columnar_roundtrip(writer, table) == EXPECTED
+    finally:
+        writer.execute(f"DROP TABLE IF EXISTS {table}")
+        writer.close()
+    chdb = shared_chdb()
+    assert _columnar_roundtrip(chdb, table) == EXPECTED
+    chdb.execute(f"DROP TABLE {table}")

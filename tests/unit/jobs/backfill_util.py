@@ -51,6 +51,10 @@ class RecordingWarehouse:
             count += 1
         return count
 
+    def insert_columns(self, table: str, columns: Sequence[str],
+                       data: Sequence[Sequence[Any]]) -> int:
+        return self.insert(table, columns, zip(*data, strict=True))
+
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         raise AssertionError("backfill only inserts")
 
