@@ -1,6 +1,6 @@
 """Fault tests on the real servers: what lands in ClickHouse after each fault, against replay.
 
-    .venv/bin/python bench/faults.py [--events N] [--quick] [--only NAME,...] [--write-docs]
+    .venv/bin/python bench/faults.py [--events N] [--quick] [--only NAME,...] [--json FILE]
 
 Runs every scenario against a private Kafka broker and ClickHouse server started by
 scripts/stack.sh under .stack/faults on their own ports (29092/29000), so stopping them does not
