@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.backfill import Backfill, Checkpoint, Interrupted, Pending, Result, Tick, Writer
+from jobs.backfill import Backfill, Checkpoint, Pending, Result, Tick, Writer
 from jobs.progress import Progress
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted
@@ -131,7 +131,7 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                 batch_file, batch = next(batches)
                 if (index, batch.num_rows) != (batch_file, rows):
                     raise RuntimeError("backfill workers read different batches")
-                if checkpoint is None or not checkpoint.covers(index, row):
+                if not writer.covered(index, row):
                     raw.pending = pending
                     raw.raw(batch, applied)
             counts["rows"] += rows
@@ -144,13 +144,7 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                 writer.close()
                 break
             done += rows
-            if checkpoint is None or not checkpoint.covers(index, row):
-                writer.put(pending, (index, row))
-            # else: written by the run we resume: state rebuilt, nothing to write
-            meter.update(done)
-            if stop_after_rows is not None and done >= stop_after_rows:
-                writer.close()
-                raise Interrupted(f"stopped after {done} rows")
+            writer.put_batch(pending, (index, row), done, meter, stop_after_rows)
     finally:
         for conn in conns:
             conn.close()
