@@ -51,10 +51,11 @@ from pipeline.core.event import TouchpointEvent
 from pipeline.core.gcpolicy import tuned_gc
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
-from pipeline.core.timefmt import CachedMsFormatter, format_ms
+from pipeline.core.timefmt import CachedMsFormatter
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
+from pipeline.stream.partition import late_error
 
 _NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
 _END = 1 << 62  # position of the ticks of `finish`
@@ -320,13 +321,8 @@ class Backfill:
             elif reason == "duplicate":
                 self.counts["duplicates"] += 1
             else:
-                behind_s = (watermark - event.occurred_ms) / 1000
-                # the same text as `peakend replay`
                 pending.dead_letters.append(DeadLetter.make(
-                    reason,
-                    f"occurred_at: {behind_s:.0f} s behind stream time {format_ms(watermark)} "
-                    f"of partition {partition}, more than the allowed lateness of "
-                    f"{self.lateness_ms // 1000} s",
+                    reason, late_error(event.occurred_ms, watermark, self.lateness_ms, partition),
                     original=_original(dicts.row(i)), source_topic=source,
                     source_partition=partition, source_offset=first_row + i,
                     event_id=event.event_id))

@@ -26,9 +26,9 @@ from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.gcpolicy import tune_gc
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
-from pipeline.core.timefmt import format_ms
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
+from pipeline.stream.partition import late_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,12 +72,8 @@ class Replay:
             self.counts["duplicates"] += 1
         elif reason is not None:
             watermark = self.engine.watermarks[partition]
-            behind_s = (watermark - event.occurred_ms) / 1000
             self.dead_letters.append(DeadLetter.make(
-                reason,
-                f"occurred_at: {behind_s:.0f} s behind stream time {format_ms(watermark)} of "
-                f"partition {partition}, more than the allowed lateness of "
-                f"{self.lateness_ms // 1000} s",
+                reason, late_error(event.occurred_ms, watermark, self.lateness_ms, partition),
                 original=raw, source_topic=self.source, source_partition=partition,
                 source_offset=number, event_id=event.event_id))
         else:
