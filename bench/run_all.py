@@ -46,7 +46,7 @@ import bench_pipeline as bp  # noqa: E402
 import bench_raw  # noqa: E402
 from bench_contract import make_event  # noqa: E402
 
-from jobs.backfill import run_backfill  # noqa: E402
+from jobs.backfill import run_backfill, worker_count  # noqa: E402
 from jobs.generate import GeneratorConfig, generate_records, write_parquet  # noqa: E402
 from pipeline.contract import Rejected, parse_event  # noqa: E402
 from pipeline.core.config import CoreConfig  # noqa: E402
@@ -244,7 +244,7 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
         admin.close()
     return {"events": rows, "generate": rows / gen_s, "core": rows / core_s,
             "server": rows / server_s, "partitions": partitions, "load": load(),
-            "workers": min(os.cpu_count() or 1, partitions)}
+            "workers": worker_count(None, partitions)}
 
 
 # -- a real worker under cProfile -------------------------------------------------------------

@@ -511,6 +511,17 @@ class Result:
     resumed_from: tuple[int, int] | None
 
 
+def worker_count(workers: int | None, partitions: int) -> int:
+    """The processes a backfill runs: `workers` (None: one per CPU), at most one per partition.
+
+    >>> worker_count(8, 3), worker_count(1, 12)
+    (3, 1)
+    """
+    if workers is None:
+        workers = os.cpu_count() or 1
+    return max(1, min(workers, partitions))
+
+
 def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: CoreConfig, *,
                  partitions: int = 1, batch_rows: int = 65_536, max_bytes: int = 65536,
                  keep_comments: bool = False, raw_events: bool = True,
@@ -545,9 +556,7 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
     if checkpoint is not None and checkpoint.complete:
         return Result(0, Counter(), 0.0, 0, resumed)
 
-    if workers is None:
-        workers = os.cpu_count() or 1
-    workers = max(1, min(workers, partitions))
+    workers = worker_count(workers, partitions)
     with tuned_gc():  # long-lived journey state: see pipeline/core/gcpolicy.py
         if workers > 1:
             from jobs.backfill_parallel import run_parallel
