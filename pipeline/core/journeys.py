@@ -260,8 +260,8 @@ class JourneyTracker:
         attrs = event.attributes
         attr_keys = self._attr_keys
         seg = self._segments(attrs, attr_keys) if attrs and attr_keys else _NO_ATTRS
-        entry = new_record(Entry, (ms, eid, event.type, valence, event.touchpoint, event.channel,
-                                   event.stage, event.outcome or "", event.customer_id, seg))
+        entry = new_entry((ms, eid, event.type, valence, event.touchpoint, event.channel,
+                           event.stage, event.outcome or "", event.customer_id, seg))
         self._dirty.add(key)
         if jid is not None:
             if own is None:
