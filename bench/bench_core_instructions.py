@@ -1,0 +1,71 @@
+"""Instructions per event of the core's hot path, counted by valgrind (deterministic).
+
+    .venv/bin/python bench/bench_core_instructions.py [--events 40000] [--path apply|many]
+
+Timing on a shared 2-vCPU machine moves by 20-30% with the neighbours' load; an instruction
+count does not, so docs/core.md judges each hot-path change by this figure. It runs the same
+process twice under `valgrind --tool=callgrind`: once only generating `bench_core.generate(N)`
+events (and warming up), once also running the path (tuned gc), and prints the difference per
+event. `PEAKEND_PURE_CORE=1` measures the interpreted core. Needs valgrind (apt install valgrind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+CHILD = """
+import sys
+sys.path[:0] = [{root!r}, {bench!r}]
+import pipeline.core
+from bench_core import generate, run_engine_batched, run_tracker_and_buckets
+from pipeline.core.config import CoreConfig
+from pipeline.core.gcpolicy import tuned_gc
+fn = {{"apply": run_tracker_and_buckets, "many": run_engine_batched}}[{path!r}]
+events = generate({events})
+config = CoreConfig()
+fn(events[:2000], config)  # imports and first-call work outside the difference
+if {run}:
+    with tuned_gc():
+        fn(events, config)
+print("compiled" if pipeline.core.COMPILED else "interpreted")
+"""
+
+
+def instructions(path: str, events: int, run: bool) -> tuple[int, str]:
+    code = CHILD.format(root=str(ROOT), bench=str(BENCH), path=path, events=events, run=run)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+             sys.executable, "-c", code],
+            capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count from valgrind:\n{proc.stderr[-2000:]}")
+    return int(found.group(1)), proc.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--path", choices=("apply", "many"), default="apply",
+                        help="apply: tracker + buckets per event (bench_core's "
+                             "run_tracker_and_buckets); many: engine.process_many")
+    args = parser.parse_args()
+    base, _ = instructions(args.path, args.events, run=False)
+    total, core = instructions(args.path, args.events, run=True)
+    print(f"{args.path}, {args.events:,} events, {core} core "
+          f"(PEAKEND_PURE_CORE={os.environ.get('PEAKEND_PURE_CORE', '')!r}): "
+          f"{(total - base) // args.events:,} instructions per event")
+
+
+if __name__ == "__main__":
+    main()
