@@ -9,7 +9,8 @@ events arrive out of order. Then times the hot path: `JourneyTracker.apply` and
 `SurveyBuckets.add_event` per event, plus the per-bucket-boundary work (`advance`, negative-end
 deltas, `flush`) exactly as `ExperienceEngine` does it, and the full engine with drop detection;
 each per event (`apply` / `process`) and in batches (`apply_many` / `process_many`), under the
-default collector, the caller-owned policy of `pipeline.core.gcpolicy` and with it disabled.
+default collector, the two caller-owned policies of `pipeline.core.gcpolicy` (the streaming
+worker's, and the state policy of replay and backfill) and with the collector disabled.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import CHANNELS, STAGES, Signals, Survey, TouchpointEvent
-from pipeline.core.gcpolicy import tuned_gc
+from pipeline.core.gcpolicy import STATE_THRESHOLDS, STREAM_THRESHOLDS, tuned_gc
 from pipeline.core.journeys import JourneyTracker
 
 TOUCHPOINTS = ("checkout", "hotline", "delivery", "chat", "store_visit", "app_login", "search",
@@ -179,7 +180,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", choices=("apply", "batched"),
-                        help="cProfile one tracker path (tuned gc) instead")
+                        help="cProfile one tracker path (state gc policy) instead")
     args = parser.parse_args()
     config = CoreConfig()
     events = generate(args.events)
@@ -191,7 +192,7 @@ def main() -> None:
     if args.profile:
         target = {"apply": "run_tracker_and_buckets",
                   "batched": "run_tracker_and_buckets_batched"}[args.profile]
-        with tuned_gc():
+        with tuned_gc(STATE_THRESHOLDS):
             cProfile.runctx(f"{target}(events, config)", globals(), locals(),
                             "/tmp/bench_core.prof")
         pstats.Stats("/tmp/bench_core.prof").sort_stats("tottime").print_stats(20)
@@ -203,14 +204,16 @@ def main() -> None:
              ("full engine, process per event", run_engine),
              (f"full engine, process_many ({BATCH}/batch)", run_engine_batched))
     for name, fn in paths:
-        for mode in ("default gc", "tuned gc", "gc disabled"):
+        for mode in ("default gc", "stream gc policy", "state gc policy", "gc disabled"):
             best_cpu = best_wall = float("inf")
             records = 0
             for _ in range(args.repeat):
                 gc.collect()
                 with contextlib.ExitStack() as stack:
-                    if mode == "tuned gc":
-                        stack.enter_context(tuned_gc())  # what the worker does after loading
+                    if mode == "stream gc policy":  # what the worker does after loading
+                        stack.enter_context(tuned_gc(STREAM_THRESHOLDS))
+                    elif mode == "state gc policy":  # replay and backfill
+                        stack.enter_context(tuned_gc(STATE_THRESHOLDS))
                     elif mode == "gc disabled":
                         gc.disable()  # what the cyclic GC costs over the growing state
                         stack.callback(gc.enable)

@@ -50,7 +50,7 @@ from jobs.backfill import run_backfill, worker_count  # noqa: E402
 from jobs.generate import GeneratorConfig, generate_records, write_parquet  # noqa: E402
 from pipeline.contract import Rejected, parse_event  # noqa: E402
 from pipeline.core.config import CoreConfig  # noqa: E402
-from pipeline.core.gcpolicy import tuned_gc  # noqa: E402
+from pipeline.core.gcpolicy import STATE_THRESHOLDS, tuned_gc  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.storage.migrate import migrate  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
@@ -206,7 +206,7 @@ def core_rates(n: int, repeat: int = 2) -> dict[str, Any]:
         best = float("inf")
         for _ in range(repeat):
             gc.collect()
-            with tuned_gc():
+            with tuned_gc(STATE_THRESHOLDS):  # replay's and backfill's policy
                 began = time.process_time()
                 fn(events, config)
                 best = min(best, time.process_time() - began)
@@ -470,7 +470,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         f"| {contract['events']:,} records, mean {contract['bytes']:.0f} bytes, best of 3, wall "
         f"| {contract['load']} |")
     add(f"| core: tracker + buckets, `apply_many` | {fmt(core['tracker_buckets_batched'])} | "
-        f"`bench_core.generate({core['events']:,})`, tuned gc, CPU time, best of 2; core "
+        f"`bench_core.generate({core['events']:,})`, state gc policy, CPU time, best of 2; core "
         f"{core['mode']} | "
         f"{core['load']} |")
     add(f"| core: full engine, `process_many` (with drop detection) | "

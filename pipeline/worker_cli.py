@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from pipeline.app import create_app
-    from pipeline.core.gcpolicy import tune_gc
+    from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
     from pipeline.storage.migrate import migrate
     from pipeline.storage.warehouse import connect
     from pipeline.stream.topics import ensure_topics
@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"applied migrations: {', '.join(applied)}", flush=True)
         if warehouse.engine == "server":
             warehouse.close()
-    # Journey state is long-lived: walking it in every collection costs more than it frees
-    # (docs/core.md, pipeline/core/gcpolicy.py).
-    tune_gc(freeze=False)
+    # Journey state is long-lived: walking it in every collection costs more than it frees; the
+    # stream policy still collects asyncio's cycles (pipeline/core/gcpolicy.py, docs/core.md).
+    tune_gc(STREAM_THRESHOLDS, freeze=False)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it can spin on every log

@@ -10,6 +10,7 @@ statistics and version, so it doubles as its state: `load_record` rebuilds a par
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from pipeline.core.config import WindowConfig
 from pipeline.core.event import TouchpointEvent
@@ -20,8 +21,8 @@ from pipeline.core.valence import ces_on_7
 
 SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
 BucketKey = tuple[str, str, str, int]  # metric, segment_dim, segment_value, bucket_start
-_NEVER = -(1 << 62)
-_EVICT_EVERY_BUCKETS = 15
+_NEVER: Final = -(1 << 62)
+_EVICT_EVERY_BUCKETS: Final = 15
 
 
 class Partial:

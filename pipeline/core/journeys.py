@@ -6,7 +6,7 @@ Written for the thin stream adapter that drives it (the Faust journey agent) as 
     records, reason = tracker.apply(event, watermark_ms)   # per event
     records += tracker.advance(watermark_ms)                # now and then: idle / max-length closes
     deltas = tracker.drain_end_deltas()                     # -> negative_end buckets
-    for key in tracker.drain_dirty_keys():                  # -> the state table
+    for key in tracker.drain_dirty_keys():                  # -> the state table (keep_dirty_keys)
         table[key] = tracker.dump_key(key)                  # None: delete the key
 
 `reason` is `"late"` (make a dead letter), `"duplicate"` (already applied: drop it quietly, this
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from heapq import heappop, heappush
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import TouchpointEvent
@@ -44,13 +44,13 @@ from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
 from pipeline.core.valence import survey_valence
 
-LATE = "late"
-DUPLICATE = "duplicate"
-_STATUS_CODE = {"open": 0, "closed": 1, "superseded": 2}
-_NO_ATTRS: tuple[tuple[str, str], ...] = ()
-_FAR = 1 << 62
-_MARKER_TYPES = frozenset({"journey_end", "outcome"})
-_SEG_CACHE_MAX = 4096
+LATE: Final = "late"
+DUPLICATE: Final = "duplicate"
+_STATUS_CODE: Final = {"open": 0, "closed": 1, "superseded": 2}
+_NO_ATTRS: Final[tuple[tuple[str, str], ...]] = ()
+_FAR: Final = 1 << 62
+_MARKER_TYPES: Final = frozenset({"journey_end", "outcome"})
+_SEG_CACHE_MAX: Final = 4096
 
 Segments = tuple[tuple[str, str], ...]
 
@@ -167,13 +167,16 @@ class JourneyTracker:
     """Journeys of one input partition. See the module docstring for the calling pattern."""
 
     def __init__(self, config: JourneyConfig | None = None,
-                 rules: ScoringRules | None = None) -> None:
+                 rules: ScoringRules | None = None, *, keep_dirty_keys: bool = False) -> None:
+        """`keep_dirty_keys`: remember which keys changed for `drain_dirty_keys` (a stream that
+        writes state per key); off, nothing is kept (replay and backfill never drain them)."""
         self.config = config or JourneyConfig()
         self.rules = rules or ScoringRules.load(self.config.scoring_rules_path)
         self._keys: dict[str, KeyState] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._end_deltas: list[EndDelta] = []
-        self._dirty: set[str] = set()
+        self._keep_dirty = keep_dirty_keys
+        self._dirty: list[str] = []  # a list: an append per event, deduplicated when drained
         self._gap = self.config.idle_gap_ms
         self._max_len = self.config.max_length_ms
         self._lateness = self.config.allowed_lateness_ms
@@ -262,7 +265,8 @@ class JourneyTracker:
         seg = self._segments(attrs, attr_keys) if attrs and attr_keys else _NO_ATTRS
         entry = new_entry((ms, eid, event.type, valence, event.touchpoint, event.channel,
                            event.stage, event.outcome or "", event.customer_id, seg))
-        self._dirty.add(key)
+        if self._keep_dirty:
+            self._dirty.append(key)
         if jid is not None:
             if own is None:
                 own = Journey(jid, "journey_id", event.customer_id, self._window)
@@ -336,7 +340,7 @@ class JourneyTracker:
             for journey in state.all():
                 if self._refresh(journey, watermark_ms):
                     emitted.append(journey)
-                    self._dirty.add(key)
+                    self._mark_dirty(key)
             self._evict(key, state, watermark_ms)
 
     def drain_end_deltas(self) -> list[EndDelta]:
@@ -346,8 +350,14 @@ class JourneyTracker:
 
     def drain_dirty_keys(self) -> set[str]:
         """Keys whose state changed since the last call (write `dump_key(key)` for each)."""
-        out, self._dirty = self._dirty, set()
-        return out
+        if not self._keep_dirty:
+            raise RuntimeError("this JourneyTracker was made without keep_dirty_keys=True")
+        out, self._dirty = self._dirty, []
+        return set(out)
+
+    def _mark_dirty(self, key: str) -> None:
+        if self._keep_dirty:
+            self._dirty.append(key)
 
     def dump_key(self, key: str) -> dict[str, Any] | None:
         """The JSON-able state of one key, or None when the tracker holds nothing for it."""
@@ -547,7 +557,8 @@ class JourneyTracker:
         first, last, peak, end = m.first, m.last, m.peak, m.end
         start = 0 if first is None else first[0]
         stop = 0 if last is None else last[0]
-        end_v = end[3] if end is not None and (m.end_window_ms <= 0 or len(m.tail) <= 1) \
+        tail = m.tail
+        end_v = end[3] if end is not None and (tail is None or len(tail) <= 1) \
             else m.end_valence()
         n = m.moments
         mean = m.sum_fixed / n / FIXED if n else None
@@ -621,16 +632,16 @@ class JourneyTracker:
 
         if state.journey is not None and not alive(state.journey):
             state.journey = None
-            self._dirty.add(key)
+            self._mark_dirty(key)
         kept = [j for j in state.sessions if alive(j)]
         if len(kept) != len(state.sessions):
             state.sessions = kept
-            self._dirty.add(key)
+            self._mark_dirty(key)
         horizon = watermark_ms - self._gap - self._lateness
         for journey_id in [k for k, (_, last) in state.retired.items() if last < horizon]:
             del state.retired[journey_id]
             state.superseded.pop(journey_id, None)
-            self._dirty.add(key)
+            self._mark_dirty(key)
         if state.journey is None and not state.sessions:
             del self._keys[key]
         else:

@@ -32,9 +32,9 @@ def _from_dict(cls: type[_R], data: dict[str, Any], times: frozenset[str]) -> _R
                                for name in names])
 
 
-_JOURNEY_TIMES = frozenset({"started_at", "ended_at", "peak_at", "end_at"})
-_METRIC_TIMES = frozenset({"window_start", "window_end"})
-_ALERT_TIMES = frozenset({"fired_at", "resolved_at", "window_start", "window_end"})
+_JOURNEY_TIMES: Final = frozenset({"started_at", "ended_at", "peak_at", "end_at"})
+_METRIC_TIMES: Final = frozenset({"window_start", "window_end"})
+_ALERT_TIMES: Final = frozenset({"fired_at", "resolved_at", "window_start", "window_end"})
 
 
 class JourneyRecord(NamedTuple):

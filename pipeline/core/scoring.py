@@ -20,13 +20,13 @@ from pipeline.core.event import Signals
 
 # From the source directory, not __file__: a compiled module lives in another directory.
 DEFAULT_RULES_PATH = SOURCE_DIR.parents[1] / "schemas" / "scoring-rules.v1.json"
-_NUMERIC = ("wait_seconds", "handle_seconds", "transfers")
-_FLAGS = ("resolved", "error")
+_NUMERIC: Final = ("wait_seconds", "handle_seconds", "transfers")
+_FLAGS: Final = ("resolved", "error")
 # Signal slots (the order of _NUMERIC + _FLAGS) and rule kinds; Final: constants when compiled.
 _WAIT: Final = 0
 _HANDLE: Final = 1
 _RESOLVED: Final = 3
-_SLOTS = {name: slot for slot, name in enumerate(_NUMERIC + _FLAGS)}
+_SLOTS: Final = {name: slot for slot, name in enumerate(_NUMERIC + _FLAGS)}
 _FLAG: Final = 0
 _STEPS: Final = 1
 _LINEAR: Final = 2

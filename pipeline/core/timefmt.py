@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_MINUTES: dict[int, str] = {}  # minute since the epoch -> 'YYYY-MM-DDTHH:MM:'
-_MINUTES_MAX = 8192
-_TWO_DIGITS = tuple(f"{i:02d}" for i in range(60))
-_THREE_DIGITS = tuple(f"{i:03d}" for i in range(1000))
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+_MINUTES: Final[dict[int, str]] = {}  # minute since the epoch -> 'YYYY-MM-DDTHH:MM:'
+_MINUTES_MAX: Final = 8192
+_TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
+_THREE_DIGITS: Final = tuple(f"{i:03d}" for i in range(1000))
 
 
 def format_ms(ms: int) -> str:

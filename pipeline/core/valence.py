@@ -6,10 +6,12 @@ a journey or record an outcome but never become its peak or end.
 
 from __future__ import annotations
 
+from typing import Final
+
 from pipeline.core.event import Survey, TouchpointEvent
 from pipeline.core.scoring import ScoringRules
 
-_MARKER_TYPES = frozenset({"journey_end", "outcome"})
+_MARKER_TYPES: Final = frozenset({"journey_end", "outcome"})
 
 
 def ces_on_7(ces: int, scale: int | None) -> float:

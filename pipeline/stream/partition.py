@@ -83,7 +83,7 @@ class PartitionProcessor:
     ) -> None:
         self.partition = partition
         self.config = config
-        self.tracker = JourneyTracker(config.journeys, rules)
+        self.tracker = JourneyTracker(config.journeys, rules, keep_dirty_keys=True)
         self.watermark = NEVER
         self.bucket_ms = config.windows.bucket_ms
         self.attribute_keys = config.windows.segment_attributes

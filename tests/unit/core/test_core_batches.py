@@ -32,7 +32,8 @@ def latest(records: list[JourneyRecord]) -> dict[str, JourneyRecord]:
 def test_apply_many_equals_the_latest_records_of_apply() -> None:
     events = generate(6000, seed=7)
     config = JourneyConfig(allowed_lateness_ms=20_000)  # some events come late
-    one, many = JourneyTracker(config), JourneyTracker(config)
+    one = JourneyTracker(config, keep_dirty_keys=True)
+    many = JourneyTracker(config, keep_dirty_keys=True)
     wm = -(1 << 62)
     all_reasons: list[str | None] = []
     for start in range(0, len(events), 250):

@@ -188,7 +188,7 @@ def test_negative_end_counts_at_close_and_is_retracted_on_change() -> None:
 
 
 def test_state_round_trips_through_json_and_eviction_bounds_memory() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(keep_dirty_keys=True)
     extra = event("x1", T0 + 27 * HOUR, customer="c9", attributes={"region": "eu"},
                   signals=Signals(error=True))
     for e in [*hotel_water_at_checkout(), extra]:
@@ -205,6 +205,14 @@ def test_state_round_trips_through_json_and_eviction_bounds_memory() -> None:
     assert restored.advance(later) == tracker.advance(later)
     assert len(tracker) == 0 and tracker.dump_key("c9") is None
     assert tracker.drain_dirty_keys() >= {"hotel-1", "c9"}
+
+
+def test_dirty_keys_are_kept_only_when_asked() -> None:
+    tracker = JourneyTracker()  # replay and backfill: nothing to drain, nothing kept
+    for e in hotel_water_at_checkout():
+        tracker.apply(e, e.occurred_ms)
+    with pytest.raises(RuntimeError, match="keep_dirty_keys"):
+        tracker.drain_dirty_keys()
 
 
 # -- order independence ------------------------------------------------------------------------
