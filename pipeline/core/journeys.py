@@ -275,7 +275,9 @@ class JourneyTracker:
             own.ids.add(eid)
             moments = own.moments
             moments.update(entry)
-            own.customer_id = moments.first[8]  # type: ignore[index]
+            first = moments.first
+            assert first is not None  # narrowed, or compiled code indexes an untyped object
+            own.customer_id = first[8]
             self._emit_at(own, watermark_ms)
             emitted.append(own)
             if len(state.sessions) > 1:
@@ -503,11 +505,13 @@ class JourneyTracker:
     def _emit_at(self, journey: Journey, watermark_ms: int) -> None:
         """`_emit(journey, *_status(journey, watermark_ms))`, inlined (hot path)."""
         m = journey.moments
+        first, last = m.first, m.last
+        assert first is not None and last is not None  # typed ints below, not generic objects
         if m.has_end_marker:
             status, reason, code = "closed", "journey_end", 1
-        elif watermark_ms >= m.first[0] + self._max_len:  # type: ignore[index]
+        elif watermark_ms >= first[0] + self._max_len:
             status, reason, code = "closed", "max_length", 1
-        elif watermark_ms > m.last[0] + self._gap:  # type: ignore[index]
+        elif watermark_ms > last[0] + self._gap:
             status, reason, code = "closed", "idle_gap", 1
         else:
             status, reason, code = "open", "", 0
@@ -564,20 +568,20 @@ class JourneyTracker:
         mean = m.sum_fixed / n / FIXED if n else None
         outcome = "" if m.outcome is None else m.outcome[7]
         if peak is None or end is None or end_v is None:
-            return new_record(JourneyRecord, (
+            return JourneyRecord(
                 journey.id, journey.customer_id, journey.keyed_by, journey.status,
                 journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, n,
                 None, "", None, "", None, "", None, "", end_v, "", "", "", None, "", None,
-                mean, outcome, journey.version))
+                mean, outcome, journey.version)
         best, worst = m.best, m.worst
         peak_v = peak[3]
         assert peak_v is not None and best is not None and worst is not None
-        return new_record(JourneyRecord, (
+        return JourneyRecord(
             journey.id, journey.customer_id, journey.keyed_by, journey.status,
             journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, n,
             peak_v, peak[4], peak[0], peak[1], best[3], best[4], worst[3], worst[4],
             end_v, end[4], end[5], end[6], end[0], end[1], (peak_v + end_v) / 2,
-            mean, outcome, journey.version))
+            mean, outcome, journey.version)
 
     def _deadline(self, journey: Journey) -> int:
         if journey.status == "open":
@@ -612,12 +616,12 @@ class JourneyTracker:
     def _schedule_one(self, key: str, state: KeyState, journey: Journey) -> None:
         """`_schedule(key, state, [journey])`, inlined (hot path)."""
         m = journey.moments
-        last = m.last
-        if last is None:
+        first, last = m.first, m.last
+        if first is None or last is None:
             return
         if journey.status == "open":
             deadline = last[0] + self._gap + 1
-            cap = m.first[0] + self._max_len  # type: ignore[index]
+            cap = first[0] + self._max_len
             if cap < deadline:
                 deadline = cap
         else:

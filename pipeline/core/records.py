@@ -7,23 +7,25 @@ Field names and order follow docs/records.md exactly.
 
 from __future__ import annotations
 
-from typing import Any, Final, NamedTuple, TypeVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
 from pipeline.core.timefmt import format_opt, parse_opt
 
 _R = TypeVar("_R", bound=tuple[Any, ...])
 
-# Records are typed named tuples: immutable, compact, and built from a tuple of values in one C
-# call, `new_record(JourneyRecord, values)` (tuple.__new__), about 0.2 us for the 28 journey
-# fields where a frozen slots dataclass took ~2 us (docs/core.md, Performance): the stream
-# builds one record per event. The keyword constructor also works, through Python code.
+# Metric and alert records (and EndDelta) are typed named tuples: immutable, compact, and built
+# from a tuple of values in one C call, `new_record(MetricRecord, values)` (tuple.__new__),
+# where the keyword constructor runs Python code. JourneyRecord, built once per event, is a
+# plain class (its docstring says why).
 new_record: Final = tuple.__new__
 
 
-def _to_dict(record: Any, times: frozenset[str]) -> dict[str, Any]:
+def _to_dict(names: tuple[str, ...], values: Iterable[Any], times: frozenset[str]
+             ) -> dict[str, Any]:
     """JSON-able dict in contract order; the epoch-ms fields `times` as RFC 3339 text."""
     return {name: format_opt(value) if name in times else value
-            for name, value in zip(record._fields, record, strict=True)}
+            for name, value in zip(names, values, strict=True)}
 
 
 def _from_dict(cls: type[_R], data: dict[str, Any], times: frozenset[str]) -> _R:
@@ -32,49 +34,126 @@ def _from_dict(cls: type[_R], data: dict[str, Any], times: frozenset[str]) -> _R
                                for name in names])
 
 
+# JourneyRecord's fields in the order of the contract (docs/records.md)
+_JOURNEY_FIELDS: Final = (
+    "journey_id", "customer_id", "keyed_by", "status", "close_reason", "started_at",
+    "ended_at", "duration_seconds", "events", "moments", "peak_valence", "peak_touchpoint",
+    "peak_at", "peak_event_id", "best_valence", "best_touchpoint", "worst_valence",
+    "worst_touchpoint", "end_valence", "end_touchpoint", "end_channel", "end_stage",
+    "end_at", "end_event_id", "peak_end_score", "mean_valence", "outcome", "version",
+)
 _JOURNEY_TIMES: Final = frozenset({"started_at", "ended_at", "peak_at", "end_at"})
 _METRIC_TIMES: Final = frozenset({"window_start", "window_end"})
 _ALERT_TIMES: Final = frozenset({"fired_at", "resolved_at", "window_start", "window_end"})
 
 
-class JourneyRecord(NamedTuple):
-    """Peak-end state of one journey; key `journey_id`, upsert by `version`."""
+class JourneyRecord:
+    """Peak-end state of one journey; key `journey_id`, upsert by `version`.
 
-    journey_id: str
-    customer_id: str
-    keyed_by: str
-    status: str
-    close_reason: str
-    started_at: int
-    ended_at: int
-    duration_seconds: float
-    events: int
-    moments: int
-    peak_valence: float | None
-    peak_touchpoint: str
-    peak_at: int | None
-    peak_event_id: str
-    best_valence: float | None
-    best_touchpoint: str
-    worst_valence: float | None
-    worst_touchpoint: str
-    end_valence: float | None
-    end_touchpoint: str
-    end_channel: str
-    end_stage: str
-    end_at: int | None
-    end_event_id: str
-    peak_end_score: float | None
-    mean_valence: float | None
-    outcome: str
-    version: int
+    A plain class where the other records are named tuples: the stream builds one per event,
+    and compiled, a class keeps its ints and floats unboxed in its fields (one allocation; the
+    tuple took ~15 for the boxed values and its two copies, a third of the journey tracker's
+    instructions, docs/core.md Performance). It compares, hashes, pickles and prints like the
+    named tuple did; `astuple()` gives its values in `_fields` order.
+    """
+
+    __slots__ = _JOURNEY_FIELDS
+    _fields: ClassVar[tuple[str, ...]] = _JOURNEY_FIELDS
+
+    def __init__(
+        self,
+        journey_id: str,
+        customer_id: str,
+        keyed_by: str,
+        status: str,
+        close_reason: str,
+        started_at: int,
+        ended_at: int,
+        duration_seconds: float,
+        events: int,
+        moments: int,
+        peak_valence: float | None,
+        peak_touchpoint: str,
+        peak_at: int | None,
+        peak_event_id: str,
+        best_valence: float | None,
+        best_touchpoint: str,
+        worst_valence: float | None,
+        worst_touchpoint: str,
+        end_valence: float | None,
+        end_touchpoint: str,
+        end_channel: str,
+        end_stage: str,
+        end_at: int | None,
+        end_event_id: str,
+        peak_end_score: float | None,
+        mean_valence: float | None,
+        outcome: str,
+        version: int,
+    ) -> None:
+        self.journey_id = journey_id
+        self.customer_id = customer_id
+        self.keyed_by = keyed_by
+        self.status = status
+        self.close_reason = close_reason
+        self.started_at = started_at
+        self.ended_at = ended_at
+        self.duration_seconds = duration_seconds
+        self.events = events
+        self.moments = moments
+        self.peak_valence = peak_valence
+        self.peak_touchpoint = peak_touchpoint
+        self.peak_at = peak_at
+        self.peak_event_id = peak_event_id
+        self.best_valence = best_valence
+        self.best_touchpoint = best_touchpoint
+        self.worst_valence = worst_valence
+        self.worst_touchpoint = worst_touchpoint
+        self.end_valence = end_valence
+        self.end_touchpoint = end_touchpoint
+        self.end_channel = end_channel
+        self.end_stage = end_stage
+        self.end_at = end_at
+        self.end_event_id = end_event_id
+        self.peak_end_score = peak_end_score
+        self.mean_valence = mean_valence
+        self.outcome = outcome
+        self.version = version
+
+    def astuple(self) -> tuple[Any, ...]:
+        return (self.journey_id, self.customer_id, self.keyed_by, self.status, self.close_reason,
+                self.started_at, self.ended_at, self.duration_seconds, self.events,
+                self.moments, self.peak_valence, self.peak_touchpoint, self.peak_at,
+                self.peak_event_id, self.best_valence, self.best_touchpoint,
+                self.worst_valence, self.worst_touchpoint, self.end_valence,
+                self.end_touchpoint, self.end_channel, self.end_stage, self.end_at,
+                self.end_event_id, self.peak_end_score, self.mean_valence, self.outcome,
+                self.version)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JourneyRecord):
+            return NotImplemented
+        return self.astuple() == other.astuple()
+
+    def __hash__(self) -> int:
+        return hash(self.astuple())
+
+    def __repr__(self) -> str:
+        pairs = ", ".join(f"{n}={v!r}" for n, v in zip(self._fields, self.astuple(),
+                                                           strict=True))
+        return f"JourneyRecord({pairs})"
+
+    def __reduce__(self) -> tuple[type[JourneyRecord], tuple[Any, ...]]:
+        return (JourneyRecord, self.astuple())
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self, _JOURNEY_TIMES)
+        return _to_dict(self._fields, self.astuple(), _JOURNEY_TIMES)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JourneyRecord:
-        return _from_dict(cls, data, _JOURNEY_TIMES)
+        values: list[Any] = [parse_opt(data.get(name)) if name in _JOURNEY_TIMES
+                             else data.get(name) for name in cls._fields]
+        return cls(*values)
 
 
 class MetricRecord(NamedTuple):
@@ -102,7 +181,7 @@ class MetricRecord(NamedTuple):
     version: int
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self, _METRIC_TIMES)
+        return _to_dict(self._fields, self, _METRIC_TIMES)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricRecord:
@@ -135,7 +214,7 @@ class AlertRecord(NamedTuple):
     version: int
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self, _ALERT_TIMES)
+        return _to_dict(self._fields, self, _ALERT_TIMES)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlertRecord:
