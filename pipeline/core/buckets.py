@@ -26,13 +26,17 @@ _EVICT_EVERY_BUCKETS: Final = 15
 
 
 class Partial:
-    """One bucket's accumulator and its version (the number of updates applied to it)."""
+    """One bucket's accumulator, its key and version (the number of updates applied to it), and
+    whether it changed since the last flush (a flag, not a set of keys: no key hashing per
+    update)."""
 
-    __slots__ = ("acc", "version")
+    __slots__ = ("acc", "dirty", "key", "version")
 
-    def __init__(self, acc: SurveyWindow, version: int = 0) -> None:
+    def __init__(self, acc: SurveyWindow, key: BucketKey, version: int = 0) -> None:
         self.acc = acc
+        self.key = key
         self.version = version
+        self.dirty = False
 
 
 def segments_of(event: TouchpointEvent, attribute_keys: Iterable[str]) -> list[tuple[str, str]]:
@@ -41,12 +45,15 @@ def segments_of(event: TouchpointEvent, attribute_keys: Iterable[str]) -> list[t
            ("stage", event.stage)]
     attrs = event.attributes
     if attrs:
-        out.extend((k, attrs[k]) for k in attribute_keys if k in attrs)
+        for k in attribute_keys:  # a loop, not a generator: compiled, no generator object
+            value = attrs.get(k)
+            if value is not None:
+                out.append((k, value))
     return out
 
 
-def to_record(key: BucketKey, partial: Partial, bucket_ms: int, partition: int) -> MetricRecord:
-    metric, dim, value, start = key
+def to_record(partial: Partial, bucket_ms: int, partition: int) -> MetricRecord:
+    metric, dim, value, start = partial.key
     acc = partial.acc
     est = acc.result()
     nps = acc if isinstance(acc, NpsWindow) else None
@@ -88,7 +95,18 @@ class SurveyBuckets:
         self._partials: dict[BucketKey, Partial] = {}
         self.final_before_ms = _NEVER
         self._scanned_before_ms = _NEVER
-        self._dirty: set[BucketKey] = set()
+        self._dirty: list[Partial] = []  # changed since the last flush, each once
+
+    def _partial(self, key: BucketKey, window: type[SurveyWindow]) -> Partial:
+        """The partial of `key` (made empty if new), counted as changed."""
+        p = self._partials.get(key)
+        if p is None:
+            p = self._partials[key] = Partial(window(), key)
+        p.version += 1
+        if not p.dirty:
+            p.dirty = True
+            self._dirty.append(p)
+        return p
 
     def add_event(self, event: TouchpointEvent) -> None:
         """Count the survey answers of an accepted, non-duplicate event (others are ignored)."""
@@ -101,33 +119,19 @@ class SurveyBuckets:
         ms = event.occurred_ms
         start = ms - ms % self._width
         ces7 = None if ces is None else ces_on_7(ces, survey.ces_scale)
-        partials = self._partials
-        dirty = self._dirty
         for dim, value in segments_of(event, self._attr_keys):
             if nps is not None:
-                key = ("nps", dim, value, start)
-                p = partials.get(key)
-                if p is None:
-                    p = partials[key] = Partial(NpsWindow())
-                p.acc.update(nps)  # type: ignore[arg-type]
-                p.version += 1
-                dirty.add(key)
+                acc = self._partial(("nps", dim, value, start), NpsWindow).acc
+                assert isinstance(acc, NpsWindow)
+                acc.update(nps)
             if ces7 is not None:
-                key = ("ces", dim, value, start)
-                p = partials.get(key)
-                if p is None:
-                    p = partials[key] = Partial(CesWindow())
-                p.acc.update(ces7)  # type: ignore[arg-type]
-                p.version += 1
-                dirty.add(key)
+                ces_acc = self._partial(("ces", dim, value, start), CesWindow).acc
+                assert isinstance(ces_acc, CesWindow)
+                ces_acc.update(ces7)
             if csat is not None:
-                key = ("csat", dim, value, start)
-                p = partials.get(key)
-                if p is None:
-                    p = partials[key] = Partial(CsatWindow())
-                p.acc.update(csat)  # type: ignore[arg-type]
-                p.version += 1
-                dirty.add(key)
+                csat_acc = self._partial(("csat", dim, value, start), CsatWindow).acc
+                assert isinstance(csat_acc, CsatWindow)
+                csat_acc.update(csat)
 
     def apply_end(self, delta: EndDelta) -> None:
         """Count (+1) or retract (-1) one closed journey in the negative_end buckets.
@@ -140,21 +144,17 @@ class SurveyBuckets:
         if delta.sign < 0 and start + self._width <= self.final_before_ms:
             return
         for dim, value in delta.segments:
-            key = ("negative_end", dim, value, start)
-            p = self._partials.get(key)
-            if p is None:
-                p = self._partials[key] = Partial(NegativeEndWindow())
-            acc = p.acc
+            acc = self._partial(("negative_end", dim, value, start), NegativeEndWindow).acc
             assert isinstance(acc, NegativeEndWindow)
             acc.apply_delta(delta.negative, delta.sign)
-            p.version += 1
-            self._dirty.add(key)
 
     def flush(self) -> list[MetricRecord]:
         """Records of the partials changed since the last flush, in a deterministic order."""
-        keys = sorted(self._dirty)
-        self._dirty = set()
-        return [to_record(k, self._partials[k], self._width, self.partition) for k in keys]
+        changed = sorted(self._dirty, key=_key_of)
+        self._dirty = []
+        for p in changed:
+            p.dirty = False
+        return [to_record(p, self._width, self.partition) for p in changed]
 
     def evict(self, before_ms: int) -> int:
         """Buckets that end at or before `before_ms` are final (stream time is a lateness past
@@ -167,7 +167,7 @@ class SurveyBuckets:
             return 0
         self._scanned_before_ms = before_ms
         old = [k for k in self._partials
-               if k[3] + self._width <= before_ms and k not in self._dirty]
+               if k[3] + self._width <= before_ms and not self._partials[k].dirty]
         for key in old:
             del self._partials[key]
         return len(old)
@@ -175,12 +175,16 @@ class SurveyBuckets:
     def load_record(self, record: MetricRecord) -> None:
         """Restore one partial from its last emitted record (e.g. after a restart)."""
         key = (record.metric, record.segment_dim, record.segment_value, record.window_start)
-        self._partials[key] = Partial(window_of(record), record.version)
+        self._partials[key] = Partial(window_of(record), key, record.version)
 
     def records(self) -> list[MetricRecord]:
         """Records of every partial held (for a full dump)."""
-        return [to_record(k, p, self._width, self.partition)
-                for k, p in sorted(self._partials.items())]
+        return [to_record(self._partials[k], self._width, self.partition)
+                for k in sorted(self._partials)]
 
     def __len__(self) -> int:
         return len(self._partials)
+
+
+def _key_of(partial: Partial) -> BucketKey:
+    return partial.key

@@ -284,7 +284,16 @@ class JourneyTracker:
                 self._refresh_others(state, own, watermark_ms, emitted)
             self._schedule_one(key, state, own)
             return None
-        changed, superseded = self._place(state, entry)
+        extended = self._extend(state, entry)
+        if extended is not None:  # in order, the common case: no lists to build
+            self._emit_at(extended, watermark_ms)
+            emitted.append(extended)
+            if (own is None) + len(state.sessions) > 1:
+                # other journeys of the key may have closed as stream time moved
+                self._refresh_others(state, extended, watermark_ms, emitted)
+            self._schedule_one(key, state, extended)
+            return None
+        changed, superseded = self._repartition(state, entry)
         if superseded:
             for gone in superseded:
                 self._emit(gone, "superseded", "")
@@ -307,7 +316,10 @@ class JourneyTracker:
     def _segments(self, attrs: Mapping[str, str], attr_keys: tuple[str, ...]) -> Segments:
         """The configured attributes of an event as ((key, value), ...), shared between equal
         ones (fewer objects for the collector; bounded cache)."""
-        values = tuple([attrs.get(k) for k in attr_keys])
+        if isinstance(attrs, dict):  # the same code, narrowed: compiled, a direct dict lookup
+            values = tuple([attrs.get(k) for k in attr_keys])
+        else:  # any other Mapping: a method call per key
+            values = tuple([attrs.get(k) for k in attr_keys])
         seg = self._seg_cache.get(values)
         if seg is None:
             seg = tuple([(k, v) for k, v in zip(attr_keys, values, strict=True)
@@ -411,33 +423,36 @@ class JourneyTracker:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _place(self, state: KeyState, entry: Entry) -> tuple[list[Journey], list[Journey]]:
-        """Put a customer-keyed entry into its session: (changed, superseded)."""
+    def _extend(self, state: KeyState, entry: Entry) -> Journey | None:
+        """Put a customer-keyed entry that comes after all others of its key into its session,
+        the last one or a new one, and return that; None when the entry is out of order (the
+        caller repartitions)."""
         sessions = state.sessions
         ms = entry[0]
-        if sessions:
-            tail = sessions[-1]
-            last = tail.moments.last
-            assert last is not None
-            if ms > last[0] or (ms == last[0] and entry[1] > last[1]):
-                # in order (the common case): extend the last session or start a new one
-                if (last[2] != "journey_end" and ms - last[0] <= self._gap
-                        and ms - tail.start_ms < self._max_len):
-                    tail.add(entry)
-                    return [tail], []
-                fresh = self._session(entry[8], [entry], tail.start_ms)
-                if fresh.id in state.retired:
-                    fresh.version = state.retired.pop(fresh.id)[0]
-                    state.superseded.pop(fresh.id, None)
-                sessions.append(fresh)
-                return [fresh], []
-            return self._repartition(state, entry)
-        sessions.append(self._session(entry[8], [entry], None))
-        return [sessions[0]], []
+        if not sessions:
+            fresh = self._session(entry[8], [entry], None)
+            sessions.append(fresh)
+            return fresh
+        tail = sessions[-1]
+        m = tail.moments
+        first, last = m.first, m.last
+        assert first is not None and last is not None
+        if ms < last[0] or (ms == last[0] and entry[1] <= last[1]):
+            return None
+        if last[2] != "journey_end" and ms - last[0] <= self._gap and ms - first[0] < self._max_len:
+            tail.add(entry)
+            return tail
+        fresh = self._session(entry[8], [entry], first[0])
+        if fresh.id in state.retired:
+            fresh.version = state.retired.pop(fresh.id)[0]
+            state.superseded.pop(fresh.id, None)
+        sessions.append(fresh)
+        return fresh
 
     def _session(self, customer_id: str, entries: list[Entry], previous_start: int | None
                  ) -> Journey:
-        first = min(entries, key=lambda e: (e[0], e[1]))
+        """A customer-gap journey of `entries`, sorted by (ms, event id)."""
+        first = entries[0]
         journey_id = f"{customer_id}@{format_ms(first[0])}"
         if previous_start == first[0]:
             # only after a journey_end in the same millisecond: keep ids unique, deterministically

@@ -147,10 +147,20 @@ class ScoringRules:
                     continue
                 c = rule.valence
             else:
-                number = wait if slot == _WAIT else handle if slot == _HANDLE else transfers
-                if number is None:
-                    continue
-                x = float(number)
+                # one typed branch per signal: a float | int union would make compiled code
+                # call the float() builtin on an object
+                if slot == _WAIT:
+                    if wait is None:
+                        continue
+                    x = wait
+                elif slot == _HANDLE:
+                    if handle is None:
+                        continue
+                    x = handle
+                else:
+                    if transfers is None:
+                        continue
+                    x = float(transfers)
                 if kind == _STEPS:
                     c = 0.0
                     for at, valence in rule.steps:

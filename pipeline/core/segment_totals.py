@@ -117,9 +117,9 @@ class SegmentTotals:
         owns the whole segment), in a deterministic order."""
         out = []
         for metric, start in sorted(self._dirty):
-            partial = Partial(self.window(metric, start), self.versions[f"{metric}@{start}"])
-            out.append(to_record((metric, self.dim, self.value, start), partial,
-                                 self.bucket_ms, 0))
+            partial = Partial(self.window(metric, start), (metric, self.dim, self.value, start),
+                              self.versions[f"{metric}@{start}"])
+            out.append(to_record(partial, self.bucket_ms, 0))
         self._dirty.clear()
         return out
 
@@ -148,8 +148,8 @@ class SegmentTotals:
             | {("negative_end", s) for s in self.end_buckets}
         )
         return [
-            to_record((m, self.dim, self.value, s),
-                      Partial(self.window(m, s), self.versions[f"{m}@{s}"]), self.bucket_ms, 0)
+            to_record(Partial(self.window(m, s), (m, self.dim, self.value, s),
+                              self.versions[f"{m}@{s}"]), self.bucket_ms, 0)
             for m, s in keys
         ]
 

@@ -27,7 +27,8 @@ def format_ms(ms: int) -> str:
     >>> format_ms(1795367400000), format_ms(1795367459999)
     ('2026-11-22T17:10:00.000Z', '2026-11-22T17:10:59.999Z')
     """
-    minute, rest = divmod(ms, 60_000)
+    minute = ms // 60_000  # not divmod: compiled, that builds and unpacks a tuple of objects
+    rest = ms - minute * 60_000
     prefix = _MINUTES.get(minute)
     if prefix is None:
         # strftime is most of the cost and nearby times share their minute: cache it (bounded)
@@ -35,8 +36,8 @@ def format_ms(ms: int) -> str:
             _MINUTES.clear()
         prefix = _MINUTES[minute] = (_EPOCH + timedelta(minutes=minute)).strftime(
             "%Y-%m-%dT%H:%M:")
-    seconds, millis = divmod(rest, 1000)
-    return prefix + _TWO_DIGITS[seconds] + "." + _THREE_DIGITS[millis] + "Z"
+    seconds = rest // 1000
+    return prefix + _TWO_DIGITS[seconds] + "." + _THREE_DIGITS[rest - seconds * 1000] + "Z"
 
 
 class CachedMsFormatter:
