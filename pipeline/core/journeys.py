@@ -105,13 +105,11 @@ class Journey:
 
     @property
     def start_ms(self) -> int:
-        first = self.moments.first
-        return 0 if first is None else first[0]
+        return self.moments.first_ms  # 0 while empty
 
     @property
     def last_ms(self) -> int:
-        last = self.moments.last
-        return 0 if last is None else last[0]
+        return self.moments.last_ms
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -435,14 +433,16 @@ class JourneyTracker:
             return fresh
         tail = sessions[-1]
         m = tail.moments
-        first, last = m.first, m.last
-        assert first is not None and last is not None
-        if ms < last[0] or (ms == last[0] and entry[1] <= last[1]):
+        last = m.last
+        assert last is not None
+        last_ms = m.last_ms
+        if ms < last_ms or (ms == last_ms and entry[1] <= last[1]):
             return None
-        if last[2] != "journey_end" and ms - last[0] <= self._gap and ms - first[0] < self._max_len:
+        if (ms - last_ms <= self._gap and ms - m.first_ms < self._max_len
+                and last[2] != "journey_end"):
             tail.add(entry)
             return tail
-        fresh = self._session(entry[8], [entry], first[0])
+        fresh = self._session(entry[8], [entry], m.first_ms)
         if fresh.id in state.retired:
             fresh.version = state.retired.pop(fresh.id)[0]
             state.superseded.pop(fresh.id, None)
@@ -501,11 +501,9 @@ class JourneyTracker:
         m = journey.moments
         if m.has_end_marker:
             return "closed", "journey_end"
-        first, last = m.first, m.last
-        assert first is not None and last is not None
-        if watermark_ms >= first[0] + self._max_len:
+        if watermark_ms >= m.first_ms + self._max_len:
             return "closed", "max_length"
-        if watermark_ms > last[0] + self._gap:
+        if watermark_ms > m.last_ms + self._gap:
             return "closed", "idle_gap"
         return "open", ""
 
@@ -520,13 +518,11 @@ class JourneyTracker:
     def _emit_at(self, journey: Journey, watermark_ms: int) -> None:
         """`_emit(journey, *_status(journey, watermark_ms))`, inlined (hot path)."""
         m = journey.moments
-        first, last = m.first, m.last
-        assert first is not None and last is not None  # typed ints below, not generic objects
         if m.has_end_marker:
             status, reason, code = "closed", "journey_end", 1
-        elif watermark_ms >= first[0] + self._max_len:
+        elif watermark_ms >= m.first_ms + self._max_len:
             status, reason, code = "closed", "max_length", 1
-        elif watermark_ms > last[0] + self._gap:
+        elif watermark_ms > m.last_ms + self._gap:
             status, reason, code = "closed", "idle_gap", 1
         else:
             status, reason, code = "open", "", 0
@@ -573,9 +569,8 @@ class JourneyTracker:
     def record(self, journey: Journey) -> JourneyRecord:
         """The current record of a journey (as last emitted)."""
         m = journey.moments
-        first, last, peak, end = m.first, m.last, m.peak, m.end
-        start = 0 if first is None else first[0]
-        stop = 0 if last is None else last[0]
+        peak, end = m.peak, m.end
+        start, stop = m.first_ms, m.last_ms
         tail = m.tail
         end_v = end[3] if end is not None and (tail is None or len(tail) <= 1) \
             else m.end_valence()
@@ -631,16 +626,15 @@ class JourneyTracker:
     def _schedule_one(self, key: str, state: KeyState, journey: Journey) -> None:
         """`_schedule(key, state, [journey])`, inlined (hot path)."""
         m = journey.moments
-        first, last = m.first, m.last
-        if first is None or last is None:
+        if m.last is None:
             return
         if journey.status == "open":
-            deadline = last[0] + self._gap + 1
-            cap = first[0] + self._max_len
+            deadline = m.last_ms + self._gap + 1
+            cap = m.first_ms + self._max_len
             if cap < deadline:
                 deadline = cap
         else:
-            deadline = last[0] + self._gap + self._lateness + 1
+            deadline = m.last_ms + self._gap + self._lateness + 1
         if deadline < state.scheduled:
             state.scheduled = deadline
             heappush(self._deadlines, (deadline, key))

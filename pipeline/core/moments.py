@@ -105,18 +105,24 @@ class JourneyMoments:
 
     __slots__ = (
         "best",
+        "best_v",
         "end",
+        "end_ms",
         "end_window_ms",
         "events",
         "first",
+        "first_ms",
         "has_end_marker",
         "last",
+        "last_ms",
         "moments",
         "outcome",
         "peak",
+        "peak_v",
         "sum_fixed",
         "tail",
         "worst",
+        "worst_v",
     )
 
     def __init__(self, end_window_ms: int = 0) -> None:
@@ -135,17 +141,30 @@ class JourneyMoments:
         # moments inside the end window; None while there is none (always without a window: one
         # container fewer per journey for the collector to walk)
         self.tail: list[Entry] | None = None
+        # The time or valence of first, last, end, peak, best and worst, kept beside them: every
+        # update compares against all six, and compiled, these are plain machine numbers in
+        # this object where the entries' are boxed objects behind two more pointers (cache
+        # misses: the journey state is far larger than the cache). Meaningless while the entry
+        # beside it is None.
+        self.first_ms = 0
+        self.last_ms = 0
+        self.end_ms = 0
+        self.peak_v = 0.0
+        self.best_v = 0.0
+        self.worst_v = 0.0
 
     def update(self, entry: Entry) -> None:
         ms = entry[0]
         eid = entry[1]
         self.events += 1
         first = self.first
-        if first is None or ms < first[0] or (ms == first[0] and eid < first[1]):
+        if first is None or ms < self.first_ms or (ms == self.first_ms and eid < first[1]):
             self.first = entry
+            self.first_ms = ms
         last = self.last
-        if last is None or ms > last[0] or (ms == last[0] and eid > last[1]):
+        if last is None or ms > self.last_ms or (ms == self.last_ms and eid > last[1]):
             self.last = entry
+            self.last_ms = ms
         kind = entry[2]
         if kind == "journey_end":
             self.has_end_marker = True
@@ -159,27 +178,28 @@ class JourneyMoments:
         self.moments += 1
         self.sum_fixed += to_fixed(v)
         peak = self.peak
-        if peak is None or peak_beats(entry, peak):
+        if peak is None:
             self.peak = entry
+            self.peak_v = v
+        else:
+            pv = self.peak_v
+            a, b = abs(v), abs(pv)
+            # peak_beats, on the kept valence: the entry is read only on a tie
+            if a > b or (a == b and (v < pv or (v == pv and _earlier(entry, peak)))):
+                self.peak = entry
+                self.peak_v = v
         best = self.best
-        if best is None:
+        if best is None or v > self.best_v or (v == self.best_v and _earlier(entry, best)):
             self.best = entry
-        else:
-            bv = best[3]
-            assert bv is not None  # narrowed: compiled code compares doubles, not objects
-            if v > bv or (v == bv and (ms < best[0] or (ms == best[0] and eid < best[1]))):
-                self.best = entry
+            self.best_v = v
         worst = self.worst
-        if worst is None:
+        if worst is None or v < self.worst_v or (v == self.worst_v and _earlier(entry, worst)):
             self.worst = entry
-        else:
-            wv = worst[3]
-            assert wv is not None
-            if v < wv or (v == wv and (ms < worst[0] or (ms == worst[0] and eid < worst[1]))):
-                self.worst = entry
+            self.worst_v = v
         end = self.end
-        if end is None or ms > end[0] or (ms == end[0] and eid > end[1]):
+        if end is None or ms > self.end_ms or (ms == self.end_ms and eid > end[1]):
             self.end = entry
+            self.end_ms = ms
         if self.end_window_ms > 0:
             self._add_tail(entry)
 
@@ -211,10 +231,21 @@ class JourneyMoments:
         out.best = _pick(self.best, other.best, _higher)
         out.worst = _pick(self.worst, other.worst, _lower)
         out.end = _pick(self.end, other.end, _later)
+        out._keep_numbers()
         if out.end is not None and self.end_window_ms > 0:
             cutoff = out.end[0] - self.end_window_ms
             out.tail = [e for e in (self.tail or []) + (other.tail or []) if e[0] >= cutoff]
         return out
+
+    def _keep_numbers(self) -> None:
+        """Set the kept times and valences from the entries (after a merge)."""
+        first, last, end = self.first, self.last, self.end
+        self.first_ms = 0 if first is None else first[0]
+        self.last_ms = 0 if last is None else last[0]
+        self.end_ms = 0 if end is None else end[0]
+        self.peak_v = _valence_or_zero(self.peak)
+        self.best_v = _valence_or_zero(self.best)
+        self.worst_v = _valence_or_zero(self.worst)
 
     def end_valence(self) -> float | None:
         end = self.end
@@ -244,6 +275,11 @@ class JourneyMoments:
             events=self.events,
             duration_ms=0 if first is None or last is None else last[0] - first[0],
         )
+
+
+def _valence_or_zero(entry: Entry | None) -> float:
+    v = None if entry is None else entry[3]
+    return 0.0 if v is None else v
 
 
 def _earlier(a: Entry, b: Entry) -> bool:
