@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,3 +130,26 @@ def test_journey_record_fields_follow_the_contract() -> None:
     names = list(JourneyRecord._fields)
     assert names[:4] == ["journey_id", "customer_id", "keyed_by", "status"]
     assert names[-1] == "version" and "peak_end_score" in names
+
+
+def test_journey_record_is_a_value_like_the_named_tuples() -> None:
+    """JourneyRecord is a plain class (compiled, unboxed fields): it must still compare, hash,
+    pickle (backfill workers send records through pipes) and round-trip through its dict."""
+    import pickle
+
+    record = JourneyRecord("j1", "c1", "journey_id", "closed", "journey_end", T0, T0 + 2 * MIN,
+                           120.0, 3, 2, -0.9, "hotline", T0 + MIN, "e2", 0.6, "checkout", -0.9,
+                           "hotline", 0.6, "checkout", "store", "after_sales", T0 + 2 * MIN,
+                           "e3", -0.15, -0.15, "", 9)
+    assert len(record.astuple()) == len(JourneyRecord._fields) == 28
+    assert pickle.loads(pickle.dumps(record)) == record
+    assert JourneyRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    values: list[Any] = [10 if name == "version" else value
+                         for name, value in zip(JourneyRecord._fields, record.astuple(),
+                                                strict=True)]
+    changed = JourneyRecord(*values)
+    assert changed != record and changed.version == 10
+    assert hash(JourneyRecord(*record.astuple())) == hash(record)
+    assert len({record, JourneyRecord(*record.astuple())}) == 1
+    assert repr(record).startswith("JourneyRecord(journey_id='j1', customer_id='c1'")
+    assert record.to_dict()["started_at"].endswith("Z")
