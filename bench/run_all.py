@@ -83,15 +83,15 @@ INTERPRETATION = """## Reading the figures: why the targets are missed and what 
   than one Faust future per record; (2) read the input with a plain aiokafka `getmany` loop that
   hands whole fetches to the batch APIs (`process_batch`), state written once per batch to
   RocksDB; (3) one worker process per core on a machine whose broker and ClickHouse run
-  elsewhere. The core itself is no longer the limit: compiled with mypyc it runs about 110-140k
-  events per CPU second (docs/core.md), two orders of magnitude above the pipeline's rate.
+  elsewhere. The core itself is not the limit: its rows in the single-core table above (compiled
+  with mypyc, docs/core.md) are two orders of magnitude above the pipeline's rate.
 - **Backfill** runs the same core per partition in worker processes (one per CPU) with
-  column-wise Parquet decoding and a writer thread. It is bounded by the core plus event
-  construction and the ClickHouse driver's serialisation (docs/jobs.md): with two cores the
-  ceiling is about twice the core's single-core rate, under 300,000 events/s. Reaching the
-  target needs more cores (the partitions scale out) or a vectorised path for the survey
-  buckets (pyarrow compute or SQL in ClickHouse), the journey tracker being the part that must
-  stay sequential per key.
+  column-wise Parquet decoding and a writer thread. Now that the core alone runs several times
+  faster than the backfill (single-core table above), what bounds it is the work around the
+  core (docs/jobs.md): a `TouchpointEvent` built per row, Arrow -> Python values, the ClickHouse
+  driver's serialisation, and every worker decoding every row's key. Reaching the target needs
+  those vectorised or moved out of Python, and more cores (the partitions scale out); the
+  journey tracker is the part that must stay sequential per key.
 """
 
 TARGET_E2E = 20_000
