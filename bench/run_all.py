@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import glob
 import json
 import math
@@ -50,7 +49,6 @@ from jobs.backfill import run_backfill, worker_count  # noqa: E402
 from jobs.generate import GeneratorConfig, generate_records, write_parquet  # noqa: E402
 from pipeline.contract import Rejected, parse_event  # noqa: E402
 from pipeline.core.config import CoreConfig  # noqa: E402
-from pipeline.core.gcpolicy import STATE_THRESHOLDS, tuned_gc  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.storage.migrate import migrate  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
@@ -203,14 +201,9 @@ def core_rates(n: int, repeat: int = 2) -> dict[str, Any]:
         "engine": bench_core.run_engine,
     }
     for name, fn in paths.items():
-        best = float("inf")
-        for _ in range(repeat):
-            gc.collect()
-            with tuned_gc(STATE_THRESHOLDS):  # replay's and backfill's policy
-                began = time.process_time()
-                fn(events, config)
-                best = min(best, time.process_time() - began)
-        out[name] = n / best
+        # replay's and backfill's collector policy, in a forked child (bench_core.measure_forked)
+        cpu, _, _ = bench_core.measure_forked(fn, events, config, "state gc policy", repeat)
+        out[name] = n / cpu
     out["load"] = load()
     out["mode"] = bench_core.core_mode()
     return out

@@ -32,7 +32,7 @@ Rules (DESIGN.md 1, docs/core.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
@@ -143,22 +143,45 @@ class Journey:
 
 
 class KeyState:
-    """All journeys of one key: the journey-id journey, or the customer's gap sessions."""
+    """All journeys of one key: the journey-id journey, or the customer's gap sessions.
 
-    __slots__ = ("journey", "retired", "scheduled", "sessions", "superseded")
+    A key holds only what it uses (one object per key more or less is what the collector walks
+    and a restart rebuilds): the sessions are a tuple, empty and shared for a journey-id key, and
+    the retired ids a dict made on the first supersession."""
+
+    __slots__ = ("journey", "retired", "scheduled", "sessions")
 
     def __init__(self) -> None:
         self.journey: Journey | None = None
-        self.sessions: list[Journey] = []  # customer-keyed, sorted by start
-        # superseded journey id -> (last version, last event ms): should a later late event bring
-        # the id back (a split by a late journey_end), its versions continue above this one.
-        self.retired: dict[str, tuple[int, int]] = {}
-        # their superseded records as emitted, so a restarted stream can send them again
-        self.superseded: dict[str, dict[str, Any]] = {}
+        self.sessions: tuple[Journey, ...] = ()  # customer-keyed, sorted by start
+        # superseded journey id -> (last version, last event ms, its superseded record as
+        # emitted): should a later late event bring the id back (a split by a late journey_end),
+        # its versions continue above this one; a restarted stream sends the record again.
+        self.retired: dict[str, tuple[int, int, dict[str, Any]]] | None = None
         self.scheduled = _FAR  # earliest deadline of this key in the tracker's heap
 
-    def all(self) -> list[Journey]:
-        return self.sessions if self.journey is None else [self.journey, *self.sessions]
+    def all(self) -> tuple[Journey, ...]:
+        return self.sessions if self.journey is None else (self.journey, *self.sessions)
+
+    def retire(self, journey: Journey, record: dict[str, Any]) -> None:
+        if self.retired is None:
+            self.retired = {}
+        self.retired[journey.id] = (journey.version, journey.last_ms, record)
+
+    def revive(self, journey: Journey) -> None:
+        """A superseded id is back: its versions continue above the last one emitted."""
+        if self.retired is not None and journey.id in self.retired:
+            journey.version = self.retired.pop(journey.id)[0]
+
+    def forget_retired(self, before_ms: int) -> bool:
+        """Forget ids retired with their last event before `before_ms`; True when any went."""
+        retired = self.retired
+        if not retired:
+            return False
+        gone = [k for k, (_, last, _) in retired.items() if last < before_ms]
+        for journey_id in gone:
+            del retired[journey_id]
+        return bool(gone)
 
 
 class JourneyTracker:
@@ -297,8 +320,7 @@ class JourneyTracker:
                 self._emit(gone, "superseded", "")
                 emitted.append(gone)
             for gone in superseded:
-                state.retired[gone.id] = (gone.version, gone.last_ms)
-                state.superseded[gone.id] = self.record(gone).to_dict()
+                state.retire(gone, self.record(gone).to_dict())
         for journey in changed:
             self._emit_at(journey, watermark_ms)
             emitted.append(journey)
@@ -376,11 +398,12 @@ class JourneyTracker:
         state = self._keys.get(key)
         if state is None:
             return None
+        retired = state.retired or {}
         return {
             "journey": None if state.journey is None else state.journey.to_state(),
             "sessions": [j.to_state() for j in state.sessions],
-            "retired": {k: list(v) for k, v in sorted(state.retired.items())},
-            "superseded": dict(sorted(state.superseded.items())),
+            "retired": {k: [v[0], v[1]] for k, v in sorted(retired.items())},
+            "superseded": {k: v[2] for k, v in sorted(retired.items())},
         }
 
     def load_key(self, key: str, data: dict[str, Any] | None) -> None:
@@ -391,9 +414,11 @@ class JourneyTracker:
         state = KeyState()
         if data["journey"] is not None:
             state.journey = Journey.from_state(data["journey"], self._window)
-        state.sessions = [Journey.from_state(s, self._window) for s in data["sessions"]]
-        state.retired = {k: (int(v[0]), int(v[1])) for k, v in data.get("retired", {}).items()}
-        state.superseded = dict(data.get("superseded", {}))
+        state.sessions = tuple(Journey.from_state(s, self._window) for s in data["sessions"])
+        records = data.get("superseded", {})
+        retired = {k: (int(v[0]), int(v[1]), records[k])
+                   for k, v in data.get("retired", {}).items()}
+        state.retired = retired or None
         self._keys[key] = state
         self._schedule(key, state)
 
@@ -406,12 +431,13 @@ class JourneyTracker:
         state = self._keys.get(key)
         if state is None:
             return []
-        return [JourneyRecord.from_dict(r) for _, r in sorted(state.superseded.items())]
+        retired = state.retired or {}
+        return [JourneyRecord.from_dict(retired[k][2]) for k in sorted(retired)]
 
     def journeys_of(self, key: str) -> list[Journey]:
         """The journeys held for one key (for re-sending their current state after a restart)."""
         state = self._keys.get(key)
-        return [] if state is None else state.all()
+        return [] if state is None else list(state.all())
 
     def journeys(self) -> list[Journey]:
         return [j for state in self._keys.values() for j in state.all()]
@@ -429,7 +455,7 @@ class JourneyTracker:
         ms = entry[0]
         if not sessions:
             fresh = self._session(entry[8], [entry], None)
-            sessions.append(fresh)
+            state.sessions = (fresh,)
             return fresh
         tail = sessions[-1]
         m = tail.moments
@@ -443,10 +469,8 @@ class JourneyTracker:
             tail.add(entry)
             return tail
         fresh = self._session(entry[8], [entry], m.first_ms)
-        if fresh.id in state.retired:
-            fresh.version = state.retired.pop(fresh.id)[0]
-            state.superseded.pop(fresh.id, None)
-        sessions.append(fresh)
+        state.revive(fresh)
+        state.sessions = (*sessions, fresh)
         return fresh
 
     def _session(self, customer_id: str, entries: list[Entry], previous_start: int | None
@@ -489,12 +513,11 @@ class JourneyTracker:
             if kept is not None:
                 fresh.version, fresh.status = kept.version, kept.status
                 fresh.close_reason, fresh.counted = kept.close_reason, kept.counted
-            elif fresh.id in state.retired:
-                fresh.version = state.retired.pop(fresh.id)[0]
-                state.superseded.pop(fresh.id, None)
+            else:
+                state.revive(fresh)
             sessions.append(fresh)
             changed.append(fresh)
-        state.sessions = sessions
+        state.sessions = tuple(sessions)
         return changed, list(old.values())
 
     def _status(self, journey: Journey, watermark_ms: int) -> tuple[str, str]:
@@ -598,7 +621,7 @@ class JourneyTracker:
             return min(journey.last_ms + self._gap + 1, journey.start_ms + self._max_len)
         return journey.last_ms + self._gap + self._lateness + 1
 
-    def _schedule(self, key: str, state: KeyState, journeys: list[Journey] | None = None
+    def _schedule(self, key: str, state: KeyState, journeys: Sequence[Journey] | None = None
                   ) -> None:
         """Make sure the heap wakes `key` up at its next deadline; `journeys`: only these
         changed (the others are scheduled already)."""
@@ -607,16 +630,15 @@ class JourneyTracker:
         earliest = state.scheduled
         for journey in journeys:
             m = journey.moments
-            first, last = m.first, m.last
-            if first is None or last is None:
+            if m.last is None:
                 continue
             if journey.status == "open":
-                deadline = last[0] + self._gap + 1
-                cap = first[0] + self._max_len
+                deadline = m.last_ms + self._gap + 1
+                cap = m.first_ms + self._max_len
                 if cap < deadline:
                     deadline = cap
             else:
-                deadline = last[0] + self._gap + self._lateness + 1
+                deadline = m.last_ms + self._gap + self._lateness + 1
             if deadline < earliest:
                 earliest = deadline
         if earliest < state.scheduled:
@@ -646,14 +668,11 @@ class JourneyTracker:
         if state.journey is not None and not alive(state.journey):
             state.journey = None
             self._mark_dirty(key)
-        kept = [j for j in state.sessions if alive(j)]
+        kept = tuple([j for j in state.sessions if alive(j)])
         if len(kept) != len(state.sessions):
             state.sessions = kept
             self._mark_dirty(key)
-        horizon = watermark_ms - self._gap - self._lateness
-        for journey_id in [k for k, (_, last) in state.retired.items() if last < horizon]:
-            del state.retired[journey_id]
-            state.superseded.pop(journey_id, None)
+        if state.forget_retired(watermark_ms - self._gap - self._lateness):
             self._mark_dirty(key)
         if state.journey is None and not state.sessions:
             del self._keys[key]

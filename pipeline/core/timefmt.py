@@ -37,7 +37,8 @@ def format_ms(ms: int) -> str:
         prefix = _MINUTES[minute] = (_EPOCH + timedelta(minutes=minute)).strftime(
             "%Y-%m-%dT%H:%M:")
     seconds = rest // 1000
-    return prefix + _TWO_DIGITS[seconds] + "." + _THREE_DIGITS[rest - seconds * 1000] + "Z"
+    # one f-string: compiled, one string built from the parts (`+` made a string per step)
+    return f"{prefix}{_TWO_DIGITS[seconds]}.{_THREE_DIGITS[rest - seconds * 1000]}Z"
 
 
 class CachedMsFormatter:
