@@ -19,9 +19,9 @@ class Entry(NamedTuple):
 
     Why a plain tuple: the collector untracks exact tuples of atoms after their first young
     collection, never a tuple subclass, and a journey state is mostly entries (400,000 of the
-    765,000 tracked objects in the core benchmark). The NamedTuple type still matters to mypyc:
-    a fixed-length `tuple[...]` type would be unboxed into a C struct and boxed into a new tuple
-    at every store into a list."""
+    1.5 million tracked objects at the end of the core benchmark). The NamedTuple type still
+    matters to mypyc: a fixed-length `tuple[...]` type would be unboxed into a C struct and
+    boxed into a new tuple at every store into a list."""
 
     ms: int
     event_id: str
