@@ -16,7 +16,6 @@ the merged buckets at that point, whatever the wall clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.config import CoreConfig
@@ -29,13 +28,24 @@ from pipeline.core.scoring import ScoringRules
 _NEVER = -(1 << 62)
 
 
-@dataclass(slots=True)
 class Emitted:
-    """Records produced by one call, in emission order."""
+    """Records produced by one call, in emission order.
 
-    journeys: list[JourneyRecord] = field(default_factory=list)
-    metrics: list[MetricRecord] = field(default_factory=list)
-    alerts: list[AlertRecord] = field(default_factory=list)
+    A plain class, not a dataclass: `process` makes one per event, and compiled, a dataclass
+    keeps the Python `__init__` that `dataclasses` generates."""
+
+    __slots__ = ("alerts", "journeys", "metrics")
+
+    def __init__(self, journeys: list[JourneyRecord] | None = None,
+                 metrics: list[MetricRecord] | None = None,
+                 alerts: list[AlertRecord] | None = None) -> None:
+        self.journeys: list[JourneyRecord] = [] if journeys is None else journeys
+        self.metrics: list[MetricRecord] = [] if metrics is None else metrics
+        self.alerts: list[AlertRecord] = [] if alerts is None else alerts
+
+    def __repr__(self) -> str:
+        return (f"Emitted(journeys={self.journeys!r}, metrics={self.metrics!r}, "
+                f"alerts={self.alerts!r})")
 
     def extend(self, other: Emitted) -> None:
         self.journeys.extend(other.journeys)
