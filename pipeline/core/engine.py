@@ -43,6 +43,14 @@ class Emitted:
         self.metrics: list[MetricRecord] = [] if metrics is None else metrics
         self.alerts: list[AlertRecord] = [] if alerts is None else alerts
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Emitted):
+            return NotImplemented
+        return (self.journeys == other.journeys and self.metrics == other.metrics
+                and self.alerts == other.alerts)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
     def __repr__(self) -> str:
         return (f"Emitted(journeys={self.journeys!r}, metrics={self.metrics!r}, "
                 f"alerts={self.alerts!r})")
