@@ -4,10 +4,10 @@ The core's state (journeys, their entries, buckets) is long-lived and grows unti
 cyclic collector's cost is in its older generations: every object that survives a young
 collection is re-walked by each collection of the middle generation until it reaches the oldest,
 and a full collection re-walks all of it. With CPython's default thresholds (700, 10, 10) that
-was ~40% of the core benchmark's time. The core creates no reference cycles on its hot path
-(entries are flat tuples, records are dropped by reference counting), so collecting the older
-generations rarely loses nothing of the core's. The process that owns the core calls `tune_gc()`
-once, after loading its state:
+was about half of the compiled core's time in its benchmark (docs/core.md, Performance). The
+core creates no reference cycles on its hot path (entries are flat tuples, records are dropped
+by reference counting), so collecting the older generations rarely loses nothing of the core's.
+The process that owns the core calls `tune_gc()` once, after loading its state:
 
     from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
     ... load state (tracker.load_key for every key, buckets.load_record ...)
