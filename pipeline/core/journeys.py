@@ -38,7 +38,7 @@ from typing import Any, Final, NamedTuple
 
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.moments import FIXED, Entry, JourneyMoments, new_entry
+from pipeline.core.moments import Entry, JourneyMoments, new_entry
 from pipeline.core.records import JourneyRecord, new_record
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
@@ -292,11 +292,8 @@ class JourneyTracker:
             if own is None:
                 own = Journey(jid, "journey_id", event.customer_id, self._window)
                 state.journey = own
-            own.entries.append(entry)
-            own.ids.add(eid)
-            moments = own.moments
-            moments.update(entry)
-            first = moments.first
+            own.add(entry)
+            first = own.moments.first
             assert first is not None  # narrowed, or compiled code indexes an untyped object
             own.customer_id = first[8]
             self._emit_at(own, watermark_ms)
@@ -539,24 +536,9 @@ class JourneyTracker:
         return True
 
     def _emit_at(self, journey: Journey, watermark_ms: int) -> None:
-        """`_emit(journey, *_status(journey, watermark_ms))`, inlined (hot path)."""
-        m = journey.moments
-        if m.has_end_marker:
-            status, reason, code = "closed", "journey_end", 1
-        elif watermark_ms >= m.first_ms + self._max_len:
-            status, reason, code = "closed", "max_length", 1
-        elif watermark_ms > m.last_ms + self._gap:
-            status, reason, code = "closed", "idle_gap", 1
-        else:
-            status, reason, code = "open", "", 0
-        version = 4 * m.events + code
-        if version <= journey.version:
-            version = journey.version + 1
-        journey.version = version
-        journey.status = status
-        journey.close_reason = reason
-        if code or journey.counted is not None:
-            self._count_end(journey)
+        """A new version of `journey` with its status at stream time `watermark_ms`."""
+        status, reason = self._status(journey, watermark_ms)
+        self._emit(journey, status, reason)
 
     def _emit(self, journey: Journey, status: str, reason: str) -> None:
         """A new version of `journey` with this status (its record: `record(journey)`)."""
@@ -594,11 +576,9 @@ class JourneyTracker:
         m = journey.moments
         peak, end = m.peak, m.end
         start, stop = m.first_ms, m.last_ms
-        tail = m.tail
-        end_v = end[3] if end is not None and (tail is None or len(tail) <= 1) \
-            else m.end_valence()
+        end_v = m.end_valence()
         n = m.moments
-        mean = m.sum_fixed / n / FIXED if n else None
+        mean = m.mean_valence()
         outcome = "" if m.outcome is None else m.outcome[7]
         if peak is None or end is None or end_v is None:
             return JourneyRecord(
@@ -617,9 +597,13 @@ class JourneyTracker:
             mean, outcome, journey.version)
 
     def _deadline(self, journey: Journey) -> int:
+        """When stream time next changes `journey`: it closes (open), or it can be evicted."""
+        m = journey.moments
         if journey.status == "open":
-            return min(journey.last_ms + self._gap + 1, journey.start_ms + self._max_len)
-        return journey.last_ms + self._gap + self._lateness + 1
+            idle = m.last_ms + self._gap + 1
+            cap = m.first_ms + self._max_len
+            return cap if cap < idle else idle
+        return m.last_ms + self._gap + self._lateness + 1
 
     def _schedule(self, key: str, state: KeyState, journeys: Sequence[Journey] | None = None
                   ) -> None:
@@ -629,34 +613,19 @@ class JourneyTracker:
             journeys = state.all()
         earliest = state.scheduled
         for journey in journeys:
-            m = journey.moments
-            if m.last is None:
-                continue
-            if journey.status == "open":
-                deadline = m.last_ms + self._gap + 1
-                cap = m.first_ms + self._max_len
-                if cap < deadline:
-                    deadline = cap
-            else:
-                deadline = m.last_ms + self._gap + self._lateness + 1
-            if deadline < earliest:
-                earliest = deadline
+            if journey.moments.last is not None:
+                deadline = self._deadline(journey)
+                if deadline < earliest:
+                    earliest = deadline
         if earliest < state.scheduled:
             state.scheduled = earliest
             heappush(self._deadlines, (earliest, key))
 
     def _schedule_one(self, key: str, state: KeyState, journey: Journey) -> None:
-        """`_schedule(key, state, [journey])`, inlined (hot path)."""
-        m = journey.moments
-        if m.last is None:
+        """`_schedule(key, state, [journey])` without building the list (hot path)."""
+        if journey.moments.last is None:
             return
-        if journey.status == "open":
-            deadline = m.last_ms + self._gap + 1
-            cap = m.first_ms + self._max_len
-            if cap < deadline:
-                deadline = cap
-        else:
-            deadline = m.last_ms + self._gap + self._lateness + 1
+        deadline = self._deadline(journey)
         if deadline < state.scheduled:
             state.scheduled = deadline
             heappush(self._deadlines, (deadline, key))
