@@ -166,8 +166,8 @@ class SurveyBuckets:
         if before_ms - self._scanned_before_ms < _EVICT_EVERY_BUCKETS * self._width:
             return 0
         self._scanned_before_ms = before_ms
-        old = [k for k in self._partials
-               if k[3] + self._width <= before_ms and not self._partials[k].dirty]
+        old = [k for k, p in self._partials.items()
+               if k[3] + self._width <= before_ms and not p.dirty]
         for key in old:
             del self._partials[key]
         return len(old)

@@ -28,10 +28,15 @@ def _to_dict(names: tuple[str, ...], values: Iterable[Any], times: frozenset[str
             for name, value in zip(names, values, strict=True)}
 
 
+def _values_of(names: tuple[str, ...], data: dict[str, Any], times: frozenset[str]
+               ) -> list[Any]:
+    """Inverse of `_to_dict`: the values in `names` order, the `times` fields parsed back."""
+    return [parse_opt(data.get(name)) if name in times else data.get(name) for name in names]
+
+
 def _from_dict(cls: type[_R], data: dict[str, Any], times: frozenset[str]) -> _R:
     names: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
-    return tuple.__new__(cls, [parse_opt(data.get(name)) if name in times else data.get(name)
-                               for name in names])
+    return tuple.__new__(cls, _values_of(names, data, times))
 
 
 # JourneyRecord's fields in the order of the contract (docs/records.md)
@@ -151,9 +156,7 @@ class JourneyRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JourneyRecord:
-        values: list[Any] = [parse_opt(data.get(name)) if name in _JOURNEY_TIMES
-                             else data.get(name) for name in cls._fields]
-        return cls(*values)
+        return cls(*_values_of(cls._fields, data, _JOURNEY_TIMES))
 
 
 class MetricRecord(NamedTuple):

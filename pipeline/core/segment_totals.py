@@ -115,13 +115,16 @@ class SegmentTotals:
     def flush(self) -> list[MetricRecord]:
         """Records of the buckets changed since the last flush (source_partition 0: this stage
         owns the whole segment), in a deterministic order."""
-        out = []
-        for metric, start in sorted(self._dirty):
-            partial = Partial(self.window(metric, start), (metric, self.dim, self.value, start),
-                              self.versions[f"{metric}@{start}"])
-            out.append(to_record(partial, self.bucket_ms, 0))
+        out = [self.record(metric, start) for metric, start in sorted(self._dirty)]
         self._dirty.clear()
         return out
+
+    def record(self, metric: str, bucket_start: int) -> MetricRecord:
+        """The record of one bucket as it stands (source_partition 0)."""
+        partial = Partial(self.window(metric, bucket_start),
+                          (metric, self.dim, self.value, bucket_start),
+                          self.versions[f"{metric}@{bucket_start}"])
+        return to_record(partial, self.bucket_ms, 0)
 
     def evict(self, before_ms: int) -> None:
         """Forget flushed buckets that end at or before `before_ms` (final: no acceptable event
@@ -147,11 +150,7 @@ class SegmentTotals:
             {(m, s) for m, b in self.answers.items() for s in b}
             | {("negative_end", s) for s in self.end_buckets}
         )
-        return [
-            to_record(Partial(self.window(m, s), (m, self.dim, self.value, s),
-                              self.versions[f"{m}@{s}"]), self.bucket_ms, 0)
-            for m, s in keys
-        ]
+        return [self.record(m, s) for m, s in keys]
 
     def pending(self) -> bool:
         """True when some bucket changed since the last flush (also after a restore)."""
