@@ -51,7 +51,6 @@ from pipeline.core.event import TouchpointEvent
 from pipeline.core.gcpolicy import tuned_gc
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
-from pipeline.core.timefmt import CachedMsFormatter
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
@@ -167,13 +166,12 @@ class Backfill:
             partition = cache[key] = partition_for(key, self.partitions)
         return partition
 
-    def batch(self, source: str, first_row: int, batch: pa.RecordBatch,
-              text: CachedMsFormatter | None = None) -> None:
+    def batch(self, source: str, first_row: int, batch: pa.RecordBatch) -> None:
         """Every row of one record batch; `first_row` is the row number (from 1) of its first."""
         rows = batch.num_rows
         self.counts["rows"] += rows
         clean = clean_rows(batch, self.max_bytes)
-        dicts = BatchDicts(batch, text)
+        dicts = BatchDicts(batch)
         if self.owned is not None:
             self._owned_batch(source, first_row, batch, clean, dicts)
             return
@@ -601,7 +599,6 @@ def _batches(files: Sequence[str], parquet_files: list[pq.ParquetFile], backfill
              batch_rows: int, stop_after_rows: int | None) -> int:
     """Every batch of every file through `backfill`, handing each batch's records to
     `writer`; rows read."""
-    text = CachedMsFormatter()
     done = 0
     for index, (name, parquet) in enumerate(zip(files, parquet_files, strict=True)):
         source = Path(name).name
@@ -610,7 +607,7 @@ def _batches(files: Sequence[str], parquet_files: list[pq.ParquetFile], backfill
             # no raw event columns for rows a resumed run will not write
             backfill.raw_events = raw_events and warehouse is not None and not (
                 writer.covered(index, row + batch.num_rows))
-            backfill.batch(source, row + 1, batch, text)
+            backfill.batch(source, row + 1, batch)
             row += batch.num_rows
             done += batch.num_rows
             writer.put_batch(backfill.take(), (index, row), done, meter, stop_after_rows)

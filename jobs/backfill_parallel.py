@@ -29,7 +29,6 @@ from jobs.backfill import Backfill, Checkpoint, Pending, Result, Tick, Writer
 from jobs.progress import Progress
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted
-from pipeline.core.timefmt import CachedMsFormatter
 from pipeline.privacy import PersonalData
 from pipeline.storage.warehouse import Warehouse
 
@@ -40,7 +39,6 @@ def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: Cor
     try:
         backfill = Backfill(config, partitions=partitions, owned=owned, reject_here=first,
                             **options)
-        text = CachedMsFormatter()
 
         def send(kind: str, *where: int) -> None:
             counts = Counter({k: backfill.counts[k] for k in ("events", "duplicates")})
@@ -52,7 +50,7 @@ def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: Cor
             source = Path(name).name
             row = 0
             for batch in pq.ParquetFile(name).iter_batches(batch_size=batch_rows):
-                backfill.batch(source, row + 1, batch, text)
+                backfill.batch(source, row + 1, batch)
                 row += batch.num_rows
                 send("batch", index, row, batch.num_rows)
         backfill.finish()

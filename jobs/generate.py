@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 from jobs.personas import DAY, HOUR, MINUTE, PERSONAS, SECOND, Emitted
 from jobs.progress import Progress
-from pipeline.core.timefmt import CachedMsFormatter, parse_ms
+from pipeline.core.timefmt import format_ms, parse_ms
 
 WEEK = 7 * DAY
 DEFAULT_START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
@@ -297,7 +297,6 @@ def mean_events_per_journey(config: GeneratorConfig, samples: int = 2000) -> flo
 def generate_events(config: GeneratorConfig) -> Iterator[dict[str, Any]]:
     """`config.events` valid schema-v1 event dicts, in delivery order (event time, except the
     delayed few). Dicts of one journey share their `attributes` dict: copy before mutating."""
-    time_text = CachedMsFormatter()
     if config.events <= 0:
         return
     if config.span_ms <= 0:
@@ -336,7 +335,7 @@ def generate_events(config: GeneratorConfig) -> Iterator[dict[str, Any]]:
             if event is None:
                 pull(journey)
                 continue
-            event["occurred_at"] = time_text(event["occurred_at"])
+            event["occurred_at"] = format_ms(event["occurred_at"])
             yield event
             left -= 1
             if not left:

@@ -39,7 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.core.timefmt import CachedMsFormatter, parse_ms
+from pipeline.core.timefmt import format_ms, parse_ms
 
 SIGNAL_COLUMNS = (
     ("signals_wait_seconds", "wait_seconds"), ("signals_handle_seconds", "handle_seconds"),
@@ -190,10 +190,8 @@ class BatchDicts:
     ready for `pipeline.contract.parse_dict`. Iterating converts whole columns; `row(i)` alone
     converts only that row (backfill needs the dicts of a few rejected rows)."""
 
-    def __init__(self, batch: pa.RecordBatch, occurred_text: CachedMsFormatter | None = None
-                 ) -> None:
+    def __init__(self, batch: pa.RecordBatch) -> None:
         self.batch = batch
-        self.text = occurred_text or CachedMsFormatter()
         self._columns: dict[str, Any] | None = None
 
     def _load(self) -> dict[str, Any]:
@@ -235,7 +233,7 @@ class BatchDicts:
             if value is not None:
                 event[name] = value
             if name == "schema_version" and occurred[i] is not None:
-                event["occurred_at"] = self.text(occurred[i])
+                event["occurred_at"] = format_ms(occurred[i])
         if columns["has_signals"][i]:
             event["signals"] = {k: v[i] for k, v in columns["signals"] if v[i] is not None}
         if columns["has_survey"][i]:
@@ -249,11 +247,10 @@ class BatchDicts:
         return event
 
 
-def batch_to_dicts(batch: pa.RecordBatch, occurred_text: CachedMsFormatter | None = None
-                   ) -> Iterator[dict[str, Any]]:
+def batch_to_dicts(batch: pa.RecordBatch) -> Iterator[dict[str, Any]]:
     """Rows of a batch in `SCHEMA` -> event dicts in schema-v1 form (absent fields omitted),
     ready for `pipeline.contract.parse_dict`."""
-    return iter(BatchDicts(batch, occurred_text))
+    return iter(BatchDicts(batch))
 
 
 def _any_valid(batch: pa.RecordBatch, names: list[str]) -> list[bool]:
@@ -271,6 +268,5 @@ def read_event_dicts(path: str | Path, batch_rows: int = 65_536) -> Iterator[dic
     """Every row of a Parquet event file as an event dict."""
     parquet = pq.ParquetFile(str(path))
     check_schema(parquet.schema_arrow, str(path))
-    text = CachedMsFormatter()
     for batch in parquet.iter_batches(batch_size=batch_rows):
-        yield from batch_to_dicts(batch, text)
+        yield from batch_to_dicts(batch)

@@ -5,7 +5,6 @@ The core compares and buckets integer milliseconds; text appears only at the rec
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -39,32 +38,6 @@ def format_ms(ms: int) -> str:
     seconds = rest // 1000
     # one f-string: compiled, one string built from the parts (`+` made a string per step)
     return f"{prefix}{_TWO_DIGITS[seconds]}.{_THREE_DIGITS[rest - seconds * 1000]}Z"
-
-
-class CachedMsFormatter:
-    """`format_ms` for long runs of nearby times (generators, Parquet readers): the
-    'YYYY-MM-DDTHH:MM:' prefix is cached per minute, which is most of the cost.
-
-    >>> fmt = CachedMsFormatter()
-    >>> fmt(1795367409123) == format_ms(1795367409123)
-    True
-    """
-
-    __slots__ = ("cache",)
-
-    def __init__(self) -> None:
-        self.cache: dict[int, str] = {}
-
-    def __call__(self, ms: int) -> str:
-        minute, rest = divmod(ms, 60_000)
-        prefix = self.cache.get(minute)
-        if prefix is None:
-            if len(self.cache) > 100_000:
-                self.cache.clear()
-            prefix = self.cache[minute] = time.strftime("%Y-%m-%dT%H:%M:",
-                                                        time.gmtime(minute * 60))
-        seconds, millis = divmod(rest, 1000)
-        return f"{prefix}{seconds:02d}.{millis:03d}Z"
 
 
 def parse_ms(text: str) -> int:
