@@ -19,7 +19,10 @@ DAY_MS = 24 * HOUR_MS
 class JourneyConfig:
     """Journey keying and life cycle (DESIGN.md 1, "Journey moments")."""
 
-    idle_gap_ms: int = 30 * MINUTE_MS
+    idle_gap_ms: int = 30 * MINUTE_MS  # splits customer-keyed sessions only
+    # A journey with a producer journey_id spans days (a stay, a case, a delivery): it closes on
+    # journey_end, at max_length_ms, or after this much longer idle timeout, never on idle_gap_ms.
+    journey_idle_ms: int = 7 * DAY_MS
     max_length_ms: int = 30 * DAY_MS
     allowed_lateness_ms: int = DAY_MS
     end_window_ms: int = 0  # 0: end = the last moment only
@@ -66,7 +69,18 @@ class DropConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockConfig:
+    """How far event time is trusted (DESIGN.md 1, "Journey moments")."""
+
+    # An event dated further ahead than this of the time it reached us is a dead letter `future`
+    # and never moves stream time: one producer with a wrong clock must not make every later
+    # on-time event of its partition `late`.
+    max_skew_ms: int = 5 * MINUTE_MS
+
+
+@dataclass(frozen=True, slots=True)
 class CoreConfig:
+    clock: ClockConfig = field(default_factory=ClockConfig)
     journeys: JourneyConfig = field(default_factory=JourneyConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     drops: DropConfig = field(default_factory=DropConfig)
