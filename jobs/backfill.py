@@ -30,6 +30,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,11 +53,12 @@ from pipeline.core.gcpolicy import tuned_gc
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.privacy import PersonalData
+from pipeline.replay import add_now_argument, reject_error
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
-from pipeline.stream.partition import late_error
 
 _NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
+_FAR = 1 << 62
 _END = 1 << 62  # position of the ticks of `finish`
 
 MetricKey = tuple[str, str, str, int, int]
@@ -140,6 +142,9 @@ class Backfill:
         self.keep_comments = keep_comments
         self.raw_events = raw_events
         self.lateness_ms = config.journeys.allowed_lateness_ms
+        self.clock = config.clock
+        self.future_after = (_FAR if config.clock.now_ms is None
+                             else config.clock.now_ms + config.clock.max_skew_ms)
         self.bucket_ms = self.engine.bucket_ms
         self.pending = Pending()
         self.counts: Counter[str] = Counter()
@@ -193,7 +198,8 @@ class Backfill:
             partition = partition_of(event.journey_key)
             ms = event.occurred_ms
             previous = watermarks.get(partition, _NEVER)
-            watermark = ms if ms > previous else previous
+            # a `future` row (the engine rejects it) never moves stream time
+            watermark = ms if previous < ms <= self.future_after else previous
             watermarks[partition] = watermark
             group = groups.get(partition)
             if group is None:
@@ -249,7 +255,8 @@ class Backfill:
                 key, ms = event.journey_key, event.occurred_ms
             partition = partition_of(key)
             previous = watermarks.get(partition, _NEVER)
-            watermark = ms if ms > previous else previous
+            # a `future` row (the engine rejects it) never moves stream time
+            watermark = ms if previous < ms <= self.future_after else previous
             watermarks[partition] = watermark
             if partition in owned:
                 crossing = watermark // width != previous // width
@@ -320,7 +327,8 @@ class Backfill:
                 self.counts["duplicates"] += 1
             else:
                 pending.dead_letters.append(DeadLetter.make(
-                    reason, late_error(event.occurred_ms, watermark, self.lateness_ms, partition),
+                    reason, reject_error(reason, event.occurred_ms, watermark, self.clock,
+                                         self.lateness_ms, partition),
                     original=_original(dicts.row(i)), source_topic=source,
                     source_partition=partition, source_offset=first_row + i,
                     event_id=event.event_id))
@@ -454,6 +462,8 @@ class Writer:
 
 def fingerprint(files: Sequence[str], partitions: int, batch_rows: int, config: CoreConfig,
                 target: str, raw_events: bool) -> str:
+    # not `--now`: a resumed run keeps the first run's (Checkpoint.now_ms), whatever the clock
+    config = replace(config, clock=replace(config.clock, now_ms=None))
     parts: list[Any] = [partitions, batch_rows, repr(config), target, raw_events]
     for name in files:
         stat = os.stat(name)
@@ -468,6 +478,7 @@ class Checkpoint:
     file_index: int = 0  # next file to write
     row: int = 0  # rows of that file already written
     complete: bool = False
+    now_ms: int | None = None  # when the events reached us (`--now`), fixed by the first run
 
     @classmethod
     def load(cls, path: Path, fingerprint: str) -> Checkpoint | None:
@@ -479,14 +490,16 @@ class Checkpoint:
         if data.get("fingerprint") != fingerprint:
             raise ValueError(f"checkpoint {path} belongs to another backfill (other files, "
                              "settings, partitions or target); use --restart to start over")
+        now = data.get("now_ms")
         return cls(path, fingerprint, int(data["file_index"]), int(data["row"]),
-                   bool(data["complete"]))
+                   bool(data["complete"]), None if now is None else int(now))
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "file_index": self.file_index,
-                                   "row": self.row, "complete": self.complete}),
+                                   "row": self.row, "complete": self.complete,
+                                   "now_ms": self.now_ms}),
                        encoding="utf-8")
         os.replace(tmp, self.path)
 
@@ -553,6 +566,17 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
             checkpoint.save()
     if checkpoint is not None and checkpoint.complete:
         return Result(0, Counter(), 0.0, 0, resumed)
+    # the `future` verdict judges every row against one arrival time: `--now`, else the wall
+    # clock of the first run (a resumed run re-runs earlier rows through the core: same verdicts)
+    now = config.clock.now_ms
+    if checkpoint is not None and checkpoint.now_ms is not None:
+        now = checkpoint.now_ms
+    if now is None:
+        now = time.time_ns() // 1_000_000
+    config = replace(config, clock=replace(config.clock, now_ms=now))
+    if checkpoint is not None and checkpoint.now_ms != now:
+        checkpoint.now_ms = now
+        checkpoint.save()
 
     workers = worker_count(workers, partitions)
     with tuned_gc():  # long-lived journey state: see pipeline/core/gcpolicy.py
@@ -641,6 +665,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="run the core only and report; write nothing to ClickHouse")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_now_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -651,6 +676,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_env()
     config = settings.core_config()
+    if args.now is not None:
+        config = replace(config, clock=replace(config.clock, now_ms=args.now))
     url = settings.clickhouse_url if args.url is None else args.url
     warehouse: Warehouse | None = None
     target = "dry-run"

@@ -34,7 +34,7 @@ from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink, SinkProcess
-from pipeline.storage.warehouse import Warehouse, connect
+from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, connect
 from pipeline.stream import messages
 from pipeline.stream.partition import NEVER, PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage, StageTwoOutput
@@ -45,6 +45,19 @@ log = logging.getLogger(__name__)
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def arrival_ms(message: Any, read_ms: int) -> int:
+    """When a record reached us: the broker's append time (timestamp type 1, LogAppendTime)
+    when the topic records it, else `read_ms`, the worker's clock when it read the batch.
+
+    >>> from types import SimpleNamespace as M
+    >>> arrival_ms(M(timestamp=1795367409.123, timestamp_type=1), 5), arrival_ms(M(), 5)
+    (1795367409123, 5)
+    """
+    if getattr(message, "timestamp_type", 0) == 1:
+        return round(message.timestamp * 1000)
+    return read_ms
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -69,6 +82,7 @@ def create_app(
     *,
     warehouse: Callable[[], Warehouse] | None = None,
     metrics: WorkerMetrics | None = None,
+    migrate: bool = True,
 ) -> faust.App:
     s = settings or Settings.from_env()
     core = s.core_config()
@@ -213,6 +227,10 @@ def create_app(
         generation = app.consumer_generation_id
         done: list[Any] = []
         last_of: dict[int, Any] = {}
+        # When the batch reached us, for the `future` verdict: the worker's clock now (a backlog
+        # read late only makes the check laxer), or the broker's append time on a topic with
+        # LogAppendTime; never the producer's CreateTime, set by the clock being judged.
+        read_ms = time.time_ns() // 1_000_000
         for event in events:
             message = event.message
             if message.generation_id != generation:
@@ -235,9 +253,10 @@ def create_app(
                 )
                 stats.dead_letters.labels(rejected.reason).inc()
                 continue
-            out = proc.process(parsed)
+            out = proc.process(parsed, arrival_ms(message, read_ms))
             if out.reject is not None:
-                letter = proc.late_letter(parsed, value, s.topic_touchpoints, offset)
+                letter = proc.reject_letter(out.reject, parsed, value, s.topic_touchpoints,
+                                            offset)
                 dead_letters.send_soon(key=None, value=letter.to_json())
                 stats.dead_letters.labels(out.reject).inc()
             outbox_one.setdefault(partition, []).append(out)
@@ -323,16 +342,19 @@ def create_app(
     async def flush_idle() -> None:
         flush_outbox()
 
+    # The sink applies the ClickHouse migrations itself (retrying while ClickHouse is away) and
+    # inserts only after them: the Kafka stages above never wait for ClickHouse.
     sink = ClickHouseSink(
         s, warehouse or (lambda: connect(s.clickhouse_url, chdb_path=s.chdb_path,
-                                         database=s.clickhouse_database)),
-        stats,
+                                         database=s.clickhouse_database,
+                                         timeouts=SINK_TIMEOUTS)),
+        stats, migrate=migrate,
     )
 
     # Its own process (core, event loop) when it talks to a ClickHouse server; embedded chdb can
     # be opened by one process only, so then it stays in this one.
-    child = (SinkProcess(stats) if s.sink_process and s.clickhouse_url and warehouse is None
-             else None)
+    child = (SinkProcess(stats, migrate=migrate)
+             if s.sink_process and s.clickhouse_url and warehouse is None else None)
 
     async def run_sink() -> None:
         if child is not None:

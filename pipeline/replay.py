@@ -15,17 +15,21 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import iter_records, open_binary
-from pipeline.core.config import CoreConfig
+from pipeline.core.clock import FUTURE, future_error
+from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
+from pipeline.core.event import TouchpointEvent
 from pipeline.core.gcpolicy import tune_gc
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
+from pipeline.core.timefmt import parse_ms
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.stream.partition import late_error
@@ -37,6 +41,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, default=1,
                         help="spread events over N partitions like Kafka's default partitioner "
                              "(murmur2 of the journey key); default 1")
+    add_now_argument(parser)
+
+
+def add_now_argument(parser: argparse.ArgumentParser) -> None:
+    """`--now`: when the events of a file reached us, for the `future` verdict (shared by
+    replay and backfill so both judge clocks the same way)."""
+    parser.add_argument(
+        "--now", type=parse_now, default=None, metavar="RFC3339",
+        help="the time the events reached us: an event dated more than "
+             "PEAKEND_MAX_CLOCK_SKEW_SECONDS ahead of it is a dead letter `future` and does not "
+             "move stream time (default: the wall clock when the run starts, as the stream "
+             "judges an event by the time it reads it)")
+
+
+def parse_now(text: str) -> int:
+    """`--now` as epoch milliseconds, with a one-line error argparse prints."""
+    try:
+        ms = parse_ms(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time with an offset, e.g. 2026-11-22T17:10:00Z"
+        ) from None
+    return ms
+
+
+def with_now(config: CoreConfig, explicit: int | None) -> CoreConfig:
+    """`config` for a batch run whose events reached us at `--now` (default: the wall clock)."""
+    now = explicit if explicit is not None else time.time_ns() // 1_000_000
+    return replace(config, clock=replace(config.clock, now_ms=now))
+
+
+def reject_error(reason: str, event_ms: int, watermark_ms: int, clock: ClockConfig,
+                 lateness_ms: int, partition: int) -> str:
+    """The dead-letter message of an event the engine rejected with `reason` in a batch run."""
+    if reason == FUTURE and clock.now_ms is not None:
+        return future_error(event_ms, clock.now_ms, clock.max_skew_ms)
+    return late_error(event_ms, watermark_ms, lateness_ms, partition)
 
 
 class Replay:
@@ -45,6 +86,7 @@ class Replay:
     def __init__(self, config: CoreConfig, partitions: int, source: str, max_bytes: int,
                  privacy: PersonalData | None = None) -> None:
         self.engine = ExperienceEngine(config)
+        self.clock = config.clock
         self.privacy = privacy or PersonalData()
         self.partitions = partitions
         self.source = source
@@ -71,13 +113,18 @@ class Replay:
         if reason == "duplicate":
             self.counts["duplicates"] += 1
         elif reason is not None:
-            watermark = self.engine.watermarks[partition]
             self.dead_letters.append(DeadLetter.make(
-                reason, late_error(event.occurred_ms, watermark, self.lateness_ms, partition),
+                reason, self.reject_error(reason, event, partition),
                 original=raw, source_topic=self.source, source_partition=partition,
                 source_offset=number, event_id=event.event_id))
         else:
             self.counts["events"] += 1
+
+    def reject_error(self, reason: str, event: TouchpointEvent, partition: int) -> str:
+        """The dead-letter message of an event the engine rejected with `reason`."""
+        return reject_error(reason, event.occurred_ms,
+                            self.engine.watermarks.get(partition, event.occurred_ms),
+                            self.clock, self.lateness_ms, partition)
 
     def keep(self, emitted: Emitted) -> None:
         for journey in emitted.journeys:
@@ -135,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_env()
     source = "stdin" if args.events == "-" else Path(args.events).name
-    replay = Replay(settings.core_config(), args.partitions, source, settings.max_event_bytes,
+    config = with_now(settings.core_config(), args.now)
+    replay = Replay(config, args.partitions, source, settings.max_event_bytes,
                     PersonalData.from_settings(settings))
     tune_gc()  # the journey state is long-lived: see pipeline/core/gcpolicy.py
     started = time.perf_counter()

@@ -76,6 +76,9 @@ class ClockConfig:
     # and never moves stream time: one producer with a wrong clock must not make every later
     # on-time event of its partition `late`.
     max_skew_ms: int = 5 * MINUTE_MS
+    # Batch runs (replay, backfill): when their events reached us (`--now`), for every event a
+    # call does not give its own arrival time; None: trust event clocks (tests, benchmarks).
+    now_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

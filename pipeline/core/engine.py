@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pipeline.core.buckets import SurveyBuckets
+from pipeline.core.clock import FUTURE
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.event import TouchpointEvent
@@ -26,6 +27,7 @@ from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.scoring import ScoringRules
 
 _NEVER = -(1 << 62)
+_FAR = 1 << 62
 
 
 class Emitted:
@@ -69,6 +71,8 @@ class ExperienceEngine:
         self.config = config or CoreConfig()
         self.rules = rules or ScoringRules.load(self.config.journeys.scoring_rules_path)
         self.bucket_ms = self.config.windows.bucket_ms
+        self.max_skew_ms = self.config.clock.max_skew_ms
+        self.now_ms = self.config.clock.now_ms
         self.trackers: dict[int, JourneyTracker] = {}
         self.buckets: dict[int, SurveyBuckets] = {}
         self.watermarks: dict[int, int] = {}
@@ -86,10 +90,16 @@ class ExperienceEngine:
             self.watermarks[partition] = _NEVER
         return tracker
 
-    def process(self, event: TouchpointEvent, partition: int = 0
+    def process(self, event: TouchpointEvent, partition: int = 0, arrived_ms: int | None = None
                 ) -> tuple[Emitted, str | None]:
-        """Apply one validated event read from `partition`. Returns the records it caused and a
-        reject reason (`late`: dead-letter it; `duplicate`: drop it) or None."""
+        """Apply one validated event read from `partition` that reached us at `arrived_ms`
+        (None: `ClockConfig.now_ms`; when that is None too, its clock is trusted). Returns the
+        records it caused and a reject reason (`late`, `future`, `conflict`: dead-letter it;
+        `duplicate`: drop it) or None."""
+        if arrived_ms is None:
+            arrived_ms = self.now_ms
+        if arrived_ms is not None and event.occurred_ms > arrived_ms + self.max_skew_ms:
+            return Emitted(), FUTURE  # before anything else: it must not move stream time
         tracker = self.tracker(partition)
         previous = self.watermarks[partition]
         watermark = event.occurred_ms if event.occurred_ms > previous else previous
@@ -105,13 +115,17 @@ class ExperienceEngine:
             out.extend(self._tick(partition))
         return out, None
 
-    def process_many(self, events: Iterable[TouchpointEvent], partition: int = 0
-                     ) -> tuple[Emitted, list[str | None]]:
+    def process_many(self, events: Iterable[TouchpointEvent], partition: int = 0,
+                     arrived_ms: int | None = None) -> tuple[Emitted, list[str | None]]:
         """`process` for a batch of events read from one partition, in order. The metric and
         alert records are exactly those the `process` calls would emit, in the same order; the
         journey records are coalesced: the latest record of each journey that changed (one per
         journey id, what the last `process` call emitting it would have returned), so an upsert
-        by version ends identical. Returns them and the reject reason of each event."""
+        by version ends identical. Returns them and the reject reason of each event.
+        `arrived_ms`: when the batch reached us, as for `process`."""
+        if arrived_ms is None:
+            arrived_ms = self.now_ms
+        future_after = _FAR if arrived_ms is None else arrived_ms + self.max_skew_ms
         tracker = self.tracker(partition)
         buckets = self.buckets[partition]
         watermarks = self.watermarks
@@ -122,6 +136,9 @@ class ExperienceEngine:
         out = Emitted()
         watermark = watermarks[partition]
         for event in events:
+            if event.occurred_ms > future_after:
+                reasons.append(FUTURE)
+                continue
             previous = watermark
             if event.occurred_ms > watermark:
                 watermark = event.occurred_ms

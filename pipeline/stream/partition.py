@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.buckets import segments_of
+from pipeline.core.clock import FUTURE, future_error, is_future
 from pipeline.core.config import CoreConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import DUPLICATE, LATE, EndDelta, Journey, JourneyTracker
@@ -90,6 +91,8 @@ class PartitionProcessor:
         self._watermark_dirty = False
         self.lateness_ms = config.windows.allowed_lateness_ms
         self.final_before_ms = NEVER
+        self.max_skew_ms = config.clock.max_skew_ms
+        self.last_arrived_ms = NEVER  # the arrival time of the last `future` event (its letter)
 
     # -- restore ------------------------------------------------------------------------------
 
@@ -113,7 +116,12 @@ class PartitionProcessor:
 
     # -- events -------------------------------------------------------------------------------
 
-    def process(self, event: TouchpointEvent) -> StageOneOutput:
+    def process(self, event: TouchpointEvent, arrived_ms: int | None = None) -> StageOneOutput:
+        """Apply one validated event that reached us at `arrived_ms` (the broker's append time
+        or the worker's clock when it read the record; None: trust the event's clock)."""
+        if arrived_ms is not None and is_future(event.occurred_ms, arrived_ms, self.max_skew_ms):
+            self.last_arrived_ms = arrived_ms
+            return StageOneOutput(reject=FUTURE)  # before anything: it must not move stream time
         previous = self.watermark
         if event.occurred_ms > previous:
             self.watermark = event.occurred_ms
@@ -201,17 +209,18 @@ class PartitionProcessor:
 
     # -- dead letters -------------------------------------------------------------------------
 
-    def late_letter(
-        self, event: TouchpointEvent, raw: bytes, source_topic: str, offset: int
+    def reject_letter(
+        self, reason: str, event: TouchpointEvent, raw: bytes, source_topic: str, offset: int
     ) -> DeadLetter:
+        """The dead letter of an event `process` rejected with `reason`, just after it did."""
+        if reason == FUTURE:
+            error = future_error(event.occurred_ms, self.last_arrived_ms, self.max_skew_ms)
+        else:
+            error = late_error(event.occurred_ms, self.watermark,
+                               self.config.journeys.allowed_lateness_ms, self.partition)
         return DeadLetter.make(
-            LATE,
-            late_error(
-                event.occurred_ms,
-                self.watermark,
-                self.config.journeys.allowed_lateness_ms,
-                self.partition,
-            ),
+            reason,
+            error,
             original=raw,
             source_topic=source_topic,
             source_partition=self.partition,

@@ -13,6 +13,9 @@ from pipeline.contract import event_to_json
 from pipeline.core.event import Survey
 from pipeline.core.records import JourneyRecord, MetricRecord
 
+# the fixtures are dated around T0 + 31 days (December 2026): they reached us after that
+NOW = ["--now", "2027-06-01T00:00:00Z"]
+
 
 def read(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -37,7 +40,7 @@ def events_file(tmp_path: Path) -> Path:
 def test_replay_writes_the_four_files(events_file: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert main(["replay", str(events_file), "--output", str(out)]) == 0
+    assert main(["replay", str(events_file), "--output", str(out), *NOW]) == 0
     printed = capsys.readouterr().out
     assert "dead letters: 3 (invalid 1, late 1, not_json 1)" in printed
     assert "1 duplicates dropped" in printed
@@ -70,8 +73,8 @@ def test_replay_writes_the_four_files(events_file: Path, tmp_path: Path,
 def test_replay_over_partitions_gives_the_same_journeys(events_file: Path,
                                                         tmp_path: Path) -> None:
     one, four = tmp_path / "one", tmp_path / "four"
-    assert main(["replay", str(events_file), "--output", str(one)]) == 0
-    assert main(["replay", str(events_file), "--output", str(four), "--partitions", "4"]) == 0
+    assert main(["replay", str(events_file), "--output", str(one), *NOW]) == 0
+    assert main(["replay", str(events_file), "--output", str(four), "--partitions", "4", *NOW]) == 0
     assert read(one / "journeys.jsonl") == read(four / "journeys.jsonl")
     partitions = {m["source_partition"] for m in read(four / "metrics.jsonl")}
     assert partitions <= {0, 1, 2, 3}
@@ -88,7 +91,7 @@ def test_replay_fires_on_a_sudden_drop(tmp_path: Path) -> None:
     events += nps_stream(rng, start + 30 * HOUR, 2, 400, 0.2, 0.45, prefix="d")
     path = tmp_path / "drop.jsonl"
     path.write_bytes(b"\n".join(event_to_json(e) for e in events))
-    assert main(["replay", str(path), "--output", str(tmp_path / "o")]) == 0
+    assert main(["replay", str(path), "--output", str(tmp_path / "o"), *NOW]) == 0
     alerts = read(tmp_path / "o" / "alerts.jsonl")
     fired = {(a["metric"], a["segment_dim"]) for a in alerts if a["state"] == "firing"}
     assert ("nps", "all") in fired and ("nps", "touchpoint") in fired

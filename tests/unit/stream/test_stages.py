@@ -149,7 +149,7 @@ def test_late_event_gets_a_dead_letter_with_its_distance() -> None:
                   occurred_at=good[-1].occurred_at - timedelta(days=3), occurred_ms=-1)
     out = proc.process(old)
     assert out.reject == "late"
-    letter = proc.late_letter(old, b"{}", "cx.touchpoints", 42)
+    letter = proc.reject_letter("late", old, b"{}", "cx.touchpoints", 42)
     assert letter.reason == "late" and "behind stream time" in letter.error
     assert (letter.source_partition, letter.source_offset) == (0, 42)
 

@@ -1,0 +1,40 @@
+"""How far event time is trusted: the `future` verdict (DESIGN.md 1, "Journey moments").
+
+Stream time is the largest event time seen on a partition, so one event from a producer whose
+clock runs ahead would move it forward for good and turn every later on-time event into a `late`
+dead letter. An event is therefore judged against the time it reached us (the broker's append
+time or the worker's clock in the stream; `--now` in replay and backfill), never against its own
+producer's clock: further ahead than the allowed skew, it is a dead letter `future` and never
+touches stream time or any state.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pipeline.core.timefmt import format_ms
+
+FUTURE: Final = "future"
+
+
+def is_future(event_ms: int, arrived_ms: int, max_skew_ms: int) -> bool:
+    """True when the event is dated further ahead than `max_skew_ms` of its arrival.
+
+    >>> is_future(1_000 + 300_000, 1_000, 300_000), is_future(1_001 + 300_000, 1_000, 300_000)
+    (False, True)
+    """
+    return event_ms > arrived_ms + max_skew_ms
+
+
+def future_error(event_ms: int, arrived_ms: int, max_skew_ms: int) -> str:
+    """The dead-letter message of a `future` event.
+
+    >>> future_error(172_800_000, 0, 300_000)
+    'occurred_at: 172800 s ahead of 1970-01-01T00:00:00.000Z, the time the event reached us, more than the allowed clock skew of 300 s (PEAKEND_MAX_CLOCK_SKEW_SECONDS): the producer clock runs ahead'
+    """  # noqa: E501
+    ahead_s = (event_ms - arrived_ms) / 1000
+    return (
+        f"occurred_at: {ahead_s:.0f} s ahead of {format_ms(arrived_ms)}, the time the event "
+        f"reached us, more than the allowed clock skew of {max_skew_ms // 1000} s "
+        f"(PEAKEND_MAX_CLOCK_SKEW_SECONDS): the producer clock runs ahead"
+    )
