@@ -8,6 +8,10 @@ memory stays bounded; progress goes to stderr. Works on the 18.16 server and on 
 SQL). Column types follow the table: String -> string, DateTime -> timestamp[s, UTC], the `_ms`
 columns -> int64, Nullable(...) -> nullable, Array(String) -> list<string>.
 
+The Parquet file is written under a temporary name beside `--output` and renamed over it at the
+end (`pipeline.outputs`): a failed export (server gone, disk full, Ctrl-C) leaves the earlier
+file, if any, unchanged and no partial file.
+
 `--since` keeps rows whose time column is at or after the given time: journeys by `ended_at`
 (last activity), metric_buckets by `window_start`, alerts by `fired_at`, dead_letters by
 `received_at`, touchpoint_events by `occurred_at`.
@@ -24,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.progress import Progress
+from pipeline.cliargs import whole
+from pipeline.outputs import OutputError, atomic_path, check_file
 from pipeline.storage.tables import TABLES
 from pipeline.storage.warehouse import Warehouse
 
@@ -34,6 +40,10 @@ SINCE_COLUMNS = {
     "dead_letters": "received_at_ms",
     "touchpoint_events": "occurred_at_ms",
 }
+
+# A page is held in memory as Python tuples and then as Arrow arrays: beyond this a typo
+# (an extra zero or two) would exhaust the memory instead of exporting faster.
+MAX_CHUNK_ROWS = 10_000_000
 
 _SIMPLE: dict[str, pa.DataType] = {
     "String": pa.string(), "Float64": pa.float64(), "Float32": pa.float32(),
@@ -79,6 +89,8 @@ def export_table(warehouse: Warehouse, table: str, output: str | Path, *,
     """Write the latest rows of `table` to a Parquet file; the number of rows."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    if chunk_rows < 1:  # 0 would ask for empty pages forever
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     sql = export_sql(table, since_ms)
     count_sql = f"SELECT count() FROM (SELECT {TABLES[table].key[0]} FROM {table} FINAL" + (
         f" WHERE {SINCE_COLUMNS[table]} >= %(since)s)" if since_ms is not None else ")")
@@ -97,7 +109,8 @@ def export_table(warehouse: Warehouse, table: str, output: str | Path, *,
     schema = pa.schema([pa.field(name, arrow_type(kind), nullable=True)
                         for name, kind in described])
     written = 0
-    with pq.ParquetWriter(str(output), schema, compression="zstd") as writer:
+    with atomic_path(Path(output)) as staged, \
+            pq.ParquetWriter(str(staged), schema, compression="zstd") as writer:
         offset = 0
         while True:
             rows = warehouse.query(sql, {**params, "limit": chunk_rows, "offset": offset})
@@ -125,8 +138,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clickhouse://user:password@host:port/db (default "
                              "PEAKEND_CLICKHOUSE_READER_URL, else PEAKEND_CLICKHOUSE_URL; "
                              "empty: embedded chdb)")
-    parser.add_argument("--chunk-rows", type=int, default=100_000,
-                        help="rows per query page and row group (default 100000)")
+    parser.add_argument("--chunk-rows", type=whole(1, MAX_CHUNK_ROWS), default=100_000,
+                        help="rows per query page and row group, 1 to 10,000,000 "
+                             "(default 100000)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -137,9 +151,12 @@ def _since(text: str | None) -> int | None:
 
     if text is None:
         return None
-    if "T" in text.upper() or text == "now":
-        return parse_time(text)
-    return int(time.time() * 1000) - parse_duration(text)
+    try:
+        if "T" in text.upper() or text == "now":
+            return parse_time(text)
+        return int(time.time() * 1000) - parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"--since: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,6 +167,11 @@ def run(args: argparse.Namespace) -> int:
     url = args.url if args.url is not None else (
         settings.clickhouse_reader_url or settings.clickhouse_url)
     try:
+        check_file(Path(args.output))  # before connecting: a bad path is found at once
+    except OutputError as exc:
+        print(f"peakend export: {exc}", file=sys.stderr)
+        return exc.status
+    try:
         since = _since(args.since)
         warehouse = connect(url, chdb_path=settings.chdb_path,
                             database=settings.clickhouse_database)
@@ -159,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         count = export_table(warehouse, args.table, args.output, since_ms=since,
                              chunk_rows=args.chunk_rows, progress=not args.quiet)
+    except OutputError as exc:
+        print(f"peakend export: {exc}", file=sys.stderr)
+        return exc.status
     except (OSError, ValueError) as exc:
         print(f"peakend export: {exc}", file=sys.stderr)
         return 1

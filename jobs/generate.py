@@ -22,20 +22,31 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
+import os
 import random
+import re
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from jobs.personas import DAY, HOUR, MINUTE, PERSONAS, SECOND, Emitted
 from jobs.progress import Progress
+from pipeline.cliargs import number, whole
 from pipeline.core.timefmt import format_ms, parse_ms
+from pipeline.outputs import OutputError, atomic_file, atomic_path, check_file
 
 WEEK = 7 * DAY
 DEFAULT_START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+# The event contract accepts occurred_at in the years 2000-2099 UTC (docs/contract.md).
+# Journeys run on up to ~40 days after they start (the `invest` persona), so the last start,
+# --start + --span, must leave that much room before 2100.
+EARLIEST_START_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+LATEST_START_MS = 4_096_137_600_000  # 2099-10-20T00:00:00Z: 2100-01-01 less 73 days
+ID_PREFIX_MAX = 64  # event ids are "<prefix>-<journey>-<k>", within the contract's length
 REGIONS = ("eu", "us", "apac")
 TIERS = ("standard", "standard", "standard", "plus", "plus", "gold")
 SEGMENT_DIMS = ("all", "touchpoint", "channel", "stage", "region", "tier")
@@ -556,21 +567,28 @@ def send_kafka(records: Iterable[Mapping[str, Any] | bytes], *, bootstrap: str |
 # command line
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d|w)?", re.ASCII)
+_UNITS = {"ms": 1, "s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK, None: SECOND}
+_LONGEST_MS = 100 * 366 * DAY  # the contract's whole range of event times
+
+
 def parse_duration(text: str) -> int:
-    """Milliseconds of '90s', '15m', '36h', '7d', '2w' or plain seconds.
+    """Milliseconds of '90s', '15m', '36h', '7d', '2w' or plain seconds; not negative, not
+    longer than 100 years (anything longer is a typo: no event time could follow it).
 
     >>> parse_duration("36h"), parse_duration("90"), parse_duration("1.5d")
     (129600000, 90000, 129600000)
+    >>> parse_duration("nan")
+    Traceback (most recent call last):
+    ValueError: 'nan' is not a duration (e.g. 90s, 15m, 36h, 7d, 2w)
     """
-    units = {"ms": 1, "s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
-    text = text.strip()
-    for unit in ("ms", "s", "m", "h", "d", "w"):
-        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
-            return round(float(text[: -len(unit)]) * units[unit])
-    try:
-        return round(float(text) * SECOND)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 15m, 36h, 7d, 2w)") from None
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 15m, 36h, 7d, 2w)")
+    ms = float(match[1]) * _UNITS[match[2]]
+    if not math.isfinite(ms) or ms > _LONGEST_MS:
+        raise ValueError(f"{text!r} is longer than 100 years")
+    return round(ms)
 
 
 def parse_time(text: str, start_ms: int | None = None) -> int:
@@ -600,6 +618,8 @@ def parse_shift(kind: str, text: str, start_ms: int) -> Shift:
         if not sep:
             raise ValueError(f"--{kind} {text!r}: expected key=value pairs, got {part!r}")
         fields[key.strip()] = value.strip()
+    if len(fields) != len(text.split(",")):
+        raise ValueError(f"--{kind} {text!r}: a key is given twice")
     segment = fields.pop("segment", "all:all")
     dim, _, value = segment.partition(":")
     if dim not in SEGMENT_DIMS:
@@ -607,32 +627,63 @@ def parse_shift(kind: str, text: str, start_ms: int) -> Shift:
                          f"{', '.join(SEGMENT_DIMS)}")
     when = fields.pop("at" if kind == "drop" else "from", "0")
     points_key = "points" if kind == "drop" else "points_per_week"
-    points = float(fields.pop(points_key, "30" if kind == "drop" else "10"))
+    points_text = fields.pop(points_key, "30" if kind == "drop" else "10")
     if fields:
         raise ValueError(f"--{kind}: unknown key(s) {', '.join(fields)}")
-    return Shift(kind, dim, value or "all", parse_time(when, start_ms), points)
+    try:
+        points = float(points_text)
+    except ValueError:
+        points = math.nan
+    # A share of points/200 of the answers moves: more than 100 points (or less than 0) would
+    # move more answers than there are.
+    if not 0 <= points <= 100:
+        raise ValueError(f"--{kind}: {points_key} must be a number from 0 to 100, "
+                         f"not {points_text!r}")
+    try:
+        at_ms = parse_time(when, start_ms)
+    except ValueError as exc:
+        raise ValueError(f"--{kind}: {exc}") from None
+    return Shift(kind, dim, value or "all", at_ms, points)
 
 
 def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
-    """'ecommerce=0.6,bank=0.2' -> weights; personas not named get weight 0."""
-    out = []
+    """'ecommerce=0.6,bank=0.2' -> weights; personas not named get weight 0.
+
+    >>> parse_mix("bank=2,hotel")
+    (('bank', 2.0), ('hotel', 1.0))
+    """
+    out: dict[str, float] = {}
     for part in text.split(","):
         name, _, weight = part.partition("=")
-        out.append((name.strip(), float(weight or 1)))
-    return tuple(out)
+        name = name.strip()
+        if name not in PERSONAS:
+            raise ValueError(f"--mix: unknown persona {name!r}; known: {', '.join(PERSONAS)}")
+        if name in out:
+            raise ValueError(f"--mix: {name} is given twice")
+        try:
+            value = float(weight or 1)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value < math.inf:
+            raise ValueError(f"--mix: the weight of {name} must be a number of at least 0, "
+                             f"not {weight!r}")
+        out[name] = value
+    return tuple(out.items())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = ("personas: " + ", ".join(f"{k} ({v[2]:.2f})" for k, v in PERSONAS.items())
                      + "\nsegments for --drop/--decline: " + ", ".join(SEGMENT_DIMS))
-    parser.add_argument("--events", type=int, default=10_000, help="valid events (default 10000)")
+    parser.add_argument("--events", type=whole(1), default=10_000,
+                        help="valid events, at least 1 (default 10000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--start", default="2026-11-01T00:00:00Z",
-                        help="event time of the first journey start (RFC 3339 or 'now')")
+                        help="event time of the first journey start (RFC 3339 or 'now'; "
+                             "2000-01-01 to 2099-10-20 UTC)")
     parser.add_argument("--span", help="event-time span over which journeys start (e.g. 7d; "
                                        "default 1d, or events/rate)")
-    parser.add_argument("--rate", type=float,
+    parser.add_argument("--rate", type=number(0, low_open=True),
                         help="events per second: the event-time rate when --span is not given; "
                              "with --to kafka also the wall-clock send rate (default: max speed)")
     parser.add_argument("--to", choices=("jsonl", "parquet", "kafka"), default="jsonl")
@@ -640,11 +691,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", help="Kafka topic (default PEAKEND_TOPIC_TOUCHPOINTS)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap (default PEAKEND_KAFKA_BOOTSTRAP)")
     parser.add_argument("--mix", help="persona weights by journeys, e.g. ecommerce=0.6,bank=0.4")
-    parser.add_argument("--late-fraction", type=float, default=0.01,
+    parser.add_argument("--late-fraction", type=number(0, 1), default=0.01,
                         help="share of events delivered out of order (default 0.01)")
     parser.add_argument("--max-delay", default="10m",
                         help="largest delay of an out-of-order event (default 10m)")
-    parser.add_argument("--invalid-fraction", type=float, default=0.0,
+    parser.add_argument("--invalid-fraction", type=number(0, 1), default=0.0,
                         help="invalid records added per valid event, for dead letters")
     parser.add_argument("--drop", action="append", default=[], metavar="SPEC",
                         help="sudden NPS drop: segment=channel:phone,at=36h,points=30 "
@@ -656,22 +707,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
+def _option(name: str, parse: Callable[[str], int], text: str) -> int:
+    """`parse(text)`, its ValueError prefixed with the option's name."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
-    start = parse_time(args.start)
+    """The generator's configuration; ValueError (naming the option) for a wrong value."""
+    start = _option("--start", parse_time, args.start)
+    if not EARLIEST_START_MS <= start <= LATEST_START_MS:
+        raise ValueError(f"--start: {args.start} is outside {format_ms(EARLIEST_START_MS)[:10]}"
+                         f" .. {format_ms(LATEST_START_MS)[:10]} (the event contract accepts "
+                         "the years 2000-2099 UTC, and journeys run on after their start)")
     if args.span and args.rate and args.to != "kafka":
         raise ValueError("give --span or --rate, not both (with --to kafka, --rate is the "
                          "wall-clock send rate and may be combined with --span)")
     if args.span:
-        span = parse_duration(args.span)
+        span = _option("--span", parse_duration, args.span)
+        if span <= 0:
+            raise ValueError(f"--span: must be longer than 0, not {args.span!r}")
     elif args.rate:
         span = max(1, round(args.events / args.rate * SECOND))
     else:
         span = DAY
+    if start + span > LATEST_START_MS:
+        raise ValueError(f"--span: journeys would start until {format_ms(start + span)}, after "
+                         f"{format_ms(LATEST_START_MS)} (the event contract accepts the years "
+                         "2000-2099 UTC); use an earlier --start or a shorter span")
+    if len(args.id_prefix) > ID_PREFIX_MAX:
+        raise ValueError(f"--id-prefix: at most {ID_PREFIX_MAX} characters (event ids have a "
+                         f"length limit), not {len(args.id_prefix)}")
     shifts = tuple(parse_shift("drop", s, start) for s in args.drop) + tuple(
         parse_shift("decline", s, start) for s in args.decline)
     config = GeneratorConfig(events=args.events, seed=args.seed, start_ms=start, span_ms=span,
                              late_fraction=args.late_fraction,
-                             max_delay_ms=parse_duration(args.max_delay),
+                             max_delay_ms=_option("--max-delay", parse_duration, args.max_delay),
                              invalid_fraction=args.invalid_fraction, shifts=shifts,
                              id_prefix=args.id_prefix)
     if args.mix:
@@ -686,27 +759,48 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"peakend generate: {exc}", file=sys.stderr)
         return 2
+    to_file = args.output not in (None, "-")
+    if args.to == "parquet" and not to_file:
+        print("peakend generate: --to parquet needs --output FILE", file=sys.stderr)
+        return 2
+    if args.to == "kafka" and args.output is not None:
+        print("peakend generate: --output is not used with --to kafka (events go to --topic)",
+              file=sys.stderr)
+        return 2
+    try:
+        if to_file:
+            check_file(Path(args.output))  # before generating: a bad path is found at once
+    except OutputError as exc:
+        print(f"peakend generate: {exc}", file=sys.stderr)
+        return exc.status
     progress = Progress(f"generate -> {args.to}", config.events, enabled=not args.quiet)
     try:
+        # Files are written under a temporary name and renamed at the end (pipeline.outputs):
+        # a failed run leaves no partial file and an earlier file unchanged.
         if args.to == "jsonl":
             records = generate_records(config)
-            if args.output in (None, "-"):
+            if not to_file:
                 count = write_jsonl(records, sys.stdout.buffer, progress)
                 sys.stdout.buffer.flush()
             else:
-                with open(args.output, "wb") as handle:
+                with atomic_file(Path(args.output)) as handle:
                     count = write_jsonl(records, handle, progress)
         elif args.to == "parquet":
-            if not args.output:
-                print("peakend generate: --to parquet needs --output FILE", file=sys.stderr)
-                return 2
             dicts = (r for r in generate_records(config, json_only=False)
                      if not isinstance(r, bytes))
-            count = write_parquet(dicts, args.output, progress)
+            with atomic_path(Path(args.output)) as staged:
+                count = write_parquet(dicts, staged, progress)
         else:
             rate = args.rate if args.rate and args.rate > 0 else None
             count = send_kafka(generate_records(config), bootstrap=args.bootstrap,
                                topic=args.topic, rate=rate, progress=progress)
+    except OutputError as exc:
+        print(f"peakend generate: {exc}", file=sys.stderr)
+        return exc.status
+    except BrokenPipeError:  # `peakend generate | head`: the reader has all it wanted
+        # point stdout at /dev/null so the flush at exit does not fail a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"peakend generate: {exc}", file=sys.stderr)
         return 1
