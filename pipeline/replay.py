@@ -5,6 +5,10 @@ Each line goes through the event contract parser (rejects become dead letters), 
 places its key, so per-partition stream time (and with it lateness and alert timing) is what the
 stream would see. Writes journeys.jsonl (latest state per journey), metrics.jsonl (latest state
 per bucket partial), alerts.jsonl (every alert state change) and dead_letters.jsonl.
+
+Input: UTF-8 JSON Lines, plain or gzip (`pipeline.contract.jsonl`); a file that is not JSON
+Lines at all is refused with one line. Output: the four files replace those of an earlier run
+together, or not at all (`pipeline.outputs`); the output directory must not hold the input.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
-from pipeline.contract.jsonl import iter_records, open_binary
+from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
 from pipeline.core.clock import FUTURE, future_error
 from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
@@ -30,6 +35,7 @@ from pipeline.core.gcpolicy import tune_gc
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import parse_ms
+from pipeline.outputs import OutputDir, OutputError
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.stream.partition import late_error
@@ -139,14 +145,20 @@ class Replay:
                 self.metrics[key] = metric
         self.alerts.extend(emitted.alerts)
 
-    def write(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        _write(directory / "journeys.jsonl",
-               (r.to_dict() for _, r in sorted(self.journeys.items())))
-        _write(directory / "metrics.jsonl",
-               (r.to_dict() for _, r in sorted(self.metrics.items())))
-        _write(directory / "alerts.jsonl", (r.to_dict() for r in self.alerts))
-        _write(directory / "dead_letters.jsonl", (d.to_dict() for d in self.dead_letters))
+    def write(self, directory: Path | OutputDir) -> None:
+        """The four files, replacing an earlier run's together or not at all; OutputError."""
+        if isinstance(directory, OutputDir):
+            outputs = directory
+        else:
+            outputs = OutputDir(directory, OUTPUT_FILES)
+            outputs.prepare()
+        with outputs.transaction() as tx:
+            _write(tx.open("journeys.jsonl"),
+                   (r.to_dict() for _, r in sorted(self.journeys.items())))
+            _write(tx.open("metrics.jsonl"),
+                   (r.to_dict() for _, r in sorted(self.metrics.items())))
+            _write(tx.open("alerts.jsonl"), (r.to_dict() for r in self.alerts))
+            _write(tx.open("dead_letters.jsonl"), (d.to_dict() for d in self.dead_letters))
 
     def summary(self, seconds: float) -> str:
         statuses = Counter(r.status for r in self.journeys.values())
@@ -169,11 +181,14 @@ def _counts(counter: Counter[str], names: Iterable[str]) -> str:
     return ", ".join(f"{counter.get(name, 0)} {name}" for name in names)
 
 
-def _write(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
+OUTPUT_FILES = ("journeys.jsonl", "metrics.jsonl", "alerts.jsonl", "dead_letters.jsonl")
+
+
+def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, Any]]) -> None:
+    with opened as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-            handle.write("\n")
+            handle.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
+            handle.write(b"\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,15 +202,33 @@ def run(args: argparse.Namespace) -> int:
                     PersonalData.from_settings(settings))
     tune_gc()  # the journey state is long-lived: see pipeline/core/gcpolicy.py
     started = time.perf_counter()
+    # The output is checked (and made) before the work, so a bad path costs no computing.
+    outputs = OutputDir(Path(args.output), OUTPUT_FILES, inputs=[args.events])
+    try:
+        outputs.prepare()
+    except OutputError as exc:
+        print(f"peakend replay: {exc}", file=sys.stderr)
+        return exc.status
     try:
         with open_binary(args.events) as handle:
-            for number, raw in iter_records(handle):
+            for number, raw in iter_records(handle, args.events, note=_note):
                 replay.line(number, raw)
-    except OSError as exc:
-        print(f"peakend replay: {exc}", file=sys.stderr)
-        return 1
+    except OSError as exc:  # NotJsonLines included: nothing was written
+        outputs.abandon()
+        reason = exc if isinstance(exc, NotJsonLines) else (
+            f"cannot read {args.events}: {exc.strerror or exc}")
+        print(f"peakend replay: {reason}", file=sys.stderr)
+        return 2
     replay.keep(replay.engine.finish())
-    replay.write(Path(args.output))
+    try:
+        replay.write(outputs)
+    except OutputError as exc:
+        print(f"peakend replay: {exc}", file=sys.stderr)
+        return exc.status
     print(replay.summary(time.perf_counter() - started))
     print(f"wrote {args.output}/journeys.jsonl, metrics.jsonl, alerts.jsonl, dead_letters.jsonl")
     return 0
+
+
+def _note(text: str) -> None:
+    print(f"peakend replay: {text}", file=sys.stderr)
