@@ -1,7 +1,8 @@
 """`peakend` command line: one sub-command per module, imported only when used.
 
 Each sub-command lives in the module that owns the concept and exposes
-`add_arguments(parser)` and `run(args) -> int`; this file only routes.
+`add_arguments(parser)` and `run(args) -> int`; this file only routes, and checks the `PEAKEND_*`
+settings before any command starts: a bad variable is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from pipeline.settings import Settings, SettingsError
 
 # name -> (module, one-line help). Modules are imported lazily so `peakend validate` does not pay
 # for Faust or chdb start-up.
@@ -47,8 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args))
+    try:
+        # Checked before the command does anything: a worker must not start, nor a replay run
+        # for minutes, with a setting that cannot work. Commands that build settings later from
+        # a changed environment (demo) raise the same error, caught here too.
+        Settings.from_env()
+        module = importlib.import_module(COMMANDS[args.command][0])
+        return int(module.run(args))
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"peakend: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

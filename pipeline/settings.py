@@ -1,229 +1,336 @@
-"""All configuration, read from environment variables with documented defaults.
+"""All configuration, read from environment variables with documented defaults, checked at start.
 
-Every knob of peakend is a `PEAKEND_*` variable listed in `VARIABLES` below; `peakend settings`
-prints the effective values (secrets masked). The pure core takes plain config objects
-(`pipeline.core.config`), built here from the environment; it reads the environment only for
-the two variables that choose its compiled build, once, when it is first imported.
+Every knob of peakend is a `PEAKEND_*` variable, declared once below as a field of `Settings`
+(type, default, constraints, doc, secret flag). Everything else is derived from that declaration:
+`VARIABLES`, `Settings.describe()`, `peakend settings [--docs|--markdown]` and the table in
+docs/configuration.md (a test keeps it equal). `Settings.from_env()` reads the variables through a
+pydantic-settings source and raises `SettingsError`, one line per bad variable naming it, the
+value given and what is accepted; every `peakend` command reports it and exits 2.
+
+The pure core takes plain config objects (`pipeline.core.config`), built here by `core_config()`;
+it reads the environment only for the two variables that choose its compiled build, once, when it
+is first imported.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin
+
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from pipeline.urls import mask_url_password, parse_clickhouse_url
+
+__all__ = ["VARIABLES", "Settings", "SettingsError", "Variable", "mask_url_password"]
+
+PREFIX = "PEAKEND_"
+HOUR_SECONDS = 3600
+# Durations stop at ten years: larger values are typing mistakes, and the core adds them to
+# epoch milliseconds.
+MAX_SECONDS = 10 * 365 * 86400
+# The attribute key pattern of schemas/touchpoint-event.v1.json (attributes.propertyNames).
+ATTRIBUTE_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Segment dimensions the core always has; an attribute of the same name would be counted twice.
+BUILT_IN_DIMENSIONS = ("all", "touchpoint", "channel", "stage")
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's legal topic names
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # pasted into SQL: plain identifiers only
+BOOTSTRAP_SERVER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
-@dataclass(frozen=True)
-class Variable:
-    name: str
-    default: str
-    doc: str
-    secret: bool = False
+class SettingsError(ValueError):
+    """Configuration that cannot work; its text is one line per bad variable, no traceback
+    needed: `PEAKEND_X='value': what is accepted`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
-VARIABLES: tuple[Variable, ...] = (
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    secret: bool = False,
+    url: bool = False,
+    accepts: str = "",
+) -> Any:
+    """One setting's declaration: default, doc, range, secret flag and, for strings checked by a
+    validator of their own, the words that say what they accept (ranges describe themselves)."""
+    return Field(
+        default,
+        description=doc,
+        ge=ge,
+        gt=gt,
+        le=le,
+        repr=not (secret or url),  # a URL may hold a password
+        allow_inf_nan=False if isinstance(default, float) else None,
+        json_schema_extra={"secret": secret, "accepts": accepts},
+    )
+
+
+def seconds(default: float, doc: str, *, zero: bool = False) -> Any:
+    """A duration in seconds (a finite number; zero only where it means something)."""
+    if zero:
+        return setting(float(default), doc, ge=0, le=MAX_SECONDS)
+    return setting(float(default), doc, gt=0, le=MAX_SECONDS)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def format_value(value: Any) -> str:
+    """A value as the environment variable would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, float):
+        return _number(value)
+    return str(value)
+
+
+def accepted(info: FieldInfo) -> str:
+    """What a setting accepts, from its declaration (used by errors and the docs)."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if extra.get("accepts"):
+        return str(extra["accepts"])
+    kind = info.annotation
+    if kind is bool:
+        return "true or false (also 1/0, yes/no, on/off)"
+    if get_origin(kind) is Literal:
+        choices = [c for c in get_args(kind) if c]
+        text = "one of " + ", ".join(choices)
+        return text + " or empty" if "" in get_args(kind) else text
+    limits: dict[str, str] = {}
+    for item in info.metadata:
+        for op, attr in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt")):
+            if isinstance(item, Ge | Gt | Le | Lt) and hasattr(item, attr):
+                limits[op] = _number(float(getattr(item, attr)))
+    noun = "an integer" if kind is int else "a number" if kind is float else "text"
+    if ">=" in limits and "<=" in limits:
+        return f"{noun} from {limits['>=']} to {limits['<=']}"
+    return " ".join([noun, " and ".join(f"{op} {v}" for op, v in limits.items())]).strip()
+
+
+class _Environment(PydanticBaseSettingsSource):
+    """The `PEAKEND_*` variables of a mapping (the process environment by default), as raw
+    strings: the field validators below parse them, so every variable is read one way."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.env.get(variable_name(field_name)), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            raw, key, _ = self.get_field_value(info, name)
+            if raw is not None:
+                values[key] = raw
+        return values
+
+
+def variable_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _parse_text(info: FieldInfo, value: str) -> Any:
+    """A variable's text as its declared type; ValueError when it is not one."""
+    kind = info.annotation
+    text = value.strip()
+    if kind is bool:
+        word = text.lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise ValueError
+    if kind is int:
+        # int() alone would take '1_000' and pydantic '1.0'; a count is digits and nothing else.
+        if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
+            raise ValueError
+        return int(text)
+    if kind is float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError from None  # the error then says what is accepted, not float's words
+        if not math.isfinite(number):
+            raise ValueError
+        return number
+    if get_origin(kind) is Literal:
+        return text.upper()  # Kafka clients want upper case; accept any
+    if get_origin(kind) is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """The effective configuration. `Settings(...)` takes values as given (tests); only
+    `Settings.from_env()` reads variables."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
+
     # Kafka
-    Variable(
-        "PEAKEND_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers, comma separated."
-    ),
-    Variable(
-        "PEAKEND_KAFKA_SECURITY_PROTOCOL",
-        "PLAINTEXT",
-        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; passed to every Kafka client.",
-    ),
-    Variable(
-        "PEAKEND_KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)."
-    ),
-    Variable("PEAKEND_KAFKA_SASL_USERNAME", "", "SASL user name."),
-    Variable("PEAKEND_KAFKA_SASL_PASSWORD", "", "SASL password.", secret=True),
-    Variable("PEAKEND_KAFKA_SSL_CAFILE", "", "CA bundle for TLS to the brokers."),
-    Variable("PEAKEND_TOPIC_TOUCHPOINTS", "cx.touchpoints", "Input topic of touchpoint events."),
-    Variable("PEAKEND_TOPIC_DEAD_LETTERS", "cx.dead-letters", "Rejected input with its reason."),
-    Variable("PEAKEND_TOPIC_JOURNEYS", "cx.journeys", "Journey moments (peak-end) updates."),
-    Variable("PEAKEND_TOPIC_METRICS", "cx.metrics", "NPS/CES/CSAT bucket updates."),
-    Variable("PEAKEND_TOPIC_ALERTS", "cx.alerts", "Experience-drop alerts."),
-    Variable("PEAKEND_PARTITIONS", "12", "Partitions of the input topic; bounds the worker count."),
-    Variable(
-        "PEAKEND_MAX_EVENT_BYTES", "65536", "Larger input records go to dead letters (too_large)."
-    ),
+    kafka_bootstrap: str = setting(
+        "localhost:9092", "Kafka bootstrap servers, comma separated.",
+        accepts="host:port[,host:port...] with ports from 1 to 65535")
+    kafka_security_protocol: SecurityProtocol = setting(
+        "PLAINTEXT", "Security protocol of every Kafka client.")
+    kafka_sasl_mechanism: SaslMechanism = setting(
+        "", "SASL mechanism; required with the SASL_* protocols, empty otherwise.")
+    kafka_sasl_username: str = setting("", "SASL user name (required with a SASL mechanism).")
+    kafka_sasl_password: str = setting("", "SASL password.", secret=True)
+    kafka_ssl_cafile: str = setting("", "CA bundle for TLS to the brokers.")
+    topic_touchpoints: str = setting(
+        "cx.touchpoints", "Input topic of touchpoint events.", accepts="a Kafka topic name")
+    topic_dead_letters: str = setting(
+        "cx.dead-letters", "Rejected input with its reason.", accepts="a Kafka topic name")
+    topic_journeys: str = setting(
+        "cx.journeys", "Journey moments (peak-end) updates.", accepts="a Kafka topic name")
+    topic_metrics: str = setting(
+        "cx.metrics", "NPS/CES/CSAT bucket updates.", accepts="a Kafka topic name")
+    topic_alerts: str = setting(
+        "cx.alerts", "Experience-drop alerts.", accepts="a Kafka topic name")
+    partitions: int = setting(
+        12, "Partitions of the input topic; bounds the worker count.", ge=1, le=10000)
+    max_event_bytes: int = setting(
+        65536, "Larger input records go to dead letters (too_large).", ge=1, le=2**31 - 1)
     # ClickHouse
-    Variable(
-        "PEAKEND_CLICKHOUSE_URL",
+    clickhouse_url: str = setting(
         "",
-        "clickhouse://user:password@host:9000/db of the writer; empty: embedded chdb.",
-    ),
-    Variable(
-        "PEAKEND_CLICKHOUSE_READER_URL",
+        "clickhouse://user:password@host:9000/db of the writer (password percent-encoded or "
+        "raw); empty: embedded chdb.",
+        accepts="empty, chdb://path or clickhouse[s]://user:password@host:port/database",
+        url=True,
+    )
+    clickhouse_reader_url: str = setting(
         "",
         "URL of the read-only user (analysts, Grafana, `peakend demo` reports).",
-    ),
-    Variable("PEAKEND_CHDB_PATH", ".stack/chdb", "Data directory of the embedded chdb engine."),
-    Variable("PEAKEND_CLICKHOUSE_DATABASE", "peakend", "Database holding the peakend tables."),
-    Variable(
-        "PEAKEND_CLICKHOUSE_CLUSTER",
-        "",
-        "Cluster name: when set, DDL creates Replicated tables behind Distributed ones.",
-    ),
-    Variable("PEAKEND_SINK_BATCH_ROWS", "10000", "ClickHouse sink: flush after this many rows."),
-    Variable("PEAKEND_SINK_BATCH_SECONDS", "1.0", "ClickHouse sink: flush at least this often."),
-    Variable(
-        "PEAKEND_SINK_PROCESS",
-        "true",
+        accepts="empty, chdb://path or clickhouse[s]://user:password@host:port/database",
+        url=True,
+    )
+    chdb_path: str = setting(
+        ".stack/chdb", "Data directory of the embedded chdb engine.", accepts="a path")
+    clickhouse_database: str = setting(
+        "peakend", "Database holding the peakend tables.",
+        accepts="a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    clickhouse_cluster: str = setting(
+        "", "Cluster name: when set, DDL creates Replicated tables behind Distributed ones.",
+        accepts="empty or a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    sink_batch_rows: int = setting(
+        10000, "ClickHouse sink: flush after this many rows.", ge=1, le=10_000_000)
+    sink_batch_seconds: float = setting(
+        1.0, "ClickHouse sink: flush at least this often.", gt=0, le=3600)
+    sink_process: bool = setting(
+        True,
         "Run the worker's ClickHouse sink as a child process (`peakend sink`: its own core and "
         "event loop); false, or embedded chdb: inside the worker process.",
-    ),
+    )
     # Journeys
-    Variable(
-        "PEAKEND_IDLE_GAP_SECONDS", "1800", "Customer-keyed journeys split after this idle gap."
-    ),
-    Variable("PEAKEND_MAX_JOURNEY_SECONDS", "2592000", "A journey closes at this length (30 d)."),
-    Variable(
-        "PEAKEND_ALLOWED_LATENESS_SECONDS",
-        "86400",
-        "Events this far behind stream time still update results; later ones are dead letters.",
-    ),
-    Variable(
-        "PEAKEND_END_WINDOW_SECONDS",
-        "0",
-        "end = mean of the moments in the last N seconds; 0: last moment.",
-    ),
+    idle_gap_seconds: float = seconds(
+        1800, "Customer-keyed journeys (events without a journey_id) split after this idle gap; "
+              "journeys with a producer journey_id never split on it.")
+    journey_idle_seconds: float = seconds(
+        604800, "A journey with a producer journey_id closes after this idle time (7 d), "
+                "besides journey_end and the maximum length; >= the idle gap.")
+    max_journey_seconds: float = seconds(2592000, "A journey closes at this length (30 d).")
+    allowed_lateness_seconds: float = seconds(
+        86400, "Events this far behind stream time still update results; later ones are dead "
+               "letters.", zero=True)
+    end_window_seconds: float = seconds(
+        0, "end = mean of the moments in the last N seconds; 0: last moment.", zero=True)
+    max_clock_skew_seconds: float = seconds(
+        300, "An event dated further ahead than this of the time it reached us is a dead letter "
+             "`future` and does not move stream time.", zero=True)
     # Survey windows
-    Variable("PEAKEND_BUCKET_SECONDS", "60", "Width of the fixed metric buckets."),
-    Variable(
-        "PEAKEND_SEGMENT_ATTRIBUTES",
-        "region,tier",
+    bucket_seconds: int = setting(
+        60, "Width of the fixed metric buckets.", ge=1, le=HOUR_SECONDS,
+        accepts="an integer from 1 to 3600 that divides 3600 (an hour)")
+    segment_attributes: tuple[str, ...] = setting(
+        ("region", "tier"),
         "Attribute keys that become segments beside all/touchpoint/channel/stage.",
-    ),
+        accepts="comma-separated attribute keys ([a-z][a-z0-9_]{0,63}), no repeats, none of "
+                + "/".join(BUILT_IN_DIMENSIONS))
     # Drop detection
-    Variable("PEAKEND_ALERT_WINDOW_SECONDS", "3600", "Current window of drop detection."),
-    Variable("PEAKEND_ALERT_BASELINE_SECONDS", "604800", "Baseline window before it (7 d)."),
-    Variable("PEAKEND_ALERT_MIN_N", "100", "Answers the current window needs before it can alert."),
-    Variable("PEAKEND_ALERT_P_VALUE", "0.01", "Significance level of the two-sample test."),
-    Variable("PEAKEND_ALERT_MIN_NPS_DROP", "10", "Minimum NPS drop in points."),
-    Variable("PEAKEND_ALERT_MIN_CES_DROP", "0.5", "Minimum CES drop on the 1-7 scale."),
-    Variable("PEAKEND_ALERT_MIN_CSAT_DROP", "0.10", "Minimum drop of the CSAT satisfied share."),
-    Variable(
-        "PEAKEND_ALERT_MIN_NEGATIVE_END_RISE", "0.10", "Minimum rise of the negative-end share."
-    ),
-    Variable(
-        "PEAKEND_ALERT_HOLD_SECONDS", "1800", "A firing alert resolves after clearing this long."
-    ),
+    alert_window_seconds: int = setting(
+        3600, "Current window of drop detection; a multiple of the bucket width.",
+        ge=1, le=MAX_SECONDS)
+    alert_baseline_seconds: int = setting(
+        604800, "Baseline window before it (7 d); a multiple of the bucket width.",
+        ge=1, le=MAX_SECONDS)
+    alert_min_n: int = setting(
+        100, "Answers the current window needs before it can alert.", ge=1, le=10**9)
+    alert_p_value: float = setting(
+        0.01, "Significance level of the two-sample test.", gt=0, le=0.5)
+    alert_min_nps_drop: float = setting(10.0, "Minimum NPS drop in points.", ge=0, le=200)
+    alert_min_ces_drop: float = setting(0.5, "Minimum CES drop on the 1-7 scale.", ge=0, le=6)
+    alert_min_csat_drop: float = setting(
+        0.10, "Minimum drop of the CSAT satisfied share.", ge=0, le=1)
+    alert_min_negative_end_rise: float = setting(
+        0.10, "Minimum rise of the negative-end share.", ge=0, le=1)
+    alert_hold_seconds: int = setting(
+        1800, "A firing alert resolves after clearing this long.", ge=0, le=MAX_SECONDS)
     # Personal data
-    Variable(
-        "PEAKEND_PSEUDONYMISE_KEY",
-        "",
-        "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",
-        secret=True,
-    ),
-    Variable("PEAKEND_KEEP_COMMENTS", "false", "Keep free-text survey comments (personal data)."),
+    pseudonymise_key: str = setting(
+        "", "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",
+        secret=True)
+    keep_comments: bool = setting(False, "Keep free-text survey comments (personal data).")
     # Worker
-    Variable(
-        "PEAKEND_APP_ID", "peakend", "Faust application id (consumer group, changelog prefix)."
-    ),
-    Variable("PEAKEND_DATA_DIR", ".stack/worker", "Worker state (RocksDB tables)."),
-    Variable("PEAKEND_METRICS_PORT", "9108", "Port of the worker's Prometheus /metrics."),
-    Variable("PEAKEND_WEB_PORT", "6066", "Port of Faust's web server."),
-    Variable(
-        "PEAKEND_STREAM_BATCH_EVENTS",
-        "1000",
-        "Events the worker's agents take per batch (their outputs are coalesced per batch).",
-    ),
-    Variable(
-        "PEAKEND_STREAM_BATCH_SECONDS",
-        "0.2",
-        "An agent processes a batch once it is full or has waited this long for more events.",
-    ),
+    app_id: str = setting(
+        "peakend", "Faust application id (consumer group, changelog prefix).",
+        accepts="a Kafka topic name prefix ([A-Za-z0-9._-], up to 200 characters)")
+    data_dir: str = setting(".stack/worker", "Worker state (RocksDB tables).", accepts="a path")
+    metrics_port: int = setting(
+        9108, "Port of the worker's Prometheus /metrics; 0: none.", ge=0, le=65535)
+    web_port: int = setting(6066, "Port of Faust's web server.", ge=1, le=65535)
+    stream_batch_events: int = setting(
+        1000, "Events the worker's agents take per batch (their outputs are coalesced per batch).",
+        ge=1, le=1_000_000)
+    stream_batch_seconds: float = setting(
+        0.2, "An agent processes a batch once it is full or has waited this long for more events.",
+        gt=0, le=3600)
     # The core's build (read by pipeline/core/__init__.py when the core is first imported)
-    Variable(
-        "PEAKEND_PURE_CORE",
-        "false",
+    pure_core: bool = setting(
+        False,
         "true: run the interpreted core even when its mypyc build (scripts/compile_core.py, run "
         "by make setup) is current. Same results, slower; `make setup` then skips compiling.",
-    ),
-    Variable(
-        "PEAKEND_CORE_BUILD",
+    )
+    core_build: str = setting(
         "",
         "Directory of the compiled core (empty: build/core-compiled in the source tree). A build "
         "whose manifest does not match the sources is never used.",
-    ),
-)
+    )
 
-_BY_NAME = {v.name: v for v in VARIABLES}
-
-
-def mask_url_password(text: str) -> str:
-    """A URL with its password replaced, for printing.
-
-    >>> mask_url_password("clickhouse://peakend_writer:s3cret@127.0.0.1:9000/peakend")
-    'clickhouse://peakend_writer:***@127.0.0.1:9000/peakend'
-    >>> mask_url_password("localhost:9092")
-    'localhost:9092'
-    """
-    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)[^@]*@", r"\1***@", text)
-
-
-def _get(env: Mapping[str, str], name: str) -> str:
-    return env.get(name, _BY_NAME[name].default)
-
-
-def _bool(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-@dataclass(frozen=True)
-class Settings:
-    kafka_bootstrap: str = "localhost:9092"
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = ""
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: str = field(default="", repr=False)
-    kafka_ssl_cafile: str = ""
-    topic_touchpoints: str = "cx.touchpoints"
-    topic_dead_letters: str = "cx.dead-letters"
-    topic_journeys: str = "cx.journeys"
-    topic_metrics: str = "cx.metrics"
-    topic_alerts: str = "cx.alerts"
-    partitions: int = 12
-    max_event_bytes: int = 65536
-    clickhouse_url: str = field(default="", repr=False)
-    clickhouse_reader_url: str = field(default="", repr=False)
-    chdb_path: str = ".stack/chdb"
-    clickhouse_database: str = "peakend"
-    clickhouse_cluster: str = ""
-    sink_batch_rows: int = 10000
-    sink_batch_seconds: float = 1.0
-    sink_process: bool = True
-    idle_gap_seconds: float = 1800.0
-    max_journey_seconds: float = 2592000.0
-    allowed_lateness_seconds: float = 86400.0
-    end_window_seconds: float = 0.0
-    bucket_seconds: int = 60
-    segment_attributes: tuple[str, ...] = ("region", "tier")
-    alert_window_seconds: int = 3600
-    alert_baseline_seconds: int = 604800
-    alert_min_n: int = 100
-    alert_p_value: float = 0.01
-    alert_min_nps_drop: float = 10.0
-    alert_min_ces_drop: float = 0.5
-    alert_min_csat_drop: float = 0.10
-    alert_min_negative_end_rise: float = 0.10
-    alert_hold_seconds: int = 1800
-    pseudonymise_key: str = field(default="", repr=False)
-    keep_comments: bool = False
-    app_id: str = "peakend"
-    data_dir: str = ".stack/worker"
-    metrics_port: int = 9108
-    web_port: int = 6066
-    stream_batch_events: int = 1000
-    stream_batch_seconds: float = 0.2
-    pure_core: bool = False
-    core_build: str = ""
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Constructor arguments only: from_env() supplies the environment explicitly, so a test
+        # that builds Settings(...) never picks up the variables of the shell that runs it.
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -233,22 +340,124 @@ class Settings:
         4
         >>> Settings.from_env({}).segment_attributes
         ('region', 'tier')
+        >>> try:
+        ...     Settings.from_env({"PEAKEND_PARTITIONS": "1.5"})
+        ... except SettingsError as exc:
+        ...     print(exc)
+        PEAKEND_PARTITIONS='1.5': must be an integer from 1 to 10000
         """
-        source: Mapping[str, str] = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = _get(source, "PEAKEND_" + f.name.upper())
-            kind: Any = type(f.default)
-            try:
-                if kind is bool:
-                    values[f.name] = _bool(raw)
-                elif kind is tuple:
-                    values[f.name] = _list(raw)
-                else:
-                    values[f.name] = kind(raw)
-            except ValueError as exc:
-                raise ValueError(f"PEAKEND_{f.name.upper()}={raw!r}: {exc}") from None
-        return cls(**values)
+        source = _Environment(cls, os.environ if env is None else env)
+        raw = source()
+        try:
+            return cls(**raw)
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc, raw)) from None
+
+    # -- checks of single values -------------------------------------------------------------
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _parse(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        field = cls.model_fields[str(info.field_name)]
+        return _parse_text(field, value)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",")]
+        for server in servers:
+            match = BOOTSTRAP_SERVER.fullmatch(server)
+            if not match or (match.group(2) and not 1 <= int(match.group(2)) <= 65535):
+                raise ValueError(f"must be host:port[,host:port...], ports from 1 to 65535; "
+                                 f"{server!r} is not")
+        return ",".join(servers)
+
+    @field_validator("topic_touchpoints", "topic_dead_letters", "topic_journeys",
+                     "topic_metrics", "topic_alerts")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not TOPIC_NAME.fullmatch(value) or value in {".", ".."}:
+            raise ValueError("must be a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ -")
+        return value
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id(cls, value: str) -> str:
+        # Faust names consumer groups and changelog topics after it.
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", value):
+            raise ValueError("must be 1 to 200 of A-Z a-z 0-9 . _ - (it prefixes Kafka topics)")
+        return value
+
+    @field_validator("clickhouse_url", "clickhouse_reader_url")
+    @classmethod
+    def _clickhouse_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value or value.startswith("chdb://"):
+            return value
+        try:
+            parse_clickhouse_url(value)
+        except ValueError as exc:
+            raise ValueError(f"must be empty, chdb://path or "
+                             f"clickhouse[s]://user:password@host:port/database: {exc}") from None
+        return value
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not IDENTIFIER.fullmatch(value):
+            raise ValueError("must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _cluster(cls, value: str) -> str:
+        if value and not IDENTIFIER.fullmatch(value):
+            raise ValueError("must be empty or a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        return value
+
+    @field_validator("chdb_path", "data_dir")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a path, not empty")
+        return value
+
+    @field_validator("bucket_seconds")
+    @classmethod
+    def _bucket(cls, value: int) -> int:
+        # Buckets tile the hour: rolling windows (1 h, 1 d, 7 d) and the drop detector's hourly
+        # CUSUM series are merged from whole buckets.
+        if HOUR_SECONDS % value:
+            raise ValueError("must be an integer from 1 to 3600 that divides 3600 (an hour)")
+        return value
+
+    @field_validator("segment_attributes")
+    @classmethod
+    def _segments(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for name in value:
+            if not ATTRIBUTE_KEY.fullmatch(name):
+                raise ValueError(f"{name!r} is not an attribute key ([a-z][a-z0-9_]{{0,63}})")
+            if name in BUILT_IN_DIMENSIONS:
+                raise ValueError(f"{name!r} is a built-in segment dimension (none of "
+                                 + ", ".join(BUILT_IN_DIMENSIONS) + " may be listed)")
+            if name in seen:
+                raise ValueError(f"{name!r} is listed twice (each attribute once)")
+            seen.add(name)
+        return value
+
+    # -- checks between values ---------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _relations(self) -> Settings:
+        problems = [p for check in _RELATIONS if (p := check(self))]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # -- what the rest of the code uses -----------------------------------------------------
 
     def kafka_client_options(self) -> dict[str, str]:
         """Security options shared by every Kafka client (kafka-python / aiokafka spelling)."""
@@ -264,14 +473,11 @@ class Settings:
     def describe(self) -> list[tuple[str, str, str]]:
         """(variable, effective value with secrets masked, doc) for `peakend settings`."""
         rows = []
-        for f in fields(self):
-            var = _BY_NAME["PEAKEND_" + f.name.upper()]
-            value = getattr(self, f.name)
-            shown = ",".join(value) if isinstance(value, tuple) else str(value)
+        for var in VARIABLES:
+            shown = format_value(getattr(self, var.field))
             if var.secret and shown:
                 shown = "***"
-            shown = mask_url_password(shown)
-            rows.append((var.name, shown, var.doc))
+            rows.append((var.name, mask_url_password(shown), var.doc))
         return rows
 
     def core_config(self) -> CoreConfig:
@@ -279,15 +485,20 @@ class Settings:
 
         >>> Settings.from_env({"PEAKEND_ALERT_MIN_N": "50"}).core_config().drops.min_n
         50
+        >>> skew = Settings.from_env({"PEAKEND_MAX_CLOCK_SKEW_SECONDS": "60"})
+        >>> skew.core_config().clock.max_skew_ms
+        60000
         """
-        lateness_ms = round(self.allowed_lateness_seconds * 1000)
-        idle_gap_ms = round(self.idle_gap_seconds * 1000)
+        lateness_ms = _ms(self.allowed_lateness_seconds)
+        idle_gap_ms = _ms(self.idle_gap_seconds)
         return CoreConfig(
+            clock=ClockConfig(max_skew_ms=_ms(self.max_clock_skew_seconds)),
             journeys=JourneyConfig(
                 idle_gap_ms=idle_gap_ms,
-                max_length_ms=round(self.max_journey_seconds * 1000),
+                journey_idle_ms=_ms(self.journey_idle_seconds),
+                max_length_ms=_ms(self.max_journey_seconds),
                 allowed_lateness_ms=lateness_ms,
-                end_window_ms=round(self.end_window_seconds * 1000),
+                end_window_ms=_ms(self.end_window_seconds),
                 segment_attributes=self.segment_attributes,
             ),
             windows=WindowConfig(
@@ -312,9 +523,137 @@ class Settings:
         )
 
 
+def _ms(seconds_value: float) -> int:
+    return round(seconds_value * 1000)
+
+
+def _shown(s: Settings, name: str) -> str:
+    return f"{variable_name(name)}={format_value(getattr(s, name))!r}"
+
+
+def _journey_idle(s: Settings) -> str:
+    if s.journey_idle_seconds < s.idle_gap_seconds:
+        return (f"{_shown(s, 'journey_idle_seconds')}: must be >= PEAKEND_IDLE_GAP_SECONDS "
+                f"({format_value(s.idle_gap_seconds)}): a journey with an id would close sooner "
+                f"than a session without one")
+    return ""
+
+
+def _alert_windows(s: Settings) -> str:
+    for name in ("alert_window_seconds", "alert_baseline_seconds"):
+        if getattr(s, name) % s.bucket_seconds:
+            return (f"{_shown(s, name)}: must be a multiple of PEAKEND_BUCKET_SECONDS "
+                    f"({s.bucket_seconds}): windows are merged from whole buckets")
+    return ""
+
+
+def _sasl(s: Settings) -> str:
+    sasl = s.kafka_security_protocol in SASL_PROTOCOLS
+    if sasl and not s.kafka_sasl_mechanism:
+        return (f"{_shown(s, 'kafka_sasl_mechanism')}: must be one of PLAIN, SCRAM-SHA-256, "
+                f"SCRAM-SHA-512 with PEAKEND_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol}")
+    if not sasl and s.kafka_sasl_mechanism:
+        return (f"{_shown(s, 'kafka_sasl_mechanism')}: must be empty with "
+                f"PEAKEND_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} (SASL needs "
+                f"SASL_PLAINTEXT or SASL_SSL)")
+    if s.kafka_sasl_mechanism and not s.kafka_sasl_username:
+        return (f"{_shown(s, 'kafka_sasl_username')}: must not be empty with "
+                f"PEAKEND_KAFKA_SASL_MECHANISM={s.kafka_sasl_mechanism}")
+    return ""
+
+
+def _topics(s: Settings) -> str:
+    names = ("topic_touchpoints", "topic_dead_letters", "topic_journeys", "topic_metrics",
+             "topic_alerts")
+    seen: dict[str, str] = {}
+    for name in names:
+        topic = getattr(s, name)
+        if topic in seen:
+            return (f"{_shown(s, name)}: must differ from {variable_name(seen[topic])}: "
+                    f"each stream has its own topic")
+        seen[topic] = name
+    return ""
+
+
+def _ports(s: Settings) -> str:
+    if s.metrics_port == s.web_port:
+        return (f"{_shown(s, 'metrics_port')}: must differ from PEAKEND_WEB_PORT: the worker "
+                f"listens on both")
+    return ""
+
+
+_RELATIONS: tuple[Callable[[Settings], str], ...] = (
+    _journey_idle, _alert_windows, _sasl, _topics, _ports,
+)
+
+
+def _problems(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
+    """One line per error: the variable, the value given (secrets hidden), what is accepted."""
+    problems: list[str] = []
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if not error["loc"]:  # a relation: its text names its variables already
+            problems.extend(str(cause or error["msg"]).splitlines())
+            continue
+        name = str(error["loc"][0])
+        info = Settings.model_fields.get(name)
+        if info is None:
+            problems.append(f"{name}: {error['msg']}")
+            continue
+        given = raw.get(name, error.get("input"))
+        shown = "***" if _secret(info) else mask_url_password(
+            given if isinstance(given, str) else format_value(given))
+        reason = str(cause) if isinstance(cause, ValueError) and str(cause) else (
+            "must be " + accepted(info))
+        problems.append(f"{variable_name(name)}={shown!r}: {reason}")
+    return problems
+
+
+def _secret(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return bool(extra.get("secret"))
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One setting as the environment and the docs see it (derived from `Settings`)."""
+
+    name: str
+    field: str
+    default: str
+    doc: str
+    accepts: str
+    secret: bool = False
+
+
+VARIABLES: tuple[Variable, ...] = tuple(
+    Variable(
+        name=variable_name(name),
+        field=name,
+        default=format_value(info.default),
+        doc=info.description or "",
+        accepts=accepted(info),
+        secret=_secret(info),
+    )
+    for name, info in Settings.model_fields.items()
+)
+
+
+def markdown_table() -> str:
+    """The configuration table of docs/configuration.md, from the declaration."""
+    lines = ["| variable | default | accepts | what it does |", "|---|---|---|---|"]
+    for var in VARIABLES:
+        default = f"`{var.default}`" if var.default else "(empty)"
+        doc = var.doc + (" Secret: never printed." if var.secret else "")
+        cells = [f"`{var.name}`", default, var.accepts, doc]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # Imported last (and only here) so the settings module's own imports stay as they are; the core
 # never imports settings, so there is no cycle.
 from pipeline.core.config import (  # noqa: E402
+    ClockConfig,
     CoreConfig,
     DropConfig,
     JourneyConfig,
