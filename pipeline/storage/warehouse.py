@@ -21,10 +21,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
-from urllib.parse import unquote, urlparse
 
 from clickhouse_driver import Client
 from clickhouse_driver.util.escape import escape_params
+
+from pipeline.urls import parse_clickhouse_url
 
 Params = Mapping[str, Any]
 Row = tuple[Any, ...]
@@ -89,17 +90,16 @@ class ServerWarehouse:
     engine = "server"
 
     def __init__(self, url: str, *, settings: Mapping[str, Any] | None = None) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in {"clickhouse", "clickhouses"}:
-            raise ValueError(f"not a clickhouse:// URL: {parsed.scheme}://...")
-        self.database = identifier((parsed.path or "/default").lstrip("/") or "default")
+        # Any password character, raw or percent-encoded (pipeline.urls); urlparse cut a raw '/'.
+        parsed = parse_clickhouse_url(url)
+        self.database = identifier(parsed.database)
         self._client = Client(
-            host=parsed.hostname or "localhost",
-            port=parsed.port or 9000,
-            user=unquote(parsed.username or "default"),
-            password=unquote(parsed.password or ""),
+            host=parsed.host,
+            port=parsed.port,
+            user=parsed.user,
+            password=parsed.password,
             database=self.database,
-            secure=parsed.scheme == "clickhouses",
+            secure=parsed.secure,
             settings=dict(settings or {}),
             connect_timeout=5,
             send_receive_timeout=60,
