@@ -114,7 +114,13 @@ def sniff(head: bytes, complete: bool = True) -> str | None:
             if _share(sample, size, zero) >= 0.9:
                 return (f"{encoding} text; {_TO_JSONL} (convert with iconv -f {encoding} "
                         "-t UTF-8)")
-        return f"binary data, not text (NUL bytes); {_TO_JSONL}"
+    # Binary: a tenth of the sample is control characters or not UTF-8. One bad record (a
+    # Latin-1 name, a stray NUL) stays far below that and is dead-lettered on its own.
+    text = sample.decode("utf-8", errors="replace")
+    odd = sum(1 for ch in text if ch == "\ufffd" or ch == "\x7f" or (
+        ch < " " and ch not in "\t\n\r"))
+    if odd * 10 >= len(text) > 0:
+        return f"binary data, not text; {_TO_JSONL}"
     lines = [line.strip() for line in head.split(b"\n")]
     if not complete:
         lines.pop()  # may be cut in the middle
@@ -146,14 +152,15 @@ def iter_records(handle: BinaryIO, name: str = "-",
     try:
         head = handle.read(HEAD_BYTES)
         complete = len(head) < HEAD_BYTES
-        if head.startswith(UTF8_BOM):
+        bom = head.startswith(UTF8_BOM)
+        if bom:
             # RFC 8259 lets a parser ignore it; Windows tools write it. Not part of any record.
             head = head[len(UTF8_BOM):]
-            if note is not None:
-                note(f"{name}: starts with a UTF-8 byte order mark; ignored")
         problem = sniff(head, complete)
         if problem is not None:
             raise NotJsonLines(f"{name}: {problem}")
+        if bom and note is not None:
+            note(f"{name}: starts with a UTF-8 byte order mark; ignored")
         for number, line in enumerate(_lines(head, handle), start=1):
             record = line.rstrip(b"\r\n")
             if record.strip():
