@@ -23,7 +23,12 @@ class WorkerMetrics:
     sink_insert_seconds: Histogram
     sink_rows: Counter
     sink_insert_failures: Counter
+    sink_rejected_rows: Counter
+    sink_insert_in_flight: Gauge
+    sink_oldest_pending: Gauge
+    sink_lag_records: Gauge
     clickhouse_up: Gauge
+    kafka_up: Gauge
     consumer_lag: Gauge
     alerts_firing: Gauge
     last_event_time: Gauge
@@ -82,13 +87,45 @@ class WorkerMetrics:
             ),
             sink_insert_failures=Counter(
                 "peakend_sink_insert_failures",
-                "Failed ClickHouse insert attempts (retried).",
+                "Failed ClickHouse insert attempts that are retried (ClickHouse unreachable, "
+                "timed out, or refusing for a reason of its own).",
                 ["table"],
+                registry=reg,
+            ),
+            sink_rejected_rows=Counter(
+                "peakend_sink_rejected_rows",
+                "Rows ClickHouse refused for their content (isolated from their batch and sent "
+                "to dead letters with reason clickhouse_rejected).",
+                ["table"],
+                registry=reg,
+            ),
+            sink_insert_in_flight=Gauge(
+                "peakend_sink_insert_in_flight_seconds",
+                "Age of the ClickHouse insert running now (0 when none): a hung insert grows.",
+                registry=reg,
+            ),
+            sink_oldest_pending=Gauge(
+                "peakend_sink_oldest_pending_seconds",
+                "Age (since it was written to Kafka) of the oldest record the sink read and has "
+                "not yet stored and committed (0 when none): the sink's own lag.",
+                registry=reg,
+            ),
+            sink_lag_records=Gauge(
+                "peakend_sink_lag_records",
+                "Records behind the end of the output topic (partitions assigned to the sink).",
+                ["topic"],
                 registry=reg,
             ),
             clickhouse_up=Gauge(
                 "peakend_clickhouse_up",
-                "1 when the last ClickHouse insert succeeded, else 0.",
+                "0 after a connection failure or timeout talking to ClickHouse, 1 once it "
+                "answers (an error answer counts as up).",
+                registry=reg,
+            ),
+            kafka_up=Gauge(
+                "peakend_kafka_up",
+                "1 when the sink fetched the Kafka cluster's metadata within 5 s at its last "
+                "probe (every 5 s), else 0.",
                 registry=reg,
             ),
             consumer_lag=Gauge(

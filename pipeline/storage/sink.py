@@ -1,12 +1,26 @@
 """ClickHouse sink: output topics -> tables, at least once, exact through versioned upserts.
 
-A plain aiokafka consumer (its own group, manual commits): it reads the output
-topics, turns records into rows (`pipeline.storage.tables`), inserts a batch per table when it
-holds `batch_rows` rows or `batch_seconds` have passed, and commits the Kafka offsets only after
-every insert of the batch succeeded. When ClickHouse is away it retries with capped exponential
-backoff, holding the batch (and so the offsets) until it lands: nothing acknowledged is lost and
-a redelivered row is absorbed by ReplacingMergeTree(version). On a rebalance it flushes before
-giving partitions up.
+A plain aiokafka consumer (its own group, manual commits): it reads the output topics, turns
+records into rows (`pipeline.storage.tables`), inserts a batch per table when it holds
+`batch_rows` rows or `batch_seconds` have passed, and commits the Kafka offsets only after every
+row of the batch either landed or became a dead letter. On a rebalance it flushes before giving
+partitions up.
+
+Failures are told apart (`pipeline.storage.warehouse.failure_kind`, docs/reliability.md):
+- the connection (refused, reset, a timeout: `SINK_TIMEOUTS` make a hung server fail within
+  ~11 s): ClickHouse is down (`peakend_clickhouse_up` 0); the batch and its offsets are held and
+  retried with capped exponential backoff until it lands. Nothing acknowledged is lost and a
+  redelivered row is absorbed by ReplacingMergeTree(version).
+- the server refusing for a reason of its own (table missing, memory, read-only): the same retry,
+  but ClickHouse is up (it answered); `peakend_sink_insert_failures` counts the attempts.
+- the content of rows (a value the column cannot hold: a DateTime before 1970, 2^31 in an Int32):
+  the batch is split in halves until the rows to blame stand alone (`isolate`); those become dead
+  letters `clickhouse_rejected` on the dead-letter topic (original record, table and ClickHouse's
+  message; `peakend_sink_rejected_rows`), the rest is inserted. A rejected row of the
+  dead_letters table itself is logged in full instead (sending it there again would loop).
+
+Before its first insert the sink applies the ClickHouse migrations, retrying while ClickHouse is
+away (one log line per attempt): the worker's Kafka-to-Kafka stages never wait for ClickHouse.
 
 It runs as `peakend sink`, a child process the worker starts (`SinkProcess`), so that it has a
 core and an event loop of its own; the worker's /metrics relays the child's sink metrics
@@ -28,20 +42,26 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.request import urlopen
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from pipeline.contract import Rejected, event_to_dict, parse_event
+from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
+from pipeline.storage import migrate as migrations
 from pipeline.storage.tables import rows
-from pipeline.storage.warehouse import Warehouse
+from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, failure_kind, short_error
 
 log = logging.getLogger(__name__)
+
+REJECTED_REASON = "clickhouse_rejected"
+T = TypeVar("T")
 
 
 def topic_tables(settings: Settings) -> dict[str, str]:
@@ -55,6 +75,59 @@ def topic_tables(settings: Settings) -> dict[str, str]:
     }
 
 
+def isolate(
+    chunks: list[list[T]],
+    insert: Callable[[list[T]], object],
+    rejected: list[tuple[T, BaseException]],
+    kind: Callable[[BaseException], str] = failure_kind,
+) -> None:
+    """Insert every item of `chunks`, isolating the items whose content is refused.
+
+    `chunks` is a stack (the last chunk goes next) that this function consumes: a chunk leaves
+    it once inserted; a chunk refused for its content (`kind(exc) == "content"`) is replaced by
+    its two halves, and a single refused item goes to `rejected` with its error. Any other
+    failure propagates with `chunks` and `rejected` holding exactly what is left and what was
+    refused, so a retry resumes where it stopped: nothing is inserted twice, nothing skipped.
+    A batch of n rows with k bad ones takes about 2k log2(n/k) + 1 inserts.
+
+    >>> landed, refused = [], []
+    >>> def insert(chunk):
+    ...     if any(x < 0 for x in chunk):
+    ...         raise OverflowError("argument out of range")
+    ...     landed.extend(chunk)
+    >>> isolate([[1, 2, -3, 4, 5, -6, 7]], insert, refused)
+    >>> (sorted(landed), [x for x, _ in refused])
+    ([1, 2, 4, 5, 7], [-3, -6])
+    """
+    while chunks:
+        chunk = chunks[-1]
+        try:
+            insert(chunk)
+        except Exception as exc:
+            if kind(exc) != "content":
+                raise
+            chunks.pop()
+            if len(chunk) == 1:
+                rejected.append((chunk[0], exc))
+            else:
+                middle = len(chunk) // 2
+                chunks.append(chunk[middle:])
+                chunks.append(chunk[:middle])  # the first half goes first: order is kept
+            continue
+        chunks.pop()
+
+
+@dataclass(slots=True)
+class Pending:
+    """One row waiting for its insert, with the Kafka record it came from (for dead letters)."""
+
+    record: dict[str, Any]
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
 class ClickHouseSink:
     def __init__(
         self,
@@ -63,6 +136,8 @@ class ClickHouseSink:
         metrics: WorkerMetrics,
         *,
         group_id: str | None = None,
+        migrate: bool = True,
+        send_dead_letters: Callable[[list[bytes]], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.connect = warehouse
@@ -70,13 +145,35 @@ class ClickHouseSink:
         self.group_id = group_id or f"{settings.app_id}-clickhouse-sink"
         self.tables = topic_tables(settings)
         self.privacy = PersonalData.from_settings(settings)
+        self.migrate = migrate
+        self.migrated = not migrate
+        self._send = send_dead_letters
         self._warehouse: Warehouse | None = None
-        self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._rows: dict[str, list[Pending]] = {}
+        # Rows of a batch being inserted, per table (see `isolate`), and the rows refused.
+        self._stacks: dict[str, list[list[Pending]]] = {}
+        self._rejected: list[tuple[str, Pending, BaseException]] = []
         self._offsets: dict[TopicPartition, int] = {}
+        self._positions: dict[TopicPartition, int] = {}
         self._count = 0
         self._first_at: float | None = None
+        self._oldest_ts: float | None = None  # wall time of the oldest pending record
+        self._in_flight_since: float | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
         self._stopping = False
+        self._stop_event: asyncio.Event | None = None
+        # Computed at each scrape: a hung insert shows while it hangs, not after it returns.
+        metrics.sink_insert_in_flight.set_function(self._in_flight_seconds)
+        metrics.sink_oldest_pending.set_function(self._oldest_pending_seconds)
+
+    def _in_flight_seconds(self) -> float:
+        since = self._in_flight_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _oldest_pending_seconds(self) -> float:
+        oldest = self._oldest_ts
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
     # -- records -> rows ----------------------------------------------------------------------
 
@@ -93,14 +190,20 @@ class ClickHouseSink:
         record: dict[str, Any] = json.loads(value)
         return record
 
-    def add(self, topic: str, partition: int, offset: int, value: bytes) -> None:
+    def add(self, topic: str, partition: int, offset: int, value: bytes,
+            timestamp_ms: int | None = None) -> None:
+        """Hold one record of `topic`; `timestamp_ms` is its Kafka timestamp (for the lag)."""
         record = self._record(topic, value)
         if record is not None:
-            self._rows.setdefault(self.tables[topic], []).append(record)
+            self._rows.setdefault(self.tables[topic], []).append(
+                Pending(record, topic, partition, offset, value))
             self._count += 1
         self._offsets[TopicPartition(topic, partition)] = offset + 1
         if self._first_at is None:
             self._first_at = time.monotonic()
+        written = time.time() if timestamp_ms is None else timestamp_ms / 1000
+        if self._oldest_ts is None or written < self._oldest_ts:
+            self._oldest_ts = written
 
     def due(self) -> bool:
         if self._first_at is None:
@@ -111,44 +214,121 @@ class ClickHouseSink:
 
     # -- inserts ------------------------------------------------------------------------------
 
+    def _insert_chunk(self, table: str, chunk: list[Pending]) -> None:
+        assert self._warehouse is not None
+        # A record the table mapping cannot convert is refused like a value ClickHouse refuses.
+        columns, data = rows(table, [p.record for p in chunk])
+        started = time.perf_counter()
+        self._in_flight_since = time.monotonic()
+        try:
+            self._warehouse.insert(table, columns, data)
+        finally:
+            self._in_flight_since = None
+        self.metrics.sink_insert_seconds.labels(table).observe(time.perf_counter() - started)
+        self.metrics.sink_rows.labels(table).inc(len(data))
+        self.metrics.sink_batch_rows.observe(len(data))
+
     def _insert_all(self) -> None:
-        """Blocking: runs in a thread. Inserts every pending table once."""
+        """Blocking: runs in a thread. Inserts every pending table once (see `isolate`)."""
         if self._warehouse is None:
             self._warehouse = self.connect()
-        for table, records in list(self._rows.items()):
-            columns, data = rows(table, records)
-            started = time.perf_counter()
-            self._warehouse.insert(table, columns, data)
-            self.metrics.sink_insert_seconds.labels(table).observe(time.perf_counter() - started)
-            self.metrics.sink_rows.labels(table).inc(len(data))
-            self.metrics.sink_batch_rows.observe(len(data))
-            del self._rows[table]  # landed: a retry must not insert it again
+        for table in list(self._stacks):
+            refused: list[tuple[Pending, BaseException]] = []
+
+            def insert(chunk: list[Pending], table: str = table) -> None:
+                self._insert_chunk(table, chunk)
+
+            try:
+                isolate(self._stacks[table], insert, refused)
+            finally:
+                for pending, exc in refused:
+                    self._rejected.append((table, pending, exc))
+                    self.metrics.sink_rejected_rows.labels(table).inc()
+            del self._stacks[table]  # landed: a retry must not insert it again
 
     async def flush(self) -> None:
-        """Insert the pending batch (retrying until it lands or the sink stops), then commit."""
+        """Insert the pending batch (retrying until it lands or the sink stops), send the rows
+        ClickHouse refused to dead letters, then commit."""
         if self._first_at is None:
             return
+        for table, items in self._rows.items():
+            if items:
+                self._stacks.setdefault(table, []).insert(0, items)
+        self._rows.clear()
         delay = 0.2
         while True:
             try:
                 await asyncio.to_thread(self._insert_all)
                 self.metrics.clickhouse_up.set(1)
                 break
-            except Exception as exc:  # any failure: the batch stays, offsets stay uncommitted
-                self.metrics.clickhouse_up.set(0)
-                for table in self._rows:
+            except Exception as exc:  # the rest of the batch stays, offsets stay uncommitted
+                kind = failure_kind(exc)
+                # Only a connection failure or a timeout means ClickHouse is down; a server that
+                # answered with an error is up (and PeakendSinkInsertFailing says it refuses).
+                self.metrics.clickhouse_up.set(0 if kind == "connection" else 1)
+                for table in self._stacks:
                     self.metrics.sink_insert_failures.labels(table).inc()
-                log.warning("ClickHouse insert failed (%s); retrying in %.1f s", exc, delay)
+                what = ("ClickHouse unreachable" if kind == "connection"
+                        else "ClickHouse refused the insert")
+                log.warning("%s (%s); retrying in %.1f s", what, short_error(exc), delay)
                 self._drop_connection()
                 if self._stopping:
                     raise
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
+        await self._dead_letters()
         if self._consumer is not None and self._offsets:
             await self._consumer.commit(dict(self._offsets))
         self._offsets.clear()
         self._count = 0
         self._first_at = None
+        self._oldest_ts = None
+
+    async def _dead_letters(self) -> None:
+        """Send the refused rows to the dead-letter topic (retrying) before the commit."""
+        if not self._rejected:
+            return
+        letters: list[bytes] = []
+        for table, pending, exc in self._rejected:
+            error = f"ClickHouse refused this row of table {table}: {short_error(exc, 2000)}"
+            log.warning("%s (from %s partition %d offset %d); it goes to dead letters",
+                        error, pending.topic, pending.partition, pending.offset)
+            if table == "dead_letters":
+                # Its own topic would bring it back here: keep it in the log, whole.
+                log.error("a dead letter ClickHouse refused, not stored in ClickHouse: %s",
+                          pending.value.decode("utf-8", "replace"))
+                continue
+            event_id = pending.record.get("event_id")
+            letter = DeadLetter.make(
+                REJECTED_REASON, error, original=pending.value, source_topic=pending.topic,
+                source_partition=pending.partition, source_offset=pending.offset,
+                event_id=event_id if isinstance(event_id, str) else "",
+            )
+            letters.append(letter.bounded(MAX_DEAD_LETTER_BYTES).to_json())
+        delay = 0.5
+        while letters:
+            try:
+                await self._send_letters(letters)
+                break
+            except Exception as exc:
+                log.warning("cannot send %d dead letter(s) to %s (%s); retrying in %.1f s",
+                            len(letters), self.settings.topic_dead_letters, short_error(exc),
+                            delay)
+                if self._stopping:
+                    raise
+                await self._sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._rejected.clear()
+
+    async def _send_letters(self, letters: list[bytes]) -> None:
+        if self._send is not None:
+            await self._send(letters)
+            return
+        if self._producer is None:
+            raise RuntimeError("the sink has no Kafka producer (not running)")
+        sent = [await self._producer.send(self.settings.topic_dead_letters, value)
+                for value in letters]
+        await asyncio.gather(*sent)  # acknowledged by the broker (acks=all)
 
     def _drop_connection(self) -> None:
         if self._warehouse is not None:
@@ -158,8 +338,102 @@ class ClickHouseSink:
 
     # -- life cycle ---------------------------------------------------------------------------
 
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when the sink is told to stop."""
+        if self._stop_event is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+
+    def _migrate_once(self) -> list[str]:
+        if self._warehouse is None:
+            self._warehouse = self.connect()
+        return migrations.migrate(self._warehouse, cluster=self.settings.clickhouse_cluster)
+
+    async def apply_migrations(self) -> bool:
+        """Apply the migrations, retrying with backoff while ClickHouse is away or refuses;
+        one log line per failed attempt. False when told to stop first."""
+        delay, attempt = 1.0, 0
+        while not self._stopping:
+            attempt += 1
+            try:
+                names = await asyncio.to_thread(self._migrate_once)
+            except Exception as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+                kind = failure_kind(cause)
+                self.metrics.clickhouse_up.set(0 if kind == "connection" else 1)
+                self._drop_connection()
+                log.warning("ClickHouse migrations, attempt %d: %s; the sink waits and "
+                            "retries in %.0f s (Kafka stages keep running)",
+                            attempt, short_error(exc), delay)
+                await self._sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.metrics.clickhouse_up.set(1)
+            if names:
+                print(f"applied migrations: {', '.join(names)}", flush=True)
+            self.migrated = True
+            return True
+        return False
+
+    async def _start_kafka(self, *clients: Any) -> bool:
+        delay, attempt = 1.0, 0
+        while not self._stopping:
+            attempt += 1
+            try:
+                for client in clients:
+                    await client.start()
+            except Exception as exc:
+                self.metrics.kafka_up.set(0)
+                log.warning("Kafka at %s, attempt %d: %s; retrying in %.0f s",
+                            self.settings.kafka_bootstrap, attempt, short_error(exc), delay)
+                for client in clients:
+                    with contextlib.suppress(Exception):
+                        await client.stop()
+                await self._sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.metrics.kafka_up.set(1)
+            return True
+        return False
+
+    async def _probe_kafka(self, consumer: AIOKafkaConsumer, every: float = 5.0) -> None:
+        """`peakend_kafka_up`: can this process fetch the cluster's metadata within 5 s?"""
+        up = True
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(consumer.topics(), timeout=5.0)
+                now_up = True
+            except Exception as exc:
+                now_up = False
+                if up:  # one line per outage, not one per probe
+                    log.warning("Kafka at %s unreachable (%s)", self.settings.kafka_bootstrap,
+                                short_error(exc) if str(exc) else type(exc).__name__)
+            if now_up and not up:
+                log.warning("Kafka at %s reachable again", self.settings.kafka_bootstrap)
+            up = now_up
+            self.metrics.kafka_up.set(1 if up else 0)
+            await self._sleep(every)
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        behind: dict[str, int] = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if end is None or position is None:
+                continue
+            behind[tp.topic] = behind.get(tp.topic, 0) + max(0, end - position)
+        for topic, records in behind.items():
+            self.metrics.sink_lag_records.labels(topic).set(records)
+
     async def run(self) -> None:
         sink = self
+        self._stop_event = asyncio.Event()
+        if self._stopping:
+            self._stop_event.set()
+        # The driver logs each failed connection with a traceback; the sink says it in one line.
+        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
         class FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -177,37 +451,74 @@ class ClickHouseSink:
             max_poll_records=self.settings.sink_batch_rows,
             **self.settings.kafka_client_options(),
         )
-        consumer.subscribe(list(self.tables), listener=FlushOnRevoke())
-        self._consumer = consumer
-        await consumer.start()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+            **self.settings.kafka_client_options(),
+        )
+        if not await self._start_kafka(consumer, producer):
+            return
+        self._consumer, self._producer = consumer, producer
+        probe = asyncio.ensure_future(self._probe_kafka(consumer))
         try:
+            if self.migrate and not await self.apply_migrations():
+                return
+            consumer.subscribe(list(self.tables), listener=FlushOnRevoke())
+            lag_at = 0.0
             while not self._stopping:
                 batches = await consumer.getmany(timeout_ms=100, max_records=5000)
                 for tp, messages in batches.items():
                     for message in messages:
                         if message.value is not None:
-                            self.add(tp.topic, tp.partition, message.offset, message.value)
+                            self.add(tp.topic, tp.partition, message.offset, message.value,
+                                     message.timestamp)
+                    if messages:
+                        self._positions[tp] = messages[-1].offset + 1
+                if time.monotonic() - lag_at >= 1.0:
+                    self._update_lag(consumer)
+                    lag_at = time.monotonic()
                 if self.due():
                     await self.flush()
             # stopping: land what is held (best effort; a failure leaves it uncommitted)
             with contextlib.suppress(Exception):
                 await self.flush()
         finally:
+            probe.cancel()
+            with contextlib.suppress(BaseException):
+                await probe
             await consumer.stop()
+            await producer.stop()
 
     def stop(self) -> None:
         self._stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def abandon(self, within: float = 0.5) -> None:
+        """Stop at once without flushing (the worker is gone): leave the consumer group so that
+        the next sink gets the partitions without waiting for a session timeout. The held batch
+        is uncommitted and is read again by that sink."""
+        self.stop()
+        clients = [c for c in (self._consumer, self._producer) if c is not None]
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.gather(*(c.stop() for c in clients)), within)
 
 
 # -- the sink as a child process of the worker -------------------------------------------------
 
-SINK_METRICS = (
-    "peakend_sink_batch_rows",
-    "peakend_sink_insert_seconds",
-    "peakend_sink_rows",
-    "peakend_sink_insert_failures",
-    "peakend_clickhouse_up",
-)
+# WorkerMetrics attributes the sink owns -> their metric family names (relayed from the child).
+SINK_METRIC_ATTRIBUTES = {
+    "sink_batch_rows": "peakend_sink_batch_rows",
+    "sink_insert_seconds": "peakend_sink_insert_seconds",
+    "sink_rows": "peakend_sink_rows",
+    "sink_insert_failures": "peakend_sink_insert_failures",
+    "sink_rejected_rows": "peakend_sink_rejected_rows",
+    "sink_insert_in_flight": "peakend_sink_insert_in_flight_seconds",
+    "sink_oldest_pending": "peakend_sink_oldest_pending_seconds",
+    "sink_lag_records": "peakend_sink_lag_records",
+    "clickhouse_up": "peakend_clickhouse_up",
+    "kafka_up": "peakend_kafka_up",
+}
+SINK_METRICS = tuple(SINK_METRIC_ATTRIBUTES.values())
 
 
 def _free_port() -> int:
@@ -243,22 +554,25 @@ class SinkProcess:
     """Runs `peakend sink` as a child of the worker, restarts it if it dies, stops it with the
     worker; the child also stops by itself when the worker dies (even by SIGKILL)."""
 
-    def __init__(self, metrics: WorkerMetrics) -> None:
+    def __init__(self, metrics: WorkerMetrics, *, migrate: bool = True) -> None:
         self.port = _free_port()
+        self.migrate = migrate
         registry = metrics.registry
-        for name in ("sink_batch_rows", "sink_insert_seconds", "sink_rows",
-                     "sink_insert_failures", "clickhouse_up"):
+        for name in SINK_METRIC_ATTRIBUTES:
             with contextlib.suppress(KeyError):
                 registry.unregister(getattr(metrics, name))
         registry.register(RelayedSinkMetrics(self.port))
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "pipeline.cli", "sink", "--parent-pid", str(os.getpid())]
+        return command if self.migrate else [*command, "--no-migrate"]
+
     def start(self) -> None:
         env = {**os.environ, "PEAKEND_METRICS_PORT": str(self.port)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "sink", "--parent-pid", str(os.getpid())],
-            env=env,
-        )
+        # Popen runs in the thread that owns the event loop, which lives as long as the worker:
+        # PR_SET_PDEATHSIG fires when the forking *thread* ends, not only the process.
+        self.proc = subprocess.Popen(self.command(), env=env)
 
     async def run(self) -> None:
         try:
@@ -287,13 +601,19 @@ class SinkProcess:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parent-pid", type=int, default=0,
-                        help="stop when this process (the worker) is gone")
+                        help="stop at once when this process (the worker) is gone")
+    parser.add_argument("--no-migrate", action="store_true",
+                        help="do not apply ClickHouse migrations before the first insert")
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _die_with(parent_pid: int) -> None:
-    """Ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG); best effort."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    """Ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG); the `--parent-pid`
+    watch in `run` covers systems without it."""
+    with contextlib.suppress(Exception):  # not Linux: the watch loop remains
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent_pid:  # it died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -301,6 +621,8 @@ def _die_with(parent_pid: int) -> None:
 def run(args: argparse.Namespace) -> int:
     """`peakend sink`: output topics -> ClickHouse in this process, until SIGTERM/SIGINT (or,
     with --parent-pid, until that process is gone)."""
+    if args.parent_pid:
+        _die_with(args.parent_pid)  # first: the worker may be killed while this one starts
     from pipeline.storage.warehouse import connect
 
     settings = Settings.from_env()
@@ -311,27 +633,50 @@ def run(args: argparse.Namespace) -> int:
     sink = ClickHouseSink(
         settings,
         lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
-                        database=settings.clickhouse_database),
+                        database=settings.clickhouse_database, timeouts=SINK_TIMEOUTS),
         metrics,
+        migrate=not args.no_migrate,
     )
+
+    def orphaned() -> bool:
+        return bool(args.parent_pid) and os.getppid() != args.parent_pid
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+
+        async def leave() -> None:
+            # The worker is gone (SIGKILL, OOM): nobody waits for this batch, and an insert
+            # stuck on a hung server could hold the exit for its timeout. Leave the group
+            # (bounded), then exit; the batch is uncommitted and the next sink reads it again.
+            log.warning("the worker (pid %d) is gone; the sink exits without flushing",
+                        args.parent_pid)
+            await sink.abandon(0.5)
+            logging.shutdown()
+            os._exit(0)
+
+        leaving: list[asyncio.Task[None]] = []  # a reference, so the task is not collected
+
+        def on_signal() -> None:
+            if orphaned():
+                leaving.append(loop.create_task(leave()))
+            else:
+                sink.stop()  # the worker stops it: flush, commit, exit
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, sink.stop)
-        if args.parent_pid:
-            _die_with(args.parent_pid)
+            loop.add_signal_handler(sig, on_signal)
+        if orphaned():
+            await leave()
 
-            async def watch_parent() -> None:
-                while os.getppid() == args.parent_pid:
-                    await asyncio.sleep(0.5)
-                sink.stop()
+        async def watch_parent() -> None:
+            while not orphaned():
+                await asyncio.sleep(0.5)
+            await leave()
 
-            watcher = asyncio.ensure_future(watch_parent())
+        watcher = asyncio.ensure_future(watch_parent()) if args.parent_pid else None
         try:
             await sink.run()
         finally:
-            if args.parent_pid:
+            if watcher is not None:
                 watcher.cancel()
 
     asyncio.run(main())

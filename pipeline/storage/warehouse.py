@@ -9,20 +9,27 @@ SQL is written once, in the subset both accept, with `%(name)s` placeholders. Va
 escaped by clickhouse-driver's own escaper (for chdb too), never pasted in by hand. Inserts send
 rows as data (native blocks on the server: 18.16 hangs on inline literal VALUES over the native
 protocol; JSONEachRow on chdb).
+
+`failure_kind` sorts what an engine raises into the three classes the sink acts on: the
+connection (down, hung, timed out: retry), the server refusing work for a reason of its own
+(unknown table, memory, read-only, authentication: retry) and the content of the rows (a value the
+column type cannot hold: isolate the rows, docs/reliability.md "The sink's failure classes").
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from clickhouse_driver import Client
+from clickhouse_driver import errors as driver_errors
 from clickhouse_driver.util.escape import escape_params
 
 from pipeline.urls import parse_clickhouse_url
@@ -84,14 +91,126 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
+class Timeouts(NamedTuple):
+    """clickhouse-driver's socket timeouts, in seconds.
+
+    The defaults suit analysts' queries and batch jobs (a long SELECT may be silent for a while).
+    The sink uses `SINK_TIMEOUTS`: a server that accepts connections but never answers (hung,
+    SIGSTOP) must count as down within ~15 s, not after the driver's ~60 s.
+    """
+
+    connect: float = 5.0  # TCP connect
+    send_receive: float = 60.0  # any one send or receive on an open connection
+    sync_request: float = 5.0  # the ping the driver sends before reusing a connection
+
+
+# Worst case on a hung server: ping on the old connection (3 s), then a new connection that
+# the kernel accepts but nobody serves, waiting for the server's hello (8 s): ~11 s.
+# An insert of a 10,000-row batch never waits 8 s for a single packet from a healthy server.
+SINK_TIMEOUTS = Timeouts(connect=3.0, send_receive=8.0, sync_request=3.0)
+
+
+# Server error codes that say the server cannot take work now, whatever the rows hold.
+# (Codes: clickhouse_driver.errors.ErrorCodes and ClickHouse's ErrorCodes.cpp.)
+_CONNECTION_CODES = frozenset({
+    159,  # TIMEOUT_EXCEEDED
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    279,  # ALL_CONNECTION_TRIES_FAILED
+})
+_SERVER_CODES = frozenset({
+    8, 10, 16,  # THERE_IS_NO_COLUMN, NOT_FOUND_COLUMN_IN_BLOCK, NO_SUCH_COLUMN_IN_TABLE: schema
+    23, 24, 74, 75, 76, 77,  # reading/writing the server's own streams and files
+    60, 81, 218,  # UNKNOWN_TABLE, UNKNOWN_DATABASE, TABLE_IS_DROPPED: migrations not applied
+    164, 242,  # READONLY, TABLE_IS_READ_ONLY
+    173, 241,  # CANNOT_ALLOCATE_MEMORY, MEMORY_LIMIT_EXCEEDED
+    192, 193, 194, 291, 497, 516,  # users, passwords, access rights
+    202, 252,  # TOO_MANY_SIMULTANEOUS_QUERIES, TOO_MANY_PARTS
+    225, 236, 319, 394, 425, 473, 999,  # ZooKeeper, aborted, cancelled, system errors
+    243,  # NOT_ENOUGH_SPACE
+    1000,  # POCO_EXCEPTION (I/O and system errors inside the server)
+})
+_CODE_IN_TEXT = re.compile(r"Code:\s*(\d+)")
+
+
+def error_code(exc: BaseException) -> int | None:
+    """ClickHouse's error code: the driver's `code`, else `Code: N` in the text (chdb).
+
+    >>> error_code(RuntimeError("Code: 53. DB::Exception: Type mismatch"))
+    53
+    >>> error_code(ValueError("no code")) is None
+    True
+    """
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    found = _CODE_IN_TEXT.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def failure_kind(exc: BaseException) -> str:
+    """`connection`, `server` or `content`: how the sink treats a failed insert.
+
+    - `connection`: network errors, timeouts, a broken protocol stream. ClickHouse is down (the
+      `peakend_clickhouse_up` gauge); retry the same rows.
+    - `server`: the server answered and refused for a reason of its own (table missing, memory,
+      read-only, credentials). Retry the same rows; the rows are not to blame.
+    - `content`: anything else, chiefly values the column types cannot hold. The driver checks
+      them while it encodes the block (TypeMismatchError, Code: 53, "argument out of range") and
+      the server checks more (e.g. Code: 190, Nested arrays of different sizes). Split the batch
+      to find the rows to blame.
+
+    >>> failure_kind(driver_errors.NetworkError("Code: 210. Connection refused"))
+    'connection'
+    >>> failure_kind(driver_errors.ServerException("DB::Exception: Table x doesn't exist", 60))
+    'server'
+    >>> failure_kind(driver_errors.TypeMismatchError("Column a: argument out of range"))
+    'content'
+    >>> failure_kind(OverflowError("int too big to convert"))
+    'content'
+    """
+    if isinstance(exc, (driver_errors.NetworkError, driver_errors.SocketTimeoutError,
+                        driver_errors.UnexpectedPacketFromServerError,
+                        driver_errors.UnknownPacketFromServerError,
+                        driver_errors.PartiallyConsumedQueryError,
+                        EOFError, OSError, socket.timeout, TimeoutError)):
+        return "connection"
+    code = error_code(exc)
+    if isinstance(exc, driver_errors.Error) or code is not None:
+        if code in _CONNECTION_CODES:
+            return "connection"
+        if code in _SERVER_CODES:
+            return "server"
+    return "content"
+
+
+def short_error(exc: BaseException, limit: int = 500) -> str:
+    """One line for a log or a dead letter: type and message, without the server's stack trace.
+
+    >>> short_error(RuntimeError("Code: 60. DB::Exception: no table.. Stack trace:\\n0. f"))
+    'RuntimeError: Code: 60. DB::Exception: no table..'
+    """
+    text = " ".join(str(exc).split("Stack trace:")[0].split()) or repr(exc)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
 class ServerWarehouse:
     """A ClickHouse server reached over the native protocol."""
 
     engine = "server"
 
-    def __init__(self, url: str, *, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         # Any password character, raw or percent-encoded (pipeline.urls); urlparse cut a raw '/'.
         parsed = parse_clickhouse_url(url)
+        limits = timeouts or Timeouts()
         self.database = identifier(parsed.database)
         self._client = Client(
             host=parsed.host,
@@ -101,8 +220,9 @@ class ServerWarehouse:
             database=self.database,
             secure=parsed.secure,
             settings=dict(settings or {}),
-            connect_timeout=5,
-            send_receive_timeout=60,
+            connect_timeout=limits.connect,
+            send_receive_timeout=limits.send_receive,
+            sync_request_timeout=limits.sync_request,
         )
         self._lock = threading.Lock()  # one native connection: one query at a time
 
@@ -272,13 +392,15 @@ class ChdbWarehouse:
         """The embedded engine stays open for the life of the process (chdb: one per process)."""
 
 
-def connect(url: str, *, chdb_path: str = ".stack/chdb", database: str = "peakend") -> Warehouse:
+def connect(url: str, *, chdb_path: str = ".stack/chdb", database: str = "peakend",
+            timeouts: Timeouts | None = None) -> Warehouse:
     """A warehouse for `url`: clickhouse://user:pass@host:port/db, or chdb when url is empty.
 
     `chdb:///abs/path` or `chdb://rel/path` names an embedded data directory explicitly.
+    `timeouts` applies to a server (chdb runs in this process).
     """
     if not url:
         return ChdbWarehouse(chdb_path, database)
     if url.startswith("chdb://"):
         return ChdbWarehouse(url[len("chdb://") :] or chdb_path, database)
-    return ServerWarehouse(url)
+    return ServerWarehouse(url, timeouts=timeouts)

@@ -1,0 +1,201 @@
+"""The sink isolates rows ClickHouse refuses for their content (pipeline.storage.sink.isolate) and
+tells content failures from a server that is down, without any server: the inserts go to a
+stand-in warehouse that refuses rows the way clickhouse-driver does (TypeMismatchError, Code 53)
+or fails the way a dead server does (NetworkError). The real server: tests/integration/
+test_sink_poison_rows.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import pytest
+from clickhouse_driver import errors
+
+from pipeline.contract.dead_letters import DeadLetter
+from pipeline.observability import WorkerMetrics
+from pipeline.settings import Settings
+from pipeline.storage.sink import REJECTED_REASON, ClickHouseSink, isolate
+from pipeline.storage.warehouse import Warehouse, failure_kind
+
+
+def _poison(x: int) -> None:
+    if x < 0:
+        raise errors.TypeMismatchError("Column a: argument out of range")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_isolate_inserts_every_good_item_once_and_rejects_exactly_the_bad(seed: int) -> None:
+    rng = random.Random(seed)
+    items = [rng.choice([1, 1, 1, 1, -1]) * i for i in range(1, rng.randint(1, 300))]
+    landed: list[int] = []
+    calls = [0]
+
+    def insert(chunk: list[int]) -> None:
+        calls[0] += 1
+        for x in chunk:
+            _poison(x)
+        landed.extend(chunk)
+
+    refused: list[tuple[int, BaseException]] = []
+    isolate([list(items)], insert, refused)
+    bad = [x for x in items if x < 0]
+    assert sorted(landed) == sorted(x for x in items if x > 0)
+    assert len(landed) == len(set(landed))
+    assert [x for x, _ in refused] == bad  # in batch order
+    assert all(isinstance(e, errors.TypeMismatchError) for _, e in refused)
+    # bisection, not one insert per row: about 2k log2(n/k) + 1 inserts for k bad of n
+    n, k = len(items), max(1, len(bad))
+    assert calls[0] <= 1 + 2 * k * (max(1, (n // k)).bit_length() + 1)
+
+
+def test_a_batch_of_only_poison_rows_ends() -> None:
+    def insert(chunk: list[int]) -> None:
+        for x in chunk:
+            _poison(x)
+
+    refused: list[tuple[int, BaseException]] = []
+    isolate([[-1, -2, -3, -4, -5]], insert, refused)
+    assert [x for x, _ in refused] == [-1, -2, -3, -4, -5]
+
+
+def test_a_connection_failure_stops_isolation_and_a_retry_resumes_without_duplicates() -> None:
+    items = list(range(1, 65))
+    items[10] = -11
+    items[50] = -51
+    landed: list[int] = []
+    failures = iter([False, False, False, True, False, False, True] + [False] * 100)
+
+    def insert(chunk: list[int]) -> None:
+        if next(failures):
+            raise errors.NetworkError("Code: 210. Connection reset by peer")
+        for x in chunk:
+            _poison(x)
+        landed.extend(chunk)
+
+    chunks = [list(items)]
+    refused: list[tuple[int, BaseException]] = []
+    retries = 0
+    while True:
+        try:
+            isolate(chunks, insert, refused)
+            break
+        except errors.NetworkError:
+            retries += 1
+    assert retries == 2
+    assert sorted(landed) == [x for x in items if x > 0]
+    assert len(landed) == len(set(landed))
+    assert [x for x, _ in refused] == [-11, -51]
+
+
+def test_a_server_refusal_is_not_blamed_on_the_rows() -> None:
+    def insert(chunk: list[int]) -> None:
+        raise errors.ServerException("DB::Exception: Table peakend.journeys doesn't exist.", 60)
+
+    chunks = [[1, 2, 3]]
+    refused: list[tuple[int, BaseException]] = []
+    with pytest.raises(errors.ServerException):
+        isolate(chunks, insert, refused)
+    assert chunks == [[1, 2, 3]] and refused == []
+
+
+@pytest.mark.parametrize(("exc", "kind"), [
+    (errors.NetworkError("Code: 210. Connection refused (127.0.0.1:9000)"), "connection"),
+    (errors.SocketTimeoutError("Code: 209. timed out"), "connection"),
+    (ConnectionResetError(104, "Connection reset by peer"), "connection"),
+    (EOFError("Unexpected EOF while reading bytes"), "connection"),
+    (errors.ServerException("DB::Exception: Timeout exceeded: elapsed 10 s", 159), "connection"),
+    (errors.ServerException("DB::Exception: Memory limit exceeded", 241), "server"),
+    (errors.ServerException("DB::Exception: Too many parts (300)", 252), "server"),
+    (errors.ServerException("DB::Exception: Table x doesn't exist.", 60), "server"),
+    (errors.ServerException("DB::Exception: peakend_writer: Authentication failed", 516),
+     "server"),
+    (errors.TypeMismatchError("Column a: argument out of range"), "content"),
+    (errors.ServerException("DB::Exception: Elements 'n.x' and 'n.y' of Nested data structure "
+                            "'n' (Array columns) have different array sizes.", 190), "content"),
+    (RuntimeError("Code: 6. DB::Exception: Cannot parse input"), "content"),  # chdb
+    (OverflowError("int too big to convert"), "content"),
+    (ValueError("Invalid isoformat string: 'x'"), "content"),
+])
+def test_failure_kinds(exc: BaseException, kind: str) -> None:
+    assert failure_kind(exc) == kind
+
+
+# -- the sink's flush with a stand-in warehouse ---------------------------------------------------
+
+class Refusing:
+    """A Warehouse that refuses journeys rows whose `events` is negative (as the driver refuses a
+    negative UInt32), and can be made unreachable."""
+
+    engine = "server"
+    database = "peakend"
+
+    def __init__(self) -> None:
+        self.stored: dict[str, list[dict[str, Any]]] = {}
+        self.down = 0  # this many next inserts fail with a connection error
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        if self.down:
+            self.down -= 1
+            raise errors.NetworkError("Code: 210. Connection refused (127.0.0.1:9000)")
+        data = [dict(zip(columns, r, strict=True)) for r in rows]
+        if any(r.get("events", 0) < 0 for r in data):
+            raise errors.TypeMismatchError(
+                "Code: 53. Type mismatch in VALUES section. Column events: argument out of range")
+        self.stored.setdefault(table, []).extend(data)
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def journey_record(i: int, events: int) -> bytes:
+    return json.dumps({
+        "journey_id": f"j{i}", "customer_id": f"c{i}", "keyed_by": "journey_id", "status": "open",
+        "close_reason": "",
+        "started_at": "2026-11-22T17:10:00.000Z", "ended_at": "2026-11-22T17:20:00.000Z",
+        "duration_seconds": 600.0, "events": events, "moments": 1,
+        "peak_valence": -0.5, "peak_touchpoint": "checkout", "peak_at": "2026-11-22T17:15:00.000Z",
+        "best_valence": -0.5, "worst_valence": -0.5, "end_valence": -0.5,
+        "end_touchpoint": "checkout", "end_at": "2026-11-22T17:15:00.000Z",
+        "end_window_valence": -0.5, "peak_end_score": -0.5, "mean_valence": -0.5,
+        "first_touchpoint": "checkout", "last_touchpoint": "checkout",
+        "channel": "web", "stage": "purchase", "version": 1,
+    }).encode()
+
+
+def test_flush_stores_the_good_rows_dead_letters_the_bad_and_counts_them() -> None:
+    settings = Settings.from_env({})
+    metrics = WorkerMetrics.create()
+    warehouse = Refusing()
+    sent: list[bytes] = []
+
+    async def send(letters: list[bytes]) -> None:
+        sent.extend(letters)
+
+    sink = ClickHouseSink(settings, lambda: cast(Warehouse, warehouse), metrics, migrate=False,
+                          send_dead_letters=send)
+    try:
+        sink.add(settings.topic_journeys, 0, 0, journey_record(0, 1))
+    except (KeyError, ValueError) as exc:  # the record layout changed: say so, do not skip
+        pytest.fail(f"the test's journey record no longer converts: {exc!r}")
+    for i in range(1, 40):
+        sink.add(settings.topic_journeys, i % 3, i, journey_record(i, -1 if i in (7, 23) else 2))
+    warehouse.down = 2  # ClickHouse away for the first two attempts: retried, not dead-lettered
+    asyncio.run(sink.flush())
+
+    stored = sorted(int(r["journey_id"][1:]) for r in warehouse.stored["journeys"])
+    assert stored == [i for i in range(40) if i not in (7, 23)]
+    letters = [DeadLetter.from_json(b) for b in sent]
+    assert [(d.reason, d.source_partition, d.source_offset) for d in letters] == [
+        (REJECTED_REASON, 1, 7), (REJECTED_REASON, 2, 23)]
+    assert "journeys" in letters[0].error and "argument out of range" in letters[0].error
+    assert letters[0].original == journey_record(7, -1)
+    reg = metrics.registry
+    assert reg.get_sample_value("peakend_sink_rejected_rows_total", {"table": "journeys"}) == 2
+    assert reg.get_sample_value("peakend_sink_insert_failures_total", {"table": "journeys"}) == 2
+    assert reg.get_sample_value("peakend_clickhouse_up") == 1
+    assert reg.get_sample_value("peakend_sink_oldest_pending_seconds") == 0
