@@ -56,6 +56,7 @@ from pipeline.privacy import PersonalData
 from pipeline.replay import add_now_argument, reject_error
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
+from pipeline.urls import warehouse_url_argument
 
 _NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
 _FAR = 1 << 62
@@ -644,7 +645,7 @@ def _batches(files: Sequence[str], parquet_files: list[pq.ParquetFile], backfill
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE.parquet",
                         help="event files in the jobs/parquet_schema.py layout, in order")
-    parser.add_argument("--url", default=None,
+    parser.add_argument("--url", default=None, type=warehouse_url_argument,
                         help="clickhouse://user:password@host:port/db (default "
                              "PEAKEND_CLICKHOUSE_URL; empty: embedded chdb at PEAKEND_CHDB_PATH)")
     parser.add_argument("--partitions", type=int, default=1,

@@ -32,6 +32,7 @@ from pipeline.cliargs import whole
 from pipeline.outputs import OutputError, atomic_path, check_file
 from pipeline.storage.tables import TABLES
 from pipeline.storage.warehouse import Warehouse
+from pipeline.urls import warehouse_url_argument
 
 SINCE_COLUMNS = {
     "journeys": "ended_at_ms",
@@ -134,7 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="Parquet file to write")
     parser.add_argument("--since", help="only rows at or after this time (RFC 3339, or a "
                                         "duration before now such as 7d)")
-    parser.add_argument("--url", default=None,
+    parser.add_argument("--url", default=None, type=warehouse_url_argument,
                         help="clickhouse://user:password@host:port/db (default "
                              "PEAKEND_CLICKHOUSE_READER_URL, else PEAKEND_CLICKHOUSE_URL; "
                              "empty: embedded chdb)")

@@ -26,7 +26,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from pipeline.urls import mask_url_password, parse_clickhouse_url
+from pipeline.urls import WAREHOUSE_URLS, check_warehouse_url, mask_url_password
 
 __all__ = ["VARIABLES", "Settings", "SettingsError", "Variable", "mask_url_password"]
 
@@ -218,13 +218,13 @@ class Settings(BaseSettings):
         "",
         "clickhouse://user:password@host:9000/db of the writer (password percent-encoded or "
         "raw); empty: embedded chdb.",
-        accepts="empty, chdb://path or clickhouse[s]://user:password@host:port/database",
+        accepts=WAREHOUSE_URLS,
         url=True,
     )
     clickhouse_reader_url: str = setting(
         "",
         "URL of the read-only user (analysts, Grafana, `peakend demo` reports).",
-        accepts="empty, chdb://path or clickhouse[s]://user:password@host:port/database",
+        accepts=WAREHOUSE_URLS,
         url=True,
     )
     chdb_path: str = setting(
@@ -393,15 +393,7 @@ class Settings(BaseSettings):
     @field_validator("clickhouse_url", "clickhouse_reader_url")
     @classmethod
     def _clickhouse_url(cls, value: str) -> str:
-        value = value.strip()
-        if not value or value.startswith("chdb://"):
-            return value
-        try:
-            parse_clickhouse_url(value)
-        except ValueError as exc:
-            raise ValueError(f"must be empty, chdb://path or "
-                             f"clickhouse[s]://user:password@host:port/database: {exc}") from None
-        return value
+        return check_warehouse_url(value)  # the commands' --url is checked by the same function
 
     @field_validator("clickhouse_database")
     @classmethod

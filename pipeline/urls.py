@@ -12,6 +12,7 @@ does not hand the whole URL to `urllib.parse.urlsplit`: it ends the credentials 
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
@@ -110,11 +111,52 @@ def mask_url_password(text: str) -> str:
     'clickhouse://peakend_writer:***@127.0.0.1:9000/peakend'
     >>> mask_url_password("clickhouse://w:p@ss/w:rd@h:9000/db")
     'clickhouse://w:***@h:9000/db'
+    >>> mask_url_password("w:p@ss@h:9000")
+    'w:***@h:9000'
     >>> mask_url_password("localhost:9092")
     'localhost:9092'
     """
     scheme, credentials, rest = _split(text)
+    if not scheme and "@" in text:  # `user:password@host`, a URL missing its scheme
+        credentials, _, rest = text.rpartition("@")
     if credentials is None or ":" not in credentials:
         return text
     user = credentials.partition(":")[0]
-    return f"{text[: len(scheme)]}://{user}:***@{rest}"
+    head = f"{text[: len(scheme)]}://" if scheme else ""
+    return f"{head}{user}:***@{rest}"
+
+
+WAREHOUSE_URLS = "empty, chdb://path or clickhouse[s]://user:password@host:port/database"
+
+
+def check_warehouse_url(text: str) -> str:
+    """`text` stripped when it names a warehouse (`pipeline.storage.warehouse.connect`: empty for
+    the embedded chdb, chdb://path, or a clickhouse URL); else ValueError saying what is accepted.
+
+    >>> check_warehouse_url(" clickhouse://w:p@h/db ")
+    'clickhouse://w:p@h/db'
+    >>> check_warehouse_url("clickhouse://w:p@h:0/db")
+    Traceback (most recent call last):
+    ...
+    ValueError: must be empty, chdb://path or clickhouse[s]://user:password@host:port/database: the port must be an integer from 1 to 65535
+    """  # noqa: E501
+    text = text.strip()
+    if not text or text.startswith("chdb://"):
+        return text
+    try:
+        parse_clickhouse_url(text)
+    except ValueError as exc:
+        raise ValueError(f"must be {WAREHOUSE_URLS}: {exc}") from None
+    return text
+
+
+def warehouse_url_argument(text: str) -> str:
+    """argparse `type=` of the commands' `--url`: the same check as the settings, the password
+    masked in the message (`argument --url: must be ..., not 'clickhouse://w:***@h:0/db'`)."""
+    try:
+        return check_warehouse_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; not {mask_url_password(text)!r}") from None
+
+
+warehouse_url_argument.__name__ = "URL"  # argparse names the type in some messages

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse, connect
+from pipeline.urls import warehouse_url_argument
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -234,7 +235,7 @@ def migrate(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", default=None,
+        "--url", default=None, type=warehouse_url_argument,
         help="clickhouse://user:password@host:port/db (default: PEAKEND_CLICKHOUSE_URL; "
              "empty: the embedded chdb at PEAKEND_CHDB_PATH)")
     parser.add_argument(

@@ -291,6 +291,10 @@ def test_errors_never_show_a_password() -> None:
     assert "top@secret" not in str(caught.value)
     assert "clickhouse://w:***@h:99999/db" in str(caught.value)
     with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PEAKEND_CLICKHOUSE_READER_URL": "r:top@secret@h:9000/db"})
+    assert "top@secret" not in str(caught.value)
+    assert "'r:***@h:9000/db'" in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
         Settings.from_env({"PEAKEND_KAFKA_SASL_PASSWORD": "hunter2",
                            "PEAKEND_PARTITIONS": "hunter2"})
     assert str(caught.value).count("hunter2") == 1  # the partitions value, not the password
@@ -323,3 +327,18 @@ def test_settings_docs_lists_every_variable_with_what_it_accepts(
     for line, var in zip(lines, VARIABLES, strict=True):
         assert line.startswith(f"{var.name}={var.default}    # {var.doc}")
         assert f"Accepts: {var.accepts}." in line
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["backfill", "x.parquet"],
+                                     ["export", "--table", "journeys", "--output", "x.parquet"]])
+@pytest.mark.parametrize("url", ["http://w:top@secret@h/db", "clickhouse://w:top@secret@h:0/db",
+                                 "clickhouse://w:top@secret@h:9000/db-1", "w:top@secret@h"])
+def test_the_commands_url_option_is_checked_like_the_setting(
+        command: list[str], url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main([*command, "--url", url])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"peakend {command[0]}: error: argument --url: must be")
+    assert "top@secret" not in err
+    assert ":***@" in err
