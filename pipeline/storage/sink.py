@@ -398,12 +398,13 @@ class ClickHouseSink:
             return True
         return False
 
-    async def _probe_kafka(self, consumer: AIOKafkaConsumer, every: float = 5.0) -> None:
+    async def _probe_kafka(self, consumer: AIOKafkaConsumer, every: float = 5.0,
+                           timeout: float = 5.0) -> None:
         """`peakend_kafka_up`: can this process fetch the cluster's metadata within 5 s?"""
         up = True
         while not self._stopping:
             try:
-                await asyncio.wait_for(consumer.topics(), timeout=5.0)
+                await asyncio.wait_for(consumer.topics(), timeout=timeout)
                 now_up = True
             except Exception as exc:
                 now_up = False

@@ -199,3 +199,38 @@ def test_flush_stores_the_good_rows_dead_letters_the_bad_and_counts_them() -> No
     assert reg.get_sample_value("peakend_sink_insert_failures_total", {"table": "journeys"}) == 2
     assert reg.get_sample_value("peakend_clickhouse_up") == 1
     assert reg.get_sample_value("peakend_sink_oldest_pending_seconds") == 0
+
+
+class Cluster:
+    """Stands in for the consumer's metadata call: answers, hangs, or fails."""
+
+    def __init__(self) -> None:
+        self.state = "up"
+
+    async def topics(self) -> set[str]:
+        if self.state == "hung":
+            await asyncio.sleep(60)
+        if self.state == "down":
+            raise ConnectionError("Unable to get cluster metadata over all known brokers")
+        return {"cx.journeys"}
+
+
+def test_kafka_up_follows_the_metadata_probe() -> None:
+    metrics = WorkerMetrics.create()
+    sink = ClickHouseSink(Settings.from_env({}), lambda: cast(Warehouse, Refusing()), metrics,
+                          migrate=False)
+    cluster = Cluster()
+    seen: list[float | None] = []
+
+    async def main() -> None:
+        probe = asyncio.ensure_future(
+            sink._probe_kafka(cast(Any, cluster), every=0.05, timeout=0.2))
+        for state in ("up", "hung", "up", "down", "up"):
+            cluster.state = state
+            await asyncio.sleep(0.5)
+            seen.append(metrics.registry.get_sample_value("peakend_kafka_up"))
+        sink.stop()
+        await asyncio.wait_for(probe, 5)
+
+    asyncio.run(main())
+    assert seen == [1, 0, 1, 0, 1]
