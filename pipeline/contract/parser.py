@@ -18,10 +18,17 @@ from pipeline.contract.decoding import DEFAULT_MAX_BYTES, decode_json
 from pipeline.contract.rejected import INVALID, NOT_OBJECT, Rejected
 from pipeline.core.event import CHANNELS, EVENT_TYPES, STAGES, Signals, Survey, TouchpointEvent
 
+# Every limit below is also stated in schemas/touchpoint-event.v1.json (a test reads them from
+# there) and fits the column that stores the value (schemas/clickhouse/001_tables.sql).
 EVENT_ID_MAX = 200
+TEXT_MAX = 200  # producer, customer_id, journey_id, touchpoint
 COMMENT_MAX = 2000
 ATTRIBUTES_MAX = 32
 ATTRIBUTE_VALUE_MAX = 200
+# A year: longer is a unit mistake. Bounded so an integer literal of any length (Python reads
+# 10**400 exactly) is rejected here instead of overflowing float() in the core.
+SECONDS_MAX = 31_536_000
+TRANSFERS_MAX = 2_147_483_647  # touchpoint_events.transfers is Nullable(Int32)
 OUTCOMES = ("churn", "repurchase", "complaint", "referral", "cancellation", "upgrade", "other")
 
 REQUIRED = (
@@ -41,15 +48,44 @@ _CHANNELS = frozenset(CHANNELS)
 _STAGES = frozenset(STAGES)
 _OUTCOMES = frozenset(OUTCOMES)
 
-# Same text as the schema's `pattern` for occurred_at. Upper-case T and Z only; 1-9 fraction
-# digits (Go's RFC3339Nano writes 9; datetime keeps 6, the rest is truncated); no leap second.
-# The calendar check (no 2026-02-30) is datetime's.
-_OCCURRED_AT = re.compile(
-    r"[0-9]{4}-(?:0[1-9]|1[0-2])-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-    r"(?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+# The schema's `pattern` for occurred_at, character for character (a test compares them).
+# Upper-case T and Z only; 1-9 fraction digits (Go's RFC3339Nano writes 9; datetime keeps 6, the
+# rest is truncated); no leap second. Years 2000-2099 after applying the offset, the range the
+# tables store and `format_ms` handles: local years 2000-2099, and on the two edge days only
+# offsets that keep the instant inside (a regex cannot subtract an offset; the exact rule would
+# need one alternative per minute of the day). The calendar check (no 2026-02-30) is datetime's.
+_MONTH = "(?:0[1-9]|1[0-2])"
+_DAY = "(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+_OFFSET = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+OCCURRED_AT_PATTERN = (
+    f"^(?:(?:20(?:0[1-9]|[1-8][0-9]|9[0-8])-{_MONTH}-{_DAY}"
+    f"|2000-(?:01-(?:0[2-9]|[12][0-9]|3[01])|(?:0[2-9]|1[0-2])-{_DAY})"
+    f"|2099-(?:(?:0[1-9]|1[01])-{_DAY}|12-(?:0[1-9]|[12][0-9]|30)))T{_TIME}(?:Z|[+-]{_OFFSET})"
+    f"|2000-01-01T{_TIME}(?:Z|\\+00:00|-{_OFFSET})"
+    f"|2099-12-31T{_TIME}(?:Z|-00:00|\\+{_OFFSET}))"
+    r"(?![\s\S])"
 )
-_INF = math.inf
+_OCCURRED_AT = re.compile(OCCURRED_AT_PATTERN)
+# Only to explain a failure: the same form with any year, to tell "out of range" from "not a
+# date-time" in the message.
+_OCCURRED_AT_ANY_YEAR = re.compile(
+    f"[0-9]{{4}}-{_MONTH}-{_DAY}T{_TIME}(?:Z|[+-]{_OFFSET})")
+_EDGE_DAYS = ("2000-01-01", "2099-12-31")
 _ATTRIBUTE_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+class RepeatedKeys(dict[str, str]):
+    """An attribute map read from a source that can repeat a key (a Parquet map) whose keys did
+    repeat: the dict keeps one value per key, `repeated` names the first key seen twice.
+
+    In JSON the same record is not I-JSON (`not_json`); `parse_dict` rejects this one as
+    `invalid` naming the key, instead of silently keeping one of the values.
+    """
+
+    def __init__(self, pairs: list[tuple[str, str]], repeated: str) -> None:
+        super().__init__(pairs)
+        self.repeated = repeated
 
 
 class _Invalid(Exception):
@@ -91,27 +127,32 @@ def _wrong_type(path: str, expected: str, value: object) -> NoReturn:
         _fail(path, f"expected {expected}, got the boolean {_show(value)} "
                     "(booleans are not numbers in schema v1)")
     if expected == "an integer" and isinstance(value, float):
+        # the hint only for readable values: int(1e300) has 301 digits
         _fail(path, f"{_show(value)} is not an integer (write {int(value)}; integer fields "
-                    "reject a fraction or exponent, even .0)" if value.is_integer() else
+                    "reject a fraction or exponent, even .0)"
+                    if value.is_integer() and abs(value) < 1e15 else
                     f"{_show(value)} is not an integer")
     _fail(path, f"expected {expected}, got {_kind(value)}")
 
 
 def _unknown(path: str, keys: Any, allowed: tuple[str, ...]) -> NoReturn:
     unknown = sorted(str(k) for k in keys if k not in allowed)
-    names = ", ".join(repr(k) for k in unknown)
+    # each name cut short and at most five of them: a record of 60 KiB keys stays one log line
+    names = ", ".join(_show(k) for k in unknown[:5])
+    if len(unknown) > 5:
+        names += f" and {len(unknown) - 5} more"
     what = "field" if len(unknown) == 1 else "fields"
     where = "" if not path else f"{path}: "
     scope = "schema v1 allows" if not path else "allowed"
     raise _Invalid(f"{where}unknown {what} {names} ({scope}: {', '.join(sorted(allowed))})")
 
 
-def _text(path: str, value: object, max_length: int = 0) -> str:
+def _text(path: str, value: object, max_length: int = TEXT_MAX) -> str:
     if type(value) is not str:
         _wrong_type(path, "a string", value)
     if not value:
         _fail(path, "must not be empty")
-    if max_length and len(value) > max_length:
+    if len(value) > max_length:
         _fail(path, f"{len(value)} characters, above the maximum {max_length}")
     return value
 
@@ -124,24 +165,28 @@ def _choice(path: str, value: object, allowed: frozenset[str], order: tuple[str,
     _fail(path, f"{_show(value)} is not one of {', '.join(order)}")
 
 
-def _number(path: str, value: object) -> float:
+def _number(path: str, value: object, low: float, high: float, limits: str) -> float:
+    """A JSON number in [low, high]; `limits` is how the message states the range."""
     kind = type(value)
     if kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
             _fail(path, f"{_show(value)} is not a finite number (the literal overflows a double)")
-        return value  # type: ignore[return-value]
-    if kind is int:
-        return float(value)  # type: ignore[arg-type]
-    _wrong_type(path, "a number", value)
+    elif kind is not int:
+        _wrong_type(path, "a number", value)
+    # compared before float(): Python reads an integer literal of any length exactly, and
+    # float(10**400) raises OverflowError
+    if not low <= value <= high:  # type: ignore[operator]
+        _fail(path, f"{_show(value)} is {limits}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def _integer(path: str, value: object, low: int | None, high: int | None) -> int:
     if type(value) is not int:
         _wrong_type(path, "an integer", value)
     if low is not None and value < low:
-        _fail(path, f"{value} is below the minimum {low}")
+        _fail(path, f"{_show(value)} is below the minimum {low}")
     if high is not None and value > high:
-        _fail(path, f"{value} is above the maximum {high}")
+        _fail(path, f"{_show(value)} is above the maximum {high}")
     return value
 
 
@@ -159,15 +204,19 @@ def _occurred_at(value: object) -> datetime:
             return datetime.fromisoformat(value)
         except ValueError:
             pass  # a day the calendar does not have, or year 0
+    if _OCCURRED_AT_ANY_YEAR.fullmatch(value) is not None and (
+            not 2000 <= int(value[:4]) <= 2099 or value[:10] in _EDGE_DAYS):
+        _fail("occurred_at", f"{_show(value)} is outside the years 2000-2099 UTC that the "
+                             "tables store (on 2000-01-01 and 2099-12-31 write the time in UTC)")
     _fail("occurred_at", f"{_show(value)} is not an RFC 3339 date-time with offset "
                          "(e.g. 2026-11-22T17:10:09.123Z or 2026-11-22T18:10:09+01:00)")
 
 
 def _seconds(name: str, item: object) -> float:
-    seconds = _number(f"signals.{name}", item)
-    if seconds < 0:
+    if (type(item) is int or type(item) is float) and item < 0:
         _fail(f"signals.{name}", f"{_show(item)} is below the minimum 0")
-    return seconds
+    return _number(f"signals.{name}", item, 0, SECONDS_MAX,
+                   f"above the maximum {SECONDS_MAX} (one year)")
 
 
 def _signals(value: object) -> Signals:
@@ -178,12 +227,12 @@ def _signals(value: object) -> Signals:
     for key, item in value.items():
         kind = type(item)
         if key == "wait_seconds":
-            wait = item if kind is float and 0 <= item < _INF else _seconds(key, item)
+            wait = item if kind is float and 0 <= item <= SECONDS_MAX else _seconds(key, item)
         elif key == "handle_seconds":
-            handle = item if kind is float and 0 <= item < _INF else _seconds(key, item)
+            handle = item if kind is float and 0 <= item <= SECONDS_MAX else _seconds(key, item)
         elif key == "transfers":
-            transfers = item if kind is int and item >= 0 else _integer(
-                "signals.transfers", item, 0, None)
+            transfers = item if kind is int and 0 <= item <= TRANSFERS_MAX else _integer(
+                "signals.transfers", item, 0, TRANSFERS_MAX)
         elif key == "resolved":
             resolved = item if kind is bool else _boolean("signals.resolved", item)
         elif key == "error":
@@ -243,6 +292,10 @@ def _attribute_key(key: str) -> None:
 
 def _attributes(value: object) -> dict[str, str]:
     if type(value) is not dict:
+        if isinstance(value, RepeatedKeys):
+            _fail(f"attributes.{value.repeated}",
+                  f"key {_show(value.repeated)} appears more than once in the map; keys must be "
+                  "unique (the same event as JSON is rejected as a duplicate key)")
         _wrong_type("attributes", "an object of string values", value)
     if len(value) > ATTRIBUTES_MAX:
         _fail("attributes", f"{len(value)} entries, above the maximum {ATTRIBUTES_MAX}")
@@ -275,16 +328,16 @@ def _build(obj: dict[str, Any]) -> TouchpointEvent:
         _fail("schema_version", f"{_show(version)} is not 1 (this parser reads schema v1 only)")
     occurred_at = _occurred_at(obj["occurred_at"])
     producer = obj["producer"]
-    if type(producer) is not str or not producer:
+    if type(producer) is not str or not 0 < len(producer) <= TEXT_MAX:
         _text("producer", producer)
     customer_id = obj["customer_id"]
-    if type(customer_id) is not str or not customer_id:
+    if type(customer_id) is not str or not 0 < len(customer_id) <= TEXT_MAX:
         _text("customer_id", customer_id)
     kind = obj["type"]
     if type(kind) is not str or kind not in _TYPES:
         _choice("type", kind, _TYPES, EVENT_TYPES)
     touchpoint = obj["touchpoint"]
-    if type(touchpoint) is not str or not touchpoint:
+    if type(touchpoint) is not str or not 0 < len(touchpoint) <= TEXT_MAX:
         _text("touchpoint", touchpoint)
     channel = obj["channel"]
     if type(channel) is not str or channel not in _CHANNELS:
@@ -302,9 +355,7 @@ def _build(obj: dict[str, Any]) -> TouchpointEvent:
             journey_id = _text("journey_id", journey_id)
         valence = obj.get("valence")
         if valence is not None or "valence" in obj:
-            valence = _number("valence", valence)
-            if not -1.0 <= valence <= 1.0:
-                _fail("valence", f"{_show(obj['valence'])} is outside [-1, 1]")
+            valence = _number("valence", valence, -1.0, 1.0, "outside [-1, 1]")
         signals = obj.get("signals")
         if signals is not None or "signals" in obj:
             signals = _signals(signals)

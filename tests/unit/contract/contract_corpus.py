@@ -68,7 +68,12 @@ VALID: list[tuple[str, bytes]] = [
     ("offset -00:00", encode(event(occurred_at="2026-11-22T17:10:09-00:00"))),
     ("nine fraction digits", encode(event(occurred_at="2026-11-22T17:10:09.123456789Z"))),
     ("leap day", encode(event(occurred_at="2028-02-29T00:00:00Z"))),
-    ("year 0001", encode(event(occurred_at="0001-01-01T00:00:00Z"))),
+    ("first instant 2000-01-01Z", encode(event(occurred_at="2000-01-01T00:00:00Z"))),
+    ("2000-01-01 negative offset", encode(event(occurred_at="2000-01-01T00:00:00-05:00"))),
+    ("2000-01-02 with +14:00", encode(event(occurred_at="2000-01-02T00:00:00+14:00"))),
+    ("last instant 2099", encode(event(occurred_at="2099-12-31T23:59:59.999999999Z"))),
+    ("2099-12-31 positive offset", encode(event(occurred_at="2099-12-31T23:00:00+05:00"))),
+    ("2099-12-30 with -12:00", encode(event(occurred_at="2099-12-30T23:59:59-12:00"))),
     ("valence -1 integer", encode(event(valence=-1))),
     ("valence 1.0", encode(event(valence=1.0))),
     ("valence 0", encode(event(valence=0))),
@@ -87,7 +92,11 @@ VALID: list[tuple[str, bytes]] = [
     ("empty signals", encode(event(signals={}))),
     ("all signals", encode(event(signals={"wait_seconds": 0, "handle_seconds": 1.5,
                                           "transfers": 0, "resolved": True, "error": False}))),
-    ("huge wait", encode(event(signals={"wait_seconds": 1e300}))),
+    ("wait one year", encode(event(signals={"wait_seconds": 31536000}))),
+    ("handle one year as float", encode(event(signals={"handle_seconds": 31536000.0}))),
+    ("transfers Int32 max", encode(event(signals={"transfers": 2147483647}))),
+    ("ids 200 chars", encode(event(producer="p" * 200, customer_id="c" * 200,
+                                   journey_id="j" * 200, touchpoint="t" * 200))),
     ("empty attributes", encode(event(attributes={}))),
     ("32 attributes", encode(event(attributes={f"k{i}": "v" for i in range(32)}))),
     ("attribute key 64 chars", encode(event(attributes={"a" * 64: "v"}))),
@@ -181,10 +190,22 @@ INVALID: list[Bad] = [
           "2026-11-22T17:10:09+0100",  # offset without colon
           "2026-11-22T17:10:09+24:00",  # offset out of range
           "2026-11-22",  # date only
-          "0000-01-01T00:00:00Z",  # year 0
           "2026-11-22T17:10:09Z\n",  # trailing newline
           "\uff11\uff19\uff19\uff19-01-01T00:00:00Z",  # full-width digits
           "1763831409",  # epoch seconds as text
+      )),
+    *(bad(f"occurred_at {text!r}", event(occurred_at=text), "invalid",
+          f"occurred_at: {text!r} is outside the years 2000-2099 UTC")
+      for text in (
+          "0000-01-01T00:00:00Z",  # year 0
+          "0001-01-01T00:00:00+14:00",  # crashed the time formatter
+          "9999-12-31T23:59:59-01:00",  # crashed the time formatter
+          "1960-06-01T00:00:00Z",  # ClickHouse DateTime cannot store it
+          "2200-01-01T00:00:00Z",
+          "1999-12-31T23:59:59Z",
+          "2100-01-01T00:00:00Z",
+          "2000-01-01T00:30:00+01:00",  # 1999 in UTC
+          "2099-12-31T23:30:00-01:00",  # 2100 in UTC
       )),
     bad("occurred_at epoch number", event(occurred_at=1763831409), "invalid",
         "occurred_at: expected an RFC 3339 date-time string, got the number 1763831409"),
@@ -205,6 +226,21 @@ INVALID: list[Bad] = [
         "signals.wait_seconds: -1 is below the minimum 0"),
     bad("negative handle", event(signals={"handle_seconds": -0.5}), "invalid",
         "signals.handle_seconds: -0.5 is below the minimum 0"),
+    bad("wait above a year", event(signals={"wait_seconds": 31536000.5}), "invalid",
+        "signals.wait_seconds: 31536000.5 is above the maximum 31536000"),
+    bad("handle 1e300", event(signals={"handle_seconds": 1e300}), "invalid",
+        "signals.handle_seconds: 1e+300 is above the maximum 31536000"),
+    bad("400-digit wait", encode(BASE)[:-1] + b', "signals": {"wait_seconds": 1' + b"0" * 400
+        + b"}}", "invalid", "signals.wait_seconds: 1000000000"),
+    bad("400-digit valence", encode(BASE)[:-1] + b', "valence": -1' + b"0" * 400 + b"}",
+        "invalid", "valence: -100000000"),
+    bad("transfers 2**31", event(signals={"transfers": 2**31}), "invalid",
+        "signals.transfers: 2147483648 is above the maximum 2147483647"),
+    bad("400-digit transfers", event(signals={"transfers": 10**400}), "invalid",
+        "signals.transfers: 1000000000"),
+    *(bad(f"{name} 201 chars", event(**{name: "x" * 201}), "invalid",
+          f"{name}: 201 characters, above the maximum 200")
+      for name in ("producer", "customer_id", "journey_id", "touchpoint")),
     bad("overflowing wait", encode(BASE)[:-1] + b', "signals": {"wait_seconds": 1e999}}',
         "invalid", "signals.wait_seconds: inf is not a finite number"),
     bad("transfers 2.0", event(signals={"transfers": 2.0}), "invalid",

@@ -23,7 +23,8 @@ JSON_VALUES = st.recursive(
 
 @st.composite
 def occurred_at(draw: st.DrawFn) -> str:
-    moment = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+    # 2000-01-02..2099-12-30 local: inside the schema's UTC years for every offset
+    moment = draw(st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30)))
     minutes = draw(st.integers(-23 * 60 - 59, 23 * 60 + 59))
     zone = timezone(timedelta(minutes=minutes))
     text = moment.replace(tzinfo=zone).isoformat()
@@ -36,11 +37,11 @@ def occurred_at(draw: st.DrawFn) -> str:
 def signals(draw: st.DrawFn) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if draw(st.booleans()):
-        out["wait_seconds"] = draw(st.integers(0, 10**6) | st.floats(0, 1e9))
+        out["wait_seconds"] = draw(st.integers(0, 10**6) | st.floats(0, 31_536_000))
     if draw(st.booleans()):
         out["handle_seconds"] = draw(st.floats(0, 1e6))
     if draw(st.booleans()):
-        out["transfers"] = draw(st.integers(0, 10))
+        out["transfers"] = draw(st.integers(0, 10) | st.just(2_147_483_647))
     if draw(st.booleans()):
         out["resolved"] = draw(st.booleans())
     if draw(st.booleans()):
