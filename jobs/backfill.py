@@ -328,8 +328,8 @@ class Backfill:
                 self.counts["duplicates"] += 1
             else:
                 pending.dead_letters.append(DeadLetter.make(
-                    reason, reject_error(reason, event.occurred_ms, watermark, self.clock,
-                                         self.lateness_ms, partition),
+                    reason, reject_error(reason, event.event_id, event.occurred_ms, watermark,
+                                         self.clock, self.lateness_ms, partition),
                     original=_original(dicts.row(i)), source_topic=source,
                     source_partition=partition, source_offset=first_row + i,
                     event_id=event.event_id))

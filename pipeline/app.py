@@ -56,7 +56,7 @@ def arrival_ms(message: Any, read_ms: int) -> int:
     (1795367409123, 5)
     """
     if getattr(message, "timestamp_type", 0) == 1:
-        return round(message.timestamp * 1000)
+        return round(float(message.timestamp) * 1000)
     return read_ms
 
 

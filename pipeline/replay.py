@@ -27,11 +27,12 @@ from typing import Any, BinaryIO
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
-from pipeline.core.clock import FUTURE, future_error
+from pipeline.core.clock import FUTURE, conflict_error, future_error
 from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.gcpolicy import tune_gc
+from pipeline.core.journeys import CONFLICT
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import parse_ms
@@ -78,11 +79,13 @@ def with_now(config: CoreConfig, explicit: int | None) -> CoreConfig:
     return replace(config, clock=replace(config.clock, now_ms=now))
 
 
-def reject_error(reason: str, event_ms: int, watermark_ms: int, clock: ClockConfig,
-                 lateness_ms: int, partition: int) -> str:
+def reject_error(reason: str, event_id: str, event_ms: int, watermark_ms: int,
+                 clock: ClockConfig, lateness_ms: int, partition: int) -> str:
     """The dead-letter message of an event the engine rejected with `reason` in a batch run."""
     if reason == FUTURE and clock.now_ms is not None:
         return future_error(event_ms, clock.now_ms, clock.max_skew_ms)
+    if reason == CONFLICT:
+        return conflict_error(event_id)
     return late_error(event_ms, watermark_ms, lateness_ms, partition)
 
 
@@ -128,7 +131,7 @@ class Replay:
 
     def reject_error(self, reason: str, event: TouchpointEvent, partition: int) -> str:
         """The dead-letter message of an event the engine rejected with `reason`."""
-        return reject_error(reason, event.occurred_ms,
+        return reject_error(reason, event.event_id, event.occurred_ms,
                             self.engine.watermarks.get(partition, event.occurred_ms),
                             self.clock, self.lateness_ms, partition)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 # The modules mypyc compiles (every module with per-event or per-bucket work).
 COMPILED_MODULES = (
-    "buckets", "config", "drops", "engine", "event", "journeys", "metrics", "moments",
+    "buckets", "clock", "config", "drops", "engine", "event", "journeys", "metrics", "moments",
     "partitioner", "records", "scoring", "segment_totals", "stats", "surveys", "timefmt",
     "valence",
 )

@@ -38,3 +38,15 @@ def future_error(event_ms: int, arrived_ms: int, max_skew_ms: int) -> str:
         f"reached us, more than the allowed clock skew of {max_skew_ms // 1000} s "
         f"(PEAKEND_MAX_CLOCK_SKEW_SECONDS): the producer clock runs ahead"
     )
+
+
+def conflict_error(event_id: str) -> str:
+    """The dead-letter message of a `conflict` (pipeline.core.journeys.CONFLICT).
+
+    >>> conflict_error("e1")[:60]
+    "event_id: 'e1' was applied before with different content; th"
+    """
+    return (
+        f"event_id: {event_id!r} was applied before with different content; the copy applied "
+        "first is kept and this one is not applied (send a changed event with a new event_id)"
+    )

@@ -9,8 +9,10 @@ Written for the thin stream adapter that drives it (the Faust journey agent) as 
     for key in tracker.drain_dirty_keys():                  # -> the state table (keep_dirty_keys)
         table[key] = tracker.dump_key(key)                  # None: delete the key
 
-`reason` is `"late"` (make a dead letter), `"duplicate"` (already applied: drop it quietly, this
-is what makes redelivery harmless) or None. The state of one key (all journeys of one journey id
+`reason` is `"late"` (make a dead letter), `"duplicate"` (already applied with the same content:
+drop it quietly, this is what makes redelivery harmless), `"conflict"` (its event_id was applied
+with other content: the copy applied first stays, make a dead letter of this one) or None.
+The state of one key (all journeys of one journey id
 or customer) is a plain JSON-able dict: `dump_key` / `load_key` move it to and from a table, and a
 restarted worker calls `load_key` for each key before applying events of that key.
 
@@ -25,6 +27,11 @@ Rules (DESIGN.md 1, docs/core.md):
   `allowed_lateness_ms` behind stream time reopen and update closed journeys; older ones are late.
 - closed journeys are evicted once stream time is past last event + idle gap + lateness: no
   acceptable event can touch them any more, so memory stays bounded.
+- a producer journey_id spans days: it closes on journey_end, at `max_length_ms` or after the
+  separate `journey_idle_ms` (default 7 d), never on the customer idle gap. Once evicted, the
+  id is remembered (a marker, no events) until `max_length_ms` after its last event; an event of
+  the id meanwhile starts a distinct journey `<id>@<its first event time>`, never a second
+  journey under the same id whose versions would tie with the first one's.
 - version = 4 x events + (0 open, 1 closed, 2 superseded): deterministic for the same events and
   final stream time whatever the arrival order; should that not grow (a late journey_end splitting
   a customer journey), it becomes the previous version + 1 so it never goes back.
@@ -37,7 +44,7 @@ from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
 from pipeline.core.config import JourneyConfig
-from pipeline.core.event import TouchpointEvent
+from pipeline.core.event import TouchpointEvent, content_digest
 from pipeline.core.moments import Entry, JourneyMoments, new_entry
 from pipeline.core.records import JourneyRecord, new_record
 from pipeline.core.scoring import ScoringRules
@@ -46,6 +53,10 @@ from pipeline.core.valence import survey_valence
 
 LATE: Final = "late"
 DUPLICATE: Final = "duplicate"
+# an event_id applied before with other content: the copy applied first stays, this one is a
+# dead letter (a changed event needs a new event_id; docs/contract.md)
+CONFLICT: Final = "conflict"
+UNKNOWN_DIGEST: Final = -1  # state written before digests were kept: any copy is a duplicate
 _STATUS_CODE: Final = {"open": 0, "closed": 1, "superseded": 2}
 _NO_ATTRS: Final[tuple[tuple[str, str], ...]] = ()
 _FAR: Final = 1 << 62
@@ -53,6 +64,11 @@ _MARKER_TYPES: Final = frozenset({"journey_end", "outcome"})
 _SEG_CACHE_MAX: Final = 4096
 
 Segments = tuple[tuple[str, str], ...]
+
+
+def _repeat(applied: int, digest: int) -> str:
+    """The verdict on an event_id applied before with content digest `applied`."""
+    return DUPLICATE if digest == applied or applied == UNKNOWN_DIGEST else CONFLICT
 
 
 class EndDelta(NamedTuple):
@@ -78,6 +94,7 @@ class Journey:
         "customer_id",
         "entries",
         "id",
+        "idle_ms",
         "ids",
         "keyed_by",
         "moments",
@@ -85,12 +102,16 @@ class Journey:
         "version",
     )
 
-    def __init__(self, journey_id: str, keyed_by: str, customer_id: str, end_window_ms: int):
+    def __init__(self, journey_id: str, keyed_by: str, customer_id: str, end_window_ms: int,
+                 idle_ms: int):
         self.id = journey_id
         self.keyed_by = keyed_by
+        # closes this long after its last event: the customer idle gap for a gap session, the
+        # much longer journey idle timeout for a producer journey id (which spans days)
+        self.idle_ms = idle_ms
         self.customer_id = customer_id
         self.entries: list[Entry] = []
-        self.ids: set[str] = set()
+        self.ids: dict[str, int] = {}  # event_id -> content digest
         self.moments = JourneyMoments(end_window_ms)
         self.version = 0
         self.status = "open"
@@ -98,9 +119,9 @@ class Journey:
         # what this journey currently contributes to negative_end: (at_ms, negative, segments)
         self.counted: tuple[int, bool, Segments] | None = None
 
-    def add(self, entry: Entry) -> None:
+    def add(self, entry: Entry, digest: int) -> None:
         self.entries.append(entry)
-        self.ids.add(entry[1])
+        self.ids[entry[1]] = digest
         self.moments.update(entry)
 
     @property
@@ -123,15 +144,18 @@ class Journey:
                 self.counted[0], self.counted[1], [list(s) for s in self.counted[2]]
             ],
             "entries": [[*e[:9], [list(a) for a in e[9]]] for e in self.entries],
+            "digests": [self.ids[e[1]] for e in self.entries],
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], end_window_ms: int) -> Journey:
-        journey = cls(state["id"], state["keyed_by"], state["customer_id"], end_window_ms)
-        for raw in state["entries"]:
+    def from_state(cls, state: dict[str, Any], end_window_ms: int, idle_ms: int) -> Journey:
+        journey = cls(state["id"], state["keyed_by"], state["customer_id"], end_window_ms,
+                      idle_ms)
+        digests = state.get("digests") or [UNKNOWN_DIGEST] * len(state["entries"])
+        for raw, digest in zip(state["entries"], digests, strict=True):
             attrs = tuple((str(k), str(v)) for k, v in raw[9])
             journey.add(new_entry((int(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], raw[6],
-                                   raw[7], raw[8], attrs)))
+                                   raw[7], raw[8], attrs)), int(digest))
         journey.version = int(state["version"])
         journey.status = state["status"]
         journey.close_reason = state["close_reason"]
@@ -149,10 +173,16 @@ class KeyState:
     and a restart rebuilds): the sessions are a tuple, empty and shared for a journey-id key, and
     the retired ids a dict made on the first supersession."""
 
-    __slots__ = ("journey", "retired", "scheduled", "sessions")
+    __slots__ = ("ended_until", "journey", "pieces", "retired", "scheduled", "sessions")
 
     def __init__(self) -> None:
         self.journey: Journey | None = None
+        # Producer journey ids: journeys of this id evicted so far, and until when that is
+        # remembered (stream time). While remembered, a later event of the id starts a distinct
+        # journey `<id>@<its first event time>`: never a second journey under the same id, whose
+        # versions would tie with the evicted one's (a tie ClickHouse and replay break apart).
+        self.pieces = 0
+        self.ended_until = -_FAR
         self.sessions: tuple[Journey, ...] = ()  # customer-keyed, sorted by start
         # superseded journey id -> (last version, last event ms, its superseded record as
         # emitted): should a later late event bring the id back (a split by a late journey_end),
@@ -199,6 +229,7 @@ class JourneyTracker:
         self._keep_dirty = keep_dirty_keys
         self._dirty: list[str] = []  # a list: an append per event, deduplicated when drained
         self._gap = self.config.idle_gap_ms
+        self._journey_idle = self.config.journey_idle_ms
         self._max_len = self.config.max_length_ms
         self._lateness = self.config.allowed_lateness_ms
         self._window = self.config.end_window_ms
@@ -259,16 +290,17 @@ class JourneyTracker:
         key = event.customer_id if jid is None else jid
         eid = event.event_id
         state = self._keys.get(key)
+        digest = content_digest(event)
         if state is None:
             state = self._keys[key] = KeyState()
             own = None
         else:
             own = state.journey
             if own is not None and eid in own.ids:
-                return DUPLICATE
+                return _repeat(own.ids[eid], digest)
             for known in state.sessions:
                 if eid in known.ids:
-                    return DUPLICATE
+                    return _repeat(known.ids[eid], digest)
         # the entry (see moments.Entry), valence inlined from valence.moment_valence
         valence = event.valence
         if valence is None:
@@ -290,9 +322,10 @@ class JourneyTracker:
             self._dirty.append(key)
         if jid is not None:
             if own is None:
-                own = Journey(jid, "journey_id", event.customer_id, self._window)
+                own = Journey(jid if state.pieces == 0 else f"{jid}@{format_ms(ms)}",
+                              "journey_id", event.customer_id, self._window, self._journey_idle)
                 state.journey = own
-            own.add(entry)
+            own.add(entry, digest)
             first = own.moments.first
             assert first is not None  # narrowed, or compiled code indexes an untyped object
             own.customer_id = first[8]
@@ -302,7 +335,7 @@ class JourneyTracker:
                 self._refresh_others(state, own, watermark_ms, emitted)
             self._schedule_one(key, state, own)
             return None
-        extended = self._extend(state, entry)
+        extended = self._extend(state, entry, digest)
         if extended is not None:  # in order, the common case: no lists to build
             self._emit_at(extended, watermark_ms)
             emitted.append(extended)
@@ -311,7 +344,7 @@ class JourneyTracker:
                 self._refresh_others(state, extended, watermark_ms, emitted)
             self._schedule_one(key, state, extended)
             return None
-        changed, superseded = self._repartition(state, entry)
+        changed, superseded = self._repartition(state, entry, digest)
         if superseded:
             for gone in superseded:
                 self._emit(gone, "superseded", "")
@@ -401,6 +434,7 @@ class JourneyTracker:
             "sessions": [j.to_state() for j in state.sessions],
             "retired": {k: [v[0], v[1]] for k, v in sorted(retired.items())},
             "superseded": {k: v[2] for k, v in sorted(retired.items())},
+            "pieces": [state.pieces, state.ended_until] if state.pieces else None,
         }
 
     def load_key(self, key: str, data: dict[str, Any] | None) -> None:
@@ -410,14 +444,21 @@ class JourneyTracker:
             return
         state = KeyState()
         if data["journey"] is not None:
-            state.journey = Journey.from_state(data["journey"], self._window)
-        state.sessions = tuple(Journey.from_state(s, self._window) for s in data["sessions"])
+            state.journey = Journey.from_state(data["journey"], self._window, self._journey_idle)
+        state.sessions = tuple(Journey.from_state(s, self._window, self._gap)
+                               for s in data["sessions"])
+        pieces = data.get("pieces")
+        if pieces is not None:
+            state.pieces, state.ended_until = int(pieces[0]), int(pieces[1])
         records = data.get("superseded", {})
         retired = {k: (int(v[0]), int(v[1]), records[k])
                    for k, v in data.get("retired", {}).items()}
         state.retired = retired or None
         self._keys[key] = state
         self._schedule(key, state)
+        if state.journey is None and not state.sessions and state.pieces:
+            state.scheduled = state.ended_until + 1  # when the remembered pieces are forgotten
+            heappush(self._deadlines, (state.scheduled, key))
 
     def keys(self) -> list[str]:
         return list(self._keys)
@@ -444,14 +485,14 @@ class JourneyTracker:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _extend(self, state: KeyState, entry: Entry) -> Journey | None:
+    def _extend(self, state: KeyState, entry: Entry, digest: int) -> Journey | None:
         """Put a customer-keyed entry that comes after all others of its key into its session,
         the last one or a new one, and return that; None when the entry is out of order (the
         caller repartitions)."""
         sessions = state.sessions
         ms = entry[0]
         if not sessions:
-            fresh = self._session(entry[8], [entry], None)
+            fresh = self._session(entry[8], [entry], None, {entry[1]: digest})
             state.sessions = (fresh,)
             return fresh
         tail = sessions[-1]
@@ -463,28 +504,32 @@ class JourneyTracker:
             return None
         if (ms - last_ms <= self._gap and ms - m.first_ms < self._max_len
                 and last[2] != "journey_end"):
-            tail.add(entry)
+            tail.add(entry, digest)
             return tail
-        fresh = self._session(entry[8], [entry], m.first_ms)
+        fresh = self._session(entry[8], [entry], m.first_ms, {entry[1]: digest})
         state.revive(fresh)
         state.sessions = (*sessions, fresh)
         return fresh
 
-    def _session(self, customer_id: str, entries: list[Entry], previous_start: int | None
-                 ) -> Journey:
+    def _session(self, customer_id: str, entries: list[Entry], previous_start: int | None,
+                 digests: dict[str, int]) -> Journey:
         """A customer-gap journey of `entries`, sorted by (ms, event id)."""
         first = entries[0]
         journey_id = f"{customer_id}@{format_ms(first[0])}"
         if previous_start == first[0]:
             # only after a journey_end in the same millisecond: keep ids unique, deterministically
             journey_id += f"#{first[1]}"
-        journey = Journey(journey_id, "customer_gap", customer_id, self._window)
+        journey = Journey(journey_id, "customer_gap", customer_id, self._window, self._gap)
         for entry in entries:
-            journey.add(entry)
+            journey.add(entry, digests[entry[1]])
         return journey
 
-    def _repartition(self, state: KeyState, entry: Entry) -> tuple[list[Journey], list[Journey]]:
+    def _repartition(self, state: KeyState, entry: Entry, digest: int
+                     ) -> tuple[list[Journey], list[Journey]]:
         old = {j.id: j for j in state.sessions}
+        digests = {entry[1]: digest}
+        for journey in state.sessions:
+            digests.update(journey.ids)
         entries = sorted([e for j in state.sessions for e in j.entries] + [entry],
                          key=lambda e: (e[0], e[1]))
         groups: list[list[Entry]] = []
@@ -501,7 +546,7 @@ class JourneyTracker:
         changed: list[Journey] = []
         previous_start: int | None = None
         for group in groups:
-            fresh = self._session(entry[8], group, previous_start)
+            fresh = self._session(entry[8], group, previous_start, digests)
             previous_start = group[0][0]
             kept = old.pop(fresh.id, None)
             if kept is not None and [e[1] for e in kept.entries] == [e[1] for e in group]:
@@ -523,7 +568,7 @@ class JourneyTracker:
             return "closed", "journey_end"
         if watermark_ms >= m.first_ms + self._max_len:
             return "closed", "max_length"
-        if watermark_ms > m.last_ms + self._gap:
+        if watermark_ms > m.last_ms + journey.idle_ms:
             return "closed", "idle_gap"
         return "open", ""
 
@@ -600,10 +645,10 @@ class JourneyTracker:
         """When stream time next changes `journey`: it closes (open), or it can be evicted."""
         m = journey.moments
         if journey.status == "open":
-            idle = m.last_ms + self._gap + 1
+            idle = m.last_ms + journey.idle_ms + 1
             cap = m.first_ms + self._max_len
             return cap if cap < idle else idle
-        return m.last_ms + self._gap + self._lateness + 1
+        return m.last_ms + journey.idle_ms + self._lateness + 1
 
     def _schedule(self, key: str, state: KeyState, journeys: Sequence[Journey] | None = None
                   ) -> None:
@@ -634,8 +679,13 @@ class JourneyTracker:
         def alive(journey: Journey) -> bool:
             return journey.status == "open" or self._deadline(journey) > watermark_ms
 
-        if state.journey is not None and not alive(state.journey):
+        own = state.journey
+        if own is not None and not alive(own):
             state.journey = None
+            state.pieces += 1
+            until = own.last_ms + self._max_len
+            if until > state.ended_until:
+                state.ended_until = until
             self._mark_dirty(key)
         kept = tuple([j for j in state.sessions if alive(j)])
         if len(kept) != len(state.sessions):
@@ -644,6 +694,11 @@ class JourneyTracker:
         if state.forget_retired(watermark_ms - self._gap - self._lateness):
             self._mark_dirty(key)
         if state.journey is None and not state.sessions:
-            del self._keys[key]
+            if state.ended_until < watermark_ms or not state.pieces:
+                del self._keys[key]
+                self._mark_dirty(key)
+            elif state.ended_until + 1 < state.scheduled:
+                state.scheduled = state.ended_until + 1  # then the id may start over
+                heappush(self._deadlines, (state.scheduled, key))
         else:
             self._schedule(key, state)

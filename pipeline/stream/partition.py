@@ -22,10 +22,10 @@ from typing import Any
 
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.buckets import segments_of
-from pipeline.core.clock import FUTURE, future_error, is_future
+from pipeline.core.clock import FUTURE, conflict_error, future_error, is_future
 from pipeline.core.config import CoreConfig
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.journeys import DUPLICATE, LATE, EndDelta, Journey, JourneyTracker
+from pipeline.core.journeys import CONFLICT, DUPLICATE, LATE, EndDelta, Journey, JourneyTracker
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
@@ -127,8 +127,10 @@ class PartitionProcessor:
             self.watermark = event.occurred_ms
         records, reason = self.tracker.apply(event, self.watermark)
         out = StageOneOutput(journeys=records)
-        if reason == LATE:
-            out.reject = LATE
+        if reason in (LATE, CONFLICT):
+            # a conflicting copy contributes nothing: its answers would be counted beside (or
+            # instead of) the copy applied first
+            out.reject = reason
         elif reason == DUPLICATE:
             out.duplicate = True
             self._resend_key(event.journey_key, out)
@@ -215,6 +217,8 @@ class PartitionProcessor:
         """The dead letter of an event `process` rejected with `reason`, just after it did."""
         if reason == FUTURE:
             error = future_error(event.occurred_ms, self.last_arrived_ms, self.max_skew_ms)
+        elif reason == CONFLICT:
+            error = conflict_error(event.event_id)
         else:
             error = late_error(event.occurred_ms, self.watermark,
                                self.config.journeys.allowed_lateness_ms, self.partition)

@@ -25,6 +25,7 @@ from pipeline.core.config import JourneyConfig
 from pipeline.core.event import Signals, TouchpointEvent
 from pipeline.core.journeys import JourneyTracker
 from pipeline.core.records import JourneyRecord
+from pipeline.core.timefmt import format_ms
 
 
 def run(events: list[TouchpointEvent], config: JourneyConfig | None = None,
@@ -62,6 +63,10 @@ def test_hotel_positive_end_lifts_a_bad_middle() -> None:
 
 def test_hotline_negative_peak_and_end_against_a_first_ring_bank() -> None:
     _, out = run(hotline_hell(), final_ms=T0 + 12 * DAY)
+    # a case with a producer journey id spans days: 3 and 6 days between its touchpoints, and
+    # still one journey, open until a week passes without a touchpoint
+    assert out["invest-1"].status == "open" and out["invest-1"].events == 3
+    _, out = run(hotline_hell(), final_ms=T0 + 16 * DAY + 1)
     r = out["invest-1"]
     assert r.peak_valence is not None and r.peak_valence < -0.95
     assert r.peak_touchpoint == "hotline" and r.peak_event_id == "i1"
@@ -146,8 +151,12 @@ def test_late_and_duplicate_events_are_rejected() -> None:
     assert reason is None and records
 
 
+# the life cycle of a journey-id journey, with a journey idle timeout as short as the gap
+SHORT_IDLE = JourneyConfig(journey_idle_ms=30 * MIN)
+
+
 def test_late_event_reopens_a_closed_journey_and_versions_grow() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(SHORT_IDLE)
     r1 = tracker.apply(event("a", T0, journey="j", valence=0.5), T0)[0][0]
     closed = tracker.advance(T0 + 2 * HOUR)
     assert closed[0].status == "closed" and closed[0].version > r1.version
@@ -174,7 +183,7 @@ def test_late_event_bridging_two_customer_journeys_supersedes_one() -> None:
 
 
 def test_negative_end_counts_at_close_and_is_retracted_on_change() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(SHORT_IDLE)
     tracker.apply(event("a", T0, journey="j", valence=-0.5, touchpoint="hotline"), T0)
     assert tracker.drain_end_deltas() == []
     tracker.advance(T0 + HOUR)
@@ -188,14 +197,14 @@ def test_negative_end_counts_at_close_and_is_retracted_on_change() -> None:
 
 
 def test_state_round_trips_through_json_and_eviction_bounds_memory() -> None:
-    tracker = JourneyTracker(keep_dirty_keys=True)
+    tracker = JourneyTracker(SHORT_IDLE, keep_dirty_keys=True)
     extra = event("x1", T0 + 27 * HOUR, customer="c9", attributes={"region": "eu"},
                   signals=Signals(error=True))
     for e in [*hotel_water_at_checkout(), extra]:
         tracker.apply(e, e.occurred_ms)
     keys = tracker.drain_dirty_keys()
     assert keys == {"hotel-1", "c9"}
-    restored = JourneyTracker()
+    restored = JourneyTracker(SHORT_IDLE)
     for key in keys:
         restored.load_key(key, json.loads(json.dumps(tracker.dump_key(key))))
         assert restored.dump_key(key) == tracker.dump_key(key)
@@ -203,8 +212,15 @@ def test_state_round_trips_through_json_and_eviction_bounds_memory() -> None:
     assert restored.apply(late, T0 + 27 * HOUR) == tracker.apply(late, T0 + 27 * HOUR)
     later = T0 + 27 * HOUR + 30 * MIN + DAY + 2
     assert restored.advance(later) == tracker.advance(later)
-    assert len(tracker) == 0 and tracker.dump_key("c9") is None
+    assert tracker.dump_key("c9") is None
     assert tracker.drain_dirty_keys() >= {"hotel-1", "c9"}
+    # of the journey id only a marker is left (ids of later journeys never tie with it) ...
+    kept = tracker.dump_key("hotel-1")
+    assert kept is not None and kept["journey"] is None and kept["pieces"][0] == 1
+    assert len(json.dumps(kept)) < 200
+    # ... and forgotten a maximum journey length after its last event
+    tracker.advance(kept["pieces"][1] + 1)
+    assert len(tracker) == 0 and tracker.drain_dirty_keys() == {"hotel-1"}
 
 
 def test_dirty_keys_are_kept_only_when_asked() -> None:
@@ -262,3 +278,39 @@ def test_shuffled_input_with_journey_ends_gives_identical_moments(
     rnd.shuffle(shuffled)
     strip = [{**r.to_dict(), "version": 0} for r in final_state(events)]
     assert [{**r.to_dict(), "version": 0} for r in final_state(shuffled)] == strip
+
+
+def test_a_journey_id_spanning_days_stays_one_journey() -> None:
+    """A hotel stay from booking to checkout: touchpoints days apart, one journey."""
+    days = [0, 2, 5, 6]
+    tracker = JourneyTracker()
+    records = []
+    for i, d in enumerate(days):
+        e = event(f"s{i}", T0 + d * DAY, journey="stay-9", valence=0.1 * i)
+        records += tracker.apply(e, e.occurred_ms)[0]
+        records += tracker.advance(e.occurred_ms)
+    assert {r.journey_id for r in records} == {"stay-9"}
+    assert records[-1].events == 4 and records[-1].status == "open"
+    closed = tracker.advance(T0 + 13 * DAY + 1)
+    assert [(r.journey_id, r.status, r.close_reason) for r in closed] == [
+        ("stay-9", "closed", "idle_gap")]
+
+
+def test_a_journey_id_after_its_journey_was_evicted_starts_a_distinct_journey() -> None:
+    tracker = JourneyTracker(keep_dirty_keys=True)
+    first = tracker.apply(event("a", T0, journey="case-1", type="journey_end", valence=-0.5), T0)
+    assert first[0][0].status == "closed"
+    evicted_at = T0 + 7 * DAY + DAY + 1  # journey idle + lateness past the last event
+    tracker.advance(evicted_at)
+    assert tracker.journeys() == []
+    records, reason = tracker.apply(event("b", evicted_at, journey="case-1", valence=0.9),
+                                    evicted_at)
+    assert reason is None
+    [again] = records
+    assert again.journey_id == "case-1@" + format_ms(evicted_at) and again.events == 1
+    assert again.journey_id != first[0][0].journey_id
+    # the marker survives a restart: a restored tracker names the next journey the same way
+    state = tracker.dump_key("case-1")
+    restored = JourneyTracker()
+    restored.load_key("case-1", json.loads(json.dumps(state)))
+    assert restored.dump_key("case-1") == state
