@@ -64,3 +64,24 @@ def insert_all(warehouse: Warehouse, records: dict[str, list[dict[str, Any]]]) -
     assert (got[4] is None) == (want[4] is None)
     if want[4] is not None:
         assert got[4] == float(want[4])
+
+
+_BASE: dict[str, Any] = {
+    "schema_version": 1, "producer": "p", "customer_id": "c", "type": "interaction",
+    "touchpoint": "t", "channel": "web", "stage": "use"}
+# The limits themselves: first and last instants, the largest numbers, NUL and astral
+# characters, the longest strings (and, together, near the 64 KiB size limit).
+_EDGES: list[dict[str, Any]] = [
+    {"occurred_at": "2000-01-01T00:00:00Z"},
+    {"occurred_at": "2099-12-31T23:59:59.999999999Z"},
+    {"occurred_at": "2099-12-31T23:59:59+14:00"},
+    {"occurred_at": "2000-01-01T00:00:00-12:00",
+     "signals": {"transfers": 2_147_483_647, "wait_seconds": 31_536_000,
+                 "handle_seconds": 0.000001}},
+    {"occurred_at": "2026-11-22T17:10:09Z", "customer_id": "a\u0000b\U0001f600\u202e",
+     "touchpoint": "\u0000" * 200, "valence": -0.0,
+     "attributes": {f"k{i}": "\U0001f600" * 200 for i in range(32)}},
+    {"occurred_at": "2026-11-22T17:10:09Z", "type": "survey",
+     "survey": {"nps": 10, "ces": 5, "ces_scale": 5, "csat": 1, "comment": "\u0000" * 2000}},
+]
+EDGE_EVENTS = [{**_BASE, "event_id": f"edge-{i}", **change} for i, change in enumerate(_EDGES)]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from schema_roundtrip import insert_all, outputs
+from schema_roundtrip import EDGE_EVENTS, insert_all, outputs
 from schema_strategy import schema_events
 
 from pipeline.storage.warehouse import Warehouse
@@ -39,4 +39,9 @@ def chdb() -> Iterator[Warehouse]:
 @given(schema_events())
 def test_schema_valid_events_go_through_replay_into_chdb(chdb: Warehouse,
                                                           obj: dict[str, Any]) -> None:
+    insert_all(chdb, outputs(obj))
+
+
+@pytest.mark.parametrize("obj", EDGE_EVENTS, ids=lambda o: o["event_id"])
+def test_edge_events_insert_into_chdb(chdb: Warehouse, obj: dict[str, Any]) -> None:
     insert_all(chdb, outputs(obj))
