@@ -344,7 +344,8 @@ class JourneyTracker:
                 self._refresh_others(state, extended, watermark_ms, emitted)
             self._schedule_one(key, state, extended)
             return None
-        changed, superseded = self._repartition(state, entry, digest)
+        fast = self._insert(state, entry, digest)
+        changed, superseded = self._repartition(state, entry, digest) if fast is None else fast
         if superseded:
             for gone in superseded:
                 self._emit(gone, "superseded", "")
@@ -511,18 +512,101 @@ class JourneyTracker:
         state.sessions = (*sessions, fresh)
         return fresh
 
+    @staticmethod
+    def _session_id(customer_id: str, first_ms: int, first_event_id: str,
+                    previous_start: int | None) -> str:
+        """The id of a customer-gap journey: the customer and its first event time."""
+        if previous_start == first_ms:
+            # only after a journey_end in the same millisecond: keep ids unique, deterministically
+            return f"{customer_id}@{format_ms(first_ms)}#{first_event_id}"
+        return f"{customer_id}@{format_ms(first_ms)}"
+
     def _session(self, customer_id: str, entries: list[Entry], previous_start: int | None,
                  digests: dict[str, int]) -> Journey:
         """A customer-gap journey of `entries`, sorted by (ms, event id)."""
         first = entries[0]
-        journey_id = f"{customer_id}@{format_ms(first[0])}"
-        if previous_start == first[0]:
-            # only after a journey_end in the same millisecond: keep ids unique, deterministically
-            journey_id += f"#{first[1]}"
+        journey_id = self._session_id(customer_id, first[0], first[1], previous_start)
         journey = Journey(journey_id, "customer_gap", customer_id, self._window, self._gap)
         for entry in entries:
             journey.add(entry, digests[entry[1]])
         return journey
+
+    def _insert(self, state: KeyState, entry: Entry, digest: int
+                ) -> tuple[list[Journey], list[Journey]] | None:
+        """`_repartition` for the common out-of-order cases, in O(log n + end window): the entry
+        falls inside a session, extends one at either end, or stands alone between two, and no
+        other session changes. None when it may merge or split sessions (a bridge, a
+        journey_end, a maximum length crossed): then the caller repartitions. Gives exactly what
+        `_repartition` gives (tested against it), so 20,000 reversed events of one customer no
+        longer cost a sort of all their entries each."""
+        if entry[2] == "journey_end":
+            return None
+        sessions = state.sessions
+        ms = entry[0]
+        eid = entry[1]
+        gap = self._gap
+        max_len = self._max_len
+        lo = 0
+        hi = len(sessions)
+        while lo < hi:  # the first session that starts after the entry
+            mid = (lo + hi) // 2
+            first = sessions[mid].moments.first
+            assert first is not None
+            if first[0] < ms or (first[0] == ms and first[1] < eid):
+                lo = mid + 1
+            else:
+                hi = mid
+        before: Journey | None = sessions[lo - 1] if lo > 0 else None
+        after: Journey | None = sessions[lo] if lo < len(sessions) else None
+        joins_before = False
+        if before is not None:
+            bm = before.moments
+            last = bm.last
+            assert last is not None
+            if last[0] > ms or (last[0] == ms and last[1] > eid):
+                before.add(entry, digest)  # inside its span: gaps only shrink
+                return [before], []
+            joins_before = (ms - last[0] <= gap and last[2] != "journey_end"
+                            and ms - bm.first_ms < max_len)
+        if joins_before:
+            assert before is not None
+            if after is not None:
+                af = after.moments.first_ms
+                if af - ms <= gap and af - before.moments.first_ms < max_len:
+                    return None  # bridges two sessions
+            before.add(entry, digest)
+            return [before], []
+        previous_start = None if before is None else before.moments.first_ms
+        if previous_start == ms:
+            return None  # the id would need the same-millisecond suffix
+        if after is not None:
+            # the session after the new start has the suffix only beside an equal start
+            follower = sessions[lo + 1] if lo + 1 < len(sessions) else None
+            if after.moments.first_ms == previous_start or (
+                    follower is not None and follower.moments.first_ms == after.moments.first_ms):
+                return None
+        if after is not None and after.moments.first_ms - ms <= gap:
+            if after.moments.last_ms - ms >= max_len:
+                return None  # a new start moves the maximum-length cut
+            # the entry starts `after` earlier: same events and one more, under a new id
+            fresh = Journey(self._session_id(entry[8], ms, eid, previous_start), "customer_gap",
+                            entry[8], self._window, gap)
+            fresh.entries = after.entries
+            fresh.ids = after.ids
+            alone = JourneyMoments(self._window)
+            alone.update(entry)
+            fresh.moments = after.moments.merge(alone)
+            fresh.entries.append(entry)
+            fresh.ids[eid] = digest
+            after.entries = []
+            after.ids = {}
+            state.revive(fresh)
+            state.sessions = (*sessions[:lo], fresh, *sessions[lo + 1:])
+            return [fresh], [after]
+        fresh = self._session(entry[8], [entry], previous_start, {eid: digest})
+        state.revive(fresh)
+        state.sessions = (*sessions[:lo], fresh, *sessions[lo:])
+        return [fresh], []
 
     def _repartition(self, state: KeyState, entry: Entry, digest: int
                      ) -> tuple[list[Journey], list[Journey]]:
@@ -549,7 +633,7 @@ class JourneyTracker:
             fresh = self._session(entry[8], group, previous_start, digests)
             previous_start = group[0][0]
             kept = old.pop(fresh.id, None)
-            if kept is not None and [e[1] for e in kept.entries] == [e[1] for e in group]:
+            if kept is not None and set(kept.ids) == {e[1] for e in group}:
                 sessions.append(kept)
                 continue
             if kept is not None:
