@@ -40,7 +40,9 @@ from pipeline.core.timefmt import format_ms, parse_ms
 from pipeline.outputs import OutputError, atomic_file, atomic_path, check_file
 
 WEEK = 7 * DAY
-DEFAULT_START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+# 2026-09-01T00:00:00Z: far enough back that the journeys of a default run (and of a month's
+# --span) end before today, so the stream does not judge any generated event `future`.
+DEFAULT_START_MS = 1_788_220_800_000
 # The event contract accepts occurred_at in the years 2000-2099 UTC (docs/contract.md).
 # Journeys run on up to ~40 days after they start (the `invest` persona), so the last start,
 # --start + --span, must leave that much room before 2100.

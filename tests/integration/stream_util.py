@@ -22,7 +22,7 @@ from kafka import KafkaProducer
 
 from pipeline.contract import Rejected, parse_event
 from pipeline.privacy import PersonalData
-from pipeline.replay import Replay
+from pipeline.replay import Replay, with_now
 from pipeline.settings import Settings
 from pipeline.storage.tables import rows
 from pipeline.storage.warehouse import ServerWarehouse
@@ -167,7 +167,8 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
 # -- comparison --------------------------------------------------------------------------------
 
 def replay_records(lines: list[bytes], partitions: int, settings: Settings) -> Replay:
-    replay = Replay(settings.core_config(), partitions, settings.topic_touchpoints,
+    # judged against the wall clock, as the worker judges what it reads (`future`)
+    replay = Replay(with_now(settings.core_config(), None), partitions, settings.topic_touchpoints,
                     settings.max_event_bytes, PersonalData.from_settings(settings))
     for number, line in enumerate(lines, start=1):
         replay.line(number, line)
