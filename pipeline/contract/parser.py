@@ -284,7 +284,9 @@ _GOOD_ATTRIBUTE_KEYS_MAX = 4096
 
 def _attribute_key(key: str) -> None:
     if _ATTRIBUTE_KEY.fullmatch(key) is None:
-        _fail(f"attributes.{key}", f"key {_show(key)} does not match ^[a-z][a-z0-9_]{{0,63}}$ "
+        # the path shows at most 64 characters of the key: the message shows the rest, cut
+        path = f"attributes.{key if len(key) <= 64 else key[:61] + '...'}"
+        _fail(path, f"key {_show(key)} does not match ^[a-z][a-z0-9_]{{0,63}}$ "
                                    "(lower-case snake_case, at most 64 characters)")
     if len(_GOOD_ATTRIBUTE_KEYS) < _GOOD_ATTRIBUTE_KEYS_MAX:
         _GOOD_ATTRIBUTE_KEYS.add(key)
