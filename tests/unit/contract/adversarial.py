@@ -92,6 +92,11 @@ def with_raw_signal(name: str, raw: str) -> bytes:
     return enc(ev(signals={name: "@@RAW@@"})).replace(b'"@@RAW@@"', raw.encode())
 
 
+def _rows(rows: list[Any]) -> list[Any]:
+    """A table of cases, typed loosely: its rows mix empty and non-empty word tuples."""
+    return rows
+
+
 def one(name: str, data: bytes, outcome: str = ACCEPTED, *words: str) -> Case:
     return Case(name, (Line(data, outcome, tuple(words)),))
 
@@ -106,7 +111,7 @@ add = CASES.append
 _FIRST = Line(enc(ev(survey={"comment": "first line " * 180},
                     attributes={f"k{i}": "v" * 200 for i in range(12)})))
 _valid = enc(ev())
-for name, data, reason, words in [
+for name, data, reason, words in _rows([
     ("UTF-8 BOM", b"\xef\xbb\xbf" + _valid, "not_json", ("byte order mark",)),
     ("UTF-16-LE with BOM", _valid.decode().encode("utf-16"), "not_utf8", ("UTF-8",)),
     ("UTF-16-BE no BOM", _valid.decode().encode("utf-16-be"), "not_json", ("not JSON",)),
@@ -170,15 +175,15 @@ for name, data, reason, words in [
     ("duplicate signal key", enc(ev())[:-1] + b',"signals":{"transfers":1,"transfers":9}}',
      "not_json", ("duplicate key 'transfers'",)),
     ("a lone NUL byte", b"\x00", "not_json", ("not JSON",)),
-]:
+]):
     add(Case(name, (_FIRST, Line(data, reason, words))))
 
-for name, value, words in [
+for name, value, words in _rows([
     ("array", [BASE], ("an array",)), ("empty array", [], ("an array",)),
     ("string", "event", ("the string",)), ("number", 42, ("the number 42",)),
     ("true", True, ("the boolean true",)), ("null", None, ("null",)),
     ("array of many events", [BASE] * 3, ("an array",)),
-]:
+]):
     add(one(f"not an object: {name}", enc(value), "not_object", *words))
 
 # ---- size ---------------------------------------------------------------------------------
@@ -211,7 +216,7 @@ add(one("nested objects as attribute value", enc(ev(attributes={"a": {"b": "c"}}
         "attributes.a: expected a string, got an object"))
 
 # ---- numbers ------------------------------------------------------------------------------
-for name, raw, outcome, words in [
+for name, raw, outcome, words in _rows([
     ("valence -0.0", "-0.0", ACCEPTED, ()),
     ("valence -0", "-0", ACCEPTED, ()),
     ("valence 1e-400 underflows to 0", "1e-400", ACCEPTED, ()),
@@ -231,11 +236,11 @@ for name, raw, outcome, words in [
     ("valence array", "[0.5]", "invalid", ("got an array",)),
     ("valence object", '{"v":0.5}', "invalid", ("got an object",)),
     ("valence 1e-300 tiny", "1e-300", ACCEPTED, ()),
-]:
+]):
     add(one(name, with_raw(ev(), "valence", raw), outcome, *words))
 
 for field_name in ("wait_seconds", "handle_seconds"):
-    for name, raw, outcome, words in [
+    for name, raw, outcome, words in _rows([
         ("0", "0", ACCEPTED, ()),
         ("-0.0", "-0.0", ACCEPTED, ()),
         ("one year", "31536000", ACCEPTED, ()),
@@ -249,10 +254,10 @@ for field_name in ("wait_seconds", "handle_seconds"):
         ("-400 digits", "-" + "1" * 400, "invalid", ("below the minimum 0",)),
         ("string", '"60"', "invalid", ("expected a number, got the string '60'",)),
         ("false", "false", "invalid", ("booleans are not numbers",)),
-    ]:
+    ]):
         add(one(f"{field_name} {name}", with_raw_signal(field_name, raw), outcome, *words))
 
-for name, raw, outcome, words in [
+for name, raw, outcome, words in _rows([
     ("0", "0", ACCEPTED, ()),
     ("-0", "-0", ACCEPTED, ()),
     ("Int32 max", "2147483647", ACCEPTED, ()),
@@ -267,15 +272,15 @@ for name, raw, outcome, words in [
     ("true", "true", "invalid", ("got the boolean true",)),
     ("string", '"3"', "invalid", ("got the string '3'",)),
     ("null", "null", "invalid", ("got null",)),
-]:
+]):
     add(one(f"transfers {name}", with_raw_signal("transfers", raw), outcome, *words))
 
-for name, raw, outcome, words in [
+for name, raw, outcome, words in _rows([
     ("resolved 1", "1", "invalid", ("expected a boolean",)),
     ("resolved 0", "0", "invalid", ("expected a boolean",)),
     ("resolved 'false'", '"false"', "invalid", ("expected a boolean",)),
     ("resolved null", "null", "invalid", ("expected a boolean",)),
-]:
+]):
     add(one(name, with_raw_signal("resolved", raw), outcome, *words))
 
 
@@ -283,7 +288,7 @@ def survey(**answers: Any) -> dict[str, Any]:
     return ev(type="survey", survey=answers)
 
 
-for name, obj, outcome, words in [
+for name, obj, outcome, words in _rows([
     ("nps 0", survey(nps=0), ACCEPTED, ()),
     ("nps 10", survey(nps=10), ACCEPTED, ()),
     ("nps 11", survey(nps=11), "invalid", ("above the maximum 10",)),
@@ -311,12 +316,12 @@ for name, obj, outcome, words in [
     ("comment of RTL override and zero-width", survey(nps=1, comment="\u202e\u200b\ufeff"),
      ACCEPTED, ()),
     ("comment is a number", survey(nps=1, comment=5), "invalid", ("got the number 5",)),
-]:
+]):
     add(one(name, enc(obj), outcome, *words))
 
 # ---- strings ------------------------------------------------------------------------------
 for field_name in ("event_id", "producer", "customer_id", "journey_id", "touchpoint"):
-    for name, value, outcome, words in [
+    for name, value, outcome, words in _rows([
         ("200 chars", "x" * 200, ACCEPTED, ()),
         ("200 astral chars", "\U0001f600" * 200, ACCEPTED, ()),
         ("201 chars", "x" * 201, "invalid", ("201 characters, above the maximum 200",)),
@@ -327,14 +332,14 @@ for field_name in ("event_id", "producer", "customer_id", "journey_id", "touchpo
         ("number", 7, "invalid", ("expected a string, got the number 7",)),
         ("null", None, "invalid", ("expected a string, got null",)),
         ("array", ["x"], "invalid", ("expected a string, got an array",)),
-    ]:
+    ]):
         obj = ev(**{field_name: value})
         if field_name == "event_id" and outcome == ACCEPTED:
             obj = {**obj, "event_id": f"{value}{_next_id()}"[-200:] if value else value}
         add(one(f"{field_name} {name}", enc(obj), outcome, field_name, *words))
 
 # ---- enums and type confusions --------------------------------------------------------------
-for name, obj, words in [
+for name, obj, words in _rows([
     ("type upper case", ev(type="Interaction"), ("type: 'Interaction' is not one of",)),
     ("type with trailing space", ev(type="survey "), ("type: 'survey ' is not one of",)),
     ("channel Cyrillic e", ev(channel="w\u0435b"), ("is not one of web",)),
@@ -356,7 +361,7 @@ for name, obj, words in [
     ("empty object", {}, ("event_id: required field is missing",)),
     ("journey_id as object", ev(journey_id={"id": 1}),
      ("journey_id: expected a string, got an object",)),
-]:
+]):
     add(one(name, enc(obj), "invalid", *words))
 
 # ---- unknown fields: bounded messages -------------------------------------------------------
@@ -369,7 +374,7 @@ add(one("unknown field differing by case", enc(ev(Stage="use")), "invalid",
         "unknown field 'Stage'"))
 
 # ---- attributes -----------------------------------------------------------------------------
-for name, attrs, outcome, words in [
+for name, attrs, outcome, words in _rows([
     ("32 entries", {f"k{i}": "v" for i in range(32)}, ACCEPTED, ()),
     ("33 entries", {f"k{i}": "v" for i in range(33)}, "invalid", ("33 entries",)),
     ("3000 entries", {f"k{i}": "v" for i in range(3000)}, "invalid", ("3000 entries",)),
@@ -389,26 +394,26 @@ for name, attrs, outcome, words in [
     ("value boolean", {"tier": False}, "invalid", ("got the boolean false",)),
     ("value null", {"tier": None}, "invalid", ("got null",)),
     ("key named like a field", {"channel": "web", "event_id": "x"}, ACCEPTED, ()),
-]:
+]):
     add(one(f"attributes {name}", enc(ev(attributes=attrs)), outcome, *words))
 
 # ---- occurred_at ----------------------------------------------------------------------------
-for text in [
+for text in _rows([
     "2000-01-01T00:00:00Z", "2000-01-01T00:00:00+00:00", "2000-01-01T00:00:00-23:59",
     "2000-01-02T00:00:00+23:59", "2099-12-31T23:59:59.999999999Z", "2099-12-31T23:59:59+23:59",
     "2099-12-31T00:00:00-00:00", "2099-12-30T23:59:59-23:59", "2000-02-29T12:00:00Z",
     "2096-02-29T12:00:00Z", "2026-11-22T17:10:09.1Z", "2026-11-22T17:10:09+14:00",
-]:
+]):
     add(one(f"occurred_at {text}", enc(ev(occurred_at=text))))
-for text in [
+for text in _rows([
     "1999-12-31T23:59:59Z", "2100-01-01T00:00:00Z", "1970-01-01T00:00:00Z",
     "1960-06-01T00:00:00Z", "2200-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00",
     "0001-01-01T00:00:00+14:00", "0000-01-01T00:00:00Z", "2000-01-01T00:59:59+01:00",
     "2000-01-01T23:59:59+00:01", "2099-12-31T23:00:00-01:00", "2099-12-31T00:00:00-00:01",
-]:
+]):
     add(one(f"occurred_at out of range {text}", enc(ev(occurred_at=text)), "invalid",
             "outside the years 2000-2099 UTC"))
-for text in [
+for text in _rows([
     "2026-11-22T17:10:09", "2026-11-22 17:10:09Z", "2026-11-22t17:10:09z",
     "2026-11-22T17:10:09,123Z", "20261122T171009Z", "2026-W47-7T17:10:09Z", "2026-326T17:10:09Z",
     "2026-11-22T17:10Z", "2026-11-22T17:10:60Z", "2026-11-22T24:00:00Z", "2026-02-29T00:00:00Z",
@@ -417,7 +422,7 @@ for text in [
     "2026-11-22T17:10:09Z ", "2026-11-22T17:10:09Z\n", "\uff12\uff10\uff12\uff16-11-22T17:10:09Z",
     "2026-11-22T17:10:09.Z", "+2026-11-22T17:10:09Z", "2026-11-22T17:10:09UTC", "",
     "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-11-00T00:00:00Z",
-]:
+]):
     add(one(f"occurred_at malformed {text!r}", enc(ev(occurred_at=text)), "invalid",
             "occurred_at", "is not an RFC 3339 date-time"))
 add(one("occurred_at epoch ms number", enc(ev(occurred_at=1795367409123)), "invalid",
