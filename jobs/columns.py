@@ -30,13 +30,18 @@ from pipeline.contract.parser import (
     COMMENT_MAX,
     EVENT_ID_MAX,
     OUTCOMES,
+    SECONDS_MAX,
+    TEXT_MAX,
+    TRANSFERS_MAX,
 )
 from pipeline.core.event import CHANNELS, EVENT_TYPES, STAGES, Signals, Survey, TouchpointEvent
 from pipeline.core.records import JourneyRecord
 from pipeline.privacy import PersonalData
 
-# Event times the fast path takes: 1970 up to 2096, where `datetime.fromtimestamp(ms / 1000)` is
-# exact to the microsecond (the float's error stays far below half a microsecond).
+# Event times the fast path takes: 2000 (the contract's first year) up to 2096, where
+# `datetime.fromtimestamp(ms / 1000)` is exact to the microsecond (the float's error stays far
+# below half a microsecond).
+MIN_FAST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_FAST_MS = 4_000_000_000_000
 # A row whose strings are this far below the size limit cannot exceed it once encoded (JSON
 # escapes at most 6 bytes per character, plus the fixed fields, numbers and attribute keys).
@@ -62,9 +67,10 @@ def _and(*conditions: Any) -> Any:
     return out
 
 
-def _text_ok(column: Any) -> Any:
-    """A required non-empty string."""
-    return _and(pc.is_valid(column), pc.greater(pc.binary_length(column), 0))
+def _text_ok(column: Any, max_length: int = TEXT_MAX) -> Any:
+    """A required non-empty string of at most `max_length` characters."""
+    return _and(pc.is_valid(column), pc.greater(pc.binary_length(column), 0),
+                pc.less_equal(pc.utf8_length(column), max_length))
 
 
 def _optional(column: Any, condition: Any) -> Any:
@@ -99,8 +105,20 @@ def size_suspects(batch: pa.RecordBatch, max_bytes: int) -> Any:
     return suspects if pc.any(suspects).as_py() else None
 
 
+def _repeated_key_rows(counts: Any, keys: Any) -> Any:
+    """Rows whose map repeats a key (a Parquet map can; a JSON object must not)."""
+    rows = np.repeat(np.arange(len(counts)), counts)
+    pairs = pa.table({"row": rows, "key": keys})
+    grouped = pairs.group_by(["row", "key"]).aggregate([([], "count_all")])
+    if grouped.num_rows == pairs.num_rows:
+        return None
+    repeated = pc.filter(grouped["row"], pc.greater(grouped["count_all"], 1))
+    return np.unique(np.asarray(repeated))
+
+
 def _attributes_ok(column: Any) -> Any:
-    """Null, or at most ATTRIBUTES_MAX entries with valid keys and short non-null values."""
+    """Null, or at most ATTRIBUTES_MAX entries with valid, distinct keys and short non-null
+    values."""
     offsets = np.asarray(column.offsets)
     counts = np.diff(offsets)
     ok = counts <= ATTRIBUTES_MAX
@@ -115,6 +133,11 @@ def _attributes_ok(column: Any) -> Any:
             rows = np.searchsorted(offsets, bad, side="right") - 1
             ok = ok.copy()
             ok[rows] = False
+        if (counts > 1).any():
+            repeated = _repeated_key_rows(counts, keys)
+            if repeated is not None:
+                ok = ok.copy()
+                ok[repeated] = False
     return pc.or_(pc.is_null(column), pa.array(ok))
 
 
@@ -129,19 +152,19 @@ def clean_rows(batch: pa.RecordBatch, max_bytes: int) -> list[bool]:
     outcome = c["outcome"]
     occurred = c["occurred_at"].cast(pa.int64())
     checks = [
-        _text_ok(c["event_id"]),
-        pc.less_equal(pc.utf8_length(c["event_id"]), EVENT_ID_MAX),
+        _text_ok(c["event_id"], EVENT_ID_MAX),
         pc.equal(c["schema_version"], 1),
-        _between(occurred, 0, MAX_FAST_MS - 1),
+        _between(occurred, MIN_FAST_MS, MAX_FAST_MS - 1),
         _text_ok(c["producer"]), _text_ok(c["customer_id"]), _text_ok(c["touchpoint"]),
         pc.is_in(kind, value_set=_TYPES), pc.is_in(c["channel"], value_set=_CHANNELS),
         pc.is_in(c["stage"], value_set=_STAGES),
-        _optional(c["journey_id"], pc.greater(pc.binary_length(c["journey_id"]), 0)),
+        _optional(c["journey_id"], _text_ok(c["journey_id"])),
         _optional(c["valence"], _between(c["valence"], -1.0, 1.0)),
-        _optional(c["signals_wait_seconds"], _between(c["signals_wait_seconds"], 0, 1e308)),
+        _optional(c["signals_wait_seconds"],
+                  _between(c["signals_wait_seconds"], 0, SECONDS_MAX)),
         _optional(c["signals_handle_seconds"],
-                  _between(c["signals_handle_seconds"], 0, 1e308)),
-        _optional(c["signals_transfers"], pc.greater_equal(c["signals_transfers"], 0)),
+                  _between(c["signals_handle_seconds"], 0, SECONDS_MAX)),
+        _optional(c["signals_transfers"], _between(c["signals_transfers"], 0, TRANSFERS_MAX)),
         _optional(nps, _between(nps, 0, 10)),
         _optional(scale, pc.or_(pc.equal(scale, 5), pc.equal(scale, 7))),
         _optional(ces, _and(pc.greater_equal(ces, 1), pc.less_equal(ces, scale))),

@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.contract.parser import RepeatedKeys
 from pipeline.core.timefmt import format_ms, parse_ms
 
 SIGNAL_COLUMNS = (
@@ -233,7 +234,7 @@ class BatchDicts:
             if value is not None:
                 event[name] = value
             if name == "schema_version" and occurred[i] is not None:
-                event["occurred_at"] = format_ms(occurred[i])
+                event["occurred_at"] = _occurred_text(occurred[i])
         if columns["has_signals"][i]:
             event["signals"] = {k: v[i] for k, v in columns["signals"] if v[i] is not None}
         if columns["has_survey"][i]:
@@ -243,8 +244,30 @@ class BatchDicts:
             event["outcome"] = outcome
         attrs = columns["attributes"][i]
         if attrs is not None:
-            event["attributes"] = dict(attrs)
+            attributes = dict(attrs)
+            if len(attributes) != len(attrs):
+                # dict() would silently keep the last value: let the parser reject the row
+                attributes = RepeatedKeys(attrs, _first_repeated(attrs))
+            event["attributes"] = attributes
         return event
+
+
+def _occurred_text(ms: int) -> str:
+    """The stored instant as RFC 3339; one outside what datetime holds (a Parquet timestamp
+    can be year 30000) becomes a text the parser rejects by name instead of a crash here."""
+    try:
+        return format_ms(ms)
+    except (OverflowError, ValueError):
+        return f"{ms} ms since 1970-01-01T00:00:00Z"
+
+
+def _first_repeated(pairs: list[tuple[str, str]]) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return ""
 
 
 def batch_to_dicts(batch: pa.RecordBatch) -> Iterator[dict[str, Any]]:
