@@ -21,7 +21,8 @@ stats at that moment. Alert records come out for every state change.
 from __future__ import annotations
 
 import math
-from typing import Any
+from bisect import bisect_left, insort
+from typing import Any, Final
 
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
 from pipeline.core.metrics import (
@@ -40,6 +41,10 @@ from pipeline.core.surveys import Estimate
 from pipeline.core.timefmt import format_ms
 
 SeriesKey = tuple[str, str, str]  # metric, segment_dim, segment_value
+Partials = dict[int, tuple[int, Vector]]  # source partition -> (version, vector)
+# Forgotten starts are skipped by moving `Series.head`; the list is compacted once this many
+# (and at least half of it) are dead, so each start costs O(1) amortised to forget.
+_COMPACT_AFTER: Final = 256
 
 
 class _Alert:
@@ -53,15 +58,21 @@ class _Alert:
 class Series:
     """Merged buckets of one metric and segment, with running window sums and alert state."""
 
-    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "key", "partials", "ref",
-                 "since")
+    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "head", "key", "order",
+                 "partials", "ref", "since")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
         self.since = cursor  # first bucket seen: the CUSUM waits for a full baseline of history
         size = SIZE[key[0]]
         self.buckets: dict[int, Vector] = {}  # merged vector per bucket start
-        self.partials: dict[tuple[int, int], tuple[int, Vector]] = {}  # (start, part) -> (ver, v)
+        self.partials: dict[int, Partials] = {}  # start -> partition -> (version, vector)
+        # Every start held in `buckets` or `partials`, ascending, from index `head` on: windows
+        # are summed, the next data found and old buckets forgotten without scanning all of
+        # them (a week of minute buckets per series), so the cost per step does not grow with
+        # the history held.
+        self.order: list[int] = []
+        self.head = 0
         self.cursor = cursor  # boundary evaluated last; windows end here
         self.cur: Vector = [0.0] * size  # [cursor - window, cursor)
         self.base: Vector = [0.0] * size  # [cursor - window - baseline, cursor - window)
@@ -75,7 +86,8 @@ class Series:
             "cursor": self.cursor,
             "since": self.since,
             "buckets": [[s, v] for s, v in sorted(self.buckets.items())],
-            "partials": [[s, p, ver, v] for (s, p), (ver, v) in sorted(self.partials.items())],
+            "partials": [[s, p, ver, v] for s, parts in sorted(self.partials.items())
+                         for p, (ver, v) in sorted(parts.items())],
             "cur": self.cur,
             "base": self.base,
             "cusum": self.cusum,
@@ -90,8 +102,9 @@ class Series:
         series = cls((metric, dim, value), int(state["cursor"]))
         series.since = int(state["since"])
         series.buckets = {int(s): list(v) for s, v in state["buckets"]}
-        series.partials = {(int(s), int(p)): (int(ver), list(v))
-                           for s, p, ver, v in state["partials"]}
+        for s, p, ver, v in state["partials"]:
+            series.partials.setdefault(int(s), {})[int(p)] = (int(ver), list(v))
+        series.order = sorted(set(series.buckets) | set(series.partials))
         series.cur = list(state["cur"])
         series.base = list(state["base"])
         series.cusum = float(state["cusum"])
@@ -102,6 +115,29 @@ class Series:
             alert.cleared_since = cleared
             series.alerts[rule] = alert
         return series
+
+
+def _insert(series: Series, start: int) -> None:
+    """Add a new start to the ordered starts (nearly always at the end: data arrives in
+    roughly ascending event time)."""
+    order = series.order
+    if len(order) == series.head or order[-1] < start:
+        order.append(start)
+    else:
+        insort(order, start, series.head)
+
+
+def _next_bucket(series: Series, at: int) -> int | None:
+    """The first bucket start >= `at`, or None."""
+    order = series.order
+    n = len(order)
+    i = bisect_left(order, at, series.head)
+    while i < n:
+        s = order[i]
+        if s in series.buckets:
+            return s
+        i += 1
+    return None
 
 
 class DropDetector:
@@ -137,15 +173,18 @@ class DropDetector:
         series.since = min(series.since, start)
         if start < series.cursor - w - b:
             return  # older than anything still evaluated
-        slot = (start, record.source_partition)
-        old = series.partials.get(slot)
+        parts = series.partials.get(start)
+        if parts is None:
+            parts = series.partials[start] = {}
+            _insert(series, start)
+        old = parts.get(record.source_partition)
         if old is not None and old[0] >= record.version:
             return
         vector = vector_of(record)
         delta = list(vector)
         if old is not None:
             add(delta, old[1], -1.0)
-        series.partials[slot] = (record.version, vector)
+        parts[record.source_partition] = (record.version, vector)
         merged = series.buckets.get(start)
         if merged is None:
             merged = series.buckets[start] = [0.0] * len(vector)
@@ -177,8 +216,8 @@ class DropDetector:
             while series.cursor < limit:
                 if self._idle(series):
                     # nothing in either window and nothing firing: jump to the next data
-                    ahead = [b for b in series.buckets if b >= series.cursor]
-                    series.cursor = min(limit, min(ahead)) if ahead else limit
+                    ahead = _next_bucket(series, series.cursor)
+                    series.cursor = limit if ahead is None else min(limit, ahead)
                     self._forget_before(series, series.cursor - self.config.window_ms
                                         - self.config.baseline_ms)
                     if series.cursor >= limit:
@@ -206,17 +245,29 @@ class DropDetector:
             add(series.cur, moving, -1.0)
             add(series.base, moving)
         leaving_start = t - width - w - b
-        leaving = series.buckets.pop(leaving_start, None)
+        leaving = series.buckets.get(leaving_start)
         if leaving is not None:
             add(series.base, leaving, -1.0)
             self._forget_before(series, leaving_start + width)
 
     @staticmethod
     def _forget_before(series: Series, start: int) -> None:
-        for bucket in [b for b in series.buckets if b < start]:
-            del series.buckets[bucket]
-        for slot in [s for s in series.partials if s[0] < start]:
-            del series.partials[slot]
+        """Drop the buckets and partials before `start`: pops from the front of the ordered
+        starts, so each one costs O(1) amortised (it was a scan of every stored bucket)."""
+        order = series.order
+        i = series.head
+        n = len(order)
+        while i < n:
+            s = order[i]
+            if s >= start:
+                break
+            series.buckets.pop(s, None)
+            series.partials.pop(s, None)
+            i += 1
+        if i >= _COMPACT_AFTER and 2 * i >= n:
+            del order[:i]
+            i = 0
+        series.head = i
 
     def _evaluate(self, series: Series) -> list[AlertRecord]:
         c = self.config
@@ -288,11 +339,25 @@ class DropDetector:
         series.ref = (mean, math.sqrt(acc.variance()), n)
 
     def _sum(self, series: Series, start: int, end: int) -> Vector:
+        """Sum of the buckets in [start, end) (start rounded down to a bucket boundary), in
+        ascending order: only the buckets held are visited, not every boundary of the range
+        (a sparse series waiting for its CUSUM reference summed a week of empty minutes each
+        hour)."""
+        width = self.bucket_ms
         total = [0.0] * SIZE[series.key[0]]
-        for s in range(start - start % self.bucket_ms, end, self.bucket_ms):
-            v = series.buckets.get(s)
-            if v is not None:
-                add(total, v)
+        order = series.order
+        buckets = series.buckets
+        i = bisect_left(order, start - start % width, series.head)
+        n = len(order)
+        while i < n:
+            s = order[i]
+            if s >= end:
+                break
+            if s % width == 0:
+                v = buckets.get(s)
+                if v is not None:
+                    add(total, v)
+            i += 1
         return total
 
     def _evidence(self, series: Series, rule: str, t: int, start: int, current: Vector,

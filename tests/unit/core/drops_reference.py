@@ -1,0 +1,373 @@
+"""Reference for tests/unit/core/test_core_drops_history.py: `DropDetector` as it was before
+`_forget_before` stopped scanning every stored bucket (git 66f351d, pipeline/core/drops.py,
+verbatim below this docstring). Kept only to check that the bounded-cost detector gives the
+same alerts, windows and state; do not use it elsewhere."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
+from pipeline.core.metrics import (
+    DIRECTION,
+    SIZE,
+    Vector,
+    add,
+    count,
+    estimate,
+    two_sample,
+    vector_of,
+    window,
+)
+from pipeline.core.records import AlertRecord, MetricRecord
+from pipeline.core.surveys import Estimate
+from pipeline.core.timefmt import format_ms
+
+SeriesKey = tuple[str, str, str]  # metric, segment_dim, segment_value
+
+
+class _Alert:
+    __slots__ = ("cleared_since", "record")
+
+    def __init__(self, record: AlertRecord) -> None:
+        self.record = record
+        self.cleared_since: int | None = None
+
+
+class Series:
+    """Merged buckets of one metric and segment, with running window sums and alert state."""
+
+    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "key", "partials", "ref",
+                 "since")
+
+    def __init__(self, key: SeriesKey, cursor: int) -> None:
+        self.key = key
+        self.since = cursor  # first bucket seen: the CUSUM waits for a full baseline of history
+        size = SIZE[key[0]]
+        self.buckets: dict[int, Vector] = {}  # merged vector per bucket start
+        self.partials: dict[tuple[int, int], tuple[int, Vector]] = {}  # (start, part) -> (ver, v)
+        self.cursor = cursor  # boundary evaluated last; windows end here
+        self.cur: Vector = [0.0] * size  # [cursor - window, cursor)
+        self.base: Vector = [0.0] * size  # [cursor - window - baseline, cursor - window)
+        self.cusum = 0.0
+        self.ref: tuple[float, float, int] | None = None  # (mean, per-answer sd, n)
+        self.alerts: dict[str, _Alert] = {}
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "key": list(self.key),
+            "cursor": self.cursor,
+            "since": self.since,
+            "buckets": [[s, v] for s, v in sorted(self.buckets.items())],
+            "partials": [[s, p, ver, v] for (s, p), (ver, v) in sorted(self.partials.items())],
+            "cur": self.cur,
+            "base": self.base,
+            "cusum": self.cusum,
+            "ref": None if self.ref is None else list(self.ref),
+            "alerts": {rule: [a.record.to_dict(), a.cleared_since]
+                       for rule, a in sorted(self.alerts.items())},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Series:
+        metric, dim, value = state["key"]
+        series = cls((metric, dim, value), int(state["cursor"]))
+        series.since = int(state["since"])
+        series.buckets = {int(s): list(v) for s, v in state["buckets"]}
+        series.partials = {(int(s), int(p)): (int(ver), list(v))
+                           for s, p, ver, v in state["partials"]}
+        series.cur = list(state["cur"])
+        series.base = list(state["base"])
+        series.cusum = float(state["cusum"])
+        ref = state["ref"]
+        series.ref = None if ref is None else (float(ref[0]), float(ref[1]), int(ref[2]))
+        for rule, (record, cleared) in state["alerts"].items():
+            alert = _Alert(AlertRecord.from_dict(record))
+            alert.cleared_since = cleared
+            series.alerts[rule] = alert
+        return series
+
+
+class DropDetector:
+    """Merged windows and drop alerts for every series (see the module docstring)."""
+
+    def __init__(self, config: DropConfig | None = None, bucket_ms: int = 60_000,
+                 rolling_ms: tuple[int, ...] = (HOUR_MS, DAY_MS, 7 * DAY_MS)) -> None:
+        self.config = c = config or DropConfig()
+        self.rolling_ms = rolling_ms
+        if (c.window_ms % bucket_ms or c.baseline_ms % bucket_ms or HOUR_MS % bucket_ms
+                or c.evaluate_every_ms % bucket_ms):
+            raise ValueError("window, baseline, evaluation step and one hour must be multiples"
+                             " of the bucket width")
+        self.bucket_ms = bucket_ms
+        self._series: dict[SeriesKey, Series] = {}
+        self._min_effect = {"nps": c.min_nps_drop, "ces": c.min_ces_drop,
+                            "csat": c.min_csat_drop, "negative_end": c.min_negative_end_rise}
+        self._dirty: set[SeriesKey] = set()
+        self._advanced_to = -(1 << 62)
+        self._series_at_advance = -1
+
+    # -- input --------------------------------------------------------------------------------
+
+    def apply_partial(self, record: MetricRecord) -> None:
+        """Take the latest state of one partial bucket (any partition, any order; a version not
+        above the one already seen for that partial is ignored, so redelivery is harmless)."""
+        key = (record.metric, record.segment_dim, record.segment_value)
+        start = record.window_start
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = Series(key, start)
+        w, b = self.config.window_ms, self.config.baseline_ms
+        series.since = min(series.since, start)
+        if start < series.cursor - w - b:
+            return  # older than anything still evaluated
+        slot = (start, record.source_partition)
+        old = series.partials.get(slot)
+        if old is not None and old[0] >= record.version:
+            return
+        vector = vector_of(record)
+        delta = list(vector)
+        if old is not None:
+            add(delta, old[1], -1.0)
+        series.partials[slot] = (record.version, vector)
+        merged = series.buckets.get(start)
+        if merged is None:
+            merged = series.buckets[start] = [0.0] * len(vector)
+        add(merged, delta)
+        if series.cursor - w <= start < series.cursor:
+            add(series.cur, delta)
+        elif series.cursor - w - b <= start < series.cursor - w:
+            add(series.base, delta)
+        self._dirty.add(key)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def advance(self, watermark_ms: int) -> list[AlertRecord]:
+        """Evaluate every bucket boundary up to `watermark_ms` (negative_end trails by
+        `negative_end_delay_ms`, the time its journeys need to close). Deterministic order."""
+        out: list[AlertRecord] = []
+        width = self.bucket_ms
+        boundary = watermark_ms - watermark_ms % width
+        if boundary <= self._advanced_to and len(self._series) == self._series_at_advance:
+            return out  # no new boundary and no new series: every cursor is already there
+        self._advanced_to = max(self._advanced_to, boundary)
+        self._series_at_advance = len(self._series)
+        for key in sorted(self._series):
+            series = self._series[key]
+            limit = watermark_ms
+            if key[0] == "negative_end":
+                limit -= self.config.negative_end_delay_ms
+            limit -= limit % width
+            while series.cursor < limit:
+                if self._idle(series):
+                    # nothing in either window and nothing firing: jump to the next data
+                    ahead = [b for b in series.buckets if b >= series.cursor]
+                    series.cursor = min(limit, min(ahead)) if ahead else limit
+                    self._forget_before(series, series.cursor - self.config.window_ms
+                                        - self.config.baseline_ms)
+                    if series.cursor >= limit:
+                        break
+                self._step(series)
+                out.extend(self._evaluate(series))
+                self._dirty.add(key)
+        return out
+
+    @staticmethod
+    def _idle(series: Series) -> bool:
+        return (not series.alerts and not any(series.cur) and not any(series.base)
+                and series.cusum == 0.0)
+
+    def _step(self, series: Series) -> None:
+        width = self.bucket_ms
+        w, b = self.config.window_ms, self.config.baseline_ms
+        series.cursor += width
+        t = series.cursor
+        entering = series.buckets.get(t - width)
+        if entering is not None:
+            add(series.cur, entering)
+        moving = series.buckets.get(t - width - w)
+        if moving is not None:
+            add(series.cur, moving, -1.0)
+            add(series.base, moving)
+        leaving_start = t - width - w - b
+        leaving = series.buckets.pop(leaving_start, None)
+        if leaving is not None:
+            add(series.base, leaving, -1.0)
+            self._forget_before(series, leaving_start + width)
+
+    @staticmethod
+    def _forget_before(series: Series, start: int) -> None:
+        for bucket in [b for b in series.buckets if b < start]:
+            del series.buckets[bucket]
+        for slot in [s for s in series.partials if s[0] < start]:
+            del series.partials[slot]
+
+    def _evaluate(self, series: Series) -> list[AlertRecord]:
+        c = self.config
+        metric = series.key[0]
+        t = series.cursor
+        out: list[AlertRecord] = []
+        n = count(metric, series.cur)
+        if t % c.evaluate_every_ms == 0:
+            self._evaluate_window(series, t, n, out)
+        if t % HOUR_MS == 0:
+            self._evaluate_cusum(series, t, out)
+        return out
+
+    def _evaluate_window(self, series: Series, t: int, n: int, out: list[AlertRecord]) -> None:
+        c = self.config
+        metric = series.key[0]
+        firing = series.alerts.get("window_drop")
+        evidence = None
+        if n >= c.min_n and count(metric, series.base) >= c.min_baseline_n:
+            effect, p = two_sample(metric, series.cur, series.base)
+            bad = effect * DIRECTION[metric]
+            if -bad >= self._min_effect[metric] and p < c.p_value:
+                evidence = self._evidence(series, "window_drop", t, t - c.window_ms,
+                                          series.cur, series.base, effect, p)
+        self._transition(series, "window_drop", firing, evidence, t, out)
+
+    def _evaluate_cusum(self, series: Series, t: int, out: list[AlertRecord]) -> None:
+        c = self.config
+        metric = series.key[0]
+        if series.ref is None:
+            self._anchor(series, t)
+        hour = self._sum(series, t - HOUR_MS, t)
+        n = count(metric, hour)
+        ref = series.ref
+        if ref is not None and n >= c.cusum_min_hour_n and ref[1] > 0:
+            value = estimate(metric, hour).value
+            assert value is not None
+            z = (value - ref[0]) / (ref[1] / math.sqrt(n)) * DIRECTION[metric]
+            series.cusum = max(0.0, series.cusum - z - c.cusum_k)
+        evidence = None
+        if ref is not None and series.cusum > c.cusum_h:
+            day = self._sum(series, t - DAY_MS, t)
+            est = estimate(metric, day)
+            # Like the window test, a drift pages only once it is as large as the minimum
+            # effect: an accumulated 3-point NPS sag at n=1,700 is real but not worth a page.
+            if (est.value is not None
+                    and -(est.value - ref[0]) * DIRECTION[metric] >= self._min_effect[metric]):
+                evidence = self._evidence(series, "cusum_drift", t, t - DAY_MS, day, None,
+                                          est.value - ref[0], 1.0)
+        firing = series.alerts.get("cusum_drift")
+        self._transition(series, "cusum_drift", firing, evidence, t, out)
+        if firing is not None and "cusum_drift" not in series.alerts:
+            series.cusum = 0.0  # resolved: start over against a fresh reference
+            series.ref = None
+
+    def _anchor(self, series: Series, t: int) -> None:
+        metric = series.key[0]
+        if t - series.since < self.config.window_ms + self.config.baseline_ms:
+            return  # a reference from a short history would bias every later hour
+        base = self._sum(series, t - self.config.window_ms - self.config.baseline_ms,
+                         t - self.config.window_ms)
+        n = count(metric, base)
+        if n < self.config.min_baseline_n:
+            return
+        acc = window(metric, base)
+        mean = acc.score()
+        if mean is None:
+            return
+        series.ref = (mean, math.sqrt(acc.variance()), n)
+
+    def _sum(self, series: Series, start: int, end: int) -> Vector:
+        total = [0.0] * SIZE[series.key[0]]
+        for s in range(start - start % self.bucket_ms, end, self.bucket_ms):
+            v = series.buckets.get(s)
+            if v is not None:
+                add(total, v)
+        return total
+
+    def _evidence(self, series: Series, rule: str, t: int, start: int, current: Vector,
+                  baseline: Vector | None, effect: float, p: float) -> AlertRecord:
+        c = self.config
+        metric, dim, value = series.key
+        est = estimate(metric, current)
+        if baseline is not None:
+            base_value = estimate(metric, baseline).value
+            base_n = count(metric, baseline)
+        else:
+            assert series.ref is not None
+            base_value, base_n = series.ref[0], series.ref[2]
+        critical = (abs(effect) >= c.critical_factor * self._min_effect[metric]
+                    and p < c.p_value / 10)
+        if rule == "cusum_drift":
+            critical = abs(effect) >= c.critical_factor * self._min_effect[metric]
+        assert est.value is not None and base_value is not None
+        return AlertRecord(
+            alert_id="", rule=rule, metric=metric, segment_dim=dim, segment_value=value,
+            state="firing", severity="critical" if critical else "warning", fired_at=t,
+            resolved_at=None, window_start=start, window_end=t, value=est.value,
+            baseline=base_value, n=est.n, baseline_n=base_n,
+            ci_low=est.ci_low if est.ci_low is not None else est.value,
+            ci_high=est.ci_high if est.ci_high is not None else est.value,
+            effect=effect, p_value=p, version=0,
+        )
+
+    def _transition(self, series: Series, rule: str, firing: _Alert | None,
+                    evidence: AlertRecord | None, t: int, out: list[AlertRecord]) -> None:
+        metric, dim, value = series.key
+        if evidence is not None:
+            if firing is None:
+                alert_id = f"{rule}:{metric}:{dim}={value}:{format_ms(t)}"
+                record = evidence._replace(alert_id=alert_id, version=1)
+                series.alerts[rule] = _Alert(record)
+                out.append(record)
+                return
+            firing.cleared_since = None
+            if firing.record.severity == "warning" and evidence.severity == "critical":
+                record = evidence._replace(alert_id=firing.record.alert_id,
+                                 fired_at=firing.record.fired_at,
+                                 version=firing.record.version + 1)
+                firing.record = record
+                out.append(record)
+            return
+        if firing is None:
+            return
+        if firing.cleared_since is None:
+            firing.cleared_since = t
+        if t - firing.cleared_since >= self.config.hold_ms:
+            record = firing.record._replace(state="resolved", resolved_at=t,
+                             version=firing.record.version + 1)
+            del series.alerts[rule]
+            out.append(record)
+
+    # -- queries and state --------------------------------------------------------------------
+
+    def rolling(self, metric: str, segment_dim: str, segment_value: str, end_ms: int
+                ) -> dict[int, Estimate]:
+        """Estimates over the rolling windows ending at `end_ms` (within retention: window +
+        baseline), keyed by window length in ms: the buckets merged into 1 h, 24 h, 7 d."""
+        series = self._series.get((metric, segment_dim, segment_value))
+        out: dict[int, Estimate] = {}
+        for length in self.rolling_ms:
+            if series is None:
+                out[length] = estimate(metric, [0.0] * SIZE[metric])
+            else:
+                out[length] = estimate(metric, self._sum(series, end_ms - length, end_ms))
+        return out
+
+    def series_keys(self) -> list[SeriesKey]:
+        return sorted(self._series)
+
+    def firing(self) -> list[AlertRecord]:
+        return [a.record for k in sorted(self._series)
+                for _, a in sorted(self._series[k].alerts.items())]
+
+    def drain_dirty(self) -> set[SeriesKey]:
+        out, self._dirty = self._dirty, set()
+        return out
+
+    def dump_series(self, key: SeriesKey) -> dict[str, Any] | None:
+        series = self._series.get(key)
+        return None if series is None else series.to_state()
+
+    def load_series(self, key: SeriesKey, state: dict[str, Any] | None) -> None:
+        self._series_at_advance = -1  # a restored cursor may lag: evaluate on the next call
+        if state is None:
+            self._series.pop(key, None)
+        else:
+            self._series[key] = Series.from_state(state)
+

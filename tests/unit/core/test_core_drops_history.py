@@ -1,0 +1,260 @@
+"""Long histories: the same results as the old detector and bucket eviction, bounded state.
+
+`DropDetector` used to forget old buckets by scanning every bucket it held at each step (a week
+of minute buckets per series) and to sum a CUSUM reference by looking up every minute of the
+week; it now keeps the bucket starts in order. These tests feed long generated streams of
+partials (several series and partitions, late and re-sent partials, stale versions, emptied
+buckets, drops that fire and resolve both rules, gaps longer than window + baseline, state
+dumped and restored midway) to it and to the old detector kept verbatim in drops_reference.py,
+and require equal alerts at every call, equal rolling windows and equal state.
+`SurveyBuckets.evict` likewise used to scan every partial held (a day of them) and now pops
+the final bucket starts from a heap: it must forget exactly the partials the scan forgot.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from drops_reference import DropDetector as ReferenceDetector
+from scenarios import DAY, HOUR, MIN, T0, event
+
+from pipeline.core.buckets import _EVICT_EVERY_BUCKETS, SurveyBuckets
+from pipeline.core.config import DropConfig, WindowConfig
+from pipeline.core.drops import _COMPACT_AFTER, DropDetector
+from pipeline.core.event import Survey
+from pipeline.core.journeys import EndDelta
+from pipeline.core.records import AlertRecord, MetricRecord
+
+START = T0 - T0 % DAY
+PARTITIONS = 3
+# (metric, dim, value) -> chance that a partition sends this bucket; csat is sparse, so its
+# CUSUM reference waits (n < min_baseline_n) and sums its baseline every hour.
+SERIES: dict[tuple[str, str, str], float] = {
+    ("nps", "all", "all"): 0.9,
+    ("nps", "channel", "phone"): 0.5,
+    ("ces", "channel", "web"): 0.4,
+    ("csat", "tier", "gold"): 0.03,
+    ("negative_end", "all", "all"): 0.6,
+}
+
+
+def _record(rng: random.Random, key: tuple[str, str, str], start: int, width: int,
+            partition: int, version: int, bad: float) -> MetricRecord:
+    """A partial with random answers; `bad` in [0, 1] shifts them towards the bad end."""
+    metric, dim, value = key
+    n = 0 if rng.random() < 0.03 else rng.randint(1, 12)  # some partials emptied again
+    promoters = passives = detractors = easy = hard = positives = 0
+    total = total_sq = 0.0
+    for _ in range(n):
+        u = rng.random()
+        if metric == "nps":
+            if u < 0.45 - 0.3 * bad:
+                promoters += 1
+            elif u < 0.8 - 0.2 * bad:
+                passives += 1
+            else:
+                detractors += 1
+        elif metric == "ces":
+            answer = rng.choice((1.0, 2.5, 4.0, 5.5, 7.0) if bad < 0.5 else (1.0, 2.5, 4.0))
+            total += answer
+            total_sq += answer * answer
+            easy += answer >= 5
+            hard += answer <= 3
+        elif metric == "csat":
+            positives += u < 0.8 - 0.5 * bad
+        else:
+            positives += u < 0.2 + 0.4 * bad
+    if metric == "nps":
+        n = promoters + passives + detractors
+    return MetricRecord(
+        metric=metric, segment_dim=dim, segment_value=value, window_start=start,
+        window_end=start + width, source_partition=partition, n=n, value=None, ci_low=None,
+        ci_high=None, promoters=promoters, passives=passives, detractors=detractors,
+        total=total, total_sq=total_sq, easy=easy, hard=hard, positives=positives,
+        version=version)
+
+
+def _badness(key: tuple[str, str, str], t: int, scale: float) -> float:
+    """Sudden drops (window test) and a slow decline (CUSUM), then recovery; the days are
+    those of a 20-day stream, `scale` = days / 20."""
+    day: float = (t - START) / DAY / scale
+    if key[0] == "nps" and key[1] == "channel" and 9.0 <= day < 9.5:
+        return 1.0
+    if key[0] == "nps" and key[1] == "all" and 11.0 <= day < 16.0:
+        return min(1.0, (day - 11.0) / 3.0)  # slow, then recovers at day 16
+    if key[0] == "ces" and 8.2 <= day < 8.4:
+        return 1.0
+    if key[0] == "negative_end" and 12.0 <= day < 12.3:
+        return 1.0
+    return 0.0
+
+
+def _silent(key: tuple[str, str, str], t: int, scale: float) -> bool:
+    """Gaps longer than window + baseline: idle jumps and forgetting a whole history."""
+    day: float = (t - START) / DAY / scale
+    return key[1] == "channel" and key[2] == "web" and 10.0 <= day < 18.5
+
+
+def _stream(seed: int, days: int, width: int, lateness: int
+            ) -> list[tuple[list[MetricRecord], int]]:
+    """Batches of partials, each followed by the merged watermark to advance to."""
+    rng = random.Random(seed)
+    versions: dict[tuple[tuple[str, str, str], int, int], int] = {}
+    sent: list[MetricRecord] = []
+    out: list[tuple[list[MetricRecord], int]] = []
+    batch: list[MetricRecord] = []
+    for i in range(days * DAY // width):
+        t = START + i * width
+        for key, chance in SERIES.items():
+            if _silent(key, t, days / 20):
+                continue
+            for partition in range(PARTITIONS):
+                if rng.random() >= chance:
+                    continue
+                start = t
+                if rng.random() < 0.05:  # late: a bucket within the allowed lateness
+                    start = t - width * rng.randrange(1, lateness // width + 1)
+                slot = (key, start, partition)
+                version = versions[slot] = versions.get(slot, 0) + 1
+                bad = _badness(key, t, days / 20)
+                record = _record(rng, key, start, width, partition, version, bad)
+                batch.append(record)
+                sent.append(record)
+        if sent and rng.random() < 0.02:
+            batch.append(rng.choice(sent[-500:]))  # redelivery: a stale or repeated version
+        # The merged watermark: usually each bucket end, sometimes several buckets at once,
+        # sometimes inside a bucket.
+        if rng.random() < 0.15:
+            continue
+        watermark = t + width + (rng.randrange(width) if rng.random() < 0.2 else 0)
+        out.append((batch, watermark))
+        batch = []
+    return out
+
+
+def _run(config: DropConfig, width: int, stream: list[tuple[list[MetricRecord], int]],
+         restore_every: int) -> tuple[list[list[AlertRecord]], list[list[AlertRecord]]]:
+    new = DropDetector(config, width)
+    old = ReferenceDetector(config, width)
+    new_alerts: list[list[AlertRecord]] = []
+    old_alerts: list[list[AlertRecord]] = []
+    for step, (batch, watermark) in enumerate(stream):
+        for record in batch:
+            new.apply_partial(record)
+            old.apply_partial(record)
+        new_alerts.append(new.advance(watermark))
+        old_alerts.append(old.advance(watermark))
+        if step % restore_every == restore_every // 2:
+            assert _dumps(new) == _dumps(old)
+            assert new.firing() == old.firing()
+            for key in new.series_keys():
+                for end in (watermark, watermark - 3 * HOUR, watermark - 2 * DAY):
+                    assert new.rolling(*key, end) == old.rolling(*key, end)
+            # the stream restores series from their dumps: continue on a restored detector
+            restored = DropDetector(config, width)
+            for key in new.series_keys():
+                restored.load_series(key, new.dump_series(key))
+            new = restored
+    assert _dumps(new) == _dumps(old)
+    return new_alerts, old_alerts
+
+
+def _dumps(detector: DropDetector | ReferenceDetector) -> dict[Any, Any]:
+    return {key: detector.dump_series(key) for key in detector.series_keys()}
+
+
+def _check(alerts: tuple[list[list[AlertRecord]], list[list[AlertRecord]]],
+           rules: set[str]) -> None:
+    new, old = alerts
+    assert new == old
+    flat = [a for call in new for a in call]
+    # the stream exercises what it should: both rules fire and resolve
+    assert {(a.rule, a.state) for a in flat} >= {(r, s) for r in rules
+                                                 for s in ("firing", "resolved")}
+
+
+def test_default_config_long_history_equals_reference() -> None:
+    # 7-day baseline, 20 days of 15-minute buckets: forgetting and idle jumps over whole weeks
+    width = 15 * MIN
+    config = DropConfig(min_n=30, min_baseline_n=30, cusum_min_hour_n=10)
+    stream = _stream(1, 20, width, 6 * HOUR)
+    _check(_run(config, width, stream, restore_every=400), {"window_drop", "cusum_drift"})
+
+
+def test_minute_buckets_short_baseline_equals_reference() -> None:
+    # minute buckets, a 6 h baseline and 30-minute windows over 5 days: nearly every step
+    # forgets a bucket (and the ordered starts are compacted)
+    config = DropConfig(window_ms=30 * MIN, baseline_ms=6 * HOUR, evaluate_every_ms=30 * MIN,
+                        min_n=20, min_baseline_n=20, cusum_min_hour_n=5,
+                        negative_end_delay_ms=10 * MIN)
+    stream = _stream(2, 5, MIN, 2 * HOUR)
+    _check(_run(config, MIN, stream, restore_every=2000), {"window_drop"})
+
+
+def test_state_held_is_bounded_by_window_and_baseline() -> None:
+    width = MIN
+    config = DropConfig()
+    detector = DropDetector(config, width)
+    key = ("nps", "all", "all")
+    held = (config.window_ms + config.baseline_ms) // width
+    rng = random.Random(3)
+    for i in range(10 * DAY // width):
+        start = START + i * width
+        detector.apply_partial(_record(rng, key, start, width, i % 2, 1, 0.0))
+        detector.advance(start + width)
+    series = detector._series[key]
+    assert len(series.buckets) <= held + 1
+    assert len(series.partials) <= held + 1
+    live = len(series.order) - series.head
+    assert live == len(series.buckets)
+    assert len(series.order) <= 2 * live + _COMPACT_AFTER
+    assert series.order[series.head:] == sorted(series.buckets)
+
+
+def test_bucket_eviction_forgets_exactly_what_the_scan_forgot() -> None:
+    # the old rule, checked at every call: at a scan, every partial whose bucket ends at or
+    # before the horizon and that is flushed goes; dirty ones stay until a later scan
+    width = MIN
+    rng = random.Random(4)
+    buckets = SurveyBuckets(WindowConfig(bucket_ms=width), partition=0)
+    restored = 0
+    evicted = 0
+    watermark = START
+    ends: list[tuple[int, bool]] = []
+    for i in range(2 * DAY // (30 * 1000)):  # an event every 30 s for 2 days
+        watermark += 30_000
+        # late ones, some beyond the horizon (not flushed when evict runs: they must stay)
+        ms = watermark - (rng.randrange(DAY + HOUR) if rng.random() < 0.1 else 0)
+        buckets.add_event(event(
+            f"e{i}", ms, touchpoint=rng.choice(("web", "hotline", "store")),
+            attributes={"tier": rng.choice(("basic", "gold"))},
+            survey=Survey(nps=rng.randint(0, 10), csat=rng.randint(1, 5))))
+        if rng.random() < 0.2:  # a journey closes, or one counted earlier is retracted
+            if ends and rng.random() < 0.3:
+                at, negative = ends.pop(rng.randrange(len(ends)))
+                buckets.apply_end(EndDelta(at, negative, -1, (("all", "all"),)))
+            else:
+                ends.append((ms, rng.random() < 0.3))
+                buckets.apply_end(EndDelta(ms, ends[-1][1], 1, (("all", "all"),)))
+        if rng.random() < 0.3:
+            records = buckets.flush()
+            if records and rng.random() < 0.01:  # a restart: rebuilt from the records emitted
+                fresh = SurveyBuckets(WindowConfig(bucket_ms=width), partition=0)
+                for record in buckets.records():
+                    fresh.load_record(record)
+                fresh.final_before_ms = buckets.final_before_ms
+                buckets = fresh
+                restored += 1
+        horizon = watermark - DAY - width
+        if horizon - buckets._scanned_before_ms < _EVICT_EVERY_BUCKETS * width:
+            held = len(buckets)
+            assert buckets.evict(horizon) == 0 and len(buckets) == held
+            continue
+        before = dict(buckets._partials)
+        gone = buckets.evict(horizon)
+        expected = {k: p for k, p in before.items() if k[3] + width > horizon or p.dirty}
+        assert buckets._partials == expected
+        assert gone == len(before) - len(expected)
+        evicted += gone
+    assert restored and evicted > len(buckets) // 2  # about one day of two is held
