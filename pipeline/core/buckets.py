@@ -10,6 +10,7 @@ statistics and version, so it doubles as its state: `load_record` rebuilds a par
 from __future__ import annotations
 
 from collections.abc import Iterable
+from heapq import heappop, heappush
 from typing import Final
 
 from pipeline.core.config import WindowConfig
@@ -93,6 +94,11 @@ class SurveyBuckets:
         self._width = self.config.bucket_ms
         self._attr_keys = self.config.segment_attributes
         self._partials: dict[BucketKey, Partial] = {}
+        # The keys of the partials held, by bucket start, and those starts in a heap: eviction
+        # pops the final starts instead of scanning every partial held (a day of buckets per
+        # segment at the default lateness), so each partial costs O(log n) to forget.
+        self._by_start: dict[int, list[BucketKey]] = {}
+        self._starts: list[int] = []
         self.final_before_ms = _NEVER
         self._scanned_before_ms = _NEVER
         self._dirty: list[Partial] = []  # changed since the last flush, each once
@@ -102,6 +108,7 @@ class SurveyBuckets:
         p = self._partials.get(key)
         if p is None:
             p = self._partials[key] = Partial(window(), key)
+            self._index(key)
         p.version += 1
         if not p.dirty:
             p.dirty = True
@@ -160,21 +167,42 @@ class SurveyBuckets:
         """Buckets that end at or before `before_ms` are final (stream time is a lateness past
         them): forget their flushed partials. Returns how many went.
 
-        The horizon moves at once; the scan over all partials runs only every
-        `_EVICT_EVERY_BUCKETS` buckets of progress, which keeps it off the per-tick path."""
+        The horizon moves at once; the final partials are forgotten only every
+        `_EVICT_EVERY_BUCKETS` buckets of progress, oldest start first (a heap of starts), so
+        the cost does not grow with the partials held. A partial not flushed yet stays until
+        a later call finds it flushed."""
         self.final_before_ms = max(self.final_before_ms, before_ms)
         if before_ms - self._scanned_before_ms < _EVICT_EVERY_BUCKETS * self._width:
             return 0
         self._scanned_before_ms = before_ms
-        old = [k for k, p in self._partials.items()
-               if k[3] + self._width <= before_ms and not p.dirty]
-        for key in old:
-            del self._partials[key]
-        return len(old)
+        gone = 0
+        kept: list[BucketKey] = []  # not flushed yet: retried at the next scan
+        starts = self._starts
+        while starts and starts[0] + self._width <= before_ms:
+            for key in self._by_start.pop(heappop(starts)):
+                if self._partials[key].dirty:
+                    kept.append(key)
+                else:
+                    del self._partials[key]
+                    gone += 1
+        for key in kept:
+            self._index(key)
+        return gone
+
+    def _index(self, key: BucketKey) -> None:
+        start = key[3]
+        keys = self._by_start.get(start)
+        if keys is None:
+            self._by_start[start] = [key]
+            heappush(self._starts, start)
+        else:
+            keys.append(key)
 
     def load_record(self, record: MetricRecord) -> None:
         """Restore one partial from its last emitted record (e.g. after a restart)."""
         key = (record.metric, record.segment_dim, record.segment_value, record.window_start)
+        if key not in self._partials:
+            self._index(key)
         self._partials[key] = Partial(window_of(record), key, record.version)
 
     def records(self) -> list[MetricRecord]:
