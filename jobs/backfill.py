@@ -50,6 +50,7 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.gcpolicy import tuned_gc
+from pipeline.core.journeys import letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.privacy import PersonalData
@@ -328,8 +329,9 @@ class Backfill:
                 self.counts["duplicates"] += 1
             else:
                 pending.dead_letters.append(DeadLetter.make(
-                    reason, reject_error(reason, event.event_id, event.occurred_ms, watermark,
-                                         self.clock, self.lateness_ms, partition),
+                    letter_reason(reason),
+                    reject_error(reason, event.event_id, event.occurred_ms, watermark,
+                                 self.clock, self.lateness_ms, partition),
                     original=_original(dicts.row(i)), source_topic=source,
                     source_partition=partition, source_offset=first_row + i,
                     event_id=event.event_id))

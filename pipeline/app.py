@@ -258,7 +258,7 @@ def create_app(
                 letter = proc.reject_letter(out.reject, parsed, value, s.topic_touchpoints,
                                             offset)
                 dead_letters.send_soon(key=None, value=letter.to_json())
-                stats.dead_letters.labels(out.reject).inc()
+                stats.dead_letters.labels(letter.reason).inc()
             outbox_one.setdefault(partition, []).append(out)
         flush_outbox()
         return done, last_of

@@ -32,7 +32,7 @@ from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.gcpolicy import tune_gc
-from pipeline.core.journeys import CONFLICT
+from pipeline.core.journeys import CONFLICT, REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import parse_ms
@@ -84,8 +84,8 @@ def reject_error(reason: str, event_id: str, event_ms: int, watermark_ms: int,
     """The dead-letter message of an event the engine rejected with `reason` in a batch run."""
     if reason == FUTURE and clock.now_ms is not None:
         return future_error(event_ms, clock.now_ms, clock.max_skew_ms)
-    if reason == CONFLICT:
-        return conflict_error(event_id)
+    if reason in (CONFLICT, REPLACED):
+        return conflict_error(event_id, reason == REPLACED)
     return late_error(event_ms, watermark_ms, lateness_ms, partition)
 
 
@@ -123,7 +123,7 @@ class Replay:
             self.counts["duplicates"] += 1
         elif reason is not None:
             self.dead_letters.append(DeadLetter.make(
-                reason, self.reject_error(reason, event, partition),
+                letter_reason(reason), self.reject_error(reason, event, partition),
                 original=raw, source_topic=self.source, source_partition=partition,
                 source_offset=number, event_id=event.event_id))
         else:

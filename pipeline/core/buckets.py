@@ -15,7 +15,7 @@ from typing import Final
 
 from pipeline.core.config import WindowConfig
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.journeys import EndDelta
+from pipeline.core.journeys import EndDelta, Retraction
 from pipeline.core.records import MetricRecord
 from pipeline.core.surveys import CesWindow, CsatWindow, NegativeEndWindow, NpsWindow
 from pipeline.core.valence import ces_on_7
@@ -139,6 +139,27 @@ class SurveyBuckets:
                 csat_acc = self._partial(("csat", dim, value, start), CsatWindow).acc
                 assert isinstance(csat_acc, CsatWindow)
                 csat_acc.update(csat)
+
+    def retract(self, answers: Retraction) -> None:
+        """Take back the answers of an event copy another copy replaced (its conflict lost,
+        pipeline.core.journeys). A final bucket keeps them, as `apply_end` keeps a journey."""
+        start = answers.at_ms - answers.at_ms % self._width
+        if start + self._width <= self.final_before_ms:
+            return
+        nps, ces, csat = answers.nps, answers.ces, answers.csat
+        for dim, value in answers.segments:
+            if nps is not None:
+                acc = self._partial(("nps", dim, value, start), NpsWindow).acc
+                assert isinstance(acc, NpsWindow)
+                acc.revert(nps)
+            if ces is not None:
+                ces_acc = self._partial(("ces", dim, value, start), CesWindow).acc
+                assert isinstance(ces_acc, CesWindow)
+                ces_acc.revert(ces)
+            if csat is not None:
+                csat_acc = self._partial(("csat", dim, value, start), CsatWindow).acc
+                assert isinstance(csat_acc, CsatWindow)
+                csat_acc.revert(csat)
 
     def apply_end(self, delta: EndDelta) -> None:
         """Count (+1) or retract (-1) one closed journey in the negative_end buckets.

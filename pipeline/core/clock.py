@@ -40,13 +40,19 @@ def future_error(event_ms: int, arrived_ms: int, max_skew_ms: int) -> str:
     )
 
 
-def conflict_error(event_id: str) -> str:
-    """The dead-letter message of a `conflict` (pipeline.core.journeys.CONFLICT).
+def conflict_error(event_id: str, kept: bool) -> str:
+    """The dead-letter message of a `conflict`: this copy of an event_id met another with other
+    content; of the two the copy with the smaller content digest is kept, whatever the order
+    (pipeline.core.journeys). `kept`: this copy won and replaced the earlier one.
 
-    >>> conflict_error("e1")[:60]
-    "event_id: 'e1' was applied before with different content; th"
+    >>> conflict_error("e1", False)[:62]
+    "event_id: 'e1' arrived again with different content; this copy"
     """
+    verdict = ("this copy is kept: it replaced the copy applied earlier, whose results were "
+               "retracted" if kept else "the copy applied earlier is kept and this one is not "
+               "applied")
     return (
-        f"event_id: {event_id!r} was applied before with different content; the copy applied "
-        "first is kept and this one is not applied (send a changed event with a new event_id)"
+        f"event_id: {event_id!r} arrived again with different content; {verdict} (of two "
+        "copies the one with the smaller content digest wins, whatever the order; send a "
+        "changed event with a new event_id)"
     )

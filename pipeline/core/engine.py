@@ -22,7 +22,7 @@ from pipeline.core.clock import FUTURE
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.journeys import EndDelta, Journey, JourneyTracker
+from pipeline.core.journeys import REPLACED, EndDelta, Journey, JourneyTracker
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.scoring import ScoringRules
 
@@ -95,7 +95,8 @@ class ExperienceEngine:
         """Apply one validated event read from `partition` that reached us at `arrived_ms`
         (None: `ClockConfig.now_ms`; when that is None too, its clock is trusted). Returns the
         records it caused and a reject reason (`late`, `future`, `conflict`: dead-letter it;
-        `duplicate`: drop it) or None."""
+        `duplicate`: drop it; `replaced`: applied in place of an earlier copy with other
+        content, dead-letter it as a `conflict` too) or None."""
         if arrived_ms is None:
             arrived_ms = self.now_ms
         if arrived_ms is not None and event.occurred_ms > arrived_ms + self.max_skew_ms:
@@ -106,14 +107,17 @@ class ExperienceEngine:
         self.watermarks[partition] = watermark
         journeys, reason = tracker.apply(event, watermark)
         out = Emitted(journeys=journeys)
-        if reason is not None:
+        if reason is not None and reason != REPLACED:
             return out, reason
         buckets = self.buckets[partition]
+        if reason == REPLACED:
+            for retraction in tracker.drain_retractions():
+                buckets.retract(retraction)
         buckets.add_event(event)
         self._apply_ends(partition, tracker, buckets)
         if watermark // self.bucket_ms != previous // self.bucket_ms:
             out.extend(self._tick(partition))
-        return out, None
+        return out, reason
 
     def process_many(self, events: Iterable[TouchpointEvent], partition: int = 0,
                      arrived_ms: int | None = None) -> tuple[Emitted, list[str | None]]:
@@ -146,7 +150,10 @@ class ExperienceEngine:
             reason = tracker._apply(event, watermark, journeys)
             reasons.append(reason)
             if reason is not None:
-                continue
+                if reason != REPLACED:
+                    continue
+                for retraction in tracker.drain_retractions():
+                    buckets.retract(retraction)
             buckets.add_event(event)
             if pending:
                 self._apply_ends(partition, tracker, buckets)

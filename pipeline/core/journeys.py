@@ -49,13 +49,21 @@ from pipeline.core.moments import Entry, JourneyMoments, new_entry
 from pipeline.core.records import JourneyRecord, new_record
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
-from pipeline.core.valence import survey_valence
+from pipeline.core.valence import ces_on_7, survey_valence
 
 LATE: Final = "late"
 DUPLICATE: Final = "duplicate"
 # an event_id applied before with other content: the copy applied first stays, this one is a
 # dead letter (a changed event needs a new event_id; docs/contract.md)
 CONFLICT: Final = "conflict"
+# the same, but this copy wins (the smaller content digest, whatever the order): it is applied
+# in place of the earlier copy, whose contributions are retracted; still a `conflict` letter
+REPLACED: Final = "replaced"
+
+
+def letter_reason(reason: str) -> str:
+    """The dead-letter reason of a verdict (`replaced` is a `conflict` whose copy won)."""
+    return CONFLICT if reason == REPLACED else reason
 UNKNOWN_DIGEST: Final = -1  # state written before digests were kept: any copy is a duplicate
 _STATUS_CODE: Final = {"open": 0, "closed": 1, "superseded": 2}
 _NO_ATTRS: Final[tuple[tuple[str, str], ...]] = ()
@@ -67,8 +75,28 @@ Segments = tuple[tuple[str, str], ...]
 
 
 def _repeat(applied: int, digest: int) -> str:
-    """The verdict on an event_id applied before with content digest `applied`."""
-    return DUPLICATE if digest == applied or applied == UNKNOWN_DIGEST else CONFLICT
+    """The verdict on an event_id applied before with content digest `applied`: of two copies
+    with other content the one with the smaller digest wins, so the result does not depend on
+    which arrived first."""
+    if digest == applied or applied == UNKNOWN_DIGEST:
+        return DUPLICATE
+    return CONFLICT if digest > applied else REPLACED
+
+
+# The survey answers of an applied event, as the buckets counted them: (nps, ces on 1-7, csat).
+Answers = tuple[int | None, float | None, int | None]
+
+
+class Retraction(NamedTuple):
+    """Survey answers to take back out of the buckets: the copy of an event that a copy with
+    the same event_id and a smaller content digest replaced. `segments`: where they counted."""
+
+    at_ms: int
+    segments: Segments
+    nps: int | None
+    ces: float | None
+    csat: int | None
+    event_id: str
 
 
 class EndDelta(NamedTuple):
@@ -173,7 +201,8 @@ class KeyState:
     and a restart rebuilds): the sessions are a tuple, empty and shared for a journey-id key, and
     the retired ids a dict made on the first supersession."""
 
-    __slots__ = ("ended_until", "journey", "pieces", "retired", "scheduled", "sessions")
+    __slots__ = ("answers", "ended_until", "journey", "pieces", "retired", "scheduled",
+                 "sessions")
 
     def __init__(self) -> None:
         self.journey: Journey | None = None
@@ -183,6 +212,9 @@ class KeyState:
         # versions would tie with the evicted one's (a tie ClickHouse and replay break apart).
         self.pieces = 0
         self.ended_until = -_FAR
+        # event_id -> survey answers of the key's applied events that have any: what to retract
+        # should a copy of the event with a smaller digest replace it
+        self.answers: dict[str, Answers] | None = None
         self.sessions: tuple[Journey, ...] = ()  # customer-keyed, sorted by start
         # superseded journey id -> (last version, last event ms, its superseded record as
         # emitted): should a later late event bring the id back (a split by a late journey_end),
@@ -218,15 +250,20 @@ class JourneyTracker:
     """Journeys of one input partition. See the module docstring for the calling pattern."""
 
     def __init__(self, config: JourneyConfig | None = None,
-                 rules: ScoringRules | None = None, *, keep_dirty_keys: bool = False) -> None:
+                 rules: ScoringRules | None = None, *, keep_dirty_keys: bool = False,
+                 fast_inserts: bool = True) -> None:
         """`keep_dirty_keys`: remember which keys changed for `drain_dirty_keys` (a stream that
-        writes state per key); off, nothing is kept (replay and backfill never drain them)."""
+        writes state per key); off, nothing is kept (replay and backfill never drain them).
+        `fast_inserts` off: every out-of-order event regroups its customer's sessions (the
+        reference `_insert` is tested against)."""
         self.config = config or JourneyConfig()
         self.rules = rules or ScoringRules.load(self.config.scoring_rules_path)
         self._keys: dict[str, KeyState] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._end_deltas: list[EndDelta] = []
+        self._retractions: list[Retraction] = []
         self._keep_dirty = keep_dirty_keys
+        self._fast_inserts = fast_inserts
         self._dirty: list[str] = []  # a list: an append per event, deduplicated when drained
         self._gap = self.config.idle_gap_ms
         self._journey_idle = self.config.journey_idle_ms
@@ -291,16 +328,26 @@ class JourneyTracker:
         eid = event.event_id
         state = self._keys.get(key)
         digest = content_digest(event)
+        replaced = False
         if state is None:
             state = self._keys[key] = KeyState()
             own = None
         else:
             own = state.journey
+            holder: Journey | None = None
             if own is not None and eid in own.ids:
-                return _repeat(own.ids[eid], digest)
-            for known in state.sessions:
-                if eid in known.ids:
-                    return _repeat(known.ids[eid], digest)
+                holder = own
+            else:
+                for known in state.sessions:
+                    if eid in known.ids:
+                        holder = known
+                        break
+            if holder is not None:
+                verdict = _repeat(holder.ids[eid], digest)
+                if verdict != REPLACED:
+                    return verdict
+                self._take_out(state, holder, eid)
+                replaced = True
         # the entry (see moments.Entry), valence inlined from valence.moment_valence
         valence = event.valence
         if valence is None:
@@ -318,6 +365,12 @@ class JourneyTracker:
         seg = self._segments(attrs, attr_keys) if attrs and attr_keys else _NO_ATTRS
         entry = new_entry((ms, eid, event.type, valence, event.touchpoint, event.channel,
                            event.stage, event.outcome or "", event.customer_id, seg))
+        survey = event.survey
+        if survey is not None and survey.has_score():
+            if state.answers is None:
+                state.answers = {}
+            state.answers[eid] = (survey.nps, None if survey.ces is None
+                                  else ces_on_7(survey.ces, survey.ces_scale), survey.csat)
         if self._keep_dirty:
             self._dirty.append(key)
         if jid is not None:
@@ -334,8 +387,9 @@ class JourneyTracker:
             if len(state.sessions) > 1:
                 self._refresh_others(state, own, watermark_ms, emitted)
             self._schedule_one(key, state, own)
-            return None
-        extended = self._extend(state, entry, digest)
+            return REPLACED if replaced else None
+        # a replacement may have split a session: the general path regroups
+        extended = None if replaced else self._extend(state, entry, digest)
         if extended is not None:  # in order, the common case: no lists to build
             self._emit_at(extended, watermark_ms)
             emitted.append(extended)
@@ -343,8 +397,8 @@ class JourneyTracker:
                 # other journeys of the key may have closed as stream time moved
                 self._refresh_others(state, extended, watermark_ms, emitted)
             self._schedule_one(key, state, extended)
-            return None
-        fast = self._insert(state, entry, digest)
+            return REPLACED if replaced else None
+        fast = None if replaced or not self._fast_inserts else self._insert(state, entry, digest)
         changed, superseded = self._repartition(state, entry, digest) if fast is None else fast
         if superseded:
             for gone in superseded:
@@ -362,7 +416,7 @@ class JourneyTracker:
             self._schedule_one(key, state, changed[0])
         else:
             self._schedule(key, state, changed)
-        return None
+        return REPLACED if replaced else None
 
     def _segments(self, attrs: Mapping[str, str], attr_keys: tuple[str, ...]) -> Segments:
         """The configured attributes of an event as ((key, value), ...), shared between equal
@@ -379,6 +433,32 @@ class JourneyTracker:
                 self._seg_cache.clear()
             self._seg_cache[values] = seg
         return seg
+
+    def _take_out(self, state: KeyState, journey: Journey, event_id: str) -> None:
+        """Remove the applied copy of `event_id` from `journey`: a copy with a smaller content
+        digest replaces it. Its survey answers are queued for retraction from the buckets
+        (`drain_retractions`); the caller then applies the new copy."""
+        old = journey.entries
+        removed = next(e for e in old if e[1] == event_id)
+        journey.entries = [e for e in old if e[1] != event_id]
+        del journey.ids[event_id]
+        if journey.entries or journey.keyed_by == "journey_id":
+            moments = JourneyMoments(self._window)
+            for e in journey.entries:
+                moments.update(e)
+            journey.moments = moments
+        # else: an emptied customer session keeps its moments for its superseded record
+        answers = None if state.answers is None else state.answers.pop(event_id, None)
+        if answers is not None:
+            segments = (("all", "all"), ("touchpoint", removed[4]), ("channel", removed[5]),
+                        ("stage", removed[6]), *removed[9])
+            self._retractions.append(new_record(Retraction, (
+                removed[0], segments, answers[0], answers[1], answers[2], event_id)))
+
+    def drain_retractions(self) -> list[Retraction]:
+        """Survey answers replaced since the last call (take them out of the buckets)."""
+        out, self._retractions = self._retractions, []
+        return out
 
     def _refresh_others(self, state: KeyState, changed: Journey, watermark_ms: int,
                         emitted: list[Journey]) -> None:
@@ -436,6 +516,8 @@ class JourneyTracker:
             "retired": {k: [v[0], v[1]] for k, v in sorted(retired.items())},
             "superseded": {k: v[2] for k, v in sorted(retired.items())},
             "pieces": [state.pieces, state.ended_until] if state.pieces else None,
+            "answers": ({k: list(v) for k, v in sorted(state.answers.items())}
+                        if state.answers else None),
         }
 
     def load_key(self, key: str, data: dict[str, Any] | None) -> None:
@@ -448,6 +530,12 @@ class JourneyTracker:
             state.journey = Journey.from_state(data["journey"], self._window, self._journey_idle)
         state.sessions = tuple(Journey.from_state(s, self._window, self._gap)
                                for s in data["sessions"])
+        answers = data.get("answers")
+        if answers:
+            state.answers = {str(k): (None if v[0] is None else int(v[0]),
+                                      None if v[1] is None else float(v[1]),
+                                      None if v[2] is None else int(v[2]))
+                             for k, v in answers.items()}
         pieces = data.get("pieces")
         if pieces is not None:
             state.pieces, state.ended_until = int(pieces[0]), int(pieces[1])
@@ -588,6 +676,9 @@ class JourneyTracker:
         if after is not None and after.moments.first_ms - ms <= gap:
             if after.moments.last_ms - ms >= max_len:
                 return None  # a new start moves the maximum-length cut
+            if after.moments.first_ms == ms:
+                after.add(entry, digest)  # a new first event in the same millisecond: same id
+                return [after], []
             # the entry starts `after` earlier: same events and one more, under a new id
             fresh = Journey(self._session_id(entry[8], ms, eid, previous_start), "customer_gap",
                             entry[8], self._window, gap)
@@ -759,6 +850,15 @@ class JourneyTracker:
             state.scheduled = deadline
             heappush(self._deadlines, (deadline, key))
 
+    @staticmethod
+    def _forget_answers(state: KeyState, journey: Journey) -> None:
+        answers = state.answers
+        if answers:
+            for event_id in journey.ids:
+                answers.pop(event_id, None)
+            if not answers:
+                state.answers = None
+
     def _evict(self, key: str, state: KeyState, watermark_ms: int) -> None:
         def alive(journey: Journey) -> bool:
             return journey.status == "open" or self._deadline(journey) > watermark_ms
@@ -766,6 +866,7 @@ class JourneyTracker:
         own = state.journey
         if own is not None and not alive(own):
             state.journey = None
+            self._forget_answers(state, own)
             state.pieces += 1
             until = own.last_ms + self._max_len
             if until > state.ended_until:
@@ -773,6 +874,9 @@ class JourneyTracker:
             self._mark_dirty(key)
         kept = tuple([j for j in state.sessions if alive(j)])
         if len(kept) != len(state.sessions):
+            for journey in state.sessions:
+                if journey not in kept:
+                    self._forget_answers(state, journey)
             state.sessions = kept
             self._mark_dirty(key)
         if state.forget_retired(watermark_ms - self._gap - self._lateness):

@@ -74,6 +74,16 @@ class SegmentTotals:
         self._touch(metric, bucket_start)
         return True
 
+    def remove_answer(self, metric: str, bucket_start: int, event_id: str) -> bool:
+        """Take one event's answer back out (a copy with other content replaced it); False when
+        it is not counted (the bucket is final and gone, or it never arrived)."""
+        bucket = self.answers.get(metric, {}).get(bucket_start)
+        if bucket is None or event_id not in bucket:
+            return False
+        del bucket[event_id]
+        self._touch(metric, bucket_start)
+        return True
+
     def set_end(self, journey_id: str, contribution: EndContribution | None) -> bool:
         """Set a journey's negative-end contribution (None: it counts nowhere, e.g. reopened)."""
         old = self.ends.get(journey_id)

@@ -54,6 +54,15 @@ class NpsWindow:
         else:
             self.detractors += 1
 
+    def revert(self, item: int) -> None:
+        """Undo `update(item)` (a replaced answer; river's update/revert)."""
+        if item >= 9:
+            self.promoters -= 1
+        elif item >= 7:
+            self.passives -= 1
+        else:
+            self.detractors -= 1
+
     def merge(self, other: Self) -> Self:
         return type(self)(self.promoters + other.promoters, self.passives + other.passives,
                           self.detractors + other.detractors)
@@ -111,6 +120,17 @@ class CesWindow:
             self.easy += 1
         elif item <= 3.0:
             self.hard += 1
+
+    def revert(self, item: float) -> None:
+        """Undo `update(item)`. Exact: answers on the 1-7 scale are multiples of 0.5, and so
+        are their sums; their squares multiples of 0.25."""
+        self.n -= 1
+        self.total -= item
+        self.total_sq -= item * item
+        if item >= 5.0:
+            self.easy -= 1
+        elif item <= 3.0:
+            self.hard -= 1
 
     def merge(self, other: Self) -> Self:
         return type(self)(self.n + other.n, self.total + other.total,
@@ -196,6 +216,12 @@ class CsatWindow(ShareWindow):
         self.n += 1
         if item >= 4:
             self.positives += 1
+
+    def revert(self, item: int) -> None:
+        """Undo `update(item)`."""
+        self.n -= 1
+        if item >= 4:
+            self.positives -= 1
 
 
 class NegativeEndWindow(ShareWindow):

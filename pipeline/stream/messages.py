@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 ANSWER = "a"
+RETRACT = "r"
 END = "e"
 WATERMARK = "w"
 BATCH = "b"
@@ -27,6 +28,14 @@ def answer(
 ) -> tuple[str, dict[str, Any]]:
     return segment_key(dim, value), {
         "t": ANSWER, "d": dim, "s": value, "m": metric, "b": bucket, "e": event_id, "v": score,
+    }
+
+
+def retract(dim: str, value: str, metric: str, bucket: int, event_id: str
+            ) -> tuple[str, dict[str, Any]]:
+    """Take an event's answer back out of a bucket (a copy with other content replaced it)."""
+    return segment_key(dim, value), {
+        "t": RETRACT, "d": dim, "s": value, "m": metric, "b": bucket, "e": event_id,
     }
 
 

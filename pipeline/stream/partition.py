@@ -25,7 +25,17 @@ from pipeline.core.buckets import segments_of
 from pipeline.core.clock import FUTURE, conflict_error, future_error, is_future
 from pipeline.core.config import CoreConfig
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.journeys import CONFLICT, DUPLICATE, LATE, EndDelta, Journey, JourneyTracker
+from pipeline.core.journeys import (
+    CONFLICT,
+    DUPLICATE,
+    LATE,
+    REPLACED,
+    EndDelta,
+    Journey,
+    JourneyTracker,
+    Retraction,
+    letter_reason,
+)
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
@@ -128,14 +138,18 @@ class PartitionProcessor:
         records, reason = self.tracker.apply(event, self.watermark)
         out = StageOneOutput(journeys=records)
         if reason in (LATE, CONFLICT):
-            # a conflicting copy contributes nothing: its answers would be counted beside (or
-            # instead of) the copy applied first
+            # a conflicting copy that lost contributes nothing: its answers would be counted
+            # beside (or instead of) the copy kept
             out.reject = reason
         elif reason == DUPLICATE:
             out.duplicate = True
             self._resend_key(event.journey_key, out)
             self._answers(event, out)
         else:
+            if reason == REPLACED:
+                # this copy won over one applied earlier: its answers are taken back first
+                out.reject = REPLACED
+                self._retract(self.tracker.drain_retractions(), out)
             self._answers(event, out)
             self._ends(self.tracker.drain_end_deltas(), out)
         # Close what stream time has closed on every event (cheap when nothing is due), so the
@@ -184,6 +198,17 @@ class PartitionProcessor:
                     messages.answer(dim, value, metric, bucket, event.event_id, answer)
                 )
 
+    def _retract(self, retractions: list[Retraction], out: StageOneOutput) -> None:
+        for r in retractions:
+            bucket = r.at_ms - r.at_ms % self.bucket_ms
+            if bucket + self.bucket_ms <= self.final_before_ms:
+                continue  # that bucket is final: the answers stay counted there (as `_ends`)
+            for metric, score in (("nps", r.nps), ("ces", r.ces), ("csat", r.csat)):
+                if score is not None:
+                    for dim, value in r.segments:
+                        out.contributions.append(
+                            messages.retract(dim, value, metric, bucket, r.event_id))
+
     def _ends(self, deltas: list[EndDelta], out: StageOneOutput) -> None:
         for delta in deltas:
             start = delta.at_ms - delta.at_ms % self.bucket_ms
@@ -217,13 +242,13 @@ class PartitionProcessor:
         """The dead letter of an event `process` rejected with `reason`, just after it did."""
         if reason == FUTURE:
             error = future_error(event.occurred_ms, self.last_arrived_ms, self.max_skew_ms)
-        elif reason == CONFLICT:
-            error = conflict_error(event.event_id)
+        elif reason in (CONFLICT, REPLACED):
+            error = conflict_error(event.event_id, reason == REPLACED)
         else:
             error = late_error(event.occurred_ms, self.watermark,
                                self.config.journeys.allowed_lateness_ms, self.partition)
         return DeadLetter.make(
-            reason,
+            letter_reason(reason),
             error,
             original=raw,
             source_topic=source_topic,

@@ -124,6 +124,8 @@ class SegmentStage:
         totals = self._totals(seg)
         if kind == messages.ANSWER:
             changed = totals.add_answer(message["m"], int(message["b"]), message["e"], message["v"])
+        elif kind == messages.RETRACT:
+            changed = totals.remove_answer(message["m"], int(message["b"]), message["e"])
         elif kind == messages.END:
             c = message["c"]
             changed = totals.set_end(message["j"], None if c is None else (int(c[0]), bool(c[1])))

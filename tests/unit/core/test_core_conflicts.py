@@ -1,8 +1,10 @@
 """Redelivery with changed content: one rule in the tracker, the stream stage and replay.
 
 A repeated event_id with the same content is a duplicate (dropped, counted); with different
-content it is a `conflict`: the copy applied first stays, the other is a dead letter and
-contributes nothing anywhere (issue: a changed redelivery was counted again)."""
+content it is a `conflict`: of the copies the one with the smaller content digest is kept,
+whatever the order, and the copy that arrived second is a dead letter `conflict` (saying whether
+it was kept). The loser contributes nothing anywhere (issue: a changed redelivery was counted
+again)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pipeline.contract import event_to_json
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey, content_digest
-from pipeline.core.journeys import CONFLICT, DUPLICATE, JourneyTracker
+from pipeline.core.journeys import CONFLICT, DUPLICATE, REPLACED, JourneyTracker
 from pipeline.stream.partition import PartitionProcessor
 
 
@@ -34,14 +36,25 @@ def test_digest_sees_every_field_and_not_the_offset() -> None:
         assert content_digest(changed) != content_digest(e)
 
 
+def winner_and_loser(journey: str | None = None):  # type: ignore[no-untyped-def]
+    """Two copies of event `a` with other content: (the kept one, the other)."""
+    one, two = answer("a", 10, journey=journey), answer("a", 0, journey=journey)
+    return (one, two) if content_digest(one) < content_digest(two) else (two, one)
+
+
 def test_same_id_other_content_is_a_conflict_in_journeys_and_sessions() -> None:
     for journey in ("j-1", None):
-        tracker = JourneyTracker()
-        assert tracker.apply(answer("a", 10, journey=journey), T0)[1] is None
-        assert tracker.apply(answer("a", 10, journey=journey), T0) == ([], DUPLICATE)
-        assert tracker.apply(answer("a", 0, journey=journey), T0) == ([], CONFLICT)
-        [j] = tracker.journeys()
-        assert j.moments.events == 1 and j.moments.end_valence() == 1.0  # the first copy
+        win, lose = winner_and_loser(journey)
+        for first, second, verdict in ((win, lose, CONFLICT), (lose, win, REPLACED)):
+            tracker = JourneyTracker()
+            assert tracker.apply(first, T0)[1] is None
+            assert tracker.apply(first, T0) == ([], DUPLICATE)
+            assert tracker.apply(second, T0)[1] == verdict
+            [j] = tracker.journeys()
+            assert j.moments.events == 1
+            assert j.moments.end_valence() == (1.0 if win.survey.nps == 10 else -1.0)
+            assert tracker.apply(win, T0)[1] == DUPLICATE
+            assert tracker.apply(lose, T0)[1] == CONFLICT
 
 
 def test_conflict_survives_a_restart_and_a_repartition() -> None:
@@ -52,9 +65,12 @@ def test_conflict_survives_a_restart_and_a_repartition() -> None:
     tracker.apply(answer("x", 5, T0 + 25 * MIN), T0 + 50 * MIN)
     restored = JourneyTracker()
     restored.load_key("c1", json.loads(json.dumps(tracker.dump_key("c1"))))
+    other = answer("b", 2, T0 + 50 * MIN)
+    bigger = content_digest(other) > content_digest(answer("b", 9, T0 + 50 * MIN))
     for t in (tracker, restored):
         assert t.apply(answer("b", 9, T0 + 50 * MIN), T0 + 50 * MIN)[1] == DUPLICATE
-        assert t.apply(answer("b", 2, T0 + 50 * MIN), T0 + 50 * MIN)[1] == CONFLICT
+        assert t.apply(other, T0 + 50 * MIN)[1] == (CONFLICT if bigger else REPLACED)
+    assert tracker.dump_key("c1") == restored.dump_key("c1")
 
 
 def test_state_without_digests_treats_every_copy_as_a_duplicate() -> None:
@@ -67,27 +83,53 @@ def test_state_without_digests_treats_every_copy_as_a_duplicate() -> None:
     assert old.apply(answer("a", 0, journey="j"), T0)[1] == DUPLICATE
 
 
-def test_stream_stage_sends_no_contribution_for_a_conflicting_copy() -> None:
+def test_stream_stage_sends_no_contribution_for_a_losing_copy() -> None:
+    win, lose = winner_and_loser()
     proc = PartitionProcessor(0, CoreConfig())
-    first = proc.process(answer("a", 10))
+    first = proc.process(win)
     assert first.contributions
-    again = proc.process(answer("a", 10))
+    again = proc.process(win)
     assert again.duplicate and again.reject is None
-    changed = proc.process(answer("a", 0, T0 + 5 * MIN))
+    changed = proc.process(lose)
     assert changed.reject == CONFLICT and not changed.contributions and not changed.journeys
-    letter = proc.reject_letter(CONFLICT, answer("a", 0), b"{}", "cx.touchpoints", 7)
-    assert letter.reason == "conflict" and "different content" in letter.error
+    letter = proc.reject_letter(CONFLICT, lose, b"{}", "cx.touchpoints", 7)
+    assert letter.reason == "conflict" and "this one is not applied" in letter.error
 
 
-def test_engine_counts_the_first_copy_only() -> None:
-    engine = ExperienceEngine()
-    first, reason = engine.process(answer("a", 10), 0)
-    assert reason is None
-    second, reason = engine.process(answer("a", 0, T0 + 2 * MIN), 0)  # crosses a bucket
-    assert reason == CONFLICT and not second.metrics
-    records = first.metrics + engine.finish().metrics
-    nps_all = [r for r in records if r.metric == "nps" and r.segment_dim == "all"]
-    assert [r.n for r in nps_all] == [1] and nps_all[0].value == 100
+def test_stream_stage_retracts_the_answers_a_winning_copy_replaces() -> None:
+    win, lose = winner_and_loser()
+    proc = PartitionProcessor(0, CoreConfig())
+    proc.process(lose)
+    out = proc.process(win)
+    assert out.reject == REPLACED and out.journeys
+    kinds = [(c[1]["t"], c[1].get("e")) for c in out.contributions if c[1].get("m") == "nps"]
+    assert kinds[:4] == [("r", "a")] * 4 and ("a", "a") in kinds  # 4 segments back, then in
+    letter = proc.reject_letter(REPLACED, win, b"{}", "cx.touchpoints", 7)
+    assert letter.reason == "conflict" and "this copy is kept" in letter.error
+
+
+def test_engine_counts_the_winning_copy_only_whatever_the_order() -> None:
+    win, lose = winner_and_loser()
+    lose_later = replace(lose, occurred_ms=T0 + 2 * MIN)  # a copy in another bucket
+    if content_digest(lose_later) < content_digest(win):
+        win, lose_later = lose_later, win
+    results = []
+    for order in ((win, lose_later), (lose_later, win)):
+        engine = ExperienceEngine()
+        records = []
+        for e in order:
+            emitted, _ = engine.process(e, 0)
+            records += emitted.metrics
+        records += engine.finish().metrics
+        latest = {}
+        for r in records:
+            if r.metric == "nps" and r.segment_dim == "all":
+                latest[r.window_start] = (r.n, r.value)
+        results.append({k: v for k, v in latest.items() if v[0] > 0})
+        [j] = engine.trackers[0].journeys()
+        assert j.moments.first_ms == win.occurred_ms
+    assert results[0] == results[1] == {
+        win.occurred_ms - win.occurred_ms % MIN: (1, 100.0 if win.survey.nps == 10 else -100.0)}
 
 
 def test_replay_dead_letters_the_conflict(tmp_path: Path) -> None:
@@ -99,3 +141,6 @@ def test_replay_dead_letters_the_conflict(tmp_path: Path) -> None:
                  "2027-01-01T00:00:00Z"]) == 0
     letters = [json.loads(x) for x in (out / "dead_letters.jsonl").read_text().splitlines()]
     assert [(d["reason"], d["event_id"]) for d in letters] == [("conflict", "a")]
+    journeys = [json.loads(x) for x in (out / "journeys.jsonl").read_text().splitlines()]
+    win, _ = winner_and_loser()
+    assert journeys[0]["end_valence"] == (1.0 if win.survey.nps == 10 else -1.0)
