@@ -56,14 +56,12 @@ def insert_all(warehouse: Warehouse, records: dict[str, list[dict[str, Any]]]) -
         " FROM touchpoint_events WHERE event_id = %(id)s", {"id": event["event_id"]})
     signals = event.get("signals") or {}
     attributes = event.get("attributes") or {}
+    wait = signals.get("wait_seconds")
     want = (event["customer_id"], event["touchpoint"], [attributes[k] for k in sorted(attributes)],
-            signals.get("transfers"), signals.get("wait_seconds"))
-    assert len(found) == 1, found
-    got = found[0]
-    assert (got[0], got[1], list(got[2]), got[3]) == want[:4]
-    assert (got[4] is None) == (want[4] is None)
-    if want[4] is not None:
-        assert got[4] == float(want[4])
+            signals.get("transfers"), None if wait is None else float(wait))
+    # the database lives for the module: an event_id drawn twice has several rows, one of them
+    # this event's
+    assert want in [(r[0], r[1], list(r[2]), r[3], r[4]) for r in found], (want, found)
 
 
 _BASE: dict[str, Any] = {
