@@ -131,6 +131,7 @@ _SERVER_CODES = frozenset({
     1000,  # POCO_EXCEPTION (I/O and system errors inside the server)
 })
 _CODE_IN_TEXT = re.compile(r"Code:\s*(\d+)")
+_SPREAD_OVER_PARTITIONS = "Too many partitions for single INSERT block"
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -179,6 +180,11 @@ def failure_kind(exc: BaseException) -> str:
     if isinstance(exc, driver_errors.Error) or code is not None:
         if code in _CONNECTION_CODES:
             return "connection"
+        if code == 252 and _SPREAD_OVER_PARTITIONS in str(exc):
+            # the same code as TOO_MANY_PARTS, but the batch's fault: its rows span more months
+            # than max_partitions_per_insert_block (100 on chdb and current servers, none on
+            # 18.16). Retried whole it would block the sink forever; halves insert.
+            return "content"
         if code in _SERVER_CODES:
             return "server"
     return "content"

@@ -110,6 +110,10 @@ def test_a_server_refusal_is_not_blamed_on_the_rows() -> None:
     (errors.ServerException("DB::Exception: Timeout exceeded: elapsed 10 s", 159), "connection"),
     (errors.ServerException("DB::Exception: Memory limit exceeded", 241), "server"),
     (errors.ServerException("DB::Exception: Too many parts (300)", 252), "server"),
+    # chdb and current servers: one batch spread over more than 100 months is the rows' fault
+    (RuntimeError("Code: 252. DB::Exception: Too many partitions for single INSERT block (more "
+                  "than 100). The limit is controlled by 'max_partitions_per_insert_block'"),
+     "content"),
     (errors.ServerException("DB::Exception: Table x doesn't exist.", 60), "server"),
     (errors.ServerException("DB::Exception: peakend_writer: Authentication failed", 516),
      "server"),
