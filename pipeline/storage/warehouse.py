@@ -231,6 +231,17 @@ class ServerWarehouse:
             sync_request_timeout=limits.sync_request,
         )
         self._lock = threading.Lock()  # one native connection: one query at a time
+        self._insert_settings: dict[str, Any] | None = None  # learnt on the first insert
+
+    def _spread_ok(self) -> dict[str, Any]:
+        """Insert settings: no cap on the months one insert spans, on servers that have the cap
+        (max_partitions_per_insert_block, 100 by default since 19.x; 18.16 knows no such
+        setting and refuses unknown ones). Our tables partition by month and a batch of a
+        backfill or of a late stream may span years: refusing it would stall the write."""
+        if self._insert_settings is None:
+            modern = self.version() >= (19, 10)
+            self._insert_settings = {"max_partitions_per_insert_block": 0} if modern else {}
+        return self._insert_settings
 
     def execute(self, sql: str, params: Params | None = None) -> None:
         with self._lock:
@@ -251,8 +262,10 @@ class ServerWarehouse:
         data = [list(r) for r in rows]
         if not data:
             return 0
+        settings = self._spread_ok()
         with self._lock:
-            self._client.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data)
+            self._client.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data,
+                                 settings=settings)
         return len(data)
 
     def insert_columns(self, table: str, columns: Sequence[str],
@@ -262,9 +275,10 @@ class ServerWarehouse:
         size = len(data[0]) if data else 0
         if size == 0:
             return 0
+        settings = self._spread_ok()
         with self._lock:
             self._client.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
-                                 [list(c) for c in data], columnar=True)
+                                 [list(c) for c in data], columnar=True, settings=settings)
         return size
 
     def version(self) -> tuple[int, ...]:
@@ -381,8 +395,10 @@ class ChdbWarehouse:
         if not lines:
             return 0
         body = "\n".join(lines)
+        # no cap on the months one insert spans (see ServerWarehouse._spread_ok)
         self._raw(
-            self._in_database(f"INSERT INTO {table} ({', '.join(columns)}) FORMAT JSONEachRow\n")
+            self._in_database(f"INSERT INTO {table} ({', '.join(columns)}) SETTINGS "
+                              "max_partitions_per_insert_block = 0 FORMAT JSONEachRow\n")
             + body
         )
         return len(lines)

@@ -1,6 +1,8 @@
-"""A batch whose rows span more months than `max_partitions_per_insert_block` (100 on chdb and
-current ClickHouse servers) lands in halves instead of blocking the sink: the contract admits
-2000-2099, and one batch of a backfilled or late stream can span that."""
+"""A batch whose rows span more months than `max_partitions_per_insert_block` (100 by default on
+chdb and current ClickHouse servers) lands: the warehouse lifts the cap for its inserts, and
+should an insert still be refused for it, the sink's `isolate` inserts halves instead of
+retrying the batch forever (`failure_kind`). The contract admits 2000-2099, and one batch of a
+backfill or of a late stream can span years."""
 
 from __future__ import annotations
 
