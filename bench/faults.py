@@ -572,6 +572,179 @@ def memory_plateau(tmp: Path, events: int = 300_000, days: int = 10, samples: in
     return out
 
 
+MEMORY_WORKER = ROOT / "bench" / "memory_worker.py"
+
+
+def generate_file(path: Path, events: int, span: str, seed: int = 25,
+                  start: str = "2026-10-01T00:00:00Z") -> Path:
+    """`peakend generate` (default persona mix) to a JSONL file, once: an existing file is kept."""
+    if not path.exists():
+        part = path.with_suffix(".part")
+        subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "generate", "--events", str(events), "--seed",
+             str(seed), "--span", span, "--start", start, "--output", str(part), "--quiet"],
+            cwd=ROOT, check=True,
+        )
+        part.rename(path)
+    return path
+
+
+def process_rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                out += [int(child), *descendants(int(child))]
+    return out
+
+
+class MemoryWorker(Worker):
+    """`peakend worker` run by bench/memory_worker.py: the same process, with a memory report
+    every second and the RocksDB options chosen by `options` ('shared' or 'faust')."""
+
+    def __init__(self, setup: StreamSetup, tmp: Path, options: str, trace: bool = False
+                 ) -> None:
+        from tests.integration.stream_util import free_port
+        self.log_path = tmp / f"worker-{options}.log"
+        self.report = tmp / f"memory-{options}.jsonl"
+        self.metrics_port = free_port()
+        env = {**os.environ, **setup.env, "PEAKEND_DATA_DIR": str(tmp / f"state-{options}"),
+               "PEAKEND_METRICS_PORT": str(self.metrics_port),
+               "PEAKEND_WEB_PORT": str(free_port())}
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(MEMORY_WORKER), "--report", str(self.report), "--options",
+             options, *(["--tracemalloc"] if trace else []), "--", "--loglevel", "warn"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def last_report(self) -> dict[str, Any]:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return dict(json.loads(self.report.read_text().splitlines()[-1]))
+        return {}
+
+
+def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
+                  every: int = 50_000, partitions: int = 12, trace: bool = False,
+                  limit: int = 0, timeout: float = 7200) -> dict[str, Any]:
+    """The real worker (`peakend worker`, `partitions` partitions: 2 x that many RocksDB
+    databases) reads every line of `input_path` (the first `limit` when given) while a producer
+    sends them; every `every`
+    events read: the worker's RSS, its RocksDB memtables and cache, glibc's heap, the sink
+    child's RSS and the worker's open journeys (/metrics)."""
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=partitions)
+    total = sum(1 for _ in input_path.open("rb"))
+    total = min(total, limit) if limit else total
+    hours_at: dict[int, float] = {}
+    first_ms: list[int] = []
+
+    def lines() -> Any:
+        with input_path.open("rb") as f:
+            for i, line in enumerate(f):
+                if i >= total:
+                    return
+                if i == 0 or (i + 1) % 1000 == 0:
+                    ms = int(datetime.fromisoformat(
+                        json.loads(line)["occurred_at"].replace("Z", "+00:00")
+                    ).timestamp() * 1000)
+                    first_ms[:] = first_ms or [ms]
+                    hours_at[i + 1] = (ms - first_ms[0]) / 3_600_000
+                yield line.rstrip(b"\n")
+
+    worker = MemoryWorker(setup, tmp, options, trace)
+    producer = BackgroundProducer(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, [])
+    producer.lines = lines()
+    started = time.monotonic()
+    producer.start()
+    samples: list[dict[str, Any]] = []
+    run: dict[str, Any] = {"options": options, "events": total, "partitions": partitions,
+                           "samples": samples, "notes": []}
+    target = every
+    read = 0.0
+    try:
+        while time.monotonic() - started < timeout:
+            if not worker.alive():
+                run["notes"].append(f"worker exited {worker.proc.returncode}: "
+                                    f"{worker.log_tail()[-500:]}")
+                break
+            try:
+                metrics = scrape(worker.metrics_port)
+            except OSError:
+                time.sleep(1)
+                continue
+            read = _sum(metrics, "peakend_events_in_total")
+            if read >= target or read >= total:
+                report = worker.last_report()
+                sink = sum(process_rss_mib(p) for p in descendants(worker.proc.pid))
+                near = min(hours_at, key=lambda i: abs(i - read)) if hours_at else 0
+                samples.append({
+                    "events": int(read), "event_hours": hours_at.get(near, 0.0),
+                    "seconds": time.monotonic() - started,
+                    "open_journeys": metrics.get("peakend_journeys_open", 0.0),
+                    "rss_mib": process_rss_mib(worker.proc.pid), "sink_rss_mib": sink,
+                    **{k: v / 2**20 if isinstance(v, int) and k.startswith(("m", "r")) else v
+                       for k, v in report.items() if k not in {"t", "rss"}},
+                })
+                print(f"    {options}: {samples[-1]['events']:,} events, "
+                      f"RSS {samples[-1]['rss_mib']:.0f} MiB", flush=True)
+                while target <= read:
+                    target += every
+            if read >= total:
+                break
+            time.sleep(1)
+        else:
+            run["notes"].append(f"timed out at {read:,.0f} of {total:,} events")
+        if producer.error:
+            run["notes"].append(f"producer: {producer.error!r}")
+        run["seconds"] = time.monotonic() - started
+        return run
+    finally:
+        worker.stop()
+
+
+def memory_table(runs: list[dict[str, Any]]) -> str:
+    """One row per sample of the first run, with the other runs' RSS at the same point."""
+    head = runs[0]
+    cols = ["events", "event time (h)", "open journeys"]
+    for r in runs:
+        cols += [f"worker RSS {r['options']} (MiB)", f"memtables {r['options']} (MiB)"]
+    cols += [f"sink RSS {head['options']} (MiB)"]
+    if len(runs) > 1:
+        cols += [f"RSS {runs[1]['options']} / {head['options']}"]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for i, s in enumerate(head["samples"]):
+        row = [f"{s['events']:,}", f"{s['event_hours']:.0f}", f"{s['open_journeys']:,.0f}"]
+        others = [r["samples"][i] if i < len(r["samples"]) else None for r in runs]
+        for o in others:
+            row += (["-", "-"] if o is None
+                    else [f"{o['rss_mib']:.0f}", f"{o.get('memtables', 0):.0f}"])
+        row.append(f"{s['sink_rss_mib']:.0f}")
+        if len(runs) > 1:
+            o = others[1]
+            row.append("-" if o is None else f"{o['rss_mib'] / s['rss_mib']:.2f}")
+        out.append("| " + " | ".join(row) + " |")
+    return "\n".join(out)
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 # -- main --------------------------------------------------------------------------------------
 
 def machine() -> str:
@@ -598,6 +771,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated: kill,clickhouse,kafka,"
                         "poison,memory")
     parser.add_argument("--json", default="", help="also write the results to this file")
+    parser.add_argument("--memory-worker", action="store_true",
+                        help="the memory run on the real worker process (with --only memory: "
+                        "instead of the in-process stages)")
+    parser.add_argument("--memory-input", default="",
+                        help="JSONL input of the worker memory run (generated there once when "
+                        "missing: --memory-worker-events over --memory-span)")
+    parser.add_argument("--memory-worker-events", type=int, default=1_000_000)
+    parser.add_argument("--memory-span", default="30d")
+    parser.add_argument("--memory-every", type=int, default=50_000,
+                        help="sample every N events read (default 50000)")
+    parser.add_argument("--memory-options", default="shared,faust",
+                        help="RocksDB options to run, in order: shared (the worker's), faust "
+                        "(Faust's defaults, the worker before issue 14)")
+    parser.add_argument("--memory-partitions", type=int, default=12)
+    parser.add_argument("--memory-compare-events", type=int, default=0,
+                        help="the runs after the first read only the first N events")
+    parser.add_argument("--memory-tracemalloc", action="store_true",
+                        help="trace Python allocations in the worker (slower)")
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.poison_events, args.memory_events = 8_000, 20_000, 60_000
@@ -606,9 +797,15 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"peakend-faults-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                            capture_output=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           text=True, capture_output=True, check=False).stdout.strip()
+    print(f"git {commit}{' (uncommitted changes)' if dirty else ''}, load {load()}", flush=True)
     stack = FaultStack()
     stack.start()
     results: list[FaultResult] = []
+    memory_runs: list[dict[str, Any]] = []
     try:
         plan: list[tuple[str, Callable[[], FaultResult]]] = [
             ("kill", lambda: sigkill_under_load(stack, tmp / "kill", args.events)),
@@ -637,7 +834,26 @@ def main(argv: list[str] | None = None) -> int:
                   else "", flush=True)
             print("   ", json.dumps({k: v for k, v in r.detail.items() if k != "log_tail"}),
                   flush=True)
-        if "memory" in only:
+        if "memory" in only and args.memory_worker:
+            (tmp / "memw").mkdir(exist_ok=True)
+            source = generate_file(
+                Path(args.memory_input) if args.memory_input
+                else tmp / "memw" / "events.jsonl", args.memory_worker_events, args.memory_span)
+            print(f"memory run on the real worker: {source}, load {load()}", flush=True)
+            runs: list[dict[str, Any]] = []
+            for options in args.memory_options.split(","):
+                (tmp / "memw" / options).mkdir(exist_ok=True)
+                runs.append(worker_memory(stack, tmp / "memw" / options, source, options,
+                                          every=args.memory_every,
+                                          partitions=args.memory_partitions,
+                                          trace=args.memory_tracemalloc,
+                                          limit=args.memory_compare_events if runs else 0))
+                print(f"  {options}: {runs[-1]['seconds']:.0f} s, load {load()}, notes "
+                      f"{runs[-1]['notes']}", flush=True)
+            print()
+            print(memory_table(runs))
+            memory_runs.extend(runs)
+        elif "memory" in only:
             (tmp / "mem").mkdir(exist_ok=True)
             plateau = memory_plateau(tmp / "mem", args.memory_events)
             print("\n| events | event time (h) | open journeys | stage-one state keys | "
@@ -648,8 +864,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{p['rss_mib']:.0f} |")
     finally:
         if args.json:
-            Path(args.json).write_text(json.dumps([r.__dict__ for r in results], default=str,
-                                                  indent=1))
+            Path(args.json).write_text(json.dumps([r.__dict__ for r in results] + memory_runs,
+                                                  default=str, indent=1))
         shutil.rmtree(tmp, ignore_errors=True)
     print("\nall lost == 0:", all(r.lost == 0 for r in results))
     return 0 if all(r.lost == 0 for r in results) else 1

@@ -26,6 +26,7 @@ from typing import Any
 import faust
 from faust.streams import _current_event
 
+from pipeline import state_store
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.core.records import MetricRecord
@@ -126,8 +127,11 @@ def create_app(
     metric_topic = raw_topic(s.topic_metrics, s.partitions)
     alerts = raw_topic(s.topic_alerts, 1)
     contributions = raw_topic(contributions_topic(s), s.partitions)
-    journey_state = fapp.Table("journey-state", partitions=s.partitions)
-    segment_state = fapp.Table("segment-state", partitions=s.partitions)
+    # Every partition database of both tables shares one RocksDB memory budget
+    # (pipeline/state_store.py: why these options, and the RSS they give).
+    state_options = state_store.shared_options()
+    journey_state = state_store.state_table(fapp, "journey-state", s.partitions, state_options)
+    segment_state = state_store.state_table(fapp, "segment-state", s.partitions, state_options)
 
     stage_one: dict[int, PartitionProcessor] = {}
     stage_two: dict[int, SegmentStage] = {}
