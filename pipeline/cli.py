@@ -50,17 +50,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 2
+    settings: Settings | None = None
     try:
         # Checked before the command does anything: a worker must not start, nor a replay run
         # for minutes, with a setting that cannot work. Commands that build settings later from
         # a changed environment (demo) raise the same error, caught here too.
-        Settings.from_env()
+        settings = Settings.from_env()
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args))
     except SettingsError as exc:
         for line in str(exc).splitlines():
             print(f"peakend: {line}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"peakend {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # The last guard: a user sees one line, never a traceback (PEAKEND_TRACEBACK=true
+        # shows it for a bug report). Commands catch what they expect themselves.
+        if settings is not None and settings.traceback:
+            raise
+        print(f"peakend {args.command}: {unexpected(exc)} (unexpected; PEAKEND_TRACEBACK=true "
+              "shows the traceback for a bug report)", file=sys.stderr)
+        return 1
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for an unexpected error: its type and the first line of its message, short.
+
+    >>> unexpected(RuntimeError("Code: 252. DB::Exception: Too many partitions"))
+    'RuntimeError: Code: 252. DB::Exception: Too many partitions'
+    """
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if len(first) > 300:
+        first = first[:297] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 if __name__ == "__main__":

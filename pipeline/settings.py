@@ -307,6 +307,11 @@ class Settings(BaseSettings):
     stream_batch_seconds: float = setting(
         0.2, "An agent processes a batch once it is full or has waited this long for more events.",
         gt=0, le=3600)
+    traceback: bool = setting(
+        False,
+        "true: a command that fails on an unexpected error shows its Python traceback (for a bug "
+        "report); false: one line naming the command and the error.",
+    )
     # The core's build (read by pipeline/core/__init__.py when the core is first imported)
     pure_core: bool = setting(
         False,
