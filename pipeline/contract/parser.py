@@ -355,6 +355,11 @@ def _build(obj: dict[str, Any]) -> TouchpointEvent:
         journey_id = obj.get("journey_id")
         if journey_id is not None or "journey_id" in obj:
             journey_id = _text("journey_id", journey_id)
+            if "@" in journey_id:
+                # reserved: the ids the pipeline derives (<customer_id>@<time>, <id>@<time>)
+                # must never collide with a producer's (docs/contract.md)
+                _fail("journey_id", "must not contain '@' (reserved for the journey ids the "
+                      "pipeline derives, such as <customer_id>@<time>)")
         valence = obj.get("valence")
         if valence is not None or "valence" in obj:
             valence = _number("valence", valence, -1.0, 1.0, "outside [-1, 1]")

@@ -452,3 +452,57 @@ add(Case("a rejected copy is not a duplicate of the good one", (
 # Reserved for the lead: `future` (occurred_at further ahead than PEAKEND_MAX_CLOCK_SKEW_SECONDS
 # of when the event reached us; give `now=`) and `conflict` (an event_id seen before with other
 # content) cases go here, as `Case(name, (Line(...), Line(..., "future", ("future",))), now=...)`.
+
+# ---- reserved journey ids, clocks and conflicts ---------------------------------------------
+def _digest(obj: dict[str, Any]) -> int:
+    from pipeline.contract import parse_event
+    from pipeline.core.event import content_digest
+
+    return content_digest(parse_event(enc(obj)))
+
+
+for jid in _rows(["c1@2026-11-22T17:10:00.000Z", "order@shop", "@", "x@"]):
+    add(one(f"journey_id with '@' {jid!r}", enc(ev(journey_id=jid)), "invalid",
+            "journey_id", "must not contain '@'"))
+add(one("journey_id with a lookalike at sign", enc(ev(journey_id="order\uff20shop"))))
+# a producer clock ahead: judged against when the file reached us (`--now`), not moving stream
+# time, so the on-time events behind it are still accepted
+_on_time = [ev(occurred_at=f"2026-11-22T17:{m:02d}:00Z", customer_id="c-clock")
+            for m in range(10, 16)]
+for ahead, now in _rows([("2026-11-24T17:12:00Z", "2026-11-22T17:20:00Z"),
+                         ("2099-12-31T23:59:59Z", "2026-11-22T17:20:00Z"),
+                         ("2026-11-22T17:25:01Z", "2026-11-22T17:20:00Z")]):
+    add(Case(f"clock ahead {ahead} at {now}", (
+        Line(enc(_on_time[0])),
+        Line(enc(ev(occurred_at=ahead, customer_id="c-bad-clock")), "future",
+             ("ahead of", "clock skew")),
+        *[Line(enc(e)) for e in _on_time[1:]]), now=now))
+add(Case("within the clock skew is on time", (
+    Line(enc(ev(occurred_at="2026-11-22T17:25:00Z"))),), now="2026-11-22T17:20:00Z"))
+add(Case("a future event is not a duplicate later", (
+    Line(enc(_on_time[0] | {"event_id": "adv-f", "occurred_at": "2026-11-24T00:00:00Z"}),
+         "future", ("ahead of",)),
+    Line(enc(_on_time[0] | {"event_id": "adv-f"}))), now="2026-11-22T17:20:00Z"))
+# the same event_id with other content: one conflict dead letter for the copy that came second,
+# whatever the order; a third copy equal to either is a duplicate or a conflict again
+for field_name, one_value, other_value in _rows([
+        ("valence", 0.5, -0.5), ("touchpoint", "hotline", "chat"), ("producer", "a", "b"),
+        ("occurred_at", "2026-11-22T17:10:00Z", "2026-11-22T17:11:00Z"),
+        ("attributes", {"region": "eu"}, {"region": "us"})]):
+    first = ev(customer_id="c-conflict") | {field_name: one_value}
+    second = first | {field_name: other_value}
+    kept = min((first, second), key=_digest)  # the smaller content digest wins
+    lost = second if kept is first else first
+    add(Case(f"conflict on {field_name}", (
+        Line(enc(first)), Line(enc(second), "conflict", ("different content",)),
+        Line(enc(kept), DUPLICATE), Line(enc(lost), "conflict", ("this one is not applied",)))))
+_survey = ev(type="survey", survey={"nps": 10}, journey_id="j-conflict")
+add(Case("conflicting survey answers, both orders", (
+    Line(enc(_survey)), Line(enc(_survey | {"survey": {"nps": 0}}), "conflict",
+                             ("different content",)))))
+add(Case("conflicting survey answers, other order", (
+    Line(enc(_survey | {"event_id": "adv-c2", "survey": {"nps": 0}})),
+    Line(enc(_survey | {"event_id": "adv-c2"}), "conflict", ("different content",)))))
+add(Case("the same instant in another offset is the same event", (
+    Line(enc(ev(event_id="adv-off", occurred_at="2026-11-22T17:10:00Z"))),
+    Line(enc(ev(event_id="adv-off", occurred_at="2026-11-22T18:10:00+01:00")), DUPLICATE))))

@@ -31,7 +31,7 @@ def as_bytes(obj: Any) -> bytes:
 
 
 @given(valid_events())
-@settings(max_examples=400, suppress_health_check=_LOADED)
+@settings(max_examples=400, suppress_health_check=_LOADED, deadline=None)
 def test_generated_valid_events_pass_both(obj: dict[str, Any]) -> None:
     data = as_bytes(obj)
     assert schema_accepts(data)
@@ -41,7 +41,7 @@ def test_generated_valid_events_pass_both(obj: dict[str, Any]) -> None:
 
 
 @given(mutated_events())
-@settings(max_examples=1500, suppress_health_check=_LOADED)
+@settings(max_examples=1500, suppress_health_check=_LOADED, deadline=None)
 def test_mutated_events_get_the_same_verdict(obj: dict[str, Any]) -> None:
     data = as_bytes(obj)
     assert verdict(data) == schema_accepts(data)
@@ -54,7 +54,7 @@ def test_arbitrary_json_gets_the_same_verdict(value: Any) -> None:
 
 
 @given(st.text(alphabet="0123456789-T:Z+.tz ", max_size=32) | occurred_at())
-@settings(max_examples=800, suppress_health_check=_LOADED)
+@settings(max_examples=800, suppress_health_check=_LOADED, deadline=None)
 def test_timestamps_get_the_same_verdict(text: str) -> None:
     obj = {"event_id": "e", "schema_version": 1, "occurred_at": text, "producer": "p",
            "customer_id": "c", "type": "interaction", "touchpoint": "t", "channel": "web",
@@ -73,7 +73,7 @@ def test_arbitrary_bytes_only_ever_raise_rejected(data: bytes) -> None:
 
 
 @given(valid_events())
-@settings(max_examples=300, suppress_health_check=_LOADED)
+@settings(max_examples=300, suppress_health_check=_LOADED, deadline=None)
 def test_event_to_dict_round_trips(obj: dict[str, Any]) -> None:
     event = parse_event(as_bytes(obj))
     again = event_to_dict(event)
