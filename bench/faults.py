@@ -718,25 +718,28 @@ def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
 
 
 def memory_table(runs: list[dict[str, Any]]) -> str:
-    """One row per sample of the first run, with the other runs' RSS at the same point."""
+    """One row per sample of the first run (its RocksDB, glibc heap, Python blocks and sink
+    child), with the other runs' RSS and memtables at the same point."""
     head = runs[0]
-    cols = ["events", "event time (h)", "open journeys"]
-    for r in runs:
-        cols += [f"worker RSS {r['options']} (MiB)", f"memtables {r['options']} (MiB)"]
-    cols += [f"sink RSS {head['options']} (MiB)"]
-    if len(runs) > 1:
-        cols += [f"RSS {runs[1]['options']} / {head['options']}"]
+    name = head["options"]
+    cols = ["events", "event time (h)", "open journeys", f"worker RSS {name} (MiB)",
+            "memtables (MiB)", "RocksDB cache (MiB)", "glibc heap in use / free (MiB)",
+            "Python blocks (k)", "sink RSS (MiB)"]
+    for r in runs[1:]:
+        cols += [f"worker RSS {r['options']} (MiB)", f"memtables {r['options']} (MiB)",
+                 f"RSS {r['options']} / {name}"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for i, s in enumerate(head["samples"]):
-        row = [f"{s['events']:,}", f"{s['event_hours']:.0f}", f"{s['open_journeys']:,.0f}"]
-        others = [r["samples"][i] if i < len(r["samples"]) else None for r in runs]
-        for o in others:
-            row += (["-", "-"] if o is None
-                    else [f"{o['rss_mib']:.0f}", f"{o.get('memtables', 0):.0f}"])
-        row.append(f"{s['sink_rss_mib']:.0f}")
-        if len(runs) > 1:
-            o = others[1]
-            row.append("-" if o is None else f"{o['rss_mib'] / s['rss_mib']:.2f}")
+        row = [f"{s['events']:,}", f"{s['event_hours']:.0f}", f"{s['open_journeys']:,.0f}",
+               f"{s['rss_mib']:.0f}", f"{s.get('memtables', 0):.1f}",
+               f"{s.get('rocksdb_cache', 0):.1f}",
+               f"{s.get('malloc_in_use', 0):.0f} / {s.get('malloc_free', 0):.0f}",
+               f"{s.get('python_blocks', 0) / 1000:,.0f}", f"{s['sink_rss_mib']:.0f}"]
+        for r in runs[1:]:
+            o = r["samples"][i] if i < len(r["samples"]) else None
+            row += (["-", "-", "-"] if o is None else
+                    [f"{o['rss_mib']:.0f}", f"{o.get('memtables', 0):.1f}",
+                     f"{o['rss_mib'] / s['rss_mib']:.2f}"])
         out.append("| " + " | ".join(row) + " |")
     return "\n".join(out)
 
