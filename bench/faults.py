@@ -8,9 +8,14 @@ disturb anyone else's stack, and prints one row per fault: events sent, events i
 dead letters, duplicates and lost (both must be 0; see `measure`).
 
 Scenarios: worker SIGKILLed 3 times under load; ClickHouse stopped for 60 s under load (15 s with
---quick); Kafka broker restarted under load; 10% poison input; and the memory plateau of stage
-one and two over many days of event time (in-process, `memory_plateau`). tests/integration/
+--quick); ClickHouse hung (SIGSTOP) for 45 s under load; Kafka broker restarted under load; the
+broker SIGKILLed and started again; a takeover (two workers, one SIGKILLed, group lag every
+second); 10% poison input; and the memory plateau of stage one and two over many days of event
+time (in-process, `memory_plateau`; `--memory-worker`: the real worker). tests/integration/
 test_faults.py runs the same functions with small sizes in CI.
+
+`--stack-dir .stack/faults2 --port-offset 10000` runs on a second private stack (39092/39000),
+e.g. while a long memory run holds the first one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import platform
 import random
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -68,11 +74,53 @@ FAULT_PORTS = {
 # -- a private stack -----------------------------------------------------------------------------
 
 class FaultStack:
-    """Kafka + ClickHouse of our own (scripts/stack.sh with another data directory and ports)."""
+    """Kafka + ClickHouse of our own (scripts/stack.sh with another data directory and ports).
 
-    def __init__(self, directory: Path = FAULT_STACK_DIR) -> None:
-        self.directory = directory
-        self.env = {**os.environ, **FAULT_PORTS, "PEAKEND_STACK_DIR": str(directory)}
+    `directory` and `port_offset` (added to every port of FAULT_PORTS) default to
+    PEAKEND_FAULT_STACK_DIR and PEAKEND_FAULT_PORT_OFFSET, else .stack/faults and 0: a second
+    private stack (e.g. .stack/faults2 with offset 10000: 39092/39000) lets the faults that kill
+    or hang a server run while something else uses the first one (a long memory run)."""
+
+    def __init__(self, directory: Path | None = None, port_offset: int | None = None) -> None:
+        if directory is None:
+            directory = Path(os.environ.get("PEAKEND_FAULT_STACK_DIR") or FAULT_STACK_DIR)
+        if port_offset is None:
+            port_offset = int(os.environ.get("PEAKEND_FAULT_PORT_OFFSET") or 0)
+        self.directory = directory.resolve()  # scripts/stack.sh changes directory
+        ports = {k: v if k == "PEAKEND_KAFKA_HEAP" else str(int(v) + port_offset)
+                 for k, v in FAULT_PORTS.items()}
+        self.env = {**os.environ, **ports, "PEAKEND_STACK_DIR": str(self.directory)}
+
+    def pid(self, service: str) -> int:
+        """The server's own process (scripts/stack.sh's pid file: `java ... kafka.Kafka`,
+        `clickhouse-server`), checked against its command line."""
+        pid = int((self.directory / service / f"{service}.pid").read_text().split()[0])
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        config = (args[-1] if service == "kafka" else
+                  next((a.split("=", 1)[1] for a in args if a.startswith("--config-file=")), ""))
+        want = "kafka.Kafka" if service == "kafka" else "clickhouse-server"
+        if (want not in " ".join(args)
+                or not (cwd / config).resolve().is_relative_to(self.directory)):
+            raise RuntimeError(f"pid {pid} of {service} is not our server: {args}")
+        return pid
+
+    def signal(self, service: str, sig: int) -> int:
+        pid = self.pid(service)
+        os.kill(pid, sig)
+        return pid
+
+    def kill9(self, service: str, timeout: float = 30) -> int:
+        """SIGKILL the server and wait until it is gone (no clean shutdown, no flush)."""
+        pid = self.signal(service, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if " Z" in _proc_state(pid):
+                break
+            time.sleep(0.1)
+        return pid
 
     def run(self, *args: str, timeout: float = 600) -> str:
         proc = subprocess.run(["bash", str(STACK), *args], env=self.env, capture_output=True,
@@ -123,6 +171,14 @@ class FaultStack:
         return ClickHouseUrls(writer=env["PEAKEND_CLICKHOUSE_URL"],
                               reader=env["PEAKEND_CLICKHOUSE_READER_URL"],
                               admin=env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
+
+
+def _proc_state(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return line
+    return ""
 
 
 # -- input -------------------------------------------------------------------------------------
@@ -510,6 +566,300 @@ def poison_input(stack: FaultStack, tmp: Path, events: int, fraction: float = 0.
         sup.stop()
 
 
+class MetricsWatch(threading.Thread):
+    """Scrapes the worker's /metrics every `every` s in the background: (time, name, value) for
+    the names asked for (label sets summed), the clock `time.monotonic()`."""
+
+    def __init__(self, port: Callable[[], int], names: tuple[str, ...], every: float = 0.5
+                 ) -> None:
+        super().__init__(daemon=True)
+        self.port, self.names, self.every = port, names, every
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.failed_scrapes = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            at = time.monotonic()
+            try:
+                m = scrape(self.port())
+                self.samples.append((at, {n: _sum(m, n) for n in self.names
+                                          if any(k.startswith(n) for k in m)}))
+            except OSError:  # worker restarting, or its /metrics slow under load
+                self.failed_scrapes += 1
+            self._halt.wait(max(0.0, self.every - (time.monotonic() - at)))
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+    def first(self, name: str, test: Callable[[float], bool], after: float) -> float | None:
+        """Seconds after `after` of the first sample at or after it where `test(value)` holds."""
+        for at, values in self.samples:
+            if at >= after and name in values and test(values[name]):
+                return at - after
+        return None
+
+    def peak(self, name: str, since: float, until: float) -> float:
+        return max((v[name] for at, v in self.samples if since <= at <= until and name in v),
+                   default=0.0)
+
+
+def broker_sigkill(stack: FaultStack, tmp: Path, events: int, down_s: float = 5.0,
+                   timeout: float = 600) -> FaultResult:
+    """The broker's java process SIGKILLed (no clean shutdown: log recovery at restart) while
+    the worker works through a backlog, started again through the private stack `down_s` later.
+    As in `kafka_restart` the input is produced before the kill (60%) and after the restart
+    (40%): a producer that loses records while the broker is away would count against the
+    pipeline."""
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    lines = generate_lines(tmp, events, seed=26)
+    result = FaultResult("Kafka broker SIGKILL under load", len(lines))
+    started = time.monotonic()
+    sup = Supervisor(setup, tmp, "brokerkill", 44)
+    watch = MetricsWatch(lambda: sup.worker.metrics_port, ("peakend_kafka_up",))
+    first = len(lines) * 3 // 5
+    try:
+        produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[:first])
+        deadline = time.monotonic() + 180
+        while ch_count(setup) < first // 4 and time.monotonic() < deadline:
+            sup()
+            time.sleep(0.2)
+        at = ch_count(setup)
+        watch.start()
+        pid = stack.kill9("kafka")
+        killed = time.monotonic()
+        time.sleep(down_s)
+        alive = sup.worker.alive()
+        stack.start("kafka")
+        back = time.monotonic() - killed
+        time.sleep(5)
+        sup()
+        produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[first:])
+        settle(setup, lines, sup, timeout)
+        watch.stop()
+        went_0 = watch.first("peakend_kafka_up", lambda v: v == 0.0, killed)
+        up_again = watch.first("peakend_kafka_up", lambda v: v == 1.0, killed + back)
+        result.worker_restarts = sup.restarts
+        result.detail.update(broker_pid=pid, stored_at_kill=at, broker_back_s=round(back, 1),
+                             worker_alive_while_down=alive, kafka_up_0_after_s=went_0,
+                             kafka_up_1_after_restart_s=up_again)
+        result.notes.append(
+            f"kill -9 at {at:,} of {first:,} stored, broker serving again {back:.0f} s later "
+            f"({down_s:.0f} s down + start with log recovery); kafka_up=0 "
+            + (f"{went_0:.1f} s after the kill" if went_0 is not None else "not seen")
+            + f"; worker exits restarted by the supervisor: {sup.restarts} {sup.exit_codes}")
+        result.seconds = time.monotonic() - started
+        return measure(setup, lines, result)
+    finally:
+        watch.stop()
+        sup.stop()
+        stack.start("kafka")
+
+
+def clickhouse_hang(stack: FaultStack, tmp: Path, events: int, hang_s: float = 45,
+                    rate: float = 1000, timeout: float = 600) -> FaultResult:
+    """ClickHouse SIGSTOPped for `hang_s` under load, then SIGCONT: a hung server (connections
+    accepted by the kernel, nothing answered), not a stopped one. The sink must count it down
+    (`peakend_clickhouse_up` 0) within ~15 s (docs/reliability.md, Timeouts)."""
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    lines = generate_lines(tmp, events, seed=27)
+    result = FaultResult(f"ClickHouse SIGSTOP {hang_s:.0f} s under load", len(lines))
+    started = time.monotonic()
+    sup = Supervisor(setup, tmp, "chhang", 46)
+    producer = BackgroundProducer(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines, rate)
+    names = ("peakend_clickhouse_up", "peakend_sink_insert_failures_total",
+             "peakend_sink_insert_in_flight_seconds", "peakend_sink_oldest_pending_seconds")
+    watch = MetricsWatch(lambda: sup.worker.metrics_port, names)
+    producer.start()
+    stopped = False
+    try:
+        deadline = time.monotonic() + 180
+        while ch_count(setup) < len(lines) // 5 and time.monotonic() < deadline:
+            sup()
+            time.sleep(0.2)
+        at = ch_count(setup)
+        watch.start()
+        time.sleep(1.5)  # a sample or more from before the hang
+        pid = stack.signal("clickhouse", signal.SIGSTOP)
+        stopped, hung_at = True, time.monotonic()
+        alive = True
+        while time.monotonic() - hung_at < hang_s:
+            time.sleep(0.5)
+            alive = alive and sup.worker.alive()
+        stack.signal("clickhouse", signal.SIGCONT)
+        stopped, resumed_at = False, time.monotonic()
+        sent_during = producer.sent
+        producer.join()
+        settle(setup, lines, sup, timeout)
+        watch.stop()
+        failures_before = watch.peak("peakend_sink_insert_failures_total", 0, hung_at)
+        went_0 = watch.first("peakend_clickhouse_up", lambda v: v == 0.0, hung_at)
+        up_again = watch.first("peakend_clickhouse_up", lambda v: v == 1.0, resumed_at)
+        result.detail.update(
+            clickhouse_pid=pid, stored_at_stop=at, clickhouse_up_0_after_s=went_0,
+            clickhouse_up_1_after_sigcont_s=up_again,
+            insert_failures=watch.peak("peakend_sink_insert_failures_total", hung_at,
+                                       resumed_at) - failures_before,
+            in_flight_max_s=watch.peak("peakend_sink_insert_in_flight_seconds", hung_at,
+                                       resumed_at),
+            oldest_pending_max_s=watch.peak("peakend_sink_oldest_pending_seconds", hung_at,
+                                            time.monotonic()),
+            worker_alive_during_hang=alive, sent_by_sigcont=sent_during,
+            scrapes=len(watch.samples), failed_scrapes=watch.failed_scrapes)
+        d = result.detail
+        result.worker_restarts = sup.restarts
+        result.notes.append(
+            "clickhouse_up=0 " + (f"{went_0:.1f} s after SIGSTOP" if went_0 is not None
+                                  else "never seen")
+            + f"; longest insert in flight {d['in_flight_max_s']:.1f} s; insert failures "
+            f"{d['insert_failures']:.0f}; up=1 again "
+            + (f"{up_again:.1f} s after SIGCONT" if up_again is not None else "not seen")
+            + f"; worker up throughout: {alive}; worker exits: {sup.restarts} {sup.exit_codes}")
+        result.seconds = time.monotonic() - started
+        return measure(setup, lines, result)
+    finally:
+        if stopped:
+            stack.signal("clickhouse", signal.SIGCONT)
+        watch.stop()
+        sup.stop()
+
+
+class GroupLag:
+    """The stage-one consumer group's committed offsets (KafkaAdminClient.list_group_offsets,
+    kafka-python 3's name for list_consumer_group_offsets) against the end offsets of the topics
+    it reads (touchpoints and the internal contributions topic), read from outside the group."""
+
+    def __init__(self, setup: StreamSetup) -> None:
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        from pipeline.stream.topics import contributions_topic
+        settings = setup.settings()
+        bootstrap = setup.env["PEAKEND_KAFKA_BOOTSTRAP"]
+        self.group = settings.app_id
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+        self.touchpoints = [TopicPartition(setup.topic, p) for p in range(setup.partitions)]
+        contributions = contributions_topic(settings)
+        parts = self.consumer.partitions_for_topic(contributions) or set()
+        self.tps = self.touchpoints + [TopicPartition(contributions, p) for p in sorted(parts)]
+
+    def members(self) -> int:
+        """Members of the group once it is stable (0 while it rebalances)."""
+        group = self.admin.describe_groups([self.group])[self.group]
+        return len(group["members"]) if group["group_state"] == "Stable" else 0
+
+    def sample(self) -> tuple[dict[Any, int], dict[Any, int]]:
+        committed = dict(self.admin.list_group_offsets(self.group).get(self.group, {}))
+        ends = self.consumer.end_offsets(self.tps)
+        done = {tp: max(0, committed[tp].offset) if tp in committed else 0 for tp in self.tps}
+        return done, dict(ends)
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()
+
+
+def takeover(stack: FaultStack, tmp: Path, events: int, rate: float = 400,
+             timeout: float = 600) -> FaultResult:
+    """Two workers share the partitions; one is SIGKILLed while records arrive at `rate`/s; the
+    other takes its partitions once the broker expires the dead member's session (Faust's
+    default 60 s). Group lag (GroupLag) every second after the kill: when the taken partitions
+    move again, when lag reaches 0 after the last record, and the longest 1-per-second crawl
+    (tests/integration/test_takeover_lag.crawl_seconds, the signature of issue 14)."""
+    from pipeline.stream.topics import ensure_topics
+    from tests.integration.test_takeover_lag import crawl_seconds
+
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    ensure_topics(setup.settings())  # before the workers: neither races the other to create
+    lines = generate_lines(tmp, events, seed=28)
+    result = FaultResult("takeover: 1 of 2 workers SIGKILLed under load", len(lines))
+    started = time.monotonic()
+    sup = Supervisor(setup, tmp, "survivor", 47)
+    victim: Worker | None = None
+    group = GroupLag(setup)
+    producer = BackgroundProducer(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines, rate)
+    try:
+        deadline = time.monotonic() + 180
+        while group.members() != 1 and time.monotonic() < deadline:
+            sup()
+            time.sleep(1)
+        victim = Worker(setup, tmp, "victim", 48)
+        while group.members() != 2 and time.monotonic() < deadline:
+            sup()
+            time.sleep(1)
+        if group.members() != 2:
+            raise RuntimeError(f"the second worker did not join: {victim.log_tail()[-1500:]}")
+        producer.start()
+        while producer.sent < len(lines) // 3 and producer.is_alive():
+            time.sleep(0.2)
+        base, _ = group.sample()
+        # both workers committed on their partitions before the kill
+        while time.monotonic() < deadline:
+            now, _ = group.sample()
+            if all(now[tp] > base[tp] for tp in group.touchpoints):
+                break
+            time.sleep(0.5)
+        at_kill = {tp.partition: c for tp, c in group.sample()[0].items()
+                   if tp in group.touchpoints}
+        victim.kill9()
+        killed = time.monotonic()
+        samples: list[tuple[float, dict[int, int], dict[int, int]]] = []
+        series: list[tuple[float, int]] = []
+        lag_zero: float | None = None
+        produced_all: float | None = None
+        while time.monotonic() - killed < timeout:
+            sup()
+            committed, ends = group.sample()
+            t = time.monotonic() - killed
+            if produced_all is None and not producer.is_alive():
+                produced_all = t
+            lag = sum(ends[tp] - committed[tp] for tp in group.tps)
+            series.append((t, lag))
+            samples.append((t, {tp.partition: committed[tp] for tp in group.touchpoints},
+                            {tp.partition: ends[tp] for tp in group.touchpoints}))
+            if produced_all is not None and lag == 0:
+                lag_zero = t
+                break
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - killed - t)))
+        if producer.error:
+            result.notes.append(f"producer: {producer.error!r}")
+        frozen = [p for p, c in at_kill.items()
+                  if all(s[1][p] == c for s in samples if s[0] < 20)]
+        moved = [t for t, c, _ in samples if any(c[p] != at_kill[p] for p in frozen)]
+        taken = moved[0] if moved and frozen else None
+        crawl = crawl_seconds(samples) if samples else 0.0
+        settle(setup, lines, sup, timeout)
+        result.worker_restarts = sup.restarts
+        backlog = max((lag for t, lag in series if taken is None or t <= taken), default=0)
+        result.detail.update(
+            frozen_partitions=frozen, taken_after_kill_s=taken, producer_done_after_kill_s=
+            produced_all, lag_0_after_kill_s=lag_zero, lag_max=max((x for _, x in series),
+                                                                   default=0),
+            backlog_at_takeover=backlog, longest_crawl_s=crawl,
+            lag_0_after_takeover_or_last_record_s=None if lag_zero is None or taken is None
+            else round(lag_zero - max(taken, produced_all or 0.0), 1),
+            lag_every_5s=[(round(t), x) for t, x in series[::5]] + [
+                (round(series[-1][0]), series[-1][1])] if series else [])
+        d = result.detail
+        result.notes.append(
+            f"partitions {frozen} of the killed worker moved again "
+            + (f"{taken:.0f} s after the kill" if taken is not None else "(not seen)")
+            + f"; last record sent {produced_all or 0:.0f} s after; group lag (peak "
+            f"{d['lag_max']:,}) 0 " + (f"{lag_zero:.0f} s after the kill, "
+                       f"{d['lag_0_after_takeover_or_last_record_s']} s after the takeover or "
+                       "the last record" if lag_zero is not None else "never")
+            + f"; longest 1/s crawl {crawl:.0f} s; survivor exits: {sup.restarts}")
+        result.seconds = time.monotonic() - started
+        return measure(setup, lines, result)
+    finally:
+        group.close()
+        if victim is not None:
+            victim.stop()
+        sup.stop()
+
+
 # -- memory ------------------------------------------------------------------------------------
 
 def rss_mib() -> float:
@@ -771,8 +1121,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-events", type=int, default=300_000)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and a 15 s ClickHouse outage")
-    parser.add_argument("--only", default="", help="comma-separated: kill,clickhouse,kafka,"
-                        "poison,memory")
+    parser.add_argument("--only", default="", help="comma-separated: kill,clickhouse,"
+                        "clickhouse-hang,kafka,broker-kill,takeover,poison,memory")
+    parser.add_argument("--hang-s", type=float, default=45,
+                        help="seconds ClickHouse stays SIGSTOPped (default 45)")
+    parser.add_argument("--broker-down-s", type=float, default=5,
+                        help="seconds between the broker's SIGKILL and its restart (default 5)")
+    parser.add_argument("--stack-dir", default="",
+                        help="the private stack's directory (default .stack/faults)")
+    parser.add_argument("--port-offset", type=int, default=None,
+                        help="added to the private stack's ports (default 0: 29092/29000)")
     parser.add_argument("--json", default="", help="also write the results to this file")
     parser.add_argument("--memory-worker", action="store_true",
                         help="the memory run on the real worker process (with --only memory: "
@@ -795,8 +1153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.poison_events, args.memory_events = 8_000, 20_000, 60_000
-    only = set(filter(None, args.only.split(","))) or {"kill", "clickhouse", "kafka", "poison",
-                                                        "memory"}
+    only = set(filter(None, args.only.split(","))) or {
+        "kill", "clickhouse", "clickhouse-hang", "kafka", "broker-kill", "takeover", "poison",
+        "memory"}
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"peakend-faults-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}", flush=True)
@@ -805,7 +1164,9 @@ def main(argv: list[str] | None = None) -> int:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            text=True, capture_output=True, check=False).stdout.strip()
     print(f"git {commit}{' (uncommitted changes)' if dirty else ''}, load {load()}", flush=True)
-    stack = FaultStack()
+    stack = FaultStack(Path(args.stack_dir) if args.stack_dir else None, args.port_offset)
+    print(f"private stack: {stack.directory}, Kafka {stack.env['PEAKEND_KAFKA_PORT']}, "
+          f"ClickHouse {stack.env['PEAKEND_CLICKHOUSE_TCP_PORT']}", flush=True)
     stack.start()
     results: list[FaultResult] = []
     memory_runs: list[dict[str, Any]] = []
@@ -814,7 +1175,12 @@ def main(argv: list[str] | None = None) -> int:
             ("kill", lambda: sigkill_under_load(stack, tmp / "kill", args.events)),
             ("clickhouse", lambda: clickhouse_outage(stack, tmp / "ch", args.events,
                                                      outage_s=15 if args.quick else 60)),
+            ("clickhouse-hang", lambda: clickhouse_hang(stack, tmp / "chhang", args.events,
+                                                        hang_s=args.hang_s)),
             ("kafka", lambda: kafka_restart(stack, tmp / "kafka", args.events)),
+            ("broker-kill", lambda: broker_sigkill(stack, tmp / "brokerkill", args.events,
+                                                   down_s=args.broker_down_s)),
+            ("takeover", lambda: takeover(stack, tmp / "takeover", args.events)),
             ("poison", lambda: poison_input(
                 stack, tmp / "poison-safe", args.poison_events,
                 kinds=tuple(k for k in POISON_KINDS if k not in {"deep_nesting", "huge"}),
@@ -826,7 +1192,8 @@ def main(argv: list[str] | None = None) -> int:
             if name not in only:
                 continue
             (tmp / name).mkdir(exist_ok=True)
-            for sub in ("kill", "ch", "kafka", "poison-safe", "poison-all"):
+            for sub in ("kill", "ch", "chhang", "kafka", "brokerkill", "takeover", "poison-safe",
+                        "poison-all"):
                 (tmp / sub).mkdir(exist_ok=True)
             try:
                 r = scenario()
@@ -835,8 +1202,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             print(HEADER if len(results) == 1 else "", r.row(), sep="\n" if len(results) == 1
                   else "", flush=True)
-            print("   ", json.dumps({k: v for k, v in r.detail.items() if k != "log_tail"}),
-                  flush=True)
+            print(f"    load {load()},", json.dumps({k: v for k, v in r.detail.items()
+                                                 if k != "log_tail"}, default=str), flush=True)
         if "memory" in only and args.memory_worker:
             (tmp / "memw").mkdir(exist_ok=True)
             source = generate_file(
