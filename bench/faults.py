@@ -505,10 +505,11 @@ def kafka_restart(stack: FaultStack, tmp: Path, events: int, rate: float = 1000,
     lines = generate_lines(tmp, events, seed=23)
     result = FaultResult("Kafka broker restarted under load", len(lines))
     started = time.monotonic()
-    sup = Supervisor(setup, tmp, "kafka", 42)
     first = len(lines) * 3 // 5
+    # the worker starts on a backlog of 60%, so the restart comes while it works through it
+    produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[:first])
+    sup = Supervisor(setup, tmp, "kafka", 42)
     try:
-        produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[:first])
         deadline = time.monotonic() + 120
         while ch_count(setup) < first // 4 and time.monotonic() < deadline:
             sup()
@@ -610,18 +611,19 @@ def broker_sigkill(stack: FaultStack, tmp: Path, events: int, down_s: float = 5.
                    timeout: float = 600) -> FaultResult:
     """The broker's java process SIGKILLed (no clean shutdown: log recovery at restart) while
     the worker works through a backlog, started again through the private stack `down_s` later.
-    As in `kafka_restart` the input is produced before the kill (60%) and after the restart
-    (40%): a producer that loses records while the broker is away would count against the
-    pipeline."""
+    As in `kafka_restart` the input is produced before the worker starts (60%, its backlog at
+    the kill) and after the restart (40%): a producer that loses records while the broker is
+    away would count against the pipeline."""
     setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
     lines = generate_lines(tmp, events, seed=26)
     result = FaultResult("Kafka broker SIGKILL under load", len(lines))
     started = time.monotonic()
+    first = len(lines) * 3 // 5
+    # the worker starts on a backlog of 60%, so the kill comes while it works through it
+    produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[:first])
     sup = Supervisor(setup, tmp, "brokerkill", 44)
     watch = MetricsWatch(lambda: sup.worker.metrics_port, ("peakend_kafka_up",))
-    first = len(lines) * 3 // 5
     try:
-        produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[:first])
         deadline = time.monotonic() + 180
         while ch_count(setup) < first // 4 and time.monotonic() < deadline:
             sup()
