@@ -993,13 +993,14 @@ class MemoryWorker(Worker):
 
 def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
                   every: int = 50_000, partitions: int = 12, trace: bool = False,
-                  limit: int = 0, timeout: float = 7200) -> dict[str, Any]:
+                  limit: int = 0, timeout: float = 7200,
+                  env: dict[str, str] | None = None) -> dict[str, Any]:
     """The real worker (`peakend worker`, `partitions` partitions: 2 x that many RocksDB
     databases) reads every line of `input_path` (the first `limit` when given) while a producer
-    sends them; every `every`
-    events read: the worker's RSS, its RocksDB memtables and cache, glibc's heap, the sink
-    child's RSS and the worker's open journeys (/metrics)."""
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=partitions)
+    sends them; every `every` events read: the worker's RSS, its RocksDB memtables and cache,
+    glibc's heap, the sink child's RSS and the worker's open journeys (/metrics). `env`: more
+    settings of the worker."""
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=partitions, **(env or {}))
     total = sum(1 for _ in input_path.open("rb"))
     total = min(total, limit) if limit else total
     hours_at: dict[int, float] = {}

@@ -1,0 +1,67 @@
+"""The real worker's memory levels off (issue 14, bench/faults.py --memory-worker at CI size).
+
+`peakend worker` (through bench/memory_worker.py, which reports its memory every second) reads
+60,000 generated events spanning 3 days of event time with 12 partitions (24 RocksDB
+databases), on the private fault stack, with state that levels off after hours of event time
+(`SHORT_STATE`: a closed journey is evicted a lateness after its idle deadline); then the worker's
+memory must stay flat: the memtables of all databases together within the shared budget at every
+sample, and RSS over the last third of the run within a bound that Faust's default options
+(every state write kept in a 64 MiB memtable per database) would not meet.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.faults import FaultStack, generate_file, worker_memory  # noqa: E402
+from pipeline import state_store  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+EVENTS = 60_000
+# State that levels off within hours of event time instead of the defaults' days (journeys with
+# a producer journey_id stay open 7 d idle, the alert baseline keeps 7 d of buckets): the run is
+# then long enough to see the plateau and short enough for CI.
+SHORT_STATE = {
+    "PEAKEND_JOURNEY_IDLE_SECONDS": "7200",
+    "PEAKEND_ALLOWED_LATENESS_SECONDS": "3600",
+    "PEAKEND_ALERT_BASELINE_SECONDS": "21600",
+}
+
+
+@pytest.fixture(scope="module")
+def fault_stack() -> Iterator[FaultStack]:
+    stack = FaultStack()
+    try:
+        stack.start()
+    except RuntimeError as exc:
+        pytest.fail(f"the private fault stack did not start: {exc}", pytrace=False)
+    yield stack
+
+
+def test_worker_rss_levels_off_once_the_state_does(fault_stack: FaultStack,
+                                                   tmp_path: Path) -> None:
+    source = generate_file(tmp_path / "events.jsonl", EVENTS, "3d", seed=31)
+    run = worker_memory(fault_stack, tmp_path, source, "shared", every=5_000, partitions=12,
+                        timeout=900, env=SHORT_STATE)
+    samples = run["samples"]
+    assert not run["notes"], run["notes"]
+    assert samples and samples[-1]["events"] >= EVENTS, samples[-1:]
+    # Both stages ran and wrote their state: every partition database of both tables is open.
+    assert samples[-1]["databases_by_table"] == {"journey-state": 12, "segment-state": 12}
+    # the manager's total, plus the buffers of a database whose flush is still running
+    budget = (state_store.WRITE_BUFFER_TOTAL_BYTES
+              + state_store.MAX_WRITE_BUFFERS * state_store.WRITE_BUFFER_BYTES) / MIB
+    assert max(s["memtables"] for s in samples) <= budget, [s["memtables"] for s in samples]
+    last_third = [s for s in samples if s["events"] >= EVENTS * 2 // 3]
+    growth = last_third[-1]["rss_mib"] - last_third[0]["rss_mib"]
+    journeys = [s["open_journeys"] for s in last_third]
+    assert growth <= 24, ([round(s["rss_mib"]) for s in samples], journeys)
