@@ -14,8 +14,9 @@ of event time, so 90 days hold 90x the events of 1 day) and the default core con
 - `replay`: the whole `peakend replay FILE --output DIR` command (JSON parsing, contract, core,
   output files) in a child process, on JSONL files generated once into `--dir` and reused.
 
-Each row runs in a fresh process; CPU time is `time.process_time` (core) or the child's user +
-system time (replay), divided by the events. Prints the machine, date, load and git commit.
+Each run is a fresh process, the lengths interleaved; CPU time is `time.process_time` (core)
+or the child's user + system time (replay), divided by the events. Prints the machine, date,
+load and git commit.
 """
 
 from __future__ import annotations
@@ -165,17 +166,21 @@ def main() -> None:
           f"best and median of {args.repeat}, each in a fresh process")
     print(f"load at start: {load()}")
     for path in paths:
-        per_event: dict[int, list[float]] = {}
-        for days in lengths:
-            runs = []
-            for _ in range(args.repeat):
+        # Interleaved (1 d, 90 d, 1 d, 90 d, ...): on a shared machine the load moves, and CPU
+        # time per event rises with it (caches), so both lengths should see the same loads.
+        per_event: dict[int, list[float]] = {days: [] for days in lengths}
+        for attempt in range(args.repeat):
+            for days in lengths:
                 result = one(path, days, args.rate, args.dir)
-                runs.append(result["cpu_s"] / result["events"] * 1e6)
-            per_event[days] = runs
-            print(f"{path:6} {days:3d} d {int(result['events']):>9,} events  "
-                  f"alerts {int(result['alerts']):>4}  "
-                  f"CPU us/event min {min(runs):7.1f}  median {statistics.median(runs):7.1f}  "
-                  f"(load {load()})", flush=True)
+                per_event[days].append(result["cpu_s"] / result["events"] * 1e6)
+                print(f"  run {attempt + 1}: {path} {days} d {int(result['events']):,} events, "
+                      f"alerts {int(result['alerts'])}, "
+                      f"{per_event[days][-1]:.1f} us/event (load {load()})", flush=True)
+        for days in lengths:
+            runs = per_event[days]
+            print(f"{path:6} {days:3d} d {events_for(days, args.rate):>9,} events  "
+                  f"CPU us/event min {min(runs):7.1f}  median {statistics.median(runs):7.1f}",
+                  flush=True)
         first = lengths[0]
         for days in lengths[1:]:
             best = min(per_event[days]) / min(per_event[first])

@@ -207,6 +207,7 @@ class DropDetector:
             return out  # no new boundary and no new series: every cursor is already there
         self._advanced_to = max(self._advanced_to, boundary)
         self._series_at_advance = len(self._series)
+        every = self.config.evaluate_every_ms
         for key in sorted(self._series):
             series = self._series[key]
             limit = watermark_ms
@@ -222,8 +223,14 @@ class DropDetector:
                                         - self.config.baseline_ms)
                     if series.cursor >= limit:
                         break
-                self._step(series)
-                out.extend(self._evaluate(series))
+                # Between evaluation boundaries a boundary changes only the window sums: move
+                # them to the next evaluation (or the limit) in one go, visiting the buckets
+                # held in the ranges that enter, move and leave, not every boundary.
+                t = series.cursor
+                target = min(limit, t - t % every + every, t - t % HOUR_MS + HOUR_MS)
+                self._step_to(series, target)
+                if target % every == 0 or target % HOUR_MS == 0:
+                    out.extend(self._evaluate(series))
                 self._dirty.add(key)
         return out
 
@@ -232,23 +239,56 @@ class DropDetector:
         return (not series.alerts and not any(series.cur) and not any(series.base)
                 and series.cusum == 0.0)
 
-    def _step(self, series: Series) -> None:
+    def _step_to(self, series: Series, target: int) -> None:
+        """Move the cursor from one boundary to a later one: what one step per boundary did
+        (the bucket entering the current window, the one moving to the baseline, the one
+        leaving it, forgotten), for all the boundaries at once. Sums are exact (metrics.py),
+        so the order of the additions does not matter."""
         width = self.bucket_ms
         w, b = self.config.window_ms, self.config.baseline_ms
-        series.cursor += width
         t = series.cursor
-        entering = series.buckets.get(t - width)
-        if entering is not None:
-            add(series.cur, entering)
-        moving = series.buckets.get(t - width - w)
-        if moving is not None:
-            add(series.cur, moving, -1.0)
-            add(series.base, moving)
-        leaving_start = t - width - w - b
-        leaving = series.buckets.get(leaving_start)
-        if leaving is not None:
-            add(series.base, leaving, -1.0)
-            self._forget_before(series, leaving_start + width)
+        series.cursor = target
+        if target - t == width:  # one boundary (the engine advances at each): direct lookups
+            entering = series.buckets.get(t)
+            if entering is not None:
+                add(series.cur, entering)
+            moving = series.buckets.get(t - w)
+            if moving is not None:
+                add(series.cur, moving, -1.0)
+                add(series.base, moving)
+            leaving = series.buckets.get(t - w - b)
+            if leaving is not None:
+                add(series.base, leaving, -1.0)
+                self._forget_before(series, t - w - b + width)
+            return
+        self._add_range(series, t, target, series.cur, 1.0)
+        self._add_range(series, t - w, target - w, series.cur, -1.0)
+        self._add_range(series, t - w, target - w, series.base, 1.0)
+        last = self._add_range(series, t - w - b, target - w - b, series.base, -1.0)
+        if last is not None:
+            self._forget_before(series, last + width)
+
+    def _add_range(self, series: Series, start: int, end: int, into: Vector, sign: float
+                   ) -> int | None:
+        """Add the buckets held in [start, end) (bucket-aligned starts only) into `into`, in
+        ascending order; returns the last start added, or None."""
+        width = self.bucket_ms
+        order = series.order
+        buckets = series.buckets
+        last: int | None = None
+        i = bisect_left(order, start, series.head)
+        n = len(order)
+        while i < n:
+            s = order[i]
+            if s >= end:
+                break
+            if s % width == 0:
+                v = buckets.get(s)
+                if v is not None:
+                    add(into, v, sign)
+                    last = s
+            i += 1
+        return last
 
     @staticmethod
     def _forget_before(series: Series, start: int) -> None:
@@ -343,21 +383,8 @@ class DropDetector:
         ascending order: only the buckets held are visited, not every boundary of the range
         (a sparse series waiting for its CUSUM reference summed a week of empty minutes each
         hour)."""
-        width = self.bucket_ms
         total = [0.0] * SIZE[series.key[0]]
-        order = series.order
-        buckets = series.buckets
-        i = bisect_left(order, start - start % width, series.head)
-        n = len(order)
-        while i < n:
-            s = order[i]
-            if s >= end:
-                break
-            if s % width == 0:
-                v = buckets.get(s)
-                if v is not None:
-                    add(total, v)
-            i += 1
+        self._add_range(series, start - start % self.bucket_ms, end, total, 1.0)
         return total
 
     def _evidence(self, series: Series, rule: str, t: int, start: int, current: Vector,
