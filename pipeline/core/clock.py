@@ -45,7 +45,7 @@ def conflict_error(event_id: str, kept: bool) -> str:
     content; of the two the copy with the smaller content digest is kept, whatever the order
     (pipeline.core.journeys). `kept`: this copy won and replaced the earlier one.
 
-    >>> conflict_error("e1", False)[:62]
+    >>> conflict_error("e1", True)[:62]
     "event_id: 'e1' arrived again with different content; this copy"
     """
     verdict = ("this copy is kept: it replaced the copy applied earlier, whose results were "
