@@ -126,19 +126,7 @@ class SurveyBuckets:
         ms = event.occurred_ms
         start = ms - ms % self._width
         ces7 = None if ces is None else ces_on_7(ces, survey.ces_scale)
-        for dim, value in segments_of(event, self._attr_keys):
-            if nps is not None:
-                acc = self._partial(("nps", dim, value, start), NpsWindow).acc
-                assert isinstance(acc, NpsWindow)
-                acc.update(nps)
-            if ces7 is not None:
-                ces_acc = self._partial(("ces", dim, value, start), CesWindow).acc
-                assert isinstance(ces_acc, CesWindow)
-                ces_acc.update(ces7)
-            if csat is not None:
-                csat_acc = self._partial(("csat", dim, value, start), CsatWindow).acc
-                assert isinstance(csat_acc, CsatWindow)
-                csat_acc.update(csat)
+        self._count(segments_of(event, self._attr_keys), start, nps, ces7, csat, True)
 
     def retract(self, answers: Retraction) -> None:
         """Take back the answers of an event copy another copy replaced (its conflict lost,
@@ -146,20 +134,34 @@ class SurveyBuckets:
         start = answers.at_ms - answers.at_ms % self._width
         if start + self._width <= self.final_before_ms:
             return
-        nps, ces, csat = answers.nps, answers.ces, answers.csat
-        for dim, value in answers.segments:
+        self._count(answers.segments, start, answers.nps, answers.ces, answers.csat, False)
+
+    def _count(self, segments: Iterable[tuple[str, str]], start: int, nps: int | None,
+               ces7: float | None, csat: int | None, add: bool) -> None:
+        """Add (or, `add` false, take back) one event's answers in the bucket at `start` of
+        each segment."""
+        for dim, value in segments:
             if nps is not None:
                 acc = self._partial(("nps", dim, value, start), NpsWindow).acc
                 assert isinstance(acc, NpsWindow)
-                acc.revert(nps)
-            if ces is not None:
+                if add:
+                    acc.update(nps)
+                else:
+                    acc.revert(nps)
+            if ces7 is not None:
                 ces_acc = self._partial(("ces", dim, value, start), CesWindow).acc
                 assert isinstance(ces_acc, CesWindow)
-                ces_acc.revert(ces)
+                if add:
+                    ces_acc.update(ces7)
+                else:
+                    ces_acc.revert(ces7)
             if csat is not None:
                 csat_acc = self._partial(("csat", dim, value, start), CsatWindow).acc
                 assert isinstance(csat_acc, CsatWindow)
-                csat_acc.revert(csat)
+                if add:
+                    csat_acc.update(csat)
+                else:
+                    csat_acc.revert(csat)
 
     def apply_end(self, delta: EndDelta) -> None:
         """Count (+1) or retract (-1) one closed journey in the negative_end buckets.
