@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
 
 from pipeline.contract import Rejected, parse_event  # noqa: E402
 from pipeline.stream.progress import wait_caught_up  # noqa: E402
+from pipeline.stream.topics import ensure_topics  # noqa: E402
 from tests.conftest import ClickHouseUrls  # noqa: E402
 from tests.integration.stream_util import (  # noqa: E402
     StreamSetup,
@@ -507,6 +508,8 @@ def kafka_restart(stack: FaultStack, tmp: Path, events: int, rate: float = 1000,
     started = time.monotonic()
     first = len(lines) * 3 // 5
     # the worker starts on a backlog of 60%, so the restart comes while it works through it
+    # (the topics first: the worker would create them, the broker does not auto-create)
+    ensure_topics(setup.settings())
     produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[:first])
     sup = Supervisor(setup, tmp, "kafka", 42)
     try:
@@ -620,6 +623,7 @@ def broker_sigkill(stack: FaultStack, tmp: Path, events: int, down_s: float = 5.
     started = time.monotonic()
     first = len(lines) * 3 // 5
     # the worker starts on a backlog of 60%, so the kill comes while it works through it
+    ensure_topics(setup.settings())
     produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[:first])
     sup = Supervisor(setup, tmp, "brokerkill", 44)
     watch = MetricsWatch(lambda: sup.worker.metrics_port, ("peakend_kafka_up",))
@@ -770,7 +774,6 @@ def takeover(stack: FaultStack, tmp: Path, events: int, rate: float = 400,
     default 60 s). Group lag (GroupLag) every second after the kill: when the taken partitions
     move again, when lag reaches 0 after the last record, and the longest 1-per-second crawl
     (tests/integration/test_takeover_lag.crawl_seconds, the signature of issue 14)."""
-    from pipeline.stream.topics import ensure_topics
     from tests.integration.test_takeover_lag import crawl_seconds
 
     setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
