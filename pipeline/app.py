@@ -40,7 +40,7 @@ from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, connect
 from pipeline.stream import messages
 from pipeline.stream.partition import NEVER, PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage, StageTwoOutput
-from pipeline.stream.topics import contributions_topic
+from pipeline.stream.topics import STATE_TABLES, contributions_topic
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,9 @@ def create_app(
     # Every partition database of both tables shares one RocksDB memory budget
     # (pipeline/state_store.py: why these options, and the RSS they give).
     state_options = state_store.shared_options()
-    journey_state = state_store.state_table(fapp, "journey-state", s.partitions, state_options)
-    segment_state = state_store.state_table(fapp, "segment-state", s.partitions, state_options)
+    journey_table, segment_table = STATE_TABLES
+    journey_state = state_store.state_table(fapp, journey_table, s.partitions, state_options)
+    segment_state = state_store.state_table(fapp, segment_table, s.partitions, state_options)
 
     stage_one: dict[int, PartitionProcessor] = {}
     stage_two: dict[int, SegmentStage] = {}

@@ -11,10 +11,18 @@ from kafka.errors import TopicAlreadyExistsError
 
 from pipeline.settings import Settings
 
+# The worker's two state tables (Faust tables; RocksDB with a changelog topic each).
+STATE_TABLES = ("journey-state", "segment-state")
+
 
 def contributions_topic(settings: Settings) -> str:
     """Internal topic from stage one to the segment stage."""
     return f"{settings.app_id}-contributions"
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{settings.app_id}-{table}-changelog"
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
@@ -26,6 +34,11 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.topic_metrics: n,
         settings.topic_alerts: 1,  # few records; one partition keeps them in order
         contributions_topic(settings): n,
+        # Created here too, before Faust starts: a changelog Faust creates while an agent already
+        # writes the table can show in the consumer's metadata with another partition count
+        # than its source topic for a moment, and Faust's check then kills the agent
+        # (PartitionsMismatch: stage two stopped, seen with 12 partitions).
+        **{changelog_topic(settings, table): n for table in STATE_TABLES},
     }
 
 
@@ -40,9 +53,12 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
         wanted = topic_partitions(settings)
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
+        changelogs = {changelog_topic(settings, table) for table in STATE_TABLES}
         for name in missing:
+            # changelogs are compacted, as Faust makes them: the latest state per key is kept
+            configs = {"cleanup.policy": "compact"} if name in changelogs else {}
             with contextlib.suppress(TopicAlreadyExistsError):  # a second worker raced us
-                admin.create_topics([NewTopic(name, wanted[name], 1)])
+                admin.create_topics([NewTopic(name, wanted[name], 1, topic_configs=configs)])
         deadline = time.monotonic() + timeout_s
         for name in wanted:
             while True:
