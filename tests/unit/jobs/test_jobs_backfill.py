@@ -16,6 +16,7 @@ from jobs.generate import generate_records, write_parquet
 from jobs.parquet_schema import SCHEMA, check_schema, read_event_dicts
 from pipeline.cli import main
 from pipeline.contract import Rejected, parse_dict
+from pipeline.core.timefmt import format_ms, parse_ms
 
 
 def test_parquet_round_trip_gives_the_same_event_dicts(tmp_path: Path) -> None:
@@ -114,3 +115,38 @@ def test_resume_after_interruption_gives_the_same_tables(tmp_path: Path) -> None
         run_backfill([str(parquet)], broken, CORE, partitions=3,  # type: ignore[arg-type]
                      batch_rows=1000, checkpoint_path=checkpoint)
     assert rows > 6000
+
+
+def test_bad_clocks_and_changed_copies_get_the_verdicts_replay_gives(tmp_path: Path) -> None:
+    """A row dated two days ahead of `--now` is `future` and does not move stream time, a row
+    sent again with other content is a `conflict`: backfill from Parquet and replay of the same
+    rows give the same tables (the rule is declared once, in the core)."""
+    from jobs.generate import encode_record
+
+    records = [r for r in generate_records(replace(EVENTS, events=1500), json_only=False)
+               if isinstance(r, dict)]
+    last = max(r["occurred_at"] for r in records if isinstance(r.get("occurred_at"), str))
+    now_ms = parse_ms(last) + 60_000
+    ahead = {**records[0], "event_id": "clock-ahead", "customer_id": "c-ahead",
+             "occurred_at": format_ms(now_ms + 2 * 86_400_000)}
+    ahead.pop("journey_id", None)
+    surveys = [r for r in records if r.get("type") == "survey" and "nps" in (r.get("survey") or {})
+               and not r["event_id"].endswith("-bad")]  # the generator's invalid rows
+    changed = [{**r, "survey": {"nps": (r["survey"]["nps"] + 4) % 11}} for r in surveys[:10]]
+    rows_in = [records[0], ahead, *records[1:], *changed]
+    jsonl = tmp_path / "events.jsonl"
+    jsonl.write_bytes(b"".join(encode_record(r) + b"\n" for r in rows_in))
+    parquet = tmp_path / "events.parquet"
+    write_parquet(rows_in, parquet, batch_rows=500)
+    config = replace(CORE, clock=replace(CORE.clock, now_ms=now_ms))
+    expected = replay_tables(jsonl, config, 3)
+    warehouse = RecordingWarehouse()
+    result = run_backfill([str(parquet)], warehouse, config,  # type: ignore[arg-type]
+                          partitions=3, batch_rows=400)
+    for table, want in expected.items():
+        assert final(table, warehouse.inserted.get(table, [])) == want, table
+    letters = warehouse.inserted["dead_letters"]
+    reasons = [row["reason"] for row in letters]
+    assert reasons.count("future") == 1 and reasons.count("conflict") == 10
+    assert "late" not in reasons  # the clock ahead moved no stream time
+    assert result.counts["events"] + result.counts["duplicates"] + len(letters) == len(rows_in)
