@@ -2,7 +2,9 @@
 
 The scenarios stop ClickHouse and restart Kafka, so they run on a private broker and server
 (scripts/stack.sh with .stack/faults and ports 29092/29000, see bench.faults.FaultStack): nobody
-else's stack is disturbed. The fixture starts them and fails loudly when it cannot.
+else's stack is disturbed (PEAKEND_FAULT_STACK_DIR and PEAKEND_FAULT_PORT_OFFSET pick another
+private stack, e.g. while a long bench run holds this one). The fixture starts them and fails
+loudly when it cannot.
 After each fault ClickHouse must equal `peakend replay` of the same input: nothing lost, nothing
 visible twice.
 """
@@ -22,6 +24,8 @@ from bench.faults import (  # noqa: E402
     POISON_KINDS,
     FaultResult,
     FaultStack,
+    broker_sigkill,
+    clickhouse_hang,
     clickhouse_outage,
     kafka_restart,
     memory_plateau,
@@ -67,6 +71,29 @@ def test_clickhouse_outage_is_reported_and_nothing_lost(fault_stack: FaultStack,
 
 def test_kafka_broker_restart_loses_nothing(fault_stack: FaultStack, tmp_path: Path) -> None:
     result = kafka_restart(fault_stack, tmp_path, 6_000, timeout=300)
+    exact(result)
+
+
+def test_clickhouse_hung_counts_down_within_15_s_and_nothing_lost(fault_stack: FaultStack,
+                                                                  tmp_path: Path) -> None:
+    """ClickHouse SIGSTOPped for 20 s under load (a hung server: the kernel accepts, nothing
+    answers): the sink's timeouts must count it down within ~15 s (measured 8-11 s,
+    docs/reliability.md), the held batches land after SIGCONT."""
+    result = clickhouse_hang(fault_stack, tmp_path, 6_000, hang_s=20, rate=600, timeout=300)
+    went_0 = result.detail["clickhouse_up_0_after_s"]
+    assert went_0 is not None and went_0 <= 15.0, result.notes
+    assert result.detail["insert_failures"] > 0, result.notes
+    assert result.detail["clickhouse_up_1_after_sigcont_s"] is not None, result.notes
+    assert result.detail["worker_alive_during_hang"], result.notes
+    assert result.worker_restarts == 0, result.notes
+    exact(result)
+
+
+def test_kafka_broker_sigkill_loses_nothing(fault_stack: FaultStack, tmp_path: Path) -> None:
+    """The broker's java process SIGKILLed (no clean shutdown, log recovery at restart) while
+    the worker works through a backlog; restarted 5 s later through the private stack."""
+    result = broker_sigkill(fault_stack, tmp_path, 6_000, down_s=5, timeout=300)
+    assert result.detail["worker_alive_while_down"], result.notes
     exact(result)
 
 
