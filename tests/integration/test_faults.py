@@ -114,9 +114,13 @@ def test_state_plateaus_after_the_allowed_lateness(tmp_path: Path) -> None:
     allowed lateness) closed journeys are evicted, so open journeys and state keys stop
     growing while events keep arriving. Stage two holds the alert baseline's buckets; with a
     1-day baseline its state plateaus within the run too (bench/faults.py: the 7-day default
-    over 10 days)."""
+    over 10 days). Journeys with ids stay open up to the journey idle timeout and their ids
+    are remembered for a maximum length (7 and 30 days by default): shortened here to 2 hours
+    and 1 day, so their plateau too falls within the run."""
     samples = memory_plateau(tmp_path, 60_000, days=6, samples=12,
-                             env={"PEAKEND_ALERT_BASELINE_SECONDS": "86400"})
+                             env={"PEAKEND_ALERT_BASELINE_SECONDS": "86400",
+                                  "PEAKEND_JOURNEY_IDLE_SECONDS": "7200",
+                                  "PEAKEND_MAX_JOURNEY_SECONDS": "86400"})
     after_day_2 = [s for s in samples if s["event_hours"] >= 60]
     assert len(after_day_2) >= 4, samples
     first = after_day_2[0]
