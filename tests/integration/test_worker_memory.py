@@ -32,6 +32,8 @@ EVENTS = 60_000
 # then long enough to see the plateau and short enough for CI.
 SHORT_STATE = {
     "PEAKEND_JOURNEY_IDLE_SECONDS": "7200",
+    # a journey id is remembered (a small marker) a maximum length after its journey ended
+    "PEAKEND_MAX_JOURNEY_SECONDS": "21600",
     "PEAKEND_ALLOWED_LATENESS_SECONDS": "3600",
     "PEAKEND_ALERT_BASELINE_SECONDS": "21600",
 }
