@@ -107,6 +107,7 @@ def test_a_server_refusal_is_not_blamed_on_the_rows() -> None:
     (errors.SocketTimeoutError("Code: 209. timed out"), "connection"),
     (ConnectionResetError(104, "Connection reset by peer"), "connection"),
     (EOFError("Unexpected EOF while reading bytes"), "connection"),
+    (AssertionError(), "connection"),  # the driver's internal state, not the rows
     (errors.ServerException("DB::Exception: Timeout exceeded: elapsed 10 s", 159), "connection"),
     (errors.ServerException("DB::Exception: Memory limit exceeded", 241), "server"),
     (errors.ServerException("DB::Exception: Too many parts (300)", 252), "server"),
