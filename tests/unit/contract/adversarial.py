@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract_corpus import BASE as CORPUS_BASE
+
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 # outcomes that `peakend validate` (the contract alone) reports; the rest are later stages
@@ -44,17 +46,8 @@ class Case:
     extra_args: tuple[str, ...] = field(default=())
 
 
-BASE: dict[str, Any] = {
-    "event_id": "adv-1",
-    "schema_version": 1,
-    "occurred_at": "2026-11-22T17:10:09.123Z",
-    "producer": "hotline-ivr",
-    "customer_id": "cust-42",
-    "type": "interaction",
-    "touchpoint": "hotline",
-    "channel": "phone",
-    "stage": "after_sales",
-}
+# the contract corpus's valid event, under this corpus's own ids
+BASE: dict[str, Any] = {**CORPUS_BASE, "event_id": "adv-1"}
 _COUNTER = [0]
 
 
