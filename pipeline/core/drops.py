@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
+from heapq import heappop, heappush
 from typing import Any, Final
 
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
@@ -45,6 +46,8 @@ Partials = dict[int, tuple[int, Vector]]  # source partition -> (version, vector
 # Forgotten starts are skipped by moving `Series.head`; the list is compacted once this many
 # (and at least half of it) are dead, so each start costs O(1) amortised to forget.
 _COMPACT_AFTER: Final = 256
+_FAR: Final = 1 << 62
+_NEVER: Final = -(1 << 62)
 
 
 class _Alert:
@@ -58,8 +61,8 @@ class _Alert:
 class Series:
     """Merged buckets of one metric and segment, with running window sums and alert state."""
 
-    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "head", "key", "order",
-                 "partials", "ref", "since")
+    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "due", "head", "key",
+                 "order", "partials", "ref", "since")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
@@ -79,6 +82,9 @@ class Series:
         self.cusum = 0.0
         self.ref: tuple[float, float, int] | None = None  # (mean, per-answer sd, n)
         self.alerts: dict[str, _Alert] = {}
+        # The watermark at which `advance` must next evaluate this series (its place in the
+        # detector's calendar); _FAR: not before new data. Not part of the state.
+        self.due = _FAR
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -156,8 +162,12 @@ class DropDetector:
         self._min_effect = {"nps": c.min_nps_drop, "ces": c.min_ces_drop,
                             "csat": c.min_csat_drop, "negative_end": c.min_negative_end_rise}
         self._dirty: set[SeriesKey] = set()
-        self._advanced_to = -(1 << 62)
-        self._series_at_advance = -1
+        # The largest watermark advanced to, and the calendar: (due watermark, key) of every
+        # series with an evaluation ahead (entries whose due no longer matches are skipped).
+        # Between its evaluations a series is not stepped at each boundary: its cursor stays
+        # behind and is brought up (`_sync`) when a partial, a query or a dump needs it.
+        self._watermark = _NEVER
+        self._calendar: list[tuple[int, SeriesKey]] = []
 
     # -- input --------------------------------------------------------------------------------
 
@@ -169,6 +179,8 @@ class DropDetector:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = Series(key, start)
+        elif series.due > self._watermark:
+            self._sync(series)
         w, b = self.config.window_ms, self.config.baseline_ms
         series.since = min(series.since, start)
         if start < series.cursor - w - b:
@@ -179,6 +191,7 @@ class DropDetector:
             _insert(series, start)
         old = parts.get(record.source_partition)
         if old is not None and old[0] >= record.version:
+            self._plan(series)
             return
         vector = vector_of(record)
         delta = list(vector)
@@ -194,45 +207,105 @@ class DropDetector:
         elif series.cursor - w - b <= start < series.cursor - w:
             add(series.base, delta)
         self._dirty.add(key)
+        self._plan(series)
 
     # -- evaluation ---------------------------------------------------------------------------
 
     def advance(self, watermark_ms: int) -> list[AlertRecord]:
         """Evaluate every bucket boundary up to `watermark_ms` (negative_end trails by
-        `negative_end_delay_ms`, the time its journeys need to close). Deterministic order."""
+        `negative_end_delay_ms`, the time its journeys need to close). Deterministic order.
+
+        Only the series with an evaluation due run (the calendar): between its evaluations a
+        boundary changes nothing but a series' window sums, which `_step_to` moves over many
+        boundaries at once, so stepping every series at every bucket boundary (a week of
+        history: 70-odd series, most with nothing entering, moving or leaving) is not needed.
+        The alerts are those of stepping every series at every call, in the same order."""
         out: list[AlertRecord] = []
-        width = self.bucket_ms
-        boundary = watermark_ms - watermark_ms % width
-        if boundary <= self._advanced_to and len(self._series) == self._series_at_advance:
-            return out  # no new boundary and no new series: every cursor is already there
-        self._advanced_to = max(self._advanced_to, boundary)
-        self._series_at_advance = len(self._series)
-        every = self.config.evaluate_every_ms
-        for key in sorted(self._series):
+        if watermark_ms > self._watermark:
+            self._watermark = watermark_ms
+        calendar = self._calendar
+        if not calendar or calendar[0][0] > watermark_ms:
+            return out
+        due: list[SeriesKey] = []
+        while calendar and calendar[0][0] <= watermark_ms:
+            at, key = heappop(calendar)
+            series = self._series.get(key)
+            if series is not None and series.due == at:
+                series.due = _FAR
+                due.append(key)
+        due.sort()
+        for key in due:
             series = self._series[key]
-            limit = watermark_ms
-            if key[0] == "negative_end":
-                limit -= self.config.negative_end_delay_ms
-            limit -= limit % width
-            while series.cursor < limit:
-                if self._idle(series):
-                    # nothing in either window and nothing firing: jump to the next data
-                    ahead = _next_bucket(series, series.cursor)
-                    series.cursor = limit if ahead is None else min(limit, ahead)
-                    self._forget_before(series, series.cursor - self.config.window_ms
-                                        - self.config.baseline_ms)
-                    if series.cursor >= limit:
-                        break
-                # Between evaluation boundaries a boundary changes only the window sums: move
-                # them to the next evaluation (or the limit) in one go, visiting the buckets
-                # held in the ranges that enter, move and leave, not every boundary.
-                t = series.cursor
-                target = min(limit, t - t % every + every, t - t % HOUR_MS + HOUR_MS)
-                self._step_to(series, target)
-                if target % every == 0 or target % HOUR_MS == 0:
-                    out.extend(self._evaluate(series))
+            limit = self._limit(key[0], watermark_ms)
+            if series.cursor < limit:
+                self._run(series, limit, out)
                 self._dirty.add(key)
+            self._plan(series)
         return out
+
+    def _limit(self, metric: str, watermark_ms: int) -> int:
+        """The last boundary a series of `metric` is evaluated at, at this watermark."""
+        limit = watermark_ms
+        if metric == "negative_end":
+            limit -= self.config.negative_end_delay_ms
+        return limit - limit % self.bucket_ms
+
+    def _run(self, series: Series, limit: int, out: list[AlertRecord]) -> None:
+        """Move the series' cursor to `limit`, evaluating the boundaries due on the way."""
+        every = self.config.evaluate_every_ms
+        while series.cursor < limit:
+            if self._idle(series):
+                # nothing in either window and nothing firing: jump to the next data
+                ahead = _next_bucket(series, series.cursor)
+                series.cursor = limit if ahead is None else min(limit, ahead)
+                self._forget_before(series, series.cursor - self.config.window_ms
+                                    - self.config.baseline_ms)
+                if series.cursor >= limit:
+                    break
+            # Between evaluation boundaries a boundary changes only the window sums: move
+            # them to the next evaluation (or the limit) in one go, visiting the buckets
+            # held in the ranges that enter, move and leave, not every boundary.
+            t = series.cursor
+            target = min(limit, t - t % every + every, t - t % HOUR_MS + HOUR_MS)
+            self._step_to(series, target)
+            if target % every == 0 or target % HOUR_MS == 0:
+                out.extend(self._evaluate(series))
+
+    def _plan(self, series: Series) -> None:
+        """Put the series in the calendar at its next evaluation: the first evaluation
+        boundary after its cursor, or, idle (an evaluation would change nothing), after its
+        next bucket; never while idle without data ahead. What `_run` would do from here:
+        it evaluates at that boundary first."""
+        if self._idle(series):
+            ahead = _next_bucket(series, series.cursor)
+            if ahead is None:
+                series.due = _FAR
+                return
+            t = ahead
+        else:
+            t = series.cursor
+        every = self.config.evaluate_every_ms
+        due = min(t - t % every + every, t - t % HOUR_MS + HOUR_MS)
+        if series.key[0] == "negative_end":
+            due += self.config.negative_end_delay_ms
+        if due != series.due:
+            series.due = due
+            heappush(self._calendar, (due, series.key))
+
+    def _sync(self, series: Series) -> None:
+        """Bring a series that waits in the calendar up to the last watermark advanced to, as
+        stepping it at every call would have (no evaluation falls before its due one). A
+        series due already (new, or restored) is left where it is until the next `advance`,
+        as then too."""
+        if series.due <= self._watermark:
+            return
+        limit = self._limit(series.key[0], self._watermark)
+        if series.cursor < limit:
+            out: list[AlertRecord] = []
+            self._run(series, limit, out)
+            assert not out, "an evaluation fell between calendar dates"
+            self._dirty.add(series.key)
+            self._plan(series)
 
     @staticmethod
     def _idle(series: Series) -> bool:
@@ -448,6 +521,8 @@ class DropDetector:
         """Estimates over the rolling windows ending at `end_ms` (within retention: window +
         baseline), keyed by window length in ms: the buckets merged into 1 h, 24 h, 7 d."""
         series = self._series.get((metric, segment_dim, segment_value))
+        if series is not None:
+            self._sync(series)
         out: dict[int, Estimate] = {}
         for length in self.rolling_ms:
             if series is None:
@@ -464,17 +539,25 @@ class DropDetector:
                 for _, a in sorted(self._series[k].alerts.items())]
 
     def drain_dirty(self) -> set[SeriesKey]:
+        """Series changed since the last call: every series stepped (a series waiting in the
+        calendar is brought up first, as it would have been stepped), or given a partial."""
+        for series in self._series.values():
+            self._sync(series)
         out, self._dirty = self._dirty, set()
         return out
 
     def dump_series(self, key: SeriesKey) -> dict[str, Any] | None:
         series = self._series.get(key)
-        return None if series is None else series.to_state()
+        if series is None:
+            return None
+        self._sync(series)
+        return series.to_state()
 
     def load_series(self, key: SeriesKey, state: dict[str, Any] | None) -> None:
-        self._series_at_advance = -1  # a restored cursor may lag: evaluate on the next call
         if state is None:
             self._series.pop(key, None)
         else:
-            self._series[key] = Series.from_state(state)
+            series = self._series[key] = Series.from_state(state)
+            series.due = _NEVER  # a restored cursor may lag: evaluate on the next call
+            heappush(self._calendar, (_NEVER, key))
 
