@@ -62,7 +62,7 @@ class Series:
     """Merged buckets of one metric and segment, with running window sums and alert state."""
 
     __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "due", "head", "key",
-                 "order", "partials", "ref", "since")
+                 "order", "partials", "plain", "ref", "since")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
@@ -85,6 +85,12 @@ class Series:
         # The watermark at which `advance` must next evaluate this series (its place in the
         # detector's calendar); _FAR: not before new data. Not part of the state.
         self.due = _FAR
+        # Every start bucket-aligned and every merged bucket non-negative (what stage one
+        # sends): then `cur` and `base` are exactly the sums of the buckets in their ranges
+        # (an idle jump skips only empty windows), and the evaluation reads them instead of
+        # summing the buckets again (the CUSUM reference of a sparse series: a week of them
+        # each hour). Cleared for good by the first partial that breaks it.
+        self.plain = True
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -202,6 +208,8 @@ class DropDetector:
         if merged is None:
             merged = series.buckets[start] = [0.0] * len(vector)
         add(merged, delta)
+        if series.plain and (start % self.bucket_ms != 0 or min(merged) < 0.0):
+            series.plain = False
         if series.cursor - w <= start < series.cursor:
             add(series.cur, delta)
         elif series.cursor - w - b <= start < series.cursor - w:
@@ -412,7 +420,9 @@ class DropDetector:
         metric = series.key[0]
         if series.ref is None:
             self._anchor(series, t)
-        hour = self._sum(series, t - HOUR_MS, t)
+        # the hour's sum: the current window when that is the hour (t is the cursor)
+        hour = (series.cur if series.plain and c.window_ms == HOUR_MS
+                else self._sum(series, t - HOUR_MS, t))
         n = count(metric, hour)
         ref = series.ref
         if ref is not None and n >= c.cusum_min_hour_n and ref[1] > 0:
@@ -440,8 +450,8 @@ class DropDetector:
         metric = series.key[0]
         if t - series.since < self.config.window_ms + self.config.baseline_ms:
             return  # a reference from a short history would bias every later hour
-        base = self._sum(series, t - self.config.window_ms - self.config.baseline_ms,
-                         t - self.config.window_ms)
+        base = series.base if series.plain else self._sum(
+            series, t - self.config.window_ms - self.config.baseline_ms, t - self.config.window_ms)
         n = count(metric, base)
         if n < self.config.min_baseline_n:
             return
@@ -558,6 +568,8 @@ class DropDetector:
             self._series.pop(key, None)
         else:
             series = self._series[key] = Series.from_state(state)
+            series.plain = all(s % self.bucket_ms == 0 and min(v) >= 0.0
+                               for s, v in series.buckets.items())
             series.due = _NEVER  # a restored cursor may lag: evaluate on the next call
             heappush(self._calendar, (_NEVER, key))
 

@@ -258,3 +258,26 @@ def test_bucket_eviction_forgets_exactly_what_the_scan_forgot() -> None:
         assert gone == len(before) - len(expected)
         evicted += gone
     assert restored and evicted > len(buckets) // 2  # about one day of two is held
+
+
+def test_unusual_partials_equal_reference() -> None:
+    # Stage one never sends them, but the detector takes any record: partials that start off
+    # a bucket boundary, and negative counts (a retraction where nothing was counted). Then
+    # the window sums are not the sums of the buckets held, and the evaluation must sum the
+    # buckets as the reference does instead of reading the running sums.
+    width = 15 * MIN
+    config = DropConfig(min_n=30, min_baseline_n=30, cusum_min_hour_n=10)
+    rng = random.Random(5)
+    stream = []
+    for batch, watermark in _stream(3, 20, width, 6 * HOUR):
+        odd = []
+        for record in batch:
+            u = rng.random()
+            if u < 0.01:
+                record = record._replace(window_start=record.window_start + 7 * MIN)
+            elif u < 0.02 and record.metric in ("csat", "negative_end"):
+                record = record._replace(positives=-record.positives, n=-record.n)
+            odd.append(record)
+        stream.append((odd, watermark))
+    new, old = _run(config, width, stream, restore_every=400)
+    assert new == old
