@@ -34,9 +34,18 @@ from pipeline.contract.parser import (
     TEXT_MAX,
     TRANSFERS_MAX,
 )
-from pipeline.core.event import CHANNELS, EVENT_TYPES, STAGES, Signals, Survey, TouchpointEvent
+from pipeline.core.event import (
+    CHANNELS,
+    EVENT_TYPES,
+    STAGES,
+    Signals,
+    Survey,
+    TouchpointEvent,
+    content_digest,
+)
 from pipeline.core.records import JourneyRecord
 from pipeline.privacy import PersonalData
+from pipeline.storage.tables import digest_version
 
 # Event times the fast path takes: 2000 (the contract's first year) up to 2096, where
 # `datetime.fromtimestamp(ms / 1000)` is exact to the microsecond (the float's error stays far
@@ -312,14 +321,18 @@ def touchpoint_row(event: TouchpointEvent, seconds: Seconds) -> tuple[Any, ...]:
         keys, values = [], []
     return (event.event_id, event.schema_version, seconds(ms), ms, event.producer,
             event.customer_id, event.journey_id, event.type, event.touchpoint, event.channel,
-            event.stage, _float(event.valence), *sig, *sur, event.outcome, keys, values)
+            event.stage, _float(event.valence), *sig, *sur, event.outcome, keys, values,
+            digest_version(content_digest(event)))
 
 
 def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: EventBuilder,
                        seconds: Seconds) -> list[list[Any]]:
     """The touchpoint_events columns (`TABLES["touchpoint_events"].columns`) of the rows
     `applied` of a batch, straight from the Arrow columns: for each row the values of
-    `touchpoint_row(event)` of the row's scrubbed event."""
+    `touchpoint_row(event)` of the row's scrubbed event. The version column needs the event
+    itself (its content digest, as the core computed it): the rows' events are built again with
+    `builder`, as the fast path built them for the core (a row that took the slow path, through
+    `parse_dict` and `PersonalData.scrub`, gives an equal event: tests compare them)."""
     mask = np.zeros(batch.num_rows, dtype=bool)
     mask[np.asarray(applied, dtype=np.int64)] = True
     sub = batch.filter(pa.array(mask))
@@ -348,6 +361,8 @@ def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: E
             keys.append([])
             items.append([])
     comments = values("survey_comment") if builder.personal.keep_comments else [None] * size
+    build = builder.builder(builder.columns(sub))
+    versions = [digest_version(content_digest(build(j))) for j in range(size)]
     return [
         values("event_id"), values("schema_version"), [seconds(ms) for ms in occurred],
         occurred, values("producer"), customers, values("journey_id"), values("type"),
@@ -355,7 +370,7 @@ def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: E
         values("signals_wait_seconds"), values("signals_handle_seconds"),
         values("signals_transfers"), bits("signals_resolved"), bits("signals_error"),
         values("survey_nps"), values("survey_ces"), values("survey_ces_scale"),
-        values("survey_csat"), comments, values("outcome"), keys, items,
+        values("survey_csat"), comments, values("outcome"), keys, items, versions,
     ]
 
 

@@ -12,6 +12,16 @@ XMergeTree(args)` becomes `name_local ON CLUSTER c` with `ReplicatedXMergeTree('
 tables/{shard}/<db>/name_local', '{replica}', args)` plus `name ON CLUSTER c` as a `Distributed`
 table sharded by the statement's `-- shard_key:` expression; views and drops get `ON CLUSTER c`.
 `peakend migrate --print` shows the generated SQL without touching any server.
+
+A statement that cannot be written idempotently (`RENAME TABLE`, `INSERT ... SELECT`: migration
+003 swaps a rebuilt table in) carries a guard line, checked on the warehouse right before it runs:
+`-- unless_column: table.column` (run only while the table has no such column) or `-- if_table:
+table` (run only while the table exists). A migration interrupted half-way then resumes where it
+stopped when run again, and a second process migrating at the same time skips what the first
+did (or fails and retries, never doing it twice). With a cluster a `RENAME TABLE a TO b` renames
+`a_local` to `b_local` ON CLUSTER and recreates the Distributed tables over them (sharded by the
+statement's `-- shard_key:`), a `DROP TABLE` drops both the Distributed and the `_local` table,
+and an `INSERT ... SELECT` runs as written, through the Distributed tables of the node migrating.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse, connect
@@ -62,6 +73,9 @@ class Migration:
     def statements(self, database: str, cluster: str = "") -> list[str]:
         return render(self.text, database, cluster)
 
+    def steps(self, database: str, cluster: str = "") -> list[Step]:
+        return steps(self.text, database, cluster)
+
 
 def load(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """The migrations in `directory`, ordered by number; gaps and duplicates are errors."""
@@ -79,28 +93,71 @@ def load(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+class Guard(NamedTuple):
+    """When a statement still has to run: `unless_column` (`table.column` absent) or
+    `if_table` (`table` present)."""
+
+    kind: str
+    table: str
+    column: str = ""
+
+    def line(self) -> str:
+        target = f"{self.table}.{self.column}" if self.column else self.table
+        return f"-- {self.kind}: {target}"
+
+
+class Statement(NamedTuple):
+    sql: str
+    shard_key: str = ""
+    guard: Guard | None = None
+
+
+def _guard(kind: str, target: str) -> Guard:
+    parts = target.split(".")
+    if kind == "unless_column" and len(parts) == 2 and all(_IDENT.match(p) for p in parts):
+        return Guard(kind, parts[0], parts[1])
+    if kind == "if_table" and len(parts) == 1 and _IDENT.match(parts[0]):
+        return Guard(kind, parts[0])
+    raise MigrationError(f"bad guard line '-- {kind}: {target}' "
+                         "(unless_column: table.column, if_table: table)")
+
+
 def split(text: str) -> list[tuple[str, str]]:
     """`;`-terminated statements -> (statement without comment lines, shard key or '').
 
     >>> split("-- c\\nSELECT 1\\n-- shard_key: cityHash64(a)\\n;\\nSELECT 2;")
     [('SELECT 1', 'cityHash64(a)'), ('SELECT 2', '')]
     """
-    out: list[tuple[str, str]] = []
+    return [(s.sql, s.shard_key) for s in parse(text)]
+
+
+def parse(text: str) -> list[Statement]:
+    """`split`, each statement with its guard line too.
+
+    >>> parse("-- if_table: old\\nDROP TABLE IF EXISTS old;")
+    [Statement(sql='DROP TABLE IF EXISTS old', shard_key='', guard=Guard(kind='if_table', \
+table='old', column=''))]
+    """
+    out: list[Statement] = []
     lines: list[str] = []
     shard_key = ""
+    guard: Guard | None = None
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("--"):
             directive = stripped[2:].strip()
             if directive.startswith("shard_key:"):
                 shard_key = directive[len("shard_key:"):].strip()
+            for kind in ("unless_column", "if_table"):
+                if directive.startswith(kind + ":"):
+                    guard = _guard(kind, directive[len(kind) + 1:].strip())
             continue
         if stripped.endswith(";"):
             lines.append(line.rstrip()[:-1])
             statement = "\n".join(lines).strip()
             if statement:
-                out.append((statement, shard_key))
-            lines, shard_key = [], ""
+                out.append(Statement(statement, shard_key, guard))
+            lines, shard_key, guard = [], "", None
         else:
             lines.append(line)
     if "\n".join(lines).strip():
@@ -112,6 +169,15 @@ _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\s*\n?\(", re.IGNO
 _ENGINE = re.compile(r"ENGINE = (\w*MergeTree)\(([^)]*)\)")
 _CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (\w+) AS", re.IGNORECASE)
 _DROP = re.compile(r"^DROP (TABLE|VIEW) IF EXISTS (\w+)$", re.IGNORECASE)
+_RENAME = re.compile(r"^RENAME TABLE (\w+ TO \w+(?:\s*,\s*\w+ TO \w+)*)$", re.IGNORECASE)
+_INSERT_SELECT = re.compile(r"^INSERT INTO \w+\s*\([^)]*\)\s*SELECT\b", re.IGNORECASE)
+
+
+class Step(NamedTuple):
+    """The SQL of one statement of a migration file (several with a cluster) and its guard."""
+
+    guard: Guard | None
+    statements: list[str]
 
 
 def render(text: str, database: str, cluster: str = "") -> list[str]:
@@ -131,53 +197,102 @@ def render(text: str, database: str, cluster: str = "") -> list[str]:
     ORDER BY a
     CREATE TABLE IF NOT EXISTS t ON CLUSTER c AS t_local
     ENGINE = Distributed(c, db, t_local, cityHash64(a))
+    >>> swap = "-- shard_key: cityHash64(a)\\nRENAME TABLE t TO t_old, t_new TO t;"
+    >>> for s in render(swap, "db", "c"): print(s)
+    RENAME TABLE t_local TO t_old_local, t_new_local TO t_local ON CLUSTER c
+    DROP TABLE IF EXISTS t ON CLUSTER c
+    DROP TABLE IF EXISTS t_new ON CLUSTER c
+    CREATE TABLE IF NOT EXISTS t_old ON CLUSTER c AS t_old_local
+    ENGINE = Distributed(c, db, t_old_local, cityHash64(a))
+    CREATE TABLE IF NOT EXISTS t ON CLUSTER c AS t_local
+    ENGINE = Distributed(c, db, t_local, cityHash64(a))
+    >>> render("DROP TABLE IF EXISTS t_old;", "db", "c")
+    ['DROP TABLE IF EXISTS t_old ON CLUSTER c', 'DROP TABLE IF EXISTS t_old_local ON CLUSTER c']
     """
-    statements = split(text)
+    return [sql for step in steps(text, database, cluster) for sql in step.statements]
+
+
+def steps(text: str, database: str, cluster: str = "") -> list[Step]:
+    """`render`, one `Step` per statement of the file, with the statement's guard."""
+    statements = parse(text)
     if not cluster:
-        return [s for s, _ in statements]
+        return [Step(s.guard, [s.sql]) for s in statements]
     for name in (cluster, database):
         if not _IDENT.match(name):
             raise MigrationError(f"{name!r} is not a plain identifier")
-    out: list[str] = []
-    for statement, shard_key in statements:
-        table = _CREATE_TABLE.match(statement)
-        view = _CREATE_VIEW.match(statement)
-        drop = _DROP.match(statement)
-        if table:
-            name = table.group(1)
-            engine = _ENGINE.search(statement)
-            if engine is None:
-                raise MigrationError(f"{name}: cluster DDL needs a *MergeTree engine")
-            if not shard_key:
-                raise MigrationError(f"{name}: cluster DDL needs a '-- shard_key:' line")
-            local = f"{name}_local"
-            args = [f"'/clickhouse/tables/{{shard}}/{database}/{local}'", "'{replica}'"]
-            if engine.group(2).strip():
-                args.append(engine.group(2).strip())
-            replicated = f"ENGINE = Replicated{engine.group(1)}({', '.join(args)})"
-            head = f"CREATE TABLE IF NOT EXISTS {local} ON CLUSTER {cluster}"
-            body = statement[table.end() - 1 :]
-            body = body[: engine.start() - table.end() + 1] + replicated + body[
-                engine.end() - table.end() + 1 :
-            ]
-            sep = "\n" if statement[table.end() - 2] == "\n" else " "
-            out.append(head + sep + body)
-            out.append(
-                f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {cluster} AS {local}\n"
-                f"ENGINE = Distributed({cluster}, {database}, {local}, {shard_key})"
-            )
-        elif view:
-            out.append(
-                f"CREATE VIEW IF NOT EXISTS {view.group(1)} ON CLUSTER {cluster} AS"
-                + statement[view.end() :]
-            )
-        elif drop:
-            out.append(f"{statement} ON CLUSTER {cluster}")
-        else:
-            raise MigrationError(
-                f"cluster DDL: no cluster form for statement {statement.splitlines()[0]!r}"
-            )
-    return out
+    return [Step(s.guard, _cluster_form(s, database, cluster)) for s in statements]
+
+
+def _distributed(name: str, database: str, cluster: str, shard_key: str) -> str:
+    local = f"{name}_local"
+    return (f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {cluster} AS {local}\n"
+            f"ENGINE = Distributed({cluster}, {database}, {local}, {shard_key})")
+
+
+def _cluster_form(s: Statement, database: str, cluster: str) -> list[str]:
+    statement, shard_key = s.sql, s.shard_key
+    table = _CREATE_TABLE.match(statement)
+    view = _CREATE_VIEW.match(statement)
+    drop = _DROP.match(statement)
+    rename = _RENAME.match(statement)
+    if table:
+        name = table.group(1)
+        engine = _ENGINE.search(statement)
+        if engine is None:
+            raise MigrationError(f"{name}: cluster DDL needs a *MergeTree engine")
+        if not shard_key:
+            raise MigrationError(f"{name}: cluster DDL needs a '-- shard_key:' line")
+        local = f"{name}_local"
+        args = [f"'/clickhouse/tables/{{shard}}/{database}/{local}'", "'{replica}'"]
+        if engine.group(2).strip():
+            args.append(engine.group(2).strip())
+        replicated = f"ENGINE = Replicated{engine.group(1)}({', '.join(args)})"
+        head = f"CREATE TABLE IF NOT EXISTS {local} ON CLUSTER {cluster}"
+        body = statement[table.end() - 1 :]
+        body = body[: engine.start() - table.end() + 1] + replicated + body[
+            engine.end() - table.end() + 1 :
+        ]
+        sep = "\n" if statement[table.end() - 2] == "\n" else " "
+        return [head + sep + body, _distributed(name, database, cluster, shard_key)]
+    if view:
+        return [f"CREATE VIEW IF NOT EXISTS {view.group(1)} ON CLUSTER {cluster} AS"
+                + statement[view.end() :]]
+    if drop and drop.group(1).upper() == "TABLE":
+        # every table of a cluster is a Distributed table over a `_local` one
+        return [f"{statement} ON CLUSTER {cluster}", f"{statement}_local ON CLUSTER {cluster}"]
+    if drop:
+        return [f"{statement} ON CLUSTER {cluster}"]
+    if rename:
+        if not shard_key:
+            raise MigrationError("RENAME TABLE: cluster DDL needs a '-- shard_key:' line")
+        pairs = [tuple(p.split()[::2]) for p in re.split(r"\s*,\s*", rename.group(1))]
+        # a Distributed table names its local table: rename the local tables, then put
+        # Distributed tables over them under the new names
+        out = ["RENAME TABLE " + ", ".join(f"{a}_local TO {b}_local" for a, b in pairs)
+               + f" ON CLUSTER {cluster}"]
+        out += [f"DROP TABLE IF EXISTS {a} ON CLUSTER {cluster}" for a, _ in pairs]
+        out += [_distributed(b, database, cluster, shard_key) for _, b in pairs]
+        return out
+    if _INSERT_SELECT.match(statement):
+        return [statement]  # through the Distributed tables: every shard gets its rows
+    raise MigrationError(
+        f"cluster DDL: no cluster form for statement {statement.splitlines()[0]!r}"
+    )
+
+
+def needed(warehouse: Warehouse, guard: Guard | None) -> bool:
+    """Does a statement with this guard still have to run on `warehouse`?"""
+    if guard is None:
+        return True
+    if guard.kind == "if_table":
+        found = warehouse.query(
+            "SELECT count() FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+            {"db": warehouse.database, "t": guard.table})
+        return int(found[0][0]) > 0
+    found = warehouse.query(
+        "SELECT count() FROM system.columns WHERE database = %(db)s AND table = %(t)s "
+        "AND name = %(c)s", {"db": warehouse.database, "t": guard.table, "c": guard.column})
+    return int(found[0][0]) == 0
 
 
 def applied(warehouse: Warehouse) -> dict[int, tuple[str, str]]:
@@ -216,13 +331,16 @@ def migrate(
     for migration in migrations:
         if migration.version in done:
             continue
-        for statement in migration.statements(warehouse.database, cluster):
-            try:
-                warehouse.execute(statement)
-            except Exception as exc:
-                first = statement.strip().splitlines()[0]
-                reason = " ".join(str(exc).split("Stack trace:")[0].split())
-                raise MigrationError(f"{migration.name}: {first}: {reason}") from exc
+        for step in migration.steps(warehouse.database, cluster):
+            if not needed(warehouse, step.guard):
+                continue
+            for statement in step.statements:
+                try:
+                    warehouse.execute(statement)
+                except Exception as exc:
+                    first = statement.strip().splitlines()[0]
+                    reason = " ".join(str(exc).split("Stack trace:")[0].split())
+                    raise MigrationError(f"{migration.name}: {first}: {reason}") from exc
         warehouse.insert(
             "schema_migrations",
             ("version", "name", "checksum", "applied_at"),
@@ -254,8 +372,11 @@ def run(args: argparse.Namespace) -> int:
         if args.print_only:
             for migration in load():
                 print(f"-- {migration.name}")
-                for statement in migration.statements(settings.clickhouse_database, cluster):
-                    print(statement + ";\n")
+                for step in migration.steps(settings.clickhouse_database, cluster):
+                    if step.guard is not None:
+                        print(step.guard.line())
+                    for statement in step.statements:
+                        print(statement + ";\n")
             return 0
         url = settings.clickhouse_url if args.url is None else args.url
         warehouse = connect(url, chdb_path=settings.chdb_path,

@@ -10,6 +10,10 @@ raw events), in the record's field order, with these conversions:
 - The raw event's `attributes` map becomes two parallel arrays `attribute_keys` /
   `attribute_values` (18.16 has no `Map`): `attribute_values[indexOf(attribute_keys, 'region')]`.
 
+- The raw event's table gets one column its record has not: `version`, from the event's content
+  digest (`digest_version`), so that of two copies of one `event_id` with different content
+  ReplacingMergeTree keeps the one the core keeps, whatever the order they arrive in.
+
 The column types live in the migrations (schemas/clickhouse/); tests check that both agree.
 
 >>> cols, data = rows("alerts", [])
@@ -23,6 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pipeline.contract.parser import parse_dict
+from pipeline.contract.rejected import Rejected
+from pipeline.core.event import content_digest
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -129,6 +137,33 @@ def _nested(outer: str, name: str, kind: str = "") -> Getter:
         return value
 
     return get
+
+
+DIGESTS = 1 << 32  # content_digest is a crc32
+
+
+def digest_version(digest: int) -> int:
+    """touchpoint_events.version of an event with this content digest: ReplacingMergeTree keeps
+    the highest version, the core keeps the copy with the smallest digest (docs/contract.md,
+    `conflict`). From 1 (digest 2^32 - 1) to 2^32 (digest 0); 0 is left for rows stored before
+    the table had versions (migration 003), which any later copy replaces.
+
+    >>> digest_version(0), digest_version(DIGESTS - 1)
+    (4294967296, 1)
+    """
+    if not 0 <= digest < DIGESTS:
+        raise ValueError(f"{digest} is not a content digest (crc32)")
+    return DIGESTS - digest
+
+
+def _event_version(record: Mapping[str, Any]) -> int:
+    """The version of a raw event in its `event_to_dict` form: the digest of the event
+    `parse_dict` gives back, which equals the event the core digested (encode.event_to_dict)."""
+    try:
+        event = parse_dict(dict(record))
+    except Rejected as exc:
+        raise ValueError(f"not a valid event: {exc}") from None
+    return digest_version(content_digest(event))
 
 
 def _attr_keys(record: Mapping[str, Any]) -> list[str]:
@@ -295,6 +330,7 @@ TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     ("outcome", _opt("outcome")),
     ("attribute_keys", _attr_keys),
     ("attribute_values", _attr_values),
+    ("version", _event_version),
 ])
 
 TABLES: dict[str, TableSpec] = {
