@@ -268,10 +268,11 @@ def _cluster_form(s: Statement, database: str, cluster: str) -> list[str]:
         pairs = [tuple(p.split()[::2]) for p in re.split(r"\s*,\s*", rename.group(1))]
         # a Distributed table names its local table: rename the local tables, then put
         # Distributed tables over them under the new names
-        out = ["RENAME TABLE " + ", ".join(f"{a}_local TO {b}_local" for a, b in pairs)
+        out = ["RENAME TABLE " + ", ".join(f"{source}_local TO {target}_local"
+                                           for source, target in pairs)
                + f" ON CLUSTER {cluster}"]
-        out += [f"DROP TABLE IF EXISTS {a} ON CLUSTER {cluster}" for a, _ in pairs]
-        out += [_distributed(b, database, cluster, shard_key) for _, b in pairs]
+        out += [f"DROP TABLE IF EXISTS {source} ON CLUSTER {cluster}" for source, _ in pairs]
+        out += [_distributed(target, database, cluster, shard_key) for _, target in pairs]
         return out
     if _INSERT_SELECT.match(statement):
         return [statement]  # through the Distributed tables: every shard gets its rows
