@@ -85,11 +85,12 @@ class Series:
         # The watermark at which `advance` must next evaluate this series (its place in the
         # detector's calendar); _FAR: not before new data. Not part of the state.
         self.due = _FAR
-        # Every start bucket-aligned and every merged bucket non-negative (what stage one
-        # sends): then `cur` and `base` are exactly the sums of the buckets in their ranges
-        # (an idle jump skips only empty windows), and the evaluation reads them instead of
-        # summing the buckets again (the CUSUM reference of a sparse series: a week of them
-        # each hour). Cleared for good by the first partial that breaks it.
+        # Every start bucket-aligned and every partial non-negative (what stage one sends):
+        # then `cur` and `base` are exactly the sums of the buckets in their ranges (an idle
+        # jump skips only empty windows), so the evaluation reads them instead of summing the
+        # buckets again (the CUSUM reference of a sparse series: a week of them each hour),
+        # and the calendar may leave the series behind between evaluations. Cleared for good
+        # by the first partial that breaks it; such a series is stepped at every boundary.
         self.plain = True
 
     def to_state(self) -> dict[str, Any]:
@@ -185,11 +186,28 @@ class DropDetector:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = Series(key, start)
-        elif series.due > self._watermark:
-            self._sync(series)
+        # Where stepping at every call would have left the cursor (`at`): a series waiting in
+        # the calendar lags behind. Idle, it is brought up (cheap: a jump). Not idle, the
+        # partial goes into the windows as seen from the lagging cursor, and the catch-up
+        # later moves the bucket's whole value through the ranges it crosses: the same sums
+        # (exact), and its due evaluation stays the first one after either cursor.
+        vector = vector_of(record)
+        if series.plain and (start % self.bucket_ms != 0 or min(vector) < 0.0):
+            series.plain = False
+        at = series.cursor
+        lagging = False
+        if series.due > self._watermark:
+            limit = self._limit(key[0], self._watermark)
+            if at < limit:
+                if self._idle(series) or not series.plain:
+                    self._sync(series)
+                    at = series.cursor
+                else:
+                    at = limit
+                    lagging = True
         w, b = self.config.window_ms, self.config.baseline_ms
         series.since = min(series.since, start)
-        if start < series.cursor - w - b:
+        if start < at - w - b:
             return  # older than anything still evaluated
         parts = series.partials.get(start)
         if parts is None:
@@ -197,9 +215,7 @@ class DropDetector:
             _insert(series, start)
         old = parts.get(record.source_partition)
         if old is not None and old[0] >= record.version:
-            self._plan(series)
             return
-        vector = vector_of(record)
         delta = list(vector)
         if old is not None:
             add(delta, old[1], -1.0)
@@ -208,14 +224,13 @@ class DropDetector:
         if merged is None:
             merged = series.buckets[start] = [0.0] * len(vector)
         add(merged, delta)
-        if series.plain and (start % self.bucket_ms != 0 or min(merged) < 0.0):
-            series.plain = False
         if series.cursor - w <= start < series.cursor:
             add(series.cur, delta)
         elif series.cursor - w - b <= start < series.cursor - w:
             add(series.base, delta)
         self._dirty.add(key)
-        self._plan(series)
+        if not lagging:
+            self._plan(series)
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -284,16 +299,18 @@ class DropDetector:
         boundary after its cursor, or, idle (an evaluation would change nothing), after its
         next bucket; never while idle without data ahead. What `_run` would do from here:
         it evaluates at that boundary first."""
-        if self._idle(series):
-            ahead = _next_bucket(series, series.cursor)
-            if ahead is None:
-                series.due = _FAR
-                return
-            t = ahead
+        t = series.cursor
+        if not series.plain:
+            due = t - t % self.bucket_ms + self.bucket_ms  # every boundary, as before
         else:
-            t = series.cursor
-        every = self.config.evaluate_every_ms
-        due = min(t - t % every + every, t - t % HOUR_MS + HOUR_MS)
+            if self._idle(series):
+                ahead = _next_bucket(series, t)
+                if ahead is None:
+                    series.due = _FAR
+                    return
+                t = ahead
+            every = self.config.evaluate_every_ms
+            due = min(t - t % every + every, t - t % HOUR_MS + HOUR_MS)
         if series.key[0] == "negative_end":
             due += self.config.negative_end_delay_ms
         if due != series.due:
@@ -343,8 +360,7 @@ class DropDetector:
                 self._forget_before(series, t - w - b + width)
             return
         self._add_range(series, t, target, series.cur, 1.0)
-        self._add_range(series, t - w, target - w, series.cur, -1.0)
-        self._add_range(series, t - w, target - w, series.base, 1.0)
+        self._move_range(series, t - w, target - w)
         last = self._add_range(series, t - w - b, target - w - b, series.base, -1.0)
         if last is not None:
             self._forget_before(series, last + width)
@@ -370,6 +386,26 @@ class DropDetector:
                     last = s
             i += 1
         return last
+
+    def _move_range(self, series: Series, start: int, end: int) -> None:
+        """Move the buckets held in [start, end) from the current window to the baseline
+        (`_add_range` twice, in one pass)."""
+        width = self.bucket_ms
+        order = series.order
+        buckets = series.buckets
+        cur, base = series.cur, series.base
+        i = bisect_left(order, start, series.head)
+        n = len(order)
+        while i < n:
+            s = order[i]
+            if s >= end:
+                break
+            if s % width == 0:
+                v = buckets.get(s)
+                if v is not None:
+                    add(cur, v, -1.0)
+                    add(base, v)
+            i += 1
 
     @staticmethod
     def _forget_before(series: Series, start: int) -> None:
@@ -569,7 +605,8 @@ class DropDetector:
         else:
             series = self._series[key] = Series.from_state(state)
             series.plain = all(s % self.bucket_ms == 0 and min(v) >= 0.0
-                               for s, v in series.buckets.items())
+                               for s, parts in series.partials.items()
+                               for _, v in parts.values())
             series.due = _NEVER  # a restored cursor may lag: evaluate on the next call
             heappush(self._calendar, (_NEVER, key))
 
