@@ -260,6 +260,14 @@ class JourneyTracker:
         self.rules = rules or ScoringRules.load(self.config.scoring_rules_path)
         self._keys: dict[str, KeyState] = {}
         self._deadlines: list[tuple[int, str]] = []
+        # Producer journey ids evicted and still remembered, nothing else held for them:
+        # key -> (pieces, ended_until) of its `KeyState`, which is made again should an event
+        # of the id come. Kept apart from `_keys` and `_deadlines`, which then hold only live
+        # journeys: a month of markers was most of both after a few weeks of history. Forgotten
+        # when stream time passes ended_until (the heap `_marker_ends`, as the key's deadline
+        # did).
+        self._markers: dict[str, tuple[int, int]] = {}
+        self._marker_ends: list[tuple[int, str]] = []
         self._end_deltas: list[EndDelta] = []
         self._retractions: list[Retraction] = []
         self._keep_dirty = keep_dirty_keys
@@ -331,6 +339,10 @@ class JourneyTracker:
         replaced = False
         if state is None:
             state = self._keys[key] = KeyState()
+            if self._markers:
+                marker = self._markers.pop(key, None)
+                if marker is not None:  # an evicted journey id: the next piece is distinct
+                    state.pieces, state.ended_until = marker
             own = None
         else:
             own = state.journey
@@ -474,6 +486,13 @@ class JourneyTracker:
         return [self.record(j) for j in emitted]
 
     def _advance(self, watermark_ms: int, emitted: list[Journey]) -> None:
+        ends = self._marker_ends
+        while ends and ends[0][0] <= watermark_ms:
+            end, key = heappop(ends)
+            marker = self._markers.get(key)
+            if marker is not None and marker[1] + 1 == end:
+                del self._markers[key]
+                self._mark_dirty(key)
         heap = self._deadlines
         while heap and heap[0][0] <= watermark_ms:
             deadline, key = heappop(heap)
@@ -508,7 +527,11 @@ class JourneyTracker:
         """The JSON-able state of one key, or None when the tracker holds nothing for it."""
         state = self._keys.get(key)
         if state is None:
-            return None
+            marker = self._markers.get(key)
+            if marker is None:
+                return None
+            state = KeyState()
+            state.pieces, state.ended_until = marker
         retired = state.retired or {}
         return {
             "journey": None if state.journey is None else state.journey.to_state(),
@@ -522,6 +545,7 @@ class JourneyTracker:
 
     def load_key(self, key: str, data: dict[str, Any] | None) -> None:
         """Replace the tracker's state of `key` by `data` (from `dump_key`; None removes it)."""
+        self._markers.pop(key, None)
         if data is None:
             self._keys.pop(key, None)
             return
@@ -546,11 +570,10 @@ class JourneyTracker:
         self._keys[key] = state
         self._schedule(key, state)
         if state.journey is None and not state.sessions and state.pieces:
-            state.scheduled = state.ended_until + 1  # when the remembered pieces are forgotten
-            heappush(self._deadlines, (state.scheduled, key))
+            self._keep_marker(key, state)
 
     def keys(self) -> list[str]:
-        return list(self._keys)
+        return [*self._keys, *self._markers]
 
     def superseded_of(self, key: str) -> list[JourneyRecord]:
         """The superseded records of one key still remembered (for re-sending after a restart:
@@ -570,7 +593,7 @@ class JourneyTracker:
         return [j for state in self._keys.values() for j in state.all()]
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._keys) + len(self._markers)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -885,8 +908,19 @@ class JourneyTracker:
             if state.ended_until < watermark_ms or not state.pieces:
                 del self._keys[key]
                 self._mark_dirty(key)
-            elif state.ended_until + 1 < state.scheduled:
-                state.scheduled = state.ended_until + 1  # then the id may start over
-                heappush(self._deadlines, (state.scheduled, key))
+            else:
+                self._keep_marker(key, state)
         else:
             self._schedule(key, state)
+
+    def _keep_marker(self, key: str, state: KeyState) -> None:
+        """A key that holds only its journey-id marker: remember it until ended_until (then
+        the id may start over), as a marker apart when nothing else is held for it."""
+        if state.retired or state.answers:
+            if state.ended_until + 1 < state.scheduled:
+                state.scheduled = state.ended_until + 1
+                heappush(self._deadlines, (state.scheduled, key))
+            return
+        del self._keys[key]
+        self._markers[key] = (state.pieces, state.ended_until)
+        heappush(self._marker_ends, (state.ended_until + 1, key))
