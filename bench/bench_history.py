@@ -1,7 +1,8 @@
 """CPU per event of a replay over 1 day vs 90 days of history, at the same event-time rate.
 
     .venv/bin/python bench/bench_history.py [--days 1,90] [--rate 0.25] [--repeat 3]
-                                            [--path core|replay|both] [--dir /tmp/peakend-history]
+                                            [--short-runs 5] [--path core|replay|both]
+                                            [--dir /tmp/peakend-history]
 
 Issue 13 item 5: a replay or backfill must not slow down per event as history builds up (the
 drop detector keeps a week of minute buckets per series; it used to scan all of them at every
@@ -15,8 +16,11 @@ of event time, so 90 days hold 90x the events of 1 day) and the default core con
   output files) in a child process, on JSONL files generated once into `--dir` and reused.
 
 Each run is a fresh process, the lengths interleaved; CPU time is `time.process_time` (core)
-or the child's user + system time (replay), divided by the events. Prints the machine, date,
-load and git commit.
+or the child's user + system time (replay), divided by the events. A 1-day core run takes under
+a second of CPU, so one sample of it is at the mercy of the machine's load in that second (on
+the shared 2-vCPU machine the same run gave 45 and 82 us/event a minute apart): in each round
+every length but the longest runs `--short-runs` times, so both lengths are sampled over
+about the same span of time. Prints the machine, date, load and git commit.
 """
 
 from __future__ import annotations
@@ -143,6 +147,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.25,
                         help="events per second of event time (default 0.25: 21,600 a day)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--short-runs", type=int, default=5,
+                        help="runs of each length but the longest per round (default 5)")
     parser.add_argument("--path", choices=("core", "replay", "both"), default="core")
     parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "peakend-history"),
                         help="where the replay path keeps its generated JSONL files")
@@ -162,24 +168,28 @@ def main() -> None:
     print(f"bench_history: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {commit()}")
     print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}, "
           f"core {'compiled' if pipeline.core.COMPILED else 'interpreted'}")
+    longest = max(lengths)
     print(f"rate {args.rate:g} events/s of event time, seed {SEED}, start {START}, "
-          f"best and median of {args.repeat}, each in a fresh process")
+          f"best and median of {args.repeat} rounds (shorter lengths {args.short_runs} runs "
+          f"a round), each run in a fresh process")
     print(f"load at start: {load()}")
     for path in paths:
         # Interleaved (1 d, 90 d, 1 d, 90 d, ...): on a shared machine the load moves, and CPU
         # time per event rises with it (caches), so both lengths should see the same loads.
         per_event: dict[int, list[float]] = {days: [] for days in lengths}
         for attempt in range(args.repeat):
-            for days in lengths:
+            runs = [days for days in lengths
+                    for _ in range(1 if days == longest else max(1, args.short_runs))]
+            for days in runs:
                 result = one(path, days, args.rate, args.dir)
                 per_event[days].append(result["cpu_s"] / result["events"] * 1e6)
                 print(f"  run {attempt + 1}: {path} {days} d {int(result['events']):,} events, "
                       f"alerts {int(result['alerts'])}, "
                       f"{per_event[days][-1]:.1f} us/event (load {load()})", flush=True)
         for days in lengths:
-            runs = per_event[days]
+            samples = per_event[days]
             print(f"{path:6} {days:3d} d {events_for(days, args.rate):>9,} events  "
-                  f"CPU us/event min {min(runs):7.1f}  median {statistics.median(runs):7.1f}",
+                  f"CPU us/event min {min(samples):7.1f}  median {statistics.median(samples):7.1f}",
                   flush=True)
         first = lengths[0]
         for days in lengths[1:]:
