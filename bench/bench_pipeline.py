@@ -591,11 +591,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rates", default="500,2000", help="offered rates for latency")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--span-hours", type=float, default=24.0,
+                        help="event time the measured events span (the generator's default mix "
+                             "over a day: surveys and metric records as dense as in real use)")
     args = parser.parse_args()
     env = stack_env()
     ch = ClickHouseUrls(env["PEAKEND_CLICKHOUSE_URL"], env["PEAKEND_CLICKHOUSE_READER_URL"],
                         env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
-    source = EventSource()
+    source = EventSource(events_per_s=args.events / (args.span_hours * 3600))
     with running_stream(env["PEAKEND_KAFKA_BOOTSTRAP"], ch, workers=args.workers) as stream:
         warm_up(stream, source)
         t = throughput(stream, source.phase(args.events))

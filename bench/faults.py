@@ -733,33 +733,40 @@ def clickhouse_hang(stack: FaultStack, tmp: Path, events: int, hang_s: float = 4
 
 
 class GroupLag:
-    """The stage-one consumer group's committed offsets (KafkaAdminClient.list_group_offsets,
+    """The worker's consumer groups' committed offsets (KafkaAdminClient.list_group_offsets,
     kafka-python 3's name for list_consumer_group_offsets) against the end offsets of the topics
-    it reads (touchpoints and the internal contributions topic), read from outside the group."""
+    they read, read from outside the groups: the entry stage's group on touchpoints, the Faust
+    group on the internal journey-events and contributions topics."""
 
     def __init__(self, setup: StreamSetup) -> None:
         from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-        from pipeline.stream.topics import contributions_topic
+        from pipeline.stream.topics import contributions_topic, journey_events_topic
         settings = setup.settings()
         bootstrap = setup.env["PEAKEND_KAFKA_BOOTSTRAP"]
         self.group = settings.app_id
         self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap)
         self.touchpoints = [TopicPartition(setup.topic, p) for p in range(setup.partitions)]
-        contributions = contributions_topic(settings)
-        parts = self.consumer.partitions_for_topic(contributions) or set()
-        self.tps = self.touchpoints + [TopicPartition(contributions, p) for p in sorted(parts)]
+        internal = []
+        for topic in (journey_events_topic(settings), contributions_topic(settings)):
+            parts = self.consumer.partitions_for_topic(topic) or set()
+            internal += [TopicPartition(topic, p) for p in sorted(parts)]
+        self.groups = {f"{settings.app_id}-entry": self.touchpoints, self.group: internal}
+        self.tps = self.touchpoints + internal
 
     def members(self) -> int:
-        """Members of the group once it is stable (0 while it rebalances)."""
+        """Members of the Faust group once it is stable (0 while it rebalances)."""
         group = self.admin.describe_groups([self.group])[self.group]
         return len(group["members"]) if group["group_state"] == "Stable" else 0
 
     def sample(self) -> tuple[dict[Any, int], dict[Any, int]]:
-        committed = dict(self.admin.list_group_offsets(self.group).get(self.group, {}))
+        done: dict[Any, int] = {}
+        for group, tps in self.groups.items():
+            committed = dict(self.admin.list_group_offsets(group).get(group, {}))
+            done.update({tp: max(0, committed[tp].offset) if tp in committed else 0
+                         for tp in tps})
         ends = self.consumer.end_offsets(self.tps)
-        done = {tp: max(0, committed[tp].offset) if tp in committed else 0 for tp in self.tps}
         return done, dict(ends)
 
     def close(self) -> None:
@@ -770,8 +777,8 @@ class GroupLag:
 def takeover(stack: FaultStack, tmp: Path, events: int, rate: float = 400,
              timeout: float = 600) -> FaultResult:
     """Two workers share the partitions; one is SIGKILLed while records arrive at `rate`/s; the
-    other takes its partitions once the broker expires the dead member's session (Faust's
-    default 60 s). Group lag (GroupLag) every second after the kill: when the taken partitions
+    other takes its partitions once the broker expires the dead member's session (20 s, set
+    by the worker). Group lag (GroupLag) every second after the kill: when the taken partitions
     move again, when lag reaches 0 after the last record, and the longest 1-per-second crawl
     (tests/integration/test_takeover_lag.crawl_seconds, the signature of issue 14)."""
     from tests.integration.test_takeover_lag import crawl_seconds

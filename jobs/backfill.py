@@ -50,7 +50,7 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.gcpolicy import tuned_gc
-from pipeline.core.journeys import letter_reason
+from pipeline.core.journeys import REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.privacy import PersonalData
@@ -328,6 +328,10 @@ class Backfill:
             elif reason == "duplicate":
                 self.counts["duplicates"] += 1
             else:
+                if reason == REPLACED:
+                    # the winner of a conflict, applied in place of the copy that came first:
+                    # its row belongs in touchpoint_events (the letter records the conflict)
+                    kept.append(i)
                 pending.dead_letters.append(DeadLetter.make(
                     letter_reason(reason),
                     reject_error(reason, event.event_id, event.occurred_ms, watermark,

@@ -5,7 +5,7 @@ implementation and must agree with it verdict for verdict (tests/unit/contract).
 """
 
 from pipeline.contract.decoding import decode_json
-from pipeline.contract.encode import event_to_dict, event_to_json
+from pipeline.contract.encode import event_from_dict, event_to_dict, event_to_json
 from pipeline.contract.parser import parse_dict, parse_event
 from pipeline.contract.rejected import REASONS, Rejected
 
@@ -13,6 +13,7 @@ __all__ = [
     "REASONS",
     "Rejected",
     "decode_json",
+    "event_from_dict",
     "event_to_dict",
     "event_to_json",
     "parse_dict",

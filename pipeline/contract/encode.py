@@ -69,3 +69,37 @@ def event_to_json(event: TouchpointEvent) -> bytes:
     return json.dumps(
         event_to_dict(event), ensure_ascii=False, separators=(",", ":"), allow_nan=False
     ).encode("utf-8")
+
+
+def event_from_dict(data: dict[str, Any], occurred_ms: int = -1) -> TouchpointEvent:
+    """The event `event_to_dict` made, rebuilt WITHOUT validation: only for dicts this process
+    or another peakend stage made from a validated event (`pipeline.stream.batches`), never for
+    input. `occurred_ms`, when given, is the event's own (the parser's, not recomputed).
+
+    >>> from datetime import timezone
+    >>> e = TouchpointEvent("e1", datetime(2026, 11, 22, 1, 2, 3, 4000, tzinfo=timezone.utc),
+    ...                     "p", "c1", "survey", "web", "web", "use", survey=Survey(nps=9),
+    ...                     signals=Signals(transfers=2), attributes={"tier": "gold"})
+    >>> event_from_dict(event_to_dict(e), e.occurred_ms) == e
+    True
+    """
+    signals = data.get("signals")
+    survey = data.get("survey")
+    return TouchpointEvent(
+        data["event_id"],
+        datetime.fromisoformat(data["occurred_at"]),
+        data["producer"],
+        data["customer_id"],
+        data["type"],
+        data["touchpoint"],
+        data["channel"],
+        data["stage"],
+        data.get("journey_id"),
+        data["schema_version"],
+        data.get("valence"),
+        None if signals is None else Signals(**signals),
+        None if survey is None else Survey(**survey),
+        data.get("outcome"),
+        data.get("attributes") or {},
+        occurred_ms,
+    )

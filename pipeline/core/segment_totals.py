@@ -84,14 +84,23 @@ class SegmentTotals:
         self._touch(metric, bucket_start)
         return True
 
-    def set_end(self, journey_id: str, contribution: EndContribution | None) -> bool:
-        """Set a journey's negative-end contribution (None: it counts nowhere, e.g. reopened)."""
+    def set_end(self, journey_id: str, contribution: EndContribution | None,
+                keep_previous: bool = False) -> bool:
+        """Set a journey's negative-end contribution (None: it counts nowhere, e.g. reopened).
+
+        `keep_previous`: the previous bucket stays as it is, the journey counted there. Stage one
+        says so when that bucket was final by its own partition's stream time when the journey
+        moved: the rule `SurveyBuckets.apply_end` applies, which depends on the events of one
+        partition only, not on when this stage (merging every partition) made the bucket final.
+        """
         old = self.ends.get(journey_id)
         if contribution is not None:
             contribution = (int(contribution[0]), bool(contribution[1]))
         if old == contribution:
             return False
-        if old is not None:
+        if old is not None and keep_previous:
+            del self.ends[journey_id]  # the old bucket keeps its member
+        elif old is not None:
             members = self.end_buckets[old[0]]
             del members[journey_id]
             if not members:
@@ -150,7 +159,9 @@ class SegmentTotals:
             self._changed.add((metric, start))
             if metric == "negative_end":
                 for journey_id in self.end_buckets.pop(start, {}):
-                    del self.ends[journey_id]
+                    held = self.ends.get(journey_id)
+                    if held is not None and held[0] == start:  # not moved on (keep_previous)
+                        del self.ends[journey_id]
             else:
                 self.answers.get(metric, {}).pop(start, None)
 

@@ -49,14 +49,14 @@ from urllib.request import urlopen
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from pipeline.contract import Rejected, event_to_dict, parse_event
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.observability import WorkerMetrics
-from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage import migrate as migrations
 from pipeline.storage.tables import rows
 from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, failure_kind, short_error
+from pipeline.stream.batches import decode_rows
+from pipeline.stream.topics import journey_events_topic
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ def topic_tables(settings: Settings) -> dict[str, str]:
         settings.topic_metrics: "metric_buckets",
         settings.topic_alerts: "alerts",
         settings.topic_dead_letters: "dead_letters",
-        settings.topic_touchpoints: "touchpoint_events",
+        # valid events, validated and scrubbed once by the entry stage (no parse here)
+        journey_events_topic(settings): "touchpoint_events",
     }
 
 
@@ -144,7 +145,7 @@ class ClickHouseSink:
         self.metrics = metrics
         self.group_id = group_id or f"{settings.app_id}-clickhouse-sink"
         self.tables = topic_tables(settings)
-        self.privacy = PersonalData.from_settings(settings)
+        self._journey_events = journey_events_topic(settings)
         self.migrate = migrate
         self.migrated = not migrate
         self._send = send_dead_letters
@@ -177,26 +178,20 @@ class ClickHouseSink:
 
     # -- records -> rows ----------------------------------------------------------------------
 
-    def _record(self, topic: str, value: bytes) -> dict[str, Any] | None:
-        if topic == self.settings.topic_touchpoints:
-            try:
-                event = parse_event(value, max_bytes=self.settings.max_event_bytes)
-            except (Rejected, RecursionError):
-                # stage one sent it to dead letters with its reason. RecursionError: a record
-                # nested deeper than the recursion limit (json raises it, not ValueError); the
-                # sink must not die on input it does not store (tests/integration/test_faults.py)
-                return None
-            return event_to_dict(self.privacy.scrub(event))
-        record: dict[str, Any] = json.loads(value)
-        return record
-
     def add(self, topic: str, partition: int, offset: int, value: bytes,
             timestamp_ms: int | None = None) -> None:
         """Hold one record of `topic`; `timestamp_ms` is its Kafka timestamp (for the lag)."""
-        record = self._record(topic, value)
-        if record is not None:
-            self._rows.setdefault(self.tables[topic], []).append(
-                Pending(record, topic, partition, offset, value))
+        table = self.tables[topic]
+        held = self._rows.setdefault(table, [])
+        if topic == self._journey_events:
+            # A batch record of many events; each row keeps where its event came from, for a
+            # dead letter should ClickHouse refuse it.
+            for event, source_partition, source_offset, raw in decode_rows(value):
+                held.append(Pending(event, self.settings.topic_touchpoints, source_partition,
+                                    source_offset, raw))
+                self._count += 1
+        else:
+            held.append(Pending(json.loads(value), topic, partition, offset, value))
             self._count += 1
         self._offsets[TopicPartition(topic, partition)] = offset + 1
         if self._first_at is None:

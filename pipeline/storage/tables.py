@@ -156,9 +156,19 @@ def digest_version(digest: int) -> int:
     return DIGESTS - digest
 
 
+# Set by whoever already holds the event's digest (the entry stage's batch records): the row
+# then takes it as is instead of rebuilding the event to digest it again.
+DIGEST_KEY = "_content_digest"
+
+
 def _event_version(record: Mapping[str, Any]) -> int:
-    """The version of a raw event in its `event_to_dict` form: the digest of the event
-    `parse_dict` gives back, which equals the event the core digested (encode.event_to_dict)."""
+    """The version of a raw event in its `event_to_dict` form: its `DIGEST_KEY` when set, else
+    the digest of the event `parse_dict` gives back, which equals the event the core digested
+    (encode.event_to_dict)."""
+    known = record.get(DIGEST_KEY)
+    if known is not None:
+        return digest_version(int(known))
+    record = {k: v for k, v in record.items() if k != DIGEST_KEY}
     try:
         event = parse_dict(dict(record))
     except Rejected as exc:

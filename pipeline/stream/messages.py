@@ -40,10 +40,16 @@ def retract(dim: str, value: str, metric: str, bucket: int, event_id: str
 
 
 def end(
-    dim: str, value: str, journey_id: str, contribution: tuple[int, bool] | None
+    dim: str, value: str, journey_id: str, contribution: tuple[int, bool] | None,
+    keep_previous: bool = False,
 ) -> tuple[str, dict[str, Any]]:
+    """A journey's negative-end contribution; `keep_previous`: its previous bucket was final
+    when it moved and keeps counting it (`SegmentTotals.set_end`)."""
     c = None if contribution is None else [contribution[0], contribution[1]]
-    return segment_key(dim, value), {"t": END, "d": dim, "s": value, "j": journey_id, "c": c}
+    message: dict[str, Any] = {"t": END, "d": dim, "s": value, "j": journey_id, "c": c}
+    if keep_previous:
+        message["k"] = 1
+    return segment_key(dim, value), message
 
 
 def watermark(source_partition: int, watermark_ms: int) -> dict[str, Any]:

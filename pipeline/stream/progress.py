@@ -12,7 +12,7 @@ from kafka.errors import KafkaError
 
 from pipeline.settings import Settings
 from pipeline.storage.sink import topic_tables
-from pipeline.stream.topics import contributions_topic
+from pipeline.stream.topics import contributions_topic, journey_events_topic
 
 
 def _committed(admin: KafkaAdminClient, group: str, attempts: int = 40) -> dict[Any, Any]:
@@ -31,7 +31,8 @@ def _committed(admin: KafkaAdminClient, group: str, attempts: int = 40) -> dict[
 def pipeline_lag(settings: Settings) -> dict[str, int]:
     """Records not yet processed per consumer group and topic."""
     groups = {
-        settings.app_id: [settings.topic_touchpoints, contributions_topic(settings)],
+        f"{settings.app_id}-entry": [settings.topic_touchpoints],
+        settings.app_id: [journey_events_topic(settings), contributions_topic(settings)],
         f"{settings.app_id}-clickhouse-sink": list(topic_tables(settings)),
     }
     options = settings.kafka_client_options()

@@ -40,8 +40,14 @@ class SegmentStage:
         *,
         clock: Callable[[], float] = time.monotonic,
         series_every_s: float = 30.0,
+        sources: int | None = None,
     ) -> None:
         self.config = config
+        # How many stage-one partitions send here. A bucket is evicted only once every one of
+        # them has passed it: with the slowest partition *seen so far*, one partition's
+        # watermarks could arrive (a large flush, a start-up) before another partition's first
+        # message and evict buckets that partition still contributes to.
+        self.sources = sources
         self.bucket_ms = config.windows.bucket_ms
         self.totals: dict[str, SegmentTotals] = {}
         self.detector = DropDetector(config.drops, self.bucket_ms, config.windows.rolling_ms)
@@ -128,7 +134,8 @@ class SegmentStage:
             changed = totals.remove_answer(message["m"], int(message["b"]), message["e"])
         elif kind == messages.END:
             c = message["c"]
-            changed = totals.set_end(message["j"], None if c is None else (int(c[0]), bool(c[1])))
+            changed = totals.set_end(message["j"], None if c is None else (int(c[0]), bool(c[1])),
+                                     keep_previous=bool(message.get("k")))
         else:
             raise ValueError(f"unknown contribution kind {kind!r}")
         if changed:
@@ -151,6 +158,10 @@ class SegmentStage:
             return
         self.merged = merged
         out.alerts.extend(self.detector.advance(merged))
+        if self.sources is not None:
+            if len(self.watermarks) < self.sources:
+                return  # a partition not heard from yet may still send to any bucket
+            merged = min(self.watermarks.values())
         horizon = merged - self.config.windows.allowed_lateness_ms - self.bucket_ms
         for seg, totals in self.totals.items():
             totals.evict(horizon)

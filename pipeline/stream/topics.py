@@ -20,6 +20,12 @@ def contributions_topic(settings: Settings) -> str:
     return f"{settings.app_id}-contributions"
 
 
+def journey_events_topic(settings: Settings) -> str:
+    """Internal topic from the entry stage to stage one: valid events in batch records, on the
+    partition of their journey key (pipeline/stream/entry.py)."""
+    return f"{settings.app_id}-journey-events"
+
+
 def changelog_topic(settings: Settings, table: str) -> str:
     """Faust's name for a table's changelog topic."""
     return f"{settings.app_id}-{table}-changelog"
@@ -33,6 +39,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.topic_journeys: n,
         settings.topic_metrics: n,
         settings.topic_alerts: 1,  # few records; one partition keeps them in order
+        journey_events_topic(settings): n,
         contributions_topic(settings): n,
         # Created here too, before Faust starts: a changelog Faust creates while an agent already
         # writes the table can show in the consumer's metadata with another partition count

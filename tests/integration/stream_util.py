@@ -103,7 +103,7 @@ class Worker:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker",
-             "--loglevel", os.environ.get("PEAKEND_TEST_WORKER_LOGLEVEL", "warn")],
+             "--loglevel", os.environ.get("PEAKEND_TEST_WORKER_LOGLEVEL", "info")],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
@@ -152,6 +152,18 @@ def produce_lines(
     producer.flush()
     producer.close()
     return count
+
+
+def group_members(bootstrap: str, group: str) -> int:
+    """How many members a consumer group has once it is stable (0 while it rebalances)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        described = admin.describe_groups([group])[group]
+    finally:
+        admin.close()
+    return len(described["members"]) if described["group_state"] == "Stable" else 0
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str,

@@ -18,6 +18,7 @@ from tests.integration.stream_util import (
     assert_metrics_equal,
     count,
     dead_letter_counts,
+    group_members,
     journeys_in_clickhouse,
     journeys_of_replay,
     metrics_in_clickhouse,
@@ -133,10 +134,16 @@ def test_two_workers_share_partitions_and_survive_one_stopping(
     try:
         half = len(lines) // 2
         produce_lines(kafka_bootstrap, setup.topic, lines[:half])
+        # both in the group, each holding partitions, before the first half is judged
+        wait_until(lambda: group_members(kafka_bootstrap, setup.env["PEAKEND_APP_ID"]) == 2,
+                   120, "both workers to hold partitions",
+                   lambda: first.log_tail() + "\n\n" + second.log_tail())
         wait_for_results(setup, [first, second], lines[:half])
         second.stop()  # its partitions and tables move to the first worker
         produce_lines(kafka_bootstrap, setup.topic, lines[half:])
-        wait_for_results(setup, [first], lines)
+        # a rebalance, the recovery of the moved tables, then the second half (generous: CI
+        # machines are slow and shared)
+        wait_for_results(setup, [first, second], lines, timeout=300)
         assert_same_as_replay(setup, lines)
         assert first.alive(), first.log_tail()
     finally:

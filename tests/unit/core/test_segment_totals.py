@@ -303,3 +303,26 @@ def test_versions_never_decrease_across_flushes(
                 bucket = (r.metric, r.segment_dim, r.segment_value, r.window_start)
                 assert r.version > seen.get(bucket, 0)
                 seen[bucket] = r.version
+
+
+def test_a_journey_moved_out_of_a_final_bucket_stays_counted_there() -> None:
+    """`keep_previous`: stage one found the old bucket final by its partition's stream time, so
+    the journey counts in both buckets (as `SurveyBuckets.apply_end` counts it), whether or
+    not this stage still holds the old bucket; evicting the old bucket later does not forget
+    where the journey is now."""
+    totals = SegmentTotals("all", "all", 60_000)
+    totals.set_end("j1", (0, True))
+    totals.set_end("j2", (0, True))
+    assert totals.set_end("j1", (120_000, True), keep_previous=True)
+    assert totals.record("negative_end", 0).n == 2  # j1 still counted in the final bucket
+    assert totals.record("negative_end", 120_000).n == 1
+    totals.flush()
+    totals.evict(60_000)  # the old bucket goes
+    assert totals.set_end("j1", (180_000, False))  # a normal move: out of 120_000
+    assert totals.record("negative_end", 180_000).n == 1
+    assert totals.record("negative_end", 120_000).n == 0
+    # without keep_previous the move takes the journey out of the old bucket
+    plain = SegmentTotals("all", "all", 60_000)
+    plain.set_end("j1", (0, True))
+    plain.set_end("j1", (120_000, True))
+    assert plain.record("negative_end", 0).n == 0

@@ -149,4 +149,20 @@ def test_bad_clocks_and_changed_copies_get_the_verdicts_replay_gives(tmp_path: P
     reasons = [row["reason"] for row in letters]
     assert reasons.count("future") == 1 and reasons.count("conflict") == 10
     assert "late" not in reasons  # the clock ahead moved no stream time
+    # touchpoint_events holds each changed event once, as the copy the core keeps (the smaller
+    # content digest), also where that copy came second and replaced the first
+    from pipeline.contract import parse_dict
+    from pipeline.core.event import content_digest
+    from pipeline.storage.tables import digest_version
+
+    stored = {}
+    for row in warehouse.inserted["touchpoint_events"]:
+        if row["version"] > stored.get(row["event_id"], {"version": -1})["version"]:
+            stored[row["event_id"]] = row
+    replaced = 0
+    for original, copy in zip(surveys[:10], changed, strict=True):
+        digests = [content_digest(parse_dict(dict(r))) for r in (original, copy)]
+        assert stored[original["event_id"]]["version"] == digest_version(min(digests))
+        replaced += digests[1] < digests[0]
+    assert replaced  # the case that matters: the winner arrived second
     assert result.counts["events"] + result.counts["duplicates"] + len(letters) == len(rows_in)

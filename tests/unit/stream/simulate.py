@@ -11,7 +11,7 @@ from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
-from pipeline.stream import messages
+from pipeline.stream.outbox import CONTRIBUTIONS, Outbox
 from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage
 
@@ -22,7 +22,7 @@ class SimulatedStream:
         self.partitions = partitions
         self.batch = batch
         self.stage_one = [PartitionProcessor(p, config) for p in range(partitions)]
-        self.stage_two = [SegmentStage(config) for _ in range(partitions)]
+        self.stage_two = [SegmentStage(config, sources=partitions) for _ in range(partitions)]
         self.queues: list[list[dict[str, Any]]] = [[] for _ in range(partitions)]
         self.journeys: dict[str, JourneyRecord] = {}
         self.metrics: dict[tuple[str, str, str, int], MetricRecord] = {}
@@ -49,22 +49,21 @@ class SimulatedStream:
         return self
 
     def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
+        # contributions leave through the worker's own outbox (coalescing, watermark steps)
+        outbox = Outbox(self.partitions)
         for p, outputs in pending.items():
             self.stage_one[p].dirty_state()
-            out = coalesce(outputs)
-            for record in out.journeys:
+            for record in coalesce(outputs).journeys:
                 old = self.journeys.get(record.journey_id)
                 if old is None or record.version > old.version:
                     self.journeys[record.journey_id] = record
-            by_segment: dict[str, list[dict[str, Any]]] = {}
-            for key, message in out.contributions:
-                by_segment.setdefault(key, []).append(message)
-            for key, items in by_segment.items():
-                target = partition_for(key, self.partitions)
-                self.queues[target].append(json.loads(json.dumps(messages.batch(items))))
-            if out.watermark is not None:
-                for target in range(self.partitions):
-                    self.queues[target].append(messages.watermark(p, out.watermark))
+            for out in outputs:
+                outbox.add_journey_output(p, out)
+        for sent in outbox.drain().records:
+            if sent.role == CONTRIBUTIONS:
+                target = (sent.partition if sent.partition is not None
+                          else partition_for((sent.key or b"").decode(), self.partitions))
+                self.queues[target].append(json.loads(sent.value))
         for q, queue in enumerate(self.queues):
             if queue:
                 result = self.stage_two[q].process_batch(queue)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +86,24 @@ def test_stages_equal_the_engine(seed: int, partitions: int, batch: int) -> None
     sim = SimulatedStream(config, partitions, batch).run(data)
     assert_same(sim, *engine_results(data, partitions, config))
     assert sim.late == 0 or sim.late < len(data)
+
+
+@pytest.mark.parametrize("flush", [1000, 20_000])
+def test_stages_equal_the_engine_over_days_whatever_the_flush_size(tmp_path: Path,
+                                                                   flush: int) -> None:
+    """Five days of journeys (ids that span days, redeliveries, conflicts, a bad clock) flushed
+    per 1,000 events (the worker's default) or all at once (a backlog): equal to
+    `ExperienceEngine`. Large flushes once broke negative-end buckets: one partition's
+    watermarks reached the segment stage before another partition's first message and
+    evicted buckets it still sent to (`SegmentStage(sources=...)`), and a journey that moved
+    out of a bucket already final by its own partition's stream time was taken out of it
+    (`messages.end(keep_previous=...)`)."""
+    from tests.integration.test_stream_long_span import days_of_events
+
+    config = Settings.from_env({}).core_config()
+    data = days_of_events(tmp_path)
+    sim = SimulatedStream(config, 4, flush).run(data)
+    assert_same(sim, *engine_results(data, 4, config))
 
 
 def test_redelivered_events_change_nothing() -> None:

@@ -51,7 +51,9 @@ def test_shared_options_bound_the_memtables_of_every_database_together(tmp_path:
     faust = _rewrite(RocksDBOptions(use_rocksdict=True), tmp_path / "faust", puts)
     assert shared <= state_store.WRITE_BUFFER_TOTAL_BYTES + 8 * state_store.WRITE_BUFFER_BYTES
     assert faust > 60 * MIB
-    assert faust > 4 * shared
+    # (a margin of 2x, not more: on a loaded machine background flushes lag and the shared
+    # total sat at 44 MB against Faust's 100 MB once)
+    assert faust > 2 * shared
 
 
 def test_every_database_of_the_worker_shares_the_one_cache_and_write_buffer_manager(

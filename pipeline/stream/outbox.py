@@ -1,0 +1,107 @@
+"""The worker's outbox: what both stages produced since the last flush, coalesced into the Kafka
+records to send. No Faust, no I/O: the worker hands the records to its producer
+(`pipeline/app.py`), tests read them directly.
+
+Coalescing is what keeps the producer from being the bottleneck: one record per journey (its
+latest version), one contributions message per segment, source partition and watermark step,
+one metric record per bucket (its latest partial), instead of one per event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+from pipeline.core.records import MetricRecord
+from pipeline.stream import messages
+from pipeline.stream.partition import StageOneOutput, coalesce
+from pipeline.stream.segments import StageTwoOutput
+
+JOURNEYS = "journeys"
+CONTRIBUTIONS = "contributions"
+METRICS = "metrics"
+ALERTS = "alerts"
+
+
+def to_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON of an output record (orjson: several times faster than the standard
+    library on the worker's hot path; the same JSON values)."""
+    return orjson.dumps(value)
+
+
+class Record(NamedTuple):
+    """One Kafka record to send: to the output or internal topic of `role`."""
+
+    role: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class Drained:
+    records: list[Record] = field(default_factory=list)
+    closed: Counter[str] = field(default_factory=Counter)  # journeys closed, by reason
+    counts: Counter[str] = field(default_factory=Counter)  # records, by role
+
+
+class Outbox:
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._one: dict[int, list[StageOneOutput]] = {}
+        self._two: list[StageTwoOutput] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._one or self._two)
+
+    def add_journey_output(self, partition: int, out: StageOneOutput) -> None:
+        """Stage one's output for one event (or a restore) of input `partition`."""
+        self._one.setdefault(partition, []).append(out)
+
+    def add_segment_output(self, out: StageTwoOutput) -> None:
+        if out.metrics or out.alerts:
+            self._two.append(out)
+
+    def drain(self) -> Drained:
+        """Every record waiting, coalesced, in the order they must leave; the outbox is empty
+        afterwards."""
+        drained = Drained()
+        records = drained.records
+        for partition, outputs in self._one.items():
+            out = coalesce(outputs)
+            for journey in out.journeys:
+                records.append(Record(JOURNEYS, journey.journey_id.encode(),
+                                      to_json(journey.to_dict())))
+                if journey.status == "closed":
+                    drained.closed[journey.close_reason] += 1
+            # per step: its contributions by segment, then its watermark (see `coalesce`)
+            for contributions, watermark in out.steps:
+                by_segment: dict[str, list[dict[str, Any]]] = {}
+                for key, message in contributions:
+                    by_segment.setdefault(key, []).append(message)
+                for key, items in by_segment.items():
+                    records.append(Record(CONTRIBUTIONS, key.encode(),
+                                          to_json(messages.batch(items))))
+                if watermark is not None:
+                    mark = to_json(messages.watermark(partition, watermark))
+                    records.extend(Record(CONTRIBUTIONS, None, mark, target)
+                                   for target in range(self.partitions))
+        self._one.clear()
+        latest: dict[tuple[str, str, str, int], MetricRecord] = {}
+        for out2 in self._two:
+            for bucket in out2.metrics:
+                latest[(bucket.metric, bucket.segment_dim, bucket.segment_value,
+                        bucket.window_start)] = bucket
+            for alert in out2.alerts:
+                records.append(Record(ALERTS, alert.alert_id.encode(),
+                                      to_json(alert.to_dict())))
+        self._two.clear()
+        for bucket in latest.values():
+            key = f"{bucket.metric}|{bucket.segment_dim}|{bucket.segment_value}"
+            records.append(Record(METRICS, key.encode(), to_json(bucket.to_dict())))
+        for sent in records:
+            drained.counts[sent.role] += 1
+        return drained
