@@ -385,11 +385,12 @@ def create_app(
                 await stream.ack(event)
             del done
 
-    def segment_batch(events: list[Any]) -> list[Any]:
-        if fapp.rebalancing:
-            return []
+    def segment_batch(events: list[Any]) -> tuple[list[Any], dict[int, Any]]:
+        """Apply a batch of contributions messages and hand the outputs to the producer;
+        returns the messages applied and the last one of each partition (for the state)."""
         generation = app.consumer_generation_id
         done: list[Any] = []
+        last_of: dict[int, Any] = {}
         alerted = False
         for event in events:
             message = event.message
@@ -397,6 +398,7 @@ def create_app(
                 continue
             done.append(event)
             partition = message.partition
+            last_of[partition] = event
             stage = stage_two.get(partition)
             if stage is None:
                 stage = stage_two[partition] = SegmentStage(core, sources=s.partitions)
@@ -404,11 +406,6 @@ def create_app(
                     (k, v["s"]) for k, v in segment_state.items() if v.get("p") == partition
                 )
             out = stage.apply(orjson.loads(event.value))
-            # State after every message, not once per batch: a bucket changed by one message and
-            # flushed by a later watermark must reach the store still marked unflushed, so that
-            # a crash before its record leaves re-sends it on restore. (Few messages reach this
-            # stage: contributions arrive coalesced per segment and batch.)
-            write_state(segment_state, event, stage.dirty_state(), {})
             outbox.add_segment_output(out)
             alerted = alerted or bool(out.alerts)
         flush_outbox()
@@ -419,11 +416,30 @@ def create_app(
                     firing[a.metric] = firing.get(a.metric, 0) + 1
             for metric in ("nps", "ces", "csat", "negative_end"):
                 stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
+        return done, last_of
+
+    async def settled_segments(batch: list[Any]) -> list[Any]:
+        """As `settled_batch`, for the segment stage: outputs delivered, then the state each
+        partition's buckets reached (once per batch: a bucket still to be flushed is stored as
+        such, so a crash before its record left re-sends it on restore), then the acks."""
+        if fapp.rebalancing:
+            return []
+        epoch = fapp.rebalancing_count
+        done, last_of = segment_batch(batch)
+        if not done:
+            return []
+        await fapp.producer.flush()
+        if not rebalance_settled(epoch):
+            for partition in last_of:
+                stage_two.pop(partition, None)
+            return []
+        for partition, event in last_of.items():
+            write_state(segment_state, event, stage_two[partition].dirty_state(), {})
         return done
 
     async def segment_agent(stream: Any) -> None:
         async for batch in stream.noack_take(s.stream_batch_events, s.stream_batch_seconds):
-            done = segment_batch(batch)
+            done = await settled_segments(batch)
             if len(done) < len(batch):
                 kept = {id(event) for event in done}
                 release(fapp.consumer, [e for e in batch if id(e) not in kept])

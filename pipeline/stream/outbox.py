@@ -3,8 +3,8 @@ records to send. No Faust, no I/O: the worker hands the records to its producer
 (`pipeline/app.py`), tests read them directly.
 
 Coalescing is what keeps the producer from being the bottleneck: one record per journey (its
-latest version), one contributions message per segment, source partition and watermark step,
-one metric record per bucket (its latest partial), instead of one per event.
+latest version), one contributions message per segment and source partition, one metric record
+per bucket (its latest partial), instead of one per event.
 """
 
 from __future__ import annotations
@@ -77,18 +77,16 @@ class Outbox:
                                       to_json(journey.to_dict())))
                 if journey.status == "closed":
                     drained.closed[journey.close_reason] += 1
-            # per step: its contributions by segment, then its watermark (see `coalesce`)
-            for contributions, watermark in out.steps:
-                by_segment: dict[str, list[dict[str, Any]]] = {}
-                for key, message in contributions:
-                    by_segment.setdefault(key, []).append(message)
-                for key, items in by_segment.items():
-                    records.append(Record(CONTRIBUTIONS, key.encode(),
-                                          to_json(messages.batch(items))))
-                if watermark is not None:
-                    mark = to_json(messages.watermark(partition, watermark))
-                    records.extend(Record(CONTRIBUTIONS, None, mark, target)
-                                   for target in range(self.partitions))
+            by_segment: dict[str, list[dict[str, Any]]] = {}
+            for key, message in out.contributions:
+                by_segment.setdefault(key, []).append(message)
+            for key, items in by_segment.items():
+                records.append(Record(CONTRIBUTIONS, key.encode(),
+                                      to_json(messages.batch(items))))
+            if out.watermark is not None:
+                mark = to_json(messages.watermark(partition, out.watermark))
+                records.extend(Record(CONTRIBUTIONS, None, mark, target)
+                               for target in range(self.partitions))
         self._one.clear()
         latest: dict[tuple[str, str, str, int], MetricRecord] = {}
         for out2 in self._two:

@@ -66,38 +66,25 @@ class StageOneOutput:
     watermark: int | None = None  # set when stream time crossed a bucket boundary
     reject: str | None = None  # "late": make a dead letter
     duplicate: bool = False
-    # Set by `coalesce` only: the contributions cut at each watermark crossed, in order.
-    steps: list[tuple[list[tuple[str, dict[str, Any]]], int | None]] = field(
-        default_factory=list)
 
 
 def coalesce(outputs: list[StageOneOutput]) -> StageOneOutput:
-    """One output for a batch of events: the latest record per journey, and the contributions
-    in order, cut into `steps` at each watermark crossed (each step's contributions, then its
-    watermark). Sending one message per journey and per segment and step instead of one per
-    event is what keeps the producer from being the bottleneck.
-
-    The cuts matter: the segment stage makes a bucket final when the watermark passes it, and a
-    negative-end contribution that moves a journey out of a bucket after that leaves the
-    bucket as it was. Sent after the batch's last watermark instead, such a move reached the
-    bucket before it was final and took the journey out of it: with batches of ~750 events
-    per partition, 4 buckets of a 5-day run differed from `ExperienceEngine`."""
+    """One output for a batch of events: the latest record per journey, contributions in order,
+    the last watermark crossed. Sending one message per journey and per segment instead of one
+    per event is what keeps the producer from being the bottleneck. (Cutting the contributions
+    at every watermark crossed instead gave 0.74 contributions messages per event against 0.12
+    and two thirds of the throughput; the segment stage's eviction rule makes the results equal
+    without it: `SegmentStage(sources=...)`.)"""
     latest: dict[str, JourneyRecord] = {}
     merged = StageOneOutput()
-    step: list[tuple[str, dict[str, Any]]] = []
     for out in outputs:
         for record in out.journeys:
             old = latest.get(record.journey_id)
             if old is None or record.version >= old.version:
                 latest[record.journey_id] = record
         merged.contributions.extend(out.contributions)
-        step.extend(out.contributions)
         if out.watermark is not None:
             merged.watermark = out.watermark
-            merged.steps.append((step, out.watermark))
-            step = []
-    if step:
-        merged.steps.append((step, None))
     merged.journeys = list(latest.values())
     return merged
 
