@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from contract_oracle import schema_accepts
 
@@ -44,12 +45,22 @@ def outputs(obj: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+# warehouse -> event_id -> (version, stored values) of the copy the table keeps: the databases
+# live for a module, so an event_id drawn twice has several copies, and touchpoint_events
+# (ReplacingMergeTree ordered by event_id) keeps the one with the highest version once merged.
+_KEPT: WeakKeyDictionary[Warehouse, dict[str, tuple[int, tuple[Any, ...]]]] = (
+    WeakKeyDictionary())
+
+
 def insert_all(warehouse: Warehouse, records: dict[str, list[dict[str, Any]]]) -> None:
     """Every record into its table, then reads the events row back: the stored text and numbers
     are the ones that went in (an engine that silently cut a string at a NUL would fail here)."""
+    version = -1
     for table, items in records.items():
         columns, rows = tables.rows(table, items)
         assert warehouse.insert(table, columns, rows) == len(rows)
+        if table == "touchpoint_events":
+            version = rows[0][columns.index("version")]
     event = records["touchpoint_events"][0]
     found = warehouse.query(
         "SELECT customer_id, touchpoint, attribute_values, transfers, wait_seconds"
@@ -59,8 +70,13 @@ def insert_all(warehouse: Warehouse, records: dict[str, list[dict[str, Any]]]) -
     wait = signals.get("wait_seconds")
     want = (event["customer_id"], event["touchpoint"], [attributes[k] for k in sorted(attributes)],
             signals.get("transfers"), None if wait is None else float(wait))
-    # the database lives for the module: an event_id drawn twice has several rows, one of them
-    # this event's
+    # an earlier copy of this event_id with a higher version may have replaced this one
+    copies = _KEPT.setdefault(warehouse, {})
+    kept = copies.get(event["event_id"])
+    if kept is None or version >= kept[0]:
+        copies[event["event_id"]] = (version, want)
+    else:
+        want = kept[1]
     assert want in [(r[0], r[1], list(r[2]), r[3], r[4]) for r in found], (want, found)
 
 
