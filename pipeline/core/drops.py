@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
+from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any, Final
 
@@ -33,6 +34,8 @@ from pipeline.core.metrics import (
     add,
     count,
     estimate,
+    move,
+    sub,
     two_sample,
     vector_of,
     window,
@@ -199,7 +202,9 @@ class DropDetector:
         if series.due > self._watermark:
             limit = self._limit(key[0], self._watermark)
             if at < limit:
-                if self._idle(series) or not series.plain:
+                if (not series.plain or (not series.alerts and series.cusum == 0.0
+                                         and not any(series.cur) and not any(series.base))):
+                    # not plain, or idle (`_idle`, inlined: nearly every partial asks)
                     self._sync(series)
                     at = series.cursor
                 else:
@@ -218,7 +223,7 @@ class DropDetector:
             return
         delta = list(vector)
         if old is not None:
-            add(delta, old[1], -1.0)
+            sub(delta, old[1])
         parts[record.source_partition] = (record.version, vector)
         merged = series.buckets.get(start)
         if merged is None:
@@ -352,11 +357,10 @@ class DropDetector:
                 add(series.cur, entering)
             moving = series.buckets.get(t - w)
             if moving is not None:
-                add(series.cur, moving, -1.0)
-                add(series.base, moving)
+                move(series.cur, series.base, moving)
             leaving = series.buckets.get(t - w - b)
             if leaving is not None:
-                add(series.base, leaving, -1.0)
+                sub(series.base, leaving)
                 self._forget_before(series, t - w - b + width)
             return
         self._add_range(series, t, target, series.cur, 1.0)
@@ -373,6 +377,7 @@ class DropDetector:
         order = series.order
         buckets = series.buckets
         last: int | None = None
+        op: Callable[[Vector, Vector], None] = add if sign == 1.0 else sub  # sign: +-1
         i = bisect_left(order, start, series.head)
         n = len(order)
         while i < n:
@@ -382,7 +387,7 @@ class DropDetector:
             if s % width == 0:
                 v = buckets.get(s)
                 if v is not None:
-                    add(into, v, sign)
+                    op(into, v)
                     last = s
             i += 1
         return last
@@ -403,8 +408,7 @@ class DropDetector:
             if s % width == 0:
                 v = buckets.get(s)
                 if v is not None:
-                    add(cur, v, -1.0)
-                    add(base, v)
+                    move(cur, base, v)
             i += 1
 
     @staticmethod

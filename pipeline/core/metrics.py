@@ -70,5 +70,31 @@ def two_sample(metric: str, current: Vector, baseline: Vector) -> tuple[float, f
 
 
 def add(into: Vector, v: Vector, sign: float = 1.0) -> None:
-    for i, x in enumerate(v):
-        into[i] += sign * x
+    # Hot (several calls per event): a counter, not enumerate, and no multiplication by a
+    # sign of 1 (x * 1.0 == x and a + -x == a - x exactly, so results are the same).
+    i = 0
+    if sign == 1.0:
+        for x in v:
+            into[i] += x
+            i += 1
+    else:
+        for x in v:
+            into[i] += sign * x
+            i += 1
+
+
+def sub(into: Vector, v: Vector) -> None:
+    """`add(into, v, -1.0)`."""
+    i = 0
+    for x in v:
+        into[i] -= x
+        i += 1  # noqa: SIM113  (a counter: faster than enumerate here, measured)
+
+
+def move(source: Vector, target: Vector, v: Vector) -> None:
+    """`sub(source, v)` and `add(target, v)` in one pass (a bucket moving between windows)."""
+    i = 0
+    for x in v:
+        source[i] -= x
+        target[i] += x
+        i += 1  # noqa: SIM113  (as in `sub`)
