@@ -351,39 +351,50 @@ def create_app(
                 max(0, app.consumer.highwater(tp) - event.message.offset - 1)
             )
 
-    async def settled_batch(batch: list[Any]) -> list[Any]:
-        """The events of `batch` to ack once processed with their outputs delivered and their
-        state written; none when a rebalance runs or ran meanwhile (see rebalance_settled)."""
+    async def settled(batch: list[Any],
+                      process: Callable[[list[Any]], tuple[list[Any], dict[int, Any]]],
+                      stages: dict[int, Any],
+                      write: Callable[[dict[int, Any]], None]) -> list[Any]:
+        """The events of `batch` to ack: processed (`process`: the events done and the last one
+        of each partition), their outputs delivered, then the state of each partition written
+        (`write`). None when a rebalance runs or ran meanwhile (see rebalance_settled): the
+        batch is forgotten, its partitions' processors (`stages`) rebuilt from their table and
+        its events read again by their owner; its outputs are re-sent."""
         if fapp.rebalancing:
             return []
         epoch = fapp.rebalancing_count
-        done, last_of = journey_batch(batch)
+        done, last_of = process(batch)
         if not done:
             return []
         await fapp.producer.flush()
         if not rebalance_settled(epoch):
-            # Forget the batch: its partitions are rebuilt from the table and its events read
-            # again by their owner; its outputs are re-sent.
             for partition in last_of:
-                stage_one.pop(partition, None)
+                stages.pop(partition, None)
             return []
-        journey_state_write(last_of)
+        write(last_of)
         return done
 
-    async def journey_agent(stream: Any) -> None:
+    async def run_agent(stream: Any,
+                        process: Callable[[list[Any]], tuple[list[Any], dict[int, Any]]],
+                        stages: dict[int, Any],
+                        write: Callable[[dict[int, Any]], None]) -> None:
         # Batches of un-acked events. Outputs are delivered before the state that implies them
         # is written (the local store is written at once and survives a SIGKILL): a crash in
         # between leaves the old state, the events are read again and everything, retractions
         # included, is derived again. Then the state, then the acks (commits cover acked
         # events only); the last two steps are synchronous, so no commit runs in between.
         async for batch in stream.noack_take(s.stream_batch_events, s.stream_batch_seconds):
-            done = await settled_batch(batch)
-            if not done:
-                release(fapp.consumer, batch)
+            done = await settled(batch, process, stages, write)
+            if len(done) < len(batch):
+                kept = {id(event) for event in done}
+                release(fapp.consumer, [e for e in batch if id(e) not in kept])
             del batch
             for event in done:
                 await stream.ack(event)
             del done
+
+    async def journey_agent(stream: Any) -> None:
+        await run_agent(stream, journey_batch, stage_one, journey_state_write)
 
     def segment_batch(events: list[Any]) -> tuple[list[Any], dict[int, Any]]:
         """Apply a batch of contributions messages and hand the outputs to the producer;
@@ -418,35 +429,14 @@ def create_app(
                 stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
         return done, last_of
 
-    async def settled_segments(batch: list[Any]) -> list[Any]:
-        """As `settled_batch`, for the segment stage: outputs delivered, then the state each
-        partition's buckets reached (once per batch: a bucket still to be flushed is stored as
-        such, so a crash before its record left re-sends it on restore), then the acks."""
-        if fapp.rebalancing:
-            return []
-        epoch = fapp.rebalancing_count
-        done, last_of = segment_batch(batch)
-        if not done:
-            return []
-        await fapp.producer.flush()
-        if not rebalance_settled(epoch):
-            for partition in last_of:
-                stage_two.pop(partition, None)
-            return []
+    def segment_state_write(last_of: dict[int, Any]) -> None:
+        """Each partition's changed buckets, once per batch: a bucket still to be flushed is
+        stored as such, so a crash before its record left re-sends it on restore."""
         for partition, event in last_of.items():
             write_state(segment_state, event, stage_two[partition].dirty_state(), {})
-        return done
 
     async def segment_agent(stream: Any) -> None:
-        async for batch in stream.noack_take(s.stream_batch_events, s.stream_batch_seconds):
-            done = await settled_segments(batch)
-            if len(done) < len(batch):
-                kept = {id(event) for event in done}
-                release(fapp.consumer, [e for e in batch if id(e) not in kept])
-            del batch
-            for event in done:
-                await stream.ack(event)
-            del done
+        await run_agent(stream, segment_batch, stage_two, segment_state_write)
 
     async def flush_idle() -> None:
         flush_outbox()
