@@ -266,12 +266,12 @@ def create_app(
 
     def rebalance_settled(epoch: int) -> bool:
         """True when no rebalance started since `epoch` (Faust's `rebalancing_count` when a
-        batch began) and none is running. Between a revocation and the end of the recovery
-        that follows, a table may not list every key of a partition yet: a processor rebuilt
-        then starts from partial state (a takeover test saw a journey split in two this way).
-        So nothing is processed while a rebalance runs, and a batch that one overtook is
-        dropped unacked: its events are read again from the committed offsets."""
-        return not fapp.rebalancing and fapp.rebalancing_count == epoch
+        batch began). A batch that a rebalance overtook is dropped unacked: its events were
+        fetched before the seek to the committed offsets that ends every rebalance, so they
+        are read again. (Skipping every batch while `app.rebalancing` is set instead lost
+        events: those fetched after that seek but before Faust clears the flag are never read
+        again in the same generation.)"""
+        return bool(fapp.rebalancing_count == epoch)
 
     def processor(partition: int) -> PartitionProcessor:
         proc = stage_one.get(partition)
@@ -360,8 +360,6 @@ def create_app(
         (`write`). None when a rebalance runs or ran meanwhile (see rebalance_settled): the
         batch is forgotten, its partitions' processors (`stages`) rebuilt from their table and
         its events read again by their owner; its outputs are re-sent."""
-        if fapp.rebalancing:
-            return []
         epoch = fapp.rebalancing_count
         done, last_of = process(batch)
         if not done:
