@@ -1,8 +1,9 @@
 """`peakend export --table journeys --output FILE.parquet [--since TIME]`: ClickHouse -> Parquet.
 
 Exports the latest version of every key: `SELECT ... FROM table FINAL` (ReplacingMergeTree keeps
-the highest `version` per ORDER BY key; for dead_letters and touchpoint_events, which have no
-version, one row per key), filtered after FINAL so a filter can never surface an older version.
+the highest `version` per ORDER BY key; touchpoint_events' version is the inverse of the event's
+content digest, so it keeps the copy the core keeps; dead_letters, which has no version, one row
+per key), filtered after FINAL so a filter can never surface an older version.
 Pages of `--chunk-rows` rows in key order are written as Parquet row groups as they arrive, so
 memory stays bounded; progress goes to stderr. Works on the 18.16 server and on chdb (the same
 SQL). Column types follow the table: String -> string, DateTime -> timestamp[s, UTC], the `_ms`
