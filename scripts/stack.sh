@@ -30,7 +30,14 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Alive and still ours: after a reboot a stale pid file may name another process (it once named
+# this stack's own ClickHouse as its Prometheus), so the command line must mention the service's dir.
+pid_alive() {
+  [ -f "$1" ] || return 1
+  local pid; pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$(dirname "$1")"
+}
 
 wait_port() { # port seconds name logfile
   local deadline=$((SECONDS + $2))
@@ -119,7 +126,9 @@ start_kafka() {
     -cp "$kafka_dir/libs/*" kafka.Kafka "$kafka_dir/server.properties" \
     </dev/null >"$kafka_dir/logs/stdout.log" 2>&1 &
   echo $! >"$pidf"
-  wait_port "$KAFKA_PORT" 90 kafka "$kafka_dir/logs/server.log" || die "kafka did not start"
+  # A broker that holds thousands of partitions (a long-lived dev stack keeps every test's topics)
+  # loads its logs for minutes after an unclean stop; a fresh one listens within seconds.
+  wait_port "$KAFKA_PORT" 300 kafka "$kafka_dir/logs/server.log" || die "kafka did not start"
   # The port opens before the broker has registered with its controller: wait until it serves.
   local deadline=$((SECONDS + 60))
   until kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list \
