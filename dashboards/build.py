@@ -21,8 +21,11 @@ $__interval_s and template variables.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -308,7 +311,36 @@ def pipeline_health() -> Dashboard:
     )
 
 
-DASHBOARDS = (overview, peak_end, surveys, alert_timeline, pipeline_health)
+# Panel lists declared as data in other modules ("module:NAME", a list of Panel), appended to a
+# dashboard's own panels (so existing panel ids stay): adding a list is one line here. They are
+# imported when a dashboard is built, so such a module can import Panel, CH, bucket ... from here.
+EXTRA_PANELS: dict[str, list[str]] = {
+    "peakend-overview": [],
+    "peakend-peak-end": [],
+    "peakend-surveys": [],
+    "peakend-alerts": [],
+    "peakend-pipeline": [],
+}
+
+
+def load_list(ref: str) -> list[Any]:
+    """The list `NAME` of module `module` named by "module:NAME"."""
+    module, _, name = ref.partition(":")
+    return list(getattr(importlib.import_module(module), name))
+
+
+def with_extra_panels(make: Callable[[], Dashboard]) -> Callable[[], Dashboard]:
+    @functools.wraps(make)
+    def built() -> Dashboard:
+        d = make()
+        for ref in EXTRA_PANELS.get(d.uid, []):
+            d.panels.extend(load_list(ref))
+        return d
+    return built
+
+
+DASHBOARDS = tuple(with_extra_panels(make) for make in (
+    overview, peak_end, surveys, alert_timeline, pipeline_health))
 
 
 def dashboard_json(d: Dashboard) -> dict[str, Any]:
@@ -439,6 +471,14 @@ EXPERIENCE_RULES = [
 ]
 
 
+# Lists of AlertQuery declared in other modules ("module:NAME"), added to the experience rules.
+EXTRA_EXPERIENCE_RULES: list[str] = []
+
+
+def experience_rules() -> list[AlertQuery]:
+    return [*EXPERIENCE_RULES, *(q for ref in EXTRA_EXPERIENCE_RULES for q in load_list(ref))]
+
+
 def _links(dashboard: str, panel: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The rule's link to its panel, both ways Grafana reads it: the documented file fields
     (dashboardUid, panelId) and the annotations its rule validation requires together."""
@@ -530,7 +570,7 @@ def alert_rules() -> dict[str, Any]:
         "apiVersion": 1,
         "groups": [
             {"orgId": 1, "name": "peakend-experience", "folder": FOLDER, "interval": "1m",
-             "rules": [_rule(q) for q in EXPERIENCE_RULES]},
+             "rules": [_rule(q) for q in experience_rules()]},
             {"orgId": 1, "name": "peakend-pipeline", "folder": FOLDER, "interval": "30s",
              "rules": [_prom_rule(r) for r in PIPELINE_RULES]},
         ],

@@ -158,7 +158,7 @@ def test_every_provisioned_rule_passes_grafanas_checks() -> None:
 
 def test_every_rule_links_to_its_panel() -> None:
     panels = _panels()
-    declared = [(q.uid, q.dashboard, q.panel) for q in build.EXPERIENCE_RULES]
+    declared = [(q.uid, q.dashboard, q.panel) for q in build.experience_rules()]
     declared += [(r.uid, r.dashboard, r.panel) for r in build.PIPELINE_RULES]
     rules = {r["uid"]: r for g in _rules_file()["groups"] for r in g["rules"]}
     assert set(rules) == {uid for uid, _, _ in declared}

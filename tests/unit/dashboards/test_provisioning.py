@@ -147,7 +147,7 @@ def test_alert_rules_are_well_formed() -> None:
             assert rule["labels"]["severity"] in {"warning", "critical"}
             assert rule["annotations"]["summary"]
     # experience rules respect the sample size
-    for q in build.EXPERIENCE_RULES:
+    for q in build.experience_rules():
         if "alerts_latest" in q.sql or "metrics_hourly" in q.sql:
             assert f"n >= {build.MIN_N}" in q.sql, q.uid
     policy = build.policies()["policies"][0]
@@ -174,3 +174,40 @@ def test_panel_expectations_match_queries() -> None:
                     assert cols[0] == "time", p.title
                 if p.datasource["uid"] == build.CLICKHOUSE_UID:
                     assert sql.strip().upper().startswith("SELECT") and cols, p.title
+
+
+# A panel and an alert rule declared as data elsewhere, as panels_followups.py and friends do.
+EXAMPLE_PANELS = [build.Panel(
+    "Example: closed journeys per hour", "timeseries",
+    [f"SELECT {build.bucket('ended_at')} AS time, count() AS journeys FROM journeys_latest "
+     "WHERE $__timeFilter(ended_at) GROUP BY time ORDER BY time"],
+    [["time", "journeys"]], fmt=build.FORMAT_TIMESERIES, unit="short",
+    thresholds=[(None, "green"), (100.0, "red")])]
+EXAMPLE_RULES = [build.AlertQuery(
+    "peakend-example-rule", "Example rule", "SELECT toFloat64(count()) AS n FROM journeys_latest",
+    ["n"], "n", "lt", 1, "example", "warning", dashboard="peakend-overview",
+    panel="Example: closed journeys per hour")]
+
+
+def test_a_list_of_panels_or_rules_is_added_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    here = "tests.unit.dashboards.test_provisioning"
+    before = build.dashboard_json(build.DASHBOARDS[0]())
+    monkeypatch.setitem(build.EXTRA_PANELS, "peakend-overview", [f"{here}:EXAMPLE_PANELS"])
+    monkeypatch.setattr(build, "EXTRA_EXPERIENCE_RULES", [f"{here}:EXAMPLE_RULES"])
+    after = build.dashboard_json(build.DASHBOARDS[0]())
+    assert after["panels"][:-1] == before["panels"], "existing panels and ids must not move"
+    added = after["panels"][-1]
+    assert added["title"] == EXAMPLE_PANELS[0].title and added["id"] == len(before["panels"]) + 1
+    assert added["fieldConfig"]["defaults"]["unit"] == "short"
+    assert [s["value"] for s in added["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+        None, 100.0]
+    rules = {r["uid"]: r for g in build.alert_rules()["groups"] for r in g["rules"]}
+    assert rules["peakend-example-rule"]["annotations"]["__panelId__"] == str(added["id"])
+
+
+def test_every_registered_list_loads() -> None:
+    for refs in build.EXTRA_PANELS.values():
+        for ref in refs:
+            assert all(isinstance(p, build.Panel) for p in build.load_list(ref)), ref
+    for ref in build.EXTRA_EXPERIENCE_RULES:
+        assert all(isinstance(q, build.AlertQuery) for q in build.load_list(ref)), ref
