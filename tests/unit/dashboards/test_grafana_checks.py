@@ -190,3 +190,20 @@ def test_group_interval_must_fit_the_scheduler() -> None:
     group = copy.deepcopy(_rules_file()["groups"][0])
     group["interval"] = "45s"
     assert grafana_rule_errors(group, _datasource_uids(), _panels())
+
+
+# jsonData keys grafana-clickhouse-datasource 4.14.1 reads (pkg/plugin/settings.go, LoadSettings,
+# at grafana/clickhouse-datasource commit 1bcda949^, the last before 4.15.0 required Grafana 11.6)
+PLUGIN_JSON_DATA = {"server", "host", "port", "protocol", "secure", "path", "tlsSkipVerify",
+                    "tlsAuth", "tlsAuthWithCACert", "username", "defaultDatabase", "timeout",
+                    "dialTimeout", "queryTimeout", "customSettings", "forwardGrafanaHeaders",
+                    "connMaxLifetime", "maxIdleConns", "maxOpenConns", "enableRowLimit",
+                    "httpHeaders"}
+
+
+def test_the_clickhouse_data_source_uses_only_settings_the_plugin_reads() -> None:
+    ch = next(d for d in build.datasources()["datasources"]
+              if d["type"] == "grafana-clickhouse-datasource")
+    assert set(ch["jsonData"]) <= PLUGIN_JSON_DATA
+    assert ch["jsonData"]["protocol"] in {"native", "http"}
+    assert int(ch["jsonData"]["queryTimeout"]) == build.READER_QUERY_TIMEOUT_S
