@@ -3,6 +3,12 @@ under dashboards/grafana/ (tests check the committed files equal what this produ
 
 - datasources: ClickHouse (grafana-clickhouse-datasource, read-only user, password from
   $PEAKEND_CLICKHOUSE_READER_PASSWORD) and Prometheus.
+Each panel and alert rule is data declared once (title, SQL or PromQL, unit, thresholds, the
+columns it returns); the Grafana JSON is made by grafana-foundation-sdk's builders
+(`dashboards/grafana_json.py`), YAML by PyYAML. To add a list of panels to a dashboard, append it
+to that dashboard's panel list (`*panels_followups.PANELS`); alert rules likewise to
+`EXPERIENCE_RULES`.
+
 - dashboards: experience overview; peak-end by stage and touchpoint; NPS/CES/CSAT trends with
   intervals and sample sizes; alert timeline; pipeline health (Prometheus).
 - alerting: rules for experience drops (core alerts and hourly metrics, both gated on sample size)
@@ -15,13 +21,18 @@ $__interval_s and template variables.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from dashboards import yamlout
+import yaml
+
+from dashboards import grafana_json
 
 ROOT = Path(__file__).resolve().parent
 GRAFANA = ROOT / "grafana"
@@ -35,6 +46,9 @@ PROM = {"type": "prometheus", "uid": PROMETHEUS_UID}
 SCHEMA_VERSION = 39
 MIN_N = 100  # PEAKEND_ALERT_MIN_N default: below this an interval is too wide to act on
 FOLDER = "peakend"
+READER_MAX_EXECUTION_S = 30  # peakend_reader's max_execution_time (scripts/clickhouse/users.xml.in)
+# clickhouse-go sends max_execution_time = the query's remaining time + 5 s (its context.go)
+READER_QUERY_TIMEOUT_S = READER_MAX_EXECUTION_S - 5
 
 # Grafana ClickHouse plugin query formats
 FORMAT_TIMESERIES = 0
@@ -58,6 +72,8 @@ class Panel:
     unit: str = ""
     description: str = ""
     legends: list[str] = field(default_factory=list)  # Prometheus legend formats
+    # (value, colour) steps from the lowest; the first value is None (the base colour)
+    thresholds: list[tuple[float | None, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -295,63 +311,46 @@ def pipeline_health() -> Dashboard:
     )
 
 
-DASHBOARDS = (overview, peak_end, surveys, alert_timeline, pipeline_health)
+# Panel lists declared as data in other modules ("module:NAME", a list of Panel), appended to a
+# dashboard's own panels (so existing panel ids stay): adding a list is one line here. They are
+# imported when a dashboard is built, so such a module can import Panel, CH, bucket ... from here.
+EXTRA_PANELS: dict[str, list[str]] = {
+    "peakend-overview": [],
+    "peakend-peak-end": [],
+    "peakend-surveys": [],
+    "peakend-alerts": [],
+    "peakend-pipeline": [],
+}
+
+
+def load_list(ref: str) -> list[Any]:
+    """The list `NAME` of module `module` named by "module:NAME"."""
+    module, _, name = ref.partition(":")
+    return list(getattr(importlib.import_module(module), name))
+
+
+def with_extra_panels(make: Callable[[], Dashboard]) -> Callable[[], Dashboard]:
+    @functools.wraps(make)
+    def built() -> Dashboard:
+        d = make()
+        for ref in EXTRA_PANELS.get(d.uid, []):
+            d.panels.extend(load_list(ref))
+        return d
+    return built
+
+
+DASHBOARDS = tuple(with_extra_panels(make) for make in (
+    overview, peak_end, surveys, alert_timeline, pipeline_health))
 
 
 def dashboard_json(d: Dashboard) -> dict[str, Any]:
-    panels: list[dict[str, Any]] = []
-    x = y = row_h = 0
-    for pid, p in enumerate(d.panels, start=1):
-        if x + p.w > 24:
-            x, y, row_h = 0, y + row_h, 0
-        targets: list[dict[str, Any]] = []
-        for i, q in enumerate(p.queries):
-            ref = chr(ord("A") + i)
-            if p.datasource["uid"] == PROMETHEUS_UID:
-                targets.append({"refId": ref, "datasource": dict(p.datasource), "expr": q,
-                                "legendFormat": p.legends[i] if i < len(p.legends) else ""})
-            else:
-                targets.append({
-                    "refId": ref, "datasource": dict(p.datasource), "editorType": "sql",
-                    "format": p.fmt,
-                    "queryType": "timeseries" if p.fmt == FORMAT_TIMESERIES else "table",
-                    "rawSql": q,
-                })
-        panel: dict[str, Any] = {
-            "id": pid, "type": p.kind, "title": p.title, "description": p.description,
-            "datasource": dict(p.datasource),
-            "gridPos": {"h": p.h, "w": p.w, "x": x, "y": y},
-            "targets": targets,
-            "fieldConfig": {"defaults": {"unit": p.unit} if p.unit else {}, "overrides": []},
-            "options": {},
-        }
-        panels.append(panel)
-        x += p.w
-        row_h = max(row_h, p.h)
-    variables = []
-    for v in d.variables:
-        var = {"hide": 0, "skipUrlSync": False, **v}
-        if var["type"] == "custom":
-            var["options"] = [{"text": o, "value": o, "selected": o == v["current"]["value"]}
-                              for o in v["query"].split(",")]
-        variables.append(var)
-    return {
-        "uid": d.uid,
-        "title": d.title,
-        "description": d.description,
-        "tags": d.tags,
-        "timezone": "utc",
-        "editable": True,
-        "graphTooltip": 1,
-        "schemaVersion": SCHEMA_VERSION,
-        "version": 1,
-        "refresh": "1m",
-        "time": {"from": d.time_from, "to": "now"},
-        "templating": {"list": variables},
-        "annotations": {"list": []},
-        "links": [],
-        "panels": panels,
-    }
+    return grafana_json.dashboard_json(d, SCHEMA_VERSION, CLICKHOUSE_UID, FORMAT_TIMESERIES)
+
+
+def panel_id(dashboard_uid: str, title: str) -> int:
+    """The id of the panel titled `title` on dashboard `dashboard_uid` (KeyError if none)."""
+    d = next(make() for make in DASHBOARDS if make().uid == dashboard_uid)
+    return grafana_json.panel_ids(d)[title]
 
 
 # ----------------------------------------------------------------------------- provisioning
@@ -372,6 +371,9 @@ def datasources() -> dict[str, Any]:
                     "secure": False,
                     "username": "peakend_reader",
                     "defaultDatabase": "peakend",
+                    # The plugin's client asks the server for max_execution_time = this + 5 s:
+                    # 25 keeps it within the reader's 30 s limit (docs/dashboards.md).
+                    "queryTimeout": str(READER_QUERY_TIMEOUT_S),
                 },
                 "secureJsonData": {"password": "${PEAKEND_CLICKHOUSE_READER_PASSWORD}"},
             },
@@ -417,6 +419,10 @@ class AlertQuery:
     severity: str
     window_s: int = 3600
     for_: str = "0s"
+    no_data: str = "OK"  # Grafana's noDataState: OK, NoData or Alerting
+    _: KW_ONLY
+    dashboard: str  # uid of the dashboard and title of the panel the rule links to
+    panel: str
 
 
 EXPERIENCE_RULES = [
@@ -427,7 +433,7 @@ EXPERIENCE_RULES = [
         f"'critical' AND n >= {MIN_N} GROUP BY segment",
         ["segment", "firing"], "firing", "gt", 0,
         "{{ $labels.segment }}: the core's drop test fired (critical, n >= " f"{MIN_N})",
-        "critical"),
+        "critical", dashboard="peakend-alerts", panel="Alert history (latest state)"),
     AlertQuery(
         "peakend-core-drop-warning", "Experience drop (warning) from the core",
         "SELECT concat(metric, ' ', segment_dim, '=', segment_value) AS segment, "
@@ -435,7 +441,7 @@ EXPERIENCE_RULES = [
         f"'warning' AND n >= {MIN_N} GROUP BY segment",
         ["segment", "firing"], "firing", "gt", 0,
         "{{ $labels.segment }}: slow drift or moderate drop (warning, n >= " f"{MIN_N})",
-        "warning"),
+        "warning", dashboard="peakend-alerts", panel="Alert history (latest state)"),
     AlertQuery(
         "peakend-nps-clearly-negative", "NPS clearly negative in the last hour",
         "SELECT concat(segment_dim, '=', segment_value) AS segment, toFloat64(max(ci_high)) AS "
@@ -443,7 +449,8 @@ EXPERIENCE_RULES = [
         f"hour < $__toTime AND n >= {MIN_N} GROUP BY segment",
         ["segment", "nps_ci_high"], "nps_ci_high", "lt", 0,
         "{{ $labels.segment }}: even the upper bound of the hourly NPS is below 0 "
-        f"(n >= {MIN_N})", "warning", window_s=7200),
+        f"(n >= {MIN_N})", "warning", window_s=7200,
+        dashboard="peakend-surveys", panel="NPS (points) with adjusted-Wald interval"),
     AlertQuery(
         "peakend-negative-ends-high", "Negative-end share above 40% in the last hour",
         "SELECT concat(segment_dim, '=', segment_value) AS segment, toFloat64(max(ci_low)) AS "
@@ -451,80 +458,111 @@ EXPERIENCE_RULES = [
         f"$__fromTime AND hour < $__toTime AND n >= {MIN_N} GROUP BY segment",
         ["segment", "negative_end_ci_low"], "negative_end_ci_low", "gt", 0.4,
         "{{ $labels.segment }}: more than 40 percent of journeys end negatively (Wilson lower "
-        f"bound, n >= {MIN_N})", "warning", window_s=7200),
+        f"bound, n >= {MIN_N})", "warning", window_s=7200,
+        dashboard="peakend-overview", panel="Peak-end score and negative-end share over time"),
     AlertQuery(
         "peakend-no-journeys-stored", "No journeys stored in ClickHouse for 30 minutes",
         "SELECT toFloat64(count()) AS journeys_updated FROM journeys WHERE "
         "$__timeFilter(ended_at)",
         ["journeys_updated"], "journeys_updated", "lt", 1,
         "No journey was written to ClickHouse in 30 minutes: check the worker and the sink",
-        "critical", window_s=1800, for_="5m"),
+        "critical", window_s=1800, for_="5m", no_data="Alerting",
+        dashboard="peakend-overview", panel="Journeys ended"),
 ]
 
 
-def _rule(q: AlertQuery) -> dict[str, Any]:
+# Lists of AlertQuery declared in other modules ("module:NAME"), added to the experience rules.
+EXTRA_EXPERIENCE_RULES: list[str] = []
+
+
+def experience_rules() -> list[AlertQuery]:
+    return [*EXPERIENCE_RULES, *(q for ref in EXTRA_EXPERIENCE_RULES for q in load_list(ref))]
+
+
+def _links(dashboard: str, panel: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The rule's link to its panel, both ways Grafana reads it: the documented file fields
+    (dashboardUid, panelId) and the annotations its rule validation requires together."""
+    pid = panel_id(dashboard, panel)
+    return ({"dashboardUid": dashboard, "panelId": pid},
+            {"__dashboardUid__": dashboard, "__panelId__": str(pid)})
+
+
+def _grafana_rule(uid: str, title: str, query: dict[str, Any], window_s: int, op: str,
+                  threshold: float, reduce_settings: dict[str, Any], no_data: str, for_: str,
+                  summary: str, labels: dict[str, str], dashboard: str,
+                  panel: str) -> dict[str, Any]:
+    fields, annotations = _links(dashboard, panel)
+    reduce_model: dict[str, Any] = {"refId": "B", "type": "reduce", "expression": "A",
+                                    "reducer": "last"}
+    if reduce_settings:
+        reduce_model["settings"] = reduce_settings
     return {
-        "uid": q.uid,
-        "title": q.title,
+        "uid": uid,
+        "title": title,
         "condition": "C",
         "data": [
-            {"refId": "A", "relativeTimeRange": {"from": q.window_s, "to": 0},
-             "datasourceUid": CLICKHOUSE_UID,
-             "model": {"refId": "A", "editorType": "sql", "format": FORMAT_TABLE,
-                       "queryType": "table", "rawSql": q.sql, "intervalMs": 60000,
-                       "maxDataPoints": 43200}},
-            {"refId": "B", "datasourceUid": "__expr__",
-             "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last",
-                       "settings": {"mode": "dropNN"}}},
-            {"refId": "C", "datasourceUid": "__expr__",
-             "model": {"refId": "C", "type": "threshold", "expression": "B",
-                       "conditions": [{"evaluator": {"type": q.op,
-                                                     "params": [q.threshold]}}]}},
-        ],
-        "noDataState": "OK" if q.uid != "peakend-no-journeys-stored" else "Alerting",
-        "execErrState": "Error",
-        "for": q.for_,
-        "annotations": {"summary": q.summary,
-                        "runbook_url": "docs/dashboards.md#alert-rules",
-                        "__dashboardUid__": "peakend-alerts"},
-        "labels": {"severity": q.severity, "team": "cx", "source": "peakend"},
-        "isPaused": False,
-    }
-
-
-PIPELINE_RULES = [
-    ("peakend-worker-down", "peakend worker not scraped", "up{job=\"peakend-worker\"}", "lt", 1,
-     "critical", "2m", "Prometheus cannot scrape the peakend worker"),
-    ("peakend-clickhouse-down", "ClickHouse unreachable from the sink",
-     "min(peakend_clickhouse_up)", "lt", 1, "critical", "2m",
-     "The sink's last ClickHouse insert failed"),
-    ("peakend-lag-high", "Consumer lag above 100k records", "sum(peakend_consumer_lag)", "gt",
-     100000, "warning", "10m", "The worker is more than 100k records behind"),
-]
-
-
-def _prom_rule(uid: str, title: str, expr: str, op: str, threshold: float, severity: str,
-               for_: str, summary: str) -> dict[str, Any]:
-    return {
-        "uid": uid, "title": title, "condition": "C",
-        "data": [
-            {"refId": "A", "relativeTimeRange": {"from": 600, "to": 0},
-             "datasourceUid": PROMETHEUS_UID,
-             "model": {"refId": "A", "expr": expr, "instant": True, "intervalMs": 15000,
-                       "maxDataPoints": 43200}},
-            {"refId": "B", "datasourceUid": "__expr__",
-             "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"}},
+            {"refId": "A", "relativeTimeRange": {"from": window_s, "to": 0},
+             "datasourceUid": query["datasource"]["uid"],
+             "model": {"refId": "A", **{k: v for k, v in query.items() if k != "datasource"}}},
+            {"refId": "B", "datasourceUid": "__expr__", "model": reduce_model},
             {"refId": "C", "datasourceUid": "__expr__",
              "model": {"refId": "C", "type": "threshold", "expression": "B",
                        "conditions": [{"evaluator": {"type": op, "params": [threshold]}}]}},
         ],
-        "noDataState": "Alerting" if uid == "peakend-worker-down" else "OK",
-        "execErrState": "Error", "for": for_,
+        **fields,
+        "noDataState": no_data,
+        "execErrState": "Error",
+        "for": for_,
         "annotations": {"summary": summary, "runbook_url": "docs/dashboards.md#alert-rules",
-                        "__dashboardUid__": "peakend-pipeline"},
-        "labels": {"severity": severity, "team": "platform", "source": "peakend"},
+                        **annotations},
+        "labels": labels,
         "isPaused": False,
     }
+
+
+def _rule(q: AlertQuery) -> dict[str, Any]:
+    query = {"datasource": CH, "editorType": "sql", "format": FORMAT_TABLE,
+             "queryType": "table", "rawSql": q.sql, "intervalMs": 60000, "maxDataPoints": 43200}
+    return _grafana_rule(q.uid, q.title, query, q.window_s, q.op, q.threshold,
+                         {"mode": "dropNN"}, q.no_data, q.for_, q.summary,
+                         {"severity": q.severity, "team": "cx", "source": "peakend"},
+                         q.dashboard, q.panel)
+
+
+class PromAlert(NamedTuple):
+    uid: str
+    title: str
+    expr: str
+    op: str  # gt / lt
+    threshold: float
+    severity: str
+    for_: str
+    summary: str
+    dashboard: str  # uid of the dashboard and title of the panel the rule links to
+    panel: str
+    no_data: str = "OK"
+
+
+PIPELINE_RULES = [
+    PromAlert("peakend-worker-down", "peakend worker not scraped", "up{job=\"peakend-worker\"}",
+              "lt", 1, "critical", "2m", "Prometheus cannot scrape the peakend worker",
+              "peakend-pipeline", "Events in per second", no_data="Alerting"),
+    PromAlert("peakend-clickhouse-down", "ClickHouse unreachable from the sink",
+              "min(peakend_clickhouse_up)", "lt", 1, "critical", "2m",
+              "The sink's last ClickHouse insert failed",
+              "peakend-pipeline", "ClickHouse up (last insert succeeded)"),
+    PromAlert("peakend-lag-high", "Consumer lag above 100k records", "sum(peakend_consumer_lag)",
+              "gt", 100000, "warning", "10m", "The worker is more than 100k records behind",
+              "peakend-pipeline", "Consumer lag (records)"),
+]
+
+
+def _prom_rule(r: PromAlert) -> dict[str, Any]:
+    query = {"datasource": PROM, "expr": r.expr, "instant": True, "intervalMs": 15000,
+             "maxDataPoints": 43200}
+    return _grafana_rule(r.uid, r.title, query, 600, r.op, r.threshold, {}, r.no_data, r.for_,
+                         r.summary, {"severity": r.severity, "team": "platform",
+                                     "source": "peakend"}, r.dashboard, r.panel)
 
 
 def alert_rules() -> dict[str, Any]:
@@ -532,9 +570,9 @@ def alert_rules() -> dict[str, Any]:
         "apiVersion": 1,
         "groups": [
             {"orgId": 1, "name": "peakend-experience", "folder": FOLDER, "interval": "1m",
-             "rules": [_rule(q) for q in EXPERIENCE_RULES]},
+             "rules": [_rule(q) for q in experience_rules()]},
             {"orgId": 1, "name": "peakend-pipeline", "folder": FOLDER, "interval": "30s",
-             "rules": [_prom_rule(*r) for r in PIPELINE_RULES]},
+             "rules": [_prom_rule(r) for r in PIPELINE_RULES]},
         ],
     }
 
@@ -562,10 +600,11 @@ def contact_points() -> dict[str, Any]:
                 "settings": {"url": "${PEAKEND_ALERT_WEBHOOK_URL}", "httpMethod": "POST",
                              "title": '{{ template "peakend.title" . }}',
                              "message": '{{ template "peakend.message" . }}'}}]},
+            # A webhook, not e-mail: e-mail needs an SMTP server (GF_SMTP_*) we cannot assume.
             {"orgId": 1, "name": "peakend-cx", "receivers": [{
-                "uid": "peakend-cx-email", "type": "email", "disableResolveMessage": False,
-                "settings": {"addresses": "${PEAKEND_CX_ALERT_EMAILS}",
-                             "subject": '{{ template "peakend.title" . }}',
+                "uid": "peakend-cx-webhook", "type": "webhook", "disableResolveMessage": False,
+                "settings": {"url": "${PEAKEND_CX_ALERT_WEBHOOK_URL}", "httpMethod": "POST",
+                             "title": '{{ template "peakend.title" . }}',
                              "message": '{{ template "peakend.message" . }}'}}]},
         ],
     }
@@ -602,14 +641,20 @@ def templates() -> dict[str, Any]:
 HEADER = "Generated by dashboards/build.py (python -m dashboards.build); do not edit by hand."
 
 
+def dump_yaml(data: dict[str, Any], header: str) -> str:
+    """YAML text with `header` as comment lines; keys kept in the order they were declared."""
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return comment + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
 def outputs() -> dict[Path, str]:
     files: dict[Path, str] = {
-        PROVISIONING / "datasources" / "clickhouse.yml": yamlout.dump(datasources(), HEADER),
-        PROVISIONING / "dashboards" / "peakend.yml": yamlout.dump(dashboard_provider(), HEADER),
-        PROVISIONING / "alerting" / "rules.yml": yamlout.dump(alert_rules(), HEADER),
-        PROVISIONING / "alerting" / "contact-points.yml": yamlout.dump(contact_points(), HEADER),
-        PROVISIONING / "alerting" / "policies.yml": yamlout.dump(policies(), HEADER),
-        PROVISIONING / "alerting" / "templates.yml": yamlout.dump(templates(), HEADER),
+        PROVISIONING / "datasources" / "clickhouse.yml": dump_yaml(datasources(), HEADER),
+        PROVISIONING / "dashboards" / "peakend.yml": dump_yaml(dashboard_provider(), HEADER),
+        PROVISIONING / "alerting" / "rules.yml": dump_yaml(alert_rules(), HEADER),
+        PROVISIONING / "alerting" / "contact-points.yml": dump_yaml(contact_points(), HEADER),
+        PROVISIONING / "alerting" / "policies.yml": dump_yaml(policies(), HEADER),
+        PROVISIONING / "alerting" / "templates.yml": dump_yaml(templates(), HEADER),
     }
     for make in DASHBOARDS:
         d = make()

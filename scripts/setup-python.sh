@@ -18,3 +18,10 @@ case "$(echo "${PEAKEND_PURE_CORE:-false}" | tr 'A-Z' 'a-z')" in
   1|true|yes|on) ;;
   *) .venv/bin/python scripts/compile_core.py ;;
 esac
+# A Compose CLI for the test that checks docker-compose.yml with `docker-compose config`
+# (tests/unit/dashboards/test_compose.py): Debian's docker-compose needs no Docker daemon.
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+fi

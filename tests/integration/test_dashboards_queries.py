@@ -44,7 +44,7 @@ def ch_queries() -> list[tuple[str, str, list[str]]]:
         for v in d.variables:
             if v["type"] == "query":
                 out.append((f"{d.uid}/var {v['name']}", v["query"], ["segment_value"]))
-    for q in build.EXPERIENCE_RULES:
+    for q in build.experience_rules():
         out.append((f"alert/{q.uid}", q.sql, q.columns))
     return out
 
@@ -75,7 +75,7 @@ def test_query_runs_and_returns_the_panel_columns(
 def test_sample_size_gate_in_alert_queries(loaded: Databases) -> None:
     """The scenario's core alerts have n < 100: the min_n gate keeps them out, and with the
     scenario's own min_n (30) the same query finds the firing ones."""
-    q = next(r for r in build.EXPERIENCE_RULES if r.uid == "peakend-core-drop-critical")
+    q = next(r for r in build.experience_rules() if r.uid == "peakend-core-drop-critical")
     expanded = expand(q.sql, START, END, 3600, VARIABLES)
     assert loaded.reader.query(expanded) == []
     firing = {f"{a.metric} {a.segment_dim}={a.segment_value}"
@@ -85,7 +85,7 @@ def test_sample_size_gate_in_alert_queries(loaded: Databases) -> None:
     rows = loaded.reader.query(expanded.replace(f"n >= {build.MIN_N}", "n >= 30"))
     assert {r[0] for r in rows} == firing
     # the hourly-metric rule over the burst hours finds the NPS collapse once n is allowed
-    nps = next(r for r in build.EXPERIENCE_RULES if r.uid == "peakend-nps-clearly-negative")
+    nps = next(r for r in build.experience_rules() if r.uid == "peakend-nps-clearly-negative")
     burst = scenario.BURST_HOUR.replace(tzinfo=None)
     text = expand(nps.sql, burst, burst.replace(hour=burst.hour + 2), 3600, VARIABLES)
     rows = dict(loaded.reader.query(text.replace(f"n >= {build.MIN_N}", "n >= 30")))

@@ -1,6 +1,7 @@
-"""Grafana provisioning: committed files equal the generator's output, dashboards are valid for
-their schemaVersion, every data source uid is provisioned, alert rules are well formed, YAML reads
-back, and Prometheus panels use only the worker's metric names."""
+"""Grafana provisioning: committed files equal the generator's output and read back with PyYAML,
+dashboards validate against Grafana's dashboard JSON schema, every data source uid is provisioned,
+alert rules pass the checks Grafana's file provisioning applies, and Prometheus panels use only
+the worker's metric names."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
-from dashboards import build, yamlout
+from dashboards import build
 from pipeline.observability import WorkerMetrics
 
 PROV = build.PROVISIONING
+
+
+def load_yaml(path: str) -> Any:
+    return yaml.safe_load((PROV / path).read_text(encoding="utf-8"))
 
 
 def test_committed_files_equal_the_generated_ones() -> None:
@@ -32,23 +38,25 @@ def test_yaml_reads_back_to_the_same_data() -> None:
                        ("alerting/contact-points.yml", build.contact_points),
                        ("alerting/policies.yml", build.policies),
                        ("alerting/templates.yml", build.templates)]:
-        assert yamlout.load((PROV / name).read_text()) == make(), name
+        assert load_yaml(name) == make(), name
 
 
-def test_yaml_writer_round_trips_awkward_values() -> None:
-    value: dict[str, Any] = {"a": "yes", "b": "x: y", "c": ["on", 1, 2.5, None, True, [1, [2]]],
-                             "d": "line 1\n  line 2\n\nline 4", "e": {}, "f": [],
-                             "g": [{"h": "i", "j": [{"k": "multi\nline"}]}], "weird key": "#x"}
-    assert yamlout.load(yamlout.dump(value, "header")) == value
+def test_yaml_keeps_strings_that_look_like_other_types() -> None:
+    value: dict[str, Any] = {"a": "yes", "b": "x: y", "c": ["on", "1", 2.5, None, True],
+                             "d": "line 1\n  line 2\n\nline 4", "e": {}, "weird key": "#x",
+                             "f": "${PEAKEND_X}", "g": "0s", "h": "1"}
+    text = build.dump_yaml(value, "header\n\nmore")
+    assert text.startswith("# header\n#\n# more\n")
+    assert yaml.safe_load(text) == value
 
 
 def _datasource_uids() -> set[str]:
-    doc = yamlout.load((PROV / "datasources" / "clickhouse.yml").read_text())
+    doc = load_yaml("datasources/clickhouse.yml")
     return {d["uid"] for d in doc["datasources"]}
 
 
 def test_datasources_use_the_reader_and_no_literal_secret() -> None:
-    doc = yamlout.load((PROV / "datasources" / "clickhouse.yml").read_text())
+    doc = load_yaml("datasources/clickhouse.yml")
     ch = next(d for d in doc["datasources"] if d["type"] == "grafana-clickhouse-datasource")
     assert ch["jsonData"]["username"] == "peakend_reader"
     assert ch["secureJsonData"]["password"] == "${PEAKEND_CLICKHOUSE_READER_PASSWORD}"
@@ -139,7 +147,7 @@ def test_alert_rules_are_well_formed() -> None:
             assert rule["labels"]["severity"] in {"warning", "critical"}
             assert rule["annotations"]["summary"]
     # experience rules respect the sample size
-    for q in build.EXPERIENCE_RULES:
+    for q in build.experience_rules():
         if "alerts_latest" in q.sql or "metrics_hourly" in q.sql:
             assert f"n >= {build.MIN_N}" in q.sql, q.uid
     policy = build.policies()["policies"][0]
@@ -152,7 +160,7 @@ def test_alert_rules_are_well_formed() -> None:
 
 
 def test_dashboard_provider_points_at_the_generated_dashboards() -> None:
-    doc = yamlout.load((PROV / "dashboards" / "peakend.yml").read_text())
+    doc = load_yaml("dashboards/peakend.yml")
     assert doc["providers"][0]["type"] == "file"
     assert doc["providers"][0]["options"]["path"].endswith("/peakend")
 
@@ -166,3 +174,40 @@ def test_panel_expectations_match_queries() -> None:
                     assert cols[0] == "time", p.title
                 if p.datasource["uid"] == build.CLICKHOUSE_UID:
                     assert sql.strip().upper().startswith("SELECT") and cols, p.title
+
+
+# A panel and an alert rule declared as data elsewhere, as panels_followups.py and friends do.
+EXAMPLE_PANELS = [build.Panel(
+    "Example: closed journeys per hour", "timeseries",
+    [f"SELECT {build.bucket('ended_at')} AS time, count() AS journeys FROM journeys_latest "
+     "WHERE $__timeFilter(ended_at) GROUP BY time ORDER BY time"],
+    [["time", "journeys"]], fmt=build.FORMAT_TIMESERIES, unit="short",
+    thresholds=[(None, "green"), (100.0, "red")])]
+EXAMPLE_RULES = [build.AlertQuery(
+    "peakend-example-rule", "Example rule", "SELECT toFloat64(count()) AS n FROM journeys_latest",
+    ["n"], "n", "lt", 1, "example", "warning", dashboard="peakend-overview",
+    panel="Example: closed journeys per hour")]
+
+
+def test_a_list_of_panels_or_rules_is_added_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    here = "tests.unit.dashboards.test_provisioning"
+    before = build.dashboard_json(build.DASHBOARDS[0]())
+    monkeypatch.setitem(build.EXTRA_PANELS, "peakend-overview", [f"{here}:EXAMPLE_PANELS"])
+    monkeypatch.setattr(build, "EXTRA_EXPERIENCE_RULES", [f"{here}:EXAMPLE_RULES"])
+    after = build.dashboard_json(build.DASHBOARDS[0]())
+    assert after["panels"][:-1] == before["panels"], "existing panels and ids must not move"
+    added = after["panels"][-1]
+    assert added["title"] == EXAMPLE_PANELS[0].title and added["id"] == len(before["panels"]) + 1
+    assert added["fieldConfig"]["defaults"]["unit"] == "short"
+    assert [s["value"] for s in added["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+        None, 100.0]
+    rules = {r["uid"]: r for g in build.alert_rules()["groups"] for r in g["rules"]}
+    assert rules["peakend-example-rule"]["annotations"]["__panelId__"] == str(added["id"])
+
+
+def test_every_registered_list_loads() -> None:
+    for refs in build.EXTRA_PANELS.values():
+        for ref in refs:
+            assert all(isinstance(p, build.Panel) for p in build.load_list(ref)), ref
+    for ref in build.EXTRA_EXPERIENCE_RULES:
+        assert all(isinstance(q, build.AlertQuery) for q in build.load_list(ref)), ref

@@ -1,0 +1,1 @@
+"""The peakend image's files (docker-compose.yml)."""
