@@ -276,7 +276,7 @@ def analyse(features: Features, *, method: str = "auto",
         rows.append(Driver(
             features.dim, name, features.outcome, chosen, n, int(visits[j]), moments,
             float(values[j]), float(low[j]), float(high[j]), share, int(direction[j]),
-            bool(bootstrap) and (low[j] > _ZERO or high[j] < -_ZERO),
+            bool(bootstrap and (low[j] > _ZERO or high[j] < -_ZERO)),
             performance, None if not moments else features.negatives[j] / moments,
             expectation, gap, priority, quadrant, r2, bootstrap, 0))
     rows.sort(key=lambda d: (math.inf if d.priority is None else d.priority, d.driver))
