@@ -41,7 +41,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
@@ -63,6 +63,7 @@ from pipeline.settings import Settings
 Array = npt.NDArray[np.float64]
 DIMENSIONS = ("touchpoint", "stage", "channel")
 METHODS = ("auto", "shapley", "relative_weights")
+NO_END_MS = 2**62  # --until not given
 SHAPLEY_MAX_DRIVERS = 12  # 4,096 subsets per fit; beyond, relative weights (Johnson 2000)
 DEFAULT_BOOTSTRAP = 200
 QUADRANTS = {(True, True): "fix first", (True, False): "keep up", (False, True): "watch",
@@ -457,7 +458,7 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
 JOURNEYS_SQL = (
     "SELECT journey_id, keyed_by, customer_id, started_at_ms, ended_at_ms, status, "
     "peak_end_score, outcome FROM journeys_latest "
-    "WHERE ended_at_ms >= %(since_ms)s AND started_at_ms < %(until_ms)s")
+    "WHERE ended_at_ms >= %(since_ms)s AND started_at_ms < %(until_ms)s ORDER BY journey_id")
 EVENTS_SQL = (
     "SELECT event_id, occurred_at_ms, customer_id, journey_id, type, touchpoint, channel, "
     "stage, valence, wait_seconds, handle_seconds, transfers, resolved, error, nps, ces, "
@@ -499,6 +500,20 @@ def features_from_clickhouse(warehouse: Any, builder: FeatureBuilder, settings: 
 
 
 # output
+
+
+# `key_drivers` (schemas/clickhouse/006_drivers.sql): the run, then the Driver fields in order.
+RUN_COLUMNS = ("run_at", "run_at_ms", "since_ms", "until_ms")
+DRIVER_COLUMNS = (*RUN_COLUMNS, *(f.name for f in fields(Driver)))
+
+
+def write_results(warehouse: Any, results: Sequence[Driver], run_at_ms: int, since_ms: int,
+                  until_ms: int) -> int:
+    """Insert one run into `key_drivers` (sent as data, as every insert); the rows."""
+    run_at = datetime.fromtimestamp(run_at_ms // 1000, UTC).replace(tzinfo=None)
+    rows = [(run_at, run_at_ms, since_ms, until_ms,
+             *(int(v) if isinstance(v, bool) else v for v in astuple(d))) for d in results]
+    return int(warehouse.insert("key_drivers", DRIVER_COLUMNS, rows))
 
 
 def to_json(driver: Driver) -> dict[str, Any]:
@@ -573,6 +588,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(PEAKEND_CLICKHOUSE_READER_URL, else PEAKEND_CLICKHOUSE_URL)")
     parser.add_argument("--since", help="--clickhouse: journeys ending at or after (RFC 3339)")
     parser.add_argument("--until", help="--clickhouse: journeys starting before (RFC 3339)")
+    parser.add_argument("--write", action="store_true",
+                        help="--clickhouse: also insert the rows into the table key_drivers "
+                             "(as the writer, PEAKEND_CLICKHOUSE_URL; view key_drivers_latest)")
     add_analysis_arguments(parser)
     parser.add_argument("--output", help="also write the rows as JSON Lines to this file")
     parser.add_argument("--json", action="store_true",
@@ -642,21 +660,29 @@ def run(args: argparse.Namespace) -> int:
             if args.events or args.journeys:
                 raise DriversError("give either EVENTS --journeys JOURNEYS or --clickhouse")
             from pipeline.storage.warehouse import connect
-            warehouse = connect(settings.clickhouse_reader_url or settings.clickhouse_url,
-                                chdb_path=settings.chdb_path,
+            url = settings.clickhouse_url if args.write else (
+                settings.clickhouse_reader_url or settings.clickhouse_url)
+            since = _time_arg(args.since, "--since", 0)
+            until = _time_arg(args.until, "--until", NO_END_MS)
+            warehouse = connect(url, chdb_path=settings.chdb_path,
                                 database=settings.clickhouse_database)
             try:
-                features_from_clickhouse(
-                    warehouse, builder, settings, _time_arg(args.since, "--since", 0),
-                    _time_arg(args.until, "--until", 2**62))
+                features_from_clickhouse(warehouse, builder, settings, since, until)
+                results = run_analysis(builder, args, settings)
+                if args.write:
+                    written = write_results(warehouse, results, time.time_ns() // 1_000_000,
+                                            since, until)
+                    print(f"wrote {written} rows to key_drivers", file=sys.stderr)
             finally:
                 warehouse.close()
         else:
+            if args.write:
+                raise DriversError("--write needs --clickhouse (files are analysed offline)")
             if not args.events or not args.journeys:
                 raise DriversError("give the events file and --journeys OUT/journeys.jsonl "
                                    "from `peakend replay`, or --clickhouse")
             features_from_files(args.events, args.journeys, builder, settings)
-        results = run_analysis(builder, args, settings)
+            results = run_analysis(builder, args, settings)
     except DriversError as exc:
         print(f"peakend drivers: {exc}", file=sys.stderr)
         return 2

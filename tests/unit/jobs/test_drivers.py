@@ -180,3 +180,13 @@ def test_too_few_journeys_is_one_line(tmp_path: Path,
     assert main(["replay", str(events), "--output", str(out), "--now", NOW]) == 0
     result = cli(capsys, "drivers", str(events), "--journeys", str(out / "journeys.jsonl"))
     assert result.status == 2 and "too few" in result.one_line_error()
+
+
+def test_key_drivers_columns_match_the_migration() -> None:
+    from pipeline.storage import migrate
+    (migration,) = [m for m in migrate.load() if m.name == "006_drivers.sql"]
+    body = migration.text.split("CREATE TABLE IF NOT EXISTS key_drivers", 1)[1]
+    body = body[body.index("(") + 1 : body.index("\nENGINE")]
+    columns = tuple(line.split()[0] for line in body.splitlines()
+                    if line.strip() and line.strip() != ")")
+    assert columns == drivers.DRIVER_COLUMNS
