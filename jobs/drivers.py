@@ -40,6 +40,7 @@ import json
 import math
 import sys
 import time
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import UTC, datetime
@@ -314,7 +315,11 @@ class FeatureBuilder:
     outcome: str = "nps"
     journeys: dict[str, _Journey] = field(default_factory=dict)
     by_customer: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
-    cells: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    # one entry per moment (journey row, driver column, valence): compact typed arrays, summed
+    # per cell by numpy in `build` (a dict of cells took ~1 GB for a million journeys)
+    cell_rows: array[int] = field(default_factory=lambda: array("q"))
+    cell_columns: array[int] = field(default_factory=lambda: array("q"))
+    cell_valences: array[float] = field(default_factory=lambda: array("d"))
     drivers: dict[str, int] = field(default_factory=dict)
     moments: list[int] = field(default_factory=list)
     valence_sum: list[float] = field(default_factory=list)
@@ -380,12 +385,9 @@ class FeatureBuilder:
         self.valence_sum[column] += valence
         if valence < 0:
             self.negatives[column] += 1
-        cell = self.cells.get((journey.row, column))
-        if cell is None:
-            self.cells[(journey.row, column)] = [valence, 1.0]
-        else:
-            cell[0] += valence
-            cell[1] += 1.0
+        self.cell_rows.append(journey.row)
+        self.cell_columns.append(column)
+        self.cell_valences.append(valence)
 
     def _outcome_of(self, journey: _Journey) -> float | None:
         if self.outcome == "nps":
@@ -396,21 +398,28 @@ class FeatureBuilder:
 
     def build(self) -> Features:
         names = sorted(self.drivers)
-        order = {self.drivers[name]: i for i, name in enumerate(names)}
-        rows: dict[int, int] = {}
+        p = len(names)
+        order = np.zeros(p, dtype=np.int64)  # column as added -> column sorted by name
+        for i, name in enumerate(names):
+            order[self.drivers[name]] = i
+        at = np.full(len(self.journeys), -1, dtype=np.int64)  # journey row -> sample row
         ys: list[float] = []
         for journey in self.journeys.values():
             value = self._outcome_of(journey)
             if value is not None:
-                rows[journey.row] = len(ys)
+                at[journey.row] = len(ys)
                 ys.append(value)
-        x = np.zeros((len(ys), len(names)))
-        visits = np.zeros((len(ys), len(names)))
-        for (row, column), (total, count) in self.cells.items():
-            at = rows.get(row)
-            if at is not None:
-                x[at, order[column]] = total / count
-                visits[at, order[column]] = 1.0
+        rows = at[np.frombuffer(self.cell_rows, dtype=np.int64)] if self.cell_rows else (
+            np.zeros(0, dtype=np.int64))
+        kept = rows >= 0
+        cells = rows[kept] * p + order[np.frombuffer(self.cell_columns, dtype=np.int64)[kept]]
+        valences = np.frombuffer(self.cell_valences, dtype=np.float64)[kept]
+        size = len(ys) * p
+        totals = np.bincount(cells, weights=valences, minlength=size)
+        counts = np.bincount(cells, minlength=size).astype(np.float64)
+        x = (np.divide(totals, counts, out=np.zeros(size), where=counts > 0)
+             .reshape(len(ys), p))
+        visits = (counts > 0).astype(np.float64).reshape(len(ys), p)
         back = [self.drivers[name] for name in names]
         return Features(self.dim, self.outcome, names, x, np.array(ys, dtype=np.float64),
                         visits, [self.moments[c] for c in back],
