@@ -117,31 +117,36 @@ def _moments(z: Array, weights: Array | None, scratch: Array | None = None
     return corr[:p, :p], corr[:p, p]
 
 
+# Singular values below this fraction of the largest are dropped: drivers that always occur
+# together with the same valence (perfectly collinear) then share their effect (the
+# minimum-norm solution) instead of getting huge coefficients of arbitrary sign, which made the
+# bootstrap's signs, and with them the significance, flip on 1e-15 rounding differences.
+_RCOND = 1e-10
+
+
+def _solve(a: Array, b: Array) -> Array:
+    """Minimum-norm least squares of symmetric a (or a stack of them) x = b."""
+    solution: Array = np.linalg.pinv(a, rcond=_RCOND, hermitian=True) @ b
+    return solution
+
+
 def _r2(rxx: Array, rxy: Array, index: Sequence[int]) -> float:
     if not index:
         return 0.0
-    sub = rxx[np.ix_(index, index)]
     r = rxy[list(index)]
-    try:
-        beta = np.linalg.solve(sub, r)
-    except np.linalg.LinAlgError:  # perfectly collinear drivers
-        beta = np.linalg.pinv(sub) @ r
-    return float(r @ beta)
+    return float(r @ _solve(rxx[np.ix_(index, index)], r))
 
 
 def subset_r2(rxx: Array, rxy: Array) -> Array:
     """R^2 of every subset of the drivers, indexed by bit mask (bit j: driver j in). Subsets of
-    one size are solved together (numpy's batched solve)."""
+    one size are solved together (numpy's batched pseudo-inverse)."""
     p = len(rxy)
     out = np.zeros(1 << p)
     for k in range(1, p + 1):
         combos = np.array(list(combinations(range(p), k)), dtype=np.intp)
         sub = rxx[combos[:, :, None], combos[:, None, :]]
         r = rxy[combos]
-        try:
-            beta = np.linalg.solve(sub, r[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            beta = (np.linalg.pinv(sub) @ r[:, :, None])[:, :, 0]
+        beta = _solve(sub, r[:, :, None])[:, :, 0]
         masks = (np.left_shift(1, combos)).sum(axis=1)
         out[masks] = (r * beta).sum(axis=1)
     return out
@@ -169,18 +174,14 @@ def relative_weights(rxx: Array, rxy: Array) -> Array:
     approximation (R^(1/2) from the eigen decomposition). Sums to the full model's R^2."""
     eigenvalues, vectors = np.linalg.eigh(rxx)
     root = vectors @ np.diag(np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
-    beta = np.linalg.pinv(root) @ rxy
+    beta = np.linalg.pinv(root, rcond=_RCOND, hermitian=True) @ rxy
     weights: Array = (root ** 2) @ (beta ** 2)
     return weights
 
 
 def _direction(rxx: Array, rxy: Array) -> Array:
     """Sign of each driver's standardised coefficient in the full model (0 when it has none)."""
-    try:
-        beta = np.linalg.solve(rxx, rxy)
-    except np.linalg.LinAlgError:
-        beta = np.linalg.pinv(rxx) @ rxy
-    signs: Array = np.sign(beta)
+    signs: Array = np.sign(np.round(_solve(rxx, rxy), 12))
     return signs
 
 

@@ -70,6 +70,12 @@ def check_clickhouse_equals_offline(dbs: Databases, want: list[drivers.Driver]) 
     assert_same(stored, got, f"key_drivers_latest on {dbs.engine}")
     assert dbs.reader.query("SELECT count() FROM key_drivers")[0][0] == len(got) + 2
 
+    # the analyst guide's query (section Key drivers) as the reader
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "analyst-guide.md").read_text()
+    query = guide.split("Latest run from ClickHouse", 1)[1].split("```sql\n", 1)[1]
+    ranked = dbs.reader.query(query.split("```", 1)[0])
+    assert [(r[0], r[1]) for r in ranked] == [(d.rank, d.driver) for d in got]
+
     # the quadrant panel, macros expanded as Grafana's plugin does
     sql = expand(panels_drivers.SQL, scenario.START, scenario.START, 60,
                  {"driver_dim": "touchpoint", "driver_outcome": "nps"})
