@@ -150,7 +150,7 @@ def main() -> None:
           f"{'compiled' if pipeline.core.COMPILED else 'interpreted'}; load average "
           f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
           f"{' '.join(f'{x:.2f}' for x in load_after)} after (other engineers' tests share "
-          "the machine). CPU seconds of the process; wall in brackets.\n")
+          "the machine). CPU: seconds of CPU time of the process; wall: elapsed seconds.\n")
     print("| stage | CPU s | wall s | what |")
     print("|---|---:|---:|---|")
     print(f"| features | {cpu1 - cpu0:.1f} | {wall1 - wall0:.1f} | {args.journeys:,} journeys, "
