@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("jobs.backfill", "run the core over Parquet and write to ClickHouse"),
     "export": ("jobs.export", "export ClickHouse tables to Parquet"),
     "replay-dead-letters": ("jobs.replay_dead_letters", "re-send dead letters after a fix"),
+    "drivers": ("jobs.drivers", "key drivers: importance x gap per touchpoint, offline or "
+                "from ClickHouse"),
 }
 
 

@@ -4,10 +4,12 @@ Each line goes through the event contract parser (rejects become dead letters), 
 `ExperienceEngine`. With `--partitions N` every event is placed like Kafka's default partitioner
 places its key, so per-partition stream time (and with it lateness and alert timing) is what the
 stream would see. Writes journeys.jsonl (latest state per journey), metrics.jsonl (latest state
-per bucket partial), alerts.jsonl (every alert state change) and dead_letters.jsonl.
+per bucket partial), alerts.jsonl (every alert state change), dead_letters.jsonl and
+windows.jsonl (hourly and daily windows per metric and segment, the rows of the ClickHouse views
+`metrics_hourly` and `metrics_daily`: `pipeline.core.windows`).
 
 Input: UTF-8 JSON Lines, plain or gzip (`pipeline.contract.jsonl`); a file that is not JSON
-Lines at all is refused with one line. Output: the four files replace those of an earlier run
+Lines at all is refused with one line. Output: the five files replace those of an earlier run
 together, or not at all (`pipeline.outputs`); the output directory must not hold the input.
 """
 
@@ -36,6 +38,7 @@ from pipeline.core.journeys import CONFLICT, REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import parse_ms
+from pipeline.core.windows import hourly_and_daily
 from pipeline.outputs import OutputDir, OutputError
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
@@ -44,7 +47,7 @@ from pipeline.stream.partition import late_error
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("events", help="JSONL file of touchpoint events ('-' for stdin)")
-    parser.add_argument("--output", required=True, help="directory for the four output files")
+    parser.add_argument("--output", required=True, help="directory for the five output files")
     parser.add_argument("--partitions", type=int, default=1,
                         help="spread events over N partitions like Kafka's default partitioner "
                              "(murmur2 of the journey key); default 1")
@@ -149,7 +152,7 @@ class Replay:
         self.alerts.extend(emitted.alerts)
 
     def write(self, directory: Path | OutputDir) -> None:
-        """The four files, replacing an earlier run's together or not at all; OutputError."""
+        """The five files, replacing an earlier run's together or not at all; OutputError."""
         if isinstance(directory, OutputDir):
             outputs = directory
         else:
@@ -162,6 +165,8 @@ class Replay:
                    (r.to_dict() for _, r in sorted(self.metrics.items())))
             _write(tx.open("alerts.jsonl"), (r.to_dict() for r in self.alerts))
             _write(tx.open("dead_letters.jsonl"), (d.to_dict() for d in self.dead_letters))
+            _write(tx.open("windows.jsonl"),
+                   (w.to_dict() for w in hourly_and_daily(self.metrics.values())))
 
     def summary(self, seconds: float) -> str:
         statuses = Counter(r.status for r in self.journeys.values())
@@ -184,7 +189,8 @@ def _counts(counter: Counter[str], names: Iterable[str]) -> str:
     return ", ".join(f"{counter.get(name, 0)} {name}" for name in names)
 
 
-OUTPUT_FILES = ("journeys.jsonl", "metrics.jsonl", "alerts.jsonl", "dead_letters.jsonl")
+OUTPUT_FILES = ("journeys.jsonl", "metrics.jsonl", "alerts.jsonl", "dead_letters.jsonl",
+                "windows.jsonl")
 
 
 def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, Any]]) -> None:
@@ -229,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"peakend replay: {exc}", file=sys.stderr)
         return exc.status
     print(replay.summary(time.perf_counter() - started))
-    print(f"wrote {args.output}/journeys.jsonl, metrics.jsonl, alerts.jsonl, dead_letters.jsonl")
+    print(f"wrote {args.output}/journeys.jsonl, metrics.jsonl, alerts.jsonl, dead_letters.jsonl, "
+          "windows.jsonl")
     return 0
 
 

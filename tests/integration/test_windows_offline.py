@@ -1,0 +1,22 @@
+"""windows.jsonl of `peakend replay` equals `metrics_hourly` / `metrics_daily` on the real
+ClickHouse server (18.16 here), read as the read-only user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ClickHouseUrls
+from tests.unit.storage.ch_helpers import server_database
+from tests.unit.storage.windows_check import assert_windows_equal_views, read, replay_scenario
+
+pytestmark = pytest.mark.integration
+
+
+def test_replay_windows_equal_the_views_on_the_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clickhouse_urls: ClickHouseUrls) -> None:
+    out = replay_scenario(tmp_path, monkeypatch)
+    with server_database(clickhouse_urls.admin, clickhouse_urls.writer, clickhouse_urls.reader,
+                         prefix="pe_windows") as dbs:
+        assert assert_windows_equal_views(out, dbs) == len(read(out / "windows.jsonl"))
