@@ -85,6 +85,19 @@ class FollowupRules:
     open_suppress_ms: int
     triggers: tuple[Trigger, ...]
 
+    def wants(self, record: JourneyRecord) -> bool:
+        """Whether the follow-up stage needs this journey record: a closed or superseded one
+        (triggers, evidence, recovery links), or an open one a `when: any` trigger matches. Most
+        records are updates of open journeys: the stream does not route those by customer."""
+        if record.status != "open":
+            return True
+        for trigger in self.triggers:
+            if trigger.on == "journey" and trigger.when == "any":
+                value: float | None = getattr(record, trigger.field)
+                if value is not None and value <= trigger.at_most:
+                    return True
+        return False
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FollowupRules:
         triggers = []
