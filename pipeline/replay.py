@@ -165,10 +165,9 @@ class Replay:
             if old_metric is None or metric.version > old_metric.version:
                 self.metrics[key] = metric
         self.alerts.extend(emitted.alerts)
-        wanted = [FollowupJourney.from_record(r) for r in emitted.journeys
-                  if self.followups.rules.wants(r)]
-        if wanted:
-            self.keep_cases(self.followups.apply(journeys=wanted))
+        if emitted.journeys:
+            self.keep_cases(self.followups.apply(
+                journeys=[FollowupJourney.from_record(r) for r in emitted.journeys]))
             watermark = max(self.engine.watermarks.values())
             if watermark >= self.followups_evicted_at + FOLLOWUP_EVICT_EVERY_MS:
                 self.followups.advance(watermark)  # forget customers out of reach

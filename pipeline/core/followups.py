@@ -85,19 +85,6 @@ class FollowupRules:
     open_suppress_ms: int
     triggers: tuple[Trigger, ...]
 
-    def wants(self, record: JourneyRecord) -> bool:
-        """Whether the follow-up stage needs this journey record: a closed or superseded one
-        (triggers, evidence, recovery links), or an open one a `when: any` trigger matches. Most
-        records are updates of open journeys: the stream does not route those by customer."""
-        if record.status != "open":
-            return True
-        for trigger in self.triggers:
-            if trigger.on == "journey" and trigger.when == "any":
-                value: float | None = getattr(record, trigger.field)
-                if value is not None and value <= trigger.at_most:
-                    return True
-        return False
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FollowupRules:
         triggers = []
@@ -236,7 +223,8 @@ class CaseRecord(NamedTuple):
     survey_csat: int | None
     outcome: str
     suppressed: int  # candidates this case held back (cooldown, already open)
-    recovery_journey_id: str  # the customer's first journey started after the case closed
+    # the customer's first journey started after the case closed (not closed: after it opened)
+    recovery_journey_id: str
     recovery_peak_end_score: float | None
     rules_version: int
     version: int
@@ -434,13 +422,15 @@ class FollowupTracker:
         answer = event if event is not None and event.outcome is None else (
             None if journey is None else self._answer_in(customer, journey))
         silent = event is None and answer is None
-        recovery: FollowupJourney | None = None
-        if close is not None:
-            # journeys with moments only: the closing outcome event alone is a marker journey
-            later = [j for j in customer.journeys.values()
-                     if j.status != "superseded" and j.started_at >= close.at_ms
-                     and j.peak_end_score is not None]
-            recovery = min(later, key=lambda j: (j.started_at, j.journey_id), default=None)
+        # The customer's next journey: the first that started after the case closed (contacted),
+        # or after it opened (not contacted yet): analysts compare the two (recovery).
+        # Journeys with moments only: the closing outcome event alone is a marker journey.
+        since = candidate.at_ms if close is None else close.at_ms
+        source = journey.journey_id if journey is not None else ""
+        later = [j for j in customer.journeys.values()
+                 if j.status != "superseded" and j.started_at > since
+                 and j.journey_id != source and j.peak_end_score is not None]
+        recovery = min(later, key=lambda j: (j.started_at, j.journey_id), default=None)
         trigger = candidate.trigger
         return CaseRecord(
             case_id=case_id, customer_id=customer_id,

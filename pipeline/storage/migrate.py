@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import re
 import sys
 from dataclasses import dataclass
@@ -78,18 +79,24 @@ class Migration:
 
 
 def load(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migrations in `directory`, ordered by number; gaps and duplicates are errors."""
+    """The migrations in `directory`, ordered by number; a repeated number is an error.
+
+    Gaps are allowed: numbers are reserved per branch when several are developed at once, and
+    `migrate` applies every migration not yet recorded, whatever its number."""
     found: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
         found.append(Migration(int(match.group(1)), path.name, path.read_text(encoding="utf-8")))
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
+    for before, migration in itertools.pairwise(found):
+        if migration.version == before.version:
             raise MigrationError(
-                f"{migration.name}: expected migration number {expected:03d} (no gaps or repeats)"
+                f"{migration.name}: migration number {migration.version:03d} is taken by "
+                f"{before.name} (no repeats)"
             )
+    if found and found[0].version < 1:
+        raise MigrationError(f"{found[0].name}: migration numbers start at 001")
     return found
 
 
