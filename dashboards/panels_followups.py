@@ -94,9 +94,9 @@ PANELS: tuple[Panel, ...] = (
     ),
     Panel(
         "barchart", "Silent cases (no survey answer) by trigger",
-        "SELECT trigger, countIf(silent = 1) AS silent, countIf(silent = 0) AS answered "
+        "SELECT trigger, countIf(silent = 1) AS silent_cases, countIf(silent = 0) AS answered "
         "FROM followups_latest GROUP BY trigger ORDER BY trigger",
-        ("trigger", "silent", "answered"),
+        ("trigger", "silent_cases", "answered"),
         "Most unhappy customers never say so: cases found without any survey answer.",
     ),
 )
