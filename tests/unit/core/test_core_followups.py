@@ -287,3 +287,15 @@ def test_cooldown_and_suppression_hold_for_every_customer(
             if earlier.closed_at is None or earlier.closed_at > later.opened_at:
                 assert gap >= rules.open_suppress_ms
         assert len({c.case_id for c in mine}) == len(mine)
+
+
+def test_the_case_record_table_of_docs_followups_md_names_every_field() -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "followups.md").read_text()
+    table = doc.split("## Case record", 1)[1].split("\n\n", 2)[1]
+    named = {name for line in table.splitlines() if line.startswith("| `")
+             for name in re.findall(r"`([a-z_*]+)`", line.split("|")[1])}
+    fields = set(CaseRecord._fields)
+    expanded = {f for f in fields for n in named if n.endswith("*") and f.startswith(n[:-1])}
+    assert (named - {n for n in named if n.endswith("*")}) | expanded == fields
