@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# declared beside the demo that prints it too (dashboards/ is not an installed package)
+from pipeline.followups_cli import TOP_OPEN_CASES_SQL
+
 DASHBOARD_UID = "peakend-followups"
 DASHBOARD_TITLE = "peakend: follow-up cases (closed loop)"
 
@@ -40,12 +43,6 @@ class AlertQuery:
     severity: str
     summary: str
 
-
-# Also printed by `peakend demo` (pipeline/demo.py).
-TOP_OPEN_CASES_SQL = (
-    "SELECT case_id, customer_id, trigger, priority, opened_at, due_at, silent, "
-    "peak_touchpoint, round(peak_valence, 2) AS peak, round(end_valence, 2) AS end_valence "
-    "FROM followups_open ORDER BY priority_rank, due_at, case_id LIMIT 50")
 
 PANELS: tuple[Panel, ...] = (
     Panel(

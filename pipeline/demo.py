@@ -192,7 +192,7 @@ def _report(reader_url: str, database: str) -> None:
         )
         _table("Dead letters", ["reason", "records"],
                wh.query("SELECT reason, count() FROM dead_letters GROUP BY reason"))
-        from dashboards.panels_followups import TOP_OPEN_CASES_SQL
+        from pipeline.followups_cli import TOP_OPEN_CASES_SQL
 
         _table("Follow-up cases by trigger (docs/followups.md)",
                ["trigger", "status", "cases", "silent"],

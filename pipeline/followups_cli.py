@@ -37,6 +37,13 @@ from pipeline.stream.topics import followups_topic
 
 RETRYABLE = frozenset({408, 429})
 
+# The open cases to call first: printed by `peakend demo`, a panel of the follow-up dashboard
+# (dashboards/panels_followups.py).
+TOP_OPEN_CASES_SQL = (
+    "SELECT case_id, customer_id, trigger, priority, opened_at, due_at, silent, "
+    "peak_touchpoint, round(peak_valence, 2) AS peak, round(end_valence, 2) AS end_valence "
+    "FROM followups_open ORDER BY priority_rank, due_at, case_id LIMIT 50")
+
 
 class WebhookRefused(Exception):
     """The webhook answered a 4xx that retrying cannot fix; one line for the user."""

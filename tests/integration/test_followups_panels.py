@@ -146,3 +146,19 @@ def test_guide_followup_example_runs(loaded: tuple[Databases, list[CaseRecord]],
     dbs, _ = loaded
     data, _ = query(dbs, guide_examples()[name])
     assert data, name
+
+
+def test_demo_report_prints_the_top_open_cases(
+        loaded: tuple[Databases, list[CaseRecord]], clickhouse_urls: object,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.demo import _report
+    from tests.unit.storage.ch_helpers import with_database
+
+    dbs, cases = loaded
+    database = dbs.writer.database
+    _report(with_database(clickhouse_urls.reader, database), database)  # type: ignore[attr-defined]
+    printed = capsys.readouterr().out
+    assert "Top open follow-up cases" in printed
+    top = sorted((c for c in cases if c.status == "open"),
+                 key=lambda c: (("high", "medium", "low").index(c.priority), c.due_at))
+    assert top[0].case_id in printed
