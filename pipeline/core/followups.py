@@ -266,9 +266,10 @@ class _Candidate(NamedTuple):
 class CustomerState:
     """Inputs of one customer and the cases last emitted for it."""
 
-    __slots__ = ("emitted", "events", "journeys")
+    __slots__ = ("emitted", "events", "journeys", "scheduled")
 
     def __init__(self) -> None:
+        self.scheduled = -(1 << 62)  # latest forget deadline pushed on the tracker's heap
         self.journeys: dict[str, FollowupJourney] = {}
         self.events: dict[str, FollowupEvent] = {}
         self.emitted: dict[str, CaseRecord] = {}
@@ -347,9 +348,16 @@ class FollowupTracker:
     def _emit(self, customer_id: str) -> list[CaseRecord]:
         customer = self.customers[customer_id]
         self._dirty.add(customer_id)
-        heappush(self._deadlines, (customer.last_ms() + self.horizon_ms, customer_id))
+        deadline = customer.last_ms() + self.horizon_ms
+        if deadline > customer.scheduled:  # one heap entry per later deadline, not per input
+            customer.scheduled = deadline
+            heappush(self._deadlines, (deadline, customer_id))
+        candidates = self.candidates(customer)
+        if not candidates and not customer.emitted:
+            return []  # most customers: nothing to open, nothing sent before
         version = customer.version()
-        cases = {c.case_id: c for c in self.cases_of(customer_id, customer, version)}
+        cases = {c.case_id: c for c in self.cases_of(customer_id, customer, version,
+                                                     candidates)}
         for case_id, old in customer.emitted.items():
             if case_id not in cases:
                 cases[case_id] = old._replace(status=WITHDRAWN, version=version)
@@ -390,9 +398,10 @@ class FollowupTracker:
         out.sort(key=lambda c: (c.at_ms, c.source_id))
         return out
 
-    def cases_of(self, customer_id: str, customer: CustomerState, version: int
-                 ) -> list[CaseRecord]:
-        """The customer's cases from its inputs alone (no emission state)."""
+    def cases_of(self, customer_id: str, customer: CustomerState, version: int,
+                 candidates: list[_Candidate] | None = None) -> list[CaseRecord]:
+        """The customer's cases from its inputs alone (no emission state); `candidates`: the
+        customer's, when the caller has them already."""
         closes: dict[str, FollowupEvent] = {}
         for event in customer.events.values():
             if event.closes_case is not None:
@@ -401,7 +410,7 @@ class FollowupTracker:
                                                                      first.event_id):
                     closes[event.closes_case] = event
         opened: list[list[Any]] = []  # [candidate, case id, close event, suppressed]
-        for candidate in self.candidates(customer):
+        for candidate in self.candidates(customer) if candidates is None else candidates:
             if opened:
                 last, _, close, _ = opened[-1]
                 since = candidate.at_ms - last.at_ms
@@ -501,7 +510,8 @@ class FollowupTracker:
             self.customers.pop(customer_id, None)
             return
         customer = self.customers[customer_id] = CustomerState.from_state(state)
-        heappush(self._deadlines, (customer.last_ms() + self.horizon_ms, customer_id))
+        customer.scheduled = customer.last_ms() + self.horizon_ms
+        heappush(self._deadlines, (customer.scheduled, customer_id))
 
     def snapshot(self) -> dict[str, Any]:
         return {"customers": {k: c.to_state() for k, c in sorted(self.customers.items())}}
