@@ -22,9 +22,11 @@ Cases are a pure function of the set of inputs (arrival order does not matter):
 3. the case id is a digest of customer id and source (the journey or event that opened it), so
    a redelivery or a recomputation upserts the same case.
 Every change of a customer's inputs re-emits all of the customer's cases with version = the sum of
-its journeys' versions + 4 x its events: a function of the final inputs, so the stream and replay
-end on the same version whatever the order. A case emitted earlier that the final inputs no
-longer open (an earlier late candidate took its place) is re-emitted as `withdrawn`.
+its journeys' versions + 4 x its events: it grows with every input taken in, and the same inputs
+give the same version in any order. (The stream sees the latest journey record per flush where
+replay sees every record: the same final content, possibly another version.) A case emitted
+earlier that the inputs no longer open (an earlier late candidate took its place) is re-emitted
+as `withdrawn`. Customers without any candidate and no case sent emit nothing.
 
 A customer's state is forgotten once stream time passes its last input + `horizon_ms` (the
 caller's: suppression windows + journey max length + allowed lateness), when no input can still
