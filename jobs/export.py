@@ -41,6 +41,7 @@ SINCE_COLUMNS = {
     "alerts": "fired_at_ms",
     "dead_letters": "received_at_ms",
     "touchpoint_events": "occurred_at_ms",
+    "followups": "opened_at_ms",
 }
 
 # A page is held in memory as Python tuples and then as Arrow arrays: beyond this a typo

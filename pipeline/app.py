@@ -3,6 +3,7 @@
     cx.touchpoints --entry stage--> <app>-journey-events (batch records), cx.dead-letters
     <app>-journey-events --journeys agent--> cx.journeys, cx.dead-letters, <app>-contributions
     <app>-contributions --segments agent--> cx.metrics, cx.alerts
+    <app>-followup-inputs (by customer) --followups agent--> cx.followups
     output topics --ClickHouse sink--> tables
 
 Each agent keeps its core state in a plain Faust table (RocksDB, changelog topic) holding JSON
@@ -30,6 +31,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from pipeline import state_store
 from pipeline.core.scoring import ScoringRules
+from pipeline.followup_rules import horizon_ms, load_rules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
@@ -37,10 +39,26 @@ from pipeline.storage.sink import ClickHouseSink, SinkProcess
 from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, connect
 from pipeline.stream.batches import decode_batch
 from pipeline.stream.entry import EntryStage, Routed, Router
-from pipeline.stream.outbox import ALERTS, CONTRIBUTIONS, JOURNEYS, METRICS, Outbox
+from pipeline.stream.followups import FollowupStage, event_input
+from pipeline.stream.outbox import (
+    ALERTS,
+    CONTRIBUTIONS,
+    FOLLOWUP_INPUTS,
+    FOLLOWUPS,
+    JOURNEYS,
+    METRICS,
+    Outbox,
+)
 from pipeline.stream.partition import NEVER, PartitionProcessor
 from pipeline.stream.segments import SegmentStage
-from pipeline.stream.topics import STATE_TABLES, contributions_topic, journey_events_topic
+from pipeline.stream.topics import (
+    FOLLOWUP_STATE_TABLE,
+    STATE_TABLES,
+    contributions_topic,
+    followup_inputs_topic,
+    followups_topic,
+    journey_events_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +192,9 @@ def create_app(
     s = settings or Settings.from_env()
     core = s.core_config()
     rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    followup_rules = load_rules()  # checked at start: FollowupRulesError is one line
+    followup_horizon = horizon_ms(followup_rules, core.journeys.max_length_ms,
+                                  core.journeys.allowed_lateness_ms)
     privacy = PersonalData.from_settings(s)
     stats = metrics or WorkerMetrics.create()
     app = faust.App(
@@ -225,6 +246,11 @@ def create_app(
     journey_table, segment_table = STATE_TABLES
     journey_state = state_store.state_table(fapp, journey_table, s.partitions, state_options)
     segment_state = state_store.state_table(fapp, segment_table, s.partitions, state_options)
+    followup_inputs = raw_topic(followup_inputs_topic(s), s.partitions)
+    followups_out = raw_topic(followups_topic(s), s.partitions)
+    followup_state = state_store.state_table(fapp, FOLLOWUP_STATE_TABLE, s.partitions,
+                                             state_options)
+    stage_followups: dict[int, FollowupStage] = {}
 
     stage_one: dict[int, PartitionProcessor] = {}
     stage_two: dict[int, SegmentStage] = {}
@@ -232,9 +258,10 @@ def create_app(
     # not per event. Every flush path is synchronous (send_soon) and one of them runs when
     # Faust starts a commit, before it flushes its producer and commits offsets, so no
     # committed offset ever covers an output still in the outbox.
-    outbox = Outbox(s.partitions)
+    outbox = Outbox(s.partitions, followup_rules)
     topic_of = {JOURNEYS: journeys, CONTRIBUTIONS: contributions, METRICS: metric_topic,
                 ALERTS: alerts}
+    topic_of.update({FOLLOWUP_INPUTS: followup_inputs, FOLLOWUPS: followups_out})
 
     def flush_outbox() -> None:
         for stage in stage_two.values():
@@ -249,6 +276,7 @@ def create_app(
             stats.journeys_closed.labels(reason).inc(closed)
         stats.records_out.labels(s.topic_journeys).inc(drained.counts[JOURNEYS])
         stats.records_out.labels(s.topic_metrics).inc(drained.counts[METRICS])
+        stats.records_out.labels(followups_topic(s)).inc(drained.counts[FOLLOWUPS])
 
     class FlushBeforeCommit(faust.Sensor):
         def on_commit_initiated(self, consumer: Any) -> Any:
@@ -264,6 +292,8 @@ def create_app(
                 stage_one.pop(tp.partition, None)
             elif tp.topic == contributions.get_topic_name():
                 stage_two.pop(tp.partition, None)
+            elif tp.topic == followup_inputs.get_topic_name():
+                stage_followups.pop(tp.partition, None)
 
     fapp.on_partitions_revoked.connect(forget_revoked)
 
@@ -338,6 +368,10 @@ def create_app(
                         routed.source_offset, routed.source_partition)
                     dead_letters.send_soon(key=None, value=letter.to_json())
                     stats.dead_letters.labels(letter.reason).inc()
+                elif not out.duplicate:
+                    wanted = event_input(routed.event)  # survey answers, outcome events
+                    if wanted is not None:
+                        outbox.add_followup_input(*wanted)
                 outbox.add_journey_output(partition, out)
         flush_outbox()
         return done, last_of
@@ -444,6 +478,47 @@ def create_app(
         await run_agent(stream, segment_batch, stage_two, segment_state_write,
                         s.stream_batch_events)
 
+    def followup_batch(events: list[Any]) -> tuple[list[Any], dict[int, Any]]:
+        """Apply a batch of follow-up inputs (keyed by customer) and hand the cases to the
+        producer; returns the inputs applied and the last one of each partition."""
+        generation = app.consumer_generation_id
+        done: list[Any] = []
+        last_of: dict[int, Any] = {}
+        by_partition: dict[int, list[Any]] = {}
+        for event in events:
+            message = event.message
+            if message.generation_id != generation:
+                continue
+            done.append(event)
+            last_of[message.partition] = event
+            by_partition.setdefault(message.partition, []).append(orjson.loads(event.value))
+        for partition, inputs in by_partition.items():
+            stage = stage_followups.get(partition)
+            if stage is None:
+                # restore the partition's customers and re-send their cases (a crash may have
+                # lost them after the state was written)
+                stage = stage_followups[partition] = FollowupStage(followup_rules,
+                                                                   followup_horizon)
+                held = [(k, v) for k, v in followup_state.items() if v.get("p") == partition]
+                outbox.add_cases(stage.load(((k, v["s"]) for k, v in held),
+                                            max((v.get("w", NEVER) for _, v in held),
+                                                default=NEVER)))
+            outbox.add_cases(stage.apply(inputs))
+            for (change, priority), count in stage.transitions.items():
+                stats.followup_cases.labels(change, priority).inc(count)
+            stage.transitions.clear()
+        flush_outbox()
+        return done, last_of
+
+    def followup_state_write(last_of: dict[int, Any]) -> None:
+        for partition, event in last_of.items():
+            stage = stage_followups[partition]
+            write_state(followup_state, event, stage.dirty_state(), {"w": stage.watermark})
+
+    async def followup_agent(stream: Any) -> None:
+        await run_agent(stream, followup_batch, stage_followups, followup_state_write,
+                        s.stream_batch_events)
+
     async def flush_idle() -> None:
         flush_outbox()
 
@@ -486,6 +561,7 @@ def create_app(
     fapp.agent(journey_events, name="journeys")(journey_agent)
     fapp.task(run_entry)
     fapp.agent(contributions, name="segments")(segment_agent)
+    fapp.agent(followup_inputs, name="followups")(followup_agent)
     fapp.timer(0.2)(flush_idle)
     fapp.task(run_sink)
     fapp.task(serve_metrics)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay-dead-letters": ("jobs.replay_dead_letters", "re-send dead letters after a fix"),
     "drivers": ("jobs.drivers", "key drivers: importance x gap per touchpoint, offline or "
                 "from ClickHouse"),
+    "followups": ("pipeline.followups_cli", "post each new follow-up case to a webhook"),
 }
 
 

@@ -192,6 +192,16 @@ def _report(reader_url: str, database: str) -> None:
         )
         _table("Dead letters", ["reason", "records"],
                wh.query("SELECT reason, count() FROM dead_letters GROUP BY reason"))
+        from pipeline.followups_cli import TOP_OPEN_CASES_SQL
+
+        _table("Follow-up cases by trigger (docs/followups.md)",
+               ["trigger", "status", "cases", "silent"],
+               wh.query("SELECT trigger, status, count(), countIf(silent = 1) "
+                        "FROM followups_latest GROUP BY trigger, status ORDER BY trigger, status"))
+        _table("Top open follow-up cases (call these first)",
+               ["case_id", "customer", "trigger", "priority", "opened_at", "due_at", "silent",
+                "peak at", "peak", "end"],
+               wh.query(TOP_OPEN_CASES_SQL)[:10])
     finally:
         wh.close()
     print(

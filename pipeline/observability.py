@@ -32,6 +32,7 @@ class WorkerMetrics:
     consumer_lag: Gauge
     alerts_firing: Gauge
     last_event_time: Gauge
+    followup_cases: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -143,6 +144,12 @@ class WorkerMetrics:
             last_event_time=Gauge(
                 "peakend_last_event_timestamp_seconds",
                 "Wall-clock time the worker last read an input record.",
+                registry=reg,
+            ),
+            followup_cases=Counter(
+                "peakend_followup_cases",
+                "Follow-up case changes (docs/followups.md): opened, closed, withdrawn.",
+                ["change", "priority"],
                 registry=reg,
             ),
         )

@@ -4,12 +4,13 @@ Each line goes through the event contract parser (rejects become dead letters), 
 `ExperienceEngine`. With `--partitions N` every event is placed like Kafka's default partitioner
 places its key, so per-partition stream time (and with it lateness and alert timing) is what the
 stream would see. Writes journeys.jsonl (latest state per journey), metrics.jsonl (latest state
-per bucket partial), alerts.jsonl (every alert state change), dead_letters.jsonl and
+per bucket partial), alerts.jsonl (every alert state change), dead_letters.jsonl,
 windows.jsonl (hourly and daily windows per metric and segment, the rows of the ClickHouse views
-`metrics_hourly` and `metrics_daily`: `pipeline.core.windows`).
+`metrics_hourly` and `metrics_daily`: `pipeline.core.windows`) and followups.jsonl (latest state
+per follow-up case, docs/followups.md).
 
 Input: UTF-8 JSON Lines, plain or gzip (`pipeline.contract.jsonl`); a file that is not JSON
-Lines at all is refused with one line. Output: the five files replace those of an earlier run
+Lines at all is refused with one line. Output: the six files replace those of an earlier run
 together, or not at all (`pipeline.outputs`); the output directory must not hold the input.
 """
 
@@ -33,12 +34,20 @@ from pipeline.core.clock import FUTURE, conflict_error, future_error
 from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
+from pipeline.core.followups import (
+    CaseRecord,
+    FollowupEvent,
+    FollowupJourney,
+    FollowupRules,
+    FollowupTracker,
+)
 from pipeline.core.gcpolicy import tune_gc
 from pipeline.core.journeys import CONFLICT, REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import parse_ms
 from pipeline.core.windows import hourly_and_daily
+from pipeline.followup_rules import FollowupRulesError, horizon_ms, load_rules
 from pipeline.outputs import OutputDir, OutputError
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
@@ -47,7 +56,7 @@ from pipeline.stream.partition import late_error
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("events", help="JSONL file of touchpoint events ('-' for stdin)")
-    parser.add_argument("--output", required=True, help="directory for the five output files")
+    parser.add_argument("--output", required=True, help="directory for the output files")
     parser.add_argument("--partitions", type=int, default=1,
                         help="spread events over N partitions like Kafka's default partitioner "
                              "(murmur2 of the journey key); default 1")
@@ -96,7 +105,8 @@ class Replay:
     """Collects the engine's output the way the sinks would keep it (latest version wins)."""
 
     def __init__(self, config: CoreConfig, partitions: int, source: str, max_bytes: int,
-                 privacy: PersonalData | None = None) -> None:
+                 privacy: PersonalData | None = None,
+                 followup_rules: FollowupRules | None = None) -> None:
         self.engine = ExperienceEngine(config)
         self.clock = config.clock
         self.privacy = privacy or PersonalData()
@@ -109,6 +119,11 @@ class Replay:
         self.alerts: list[AlertRecord] = []
         self.dead_letters: list[DeadLetter] = []
         self.counts: Counter[str] = Counter()
+        rules = followup_rules if followup_rules is not None else load_rules()
+        self.followups = FollowupTracker(rules, horizon_ms(
+            rules, config.journeys.max_length_ms, config.journeys.allowed_lateness_ms))
+        self.cases: dict[str, CaseRecord] = {}
+        self.followups_evicted_at = -(1 << 62)
 
     def line(self, number: int, raw: bytes) -> None:
         self.counts["lines"] += 1
@@ -131,6 +146,9 @@ class Replay:
                 source_offset=number, event_id=event.event_id))
         else:
             self.counts["events"] += 1
+            signal = FollowupEvent.from_event(event)
+            if signal is not None:
+                self.keep_cases(self.followups.apply(events=[signal]))
 
     def reject_error(self, reason: str, event: TouchpointEvent, partition: int) -> str:
         """The dead-letter message of an event the engine rejected with `reason`."""
@@ -150,9 +168,23 @@ class Replay:
             if old_metric is None or metric.version > old_metric.version:
                 self.metrics[key] = metric
         self.alerts.extend(emitted.alerts)
+        if emitted.journeys:
+            self.keep_cases(self.followups.apply(
+                journeys=[FollowupJourney.from_record(r) for r in emitted.journeys]))
+            watermark = max(self.engine.watermarks.values())
+            if watermark >= self.followups_evicted_at + FOLLOWUP_EVICT_EVERY_MS:
+                self.followups.advance(watermark)  # forget customers out of reach
+                self.followups_evicted_at = watermark
+
+    def keep_cases(self, cases: list[CaseRecord]) -> None:
+        """Latest version of each follow-up case, as the sink keeps them."""
+        for case in cases:
+            old = self.cases.get(case.case_id)
+            if old is None or case.version >= old.version:
+                self.cases[case.case_id] = case
 
     def write(self, directory: Path | OutputDir) -> None:
-        """The five files, replacing an earlier run's together or not at all; OutputError."""
+        """The six files, replacing an earlier run's together or not at all; OutputError."""
         if isinstance(directory, OutputDir):
             outputs = directory
         else:
@@ -167,6 +199,8 @@ class Replay:
             _write(tx.open("dead_letters.jsonl"), (d.to_dict() for d in self.dead_letters))
             _write(tx.open("windows.jsonl"),
                    (w.to_dict() for w in hourly_and_daily(self.metrics.values())))
+            _write(tx.open("followups.jsonl"),
+                   (r.to_dict() for _, r in sorted(self.cases.items())))
 
     def summary(self, seconds: float) -> str:
         statuses = Counter(r.status for r in self.journeys.values())
@@ -182,7 +216,12 @@ class Replay:
             f"dead letters: {len(self.dead_letters)}"
             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})"
                if reasons else ""),
+            "follow-up cases: " + _counts(Counter(c.status for c in self.cases.values()),
+                                          ("open", "closed", "withdrawn")),
         ])
+
+
+FOLLOWUP_EVICT_EVERY_MS = 3_600_000  # of event time; eviction walks a heap, an hour is plenty
 
 
 def _counts(counter: Counter[str], names: Iterable[str]) -> str:
@@ -190,7 +229,7 @@ def _counts(counter: Counter[str], names: Iterable[str]) -> str:
 
 
 OUTPUT_FILES = ("journeys.jsonl", "metrics.jsonl", "alerts.jsonl", "dead_letters.jsonl",
-                "windows.jsonl")
+                "windows.jsonl", "followups.jsonl")
 
 
 def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, Any]]) -> None:
@@ -207,8 +246,13 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     source = "stdin" if args.events == "-" else Path(args.events).name
     config = with_now(settings.core_config(), args.now)
+    try:
+        followup_rules = load_rules()
+    except FollowupRulesError as exc:
+        print(f"peakend replay: {exc}", file=sys.stderr)
+        return 2
     replay = Replay(config, args.partitions, source, settings.max_event_bytes,
-                    PersonalData.from_settings(settings))
+                    PersonalData.from_settings(settings), followup_rules)
     tune_gc()  # the journey state is long-lived: see pipeline/core/gcpolicy.py
     started = time.perf_counter()
     # The output is checked (and made) before the work, so a bad path costs no computing.
@@ -235,8 +279,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"peakend replay: {exc}", file=sys.stderr)
         return exc.status
     print(replay.summary(time.perf_counter() - started))
-    print(f"wrote {args.output}/journeys.jsonl, metrics.jsonl, alerts.jsonl, dead_letters.jsonl, "
-          "windows.jsonl")
+    print(f"wrote {args.output}/{', '.join(OUTPUT_FILES)}")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from pipeline.settings import Settings
 
@@ -28,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.stream.topics import ensure_topics
 
     settings = Settings.from_env()
+    from pipeline.followup_rules import FollowupRulesError, load_rules
+    try:
+        load_rules()  # a bad rules file stops the worker before it joins anything
+    except FollowupRulesError as exc:
+        print(f"peakend worker: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING)
     created = ensure_topics(settings)
     if created:

@@ -56,7 +56,7 @@ from pipeline.storage import migrate as migrations
 from pipeline.storage.tables import rows
 from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, failure_kind, short_error
 from pipeline.stream.batches import decode_rows
-from pipeline.stream.topics import journey_events_topic
+from pipeline.stream.topics import followups_topic, journey_events_topic
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def topic_tables(settings: Settings) -> dict[str, str]:
         settings.topic_dead_letters: "dead_letters",
         # valid events, validated and scrubbed once by the entry stage (no parse here)
         journey_events_topic(settings): "touchpoint_events",
+        followups_topic(settings): "followups",  # follow-up cases (docs/followups.md)
     }
 
 

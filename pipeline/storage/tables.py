@@ -343,10 +343,45 @@ TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     ("version", _event_version),
 ])
 
+# Follow-up cases (pipeline.core.followups.CaseRecord, migration 005).
+FOLLOWUPS = _spec("followups", ("case_id",), [
+    ("case_id", _field("case_id")),
+    ("customer_id", _field("customer_id")),
+    ("journey_id", _text("journey_id")),
+    ("source_id", _field("source_id")),
+    ("trigger", _field("trigger")),
+    ("triggers", _text("triggers")),
+    ("priority", _field("priority")),
+    *_times("opened_at"),
+    *_times("due_at"),
+    ("silent", lambda r: int(bool(r["silent"]))),
+    ("status", _field("status")),
+    *_times("closed_at", optional=True),
+    ("result", _text("result")),
+    ("peak_valence", _opt_float("peak_valence")),
+    ("peak_touchpoint", _text("peak_touchpoint")),
+    *_times("peak_at", optional=True),
+    ("end_valence", _opt_float("end_valence")),
+    ("end_touchpoint", _text("end_touchpoint")),
+    *_times("end_at", optional=True),
+    ("peak_end_score", _opt_float("peak_end_score")),
+    ("survey_event_id", _text("survey_event_id")),
+    ("survey_nps", _opt("survey_nps")),
+    ("survey_ces", _opt_float("survey_ces")),
+    ("survey_csat", _opt("survey_csat")),
+    ("outcome", _text("outcome")),
+    ("suppressed", _field("suppressed")),
+    ("recovery_journey_id", _text("recovery_journey_id")),
+    ("recovery_peak_end_score", _opt_float("recovery_peak_end_score")),
+    ("rules_version", _field("rules_version")),
+    ("version", _field("version")),
+])
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (JOURNEYS, METRIC_BUCKETS, ALERTS, DEAD_LETTERS, TOUCHPOINT_EVENTS)
 }
+TABLES[FOLLOWUPS.name] = FOLLOWUPS
 
 
 def rows(

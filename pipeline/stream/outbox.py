@@ -15,8 +15,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from pipeline.core.followups import CaseRecord, FollowupRules
 from pipeline.core.records import MetricRecord
 from pipeline.stream import messages
+from pipeline.stream.followups import journey_input
 from pipeline.stream.partition import StageOneOutput, coalesce
 from pipeline.stream.segments import StageTwoOutput
 
@@ -24,6 +26,8 @@ JOURNEYS = "journeys"
 CONTRIBUTIONS = "contributions"
 METRICS = "metrics"
 ALERTS = "alerts"
+FOLLOWUP_INPUTS = "followup-inputs"  # internal: stage one -> the follow-up stage, by customer
+FOLLOWUPS = "followups"
 
 
 def to_json(value: Any) -> bytes:
@@ -49,13 +53,28 @@ class Drained:
 
 
 class Outbox:
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, followup_rules: FollowupRules | None = None) -> None:
         self.partitions = partitions
         self._one: dict[int, list[StageOneOutput]] = {}
         self._two: list[StageTwoOutput] = []
+        # follow-up cases on (the worker): journey records go to the follow-up stage too
+        self.followup_rules = followup_rules
+        self._followup_inputs: list[Record] = []
+        self._cases: dict[str, CaseRecord] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._one or self._two)
+        return bool(self._one or self._two or self._followup_inputs or self._cases)
+
+    def add_followup_input(self, key: bytes, message: dict[str, Any]) -> None:
+        """An accepted event the follow-up stage needs (stream/followups.py: event_input)."""
+        self._followup_inputs.append(Record(FOLLOWUP_INPUTS, key, to_json(message)))
+
+    def add_cases(self, cases: list[CaseRecord]) -> None:
+        """The follow-up stage's cases: the latest version of each leaves."""
+        for case in cases:
+            old = self._cases.get(case.case_id)
+            if old is None or case.version >= old.version:
+                self._cases[case.case_id] = case
 
     def add_journey_output(self, partition: int, out: StageOneOutput) -> None:
         """Stage one's output for one event (or a restore) of input `partition`."""
@@ -77,6 +96,9 @@ class Outbox:
                                       to_json(journey.to_dict())))
                 if journey.status == "closed":
                     drained.closed[journey.close_reason] += 1
+                if self.followup_rules is not None:
+                    customer_key, message = journey_input(journey)
+                    records.append(Record(FOLLOWUP_INPUTS, customer_key, to_json(message)))
             by_segment: dict[str, list[dict[str, Any]]] = {}
             for key, message in out.contributions:
                 by_segment.setdefault(key, []).append(message)
@@ -100,6 +122,11 @@ class Outbox:
         for bucket in latest.values():
             key = f"{bucket.metric}|{bucket.segment_dim}|{bucket.segment_value}"
             records.append(Record(METRICS, key.encode(), to_json(bucket.to_dict())))
+        records.extend(self._followup_inputs)
+        self._followup_inputs.clear()
+        for case in self._cases.values():
+            records.append(Record(FOLLOWUPS, case.case_id.encode(), to_json(case.to_dict())))
+        self._cases.clear()
         for sent in records:
             drained.counts[sent.role] += 1
         return drained

@@ -12,7 +12,7 @@ from kafka.errors import KafkaError
 
 from pipeline.settings import Settings
 from pipeline.storage.sink import topic_tables
-from pipeline.stream.topics import contributions_topic, journey_events_topic
+from pipeline.stream.topics import contributions_topic, followup_inputs_topic, journey_events_topic
 
 
 def _committed(admin: KafkaAdminClient, group: str, attempts: int = 40) -> dict[Any, Any]:
@@ -32,7 +32,8 @@ def pipeline_lag(settings: Settings) -> dict[str, int]:
     """Records not yet processed per consumer group and topic."""
     groups = {
         f"{settings.app_id}-entry": [settings.topic_touchpoints],
-        settings.app_id: [journey_events_topic(settings), contributions_topic(settings)],
+        settings.app_id: [journey_events_topic(settings), contributions_topic(settings),
+                          followup_inputs_topic(settings)],
         f"{settings.app_id}-clickhouse-sink": list(topic_tables(settings)),
     }
     options = settings.kafka_client_options()

@@ -13,6 +13,21 @@ from pipeline.settings import Settings
 
 # The worker's two state tables (Faust tables; RocksDB with a changelog topic each).
 STATE_TABLES = ("journey-state", "segment-state")
+# The follow-up stage's state table, keyed by customer (pipeline/stream/followups.py).
+FOLLOWUP_STATE_TABLE = "followup-state"
+FOLLOWUPS = "followups"
+
+
+def followups_topic(settings: Settings) -> str:
+    """Follow-up cases (docs/followups.md), keyed by case id, read by ticketing consumers
+    (`peakend followups`) and the ClickHouse sink: beside the journeys topic, `cx.followups`
+    for the default `cx.journeys` (a test's own journeys topic gets its own followups topic).
+
+    >>> followups_topic(Settings.from_env({}))
+    'cx.followups'
+    """
+    prefix, dot, _ = settings.topic_journeys.rpartition(".")
+    return f"{prefix}{dot}{FOLLOWUPS}"
 
 
 def contributions_topic(settings: Settings) -> str:
@@ -24,6 +39,11 @@ def journey_events_topic(settings: Settings) -> str:
     """Internal topic from the entry stage to stage one: valid events in batch records, on the
     partition of their journey key (pipeline/stream/entry.py)."""
     return f"{settings.app_id}-journey-events"
+
+
+def followup_inputs_topic(settings: Settings) -> str:
+    """Internal topic from stage one to the follow-up stage, keyed by customer id."""
+    return f"{settings.app_id}-followup-inputs"
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -46,6 +66,9 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         # than its source topic for a moment, and Faust's check then kills the agent
         # (PartitionsMismatch: stage two stopped, seen with 12 partitions).
         **{changelog_topic(settings, table): n for table in STATE_TABLES},
+        followups_topic(settings): n,
+        followup_inputs_topic(settings): n,
+        changelog_topic(settings, FOLLOWUP_STATE_TABLE): n,
     }
 
 
@@ -61,6 +84,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         changelogs = {changelog_topic(settings, table) for table in STATE_TABLES}
+        changelogs.add(changelog_topic(settings, FOLLOWUP_STATE_TABLE))
         for name in missing:
             # changelogs are compacted, as Faust makes them: the latest state per key is kept
             configs = {"cleanup.policy": "compact"} if name in changelogs else {}

@@ -121,7 +121,7 @@ def _one_new_migration() -> Path:
     directory = Path(tempfile.mkdtemp(prefix="peakend-mig-"))
     for m in migrate.load():
         (directory / m.name).write_text(m.text)
-    n = len(migrate.load()) + 1
+    n = max(m.version for m in migrate.load()) + 1  # numbers may have gaps
     (directory / f"{n:03d}_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS extra (a String) ENGINE = MergeTree() ORDER BY a;\n")
     return directory

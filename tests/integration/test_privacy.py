@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline.stream.topics import contributions_topic
+from pipeline.stream.topics import contributions_topic, followup_inputs_topic, followups_topic
 from tests.conftest import ClickHouseUrls
 from tests.integration.stream_util import (
     Worker,
@@ -73,7 +73,7 @@ def test_no_raw_customer_id_stored_or_emitted_and_key_not_logged(
     wh = setup.warehouse()
     try:
         for table in ("touchpoint_events", "journeys", "metric_buckets", "alerts",
-                      "dead_letters"):
+                      "dead_letters", "followups"):
             columns = [str(r[0]) for r in wh.query(f"DESCRIBE TABLE {table}")]
             text = json.dumps(wh.query(f"SELECT {', '.join(columns)} FROM {table}"),
                               default=str)
@@ -87,6 +87,7 @@ def test_no_raw_customer_id_stored_or_emitted_and_key_not_logged(
     settings = setup.settings()
     topics = [settings.topic_journeys, settings.topic_metrics, settings.topic_alerts,
               settings.topic_dead_letters, contributions_topic(settings)]
+    topics += [followups_topic(settings), followup_inputs_topic(settings)]
     consumer = KafkaConsumer(*topics, bootstrap_servers=kafka_bootstrap,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000)
     seen = 0

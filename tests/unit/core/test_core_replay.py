@@ -95,3 +95,29 @@ def test_replay_fires_on_a_sudden_drop(tmp_path: Path) -> None:
     alerts = read(tmp_path / "o" / "alerts.jsonl")
     fired = {(a["metric"], a["segment_dim"]) for a in alerts if a["state"] == "firing"}
     assert ("nps", "all") in fired and ("nps", "touchpoint") in fired
+
+
+def test_replay_writes_followup_cases_the_same_over_partitions(tmp_path: Path) -> None:
+    from scenarios import MIN, bank_first_ring, hotline_hell
+
+    from pipeline.core.followups import CaseRecord, case_id_of
+
+    events = [*hotline_hell(), *bank_first_ring(T0 + MIN),
+              event("d-1", T0 + 2 * MIN, customer="c9", type="survey", touchpoint="chat",
+                    survey=Survey(nps=2))]
+    events.sort(key=lambda e: e.occurred_ms)  # in time order: none is late
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(event_to_json(e) for e in events) + b"\n")
+    one, four = tmp_path / "one", tmp_path / "four"
+    assert main(["replay", str(path), "--output", str(one), *NOW]) == 0
+    assert main(["replay", str(path), "--output", str(four), "--partitions", "4", *NOW]) == 0
+    cases = [CaseRecord.from_dict(c) for c in read(one / "followups.jsonl")]
+    assert {(c.journey_id.split("@")[0], c.customer_id, c.trigger, c.silent) for c in cases} == {
+        ("invest-1", "c1", "deep_negative_peak", True), ("c9", "c9", "detractor", False)}
+    assert case_id_of("c1", "journey:invest-1") in {c.case_id for c in cases}
+    # the evidence of a journey still open on its partition comes when it closes; which cases
+    # open and when does not depend on the partitions
+    def opened(path: Path) -> set[tuple[str, str, str, str]]:
+        return {(c["case_id"], c["trigger"], c["opened_at"], c["due_at"]) for c in read(path)}
+    assert opened(four / "followups.jsonl") == opened(one / "followups.jsonl")
+    assert [CaseRecord.from_dict(c.to_dict()) for c in cases] == cases

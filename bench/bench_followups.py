@@ -1,0 +1,84 @@
+"""What follow-up cases cost: the journey engine alone against the engine + `FollowupTracker`
+(the work `peakend replay` and the stream's follow-up stage add), on generated journeys.
+
+    .venv/bin/python bench/bench_followups.py [--events N] [--seed S] [--repeat R]
+
+Generates N events with the generator's default persona mix over 36 hours of event time (not
+timed), parses them, then measures the CPU time (best of R runs, one core; CPU time because the
+machine is shared): (a) `ExperienceEngine.process` over every event; (b) the same plus
+`FollowupTracker.apply` on every journey record it emits and every survey answer / outcome event,
+as replay does. Prints events/s of both, the tracker's share, the inputs the tracker saw, the
+cases it opened and the customers it holds at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+
+import pipeline.core
+from jobs.generate import HOUR, GeneratorConfig, generate_events
+from pipeline.contract import parse_event
+from pipeline.core.config import CoreConfig
+from pipeline.core.engine import ExperienceEngine
+from pipeline.core.event import TouchpointEvent
+from pipeline.core.followups import FollowupEvent, FollowupJourney, FollowupTracker
+from pipeline.followup_rules import horizon_ms, load_rules
+
+
+def run(events: list[TouchpointEvent], followups: bool) -> tuple[float, dict[str, int]]:
+    engine = ExperienceEngine(CoreConfig())
+    rules = load_rules()
+    config = engine.config.journeys
+    tracker = FollowupTracker(rules, horizon_ms(rules, config.max_length_ms,
+                                                config.allowed_lateness_ms))
+    inputs = 0
+    cases: set[str] = set()
+    started = time.process_time()  # CPU time: the machine is shared, wall time is noise
+    for event in events:
+        emitted, reason = engine.process(event, 0, arrived_ms=event.occurred_ms)
+        if not followups:
+            continue
+        journeys = [FollowupJourney.from_record(r) for r in emitted.journeys]
+        signal = FollowupEvent.from_event(event) if reason is None else None
+        signals = [] if signal is None else [signal]
+        inputs += len(journeys) + len(signals)
+        if journeys or signals:
+            for case in tracker.apply(journeys, signals):
+                if case.status != "withdrawn":
+                    cases.add(case.case_id)
+    seconds = time.process_time() - started
+    return seconds, {"inputs": inputs, "cases": len(cases), "customers": len(tracker.customers)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    config = GeneratorConfig(events=args.events, seed=args.seed, span_ms=36 * HOUR,
+                             late_fraction=0.0)
+    events = [parse_event(json.dumps(e).encode()) for e in generate_events(config)]
+    base = min(run(events, False)[0] for _ in range(args.repeat))
+    timed = [run(events, True) for _ in range(args.repeat)]
+    with_followups, counts = min(timed)
+    print(json.dumps({
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+        "load_average_1m": round(os.getloadavg()[0], 1),
+        "compiled_core": pipeline.core.COMPILED,
+        "events": len(events),
+        "engine_events_per_s": round(len(events) / base),
+        "engine_plus_followups_events_per_s": round(len(events) / with_followups),
+        "followups_share_of_time": round(1 - base / with_followups, 3),
+        **counts,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,546 @@
+"""Follow-up cases (closed loop): who should the CX team call back, by when, and why.
+
+Rules are data (`schemas/followup-rules.v1.json`, meanings in docs/followups.md); this module
+applies them. It is pure: the stream, `peakend replay` and tests feed it the same inputs and get
+the same cases.
+
+Inputs, per customer (the key: a customer's journeys can sit on several input partitions, so
+the stream routes these by customer id before this stage):
+- `FollowupJourney`: the latest record of each of the customer's journeys (`from_record`);
+- `FollowupEvent`: survey answers and outcome events (`from_event`), among them the outcome
+  events that close a case (attribute `followup_case_id`, optional `followup_result`).
+
+Cases are a pure function of the set of inputs (arrival order does not matter):
+1. each survey answer, outcome event and journey that matches a trigger is a *candidate*; a
+   journey gives one candidate: its time is the earliest time among the triggers it matches
+   (`peak_at` for a trigger on the peak of a journey still open, else the journey's `ended_at`),
+   its trigger the matched one with the best priority (ties: file order);
+2. the customer's candidates are taken by (time, source id); one opens a case unless it falls
+   within the cooldown of the previous case, or that case is not closed at its time and is
+   younger than `open_case_suppresses_days` (`suppressed` counts the candidates a case held
+   back);
+3. the case id is a digest of customer id and source (the journey or event that opened it), so
+   a redelivery or a recomputation upserts the same case.
+Every change of a customer's inputs re-emits all of the customer's cases with version = the sum of
+its journeys' versions + 4 x its events: it grows with every input taken in, and the same inputs
+give the same version in any order. (The stream sees the latest journey record per flush where
+replay sees every record: the same final content, possibly another version.) A case emitted
+earlier that the inputs no longer open (an earlier late candidate took its place) is re-emitted
+as `withdrawn`. Customers without any candidate and no case sent emit nothing.
+
+A customer's state is forgotten once stream time passes its last input + `horizon_ms` (the
+caller's: suppression windows + journey max length + allowed lateness), when no input can still
+change its cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from heapq import heappop, heappush
+from typing import Any, Final, NamedTuple
+
+from pipeline.core.event import TouchpointEvent
+from pipeline.core.records import JourneyRecord
+from pipeline.core.timefmt import format_opt, parse_opt
+from pipeline.core.valence import ces_on_7
+
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 24 * HOUR_MS
+PRIORITIES: Final = ("high", "medium", "low")  # best first
+CASE_ATTRIBUTE: Final = "followup_case_id"  # on an outcome event: the case it closes
+RESULT_ATTRIBUTE: Final = "followup_result"
+OPEN: Final = "open"
+CLOSED: Final = "closed"
+WITHDRAWN: Final = "withdrawn"
+_JOURNEY_FIELDS: Final = ("end_valence", "peak_end_score", "peak_valence", "worst_valence",
+                          "mean_valence")
+_SURVEY_FIELDS: Final = ("nps", "ces", "csat")
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One rule of the file: `on` journey / survey / outcome."""
+
+    name: str
+    on: str
+    priority: str
+    sla_ms: int
+    when: str = "closed"  # journeys: closed, or any (open journeys too)
+    field: str = ""
+    at_most: float = 0.0
+    outcome: str = ""
+
+    @property
+    def rank(self) -> int:
+        return PRIORITIES.index(self.priority)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowupRules:
+    """The parsed rules. `from_dict` checks meaning; the JSON Schema check of the file is the
+    adapter's (`pipeline.followup_rules`), which reads it."""
+
+    version: int
+    cooldown_ms: int
+    open_suppress_ms: int
+    triggers: tuple[Trigger, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FollowupRules:
+        triggers = []
+        names: set[str] = set()
+        for raw in data["triggers"]:
+            trigger = Trigger(
+                name=str(raw["name"]), on=str(raw["on"]), priority=str(raw["priority"]),
+                sla_ms=round(float(raw["sla_hours"]) * HOUR_MS),
+                when=str(raw.get("when", "closed")), field=str(raw.get("field", "")),
+                at_most=float(raw.get("at_most", 0.0)), outcome=str(raw.get("outcome", "")))
+            if trigger.name in names:
+                raise ValueError(f"follow-up rules: trigger name {trigger.name!r} twice")
+            if trigger.priority not in PRIORITIES:
+                raise ValueError(f"follow-up rules: {trigger.name}: priority "
+                                 f"{trigger.priority!r} is not one of {', '.join(PRIORITIES)}")
+            allowed = {"journey": _JOURNEY_FIELDS, "survey": _SURVEY_FIELDS, "outcome": ("",)}
+            if trigger.on not in allowed or trigger.field not in allowed[trigger.on]:
+                raise ValueError(f"follow-up rules: {trigger.name}: field {trigger.field!r} "
+                                 f"does not apply to on={trigger.on!r}")
+            if trigger.on == "journey" and trigger.when == "any" and (
+                    trigger.field != "peak_valence"):
+                raise ValueError(f"follow-up rules: {trigger.name}: when=any needs "
+                                 "field peak_valence (the only journey value an open journey "
+                                 "cannot take back)")
+            names.add(trigger.name)
+            triggers.append(trigger)
+        return cls(version=int(data["version"]),
+                   cooldown_ms=round(float(data["cooldown_days"]) * DAY_MS),
+                   open_suppress_ms=round(float(data["open_case_suppresses_days"]) * DAY_MS),
+                   triggers=tuple(triggers))
+
+
+class FollowupJourney(NamedTuple):
+    """What the follow-up stage needs of a journey record (JSON-able as a list)."""
+
+    journey_id: str
+    customer_id: str
+    keyed_by: str
+    status: str
+    version: int
+    started_at: int
+    ended_at: int
+    peak_valence: float | None
+    peak_touchpoint: str
+    peak_at: int | None
+    worst_valence: float | None
+    end_valence: float | None
+    end_touchpoint: str
+    end_at: int | None
+    peak_end_score: float | None
+    mean_valence: float | None
+
+    @classmethod
+    def from_record(cls, r: JourneyRecord) -> FollowupJourney:
+        return cls(r.journey_id, r.customer_id, r.keyed_by, r.status, r.version, r.started_at,
+                   r.ended_at, r.peak_valence, r.peak_touchpoint, r.peak_at, r.worst_valence,
+                   r.end_valence, r.end_touchpoint, r.end_at, r.peak_end_score, r.mean_valence)
+
+    def value(self, field: str) -> float | None:
+        value: float | None = getattr(self, field)
+        return value
+
+
+class FollowupEvent(NamedTuple):
+    """A survey answer or outcome event as the follow-up stage needs it (JSON-able)."""
+
+    event_id: str
+    customer_id: str
+    journey_id: str | None
+    at_ms: int
+    touchpoint: str
+    nps: int | None
+    ces: float | None  # on 1-7
+    csat: int | None
+    outcome: str | None
+    closes_case: str | None
+    result: str
+
+    @classmethod
+    def from_event(cls, event: TouchpointEvent) -> FollowupEvent | None:
+        """None for events that can neither trigger or close a case (most of them)."""
+        survey = event.survey
+        answers = survey is not None and survey.has_score()
+        if not answers and event.type != "outcome":
+            return None
+        case = event.attributes.get(CASE_ATTRIBUTE) if event.type == "outcome" else None
+        return cls(
+            event.event_id, event.customer_id, event.journey_id, event.occurred_ms,
+            event.touchpoint, None if survey is None else survey.nps,
+            None if survey is None or survey.ces is None else ces_on_7(survey.ces,
+                                                                          survey.ces_scale),
+            None if survey is None else survey.csat, event.outcome, case,
+            event.attributes.get(RESULT_ATTRIBUTE, event.outcome or "") if case else "")
+
+    def value(self, field: str) -> float | None:
+        value: float | None = getattr(self, field)
+        return value
+
+
+_CASE_FIELDS: Final = (
+    "case_id", "customer_id", "journey_id", "source_id", "trigger", "triggers", "priority",
+    "opened_at", "due_at", "silent", "status", "closed_at", "result", "peak_valence",
+    "peak_touchpoint", "peak_at", "end_valence", "end_touchpoint", "end_at", "peak_end_score",
+    "survey_event_id", "survey_nps", "survey_ces", "survey_csat", "outcome", "suppressed",
+    "recovery_journey_id", "recovery_peak_end_score", "rules_version", "version",
+)
+_CASE_TIMES: Final = frozenset({"opened_at", "due_at", "closed_at", "peak_at", "end_at"})
+
+
+class CaseRecord(NamedTuple):
+    """One follow-up case; key `case_id`, upsert by `version` (docs/followups.md)."""
+
+    case_id: str
+    customer_id: str
+    journey_id: str
+    source_id: str  # "journey:<id>" or "event:<event_id>": what opened it
+    trigger: str
+    triggers: str  # every trigger the source matched, comma-separated, file order
+    priority: str
+    opened_at: int
+    due_at: int
+    silent: bool  # no survey answer in the journey: the customer did not tell us
+    status: str  # open | closed | withdrawn
+    closed_at: int | None
+    result: str
+    peak_valence: float | None
+    peak_touchpoint: str
+    peak_at: int | None
+    end_valence: float | None
+    end_touchpoint: str
+    end_at: int | None
+    peak_end_score: float | None
+    survey_event_id: str
+    survey_nps: int | None
+    survey_ces: float | None
+    survey_csat: int | None
+    outcome: str
+    suppressed: int  # candidates this case held back (cooldown, already open)
+    # the customer's first journey started after the case closed (not closed: after it opened)
+    recovery_journey_id: str
+    recovery_peak_end_score: float | None
+    rules_version: int
+    version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        values: tuple[Any, ...] = tuple(self)
+        return {name: format_opt(value) if name in _CASE_TIMES else value
+                for name, value in zip(_CASE_FIELDS, values, strict=True)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CaseRecord:
+        values: list[Any] = [parse_opt(data.get(name)) if name in _CASE_TIMES
+                             else data.get(name) for name in _CASE_FIELDS]
+        return cls(*values)
+
+
+assert CaseRecord._fields == _CASE_FIELDS
+
+
+def case_id_of(customer_id: str, source_id: str) -> str:
+    """Deterministic: the same customer and source give the same id in any process.
+
+    >>> case_id_of("c1", "event:e1")
+    'fu-cd98cb4d5b2cdf9937c0'
+    """
+    digest = hashlib.sha256(f"{customer_id}\0{source_id}".encode("utf-8", "surrogatepass"))
+    return "fu-" + digest.hexdigest()[:20]
+
+
+class _Candidate(NamedTuple):
+    at_ms: int
+    source_id: str
+    trigger: Trigger
+    matched: tuple[str, ...]
+    journey: FollowupJourney | None
+    event: FollowupEvent | None
+
+
+class CustomerState:
+    """Inputs of one customer and the cases last emitted for it."""
+
+    __slots__ = ("emitted", "events", "journeys", "scheduled")
+
+    def __init__(self) -> None:
+        self.scheduled = -(1 << 62)  # latest forget deadline pushed on the tracker's heap
+        self.journeys: dict[str, FollowupJourney] = {}
+        self.events: dict[str, FollowupEvent] = {}
+        self.emitted: dict[str, CaseRecord] = {}
+
+    def version(self) -> int:
+        return sum(j.version for j in self.journeys.values()) + 4 * len(self.events)
+
+    def last_ms(self) -> int:
+        times = [j.ended_at for j in self.journeys.values()]
+        times += [e.at_ms for e in self.events.values()]
+        return max(times) if times else 0
+
+    def to_state(self) -> dict[str, Any]:
+        return {"journeys": [list(j) for j in self.journeys.values()],
+                "events": [list(e) for e in self.events.values()],
+                "emitted": [list(c) for c in self.emitted.values()]}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> CustomerState:
+        customer = cls()
+        for raw in state["journeys"]:
+            journey = FollowupJourney(*raw)
+            customer.journeys[journey.journey_id] = journey
+        for raw in state["events"]:
+            event = FollowupEvent(*raw)
+            customer.events[event.event_id] = event
+        for raw in state["emitted"]:
+            case = CaseRecord(*raw)
+            customer.emitted[case.case_id] = case
+        return customer
+
+
+class FollowupTracker:
+    """Follow-up cases of many customers (one stream partition of the customer-keyed stage,
+    or everything in replay). Calling pattern:
+
+        cases = tracker.apply(journeys=[...], events=[...])   # FollowupJourney / FollowupEvent
+        tracker.advance(watermark_ms)                         # forget customers out of reach
+        for key in tracker.drain_dirty_keys(): table[key] = tracker.dump_key(key)
+    """
+
+    def __init__(self, rules: FollowupRules, horizon_ms: int) -> None:
+        self.rules = rules
+        self.horizon_ms = horizon_ms
+        self.customers: dict[str, CustomerState] = {}
+        self._deadlines: list[tuple[int, str]] = []
+        self._dirty: set[str] = set()
+
+    # -- inputs ---------------------------------------------------------------------------
+    def apply(self, journeys: Iterable[FollowupJourney] = (),
+              events: Iterable[FollowupEvent] = ()) -> list[CaseRecord]:
+        """Take the inputs in; returns the cases of every customer whose inputs changed."""
+        changed: dict[str, None] = {}
+        for journey in journeys:
+            customer = self._customer(journey.customer_id)
+            old = customer.journeys.get(journey.journey_id)
+            if old is None or journey.version > old.version:
+                customer.journeys[journey.journey_id] = journey
+                changed[journey.customer_id] = None
+        for event in events:
+            customer = self._customer(event.customer_id)
+            if event.event_id not in customer.events:
+                customer.events[event.event_id] = event
+                changed[event.customer_id] = None
+        out: list[CaseRecord] = []
+        for customer_id in changed:
+            out.extend(self._emit(customer_id))
+        return out
+
+    def _customer(self, customer_id: str) -> CustomerState:
+        customer = self.customers.get(customer_id)
+        if customer is None:
+            customer = self.customers[customer_id] = CustomerState()
+        return customer
+
+    def _emit(self, customer_id: str) -> list[CaseRecord]:
+        customer = self.customers[customer_id]
+        self._dirty.add(customer_id)
+        deadline = customer.last_ms() + self.horizon_ms
+        if deadline > customer.scheduled:  # one heap entry per later deadline, not per input
+            customer.scheduled = deadline
+            heappush(self._deadlines, (deadline, customer_id))
+        candidates = self.candidates(customer)
+        if not candidates and not customer.emitted:
+            return []  # most customers: nothing to open, nothing sent before
+        version = customer.version()
+        cases = {c.case_id: c for c in self.cases_of(customer_id, customer, version,
+                                                     candidates)}
+        for case_id, old in customer.emitted.items():
+            if case_id not in cases:
+                cases[case_id] = old._replace(status=WITHDRAWN, version=version)
+        out = sorted(cases.values(), key=lambda c: (c.opened_at, c.case_id))
+        customer.emitted = {c.case_id: c for c in out}
+        return out
+
+    # -- the rules ------------------------------------------------------------------------
+    def candidates(self, customer: CustomerState) -> list[_Candidate]:
+        out: list[_Candidate] = []
+        for journey in customer.journeys.values():
+            if journey.status == "superseded":
+                continue
+            matched: list[tuple[int, Trigger]] = []
+            for trigger in self.rules.triggers:
+                if trigger.on != "journey":
+                    continue
+                if trigger.when == "closed" and journey.status != "closed":
+                    continue
+                value = journey.value(trigger.field)
+                if value is None or value > trigger.at_most:
+                    continue
+                at = journey.peak_at if trigger.when == "any" else journey.ended_at
+                matched.append((journey.ended_at if at is None else at, trigger))
+            if matched:
+                best = min(matched, key=lambda m: m[1].rank)[1]
+                out.append(_Candidate(min(at for at, _ in matched), "journey:" + journey.journey_id,
+                                      best, tuple(t.name for _, t in matched), journey, None))
+        for event in customer.events.values():
+            if event.closes_case is not None:
+                continue
+            hits = [t for t in self.rules.triggers if _event_matches(t, event)]
+            if hits:
+                best_trigger = min(hits, key=lambda t: t.rank)
+                out.append(_Candidate(event.at_ms, "event:" + event.event_id, best_trigger,
+                                      tuple(t.name for t in hits),
+                                      self._journey_of(customer, event), event))
+        out.sort(key=lambda c: (c.at_ms, c.source_id))
+        return out
+
+    def cases_of(self, customer_id: str, customer: CustomerState, version: int,
+                 candidates: list[_Candidate] | None = None) -> list[CaseRecord]:
+        """The customer's cases from its inputs alone (no emission state); `candidates`: the
+        customer's, when the caller has them already."""
+        closes: dict[str, FollowupEvent] = {}
+        for event in customer.events.values():
+            if event.closes_case is not None:
+                first = closes.get(event.closes_case)
+                if first is None or (event.at_ms, event.event_id) < (first.at_ms,
+                                                                     first.event_id):
+                    closes[event.closes_case] = event
+        opened: list[list[Any]] = []  # [candidate, case id, close event, suppressed]
+        for candidate in self.candidates(customer) if candidates is None else candidates:
+            if opened:
+                last, _, close, _ = opened[-1]
+                since = candidate.at_ms - last.at_ms
+                still_open = close is None or close.at_ms > candidate.at_ms
+                if since < self.rules.cooldown_ms or (
+                        still_open and since < self.rules.open_suppress_ms):
+                    opened[-1][3] += 1
+                    continue
+            case_id = case_id_of(customer_id, candidate.source_id)
+            opened.append([candidate, case_id, closes.get(case_id), 0])
+        return [self._case(customer_id, customer, c, case_id, close, suppressed, version)
+                for c, case_id, close, suppressed in opened]
+
+    def _case(self, customer_id: str, customer: CustomerState, candidate: _Candidate,
+              case_id: str, close: FollowupEvent | None, suppressed: int, version: int
+              ) -> CaseRecord:
+        journey, event = candidate.journey, candidate.event
+        answer = event if event is not None and event.outcome is None else (
+            None if journey is None else self._answer_in(customer, journey))
+        silent = event is None and answer is None
+        # The customer's next journey: the first that started after the case closed (contacted),
+        # or after it opened (not contacted yet): analysts compare the two (recovery).
+        # Journeys with moments only: the closing outcome event alone is a marker journey.
+        since = candidate.at_ms if close is None else close.at_ms
+        source = journey.journey_id if journey is not None else ""
+        later = [j for j in customer.journeys.values()
+                 if j.status != "superseded" and j.started_at > since
+                 and j.journey_id != source and j.peak_end_score is not None]
+        recovery = min(later, key=lambda j: (j.started_at, j.journey_id), default=None)
+        trigger = candidate.trigger
+        return CaseRecord(
+            case_id=case_id, customer_id=customer_id,
+            journey_id=journey.journey_id if journey is not None else (
+                event.journey_id or "" if event is not None else ""),
+            source_id=candidate.source_id, trigger=trigger.name,
+            triggers=",".join(candidate.matched), priority=trigger.priority,
+            opened_at=candidate.at_ms, due_at=candidate.at_ms + trigger.sla_ms, silent=silent,
+            status=OPEN if close is None else CLOSED,
+            closed_at=None if close is None else close.at_ms,
+            result="" if close is None else close.result,
+            peak_valence=None if journey is None else journey.peak_valence,
+            peak_touchpoint="" if journey is None else journey.peak_touchpoint,
+            peak_at=None if journey is None else journey.peak_at,
+            end_valence=None if journey is None else journey.end_valence,
+            end_touchpoint="" if journey is None else journey.end_touchpoint,
+            end_at=None if journey is None else journey.end_at,
+            peak_end_score=None if journey is None else journey.peak_end_score,
+            survey_event_id="" if answer is None else answer.event_id,
+            survey_nps=None if answer is None else answer.nps,
+            survey_ces=None if answer is None else answer.ces,
+            survey_csat=None if answer is None else answer.csat,
+            outcome="" if event is None or event.outcome is None else event.outcome,
+            suppressed=suppressed,
+            recovery_journey_id="" if recovery is None else recovery.journey_id,
+            recovery_peak_end_score=None if recovery is None else recovery.peak_end_score,
+            rules_version=self.rules.version, version=version)
+
+    @staticmethod
+    def _journey_of(customer: CustomerState, event: FollowupEvent) -> FollowupJourney | None:
+        """The journey an event belongs to, when known (the first by id among candidates)."""
+        found = [j for j in customer.journeys.values()
+                 if j.status != "superseded" and _holds(j, event)]
+        return min(found, key=lambda j: j.journey_id, default=None)
+
+    @staticmethod
+    def _answer_in(customer: CustomerState, journey: FollowupJourney) -> FollowupEvent | None:
+        """The journey's first survey answer (by time, event id), if any."""
+        answers = [e for e in customer.events.values()
+                   if e.outcome is None and e.closes_case is None and _holds(journey, e)]
+        return min(answers, key=lambda e: (e.at_ms, e.event_id), default=None)
+
+    # -- state ----------------------------------------------------------------------------
+    def advance(self, watermark_ms: int) -> list[str]:
+        """Forget the customers whose inputs stream time has left behind; their ids."""
+        gone: list[str] = []
+        heap = self._deadlines
+        while heap and heap[0][0] < watermark_ms:
+            _, customer_id = heappop(heap)
+            customer = self.customers.get(customer_id)
+            if customer is not None and customer.last_ms() + self.horizon_ms < watermark_ms:
+                del self.customers[customer_id]
+                self._dirty.add(customer_id)
+                gone.append(customer_id)
+        return gone
+
+    def drain_dirty_keys(self) -> list[str]:
+        keys = sorted(self._dirty)
+        self._dirty.clear()
+        return keys
+
+    def dump_key(self, customer_id: str) -> dict[str, Any] | None:
+        customer = self.customers.get(customer_id)
+        return None if customer is None else customer.to_state()
+
+    def load_key(self, customer_id: str, state: Mapping[str, Any] | None) -> None:
+        if state is None:
+            self.customers.pop(customer_id, None)
+            return
+        customer = self.customers[customer_id] = CustomerState.from_state(state)
+        customer.scheduled = customer.last_ms() + self.horizon_ms
+        heappush(self._deadlines, (customer.scheduled, customer_id))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"customers": {k: c.to_state() for k, c in sorted(self.customers.items())}}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.customers.clear()
+        self._deadlines.clear()
+        for customer_id, raw in state["customers"].items():
+            self.load_key(customer_id, raw)
+
+
+def _event_matches(trigger: Trigger, event: FollowupEvent) -> bool:
+    if trigger.on == "outcome":
+        return event.outcome is not None and event.outcome == trigger.outcome
+    if trigger.on != "survey":
+        return False
+    value = event.value(trigger.field)
+    return value is not None and value <= trigger.at_most
+
+
+def _holds(journey: FollowupJourney, event: FollowupEvent) -> bool:
+    """Whether `event` belongs to `journey`: the same producer journey id (also a later piece
+    `<id>@<time>` of it), else a customer-keyed journey spanning the event's time."""
+    if event.journey_id is not None:
+        return journey.journey_id == event.journey_id or (
+            journey.journey_id.startswith(event.journey_id + "@")
+            and journey.keyed_by == "journey_id"
+            and journey.started_at <= event.at_ms <= journey.ended_at)
+    return (journey.keyed_by != "journey_id"
+            and journey.started_at <= event.at_ms <= journey.ended_at)

@@ -1,0 +1,101 @@
+"""The follow-up stage of the stream, for one partition of `<app>-followup-inputs`.
+
+Why its own stage: the per-customer cooldown needs every input of a customer in one place, and
+stage one is partitioned by *journey* key (a producer journey id, else the customer id), so one
+customer's journeys can sit on several partitions. Stage one therefore sends what the follow-up
+rules need (the latest record of every journey per flush, survey answers and outcome events) to
+an internal topic keyed by customer id; this stage applies them to a `FollowupTracker`
+(pipeline/core/followups.py) and sends the cases to `cx.followups` keyed by case id. No Faust
+object: the worker persists `dirty_state()` in a table keyed by customer.
+
+Input messages are JSON objects: {"j": [FollowupJourney fields]} or {"e": [FollowupEvent
+fields]}. Every input is idempotent in the tracker (a journey keeps its highest version, an
+event its first copy by event_id), so a re-read after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.core.event import TouchpointEvent
+from pipeline.core.followups import (
+    WITHDRAWN,
+    CaseRecord,
+    FollowupEvent,
+    FollowupJourney,
+    FollowupRules,
+    FollowupTracker,
+)
+from pipeline.core.records import JourneyRecord
+
+NEVER = -(1 << 62)
+
+
+def journey_input(record: JourneyRecord) -> tuple[bytes, dict[str, Any]]:
+    """(key, message) of a journey record for the follow-up stage. Every record goes (the
+    latest of each journey per flush, as to cx.journeys): cases, their evidence and versions are
+    functions of each journey's latest record, which a filter on the record could hold back
+    (a journey that matched a trigger and then stopped matching)."""
+    return record.customer_id.encode(), {"j": list(FollowupJourney.from_record(record))}
+
+
+def event_input(event: TouchpointEvent) -> tuple[bytes, dict[str, Any]] | None:
+    """(key, message) of an accepted event for the follow-up stage, or None (most events)."""
+    signal = FollowupEvent.from_event(event)
+    if signal is None:
+        return None
+    return event.customer_id.encode(), {"e": list(signal)}
+
+
+class FollowupStage:
+    """Follow-up cases of the customers of one input partition."""
+
+    def __init__(self, rules: FollowupRules, horizon_ms: int) -> None:
+        self.tracker = FollowupTracker(rules, horizon_ms)
+        self.watermark = NEVER  # the latest input time seen: drives forgetting
+        # case life-cycle changes since the last drain: (opened|closed|withdrawn, priority)
+        self.transitions: Counter[tuple[str, str]] = Counter()
+
+    def load(self, states: Iterable[tuple[str, Any]], watermark: int) -> list[CaseRecord]:
+        """Restore the partition's customers; returns their cases to send again (they may have
+        been lost with a crash between the state write and the output delivery: harmless
+        duplicates otherwise, same versions)."""
+        out: list[CaseRecord] = []
+        for customer_id, state in states:
+            self.tracker.load_key(customer_id, state)
+            out.extend(self.tracker.customers[customer_id].emitted.values())
+        self.watermark = max(self.watermark, watermark)
+        return out
+
+    def apply(self, messages: Iterable[dict[str, Any]]) -> list[CaseRecord]:
+        """Apply a batch of input messages; the cases of every customer they changed."""
+        journeys: list[FollowupJourney] = []
+        events: list[FollowupEvent] = []
+        for message in messages:
+            if "j" in message:
+                journey = FollowupJourney(*message["j"])
+                journeys.append(journey)
+                self.watermark = max(self.watermark, journey.ended_at)
+            elif "e" in message:
+                event = FollowupEvent(*message["e"])
+                events.append(event)
+                self.watermark = max(self.watermark, event.at_ms)
+        customers = self.tracker.customers
+        touched = {j.customer_id for j in journeys} | {e.customer_id for e in events}
+        before = {c: {k: v.status for k, v in customers[c].emitted.items()}
+                  for c in touched if c in customers}
+        cases = self.tracker.apply(journeys, events)
+        for case in cases:
+            old = before.get(case.customer_id, {}).get(case.case_id)
+            if old != case.status:
+                change = "opened" if old is None else case.status
+                if change != WITHDRAWN or old is not None:
+                    self.transitions[(change, case.priority)] += 1
+        self.tracker.advance(self.watermark)
+        return cases
+
+    def dirty_state(self) -> list[tuple[str, Any]]:
+        """(customer id, state or None to delete) changed since the last call."""
+        return [(key, self.tracker.dump_key(key)) for key in self.tracker.drain_dirty_keys()]
