@@ -1,10 +1,14 @@
 # The two commands of the README: `make demo` and `make test`. Both set up what they need.
-.PHONY: setup stack stack-stop demo test unit lint bench bench-quick faults clean
+.PHONY: setup tools stack stack-stop demo test unit lint bench bench-quick faults clean
 
 PY := .venv/bin/python
 
 setup:
 	bash scripts/setup-python.sh
+
+# Node (Ajv), Go and chromium for the tests that drive them (scripts/setup-tools.sh).
+tools: setup
+	bash scripts/setup-tools.sh
 
 stack: setup
 	bash scripts/stack.sh start
@@ -21,7 +25,7 @@ demo: stack
 # through scripts/stack.sh and fail if they cannot), then unit tests and doctests, in a process of
 # their own (a pytest process that ran the integration tests, with their in-process Faust, chdb
 # and RocksDB objects, once died with a segmentation fault in the unit tests after them).
-test: setup
+test: setup tools
 	.venv/bin/ruff check pipeline jobs tests bench scripts conftest.py
 	.venv/bin/mypy
 	bash scripts/stack.sh start
@@ -29,7 +33,7 @@ test: setup
 	.venv/bin/pytest -p no:cacheprovider -m integration
 	.venv/bin/pytest -p no:cacheprovider -m "not integration"
 
-unit: setup
+unit: setup tools
 	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider pipeline/core tests/unit/core
 	.venv/bin/pytest -m "not integration"
 

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drivers": ("jobs.drivers", "key drivers: importance x gap per touchpoint, offline or "
                 "from ClickHouse"),
     "followups": ("pipeline.followups_cli", "post each new follow-up case to a webhook"),
+    "report": ("pipeline.report_html", "write the HTML report (charts) from the ClickHouse views"),
 }
 
 

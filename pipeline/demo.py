@@ -5,7 +5,9 @@
    the phone channel and a few invalid records, and produces them to a fresh input topic;
 3. runs `peakend worker` until everything is in ClickHouse, then stops it;
 4. prints journeys closed, the worst peaks and ends by touchpoint, NPS and CES by channel with
-   intervals, the alerts that fired, dead letters, and where to query next (read-only user).
+   intervals, the alerts that fired, dead letters, and where to query next (read-only user);
+5. writes the same views as a static HTML report with charts (`out/demo-report.html`,
+   pipeline/report_html.py), for pictures without Grafana.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
     _report(f"{base_reader}/{database}", database)
+    _html_report(f"{base_reader}/{database}")
     print(f"\n(demo took {time.monotonic() - started:.0f} s)")
     return 0
 
@@ -162,6 +165,18 @@ def _by_channel(wh: ServerWarehouse, metric: str) -> list[tuple[Any, ...]]:
         est = window.result()
         out.append((channel, n, est.value, est.ci_low, est.ci_high))
     return sorted(out, key=lambda r: -int(r[1]))
+
+
+def _html_report(reader_url: str) -> None:
+    from pipeline import report_html
+
+    wh = ServerWarehouse(reader_url)  # read-only, like the tables above
+    try:
+        page = report_html.write(wh, ROOT / "out" / "demo-report.html",
+                                 title="peakend demo: synthetic journeys, NPS drop on phone")
+    finally:
+        wh.close()
+    print(f"\nCharts of the same views (one HTML file, works offline): {page}")
 
 
 def _report(reader_url: str, database: str) -> None:

@@ -48,7 +48,8 @@ _CHANNELS = frozenset(CHANNELS)
 _STAGES = frozenset(STAGES)
 _OUTCOMES = frozenset(OUTCOMES)
 
-# The schema's `pattern` for occurred_at, character for character (a test compares them).
+# The schema's `pattern` for occurred_at, character for character (a test compares them); used
+# with fullmatch, so the `$` (before a final line feed too, in Python) cannot let one through.
 # Upper-case T and Z only; 1-9 fraction digits (Go's RFC3339Nano writes 9; datetime keeps 6, the
 # rest is truncated); no leap second. Years 2000-2099 after applying the offset, the range the
 # tables store and `format_ms` handles: local years 2000-2099, and on the two edge days only
@@ -63,8 +64,7 @@ OCCURRED_AT_PATTERN = (
     f"|2000-(?:01-(?:0[2-9]|[12][0-9]|3[01])|(?:0[2-9]|1[0-2])-{_DAY})"
     f"|2099-(?:(?:0[1-9]|1[01])-{_DAY}|12-(?:0[1-9]|[12][0-9]|30)))T{_TIME}(?:Z|[+-]{_OFFSET})"
     f"|2000-01-01T{_TIME}(?:Z|\\+00:00|-{_OFFSET})"
-    f"|2099-12-31T{_TIME}(?:Z|-00:00|\\+{_OFFSET}))"
-    r"(?![\s\S])"
+    f"|2099-12-31T{_TIME}(?:Z|-00:00|\\+{_OFFSET}))$"
 )
 _OCCURRED_AT = re.compile(OCCURRED_AT_PATTERN)
 # Only to explain a failure: the same form with any year, to tell "out of range" from "not a

@@ -27,7 +27,7 @@ class JourneyConfig:
     allowed_lateness_ms: int = DAY_MS
     end_window_ms: int = 0  # 0: end = the last moment only
     segment_attributes: tuple[str, ...] = ("region", "tier")  # for negative_end segments
-    scoring_rules_path: str = ""  # empty: schemas/scoring-rules.v1.json of the repository
+    scoring_rules_path: str = ""  # empty: schemas/scoring-rules.v1.json (package data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,10 @@ from typing import Any, Final
 from pipeline.core import SOURCE_DIR
 from pipeline.core.event import Signals
 
-# From the source directory, not __file__: a compiled module lives in another directory.
-DEFAULT_RULES_PATH = SOURCE_DIR.parents[1] / "schemas" / "scoring-rules.v1.json"
+# From the source directory, not __file__: a compiled module lives in another directory. The
+# rules are package data (pipeline/schemas links to the repository's schemas/), so the same path
+# works in a source tree and in an installed wheel; only `load` reads the file.
+DEFAULT_RULES_PATH = SOURCE_DIR.parent / "schemas" / "scoring-rules.v1.json"
 _NUMERIC: Final = ("wait_seconds", "handle_seconds", "transfers")
 _FLAGS: Final = ("resolved", "error")
 # Signal slots (the order of _NUMERIC + _FLAGS) and rule kinds; Final: constants when compiled.

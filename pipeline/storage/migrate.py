@@ -40,7 +40,8 @@ from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse, connect
 from pipeline.urls import warehouse_url_argument
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
+# Package data (pipeline/schemas links to the repository's schemas/): there in a wheel too.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "schemas" / "clickhouse"
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
