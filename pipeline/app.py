@@ -336,7 +336,7 @@ def create_app(
                     letter = proc.reject_letter(
                         out.reject, routed.event, routed.raw, s.topic_touchpoints,
                         routed.source_offset, routed.source_partition)
-                    dead_letters.send_soon(key=None, value=letter.to_json())
+                    dead_letters.send_soon(key=None, value=privacy.seal(letter).to_json())
                     stats.dead_letters.labels(letter.reason).inc()
                 outbox.add_journey_output(partition, out)
         flush_outbox()

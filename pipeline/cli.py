@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("jobs.backfill", "run the core over Parquet and write to ClickHouse"),
     "export": ("jobs.export", "export ClickHouse tables to Parquet"),
     "replay-dead-letters": ("jobs.replay_dead_letters", "re-send dead letters after a fix"),
+    "purge-dead-letters": ("jobs.purge_dead_letters", "drop dead letters past their retention"),
 }
 
 

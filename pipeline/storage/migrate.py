@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import re
 import sys
 from dataclasses import dataclass
@@ -78,18 +79,24 @@ class Migration:
 
 
 def load(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migrations in `directory`, ordered by number; gaps and duplicates are errors."""
+    """The migrations in `directory`, ordered by number; a repeated number is an error.
+
+    Gaps are allowed: numbers are reserved per branch when several are developed at once, and
+    `migrate` applies every migration not yet recorded, whatever its number."""
     found: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
         found.append(Migration(int(match.group(1)), path.name, path.read_text(encoding="utf-8")))
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
+    for before, migration in itertools.pairwise(found):
+        if migration.version == before.version:
             raise MigrationError(
-                f"{migration.name}: expected migration number {expected:03d} (no gaps or repeats)"
+                f"{migration.name}: migration number {migration.version:03d} is taken by "
+                f"{before.name} (no repeats)"
             )
+    if found and found[0].version < 1:
+        raise MigrationError(f"{found[0].name}: migration numbers start at 001")
     return found
 
 
@@ -170,6 +177,7 @@ _ENGINE = re.compile(r"ENGINE = (\w*MergeTree)\(([^)]*)\)")
 _CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (\w+) AS", re.IGNORECASE)
 _DROP = re.compile(r"^DROP (TABLE|VIEW) IF EXISTS (\w+)$", re.IGNORECASE)
 _RENAME = re.compile(r"^RENAME TABLE (\w+ TO \w+(?:\s*,\s*\w+ TO \w+)*)$", re.IGNORECASE)
+_ALTER_ADD = re.compile(r"^ALTER TABLE (\w+) (ADD COLUMN .*)$", re.IGNORECASE | re.DOTALL)
 _INSERT_SELECT = re.compile(r"^INSERT INTO \w+\s*\([^)]*\)\s*SELECT\b", re.IGNORECASE)
 
 
@@ -276,6 +284,12 @@ def _cluster_form(s: Statement, database: str, cluster: str) -> list[str]:
         return out
     if _INSERT_SELECT.match(statement):
         return [statement]  # through the Distributed tables: every shard gets its rows
+    alter = _ALTER_ADD.match(statement)
+    if alter:
+        # the column goes on every replica's local table and on the Distributed table over them
+        name, change = alter.group(1), alter.group(2)
+        return [f"ALTER TABLE {name}_local ON CLUSTER {cluster} {change}",
+                f"ALTER TABLE {name} ON CLUSTER {cluster} {change}"]
     raise MigrationError(
         f"cluster DDL: no cluster form for statement {statement.splitlines()[0]!r}"
     )

@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.observability import WorkerMetrics
+from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage import migrate as migrations
 from pipeline.storage.tables import rows
@@ -299,7 +300,8 @@ class ClickHouseSink:
                 source_partition=pending.partition, source_offset=pending.offset,
                 event_id=event_id if isinstance(event_id, str) else "",
             )
-            letters.append(letter.bounded(MAX_DEAD_LETTER_BYTES).to_json())
+            letters.append(PersonalData.from_settings(self.settings).seal(
+                letter, MAX_DEAD_LETTER_BYTES).to_json())
         delay = 0.5
         while letters:
             try:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.contract import Rejected, parse_event
-from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
+from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.partitioner import partition_for
 from pipeline.privacy import PersonalData
 from pipeline.stream.batches import MAX_BATCH_BYTES, encode_item, join_items
@@ -112,8 +112,7 @@ class Router:
                     rejected, original=value, source_topic=self.topic,
                     source_partition=record.partition, source_offset=record.offset,
                 )
-                out.dead_letters.append(
-                    (rejected.reason, letter.bounded(MAX_DEAD_LETTER_BYTES).to_json()))
+                out.dead_letters.append((rejected.reason, self.privacy.seal(letter).to_json()))
                 continue
             target = self.partition_of(event.journey_key)
             item = encode_item(record.partition, record.offset, arrival_ms(record, read_ms),
