@@ -41,6 +41,9 @@ from pipeline.core.event import TouchpointEvent
 from pipeline.settings import Settings, dead_letter_key_bytes
 
 REDACTED = "<redacted>"
+# What the internal batch records carry instead of a valid record's original when protection is
+# on (`carry`): a valid record is UTF-8 JSON, so it never starts with NUL.
+CARRIED = b"\x00sealed\x00"
 _TOP_FIELDS = frozenset(REQUIRED + OPTIONAL)
 _NONCE_BYTES = 12  # AES-GCM's standard nonce
 
@@ -94,7 +97,8 @@ class PersonalData:
 
     # -- dead letters ------------------------------------------------------------------------
 
-    def seal(self, letter: DeadLetter, max_bytes: int = MAX_DEAD_LETTER_BYTES) -> DeadLetter:
+    def seal(self, letter: DeadLetter, max_bytes: int = MAX_DEAD_LETTER_BYTES, *,
+             redact: bool = True) -> DeadLetter:
         """The dead letter as it may be kept and sent: bounded to `max_bytes` and, with a
         pseudonymisation key, without the raw record (see the module doc).
 
@@ -113,7 +117,9 @@ class PersonalData:
         if not self.key or letter.original_form != "raw":
             return letter
         original = letter.original
-        redacted = self.redact(original)
+        if original.startswith(CARRIED):
+            return self._sealed_earlier(letter, original)
+        redacted = self.redact(original) if redact else ""
         if self.dead_letter_key:
             form, stored = "encrypted", self._encrypt(original, letter)
         else:
@@ -122,6 +128,26 @@ class PersonalData:
             redacted = ""  # the digest and the source offsets still find the record
         return replace(letter, original_b64=stored, original_form=form,
                        original_sha256=hashlib.sha256(original).hexdigest(), redacted=redacted)
+
+    def carry(self, raw: bytes, source_topic: str, source_partition: int,
+              source_offset: int) -> bytes:
+        """What the worker's internal batch records carry of a valid record for a later dead
+        letter (`late`, `future`, `conflict`, a row ClickHouse refuses): the record itself
+        without a key; with one, only its sealed form (ciphertext or nothing, and its digest),
+        so the internal topic holds no raw customer id or comment either."""
+        if not self.key:
+            return raw
+        letter = self.seal(DeadLetter.make("", "", original=raw, source_topic=source_topic,
+                                           source_partition=source_partition,
+                                           source_offset=source_offset), 2**62, redact=False)
+        return CARRIED + json.dumps([letter.original_form, letter.original_b64,
+                                     letter.original_sha256]).encode()
+
+    def _sealed_earlier(self, letter: DeadLetter, carried: bytes) -> DeadLetter:
+        form, stored, digest = json.loads(carried[len(CARRIED):])
+        # The validated event is in the letter's own fields already; its redacted copy would
+        # need the raw record, which this stage never had.
+        return replace(letter, original_b64=stored, original_form=form, original_sha256=digest)
 
     def reveal(self, letter: DeadLetter) -> bytes:
         """The record as received, for `peakend replay-dead-letters`; ValueError saying why not

@@ -115,8 +115,9 @@ class Router:
                 out.dead_letters.append((rejected.reason, self.privacy.seal(letter).to_json()))
                 continue
             target = self.partition_of(event.journey_key)
+            carried = self.privacy.carry(value, self.topic, record.partition, record.offset)
             item = encode_item(record.partition, record.offset, arrival_ms(record, read_ms),
-                               value, event)
+                               carried, event)
             held = items.setdefault(target, [])
             if held and sizes[target] + len(item) > self.max_batch_bytes:
                 out.batches.setdefault(target, []).append(join_items(held))
