@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_env()
     url = args.url if args.url is not None else settings.clickhouse_url
-    warehouse = connect(url, chdb_path=settings.chdb_path, database=settings.clickhouse_database)
+    warehouse = connect(url, chdb_path=settings.chdb_path, database=settings.clickhouse_database,
+                        ca_file=settings.clickhouse_ssl_cafile)
     try:
         months = purge(warehouse, args.older_than_days, dry_run=args.dry_run)
     finally:

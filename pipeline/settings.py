@@ -19,6 +19,7 @@ import binascii
 import math
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
@@ -229,6 +230,9 @@ class Settings(BaseSettings):
         accepts=WAREHOUSE_URLS,
         url=True,
     )
+    clickhouse_ssl_cafile: str = setting(
+        "", "CA bundle that verifies the server of clickhouses:// URLs (empty: the system's CAs).",
+        accepts="empty or a path")
     chdb_path: str = setting(
         ".stack/chdb", "Data directory of the embedded chdb engine.", accepts="a path")
     clickhouse_database: str = setting(
@@ -492,6 +496,23 @@ class Settings(BaseSettings):
         if self.comments == "KEEP" or (not self.comments and self.keep_comments):
             return "keep"
         return "pseudonymise" if self.comments == "PSEUDONYMISE" else "drop"
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the SSL/SASL_SSL protocols (None otherwise): the broker's
+        certificate and host name verified against PEAKEND_KAFKA_SSL_CAFILE, else the system's
+        CAs."""
+        if self.kafka_security_protocol not in {"SSL", "SASL_SSL"}:
+            return None
+        return ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+
+    def aiokafka_client_options(self) -> dict[str, Any]:
+        """`kafka_client_options` as aiokafka takes them: a TLS context, not a CA file."""
+        options: dict[str, Any] = dict(self.kafka_client_options())
+        options.pop("ssl_cafile", None)
+        context = self.kafka_ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        return options
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(variable, effective value with secrets masked, doc) for `peakend settings`."""

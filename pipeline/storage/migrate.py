@@ -395,7 +395,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         url = settings.clickhouse_url if args.url is None else args.url
         warehouse = connect(url, chdb_path=settings.chdb_path,
-                            database=settings.clickhouse_database)
+                            database=settings.clickhouse_database,
+                            ca_file=settings.clickhouse_ssl_cafile)
         try:
             names = migrate(warehouse, cluster=cluster)
         finally:

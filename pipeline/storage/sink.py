@@ -447,11 +447,11 @@ class ClickHouseSink:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self.settings.sink_batch_rows,
-            **self.settings.kafka_client_options(),
+            **self.settings.aiokafka_client_options(),
         )
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-            **self.settings.kafka_client_options(),
+            **self.settings.aiokafka_client_options(),
         )
         if not await self._start_kafka(consumer, producer):
             return
@@ -631,7 +631,8 @@ def run(args: argparse.Namespace) -> int:
     sink = ClickHouseSink(
         settings,
         lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
-                        database=settings.clickhouse_database, timeouts=SINK_TIMEOUTS),
+                        database=settings.clickhouse_database, timeouts=SINK_TIMEOUTS,
+                        ca_file=settings.clickhouse_ssl_cafile),
         metrics,
         migrate=not args.no_migrate,
     )
