@@ -7,6 +7,7 @@
 #   scripts/stack.sh stop    [SERVICE...]   stop (data is kept under $PEAKEND_STACK_DIR)
 #   scripts/stack.sh status                 what runs where
 #   scripts/stack.sh env                    export lines for the pipeline (URLs with credentials)
+#   scripts/stack.sh tls                    generate the CA and server certificate (PEAKEND_STACK_TLS)
 #   scripts/stack.sh wipe                   stop everything and delete the data directory
 #
 # SERVICE: kafka clickhouse prometheus alertmanager (default: all). Ports and the data directory
@@ -104,10 +105,17 @@ ensure_tls() {
       -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1" \
       2>/dev/null
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+    # kafka and clickhouse: the service names of docker-compose.tls.yml
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kafka,DNS:clickhouse" \
+      "basicConstraints=CA:FALSE" \
       "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >server.ext
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt \
       -days 825 -extfile server.ext 2>/dev/null
+    # PKCS#12 with a generated password, for the apache/kafka image (docker-compose.tls.yml)
+    head -c 18 /dev/urandom | base64 | tr -d '/+=' >keystore_creds
+    cp keystore_creds key_creds
+    openssl pkcs12 -export -in server.crt -inkey server.key -certfile ca.pem -name kafka \
+      -out server.p12 -passout "file:keystore_creds"
     cat server.key server.crt >server.pem.tmp && mv server.pem.tmp server.pem
   ) || die "could not generate the TLS certificates under $tls_dir"
   chmod 644 "$tls_dir/ca.pem"  # public: what clients verify with
@@ -339,6 +347,7 @@ case $cmd in
   restart) for s in "${services[@]}"; do stop_service "$s"; "start_$s"; done ;;
   status) status ;;
   env) env_lines ;;
+  tls) ensure_tls; echo "$tls_dir" ;;
   wipe) for s in "${ALL_SERVICES[@]}"; do stop_service "$s"; done; rm -rf "$STACK_DIR" ;;
   *) die "unknown command '$cmd' (install start stop restart status env wipe)" ;;
 esac
