@@ -467,7 +467,8 @@ def create_app(
 
     async def serve_metrics() -> None:
         if s.metrics_port:
-            stats.serve(s.metrics_port)
+            stats.serve(s.metrics_port, certfile=s.metrics_tls_certfile,
+                        keyfile=s.metrics_tls_keyfile)
 
     entry = EntryStage(
         Router(topic=s.topic_touchpoints, partitions=s.partitions,

@@ -316,6 +316,11 @@ class Settings(BaseSettings):
     data_dir: str = setting(".stack/worker", "Worker state (RocksDB tables).", accepts="a path")
     metrics_port: int = setting(
         9108, "Port of the worker's Prometheus /metrics; 0: none.", ge=0, le=65535)
+    metrics_tls_certfile: str = setting(
+        "", "Certificate (PEM, with its chain) of /metrics: set with the key file, the worker "
+            "and the sink serve their metrics over HTTPS.", accepts="empty or a path")
+    metrics_tls_keyfile: str = setting(
+        "", "Private key (PEM) of PEAKEND_METRICS_TLS_CERTFILE.", accepts="empty or a path")
     web_port: int = setting(6066, "Port of Faust's web server.", ge=1, le=65535)
     stream_batch_events: int = setting(
         1000, "Events the worker's agents take per batch (their outputs are coalesced per batch).",
@@ -620,6 +625,9 @@ def _topics(s: Settings) -> str:
 
 
 def _ports(s: Settings) -> str:
+    if bool(s.metrics_tls_certfile) != bool(s.metrics_tls_keyfile):
+        return ("PEAKEND_METRICS_TLS_CERTFILE and PEAKEND_METRICS_TLS_KEYFILE: set both (HTTPS "
+                "needs the certificate and its key) or neither")
     if s.metrics_port == s.web_port:
         return (f"{_shown(s, 'metrics_port')}: must differ from PEAKEND_WEB_PORT: the worker "
                 f"listens on both")

@@ -627,7 +627,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     metrics = WorkerMetrics.create()
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
+        metrics.serve(settings.metrics_port, certfile=settings.metrics_tls_certfile,
+                      keyfile=settings.metrics_tls_keyfile)
     sink = ClickHouseSink(
         settings,
         lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
