@@ -181,5 +181,6 @@ def check_interrupted(warehouse: Warehouse) -> None:
         for statement in step.statements:
             warehouse.execute(statement)
     assert not migrate.needed(warehouse, create.guard)
-    assert migrate.migrate(warehouse, cluster="") == [m003.name]
+    assert migrate.migrate(warehouse, cluster="") == [  # 003 and any later migration
+        m.name for m in migrate.load() if m.version >= 3]
     assert _shown(warehouse, final=True) == {"old": [carried(with_id(BASE, "old"))]}
