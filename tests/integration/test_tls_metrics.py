@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.observability import WorkerMetrics
-from tests.integration.tls_stack import TLS_STACK_DIR, tls_stack
+from tests.integration.tls_stack import certificates
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +35,7 @@ def targets(prometheus: str) -> dict[str, dict[str, str]]:
 
 
 def test_prometheus_scrapes_metrics_over_verified_tls(tmp_path: Path) -> None:
-    with tls_stack("clickhouse"):  # any service: it generates the CA and certificate
-        pass
-    tls = TLS_STACK_DIR / "tls"
+    tls = certificates()
     port = free_port()
     WorkerMetrics.create().serve(port, certfile=str(tls / "server.crt"),
                                  keyfile=str(tls / "server.key"))

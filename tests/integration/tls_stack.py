@@ -33,12 +33,21 @@ def _stack(env: dict[str, str], *args: str) -> str:
     return proc.stdout
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, **TLS_PORTS, "PEAKEND_STACK_DIR": str(TLS_STACK_DIR),
+            "PEAKEND_STACK_TLS": "1"}
+
+
+def certificates() -> Path:
+    """The private stack's TLS directory (`scripts/stack.sh tls`: generated on first use)."""
+    return Path(_stack(_env(), "tls").strip().splitlines()[-1])
+
+
 @contextmanager
 def tls_stack(*services: str) -> Iterator[dict[str, str]]:
     """Start `services` of the private TLS stack; yields its `stack.sh env` variables; stops
     them afterwards (data and certificates are kept for the next run)."""
-    env = {**os.environ, **TLS_PORTS, "PEAKEND_STACK_DIR": str(TLS_STACK_DIR),
-           "PEAKEND_STACK_TLS": "1"}
+    env = _env()
     try:
         _stack(env, "start", *services)
         exported = {}
