@@ -170,3 +170,25 @@ def test_replay_dead_letters_opens_encrypted_letters_and_counts_dropped_ones(
     out = capsys.readouterr()
     assert "replayed 1" in out.out and "original not recoverable 1" in out.out
     assert "offset 2): its original was not kept" in out.err
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_a_letter_made_after_the_entry_stage_opens_to_the_record_as_received(
+    encrypt: bool,
+) -> None:
+    """`late`, `future`, `conflict` and ClickHouse-refused letters are made from what the batch
+    records carry (`carry`), never from the raw record: sealed the same way, and replayable."""
+    privacy = PersonalData(key=b"k",
+                           dead_letter_key=base64.urlsafe_b64decode(KEY) if encrypt else b"")
+    raw = json.dumps(event(customer_id="alice", survey={"nps": 1, "comment": "call me"})).encode()
+    carried = privacy.carry(raw, "cx.touchpoints", 3, 99)
+    assert b"alice" not in carried and b"call me" not in carried
+    letter = privacy.seal(DeadLetter.make("late", "late", original=carried,
+                                          source_topic="cx.touchpoints", source_partition=3,
+                                          source_offset=99))
+    assert letter.original_sha256 == hashlib.sha256(raw).hexdigest()
+    if encrypt:
+        assert (letter.original_form, privacy.reveal(letter)) == ("encrypted", raw)
+    else:
+        assert (letter.original_form, letter.original_b64) == ("dropped", "")
+    assert PersonalData().carry(raw, "cx.touchpoints", 3, 99) == raw  # no key: as received
