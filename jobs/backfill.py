@@ -693,7 +693,8 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.storage.warehouse import connect
 
         warehouse = connect(url, chdb_path=settings.chdb_path,
-                            database=settings.clickhouse_database)
+                            database=settings.clickhouse_database,
+                            ca_file=settings.clickhouse_ssl_cafile)
         migrate(warehouse)
         target = f"{warehouse.engine}:{_mask(url) or settings.chdb_path}:{warehouse.database}"
     checkpoint_path: Path | None = None

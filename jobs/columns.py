@@ -238,7 +238,7 @@ class EventBuilder:
         error = data["signals_error"]
         nps, ces, scale = data["survey_nps"], data["survey_ces"], data["survey_ces_scale"]
         csat, comment = data["survey_csat"], data["survey_comment"]
-        keep_comments = self.personal.keep_comments
+        comment_of = self.personal.comment
         customer = self.customer if self.personal.key else None
         fromtimestamp = datetime.fromtimestamp
         utc = UTC
@@ -255,7 +255,7 @@ class EventBuilder:
             if n is None and c is None and s is None and sat is None and text is None:
                 survey = None
             else:
-                survey = Survey(n, c, s, sat, text if keep_comments else None)
+                survey = Survey(n, c, s, sat, comment_of(text))
             attrs = attributes[i]
             return TouchpointEvent(
                 event_id[i], fromtimestamp(ms / 1000, utc), producer[i], cid, kind[i],
@@ -360,7 +360,7 @@ def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: E
         else:
             keys.append([])
             items.append([])
-    comments = values("survey_comment") if builder.personal.keep_comments else [None] * size
+    comments = [builder.personal.comment(text) for text in values("survey_comment")]
     build = builder.builder(builder.columns(sub))
     versions = [digest_version(content_digest(build(j))) for j in range(size)]
     return [

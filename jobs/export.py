@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         since = _since(args.since)
         warehouse = connect(url, chdb_path=settings.chdb_path,
-                            database=settings.clickhouse_database)
+                            database=settings.clickhouse_database,
+                            ca_file=settings.clickhouse_ssl_cafile)
     except ValueError as exc:
         print(f"peakend export: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,10 @@ Reads the dead-letter topic (a snapshot up to its end offsets at start) or a dea
 file, keeps the chosen reasons, re-validates each original record and sends those that pass to
 the input topic, byte for byte. Running it twice re-sends twice; the journey core ignores an
 event_id it has already applied, so that is harmless.
+
+Letters written with pseudonymisation on (docs/privacy.md) hold their original encrypted: it is
+opened with PEAKEND_DEAD_LETTER_KEY; letters whose original was not kept are counted as
+`unrecoverable`, never re-sent from their redacted copy (its pseudonym would be hashed again).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from pipeline.contract import REASONS, Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import iter_records, open_binary
+from pipeline.privacy import PersonalData
 from pipeline.producer import DeliveryFailure, TouchpointProducer
 from pipeline.settings import Settings
 
@@ -29,6 +34,7 @@ class ReplayCounts:
     skipped: int = 0  # reason not selected
     replayed: int = 0
     malformed: int = 0  # not a dead-letter record at all
+    unrecoverable: int = 0  # original dropped or not decryptable (pipeline.privacy.reveal)
     still_rejected: Counter[str] = field(default_factory=Counter)
     failures: list[DeliveryFailure] = field(default_factory=list)
 
@@ -37,14 +43,17 @@ class ReplayCounts:
         text = (f"read {self.read} dead letters: replayed {self.replayed}, still rejected {still}")
         if still:
             text += " (" + ", ".join(f"{r} {n}" for r, n in self.still_rejected.most_common()) + ")"
-        return (text + f", skipped by reason {self.skipped}, malformed {self.malformed}, "
-                f"failed deliveries {len(self.failures)}")
+        text += f", skipped by reason {self.skipped}, malformed {self.malformed}, "
+        if self.unrecoverable:
+            text += f"original not recoverable {self.unrecoverable}, "
+        return text + f"failed deliveries {len(self.failures)}"
 
 
 def replay(records: Iterable[bytes], producer: TouchpointProducer, reasons: set[str],
-           *, dry_run: bool = False) -> ReplayCounts:
+           *, dry_run: bool = False, privacy: PersonalData | None = None) -> ReplayCounts:
     """Re-validate and re-send; `records` are dead-letter JSON documents."""
     counts = ReplayCounts()
+    privacy = privacy or PersonalData()
     for record in records:
         counts.read += 1
         try:
@@ -57,10 +66,19 @@ def replay(records: Iterable[bytes], producer: TouchpointProducer, reasons: set[
             counts.skipped += 1
             continue
         try:
+            original = privacy.reveal(letter)
+        except ValueError as exc:
+            counts.unrecoverable += 1
+            if counts.unrecoverable <= 20:
+                print(f"cannot replay dead letter #{counts.read} ({letter.source_topic} partition "
+                      f"{letter.source_partition} offset {letter.source_offset}): {exc}",
+                      file=sys.stderr)
+            continue
+        try:
             if dry_run:
-                parse_event(letter.original, max_bytes=producer.max_event_bytes)
+                parse_event(original, max_bytes=producer.max_event_bytes)
             else:
-                producer.send(letter.original)
+                producer.send(original)
             counts.replayed += 1
         except Rejected as rejected:
             counts.still_rejected[rejected.reason] += 1
@@ -144,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         records = (read_file(args.file) if args.file else
                    read_topic(source, settings, args.bootstrap, args.idle_seconds))
-        counts = replay(records, producer, reasons, dry_run=args.dry_run)
+        counts = replay(records, producer, reasons, dry_run=args.dry_run,
+                        privacy=PersonalData.from_settings(settings))
     except OSError as exc:
         print(f"peakend replay-dead-letters: cannot read {source}: {exc}", file=sys.stderr)
         return 2
@@ -155,4 +174,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"delivery failed: event {failure.event_id!r}: {failure.error}", file=sys.stderr)
     verb = "would replay" if args.dry_run else "to " + producer.topic
     print(f"{source}: {counts.summary()} ({verb})")
-    return 1 if counts.failures or counts.malformed else 0
+    return 1 if counts.failures or counts.malformed or counts.unrecoverable else 0

@@ -18,7 +18,6 @@ the kill -9 tests in tests/integration prove this mechanism instead.
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 import weakref
 from collections.abc import Callable
@@ -65,9 +64,7 @@ log = logging.getLogger(__name__)
 
 def faust_credentials(settings: Settings) -> Any:
     """SASL and/or TLS for Faust's Kafka clients, from the same settings as every other client."""
-    context = None
-    if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
-        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    context = settings.kafka_ssl_context()
     if settings.kafka_sasl_mechanism:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
@@ -366,7 +363,7 @@ def create_app(
                     letter = proc.reject_letter(
                         out.reject, routed.event, routed.raw, s.topic_touchpoints,
                         routed.source_offset, routed.source_partition)
-                    dead_letters.send_soon(key=None, value=letter.to_json())
+                    dead_letters.send_soon(key=None, value=privacy.seal(letter).to_json())
                     stats.dead_letters.labels(letter.reason).inc()
                 elif not out.duplicate:
                     wanted = event_input(routed.event)  # survey answers, outcome events
@@ -527,7 +524,8 @@ def create_app(
     sink = ClickHouseSink(
         s, warehouse or (lambda: connect(s.clickhouse_url, chdb_path=s.chdb_path,
                                          database=s.clickhouse_database,
-                                         timeouts=SINK_TIMEOUTS)),
+                                         timeouts=SINK_TIMEOUTS,
+                                         ca_file=s.clickhouse_ssl_cafile)),
         stats, migrate=migrate,
     )
 
@@ -544,14 +542,15 @@ def create_app(
 
     async def serve_metrics() -> None:
         if s.metrics_port:
-            stats.serve(s.metrics_port)
+            stats.serve(s.metrics_port, certfile=s.metrics_tls_certfile,
+                        keyfile=s.metrics_tls_keyfile)
 
     entry = EntryStage(
         Router(topic=s.topic_touchpoints, partitions=s.partitions,
                max_event_bytes=s.max_event_bytes, privacy=privacy),
         bootstrap=s.kafka_bootstrap, group_id=f"{s.app_id}-entry",
         batches_topic=journey_events.get_topic_name(), dead_letters_topic=s.topic_dead_letters,
-        client_options=s.kafka_client_options(), max_records=s.stream_batch_events,
+        client_options=s.aiokafka_client_options(), max_records=s.stream_batch_events,
         metrics=EntryStats(stats, s.topic_touchpoints),
     )
 

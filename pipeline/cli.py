@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "from ClickHouse"),
     "followups": ("pipeline.followups_cli", "post each new follow-up case to a webhook"),
     "report": ("pipeline.report_html", "write the HTML report (charts) from the ClickHouse views"),
+    "purge-dead-letters": ("jobs.purge_dead_letters", "drop dead letters past their retention"),
 }
 
 

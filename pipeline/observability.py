@@ -154,6 +154,9 @@ class WorkerMetrics:
             ),
         )
 
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
-        """Expose /metrics on `addr:port` from a background thread."""
-        start_http_server(port, addr=addr, registry=self.registry)
+    def serve(self, port: int, addr: str = "127.0.0.1", *, certfile: str = "",
+              keyfile: str = "") -> None:
+        """Expose /metrics on `addr:port` from a background thread; over HTTPS when a
+        certificate and its key are given (PEAKEND_METRICS_TLS_CERTFILE/_KEYFILE)."""
+        start_http_server(port, addr=addr, registry=self.registry,
+                          certfile=certfile or None, keyfile=keyfile or None)

@@ -130,9 +130,9 @@ class Replay:
         try:
             event = self.privacy.scrub(parse_event(raw, max_bytes=self.max_bytes))
         except Rejected as rejected:
-            self.dead_letters.append(DeadLetter.from_rejection(
+            self.dead_letters.append(self.privacy.seal(DeadLetter.from_rejection(
                 rejected, original=raw, source_topic=self.source, source_partition=0,
-                source_offset=number))
+                source_offset=number)))
             return
         partition = partition_for(event.journey_key, self.partitions)
         emitted, reason = self.engine.process(event, partition)
@@ -140,10 +140,10 @@ class Replay:
         if reason == "duplicate":
             self.counts["duplicates"] += 1
         elif reason is not None:
-            self.dead_letters.append(DeadLetter.make(
+            self.dead_letters.append(self.privacy.seal(DeadLetter.make(
                 letter_reason(reason), self.reject_error(reason, event, partition),
                 original=raw, source_topic=self.source, source_partition=partition,
-                source_offset=number, event_id=event.event_id))
+                source_offset=number, event_id=event.event_id)))
         else:
             self.counts["events"] += 1
             signal = FollowupEvent.from_event(event)

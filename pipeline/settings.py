@@ -14,9 +14,12 @@ is first imported.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
@@ -227,6 +230,9 @@ class Settings(BaseSettings):
         accepts=WAREHOUSE_URLS,
         url=True,
     )
+    clickhouse_ssl_cafile: str = setting(
+        "", "CA bundle that verifies the server of clickhouses:// URLs (empty: the system's CAs).",
+        accepts="empty or a path")
     chdb_path: str = setting(
         ".stack/chdb", "Data directory of the embedded chdb engine.", accepts="a path")
     clickhouse_database: str = setting(
@@ -293,6 +299,16 @@ class Settings(BaseSettings):
         "", "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",
         secret=True)
     keep_comments: bool = setting(False, "Keep free-text survey comments (personal data).")
+    comments: Literal["", "KEEP", "DROP", "PSEUDONYMISE"] = setting(
+        "",
+        "Survey comments: keep, drop, or pseudonymise (replaced by their keyed hash: equal texts "
+        "still group; needs PEAKEND_PSEUDONYMISE_KEY); empty: as PEAKEND_KEEP_COMMENTS says.")
+    dead_letter_key: str = setting(
+        "",
+        "With PEAKEND_PSEUDONYMISE_KEY set, the operators' key that encrypts each dead letter's "
+        "original record (AES-256-GCM); empty: originals are not kept, only a redacted copy and "
+        "a digest (docs/privacy.md).",
+        secret=True, accepts="empty or 32 bytes in URL-safe base64 (44 characters)")
     # Worker
     app_id: str = setting(
         "peakend", "Faust application id (consumer group, changelog prefix).",
@@ -300,6 +316,11 @@ class Settings(BaseSettings):
     data_dir: str = setting(".stack/worker", "Worker state (RocksDB tables).", accepts="a path")
     metrics_port: int = setting(
         9108, "Port of the worker's Prometheus /metrics; 0: none.", ge=0, le=65535)
+    metrics_tls_certfile: str = setting(
+        "", "Certificate (PEM, with its chain) of /metrics: set with the key file, the worker "
+            "and the sink serve their metrics over HTTPS.", accepts="empty or a path")
+    metrics_tls_keyfile: str = setting(
+        "", "Private key (PEM) of PEAKEND_METRICS_TLS_CERTFILE.", accepts="empty or a path")
     web_port: int = setting(6066, "Port of Faust's web server.", ge=1, le=65535)
     stream_batch_events: int = setting(
         1000, "Events the worker's agents take per batch (their outputs are coalesced per batch).",
@@ -375,8 +396,10 @@ class Settings(BaseSettings):
         for server in servers:
             match = BOOTSTRAP_SERVER.fullmatch(server)
             if not match or (match.group(2) and not 1 <= int(match.group(2)) <= 65535):
+                # masked: `user:password@host:9092` is a mistake people make, and this line
+                # is printed
                 raise ValueError(f"must be host:port[,host:port...], ports from 1 to 65535; "
-                                 f"{server!r} is not")
+                                 f"{mask_url_password(server)!r} is not")
         return ",".join(servers)
 
     @field_validator("topic_touchpoints", "topic_dead_letters", "topic_journeys",
@@ -419,6 +442,12 @@ class Settings(BaseSettings):
     def _path(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must be a path, not empty")
+        return value
+
+    @field_validator("dead_letter_key")
+    @classmethod
+    def _dead_letter_key(cls, value: str) -> str:
+        dead_letter_key_bytes(value)  # ValueError saying what is accepted
         return value
 
     @field_validator("bucket_seconds")
@@ -465,6 +494,29 @@ class Settings(BaseSettings):
             options["sasl_plain_password"] = self.kafka_sasl_password
         if self.kafka_ssl_cafile:
             options["ssl_cafile"] = self.kafka_ssl_cafile
+        return options
+
+    def comment_policy(self) -> Literal["keep", "drop", "pseudonymise"]:
+        """What happens to survey comments (PEAKEND_COMMENTS, else PEAKEND_KEEP_COMMENTS)."""
+        if self.comments == "KEEP" or (not self.comments and self.keep_comments):
+            return "keep"
+        return "pseudonymise" if self.comments == "PSEUDONYMISE" else "drop"
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the SSL/SASL_SSL protocols (None otherwise): the broker's
+        certificate and host name verified against PEAKEND_KAFKA_SSL_CAFILE, else the system's
+        CAs."""
+        if self.kafka_security_protocol not in {"SSL", "SASL_SSL"}:
+            return None
+        return ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+
+    def aiokafka_client_options(self) -> dict[str, Any]:
+        """`kafka_client_options` as aiokafka takes them: a TLS context, not a CA file."""
+        options: dict[str, Any] = dict(self.kafka_client_options())
+        options.pop("ssl_cafile", None)
+        context = self.kafka_ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
         return options
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -573,14 +625,49 @@ def _topics(s: Settings) -> str:
 
 
 def _ports(s: Settings) -> str:
+    if bool(s.metrics_tls_certfile) != bool(s.metrics_tls_keyfile):
+        return ("PEAKEND_METRICS_TLS_CERTFILE and PEAKEND_METRICS_TLS_KEYFILE: set both (HTTPS "
+                "needs the certificate and its key) or neither")
     if s.metrics_port == s.web_port:
         return (f"{_shown(s, 'metrics_port')}: must differ from PEAKEND_WEB_PORT: the worker "
                 f"listens on both")
     return ""
 
 
+def _personal_data(s: Settings) -> str:
+    if s.comments and s.comments != "KEEP" and s.keep_comments:
+        return (f"{_shown(s, 'comments')}: contradicts PEAKEND_KEEP_COMMENTS=true; set only "
+                f"one of them")
+    if s.comments == "PSEUDONYMISE" and not s.pseudonymise_key:
+        return (f"{_shown(s, 'comments')}: needs PEAKEND_PSEUDONYMISE_KEY (the comments' keyed "
+                f"hash uses it)")
+    if s.dead_letter_key and not s.pseudonymise_key:
+        return ("PEAKEND_DEAD_LETTER_KEY='***': has no effect without PEAKEND_PSEUDONYMISE_KEY "
+                "(dead letters keep the raw record unless pseudonymisation is on)")
+    return ""
+
+
+def dead_letter_key_bytes(text: str) -> bytes:
+    """The AES-256 key of PEAKEND_DEAD_LETTER_KEY (b'' when empty); ValueError otherwise.
+
+    >>> len(dead_letter_key_bytes("A" * 43 + "="))
+    32
+    """
+    if not text:
+        return b""
+    try:
+        key = base64.urlsafe_b64decode(text.strip().encode("ascii"))
+    except (ValueError, binascii.Error):
+        key = b""
+    if len(key) != 32:
+        raise ValueError("must be empty or 32 bytes in URL-safe base64 (44 characters; e.g. "
+                         "python -c 'import base64,os; print(base64.urlsafe_b64encode("
+                         "os.urandom(32)).decode())')")
+    return key
+
+
 _RELATIONS: tuple[Callable[[Settings], str], ...] = (
-    _journey_idle, _alert_windows, _sasl, _topics, _ports,
+    _journey_idle, _alert_windows, _sasl, _topics, _ports, _personal_data,
 )
 
 

@@ -7,6 +7,7 @@
 #   scripts/stack.sh stop    [SERVICE...]   stop (data is kept under $PEAKEND_STACK_DIR)
 #   scripts/stack.sh status                 what runs where
 #   scripts/stack.sh env                    export lines for the pipeline (URLs with credentials)
+#   scripts/stack.sh tls                    generate the CA and server certificate (PEAKEND_STACK_TLS)
 #   scripts/stack.sh wipe                   stop everything and delete the data directory
 #
 # SERVICE: kafka clickhouse prometheus alertmanager (default: all). Ports and the data directory
@@ -24,6 +25,14 @@ CLICKHOUSE_HTTP_PORT=${PEAKEND_CLICKHOUSE_HTTP_PORT:-8123}
 PROMETHEUS_PORT=${PEAKEND_PROMETHEUS_PORT:-9090}
 ALERTMANAGER_PORT=${PEAKEND_ALERTMANAGER_PORT:-9093}
 ALL_SERVICES=(kafka clickhouse prometheus alertmanager)
+# TLS (PEAKEND_STACK_TLS=1): a CA and a server certificate are generated on first start under
+# $PEAKEND_STACK_DIR/tls (nothing secret in git); Kafka then also listens with SSL and SASL_SSL,
+# ClickHouse on its secure native and HTTPS ports. Clients verify with tls/ca.pem.
+STACK_TLS=${PEAKEND_STACK_TLS:-0}
+KAFKA_SSL_PORT=${PEAKEND_KAFKA_SSL_PORT:-$((KAFKA_PORT + 6))}
+KAFKA_SASL_SSL_PORT=${PEAKEND_KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 7))}
+CLICKHOUSE_TCP_SECURE_PORT=${PEAKEND_CLICKHOUSE_TCP_SECURE_PORT:-$((CLICKHOUSE_TCP_PORT + 440))}
+CLICKHOUSE_HTTPS_PORT=${PEAKEND_CLICKHOUSE_HTTPS_PORT:-$((CLICKHOUSE_HTTP_PORT + 320))}
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -89,6 +98,73 @@ ensure_secrets() {
 }
 sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 
+# ---------------------------------------------------------------- tls
+tls_dir="$STACK_DIR/tls"
+ensure_tls() {
+  [ -f "$tls_dir/server.pem" ] && return 0
+  command -v openssl >/dev/null || apt_install openssl
+  mkdir -p "$tls_dir"
+  log "generating a local CA and a server certificate for 127.0.0.1/localhost under $tls_dir"
+  (
+    umask 077; cd "$tls_dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 825 \
+      -subj "/CN=peakend local CA $(hostname)" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1" \
+      2>/dev/null
+    # kafka and clickhouse: the service names of docker-compose.tls.yml
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kafka,DNS:clickhouse" \
+      "basicConstraints=CA:FALSE" \
+      "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt \
+      -days 825 -extfile server.ext 2>/dev/null
+    # PKCS#12 with a generated password, for the apache/kafka image (docker-compose.tls.yml)
+    head -c 18 /dev/urandom | base64 | tr -d '/+=' >keystore_creds
+    cp keystore_creds key_creds
+    openssl pkcs12 -export -in server.crt -inkey server.key -certfile ca.pem -name kafka \
+      -out server.p12 -passout "file:keystore_creds"
+    cat server.key server.crt >server.pem.tmp && mv server.pem.tmp server.pem
+  ) || die "could not generate the TLS certificates under $tls_dir"
+  chmod 644 "$tls_dir/ca.pem"  # public: what clients verify with
+}
+kafka_tls() { # rendered server.properties: add the SSL and SASL_SSL listeners
+  local props=$1
+  sed -i -e "s|^listeners=\(.*\)$|listeners=\1,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT|" \
+    -e "s|^advertised.listeners=\(.*\)$|advertised.listeners=\1,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT|" \
+    -e "s|^listener.security.protocol.map=\(.*\)$|listener.security.protocol.map=\1,SSL:SSL,SASL_SSL:SASL_SSL|" \
+    "$props"
+  {
+    echo "ssl.keystore.type=PEM"
+    echo "ssl.keystore.location=$tls_dir/server.pem"
+    echo "ssl.truststore.type=PEM"
+    echo "ssl.truststore.location=$tls_dir/ca.pem"
+    grep '^listener.name.sasl_plaintext.plain.sasl.jaas.config=' "$props" \
+      | sed 's/^listener.name.sasl_plaintext/listener.name.sasl_ssl/'
+  } >>"$props"
+}
+clickhouse_tls() { # conf dir: config.d/tls.xml with the secure ports, or none
+  mkdir -p "$1/config.d"
+  if [ "$STACK_TLS" != 1 ]; then rm -f "$1/config.d/tls.xml"; return 0; fi
+  cat >"$1/config.d/tls.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <tcp_port_secure>$CLICKHOUSE_TCP_SECURE_PORT</tcp_port_secure>
+    <https_port>$CLICKHOUSE_HTTPS_PORT</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$tls_dir/server.crt</certificateFile>
+            <privateKeyFile>$tls_dir/server.key</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+</yandex>
+XML
+}
+
 # ---------------------------------------------------------------- kafka
 kafka_dir="$STACK_DIR/kafka"
 install_kafka() {
@@ -114,6 +190,7 @@ start_kafka() {
   (umask 077; render "$ROOT/scripts/kafka/server.properties.in" "$kafka_dir/server.properties" \
     PORT="$KAFKA_PORT" CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" DATA_DIR="$kafka_dir/data" \
     SASL_PORT="$KAFKA_SASL_PORT" SASL_USER=peakend SASL_PASSWORD="$KAFKA_SASL_PASSWORD")
+  if [ "$STACK_TLS" = 1 ]; then ensure_tls; kafka_tls "$kafka_dir/server.properties"; fi
   if [ ! -f "$kafka_dir/data/meta.properties" ]; then
     local cluster_id; cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
     kafka_java -Dkafka.logs.dir="$kafka_dir/logs" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
@@ -155,6 +232,8 @@ start_clickhouse() {
     ADMIN_SHA256="$(sha256 "$CH_ADMIN_PASSWORD")" WRITER_SHA256="$(sha256 "$CH_WRITER_PASSWORD")" \
     READER_SHA256="$(sha256 "$CH_READER_PASSWORD")"
   chmod 600 "$ch_dir/conf/users.xml"
+  [ "$STACK_TLS" != 1 ] || ensure_tls
+  clickhouse_tls "$ch_dir/conf"
   log "starting clickhouse on 127.0.0.1:$CLICKHOUSE_TCP_PORT (http $CLICKHOUSE_HTTP_PORT)"
   (cd "$ch_dir" && exec /usr/sbin/clickhouse-server --config-file="$ch_dir/conf/config.xml" \
     </dev/null >"$ch_dir/logs/stdout.log" 2>&1) &
@@ -259,6 +338,13 @@ env_lines() {
   echo "export PEAKEND_CLICKHOUSE_ADMIN_URL=clickhouse://default:$CH_ADMIN_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_PORT/$db"
   echo "export PEAKEND_PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
   echo "export PEAKEND_ALERTMANAGER_URL=http://127.0.0.1:$ALERTMANAGER_PORT"
+  if [ "$STACK_TLS" = 1 ]; then
+    echo "export PEAKEND_TEST_TLS_CAFILE=$tls_dir/ca.pem"
+    echo "export PEAKEND_TEST_KAFKA_SSL_BOOTSTRAP=127.0.0.1:$KAFKA_SSL_PORT"
+    echo "export PEAKEND_TEST_KAFKA_SASL_SSL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    echo "export PEAKEND_TEST_CLICKHOUSE_SECURE_URL=clickhouses://peakend_writer:$CH_WRITER_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_SECURE_PORT/$db"
+    echo "export PEAKEND_TEST_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:$CLICKHOUSE_HTTPS_PORT"
+  fi
 }
 
 cmd=${1:-status}; shift || true
@@ -270,6 +356,7 @@ case $cmd in
   restart) for s in "${services[@]}"; do stop_service "$s"; "start_$s"; done ;;
   status) status ;;
   env) env_lines ;;
+  tls) ensure_tls; echo "$tls_dir" ;;
   wipe) for s in "${ALL_SERVICES[@]}"; do stop_service "$s"; done; rm -rf "$STACK_DIR" ;;
   *) die "unknown command '$cmd' (install start stop restart status env wipe)" ;;
 esac

@@ -20,6 +20,12 @@ from pipeline.contract.rejected import Rejected
 
 FIELDS = ("reason", "error", "source_topic", "source_partition", "source_offset", "received_at",
           "event_id", "original_b64")
+# Added by issue 21 (pseudonymised dead letters, pipeline.privacy.PersonalData.seal); optional on
+# reading, so letters written before them still read (as `raw`).
+PROTECTION_FIELDS = ("original_form", "original_sha256", "redacted")
+# What `original_b64` holds: the record as received, AES-GCM ciphertext under the operators'
+# PEAKEND_DEAD_LETTER_KEY, or nothing (only the redacted copy and the digest are kept).
+ORIGINAL_FORMS = ("raw", "encrypted", "dropped")
 
 
 def _to_ms(moment: datetime) -> datetime:
@@ -54,10 +60,14 @@ class DeadLetter:
     received_at: datetime
     event_id: str
     original_b64: str
+    original_form: str = "raw"  # one of ORIGINAL_FORMS
+    original_sha256: str = ""  # SHA-256 of the record as received (hex), when protected
+    redacted: str = ""  # the record with its personal data pseudonymised or removed (JSON)
 
     @property
     def original(self) -> bytes:
-        """The rejected record exactly as received."""
+        """The rejected record exactly as received (`raw` letters), else what `original_b64`
+        holds (ciphertext or nothing: pipeline.privacy.PersonalData.reveal opens it)."""
         return base64.b64decode(self.original_b64, validate=True)
 
     @classmethod
@@ -162,6 +172,14 @@ class DeadLetter:
                      "original_b64"):
             if not isinstance(data[name], str):
                 raise ValueError(f"dead letter: {name} must be a string, got {data[name]!r}")
+        protection = {name: data.get(name, "") for name in PROTECTION_FIELDS}
+        protection["original_form"] = protection["original_form"] or "raw"
+        for name, value in protection.items():
+            if not isinstance(value, str):
+                raise ValueError(f"dead letter: {name} must be a string, got {value!r}")
+        if protection["original_form"] not in ORIGINAL_FORMS:
+            raise ValueError(f"dead letter: original_form must be one of "
+                             f"{', '.join(ORIGINAL_FORMS)}, got {protection['original_form']!r}")
         for name in ("source_partition", "source_offset"):
             if type(data[name]) is not int:
                 raise ValueError(f"dead letter: {name} must be an integer, got {data[name]!r}")
@@ -179,6 +197,7 @@ class DeadLetter:
             received_at=_to_ms(received_at),
             event_id=data["event_id"],
             original_b64=data["original_b64"],
+            **protection,
         )
 
     @classmethod

@@ -178,6 +178,7 @@ _ENGINE = re.compile(r"ENGINE = (\w*MergeTree)\(([^)]*)\)")
 _CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (\w+) AS", re.IGNORECASE)
 _DROP = re.compile(r"^DROP (TABLE|VIEW) IF EXISTS (\w+)$", re.IGNORECASE)
 _RENAME = re.compile(r"^RENAME TABLE (\w+ TO \w+(?:\s*,\s*\w+ TO \w+)*)$", re.IGNORECASE)
+_ALTER_ADD = re.compile(r"^ALTER TABLE (\w+) (ADD COLUMN .*)$", re.IGNORECASE | re.DOTALL)
 _INSERT_SELECT = re.compile(r"^INSERT INTO \w+\s*\([^)]*\)\s*SELECT\b", re.IGNORECASE)
 
 
@@ -284,6 +285,12 @@ def _cluster_form(s: Statement, database: str, cluster: str) -> list[str]:
         return out
     if _INSERT_SELECT.match(statement):
         return [statement]  # through the Distributed tables: every shard gets its rows
+    alter = _ALTER_ADD.match(statement)
+    if alter:
+        # the column goes on every replica's local table and on the Distributed table over them
+        name, change = alter.group(1), alter.group(2)
+        return [f"ALTER TABLE {name}_local ON CLUSTER {cluster} {change}",
+                f"ALTER TABLE {name} ON CLUSTER {cluster} {change}"]
     raise MigrationError(
         f"cluster DDL: no cluster form for statement {statement.splitlines()[0]!r}"
     )
@@ -389,7 +396,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         url = settings.clickhouse_url if args.url is None else args.url
         warehouse = connect(url, chdb_path=settings.chdb_path,
-                            database=settings.clickhouse_database)
+                            database=settings.clickhouse_database,
+                            ca_file=settings.clickhouse_ssl_cafile)
         try:
             names = migrate(warehouse, cluster=cluster)
         finally:

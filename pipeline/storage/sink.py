@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.observability import WorkerMetrics
+from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage import migrate as migrations
 from pipeline.storage.tables import rows
@@ -300,7 +301,8 @@ class ClickHouseSink:
                 source_partition=pending.partition, source_offset=pending.offset,
                 event_id=event_id if isinstance(event_id, str) else "",
             )
-            letters.append(letter.bounded(MAX_DEAD_LETTER_BYTES).to_json())
+            letters.append(PersonalData.from_settings(self.settings).seal(
+                letter, MAX_DEAD_LETTER_BYTES).to_json())
         delay = 0.5
         while letters:
             try:
@@ -446,11 +448,11 @@ class ClickHouseSink:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self.settings.sink_batch_rows,
-            **self.settings.kafka_client_options(),
+            **self.settings.aiokafka_client_options(),
         )
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-            **self.settings.kafka_client_options(),
+            **self.settings.aiokafka_client_options(),
         )
         if not await self._start_kafka(consumer, producer):
             return
@@ -626,11 +628,13 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     metrics = WorkerMetrics.create()
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
+        metrics.serve(settings.metrics_port, certfile=settings.metrics_tls_certfile,
+                      keyfile=settings.metrics_tls_keyfile)
     sink = ClickHouseSink(
         settings,
         lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
-                        database=settings.clickhouse_database, timeouts=SINK_TIMEOUTS),
+                        database=settings.clickhouse_database, timeouts=SINK_TIMEOUTS,
+                        ca_file=settings.clickhouse_ssl_cafile),
         metrics,
         migrate=not args.no_migrate,
     )

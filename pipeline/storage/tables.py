@@ -311,6 +311,10 @@ DEAD_LETTERS = _spec(
         *_times("received_at"),
         ("event_id", _text("event_id")),
         ("original_b64", _field("original_b64")),
+        # Migration 007 (issue 21); letters written before it have none of these: raw.
+        ("original_form", lambda record: record.get("original_form") or "raw"),
+        ("original_sha256", _text("original_sha256")),
+        ("redacted", _text("redacted")),
     ],
 )
 

@@ -218,6 +218,7 @@ class ServerWarehouse:
         *,
         settings: Mapping[str, Any] | None = None,
         timeouts: Timeouts | None = None,
+        ca_file: str = "",
     ) -> None:
         # Any password character, raw or percent-encoded (pipeline.urls); urlparse cut a raw '/'.
         parsed = parse_clickhouse_url(url)
@@ -230,6 +231,10 @@ class ServerWarehouse:
             password=parsed.password,
             database=self.database,
             secure=parsed.secure,
+            # clickhouses://: the server's certificate and host name are always verified,
+            # against `ca_file` (PEAKEND_CLICKHOUSE_SSL_CAFILE) or the system's CAs.
+            verify=True,
+            ca_certs=ca_file or None,
             settings=dict(settings or {}),
             connect_timeout=limits.connect,
             send_receive_timeout=limits.send_receive,
@@ -420,7 +425,7 @@ class ChdbWarehouse:
 
 
 def connect(url: str, *, chdb_path: str = ".stack/chdb", database: str = "peakend",
-            timeouts: Timeouts | None = None) -> Warehouse:
+            timeouts: Timeouts | None = None, ca_file: str = "") -> Warehouse:
     """A warehouse for `url`: clickhouse://user:pass@host:port/db, or chdb when url is empty.
 
     `chdb:///abs/path` or `chdb://rel/path` names an embedded data directory explicitly.
@@ -430,4 +435,4 @@ def connect(url: str, *, chdb_path: str = ".stack/chdb", database: str = "peaken
         return ChdbWarehouse(chdb_path, database)
     if url.startswith("chdb://"):
         return ChdbWarehouse(url[len("chdb://") :] or chdb_path, database)
-    return ServerWarehouse(url, timeouts=timeouts)
+    return ServerWarehouse(url, timeouts=timeouts, ca_file=ca_file)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.contract import Rejected, parse_event
-from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
+from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.partitioner import partition_for
 from pipeline.privacy import PersonalData
 from pipeline.stream.batches import MAX_BATCH_BYTES, encode_item, join_items
@@ -112,12 +112,12 @@ class Router:
                     rejected, original=value, source_topic=self.topic,
                     source_partition=record.partition, source_offset=record.offset,
                 )
-                out.dead_letters.append(
-                    (rejected.reason, letter.bounded(MAX_DEAD_LETTER_BYTES).to_json()))
+                out.dead_letters.append((rejected.reason, self.privacy.seal(letter).to_json()))
                 continue
             target = self.partition_of(event.journey_key)
+            carried = self.privacy.carry(value, self.topic, record.partition, record.offset)
             item = encode_item(record.partition, record.offset, arrival_ms(record, read_ms),
-                               value, event)
+                               carried, event)
             held = items.setdefault(target, [])
             if held and sizes[target] + len(item) > self.max_batch_bytes:
                 out.batches.setdefault(target, []).append(join_items(held))

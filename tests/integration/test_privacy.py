@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline.stream.topics import contributions_topic, followup_inputs_topic, followups_topic
+from pipeline.stream.topics import (
+    contributions_topic,
+    followup_inputs_topic,
+    followups_topic,
+    journey_events_topic,
+)
 from tests.conftest import ClickHouseUrls
 from tests.integration.stream_util import (
     Worker,
@@ -43,6 +48,18 @@ def events(n: int) -> list[bytes]:
     return out
 
 
+def invalid_events(n: int) -> list[bytes]:
+    """Rejected records carrying the raw ids and comments: their dead letters are sealed (issue
+    21: a redacted copy and a digest, the original encrypted or dropped)."""
+    out = []
+    for i in range(n):
+        event = json.loads(events(1)[0])
+        event |= {"event_id": f"priv-bad-{i}", "customer_id": f"alice.{i % 7}@example.com",
+                  "channel": "fax", "survey": {"nps": 3, "comment": f"call me on 555-01{i % 7}"}}
+        out.append(json.dumps(event).encode())
+    return out
+
+
 def test_settings_output_never_shows_the_key() -> None:
     for docs in ([], ["--docs"]):
         proc = subprocess.run(
@@ -60,12 +77,13 @@ def test_no_raw_customer_id_stored_or_emitted_and_key_not_logged(
 ) -> None:
     setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=2,
                          PEAKEND_PSEUDONYMISE_KEY=KEY)
-    lines = events(200)
+    lines = events(200) + invalid_events(10)
     worker = Worker(setup, tmp_path, "priv", 30)
     try:
         produce_lines(kafka_bootstrap, setup.topic, lines)
         wait_until(lambda: count(setup, "SELECT count() FROM touchpoint_events") >= 200
-                   and count(setup, "SELECT count() FROM journeys") > 0, 120,
+                   and count(setup, "SELECT count() FROM journeys") > 0
+                   and count(setup, "SELECT count() FROM dead_letters") >= 10, 120,
                    "the events in ClickHouse", worker.log_tail)
     finally:
         worker.stop()
@@ -82,11 +100,15 @@ def test_no_raw_customer_id_stored_or_emitted_and_key_not_logged(
             assert "555-01" not in text, f"a comment reached {table}"
         ids = {str(r[0]) for r in wh.query("SELECT DISTINCT customer_id FROM touchpoint_events")}
         assert ids and all(i.startswith("c_") and len(i) == 66 for i in ids), ids
+        forms = wh.query("SELECT original_form, original_b64, redacted FROM dead_letters")
+        assert forms and all(form == "dropped" and stored == "" and '"c_' in redacted
+                             for form, stored, redacted in forms), forms
     finally:
         wh.close()
     settings = setup.settings()
     topics = [settings.topic_journeys, settings.topic_metrics, settings.topic_alerts,
-              settings.topic_dead_letters, contributions_topic(settings)]
+              settings.topic_dead_letters, contributions_topic(settings),
+              journey_events_topic(settings)]
     topics += [followups_topic(settings), followup_inputs_topic(settings)]
     consumer = KafkaConsumer(*topics, bootstrap_servers=kafka_bootstrap,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000)
@@ -96,6 +118,7 @@ def test_no_raw_customer_id_stored_or_emitted_and_key_not_logged(
         blob = (message.key or b"") + (message.value or b"")
         for customer in raw:
             assert customer.encode() not in blob, f"raw customer_id on {message.topic}"
+        assert b"555-01" not in blob, f"a comment on {message.topic}"
     consumer.close()
     assert seen > 0
     log = worker.log_path.read_text(errors="replace")

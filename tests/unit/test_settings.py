@@ -165,7 +165,7 @@ def test_defaults_equal_the_declared_defaults_and_round_trip_as_text() -> None:
     assert [v.name for v in VARIABLES] == ["PEAKEND_" + f.upper() for f in Settings.model_fields]
     assert all(v.doc and v.accepts for v in VARIABLES)
     assert {v.name for v in VARIABLES if v.secret} == {
-        "PEAKEND_KAFKA_SASL_PASSWORD", "PEAKEND_PSEUDONYMISE_KEY"}
+        "PEAKEND_KAFKA_SASL_PASSWORD", "PEAKEND_PSEUDONYMISE_KEY", "PEAKEND_DEAD_LETTER_KEY"}
 
 
 def test_values_are_parsed_to_their_declared_types() -> None:
@@ -342,3 +342,19 @@ def test_the_commands_url_option_is_checked_like_the_setting(
     assert err.splitlines()[-1].startswith(f"peakend {command[0]}: error: argument --url: must be")
     assert "top@secret" not in err
     assert ":***@" in err
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("PEAKEND_KAFKA_BOOTSTRAP", "peakend:s3cr@tP4ss@127.0.0.1:9092"),
+    ("PEAKEND_KAFKA_BOOTSTRAP", "h:9092,peakend:s3cr@tP4ss@h:9092"),
+    ("PEAKEND_CLICKHOUSE_URL", "clickhouse://w:s3cr@tP4ss@h:0/db"),
+])
+def test_no_part_of_a_password_with_at_signs_is_printed(variable: str, value: str) -> None:
+    """Issue 21: `peakend settings` and every start-up error mask a password holding `@`; the
+    bootstrap check used to quote the whole server back, password included."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    text = str(caught.value)
+    assert "***" in text
+    for fragment in ("s3cr", "tP4ss", "@tP4"):
+        assert fragment not in text, text

@@ -64,6 +64,11 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("jobs/export.py", "', '.join(TABLES[table].columns)"): CHECKED,
     # demo: a fixed database name
     ("pipeline/demo.py", "database"): CODE,
+    # purge-dead-letters: DROP PARTITION {month}, month matched YYYYMM (digits) from system.parts
+    ("jobs/purge_dead_letters.py", "TABLE"): CODE,
+    ("jobs/purge_dead_letters.py", "month"): CHECKED,
+    # migrate.render ALTER TABLE ... ADD COLUMN: name \w+, change from the migration file
+    ("pipeline/storage/migrate.py", "change"): CODE,
 }
 
 

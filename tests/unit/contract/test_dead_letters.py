@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.contract import Rejected, parse_event
-from pipeline.contract.dead_letters import FIELDS, DeadLetter
+from pipeline.contract.dead_letters import FIELDS, PROTECTION_FIELDS, DeadLetter
 
 
 def letter_for(data: bytes) -> DeadLetter:
@@ -20,9 +20,10 @@ def letter_for(data: bytes) -> DeadLetter:
 
 def test_fields_are_exactly_those_of_docs_records_md() -> None:
     letter = letter_for(b'{"event_id": "e1"}')
-    assert tuple(letter.to_dict()) == FIELDS
+    assert tuple(letter.to_dict()) == FIELDS + PROTECTION_FIELDS
     assert FIELDS == ("reason", "error", "source_topic", "source_partition", "source_offset",
                       "received_at", "event_id", "original_b64")
+    assert PROTECTION_FIELDS == ("original_form", "original_sha256", "redacted")
 
 
 def test_from_rejection_carries_reason_error_event_id_and_original() -> None:

@@ -107,7 +107,10 @@ def test_table_columns_match_the_migrations_in_order() -> None:
         for statement, _ in migrate.split(migration.text):
             name = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)
             rename = re.match(r"RENAME TABLE (.*)$", statement, re.S)
-            if name:
+            added = re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
+            if added:
+                final[added.group(1)] += (added.group(2),)
+            elif name:
                 body = statement[statement.index("(") + 1 : statement.index("\nENGINE")]
                 final[name.group(1)] = tuple(line.split()[0] for line in body.splitlines()
                                              if line.strip() and line.strip() != ")")

@@ -135,14 +135,20 @@ def test_log_append_time_is_the_arrival(lines: list[bytes]) -> None:
 
 def test_pseudonymised_before_it_leaves_the_entry_stage(lines: list[bytes]) -> None:
     privacy = PersonalData(key=b"k" * 32)
+    recs = records(lines[:50], "keyed")
+    by_source = {(r.partition, r.offset): r.value for r in recs}
     routed = Router(topic=TOPIC, partitions=4, max_event_bytes=65536,
-                    privacy=privacy).route(records(lines[:50], "keyed"), read_ms=1 << 50)
+                    privacy=privacy).route(recs, read_ms=1 << 50)
     for bs in routed.batches.values():
         for b in bs:
             for item in decode_batch(b):
-                original = parse_event(item.raw)
+                raw = by_source[item.source_partition, item.source_offset]
+                original = parse_event(raw)
                 assert item.event.customer_id == privacy.pseudonym(original.customer_id)
                 assert item.event.customer_id != original.customer_id
+                # the batch record carries the original sealed (issue 21), not as received
+                assert original.customer_id.encode() not in item.raw
+                assert item.raw.startswith(b"\x00sealed\x00")
 
 
 def stage_one_results(routed: Routed, partitions: int = 4) -> dict[str, tuple[object, ...]]:

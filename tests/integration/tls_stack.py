@@ -1,0 +1,61 @@
+"""A private stack with TLS (issue 21): scripts/stack.sh with PEAKEND_STACK_TLS=1, its own data
+directory (.stack/tls) and ports (47xxx), so the shared stack is never restarted or
+reconfigured. The CA and server certificate are generated there on first start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "scripts" / "stack.sh"
+TLS_STACK_DIR = ROOT / ".stack" / "tls"
+TLS_PORTS = {
+    "PEAKEND_KAFKA_PORT": "47092",  # SSL 47098, SASL_PLAINTEXT 47096, SASL_SSL 47099
+    "PEAKEND_KAFKA_CONTROLLER_PORT": "47097",
+    "PEAKEND_CLICKHOUSE_TCP_PORT": "47000",  # secure native 47440
+    "PEAKEND_CLICKHOUSE_HTTP_PORT": "47123",  # HTTPS 47443
+    "PEAKEND_KAFKA_HEAP": "512m",
+}
+
+
+def _stack(env: dict[str, str], *args: str) -> str:
+    proc = subprocess.run(["bash", str(STACK), *args], capture_output=True, text=True,
+                          timeout=600, check=False, env=env)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/stack.sh {' '.join(args)} (TLS stack) failed (exit "
+                    f"{proc.returncode}):\n{proc.stderr[-4000:]}", pytrace=False)
+    return proc.stdout
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, **TLS_PORTS, "PEAKEND_STACK_DIR": str(TLS_STACK_DIR),
+            "PEAKEND_STACK_TLS": "1"}
+
+
+def certificates() -> Path:
+    """The private stack's TLS directory (`scripts/stack.sh tls`: generated on first use)."""
+    return Path(_stack(_env(), "tls").strip().splitlines()[-1])
+
+
+@contextmanager
+def tls_stack(*services: str) -> Iterator[dict[str, str]]:
+    """Start `services` of the private TLS stack; yields its `stack.sh env` variables; stops
+    them afterwards (data and certificates are kept for the next run)."""
+    env = _env()
+    try:
+        _stack(env, "start", *services)
+        exported = {}
+        for line in _stack(env, "env").splitlines():
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].partition("=")
+                exported[name] = value
+        yield exported
+    finally:
+        subprocess.run(["bash", str(STACK), "stop", *services], capture_output=True,
+                       timeout=120, check=False, env=env)
