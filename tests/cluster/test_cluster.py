@@ -28,6 +28,7 @@ from bench.faults import FaultResult, generate_lines  # noqa: E402
 from pipeline.storage import migrate  # noqa: E402
 from pipeline.storage.tables import rows  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
+from pipeline.stream.topics import ensure_topics  # noqa: E402
 from tests.integration.stream_util import (  # noqa: E402
     StreamSetup,
     Worker,
@@ -106,6 +107,7 @@ def test_stream_on_the_cluster_equals_replay_through_distributed_tables_and_view
         cluster: ClusterStack, tmp_path: Path) -> None:
     setup = cluster_setup(cluster, tmp_path)
     lines = generate_lines(tmp_path, 3_000, seed=33)
+    ensure_topics(setup.settings())  # the brokers do not create topics on first use
     produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines)
     replay = replay_records(lines, setup.partitions, setup.settings())
     want_journeys = journeys_of_replay(replay)
