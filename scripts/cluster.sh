@@ -171,8 +171,9 @@ start_kafka_node() { # node id
 }
 wait_kafka_node() { # node id: the port is open and the broker answers metadata requests
   local id=$1 dir="$CLUSTER_DIR/kafka$1" port; port=$(kafka_port "$1")
-  wait_port "$port" 120 "kafka$id" "$dir/logs/server.log" || die "kafka$id did not start"
-  local deadline=$((SECONDS + 120))
+  wait_port "$port" 300 "kafka$id" "$dir/logs/server.log" || die "kafka$id did not start"
+  # (a restart loads every partition's log first: minutes on a busy 2-core machine)
+  local deadline=$((SECONDS + 300))
   until kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list \
       >/dev/null 2>&1; do
     [ $SECONDS -lt $deadline ] || die "kafka$id opened its port but does not answer ($dir/logs)"
