@@ -110,7 +110,11 @@ def test_stream_on_the_cluster_equals_replay_through_distributed_tables_and_view
     ensure_topics(setup.settings())  # the brokers do not create topics on first use
     produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines)
     replay = replay_records(lines, setup.partitions, setup.settings())
-    want_journeys = journeys_of_replay(replay)
+    status = rows("journeys", [])[0].index("status")
+    # journeys_latest leaves out journeys merged into another one
+    want_journeys = {k: v for k, v in journeys_of_replay(replay).items()
+                     if v[status] != "superseded"}
+    assert len(want_journeys) < len(journeys_of_replay(replay))  # the input has merged ones
     want_n = {k: v[0] for k, v in metrics_of_replay(replay).items()}
     worker = Worker(setup, tmp_path, "views")
     try:
