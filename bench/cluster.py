@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp", type=Path, default=ROOT / ".stack" / "cluster-bench")
     args = parser.parse_args(argv)
     stack = ClusterStack()
+    # a fresh cluster: a broker restart loads every partition's log first, and with the topics
+    # of earlier runs it missed KRaft's registration timeout on this machine
+    stack.run("wipe")
     stack.start()
     tmp = args.tmp / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     tmp.mkdir(parents=True, exist_ok=True)
