@@ -56,3 +56,9 @@ faults: setup
 clean:
 	bash scripts/stack.sh wipe
 	rm -rf .venv
+
+# The pipeline on a real cluster (scripts/cluster.sh: 3 Kafka brokers, ZooKeeper, 2 ClickHouse
+# replicas behind Distributed tables) under a broker SIGKILL and a replica stop; about 15 minutes
+# on 2 cores, so not part of `make test`. The tests start the cluster and stop it at the end.
+cluster-test: setup
+	.venv/bin/pytest -p no:cacheprovider -m cluster tests/cluster

@@ -201,7 +201,7 @@ def create_app(
         store="rocksdb://",
         datadir=s.data_dir,
         topic_partitions=s.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=s.kafka_replication_factor,
         processing_guarantee="at_least_once",
         broker_commit_interval=1.0,
         producer_acks=-1,

@@ -214,6 +214,9 @@ class Settings(BaseSettings):
         "cx.alerts", "Experience-drop alerts.", accepts="a Kafka topic name")
     partitions: int = setting(
         12, "Partitions of the input topic; bounds the worker count.", ge=1, le=10000)
+    kafka_replication_factor: int = setting(
+        1, "Replicas of every topic the worker creates (3 on a cluster, with the brokers' "
+        "min.insync.replicas at 2).", ge=1, le=32)
     max_event_bytes: int = setting(
         65536, "Larger input records go to dead letters (too_large).", ge=1, le=2**31 - 1)
     # ClickHouse

@@ -11,6 +11,8 @@ With a cluster (`PEAKEND_CLICKHOUSE_CLUSTER` or `--cluster`), each `CREATE TABLE
 XMergeTree(args)` becomes `name_local ON CLUSTER c` with `ReplicatedXMergeTree('/clickhouse/
 tables/{shard}/<db>/name_local', '{replica}', args)` plus `name ON CLUSTER c` as a `Distributed`
 table sharded by the statement's `-- shard_key:` expression; views and drops get `ON CLUSTER c`.
+Column comments are left out on a cluster: ClickHouse 18.16 refuses a second replica of a
+Replicated table that has them.
 `peakend migrate --print` shows the generated SQL without touching any server.
 
 A statement that cannot be written idempotently (`RENAME TABLE`, `INSERT ... SELECT`: migration
@@ -179,6 +181,9 @@ _CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (\w+) AS", re.IGNORECASE)
 _DROP = re.compile(r"^DROP (TABLE|VIEW) IF EXISTS (\w+)$", re.IGNORECASE)
 _RENAME = re.compile(r"^RENAME TABLE (\w+ TO \w+(?:\s*,\s*\w+ TO \w+)*)$", re.IGNORECASE)
 _ALTER_ADD = re.compile(r"^ALTER TABLE (\w+) (ADD COLUMN .*)$", re.IGNORECASE | re.DOTALL)
+_COLUMN_COMMENT = re.compile(r"\s+COMMENT\s+'(?:[^'\\]|\\.)*'", re.IGNORECASE)
+# a table a query reads: FROM/JOIN and a name (not a subquery, a function or a qualified name)
+_TABLE_SOURCE = re.compile(r"\b(FROM|JOIN)\s+([A-Za-z_]\w*)\b(?![.(\w])", re.IGNORECASE)
 _INSERT_SELECT = re.compile(r"^INSERT INTO \w+\s*\([^)]*\)\s*SELECT\b", re.IGNORECASE)
 
 
@@ -192,11 +197,11 @@ class Step(NamedTuple):
 def render(text: str, database: str, cluster: str = "") -> list[str]:
     """The statements of one migration, for one server or (with `cluster`) a cluster.
 
-    >>> sql = "CREATE TABLE IF NOT EXISTS t\\n(a String, v UInt64)\\n"
+    >>> sql = "CREATE TABLE IF NOT EXISTS t\\n(a String COMMENT 'key', v UInt64)\\n"
     >>> sql += "ENGINE = ReplacingMergeTree(v)\\nORDER BY a\\n-- shard_key: cityHash64(a)\\n;"
     >>> print(*render(sql, "db"))
     CREATE TABLE IF NOT EXISTS t
-    (a String, v UInt64)
+    (a String COMMENT 'key', v UInt64)
     ENGINE = ReplacingMergeTree(v)
     ORDER BY a
     >>> for s in render(sql, "db", "c"): print(s)
@@ -204,19 +209,23 @@ def render(text: str, database: str, cluster: str = "") -> list[str]:
     (a String, v UInt64)
     ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t_local', '{replica}', v)
     ORDER BY a
-    CREATE TABLE IF NOT EXISTS t ON CLUSTER c AS t_local
+    CREATE TABLE IF NOT EXISTS t ON CLUSTER c AS db.t_local
     ENGINE = Distributed(c, db, t_local, cityHash64(a))
     >>> swap = "-- shard_key: cityHash64(a)\\nRENAME TABLE t TO t_old, t_new TO t;"
     >>> for s in render(swap, "db", "c"): print(s)
-    RENAME TABLE t_local TO t_old_local, t_new_local TO t_local ON CLUSTER c
-    DROP TABLE IF EXISTS t ON CLUSTER c
-    DROP TABLE IF EXISTS t_new ON CLUSTER c
-    CREATE TABLE IF NOT EXISTS t_old ON CLUSTER c AS t_old_local
+    RENAME TABLE db.t_local TO db.t_old_local, db.t_new_local TO db.t_local ON CLUSTER c
+    DROP TABLE IF EXISTS db.t ON CLUSTER c
+    DROP TABLE IF EXISTS db.t_new ON CLUSTER c
+    CREATE TABLE IF NOT EXISTS t_old ON CLUSTER c AS db.t_old_local
     ENGINE = Distributed(c, db, t_old_local, cityHash64(a))
-    CREATE TABLE IF NOT EXISTS t ON CLUSTER c AS t_local
+    CREATE TABLE IF NOT EXISTS t ON CLUSTER c AS db.t_local
     ENGINE = Distributed(c, db, t_local, cityHash64(a))
-    >>> render("DROP TABLE IF EXISTS t_old;", "db", "c")
-    ['DROP TABLE IF EXISTS t_old ON CLUSTER c', 'DROP TABLE IF EXISTS t_old_local ON CLUSTER c']
+    >>> for s in render("DROP TABLE IF EXISTS t_old;", "db", "c"): print(s)
+    DROP TABLE IF EXISTS db.t_old ON CLUSTER c
+    DROP TABLE IF EXISTS db.t_old_local ON CLUSTER c
+    >>> print(*render("CREATE VIEW IF NOT EXISTS v AS SELECT a FROM (SELECT a FROM t FINAL);",
+    ...               "db", "c"))
+    CREATE VIEW IF NOT EXISTS v ON CLUSTER c AS SELECT a FROM (SELECT a FROM db.t FINAL)
     """
     return [sql for step in steps(text, database, cluster) for sql in step.statements]
 
@@ -234,7 +243,8 @@ def steps(text: str, database: str, cluster: str = "") -> list[Step]:
 
 def _distributed(name: str, database: str, cluster: str, shard_key: str) -> str:
     local = f"{name}_local"
-    return (f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {cluster} AS {local}\n"
+    # the other nodes run ON CLUSTER DDL in their `default` database: name the database
+    return (f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {cluster} AS {database}.{local}\n"
             f"ENGINE = Distributed({cluster}, {database}, {local}, {shard_key})")
 
 
@@ -262,25 +272,32 @@ def _cluster_form(s: Statement, database: str, cluster: str) -> list[str]:
             engine.end() - table.end() + 1 :
         ]
         sep = "\n" if statement[table.end() - 2] == "\n" else " "
+        # ClickHouse 18.16 refuses a second replica of a Replicated table whose columns carry
+        # comments ("Table structure in ZooKeeper is too different from local table
+        # structure"): on a cluster the columns go without them (docs/records.md has them)
+        body = _COLUMN_COMMENT.sub("", body)
         return [head + sep + body, _distributed(name, database, cluster, shard_key)]
     if view:
-        return [f"CREATE VIEW IF NOT EXISTS {view.group(1)} ON CLUSTER {cluster} AS"
-                + statement[view.end() :]]
-    if drop and drop.group(1).upper() == "TABLE":
-        # every table of a cluster is a Distributed table over a `_local` one
-        return [f"{statement} ON CLUSTER {cluster}", f"{statement}_local ON CLUSTER {cluster}"]
+        # the other nodes check a view's query in their `default` database: name the database
+        select = _TABLE_SOURCE.sub(rf"\1 {database}.\2", statement[view.end() :])
+        return [f"CREATE VIEW IF NOT EXISTS {view.group(1)} ON CLUSTER {cluster} AS" + select]
     if drop:
-        return [f"{statement} ON CLUSTER {cluster}"]
+        dropped = f"DROP {drop.group(1).upper()} IF EXISTS {database}.{drop.group(2)}"
+        if drop.group(1).upper() == "VIEW":
+            return [f"{dropped} ON CLUSTER {cluster}"]
+        # every table of a cluster is a Distributed table over a `_local` one
+        return [f"{dropped} ON CLUSTER {cluster}", f"{dropped}_local ON CLUSTER {cluster}"]
     if rename:
         if not shard_key:
             raise MigrationError("RENAME TABLE: cluster DDL needs a '-- shard_key:' line")
         pairs = [tuple(p.split()[::2]) for p in re.split(r"\s*,\s*", rename.group(1))]
         # a Distributed table names its local table: rename the local tables, then put
         # Distributed tables over them under the new names
-        out = ["RENAME TABLE " + ", ".join(f"{source}_local TO {target}_local"
+        out = ["RENAME TABLE " + ", ".join(f"{database}.{source}_local TO {database}.{target}_local"
                                            for source, target in pairs)
                + f" ON CLUSTER {cluster}"]
-        out += [f"DROP TABLE IF EXISTS {source} ON CLUSTER {cluster}" for source, _ in pairs]
+        out += [f"DROP TABLE IF EXISTS {database}.{source} ON CLUSTER {cluster}"
+                for source, _ in pairs]
         out += [_distributed(target, database, cluster, shard_key) for _, target in pairs]
         return out
     if _INSERT_SELECT.match(statement):
@@ -288,9 +305,11 @@ def _cluster_form(s: Statement, database: str, cluster: str) -> list[str]:
     alter = _ALTER_ADD.match(statement)
     if alter:
         # the column goes on every replica's local table and on the Distributed table over them
-        name, change = alter.group(1), alter.group(2)
-        return [f"ALTER TABLE {name}_local ON CLUSTER {cluster} {change}",
-                f"ALTER TABLE {name} ON CLUSTER {cluster} {change}"]
+        # (database named: the other nodes run ON CLUSTER DDL in their `default` database; no
+        # column comment: 18.16's replicas refuse one, as in CREATE TABLE above)
+        name, change = alter.group(1), _COLUMN_COMMENT.sub("", alter.group(2))
+        return [f"ALTER TABLE {database}.{name}_local ON CLUSTER {cluster} {change}",
+                f"ALTER TABLE {database}.{name} ON CLUSTER {cluster} {change}"]
     raise MigrationError(
         f"cluster DDL: no cluster form for statement {statement.splitlines()[0]!r}"
     )

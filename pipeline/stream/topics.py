@@ -89,7 +89,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
             # changelogs are compacted, as Faust makes them: the latest state per key is kept
             configs = {"cleanup.policy": "compact"} if name in changelogs else {}
             with contextlib.suppress(TopicAlreadyExistsError):  # a second worker raced us
-                admin.create_topics([NewTopic(name, wanted[name], 1, topic_configs=configs)])
+                admin.create_topics([NewTopic(name, wanted[name], settings.kafka_replication_factor,
+                                             topic_configs=configs)])
         deadline = time.monotonic() + timeout_s
         for name in wanted:
             while True:

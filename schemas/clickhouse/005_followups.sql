@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS followups
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY case_id
--- shard_key: cityHash64(customer_id)
+-- shard_key: cityHash64(case_id)
 ;
 
 -- Latest state of every case, withdrawn ones left out.

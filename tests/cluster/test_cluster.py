@@ -1,0 +1,146 @@
+"""The pipeline on a real cluster (scripts/cluster.sh): three Kafka brokers with replication
+factor 3 and min.insync.replicas 2, ZooKeeper, two ClickHouse 18.16 replicas of one shard with
+Replicated tables behind Distributed ones. `make cluster-test` runs it; the module fixture starts
+the cluster and stops it at the end, and fails loudly when it cannot start.
+
+What lands in ClickHouse must equal `peakend replay` of the same input, through the Distributed
+tables and the analyst views, on both replicas, after a broker SIGKILLed under load and a replica
+stopped under load (bench/cluster.py runs the same functions at full size).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.cluster import ClusterStack, cluster_setup, faults_under_load, on_replica  # noqa: E402
+from bench.faults import FaultResult, generate_lines  # noqa: E402
+from pipeline.storage import migrate  # noqa: E402
+from pipeline.storage.tables import rows  # noqa: E402
+from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
+from pipeline.stream.topics import ensure_topics  # noqa: E402
+from tests.integration.stream_util import (  # noqa: E402
+    StreamSetup,
+    Worker,
+    count,
+    journeys_of_replay,
+    metrics_of_replay,
+    produce_lines,
+    replay_records,
+    wait_until,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterStack]:
+    stack = ClusterStack()
+    try:
+        stack.start()
+    except RuntimeError as exc:
+        pytest.fail(f"the cluster did not start: {exc}", pytrace=False)
+    yield stack
+    # stopped, and its data deleted: the next start on empty logs takes a minute, while a
+    # restart that loads the topics of earlier runs took 5 minutes on this machine
+    stack.run("wipe")
+
+
+def query(url: str, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    wh = ServerWarehouse(url)
+    try:
+        return wh.query(sql, params)
+    finally:
+        wh.close()
+
+
+def test_migrate_creates_replicated_tables_behind_distributed_ones(
+        cluster: ClusterStack, tmp_path: Path) -> None:
+    setup = cluster_setup(cluster, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "migrate"], cwd=ROOT,
+                          env={**os.environ, **setup.env}, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    plain = migrate.render("\n".join(m.text for m in migrate.load()), setup.database)
+    views = {s.split()[5] for s in plain if s.startswith("CREATE VIEW IF NOT EXISTS")}
+    engines = [dict(query(cluster.urls(replica).admin,
+                          "SELECT name, engine_full FROM system.tables WHERE database = %(db)s",
+                          {"db": setup.database})) for replica in (1, 2)]
+    tables = {"journeys", "metric_buckets", "alerts", "dead_letters", "touchpoint_events"}
+    for replica in engines:
+        for table in tables:
+            assert replica[f"{table}_local"].startswith("ReplicatedReplacingMergeTree("), table
+            assert replica[table].startswith(
+                f"Distributed(peakend, {setup.database}, {table}_local, cityHash64("), table
+        assert views <= replica.keys()
+    # the key of a row's versions (ORDER BY) decides its shard: every shard key is over it
+    for statement in migrate.parse("\n".join(m.text for m in migrate.load())):
+        if statement.shard_key and statement.sql.startswith("CREATE TABLE"):
+            order_by = statement.sql.rsplit("ORDER BY", 1)[1]
+            for column in statement.shard_key.removeprefix("cityHash64(")[:-1].split(","):
+                assert column.strip() in order_by, (statement.sql.split()[5], column)
+
+
+def views_of_cluster(setup: StreamSetup) -> tuple[dict[str, tuple[Any, ...]],
+                                                   dict[tuple[Any, ...], float]]:
+    """journeys_latest by journey, and metric_partials_latest's n summed per bucket."""
+    columns, _ = rows("journeys", [])
+    journeys = {r[0]: tuple(r) for r in query(
+        setup.writer_url, f"SELECT {', '.join(columns)} FROM journeys_latest")}
+    n: dict[tuple[Any, ...], float] = defaultdict(float)
+    for metric, dim, value, start, total in query(
+            setup.writer_url, "SELECT metric, segment_dim, segment_value, "
+            "toInt64(toUInt32(window_start)) * 1000, n FROM metric_partials_latest"):
+        n[(metric, dim, value, int(start))] += float(total)
+    return journeys, {k: v for k, v in n.items() if v}
+
+
+def test_stream_on_the_cluster_equals_replay_through_distributed_tables_and_views(
+        cluster: ClusterStack, tmp_path: Path) -> None:
+    setup = cluster_setup(cluster, tmp_path)
+    lines = generate_lines(tmp_path, 3_000, seed=33)
+    ensure_topics(setup.settings())  # the brokers do not create topics on first use
+    produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines)
+    replay = replay_records(lines, setup.partitions, setup.settings())
+    status = rows("journeys", [])[0].index("status")
+    # journeys_latest leaves out journeys merged into another one
+    want_journeys = {k: v for k, v in journeys_of_replay(replay).items()
+                     if v[status] != "superseded"}
+    assert len(want_journeys) < len(journeys_of_replay(replay))  # the input has merged ones
+    want_n = {k: v[0] for k, v in metrics_of_replay(replay).items()}
+    worker = Worker(setup, tmp_path, "views")
+    try:
+        wait_until(lambda: count(setup, "SELECT count() FROM journeys_latest")
+                   >= len(want_journeys) and views_of_cluster(setup)[0] == want_journeys,
+                   600, "journeys_latest equal to replay", worker.log_tail)
+    finally:
+        worker.stop()
+    for replica in (1, 2):
+        journeys, n = views_of_cluster(on_replica(setup, cluster, replica))
+        assert journeys == want_journeys, replica
+        assert n == want_n, replica
+
+
+def exact(result: FaultResult) -> None:
+    assert (result.lost, result.duplicates) == (0, 0), (result.row(), result.detail)
+    assert result.in_clickhouse == result.valid, result.row()
+    assert result.dead_letters == result.dead_letters_expected, result.row()
+
+
+def test_broker_sigkill_and_replica_stop_under_load_lose_nothing(
+        cluster: ClusterStack, tmp_path: Path) -> None:
+    first, second = faults_under_load(cluster, tmp_path, 6_000, rate=500, down_s=20,
+                                      timeout=600)
+    exact(first)
+    exact(second)  # replica 2 caught up from replica 1 after its restart
+    assert first.worker_restarts == 0, first.notes
