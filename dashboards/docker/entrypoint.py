@@ -25,8 +25,10 @@ def clickhouse_urls(env: Mapping[str, str]) -> dict[str, str]:
     host = env.get("PEAKEND_CLICKHOUSE_HOST", "clickhouse")
     port = int(env.get("PEAKEND_CLICKHOUSE_PORT", "9000"))
     database = env.get("PEAKEND_CLICKHOUSE_DATABASE", "peakend")
+    # docker-compose.tls.yml: `clickhouses://` on the secure native port
+    secure = env.get("PEAKEND_CLICKHOUSE_SECURE", "").lower() in ("1", "true", "yes", "on")
     return {
-        name: build_clickhouse_url(ClickHouseUrl(host, port, user, env[secret], database))
+        name: build_clickhouse_url(ClickHouseUrl(host, port, user, env[secret], database, secure))
         for name, (user, secret) in URL_USERS.items()
         if env.get(secret) and not env.get(name)
     }
