@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pipeline.followups_cli import TOP_OPEN_CASES_SQL
 
 DASHBOARD_UID = "peakend-followups"
-DASHBOARD_TITLE = "peakend: follow-up cases (closed loop)"
+DASHBOARD_TITLE = "peakend / Follow-up cases (closed loop)"
 
 
 @dataclass(frozen=True)
@@ -108,5 +108,5 @@ SLA_BREACH_ALERT = AlertQuery(
     threshold=0.0,
     for_="15m",
     severity="warning",
-    summary="{{ $values.A }} high-priority follow-up cases are past their response-time target",
+    summary="{{ $values.B }} high-priority follow-up cases are past their response-time target",
 )
