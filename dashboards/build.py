@@ -5,12 +5,12 @@ under dashboards/grafana/ (tests check the committed files equal what this produ
   $PEAKEND_CLICKHOUSE_READER_PASSWORD) and Prometheus.
 Each panel and alert rule is data declared once (title, SQL or PromQL, unit, thresholds, the
 columns it returns); the Grafana JSON is made by grafana-foundation-sdk's builders
-(`dashboards/grafana_json.py`), YAML by PyYAML. To add a list of panels to a dashboard, append it
-to that dashboard's panel list (`*panels_followups.PANELS`); alert rules likewise to
-`EXPERIENCE_RULES`.
+(`dashboards/grafana_json.py`), YAML by PyYAML. A list of panels, variables or alert rules declared
+in another module is added by one line in `EXTRA_PANELS`, `EXTRA_VARIABLES` or
+`EXTRA_EXPERIENCE_RULES` (the follow-up and key-drivers lists: `dashboards/panels_grafana.py`).
 
 - dashboards: experience overview; peak-end by stage and touchpoint; NPS/CES/CSAT trends with
-  intervals and sample sizes; alert timeline; pipeline health (Prometheus).
+  intervals and sample sizes; alert timeline; pipeline health (Prometheus); follow-up cases.
 - alerting: rules for experience drops (core alerts and hourly metrics, both gated on sample size)
   and pipeline health, a contact point, a notification policy and message templates.
 

@@ -1,5 +1,6 @@
 """Follow-up cases dashboard and SLA-breach alert, as data (titles + SQL) for the dashboard
-builder to wire in (docs/followups.md). Every query reads the views of migration
+builder (docs/followups.md); dashboards/panels_grafana.py wires them into the dashboard
+`peakend-followups` and its alert rule. Every query reads the views of migration
 005_followups.sql as Grafana's read-only user; `tests/integration/test_followups_panels.py`
 runs each one on the real ClickHouse server (18.16) with case data and checks its columns and
 its numbers.
