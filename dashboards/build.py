@@ -5,12 +5,12 @@ under dashboards/grafana/ (tests check the committed files equal what this produ
   $PEAKEND_CLICKHOUSE_READER_PASSWORD) and Prometheus.
 Each panel and alert rule is data declared once (title, SQL or PromQL, unit, thresholds, the
 columns it returns); the Grafana JSON is made by grafana-foundation-sdk's builders
-(`dashboards/grafana_json.py`), YAML by PyYAML. To add a list of panels to a dashboard, append it
-to that dashboard's panel list (`*panels_followups.PANELS`); alert rules likewise to
-`EXPERIENCE_RULES`.
+(`dashboards/grafana_json.py`), YAML by PyYAML. A list of panels, variables or alert rules declared
+in another module is added by one line in `EXTRA_PANELS`, `EXTRA_VARIABLES` or
+`EXTRA_EXPERIENCE_RULES` (the follow-up and key-drivers lists: `dashboards/panels_grafana.py`).
 
 - dashboards: experience overview; peak-end by stage and touchpoint; NPS/CES/CSAT trends with
-  intervals and sample sizes; alert timeline; pipeline health (Prometheus).
+  intervals and sample sizes; alert timeline; pipeline health (Prometheus); follow-up cases.
 - alerting: rules for experience drops (core alerts and hourly metrics, both gated on sample size)
   and pipeline health, a contact point, a notification policy and message templates.
 
@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from dashboards import grafana_json
+from dashboards import grafana_json, panels_followups
 
 ROOT = Path(__file__).resolve().parent
 GRAFANA = ROOT / "grafana"
@@ -74,6 +74,7 @@ class Panel:
     legends: list[str] = field(default_factory=list)  # Prometheus legend formats
     # (value, colour) steps from the lowest; the first value is None (the base colour)
     thresholds: list[tuple[float | None, str]] = field(default_factory=list)
+    xy: tuple[str, str] | None = None  # xychart: the (x, y) columns of its one scatter series
 
 
 @dataclass
@@ -311,15 +312,31 @@ def pipeline_health() -> Dashboard:
     )
 
 
+def followups() -> Dashboard:
+    return Dashboard(
+        panels_followups.DASHBOARD_UID, panels_followups.DASHBOARD_TITLE,
+        "Follow-up cases opened by the core's trigger rules (docs/followups.md): what is open "
+        "and late, who to call first, and whether contacted customers' next journey recovered. "
+        "For the CX team working the closed loop.",
+        [],  # the panels are the list in EXTRA_PANELS
+        time_from="now-30d",
+    )
+
+
 # Panel lists declared as data in other modules ("module:NAME", a list of Panel), appended to a
 # dashboard's own panels (so existing panel ids stay): adding a list is one line here. They are
 # imported when a dashboard is built, so such a module can import Panel, CH, bucket ... from here.
 EXTRA_PANELS: dict[str, list[str]] = {
     "peakend-overview": [],
-    "peakend-peak-end": [],
+    "peakend-peak-end": ["dashboards.panels_grafana:DRIVER_PANELS"],
     "peakend-surveys": [],
     "peakend-alerts": [],
     "peakend-pipeline": [],
+    "peakend-followups": ["dashboards.panels_grafana:FOLLOWUP_PANELS"],
+}
+# Template variable lists ("module:NAME", a list of variable dicts as above) likewise.
+EXTRA_VARIABLES: dict[str, list[str]] = {
+    "peakend-peak-end": ["dashboards.panels_grafana:DRIVER_VARIABLES"],
 }
 
 
@@ -335,12 +352,14 @@ def with_extra_panels(make: Callable[[], Dashboard]) -> Callable[[], Dashboard]:
         d = make()
         for ref in EXTRA_PANELS.get(d.uid, []):
             d.panels.extend(load_list(ref))
+        for ref in EXTRA_VARIABLES.get(d.uid, []):
+            d.variables.extend(load_list(ref))
         return d
     return built
 
 
 DASHBOARDS = tuple(with_extra_panels(make) for make in (
-    overview, peak_end, surveys, alert_timeline, pipeline_health))
+    overview, peak_end, surveys, alert_timeline, pipeline_health, followups))
 
 
 def dashboard_json(d: Dashboard) -> dict[str, Any]:
@@ -472,7 +491,7 @@ EXPERIENCE_RULES = [
 
 
 # Lists of AlertQuery declared in other modules ("module:NAME"), added to the experience rules.
-EXTRA_EXPERIENCE_RULES: list[str] = []
+EXTRA_EXPERIENCE_RULES: list[str] = ["dashboards.panels_grafana:FOLLOWUP_RULES"]
 
 
 def experience_rules() -> list[AlertQuery]:

@@ -17,6 +17,7 @@ from grafana_foundation_sdk.builders import (
     stat,
     table,
     timeseries,
+    xychart,
 )
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import prometheus as prom
@@ -24,6 +25,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import xychart as xymodel
 
 if TYPE_CHECKING:
     from dashboards.build import Dashboard, Panel
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 GRID_WIDTH = 24  # Grafana's dashboard grid has 24 columns
 PANEL_BUILDERS: dict[str, type[cogbuilder.Builder[model.Panel]]] = {
     "timeseries": timeseries.Panel, "stat": stat.Panel, "table": table.Panel,
-    "barchart": barchart.Panel, "bargauge": bargauge.Panel,
+    "barchart": barchart.Panel, "bargauge": bargauge.Panel, "xychart": xychart.Panel,
 }
 
 
@@ -82,6 +84,13 @@ def _panel(p: Panel, panel_id: int, grid: model.GridPos, clickhouse_uid: str,
     if p.thresholds:
         builder.thresholds(dash.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(
             [model.Threshold(value=value, color=colour) for value, colour in p.thresholds]))
+    if p.xy:
+        # one scatter series with named columns (manual mode): "auto" would plot every numeric
+        # column of the table against the first
+        x, y = p.xy
+        builder.series_mapping(xymodel.SeriesMapping.MANUAL).series(
+            [xychart.ScatterSeriesConfig().x(x).y(y).name(p.title)
+             .show(xymodel.ScatterShow.POINTS)])
     for i, query in enumerate(p.queries):
         ref_id = chr(ord("A") + i)
         if p.datasource["uid"] == clickhouse_uid:

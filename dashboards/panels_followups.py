@@ -1,5 +1,6 @@
 """Follow-up cases dashboard and SLA-breach alert, as data (titles + SQL) for the dashboard
-builder to wire in (docs/followups.md). Every query reads the views of migration
+builder (docs/followups.md); dashboards/panels_grafana.py wires them into the dashboard
+`peakend-followups` and its alert rule. Every query reads the views of migration
 005_followups.sql as Grafana's read-only user; `tests/integration/test_followups_panels.py`
 runs each one on the real ClickHouse server (18.16) with case data and checks its columns and
 its numbers.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pipeline.followups_cli import TOP_OPEN_CASES_SQL
 
 DASHBOARD_UID = "peakend-followups"
-DASHBOARD_TITLE = "peakend: follow-up cases (closed loop)"
+DASHBOARD_TITLE = "peakend / Follow-up cases (closed loop)"
 
 
 @dataclass(frozen=True)
@@ -108,5 +109,5 @@ SLA_BREACH_ALERT = AlertQuery(
     threshold=0.0,
     for_="15m",
     severity="warning",
-    summary="{{ $values.A }} high-priority follow-up cases are past their response-time target",
+    summary="{{ $values.B }} high-priority follow-up cases are past their response-time target",
 )

@@ -81,7 +81,8 @@ def test_dashboard_structure(doc: dict[str, Any]) -> None:
     uids = _datasource_uids()
     occupied: set[tuple[int, int]] = set()
     for p in doc["panels"]:
-        assert p["type"] in {"timeseries", "stat", "table", "barchart", "bargauge"}
+        assert p["type"] in {"timeseries", "stat", "table", "barchart", "bargauge",
+                             "xychart"}
         g = p["gridPos"]
         assert set(g) == {"h", "w", "x", "y"} and g["w"] >= 1 and g["h"] >= 1
         assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
@@ -102,7 +103,8 @@ def test_dashboard_structure(doc: dict[str, Any]) -> None:
 
 def test_five_dashboards_cover_the_issue() -> None:
     titles = " | ".join(d["title"] for d in dashboards())
-    for word in ("overview", "Peak-end", "NPS, CES, CSAT", "alert timeline", "Pipeline health"):
+    for word in ("overview", "Peak-end", "NPS, CES, CSAT", "alert timeline", "Pipeline health",
+                 "Follow-up cases"):
         assert word in titles
 
 
@@ -211,3 +213,34 @@ def test_every_registered_list_loads() -> None:
             assert all(isinstance(p, build.Panel) for p in build.load_list(ref)), ref
     for ref in build.EXTRA_EXPERIENCE_RULES:
         assert all(isinstance(q, build.AlertQuery) for q in build.load_list(ref)), ref
+
+
+def test_followup_and_driver_panels_are_wired() -> None:
+    """Issue 17's panels make the follow-up dashboard and its SLA rule links to one of them;
+    issue 18's quadrant is on the peak-end dashboard with the variables its SQL uses, plotting
+    two columns its query returns."""
+    from dashboards import panels_drivers, panels_followups
+    by_uid = {d["uid"]: d for d in dashboards()}
+    followups = by_uid[panels_followups.DASHBOARD_UID]
+    assert [p["title"] for p in followups["panels"]] == [p.title for p in panels_followups.PANELS]
+    assert [t["rawSql"] for p in followups["panels"] for t in p["targets"]] == [
+        p.sql for p in panels_followups.PANELS]
+    rules = {r["uid"]: r for g in build.alert_rules()["groups"] for r in g["rules"]}
+    sla = rules[panels_followups.SLA_BREACH_ALERT.uid]
+    assert sla["dashboardUid"] == followups["uid"]
+    linked = next(p for p in followups["panels"] if p["id"] == sla["panelId"])
+    assert "followups_sla_breaches" in linked["targets"][0]["rawSql"]
+    assert sla["for"] == panels_followups.SLA_BREACH_ALERT.for_
+    peak_end = by_uid["peakend-peak-end"]
+    quadrant = next(p for p in peak_end["panels"] if p["title"] == panels_drivers.TITLE)
+    assert quadrant["type"] == "xychart"
+    [series] = quadrant["options"]["series"]
+    panel = next(p for make in build.DASHBOARDS for p in make().panels
+                 if p.title == panels_drivers.TITLE)
+    assert {series["x"], series["y"]} <= set(panel.columns[0])
+    used = set(re.findall(r"\$\{(\w+)\}", panels_drivers.SQL))
+    variables = {v["name"]: v for v in peak_end["templating"]["list"]}
+    assert used == set(panels_drivers.VARIABLES) and used <= set(variables)
+    for name in used:
+        assert [o["value"] for o in variables[name]["options"]] == list(
+            panels_drivers.VARIABLES[name])
