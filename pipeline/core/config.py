@@ -61,7 +61,7 @@ class DropConfig:
     # buckets are evaluated this much later than the survey metrics.
     negative_end_delay_ms: int = 30 * MINUTE_MS
     # CUSUM on the hourly series against a reference level (standardised units).
-    cusum_k: float = 0.5
+    cusum_k: float = 0.75
     cusum_h: float = 0.0  # 0: derived from the budget (`thresholds`); > 0: this decision limit
     cusum_min_hour_n: int = 30
     # severity is critical when the effect is this many times the minimum and p passes the
@@ -80,7 +80,7 @@ class DropConfig:
     # Hysteresis: a firing window_drop resolves only after this many evaluations in a row with
     # enough answers (min_n, baseline min_baseline_n) whose drop, against the baseline frozen
     # when it fired, is under `clear_fraction` x the minimum effect. Thin windows do not count.
-    clear_windows: int = 3
+    clear_windows: int = 4
     clear_fraction: float = 0.5
 
 

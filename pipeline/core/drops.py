@@ -564,7 +564,8 @@ class DropDetector:
         starting where S leaves 0; fires while S > h (no minimum-effect gate: the limit comes
         from the budget). Its evidence is the run's level against the reference, with a
         one-sided p. A firing drift resolves when a recovery CUSUM against the level at firing,
-        R = max(0, R + z' - k), passes h: the series is back up, not merely noisy."""
+        R = max(0, R + z' - k), passes h: the series is back above the midpoint between the
+        reference and the run's level, not merely noisy."""
         c = self.config
         metric = series.key[0]
         if series.ref is None:
@@ -605,7 +606,11 @@ class DropDetector:
             evidence = self._evidence(series, "cusum_drift", t, series.cusum_since, run, None,
                                       effect, p, self.thresholds.warning_p)
             series.cusum_up = 0.0
-            self._open(series, evidence, None, est.value, out)
+            # The recovery CUSUM watches for the series climbing back over the midpoint between
+            # the reference and the run's level: the run's own level is biased low (runs that
+            # cross the limit early are those with unlucky hours), and testing against it
+            # resolved drops that were still there.
+            self._open(series, evidence, None, (est.value + ref[0]) / 2, out)
 
     def _anchor(self, series: Series, t: int) -> None:
         metric = series.key[0]
