@@ -291,8 +291,8 @@ class Settings(BaseSettings):
         1800, "A firing alert resolves after clearing this long (and only after clear windows "
         "with enough answers in a row: docs/alerts.md).", ge=0, le=MAX_SECONDS)
     alert_false_warnings_per_day: float = setting(
-        1.0, "False warnings a day allowed over all series together (the false-alarm budget; "
-        "docs/alerts.md).", gt=0, le=10**6)
+        0.75, "False warnings a day allowed over all series together (the false-alarm budget, "
+        "an expected value: docs/alerts.md).", gt=0, le=10**6)
     alert_false_pages_per_day: float = setting(
         0.1, "False critical pages a day allowed over all series together.", gt=0, le=10**6)
     alert_series: int = setting(

@@ -73,7 +73,7 @@ class DropConfig:
     # (`pipeline.core.drops.thresholds`, Bonferroni over the tests of a day: a bound whatever
     # the correlation between series, and computable by each series alone, which the stream
     # needs: its series live on different workers); `p_value` stays a ceiling.
-    false_warnings_per_day: float = 1.0
+    false_warnings_per_day: float = 0.75
     false_pages_per_day: float = 0.1
     budget_series: int = 50
     cusum_share: float = 0.5  # of the budget: the CUSUM's; the window test has the rest
