@@ -115,7 +115,7 @@ def thresholds(c: DropConfig) -> Thresholds:
 
     >>> t = thresholds(DropConfig())
     >>> round(t.warning_p, 6), round(t.critical_p, 7), round(t.cusum_h, 2)
-    (0.000312, 4.17e-05, 4.29)
+    (0.000313, 4.17e-05, 4.29)
     """
     tests_per_day = c.budget_series * DAY_MS / c.evaluate_every_ms
     share = 1.0 - c.cusum_share
