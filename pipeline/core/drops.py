@@ -761,3 +761,32 @@ class DropDetector:
             series.due = _NEVER  # a restored cursor may lag: evaluate on the next call
             heappush(self._calendar, (_NEVER, key))
 
+
+
+_METRIC_NAMES: Final = {"nps": "NPS", "ces": "CES", "csat": "CSAT satisfied share",
+                        "negative_end": "negative-end share"}
+
+
+def describe(alert: AlertRecord) -> str:
+    """The plain sentence for a page, from the alert's evidence (issue 16, item 4).
+
+    >>> from pipeline.core.records import AlertRecord
+    >>> a = AlertRecord("a", "window_drop", "nps", "channel", "phone", "firing", "critical",
+    ...                 3_600_000, None, 0, 3_600_000, -19.2, 28.4, 146, 9000, -33.0, -4.0,
+    ...                 -47.6, 3e-10, 1)
+    >>> describe(a)
+    'NPS on channel=phone fell from 28.4 to -19.2 over the last 1 h (n=146, p=3e-10, critical)'
+    >>> print(describe(a._replace(rule="cusum_drift", metric="negative_end", value=0.31,
+    ...                           baseline=0.2, window_start=-86_400_000, p_value=0.00012)))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    negative-end share on channel=phone rose from 0.2 to 0.31 over the last 25 h
+    (n=146, p=0.00012, critical)
+    """
+    worse = "rose" if alert.metric == "negative_end" else "fell"
+    hours = (alert.window_end - alert.window_start) / HOUR_MS
+    span = f"{hours:g} h"
+    digits = 1 if alert.metric == "nps" else 2
+    return (f"{_METRIC_NAMES.get(alert.metric, alert.metric)} on {alert.segment_dim}="
+            f"{alert.segment_value} {worse} from {round(alert.baseline, digits):g} to "
+            f"{round(alert.value, digits):g} over the last {span} (n={alert.n}, "
+            f"p={alert.p_value:.2g}, {alert.severity})")
