@@ -288,7 +288,8 @@ class Settings(BaseSettings):
     alert_min_n: int = setting(
         100, "Answers the current window needs before it can alert.", ge=1, le=10**9)
     alert_p_value: float = setting(
-        0.01, "Significance level of the two-sample test.", gt=0, le=0.5)
+        0.01, "Ceiling of the window test's one-sided significance level (the budget below "
+        "usually sets a lower one).", gt=0, le=0.5)
     alert_min_nps_drop: float = setting(10.0, "Minimum NPS drop in points.", ge=0, le=200)
     alert_min_ces_drop: float = setting(0.5, "Minimum CES drop on the 1-7 scale.", ge=0, le=6)
     alert_min_csat_drop: float = setting(
@@ -296,7 +297,16 @@ class Settings(BaseSettings):
     alert_min_negative_end_rise: float = setting(
         0.10, "Minimum rise of the negative-end share.", ge=0, le=1)
     alert_hold_seconds: int = setting(
-        1800, "A firing alert resolves after clearing this long.", ge=0, le=MAX_SECONDS)
+        1800, "A firing alert resolves after clearing this long (and only after clear windows "
+        "with enough answers in a row: docs/alerts.md).", ge=0, le=MAX_SECONDS)
+    alert_false_warnings_per_day: float = setting(
+        0.75, "False warnings a day allowed over all series together (the false-alarm budget, "
+        "an expected value: docs/alerts.md).", gt=0, le=10**6)
+    alert_false_pages_per_day: float = setting(
+        0.1, "False critical pages a day allowed over all series together.", gt=0, le=10**6)
+    alert_series: int = setting(
+        50, "Series the budget is shared by (metrics x segments of the deployment).",
+        ge=1, le=10**9)
     # Personal data
     pseudonymise_key: str = setting(
         "", "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",
@@ -571,6 +581,9 @@ class Settings(BaseSettings):
                 hold_ms=self.alert_hold_seconds * 1000,
                 negative_end_delay_ms=idle_gap_ms,
                 evaluate_every_ms=self.alert_window_seconds * 1000,
+                false_warnings_per_day=self.alert_false_warnings_per_day,
+                false_pages_per_day=self.alert_false_pages_per_day,
+                budget_series=self.alert_series,
             ),
         )
 

@@ -61,11 +61,27 @@ class DropConfig:
     # buckets are evaluated this much later than the survey metrics.
     negative_end_delay_ms: int = 30 * MINUTE_MS
     # CUSUM on the hourly series against a reference level (standardised units).
-    cusum_k: float = 0.5
-    cusum_h: float = 8.0
+    cusum_k: float = 0.75
+    cusum_h: float = 0.0  # 0: derived from the budget (`thresholds`); > 0: this decision limit
     cusum_min_hour_n: int = 30
-    # severity is critical when the effect is this many times the minimum and p < p_value / 10
+    # severity is critical when the effect is this many times the minimum and p passes the
+    # critical threshold (below)
     critical_factor: float = 2.0
+    # The false-alarm budget of the whole deployment (issue 16, docs/alerts.md): on data with
+    # no change, at most this many false warnings (firing episodes) and false critical pages a
+    # day over `budget_series` series together. The per-test thresholds are derived from it
+    # (`pipeline.core.drops.thresholds`, Bonferroni over the tests of a day: a bound whatever
+    # the correlation between series, and computable by each series alone, which the stream
+    # needs: its series live on different workers); `p_value` stays a ceiling.
+    false_warnings_per_day: float = 0.75
+    false_pages_per_day: float = 0.1
+    budget_series: int = 50
+    cusum_share: float = 0.5  # of the budget: the CUSUM's; the window test has the rest
+    # Hysteresis: a firing window_drop resolves only after this many evaluations in a row with
+    # enough answers (min_n, baseline min_baseline_n) whose drop, against the baseline frozen
+    # when it fired, is under `clear_fraction` x the minimum effect. Thin windows do not count.
+    clear_windows: int = 4
+    clear_fraction: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import math
 from bisect import bisect_left, insort
 from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
 from pipeline.core.metrics import (
@@ -41,6 +41,7 @@ from pipeline.core.metrics import (
     window,
 )
 from pipeline.core.records import AlertRecord, MetricRecord
+from pipeline.core.stats import z_test
 from pipeline.core.surveys import Estimate
 from pipeline.core.timefmt import format_ms
 
@@ -54,18 +55,101 @@ _NEVER: Final = -(1 << 62)
 
 
 class _Alert:
-    __slots__ = ("cleared_since", "record")
+    """A firing alert and what its resolution needs: the comparison frozen when it fired (the
+    window test's baseline vector; the CUSUM's level over its run), and the clear streak."""
 
-    def __init__(self, record: AlertRecord) -> None:
+    __slots__ = ("clear_count", "cleared_since", "level", "record", "reference")
+
+    def __init__(self, record: AlertRecord, reference: Vector | None = None,
+                 level: float | None = None) -> None:
         self.record = record
         self.cleared_since: int | None = None
+        self.clear_count = 0
+        self.reference = reference
+        self.level = level
+
+    def to_state(self) -> list[Any]:
+        return [self.record.to_dict(), self.cleared_since, self.clear_count, self.reference,
+                self.level]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> _Alert:
+        """Also reads the two-item state written before issue 16 (record, cleared_since)."""
+        alert = cls(AlertRecord.from_dict(state[0]))
+        alert.cleared_since = state[1]
+        if len(state) > 2:
+            alert.clear_count = int(state[2])
+            alert.reference = None if state[3] is None else [float(x) for x in state[3]]
+            alert.level = None if state[4] is None else float(state[4])
+        return alert
+
+
+class Thresholds(NamedTuple):
+    """What the false-alarm budget gives each test (`thresholds`)."""
+
+    warning_p: float  # one-sided p a window test must pass to fire
+    critical_p: float  # ... to be critical
+    cusum_h: float  # the CUSUM's decision limit (standardised hourly units)
+
+
+def siegmund_arl(h: float, k: float) -> float:
+    """Siegmund's approximation of a one-sided CUSUM's in-control run length (in steps) with
+    reference value k and decision limit h, for standard normal increments.
+
+    >>> round(siegmund_arl(4.0, 0.5))  # tables of the exact value (Montgomery): 336
+    338
+    """
+    b = 2.0 * k * (h + 1.166)
+    return (math.exp(b) - b - 1.0) / (2.0 * k * k)
+
+
+def thresholds(c: DropConfig) -> Thresholds:
+    """The per-test thresholds the budget allows (the one place they are derived).
+
+    Window tests: every series is tested every `evaluate_every_ms`, so a day holds
+    budget_series x day / evaluate_every tests; each may fire with probability at most
+    (window share x false alarms a day) / tests (Bonferroni: the expected false alarms a day
+    stay under the budget whatever the correlation). The CUSUM (one per series, hourly steps)
+    gets a decision limit whose in-control run length is budget_series x 24 / (its share of
+    false warnings a day) hours. `p_value` caps the window thresholds.
+
+    >>> t = thresholds(DropConfig())
+    >>> round(t.warning_p, 6), round(t.critical_p, 7), round(t.cusum_h, 2)
+    (0.000313, 4.17e-05, 4.29)
+    """
+    tests_per_day = c.budget_series * DAY_MS / c.evaluate_every_ms
+    share = 1.0 - c.cusum_share
+    warning_p = min(c.p_value, share * c.false_warnings_per_day / tests_per_day)
+    critical_p = min(warning_p, share * c.false_pages_per_day / tests_per_day)
+    h = c.cusum_h
+    if h <= 0.0:
+        target = (c.budget_series * 24.0 / (c.cusum_share * c.false_warnings_per_day)
+                  if c.cusum_share > 0 and c.false_warnings_per_day > 0 else math.inf)
+        lo, hi = 0.0, 100.0
+        for _ in range(60):  # bisection: the run length grows with h
+            mid = (lo + hi) / 2
+            if siegmund_arl(mid, c.cusum_k) < target:
+                lo = mid
+            else:
+                hi = mid
+        h = hi
+    return Thresholds(warning_p, critical_p, h)
+
+
+def one_sided_p(effect: float, two_sided: float, direction: int) -> float:
+    """One-sided p in the bad direction from a symmetric test's two-sided p.
+
+    >>> one_sided_p(-5.0, 0.02, 1), one_sided_p(5.0, 0.02, 1), one_sided_p(5.0, 0.02, -1)
+    (0.01, 0.99, 0.01)
+    """
+    return two_sided / 2 if effect * direction < 0 else 1.0 - two_sided / 2
 
 
 class Series:
     """Merged buckets of one metric and segment, with running window sums and alert state."""
 
-    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "due", "head", "key",
-                 "order", "partials", "plain", "ref", "since")
+    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "cusum_since",
+                 "cusum_up", "due", "head", "key", "order", "partials", "plain", "ref", "since")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
@@ -83,6 +167,8 @@ class Series:
         self.cur: Vector = [0.0] * size  # [cursor - window, cursor)
         self.base: Vector = [0.0] * size  # [cursor - window - baseline, cursor - window)
         self.cusum = 0.0
+        self.cusum_since: int | None = None  # where the CUSUM's current run began
+        self.cusum_up = 0.0  # the recovery CUSUM of a firing cusum_drift
         self.ref: tuple[float, float, int] | None = None  # (mean, per-answer sd, n)
         self.alerts: dict[str, _Alert] = {}
         # The watermark at which `advance` must next evaluate this series (its place in the
@@ -107,9 +193,10 @@ class Series:
             "cur": self.cur,
             "base": self.base,
             "cusum": self.cusum,
+            "cusum_since": self.cusum_since,
+            "cusum_up": self.cusum_up,
             "ref": None if self.ref is None else list(self.ref),
-            "alerts": {rule: [a.record.to_dict(), a.cleared_since]
-                       for rule, a in sorted(self.alerts.items())},
+            "alerts": {rule: a.to_state() for rule, a in sorted(self.alerts.items())},
         }
 
     @classmethod
@@ -124,12 +211,13 @@ class Series:
         series.cur = list(state["cur"])
         series.base = list(state["base"])
         series.cusum = float(state["cusum"])
+        since = state.get("cusum_since")
+        series.cusum_since = None if since is None else int(since)
+        series.cusum_up = float(state.get("cusum_up", 0.0))
         ref = state["ref"]
         series.ref = None if ref is None else (float(ref[0]), float(ref[1]), int(ref[2]))
-        for rule, (record, cleared) in state["alerts"].items():
-            alert = _Alert(AlertRecord.from_dict(record))
-            alert.cleared_since = cleared
-            series.alerts[rule] = alert
+        for rule, alert_state in state["alerts"].items():
+            series.alerts[rule] = _Alert.from_state(alert_state)
         return series
 
 
@@ -168,6 +256,7 @@ class DropDetector:
             raise ValueError("window, baseline, evaluation step and one hour must be multiples"
                              " of the bucket width")
         self.bucket_ms = bucket_ms
+        self.thresholds = thresholds(c)
         self._series: dict[SeriesKey, Series] = {}
         self._min_effect = {"nps": c.min_nps_drop, "ces": c.min_ces_drop,
                             "csat": c.min_csat_drop, "negative_end": c.min_negative_end_rise}
@@ -443,19 +532,40 @@ class DropDetector:
         return out
 
     def _evaluate_window(self, series: Series, t: int, n: int, out: list[AlertRecord]) -> None:
+        """The window test, one-sided in the bad direction, at the budget's threshold; while
+        firing, the clear test against the baseline frozen when it fired (hysteresis)."""
         c = self.config
         metric = series.key[0]
         firing = series.alerts.get("window_drop")
+        if n < c.min_n:
+            return  # too few answers: neither a drop nor a sign it has cleared
+        base = series.base if firing is None or firing.reference is None else firing.reference
+        if count(metric, base) < c.min_baseline_n:
+            return
+        effect, p2 = two_sample(metric, series.cur, base)
+        p = one_sided_p(effect, p2, DIRECTION[metric])
+        bad = -effect * DIRECTION[metric]  # > 0: worse
+        minimum = self._min_effect[metric]
         evidence = None
-        if n >= c.min_n and count(metric, series.base) >= c.min_baseline_n:
-            effect, p = two_sample(metric, series.cur, series.base)
-            bad = effect * DIRECTION[metric]
-            if -bad >= self._min_effect[metric] and p < c.p_value:
-                evidence = self._evidence(series, "window_drop", t, t - c.window_ms,
-                                          series.cur, series.base, effect, p)
-        self._transition(series, "window_drop", firing, evidence, t, out)
+        if bad >= minimum and p < self.thresholds.warning_p:
+            evidence = self._evidence(series, "window_drop", t, t - c.window_ms, series.cur,
+                                      base, effect, p, self.thresholds.warning_p)
+        if firing is None:
+            if evidence is not None and not series.alerts:
+                self._open(series, evidence, list(series.base), None, out)
+            return
+        if evidence is not None:
+            self._escalate(firing, evidence, out)
+        self._clear_step(series, "window_drop", firing, bad < c.clear_fraction * minimum, t,
+                         c.clear_windows, out)
 
     def _evaluate_cusum(self, series: Series, t: int, out: list[AlertRecord]) -> None:
+        """The CUSUM of the hourly series against its reference: S = max(0, S - z - k), a run
+        starting where S leaves 0; fires while S > h (no minimum-effect gate: the limit comes
+        from the budget). Its evidence is the run's level against the reference, with a
+        one-sided p. A firing drift resolves when a recovery CUSUM against the level at firing,
+        R = max(0, R + z' - k), passes h: the series is back above the midpoint between the
+        reference and the run's level, not merely noisy."""
         c = self.config
         metric = series.key[0]
         if series.ref is None:
@@ -465,26 +575,42 @@ class DropDetector:
                 else self._sum(series, t - HOUR_MS, t))
         n = count(metric, hour)
         ref = series.ref
-        if ref is not None and n >= c.cusum_min_hour_n and ref[1] > 0:
-            value = estimate(metric, hour).value
-            assert value is not None
-            z = (value - ref[0]) / (ref[1] / math.sqrt(n)) * DIRECTION[metric]
-            series.cusum = max(0.0, series.cusum - z - c.cusum_k)
-        evidence = None
-        if ref is not None and series.cusum > c.cusum_h:
-            day = self._sum(series, t - DAY_MS, t)
-            est = estimate(metric, day)
-            # Like the window test, a drift pages only once it is as large as the minimum
-            # effect: an accumulated 3-point NPS sag at n=1,700 is real but not worth a page.
-            if (est.value is not None
-                    and -(est.value - ref[0]) * DIRECTION[metric] >= self._min_effect[metric]):
-                evidence = self._evidence(series, "cusum_drift", t, t - DAY_MS, day, None,
-                                          est.value - ref[0], 1.0)
+        if ref is None or n < c.cusum_min_hour_n or ref[1] <= 0:
+            return
+        value = estimate(metric, hour).value
+        assert value is not None
+        se = ref[1] / math.sqrt(n)
+        z = (value - ref[0]) / se * DIRECTION[metric]
+        before = series.cusum
+        series.cusum = max(0.0, before - z - c.cusum_k)
+        if series.cusum == 0.0:
+            series.cusum_since = None
+        elif before == 0.0 or series.cusum_since is None:
+            series.cusum_since = t - HOUR_MS
+        h = self.thresholds.cusum_h
         firing = series.alerts.get("cusum_drift")
-        self._transition(series, "cusum_drift", firing, evidence, t, out)
-        if firing is not None and "cusum_drift" not in series.alerts:
-            series.cusum = 0.0  # resolved: start over against a fresh reference
-            series.ref = None
+        if firing is not None:
+            level = firing.level if firing.level is not None else ref[0]
+            up = (value - level) / se * DIRECTION[metric]
+            series.cusum_up = max(0.0, series.cusum_up + up - c.cusum_k)
+            if series.cusum_up > h:
+                self._resolve(series, "cusum_drift", firing, t, out)
+            return
+        if series.cusum > h and not series.alerts and series.cusum_since is not None:
+            run = self._sum(series, series.cusum_since, t)
+            est = estimate(metric, run)
+            if est.value is None:
+                return
+            effect = est.value - ref[0]
+            p = one_sided_p(effect, z_test(effect, ref[1] ** 2 / est.n), DIRECTION[metric])
+            evidence = self._evidence(series, "cusum_drift", t, series.cusum_since, run, None,
+                                      effect, p, self.thresholds.warning_p)
+            series.cusum_up = 0.0
+            # The recovery CUSUM watches for the series climbing back over the midpoint between
+            # the reference and the run's level: the run's own level is biased low (runs that
+            # cross the limit early are those with unlucky hours), and testing against it
+            # resolved drops that were still there.
+            self._open(series, evidence, None, (est.value + ref[0]) / 2, out)
 
     def _anchor(self, series: Series, t: int) -> None:
         metric = series.key[0]
@@ -511,7 +637,8 @@ class DropDetector:
         return total
 
     def _evidence(self, series: Series, rule: str, t: int, start: int, current: Vector,
-                  baseline: Vector | None, effect: float, p: float) -> AlertRecord:
+                  baseline: Vector | None, effect: float, p: float, threshold: float
+                  ) -> AlertRecord:
         c = self.config
         metric, dim, value = series.key
         est = estimate(metric, current)
@@ -522,9 +649,7 @@ class DropDetector:
             assert series.ref is not None
             base_value, base_n = series.ref[0], series.ref[2]
         critical = (abs(effect) >= c.critical_factor * self._min_effect[metric]
-                    and p < c.p_value / 10)
-        if rule == "cusum_drift":
-            critical = abs(effect) >= c.critical_factor * self._min_effect[metric]
+                    and p < self.thresholds.critical_p)
         assert est.value is not None and base_value is not None
         return AlertRecord(
             alert_id="", rule=rule, metric=metric, segment_dim=dim, segment_value=value,
@@ -536,33 +661,55 @@ class DropDetector:
             effect=effect, p_value=p, version=0,
         )
 
-    def _transition(self, series: Series, rule: str, firing: _Alert | None,
-                    evidence: AlertRecord | None, t: int, out: list[AlertRecord]) -> None:
+    @staticmethod
+    def _open(series: Series, evidence: AlertRecord, reference: Vector | None,
+              level: float | None, out: list[AlertRecord]) -> None:
+        """A new firing episode: one per series at a time (a drop is paged once, by the rule
+        that saw it first; the other rule waits until it resolves)."""
         metric, dim, value = series.key
-        if evidence is not None:
-            if firing is None:
-                alert_id = f"{rule}:{metric}:{dim}={value}:{format_ms(t)}"
-                record = evidence._replace(alert_id=alert_id, version=1)
-                series.alerts[rule] = _Alert(record)
-                out.append(record)
-                return
+        rule = evidence.rule
+        alert_id = f"{rule}:{metric}:{dim}={value}:{format_ms(evidence.fired_at)}"
+        record = evidence._replace(alert_id=alert_id, version=1)
+        series.alerts[rule] = _Alert(record, reference, level)
+        out.append(record)
+
+    @staticmethod
+    def _escalate(firing: _Alert, evidence: AlertRecord, out: list[AlertRecord]) -> None:
+        """A warning that becomes critical while firing is re-emitted with version + 1."""
+        if firing.record.severity == "warning" and evidence.severity == "critical":
+            record = evidence._replace(alert_id=firing.record.alert_id,
+                                       fired_at=firing.record.fired_at,
+                                       version=firing.record.version + 1)
+            firing.record = record
+            out.append(record)
+
+    def _clear_step(self, series: Series, rule: str, firing: _Alert, cleared: bool, t: int,
+                    needed: int, out: list[AlertRecord]) -> None:
+        """One evaluation with enough answers: extend or break the clear streak; resolve once
+        `needed` clear evaluations in a row span at least the hold period."""
+        if not cleared:
+            firing.clear_count = 0
             firing.cleared_since = None
-            if firing.record.severity == "warning" and evidence.severity == "critical":
-                record = evidence._replace(alert_id=firing.record.alert_id,
-                                 fired_at=firing.record.fired_at,
-                                 version=firing.record.version + 1)
-                firing.record = record
-                out.append(record)
-            return
-        if firing is None:
             return
         if firing.cleared_since is None:
             firing.cleared_since = t
-        if t - firing.cleared_since >= self.config.hold_ms:
-            record = firing.record._replace(state="resolved", resolved_at=t,
-                             version=firing.record.version + 1)
-            del series.alerts[rule]
-            out.append(record)
+        firing.clear_count += 1
+        if firing.clear_count >= needed and t - firing.cleared_since >= self.config.hold_ms:
+            self._resolve(series, rule, firing, t, out)
+
+    @staticmethod
+    def _resolve(series: Series, rule: str, firing: _Alert, t: int, out: list[AlertRecord]
+                 ) -> None:
+        record = firing.record._replace(state="resolved", resolved_at=t,
+                                        version=firing.record.version + 1)
+        del series.alerts[rule]
+        out.append(record)
+        # The drop is over: the CUSUM starts again against a fresh reference (what it summed
+        # during the episode would otherwise page the same drop a second time).
+        series.cusum = 0.0
+        series.cusum_since = None
+        series.cusum_up = 0.0
+        series.ref = None
 
     # -- queries and state --------------------------------------------------------------------
 
@@ -614,3 +761,32 @@ class DropDetector:
             series.due = _NEVER  # a restored cursor may lag: evaluate on the next call
             heappush(self._calendar, (_NEVER, key))
 
+
+
+_METRIC_NAMES: Final = {"nps": "NPS", "ces": "CES", "csat": "CSAT satisfied share",
+                        "negative_end": "negative-end share"}
+
+
+def describe(alert: AlertRecord) -> str:
+    """The plain sentence for a page, from the alert's evidence (issue 16, item 4).
+
+    >>> from pipeline.core.records import AlertRecord
+    >>> a = AlertRecord("a", "window_drop", "nps", "channel", "phone", "firing", "critical",
+    ...                 3_600_000, None, 0, 3_600_000, -19.2, 28.4, 146, 9000, -33.0, -4.0,
+    ...                 -47.6, 3e-10, 1)
+    >>> describe(a)
+    'NPS on channel=phone fell from 28.4 to -19.2 over the last 1 h (n=146, p=3e-10, critical)'
+    >>> print(describe(a._replace(rule="cusum_drift", metric="negative_end", value=0.31,
+    ...                           baseline=0.2, window_start=-86_400_000, p_value=0.00012)))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    negative-end share on channel=phone rose from 0.2 to 0.31 over the last 25 h
+    (n=146, p=0.00012, critical)
+    """
+    worse = "rose" if alert.metric == "negative_end" else "fell"
+    hours = (alert.window_end - alert.window_start) / HOUR_MS
+    span = f"{hours:g} h"
+    digits = 1 if alert.metric == "nps" else 2
+    return (f"{_METRIC_NAMES.get(alert.metric, alert.metric)} on {alert.segment_dim}="
+            f"{alert.segment_value} {worse} from {round(alert.baseline, digits):g} to "
+            f"{round(alert.value, digits):g} over the last {span} (n={alert.n}, "
+            f"p={alert.p_value:.2g}, {alert.severity})")

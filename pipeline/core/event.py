@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zlib import crc32
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 EventType = Literal["interaction", "survey", "journey_end", "outcome"]
 Channel = Literal["web", "app", "phone", "store", "email", "chat", "social", "other"]
@@ -79,7 +82,10 @@ class TouchpointEvent:
 
     def __post_init__(self) -> None:
         if self.occurred_ms == -1:
-            ms = round(self.occurred_at.timestamp() * 1000)
+            # Floored, in exact integer arithmetic (timedelta // timedelta): an answer at
+            # 10:59:59.9996 belongs to the 10:59 bucket. round() of the float timestamp put it
+            # in 11:00 (issue 16).
+            ms = (self.occurred_at - _EPOCH) // _MS
             object.__setattr__(self, "occurred_ms", ms)
 
     @property

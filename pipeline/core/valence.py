@@ -27,13 +27,24 @@ def ces_on_7(ces: int, scale: int | None) -> float:
     return float(ces)
 
 
-def survey_valence(survey: Survey) -> float | None:
-    """Mean of the answers' valences: NPS (s-5)/5, CES (c-4)/3 on 1-7, CSAT (c-3)/2.
+# Valence of each NPS answer 0..10, by its class (issue 16). (s-5)/5 made a detractor's 6 a
+# positive moment (+0.2) and a 5 neutral, so a journey ending with a detractor answer was not a
+# negative end. Detractors (0-6) are negative, from -1 at 0 to -0.25 at 6 in even steps (a 6
+# is still a detractor, the mildest); passives (7-8) near zero (satisfied, not enthusiastic);
+# promoters (9-10) clearly positive, 10 the best moment there is.
+NPS_VALENCE: Final = (-1.0, -0.875, -0.75, -0.625, -0.5, -0.375, -0.25, 0.0, 0.1, 0.6, 1.0)
 
-    >>> survey_valence(Survey(nps=10))
-    1.0
+
+def survey_valence(survey: Survey) -> float | None:
+    """Mean of the answers' valences: NPS by class (`NPS_VALENCE`), CES (c-4)/3 on 1-7, CSAT
+    (c-3)/2.
+
+    >>> survey_valence(Survey(nps=10)), survey_valence(Survey(nps=6)), survey_valence(Survey(nps=7))
+    (1.0, -0.25, 0.0)
     >>> survey_valence(Survey(nps=0, csat=5))
     0.0
+    >>> all(NPS_VALENCE[s] < 0 for s in range(7)) and all(NPS_VALENCE[s] > 0.5 for s in (9, 10))
+    True
     >>> survey_valence(Survey(ces=1, ces_scale=5))
     -1.0
     >>> survey_valence(Survey(comment="hi")) is None
@@ -42,7 +53,7 @@ def survey_valence(survey: Survey) -> float | None:
     total = 0.0
     count = 0
     if survey.nps is not None:
-        total += (survey.nps - 5) / 5
+        total += NPS_VALENCE[survey.nps]
         count += 1
     if survey.ces is not None:
         total += (ces_on_7(survey.ces, survey.ces_scale) - 4.0) / 3.0

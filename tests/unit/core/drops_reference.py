@@ -1,7 +1,12 @@
 """Reference for tests/unit/core/test_core_drops_history.py: `DropDetector` as it was before
 `_forget_before` stopped scanning every stored bucket (git 66f351d, pipeline/core/drops.py,
 verbatim below this docstring). Kept only to check that the bounded-cost detector gives the
-same alerts, windows and state; do not use it elsewhere."""
+same alerts, windows and state; do not use it elsewhere.
+
+Issue 16 changed the rules, not the stepping: the evaluation methods (`_evaluate_window`
+through `_resolve`) and the alert state are those of pipeline/core/drops.py now, copied
+deliberately, so this still checks the calendar and bounded-cost stepping against stepping
+every series at every boundary."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import math
 from typing import Any
 
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
+from pipeline.core.drops import _Alert, one_sided_p, thresholds
 from pipeline.core.metrics import (
     DIRECTION,
     SIZE,
@@ -21,25 +27,18 @@ from pipeline.core.metrics import (
     window,
 )
 from pipeline.core.records import AlertRecord, MetricRecord
+from pipeline.core.stats import z_test
 from pipeline.core.surveys import Estimate
 from pipeline.core.timefmt import format_ms
 
 SeriesKey = tuple[str, str, str]  # metric, segment_dim, segment_value
 
 
-class _Alert:
-    __slots__ = ("cleared_since", "record")
-
-    def __init__(self, record: AlertRecord) -> None:
-        self.record = record
-        self.cleared_since: int | None = None
-
-
 class Series:
     """Merged buckets of one metric and segment, with running window sums and alert state."""
 
-    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "key", "partials", "ref",
-                 "since")
+    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "cusum_since",
+                 "cusum_up", "key", "partials", "ref", "since")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
@@ -51,6 +50,8 @@ class Series:
         self.cur: Vector = [0.0] * size  # [cursor - window, cursor)
         self.base: Vector = [0.0] * size  # [cursor - window - baseline, cursor - window)
         self.cusum = 0.0
+        self.cusum_since: int | None = None
+        self.cusum_up = 0.0
         self.ref: tuple[float, float, int] | None = None  # (mean, per-answer sd, n)
         self.alerts: dict[str, _Alert] = {}
 
@@ -64,9 +65,10 @@ class Series:
             "cur": self.cur,
             "base": self.base,
             "cusum": self.cusum,
+            "cusum_since": self.cusum_since,
+            "cusum_up": self.cusum_up,
             "ref": None if self.ref is None else list(self.ref),
-            "alerts": {rule: [a.record.to_dict(), a.cleared_since]
-                       for rule, a in sorted(self.alerts.items())},
+            "alerts": {rule: a.to_state() for rule, a in sorted(self.alerts.items())},
         }
 
     @classmethod
@@ -80,12 +82,12 @@ class Series:
         series.cur = list(state["cur"])
         series.base = list(state["base"])
         series.cusum = float(state["cusum"])
+        series.cusum_since = state["cusum_since"]
+        series.cusum_up = float(state["cusum_up"])
         ref = state["ref"]
         series.ref = None if ref is None else (float(ref[0]), float(ref[1]), int(ref[2]))
-        for rule, (record, cleared) in state["alerts"].items():
-            alert = _Alert(AlertRecord.from_dict(record))
-            alert.cleared_since = cleared
-            series.alerts[rule] = alert
+        for rule, alert_state in state["alerts"].items():
+            series.alerts[rule] = _Alert.from_state(alert_state)
         return series
 
 
@@ -101,6 +103,7 @@ class DropDetector:
             raise ValueError("window, baseline, evaluation step and one hour must be multiples"
                              " of the bucket width")
         self.bucket_ms = bucket_ms
+        self.thresholds = thresholds(c)
         self._series: dict[SeriesKey, Series] = {}
         self._min_effect = {"nps": c.min_nps_drop, "ces": c.min_ces_drop,
                             "csat": c.min_csat_drop, "negative_end": c.min_negative_end_rise}
@@ -216,46 +219,84 @@ class DropDetector:
         return out
 
     def _evaluate_window(self, series: Series, t: int, n: int, out: list[AlertRecord]) -> None:
+        """The window test, one-sided in the bad direction, at the budget's threshold; while
+        firing, the clear test against the baseline frozen when it fired (hysteresis)."""
         c = self.config
         metric = series.key[0]
         firing = series.alerts.get("window_drop")
+        if n < c.min_n:
+            return  # too few answers: neither a drop nor a sign it has cleared
+        base = series.base if firing is None or firing.reference is None else firing.reference
+        if count(metric, base) < c.min_baseline_n:
+            return
+        effect, p2 = two_sample(metric, series.cur, base)
+        p = one_sided_p(effect, p2, DIRECTION[metric])
+        bad = -effect * DIRECTION[metric]  # > 0: worse
+        minimum = self._min_effect[metric]
         evidence = None
-        if n >= c.min_n and count(metric, series.base) >= c.min_baseline_n:
-            effect, p = two_sample(metric, series.cur, series.base)
-            bad = effect * DIRECTION[metric]
-            if -bad >= self._min_effect[metric] and p < c.p_value:
-                evidence = self._evidence(series, "window_drop", t, t - c.window_ms,
-                                          series.cur, series.base, effect, p)
-        self._transition(series, "window_drop", firing, evidence, t, out)
+        if bad >= minimum and p < self.thresholds.warning_p:
+            evidence = self._evidence(series, "window_drop", t, t - c.window_ms, series.cur,
+                                      base, effect, p, self.thresholds.warning_p)
+        if firing is None:
+            if evidence is not None and not series.alerts:
+                self._open(series, evidence, list(series.base), None, out)
+            return
+        if evidence is not None:
+            self._escalate(firing, evidence, out)
+        self._clear_step(series, "window_drop", firing, bad < c.clear_fraction * minimum, t,
+                         c.clear_windows, out)
 
     def _evaluate_cusum(self, series: Series, t: int, out: list[AlertRecord]) -> None:
+        """The CUSUM of the hourly series against its reference: S = max(0, S - z - k), a run
+        starting where S leaves 0; fires while S > h (no minimum-effect gate: the limit comes
+        from the budget). Its evidence is the run's level against the reference, with a
+        one-sided p. A firing drift resolves when a recovery CUSUM against the level at firing,
+        R = max(0, R + z' - k), passes h: the series is back above the midpoint between the
+        reference and the run's level, not merely noisy."""
         c = self.config
         metric = series.key[0]
         if series.ref is None:
             self._anchor(series, t)
+        # the hour's sum: the current window when that is the hour (t is the cursor)
         hour = self._sum(series, t - HOUR_MS, t)
         n = count(metric, hour)
         ref = series.ref
-        if ref is not None and n >= c.cusum_min_hour_n and ref[1] > 0:
-            value = estimate(metric, hour).value
-            assert value is not None
-            z = (value - ref[0]) / (ref[1] / math.sqrt(n)) * DIRECTION[metric]
-            series.cusum = max(0.0, series.cusum - z - c.cusum_k)
-        evidence = None
-        if ref is not None and series.cusum > c.cusum_h:
-            day = self._sum(series, t - DAY_MS, t)
-            est = estimate(metric, day)
-            # Like the window test, a drift pages only once it is as large as the minimum
-            # effect: an accumulated 3-point NPS sag at n=1,700 is real but not worth a page.
-            if (est.value is not None
-                    and -(est.value - ref[0]) * DIRECTION[metric] >= self._min_effect[metric]):
-                evidence = self._evidence(series, "cusum_drift", t, t - DAY_MS, day, None,
-                                          est.value - ref[0], 1.0)
+        if ref is None or n < c.cusum_min_hour_n or ref[1] <= 0:
+            return
+        value = estimate(metric, hour).value
+        assert value is not None
+        se = ref[1] / math.sqrt(n)
+        z = (value - ref[0]) / se * DIRECTION[metric]
+        before = series.cusum
+        series.cusum = max(0.0, before - z - c.cusum_k)
+        if series.cusum == 0.0:
+            series.cusum_since = None
+        elif before == 0.0 or series.cusum_since is None:
+            series.cusum_since = t - HOUR_MS
+        h = self.thresholds.cusum_h
         firing = series.alerts.get("cusum_drift")
-        self._transition(series, "cusum_drift", firing, evidence, t, out)
-        if firing is not None and "cusum_drift" not in series.alerts:
-            series.cusum = 0.0  # resolved: start over against a fresh reference
-            series.ref = None
+        if firing is not None:
+            level = firing.level if firing.level is not None else ref[0]
+            up = (value - level) / se * DIRECTION[metric]
+            series.cusum_up = max(0.0, series.cusum_up + up - c.cusum_k)
+            if series.cusum_up > h:
+                self._resolve(series, "cusum_drift", firing, t, out)
+            return
+        if series.cusum > h and not series.alerts and series.cusum_since is not None:
+            run = self._sum(series, series.cusum_since, t)
+            est = estimate(metric, run)
+            if est.value is None:
+                return
+            effect = est.value - ref[0]
+            p = one_sided_p(effect, z_test(effect, ref[1] ** 2 / est.n), DIRECTION[metric])
+            evidence = self._evidence(series, "cusum_drift", t, series.cusum_since, run, None,
+                                      effect, p, self.thresholds.warning_p)
+            series.cusum_up = 0.0
+            # The recovery CUSUM watches for the series climbing back over the midpoint between
+            # the reference and the run's level: the run's own level is biased low (runs that
+            # cross the limit early are those with unlucky hours), and testing against it
+            # resolved drops that were still there.
+            self._open(series, evidence, None, (est.value + ref[0]) / 2, out)
 
     def _anchor(self, series: Series, t: int) -> None:
         metric = series.key[0]
@@ -281,7 +322,8 @@ class DropDetector:
         return total
 
     def _evidence(self, series: Series, rule: str, t: int, start: int, current: Vector,
-                  baseline: Vector | None, effect: float, p: float) -> AlertRecord:
+                  baseline: Vector | None, effect: float, p: float, threshold: float
+                  ) -> AlertRecord:
         c = self.config
         metric, dim, value = series.key
         est = estimate(metric, current)
@@ -292,9 +334,7 @@ class DropDetector:
             assert series.ref is not None
             base_value, base_n = series.ref[0], series.ref[2]
         critical = (abs(effect) >= c.critical_factor * self._min_effect[metric]
-                    and p < c.p_value / 10)
-        if rule == "cusum_drift":
-            critical = abs(effect) >= c.critical_factor * self._min_effect[metric]
+                    and p < self.thresholds.critical_p)
         assert est.value is not None and base_value is not None
         return AlertRecord(
             alert_id="", rule=rule, metric=metric, segment_dim=dim, segment_value=value,
@@ -306,33 +346,55 @@ class DropDetector:
             effect=effect, p_value=p, version=0,
         )
 
-    def _transition(self, series: Series, rule: str, firing: _Alert | None,
-                    evidence: AlertRecord | None, t: int, out: list[AlertRecord]) -> None:
+    @staticmethod
+    def _open(series: Series, evidence: AlertRecord, reference: Vector | None,
+              level: float | None, out: list[AlertRecord]) -> None:
+        """A new firing episode: one per series at a time (a drop is paged once, by the rule
+        that saw it first; the other rule waits until it resolves)."""
         metric, dim, value = series.key
-        if evidence is not None:
-            if firing is None:
-                alert_id = f"{rule}:{metric}:{dim}={value}:{format_ms(t)}"
-                record = evidence._replace(alert_id=alert_id, version=1)
-                series.alerts[rule] = _Alert(record)
-                out.append(record)
-                return
+        rule = evidence.rule
+        alert_id = f"{rule}:{metric}:{dim}={value}:{format_ms(evidence.fired_at)}"
+        record = evidence._replace(alert_id=alert_id, version=1)
+        series.alerts[rule] = _Alert(record, reference, level)
+        out.append(record)
+
+    @staticmethod
+    def _escalate(firing: _Alert, evidence: AlertRecord, out: list[AlertRecord]) -> None:
+        """A warning that becomes critical while firing is re-emitted with version + 1."""
+        if firing.record.severity == "warning" and evidence.severity == "critical":
+            record = evidence._replace(alert_id=firing.record.alert_id,
+                                       fired_at=firing.record.fired_at,
+                                       version=firing.record.version + 1)
+            firing.record = record
+            out.append(record)
+
+    def _clear_step(self, series: Series, rule: str, firing: _Alert, cleared: bool, t: int,
+                    needed: int, out: list[AlertRecord]) -> None:
+        """One evaluation with enough answers: extend or break the clear streak; resolve once
+        `needed` clear evaluations in a row span at least the hold period."""
+        if not cleared:
+            firing.clear_count = 0
             firing.cleared_since = None
-            if firing.record.severity == "warning" and evidence.severity == "critical":
-                record = evidence._replace(alert_id=firing.record.alert_id,
-                                 fired_at=firing.record.fired_at,
-                                 version=firing.record.version + 1)
-                firing.record = record
-                out.append(record)
-            return
-        if firing is None:
             return
         if firing.cleared_since is None:
             firing.cleared_since = t
-        if t - firing.cleared_since >= self.config.hold_ms:
-            record = firing.record._replace(state="resolved", resolved_at=t,
-                             version=firing.record.version + 1)
-            del series.alerts[rule]
-            out.append(record)
+        firing.clear_count += 1
+        if firing.clear_count >= needed and t - firing.cleared_since >= self.config.hold_ms:
+            self._resolve(series, rule, firing, t, out)
+
+    @staticmethod
+    def _resolve(series: Series, rule: str, firing: _Alert, t: int, out: list[AlertRecord]
+                 ) -> None:
+        record = firing.record._replace(state="resolved", resolved_at=t,
+                                        version=firing.record.version + 1)
+        del series.alerts[rule]
+        out.append(record)
+        # The drop is over: the CUSUM starts again against a fresh reference (what it summed
+        # during the episode would otherwise page the same drop a second time).
+        series.cusum = 0.0
+        series.cusum_since = None
+        series.cusum_up = 0.0
+        series.ref = None
 
     # -- queries and state --------------------------------------------------------------------
 

@@ -92,8 +92,9 @@ def telecom_so_so(t: int = T0) -> list[TouchpointEvent]:
     j = "telco-1"
     return [
         event("t1", t, journey=j, touchpoint="hotline", channel="phone", survey=Survey(csat=3)),
+        # "okay" on NPS is a passive's 7: a 6 is a detractor, a negative moment (issue 16)
         event("t2", t + DAY, journey=j, touchpoint="account_manager", channel="phone",
-              survey=Survey(nps=6)),
+              survey=Survey(nps=7)),
         event("t3", t + 2 * DAY, journey=j, touchpoint="store", channel="store",
               survey=Survey(ces=4, ces_scale=7)),
         event("t4", t + 3 * DAY, journey=j, touchpoint="hotline", channel="phone",

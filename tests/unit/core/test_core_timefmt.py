@@ -25,3 +25,19 @@ def test_neighbouring_minutes_do_not_share_a_prefix() -> None:
     edge = 1_795_367_460_000  # 17:11:00.000
     assert format_ms(edge - 1) == "2026-11-22T17:10:59.999Z"
     assert format_ms(edge) == "2026-11-22T17:11:00.000Z"
+
+
+def test_event_time_is_floored_to_the_millisecond_not_rounded() -> None:
+    # issue 16: an answer at 10:59:59.9996 must land in the 10:59 bucket, not 11:00
+    from datetime import UTC, datetime
+
+    from pipeline.core.event import Survey, TouchpointEvent
+
+    at = datetime(2026, 11, 22, 10, 59, 59, 999_600, tzinfo=UTC)
+    event = TouchpointEvent("e1", at, "p", "c1", "survey", "web", "web", "use",
+                            survey=Survey(nps=9))
+    assert event.occurred_ms == parse_ms("2026-11-22T10:59:59.999Z")
+    assert event.occurred_ms // 60_000 == parse_ms("2026-11-22T10:59:00.000Z") // 60_000
+    before_epoch = datetime(1969, 12, 31, 23, 59, 59, 999_600, tzinfo=UTC)
+    assert TouchpointEvent("e2", before_epoch, "p", "c1", "survey", "web", "web", "use",
+                           survey=Survey(nps=9)).occurred_ms == -1
