@@ -14,7 +14,8 @@ import jsonschema
 
 from pipeline.core.followups import DAY_MS, FollowupRules
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+# package data (pipeline/schemas links to the repository's schemas/): there in a wheel too
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 DEFAULT_RULES_PATH = SCHEMAS / "followup-rules.v1.json"
 SCHEMA_PATH = SCHEMAS / "followup-rules.v1.schema.json"
 
