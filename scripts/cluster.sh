@@ -37,25 +37,9 @@ ch_interserver_port() { echo $((BASE + 209 + $1)); }
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-wait_port() { # port seconds name logfile
-  local deadline=$((SECONDS + $2))
-  while ! port_open "$1"; do
-    if [ $SECONDS -ge "$deadline" ]; then
-      log "$3 did not open port $1 within $2 s; last log lines:"
-      tail -n 30 "$4" >&2 || true
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-render() { # template output KEY=VALUE...
-  local template=$1 out=$2; shift 2
-  local text; text=$(cat "$template")
-  for kv in "$@"; do text=${text//@${kv%%=*}@/${kv#*=}}; done
-  printf '%s\n' "$text" >"$out"
-}
+# port_open, pid_alive, wait_port, render (shared with stack.sh)
+# shellcheck source=scripts/lib/processes.sh
+. "$ROOT/scripts/lib/processes.sh"
 sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 
 secrets_file="$CLUSTER_DIR/secrets.env"
