@@ -68,8 +68,10 @@ def test_worker_rss_levels_off_once_the_state_does(fault_stack: FaultStack,
     last_third = [s for s in samples if s["events"] >= EVENTS * 2 // 3]
     growth = last_third[-1]["rss_mib"] - last_third[0]["rss_mib"]
     journeys = [s["open_journeys"] for s in last_third]
-    # 24 MiB held with two tables; the follow-up stage (a third table, 12 more databases) keeps
-    # each customer's recent journeys for its rules' horizon (~67 days), so its state still
-    # grows through this 3-day run: up to 26.4 MiB measured (2026-11-30). Faust's defaults grow
-    # by a 64 MiB memtable per database.
-    assert growth <= 32, ([round(s["rss_mib"]) for s in samples], journeys)
+    # 24 MiB held with two tables. With the follow-up stage (a third table, 12 more databases,
+    # each customer's recent journeys kept for its rules' horizon, ~67 days, so still growing
+    # in this 3-day run), runs on 2026-11-30 reached 26.4 and 34.6 MiB, following how many journeys
+    # were open in the last third (83-201 in one run, 105-265 in another). The memtable check
+    # above is the direct one; this bound catches RSS that grows like Faust's defaults (a
+    # 64 MiB memtable per database).
+    assert growth <= 48, ([round(s["rss_mib"]) for s in samples], journeys)
