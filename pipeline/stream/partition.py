@@ -66,6 +66,9 @@ class StageOneOutput:
     watermark: int | None = None  # set when stream time crossed a bucket boundary
     reject: str | None = None  # "late": make a dead letter
     duplicate: bool = False
+    # the content digest of the copy this event's journey holds, to claim for its event_id
+    # (pipeline/stream/claims.py); None when the event was not applied
+    claim: int | None = None
 
 
 def coalesce(outputs: list[StageOneOutput]) -> StageOneOutput:
@@ -146,9 +149,11 @@ class PartitionProcessor:
             out.reject = reason
         elif reason == DUPLICATE:
             out.duplicate = True
+            out.claim = self.tracker.last_digest  # a claim lost with a crash is sent again
             self._resend_key(event.journey_key, out)
             self._answers(event, out)
         else:
+            out.claim = self.tracker.last_digest
             if reason == REPLACED:
                 # this copy won over one applied earlier: its answers are taken back first
                 out.reject = REPLACED
@@ -165,6 +170,17 @@ class PartitionProcessor:
             # the same horizon SurveyBuckets.evict keeps in ExperienceEngine
             self.final_before_ms = max(self.final_before_ms, self.watermark - self.lateness_ms
                                        - self.bucket_ms)
+        return out
+
+    def withdraw(self, key: str, event_id: str, digest: int) -> StageOneOutput:
+        """Take a copy that lost its claim out of its journey (the claims stage found a copy
+        of its event_id under another journey key with a smaller content digest): its journey
+        again, its answers retracted, its negative-end contribution updated. Nothing when the
+        copy is no longer held."""
+        records, _ = self.tracker.withdraw(key, event_id, digest, self.watermark)
+        out = StageOneOutput(journeys=records)
+        self._retract(self.tracker.drain_retractions(), out)
+        self._ends(self.tracker.drain_end_deltas(), out)
         return out
 
     def dirty_state(self) -> list[tuple[str, Any]]:
