@@ -38,6 +38,7 @@ from pipeline.core.journeys import (
 )
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
+from pipeline.core.segment_totals import answer_key
 from pipeline.core.timefmt import format_ms
 from pipeline.core.valence import ces_on_7
 from pipeline.stream import messages
@@ -157,7 +158,7 @@ class PartitionProcessor:
             if reason == REPLACED:
                 # this copy won over one applied earlier: its answers are taken back first
                 out.reject = REPLACED
-                self._retract(self.tracker.drain_retractions(), out)
+                self._retract(self.tracker.drain_retractions(), out, event.journey_key)
             self._answers(event, out)
             self._ends(self.tracker.drain_end_deltas(), out)
         # Close what stream time has closed on every event (cheap when nothing is due), so the
@@ -179,7 +180,7 @@ class PartitionProcessor:
         copy is no longer held."""
         records, _ = self.tracker.withdraw(key, event_id, digest, self.watermark)
         out = StageOneOutput(journeys=records)
-        self._retract(self.tracker.drain_retractions(), out)
+        self._retract(self.tracker.drain_retractions(), out, key)
         self._ends(self.tracker.drain_end_deltas(), out)
         return out
 
@@ -203,6 +204,9 @@ class PartitionProcessor:
         survey = event.survey
         if survey is None or not survey.has_score():
             return
+        # copies of one event_id under other journey keys count apart until the claims
+        # stage withdraws all but one (pipeline/stream/claims.py)
+        copy_key = answer_key(event.event_id, event.journey_key)
         bucket = event.occurred_ms - event.occurred_ms % self.bucket_ms
         answers: list[tuple[str, float | int]] = []
         if survey.nps is not None:
@@ -214,10 +218,11 @@ class PartitionProcessor:
         for dim, value in segments_of(event, self.attribute_keys):
             for metric, answer in answers:
                 out.contributions.append(
-                    messages.answer(dim, value, metric, bucket, event.event_id, answer)
+                    messages.answer(dim, value, metric, bucket, copy_key, answer)
                 )
 
-    def _retract(self, retractions: list[Retraction], out: StageOneOutput) -> None:
+    def _retract(self, retractions: list[Retraction], out: StageOneOutput, journey_key: str
+                 ) -> None:
         for r in retractions:
             bucket = r.at_ms - r.at_ms % self.bucket_ms
             if bucket + self.bucket_ms <= self.final_before_ms:
@@ -226,7 +231,8 @@ class PartitionProcessor:
                 if score is not None:
                     for dim, value in r.segments:
                         out.contributions.append(
-                            messages.retract(dim, value, metric, bucket, r.event_id))
+                            messages.retract(dim, value, metric, bucket,
+                                             answer_key(r.event_id, journey_key)))
 
     def _ends(self, deltas: list[EndDelta], out: StageOneOutput) -> None:
         # journeys whose retraction was skipped just before: their next contribution must not

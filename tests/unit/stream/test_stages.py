@@ -273,15 +273,19 @@ def test_changed_redeliveries_give_the_same_results_whatever_the_order() -> None
 
 
 def with_copies_under_other_keys(data: list[bytes], seed: int) -> list[bytes]:
-    """`data` with 40 events sent again under another journey key (another journey id, none,
-    or one where there was none), some with another answer too, 1-200 records later."""
+    """`data` with 40 events (24 NPS answers) sent again under another journey key (another
+    journey id, none, or one where there was none), some with another answer too, 1-200
+    records later."""
     import json
     import random
 
     rnd = random.Random(seed)
     valid = [i for i, line in enumerate(data) if _parses(line)]
+    surveys = [i for i in valid if b'"nps"' in data[i]]
+    picked = rnd.sample(surveys, 24)
+    picked += rnd.sample(sorted(set(valid) - set(picked)), 16)
     later: dict[int, list[bytes]] = defaultdict(list)
-    for n, i in enumerate(rnd.sample(valid, 40)):
+    for n, i in enumerate(picked):
         event = json.loads(data[i])
         if "journey_id" in event and n % 3:
             event["journey_id"] = f"other-{n}" if n % 3 == 1 else event["journey_id"] + "-b"
