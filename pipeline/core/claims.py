@@ -67,6 +67,7 @@ class EventClaims:
     def __init__(self) -> None:
         self._claims: dict[str, Claim] = {}
         self._expiry: list[tuple[int, str]] = []  # (at_ms, event_id), forgotten in time order
+        self.changed = False  # whether the last `claim` changed what is held (state to write)
 
     def __len__(self) -> int:
         return len(self._claims)
@@ -79,6 +80,7 @@ class EventClaims:
         """A copy of `event_id` applied under journey key `key` on `partition`. Returns the
         copy to withdraw, if any."""
         held = self._claims.get(event_id)
+        self.changed = True
         if held is None:
             self._claims[event_id] = Claim(digest, key, partition, at_ms)
             heappush(self._expiry, (at_ms, event_id))
@@ -89,13 +91,18 @@ class EventClaims:
             heappush(self._expiry, (at, event_id))
         if held.key == key:
             # the same journey: its tracker already judged the copies (replaced or duplicate)
-            self._claims[event_id] = Claim(min(digest, held.digest), key, partition, at)
+            if digest < held.digest or at != held.at_ms:
+                self._claims[event_id] = Claim(min(digest, held.digest), key, partition, at)
+            else:
+                self.changed = False  # a redelivery
             return None
         if beats(digest, key, held.digest, held.key):
             self._claims[event_id] = Claim(digest, key, partition, at)
             return Withdrawal(event_id, held.key, held.partition, held.digest, False, key)
         if at != held.at_ms:
             self._claims[event_id] = held._replace(at_ms=at)
+        else:
+            self.changed = False
         return Withdrawal(event_id, key, partition, digest, True, held.key)
 
     def load(self, event_id: str, claim: Claim) -> None:

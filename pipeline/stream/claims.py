@@ -90,9 +90,8 @@ class ClaimsStage:
             if watermark > self.watermarks.get(partition, NEVER):
                 self.watermarks[partition] = watermark
                 self._watermarks_dirty = True
-            before = claims.get(event_id)
             withdrawal = claims.claim(event_id, digest, key, partition, at_ms)
-            if claims.get(event_id) != before:
+            if claims.changed:
                 self._dirty.add(event_id)
             if withdrawal is None:
                 continue
