@@ -100,7 +100,7 @@ class EventClaims:
             self._claims[event_id] = Claim(digest, key, partition, at)
             return Withdrawal(event_id, held.key, held.partition, held.digest, False, key)
         if at != held.at_ms:
-            self._claims[event_id] = held._replace(at_ms=at)
+            self._claims[event_id] = Claim(held.digest, held.key, held.partition, at)
         else:
             self.changed = False
         return Withdrawal(event_id, key, partition, digest, True, held.key)
