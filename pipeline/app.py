@@ -38,6 +38,7 @@ from pipeline.storage.sink import ClickHouseSink, SinkProcess
 from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, connect
 from pipeline.stream.batches import decode_batch
 from pipeline.stream.entry import EntryStage, Routed, Router
+from pipeline.stream.fence import GenerationFence
 from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.outbox import (
     ALERTS,
@@ -294,6 +295,10 @@ def create_app(
 
     fapp.on_partitions_revoked.connect(forget_revoked)
 
+    # Shared by the three agents: a dropped batch means a rebalance, which re-reads every
+    # record of the generation it was fetched in (pipeline/stream/fence.py).
+    fence = GenerationFence()
+
     def rebalance_settled(epoch: int) -> bool:
         """True when no rebalance started since `epoch` (Faust's `rebalancing_count` when a
         batch began). A batch that a rebalance overtook is dropped unacked: its events were
@@ -347,9 +352,10 @@ def create_app(
                 flush_outbox()
                 since_flush = 0
             message = record.message
-            if message.generation_id != generation:
-                # Fetched before a rebalance (Faust's own iterator drops these too): not
-                # processed and not acked; the partition's owner reads it again.
+            if not fence.admits(message.generation_id, current=generation):
+                # Fetched before a rebalance (Faust's own iterator drops these too), or after a
+                # batch of its generation was dropped: not processed and not acked; the
+                # partition's owner reads it again.
                 continue
             done.append(record)
             partition = message.partition
@@ -402,6 +408,8 @@ def create_app(
         if not rebalance_settled(epoch):
             for partition in last_of:
                 stages.pop(partition, None)
+            # later records of the same generation would be applied after a hole
+            fence.drop(event.message.generation_id for event in done)
             return []
         write(last_of)
         return done
@@ -441,7 +449,7 @@ def create_app(
         alerted = False
         for event in events:
             message = event.message
-            if message.generation_id != generation:
+            if not fence.admits(message.generation_id, current=generation):
                 continue
             done.append(event)
             partition = message.partition
@@ -484,7 +492,7 @@ def create_app(
         by_partition: dict[int, list[Any]] = {}
         for event in events:
             message = event.message
-            if message.generation_id != generation:
+            if not fence.admits(message.generation_id, current=generation):
                 continue
             done.append(event)
             last_of[message.partition] = event
