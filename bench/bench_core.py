@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import pipeline.core
+import pipeline.core_build
 from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
@@ -162,7 +162,7 @@ def run_engine_batched(events: list[TouchpointEvent], config: CoreConfig,
 
 def core_mode() -> str:
     """Which core this process runs (scripts/compile_core.py; PEAKEND_PURE_CORE=1: interpreted)."""
-    return ("compiled with mypyc (build/core-compiled)" if pipeline.core.COMPILED
+    return ("compiled with mypyc (build/core-compiled)" if pipeline.core_build.COMPILED
             else "interpreted (PEAKEND_PURE_CORE=1 or no current compiled build)")
 
 

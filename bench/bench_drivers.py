@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-import pipeline.core  # noqa: E402
+import pipeline.core_build  # noqa: E402
 from jobs.drivers import FeatureBuilder, analyse, top_negative  # noqa: E402
 from pipeline.core.event import Survey, TouchpointEvent  # noqa: E402
 from pipeline.core.scoring import ScoringRules  # noqa: E402
@@ -147,7 +147,7 @@ def main() -> None:
           f"{args.bootstrap}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {commit}, "
           f"{os.cpu_count()} vCPU {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, numpy {np.__version__} (BLAS one thread), core "
-          f"{'compiled' if pipeline.core.COMPILED else 'interpreted'}; load average "
+          f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'}; load average "
           f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
           f"{' '.join(f'{x:.2f}' for x in load_after)} after (other engineers' tests share "
           "the machine). CPU: seconds of CPU time of the process; wall: elapsed seconds.\n")
