@@ -144,7 +144,7 @@ def overview() -> Dashboard:
                 "metric_partials_latest WHERE metric = 'nps' AND segment_dim = 'all' AND "
                 "$__timeFilter(window_start)))"],
                 [["nps", "ci_low", "ci_high", "answers"]], w=8, h=4,
-                description="Adjusted-Wald interval from the summed counts (DESIGN.md)."),
+                description="Adjusted-Wald interval from the summed counts (docs/design.md)."),
             Panel("Alerts firing now", "stat", [
                 "SELECT count() AS firing FROM alerts_latest WHERE state = 'firing'"],
                 [["firing"]], w=4, h=4),

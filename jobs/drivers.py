@@ -1,5 +1,5 @@
 """Key drivers: which touchpoints matter most for a journey outcome and perform worst
-(importance x gap, DESIGN.md 1 "Key drivers"; docs/analyst-guide.md "Key drivers").
+(importance x gap, docs/design.md 1 "Key drivers"; docs/analyst-guide.md "Key drivers").
 
     peakend drivers EVENTS.jsonl --journeys OUT/journeys.jsonl   # over replay's output
     peakend drivers --clickhouse                                  # over journeys_latest + events

@@ -1,4 +1,4 @@
-"""Personas of the synthetic journey generator (DESIGN.md 1, domain literature scenarios).
+"""Personas of the synthetic journey generator (docs/design.md 1, domain literature scenarios).
 
 Each persona is a generator that writes one journey through a `JourneyBuilder`, yielding each
 event as it is made, in event-time order: its touchpoints with

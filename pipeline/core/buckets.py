@@ -1,6 +1,6 @@
 """Fixed metric buckets per segment: the partial states one input partition contributes.
 
-`SurveyBuckets` is stage one of the two-stage aggregation (DESIGN.md 2): it counts the survey
+`SurveyBuckets` is stage one of the two-stage aggregation (docs/design.md 2): it counts the survey
 answers and negative-end deltas of one source partition into buckets keyed by
 (metric, segment_dim, segment_value, bucket_start); `flush()` returns a `MetricRecord` for every
 partial that changed since the last flush. A `MetricRecord` holds the partial's sufficient

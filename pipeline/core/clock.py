@@ -1,4 +1,4 @@
-"""How far event time is trusted: the `future` verdict (DESIGN.md 1, "Journey moments").
+"""How far event time is trusted: the `future` verdict (docs/design.md 1, "Journey moments").
 
 Stream time is the largest event time seen on a partition, so one event from a producer whose
 clock runs ahead would move it forward for good and turn every later on-time event into a `late`

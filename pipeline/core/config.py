@@ -17,7 +17,7 @@ DAY_MS = 24 * HOUR_MS
 
 @dataclass(frozen=True, slots=True)
 class JourneyConfig:
-    """Journey keying and life cycle (DESIGN.md 1, "Journey moments")."""
+    """Journey keying and life cycle (docs/design.md 1, "Journey moments")."""
 
     idle_gap_ms: int = 30 * MINUTE_MS  # splits customer-keyed sessions only
     # A journey with a producer journey_id spans days (a stay, a case, a delivery): it closes on
@@ -42,7 +42,7 @@ class WindowConfig:
 
 @dataclass(frozen=True, slots=True)
 class DropConfig:
-    """Experience-drop detection: window test and CUSUM (DESIGN.md 1, "Experience drops")."""
+    """Experience-drop detection: window test and CUSUM (docs/design.md 1, "Experience drops")."""
 
     window_ms: int = HOUR_MS
     baseline_ms: int = 7 * DAY_MS
@@ -86,7 +86,7 @@ class DropConfig:
 
 @dataclass(frozen=True, slots=True)
 class ClockConfig:
-    """How far event time is trusted (DESIGN.md 1, "Journey moments")."""
+    """How far event time is trusted (docs/design.md 1, "Journey moments")."""
 
     # An event dated further ahead than this of the time it reached us is a dead letter `future`
     # and never moves stream time: one producer with a wrong clock must not make every later

@@ -1,7 +1,7 @@
 """Experience-drop detection on merged metric buckets: window test and CUSUM drift.
 
-`DropDetector` is stage two of the aggregation (DESIGN.md 2): it takes the partial bucket records
-of every source partition (`apply_partial`), keeps their merged sums per series
+`DropDetector` is stage two of the aggregation (docs/design.md 2): it takes the partial bucket
+records of every source partition (`apply_partial`), keeps their merged sums per series
 (metric, segment_dim, segment_value), and `advance(watermark_ms)` evaluates each bucket boundary
 of event time once the watermark has passed it, in order, as a pure function of the merged bucket
 stats at that moment. Alert records come out for every state change.

@@ -16,7 +16,7 @@ The state of one key (all journeys of one journey id
 or customer) is a plain JSON-able dict: `dump_key` / `load_key` move it to and from a table, and a
 restarted worker calls `load_key` for each key before applying events of that key.
 
-Rules (DESIGN.md 1, docs/core.md):
+Rules (docs/design.md 1, docs/core.md):
 - key = journey_id, else customer_id; customer-keyed journeys are the pure gap clustering of that
   customer's events sorted by (occurred_ms, event_id): a new journey starts after a gap longer
   than `idle_gap_ms`, after a `journey_end` event, or at `max_length_ms` from the journey's start.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-Z95 = 1.96  # DESIGN.md fixes 1.96 for the NPS interval; the other intervals use it too
+Z95 = 1.96  # docs/design.md fixes 1.96 for the NPS interval; the other intervals use it too
 _SQRT2 = math.sqrt(2.0)
 
 

@@ -1,4 +1,4 @@
-"""Survey accumulators: NPS, CES, CSAT and the negative-end share (DESIGN.md 1, "Survey metrics").
+"""Survey accumulators: NPS, CES, CSAT, negative-end share (docs/design.md 1, "Survey metrics").
 
 Each keeps sufficient statistics (counts and sums, exact in floating point because CES answers on
 the 1-7 scale are multiples of 0.5), so buckets merge into any window exactly, in any order.

@@ -1,4 +1,4 @@
-"""Valence of a moment (DESIGN.md 1): given, else from survey answers, else from signals, else 0.
+"""Valence of a moment (docs/design.md 1): given, else from survey answers, else signals, else 0.
 
 `journey_end` and `outcome` events without any of these are markers (valence `None`): they close
 a journey or record an outcome but never become its peak or end.

@@ -1,7 +1,7 @@
 """Records -> ClickHouse rows: one mapping shared by the streaming sink and the batch backfill.
 
-Every table stores exactly the fields of its record (docs/records.md, DESIGN.md schema v1 for the
-raw events), in the record's field order, with these conversions:
+Every table stores exactly the fields of its record (docs/records.md; docs/design.md schema v1
+for the raw events), in the record's field order, with these conversions:
 
 - RFC 3339 times become `DateTime` values: `datetime` in UTC without tzinfo, truncated to the
   second (what ClickHouse `DateTime` holds). Each time field also gets an `<field>_ms` `Int64`
