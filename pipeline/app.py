@@ -8,8 +8,8 @@
 
 Each agent keeps its core state in a plain Faust table (RocksDB, changelog topic) holding JSON
 dicts, never in Faust's windowed tables (docs/design.md 2). Processing is at least once: Faust
-flushes the producer (changelog writes and outputs) before it commits offsets, so state is never behind
-the committed offsets, and the stage processors make every re-read harmless (see
+flushes the producer (changelog writes and outputs) before it commits offsets, so state is never
+behind the committed offsets, and the stage processors make every re-read harmless (see
 pipeline/stream/partition.py). Faust's own exactly_once mode is not used: its transactional path
 loses or duplicates table updates after SIGKILL (faust-streaming #323, #517; robinhood #340);
 the kill -9 tests in tests/integration prove this mechanism instead.
