@@ -431,8 +431,6 @@ class ClickHouseSink:
         self._stop_event = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
-        # The driver logs each failed connection with a traceback; the sink says it in one line.
-        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
         class FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:

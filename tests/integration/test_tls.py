@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
@@ -251,3 +252,34 @@ def test_worker_without_the_ca_is_refused_in_one_line(
     assert f"set {variable} to the CA that signed it" in lines[0], lines[0]
     assert "Traceback" not in worker.stdout + worker.stderr
     assert took < 60, f"the refusal took {took:.0f} s"  # not a minute of bootstrap retries
+
+
+def test_batch_jobs_over_tls(stack: dict[str, str], tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`peakend backfill`, `export` and `report` over clickhouses://, from the settings a
+    deployment sets; `export` without the CA is refused in one line."""
+    setup = worker_setup(stack, tmp_path)
+    for name in ("PEAKEND_CLICKHOUSE_URL", "PEAKEND_CLICKHOUSE_DATABASE",
+                 "PEAKEND_CLICKHOUSE_SSL_CAFILE"):
+        monkeypatch.setenv(name, setup.env[name])
+    monkeypatch.setenv("PEAKEND_CLICKHOUSE_READER_URL", "")  # report: the writer's URL
+    events = tmp_path / "events.parquet"
+    assert main(["generate", "--events", "400", "--seed", "22", "--span", "2h", "--to",
+                 "parquet", "--output", str(events), "--quiet"]) == 0
+    assert main(["backfill", str(events), "--no-checkpoint", "--quiet"]) == 0
+    stored = count(setup, "SELECT count() FROM journeys FINAL")
+    assert stored > 0
+    exported = tmp_path / "journeys.parquet"
+    assert main(["export", "--table", "journeys", "--output", str(exported), "--quiet"]) == 0
+    assert pq.read_table(exported).num_rows == stored
+    report = tmp_path / "report.html"
+    assert main(["report", "--output", str(report)]) == 0
+    assert report.stat().st_size > 0
+
+    capsys.readouterr()
+    monkeypatch.setenv("PEAKEND_CLICKHOUSE_SSL_CAFILE", "")  # the system's CAs
+    assert main(["export", "--table", "journeys", "--output", str(tmp_path / "no.parquet"),
+                 "--quiet"]) != 0
+    refused = capsys.readouterr().err.strip().splitlines()
+    assert len(refused) == 1 and "CERTIFICATE_VERIFY_FAILED" in refused[0], refused
