@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from typing import NamedTuple
 
 from pipeline.settings import BOOTSTRAP_SERVER, Settings
@@ -48,9 +49,11 @@ def handshake_problem(host: str, port: int, context: ssl.SSLContext,
         return None
 
 
-def _context(cafile: str, variable: str) -> tuple[ssl.SSLContext | None, str | None]:
+def _context(build: Callable[[], ssl.SSLContext | None], cafile: str, variable: str
+             ) -> tuple[ssl.SSLContext | None, str | None]:
+    """(the client's TLS context, None), or (None, why its CA file cannot be loaded)."""
     try:
-        return ssl.create_default_context(cafile=cafile or None), None
+        return build(), None
     except (OSError, ssl.SSLError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return None, f"{variable}: cannot load the CA file {cafile!r}: {reason}"
@@ -71,10 +74,11 @@ def tls_problems(settings: Settings) -> list[str]:
     problems: list[str] = []
     if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
         variable, cafile = "PEAKEND_KAFKA_SSL_CAFILE", settings.kafka_ssl_cafile
-        context, unreadable = _context(cafile, variable)
-        if context is None:
-            problems.append(str(unreadable))
-        else:
+        # the very context the worker's aiokafka and Faust clients get
+        context, unreadable = _context(settings.kafka_ssl_context, cafile, variable)
+        if unreadable:
+            problems.append(unreadable)
+        elif context is not None:
             for server in settings.kafka_bootstrap.split(","):
                 match = BOOTSTRAP_SERVER.fullmatch(server)
                 if match is None:  # the settings' validator has already refused it
@@ -86,14 +90,17 @@ def tls_problems(settings: Settings) -> list[str]:
                     problems.append(_line(
                         f"Kafka broker {server} ({settings.kafka_security_protocol})", refusal,
                         variable, cafile))
-    if settings.clickhouse_url:
+    if settings.clickhouse_url.lower().startswith("clickhouses://"):  # not chdb://, not plain
         url = parse_clickhouse_url(settings.clickhouse_url)
         if url.secure:
             variable, cafile = "PEAKEND_CLICKHOUSE_SSL_CAFILE", settings.clickhouse_ssl_cafile
-            context, unreadable = _context(cafile, variable)
-            if context is None:
-                problems.append(str(unreadable))
-            elif refusal := handshake_problem(url.host, url.port, context):
+            # clickhouse-driver verifies against `ca_certs` (the CA file, else the system's)
+            context, unreadable = _context(
+                lambda: ssl.create_default_context(cafile=cafile or None), cafile, variable)
+            if unreadable:
+                problems.append(unreadable)
+            elif context is not None and (
+                    refusal := handshake_problem(url.host, url.port, context)):
                 problems.append(_line(f"ClickHouse {url.host}:{url.port} (clickhouses://)",
                                       refusal, variable, cafile))
     return problems

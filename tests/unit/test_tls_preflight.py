@@ -174,6 +174,5 @@ def test_clickhouses_urls_are_checked_against_their_own_ca(pki: Pki, tls_port: i
     assert line.startswith(f"ClickHouse 127.0.0.1:{tls_port} (clickhouses://): its "
                            "certificate is not trusted")
     assert line.endswith("set PEAKEND_CLICKHOUSE_SSL_CAFILE to the CA that signed it")
-    plain = Settings.from_env({"PEAKEND_CLICKHOUSE_URL":
-                               f"clickhouse://w:p@127.0.0.1:{tls_port}/peakend"})
-    assert tls_problems(plain) == []
+    for unencrypted in (f"clickhouse://w:p@127.0.0.1:{tls_port}/peakend", "chdb:///tmp/x"):
+        assert tls_problems(Settings.from_env({"PEAKEND_CLICKHOUSE_URL": unencrypted})) == []
