@@ -48,10 +48,10 @@ def consume(settings: Settings, topic: str, count: int, timeout: float = 30) -> 
             group_id=f"{topic}-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
             request_timeout_ms=15000, **settings.aiokafka_client_options(),
         )
-        async with asyncio.timeout(timeout):
-            await consumer.start()
         got: list[bytes] = []
         try:
+            async with asyncio.timeout(timeout):
+                await consumer.start()  # a refused client fails here: still stopped below
             async with asyncio.timeout(timeout):
                 while len(got) < count:
                     for records in (await consumer.getmany(timeout_ms=500)).values():
