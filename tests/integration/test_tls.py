@@ -7,6 +7,11 @@
 - ClickHouse secure native port (`clickhouses://` URLs, `PEAKEND_CLICKHOUSE_SSL_CAFILE`): `peakend
   migrate` and a write/read round trip; HTTPS (Grafana's port) answers with the CA; a client
   without the CA is refused on both.
+- The real worker (`peakend worker`, Faust) on the SSL listener and the secure native port: the
+  stream lands in ClickHouse as `peakend replay` computes it, /metrics over HTTPS; without either
+  CA it stops at once with one line naming the setting (pipeline/tls_preflight.py).
+- `peakend backfill`, `export` and `report` over clickhouses://; `export` without the CA is
+  refused in one line.
 """
 
 from __future__ import annotations
