@@ -690,7 +690,8 @@ def run(args: argparse.Namespace) -> int:
             since = _time_arg(args.since, "--since", 0)
             until = _time_arg(args.until, "--until", NO_END_MS)
             warehouse = connect(url, chdb_path=settings.chdb_path,
-                                database=settings.clickhouse_database)
+                                database=settings.clickhouse_database,
+                                ca_file=settings.clickhouse_ssl_cafile)
             try:
                 features_from_clickhouse(warehouse, builder, settings, since, until)
                 results = run_analysis(builder, args, settings)

@@ -35,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
     except FollowupRulesError as exc:
         print(f"peakend worker: {exc}", file=sys.stderr)
         return 2
+    from pipeline.tls_preflight import tls_problems
+    problems = tls_problems(settings)  # an untrusted certificate: one line, not a minute of retries
+    for problem in problems:
+        print(f"peakend worker: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     logging.basicConfig(level=logging.WARNING)
     created = ensure_topics(settings)
     if created:

@@ -431,8 +431,6 @@ class ClickHouseSink:
         self._stop_event = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
-        # The driver logs each failed connection with a traceback; the sink says it in one line.
-        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
         class FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -568,7 +566,11 @@ class SinkProcess:
         return command if self.migrate else [*command, "--no-migrate"]
 
     def start(self) -> None:
-        env = {**os.environ, "PEAKEND_METRICS_PORT": str(self.port)}
+        # The child's /metrics is read only by RelayedSinkMetrics, over loopback and plain HTTP:
+        # with the worker's PEAKEND_METRICS_TLS_* inherited it served HTTPS, the relay's reads
+        # failed silently and the worker's /metrics lost every sink metric (clickhouse_up, ...).
+        env = {**os.environ, "PEAKEND_METRICS_PORT": str(self.port),
+               "PEAKEND_METRICS_TLS_CERTFILE": "", "PEAKEND_METRICS_TLS_KEYFILE": ""}
         # Popen runs in the thread that owns the event loop, which lives as long as the worker:
         # PR_SET_PDEATHSIG fires when the forking *thread* ends, not only the process.
         self.proc = subprocess.Popen(self.command(), env=env)

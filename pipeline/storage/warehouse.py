@@ -19,6 +19,7 @@ column type cannot hold: isolate the rows, docs/reliability.md "The sink's failu
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import threading
@@ -224,6 +225,10 @@ class ServerWarehouse:
         parsed = parse_clickhouse_url(url)
         limits = timeouts or Timeouts()
         self.database = identifier(parsed.database)
+        # The driver logs each failed connection (refused, timed out, a certificate not
+        # trusted) as a warning with its traceback, then raises: every caller says it in one
+        # line (commands through the CLI's guard, the sink in its retry log and gauge).
+        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
         self._client = Client(
             host=parsed.host,
             port=parsed.port,

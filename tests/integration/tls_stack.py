@@ -21,6 +21,9 @@ TLS_PORTS = {
     "PEAKEND_CLICKHOUSE_TCP_PORT": "47000",  # secure native 47440
     "PEAKEND_CLICKHOUSE_HTTP_PORT": "47123",  # HTTPS 47443
     "PEAKEND_KAFKA_HEAP": "512m",
+    "PEAKEND_PROMETHEUS_PORT": "47090",
+    "PEAKEND_ALERTMANAGER_PORT": "47093",
+    "PEAKEND_METRICS_PORT": "47108",  # the worker's /metrics that the stack's Prometheus scrapes
 }
 
 
