@@ -362,6 +362,9 @@ def faults_while_producing(stack: ClusterStack, tmp: Path, faults: Sequence[str]
         first = measure(setup, lines, result)
         other = measure(on_replica(setup, stack, last), lines,
                         FaultResult(result.fault + f" (read on server {last})", sent))
+        # kept beside the run's logs: a passing test prints nothing
+        (tmp / "fault-results.json").write_text(json.dumps([asdict(first), asdict(other)],
+                                                           default=str, indent=1))
         return first, other
     finally:
         if producer.is_alive():
