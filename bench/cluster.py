@@ -316,8 +316,8 @@ def faults_while_producing(stack: ClusterStack, tmp: Path, faults: Sequence[str]
                            rate: float = 40, warm_s: float = 20, gap_s: float = 10,
                            down_s: float = 20, zookeeper_s: float = 30, timeout: float = 600,
                            seed: int = 31) -> tuple[FaultResult, FaultResult]:
-    """One stream on 12 partitions with input arriving at `rate`/s throughout: `warm_s` of
-    input, then each fault in turn (`down_s` down, ZooKeeper `zookeeper_s`) with `gap_s` after
+    """One stream on 12 partitions with input arriving at `rate`/s throughout: once the workers
+    store rows, `warm_s` more of input, then each fault in turn (`down_s` down, ZooKeeper `zookeeper_s`) with `gap_s` after
     it, and `gap_s` more input after the last. Then the stream settles, every shard's replicas
     get in sync, and the measure of bench/faults.py (against replay of what was sent) runs
     through server 1 and through the last server (the replica `replica-stop` stops)."""
@@ -336,6 +336,13 @@ def faults_while_producing(stack: ClusterStack, tmp: Path, faults: Sequence[str]
     run = FaultRun(stack, setup, sup, producer, result, down_s, zookeeper_s, victim)
     try:
         producer.start()
+        # the faults come once the workers store what arrives (their sink migrates first: ON
+        # CLUSTER DDL on every server, minutes on a busy machine), after `warm_s` more
+        deadline = time.monotonic() + timeout
+        while ch_count(setup) <= 0 and time.monotonic() < deadline:
+            run.wait(1)
+        result.notes.append(f"first rows stored {time.monotonic() - started:.0f} s after the "
+                            "start")
         run.wait(warm_s)
         arriving = []
         for fault in faults:
