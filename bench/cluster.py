@@ -317,10 +317,11 @@ def faults_while_producing(stack: ClusterStack, tmp: Path, faults: Sequence[str]
                            down_s: float = 20, zookeeper_s: float = 30, timeout: float = 600,
                            seed: int = 31) -> tuple[FaultResult, FaultResult]:
     """One stream on 12 partitions with input arriving at `rate`/s throughout: once the workers
-    store rows, `warm_s` more of input, then each fault in turn (`down_s` down, ZooKeeper `zookeeper_s`) with `gap_s` after
-    it, and `gap_s` more input after the last. Then the stream settles, every shard's replicas
-    get in sync, and the measure of bench/faults.py (against replay of what was sent) runs
-    through server 1 and through the last server (the replica `replica-stop` stops)."""
+    store rows, `warm_s` more of input, then each fault in turn (`down_s` down, ZooKeeper
+    `zookeeper_s`) with `gap_s` after it, and `gap_s` more input after the last. Then the
+    stream settles, every shard's replicas get in sync, and the measure of bench/faults.py
+    (against replay of what was sent) runs through server 1 and through the last server (the
+    replica `replica-stop` stops)."""
     unknown = [f for f in faults if f not in INJECT]
     if unknown:
         raise ValueError(f"unknown faults {unknown} (known: {', '.join(FAULTS)})")
