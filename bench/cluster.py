@@ -187,8 +187,9 @@ def partition_leader(bootstrap: str, topic: str, partition: int = 0) -> int:
         described = admin.describe_topics([topic])[0]
     finally:
         admin.close()
-    return int(next(p["leader"] for p in described["partitions"]
-                    if p["partition"] == partition))
+    # kafka-python 3 names the fields leader_id and partition_index (2.x: leader, partition)
+    return int(next(p.get("leader_id", p.get("leader", -1)) for p in described["partitions"]
+                    if p.get("partition_index", p.get("partition")) == partition))
 
 
 @dataclass
