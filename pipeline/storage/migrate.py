@@ -344,8 +344,8 @@ def declared_shard_key(table: str, directory: Path = MIGRATIONS_DIR) -> str:
                     renamed and re.search(rf"\bTO {table}\b", renamed.group(1))):
                 key = statement.shard_key or key
     if not key:
-        raise MigrationError(f"ALTER TABLE {table}: no '-- shard_key:' of the table in "
-                             f"{directory.name}/ (cluster DDL needs one)")
+        raise MigrationError(f"table {table} has no '-- shard_key:' line in {directory.name}/: "
+                             "a cluster needs it to shard the table again after a new column")
     return key
 
 
