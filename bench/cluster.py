@@ -327,7 +327,8 @@ def faults_while_producing(stack: ClusterStack, tmp: Path, faults: Sequence[str]
     if unknown:
         raise ValueError(f"unknown faults {unknown} (known: {', '.join(FAULTS)})")
     setup = cluster_setup(stack, tmp)
-    budget_s = warm_s + len(faults) * (max(down_s, zookeeper_s) + 120 + gap_s) + gap_s
+    # (and up to 300 s until the workers store their first rows)
+    budget_s = 300 + warm_s + len(faults) * (max(down_s, zookeeper_s) + 120 + gap_s) + gap_s
     lines = generate_lines(tmp, int(rate * budget_s), seed=seed)
     result = FaultResult(", ".join(faults) + f"; input arriving at {rate:.0f}/s", 0)
     started = time.monotonic()
