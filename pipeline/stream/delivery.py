@@ -160,9 +160,13 @@ class BatchDelivery:
             with contextlib.suppress(Exception):
                 await producer.stop()
 
-    async def stop(self) -> None:
-        """Deliver what is queued, then close the producer."""
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued (for at most `timeout` seconds: a broker away must not hold a
+        shutdown up), then close the producer. What is left undelivered is safe to drop: the
+        events it came from are acknowledged only after `deliver()` returned, so they are read
+        again and their outputs derived again."""
         try:
-            await self.deliver()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.deliver(), timeout)
         finally:
             await self._drop_producer()

@@ -145,3 +145,17 @@ def test_a_record_larger_than_a_batch_is_a_clear_error_and_stays_queued() -> Non
             await task
 
     asyncio.run(scenario())
+
+
+def test_stop_gives_up_after_its_timeout_and_closes_the_producer() -> None:
+    log: list[tuple[str, int, list[tuple[bytes | None, bytes]]]] = []
+    made: list[FakeProducer] = []
+
+    def make() -> FakeProducer:
+        made.append(FakeProducer(log, failures=1_000))  # a broker that never answers
+        return made[-1]
+
+    delivery = BatchDelivery(make, TOPICS, retry_seconds=0.01)
+    delivery.add([Record("journeys", b"a", b"1")])
+    asyncio.run(delivery.stop(timeout=0.1))
+    assert made and all(p.stopped for p in made) and not log
