@@ -37,6 +37,7 @@ from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink, SinkProcess
 from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, connect
 from pipeline.stream.batches import decode_batch
+from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry import EntryStage, Routed, Router
 from pipeline.stream.fence import GenerationFence
 from pipeline.stream.followups import FollowupStage, event_input
@@ -163,6 +164,18 @@ def release(consumer: Any, batch: list[Any]) -> None:
 JOURNEY_BATCH_RECORDS = 4  # batch records the journeys agent takes per batch
 
 
+def _output_producer(settings: Settings) -> Any:
+    """The producer of the worker's outputs: acks from every in-sync replica, like Faust's
+    (`producer_acks=-1`), batches up to 1 MiB (BatchDelivery fills them itself)."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=0,
+        max_batch_size=1024 * 1024, max_request_size=2 * 1024 * 1024,
+        **settings.aiokafka_client_options(),
+    )
+
+
 class EntryStats:
     """The entry stage's counts in the worker's metrics."""
 
@@ -260,6 +273,11 @@ def create_app(
     topic_of = {JOURNEYS: journeys, CONTRIBUTIONS: contributions, METRICS: metric_topic,
                 ALERTS: alerts}
     topic_of.update({FOLLOWUP_INPUTS: followup_inputs, FOLLOWUPS: followups_out})
+    # Outputs leave in batches from a producer of their own (pipeline/stream/delivery.py: why),
+    # not through Faust's per-record producer buffer; changelog writes stay Faust's.
+    delivery = BatchDelivery(
+        lambda: _output_producer(s),
+        {role: topic.get_topic_name() for role, topic in topic_of.items()})
 
     def flush_outbox() -> None:
         for stage in stage_two.values():
@@ -267,9 +285,7 @@ def create_app(
         if not outbox:
             return
         drained = outbox.drain()
-        for record in drained.records:
-            topic_of[record.role].send_soon(key=record.key, value=record.value,
-                                            partition=record.partition)
+        delivery.add(drained.records)  # sent by the next `delivery.deliver()`
         for reason, closed in drained.closed.items():
             stats.journeys_closed.labels(reason).inc(closed)
         stats.records_out.labels(s.topic_journeys).inc(drained.counts[JOURNEYS])
@@ -285,6 +301,7 @@ def create_app(
     async def forget_revoked(_app: Any, revoked: Any, **kwargs: Any) -> None:
         # A partition that moves away (and perhaps comes back) is rebuilt from its table.
         flush_outbox()
+        await delivery.deliver()
         for tp in revoked:
             if tp.topic == journey_events.get_topic_name():
                 stage_one.pop(tp.partition, None)
@@ -404,6 +421,7 @@ def create_app(
         done, last_of = process(batch)
         if not done:
             return []
+        await delivery.deliver()  # the outputs (their own producer), then Faust's records
         await fapp.producer.flush()
         if not rebalance_settled(epoch):
             for partition in last_of:
@@ -526,6 +544,13 @@ def create_app(
 
     async def flush_idle() -> None:
         flush_outbox()
+        await delivery.deliver()
+
+    async def deliver_before_shutdown(_app: Any, **kwargs: Any) -> None:
+        flush_outbox()
+        await delivery.stop()
+
+    fapp.on_before_shutdown.connect(deliver_before_shutdown)
 
     # The sink applies the ClickHouse migrations itself (retrying while ClickHouse is away) and
     # inserts only after them: the Kafka stages above never wait for ClickHouse.

@@ -4,19 +4,21 @@ Why its own stage: the per-customer cooldown needs every input of a customer in 
 stage one is partitioned by *journey* key (a producer journey id, else the customer id), so one
 customer's journeys can sit on several partitions. Stage one therefore sends what the follow-up
 rules need (the latest record of every journey per flush, survey answers and outcome events) to
-an internal topic keyed by customer id; this stage applies them to a `FollowupTracker`
+an internal topic partitioned by customer id; this stage applies them to a `FollowupTracker`
 (pipeline/core/followups.py) and sends the cases to `cx.followups` keyed by case id. No Faust
 object: the worker persists `dirty_state()` in a table keyed by customer.
 
 Input messages are JSON objects: {"j": [FollowupJourney fields]} or {"e": [FollowupEvent
-fields]}. Every input is idempotent in the tracker (a journey keeps its highest version, an
-event its first copy by event_id), so a re-read after a crash changes nothing.
+fields]}, sent in batch records {"b": [input, ...]} (one per target partition and flush:
+`pipeline.stream.outbox`). Every input is idempotent in the tracker (a journey keeps its
+highest version, an event its first copy by event_id), so a re-read after a crash changes
+nothing.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pipeline.core.event import TouchpointEvent
@@ -49,6 +51,19 @@ def event_input(event: TouchpointEvent) -> tuple[bytes, dict[str, Any]] | None:
     return event.customer_id.encode(), {"e": list(signal)}
 
 
+def unbatched(messages: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Inputs in order, batch records expanded.
+
+    >>> list(unbatched([{"b": [{"e": [1]}, {"j": [2]}]}, {"e": [3]}]))
+    [{'e': [1]}, {'j': [2]}, {'e': [3]}]
+    """
+    for message in messages:
+        if "b" in message:
+            yield from message["b"]
+        else:
+            yield message
+
+
 class FollowupStage:
     """Follow-up cases of the customers of one input partition."""
 
@@ -73,7 +88,7 @@ class FollowupStage:
         """Apply a batch of input messages; the cases of every customer they changed."""
         journeys: list[FollowupJourney] = []
         events: list[FollowupEvent] = []
-        for message in messages:
+        for message in unbatched(messages):
             if "j" in message:
                 journey = FollowupJourney(*message["j"])
                 journeys.append(journey)
