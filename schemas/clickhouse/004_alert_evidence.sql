@@ -9,6 +9,7 @@
 -- The `-- unless_column:` lines make each ALTER run only while it is still needed
 -- (pipeline/storage/migrate.py); the view is dropped and created again, so a migration
 -- interrupted half-way can be run again.
+-- Views are dropped with DROP TABLE: ClickHouse 18.16 has no DROP VIEW.
 
 -- unless_column: alerts.threshold
 ALTER TABLE alerts ADD COLUMN threshold Nullable(Float64) COMMENT 'one-sided p threshold of the false-alarm budget for this severity, which p_value passed; NULL before migration 004';
@@ -16,7 +17,7 @@ ALTER TABLE alerts ADD COLUMN threshold Nullable(Float64) COMMENT 'one-sided p t
 -- unless_column: alerts.message
 ALTER TABLE alerts ADD COLUMN message String DEFAULT '' COMMENT 'the plain sentence for the page (pipeline.core.drops.describe); empty before migration 004';
 
-DROP VIEW IF EXISTS alerts_latest;
+DROP TABLE IF EXISTS alerts_latest;
 
 -- alerts_latest again, with the two new columns (a view cannot be altered: dropped and created).
 CREATE VIEW IF NOT EXISTS alerts_latest AS
