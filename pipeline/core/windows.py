@@ -1,5 +1,6 @@
 """Hourly and daily windows from bucket partials: what the ClickHouse views `metrics_hourly` and
-`metrics_daily` (schemas/clickhouse/002_views.sql, the CES interval as of 010) compute, for `peakend replay`'s windows.jsonl.
+`metrics_daily` (schemas/clickhouse/002_views.sql, the CES interval as of 010) compute, for
+`peakend replay`'s windows.jsonl.
 
 The views sum the latest version of every partial (metric, segment, bucket, source partition)
 into the UTC hour or day of the bucket's start and compute value and interval from the summed
