@@ -6,6 +6,8 @@ import json
 import math
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scenarios import DAY, HOUR, MIN, T0, detect, nps_bucket_records
 
 from pipeline.core.config import DropConfig
@@ -276,3 +278,27 @@ def test_alert_state_written_before_threshold_and_message_still_loads() -> None:
     assert old._replace(threshold=new.threshold, message=new.message) == new
     assert AlertRecord.from_dict({k: v for k, v in new.to_dict().items()
                                   if k not in ("threshold", "message")}).message == ""
+
+
+@given(seed=st.integers(0, 10_000), per_hour=st.sampled_from([60, 120, 400]),
+       drop=st.floats(0.0, 0.3), hours=st.integers(1, 60), drift=st.floats(0.0, 0.3))
+@settings(max_examples=25, deadline=None)
+def test_evidence_holds_for_any_drop(seed: int, per_hour: int, drop: float, hours: int,
+                                     drift: float) -> None:
+    """Whatever the stream (a sudden drop of any size and length, a slow decline, or none):
+    every record's p is under the threshold it carries, the budget's for its severity, and
+    its message is `describe` of it; a resolved record follows a firing one of its id."""
+    t = thresholds(DropConfig())
+    rng = random.Random(seed)
+    p, d = 0.45, 0.20
+    records = nps_bucket_records(rng, START, 8 * 24, per_hour, p, d, bucket_ms=HOUR)
+    records += nps_bucket_records(rng, START + 8 * DAY, hours, per_hour, p - drop / 2,
+                                  d + drop / 2, bucket_ms=HOUR)
+    records += nps_bucket_records(rng, START + 8 * DAY + hours * HOUR, 72, per_hour, p, d,
+                                  drift_per_bucket=drift / 72, bucket_ms=HOUR)
+    seen: set[str] = set()
+    for a in detect(records, bucket_ms=HOUR):
+        assert a.threshold == (t.critical_p if a.severity == "critical" else t.warning_p)
+        assert a.p_value < a.threshold and a.message == describe(a)
+        assert a.state == "firing" or a.alert_id in seen
+        seen.add(a.alert_id)
