@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Final
 
 Z95 = 1.96  # DESIGN.md fixes 1.96 for the NPS interval; the other intervals use it too
 _SQRT2 = math.sqrt(2.0)
@@ -73,7 +72,9 @@ def adjusted_wald_nps(promoters: int, detractors: int, n: int, z: float = Z95
 # 26.7.5, four terms: under 3e-8 from the exact quantile from df 30 on, 7e-11 at 100). The
 # ClickHouse views (schemas/clickhouse/010_ces_t_interval.sql) compute the same numbers from the
 # same constants (tests/unit/storage/test_windows_offline.py checks they are these).
-T95_TABLE: Final = (
+# Plain globals, not Final: compiled by mypyc, the Final tuple was not set when `t95` first read
+# it ("value for final name was not set"); `t95` runs once per CES estimate, not per event.
+T95_TABLE: tuple[float, ...] = (
     12.706204736174694, 4.302652729749462, 3.1824463052837078, 2.7764451051977934,
     2.5705818356363146, 2.4469118511449786, 2.364624251592784, 2.306004135204166,
     2.262157162798205, 2.228138851986274, 2.200985160091639, 2.1788128296672284,
@@ -83,8 +84,8 @@ T95_TABLE: Final = (
     2.0595385527532972, 2.0555294386428735, 2.0518305164802846, 2.0484071417952454,
     2.045229642132703, 2.0422724563012378,
 )
-Z975: Final = 1.959963984540054  # the exact normal quantile the expansion starts from
-T95_EXPANSION: Final = (
+Z975: float = 1.959963984540054  # the exact normal quantile the expansion starts from
+T95_EXPANSION: tuple[float, float, float, float] = (
     (Z975 ** 3 + Z975) / 4,
     (5 * Z975 ** 5 + 16 * Z975 ** 3 + 3 * Z975) / 96,
     (3 * Z975 ** 7 + 19 * Z975 ** 5 + 17 * Z975 ** 3 - 15 * Z975) / 384,
