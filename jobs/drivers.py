@@ -462,6 +462,7 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
                            else f"cannot read {journeys}: {exc.strerror or exc}") from None
     privacy = PersonalData.from_settings(settings)
     rules = ScoringRules.load(settings.core_config().journeys.scoring_rules_path)
+    ces_5_more_effort = settings.core_config().journeys.ces_5_more_effort
     seen: set[str] = set()
     try:
         with open_binary(events) as handle:
@@ -473,7 +474,7 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
                 if event.event_id in seen:
                     continue
                 seen.add(event.event_id)
-                builder.event(event, moment_valence(event, rules))
+                builder.event(event, moment_valence(event, rules, ces_5_more_effort))
     except OSError as exc:
         raise DriversError(str(exc) if isinstance(exc, NotJsonLines)
                            else f"cannot read {events}: {exc.strerror or exc}") from None
@@ -518,9 +519,10 @@ def features_from_clickhouse(warehouse: Any, builder: FeatureBuilder, settings: 
         builder.journey(jid, keyed_by, customer, int(started), int(ended), status, score,
                         outcome or "")
     rules = ScoringRules.load(settings.core_config().journeys.scoring_rules_path)
+    ces_5_more_effort = settings.core_config().journeys.ces_5_more_effort
     for row in warehouse.query(EVENTS_SQL, params):
         event = event_of_row(row)
-        builder.event(event, moment_valence(event, rules))
+        builder.event(event, moment_valence(event, rules, ces_5_more_effort))
     return builder
 
 

@@ -389,7 +389,8 @@ def create_app(
                     dead_letters.send_soon(key=None, value=privacy.seal(letter).to_json())
                     stats.dead_letters.labels(letter.reason).inc()
                 elif not out.duplicate:
-                    wanted = event_input(routed.event)  # survey answers, outcome events
+                    wanted = event_input(  # survey answers, outcome events
+                        routed.event, core.journeys.ces_5_more_effort)
                     if wanted is not None:
                         outbox.add_followup_input(*wanted)
                 outbox.add_journey_output(partition, out)

@@ -114,6 +114,7 @@ class Replay:
         self.source = source
         self.max_bytes = max_bytes
         self.lateness_ms = config.journeys.allowed_lateness_ms
+        self.ces_5_more_effort = config.journeys.ces_5_more_effort
         self.journeys: dict[str, JourneyRecord] = {}
         self.metrics: dict[tuple[str, str, str, int, int], MetricRecord] = {}
         self.alerts: list[AlertRecord] = []
@@ -146,7 +147,7 @@ class Replay:
                 source_offset=number, event_id=event.event_id)))
         else:
             self.counts["events"] += 1
-            signal = FollowupEvent.from_event(event)
+            signal = FollowupEvent.from_event(event, self.ces_5_more_effort)
             if signal is not None:
                 self.keep_cases(self.followups.apply(events=[signal]))
 

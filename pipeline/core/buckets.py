@@ -125,7 +125,8 @@ class SurveyBuckets:
             return
         ms = event.occurred_ms
         start = ms - ms % self._width
-        ces7 = None if ces is None else ces_on_7(ces, survey.ces_scale)
+        ces7 = None if ces is None else ces_on_7(ces, survey.ces_scale,
+                                                 self.config.ces_5_more_effort)
         self._count(segments_of(event, self._attr_keys), start, nps, ces7, csat, True)
 
     def retract(self, answers: Retraction) -> None:

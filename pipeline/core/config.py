@@ -28,6 +28,9 @@ class JourneyConfig:
     end_window_ms: int = 0  # 0: end = the last moment only
     segment_attributes: tuple[str, ...] = ("region", "tier")  # for negative_end segments
     scoring_rules_path: str = ""  # empty: schemas/scoring-rules.v1.json (package data)
+    # A 1-5 CES answer (ces_scale 5) where a higher answer means more effort (the original
+    # 5-point CES wording) rather than less (CES 2.0, the default): PEAKEND_CES_5_HIGHER_MEANS.
+    ces_5_more_effort: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,7 @@ class WindowConfig:
     segment_attributes: tuple[str, ...] = ("region", "tier")
     rolling_ms: tuple[int, ...] = (HOUR_MS, DAY_MS, 7 * DAY_MS)
     allowed_lateness_ms: int = DAY_MS
+    ces_5_more_effort: bool = False  # as JourneyConfig's (one setting sets both)
 
 
 @dataclass(frozen=True, slots=True)

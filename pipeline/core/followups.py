@@ -166,8 +166,11 @@ class FollowupEvent(NamedTuple):
     result: str
 
     @classmethod
-    def from_event(cls, event: TouchpointEvent) -> FollowupEvent | None:
-        """None for events that can neither trigger or close a case (most of them)."""
+    def from_event(cls, event: TouchpointEvent, ces_5_more_effort: bool = False
+                   ) -> FollowupEvent | None:
+        """None for events that can neither trigger or close a case (most of them).
+        `ces_5_more_effort`: the deployment's 1-5 CES runs "higher = more effort"
+        (`valence.ces_on_7`)."""
         survey = event.survey
         answers = survey is not None and survey.has_score()
         if not answers and event.type != "outcome":
@@ -176,8 +179,8 @@ class FollowupEvent(NamedTuple):
         return cls(
             event.event_id, event.customer_id, event.journey_id, event.occurred_ms,
             event.touchpoint, None if survey is None else survey.nps,
-            None if survey is None or survey.ces is None else ces_on_7(survey.ces,
-                                                                          survey.ces_scale),
+            None if survey is None or survey.ces is None else ces_on_7(
+                survey.ces, survey.ces_scale, ces_5_more_effort),
             None if survey is None else survey.csat, event.outcome, case,
             event.attributes.get(RESULT_ATTRIBUTE, event.outcome or "") if case else "")
 

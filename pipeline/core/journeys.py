@@ -276,6 +276,7 @@ class JourneyTracker:
         self._gap = self.config.idle_gap_ms
         self._journey_idle = self.config.journey_idle_ms
         self._max_len = self.config.max_length_ms
+        self._ces_5_more_effort = self.config.ces_5_more_effort
         self._lateness = self.config.allowed_lateness_ms
         self._window = self.config.end_window_ms
         self._attr_keys = self.config.segment_attributes
@@ -365,7 +366,7 @@ class JourneyTracker:
         if valence is None:
             survey = event.survey
             if survey is not None:
-                valence = survey_valence(survey)
+                valence = survey_valence(survey, self._ces_5_more_effort)
             if valence is None:
                 signals = event.signals
                 if signals is not None:
@@ -382,7 +383,8 @@ class JourneyTracker:
             if state.answers is None:
                 state.answers = {}
             state.answers[eid] = (survey.nps, None if survey.ces is None
-                                  else ces_on_7(survey.ces, survey.ces_scale), survey.csat)
+                                  else ces_on_7(survey.ces, survey.ces_scale,
+                                                self._ces_5_more_effort), survey.csat)
         if self._keep_dirty:
             self._dirty.append(key)
         if jid is not None:

@@ -14,16 +14,22 @@ from pipeline.core.scoring import ScoringRules
 _MARKER_TYPES: Final = frozenset({"journey_end", "outcome"})
 
 
-def ces_on_7(ces: int, scale: int | None) -> float:
-    """CES on the 1-7 scale; 1-5 answers map by 1 + (x-1) * 1.5. A missing scale means 7.
+def ces_on_7(ces: int, scale: int | None, five_more_effort: bool = False) -> float:
+    """CES on the 1-7 scale, higher = easier (CES 2.0); 1-5 answers map by 1 + (x-1) * 1.5,
+    after reversing them (6 - x) when the deployment's 1-5 scale runs the other way
+    (`five_more_effort`, PEAKEND_CES_5_HIGHER_MEANS=MORE_EFFORT: the original 5-point CES asked
+    how much effort it took). A missing scale means 7; 1-7 answers are always CES 2.0.
 
     >>> [ces_on_7(x, 5) for x in range(1, 6)]
     [1.0, 2.5, 4.0, 5.5, 7.0]
-    >>> ces_on_7(6, 7)
-    6.0
+    >>> [ces_on_7(x, 5, five_more_effort=True) for x in range(1, 6)]
+    [7.0, 5.5, 4.0, 2.5, 1.0]
+    >>> ces_on_7(6, 7), ces_on_7(6, 7, five_more_effort=True)
+    (6.0, 6.0)
     """
     if scale == 5:
-        return 1.0 + (ces - 1) * 1.5
+        easy = 6 - ces if five_more_effort else ces
+        return 1.0 + (easy - 1) * 1.5
     return float(ces)
 
 
@@ -35,7 +41,7 @@ def ces_on_7(ces: int, scale: int | None) -> float:
 NPS_VALENCE: Final = (-1.0, -0.875, -0.75, -0.625, -0.5, -0.375, -0.25, 0.0, 0.1, 0.6, 1.0)
 
 
-def survey_valence(survey: Survey) -> float | None:
+def survey_valence(survey: Survey, ces_5_more_effort: bool = False) -> float | None:
     """Mean of the answers' valences: NPS by class (`NPS_VALENCE`), CES (c-4)/3 on 1-7, CSAT
     (c-3)/2.
 
@@ -56,7 +62,7 @@ def survey_valence(survey: Survey) -> float | None:
         total += NPS_VALENCE[survey.nps]
         count += 1
     if survey.ces is not None:
-        total += (ces_on_7(survey.ces, survey.ces_scale) - 4.0) / 3.0
+        total += (ces_on_7(survey.ces, survey.ces_scale, ces_5_more_effort) - 4.0) / 3.0
         count += 1
     if survey.csat is not None:
         total += (survey.csat - 3) / 2
@@ -64,13 +70,14 @@ def survey_valence(survey: Survey) -> float | None:
     return total / count if count else None
 
 
-def moment_valence(event: TouchpointEvent, rules: ScoringRules) -> float | None:
+def moment_valence(event: TouchpointEvent, rules: ScoringRules,
+                   ces_5_more_effort: bool = False) -> float | None:
     """The event's valence, or `None` when it is a marker (not a moment)."""
     if event.valence is not None:
         return event.valence
     survey = event.survey
     if survey is not None:
-        from_survey = survey_valence(survey)
+        from_survey = survey_valence(survey, ces_5_more_effort)
         if from_survey is not None:
             return from_survey
     signals = event.signals

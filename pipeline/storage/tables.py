@@ -297,6 +297,9 @@ ALERTS = _spec("alerts", ("alert_id",), [
     ("effect", _float("effect")),
     ("p_value", _float("p_value")),
     ("version", _field("version")),
+    # Migration 004 (issue 16); records written before it have neither: NULL and ''.
+    ("threshold", _opt_float("threshold")),
+    ("message", _text("message")),
 ])
 
 DEAD_LETTERS = _spec(

@@ -43,9 +43,11 @@ def journey_input(record: JourneyRecord) -> tuple[bytes, dict[str, Any]]:
     return record.customer_id.encode(), {"j": list(FollowupJourney.from_record(record))}
 
 
-def event_input(event: TouchpointEvent) -> tuple[bytes, dict[str, Any]] | None:
-    """(key, message) of an accepted event for the follow-up stage, or None (most events)."""
-    signal = FollowupEvent.from_event(event)
+def event_input(event: TouchpointEvent, ces_5_more_effort: bool = False
+                ) -> tuple[bytes, dict[str, Any]] | None:
+    """(key, message) of an accepted event for the follow-up stage, or None (most events);
+    `ces_5_more_effort` as in the core's JourneyConfig."""
+    signal = FollowupEvent.from_event(event, ces_5_more_effort)
     if signal is None:
         return None
     return event.customer_id.encode(), {"e": list(signal)}

@@ -192,7 +192,8 @@ class PartitionProcessor:
         if survey.nps is not None:
             answers.append(("nps", survey.nps))
         if survey.ces is not None:
-            answers.append(("ces", ces_on_7(survey.ces, survey.ces_scale)))
+            answers.append(("ces", ces_on_7(survey.ces, survey.ces_scale,
+                                            self.config.windows.ces_5_more_effort)))
         if survey.csat is not None:
             answers.append(("csat", survey.csat))
         for dim, value in segments_of(event, self.attribute_keys):
