@@ -80,7 +80,7 @@ def assert_same_as_replay(setup: StreamSetup, lines: list[bytes]) -> None:
     replay = replay_records(lines, setup.partitions, setup.settings())
     assert journeys_in_clickhouse(setup) == journeys_of_replay(replay)
     wait_until(lambda: metrics_in_clickhouse(setup).keys() == metrics_of_replay(replay).keys(),
-               30, "metric buckets to settle")
+               120, "metric buckets to settle")
     assert_metrics_equal(metrics_in_clickhouse(setup), metrics_of_replay(replay))
     reasons: dict[str, int] = {}
     for letter in replay.dead_letters:
