@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -216,7 +217,8 @@ def test_a_sustained_drop_fires_once_and_resolves_once_after_it_clears() -> None
         assert resolved[0].fired_at < drop_at + 12 * HOUR
 
 
-def test_state_written_before_the_hysteresis_still_loads() -> None:
+def firing_series_state() -> tuple[DropDetector, tuple[str, str, str], dict[str, Any]]:
+    """A detector whose NPS series fires after a drop, and that series' state as stored (JSON)."""
     rng = random.Random(23)
     records = nps_bucket_records(rng, START, 8 * 24, 400, 0.5, 0.15, bucket_ms=HOUR)
     records += nps_bucket_records(rng, START + 8 * DAY, 2, 400, 0.2, 0.5, bucket_ms=HOUR)
@@ -225,7 +227,11 @@ def test_state_written_before_the_hysteresis_still_loads() -> None:
         detector.apply_partial(r)
         detector.advance(r.window_end)
     key = ("nps", "all", "all")
-    state = json.loads(json.dumps(detector.dump_series(key)))
+    return detector, key, json.loads(json.dumps(detector.dump_series(key)))
+
+
+def test_state_written_before_the_hysteresis_still_loads() -> None:
+    detector, key, state = firing_series_state()
     for rule, alert in state["alerts"].items():
         state["alerts"][rule] = alert[:2]  # the two-item form written before issue 16
     del state["cusum_since"], state["cusum_up"]
@@ -259,15 +265,7 @@ def test_every_alert_carries_the_threshold_it_passed_and_its_sentence() -> None:
 
 
 def test_alert_state_written_before_threshold_and_message_still_loads() -> None:
-    rng = random.Random(23)
-    records = nps_bucket_records(rng, START, 8 * 24, 400, 0.5, 0.15, bucket_ms=HOUR)
-    records += nps_bucket_records(rng, START + 8 * DAY, 2, 400, 0.2, 0.5, bucket_ms=HOUR)
-    detector = DropDetector(bucket_ms=HOUR)
-    for r in records:
-        detector.apply_partial(r)
-        detector.advance(r.window_end)
-    key = ("nps", "all", "all")
-    state = json.loads(json.dumps(detector.dump_series(key)))
+    detector, key, state = firing_series_state()
     for alert in state["alerts"].values():
         del alert[0]["threshold"], alert[0]["message"]  # a record written before issue 16's
     restored = DropDetector(bucket_ms=HOUR)
