@@ -43,7 +43,7 @@ def test_more_effort_equals_the_default_on_reversed_answers_in_engine_and_stream
     assert default.windows.ces_5_more_effort is default.journeys.ces_5_more_effort is False
     data, changed = five_point(lines(16, events=3000), reverse=False)
     flipped, _ = five_point(lines(16, events=3000), reverse=True)
-    assert changed >= 15  # surveys are sparse, as in the domain (DESIGN.md)
+    assert changed >= 15  # surveys are sparse, as in the domain (docs/design.md)
     journeys, metrics = engine_results(data, 3, more)
     want_journeys, want_metrics = engine_results(flipped, 3, default)
     assert journeys == want_journeys
