@@ -7,9 +7,10 @@
     output topics --ClickHouse sink--> tables
 
 Each agent keeps its core state in a plain Faust table (RocksDB, changelog topic) holding JSON
-dicts, never in Faust's windowed tables (docs/design.md 2). Processing is at least once: Faust
-flushes the producer (changelog writes and outputs) before it commits offsets, so state is never
-behind the committed offsets, and the stage processors make every re-read harmless (see
+dicts, never in Faust's windowed tables (docs/design.md 2). Processing is at least once: outputs are
+delivered before a batch is acked, and Faust flushes its producer (changelog writes; drained in
+full by `PeakendProducer`) before it commits offsets, so state is never behind the committed
+offsets, and the stage processors make every re-read harmless (see
 pipeline/stream/partition.py). Faust's own exactly_once mode is not used: its transactional path
 loses or duplicates table updates after SIGKILL (faust-streaming #323, #517; robinhood #340);
 the kill -9 tests in tests/integration prove this mechanism instead.
@@ -291,9 +292,9 @@ def create_app(
     stage_one: dict[int, PartitionProcessor] = {}
     stage_two: dict[int, SegmentStage] = {}
     # Outputs wait in the outbox and leave coalesced (pipeline/stream/outbox.py): per flush,
-    # not per event. Every flush path is synchronous (send_soon) and one of them runs when
-    # Faust starts a commit, before it flushes its producer and commits offsets, so no
-    # committed offset ever covers an output still in the outbox.
+    # not per event, into `delivery` (below). No committed offset covers an output not yet
+    # delivered: an agent acks a batch's events only after `delivery.deliver()` returned for
+    # its outputs (`settled`), and Faust commits acked offsets only.
     outbox = Outbox(s.partitions, followup_rules)
     topic_of = {JOURNEYS: journeys, CONTRIBUTIONS: contributions, METRICS: metric_topic,
                 ALERTS: alerts}
