@@ -228,5 +228,8 @@ class AlertRecord(NamedTuple):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlertRecord:
         """Also reads a record written before `threshold` and `message` (None and "")."""
-        record = _from_dict(cls, data, _ALERT_TIMES)
-        return record if record.message is not None else record._replace(message="")
+        # The default goes into the dict, not onto the record: compiled, reading `message`
+        # checks its type, and None is not a str.
+        if data.get("message") is None:
+            data = {**data, "message": ""}
+        return _from_dict(cls, data, _ALERT_TIMES)
