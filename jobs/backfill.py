@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.columns import EventBuilder, Seconds, clean_rows, journey_row, touchpoint_columns
-from jobs.parquet_schema import BatchDicts, check_schema
+from jobs.parquet_schema import BatchDicts, check_schema, event_batches
 from jobs.progress import Progress
 from pipeline.contract import Rejected, parse_dict
 from pipeline.contract.dead_letters import DeadLetter
@@ -634,7 +634,7 @@ def _batches(files: Sequence[str], parquet_files: list[pq.ParquetFile], backfill
     for index, (name, parquet) in enumerate(zip(files, parquet_files, strict=True)):
         source = Path(name).name
         row = 0
-        for batch in parquet.iter_batches(batch_size=batch_rows):
+        for batch in event_batches(parquet, batch_rows):
             # no raw event columns for rows a resumed run will not write
             backfill.raw_events = raw_events and warehouse is not None and not (
                 writer.covered(index, row + batch.num_rows))

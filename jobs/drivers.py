@@ -488,7 +488,7 @@ JOURNEYS_SQL = (
 EVENTS_SQL = (
     "SELECT event_id, occurred_at_ms, customer_id, journey_id, type, touchpoint, channel, "
     "stage, valence, wait_seconds, handle_seconds, transfers, resolved, error, nps, ces, "
-    "ces_scale, csat, outcome FROM touchpoint_events FINAL "
+    "ces_scale, ces_higher_means, csat, outcome FROM touchpoint_events FINAL "
     "WHERE occurred_at_ms >= %(since_ms)s - 3000000000 AND occurred_at_ms < %(until_ms)s "
     "ORDER BY occurred_at_ms, event_id")
 
@@ -500,9 +500,9 @@ def _optional_bool(value: Any) -> bool | None:
 def event_of_row(row: Sequence[Any]) -> TouchpointEvent:
     """A `touchpoint_events` row (EVENTS_SQL's columns) as the core's event, for its valence."""
     (event_id, ms, customer, journey, kind, touchpoint, channel, stage, valence, wait, handle,
-     transfers, resolved, error, nps, ces, scale, csat, outcome) = row
+     transfers, resolved, error, nps, ces, scale, direction, csat, outcome) = row
     signals = Signals(wait, handle, transfers, _optional_bool(resolved), _optional_bool(error))
-    survey = Survey(nps, ces, scale, csat)
+    survey = Survey(nps, ces, scale, csat, None, direction)
     return TouchpointEvent(
         event_id, datetime.fromtimestamp(ms / 1000, UTC), "", customer, kind, touchpoint,
         channel, stage, journey, 1, valence, None if signals.is_empty() else signals,

@@ -310,10 +310,11 @@ class Settings(BaseSettings):
     # Survey scales (issue 16)
     ces_5_higher_means: Literal["LESS_EFFORT", "MORE_EFFORT"] = setting(
         "LESS_EFFORT",
-        "What a higher answer means on a 1-5 CES scale (survey.ces_scale 5): LESS_EFFORT (CES "
-        "2.0, 'the company made it easy for me', as on 1-7) or MORE_EFFORT (the original "
-        "5-point CES, 'how much effort did you have to put forth': answers are reversed, "
-        "6 - x, before the 1-7 mapping). 1-7 answers are always CES 2.0 (higher = easier).")
+        "What a higher answer means on a 1-5 CES scale (survey.ces_scale 5) when the event "
+        "does not say (survey.ces_higher_means, which wins): LESS_EFFORT (CES 2.0, 'the "
+        "company made it easy for me', as on 1-7) or MORE_EFFORT (the original 5-point CES, "
+        "'how much effort did you have to put forth': answers are reversed, 6 - x, before the "
+        "1-7 mapping). Undeclared 1-7 answers are always CES 2.0 (higher = easier).")
     # Personal data
     pseudonymise_key: str = setting(
         "", "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",

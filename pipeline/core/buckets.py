@@ -18,7 +18,7 @@ from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import EndDelta, Retraction
 from pipeline.core.records import MetricRecord
 from pipeline.core.surveys import CesWindow, CsatWindow, NegativeEndWindow, NpsWindow
-from pipeline.core.valence import ces_on_7
+from pipeline.core.valence import survey_ces_on_7
 
 SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
 BucketKey = tuple[str, str, str, int]  # metric, segment_dim, segment_value, bucket_start
@@ -125,8 +125,7 @@ class SurveyBuckets:
             return
         ms = event.occurred_ms
         start = ms - ms % self._width
-        ces7 = None if ces is None else ces_on_7(ces, survey.ces_scale,
-                                                 self.config.ces_5_more_effort)
+        ces7 = survey_ces_on_7(survey, self.config.ces_5_more_effort)
         self._count(segments_of(event, self._attr_keys), start, nps, ces7, csat, True)
 
     def retract(self, answers: Retraction) -> None:

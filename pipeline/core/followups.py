@@ -44,7 +44,7 @@ from typing import Any, Final, NamedTuple
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.records import JourneyRecord
 from pipeline.core.timefmt import format_opt, parse_opt
-from pipeline.core.valence import ces_on_7
+from pipeline.core.valence import survey_ces_on_7
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
@@ -179,8 +179,7 @@ class FollowupEvent(NamedTuple):
         return cls(
             event.event_id, event.customer_id, event.journey_id, event.occurred_ms,
             event.touchpoint, None if survey is None else survey.nps,
-            None if survey is None or survey.ces is None else ces_on_7(
-                survey.ces, survey.ces_scale, ces_5_more_effort),
+            None if survey is None else survey_ces_on_7(survey, ces_5_more_effort),
             None if survey is None else survey.csat, event.outcome, case,
             event.attributes.get(RESULT_ATTRIBUTE, event.outcome or "") if case else "")
 

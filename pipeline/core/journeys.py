@@ -49,7 +49,7 @@ from pipeline.core.moments import Entry, JourneyMoments, new_entry
 from pipeline.core.records import JourneyRecord, new_record
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
-from pipeline.core.valence import ces_on_7, survey_valence
+from pipeline.core.valence import survey_ces_on_7, survey_valence
 
 LATE: Final = "late"
 DUPLICATE: Final = "duplicate"
@@ -382,9 +382,8 @@ class JourneyTracker:
         if survey is not None and survey.has_score():
             if state.answers is None:
                 state.answers = {}
-            state.answers[eid] = (survey.nps, None if survey.ces is None
-                                  else ces_on_7(survey.ces, survey.ces_scale,
-                                                self._ces_5_more_effort), survey.csat)
+            state.answers[eid] = (survey.nps, survey_ces_on_7(survey, self._ces_5_more_effort),
+                                  survey.csat)
         if self._keep_dirty:
             self._dirty.append(key)
         if jid is not None:

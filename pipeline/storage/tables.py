@@ -342,6 +342,7 @@ TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     ("nps", _nested("survey", "nps")),
     ("ces", _nested("survey", "ces")),
     ("ces_scale", _nested("survey", "ces_scale")),
+    ("ces_higher_means", _nested("survey", "ces_higher_means")),
     ("csat", _nested("survey", "csat")),
     ("comment", _nested("survey", "comment")),
     ("outcome", _opt("outcome")),

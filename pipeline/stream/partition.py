@@ -39,7 +39,7 @@ from pipeline.core.journeys import (
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
-from pipeline.core.valence import ces_on_7
+from pipeline.core.valence import survey_ces_on_7
 from pipeline.stream import messages
 
 NEVER = -(1 << 62)
@@ -191,9 +191,9 @@ class PartitionProcessor:
         answers: list[tuple[str, float | int]] = []
         if survey.nps is not None:
             answers.append(("nps", survey.nps))
-        if survey.ces is not None:
-            answers.append(("ces", ces_on_7(survey.ces, survey.ces_scale,
-                                            self.config.windows.ces_5_more_effort)))
+        ces = survey_ces_on_7(survey, self.config.windows.ces_5_more_effort)
+        if ces is not None:
+            answers.append(("ces", ces))
         if survey.csat is not None:
             answers.append(("csat", survey.csat))
         for dim, value in segments_of(event, self.attribute_keys):

@@ -67,3 +67,64 @@ def test_follow_up_signals_read_the_direction() -> None:
     seven = parse_event(json.dumps({**line, "survey": {"ces": 5, "ces_scale": 7}}).encode())
     a, b = FollowupEvent.from_event(seven), FollowupEvent.from_event(seven, True)
     assert a is not None and b is not None and a.ces == b.ces == 5.0
+
+
+def declared_reversed(data: list[bytes]) -> tuple[list[bytes], int]:
+    """The lines with every CES answer reversed (scale + 1 - x) on its own scale and declared
+    `"ces_higher_means": "more_effort"`; how many answers there were."""
+    out, changed = [], 0
+    for line in data:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            out.append(line)
+            continue
+        survey = record.get("survey") if isinstance(record, dict) else None
+        if (isinstance(survey, dict) and isinstance(survey.get("ces"), int)
+                and survey.get("ces_scale") in (5, 7)):
+            survey["ces"] = survey["ces_scale"] + 1 - survey["ces"]
+            survey["ces_higher_means"] = "more_effort"
+            changed += 1
+            line = json.dumps(record).encode()
+        out.append(line)
+    return out, changed
+
+
+def test_the_direction_an_event_declares_wins_over_the_deployment_default() -> None:
+    """survey.ces_higher_means: reversed answers that say so give exactly what the original
+    answers give, on 1-5 and 1-7, whatever PEAKEND_CES_5_HIGHER_MEANS says, in the engine and
+    in the stream's stages."""
+    more = Settings.from_env({"PEAKEND_CES_5_HIGHER_MEANS": "MORE_EFFORT"}).core_config()
+    default = Settings.from_env({}).core_config()
+    original, _ = five_point(lines(17, events=3000), reverse=False)
+    mixed = lines(17, events=3000)  # the generator's own mix of 1-5 and 1-7 answers
+    for data in (original, mixed):
+        declared, changed = declared_reversed(data)
+        assert changed >= 15
+        journeys, metrics = engine_results(data, 3, default)
+        for config in (default, more):
+            got_journeys, got_metrics = engine_results(declared, 3, config)
+            assert got_journeys == journeys
+            assert summed(got_metrics) == summed(metrics)
+        # undeclared, the same reversed answers read otherwise: the declaration is what counts
+        stripped = [line.replace(b', "ces_higher_means": "more_effort"', b"")
+                    for line in declared]
+        assert sum(b"ces_higher_means" in line for line in stripped) == 0
+        _, undeclared = engine_results(stripped, 3, default)
+        assert summed(undeclared) != summed(metrics)
+        assert_same(SimulatedStream(more, 3, 200).run(declared), journeys, metrics)
+
+
+def test_follow_up_signals_read_the_declared_direction() -> None:
+    line = {"event_id": "e1", "schema_version": 1, "occurred_at": "2026-11-30T10:00:00Z",
+            "producer": "p", "customer_id": "c1", "type": "survey", "touchpoint": "hotline",
+            "channel": "phone", "stage": "after_sales",
+            "survey": {"ces": 5, "ces_scale": 5, "ces_higher_means": "more_effort"}}
+    hard = parse_event(json.dumps(line).encode())
+    for deployment_more_effort in (False, True):
+        signal = FollowupEvent.from_event(hard, deployment_more_effort)
+        assert signal is not None and signal.ces == 1.0
+    seven = parse_event(json.dumps({**line, "survey": {
+        "ces": 6, "ces_scale": 7, "ces_higher_means": "more_effort"}}).encode())
+    signal = FollowupEvent.from_event(seven)
+    assert signal is not None and signal.ces == 2.0
