@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
-from pipeline.core.clock import FUTURE, conflict_error, future_error
+from pipeline.core.clock import FUTURE, NEVER_MS, conflict_error, future_error
 from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
@@ -124,7 +124,7 @@ class Replay:
         self.followups = FollowupTracker(rules, horizon_ms(
             rules, config.journeys.max_length_ms, config.journeys.allowed_lateness_ms))
         self.cases: dict[str, CaseRecord] = {}
-        self.followups_evicted_at = -(1 << 62)
+        self.followups_evicted_at = NEVER_MS
 
     def line(self, number: int, raw: bytes) -> None:
         self.counts["lines"] += 1

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from heapq import heappop, heappush
 from typing import Final
 
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import WindowConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import EndDelta, Retraction
@@ -22,7 +23,6 @@ from pipeline.core.valence import survey_ces_on_7
 
 SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
 BucketKey = tuple[str, str, str, int]  # metric, segment_dim, segment_value, bucket_start
-_NEVER: Final = -(1 << 62)
 _EVICT_EVERY_BUCKETS: Final = 15
 
 
@@ -99,8 +99,8 @@ class SurveyBuckets:
         # segment at the default lateness), so each partial costs O(log n) to forget.
         self._by_start: dict[int, list[BucketKey]] = {}
         self._starts: list[int] = []
-        self.final_before_ms = _NEVER
-        self._scanned_before_ms = _NEVER
+        self.final_before_ms = NEVER_MS
+        self._scanned_before_ms = NEVER_MS
         self._dirty: list[Partial] = []  # changed since the last flush, each once
 
     def _partial(self, key: BucketKey, window: type[SurveyWindow]) -> Partial:

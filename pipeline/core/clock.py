@@ -16,6 +16,12 @@ from pipeline.core.timefmt import format_ms
 
 FUTURE: Final = "future"
 
+# Instants before and after every event time a valid event can carry (year 1 to 9999 is about
+# +-2.5e14 ms; these are +-4.6e18): "never seen yet" for watermarks and deadlines, "no limit" for
+# horizons. Plain ints, so state that holds them stays JSON and compares without None checks.
+NEVER_MS: Final = -(1 << 62)
+FAR_MS: Final = 1 << 62
+
 
 def is_future(event_ms: int, arrived_ms: int, max_skew_ms: int) -> bool:
     """True when the event is dated further ahead than `max_skew_ms` of its arrival.

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
+from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
 from pipeline.core.metrics import (
     DIRECTION,
@@ -50,8 +51,6 @@ Partials = dict[int, tuple[int, Vector]]  # source partition -> (version, vector
 # Forgotten starts are skipped by moving `Series.head`; the list is compacted once this many
 # (and at least half of it) are dead, so each start costs O(1) amortised to forget.
 _COMPACT_AFTER: Final = 256
-_FAR: Final = 1 << 62
-_NEVER: Final = -(1 << 62)
 
 
 class _Alert:
@@ -175,8 +174,8 @@ class Series:
         self.ref: tuple[float, float, int] | None = None  # (mean, per-answer sd, n)
         self.alerts: dict[str, _Alert] = {}
         # The watermark at which `advance` must next evaluate this series (its place in the
-        # detector's calendar); _FAR: not before new data. Not part of the state.
-        self.due = _FAR
+        # detector's calendar); FAR_MS: not before new data. Not part of the state.
+        self.due = FAR_MS
         # Every start bucket-aligned and every partial non-negative (what stage one sends):
         # then `cur` and `base` are exactly the sums of the buckets in their ranges (an idle
         # jump skips only empty windows), so the evaluation reads them instead of summing the
@@ -268,7 +267,7 @@ class DropDetector:
         # series with an evaluation ahead (entries whose due no longer matches are skipped).
         # Between its evaluations a series is not stepped at each boundary: its cursor stays
         # behind and is brought up (`_sync`) when a partial, a query or a dump needs it.
-        self._watermark = _NEVER
+        self._watermark = NEVER_MS
         self._calendar: list[tuple[int, SeriesKey]] = []
 
     # -- input --------------------------------------------------------------------------------
@@ -351,7 +350,7 @@ class DropDetector:
             at, key = heappop(calendar)
             series = self._series.get(key)
             if series is not None and series.due == at:
-                series.due = _FAR
+                series.due = FAR_MS
                 due.append(key)
         due.sort()
         for key in due:
@@ -403,7 +402,7 @@ class DropDetector:
             if self._idle(series):
                 ahead = _next_bucket(series, t)
                 if ahead is None:
-                    series.due = _FAR
+                    series.due = FAR_MS
                     return
                 t = ahead
             every = self.config.evaluate_every_ms
@@ -769,8 +768,8 @@ class DropDetector:
             series.plain = all(s % self.bucket_ms == 0 and min(v) >= 0.0
                                for s, parts in series.partials.items()
                                for _, v in parts.values())
-            series.due = _NEVER  # a restored cursor may lag: evaluate on the next call
-            heappush(self._calendar, (_NEVER, key))
+            series.due = NEVER_MS  # a restored cursor may lag: evaluate on the next call
+            heappush(self._calendar, (NEVER_MS, key))
 
 
 

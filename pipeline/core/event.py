@@ -21,6 +21,9 @@ Stage = Literal["pre_purchase", "purchase", "use", "after_sales"]
 EVENT_TYPES: tuple[EventType, ...] = ("interaction", "survey", "journey_end", "outcome")
 CHANNELS: tuple[Channel, ...] = ("web", "app", "phone", "store", "email", "chat", "social", "other")
 STAGES: tuple[Stage, ...] = ("pre_purchase", "purchase", "use", "after_sales")
+# Event types that, carrying no valence, survey answer or signals, are markers (they close a
+# journey or record an outcome) rather than moments (docs/design.md, "Valence of a moment").
+MARKER_TYPES: frozenset[str] = frozenset({"journey_end", "outcome"})
 # Which way a CES scale runs, as the survey declares it (survey.ces_higher_means): a higher
 # answer means less effort (CES 2.0, "made it easy") or more effort (the original CES wording).
 CesDirection = Literal["less_effort", "more_effort"]

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.records import JourneyRecord
 from pipeline.core.timefmt import format_opt, parse_opt
@@ -273,7 +274,7 @@ class CustomerState:
     __slots__ = ("emitted", "events", "journeys", "scheduled")
 
     def __init__(self) -> None:
-        self.scheduled = -(1 << 62)  # latest forget deadline pushed on the tracker's heap
+        self.scheduled = NEVER_MS  # latest forget deadline pushed on the tracker's heap
         self.journeys: dict[str, FollowupJourney] = {}
         self.events: dict[str, FollowupEvent] = {}
         self.emitted: dict[str, CaseRecord] = {}

@@ -43,8 +43,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
+from pipeline.core.clock import FAR_MS
 from pipeline.core.config import JourneyConfig
-from pipeline.core.event import TouchpointEvent, content_digest
+from pipeline.core.event import MARKER_TYPES, TouchpointEvent, content_digest
 from pipeline.core.moments import Entry, JourneyMoments, new_entry
 from pipeline.core.records import JourneyRecord, new_record
 from pipeline.core.scoring import ScoringRules
@@ -67,8 +68,6 @@ def letter_reason(reason: str) -> str:
 UNKNOWN_DIGEST: Final = -1  # state written before digests were kept: any copy is a duplicate
 _STATUS_CODE: Final = {"open": 0, "closed": 1, "superseded": 2}
 _NO_ATTRS: Final[tuple[tuple[str, str], ...]] = ()
-_FAR: Final = 1 << 62
-_MARKER_TYPES: Final = frozenset({"journey_end", "outcome"})
 _SEG_CACHE_MAX: Final = 4096
 
 Segments = tuple[tuple[str, str], ...]
@@ -211,7 +210,7 @@ class KeyState:
         # journey `<id>@<its first event time>`: never a second journey under the same id, whose
         # versions would tie with the evicted one's (a tie ClickHouse and replay break apart).
         self.pieces = 0
-        self.ended_until = -_FAR
+        self.ended_until = -FAR_MS
         # event_id -> survey answers of the key's applied events that have any: what to retract
         # should a copy of the event with a smaller digest replace it
         self.answers: dict[str, Answers] | None = None
@@ -220,7 +219,7 @@ class KeyState:
         # emitted): should a later late event bring the id back (a split by a late journey_end),
         # its versions continue above this one; a restarted stream sends the record again.
         self.retired: dict[str, tuple[int, int, dict[str, Any]]] | None = None
-        self.scheduled = _FAR  # earliest deadline of this key in the tracker's heap
+        self.scheduled = FAR_MS  # earliest deadline of this key in the tracker's heap
 
     def all(self) -> tuple[Journey, ...]:
         return self.sessions if self.journey is None else (self.journey, *self.sessions)
@@ -371,7 +370,7 @@ class JourneyTracker:
                 signals = event.signals
                 if signals is not None:
                     valence = self.rules.score_or_none(signals)
-                if valence is None and event.type not in _MARKER_TYPES:
+                if valence is None and event.type not in MARKER_TYPES:
                     valence = 0.0
         attrs = event.attributes
         attr_keys = self._attr_keys
@@ -501,7 +500,7 @@ class JourneyTracker:
             if state is None:
                 continue
             if state.scheduled == deadline:
-                state.scheduled = _FAR
+                state.scheduled = FAR_MS
             for journey in state.all():
                 if self._refresh(journey, watermark_ms):
                     emitted.append(journey)

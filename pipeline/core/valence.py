@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from pipeline.core.event import CesDirection, Survey, TouchpointEvent
+from pipeline.core.event import MARKER_TYPES, CesDirection, Survey, TouchpointEvent
 from pipeline.core.scoring import ScoringRules
-
-_MARKER_TYPES: Final = frozenset({"journey_end", "outcome"})
 
 
 def ces_on_7(ces: int, scale: int | None, five_more_effort: bool = False,
@@ -100,6 +98,6 @@ def moment_valence(event: TouchpointEvent, rules: ScoringRules,
     signals = event.signals
     if signals is not None and not signals.is_empty():
         return rules.score(signals)
-    if event.type in _MARKER_TYPES:
+    if event.type in MARKER_TYPES:
         return None
     return 0.0

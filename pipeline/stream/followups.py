@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.followups import (
     WITHDRAWN,
@@ -32,7 +33,7 @@ from pipeline.core.followups import (
 )
 from pipeline.core.records import JourneyRecord
 
-NEVER = -(1 << 62)
+NEVER = NEVER_MS
 
 
 def journey_input(record: JourneyRecord) -> tuple[bytes, dict[str, Any]]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.buckets import segments_of
-from pipeline.core.clock import FUTURE, conflict_error, future_error, is_future
+from pipeline.core.clock import FUTURE, NEVER_MS, conflict_error, future_error, is_future
 from pipeline.core.config import CoreConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import (
@@ -42,7 +42,7 @@ from pipeline.core.timefmt import format_ms
 from pipeline.core.valence import survey_ces_on_7
 from pipeline.stream import messages
 
-NEVER = -(1 << 62)
+NEVER = NEVER_MS  # stream time of a partition that has seen no event
 WATERMARK_KEY = "__watermark__"
 
 
