@@ -6,6 +6,8 @@ effort" gets, from the same answers, exactly what the default gives for the reve
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.contract import parse_event
 from pipeline.core.followups import FollowupEvent
@@ -14,9 +16,10 @@ from tests.unit.stream.simulate import SimulatedStream
 from tests.unit.stream.test_stages import assert_same, engine_results, lines, summed
 
 
-def five_point(data: list[bytes], reverse: bool) -> tuple[list[bytes], int]:
-    """The lines with every CES answer on 1-5 (a 1-7 answer c becomes round((c - 1) / 1.5) + 1),
-    reversed (6 - x) when `reverse`; how many answers there were."""
+def rewrite_ces(data: list[bytes], change: Callable[[dict[str, Any]], None]
+                ) -> tuple[list[bytes], int]:
+    """The lines with `change` applied to every survey that has a CES answer on 5 or 7; how many
+    answers there were."""
     out, changed = [], 0
     for line in data:
         try:
@@ -27,14 +30,24 @@ def five_point(data: list[bytes], reverse: bool) -> tuple[list[bytes], int]:
         survey = record.get("survey") if isinstance(record, dict) else None
         if (isinstance(survey, dict) and isinstance(survey.get("ces"), int)
                 and survey.get("ces_scale") in (5, 7)):
-            ces = survey["ces"]
-            if survey["ces_scale"] == 7:
-                ces = min(5, max(1, round((ces - 1) / 1.5) + 1))
-            survey["ces"], survey["ces_scale"] = (6 - ces if reverse else ces), 5
+            change(survey)
             changed += 1
             line = json.dumps(record).encode()
         out.append(line)
     return out, changed
+
+
+def five_point(data: list[bytes], reverse: bool) -> tuple[list[bytes], int]:
+    """The lines with every CES answer on 1-5 (a 1-7 answer c becomes round((c - 1) / 1.5) + 1),
+    reversed (6 - x) when `reverse`; how many answers there were."""
+
+    def change(survey: dict[str, Any]) -> None:
+        ces = survey["ces"]
+        if survey["ces_scale"] == 7:
+            ces = min(5, max(1, round((ces - 1) / 1.5) + 1))
+        survey["ces"], survey["ces_scale"] = (6 - ces if reverse else ces), 5
+
+    return rewrite_ces(data, change)
 
 
 def test_more_effort_equals_the_default_on_reversed_answers_in_engine_and_stream() -> None:
@@ -72,22 +85,12 @@ def test_follow_up_signals_read_the_direction() -> None:
 def declared_reversed(data: list[bytes]) -> tuple[list[bytes], int]:
     """The lines with every CES answer reversed (scale + 1 - x) on its own scale and declared
     `"ces_higher_means": "more_effort"`; how many answers there were."""
-    out, changed = [], 0
-    for line in data:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            out.append(line)
-            continue
-        survey = record.get("survey") if isinstance(record, dict) else None
-        if (isinstance(survey, dict) and isinstance(survey.get("ces"), int)
-                and survey.get("ces_scale") in (5, 7)):
-            survey["ces"] = survey["ces_scale"] + 1 - survey["ces"]
-            survey["ces_higher_means"] = "more_effort"
-            changed += 1
-            line = json.dumps(record).encode()
-        out.append(line)
-    return out, changed
+
+    def change(survey: dict[str, Any]) -> None:
+        survey["ces"] = survey["ces_scale"] + 1 - survey["ces"]
+        survey["ces_higher_means"] = "more_effort"
+
+    return rewrite_ces(data, change)
 
 
 def test_the_direction_an_event_declares_wins_over_the_deployment_default() -> None:
