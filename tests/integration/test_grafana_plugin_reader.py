@@ -100,7 +100,8 @@ def test_http_plain_queries_work_and_the_reader_stays_read_only(
 def test_http_as_the_plugin_sends_it_needs_a_newer_server(clickhouse_urls: ClickHouseUrls) -> None:
     """Not the reader's configuration: 18.16 refuses clickhouse-go's HTTP parameters for every
     user, the admin too. When the server is upgraded this test fails and says so: then give the
-    native stack's reader the compose file's changeable_in_readonly constraint."""
+    native stack's reader the compose file's changeable_in_readonly constraint (and its
+    settings_constraints_replace_previous, dashboards/docker/clickhouse/config.xml)."""
     params = {"database": "peakend", "default_format": "Native",
               "client_protocol_version": str(CLICKHOUSE_GO_PROTOCOL_VERSION),
               "max_execution_time": str(PLUGIN_MAX_EXECUTION_TIME)}
