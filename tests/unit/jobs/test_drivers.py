@@ -74,6 +74,43 @@ def test_relative_weights_sum_to_r2_and_approximate_shapley() -> None:
     assert r2 > 0.2
 
 
+def johnson_relative_weights(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Johnson's (2000) relative weights as his paper computes them, from the data: the
+    standardised drivers' singular value decomposition X = P D Q', their best orthonormal
+    approximation Z = P Q', the outcome regressed on Z by statsmodels (beta), Z's loadings on the
+    drivers L = Z'X (= Q D Q'), and weight_j = sum_k L_jk^2 beta_k^2. The job instead takes the
+    square root of the correlation matrix by an eigen decomposition: the same quantity by
+    another road."""
+    xs = (x - x.mean(axis=0)) / (x.std(axis=0) * math.sqrt(len(y)))  # X'X = correlations
+    ys = (y - y.mean()) / (y.std() * math.sqrt(len(y)))
+    p_, _, qt = np.linalg.svd(xs, full_matrices=False)
+    z = p_ @ qt
+    beta = sm.OLS(ys, z).fit().params
+    loadings = z.T @ xs
+    weights: np.ndarray = (loadings ** 2) @ (beta ** 2)
+    return weights
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_relative_weights_equal_johnsons_computation(seed: int) -> None:
+    x, y = correlated_sample(n=500, p=6, seed=seed)
+    got, _, r2 = drivers.importances(x, y, "relative_weights")
+    want = johnson_relative_weights(x, y)
+    assert np.allclose(got, want, rtol=0, atol=EXACT), (got, want)
+    assert math.isclose(r2, ols_r2(x, y, tuple(range(x.shape[1]))), abs_tol=EXACT)
+    assert want.max() - want.min() > 0.05  # the drivers differ: not trivially equal
+
+
+def test_auto_takes_relative_weights_past_the_shapley_limit() -> None:
+    """Past SHAPLEY_MAX_DRIVERS the job switches to relative weights (2^p subsets would not
+    finish): the numbers are then Johnson's, to the same tolerance."""
+    p = drivers.SHAPLEY_MAX_DRIVERS + 2
+    x, y = correlated_sample(n=800, p=p, seed=5)
+    assert drivers.choose_method("auto", p) == "relative_weights"
+    got, _, _ = drivers.importances(x, y, drivers.choose_method("auto", p))
+    assert np.allclose(got, johnson_relative_weights(x, y), rtol=0, atol=EXACT)
+
+
 def test_bootstrap_weights_equal_repeated_rows() -> None:
     """A bootstrap resample is given as counts per journey: the same as repeating the rows."""
     x, y = correlated_sample(n=200, p=4)
