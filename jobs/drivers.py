@@ -8,7 +8,10 @@ For every journey (replay's journeys.jsonl or the `journeys_latest` view) the fe
 mean valence of its moments at each touchpoint (or stage, channel: `--by`), 0 (neutral) where
 the journey has no moment there; survey answers are not features (the outcome would explain
 itself). The outcome is the journey's last NPS answer (default), its peak-end score, or 1/0 for
-an outcome event (`--outcome outcome:churn`). Then, per driver:
+an outcome event (`--outcome outcome:churn`). An answer or outcome event "after the journey" (a
+survey e-mailed the next day: for customer-keyed journeys a journey of its own, with no moment
+outside surveys) counts for the customer's journey before it, within `--outcome-within`
+(`FeatureBuilder`); journeys without moments outside surveys are no rows. Then, per driver:
 
 - importance: its share of the outcome's variance explained (R^2) by the drivers together,
   split by the Shapley decomposition of R^2 (LMG; exact, all 2^p subsets, up to

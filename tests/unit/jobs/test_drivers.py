@@ -355,6 +355,10 @@ def test_the_demo_names_the_hotline_as_top_negative_driver(
     (["drivers", "missing.jsonl", "--journeys", "missing-j.jsonl"], "missing-j.jsonl"),
     (["drivers", "e.jsonl", "--journeys", "j.jsonl", "--expect", "hotline=2"], "hotline=2"),
     (["drivers", "e.jsonl", "--journeys", "j.jsonl", "--outcome", "churn"], "outcome:NAME"),
+    (["drivers", "e.jsonl", "--journeys", "j.jsonl", "--outcome-within", "7x"],
+     "--outcome-within: '7x' is not a duration"),
+    (["drivers", "e.jsonl", "--journeys", "j.jsonl", "--outcome-within=-1d"],
+     "--outcome-within: '-1d' is not a duration"),
 ])
 def test_bad_input_is_one_line(argv: list[str], message: str,
                                capsys: pytest.CaptureFixture[str]) -> None:
