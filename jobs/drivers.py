@@ -716,9 +716,9 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", choices=DIMENSIONS, default="touchpoint",
                         help="what a driver is (default touchpoint)")
     parser.add_argument("--outcome", default="nps",
-                        help="nps (the journey's last NPS answer, default), peak_end_score, or "
-                             "outcome:NAME (1 when the journey has that outcome, e.g. "
-                             "outcome:churn)")
+                        help="nps (the NPS answer given at or after the journey, default), "
+                             "peak_end_score, or outcome:NAME (1 when the journey, or an outcome "
+                             "event after it, has that outcome, e.g. outcome:churn)")
     parser.add_argument("--outcome-within", type=_duration, default=DEFAULT_OUTCOME_WITHIN,
                         metavar="DURATION",
                         help="a journey with no moment outside surveys (an NPS survey or an "
