@@ -523,10 +523,34 @@ class FeatureBuilder:
                         [self.valence_sum[c] for c in back], [self.negatives[c] for c in back])
 
 
+def rejected_lines(journeys: str) -> set[int]:
+    """Line numbers of the events file that replay dead-lettered, from the dead_letters.jsonl
+    beside `journeys` (none if it is not there): also valid events replay did not apply (`late`,
+    `future`, the second copy of a `conflict`), which the contract alone would let through."""
+    path = Path(journeys).with_name("dead_letters.jsonl")
+    if journeys == "-" or not path.is_file():
+        return set()
+    lines: set[int] = set()
+    try:
+        with open_binary(str(path)) as handle:
+            for number, raw in iter_records(handle, str(path)):
+                try:
+                    lines.add(int(json.loads(raw)["source_offset"]))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise DriversError(f"{path} line {number}: not a dead letter of peakend "
+                                       f"replay ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise DriversError(str(exc) if isinstance(exc, NotJsonLines)
+                           else f"cannot read {path}: {exc.strerror or exc}") from None
+    return lines
+
+
 def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
                         settings: Settings) -> FeatureBuilder:
     """Replay's journeys.jsonl and the events file replay read (same settings: the
-    pseudonymisation key must match, else no event finds its customer's journey)."""
+    pseudonymisation key must match, else no event finds its customer's journey). The lines
+    replay dead-lettered (`rejected_lines`) are left out, so the moments are those replay
+    applied, as in ClickHouse's `touchpoint_events`."""
     try:
         with open_binary(journeys) as handle:
             for number, raw in iter_records(handle, journeys):
@@ -545,9 +569,12 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
     rules = ScoringRules.load(settings.core_config().journeys.scoring_rules_path)
     ces_5_more_effort = settings.core_config().journeys.ces_5_more_effort
     seen: set[str] = set()
+    rejected = rejected_lines(journeys)
     try:
         with open_binary(events) as handle:
-            for _, raw in iter_records(handle, events):
+            for number, raw in iter_records(handle, events):
+                if number in rejected:
+                    continue
                 try:
                     event = privacy.scrub(parse_event(raw, max_bytes=settings.max_event_bytes))
                 except Rejected:

@@ -275,6 +275,26 @@ def test_by_stage_and_channel_and_peak_end_score(tmp_path: Path,
     assert all(score[d]["significant"] and score[d]["direction"] == 1 for d in PLANTED)
 
 
+def test_events_replay_rejected_as_late_are_no_moments(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Valid events that replay dead-lettered (`late`: more than a day behind stream time) are
+    not in its journeys, nor in ClickHouse's touchpoint_events: drivers leaves them out too
+    (the lines of dead_letters.jsonl), so the rows equal those of the file without them."""
+    events = list(planted_events(1200, PLANTED, seed=6))
+    late = [{**events[i * 40], "event_id": f"late-{i}", "touchpoint": "newsletter",
+             "valence": -1.0, "occurred_at": "2026-08-28T00:00:00.000Z"} for i in range(30)]
+    with_late, _, status = replay_and_drive(tmp_path, capsys, "late", events + late)
+    assert status == 0
+    letters = [json.loads(line) for line in
+               (tmp_path / "late" / "dead_letters.jsonl").read_text().splitlines()]
+    assert [d["reason"] for d in letters] == ["late"] * 30
+    without, _, _ = replay_and_drive(tmp_path, capsys, "clean", events)
+    for name in PLANTED:
+        assert with_late[name]["moments"] == without[name]["moments"]
+        assert with_late[name]["importance"] == without[name]["importance"]
+        assert with_late[name]["performance"] == without[name]["performance"]
+
+
 def _event(event_id: str, day: float, customer: str, kind: str = "interaction",
            nps: int | None = None, outcome: str | None = None) -> TouchpointEvent:
     ms = int(day * DAY_MS)
