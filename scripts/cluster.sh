@@ -15,9 +15,10 @@
 # SERVICE: zookeeper kafka1 kafka2 kafka3 clickhouse1 ... clickhouse4 (default: all, in that
 # order).
 # State, data and logs: $PEAKEND_CLUSTER_DIR (default .stack/cluster). Ports: from
-# $PEAKEND_CLUSTER_PORT_BASE (default 41000): Kafka 41092-41094 (controllers 41192-41194),
-# ZooKeeper 41181, ClickHouse server N native 41000+N-1, http 41122+N, replication 41209+N;
-# none collides with stack.sh's defaults. Each JVM gets -Xmx$PEAKEND_CLUSTER_JVM_HEAP (512m).
+# $PEAKEND_CLUSTER_PORT_BASE (default 24000): Kafka 24092-24094 (controllers 24192-24194),
+# ZooKeeper 24181, ClickHouse server N native 24000+N-1, http 24122+N, replication 24209+N;
+# none collides with stack.sh's defaults, and all lie below Linux's ephemeral range (32768-60999),
+# where a busy machine's outgoing connections once took a broker's port (kafka3: address in use). Each JVM gets -Xmx$PEAKEND_CLUSTER_JVM_HEAP (512m).
 # ClickHouse: $PEAKEND_CLUSTER_SHARDS shards (default 2) of two replicas each: servers 1 and 2
 # are shard 1, 3 and 4 shard 2 (PEAKEND_CLUSTER_SHARDS=1: one shard, servers 1 and 2).
 set -euo pipefail
@@ -25,7 +26,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLUSTER_DIR=${PEAKEND_CLUSTER_DIR:-$ROOT/.stack/cluster}
 STACK_DIR=${PEAKEND_STACK_DIR:-$ROOT/.stack}
-BASE=${PEAKEND_CLUSTER_PORT_BASE:-41000}
+BASE=${PEAKEND_CLUSTER_PORT_BASE:-24000}
 HEAP=${PEAKEND_CLUSTER_JVM_HEAP:-512m}
 CLUSTER_NAME=${PEAKEND_CLUSTER_NAME:-peakend}
 DATABASE=${PEAKEND_CLICKHOUSE_DATABASE:-peakend}
