@@ -6,7 +6,7 @@
 A `peakend worker` is started exactly as the integration tests start one
 (`tests.integration.stream_util.stream_setup` / `Worker`: a subprocess with its own topics,
 consumer group, state directory and ClickHouse database on the shared stack). While generated
-journeys (the default persona mix, dated over the two days before now) are produced at a steady
+journeys (the default persona mix, starting 20 to 12 hours before now) are produced at a steady
 `--rate` events/s as background load, a probe is produced every `--interval` seconds: one
 hotline call of a new customer (`wait_seconds` 3600, 4 transfers, unresolved: a moment of -0.98
 with the v1 scoring rules), dated now, which opens a `deep_negative_peak` case at once (the
@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
-from jobs.generate import DAY, GeneratorConfig, encode_event, generate_events  # noqa: E402
+from jobs.generate import HOUR, GeneratorConfig, encode_event, generate_events  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
 from pipeline.stream.topics import followups_topic  # noqa: E402
 from tests.conftest import ClickHouseUrls, stack_env  # noqa: E402
@@ -125,7 +125,10 @@ def background(setup: StreamSetup, rate: float, events: int, stop: threading.Eve
     """Up to `events` generated events at a steady `rate` until `stop` (keyed by journey, like
     the producer library)."""
     now_ms = int(time.time() * 1000)
-    config = GeneratorConfig(events=events, seed=11, start_ms=now_ms - 2 * DAY, span_ms=DAY,
+    # dated within the allowed lateness (24 h) behind the probes, which are dated now; events of
+    # long journeys dated after now are dead letters `future`: load all the same
+    config = GeneratorConfig(events=events, seed=11, start_ms=now_ms - 20 * HOUR,
+                             span_ms=8 * HOUR,
                              late_fraction=0.0, id_prefix=f"bg{uuid.uuid4().hex[:6]}")
     producer = KafkaProducer(bootstrap_servers=setup.env["PEAKEND_KAFKA_BOOTSTRAP"],
                              acks="all", linger_ms=5)
