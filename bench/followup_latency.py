@@ -15,7 +15,9 @@ probe's start. Two readers measure when its case is visible:
 - topic: a consumer (read_committed) assigned to every partition of the cases topic from its end,
   polling with a 0.1 s timeout; the case is there when a record with the probe's journey id is
   returned (what a ticketing consumer such as `peakend followups` sees);
-- ClickHouse: the start of the first query (every 0.2 s, `followups` table) that returns it.
+- ClickHouse: the start of the first query (every 0.2 s, `followups` table) that returns it;
+  for comparison, the same for the probe's row in `journeys` (stage one's output, before the
+  follow-up stage).
 Latency = those times - the probe's start. The first probe warms the worker up and is not counted.
 Printed: p50 / p95 / max of both, the background rate achieved, the load average before and after.
 """
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import threading
@@ -62,6 +65,10 @@ def probe_event(tag: str, number: int, at: float) -> tuple[str, bytes, bytes]:
     return journey, journey.encode(), json.dumps(value).encode()
 
 
+PROBE_ROWS = {table: "SELECT DISTINCT journey_id FROM " + table + " WHERE journey_id IN %(ids)s"
+              for table in ("followups", "journeys")}  # constant table names
+
+
 class Seen:
     """When each probe journey's case was first seen, by reader."""
 
@@ -69,6 +76,7 @@ class Seen:
         self.lock = threading.Lock()
         self.topic: dict[str, float] = {}
         self.clickhouse: dict[str, float] = {}
+        self.journeys: dict[str, float] = {}  # the probe's journey row (stage one's output)
         self.stop = threading.Event()
 
 
@@ -103,18 +111,19 @@ def read_clickhouse(setup: StreamSetup, seen: Seen, probes: list[str]) -> None:
     try:
         while not seen.stop.is_set():
             began = time.time()
-            with seen.lock:
-                pending = tuple(j for j in probes if j not in seen.clickhouse)
-            if pending:
+            for table, got in (("followups", seen.clickhouse), ("journeys", seen.journeys)):
+                with seen.lock:
+                    pending = tuple(j for j in probes if j not in got)
+                if not pending:
+                    continue
                 with_table = wh.query(
                     "SELECT count() FROM system.tables WHERE database = %(db)s "
-                    "AND name = 'followups'", {"db": setup.database})
+                    "AND name = %(t)s", {"db": setup.database, "t": table})
                 if int(with_table[0][0]):
-                    found = wh.query("SELECT DISTINCT journey_id FROM followups "
-                                     "WHERE journey_id IN %(ids)s", {"ids": pending})
+                    found = wh.query(PROBE_ROWS[table], {"ids": pending})
                     with seen.lock:
                         for (journey,) in found:
-                            seen.clickhouse.setdefault(journey, began)
+                            got.setdefault(journey, began)
             time.sleep(max(0.0, 0.2 - (time.time() - began)))
     finally:
         wh.close()
@@ -137,9 +146,9 @@ def background(setup: StreamSetup, rate: float, events: int, stop: threading.Eve
         for event in generate_events(config):
             if stop.is_set():
                 break
-            due = started + sent[0] / rate
-            if due > time.time():
-                time.sleep(due - time.time())
+            ahead = started + sent[0] / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
             key = event.get("journey_id") or event["customer_id"]
             producer.send(setup.topic, key=str(key).encode(), value=encode_event(event))
             sent[0] += 1
@@ -162,6 +171,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for the last case after the last probe")
     args = parser.parse_args()
+    # stopped with SIGTERM (a timeout): the worker is stopped and the database dropped all the same
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = stack_env()
     ch = ClickHouseUrls(env["PEAKEND_CLICKHOUSE_URL"], env["PEAKEND_CLICKHOUSE_READER_URL"],
                         env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
@@ -234,6 +245,7 @@ def main() -> None:
     measured = probes[1:]
     topic = [seen.topic[p] - sent_at[p] for p in measured if p in seen.topic]
     warehouse = [seen.clickhouse[p] - sent_at[p] for p in measured if p in seen.clickhouse]
+    journeys = [seen.journeys[p] - sent_at[p] for p in measured if p in seen.journeys]
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, "
           f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M')} UTC; load average "
           f"{' '.join(f'{x:.1f}' for x in load_before)} before, "
@@ -241,7 +253,8 @@ def main() -> None:
     print(f"background load: {load_sent[0]:,} events in {load_seconds:.0f} s "
           f"({load_sent[0] / load_seconds:,.0f}/s, asked {args.rate:,.0f}/s); "
           f"{len(measured)} probes, one every {args.interval:g} s")
-    for name, values in (("cases topic", topic), ("ClickHouse followups", warehouse)):
+    for name, values in (("cases topic", topic), ("ClickHouse followups", warehouse),
+                         ("ClickHouse journeys (for comparison)", journeys)):
         missing = len(measured) - len(values)
         if values:
             print(f"{name}: p50 {pct(values, 50):.2f} s, p95 {pct(values, 95):.2f} s, "
