@@ -229,7 +229,7 @@ def create_app(
     s = settings or Settings.from_env()
     core = s.core_config()
     rules = ScoringRules.load(core.journeys.scoring_rules_path)
-    followup_rules = load_rules()  # checked at start: FollowupRulesError is one line
+    followup_rules = load_rules(s.followup_rules)  # checked at start: one-line FollowupRulesError
     followup_horizon = horizon_ms(followup_rules, core.journeys.max_length_ms,
                                   core.journeys.allowed_lateness_ms)
     privacy = PersonalData.from_settings(s)

@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     source = "stdin" if args.events == "-" else Path(args.events).name
     config = with_now(settings.core_config(), args.now)
     try:
-        followup_rules = load_rules()
+        followup_rules = load_rules(settings.followup_rules)
     except FollowupRulesError as exc:
         print(f"peakend replay: {exc}", file=sys.stderr)
         return 2

@@ -315,6 +315,13 @@ class Settings(BaseSettings):
         "company made it easy for me', as on 1-7) or MORE_EFFORT (the original 5-point CES, "
         "'how much effort did you have to put forth': answers are reversed, 6 - x, before the "
         "1-7 mapping). Undeclared 1-7 answers are always CES 2.0 (higher = easier).")
+    # Follow-up cases (issue 17)
+    followup_rules: str = setting(
+        "",
+        "Follow-up rules file (docs/followups.md, 'Tuning'): a copy of "
+        "schemas/followup-rules.v1.json with your thresholds, priorities, SLAs and suppression "
+        "windows, checked against its JSON Schema when the worker or replay starts; empty: the "
+        "bundled file.", accepts="empty or a path")
     # Personal data
     pseudonymise_key: str = setting(
         "", "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     from pipeline.followup_rules import FollowupRulesError, load_rules
     try:
-        load_rules()  # a bad rules file stops the worker before it joins anything
+        load_rules(settings.followup_rules)  # a bad rules file stops the worker before it joins
     except FollowupRulesError as exc:
         print(f"peakend worker: {exc}", file=sys.stderr)
         return 2

@@ -194,7 +194,7 @@ _CASE_FIELDS: Final = (
     "opened_at", "due_at", "silent", "status", "closed_at", "result", "peak_valence",
     "peak_touchpoint", "peak_at", "end_valence", "end_touchpoint", "end_at", "peak_end_score",
     "survey_event_id", "survey_nps", "survey_ces", "survey_csat", "outcome", "suppressed",
-    "recovery_journey_id", "recovery_peak_end_score", "rules_version", "version",
+    "recovery_journey_id", "recovery_peak_end_score", "recovery_nps", "rules_version", "version",
 )
 _CASE_TIMES: Final = frozenset({"opened_at", "due_at", "closed_at", "peak_at", "end_at"})
 
@@ -231,6 +231,8 @@ class CaseRecord(NamedTuple):
     # the customer's first journey started after the case closed (not closed: after it opened)
     recovery_journey_id: str
     recovery_peak_end_score: float | None
+    # the customer's first NPS answer after the case closed (not closed: after it opened)
+    recovery_nps: int | None
     rules_version: int
     version: int
 
@@ -247,6 +249,15 @@ class CaseRecord(NamedTuple):
 
 
 assert CaseRecord._fields == _CASE_FIELDS
+_RECOVERY_NPS: Final = _CASE_FIELDS.index("recovery_nps")
+
+
+def _case_from_state(raw: list[Any]) -> CaseRecord:
+    """A case as `CustomerState.to_state` stored it; also one stored before `recovery_nps`
+    existed (a worker upgraded over its RocksDB state and changelog), which reads it as None."""
+    if len(raw) == len(_CASE_FIELDS) - 1:
+        raw = [*raw[:_RECOVERY_NPS], None, *raw[_RECOVERY_NPS:]]
+    return CaseRecord(*raw)
 
 
 def case_id_of(customer_id: str, source_id: str) -> str:
@@ -302,7 +313,7 @@ class CustomerState:
             event = FollowupEvent(*raw)
             customer.events[event.event_id] = event
         for raw in state["emitted"]:
-            case = CaseRecord(*raw)
+            case = _case_from_state(raw)
             customer.emitted[case.case_id] = case
         return customer
 
@@ -445,6 +456,11 @@ class FollowupTracker:
                  if j.status != "superseded" and j.started_at > since
                  and j.journey_id != source and j.peak_end_score is not None]
         recovery = min(later, key=lambda j: (j.started_at, j.journey_id), default=None)
+        # NPS after contact: the customer's first answer after the same moment, in any journey
+        # (survey answers are sparse; the one that opened the case is not after it)
+        answers_after = [e for e in customer.events.values()
+                         if e.nps is not None and e.closes_case is None and e.at_ms > since]
+        nps_after = min(answers_after, key=lambda e: (e.at_ms, e.event_id), default=None)
         trigger = candidate.trigger
         return CaseRecord(
             case_id=case_id, customer_id=customer_id,
@@ -471,6 +487,7 @@ class FollowupTracker:
             suppressed=suppressed,
             recovery_journey_id="" if recovery is None else recovery.journey_id,
             recovery_peak_end_score=None if recovery is None else recovery.peak_end_score,
+            recovery_nps=None if nps_after is None else nps_after.nps,
             rules_version=self.rules.version, version=version)
 
     @staticmethod

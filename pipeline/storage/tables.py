@@ -351,7 +351,7 @@ TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     ("version", _event_version),
 ])
 
-# Follow-up cases (pipeline.core.followups.CaseRecord, migration 005).
+# Follow-up cases (pipeline.core.followups.CaseRecord, migrations 005 and 011).
 FOLLOWUPS = _spec("followups", ("case_id",), [
     ("case_id", _field("case_id")),
     ("customer_id", _field("customer_id")),
@@ -383,6 +383,7 @@ FOLLOWUPS = _spec("followups", ("case_id",), [
     ("recovery_peak_end_score", _opt_float("recovery_peak_end_score")),
     ("rules_version", _field("rules_version")),
     ("version", _field("version")),
+    ("recovery_nps", _opt("recovery_nps")),  # migration 011 (ALTER ADD COLUMN: last)
 ])
 
 TABLES: dict[str, TableSpec] = {
