@@ -44,7 +44,7 @@ import math
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import UTC, datetime
 from itertools import combinations
@@ -531,18 +531,25 @@ def rejected_lines(journeys: str) -> set[int]:
     if journeys == "-" or not path.is_file():
         return set()
     lines: set[int] = set()
+    read_records(str(path), "a dead letter",
+                 lambda raw: lines.add(int(json.loads(raw)["source_offset"])))
+    return lines
+
+
+def read_records(path: str, what: str, use: Callable[[bytes], object]) -> None:
+    """`use(raw)` for every record of a JSON Lines file replay wrote; a record it cannot use, or
+    a file that cannot be read, is one DriversError naming the file (and line)."""
     try:
-        with open_binary(str(path)) as handle:
-            for number, raw in iter_records(handle, str(path)):
+        with open_binary(path) as handle:
+            for number, raw in iter_records(handle, path):
                 try:
-                    lines.add(int(json.loads(raw)["source_offset"]))
+                    use(raw)
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise DriversError(f"{path} line {number}: not a dead letter of peakend "
-                                       f"replay ({type(exc).__name__}: {exc})") from None
+                    raise DriversError(f"{path} line {number}: not {what} of peakend replay "
+                                       f"({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         raise DriversError(str(exc) if isinstance(exc, NotJsonLines)
                            else f"cannot read {path}: {exc.strerror or exc}") from None
-    return lines
 
 
 def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
@@ -551,20 +558,13 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
     pseudonymisation key must match, else no event finds its customer's journey). The lines
     replay dead-lettered (`rejected_lines`) are left out, so the moments are those replay
     applied, as in ClickHouse's `touchpoint_events`."""
-    try:
-        with open_binary(journeys) as handle:
-            for number, raw in iter_records(handle, journeys):
-                try:
-                    j = json.loads(raw)
-                    builder.journey(j["journey_id"], j["keyed_by"], j["customer_id"],
-                                    parse_ms(j["started_at"]), parse_ms(j["ended_at"]),
-                                    j["status"], j["peak_end_score"], j["outcome"] or "")
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise DriversError(f"{journeys} line {number}: not a journey record of "
-                                       f"peakend replay ({type(exc).__name__}: {exc})") from None
-    except OSError as exc:
-        raise DriversError(str(exc) if isinstance(exc, NotJsonLines)
-                           else f"cannot read {journeys}: {exc.strerror or exc}") from None
+    def journey(raw: bytes) -> None:
+        j = json.loads(raw)
+        builder.journey(j["journey_id"], j["keyed_by"], j["customer_id"],
+                        parse_ms(j["started_at"]), parse_ms(j["ended_at"]), j["status"],
+                        j["peak_end_score"], j["outcome"] or "")
+
+    read_records(journeys, "a journey record", journey)
     privacy = PersonalData.from_settings(settings)
     rules = ScoringRules.load(settings.core_config().journeys.scoring_rules_path)
     ces_5_more_effort = settings.core_config().journeys.ces_5_more_effort

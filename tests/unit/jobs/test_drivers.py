@@ -405,3 +405,19 @@ def test_key_drivers_columns_match_the_migration() -> None:
     columns = tuple(line.split()[0] for line in body.splitlines()
                     if line.strip() and line.strip() != ")")
     assert columns == drivers.DRIVER_COLUMNS
+
+
+def test_files_that_are_not_replays_output_are_one_line_naming_file_and_line(
+        tmp_path: Path) -> None:
+    journeys = tmp_path / "journeys.jsonl"
+    journeys.write_text('{"journey_id": "j1", "keyed_by": "journey_id"}\n')
+    with pytest.raises(drivers.DriversError, match=(
+            r"journeys.jsonl line 1: not a journey record of peakend replay \(KeyError")):
+        drivers.features_from_files(str(tmp_path / "none.jsonl"), str(journeys),
+                                    drivers.FeatureBuilder(), drivers.Settings.from_env({}))
+    (tmp_path / "dead_letters.jsonl").write_text('{"source_offset": 3}\n{"reason": "late"}\n')
+    with pytest.raises(drivers.DriversError, match=(
+            r"dead_letters.jsonl line 2: not a dead letter of peakend replay \(KeyError")):
+        drivers.rejected_lines(str(journeys))
+    with pytest.raises(drivers.DriversError, match=r"cannot read .*missing.jsonl"):
+        drivers.read_records(str(tmp_path / "missing.jsonl"), "a journey record", print)
