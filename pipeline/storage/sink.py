@@ -55,7 +55,15 @@ from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage import migrate as migrations
 from pipeline.storage.tables import rows
-from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, failure_kind, short_error
+from pipeline.storage.warehouse import (
+    DDL_TIMEOUTS,
+    SINK_TIMEOUTS,
+    Timeouts,
+    Warehouse,
+    connect,
+    failure_kind,
+    short_error,
+)
 from pipeline.stream.batches import decode_rows
 from pipeline.stream.topics import followups_topic, journey_events_topic
 
@@ -131,6 +139,13 @@ class Pending:
     value: bytes
 
 
+def server_connector(settings: Settings, timeouts: Timeouts) -> Callable[[], Warehouse]:
+    """Opens the sink's ClickHouse (server or chdb, as the settings say) with `timeouts`."""
+    return lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
+                           database=settings.clickhouse_database, timeouts=timeouts,
+                           ca_file=settings.clickhouse_ssl_cafile)
+
+
 class ClickHouseSink:
     def __init__(
         self,
@@ -141,9 +156,13 @@ class ClickHouseSink:
         group_id: str | None = None,
         migrate: bool = True,
         send_dead_letters: Callable[[list[bytes]], Awaitable[None]] | None = None,
+        ddl_warehouse: Callable[[], Warehouse] | None = None,
     ) -> None:
+        """`warehouse` opens the connection for inserts; `ddl_warehouse` (default: the same)
+        one for the migrations, which may take minutes on a cluster (`DDL_TIMEOUTS`)."""
         self.settings = settings
         self.connect = warehouse
+        self.connect_for_ddl = ddl_warehouse
         self.metrics = metrics
         self.group_id = group_id or f"{settings.app_id}-clickhouse-sink"
         self.tables = topic_tables(settings)
@@ -345,9 +364,15 @@ class ClickHouseSink:
             await asyncio.wait_for(self._stop_event.wait(), seconds)
 
     def _migrate_once(self) -> list[str]:
-        if self._warehouse is None:
-            self._warehouse = self.connect()
-        return migrations.migrate(self._warehouse, cluster=self.settings.clickhouse_cluster)
+        if self.connect_for_ddl is None:
+            if self._warehouse is None:
+                self._warehouse = self.connect()
+            return migrations.migrate(self._warehouse, cluster=self.settings.clickhouse_cluster)
+        ddl = self.connect_for_ddl()
+        try:
+            return migrations.migrate(ddl, cluster=self.settings.clickhouse_cluster)
+        finally:
+            ddl.close()
 
     async def apply_migrations(self) -> bool:
         """Apply the migrations, retrying with backoff while ClickHouse is away or refuses;
@@ -624,22 +649,16 @@ def run(args: argparse.Namespace) -> int:
     with --parent-pid, until that process is gone)."""
     if args.parent_pid:
         _die_with(args.parent_pid)  # first: the worker may be killed while this one starts
-    from pipeline.storage.warehouse import connect
-
     settings = Settings.from_env()
     logging.basicConfig(level=logging.WARNING)
     metrics = WorkerMetrics.create()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, certfile=settings.metrics_tls_certfile,
                       keyfile=settings.metrics_tls_keyfile)
-    sink = ClickHouseSink(
-        settings,
-        lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
-                        database=settings.clickhouse_database, timeouts=SINK_TIMEOUTS,
-                        ca_file=settings.clickhouse_ssl_cafile),
-        metrics,
-        migrate=not args.no_migrate,
-    )
+    sink = ClickHouseSink(settings, server_connector(settings, SINK_TIMEOUTS), metrics,
+                          migrate=not args.no_migrate,
+                          ddl_warehouse=(server_connector(settings, DDL_TIMEOUTS)
+                                         if settings.clickhouse_url else None))
 
     def orphaned() -> bool:
         return bool(args.parent_pid) and os.getppid() != args.parent_pid

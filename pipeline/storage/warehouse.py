@@ -110,6 +110,12 @@ class Timeouts(NamedTuple):
 # An insert of a 10,000-row batch never waits 8 s for a single packet from a healthy server.
 SINK_TIMEOUTS = Timeouts(connect=3.0, send_receive=8.0, sync_request=3.0)
 
+# The sink's migrations: DDL may rightly be silent for long. `ON CLUSTER` DDL answers only when
+# the hosts have run it, and the server gives up after its distributed_ddl_task_timeout (180 s):
+# the client waits longer than that. With SINK_TIMEOUTS a cluster under load timed out every
+# attempt, and each retry queued the same DDL again behind the last (the sink never migrated).
+DDL_TIMEOUTS = Timeouts(connect=3.0, send_receive=200.0, sync_request=3.0)
+
 
 # Server error codes that say the server cannot take work now, whatever the rows hold.
 # (Codes: clickhouse_driver.errors.ErrorCodes and ClickHouse's ErrorCodes.cpp.)

@@ -239,3 +239,37 @@ def test_kafka_up_follows_the_metadata_probe() -> None:
 
     asyncio.run(main())
     assert seen == [1, 0, 1, 0, 1]
+
+
+class Recording:
+    """A warehouse that records its statements and whether it was closed."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]]) -> None:
+        self.name, self.log = name, log
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        self.log.append((self.name, sql.split()[0]))
+
+    def query(self, sql: str, params: Any = None) -> list[Any]:
+        self.log.append((self.name, "query"))
+        return []
+
+    def close(self) -> None:
+        self.log.append((self.name, "close"))
+
+
+def test_migrations_run_on_their_own_connection_with_ddl_patience() -> None:
+    """The sink's migrations use `ddl_warehouse` (DDL_TIMEOUTS, not the insert connection's
+    8 s: ON CLUSTER DDL under load timed out every attempt), which is closed after them."""
+    from pipeline.storage.warehouse import DDL_TIMEOUTS, SINK_TIMEOUTS
+
+    assert DDL_TIMEOUTS.send_receive > 180 > 8 >= SINK_TIMEOUTS.send_receive  # the server's
+    log: list[tuple[str, str]] = []  # distributed_ddl_task_timeout lies between them
+    sink = ClickHouseSink(Settings.from_env({}),
+                          lambda: cast(Warehouse, Recording("inserts", log)),
+                          WorkerMetrics.create(),
+                          ddl_warehouse=lambda: cast(Warehouse, Recording("ddl", log)))
+    assert asyncio.run(sink.apply_migrations()) is True
+    assert {name for name, _ in log} == {"ddl"}
+    assert any(kind == "CREATE" for _, kind in log)
+    assert log[-1] == ("ddl", "close")
