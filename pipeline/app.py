@@ -35,8 +35,8 @@ from pipeline.followup_rules import horizon_ms, load_rules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
-from pipeline.storage.sink import ClickHouseSink, SinkProcess, server_connector
-from pipeline.storage.warehouse import DDL_TIMEOUTS, SINK_TIMEOUTS, Warehouse
+from pipeline.storage.sink import ClickHouseSink, SinkProcess, ddl_connector, server_connector
+from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse
 from pipeline.stream.batches import decode_batch
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry import EntryStage, Routed, Router
@@ -583,10 +583,7 @@ def create_app(
     # inserts only after them: the Kafka stages above never wait for ClickHouse.
     sink = ClickHouseSink(
         s, warehouse or server_connector(s, SINK_TIMEOUTS), stats, migrate=migrate,
-        # the migrations on a connection of their own, with DDL's patience (a server only:
-        # embedded chdb is opened once per process)
-        ddl_warehouse=(server_connector(s, DDL_TIMEOUTS)
-                       if s.clickhouse_url and warehouse is None else None),
+        ddl_warehouse=None if warehouse else ddl_connector(s),
     )
 
     # Its own process (core, event loop) when it talks to a ClickHouse server; embedded chdb can

@@ -146,6 +146,12 @@ def server_connector(settings: Settings, timeouts: Timeouts) -> Callable[[], War
                            ca_file=settings.clickhouse_ssl_cafile)
 
 
+def ddl_connector(settings: Settings) -> Callable[[], Warehouse] | None:
+    """The migrations' own connection (`DDL_TIMEOUTS`) to a ClickHouse server; None for
+    embedded chdb, which one process opens once (the migrations then share the inserts')."""
+    return server_connector(settings, DDL_TIMEOUTS) if settings.clickhouse_url else None
+
+
 class ClickHouseSink:
     def __init__(
         self,
@@ -657,8 +663,7 @@ def run(args: argparse.Namespace) -> int:
                       keyfile=settings.metrics_tls_keyfile)
     sink = ClickHouseSink(settings, server_connector(settings, SINK_TIMEOUTS), metrics,
                           migrate=not args.no_migrate,
-                          ddl_warehouse=(server_connector(settings, DDL_TIMEOUTS)
-                                         if settings.clickhouse_url else None))
+                          ddl_warehouse=ddl_connector(settings))
 
     def orphaned() -> bool:
         return bool(args.parent_pid) and os.getppid() != args.parent_pid
