@@ -58,7 +58,8 @@ clean:
 	rm -rf .venv
 
 # The pipeline on a real cluster (scripts/cluster.sh: 3 Kafka brokers, ZooKeeper, 2 ClickHouse
-# replicas behind Distributed tables) under a broker SIGKILL and a replica stop; about 15 minutes
-# on 2 cores, so not part of `make test`. The tests start the cluster and stop it at the end.
+# shards of 2 replicas behind Distributed tables) under faults while input arrives (broker
+# SIGKILL, leader stop, ZooKeeper stop, worker SIGKILL, replica stop); about 30 minutes on 2
+# cores, so not part of `make test`. The tests start the cluster and stop it at the end.
 cluster-test: setup
 	.venv/bin/pytest -p no:cacheprovider -m cluster tests/cluster

@@ -28,8 +28,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import pipeline.core
+import pipeline.core_build
 from pipeline.core.buckets import SurveyBuckets
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import CHANNELS, STAGES, Signals, Survey, TouchpointEvent
@@ -95,7 +96,7 @@ def run_tracker_and_buckets(events: list[TouchpointEvent], config: CoreConfig) -
     width = config.windows.bucket_ms
     apply = tracker.apply
     add_event = buckets.add_event
-    watermark = -(1 << 62)
+    watermark = NEVER_MS
     records = 0
     for event in events:
         ms = event.occurred_ms
@@ -122,7 +123,7 @@ def run_tracker_and_buckets_batched(events: list[TouchpointEvent], config: CoreC
     buckets = SurveyBuckets(config.windows)
     width = config.windows.bucket_ms
     add_event = buckets.add_event
-    watermark = -(1 << 62)
+    watermark = NEVER_MS
     records = 0
     for i in range(0, len(events), batch):
         chunk = events[i:i + batch]
@@ -162,7 +163,7 @@ def run_engine_batched(events: list[TouchpointEvent], config: CoreConfig,
 
 def core_mode() -> str:
     """Which core this process runs (scripts/compile_core.py; PEAKEND_PURE_CORE=1: interpreted)."""
-    return ("compiled with mypyc (build/core-compiled)" if pipeline.core.COMPILED
+    return ("compiled with mypyc (build/core-compiled)" if pipeline.core_build.COMPILED
             else "interpreted (PEAKEND_PURE_CORE=1 or no current compiled build)")
 
 

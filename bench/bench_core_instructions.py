@@ -25,7 +25,7 @@ ROOT = BENCH.parent
 CHILD = """
 import sys
 sys.path[:0] = [{root!r}, {bench!r}]
-import pipeline.core
+import pipeline.core_build
 from bench_core import generate, run_engine_batched, run_tracker_and_buckets
 from pipeline.core.config import CoreConfig
 from pipeline.core.gcpolicy import tuned_gc
@@ -36,7 +36,7 @@ fn(events[:2000], config)  # imports and first-call work outside the difference
 if {run}:
     with tuned_gc():
         fn(events, config)
-print("compiled" if pipeline.core.COMPILED else "interpreted")
+print("compiled" if pipeline.core_build.COMPILED else "interpreted")
 """
 
 

@@ -12,16 +12,26 @@ bench_contract.py). Timed, in CPU seconds of this process with BLAS held to one 
 2. analysis: `analyse()` with the exact Shapley decomposition (2^10 subsets) and the bootstrap.
 
 Prints a Markdown section for docs/benchmarks.md with the machine, date and load average.
+
+    .venv/bin/python bench/bench_drivers.py --from-files 100000,200000
+
+The command as a user runs it, from files: for each size, the same planted model written as
+JSON Lines by `jobs.planted` (visit 0.4, with `journey_end` markers: ~6 events per journey),
+`peakend replay` over it (timed apart), then `peakend drivers EVENTS --journeys
+OUT/journeys.jsonl --json` as a child process, its CPU seconds (user + system) and peak memory
+from the operating system. Each event is read and validated by the contract again, as replay did.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-import pipeline.core  # noqa: E402
+import pipeline.core_build  # noqa: E402
 from jobs.drivers import FeatureBuilder, analyse, top_negative  # noqa: E402
 from pipeline.core.event import Survey, TouchpointEvent  # noqa: E402
 from pipeline.core.scoring import ScoringRules  # noqa: E402
@@ -98,13 +108,77 @@ def sample_sizes(sizes: list[int], bootstrap: int) -> None:
               f"| {planted} | {results['email'].significant} |")
 
 
+def _child_run(argv: list[str]) -> tuple[float, float, int]:
+    """Run `peakend ARGV` as a child process (BLAS one thread, the environment's settings);
+    its (CPU seconds, wall seconds, peak RSS MiB)."""
+    wall = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], cwd=ROOT,
+                             stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own usage, not all children's
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - wall
+    if child.returncode != 0:
+        raise SystemExit(f"peakend {argv[0]} exited with status {child.returncode}")
+    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss // 1024
+
+
+def from_files(sizes: list[int]) -> None:
+    """`peakend drivers` from replay's files, per size (module docstring)."""
+    from jobs.planted import planted_events
+    load_before = os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-drivers-") as tmp:
+        for n in sizes:
+            events = Path(tmp) / f"events-{n}.jsonl"
+            count = 0
+            with events.open("w") as handle:
+                for event in planted_events(n, WEIGHTS, visit=0.4, seed=n):
+                    handle.write(json.dumps(event, separators=(",", ":")) + "\n")
+                    count += 1
+            out = Path(tmp) / f"out-{n}"
+            replay = _child_run(["replay", str(events), "--output", str(out), "--now",
+                                 "2030-01-01T00:00:00Z"])
+            drivers = _child_run(["drivers", str(events), "--journeys",
+                                  str(out / "journeys.jsonl"), "--json", "--expect-default",
+                                  "0", "--output", str(Path(tmp) / f"drivers-{n}.jsonl")])
+            results = [json.loads(line) for line in
+                       (Path(tmp) / f"drivers-{n}.jsonl").read_text().splitlines()]
+            ranking = [r["driver"] for r in sorted(results, key=lambda r: -r["importance"])]
+            rows.append((n, count, events.stat().st_size, replay, drivers, ranking[:3]))
+            events.unlink()
+    load_after = os.getloadavg()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()
+    print("### From files: the command as a user runs it\n")
+    print(f"`.venv/bin/python bench/bench_drivers.py --from-files "
+          f"{','.join(str(n) for n in sizes)}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git "
+          f"{commit}, {os.cpu_count()} vCPU {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}, core "
+          f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'}; load average "
+          f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
+          f"{' '.join(f'{x:.2f}' for x in load_after)} after. CPU: user + system seconds of "
+          "the child process.\n")
+    print("| journeys | events (file) | `peakend replay` CPU s | `peakend drivers` CPU s | "
+          "wall s | peak RSS MiB | CPU s per 100,000 journeys | top 3 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for n, count, size, replay, drivers, top in rows:
+        print(f"| {n:,} | {count:,} ({size / 2**20:.0f} MiB) | {replay[0]:.1f} | "
+              f"{drivers[0]:.1f} | {drivers[1]:.1f} | {drivers[2]} | "
+              f"{drivers[0] / n * 100_000:.1f} | {', '.join(top)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--journeys", type=int, default=1_000_000)
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--sample-sizes", default="",
                         help="comma-separated journey counts: only the sample-size table")
+    parser.add_argument("--from-files", default="",
+                        help="comma-separated journey counts: only the from-files table")
     args = parser.parse_args()
+    if args.from_files:
+        from_files([int(x) for x in args.from_files.split(",")])
+        return
     if args.sample_sizes:
         sample_sizes([int(x) for x in args.sample_sizes.split(",")], args.bootstrap)
         return
@@ -147,7 +221,7 @@ def main() -> None:
           f"{args.bootstrap}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {commit}, "
           f"{os.cpu_count()} vCPU {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, numpy {np.__version__} (BLAS one thread), core "
-          f"{'compiled' if pipeline.core.COMPILED else 'interpreted'}; load average "
+          f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'}; load average "
           f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
           f"{' '.join(f'{x:.2f}' for x in load_after)} after (other engineers' tests share "
           "the machine). CPU: seconds of CPU time of the process; wall: elapsed seconds.\n")

@@ -20,7 +20,7 @@ import platform
 import time
 from datetime import UTC, datetime
 
-import pipeline.core
+import pipeline.core_build
 from jobs.generate import HOUR, GeneratorConfig, generate_events
 from pipeline.contract import parse_event
 from pipeline.core.config import CoreConfig
@@ -71,7 +71,7 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
         "load_average_1m": round(os.getloadavg()[0], 1),
-        "compiled_core": pipeline.core.COMPILED,
+        "compiled_core": pipeline.core_build.COMPILED,
         "events": len(events),
         "engine_events_per_s": round(len(events) / base),
         "engine_plus_followups_events_per_s": round(len(events) / with_followups),

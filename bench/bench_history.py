@@ -160,14 +160,14 @@ def main() -> None:
                   else run_replay(days, args.rate, Path(args.dir)))
         print(json.dumps(result))
         return
-    import pipeline.core
+    import pipeline.core_build
 
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     lengths = [int(d) for d in args.days.split(",")]
     paths = ["core", "replay"] if args.path == "both" else [args.path]
     print(f"bench_history: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {commit()}")
     print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}, "
-          f"core {'compiled' if pipeline.core.COMPILED else 'interpreted'}")
+          f"core {'compiled' if pipeline.core_build.COMPILED else 'interpreted'}")
     longest = max(lengths)
     print(f"rate {args.rate:g} events/s of event time, seed {SEED}, start {START}, "
           f"best and median of {args.repeat} rounds (shorter lengths {args.short_runs} runs "

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +74,31 @@ FAULT_PORTS = {
 
 # -- a private stack -----------------------------------------------------------------------------
 
-class FaultStack:
+class ScriptStack:
+    """Servers run by one of the repo's scripts (scripts/stack.sh, scripts/cluster.sh) with the
+    environment `env`: its commands, and the `export` lines of its `env` command."""
+
+    def __init__(self, script: Path, env: dict[str, str]) -> None:
+        self.script, self.env = script, env
+
+    def run(self, *args: str, timeout: float = 600) -> str:
+        proc = subprocess.run(["bash", str(self.script), *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scripts/{self.script.name} {' '.join(args)} failed "
+                               f"(exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        return proc.stdout
+
+    def variables(self) -> dict[str, str]:
+        out = {}
+        for line in self.run("env").splitlines():
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].partition("=")
+                out[name] = value
+        return out
+
+
+class FaultStack(ScriptStack):
     """Kafka + ClickHouse of our own (scripts/stack.sh with another data directory and ports).
 
     `directory` and `port_offset` (added to every port of FAULT_PORTS) default to
@@ -90,7 +114,7 @@ class FaultStack:
         self.directory = directory.resolve()  # scripts/stack.sh changes directory
         ports = {k: v if k == "PEAKEND_KAFKA_HEAP" else str(int(v) + port_offset)
                  for k, v in FAULT_PORTS.items()}
-        self.env = {**os.environ, **ports, "PEAKEND_STACK_DIR": str(self.directory)}
+        super().__init__(STACK, {**os.environ, **ports, "PEAKEND_STACK_DIR": str(self.directory)})
 
     def pid(self, service: str) -> int:
         """The server's own process (scripts/stack.sh's pid file: `java ... kafka.Kafka`,
@@ -123,14 +147,6 @@ class FaultStack:
             time.sleep(0.1)
         return pid
 
-    def run(self, *args: str, timeout: float = 600) -> str:
-        proc = subprocess.run(["bash", str(STACK), *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"scripts/stack.sh {' '.join(args)} failed "
-                               f"(exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        return proc.stdout
-
     def _seed_kafka_jars(self) -> None:
         """Hard-link the jars of the main stack when present (saves a Maven run)."""
         mine = self.directory / "kafka" / "libs"
@@ -153,14 +169,6 @@ class FaultStack:
 
     def shutdown(self) -> None:
         self.run("stop", "kafka", "clickhouse")
-
-    def variables(self) -> dict[str, str]:
-        out = {}
-        for line in self.run("env").splitlines():
-            if line.startswith("export "):
-                name, _, value = line[len("export "):].partition("=")
-                out[name] = value
-        return out
 
     @property
     def bootstrap(self) -> str:
@@ -256,9 +264,11 @@ def mix_poison(valid_lines: list[bytes], fraction: float, seed: int, max_event_b
 class BackgroundProducer(threading.Thread):
     """Sends lines at about `rate` records/s (0: as fast as possible) while faults happen."""
 
-    def __init__(self, bootstrap: str, topic: str, lines: list[bytes], rate: float = 0) -> None:
+    def __init__(self, bootstrap: str, topic: str, lines: list[bytes], rate: float = 0,
+                 idempotent: bool = False) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.lines, self.rate = bootstrap, topic, lines, rate
+        self.idempotent = idempotent
         self.sent = 0
         self.error: BaseException | None = None
         self._t0 = 0.0
@@ -270,10 +280,15 @@ class BackgroundProducer(threading.Thread):
             if ahead > 0:
                 time.sleep(ahead)
 
+    def records(self) -> Iterable[bytes]:
+        """What run() sends (a subclass may stop early)."""
+        return self.lines
+
     def run(self) -> None:
         self._t0 = time.monotonic()
         try:
-            produce_lines(self.bootstrap, self.topic, self.lines, on_sent=self._pace)
+            produce_lines(self.bootstrap, self.topic, self.records(), on_sent=self._pace,
+                          idempotent=self.idempotent)
         except BaseException as exc:  # reported by the scenario
             self.error = exc
 

@@ -39,7 +39,10 @@ def export(rev: str, into: Path) -> str:
             check=True, capture_output=True, text=True).stdout.split("\n")
         for name in filter(None, files):
             source = ROOT / name
-            if source.is_file():
+            if source.is_symlink():  # as git archive does (pipeline/schemas -> ../schemas)
+                (into / name).parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(os.readlink(source), into / name)
+            elif source.is_file():
                 (into / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, into / name)
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,

@@ -11,7 +11,8 @@ in another module is added by one line in `EXTRA_PANELS`, `EXTRA_VARIABLES` or
 
 - dashboards: experience overview; peak-end by stage and touchpoint; NPS/CES/CSAT trends with
   intervals and sample sizes; alert timeline; pipeline health (Prometheus); follow-up cases.
-- alerting: rules for experience drops (core alerts and hourly metrics, both gated on sample size)
+- alerting: rules for experience drops (core alerts as the core decided them, with its sentence;
+  hourly metrics gated on sample size)
   and pipeline health, a contact point, a notification policy and message templates.
 
 SQL runs on ClickHouse 18.16 and current ClickHouse alike (no toStartOfInterval: time buckets use
@@ -144,7 +145,7 @@ def overview() -> Dashboard:
                 "metric_partials_latest WHERE metric = 'nps' AND segment_dim = 'all' AND "
                 "$__timeFilter(window_start)))"],
                 [["nps", "ci_low", "ci_high", "answers"]], w=8, h=4,
-                description="Adjusted-Wald interval from the summed counts (DESIGN.md)."),
+                description="Adjusted-Wald interval from the summed counts (docs/design.md)."),
             Panel("Alerts firing now", "stat", [
                 "SELECT count() AS firing FROM alerts_latest WHERE state = 'firing'"],
                 [["firing"]], w=4, h=4),
@@ -260,11 +261,13 @@ def alert_timeline() -> Dashboard:
             Panel("Alert history (latest state)", "table", [
                 "SELECT fired_at, resolved_at, state, severity, rule, metric, segment_dim, "
                 "segment_value, value, baseline, effect, n, baseline_n, ci_low, ci_high, "
-                "p_value FROM alerts_latest WHERE fired_at <= $__toTime AND (resolved_at IS "
-                "NULL OR resolved_at >= $__fromTime) ORDER BY fired_at DESC LIMIT 500"],
+                "p_value, threshold, message FROM alerts_latest WHERE fired_at <= $__toTime "
+                "AND (resolved_at IS NULL OR resolved_at >= $__fromTime) ORDER BY fired_at "
+                "DESC LIMIT 500"],
                 [["fired_at", "resolved_at", "state", "severity", "rule", "metric",
                   "segment_dim", "segment_value", "value", "baseline", "effect", "n",
-                  "baseline_n", "ci_low", "ci_high", "p_value"]], w=24, h=12),
+                  "baseline_n", "ci_low", "ci_high", "p_value", "threshold", "message"]],
+                w=24, h=12),
             Panel("Dead letters by reason", "timeseries", [
                 f"SELECT {bucket('received_at')} AS time, reason, count() AS records FROM "
                 "dead_letters FINAL WHERE $__timeFilter(received_at) GROUP BY time, reason "
@@ -444,22 +447,28 @@ class AlertQuery:
     panel: str
 
 
+# The core's alert records decide everything about a drop (minimum answers, effect, the
+# false-alarm budget's threshold, hysteresis, severity: docs/alerts.md): the rules page on the
+# firing rows as they are, with no gate of their own (a second `n >= 100` here would silently
+# drop the alerts of a deployment that lowers PEAKEND_ALERT_MIN_N). The page carries the core's
+# sentence (`message`, a label: it is fixed for an alert id and severity, so the instance does
+# not change while it fires); rows written before migration 004 have none.
+CORE_DROP_SQL = (
+    "SELECT concat(metric, ' ', segment_dim, '=', segment_value) AS segment, "
+    "any(message) AS message, toFloat64(count()) AS firing FROM alerts_latest WHERE "
+    "state = 'firing' AND severity = '{severity}' GROUP BY segment")
+CORE_DROP_SUMMARY = "{{ $labels.segment }}: {{ $labels.message }}"
+
 EXPERIENCE_RULES = [
     AlertQuery(
         "peakend-core-drop-critical", "Experience drop (critical) from the core",
-        "SELECT concat(metric, ' ', segment_dim, '=', segment_value) AS segment, "
-        "toFloat64(count()) AS firing FROM alerts_latest WHERE state = 'firing' AND severity = "
-        f"'critical' AND n >= {MIN_N} GROUP BY segment",
-        ["segment", "firing"], "firing", "gt", 0,
-        "{{ $labels.segment }}: the core's drop test fired (critical, n >= " f"{MIN_N})",
+        CORE_DROP_SQL.format(severity="critical"),
+        ["segment", "message", "firing"], "firing", "gt", 0, CORE_DROP_SUMMARY,
         "critical", dashboard="peakend-alerts", panel="Alert history (latest state)"),
     AlertQuery(
         "peakend-core-drop-warning", "Experience drop (warning) from the core",
-        "SELECT concat(metric, ' ', segment_dim, '=', segment_value) AS segment, "
-        "toFloat64(count()) AS firing FROM alerts_latest WHERE state = 'firing' AND severity = "
-        f"'warning' AND n >= {MIN_N} GROUP BY segment",
-        ["segment", "firing"], "firing", "gt", 0,
-        "{{ $labels.segment }}: slow drift or moderate drop (warning, n >= " f"{MIN_N})",
+        CORE_DROP_SQL.format(severity="warning"),
+        ["segment", "message", "firing"], "firing", "gt", 0, CORE_DROP_SUMMARY,
         "warning", dashboard="peakend-alerts", panel="Alert history (latest state)"),
     AlertQuery(
         "peakend-nps-clearly-negative", "NPS clearly negative in the last hour",

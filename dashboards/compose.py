@@ -136,6 +136,9 @@ def compose() -> dict[str, Any]:
                 "volumes": [
                     "./dashboards/docker/clickhouse/users.xml:"
                     "/etc/clickhouse-server/users.d/peakend.xml:ro",
+                    # settings_constraints_replace_previous, which the reader's constraint needs
+                    "./dashboards/docker/clickhouse/config.xml:"
+                    "/etc/clickhouse-server/config.d/peakend.xml:ro",
                     "clickhouse-data:/var/lib/clickhouse",
                 ],
                 "ulimits": {"nofile": {"soft": 262144, "hard": 262144}},

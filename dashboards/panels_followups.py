@@ -84,11 +84,14 @@ PANELS: tuple[Panel, ...] = (
     Panel(
         "table", "Recovery: next journey after contact vs not contacted",
         "SELECT trigger, contacted, cases, with_next_journey, "
-        "round(next_peak_end_score, 3) AS next_peak_end, round(recovery_rate, 3) AS recovery_rate "
+        "round(next_peak_end_score, 3) AS next_peak_end, round(recovery_rate, 3) AS recovery_rate, "
+        "with_next_nps, round(next_nps, 1) AS next_nps, round(next_nps_ci_low, 1) AS nps_low, "
+        "round(next_nps_ci_high, 1) AS nps_high "
         "FROM followups_recovery ORDER BY trigger, contacted",
         ("trigger", "contacted", "cases", "with_next_journey", "next_peak_end",
-         "recovery_rate"),
-        "recovery_rate: share of next journeys whose peak-end score is not negative.",
+         "recovery_rate", "with_next_nps", "next_nps", "nps_low", "nps_high"),
+        "recovery_rate: share of next journeys whose peak-end score is not negative. next_nps: "
+        "NPS of the customers' next answers (nps_low-nps_high: its 95% interval).",
     ),
     Panel(
         "barchart", "Silent cases (no survey answer) by trigger",

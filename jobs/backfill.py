@@ -41,11 +41,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.columns import EventBuilder, Seconds, clean_rows, journey_row, touchpoint_columns
-from jobs.parquet_schema import BatchDicts, check_schema
+from jobs.parquet_schema import BatchDicts, check_schema, event_batches
 from jobs.progress import Progress
 from pipeline.contract import Rejected, parse_dict
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.rejected import TOO_LARGE
+from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
@@ -59,9 +60,7 @@ from pipeline.settings import Settings
 from pipeline.storage.warehouse import Warehouse
 from pipeline.urls import warehouse_url_argument
 
-_NEVER = -(1 << 62)  # the engine's watermark of a partition not seen yet
-_FAR = 1 << 62
-_END = 1 << 62  # position of the ticks of `finish`
+_END = FAR_MS  # position of the ticks of `finish`
 
 MetricKey = tuple[str, str, str, int, int]
 
@@ -145,7 +144,7 @@ class Backfill:
         self.raw_events = raw_events
         self.lateness_ms = config.journeys.allowed_lateness_ms
         self.clock = config.clock
-        self.future_after = (_FAR if config.clock.now_ms is None
+        self.future_after = (FAR_MS if config.clock.now_ms is None
                              else config.clock.now_ms + config.clock.max_skew_ms)
         self.bucket_ms = self.engine.bucket_ms
         self.pending = Pending()
@@ -199,7 +198,7 @@ class Backfill:
                 event = slow
             partition = partition_of(event.journey_key)
             ms = event.occurred_ms
-            previous = watermarks.get(partition, _NEVER)
+            previous = watermarks.get(partition, NEVER_MS)
             # a `future` row (the engine rejects it) never moves stream time
             watermark = ms if previous < ms <= self.future_after else previous
             watermarks[partition] = watermark
@@ -256,7 +255,7 @@ class Backfill:
                     continue
                 key, ms = event.journey_key, event.occurred_ms
             partition = partition_of(key)
-            previous = watermarks.get(partition, _NEVER)
+            previous = watermarks.get(partition, NEVER_MS)
             # a `future` row (the engine rejects it) never moves stream time
             watermark = ms if previous < ms <= self.future_after else previous
             watermarks[partition] = watermark
@@ -350,7 +349,7 @@ class Backfill:
         partials: dict[int, list[MetricRecord]] = {p: [] for p in sorted(self.engine.trackers)}
         for record in emitted.metrics:
             partials[record.source_partition].append(record)
-        merged = min(self._watermarks.values(), default=_NEVER)
+        merged = min(self._watermarks.values(), default=NEVER_MS)
         for partition, records in partials.items():
             self.ticks.append(Tick(_END, partition, merged, records))
         emitted.alerts.clear()
@@ -634,7 +633,7 @@ def _batches(files: Sequence[str], parquet_files: list[pq.ParquetFile], backfill
     for index, (name, parquet) in enumerate(zip(files, parquet_files, strict=True)):
         source = Path(name).name
         row = 0
-        for batch in parquet.iter_batches(batch_size=batch_rows):
+        for batch in event_batches(parquet, batch_rows):
             # no raw event columns for rows a resumed run will not write
             backfill.raw_events = raw_events and warehouse is not None and not (
                 writer.covered(index, row + batch.num_rows))

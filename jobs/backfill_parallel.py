@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.backfill import Backfill, Checkpoint, Pending, Result, Tick, Writer
+from jobs.parquet_schema import event_batches
 from jobs.progress import Progress
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted
@@ -49,7 +50,7 @@ def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: Cor
         for index, name in enumerate(files):
             source = Path(name).name
             row = 0
-            for batch in pq.ParquetFile(name).iter_batches(batch_size=batch_rows):
+            for batch in event_batches(pq.ParquetFile(name), batch_rows):
                 backfill.batch(source, row + 1, batch)
                 row += batch.num_rows
                 send("batch", index, row, batch.num_rows)
@@ -63,7 +64,7 @@ def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: Cor
 
 def _batches(files: Sequence[str], batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
     for index, name in enumerate(files):
-        for batch in pq.ParquetFile(name).iter_batches(batch_size=batch_rows):
+        for batch in event_batches(pq.ParquetFile(name), batch_rows):
             yield index, batch
 
 

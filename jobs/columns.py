@@ -35,6 +35,7 @@ from pipeline.contract.parser import (
     TRANSFERS_MAX,
 )
 from pipeline.core.event import (
+    CES_DIRECTIONS,
     CHANNELS,
     EVENT_TYPES,
     STAGES,
@@ -60,6 +61,7 @@ _TYPES = pa.array(EVENT_TYPES)
 _CHANNELS = pa.array(CHANNELS)
 _STAGES = pa.array(STAGES)
 _OUTCOMES = pa.array(OUTCOMES)
+_CES_DIRECTIONS = pa.array(CES_DIRECTIONS)
 _KEY_PATTERN = "^[a-z][a-z0-9_]{0,63}$"  # parser._ATTRIBUTE_KEY, anchored for RE2
 
 
@@ -157,6 +159,7 @@ def clean_rows(batch: pa.RecordBatch, max_bytes: int) -> list[bool]:
     kind = c["type"]
     nps, ces, scale, csat = c["survey_nps"], c["survey_ces"], c["survey_ces_scale"], \
         c["survey_csat"]
+    direction = c["survey_ces_higher_means"]
     has_score = pc.or_(pc.or_(pc.is_valid(nps), pc.is_valid(ces)), pc.is_valid(csat))
     outcome = c["outcome"]
     occurred = c["occurred_at"].cast(pa.int64())
@@ -177,6 +180,8 @@ def clean_rows(batch: pa.RecordBatch, max_bytes: int) -> list[bool]:
         _optional(nps, _between(nps, 0, 10)),
         _optional(scale, pc.or_(pc.equal(scale, 5), pc.equal(scale, 7))),
         _optional(ces, _and(pc.greater_equal(ces, 1), pc.less_equal(ces, scale))),
+        _optional(direction, _and(pc.is_in(direction, value_set=_CES_DIRECTIONS),
+                                  pc.is_valid(scale))),
         _optional(csat, _between(csat, 1, 5)),
         _optional(c["survey_comment"],
                   pc.less_equal(pc.utf8_length(c["survey_comment"]), COMMENT_MAX)),
@@ -237,6 +242,7 @@ class EventBuilder:
         transfers, resolved = data["signals_transfers"], data["signals_resolved"]
         error = data["signals_error"]
         nps, ces, scale = data["survey_nps"], data["survey_ces"], data["survey_ces_scale"]
+        direction = data["survey_ces_higher_means"]
         csat, comment = data["survey_csat"], data["survey_comment"]
         comment_of = self.personal.comment
         customer = self.customer if self.personal.key else None
@@ -251,11 +257,12 @@ class EventBuilder:
             w, h, t, r, e = wait[i], handle[i], transfers[i], resolved[i], error[i]
             signals = None if (w is None and h is None and t is None and r is None
                                and e is None) else Signals(w, h, t, r, e)
-            n, c, s, sat, text = nps[i], ces[i], scale[i], csat[i], comment[i]
-            if n is None and c is None and s is None and sat is None and text is None:
+            n, c, s, sat, text, d = nps[i], ces[i], scale[i], csat[i], comment[i], direction[i]
+            if (n is None and c is None and s is None and sat is None and text is None
+                    and d is None):
                 survey = None
             else:
-                survey = Survey(n, c, s, sat, comment_of(text))
+                survey = Survey(n, c, s, sat, comment_of(text), d)
             attrs = attributes[i]
             return TouchpointEvent(
                 event_id[i], fromtimestamp(ms / 1000, utc), producer[i], cid, kind[i],
@@ -311,9 +318,10 @@ def touchpoint_row(event: TouchpointEvent, seconds: Seconds) -> tuple[Any, ...]:
         sig = (_float(signals.wait_seconds), _float(signals.handle_seconds), signals.transfers,
                _bit(signals.resolved), _bit(signals.error))
     if survey is None:
-        sur: tuple[Any, ...] = (None, None, None, None, None)
+        sur: tuple[Any, ...] = (None, None, None, None, None, None)
     else:
-        sur = (survey.nps, survey.ces, survey.ces_scale, survey.csat, survey.comment)
+        sur = (survey.nps, survey.ces, survey.ces_scale, survey.ces_higher_means, survey.csat,
+               survey.comment)
     if attrs:
         keys = sorted(attrs)
         values = [attrs[k] for k in keys]
@@ -370,7 +378,8 @@ def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: E
         values("signals_wait_seconds"), values("signals_handle_seconds"),
         values("signals_transfers"), bits("signals_resolved"), bits("signals_error"),
         values("survey_nps"), values("survey_ces"), values("survey_ces_scale"),
-        values("survey_csat"), comments, values("outcome"), keys, items, versions,
+        values("survey_ces_higher_means"), values("survey_csat"), comments, values("outcome"),
+        keys, items, versions,
     ]
 
 

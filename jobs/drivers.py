@@ -1,5 +1,5 @@
 """Key drivers: which touchpoints matter most for a journey outcome and perform worst
-(importance x gap, DESIGN.md 1 "Key drivers"; docs/analyst-guide.md "Key drivers").
+(importance x gap, docs/design.md 1 "Key drivers"; docs/analyst-guide.md "Key drivers").
 
     peakend drivers EVENTS.jsonl --journeys OUT/journeys.jsonl   # over replay's output
     peakend drivers --clickhouse                                  # over journeys_latest + events
@@ -8,7 +8,10 @@ For every journey (replay's journeys.jsonl or the `journeys_latest` view) the fe
 mean valence of its moments at each touchpoint (or stage, channel: `--by`), 0 (neutral) where
 the journey has no moment there; survey answers are not features (the outcome would explain
 itself). The outcome is the journey's last NPS answer (default), its peak-end score, or 1/0 for
-an outcome event (`--outcome outcome:churn`). Then, per driver:
+an outcome event (`--outcome outcome:churn`). An answer or outcome event "after the journey" (a
+survey e-mailed the next day: for customer-keyed journeys a journey of its own, with no moment
+outside surveys) counts for the customer's journey before it, within `--outcome-within`
+(`FeatureBuilder`); journeys without moments outside surveys are no rows. Then, per driver:
 
 - importance: its share of the outcome's variance explained (R^2) by the drivers together,
   split by the Shapley decomposition of R^2 (LMG; exact, all 2^p subsets, up to
@@ -41,7 +44,7 @@ import math
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import UTC, datetime
 from itertools import combinations
@@ -51,6 +54,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from jobs.generate import parse_duration
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
 from pipeline.core.event import Signals, Survey, TouchpointEvent
@@ -65,6 +69,7 @@ Array = npt.NDArray[np.float64]
 DIMENSIONS = ("touchpoint", "stage", "channel")
 METHODS = ("auto", "shapley", "relative_weights")
 NO_END_MS = 2**62  # --until not given
+DEFAULT_OUTCOME_WITHIN = "7d"  # --outcome-within: an answer e-mailed days after the journey
 SHAPLEY_MAX_DRIVERS = 12  # 4,096 subsets per fit; beyond, relative weights (Johnson 2000)
 DEFAULT_BOOTSTRAP = 200
 QUADRANTS = {(True, True): "fix first", (True, False): "keep up", (False, True): "watch",
@@ -316,7 +321,14 @@ class _Journey:
     row: int
     peak_end_score: float | None
     outcome: str
+    customer: str
+    started_ms: int
+    ended_ms: int
     answer: tuple[int, str, int] | None = None  # (occurred_ms, event_id, nps): the last
+    # outcome-only journeys after it (`FeatureBuilder.attribute_followers`): the first NPS
+    # answer, and the outcomes they name
+    answer_after: int | None = None
+    outcomes_after: set[str] | None = None
 
 
 @dataclass
@@ -325,10 +337,18 @@ class FeatureBuilder:
 
     An event belongs to the journey with its `journey_id`; an event without one to its
     customer's customer-keyed journey whose [started_at, ended_at] holds it (the core's
-    sessions never overlap). Events that match no journey are counted, not used."""
+    sessions never overlap). Events that match no journey are counted, not used.
+
+    Outcome-only journeys: a journey with no moment outside surveys (an NPS survey e-mailed the
+    next day, a churn marker weeks later: customer-keyed, each is a journey of its own) is no row
+    of the regression (it has no drivers). Its outcome counts for the same customer's journey
+    with moments that ended last before it started, if it started within `follow_ms` of that
+    end: the first such NPS answer when that journey has none of its own (the answer "given at
+    or after the journey"), and any outcome it names (`outcome:NAME`)."""
 
     dim: str = "touchpoint"
     outcome: str = "nps"
+    follow_ms: int = field(default_factory=lambda: parse_duration(DEFAULT_OUTCOME_WITHIN))
     journeys: dict[str, _Journey] = field(default_factory=dict)
     by_customer: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
     # one entry per moment (journey row, driver column, valence): compact typed arrays, summed
@@ -341,6 +361,11 @@ class FeatureBuilder:
     valence_sum: list[float] = field(default_factory=list)
     negatives: list[int] = field(default_factory=list)
     unmatched: int = 0
+    # set by build(): outcome-only journeys left out of the regression, and of them those
+    # whose outcome counted for the journey before
+    outcome_only: int = 0
+    followed: int = 0
+    _followed: list[_Journey] = field(default_factory=list)  # the journeys given an outcome
     _sorted: bool = False
 
     def __post_init__(self) -> None:
@@ -350,12 +375,15 @@ class FeatureBuilder:
                 self.outcome.startswith("outcome:") and len(self.outcome) > len("outcome:")):
             raise DriversError(f"--outcome {self.outcome!r}: choose nps, peak_end_score or "
                                "outcome:NAME (e.g. outcome:churn)")
+        if self.follow_ms < 0:
+            raise DriversError(f"--outcome-within {self.follow_ms} ms: not negative")
 
     def journey(self, journey_id: str, keyed_by: str, customer_id: str, started_ms: int,
                 ended_ms: int, status: str, peak_end_score: float | None, outcome: str) -> None:
         if status == "superseded":
             return
-        self.journeys[journey_id] = _Journey(len(self.journeys), peak_end_score, outcome)
+        self.journeys[journey_id] = _Journey(len(self.journeys), peak_end_score, outcome,
+                                             customer_id, started_ms, ended_ms)
         if keyed_by != "journey_id":
             self.by_customer.setdefault(customer_id, []).append(
                 (started_ms, ended_ms, journey_id))
@@ -407,10 +435,57 @@ class FeatureBuilder:
 
     def _outcome_of(self, journey: _Journey) -> float | None:
         if self.outcome == "nps":
-            return None if journey.answer is None else float(journey.answer[2])
+            if journey.answer is not None:
+                return float(journey.answer[2])
+            return None if journey.answer_after is None else float(journey.answer_after)
         if self.outcome == "peak_end_score":
             return journey.peak_end_score
-        return 1.0 if journey.outcome == self.outcome.removeprefix("outcome:") else 0.0
+        name = self.outcome.removeprefix("outcome:")
+        return 1.0 if journey.outcome == name or (
+            journey.outcomes_after is not None and name in journey.outcomes_after) else 0.0
+
+    def _has_outcome(self, journey: _Journey) -> bool:
+        """Whether an outcome-only journey has something to pass on to the journey before."""
+        if self.outcome == "nps":
+            return journey.answer is not None
+        return self.outcome.startswith("outcome:") and bool(journey.outcome)
+
+    def attribute_followers(self, with_moments: npt.NDArray[np.bool_]) -> None:
+        """Outcome-only journeys' outcomes to the journey before them (class docstring);
+        `with_moments[row]`: the journey has a moment outside surveys."""
+        for journey in self._followed:  # a build before, maybe with another window
+            journey.answer_after = journey.outcomes_after = None
+        self._followed.clear()
+        rows = [j for j in self.journeys.values() if not with_moments[j.row]]
+        self.outcome_only = len(rows)
+        followers = [j for j in rows if self._has_outcome(j)]
+        if not followers:
+            return
+        customers = {j.customer for j in followers}
+        ends: dict[str, list[tuple[int, int, int]]] = {}  # customer -> (ended, started, row)
+        by_row: dict[int, _Journey] = {}
+        for journey in self.journeys.values():
+            if with_moments[journey.row] and journey.customer in customers:
+                ends.setdefault(journey.customer, []).append(
+                    (journey.ended_ms, journey.started_ms, journey.row))
+                by_row[journey.row] = journey
+        for items in ends.values():
+            items.sort()
+        for follower in sorted(followers, key=lambda j: (j.started_ms, j.row)):
+            items = ends.get(follower.customer, [])
+            i = bisect.bisect_right(items, (follower.started_ms, math.inf, math.inf)) - 1
+            if i < 0 or follower.started_ms - items[i][0] > self.follow_ms:
+                continue
+            before = by_row[items[i][2]]
+            if self.outcome == "nps":
+                if before.answer is not None or before.answer_after is not None:
+                    continue  # the answer at the journey, or the first one after it, counts
+                assert follower.answer is not None
+                before.answer_after = follower.answer[2]
+            else:
+                before.outcomes_after = (before.outcomes_after or set()) | {follower.outcome}
+            self._followed.append(before)
+            self.followed += 1
 
     def build(self) -> Features:
         names = sorted(self.drivers)
@@ -418,15 +493,21 @@ class FeatureBuilder:
         order = np.zeros(p, dtype=np.int64)  # column as added -> column sorted by name
         for i, name in enumerate(names):
             order[self.drivers[name]] = i
+        all_rows = np.frombuffer(self.cell_rows, dtype=np.int64) if self.cell_rows else (
+            np.zeros(0, dtype=np.int64))
+        with_moments = np.bincount(all_rows, minlength=len(self.journeys)) > 0
+        self.outcome_only = self.followed = 0
+        self.attribute_followers(with_moments)
         at = np.full(len(self.journeys), -1, dtype=np.int64)  # journey row -> sample row
         ys: list[float] = []
         for journey in self.journeys.values():
+            if not with_moments[journey.row]:
+                continue
             value = self._outcome_of(journey)
             if value is not None:
                 at[journey.row] = len(ys)
                 ys.append(value)
-        rows = at[np.frombuffer(self.cell_rows, dtype=np.int64)] if self.cell_rows else (
-            np.zeros(0, dtype=np.int64))
+        rows = at[all_rows]
         kept = rows >= 0
         cells = rows[kept] * p + order[np.frombuffer(self.cell_columns, dtype=np.int64)[kept]]
         valences = np.frombuffer(self.cell_valences, dtype=np.float64)[kept]
@@ -442,30 +523,58 @@ class FeatureBuilder:
                         [self.valence_sum[c] for c in back], [self.negatives[c] for c in back])
 
 
+def rejected_lines(journeys: str) -> set[int]:
+    """Line numbers of the events file that replay dead-lettered, from the dead_letters.jsonl
+    beside `journeys` (none if it is not there): also valid events replay did not apply (`late`,
+    `future`, the second copy of a `conflict`), which the contract alone would let through."""
+    path = Path(journeys).with_name("dead_letters.jsonl")
+    if journeys == "-" or not path.is_file():
+        return set()
+    lines: set[int] = set()
+    read_records(str(path), "a dead letter",
+                 lambda raw: lines.add(int(json.loads(raw)["source_offset"])))
+    return lines
+
+
+def read_records(path: str, what: str, use: Callable[[bytes], object]) -> None:
+    """`use(raw)` for every record of a JSON Lines file replay wrote; a record it cannot use, or
+    a file that cannot be read, is one DriversError naming the file (and line)."""
+    try:
+        with open_binary(path) as handle:
+            for number, raw in iter_records(handle, path):
+                try:
+                    use(raw)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise DriversError(f"{path} line {number}: not {what} of peakend replay "
+                                       f"({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise DriversError(str(exc) if isinstance(exc, NotJsonLines)
+                           else f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
                         settings: Settings) -> FeatureBuilder:
     """Replay's journeys.jsonl and the events file replay read (same settings: the
-    pseudonymisation key must match, else no event finds its customer's journey)."""
-    try:
-        with open_binary(journeys) as handle:
-            for number, raw in iter_records(handle, journeys):
-                try:
-                    j = json.loads(raw)
-                    builder.journey(j["journey_id"], j["keyed_by"], j["customer_id"],
-                                    parse_ms(j["started_at"]), parse_ms(j["ended_at"]),
-                                    j["status"], j["peak_end_score"], j["outcome"] or "")
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise DriversError(f"{journeys} line {number}: not a journey record of "
-                                       f"peakend replay ({type(exc).__name__}: {exc})") from None
-    except OSError as exc:
-        raise DriversError(str(exc) if isinstance(exc, NotJsonLines)
-                           else f"cannot read {journeys}: {exc.strerror or exc}") from None
+    pseudonymisation key must match, else no event finds its customer's journey). The lines
+    replay dead-lettered (`rejected_lines`) are left out, so the moments are those replay
+    applied, as in ClickHouse's `touchpoint_events`."""
+    def journey(raw: bytes) -> None:
+        j = json.loads(raw)
+        builder.journey(j["journey_id"], j["keyed_by"], j["customer_id"],
+                        parse_ms(j["started_at"]), parse_ms(j["ended_at"]), j["status"],
+                        j["peak_end_score"], j["outcome"] or "")
+
+    read_records(journeys, "a journey record", journey)
     privacy = PersonalData.from_settings(settings)
     rules = ScoringRules.load(settings.core_config().journeys.scoring_rules_path)
+    ces_5_more_effort = settings.core_config().journeys.ces_5_more_effort
     seen: set[str] = set()
+    rejected = rejected_lines(journeys)
     try:
         with open_binary(events) as handle:
-            for _, raw in iter_records(handle, events):
+            for number, raw in iter_records(handle, events):
+                if number in rejected:
+                    continue
                 try:
                     event = privacy.scrub(parse_event(raw, max_bytes=settings.max_event_bytes))
                 except Rejected:
@@ -473,7 +582,7 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
                 if event.event_id in seen:
                     continue
                 seen.add(event.event_id)
-                builder.event(event, moment_valence(event, rules))
+                builder.event(event, moment_valence(event, rules, ces_5_more_effort))
     except OSError as exc:
         raise DriversError(str(exc) if isinstance(exc, NotJsonLines)
                            else f"cannot read {events}: {exc.strerror or exc}") from None
@@ -487,7 +596,7 @@ JOURNEYS_SQL = (
 EVENTS_SQL = (
     "SELECT event_id, occurred_at_ms, customer_id, journey_id, type, touchpoint, channel, "
     "stage, valence, wait_seconds, handle_seconds, transfers, resolved, error, nps, ces, "
-    "ces_scale, csat, outcome FROM touchpoint_events FINAL "
+    "ces_scale, ces_higher_means, csat, outcome FROM touchpoint_events FINAL "
     "WHERE occurred_at_ms >= %(since_ms)s - 3000000000 AND occurred_at_ms < %(until_ms)s "
     "ORDER BY occurred_at_ms, event_id")
 
@@ -499,9 +608,9 @@ def _optional_bool(value: Any) -> bool | None:
 def event_of_row(row: Sequence[Any]) -> TouchpointEvent:
     """A `touchpoint_events` row (EVENTS_SQL's columns) as the core's event, for its valence."""
     (event_id, ms, customer, journey, kind, touchpoint, channel, stage, valence, wait, handle,
-     transfers, resolved, error, nps, ces, scale, csat, outcome) = row
+     transfers, resolved, error, nps, ces, scale, direction, csat, outcome) = row
     signals = Signals(wait, handle, transfers, _optional_bool(resolved), _optional_bool(error))
-    survey = Survey(nps, ces, scale, csat)
+    survey = Survey(nps, ces, scale, csat, None, direction)
     return TouchpointEvent(
         event_id, datetime.fromtimestamp(ms / 1000, UTC), "", customer, kind, touchpoint,
         channel, stage, journey, 1, valence, None if signals.is_empty() else signals,
@@ -518,9 +627,10 @@ def features_from_clickhouse(warehouse: Any, builder: FeatureBuilder, settings: 
         builder.journey(jid, keyed_by, customer, int(started), int(ended), status, score,
                         outcome or "")
     rules = ScoringRules.load(settings.core_config().journeys.scoring_rules_path)
+    ces_5_more_effort = settings.core_config().journeys.ces_5_more_effort
     for row in warehouse.query(EVENTS_SQL, params):
         event = event_of_row(row)
-        builder.event(event, moment_valence(event, rules))
+        builder.event(event, moment_valence(event, rules, ces_5_more_effort))
     return builder
 
 
@@ -595,6 +705,13 @@ def _valence(text: str) -> float:
     return parse_expectation(f"default={text}")[1]
 
 
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _nonnegative(text: str) -> int:
     try:
         value = int(text)
@@ -626,9 +743,15 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", choices=DIMENSIONS, default="touchpoint",
                         help="what a driver is (default touchpoint)")
     parser.add_argument("--outcome", default="nps",
-                        help="nps (the journey's last NPS answer, default), peak_end_score, or "
-                             "outcome:NAME (1 when the journey has that outcome, e.g. "
-                             "outcome:churn)")
+                        help="nps (the NPS answer given at or after the journey, default), "
+                             "peak_end_score, or outcome:NAME (1 when the journey, or an outcome "
+                             "event after it, has that outcome, e.g. outcome:churn)")
+    parser.add_argument("--outcome-within", type=_duration, default=DEFAULT_OUTCOME_WITHIN,
+                        metavar="DURATION",
+                        help="a journey with no moment outside surveys (an NPS survey or an "
+                             "outcome event on its own) that starts within this time after the "
+                             "customer's journey before gives that journey its outcome: the "
+                             "answer given after the journey (default 7d; 0: only at)")
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help=f"auto (Shapley up to {SHAPLEY_MAX_DRIVERS} drivers, else relative "
                              "weights), shapley, relative_weights")
@@ -680,7 +803,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     started = time.perf_counter()
     try:
-        builder = FeatureBuilder(args.by, args.outcome)
+        builder = FeatureBuilder(args.by, args.outcome, args.outcome_within)
         if args.clickhouse:
             if args.events or args.journeys:
                 raise DriversError("give either EVENTS --journeys JOURNEYS or --clickhouse")
@@ -690,7 +813,8 @@ def run(args: argparse.Namespace) -> int:
             since = _time_arg(args.since, "--since", 0)
             until = _time_arg(args.until, "--until", NO_END_MS)
             warehouse = connect(url, chdb_path=settings.chdb_path,
-                                database=settings.clickhouse_database)
+                                database=settings.clickhouse_database,
+                                ca_file=settings.clickhouse_ssl_cafile)
             try:
                 features_from_clickhouse(warehouse, builder, settings, since, until)
                 results = run_analysis(builder, args, settings)
@@ -726,5 +850,9 @@ def run(args: argparse.Namespace) -> int:
         print(table(results))
         if builder.unmatched:
             print(f"({builder.unmatched} events matched no journey and were left out)")
+        if builder.outcome_only:
+            print(f"({builder.outcome_only} journeys without moments outside surveys are no "
+                  f"rows; {builder.followed} of them gave their outcome to the customer's "
+                  "journey before, within --outcome-within)")
         print(f"({time.perf_counter() - started:.1f} s)")
     return 0

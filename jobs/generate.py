@@ -4,7 +4,7 @@
         --drop segment=channel:phone,at=5d,points=30 \\
         --decline segment=touchpoint:checkout,from=1d,points_per_week=20
 
-Journeys come from the personas in `jobs.personas` (DESIGN.md 1 scenarios). Journeys start as a
+Journeys come from the personas in `jobs.personas` (docs/design.md 1 scenarios). Journeys start as a
 Poisson process over the event-time span; their events are merged in event time, a small
 fraction is delayed (out of order, within `--max-delay`, well inside the allowed lateness), and
 optionally invalid records are mixed in (`--invalid-fraction`) to exercise dead letters.

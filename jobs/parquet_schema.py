@@ -16,11 +16,14 @@ place that knows it.
 | signals_transfers        | int64                    | signals.transfers          |
 | signals_resolved, signals_error | bool              | signals.*                  |
 | survey_nps, survey_ces, survey_ces_scale, survey_csat | int32 | survey.*         |
+| survey_ces_higher_means  | string (optional column) | survey.ces_higher_means    |
 | survey_comment           | string                   | survey.comment             |
 | outcome                  | string                   | outcome                    |
 | attributes               | map<string, string>      | attributes                 |
 
-Null means "field absent". What the layout cannot say, and how it is read back:
+Null means "field absent". A column in `ADDED_COLUMNS` came after files were first written: a
+file without it still reads, as all null (`event_batches`). What the layout cannot say, and how
+it is read back:
 - `signals` / `survey` are present exactly when one of their columns is non-null (an empty
   `"signals": {}` is written as absent; the generator never writes one).
 - `occurred_at` keeps milliseconds in UTC: read back as `YYYY-MM-DDTHH:MM:SS.mmmZ`, the same
@@ -49,7 +52,8 @@ SIGNAL_COLUMNS = (
 )
 SURVEY_COLUMNS = (
     ("survey_nps", "nps"), ("survey_ces", "ces"), ("survey_ces_scale", "ces_scale"),
-    ("survey_csat", "csat"), ("survey_comment", "comment"),
+    ("survey_ces_higher_means", "ces_higher_means"), ("survey_csat", "csat"),
+    ("survey_comment", "comment"),
 )
 TOP_COLUMNS = ("event_id", "schema_version", "occurred_at", "producer", "customer_id",
                "journey_id", "type", "touchpoint", "channel", "stage", "valence")
@@ -74,11 +78,15 @@ SCHEMA = pa.schema([
     pa.field("survey_nps", pa.int32()),
     pa.field("survey_ces", pa.int32()),
     pa.field("survey_ces_scale", pa.int32()),
+    pa.field("survey_ces_higher_means", pa.string()),
     pa.field("survey_csat", pa.int32()),
     pa.field("survey_comment", pa.string()),
     pa.field("outcome", pa.string()),
     pa.field("attributes", pa.map_(pa.string(), pa.string())),
 ], metadata={b"peakend.layout": b"touchpoint-event.v1.flat"})
+
+# Columns added to the layout after files were first written in it: a file may lack them.
+ADDED_COLUMNS = frozenset({"survey_ces_higher_means"})
 
 # Columns whose string length counts towards a record's size (see backfill's too_large check).
 STRING_COLUMNS = ("event_id", "producer", "customer_id", "journey_id", "type", "touchpoint",
@@ -174,7 +182,8 @@ def check_schema(schema: pa.Schema, path: str = "") -> None:
     problems = []
     for f in SCHEMA:
         if f.name not in theirs:
-            problems.append(f"missing column {f.name}")
+            if f.name not in ADDED_COLUMNS:
+                problems.append(f"missing column {f.name}")
         elif not theirs[f.name].equals(f.type):
             problems.append(f"column {f.name} is {theirs[f.name]}, expected {f.type}")
     extra = sorted(set(theirs) - set(SCHEMA.names))
@@ -184,6 +193,23 @@ def check_schema(schema: pa.Schema, path: str = "") -> None:
         where = f"{path}: " if path else ""
         raise ValueError(f"{where}not the peakend event layout (jobs/parquet_schema.py): "
                          + "; ".join(problems))
+
+
+def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of a file that passed `check_schema`, in `SCHEMA`: the `ADDED_COLUMNS` it lacks
+    added as all null, the columns in `SCHEMA`'s order."""
+    if batch.schema.names == SCHEMA.names:
+        return batch
+    size = batch.num_rows
+    arrays = [batch.column(batch.schema.get_field_index(f.name)) if f.name in batch.schema.names
+              else pa.nulls(size, type=f.type) for f in SCHEMA]
+    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
+
+
+def event_batches(parquet: pq.ParquetFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The record batches of an event file (checked with `check_schema`), each in `SCHEMA`."""
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        yield conform(batch)
 
 
 class BatchDicts:
@@ -291,5 +317,5 @@ def read_event_dicts(path: str | Path, batch_rows: int = 65_536) -> Iterator[dic
     """Every row of a Parquet event file as an event dict."""
     parquet = pq.ParquetFile(str(path))
     check_schema(parquet.schema_arrow, str(path))
-    for batch in parquet.iter_batches(batch_size=batch_rows):
+    for batch in event_batches(parquet, batch_rows):
         yield from batch_to_dicts(batch)

@@ -1,4 +1,4 @@
-"""Personas of the synthetic journey generator (DESIGN.md 1, domain literature scenarios).
+"""Personas of the synthetic journey generator (docs/design.md 1, domain literature scenarios).
 
 Each persona is a generator that writes one journey through a `JourneyBuilder`, yielding each
 event as it is made, in event-time order: its touchpoints with
@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from pipeline.core.config import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
+
 if TYPE_CHECKING:
     from jobs.generate import JourneyBuilder
 
@@ -28,10 +30,8 @@ if TYPE_CHECKING:
 # so the generator only builds the events it delivers.
 Emitted = tuple[int, dict[str, Any]]
 
-SECOND = 1000
-MINUTE = 60 * SECOND
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
+# durations in epoch ms: the core's, under the short names the personas read best with
+SECOND, MINUTE, HOUR, DAY = SECOND_MS, MINUTE_MS, HOUR_MS, DAY_MS
 
 _PAGES = ("home", "search", "product_page", "product_page", "product_page", "category", "cart")
 

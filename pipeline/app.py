@@ -7,9 +7,10 @@
     output topics --ClickHouse sink--> tables
 
 Each agent keeps its core state in a plain Faust table (RocksDB, changelog topic) holding JSON
-dicts, never in Faust's windowed tables (DESIGN.md 2). Processing is at least once: Faust flushes
-the producer (changelog writes and outputs) before it commits offsets, so state is never behind
-the committed offsets, and the stage processors make every re-read harmless (see
+dicts, never in Faust's windowed tables (docs/design.md 2). Processing is at least once: outputs are
+delivered before a batch is acked, and Faust flushes its producer (changelog writes; drained in
+full by `PeakendProducer`) before it commits offsets, so state is never behind the committed
+offsets, and the stage processors make every re-read harmless (see
 pipeline/stream/partition.py). Faust's own exactly_once mode is not used: its transactional path
 loses or duplicates table updates after SIGKILL (faust-streaming #323, #517; robinhood #340);
 the kill -9 tests in tests/integration prove this mechanism instead.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -34,11 +35,13 @@ from pipeline.followup_rules import horizon_ms, load_rules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
-from pipeline.storage.sink import ClickHouseSink, SinkProcess
-from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, connect
+from pipeline.storage.sink import ClickHouseSink, SinkProcess, ddl_connector, server_connector
+from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse
 from pipeline.stream.batches import decode_batch, decode_withdrawals, encode_withdrawals
 from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
+from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry import EntryStage, Routed, Router
+from pipeline.stream.fence import GenerationFence
 from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.outbox import (
     ALERTS,
@@ -144,8 +147,33 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         return offset
 
 
+async def flush_until_empty(flush: Callable[[], Awaitable[None]],
+                            pending: Callable[[], int]) -> None:
+    """Call `flush` until nothing is `pending`.
+
+    Why: Faust's `ProducerBuffer.flush` returns as soon as 0.1 s pass without a message leaving
+    its buffer (`flush_atmost`), with messages still in it. Under load that returned before the
+    state table's changelog records had left, and Faust committed offsets (it flushes, then
+    commits) and handed partitions over on that flush: a worker stopped right after a busy
+    stretch left the next owner a changelog without its last writes, and offsets that never
+    read those events again (CI's two-workers test: journeys that lost their first events)."""
+    while True:
+        await flush()
+        if not pending():
+            return
+
+
+class PeakendProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer whose `flush` (before every commit, on revocation and on stop)
+    leaves nothing in Faust's buffer (see `flush_until_empty`)."""
+
+    async def flush(self) -> None:
+        await flush_until_empty(super().flush, lambda: int(self.buffer.size))
+
+
 class PeakendTransport(faust_aiokafka.Transport):
     Consumer = PeakendConsumer
+    Producer = PeakendProducer
 
 
 def release(consumer: Any, batch: list[Any]) -> None:
@@ -164,6 +192,18 @@ def release(consumer: Any, batch: list[Any]) -> None:
 
 
 JOURNEY_BATCH_RECORDS = 4  # batch records the journeys agent takes per batch
+
+
+def _output_producer(settings: Settings) -> Any:
+    """The producer of the worker's outputs: acks from every in-sync replica, like Faust's
+    (`producer_acks=-1`), batches up to 1 MiB (BatchDelivery fills them itself)."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=0,
+        max_batch_size=1024 * 1024, max_request_size=2 * 1024 * 1024,
+        **settings.aiokafka_client_options(),
+    )
 
 
 class EntryStats:
@@ -193,7 +233,7 @@ def create_app(
     s = settings or Settings.from_env()
     core = s.core_config()
     rules = ScoringRules.load(core.journeys.scoring_rules_path)
-    followup_rules = load_rules()  # checked at start: FollowupRulesError is one line
+    followup_rules = load_rules(s.followup_rules)  # checked at start: one-line FollowupRulesError
     followup_horizon = horizon_ms(followup_rules, core.journeys.max_length_ms,
                                   core.journeys.allowed_lateness_ms)
     privacy = PersonalData.from_settings(s)
@@ -260,14 +300,19 @@ def create_app(
     stage_one: dict[int, PartitionProcessor] = {}
     stage_two: dict[int, SegmentStage] = {}
     # Outputs wait in the outbox and leave coalesced (pipeline/stream/outbox.py): per flush,
-    # not per event. Every flush path is synchronous (send_soon) and one of them runs when
-    # Faust starts a commit, before it flushes its producer and commits offsets, so no
-    # committed offset ever covers an output still in the outbox.
+    # not per event, into `delivery` (below). No committed offset covers an output not yet
+    # delivered: an agent acks a batch's events only after `delivery.deliver()` returned for
+    # its outputs (`settled`), and Faust commits acked offsets only.
     outbox = Outbox(s.partitions, followup_rules)
     topic_of = {JOURNEYS: journeys, CONTRIBUTIONS: contributions, METRICS: metric_topic,
                 ALERTS: alerts}
     topic_of.update({FOLLOWUP_INPUTS: followup_inputs, FOLLOWUPS: followups_out})
     topic_of[CLAIMS] = claims_in
+    # Outputs leave in batches from a producer of their own (pipeline/stream/delivery.py: why),
+    # not through Faust's per-record producer buffer; changelog writes stay Faust's.
+    delivery = BatchDelivery(
+        lambda: _output_producer(s),
+        {role: topic.get_topic_name() for role, topic in topic_of.items()})
 
     def flush_outbox() -> None:
         for stage in stage_two.values():
@@ -275,9 +320,7 @@ def create_app(
         if not outbox:
             return
         drained = outbox.drain()
-        for record in drained.records:
-            topic_of[record.role].send_soon(key=record.key, value=record.value,
-                                            partition=record.partition)
+        delivery.add(drained.records)  # sent by the next `delivery.deliver()`
         for reason, closed in drained.closed.items():
             stats.journeys_closed.labels(reason).inc(closed)
         stats.records_out.labels(s.topic_journeys).inc(drained.counts[JOURNEYS])
@@ -293,6 +336,7 @@ def create_app(
     async def forget_revoked(_app: Any, revoked: Any, **kwargs: Any) -> None:
         # A partition that moves away (and perhaps comes back) is rebuilt from its table.
         flush_outbox()
+        await delivery.deliver()
         for tp in revoked:
             if tp.topic == journey_events.get_topic_name():
                 stage_one.pop(tp.partition, None)
@@ -304,6 +348,10 @@ def create_app(
                 stage_claims.pop(tp.partition, None)
 
     fapp.on_partitions_revoked.connect(forget_revoked)
+
+    # Shared by the three agents: a dropped batch means a rebalance, which re-reads every
+    # record of the generation it was fetched in (pipeline/stream/fence.py).
+    fence = GenerationFence()
 
     def rebalance_settled(epoch: int) -> bool:
         """True when no rebalance started since `epoch` (Faust's `rebalancing_count` when a
@@ -358,9 +406,10 @@ def create_app(
                 flush_outbox()
                 since_flush = 0
             message = record.message
-            if message.generation_id != generation:
-                # Fetched before a rebalance (Faust's own iterator drops these too): not
-                # processed and not acked; the partition's owner reads it again.
+            if not fence.admits(message.generation_id, current=generation):
+                # Fetched before a rebalance (Faust's own iterator drops these too), or after a
+                # batch of its generation was dropped: not processed and not acked; the
+                # partition's owner reads it again.
                 continue
             done.append(record)
             partition = message.partition
@@ -382,7 +431,8 @@ def create_app(
                     dead_letters.send_soon(key=None, value=privacy.seal(letter).to_json())
                     stats.dead_letters.labels(letter.reason).inc()
                 elif not out.duplicate:
-                    wanted = event_input(routed.event)  # survey answers, outcome events
+                    wanted = event_input(  # survey answers, outcome events
+                        routed.event, core.journeys.ces_5_more_effort)
                     if wanted is not None:
                         outbox.add_followup_input(*wanted)
                 if out.claim is not None:
@@ -420,10 +470,13 @@ def create_app(
         done, last_of = process(batch)
         if not done:
             return []
+        await delivery.deliver()  # the outputs (their own producer), then Faust's records
         await fapp.producer.flush()
         if not rebalance_settled(epoch):
             for partition in last_of:
                 stages.pop(partition, None)
+            # later records of the same generation would be applied after a hole
+            fence.drop(event.message.generation_id for event in done)
             return []
         write(last_of)
         return done
@@ -463,7 +516,7 @@ def create_app(
         alerted = False
         for event in events:
             message = event.message
-            if message.generation_id != generation:
+            if not fence.admits(message.generation_id, current=generation):
                 continue
             done.append(event)
             partition = message.partition
@@ -506,7 +559,7 @@ def create_app(
         by_partition: dict[int, list[Any]] = {}
         for event in events:
             message = event.message
-            if message.generation_id != generation:
+            if not fence.admits(message.generation_id, current=generation):
                 continue
             done.append(event)
             last_of[message.partition] = event
@@ -546,7 +599,7 @@ def create_app(
         last_of: dict[int, Any] = {}
         for event in events:
             message = event.message
-            if message.generation_id != generation:
+            if not fence.admits(message.generation_id, current=generation):
                 continue
             done.append(event)
             partition = message.partition
@@ -575,15 +628,19 @@ def create_app(
 
     async def flush_idle() -> None:
         flush_outbox()
+        await delivery.deliver()
+
+    async def deliver_before_shutdown(_app: Any, **kwargs: Any) -> None:
+        flush_outbox()
+        await delivery.stop()
+
+    fapp.on_before_shutdown.connect(deliver_before_shutdown)
 
     # The sink applies the ClickHouse migrations itself (retrying while ClickHouse is away) and
     # inserts only after them: the Kafka stages above never wait for ClickHouse.
     sink = ClickHouseSink(
-        s, warehouse or (lambda: connect(s.clickhouse_url, chdb_path=s.chdb_path,
-                                         database=s.clickhouse_database,
-                                         timeouts=SINK_TIMEOUTS,
-                                         ca_file=s.clickhouse_ssl_cafile)),
-        stats, migrate=migrate,
+        s, warehouse or server_connector(s, SINK_TIMEOUTS), stats, migrate=migrate,
+        ddl_warehouse=None if warehouse else ddl_connector(s),
     )
 
     # Its own process (core, event loop) when it talks to a ClickHouse server; embedded chdb can

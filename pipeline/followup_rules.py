@@ -1,8 +1,8 @@
 """Load `schemas/followup-rules.v1.json`: check it against its JSON Schema, then parse it.
 
-Every command that opens follow-up cases (worker, replay, followups) calls `load_rules()` at
-start; a bad file stops it with one line naming the file, the place in it and what is wrong
-(`FollowupRulesError`), never a traceback.
+Every command that opens follow-up cases (worker, replay) calls `load_rules()` at start with
+PEAKEND_FOLLOWUP_RULES (empty: the bundled file); a bad file stops it with one line naming the
+file, the place in it and what is wrong (`FollowupRulesError`), never a traceback.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ posted once, as the case's JSON (docs/followups.md, "Case record") with the head
 - A 4xx other than 408/429 means the webhook refuses this case: the command stops with one line
   naming the case and the answer, offsets not committed, so nothing is skipped silently.
 - Cases first seen `withdrawn` (an earlier case of the customer took their place) are not posted.
-  Later versions of a case already posted (closed, evidence updated) are not posted again.
+  A case already posted that becomes `withdrawn` is posted once more, as withdrawn (header
+  `Idempotency-Key: <case_id>:withdrawn`, ledger line `<case_id> withdrawn`): the ticket can be
+  cancelled, so the customer is not called twice for one episode. Other later versions of a
+  case already posted (closed, evidence updated) are not posted again.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class WebhookRefused(Exception):
 
 
 class Ledger:
-    """Case ids delivered so far: a text file, one id a line, appended and fsynced."""
+    """Case ids delivered so far: a text file, one id a line (`<case_id> withdrawn` for a
+    withdrawal posted), appended and fsynced."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -88,8 +92,9 @@ class Webhook:
         self.note = note
         self.attempts = 0  # requests sent, retries included
 
-    def post(self, case: dict[str, Any]) -> None:
-        """Deliver one case; returns once the webhook answered 2xx."""
+    def post(self, case: dict[str, Any], idempotency_key: str = "") -> None:
+        """Deliver one case; returns once the webhook answered 2xx. `idempotency_key`: default
+        the case id."""
         body = json.dumps(case, ensure_ascii=False, separators=(",", ":")).encode()
         delay = self.first_delay
         while True:
@@ -97,7 +102,7 @@ class Webhook:
             request = urllib.request.Request(
                 self.url, data=body, method="POST",
                 headers={"Content-Type": "application/json",
-                         "Idempotency-Key": str(case["case_id"])})
+                         "Idempotency-Key": idempotency_key or str(case["case_id"])})
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     response.read()
@@ -117,13 +122,19 @@ class Webhook:
 
 
 def deliver(values: Iterable[bytes], webhook: Webhook, ledger: Ledger) -> int:
-    """Post the new cases among `values` (records of the cases topic, in order); returns how
-    many were posted."""
+    """Post the new cases among `values` (records of the cases topic, in order), and the
+    withdrawal of a case posted before; returns how many new cases were posted."""
     posted = 0
     for value in values:
         case = json.loads(value)
         case_id = str(case["case_id"])
-        if case_id in ledger or case.get("status") == WITHDRAWN:
+        if case.get("status") == WITHDRAWN:
+            withdrawal = f"{case_id} {WITHDRAWN}"
+            if case_id in ledger and withdrawal not in ledger:
+                webhook.post(case, f"{case_id}:{WITHDRAWN}")
+                ledger.add(withdrawal)
+            continue
+        if case_id in ledger:
             continue
         webhook.post(case)
         ledger.add(case_id)

@@ -33,12 +33,14 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.contract.parser import OPTIONAL, REQUIRED, SIGNAL_FIELDS, SURVEY_FIELDS
 from pipeline.core.event import TouchpointEvent
+from pipeline.core.followups import CASE_ATTRIBUTE
 from pipeline.settings import Settings, dead_letter_key_bytes
 
 REDACTED = "<redacted>"
@@ -47,6 +49,9 @@ REDACTED = "<redacted>"
 CARRIED = b"\x00sealed\x00"
 _TOP_FIELDS = frozenset(REQUIRED + OPTIONAL)
 _NONCE_BYTES = 12  # AES-GCM's standard nonce
+# What `PersonalData.pseudonym` makes of a customer id: the form cases show on the cases topic
+# and at the webhook.
+PSEUDONYM = re.compile(r"c_[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class PersonalData:
 
     def scrub(self, event: TouchpointEvent) -> TouchpointEvent:
         changes: dict[str, object] = {}
-        if self.key:
+        if self.key and not closes_case_by_pseudonym(event):
             changes["customer_id"] = self.pseudonym(event.customer_id)
         survey = event.survey
         if not self.keep_comments and survey is not None and survey.comment is not None:
@@ -214,6 +219,26 @@ class PersonalData:
             else:
                 survey["comment"] = kept
         return survey
+
+
+def closes_case_by_pseudonym(event: TouchpointEvent) -> bool:
+    """An outcome event that closes a follow-up case and names the customer by the pseudonym the
+    case carries (docs/followups.md, "Closing the loop"): the ticketing system got the case from
+    the cases topic or the webhook, where the customer is that pseudonym, and may know no other
+    id. Hashed again it would name another customer and never close the case, so it is kept as
+    it is. Any other event, or a closing event with another id, is pseudonymised as usual.
+
+    >>> from datetime import datetime, UTC
+    >>> def outcome(customer_id: str) -> TouchpointEvent:
+    ...     return TouchpointEvent(event_id="x", occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+    ...         producer="ticketing", customer_id=customer_id, type="outcome", outcome="other",
+    ...         touchpoint="cx_callback", channel="phone", stage="after_sales",
+    ...         attributes={"followup_case_id": "fu-3f0c2b6c1f3e9a1d77b0"})
+    >>> [closes_case_by_pseudonym(outcome(c)) for c in ("c_" + "ab" * 32, "c-9")]
+    [True, False]
+    """
+    return (event.type == "outcome" and CASE_ATTRIBUTE in event.attributes
+            and PSEUDONYM.fullmatch(event.customer_id) is not None)
 
 
 def _known_only(value: Any, names: tuple[str, ...]) -> Any:

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
-from pipeline.core.clock import FUTURE, conflict_error, future_error
+from pipeline.core.clock import FUTURE, NEVER_MS, conflict_error, future_error
 from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
@@ -114,6 +114,7 @@ class Replay:
         self.source = source
         self.max_bytes = max_bytes
         self.lateness_ms = config.journeys.allowed_lateness_ms
+        self.ces_5_more_effort = config.journeys.ces_5_more_effort
         self.journeys: dict[str, JourneyRecord] = {}
         self.metrics: dict[tuple[str, str, str, int, int], MetricRecord] = {}
         self.alerts: list[AlertRecord] = []
@@ -123,7 +124,7 @@ class Replay:
         self.followups = FollowupTracker(rules, horizon_ms(
             rules, config.journeys.max_length_ms, config.journeys.allowed_lateness_ms))
         self.cases: dict[str, CaseRecord] = {}
-        self.followups_evicted_at = -(1 << 62)
+        self.followups_evicted_at = NEVER_MS
 
     def line(self, number: int, raw: bytes) -> None:
         self.counts["lines"] += 1
@@ -149,7 +150,7 @@ class Replay:
         if reason is None or (self.engine.cross_journey and reason != "duplicate"):
             # a copy judged against another journey key's copy was applied by the stream's
             # journey stage before its claim was judged, and fed to the follow-up stage then
-            signal = FollowupEvent.from_event(event)
+            signal = FollowupEvent.from_event(event, self.ces_5_more_effort)
             if signal is not None:
                 self.keep_cases(self.followups.apply(events=[signal]))
 
@@ -250,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     source = "stdin" if args.events == "-" else Path(args.events).name
     config = with_now(settings.core_config(), args.now)
     try:
-        followup_rules = load_rules()
+        followup_rules = load_rules(settings.followup_rules)
     except FollowupRulesError as exc:
         print(f"peakend replay: {exc}", file=sys.stderr)
         return 2

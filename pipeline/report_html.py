@@ -222,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     url = args.url or settings.clickhouse_reader_url or settings.clickhouse_url
-    wh = connect(url, chdb_path=settings.chdb_path, database=settings.clickhouse_database)
+    wh = connect(url, chdb_path=settings.chdb_path, database=settings.clickhouse_database,
+                 ca_file=settings.clickhouse_ssl_cafile)
     try:
         print(write(wh, Path(args.output), args.title))
     finally:

@@ -307,6 +307,21 @@ class Settings(BaseSettings):
     alert_series: int = setting(
         50, "Series the budget is shared by (metrics x segments of the deployment).",
         ge=1, le=10**9)
+    # Survey scales (issue 16)
+    ces_5_higher_means: Literal["LESS_EFFORT", "MORE_EFFORT"] = setting(
+        "LESS_EFFORT",
+        "What a higher answer means on a 1-5 CES scale (survey.ces_scale 5) when the event "
+        "does not say (survey.ces_higher_means, which wins): LESS_EFFORT (CES 2.0, 'the "
+        "company made it easy for me', as on 1-7) or MORE_EFFORT (the original 5-point CES, "
+        "'how much effort did you have to put forth': answers are reversed, 6 - x, before the "
+        "1-7 mapping). Undeclared 1-7 answers are always CES 2.0 (higher = easier).")
+    # Follow-up cases (issue 17)
+    followup_rules: str = setting(
+        "",
+        "Follow-up rules file (docs/followups.md, 'Tuning'): a copy of "
+        "schemas/followup-rules.v1.json with your thresholds, priorities, SLAs and suppression "
+        "windows, checked against its JSON Schema when the worker or replay starts; empty: the "
+        "bundled file.", accepts="empty or a path")
     # Personal data
     pseudonymise_key: str = setting(
         "", "HMAC-SHA256 key; when set, customer_id is replaced by its keyed hash everywhere.",
@@ -562,11 +577,13 @@ class Settings(BaseSettings):
                 allowed_lateness_ms=lateness_ms,
                 end_window_ms=_ms(self.end_window_seconds),
                 segment_attributes=self.segment_attributes,
+                ces_5_more_effort=self.ces_5_higher_means == "MORE_EFFORT",
             ),
             windows=WindowConfig(
                 bucket_ms=self.bucket_seconds * 1000,
                 segment_attributes=self.segment_attributes,
                 allowed_lateness_ms=lateness_ms,
+                ces_5_more_effort=self.ces_5_higher_means == "MORE_EFFORT",
             ),
             drops=DropConfig(
                 window_ms=self.alert_window_seconds * 1000,

@@ -31,9 +31,15 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     from pipeline.followup_rules import FollowupRulesError, load_rules
     try:
-        load_rules()  # a bad rules file stops the worker before it joins anything
+        load_rules(settings.followup_rules)  # a bad rules file stops the worker before it joins
     except FollowupRulesError as exc:
         print(f"peakend worker: {exc}", file=sys.stderr)
+        return 2
+    from pipeline.tls_preflight import tls_problems
+    problems = tls_problems(settings)  # an untrusted certificate: one line, not a minute of retries
+    for problem in problems:
+        print(f"peakend worker: {problem}", file=sys.stderr)
+    if problems:
         return 2
     logging.basicConfig(level=logging.WARNING)
     created = ensure_topics(settings)

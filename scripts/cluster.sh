@@ -2,7 +2,8 @@
 # A real cluster on loopback, natively (no Docker), beside the single-node stack of stack.sh:
 # three Kafka 4.1 brokers in KRaft mode (each also a controller voter; replication factor 3,
 # min.insync.replicas 2), one ZooKeeper (Maven Central) and two ClickHouse 18.16 servers as the
-# two replicas of one shard (cluster `peakend`, Replicated tables behind Distributed ones).
+# two replicas of each of two shards (cluster `peakend`, Replicated tables behind Distributed
+# ones; PEAKEND_CLUSTER_SHARDS=1 for one shard).
 #
 #   scripts/cluster.sh start [SERVICE...]   install what is missing, start (a running one is kept)
 #   scripts/cluster.sh stop  [SERVICE...]   stop cleanly (SIGTERM; data kept)
@@ -11,24 +12,34 @@
 #   scripts/cluster.sh env                  export lines for the pipeline (bootstrap list, URLs)
 #   scripts/cluster.sh wipe                 stop everything and delete the cluster's directory
 #
-# SERVICE: zookeeper kafka1 kafka2 kafka3 clickhouse1 clickhouse2 (default: all, in that order).
+# SERVICE: zookeeper kafka1 kafka2 kafka3 clickhouse1 ... clickhouse4 (default: all, in that
+# order).
 # State, data and logs: $PEAKEND_CLUSTER_DIR (default .stack/cluster). Ports: from
-# $PEAKEND_CLUSTER_PORT_BASE (default 41000): Kafka 41092-41094 (controllers 41192-41194),
-# ZooKeeper 41181, ClickHouse native 41000/41001, http 41123/41124, replication 41210/41211;
-# none collides with stack.sh's defaults. Each JVM gets -Xmx$PEAKEND_CLUSTER_JVM_HEAP (512m).
+# $PEAKEND_CLUSTER_PORT_BASE (default 24000): Kafka 24092-24094 (controllers 24192-24194),
+# ZooKeeper 24181, ClickHouse server N native 24000+N-1, http 24122+N, replication 24209+N;
+# none collides with stack.sh's defaults, and all lie below Linux's ephemeral range (32768-60999),
+# where a busy machine's outgoing connections once took a broker's port (kafka3: address in use). Each JVM gets -Xmx$PEAKEND_CLUSTER_JVM_HEAP (512m).
+# ClickHouse: $PEAKEND_CLUSTER_SHARDS shards (default 2) of two replicas each: servers 1 and 2
+# are shard 1, 3 and 4 shard 2 (PEAKEND_CLUSTER_SHARDS=1: one shard, servers 1 and 2).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLUSTER_DIR=${PEAKEND_CLUSTER_DIR:-$ROOT/.stack/cluster}
 STACK_DIR=${PEAKEND_STACK_DIR:-$ROOT/.stack}
-BASE=${PEAKEND_CLUSTER_PORT_BASE:-41000}
+BASE=${PEAKEND_CLUSTER_PORT_BASE:-24000}
 HEAP=${PEAKEND_CLUSTER_JVM_HEAP:-512m}
 CLUSTER_NAME=${PEAKEND_CLUSTER_NAME:-peakend}
 DATABASE=${PEAKEND_CLICKHOUSE_DATABASE:-peakend}
 ZK_PORT=$((BASE + 181))
 BROKERS=(1 2 3)
-REPLICAS=(1 2)
-ALL_SERVICES=(zookeeper kafka1 kafka2 kafka3 clickhouse1 clickhouse2)
+SHARDS=${PEAKEND_CLUSTER_SHARDS:-2}
+[[ $SHARDS =~ ^[1-4]$ ]] || { echo "[cluster] ERROR: PEAKEND_CLUSTER_SHARDS must be 1 to 4, not '$SHARDS'" >&2; exit 1; }
+REPLICAS_PER_SHARD=2
+# ClickHouse servers 1..SHARDS*2; server N is replica r<N> of shard shard_of N
+mapfile -t REPLICAS < <(seq 1 $((SHARDS * REPLICAS_PER_SHARD)))
+shard_of() { echo $((($1 - 1) / REPLICAS_PER_SHARD + 1)); }
+ALL_SERVICES=(zookeeper kafka1 kafka2 kafka3)
+for j in "${REPLICAS[@]}"; do ALL_SERVICES+=("clickhouse$j"); done
 kafka_port() { echo $((BASE + 91 + $1)); }
 kafka_controller_port() { echo $((BASE + 191 + $1)); }
 ch_tcp_port() { echo $((BASE + $1 - 1)); }
@@ -166,11 +177,14 @@ wait_kafka_node() { # node id: the port is open and the broker answers metadata 
 }
 
 # ---------------------------------------------------------------- clickhouse
-replica_xml() {
+shards_xml() { # every shard with its replicas (the Replicated tables copy rows between the
+  # replicas of a shard, so a Distributed insert goes to one replica of each: internal_replication)
   local out="" j
   for j in "${REPLICAS[@]}"; do
+    [ $(((j - 1) % REPLICAS_PER_SHARD)) = 0 ] && out+="<shard><internal_replication>true</internal_replication>"
     out+="<replica><host>127.0.0.1</host><port>$(ch_tcp_port "$j")</port>"
     out+="<user>default</user><password>$CH_ADMIN_PASSWORD</password></replica>"
+    [ $((j % REPLICAS_PER_SHARD)) = 0 ] && out+="</shard>"
   done
   echo "$out"
 }
@@ -187,13 +201,13 @@ start_clickhouse_node() { # replica number
     DATA_DIR="$dir/data" CONF_DIR="$dir/conf"
   (umask 077; render "$ROOT/scripts/cluster/clickhouse-cluster.xml.in" "$dir/conf/conf.d/cluster.xml" \
     INTERSERVER_PORT="$(ch_interserver_port "$j")" ZK_PORT="$ZK_PORT" REPLICA="r$j" \
-    CLUSTER="$CLUSTER_NAME" REPLICAS="$(replica_xml)")
+    SHARD="$(printf %02d "$(shard_of "$j")")" CLUSTER="$CLUSTER_NAME" SHARDS="$(shards_xml)")
   render "$ROOT/scripts/clickhouse/users.xml.in" "$dir/conf/users.xml" \
     ADMIN_SHA256="$(sha256 "$CH_ADMIN_PASSWORD")" WRITER_SHA256="$(sha256 "$CH_WRITER_PASSWORD")" \
     READER_SHA256="$(sha256 "$CH_READER_PASSWORD")"
   chmod 600 "$dir/conf/users.xml"
   cp "$ROOT/scripts/cluster/users-cluster.xml.in" "$dir/conf/users.d/cluster.xml"
-  log "starting clickhouse$j on 127.0.0.1:$tcp (replica r$j)"
+  log "starting clickhouse$j on 127.0.0.1:$tcp (shard $(shard_of "$j"), replica r$j)"
   (cd "$dir" && exec /usr/sbin/clickhouse-server --config-file="$dir/conf/config.xml" \
     </dev/null >"$dir/logs/stdout.log" 2>&1) &
   echo $! >"$pidf"
@@ -214,7 +228,11 @@ pidfile_of() {
   case $1 in
     zookeeper) echo "$CLUSTER_DIR/zookeeper/zookeeper.pid" ;;
     kafka[1-3]) echo "$CLUSTER_DIR/$1/kafka.pid" ;;
-    clickhouse[1-2]) echo "$CLUSTER_DIR/$1/clickhouse.pid" ;;
+    clickhouse[1-9])
+      # (or one a run with more shards left: stop and wipe find it)
+      [ "${1#clickhouse}" -le "${#REPLICAS[@]}" ] || [ -d "$CLUSTER_DIR/$1" ] \
+        || die "unknown service '$1' (known: ${ALL_SERVICES[*]})"
+      echo "$CLUSTER_DIR/$1/clickhouse.pid" ;;
     *) die "unknown service '$1' (known: ${ALL_SERVICES[*]})" ;;
   esac
 }
@@ -304,6 +322,10 @@ case $cmd in
   kill) [ $# -gt 0 ] || die "kill needs a service"; stop_services KILL "${services[@]}" ;;
   status) status ;;
   env) env_lines ;;
-  wipe) stop_services TERM "${ALL_SERVICES[@]}"; rm -rf "$CLUSTER_DIR" ;;
+  wipe)
+    for d in "$CLUSTER_DIR"/clickhouse*; do # servers of a run with more shards, too
+      [ -d "$d" ] && [[ " ${ALL_SERVICES[*]} " != *" ${d##*/} "* ]] && ALL_SERVICES+=("${d##*/}")
+    done
+    stop_services TERM "${ALL_SERVICES[@]}"; rm -rf "$CLUSTER_DIR" ;;
   *) die "unknown command '$cmd' (start stop kill status env wipe)" ;;
 esac

@@ -4,7 +4,7 @@
 
 The sources stay the single truth: plain, typed Python that imports and runs without this step.
 The compiled modules go to a separate directory with a manifest holding the SHA-256 of the
-sources they came from; `pipeline/core/__init__.py` puts them in front of the package path only
+sources they came from; `pipeline/core_build.py` puts them in front of the package path only
 while that digest still matches (an edited source silently falls back to the interpreted module,
 never to a stale binary), and `PEAKEND_PURE_CORE=1` turns them off. docs/core.md, Performance,
 has the figures: about 1.6x fewer instructions per event on the journey path.
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.core import COMPILED_MODULES, DEFAULT_BUILD, source_digest  # noqa: E402
+from pipeline.core_build import COMPILED_MODULES, DEFAULT_BUILD, source_digest  # noqa: E402
 
 SETUP = """
 from setuptools import setup
@@ -49,7 +49,8 @@ def build(out: Path) -> None:
         # pyproject.toml, and the build directory stays out of the source tree.
         work = Path(tmp)
         (work / "pipeline" / "core").mkdir(parents=True)
-        shutil.copy(ROOT / "pipeline" / "__init__.py", work / "pipeline" / "__init__.py")
+        for name in ("__init__.py", "core_build.py"):
+            shutil.copy(ROOT / "pipeline" / name, work / "pipeline" / name)
         for name in ("__init__", *COMPILED_MODULES, *_UNCOMPILED_IMPORTS):
             shutil.copy(ROOT / "pipeline" / "core" / f"{name}.py",
                         work / "pipeline" / "core" / f"{name}.py")

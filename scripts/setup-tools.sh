@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null || { echo "setup-tools: $1 not found ($2)" >&2; exit 2; }; }
 need node "Node.js 18 or later, e.g. Debian's nodejs and npm"
 need npm "Debian's npm"
-need go "Go 1.22 or later"
+need go "Go 1.24 or later"
 
 node_dir=tests/portable_contract/node
 if [ ! -f "$node_dir/node_modules/.package-lock.json" ] \
@@ -23,6 +23,13 @@ go_dir=tests/portable_contract/go
 if [ ! -x "$go_bin" ] || [ -n "$(find "$go_dir" -newer "$go_bin" -type f)" ]; then
   mkdir -p build
   (cd "$go_dir" && GOFLAGS=-mod=readonly go build -o "../../../$go_bin" .)
+fi
+
+plugin_bin=build/plugin-client-go
+plugin_dir=tests/grafana_plugin/go
+if [ ! -x "$plugin_bin" ] || [ -n "$(find "$plugin_dir" -newer "$plugin_bin" -type f)" ]; then
+  mkdir -p build
+  (cd "$plugin_dir" && GOFLAGS=-mod=readonly go build -o "../../../$plugin_bin" .)
 fi
 
 if ! command -v chromium >/dev/null; then

@@ -24,6 +24,7 @@ CLICKHOUSE_TCP_PORT=${PEAKEND_CLICKHOUSE_TCP_PORT:-9000}
 CLICKHOUSE_HTTP_PORT=${PEAKEND_CLICKHOUSE_HTTP_PORT:-8123}
 PROMETHEUS_PORT=${PEAKEND_PROMETHEUS_PORT:-9090}
 ALERTMANAGER_PORT=${PEAKEND_ALERTMANAGER_PORT:-9093}
+METRICS_PORT=${PEAKEND_METRICS_PORT:-9108}  # the worker's /metrics, which Prometheus scrapes
 ALL_SERVICES=(kafka clickhouse prometheus alertmanager)
 # TLS (PEAKEND_STACK_TLS=1): a CA and a server certificate are generated on first start under
 # $PEAKEND_STACK_DIR/tls (nothing secret in git); Kafka then also listens with SSL and SASL_SSL,
@@ -234,7 +235,7 @@ start_prometheus() {
   port_open "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is taken by another process; set PEAKEND_PROMETHEUS_PORT"
   install_prometheus
   mkdir -p "$prom_dir/data" "$prom_dir/logs"
-  local config=${PEAKEND_PROMETHEUS_CONFIG:-$ROOT/scripts/prometheus/prometheus.yml}
+  local config; config=$(prometheus_config)
   log "starting prometheus on 127.0.0.1:$PROMETHEUS_PORT ($config)"
   (cd "$ROOT/scripts/prometheus" && exec prometheus --config.file="$config" \
     --storage.tsdb.path="$prom_dir/data" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
@@ -242,6 +243,23 @@ start_prometheus() {
     </dev/null >"$prom_dir/logs/prometheus.log" 2>&1) &
   echo $! >"$pidf"
   wait_port "$PROMETHEUS_PORT" 60 prometheus "$prom_dir/logs/prometheus.log" || die "prometheus did not start"
+}
+# The config Prometheus runs with: PEAKEND_PROMETHEUS_CONFIG, else the repository's; with
+# PEAKEND_STACK_TLS=1 a copy rendered under $prom_dir whose worker job scrapes https, the worker's
+# certificate verified against the stack's CA (verification is never switched off), and whose
+# addresses follow this stack's ports (rule files by absolute path: the copy lives elsewhere).
+prometheus_config() {
+  local config=${PEAKEND_PROMETHEUS_CONFIG:-$ROOT/scripts/prometheus/prometheus.yml}
+  if [ "$STACK_TLS" != 1 ] || [ -n "${PEAKEND_PROMETHEUS_CONFIG:-}" ]; then echo "$config"; return 0; fi
+  ensure_tls
+  local rendered="$prom_dir/prometheus-tls.yml"
+  sed -e "s|\.\./\.\./dashboards/|$ROOT/dashboards/|" \
+    -e "s|127\.0\.0\.1:9093|127.0.0.1:$ALERTMANAGER_PORT|" \
+    -e "s|127\.0\.0\.1:9108|127.0.0.1:$METRICS_PORT|" \
+    -e "s|^\(  - job_name: peakend-worker\)$|\1\n    scheme: https\n    tls_config:\n      ca_file: $tls_dir/ca.pem|" \
+    "$config" >"$rendered"
+  grep -q '^    scheme: https$' "$rendered" || die "could not add TLS to the peakend-worker job of $config"
+  echo "$rendered"
 }
 start_alertmanager() {
   local pidf="$am_dir/alertmanager.pid"
@@ -318,6 +336,9 @@ env_lines() {
     echo "export PEAKEND_TEST_KAFKA_SASL_SSL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_SSL_PORT"
     echo "export PEAKEND_TEST_CLICKHOUSE_SECURE_URL=clickhouses://peakend_writer:$CH_WRITER_PASSWORD@127.0.0.1:$CLICKHOUSE_TCP_SECURE_PORT/$db"
     echo "export PEAKEND_TEST_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:$CLICKHOUSE_HTTPS_PORT"
+    # the worker serves /metrics over HTTPS: the stack's Prometheus scrapes it with the CA
+    echo "export PEAKEND_METRICS_TLS_CERTFILE=$tls_dir/server.crt"
+    echo "export PEAKEND_METRICS_TLS_KEYFILE=$tls_dir/server.key"
   fi
 }
 

@@ -16,7 +16,16 @@ from typing import Any, Literal, NoReturn, cast
 
 from pipeline.contract.decoding import DEFAULT_MAX_BYTES, decode_json
 from pipeline.contract.rejected import INVALID, NOT_OBJECT, Rejected
-from pipeline.core.event import CHANNELS, EVENT_TYPES, STAGES, Signals, Survey, TouchpointEvent
+from pipeline.core.event import (
+    CES_DIRECTIONS,
+    CHANNELS,
+    EVENT_TYPES,
+    STAGES,
+    CesDirection,
+    Signals,
+    Survey,
+    TouchpointEvent,
+)
 
 # Every limit below is also stated in schemas/touchpoint-event.v1.json (a test reads them from
 # there) and fits the column that stores the value (schemas/clickhouse/001_tables.sql).
@@ -37,7 +46,7 @@ REQUIRED = (
 )
 OPTIONAL = ("journey_id", "valence", "signals", "survey", "outcome", "attributes")
 SIGNAL_FIELDS = ("wait_seconds", "handle_seconds", "transfers", "resolved", "error")
-SURVEY_FIELDS = ("nps", "ces", "ces_scale", "csat", "comment")
+SURVEY_FIELDS = ("nps", "ces", "ces_scale", "ces_higher_means", "csat", "comment")
 
 _REQUIRED_SET = frozenset(REQUIRED)
 _TOP_FIELDS = frozenset(REQUIRED + OPTIONAL)
@@ -45,6 +54,7 @@ _SIGNAL_SET = frozenset(SIGNAL_FIELDS)
 _SURVEY_SET = frozenset(SURVEY_FIELDS)
 _TYPES = frozenset(EVENT_TYPES)
 _CHANNELS = frozenset(CHANNELS)
+_CES_DIRECTIONS = frozenset(CES_DIRECTIONS)
 _STAGES = frozenset(STAGES)
 _OUTCOMES = frozenset(OUTCOMES)
 
@@ -252,6 +262,7 @@ def _survey(value: object) -> Survey:
     scale = value.get("ces_scale")
     csat = value.get("csat")
     comment = value.get("comment")
+    direction = value.get("ces_higher_means")
     if nps is not None or "nps" in value:
         nps = _integer("survey.nps", nps, 0, 10)
     if scale is not None or "ces_scale" in value:
@@ -266,6 +277,11 @@ def _survey(value: object) -> Survey:
                                       "scale, so a 4 on 1-5 is not read as a 4 on 1-7)")
         if ces > scale:
             _fail("survey.ces", f"{ces} is above the maximum {scale} of ces_scale {scale}")
+    if direction is not None or "ces_higher_means" in value:
+        direction = _choice("survey.ces_higher_means", direction, _CES_DIRECTIONS, CES_DIRECTIONS)
+        if scale is None:
+            _fail("survey.ces_scale", "required when survey.ces_higher_means is given (the "
+                                      "scale whose direction it declares)")
     if csat is not None or "csat" in value:
         csat = _integer("survey.csat", csat, 1, 5)
     if comment is not None or "comment" in value:
@@ -273,7 +289,8 @@ def _survey(value: object) -> Survey:
             _wrong_type("survey.comment", "a string", comment)
         if len(comment) > COMMENT_MAX:
             _fail("survey.comment", f"{len(comment)} characters, above the maximum {COMMENT_MAX}")
-    return Survey(nps, ces, cast(Literal[5, 7] | None, scale), csat, comment)
+    return Survey(nps, ces, cast(Literal[5, 7] | None, scale), csat, comment,
+                  cast(CesDirection | None, direction))
 
 
 # Attribute keys repeat across events (region, tier...): remember the valid ones, bounded so a

@@ -1,6 +1,6 @@
 """Fixed metric buckets per segment: the partial states one input partition contributes.
 
-`SurveyBuckets` is stage one of the two-stage aggregation (DESIGN.md 2): it counts the survey
+`SurveyBuckets` is stage one of the two-stage aggregation (docs/design.md 2): it counts the survey
 answers and negative-end deltas of one source partition into buckets keyed by
 (metric, segment_dim, segment_value, bucket_start); `flush()` returns a `MetricRecord` for every
 partial that changed since the last flush. A `MetricRecord` holds the partial's sufficient
@@ -13,16 +13,16 @@ from collections.abc import Iterable
 from heapq import heappop, heappush
 from typing import Final
 
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import WindowConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import EndDelta, Retraction
 from pipeline.core.records import MetricRecord
 from pipeline.core.surveys import CesWindow, CsatWindow, NegativeEndWindow, NpsWindow
-from pipeline.core.valence import ces_on_7
+from pipeline.core.valence import survey_ces_on_7
 
 SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
 BucketKey = tuple[str, str, str, int]  # metric, segment_dim, segment_value, bucket_start
-_NEVER: Final = -(1 << 62)
 _EVICT_EVERY_BUCKETS: Final = 15
 
 
@@ -99,8 +99,8 @@ class SurveyBuckets:
         # segment at the default lateness), so each partial costs O(log n) to forget.
         self._by_start: dict[int, list[BucketKey]] = {}
         self._starts: list[int] = []
-        self.final_before_ms = _NEVER
-        self._scanned_before_ms = _NEVER
+        self.final_before_ms = NEVER_MS
+        self._scanned_before_ms = NEVER_MS
         self._dirty: list[Partial] = []  # changed since the last flush, each once
 
     def _partial(self, key: BucketKey, window: type[SurveyWindow]) -> Partial:
@@ -125,7 +125,7 @@ class SurveyBuckets:
             return
         ms = event.occurred_ms
         start = ms - ms % self._width
-        ces7 = None if ces is None else ces_on_7(ces, survey.ces_scale)
+        ces7 = survey_ces_on_7(survey, self.config.ces_5_more_effort)
         self._count(segments_of(event, self._attr_keys), start, nps, ces7, csat, True)
 
     def retract(self, answers: Retraction) -> None:

@@ -28,9 +28,9 @@ Withdrawal(event_id='e1', key='j-a', partition=0, digest=700, loser_is_new=False
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
-_NEVER: Final = -(1 << 62)
+from pipeline.core.clock import NEVER_MS
 
 
 class Claim(NamedTuple):
@@ -127,6 +127,6 @@ class EventClaims:
 def claims_horizon(merged_watermark_ms: int, lateness_ms: int, bucket_ms: int) -> int:
     """Claims of events before this can be forgotten: no partition accepts such an event any
     more (its stream time is at least the merged one)."""
-    if merged_watermark_ms <= _NEVER:
-        return _NEVER
+    if merged_watermark_ms <= NEVER_MS:
+        return NEVER_MS
     return merged_watermark_ms - lateness_ms - bucket_ms

@@ -1,4 +1,4 @@
-"""How far event time is trusted: the `future` verdict (DESIGN.md 1, "Journey moments").
+"""How far event time is trusted: the `future` verdict (docs/design.md 1, "Journey moments").
 
 Stream time is the largest event time seen on a partition, so one event from a producer whose
 clock runs ahead would move it forward for good and turn every later on-time event into a `late`
@@ -15,6 +15,12 @@ from typing import Final
 from pipeline.core.timefmt import format_ms
 
 FUTURE: Final = "future"
+
+# Instants before and after every event time a valid event can carry (year 1 to 9999 is about
+# +-2.5e14 ms; these are +-4.6e18): "never seen yet" for watermarks and deadlines, "no limit" for
+# horizons. Plain ints, so state that holds them stays JSON and compares without None checks.
+NEVER_MS: Final = -(1 << 62)
+FAR_MS: Final = 1 << 62
 
 
 def is_future(event_ms: int, arrived_ms: int, max_skew_ms: int) -> bool:

@@ -17,7 +17,7 @@ DAY_MS = 24 * HOUR_MS
 
 @dataclass(frozen=True, slots=True)
 class JourneyConfig:
-    """Journey keying and life cycle (DESIGN.md 1, "Journey moments")."""
+    """Journey keying and life cycle (docs/design.md 1, "Journey moments")."""
 
     idle_gap_ms: int = 30 * MINUTE_MS  # splits customer-keyed sessions only
     # A journey with a producer journey_id spans days (a stay, a case, a delivery): it closes on
@@ -28,6 +28,9 @@ class JourneyConfig:
     end_window_ms: int = 0  # 0: end = the last moment only
     segment_attributes: tuple[str, ...] = ("region", "tier")  # for negative_end segments
     scoring_rules_path: str = ""  # empty: schemas/scoring-rules.v1.json (package data)
+    # A 1-5 CES answer (ces_scale 5) where a higher answer means more effort (the original
+    # 5-point CES wording) rather than less (CES 2.0, the default): PEAKEND_CES_5_HIGHER_MEANS.
+    ces_5_more_effort: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +41,12 @@ class WindowConfig:
     segment_attributes: tuple[str, ...] = ("region", "tier")
     rolling_ms: tuple[int, ...] = (HOUR_MS, DAY_MS, 7 * DAY_MS)
     allowed_lateness_ms: int = DAY_MS
+    ces_5_more_effort: bool = False  # as JourneyConfig's (one setting sets both)
 
 
 @dataclass(frozen=True, slots=True)
 class DropConfig:
-    """Experience-drop detection: window test and CUSUM (DESIGN.md 1, "Experience drops")."""
+    """Experience-drop detection: window test and CUSUM (docs/design.md 1, "Experience drops")."""
 
     window_ms: int = HOUR_MS
     baseline_ms: int = 7 * DAY_MS
@@ -86,7 +90,7 @@ class DropConfig:
 
 @dataclass(frozen=True, slots=True)
 class ClockConfig:
-    """How far event time is trusted (DESIGN.md 1, "Journey moments")."""
+    """How far event time is trusted (docs/design.md 1, "Journey moments")."""
 
     # An event dated further ahead than this of the time it reached us is a dead letter `future`
     # and never moves stream time: one producer with a wrong clock must not make every later

@@ -1,7 +1,7 @@
 """Experience-drop detection on merged metric buckets: window test and CUSUM drift.
 
-`DropDetector` is stage two of the aggregation (DESIGN.md 2): it takes the partial bucket records
-of every source partition (`apply_partial`), keeps their merged sums per series
+`DropDetector` is stage two of the aggregation (docs/design.md 2): it takes the partial bucket
+records of every source partition (`apply_partial`), keeps their merged sums per series
 (metric, segment_dim, segment_value), and `advance(watermark_ms)` evaluates each bucket boundary
 of event time once the watermark has passed it, in order, as a pure function of the merged bucket
 stats at that moment. Alert records come out for every state change.
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
+from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
 from pipeline.core.metrics import (
     DIRECTION,
@@ -50,8 +51,6 @@ Partials = dict[int, tuple[int, Vector]]  # source partition -> (version, vector
 # Forgotten starts are skipped by moving `Series.head`; the list is compacted once this many
 # (and at least half of it) are dead, so each start costs O(1) amortised to forget.
 _COMPACT_AFTER: Final = 256
-_FAR: Final = 1 << 62
-_NEVER: Final = -(1 << 62)
 
 
 class _Alert:
@@ -75,7 +74,10 @@ class _Alert:
     @classmethod
     def from_state(cls, state: list[Any]) -> _Alert:
         """Also reads the two-item state written before issue 16 (record, cleared_since)."""
-        alert = cls(AlertRecord.from_dict(state[0]))
+        record = AlertRecord.from_dict(state[0])
+        if not record.message:  # written before the sentence was part of the record
+            record = record._replace(message=describe(record))
+        alert = cls(record)
         alert.cleared_since = state[1]
         if len(state) > 2:
             alert.clear_count = int(state[2])
@@ -172,8 +174,8 @@ class Series:
         self.ref: tuple[float, float, int] | None = None  # (mean, per-answer sd, n)
         self.alerts: dict[str, _Alert] = {}
         # The watermark at which `advance` must next evaluate this series (its place in the
-        # detector's calendar); _FAR: not before new data. Not part of the state.
-        self.due = _FAR
+        # detector's calendar); FAR_MS: not before new data. Not part of the state.
+        self.due = FAR_MS
         # Every start bucket-aligned and every partial non-negative (what stage one sends):
         # then `cur` and `base` are exactly the sums of the buckets in their ranges (an idle
         # jump skips only empty windows), so the evaluation reads them instead of summing the
@@ -265,7 +267,7 @@ class DropDetector:
         # series with an evaluation ahead (entries whose due no longer matches are skipped).
         # Between its evaluations a series is not stepped at each boundary: its cursor stays
         # behind and is brought up (`_sync`) when a partial, a query or a dump needs it.
-        self._watermark = _NEVER
+        self._watermark = NEVER_MS
         self._calendar: list[tuple[int, SeriesKey]] = []
 
     # -- input --------------------------------------------------------------------------------
@@ -348,7 +350,7 @@ class DropDetector:
             at, key = heappop(calendar)
             series = self._series.get(key)
             if series is not None and series.due == at:
-                series.due = _FAR
+                series.due = FAR_MS
                 due.append(key)
         due.sort()
         for key in due:
@@ -400,7 +402,7 @@ class DropDetector:
             if self._idle(series):
                 ahead = _next_bucket(series, t)
                 if ahead is None:
-                    series.due = _FAR
+                    series.due = FAR_MS
                     return
                 t = ahead
             every = self.config.evaluate_every_ms
@@ -603,6 +605,11 @@ class DropDetector:
                 return
             effect = est.value - ref[0]
             p = one_sided_p(effect, z_test(effect, ref[1] ** 2 / est.n), DIRECTION[metric])
+            if p >= self.thresholds.warning_p:
+                # Every alert's p passes the threshold it carries: a run over the limit whose
+                # mean is not yet that far from the reference waits (S stays above h, so the
+                # next hour asks again).
+                return
             evidence = self._evidence(series, "cusum_drift", t, series.cusum_since, run, None,
                                       effect, p, self.thresholds.warning_p)
             series.cusum_up = 0.0
@@ -651,7 +658,7 @@ class DropDetector:
         critical = (abs(effect) >= c.critical_factor * self._min_effect[metric]
                     and p < self.thresholds.critical_p)
         assert est.value is not None and base_value is not None
-        return AlertRecord(
+        record = AlertRecord(
             alert_id="", rule=rule, metric=metric, segment_dim=dim, segment_value=value,
             state="firing", severity="critical" if critical else "warning", fired_at=t,
             resolved_at=None, window_start=start, window_end=t, value=est.value,
@@ -659,7 +666,9 @@ class DropDetector:
             ci_low=est.ci_low if est.ci_low is not None else est.value,
             ci_high=est.ci_high if est.ci_high is not None else est.value,
             effect=effect, p_value=p, version=0,
+            threshold=self.thresholds.critical_p if critical else threshold,
         )
+        return record._replace(message=describe(record))
 
     @staticmethod
     def _open(series: Series, evidence: AlertRecord, reference: Vector | None,
@@ -702,6 +711,7 @@ class DropDetector:
                  ) -> None:
         record = firing.record._replace(state="resolved", resolved_at=t,
                                         version=firing.record.version + 1)
+        record = record._replace(message=describe(record))
         del series.alerts[rule]
         out.append(record)
         # The drop is over: the CUSUM starts again against a fresh reference (what it summed
@@ -758,8 +768,8 @@ class DropDetector:
             series.plain = all(s % self.bucket_ms == 0 and min(v) >= 0.0
                                for s, parts in series.partials.items()
                                for _, v in parts.values())
-            series.due = _NEVER  # a restored cursor may lag: evaluate on the next call
-            heappush(self._calendar, (_NEVER, key))
+            series.due = NEVER_MS  # a restored cursor may lag: evaluate on the next call
+            heappush(self._calendar, (NEVER_MS, key))
 
 
 
@@ -768,25 +778,34 @@ _METRIC_NAMES: Final = {"nps": "NPS", "ces": "CES", "csat": "CSAT satisfied shar
 
 
 def describe(alert: AlertRecord) -> str:
-    """The plain sentence for a page, from the alert's evidence (issue 16, item 4).
+    """The plain sentence for a page, from the alert's evidence (issue 16, item 4): what moved,
+    from where to where, over which span, on how many answers, and the p against the corrected
+    threshold it passed (the false-alarm budget's, `thresholds`). Kept in the record's
+    `message`.
 
     >>> from pipeline.core.records import AlertRecord
     >>> a = AlertRecord("a", "window_drop", "nps", "channel", "phone", "firing", "critical",
     ...                 3_600_000, None, 0, 3_600_000, -19.2, 28.4, 146, 9000, -33.0, -4.0,
-    ...                 -47.6, 3e-10, 1)
-    >>> describe(a)
-    'NPS on channel=phone fell from 28.4 to -19.2 over the last 1 h (n=146, p=3e-10, critical)'
+    ...                 -47.6, 3e-10, 1, 4.17e-05)
+    >>> print(describe(a))  # doctest: +NORMALIZE_WHITESPACE
+    NPS on channel=phone fell from 28.4 to -19.2 over the last 1 h
+    (n=146, p=3e-10 < 4.2e-05, critical)
     >>> print(describe(a._replace(rule="cusum_drift", metric="negative_end", value=0.31,
-    ...                           baseline=0.2, window_start=-86_400_000, p_value=0.00012)))
+    ...                           baseline=0.2, window_start=-86_400_000, p_value=0.00012,
+    ...                           threshold=None, state="resolved", resolved_at=18_000_000)))
     ... # doctest: +NORMALIZE_WHITESPACE
     negative-end share on channel=phone rose from 0.2 to 0.31 over the last 25 h
-    (n=146, p=0.00012, critical)
+    (n=146, p=0.00012, critical); resolved at 1970-01-01T05:00:00.000Z
     """
     worse = "rose" if alert.metric == "negative_end" else "fell"
     hours = (alert.window_end - alert.window_start) / HOUR_MS
     span = f"{hours:g} h"
     digits = 1 if alert.metric == "nps" else 2
-    return (f"{_METRIC_NAMES.get(alert.metric, alert.metric)} on {alert.segment_dim}="
-            f"{alert.segment_value} {worse} from {round(alert.baseline, digits):g} to "
-            f"{round(alert.value, digits):g} over the last {span} (n={alert.n}, "
-            f"p={alert.p_value:.2g}, {alert.severity})")
+    passed = "" if alert.threshold is None else f" < {alert.threshold:.2g}"
+    sentence = (f"{_METRIC_NAMES.get(alert.metric, alert.metric)} on {alert.segment_dim}="
+                f"{alert.segment_value} {worse} from {round(alert.baseline, digits):g} to "
+                f"{round(alert.value, digits):g} over the last {span} (n={alert.n}, "
+                f"p={alert.p_value:.2g}{passed}, {alert.severity})")
+    if alert.state == "resolved" and alert.resolved_at is not None:
+        sentence += f"; resolved at {format_ms(alert.resolved_at)}"
+    return sentence

@@ -19,16 +19,13 @@ from collections.abc import Iterable
 
 from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.claims import EventClaims, Withdrawal, claims_horizon
-from pipeline.core.clock import FUTURE
+from pipeline.core.clock import FAR_MS, FUTURE, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import CONFLICT, REPLACED, EndDelta, Journey, JourneyTracker
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.scoring import ScoringRules
-
-_NEVER = -(1 << 62)
-_FAR = 1 << 62
 
 
 class Emitted:
@@ -94,7 +91,7 @@ class ExperienceEngine:
         if tracker is None:
             tracker = self.trackers[partition] = JourneyTracker(self.config.journeys, self.rules)
             self.buckets[partition] = SurveyBuckets(self.config.windows, partition)
-            self.watermarks[partition] = _NEVER
+            self.watermarks[partition] = NEVER_MS
         return tracker
 
     def process(self, event: TouchpointEvent, partition: int = 0, arrived_ms: int | None = None
@@ -156,7 +153,7 @@ class ExperienceEngine:
         `arrived_ms`: when the batch reached us, as for `process`."""
         if arrived_ms is None:
             arrived_ms = self.now_ms
-        future_after = _FAR if arrived_ms is None else arrived_ms + self.max_skew_ms
+        future_after = FAR_MS if arrived_ms is None else arrived_ms + self.max_skew_ms
         tracker = self.tracker(partition)
         buckets = self.buckets[partition]
         watermarks = self.watermarks
@@ -233,7 +230,7 @@ class ExperienceEngine:
 
     def merged_watermark(self) -> int:
         """Stream time of the merged stage: the slowest partition seen so far."""
-        return min(self.watermarks.values()) if self.watermarks else _NEVER
+        return min(self.watermarks.values()) if self.watermarks else NEVER_MS
 
     def finish(self) -> Emitted:
         """End of input: close what stream time has closed and flush every pending partial.

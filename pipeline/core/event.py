@@ -21,6 +21,13 @@ Stage = Literal["pre_purchase", "purchase", "use", "after_sales"]
 EVENT_TYPES: tuple[EventType, ...] = ("interaction", "survey", "journey_end", "outcome")
 CHANNELS: tuple[Channel, ...] = ("web", "app", "phone", "store", "email", "chat", "social", "other")
 STAGES: tuple[Stage, ...] = ("pre_purchase", "purchase", "use", "after_sales")
+# Event types that, carrying no valence, survey answer or signals, are markers (they close a
+# journey or record an outcome) rather than moments (docs/design.md, "Valence of a moment").
+MARKER_TYPES: frozenset[str] = frozenset({"journey_end", "outcome"})
+# Which way a CES scale runs, as the survey declares it (survey.ces_higher_means): a higher
+# answer means less effort (CES 2.0, "made it easy") or more effort (the original CES wording).
+CesDirection = Literal["less_effort", "more_effort"]
+CES_DIRECTIONS: tuple[CesDirection, ...] = ("less_effort", "more_effort")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,9 @@ class Survey:
     ces_scale: Literal[5, 7] | None = None
     csat: int | None = None
     comment: str | None = None
+    # Declared by the event (None: not said; the scale's default applies, valence.ces_on_7).
+    # Last, so positional construction by older callers keeps its meaning.
+    ces_higher_means: CesDirection | None = None
 
     def has_score(self) -> bool:
         return self.nps is not None or self.ces is not None or self.csat is not None
@@ -114,7 +124,11 @@ def content_digest(event: TouchpointEvent) -> int:
         event.type, event.touchpoint, event.channel, event.stage, event.valence,
         None if sig is None else (sig.wait_seconds, sig.handle_seconds, sig.transfers,
                                   sig.resolved, sig.error),
-        None if sur is None else (sur.nps, sur.ces, sur.ces_scale, sur.csat, sur.comment),
+        None if sur is None else (
+            (sur.nps, sur.ces, sur.ces_scale, sur.csat, sur.comment) if sur.ces_higher_means is None
+            # appended only when declared, so the digests of every event without it (all
+            # stored before the field existed) stay what they were
+            else (sur.nps, sur.ces, sur.ces_scale, sur.csat, sur.comment, sur.ces_higher_means)),
         event.outcome, sorted(event.attributes.items()),
     ))
     return crc32(text.encode("utf-8", "surrogatepass"))

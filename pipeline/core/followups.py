@@ -41,10 +41,11 @@ from dataclasses import dataclass
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.records import JourneyRecord
 from pipeline.core.timefmt import format_opt, parse_opt
-from pipeline.core.valence import ces_on_7
+from pipeline.core.valence import survey_ces_on_7
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
@@ -166,8 +167,11 @@ class FollowupEvent(NamedTuple):
     result: str
 
     @classmethod
-    def from_event(cls, event: TouchpointEvent) -> FollowupEvent | None:
-        """None for events that can neither trigger or close a case (most of them)."""
+    def from_event(cls, event: TouchpointEvent, ces_5_more_effort: bool = False
+                   ) -> FollowupEvent | None:
+        """None for events that can neither trigger or close a case (most of them).
+        `ces_5_more_effort`: the deployment's 1-5 CES runs "higher = more effort"
+        (`valence.ces_on_7`)."""
         survey = event.survey
         answers = survey is not None and survey.has_score()
         if not answers and event.type != "outcome":
@@ -176,8 +180,7 @@ class FollowupEvent(NamedTuple):
         return cls(
             event.event_id, event.customer_id, event.journey_id, event.occurred_ms,
             event.touchpoint, None if survey is None else survey.nps,
-            None if survey is None or survey.ces is None else ces_on_7(survey.ces,
-                                                                          survey.ces_scale),
+            None if survey is None else survey_ces_on_7(survey, ces_5_more_effort),
             None if survey is None else survey.csat, event.outcome, case,
             event.attributes.get(RESULT_ATTRIBUTE, event.outcome or "") if case else "")
 
@@ -191,7 +194,7 @@ _CASE_FIELDS: Final = (
     "opened_at", "due_at", "silent", "status", "closed_at", "result", "peak_valence",
     "peak_touchpoint", "peak_at", "end_valence", "end_touchpoint", "end_at", "peak_end_score",
     "survey_event_id", "survey_nps", "survey_ces", "survey_csat", "outcome", "suppressed",
-    "recovery_journey_id", "recovery_peak_end_score", "rules_version", "version",
+    "recovery_journey_id", "recovery_peak_end_score", "recovery_nps", "rules_version", "version",
 )
 _CASE_TIMES: Final = frozenset({"opened_at", "due_at", "closed_at", "peak_at", "end_at"})
 
@@ -228,6 +231,8 @@ class CaseRecord(NamedTuple):
     # the customer's first journey started after the case closed (not closed: after it opened)
     recovery_journey_id: str
     recovery_peak_end_score: float | None
+    # the customer's first NPS answer after the case closed (not closed: after it opened)
+    recovery_nps: int | None
     rules_version: int
     version: int
 
@@ -244,6 +249,15 @@ class CaseRecord(NamedTuple):
 
 
 assert CaseRecord._fields == _CASE_FIELDS
+_RECOVERY_NPS: Final = _CASE_FIELDS.index("recovery_nps")
+
+
+def _case_from_state(raw: list[Any]) -> CaseRecord:
+    """A case as `CustomerState.to_state` stored it; also one stored before `recovery_nps`
+    existed (a worker upgraded over its RocksDB state and changelog), which reads it as None."""
+    if len(raw) == len(_CASE_FIELDS) - 1:
+        raw = [*raw[:_RECOVERY_NPS], None, *raw[_RECOVERY_NPS:]]
+    return CaseRecord(*raw)
 
 
 def case_id_of(customer_id: str, source_id: str) -> str:
@@ -271,7 +285,7 @@ class CustomerState:
     __slots__ = ("emitted", "events", "journeys", "scheduled")
 
     def __init__(self) -> None:
-        self.scheduled = -(1 << 62)  # latest forget deadline pushed on the tracker's heap
+        self.scheduled = NEVER_MS  # latest forget deadline pushed on the tracker's heap
         self.journeys: dict[str, FollowupJourney] = {}
         self.events: dict[str, FollowupEvent] = {}
         self.emitted: dict[str, CaseRecord] = {}
@@ -299,7 +313,7 @@ class CustomerState:
             event = FollowupEvent(*raw)
             customer.events[event.event_id] = event
         for raw in state["emitted"]:
-            case = CaseRecord(*raw)
+            case = _case_from_state(raw)
             customer.emitted[case.case_id] = case
         return customer
 
@@ -442,6 +456,11 @@ class FollowupTracker:
                  if j.status != "superseded" and j.started_at > since
                  and j.journey_id != source and j.peak_end_score is not None]
         recovery = min(later, key=lambda j: (j.started_at, j.journey_id), default=None)
+        # NPS after contact: the customer's first answer after the same moment, in any journey
+        # (survey answers are sparse; the one that opened the case is not after it)
+        answers_after = [e for e in customer.events.values()
+                         if e.nps is not None and e.closes_case is None and e.at_ms > since]
+        nps_after = min(answers_after, key=lambda e: (e.at_ms, e.event_id), default=None)
         trigger = candidate.trigger
         return CaseRecord(
             case_id=case_id, customer_id=customer_id,
@@ -468,6 +487,7 @@ class FollowupTracker:
             suppressed=suppressed,
             recovery_journey_id="" if recovery is None else recovery.journey_id,
             recovery_peak_end_score=None if recovery is None else recovery.peak_end_score,
+            recovery_nps=None if nps_after is None else nps_after.nps,
             rules_version=self.rules.version, version=version)
 
     @staticmethod

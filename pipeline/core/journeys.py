@@ -16,7 +16,7 @@ The state of one key (all journeys of one journey id
 or customer) is a plain JSON-able dict: `dump_key` / `load_key` move it to and from a table, and a
 restarted worker calls `load_key` for each key before applying events of that key.
 
-Rules (DESIGN.md 1, docs/core.md):
+Rules (docs/design.md 1, docs/core.md):
 - key = journey_id, else customer_id; customer-keyed journeys are the pure gap clustering of that
   customer's events sorted by (occurred_ms, event_id): a new journey starts after a gap longer
   than `idle_gap_ms`, after a `journey_end` event, or at `max_length_ms` from the journey's start.
@@ -43,13 +43,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
+from pipeline.core.clock import FAR_MS
 from pipeline.core.config import JourneyConfig
-from pipeline.core.event import TouchpointEvent, content_digest
+from pipeline.core.event import MARKER_TYPES, TouchpointEvent, content_digest
 from pipeline.core.moments import Entry, JourneyMoments, new_entry
 from pipeline.core.records import JourneyRecord, new_record
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
-from pipeline.core.valence import ces_on_7, survey_valence
+from pipeline.core.valence import survey_ces_on_7, survey_valence
 
 LATE: Final = "late"
 DUPLICATE: Final = "duplicate"
@@ -67,8 +68,6 @@ def letter_reason(reason: str) -> str:
 UNKNOWN_DIGEST: Final = -1  # state written before digests were kept: any copy is a duplicate
 _STATUS_CODE: Final = {"open": 0, "closed": 1, "superseded": 2}
 _NO_ATTRS: Final[tuple[tuple[str, str], ...]] = ()
-_FAR: Final = 1 << 62
-_MARKER_TYPES: Final = frozenset({"journey_end", "outcome"})
 _SEG_CACHE_MAX: Final = 4096
 
 Segments = tuple[tuple[str, str], ...]
@@ -222,7 +221,7 @@ class KeyState:
         # journey `<id>@<its first event time>`: never a second journey under the same id, whose
         # versions would tie with the evicted one's (a tie ClickHouse and replay break apart).
         self.pieces = 0
-        self.ended_until = -_FAR
+        self.ended_until = -FAR_MS
         # event_id -> survey answers of the key's applied events that have any: what to retract
         # should a copy of the event with a smaller digest replace it
         self.answers: dict[str, Answers] | None = None
@@ -232,7 +231,7 @@ class KeyState:
         # its versions continue above this one; a restarted stream sends the record again.
         # (withdrawn copies: `Journey.removed`, continued too)
         self.retired: dict[str, tuple[int, int, dict[str, Any], int]] | None = None
-        self.scheduled = _FAR  # earliest deadline of this key in the tracker's heap
+        self.scheduled = FAR_MS  # earliest deadline of this key in the tracker's heap
 
     def all(self) -> tuple[Journey, ...]:
         return self.sessions if self.journey is None else (self.journey, *self.sessions)
@@ -290,6 +289,7 @@ class JourneyTracker:
         self._gap = self.config.idle_gap_ms
         self._journey_idle = self.config.journey_idle_ms
         self._max_len = self.config.max_length_ms
+        self._ces_5_more_effort = self.config.ces_5_more_effort
         self._lateness = self.config.allowed_lateness_ms
         self._window = self.config.end_window_ms
         self._attr_keys = self.config.segment_attributes
@@ -381,12 +381,12 @@ class JourneyTracker:
         if valence is None:
             survey = event.survey
             if survey is not None:
-                valence = survey_valence(survey)
+                valence = survey_valence(survey, self._ces_5_more_effort)
             if valence is None:
                 signals = event.signals
                 if signals is not None:
                     valence = self.rules.score_or_none(signals)
-                if valence is None and event.type not in _MARKER_TYPES:
+                if valence is None and event.type not in MARKER_TYPES:
                     valence = 0.0
         attrs = event.attributes
         attr_keys = self._attr_keys
@@ -397,8 +397,8 @@ class JourneyTracker:
         if survey is not None and survey.has_score():
             if state.answers is None:
                 state.answers = {}
-            state.answers[eid] = (survey.nps, None if survey.ces is None
-                                  else ces_on_7(survey.ces, survey.ces_scale), survey.csat)
+            state.answers[eid] = (survey.nps, survey_ces_on_7(survey, self._ces_5_more_effort),
+                                  survey.csat)
         if self._keep_dirty:
             self._dirty.append(key)
         if jid is not None:
@@ -586,7 +586,7 @@ class JourneyTracker:
             if state is None:
                 continue
             if state.scheduled == deadline:
-                state.scheduled = _FAR
+                state.scheduled = FAR_MS
             for journey in state.all():
                 if self._refresh(journey, watermark_ms):
                     emitted.append(journey)

@@ -215,10 +215,21 @@ class AlertRecord(NamedTuple):
     effect: float
     p_value: float
     version: int
+    # Issue 16, appended (with defaults) so records written before them still read: the
+    # one-sided p threshold the false-alarm budget gave for this severity (p passed it; None on
+    # records written before it was kept) and the plain sentence for the page
+    # (`pipeline.core.drops.describe`).
+    threshold: float | None = None
+    message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self._fields, self, _ALERT_TIMES)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlertRecord:
+        """Also reads a record written before `threshold` and `message` (None and "")."""
+        # The default goes into the dict, not onto the record: compiled, reading `message`
+        # checks its type, and None is not a str.
+        if data.get("message") is None:
+            data = {**data, "message": ""}
         return _from_dict(cls, data, _ALERT_TIMES)

@@ -1,4 +1,4 @@
-"""Survey accumulators: NPS, CES, CSAT and the negative-end share (DESIGN.md 1, "Survey metrics").
+"""Survey accumulators: NPS, CES, CSAT, negative-end share (docs/design.md 1, "Survey metrics").
 
 Each keeps sufficient statistics (counts and sums, exact in floating point because CES answers on
 the 1-7 scale are multiples of 0.5), so buckets merge into any window exactly, in any order.
@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Self
 
-from pipeline.core.stats import Z95, adjusted_wald_nps, wilson
+from pipeline.core.stats import adjusted_wald_nps, t95, wilson
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,8 @@ class NpsWindow:
 
 
 class CesWindow:
-    """Customer Effort Score on 1-7 (higher = easier): mean, share easy (>= 5), hard (<= 3).
+    """Customer Effort Score on 1-7 (higher = easier): mean with a Student t interval, share
+    easy (>= 5), hard (<= 3).
 
     Items are answers already on the 1-7 scale (`valence.ces_on_7` maps 1-5 answers).
 
@@ -98,7 +99,7 @@ class CesWindow:
     >>> for x in (7.0, 5.5, 4.0, 2.5, 1.0): w.update(x)
     >>> r = w.result()
     >>> r.n, r.value, round(r.ci_low, 3), round(r.ci_high, 3), w.easy, w.hard
-    (5, 4.0, 1.921, 6.079, 2, 2)
+    (5, 4.0, 1.055, 6.945, 2, 2)
     """
 
     __slots__ = ("easy", "hard", "n", "total", "total_sq")
@@ -158,7 +159,9 @@ class CesWindow:
         if not n:
             return Estimate(0, None, None, None)
         mean = self.total / n
-        half = Z95 * math.sqrt(self.variance() / n)
+        # Student t with n - 1 degrees of freedom (`stats.t95`): the normal 1.96 covered
+        # 0.68-0.88 at n = 2-5 (issue 16). One answer: no spread to go on, the mean alone.
+        half = t95(n - 1) * math.sqrt(self.variance() / n) if n >= 2 else 0.0
         return Estimate(n, mean, max(1.0, mean - half), min(7.0, mean + half))
 
 

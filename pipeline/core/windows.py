@@ -1,11 +1,12 @@
 """Hourly and daily windows from bucket partials: what the ClickHouse views `metrics_hourly` and
-`metrics_daily` (schemas/clickhouse/002_views.sql) compute, for `peakend replay`'s windows.jsonl.
+`metrics_daily` (schemas/clickhouse/002_views.sql, the CES interval as of 010) compute, for
+`peakend replay`'s windows.jsonl.
 
 The views sum the latest version of every partial (metric, segment, bucket, source partition)
 into the UTC hour or day of the bucket's start and compute value and interval from the summed
 counts. Here the same sums go through the core's own window classes (`metrics.estimate`:
-adjusted Wald for NPS, the normal approximation for the CES mean, Wilson for the shares), so the
-formulas exist once in Python; tests/unit/core/test_core_windows.py and
+adjusted Wald for NPS, Student t for the CES mean, Wilson for the shares), so the
+formulas exist once in Python; tests/unit/storage/test_windows_offline.py (chdb) and
 tests/integration/test_windows_offline.py check the rows equal the views' on both engines.
 
 >>> from pipeline.core.records import MetricRecord

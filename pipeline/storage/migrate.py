@@ -181,9 +181,14 @@ _CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (\w+) AS", re.IGNORECASE)
 _DROP = re.compile(r"^DROP (TABLE|VIEW) IF EXISTS (\w+)$", re.IGNORECASE)
 _RENAME = re.compile(r"^RENAME TABLE (\w+ TO \w+(?:\s*,\s*\w+ TO \w+)*)$", re.IGNORECASE)
 _ALTER_ADD = re.compile(r"^ALTER TABLE (\w+) (ADD COLUMN .*)$", re.IGNORECASE | re.DOTALL)
-_COLUMN_COMMENT = re.compile(r"\s+COMMENT\s+'(?:[^'\\]|\\.)*'", re.IGNORECASE)
+# a quote inside a comment is doubled ('the customer''s') or escaped (\')
+_COLUMN_COMMENT = re.compile(r"\s+COMMENT\s+'(?:[^'\\]|\\.|'')*'", re.IGNORECASE)
 # a table a query reads: FROM/JOIN and a name (not a subquery, a function or a qualified name)
 _TABLE_SOURCE = re.compile(r"\b(FROM|JOIN)\s+([A-Za-z_]\w*)\b(?![.(\w])", re.IGNORECASE)
+# `IN (SELECT ...)`: on a cluster both sides read Distributed tables, which ClickHouse refuses
+# ("Double-distributed IN/JOIN subqueries is denied"); GLOBAL IN runs the subquery once, over
+# every shard, and sends its result to the shards
+_IN_SUBQUERY = re.compile(r"(?<!GLOBAL )\b((?:NOT\s+)?IN)(\s*\(\s*SELECT\b)", re.IGNORECASE)
 _INSERT_SELECT = re.compile(r"^INSERT INTO \w+\s*\([^)]*\)\s*SELECT\b", re.IGNORECASE)
 
 
@@ -280,6 +285,7 @@ def _cluster_form(s: Statement, database: str, cluster: str) -> list[str]:
     if view:
         # the other nodes check a view's query in their `default` database: name the database
         select = _TABLE_SOURCE.sub(rf"\1 {database}.\2", statement[view.end() :])
+        select = _IN_SUBQUERY.sub(r"GLOBAL \1\2", select)
         return [f"CREATE VIEW IF NOT EXISTS {view.group(1)} ON CLUSTER {cluster} AS" + select]
     if drop:
         dropped = f"DROP {drop.group(1).upper()} IF EXISTS {database}.{drop.group(2)}"
@@ -308,11 +314,39 @@ def _cluster_form(s: Statement, database: str, cluster: str) -> list[str]:
         # (database named: the other nodes run ON CLUSTER DDL in their `default` database; no
         # column comment: 18.16's replicas refuse one, as in CREATE TABLE above)
         name, change = alter.group(1), _COLUMN_COMMENT.sub("", alter.group(2))
+        # ClickHouse 18.16 refuses an ALTER ON CLUSTER of a table that is not Replicated when
+        # the cluster's shards replicate internally ("isn't replicated, but shard #1 is
+        # replicated according to its cluster definition"): the Distributed table is made again
+        # over the altered local tables (sharded as declared; inserts fail for a moment and the
+        # sink retries them)
+        key = shard_key or declared_shard_key(name)
         return [f"ALTER TABLE {database}.{name}_local ON CLUSTER {cluster} {change}",
-                f"ALTER TABLE {database}.{name} ON CLUSTER {cluster} {change}"]
+                f"DROP TABLE IF EXISTS {database}.{name} ON CLUSTER {cluster}",
+                _distributed(name, database, cluster, key)]
     raise MigrationError(
         f"cluster DDL: no cluster form for statement {statement.splitlines()[0]!r}"
     )
+
+
+def declared_shard_key(table: str, directory: Path = MIGRATIONS_DIR) -> str:
+    """The `-- shard_key:` of the statement of the migrations in `directory` that creates
+    `table` (or renames a table to it): a later ALTER keeps the table's sharding.
+
+    >>> declared_shard_key("dead_letters")
+    'cityHash64(source_topic, source_partition, source_offset)'
+    """
+    key = ""
+    for migration in load(directory):
+        for statement in parse(migration.text):
+            created = _CREATE_TABLE.match(statement.sql)
+            renamed = _RENAME.match(statement.sql)
+            if (created and created.group(1) == table) or (
+                    renamed and re.search(rf"\bTO {table}\b", renamed.group(1))):
+                key = statement.shard_key or key
+    if not key:
+        raise MigrationError(f"table {table} has no '-- shard_key:' line in {directory.name}/: "
+                             "a cluster needs it to shard the table again after a new column")
+    return key
 
 
 def needed(warehouse: Warehouse, guard: Guard | None) -> bool:

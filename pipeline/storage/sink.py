@@ -55,7 +55,15 @@ from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage import migrate as migrations
 from pipeline.storage.tables import rows
-from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse, failure_kind, short_error
+from pipeline.storage.warehouse import (
+    DDL_TIMEOUTS,
+    SINK_TIMEOUTS,
+    Timeouts,
+    Warehouse,
+    connect,
+    failure_kind,
+    short_error,
+)
 from pipeline.stream.batches import decode_rows
 from pipeline.stream.topics import followups_topic, journey_events_topic
 
@@ -131,6 +139,19 @@ class Pending:
     value: bytes
 
 
+def server_connector(settings: Settings, timeouts: Timeouts) -> Callable[[], Warehouse]:
+    """Opens the sink's ClickHouse (server or chdb, as the settings say) with `timeouts`."""
+    return lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
+                           database=settings.clickhouse_database, timeouts=timeouts,
+                           ca_file=settings.clickhouse_ssl_cafile)
+
+
+def ddl_connector(settings: Settings) -> Callable[[], Warehouse] | None:
+    """The migrations' own connection (`DDL_TIMEOUTS`) to a ClickHouse server; None for
+    embedded chdb, which one process opens once (the migrations then share the inserts')."""
+    return server_connector(settings, DDL_TIMEOUTS) if settings.clickhouse_url else None
+
+
 class ClickHouseSink:
     def __init__(
         self,
@@ -141,9 +162,13 @@ class ClickHouseSink:
         group_id: str | None = None,
         migrate: bool = True,
         send_dead_letters: Callable[[list[bytes]], Awaitable[None]] | None = None,
+        ddl_warehouse: Callable[[], Warehouse] | None = None,
     ) -> None:
+        """`warehouse` opens the connection for inserts; `ddl_warehouse` (default: the same)
+        one for the migrations, which may take minutes on a cluster (`DDL_TIMEOUTS`)."""
         self.settings = settings
         self.connect = warehouse
+        self.connect_for_ddl = ddl_warehouse
         self.metrics = metrics
         self.group_id = group_id or f"{settings.app_id}-clickhouse-sink"
         self.tables = topic_tables(settings)
@@ -345,9 +370,15 @@ class ClickHouseSink:
             await asyncio.wait_for(self._stop_event.wait(), seconds)
 
     def _migrate_once(self) -> list[str]:
-        if self._warehouse is None:
-            self._warehouse = self.connect()
-        return migrations.migrate(self._warehouse, cluster=self.settings.clickhouse_cluster)
+        if self.connect_for_ddl is None:
+            if self._warehouse is None:
+                self._warehouse = self.connect()
+            return migrations.migrate(self._warehouse, cluster=self.settings.clickhouse_cluster)
+        ddl = self.connect_for_ddl()
+        try:
+            return migrations.migrate(ddl, cluster=self.settings.clickhouse_cluster)
+        finally:
+            ddl.close()
 
     async def apply_migrations(self) -> bool:
         """Apply the migrations, retrying with backoff while ClickHouse is away or refuses;
@@ -431,8 +462,6 @@ class ClickHouseSink:
         self._stop_event = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
-        # The driver logs each failed connection with a traceback; the sink says it in one line.
-        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
         class FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -568,7 +597,11 @@ class SinkProcess:
         return command if self.migrate else [*command, "--no-migrate"]
 
     def start(self) -> None:
-        env = {**os.environ, "PEAKEND_METRICS_PORT": str(self.port)}
+        # The child's /metrics is read only by RelayedSinkMetrics, over loopback and plain HTTP:
+        # with the worker's PEAKEND_METRICS_TLS_* inherited it served HTTPS, the relay's reads
+        # failed silently and the worker's /metrics lost every sink metric (clickhouse_up, ...).
+        env = {**os.environ, "PEAKEND_METRICS_PORT": str(self.port),
+               "PEAKEND_METRICS_TLS_CERTFILE": "", "PEAKEND_METRICS_TLS_KEYFILE": ""}
         # Popen runs in the thread that owns the event loop, which lives as long as the worker:
         # PR_SET_PDEATHSIG fires when the forking *thread* ends, not only the process.
         self.proc = subprocess.Popen(self.command(), env=env)
@@ -622,22 +655,15 @@ def run(args: argparse.Namespace) -> int:
     with --parent-pid, until that process is gone)."""
     if args.parent_pid:
         _die_with(args.parent_pid)  # first: the worker may be killed while this one starts
-    from pipeline.storage.warehouse import connect
-
     settings = Settings.from_env()
     logging.basicConfig(level=logging.WARNING)
     metrics = WorkerMetrics.create()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, certfile=settings.metrics_tls_certfile,
                       keyfile=settings.metrics_tls_keyfile)
-    sink = ClickHouseSink(
-        settings,
-        lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
-                        database=settings.clickhouse_database, timeouts=SINK_TIMEOUTS,
-                        ca_file=settings.clickhouse_ssl_cafile),
-        metrics,
-        migrate=not args.no_migrate,
-    )
+    sink = ClickHouseSink(settings, server_connector(settings, SINK_TIMEOUTS), metrics,
+                          migrate=not args.no_migrate,
+                          ddl_warehouse=ddl_connector(settings))
 
     def orphaned() -> bool:
         return bool(args.parent_pid) and os.getppid() != args.parent_pid

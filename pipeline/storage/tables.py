@@ -1,7 +1,7 @@
 """Records -> ClickHouse rows: one mapping shared by the streaming sink and the batch backfill.
 
-Every table stores exactly the fields of its record (docs/records.md, DESIGN.md schema v1 for the
-raw events), in the record's field order, with these conversions:
+Every table stores exactly the fields of its record (docs/records.md; docs/design.md schema v1
+for the raw events), in the record's field order, with these conversions:
 
 - RFC 3339 times become `DateTime` values: `datetime` in UTC without tzinfo, truncated to the
   second (what ClickHouse `DateTime` holds). Each time field also gets an `<field>_ms` `Int64`
@@ -297,6 +297,9 @@ ALERTS = _spec("alerts", ("alert_id",), [
     ("effect", _float("effect")),
     ("p_value", _float("p_value")),
     ("version", _field("version")),
+    # Migration 004 (issue 16); records written before it have neither: NULL and ''.
+    ("threshold", _opt_float("threshold")),
+    ("message", _text("message")),
 ])
 
 DEAD_LETTERS = _spec(
@@ -339,6 +342,7 @@ TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     ("nps", _nested("survey", "nps")),
     ("ces", _nested("survey", "ces")),
     ("ces_scale", _nested("survey", "ces_scale")),
+    ("ces_higher_means", _nested("survey", "ces_higher_means")),
     ("csat", _nested("survey", "csat")),
     ("comment", _nested("survey", "comment")),
     ("outcome", _opt("outcome")),
@@ -347,7 +351,7 @@ TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     ("version", _event_version),
 ])
 
-# Follow-up cases (pipeline.core.followups.CaseRecord, migration 005).
+# Follow-up cases (pipeline.core.followups.CaseRecord, migrations 005 and 011).
 FOLLOWUPS = _spec("followups", ("case_id",), [
     ("case_id", _field("case_id")),
     ("customer_id", _field("customer_id")),
@@ -379,6 +383,7 @@ FOLLOWUPS = _spec("followups", ("case_id",), [
     ("recovery_peak_end_score", _opt_float("recovery_peak_end_score")),
     ("rules_version", _field("rules_version")),
     ("version", _field("version")),
+    ("recovery_nps", _opt("recovery_nps")),  # migration 011 (ALTER ADD COLUMN: last)
 ])
 
 TABLES: dict[str, TableSpec] = {

@@ -19,6 +19,7 @@ column type cannot hold: isolate the rows, docs/reliability.md "The sink's failu
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import threading
@@ -108,6 +109,12 @@ class Timeouts(NamedTuple):
 # the kernel accepts but nobody serves, waiting for the server's hello (8 s): ~11 s.
 # An insert of a 10,000-row batch never waits 8 s for a single packet from a healthy server.
 SINK_TIMEOUTS = Timeouts(connect=3.0, send_receive=8.0, sync_request=3.0)
+
+# The sink's migrations: DDL may rightly be silent for long. `ON CLUSTER` DDL answers only when
+# the hosts have run it, and the server gives up after its distributed_ddl_task_timeout (180 s):
+# the client waits longer than that. With SINK_TIMEOUTS a cluster under load timed out every
+# attempt, and each retry queued the same DDL again behind the last (the sink never migrated).
+DDL_TIMEOUTS = Timeouts(connect=3.0, send_receive=200.0, sync_request=3.0)
 
 
 # Server error codes that say the server cannot take work now, whatever the rows hold.
@@ -224,6 +231,10 @@ class ServerWarehouse:
         parsed = parse_clickhouse_url(url)
         limits = timeouts or Timeouts()
         self.database = identifier(parsed.database)
+        # The driver logs each failed connection (refused, timed out, a certificate not
+        # trusted) as a warning with its traceback, then raises: every caller says it in one
+        # line (commands through the CLI's guard, the sink in its retry log and gauge).
+        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
         self._client = Client(
             host=parsed.host,
             port=parsed.port,

@@ -30,12 +30,12 @@ from zlib import crc32
 
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.claims import Claim, EventClaims, claims_horizon
-from pipeline.core.clock import conflict_error
+from pipeline.core.clock import NEVER_MS, conflict_error
 from pipeline.core.config import CoreConfig
 from pipeline.core.journeys import CONFLICT
 
 WATERMARKS_KEY = "__watermarks__"
-NEVER = -(1 << 62)
+NEVER = NEVER_MS  # a claims partition that has seen no claim
 
 
 def claims_partition(event_id: str, partitions: int) -> int:

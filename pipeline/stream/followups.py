@@ -4,21 +4,24 @@ Why its own stage: the per-customer cooldown needs every input of a customer in 
 stage one is partitioned by *journey* key (a producer journey id, else the customer id), so one
 customer's journeys can sit on several partitions. Stage one therefore sends what the follow-up
 rules need (the latest record of every journey per flush, survey answers and outcome events) to
-an internal topic keyed by customer id; this stage applies them to a `FollowupTracker`
+an internal topic partitioned by customer id; this stage applies them to a `FollowupTracker`
 (pipeline/core/followups.py) and sends the cases to `cx.followups` keyed by case id. No Faust
 object: the worker persists `dirty_state()` in a table keyed by customer.
 
 Input messages are JSON objects: {"j": [FollowupJourney fields]} or {"e": [FollowupEvent
-fields]}. Every input is idempotent in the tracker (a journey keeps its highest version, an
-event its first copy by event_id), so a re-read after a crash changes nothing.
+fields]}, sent in batch records {"b": [input, ...]} (one per target partition and flush:
+`pipeline.stream.outbox`). Every input is idempotent in the tracker (a journey keeps its
+highest version, an event its first copy by event_id), so a re-read after a crash changes
+nothing.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.followups import (
     WITHDRAWN,
@@ -30,7 +33,7 @@ from pipeline.core.followups import (
 )
 from pipeline.core.records import JourneyRecord
 
-NEVER = -(1 << 62)
+NEVER = NEVER_MS
 
 
 def journey_input(record: JourneyRecord) -> tuple[bytes, dict[str, Any]]:
@@ -41,12 +44,27 @@ def journey_input(record: JourneyRecord) -> tuple[bytes, dict[str, Any]]:
     return record.customer_id.encode(), {"j": list(FollowupJourney.from_record(record))}
 
 
-def event_input(event: TouchpointEvent) -> tuple[bytes, dict[str, Any]] | None:
-    """(key, message) of an accepted event for the follow-up stage, or None (most events)."""
-    signal = FollowupEvent.from_event(event)
+def event_input(event: TouchpointEvent, ces_5_more_effort: bool = False
+                ) -> tuple[bytes, dict[str, Any]] | None:
+    """(key, message) of an accepted event for the follow-up stage, or None (most events);
+    `ces_5_more_effort` as in the core's JourneyConfig."""
+    signal = FollowupEvent.from_event(event, ces_5_more_effort)
     if signal is None:
         return None
     return event.customer_id.encode(), {"e": list(signal)}
+
+
+def unbatched(messages: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Inputs in order, batch records expanded.
+
+    >>> list(unbatched([{"b": [{"e": [1]}, {"j": [2]}]}, {"e": [3]}]))
+    [{'e': [1]}, {'j': [2]}, {'e': [3]}]
+    """
+    for message in messages:
+        if "b" in message:
+            yield from message["b"]
+        else:
+            yield message
 
 
 class FollowupStage:
@@ -73,7 +91,7 @@ class FollowupStage:
         """Apply a batch of input messages; the cases of every customer they changed."""
         journeys: list[FollowupJourney] = []
         events: list[FollowupEvent] = []
-        for message in messages:
+        for message in unbatched(messages):
             if "j" in message:
                 journey = FollowupJourney(*message["j"])
                 journeys.append(journey)

@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.buckets import segments_of
-from pipeline.core.clock import FUTURE, conflict_error, future_error, is_future
+from pipeline.core.clock import FUTURE, NEVER_MS, conflict_error, future_error, is_future
 from pipeline.core.config import CoreConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import (
@@ -40,10 +40,10 @@ from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.segment_totals import answer_key
 from pipeline.core.timefmt import format_ms
-from pipeline.core.valence import ces_on_7
+from pipeline.core.valence import survey_ces_on_7
 from pipeline.stream import messages
 
-NEVER = -(1 << 62)
+NEVER = NEVER_MS  # stream time of a partition that has seen no event
 WATERMARK_KEY = "__watermark__"
 
 
@@ -211,8 +211,9 @@ class PartitionProcessor:
         answers: list[tuple[str, float | int]] = []
         if survey.nps is not None:
             answers.append(("nps", survey.nps))
-        if survey.ces is not None:
-            answers.append(("ces", ces_on_7(survey.ces, survey.ces_scale)))
+        ces = survey_ces_on_7(survey, self.config.windows.ces_5_more_effort)
+        if ces is not None:
+            answers.append(("ces", ces))
         if survey.csat is not None:
             answers.append(("csat", survey.csat))
         for dim, value in segments_of(event, self.attribute_keys):

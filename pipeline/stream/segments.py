@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.records import AlertRecord, MetricRecord
@@ -54,7 +55,7 @@ class SegmentStage:
         # Source-partition watermarks are not persisted: they come back with the next watermark
         # messages, and until then the detector simply waits.
         self.watermarks: dict[int, int] = {}
-        self.merged = -(1 << 62)
+        self.merged = NEVER_MS
         self._dirty_segments: set[str] = set()
         self._unflushed: set[str] = set()
         self.clock = clock
@@ -150,7 +151,7 @@ class SegmentStage:
         self._unflushed.clear()
 
     def _advance(self, source: int, watermark_ms: int, out: StageTwoOutput) -> None:
-        if watermark_ms <= self.watermarks.get(source, -(1 << 62)):
+        if watermark_ms <= self.watermarks.get(source, NEVER_MS):
             return
         self.watermarks[source] = watermark_ms
         merged = min(self.watermarks.values())

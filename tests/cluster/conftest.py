@@ -1,7 +1,7 @@
 """tests/cluster/ runs only when asked for: `pytest -m cluster` (`make cluster-test`). It starts
-a three-broker Kafka, ZooKeeper and two ClickHouse replicas (scripts/cluster.sh) and takes about
-15 minutes on a 2-core machine, too long for `make test`; `-m "not integration"` and
-`-m integration` do not even collect it."""
+a three-broker Kafka, ZooKeeper and two ClickHouse shards of two replicas (scripts/cluster.sh)
+and takes about 30 minutes on a busy 2-core machine, too long for `make test`;
+`-m "not integration"` and `-m integration` do not even collect it."""
 
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
 """The pipeline on a real cluster (scripts/cluster.sh): three Kafka brokers with replication
-factor 3 and min.insync.replicas 2, ZooKeeper, two ClickHouse 18.16 replicas of one shard with
-Replicated tables behind Distributed ones. `make cluster-test` runs it; the module fixture starts
-the cluster and stops it at the end, and fails loudly when it cannot start.
+factor 3 and min.insync.replicas 2, ZooKeeper, ClickHouse 18.16 as two shards of two replicas
+with Replicated tables behind Distributed ones. `make cluster-test` runs it; the module fixture
+starts the cluster and stops it at the end, and fails loudly when it cannot start.
 
 What lands in ClickHouse must equal `peakend replay` of the same input, through the Distributed
-tables and the analyst views, on both replicas, after a broker SIGKILLed under load and a replica
-stopped under load (bench/cluster.py runs the same functions at full size).
+tables and the analyst views, on every server, with the rows spread over both shards; and after
+faults injected while input is still arriving: a broker SIGKILLed and a replica stopped, the
+partition leader's broker stopped, ZooKeeper stopped for 30 s, one of two workers SIGKILLed
+(bench/cluster.py runs the same functions, one stream per fault).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.cluster import ClusterStack, cluster_setup, faults_under_load, on_replica  # noqa: E402
+from bench.cluster import (  # noqa: E402
+    ClusterStack,
+    cluster_setup,
+    faults_while_producing,
+    on_replica,
+)
 from bench.faults import FaultResult, generate_lines  # noqa: E402
 from pipeline.storage import migrate  # noqa: E402
 from pipeline.storage.tables import rows  # noqa: E402
@@ -75,7 +82,7 @@ def test_migrate_creates_replicated_tables_behind_distributed_ones(
     views = {s.split()[5] for s in plain if s.startswith("CREATE VIEW IF NOT EXISTS")}
     engines = [dict(query(cluster.urls(replica).admin,
                           "SELECT name, engine_full FROM system.tables WHERE database = %(db)s",
-                          {"db": setup.database})) for replica in (1, 2)]
+                          {"db": setup.database})) for replica in cluster.servers()]
     tables = {"journeys", "metric_buckets", "alerts", "dead_letters", "touchpoint_events"}
     for replica in engines:
         for table in tables:
@@ -125,10 +132,18 @@ def test_stream_on_the_cluster_equals_replay_through_distributed_tables_and_view
                    600, "journeys_latest equal to replay", worker.log_tail)
     finally:
         worker.stop()
-    for replica in (1, 2):
-        journeys, n = views_of_cluster(on_replica(setup, cluster, replica))
-        assert journeys == want_journeys, replica
-        assert n == want_n, replica
+    for server in cluster.servers():
+        journeys, n = views_of_cluster(on_replica(setup, cluster, server))
+        assert journeys == want_journeys, server
+        assert n == want_n, server
+    # the rows are spread over the shards by key: each shard holds a part, the parts add up
+    shards = cluster.shards()
+    assert len(shards) == 2, shards
+    for table in ("journeys", "touchpoint_events", "metric_buckets"):
+        parts = [count(on_replica(setup, cluster, servers[0]),
+                       f"SELECT count() FROM {table}_local") for servers in shards.values()]
+        assert all(part > 0 for part in parts), (table, parts)
+        assert sum(parts) == count(setup, f"SELECT count() FROM {table}"), (table, parts)
 
 
 def exact(result: FaultResult) -> None:
@@ -137,10 +152,28 @@ def exact(result: FaultResult) -> None:
     assert result.dead_letters == result.dead_letters_expected, result.row()
 
 
-def test_broker_sigkill_and_replica_stop_under_load_lose_nothing(
+def exact_through(results: tuple[FaultResult, FaultResult]) -> None:
+    for result in results:
+        exact(result)
+    assert all(results[0].detail["input_arriving_during_each_fault"]), results[0].notes
+    assert results[0].worker_restarts == 0, results[0].notes
+
+
+def test_broker_sigkill_and_replica_stop_while_input_arrives_lose_nothing(
         cluster: ClusterStack, tmp_path: Path) -> None:
-    first, second = faults_under_load(cluster, tmp_path, 6_000, rate=500, down_s=20,
-                                      timeout=600)
-    exact(first)
-    exact(second)  # replica 2 caught up from replica 1 after its restart
-    assert first.worker_restarts == 0, first.notes
+    results = faults_while_producing(cluster, tmp_path, ["broker-kill", "replica-stop"],
+                                     rate=40, down_s=20, timeout=600)
+    exact_through(results)  # the stopped replica caught up from the other of its shard
+
+
+def test_leader_stop_zookeeper_stop_and_worker_kill_while_input_arrives_lose_nothing(
+        cluster: ClusterStack, tmp_path: Path) -> None:
+    results = faults_while_producing(cluster, tmp_path,
+                                     ["leader-stop", "zookeeper", "worker-kill"],
+                                     rate=40, down_s=20, zookeeper_s=30, timeout=600)
+    exact_through(results)
+    d = results[0].detail
+    assert d["leader_moved_to"] is not None, results[0].notes
+    # without ZooKeeper the replicas keep serving reads; inserts resume after its restart
+    assert d["zookeeper_reads_ok"] > 0 and d["zookeeper_reads_failed"] == 0, results[0].notes
+    assert d["inserts_resumed_after_s"] is not None, results[0].notes

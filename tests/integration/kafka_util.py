@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
 
+from aiokafka import AIOKafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
+
+from pipeline.settings import Settings
 
 
 def unique_topic(prefix: str) -> str:
@@ -32,3 +36,28 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
         raise TimeoutError(f"topic {name} has no leader after 30 s")
     finally:
         admin.close()
+
+
+def consume(settings: Settings, topic: str, count: int, timeout: float = 30) -> list[bytes]:
+    """The first `count` values of `topic`, read from the start by an aiokafka consumer built as
+    the sink's is (`Settings.aiokafka_client_options()`: SASL and/or a verifying TLS context), in
+    a group of its own. Raises what the client raises when the broker refuses it."""
+    async def run() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+            group_id=f"{topic}-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
+            request_timeout_ms=15000, **settings.aiokafka_client_options(),
+        )
+        got: list[bytes] = []
+        try:
+            async with asyncio.timeout(timeout):
+                await consumer.start()  # a refused client fails here: still stopped below
+            async with asyncio.timeout(timeout):
+                while len(got) < count:
+                    for records in (await consumer.getmany(timeout_ms=500)).values():
+                        got.extend(r.value for r in records if r.value is not None)
+        finally:
+            await consumer.stop()
+        return got
+
+    return asyncio.run(run())

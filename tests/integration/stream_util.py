@@ -39,12 +39,13 @@ class StreamSetup:
     writer_url: str
     topic: str
     partitions: int
+    ca_file: str = ""  # verifies the server of a clickhouses:// writer_url
 
     def settings(self) -> Settings:
         return Settings.from_env(self.env)
 
     def warehouse(self) -> ServerWarehouse:
-        return ServerWarehouse(self.writer_url)
+        return ServerWarehouse(self.writer_url, ca_file=self.ca_file)
 
 
 def stream_setup(
@@ -134,11 +135,20 @@ def produce_lines(
     lines: Iterable[bytes],
     *,
     on_sent: Callable[[int], None] | None = None,
+    client_options: dict[str, str] | None = None,
+    idempotent: bool = False,
 ) -> int:
     """Send raw lines keyed like the producer library (journey key), invalid ones unkeyed, in
-    order, so each partition sees the order `peakend replay --partitions` assumes."""
+    order, so each partition sees the order `peakend replay --partitions` assumes.
+    `client_options`: `Settings.kafka_client_options()` for a SASL or TLS listener.
+
+    `idempotent`: retries without end and the broker drops the repeats, so a broker lost under
+    load (a cluster's leader moving) neither drops nor repeats input."""
+    options: dict[str, Any] = dict(enable_idempotence=True, retries=2**31 - 1,
+                                   request_timeout_ms=15_000) if idempotent else {}
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                             max_request_size=4 * 1024 * 1024)
+                             max_request_size=4 * 1024 * 1024, **options,
+                             **(client_options or {}))
     count = 0
     for line in lines:
         try:

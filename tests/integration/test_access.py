@@ -1,4 +1,4 @@
-"""ClickHouse access on the real server (DESIGN.md 4): the pipeline writes as `peakend_writer`;
+"""ClickHouse access on the real server (docs/design.md 4): the pipeline writes as `peakend_writer`;
 `peakend_reader` cannot write, change the schema or lift its limits, and its limits stop heavy
 queries. Extends tests/integration/test_stack_clickhouse.py (which covers INSERT, DROP TABLE and
 `SET max_execution_time` for the reader) without repeating it."""

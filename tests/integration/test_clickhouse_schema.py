@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +13,15 @@ from clickhouse_driver.errors import ServerException
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.storage import migrate, tables
+from pipeline.storage.warehouse import ServerWarehouse
 from tests.conftest import ClickHouseUrls
-from tests.unit.storage.ch_helpers import Databases, chdb_database, server_database
+from tests.unit.storage.alerts_migration import check_alerts_before_004
+from tests.unit.storage.ch_helpers import (
+    Databases,
+    chdb_database,
+    server_database,
+    with_database,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +133,20 @@ def _one_new_migration() -> Path:
     (directory / f"{n:03d}_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS extra (a String) ENGINE = MergeTree() ORDER BY a;\n")
     return directory
+
+
+def test_alert_rows_from_before_migration_004_still_read(
+        clickhouse_urls: ClickHouseUrls) -> None:
+    name = f"pe_alerts004_{uuid.uuid4().hex[:10]}"
+    admin = ServerWarehouse(clickhouse_urls.admin)
+    admin.execute(f"CREATE DATABASE {name}")
+    writer = ServerWarehouse(with_database(clickhouse_urls.writer, name))
+    reader = ServerWarehouse(with_database(clickhouse_urls.reader, name))
+    try:
+        assert writer.version()[:2] == (18, 16)
+        check_alerts_before_004(writer, reader)
+    finally:
+        writer.close()
+        reader.close()
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()

@@ -71,25 +71,29 @@ def test_query_runs_and_returns_the_panel_columns(
     assert [c for c, _ in cols] == columns, name
     alert_on_empty = "no-journeys" in name or "nps-clearly" in name or "negative-ends" in name
     other_data = any(table in sql for table in NOT_IN_SCENARIO)
-    if not alert_on_empty and "core-drop" not in name and not other_data:
+    if not alert_on_empty and "core-drop-warning" not in name and not other_data:
         assert rows, f"{name}: no rows on the scenario data"
     if "FORMAT" not in text and columns and columns[0] == "time":
         times = [r[0] for r in rows]
         assert times == sorted(times), f"{name}: time series must be ordered by time"
 
 
-def test_sample_size_gate_in_alert_queries(loaded: Databases) -> None:
-    """The scenario's core alerts have n < 100: the min_n gate keeps them out, and with the
-    scenario's own min_n (30) the same query finds the firing ones."""
-    q = next(r for r in build.experience_rules() if r.uid == "peakend-core-drop-critical")
-    expanded = expand(q.sql, START, END, 3600, VARIABLES)
-    assert loaded.reader.query(expanded) == []
-    firing = {f"{a.metric} {a.segment_dim}={a.segment_value}"
-              for a in scenario.build().latest_alerts().values()
-              if a.state == "firing" and a.severity == "critical" and a.n >= 30}
-    assert firing
-    rows = loaded.reader.query(expanded.replace(f"n >= {build.MIN_N}", "n >= 30"))
-    assert {r[0] for r in rows} == firing
+def test_core_drop_rules_page_what_the_core_fired_with_its_sentence(loaded: Databases) -> None:
+    """The core-drop rules take the core's firing alerts as they are (no second sample-size
+    gate: the scenario runs the core with min_n 30, and its alerts page) and carry each one's
+    sentence; the hourly-metric rule keeps its own gate (it reads raw windows)."""
+    latest = scenario.build().latest_alerts().values()
+    for severity in ("critical", "warning"):
+        q = next(r for r in build.experience_rules()
+                 if r.uid == f"peakend-core-drop-{severity}")
+        expanded = expand(q.sql, START, END, 3600, VARIABLES)
+        firing = {f"{a.metric} {a.segment_dim}={a.segment_value}": a.message for a in latest
+                  if a.state == "firing" and a.severity == severity}
+        rows = loaded.reader.query(expanded)
+        assert {r[0]: r[1] for r in rows} == firing, severity
+        assert all(r[2] >= 1 for r in rows)
+    assert any(a.state == "firing" and a.n < build.MIN_N for a in latest)
+    assert all(a.message for a in latest)
     # the hourly-metric rule over the burst hours finds the NPS collapse once n is allowed
     nps = next(r for r in build.experience_rules() if r.uid == "peakend-nps-clearly-negative")
     burst = scenario.BURST_HOUR.replace(tzinfo=None)

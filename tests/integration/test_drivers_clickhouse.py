@@ -10,7 +10,11 @@ import pytest
 
 from tests.conftest import ClickHouseUrls
 from tests.unit.storage.ch_helpers import server_database
-from tests.unit.storage.drivers_check import check_clickhouse_equals_offline, offline
+from tests.unit.storage.drivers_check import (
+    check_answers_after_the_journey,
+    check_clickhouse_equals_offline,
+    offline,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -21,3 +25,10 @@ def test_drivers_on_the_server_equal_offline(tmp_path: Path, monkeypatch: pytest
     with server_database(clickhouse_urls.admin, clickhouse_urls.writer, clickhouse_urls.reader,
                          prefix="pe_drivers") as dbs:
         check_clickhouse_equals_offline(dbs, want)
+
+
+def test_answers_after_the_journey_on_the_server_equal_offline(
+        tmp_path: Path, clickhouse_urls: ClickHouseUrls) -> None:
+    with server_database(clickhouse_urls.admin, clickhouse_urls.writer, clickhouse_urls.reader,
+                         prefix="pe_drivers_after") as dbs:
+        check_answers_after_the_journey(dbs, tmp_path)

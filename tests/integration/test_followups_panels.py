@@ -15,6 +15,7 @@ import pytest
 
 from dashboards.panels_followups import PANELS, SLA_BREACH_ALERT
 from pipeline.core.followups import CaseRecord, FollowupEvent, FollowupJourney, FollowupTracker
+from pipeline.core.stats import adjusted_wald_nps
 from pipeline.followup_rules import horizon_ms, load_rules
 from pipeline.storage.tables import rows
 from tests.unit.dashboards.grafana_macros import expand
@@ -53,6 +54,10 @@ def make_cases() -> list[CaseRecord]:
                closes=case_id_of("c3", "event:s3")),
         answer("s4", "c4", NOW - 10 * DAY, outcome="complaint"),  # high, closed 2 days late
         answer("x4", "c4", NOW - 7 * DAY, outcome="other", closes=case_id_of("c4", "event:s4")),
+        # NPS after contact (c3, c4) and after opening (c1, not contacted): recovery_nps
+        answer("n1", "c1", NOW - DAY, nps=8),
+        answer("n3", "c3", NOW - 2 * DAY, nps=10),
+        answer("n4", "c4", NOW - 6 * DAY - HOUR, nps=3),
     ]
     journeys = [
         journey("j3", "c3", NOW - 3 * DAY, 0.6),  # c3's next journey after contact: recovered
@@ -94,6 +99,7 @@ def test_the_cases_are_the_ones_expected() -> None:
     assert set(cases) == {"c1", "c2", "c3", "c4", "c5"}
     assert cases["c5"].silent and cases["c5"].trigger == "deep_negative_peak"
     assert cases["c3"].recovery_journey_id == "j3" and cases["c4"].recovery_journey_id == "j4"
+    assert [cases[c].recovery_nps for c in ("c1", "c2", "c3", "c4")] == [8, None, 10, 3]
 
 
 @pytest.mark.parametrize("panel", PANELS, ids=[p.title for p in PANELS])
@@ -162,3 +168,37 @@ def test_demo_report_prints_the_top_open_cases(
     top = sorted((c for c in cases if c.status == "open"),
                  key=lambda c: (("high", "medium", "low").index(c.priority), c.due_at))
     assert top[0].case_id in printed
+
+
+@pytest.fixture(scope="module", params=["server", "chdb"])
+def on_both_engines(request: pytest.FixtureRequest) -> Iterator[Databases]:
+    urls = request.getfixturevalue("clickhouse_urls") if request.param == "server" else None
+    with engine_databases(request.param, "pe_followups", urls) as dbs:
+        columns, data = rows("followups", [c.to_dict() for c in make_cases()])
+        dbs.writer.insert("followups", columns, data)
+        yield dbs
+
+
+def test_recovery_view_gives_the_nps_after_contact_with_its_interval(
+        on_both_engines: Databases) -> None:
+    """followups_recovery (migration 011): per trigger and contacted, the NPS of the customers'
+    next answers with the core's adjusted-Wald interval, from the cases themselves."""
+    cases = make_cases()
+    data, _ = query(on_both_engines, "SELECT trigger, contacted, with_next_nps, next_nps, "
+                    "next_nps_ci_low, next_nps_ci_high FROM followups_recovery")
+    got = {(r[0], int(r[1])): r[2:] for r in data}
+    groups = {(c.trigger, int(c.status == "closed")) for c in cases if c.status != "withdrawn"}
+    assert set(got) == groups
+    for trigger, contacted in groups:
+        answers = [c.recovery_nps for c in cases if c.trigger == trigger
+                   and int(c.status == "closed") == contacted and c.recovery_nps is not None]
+        n, value, low, high = got[(trigger, contacted)]
+        assert n == len(answers)
+        if not answers:
+            assert (value, low, high) == (None, None, None)
+            continue
+        promoters = sum(a >= 9 for a in answers)
+        detractors = sum(a <= 6 for a in answers)
+        assert value == pytest.approx(100 * (promoters - detractors) / n)
+        assert (low, high) == pytest.approx(adjusted_wald_nps(promoters, detractors, n))
+    assert got[("hard_effort", 1)][:2] == (1, 100.0) and got[("complaint", 1)][:2] == (1, -100.0)

@@ -18,7 +18,9 @@ constraint the plugin's docs ask for (dashboards/docker/clickhouse/users.xml).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,7 +31,7 @@ from clickhouse_driver.errors import ServerException
 
 from dashboards import build
 from pipeline.urls import parse_clickhouse_url
-from tests.conftest import ClickHouseUrls
+from tests.conftest import ROOT, ClickHouseUrls
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +100,8 @@ def test_http_plain_queries_work_and_the_reader_stays_read_only(
 def test_http_as_the_plugin_sends_it_needs_a_newer_server(clickhouse_urls: ClickHouseUrls) -> None:
     """Not the reader's configuration: 18.16 refuses clickhouse-go's HTTP parameters for every
     user, the admin too. When the server is upgraded this test fails and says so: then give the
-    native stack's reader the compose file's changeable_in_readonly constraint."""
+    native stack's reader the compose file's changeable_in_readonly constraint (and its
+    settings_constraints_replace_previous, dashboards/docker/clickhouse/config.xml)."""
     params = {"database": "peakend", "default_format": "Native",
               "client_protocol_version": str(CLICKHOUSE_GO_PROTOCOL_VERSION),
               "max_execution_time": str(PLUGIN_MAX_EXECUTION_TIME)}
@@ -110,3 +113,51 @@ def test_http_as_the_plugin_sends_it_needs_a_newer_server(clickhouse_urls: Click
     del params["client_protocol_version"]
     status, body = _http(clickhouse_urls.admin, "SELECT 1", params)
     assert status == 200 and "UInt8" in body, "only client_protocol_version is unknown"  # Native
+
+
+# The plugin's own client: clickhouse-go v2.43.0 opened as plugin v4.14.1 opens it
+# (tests/grafana_plugin/go/main.go; scripts/setup-tools.sh builds it from go.sum).
+PLUGIN_CLIENT = ROOT / "build" / "plugin-client-go"
+
+
+def _plugin_client(url: str, protocol: str, port: int) -> dict[str, dict[str, object]]:
+    """probe -> {"ok", "error", "rows"} as the plugin's client saw it, connected as the
+    provisioned data source connects (its user, database, query timeout)."""
+    assert PLUGIN_CLIENT.is_file(), (
+        f"{PLUGIN_CLIENT.relative_to(ROOT)} is not built: run bash scripts/setup-tools.sh")
+    parts = parse_clickhouse_url(url)
+    done = subprocess.run(
+        [str(PLUGIN_CLIENT), "-protocol", protocol, "-addr", f"{parts.host}:{port}",
+         "-user", parts.user, "-database", parts.database,
+         "-query-timeout", str(build.READER_QUERY_TIMEOUT_S)],
+        env={"CLICKHOUSE_PASSWORD": parts.password}, capture_output=True, text=True,
+        timeout=180, check=False)
+    assert done.stdout, f"no output (exit {done.returncode}): {done.stderr[-2000:]}"
+    return {line["probe"]: line for line in map(json.loads, done.stdout.splitlines())}
+
+
+def test_the_plugins_own_client_over_native_keeps_the_readers_limits(
+    clickhouse_urls: ClickHouseUrls,
+) -> None:
+    """What Grafana's queries meet over the protocol the data source is provisioned with."""
+    out = _plugin_client(clickhouse_urls.reader, "native",
+                         parse_clickhouse_url(clickhouse_urls.reader).port)
+    assert out["ping"]["ok"], out["ping"]["error"]
+    assert out["select_one"]["rows"] == [["1"]], out["select_one"]
+    assert dict(map(tuple, out["effective_settings"]["rows"])) == READER_LIMITS
+    too_many = out["too_many_rows"]
+    assert not too_many["ok"] and "limit for result" in str(too_many["error"]).lower(), too_many
+    create = out["create_table"]
+    assert not create["ok"] and "readonly" in str(create["error"]).lower(), create
+
+
+def test_the_plugins_own_client_over_http_needs_a_newer_server(
+    clickhouse_urls: ClickHouseUrls,
+) -> None:
+    """The HTTP protocol fails on 18.16 for the reason test_http_as_the_plugin_sends_it_needs_a_
+    newer_server shows with hand-made requests, here from the client itself."""
+    port = int(os.environ.get("PEAKEND_CLICKHOUSE_HTTP_PORT", "8123"))
+    out = _plugin_client(clickhouse_urls.reader, "http", port)
+    failed = [probe for probe in out.values() if not probe["ok"]]
+    assert failed, "the plugin's client works over HTTP on this server: update the docs"
+    assert "client_protocol_version" in str(failed[0]["error"]), failed[0]

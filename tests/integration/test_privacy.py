@@ -1,4 +1,4 @@
-"""Personal data (DESIGN.md 4, docs/privacy.md): with PEAKEND_PSEUDONYMISE_KEY set, no raw
+"""Personal data (docs/design.md 4, docs/privacy.md): with PEAKEND_PSEUDONYMISE_KEY set, no raw
 customer_id reaches a ClickHouse table or an output topic, and the key itself is never printed:
 not by `peakend settings`, not in the worker's log."""
 

@@ -3,12 +3,14 @@ report data as on chdb (tests/unit/storage/test_report_html.py renders it in Chr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from pipeline import report_html
+from pipeline import demo, report_html
 from tests.conftest import ClickHouseUrls
 from tests.unit.storage import scenario
-from tests.unit.storage.ch_helpers import chdb_database, server_database
+from tests.unit.storage.ch_helpers import chdb_database, server_database, with_database
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +39,19 @@ def test_report_data_is_the_same_on_clickhouse_server_and_chdb(
         on_chdb = report_html.collect(embedded.reader)
     assert on_server.nps and on_server.alerts
     assert summary(on_server) == summary(on_chdb)
+
+
+def test_the_demo_writes_its_html_report_as_the_reader(
+        clickhouse_urls: ClickHouseUrls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo`'s last step (pipeline/demo.py): the page, from a peakend database on 18.16 read
+    through the reader's URL, holds every chart with data (test_report_html.py draws it)."""
+    monkeypatch.setattr(demo, "ROOT", tmp_path)  # out/demo-report.html under tmp_path
+    with server_database(clickhouse_urls.admin, clickhouse_urls.writer, clickhouse_urls.reader,
+                         prefix="pe_demo_report") as server:
+        scenario.load(server.writer)
+        demo._html_report(with_database(clickhouse_urls.reader, server.writer.database))
+    page = (tmp_path / "out" / "demo-report.html").read_text(encoding="utf-8")
+    for chart_id in report_html.CHART_IDS:
+        assert f'id="{chart_id}"' in page, chart_id
+    assert "no data" not in page
+    assert "peakend demo" in page

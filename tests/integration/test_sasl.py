@@ -1,4 +1,4 @@
-"""Kafka SASL/PLAIN settings reach every Kafka client (DESIGN.md 4).
+"""Kafka SASL/PLAIN settings reach every Kafka client (docs/design.md 4).
 
 This pins the plumbing precisely, client by client, by capturing the keyword arguments each one
 is built with; tests/integration/test_sasl_broker.py makes the round trip through the local

@@ -1,19 +1,17 @@
 """A round trip through the local broker's SASL_PLAINTEXT listener (PLAIN), with the settings a
 deployment would use: the producer library sends, an aiokafka consumer built from
-`Settings.kafka_client_options()` (as the sink's is) reads, and a wrong password is refused."""
+`Settings.aiokafka_client_options()` (as the sink's is; `kafka_util.consume`) reads, and a wrong
+password is refused."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from pipeline.producer import TouchpointProducer
 from pipeline.settings import Settings
 from tests.conftest import stack_env
-from tests.integration.kafka_util import create_topic, unique_topic
+from tests.integration.kafka_util import consume, create_topic, unique_topic
 from tests.unit.contract.contract_corpus import VALID
 
 pytestmark = pytest.mark.integration
@@ -29,27 +27,6 @@ def sasl_settings(password: str | None = None, **extra: str) -> Settings:
         "PEAKEND_KAFKA_SASL_PASSWORD": password or env["PEAKEND_TEST_KAFKA_SASL_PASSWORD"],
         **extra,
     })
-
-
-def consume(settings: Settings, topic: str, count: int) -> list[bytes]:
-    async def run() -> list[bytes]:
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-            group_id=f"{topic}-sasl", enable_auto_commit=False,
-            **settings.kafka_client_options(),
-        )
-        await consumer.start()
-        got: list[bytes] = []
-        try:
-            async with asyncio.timeout(30):
-                while len(got) < count:
-                    for records in (await consumer.getmany(timeout_ms=500)).values():
-                        got.extend(r.value for r in records if r.value is not None)
-        finally:
-            await consumer.stop()
-        return got
-
-    return asyncio.run(run())
 
 
 def test_produce_and_consume_through_sasl_plain(kafka_bootstrap: str) -> None:

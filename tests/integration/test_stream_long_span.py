@@ -122,7 +122,7 @@ def test_days_of_events_with_redeliveries_and_bad_clocks_equal_replay(
                    lambda: _diff(setup, want) + worker.log_tail())
         assert journeys_in_clickhouse(setup) == want  # the poison journey is not there
         wait_until(lambda: metrics_in_clickhouse(setup).keys() == metrics_of_replay(replay).keys(),
-                   30, "metric buckets to settle")
+                   180, "metric buckets to settle")
         assert_metrics_equal(metrics_in_clickhouse(setup), metrics_of_replay(replay))
         assert dead_letter_counts(setup) == reasons | {"clickhouse_rejected": 1}
         assert worker.alive(), worker.log_tail()

@@ -7,21 +7,32 @@
 - ClickHouse secure native port (`clickhouses://` URLs, `PEAKEND_CLICKHOUSE_SSL_CAFILE`): `peakend
   migrate` and a write/read round trip; HTTPS (Grafana's port) answers with the CA; a client
   without the CA is refused on both.
+- The real worker (`peakend worker`, Faust) on the SSL listener and the secure native port: the
+  stream lands in ClickHouse as `peakend replay` computes it, /metrics over HTTPS; without either
+  CA it stops at once with one line naming the setting (pipeline/tls_preflight.py).
+- `peakend backfill`, `export` and `report` over clickhouses://; `export` without the CA is
+  refused in one line.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import socket
 import ssl
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.cli import main
 from pipeline.contract.dead_letters import DeadLetter
@@ -31,6 +42,19 @@ from pipeline.storage.tables import rows
 from pipeline.storage.warehouse import ServerWarehouse
 from pipeline.stream.progress import pipeline_lag
 from pipeline.stream.topics import ensure_topics
+from pipeline.urls import build_clickhouse_url, parse_clickhouse_url
+from tests.integration.kafka_util import consume
+from tests.integration.stream_util import (
+    StreamSetup,
+    Worker,
+    count,
+    journeys_in_clickhouse,
+    journeys_of_replay,
+    produce_lines,
+    read_lines,
+    replay_records,
+    wait_until,
+)
 from tests.integration.tls_stack import tls_stack
 from tests.unit.contract.contract_corpus import VALID
 
@@ -45,6 +69,13 @@ def stack() -> Iterator[dict[str, str]]:
 
 def kafka_settings(stack: dict[str, str], protocol: str, *, with_ca: bool = True,
                    **extra: str) -> Settings:
+    return Settings.from_env(kafka_env(stack, protocol, with_ca=with_ca, **extra))
+
+
+def kafka_env(stack: dict[str, str], protocol: str, *, with_ca: bool = True,
+              **extra: str) -> dict[str, str]:
+    """The PEAKEND_* variables of a client of the private stack's SSL or SASL_SSL listener,
+    with fresh topic names."""
     app = f"tls-{uuid.uuid4().hex[:8]}"
     env = {
         "PEAKEND_KAFKA_BOOTSTRAP": stack["PEAKEND_TEST_KAFKA_SSL_BOOTSTRAP"
@@ -65,29 +96,7 @@ def kafka_settings(stack: dict[str, str], protocol: str, *, with_ca: bool = True
         env |= {"PEAKEND_KAFKA_SASL_MECHANISM": "PLAIN",
                 "PEAKEND_KAFKA_SASL_USERNAME": stack["PEAKEND_TEST_KAFKA_SASL_USERNAME"],
                 "PEAKEND_KAFKA_SASL_PASSWORD": stack["PEAKEND_TEST_KAFKA_SASL_PASSWORD"]}
-    return Settings.from_env(env)
-
-
-def consume(settings: Settings, topic: str, count: int) -> list[bytes]:
-    async def run() -> list[bytes]:
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-            group_id=f"{topic}-tls", enable_auto_commit=False, request_timeout_ms=15000,
-            **settings.aiokafka_client_options(),
-        )
-        async with asyncio.timeout(30):
-            await consumer.start()
-        got: list[bytes] = []
-        try:
-            async with asyncio.timeout(30):
-                while len(got) < count:
-                    for records in (await consumer.getmany(timeout_ms=500)).values():
-                        got.extend(r.value for r in records if r.value is not None)
-        finally:
-            await consumer.stop()
-        return got
-
-    return asyncio.run(run())
+    return env
 
 
 @pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
@@ -157,3 +166,125 @@ def test_clickhouse_client_without_the_ca_is_refused(stack: dict[str, str]) -> N
         assert answer.read() == b"Ok.\n"
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         urllib.request.urlopen(https, context=ssl.create_default_context(), timeout=10)
+
+
+# -- the Faust worker end to end over TLS ------------------------------------------------------
+
+def worker_setup(stack: dict[str, str], tmp_path: Path, *, kafka_ca: bool = True,
+                 clickhouse_ca: bool = True) -> StreamSetup:
+    """A worker's settings for the SSL listener and the secure native port (fresh topics and
+    database), verifying both against the stack's CA unless told otherwise; its /metrics over
+    HTTPS with the stack's certificate."""
+    ca = stack["PEAKEND_TEST_TLS_CAFILE"]
+    kafka = kafka_env(stack, "SSL", with_ca=kafka_ca)
+    database = kafka["PEAKEND_APP_ID"].replace("-", "_")
+    admin = ServerWarehouse(stack["PEAKEND_CLICKHOUSE_ADMIN_URL"])  # set-up over the plain port
+    try:
+        admin.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+    finally:
+        admin.close()
+    secure = parse_clickhouse_url(stack["PEAKEND_TEST_CLICKHOUSE_SECURE_URL"])
+    writer_url = build_clickhouse_url(replace(secure, database=database))
+    env = {
+        **kafka,
+        "PEAKEND_CLICKHOUSE_URL": writer_url,
+        "PEAKEND_CLICKHOUSE_DATABASE": database,
+        "PEAKEND_CLICKHOUSE_SSL_CAFILE": ca if clickhouse_ca else "",
+        "PEAKEND_SINK_BATCH_SECONDS": "0.5",
+        "PEAKEND_METRICS_TLS_CERTFILE": stack["PEAKEND_METRICS_TLS_CERTFILE"],
+        "PEAKEND_METRICS_TLS_KEYFILE": stack["PEAKEND_METRICS_TLS_KEYFILE"],
+    }
+    return StreamSetup(env=env, database=database, admin_url=stack["PEAKEND_CLICKHOUSE_ADMIN_URL"],
+                       writer_url=writer_url, topic=env["PEAKEND_TOPIC_TOUCHPOINTS"],
+                       partitions=int(env["PEAKEND_PARTITIONS"]), ca_file=ca)
+
+
+def test_worker_streams_over_tls_into_clickhouse(stack: dict[str, str], tmp_path: Path) -> None:
+    setup = worker_setup(stack, tmp_path)
+    settings = setup.settings()
+    events = tmp_path / "events.jsonl"
+    assert main(["generate", "--events", "600", "--seed", "21", "--span", "2h",
+                 "--invalid-fraction", "0.03", "--output", str(events), "--quiet"]) == 0
+    lines = read_lines(events)
+    replay = replay_records(lines, setup.partitions, settings)
+    valid = len(lines) - len(replay.dead_letters)
+    assert replay.dead_letters and valid > 0
+    worker = Worker(setup, tmp_path, "tls")
+    try:
+        # kafka-python over the SSL listener, verified (the worker's clients are aiokafka/Faust)
+        produce_lines(settings.kafka_bootstrap, setup.topic, lines,
+                      client_options=settings.kafka_client_options())
+        wait_until(
+            lambda: count(setup, "SELECT count() FROM touchpoint_events FINAL") == valid
+            and count(setup, "SELECT count() FROM dead_letters FINAL") == len(replay.dead_letters),
+            180, f"{valid} events and {len(replay.dead_letters)} dead letters in ClickHouse "
+            "(over clickhouses://)", worker.log_tail)
+        want = journeys_of_replay(replay)
+        wait_until(lambda: journeys_in_clickhouse(setup) == want, 60,
+                   "the journeys in ClickHouse to equal replay's", worker.log_tail)
+        assert worker.alive(), worker.log_tail()
+        # the worker's /metrics over HTTPS, verified against the same CA
+        context = ssl.create_default_context(cafile=stack["PEAKEND_TEST_TLS_CAFILE"])
+        url = f"https://127.0.0.1:{worker.metrics_port}/metrics"
+        with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for family in text_string_to_metric_families(answer.read().decode())
+                       for s in family.samples}
+        assert samples[("peakend_events_in_total", (("topic", setup.topic),))] == len(lines)
+        assert samples[("peakend_clickhouse_up", ())] == 1
+    finally:
+        worker.stop()
+    assert "CERTIFICATE_VERIFY_FAILED" not in worker.log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize(("server", "variable"), [("kafka", "PEAKEND_KAFKA_SSL_CAFILE"),
+                                                  ("clickhouse", "PEAKEND_CLICKHOUSE_SSL_CAFILE")])
+def test_worker_without_the_ca_is_refused_in_one_line(
+    stack: dict[str, str], tmp_path: Path, server: str, variable: str
+) -> None:
+    setup = worker_setup(stack, tmp_path, kafka_ca=server != "kafka",
+                         clickhouse_ca=server != "clickhouse")
+    env = {**os.environ, **setup.env, "PEAKEND_DATA_DIR": str(tmp_path / "state"),
+           "PEAKEND_METRICS_PORT": "0"}
+    started = time.monotonic()
+    worker = subprocess.run([sys.executable, "-m", "pipeline.cli", "worker"], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    took = time.monotonic() - started
+    assert worker.returncode == 2, (worker.returncode, worker.stderr[-3000:])
+    lines = worker.stderr.strip().splitlines()
+    assert len(lines) == 1, worker.stderr[-3000:]
+    assert lines[0].startswith("peakend worker: ") and "certificate is not trusted" in lines[0]
+    assert f"set {variable} to the CA that signed it" in lines[0], lines[0]
+    assert "Traceback" not in worker.stdout + worker.stderr
+    assert took < 60, f"the refusal took {took:.0f} s"  # not a minute of bootstrap retries
+
+
+def test_batch_jobs_over_tls(stack: dict[str, str], tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`peakend backfill`, `export` and `report` over clickhouses://, from the settings a
+    deployment sets; `export` without the CA is refused in one line."""
+    setup = worker_setup(stack, tmp_path)
+    for name in ("PEAKEND_CLICKHOUSE_URL", "PEAKEND_CLICKHOUSE_DATABASE",
+                 "PEAKEND_CLICKHOUSE_SSL_CAFILE"):
+        monkeypatch.setenv(name, setup.env[name])
+    monkeypatch.setenv("PEAKEND_CLICKHOUSE_READER_URL", "")  # report: the writer's URL
+    events = tmp_path / "events.parquet"
+    assert main(["generate", "--events", "400", "--seed", "22", "--span", "2h", "--to",
+                 "parquet", "--output", str(events), "--quiet"]) == 0
+    assert main(["backfill", str(events), "--no-checkpoint", "--quiet"]) == 0
+    stored = count(setup, "SELECT count() FROM journeys FINAL")
+    assert stored > 0
+    exported = tmp_path / "journeys.parquet"
+    assert main(["export", "--table", "journeys", "--output", str(exported), "--quiet"]) == 0
+    assert pq.read_table(exported).num_rows == stored
+    report = tmp_path / "report.html"
+    assert main(["report", "--output", str(report)]) == 0
+    assert report.stat().st_size > 0
+
+    capsys.readouterr()
+    monkeypatch.setenv("PEAKEND_CLICKHOUSE_SSL_CAFILE", "")  # the system's CAs
+    assert main(["export", "--table", "journeys", "--output", str(tmp_path / "no.parquet"),
+                 "--quiet"]) != 0
+    refused = capsys.readouterr().err.strip().splitlines()
+    assert len(refused) == 1 and "CERTIFICATE_VERIFY_FAILED" in refused[0], refused

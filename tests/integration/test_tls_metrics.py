@@ -1,7 +1,12 @@
-"""Prometheus scrapes the worker's /metrics over HTTPS (issue 21): `WorkerMetrics.serve` with the
-certificate of the private TLS stack (tests/integration/tls_stack.py makes it), and a private
-Prometheus (the stack's binary, own port and data directory, stopped afterwards) whose scrape
-job verifies it against the CA; a job without the CA fails its scrapes (`up` 0, x509 error)."""
+"""Prometheus scrapes the worker's /metrics over HTTPS (issue 21).
+
+The private TLS stack (tests/integration/tls_stack.py) starts its Prometheus the way
+`PEAKEND_STACK_TLS=1 scripts/stack.sh start` does: the `peakend-worker` job scrapes https with
+the stack's CA. `WorkerMetrics.serve` stands in for the worker, with the certificate and key that
+`stack.sh env` exports (`PEAKEND_METRICS_TLS_*`), on the port the job targets. Prometheus itself
+must report that target up over https; the same job without the CA (a second, private
+Prometheus on a copy of the config the stack's one runs, stopped afterwards) fails its scrapes
+with a certificate error."""
 
 from __future__ import annotations
 
@@ -10,16 +15,20 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from pipeline.observability import WorkerMetrics
-from tests.integration.tls_stack import certificates
+from tests.integration.tls_stack import TLS_PORTS, tls_stack
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS_PORT = 47090
+JOB = "peakend-worker"  # scripts/prometheus/prometheus.yml
 
 
 def free_port() -> int:
@@ -28,46 +37,72 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def targets(prometheus: str) -> dict[str, dict[str, str]]:
-    with urllib.request.urlopen(f"{prometheus}/api/v1/targets", timeout=5) as answer:
-        active = json.load(answer)["data"]["activeTargets"]
-    return {t["labels"]["job"]: t for t in active}
+def api(prometheus: str, path: str) -> Any:
+    with urllib.request.urlopen(f"{prometheus}/api/v1/{path}", timeout=5) as answer:
+        return json.load(answer)["data"]
 
 
-def test_prometheus_scrapes_metrics_over_verified_tls(tmp_path: Path) -> None:
-    tls = certificates()
+def scraped_target(prometheus: str, job: str, health: str, timeout: float = 60
+                   ) -> dict[str, Any]:
+    """The target of `job` once Prometheus reports it `health` ("up"/"down") after a scrape,
+    else, at `timeout`, as last seen (the caller's assertion shows it). Waiting for the wanted
+    state, not the first scrape: a scrape before the metrics server listened is down too."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            active = api(prometheus, "targets")["activeTargets"]
+        except OSError:
+            active = []
+        seen = next((t for t in active if t["labels"]["job"] == job), {})
+        if seen.get("lastScrape", "").startswith("20") and seen.get("health") == health:
+            break
+        time.sleep(0.5)
+    return seen
+
+
+@contextmanager
+def private_prometheus(config: dict[str, Any], tmp_path: Path) -> Iterator[str]:
+    """The stack's Prometheus binary on `config`, its own port and data directory."""
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
     port = free_port()
-    WorkerMetrics.create().serve(port, certfile=str(tls / "server.crt"),
-                                 keyfile=str(tls / "server.key"))
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
-        f"  - job_name: verified\n    scheme: https\n    tls_config:\n"
-        f"      ca_file: {tls / 'ca.pem'}\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{port}']\n"
-        f"  - job_name: without_ca\n    scheme: https\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{port}']\n")
     process = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"],
+        ["prometheus", f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    prometheus = f"http://127.0.0.1:{PROMETHEUS_PORT}"
     try:
-        deadline = time.monotonic() + 60
-        seen: dict[str, dict[str, str]] = {}
-        while time.monotonic() < deadline:
-            try:
-                seen = targets(prometheus)
-            except OSError:
-                seen = {}
-            if {"verified", "without_ca"} <= set(seen) and all(
-                    t.get("lastScrape", "").startswith("20") and t.get("health") != "unknown"
-                    for t in seen.values()):
-                break
-            time.sleep(0.5)
-        assert seen["verified"]["health"] == "up", seen["verified"]
-        assert seen["without_ca"]["health"] == "down", seen["without_ca"]
-        assert "certificate" in seen["without_ca"]["lastError"], seen["without_ca"]
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_stacks_prometheus_scrapes_the_worker_over_verified_tls(tmp_path: Path) -> None:
+    with tls_stack("prometheus") as env:
+        ca = env["PEAKEND_TEST_TLS_CAFILE"]
+        metrics_port = int(TLS_PORTS["PEAKEND_METRICS_PORT"])
+        WorkerMetrics.create().serve(metrics_port, certfile=env["PEAKEND_METRICS_TLS_CERTFILE"],
+                                     keyfile=env["PEAKEND_METRICS_TLS_KEYFILE"])
+        prometheus = env["PEAKEND_PROMETHEUS_URL"]
+        assert prometheus.endswith(f":{TLS_PORTS['PEAKEND_PROMETHEUS_PORT']}"), prometheus
+
+        # the configuration Prometheus runs, as it reports it: https, our CA, verification on
+        running = yaml.safe_load(api(prometheus, "status/config")["yaml"])
+        job = next(j for j in running["scrape_configs"] if j["job_name"] == JOB)
+        assert job["scheme"] == "https"
+        assert job["tls_config"]["ca_file"] == ca
+        assert not job["tls_config"].get("insecure_skip_verify", False)
+
+        target = scraped_target(prometheus, JOB, "up")
+        assert target["scrapeUrl"] == f"https://127.0.0.1:{metrics_port}/metrics", target
+        assert target["health"] == "up", target.get("lastError")
+
+    # the same job without the CA: every scrape fails on the worker's certificate
+    del job["tls_config"]["ca_file"]
+    with private_prometheus({"global": running["global"], "scrape_configs": [job]},
+                            tmp_path) as untrusting:
+        refused = scraped_target(untrusting, JOB, "down")
+    assert refused["scrapeUrl"].startswith("https://"), refused
+    assert refused["health"] == "down", refused
+    assert "certificate" in refused["lastError"], refused

@@ -93,7 +93,7 @@ def test_console_producer_input_equals_replay(tmp_path: Path, kafka_bootstrap: s
             assert_same_as_replay(setup, lines)
         else:
             wait_until(lambda: metrics_in_clickhouse(setup).keys()
-                       == metrics_of_replay(replay).keys(), 30, "metric buckets to settle")
+                       == metrics_of_replay(replay).keys(), 120, "metric buckets to settle")
             assert_metrics_equal(metrics_in_clickhouse(setup), metrics_of_replay(replay))
             reasons: dict[str, int] = {}
             for letter in replay.dead_letters:

@@ -1,6 +1,8 @@
 """A private stack with TLS (issue 21): scripts/stack.sh with PEAKEND_STACK_TLS=1, its own data
-directory (.stack/tls) and ports (47xxx), so the shared stack is never restarted or
-reconfigured. The CA and server certificate are generated there on first start."""
+directory (.stack/tls) and ports (27xxx), so the shared stack is never restarted or
+reconfigured. The CA and server certificate are generated there on first start. The ports lie
+below Linux's ephemeral range (32768-60999): at 47000, an outgoing connection of a busy machine
+once held ClickHouse's port ("Address already in use")."""
 
 from __future__ import annotations
 
@@ -16,11 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "scripts" / "stack.sh"
 TLS_STACK_DIR = ROOT / ".stack" / "tls"
 TLS_PORTS = {
-    "PEAKEND_KAFKA_PORT": "47092",  # SSL 47098, SASL_PLAINTEXT 47096, SASL_SSL 47099
-    "PEAKEND_KAFKA_CONTROLLER_PORT": "47097",
-    "PEAKEND_CLICKHOUSE_TCP_PORT": "47000",  # secure native 47440
-    "PEAKEND_CLICKHOUSE_HTTP_PORT": "47123",  # HTTPS 47443
+    "PEAKEND_KAFKA_PORT": "27092",  # SSL 27098, SASL_PLAINTEXT 27096, SASL_SSL 27099
+    "PEAKEND_KAFKA_CONTROLLER_PORT": "27097",
+    "PEAKEND_CLICKHOUSE_TCP_PORT": "27000",  # secure native 27440
+    "PEAKEND_CLICKHOUSE_HTTP_PORT": "27123",  # HTTPS 27443
     "PEAKEND_KAFKA_HEAP": "512m",
+    "PEAKEND_PROMETHEUS_PORT": "27090",
+    "PEAKEND_ALERTMANAGER_PORT": "27093",
+    "PEAKEND_METRICS_PORT": "27108",  # the worker's /metrics that the stack's Prometheus scrapes
 }
 
 

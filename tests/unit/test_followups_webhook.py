@@ -110,3 +110,23 @@ def test_a_refusing_webhook_stops_with_one_line_and_nothing_skipped(
     with pytest.raises(WebhookRefused, match="refused case fu-a with HTTP 422") as caught:
         deliver([case("fu-a"), case("fu-b")], Webhook(url), ledger)
     assert "\n" not in str(caught.value) and ledger.delivered == set()
+
+
+def test_a_posted_case_that_is_withdrawn_is_posted_once_more_as_withdrawn(
+        ticketing: tuple[str, Ticketing], tmp_path: Path) -> None:
+    url, server = ticketing
+    server.requests = 1  # the 3rd, 6th... request fails: here the withdrawal's first attempt
+    records = [case("fu-a"), case("fu-b", "withdrawn", 2),  # fu-b never posted: stays unposted
+               case("fu-a", "withdrawn", 3), case("fu-c", version=3)]
+    ledger = Ledger(tmp_path / "ledger.txt")
+    assert deliver(records, Webhook(url, sleep=lambda _: None), ledger) == 2
+    ledger.close()
+    # a restart reading everything again posts nothing more
+    ledger = Ledger(tmp_path / "ledger.txt")
+    assert deliver(records, Webhook(url, sleep=lambda _: None), ledger) == 0
+    ledger.close()
+    assert server.received == ["fu-a", "fu-a", "fu-c"]
+    assert server.keys == ["fu-a", "fu-a:withdrawn", "fu-c"]
+    assert server.requests == 5  # one failed attempt, retried
+    lines = (tmp_path / "ledger.txt").read_text().splitlines()
+    assert lines == ["fu-a", "fu-a withdrawn", "fu-c"]

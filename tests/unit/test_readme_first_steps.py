@@ -1,6 +1,6 @@
 """The README's commands run as written: its first steps end to end, and no line is a trap.
 
-The first steps (the ```sh block after the `first-steps` marker) run in a fresh directory whose
+The first steps (the ```sh blocks after the `first-steps` markers) run in a fresh directory whose
 `.venv` is this project's: each line split as a shell would split it, without a shell, with the
 exit status its comment announces. Every ```sh line of the README must paste safely: no pipe,
 redirection, `;`, `&` or `[a|b]` placeholder outside quotes.
@@ -31,8 +31,8 @@ def split_comment(line: str) -> tuple[str, str]:
 
 
 def first_steps() -> list[str]:
-    after = README.split("<!-- first-steps:", 1)[1]
-    return sh_blocks(after)[0]
+    """The lines of each ```sh block that follows a `first-steps` marker, in order."""
+    return [line for part in README.split("<!-- first-steps")[1:] for line in sh_blocks(part)[0]]
 
 
 def test_every_readme_shell_line_pastes_safely() -> None:
@@ -52,7 +52,9 @@ def test_first_steps_run_as_written(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PYTHONPATH"] = str(ROOT)  # this checkout's code (the shared .venv may point elsewhere)
     steps = first_steps()
-    assert [shlex.split(split_comment(s)[0])[0] for s in steps] == [".venv/bin/peakend"] * 3
+    commands = [shlex.split(split_comment(s)[0])[1] for s in steps]
+    assert commands == ["generate", "validate", "replay", "drivers"], commands
+    assert all(shlex.split(s)[0] == ".venv/bin/peakend" for s in steps)
     for line in steps:
         command, comment = split_comment(line)
         expected = 1 if "exits 1" in comment else 0
@@ -63,3 +65,6 @@ def test_first_steps_run_as_written(tmp_path: Path) -> None:
             assert re.search(r"events\.jsonl:\d+: ", done.stdout + done.stderr), done.stdout
     journeys = (tmp_path / "out" / "journeys.jsonl").read_text().splitlines()
     assert journeys and all("peak_valence" in json.loads(line) for line in journeys[:5])
+    # the drivers line, last, prints its ranking of touchpoints
+    assert re.search(r"^drivers by touchpoint, outcome nps: \d+ journeys", done.stdout, re.M), (
+        done.stdout[-2000:])

@@ -358,3 +358,20 @@ def test_no_part_of_a_password_with_at_signs_is_printed(variable: str, value: st
     assert "***" in text
     for fragment in ("s3cr", "tP4ss", "@tP4"):
         assert fragment not in text, text
+
+
+def test_ces_5_direction_is_explicit_checked_at_start_and_reaches_the_core() -> None:
+    default = Settings.from_env({})
+    assert default.ces_5_higher_means == "LESS_EFFORT"
+    assert not default.core_config().journeys.ces_5_more_effort
+    more = Settings.from_env({"PEAKEND_CES_5_HIGHER_MEANS": "more_effort"}).core_config()
+    assert more.journeys.ces_5_more_effort and more.windows.ces_5_more_effort
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PEAKEND_CES_5_HIGHER_MEANS": "higher_is_easier"})
+    assert str(caught.value) == ("PEAKEND_CES_5_HIGHER_MEANS='higher_is_easier': must be one of "
+                                 "LESS_EFFORT, MORE_EFFORT")
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "settings"],
+                            env={**os.environ, "PEAKEND_CES_5_HIGHER_MEANS": "harder"},
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "PEAKEND_CES_5_HIGHER_MEANS='harder'" in result.stderr

@@ -1,4 +1,4 @@
-"""Lint: SQL in pipeline/ and jobs/ is parameterised (DESIGN.md 4).
+"""Lint: SQL in pipeline/ and jobs/ is parameterised (docs/design.md 4).
 
 Every string that is built by interpolation (f-string, `%`, `.format`) and reads like SQL is
 found by walking the AST. Values must travel as query parameters (`%(name)s` with a params dict,

@@ -85,6 +85,10 @@ VALID: list[tuple[str, bytes]] = [
     ("ces 5 on scale 5", encode(event(type="survey", survey={"ces": 5, "ces_scale": 5}))),
     ("ces 7 on scale 7", encode(event(type="survey", survey={"ces": 7, "ces_scale": 7}))),
     ("ces_scale alone", encode(event(survey={"ces_scale": 7}))),
+    ("ces 2 on scale 5, more effort", encode(event(type="survey", survey={
+        "ces": 2, "ces_scale": 5, "ces_higher_means": "more_effort"}))),
+    ("ces 6 on scale 7, less effort", encode(event(type="survey", survey={
+        "ces": 6, "ces_scale": 7, "ces_higher_means": "less_effort"}))),
     ("comment only on interaction", encode(event(survey={"comment": "nice"}))),
     ("comment 2000 chars", encode(event(survey={"comment": "é" * 2000}))),
     ("empty comment", encode(event(survey={"comment": ""}))),
@@ -278,6 +282,15 @@ INVALID: list[Bad] = [
         "survey.ces_scale: 10 is not one of 5, 7"),
     bad("ces_scale 7.0", event(type="survey", survey={"ces": 4, "ces_scale": 7.0}), "invalid",
         "survey.ces_scale: 7.0 is not an integer"),
+    bad("ces direction without scale", event(type="survey", survey={
+        "nps": 9, "ces_higher_means": "more_effort"}), "invalid",
+        "survey.ces_scale: required when survey.ces_higher_means is given"),
+    bad("ces direction 'harder'", event(type="survey", survey={
+        "ces": 2, "ces_scale": 5, "ces_higher_means": "harder"}), "invalid",
+        "survey.ces_higher_means: 'harder' is not one of less_effort, more_effort"),
+    bad("ces direction true", event(type="survey", survey={
+        "ces": 2, "ces_scale": 5, "ces_higher_means": True}), "invalid",
+        "survey.ces_higher_means: expected a string, got the boolean true"),
     bad("csat 0", event(type="survey", survey={"csat": 0}), "invalid",
         "survey.csat: 0 is below the minimum 1"),
     bad("csat 6", event(type="survey", survey={"csat": 6}), "invalid",

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
-from pipeline.core.drops import _Alert, one_sided_p, thresholds
+from pipeline.core.drops import _Alert, describe, one_sided_p, thresholds
 from pipeline.core.metrics import (
     DIRECTION,
     SIZE,
@@ -289,6 +289,8 @@ class DropDetector:
                 return
             effect = est.value - ref[0]
             p = one_sided_p(effect, z_test(effect, ref[1] ** 2 / est.n), DIRECTION[metric])
+            if p >= self.thresholds.warning_p:
+                return
             evidence = self._evidence(series, "cusum_drift", t, series.cusum_since, run, None,
                                       effect, p, self.thresholds.warning_p)
             series.cusum_up = 0.0
@@ -336,7 +338,7 @@ class DropDetector:
         critical = (abs(effect) >= c.critical_factor * self._min_effect[metric]
                     and p < self.thresholds.critical_p)
         assert est.value is not None and base_value is not None
-        return AlertRecord(
+        record = AlertRecord(
             alert_id="", rule=rule, metric=metric, segment_dim=dim, segment_value=value,
             state="firing", severity="critical" if critical else "warning", fired_at=t,
             resolved_at=None, window_start=start, window_end=t, value=est.value,
@@ -344,7 +346,9 @@ class DropDetector:
             ci_low=est.ci_low if est.ci_low is not None else est.value,
             ci_high=est.ci_high if est.ci_high is not None else est.value,
             effect=effect, p_value=p, version=0,
+            threshold=self.thresholds.critical_p if critical else threshold,
         )
+        return record._replace(message=describe(record))
 
     @staticmethod
     def _open(series: Series, evidence: AlertRecord, reference: Vector | None,
@@ -387,6 +391,7 @@ class DropDetector:
                  ) -> None:
         record = firing.record._replace(state="resolved", resolved_at=t,
                                         version=firing.record.version + 1)
+        record = record._replace(message=describe(record))
         del series.alerts[rule]
         out.append(record)
         # The drop is over: the CUSUM starts again against a fresh reference (what it summed

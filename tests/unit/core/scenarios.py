@@ -1,4 +1,4 @@
-"""Reusable fixture builders for the core tests: events and the DESIGN.md scenarios."""
+"""Reusable fixture builders for the core tests: events and the docs/design.md scenarios."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig, JourneyConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Signals
@@ -34,7 +35,7 @@ def test_apply_many_equals_the_latest_records_of_apply() -> None:
     config = JourneyConfig(allowed_lateness_ms=20_000)  # some events come late
     one = JourneyTracker(config, keep_dirty_keys=True)
     many = JourneyTracker(config, keep_dirty_keys=True)
-    wm = -(1 << 62)
+    wm = NEVER_MS
     all_reasons: list[str | None] = []
     for start in range(0, len(events), 250):
         chunk = events[start:start + 250]

@@ -20,7 +20,7 @@ COMPILE = ROOT / "scripts" / "compile_core.py"
 PROGRAM = """
 import hashlib, json, sys
 sys.path.insert(0, "bench")
-import pipeline.core
+import pipeline.core_build
 from bench_core import generate
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
@@ -34,8 +34,8 @@ for i in range(0, len(events), 250):
     digest.update(json.dumps(reasons).encode())
 for r in engine.finish().journeys:
     digest.update(json.dumps(r.to_dict(), sort_keys=True).encode())
-print(json.dumps({"compiled": pipeline.core.COMPILED,
-                  "journeys_module": pipeline.core.journeys.__file__,
+print(json.dumps({"compiled": pipeline.core_build.COMPILED,
+                  "journeys_module": sys.modules["pipeline.core.journeys"].__file__,
                   "digest": digest.hexdigest()}))
 """
 

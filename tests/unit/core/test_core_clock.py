@@ -1,8 +1,8 @@
 """The `future` verdict: one producer clock running ahead never makes later events `late`.
 
 Stream time is the largest event time seen on a partition; an event dated further ahead than the
-allowed skew of the time it reached us is a dead letter `future` and touches no state (DESIGN.md
-1, "Journey moments"; pipeline/core/clock.py)."""
+allowed skew of the time it reached us is a dead letter `future` and touches no state
+(docs/design.md 1, "Journey moments"; pipeline/core/clock.py)."""
 
 from __future__ import annotations
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 import math
 import random
+from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scenarios import DAY, HOUR, MIN, T0, detect, nps_bucket_records
 
 from pipeline.core.config import DropConfig
-from pipeline.core.drops import DropDetector, one_sided_p, siegmund_arl, thresholds
+from pipeline.core.drops import (
+    DropDetector,
+    describe,
+    one_sided_p,
+    siegmund_arl,
+    thresholds,
+)
 from pipeline.core.metrics import two_sample
+from pipeline.core.records import AlertRecord
 
 START = T0 - T0 % DAY  # midnight, so hours and days line up
 
@@ -207,7 +217,8 @@ def test_a_sustained_drop_fires_once_and_resolves_once_after_it_clears() -> None
         assert resolved[0].fired_at < drop_at + 12 * HOUR
 
 
-def test_state_written_before_the_hysteresis_still_loads() -> None:
+def firing_series_state() -> tuple[DropDetector, tuple[str, str, str], dict[str, Any]]:
+    """A detector whose NPS series fires after a drop, and that series' state as stored (JSON)."""
     rng = random.Random(23)
     records = nps_bucket_records(rng, START, 8 * 24, 400, 0.5, 0.15, bucket_ms=HOUR)
     records += nps_bucket_records(rng, START + 8 * DAY, 2, 400, 0.2, 0.5, bucket_ms=HOUR)
@@ -216,10 +227,76 @@ def test_state_written_before_the_hysteresis_still_loads() -> None:
         detector.apply_partial(r)
         detector.advance(r.window_end)
     key = ("nps", "all", "all")
-    state = json.loads(json.dumps(detector.dump_series(key)))
+    return detector, key, json.loads(json.dumps(detector.dump_series(key)))
+
+
+def test_state_written_before_the_hysteresis_still_loads() -> None:
+    detector, key, state = firing_series_state()
     for rule, alert in state["alerts"].items():
         state["alerts"][rule] = alert[:2]  # the two-item form written before issue 16
     del state["cusum_since"], state["cusum_up"]
     restored = DropDetector(bucket_ms=HOUR)
     restored.load_series(key, state)
     assert restored.firing() == detector.firing() != []
+
+
+def test_every_alert_carries_the_threshold_it_passed_and_its_sentence() -> None:
+    # a sudden drop (window test) and a slow decline (CUSUM), then recovery: every record's
+    # p is under the threshold it carries, which is the budget's for its severity, and its
+    # message is the sentence `describe` writes for it (resolved ones say when)
+    t = thresholds(DropConfig())
+    rng = random.Random(31)
+    records = nps_bucket_records(rng, START, 8 * 24, 400, 0.45, 0.20, bucket_ms=HOUR)
+    records += nps_bucket_records(rng, START + 8 * DAY, 12, 400, 0.30, 0.35, bucket_ms=HOUR)
+    records += nps_bucket_records(rng, START + 8 * DAY + 12 * HOUR, 48, 400, 0.45, 0.20,
+                                  bucket_ms=HOUR)
+    hours = 6 * 24
+    records += nps_bucket_records(rng, START + 10 * DAY + 12 * HOUR, hours, 400, 0.45, 0.20,
+                                  drift_per_bucket=0.12 / hours, bucket_ms=HOUR)
+    alerts = detect(records, bucket_ms=HOUR)
+    assert {a.rule for a in alerts} == {"window_drop", "cusum_drift"}
+    assert {a.state for a in alerts} == {"firing", "resolved"}
+    for a in alerts:
+        expected = t.critical_p if a.severity == "critical" else t.warning_p
+        assert a.threshold == expected and a.p_value < a.threshold, a
+        assert a.message == describe(a), a
+        assert f"n={a.n}" in a.message and f"< {a.threshold:.2g}" in a.message
+        assert ("resolved at" in a.message) == (a.state == "resolved")
+
+
+def test_alert_state_written_before_threshold_and_message_still_loads() -> None:
+    detector, key, state = firing_series_state()
+    for alert in state["alerts"].values():
+        del alert[0]["threshold"], alert[0]["message"]  # a record written before issue 16's
+    restored = DropDetector(bucket_ms=HOUR)
+    restored.load_series(key, state)
+    (old,) = restored.firing()
+    (new,) = detector.firing()
+    assert old.threshold is None and old.message == describe(old)
+    assert old._replace(threshold=new.threshold, message=new.message) == new
+    assert AlertRecord.from_dict({k: v for k, v in new.to_dict().items()
+                                  if k not in ("threshold", "message")}).message == ""
+
+
+@given(seed=st.integers(0, 10_000), per_hour=st.sampled_from([60, 120, 400]),
+       drop=st.floats(0.0, 0.3), hours=st.integers(1, 60), drift=st.floats(0.0, 0.3))
+@settings(max_examples=25, deadline=None)
+def test_evidence_holds_for_any_drop(seed: int, per_hour: int, drop: float, hours: int,
+                                     drift: float) -> None:
+    """Whatever the stream (a sudden drop of any size and length, a slow decline, or none):
+    every record's p is under the threshold it carries, the budget's for its severity, and
+    its message is `describe` of it; a resolved record follows a firing one of its id."""
+    t = thresholds(DropConfig())
+    rng = random.Random(seed)
+    p, d = 0.45, 0.20
+    records = nps_bucket_records(rng, START, 8 * 24, per_hour, p, d, bucket_ms=HOUR)
+    records += nps_bucket_records(rng, START + 8 * DAY, hours, per_hour, p - drop / 2,
+                                  d + drop / 2, bucket_ms=HOUR)
+    records += nps_bucket_records(rng, START + 8 * DAY + hours * HOUR, 72, per_hour, p, d,
+                                  drift_per_bucket=drift / 72, bucket_ms=HOUR)
+    seen: set[str] = set()
+    for a in detect(records, bucket_ms=HOUR):
+        assert a.threshold == (t.critical_p if a.severity == "critical" else t.warning_p)
+        assert a.p_value < a.threshold and a.message == describe(a)
+        assert a.state == "firing" or a.alert_id in seen
+        seen.add(a.alert_id)

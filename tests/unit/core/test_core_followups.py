@@ -172,6 +172,35 @@ def test_a_closed_case_links_the_next_journey_for_recovery() -> None:
     assert case.recovery_peak_end_score == pytest.approx(0.8)
 
 
+def test_recovery_nps_is_the_first_answer_after_contact_else_after_opening() -> None:
+    case_id = case_id_of("c1", "journey:j1")
+    before_contact = event("s1", T0 + 12 * HOUR, type="survey", survey=Survey(nps=4))
+    after_contact = event("s2", T0 + 3 * DAY, type="survey", survey=Survey(nps=9))
+    later = event("s3", T0 + 4 * DAY, type="survey", survey=Survey(nps=2))
+    answers = [bad_call("a", T0, journey="j1"), before_contact, after_contact, later]
+    not_contacted, = open_cases(run_core(answers))
+    assert not_contacted.status == OPEN and not_contacted.recovery_nps == 4
+    contacted, = open_cases(run_core([*answers, close("z", T0 + DAY, case_id)]))
+    assert contacted.status == CLOSED and contacted.recovery_nps == 9
+    # the answer that opened a case is not its recovery answer
+    only, = open_cases(run_core([event("d", T0, type="survey", survey=Survey(nps=1))]))
+    assert only.trigger == "detractor" and only.recovery_nps is None
+
+
+def test_state_stored_before_recovery_nps_still_loads() -> None:
+    tracker = FollowupTracker(RULES, HORIZON)
+    tracker.apply(events=[FollowupEvent("s1", "c1", None, T0, "web", 1, None, None, None, None,
+                                        "")])
+    state = json.loads(json.dumps(tracker.dump_key("c1")))
+    [case] = state["emitted"]
+    del case[CaseRecord._fields.index("recovery_nps")]  # as an older worker wrote it
+    copy = FollowupTracker(RULES, HORIZON)
+    copy.load_key("c1", state)
+    [loaded] = copy.customers["c1"].emitted.values()
+    assert loaded == tracker.customers["c1"].emitted[loaded.case_id]
+    assert loaded.recovery_nps is None and loaded.rules_version == RULES.version
+
+
 def test_a_late_earlier_candidate_withdraws_the_case_it_replaces() -> None:
     tracker = FollowupTracker(RULES, HORIZON)
     later = FollowupEvent("s2", "c1", None, T0 + DAY, "web", 2, None, None, None, None, "")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 from typing import Any
 
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from pipeline.core.buckets import SurveyBuckets, window_of
 from pipeline.core.config import WindowConfig
 from pipeline.core.event import Survey
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
+from pipeline.core.stats import t95
 from pipeline.core.surveys import CesWindow, CsatWindow, NegativeEndWindow, NpsWindow
 from pipeline.core.valence import ces_on_7
 
@@ -153,3 +156,52 @@ def test_journey_record_is_a_value_like_the_named_tuples() -> None:
     assert len({record, JourneyRecord(*record.astuple())}) == 1
     assert repr(record).startswith("JourneyRecord(journey_id='j1', customer_id='c1'")
     assert record.to_dict()["started_at"].endswith("Z")
+
+
+def test_t_quantile_is_students_for_every_degree_of_freedom() -> None:
+    from scipy import stats as scipy_stats
+
+    for df in (*range(1, 200), 500, 1000, 10_000, 1_000_000):
+        assert math.isclose(t95(df), float(scipy_stats.t.ppf(0.975, df)), abs_tol=3e-8), df
+
+
+@given(st.lists(st.sampled_from([1.0, 2.5, 3.0, 4.0, 5.0, 5.5, 6.0, 7.0]), min_size=2,
+                max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_ces_interval_is_the_t_interval_and_holds_the_mean(answers: list[float]) -> None:
+    w = CesWindow()
+    for a in answers:
+        w.update(a)
+    r = w.result()
+    n = len(answers)
+    mean = sum(answers) / n
+    sd = math.sqrt(sum((a - mean) ** 2 for a in answers) / (n - 1))
+    half = t95(n - 1) * sd / math.sqrt(n)
+    assert r.ci_low is not None and r.ci_high is not None
+    assert math.isclose(r.ci_low, max(1.0, mean - half), abs_tol=1e-9)
+    assert math.isclose(r.ci_high, min(7.0, mean + half), abs_tol=1e-9)
+    assert r.ci_low <= mean <= r.ci_high
+    # wider than the normal interval it replaced, never narrower
+    assert r.ci_high - r.ci_low >= min(7.0, mean + 1.96 * sd / math.sqrt(n)) - max(
+        1.0, mean - 1.96 * sd / math.sqrt(n)) - 1e-9
+
+
+def test_ces_t_interval_covers_the_mean_from_three_answers() -> None:
+    # bench/ces_coverage.py measures it (docs/core.md); a smaller run here: the t interval
+    # holds at least 0.9 of the time from n = 3, the normal one did not (up to n = 5)
+    rng = random.Random(3)
+    weights = (0.30, 0.05, 0.05, 0.20, 0.05, 0.05, 0.30)
+    answers = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
+    true_mean = sum(a * p for a, p in zip(answers, weights, strict=True))
+    for n in (3, 4, 5):
+        held = normal_held = 0
+        for _ in range(3000):
+            w = CesWindow()
+            for a in rng.choices(answers, weights, k=n):
+                w.update(a)
+            r = w.result()
+            assert r.ci_low is not None and r.ci_high is not None
+            held += r.ci_low <= true_mean <= r.ci_high
+            half = 1.96 * math.sqrt(w.variance() / n)
+            normal_held += w.total / n - half <= true_mean <= w.total / n + half
+        assert held / 3000 >= 0.9 > normal_held / 3000, n

@@ -65,3 +65,51 @@ def test_the_worker_gets_tls_on_both_hops_with_any_password(tmp_path: Path) -> N
         assert settings.kafka_bootstrap == "kafka:19098"
         assert settings.clickhouse_url.startswith("clickhouses://")
         assert settings.clickhouse_ssl_cafile
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path of a merged service's volumes (either Compose syntax)."""
+    out = {}
+    for volume in service["volumes"]:
+        if isinstance(volume, dict):
+            out[volume["target"]] = volume["source"]
+        else:
+            source, target = volume.split(":")[:2]
+            out[target] = source
+    return out
+
+
+def test_prometheus_scrapes_the_worker_over_https_verified_by_the_ca(tmp_path: Path) -> None:
+    merged = _merged(tmp_path)
+    mounts = _mounts(merged["prometheus"])
+    config = "/etc/peakend/scripts/prometheus/prometheus.yml"
+    assert mounts[config] == str(ROOT / "scripts" / "prometheus" / "prometheus-tls.yml")
+    assert mounts["/etc/peakend-tls/ca.pem"] == str(ROOT / ".stack" / "tls" / "ca.pem")
+    tls = yaml.safe_load((ROOT / "scripts" / "prometheus" / "prometheus-tls.yml").read_text())
+    (job,) = tls["scrape_configs"]
+    assert job["scheme"] == "https"
+    assert job["tls_config"] == {"ca_file": "/etc/peakend-tls/ca.pem"}  # never insecure
+    # the worker serves /metrics with the certificate scripts/stack.sh tls makes (127.0.0.1 in
+    # it: the worker shares Prometheus' network namespace)
+    env = merged["worker"]["environment"]
+    worker_mounts = _mounts(merged["worker"])
+    assert worker_mounts["/etc/peakend-tls"] == str(ROOT / ".stack" / "tls")
+    stack = (ROOT / "scripts" / "stack.sh").read_text()
+    assert "subjectAltName=IP:127.0.0.1" in stack
+    for variable in ("PEAKEND_METRICS_TLS_CERTFILE", "PEAKEND_METRICS_TLS_KEYFILE"):
+        name = Path(env[variable])
+        assert name.parent == Path("/etc/peakend-tls"), variable
+        assert f"-out {name.name}" in stack or f"-keyout {name.name}" in stack, variable
+    assert merged["worker"]["network_mode"] == merged["prometheus"]["network_mode"]
+
+
+def test_the_compose_tls_config_is_the_base_config_plus_the_tls_lines() -> None:
+    """Declared once: the TLS copy differs from prometheus.yml only by the worker job's three
+    TLS lines (and its header comment)."""
+    def body(name: str) -> list[str]:
+        text = (ROOT / "scripts" / "prometheus" / name).read_text().splitlines()
+        return [line for line in text if line and not line.startswith("#")]
+
+    tls_lines = ["    scheme: https", "    tls_config:", "      ca_file: /etc/peakend-tls/ca.pem"]
+    assert [line for line in body("prometheus-tls.yml") if line not in tls_lines] == body(
+        "prometheus.yml")

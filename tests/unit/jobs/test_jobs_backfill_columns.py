@@ -66,6 +66,10 @@ EDGES: list[dict[str, Any]] = [
     {"type": "survey", "survey": {"ces": 6, "ces_scale": 5}},
     {"type": "survey", "survey": {"ces": 5, "ces_scale": 5}},
     {"type": "survey", "survey": {"ces": 3}}, {"type": "survey", "survey": {"ces_scale": 7}},
+    {"type": "survey", "survey": {"ces": 2, "ces_scale": 5, "ces_higher_means": "more_effort"}},
+    {"type": "survey", "survey": {"ces": 2, "ces_scale": 7, "ces_higher_means": "less_effort"}},
+    {"type": "survey", "survey": {"nps": 3, "ces_higher_means": "more_effort"}},
+    {"type": "survey", "survey": {"ces": 2, "ces_scale": 5, "ces_higher_means": "harder"}},
     {"type": "survey", "survey": {"csat": 0}}, {"survey": {"comment": "x" * 2001}},
     {"survey": {"comment": "é" * 2000}}, {"type": "survey", "survey": {"comment": "only"}},
     {"type": "outcome"}, {"type": "outcome", "outcome": "churn"}, {"outcome": "churn"},
@@ -143,3 +147,37 @@ def test_touchpoint_columns_equal_the_rows_of_the_events(tmp_path: Path,
         assert list(zip(*columns, strict=True)) == want
         checked += len(want)
     assert checked > 1500
+
+
+def test_a_file_written_before_ces_higher_means_still_reads(tmp_path: Path) -> None:
+    """survey_ces_higher_means came after files were written in the layout: a file without
+    the column passes `check_schema` and reads as all null; an unknown column still fails."""
+    from jobs.parquet_schema import SCHEMA, check_schema, event_batches, read_event_dicts
+
+    rows = [{**BASE, **edge} for edge in EDGES[10:16]]
+    batch = events_to_batch(rows)
+    old = batch.drop_columns(["survey_ces_higher_means"])
+    path = tmp_path / "old.parquet"
+    pq.write_table(pa.Table.from_batches([old]), path)
+    check_schema(pq.ParquetFile(path).schema_arrow, str(path))
+    batches = list(event_batches(pq.ParquetFile(path), 4))
+    assert [b.schema for b in batches] == [SCHEMA, SCHEMA]
+    assert pa.Table.from_batches(batches).equals(pa.Table.from_batches([batch]))
+    assert list(read_event_dicts(path)) == list(BatchDicts(batch))
+    renamed = batch.rename_columns([*batch.schema.names[:-1], "attrs"])
+    with pytest.raises(ValueError, match="missing column attributes; unknown column"):
+        check_schema(renamed.schema, "x")
+
+
+def test_the_declared_ces_direction_survives_parquet_and_reaches_the_table_row() -> None:
+    survey = {"ces": 2, "ces_scale": 5, "ces_higher_means": "more_effort"}
+    row = {**BASE, "type": "survey", "survey": survey}
+    batch = events_to_batch([row])
+    assert BatchDicts(batch).row(0)["survey"] == survey
+    assert clean_rows(batch, 65536) == [True]
+    builder = EventBuilder(PersonalData())
+    event = builder.builder(builder.columns(batch))(0)
+    assert event.survey is not None and event.survey.ces_higher_means == "more_effort"
+    table = TABLES["touchpoint_events"]
+    assert touchpoint_row(event, Seconds())[table.columns.index("ces_higher_means")] == (
+        "more_effort")

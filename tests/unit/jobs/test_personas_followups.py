@@ -1,4 +1,4 @@
-"""The generator's personas open follow-up cases where a CX lead expects them (DESIGN.md 1,
+"""The generator's personas open follow-up cases where a CX lead expects them (docs/design.md 1,
 docs/followups.md): every investment-firm hotline customer gets a case, most of them silent
 (no survey answer); the bank that answers at the first ring gets none from its journeys, only
 from the rare customer who answers as a detractor or with high effort."""

@@ -85,3 +85,45 @@ def check_clickhouse_equals_offline(dbs: Databases, want: list[drivers.Driver]) 
     assert first[0] == "hotline" and first[6] == "fix first"
     assert math.isclose(first[1], got[0].share) and math.isclose(first[-1], 1 / len(got))
     json.dumps([list(map(str, r)) for r in panel])  # plain values a data source can send
+
+
+ANSWER_AFTER_MS = 86_400_000  # the survey a day after the journey: a journey of its own
+
+
+def check_answers_after_the_journey(dbs: Databases, tmp_path: Path) -> None:
+    """Customer-keyed journeys whose NPS survey comes a day later (jobs.planted): replay's
+    journeys and the events in ClickHouse give the same analysis as replay's files, and the
+    answers after the journeys are the outcome on both (FeatureBuilder's outcome-only rule)."""
+    from jobs.planted import planted_events
+    from pipeline.cli import main
+    from pipeline.contract import parse_event
+    from pipeline.contract.encode import event_to_dict
+    from pipeline.storage import tables
+
+    weights = {"hotline": 0.9, "delivery": 0.5, "checkout": 0.2, "newsletter": 0.0}
+    lines = [json.dumps(e).encode() for e in planted_events(
+        400, weights, seed=12, journey_ids=False, answer_after_ms=ANSWER_AFTER_MS)]
+    events = tmp_path / "after.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in lines))
+    out = tmp_path / "after-out"
+    assert main(["replay", str(events), "--output", str(out), "--now",
+                 "2030-01-01T00:00:00Z"]) == 0
+    settings = Settings.from_env()
+    offline_builder = drivers.features_from_files(str(events), str(out / "journeys.jsonl"),
+                                                  drivers.FeatureBuilder(), settings)
+    want = drivers.run_analysis(offline_builder, ARGS, settings)
+    journeys = [json.loads(line) for line in (out / "journeys.jsonl").read_text().splitlines()]
+    for table, records in (("journeys", journeys),
+                           ("touchpoint_events", [event_to_dict(parse_event(raw))
+                                                  for raw in lines])):
+        columns, data = tables.rows(table, records)
+        dbs.writer.insert(table, columns, data)
+    builder = drivers.features_from_clickhouse(dbs.reader, drivers.FeatureBuilder(), settings,
+                                               0, drivers.NO_END_MS)
+    got = drivers.run_analysis(builder, ARGS, settings)
+    assert_same(got, want, f"answers after the journey on {dbs.engine}")
+    assert builder.followed == offline_builder.followed > 390  # 0.3^4 of them visit nothing
+    # the 400 answers, and the journeys that visited nothing (a journey_end marker alone)
+    assert builder.outcome_only == offline_builder.outcome_only == 400 + 400 - builder.followed
+    assert got[0].journeys == builder.followed
+    assert max(got, key=lambda d: d.importance).driver == "hotline"

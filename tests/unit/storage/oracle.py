@@ -184,7 +184,8 @@ def expected(sc: Scenario) -> dict[str, list[tuple[Any, ...]]]:
     out["alert_history"] = [
         (a.alert_id, a.rule, a.metric, a.segment_dim, a.segment_value, a.state, a.severity,
          dt(a.fired_at), None if a.resolved_at is None else dt(a.resolved_at), a.value,
-         a.baseline, a.effect, a.n, a.baseline_n, a.p_value) for a in alerts]
+         a.baseline, a.effect, a.n, a.baseline_n, a.p_value, a.threshold, a.message)
+        for a in alerts]
 
     reasons: dict[str, list[datetime]] = defaultdict(list)
     for d in sc.dead_letters:

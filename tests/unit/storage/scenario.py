@@ -1,7 +1,7 @@
 """Scenario data for the analyst guide and the dashboards: two weeks of journeys run through the
 real contract parser and ExperienceEngine, stored through `tables.rows` + `Warehouse.insert`.
 
-Deterministic (seeded). Shapes from DESIGN.md: smooth purchases, the investment-firm hotline
+Deterministic (seeded). Shapes from docs/design.md: smooth purchases, the investment-firm hotline
 (long wait, 4 transfers, unresolved), a journey that peaks well in the store and ends with a
 failed delivery, service recovery on the hotline, the flat telecom journey; on the last day a
 one-hour burst of hotline failures that makes the core fire (and later resolve) an NPS alert.

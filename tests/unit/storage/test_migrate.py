@@ -46,6 +46,60 @@ def test_cluster_variant_of_every_table() -> None:
     assert len([s for s in clustered if s.startswith("CREATE VIEW")]) == len(views)
 
 
+def test_cluster_tables_have_no_column_comments() -> None:
+    """18.16 refuses a second replica of a table whose columns have comments: every comment
+    goes, also one with a quote in it (`'the customer''s ...'` in 005 once left
+    `s first journey ...'` behind, a syntax error on the real cluster)."""
+    text = "\n".join(m.text for m in migrate.load())
+    assert "''" in text  # the migrations do have a comment with a doubled quote
+    for statement in migrate.render(text, "peakend", "cx"):
+        if statement.startswith("CREATE TABLE"):
+            # (a column may be called `comment`)
+            assert not re.search(r"\sCOMMENT\s+'", statement, re.IGNORECASE), statement
+            assert "'s " not in statement, statement
+    sql = ("CREATE TABLE IF NOT EXISTS t (a String COMMENT 'it''s', b String COMMENT 'x\\'y', "
+           "c UInt8)\nENGINE = ReplacingMergeTree()\nORDER BY a\n-- shard_key: cityHash64(a)\n;")
+    local = migrate.render(sql, "db", "c")[0]
+    assert "(a String, b String, c UInt8)" in local, local
+
+
+def test_cluster_views_filter_with_global_in() -> None:
+    """A view's `IN (SELECT ...)` reads Distributed tables on both sides on a cluster, which
+    ClickHouse refuses (key_drivers_latest on two shards): GLOBAL IN there, plain IN alone."""
+    sql = ("CREATE VIEW IF NOT EXISTS v AS SELECT a FROM t WHERE (a, b) IN\n(\n SELECT a, "
+           "max(b) FROM t GROUP BY a) AND c NOT IN (SELECT c FROM u) AND d IN (1, 2);")
+    (plain,) = migrate.render(sql, "db")
+    (clustered,) = migrate.render(sql, "db", "c")
+    assert "GLOBAL" not in plain
+    assert "WHERE (a, b) GLOBAL IN\n(\n SELECT a, max(b) FROM db.t" in clustered, clustered
+    assert "c GLOBAL NOT IN (SELECT c FROM db.u)" in clustered, clustered
+    assert "d IN (1, 2)" in clustered
+    text = "\n".join(m.text for m in migrate.load())
+    latest = next(s for s in migrate.render(text, "peakend", "cx")
+                  if s.startswith("CREATE VIEW IF NOT EXISTS key_drivers_latest"))
+    assert ") GLOBAL IN\n(" in latest, latest
+
+
+def test_cluster_alter_remakes_the_distributed_table_with_its_shard_key() -> None:
+    """18.16 refuses ALTER ON CLUSTER of a Distributed table when the shards replicate
+    internally (migration 007 failed so on the real cluster): the local tables are altered and
+    the Distributed table made again over them, sharded as the table's CREATE declares."""
+    (alter,) = [m for m in migrate.load() if m.version == 7]
+    clustered = alter.statements("peakend", "cx")
+    key = migrate.declared_shard_key("dead_letters")
+    assert key.startswith("cityHash64(")
+    assert clustered[:3] == [
+        "ALTER TABLE peakend.dead_letters_local ON CLUSTER cx ADD COLUMN original_form String "
+        "DEFAULT 'raw'",
+        "DROP TABLE IF EXISTS peakend.dead_letters ON CLUSTER cx",
+        "CREATE TABLE IF NOT EXISTS dead_letters ON CLUSTER cx AS peakend.dead_letters_local\n"
+        f"ENGINE = Distributed(cx, peakend, dead_letters_local, {key})",
+    ]
+    assert not [s for s in clustered if s.startswith("ALTER TABLE peakend.dead_letters ")]
+    with pytest.raises(migrate.MigrationError, match="table nowhere has no '-- shard_key:' line"):
+        migrate.render("ALTER TABLE nowhere ADD COLUMN a UInt8;", "db", "c")
+
+
 def test_bad_cluster_names_and_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(migrate.MigrationError, match="plain identifier"):
         migrate.render("SELECT 1;", "peakend", "c; DROP")

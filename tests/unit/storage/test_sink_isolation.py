@@ -239,3 +239,45 @@ def test_kafka_up_follows_the_metadata_probe() -> None:
 
     asyncio.run(main())
     assert seen == [1, 0, 1, 0, 1]
+
+
+class Recording:
+    """A warehouse (chdb) whose statements and close are recorded under a name."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]], inner: Warehouse) -> None:
+        self.name, self.log, self.inner = name, log, inner
+        self.database = inner.database
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        self.log.append((self.name, sql.split()[0]))
+        self.inner.execute(sql, params)
+
+    def query(self, sql: str, params: Any = None) -> list[Any]:
+        self.log.append((self.name, "query"))
+        return self.inner.query(sql, params)
+
+    def insert(self, table: str, columns: Any, rows: Any) -> None:
+        self.log.append((self.name, "INSERT"))
+        self.inner.insert(table, columns, rows)
+
+    def close(self) -> None:
+        self.log.append((self.name, "close"))
+
+
+def test_migrations_run_on_their_own_connection_with_ddl_patience() -> None:
+    """The sink's migrations use `ddl_warehouse` (DDL_TIMEOUTS, not the insert connection's
+    8 s: ON CLUSTER DDL under load timed out at every attempt), which is closed after them."""
+    from pipeline.storage.warehouse import DDL_TIMEOUTS, SINK_TIMEOUTS
+    from tests.unit.storage.ch_helpers import chdb_database
+
+    assert DDL_TIMEOUTS.send_receive > 180 > 8 >= SINK_TIMEOUTS.send_receive  # the server's
+    log: list[tuple[str, str]] = []  # distributed_ddl_task_timeout lies between them
+    with chdb_database(prefix="pe_ddl") as dbs:
+        sink = ClickHouseSink(
+            Settings.from_env({}), lambda: cast(Warehouse, Recording("inserts", log, dbs.writer)),
+            WorkerMetrics.create(),
+            ddl_warehouse=lambda: cast(Warehouse, Recording("ddl", log, dbs.writer)))
+        assert asyncio.run(asyncio.wait_for(sink.apply_migrations(), 120)) is True
+    assert {name for name, _ in log} == {"ddl"}
+    assert any(kind == "CREATE" for _, kind in log)
+    assert log[-1] == ("ddl", "close")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -51,3 +53,23 @@ def test_nothing_relayed_while_the_child_is_down() -> None:
     assert not names & set(SINK_METRICS)
     assert relay.proc is None
     relay.stop()  # nothing to stop
+
+
+def test_the_child_serves_plain_http_to_the_relay_when_the_worker_serves_https(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The relay reads the child over loopback with plain HTTP: a child that inherited the
+    worker's metrics certificate served HTTPS and every sink metric vanished from /metrics."""
+    monkeypatch.setenv("PEAKEND_METRICS_TLS_CERTFILE", "/etc/peakend/metrics.crt")
+    monkeypatch.setenv("PEAKEND_METRICS_TLS_KEYFILE", "/etc/peakend/metrics.key")
+    started: list[dict[str, str]] = []
+
+    def popen(command: list[str], env: dict[str, str]) -> None:
+        started.append(env)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    relay = SinkProcess(WorkerMetrics.create())
+    relay.start()
+    (env,) = started
+    assert env["PEAKEND_METRICS_PORT"] == str(relay.port)
+    assert env["PEAKEND_METRICS_TLS_CERTFILE"] == env["PEAKEND_METRICS_TLS_KEYFILE"] == ""

@@ -107,9 +107,12 @@ def test_table_columns_match_the_migrations_in_order() -> None:
         for statement, _ in migrate.split(migration.text):
             name = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)
             rename = re.match(r"RENAME TABLE (.*)$", statement, re.S)
-            added = re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
+            added = re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+).*?(?: AFTER (\w+))?;?$",
+                             statement, re.S)
             if added:
-                final[added.group(1)] += (added.group(2),)
+                table, column, after = added.groups()
+                at = final[table].index(after) + 1 if after else len(final[table])
+                final[table] = (*final[table][:at], column, *final[table][at:])
             elif name:
                 body = statement[statement.index("(") + 1 : statement.index("\nENGINE")]
                 final[name.group(1)] = tuple(line.split()[0] for line in body.splitlines()

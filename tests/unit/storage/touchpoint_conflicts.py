@@ -120,7 +120,16 @@ def migrations_up_to(version: int) -> Path:
     return directory
 
 
-OLD_COLUMNS = tuple(c for c in tables.TABLES["touchpoint_events"].columns if c != "version")
+# The columns of touchpoint_events before 003: not its `version`, nor what later migrations
+# added (009: ces_higher_means).
+_NOT_YET = frozenset({"version", "ces_higher_means"})
+OLD_COLUMNS = tuple(c for c in tables.TABLES["touchpoint_events"].columns if c not in _NOT_YET)
+
+
+def old_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row of today's table as the table before 003 took it (`OLD_COLUMNS`)."""
+    return tuple(value for column, value in zip(tables.TABLES["touchpoint_events"].columns, row,
+                                                strict=True) if column not in _NOT_YET)
 
 
 def check_carry_over(warehouse: Warehouse) -> None:
@@ -142,7 +151,7 @@ def check_carry_over(warehouse: Warehouse) -> None:
     ]
     for event in rows:
         _, [row] = tables.rows("touchpoint_events", [event_to_dict(event)])
-        warehouse.insert("touchpoint_events", OLD_COLUMNS, [row[:-1]])
+        warehouse.insert("touchpoint_events", OLD_COLUMNS, [old_row(row)])
     assert migrate.migrate(warehouse, cluster="") == [
         m.name for m in migrate.load() if m.version > 2]
     shown = _shown(warehouse, final=True)
@@ -174,7 +183,7 @@ def check_interrupted(warehouse: Warehouse) -> None:
     finally:
         shutil.rmtree(old)
     _, [row] = tables.rows("touchpoint_events", [event_to_dict(with_id(BASE, "old"))])
-    warehouse.insert("touchpoint_events", OLD_COLUMNS, [row[:-1]])
+    warehouse.insert("touchpoint_events", OLD_COLUMNS, [old_row(row)])
     [m003] = [m for m in migrate.load() if m.version == 3]
     create, swap = m003.steps(warehouse.database)[:2]
     for step in (create, swap):

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.cli import main
+from pipeline.core.records import MetricRecord
+from pipeline.core.surveys import CesWindow
 from pipeline.storage import tables
 from tests.unit.storage import oracle, scenario
 from tests.unit.storage.ch_helpers import Databases
@@ -62,3 +65,49 @@ def assert_windows_equal_views(out: Path, dbs: Databases) -> int:
                     == length * 1000)
         compared += len(want)
     return compared
+
+
+CES_SIZES = (*range(1, 41), 45, 60, 100, 250, 1000, 5000)
+CES_HOUR_MS = 3_600_000
+CES_START_MS = 1_795_305_600_000  # 2026-11-22T00:00:00Z
+
+
+def ces_buckets() -> list[CesWindow]:
+    """One hour of CES answers per size in CES_SIZES (the t quantile's table and its
+    expansion), drawn narrow (3-5.5 on 1-7) so that small-n intervals are mostly not clamped."""
+    rng = random.Random(16)
+    out = []
+    for size in CES_SIZES:
+        window = CesWindow()
+        for _ in range(size):
+            window.update(rng.choice((3.0, 3.5, 4.0, 4.5, 5.0, 5.5)))
+        out.append(window)
+    return out
+
+
+def assert_ces_intervals_equal_core(dbs: Databases) -> int:
+    """The CES mean interval of `metrics_hourly` and `metrics_daily` equals the core's
+    (`CesWindow.result`, Student t) at every size of CES_SIZES; returns the rows compared."""
+    windows = ces_buckets()
+    records = [MetricRecord("ces", "all", "all", CES_START_MS + i * CES_HOUR_MS,
+                            CES_START_MS + i * CES_HOUR_MS + 60_000, 0, w.n,
+                            *astuple(w.result())[1:], 0, 0, 0, w.total, w.total_sq, w.easy,
+                            w.hard, 0, 1).to_dict() for i, w in enumerate(windows)]
+    columns, data = tables.rows("metric_buckets", records)
+    dbs.writer.insert("metric_buckets", columns, data)
+    got = dbs.reader.query("SELECT n, ci_low, ci_high FROM metrics_hourly "
+                           "WHERE metric = 'ces' ORDER BY hour")
+    want = [(w.n, w.result().ci_low, w.result().ci_high) for w in windows]
+    oracle.assert_rows(got, want, f"metrics_hourly CES intervals on {dbs.engine}")
+    inside = [lo for (n, lo, hi) in want if 2 <= n <= 40 and lo is not None and lo > 1.0]
+    assert len(inside) >= 30, "the small-n intervals must not all be clamped to the scale"
+    days: dict[int, CesWindow] = {}
+    for i, w in enumerate(windows):
+        day = i * CES_HOUR_MS // 86_400_000
+        days[day] = days[day].merge(w) if day in days else w
+    got = dbs.reader.query("SELECT n, ci_low, ci_high FROM metrics_daily "
+                           "WHERE metric = 'ces' ORDER BY day")
+    want_days = [(w.n, w.result().ci_low, w.result().ci_high)
+                 for _, w in sorted(days.items())]
+    oracle.assert_rows(got, want_days, f"metrics_daily CES intervals on {dbs.engine}")
+    return len(want) + len(want_days)

@@ -49,9 +49,13 @@ def test_stage_equals_replay_with_a_restart_and_counts_transitions() -> None:
     def flush() -> None:
         for record in outbox.drain().records:
             if record.role == FOLLOWUP_INPUTS:
-                assert record.key is not None
-                inputs[partition_for(record.key.decode(), PARTITIONS)].append(
-                    json.loads(record.value))
+                # one batch record per partition and flush, on its customers' partition
+                assert record.key is None and record.partition is not None
+                batch = json.loads(record.value)["b"]
+                for message in batch:
+                    customer = (message.get("j") or message.get("e"))[1]  # customer_id
+                    assert partition_for(customer, PARTITIONS) == record.partition
+                inputs[record.partition].extend(batch)
 
     for line in lines:
         with contextlib.suppress(Rejected):

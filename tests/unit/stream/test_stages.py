@@ -4,6 +4,7 @@ as `peakend replay`), whatever the batching, redelivery or restart from persiste
 from __future__ import annotations
 
 import math
+import random
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,18 @@ def test_copies_under_other_journey_keys_count_once_as_in_the_engine(batch: int)
     for key in want:
         assert all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(got[key], want[key],
                                                                       strict=True)), key
+
+
+def test_stages_emit_the_engines_alerts_with_their_evidence() -> None:
+    """The storage scenario (its NPS collapse fires critical alerts) through the stream's two
+    stages: the same alert records as `ExperienceEngine` (replay, backfill), field for field,
+    the threshold each passed and its sentence included (issue 16)."""
+    from tests.unit.storage import scenario
+
+    sc = scenario.build()
+    config = Settings.from_env(scenario.SETTINGS).core_config()
+    data = [raw for _, raw in scenario._Builder(random.Random(20261122)).build()]
+    sim = SimulatedStream(config, scenario.PARTITIONS, 200).run(data)
+    assert sc.alerts and all(a.message and a.threshold for a in sc.alerts)
+    assert (sorted(sim.alerts, key=lambda a: (a.alert_id, a.version))
+            == sorted(sc.alerts, key=lambda a: (a.alert_id, a.version)))

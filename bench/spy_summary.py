@@ -1,0 +1,126 @@
+"""Where a process's time goes, from a py-spy profile: share of samples per component.
+
+    py-spy record --pid PID --duration 60 --rate 50 --format raw --output worker.txt
+    .venv/bin/python bench/spy_summary.py worker.txt [--top 25]
+
+py-spy's raw format is one line per distinct stack, `frame;frame;...;leaf COUNT`, each frame
+`function (file:line)`. Self time goes to the component of the leaf frame (the package its file
+belongs to: asyncio, faust, mode, aiokafka, orjson...; peakend's own modules by their module
+name); inclusive time to every peakend function on the stack, once per sample; and each sample
+to the worker's stage it serves (`STAGES`: the first rule whose function is on the stack, in
+rule order). Idle samples (py-spy records only active threads unless --idle is given) are not
+in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+from pathlib import Path
+
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+PACKAGES = ("faust", "mode", "aiokafka", "kafka", "rocksdict", "orjson", "prometheus_client",
+            "clickhouse_driver", "croniter", "yarl", "venusian", "opentracing", "intervaltree")
+
+
+# (stage, function name or "" for any, file path part): a sample belongs to the first stage
+# one of whose frames is on its stack, rules taken in this order.
+FAUST_PRODUCER = "Faust producer: per-record sends and flushes"
+STAGES = (
+    ("entry stage: validate, place, encode (peakend)", "route", "stream/entry.py"),
+    ("entry stage: aiokafka consume, produce, commit", "_run_once", "stream/entry.py"),
+    ("state writes: dump state, Faust tables, RocksDB", "journey_state_write", "app.py"),
+    ("state writes: dump state, Faust tables, RocksDB", "segment_state_write", "app.py"),
+    ("state writes: dump state, Faust tables, RocksDB", "followup_state_write", "app.py"),
+    ("stage one: decode batch records, core, outbox (peakend)", "journey_batch", "app.py"),
+    ("segment stage (peakend)", "segment_batch", "app.py"),
+    ("follow-up stage (peakend)", "followup_batch", "app.py"),
+    ("outputs in batches (pipeline/stream/delivery.py)", "deliver", "stream/delivery.py"),
+    (FAUST_PRODUCER, "_handle_pending", "faust/transport/producer.py"),
+    (FAUST_PRODUCER, "flush", "drivers/aiokafka.py"),
+    (FAUST_PRODUCER, "wait_until_ebb", "faust/transport/producer.py"),
+    (FAUST_PRODUCER, "_on_published", "faust/topics.py"),
+    ("ClickHouse sink (in the worker)", "run", "storage/sink.py"),
+    ("Faust consumer: fetch, dispatch, acks, commits", "", "faust/transport/"),
+    ("Faust consumer: fetch, dispatch, acks, commits", "", "faust/streams.py"),
+    ("aiokafka: network, fetcher, sender", "", "aiokafka/"),
+)
+
+
+def stage_of(parsed: list[tuple[str, str]]) -> str:
+    """The worker stage a sample serves (see STAGES); the rest is the event loop and Faust's
+    services."""
+    for stage, func, part in STAGES:
+        for name, path in parsed:
+            # py-spy names files from their package (`aiokafka/conn.py`) or in full
+            if (not func or name == func) and f"/{part}" in f"/{path}":
+                return stage
+    return "event loop, Faust and mode services, other"
+
+
+def component(path: str) -> str:
+    """The component a source file belongs to."""
+    parts = path.replace("\\", "/").split("/")
+    if "pipeline" in parts:
+        tail = parts[parts.index("pipeline"):]
+        return ".".join(tail).removesuffix(".py")
+    for package in PACKAGES:
+        if package in parts:
+            return package
+    if "asyncio" in parts:
+        return "asyncio"
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1]
+    name = parts[-1].removesuffix(".py")
+    return f"stdlib {name}" if "python3" in path or "lib/python" in path else name
+
+
+def summarise(lines: list[str]) -> tuple[int, Counter[str], Counter[str], Counter[str]]:
+    total = 0
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
+    for line in lines:
+        stack, _, count_text = line.rstrip("\n").rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [FRAME.match(f) for f in stack.split(";")]
+        parsed = [(m.group("func"), m.group("file")) for m in frames if m is not None]
+        if not parsed:
+            continue
+        own[component(parsed[-1][1])] += count
+        stages[stage_of(parsed)] += count
+        seen = set()
+        for func, path in parsed:
+            comp = component(path)
+            if comp.startswith("pipeline") and (comp, func) not in seen:
+                seen.add((comp, func))
+                inclusive[f"{comp}.{func}"] += count
+    return total, own, inclusive, stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("profile", type=Path)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    total, own, inclusive, stages = summarise(args.profile.read_text().splitlines())
+    if not total:
+        raise SystemExit(f"{args.profile}: no samples (is it py-spy's --format raw output?)")
+    print(f"{total} samples")
+    print("by stage:")
+    for name, count in stages.most_common():
+        print(f"  {100 * count / total:5.1f}%  {name}")
+    print("self time by component:")
+    for name, count in own.most_common(args.top):
+        print(f"  {100 * count / total:5.1f}%  {name}")
+    print("inclusive time, peakend functions:")
+    for name, count in inclusive.most_common(args.top):
+        print(f"  {100 * count / total:5.1f}%  {name}")
+
+
+if __name__ == "__main__":
+    main()
