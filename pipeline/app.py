@@ -37,13 +37,15 @@ from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink, SinkProcess, ddl_connector, server_connector
 from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse
-from pipeline.stream.batches import decode_batch
+from pipeline.stream.batches import decode_batch, decode_withdrawals, encode_withdrawals
+from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry import EntryStage, Routed, Router
 from pipeline.stream.fence import GenerationFence
 from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.outbox import (
     ALERTS,
+    CLAIMS,
     CONTRIBUTIONS,
     FOLLOWUP_INPUTS,
     FOLLOWUPS,
@@ -54,8 +56,10 @@ from pipeline.stream.outbox import (
 from pipeline.stream.partition import NEVER, PartitionProcessor
 from pipeline.stream.segments import SegmentStage
 from pipeline.stream.topics import (
+    CLAIMS_STATE_TABLE,
     FOLLOWUP_STATE_TABLE,
     STATE_TABLES,
+    claims_topic,
     contributions_topic,
     followup_inputs_topic,
     followups_topic,
@@ -288,6 +292,10 @@ def create_app(
     followup_state = state_store.state_table(fapp, FOLLOWUP_STATE_TABLE, s.partitions,
                                              state_options)
     stage_followups: dict[int, FollowupStage] = {}
+    # one event_id, one journey across partitions (pipeline/stream/claims.py)
+    claims_in = raw_topic(claims_topic(s), s.partitions)
+    claim_state = state_store.state_table(fapp, CLAIMS_STATE_TABLE, s.partitions, state_options)
+    stage_claims: dict[int, ClaimsStage] = {}
 
     stage_one: dict[int, PartitionProcessor] = {}
     stage_two: dict[int, SegmentStage] = {}
@@ -299,6 +307,7 @@ def create_app(
     topic_of = {JOURNEYS: journeys, CONTRIBUTIONS: contributions, METRICS: metric_topic,
                 ALERTS: alerts}
     topic_of.update({FOLLOWUP_INPUTS: followup_inputs, FOLLOWUPS: followups_out})
+    topic_of[CLAIMS] = claims_in
     # Outputs leave in batches from a producer of their own (pipeline/stream/delivery.py: why),
     # not through Faust's per-record producer buffer; changelog writes stay Faust's.
     delivery = BatchDelivery(
@@ -335,6 +344,8 @@ def create_app(
                 stage_two.pop(tp.partition, None)
             elif tp.topic == followup_inputs.get_topic_name():
                 stage_followups.pop(tp.partition, None)
+            elif tp.topic == claims_in.get_topic_name():
+                stage_claims.pop(tp.partition, None)
 
     fapp.on_partitions_revoked.connect(forget_revoked)
 
@@ -404,6 +415,11 @@ def create_app(
             partition = message.partition
             proc = processor(partition)
             last_of[partition] = record
+            withdrawals = decode_withdrawals(record.value)
+            if withdrawals is not None:  # from the claims stage: copies that lost their claim
+                for key, event_id, digest in withdrawals:
+                    outbox.add_journey_output(partition, proc.withdraw(key, event_id, digest))
+                continue
             routed_events = decode_batch(record.value)
             since_flush += len(routed_events)
             for routed in routed_events:
@@ -419,6 +435,12 @@ def create_app(
                         routed.event, core.journeys.ces_5_more_effort)
                     if wanted is not None:
                         outbox.add_followup_input(*wanted)
+                if out.claim is not None:
+                    event_id = routed.event.event_id
+                    outbox.add_claim(claims_partition(event_id, s.partitions), claim_item(
+                        event_id, routed.event.journey_key, out.claim, partition,
+                        routed.event.occurred_ms, proc.watermark, routed.source_partition,
+                        routed.source_offset, routed.raw))
                 outbox.add_journey_output(partition, out)
         flush_outbox()
         return done, last_of
@@ -569,6 +591,41 @@ def create_app(
         await run_agent(stream, followup_batch, stage_followups, followup_state_write,
                         s.stream_batch_events)
 
+    def claims_batch(events: list[Any]) -> tuple[list[Any], dict[int, Any]]:
+        """Judge a batch of claims records (pipeline/stream/claims.py): withdrawals go back to
+        the losing copies' journey partitions, `conflict` letters to dead letters."""
+        generation = app.consumer_generation_id
+        done: list[Any] = []
+        last_of: dict[int, Any] = {}
+        for event in events:
+            message = event.message
+            if not fence.admits(message.generation_id, current=generation):
+                continue
+            done.append(event)
+            partition = message.partition
+            last_of[partition] = event
+            stage = stage_claims.get(partition)
+            if stage is None:
+                stage = stage_claims[partition] = ClaimsStage(core, s.topic_touchpoints)
+                stage.load((k, v["s"]) for k, v in claim_state.items()
+                           if v.get("p") == partition)
+            out = stage.apply(orjson.loads(event.value)["c"])
+            for target, items in out.withdrawals.items():
+                journey_events.send_soon(key=None, value=encode_withdrawals(items),
+                                         partition=target)
+            for letter in out.letters:
+                dead_letters.send_soon(key=None, value=privacy.seal(letter).to_json())
+                stats.dead_letters.labels(letter.reason).inc()
+        return done, last_of
+
+    def claims_state_write(last_of: dict[int, Any]) -> None:
+        for partition, event in last_of.items():
+            write_state(claim_state, event, stage_claims[partition].dirty_state(), {})
+
+    async def claims_agent(stream: Any) -> None:
+        await run_agent(stream, claims_batch, stage_claims, claims_state_write,
+                        s.stream_batch_events)
+
     async def flush_idle() -> None:
         flush_outbox()
         await delivery.deliver()
@@ -618,6 +675,7 @@ def create_app(
     fapp.task(run_entry)
     fapp.agent(contributions, name="segments")(segment_agent)
     fapp.agent(followup_inputs, name="followups")(followup_agent)
+    fapp.agent(claims_in, name="claims")(claims_agent)
     fapp.timer(0.2)(flush_idle)
     fapp.task(run_sink)
     fapp.task(serve_metrics)

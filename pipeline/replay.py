@@ -147,6 +147,9 @@ class Replay:
                 source_offset=number, event_id=event.event_id)))
         else:
             self.counts["events"] += 1
+        if reason is None or (self.engine.cross_journey and reason != "duplicate"):
+            # a copy judged against another journey key's copy was applied by the stream's
+            # journey stage before its claim was judged, and fed to the follow-up stage then
             signal = FollowupEvent.from_event(event, self.ces_5_more_effort)
             if signal is not None:
                 self.keep_cases(self.followups.apply(events=[signal]))

@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pipeline.core.buckets import SurveyBuckets
+from pipeline.core.claims import EventClaims, Withdrawal, claims_horizon
 from pipeline.core.clock import FAR_MS, FUTURE, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.journeys import REPLACED, EndDelta, Journey, JourneyTracker
+from pipeline.core.journeys import CONFLICT, REPLACED, EndDelta, Journey, JourneyTracker
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.scoring import ScoringRules
 
@@ -78,6 +79,12 @@ class ExperienceEngine:
         # When a list: every negative-end delta applied, as (partition, delta) (for tests and
         # tools that need stage one's contributions; compiled classes cannot be patched).
         self.end_delta_log: list[tuple[int, EndDelta]] | None = None
+        # One event_id, one journey: copies under other journey keys (pipeline.core.claims).
+        self.claims = EventClaims()
+        # True when the last verdict came from the claims (a copy under another journey key):
+        # the stream's journey stage had applied that copy, as this engine did before the
+        # claim withdrew it (replay feeds the follow-up stage the same way)
+        self.cross_journey = False
 
     def tracker(self, partition: int) -> JourneyTracker:
         tracker = self.trackers.get(partition)
@@ -112,9 +119,29 @@ class ExperienceEngine:
                 buckets.retract(retraction)
         buckets.add_event(event)
         self._apply_ends(partition, tracker, buckets)
+        withdrawal = self.claims.claim(event.event_id, tracker.last_digest, event.journey_key,
+                                       partition, event.occurred_ms)
+        self.cross_journey = withdrawal is not None
+        if withdrawal is not None:
+            withdrawn: list[Journey] = []
+            reason = self._withdraw(withdrawal, withdrawn)
+            out.journeys.extend(self.trackers[withdrawal.partition].latest_records(withdrawn))
         if watermark // self.bucket_ms != previous // self.bucket_ms:
             out.extend(self._tick(partition))
         return out, reason
+
+    def _withdraw(self, withdrawal: Withdrawal, journeys: list[Journey]) -> str:
+        """Take a losing copy out of its journey (its partition's tracker and buckets); the
+        verdict on the copy just claimed: `conflict` when it lost, `replaced` when it won."""
+        partition = withdrawal.partition
+        tracker = self.trackers[partition]
+        buckets = self.buckets[partition]
+        tracker._withdraw(withdrawal.key, withdrawal.event_id, withdrawal.digest,
+                          self.watermarks[partition], journeys)
+        for retraction in tracker.drain_retractions():
+            buckets.retract(retraction)
+        self._apply_ends(partition, tracker, buckets)
+        return CONFLICT if withdrawal.loser_is_new else REPLACED
 
     def process_many(self, events: Iterable[TouchpointEvent], partition: int = 0,
                      arrived_ms: int | None = None) -> tuple[Emitted, list[str | None]]:
@@ -132,6 +159,7 @@ class ExperienceEngine:
         watermarks = self.watermarks
         width = self.bucket_ms
         pending = tracker._end_deltas
+        claims = self.claims
         journeys: list[Journey] = []
         reasons: list[str | None] = []
         out = Emitted()
@@ -154,6 +182,11 @@ class ExperienceEngine:
             buckets.add_event(event)
             if pending:
                 self._apply_ends(partition, tracker, buckets)
+                pending = tracker._end_deltas
+            withdrawal = claims.claim(event.event_id, tracker.last_digest, event.journey_key,
+                                      partition, event.occurred_ms)
+            if withdrawal is not None:
+                reasons[-1] = self._withdraw(withdrawal, journeys)
                 pending = tracker._end_deltas
             if watermark // width != previous // width:
                 self._tick_into(partition, journeys, out)
@@ -190,6 +223,10 @@ class ExperienceEngine:
             self.detector.apply_partial(record)
         out.alerts.extend(self.detector.advance(self.merged_watermark()))
         buckets.evict(watermark - self.config.windows.allowed_lateness_ms - self.bucket_ms)
+        if self.claims:
+            self.claims.forget_before(claims_horizon(
+                self.merged_watermark(), self.config.windows.allowed_lateness_ms,
+                self.bucket_ms))
 
     def merged_watermark(self) -> int:
         """Stream time of the merged stage: the slowest partition seen so far."""

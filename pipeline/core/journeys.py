@@ -125,6 +125,7 @@ class Journey:
         "ids",
         "keyed_by",
         "moments",
+        "removed",
         "status",
         "version",
     )
@@ -141,6 +142,9 @@ class Journey:
         self.ids: dict[str, int] = {}  # event_id -> content digest
         self.moments = JourneyMoments(end_window_ms)
         self.version = 0
+        # copies withdrawn from this journey (`JourneyTracker.withdraw`): versions count them,
+        # so a journey ends at the same version whenever its withdrawal came
+        self.removed = 0
         self.status = "open"
         self.close_reason = ""
         # what this journey currently contributes to negative_end: (at_ms, negative, segments)
@@ -160,6 +164,12 @@ class Journey:
         return self.moments.last_ms
 
     def to_state(self) -> dict[str, Any]:
+        state = self._state()
+        if self.removed:
+            state["removed"] = self.removed
+        return state
+
+    def _state(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "keyed_by": self.keyed_by,
@@ -184,6 +194,7 @@ class Journey:
             journey.add(new_entry((int(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], raw[6],
                                    raw[7], raw[8], attrs)), int(digest))
         journey.version = int(state["version"])
+        journey.removed = int(state.get("removed", 0))
         journey.status = state["status"]
         journey.close_reason = state["close_reason"]
         counted = state["counted"]
@@ -218,7 +229,8 @@ class KeyState:
         # superseded journey id -> (last version, last event ms, its superseded record as
         # emitted): should a later late event bring the id back (a split by a late journey_end),
         # its versions continue above this one; a restarted stream sends the record again.
-        self.retired: dict[str, tuple[int, int, dict[str, Any]]] | None = None
+        # (withdrawn copies: `Journey.removed`, continued too)
+        self.retired: dict[str, tuple[int, int, dict[str, Any], int]] | None = None
         self.scheduled = FAR_MS  # earliest deadline of this key in the tracker's heap
 
     def all(self) -> tuple[Journey, ...]:
@@ -227,19 +239,21 @@ class KeyState:
     def retire(self, journey: Journey, record: dict[str, Any]) -> None:
         if self.retired is None:
             self.retired = {}
-        self.retired[journey.id] = (journey.version, journey.last_ms, record)
+        self.retired[journey.id] = (journey.version, journey.last_ms, record, journey.removed)
 
     def revive(self, journey: Journey) -> None:
         """A superseded id is back: its versions continue above the last one emitted."""
         if self.retired is not None and journey.id in self.retired:
-            journey.version = self.retired.pop(journey.id)[0]
+            version, _, _, removed = self.retired.pop(journey.id)
+            journey.version = version
+            journey.removed = removed
 
     def forget_retired(self, before_ms: int) -> bool:
         """Forget ids retired with their last event before `before_ms`; True when any went."""
         retired = self.retired
         if not retired:
             return False
-        gone = [k for k, (_, last, _) in retired.items() if last < before_ms]
+        gone = [k for k, (_, last, _, _) in retired.items() if last < before_ms]
         for journey_id in gone:
             del retired[journey_id]
         return bool(gone)
@@ -280,6 +294,7 @@ class JourneyTracker:
         self._window = self.config.end_window_ms
         self._attr_keys = self.config.segment_attributes
         self._seg_cache: dict[tuple[str | None, ...], Segments] = {}
+        self.last_digest = 0  # the content digest of the event `apply` saw last (its claim)
 
     # -- the calls of the stream adapter ------------------------------------------------------
 
@@ -336,6 +351,7 @@ class JourneyTracker:
         eid = event.event_id
         state = self._keys.get(key)
         digest = content_digest(event)
+        self.last_digest = digest
         replaced = False
         if state is None:
             state = self._keys[key] = KeyState()
@@ -389,6 +405,8 @@ class JourneyTracker:
             if own is None:
                 own = Journey(jid if state.pieces == 0 else f"{jid}@{format_ms(ms)}",
                               "journey_id", event.customer_id, self._window, self._journey_idle)
+                if state.retired is not None:
+                    state.revive(own)  # its copies were withdrawn: versions continue
                 state.journey = own
             own.add(entry, digest)
             first = own.moments.first
@@ -467,6 +485,74 @@ class JourneyTracker:
             self._retractions.append(new_record(Retraction, (
                 removed[0], segments, answers[0], answers[1], answers[2], event_id)))
 
+    def withdraw(self, key: str, event_id: str, digest: int, watermark_ms: int
+                 ) -> tuple[list[JourneyRecord], bool]:
+        """Take the applied copy of `event_id` with content `digest` out of the journeys of
+        `key`: a copy under another journey key won (`pipeline.core.claims`). Like the
+        `replaced` path without a new copy: its answers are queued for retraction
+        (`drain_retractions`), its journey's negative-end contribution follows
+        (`drain_end_deltas`), and the journey is emitted again; a journey left without events
+        is emitted `superseded`. Returns the records and whether the copy was held (False: it
+        was evicted, or replaced meanwhile by a copy of the same key)."""
+        emitted: list[Journey] = []
+        held = self._withdraw(key, event_id, digest, watermark_ms, emitted)
+        return self.latest_records(emitted), held
+
+    def _withdraw(self, key: str, event_id: str, digest: int, watermark_ms: int,
+                  emitted: list[Journey]) -> bool:
+        state = self._keys.get(key)
+        if state is None:
+            return False
+        holder = next((j for j in state.all() if j.ids.get(event_id) == digest), None)
+        if holder is None:
+            return False
+        before = holder.moments
+        self._take_out(state, holder, event_id)
+        holder.removed += 1
+        self._mark_dirty(key)
+        if holder.keyed_by == "journey_id":
+            if holder.entries:
+                self._emit_at(holder, watermark_ms)
+                emitted.append(holder)
+            else:
+                self._supersede_emptied(state, holder, before)
+                emitted.append(holder)
+                state.journey = None
+        else:
+            emptied = not holder.entries
+            changed, superseded = self._repartition(state, None, 0, holder.customer_id)
+            for gone in superseded:
+                if gone is holder and emptied:
+                    self._supersede_emptied(state, holder, before)
+                else:
+                    self._emit(gone, "superseded", "")
+                    state.retire(gone, self.record(gone).to_dict())
+                emitted.append(gone)
+            if not emptied and holder in state.sessions and holder not in changed:
+                changed.append(holder)  # regrouped as it was: the same id, one event fewer
+            for journey in changed:
+                self._emit_at(journey, watermark_ms)
+                emitted.append(journey)
+        if state.journey is None and not state.sessions:
+            # nothing left to wake the key up: forget the retired ids in time
+            until = holder.last_ms + holder.idle_ms + self._lateness + 1
+            if until < state.scheduled:
+                state.scheduled = until
+                heappush(self._deadlines, (until, key))
+        else:
+            self._schedule(key, state)
+        return True
+
+    def _supersede_emptied(self, state: KeyState, journey: Journey, before: JourneyMoments
+                           ) -> None:
+        """A journey whose only events were withdrawn: `superseded`, at the version of no
+        events (as if the withdrawal had come before any other event: the same version in
+        every order), its record showing the moments it had."""
+        journey.moments = JourneyMoments(self._window)
+        self._emit(journey, "superseded", "")
+        journey.moments = before
+        state.retire(journey, self.record(journey).to_dict())
+
     def drain_retractions(self) -> list[Retraction]:
         """Survey answers replaced since the last call (take them out of the buckets)."""
         out, self._retractions = self._retractions, []
@@ -536,7 +622,8 @@ class JourneyTracker:
         return {
             "journey": None if state.journey is None else state.journey.to_state(),
             "sessions": [j.to_state() for j in state.sessions],
-            "retired": {k: [v[0], v[1]] for k, v in sorted(retired.items())},
+            "retired": {k: [v[0], v[1], *([v[3]] if v[3] else [])]
+                        for k, v in sorted(retired.items())},
             "superseded": {k: v[2] for k, v in sorted(retired.items())},
             "pieces": [state.pieces, state.ended_until] if state.pieces else None,
             "answers": ({k: list(v) for k, v in sorted(state.answers.items())}
@@ -564,7 +651,7 @@ class JourneyTracker:
         if pieces is not None:
             state.pieces, state.ended_until = int(pieces[0]), int(pieces[1])
         records = data.get("superseded", {})
-        retired = {k: (int(v[0]), int(v[1]), records[k])
+        retired = {k: (int(v[0]), int(v[1]), records[k], int(v[2]) if len(v) > 2 else 0)
                    for k, v in data.get("retired", {}).items()}
         state.retired = retired or None
         self._keys[key] = state
@@ -707,6 +794,7 @@ class JourneyTracker:
                             entry[8], self._window, gap)
             fresh.entries = after.entries
             fresh.ids = after.ids
+            fresh.removed = after.removed
             alone = JourneyMoments(self._window)
             alone.update(entry)
             fresh.moments = after.moments.merge(alone)
@@ -722,14 +810,19 @@ class JourneyTracker:
         state.sessions = (*sessions[:lo], fresh, *sessions[lo:])
         return [fresh], []
 
-    def _repartition(self, state: KeyState, entry: Entry, digest: int
-                     ) -> tuple[list[Journey], list[Journey]]:
+    def _repartition(self, state: KeyState, entry: Entry | None, digest: int,
+                     customer_id: str = "") -> tuple[list[Journey], list[Journey]]:
+        """Regroup the customer's sessions with `entry` added (None: as they are, after a
+        withdrawal; then `customer_id` names the customer)."""
         old = {j.id: j for j in state.sessions}
-        digests = {entry[1]: digest}
+        digests: dict[str, int] = {} if entry is None else {entry[1]: digest}
         for journey in state.sessions:
             digests.update(journey.ids)
-        entries = sorted([e for j in state.sessions for e in j.entries] + [entry],
-                         key=lambda e: (e[0], e[1]))
+        held = [e for j in state.sessions for e in j.entries]
+        if entry is not None:
+            held.append(entry)
+            customer_id = entry[8]
+        entries = sorted(held, key=lambda e: (e[0], e[1]))
         groups: list[list[Entry]] = []
         for e in entries:
             if groups:
@@ -744,7 +837,7 @@ class JourneyTracker:
         changed: list[Journey] = []
         previous_start: int | None = None
         for group in groups:
-            fresh = self._session(entry[8], group, previous_start, digests)
+            fresh = self._session(customer_id, group, previous_start, digests)
             previous_start = group[0][0]
             kept = old.pop(fresh.id, None)
             if kept is not None and set(kept.ids) == {e[1] for e in group}:
@@ -753,6 +846,7 @@ class JourneyTracker:
             if kept is not None:
                 fresh.version, fresh.status = kept.version, kept.status
                 fresh.close_reason, fresh.counted = kept.close_reason, kept.counted
+                fresh.removed = kept.removed
             else:
                 state.revive(fresh)
             sessions.append(fresh)
@@ -785,7 +879,7 @@ class JourneyTracker:
 
     def _emit(self, journey: Journey, status: str, reason: str) -> None:
         """A new version of `journey` with this status (its record: `record(journey)`)."""
-        version = 4 * journey.moments.events + _STATUS_CODE[status]
+        version = 4 * (journey.moments.events + 2 * journey.removed) + _STATUS_CODE[status]
         if version <= journey.version:
             version = journey.version + 1
         journey.version = version
@@ -905,7 +999,18 @@ class JourneyTracker:
                     self._forget_answers(state, journey)
             state.sessions = kept
             self._mark_dirty(key)
-        if state.forget_retired(watermark_ms - self._gap - self._lateness):
+        forget_before = watermark_ms - self._gap - self._lateness
+        retired = state.retired
+        if (retired and state.journey is None and key in retired and not state.pieces
+                and retired[key][1] < forget_before):
+            # the journey id's own journey was withdrawn whole: once forgotten, a later event
+            # of the id starts a distinct piece, as after an eviction (never a journey under the
+            # same id whose versions would tie with the superseded record's)
+            state.pieces = 1
+            until = retired[key][1] + self._max_len
+            if until > state.ended_until:
+                state.ended_until = until
+        if state.forget_retired(forget_before):
             self._mark_dirty(key)
         if state.journey is None and not state.sessions:
             if state.ended_until < watermark_ms or not state.pieces:

@@ -25,7 +25,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from pipeline.core.buckets import Partial, SurveyWindow, to_record
 from pipeline.core.records import MetricRecord
@@ -39,6 +39,20 @@ _WINDOWS: dict[str, type[NpsWindow | CesWindow | CsatWindow]] = {
     "ces": CesWindow,
     "csat": CsatWindow,
 }
+
+
+COPY_SEPARATOR: Final = "\x1f"
+
+
+def answer_key(event_id: str, journey_key: str) -> str:
+    """The key of one copy's survey answer in a segment: copies of one event_id under two
+    journey keys both count until the claims stage withdraws one (pipeline/stream/claims.py),
+    and the withdrawal must take out that copy's answer, not the other's.
+
+    >>> answer_key("e1", "j-1")
+    'e1\\x1fj-1'
+    """
+    return f"{event_id}{COPY_SEPARATOR}{journey_key}"
 
 
 class SegmentTotals:
@@ -66,9 +80,11 @@ class SegmentTotals:
         self._changed: set[tuple[str, int]] = set()  # changed since the last drain_changed
 
     def add_answer(self, metric: str, bucket_start: int, event_id: str, answer: Answer) -> bool:
-        """Count one survey answer; False when this event's answer is already counted."""
+        """Count one survey answer; False when this event's answer is already counted.
+        `event_id`: the copy's `answer_key` (an answer counted under its bare event_id, by a
+        worker from before the claims stage, is the same answer)."""
         bucket = self.answers.setdefault(metric, {}).setdefault(bucket_start, {})
-        if event_id in bucket:
+        if event_id in bucket or event_id.partition(COPY_SEPARATOR)[0] in bucket:
             return False
         bucket[event_id] = answer
         self._touch(metric, bucket_start)
@@ -78,6 +94,8 @@ class SegmentTotals:
         """Take one event's answer back out (a copy with other content replaced it); False when
         it is not counted (the bucket is final and gone, or it never arrived)."""
         bucket = self.answers.get(metric, {}).get(bucket_start)
+        if bucket is not None and event_id not in bucket:
+            event_id = event_id.partition(COPY_SEPARATOR)[0]  # counted before the claims stage
         if bucket is None or event_id not in bucket:
             return False
         del bucket[event_id]

@@ -78,10 +78,38 @@ def decode_batch(value: bytes) -> list[RoutedEvent]:
             for sp, offset, arrival, raw, event, ms, _digest in _entries(value)]
 
 
+# Withdrawals from the claims stage (pipeline/stream/claims.py) travel on the same topic, on
+# the partition of the journeys they change, so its owner applies them in order with the events.
+WITHDRAWALS = "w"
+_WITHDRAWALS_HEAD = b'{"f":"w",'
+
+
+def encode_withdrawals(items: list[list[Any]]) -> bytes:
+    """A withdrawal record: [[journey key, event_id, content digest], ...].
+
+    >>> decode_withdrawals(encode_withdrawals([["j-1", "e1", 7]]))
+    [['j-1', 'e1', 7]]
+    >>> decode_withdrawals(join_items([])) is None
+    True
+    """
+    return orjson.dumps({"f": WITHDRAWALS, "w": items})
+
+
+def decode_withdrawals(value: bytes) -> list[list[Any]] | None:
+    """The withdrawals of a withdrawal record; None for a batch record of events."""
+    if not value.startswith(_WITHDRAWALS_HEAD):
+        return None
+    items: list[list[Any]] = orjson.loads(value)["w"]
+    return items
+
+
 def decode_rows(value: bytes) -> Iterator[tuple[dict[str, Any], int, int, bytes]]:
     """(event dict, source partition, source offset, raw record) of each event of a batch
     record: the sink's `touchpoint_events` rows, without building events (the dict carries
-    the event's content digest for the row's version: `tables.DIGEST_KEY`)."""
+    the event's content digest for the row's version: `tables.DIGEST_KEY`). A withdrawal
+    record has no rows."""
+    if value.startswith(_WITHDRAWALS_HEAD):
+        return
     for sp, offset, _arrival, raw, event, _ms, digest in _entries(value):
         event[DIGEST_KEY] = digest
         yield event, sp, offset, raw.encode("utf-8")

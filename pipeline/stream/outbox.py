@@ -29,6 +29,7 @@ METRICS = "metrics"
 ALERTS = "alerts"
 FOLLOWUP_INPUTS = "followup-inputs"  # internal: stage one -> the follow-up stage, by customer
 FOLLOWUPS = "followups"
+CLAIMS = "claims"  # internal: stage one -> the claims stage, by event_id (stream/claims.py)
 # Follow-up inputs leave as one record per target partition and flush (`{"b": [input, ...]}`),
 # each up to this size: the follow-up agent then pays Faust's per-record cost once per batch,
 # not once per journey record and survey answer (0.3 inputs per event on the default mix).
@@ -66,9 +67,16 @@ class Outbox:
         self.followup_rules = followup_rules
         self._followup_inputs: list[tuple[bytes, bytes]] = []  # (customer key, message)
         self._cases: dict[str, CaseRecord] = {}
+        self._claims: dict[int, list[list[Any]]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._one or self._two or self._followup_inputs or self._cases)
+        return bool(self._one or self._two or self._followup_inputs or self._cases
+                    or self._claims)
+
+    def add_claim(self, target: int, item: list[Any]) -> None:
+        """A claim of an applied event for claims partition `target` (stream/claims.py); the
+        claims of one flush leave as one record per target partition."""
+        self._claims.setdefault(target, []).append(item)
 
     def add_followup_input(self, key: bytes, message: dict[str, Any]) -> None:
         """An accepted event the follow-up stage needs (stream/followups.py: event_input)."""
@@ -133,6 +141,9 @@ class Outbox:
         for case in self._cases.values():
             records.append(Record(FOLLOWUPS, case.case_id.encode(), to_json(case.to_dict())))
         self._cases.clear()
+        for target, claims in self._claims.items():
+            records.append(Record(CLAIMS, None, to_json({"c": claims}), target))
+        self._claims.clear()
         for sent in records:
             drained.counts[sent.role] += 1
         return drained

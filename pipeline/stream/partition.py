@@ -38,6 +38,7 @@ from pipeline.core.journeys import (
 )
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
+from pipeline.core.segment_totals import answer_key
 from pipeline.core.timefmt import format_ms
 from pipeline.core.valence import survey_ces_on_7
 from pipeline.stream import messages
@@ -66,6 +67,9 @@ class StageOneOutput:
     watermark: int | None = None  # set when stream time crossed a bucket boundary
     reject: str | None = None  # "late": make a dead letter
     duplicate: bool = False
+    # the content digest of the copy this event's journey holds, to claim for its event_id
+    # (pipeline/stream/claims.py); None when the event was not applied
+    claim: int | None = None
 
 
 def coalesce(outputs: list[StageOneOutput]) -> StageOneOutput:
@@ -146,13 +150,15 @@ class PartitionProcessor:
             out.reject = reason
         elif reason == DUPLICATE:
             out.duplicate = True
+            out.claim = self.tracker.last_digest  # a claim lost with a crash is sent again
             self._resend_key(event.journey_key, out)
             self._answers(event, out)
         else:
+            out.claim = self.tracker.last_digest
             if reason == REPLACED:
                 # this copy won over one applied earlier: its answers are taken back first
                 out.reject = REPLACED
-                self._retract(self.tracker.drain_retractions(), out)
+                self._retract(self.tracker.drain_retractions(), out, event.journey_key)
             self._answers(event, out)
             self._ends(self.tracker.drain_end_deltas(), out)
         # Close what stream time has closed on every event (cheap when nothing is due), so the
@@ -165,6 +171,17 @@ class PartitionProcessor:
             # the same horizon SurveyBuckets.evict keeps in ExperienceEngine
             self.final_before_ms = max(self.final_before_ms, self.watermark - self.lateness_ms
                                        - self.bucket_ms)
+        return out
+
+    def withdraw(self, key: str, event_id: str, digest: int) -> StageOneOutput:
+        """Take a copy that lost its claim out of its journey (the claims stage found a copy
+        of its event_id under another journey key with a smaller content digest): its journey
+        again, its answers retracted, its negative-end contribution updated. Nothing when the
+        copy is no longer held."""
+        records, _ = self.tracker.withdraw(key, event_id, digest, self.watermark)
+        out = StageOneOutput(journeys=records)
+        self._retract(self.tracker.drain_retractions(), out, key)
+        self._ends(self.tracker.drain_end_deltas(), out)
         return out
 
     def dirty_state(self) -> list[tuple[str, Any]]:
@@ -187,6 +204,9 @@ class PartitionProcessor:
         survey = event.survey
         if survey is None or not survey.has_score():
             return
+        # copies of one event_id under other journey keys count apart until the claims
+        # stage withdraws all but one (pipeline/stream/claims.py)
+        copy_key = answer_key(event.event_id, event.journey_key)
         bucket = event.occurred_ms - event.occurred_ms % self.bucket_ms
         answers: list[tuple[str, float | int]] = []
         if survey.nps is not None:
@@ -199,10 +219,11 @@ class PartitionProcessor:
         for dim, value in segments_of(event, self.attribute_keys):
             for metric, answer in answers:
                 out.contributions.append(
-                    messages.answer(dim, value, metric, bucket, event.event_id, answer)
+                    messages.answer(dim, value, metric, bucket, copy_key, answer)
                 )
 
-    def _retract(self, retractions: list[Retraction], out: StageOneOutput) -> None:
+    def _retract(self, retractions: list[Retraction], out: StageOneOutput, journey_key: str
+                 ) -> None:
         for r in retractions:
             bucket = r.at_ms - r.at_ms % self.bucket_ms
             if bucket + self.bucket_ms <= self.final_before_ms:
@@ -211,7 +232,8 @@ class PartitionProcessor:
                 if score is not None:
                     for dim, value in r.segments:
                         out.contributions.append(
-                            messages.retract(dim, value, metric, bucket, r.event_id))
+                            messages.retract(dim, value, metric, bucket,
+                                             answer_key(r.event_id, journey_key)))
 
     def _ends(self, deltas: list[EndDelta], out: StageOneOutput) -> None:
         # journeys whose retraction was skipped just before: their next contribution must not

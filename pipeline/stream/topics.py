@@ -16,6 +16,8 @@ STATE_TABLES = ("journey-state", "segment-state")
 # The follow-up stage's state table, keyed by customer (pipeline/stream/followups.py).
 FOLLOWUP_STATE_TABLE = "followup-state"
 FOLLOWUPS = "followups"
+# The claims stage's state table, keyed by event_id (pipeline/stream/claims.py).
+CLAIMS_STATE_TABLE = "claim-state"
 
 
 def followups_topic(settings: Settings) -> str:
@@ -46,6 +48,12 @@ def followup_inputs_topic(settings: Settings) -> str:
     return f"{settings.app_id}-followup-inputs"
 
 
+def claims_topic(settings: Settings) -> str:
+    """Internal topic from stage one to the claims stage, partitioned by event_id
+    (pipeline/stream/claims.py)."""
+    return f"{settings.app_id}-claims"
+
+
 def changelog_topic(settings: Settings, table: str) -> str:
     """Faust's name for a table's changelog topic."""
     return f"{settings.app_id}-{table}-changelog"
@@ -69,6 +77,8 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         followups_topic(settings): n,
         followup_inputs_topic(settings): n,
         changelog_topic(settings, FOLLOWUP_STATE_TABLE): n,
+        claims_topic(settings): n,
+        changelog_topic(settings, CLAIMS_STATE_TABLE): n,
     }
 
 
@@ -85,6 +95,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
         missing = [name for name in wanted if name not in existing]
         changelogs = {changelog_topic(settings, table) for table in STATE_TABLES}
         changelogs.add(changelog_topic(settings, FOLLOWUP_STATE_TABLE))
+        changelogs.add(changelog_topic(settings, CLAIMS_STATE_TABLE))
         for name in missing:
             # changelogs are compacted, as Faust makes them: the latest state per key is kept
             configs = {"cleanup.policy": "compact"} if name in changelogs else {}

@@ -22,7 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.faults import FaultStack, generate_file, worker_memory  # noqa: E402
 from pipeline import state_store  # noqa: E402
-from pipeline.stream.topics import FOLLOWUP_STATE_TABLE, STATE_TABLES  # noqa: E402
+from pipeline.stream.topics import (  # noqa: E402
+    CLAIMS_STATE_TABLE,
+    FOLLOWUP_STATE_TABLE,
+    STATE_TABLES,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +64,7 @@ def test_worker_rss_levels_off_once_the_state_does(fault_stack: FaultStack,
     assert samples and samples[-1]["events"] >= EVENTS, samples[-1:]
     # Every stage ran and wrote its state: every partition database of every table is open.
     assert samples[-1]["databases_by_table"] == {
-        table: 12 for table in (*STATE_TABLES, FOLLOWUP_STATE_TABLE)}
+        table: 12 for table in (*STATE_TABLES, FOLLOWUP_STATE_TABLE, CLAIMS_STATE_TABLE)}
     # the manager's total, plus the buffers of a database whose flush is still running
     budget = (state_store.WRITE_BUFFER_TOTAL_BYTES
               + state_store.MAX_WRITE_BUFFERS * state_store.WRITE_BUFFER_BYTES) / MIB

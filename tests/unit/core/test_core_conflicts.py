@@ -20,6 +20,7 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey, content_digest
 from pipeline.core.journeys import CONFLICT, DUPLICATE, REPLACED, JourneyTracker
+from pipeline.core.segment_totals import answer_key
 from pipeline.stream.partition import PartitionProcessor
 
 
@@ -103,7 +104,8 @@ def test_stream_stage_retracts_the_answers_a_winning_copy_replaces() -> None:
     out = proc.process(win)
     assert out.reject == REPLACED and out.journeys
     kinds = [(c[1]["t"], c[1].get("e")) for c in out.contributions if c[1].get("m") == "nps"]
-    assert kinds[:4] == [("r", "a")] * 4 and ("a", "a") in kinds  # 4 segments back, then in
+    copy = answer_key("a", win.journey_key)  # the answer of this copy of event a
+    assert kinds[:4] == [("r", copy)] * 4 and ("a", copy) in kinds  # 4 segments back, then in
     letter = proc.reject_letter(REPLACED, win, b"{}", "cx.touchpoints", 7)
     assert letter.reason == "conflict" and "this copy is kept" in letter.error
 

@@ -11,6 +11,7 @@ from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
+from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
 from pipeline.stream.outbox import CONTRIBUTIONS, Outbox
 from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage
@@ -28,6 +29,12 @@ class SimulatedStream:
         self.metrics: dict[tuple[str, str, str, int], MetricRecord] = {}
         self.alerts: list[AlertRecord] = []
         self.late = 0
+        # the claims stage (one event_id, one journey): claims leave with each batch, and the
+        # withdrawals they cause reach stage one with the next batch, as late as the stream's
+        self.claims = [ClaimsStage(config, "touchpoints") for _ in range(partitions)]
+        self.claim_items: dict[int, list[list[Any]]] = {}
+        self.withdrawals: dict[int, list[list[Any]]] = {}
+        self.conflicts = 0
 
     def run(self, lines: Iterable[bytes]) -> SimulatedStream:
         pending: dict[int, list[StageOneOutput]] = {}
@@ -40,15 +47,27 @@ class SimulatedStream:
             p = partition_for(event.journey_key, self.partitions)
             out = self.stage_one[p].process(event)
             self.late += out.reject is not None
+            if out.claim is not None:
+                self.claim_items.setdefault(claims_partition(event.event_id, self.partitions),
+                                            []).append(claim_item(
+                    event.event_id, event.journey_key, out.claim, p, event.occurred_ms,
+                    self.stage_one[p].watermark, 0, count, line))
             pending.setdefault(p, []).append(out)
             count += 1
             if count % self.batch == 0:
                 self._send(pending)
                 pending = {}
         self._send(pending)
+        while self.withdrawals:
+            self._send({})
         return self
 
     def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
+        withdrawals, self.withdrawals = self.withdrawals, {}
+        for p, items in withdrawals.items():
+            for key, event_id, digest in items:
+                pending.setdefault(p, []).append(self.stage_one[p].withdraw(key, event_id,
+                                                                            digest))
         # contributions leave through the worker's own outbox (coalescing, watermark steps)
         outbox = Outbox(self.partitions)
         for p, outputs in pending.items():
@@ -59,6 +78,13 @@ class SimulatedStream:
                     self.journeys[record.journey_id] = record
             for out in outputs:
                 outbox.add_journey_output(p, out)
+        for q, claims in self.claim_items.items():
+            judged = self.claims[q].apply(claims)
+            self.claims[q].dirty_state()
+            for p, items in judged.withdrawals.items():
+                self.withdrawals.setdefault(p, []).extend(items)
+            self.conflicts += len(judged.letters)
+        self.claim_items = {}
         for sent in outbox.drain().records:
             if sent.role == CONTRIBUTIONS:
                 target = (sent.partition if sent.partition is not None

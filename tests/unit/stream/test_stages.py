@@ -273,6 +273,71 @@ def test_changed_redeliveries_give_the_same_results_whatever_the_order() -> None
     assert_same(sim2, other_journeys, other_metrics)
 
 
+def with_copies_under_other_keys(data: list[bytes], seed: int) -> list[bytes]:
+    """`data` with 40 events (24 NPS answers) sent again under another journey key (another
+    journey id, none, or one where there was none), some with another answer too, 1-200
+    records later."""
+    import json
+    import random
+
+    rnd = random.Random(seed)
+    valid = [i for i, line in enumerate(data) if _parses(line)]
+    surveys = [i for i in valid if b'"nps"' in data[i]]
+    picked = rnd.sample(surveys, 24)
+    picked += rnd.sample(sorted(set(valid) - set(picked)), 16)
+    later: dict[int, list[bytes]] = defaultdict(list)
+    for n, i in enumerate(picked):
+        event = json.loads(data[i])
+        if "journey_id" in event and n % 3:
+            event["journey_id"] = f"other-{n}" if n % 3 == 1 else event["journey_id"] + "-b"
+        elif "journey_id" in event:
+            del event["journey_id"]
+        else:
+            event["journey_id"] = f"other-{n}"
+        if n % 2 and "nps" in event.get("survey", {}):
+            event["survey"] = {"nps": (event["survey"]["nps"] + 5) % 11}
+        later[min(len(data) - 1, i + rnd.randint(1, 200))].append(json.dumps(event).encode())
+    out: list[bytes] = []
+    for i, line in enumerate(data):
+        out.append(line)
+        out.extend(later[i])
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 100])
+def test_copies_under_other_journey_keys_count_once_as_in_the_engine(batch: int) -> None:
+    """One event_id, one journey (issue 13, item 4): the claims stage judges copies of an
+    event_id under different journey keys, and its withdrawals reach stage one a batch later
+    than the engine withdraws; journeys (versions included) and metrics still equal the
+    engine's, with one conflict per copy withdrawn."""
+    config = Settings.from_env({}).core_config()
+    data = with_copies_under_other_keys(lines(7, events=3000), 7)
+    engine = ExperienceEngine(config)
+    conflicts = 0
+    for line in data:
+        if _parses(line):
+            event = parse_event(line)
+            engine.process(event, partition_for(event.journey_key, 3))
+            conflicts += engine.cross_journey
+    sim = SimulatedStream(config, 3, batch).run(data)
+    assert conflicts == sim.conflicts >= 30
+    journeys, metrics = engine_results(data, 3, config)
+    # A withdrawn first event renames a customer-keyed session (its id is its first event's
+    # time), and which ids were superseded on the way, with what content, depends on when the
+    # withdrawal came: superseded records (which every view leaves out) may differ; the live
+    # journeys may not, versions included.
+    live = {k: r for k, r in journeys.items() if r.status != "superseded"}
+    assert {k: r for k, r in sim.journeys.items() if r.status != "superseded"} == live
+    renamed = {k for k, r in journeys.items() if r.status == "superseded"} ^ {
+        k for k, r in sim.journeys.items() if r.status == "superseded"}
+    assert all(k.partition("@")[2] for k in renamed)  # customer-keyed session ids only
+    got, want = summed(list(sim.metrics.values())), summed(metrics)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(got[key], want[key],
+                                                                      strict=True)), key
+
+
 def test_stages_emit_the_engines_alerts_with_their_evidence() -> None:
     """The storage scenario (its NPS collapse fires critical alerts) through the stream's two
     stages: the same alert records as `ExperienceEngine` (replay, backfill), field for field,

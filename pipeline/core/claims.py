@@ -1,0 +1,132 @@
+"""One `event_id`, one journey: the verdict on copies of an event sent under different keys.
+
+Within one journey key the tracker decides (`journeys.py`: a repeated event_id with the same
+content is a duplicate, with other content a conflict whose copy with the smaller content digest
+is kept). Copies of one event_id under two journey keys (two journey ids, or a journey id and
+none) live in two trackers, usually on two partitions and workers, so no tracker sees both.
+
+`EventClaims` is the event_id-keyed step that does: every copy a tracker applies is *claimed*
+(event_id, journey key, partition, content digest); of all copies of an event_id the one with
+the smallest (digest, journey key) wins, whatever the order, and every other copy is *withdrawn*
+from the journey that applied it (`JourneyTracker.withdraw`: exactly the `replaced` path's
+retraction, without a new copy). A withdrawal that comes late (the stream applies a copy before
+its claim is judged) gives the same journeys as one that comes at once: versions count
+withdrawals (`Journey.removed`), not the moment they happened.
+
+Claims are remembered while a copy could still be applied: until the merged stream time passes
+the claim's event time + the allowed lateness (+ one bucket, the horizon of `SurveyBuckets`).
+
+>>> claims = EventClaims()
+>>> claims.claim("e1", 700, "j-a", 0, 0) is None          # first copy: nothing to withdraw
+True
+>>> claims.claim("e1", 500, "j-b", 1, 0)                  # smaller digest: j-a's copy goes
+Withdrawal(event_id='e1', key='j-a', partition=0, digest=700, loser_is_new=False, kept_key='j-b')
+>>> claims.claim("e1", 900, "c1", 2, 0).key               # bigger digest: the new copy goes
+'c1'
+"""
+
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from typing import NamedTuple
+
+from pipeline.core.clock import NEVER_MS
+
+
+class Claim(NamedTuple):
+    """The copy of an event_id kept so far."""
+
+    digest: int
+    key: str
+    partition: int
+    at_ms: int
+
+
+class Withdrawal(NamedTuple):
+    """Take the copy of `event_id` with `digest` out of journey key `key` on `partition`.
+    `loser_is_new`: the copy just claimed lost (else an earlier copy did); `kept_key`: the
+    journey key whose copy is kept."""
+
+    event_id: str
+    key: str
+    partition: int
+    digest: int
+    loser_is_new: bool
+    kept_key: str
+
+
+def beats(digest: int, key: str, other_digest: int, other_key: str) -> bool:
+    """The one rule: of two copies the smaller content digest wins (the journey key breaks a
+    digest collision), as within a journey (`journeys._repeat`)."""
+    return (digest, key) < (other_digest, other_key)
+
+
+class EventClaims:
+    """The winning copy of each event_id seen within the lateness horizon."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, Claim] = {}
+        self._expiry: list[tuple[int, str]] = []  # (at_ms, event_id), forgotten in time order
+        self.changed = False  # whether the last `claim` changed what is held (state to write)
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+    def get(self, event_id: str) -> Claim | None:
+        return self._claims.get(event_id)
+
+    def claim(self, event_id: str, digest: int, key: str, partition: int, at_ms: int
+              ) -> Withdrawal | None:
+        """A copy of `event_id` applied under journey key `key` on `partition`. Returns the
+        copy to withdraw, if any."""
+        held = self._claims.get(event_id)
+        self.changed = True
+        if held is None:
+            self._claims[event_id] = Claim(digest, key, partition, at_ms)
+            heappush(self._expiry, (at_ms, event_id))
+            return None
+        at = held.at_ms
+        if at_ms > at:  # remembered until the latest copy is out of reach
+            at = at_ms
+            heappush(self._expiry, (at, event_id))
+        if held.key == key:
+            # the same journey: its tracker already judged the copies (replaced or duplicate)
+            if digest < held.digest or at != held.at_ms:
+                self._claims[event_id] = Claim(min(digest, held.digest), key, partition, at)
+            else:
+                self.changed = False  # a redelivery
+            return None
+        if beats(digest, key, held.digest, held.key):
+            self._claims[event_id] = Claim(digest, key, partition, at)
+            return Withdrawal(event_id, held.key, held.partition, held.digest, False, key)
+        if at != held.at_ms:
+            self._claims[event_id] = Claim(held.digest, held.key, held.partition, at)
+        else:
+            self.changed = False
+        return Withdrawal(event_id, key, partition, digest, True, held.key)
+
+    def load(self, event_id: str, claim: Claim) -> None:
+        """Restore one claim (the stream's state table)."""
+        self._claims[event_id] = claim
+        heappush(self._expiry, (claim.at_ms, event_id))
+
+    def forget_before(self, before_ms: int) -> list[str]:
+        """Forget the claims of events before `before_ms`; returns their event ids."""
+        gone: list[str] = []
+        expiry = self._expiry
+        claims = self._claims
+        while expiry and expiry[0][0] < before_ms:
+            at_ms, event_id = heappop(expiry)
+            held = claims.get(event_id)
+            if held is not None and held.at_ms == at_ms:
+                del claims[event_id]
+                gone.append(event_id)
+        return gone
+
+
+def claims_horizon(merged_watermark_ms: int, lateness_ms: int, bucket_ms: int) -> int:
+    """Claims of events before this can be forgotten: no partition accepts such an event any
+    more (its stream time is at least the merged one)."""
+    if merged_watermark_ms <= NEVER_MS:
+        return NEVER_MS
+    return merged_watermark_ms - lateness_ms - bucket_ms

@@ -1,0 +1,121 @@
+"""The claims stage: one event_id, one journey, across the partitions of the stream.
+
+Stage one applies each event to its journey on the partition of the journey key, so two copies
+of one event_id under two journey keys (two journey ids, or a journey id and none) land on two
+partitions and no journey partition sees both. Stage one therefore *claims* every copy it
+applies: a claim (event_id, journey key, journey partition, content digest, event time, that
+partition's stream time, and where the copy came from) goes to the internal topic
+`<app>-claims` on the partition of its event_id (`claims_partition`), in one record per target
+partition and flush. This stage keeps the winning copy of each event_id (`EventClaims`: the
+smallest content digest, the same rule as within a journey and as replay) while a copy could
+still be applied, and for every copy that loses sends a *withdrawal* back to the loser's
+journey partition, on the journey-events topic itself (so the partition's owner applies it in
+order with the events: `batches.encode_withdrawals`), and makes the copy whose claim came
+second a `conflict` dead letter. Stage one takes a withdrawn copy out of its journey exactly as
+the `replaced` path does (`PartitionProcessor.withdraw`).
+
+No Faust object here: tested without servers. State: one table entry per claimed event_id
+(`dirty_state` / `load`), and the journey partitions' stream times under `WATERMARKS_KEY`,
+from which claims are forgotten past the lateness horizon (the merged stream time, as replay).
+Redelivery is harmless: a claim seen again changes nothing, and a withdrawal of a copy no
+longer held is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from zlib import crc32
+
+from pipeline.contract.dead_letters import DeadLetter
+from pipeline.core.claims import Claim, EventClaims, claims_horizon
+from pipeline.core.clock import NEVER_MS, conflict_error
+from pipeline.core.config import CoreConfig
+from pipeline.core.journeys import CONFLICT
+
+WATERMARKS_KEY = "__watermarks__"
+NEVER = NEVER_MS  # a claims partition that has seen no claim
+
+
+def claims_partition(event_id: str, partitions: int) -> int:
+    """The claims partition of an event_id (any stable hash: only this stage reads it).
+
+    >>> claims_partition("evt-1", 4) == claims_partition("evt-1", 4) < 4
+    True
+    """
+    return crc32(event_id.encode("utf-8", "surrogatepass")) % partitions
+
+
+def claim_item(event_id: str, key: str, digest: int, partition: int, at_ms: int,
+               watermark_ms: int, source_partition: int, source_offset: int, raw: bytes
+               ) -> list[Any]:
+    """One claim in a claims record (JSON array: compact, one per applied event)."""
+    return [event_id, key, digest, partition, at_ms, watermark_ms, source_partition,
+            source_offset, raw.decode("utf-8")]
+
+
+@dataclass(slots=True)
+class ClaimsOutput:
+    # journey partition -> [[journey key, event_id, digest], ...] to withdraw there
+    withdrawals: dict[int, list[list[Any]]] = field(default_factory=dict)
+    letters: list[DeadLetter] = field(default_factory=list)
+
+
+class ClaimsStage:
+    """The claims of one partition of the claims topic."""
+
+    def __init__(self, config: CoreConfig, source_topic: str) -> None:
+        self.claims = EventClaims()
+        self.source_topic = source_topic
+        self.lateness_ms = config.windows.allowed_lateness_ms
+        self.bucket_ms = config.windows.bucket_ms
+        self.watermarks: dict[int, int] = {}  # journey partition -> its stream time
+        self._dirty: set[str] = set()
+        self._watermarks_dirty = False
+
+    def load(self, states: Iterable[tuple[str, Any]]) -> None:
+        for key, state in states:
+            if key == WATERMARKS_KEY:
+                self.watermarks = {int(p): int(w) for p, w in state.items()}
+            else:
+                self.claims.load(key, Claim(int(state[0]), str(state[1]), int(state[2]),
+                                            int(state[3])))
+
+    def apply(self, items: Iterable[list[Any]]) -> ClaimsOutput:
+        out = ClaimsOutput()
+        claims = self.claims
+        for (event_id, key, digest, partition, at_ms, watermark, source_partition,
+             source_offset, raw) in items:
+            if watermark > self.watermarks.get(partition, NEVER):
+                self.watermarks[partition] = watermark
+                self._watermarks_dirty = True
+            withdrawal = claims.claim(event_id, digest, key, partition, at_ms)
+            if claims.changed:
+                self._dirty.add(event_id)
+            if withdrawal is None:
+                continue
+            out.withdrawals.setdefault(withdrawal.partition, []).append(
+                [withdrawal.key, event_id, withdrawal.digest])
+            out.letters.append(DeadLetter.make(
+                CONFLICT, conflict_error(event_id, not withdrawal.loser_is_new),
+                original=raw.encode("utf-8"), source_topic=self.source_topic,
+                source_partition=source_partition, source_offset=source_offset,
+                event_id=event_id))
+        if self._watermarks_dirty and self.watermarks:
+            horizon = claims_horizon(min(self.watermarks.values()), self.lateness_ms,
+                                     self.bucket_ms)
+            self._dirty.update(claims.forget_before(horizon))
+        return out
+
+    def dirty_state(self) -> list[tuple[str, Any]]:
+        """(event_id, claim or None) for every claim changed since the last call."""
+        pairs: list[tuple[str, Any]] = []
+        for event_id in sorted(self._dirty):
+            held = self.claims.get(event_id)
+            pairs.append((event_id, None if held is None else list(held)))
+        self._dirty.clear()
+        if self._watermarks_dirty:
+            pairs.append((WATERMARKS_KEY, {str(p): w for p, w in self.watermarks.items()}))
+            self._watermarks_dirty = False
+        return pairs

@@ -1,0 +1,170 @@
+"""One event_id, one journey (issue 13, item 4): copies of an event_id under two journey keys.
+
+Of all copies of an event_id the one with the smallest content digest is applied, whatever the
+order and whichever journey key each copy names; the others are withdrawn from the journey that
+applied them (`JourneyTracker.withdraw`) and one of them is a `conflict` dead letter. A
+withdrawal that comes late (the stream's claims stage judges a copy after its journey stage
+applied it) ends in the same journey records as one that comes at once (replay)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from scenarios import MIN, T0, event
+
+from pipeline.cli import main
+from pipeline.contract import event_to_json
+from pipeline.core.claims import EventClaims, claims_horizon
+from pipeline.core.config import CoreConfig
+from pipeline.core.engine import ExperienceEngine
+from pipeline.core.event import Survey, TouchpointEvent, content_digest
+from pipeline.core.journeys import CONFLICT, REPLACED, JourneyTracker
+from pipeline.core.partitioner import partition_for
+from pipeline.core.records import JourneyRecord
+
+
+def copies(first: str | None, second: str | None, nps: tuple[int, int] = (10, 0)
+           ) -> tuple[TouchpointEvent, TouchpointEvent]:
+    """Two copies of event `x`, one under each journey key (None: keyed by the customer),
+    returned as (the copy that wins, the copy that loses)."""
+    one = event("x", T0, journey=first, type="survey", survey=Survey(nps=nps[0]))
+    two = event("x", T0 + MIN, journey=second, type="survey", survey=Survey(nps=nps[1]))
+    return (one, two) if content_digest(one) < content_digest(two) else (two, one)
+
+
+def run(events: list[TouchpointEvent], partitions: int = 4
+        ) -> tuple[dict[str, JourneyRecord], dict[int, tuple[int, float]], list[str | None]]:
+    """Journeys (latest version each), NPS (n, value) of segment all per bucket, verdicts."""
+    engine = ExperienceEngine()
+    journeys: dict[str, JourneyRecord] = {}
+    nps: dict[int, tuple[int, float]] = {}
+    verdicts: list[str | None] = []
+
+    def keep(records: list[JourneyRecord], metrics: list) -> None:  # type: ignore[type-arg]
+        for r in records:
+            if r.journey_id not in journeys or r.version > journeys[r.journey_id].version:
+                journeys[r.journey_id] = r
+        for m in metrics:
+            if m.metric == "nps" and m.segment_dim == "all":
+                nps[m.window_start] = (m.n, m.value)
+
+    for e in events:
+        emitted, reason = engine.process(e, partition_for(e.journey_key, partitions))
+        verdicts.append(reason)
+        keep(emitted.journeys, emitted.metrics)
+    done = engine.finish()
+    keep(done.journeys, done.metrics)
+    return journeys, {k: v for k, v in nps.items() if v[0] > 0}, verdicts
+
+
+def test_the_smaller_digest_wins_across_journey_keys_in_either_order() -> None:
+    for keys in (("j-a", "j-b"), ("j-a", None), (None, "j-b")):
+        win, lose = copies(*keys)
+        results = []
+        for order, verdict in (((win, lose), CONFLICT), ((lose, win), REPLACED)):
+            journeys, nps, verdicts = run(list(order))
+            assert verdicts == [None, verdict], keys
+            live = {j: r for j, r in journeys.items() if r.status != "superseded"}
+            assert [r.events for r in live.values()] == [1], keys
+            [kept] = live.values()
+            assert kept.journey_id.split("@")[0] == win.journey_key
+            # the losing copy's journey had no other event: it is left superseded
+            assert {r.status for j, r in journeys.items() if j not in live} == {"superseded"}
+            results.append((live, nps))
+        assert results[0] == results[1], keys  # the same journey and answers whatever the order
+        [(_, (n, value))] = results[0][1].items()
+        assert (n, value) == (1, 100.0 if win.survey and win.survey.nps == 10 else -100.0)
+
+
+def test_a_late_withdrawal_gives_the_journey_a_withdrawal_at_once_gives() -> None:
+    """The stream withdraws a losing copy when its claim is judged, maybe after more events of
+    the journey: the records (versions included) equal replay's, which withdraws at once."""
+    for journey in ("j-b", None):
+        loser = event("x", T0, journey=journey, valence=-0.9)
+        later = [event(f"e{i}", T0 + i * MIN, journey=journey, valence=0.2) for i in (1, 2)]
+        digest = content_digest(loser)
+        records: list[dict[str, JourneyRecord]] = []
+        for withdraw_after in (0, 1, 2):
+            tracker = JourneyTracker()
+            out: dict[str, JourneyRecord] = {}
+            sequence: list[TouchpointEvent | None] = [loser, *later]
+            sequence.insert(1 + withdraw_after, None)  # None: the withdrawal
+            watermark = T0
+            for item in sequence:
+                if item is None:
+                    got, held = tracker.withdraw(loser.journey_key, "x", digest, watermark)
+                    assert held
+                else:
+                    watermark = max(watermark, item.occurred_ms)
+                    got, reason = tracker.apply(item, watermark)
+                    assert reason is None
+                for r in got:
+                    if r.journey_id not in out or r.version > out[r.journey_id].version:
+                        out[r.journey_id] = r
+            live = {k: v for k, v in out.items() if v.status != "superseded"}
+            records.append(live)
+            [j] = live.values()
+            assert j.events == 2 and j.worst_valence == 0.2  # the withdrawn moment is gone
+        assert records[0] == records[1] == records[2], journey
+
+
+def test_withdrawal_retracts_answers_and_negative_ends_from_the_loser_partition() -> None:
+    win, lose = copies("j-a", "j-b", nps=(0, 1))
+    closing = replace(lose, event_id="end", type="journey_end", survey=None,
+                      occurred_at=lose.occurred_at, occurred_ms=lose.occurred_ms + 1)
+    journeys, nps, verdicts = run([lose, closing, win])
+    assert verdicts == [None, None, REPLACED]
+    loser_journey = journeys[lose.journey_key]
+    assert loser_journey.events == 1 and loser_journey.status == "closed"  # the end marker only
+    assert sum(n for n, _ in nps.values()) == 1
+
+
+def test_a_withdrawn_journey_id_takes_new_events_above_its_superseded_version() -> None:
+    tracker = JourneyTracker()
+    lone = event("x", T0, journey="j-b")
+    tracker.apply(lone, T0)
+    [superseded], held = tracker.withdraw("j-b", "x", content_digest(lone), T0)
+    assert held and superseded.status == "superseded" and superseded.events == 1
+    [again], _ = tracker.apply(event("y", T0 + MIN, journey="j-b"), T0 + MIN)
+    assert again.journey_id == "j-b" and again.version > superseded.version
+    restored = JourneyTracker()
+    restored.load_key("j-b", json.loads(json.dumps(tracker.dump_key("j-b"))))
+    assert restored.dump_key("j-b") == tracker.dump_key("j-b")
+
+
+def test_a_withdrawal_of_a_copy_no_longer_held_changes_nothing() -> None:
+    tracker = JourneyTracker()
+    tracker.apply(event("x", T0, journey="j-b"), T0)
+    before = tracker.dump_key("j-b")
+    assert tracker.withdraw("j-b", "x", 12345, T0) == ([], False)  # another copy's digest
+    assert tracker.withdraw("j-zzz", "x", 12345, T0) == ([], False)
+    assert tracker.dump_key("j-b") == before
+
+
+def test_claims_are_forgotten_past_the_lateness_horizon() -> None:
+    claims = EventClaims()
+    claims.claim("a", 5, "j-a", 0, T0)
+    claims.claim("b", 5, "j-a", 0, T0 + 10 * MIN)
+    claims.claim("a", 3, "j-c", 1, T0 + 20 * MIN)  # a later copy keeps "a" for longer
+    config = CoreConfig()
+    lateness, width = config.windows.allowed_lateness_ms, config.windows.bucket_ms
+    assert claims.forget_before(claims_horizon(T0 + 15 * MIN + lateness + width, lateness,
+                                               width)) == ["b"]
+    assert claims.get("a") is not None and len(claims) == 1
+
+
+def test_replay_dead_letters_one_conflict_and_counts_the_winner(tmp_path: Path) -> None:
+    win, lose = copies("j-a", "j-b")
+    for order in ((win, lose), (lose, win)):
+        path = tmp_path / "e.jsonl"
+        path.write_bytes(b"\n".join(event_to_json(e) for e in order) + b"\n")
+        out = tmp_path / "out"
+        assert main(["replay", str(path), "--output", str(out), "--partitions", "4",
+                     "--now", "2027-01-01T00:00:00Z"]) == 0
+        letters = [json.loads(x) for x in (out / "dead_letters.jsonl").read_text().splitlines()]
+        assert [(d["reason"], d["event_id"]) for d in letters] == [("conflict", "x")]
+        journeys = [json.loads(x) for x in (out / "journeys.jsonl").read_text().splitlines()]
+        live = [j for j in journeys if j["status"] != "superseded"]
+        assert [j["journey_id"] for j in live] == [win.journey_key]

@@ -1,0 +1,69 @@
+"""The claims stage without servers: verdicts, dead letters, state round trip, eviction, and the
+records it exchanges with stage one and the sink."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+from pipeline.core.config import CoreConfig
+from pipeline.stream.batches import decode_rows, decode_withdrawals, encode_withdrawals
+from pipeline.stream.claims import WATERMARKS_KEY, ClaimsStage, claim_item
+from pipeline.stream.outbox import CLAIMS, Outbox
+
+T0 = 1_790_000_000_000
+DAY = 86_400_000
+
+
+def item(event_id: str, key: str, digest: int, partition: int, at: int = T0,
+         watermark: int = T0, offset: int = 1) -> list[Any]:
+    return json.loads(orjson.dumps(claim_item(event_id, key, digest, partition, at, watermark,
+                                              partition, offset, b'{"raw":1}')))
+
+
+def test_the_smaller_digest_wins_and_the_second_claim_is_the_letter() -> None:
+    stage = ClaimsStage(CoreConfig(), "cx.touchpoints")
+    assert not stage.apply([item("x", "j-a", 700, 0)]).withdrawals
+    out = stage.apply([item("x", "j-b", 500, 1, offset=9)])
+    assert out.withdrawals == {0: [["j-a", "x", 700]]}
+    [letter] = out.letters
+    assert (letter.reason, letter.source_partition, letter.source_offset) == ("conflict", 1, 9)
+    assert "this copy is kept" in letter.error
+    out = stage.apply([item("x", "c1", 900, 2, offset=11)])
+    assert out.withdrawals == {2: [["c1", "x", 900]]}
+    assert "this one is not applied" in out.letters[0].error
+    # a claim seen again (redelivery) changes nothing
+    assert not stage.apply([item("x", "j-b", 500, 1)]).withdrawals
+
+
+def test_state_round_trip_and_eviction_past_the_horizon() -> None:
+    config = CoreConfig()
+    stage = ClaimsStage(config, "t")
+    stage.apply([item("x", "j-a", 700, 0), item("y", "j-a", 5, 0)])
+    state = dict(stage.dirty_state())
+    assert set(state) == {"x", "y", WATERMARKS_KEY}
+    restored = ClaimsStage(config, "t")
+    restored.load(json.loads(json.dumps(list(state.items()))))
+    assert restored.apply([item("x", "j-b", 500, 1)]).withdrawals == {0: [["j-a", "x", 700]]}
+    assert dict(restored.dirty_state())["x"] == [500, "j-b", 1, T0]
+    # stream time of both journey partitions past the lateness: both claims are forgotten
+    late = T0 + config.windows.allowed_lateness_ms + 2 * config.windows.bucket_ms
+    restored.apply([item("z", "j-c", 1, 0, at=late, watermark=late),
+                    item("z", "j-c", 1, 1, at=late, watermark=late)])
+    pairs = dict(restored.dirty_state())
+    assert pairs["x"] is None and pairs["y"] is None and pairs["z"] is not None
+    assert not restored.apply([item("x", "j-q", 1, 2, at=late, watermark=late)]).withdrawals
+
+
+def test_claims_leave_in_one_record_per_target_and_withdrawals_have_no_rows() -> None:
+    outbox = Outbox(4)
+    outbox.add_claim(3, item("x", "j-a", 7, 0))
+    outbox.add_claim(3, item("y", "j-a", 8, 0))
+    [record] = outbox.drain().records
+    assert (record.role, record.partition) == (CLAIMS, 3)
+    assert [c[0] for c in orjson.loads(record.value)["c"]] == ["x", "y"]
+    value = encode_withdrawals([["j-a", "x", 7]])
+    assert decode_withdrawals(value) == [["j-a", "x", 7]]
+    assert list(decode_rows(value)) == []  # the sink's touchpoint_events skip it
