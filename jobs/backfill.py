@@ -134,7 +134,7 @@ class Backfill:
     def __init__(self, config: CoreConfig, *, partitions: int = 1, max_bytes: int = 65536,
                  keep_comments: bool = False, raw_events: bool = True,
                  personal: PersonalData | None = None, owned: frozenset[int] | None = None,
-                 reject_here: bool = True) -> None:
+                 reject_here: bool = True, linked: bool = False) -> None:
         self.engine = ExperienceEngine(config)
         # pseudonymised customer ids and dropped comments, as the stream does before the core
         self.personal = personal or PersonalData(keep_comments=keep_comments)
@@ -158,6 +158,10 @@ class Backfill:
         # None: all of them, with the detector, in this process
         self.owned = owned
         self.reject_here = reject_here  # record dead letters of rows the contract rejects
+        # owned partitions hold copies of one event_id (jobs.backfill_parallel.linked_partitions):
+        # the claims of one partition withdraw from another, so at a crossing the others catch
+        # up first, in the order of a one-process run
+        self.linked = linked
         self.position = 0  # rows read before the current batch, over all files
         self.ticks: list[Tick] = []
 
@@ -280,6 +284,9 @@ class Backfill:
             group[0].append(event)
             group[1].append((i, watermark))
             if merged is not None:
+                if self.linked:
+                    for other in [p for p in groups if p != partition]:
+                        self._run(source, first_row, other, groups.pop(other), dicts)
                 emitted = self._run(source, first_row, partition, groups.pop(partition), dicts)
                 if emitted is not None:  # the crossing row was applied: the engine ticked
                     self.ticks.append(Tick(self.position + i, partition, merged,

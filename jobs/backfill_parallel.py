@@ -1,15 +1,20 @@
 """`peakend backfill --workers N`: the partitions' stage one in N processes, stage two here.
 
 Like the stream, stage one (journeys and survey buckets, per input partition) needs only its own
-partition's events, so worker w runs `ExperienceEngine` for the partitions p with p % N == w
-(forked; each reads the files itself and builds events only for its rows). Stage two, the drop
-detector, needs the partials of every partition in the order the single-process engine hands
-them over: each worker records its engine's ticks (row position, partition, the merged
-watermark at that row, which every worker can compute because all rows move the watermarks, and
-the flushed partials); the parent replays all ticks sorted by (position, partition) into one
-detector, exactly the calls `ExperienceEngine.process` would make reading the rows in file order.
-Records are merged per batch (journey and metric keys never span partitions), written by the
-parent, and the checkpoint advances as in a one-process run.
+partition's events, so each worker runs `ExperienceEngine` for a share of the partitions
+(forked; each reads the files itself and builds events only for its rows). The one exception:
+copies of one event_id under journey keys of different partitions are judged by the engine's
+claims (one event_id, one journey: pipeline/core/claims.py), which must see every copy, so
+partitions linked by such an event_id run in one worker (`linked_partitions`, a pass over the
+event_id column first; without repeated event_ids every partition is its own group).
+
+Stage two, the drop detector, needs the partials of every partition in the order the single-process
+engine hands them over: each worker records its engine's ticks (row position, partition, the merged
+watermark at that row, which every worker can compute because all rows move the watermarks, and the
+flushed partials); the parent replays all ticks sorted by (position, partition) into one detector,
+exactly the calls `ExperienceEngine.process` would make reading the rows in file order. Records are
+merged per batch (journey and metric keys never span partitions), written by the parent, and the
+checkpoint advances as in a one-process run.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.backfill import Backfill, Checkpoint, Pending, Result, Tick, Writer
-from jobs.parquet_schema import event_batches
+from jobs.columns import clean_rows
+from jobs.parquet_schema import BatchDicts, event_batches
 from jobs.progress import Progress
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted
@@ -35,11 +42,11 @@ from pipeline.storage.warehouse import Warehouse
 
 
 def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: CoreConfig,
-            partitions: int, owned: frozenset[int], first: bool, options: dict[str, Any]
-            ) -> None:
+            partitions: int, owned: frozenset[int], first: bool, linked: bool,
+            options: dict[str, Any]) -> None:
     try:
         backfill = Backfill(config, partitions=partitions, owned=owned, reject_here=first,
-                            **options)
+                            linked=linked, **options)
 
         def send(kind: str, *where: int) -> None:
             counts = Counter({k: backfill.counts[k] for k in ("events", "duplicates")})
@@ -68,6 +75,72 @@ def _batches(files: Sequence[str], batch_rows: int) -> Iterator[tuple[int, pa.Re
             yield index, batch
 
 
+def linked_partitions(files: Sequence[str], batch_rows: int, backfill: Backfill
+                      ) -> list[frozenset[int]]:
+    """The partitions that must run in one process: those holding copies of one event_id
+    under different journey keys (their claims judge each other), grouped transitively; every
+    other partition is a group of its own. Reads the event_id column of every file (C++), then
+    the key columns of the rows whose event_id repeats only."""
+    partitions = backfill.partitions
+    parent = list(range(partitions))
+
+    def root(p: int) -> int:
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    chunks = [chunk for name in files
+              for chunk in pq.read_table(name, columns=["event_id"]).column(0).chunks]
+    repeated = pa.array([], pa.string())
+    if chunks:
+        counts = pc.value_counts(pa.chunked_array(chunks).cast(pa.string()))
+        repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        first_of: dict[str, int] = {}  # event_id -> a partition holding a copy
+        for name in files:
+            for batch in event_batches(pq.ParquetFile(name), batch_rows):
+                mask = pc.is_in(batch.column(batch.schema.get_field_index("event_id")),
+                                value_set=repeated)
+                picked = batch.filter(mask)
+                if not picked.num_rows:
+                    continue
+                clean = clean_rows(picked, backfill.max_bytes)
+                key_of = backfill.builder.key({
+                    n: picked.column(picked.schema.get_field_index(n)).to_pylist()
+                    for n in ("journey_id", "customer_id")})
+                ids = picked.column(picked.schema.get_field_index("event_id")).to_pylist()
+                dicts = BatchDicts(picked)
+                for i in range(picked.num_rows):
+                    if clean[i]:
+                        event_id, key = ids[i], key_of(i)
+                    else:  # the contract's verdict; a rejected row is no copy
+                        event = backfill._slow(name, 0, dicts.row(i))
+                        if event is None:
+                            continue
+                        event_id, key = event.event_id, event.journey_key
+                    partition = backfill.partition(key)
+                    other = first_of.setdefault(event_id, partition)
+                    parent[root(partition)] = root(other)
+    groups: dict[int, set[int]] = {}
+    for p in range(partitions):
+        groups.setdefault(root(p), set()).add(p)
+    return [frozenset(g) for g in groups.values()]
+
+
+def share_out(groups: Sequence[frozenset[int]], workers: int) -> list[frozenset[int]]:
+    """Groups of partitions given to at most `workers` processes, the largest group first to
+    the process with the fewest partitions (no process without partitions).
+
+    >>> share_out([frozenset({0}), frozenset({1, 3}), frozenset({2})], 2)
+    [frozenset({1, 3}), frozenset({0, 2})]
+    """
+    shares: list[set[int]] = [set() for _ in range(min(workers, len(groups)))]
+    for group in sorted(groups, key=lambda g: (-len(g), min(g))):
+        min(shares, key=len).update(group)
+    return [frozenset(s) for s in shares]
+
+
 def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                  config: CoreConfig, *, workers: int, partitions: int, batch_rows: int,
                  max_bytes: int, keep_comments: bool, raw_events: bool,
@@ -89,13 +162,18 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
     meter = Progress("backfill", total, enabled=progress)
     done = 0
     writer = Writer(warehouse, checkpoint)
+    # no process needs another's claims (see linked_partitions); a rejected row's letter is
+    # the first worker's to write, so this pass writes none
+    judge = Backfill(config, partitions=partitions, reject_here=False, **options)
+    groups = linked_partitions(files, batch_rows, judge)
+    shares = share_out(groups, workers)
     try:
-        for w in range(workers):
-            owned = frozenset(p for p in range(partitions) if p % workers == w)
+        for w, owned in enumerate(shares):
             receive, send = context.Pipe(duplex=False)
             proc = context.Process(target=_worker, name=f"peakend-backfill-{w}", daemon=True,
                                    args=(send, files, batch_rows, config, partitions, owned,
-                                         w == 0, options))
+                                         w == 0, any(len(g) > 1 and g <= owned
+                                                     for g in groups), options))
             proc.start()
             send.close()
             conns.append(receive)
