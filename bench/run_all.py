@@ -45,7 +45,7 @@ import bench_pipeline as bp  # noqa: E402
 import bench_raw  # noqa: E402
 from bench_contract import make_event  # noqa: E402
 
-from jobs.backfill import run_backfill, worker_count  # noqa: E402
+from jobs.backfill import BackfillOptions, run_backfill, worker_count  # noqa: E402
 from jobs.generate import GeneratorConfig, generate_records, write_parquet  # noqa: E402
 from pipeline.contract import Rejected, parse_event  # noqa: E402
 from pipeline.core.config import CoreConfig  # noqa: E402
@@ -220,7 +220,7 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
     gen_s = time.perf_counter() - began
     core = CoreConfig()
     began = time.perf_counter()
-    run_backfill([str(parquet)], None, core, partitions=partitions)
+    run_backfill([str(parquet)], None, core, BackfillOptions(partitions=partitions))
     core_s = time.perf_counter() - began
     name = f"pe_bench_{uuid.uuid4().hex[:8]}"
     admin = ServerWarehouse(admin_url)
@@ -229,7 +229,7 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
     try:
         migrate(server, cluster="")
         began = time.perf_counter()
-        run_backfill([str(parquet)], server, core, partitions=partitions)
+        run_backfill([str(parquet)], server, core, BackfillOptions(partitions=partitions))
         server_s = time.perf_counter() - began
     finally:
         server.close()

@@ -1,4 +1,4 @@
-"""`run_backfill(workers=N)` (jobs/backfill_parallel.py) writes what one process writes."""
+"""`run_backfill(workers=N)` (jobs/backfill/parallel.py) writes what one process writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from backfill_util import CORE, EVENTS, RecordingWarehouse, final, write_both
 
-from jobs.backfill import Interrupted, run_backfill
+from jobs.backfill import BackfillOptions, Interrupted, run_backfill
 from pipeline.privacy import PersonalData
 
 
@@ -24,9 +24,9 @@ def test_workers_write_what_one_process_writes(tmp_path: Path, partitions: int, 
     results = []
     for n in (1, workers):
         warehouse = RecordingWarehouse()
-        results.append(run_backfill(
-            [str(parquet)], warehouse, CORE, partitions=partitions,  # type: ignore[arg-type]
-            batch_rows=700, workers=n, personal=personal))
+        results.append(run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
+                                    BackfillOptions(partitions=partitions, batch_rows=700,
+                                                    workers=n, personal=personal)))
         tables.append({t: final(t, rows) for t, rows in warehouse.inserted.items()})
     one, many = tables
     assert one.keys() == many.keys()
@@ -40,23 +40,25 @@ def test_workers_write_what_one_process_writes(tmp_path: Path, partitions: int, 
 def test_a_failing_worker_fails_the_run(tmp_path: Path) -> None:
     _, parquet, _ = write_both(replace(EVENTS, events=500), tmp_path)
     with pytest.raises(RuntimeError, match="worker failed"):
-        run_backfill([str(parquet)], None, CORE, partitions=2, batch_rows=100, workers=2,
-                     max_bytes="not a number")  # type: ignore[arg-type]
+        run_backfill([str(parquet)], None, CORE, BackfillOptions(
+            partitions=2, batch_rows=100, workers=2,
+            max_bytes="not a number"))  # type: ignore[arg-type]
 
 
 def test_resume_with_another_worker_count(tmp_path: Path) -> None:
     _, parquet, _ = write_both(EVENTS, tmp_path)
     whole = RecordingWarehouse()
-    run_backfill([str(parquet)], whole, CORE, partitions=4,  # type: ignore[arg-type]
-                 batch_rows=1000, workers=1)
+    run_backfill([str(parquet)], whole, CORE,  # type: ignore[arg-type]
+                 BackfillOptions(partitions=4, batch_rows=1000, workers=1))
     broken = RecordingWarehouse()
     checkpoint = tmp_path / "ck.json"
     with pytest.raises(Interrupted):
-        run_backfill([str(parquet)], broken, CORE, partitions=4,  # type: ignore[arg-type]
-                     batch_rows=1000, checkpoint_path=checkpoint, stop_after_rows=3000,
-                     workers=2)
-    result = run_backfill([str(parquet)], broken, CORE, partitions=4,  # type: ignore[arg-type]
-                          batch_rows=1000, checkpoint_path=checkpoint, workers=3)
+        run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+                     BackfillOptions(partitions=4, batch_rows=1000, checkpoint_path=checkpoint,
+                                     stop_after_rows=3000, workers=2))
+    result = run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+                          BackfillOptions(partitions=4, batch_rows=1000, checkpoint_path=checkpoint,
+                                          workers=3))
     assert result.resumed_from == (0, 3000)
     for table in whole.inserted:
         assert final(table, broken.inserted[table]) == final(table, whole.inserted[table]), table
