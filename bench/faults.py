@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pipeline.contract import Rejected, parse_event  # noqa: E402
-from pipeline.stream.progress import wait_caught_up  # noqa: E402
+from pipeline.stream.lag import wait_caught_up  # noqa: E402
 from pipeline.stream.topics import ensure_topics  # noqa: E402
 from tests.conftest import ClickHouseUrls  # noqa: E402
 from tests.integration.stream_util import (  # noqa: E402

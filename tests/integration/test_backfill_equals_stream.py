@@ -12,7 +12,7 @@ import pytest
 from jobs.backfill import BackfillOptions, run_backfill
 from jobs.generate import GeneratorConfig, encode_event, generate_records, write_parquet
 from pipeline.storage.migrate import migrate
-from pipeline.stream.progress import wait_caught_up
+from pipeline.stream.lag import wait_caught_up
 from tests.conftest import ClickHouseUrls
 from tests.integration.stream_util import (
     Worker,

@@ -40,7 +40,7 @@ from pipeline.producer import TouchpointProducer
 from pipeline.settings import Settings
 from pipeline.storage.tables import rows
 from pipeline.storage.warehouse import ServerWarehouse
-from pipeline.stream.progress import pipeline_lag
+from pipeline.stream.lag import pipeline_lag
 from pipeline.stream.topics import ensure_topics
 from pipeline.urls import build_clickhouse_url, parse_clickhouse_url
 from tests.integration.kafka_util import consume
