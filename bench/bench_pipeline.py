@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_pipeline.py [--events N] [--workers 1]
 
 Worker processes are started exactly as the integration tests start them
-(`tests.integration.stream_util.stream_setup` / `Worker`: `peakend worker` subprocesses with their
+(`tests.support.stream.stream_setup` / `Worker`: `peakend worker` subprocesses with their
 own topics, consumer groups, state directory and ClickHouse database).
 
 Throughput (end to end): with the worker(s) started and warmed up (a small batch produced and
@@ -63,8 +63,8 @@ from pipeline.stream import messages  # noqa: E402
 from pipeline.stream.lag import wait_caught_up  # noqa: E402
 from pipeline.stream.partition import PartitionProcessor, coalesce  # noqa: E402
 from pipeline.stream.segments import SegmentStage  # noqa: E402
-from tests.conftest import ClickHouseUrls  # noqa: E402
-from tests.integration.stream_util import StreamSetup, Worker, stream_setup  # noqa: E402
+from tests.support.stack import ClickHouseUrls  # noqa: E402
+from tests.support.stream import StreamSetup, Worker, stream_setup  # noqa: E402
 
 MINUTE = 60_000
 
@@ -584,7 +584,7 @@ def _trim_profile(text: str) -> str:
 # -- command line ----------------------------------------------------------------------------
 
 def main() -> None:
-    from tests.conftest import stack_env
+    from tests.support.stack import stack_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)

@@ -13,8 +13,8 @@ from jobs.backfill import BackfillOptions, run_backfill
 from jobs.generate import GeneratorConfig, encode_event, generate_records, write_parquet
 from pipeline.storage.migrate import migrate
 from pipeline.stream.lag import wait_caught_up
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     Worker,
     assert_metrics_equal,
     journeys_in_clickhouse,
