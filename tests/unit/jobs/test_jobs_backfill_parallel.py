@@ -68,3 +68,16 @@ def test_cli_refuses_zero_workers(tmp_path: Path) -> None:
     from pipeline.cli import main
 
     assert main(["backfill", str(tmp_path / "x.parquet"), "--workers", "0", "--dry-run"]) == 2
+
+
+def test_python_m_jobs_backfill_is_peakend_backfill(tmp_path: Path) -> None:
+    """The package runs as a module, through the same command line (`jobs/backfill/__main__.py`)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "jobs.backfill", str(tmp_path / "x.parquet"),
+                           "--workers", "0", "--dry-run"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("peakend backfill: --partitions, --batch-rows and --workers "
+                                   "must be at least 1")
