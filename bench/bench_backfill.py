@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from jobs.backfill import run_backfill
+from jobs.backfill import BackfillOptions, run_backfill
 from jobs.generate import GeneratorConfig, generate_records, parse_duration, write_jsonl
 from jobs.generate import write_parquet as write_parquet_file
 from jobs.parquet_schema import read_event_dicts
@@ -126,7 +126,8 @@ def main() -> None:
     workers = max(1, min(workers, args.partitions))
 
     def core_only(n: int = 1) -> None:
-        run_backfill([str(parquet)], None, core, partitions=args.partitions, workers=n)
+        run_backfill([str(parquet)], None, core,
+                     BackfillOptions(partitions=args.partitions, workers=n))
 
     timed("backfill through the core, no writes, 1 process", rows, core_only)
     if workers > 1:
@@ -134,7 +135,8 @@ def main() -> None:
               lambda: core_only(workers))
 
     def into(warehouse: Warehouse, n: int) -> None:
-        run_backfill([str(parquet)], warehouse, core, partitions=args.partitions, workers=n)
+        run_backfill([str(parquet)], warehouse, core,
+                     BackfillOptions(partitions=args.partitions, workers=n))
 
     for n in sorted({1, workers}):
         chdb = ChdbWarehouse(str(work / "chdb"), f"bench{n}")  # one chdb path per process

@@ -3,12 +3,12 @@
     .venv/bin/python bench/bench_pipeline.py [--events N] [--workers 1]
 
 Worker processes are started exactly as the integration tests start them
-(`tests.integration.stream_util.stream_setup` / `Worker`: `peakend worker` subprocesses with their
+(`tests.support.stream.stream_setup` / `Worker`: `peakend worker` subprocesses with their
 own topics, consumer groups, state directory and ClickHouse database).
 
 Throughput (end to end): with the worker(s) started and warmed up (a small batch produced and
 `wait_caught_up` returned), N events are produced as fast as kafka-python takes them; the clock
-runs from the first send until `pipeline.stream.progress.wait_caught_up` reports every consumer
+runs from the first send until `pipeline.stream.lag.wait_caught_up` reports every consumer
 group (worker: input and contributions; ClickHouse sink: every output topic and the raw events)
 at the end of its topics, i.e. the sink has inserted and committed everything. The moment is the
 first of the zero readings that `wait_caught_up` then confirms for `settle_s`: its return time
@@ -60,11 +60,11 @@ from pipeline.settings import Settings  # noqa: E402
 from pipeline.storage.tables import rows  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
 from pipeline.stream import messages  # noqa: E402
+from pipeline.stream.lag import wait_caught_up  # noqa: E402
 from pipeline.stream.partition import PartitionProcessor, coalesce  # noqa: E402
-from pipeline.stream.progress import wait_caught_up  # noqa: E402
 from pipeline.stream.segments import SegmentStage  # noqa: E402
-from tests.conftest import ClickHouseUrls  # noqa: E402
-from tests.integration.stream_util import StreamSetup, Worker, stream_setup  # noqa: E402
+from tests.support.stack import ClickHouseUrls  # noqa: E402
+from tests.support.stream import StreamSetup, Worker, stream_setup  # noqa: E402
 
 MINUTE = 60_000
 
@@ -584,7 +584,7 @@ def _trim_profile(text: str) -> str:
 # -- command line ----------------------------------------------------------------------------
 
 def main() -> None:
-    from tests.conftest import stack_env
+    from tests.support.stack import stack_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)

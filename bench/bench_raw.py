@@ -199,7 +199,7 @@ def run(bootstrap: str, admin_url: str, events: int, insert_rows: int) -> dict[s
 
 
 def main() -> None:
-    from tests.conftest import stack_env
+    from tests.support.stack import stack_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)

@@ -49,10 +49,10 @@ from bench.faults import (  # noqa: E402
     settle,
 )
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
-from pipeline.stream.progress import wait_caught_up  # noqa: E402
+from pipeline.stream.lag import wait_caught_up  # noqa: E402
 from pipeline.stream.topics import ensure_topics  # noqa: E402
-from tests.conftest import ClickHouseUrls  # noqa: E402
-from tests.integration.stream_util import (  # noqa: E402
+from tests.support.stack import ClickHouseUrls  # noqa: E402
+from tests.support.stream import (  # noqa: E402
     StreamSetup,
     Worker,
     produce_lines,

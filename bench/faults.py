@@ -45,10 +45,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pipeline.contract import Rejected, parse_event  # noqa: E402
-from pipeline.stream.progress import wait_caught_up  # noqa: E402
+from pipeline.stream.lag import wait_caught_up  # noqa: E402
 from pipeline.stream.topics import ensure_topics  # noqa: E402
-from tests.conftest import ClickHouseUrls  # noqa: E402
-from tests.integration.stream_util import (  # noqa: E402
+from tests.support.stack import ClickHouseUrls  # noqa: E402
+from tests.support.stream import (  # noqa: E402
     StreamSetup,
     Worker,
     journeys_in_clickhouse,
@@ -795,8 +795,8 @@ def takeover(stack: FaultStack, tmp: Path, events: int, rate: float = 400,
     other takes its partitions once the broker expires the dead member's session (20 s, set
     by the worker). Group lag (GroupLag) every second after the kill: when the taken partitions
     move again, when lag reaches 0 after the last record, and the longest 1-per-second crawl
-    (tests/integration/test_takeover_lag.crawl_seconds, the signature of issue 14)."""
-    from tests.integration.test_takeover_lag import crawl_seconds
+    (tests/support/stream.crawl_seconds, the signature of issue 14)."""
+    from tests.support.stream import crawl_seconds
 
     setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
     ensure_topics(setup.settings())  # before the workers: neither races the other to create
@@ -999,7 +999,7 @@ class MemoryWorker(Worker):
 
     def __init__(self, setup: StreamSetup, tmp: Path, options: str, trace: bool = False
                  ) -> None:
-        from tests.integration.stream_util import free_port
+        from tests.support.stream import free_port
         self.log_path = tmp / f"worker-{options}.log"
         self.report = tmp / f"memory-{options}.jsonl"
         self.metrics_port = free_port()

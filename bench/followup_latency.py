@@ -4,7 +4,7 @@
     .venv/bin/python bench/followup_latency.py [--rate 200] [--probes 40] [--interval 1.0]
 
 A `peakend worker` is started exactly as the integration tests start one
-(`tests.integration.stream_util.stream_setup` / `Worker`: a subprocess with its own topics,
+(`tests.support.stream.stream_setup` / `Worker`: a subprocess with its own topics,
 consumer group, state directory and ClickHouse database on the shared stack). While generated
 journeys (the default persona mix, starting 20 to 12 hours before now) are produced at a steady
 `--rate` events/s as background load, a probe is produced every `--interval` seconds: one
@@ -46,8 +46,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from jobs.generate import HOUR, GeneratorConfig, encode_event, generate_events  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
 from pipeline.stream.topics import followups_topic  # noqa: E402
-from tests.conftest import ClickHouseUrls, stack_env  # noqa: E402
-from tests.integration.stream_util import StreamSetup, Worker, stream_setup  # noqa: E402
+from tests.support.stack import ClickHouseUrls, stack_env  # noqa: E402
+from tests.support.stream import StreamSetup, Worker, stream_setup  # noqa: E402
 
 
 def probe_event(tag: str, number: int, at: float) -> tuple[str, bytes, bytes]:

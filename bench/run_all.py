@@ -45,14 +45,14 @@ import bench_pipeline as bp  # noqa: E402
 import bench_raw  # noqa: E402
 from bench_contract import make_event  # noqa: E402
 
-from jobs.backfill import run_backfill, worker_count  # noqa: E402
+from jobs.backfill import BackfillOptions, run_backfill, worker_count  # noqa: E402
 from jobs.generate import GeneratorConfig, generate_records, write_parquet  # noqa: E402
 from pipeline.contract import Rejected, parse_event  # noqa: E402
 from pipeline.core.config import CoreConfig  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.storage.migrate import migrate  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
-from tests.conftest import ClickHouseUrls  # noqa: E402
+from tests.support.stack import ClickHouseUrls  # noqa: E402
 
 INTERPRETATION = """## Reading the figures: why the targets are missed and what would reach them
 
@@ -220,7 +220,7 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
     gen_s = time.perf_counter() - began
     core = CoreConfig()
     began = time.perf_counter()
-    run_backfill([str(parquet)], None, core, partitions=partitions)
+    run_backfill([str(parquet)], None, core, BackfillOptions(partitions=partitions))
     core_s = time.perf_counter() - began
     name = f"pe_bench_{uuid.uuid4().hex[:8]}"
     admin = ServerWarehouse(admin_url)
@@ -229,7 +229,7 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
     try:
         migrate(server, cluster="")
         began = time.perf_counter()
-        run_backfill([str(parquet)], server, core, partitions=partitions)
+        run_backfill([str(parquet)], server, core, BackfillOptions(partitions=partitions))
         server_s = time.perf_counter() - began
     finally:
         server.close()
@@ -245,7 +245,7 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
 @contextlib.contextmanager
 def wrapped_workers(workdir: Path, name: str, *, prof: Path | None = None) -> Iterator[None]:
     """Workers started inside this block run `pipeline.cli worker` through a small script:
-    `stream_util.Worker` starts `<sys.executable> -m pipeline.cli worker ...`, so
+    `tests.support.stream.Worker` starts `<sys.executable> -m pipeline.cli worker ...`, so
     `sys.executable` points at a wrapper for the block. `prof`: under
     `cProfile.Profile(time.process_time)` (CPU time, not wall time: on a loaded machine a
     wall-clock profile charges preemption to whatever call was running), stats dumped at exit."""
@@ -484,7 +484,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("## The pipeline end to end")
     add("")
     add(f"Kafka -> Faust worker -> ClickHouse, {pipe['partitions']} input partitions, the worker "
-        "started like the integration tests start it (`tests/integration/stream_util.py`: own "
+        "started like the integration tests start it (`tests/support/stream.py`: own "
         "topics, groups, state directory and database; sink batch interval 0.5 s), warmed up "
         "with 500 events first.")
     add("")
@@ -625,7 +625,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
 
 
 def main() -> int:
-    from tests.conftest import stack_env
+    from tests.support.stack import stack_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (~3 minutes)")

@@ -19,24 +19,13 @@ shifts (drops and declines), so personas only say what happens when.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
 
-from pipeline.core.config import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
-
-if TYPE_CHECKING:
-    from jobs.generate import JourneyBuilder
-
-# (event time in epoch ms, event dict): personas are generators of these, in event-time order,
-# so the generator only builds the events it delivers.
-Emitted = tuple[int, dict[str, Any]]
-
-# durations in epoch ms: the core's, under the short names the personas read best with
-SECOND, MINUTE, HOUR, DAY = SECOND_MS, MINUTE_MS, HOUR_MS, DAY_MS
+from jobs.journey_builder import DAY, HOUR, MINUTE, SECOND, JourneyBuilder, TimedEvent
 
 _PAGES = ("home", "search", "product_page", "product_page", "product_page", "category", "cart")
 
 
-def ecommerce(j: JourneyBuilder) -> Iterator[Emitted]:
+def ecommerce(j: JourneyBuilder) -> Iterator[TimedEvent]:
     """Browsing sessions of one visitor (customer-keyed: journeys split by the idle gap)."""
     r, ri = j.rng.random, j.ri
     t = j.start_ms
@@ -74,7 +63,7 @@ def ecommerce(j: JourneyBuilder) -> Iterator[Emitted]:
                 yield j.end(t, "checkout", channel, "purchase")
 
 
-def hotel(j: JourneyBuilder) -> Iterator[Emitted]:
+def hotel(j: JourneyBuilder) -> Iterator[TimedEvent]:
     """A hotel stay: the fruit basket surprise (or forgotten promise), water at checkout."""
     r, ri = j.rng.random, j.ri
     t = j.start_ms
@@ -101,7 +90,7 @@ def hotel(j: JourneyBuilder) -> Iterator[Emitted]:
     yield j.end(t + 10 * MINUTE, "checkout", "store", "after_sales")
 
 
-def invest(j: JourneyBuilder) -> Iterator[Emitted]:
+def invest(j: JourneyBuilder) -> Iterator[TimedEvent]:
     """Investment-firm hotline: 1 h to get through, 4 transfers, still unresolved a month on."""
     r, ri = j.rng.random, j.ri
     t = j.start_ms
@@ -127,7 +116,7 @@ def invest(j: JourneyBuilder) -> Iterator[Emitted]:
         yield j.interaction(t, "account", "email", "after_sales", {"resolved": False})
 
 
-def bank(j: JourneyBuilder) -> Iterator[Emitted]:
+def bank(j: JourneyBuilder) -> Iterator[TimedEvent]:
     """A bank that answers at the first ring and resolves within 2 minutes."""
     r, ri = j.rng.random, j.ri
     t = j.start_ms
@@ -146,7 +135,7 @@ def bank(j: JourneyBuilder) -> Iterator[Emitted]:
         yield j.outcome(t + 12 * MINUTE, "referral", "hotline", "phone", "after_sales")
 
 
-def telecom(j: JourneyBuilder) -> Iterator[Emitted]:
+def telecom(j: JourneyBuilder) -> Iterator[TimedEvent]:
     """Hotline, account manager and store visits, all "okay / so-so": a flat journey."""
     r, ri = j.rng.random, j.ri
     t = j.start_ms
@@ -161,7 +150,7 @@ def telecom(j: JourneyBuilder) -> Iterator[Emitted]:
     yield j.end(t, "store_visit", "store", "use")
 
 
-def recovery(j: JourneyBuilder) -> Iterator[Emitted]:
+def recovery(j: JourneyBuilder) -> Iterator[TimedEvent]:
     """Service recovery: a failed delivery, a complaint, resolved well; loyalty ends higher."""
     r, ri = j.rng.random, j.ri
     t = j.start_ms
@@ -184,7 +173,7 @@ def recovery(j: JourneyBuilder) -> Iterator[Emitted]:
                   "checkout", "web", "purchase")
 
 
-Persona = Callable[["JourneyBuilder"], Iterator[Emitted]]
+Persona = Callable[[JourneyBuilder], Iterator[TimedEvent]]
 
 # name -> (function, how journeys are keyed: "journey" | "customer" | "either",
 #          default share of journeys)

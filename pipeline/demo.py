@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _wait(settings: Settings, timeout: float, worker: subprocess.Popen[bytes]) -> None:
     """Until every stage (journeys, segments, ClickHouse sink) has caught up with the input."""
-    from pipeline.stream.progress import pipeline_lag
+    from pipeline.stream.lag import pipeline_lag
 
     deadline = time.monotonic() + timeout
     settled = 0

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
-from pipeline.core.clock import FUTURE, NEVER_MS, conflict_error, future_error
+from pipeline.core.clock import FUTURE, NEVER_MS, conflict_error, future_error, late_error
 from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
@@ -51,7 +51,6 @@ from pipeline.followup_rules import FollowupRulesError, horizon_ms, load_rules
 from pipeline.outputs import OutputDir, OutputError
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
-from pipeline.stream.partition import late_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

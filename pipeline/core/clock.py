@@ -62,3 +62,16 @@ def conflict_error(event_id: str, kept: bool) -> str:
         "copies the one with the smaller content digest wins, whatever the order; send a "
         "changed event with a new event_id)"
     )
+
+
+def late_error(event_ms: int, watermark_ms: int, lateness_ms: int, partition: int) -> str:
+    """The dead-letter message of an event older than the allowed lateness.
+
+    >>> late_error(0, 90_000_000, 86_400_000, 3)
+    'occurred_at: 90000 s behind stream time 1970-01-02T01:00:00.000Z of partition 3, more than the allowed lateness of 86400 s'
+    """  # noqa: E501
+    behind_s = (watermark_ms - event_ms) / 1000
+    return (
+        f"occurred_at: {behind_s:.0f} s behind stream time {format_ms(watermark_ms)} of "
+        f"partition {partition}, more than the allowed lateness of {lateness_ms // 1000} s"
+    )

@@ -65,25 +65,12 @@ from pipeline.storage.warehouse import (
     short_error,
 )
 from pipeline.stream.batches import decode_rows
-from pipeline.stream.topics import followups_topic, journey_events_topic
+from pipeline.stream.topics import journey_events_topic, topic_tables
 
 log = logging.getLogger(__name__)
 
 REJECTED_REASON = "clickhouse_rejected"
 T = TypeVar("T")
-
-
-def topic_tables(settings: Settings) -> dict[str, str]:
-    """Which table each topic lands in."""
-    return {
-        settings.topic_journeys: "journeys",
-        settings.topic_metrics: "metric_buckets",
-        settings.topic_alerts: "alerts",
-        settings.topic_dead_letters: "dead_letters",
-        # valid events, validated and scrubbed once by the entry stage (no parse here)
-        journey_events_topic(settings): "touchpoint_events",
-        followups_topic(settings): "followups",  # follow-up cases (docs/followups.md)
-    }
 
 
 def isolate(

@@ -22,7 +22,14 @@ from typing import Any
 
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.buckets import segments_of
-from pipeline.core.clock import FUTURE, NEVER_MS, conflict_error, future_error, is_future
+from pipeline.core.clock import (
+    FUTURE,
+    NEVER_MS,
+    conflict_error,
+    future_error,
+    is_future,
+    late_error,
+)
 from pipeline.core.config import CoreConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import (
@@ -39,25 +46,11 @@ from pipeline.core.journeys import (
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.segment_totals import answer_key
-from pipeline.core.timefmt import format_ms
 from pipeline.core.valence import survey_ces_on_7
 from pipeline.stream import messages
 
 NEVER = NEVER_MS  # stream time of a partition that has seen no event
 WATERMARK_KEY = "__watermark__"
-
-
-def late_error(event_ms: int, watermark_ms: int, lateness_ms: int, partition: int) -> str:
-    """The dead-letter message of an event older than the allowed lateness.
-
-    >>> late_error(0, 90_000_000, 86_400_000, 3)
-    'occurred_at: 90000 s behind stream time 1970-01-02T01:00:00.000Z of partition 3, more than the allowed lateness of 86400 s'
-    """  # noqa: E501
-    behind_s = (watermark_ms - event_ms) / 1000
-    return (
-        f"occurred_at: {behind_s:.0f} s behind stream time {format_ms(watermark_ms)} of "
-        f"partition {partition}, more than the allowed lateness of {lateness_ms // 1000} s"
-    )
 
 
 @dataclass(slots=True)

@@ -115,3 +115,16 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
         return missing
     finally:
         admin.close()
+
+
+def topic_tables(settings: Settings) -> dict[str, str]:
+    """Which ClickHouse table each topic the sink reads lands in (pipeline/storage/sink.py)."""
+    return {
+        settings.topic_journeys: "journeys",
+        settings.topic_metrics: "metric_buckets",
+        settings.topic_alerts: "alerts",
+        settings.topic_dead_letters: "dead_letters",
+        # valid events, validated and scrubbed once by the entry stage (no parse here)
+        journey_events_topic(settings): "touchpoint_events",
+        followups_topic(settings): "followups",  # follow-up cases (docs/followups.md)
+    }

@@ -36,7 +36,7 @@ from pipeline.storage import migrate  # noqa: E402
 from pipeline.storage.tables import rows  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
 from pipeline.stream.topics import ensure_topics  # noqa: E402
-from tests.integration.stream_util import (  # noqa: E402
+from tests.support.stream import (  # noqa: E402
     StreamSetup,
     Worker,
     count,

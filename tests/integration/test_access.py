@@ -16,7 +16,7 @@ from pipeline.observability import WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink
 from pipeline.storage.warehouse import ServerWarehouse, connect
-from tests.conftest import ClickHouseUrls, stack_env
+from tests.support.stack import ClickHouseUrls, stack_env
 
 pytestmark = pytest.mark.integration
 

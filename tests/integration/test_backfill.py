@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobs.backfill import Interrupted, run_backfill
+from jobs.backfill import BackfillOptions, Interrupted, run_backfill
 from pipeline.storage.tables import TABLES
 from pipeline.storage.warehouse import Warehouse
 from tests.unit.storage.ch_helpers import Databases, engine_databases
@@ -39,8 +39,8 @@ def table_rows(warehouse: Warehouse, table: str) -> list[dict[str, Any]]:
 def test_backfill_equals_replay(dbs: Databases, tmp_path: Path, partitions: int) -> None:
     jsonl, parquet, _ = write_both(EVENTS, tmp_path)
     expected = replay_tables(jsonl, CORE, partitions)
-    result = run_backfill([str(parquet)], dbs.writer, CORE, partitions=partitions,
-                          batch_rows=1500)
+    result = run_backfill([str(parquet)], dbs.writer, CORE,
+                          BackfillOptions(partitions=partitions, batch_rows=1500))
     assert expected["alerts"] and expected["dead_letters"]
     for table, want in expected.items():
         assert final(table, table_rows(dbs.reader, table)) == want, table
@@ -53,10 +53,12 @@ def test_resume_after_interruption(dbs: Databases, tmp_path: Path) -> None:
     expected = replay_tables(jsonl, CORE, 2)
     checkpoint = tmp_path / "checkpoint.json"
     with pytest.raises(Interrupted):
-        run_backfill([str(parquet)], dbs.writer, CORE, partitions=2, batch_rows=1000,
-                     checkpoint_path=checkpoint, stop_after_rows=4000)
-    result = run_backfill([str(parquet)], dbs.writer, CORE, partitions=2, batch_rows=1000,
-                          checkpoint_path=checkpoint)
+        run_backfill([str(parquet)], dbs.writer, CORE,
+                     BackfillOptions(partitions=2, batch_rows=1000, checkpoint_path=checkpoint,
+                                     stop_after_rows=4000))
+    result = run_backfill([str(parquet)], dbs.writer, CORE,
+                          BackfillOptions(partitions=2, batch_rows=1000,
+                                          checkpoint_path=checkpoint))
     assert result.resumed_from == (0, 4000)
     for table, want in expected.items():
         assert final(table, table_rows(dbs.reader, table)) == want, table

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.backfill import run_backfill
+from jobs.backfill import BackfillOptions, run_backfill
 from jobs.generate import GeneratorConfig, encode_event, generate_records, write_parquet
 from pipeline.storage.migrate import migrate
-from pipeline.stream.progress import wait_caught_up
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from pipeline.stream.lag import wait_caught_up
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     Worker,
     assert_metrics_equal,
     journeys_in_clickhouse,
@@ -43,7 +43,7 @@ def test_backfill_equals_stream(tmp_path: Path, kafka_bootstrap: str,
     try:
         migrate(warehouse)
         result = run_backfill([str(parquet)], warehouse, batch.settings().core_config(),
-                              partitions=PARTITIONS, batch_rows=1000)
+                              BackfillOptions(partitions=PARTITIONS, batch_rows=1000))
     finally:
         warehouse.close()
     assert result.rows == len(records)

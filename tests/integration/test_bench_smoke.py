@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ClickHouseUrls
+from tests.support.stack import ClickHouseUrls
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 

@@ -14,7 +14,7 @@ from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.storage import migrate, tables
 from pipeline.storage.warehouse import ServerWarehouse
-from tests.conftest import ClickHouseUrls
+from tests.support.stack import ClickHouseUrls
 from tests.unit.storage.alerts_migration import check_alerts_before_004
 from tests.unit.storage.ch_helpers import (
     Databases,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from dashboards import compose
-from tests.conftest import ROOT, run_stack
+from tests.support.stack import ROOT, run_stack
 
 pytestmark = pytest.mark.integration
 

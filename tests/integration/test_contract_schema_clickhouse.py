@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from pipeline.storage.warehouse import Warehouse
-from tests.conftest import ClickHouseUrls
+from tests.support.stack import ClickHouseUrls
 from tests.unit.storage.ch_helpers import server_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "contract"))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dashboards import build
-from tests.conftest import run_stack, stack_env
+from tests.support.stack import run_stack, stack_env
 from tests.unit.dashboards.grafana_macros import expand
 from tests.unit.storage import scenario
 from tests.unit.storage.ch_helpers import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ClickHouseUrls
+from tests.support.stack import ClickHouseUrls
 from tests.unit.storage.ch_helpers import server_database
 from tests.unit.storage.drivers_check import (
     check_answers_after_the_journey,

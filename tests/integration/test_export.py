@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.backfill import run_backfill
+from jobs.backfill import BackfillOptions, run_backfill
 from jobs.export import export_table
 from pipeline.cli import main
 from pipeline.storage.tables import TABLES
@@ -31,9 +31,9 @@ def dbs(request: pytest.FixtureRequest) -> Iterator[Databases]:
 
 def test_export_round_trip(dbs: Databases, tmp_path: Path) -> None:
     _, parquet, _ = write_both(EVENTS, tmp_path)
-    run_backfill([str(parquet)], dbs.writer, CORE, partitions=2, batch_rows=1000)
+    run_backfill([str(parquet)], dbs.writer, CORE, BackfillOptions(partitions=2, batch_rows=1000))
     # write everything a second time: export must still give one row per key
-    run_backfill([str(parquet)], dbs.writer, CORE, partitions=2, batch_rows=1000)
+    run_backfill([str(parquet)], dbs.writer, CORE, BackfillOptions(partitions=2, batch_rows=1000))
     for table in TABLES:
         columns = TABLES[table].columns
         want = sorted(dbs.reader.query(f"SELECT {', '.join(columns)} FROM {table} FINAL"),
@@ -53,7 +53,7 @@ def test_export_round_trip(dbs: Databases, tmp_path: Path) -> None:
 
 def test_export_since(dbs: Databases, tmp_path: Path) -> None:
     _, parquet, _ = write_both(EVENTS, tmp_path)
-    run_backfill([str(parquet)], dbs.writer, CORE, batch_rows=1000)
+    run_backfill([str(parquet)], dbs.writer, CORE, BackfillOptions(batch_rows=1000))
     (cut,) = dbs.reader.query("SELECT quantile(0.5)(ended_at_ms) FROM journeys FINAL")[0]
     cut = int(cut)
     out = tmp_path / "late.parquet"
@@ -68,7 +68,7 @@ def test_export_since(dbs: Databases, tmp_path: Path) -> None:
 def test_export_cli_on_chdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with chdb_database(prefix="pe_export_cli") as d:
         _, parquet, _ = write_both(EVENTS, tmp_path)
-        run_backfill([str(parquet)], d.writer, CORE, batch_rows=1000)
+        run_backfill([str(parquet)], d.writer, CORE, BackfillOptions(batch_rows=1000))
         from tests.chdb_util import _PATH
 
         monkeypatch.setenv("PEAKEND_CLICKHOUSE_DATABASE", d.writer.database)

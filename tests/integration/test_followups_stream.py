@@ -13,8 +13,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.storage.tables import rows
 from pipeline.stream.topics import followups_topic
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from tests.integration.test_stream_end_to_end import generate
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     StreamSetup,
     Worker,
     count,
@@ -23,7 +24,6 @@ from tests.integration.stream_util import (
     stream_setup,
     wait_until,
 )
-from tests.integration.test_stream_end_to_end import generate
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ from clickhouse_driver.errors import ServerException
 
 from dashboards import build
 from pipeline.urls import parse_clickhouse_url
-from tests.conftest import ROOT, ClickHouseUrls
+from tests.support.stack import ROOT, ClickHouseUrls
 
 pytestmark = pytest.mark.integration
 

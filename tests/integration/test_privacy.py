@@ -18,8 +18,8 @@ from pipeline.stream.topics import (
     followups_topic,
     journey_events_topic,
 )
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     Worker,
     count,
     produce_lines,

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pytest
 
 from pipeline.observability import WorkerMetrics
-from tests.conftest import STACK, run_stack, stack_env
+from tests.support.stack import STACK, run_stack, stack_env
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import demo, report_html
-from tests.conftest import ClickHouseUrls
+from tests.support.stack import ClickHouseUrls
 from tests.unit.storage import scenario
 from tests.unit.storage.ch_helpers import chdb_database, server_database, with_database
 

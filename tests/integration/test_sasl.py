@@ -91,12 +91,12 @@ def test_topic_admin(monkeypatch: pytest.MonkeyPatch) -> None:
     _has(got.value.kwargs)
 
 
-def test_progress_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.stream.progress as progress
+def test_lag_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.stream.lag as lag
 
-    monkeypatch.setattr(progress, "KafkaAdminClient", capture)
+    monkeypatch.setattr(lag, "KafkaAdminClient", capture)
     with pytest.raises(Captured) as got:
-        progress.pipeline_lag(settings())
+        lag.pipeline_lag(settings())
     _has(got.value.kwargs)
 
     seen: list[dict[str, Any]] = []
@@ -107,9 +107,9 @@ def test_progress_clients(monkeypatch: pytest.MonkeyPatch) -> None:
 
         def close(self) -> None: ...
 
-    monkeypatch.setattr(progress, "KafkaAdminClient", Admin)
-    monkeypatch.setattr(progress, "KafkaConsumer", capture)
+    monkeypatch.setattr(lag, "KafkaAdminClient", Admin)
+    monkeypatch.setattr(lag, "KafkaConsumer", capture)
     with pytest.raises(Captured) as got:
-        progress.pipeline_lag(settings())
+        lag.pipeline_lag(settings())
     _has(got.value.kwargs)
     _has(seen[0])

@@ -10,8 +10,8 @@ from aiokafka.errors import KafkaError
 
 from pipeline.producer import TouchpointProducer
 from pipeline.settings import Settings
-from tests.conftest import stack_env
 from tests.integration.kafka_util import consume, create_topic, unique_topic
+from tests.support.stack import stack_env
 from tests.unit.contract.contract_corpus import VALID
 
 pytestmark = pytest.mark.integration

@@ -36,8 +36,8 @@ from pipeline.observability import WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.storage.sink import REJECTED_REASON, ClickHouseSink, isolate
 from pipeline.storage.warehouse import SINK_TIMEOUTS, ServerWarehouse, connect
-from tests.conftest import ClickHouseUrls
 from tests.integration.kafka_util import create_topic
+from tests.support.stack import ClickHouseUrls
 from tests.unit.storage.test_sink_isolation import journey_record
 
 pytestmark = pytest.mark.integration

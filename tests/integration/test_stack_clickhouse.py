@@ -10,7 +10,7 @@ import pytest
 from clickhouse_driver.errors import ServerException
 
 from pipeline.storage.warehouse import ChdbWarehouse, ServerWarehouse, Warehouse
-from tests.conftest import ClickHouseUrls
+from tests.support.stack import ClickHouseUrls
 
 pytestmark = pytest.mark.integration
 

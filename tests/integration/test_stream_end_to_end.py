@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     StreamSetup,
     Worker,
     assert_metrics_equal,

@@ -20,8 +20,9 @@ import pytest
 
 from pipeline.contract import Rejected, parse_event
 from pipeline.core.timefmt import format_ms
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from tests.integration.test_stream_end_to_end import _diff
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     Worker,
     assert_metrics_equal,
     count,
@@ -36,7 +37,6 @@ from tests.integration.stream_util import (
     stream_setup,
     wait_until,
 )
-from tests.integration.test_stream_end_to_end import _diff
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

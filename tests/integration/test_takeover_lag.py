@@ -11,7 +11,6 @@ second) moved the offset by one. `pipeline.app.PeakendConsumer` takes the acked 
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import defaultdict
@@ -26,15 +25,16 @@ from kafka.admin import KafkaAdminClient
 
 from pipeline.app import PeakendConsumer
 from pipeline.stream.topics import ensure_topics, journey_events_topic
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from tests.integration.test_stream_end_to_end import generate
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     StreamSetup,
     Worker,
+    crawl_seconds,
     produce_lines,
     stream_setup,
     wait_until,
 )
-from tests.integration.test_stream_end_to_end import generate
 
 pytestmark = pytest.mark.integration
 
@@ -163,26 +163,6 @@ def test_sigkill_takeover_commits_promptly(tmp_path: Path, kafka_bootstrap: str,
         survivor.stop()
         if victim is not None:
             victim.stop()
-
-
-def crawl_seconds(samples: list[tuple[float, dict[int, int], dict[int, int]]],
-                  backlog: int = 3) -> float:
-    """The longest stretch during which one partition with a backlog (lag > `backlog` records:
-    batch records of many events each) had its committed offset move, but by at most one
-    offset per second: the signature of issue 14."""
-    longest = 0.0
-    for p in samples[0][1]:
-        start: float | None = None
-        for (t0, c0, _), (t1, c1, e1) in itertools.pairwise(samples):
-            step = c1[p] - c0[p]
-            crawling = e1[p] - c1[p] > backlog and 0 < step <= max(1.0, t1 - t0)
-            if crawling and start is None:
-                start = t0
-            elif not crawling and step != 0:
-                start = None
-            if start is not None:
-                longest = max(longest, t1 - start)
-    return longest
 
 
 def test_duplicate_acks_do_not_hold_the_commit_back() -> None:

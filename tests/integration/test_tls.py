@@ -40,11 +40,12 @@ from pipeline.producer import TouchpointProducer
 from pipeline.settings import Settings
 from pipeline.storage.tables import rows
 from pipeline.storage.warehouse import ServerWarehouse
-from pipeline.stream.progress import pipeline_lag
+from pipeline.stream.lag import pipeline_lag
 from pipeline.stream.topics import ensure_topics
 from pipeline.urls import build_clickhouse_url, parse_clickhouse_url
 from tests.integration.kafka_util import consume
-from tests.integration.stream_util import (
+from tests.integration.tls_stack import tls_stack
+from tests.support.stream import (
     StreamSetup,
     Worker,
     count,
@@ -55,7 +56,6 @@ from tests.integration.stream_util import (
     replay_records,
     wait_until,
 )
-from tests.integration.tls_stack import tls_stack
 from tests.unit.contract.contract_corpus import VALID
 
 pytestmark = pytest.mark.integration

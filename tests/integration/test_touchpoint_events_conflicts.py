@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 
 from pipeline.storage.warehouse import ServerWarehouse
-from tests.conftest import ClickHouseUrls
+from tests.support.stack import ClickHouseUrls
 from tests.unit.storage import touchpoint_conflicts as tc
 from tests.unit.storage.ch_helpers import server_database, with_database
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.storage.tables import rows
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from tests.integration.test_stream_end_to_end import assert_same_as_replay
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     Worker,
     assert_metrics_equal,
     count,
@@ -28,7 +29,6 @@ from tests.integration.stream_util import (
     stream_setup,
     wait_until,
 )
-from tests.integration.test_stream_end_to_end import assert_same_as_replay
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

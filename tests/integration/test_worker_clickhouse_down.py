@@ -14,14 +14,14 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.settings import Settings
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import Worker, produce_lines, stream_setup, wait_until
 from tests.integration.test_sink_servers import Relay, _through
 from tests.integration.test_stream_end_to_end import (
     assert_same_as_replay,
     generate,
     wait_for_results,
 )
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import Worker, produce_lines, stream_setup, wait_until
 
 pytestmark = pytest.mark.integration
 

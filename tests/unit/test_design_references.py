@@ -8,9 +8,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTES = ROOT / "docs" / "design.md"
-SCANNED = [p for top in ("pipeline", "jobs", "dashboards", "bench", "scripts", "tests", "docs")
+SCANNED = [p for top in ("pipeline", "jobs", "dashboards", "bench", "scripts", "tests", "docs",
+                         "schemas")
            for p in (ROOT / top).rglob("*")
-           if p.suffix in {".py", ".md"} and p.is_file() and p != Path(__file__).resolve()]
+           if p.suffix in {".py", ".md", ".json", ".sql"} and p.is_file()
+           and p != Path(__file__).resolve() and "node_modules" not in p.parts]
 
 
 def sections() -> tuple[set[str], set[str]]:

@@ -13,7 +13,7 @@ from jobs.generate import (
     generate_records,
     write_parquet,
 )
-from jobs.personas import HOUR
+from jobs.journey_builder import HOUR
 from pipeline.contract.jsonl import iter_records
 from pipeline.core.config import CoreConfig, DropConfig
 from pipeline.replay import Replay

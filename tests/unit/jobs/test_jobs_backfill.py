@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from backfill_util import CORE, EVENTS, RecordingWarehouse, final, replay_tables, write_both
 
-from jobs.backfill import Backfill, Checkpoint, Interrupted, run_backfill
+from jobs.backfill import Backfill, BackfillOptions, Checkpoint, Interrupted, run_backfill
 from jobs.generate import generate_records, write_parquet
 from jobs.parquet_schema import SCHEMA, check_schema, read_event_dicts
 from pipeline.cli import main
@@ -78,7 +78,7 @@ def test_backfill_writes_what_replay_outputs(tmp_path: Path, partitions: int) ->
     expected = replay_tables(jsonl, CORE, partitions)
     warehouse = RecordingWarehouse()
     result = run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
-                          partitions=partitions, batch_rows=1000)
+                          BackfillOptions(partitions=partitions, batch_rows=1000))
     assert result.counts["dead_letters"] > 50
     for table, want in expected.items():
         got = final(table, warehouse.inserted.get(table, []))
@@ -91,29 +91,31 @@ def test_backfill_writes_what_replay_outputs(tmp_path: Path, partitions: int) ->
 def test_resume_after_interruption_gives_the_same_tables(tmp_path: Path) -> None:
     _, parquet, rows = write_both(EVENTS, tmp_path)
     whole = RecordingWarehouse()
-    run_backfill([str(parquet)], whole, CORE, partitions=2,  # type: ignore[arg-type]
-                 batch_rows=1000)
+    run_backfill([str(parquet)], whole, CORE,  # type: ignore[arg-type]
+                 BackfillOptions(partitions=2, batch_rows=1000))
     broken = RecordingWarehouse()
     checkpoint = tmp_path / "ck.json"
     with pytest.raises(Interrupted):
-        run_backfill([str(parquet)], broken, CORE, partitions=2,  # type: ignore[arg-type]
-                     batch_rows=1000, checkpoint_path=checkpoint, stop_after_rows=3000)
+        run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+                     BackfillOptions(partitions=2, batch_rows=1000, checkpoint_path=checkpoint,
+                                     stop_after_rows=3000))
     saved = Checkpoint.load(checkpoint, json.loads(checkpoint.read_text())["fingerprint"])
     assert saved is not None and (saved.file_index, saved.row, saved.complete) == (0, 3000,
                                                                                    False)
     written_before = sum(len(v) for v in broken.inserted.values())
-    result = run_backfill([str(parquet)], broken, CORE, partitions=2,  # type: ignore[arg-type]
-                          batch_rows=1000, checkpoint_path=checkpoint)
+    result = run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+                          BackfillOptions(partitions=2, batch_rows=1000,
+                                          checkpoint_path=checkpoint))
     assert result.resumed_from == (0, 3000)
     assert result.written < sum(len(v) for v in whole.inserted.values()) - written_before + 1
     for table in whole.inserted:
         assert final(table, broken.inserted[table]) == final(table, whole.inserted[table]), table
-    again = run_backfill([str(parquet)], broken, CORE, partitions=2,  # type: ignore[arg-type]
-                         batch_rows=1000, checkpoint_path=checkpoint)
+    again = run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+                         BackfillOptions(partitions=2, batch_rows=1000, checkpoint_path=checkpoint))
     assert again.rows == 0  # complete: nothing to do
     with pytest.raises(ValueError, match="another backfill"):
-        run_backfill([str(parquet)], broken, CORE, partitions=3,  # type: ignore[arg-type]
-                     batch_rows=1000, checkpoint_path=checkpoint)
+        run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+                     BackfillOptions(partitions=3, batch_rows=1000, checkpoint_path=checkpoint))
     assert rows > 6000
 
 
@@ -142,7 +144,7 @@ def test_bad_clocks_and_changed_copies_get_the_verdicts_replay_gives(tmp_path: P
     expected = replay_tables(jsonl, config, 3)
     warehouse = RecordingWarehouse()
     result = run_backfill([str(parquet)], warehouse, config,  # type: ignore[arg-type]
-                          partitions=3, batch_rows=400)
+                          BackfillOptions(partitions=3, batch_rows=400))
     for table, want in expected.items():
         assert final(table, warehouse.inserted.get(table, [])) == want, table
     letters = warehouse.inserted["dead_letters"]

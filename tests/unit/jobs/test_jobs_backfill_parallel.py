@@ -1,4 +1,4 @@
-"""`run_backfill(workers=N)` (jobs/backfill_parallel.py) writes what one process writes."""
+"""`run_backfill(workers=N)` (jobs/backfill/parallel.py) writes what one process writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from backfill_util import CORE, EVENTS, RecordingWarehouse, final, write_both
 
-from jobs.backfill import Interrupted, run_backfill
+from jobs.backfill import BackfillOptions, Interrupted, run_backfill
 from pipeline.privacy import PersonalData
 
 
@@ -25,9 +25,9 @@ def test_workers_write_what_one_process_writes(tmp_path: Path, partitions: int, 
     results = []
     for n in (1, workers):
         warehouse = RecordingWarehouse()
-        results.append(run_backfill(
-            [str(parquet)], warehouse, CORE, partitions=partitions,  # type: ignore[arg-type]
-            batch_rows=700, workers=n, personal=personal))
+        results.append(run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
+                                    BackfillOptions(partitions=partitions, batch_rows=700,
+                                                    workers=n, personal=personal)))
         tables.append({t: final(t, rows) for t, rows in warehouse.inserted.items()})
     one, many = tables
     assert one.keys() == many.keys()
@@ -41,23 +41,25 @@ def test_workers_write_what_one_process_writes(tmp_path: Path, partitions: int, 
 def test_a_failing_worker_fails_the_run(tmp_path: Path) -> None:
     _, parquet, _ = write_both(replace(EVENTS, events=500), tmp_path)
     with pytest.raises(RuntimeError, match="worker failed"):
-        run_backfill([str(parquet)], None, CORE, partitions=2, batch_rows=100, workers=2,
-                     max_bytes="not a number")  # type: ignore[arg-type]
+        run_backfill([str(parquet)], None, CORE, BackfillOptions(
+            partitions=2, batch_rows=100, workers=2,
+            max_bytes="not a number"))  # type: ignore[arg-type]
 
 
 def test_resume_with_another_worker_count(tmp_path: Path) -> None:
     _, parquet, _ = write_both(EVENTS, tmp_path)
     whole = RecordingWarehouse()
-    run_backfill([str(parquet)], whole, CORE, partitions=4,  # type: ignore[arg-type]
-                 batch_rows=1000, workers=1)
+    run_backfill([str(parquet)], whole, CORE,  # type: ignore[arg-type]
+                 BackfillOptions(partitions=4, batch_rows=1000, workers=1))
     broken = RecordingWarehouse()
     checkpoint = tmp_path / "ck.json"
     with pytest.raises(Interrupted):
-        run_backfill([str(parquet)], broken, CORE, partitions=4,  # type: ignore[arg-type]
-                     batch_rows=1000, checkpoint_path=checkpoint, stop_after_rows=3000,
-                     workers=2)
-    result = run_backfill([str(parquet)], broken, CORE, partitions=4,  # type: ignore[arg-type]
-                          batch_rows=1000, checkpoint_path=checkpoint, workers=3)
+        run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+                     BackfillOptions(partitions=4, batch_rows=1000, checkpoint_path=checkpoint,
+                                     stop_after_rows=3000, workers=2))
+    result = run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+                          BackfillOptions(partitions=4, batch_rows=1000, checkpoint_path=checkpoint,
+                                          workers=3))
     assert result.resumed_from == (0, 3000)
     for table in whole.inserted:
         assert final(table, broken.inserted[table]) == final(table, whole.inserted[table]), table
@@ -80,7 +82,7 @@ def test_copies_of_one_event_id_across_workers_are_judged_as_in_one_process(
     import random
 
     from jobs.backfill import Backfill
-    from jobs.backfill_parallel import linked_partitions, share_out
+    from jobs.backfill.parallel import linked_partitions, share_out
     from jobs.generate import generate_records, write_parquet
     from pipeline.core.partitioner import partition_for
 
@@ -89,7 +91,8 @@ def test_copies_of_one_event_id_across_workers_are_judged_as_in_one_process(
     plain = tmp_path / "plain.parquet"
     write_parquet(records, plain, batch_rows=500)
     partitions = 6
-    alone = linked_partitions([str(plain)], 500, Backfill(CORE, partitions=partitions))
+    alone = linked_partitions([str(plain)], 500, Backfill(
+        CORE, BackfillOptions(partitions=partitions)))
     assert sorted(map(sorted, alone)) == [[p] for p in range(partitions)]
 
     rnd = random.Random(5)
@@ -107,7 +110,8 @@ def test_copies_of_one_event_id_across_workers_are_judged_as_in_one_process(
     mixed = [r for i, r in enumerate(records) for r in [r, *extra.get(i, [])]]
     parquet = tmp_path / "copies.parquet"
     write_parquet(mixed, parquet, batch_rows=500)
-    groups = linked_partitions([str(parquet)], 500, Backfill(CORE, partitions=partitions))
+    groups = linked_partitions([str(parquet)], 500, Backfill(
+        CORE, BackfillOptions(partitions=partitions)))
     group_of = {p: g for g in groups for p in g}
     for original, twin_key in pairs:  # every copy's partition is in its original's group
         assert partition_for(twin_key, partitions) in group_of[partition_for(original,
@@ -119,10 +123,24 @@ def test_copies_of_one_event_id_across_workers_are_judged_as_in_one_process(
     for workers in (1, 3):
         warehouse = RecordingWarehouse()
         results.append(run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
-                                    partitions=partitions, batch_rows=500, workers=workers))
+                                    BackfillOptions(partitions=partitions, batch_rows=500,
+                                                    workers=workers)))
         tables.append({t: final(t, rows) for t, rows in warehouse.inserted.items()})
     one, many = tables
     assert sum(1 for r in one["dead_letters"] if "conflict" in repr(r)) >= 15
     for table in one:
         assert many[table] == one[table], table
     assert results[0].counts == results[1].counts
+
+
+def test_python_m_jobs_backfill_is_peakend_backfill(tmp_path: Path) -> None:
+    """The package runs as a module, through the same command line (`jobs/backfill/__main__.py`)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "jobs.backfill", str(tmp_path / "x.parquet"),
+                           "--workers", "0", "--dry-run"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("peakend backfill: --partitions, --batch-rows and --workers "
+                                   "must be at least 1")

@@ -20,7 +20,8 @@ from jobs.generate import (
     parse_shift,
     write_jsonl,
 )
-from jobs.personas import DAY, HOUR, PERSONAS
+from jobs.journey_builder import DAY, HOUR
+from jobs.personas import PERSONAS
 from pipeline.cli import main
 from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig

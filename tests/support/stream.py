@@ -3,6 +3,7 @@ what `peakend replay` computes offline."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from pipeline.replay import Replay, with_now
 from pipeline.settings import Settings
 from pipeline.storage.tables import rows
 from pipeline.storage.warehouse import ServerWarehouse
-from tests.conftest import ClickHouseUrls
+from tests.support.stack import ClickHouseUrls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -286,3 +287,23 @@ def read_lines(path: Path) -> list[bytes]:
 
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj).encode()
+
+
+def crawl_seconds(samples: list[tuple[float, dict[int, int], dict[int, int]]],
+                  backlog: int = 3) -> float:
+    """The longest stretch during which one partition with a backlog (lag > `backlog` records:
+    batch records of many events each) had its committed offset move, but by at most one
+    offset per second: the signature of issue 14."""
+    longest = 0.0
+    for p in samples[0][1]:
+        start: float | None = None
+        for (t0, c0, _), (t1, c1, e1) in itertools.pairwise(samples):
+            step = c1[p] - c0[p]
+            crawling = e1[p] - c1[p] > backlog and 0 < step <= max(1.0, t1 - t0)
+            if crawling and start is None:
+                start = t0
+            elif not crawling and step != 0:
+                start = None
+            if start is not None:
+                longest = max(longest, t1 - start)
+    return longest

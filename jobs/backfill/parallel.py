@@ -23,30 +23,31 @@ import multiprocessing
 import traceback
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.backfill import Backfill, Checkpoint, Pending, Result, Tick, Writer
+from jobs.backfill.checkpoint import Checkpoint
+from jobs.backfill.options import BackfillOptions, Result
+from jobs.backfill.serial import Backfill, Tick
+from jobs.backfill.writer import Pending, Writer
 from jobs.columns import clean_rows
 from jobs.parquet_schema import BatchDicts, event_batches
 from jobs.progress import Progress
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted
-from pipeline.privacy import PersonalData
 from pipeline.storage.warehouse import Warehouse
 
 
-def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: CoreConfig,
-            partitions: int, owned: frozenset[int], first: bool, linked: bool,
-            options: dict[str, Any]) -> None:
+def _worker(conn: Connection, files: Sequence[str], config: CoreConfig,
+            options: BackfillOptions, owned: frozenset[int], first: bool, linked: bool
+            ) -> None:
     try:
-        backfill = Backfill(config, partitions=partitions, owned=owned, reject_here=first,
-                            linked=linked, **options)
+        backfill = Backfill(config, options, owned=owned, reject_here=first, linked=linked)
 
         def send(kind: str, *where: int) -> None:
             counts = Counter({k: backfill.counts[k] for k in ("events", "duplicates")})
@@ -57,7 +58,7 @@ def _worker(conn: Connection, files: Sequence[str], batch_rows: int, config: Cor
         for index, name in enumerate(files):
             source = Path(name).name
             row = 0
-            for batch in event_batches(pq.ParquetFile(name), batch_rows):
+            for batch in event_batches(pq.ParquetFile(name), options.batch_rows):
                 backfill.batch(source, row + 1, batch)
                 row += batch.num_rows
                 send("batch", index, row, batch.num_rows)
@@ -142,38 +143,34 @@ def share_out(groups: Sequence[frozenset[int]], workers: int) -> list[frozenset[
 
 
 def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
-                 config: CoreConfig, *, workers: int, partitions: int, batch_rows: int,
-                 max_bytes: int, keep_comments: bool, raw_events: bool,
-                 checkpoint: Checkpoint | None, resumed: tuple[int, int] | None,
-                 progress: bool, stop_after_rows: int | None,
-                 personal: PersonalData | None) -> Result:
+                 config: CoreConfig, options: BackfillOptions, workers: int,
+                 checkpoint: Checkpoint | None) -> Result:
+    """The run in `workers` forked processes (stage one) and this one (stage two, writes)."""
     context = multiprocessing.get_context("fork")
-    options: dict[str, Any] = {"max_bytes": max_bytes, "keep_comments": keep_comments,
-               "raw_events": raw_events and warehouse is not None, "personal": personal}
+    options = replace(options, raw_events=options.raw_events and warehouse is not None)
     conns: list[Connection] = []
     procs = []
     # the parent's own Backfill: its engine's detector is the run's stage two, and it builds
     # the touchpoint_events columns from the rows the workers applied
-    raw = Backfill(config, partitions=partitions, **options)
+    raw = Backfill(config, options)
     detector = raw.engine.detector
-    batches = _batches(files, batch_rows)
+    batches = _batches(files, options.batch_rows)
     batch_file = 0
     counts: Counter[str] = Counter()
-    meter = Progress("backfill", total, enabled=progress)
+    meter = Progress("backfill", total, enabled=options.progress)
     done = 0
     writer = Writer(warehouse, checkpoint)
     # no process needs another's claims (see linked_partitions); a rejected row's letter is
     # the first worker's to write, so this pass writes none
-    judge = Backfill(config, partitions=partitions, reject_here=False, **options)
-    groups = linked_partitions(files, batch_rows, judge)
+    judge = Backfill(config, options, reject_here=False)
+    groups = linked_partitions(files, options.batch_rows, judge)
     shares = share_out(groups, workers)
     try:
         for w, owned in enumerate(shares):
             receive, send = context.Pipe(duplex=False)
             proc = context.Process(target=_worker, name=f"peakend-backfill-{w}", daemon=True,
-                                   args=(send, files, batch_rows, config, partitions, owned,
-                                         w == 0, any(len(g) > 1 and g <= owned
-                                                     for g in groups), options))
+                                   args=(send, files, config, options, owned, w == 0,
+                                         any(len(g) > 1 and g <= owned for g in groups)))
             proc.start()
             send.close()
             conns.append(receive)
@@ -221,7 +218,7 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                 writer.close()
                 break
             done += rows
-            writer.put_batch(pending, (index, row), done, meter, stop_after_rows)
+            writer.put_batch(pending, (index, row), done, meter, options.stop_after_rows)
     finally:
         for conn in conns:
             conn.close()
@@ -232,10 +229,9 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
         writer.close()
     written = writer.written
     if checkpoint is not None:
-        checkpoint.file_index, checkpoint.row, checkpoint.complete = len(files), 0, True
-        checkpoint.save()
+        checkpoint.finished(len(files))
     seconds = meter.finish()
-    return Result(done, counts, seconds, written, resumed)
+    return Result(done, counts, seconds, written)
 
 
 __all__ = ["run_parallel"]

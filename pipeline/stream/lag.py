@@ -11,8 +11,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline.settings import Settings
-from pipeline.storage.sink import topic_tables
-from pipeline.stream.topics import contributions_topic, followup_inputs_topic, journey_events_topic
+from pipeline.stream.topics import (
+    contributions_topic,
+    followup_inputs_topic,
+    journey_events_topic,
+    topic_tables,
+)
 
 
 def _committed(admin: KafkaAdminClient, group: str, attempts: int = 40) -> dict[Any, Any]:
