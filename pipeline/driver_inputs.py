@@ -61,7 +61,7 @@ JOURNEY_SCHEMA = pa.schema([
     ("outcome", pa.string()),
 ])
 # the names repeat (touchpoints, journeys' events): dictionary pages keep the file small
-_DICTIONARY = ["journey_id", "customer_id", "touchpoint", "stage", "channel", "status",
+DICTIONARY_COLUMNS = ["journey_id", "customer_id", "touchpoint", "stage", "channel", "status",
                "keyed_by", "outcome"]
 BATCH_ROWS = 65_536  # rows buffered as Python lists before a Parquet row group
 
@@ -105,7 +105,7 @@ class DriverInputs:
             # unnamed, kept open across calls until write_events or close
             self._spool = tempfile.TemporaryFile(prefix="peakend-drivers-")  # noqa: SIM115
             self._writer = pq.ParquetWriter(self._spool, EVENT_SCHEMA,
-                                            use_dictionary=_DICTIONARY, compression="zstd")
+                                            use_dictionary=DICTIONARY_COLUMNS, compression="zstd")
         self._writer.write_batch(pa.record_batch(
             [pa.array(values, type=f.type) for values, f in zip(self._columns, EVENT_SCHEMA,
                                                                  strict=True)],
@@ -136,4 +136,4 @@ class DriverInputs:
         columns = [pa.array([row[i] for row in rows], type=f.type)
                    for i, f in enumerate(JOURNEY_SCHEMA)]
         pq.write_table(pa.table(columns, schema=JOURNEY_SCHEMA), handle,
-                       use_dictionary=_DICTIONARY, compression="zstd")
+                       use_dictionary=DICTIONARY_COLUMNS, compression="zstd")
