@@ -29,10 +29,10 @@ memory from the operating system:
 Replay's own cost of the Parquet inputs is timed in this process: `DriverInputs.add` for every
 event replay applied (parsed beforehand, not timed) and the two files written, against the
 replay child's CPU seconds (after a warm-up: pyarrow's first conversion imports modules, ~0.5 s
-of CPU once per process, not per event). `--copies K`: then the Parquet inputs of the replayed journeys K
-times over, ids suffixed so no two copies share a journey, customer or event (the same rows a
-replay of K such disjoint sets would write, up to the order), and `peakend drivers` over those
-N x K journeys: a million without a 1.6 GB file and an hour of replay first.
+of CPU once per process, not per event). `--copies K`: then the Parquet inputs of the
+replayed journeys K times over, ids suffixed so no two copies share a journey, customer or event
+(the same rows a replay of K such disjoint sets would write, up to the order), and `peakend
+drivers` over those N x K journeys: a million without a 1.6 GB file and an hour of replay first.
 """
 
 from __future__ import annotations
