@@ -121,12 +121,13 @@ def sample_sizes(sizes: list[int], bootstrap: int) -> None:
               f"| {planted} | {results['email'].significant} |")
 
 
-def _child_run(argv: list[str]) -> tuple[float, float, int]:
+def _child_run(argv: list[str], env: dict[str, str] | None = None
+               ) -> tuple[float, float, int]:
     """Run `peakend ARGV` as a child process (BLAS one thread, the environment's settings);
     its (CPU seconds, wall seconds, peak RSS MiB)."""
     wall = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], cwd=ROOT,
-                             stdout=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own usage, not all children's
     child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - wall
@@ -285,6 +286,70 @@ def from_files(sizes: list[int], copies: int) -> None:
                   f"{usage[2]} | {', '.join(top)} |")
 
 
+BENCH_DATABASE = "peakend_bench_drivers"
+
+
+def over_clickhouse(n: int) -> None:
+    """`peakend drivers --clickhouse` over n planted journeys backfilled into a database of
+    their own (`BENCH_DATABASE`, dropped and made again) of the ClickHouse at
+    PEAKEND_CLICKHOUSE_ADMIN_URL / PEAKEND_CLICKHOUSE_URL (scripts/stack.sh env)."""
+    from jobs.parquet_schema import ParquetEventWriter
+    from jobs.planted import planted_events
+    from pipeline.storage.warehouse import ServerWarehouse
+    admin_url = os.environ["PEAKEND_CLICKHOUSE_ADMIN_URL"]
+    writer_url = os.environ["PEAKEND_CLICKHOUSE_URL"].rsplit("/", 1)[0] + f"/{BENCH_DATABASE}"
+    admin = ServerWarehouse(admin_url.rsplit("/", 1)[0] + "/default")
+    admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
+    admin.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    env = {**os.environ, "PEAKEND_CLICKHOUSE_URL": writer_url,
+           "PEAKEND_CLICKHOUSE_READER_URL": writer_url,
+           "PEAKEND_CLICKHOUSE_DATABASE": BENCH_DATABASE}
+    load_before = os.getloadavg()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-drivers-ch-") as name:
+            events = Path(name) / "events.parquet"
+            with ParquetEventWriter(events) as writer:
+                chunk: list[dict[str, object]] = []
+                for event in planted_events(n, WEIGHTS, visit=0.4, seed=n):
+                    chunk.append(event)
+                    if len(chunk) == 65_536:
+                        writer.write(chunk)
+                        chunk = []
+                writer.write(chunk)
+            backfill = _child_run(["backfill", str(events), "--workers", "1",
+                                   "--no-checkpoint", "--quiet", "--now",
+                                   "2030-01-01T00:00:00Z"], env)
+            rows_file = Path(name) / "drivers.jsonl"
+            usage = _child_run(["drivers", "--clickhouse", "--json", "--expect-default", "0",
+                                "--output", str(rows_file)], env)
+            results = [json.loads(line) for line in rows_file.read_text().splitlines()]
+        counts = admin.query(
+            f"SELECT (SELECT count() FROM {BENCH_DATABASE}.journeys_latest), "
+            f"(SELECT count() FROM {BENCH_DATABASE}.touchpoint_events FINAL)")
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
+        admin.close()
+    load_after = os.getloadavg()
+    journeys, events_n = counts[0]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()
+    print("### Over ClickHouse\n")
+    print(f"`.venv/bin/python bench/bench_drivers.py --clickhouse {n}` on "
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {commit}, {os.cpu_count()} vCPU, "
+          f"Python {platform.python_version()}, core "
+          f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'}, ClickHouse on the "
+          f"same machine; load average {' '.join(f'{x:.2f}' for x in load_before)} before, "
+          f"{' '.join(f'{x:.2f}' for x in load_after)} after. CPU: user + system seconds of "
+          "the child process (the ClickHouse server's own time is in the wall time only).\n")
+    print("| journeys (journeys_latest) | events (touchpoint_events) | `peakend backfill` CPU s "
+          "/ wall s | `peakend drivers --clickhouse` CPU s / wall s / peak RSS MiB | per "
+          "100,000 journeys CPU s | top 3 |")
+    print("|---:|---:|---:|---:|---:|---|")
+    print(f"| {journeys:,} | {events_n:,} | {backfill[0]:.1f} / {backfill[1]:.1f} | "
+          f"{usage[0]:.1f} / {usage[1]:.1f} / {usage[2]} | {usage[0] / n * 100_000:.1f} | "
+          f"{', '.join(_ranking(results)[:3])} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--journeys", type=int, default=1_000_000)
@@ -296,7 +361,13 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1,
                         help="--from-files: also drivers over the replayed journeys' Parquet "
                              "inputs this many times over")
+    parser.add_argument("--clickhouse", type=int, default=0, metavar="JOURNEYS",
+                        help="only `peakend drivers --clickhouse` over this many journeys "
+                             "backfilled into a database of their own")
     args = parser.parse_args()
+    if args.clickhouse:
+        over_clickhouse(args.clickhouse)
+        return
     if args.from_files:
         from_files([int(x) for x in args.from_files.split(",")], args.copies)
         return
