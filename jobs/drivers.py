@@ -1,8 +1,15 @@
 """Key drivers: which touchpoints matter most for a journey outcome and perform worst
 (importance x gap, docs/design.md 1 "Key drivers"; docs/analyst-guide.md "Key drivers").
 
-    peakend drivers EVENTS.jsonl --journeys OUT/journeys.jsonl   # over replay's output
+    peakend drivers --journeys OUT/journeys.jsonl                 # over replay's output
+    peakend drivers EVENTS.jsonl --journeys OUT/journeys.jsonl   # an older replay's output
     peakend drivers --clickhouse                                  # over journeys_latest + events
+
+Over replay's output the rows come from the Parquet files replay writes beside journeys.jsonl
+(`pipeline.driver_inputs`: the events it applied, their valence, the journeys), through
+`FeatureBuilder.moment` as every other reader: one pass over the events, by replay. An output
+directory without them (a replay before them) is read the old way, every event line parsed and
+validated again (`features_from_files`).
 
 For every journey (replay's journeys.jsonl or the `journeys_latest` view) the features are the
 mean valence of its moments at each touchpoint (or stage, channel: `--by`), 0 (neutral) where
@@ -783,8 +790,12 @@ def _nonnegative(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("events", nargs="?", help="JSONL events replay read ('-' for stdin)")
-    parser.add_argument("--journeys", help="replay's journeys.jsonl for those events")
+    parser.add_argument("events", nargs="?",
+                        help="JSONL events replay read ('-' for stdin); needed only for a "
+                             "replay without drivers_*.parquet beside journeys.jsonl (older "
+                             "than them), else not read")
+    parser.add_argument("--journeys", help="replay's journeys.jsonl (its drivers_events.parquet "
+                                           "and drivers_journeys.parquet beside it are read)")
     parser.add_argument("--clickhouse", action="store_true",
                         help="read journeys_latest and touchpoint_events from ClickHouse "
                              "(PEAKEND_CLICKHOUSE_READER_URL, else PEAKEND_CLICKHOUSE_URL)")
