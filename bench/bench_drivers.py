@@ -184,7 +184,7 @@ def _hook_cpu(events: Path, out: Path) -> float:
         inputs.add(event)
     with open(os.devnull, "wb") as sink:
         inputs.write_events(sink)
-        DriverInputs.write_journeys(sink, journeys)
+        DriverInputs.write_journeys(sink, journeys, (out / "journeys.jsonl").stat().st_size)
     return time.process_time() - cpu
 
 
@@ -198,7 +198,9 @@ def _copies(out: Path, target: Path, copies: int) -> int:
     target.mkdir()
     (target / "journeys.jsonl").write_bytes(b"")
     journeys = 0
-    for name, schema in ((driver_inputs.JOURNEYS_FILE, driver_inputs.JOURNEY_SCHEMA),
+    empty = {driver_inputs.JOURNEYS_JSONL_BYTES: "0"}  # the size of that journeys.jsonl
+    for name, schema in ((driver_inputs.JOURNEYS_FILE,
+                          driver_inputs.JOURNEY_SCHEMA.with_metadata(empty)),
                          (driver_inputs.EVENTS_FILE, driver_inputs.EVENT_SCHEMA)):
         table = pq.read_table(out / name)
         with pq.ParquetWriter(target / name, schema, compression="zstd",

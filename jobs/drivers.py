@@ -610,12 +610,26 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
 
 def replay_inputs(journeys: str) -> tuple[Path, Path] | None:
     """drivers_journeys.parquet and drivers_events.parquet beside `journeys` when replay wrote
-    them (`pipeline.driver_inputs`; not a replay from before them, not stdin)."""
+    them in the same run (`pipeline.driver_inputs`; not a replay from before them, not stdin).
+    Files beside a journeys.jsonl of another run are a DriversError."""
     if journeys == "-":
         return None
     directory = Path(journeys).parent
     paths = directory / driver_inputs.JOURNEYS_FILE, directory / driver_inputs.EVENTS_FILE
-    return paths if all(p.is_file() for p in paths) else None
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        metadata = pq.read_schema(paths[0]).metadata or {}
+        size = Path(journeys).stat().st_size
+    except (OSError, pa.ArrowException) as exc:
+        raise DriversError(f"cannot read {paths[0]}: {exc}") from None
+    written = metadata.get(driver_inputs.JOURNEYS_JSONL_BYTES.encode())
+    if written is None or int(written) != size:
+        raise DriversError(f"{paths[0]} is not from the replay that wrote {journeys} (another "
+                           f"size of it: {written and int(written)} bytes, now {size}); run "
+                           "peakend replay again, or remove the drivers_*.parquet files and "
+                           "give the events file")
+    return paths
 
 
 def _read_columns(path: Path, names: Sequence[str]) -> list[list[Any]]:

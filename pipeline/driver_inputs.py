@@ -62,8 +62,12 @@ JOURNEY_SCHEMA = pa.schema([
 ])
 # the names repeat (touchpoints, journeys' events): dictionary pages keep the file small
 DICTIONARY_COLUMNS = ["journey_id", "customer_id", "touchpoint", "stage", "channel", "status",
-               "keyed_by", "outcome"]
+                      "keyed_by", "outcome"]
 BATCH_ROWS = 65_536  # rows buffered as Python lists before a Parquet row group
+# Metadata key of drivers_journeys.parquet: the size of the journeys.jsonl of the same run. A
+# journeys.jsonl of another size beside it is from another run (a replay older than these files
+# rewrote the directory and left them): `peakend drivers` then does not use them.
+JOURNEYS_JSONL_BYTES = "peakend.journeys_jsonl_bytes"
 
 
 class DriverInputs:
@@ -130,10 +134,14 @@ class DriverInputs:
         self._spool = self._writer = None
 
     @staticmethod
-    def write_journeys(handle: BinaryIO, journeys: Iterable[JourneyRecord]) -> None:
+    def write_journeys(handle: BinaryIO, journeys: Iterable[JourneyRecord],
+                       journeys_jsonl_bytes: int) -> None:
+        """The journeys file; `journeys_jsonl_bytes`, the size of the journeys.jsonl written
+        with it, goes into its metadata (`JOURNEYS_JSONL_BYTES`)."""
         rows = [(r.journey_id, r.keyed_by, r.customer_id, r.started_at, r.ended_at, r.status,
                  r.peak_end_score, r.outcome) for r in journeys]
         columns = [pa.array([row[i] for row in rows], type=f.type)
                    for i, f in enumerate(JOURNEY_SCHEMA)]
-        pq.write_table(pa.table(columns, schema=JOURNEY_SCHEMA), handle,
+        schema = JOURNEY_SCHEMA.with_metadata({JOURNEYS_JSONL_BYTES: str(journeys_jsonl_bytes)})
+        pq.write_table(pa.table(columns, schema=schema), handle,
                        use_dictionary=DICTIONARY_COLUMNS, compression="zstd")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -210,7 +211,8 @@ class Replay:
             with tx.open(driver_inputs.EVENTS_FILE) as handle:
                 self.driver_inputs.write_events(handle)
             with tx.open(driver_inputs.JOURNEYS_FILE) as handle:
-                DriverInputs.write_journeys(handle, (r for _, r in sorted(self.journeys.items())))
+                DriverInputs.write_journeys(handle, (r for _, r in sorted(self.journeys.items())),
+                                            os.path.getsize(tx.staged["journeys.jsonl"].path))
 
     def summary(self, seconds: float) -> str:
         statuses = Counter(r.status for r in self.journeys.values())

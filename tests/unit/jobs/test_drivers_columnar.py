@@ -143,6 +143,21 @@ def test_a_damaged_columns_file_is_one_line_naming_it(
         f"peakend drivers: cannot read {copy / driver_inputs.EVENTS_FILE}: ")
 
 
+def test_columns_beside_another_runs_journeys_are_refused(
+        replayed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A replay older than the Parquet inputs rewrote the directory and left them: they are
+    not used (their journeys.jsonl had another size), one line says why."""
+    _, out = replayed
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with (copy / "journeys.jsonl").open("ab") as handle:
+        handle.write(b"\n")
+    result = cli(capsys, "drivers", "--journeys", str(copy / "journeys.jsonl"))
+    assert result.status == 2
+    assert "drivers_journeys.parquet is not from the replay that wrote" in (
+        result.one_line_error())
+
+
 def test_a_replay_applying_no_event_writes_empty_columns(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = tmp_path / "events.jsonl"
