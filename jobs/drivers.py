@@ -1,8 +1,15 @@
 """Key drivers: which touchpoints matter most for a journey outcome and perform worst
 (importance x gap, docs/design.md 1 "Key drivers"; docs/analyst-guide.md "Key drivers").
 
-    peakend drivers EVENTS.jsonl --journeys OUT/journeys.jsonl   # over replay's output
+    peakend drivers --journeys OUT/journeys.jsonl                 # over replay's output
+    peakend drivers EVENTS.jsonl --journeys OUT/journeys.jsonl   # an older replay's output
     peakend drivers --clickhouse                                  # over journeys_latest + events
+
+Over replay's output the rows come from the Parquet files replay writes beside journeys.jsonl
+(`pipeline.driver_inputs`: the events it applied, their valence, the journeys), through
+`FeatureBuilder.moment` as every other reader: one pass over the events, by replay. An output
+directory without them (a replay before them) is read the old way, every event line parsed and
+validated again (`features_from_files`).
 
 For every journey (replay's journeys.jsonl or the `journeys_latest` view) the features are the
 mean valence of its moments at each touchpoint (or stage, channel: `--by`), 0 (neutral) where
@@ -44,7 +51,7 @@ import math
 import sys
 import time
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import UTC, datetime
 from itertools import combinations
@@ -53,8 +60,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from jobs.generate import parse_duration
+from pipeline import driver_inputs
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
 from pipeline.core.event import Signals, Survey, TouchpointEvent
@@ -405,20 +416,29 @@ class FeatureBuilder:
         return None
 
     def event(self, event: TouchpointEvent, valence: float | None) -> None:
-        journey = self._find(event.journey_id, event.customer_id, event.occurred_ms)
+        """One event with its valence (`moment_valence`)."""
+        survey = event.type == "survey"
+        self.moment(event.journey_id, event.customer_id, event.occurred_ms, event.event_id,
+                    survey, event.survey.nps if survey and event.survey is not None else None,
+                    getattr(event, self.dim), valence)
+
+    def moment(self, journey_id: str | None, customer_id: str, occurred_ms: int,
+               event_id: str | None, survey: bool, nps: int | None, name: str,
+               valence: float | None) -> None:
+        """`event` in the columns replay writes (`pipeline.driver_inputs`): `name` is the
+        event's touchpoint, stage or channel (this builder's `dim`)."""
+        journey = self._find(journey_id, customer_id, occurred_ms)
         if journey is None:
             self.unmatched += 1
             return
-        if event.type == "survey":
-            nps = event.survey.nps if event.survey is not None else None
+        if survey:
             if nps is not None:
-                answer = (event.occurred_ms, event.event_id, nps)
+                answer = (occurred_ms, event_id or "", nps)
                 if journey.answer is None or answer[:2] > journey.answer[:2]:
                     journey.answer = answer
             return
         if valence is None:  # a marker
             return
-        name = getattr(event, self.dim)
         column = self.drivers.get(name)
         if column is None:
             column = self.drivers[name] = len(self.drivers)
@@ -589,6 +609,79 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
     return builder
 
 
+def replay_inputs(journeys: str) -> tuple[Path, Path] | None:
+    """drivers_journeys.parquet and drivers_events.parquet beside `journeys` when replay wrote
+    them in the same run (`pipeline.driver_inputs`; not a replay from before them, not stdin).
+    Files beside a journeys.jsonl of another run are a DriversError."""
+    if journeys == "-":
+        return None
+    directory = Path(journeys).parent
+    paths = directory / driver_inputs.JOURNEYS_FILE, directory / driver_inputs.EVENTS_FILE
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        metadata = pq.read_schema(paths[0]).metadata or {}
+        size = Path(journeys).stat().st_size
+    except (OSError, pa.ArrowException) as exc:
+        raise DriversError(f"cannot read {paths[0]}: {exc}") from None
+    written = metadata.get(driver_inputs.JOURNEYS_JSONL_BYTES.encode())
+    if written is None or int(written) != size:
+        raise DriversError(f"{paths[0]} is not from the replay that wrote {journeys} (another "
+                           f"size of it: {written and int(written)} bytes, now {size}); run "
+                           "peakend replay again, or remove the drivers_*.parquet files and "
+                           "give the events file")
+    return paths
+
+
+def _read_batches(path: Path, names: Sequence[str]) -> Iterator[list[list[Any]]]:
+    """Columns of a Parquet file replay wrote, a record batch at a time (memory stays that of
+    the builder), as Python lists; DriversError naming the file."""
+    try:
+        parquet = pq.ParquetFile(path, read_dictionary=[
+            n for n in names if n in driver_inputs.DICTIONARY_COLUMNS])
+        for batch in parquet.iter_batches(batch_size=65_536, columns=list(names)):
+            yield [_as_list(batch.column(name)) for name in names]
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        first = str(exc).strip().splitlines()
+        raise DriversError(f"cannot read {path}: {first[0] if first else type(exc).__name__}"
+                           " (not a file of peakend replay?)") from None
+
+
+def _as_list(column: pa.Array) -> list[Any]:
+    """Python values, nulls as None. Through numpy where that is exact (~10x faster than
+    `to_pylist`); a dictionary-encoded column as one Python string per distinct value, shared
+    by its rows (their hashes computed once for the builder's dict look-ups)."""
+    if isinstance(column, pa.DictionaryArray):
+        values = np.append(column.dictionary.to_numpy(zero_copy_only=False),
+                           np.array([None], dtype=object))  # the value of a null index
+        indices = pc.fill_null(column.indices, len(values) - 1).to_numpy()
+        shared: list[Any] = values[indices].tolist()
+        return shared
+    if pa.types.is_string(column.type) or column.null_count == 0:
+        plain: list[Any] = column.to_numpy(zero_copy_only=False).tolist()
+        return plain
+    as_python: list[Any] = column.to_pylist()
+    return as_python
+
+
+def features_from_replay(paths: tuple[Path, Path], builder: FeatureBuilder) -> FeatureBuilder:
+    """The journeys and the applied events from replay's Parquet files (`replay_inputs`) into
+    `builder`: the same rows `features_from_files` makes from the events file, without reading
+    and validating every event line again."""
+    journeys_path, events_path = paths
+    journey = builder.journey
+    for columns in _read_batches(journeys_path, driver_inputs.JOURNEY_SCHEMA.names):
+        for row in zip(*columns, strict=True):
+            journey(*row)
+    moment = builder.moment
+    names = ("journey_id", "customer_id", "occurred_ms", "event_id", "survey", "nps",
+             builder.dim, "valence")
+    for columns in _read_batches(events_path, names):
+        for row in zip(*columns, strict=True):
+            moment(*row)
+    return builder
+
+
 JOURNEYS_SQL = (
     "SELECT journey_id, keyed_by, customer_id, started_at_ms, ended_at_ms, status, "
     "peak_end_score, outcome FROM journeys_latest "
@@ -723,8 +816,12 @@ def _nonnegative(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("events", nargs="?", help="JSONL events replay read ('-' for stdin)")
-    parser.add_argument("--journeys", help="replay's journeys.jsonl for those events")
+    parser.add_argument("events", nargs="?",
+                        help="JSONL events replay read ('-' for stdin); needed only for a "
+                             "replay without drivers_*.parquet beside journeys.jsonl (older "
+                             "than them), else not read")
+    parser.add_argument("--journeys", help="replay's journeys.jsonl (its drivers_events.parquet "
+                                           "and drivers_journeys.parquet beside it are read)")
     parser.add_argument("--clickhouse", action="store_true",
                         help="read journeys_latest and touchpoint_events from ClickHouse "
                              "(PEAKEND_CLICKHOUSE_READER_URL, else PEAKEND_CLICKHOUSE_URL)")
@@ -827,10 +924,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             if args.write:
                 raise DriversError("--write needs --clickhouse (files are analysed offline)")
-            if not args.events or not args.journeys:
+            columnar = replay_inputs(args.journeys) if args.journeys else None
+            if columnar is None and (not args.events or not args.journeys):
                 raise DriversError("give the events file and --journeys OUT/journeys.jsonl "
                                    "from `peakend replay`, or --clickhouse")
-            features_from_files(args.events, args.journeys, builder, settings)
+            if columnar is not None:
+                features_from_replay(columnar, builder)  # the events file is not read
+            else:
+                features_from_files(args.events, args.journeys, builder, settings)
             results = run_analysis(builder, args, settings)
     except DriversError as exc:
         print(f"peakend drivers: {exc}", file=sys.stderr)

@@ -7,10 +7,11 @@ stream would see. Writes journeys.jsonl (latest state per journey), metrics.json
 per bucket partial), alerts.jsonl (every alert state change), dead_letters.jsonl,
 windows.jsonl (hourly and daily windows per metric and segment, the rows of the ClickHouse views
 `metrics_hourly` and `metrics_daily`: `pipeline.core.windows`) and followups.jsonl (latest state
-per follow-up case, docs/followups.md).
+per follow-up case, docs/followups.md), and drivers_events.parquet / drivers_journeys.parquet,
+the inputs of `peakend drivers` (`pipeline.driver_inputs`).
 
 Input: UTF-8 JSON Lines, plain or gzip (`pipeline.contract.jsonl`); a file that is not JSON
-Lines at all is refused with one line. Output: the six files replace those of an earlier run
+Lines at all is refused with one line. Output: the files replace those of an earlier run
 together, or not at all (`pipeline.outputs`); the output directory must not hold the input.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -27,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pipeline import driver_inputs
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
@@ -47,6 +50,7 @@ from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import parse_ms
 from pipeline.core.windows import hourly_and_daily
+from pipeline.driver_inputs import DriverInputs
 from pipeline.followup_rules import FollowupRulesError, horizon_ms, load_rules
 from pipeline.outputs import OutputDir, OutputError
 from pipeline.privacy import PersonalData
@@ -124,6 +128,7 @@ class Replay:
             rules, config.journeys.max_length_ms, config.journeys.allowed_lateness_ms))
         self.cases: dict[str, CaseRecord] = {}
         self.followups_evicted_at = NEVER_MS
+        self.driver_inputs = DriverInputs(self.engine.rules, self.ces_5_more_effort)
 
     def line(self, number: int, raw: bytes) -> None:
         self.counts["lines"] += 1
@@ -146,6 +151,7 @@ class Replay:
                 source_offset=number, event_id=event.event_id)))
         else:
             self.counts["events"] += 1
+            self.driver_inputs.add(event)
         if reason is None or (self.engine.cross_journey and reason != "duplicate"):
             # a copy judged against another journey key's copy was applied by the stream's
             # journey stage before its claim was judged, and fed to the follow-up stage then
@@ -187,7 +193,7 @@ class Replay:
                 self.cases[case.case_id] = case
 
     def write(self, directory: Path | OutputDir) -> None:
-        """The six files, replacing an earlier run's together or not at all; OutputError."""
+        """The files, replacing an earlier run's together or not at all; OutputError."""
         if isinstance(directory, OutputDir):
             outputs = directory
         else:
@@ -204,6 +210,11 @@ class Replay:
                    (w.to_dict() for w in hourly_and_daily(self.metrics.values())))
             _write(tx.open("followups.jsonl"),
                    (r.to_dict() for _, r in sorted(self.cases.items())))
+            with tx.open(driver_inputs.EVENTS_FILE) as handle:
+                self.driver_inputs.write_events(handle)
+            with tx.open(driver_inputs.JOURNEYS_FILE) as handle:
+                DriverInputs.write_journeys(handle, (r for _, r in sorted(self.journeys.items())),
+                                            os.path.getsize(tx.staged["journeys.jsonl"].path))
 
     def summary(self, seconds: float) -> str:
         statuses = Counter(r.status for r in self.journeys.values())
@@ -232,7 +243,7 @@ def _counts(counter: Counter[str], names: Iterable[str]) -> str:
 
 
 OUTPUT_FILES = ("journeys.jsonl", "metrics.jsonl", "alerts.jsonl", "dead_letters.jsonl",
-                "windows.jsonl", "followups.jsonl")
+                "windows.jsonl", "followups.jsonl", *driver_inputs.FILES)
 
 
 def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, Any]]) -> None:
