@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import faust
@@ -507,20 +507,25 @@ def create_app(
         await run_agent(stream, journey_batch, stage_one, journey_state_write,
                         JOURNEY_BATCH_RECORDS)
 
+    def admitted(events: list[Any], done: list[Any], last_of: dict[int, Any]
+                 ) -> Iterator[tuple[Any, int]]:
+        """(event, partition) of each event of a batch the fence admits (see journey_batch),
+        each recorded in `done` and as its partition's last in `last_of`."""
+        generation = app.consumer_generation_id
+        for event in events:
+            message = event.message
+            if fence.admits(message.generation_id, current=generation):
+                done.append(event)
+                last_of[message.partition] = event
+                yield event, message.partition
+
     def segment_batch(events: list[Any]) -> tuple[list[Any], dict[int, Any]]:
         """Apply a batch of contributions messages and hand the outputs to the producer;
         returns the messages applied and the last one of each partition (for the state)."""
-        generation = app.consumer_generation_id
         done: list[Any] = []
         last_of: dict[int, Any] = {}
         alerted = False
-        for event in events:
-            message = event.message
-            if not fence.admits(message.generation_id, current=generation):
-                continue
-            done.append(event)
-            partition = message.partition
-            last_of[partition] = event
+        for event, partition in admitted(events, done, last_of):
             stage = stage_two.get(partition)
             if stage is None:
                 stage = stage_two[partition] = SegmentStage(core, sources=s.partitions)
@@ -553,17 +558,11 @@ def create_app(
     def followup_batch(events: list[Any]) -> tuple[list[Any], dict[int, Any]]:
         """Apply a batch of follow-up inputs (keyed by customer) and hand the cases to the
         producer; returns the inputs applied and the last one of each partition."""
-        generation = app.consumer_generation_id
         done: list[Any] = []
         last_of: dict[int, Any] = {}
         by_partition: dict[int, list[Any]] = {}
-        for event in events:
-            message = event.message
-            if not fence.admits(message.generation_id, current=generation):
-                continue
-            done.append(event)
-            last_of[message.partition] = event
-            by_partition.setdefault(message.partition, []).append(orjson.loads(event.value))
+        for event, partition in admitted(events, done, last_of):
+            by_partition.setdefault(partition, []).append(orjson.loads(event.value))
         for partition, inputs in by_partition.items():
             stage = stage_followups.get(partition)
             if stage is None:
@@ -594,16 +593,9 @@ def create_app(
     def claims_batch(events: list[Any]) -> tuple[list[Any], dict[int, Any]]:
         """Judge a batch of claims records (pipeline/stream/claims.py): withdrawals go back to
         the losing copies' journey partitions, `conflict` letters to dead letters."""
-        generation = app.consumer_generation_id
         done: list[Any] = []
         last_of: dict[int, Any] = {}
-        for event in events:
-            message = event.message
-            if not fence.admits(message.generation_id, current=generation):
-                continue
-            done.append(event)
-            partition = message.partition
-            last_of[partition] = event
+        for event, partition in admitted(events, done, last_of):
             stage = stage_claims.get(partition)
             if stage is None:
                 stage = stage_claims[partition] = ClaimsStage(core, s.topic_touchpoints)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from pipeline.core.timefmt import format_ms
-from tests.conftest import ClickHouseUrls
-from tests.integration.stream_util import (
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     Worker,
     assert_metrics_equal,
     count,
