@@ -456,9 +456,7 @@ class DropDetector:
             return
         self._add_range(series, t, target, series.cur, 1.0)
         self._move_range(series, t - w, target - w)
-        last = self._add_range(series, t - w - b, target - w - b, series.base, -1.0)
-        if last is not None:
-            self._forget_before(series, last + width)
+        self._leave_range(series, t - w - b, target - w - b)
 
     def _add_range(self, series: Series, start: int, end: int, into: Vector, sign: float
                    ) -> int | None:
@@ -501,6 +499,48 @@ class DropDetector:
                 if v is not None:
                     move(cur, base, v)
             i += 1
+
+    def _leave_range(self, series: Series, start: int, end: int) -> None:
+        """The buckets held in [start, end) leave the baseline: subtracted from it, and every
+        start before the last one that left (+ width) forgotten. What `_add_range(...,
+        -1.0)` then `_forget_before(last + width)` do, in one pass where the starts are
+        regular: a bucket is popped where it is read, and the front moves past it."""
+        order = series.order
+        head = series.head
+        i = bisect_left(order, start, head)
+        if not series.plain or i != head:
+            # starts off the bucket boundaries, or older ones left before `start`: two passes
+            last = self._add_range(series, start, end, series.base, -1.0)
+            if last is not None:
+                self._forget_before(series, last + self.bucket_ms)
+            return
+        buckets = series.buckets
+        partials = series.partials
+        base = series.base
+        n = len(order)
+        while i < n:
+            s = order[i]
+            if s >= end:
+                break
+            v = buckets.pop(s, None)
+            if v is None:
+                # a start without its bucket (not seen so far): the rest in two passes, as
+                # before (the buckets before `i` left and were forgotten, and the next one to
+                # leave is after them)
+                series.head = i
+                last = self._add_range(series, start, end, base, -1.0)
+                if last is not None:
+                    self._forget_before(series, last + self.bucket_ms)
+                return
+            sub(base, v)
+            partials.pop(s, None)
+            i += 1
+        # A plain series holds only bucket-aligned starts, each with its bucket, so the next
+        # start is at least the last one left + width: every start before `i` is forgotten.
+        if i >= _COMPACT_AFTER and 2 * i >= n:
+            del order[:i]
+            i = 0
+        series.head = i
 
     @staticmethod
     def _forget_before(series: Series, start: int) -> None:
