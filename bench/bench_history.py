@@ -12,7 +12,8 @@ of event time, so 90 days hold 90x the events of 1 day) and the default core con
 - `core`: the engine as `peakend replay` drives it (`ExperienceEngine.process` per event, state
   gc policy), over events generated and parsed beforehand in chunks of 20,000 (generation and
   parsing not timed; the generated events are pickled into `--dir` by the first run of each
-  length and unpickled by the others: delete the files after changing the generator). This
+  length and unpickled by the others: delete the files after changing the generator, and a
+  `.lock` left by a run stopped while making its file). This
   is the part whose cost could grow with history.
   `--gc` runs it under other collector policies too (rows in turn), and each run reports the
   CPU time spent in the collector (gc.callbacks) and its collections by generation.
