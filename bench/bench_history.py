@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_history.py [--days 1,90] [--rate 0.25] [--repeat 3]
                                             [--short-runs 5] [--path core|replay|both]
-                                            [--dir /tmp/peakend-history]
+                                            [--dir /tmp/peakend-history] [--gc state,off,...]
 
 Issue 13 item 5: a replay or backfill must not slow down per event as history builds up (the
 drop detector keeps a week of minute buckets per series; it used to scan all of them at every
