@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_history.py [--days 1,90] [--rate 0.25] [--repeat 3]
                                             [--short-runs 5] [--path core|replay|both]
-                                            [--dir /tmp/peakend-history]
+                                            [--dir /tmp/peakend-history] [--gc state,off,...]
 
 Issue 13 item 5: a replay or backfill must not slow down per event as history builds up (the
 drop detector keeps a week of minute buckets per series; it used to scan all of them at every
@@ -11,7 +11,12 @@ of event time, so 90 days hold 90x the events of 1 day) and the default core con
 
 - `core`: the engine as `peakend replay` drives it (`ExperienceEngine.process` per event, state
   gc policy), over events generated and parsed beforehand in chunks of 20,000 (generation and
-  parsing not timed). This is the part whose cost could grow with history.
+  parsing not timed; the generated events are pickled into `--dir` by the first run of each
+  length and unpickled by the others: delete the files after changing the generator, and a
+  `.lock` left by a run stopped while making its file). This
+  is the part whose cost could grow with history.
+  `--gc` runs it under other collector policies too (rows in turn), and each run reports the
+  CPU time spent in the collector (gc.callbacks) and its collections by generation.
 - `replay`: the whole `peakend replay FILE --output DIR` command (JSON parsing, contract, core,
   output files) in a child process, on JSONL files generated once into `--dir` and reused.
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import platform
 import resource
 import statistics
@@ -35,12 +41,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
 
 START = "2026-01-01T00:00:00Z"
 SEED = 3
@@ -48,12 +57,142 @@ CHUNK = 20_000
 DAY_S = 86_400
 
 
+class GcPolicy:
+    """What a run does with the collector on top of the state policy (`tuned_gc`)."""
+
+    def begin(self) -> None:
+        pass
+
+    def step(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+class Thresholds(GcPolicy):
+    def __init__(self, young: int, middle: int, full: int) -> None:
+        self.thresholds = (young, middle, full)
+
+    def begin(self) -> None:
+        import gc
+
+        gc.set_threshold(*self.thresholds)
+
+
+class FreezeEvery(GcPolicy):
+    """`gc.freeze()` every `every` events: the state alive then is never walked again by a
+    middle or full collection."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.left = every
+
+    def step(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            import gc
+
+            gc.freeze()
+            self.left = self.every
+
+
+class Disabled(GcPolicy):
+    def begin(self) -> None:
+        import gc
+
+        gc.disable()
+
+    def end(self) -> None:
+        import gc
+
+        gc.enable()
+
+
+class YoungEvery(GcPolicy):
+    """Automatic collection off; a young collection every `every` events (and a middle one
+    every `middle` young ones). CPython triggers a young collection after `threshold`
+    allocations net of frees, and after months of history every event frees old state as it
+    allocates new, so young collections come rarely and walk a generation far larger than the
+    cache; counted in events, they come as often at 90 days as at 1."""
+
+    def __init__(self, every: int, middle: int = 50_000) -> None:
+        self.every = every
+        self.middle = middle
+        self.left = every
+        self.young = 0
+
+    def begin(self) -> None:
+        import gc
+
+        gc.disable()
+
+    def step(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            import gc
+
+            self.left = self.every
+            self.young += 1
+            gc.collect(1 if self.young % self.middle == 0 else 0)
+
+    def end(self) -> None:
+        import gc
+
+        gc.enable()
+
+
+GC_POLICIES: dict[str, GcPolicy] = {
+    "young100ev": YoungEvery(100),
+    "young500ev": YoungEvery(500),
+    "state": GcPolicy(),
+    "freeze20k": FreezeEvery(20_000),
+    "young150": Thresholds(150, 333_000, 100),
+    "young300": Thresholds(300, 166_000, 100),
+    "young10k": Thresholds(10_000, 50_000, 100),
+    "young100k": Thresholds(100_000, 50_000, 100),
+    "off": Disabled(),
+}
+
+
 def events_for(days: int, rate: float) -> int:
     return round(rate * days * DAY_S)
 
 
-def run_core(days: int, rate: float) -> dict[str, float]:
+class GcClock:
+    """CPU time spent in the cyclic collector while `timing` is set (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.timing = False
+        self.cpu_s = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if not self.timing:
+            return
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.cpu_s += time.process_time() - self._started
+            self.collections[info["generation"]] += 1
+
+
+def chunks(cache: Path) -> Iterator[list[dict[str, Any]]]:
+    """The generated events as dicts, `CHUNK` at a time (one pickle each; the parsed events
+    themselves do not survive pickling into the compiled build)."""
+    with cache.open("rb") as source:
+        while True:
+            try:
+                yield pickle.load(source)
+            except EOFError:
+                return
+
+
+def run_core(days: int, rate: float, gc_policy: str, folder: Path) -> dict[str, float]:
     """One measurement of the core path in this process."""
+    import gc
+
     from jobs.generate import GeneratorConfig, generate_events
     from pipeline.contract.parser import parse_dict
     from pipeline.core.config import DAY_MS
@@ -62,29 +201,56 @@ def run_core(days: int, rate: float) -> dict[str, float]:
     from pipeline.core.timefmt import parse_ms
 
     n = events_for(days, rate)
-    config = GeneratorConfig(events=n, seed=SEED, start_ms=parse_ms(START), span_ms=days * DAY_MS)
-    source = generate_events(config)
+    cache = folder / f"events-{days}d-{n}-seed{SEED}-dicts.pickle"
+    lock = cache.with_suffix(".lock")
+    try:
+        # one process makes the file; another bench (the same lengths from another tree, run
+        # at the same time) waits for it
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        while not cache.exists():
+            time.sleep(1.0)
+    if not cache.exists():
+        config = GeneratorConfig(events=n, seed=SEED, start_ms=parse_ms(START),
+                                 span_ms=days * DAY_MS)
+        source = generate_events(config)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        with partial.open("wb") as out:
+            while chunk := list(islice(source, CHUNK)):
+                pickle.dump(chunk, out, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.rename(cache)
     engine = ExperienceEngine()
     cpu = 0.0
     done = alerts = metrics = 0
+    clock = GcClock()
+    gc.callbacks.append(clock)
+    policy = GC_POLICIES[gc_policy]
     with tuned_gc(STATE_THRESHOLDS):
-        while True:
-            chunk = [parse_dict(e) for e in islice(source, CHUNK)]
-            if not chunk:
-                break
+        policy.begin()
+        for dicts in chunks(cache):
+            chunk = [parse_dict(e) for e in dicts]
             started = time.process_time()
+            clock.timing = True
             for event in chunk:
                 emitted, _ = engine.process(event, 0)
                 alerts += len(emitted.alerts)
                 metrics += len(emitted.metrics)
+                policy.step()
+            clock.timing = False
             cpu += time.process_time() - started
             done += len(chunk)
         started = time.process_time()
+        clock.timing = True
         emitted = engine.finish()
+        clock.timing = False
         cpu += time.process_time() - started
         alerts += len(emitted.alerts)
         metrics += len(emitted.metrics)
-    return {"events": done, "cpu_s": cpu, "alerts": alerts, "metric_records": metrics}
+        policy.end()
+    gc.callbacks.remove(clock)
+    return {"events": done, "cpu_s": cpu, "alerts": alerts, "metric_records": metrics,
+            "gc_cpu_s": clock.cpu_s, "gc_young": clock.collections[0],
+            "gc_middle": clock.collections[1], "gc_full": clock.collections[2]}
 
 
 def run_replay(days: int, rate: float, folder: Path) -> dict[str, float]:
@@ -107,10 +273,10 @@ def run_replay(days: int, rate: float, folder: Path) -> dict[str, float]:
     return {"events": n, "cpu_s": cpu, "alerts": alerts}
 
 
-def one(path: str, days: int, rate: float, folder: str) -> dict[str, float]:
+def one(path: str, days: int, rate: float, folder: str, gc_policy: str) -> dict[str, float]:
     """A single measurement in a fresh process (every row starts from the same heap)."""
     proc = subprocess.run([sys.executable, __file__, "--one", path, "--days", str(days),
-                           "--rate", str(rate), "--dir", folder],
+                           "--rate", str(rate), "--dir", folder, "--gc", gc_policy],
                           check=True, capture_output=True, text=True, cwd=ROOT)
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
@@ -152,11 +318,14 @@ def main() -> None:
     parser.add_argument("--path", choices=("core", "replay", "both"), default="core")
     parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "peakend-history"),
                         help="where the replay path keeps its generated JSONL files")
+    parser.add_argument("--gc", default="state",
+                        help="collector policies of the core path, comma-separated, each run "
+                             f"in turn ({', '.join(GC_POLICIES)}; default state)")
     parser.add_argument("--one", choices=("core", "replay"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         days = int(args.days)
-        result = (run_core(days, args.rate) if args.one == "core"
+        result = (run_core(days, args.rate, args.gc, Path(args.dir)) if args.one == "core"
                   else run_replay(days, args.rate, Path(args.dir)))
         print(json.dumps(result))
         return
@@ -173,30 +342,51 @@ def main() -> None:
           f"best and median of {args.repeat} rounds (shorter lengths {args.short_runs} runs "
           f"a round), each run in a fresh process")
     print(f"load at start: {load()}")
-    for path in paths:
-        # Interleaved (1 d, 90 d, 1 d, 90 d, ...): on a shared machine the load moves, and CPU
-        # time per event rises with it (caches), so both lengths should see the same loads.
-        per_event: dict[int, list[float]] = {days: [] for days in lengths}
-        for attempt in range(args.repeat):
-            runs = [days for days in lengths
-                    for _ in range(1 if days == longest else max(1, args.short_runs))]
-            for days in runs:
-                result = one(path, days, args.rate, args.dir)
-                per_event[days].append(result["cpu_s"] / result["events"] * 1e6)
-                print(f"  run {attempt + 1}: {path} {days} d {int(result['events']):,} events, "
-                      f"alerts {int(result['alerts'])}, "
-                      f"{per_event[days][-1]:.1f} us/event (load {load()})", flush=True)
+    policies = args.gc.split(",")
+    unknown = [name for name in policies if name not in GC_POLICIES]
+    if unknown:
+        parser.error(f"--gc: unknown policy {', '.join(unknown)} (known: {', '.join(GC_POLICIES)})")
+    rows = [(path, policy) for path in paths
+            for policy in (policies if path == "core" else ["replay's own"])]
+    # Interleaved (1 d, 90 d, 1 d, 90 d, ..., and the rows in turn within each): on a shared
+    # machine the load moves, and CPU time per event rises with it (caches), so every row and
+    # length should see the same loads.
+    per_event: dict[tuple[str, str, int], list[float]] = {
+        (path, policy, days): [] for path, policy in rows for days in lengths}
+    gc_per_event: dict[tuple[str, str, int], list[float]] = {key: [] for key in per_event}
+    for attempt in range(args.repeat):
+        runs = [days for days in lengths
+                for _ in range(1 if days == longest else max(1, args.short_runs))]
+        for days in runs:
+            for path, policy in rows:
+                result = one(path, days, args.rate, args.dir, policy if path == "core" else "")
+                key = (path, policy, days)
+                per_event[key].append(result["cpu_s"] / result["events"] * 1e6)
+                collector = ""
+                if "gc_cpu_s" in result:
+                    gc_per_event[key].append(result["gc_cpu_s"] / result["events"] * 1e6)
+                    collector = (f" (collector {gc_per_event[key][-1]:.1f}: "
+                                 f"{int(result['gc_young'])}/{int(result['gc_middle'])}/"
+                                 f"{int(result['gc_full'])} collections)")
+                print(f"  run {attempt + 1}: {path} gc {policy} {days} d "
+                      f"{int(result['events']):,} events, alerts {int(result['alerts'])}, "
+                      f"{per_event[key][-1]:.1f} us/event{collector} (load {load()})",
+                      flush=True)
+    for path, policy in rows:
         for days in lengths:
-            samples = per_event[days]
-            print(f"{path:6} {days:3d} d {events_for(days, args.rate):>9,} events  "
-                  f"CPU us/event min {min(samples):7.1f}  median {statistics.median(samples):7.1f}",
-                  flush=True)
+            key = (path, policy, days)
+            samples = per_event[key]
+            collector = (f"  collector median {statistics.median(gc_per_event[key]):5.1f}"
+                         if gc_per_event[key] else "")
+            print(f"{path:6} gc {policy:10} {days:3d} d {events_for(days, args.rate):>9,} events"
+                  f"  CPU us/event min {min(samples):7.1f}  median "
+                  f"{statistics.median(samples):7.1f}{collector}", flush=True)
         first = lengths[0]
         for days in lengths[1:]:
-            best = min(per_event[days]) / min(per_event[first])
-            middle = statistics.median(per_event[days]) / statistics.median(per_event[first])
-            print(f"{path:6} {days} d / {first} d per event: min {best:.2f}x, "
-                  f"median {middle:.2f}x")
+            short, long = per_event[(path, policy, first)], per_event[(path, policy, days)]
+            print(f"{path:6} gc {policy:10} {days} d / {first} d per event: "
+                  f"min {min(long) / min(short):.2f}x, "
+                  f"median {statistics.median(long) / statistics.median(short):.2f}x")
     print(f"load at end: {load()}")
 
 
