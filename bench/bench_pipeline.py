@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import importlib
 import io
 import json
 import os
@@ -60,7 +61,14 @@ from pipeline.settings import Settings  # noqa: E402
 from pipeline.storage.tables import rows  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
 from pipeline.stream import messages  # noqa: E402
-from pipeline.stream.lag import wait_caught_up  # noqa: E402
+
+# `bench/worker_ab.py` runs this file inside older versions too: the consumer-lag module was
+# `pipeline.stream.progress` before it was renamed
+try:
+    _lag = importlib.import_module("pipeline.stream.lag")
+except ModuleNotFoundError:
+    _lag = importlib.import_module("pipeline.stream.progress")
+wait_caught_up = _lag.wait_caught_up
 from pipeline.stream.partition import PartitionProcessor, coalesce  # noqa: E402
 from pipeline.stream.segments import SegmentStage  # noqa: E402
 from tests.support.stack import ClickHouseUrls  # noqa: E402

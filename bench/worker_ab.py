@@ -55,6 +55,8 @@ def export(rev: str, into: Path) -> str:
         described = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
                                    capture_output=True, text=True).stdout.strip()
     shutil.copy2(ROOT / "bench" / "bench_pipeline.py", into / "bench" / "bench_pipeline.py")
+    # and the stream-test support it imports (tests/support/ did not exist in older versions)
+    shutil.copytree(ROOT / "tests" / "support", into / "tests" / "support", dirs_exist_ok=True)
     if (ROOT / "build").is_dir():  # the compiled core, used where it matches the sources
         shutil.copytree(ROOT / "build", into / "build", dirs_exist_ok=True)
     return described
