@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from jobs.backfill.checkpoint import Checkpoint
 from jobs.backfill.options import BackfillOptions, Result
-from jobs.backfill.serial import Backfill, Tick
+from jobs.backfill.serial import Backfill, Tick, _column
 from jobs.backfill.writer import Pending, Writer
 from jobs.columns import clean_rows
 from jobs.parquet_schema import BatchDicts, event_batches
@@ -101,16 +101,14 @@ def linked_partitions(files: Sequence[str], batch_rows: int, backfill: Backfill
         first_of: dict[str, int] = {}  # event_id -> a partition holding a copy
         for name in files:
             for batch in event_batches(pq.ParquetFile(name), batch_rows):
-                mask = pc.is_in(batch.column(batch.schema.get_field_index("event_id")),
-                                value_set=repeated)
+                mask = pc.is_in(_column(batch, "event_id"), value_set=repeated)
                 picked = batch.filter(mask)
                 if not picked.num_rows:
                     continue
                 clean = clean_rows(picked, backfill.max_bytes)
-                key_of = backfill.builder.key({
-                    n: picked.column(picked.schema.get_field_index(n)).to_pylist()
-                    for n in ("journey_id", "customer_id")})
-                ids = picked.column(picked.schema.get_field_index("event_id")).to_pylist()
+                key_of = backfill.builder.key({n: _column(picked, n).to_pylist()
+                                               for n in ("journey_id", "customer_id")})
+                ids = _column(picked, "event_id").to_pylist()
                 dicts = BatchDicts(picked)
                 for i in range(picked.num_rows):
                     if clean[i]:
