@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import yaml
 
 from dashboards import grafana_json, panels_followups
+from pipeline.core.event import STAGES
+from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parent
 GRAFANA = ROOT / "grafana"
@@ -45,7 +47,9 @@ PROMETHEUS_UID = "peakend-prometheus"
 CH = {"type": "grafana-clickhouse-datasource", "uid": CLICKHOUSE_UID}
 PROM = {"type": "prometheus", "uid": PROMETHEUS_UID}
 SCHEMA_VERSION = 39
-MIN_N = 100  # PEAKEND_ALERT_MIN_N default: below this an interval is too wide to act on
+# PEAKEND_ALERT_MIN_N default (declared once, in pipeline/settings.py): below this an interval is
+# too wide to act on
+MIN_N = Settings.from_env({}).alert_min_n
 FOLDER = "peakend"
 READER_MAX_EXECUTION_S = 30  # peakend_reader's max_execution_time (scripts/clickhouse/users.xml.in)
 # clickhouse-go sends max_execution_time = the query's remaining time + 5 s (its context.go)
@@ -107,7 +111,7 @@ MIN_N_VAR = {
 }
 STAGE = {
     "name": "stage", "label": "End stage", "type": "custom",
-    "query": "pre_purchase,purchase,use,after_sales", "includeAll": True, "multi": True,
+    "query": ",".join(STAGES), "includeAll": True, "multi": True,
     "current": {"text": "All", "value": "$__all"},
 }
 

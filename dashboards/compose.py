@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from dashboards.build import dump_yaml
+from pipeline.settings import Settings
+from pipeline.stream.topics import topic_partitions
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docker-compose.yml"
@@ -39,8 +41,11 @@ WEBHOOK_IMAGE = "mendhak/http-https-echo:35"
 WEBHOOK_PORT = 9119  # scripts/prometheus/alertmanager.yml sends every alert to 127.0.0.1:9119
 KAFKA_DATA = "/var/lib/kafka/data"
 KAFKA_SASL_USER = "peakend"  # scripts/stack.sh SASL_USER
-TOPICS = {"cx.touchpoints": 12, "cx.dead-letters": 12, "cx.journeys": 12, "cx.metrics": 12,
-          "cx.alerts": 1}
+# The topics users produce to and read from, with the partitions the worker would create them
+# with (pipeline/stream/topics.py, declared once); the worker creates its internal ones itself.
+_DEFAULTS = Settings.from_env({})
+TOPICS = {name: n for name, n in topic_partitions(_DEFAULTS).items()
+          if not name.startswith(f"{_DEFAULTS.app_id}-")}
 
 PASSWORD = "${PEAKEND_CLICKHOUSE_%s_PASSWORD:?set PEAKEND_CLICKHOUSE_%s_PASSWORD}"
 

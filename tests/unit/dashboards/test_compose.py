@@ -18,6 +18,7 @@ import yaml
 from dashboards import build, compose
 from dashboards.docker import entrypoint
 from pipeline.settings import Settings
+from pipeline.stream.topics import followups_topic
 from pipeline.urls import parse_clickhouse_url
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -146,7 +147,7 @@ def test_same_ports_and_topics_as_the_native_stack() -> None:
     assert str(settings.metrics_port) in published
     topics = set(compose.TOPICS)
     assert {settings.topic_touchpoints, settings.topic_dead_letters, settings.topic_journeys,
-            settings.topic_metrics, settings.topic_alerts} == topics
+            settings.topic_metrics, settings.topic_alerts, followups_topic(settings)} == topics
     assert compose.TOPICS[settings.topic_touchpoints] == settings.partitions
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
 

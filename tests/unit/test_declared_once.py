@@ -1,0 +1,50 @@
+"""Rules declared in one place and read everywhere else (issue 19): where a value still has to be
+written twice (the core's config takes defaults of its own, so the pure core runs without the
+settings layer), these tests fail as soon as the two disagree."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from dashboards import build, compose
+from pipeline.core.config import CoreConfig
+from pipeline.core.event import STAGES
+from pipeline.settings import Settings
+from pipeline.stream.topics import topic_partitions
+
+
+def _differences(made: Any, core: Any, path: str) -> list[str]:
+    if dataclasses.is_dataclass(made):
+        return [d for f in dataclasses.fields(made)
+                for d in _differences(getattr(made, f.name), getattr(core, f.name),
+                                      f"{path}.{f.name}")]
+    return [] if made == core else [f"{path}: settings give {made!r}, the core {core!r}"]
+
+
+def test_the_settings_defaults_build_the_cores_own_defaults() -> None:
+    """`Settings().core_config()` and `CoreConfig()` are the same configuration, field by field:
+    a default changed on one side only (a window, a threshold, the lateness) fails here."""
+    assert _differences(Settings.from_env({}).core_config(), CoreConfig(), "core") == []
+
+
+@pytest.mark.parametrize("variable,value", [
+    ("PEAKEND_ALERT_MIN_N", "37"), ("PEAKEND_BUCKET_SECONDS", "120"),
+    ("PEAKEND_ALLOWED_LATENESS_SECONDS", "600"), ("PEAKEND_ALERT_P_VALUE", "0.05")])
+def test_a_setting_reaches_the_core(variable: str, value: str) -> None:
+    """The comparison above could pass with a setting that reaches nothing: each of these must
+    change the core's configuration."""
+    assert _differences(Settings.from_env({variable: value}).core_config(), CoreConfig(), "core")
+
+
+def test_dashboards_read_the_rules_they_show_from_the_pipeline() -> None:
+    defaults = Settings.from_env({})
+    assert build.MIN_N == defaults.alert_min_n == CoreConfig().drops.min_n
+    assert build.STAGE["query"].split(",") == list(STAGES)
+    public = {name: n for name, n in topic_partitions(defaults).items()
+              if not name.startswith(defaults.app_id)}
+    assert public == compose.TOPICS
+    assert set(public) >= {defaults.topic_touchpoints, defaults.topic_dead_letters,
+                           defaults.topic_journeys, defaults.topic_metrics, defaults.topic_alerts}
