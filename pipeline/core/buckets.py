@@ -18,10 +18,16 @@ from pipeline.core.config import WindowConfig
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.journeys import EndDelta, Retraction
 from pipeline.core.records import MetricRecord
-from pipeline.core.surveys import CesWindow, CsatWindow, NegativeEndWindow, NpsWindow
+from pipeline.core.surveys import (
+    WINDOW_TYPES,
+    CesWindow,
+    CsatWindow,
+    NegativeEndWindow,
+    NpsWindow,
+    SurveyWindow,
+)
 from pipeline.core.valence import survey_ces_on_7
 
-SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
 BucketKey = tuple[str, str, str, int]  # metric, segment_dim, segment_value, bucket_start
 _EVICT_EVERY_BUCKETS: Final = 15
 
@@ -57,32 +63,22 @@ def to_record(partial: Partial, bucket_ms: int, partition: int) -> MetricRecord:
     metric, dim, value, start = partial.key
     acc = partial.acc
     est = acc.result()
-    nps = acc if isinstance(acc, NpsWindow) else None
-    ces = acc if isinstance(acc, CesWindow) else None
-    share = acc if isinstance(acc, CsatWindow | NegativeEndWindow) else None
+    promoters, passives, detractors, total, total_sq, easy, hard, positives = acc.record_counts()
     return MetricRecord(
         metric=metric, segment_dim=dim, segment_value=value, window_start=start,
         window_end=start + bucket_ms, source_partition=partition, n=est.n, value=est.value,
-        ci_low=est.ci_low, ci_high=est.ci_high,
-        promoters=nps.promoters if nps else 0, passives=nps.passives if nps else 0,
-        detractors=nps.detractors if nps else 0,
-        total=ces.total if ces else 0.0, total_sq=ces.total_sq if ces else 0.0,
-        easy=ces.easy if ces else 0, hard=ces.hard if ces else 0,
-        positives=share.positives if share else 0, version=partial.version,
+        ci_low=est.ci_low, ci_high=est.ci_high, promoters=promoters, passives=passives,
+        detractors=detractors, total=total, total_sq=total_sq, easy=easy, hard=hard,
+        positives=positives, version=partial.version,
     )
 
 
 def window_of(record: MetricRecord) -> SurveyWindow:
     """The accumulator a metric record describes (its sufficient statistics)."""
-    if record.metric == "nps":
-        return NpsWindow(record.promoters, record.passives, record.detractors)
-    if record.metric == "ces":
-        return CesWindow(record.n, record.total, record.total_sq, record.easy, record.hard)
-    if record.metric == "csat":
-        return CsatWindow(record.n, record.positives)
-    if record.metric == "negative_end":
-        return NegativeEndWindow(record.n, record.positives)
-    raise ValueError(f"unknown metric {record.metric!r}")
+    kind = WINDOW_TYPES.get(record.metric)
+    if kind is None:
+        raise ValueError(f"unknown metric {record.metric!r}")
+    return kind.from_record(record)
 
 
 class SurveyBuckets:

@@ -43,7 +43,7 @@ from pipeline.core.metrics import (
 )
 from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.stats import z_test
-from pipeline.core.surveys import Estimate
+from pipeline.core.surveys import WINDOW_TYPES, Estimate
 from pipeline.core.timefmt import format_ms
 
 SeriesKey = tuple[str, str, str]  # metric, segment_dim, segment_value
@@ -773,10 +773,6 @@ class DropDetector:
 
 
 
-_METRIC_NAMES: Final = {"nps": "NPS", "ces": "CES", "csat": "CSAT satisfied share",
-                        "negative_end": "negative-end share"}
-
-
 def describe(alert: AlertRecord) -> str:
     """The plain sentence for a page, from the alert's evidence (issue 16, item 4): what moved,
     from where to where, over which span, on how many answers, and the p against the corrected
@@ -797,12 +793,13 @@ def describe(alert: AlertRecord) -> str:
     negative-end share on channel=phone rose from 0.2 to 0.31 over the last 25 h
     (n=146, p=0.00012, critical); resolved at 1970-01-01T05:00:00.000Z
     """
-    worse = "rose" if alert.metric == "negative_end" else "fell"
+    kind = WINDOW_TYPES.get(alert.metric)
+    worse = "rose" if kind is not None and kind.direction < 0 else "fell"
     hours = (alert.window_end - alert.window_start) / HOUR_MS
     span = f"{hours:g} h"
-    digits = 1 if alert.metric == "nps" else 2
+    digits = kind.digits if kind is not None else 2
     passed = "" if alert.threshold is None else f" < {alert.threshold:.2g}"
-    sentence = (f"{_METRIC_NAMES.get(alert.metric, alert.metric)} on {alert.segment_dim}="
+    sentence = (f"{kind.title if kind is not None else alert.metric} on {alert.segment_dim}="
                 f"{alert.segment_value} {worse} from {round(alert.baseline, digits):g} to "
                 f"{round(alert.value, digits):g} over the last {span} (n={alert.n}, "
                 f"p={alert.p_value:.2g}{passed}, {alert.severity})")

@@ -27,18 +27,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pipeline.core.buckets import Partial, SurveyWindow, to_record
+from pipeline.core.buckets import Partial, to_record
 from pipeline.core.records import MetricRecord
-from pipeline.core.surveys import CesWindow, CsatWindow, NegativeEndWindow, NpsWindow
+from pipeline.core.surveys import WINDOW_TYPES, NegativeEndWindow, SurveyWindow
 
 Answer = int | float
 EndContribution = tuple[int, bool]  # bucket_start, end valence < 0
 
-_WINDOWS: dict[str, type[NpsWindow | CesWindow | CsatWindow]] = {
-    "nps": NpsWindow,
-    "ces": CesWindow,
-    "csat": CsatWindow,
-}
 
 
 COPY_SEPARATOR: Final = "\x1f"
@@ -144,7 +139,7 @@ class SegmentTotals:
             for _, negative in sorted(self.end_buckets.get(bucket_start, {}).items()):
                 acc.update(negative)
             return acc
-        window = _WINDOWS[metric]()
+        window = WINDOW_TYPES[metric]()
         for _, answer in sorted(self.answers.get(metric, {}).get(bucket_start, {}).items()):
             window.update(answer)  # type: ignore[arg-type]
         return window

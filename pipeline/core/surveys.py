@@ -1,16 +1,26 @@
-"""Survey accumulators: NPS, CES, CSAT, negative-end share (docs/design.md 1, "Survey metrics").
+"""The metric kinds: NPS, CES, CSAT, negative-end share (docs/design.md 1, "Survey metrics").
 
-Each keeps sufficient statistics (counts and sums, exact in floating point because CES answers on
-the 1-7 scale are multiples of 0.5), so buckets merge into any window exactly, in any order.
+One class per kind owns everything about it: its sufficient statistics (counts and sums, exact
+in floating point because CES answers on the 1-7 scale are multiples of 0.5, so buckets merge
+into any window exactly, in any order), `update` / `revert` / `merge` (`+=`, river's model), its
+number-vector layout (`vector`, `from_vector`: what the drop detector adds and subtracts), its
+columns of a `MetricRecord` (`record_counts`, `from_record`), its interval (`result`) and its
+two-sample test (`compare`), and how it reads in an alert (`direction`, `title`, `digits`).
+`WINDOW_TYPES` maps a record's `metric` name to its class: the one place a name picks a kind.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Self
+from typing import ClassVar, Self
 
-from pipeline.core.stats import adjusted_wald_nps, t95, wilson
+from pipeline.core.records import MetricRecord
+from pipeline.core.stats import adjusted_wald_nps, t95, wilson, z_test
+
+# The count columns of a MetricRecord in their order: promoters, passives, detractors, total,
+# total_sq, easy, hard, positives (each kind fills its own, zeros elsewhere).
+RecordCounts = tuple[int, int, int, float, float, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +31,18 @@ class Estimate:
     value: float | None
     ci_low: float | None
     ci_high: float | None
+
+
+def _unpooled_test(current: NpsWindow | CesWindow, baseline: NpsWindow | CesWindow
+                   ) -> tuple[float, float]:
+    """(effect, two-sided p) of a z test on the per-answer variances of two samples (NPS's
+    trinomial variance, CES's sample variance: Welch's unpooled test)."""
+    v1, v2 = current.score(), baseline.score()
+    if v1 is None or v2 is None:
+        return 0.0, 1.0
+    effect = v1 - v2
+    return effect, z_test(effect, current.variance() / current.n
+                          + baseline.variance() / baseline.n)
 
 
 class NpsWindow:
@@ -35,7 +57,11 @@ class NpsWindow:
     """
 
     __slots__ = ("detractors", "passives", "promoters")
-    metric = "nps"
+    metric: ClassVar[str] = "nps"
+    size: ClassVar[int] = 3  # [promoters, passives, detractors]
+    direction: ClassVar[int] = 1  # +1: higher is better (a drop is bad)
+    title: ClassVar[str] = "NPS"  # how an alert names it
+    digits: ClassVar[int] = 1  # decimals an alert shows
 
     def __init__(self, promoters: int = 0, passives: int = 0, detractors: int = 0) -> None:
         self.promoters = promoters
@@ -66,6 +92,40 @@ class NpsWindow:
     def merge(self, other: Self) -> Self:
         return type(self)(self.promoters + other.promoters, self.passives + other.passives,
                           self.detractors + other.detractors)
+
+    def __iadd__(self, other: Self) -> Self:
+        self.promoters += other.promoters
+        self.passives += other.passives
+        self.detractors += other.detractors
+        return self
+
+    def vector(self) -> list[float]:
+        return [float(self.promoters), float(self.passives), float(self.detractors)]
+
+    @classmethod
+    def from_vector(cls, v: list[float]) -> Self:
+        return cls(int(v[0]), int(v[1]), int(v[2]))
+
+    @staticmethod
+    def count_of(v: list[float]) -> int:
+        """`from_vector(v).n` without building the window."""
+        return int(v[0] + v[1] + v[2])
+
+    @staticmethod
+    def vector_of(record: MetricRecord) -> list[float]:
+        """`from_record(record).vector()` without building the window."""
+        return [float(record.promoters), float(record.passives), float(record.detractors)]
+
+    @classmethod
+    def from_record(cls, record: MetricRecord) -> Self:
+        return cls(record.promoters, record.passives, record.detractors)
+
+    def record_counts(self) -> RecordCounts:
+        return (self.promoters, self.passives, self.detractors, 0.0, 0.0, 0, 0, 0)
+
+    def compare(self, baseline: NpsWindow) -> tuple[float, float]:
+        """(effect = this - baseline in points, two-sided p), on the trinomial variances."""
+        return _unpooled_test(self, baseline)
 
     def score(self) -> float | None:
         """NPS in points, 100 x (P - D) / n."""
@@ -103,7 +163,11 @@ class CesWindow:
     """
 
     __slots__ = ("easy", "hard", "n", "total", "total_sq")
-    metric = "ces"
+    metric: ClassVar[str] = "ces"
+    size: ClassVar[int] = 5  # [n, total, total_sq, easy, hard]
+    direction: ClassVar[int] = 1
+    title: ClassVar[str] = "CES"
+    digits: ClassVar[int] = 2
 
     def __init__(self, n: int = 0, total: float = 0.0, total_sq: float = 0.0, easy: int = 0,
                  hard: int = 0) -> None:
@@ -138,6 +202,41 @@ class CesWindow:
                           self.total_sq + other.total_sq, self.easy + other.easy,
                           self.hard + other.hard)
 
+    def __iadd__(self, other: Self) -> Self:
+        self.n += other.n
+        self.total += other.total
+        self.total_sq += other.total_sq
+        self.easy += other.easy
+        self.hard += other.hard
+        return self
+
+    def vector(self) -> list[float]:
+        return [float(self.n), self.total, self.total_sq, float(self.easy), float(self.hard)]
+
+    @classmethod
+    def from_vector(cls, v: list[float]) -> Self:
+        return cls(int(v[0]), v[1], v[2], int(v[3]), int(v[4]))
+
+    @staticmethod
+    def count_of(v: list[float]) -> int:
+        return int(v[0])
+
+    @staticmethod
+    def vector_of(record: MetricRecord) -> list[float]:
+        return [float(record.n), record.total, record.total_sq, float(record.easy),
+                float(record.hard)]
+
+    @classmethod
+    def from_record(cls, record: MetricRecord) -> Self:
+        return cls(record.n, record.total, record.total_sq, record.easy, record.hard)
+
+    def record_counts(self) -> RecordCounts:
+        return (0, 0, 0, self.total, self.total_sq, self.easy, self.hard, 0)
+
+    def compare(self, baseline: CesWindow) -> tuple[float, float]:
+        """(effect = this - baseline on the 1-7 scale, two-sided p): Welch's unpooled test."""
+        return _unpooled_test(self, baseline)
+
     def score(self) -> float | None:
         return self.total / self.n if self.n else None
 
@@ -169,7 +268,11 @@ class ShareWindow:
     """A share of yes answers with a Wilson interval; counts may take deltas (+1 / -1)."""
 
     __slots__ = ("n", "positives")
-    metric = "share"
+    metric: ClassVar[str] = "share"
+    size: ClassVar[int] = 2  # [n, positives]
+    direction: ClassVar[int] = 1
+    title: ClassVar[str] = "share"
+    digits: ClassVar[int] = 2
 
     def __init__(self, n: int = 0, positives: int = 0) -> None:
         self.n = n
@@ -187,6 +290,42 @@ class ShareWindow:
 
     def merge(self, other: Self) -> Self:
         return type(self)(self.n + other.n, self.positives + other.positives)
+
+    def __iadd__(self, other: Self) -> Self:
+        self.n += other.n
+        self.positives += other.positives
+        return self
+
+    def vector(self) -> list[float]:
+        return [float(self.n), float(self.positives)]
+
+    @classmethod
+    def from_vector(cls, v: list[float]) -> Self:
+        return cls(int(v[0]), int(v[1]))
+
+    @staticmethod
+    def count_of(v: list[float]) -> int:
+        return int(v[0])
+
+    @staticmethod
+    def vector_of(record: MetricRecord) -> list[float]:
+        return [float(record.n), float(record.positives)]
+
+    @classmethod
+    def from_record(cls, record: MetricRecord) -> Self:
+        return cls(record.n, record.positives)
+
+    def record_counts(self) -> RecordCounts:
+        return (0, 0, 0, 0.0, 0.0, 0, 0, self.positives)
+
+    def compare(self, baseline: ShareWindow) -> tuple[float, float]:
+        """(effect = this - baseline share, two-sided p): pooled two-proportion z test."""
+        v1, v2 = self.score(), baseline.score()
+        if v1 is None or v2 is None:
+            return 0.0, 1.0
+        n1, n2 = self.n, baseline.n
+        pooled = (self.positives + baseline.positives) / (n1 + n2)
+        return v1 - v2, z_test(v1 - v2, pooled * (1 - pooled) * (1 / n1 + 1 / n2))
 
     def score(self) -> float | None:
         return self.positives / self.n if self.n > 0 else None
@@ -213,7 +352,8 @@ class CsatWindow(ShareWindow):
     """
 
     __slots__ = ()
-    metric = "csat"
+    metric: ClassVar[str] = "csat"
+    title: ClassVar[str] = "CSAT satisfied share"
 
     def update(self, item: int | bool) -> None:
         self.n += 1
@@ -237,12 +377,11 @@ class NegativeEndWindow(ShareWindow):
     """
 
     __slots__ = ()
-    metric = "negative_end"
+    metric: ClassVar[str] = "negative_end"
+    direction: ClassVar[int] = -1
+    title: ClassVar[str] = "negative-end share"
 
 
-WINDOW_TYPES: dict[str, type[NpsWindow | CesWindow | CsatWindow | NegativeEndWindow]] = {
-    "nps": NpsWindow,
-    "ces": CesWindow,
-    "csat": CsatWindow,
-    "negative_end": NegativeEndWindow,
-}
+SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
+WINDOW_TYPES: dict[str, type[SurveyWindow]] = {
+    kind.metric: kind for kind in (NpsWindow, CesWindow, CsatWindow, NegativeEndWindow)}

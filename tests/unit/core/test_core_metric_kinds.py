@@ -1,0 +1,175 @@
+"""One class per metric kind (pipeline/core/surveys.py, issue 19 item 3): each owns its counts,
+merge (`+=`), retraction, vector layout, record columns, interval and two-sample test. River's
+model: `update` / `revert` undo each other, and partial accumulators of any split of the answers
+merge to the accumulator of all of them (the parallel-merge test)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.core import metrics
+from pipeline.core.buckets import Partial, to_record, window_of
+from pipeline.core.protocol import Accumulator
+from pipeline.core.surveys import (
+    WINDOW_TYPES,
+    CesWindow,
+    CsatWindow,
+    Estimate,
+    NegativeEndWindow,
+    NpsWindow,
+    SurveyWindow,
+)
+
+ANSWERS: dict[str, st.SearchStrategy[Any]] = {
+    "nps": st.integers(0, 10),
+    "ces": st.integers(2, 14).map(lambda x: x / 2),  # the 1-7 scale in halves
+    "csat": st.integers(1, 5),
+    "negative_end": st.booleans(),
+}
+# Every kind is an Accumulator of answers to an Estimate: mypy checks each against the protocol.
+KINDS: list[Accumulator[Any, Estimate]] = [NpsWindow(), CesWindow(), CsatWindow(),
+                                           NegativeEndWindow()]
+
+
+def fold(acc: Accumulator[Any, Estimate], answers: list[Any]) -> Accumulator[Any, Estimate]:
+    for answer in answers:
+        acc.update(answer)
+    return acc
+
+
+def counts(acc: SurveyWindow) -> list[float]:
+    return acc.vector()
+
+
+def test_the_registry_names_every_kind_by_its_records_metric() -> None:
+    assert [type(k) for k in KINDS] == list(WINDOW_TYPES.values())
+    assert all(kind.metric == name for name, kind in WINDOW_TYPES.items())
+    assert metrics.METRICS == ("nps", "ces", "csat", "negative_end")
+
+
+@pytest.mark.parametrize("metric", list(WINDOW_TYPES))
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_partial_accumulators_of_any_split_merge_to_the_whole(metric: str, data: Any) -> None:
+    kind = WINDOW_TYPES[metric]
+    answers = data.draw(st.lists(ANSWERS[metric], max_size=60))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(answers)), max_size=4)))
+    parts = [answers[a:b] for a, b in zip([0, *cuts], [*cuts, len(answers)], strict=True)]
+    whole = fold(kind(), answers)
+    merged = kind()
+    in_place = kind()
+    for part in parts:
+        acc = fold(kind(), part)
+        merged = merged.merge(acc)  # type: ignore[arg-type]
+        in_place += acc  # type: ignore[operator]
+    assert counts(merged) == counts(in_place) == counts(whole)  # type: ignore[arg-type]
+    assert merged.result() == whole.result()
+    # the order of the merges does not matter either
+    reverse = kind()
+    for part in reversed(parts):
+        reverse = fold(kind(), part).merge(reverse)  # type: ignore[arg-type]
+    assert counts(reverse) == counts(whole)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("metric", ["nps", "ces", "csat"])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_revert_takes_back_exactly_what_update_added(metric: str, data: Any) -> None:
+    kind = WINDOW_TYPES[metric]
+    kept = data.draw(st.lists(ANSWERS[metric], max_size=40))
+    withdrawn = data.draw(st.lists(ANSWERS[metric], max_size=20))
+    acc = fold(kind(), kept + withdrawn)
+    for answer in data.draw(st.permutations(withdrawn)):
+        acc.revert(answer)  # type: ignore[union-attr]
+    assert counts(acc) == counts(fold(kind(), kept))  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from([1, -1])), max_size=40))
+def test_negative_end_deltas_retract_a_counted_journey(deltas: list[tuple[bool, int]]) -> None:
+    acc = NegativeEndWindow()
+    for negative, sign in deltas:
+        acc.apply_delta(negative, sign)
+    for negative, sign in deltas:
+        acc.apply_delta(negative, -sign)
+    assert counts(acc) == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("metric", list(WINDOW_TYPES))
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_the_vector_and_the_record_columns_round_trip(metric: str, data: Any) -> None:
+    kind = WINDOW_TYPES[metric]
+    acc = fold(kind(), data.draw(st.lists(ANSWERS[metric], max_size=40)))
+    vector = acc.vector()  # type: ignore[attr-defined]
+    assert len(vector) == kind.size == metrics.SIZE[metric]
+    assert counts(kind.from_vector(vector)) == vector
+    assert kind.count_of(vector) == acc.result().n == metrics.count(metric, vector)
+    record = to_record(Partial(acc, (metric, "all", "all", 0), 3), 60_000, 2)  # type: ignore[arg-type]
+    assert record.metric == metric and record.version == 3 and record.n == acc.result().n
+    assert metrics.vector_of(record) == vector
+    assert counts(window_of(record)) == vector
+    # a kind writes only its own columns: the others stay zero
+    own = {"nps": {"promoters", "passives", "detractors"},
+           "ces": {"total", "total_sq", "easy", "hard"},
+           "csat": {"positives"}, "negative_end": {"positives"}}[metric]
+    for column in ("promoters", "passives", "detractors", "total", "total_sq", "easy", "hard",
+                   "positives"):
+        if column not in own:
+            assert getattr(record, column) == 0, column
+
+
+def _p(effect: float, variance: float) -> float:
+    """Two-sided normal p; without spread, certain (0) unless there is no effect (1)."""
+    if variance <= 0:
+        return 1.0 if effect == 0 else 0.0
+    return math.erfc(abs(effect) / math.sqrt(variance) / math.sqrt(2))
+
+
+def reference_test(metric: str, current: list[Any], baseline: list[Any]) -> tuple[float, float]:
+    """The two-sample tests written out from the raw answers (docs/alerts.md): NPS and CES
+    unpooled on per-answer variances, shares pooled."""
+    if metric == "nps":
+        def points(xs: list[int]) -> list[float]:
+            return [100.0 if x >= 9 else -100.0 if x <= 6 else 0.0 for x in xs]
+        a, b = points(current), points(baseline)
+        effect = statistics.fmean(a) - statistics.fmean(b)
+        return effect, _p(effect, statistics.pvariance(a) / len(a) + statistics.pvariance(b)
+                          / len(b))
+    if metric == "ces":
+        def var(xs: list[float]) -> float:
+            return statistics.variance(xs) if len(xs) > 1 else 0.0
+        effect = statistics.fmean(current) - statistics.fmean(baseline)
+        return effect, _p(effect, var(current) / len(current) + var(baseline) / len(baseline))
+    def yes(xs: list[Any]) -> int:
+        return sum(1 for x in xs if (x >= 4 if metric == "csat" else x))
+    n1, n2 = len(current), len(baseline)
+    effect = yes(current) / n1 - yes(baseline) / n2
+    pooled = (yes(current) + yes(baseline)) / (n1 + n2)
+    return effect, _p(effect, pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+
+
+@pytest.mark.parametrize("metric", list(WINDOW_TYPES))
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_each_kinds_two_sample_test_is_the_documented_one(metric: str, data: Any) -> None:
+    kind = WINDOW_TYPES[metric]
+    current = data.draw(st.lists(ANSWERS[metric], min_size=1, max_size=50))
+    baseline = data.draw(st.lists(ANSWERS[metric], min_size=1, max_size=50))
+    cur, base = fold(kind(), current), fold(kind(), baseline)
+    effect, p = cur.compare(base)  # type: ignore[attr-defined]
+    want_effect, want_p = reference_test(metric, current, baseline)
+    assert effect == pytest.approx(want_effect, abs=1e-9)
+    assert p == pytest.approx(want_p, abs=1e-9)
+    assert metrics.two_sample(metric, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
+
+
+def test_an_empty_sample_tests_to_no_effect() -> None:
+    for kind in WINDOW_TYPES.values():
+        assert kind().compare(fold(kind(), [])) == (0.0, 1.0)  # type: ignore[arg-type]
