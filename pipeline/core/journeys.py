@@ -376,7 +376,8 @@ class JourneyTracker:
                     return verdict
                 self._take_out(state, holder, eid)
                 replaced = True
-        # the entry (see moments.Entry), valence inlined from valence.moment_valence
+        # the entry (see moments.Entry), valence inlined from valence.moment_valence (the
+        # reference; tests/unit/core/test_core_valence_parity.py holds them equal)
         valence = event.valence
         if valence is None:
             survey = event.survey
