@@ -48,6 +48,9 @@ from bench.faults import (  # noqa: E402
     scrape,
     settle,
 )
+from pipeline.contract import Rejected, parse_event  # noqa: E402
+from pipeline.core.partitioner import partition_for  # noqa: E402
+from pipeline.storage.tables import rows  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
 from pipeline.stream.lag import wait_caught_up  # noqa: E402
 from pipeline.stream.topics import ensure_topics  # noqa: E402
@@ -55,7 +58,12 @@ from tests.support.stack import ClickHouseUrls  # noqa: E402
 from tests.support.stream import (  # noqa: E402
     StreamSetup,
     Worker,
+    journeys_in_clickhouse,
+    journeys_of_replay,
+    metrics_in_clickhouse,
+    metrics_of_replay,
     produce_lines,
+    replay_records,
     stream_setup,
 )
 
@@ -153,6 +161,86 @@ def replicas_in_sync(setup: StreamSetup, stack: ClusterStack, timeout: float) ->
                 return time.monotonic() - started
         time.sleep(1)
     raise TimeoutError(f"replicas of {setup.database} not in sync after {timeout:.0f} s")
+
+
+# -- what differs, when a measure is not exact -------------------------------------------------
+
+JOURNEY_FIELDS_SHOWN = ("status", "close_reason", "events", "moments", "end_event_id",
+                        "version")
+
+
+def explain_differences(setup: StreamSetup, lines: list[bytes], limit: int = 15
+                        ) -> dict[str, Any]:
+    """Which journeys and metric partials differ from replay, on which journey partition,
+    and what each side holds: the journeys' events sent, stored in touchpoint_events, and the
+    fields of both versions; the metric buckets (partials summed, as `measure` compares them)
+    that differ. Written beside a failed run's logs so that a failure explains itself
+    (docs/reliability.md, issue 20)."""
+    settings = setup.settings()
+    replay = replay_records(lines, setup.partitions, settings)
+    got, want = journeys_in_clickhouse(setup), journeys_of_replay(replay)
+    columns = rows("journeys", [])[0]
+    shown = [columns.index(name) for name in JOURNEY_FIELDS_SHOWN]
+    sent: dict[str, list[str]] = {}  # journey key -> event ids, in input order
+    for line in lines:
+        with contextlib.suppress(Rejected):
+            event = parse_event(line, max_bytes=settings.max_event_bytes)
+            sent.setdefault(event.journey_key, []).append(event.event_id)
+    wh = setup.warehouse()
+    try:
+        stored: dict[str, int] = {}  # journey key -> events stored
+        for journey_id, customer_id, n in wh.query(
+                "SELECT journey_id, customer_id, count() FROM touchpoint_events FINAL "
+                "GROUP BY journey_id, customer_id"):
+            key = str(journey_id or customer_id)
+            stored[key] = stored.get(key, 0) + int(n)
+    finally:
+        wh.close()
+
+    def side(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+        return None if row is None else {
+            name: row[i] for name, i in zip(JOURNEY_FIELDS_SHOWN, shown, strict=True)}
+
+    keyed_by, customer = columns.index("keyed_by"), columns.index("customer_id")
+
+    def journey_key(journey: str) -> str:
+        """The Kafka key of a journey: its id when the producer gave one, else its customer."""
+        row = got.get(journey) or want[journey]
+        return journey if row[keyed_by] == "journey_id" else str(row[customer])
+
+    kinds = {"only_replay": sorted(want.keys() - got.keys()),
+             "only_clickhouse": sorted(got.keys() - want.keys()),
+             "differ": sorted(k for k in got.keys() & want.keys() if got[k] != want[k])}
+    by_partition: dict[str, dict[int, int]] = {}
+    journeys: list[dict[str, Any]] = []
+    for kind, keys in kinds.items():
+        counts = by_partition.setdefault(kind, {})
+        for journey in keys:
+            key = journey_key(journey)
+            partition = partition_for(key, setup.partitions)
+            counts[partition] = counts.get(partition, 0) + 1
+            if len(journeys) < limit * len(kinds) and sum(
+                    1 for j in journeys if j["kind"] == kind) < limit:
+                journeys.append({
+                    "kind": kind, "journey": journey, "key": key, "partition": partition,
+                    "key_events_sent": len(sent.get(key, [])),
+                    "key_events_stored": stored.get(key, 0),
+                    "clickhouse": side(got.get(journey)), "replay": side(want.get(journey)),
+                    "fields_differing": [
+                        c for i, c in enumerate(columns) if journey in got and journey in want
+                        and got[journey][i] != want[journey][i]]})
+    got_m, want_m = metrics_in_clickhouse(setup), metrics_of_replay(replay)
+    bucket_kinds = {
+        "only_replay": sorted(want_m.keys() - got_m.keys()),
+        "only_clickhouse": sorted(got_m.keys() - want_m.keys()),
+        "differ": sorted(k for k in got_m.keys() & want_m.keys() if any(
+            abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in zip(got_m[k], want_m[k],
+                                                                  strict=True)))}
+    return {"journeys_by_partition": by_partition, "journeys": journeys,
+            "buckets": {kind: {"count": len(keys), "examples": [
+                {"key": k, "n_clickhouse": got_m[k][0] if k in got_m else None,
+                 "n_replay": want_m[k][0] if k in want_m else None} for k in keys[:5]]}
+                for kind, keys in bucket_kinds.items()}}
 
 
 # -- faults ------------------------------------------------------------------------------------
@@ -375,7 +463,12 @@ def faults_while_producing(stack: ClusterStack, tmp: Path, faults: Sequence[str]
         first = measure(setup, lines, result)
         other = measure(on_replica(setup, stack, last), lines,
                         FaultResult(result.fault + f" (read on server {last})", sent))
-        # kept beside the run's logs: a passing test prints nothing
+        result.detail["database"] = setup.database
+        if first.lost or first.duplicates:
+            # which journeys and partitions, and what both sides hold: a failure explains itself
+            result.detail["explained"] = explain_differences(setup, lines)
+        # kept beside the run's logs (a passing test prints nothing); `keep_run` copies them
+        # out of pytest's temporary directory when a test fails
         (tmp / "fault-results.json").write_text(json.dumps([asdict(first), asdict(other)],
                                                            default=str, indent=1))
         return first, other

@@ -13,10 +13,12 @@ partition leader's broker stopped, ZooKeeper stopped for 30 s, one of two worker
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +148,33 @@ def test_stream_on_the_cluster_equals_replay_through_distributed_tables_and_view
         assert sum(parts) == count(setup, f"SELECT count() FROM {table}"), (table, parts)
 
 
+# A failed fault stream's files (fault-results.json with the differing journeys explained, the
+# workers' logs, the input) outlive pytest's temporary directories (it keeps the last three)
+# and the cluster's wipe at the end of the module.
+KEPT = ROOT / ".stack" / "cluster-failures"
+
+
+def kept_on_failure(tmp_path: Path, run: Callable[[], None]) -> None:
+    """`run`; when it fails, its directory (but the RocksDB state) is copied to KEPT first."""
+    try:
+        run()
+    except BaseException as exc:
+        kept = KEPT / f"{tmp_path.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        shutil.copytree(tmp_path, kept, ignore=shutil.ignore_patterns("state-*"))
+        exc.add_note(f"the run's files (fault-results.json, worker logs, input) are kept in "
+                     f"{kept}")
+        raise
+
+
+def differing(result: FaultResult) -> object:
+    """The differing journeys by partition (what a failure shows first), else the detail."""
+    explained = result.detail.get("explained")
+    return explained["journeys_by_partition"] if explained else result.detail
+
+
 def exact(result: FaultResult) -> None:
-    assert (result.lost, result.duplicates) == (0, 0), (result.row(), result.detail)
+    assert (result.lost, result.duplicates) == (0, 0), (
+        result.row(), differing(result), result.detail)
     assert result.in_clickhouse == result.valid, result.row()
     assert result.dead_letters == result.dead_letters_expected, result.row()
 
@@ -161,19 +188,26 @@ def exact_through(results: tuple[FaultResult, FaultResult]) -> None:
 
 def test_broker_sigkill_and_replica_stop_while_input_arrives_lose_nothing(
         cluster: ClusterStack, tmp_path: Path) -> None:
-    results = faults_while_producing(cluster, tmp_path, ["broker-kill", "replica-stop"],
-                                     rate=40, down_s=20, timeout=600)
-    exact_through(results)  # the stopped replica caught up from the other of its shard
+    def run() -> None:
+        results = faults_while_producing(cluster, tmp_path, ["broker-kill", "replica-stop"],
+                                         rate=40, down_s=20, timeout=600)
+        exact_through(results)  # the stopped replica caught up from the other of its shard
+
+    kept_on_failure(tmp_path, run)
 
 
 def test_leader_stop_zookeeper_stop_and_worker_kill_while_input_arrives_lose_nothing(
         cluster: ClusterStack, tmp_path: Path) -> None:
-    results = faults_while_producing(cluster, tmp_path,
-                                     ["leader-stop", "zookeeper", "worker-kill"],
-                                     rate=40, down_s=20, zookeeper_s=30, timeout=600)
-    exact_through(results)
-    d = results[0].detail
-    assert d["leader_moved_to"] is not None, results[0].notes
-    # without ZooKeeper the replicas keep serving reads; inserts resume after its restart
-    assert d["zookeeper_reads_ok"] > 0 and d["zookeeper_reads_failed"] == 0, results[0].notes
-    assert d["inserts_resumed_after_s"] is not None, results[0].notes
+    def run() -> None:
+        results = faults_while_producing(cluster, tmp_path,
+                                         ["leader-stop", "zookeeper", "worker-kill"],
+                                         rate=40, down_s=20, zookeeper_s=30, timeout=600)
+        exact_through(results)
+        d = results[0].detail
+        assert d["leader_moved_to"] is not None, results[0].notes
+        # without ZooKeeper the replicas keep serving reads; inserts resume after its restart
+        assert d["zookeeper_reads_ok"] > 0 and d["zookeeper_reads_failed"] == 0, (
+            results[0].notes)
+        assert d["inserts_resumed_after_s"] is not None, results[0].notes
+
+    kept_on_failure(tmp_path, run)
