@@ -378,7 +378,7 @@ def create_app(
             # and re-send every journey's current output (it may have died with a crash).
             proc = stage_one[partition] = PartitionProcessor(partition, core, rules)
             held = [(k, v) for k, v in journey_state.items() if v.get("p") == partition]
-            restored = proc.load(
+            restored = proc.restore_keys(
                 ((k, v["s"]) for k, v in held), max((v.get("w", NEVER) for _, v in held),
                                                    default=NEVER)
             )
@@ -538,7 +538,7 @@ def create_app(
             stage = stage_two.get(partition)
             if stage is None:
                 stage = stage_two[partition] = SegmentStage(core, sources=s.partitions)
-                stage.load(
+                stage.restore_keys(
                     (k, v["s"]) for k, v in segment_state.items() if v.get("p") == partition
                 )
             out = stage.apply(orjson.loads(event.value))
@@ -580,7 +580,7 @@ def create_app(
                 stage = stage_followups[partition] = FollowupStage(followup_rules,
                                                                    followup_horizon)
                 held = [(k, v) for k, v in followup_state.items() if v.get("p") == partition]
-                outbox.add_cases(stage.load(((k, v["s"]) for k, v in held),
+                outbox.add_cases(stage.restore_keys(((k, v["s"]) for k, v in held),
                                             max((v.get("w", NEVER) for _, v in held),
                                                 default=NEVER)))
             outbox.add_cases(stage.apply(inputs))
@@ -608,7 +608,7 @@ def create_app(
             stage = stage_claims.get(partition)
             if stage is None:
                 stage = stage_claims[partition] = ClaimsStage(core, s.topic_touchpoints)
-                stage.load((k, v["s"]) for k, v in claim_state.items()
+                stage.restore_keys((k, v["s"]) for k, v in claim_state.items()
                            if v.get("p") == partition)
             out = stage.apply(orjson.loads(event.value)["c"])
             for target, items in out.withdrawals.items():

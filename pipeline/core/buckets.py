@@ -4,14 +4,16 @@
 answers and negative-end deltas of one source partition into buckets keyed by
 (metric, segment_dim, segment_value, bucket_start); `flush()` returns a `MetricRecord` for every
 partial that changed since the last flush. A `MetricRecord` holds the partial's sufficient
-statistics and version, so it doubles as its state: `load_record` rebuilds a partial from one.
+statistics and version, so it doubles as its state: `snapshot_key` stores a partial as its
+record (and whether it awaits a flush), `restore_key` rebuilds it; `snapshot()` / `resume=` do all
+of them (the state contract, `pipeline.core.protocol`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from heapq import heappop, heappush
-from typing import Final
+from typing import Any, Final
 
 from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import WindowConfig
@@ -84,7 +86,10 @@ def window_of(record: MetricRecord) -> SurveyWindow:
 class SurveyBuckets:
     """Partial metric buckets of one source partition (stage one of the aggregation)."""
 
-    def __init__(self, config: WindowConfig | None = None, partition: int = 0) -> None:
+    def __init__(self, config: WindowConfig | None = None, partition: int = 0, *,
+                 resume: dict[str, Any] | None = None) -> None:
+        """`resume`: a `snapshot()` to continue from (the partition is configuration: pass
+        the same one)."""
         self.config = config or WindowConfig()
         self.partition = partition
         self._width = self.config.bucket_ms
@@ -98,6 +103,12 @@ class SurveyBuckets:
         self.final_before_ms = NEVER_MS
         self._scanned_before_ms = NEVER_MS
         self._dirty: list[Partial] = []  # changed since the last flush, each once
+        if resume is not None:
+            for raw in resume["partials"]:
+                record = MetricRecord.from_dict(raw["record"])
+                self.restore_key(record_key(record), raw)
+            self.final_before_ms = int(resume["final_before_ms"])
+            self._scanned_before_ms = int(resume["scanned_before_ms"])
 
     def _partial(self, key: BucketKey, window: type[SurveyWindow]) -> Partial:
         """The partial of `key` (made empty if new), counted as changed."""
@@ -217,12 +228,39 @@ class SurveyBuckets:
         else:
             keys.append(key)
 
-    def load_record(self, record: MetricRecord) -> None:
-        """Restore one partial from its last emitted record (e.g. after a restart)."""
-        key = (record.metric, record.segment_dim, record.segment_value, record.window_start)
-        if key not in self._partials:
-            self._index(key)
-        self._partials[key] = Partial(window_of(record), key, record.version)
+    def snapshot_key(self, key: BucketKey) -> dict[str, Any] | None:
+        """One partial as JSON-able data: its record (`MetricRecord.to_dict`) and whether it
+        awaits a flush; None when not held."""
+        partial = self._partials.get(key)
+        if partial is None:
+            return None
+        return {"record": to_record(partial, self._width, self.partition).to_dict(),
+                "dirty": partial.dirty}
+
+    def restore_key(self, key: BucketKey, state: dict[str, Any] | None) -> None:
+        """Replace one partial by `state` (from `snapshot_key`; None removes it). A state
+        without "dirty" is a record as emitted: already flushed."""
+        held = self._partials.pop(key, None)
+        if held is not None:
+            self._by_start[key[3]].remove(key)
+            if held.dirty:
+                self._dirty.remove(held)
+        if state is None:
+            return
+        record = MetricRecord.from_dict(state["record"])
+        if record_key(record) != key:
+            raise ValueError(f"partial state of {record_key(record)} restored under {key}")
+        self._index(key)
+        partial = self._partials[key] = Partial(window_of(record), key, record.version)
+        if state.get("dirty"):
+            partial.dirty = True
+            self._dirty.append(partial)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every partial held (`snapshot_key`) and the eviction horizon."""
+        return {"partials": [self.snapshot_key(k) for k in sorted(self._partials)],
+                "final_before_ms": self.final_before_ms,
+                "scanned_before_ms": self._scanned_before_ms}
 
     def records(self) -> list[MetricRecord]:
         """Records of every partial held (for a full dump)."""
@@ -231,6 +269,11 @@ class SurveyBuckets:
 
     def __len__(self) -> int:
         return len(self._partials)
+
+
+def record_key(record: MetricRecord) -> BucketKey:
+    """The partial a metric record describes."""
+    return (record.metric, record.segment_dim, record.segment_value, record.window_start)
 
 
 def _key_of(partial: Partial) -> BucketKey:

@@ -28,7 +28,7 @@ Withdrawal(event_id='e1', key='j-a', partition=0, digest=700, loser_is_new=False
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pipeline.core.clock import NEVER_MS
 
@@ -64,10 +64,14 @@ def beats(digest: int, key: str, other_digest: int, other_key: str) -> bool:
 class EventClaims:
     """The winning copy of each event_id seen within the lateness horizon."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resume: dict[str, Any] | None = None) -> None:
+        """`resume`: a `snapshot()` to continue from."""
         self._claims: dict[str, Claim] = {}
         self._expiry: list[tuple[int, str]] = []  # (at_ms, event_id), forgotten in time order
         self.changed = False  # whether the last `claim` changed what is held (state to write)
+        if resume is not None:
+            for event_id, state in resume["claims"].items():
+                self.restore_key(event_id, state)
 
     def __len__(self) -> int:
         return len(self._claims)
@@ -105,10 +109,27 @@ class EventClaims:
             self.changed = False
         return Withdrawal(event_id, key, partition, digest, True, held.key)
 
-    def load(self, event_id: str, claim: Claim) -> None:
-        """Restore one claim (the stream's state table)."""
-        self._claims[event_id] = claim
+    def snapshot_key(self, event_id: str) -> list[Any] | None:
+        """The claim held for `event_id` as [digest, key, partition, at_ms], or None."""
+        held = self._claims.get(event_id)
+        return None if held is None else list(held)
+
+    def restore_key(self, event_id: str, state: list[Any] | None) -> None:
+        """Replace the claim of `event_id` by `state` (from `snapshot_key`; None removes it).
+        A removed claim's expiry entry stays in the heap: `forget_before` skips entries whose
+        claim is gone or moved on."""
+        if state is None:
+            self._claims.pop(event_id, None)
+            return
+        claim = self._claims[event_id] = Claim(int(state[0]), str(state[1]), int(state[2]),
+                                               int(state[3]))
         heappush(self._expiry, (claim.at_ms, event_id))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every claim held (`snapshot_key`), by event_id (the state contract,
+        `pipeline.core.protocol`)."""
+        return {"claims": {event_id: list(claim)
+                           for event_id, claim in sorted(self._claims.items())}}
 
     def forget_before(self, before_ms: int) -> list[str]:
         """Forget the claims of events before `before_ms`; returns their event ids."""

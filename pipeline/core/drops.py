@@ -67,13 +67,14 @@ class _Alert:
         self.reference = reference
         self.level = level
 
-    def to_state(self) -> list[Any]:
-        return [self.record.to_dict(), self.cleared_since, self.clear_count, self.reference,
-                self.level]
+    def snapshot(self) -> list[Any]:
+        return [self.record.to_dict(), self.cleared_since, self.clear_count,
+                None if self.reference is None else list(self.reference), self.level]
 
     @classmethod
-    def from_state(cls, state: list[Any]) -> _Alert:
-        """Also reads the two-item state written before issue 16 (record, cleared_since)."""
+    def from_snapshot(cls, state: list[Any]) -> _Alert:
+        """A part, rebuilt by its owner (`Series.from_snapshot`). Also reads the two-item
+        state written before issue 16 (record, cleared_since)."""
         record = AlertRecord.from_dict(state[0])
         if not record.message:  # written before the sentence was part of the record
             record = record._replace(message=describe(record))
@@ -184,25 +185,26 @@ class Series:
         # by the first partial that breaks it; such a series is stepped at every boundary.
         self.plain = True
 
-    def to_state(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         return {
             "key": list(self.key),
             "cursor": self.cursor,
             "since": self.since,
-            "buckets": [[s, v] for s, v in sorted(self.buckets.items())],
-            "partials": [[s, p, ver, v] for s, parts in sorted(self.partials.items())
+            "buckets": [[s, list(v)] for s, v in sorted(self.buckets.items())],
+            "partials": [[s, p, ver, list(v)] for s, parts in sorted(self.partials.items())
                          for p, (ver, v) in sorted(parts.items())],
-            "cur": self.cur,
-            "base": self.base,
+            "cur": list(self.cur),
+            "base": list(self.base),
             "cusum": self.cusum,
             "cusum_since": self.cusum_since,
             "cusum_up": self.cusum_up,
             "ref": None if self.ref is None else list(self.ref),
-            "alerts": {rule: a.to_state() for rule, a in sorted(self.alerts.items())},
+            "alerts": {rule: a.snapshot() for rule, a in sorted(self.alerts.items())},
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Series:
+    def from_snapshot(cls, state: dict[str, Any]) -> Series:
+        """A part, rebuilt by its owner (`DropDetector.restore_key`)."""
         metric, dim, value = state["key"]
         series = cls((metric, dim, value), int(state["cursor"]))
         series.since = int(state["since"])
@@ -219,7 +221,7 @@ class Series:
         ref = state["ref"]
         series.ref = None if ref is None else (float(ref[0]), float(ref[1]), int(ref[2]))
         for rule, alert_state in state["alerts"].items():
-            series.alerts[rule] = _Alert.from_state(alert_state)
+            series.alerts[rule] = _Alert.from_snapshot(alert_state)
         return series
 
 
@@ -250,7 +252,9 @@ class DropDetector:
     """Merged windows and drop alerts for every series (see the module docstring)."""
 
     def __init__(self, config: DropConfig | None = None, bucket_ms: int = 60_000,
-                 rolling_ms: tuple[int, ...] = (HOUR_MS, DAY_MS, 7 * DAY_MS)) -> None:
+                 rolling_ms: tuple[int, ...] = (HOUR_MS, DAY_MS, 7 * DAY_MS), *,
+                 resume: dict[str, Any] | None = None) -> None:
+        """`resume`: a `snapshot()` to continue from."""
         self.config = c = config or DropConfig()
         self.rolling_ms = rolling_ms
         if (c.window_ms % bucket_ms or c.baseline_ms % bucket_ms or HOUR_MS % bucket_ms
@@ -269,6 +273,12 @@ class DropDetector:
         # behind and is brought up (`_sync`) when a partial, a query or a dump needs it.
         self._watermark = NEVER_MS
         self._calendar: list[tuple[int, SeriesKey]] = []
+        if resume is not None:
+            for raw in resume["series"]:
+                key = _series_key(raw["key"])
+                self.restore_key(key, raw)
+            self._watermark = int(resume["watermark"])
+            self._dirty = {_series_key(k) for k in resume["dirty"]}
 
     # -- input --------------------------------------------------------------------------------
 
@@ -753,24 +763,42 @@ class DropDetector:
         out, self._dirty = self._dirty, set()
         return out
 
-    def dump_series(self, key: SeriesKey) -> dict[str, Any] | None:
+    def snapshot_key(self, key: SeriesKey) -> dict[str, Any] | None:
+        """One series as JSON-able data (brought up to the watermark first), or None."""
         series = self._series.get(key)
         if series is None:
             return None
         self._sync(series)
-        return series.to_state()
+        return series.snapshot()
 
-    def load_series(self, key: SeriesKey, state: dict[str, Any] | None) -> None:
+    def restore_key(self, key: SeriesKey, state: dict[str, Any] | None) -> None:
+        """Replace one series by `state` (from `snapshot_key`; None removes it)."""
         if state is None:
             self._series.pop(key, None)
         else:
-            series = self._series[key] = Series.from_state(state)
+            series = self._series[key] = Series.from_snapshot(state)
             series.plain = all(s % self.bucket_ms == 0 and min(v) >= 0.0
                                for s, parts in series.partials.items()
                                for _, v in parts.values())
             series.due = NEVER_MS  # a restored cursor may lag: evaluate on the next call
             heappush(self._calendar, (NEVER_MS, key))
 
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole detector (the state contract, `pipeline.core.protocol`): every series
+        (`snapshot_key`), the watermark advanced to and the series changed since the last
+        `drain_dirty`. `DropDetector(config, bucket_ms, rolling_ms, resume=...)` continues
+        from it."""
+        series = [self.snapshot_key(key) for key in sorted(self._series)]
+        # after `snapshot_key` brought the series up: those it moved count as changed, as
+        # `drain_dirty` (which brings every series up first) would report them
+        return {"series": series, "watermark": self._watermark,
+                "dirty": [list(key) for key in sorted(self._dirty)]}
+
+
+def _series_key(raw: list[str]) -> SeriesKey:
+    metric, dim, value = raw
+    return (str(metric), str(dim), str(value))
 
 
 def describe(alert: AlertRecord) -> str:

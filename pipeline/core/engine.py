@@ -16,6 +16,7 @@ the merged buckets at that point, whatever the wall clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.claims import EventClaims, Withdrawal, claims_horizon
@@ -64,8 +65,10 @@ class Emitted:
 class ExperienceEngine:
     """Journeys, survey buckets, negative-end and drop detection over partitioned input."""
 
-    def __init__(self, config: CoreConfig | None = None, rules: ScoringRules | None = None
-                 ) -> None:
+    def __init__(self, config: CoreConfig | None = None, rules: ScoringRules | None = None, *,
+                 resume: dict[str, Any] | None = None) -> None:
+        """`resume`: a `snapshot()` to continue from (the same config and rules: they are not
+        part of it)."""
         self.config = config or CoreConfig()
         self.rules = rules or ScoringRules.load(self.config.journeys.scoring_rules_path)
         self.bucket_ms = self.config.windows.bucket_ms
@@ -85,6 +88,35 @@ class ExperienceEngine:
         # the stream's journey stage had applied that copy, as this engine did before the
         # claim withdrew it (replay feeds the follow-up stage the same way)
         self.cross_journey = False
+        if resume is not None:
+            self._resume(resume)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole engine as plain JSON-able data (the state contract,
+        `pipeline.core.protocol.Snapshotting`): per partition its watermark, journey tracker
+        and survey buckets, then the drop detector and the event claims.
+        `ExperienceEngine(config, rules, resume=...)` continues from it: the same further
+        input gives the same records as this engine would."""
+        return {
+            "partitions": [{"partition": p, "watermark": self.watermarks[p],
+                            "journeys": self.trackers[p].snapshot(),
+                            "buckets": self.buckets[p].snapshot()}
+                           for p in sorted(self.trackers)],
+            "detector": self.detector.snapshot(),
+            "claims": self.claims.snapshot(),
+        }
+
+    def _resume(self, snapshot: dict[str, Any]) -> None:
+        for part in snapshot["partitions"]:
+            p = int(part["partition"])
+            self.trackers[p] = JourneyTracker(self.config.journeys, self.rules,
+                                              resume=part["journeys"])
+            self.buckets[p] = SurveyBuckets(self.config.windows, p, resume=part["buckets"])
+            self.watermarks[p] = int(part["watermark"])
+        self.detector = DropDetector(self.config.drops, self.bucket_ms,
+                                     self.config.windows.rolling_ms,
+                                     resume=snapshot["detector"])
+        self.claims = EventClaims(resume=snapshot["claims"])
 
     def tracker(self, partition: int) -> JourneyTracker:
         tracker = self.trackers.get(partition)

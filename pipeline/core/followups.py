@@ -253,7 +253,7 @@ _RECOVERY_NPS: Final = _CASE_FIELDS.index("recovery_nps")
 
 
 def _case_from_state(raw: list[Any]) -> CaseRecord:
-    """A case as `CustomerState.to_state` stored it; also one stored before `recovery_nps`
+    """A case as `CustomerState.snapshot` stored it; also one stored before `recovery_nps`
     existed (a worker upgraded over its RocksDB state and changelog), which reads it as None."""
     if len(raw) == len(_CASE_FIELDS) - 1:
         raw = [*raw[:_RECOVERY_NPS], None, *raw[_RECOVERY_NPS:]]
@@ -298,13 +298,14 @@ class CustomerState:
         times += [e.at_ms for e in self.events.values()]
         return max(times) if times else 0
 
-    def to_state(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         return {"journeys": [list(j) for j in self.journeys.values()],
                 "events": [list(e) for e in self.events.values()],
                 "emitted": [list(c) for c in self.emitted.values()]}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> CustomerState:
+    def from_snapshot(cls, state: Mapping[str, Any]) -> CustomerState:
+        """A part, rebuilt by its owner (`FollowupTracker.restore_key`)."""
         customer = cls()
         for raw in state["journeys"]:
             journey = FollowupJourney(*raw)
@@ -324,15 +325,21 @@ class FollowupTracker:
 
         cases = tracker.apply(journeys=[...], events=[...])   # FollowupJourney / FollowupEvent
         tracker.advance(watermark_ms)                         # forget customers out of reach
-        for key in tracker.drain_dirty_keys(): table[key] = tracker.dump_key(key)
+        for key in tracker.drain_dirty_keys(): table[key] = tracker.snapshot_key(key)
     """
 
-    def __init__(self, rules: FollowupRules, horizon_ms: int) -> None:
+    def __init__(self, rules: FollowupRules, horizon_ms: int, *,
+                 resume: Mapping[str, Any] | None = None) -> None:
+        """`resume`: a `snapshot()` to continue from."""
         self.rules = rules
         self.horizon_ms = horizon_ms
         self.customers: dict[str, CustomerState] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._dirty: set[str] = set()
+        if resume is not None:
+            for customer_id, raw in resume["customers"].items():
+                self.restore_key(customer_id, raw)
+            self._dirty = set(resume.get("dirty", ()))
 
     # -- inputs ---------------------------------------------------------------------------
     def apply(self, journeys: Iterable[FollowupJourney] = (),
@@ -516,33 +523,34 @@ class FollowupTracker:
                 del self.customers[customer_id]
                 self._dirty.add(customer_id)
                 gone.append(customer_id)
-        return gone
+        # sorted: the heap's order depends on its history (entries of deadlines that moved
+        # on), which a restored tracker does not share
+        return sorted(gone)
 
     def drain_dirty_keys(self) -> list[str]:
         keys = sorted(self._dirty)
         self._dirty.clear()
         return keys
 
-    def dump_key(self, customer_id: str) -> dict[str, Any] | None:
+    def snapshot_key(self, customer_id: str) -> dict[str, Any] | None:
+        """One customer's state as JSON-able data, or None when none is held."""
         customer = self.customers.get(customer_id)
-        return None if customer is None else customer.to_state()
+        return None if customer is None else customer.snapshot()
 
-    def load_key(self, customer_id: str, state: Mapping[str, Any] | None) -> None:
+    def restore_key(self, customer_id: str, state: Mapping[str, Any] | None) -> None:
+        """Replace one customer's state by `state` (from `snapshot_key`; None removes it)."""
         if state is None:
             self.customers.pop(customer_id, None)
             return
-        customer = self.customers[customer_id] = CustomerState.from_state(state)
+        customer = self.customers[customer_id] = CustomerState.from_snapshot(state)
         customer.scheduled = customer.last_ms() + self.horizon_ms
         heappush(self._deadlines, (customer.scheduled, customer_id))
 
     def snapshot(self) -> dict[str, Any]:
-        return {"customers": {k: c.to_state() for k, c in sorted(self.customers.items())}}
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        self.customers.clear()
-        self._deadlines.clear()
-        for customer_id, raw in state["customers"].items():
-            self.load_key(customer_id, raw)
+        """Every customer (`snapshot_key`) and the customers changed since the last
+        `drain_dirty_keys` (the state contract, `pipeline.core.protocol`)."""
+        return {"customers": {k: c.snapshot() for k, c in sorted(self.customers.items())},
+                "dirty": sorted(self._dirty)}
 
 
 def _event_matches(trigger: Trigger, event: FollowupEvent) -> bool:

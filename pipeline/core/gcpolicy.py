@@ -10,7 +10,7 @@ by reference counting), so collecting the older generations rarely loses nothing
 The process that owns the core calls `tune_gc()` once, after loading its state:
 
     from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
-    ... load state (tracker.load_key for every key, buckets.load_record ...)
+    ... load state (tracker.restore_key for every key, or resume= a snapshot ...)
     tune_gc()                            # replay, backfill: STATE_THRESHOLDS
     tune_gc(STREAM_THRESHOLDS)           # the streaming worker
 

@@ -7,14 +7,15 @@ Written for the thin stream adapter that drives it (the Faust journey agent) as 
     records += tracker.advance(watermark_ms)                # now and then: idle / max-length closes
     deltas = tracker.drain_end_deltas()                     # -> negative_end buckets
     for key in tracker.drain_dirty_keys():                  # -> the state table (keep_dirty_keys)
-        table[key] = tracker.dump_key(key)                  # None: delete the key
+        table[key] = tracker.snapshot_key(key)              # None: delete the key
 
 `reason` is `"late"` (make a dead letter), `"duplicate"` (already applied with the same content:
 drop it quietly, this is what makes redelivery harmless), `"conflict"` (its event_id was applied
 with other content: the copy applied first stays, make a dead letter of this one) or None.
 The state of one key (all journeys of one journey id
-or customer) is a plain JSON-able dict: `dump_key` / `load_key` move it to and from a table, and a
-restarted worker calls `load_key` for each key before applying events of that key.
+or customer) is a plain JSON-able dict: `snapshot_key` / `restore_key` move it to and from a
+table, and a restarted worker calls `restore_key` for each key before applying events of that key
+(the state contract, `pipeline.core.protocol`; `snapshot()` / `resume=` for the whole tracker).
 
 Rules (docs/design.md 1, docs/core.md):
 - key = journey_id, else customer_id; customer-keyed journeys are the pure gap clustering of that
@@ -163,7 +164,7 @@ class Journey:
     def last_ms(self) -> int:
         return self.moments.last_ms
 
-    def to_state(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         state = self._state()
         if self.removed:
             state["removed"] = self.removed
@@ -185,7 +186,9 @@ class Journey:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], end_window_ms: int, idle_ms: int) -> Journey:
+    def from_snapshot(cls, state: dict[str, Any], end_window_ms: int, idle_ms: int) -> Journey:
+        """A part, rebuilt by its owner (`JourneyTracker.restore_key`), which passes the
+        configuration the snapshot does not hold."""
         journey = cls(state["id"], state["keyed_by"], state["customer_id"], end_window_ms,
                       idle_ms)
         digests = state.get("digests") or [UNKNOWN_DIGEST] * len(state["entries"])
@@ -202,6 +205,11 @@ class Journey:
             journey.counted = (int(counted[0]), bool(counted[1]),
                                tuple((str(d), str(v)) for d, v in counted[2]))
         return journey
+
+
+def _segments_of(raw: list[list[str]]) -> Segments:
+    """Segments as a snapshot holds them (lists) back to the tuples the core compares."""
+    return tuple((str(dim), str(value)) for dim, value in raw)
 
 
 class KeyState:
@@ -264,11 +272,11 @@ class JourneyTracker:
 
     def __init__(self, config: JourneyConfig | None = None,
                  rules: ScoringRules | None = None, *, keep_dirty_keys: bool = False,
-                 fast_inserts: bool = True) -> None:
+                 fast_inserts: bool = True, resume: dict[str, Any] | None = None) -> None:
         """`keep_dirty_keys`: remember which keys changed for `drain_dirty_keys` (a stream that
         writes state per key); off, nothing is kept (replay and backfill never drain them).
         `fast_inserts` off: every out-of-order event regroups its customer's sessions (the
-        reference `_insert` is tested against)."""
+        reference `_insert` is tested against). `resume`: a `snapshot()` to continue from."""
         self.config = config or JourneyConfig()
         self.rules = rules or ScoringRules.load(self.config.scoring_rules_path)
         self._keys: dict[str, KeyState] = {}
@@ -295,6 +303,8 @@ class JourneyTracker:
         self._attr_keys = self.config.segment_attributes
         self._seg_cache: dict[tuple[str | None, ...], Segments] = {}
         self.last_digest = 0  # the content digest of the event `apply` saw last (its claim)
+        if resume is not None:
+            self._resume(resume)
 
     # -- the calls of the stream adapter ------------------------------------------------------
 
@@ -600,7 +610,7 @@ class JourneyTracker:
         return out
 
     def drain_dirty_keys(self) -> set[str]:
-        """Keys whose state changed since the last call (write `dump_key(key)` for each)."""
+        """Keys whose state changed since the last call (write `snapshot_key(key)` for each)."""
         if not self._keep_dirty:
             raise RuntimeError("this JourneyTracker was made without keep_dirty_keys=True")
         out, self._dirty = self._dirty, []
@@ -610,7 +620,7 @@ class JourneyTracker:
         if self._keep_dirty:
             self._dirty.append(key)
 
-    def dump_key(self, key: str) -> dict[str, Any] | None:
+    def snapshot_key(self, key: str) -> dict[str, Any] | None:
         """The JSON-able state of one key, or None when the tracker holds nothing for it."""
         state = self._keys.get(key)
         if state is None:
@@ -621,26 +631,27 @@ class JourneyTracker:
             state.pieces, state.ended_until = marker
         retired = state.retired or {}
         return {
-            "journey": None if state.journey is None else state.journey.to_state(),
-            "sessions": [j.to_state() for j in state.sessions],
+            "journey": None if state.journey is None else state.journey.snapshot(),
+            "sessions": [j.snapshot() for j in state.sessions],
             "retired": {k: [v[0], v[1], *([v[3]] if v[3] else [])]
                         for k, v in sorted(retired.items())},
-            "superseded": {k: v[2] for k, v in sorted(retired.items())},
+            "superseded": {k: dict(v[2]) for k, v in sorted(retired.items())},
             "pieces": [state.pieces, state.ended_until] if state.pieces else None,
             "answers": ({k: list(v) for k, v in sorted(state.answers.items())}
                         if state.answers else None),
         }
 
-    def load_key(self, key: str, data: dict[str, Any] | None) -> None:
-        """Replace the tracker's state of `key` by `data` (from `dump_key`; None removes it)."""
+    def restore_key(self, key: str, data: dict[str, Any] | None) -> None:
+        """Replace the tracker's state of `key` by `data` (from `snapshot_key`; None removes
+        it)."""
         self._markers.pop(key, None)
         if data is None:
             self._keys.pop(key, None)
             return
         state = KeyState()
         if data["journey"] is not None:
-            state.journey = Journey.from_state(data["journey"], self._window, self._journey_idle)
-        state.sessions = tuple(Journey.from_state(s, self._window, self._gap)
+            state.journey = Journey.from_snapshot(data["journey"], self._window, self._journey_idle)
+        state.sessions = tuple(Journey.from_snapshot(s, self._window, self._gap)
                                for s in data["sessions"])
         answers = data.get("answers")
         if answers:
@@ -652,13 +663,50 @@ class JourneyTracker:
         if pieces is not None:
             state.pieces, state.ended_until = int(pieces[0]), int(pieces[1])
         records = data.get("superseded", {})
-        retired = {k: (int(v[0]), int(v[1]), records[k], int(v[2]) if len(v) > 2 else 0)
+        retired = {k: (int(v[0]), int(v[1]), dict(records[k]), int(v[2]) if len(v) > 2 else 0)
                    for k, v in data.get("retired", {}).items()}
         state.retired = retired or None
         self._keys[key] = state
         self._schedule(key, state)
         if state.journey is None and not state.sessions and state.pieces:
             self._keep_marker(key, state)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole tracker as plain JSON-able data (the state contract,
+        `pipeline.core.protocol.Snapshotting`): every key's `snapshot_key`, and the negative-end
+        deltas, retractions and dirty keys not drained yet, and the deadline heap as it is
+        (with the entries a later event made stale: they decide the order in which `advance`
+        emits, which `restore_key` alone would not reproduce).
+        `JourneyTracker(config, rules, resume=...)` continues from it."""
+        return {
+            "keys": {key: self.snapshot_key(key) for key in sorted(self.keys())},
+            "end_deltas": [[d.at_ms, d.negative, d.sign, [list(s) for s in d.segments],
+                            d.journey_id] for d in self._end_deltas],
+            "retractions": [[r.at_ms, [list(s) for s in r.segments], r.nps, r.ces, r.csat,
+                             r.event_id] for r in self._retractions],
+            "dirty": sorted(set(self._dirty)),
+            "deadlines": [[until, key] for until, key in sorted(self._deadlines)],
+            "scheduled": {key: state.scheduled for key, state in sorted(self._keys.items())},
+        }
+
+    def _resume(self, snapshot: dict[str, Any]) -> None:
+        for key, data in snapshot["keys"].items():
+            self.restore_key(key, data)
+        self._end_deltas = [
+            EndDelta(int(at), bool(negative), int(sign), _segments_of(segments), str(journey))
+            for at, negative, sign, segments, journey in snapshot["end_deltas"]]
+        self._retractions = [
+            Retraction(int(at), _segments_of(segments), None if nps is None else int(nps),
+                       None if ces is None else float(ces), None if csat is None else int(csat),
+                       str(event_id))
+            for at, segments, nps, ces, csat, event_id in snapshot["retractions"]]
+        if self._keep_dirty:
+            self._dirty = [str(key) for key in snapshot["dirty"]]
+        self._deadlines = [(int(until), str(key)) for until, key in snapshot["deadlines"]]
+        for key, scheduled in snapshot["scheduled"].items():
+            state = self._keys.get(key)
+            if state is not None:
+                state.scheduled = int(scheduled)
 
     def keys(self) -> list[str]:
         return [*self._keys, *self._markers]

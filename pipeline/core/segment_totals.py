@@ -54,13 +54,16 @@ class SegmentTotals:
     """All buckets of one segment (segment_dim = segment_value), built from contributions.
 
     State is kept per bucket, so a flush folds one bucket's contributions only and the stream
-    can persist just the buckets that changed (`drain_changed`, `bucket_state`, `load_bucket`).
+    can persist just the buckets that changed (`drain_changed`, then `snapshot_key` /
+    `restore_key` per (metric, bucket_start): the state contract, `pipeline.core.protocol`).
     """
 
     __slots__ = ("_changed", "_dirty", "answers", "bucket_ms", "dim", "end_buckets", "ends",
                  "value", "versions")
 
-    def __init__(self, dim: str, value: str, bucket_ms: int) -> None:
+    def __init__(self, dim: str, value: str, bucket_ms: int, *,
+                 resume: dict[str, Any] | None = None) -> None:
+        """`resume`: a `snapshot()` of this segment to continue from."""
         self.dim = dim
         self.value = value
         self.bucket_ms = bucket_ms
@@ -73,6 +76,13 @@ class SegmentTotals:
         self.versions: dict[str, int] = {}
         self._dirty: set[tuple[str, int]] = set()  # changed since the last flush
         self._changed: set[tuple[str, int]] = set()  # changed since the last drain_changed
+        if resume is not None:
+            if (resume["dim"], resume["value"]) != (dim, value):
+                raise ValueError(f"the snapshot of segment {resume['dim']}={resume['value']}"
+                                 f" cannot resume segment {dim}={value}")
+            for metric, start, bucket in resume["buckets"]:
+                self.restore_key((str(metric), int(start)), bucket)
+            self._changed = {(str(m), int(s)) for m, s in resume.get("changed", ())}
 
     def add_answer(self, metric: str, bucket_start: int, event_id: str, answer: Answer) -> bool:
         """Count one survey answer; False when this event's answer is already counted.
@@ -201,8 +211,10 @@ class SegmentTotals:
         self._changed.clear()
         return out
 
-    def bucket_state(self, metric: str, bucket_start: int) -> dict[str, Any] | None:
-        """JSON-able state of one bucket, or None when it holds nothing (evicted or emptied)."""
+    def snapshot_key(self, key: tuple[str, int]) -> dict[str, Any] | None:
+        """JSON-able state of one bucket (metric, bucket_start), or None when it holds nothing
+        (evicted or emptied)."""
+        metric, bucket_start = key
         version = self.versions.get(f"{metric}@{bucket_start}")
         if version is None:
             return None
@@ -212,7 +224,13 @@ class SegmentTotals:
             members = dict(self.answers.get(metric, {}).get(bucket_start, {}))
         return {"v": version, "m": members, "d": (metric, bucket_start) in self._dirty}
 
-    def load_bucket(self, metric: str, bucket_start: int, state: dict[str, Any]) -> None:
+    def restore_key(self, key: tuple[str, int], state: dict[str, Any] | None) -> None:
+        """Replace one bucket (metric, bucket_start) by `state` (from `snapshot_key`; None
+        removes it)."""
+        metric, bucket_start = key
+        self._drop_bucket(metric, bucket_start)
+        if state is None:
+            return
         self.versions[f"{metric}@{bucket_start}"] = int(state["v"])
         if metric == "negative_end":
             members = {j: bool(n) for j, n in state["m"].items()}
@@ -225,7 +243,20 @@ class SegmentTotals:
         if state.get("d"):
             self._dirty.add((metric, bucket_start))
 
-    def to_state(self) -> dict[str, Any]:
+    def _drop_bucket(self, metric: str, bucket_start: int) -> None:
+        self.versions.pop(f"{metric}@{bucket_start}", None)
+        self._dirty.discard((metric, bucket_start))
+        if metric == "negative_end":
+            for journey_id in self.end_buckets.pop(bucket_start, {}):
+                held = self.ends.get(journey_id)
+                if held is not None and held[0] == bucket_start:
+                    del self.ends[journey_id]
+        else:
+            self.answers.get(metric, {}).pop(bucket_start, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole segment: every bucket's `snapshot_key`, and the buckets changed since
+        the last `drain_changed`."""
         buckets = sorted(
             {(m, s) for m, b in self.answers.items() for s in b}
             | {("negative_end", s) for s in self.end_buckets}
@@ -234,13 +265,6 @@ class SegmentTotals:
         return {
             "dim": self.dim,
             "value": self.value,
-            "buckets": [[m, s, self.bucket_state(m, s)] for m, s in buckets],
+            "buckets": [[m, s, self.snapshot_key((m, s))] for m, s in buckets],
+            "changed": [[m, s] for m, s in sorted(self._changed)],
         }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any], bucket_ms: int) -> SegmentTotals:
-        totals = cls(state["dim"], state["value"], bucket_ms)
-        for metric, start, bucket in state["buckets"]:
-            if bucket is not None:
-                totals.load_bucket(str(metric), int(start), bucket)
-        return totals

@@ -15,8 +15,9 @@ second a `conflict` dead letter. Stage one takes a withdrawn copy out of its jou
 the `replaced` path does (`PartitionProcessor.withdraw`).
 
 No Faust object here: tested without servers. State: one table entry per claimed event_id
-(`dirty_state` / `load`), and the journey partitions' stream times under `WATERMARKS_KEY`,
-from which claims are forgotten past the lateness horizon (the merged stream time, as replay).
+(`dirty_state` / `restore_keys`), and the journey partitions' stream times under
+`WATERMARKS_KEY`, from which claims are forgotten past the lateness horizon (the merged
+stream time, as replay).
 Redelivery is harmless: a claim seen again changes nothing, and a withdrawal of a copy no
 longer held is ignored.
 """
@@ -29,7 +30,7 @@ from typing import Any
 from zlib import crc32
 
 from pipeline.contract.dead_letters import DeadLetter
-from pipeline.core.claims import Claim, EventClaims, claims_horizon
+from pipeline.core.claims import EventClaims, claims_horizon
 from pipeline.core.clock import NEVER_MS, conflict_error
 from pipeline.core.config import CoreConfig
 from pipeline.core.journeys import CONFLICT
@@ -74,13 +75,12 @@ class ClaimsStage:
         self._dirty: set[str] = set()
         self._watermarks_dirty = False
 
-    def load(self, states: Iterable[tuple[str, Any]]) -> None:
+    def restore_keys(self, states: Iterable[tuple[str, Any]]) -> None:
         for key, state in states:
             if key == WATERMARKS_KEY:
                 self.watermarks = {int(p): int(w) for p, w in state.items()}
             else:
-                self.claims.load(key, Claim(int(state[0]), str(state[1]), int(state[2]),
-                                            int(state[3])))
+                self.claims.restore_key(key, state)
 
     def apply(self, items: Iterable[list[Any]]) -> ClaimsOutput:
         out = ClaimsOutput()
@@ -112,8 +112,7 @@ class ClaimsStage:
         """(event_id, claim or None) for every claim changed since the last call."""
         pairs: list[tuple[str, Any]] = []
         for event_id in sorted(self._dirty):
-            held = self.claims.get(event_id)
-            pairs.append((event_id, None if held is None else list(held)))
+            pairs.append((event_id, self.claims.snapshot_key(event_id)))
         self._dirty.clear()
         if self._watermarks_dirty:
             pairs.append((WATERMARKS_KEY, {str(p): w for p, w in self.watermarks.items()}))

@@ -76,13 +76,13 @@ class FollowupStage:
         # case life-cycle changes since the last drain: (opened|closed|withdrawn, priority)
         self.transitions: Counter[tuple[str, str]] = Counter()
 
-    def load(self, states: Iterable[tuple[str, Any]], watermark: int) -> list[CaseRecord]:
+    def restore_keys(self, states: Iterable[tuple[str, Any]], watermark: int) -> list[CaseRecord]:
         """Restore the partition's customers; returns their cases to send again (they may have
         been lost with a crash between the state write and the output delivery: harmless
         duplicates otherwise, same versions)."""
         out: list[CaseRecord] = []
         for customer_id, state in states:
-            self.tracker.load_key(customer_id, state)
+            self.tracker.restore_key(customer_id, state)
             out.extend(self.tracker.customers[customer_id].emitted.values())
         self.watermark = max(self.watermark, watermark)
         return out
@@ -116,4 +116,4 @@ class FollowupStage:
 
     def dirty_state(self) -> list[tuple[str, Any]]:
         """(customer id, state or None to delete) changed since the last call."""
-        return [(key, self.tracker.dump_key(key)) for key in self.tracker.drain_dirty_keys()]
+        return [(key, self.tracker.snapshot_key(key)) for key in self.tracker.drain_dirty_keys()]

@@ -106,7 +106,8 @@ class PartitionProcessor:
 
     # -- restore ------------------------------------------------------------------------------
 
-    def load(self, states: Iterable[tuple[str, Any]], watermark: int = NEVER) -> StageOneOutput:
+    def restore_keys(self, states: Iterable[tuple[str, Any]], watermark: int = NEVER
+                     ) -> StageOneOutput:
         """Restore from the state table (pairs from `dirty_state`; `watermark`: the largest stream
         time stored beside them), and return every journey's current record and contribution:
         they may have been lost with the last crash."""
@@ -118,7 +119,7 @@ class PartitionProcessor:
                 # equal, bucket for bucket, to the horizon set at the last boundary crossed
                 self.final_before_ms = self.watermark - self.lateness_ms - self.bucket_ms
             else:
-                self.tracker.load_key(key, state)
+                self.tracker.restore_key(key, state)
         out = StageOneOutput()
         for key in list(self.tracker.keys()):
             self._resend_key(key, out)
@@ -182,9 +183,9 @@ class PartitionProcessor:
 
         Stream time has its own key only at bucket boundaries (one write a bucket, not one an
         event); store `self.watermark` beside every key written and pass the largest back to
-        `load`, so a restore resumes from the exact stream time."""
+        `restore_keys`, so a restore resumes from the exact stream time."""
         pairs: list[tuple[str, Any]] = [
-            (key, self.tracker.dump_key(key)) for key in sorted(self.tracker.drain_dirty_keys())
+            (key, self.tracker.snapshot_key(key)) for key in sorted(self.tracker.drain_dirty_keys())
         ]
         if self._watermark_dirty:
             pairs.append((WATERMARK_KEY, self.watermark))

@@ -63,14 +63,14 @@ class SegmentStage:
         self._series_saved_at = clock()
         self._series_saved_merged = self.merged
 
-    def load(self, states: Iterable[tuple[str, Any]]) -> None:
+    def restore_keys(self, states: Iterable[tuple[str, Any]]) -> None:
         for key, state in states:
             if key.startswith(BUCKET_PREFIX):
                 seg, metric, start = key[len(BUCKET_PREFIX) :].rsplit("|", 2)
-                self._totals(seg).load_bucket(metric, int(start), state)
+                self._totals(seg).restore_key((metric, int(start)), state)
             elif key.startswith(SERIES_PREFIX):
                 metric, dim, value = key[len(SERIES_PREFIX) :].split("|", 2)
-                self.detector.load_series((metric, dim, value), state)
+                self.detector.restore_key((metric, dim, value), state)
         # Buckets changed but not flushed when the state was written are flushed again.
         self._unflushed.update(seg for seg, totals in self.totals.items() if totals.pending())
         # The detector may have missed partials flushed after its series were last written.
@@ -176,21 +176,23 @@ class SegmentStage:
             totals = self.totals[seg]
             for metric, start in totals.drain_changed():
                 key = f"{BUCKET_PREFIX}{seg}|{metric}|{start}"
-                pairs.append((key, totals.bucket_state(metric, start)))
+                pairs.append((key, totals.snapshot_key((metric, start))))
             if not totals.versions and seg not in self._unflushed:
                 # everything evicted: nothing left whose version must keep growing
                 del self.totals[seg]
         self._dirty_segments.clear()
         # Series (7 days of merged buckets each) are written now and then, not per batch. That is
-        # exact: `load` re-applies every bucket still held (all that could have changed since),
-        # and re-evaluating boundaries from an older cursor re-emits the same alert versions.
+        # exact: `restore_keys` re-applies every bucket still held (all that could have changed
+        # since), and re-evaluating boundaries from an older cursor re-emits the same alert
+        # versions.
         now = self.clock()
         horizon = self.config.windows.allowed_lateness_ms // 2
         if now - self._series_saved_at >= self.series_every_s or (
             self.merged - self._series_saved_merged >= horizon
         ):
             for series in sorted(self.detector.drain_dirty()):
-                pairs.append((SERIES_PREFIX + "|".join(series), self.detector.dump_series(series)))
+                pairs.append((SERIES_PREFIX + "|".join(series),
+                              self.detector.snapshot_key(series)))
             self._series_saved_at = now
             self._series_saved_merged = self.merged
         return pairs

@@ -55,7 +55,7 @@ class Series:
         self.ref: tuple[float, float, int] | None = None  # (mean, per-answer sd, n)
         self.alerts: dict[str, _Alert] = {}
 
-    def to_state(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         return {
             "key": list(self.key),
             "cursor": self.cursor,
@@ -68,11 +68,11 @@ class Series:
             "cusum_since": self.cusum_since,
             "cusum_up": self.cusum_up,
             "ref": None if self.ref is None else list(self.ref),
-            "alerts": {rule: a.to_state() for rule, a in sorted(self.alerts.items())},
+            "alerts": {rule: a.snapshot() for rule, a in sorted(self.alerts.items())},
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Series:
+    def from_snapshot(cls, state: dict[str, Any]) -> Series:
         metric, dim, value = state["key"]
         series = cls((metric, dim, value), int(state["cursor"]))
         series.since = int(state["since"])
@@ -87,7 +87,7 @@ class Series:
         ref = state["ref"]
         series.ref = None if ref is None else (float(ref[0]), float(ref[1]), int(ref[2]))
         for rule, alert_state in state["alerts"].items():
-            series.alerts[rule] = _Alert.from_state(alert_state)
+            series.alerts[rule] = _Alert.from_snapshot(alert_state)
         return series
 
 
@@ -427,14 +427,14 @@ class DropDetector:
         out, self._dirty = self._dirty, set()
         return out
 
-    def dump_series(self, key: SeriesKey) -> dict[str, Any] | None:
+    def snapshot_key(self, key: SeriesKey) -> dict[str, Any] | None:
         series = self._series.get(key)
-        return None if series is None else series.to_state()
+        return None if series is None else series.snapshot()
 
-    def load_series(self, key: SeriesKey, state: dict[str, Any] | None) -> None:
+    def restore_key(self, key: SeriesKey, state: dict[str, Any] | None) -> None:
         self._series_at_advance = -1  # a restored cursor may lag: evaluate on the next call
         if state is None:
             self._series.pop(key, None)
         else:
-            self._series[key] = Series.from_state(state)
+            self._series[key] = Series.from_snapshot(state)
 

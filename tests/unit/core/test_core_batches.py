@@ -57,7 +57,7 @@ def test_apply_many_equals_the_latest_records_of_apply() -> None:
     assert "late" in all_reasons
     assert one.drain_dirty_keys() == many.drain_dirty_keys()
     for key in sorted(one.keys()):
-        assert one.dump_key(key) == many.dump_key(key)
+        assert one.snapshot_key(key) == many.snapshot_key(key)
 
 
 def test_process_many_equals_process() -> None:

@@ -65,22 +65,22 @@ def test_conflict_survives_a_restart_and_a_repartition() -> None:
     # a late event bridging both sessions re-partitions them: digests travel along
     tracker.apply(answer("x", 5, T0 + 25 * MIN), T0 + 50 * MIN)
     restored = JourneyTracker()
-    restored.load_key("c1", json.loads(json.dumps(tracker.dump_key("c1"))))
+    restored.restore_key("c1", json.loads(json.dumps(tracker.snapshot_key("c1"))))
     other = answer("b", 2, T0 + 50 * MIN)
     bigger = content_digest(other) > content_digest(answer("b", 9, T0 + 50 * MIN))
     for t in (tracker, restored):
         assert t.apply(answer("b", 9, T0 + 50 * MIN), T0 + 50 * MIN)[1] == DUPLICATE
         assert t.apply(other, T0 + 50 * MIN)[1] == (CONFLICT if bigger else REPLACED)
-    assert tracker.dump_key("c1") == restored.dump_key("c1")
+    assert tracker.snapshot_key("c1") == restored.snapshot_key("c1")
 
 
 def test_state_without_digests_treats_every_copy_as_a_duplicate() -> None:
     tracker = JourneyTracker()
     tracker.apply(answer("a", 10, journey="j"), T0)
-    state = json.loads(json.dumps(tracker.dump_key("j")))
+    state = json.loads(json.dumps(tracker.snapshot_key("j")))
     del state["journey"]["digests"]  # written by an earlier version
     old = JourneyTracker()
-    old.load_key("j", state)
+    old.restore_key("j", state)
     assert old.apply(answer("a", 0, journey="j"), T0)[1] == DUPLICATE
 
 

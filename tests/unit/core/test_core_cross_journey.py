@@ -130,17 +130,17 @@ def test_a_withdrawn_journey_id_takes_new_events_above_its_superseded_version() 
     [again], _ = tracker.apply(event("y", T0 + MIN, journey="j-b"), T0 + MIN)
     assert again.journey_id == "j-b" and again.version > superseded.version
     restored = JourneyTracker()
-    restored.load_key("j-b", json.loads(json.dumps(tracker.dump_key("j-b"))))
-    assert restored.dump_key("j-b") == tracker.dump_key("j-b")
+    restored.restore_key("j-b", json.loads(json.dumps(tracker.snapshot_key("j-b"))))
+    assert restored.snapshot_key("j-b") == tracker.snapshot_key("j-b")
 
 
 def test_a_withdrawal_of_a_copy_no_longer_held_changes_nothing() -> None:
     tracker = JourneyTracker()
     tracker.apply(event("x", T0, journey="j-b"), T0)
-    before = tracker.dump_key("j-b")
+    before = tracker.snapshot_key("j-b")
     assert tracker.withdraw("j-b", "x", 12345, T0) == ([], False)  # another copy's digest
     assert tracker.withdraw("j-zzz", "x", 12345, T0) == ([], False)
-    assert tracker.dump_key("j-b") == before
+    assert tracker.snapshot_key("j-b") == before
 
 
 def test_claims_are_forgotten_past_the_lateness_horizon() -> None:

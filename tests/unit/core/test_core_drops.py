@@ -145,7 +145,7 @@ def test_detector_state_round_trips_through_json() -> None:
         if i % 7 == 0:
             key = ("nps", "all", "all")
             b = DropDetector(bucket_ms=HOUR)
-            b.load_series(key, json.loads(json.dumps(a.dump_series(key))))
+            b.restore_key(key, json.loads(json.dumps(a.snapshot_key(key))))
     assert out_a == out_b and out_a
 
 
@@ -227,7 +227,7 @@ def firing_series_state() -> tuple[DropDetector, tuple[str, str, str], dict[str,
         detector.apply_partial(r)
         detector.advance(r.window_end)
     key = ("nps", "all", "all")
-    return detector, key, json.loads(json.dumps(detector.dump_series(key)))
+    return detector, key, json.loads(json.dumps(detector.snapshot_key(key)))
 
 
 def test_state_written_before_the_hysteresis_still_loads() -> None:
@@ -236,7 +236,7 @@ def test_state_written_before_the_hysteresis_still_loads() -> None:
         state["alerts"][rule] = alert[:2]  # the two-item form written before issue 16
     del state["cusum_since"], state["cusum_up"]
     restored = DropDetector(bucket_ms=HOUR)
-    restored.load_series(key, state)
+    restored.restore_key(key, state)
     assert restored.firing() == detector.firing() != []
 
 
@@ -269,7 +269,7 @@ def test_alert_state_written_before_threshold_and_message_still_loads() -> None:
     for alert in state["alerts"].values():
         del alert[0]["threshold"], alert[0]["message"]  # a record written before issue 16's
     restored = DropDetector(bucket_ms=HOUR)
-    restored.load_series(key, state)
+    restored.restore_key(key, state)
     (old,) = restored.firing()
     (new,) = detector.firing()
     assert old.threshold is None and old.message == describe(old)

@@ -19,7 +19,7 @@ from typing import Any
 from drops_reference import DropDetector as ReferenceDetector
 from scenarios import DAY, HOUR, MIN, T0, event
 
-from pipeline.core.buckets import _EVICT_EVERY_BUCKETS, SurveyBuckets
+from pipeline.core.buckets import _EVICT_EVERY_BUCKETS, SurveyBuckets, record_key
 from pipeline.core.config import DropConfig, WindowConfig
 from pipeline.core.drops import _COMPACT_AFTER, DropDetector
 from pipeline.core.event import Survey
@@ -154,14 +154,14 @@ def _run(config: DropConfig, width: int, stream: list[tuple[list[MetricRecord], 
             # the stream restores series from their dumps: continue on a restored detector
             restored = DropDetector(config, width)
             for key in new.series_keys():
-                restored.load_series(key, new.dump_series(key))
+                restored.restore_key(key, new.snapshot_key(key))
             new = restored
     assert _dumps(new) == _dumps(old)
     return new_alerts, old_alerts
 
 
 def _dumps(detector: DropDetector | ReferenceDetector) -> dict[Any, Any]:
-    return {key: detector.dump_series(key) for key in detector.series_keys()}
+    return {key: detector.snapshot_key(key) for key in detector.series_keys()}
 
 
 def _check(alerts: tuple[list[list[AlertRecord]], list[list[AlertRecord]]],
@@ -241,8 +241,8 @@ def test_bucket_eviction_forgets_exactly_what_the_scan_forgot() -> None:
             records = buckets.flush()
             if records and rng.random() < 0.01:  # a restart: rebuilt from the records emitted
                 fresh = SurveyBuckets(WindowConfig(bucket_ms=width), partition=0)
-                for record in buckets.records():
-                    fresh.load_record(record)
+                for record in buckets.records():  # as emitted: flushed
+                    fresh.restore_key(record_key(record), {"record": record.to_dict()})
                 fresh.final_before_ms = buckets.final_before_ms
                 buckets = fresh
                 restored += 1

@@ -191,11 +191,11 @@ def test_state_stored_before_recovery_nps_still_loads() -> None:
     tracker = FollowupTracker(RULES, HORIZON)
     tracker.apply(events=[FollowupEvent("s1", "c1", None, T0, "web", 1, None, None, None, None,
                                         "")])
-    state = json.loads(json.dumps(tracker.dump_key("c1")))
+    state = json.loads(json.dumps(tracker.snapshot_key("c1")))
     [case] = state["emitted"]
     del case[CaseRecord._fields.index("recovery_nps")]  # as an older worker wrote it
     copy = FollowupTracker(RULES, HORIZON)
-    copy.load_key("c1", state)
+    copy.restore_key("c1", state)
     [loaded] = copy.customers["c1"].emitted.values()
     assert loaded == tracker.customers["c1"].emitted[loaded.case_id]
     assert loaded.recovery_nps is None and loaded.rules_version == RULES.version
@@ -217,14 +217,14 @@ def test_forgotten_only_after_the_horizon_and_state_round_trips() -> None:
     answer = FollowupEvent("s1", "c1", None, T0, "web", 1, None, None, None, None, "")
     tracker.apply(events=[answer])
     assert tracker.drain_dirty_keys() == ["c1"]
-    state = tracker.dump_key("c1")
+    state = tracker.snapshot_key("c1")
     assert state is not None
     copy = FollowupTracker(RULES, HORIZON)
-    copy.load_key("c1", json.loads(json.dumps(state)))
+    copy.restore_key("c1", json.loads(json.dumps(state)))
     assert copy.snapshot() == tracker.snapshot()
     assert tracker.advance(T0 + HORIZON) == []
     assert tracker.advance(T0 + HORIZON + 1) == ["c1"]
-    assert tracker.dump_key("c1") is None and tracker.drain_dirty_keys() == ["c1"]
+    assert tracker.snapshot_key("c1") is None and tracker.drain_dirty_keys() == ["c1"]
 
 
 # -- properties --------------------------------------------------------------------------------
@@ -290,8 +290,8 @@ def test_shuffled_input_gives_identical_cases(items: list[FollowupJourney | Foll
     tracker = FollowupTracker(RULES, HORIZON)
     half = len(shuffled) // 2
     got = feed(tracker, shuffled[:half], chunk)
-    restored = FollowupTracker(RULES, HORIZON)  # a restart in the middle changes nothing
-    restored.restore(json.loads(json.dumps(tracker.snapshot())))
+    # a restart in the middle changes nothing
+    restored = FollowupTracker(RULES, HORIZON, resume=json.loads(json.dumps(tracker.snapshot())))
     got.update(feed(restored, shuffled[half:], chunk))
     assert final(got) == expected
 

@@ -54,9 +54,9 @@ def _run(tracker: JourneyTracker, stream: list[tuple[str, int, str | None, str]]
             restored = JourneyTracker(CONFIG, keep_dirty_keys=True)
             held = tracker.keys()
             for key in held:
-                restored.load_key(key, json.loads(json.dumps(tracker.dump_key(key))))
+                restored.restore_key(key, json.loads(json.dumps(tracker.snapshot_key(key))))
             assert sorted(restored.keys()) == sorted(held)
-            assert all(restored.dump_key(k) == tracker.dump_key(k) for k in held)
+            assert all(restored.snapshot_key(k) == tracker.snapshot_key(k) for k in held)
             tracker = restored
     return records, reasons
 
@@ -94,7 +94,7 @@ def test_a_marker_is_forgotten_a_maximum_length_after_the_last_event() -> None:
     tracker.drain_dirty_keys()
     assert tracker.keys() == ["case-1"] and len(tracker) == 1
     assert "case-1" not in tracker._keys and not tracker._deadlines
-    state = tracker.dump_key("case-1")
+    state = tracker.snapshot_key("case-1")
     assert state is not None and state["pieces"] == [1, T0 + CONFIG.max_length_ms]
     tracker.advance(T0 + CONFIG.max_length_ms)  # still held at ended_until ...
     assert len(tracker) == 1

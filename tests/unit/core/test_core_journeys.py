@@ -206,16 +206,16 @@ def test_state_round_trips_through_json_and_eviction_bounds_memory() -> None:
     assert keys == {"hotel-1", "c9"}
     restored = JourneyTracker(SHORT_IDLE)
     for key in keys:
-        restored.load_key(key, json.loads(json.dumps(tracker.dump_key(key))))
-        assert restored.dump_key(key) == tracker.dump_key(key)
+        restored.restore_key(key, json.loads(json.dumps(tracker.snapshot_key(key))))
+        assert restored.snapshot_key(key) == tracker.snapshot_key(key)
     late = event("h7", T0 + 5 * HOUR, journey="hotel-1", valence=-1.0)
     assert restored.apply(late, T0 + 27 * HOUR) == tracker.apply(late, T0 + 27 * HOUR)
     later = T0 + 27 * HOUR + 30 * MIN + DAY + 2
     assert restored.advance(later) == tracker.advance(later)
-    assert tracker.dump_key("c9") is None
+    assert tracker.snapshot_key("c9") is None
     assert tracker.drain_dirty_keys() >= {"hotel-1", "c9"}
     # of the journey id only a marker is left (ids of later journeys never tie with it) ...
-    kept = tracker.dump_key("hotel-1")
+    kept = tracker.snapshot_key("hotel-1")
     assert kept is not None and kept["journey"] is None and kept["pieces"][0] == 1
     assert len(json.dumps(kept)) < 200
     # ... and forgotten a maximum journey length after its last event
@@ -310,7 +310,7 @@ def test_a_journey_id_after_its_journey_was_evicted_starts_a_distinct_journey() 
     assert again.journey_id == "case-1@" + format_ms(evicted_at) and again.events == 1
     assert again.journey_id != first[0][0].journey_id
     # the marker survives a restart: a restored tracker names the next journey the same way
-    state = tracker.dump_key("case-1")
+    state = tracker.snapshot_key("case-1")
     restored = JourneyTracker()
-    restored.load_key("case-1", json.loads(json.dumps(state)))
-    assert restored.dump_key("case-1") == state
+    restored.restore_key("case-1", json.loads(json.dumps(state)))
+    assert restored.snapshot_key("case-1") == state

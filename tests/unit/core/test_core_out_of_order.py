@@ -89,7 +89,7 @@ def test_fast_inserts_emit_exactly_what_regrouping_emits(raw, rnd) -> None:  # t
 
     def state(tracker: JourneyTracker) -> dict:  # type: ignore[type-arg]
         """The dumped state, each journey's entries in time order (the fast path appends)."""
-        data = tracker.dump_key("c")
+        data = tracker.snapshot_key("c")
         assert data is not None
         for journey in data["sessions"]:
             pairs = sorted(zip(journey["entries"], journey["digests"], strict=True),

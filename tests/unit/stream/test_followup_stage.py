@@ -81,7 +81,7 @@ def test_stage_equals_replay_with_a_restart_and_counts_transitions() -> None:
         cases = list(stage.apply(messages[:half]))
         state = stage.dirty_state()
         restarted = FollowupStage(rules, horizon)  # a restart: state from the table
-        resent = restarted.load(((k, json.loads(json.dumps(v))) for k, v in state if v),
+        resent = restarted.restore_keys(((k, json.loads(json.dumps(v))) for k, v in state if v),
                                 stage.watermark)
         held = {case_id for customer in stage.tracker.customers.values()
                 for case_id in customer.emitted}

@@ -34,6 +34,6 @@ def test_state_written_between_apply_and_flush_restores_the_pending_flush() -> N
     stage.apply(messages.answer("all", "all", "nps", 0, "e1", 10)[1])
     state = dict(stage.dirty_state())
     restored = SegmentStage(CoreConfig())
-    restored.load(state.items())
+    restored.restore_keys(state.items())
     records = restored.flush().metrics
     assert [(r.metric, r.n, r.promoters) for r in records] == [("nps", 1, 1)]

@@ -132,7 +132,7 @@ def test_restart_from_persisted_state_gives_the_same_results() -> None:
             else:
                 state[key] = value
     restarted = PartitionProcessor(0, config)
-    restored = restarted.load(state.items(), first.watermark)  # stored beside every key
+    restored = restarted.restore_keys(state.items(), first.watermark)  # stored beside every key
     uninterrupted = PartitionProcessor(0, config)
     for event in events[:600]:
         uninterrupted.process(event)
@@ -208,7 +208,7 @@ def test_a_restart_resends_superseded_records_too() -> None:
     assert len(superseded) == 1
     state = dict(proc.dirty_state())
     restarted = PartitionProcessor(0, CoreConfig())
-    resent = restarted.load(state.items(), proc.watermark).journeys
+    resent = restarted.restore_keys(state.items(), proc.watermark).journeys
     assert [r for r in resent if r.status == "superseded"] == superseded
 
 
