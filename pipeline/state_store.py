@@ -35,9 +35,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import faust
 import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
+
+from pipeline.stream.faust_private import StoreHookTable
 
 __all__ = [
     "CACHE_BYTES",
@@ -114,7 +115,7 @@ class SharedRocksDBOptions(faust_rocksdb.RocksDBOptions):
         return {"cache": self.cache.get_usage(), "memtables": self.write_buffers.get_usage()}
 
 
-class StateTable(faust.Table[Any, Any]):
+class StateTable(StoreHookTable):
     """A Faust table whose RocksDB partition databases open with `rocksdb_options` (None: Faust's
     defaults, kept for the comparison runs of bench/faults.py)."""
 
@@ -123,8 +124,7 @@ class StateTable(faust.Table[Any, Any]):
         self.rocksdb_options = rocksdb_options
         super().__init__(app, **kwargs)
 
-    def _new_store_by_url(self, url: Any) -> Any:
-        store = super()._new_store_by_url(url)
+    def configure_store(self, store: Any) -> Any:
         if self.rocksdb_options is not None and isinstance(store, faust_rocksdb.Store):
             store.rocksdb_options = self.rocksdb_options
         return store

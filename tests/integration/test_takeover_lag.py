@@ -6,7 +6,8 @@ for ~105 s (group lag ~1,500 for two minutes, data exact). Cause: Faust fills it
 skipped offsets into the acked list without looking at what is already there; a seek to the
 committed offset while records fetched before it still arrive opens a gap over offsets that are
 acked as well, and each duplicate cut Faust's run of consecutive offsets, so each commit (every
-second) moved the offset by one. `pipeline.app.PeakendConsumer` takes the acked offsets as a set.
+second) moved the offset by one. `pipeline.stream.faust_private.PeakendConsumer` takes the acked
+offsets as a set.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from intervaltree import IntervalTree
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from pipeline.app import PeakendConsumer
+from pipeline.stream.faust_private import PeakendConsumer
 from pipeline.stream.topics import ensure_topics, journey_events_topic
 from tests.integration.test_stream_end_to_end import generate
 from tests.support.stack import ClickHouseUrls

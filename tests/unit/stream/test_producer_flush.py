@@ -1,5 +1,5 @@
-"""`pipeline.app.PeakendProducer.flush` drains Faust's buffer: Faust's own flush can return with
-messages still in it, and offsets are committed right after a flush."""
+"""`PeakendProducer.flush` (pipeline/stream/faust_private.py) drains Faust's buffer: Faust's own
+flush can return with messages still in it, and offsets are committed right after a flush."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import inspect
 
 from faust.transport.producer import ProducerBuffer
 
-from pipeline.app import PeakendTransport, flush_until_empty
+from pipeline.stream.faust_private import PeakendTransport, flush_until_empty
 
 
 def test_flush_until_empty_keeps_flushing_while_messages_wait() -> None:

@@ -1,5 +1,6 @@
-"""`pipeline.app.release`: events of a batch that a rebalance overtook stop holding Faust's
-revocation, and acked ones are left alone. Also checks the one private name it relies on."""
+"""`release` (pipeline/stream/faust_private.py): events of a batch that a rebalance overtook
+stop holding Faust's revocation, and acked ones are left alone. Also checks the one private name
+it relies on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from weakref import WeakSet
 
 from faust.transport.consumer import Consumer
 
-from pipeline.app import release
+from pipeline.stream.faust_private import release
 
 
 class Message:

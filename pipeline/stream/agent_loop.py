@@ -1,0 +1,174 @@
+"""How every agent of the worker takes a batch: outputs delivered, then state, then acks.
+
+An agent (pipeline/stream/agents.py: journeys, segments, follow-ups, claims) says what to do
+with a batch of Kafka events (`StageAgent.process`) and how to write the state of the
+partitions it touched (`StageAgent.write_state`); `AgentLoop` runs the order that makes
+at-least-once delivery exact (docs/streaming.md, "Exact results with at-least-once delivery"):
+
+1. process the batch (the events the fence admits; outputs go to the outbox);
+2. deliver the outputs (their own producer) and flush Faust's producer (dead letters, earlier
+   changelog writes);
+3. if a rebalance started meanwhile, drop the batch: no state written, nothing acked, its
+   partitions' processors rebuilt from their table, the rest of its consumer generation fenced
+   (pipeline/stream/fence.py), its events released from Faust's un-acked set;
+4. otherwise write each touched partition's state once, then ack the events in offset order.
+
+Steps 3 and 4 are synchronous, so no Faust commit runs between the state write and the acks.
+No Faust import here: the loop is driven by a fake stream in tests/unit/stream/test_agent_loop.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pipeline.stream.faust_private import current_event_of
+from pipeline.stream.fence import GenerationFence
+from pipeline.stream.partition import NEVER
+
+
+@dataclass(slots=True)
+class Processed:
+    """The events of a batch an agent applied, in order, and the last one of each partition
+    (the event whose partition a state write goes to)."""
+
+    done: list[Any] = field(default_factory=list)
+    last_of: dict[int, Any] = field(default_factory=dict)
+
+    def take(self, event: Any) -> int:
+        """Record `event` as applied; returns its partition."""
+        partition: int = event.message.partition
+        self.done.append(event)
+        self.last_of[partition] = event
+        return partition
+
+
+class StageAgent(Protocol):
+    """What one agent does with its batches (see the module docstring)."""
+
+    def process(self, batch: list[Any]) -> Processed: ...
+
+    def write_state(self, last_of: dict[int, Any]) -> None: ...
+
+    def forget(self, partition: int) -> None:
+        """Drop the partition's processor: it is rebuilt from the table when next seen."""
+
+
+class ConsumerGroupView(Protocol):
+    """What the guard reads of Faust's app (both are public attributes of `faust.App`)."""
+
+    rebalancing_count: int  # moves when a rebalance starts
+    consumer_generation_id: int  # the consumer group generation the consumer is in now
+
+
+class RebalanceGuard:
+    """The rebalance and generation bookkeeping every agent shares: which fetched events may be
+    applied (`admitted`), whether a rebalance overtook a batch (`settled`), and the fence a
+    dropped batch leaves (`drop`). One per worker: a dropped batch means a rebalance, which
+    re-reads every record of the generation it was fetched in."""
+
+    def __init__(self, group: ConsumerGroupView) -> None:
+        self.group = group
+        self.fence = GenerationFence()
+
+    def epoch(self) -> int:
+        return int(self.group.rebalancing_count)
+
+    def settled(self, epoch: int) -> bool:
+        """True when no rebalance started since `epoch` (when a batch began). A batch that a
+        rebalance overtook is dropped unacked: its events were fetched before the seek to the
+        committed offsets that ends every rebalance, so they are read again. (Skipping every
+        batch while `app.rebalancing` is set instead lost events: those fetched after that seek
+        but before Faust clears the flag are never read again in the same generation.)"""
+        return self.epoch() == epoch
+
+    def admitted(self, events: Iterable[Any]) -> Iterator[Any]:
+        """The events that may be applied now: fetched in the current generation and not fenced.
+        The others (fetched before a rebalance, which Faust's own iterator drops too, or after
+        a batch of their generation was dropped) are neither applied nor acked; their
+        partition's owner reads them again."""
+        generation = self.group.consumer_generation_id
+        for event in events:
+            if self.fence.admits(event.message.generation_id, current=generation):
+                yield event
+
+    def drop(self, events: Iterable[Any]) -> None:
+        """A batch of `events` was dropped: later records of its generation would be applied
+        after a hole."""
+        self.fence.drop(event.message.generation_id for event in events)
+
+
+class AgentLoop:
+    """Runs one agent over a Faust stream (see the module docstring for the order)."""
+
+    def __init__(self, agent: StageAgent, guard: RebalanceGuard, *,
+                 deliver_outputs: Callable[[], Awaitable[None]],
+                 flush_faust_producer: Callable[[], Awaitable[None]],
+                 release: Callable[[list[Any]], None],
+                 take: int, within_seconds: float) -> None:
+        self.agent = agent
+        self.guard = guard
+        self.deliver_outputs = deliver_outputs
+        self.flush_faust_producer = flush_faust_producer
+        self.release = release  # forget un-acked events in Faust's bookkeeping
+        self.take = take
+        self.within_seconds = within_seconds
+
+    async def settle(self, batch: list[Any]) -> list[Any]:
+        """The events of `batch` to ack: processed, their outputs delivered, then the state of
+        each partition written. Empty when a rebalance runs or ran meanwhile: the batch is
+        forgotten, its partitions' processors rebuilt from their table and its events read
+        again by their owner; its outputs are re-sent."""
+        epoch = self.guard.epoch()
+        processed = self.agent.process(batch)
+        if not processed.done:
+            return []
+        await self.deliver_outputs()  # the outputs (their own producer), then Faust's records
+        await self.flush_faust_producer()
+        if not self.guard.settled(epoch):
+            for partition in processed.last_of:
+                self.agent.forget(partition)
+            self.guard.drop(processed.done)
+            return []
+        self.agent.write_state(processed.last_of)
+        return processed.done
+
+    async def run(self, stream: Any) -> None:
+        """The agent: batches of un-acked events (Faust's `Stream.noack_take`). Outputs are
+        delivered before the state that implies them is written (the local store is written at
+        once and survives a SIGKILL): a crash in between leaves the old state, the events are
+        read again and everything, retractions included, is derived again. Then the state, then
+        the acks (commits cover acked events only)."""
+        async for batch in stream.noack_take(self.take, self.within_seconds):
+            done = await self.settle(batch)
+            if len(done) < len(batch):
+                kept = {id(event) for event in done}
+                self.release([event for event in batch if id(event) not in kept])
+            del batch
+            for event in done:
+                await stream.ack(event)
+            del done
+
+
+def write_state(table: MutableMapping[str, Any], event: Any, pairs: list[tuple[str, Any]],
+                extra: dict[str, Any]) -> None:
+    """Write a partition's changed keys (`pairs`: key, state or None to delete) to its state
+    table, each as `{"p": partition, "s": state, **extra}`. Faust routes a table write to the
+    store and changelog partition of the current event; in a batch that is set to `event`, an
+    event of the partition whose keys are written."""
+    with current_event_of(event):
+        for key, state in pairs:
+            if state is None:
+                table.pop(key, None)
+            else:
+                table[key] = {"p": event.message.partition, "s": state, **extra}
+
+
+def held_state(table: MutableMapping[str, Any], partition: int
+               ) -> tuple[list[tuple[str, Any]], int]:
+    """The (key, state) pairs a state table holds for `partition`, and the largest stream time
+    stored with them (`"w"`; NEVER when none is)."""
+    held = [(key, value) for key, value in table.items() if value.get("p") == partition]
+    watermark = max((value.get("w", NEVER) for _, value in held), default=NEVER)
+    return [(key, value["s"]) for key, value in held], watermark

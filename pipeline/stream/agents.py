@@ -1,0 +1,291 @@
+"""The worker's four agents, each a `StageAgent` (pipeline/stream/agent_loop.py): the stage
+processors of the partitions it owns, its state table, and what it does with a batch.
+
+- `JourneysAgent`: batch records of `<app>-journey-events` through each partition's
+  `PartitionProcessor`, state `journey-state`; journeys, contributions, follow-up inputs and
+  claims to the outbox, dead letters through Faust;
+- `SegmentsAgent`: `<app>-contributions` through `SegmentStage`, state `segment-state`; metrics
+  and alerts to the outbox;
+- `FollowupsAgent`: `<app>-followup-inputs` (by customer) through `FollowupStage`, state
+  `followup-state`; follow-up cases to the outbox;
+- `ClaimsAgent`: `<app>-claims` (by event_id) through `ClaimsStage`, state `claim-state`;
+  withdrawals on `<app>-journey-events` and `conflict` dead letters through Faust.
+
+A processor is built from its table the first time its partition is seen (at start, or after
+the partition moved here or a dropped batch forgot it), and re-sends what may have died with a
+crash. No Faust import: tables are mappings and topics anything with `send_soon`, so the unit
+tests (tests/unit/stream/test_agents.py) run these with dicts and lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from typing import Any, Protocol
+
+import orjson
+
+from pipeline.contract.dead_letters import DeadLetter
+from pipeline.core.config import CoreConfig
+from pipeline.core.followups import FollowupRules
+from pipeline.core.scoring import ScoringRules
+from pipeline.observability import WorkerMetrics
+from pipeline.privacy import PersonalData
+from pipeline.stream.agent_loop import Processed, RebalanceGuard, held_state, write_state
+from pipeline.stream.batches import decode_batch, decode_withdrawals, encode_withdrawals
+from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
+from pipeline.stream.flush import OutputFlusher
+from pipeline.stream.followups import FollowupStage, event_input
+from pipeline.stream.partition import PartitionProcessor
+from pipeline.stream.segments import SegmentStage
+
+StateTable = MutableMapping[str, Any]
+ALERT_METRICS = ("nps", "ces", "csat", "negative_end")
+
+
+class SendsSoon(Protocol):
+    """A topic Faust's producer sends to (`faust.Topic.send_soon`: buffered, flushed before every
+    commit)."""
+
+    def send_soon(self, *, key: Any, value: Any, partition: int | None = None) -> Any: ...
+
+
+class DeadLetters:
+    """Dead letters the agents find, through Faust's producer: sealed (pipeline/privacy.py) and
+    counted in `peakend_dead_letters_total{reason}`."""
+
+    def __init__(self, topic: SendsSoon, privacy: PersonalData, stats: WorkerMetrics) -> None:
+        self.topic = topic
+        self.privacy = privacy
+        self.stats = stats
+
+    def send(self, letter: DeadLetter) -> None:
+        self.topic.send_soon(key=None, value=self.privacy.seal(letter).to_json())
+        self.stats.dead_letters.labels(letter.reason).inc()
+
+
+class JourneysAgent:
+    """Stage one: batch records of journey events (pipeline/stream/batches.py) through each
+    partition's `PartitionProcessor`; claims' withdrawals of copies that lost their claim."""
+
+    def __init__(self, *, core: CoreConfig, rules: ScoringRules, table: StateTable,
+                 outputs: OutputFlusher, guard: RebalanceGuard, dead_letters: DeadLetters,
+                 source_topic: str, partitions: int, flush_every_events: int,
+                 stats: WorkerMetrics, highwater: Callable[[Any], int]) -> None:
+        self.core = core
+        self.rules = rules
+        self.table = table
+        self.outputs = outputs
+        self.guard = guard
+        self.dead_letters = dead_letters
+        self.source_topic = source_topic  # the touchpoints topic dead letters name
+        self.partitions = partitions
+        # Outputs leave per this many events, not per batch of batch records (hundreds of events
+        # each): what one flush holds stays bounded, and so does the delay before the first
+        # outputs of a large batch leave.
+        self.flush_every_events = flush_every_events
+        self.stats = stats
+        self.highwater = highwater  # the consumer's high watermark of a topic partition
+        self.processors: dict[int, PartitionProcessor] = {}
+
+    def processor(self, partition: int) -> PartitionProcessor:
+        proc = self.processors.get(partition)
+        if proc is None:
+            # First event of a partition since start or since it moved here: restore its state
+            # and re-send every journey's current output (it may have died with a crash).
+            proc = self.processors[partition] = PartitionProcessor(partition, self.core,
+                                                                   self.rules)
+            states, watermark = held_state(self.table, partition)
+            self.outputs.outbox.add_journey_output(partition, proc.restore_keys(states, watermark))
+        return proc
+
+    def process(self, batch: list[Any]) -> Processed:
+        """Process batch records and hand their outputs to the outbox. No state is written
+        here: see `AgentLoop`."""
+        processed = Processed()
+        outbox = self.outputs.outbox
+        since_flush = 0
+        for record in self.guard.admitted(batch):
+            if since_flush >= self.flush_every_events:
+                self.outputs.flush()
+                since_flush = 0
+            partition = processed.take(record)
+            proc = self.processor(partition)
+            withdrawals = decode_withdrawals(record.value)
+            if withdrawals is not None:  # from the claims stage: copies that lost their claim
+                for key, event_id, digest in withdrawals:
+                    outbox.add_journey_output(partition, proc.withdraw(key, event_id, digest))
+                continue
+            routed_events = decode_batch(record.value)
+            since_flush += len(routed_events)
+            for routed in routed_events:
+                out = proc.process(routed.event, routed.arrival_ms)
+                if out.reject is not None:
+                    self.dead_letters.send(proc.reject_letter(
+                        out.reject, routed.event, routed.raw, self.source_topic,
+                        routed.source_offset, routed.source_partition))
+                elif not out.duplicate:
+                    wanted = event_input(  # survey answers, outcome events
+                        routed.event, self.core.journeys.ces_5_more_effort)
+                    if wanted is not None:
+                        outbox.add_followup_input(*wanted)
+                if out.claim is not None:
+                    event_id = routed.event.event_id
+                    outbox.add_claim(claims_partition(event_id, self.partitions), claim_item(
+                        event_id, routed.event.journey_key, out.claim, partition,
+                        routed.event.occurred_ms, proc.watermark, routed.source_partition,
+                        routed.source_offset, routed.raw))
+                outbox.add_journey_output(partition, out)
+        self.outputs.flush()
+        return processed
+
+    def write_state(self, last_of: dict[int, Any]) -> None:
+        """Write each key the batch changed, once, with the partition's stream time."""
+        for partition, event in last_of.items():
+            proc = self.processors[partition]
+            write_state(self.table, event, proc.dirty_state(), {"w": proc.watermark})
+        self.stats.journeys_open.set(sum(len(p.tracker) for p in self.processors.values()))
+        for partition, event in last_of.items():
+            tp = event.message.tp
+            self.stats.consumer_lag.labels(tp.topic, str(partition)).set(
+                max(0, self.highwater(tp) - event.message.offset - 1))
+
+    def forget(self, partition: int) -> None:
+        self.processors.pop(partition, None)
+
+
+class SegmentsAgent:
+    """Stage two: contributions messages through each partition's `SegmentStage`."""
+
+    def __init__(self, *, core: CoreConfig, table: StateTable, outputs: OutputFlusher,
+                 guard: RebalanceGuard, sources: int, stats: WorkerMetrics) -> None:
+        self.core = core
+        self.table = table
+        self.outputs = outputs
+        self.guard = guard
+        self.sources = sources  # stage-one partitions: a bucket is final once all sent past it
+        self.stats = stats
+        self.stages: dict[int, SegmentStage] = {}
+        # Buckets a stage holds back leave with every flush of the outputs, whoever flushes.
+        outputs.before_flush.append(self.move_buckets_to_outbox)
+
+    def move_buckets_to_outbox(self) -> None:
+        for stage in self.stages.values():
+            self.outputs.outbox.add_segment_output(stage.flush())
+
+    def stage(self, partition: int) -> SegmentStage:
+        stage = self.stages.get(partition)
+        if stage is None:
+            stage = self.stages[partition] = SegmentStage(self.core, sources=self.sources)
+            stage.restore_keys(held_state(self.table, partition)[0])
+        return stage
+
+    def process(self, batch: list[Any]) -> Processed:
+        processed = Processed()
+        alerted = False
+        for event in self.guard.admitted(batch):
+            out = self.stage(processed.take(event)).apply(orjson.loads(event.value))
+            self.outputs.outbox.add_segment_output(out)
+            alerted = alerted or bool(out.alerts)
+        self.outputs.flush()
+        if alerted:
+            firing: dict[str, int] = {}
+            for each in self.stages.values():
+                for alert in each.detector.firing():
+                    firing[alert.metric] = firing.get(alert.metric, 0) + 1
+            for metric in ALERT_METRICS:
+                self.stats.alerts_firing.labels(metric).set(firing.get(metric, 0))
+        return processed
+
+    def write_state(self, last_of: dict[int, Any]) -> None:
+        """Each partition's changed buckets, once per batch: a bucket still to be flushed is
+        stored as such, so a crash before its record left re-sends it on restore."""
+        for partition, event in last_of.items():
+            write_state(self.table, event, self.stages[partition].dirty_state(), {})
+
+    def forget(self, partition: int) -> None:
+        self.stages.pop(partition, None)
+
+
+class FollowupsAgent:
+    """The follow-up stage: follow-up inputs (batch records keyed by customer) through each
+    partition's `FollowupStage`."""
+
+    def __init__(self, *, rules: FollowupRules, horizon_ms: int, table: StateTable,
+                 outputs: OutputFlusher, guard: RebalanceGuard, stats: WorkerMetrics) -> None:
+        self.rules = rules
+        self.horizon_ms = horizon_ms
+        self.table = table
+        self.outputs = outputs
+        self.guard = guard
+        self.stats = stats
+        self.stages: dict[int, FollowupStage] = {}
+
+    def process(self, batch: list[Any]) -> Processed:
+        processed = Processed()
+        by_partition: dict[int, list[Any]] = {}
+        for event in self.guard.admitted(batch):
+            by_partition.setdefault(processed.take(event), []).append(orjson.loads(event.value))
+        outbox = self.outputs.outbox
+        for partition, inputs in by_partition.items():
+            stage = self.stages.get(partition)
+            if stage is None:
+                # restore the partition's customers and re-send their cases (a crash may have
+                # lost them after the state was written)
+                stage = self.stages[partition] = FollowupStage(self.rules, self.horizon_ms)
+                outbox.add_cases(stage.restore_keys(*held_state(self.table, partition)))
+            outbox.add_cases(stage.apply(inputs))
+            for (change, priority), count in stage.transitions.items():
+                self.stats.followup_cases.labels(change, priority).inc(count)
+            stage.transitions.clear()
+        self.outputs.flush()
+        return processed
+
+    def write_state(self, last_of: dict[int, Any]) -> None:
+        for partition, event in last_of.items():
+            stage = self.stages[partition]
+            write_state(self.table, event, stage.dirty_state(), {"w": stage.watermark})
+
+    def forget(self, partition: int) -> None:
+        self.stages.pop(partition, None)
+
+
+class ClaimsAgent:
+    """The claims stage (pipeline/stream/claims.py): withdrawals go back to the losing copies'
+    journey partitions, `conflict` letters to dead letters. Both through Faust's producer,
+    flushed before the state is written."""
+
+    def __init__(self, *, core: CoreConfig, source_topic: str, table: StateTable,
+                 journey_events: SendsSoon, dead_letters: DeadLetters,
+                 guard: RebalanceGuard) -> None:
+        self.core = core
+        self.source_topic = source_topic
+        self.table = table
+        self.journey_events = journey_events
+        self.dead_letters = dead_letters
+        self.guard = guard
+        self.stages: dict[int, ClaimsStage] = {}
+
+    def stage(self, partition: int) -> ClaimsStage:
+        stage = self.stages.get(partition)
+        if stage is None:
+            stage = self.stages[partition] = ClaimsStage(self.core, self.source_topic)
+            stage.restore_keys(held_state(self.table, partition)[0])
+        return stage
+
+    def process(self, batch: list[Any]) -> Processed:
+        processed = Processed()
+        for event in self.guard.admitted(batch):
+            out = self.stage(processed.take(event)).apply(orjson.loads(event.value)["c"])
+            for target, items in out.withdrawals.items():
+                self.journey_events.send_soon(key=None, value=encode_withdrawals(items),
+                                              partition=target)
+            for letter in out.letters:
+                self.dead_letters.send(letter)
+        return processed
+
+    def write_state(self, last_of: dict[int, Any]) -> None:
+        for partition, event in last_of.items():
+            write_state(self.table, event, self.stages[partition].dirty_state(), {})
+
+    def forget(self, partition: int) -> None:
+        self.stages.pop(partition, None)

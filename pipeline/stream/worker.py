@@ -1,0 +1,126 @@
+"""What the worker runs beside its agents, and the typed handle on a built worker.
+
+- `Revocations`: on a rebalance, outputs delivered before partitions are given up, and the
+  processors of the partitions that left forgotten (rebuilt from their table if they return);
+- `FlushBeforeCommit`: a Faust sensor that queues the waiting outputs before every commit;
+- `WorkerTasks`: the entry stage, the ClickHouse sink (a child process, or in this one), the
+  metrics endpoint, the 0.2 s output flush and the delivery before shutdown;
+- `EntryStats`: the entry stage's counts in the worker's metrics;
+- `Worker`: what `pipeline.app.build_worker` built (the Faust app, the agents, the sink...),
+  for the CLI and tests to read instead of attributes set on the app.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from pipeline.observability import WorkerMetrics
+from pipeline.settings import Settings
+from pipeline.storage.sink import ClickHouseSink, SinkProcess
+from pipeline.stream.agent_loop import StageAgent
+from pipeline.stream.agents import ClaimsAgent, FollowupsAgent, JourneysAgent, SegmentsAgent
+from pipeline.stream.entry import EntryStage, Routed
+from pipeline.stream.flush import OutputFlusher
+
+
+class EntryStats:
+    """The entry stage's counts in the worker's metrics."""
+
+    def __init__(self, stats: WorkerMetrics, topic: str) -> None:
+        self.stats = stats
+        self.topic = topic
+
+    def entry_read(self, routed: Routed) -> None:
+        self.stats.events_in.labels(self.topic).inc(routed.records)
+        for reason, _ in routed.dead_letters:
+            self.stats.dead_letters.labels(reason).inc()
+        self.stats.last_event_time.set(time.time())
+
+    def entry_lag(self, partition: int, lag: int) -> None:
+        self.stats.consumer_lag.labels(self.topic, str(partition)).set(lag)
+
+
+class Revocations:
+    """Partitions that move away (and perhaps come back) are rebuilt from their table; their
+    outputs are delivered first. Connected to Faust's `on_partitions_revoked`."""
+
+    def __init__(self, outputs: OutputFlusher, agent_of_topic: dict[str, StageAgent]) -> None:
+        self.outputs = outputs
+        self.agent_of_topic = agent_of_topic  # input topic name -> the agent reading it
+
+    async def on_revoked(self, _app: Any, revoked: Iterable[Any], **kwargs: Any) -> None:
+        await self.outputs.flush_and_deliver()
+        for tp in revoked:
+            agent = self.agent_of_topic.get(tp.topic)
+            if agent is not None:
+                agent.forget(tp.partition)
+
+
+class FlushBeforeCommit(faust.Sensor):
+    """Queues the waiting outputs before every commit (Faust flushes its producer, then
+    commits; the agents' own deliveries cover every acked event)."""
+
+    def __init__(self, outputs: OutputFlusher, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outputs = outputs
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        self.outputs.flush()
+
+
+class WorkerTasks:
+    """The worker's side tasks, each registered with Faust by `build_worker`."""
+
+    def __init__(self, settings: Settings, *, outputs: OutputFlusher, entry: EntryStage,
+                 sink: ClickHouseSink, sink_child: SinkProcess | None,
+                 stats: WorkerMetrics) -> None:
+        self.settings = settings
+        self.outputs = outputs
+        self.entry = entry
+        self.sink = sink
+        # The sink runs in its own process (core, event loop) when it talks to a ClickHouse
+        # server; embedded chdb can be opened by one process only, so then it stays in this one.
+        self.sink_child = sink_child
+        self.stats = stats
+
+    async def run_entry(self) -> None:
+        await self.entry.run()
+
+    async def run_sink(self) -> None:
+        if self.sink_child is not None:
+            await self.sink_child.run()
+        else:
+            await self.sink.run()
+
+    async def serve_metrics(self) -> None:
+        s = self.settings
+        if s.metrics_port:
+            self.stats.serve(s.metrics_port, certfile=s.metrics_tls_certfile,
+                             keyfile=s.metrics_tls_keyfile)
+
+    async def flush_idle(self) -> None:
+        """Every 0.2 s: outputs never wait for the next batch of an idle agent."""
+        await self.outputs.flush_and_deliver()
+
+    async def deliver_before_shutdown(self, _app: Any, **kwargs: Any) -> None:
+        await self.outputs.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """A built worker: the Faust app to run and the parts wired into it."""
+
+    app: faust.App
+    journeys: JourneysAgent
+    segments: SegmentsAgent
+    followups: FollowupsAgent
+    claims: ClaimsAgent
+    outputs: OutputFlusher
+    tasks: WorkerTasks
+    sink: ClickHouseSink
+    metrics: WorkerMetrics

@@ -1,0 +1,255 @@
+"""The worker's agents (pipeline/stream/agents.py) without a broker: batch records through
+`AgentLoop` with dict tables, a fake stream and a fake output producer. Each batch writes each
+changed key once; an agent rebuilt from the table (a restart, a partition moving) continues with
+the outputs of one that never stopped; dead letters and claims' withdrawals take Faust's
+producer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from jobs.generate import GeneratorConfig, generate_records
+from pipeline.contract import parse_event
+from pipeline.core.config import CoreConfig
+from pipeline.core.scoring import ScoringRules
+from pipeline.observability import WorkerMetrics
+from pipeline.privacy import PersonalData
+from pipeline.stream.agent_loop import AgentLoop, RebalanceGuard, StageAgent
+from pipeline.stream.agents import ClaimsAgent, DeadLetters, JourneysAgent, SegmentsAgent
+from pipeline.stream.batches import decode_batch
+from pipeline.stream.delivery import BatchDelivery
+from pipeline.stream.entry import Router
+from pipeline.stream.flush import OutputFlusher
+from pipeline.stream.outbox import (
+    ALERTS,
+    CLAIMS,
+    CONTRIBUTIONS,
+    FOLLOWUP_INPUTS,
+    FOLLOWUPS,
+    JOURNEYS,
+    METRICS,
+    Outbox,
+)
+from pipeline.stream.partition import WATERMARK_KEY, PartitionProcessor
+from tests.unit.stream.fake_faust import (
+    Event,
+    Group,
+    Offsets,
+    PartitionedTable,
+    SentSoon,
+    Stream,
+)
+from tests.unit.stream.test_delivery import FakeProducer
+
+PARTITIONS = 3
+TOPICS = {JOURNEYS: "cx.journeys", CONTRIBUTIONS: "app-contributions", METRICS: "cx.metrics",
+          ALERTS: "cx.alerts", FOLLOWUP_INPUTS: "app-followup-inputs",
+          FOLLOWUPS: "cx.followups", CLAIMS: "app-claims"}
+SENT = list[tuple[str, int, list[tuple[bytes | None, bytes]]]]
+
+
+class Parts:
+    """One worker's agents wired in memory; what left is in `sent`."""
+
+    def __init__(self, tables: dict[str, PartitionedTable] | None = None) -> None:
+        self.core = CoreConfig()
+        self.stats = WorkerMetrics.create()
+        self.sent: SENT = []
+        self.outputs = OutputFlusher(
+            Outbox(PARTITIONS),
+            BatchDelivery(lambda: FakeProducer(self.sent, partitions=PARTITIONS), TOPICS),
+            self.stats)
+        self.group = Group()
+        self.guard = RebalanceGuard(self.group)
+        self.dead_letter_topic = SentSoon()
+        self.journey_events = SentSoon()
+        letters = DeadLetters(self.dead_letter_topic, PersonalData(keep_comments=True),
+                              self.stats)
+        self.tables = tables if tables is not None else {
+            name: PartitionedTable() for name in ("journeys", "segments", "claims")}
+        self.journeys = JourneysAgent(
+            core=self.core, rules=ScoringRules.load(self.core.journeys.scoring_rules_path),
+            table=self.tables["journeys"], outputs=self.outputs, guard=self.guard,
+            dead_letters=letters, source_topic="cx.touchpoints", partitions=PARTITIONS,
+            flush_every_events=50, stats=self.stats, highwater=lambda tp: 10_000)
+        self.segments = SegmentsAgent(core=self.core, table=self.tables["segments"],
+                                      outputs=self.outputs, guard=self.guard,
+                                      sources=PARTITIONS, stats=self.stats)
+        self.claims = ClaimsAgent(core=self.core, source_topic="cx.touchpoints",
+                                  table=self.tables["claims"],
+                                  journey_events=self.journey_events, dead_letters=letters,
+                                  guard=self.guard)
+
+    def run(self, agent: StageAgent, batches: list[list[Event]],
+            after_each: Callable[[], None] = lambda: None) -> Stream:
+        """Every batch through the agent's loop; `after_each` runs after each batch."""
+        stream = Stream([])
+        loop = AgentLoop(agent, self.guard, deliver_outputs=self.outputs.flush_and_deliver,
+                         flush_faust_producer=lambda: asyncio.sleep(0), release=lambda batch: None,
+                         take=4, within_seconds=0.1)
+
+        async def main() -> None:
+            for batch in batches:
+                for event in await loop.settle(batch):
+                    await stream.ack(event)
+                after_each()
+
+        asyncio.run(main())
+        return stream
+
+    def latest(self, topic: str) -> dict[bytes | None, dict[str, Any]]:
+        """The last value sent with each key to `topic`."""
+        return {key: json.loads(value) for sent_to, _, items in self.sent if sent_to == topic
+                for key, value in items}
+
+
+def generated(events: int = 900, seed: int = 11) -> list[bytes]:
+    config = GeneratorConfig(events=events, seed=seed, span_ms=6 * 3600_000,
+                             late_fraction=0.03, invalid_fraction=0.0)
+    return [r if isinstance(r, bytes) else json.dumps(r).encode()
+            for r in generate_records(config)]
+
+
+def batch_records(lines: list[bytes], per_read: int = 60) -> list[Event]:
+    """The entry stage's batch records for `lines`, read `per_read` at a time, as the journeys
+    agent receives them."""
+    router = Router(topic="cx.touchpoints", partitions=PARTITIONS, max_event_bytes=65536,
+                    privacy=PersonalData(keep_comments=True))
+    offsets = Offsets("app-journey-events")
+    events = []
+    for start in range(0, len(lines), per_read):
+        read = [type("R", (), {"partition": 0, "offset": start + i, "value": line,
+                               "timestamp": 0, "timestamp_type": 0})()
+                for i, line in enumerate(lines[start:start + per_read])]
+        for partition, records in router.route(read, 1_900_000_000_000).batches.items():
+            events += [offsets.event(record, partition) for record in records]
+    return events
+
+
+def in_fours(events: list[Event]) -> list[list[Event]]:
+    return [events[i:i + 4] for i in range(0, len(events), 4)]
+
+
+def reference(records: list[Event]) -> tuple[dict[bytes | None, dict[str, Any]],
+                                            dict[int, dict[str, Any]]]:
+    """Each journey's latest record from the processors alone, event by event, and the state
+    each partition ends with (key: state, for every key it still holds)."""
+    core = CoreConfig()
+    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    procs: dict[int, PartitionProcessor] = {}
+    latest: dict[bytes | None, dict[str, Any]] = {}
+    for record in records:
+        partition = record.message.partition
+        proc = procs.setdefault(partition, PartitionProcessor(partition, core, rules))
+        for routed in decode_batch(record.value):
+            for journey in proc.process(routed.event, routed.arrival_ms).journeys:
+                latest[journey.journey_id.encode()] = json.loads(orjson.dumps(journey.to_dict()))
+    states = {partition: {key: state for key, state in proc.dirty_state()
+                          if state is not None and key != WATERMARK_KEY}
+              for partition, proc in procs.items()}
+    return latest, states
+
+
+def test_journeys_agent_writes_each_key_once_per_batch_and_equals_the_processors() -> None:
+    records = batch_records(generated())
+    parts = Parts()
+    table = parts.tables["journeys"]
+    per_batch: list[Counter[tuple[int, str]]] = []
+
+    def check() -> None:
+        per_batch.append(Counter(table.writes))
+        table.writes.clear()
+
+    stream = parts.run(parts.journeys, in_fours(records), after_each=check)
+    assert stream.acked == records
+    assert all(max(writes.values(), default=1) == 1 for writes in per_batch)
+    assert sum(len(writes) for writes in per_batch) > len(per_batch)  # batches did write
+    assert table.dbs and all(value["p"] == partition for partition, db in table.dbs.items()
+                             for value in db.values())
+    journeys, states = reference(records)
+    assert parts.latest("cx.journeys") == journeys
+    assert {partition: {key: value["s"] for key, value in db.items() if key != WATERMARK_KEY}
+            for partition, db in table.dbs.items()} == states
+    assert parts.stats.journeys_open._value.get() == sum(
+        len(p.tracker) for p in parts.journeys.processors.values())
+
+
+def test_an_agent_rebuilt_from_the_table_continues_as_one_that_never_stopped() -> None:
+    records = batch_records(generated(seed=12))
+    half = len(records) // 8 * 4  # at a batch boundary of the uninterrupted run
+    first = Parts()
+    first.run(first.journeys, in_fours(records[:half]))
+    first.run(first.segments, contribution_events(first.sent))
+    # a new worker with the same tables: every partition rebuilt from them
+    second = Parts(tables=first.tables)
+    second.run(second.journeys, in_fours(records[half:]))
+    second.run(second.segments, contribution_events(second.sent))
+    whole = Parts()
+    whole.run(whole.journeys, in_fours(records))
+    whole.run(whole.segments, contribution_events(whole.sent))
+    assert {**first.latest("cx.journeys"), **second.latest("cx.journeys")} == \
+        whole.latest("cx.journeys")
+    assert {**first.latest("cx.metrics"), **second.latest("cx.metrics")} == \
+        whole.latest("cx.metrics")
+    assert whole.latest("cx.metrics"), "the generated data has survey answers"
+    # and the journey table holds what the uninterrupted agent holds, key for key (the segment
+    # tables may differ in what was flushed when: their inputs were batched differently)
+    assert second.tables["journeys"].dbs == whole.tables["journeys"].dbs
+
+
+def contribution_events(sent: SENT) -> list[list[Event]]:
+    """The contributions records that left, as the segments agent receives them, in batches."""
+    offsets = Offsets("app-contributions")
+    events = [offsets.event(value, partition) for topic, partition, items in sent
+              if topic == "app-contributions" for _, value in items]
+    return [events[i:i + 25] for i in range(0, len(events), 25)]
+
+
+def event_line(event_id: str, customer: str, minute: int, day: int = 2) -> bytes:
+    return json.dumps({
+        "schema_version": 1, "event_id": event_id, "producer": "test", "customer_id": customer,
+        "occurred_at": f"2026-11-0{day}T10:{minute:02d}:00Z", "type": "interaction",
+        "touchpoint": "cart", "channel": "web", "stage": "purchase", "valence": -0.5,
+    }).encode()
+
+
+def test_late_events_become_dead_letters_through_fausts_producer() -> None:
+    lines = [event_line("e1", "c1", 0, day=4), event_line("e2", "c1", 5, day=1)]
+    for line in lines:
+        parse_event(line)  # both valid: lateness is stage one's verdict
+    parts = Parts()
+    parts.run(parts.journeys, [batch_records(lines, per_read=1)])
+    [sent] = parts.dead_letter_topic.sent
+    letter = json.loads(sent["value"])
+    assert (letter["reason"], letter["event_id"]) == ("late", "e2")
+    assert parts.stats.dead_letters.labels("late")._value.get() == 1
+
+
+def test_one_event_id_in_two_journeys_is_withdrawn_from_the_losing_one() -> None:
+    lines = [event_line("same", "c1", 0), event_line("same", "c2", 1)]
+    parts = Parts()
+    parts.run(parts.journeys, [batch_records(lines, per_read=2)])
+    offsets = Offsets("app-claims")
+    claims = [offsets.event(value, partition) for topic, partition, items in parts.sent
+              if topic == "app-claims" for _, value in items]
+    assert len([c for record in claims for c in orjson.loads(record.value)["c"]]) == 2
+    parts.run(parts.claims, [claims])
+    [withdrawal] = parts.journey_events.sent
+    [letter] = parts.dead_letter_topic.sent
+    assert json.loads(letter["value"])["reason"] == "conflict"
+    assert parts.tables["claims"].dbs[claims[0].message.partition]["same"]["p"] == \
+        claims[0].message.partition
+    # the withdrawal, read back by the journeys agent, takes the copy out of its journey
+    back = Offsets("app-journey-events").event(withdrawal["value"], withdrawal["partition"])
+    journeys_before = parts.latest("cx.journeys")
+    parts.run(parts.journeys, [[back]])
+    changed = {k: v for k, v in parts.latest("cx.journeys").items()
+               if journeys_before.get(k) != v}
+    assert len(changed) == 1
+    assert next(iter(changed.values()))["status"] == "superseded"  # its one event withdrawn

@@ -1,0 +1,154 @@
+"""Every Faust private name the worker uses (pipeline/stream/faust_private.py), checked against
+the installed faust-streaming: these fail when a Faust release renames, retypes or changes one.
+And no other module of `pipeline/` reaches for one."""
+
+from __future__ import annotations
+
+import ast
+import contextvars
+import inspect
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import faust
+import faust.streams
+import pytest
+from faust.stores import rocksdb as faust_rocksdb
+from faust.tables.table import Table
+from faust.transport.consumer import Consumer
+from intervaltree import IntervalTree
+
+from pipeline.stream import faust_private
+from pipeline.stream.faust_private import PeakendConsumer, StoreHookTable, current_event_of
+from tests.unit.stream.fake_faust import Event, Message
+
+ROOT = Path(__file__).resolve().parents[3]
+FRAMEWORKS = ("faust", "mode", "aiokafka")
+
+
+def test_current_event_of_is_what_faust_reads_for_a_table_write() -> None:
+    assert isinstance(faust.streams._current_event, contextvars.ContextVar)
+    event = Event(b"", Message("t", 7, 0))
+    before = faust.streams.current_event()
+    with current_event_of(event):
+        assert faust.streams.current_event() is event
+    assert faust.streams.current_event() is before
+    # Faust's table and its RocksDB store pick the partition of a write from that event
+    assert "current_event()" in inspect.getsource(Table.partition_for_key)
+    assert "event.message.partition" in inspect.getsource(faust_rocksdb.Store._set)
+
+
+def test_a_store_write_goes_to_the_database_of_the_named_events_partition(
+        tmp_path: Path) -> None:
+    app: Any = faust.App("faust-private-test", datadir=str(tmp_path), store="rocksdb://")
+    table = app.tables.add(StoreHookTable(app, name="t", partitions=8,
+                                          beacon=app.tables.beacon))
+    store = table.data
+    assert isinstance(store, faust_rocksdb.Store)
+    try:
+        with current_event_of(Event(b"", Message("t", 5, 0))):
+            store["k"] = {"v": 1}
+        assert set(store._dbs) == {5}
+        with current_event_of(Event(b"", Message("t", 5, 1))):
+            assert store["k"] == {"v": 1}
+        with current_event_of(Event(b"", Message("t", 2, 0))), pytest.raises(KeyError):
+            store["k"]  # another partition's database
+    finally:
+        for db in store._dbs.values():
+            db.close()
+
+
+def test_faust_builds_each_table_store_through_new_store_by_url(tmp_path: Path) -> None:
+    seen: list[Any] = []
+
+    class Recording(StoreHookTable):
+        def configure_store(self, store: Any) -> Any:
+            seen.append(store)
+            return store
+
+    assert list(inspect.signature(faust.Table._new_store_by_url).parameters) == ["self", "url"]
+    app: Any = faust.App("faust-private-hook", datadir=str(tmp_path), store="memory://")
+    table = app.tables.add(Recording(app, name="t", partitions=2, beacon=app.tables.beacon))
+    assert table.data is seen[0]
+
+
+def test_faust_consumer_keeps_the_bookkeeping_peakend_consumer_overrides() -> None:
+    assert list(inspect.signature(Consumer._new_offset).parameters) == ["self", "tp"]
+    # logged by PeakendConsumer._add_gap (issue 20): an async method of these parameters
+    assert inspect.iscoroutinefunction(Consumer._add_gap)
+    assert list(inspect.signature(Consumer._add_gap).parameters) == [
+        "self", "tp", "offset_from", "offset_to"]
+    init = inspect.getsource(Consumer.__init__)
+    for name, kind in (("_acked", "defaultdict(list)"), ("_acked_index", "defaultdict(set)"),
+                       ("_gap", "defaultdict(IntervalTree)"),
+                       ("_committed_offset", "defaultdict(lambda: None)")):
+        assert f"self.{name} = {kind}" in init, name
+    assert "self._unacked_messages = WeakSet()" in init
+    # Faust's commit asks `_new_offset` for the offset of each partition
+    assert "_new_offset(" in inspect.getsource(Consumer._filter_committable_offsets)
+
+
+def test_peakend_consumer_commits_past_duplicate_acks_in_one_step() -> None:
+    tp = ("t", 0)
+    consumer: Any = PeakendConsumer.__new__(PeakendConsumer)  # only the bookkeeping is used
+    consumer._acked = defaultdict(list)
+    consumer._acked_index = defaultdict(set)
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._committed_offset = defaultdict(lambda: None)
+    consumer._committed_offset[tp] = 10
+    consumer._acked[tp].extend(range(10, 40))
+    consumer._acked_index[tp].update(range(10, 40))
+    consumer._gap[tp].addi(11, 20)  # offsets acked as well
+    assert consumer._new_offset(tp) == 40
+    assert consumer._acked[tp] == [] and not consumer._acked_index[tp]
+
+
+def private_names_used(tree: ast.AST) -> set[str]:
+    """Names with one leading underscore imported from a framework or read as attributes."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FRAMEWORKS:
+            found.update(a.name for a in node.names if a.name.startswith("_"))
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            found.add(node.attr)
+        elif isinstance(node, ast.FunctionDef) and node.name.startswith("_") \
+                and not node.name.startswith("__"):
+            found.add(node.name)
+    return found
+
+
+def imports_a_framework(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(
+                a.name.split(".")[0] in FRAMEWORKS for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FRAMEWORKS:
+            return True
+    return False
+
+
+def test_no_other_module_uses_the_faust_private_names() -> None:
+    """(Checked in the modules that import Faust, mode or aiokafka: a module that does not
+    cannot subclass or hold their objects by name; the core has a `_gap` of its own.)"""
+    adapter = ROOT / "pipeline" / "stream" / "faust_private.py"
+    framework_private = private_names_used(ast.parse(adapter.read_text())) - {"_"}
+    assert {"_current_event", "_new_offset", "_unacked_messages",
+            "_new_store_by_url"} <= framework_private
+    leaks = []
+    for path in sorted((ROOT / "pipeline").rglob("*.py")):
+        if path == adapter or "build" in path.relative_to(ROOT).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        if not imports_a_framework(tree):
+            continue
+        used = private_names_used(tree) & framework_private
+        leaks += [f"{path.relative_to(ROOT)}: {name}" for name in sorted(used)]
+    assert leaks == []
+
+
+@pytest.mark.parametrize("name", ["PeakendConsumer", "PeakendProducer", "PeakendTransport",
+                                  "StoreHookTable", "current_event_of", "release"])
+def test_the_adapter_exports_what_the_worker_uses(name: str) -> None:
+    assert name in faust_private.__all__
