@@ -168,7 +168,7 @@ class ExperienceEngine:
         partition = withdrawal.partition
         tracker = self.trackers[partition]
         buckets = self.buckets[partition]
-        tracker._withdraw(withdrawal.key, withdrawal.event_id, withdrawal.digest,
+        tracker.withdraw_into(withdrawal.key, withdrawal.event_id, withdrawal.digest,
                           self.watermarks[partition], journeys)
         for retraction in tracker.drain_retractions():
             buckets.retract(retraction)
@@ -190,7 +190,7 @@ class ExperienceEngine:
         buckets = self.buckets[partition]
         watermarks = self.watermarks
         width = self.bucket_ms
-        pending = tracker._end_deltas
+        pending = tracker.pending_end_deltas
         claims = self.claims
         journeys: list[Journey] = []
         reasons: list[str | None] = []
@@ -204,7 +204,7 @@ class ExperienceEngine:
             if event.occurred_ms > watermark:
                 watermark = event.occurred_ms
                 watermarks[partition] = watermark
-            reason = tracker._apply(event, watermark, journeys)
+            reason = tracker.apply_into(event, watermark, journeys)
             reasons.append(reason)
             if reason is not None:
                 if reason != REPLACED:
@@ -214,15 +214,15 @@ class ExperienceEngine:
             buckets.add_event(event)
             if pending:
                 self._apply_ends(partition, tracker, buckets)
-                pending = tracker._end_deltas
+                pending = tracker.pending_end_deltas
             withdrawal = claims.claim(event.event_id, tracker.last_digest, event.journey_key,
                                       partition, event.occurred_ms)
             if withdrawal is not None:
                 reasons[-1] = self._withdraw(withdrawal, journeys)
-                pending = tracker._end_deltas
+                pending = tracker.pending_end_deltas
             if watermark // width != previous // width:
                 self._tick_into(partition, journeys, out)
-                pending = tracker._end_deltas
+                pending = tracker.pending_end_deltas
         out.journeys = tracker.latest_records(journeys)
         return out, reasons
 
@@ -247,7 +247,7 @@ class ExperienceEngine:
         tracker = self.trackers[partition]
         buckets = self.buckets[partition]
         watermark = self.watermarks[partition]
-        tracker._advance(watermark, journeys)
+        tracker.advance_into(watermark, journeys)
         self._apply_ends(partition, tracker, buckets)
         metrics = buckets.flush()
         out.metrics.extend(metrics)

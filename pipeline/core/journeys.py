@@ -289,7 +289,9 @@ class JourneyTracker:
         # did).
         self._markers: dict[str, tuple[int, int]] = {}
         self._marker_ends: list[tuple[int, str]] = []
-        self._end_deltas: list[EndDelta] = []
+        # negative_end changes not drained yet: the engine reads it to skip an empty drain
+        # (`drain_end_deltas` empties it; nothing else may change it)
+        self.pending_end_deltas: list[EndDelta] = []
         self._retractions: list[Retraction] = []
         self._keep_dirty = keep_dirty_keys
         self._fast_inserts = fast_inserts
@@ -315,7 +317,7 @@ class JourneyTracker:
         reason: `"late"` (older than the allowed lateness: dead-letter it), `"duplicate"` (its
         event_id was already applied: drop it) or None."""
         emitted: list[Journey] = []
-        reason = self._apply(event, watermark_ms, emitted)
+        reason = self.apply_into(event, watermark_ms, emitted)
         if not emitted:
             return [], reason
         return [self.record(j) for j in emitted], reason
@@ -338,7 +340,7 @@ class JourneyTracker:
             ms = event.occurred_ms
             if ms > wm:
                 wm = ms
-            reasons.append(self._apply(event, wm, emitted))
+            reasons.append(self.apply_into(event, wm, emitted))
         return self.latest_records(emitted), reasons, wm
 
     def latest_records(self, journeys: Iterable[Journey]) -> list[JourneyRecord]:
@@ -349,8 +351,8 @@ class JourneyTracker:
             latest[journey.id] = journey
         return [self.record(j) for j in latest.values()]
 
-    def _apply(self, event: TouchpointEvent, watermark_ms: int, emitted: list[Journey]
-               ) -> str | None:
+    def apply_into(self, event: TouchpointEvent, watermark_ms: int, emitted: list[Journey]
+                   ) -> str | None:
         """`apply` without building records: appends every emitted journey to `emitted` (its
         record is `record(journey)` until the journey is emitted again)."""
         ms = event.occurred_ms
@@ -506,11 +508,13 @@ class JourneyTracker:
         is emitted `superseded`. Returns the records and whether the copy was held (False: it
         was evicted, or replaced meanwhile by a copy of the same key)."""
         emitted: list[Journey] = []
-        held = self._withdraw(key, event_id, digest, watermark_ms, emitted)
+        held = self.withdraw_into(key, event_id, digest, watermark_ms, emitted)
         return self.latest_records(emitted), held
 
-    def _withdraw(self, key: str, event_id: str, digest: int, watermark_ms: int,
-                  emitted: list[Journey]) -> bool:
+    def withdraw_into(self, key: str, event_id: str, digest: int, watermark_ms: int,
+                      emitted: list[Journey]) -> bool:
+        """`withdraw` without building records: appends the journeys it changes to `emitted`
+        (the engine's batches build one record per journey, `latest_records`)."""
         state = self._keys.get(key)
         if state is None:
             return False
@@ -579,10 +583,11 @@ class JourneyTracker:
         """Stream time moved to `watermark_ms`: close journeys that went idle or reached their
         maximum length, and evict closed journeys no acceptable event can reach any more."""
         emitted: list[Journey] = []
-        self._advance(watermark_ms, emitted)
+        self.advance_into(watermark_ms, emitted)
         return [self.record(j) for j in emitted]
 
-    def _advance(self, watermark_ms: int, emitted: list[Journey]) -> None:
+    def advance_into(self, watermark_ms: int, emitted: list[Journey]) -> None:
+        """`advance` without building records: appends the journeys it changes to `emitted`."""
         ends = self._marker_ends
         while ends and ends[0][0] <= watermark_ms:
             end, key = heappop(ends)
@@ -606,7 +611,7 @@ class JourneyTracker:
 
     def drain_end_deltas(self) -> list[EndDelta]:
         """negative_end changes since the last call (feed them to `SurveyBuckets.apply_end`)."""
-        out, self._end_deltas = self._end_deltas, []
+        out, self.pending_end_deltas = self.pending_end_deltas, []
         return out
 
     def drain_dirty_keys(self) -> set[str]:
@@ -681,7 +686,7 @@ class JourneyTracker:
         return {
             "keys": {key: self.snapshot_key(key) for key in sorted(self.keys())},
             "end_deltas": [[d.at_ms, d.negative, d.sign, [list(s) for s in d.segments],
-                            d.journey_id] for d in self._end_deltas],
+                            d.journey_id] for d in self.pending_end_deltas],
             "retractions": [[r.at_ms, [list(s) for s in r.segments], r.nps, r.ces, r.csat,
                              r.event_id] for r in self._retractions],
             "dirty": sorted(set(self._dirty)),
@@ -692,7 +697,7 @@ class JourneyTracker:
     def _resume(self, snapshot: dict[str, Any]) -> None:
         for key, data in snapshot["keys"].items():
             self.restore_key(key, data)
-        self._end_deltas = [
+        self.pending_end_deltas = [
             EndDelta(int(at), bool(negative), int(sign), _segments_of(segments), str(journey))
             for at, negative, sign, segments, journey in snapshot["end_deltas"]]
         self._retractions = [
@@ -951,9 +956,10 @@ class JourneyTracker:
             return
         if journey.counted is not None:
             at, negative, segments = journey.counted
-            self._end_deltas.append(new_record(EndDelta, (at, negative, -1, segments, journey.id)))
+            self.pending_end_deltas.append(
+                new_record(EndDelta, (at, negative, -1, segments, journey.id)))
         if counted is not None:
-            self._end_deltas.append(
+            self.pending_end_deltas.append(
                 new_record(EndDelta, (counted[0], counted[1], 1, counted[2], journey.id)))
         journey.counted = counted
 

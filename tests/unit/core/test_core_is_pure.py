@@ -64,3 +64,29 @@ print([path for path in opened if not path.endswith(code) and "__pycache__" not 
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+# A NamedTuple's own API has leading underscores; it is public nonetheless.
+NAMED_TUPLE_API = {"_replace", "_fields", "_asdict", "_make", "_field_defaults"}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_no_private_name_of_another_object_is_used(path: Path) -> None:
+    """A module calls another class through its public methods (issue 19: the engine called
+    the tracker's `_apply`, `_advance`, `_withdraw` and read `_end_deltas`): an attribute with
+    one leading underscore is read on `self` or `cls`, or on another object of a class of the
+    same module (`JourneyMoments.merge` filling the result it builds)."""
+    tree = ast.parse(path.read_text())
+    own = {node.name for node in ast.walk(tree)
+           if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    own |= {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls") and isinstance(node.ctx, ast.Store)}
+    leaks = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__") and node.attr not in NAMED_TUPLE_API
+                and node.attr not in own
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            leaks.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    assert leaks == []
