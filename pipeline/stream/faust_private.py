@@ -10,7 +10,9 @@ differently; nothing else in `pipeline/` may use a Faust private name.
   it names that event itself;
 - `Consumer._new_offset`, `._acked`, `._acked_index`, `._gap`, `._committed_offset`
   (`PeakendConsumer`): duplicate acks held each commit back by one offset (`next_commit_offset`);
-  `Consumer._add_gap` is wrapped to log each gap Faust counts as done (issue 20);
+  `Consumer.getmany` (gated: each partition's records in offset order, no holes),
+  `perform_seek` (the gate starts at the committed offsets) and `_add_gap` (a gap is never
+  counted as done on our topics): `pipeline/stream/offset_gate.py` (issue 20);
 - `Consumer._unacked_messages` (`release`): a dropped batch's events must stop holding Faust's
   revocation;
 - `ProducerBuffer.flush_atmost` giving up after 0.1 s, a behaviour (`PeakendProducer`): a flush
@@ -21,15 +23,19 @@ differently; nothing else in `pipeline/` may use a Faust private name.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import faust
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from pipeline.stream.offset_gate import OffsetGate, Verdict
 
 __all__ = [
     "PeakendConsumer",
@@ -56,19 +62,26 @@ def current_event_of(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def next_commit_offset(acked: list[int], gap: Any, committed: int | None) -> int | None:
+def next_commit_offset(acked: list[int], gap: Any, committed: int | None,
+                       floor: int | None = None) -> int | None:
     """Faust's `Consumer._new_offset` with the acked offsets taken as a set: the offset to
     commit for one partition (one past the first run of consecutive done offsets), or None.
     `acked` (sorted, duplicates dropped, the committed run removed) and `gap` (an IntervalTree
-    of offsets Faust saw skipped) are updated in place, as Faust's own method does.
+    of offsets Faust saw skipped) are updated in place, as Faust's own method does. `floor`:
+    where the first run must start when there is no committed offset (the partition's first
+    offset, pipeline/stream/offset_gate.py); None with no committed offset commits nothing.
 
     Why: Faust appends the gap's offsets to `acked` without looking at what is already there.
     After a rebalance it seeks to the committed offset C and resets its read offset to C while
     records fetched before the seek still arrive; the first of them, at C+k, opens a gap
     C+1..C+k (inclusive: Faust's `_add_gap` adds `offset_to + 1`) over offsets that are acked
     too. Each duplicate splits Faust's run of consecutive offsets, so each commit (one a
-    second) moved the offset by one: a takeover crawled for ~105 s (issue 14). The offsets
-    committed are the ones Faust commits; only the duplicates no longer hold them back.
+    second) moved the offset by one: a takeover crawled for ~105 s (issue 14).
+    And the run must start at the committed offset (or the floor) exactly: Faust's own test
+    (`if committed and acked[0] - committed > 1`) is false with no committed offset yet and at
+    0, and lets one offset slip after it; either way offsets no agent acked were committed over
+    and never read again (issue 20). Our acked topics have contiguous offsets (no transaction
+    markers, no compaction), so no slack is needed.
 
     >>> from intervaltree import IntervalTree
     >>> acked, gap = [5, 6, 7, 8, 9, 10], IntervalTree.from_tuples([(6, 11)])
@@ -79,6 +92,14 @@ def next_commit_offset(acked: list[int], gap: Any, committed: int | None) -> int
     (14, [20, 21])
     >>> next_commit_offset([30, 31], IntervalTree(), 12) is None  # a hole before the first run
     True
+    >>> next_commit_offset([13, 14], IntervalTree(), 12) is None  # one offset is a hole too
+    True
+    >>> next_commit_offset([2, 3], IntervalTree(), None, floor=0) is None  # 0 and 1 unacked
+    True
+    >>> next_commit_offset([0, 1, 3], IntervalTree(), None, floor=0)
+    2
+    >>> next_commit_offset([0, 1], IntervalTree(), None) is None  # where it starts is unknown
+    True
     """
     if not acked:
         return None
@@ -88,15 +109,13 @@ def next_commit_offset(acked: list[int], gap: Any, committed: int | None) -> int
         for interval in gap.overlap(0, highest):
             done.update(range(interval.begin, interval.end))
         gap.chop(0, max(done) + 1)
-    if committed is not None:
-        # offsets below the committed one are done already (a gap or a re-read may add them)
-        done = {offset for offset in done if offset >= committed}
+    start = committed if committed is not None else floor
+    if start is not None:
+        # offsets below the start are done already (a gap or a re-read may add them)
+        done = {offset for offset in done if offset >= start}
     ordered = sorted(done)
     acked[:] = ordered
-    # Faust's own test, kept as is (it allows one missing offset after the committed one: its
-    # read offset after a seek is the next offset to read, so a single skipped offset, e.g. a
-    # transaction marker, is never recorded as a gap).
-    if not ordered or (committed and ordered[0] - committed > 1):
+    if not ordered or start is None or ordered[0] != start:
         return None
     end = 1
     while end < len(ordered) and ordered[end] == ordered[end - 1] + 1:
@@ -110,25 +129,90 @@ log = logging.getLogger(__name__)
 
 
 class PeakendConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer with a commit offset that duplicate acks cannot hold back
-    (see `next_commit_offset`)."""
+    """Faust's aiokafka consumer whose agents receive each partition's records in offset order
+    without holes (`OffsetGate`, pipeline/stream/offset_gate.py) and whose commits never cover
+    an offset no agent acked, nor let duplicate acks hold them back (`next_commit_offset`)."""
+
+    # how long the lookup of a partition's first offset may take before its records wait
+    LOOK_UP_SECONDS = 10.0
+
+    @property
+    def offset_gate(self) -> OffsetGate:
+        gate: OffsetGate | None = self.__dict__.get("_peakend_offset_gate")
+        if gate is None:
+            gate = self.__dict__["_peakend_offset_gate"] = OffsetGate()
+        return gate
+
+    def _gated(self, tp: Any) -> bool:
+        """The partitions of the topics the agents ack (all internal, see offset_gate.py)."""
+        return bool(self.app.topics.acks_enabled_for(tp.topic))
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
         before = set(acked)
-        offset = next_commit_offset(acked, self._gap[tp], self._committed_offset[tp])
+        offset = next_commit_offset(acked, self._gap[tp], self._committed_offset[tp],
+                                    self.offset_gate.commit_floor(tp))
         # `_acked_index` mirrors `acked` for Faust's `ack()`: forget what left the list.
         self._acked_index[tp].difference_update(before.difference(acked))
         return offset
 
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets (the end of every rebalance, and while the
+        flow is stopped), then each gated partition's gate starts there."""
+        await super().perform_seek()
+        gate = self.offset_gate
+        assigned = {tp for tp in self.assignment() if self._gated(tp)}
+        for tp in list(gate.partitions):
+            if tp not in assigned:
+                gate.forget(tp)
+        for tp in assigned:
+            gate.reset(tp, self._committed_offset.get(tp))
+        unknown = [tp for tp in assigned if gate.expected(tp) is None]
+        if unknown:
+            await self._look_up_first_offsets(unknown)
+
+    async def _look_up_first_offsets(self, partitions: list[Any]) -> None:
+        """The log start of partitions without a committed offset. On failure their records
+        wait (dropped, and re-read by the seek back once the lookup succeeds)."""
+        try:
+            earliest = await asyncio.wait_for(self.earliest_offsets(*partitions),
+                                              self.LOOK_UP_SECONDS)
+        except Exception as exc:  # the broker's error or our timeout: retried on next record
+            log.warning("consumer: first offsets of %d partitions not known yet: %r",
+                        len(partitions), exc)
+            return
+        for tp, offset in earliest.items():
+            self.offset_gate.start_at(tp, offset)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        """Faust's records, gated: each gated partition's records in offset order, no holes."""
+        gate = self.offset_gate
+        async for tp, message in super().getmany(timeout):
+            if not gate.gates(tp):
+                yield tp, message
+                continue
+            verdict = gate.admit(tp, message.offset, now=time.monotonic())
+            if verdict is Verdict.LOOK_UP:
+                await self._look_up_first_offsets([tp])
+                verdict = gate.admit(tp, message.offset, now=time.monotonic())
+            if verdict is Verdict.DELIVER:
+                yield tp, message
+            elif verdict is Verdict.SEEK:
+                expected = gate.expected(tp)
+                log.warning("consumer: %s[%d] read offset %d, expected %s: seeking back",
+                            tp.topic, tp.partition, message.offset, expected)
+                if expected is not None:
+                    await self.seek(tp, expected)
+
     async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
-        # Our acked topics have no real gaps (no transactions, no compaction): a gap is a
-        # record read out of order, and Faust counts its offsets as done. Logged, so that a
-        # run whose journeys fall short of replay shows where (issue 20).
-        log.warning("consumer: %s[%d] offsets %d-%d taken as a gap (committed %s)",
+        # A gated partition has no gaps (its records reach the agents in order); Faust's gap
+        # would count offsets as done that no agent acked, so it is only logged.
+        log.warning("consumer: %s[%d] offsets %d-%d seen as a gap (committed %s)%s",
                     tp.topic, tp.partition, offset_from, offset_to,
-                    self._committed_offset.get(tp))
-        await super()._add_gap(tp, offset_from, offset_to)
+                    self._committed_offset.get(tp),
+                    ", not counted as done" if self._gated(tp) else "")
+        if not self._gated(tp):
+            await super()._add_gap(tp, offset_from, offset_to)
 
 
 async def flush_until_empty(flush: Callable[[], Awaitable[None]],

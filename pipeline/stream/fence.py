@@ -12,8 +12,10 @@ dropped event bridged splits in two, and the stream no longer equals `peakend re
 two-workers test on CI saw it: a journey starting at an event that continued another).
 
 Every record of the generation the dropped batch was fetched in is read again after the
-rebalance (it ends with a seek to the committed offsets), so the fence refuses them all and
-admits the next generation's records: state stays a prefix of each partition's records.
+rebalance (it ends with a seek to the committed offsets, and the offset gate,
+pipeline/stream/offset_gate.py, makes sure the next generation starts there even for records
+fetched after that seek), so the fence refuses them all and admits the next generation's
+records: state stays a prefix of each partition's records.
 """
 
 from __future__ import annotations

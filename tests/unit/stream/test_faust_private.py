@@ -104,6 +104,103 @@ def test_peakend_consumer_commits_past_duplicate_acks_in_one_step() -> None:
     assert consumer._acked[tp] == [] and not consumer._acked_index[tp]
 
 
+def test_faust_reads_records_and_seeks_through_what_the_gate_overrides() -> None:
+    """The offset gate (issue 20) wraps `getmany`, `perform_seek` and `_add_gap`: Faust's
+    fetch loop must read records through `self.getmany`, reset its read offset on `seek`, and
+    seek to the committed offsets through `perform_seek` at the end of every rebalance."""
+    from faust.tables import recovery
+
+    assert inspect.isasyncgenfunction(Consumer.getmany)
+    assert list(inspect.signature(Consumer.getmany).parameters) == ["self", "timeout"]
+    drain = inspect.getsource(Consumer._drain_messages)
+    assert "getmany = self.getmany" in drain and "_add_gap(" in drain
+    assert "self._read_offset[ensure_TP(partition)] = offset" in inspect.getsource(Consumer.seek)
+    assert "self._committed_offset.update(" in inspect.getsource(Consumer.perform_seek)
+    assert "perform_seek()" in inspect.getsource(recovery.Recovery._resume_streams)
+    assert list(inspect.signature(Consumer.earliest_offsets).parameters) == [
+        "self", "partitions"]
+
+
+class Record:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp: Any,
+                   log_start: int = 0) -> tuple[Any, list[tuple[Any, int]]]:
+    """A PeakendConsumer over Faust's consumer with its fetches, seeks and offset lookups
+    replaced: each `getmany` call yields the next fetch's offsets of `tp`."""
+    from types import SimpleNamespace
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    seeks: list[tuple[Any, int]] = []
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        for offset in fetches.pop(0):
+            yield tp, Record(offset)
+
+    async def seek(self: Any, partition: Any, offset: int) -> None:
+        seeks.append((partition, offset))
+
+    async def earliest_offsets(self: Any, *partitions: Any) -> dict[Any, int]:
+        return {p: log_start for p in partitions}
+
+    async def perform_seek(self: Any) -> None:  # Faust's: the committed offsets read back
+        self._committed_offset.update({tp: None})
+
+    for name, fake in (("getmany", getmany), ("seek", seek),
+                       ("earliest_offsets", earliest_offsets), ("perform_seek", perform_seek)):
+        monkeypatch.setattr(faust_aiokafka.Consumer, name, fake)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "assignment", lambda self: {tp})
+    consumer: Any = PeakendConsumer.__new__(PeakendConsumer)
+    consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: t == "t"))
+    consumer._acked = defaultdict(list)
+    consumer._acked_index = defaultdict(set)
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._committed_offset = defaultdict(lambda: None)
+    return consumer, seeks
+
+
+def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20's loss: a partition with no committed offset, read from 3 after a rebalance.
+    Today's Faust hands 3-5 over and commits 6 over 0-2; the gate seeks back to 0 instead."""
+    import asyncio
+
+    from faust.types import TP
+
+    tp = TP("t", 7)
+    consumer, seeks = gated_consumer(monkeypatch, [[3, 4, 5], [0, 1, 2, 3, 4, 5, 3]], tp)
+
+    async def read() -> list[int]:
+        await consumer.perform_seek()
+        out = []
+        for _ in range(2):
+            out += [message.offset async for _, message in consumer.getmany(1.0)]
+        return out
+
+    assert asyncio.run(read()) == [0, 1, 2, 3, 4, 5]
+    assert seeks == [(tp, 0)]
+    consumer._acked[tp].extend([3, 4])  # acked first, 0-2 still with the agent
+    assert consumer._new_offset(tp) is None
+    consumer._acked[tp].extend([0, 1, 2])
+    assert consumer._new_offset(tp) == 5
+
+
+def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from faust.types import TP
+
+    tp, other = TP("t", 1), TP("changelog", 1)
+    consumer, _ = gated_consumer(monkeypatch, [], tp)
+    asyncio.run(consumer._add_gap(tp, 4, 9))
+    asyncio.run(consumer._add_gap(other, 4, 9))
+    assert not consumer._gap[tp] and consumer._gap[other]
+
+
 def private_names_used(tree: ast.AST) -> set[str]:
     """Names with one leading underscore imported from a framework or read as attributes."""
     found: set[str] = set()

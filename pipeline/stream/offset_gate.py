@@ -1,0 +1,120 @@
+"""The agents receive each partition's records in offset order, without holes (issue 20).
+
+Every topic the worker's agents read is internal and written by our own non-transactional
+producers (the entry stage's batch records, contributions, follow-up inputs, claims): its offsets
+are contiguous, with no transaction markers and no compaction. So a record whose offset is past
+the next one expected is not a gap in the log but a hole in what we read: records fetched around a
+rebalance that were refused (fetched in the previous generation) or never re-read (aiokafka does
+not seek a partition that has no committed offset yet, and Faust's read offset then drops the
+records of the refetch as "already read"). Applying the record after the hole would put state
+ahead of records it never saw, and Faust would count the hole as done and commit over it: the
+cluster fault stream lost journeys that way (docs/reliability.md, issue 20).
+
+The gate holds, per partition, the next offset the agents may receive: after each seek to the
+committed offsets (the end of every rebalance) the committed offset, or the partition's first
+offset when the group never committed there. A record at that offset passes and moves it on; an
+earlier one was delivered already and is dropped; a later one is dropped and the partition is
+sought back to the expected offset, once (again only if the refetch has not arrived after
+`reseek_seconds`), so the skipped records are fetched again. The first commit of a partition
+starts at the same place: no commit covers an offset no agent acked.
+
+No Faust import: `PeakendConsumer` (pipeline/stream/faust_private.py) drives it, the unit tests
+(tests/unit/stream/test_offset_gate.py) drive it with offsets.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+class Verdict(enum.Enum):
+    DELIVER = "deliver"  # the expected offset: hand it to the agents
+    BEHIND = "behind"  # delivered already in this generation: drop
+    SEEK = "seek"  # past a hole: drop, and seek the partition back to `expected`
+    WAIT = "wait"  # past a hole, a seek back is under way: drop
+    LOOK_UP = "look up"  # the partition's first offset is not known yet: look it up, then ask again
+
+
+@dataclass(slots=True)
+class PartitionGate:
+    first: int | None  # where this generation's reading starts (committed or log start)
+    expected: int | None  # the next offset the agents may receive
+    sought_at: float | None = None  # when the pending seek back was issued
+
+
+class OffsetGate:
+    """Per partition, the next offset its agents may receive.
+
+    >>> gate = OffsetGate()
+    >>> gate.reset("p0", committed=None)  # no commit yet: the first offset must be looked up
+    >>> gate.admit("p0", 3, now=0.0)
+    <Verdict.LOOK_UP: 'look up'>
+    >>> gate.start_at("p0", 0)
+    >>> [gate.admit("p0", offset, now=0.0).value for offset in (3, 4)]
+    ['seek', 'wait']
+    >>> [gate.admit("p0", offset, now=1.0).value for offset in (0, 1, 1, 2, 3)]
+    ['deliver', 'deliver', 'behind', 'deliver', 'deliver']
+    >>> gate.commit_floor("p0")
+    0
+    """
+
+    __slots__ = ("partitions", "reseek_seconds")
+
+    def __init__(self, reseek_seconds: float = 5.0) -> None:
+        self.partitions: dict[Hashable, PartitionGate] = {}
+        # A seek back whose refetch has not arrived after this long is issued again (a fetch in
+        # flight when it was issued may still deliver records fetched before it).
+        self.reseek_seconds = reseek_seconds
+
+    def reset(self, tp: Hashable, committed: int | None) -> None:
+        """The consumer was sought to `committed` (None: the group never committed there; the
+        first offset is then looked up, `start_at`)."""
+        self.partitions[tp] = PartitionGate(committed, committed)
+
+    def start_at(self, tp: Hashable, log_start: int) -> None:
+        """The partition's first offset in the log: reading starts there unless a committed
+        offset lies further on (retention may have deleted records below a commit too)."""
+        gate = self.partitions.get(tp)
+        if gate is None:
+            return
+        first = log_start if gate.first is None else max(gate.first, log_start)
+        gate.first = first
+        if gate.expected is None or gate.expected < first:
+            gate.expected = first
+
+    def forget(self, tp: Hashable) -> None:
+        """The partition left this worker."""
+        self.partitions.pop(tp, None)
+
+    def gates(self, tp: Hashable) -> bool:
+        return tp in self.partitions
+
+    def admit(self, tp: Hashable, offset: int, *, now: float) -> Verdict:
+        """What to do with a fetched record of a gated partition (see the module docstring)."""
+        gate = self.partitions[tp]
+        expected = gate.expected
+        if expected is None:
+            return Verdict.LOOK_UP
+        if offset == expected:
+            gate.expected = offset + 1
+            gate.sought_at = None
+            return Verdict.DELIVER
+        if offset < expected:
+            return Verdict.BEHIND
+        if gate.sought_at is not None and now - gate.sought_at < self.reseek_seconds:
+            return Verdict.WAIT
+        gate.sought_at = now
+        return Verdict.SEEK
+
+    def expected(self, tp: Hashable) -> int | None:
+        """The offset a seek back goes to."""
+        gate = self.partitions.get(tp)
+        return None if gate is None else gate.expected
+
+    def commit_floor(self, tp: Hashable) -> int | None:
+        """Where the partition's commits must start when the group has none: this generation's
+        first offset (None: not known yet, commit nothing)."""
+        gate = self.partitions.get(tp)
+        return None if gate is None else gate.first
