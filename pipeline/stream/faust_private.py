@@ -182,7 +182,10 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                         len(partitions), exc)
             return
         for tp, offset in earliest.items():
-            self.offset_gate.start_at(tp, offset)
+            deleted = self.offset_gate.start_at(tp, offset)
+            if deleted:
+                log.error("consumer: %s[%d] %d records deleted by retention before they were "
+                          "read; reading on from %d", tp.topic, tp.partition, deleted, offset)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         """Faust's records, gated: each gated partition's records in offset order, no holes."""
@@ -198,6 +201,12 @@ class PeakendConsumer(faust_aiokafka.Consumer):
             if verdict is Verdict.DELIVER:
                 yield tp, message
             elif verdict is Verdict.SEEK:
+                # the hole's records may be gone (retention): then reading goes on after them
+                await self._look_up_first_offsets([tp])
+                if message.offset == gate.expected(tp):
+                    gate.admit(tp, message.offset, now=time.monotonic())
+                    yield tp, message
+                    continue
                 expected = gate.expected(tp)
                 log.warning("consumer: %s[%d] read offset %d, expected %s: seeking back",
                             tp.topic, tp.partition, message.offset, expected)

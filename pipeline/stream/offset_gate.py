@@ -15,8 +15,9 @@ committed offsets (the end of every rebalance) the committed offset, or the part
 offset when the group never committed there. A record at that offset passes and moves it on; an
 earlier one was delivered already and is dropped; a later one is dropped and the partition is
 sought back to the expected offset, once (again only if the refetch has not arrived after
-`reseek_seconds`), so the skipped records are fetched again. The first commit of a partition
-starts at the same place: no commit covers an offset no agent acked.
+`reseek_seconds`), so the skipped records are fetched again; unless retention deleted them
+meanwhile (the log now starts past them): that loss is the broker's, and logged. The first
+commit of a partition starts at the same place: no commit covers an offset no agent acked.
 
 No Faust import: `PeakendConsumer` (pipeline/stream/faust_private.py) drives it, the unit tests
 (tests/unit/stream/test_offset_gate.py) drive it with offsets.
@@ -51,7 +52,8 @@ class OffsetGate:
     >>> gate.reset("p0", committed=None)  # no commit yet: the first offset must be looked up
     >>> gate.admit("p0", 3, now=0.0)
     <Verdict.LOOK_UP: 'look up'>
-    >>> gate.start_at("p0", 0)
+    >>> gate.start_at("p0", 0)  # how many records retention deleted before they were read
+    0
     >>> [gate.admit("p0", offset, now=0.0).value for offset in (3, 4)]
     ['seek', 'wait']
     >>> [gate.admit("p0", offset, now=1.0).value for offset in (0, 1, 1, 2, 3)]
@@ -73,16 +75,22 @@ class OffsetGate:
         first offset is then looked up, `start_at`)."""
         self.partitions[tp] = PartitionGate(committed, committed)
 
-    def start_at(self, tp: Hashable, log_start: int) -> None:
+    def start_at(self, tp: Hashable, log_start: int) -> int:
         """The partition's first offset in the log: reading starts there unless a committed
-        offset lies further on (retention may have deleted records below a commit too)."""
+        offset lies further on. Returns how many expected records the log no longer holds
+        (retention deleted them before they were read; 0 normally)."""
         gate = self.partitions.get(tp)
         if gate is None:
-            return
-        first = log_start if gate.first is None else max(gate.first, log_start)
-        gate.first = first
-        if gate.expected is None or gate.expected < first:
-            gate.expected = first
+            return 0
+        gate.first = log_start if gate.first is None else max(gate.first, log_start)
+        if gate.expected is None:
+            gate.expected = gate.first
+            return 0
+        deleted = max(0, log_start - gate.expected)
+        if deleted:
+            gate.expected = log_start
+            gate.sought_at = None
+        return deleted
 
     def forget(self, tp: Hashable) -> None:
         """The partition left this worker."""

@@ -25,8 +25,10 @@ def test_a_committed_offset_below_the_log_start_moves_up_to_it() -> None:
     gate.start_at("p", 9)  # retention deleted 5-8
     assert gate.expected("p") == 9 and gate.commit_floor("p") == 9
     gate.reset("p", committed=12)
-    gate.start_at("p", 9)
-    assert gate.expected("p") == 12
+    assert gate.start_at("p", 9) == 0 and gate.expected("p") == 12
+    assert gate.admit("p", 20, now=0.0) is Verdict.SEEK
+    assert gate.start_at("p", 20) == 8  # retention deleted 12-19 before they were read
+    assert gate.admit("p", 20, now=0.0) is Verdict.DELIVER
 
 
 def test_a_seek_back_is_repeated_only_after_its_refetch_is_overdue() -> None:
