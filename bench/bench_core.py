@@ -36,6 +36,9 @@ from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import CHANNELS, STAGES, Signals, Survey, TouchpointEvent
 from pipeline.core.gcpolicy import STATE_THRESHOLDS, STREAM_THRESHOLDS, tuned_gc
 from pipeline.core.journeys import JourneyTracker
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 TOUCHPOINTS = ("checkout", "hotline", "delivery", "chat", "store_visit", "app_login", "search",
                "billing", "returns", "email_support")
@@ -91,7 +94,7 @@ def generate(n: int, seed: int = 1) -> list[TouchpointEvent]:
 
 
 def run_tracker_and_buckets(events: list[TouchpointEvent], config: CoreConfig) -> int:
-    tracker = JourneyTracker(config.journeys)
+    tracker = JourneyTracker(config.journeys, SCORING_RULES)
     buckets = SurveyBuckets(config.windows)
     width = config.windows.bucket_ms
     apply = tracker.apply
@@ -119,7 +122,7 @@ def run_tracker_and_buckets_batched(events: list[TouchpointEvent], config: CoreC
                                     batch: int = BATCH) -> int:
     """The same work in batches, as a consumer loop would do it: `apply_many` per batch (one
     record per changed journey and batch), then the boundary work once per batch."""
-    tracker = JourneyTracker(config.journeys)
+    tracker = JourneyTracker(config.journeys, SCORING_RULES)
     buckets = SurveyBuckets(config.windows)
     width = config.windows.bucket_ms
     add_event = buckets.add_event
@@ -143,7 +146,7 @@ def run_tracker_and_buckets_batched(events: list[TouchpointEvent], config: CoreC
 
 
 def run_engine(events: list[TouchpointEvent], config: CoreConfig) -> int:
-    engine = ExperienceEngine(config)
+    engine = ExperienceEngine(config, SCORING_RULES)
     records = 0
     for event in events:
         out, _ = engine.process(event)
@@ -153,7 +156,7 @@ def run_engine(events: list[TouchpointEvent], config: CoreConfig) -> int:
 
 def run_engine_batched(events: list[TouchpointEvent], config: CoreConfig,
                        batch: int = BATCH) -> int:
-    engine = ExperienceEngine(config)
+    engine = ExperienceEngine(config, SCORING_RULES)
     records = 0
     for i in range(0, len(events), batch):
         out, _ = engine.process_many(events[i:i + batch])

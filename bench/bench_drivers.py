@@ -60,8 +60,8 @@ import numpy as np  # noqa: E402
 import pipeline.core_build  # noqa: E402
 from jobs.drivers import FeatureBuilder, analyse, top_negative  # noqa: E402
 from pipeline.core.event import Survey, TouchpointEvent  # noqa: E402
-from pipeline.core.scoring import ScoringRules  # noqa: E402
 from pipeline.core.valence import moment_valence  # noqa: E402
+from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
 
 WEIGHTS = {"hotline": 0.9, "delivery": 0.6, "checkout": 0.4, "returns": 0.3, "chat": 0.2,
            "store_visit": 0.15, "app_login": 0.1, "search": 0.05, "billing": 0.02, "email": 0.0}
@@ -97,7 +97,7 @@ CHUNK = 50_000  # journeys made (untimed) and fed (timed) at a time: memory stay
 def sample_sizes(sizes: list[int], bootstrap: int) -> None:
     """How many journeys with an answer the analysis needs: for each size, the planted model
     (10 drivers) analysed with the bootstrap, as an analyst would see it."""
-    rules = ScoringRules.load()
+    rules = load_scoring_rules()
     print("\n### Sample size (planted model, 10 drivers, weights "
           f"{', '.join(f'{k} {v}' for k, v in WEIGHTS.items())})\n")
     print("| journeys with NPS | R^2 | top-3 ranking right | hotline share [95% CI] | "
@@ -173,12 +173,12 @@ def _hook_cpu(events: Path, out: Path) -> float:
     journeys = [JourneyRecord.from_dict(json.loads(line))
                 for line in (out / "journeys.jsonl").read_text().splitlines()]
     flag = settings.core_config().journeys.ces_5_more_effort
-    warm = DriverInputs(ScoringRules.load(), flag)  # pyarrow's first conversion imports
+    warm = DriverInputs(load_scoring_rules(), flag)  # pyarrow's first conversion imports
     for event in parsed[:100]:  # modules (~0.5 s CPU once per process): not per event
         warm.add(event)
     with open(os.devnull, "wb") as sink:
         warm.write_events(sink)
-    inputs = DriverInputs(ScoringRules.load(), flag)
+    inputs = DriverInputs(load_scoring_rules(), flag)
     cpu = time.process_time()
     for event in parsed:
         inputs.add(event)
@@ -378,7 +378,7 @@ def main() -> None:
         sample_sizes([int(x) for x in args.sample_sizes.split(",")], args.bootstrap)
         return
     load_before = os.getloadavg()
-    rules = ScoringRules.load()
+    rules = load_scoring_rules()
     rng = random.Random(1)
     builder = FeatureBuilder()
     cpu_features = wall_features = 0.0

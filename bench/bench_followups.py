@@ -28,10 +28,13 @@ from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.followups import FollowupEvent, FollowupJourney, FollowupTracker
 from pipeline.followup_rules import horizon_ms, load_rules
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 
 def run(events: list[TouchpointEvent], followups: bool) -> tuple[float, dict[str, int]]:
-    engine = ExperienceEngine(CoreConfig())
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     rules = load_rules()
     config = engine.config.journeys
     tracker = FollowupTracker(rules, horizon_ms(rules, config.max_length_ms,

@@ -47,6 +47,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.config import CoreConfig
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -219,7 +224,7 @@ def run_core(days: int, rate: float, gc_policy: str, folder: Path) -> dict[str, 
             while chunk := list(islice(source, CHUNK)):
                 pickle.dump(chunk, out, protocol=pickle.HIGHEST_PROTOCOL)
         partial.rename(cache)
-    engine = ExperienceEngine()
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     cpu = 0.0
     done = alerts = metrics = 0
     clock = GcClock()

@@ -55,8 +55,8 @@ if str(ROOT) not in sys.path:
 from jobs.generate import GeneratorConfig, encode_event, generate_events  # noqa: E402
 from pipeline.contract import Rejected, event_to_dict, parse_event  # noqa: E402
 from pipeline.core.partitioner import partition_for  # noqa: E402
-from pipeline.core.scoring import ScoringRules  # noqa: E402
 from pipeline.privacy import PersonalData  # noqa: E402
+from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.storage.tables import rows  # noqa: E402
 from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
@@ -309,7 +309,7 @@ def journey_probes(phase: Phase, settings: Settings) -> list[tuple[str, int] | N
     """For each event: (journey id, events count once it is applied) as ClickHouse will show it,
     from the stage-one processors over the same events; None when it has no journey effect."""
     core = settings.core_config()
-    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    rules = load_scoring_rules(core.journeys.scoring_rules_path)
     privacy = PersonalData.from_settings(settings)
     procs: dict[int, PartitionProcessor] = {}
     out: list[tuple[str, int] | None] = []
@@ -493,7 +493,7 @@ def stage_work(phase: Phase, settings: Settings, batch: int = 1000) -> int:
     JSON) and the sink's own work (re-parse the raw event, rows of every table). Returns the
     number of output messages, to keep the work from being optimised away."""
     core = settings.core_config()
-    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    rules = load_scoring_rules(core.journeys.scoring_rules_path)
     privacy = PersonalData.from_settings(settings)
     n_parts = settings.partitions
     stage_one: dict[int, PartitionProcessor] = {}

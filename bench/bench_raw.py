@@ -30,6 +30,9 @@ if str(ROOT) not in sys.path:
 from jobs.generate import GeneratorConfig, encode_event, generate_events  # noqa: E402
 from pipeline.contract import parse_event  # noqa: E402
 from pipeline.producer import default_compression  # noqa: E402
+from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
+
+SCORING_RULES = load_scoring_rules()
 
 
 @dataclass
@@ -137,7 +140,7 @@ def journey_rows(n: int) -> tuple[list[str], list[list[Any]]]:
     from pipeline.core.engine import ExperienceEngine
     from pipeline.storage.tables import rows
 
-    engine = ExperienceEngine(CoreConfig())
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     latest: dict[str, dict[str, Any]] = {}
     config = GeneratorConfig(events=min(n * 4, 100_000), seed=3, late_fraction=0.0)
     for event in generate_events(config):

@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pipeline.contract import Rejected, parse_event  # noqa: E402
+from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
 from pipeline.stream.lag import wait_caught_up  # noqa: E402
 from pipeline.stream.topics import ensure_topics  # noqa: E402
 from tests.support.stack import ClickHouseUrls  # noqa: E402
@@ -907,14 +908,13 @@ def memory_plateau(tmp: Path, events: int = 300_000, days: int = 10, samples: in
     the tracker and the state stop growing although events keep coming. Stage two keeps the
     buckets of the alert baseline (default 7 d) plus the window: its state plateaus after that
     (`env` overrides settings, e.g. a shorter PEAKEND_ALERT_BASELINE_SECONDS)."""
-    from pipeline.core.scoring import ScoringRules
     from pipeline.settings import Settings
     from pipeline.stream.partition import PartitionProcessor
     from pipeline.stream.segments import SegmentStage
 
     settings = Settings.from_env(env or {})
     core = settings.core_config()
-    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    rules = load_scoring_rules(core.journeys.scoring_rules_path)
     lines = generate_lines(tmp, events, seed=25, span=f"{days}d", late_fraction=0.01)
     stage_one = PartitionProcessor(0, core, rules)
     stage_two = SegmentStage(core)

@@ -74,6 +74,7 @@ from pipeline.core.timefmt import parse_ms
 from pipeline.core.valence import moment_valence
 from pipeline.outputs import OutputError, atomic_file
 from pipeline.privacy import PersonalData
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
 
 Array = npt.NDArray[np.float64]
@@ -586,7 +587,7 @@ def features_from_files(events: str, journeys: str, builder: FeatureBuilder,
 
     read_records(journeys, "a journey record", journey)
     privacy = PersonalData.from_settings(settings)
-    rules = ScoringRules.load(settings.core_config().journeys.scoring_rules_path)
+    rules = load_scoring_rules(settings.core_config().journeys.scoring_rules_path)
     ces_5_more_effort = settings.core_config().journeys.ces_5_more_effort
     seen: set[str] = set()
     rejected = rejected_lines(journeys)
@@ -719,7 +720,7 @@ def features_from_clickhouse(warehouse: Any, builder: FeatureBuilder, settings: 
         jid, keyed_by, customer, started, ended, status, score, outcome = row
         builder.journey(jid, keyed_by, customer, int(started), int(ended), status, score,
                         outcome or "")
-    rules = ScoringRules.load(settings.core_config().journeys.scoring_rules_path)
+    rules = load_scoring_rules(settings.core_config().journeys.scoring_rules_path)
     ces_5_more_effort = settings.core_config().journeys.ces_5_more_effort
     for row in warehouse.query(EVENTS_SQL, params):
         event = event_of_row(row)
@@ -870,7 +871,7 @@ def resolved_expectation(rules: ScoringRules) -> float:
     """The default expectation: the valence of a contact that resolved the issue, no wait, no
     transfer, no error, by the scoring rules (one rule, declared in schemas/).
 
-    >>> resolved_expectation(ScoringRules.load())
+    >>> resolved_expectation(load_scoring_rules())
     0.5
     """
     return rules.score(Signals(resolved=True))
@@ -881,7 +882,7 @@ def run_analysis(builder: FeatureBuilder, args: argparse.Namespace, settings: Se
     default = args.expect_default
     if default is None:
         default = resolved_expectation(
-            ScoringRules.load(settings.core_config().journeys.scoring_rules_path))
+            load_scoring_rules(settings.core_config().journeys.scoring_rules_path))
     return analyse(builder.build(), method=args.method, expectations=dict(args.expect),
                    default_expectation=default, bootstrap=args.bootstrap, seed=args.seed)
 

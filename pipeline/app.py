@@ -30,10 +30,10 @@ from typing import Any
 import faust
 
 from pipeline import state_store
-from pipeline.core.scoring import ScoringRules
 from pipeline.followup_rules import horizon_ms, load_rules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink, SinkProcess, ddl_connector, server_connector
 from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse
@@ -132,7 +132,7 @@ def build_worker(
 ) -> Worker:
     s = settings or Settings.from_env()
     core = s.core_config()
-    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    rules = load_scoring_rules(core.journeys.scoring_rules_path)
     followup_rules = load_rules(s.followup_rules)  # checked at start: one-line FollowupRulesError
     followup_horizon = horizon_ms(followup_rules, core.journeys.max_length_ms,
                                   core.journeys.allowed_lateness_ms)

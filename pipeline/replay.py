@@ -54,6 +54,7 @@ from pipeline.driver_inputs import DriverInputs
 from pipeline.followup_rules import FollowupRulesError, horizon_ms, load_rules
 from pipeline.outputs import OutputDir, OutputError
 from pipeline.privacy import PersonalData
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
 
 
@@ -110,7 +111,8 @@ class Replay:
     def __init__(self, config: CoreConfig, partitions: int, source: str, max_bytes: int,
                  privacy: PersonalData | None = None,
                  followup_rules: FollowupRules | None = None) -> None:
-        self.engine = ExperienceEngine(config)
+        self.engine = ExperienceEngine(
+            config, load_scoring_rules(config.journeys.scoring_rules_path))
         self.clock = config.clock
         self.privacy = privacy or PersonalData()
         self.partitions = partitions

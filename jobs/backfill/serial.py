@@ -30,6 +30,7 @@ from pipeline.core.journeys import REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import MetricRecord
 from pipeline.replay import reject_error
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.storage.warehouse import Warehouse
 
 _END = FAR_MS  # position of the ticks of `finish`
@@ -70,7 +71,8 @@ class Backfill:
                  owned: frozenset[int] | None = None, reject_here: bool = True,
                  linked: bool = False) -> None:
         options = options or BackfillOptions()
-        self.engine = ExperienceEngine(config)
+        self.engine = ExperienceEngine(
+            config, load_scoring_rules(config.journeys.scoring_rules_path))
         self.personal = options.personal_data()
         self.partitions = options.partitions
         self.max_bytes = options.max_bytes

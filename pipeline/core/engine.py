@@ -65,12 +65,13 @@ class Emitted:
 class ExperienceEngine:
     """Journeys, survey buckets, negative-end and drop detection over partitioned input."""
 
-    def __init__(self, config: CoreConfig | None = None, rules: ScoringRules | None = None, *,
+    def __init__(self, config: CoreConfig, rules: ScoringRules, *,
                  resume: dict[str, Any] | None = None) -> None:
-        """`resume`: a `snapshot()` to continue from (the same config and rules: they are not
+        """`rules`: loaded by the caller (`pipeline.scoring_rules`; the core reads no file).
+        `resume`: a `snapshot()` to continue from (the same config and rules: they are not
         part of it)."""
-        self.config = config or CoreConfig()
-        self.rules = rules or ScoringRules.load(self.config.journeys.scoring_rules_path)
+        self.config = config
+        self.rules = rules
         self.bucket_ms = self.config.windows.bucket_ms
         self.max_skew_ms = self.config.clock.max_skew_ms
         self.now_ms = self.config.clock.now_ms

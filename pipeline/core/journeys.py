@@ -270,15 +270,16 @@ class KeyState:
 class JourneyTracker:
     """Journeys of one input partition. See the module docstring for the calling pattern."""
 
-    def __init__(self, config: JourneyConfig | None = None,
-                 rules: ScoringRules | None = None, *, keep_dirty_keys: bool = False,
-                 fast_inserts: bool = True, resume: dict[str, Any] | None = None) -> None:
-        """`keep_dirty_keys`: remember which keys changed for `drain_dirty_keys` (a stream that
+    def __init__(self, config: JourneyConfig, rules: ScoringRules, *,
+                 keep_dirty_keys: bool = False, fast_inserts: bool = True,
+                 resume: dict[str, Any] | None = None) -> None:
+        """`rules`: loaded by the caller (`pipeline.scoring_rules`; the core reads no file).
+        `keep_dirty_keys`: remember which keys changed for `drain_dirty_keys` (a stream that
         writes state per key); off, nothing is kept (replay and backfill never drain them).
         `fast_inserts` off: every out-of-order event regroups its customer's sessions (the
         reference `_insert` is tested against). `resume`: a `snapshot()` to continue from."""
-        self.config = config or JourneyConfig()
-        self.rules = rules or ScoringRules.load(self.config.scoring_rules_path)
+        self.config = config
+        self.rules = rules
         self._keys: dict[str, KeyState] = {}
         self._deadlines: list[tuple[int, str]] = []
         # Producer journey ids evicted and still remembered, nothing else held for them:

@@ -9,19 +9,12 @@ valence is positive minus negative. So one problem gives its own score, several 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
-from pipeline.core import SOURCE_DIR
 from pipeline.core.event import Signals
 
-# From the source directory, not __file__: a compiled module lives in another directory. The
-# rules are package data (pipeline/schemas links to the repository's schemas/), so the same path
-# works in a source tree and in an installed wheel; only `load` reads the file.
-DEFAULT_RULES_PATH = SOURCE_DIR.parent / "schemas" / "scoring-rules.v1.json"
 _NUMERIC: Final = ("wait_seconds", "handle_seconds", "transfers")
 _FLAGS: Final = ("resolved", "error")
 # Signal slots (the order of _NUMERIC + _FLAGS) and rule kinds; Final: constants when compiled.
@@ -99,7 +92,8 @@ def _valence(raw: Any) -> float:
 class ScoringRules:
     """Signals -> valence in [-1, 1].
 
-    >>> rules = ScoringRules.load()
+    >>> from pipeline.scoring_rules import load_scoring_rules  # the file: an adapter's job
+    >>> rules = load_scoring_rules()
     >>> rules.score(Signals(error=True))
     -0.8
     >>> round(rules.score(Signals(error=True, resolved=True)), 6)  # 0.5 offsets -0.8
@@ -122,11 +116,6 @@ class ScoringRules:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoringRules:
         return cls([_rule(r) for r in data["rules"]], version=int(data["version"]))
-
-    @classmethod
-    def load(cls, path: str | Path = "") -> ScoringRules:
-        with open(path or DEFAULT_RULES_PATH, encoding="utf-8") as handle:
-            return cls.from_dict(json.load(handle))
 
     def score(self, signals: Signals) -> float:
         value = self.score_or_none(signals)

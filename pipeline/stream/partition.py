@@ -90,7 +90,7 @@ class PartitionProcessor:
     """Journeys of one input partition; see the module docstring."""
 
     def __init__(
-        self, partition: int, config: CoreConfig, rules: ScoringRules | None = None
+        self, partition: int, config: CoreConfig, rules: ScoringRules
     ) -> None:
         self.partition = partition
         self.config = config

@@ -64,9 +64,9 @@ def test_pip_install_then_replay_works_outside_the_source_tree(tmp_path: Path) -
     journeys = (tmp_path / "out" / "journeys.jsonl").read_text().splitlines()
     assert journeys and all(json.loads(line)["journey_id"] for line in journeys)
     # The scoring rules and the migrations are read from the installed package.
-    check = ("from pipeline.core.scoring import DEFAULT_RULES_PATH, ScoringRules; "
+    check = ("from pipeline.scoring_rules import DEFAULT_RULES_PATH, load_scoring_rules; "
              "from pipeline.storage import migrate; "
-             "print(DEFAULT_RULES_PATH); print(len(ScoringRules.load().rules)); "
+             "print(DEFAULT_RULES_PATH); print(len(load_scoring_rules().rules)); "
              "print(len(migrate.load()))")
     rules_path, rules, migrations = run([str(bin_dir / "python"), "-c", check], tmp_path,
                                         env).stdout.split()

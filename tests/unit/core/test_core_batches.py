@@ -17,10 +17,12 @@ from pipeline.core.event import Signals
 from pipeline.core.gcpolicy import tuned_gc
 from pipeline.core.journeys import JourneyTracker
 from pipeline.core.records import JourneyRecord
-from pipeline.core.scoring import ScoringRules
+from pipeline.scoring_rules import load_scoring_rules
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 from bench_core import generate
+
+SCORING_RULES = load_scoring_rules()
 
 
 def latest(records: list[JourneyRecord]) -> dict[str, JourneyRecord]:
@@ -33,8 +35,8 @@ def latest(records: list[JourneyRecord]) -> dict[str, JourneyRecord]:
 def test_apply_many_equals_the_latest_records_of_apply() -> None:
     events = generate(6000, seed=7)
     config = JourneyConfig(allowed_lateness_ms=20_000)  # some events come late
-    one = JourneyTracker(config, keep_dirty_keys=True)
-    many = JourneyTracker(config, keep_dirty_keys=True)
+    one = JourneyTracker(config, SCORING_RULES, keep_dirty_keys=True)
+    many = JourneyTracker(config, SCORING_RULES, keep_dirty_keys=True)
     wm = NEVER_MS
     all_reasons: list[str | None] = []
     for start in range(0, len(events), 250):
@@ -62,7 +64,8 @@ def test_apply_many_equals_the_latest_records_of_apply() -> None:
 
 def test_process_many_equals_process() -> None:
     events = generate(8000, seed=3)
-    one, many = ExperienceEngine(CoreConfig()), ExperienceEngine(CoreConfig())
+    one = ExperienceEngine(CoreConfig(), SCORING_RULES)
+    many = ExperienceEngine(CoreConfig(), SCORING_RULES)
     journeys: dict[str, JourneyRecord] = {}
     metrics, alerts, reasons = [], [], []
     for e in events:
@@ -108,7 +111,7 @@ def test_rules_score_as_their_contributions_combine(
         resolved: bool | None, error: bool | None) -> None:
     """The hot-path scorer against the definition in the rules file: each matching rule's
     `contribution`, negatives combined as 1 - prod(1 - |c|), positives the same, in file order."""
-    rules = ScoringRules.load()
+    rules = load_scoring_rules()
     signals = Signals(wait, handle, transfers, resolved, error)
     keep_neg = keep_pos = 1.0
     for rule in rules.rules:

@@ -21,10 +21,13 @@ PROGRAM = """
 import hashlib, json, sys
 sys.path.insert(0, "bench")
 import pipeline.core_build
+from pipeline.scoring_rules import load_scoring_rules
 from bench_core import generate
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
-engine = ExperienceEngine(CoreConfig())
+
+SCORING_RULES = load_scoring_rules()
+engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
 digest = hashlib.sha256()
 events = generate(30_000, seed=7)
 for i in range(0, len(events), 250):

@@ -19,7 +19,10 @@ from pipeline.core.config import ClockConfig, CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey
 from pipeline.core.timefmt import format_ms
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.partition import PartitionProcessor
+
+SCORING_RULES = load_scoring_rules()
 
 SKEW = ClockConfig().max_skew_ms
 
@@ -33,7 +36,7 @@ def stream(n: int = 26) -> list:  # type: ignore[type-arg]
 
 
 def test_engine_rejects_the_future_event_and_keeps_every_later_one() -> None:
-    engine = ExperienceEngine()
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     reasons = []
     for e in stream():
         # each event reaches us one second after it happened, the bad clock's too
@@ -46,7 +49,7 @@ def test_engine_rejects_the_future_event_and_keeps_every_later_one() -> None:
 
 
 def test_skew_boundary_is_inclusive() -> None:
-    engine = ExperienceEngine()
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     at = T0 + SKEW
     assert engine.process(event("ok", at), 0, T0)[1] is None
     assert engine.process(event("no", at + 1), 0, T0)[1] == FUTURE
@@ -54,7 +57,7 @@ def test_skew_boundary_is_inclusive() -> None:
 
 def test_batch_path_gives_the_same_verdicts() -> None:
     config = CoreConfig(clock=ClockConfig(now_ms=T0 + 30 * MIN))
-    one, many = ExperienceEngine(config), ExperienceEngine(config)
+    one, many = ExperienceEngine(config, SCORING_RULES), ExperienceEngine(config, SCORING_RULES)
     events = stream()
     singles = [one.process(e, 0)[1] for e in events]
     _, batched = many.process_many(events, 0)
@@ -63,7 +66,7 @@ def test_batch_path_gives_the_same_verdicts() -> None:
 
 
 def test_stream_processor_rejects_future_without_moving_stream_time() -> None:
-    proc = PartitionProcessor(0, CoreConfig())
+    proc = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
     for e in stream():
         arrived = T0 + 2 * MIN + 1000 if e.event_id == "ahead" else e.occurred_ms + 1000
         out = proc.process(e, arrived)
@@ -105,6 +108,6 @@ def test_replay_now_is_checked(tmp_path: Path, capsys) -> None:  # type: ignore[
 
 def test_config_now_is_the_default_arrival() -> None:
     config = replace(CoreConfig(), clock=ClockConfig(now_ms=T0))
-    engine = ExperienceEngine(config)
+    engine = ExperienceEngine(config, SCORING_RULES)
     assert engine.process(event("a", T0 + SKEW + 1), 0)[1] == FUTURE
     assert engine.process(event("b", T0 + SKEW + 1), 0, T0 + SKEW)[1] is None  # explicit wins

@@ -16,12 +16,15 @@ from scenarios import MIN, T0, event
 
 from pipeline.cli import main
 from pipeline.contract import event_to_json
-from pipeline.core.config import CoreConfig
+from pipeline.core.config import CoreConfig, JourneyConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey, content_digest
 from pipeline.core.journeys import CONFLICT, DUPLICATE, REPLACED, JourneyTracker
 from pipeline.core.segment_totals import answer_key
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.partition import PartitionProcessor
+
+SCORING_RULES = load_scoring_rules()
 
 
 def answer(eid: str, nps: int, ms: int = T0, journey: str | None = None):  # type: ignore[no-untyped-def]
@@ -47,7 +50,7 @@ def test_same_id_other_content_is_a_conflict_in_journeys_and_sessions() -> None:
     for journey in ("j-1", None):
         win, lose = winner_and_loser(journey)
         for first, second, verdict in ((win, lose, CONFLICT), (lose, win, REPLACED)):
-            tracker = JourneyTracker()
+            tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
             assert tracker.apply(first, T0)[1] is None
             assert tracker.apply(first, T0) == ([], DUPLICATE)
             assert tracker.apply(second, T0)[1] == verdict
@@ -59,12 +62,12 @@ def test_same_id_other_content_is_a_conflict_in_journeys_and_sessions() -> None:
 
 
 def test_conflict_survives_a_restart_and_a_repartition() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     for e in (answer("a", 10), answer("b", 9, T0 + 50 * MIN)):
         tracker.apply(e, e.occurred_ms)
     # a late event bridging both sessions re-partitions them: digests travel along
     tracker.apply(answer("x", 5, T0 + 25 * MIN), T0 + 50 * MIN)
-    restored = JourneyTracker()
+    restored = JourneyTracker(JourneyConfig(), SCORING_RULES)
     restored.restore_key("c1", json.loads(json.dumps(tracker.snapshot_key("c1"))))
     other = answer("b", 2, T0 + 50 * MIN)
     bigger = content_digest(other) > content_digest(answer("b", 9, T0 + 50 * MIN))
@@ -75,18 +78,18 @@ def test_conflict_survives_a_restart_and_a_repartition() -> None:
 
 
 def test_state_without_digests_treats_every_copy_as_a_duplicate() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     tracker.apply(answer("a", 10, journey="j"), T0)
     state = json.loads(json.dumps(tracker.snapshot_key("j")))
     del state["journey"]["digests"]  # written by an earlier version
-    old = JourneyTracker()
+    old = JourneyTracker(JourneyConfig(), SCORING_RULES)
     old.restore_key("j", state)
     assert old.apply(answer("a", 0, journey="j"), T0)[1] == DUPLICATE
 
 
 def test_stream_stage_sends_no_contribution_for_a_losing_copy() -> None:
     win, lose = winner_and_loser()
-    proc = PartitionProcessor(0, CoreConfig())
+    proc = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
     first = proc.process(win)
     assert first.contributions
     again = proc.process(win)
@@ -99,7 +102,7 @@ def test_stream_stage_sends_no_contribution_for_a_losing_copy() -> None:
 
 def test_stream_stage_retracts_the_answers_a_winning_copy_replaces() -> None:
     win, lose = winner_and_loser()
-    proc = PartitionProcessor(0, CoreConfig())
+    proc = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
     proc.process(lose)
     out = proc.process(win)
     assert out.reject == REPLACED and out.journeys
@@ -117,7 +120,7 @@ def test_engine_counts_the_winning_copy_only_whatever_the_order() -> None:
         win, lose_later = lose_later, win
     results = []
     for order in ((win, lose_later), (lose_later, win)):
-        engine = ExperienceEngine()
+        engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
         records = []
         for e in order:
             emitted, _ = engine.process(e, 0)

@@ -17,12 +17,15 @@ from scenarios import MIN, T0, event
 from pipeline.cli import main
 from pipeline.contract import event_to_json
 from pipeline.core.claims import EventClaims, claims_horizon
-from pipeline.core.config import CoreConfig
+from pipeline.core.config import CoreConfig, JourneyConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey, TouchpointEvent, content_digest
 from pipeline.core.journeys import CONFLICT, REPLACED, JourneyTracker
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import JourneyRecord
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 
 def copies(first: str | None, second: str | None, nps: tuple[int, int] = (10, 0)
@@ -37,7 +40,7 @@ def copies(first: str | None, second: str | None, nps: tuple[int, int] = (10, 0)
 def run(events: list[TouchpointEvent], partitions: int = 4
         ) -> tuple[dict[str, JourneyRecord], dict[int, tuple[int, float]], list[str | None]]:
     """Journeys (latest version each), NPS (n, value) of segment all per bucket, verdicts."""
-    engine = ExperienceEngine()
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     journeys: dict[str, JourneyRecord] = {}
     nps: dict[int, tuple[int, float]] = {}
     verdicts: list[str | None] = []
@@ -87,7 +90,7 @@ def test_a_late_withdrawal_gives_the_journey_a_withdrawal_at_once_gives() -> Non
         digest = content_digest(loser)
         records: list[dict[str, JourneyRecord]] = []
         for withdraw_after in (0, 1, 2):
-            tracker = JourneyTracker()
+            tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
             out: dict[str, JourneyRecord] = {}
             sequence: list[TouchpointEvent | None] = [loser, *later]
             sequence.insert(1 + withdraw_after, None)  # None: the withdrawal
@@ -122,20 +125,20 @@ def test_withdrawal_retracts_answers_and_negative_ends_from_the_loser_partition(
 
 
 def test_a_withdrawn_journey_id_takes_new_events_above_its_superseded_version() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     lone = event("x", T0, journey="j-b")
     tracker.apply(lone, T0)
     [superseded], held = tracker.withdraw("j-b", "x", content_digest(lone), T0)
     assert held and superseded.status == "superseded" and superseded.events == 1
     [again], _ = tracker.apply(event("y", T0 + MIN, journey="j-b"), T0 + MIN)
     assert again.journey_id == "j-b" and again.version > superseded.version
-    restored = JourneyTracker()
+    restored = JourneyTracker(JourneyConfig(), SCORING_RULES)
     restored.restore_key("j-b", json.loads(json.dumps(tracker.snapshot_key("j-b"))))
     assert restored.snapshot_key("j-b") == tracker.snapshot_key("j-b")
 
 
 def test_a_withdrawal_of_a_copy_no_longer_held_changes_nothing() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     tracker.apply(event("x", T0, journey="j-b"), T0)
     before = tracker.snapshot_key("j-b")
     assert tracker.withdraw("j-b", "x", 12345, T0) == ([], False)  # another copy's digest

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scenarios import DAY, HOUR, MIN, T0, bank_first_ring, event, hotline_hell
 
+from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Signals, Survey, TouchpointEvent
 from pipeline.core.followups import (
@@ -32,6 +33,9 @@ from pipeline.followup_rules import (
     horizon_ms,
     load_rules,
 )
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 RULES = load_rules()
 HORIZON = horizon_ms(RULES, 30 * DAY, DAY)
@@ -41,7 +45,7 @@ def run_core(events: list[TouchpointEvent], tracker: FollowupTracker | None = No
              ) -> dict[str, CaseRecord]:
     """Events through the journey engine, then journey records and events through the tracker,
     as replay does; the latest version of each case."""
-    engine = ExperienceEngine()
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     tracker = tracker or FollowupTracker(RULES, HORIZON)
     latest: dict[str, CaseRecord] = {}
 

@@ -45,6 +45,16 @@ def test_the_core_reads_no_environment(source: Path) -> None:
         assert needle not in text, f"{source.name} uses {needle}"
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_the_core_reads_no_file_at_all(source: Path) -> None:
+    """Not at import and not later: the scoring rules are loaded by the adapters
+    (`pipeline.scoring_rules`) and passed in (issue 19)."""
+    calls = {node.func.attr if isinstance(node.func, ast.Attribute)
+             else getattr(node.func, "id", "")
+             for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.Call)}
+    assert not calls & {"open", "read_text", "read_bytes", "load_scoring_rules"}, source.name
+
+
 def test_importing_every_core_module_opens_no_file_but_its_own_code() -> None:
     """In a fresh interpreter (interpreted core), an audit hook sees every `open` while the core's
     modules are imported: only Python sources, bytecode and extension modules may be read."""

@@ -19,6 +19,9 @@ from scenarios import DAY, HOUR, MIN, T0, event
 from pipeline.core.config import JourneyConfig
 from pipeline.core.journeys import JourneyTracker
 from pipeline.core.records import JourneyRecord
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 CONFIG = JourneyConfig(journey_idle_ms=2 * DAY, max_length_ms=10 * DAY,
                        allowed_lateness_ms=6 * HOUR, idle_gap_ms=30 * MIN)
@@ -51,7 +54,7 @@ def _run(tracker: JourneyTracker, stream: list[tuple[str, int, str | None, str]]
         reasons.append([reason])
         records += tracker.advance(watermark)
         if restart_every and i % restart_every == restart_every - 1:
-            restored = JourneyTracker(CONFIG, keep_dirty_keys=True)
+            restored = JourneyTracker(CONFIG, SCORING_RULES, keep_dirty_keys=True)
             held = tracker.keys()
             for key in held:
                 restored.restore_key(key, json.loads(json.dumps(tracker.snapshot_key(key))))
@@ -62,7 +65,7 @@ def _run(tracker: JourneyTracker, stream: list[tuple[str, int, str | None, str]]
 
 
 def test_a_later_piece_of_a_journey_id_never_ties_with_an_earlier_one() -> None:
-    tracker = JourneyTracker(CONFIG, keep_dirty_keys=True)
+    tracker = JourneyTracker(CONFIG, SCORING_RULES, keep_dirty_keys=True)
     records, _ = _run(tracker, _stream(1))
     by_id: dict[str, list[JourneyRecord]] = {}
     for r in records:
@@ -81,13 +84,14 @@ def test_a_later_piece_of_a_journey_id_never_ties_with_an_earlier_one() -> None:
 
 def test_markers_apart_give_the_same_records_through_restarts() -> None:
     stream = _stream(2)
-    plain = _run(JourneyTracker(CONFIG, keep_dirty_keys=True), stream)
-    restarted = _run(JourneyTracker(CONFIG, keep_dirty_keys=True), stream, restart_every=97)
+    plain = _run(JourneyTracker(CONFIG, SCORING_RULES, keep_dirty_keys=True), stream)
+    restarted = _run(JourneyTracker(CONFIG, SCORING_RULES, keep_dirty_keys=True), stream,
+                     restart_every=97)
     assert plain == restarted
 
 
 def test_a_marker_is_forgotten_a_maximum_length_after_the_last_event() -> None:
-    tracker = JourneyTracker(CONFIG, keep_dirty_keys=True)
+    tracker = JourneyTracker(CONFIG, SCORING_RULES, keep_dirty_keys=True)
     tracker.apply(event("a", T0, journey="case-1", valence=0.5), T0)
     evicted = T0 + CONFIG.journey_idle_ms + CONFIG.allowed_lateness_ms + 1
     tracker.advance(evicted)

@@ -26,12 +26,15 @@ from pipeline.core.event import Signals, TouchpointEvent
 from pipeline.core.journeys import JourneyTracker
 from pipeline.core.records import JourneyRecord
 from pipeline.core.timefmt import format_ms
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 
 def run(events: list[TouchpointEvent], config: JourneyConfig | None = None,
         final_ms: int | None = None) -> tuple[JourneyTracker, dict[str, JourneyRecord]]:
     """Apply in the given order with stream time = max event time seen; latest record per id."""
-    tracker = JourneyTracker(config)
+    tracker = JourneyTracker(config or JourneyConfig(), SCORING_RULES)
     latest: dict[str, JourneyRecord] = {}
     wm = -(1 << 60)
     for e in events:
@@ -143,7 +146,7 @@ def test_max_length_closes_and_splits() -> None:
 
 
 def test_late_and_duplicate_events_are_rejected() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     assert tracker.apply(event("a", T0), T0)[1] is None
     assert tracker.apply(event("a", T0), T0) == ([], "duplicate")
     assert tracker.apply(event("z", T0 - DAY - 1), T0) == ([], "late")
@@ -156,7 +159,7 @@ SHORT_IDLE = JourneyConfig(journey_idle_ms=30 * MIN)
 
 
 def test_late_event_reopens_a_closed_journey_and_versions_grow() -> None:
-    tracker = JourneyTracker(SHORT_IDLE)
+    tracker = JourneyTracker(SHORT_IDLE, SCORING_RULES)
     r1 = tracker.apply(event("a", T0, journey="j", valence=0.5), T0)[0][0]
     closed = tracker.advance(T0 + 2 * HOUR)
     assert closed[0].status == "closed" and closed[0].version > r1.version
@@ -167,7 +170,7 @@ def test_late_event_reopens_a_closed_journey_and_versions_grow() -> None:
 
 
 def test_late_event_bridging_two_customer_journeys_supersedes_one() -> None:
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     wm = T0 + 70 * MIN
     for e in [event("a", T0, valence=0.1), event("b", T0 + 10 * MIN, valence=0.2),
               event("c", T0 + 50 * MIN, valence=-0.3), event("d", wm, valence=0.4)]:
@@ -183,7 +186,7 @@ def test_late_event_bridging_two_customer_journeys_supersedes_one() -> None:
 
 
 def test_negative_end_counts_at_close_and_is_retracted_on_change() -> None:
-    tracker = JourneyTracker(SHORT_IDLE)
+    tracker = JourneyTracker(SHORT_IDLE, SCORING_RULES)
     tracker.apply(event("a", T0, journey="j", valence=-0.5, touchpoint="hotline"), T0)
     assert tracker.drain_end_deltas() == []
     tracker.advance(T0 + HOUR)
@@ -197,14 +200,14 @@ def test_negative_end_counts_at_close_and_is_retracted_on_change() -> None:
 
 
 def test_state_round_trips_through_json_and_eviction_bounds_memory() -> None:
-    tracker = JourneyTracker(SHORT_IDLE, keep_dirty_keys=True)
+    tracker = JourneyTracker(SHORT_IDLE, SCORING_RULES, keep_dirty_keys=True)
     extra = event("x1", T0 + 27 * HOUR, customer="c9", attributes={"region": "eu"},
                   signals=Signals(error=True))
     for e in [*hotel_water_at_checkout(), extra]:
         tracker.apply(e, e.occurred_ms)
     keys = tracker.drain_dirty_keys()
     assert keys == {"hotel-1", "c9"}
-    restored = JourneyTracker(SHORT_IDLE)
+    restored = JourneyTracker(SHORT_IDLE, SCORING_RULES)
     for key in keys:
         restored.restore_key(key, json.loads(json.dumps(tracker.snapshot_key(key))))
         assert restored.snapshot_key(key) == tracker.snapshot_key(key)
@@ -224,7 +227,8 @@ def test_state_round_trips_through_json_and_eviction_bounds_memory() -> None:
 
 
 def test_dirty_keys_are_kept_only_when_asked() -> None:
-    tracker = JourneyTracker()  # replay and backfill: nothing to drain, nothing kept
+    # replay and backfill: nothing to drain, nothing kept
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     for e in hotel_water_at_checkout():
         tracker.apply(e, e.occurred_ms)
     with pytest.raises(RuntimeError, match="keep_dirty_keys"):
@@ -283,7 +287,7 @@ def test_shuffled_input_with_journey_ends_gives_identical_moments(
 def test_a_journey_id_spanning_days_stays_one_journey() -> None:
     """A hotel stay from booking to checkout: touchpoints days apart, one journey."""
     days = [0, 2, 5, 6]
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     records = []
     for i, d in enumerate(days):
         e = event(f"s{i}", T0 + d * DAY, journey="stay-9", valence=0.1 * i)
@@ -297,7 +301,7 @@ def test_a_journey_id_spanning_days_stays_one_journey() -> None:
 
 
 def test_a_journey_id_after_its_journey_was_evicted_starts_a_distinct_journey() -> None:
-    tracker = JourneyTracker(keep_dirty_keys=True)
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES, keep_dirty_keys=True)
     first = tracker.apply(event("a", T0, journey="case-1", type="journey_end", valence=-0.5), T0)
     assert first[0][0].status == "closed"
     evicted_at = T0 + 7 * DAY + DAY + 1  # journey idle + lateness past the last event
@@ -311,6 +315,6 @@ def test_a_journey_id_after_its_journey_was_evicted_starts_a_distinct_journey() 
     assert again.journey_id != first[0][0].journey_id
     # the marker survives a restart: a restored tracker names the next journey the same way
     state = tracker.snapshot_key("case-1")
-    restored = JourneyTracker()
+    restored = JourneyTracker(JourneyConfig(), SCORING_RULES)
     restored.restore_key("case-1", json.loads(json.dumps(state)))
     assert restored.snapshot_key("case-1") == state

@@ -11,6 +11,9 @@ from scenarios import T0, event
 
 from pipeline.core.config import JourneyConfig
 from pipeline.core.journeys import JourneyTracker
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 GAP, MAX_LEN = 10_000, 45_000
 CONFIG = JourneyConfig(idle_gap_ms=GAP, max_length_ms=MAX_LEN, allowed_lateness_ms=10**9)
@@ -36,7 +39,7 @@ def test_any_order_gives_the_gap_clustering(raw, rnd) -> None:  # type: ignore[n
     events = [(ms, f"e{i:03d}", end and i % 4 == 0) for i, (ms, end) in enumerate(raw)]
     order = list(events)
     rnd.shuffle(order)
-    tracker = JourneyTracker(CONFIG)
+    tracker = JourneyTracker(CONFIG, SCORING_RULES)
     watermark = max(ms for ms, _, _ in events)
     for ms, eid, end in order:
         e = event(eid, T0 + ms, customer="c", type="journey_end" if end else "interaction",
@@ -53,7 +56,7 @@ def test_any_order_gives_the_gap_clustering(raw, rnd) -> None:  # type: ignore[n
 def test_twenty_thousand_reversed_events_of_one_customer_in_under_five_seconds() -> None:
     events = [event(f"e{i:06d}", T0 + i * 1000, customer="c1", valence=0.1)
               for i in range(20_000)]
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     started = time.process_time()
     watermark = events[-1].occurred_ms
     for e in reversed(events):
@@ -98,6 +101,7 @@ def test_fast_inserts_emit_exactly_what_regrouping_emits(raw, rnd) -> None:  # t
             journey["digests"] = [p[1] for p in pairs]
         return data
 
-    fast, reference = JourneyTracker(config), JourneyTracker(config, fast_inserts=False)
+    fast = JourneyTracker(config, SCORING_RULES)
+    reference = JourneyTracker(config, SCORING_RULES, fast_inserts=False)
     assert emitted(fast) == emitted(reference)
     assert state(fast) == state(reference)

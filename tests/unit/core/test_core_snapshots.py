@@ -31,10 +31,10 @@ from pipeline.core.followups import FollowupEvent, FollowupJourney, FollowupTrac
 from pipeline.core.journeys import JourneyTracker
 from pipeline.core.protocol import KeySnapshotting, Snapshotting
 from pipeline.core.records import JourneyRecord, MetricRecord
-from pipeline.core.scoring import ScoringRules
 from pipeline.core.segment_totals import SegmentTotals
+from pipeline.scoring_rules import load_scoring_rules
 
-RULES_V1 = ScoringRules.load()
+RULES_V1 = load_scoring_rules()
 EXAMPLES = settings(max_examples=25, deadline=None)  # the file: about a minute on a loaded machine
 
 Op = Callable[[Any], object]

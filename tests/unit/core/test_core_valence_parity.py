@@ -13,10 +13,10 @@ from scenarios import T0, event
 from pipeline.core.config import CoreConfig
 from pipeline.core.event import EVENT_TYPES, Signals, Survey, TouchpointEvent
 from pipeline.core.journeys import JourneyTracker
-from pipeline.core.scoring import ScoringRules
 from pipeline.core.valence import moment_valence
+from pipeline.scoring_rules import load_scoring_rules
 
-RULES = ScoringRules.load()
+RULES = load_scoring_rules()
 maybe = st.none() | st.booleans()
 signals = st.none() | st.builds(
     Signals,

@@ -28,6 +28,9 @@ from pipeline.core.partitioner import partition_for
 from pipeline.core.records import MetricRecord
 from pipeline.core.segment_totals import SegmentTotals
 from pipeline.core.valence import ces_on_7
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 BUCKET = 10 * MIN
 ATTRS = ("region",)
@@ -108,7 +111,7 @@ def run_engine(events: list[TouchpointEvent], partitions: int
                ) -> tuple[dict[tuple[BucketId, int], MetricRecord], list[Contribution]]:
     """Latest partial per (bucket, source partition), and the contributions stage one would send
     (answers of accepted events, negative-end deltas as the trackers emit them)."""
-    engine = ExperienceEngine(CONFIG)
+    engine = ExperienceEngine(CONFIG, SCORING_RULES)
     contributions: list[Contribution] = []
     partials: dict[tuple[BucketId, int], MetricRecord] = {}
 

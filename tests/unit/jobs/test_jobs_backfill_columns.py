@@ -24,7 +24,10 @@ from jobs.parquet_schema import BatchDicts, events_to_batch
 from pipeline.contract import Rejected, event_to_dict, parse_dict
 from pipeline.core.engine import ExperienceEngine
 from pipeline.privacy import PersonalData
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.storage.tables import TABLES
+
+SCORING_RULES = load_scoring_rules()
 
 PERSONAL = [PersonalData(), PersonalData(key=b"k"), PersonalData(keep_comments=True)]
 
@@ -106,7 +109,7 @@ def test_edge_values_are_clean_only_when_valid(personal: PersonalData) -> None:
 def test_rows_equal_the_table_mapping(tmp_path: Path) -> None:
     _, parquet, _ = write_both(replace(EVENTS, events=3000), tmp_path)
     personal = PersonalData(keep_comments=True)
-    engine = ExperienceEngine(CORE)
+    engine = ExperienceEngine(CORE, SCORING_RULES)
     seconds = Seconds()
     spec = TABLES["touchpoint_events"]
     journeys = []

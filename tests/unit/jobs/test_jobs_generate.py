@@ -28,6 +28,9 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.journeys import JourneyTracker
 from pipeline.core.records import JourneyRecord
 from pipeline.core.timefmt import parse_ms
+from pipeline.scoring_rules import load_scoring_rules
+
+SCORING_RULES = load_scoring_rules()
 
 SMALL = GeneratorConfig(events=5000, seed=7)
 
@@ -157,7 +160,7 @@ def _journeys(persona: str, events: int = 3000) -> list[JourneyRecord]:
     config = GeneratorConfig(events=events, seed=11, span_ms=30 * DAY, mix=((persona, 1.0),),
                              late_fraction=0.0)
     # The journey stage of the core alone: drop detection over a 30-day span is not the point.
-    tracker = JourneyTracker(CoreConfig().journeys)
+    tracker = JourneyTracker(CoreConfig().journeys, SCORING_RULES)
     latest: dict[str, JourneyRecord] = {}
     watermark = 0
     for record in generate_events(config):

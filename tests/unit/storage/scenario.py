@@ -24,9 +24,12 @@ from pipeline.contract.encode import event_to_dict
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
 from pipeline.storage import tables
 from pipeline.storage.warehouse import Warehouse
+
+SCORING_RULES = load_scoring_rules()
 
 START = datetime(2026, 11, 9, 0, 0, tzinfo=UTC)  # a Monday; data runs 14 days
 DAYS = 14
@@ -165,7 +168,7 @@ def build() -> Scenario:
     rng = random.Random(20261122)
     lines = _Builder(rng).build()
     config = Settings.from_env(SETTINGS).core_config()
-    engine = ExperienceEngine(config)
+    engine = ExperienceEngine(config, SCORING_RULES)
     out = Scenario()
     emitted = Emitted()
     for _, raw in lines:

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contract import event_to_dict
+from pipeline.core.config import JourneyConfig
 from pipeline.core.event import Survey, TouchpointEvent
 from pipeline.core.journeys import CONFLICT, REPLACED, JourneyTracker
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.storage import migrate, tables
 from pipeline.storage.warehouse import Warehouse
+
+SCORING_RULES = load_scoring_rules()
 
 BASE = TouchpointEvent(
     "evt-1", datetime(2026, 11, 12, 9, 30, tzinfo=UTC), "survey-svc", "c-1", "survey",
@@ -42,7 +46,7 @@ CHANGES: list[tuple[str, TouchpointEvent, TouchpointEvent]] = [
 
 def core_keeps(first: TouchpointEvent, second: TouchpointEvent) -> TouchpointEvent:
     """The copy the core keeps when `first` arrives before `second`."""
-    tracker = JourneyTracker()
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     watermark = min(first.occurred_ms, second.occurred_ms)
     assert tracker.apply(first, watermark)[1] is None
     verdict = tracker.apply(second, watermark)[1]

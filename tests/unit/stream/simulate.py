@@ -11,10 +11,13 @@ from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
 from pipeline.stream.outbox import CONTRIBUTIONS, Outbox
 from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage
+
+SCORING_RULES = load_scoring_rules()
 
 
 class SimulatedStream:
@@ -22,7 +25,7 @@ class SimulatedStream:
         self.config = config
         self.partitions = partitions
         self.batch = batch
-        self.stage_one = [PartitionProcessor(p, config) for p in range(partitions)]
+        self.stage_one = [PartitionProcessor(p, config, SCORING_RULES) for p in range(partitions)]
         self.stage_two = [SegmentStage(config, sources=partitions) for _ in range(partitions)]
         self.queues: list[list[dict[str, Any]]] = [[] for _ in range(partitions)]
         self.journeys: dict[str, JourneyRecord] = {}

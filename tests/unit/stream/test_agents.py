@@ -17,9 +17,9 @@ import orjson
 from jobs.generate import GeneratorConfig, generate_records
 from pipeline.contract import parse_event
 from pipeline.core.config import CoreConfig
-from pipeline.core.scoring import ScoringRules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.agent_loop import AgentLoop, RebalanceGuard, StageAgent
 from pipeline.stream.agents import ClaimsAgent, DeadLetters, JourneysAgent, SegmentsAgent
 from pipeline.stream.batches import decode_batch
@@ -74,7 +74,7 @@ class Parts:
         self.tables = tables if tables is not None else {
             name: PartitionedTable() for name in ("journeys", "segments", "claims")}
         self.journeys = JourneysAgent(
-            core=self.core, rules=ScoringRules.load(self.core.journeys.scoring_rules_path),
+            core=self.core, rules=load_scoring_rules(self.core.journeys.scoring_rules_path),
             table=self.tables["journeys"], outputs=self.outputs, guard=self.guard,
             dead_letters=letters, source_topic="cx.touchpoints", partitions=PARTITIONS,
             flush_every_events=50, stats=self.stats, highwater=lambda tp: 10_000)
@@ -141,7 +141,7 @@ def reference(records: list[Event]) -> tuple[dict[bytes | None, dict[str, Any]],
     """Each journey's latest record from the processors alone, event by event, and the state
     each partition ends with (key: state, for every key it still holds)."""
     core = CoreConfig()
-    rules = ScoringRules.load(core.journeys.scoring_rules_path)
+    rules = load_scoring_rules(core.journeys.scoring_rules_path)
     procs: dict[int, PartitionProcessor] = {}
     latest: dict[bytes | None, dict[str, Any]] = {}
     for record in records:

@@ -26,11 +26,14 @@ from pipeline.cli import main
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.config import CoreConfig
 from pipeline.privacy import PersonalData
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
 from pipeline.storage.tables import rows
 from pipeline.stream.batches import decode_batch, decode_rows
 from pipeline.stream.entry import Router
 from pipeline.stream.partition import PartitionProcessor
+
+SCORING_RULES = load_scoring_rules()
 
 TOPIC = "cx.touchpoints"
 KEY = "strict-test-key"
@@ -86,7 +89,7 @@ def stream_outputs(lines: list[bytes], privacy: PersonalData) -> list[tuple[str,
     letters = [DeadLetter.from_json(letter) for _, letter in routed.dead_letters]
     config = CoreConfig()
     for target, batches in sorted(routed.batches.items()):
-        proc = PartitionProcessor(target, config)
+        proc = PartitionProcessor(target, config, SCORING_RULES)
         for batch in batches:
             out.append(("topic <app>-journey-events", batch.decode("utf-8", "replace")))
             rows_of = [row for row, *_ in decode_rows(batch)]

@@ -17,10 +17,13 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.event import content_digest
 from pipeline.core.partitioner import partition_for
 from pipeline.privacy import PersonalData
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.storage.tables import DIGEST_KEY, rows
 from pipeline.stream.batches import MAX_BATCH_BYTES, decode_batch, decode_rows
 from pipeline.stream.entry import Routed, Router
 from pipeline.stream.partition import PartitionProcessor, coalesce
+
+SCORING_RULES = load_scoring_rules()
 
 ROOT = Path(__file__).resolve().parents[3]
 TOPIC = "cx.touchpoints"
@@ -152,7 +155,7 @@ def test_pseudonymised_before_it_leaves_the_entry_stage(lines: list[bytes]) -> N
 
 
 def stage_one_results(routed: Routed, partitions: int = 4) -> dict[str, tuple[object, ...]]:
-    procs = [PartitionProcessor(p, CoreConfig()) for p in range(partitions)]
+    procs = [PartitionProcessor(p, CoreConfig(), SCORING_RULES) for p in range(partitions)]
     latest = {}
     for target, batches in sorted(routed.batches.items()):
         outs = [procs[target].process(i.event, i.arrival_ms)

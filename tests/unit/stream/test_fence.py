@@ -8,8 +8,11 @@ import json
 from pipeline.contract import parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.event import TouchpointEvent
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.fence import GenerationFence
 from pipeline.stream.partition import PartitionProcessor
+
+SCORING_RULES = load_scoring_rules()
 
 
 def test_records_of_a_dropped_generation_are_refused_until_the_next_one() -> None:
@@ -35,7 +38,7 @@ def event(n: int, minute: int) -> TouchpointEvent:
 
 def records(minutes: tuple[tuple[int, int], ...]) -> dict[str, str]:
     """Each journey id the processor sent, with its last status."""
-    processor = PartitionProcessor(0, CoreConfig())
+    processor = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
     sent: dict[str, str] = {}
     for n, minute in minutes:
         for record in processor.process(event(n, minute)).journeys:

@@ -14,10 +14,13 @@ from pipeline.core.followups import CaseRecord
 from pipeline.core.partitioner import partition_for
 from pipeline.followup_rules import horizon_ms, load_rules
 from pipeline.replay import Replay, with_now
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.outbox import FOLLOWUP_INPUTS, FOLLOWUPS, Outbox
 from pipeline.stream.partition import PartitionProcessor
 from tests.unit.stream.test_outbox import events
+
+SCORING_RULES = load_scoring_rules()
 
 PARTITIONS = 3
 NOW_MS = 1_830_000_000_000
@@ -40,7 +43,7 @@ def test_stage_equals_replay_with_a_restart_and_counts_transitions() -> None:
     want = comparable(replay.cases)
     assert len(want) >= 10
 
-    procs = [PartitionProcessor(p, config) for p in range(PARTITIONS)]
+    procs = [PartitionProcessor(p, config, SCORING_RULES) for p in range(PARTITIONS)]
     outbox = Outbox(PARTITIONS, rules)
     rng = random.Random(7)
     inputs: dict[int, list[dict[str, object]]] = {p: [] for p in range(PARTITIONS)}

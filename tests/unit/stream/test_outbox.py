@@ -9,10 +9,13 @@ from pathlib import Path
 from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.partitioner import partition_for
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream import messages
 from pipeline.stream.outbox import ALERTS, CONTRIBUTIONS, JOURNEYS, METRICS, Outbox
 from pipeline.stream.partition import PartitionProcessor
 from pipeline.stream.segments import SegmentStage
+
+SCORING_RULES = load_scoring_rules()
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -32,7 +35,7 @@ def events(n: int = 2000) -> list[bytes]:
 
 def test_one_record_per_journey_and_bucket_per_flush_with_the_latest_versions() -> None:
     config = CoreConfig()
-    procs = [PartitionProcessor(p, config) for p in range(3)]
+    procs = [PartitionProcessor(p, config, SCORING_RULES) for p in range(3)]
     segments = SegmentStage(config)
     outbox = Outbox(3)
     latest: dict[str, int] = {}

@@ -17,9 +17,12 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import JourneyRecord, MetricRecord
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
 from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
 from tests.unit.stream.simulate import SimulatedStream
+
+SCORING_RULES = load_scoring_rules()
 
 SUMS = ("n", "promoters", "passives", "detractors", "total", "total_sq", "easy", "hard",
         "positives")
@@ -38,7 +41,7 @@ def lines(seed: int, events: int = 1500) -> list[bytes]:
 
 def engine_results(data: list[bytes], partitions: int, config: CoreConfig
                    ) -> tuple[dict[str, JourneyRecord], list[MetricRecord]]:
-    engine = ExperienceEngine(config)
+    engine = ExperienceEngine(config, SCORING_RULES)
     journeys: dict[str, JourneyRecord] = {}
     metrics: dict[tuple[Any, ...], MetricRecord] = {}
 
@@ -121,7 +124,7 @@ def test_restart_from_persisted_state_gives_the_same_results() -> None:
     config = Settings.from_env({}).core_config()
     events = [e for e in (parse_event(line) for line in lines(5) if line.startswith(b"{")
                           and _valid(line))]
-    first = PartitionProcessor(0, config)
+    first = PartitionProcessor(0, config, SCORING_RULES)
     state: dict[str, Any] = {}
     outputs: list[StageOneOutput] = []
     for event in events[:600]:
@@ -131,9 +134,9 @@ def test_restart_from_persisted_state_gives_the_same_results() -> None:
                 state.pop(key, None)
             else:
                 state[key] = value
-    restarted = PartitionProcessor(0, config)
+    restarted = PartitionProcessor(0, config, SCORING_RULES)
     restored = restarted.restore_keys(state.items(), first.watermark)  # stored beside every key
-    uninterrupted = PartitionProcessor(0, config)
+    uninterrupted = PartitionProcessor(0, config, SCORING_RULES)
     for event in events[:600]:
         uninterrupted.process(event)
     # the restored processor re-sends the current record of every journey it still holds...
@@ -159,7 +162,7 @@ def _valid(line: bytes) -> bool:
 def test_late_event_gets_a_dead_letter_with_its_distance() -> None:
     config = CoreConfig()
     good = [e for e in (parse_event(line) for line in lines(6, 300) if _valid(line))]
-    proc = PartitionProcessor(0, config)
+    proc = PartitionProcessor(0, config, SCORING_RULES)
     for event in good:
         proc.process(event)
     from dataclasses import replace
@@ -176,7 +179,7 @@ def test_late_event_gets_a_dead_letter_with_its_distance() -> None:
 
 def test_coalesce_keeps_the_latest_record_per_journey() -> None:
     config = CoreConfig()
-    proc = PartitionProcessor(0, config)
+    proc = PartitionProcessor(0, config, SCORING_RULES)
     good = [e for e in (parse_event(line) for line in lines(7, 200) if _valid(line))]
     outputs = [proc.process(e) for e in good]
     merged = coalesce(outputs)
@@ -202,12 +205,12 @@ def test_a_restart_resends_superseded_records_too() -> None:
                                producer="test", customer_id="c1", type="interaction",
                                touchpoint="web_visit", channel="web", stage="use", valence=0.5)
 
-    proc = PartitionProcessor(0, CoreConfig())
+    proc = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
     outputs = [proc.process(event(eid, m)) for eid, m in (("a", 0), ("b", 45), ("c", 22))]
     superseded = [r for r in coalesce(outputs).journeys if r.status == "superseded"]
     assert len(superseded) == 1
     state = dict(proc.dirty_state())
-    restarted = PartitionProcessor(0, CoreConfig())
+    restarted = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
     resent = restarted.restore_keys(state.items(), proc.watermark).journeys
     assert [r for r in resent if r.status == "superseded"] == superseded
 
@@ -312,7 +315,7 @@ def test_copies_under_other_journey_keys_count_once_as_in_the_engine(batch: int)
     engine's, with one conflict per copy withdrawn."""
     config = Settings.from_env({}).core_config()
     data = with_copies_under_other_keys(lines(7, events=3000), 7)
-    engine = ExperienceEngine(config)
+    engine = ExperienceEngine(config, SCORING_RULES)
     conflicts = 0
     for line in data:
         if _parses(line):
