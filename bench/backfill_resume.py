@@ -46,7 +46,8 @@ def _child(args: argparse.Namespace) -> None:
     # thread CPU seconds of each state save: the snapshot and its encoding (the main thread),
     # the state file written (the writer thread)
     costs: dict[str, list[float]] = {"snapshot": [], "encode": [], "file": []}
-    encode, save_state = getattr(serial_module, "encode_state"), Checkpoint.save_state
+    encode = serial_module.encode_state  # type: ignore[attr-defined]
+    save_state = Checkpoint.save_state
     snapshot = serial_module.Backfill.snapshot
 
     def timed(name: str, function: Any) -> Any:
@@ -57,7 +58,7 @@ def _child(args: argparse.Namespace) -> None:
             return out
         return call
 
-    setattr(serial_module, "encode_state", timed("encode", encode))
+    serial_module.encode_state = timed("encode", encode)  # type: ignore[attr-defined]
     Checkpoint.save_state = timed("file", save_state)  # type: ignore[method-assign]
     serial_module.Backfill.snapshot = timed("snapshot", snapshot)  # type: ignore[method-assign]
     config = Settings.from_env().core_config()
@@ -105,8 +106,8 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f} at the start")
     if not events.exists():
         subprocess.run([str(Path(python).parent / "peakend"), "generate",
-                        "--events", str(args.events), "--span", args.span, "--to", "parquet", "--output", str(events),
-                        "--quiet"], check=True, cwd=ROOT)
+                        "--events", str(args.events), "--span", args.span, "--to", "parquet",
+                        "--output", str(events), "--quiet"], check=True, cwd=ROOT)
     import pyarrow.parquet as pq
 
     rows = pq.ParquetFile(events).metadata.num_rows
