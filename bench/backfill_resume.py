@@ -66,7 +66,9 @@ def _child(args: argparse.Namespace) -> None:
     options = BackfillOptions(
         partitions=args.partitions, batch_rows=args.batch_rows, workers=1,
         checkpoint_path=Path(args.checkpoint), target="bench",
-        snapshot_seconds=None if args.way == "recompute" else 0.0,
+        # the resumed part saves with the default cadence (none in a short run)
+        snapshot_seconds=None if args.way == "recompute" else (
+            0.0 if args.phase == "first" else BackfillOptions.snapshot_seconds),
         stop_after_rows=args.stop_rows if args.phase == "first" else None)
     try:
         result = run_backfill([args.file], None, config, options)
@@ -87,6 +89,8 @@ def main() -> None:
     parser.add_argument("--stop", type=float, default=0.8)
     parser.add_argument("--batch-rows", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--ways", default="recompute,state",
+                        help="which resumes to measure (default both)")
     parser.add_argument("--tmp", default=None, help="directory for the file and checkpoints")
     # the child's arguments
     parser.add_argument("--phase", help=argparse.SUPPRESS)
@@ -115,7 +119,7 @@ def main() -> None:
     print(f"{rows:,} rows ({args.events:,} events over {args.span}), interrupted after "
           f"{stop_rows:,} rows read (whole batches of {args.batch_rows:,}), "
           f"{args.partitions} partitions")
-    for way in ("recompute", "state"):
+    for way in args.ways.split(","):
         checkpoint = tmp / f"{way}.json"
         for old in tmp.glob(f"{way}.*"):
             old.unlink()

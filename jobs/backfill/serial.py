@@ -29,7 +29,6 @@ from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.gcpolicy import tune_gc
 from pipeline.core.journeys import REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import MetricRecord
@@ -352,11 +351,15 @@ def run_serial(files: Sequence[str], parquet_files: Sequence[pq.ParquetFile], to
     the checkpoint's engine state when it has one (the rows before it are not read again),
     saving the engine's state every `options.snapshot_seconds`."""
     options = replace(options, raw_events=options.raw_events and warehouse is not None)
-    state = None if checkpoint is None else checkpoint.load_state()
-    backfill = Backfill(config, options, resume=None if state is None else state.backfill)
-    if state is not None:
-        tune_gc()  # freeze the restored state, as the run froze what was alive at its start
-    start: Position = (0, 0) if state is None else state.position
+    with _collector_paused():  # the state's millions of containers: see _collector_paused
+        state = None if checkpoint is None else checkpoint.load_state()
+        backfill = Backfill(config, options, resume=None if state is None else state.backfill)
+        start: Position = (0, 0) if state is None else state.position
+        state = None  # the loaded JSON tree: freed now, not held through the run
+    if start != (0, 0):
+        # the restored engine joins what the run froze at its start (gcpolicy.tune_gc, without
+        # its collection: the paused collector saw no garbage cycles made by the load)
+        gc.freeze()
     not_read = sum(p.metadata.num_rows for p in parquet_files[:start[0]]) + start[1]
     meter = Progress("backfill", total - not_read, enabled=options.progress)
     writer = Writer(warehouse, checkpoint)
@@ -391,7 +394,7 @@ def run_serial(files: Sequence[str], parquet_files: Sequence[pq.ParquetFile], to
         checkpoint.finished(len(files))
     seconds = meter.finish()
     return Result(done, backfill.counts, seconds, writer.written,
-                  restored_from=None if state is None else state.position)
+                  restored_from=None if start == (0, 0) else start)
 
 
 def _batches_from(parquet: pq.ParquetFile, batch_rows: int, first_row: int
