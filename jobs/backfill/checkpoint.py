@@ -178,5 +178,10 @@ class Checkpoint:
 
 
 def encode_state(backfill: dict[str, Any]) -> bytes:
-    """`Backfill.snapshot()` as the bytes of a state file (after its header line)."""
-    return orjson.dumps(backfill)
+    """`Backfill.snapshot()` as the bytes of a state file (after its header line); ValueError
+    (one line) for a value JSON cannot hold, which the core's state contract rules out."""
+    try:
+        return orjson.dumps(backfill)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"engine state is not JSON-able ({exc}); --snapshot-every never "
+                         "runs without saving it") from None
