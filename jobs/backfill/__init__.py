@@ -15,15 +15,18 @@ Output equals `peakend replay` on the same events: journeys and metric partials 
 version per key, alerts the latest state per alert, dead letters one per rejected row
 (`source_topic` = file name, `source_offset` = row number from 1, like replay's line numbers).
 
-Resume (checkpoint after every flushed batch; `--checkpoint`, default under .stack/backfill/):
-the core is deterministic, so a resumed run re-reads the files from the start and recomputes the
-engine state without writing anything until the checkpointed row, then writes as usual. Rows a
-crashed run wrote after its last checkpoint are written again with the same content and the same
-versions: the tables are ReplacingMergeTree keyed by record key (journeys, metric_buckets, alerts
-by version; dead_letters by topic/partition/offset; touchpoint_events by event_id), and readers
-use FINAL or argMax(version), so the final tables are identical to an uninterrupted run. The
-checkpoint is bound to the files (path, size, mtime), the partition count, batch size, core
-settings and target; anything else refuses to resume (use --restart).
+Resume (docs/jobs.md "Resume"): after every written batch the checkpoint (`--checkpoint`,
+default under .stack/backfill/) records the position written; every `--snapshot-every` seconds a
+one-process run also saves the engine's state (`Backfill.snapshot()`, the core's snapshot
+contract) at a position no later than the written one. A resumed run restores that state and
+reads on from its position (a parallel run, or one without a state, recomputes from the first
+row), runs the rows up to the written position through the core without writing, then writes.
+Rows a crashed run wrote after its last checkpoint are written again with the same content and
+the same versions: the tables are ReplacingMergeTree keyed by record key, and readers use FINAL
+or argMax(version), so the final tables are identical to an uninterrupted run. The checkpoint is
+bound to the files (path, size, mtime), the partition count, batch size, core settings and
+target, its state file also to the state format and the core's sources; anything else is
+refused in one line naming the file (use --restart).
 """
 
 from jobs.backfill.checkpoint import Checkpoint, fingerprint

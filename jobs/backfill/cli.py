@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint file (default .stack/backfill/<run fingerprint>.json)")
     parser.add_argument("--restart", action="store_true",
                         help="ignore an existing checkpoint and start from the first row")
+    parser.add_argument("--snapshot-every", default="600", metavar="SECONDS",
+                        help="save the engine's state with the checkpoint at most every SECONDS "
+                             "(wall clock; 0: after every batch; 'never': a resumed run "
+                             "recomputes from the first row); default 600 (docs/jobs.md)")
     parser.add_argument("--no-checkpoint", action="store_true", help="do not resume or record")
     parser.add_argument("--no-raw-events", action="store_true",
                         help="do not write the validated events to touchpoint_events")
@@ -51,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if min(args.partitions, args.batch_rows, workers) < 1:
         print("peakend backfill: --partitions, --batch-rows and --workers must be at least 1",
               file=sys.stderr)
+        return 2
+    snapshot_seconds = _snapshot_seconds(args.snapshot_every)
+    if isinstance(snapshot_seconds, str):
+        print(f"peakend backfill: {snapshot_seconds}", file=sys.stderr)
         return 2
     settings = Settings.from_env()
     config = settings.core_config()
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         partitions=args.partitions, batch_rows=args.batch_rows,
         max_bytes=settings.max_event_bytes, keep_comments=settings.keep_comments,
         raw_events=not args.no_raw_events, checkpoint_path=checkpoint_path, target=target,
-        restart=args.restart, progress=not args.quiet,
+        restart=args.restart, snapshot_seconds=snapshot_seconds, progress=not args.quiet,
         personal=PersonalData.from_settings(settings), workers=args.workers)
     try:
         result = run_backfill(args.files, warehouse, config, options)
@@ -99,15 +107,32 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"read {result.rows:,} rows in {result.seconds:.2f} s ({rate:,.0f}/s), "
              f"{counts['events']:,} applied, {counts['duplicates']:,} duplicates dropped, "
              f"{counts['dead_letters']:,} dead letters"]
-    if result.resumed_from is not None:
+    if result.restored_from is not None:
+        f_index, f_row = result.restored_from
+        lines.append(f"resumed from the engine state after row {f_row:,} of file {f_index + 1} "
+                     "(rows before it not read again)")
+    elif result.resumed_from is not None:
         f_index, f_row = result.resumed_from
-        lines.append(f"resumed after row {f_row:,} of file {f_index + 1} (rows before it were "
-                     "re-run through the core without writing)")
+        lines.append(f"resumed after row {f_row:,} of file {f_index + 1} (no engine state "
+                     "saved: rows before it were re-run through the core without writing)")
     lines.append(f"rows written: {result.written:,} ({counts['journey_rows']:,} journey, "
                  f"{counts['metric_rows']:,} metric, {counts['alert_rows']:,} alert updates)"
                  if warehouse is not None else "dry run: nothing written")
     print("\n".join(lines))
     return 0
+
+
+def _snapshot_seconds(text: str) -> float | str | None:
+    """`--snapshot-every`: seconds (>= 0), None for 'never', else the error message."""
+    if text.strip().lower() == "never":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        return f"--snapshot-every must be seconds (0 or more) or 'never', not {text!r}"
+    return seconds
 
 
 def _mask(url: str) -> str:

@@ -24,6 +24,10 @@ class BackfillOptions:
     checkpoint_path: Path | None = None  # None: neither resume nor record
     target: str = ""  # where the rows go, part of the checkpoint's fingerprint
     restart: bool = False  # ignore an existing checkpoint
+    # save the engine's state with the checkpoint after the first batch this many seconds
+    # (wall clock) after the last save (0: after every batch; None: never, a resumed run
+    # recomputes from the first row); docs/jobs.md "Resume"
+    snapshot_seconds: float | None = 600.0
     progress: bool = False  # progress on stderr
     stop_after_rows: int | None = None  # the simulated crash of the tests (`Interrupted`)
     personal: PersonalData | None = None  # pseudonymisation; None: ids kept as given
@@ -40,7 +44,8 @@ class Result:
     counts: Counter[str]
     seconds: float
     written: int
-    resumed_from: tuple[int, int] | None = None
+    resumed_from: tuple[int, int] | None = None  # the checkpoint's written position
+    restored_from: tuple[int, int] | None = None  # the engine state's position (rows not read)
 
 
 def worker_count(workers: int | None, partitions: int) -> int:

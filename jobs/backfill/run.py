@@ -63,6 +63,10 @@ def run_backfill(files: Sequence[str], warehouse: Warehouse | None, config: Core
         checkpoint.save()
 
     workers = worker_count(options.workers, options.partitions)
+    if options.workers is None and checkpoint is not None and checkpoint.state_file is not None:
+        # the engine state is one process's (a parallel run saves none and recomputes from
+        # the first row): unless --workers asks otherwise, continue in one process from it
+        workers = 1
     with tuned_gc():  # long-lived journey state: see pipeline/core/gcpolicy.py
         if workers > 1:
             result = run_parallel(files, total, warehouse, config, options, workers, checkpoint)

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from jobs.backfill.checkpoint import Checkpoint
+from jobs.backfill.checkpoint import Checkpoint, Position
 from jobs.columns import Seconds, journey_row
 from jobs.progress import Progress
 from pipeline.contract.dead_letters import DeadLetter
@@ -102,7 +102,7 @@ class Writer:
         self.checkpoint = None if checkpoint is None else replace(checkpoint)
         self.written = 0
         self.error: BaseException | None = None
-        self.queue: queue.Queue[tuple[Pending, tuple[int, int] | None] | None] = \
+        self.queue: queue.Queue[tuple[Pending, Position | None, bytes | None] | None] = \
             queue.Queue(maxsize=2)
         self.thread = threading.Thread(target=self._loop, name="peakend-backfill-writer",
                                        daemon=True)
@@ -112,27 +112,34 @@ class Writer:
         while (item := self.queue.get()) is not None:
             if self.error is not None:
                 continue  # failed: drain until closed
-            pending, reached = item
+            pending, reached, state = item
             try:
                 if self.warehouse is not None:
                     self.written += write(self.warehouse, pending)
                 if self.checkpoint is not None and reached is not None:
                     self.checkpoint.file_index, self.checkpoint.row = reached
-                    self.checkpoint.save()
+                    if state is None:
+                        self.checkpoint.save()
+                    else:  # every row up to `reached` is written: the state may count now
+                        self.checkpoint.save_state(reached, state)
             except BaseException as exc:  # raised in the parent thread by put / close
                 self.error = exc
 
-    def put(self, pending: Pending, reached: tuple[int, int] | None) -> None:
+    def put(self, pending: Pending, reached: Position | None, state: bytes | None = None
+            ) -> None:
+        """Queue `pending`, then the checkpoint's advance to `reached` and, if given, the
+        engine `state` (`checkpoint.encode_state`) of that position."""
         self._raise()
-        self.queue.put((pending, reached))
+        self.queue.put((pending, reached, state))
 
-    def put_batch(self, pending: Pending, reached: tuple[int, int], done: int, meter: Progress,
-                  stop_after_rows: int | None) -> None:
+    def put_batch(self, pending: Pending, reached: Position, done: int, meter: Progress,
+                  stop_after_rows: int | None, state: bytes | None = None) -> None:
         """Queue the batch ending at `reached` (file index, rows of it) unless the run we resume
         wrote it (its state was rebuilt from it, nothing is written twice), then report `done`
-        rows; `stop_after_rows`: the simulated crash of the tests."""
+        rows; `state`: the engine state after it; `stop_after_rows`: the simulated crash of the
+        tests."""
         if not self.covered(*reached):
-            self.put(pending, reached)
+            self.put(pending, reached, state)
         meter.update(done)
         if stop_after_rows is not None and done >= stop_after_rows:
             self.close()
