@@ -1019,18 +1019,48 @@ class MemoryWorker(Worker):
         return {}
 
 
+def labelled(metrics: dict[str, float], name: str, **labels: str) -> float:
+    """The sum of `name`'s series (as `scrape` returns them) that carry every label given."""
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    return sum(v for k, v in metrics.items()
+               if k.partition("{")[0] == name and all(w in k for w in wanted))
+
+
+def valid_events(input_path: Path, limit: int, max_event_bytes: int) -> int:
+    """How many of the first `limit` lines of `input_path` (all when 0) the entry stage routes
+    to stage one: the ones `parse_event` accepts, as `Router.route` decides."""
+    valid = 0
+    with input_path.open("rb") as f:
+        for i, line in enumerate(f):
+            if limit and i >= limit:
+                break
+            with contextlib.suppress(Rejected):
+                parse_event(line.rstrip(b"\n"), max_bytes=max_event_bytes)
+                valid += 1
+    return valid
+
+
+# Stage one's progress: touchpoint events whose state the journeys agent wrote
+# (pipeline/stream/agent_loop.py, `AppliedCounter`), not what the entry stage has read.
+APPLIED = "peakend_stage_records_applied_total"
+
+
 def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
                   every: int = 50_000, partitions: int = 12, trace: bool = False,
                   limit: int = 0, timeout: float = 7200,
-                  env: dict[str, str] | None = None) -> dict[str, Any]:
+                  env: dict[str, str] | None = None, settle_s: float = 60) -> dict[str, Any]:
     """The real worker (`peakend worker`, `partitions` partitions: 2 x that many RocksDB
     databases) reads every line of `input_path` (the first `limit` when given) while a producer
-    sends them; every `every` events read: the worker's RSS, its RocksDB memtables and cache,
-    glibc's heap, the sink child's RSS and the worker's open journeys (/metrics). `env`: more
-    settings of the worker."""
+    sends them. Every `every` events *stage one has applied* (`peakend_stage_records_applied_
+    total{stage="journeys",record="event"}`; the entry stage reads far ahead of it): the worker's
+    RSS, its RocksDB memtables and cache, glibc's heap, the sink child's RSS and the worker's
+    open journeys (/metrics). The run lasts until stage one has applied every valid event of the
+    input (`valid_events`); then, once no stage's applied count has moved for 3 s (at most
+    `settle_s`), a last sample marked `settled`. `env`: more settings of the worker."""
     setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=partitions, **(env or {}))
     total = sum(1 for _ in input_path.open("rb"))
     total = min(total, limit) if limit else total
+    valid = valid_events(input_path, total, setup.settings().max_event_bytes)
     hours_at: dict[int, float] = {}
     first_ms: list[int] = []
 
@@ -1053,10 +1083,31 @@ def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
     started = time.monotonic()
     producer.start()
     samples: list[dict[str, Any]] = []
-    run: dict[str, Any] = {"options": options, "events": total, "partitions": partitions,
-                           "samples": samples, "notes": []}
+    run: dict[str, Any] = {"options": options, "events": total, "valid": valid,
+                           "partitions": partitions, "samples": samples, "notes": []}
+
+    def sample(metrics: dict[str, float], applied: float, settled: bool = False) -> None:
+        report = worker.last_report()
+        sink = sum(process_rss_mib(p) for p in descendants(worker.proc.pid))
+        # event time of the line nearest to the count applied (valid lines: nearly the same)
+        near = min(hours_at, key=lambda i: abs(i - applied)) if hours_at else 0
+        samples.append({
+            "events": int(applied), "read": int(_sum(metrics, "peakend_events_in_total")),
+            "settled": settled, "event_hours": hours_at.get(near, 0.0),
+            "seconds": time.monotonic() - started,
+            "open_journeys": metrics.get("peakend_journeys_open", 0.0),
+            "applied_by_stage": {stage: labelled(metrics, APPLIED, stage=stage) for stage in
+                                 ("journeys", "segments", "followups", "claims")},
+            "rss_mib": process_rss_mib(worker.proc.pid), "sink_rss_mib": sink,
+            **{k: v / 2**20 if isinstance(v, int) and k.startswith(("m", "r")) else v
+               for k, v in report.items() if k not in {"t", "rss"}},
+        })
+        print(f"    {options}: {samples[-1]['events']:,} events applied "
+              f"({samples[-1]['read']:,} read){', settled' if settled else ''}, "
+              f"RSS {samples[-1]['rss_mib']:.0f} MiB", flush=True)
+
     target = every
-    read = 0.0
+    applied = 0.0
     try:
         while time.monotonic() - started < timeout:
             if not worker.alive():
@@ -1068,28 +1119,33 @@ def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
             except OSError:
                 time.sleep(1)
                 continue
-            read = _sum(metrics, "peakend_events_in_total")
-            if read >= target or read >= total:
-                report = worker.last_report()
-                sink = sum(process_rss_mib(p) for p in descendants(worker.proc.pid))
-                near = min(hours_at, key=lambda i: abs(i - read)) if hours_at else 0
-                samples.append({
-                    "events": int(read), "event_hours": hours_at.get(near, 0.0),
-                    "seconds": time.monotonic() - started,
-                    "open_journeys": metrics.get("peakend_journeys_open", 0.0),
-                    "rss_mib": process_rss_mib(worker.proc.pid), "sink_rss_mib": sink,
-                    **{k: v / 2**20 if isinstance(v, int) and k.startswith(("m", "r")) else v
-                       for k, v in report.items() if k not in {"t", "rss"}},
-                })
-                print(f"    {options}: {samples[-1]['events']:,} events, "
-                      f"RSS {samples[-1]['rss_mib']:.0f} MiB", flush=True)
-                while target <= read:
+            applied = labelled(metrics, APPLIED, stage="journeys", record="event")
+            if applied >= target or applied >= valid:
+                sample(metrics, applied)
+                while target <= applied:
                     target += every
-            if read >= total:
+            if applied >= valid:
                 break
             time.sleep(1)
         else:
-            run["notes"].append(f"timed out at {read:,.0f} of {total:,} events")
+            run["notes"].append(f"timed out at {applied:,.0f} of {valid:,} valid events "
+                                f"applied by stage one")
+        if applied >= valid:
+            # the later stages finish what stage one sent them: wait until no count moves
+            quiet, since, last = 0, time.monotonic(), -1.0
+            while quiet < 3 and time.monotonic() - since < settle_s and worker.alive():
+                time.sleep(1)
+                with contextlib.suppress(OSError):
+                    metrics = scrape(worker.metrics_port)
+                    now = _sum(metrics, APPLIED)
+                    quiet = quiet + 1 if now == last else 0
+                    last = now
+            if quiet < 3:
+                run["notes"].append(f"the stages did not settle within {settle_s:.0f} s")
+            else:
+                time.sleep(1.1)  # a memory report written after the last batch
+                sample(metrics, labelled(metrics, APPLIED, stage="journeys", record="event"),
+                       settled=True)
         if producer.error:
             run["notes"].append(f"producer: {producer.error!r}")
         run["seconds"] = time.monotonic() - started
@@ -1103,7 +1159,8 @@ def memory_table(runs: list[dict[str, Any]]) -> str:
     child), with the other runs' RSS and memtables at the same point."""
     head = runs[0]
     name = head["options"]
-    cols = ["events", "event time (h)", "open journeys", f"worker RSS {name} (MiB)",
+    cols = ["events applied by stage one", "read by the entry stage", "event time (h)",
+            "open journeys", f"worker RSS {name} (MiB)",
             "memtables (MiB)", "RocksDB cache (MiB)", "glibc heap in use / free (MiB)",
             "Python blocks (k)", "sink RSS (MiB)"]
     for r in runs[1:]:
@@ -1111,7 +1168,8 @@ def memory_table(runs: list[dict[str, Any]]) -> str:
                  f"RSS {r['options']} / {name}"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for i, s in enumerate(head["samples"]):
-        row = [f"{s['events']:,}", f"{s['event_hours']:.0f}", f"{s['open_journeys']:,.0f}",
+        row = [f"{s['events']:,}{' (settled)' if s.get('settled') else ''}",
+               f"{s.get('read', 0):,}", f"{s['event_hours']:.0f}", f"{s['open_journeys']:,.0f}",
                f"{s['rss_mib']:.0f}", f"{s.get('memtables', 0):.1f}",
                f"{s.get('rocksdb_cache', 0):.1f}",
                f"{s.get('malloc_in_use', 0):.0f} / {s.get('malloc_free', 0):.0f}",

@@ -33,6 +33,7 @@ class WorkerMetrics:
     alerts_firing: Gauge
     last_event_time: Gauge
     followup_cases: Counter
+    stage_records_applied: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -150,6 +151,16 @@ class WorkerMetrics:
                 "peakend_followup_cases",
                 "Follow-up case changes (docs/followups.md): opened, closed, withdrawn.",
                 ["change", "priority"],
+                registry=reg,
+            ),
+            stage_records_applied=Counter(
+                "peakend_stage_records_applied",
+                "Records an agent applied whose state it then wrote (counted after the batch's "
+                "state write, never for a batch a rebalance dropped), by stage and record: "
+                "journeys/event (touchpoint events in batch records), journeys/withdrawal, "
+                "segments/contribution, followups/input, claims/claim (each claim of a claims "
+                "record).",
+                ["stage", "record"],
                 registry=reg,
             ),
         )

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pipeline.observability import WorkerMetrics
 from pipeline.stream.faust_private import current_event_of
 from pipeline.stream.fence import GenerationFence
 from pipeline.stream.partition import NEVER
@@ -30,18 +31,40 @@ from pipeline.stream.partition import NEVER
 
 @dataclass(slots=True)
 class Processed:
-    """The events of a batch an agent applied, in order, and the last one of each partition
-    (the event whose partition a state write goes to)."""
+    """The events of a batch an agent applied, in order, the last one of each partition (the
+    event whose partition a state write goes to), and how many input records they held (what
+    `peakend_stage_records_applied_total` counts once the batch's state is written)."""
 
     done: list[Any] = field(default_factory=list)
     last_of: dict[int, Any] = field(default_factory=dict)
+    applied: int = 0  # input records applied: one per event, or what a batch record held
+    withdrawals: int = 0  # the journeys agent: withdrawals of copies that lost their claim
 
-    def take(self, event: Any) -> int:
-        """Record `event` as applied; returns its partition."""
+    def take(self, event: Any, records: int = 1) -> int:
+        """Record `event` as applied, holding `records` input records (0 when the agent adds
+        them to `applied` itself once it has decoded the event); returns its partition."""
         partition: int = event.message.partition
         self.done.append(event)
         self.last_of[partition] = event
+        self.applied += records
         return partition
+
+
+class AppliedCounter:
+    """An agent's `peakend_stage_records_applied_total{stage, record}`: the records of each batch
+    whose state was written (`AgentLoop.count_applied`), and the journeys agent's withdrawals
+    under `record="withdrawal"`. The stage's series exists (at 0) from the start."""
+
+    def __init__(self, stats: WorkerMetrics, stage: str, record: str) -> None:
+        self.stats = stats
+        self.stage = stage
+        self.records = stats.stage_records_applied.labels(stage, record)
+
+    def __call__(self, processed: Processed) -> None:
+        self.records.inc(processed.applied)
+        if processed.withdrawals:
+            self.stats.stage_records_applied.labels(self.stage, "withdrawal").inc(
+                processed.withdrawals)
 
 
 class StageAgent(Protocol):
@@ -106,7 +129,8 @@ class AgentLoop:
                  deliver_outputs: Callable[[], Awaitable[None]],
                  flush_faust_producer: Callable[[], Awaitable[None]],
                  release: Callable[[list[Any]], None],
-                 take: int, within_seconds: float) -> None:
+                 take: int, within_seconds: float,
+                 count_applied: Callable[[Processed], None] | None = None) -> None:
         self.agent = agent
         self.guard = guard
         self.deliver_outputs = deliver_outputs
@@ -114,6 +138,8 @@ class AgentLoop:
         self.release = release  # forget un-acked events in Faust's bookkeeping
         self.take = take
         self.within_seconds = within_seconds
+        # told what a batch applied once its state is written (the worker's progress metric)
+        self.count_applied = count_applied
 
     async def settle(self, batch: list[Any]) -> list[Any]:
         """The events of `batch` to ack: processed, their outputs delivered, then the state of
@@ -132,6 +158,8 @@ class AgentLoop:
             self.guard.drop(processed.done)
             return []
         self.agent.write_state(processed.last_of)
+        if self.count_applied is not None:
+            self.count_applied(processed)
         return processed.done
 
     async def run(self, stream: Any) -> None:

@@ -108,15 +108,17 @@ class JourneysAgent:
             if since_flush >= self.flush_every_events:
                 self.outputs.flush()
                 since_flush = 0
-            partition = processed.take(record)
+            partition = processed.take(record, records=0)  # its events are counted below
             proc = self.processor(partition)
             withdrawals = decode_withdrawals(record.value)
             if withdrawals is not None:  # from the claims stage: copies that lost their claim
                 for key, event_id, digest in withdrawals:
                     outbox.add_journey_output(partition, proc.withdraw(key, event_id, digest))
+                processed.withdrawals += len(withdrawals)
                 continue
             routed_events = decode_batch(record.value)
             since_flush += len(routed_events)
+            processed.applied += len(routed_events)
             for routed in routed_events:
                 out = proc.process(routed.event, routed.arrival_ms)
                 if out.reject is not None:
@@ -275,7 +277,9 @@ class ClaimsAgent:
     def process(self, batch: list[Any]) -> Processed:
         processed = Processed()
         for event in self.guard.admitted(batch):
-            out = self.stage(processed.take(event)).apply(orjson.loads(event.value)["c"])
+            claims = orjson.loads(event.value)["c"]
+            processed.applied += len(claims)  # a record holds many
+            out = self.stage(processed.take(event, records=0)).apply(claims)
             for target, items in out.withdrawals.items():
                 self.journey_events.send_soon(key=None, value=encode_withdrawals(items),
                                               partition=target)

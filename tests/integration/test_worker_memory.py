@@ -3,10 +3,15 @@
 `peakend worker` (through bench/memory_worker.py, which reports its memory every second) reads
 60,000 generated events spanning 3 days of event time with 12 partitions (24 RocksDB
 databases), on the private fault stack, with state that levels off after hours of event time
-(`SHORT_STATE`: a closed journey is evicted a lateness after its idle deadline); then the worker's
-memory must stay flat: the memtables of all databases together within the shared budget at every
-sample, and RSS over the last third of the run within a bound that Faust's default options
-(every state write kept in a 64 MiB memtable per database) would not meet.
+(`SHORT_STATE`: a closed journey is evicted a lateness after its idle deadline). Samples go by
+the events *stage one has applied* (`peakend_stage_records_applied_total`), not by what the entry
+stage has read: it reads all 60,000 in the first seconds, long before stage one has applied
+them, so "the last third" of its reads was the middle of the processing. The run ends once stage
+one has applied every valid event and every stage has settled. Then the worker's memory must
+stay flat: the memtables of all databases together within the shared budget at every sample,
+and over the last third of the applied events glibc's heap in use (what the worker holds) and
+RSS within bounds taken from the runs below. Faust's default options (every state write kept in
+a 64 MiB memtable per database) fail the first two.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.faults import FaultStack, generate_file, worker_memory  # noqa: E402
+from bench.faults import FaultStack, generate_file, memory_table, worker_memory  # noqa: E402
 from pipeline import state_store  # noqa: E402
 from pipeline.stream.topics import (  # noqa: E402
     CLAIMS_STATE_TABLE,
@@ -42,6 +47,21 @@ SHORT_STATE = {
     "PEAKEND_ALLOWED_LATENESS_SECONDS": "3600",
     "PEAKEND_ALERT_BASELINE_SECONDS": "21600",
 }
+# Growth allowed over the last third of the events stage one applied (40,000 to 60,000 and the
+# settled sample), from runs of this test's `worker_memory` call (the same call as
+# `bench/worker_memory_ci.py DIR shared|faust`), compiled core, 2026-11-30 22:54-23:20 UTC, 2
+# cores shared with two other helpers (load average 3.5-20 during the runs; docs/reliability.md,
+# "CI size"):
+# - shared options, 3 runs: RSS +1.6, +0.5, +1.5 MiB; heap in use -18.1, -31.3, -11.9 MiB
+#   (RSS peaks in the first third: the entry stage's backlog decoded at once, its freed memory
+#   kept by glibc, 95-138 MiB free at the end); memtables at most 17.6-21.2 MiB;
+# - Faust's defaults, 1 run: RSS +5.9 MiB (it reuses glibc's free memory), heap in use
+#   +17.4 MiB, memtables 53 -> 89 MiB and rising with every event.
+# So RSS alone cannot tell the two apart at this size: the memtable budget and the heap in use
+# do. The RSS bound stays as a guard against gross growth: one run with the interpreted core at
+# load 10-22 (not what CI runs) grew +68.5 MiB, all of it glibc's free bytes (+70.8).
+HEAP_GROWTH_BOUND_MIB = 8
+RSS_GROWTH_BOUND_MIB = 48
 
 
 @pytest.fixture(scope="module")
@@ -60,22 +80,28 @@ def test_worker_rss_levels_off_once_the_state_does(fault_stack: FaultStack,
     run = worker_memory(fault_stack, tmp_path, source, "shared", every=5_000, partitions=12,
                         timeout=900, env=SHORT_STATE)
     samples = run["samples"]
-    assert not run["notes"], run["notes"]
-    assert samples and samples[-1]["events"] >= EVENTS, samples[-1:]
+    table = "\n" + memory_table([run])  # every sample, so a failure explains itself
+    assert not run["notes"], (run["notes"], table)
+    # Stage one applied every valid event, and the last sample was taken once every stage was
+    # done with them (the entry stage reads far ahead of stage one: samples go by what stage
+    # one applied, bench/faults.py `worker_memory`).
+    assert run["valid"] >= EVENTS * 0.98, run["valid"]  # the generator's few invalid lines
+    assert samples[-1]["settled"] and samples[-1]["events"] >= run["valid"], table
     # Every stage ran and wrote its state: every partition database of every table is open.
     assert samples[-1]["databases_by_table"] == {
-        table: 12 for table in (*STATE_TABLES, FOLLOWUP_STATE_TABLE, CLAIMS_STATE_TABLE)}
+        name: 12 for name in (*STATE_TABLES, FOLLOWUP_STATE_TABLE, CLAIMS_STATE_TABLE)}
     # the manager's total, plus the buffers of a database whose flush is still running
     budget = (state_store.WRITE_BUFFER_TOTAL_BYTES
               + state_store.MAX_WRITE_BUFFERS * state_store.WRITE_BUFFER_BYTES) / MIB
-    assert max(s["memtables"] for s in samples) <= budget, [s["memtables"] for s in samples]
-    last_third = [s for s in samples if s["events"] >= EVENTS * 2 // 3]
-    growth = last_third[-1]["rss_mib"] - last_third[0]["rss_mib"]
-    journeys = [s["open_journeys"] for s in last_third]
-    # 24 MiB held with two tables. With the follow-up stage (a third table, 12 more databases,
-    # each customer's recent journeys kept for its rules' horizon, ~67 days, so still growing
-    # in this 3-day run), runs on 2026-11-30 reached 26.4 and 34.6 MiB, following how many journeys
-    # were open in the last third (83-201 in one run, 105-265 in another). The memtable check
-    # above is the direct one; this bound catches RSS that grows like Faust's defaults (a
-    # 64 MiB memtable per database).
-    assert growth <= 48, ([round(s["rss_mib"]) for s in samples], journeys)
+    assert max(s["memtables"] for s in samples) <= budget, table
+    last_third = [s for s in samples if s["events"] >= run["valid"] * 2 // 3]
+    assert len(last_third) >= 3, table  # from ~40,000 applied on, 60,000, and the settled one
+    first, last = last_third[0], last_third[-1]
+    held = last["malloc_in_use"] - first["malloc_in_use"]
+    assert held <= HEAP_GROWTH_BOUND_MIB, (
+        f"glibc's heap in use grew {held:.1f} MiB over the last third of the events stage one "
+        f"applied (bound {HEAP_GROWTH_BOUND_MIB} MiB):{table}")
+    growth = last["rss_mib"] - first["rss_mib"]
+    assert growth <= RSS_GROWTH_BOUND_MIB, (
+        f"RSS grew {growth:.1f} MiB over the last third of the events stage one applied "
+        f"(bound {RSS_GROWTH_BOUND_MIB} MiB):{table}")

@@ -9,7 +9,15 @@ from typing import Any
 
 from faust.streams import current_event
 
-from pipeline.stream.agent_loop import AgentLoop, Processed, RebalanceGuard, held_state, write_state
+from pipeline.observability import WorkerMetrics
+from pipeline.stream.agent_loop import (
+    AgentLoop,
+    AppliedCounter,
+    Processed,
+    RebalanceGuard,
+    held_state,
+    write_state,
+)
 from pipeline.stream.partition import NEVER
 from tests.unit.stream.fake_faust import Event, Group, Offsets, Stream
 
@@ -35,8 +43,8 @@ class RecordingAgent:
         self.log.append(("forget", partition))
 
 
-def make_loop(group: Group, log: list[Any], *, rebalance_on_delivery: int | None = None
-              ) -> tuple[AgentLoop, list[Event]]:
+def make_loop(group: Group, log: list[Any], *, rebalance_on_delivery: int | None = None,
+              count_applied: AppliedCounter | None = None) -> tuple[AgentLoop, list[Event]]:
     guard = RebalanceGuard(group)
     released: list[Event] = []
     deliveries = 0
@@ -57,7 +65,7 @@ def make_loop(group: Group, log: list[Any], *, rebalance_on_delivery: int | None
 
     loop = AgentLoop(RecordingAgent(guard, log), guard, deliver_outputs=deliver,
                      flush_faust_producer=flush_producer, release=release, take=7,
-                     within_seconds=0.25)
+                     within_seconds=0.25, count_applied=count_applied)
     return loop, released
 
 
@@ -111,6 +119,41 @@ def test_records_fetched_before_the_current_generation_are_neither_applied_nor_a
     assert released == [stale, stale]
     # a batch with nothing to apply delivers nothing and writes nothing
     assert log[-2:] == [("process", []), ("release", [0])]
+
+
+def applied(stats: WorkerMetrics, stage: str, record: str) -> float | None:
+    return stats.registry.get_sample_value(
+        "peakend_stage_records_applied_total", {"stage": stage, "record": record})
+
+
+def test_applied_records_are_counted_once_their_state_is_written_never_for_a_dropped_batch(
+        ) -> None:
+    log: list[Any] = []
+    offsets = Offsets("in")
+    stats = WorkerMetrics.create()
+    counter = AppliedCounter(stats, "segments", "contribution")
+    assert applied(stats, "segments", "contribution") == 0  # the series exists from the start
+    settled = [offsets.event(b"a", 0), offsets.event(b"b", 1), offsets.event(b"c", 0)]
+    overtaken = [offsets.event(b"d", 2), offsets.event(b"e", 2)]
+    loop, released = make_loop(Group(), log, rebalance_on_delivery=2, count_applied=counter)
+    asyncio.run(loop.run(Stream([settled, overtaken])))
+    assert released == overtaken  # the second batch was dropped...
+    assert applied(stats, "segments", "contribution") == 3  # ...and not counted
+    assert applied(stats, "segments", "withdrawal") is None  # no withdrawals: no such series
+
+
+def test_a_batch_record_counts_the_events_it_held_and_withdrawals_apart() -> None:
+    stats = WorkerMetrics.create()
+    counter = AppliedCounter(stats, "journeys", "event")
+    offsets = Offsets("in")
+    processed = Processed()
+    processed.take(offsets.event(b"batch of 250", 0), records=0)
+    processed.applied += 250
+    processed.take(offsets.event(b"withdrawals", 1), records=0)
+    processed.withdrawals += 2
+    counter(processed)
+    assert applied(stats, "journeys", "event") == 250
+    assert applied(stats, "journeys", "withdrawal") == 2
 
 
 class CheckedTable(dict[str, Any]):

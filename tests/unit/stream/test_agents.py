@@ -20,7 +20,7 @@ from pipeline.core.config import CoreConfig
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.scoring_rules import load_scoring_rules
-from pipeline.stream.agent_loop import AgentLoop, RebalanceGuard, StageAgent
+from pipeline.stream.agent_loop import AgentLoop, AppliedCounter, RebalanceGuard, StageAgent
 from pipeline.stream.agents import ClaimsAgent, DeadLetters, JourneysAgent, SegmentsAgent
 from pipeline.stream.batches import decode_batch
 from pipeline.stream.delivery import BatchDelivery
@@ -87,12 +87,15 @@ class Parts:
                                   guard=self.guard)
 
     def run(self, agent: StageAgent, batches: list[list[Event]],
-            after_each: Callable[[], None] = lambda: None) -> Stream:
-        """Every batch through the agent's loop; `after_each` runs after each batch."""
+            after_each: Callable[[], None] = lambda: None, stage: str = "journeys",
+            record: str = "event") -> Stream:
+        """Every batch through the agent's loop; `after_each` runs after each batch. What it
+        applied is counted under `peakend_stage_records_applied_total{stage, record}`."""
         stream = Stream([])
         loop = AgentLoop(agent, self.guard, deliver_outputs=self.outputs.flush_and_deliver,
                          flush_faust_producer=lambda: asyncio.sleep(0), release=lambda batch: None,
-                         take=4, within_seconds=0.1)
+                         take=4, within_seconds=0.1,
+                         count_applied=AppliedCounter(self.stats, stage, record))
 
         async def main() -> None:
             for batch in batches:
@@ -102,6 +105,10 @@ class Parts:
 
         asyncio.run(main())
         return stream
+
+    def applied(self, stage: str, record: str) -> float | None:
+        return self.stats.registry.get_sample_value(
+            "peakend_stage_records_applied_total", {"stage": stage, "record": record})
 
     def latest(self, topic: str) -> dict[bytes | None, dict[str, Any]]:
         """The last value sent with each key to `topic`."""
@@ -174,6 +181,9 @@ def test_journeys_agent_writes_each_key_once_per_batch_and_equals_the_processors
                              for value in db.values())
     journeys, states = reference(records)
     assert parts.latest("cx.journeys") == journeys
+    # every generated event (all valid) counted once as applied, none as a withdrawal
+    assert parts.applied("journeys", "event") == len(generated())
+    assert parts.applied("journeys", "withdrawal") is None
     assert {partition: {key: value["s"] for key, value in db.items() if key != WATERMARK_KEY}
             for partition, db in table.dbs.items()} == states
     assert parts.stats.journeys_open._value.get() == sum(
@@ -239,7 +249,8 @@ def test_one_event_id_in_two_journeys_is_withdrawn_from_the_losing_one() -> None
     claims = [offsets.event(value, partition) for topic, partition, items in parts.sent
               if topic == "app-claims" for _, value in items]
     assert len([c for record in claims for c in orjson.loads(record.value)["c"]]) == 2
-    parts.run(parts.claims, [claims])
+    parts.run(parts.claims, [claims], stage="claims", record="claim")
+    assert parts.applied("claims", "claim") == 2  # both claims, from one claims record
     [withdrawal] = parts.journey_events.sent
     [letter] = parts.dead_letter_topic.sent
     assert json.loads(letter["value"])["reason"] == "conflict"
@@ -248,7 +259,10 @@ def test_one_event_id_in_two_journeys_is_withdrawn_from_the_losing_one() -> None
     # the withdrawal, read back by the journeys agent, takes the copy out of its journey
     back = Offsets("app-journey-events").event(withdrawal["value"], withdrawal["partition"])
     journeys_before = parts.latest("cx.journeys")
+    applied_before = parts.applied("journeys", "event")
     parts.run(parts.journeys, [[back]])
+    assert parts.applied("journeys", "withdrawal") == 1
+    assert parts.applied("journeys", "event") == applied_before == len(lines)
     changed = {k: v for k, v in parts.latest("cx.journeys").items()
                if journeys_before.get(k) != v}
     assert len(changed) == 1
