@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 
 from pipeline.core.followups import DAY_MS, FollowupRules
+from pipeline.rules_file import read_rules_json
 
 # package data (pipeline/schemas links to the repository's schemas/): there in a wheel too
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -27,13 +28,7 @@ class FollowupRulesError(ValueError):
 def load_rules(path: str | Path = "") -> FollowupRules:
     """The follow-up rules of `path` (default: the repository's v1 file), checked."""
     rules_path = Path(path) if path else DEFAULT_RULES_PATH
-    try:
-        data = json.loads(rules_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FollowupRulesError(
-            f"{rules_path}: cannot read the follow-up rules: {exc.strerror or exc}") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise FollowupRulesError(f"{rules_path}: not JSON: {exc}") from None
+    data = read_rules_json(rules_path, "the follow-up rules", FollowupRulesError)
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(data))

@@ -7,10 +7,10 @@ benches and tests) loads the rules here and passes them in (issue 19).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pipeline.core.scoring import ScoringRules
+from pipeline.rules_file import read_rules_json
 
 # package data (pipeline/schemas links to the repository's schemas/): there in a wheel too
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "schemas" / "scoring-rules.v1.json"
@@ -27,13 +27,7 @@ def load_scoring_rules(path: str | Path = "") -> ScoringRules:
     1
     """
     rules_path = Path(path) if path else DEFAULT_RULES_PATH
-    try:
-        data = json.loads(rules_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScoringRulesError(
-            f"{rules_path}: cannot read the scoring rules: {exc.strerror or exc}") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ScoringRulesError(f"{rules_path}: not JSON: {exc}") from None
+    data = read_rules_json(rules_path, "the scoring rules", ScoringRulesError)
     try:
         return ScoringRules.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
