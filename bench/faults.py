@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
 
 from pipeline.contract import Rejected, parse_event  # noqa: E402
 from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
+from pipeline.stream import heap  # noqa: E402
 from pipeline.stream.lag import wait_caught_up  # noqa: E402
 from pipeline.stream.topics import ensure_topics  # noqa: E402
 from tests.support.stack import ClickHouseUrls  # noqa: E402
@@ -1043,6 +1044,7 @@ def valid_events(input_path: Path, limit: int, max_event_bytes: int) -> int:
 # Stage one's progress: touchpoint events whose state the journeys agent wrote
 # (pipeline/stream/agent_loop.py, `AppliedCounter`), not what the entry stage has read.
 APPLIED = "peakend_stage_records_applied_total"
+TRIMS = "peakend_heap_trims_total"
 
 
 def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
@@ -1143,6 +1145,18 @@ def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
             if quiet < 3:
                 run["notes"].append(f"the stages did not settle within {settle_s:.0f} s")
             else:
+                # the settled sample after the worker's next heap trim (pipeline/stream/heap.py):
+                # RSS then shows what the worker holds, not glibc's free pages of a last burst
+                trims = _sum(metrics, TRIMS)
+                since = time.monotonic()
+                while (_sum(metrics, TRIMS) <= trims and worker.alive()
+                       and time.monotonic() - since < heap.TRIM_SECONDS + 15):
+                    time.sleep(1)
+                    with contextlib.suppress(OSError):
+                        metrics = scrape(worker.metrics_port)
+                if _sum(metrics, TRIMS) <= trims:
+                    run["notes"].append("no heap trim within "
+                                        f"{heap.TRIM_SECONDS + 15:.0f} s of settling")
                 time.sleep(1.1)  # a memory report written after the last batch
                 sample(metrics, labelled(metrics, APPLIED, stage="journeys", record="event"),
                        settled=True)

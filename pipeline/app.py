@@ -37,7 +37,7 @@ from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink, SinkProcess, ddl_connector, server_connector
 from pipeline.storage.warehouse import SINK_TIMEOUTS, Warehouse
-from pipeline.stream import faust_private
+from pipeline.stream import faust_private, heap
 from pipeline.stream.agent_loop import AgentLoop, AppliedCounter, RebalanceGuard, StageAgent
 from pipeline.stream.agents import (
     ClaimsAgent,
@@ -273,6 +273,7 @@ def build_worker(
     fapp.on_before_shutdown.connect(tasks.deliver_before_shutdown)
     fapp.task(tasks.run_entry)
     fapp.timer(0.2)(tasks.flush_idle)
+    fapp.timer(heap.TRIM_SECONDS)(tasks.trim_heap)
     fapp.task(tasks.run_sink)
     fapp.task(tasks.serve_metrics)
 

@@ -34,6 +34,8 @@ class WorkerMetrics:
     last_event_time: Gauge
     followup_cases: Counter
     stage_records_applied: Counter
+    heap_trims: Counter
+    heap_released_bytes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -161,6 +163,17 @@ class WorkerMetrics:
                 "segments/contribution, followups/input, claims/claim (each claim of a claims "
                 "record).",
                 ["stage", "record"],
+                registry=reg,
+            ),
+            heap_trims=Counter(
+                "peakend_heap_trims",
+                "Times the worker handed glibc's free heap pages back to the system "
+                "(pipeline/stream/heap.py, every 30 s).",
+                registry=reg,
+            ),
+            heap_released_bytes=Counter(
+                "peakend_heap_released_bytes",
+                "Resident memory those trims gave back.",
                 registry=reg,
             ),
         )

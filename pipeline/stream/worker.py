@@ -4,7 +4,8 @@
   processors of the partitions that left forgotten (rebuilt from their table if they return);
 - `FlushBeforeCommit`: a Faust sensor that queues the waiting outputs before every commit;
 - `WorkerTasks`: the entry stage, the ClickHouse sink (a child process, or in this one), the
-  metrics endpoint, the 0.2 s output flush and the delivery before shutdown;
+  metrics endpoint, the 0.2 s output flush, the heap trim every 30 s and the delivery before
+  shutdown;
 - `EntryStats`: the entry stage's counts in the worker's metrics;
 - `Worker`: what `pipeline.app.build_worker` built (the Faust app, the agents, the sink...),
   for the CLI and tests to read instead of attributes set on the app.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from pipeline.stream.agent_loop import StageAgent
 from pipeline.stream.agents import ClaimsAgent, FollowupsAgent, JourneysAgent, SegmentsAgent
 from pipeline.stream.entry import EntryStage, Routed
 from pipeline.stream.flush import OutputFlusher
+from pipeline.stream.heap import HeapTrimmer
 
 
 class EntryStats:
@@ -87,6 +90,7 @@ class WorkerTasks:
         # server; embedded chdb can be opened by one process only, so then it stays in this one.
         self.sink_child = sink_child
         self.stats = stats
+        self.heap = HeapTrimmer()
 
     async def run_entry(self) -> None:
         await self.entry.run()
@@ -106,6 +110,12 @@ class WorkerTasks:
     async def flush_idle(self) -> None:
         """Every 0.2 s: outputs never wait for the next batch of an idle agent."""
         await self.outputs.flush_and_deliver()
+
+    async def trim_heap(self) -> None:
+        """Every `heap.TRIM_SECONDS`: RSS follows what the worker holds, not its last burst."""
+        released = await asyncio.get_running_loop().run_in_executor(None, self.heap.trim)
+        self.stats.heap_trims.inc()
+        self.stats.heap_released_bytes.inc(released)
 
     async def deliver_before_shutdown(self, _app: Any, **kwargs: Any) -> None:
         await self.outputs.stop()
