@@ -273,6 +273,9 @@ class Throughput:
     load: str
     records: dict[str, int] = field(default_factory=dict)  # written per topic in the run
     notes: dict[str, float] = field(default_factory=dict)
+    # this benchmark process meanwhile: the load generator (kafka-python producing the events)
+    # and the lag polling; reported apart from the worker's CPU
+    generator_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -289,18 +292,20 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     before = topic_records(settings)
     notes_before = log_notes(stream)
     cpu0 = stream.cpu()
+    generator0 = time.process_time()
     started = time.perf_counter()
     produce_s = produce(settings.kafka_bootstrap, stream.setup.topic, phase)
     wait_caught_up(settings, timeout, settle_s=settle_s, poll_s=0.25)
     seconds = time.perf_counter() - settle_s - started
     cpu = stream.cpu() - cpu0
+    generator = time.process_time() - generator0
     stream.check_alive()
     after = topic_records(settings)
     records = {t: n - before.get(t, 0) for t, n in after.items()}
     notes = log_notes(stream)
     notes["buffer_full_warnings"] -= notes_before["buffer_full_warnings"]
     return Throughput(len(stream.workers), len(phase), seconds, produce_s, cpu, loadavg(),
-                      records, notes)
+                      records, notes, generator)
 
 
 # -- latency ---------------------------------------------------------------------------------
