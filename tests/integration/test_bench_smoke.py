@@ -41,3 +41,18 @@ def test_stage_rate_smoke() -> None:
     settings = bp.Settings.from_env({"PEAKEND_PARTITIONS": "2"})
     rate = bp.stage_rate(phase, settings, profile=True, top=5)
     assert rate.rate > 0 and "ncalls" in rate.profile
+
+
+def test_peers_benchmark_smoke(kafka_bootstrap: str) -> None:
+    """bench/peers.py (run_all's side-by-side table): the raw client and the minimal Faust app
+    read every event of a small run; each figure is positive. (The Quix Streams peer installs
+    its own virtualenv from PyPI, so it runs in `bench/run_all.py` only.)"""
+    import peers
+
+    runs = peers.run(kafka_bootstrap, 3_000, ("raw", "faust"), timeout=240)
+    assert [r.peer for r in runs] == ["raw", "faust"]
+    raw, faust = runs
+    assert raw.events == 3_000
+    # the Faust app's clock starts at its first output, so a few are before it
+    assert 0 < faust.events <= 3_000 and faust.seconds > 0 and faust.cpu_seconds > 0
+    assert raw.per_s > faust.per_s, (raw.line(), faust.line())
