@@ -115,7 +115,8 @@ def machine(admin_url: str) -> dict[str, str]:
         for line in handle:
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
-    jars = sorted(glob.glob(str(ROOT / ".stack" / "kafka" / "libs" / "kafka_2.13-*.jar")))
+    stack_dir = Path(os.environ.get("PEAKEND_STACK_DIR", ROOT / ".stack"))
+    jars = sorted(glob.glob(str(stack_dir / "kafka" / "libs" / "kafka_2.13-*.jar")))
     kafka_version = Path(jars[0]).stem.split("-", 1)[1] if jars else "unknown"
     wh = ServerWarehouse(admin_url)
     try:
