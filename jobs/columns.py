@@ -2,11 +2,13 @@
 
 `clean_rows` decides, with vectorised pyarrow checks over whole columns, which rows the contract
 certainly accepts (every rule `pipeline.contract.parse_dict` applies, plus the size limit and a
-range of event times that convert exactly). Those rows are built straight from the column values
-through `TouchpointEvent`'s constructor, already scrubbed like `PersonalData.scrub` would (same
-pseudonym, comment dropped unless kept), so they skip the dict and the parser. Every other row
-takes the old path (the row's dict through `parse_dict`), which gives the contract's exact
-verdict: being "not clean" never rejects anything by itself.
+range of event times that convert exactly), with the limits the parser reads
+(`pipeline.contract.limits`, declared once; tests/unit/contract/test_parquet_limits.py feeds the
+values at every limit through both and requires the same verdict). Those rows are built straight
+from the column values through `TouchpointEvent`'s constructor, already scrubbed like
+`PersonalData.scrub` would (same pseudonym, comment dropped unless kept), so they skip the dict
+and the parser. Every other row takes the old path (the row's dict through `parse_dict`), which
+gives the contract's exact verdict: being "not clean" never rejects anything by itself.
 
 `touchpoint_row` and `journey_row` give the rows `pipeline.storage.tables.rows` would give for
 `event_to_dict(event)` and `record.to_dict()` (tests compare them), without the detour through
@@ -24,15 +26,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.parquet_schema import STRING_COLUMNS
-from pipeline.contract.parser import (
+from pipeline.contract.limits import (
+    ATTRIBUTE_KEY_PATTERN,
     ATTRIBUTE_VALUE_MAX,
     ATTRIBUTES_MAX,
+    CES_MIN,
+    CES_SCALES,
     COMMENT_MAX,
+    CSAT_MAX,
+    CSAT_MIN,
+    END_MS,
     EVENT_ID_MAX,
+    FIRST_MS,
+    JOURNEY_ID_RESERVED,
+    NPS_MAX,
+    NPS_MIN,
     OUTCOMES,
+    SCHEMA_VERSION,
     SECONDS_MAX,
     TEXT_MAX,
     TRANSFERS_MAX,
+    VALENCE_MAX,
+    VALENCE_MIN,
 )
 from pipeline.core.event import (
     CES_DIRECTIONS,
@@ -48,11 +63,11 @@ from pipeline.core.records import JourneyRecord
 from pipeline.privacy import PersonalData
 from pipeline.storage.tables import digest_version
 
-# Event times the fast path takes: 2000 (the contract's first year) up to 2096, where
+# Event times the fast path takes: the contract's (from its first instant) up to 2096, where
 # `datetime.fromtimestamp(ms / 1000)` is exact to the microsecond (the float's error stays far
-# below half a microsecond).
-MIN_FAST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-MAX_FAST_MS = 4_000_000_000_000
+# below half a microsecond). Later times in the contract's years take the slow path.
+MIN_FAST_MS = FIRST_MS
+MAX_FAST_MS = min(END_MS, 4_000_000_000_000)  # the first ms not taken
 # A row whose strings are this far below the size limit cannot exceed it once encoded (JSON
 # escapes at most 6 bytes per character, plus the fixed fields, numbers and attribute keys).
 FIXED_BYTES = 8192
@@ -62,7 +77,10 @@ _CHANNELS = pa.array(CHANNELS)
 _STAGES = pa.array(STAGES)
 _OUTCOMES = pa.array(OUTCOMES)
 _CES_DIRECTIONS = pa.array(CES_DIRECTIONS)
-_KEY_PATTERN = "^[a-z][a-z0-9_]{0,63}$"  # parser._ATTRIBUTE_KEY, anchored for RE2
+_CES_SCALES = pa.array(CES_SCALES, pa.int32())
+# The parser's pattern (used there with fullmatch), anchored for RE2: its `$` is the end of the
+# text only, so a key with a final line feed fails here as it does there.
+_KEY_PATTERN = f"^{ATTRIBUTE_KEY_PATTERN}$"
 
 
 def _col(batch: pa.RecordBatch, name: str) -> Any:
@@ -161,28 +179,29 @@ def clean_rows(batch: pa.RecordBatch, max_bytes: int) -> list[bool]:
         c["survey_csat"]
     direction = c["survey_ces_higher_means"]
     has_score = pc.or_(pc.or_(pc.is_valid(nps), pc.is_valid(ces)), pc.is_valid(csat))
-    outcome = c["outcome"]
+    outcome, journey = c["outcome"], c["journey_id"]
     occurred = c["occurred_at"].cast(pa.int64())
     checks = [
         _text_ok(c["event_id"], EVENT_ID_MAX),
-        pc.equal(c["schema_version"], 1),
+        pc.equal(c["schema_version"], SCHEMA_VERSION),
         _between(occurred, MIN_FAST_MS, MAX_FAST_MS - 1),
         _text_ok(c["producer"]), _text_ok(c["customer_id"]), _text_ok(c["touchpoint"]),
         pc.is_in(kind, value_set=_TYPES), pc.is_in(c["channel"], value_set=_CHANNELS),
         pc.is_in(c["stage"], value_set=_STAGES),
-        _optional(c["journey_id"], _text_ok(c["journey_id"])),
-        _optional(c["valence"], _between(c["valence"], -1.0, 1.0)),
+        _optional(journey, _and(_text_ok(journey),
+                                pc.invert(pc.match_substring(journey, JOURNEY_ID_RESERVED)))),
+        _optional(c["valence"], _between(c["valence"], VALENCE_MIN, VALENCE_MAX)),
         _optional(c["signals_wait_seconds"],
                   _between(c["signals_wait_seconds"], 0, SECONDS_MAX)),
         _optional(c["signals_handle_seconds"],
                   _between(c["signals_handle_seconds"], 0, SECONDS_MAX)),
         _optional(c["signals_transfers"], _between(c["signals_transfers"], 0, TRANSFERS_MAX)),
-        _optional(nps, _between(nps, 0, 10)),
-        _optional(scale, pc.or_(pc.equal(scale, 5), pc.equal(scale, 7))),
-        _optional(ces, _and(pc.greater_equal(ces, 1), pc.less_equal(ces, scale))),
+        _optional(nps, _between(nps, NPS_MIN, NPS_MAX)),
+        _optional(scale, pc.is_in(scale, value_set=_CES_SCALES)),
+        _optional(ces, _and(pc.greater_equal(ces, CES_MIN), pc.less_equal(ces, scale))),
         _optional(direction, _and(pc.is_in(direction, value_set=_CES_DIRECTIONS),
                                   pc.is_valid(scale))),
-        _optional(csat, _between(csat, 1, 5)),
+        _optional(csat, _between(csat, CSAT_MIN, CSAT_MAX)),
         _optional(c["survey_comment"],
                   pc.less_equal(pc.utf8_length(c["survey_comment"]), COMMENT_MAX)),
         pc.or_(pc.not_equal(kind, "survey"), has_score),

@@ -37,17 +37,19 @@ from jobs.journey_builder import DAY, HOUR, MINUTE, SECOND, WEEK, JourneyBuilder
 from jobs.personas import PERSONAS
 from jobs.progress import Progress
 from pipeline.cliargs import number, whole
+from pipeline.contract.limits import END_MS, FIRST_MS, FIRST_YEAR, LAST_YEAR
 from pipeline.core.timefmt import format_ms, parse_ms
 from pipeline.outputs import OutputError, atomic_file, atomic_path, check_file
 
 # 2026-09-01T00:00:00Z: far enough back that the journeys of a default run (and of a month's
 # --span) end before today, so the stream does not judge any generated event `future`.
 DEFAULT_START_MS = 1_788_220_800_000
-# The event contract accepts occurred_at in the years 2000-2099 UTC (docs/contract.md).
-# Journeys run on up to ~40 days after they start (the `invest` persona), so the last start,
-# --start + --span, must leave that much room before 2100.
-EARLIEST_START_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-LATEST_START_MS = 4_096_137_600_000  # 2099-10-20T00:00:00Z: 2100-01-01 less 73 days
+# The event contract accepts occurred_at in the years FIRST_YEAR-LAST_YEAR UTC (2000-2099,
+# docs/contract.md). Journeys run on up to ~40 days after they start (the `invest` persona), so
+# the last start, --start + --span, must leave that much room before the end.
+EARLIEST_START_MS = FIRST_MS  # 2000-01-01T00:00:00Z
+LATEST_START_MS = END_MS - 73 * DAY  # 2099-10-20T00:00:00Z
+_CONTRACT_YEARS = f"the event contract accepts the years {FIRST_YEAR}-{LAST_YEAR} UTC"
 ID_PREFIX_MAX = 64  # event ids are "<prefix>-<journey>-<k>", within the contract's length
 REGIONS = ("eu", "us", "apac")
 TIERS = ("standard", "standard", "standard", "plus", "plus", "gold")
@@ -513,7 +515,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--start", default="2026-11-01T00:00:00Z",
                         help="event time of the first journey start (RFC 3339 or 'now'; "
-                             "2000-01-01 to 2099-10-20 UTC)")
+                             f"{format_ms(EARLIEST_START_MS)[:10]} to "
+                             f"{format_ms(LATEST_START_MS)[:10]} UTC)")
     parser.add_argument("--span", help="event-time span over which journeys start (e.g. 7d; "
                                        "default 1d, or events/rate)")
     parser.add_argument("--rate", type=number(0, low_open=True),
@@ -553,8 +556,8 @@ def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
     start = _option("--start", parse_time, args.start)
     if not EARLIEST_START_MS <= start <= LATEST_START_MS:
         raise ValueError(f"--start: {args.start} is outside {format_ms(EARLIEST_START_MS)[:10]}"
-                         f" .. {format_ms(LATEST_START_MS)[:10]} (the event contract accepts "
-                         "the years 2000-2099 UTC, and journeys run on after their start)")
+                         f" .. {format_ms(LATEST_START_MS)[:10]} ({_CONTRACT_YEARS}, and "
+                         "journeys run on after their start)")
     if args.span and args.rate and args.to != "kafka":
         raise ValueError("give --span or --rate, not both (with --to kafka, --rate is the "
                          "wall-clock send rate and may be combined with --span)")
@@ -568,8 +571,8 @@ def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
         span = DAY
     if start + span > LATEST_START_MS:
         raise ValueError(f"--span: journeys would start until {format_ms(start + span)}, after "
-                         f"{format_ms(LATEST_START_MS)} (the event contract accepts the years "
-                         "2000-2099 UTC); use an earlier --start or a shorter span")
+                         f"{format_ms(LATEST_START_MS)} ({_CONTRACT_YEARS}); use an earlier "
+                         "--start or a shorter span")
     if len(args.id_prefix) > ID_PREFIX_MAX:
         raise ValueError(f"--id-prefix: at most {ID_PREFIX_MAX} characters (event ids have a "
                          f"length limit), not {len(args.id_prefix)}")

@@ -3,7 +3,8 @@
 Hand-written over stdlib `json` because the worker parses every input record: jsonschema is
 about a hundred times slower. `schemas/touchpoint-event.v1.json` is the contract; the tests feed
 one corpus and Hypothesis-generated events to both and require identical verdicts, so a change
-here without the same change there (or the reverse) fails the build.
+here without the same change there (or the reverse) fails the build. The limits (lengths, ranges,
+years, the attribute-key pattern) come from `limits.py`, which backfill's column checks read too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,33 @@ from datetime import datetime
 from typing import Any, Literal, NoReturn, cast
 
 from pipeline.contract.decoding import DEFAULT_MAX_BYTES, decode_json
+from pipeline.contract.limits import (
+    ATTRIBUTE_KEY_MAX,
+    ATTRIBUTE_KEY_PATTERN,
+    ATTRIBUTE_VALUE_MAX,
+    ATTRIBUTES_MAX,
+    CES_MAX,
+    CES_MIN,
+    CES_SCALES,
+    COMMENT_MAX,
+    CSAT_MAX,
+    CSAT_MIN,
+    EVENT_ID_MAX,
+    FIRST_YEAR,
+    JOURNEY_ID_RESERVED,
+    LAST_YEAR,
+    NPS_MAX,
+    NPS_MIN,
+    OCCURRED_AT_ANY_YEAR_PATTERN,
+    OCCURRED_AT_PATTERN,
+    OUTCOMES,
+    SCHEMA_VERSION,
+    SECONDS_MAX,
+    TEXT_MAX,
+    TRANSFERS_MAX,
+    VALENCE_MAX,
+    VALENCE_MIN,
+)
 from pipeline.contract.rejected import INVALID, NOT_OBJECT, Rejected
 from pipeline.core.event import (
     CES_DIRECTIONS,
@@ -26,19 +54,6 @@ from pipeline.core.event import (
     Survey,
     TouchpointEvent,
 )
-
-# Every limit below is also stated in schemas/touchpoint-event.v1.json (a test reads them from
-# there) and fits the column that stores the value (schemas/clickhouse/001_tables.sql).
-EVENT_ID_MAX = 200
-TEXT_MAX = 200  # producer, customer_id, journey_id, touchpoint
-COMMENT_MAX = 2000
-ATTRIBUTES_MAX = 32
-ATTRIBUTE_VALUE_MAX = 200
-# A year: longer is a unit mistake. Bounded so an integer literal of any length (Python reads
-# 10**400 exactly) is rejected here instead of overflowing float() in the core.
-SECONDS_MAX = 31_536_000
-TRANSFERS_MAX = 2_147_483_647  # touchpoint_events.transfers is Nullable(Int32)
-OUTCOMES = ("churn", "repurchase", "complaint", "referral", "cancellation", "upgrade", "other")
 
 REQUIRED = (
     "event_id", "schema_version", "occurred_at", "producer", "customer_id",
@@ -58,31 +73,17 @@ _CES_DIRECTIONS = frozenset(CES_DIRECTIONS)
 _STAGES = frozenset(STAGES)
 _OUTCOMES = frozenset(OUTCOMES)
 
-# The schema's `pattern` for occurred_at, character for character (a test compares them); used
-# with fullmatch, so the `$` (before a final line feed too, in Python) cannot let one through.
-# Upper-case T and Z only; 1-9 fraction digits (Go's RFC3339Nano writes 9; datetime keeps 6, the
-# rest is truncated); no leap second. Years 2000-2099 after applying the offset, the range the
-# tables store and `format_ms` handles: local years 2000-2099, and on the two edge days only
-# offsets that keep the instant inside (a regex cannot subtract an offset; the exact rule would
-# need one alternative per minute of the day). The calendar check (no 2026-02-30) is datetime's.
-_MONTH = "(?:0[1-9]|1[0-2])"
-_DAY = "(?:0[1-9]|[12][0-9]|3[01])"
-_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
-_OFFSET = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
-OCCURRED_AT_PATTERN = (
-    f"^(?:(?:20(?:0[1-9]|[1-8][0-9]|9[0-8])-{_MONTH}-{_DAY}"
-    f"|2000-(?:01-(?:0[2-9]|[12][0-9]|3[01])|(?:0[2-9]|1[0-2])-{_DAY})"
-    f"|2099-(?:(?:0[1-9]|1[01])-{_DAY}|12-(?:0[1-9]|[12][0-9]|30)))T{_TIME}(?:Z|[+-]{_OFFSET})"
-    f"|2000-01-01T{_TIME}(?:Z|\\+00:00|-{_OFFSET})"
-    f"|2099-12-31T{_TIME}(?:Z|-00:00|\\+{_OFFSET}))$"
-)
+# Used with fullmatch, so the pattern's `$` (before a final line feed too, in Python) cannot let
+# one through.
 _OCCURRED_AT = re.compile(OCCURRED_AT_PATTERN)
-# Only to explain a failure: the same form with any year, to tell "out of range" from "not a
-# date-time" in the message.
-_OCCURRED_AT_ANY_YEAR = re.compile(
-    f"[0-9]{{4}}-{_MONTH}-{_DAY}T{_TIME}(?:Z|[+-]{_OFFSET})")
-_EDGE_DAYS = ("2000-01-01", "2099-12-31")
-_ATTRIBUTE_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Only to explain a failure: tells "out of range" from "not a date-time" in the message.
+_OCCURRED_AT_ANY_YEAR = re.compile(OCCURRED_AT_ANY_YEAR_PATTERN)
+_EDGE_DAYS = (f"{FIRST_YEAR}-01-01", f"{LAST_YEAR}-12-31")
+_YEARS = f"{FIRST_YEAR}-{LAST_YEAR}"
+_ATTRIBUTE_KEY = re.compile(ATTRIBUTE_KEY_PATTERN)
+_CES_SCALES = frozenset(CES_SCALES)
+_CES_SCALES_TEXT = ", ".join(map(str, CES_SCALES))
+_VALENCE_RANGE = f"outside [{VALENCE_MIN:g}, {VALENCE_MAX:g}]"
 
 
 class RepeatedKeys(dict[str, str]):
@@ -215,9 +216,10 @@ def _occurred_at(value: object) -> datetime:
         except ValueError:
             pass  # a day the calendar does not have, or year 0
     if _OCCURRED_AT_ANY_YEAR.fullmatch(value) is not None and (
-            not 2000 <= int(value[:4]) <= 2099 or value[:10] in _EDGE_DAYS):
-        _fail("occurred_at", f"{_show(value)} is outside the years 2000-2099 UTC that the "
-                             "tables store (on 2000-01-01 and 2099-12-31 write the time in UTC)")
+            not FIRST_YEAR <= int(value[:4]) <= LAST_YEAR or value[:10] in _EDGE_DAYS):
+        _fail("occurred_at", f"{_show(value)} is outside the years {_YEARS} UTC that the "
+                             f"tables store (on {_EDGE_DAYS[0]} and {_EDGE_DAYS[1]} write the "
+                             "time in UTC)")
     _fail("occurred_at", f"{_show(value)} is not an RFC 3339 date-time with offset "
                          "(e.g. 2026-11-22T17:10:09.123Z or 2026-11-22T18:10:09+01:00)")
 
@@ -264,14 +266,14 @@ def _survey(value: object) -> Survey:
     comment = value.get("comment")
     direction = value.get("ces_higher_means")
     if nps is not None or "nps" in value:
-        nps = _integer("survey.nps", nps, 0, 10)
+        nps = _integer("survey.nps", nps, NPS_MIN, NPS_MAX)
     if scale is not None or "ces_scale" in value:
         if type(scale) is not int:
             _wrong_type("survey.ces_scale", "an integer", scale)
-        if scale != 5 and scale != 7:
-            _fail("survey.ces_scale", f"{scale} is not one of 5, 7")
+        if scale not in _CES_SCALES:
+            _fail("survey.ces_scale", f"{scale} is not one of {_CES_SCALES_TEXT}")
     if ces is not None or "ces" in value:
-        ces = _integer("survey.ces", ces, 1, 7)
+        ces = _integer("survey.ces", ces, CES_MIN, CES_MAX)
         if scale is None:
             _fail("survey.ces_scale", "required when survey.ces is given (5 or 7: the answer "
                                       "scale, so a 4 on 1-5 is not read as a 4 on 1-7)")
@@ -283,7 +285,7 @@ def _survey(value: object) -> Survey:
             _fail("survey.ces_scale", "required when survey.ces_higher_means is given (the "
                                       "scale whose direction it declares)")
     if csat is not None or "csat" in value:
-        csat = _integer("survey.csat", csat, 1, 5)
+        csat = _integer("survey.csat", csat, CSAT_MIN, CSAT_MAX)
     if comment is not None or "comment" in value:
         if type(comment) is not str:
             _wrong_type("survey.comment", "a string", comment)
@@ -301,10 +303,12 @@ _GOOD_ATTRIBUTE_KEYS_MAX = 4096
 
 def _attribute_key(key: str) -> None:
     if _ATTRIBUTE_KEY.fullmatch(key) is None:
-        # the path shows at most 64 characters of the key: the message shows the rest, cut
-        path = f"attributes.{key if len(key) <= 64 else key[:61] + '...'}"
-        _fail(path, f"key {_show(key)} does not match ^[a-z][a-z0-9_]{{0,63}}$ "
-                                   "(lower-case snake_case, at most 64 characters)")
+        # the path shows at most as many characters as a valid key has: the message shows the
+        # rest, cut
+        shown = key if len(key) <= ATTRIBUTE_KEY_MAX else key[:ATTRIBUTE_KEY_MAX - 3] + "..."
+        _fail(f"attributes.{shown}", f"key {_show(key)} does not match "
+                                     f"^{ATTRIBUTE_KEY_PATTERN}$ (lower-case snake_case, at "
+                                     f"most {ATTRIBUTE_KEY_MAX} characters)")
     if len(_GOOD_ATTRIBUTE_KEYS) < _GOOD_ATTRIBUTE_KEYS_MAX:
         _GOOD_ATTRIBUTE_KEYS.add(key)
 
@@ -343,8 +347,9 @@ def _build(obj: dict[str, Any]) -> TouchpointEvent:
     if type(event_id) is not str or not 0 < len(event_id) <= EVENT_ID_MAX:
         _text("event_id", event_id, EVENT_ID_MAX)
     version = obj["schema_version"]
-    if type(version) is not int or version != 1:
-        _fail("schema_version", f"{_show(version)} is not 1 (this parser reads schema v1 only)")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        _fail("schema_version", f"{_show(version)} is not {SCHEMA_VERSION} (this parser reads "
+                                f"schema v{SCHEMA_VERSION} only)")
     occurred_at = _occurred_at(obj["occurred_at"])
     producer = obj["producer"]
     if type(producer) is not str or not 0 < len(producer) <= TEXT_MAX:
@@ -372,14 +377,13 @@ def _build(obj: dict[str, Any]) -> TouchpointEvent:
         journey_id = obj.get("journey_id")
         if journey_id is not None or "journey_id" in obj:
             journey_id = _text("journey_id", journey_id)
-            if "@" in journey_id:
-                # reserved: the ids the pipeline derives (<customer_id>@<time>, <id>@<time>)
-                # must never collide with a producer's (docs/contract.md)
-                _fail("journey_id", "must not contain '@' (reserved for the journey ids the "
-                      "pipeline derives, such as <customer_id>@<time>)")
+            if JOURNEY_ID_RESERVED in journey_id:
+                _fail("journey_id", f"must not contain {JOURNEY_ID_RESERVED!r} (reserved for "
+                      "the journey ids the pipeline derives, such as "
+                      f"<customer_id>{JOURNEY_ID_RESERVED}<time>)")
         valence = obj.get("valence")
         if valence is not None or "valence" in obj:
-            valence = _number("valence", valence, -1.0, 1.0, "outside [-1, 1]")
+            valence = _number("valence", valence, VALENCE_MIN, VALENCE_MAX, _VALENCE_RANGE)
         signals = obj.get("signals")
         if signals is not None or "signals" in obj:
             signals = _signals(signals)
@@ -404,7 +408,7 @@ def _build(obj: dict[str, Any]) -> TouchpointEvent:
 
     return TouchpointEvent(
         event_id, occurred_at, producer, customer_id, kind, touchpoint, channel, stage,
-        journey_id, 1, valence, signals, survey, outcome, attributes,
+        journey_id, SCHEMA_VERSION, valence, signals, survey, outcome, attributes,
     )
 
 

@@ -28,25 +28,22 @@ from typing import Any, Final, NamedTuple
 
 from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
-from pipeline.core.metrics import (
-    DIRECTION,
-    SIZE,
-    Vector,
-    add,
-    count,
-    estimate,
-    move,
-    sub,
-    two_sample,
-    vector_of,
-    window,
-)
+from pipeline.core.metrics import Kind, Vector, add, compare, move, sub
 from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.stats import z_test
-from pipeline.core.surveys import WINDOW_TYPES, Estimate
+from pipeline.core.surveys import (
+    WINDOW_TYPES,
+    CesWindow,
+    CsatWindow,
+    Estimate,
+    NegativeEndWindow,
+    NpsWindow,
+)
 from pipeline.core.timefmt import format_ms
 
-SeriesKey = tuple[str, str, str]  # metric, segment_dim, segment_value
+# metric, segment_dim, segment_value: the metric by name, as records and snapshots hold it; the
+# series holds its kind (`Series.kind`), looked up once, and everything else asks the kind.
+SeriesKey = tuple[str, str, str]
 Partials = dict[int, tuple[int, Vector]]  # source partition -> (version, vector)
 # Forgotten starts are skipped by moving `Series.head`; the list is compacted once this many
 # (and at least half of it) are dead, so each start costs O(1) amortised to forget.
@@ -139,6 +136,13 @@ def thresholds(c: DropConfig) -> Thresholds:
     return Thresholds(warning_p, critical_p, h)
 
 
+def min_effects(c: DropConfig) -> dict[Kind, float]:
+    """Per kind: the smallest change in the bad direction a drop alert may report (the settings
+    name the kinds; a test checks every kind has one)."""
+    return {NpsWindow: c.min_nps_drop, CesWindow: c.min_ces_drop, CsatWindow: c.min_csat_drop,
+            NegativeEndWindow: c.min_negative_end_rise}
+
+
 def one_sided_p(effect: float, two_sided: float, direction: int) -> float:
     """One-sided p in the bad direction from a symmetric test's two-sided p.
 
@@ -152,12 +156,14 @@ class Series:
     """Merged buckets of one metric and segment, with running window sums and alert state."""
 
     __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "cusum_since",
-                 "cusum_up", "due", "head", "key", "order", "partials", "plain", "ref", "since")
+                 "cusum_up", "due", "head", "key", "kind", "order", "partials", "plain", "ref",
+                 "since")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
+        self.kind: Kind = WINDOW_TYPES[key[0]]
         self.since = cursor  # first bucket seen: the CUSUM waits for a full baseline of history
-        size = SIZE[key[0]]
+        size = self.kind.size
         self.buckets: dict[int, Vector] = {}  # merged vector per bucket start
         self.partials: dict[int, Partials] = {}  # start -> partition -> (version, vector)
         # Every start held in `buckets` or `partials`, ascending, from index `head` on: windows
@@ -264,8 +270,7 @@ class DropDetector:
         self.bucket_ms = bucket_ms
         self.thresholds = thresholds(c)
         self._series: dict[SeriesKey, Series] = {}
-        self._min_effect = {"nps": c.min_nps_drop, "ces": c.min_ces_drop,
-                            "csat": c.min_csat_drop, "negative_end": c.min_negative_end_rise}
+        self._min_effect = min_effects(c)
         self._dirty: set[SeriesKey] = set()
         # The largest watermark advanced to, and the calendar: (due watermark, key) of every
         # series with an evaluation ahead (entries whose due no longer matches are skipped).
@@ -295,13 +300,13 @@ class DropDetector:
         # partial goes into the windows as seen from the lagging cursor, and the catch-up
         # later moves the bucket's whole value through the ranges it crosses: the same sums
         # (exact), and its due evaluation stays the first one after either cursor.
-        vector = vector_of(record)
+        vector = series.kind.vector_of(record)
         if series.plain and (start % self.bucket_ms != 0 or min(vector) < 0.0):
             series.plain = False
         at = series.cursor
         lagging = False
         if series.due > self._watermark:
-            limit = self._limit(key[0], self._watermark)
+            limit = self._limit(series.kind, self._watermark)
             if at < limit:
                 if (not series.plain or (not series.alerts and series.cusum == 0.0
                                          and not any(series.cur) and not any(series.base))):
@@ -365,17 +370,17 @@ class DropDetector:
         due.sort()
         for key in due:
             series = self._series[key]
-            limit = self._limit(key[0], watermark_ms)
+            limit = self._limit(series.kind, watermark_ms)
             if series.cursor < limit:
                 self._run(series, limit, out)
                 self._dirty.add(key)
             self._plan(series)
         return out
 
-    def _limit(self, metric: str, watermark_ms: int) -> int:
-        """The last boundary a series of `metric` is evaluated at, at this watermark."""
+    def _limit(self, kind: Kind, watermark_ms: int) -> int:
+        """The last boundary a series of this kind is evaluated at, at this watermark."""
         limit = watermark_ms
-        if metric == "negative_end":
+        if kind.counted_at_close:
             limit -= self.config.negative_end_delay_ms
         return limit - limit % self.bucket_ms
 
@@ -417,7 +422,7 @@ class DropDetector:
                 t = ahead
             every = self.config.evaluate_every_ms
             due = min(t - t % every + every, t - t % HOUR_MS + HOUR_MS)
-        if series.key[0] == "negative_end":
+        if series.kind.counted_at_close:
             due += self.config.negative_end_delay_ms
         if due != series.due:
             series.due = due
@@ -430,7 +435,7 @@ class DropDetector:
         as then too."""
         if series.due <= self._watermark:
             return
-        limit = self._limit(series.key[0], self._watermark)
+        limit = self._limit(series.kind, self._watermark)
         if series.cursor < limit:
             out: list[AlertRecord] = []
             self._run(series, limit, out)
@@ -533,10 +538,9 @@ class DropDetector:
 
     def _evaluate(self, series: Series) -> list[AlertRecord]:
         c = self.config
-        metric = series.key[0]
         t = series.cursor
         out: list[AlertRecord] = []
-        n = count(metric, series.cur)
+        n = series.kind.count_of(series.cur)
         if t % c.evaluate_every_ms == 0:
             self._evaluate_window(series, t, n, out)
         if t % HOUR_MS == 0:
@@ -547,17 +551,17 @@ class DropDetector:
         """The window test, one-sided in the bad direction, at the budget's threshold; while
         firing, the clear test against the baseline frozen when it fired (hysteresis)."""
         c = self.config
-        metric = series.key[0]
+        kind = series.kind
         firing = series.alerts.get("window_drop")
         if n < c.min_n:
             return  # too few answers: neither a drop nor a sign it has cleared
         base = series.base if firing is None or firing.reference is None else firing.reference
-        if count(metric, base) < c.min_baseline_n:
+        if kind.count_of(base) < c.min_baseline_n:
             return
-        effect, p2 = two_sample(metric, series.cur, base)
-        p = one_sided_p(effect, p2, DIRECTION[metric])
-        bad = -effect * DIRECTION[metric]  # > 0: worse
-        minimum = self._min_effect[metric]
+        effect, p2 = compare(kind, series.cur, base)
+        p = one_sided_p(effect, p2, kind.direction)
+        bad = -effect * kind.direction  # > 0: worse
+        minimum = self._min_effect[kind]
         evidence = None
         if bad >= minimum and p < self.thresholds.warning_p:
             evidence = self._evidence(series, "window_drop", t, t - c.window_ms, series.cur,
@@ -579,20 +583,20 @@ class DropDetector:
         R = max(0, R + z' - k), passes h: the series is back above the midpoint between the
         reference and the run's level, not merely noisy."""
         c = self.config
-        metric = series.key[0]
+        kind = series.kind
         if series.ref is None:
             self._anchor(series, t)
         # the hour's sum: the current window when that is the hour (t is the cursor)
         hour = (series.cur if series.plain and c.window_ms == HOUR_MS
                 else self._sum(series, t - HOUR_MS, t))
-        n = count(metric, hour)
+        n = kind.count_of(hour)
         ref = series.ref
         if ref is None or n < c.cusum_min_hour_n or ref[1] <= 0:
             return
-        value = estimate(metric, hour).value
+        value = kind.from_vector(hour).result().value
         assert value is not None
         se = ref[1] / math.sqrt(n)
-        z = (value - ref[0]) / se * DIRECTION[metric]
+        z = (value - ref[0]) / se * kind.direction
         before = series.cusum
         series.cusum = max(0.0, before - z - c.cusum_k)
         if series.cusum == 0.0:
@@ -603,18 +607,18 @@ class DropDetector:
         firing = series.alerts.get("cusum_drift")
         if firing is not None:
             level = firing.level if firing.level is not None else ref[0]
-            up = (value - level) / se * DIRECTION[metric]
+            up = (value - level) / se * kind.direction
             series.cusum_up = max(0.0, series.cusum_up + up - c.cusum_k)
             if series.cusum_up > h:
                 self._resolve(series, "cusum_drift", firing, t, out)
             return
         if series.cusum > h and not series.alerts and series.cusum_since is not None:
             run = self._sum(series, series.cusum_since, t)
-            est = estimate(metric, run)
+            est = kind.from_vector(run).result()
             if est.value is None:
                 return
             effect = est.value - ref[0]
-            p = one_sided_p(effect, z_test(effect, ref[1] ** 2 / est.n), DIRECTION[metric])
+            p = one_sided_p(effect, z_test(effect, ref[1] ** 2 / est.n), kind.direction)
             if p >= self.thresholds.warning_p:
                 # Every alert's p passes the threshold it carries: a run over the limit whose
                 # mean is not yet that far from the reference waits (S stays above h, so the
@@ -630,15 +634,15 @@ class DropDetector:
             self._open(series, evidence, None, (est.value + ref[0]) / 2, out)
 
     def _anchor(self, series: Series, t: int) -> None:
-        metric = series.key[0]
+        kind = series.kind
         if t - series.since < self.config.window_ms + self.config.baseline_ms:
             return  # a reference from a short history would bias every later hour
         base = series.base if series.plain else self._sum(
             series, t - self.config.window_ms - self.config.baseline_ms, t - self.config.window_ms)
-        n = count(metric, base)
+        n = kind.count_of(base)
         if n < self.config.min_baseline_n:
             return
-        acc = window(metric, base)
+        acc = kind.from_vector(base)
         mean = acc.score()
         if mean is None:
             return
@@ -649,7 +653,7 @@ class DropDetector:
         ascending order: only the buckets held are visited, not every boundary of the range
         (a sparse series waiting for its CUSUM reference summed a week of empty minutes each
         hour)."""
-        total = [0.0] * SIZE[series.key[0]]
+        total = [0.0] * series.kind.size
         self._add_range(series, start - start % self.bucket_ms, end, total, 1.0)
         return total
 
@@ -658,14 +662,15 @@ class DropDetector:
                   ) -> AlertRecord:
         c = self.config
         metric, dim, value = series.key
-        est = estimate(metric, current)
+        kind = series.kind
+        est = kind.from_vector(current).result()
         if baseline is not None:
-            base_value = estimate(metric, baseline).value
-            base_n = count(metric, baseline)
+            base_value = kind.from_vector(baseline).result().value
+            base_n = kind.count_of(baseline)
         else:
             assert series.ref is not None
             base_value, base_n = series.ref[0], series.ref[2]
-        critical = (abs(effect) >= c.critical_factor * self._min_effect[metric]
+        critical = (abs(effect) >= c.critical_factor * self._min_effect[kind]
                     and p < self.thresholds.critical_p)
         assert est.value is not None and base_value is not None
         record = AlertRecord(
@@ -740,12 +745,14 @@ class DropDetector:
         series = self._series.get((metric, segment_dim, segment_value))
         if series is not None:
             self._sync(series)
+        kind = WINDOW_TYPES[metric] if series is None else series.kind
         out: dict[int, Estimate] = {}
         for length in self.rolling_ms:
             if series is None:
-                out[length] = estimate(metric, [0.0] * SIZE[metric])
+                out[length] = kind.from_vector([0.0] * kind.size).result()
             else:
-                out[length] = estimate(metric, self._sum(series, end_ms - length, end_ms))
+                out[length] = kind.from_vector(self._sum(series, end_ms - length, end_ms)
+                                               ).result()
         return out
 
     def series_keys(self) -> list[SeriesKey]:

@@ -4,7 +4,7 @@ Each kind's layout is its class's (`surveys.py`: `vector` / `from_vector`): nps 
 passives, detractors]; ces [n, total, total_sq, easy, hard]; csat and negative_end [n,
 positives]. All entries are integers or multiples of 0.25, so sums and differences are exact in
 floating point and merged windows do not depend on update order. The functions here take the
-metric's name (a series key holds it) and hand over to its class.
+metric's name (as a record holds it) and hand over to its class; `compare` takes the class.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pipeline.core.records import MetricRecord
 from pipeline.core.surveys import WINDOW_TYPES, Estimate, SurveyWindow
 
 Vector = list[float]
+Kind = type[SurveyWindow]  # a metric kind: its class (`WINDOW_TYPES` gives it from its name)
 METRICS = tuple(WINDOW_TYPES)
 # Derived from the kinds (surveys.py), read by the detector per series.
 SIZE = {name: kind.size for name, kind in WINDOW_TYPES.items()}
@@ -45,7 +46,11 @@ def two_sample(metric: str, current: Vector, baseline: Vector) -> tuple[float, f
     >>> effect, round(p, 4)
     (-25.0, 0.0276)
     """
-    kind = WINDOW_TYPES[metric]
+    return compare(WINDOW_TYPES[metric], current, baseline)
+
+
+def compare(kind: Kind, current: Vector, baseline: Vector) -> tuple[float, float]:
+    """`two_sample` for a caller that holds the kind (the drop detector, per series)."""
     return kind.from_vector(current).compare(kind.from_vector(baseline))  # type: ignore[arg-type]
 
 

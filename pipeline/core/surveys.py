@@ -6,7 +6,8 @@ into any window exactly, in any order), `update` / `revert` / `merge` (`+=`, riv
 number-vector layout (`vector`, `from_vector`: what the drop detector adds and subtracts), its
 columns of a `MetricRecord` (`record_counts`, `from_record`), its interval (`result`) and its
 two-sample test (`compare`), and how it reads in an alert (`direction`, `title`, `digits`).
-`WINDOW_TYPES` maps a record's `metric` name to its class: the one place a name picks a kind.
+`WINDOW_TYPES` maps a record's `metric` name to its class: the one place a name picks a kind
+(the drop detector looks it up once per series and holds the class).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class NpsWindow:
     direction: ClassVar[int] = 1  # +1: higher is better (a drop is bad)
     title: ClassVar[str] = "NPS"  # how an alert names it
     digits: ClassVar[int] = 1  # decimals an alert shows
+    # Counted when its journey closes (an idle gap after the last event), not when an answer
+    # arrives: the drop detector evaluates it `DropConfig.negative_end_delay_ms` later.
+    counted_at_close: ClassVar[bool] = False
 
     def __init__(self, promoters: int = 0, passives: int = 0, detractors: int = 0) -> None:
         self.promoters = promoters
@@ -168,6 +172,7 @@ class CesWindow:
     direction: ClassVar[int] = 1
     title: ClassVar[str] = "CES"
     digits: ClassVar[int] = 2
+    counted_at_close: ClassVar[bool] = False
 
     def __init__(self, n: int = 0, total: float = 0.0, total_sq: float = 0.0, easy: int = 0,
                  hard: int = 0) -> None:
@@ -273,6 +278,7 @@ class ShareWindow:
     direction: ClassVar[int] = 1
     title: ClassVar[str] = "share"
     digits: ClassVar[int] = 2
+    counted_at_close: ClassVar[bool] = False
 
     def __init__(self, n: int = 0, positives: int = 0) -> None:
         self.n = n
@@ -380,6 +386,7 @@ class NegativeEndWindow(ShareWindow):
     metric: ClassVar[str] = "negative_end"
     direction: ClassVar[int] = -1
     title: ClassVar[str] = "negative-end share"
+    counted_at_close: ClassVar[bool] = True
 
 
 SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow

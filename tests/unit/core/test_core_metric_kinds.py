@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from pipeline.core import metrics
 from pipeline.core.buckets import Partial, to_record, window_of
+from pipeline.core.config import DropConfig
+from pipeline.core.drops import min_effects
 from pipeline.core.protocol import Accumulator
 from pipeline.core.surveys import (
     WINDOW_TYPES,
@@ -51,6 +53,13 @@ def test_the_registry_names_every_kind_by_its_records_metric() -> None:
     assert [type(k) for k in KINDS] == list(WINDOW_TYPES.values())
     assert all(kind.metric == name for name, kind in WINDOW_TYPES.items())
     assert metrics.METRICS == ("nps", "ces", "csat", "negative_end")
+
+
+def test_the_drop_detector_asks_the_kind() -> None:
+    """The detector holds each series' kind, not its name (issue 19 item 3): every kind has its
+    minimum effect, and the kind counted when a journey closes is the one evaluated later."""
+    assert set(min_effects(DropConfig())) == set(WINDOW_TYPES.values())
+    assert [k.metric for k in WINDOW_TYPES.values() if k.counted_at_close] == ["negative_end"]
 
 
 @pytest.mark.parametrize("metric", list(WINDOW_TYPES))
@@ -168,6 +177,7 @@ def test_each_kinds_two_sample_test_is_the_documented_one(metric: str, data: Any
     assert effect == pytest.approx(want_effect, abs=1e-9)
     assert p == pytest.approx(want_p, abs=1e-9)
     assert metrics.two_sample(metric, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
+    assert metrics.compare(kind, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
 
 
 def test_an_empty_sample_tests_to_no_effect() -> None:
