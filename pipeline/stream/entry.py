@@ -38,6 +38,12 @@ from pipeline.stream.batches import MAX_BATCH_BYTES, encode_item, join_items
 log = logging.getLogger(__name__)
 
 LOG_APPEND_TIME = 1  # Kafka's timestamp type of a topic with message.timestamp.type=LogAppendTime
+# How long a read waits for more records once it has some: at a steady rate a fetch returns the
+# few records that arrived since the last, and each read becomes one batch record per target
+# partition. Every batch record costs the agents behind it Faust's per-record path, a batch of
+# their own with its state writes and acknowledged sends; tiny ones made stage one fall behind
+# a steady 1,000 events/s it could carry as a backlog (journeys p50 21 s, docs/streaming.md).
+READ_LINGER_SECONDS = 0.05
 
 
 class SourceRecord(Protocol):
@@ -205,7 +211,7 @@ class EntryStage:
         consumer.subscribe([self.router.topic], listener=FinishBeforeRevoke())
         try:
             while not self._stopping:
-                data = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                data = await self._read(consumer)
                 if not data:
                     continue
                 async with self._lock:
@@ -215,6 +221,24 @@ class EntryStage:
                 await consumer.stop()
             with contextlib.suppress(Exception):
                 await producer.stop()
+
+    async def _read(self, consumer: Any) -> dict[Any, list[Any]]:
+        """Records of one read: up to `max_records`, gathered for at most `READ_LINGER_SECONDS`
+        after the first arrive (a backlog fills a read at once and waits for nothing)."""
+        data: dict[Any, list[Any]] = await consumer.getmany(
+            timeout_ms=200, max_records=self.max_records)
+        count = sum(len(batch) for batch in data.values())
+        if not count:
+            return data
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_LINGER_SECONDS
+        while count < self.max_records and (left := deadline - loop.time()) > 0:
+            more = await consumer.getmany(timeout_ms=max(1, int(left * 1000)),
+                                          max_records=self.max_records - count)
+            for tp, batch in more.items():  # each partition's records stay in offset order
+                data.setdefault(tp, []).extend(batch)
+                count += len(batch)
+        return data
 
     async def _start(self, *clients: Any) -> None:
         delay = 1.0

@@ -3,10 +3,12 @@ verdicts, batch records that round-trip, and the same results as keyed input."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +22,7 @@ from pipeline.privacy import PersonalData
 from pipeline.scoring_rules import load_scoring_rules
 from pipeline.storage.tables import DIGEST_KEY, rows
 from pipeline.stream.batches import MAX_BATCH_BYTES, decode_batch, decode_rows
-from pipeline.stream.entry import Routed, Router
+from pipeline.stream.entry import READ_LINGER_SECONDS, EntryStage, Routed, Router
 from pipeline.stream.partition import PartitionProcessor, coalesce
 
 SCORING_RULES = load_scoring_rules()
@@ -187,3 +189,46 @@ def test_unkeyed_input_gives_the_results_of_keyed_input(lines: list[bytes]) -> N
         rng.shuffle(parts)
         read.extend(r for part in parts for r in part)
     assert stage_one_results(router().route(read, read_ms=1 << 50)) == keyed
+
+
+class TrickleConsumer:
+    """aiokafka's `getmany` as a steady trickle: each call returns the next few records."""
+
+    def __init__(self, reads: list[dict[str, list[int]]]) -> None:
+        self.reads = reads
+        self.calls = 0
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[str, list[int]]:
+        self.calls += 1
+        if not self.reads:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        read = self.reads.pop(0)
+        assert sum(len(batch) for batch in read.values()) <= max_records
+        return read
+
+
+def entry_stage(max_records: int) -> EntryStage:
+    return EntryStage(router(), bootstrap="", group_id="", batches_topic="",
+                      dead_letters_topic="", client_options={}, max_records=max_records,
+                      metrics=SimpleNamespace())  # type: ignore[arg-type]
+
+
+def test_a_read_gathers_a_trickle_into_one_batch_then_stops() -> None:
+    # a steady rate: a few records per fetch; one read takes them together, in offset order
+    consumer = TrickleConsumer([{"a": [0, 1]}, {"b": [0]}, {"a": [2]}, {"a": [3], "b": [1]}])
+    data = asyncio.run(entry_stage(1000)._read(consumer))
+    assert data == {"a": [0, 1, 2, 3], "b": [0, 1]}
+    # and once nothing more comes it returns within the linger, not at the fetch timeout
+    started = time.monotonic()
+    assert asyncio.run(entry_stage(1000)._read(TrickleConsumer([{"a": [0]}]))) == {"a": [0]}
+    assert time.monotonic() - started < READ_LINGER_SECONDS + 0.1
+
+
+def test_a_full_read_waits_for_nothing() -> None:
+    consumer = TrickleConsumer([{"a": [0, 1, 2]}, {"a": [3]}])
+    assert asyncio.run(entry_stage(3)._read(consumer)) == {"a": [0, 1, 2]}
+    assert consumer.calls == 1
+    # a read never holds more than max_records
+    consumer = TrickleConsumer([{"a": [0, 1]}, {"b": [0]}, {"a": [2]}])
+    assert asyncio.run(entry_stage(3)._read(consumer)) == {"a": [0, 1], "b": [0]}
