@@ -45,6 +45,7 @@ def main() -> int:
     from pipeline.contract.parser import parse_dict
     from pipeline.core.config import CoreConfig
     from pipeline.core.partitioner import partition_for
+    from pipeline.scoring_rules import load_scoring_rules
     from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
     from pipeline.stream.partition import PartitionProcessor
 
@@ -52,10 +53,11 @@ def main() -> int:
     raws = [orjson.dumps({"event_id": e.event_id, "pad": "x" * 300}) for e in events]
     placed = [partition_for(e.journey_key, args.partitions) for e in events]
     config = CoreConfig()
+    rules = load_scoring_rules()  # the core reads no file: its caller passes the rules
     n = args.partitions
     best_one = best_claims = float("inf")
     for _ in range(args.repeat):
-        procs = [PartitionProcessor(p, config) for p in range(n)]
+        procs = [PartitionProcessor(p, config, rules) for p in range(n)]
         stages = [ClaimsStage(config, "cx.touchpoints") for _ in range(n)]
         outs = []
         started = time.process_time()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Final, Literal
 from zlib import crc32
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -104,10 +104,19 @@ class TouchpointEvent:
         return self.journey_id if self.journey_id is not None else self.customer_id
 
 
+# The definition of `content_digest`'s value. The digest is kept beyond one process: in the
+# tracker's and the claims' state snapshots, in the stream's Kafka records (entry batches,
+# claims, withdrawals) and as touchpoint_events.version in ClickHouse (`storage.tables`). Any
+# change to the value for any event needs a new version here and a migration of all of those.
+# 1: CRC-32 of the UTF-8 of `content_text_reference` (unchanged since issue 13).
+CONTENT_DIGEST_VERSION: Final = 1
+
+
 def content_digest(event: TouchpointEvent) -> int:
     """A digest of everything an event says, stable across processes and restarts (not
     Python's salted `hash`): two copies with one event_id are the same event when their digests
     are equal, else a `conflict`. The same instant in another offset is the same content.
+    Version `CONTENT_DIGEST_VERSION`.
 
     >>> from datetime import UTC, datetime
     >>> e = TouchpointEvent("e1", datetime(2026, 11, 22, tzinfo=UTC), "p", "c1", "survey",
@@ -116,10 +125,19 @@ def content_digest(event: TouchpointEvent) -> int:
     ...     TouchpointEvent("e1", e.occurred_at, "p", "c1", "survey", "web", "web", "use",
     ...                     survey=Survey(nps=0)))
     (True, False)
+    >>> content_digest(e)
+    3971372064
     """
+    return crc32(content_text(event).encode("utf-8", "surrogatepass"))
+
+
+def content_text_reference(event: TouchpointEvent) -> str:
+    """What `content_digest` hashes, by definition: the `repr` of a tuple of every field.
+    `content_text` builds the same string faster; this is the readable reference it is tested
+    against (tests/unit/core/test_core_digest.py)."""
     sig = event.signals
     sur = event.survey
-    text = repr((
+    return repr((
         event.event_id, event.occurred_ms, event.producer, event.customer_id, event.journey_id,
         event.type, event.touchpoint, event.channel, event.stage, event.valence,
         None if sig is None else (sig.wait_seconds, sig.handle_seconds, sig.transfers,
@@ -131,4 +149,35 @@ def content_digest(event: TouchpointEvent) -> int:
             else (sur.nps, sur.ces, sur.ces_scale, sur.csat, sur.comment, sur.ces_higher_means)),
         event.outcome, sorted(event.attributes.items()),
     ))
-    return crc32(text.encode("utf-8", "surrogatepass"))
+
+
+def content_text(event: TouchpointEvent) -> str:
+    """`content_text_reference(event)`, character for character, without `repr` of tuples and
+    lists: that guards every nested container against recursion (a dict lookup and a list
+    append and remove per container) and grows its output piece by piece, which made the
+    digest 80% of the tracker's instructions per event (docs/core.md, Performance). Each field
+    goes through `repr` exactly as inside the tuple, so the text is the same for any value of
+    any type; the separators are those of a tuple's and a list's repr.
+
+    `{repr(x)}`, not `{x!r}` (ruff's RUF010 is off for this file): mypyc builds an f-string of
+    str parts in one allocation, but turns a conversion into a `str.format` call that parses
+    its format every time (slower than the tuple's repr)."""
+    sig = event.signals
+    signals = "None" if sig is None else (
+        f"({repr(sig.wait_seconds)}, {repr(sig.handle_seconds)}, {repr(sig.transfers)}, "
+        f"{repr(sig.resolved)}, {repr(sig.error)})")
+    sur = event.survey
+    if sur is None:
+        survey = "None"
+    else:
+        answers = (f"{repr(sur.nps)}, {repr(sur.ces)}, {repr(sur.ces_scale)}, "
+                   f"{repr(sur.csat)}, {repr(sur.comment)}")
+        survey = (f"({answers})" if sur.ces_higher_means is None
+                  else f"({answers}, {repr(sur.ces_higher_means)})")
+    attributes = ", ".join([f"({repr(name)}, {repr(value)})"
+                            for name, value in sorted(event.attributes.items())])
+    return (f"({repr(event.event_id)}, {repr(event.occurred_ms)}, {repr(event.producer)}, "
+            f"{repr(event.customer_id)}, {repr(event.journey_id)}, {repr(event.type)}, "
+            f"{repr(event.touchpoint)}, {repr(event.channel)}, {repr(event.stage)}, "
+            f"{repr(event.valence)}, {signals}, {survey}, {repr(event.outcome)}, "
+            f"[{attributes}])")
