@@ -18,7 +18,10 @@ differently; nothing else in `pipeline/` may use a Faust private name.
 - `ProducerBuffer.flush_atmost` giving up after 0.1 s, a behaviour (`PeakendProducer`): a flush
   before a commit must leave nothing buffered (`flush_until_empty`);
 - `Table._new_store_by_url` (`StoreHookTable`): the RocksDB options of each store Faust creates
-  for a table (pipeline/state_store.py).
+  for a table (pipeline/state_store.py);
+- `rocksdb.Store._db_for_partition` (`partition_db`): the RocksDB database of one partition of a
+  table, which the worker writes a batch's state to in one `WriteBatch`, its changelog records
+  sent in batches beside the outputs (pipeline/stream/state_writer.py: why).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "current_event_of",
     "flush_until_empty",
     "next_commit_offset",
+    "partition_db",
     "release",
 ]
 
@@ -277,3 +281,10 @@ class StoreHookTable(faust.Table[Any, Any]):
     def configure_store(self, store: Any) -> Any:
         """Adjust a store Faust made for this table (returns it)."""
         return store
+
+
+def partition_db(table: Any, partition: int) -> Any:
+    """The RocksDB database (a rocksdict `Rdict` in raw mode) that holds `partition` of a
+    RocksDB-backed Faust table: what Faust's own `Store._set` writes to for an event of that
+    partition, opened by Faust if it is not open yet (`Store._db_for_partition`)."""
+    return table.data._db_for_partition(partition)

@@ -54,6 +54,11 @@ def test_a_store_write_goes_to_the_database_of_the_named_events_partition(
             assert store["k"] == {"v": 1}
         with current_event_of(Event(b"", Message("t", 2, 0))), pytest.raises(KeyError):
             store["k"]  # another partition's database
+        # the database `partition_db` hands the state writer is the one Faust wrote to
+        assert faust_private.partition_db(table, 5) is store._dbs[5]
+        assert faust_private.partition_db(table, 5)[store._encode_key("k")] == \
+            store._encode_value({"v": 1})
+        assert "self._db_for_partition(partition)" in inspect.getsource(faust_rocksdb.Store._set)
     finally:
         for db in store._dbs.values():
             db.close()
@@ -232,7 +237,7 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
     adapter = ROOT / "pipeline" / "stream" / "faust_private.py"
     framework_private = private_names_used(ast.parse(adapter.read_text())) - {"_"}
     assert {"_current_event", "_new_offset", "_unacked_messages",
-            "_new_store_by_url"} <= framework_private
+            "_new_store_by_url", "_db_for_partition"} <= framework_private
     leaks = []
     for path in sorted((ROOT / "pipeline").rglob("*.py")):
         if path == adapter or "build" in path.relative_to(ROOT).parts:
@@ -246,6 +251,7 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["PeakendConsumer", "PeakendProducer", "PeakendTransport",
-                                  "StoreHookTable", "current_event_of", "release"])
+                                  "StoreHookTable", "current_event_of", "partition_db",
+                                  "release"])
 def test_the_adapter_exports_what_the_worker_uses(name: str) -> None:
     assert name in faust_private.__all__
