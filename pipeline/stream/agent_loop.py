@@ -6,16 +6,15 @@ partitions it touched (`StageAgent.write_state`); `AgentLoop` runs the order tha
 at-least-once delivery exact (docs/streaming.md, "Exact results with at-least-once delivery"):
 
 1. process the batch (the events the fence admits; outputs go to the outbox);
-2. deliver the outputs (their own producer) and flush Faust's producer (dead letters, earlier
-   changelog writes);
+2. deliver the outputs (their own producer) and flush Faust's producer (dead letters, the
+   claims stage's withdrawals);
 3. if a rebalance started meanwhile, drop the batch: no state written, nothing acked, its
    partitions' processors rebuilt from their table, the rest of its consumer generation fenced
    (pipeline/stream/fence.py), its events released from Faust's un-acked set;
 4. otherwise write each touched partition's state once (its local database at once, its
    changelog records queued: pipeline/stream/state_writer.py), wait until the changelog records
-   are delivered, and, if still no rebalance started, ack the events in offset order. If one
-   did, the batch is dropped as in 3 (its state is written: the events read again are
-   duplicates to it, as after a crash between the state write and the acks).
+   are delivered, and ack the events in offset order, even if a rebalance started meanwhile
+   (the state is in the changelog before the acks, and the revocation waits for them).
 
 A commit covers acked events only, so none covers a state write not yet in the changelog.
 No Faust import here: the loop is driven by a fake stream in tests/unit/stream/test_agent_loop.py.
@@ -164,11 +163,13 @@ class AgentLoop:
             return self.drop(processed)
         self.agent.write_state(processed.last_of)
         if self.deliver_state is not None:
+            # The batch is acked even if a rebalance started meanwhile: its state is in the
+            # changelog by now, and Faust's revocation waits for these acks (or releases) before
+            # the partitions move, so the next owner restores this state. Dropping it instead
+            # needs the events read again, and a partition without a committed offset is not
+            # sought back: with no later record to reveal the hole, they never were (a
+            # two-worker test stalled that way).
             await self.deliver_state()
-            if not self.guard.settled(epoch):
-                # the partitions may have moved while the changelog records left: their state
-                # is written, the events are read again by their owner (duplicates to it)
-                return self.drop(processed)
         if self.count_applied is not None:
             self.count_applied(processed)
         return processed.done

@@ -174,6 +174,15 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         unknown = [tp for tp in assigned if gate.expected(tp) is None]
         if unknown:
             await self._look_up_first_offsets(unknown)
+        # aiokafka does not seek a partition the group never committed: it reads on from where
+        # it had fetched, past records a dropped batch or a stale generation left unapplied.
+        # The gate sees that hole only when a later record arrives; a partition with no later
+        # record stalled (a two-worker test, one batch record on a partition). Seek it now.
+        for tp in unknown:
+            expected = gate.expected(tp)
+            if expected is not None:
+                await self.seek(tp, expected)
+                gate.sought(tp, now=time.monotonic())
 
     async def _look_up_first_offsets(self, partitions: list[Any]) -> None:
         """The log start of partitions without a committed offset. On failure their records

@@ -170,7 +170,8 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
 def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 20's loss: a partition with no committed offset, read from 3 after a rebalance.
-    Today's Faust hands 3-5 over and commits 6 over 0-2; the gate seeks back to 0 instead."""
+    Today's Faust hands 3-5 over and commits 6 over 0-2; the consumer seeks it to 0 when the
+    rebalance ends, and the gate drops what was fetched before that seek."""
     import asyncio
 
     from faust.types import TP
@@ -191,6 +192,28 @@ def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
     assert consumer._new_offset(tp) is None
     consumer._acked[tp].extend([0, 1, 2])
     assert consumer._new_offset(tp) == 5
+
+
+def test_a_partition_never_committed_is_sought_to_its_first_offset_when_a_rebalance_ends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its only record was fetched in the generation before (then dropped): aiokafka would read
+    on past it, and with no later record the gate never saw the hole."""
+    import asyncio
+
+    from faust.types import TP
+
+    tp = TP("t", 2)
+    consumer, seeks = gated_consumer(monkeypatch, [[], [0]], tp)
+
+    async def read() -> list[int]:
+        await consumer.perform_seek()
+        out = []
+        for _ in range(2):
+            out += [message.offset async for _, message in consumer.getmany(1.0)]
+        return out
+
+    assert asyncio.run(read()) == [0]
+    assert seeks == [(tp, 0)]
 
 
 def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
