@@ -31,7 +31,6 @@ from pipeline.core.scoring import ScoringRules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.stream.agent_loop import Processed, RebalanceGuard, held_state, write_state
-from pipeline.stream.agent_loop import StateTable as AgentStateTable
 from pipeline.stream.batches import decode_batch, decode_withdrawals, encode_withdrawals
 from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
 from pipeline.stream.flush import OutputFlusher
@@ -39,8 +38,7 @@ from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.partition import PartitionProcessor
 from pipeline.stream.segments import SegmentStage
 
-# a table an agent writes its state to (`ChangelogTable` in the worker, a dict in the tests)
-StateTable = AgentStateTable | MutableMapping[str, Any]
+StateTable = MutableMapping[str, Any]
 ALERT_METRICS = ("nps", "ces", "csat", "negative_end")
 
 

@@ -18,10 +18,7 @@ differently; nothing else in `pipeline/` may use a Faust private name.
 - `ProducerBuffer.flush_atmost` giving up after 0.1 s, a behaviour (`PeakendProducer`): a flush
   before a commit must leave nothing buffered (`flush_until_empty`);
 - `Table._new_store_by_url` (`StoreHookTable`): the RocksDB options of each store Faust creates
-  for a table (pipeline/state_store.py);
-- `rocksdb.Store._db_for_partition` (`partition_db`): the RocksDB database of one partition of a
-  table, which the worker writes a batch's state to in one `WriteBatch`, its changelog records
-  sent in batches beside the outputs (pipeline/stream/state_writer.py: why).
+  for a table (pipeline/state_store.py).
 """
 
 from __future__ import annotations
@@ -48,7 +45,6 @@ __all__ = [
     "current_event_of",
     "flush_until_empty",
     "next_commit_offset",
-    "partition_db",
     "release",
 ]
 
@@ -174,15 +170,6 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         unknown = [tp for tp in assigned if gate.expected(tp) is None]
         if unknown:
             await self._look_up_first_offsets(unknown)
-        # aiokafka does not seek a partition the group never committed: it reads on from where
-        # it had fetched, past records a dropped batch or a stale generation left unapplied.
-        # The gate sees that hole only when a later record arrives; a partition with no later
-        # record stalled (a two-worker test, one batch record on a partition). Seek it now.
-        for tp in unknown:
-            expected = gate.expected(tp)
-            if expected is not None:
-                await self.seek(tp, expected)
-                gate.sought(tp, now=time.monotonic())
 
     async def _look_up_first_offsets(self, partitions: list[Any]) -> None:
         """The log start of partitions without a committed offset. On failure their records
@@ -290,10 +277,3 @@ class StoreHookTable(faust.Table[Any, Any]):
     def configure_store(self, store: Any) -> Any:
         """Adjust a store Faust made for this table (returns it)."""
         return store
-
-
-def partition_db(table: Any, partition: int) -> Any:
-    """The RocksDB database (a rocksdict `Rdict` in raw mode) that holds `partition` of a
-    RocksDB-backed Faust table: what Faust's own `Store._set` writes to for an event of that
-    partition, opened by Faust if it is not open yet (`Store._db_for_partition`)."""
-    return table.data._db_for_partition(partition)

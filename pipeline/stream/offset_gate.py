@@ -116,13 +116,6 @@ class OffsetGate:
         gate.sought_at = now
         return Verdict.SEEK
 
-    def sought(self, tp: Hashable, *, now: float) -> None:
-        """The partition was sought to its expected offset: records fetched before that seek
-        are dropped without seeking again for `reseek_seconds`."""
-        gate = self.partitions.get(tp)
-        if gate is not None:
-            gate.sought_at = now
-
     def expected(self, tp: Hashable) -> int | None:
         """The offset a seek back goes to."""
         gate = self.partitions.get(tp)

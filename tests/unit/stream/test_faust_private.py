@@ -54,11 +54,6 @@ def test_a_store_write_goes_to_the_database_of_the_named_events_partition(
             assert store["k"] == {"v": 1}
         with current_event_of(Event(b"", Message("t", 2, 0))), pytest.raises(KeyError):
             store["k"]  # another partition's database
-        # the database `partition_db` hands the state writer is the one Faust wrote to
-        assert faust_private.partition_db(table, 5) is store._dbs[5]
-        assert faust_private.partition_db(table, 5)[store._encode_key("k")] == \
-            store._encode_value({"v": 1})
-        assert "self._db_for_partition(partition)" in inspect.getsource(faust_rocksdb.Store._set)
     finally:
         for db in store._dbs.values():
             db.close()
@@ -170,8 +165,7 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
 def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 20's loss: a partition with no committed offset, read from 3 after a rebalance.
-    Today's Faust hands 3-5 over and commits 6 over 0-2; the consumer seeks it to 0 when the
-    rebalance ends, and the gate drops what was fetched before that seek."""
+    Today's Faust hands 3-5 over and commits 6 over 0-2; the gate seeks back to 0 instead."""
     import asyncio
 
     from faust.types import TP
@@ -192,28 +186,6 @@ def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
     assert consumer._new_offset(tp) is None
     consumer._acked[tp].extend([0, 1, 2])
     assert consumer._new_offset(tp) == 5
-
-
-def test_a_partition_never_committed_is_sought_to_its_first_offset_when_a_rebalance_ends(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Its only record was fetched in the generation before (then dropped): aiokafka would read
-    on past it, and with no later record the gate never saw the hole."""
-    import asyncio
-
-    from faust.types import TP
-
-    tp = TP("t", 2)
-    consumer, seeks = gated_consumer(monkeypatch, [[], [0]], tp)
-
-    async def read() -> list[int]:
-        await consumer.perform_seek()
-        out = []
-        for _ in range(2):
-            out += [message.offset async for _, message in consumer.getmany(1.0)]
-        return out
-
-    assert asyncio.run(read()) == [0]
-    assert seeks == [(tp, 0)]
 
 
 def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
@@ -260,7 +232,7 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
     adapter = ROOT / "pipeline" / "stream" / "faust_private.py"
     framework_private = private_names_used(ast.parse(adapter.read_text())) - {"_"}
     assert {"_current_event", "_new_offset", "_unacked_messages",
-            "_new_store_by_url", "_db_for_partition"} <= framework_private
+            "_new_store_by_url"} <= framework_private
     leaks = []
     for path in sorted((ROOT / "pipeline").rglob("*.py")):
         if path == adapter or "build" in path.relative_to(ROOT).parts:
@@ -274,7 +246,6 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["PeakendConsumer", "PeakendProducer", "PeakendTransport",
-                                  "StoreHookTable", "current_event_of", "partition_db",
-                                  "release"])
+                                  "StoreHookTable", "current_event_of", "release"])
 def test_the_adapter_exports_what_the_worker_uses(name: str) -> None:
     assert name in faust_private.__all__
