@@ -27,25 +27,33 @@ PACKAGES = ("faust", "mode", "aiokafka", "kafka", "rocksdict", "orjson", "promet
 # (stage, function name or "" for any, file path part): a sample belongs to the first stage
 # one of whose frames is on its stack, rules taken in this order.
 FAUST_PRODUCER = "Faust producer: per-record sends and flushes"
+EPOLL = "event loops: epoll (the main and Faust's consumer thread)"
 STAGES = (
-    ("entry stage: validate, place, encode (peakend)", "route", "stream/entry.py"),
-    ("entry stage: aiokafka consume, produce, commit", "_run_once", "stream/entry.py"),
-    ("state writes: dump state, Faust tables, RocksDB", "journey_state_write", "app.py"),
-    ("state writes: dump state, Faust tables, RocksDB", "segment_state_write", "app.py"),
-    ("state writes: dump state, Faust tables, RocksDB", "followup_state_write", "app.py"),
-    ("stage one: decode batch records, core, outbox (peakend)", "journey_batch", "app.py"),
-    ("segment stage (peakend)", "segment_batch", "app.py"),
-    ("follow-up stage (peakend)", "followup_batch", "app.py"),
-    ("outputs in batches (pipeline/stream/delivery.py)", "deliver", "stream/delivery.py"),
-    (FAUST_PRODUCER, "_handle_pending", "faust/transport/producer.py"),
-    (FAUST_PRODUCER, "flush", "drivers/aiokafka.py"),
-    (FAUST_PRODUCER, "wait_until_ebb", "faust/transport/producer.py"),
-    (FAUST_PRODUCER, "_on_published", "faust/topics.py"),
-    ("ClickHouse sink (in the worker)", "run", "storage/sink.py"),
+    ("entry stage: validate, place, encode (peakend)", "Router.route", "stream/entry.py"),
+    ("entry stage: aiokafka consume, produce, commit", "EntryStage._run_once", "stream/entry.py"),
+    ("state writes: dump state, Faust tables, RocksDB", "write_state", "stream/agent_loop.py"),
+    ("state writes: dump state, Faust tables, RocksDB", "write_state", "stream/agents.py"),
+    ("outputs: drain the outbox, encode records", "OutputFlusher.flush", "stream/flush.py"),
+    ("stage one: decode batch records, core, outbox (peakend)", "JourneysAgent.process",
+     "stream/agents.py"),
+    ("segment stage (peakend)", "SegmentsAgent.process", "stream/agents.py"),
+    ("follow-up stage (peakend)", "FollowupsAgent.process", "stream/agents.py"),
+    ("claims stage (peakend)", "ClaimsAgent.process", "stream/agents.py"),
+    ("outputs in batches (pipeline/stream/delivery.py)", "", "stream/delivery.py"),
+    (FAUST_PRODUCER, "", "faust/transport/producer.py"),
+    (FAUST_PRODUCER, "Producer.flush", "drivers/aiokafka.py"),
+    (FAUST_PRODUCER, "Topic._on_published", "faust/topics.py"),
+    (FAUST_PRODUCER, "Collection._on_changelog_sent", "faust/tables/base.py"),
+    ("ClickHouse sink (in the worker)", "", "storage/sink.py"),
     ("Faust consumer: fetch, dispatch, acks, commits", "", "faust/transport/"),
     ("Faust consumer: fetch, dispatch, acks, commits", "", "faust/streams.py"),
+    ("Faust consumer: fetch, dispatch, acks, commits", "", "faust/agents/"),
     ("aiokafka: network, fetcher, sender", "", "aiokafka/"),
+    (EPOLL, "EpollSelector.select", "selectors.py"),
+    (EPOLL, "_PollLikeSelector.select", "selectors.py"),
 )
+# py-spy names frames by qualified name (`JourneysAgent.process`) on Python 3.11: the rules
+# above name classes where a bare function name would be ambiguous.
 
 
 def stage_of(parsed: list[tuple[str, str]]) -> str:

@@ -1,0 +1,81 @@
+"""A py-spy profile of the real worker (and its sink child) during the throughput phase of
+`bench/bench_pipeline.py`, with the Kafka records written per input event per topic.
+
+    .venv/bin/python bench/profile_worker.py [--events 60000] [--rate 50] [--out /tmp/prof]
+    .venv/bin/python bench/spy_summary.py /tmp/prof/worker.txt
+
+The stream is started and warmed up exactly as bench_pipeline.py does it; py-spy (which must
+be installed: `.venv/bin/pip install py-spy`) is attached to the worker process and its sink
+child only once the warm-up has caught up, and stopped when the measured events are all in
+ClickHouse, so the profile holds the steady-state work of those events and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for path in (ROOT, ROOT / "bench"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from bench_pipeline import (  # noqa: E402
+    ClickHouseUrls,
+    EventSource,
+    child_pids,
+    loadavg,
+    running_stream,
+    throughput,
+    warm_up,
+)
+
+
+def spy(pid: int, output: Path, rate: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+         "--nonblocking", "--output", str(output)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    from tests.support.stack import stack_env
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--span-hours", type=float, default=24.0)
+    parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/peakend-profile"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = stack_env()
+    ch = ClickHouseUrls(env["PEAKEND_CLICKHOUSE_URL"], env["PEAKEND_CLICKHOUSE_READER_URL"],
+                        env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
+    source = EventSource(events_per_s=args.events / (args.span_hours * 3600))
+    phase = source.phase(args.events)
+    with running_stream(env["PEAKEND_KAFKA_BOOTSTRAP"], ch) as stream:
+        warm_up(stream, source)
+        worker = stream.workers[0].proc.pid
+        spies = [spy(worker, args.out / "worker.txt", args.rate)]
+        spies += [spy(pid, args.out / "sink.txt", args.rate) for pid in child_pids(worker)]
+        load_before = loadavg()
+        t = throughput(stream, phase)
+        for each in spies:  # py-spy writes its file when interrupted
+            each.send_signal(signal.SIGINT)
+        for each in spies:
+            each.wait(timeout=60)
+    print(f"{t.rate:,.0f} events/s ({t.events:,} in {t.seconds:.1f} s); worker + sink CPU "
+          f"{t.cpu_per_event_us:.0f} us/event; load {load_before} before, {t.load} after")
+    per_event = {k: v / t.events for k, v in sorted(t.records.items()) if v}
+    print("Kafka records written per input event: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in per_event.items()))
+    print(f"profiles: {args.out}/worker.txt, {args.out}/sink.txt")
+
+
+if __name__ == "__main__":
+    main()
