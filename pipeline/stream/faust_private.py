@@ -135,6 +135,9 @@ class PeakendConsumer(faust_aiokafka.Consumer):
 
     # how long the lookup of a partition's first offset may take before its records wait
     LOOK_UP_SECONDS = 10.0
+    # The pause before re-reading a record held while its partition's first offset is unknown:
+    # paces the lookups when the broker refuses them at once.
+    HOLD_SECONDS = 0.5
 
     @property
     def offset_gate(self) -> OffsetGate:
@@ -196,8 +199,18 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                 continue
             verdict = gate.admit(tp, message.offset, now=time.monotonic())
             if verdict is Verdict.LOOK_UP:
+                if not gate.hold(tp, message.offset):
+                    continue  # a later record of a fetch sought back already: read again too
                 await self._look_up_first_offsets([tp])
                 verdict = gate.admit(tp, message.offset, now=time.monotonic())
+                if verdict is Verdict.LOOK_UP:
+                    # Still unknown (the broker did not answer): where the agents must start
+                    # cannot be told, so the record is not delivered, and the partition is
+                    # sought back to it so that it is read again, with a new lookup, instead
+                    # of being dropped for good (the fetch position has moved past it).
+                    await asyncio.sleep(self.HOLD_SECONDS)
+                    await self.seek(tp, message.offset)
+                    continue
             if verdict is Verdict.DELIVER:
                 yield tp, message
             elif verdict is Verdict.SEEK:

@@ -43,6 +43,9 @@ class PartitionGate:
     first: int | None  # where this generation's reading starts (committed or log start)
     expected: int | None  # the next offset the agents may receive
     sought_at: float | None = None  # when the pending seek back was issued
+    # while the first offset is unknown: the record the partition was sought back to, so it is
+    # read again once the lookup succeeds (`hold`)
+    held_from: int | None = None
 
 
 class OffsetGate:
@@ -83,6 +86,7 @@ class OffsetGate:
         if gate is None:
             return 0
         gate.first = log_start if gate.first is None else max(gate.first, log_start)
+        gate.held_from = None
         if gate.expected is None:
             gate.expected = gate.first
             return 0
@@ -115,6 +119,23 @@ class OffsetGate:
             return Verdict.WAIT
         gate.sought_at = now
         return Verdict.SEEK
+
+    def hold(self, tp: Hashable, offset: int) -> bool:
+        """A record fetched while the partition's first offset is still unknown. True: look
+        the offset up now, and if that fails, seek the partition back to this record so it is
+        read again (the first such record, or the refetch of the one sought back to); False: a
+        later record of the same fetch, dropped without a lookup: that seek reads it again.
+
+        >>> gate = OffsetGate()
+        >>> gate.reset("p0", committed=None)
+        >>> [gate.hold("p0", offset) for offset in (5, 6, 7, 5, 6)]
+        [True, False, False, True, False]
+        """
+        gate = self.partitions[tp]
+        if gate.held_from is None or offset <= gate.held_from:
+            gate.held_from = offset
+            return True
+        return False
 
     def expected(self, tp: Hashable) -> int | None:
         """The offset a seek back goes to."""

@@ -188,6 +188,43 @@ def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
     assert consumer._new_offset(tp) == 5
 
 
+def test_a_record_read_while_the_first_offset_is_unknown_is_read_again_not_dropped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker does not answer the first-offset lookup: the fetched records cannot be
+    delivered yet, and the partition is sought back to the first of them (once per fetch), so
+    they come again; once the lookup succeeds they are delivered. Before, they were dropped and
+    never read again: a partition whose last records came then stayed unapplied."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 2)
+    consumer, seeks = gated_consumer(monkeypatch, [[4, 5, 6], [4, 5, 6], [4, 5, 6]], tp)
+    answers: list[dict[Any, int] | Exception] = [
+        TimeoutError("no answer"), TimeoutError("no answer"), TimeoutError("no answer"),
+        {tp: 4}]
+
+    async def earliest_offsets(self: Any, *partitions: Any) -> dict[Any, int]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(PeakendConsumer, "HOLD_SECONDS", 0.0)
+
+    async def read() -> list[list[int]]:
+        await consumer.perform_seek()  # its lookup: no answer
+        return [[message.offset async for _, message in consumer.getmany(1.0)]
+                for _ in range(3)]
+
+    # fetch 1: no answer for 4 (5 and 6 wait for the seek); fetch 2: the refetch, no answer
+    # again; fetch 3: the answer, 4-6 delivered
+    assert asyncio.run(read()) == [[], [], [4, 5, 6]]
+    assert seeks == [(tp, 4), (tp, 4)]
+
+
 def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
