@@ -11,7 +11,7 @@ bench_contract.py). Timed, in CPU seconds of this process with BLAS held to one 
    through the core's `moment_valence`, the outcome) and `build()`;
 2. analysis: `analyse()` with the exact Shapley decomposition (2^10 subsets) and the bootstrap.
 
-Prints a Markdown section for docs/benchmarks.md with the machine, date and load average.
+Prints a Markdown section for docs/benchmarks-drivers.md with the machine, date and load average.
 
     .venv/bin/python bench/bench_drivers.py --from-files 20000 [--copies 50]
 

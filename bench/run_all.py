@@ -413,7 +413,8 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("")
     add("Other measurements, each from its own script: the worker version against version "
         "([benchmarks-worker.md](benchmarks-worker.md), `bench/worker_ab.py`), the claims "
-        "stage's cost ([benchmarks-claims.md](benchmarks-claims.md)), the core "
+        "stage's cost ([benchmarks-claims.md](benchmarks-claims.md)), key drivers "
+        "([benchmarks-drivers.md](benchmarks-drivers.md)), the core "
         "([core.md](core.md), Performance), the fault runs ([reliability.md](reliability.md)).")
     add("")
     add("## Machine")
