@@ -197,6 +197,8 @@ def main() -> int:
                         help=f"comma-separated peers out of {', '.join(PEERS)}")
     parser.add_argument("--json", type=Path, help="also write the runs here")
     args = parser.parse_args()
+    if args.events < 1_000:
+        parser.error("--events: at least 1,000 (the apps' clocks start at their first output)")
     peers = tuple(p for p in args.only.split(",") if p)
     unknown = set(peers) - set(PEERS)
     if unknown:
