@@ -30,6 +30,18 @@ LATENCY = re.compile(r"offered ([\d,]+)/s \(sent ([\d,]+)/s\) journey: p50 ([\d.
                      r"([\d.]+) s, p99 ([\d.]+) s")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo): the machines this runs on differ."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def export(rev: str, into: Path) -> str:
     """The tree of `rev` in `into`; returns a description (commit, or the worktree's HEAD)."""
     into.mkdir(parents=True)
@@ -101,7 +113,8 @@ def main() -> None:
         "# The worker end to end, version against version",
         "",
         f"Written by `bench/worker_ab.py {' '.join('--rev ' + r for r in args.rev)} --events "
-        f"{args.events} --rates {args.rates}` on {started}; 2 vCPU AMD EPYC, Python "
+        f"{args.events} --rates {args.rates}` on {started}; {os.cpu_count()} vCPU "
+        f"{cpu_model()}, Python "
         f"{sys.version.split()[0]}, broker, ClickHouse, the worker and the load generator on "
         "the same 2 cores, the versions measured one after the other. Events: the generator's "
         f"default mix over {args.span_hours:g} h of event time (surveys and metric records as "
