@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from host import cpu_model
 
 from jobs.backfill import BackfillOptions, run_backfill
 from jobs.generate import GeneratorConfig, generate_records, parse_duration, write_jsonl
@@ -39,16 +40,6 @@ from jobs.parquet_schema import read_event_dicts
 from pipeline.core.config import CoreConfig
 from pipeline.storage.migrate import migrate
 from pipeline.storage.warehouse import ChdbWarehouse, ServerWarehouse, Warehouse
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_seconds() -> float:

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from host import cpu_model
+
 import pipeline.core_build
 from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.clock import NEVER_MS
@@ -169,16 +171,6 @@ def core_mode() -> str:
     return ("compiled with mypyc (build/core-compiled)" if pipeline.core_build.COMPILED
             else "interpreted (PEAKEND_PURE_CORE=1 or no current compiled build)")
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -47,6 +47,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from host import cpu_model
+
 from pipeline.core.config import CoreConfig
 from pipeline.scoring_rules import load_scoring_rules
 
@@ -286,15 +288,6 @@ def one(path: str, days: int, rate: float, folder: str, gc_policy: str) -> dict[
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def commit() -> str:

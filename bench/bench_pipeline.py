@@ -36,7 +36,6 @@ import cProfile
 import importlib
 import io
 import json
-import os
 import pstats
 import sys
 import tempfile
@@ -51,6 +50,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from host import loadavg, proc_cpu_seconds  # noqa: E402
 
 from jobs.generate import GeneratorConfig, encode_event, generate_events  # noqa: E402
 from pipeline.contract import Rejected, event_to_dict, parse_event  # noqa: E402
@@ -133,18 +134,6 @@ def make_producer(bootstrap: str) -> Any:
 
 
 # -- system facts ----------------------------------------------------------------------------
-
-def loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (and its reaped children), seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(x) for x in fields[11:15]) / ticks
-
 
 def child_pids(pid: int) -> list[int]:
     """Live children of a process (Linux /proc)."""

@@ -39,6 +39,7 @@ for p in (str(ROOT), str(ROOT / "bench")):
         sys.path.insert(0, p)
 
 import bench_raw  # noqa: E402
+from host import loadavg, proc_cpu_seconds  # noqa: E402
 
 from jobs.generate import GeneratorConfig, encode_event, generate_events  # noqa: E402
 from pipeline.contract import parse_event  # noqa: E402
@@ -48,7 +49,6 @@ PARTITIONS = 4
 DAY_MS = 86_400_000
 QUIX_VENV = ROOT / ".stack" / "peers" / "quix-venv"
 QUIX_REQUIREMENT = "quixstreams>=3,<4"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,6 @@ class PeerRun:
                 f"per event ({self.events:,} in {self.seconds:.2f} s)")
 
 
-def loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def day_of_events(n: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
     """(journey key, event JSON): the generator's default mix over one day."""
     config = GeneratorConfig(events=n, seed=seed, span_ms=DAY_MS,
@@ -86,13 +82,6 @@ def day_of_events(n: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
         value = encode_event(event)
         out.append((parse_event(value).journey_key.encode(), value))
     return out
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` and of its children it waited for (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / TICKS
 
 
 def raw_consume(bootstrap: str, topic: str, n: int) -> PeerRun:
@@ -150,7 +139,7 @@ def app_run(peer: str, bootstrap: str, topic: str, n: int, timeout: float) -> Pe
         while time.monotonic() < deadline and proc.poll() is None:
             done = output_count(consumer, output)
             if first is None and done > 0:
-                first = (time.monotonic(), process_cpu_seconds(proc.pid), done)
+                first = (time.monotonic(), proc_cpu_seconds(proc.pid), done)
             if done >= n:
                 break
             time.sleep(0.2)
@@ -159,7 +148,7 @@ def app_run(peer: str, bootstrap: str, topic: str, n: int, timeout: float) -> Pe
             raise RuntimeError(f"{peer}: {done:,} of {n:,} outputs "
                                f"(exit {proc.poll()}):\n{tail}")
         seconds = time.monotonic() - first[0]
-        cpu = process_cpu_seconds(proc.pid) - first[1]
+        cpu = proc_cpu_seconds(proc.pid) - first[1]
         return PeerRun(peer, what, n - first[2], seconds, cpu, loadavg())
     finally:
         proc.terminate()

@@ -22,24 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from host import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 
 LINE = re.compile(r"end to end, (\d+) worker\(s\): ([\d,]+) events/s .*worker CPU (\d+) us/event; "
                   r"load ([\d. ]+)\)")
 LATENCY = re.compile(r"offered ([\d,]+)/s \(sent ([\d,]+)/s\) journey: p50 ([\d.]+) s, p95 "
                      r"([\d.]+) s, p99 ([\d.]+) s")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo): the machines this runs on differ."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def export(rev: str, into: Path) -> str:
@@ -66,7 +56,8 @@ def export(rev: str, into: Path) -> str:
         subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
         described = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
                                    capture_output=True, text=True).stdout.strip()
-    shutil.copy2(ROOT / "bench" / "bench_pipeline.py", into / "bench" / "bench_pipeline.py")
+    for helper in ("bench_pipeline.py", "host.py"):  # the measuring script and what it imports
+        shutil.copy2(ROOT / "bench" / helper, into / "bench" / helper)
     # and the stream-test support it imports (tests/support/ did not exist in older versions)
     shutil.copytree(ROOT / "tests" / "support", into / "tests" / "support", dirs_exist_ok=True)
     if (ROOT / "build").is_dir():  # the compiled core, used where it matches the sources

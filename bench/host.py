@@ -1,0 +1,32 @@
+"""The machine a benchmark runs on, read the same way by every bench script: the CPU's model,
+the load average and a process's CPU time (Linux /proc). Imported with bench/ on sys.path (the
+scripts' own directory, or run_all.py's and the smoke tests' path entry)."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo): the machines these run on differ."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def loadavg() -> str:
+    """The load average over 1, 5 and 15 minutes, as written beside every figure."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its reaped children), seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
