@@ -197,11 +197,19 @@ class PeakendConsumer(faust_aiokafka.Consumer):
             if not gate.gates(tp):
                 yield tp, message
                 continue
+            if message.generation_id != self.app.consumer_generation_id:
+                # Fetched before a rebalance that has begun: the agents refuse it, and the seek
+                # that ends the rebalance reads it again. Admitting it would move the gate past
+                # a record no agent applies.
+                continue
+            reading = gate.reading(tp)
             verdict = gate.admit(tp, message.offset, now=time.monotonic())
             if verdict is Verdict.LOOK_UP:
                 if not gate.hold(tp, message.offset):
                     continue  # a later record of a fetch sought back already: read again too
                 await self._look_up_first_offsets([tp])
+                if self._overtaken(tp, reading, message):
+                    continue
                 verdict = gate.admit(tp, message.offset, now=time.monotonic())
                 if verdict is Verdict.LOOK_UP:
                     # Still unknown (the broker did not answer): where the agents must start
@@ -209,13 +217,16 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                     # sought back to it so that it is read again, with a new lookup, instead
                     # of being dropped for good (the fetch position has moved past it).
                     await asyncio.sleep(self.HOLD_SECONDS)
-                    await self.seek(tp, message.offset)
+                    if not self._overtaken(tp, reading, message):
+                        await self.seek(tp, message.offset)
                     continue
             if verdict is Verdict.DELIVER:
                 yield tp, message
             elif verdict is Verdict.SEEK:
                 # the hole's records may be gone (retention): then reading goes on after them
                 await self._look_up_first_offsets([tp])
+                if self._overtaken(tp, reading, message):
+                    continue
                 if message.offset == gate.expected(tp):
                     gate.admit(tp, message.offset, now=time.monotonic())
                     yield tp, message
@@ -225,6 +236,16 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                             tp.topic, tp.partition, message.offset, expected)
                 if expected is not None:
                     await self.seek(tp, expected)
+
+    def _overtaken(self, tp: Any, reading: Any, message: Any) -> bool:
+        """While `getmany` waited (a lookup, a pause), did a rebalance begin or a seek to the
+        committed offsets reset the partition's reading? Then the record waited on is left
+        alone: that seek reads it again, and admitting it in the new reading would hand the
+        agents a record of an ended generation, which they refuse, and move the gate past it:
+        a hole no later seek fills (the partition's later records applied without it, its
+        commits stuck before it)."""
+        return (self.offset_gate.reading(tp) is not reading
+                or message.generation_id != self.app.consumer_generation_id)
 
     async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
         # A gated partition has no gaps (its records reach the agents in order); Faust's gap

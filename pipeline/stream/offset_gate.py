@@ -137,6 +137,24 @@ class OffsetGate:
             return True
         return False
 
+    def reading(self, tp: Hashable) -> PartitionGate | None:
+        """The partition's reading since its last seek to the committed offsets: compare it
+        (`is`) before and after waiting to tell whether such a seek came meanwhile. A record
+        fetched before that seek must then be left alone: the seek reads it again, and
+        admitting it would move the new reading past a record the agents refuse (it carries
+        the ended generation), a hole no later seek fills.
+
+        >>> gate = OffsetGate()
+        >>> gate.reset("p0", committed=4)
+        >>> before = gate.reading("p0")
+        >>> gate.reading("p0") is before
+        True
+        >>> gate.reset("p0", committed=4)  # a rebalance ended meanwhile
+        >>> gate.reading("p0") is before
+        False
+        """
+        return self.partitions.get(tp)
+
     def expected(self, tp: Hashable) -> int | None:
         """The offset a seek back goes to."""
         gate = self.partitions.get(tp)

@@ -122,8 +122,9 @@ def test_faust_reads_records_and_seeks_through_what_the_gate_overrides() -> None
 
 
 class Record:
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, generation_id: int = 0) -> None:
         self.offset = offset
+        self.generation_id = generation_id  # Faust's: the group generation it was fetched in
 
 
 def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp: Any,
@@ -137,8 +138,13 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
     seeks: list[tuple[Any, int]] = []
 
     async def getmany(self: Any, timeout: float) -> Any:
+        # Faust's: records carry the generation of their fetch, and the fetch ends as soon as
+        # the generation changes
+        generation = self.app.consumer_generation_id
         for offset in fetches.pop(0):
-            yield tp, Record(offset)
+            if self.app.consumer_generation_id != generation:
+                break
+            yield tp, Record(offset, generation)
 
     async def seek(self: Any, partition: Any, offset: int) -> None:
         seeks.append((partition, offset))
@@ -154,7 +160,8 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
         monkeypatch.setattr(faust_aiokafka.Consumer, name, fake)
     monkeypatch.setattr(faust_aiokafka.Consumer, "assignment", lambda self: {tp})
     consumer: Any = PeakendConsumer.__new__(PeakendConsumer)
-    consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: t == "t"))
+    consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: t == "t"),
+                                   consumer_generation_id=1)
     consumer._acked = defaultdict(list)
     consumer._acked_index = defaultdict(set)
     consumer._gap = defaultdict(IntervalTree)
@@ -223,6 +230,74 @@ def test_a_record_read_while_the_first_offset_is_unknown_is_read_again_not_dropp
     # again; fetch 3: the answer, 4-6 delivered
     assert asyncio.run(read()) == [[], [], [4, 5, 6]]
     assert seeks == [(tp, 4), (tp, 4)]
+
+
+def test_a_rebalance_during_a_first_offset_lookup_leaves_no_hole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cluster fault stream's loss (issue 20): a record waits in `getmany` for its
+    partition's first offset while a rebalance ends (a new generation, the gate reset by the
+    seek to the committed offsets). Admitted after the lookup, it went to the agents stamped
+    with the ended generation, which they refuse, and the new reading moved past it: the
+    partition's later records were applied without it and its commits stuck before it. It
+    must be left to the refetch instead, which delivers it in the new generation."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 3)
+    consumer, seeks = gated_consumer(monkeypatch, [[0, 1, 2], [0, 1, 2]], tp)
+    lookups = 0
+
+    async def earliest_offsets(self: Any, *partitions: Any) -> dict[Any, int]:
+        nonlocal lookups
+        lookups += 1
+        if lookups == 1:  # the first rebalance's lookup: no answer
+            raise TimeoutError("no answer")
+        if lookups == 2:  # getmany's lookup for record 0: a rebalance ends meanwhile
+            consumer.app.consumer_generation_id = 2
+            await consumer.perform_seek()
+        return {tp: 0}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "earliest_offsets", earliest_offsets)
+
+    async def read() -> list[tuple[int, int]]:
+        await consumer.perform_seek()
+        return [(message.offset, message.generation_id)
+                for _ in range(2) async for _, message in consumer.getmany(1.0)]
+
+    # before the fix: [(0, 1), (1, 2), (2, 2)], record 0 of generation 1 refused by the agents
+    assert asyncio.run(read()) == [(0, 2), (1, 2), (2, 2)]
+    assert all(offset == 0 for _, offset in seeks)  # never sought past the hole
+
+
+def test_a_record_of_an_ended_generation_does_not_move_the_gate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's consumer thread moved the group's generation on after the fetch (a rebalance
+    began): such records are refused by the agents and read again after the rebalance's seek,
+    so the gate lets them by without counting them as delivered."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 4)
+    consumer, _ = gated_consumer(monkeypatch, [], tp)
+    fetches = [[Record(0, 1), Record(1, 1)], [Record(0, 2), Record(1, 2)]]
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        for record in fetches.pop(0):
+            yield tp, record
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", getmany)
+
+    async def read() -> list[list[int]]:
+        await consumer.perform_seek()
+        consumer.app.consumer_generation_id = 2
+        return [[message.offset async for _, message in consumer.getmany(1.0)]
+                for _ in range(2)]
+
+    assert asyncio.run(read()) == [[], [0, 1]]
 
 
 def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
