@@ -33,6 +33,7 @@ STAGES = (
     ("entry stage: aiokafka consume, produce, commit", "EntryStage._run_once", "stream/entry.py"),
     ("state writes: dump state, Faust tables, RocksDB", "write_state", "stream/agent_loop.py"),
     ("state writes: dump state, Faust tables, RocksDB", "write_state", "stream/agents.py"),
+    ("state writes: dump state, Faust tables, RocksDB", "", "stream/state_writer.py"),
     ("outputs: drain the outbox, encode records", "OutputFlusher.flush", "stream/flush.py"),
     ("stage one: decode batch records, core, outbox (peakend)", "JourneysAgent.process",
      "stream/agents.py"),

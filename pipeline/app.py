@@ -59,6 +59,7 @@ from pipeline.stream.outbox import (
     METRICS,
     Outbox,
 )
+from pipeline.stream.state_writer import ChangelogTable, StateDelivery
 from pipeline.stream.topics import (
     CLAIMS_STATE_TABLE,
     FOLLOWUP_STATE_TABLE,
@@ -198,16 +199,26 @@ def build_worker(
     claim_state = table(CLAIMS_STATE_TABLE)
 
     # Outputs leave in batches from a producer of their own (pipeline/stream/delivery.py: why),
-    # not through Faust's per-record producer buffer; changelog writes stay Faust's.
+    # not through Faust's per-record producer buffer; so do the state tables' changelog
+    # records, once per batch and partition (pipeline/stream/state_writer.py: why).
+    faust_tables = {f"state:{t.name}": t
+                    for t in (journey_state, segment_state, followup_state, claim_state)}
     topic_of = {JOURNEYS: journeys, CONTRIBUTIONS: contributions, METRICS: metric_topic,
                 ALERTS: alerts, FOLLOWUP_INPUTS: followup_inputs, FOLLOWUPS: followups_out,
-                CLAIMS: claims_in}
+                CLAIMS: claims_in,
+                **{role: t.changelog_topic for role, t in faust_tables.items()}}
     delivery = BatchDelivery(
         lambda: _output_producer(s),
         {role: topic.get_topic_name() for role, topic in topic_of.items()})
     outputs = OutputFlusher(Outbox(s.partitions, followup_rules), delivery, stats)
     guard = RebalanceGuard(fapp)
     letters = DeadLetters(dead_letters, privacy, stats)
+    state_of = {t.name: ChangelogTable(t, delivery, role, faust.types.TP)
+                for role, t in faust_tables.items()}
+    deliver_state = StateDelivery(delivery, list(state_of.values()))
+    journey_state, segment_state = state_of[journey_table], state_of[segment_table]
+    followup_state = state_of[FOLLOWUP_STATE_TABLE]
+    claim_state = state_of[CLAIMS_STATE_TABLE]
 
     journeys_agent = JourneysAgent(
         core=core, rules=rules, table=journey_state, outputs=outputs, guard=guard,
@@ -228,7 +239,8 @@ def build_worker(
             flush_faust_producer=lambda: fapp.producer.flush(),
             release=lambda batch: faust_private.release(fapp.consumer, batch),
             take=take, within_seconds=s.stream_batch_seconds,
-            count_applied=AppliedCounter(stats, stage, record) if stage else None)
+            count_applied=AppliedCounter(stats, stage, record) if stage else None,
+            deliver_state=deliver_state)
 
     # A few batch records at a time for the journeys agent (each up to one entry-stage read):
     # taking as many batch records as events decoded a whole backlog at once (malloc in use

@@ -6,14 +6,17 @@ partitions it touched (`StageAgent.write_state`); `AgentLoop` runs the order tha
 at-least-once delivery exact (docs/streaming.md, "Exact results with at-least-once delivery"):
 
 1. process the batch (the events the fence admits; outputs go to the outbox);
-2. deliver the outputs (their own producer) and flush Faust's producer (dead letters, earlier
-   changelog writes);
+2. deliver the outputs (their own producer) and flush Faust's producer (dead letters, the
+   claims stage's withdrawals);
 3. if a rebalance started meanwhile, drop the batch: no state written, nothing acked, its
    partitions' processors rebuilt from their table, the rest of its consumer generation fenced
    (pipeline/stream/fence.py), its events released from Faust's un-acked set;
-4. otherwise write each touched partition's state once, then ack the events in offset order.
+4. otherwise write each touched partition's state once (its local database at once, its
+   changelog records queued: pipeline/stream/state_writer.py), wait until the changelog records
+   are delivered, and ack the events in offset order, even if a rebalance started meanwhile
+   (the state is in the changelog before the acks, and the revocation waits for them).
 
-Steps 3 and 4 are synchronous, so no Faust commit runs between the state write and the acks.
+A commit covers acked events only, so none covers a state write not yet in the changelog.
 No Faust import here: the loop is driven by a fake stream in tests/unit/stream/test_agent_loop.py.
 """
 
@@ -130,7 +133,8 @@ class AgentLoop:
                  flush_faust_producer: Callable[[], Awaitable[None]],
                  release: Callable[[list[Any]], None],
                  take: int, within_seconds: float,
-                 count_applied: Callable[[Processed], None] | None = None) -> None:
+                 count_applied: Callable[[Processed], None] | None = None,
+                 deliver_state: Callable[[], Awaitable[None]] | None = None) -> None:
         self.agent = agent
         self.guard = guard
         self.deliver_outputs = deliver_outputs
@@ -140,6 +144,9 @@ class AgentLoop:
         self.within_seconds = within_seconds
         # told what a batch applied once its state is written (the worker's progress metric)
         self.count_applied = count_applied
+        # the changelog records of the state written, delivered before the acks (None: the
+        # state tables are plain mappings, as in the unit tests, written at once)
+        self.deliver_state = deliver_state
 
     async def settle(self, batch: list[Any]) -> list[Any]:
         """The events of `batch` to ack: processed, their outputs delivered, then the state of
@@ -153,14 +160,27 @@ class AgentLoop:
         await self.deliver_outputs()  # the outputs (their own producer), then Faust's records
         await self.flush_faust_producer()
         if not self.guard.settled(epoch):
-            for partition in processed.last_of:
-                self.agent.forget(partition)
-            self.guard.drop(processed.done)
-            return []
+            return self.drop(processed)
         self.agent.write_state(processed.last_of)
+        if self.deliver_state is not None:
+            # The batch is acked even if a rebalance started meanwhile: its state is in the
+            # changelog by now, and Faust's revocation waits for these acks (or releases) before
+            # the partitions move, so the next owner restores this state. Dropping it instead
+            # needs the events read again, and a partition without a committed offset is not
+            # sought back: with no later record to reveal the hole, they never were (a
+            # two-worker test stalled that way).
+            await self.deliver_state()
         if self.count_applied is not None:
             self.count_applied(processed)
         return processed.done
+
+    def drop(self, processed: Processed) -> list[Any]:
+        """Forget a batch a rebalance overtook: its partitions' processors are rebuilt from
+        their table, the rest of its generation is fenced; nothing to ack."""
+        for partition in processed.last_of:
+            self.agent.forget(partition)
+        self.guard.drop(processed.done)
+        return []
 
     async def run(self, stream: Any) -> None:
         """The agent: batches of un-acked events (Faust's `Stream.noack_take`). Outputs are
@@ -179,12 +199,26 @@ class AgentLoop:
             del done
 
 
-def write_state(table: MutableMapping[str, Any], event: Any, pairs: list[tuple[str, Any]],
-                extra: dict[str, Any]) -> None:
+class StateTable(Protocol):
+    """What the agents read of a state table: every (key, value) held, at restore. The worker's
+    tables (`ChangelogTable`, pipeline/stream/state_writer.py) are also written in batches
+    (`write_pairs`); a plain mapping (the unit tests) is written key by key."""
+
+    def items(self) -> Iterable[tuple[str, Any]]: ...
+
+
+def write_state(table: StateTable | MutableMapping[str, Any], event: Any,
+                pairs: list[tuple[str, Any]], extra: dict[str, Any]) -> None:
     """Write a partition's changed keys (`pairs`: key, state or None to delete) to its state
-    table, each as `{"p": partition, "s": state, **extra}`. Faust routes a table write to the
-    store and changelog partition of the current event; in a batch that is set to `event`, an
-    event of the partition whose keys are written."""
+    table, each as `{"p": partition, "s": state, **extra}`: in one batch when the table takes
+    one (`write_pairs`), else key by key to a mapping. Faust routes a mapping write to the store
+    and changelog partition of the current event; in a batch that is set to `event`, an event
+    of the partition whose keys are written."""
+    write_pairs = getattr(table, "write_pairs", None)
+    if write_pairs is not None:
+        write_pairs(event.message.partition, pairs, extra)
+        return
+    assert isinstance(table, MutableMapping)
     with current_event_of(event):
         for key, state in pairs:
             if state is None:
@@ -193,7 +227,7 @@ def write_state(table: MutableMapping[str, Any], event: Any, pairs: list[tuple[s
                 table[key] = {"p": event.message.partition, "s": state, **extra}
 
 
-def held_state(table: MutableMapping[str, Any], partition: int
+def held_state(table: StateTable | MutableMapping[str, Any], partition: int
                ) -> tuple[list[tuple[str, Any]], int]:
     """The (key, state) pairs a state table holds for `partition`, and the largest stream time
     stored with them (`"w"`; NEVER when none is)."""

@@ -31,6 +31,7 @@ from pipeline.core.scoring import ScoringRules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.stream.agent_loop import Processed, RebalanceGuard, held_state, write_state
+from pipeline.stream.agent_loop import StateTable as AgentStateTable
 from pipeline.stream.batches import decode_batch, decode_withdrawals, encode_withdrawals
 from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
 from pipeline.stream.flush import OutputFlusher
@@ -38,7 +39,8 @@ from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.partition import PartitionProcessor
 from pipeline.stream.segments import SegmentStage
 
-StateTable = MutableMapping[str, Any]
+# a table an agent writes its state to (`ChangelogTable` in the worker, a dict in the tests)
+StateTable = AgentStateTable | MutableMapping[str, Any]
 ALERT_METRICS = ("nps", "ces", "csat", "negative_end")
 
 

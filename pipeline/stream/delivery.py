@@ -32,7 +32,7 @@ from pipeline.stream.outbox import Record
 
 log = logging.getLogger(__name__)
 
-Group = tuple[str, int, list[tuple[bytes | None, bytes]]]  # topic, partition, (key, value)s
+Group = tuple[str, int, list[tuple[bytes | None, bytes | None]]]  # topic, partition, (key, value)s
 
 
 class BatchProducer(Protocol):
@@ -67,7 +67,7 @@ def group(records: Iterable[Record], topic_of: dict[str, str],
     >>> group(rs, {"j": "journeys", "c": "contributions"}, lambda topic: 12)
     [('journeys', 6, [(b'foobar', b'1'), (b'foobar', b'2')]), ('contributions', 2, [(None, b'w')])]
     """  # noqa: E501
-    groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+    groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
     counts: dict[str, int] = {}
     for record in records:
         topic = topic_of[record.role]
@@ -96,6 +96,9 @@ class BatchDelivery:
         self._producer: BatchProducer | None = None
         self._partitions: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        # (topic, partition) -> offset of the last record the broker acknowledged there: where
+        # a state table's changelog stands (pipeline/stream/state_writer.py)
+        self.last_offsets: dict[tuple[str, int], int] = {}
 
     def add(self, records: Iterable[Record]) -> None:
         """Queue records to send at the next `deliver()` (synchronous: any caller may)."""
@@ -129,18 +132,28 @@ class BatchDelivery:
         for topic in {self.topic_of[r.role] for r in records} - self._partitions.keys():
             self._partitions[topic] = len(await producer.partitions_for(topic))
         futures = []
+        sent: list[tuple[str, int, int]] = []  # topic, partition, records of each batch
         for topic, partition, items in group(records, self.topic_of, self._partitions.__getitem__):
             batch = producer.create_batch()
+            count = 0
             for key, value in items:
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     # full: this one leaves, the record starts the next
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
+                    sent.append((topic, partition, count))
+                    batch, count = producer.create_batch(), 0
                     if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(f"a {len(value)}-byte record to {topic} is larger "
-                                         "than the producer's batch size")
+                        raise ValueError(f"a {len(value or b'')}-byte record to {topic} is "
+                                         "larger than the producer's batch size")
+                count += 1
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
+            sent.append((topic, partition, count))
+        for (topic, partition, count), metadata in zip(sent, await asyncio.gather(*futures),
+                                                       strict=True):
+            base = getattr(metadata, "offset", None)  # aiokafka's RecordMetadata: first offset
+            if base is not None and count:
+                tp = (topic, partition)
+                self.last_offsets[tp] = max(self.last_offsets.get(tp, -1), base + count - 1)
 
     async def _ensure_producer(self) -> BatchProducer:
         if self._producer is None:

@@ -18,7 +18,10 @@ differently; nothing else in `pipeline/` may use a Faust private name.
 - `ProducerBuffer.flush_atmost` giving up after 0.1 s, a behaviour (`PeakendProducer`): a flush
   before a commit must leave nothing buffered (`flush_until_empty`);
 - `Table._new_store_by_url` (`StoreHookTable`): the RocksDB options of each store Faust creates
-  for a table (pipeline/state_store.py).
+  for a table (pipeline/state_store.py);
+- `rocksdb.Store._db_for_partition` (`partition_db`): the RocksDB database of one partition of a
+  table, which the worker writes a batch's state to in one `WriteBatch`, its changelog records
+  sent in batches beside the outputs (pipeline/stream/state_writer.py: why).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "current_event_of",
     "flush_until_empty",
     "next_commit_offset",
+    "partition_db",
     "release",
 ]
 
@@ -138,6 +142,8 @@ class PeakendConsumer(faust_aiokafka.Consumer):
     # The pause before re-reading a record held while its partition's first offset is unknown:
     # paces the lookups when the broker refuses them at once.
     HOLD_SECONDS = 0.5
+    # when `getmany` may look up again the first offsets that the last lookup did not get
+    _first_offsets_retry_at = 0.0
 
     @property
     def offset_gate(self) -> OffsetGate:
@@ -170,9 +176,25 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                 gate.forget(tp)
         for tp in assigned:
             gate.reset(tp, self._committed_offset.get(tp))
-        unknown = [tp for tp in assigned if gate.expected(tp) is None]
-        if unknown:
-            await self._look_up_first_offsets(unknown)
+        await self._start_at_first_offsets(gate.unknown())
+
+    async def _start_at_first_offsets(self, partitions: list[Any]) -> None:
+        """Partitions the group never committed: look their first offsets up and seek them
+        there. aiokafka does not seek such a partition: it reads on from where it had fetched,
+        past records a dropped batch or an ended generation left unapplied, and the gate sees
+        that hole only when a later record arrives; a partition with no later record stalled
+        (a two-worker test, one batch record on a partition). A lookup that fails is retried
+        from `getmany` every `HOLD_SECONDS` until it succeeds."""
+        if not partitions:
+            return
+        self._first_offsets_retry_at = time.monotonic() + self.HOLD_SECONDS
+        await self._look_up_first_offsets(partitions)
+        gate = self.offset_gate
+        for tp in partitions:
+            expected = gate.expected(tp)
+            if expected is not None:
+                await self.seek(tp, expected)
+                gate.sought(tp, now=time.monotonic())
 
     async def _look_up_first_offsets(self, partitions: list[Any]) -> None:
         """The log start of partitions without a committed offset. On failure their records
@@ -193,6 +215,8 @@ class PeakendConsumer(faust_aiokafka.Consumer):
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         """Faust's records, gated: each gated partition's records in offset order, no holes."""
         gate = self.offset_gate
+        if time.monotonic() >= self._first_offsets_retry_at:
+            await self._start_at_first_offsets(gate.unknown())
         async for tp, message in super().getmany(timeout):
             if not gate.gates(tp):
                 yield tp, message
@@ -311,3 +335,10 @@ class StoreHookTable(faust.Table[Any, Any]):
     def configure_store(self, store: Any) -> Any:
         """Adjust a store Faust made for this table (returns it)."""
         return store
+
+
+def partition_db(table: Any, partition: int) -> Any:
+    """The RocksDB database (a rocksdict `Rdict` in raw mode) that holds `partition` of a
+    RocksDB-backed Faust table: what Faust's own `Store._set` writes to for an event of that
+    partition, opened by Faust if it is not open yet (`Store._db_for_partition`)."""
+    return table.data._db_for_partition(partition)

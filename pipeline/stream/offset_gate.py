@@ -155,6 +155,23 @@ class OffsetGate:
         """
         return self.partitions.get(tp)
 
+    def sought(self, tp: Hashable, *, now: float) -> None:
+        """The partition was sought to its expected offset: records fetched before that seek
+        are dropped without seeking again for `reseek_seconds`."""
+        gate = self.partitions.get(tp)
+        if gate is not None:
+            gate.sought_at = now
+
+    def unknown(self) -> list[Hashable]:
+        """The partitions whose first offset is not known yet (never committed, not looked up).
+
+        >>> gate = OffsetGate()
+        >>> gate.reset("p0", committed=None); gate.reset("p1", committed=7)
+        >>> gate.unknown()
+        ['p0']
+        """
+        return [tp for tp, gate in self.partitions.items() if gate.expected is None]
+
     def expected(self, tp: Hashable) -> int | None:
         """The offset a seek back goes to."""
         gate = self.partitions.get(tp)

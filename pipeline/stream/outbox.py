@@ -47,7 +47,7 @@ class Record(NamedTuple):
 
     role: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (a state table's changelog, stream/state_writer.py)
     partition: int | None = None
 
 

@@ -44,7 +44,9 @@ class RecordingAgent:
 
 
 def make_loop(group: Group, log: list[Any], *, rebalance_on_delivery: int | None = None,
-              count_applied: AppliedCounter | None = None) -> tuple[AgentLoop, list[Event]]:
+              count_applied: AppliedCounter | None = None, state_delivery: bool = False,
+              rebalance_on_state_delivery: int | None = None,
+              ) -> tuple[AgentLoop, list[Event]]:
     guard = RebalanceGuard(group)
     released: list[Event] = []
     deliveries = 0
@@ -63,9 +65,19 @@ def make_loop(group: Group, log: list[Any], *, rebalance_on_delivery: int | None
         log.append(("release", [e.message.offset for e in batch]))
         released.extend(batch)
 
+    state_deliveries = 0
+
+    async def deliver_state() -> None:
+        nonlocal state_deliveries
+        state_deliveries += 1
+        log.append("deliver-state")
+        if state_deliveries == rebalance_on_state_delivery:
+            group.rebalancing_count += 1  # a rebalance starts while the changelog leaves
+
     loop = AgentLoop(RecordingAgent(guard, log), guard, deliver_outputs=deliver,
                      flush_faust_producer=flush_producer, release=release, take=7,
-                     within_seconds=0.25, count_applied=count_applied)
+                     within_seconds=0.25, count_applied=count_applied,
+                     deliver_state=deliver_state if state_delivery else None)
     return loop, released
 
 
@@ -82,6 +94,45 @@ def test_outputs_are_delivered_before_the_state_is_written_and_the_events_acked(
                    ("write", {1: 1})]
     assert stream.acked == batches[0] + batches[1]  # every event, in the order taken
     assert released == []
+
+
+def test_the_changelog_of_the_state_is_delivered_before_the_events_are_acked() -> None:
+    log: list[Any] = []
+    offsets = Offsets("in")
+    batch = [offsets.event(b"x", p) for p in (0, 1)]
+    stream = Stream([batch])
+    loop, released = make_loop(Group(), log, state_delivery=True)
+
+    async def ack(event: Event) -> bool:
+        log.append(("ack", event.message.offset))
+        stream.acked.append(event)
+        return True
+
+    stream.ack = ack  # type: ignore[method-assign]
+    asyncio.run(loop.run(stream))
+    assert log == [("process", [0, 0]), "deliver", "flush-faust", ("write", {0: 0, 1: 0}),
+                   "deliver-state", ("ack", 0), ("ack", 0)]
+    assert released == []
+
+
+def test_a_rebalance_while_the_changelog_leaves_still_acks_the_batch() -> None:
+    log: list[Any] = []
+    offsets = Offsets("in")
+    group = Group(consumer_generation_id=3)
+    first = [offsets.event(b"a", 0, 3), offsets.event(b"b", 2, 3)]
+    later = [offsets.event(b"c", 0, 3)]
+    stream = Stream([first, later])
+    stats = WorkerMetrics.create()
+    counter = AppliedCounter(stats, "claims", "claim")
+    loop, released = make_loop(group, log, state_delivery=True, rebalance_on_state_delivery=1,
+                               count_applied=counter)
+    asyncio.run(loop.run(stream))
+    # its state is in the changelog before the acks, and the revocation waits for them: the
+    # batch is acked and counted, nothing is forgotten or fenced (the next record is applied)
+    assert stream.acked == first + later
+    assert released == []
+    assert not any(step[0] == "forget" for step in log if isinstance(step, tuple))
+    assert applied(stats, "claims", "claim") == 3
 
 
 def test_a_batch_a_rebalance_overtook_is_dropped_and_fences_its_generation() -> None:

@@ -54,6 +54,11 @@ def test_a_store_write_goes_to_the_database_of_the_named_events_partition(
             assert store["k"] == {"v": 1}
         with current_event_of(Event(b"", Message("t", 2, 0))), pytest.raises(KeyError):
             store["k"]  # another partition's database
+        # the database `partition_db` hands the state writer is the one Faust wrote to
+        assert faust_private.partition_db(table, 5) is store._dbs[5]
+        assert faust_private.partition_db(table, 5)[store._encode_key("k")] == \
+            store._encode_value({"v": 1})
+        assert "self._db_for_partition(partition)" in inspect.getsource(faust_rocksdb.Store._set)
     finally:
         for db in store._dbs.values():
             db.close()
@@ -172,7 +177,8 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
 def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 20's loss: a partition with no committed offset, read from 3 after a rebalance.
-    Today's Faust hands 3-5 over and commits 6 over 0-2; the gate seeks back to 0 instead."""
+    Today's Faust hands 3-5 over and commits 6 over 0-2; the consumer seeks it to 0 when the
+    rebalance ends, and the gate drops what was fetched before that seek."""
     import asyncio
 
     from faust.types import TP
@@ -226,9 +232,9 @@ def test_a_record_read_while_the_first_offset_is_unknown_is_read_again_not_dropp
         return [[message.offset async for _, message in consumer.getmany(1.0)]
                 for _ in range(3)]
 
-    # fetch 1: no answer for 4 (5 and 6 wait for the seek); fetch 2: the refetch, no answer
-    # again; fetch 3: the answer, 4-6 delivered
-    assert asyncio.run(read()) == [[], [], [4, 5, 6]]
+    # fetch 1: no answer to the retry before it nor for record 4 (5 and 6 wait for the seek
+    # back to 4); fetch 2: the retry before it gets the answer, 4-6 delivered
+    assert asyncio.run(read()) == [[], [4, 5, 6], []]
     assert seeks == [(tp, 4), (tp, 4)]
 
 
@@ -300,6 +306,60 @@ def test_a_record_of_an_ended_generation_does_not_move_the_gate(
     assert asyncio.run(read()) == [[], [0, 1]]
 
 
+def test_a_partition_never_committed_is_sought_to_its_first_offset_when_a_rebalance_ends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its only record was fetched in the generation before (then dropped): aiokafka would read
+    on past it, and with no later record the gate never saw the hole."""
+    import asyncio
+
+    from faust.types import TP
+
+    tp = TP("t", 2)
+    consumer, seeks = gated_consumer(monkeypatch, [[], [0]], tp)
+
+    async def read() -> list[int]:
+        await consumer.perform_seek()
+        out = []
+        for _ in range(2):
+            out += [message.offset async for _, message in consumer.getmany(1.0)]
+        return out
+
+    assert asyncio.run(read()) == [0]
+    assert seeks == [(tp, 0)]
+
+
+def test_a_never_committed_partition_whose_lookup_failed_is_sought_once_it_succeeds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lookup at the end of the rebalance fails and the partition's position is past its
+    records (fetched in the ended generation): no record will arrive to reveal the hole, so
+    `getmany` retries the lookup and seeks the partition to its first offset."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 5)
+    consumer, seeks = gated_consumer(monkeypatch, [[], [0]], tp)
+    answers: list[dict[Any, int] | Exception] = [TimeoutError("no answer"), {tp: 0}]
+
+    async def earliest_offsets(self: Any, *partitions: Any) -> dict[Any, int]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(PeakendConsumer, "HOLD_SECONDS", 0.0)
+
+    async def read() -> list[int]:
+        await consumer.perform_seek()  # its lookup: no answer
+        assert seeks == []
+        return [message.offset for _ in range(2) async for _, message in consumer.getmany(1.0)]
+
+    assert asyncio.run(read()) == [0]
+    assert seeks == [(tp, 0)]
+
+
 def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
@@ -344,7 +404,7 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
     adapter = ROOT / "pipeline" / "stream" / "faust_private.py"
     framework_private = private_names_used(ast.parse(adapter.read_text())) - {"_"}
     assert {"_current_event", "_new_offset", "_unacked_messages",
-            "_new_store_by_url"} <= framework_private
+            "_new_store_by_url", "_db_for_partition"} <= framework_private
     leaks = []
     for path in sorted((ROOT / "pipeline").rglob("*.py")):
         if path == adapter or "build" in path.relative_to(ROOT).parts:
@@ -358,6 +418,7 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["PeakendConsumer", "PeakendProducer", "PeakendTransport",
-                                  "StoreHookTable", "current_event_of", "release"])
+                                  "StoreHookTable", "current_event_of", "partition_db",
+                                  "release"])
 def test_the_adapter_exports_what_the_worker_uses(name: str) -> None:
     assert name in faust_private.__all__

@@ -1,0 +1,118 @@
+"""A state table written once per batch: its local RocksDB database in one `WriteBatch`, its
+changelog records in aiokafka batches beside the outputs, not one Faust `send_soon` per key.
+
+Why: a py-spy profile of the worker on the generator's default mix (docs/streaming.md,
+"Throughput work, issue 15, third round") spent about a third of its samples on Faust's
+per-record changelog path: for every key a table write serialises the value, puts it in RocksDB,
+and queues a `send_soon` (a buffer entry, a `publish_message`, an aiokafka `send`, a callback
+that writes the changelog offset back into RocksDB). The worker wrote ~2.5 changelog records per
+input event (claims 0.9, segment buckets 1.3, journeys and follow-ups 0.16 each). Here a
+partition's changed keys are encoded once (orjson, the bytes Faust's json codec writes), put in
+its database in one `WriteBatch`, and queued as records on the table's changelog partition in
+the worker's `BatchDelivery` (pipeline/stream/delivery.py), which sends each partition's
+records as one aiokafka batch.
+
+What stays as before, so a restore reads what Faust wrote: the changelog topic, its partition
+(the one of the state's partition), the key and value bytes, a tombstone (value None) for a
+deleted key, and the changelog offset stored in the partition's database
+(`Store.set_persisted_offset`, Faust's public store method) once the records are acknowledged,
+from which Faust's recovery reads the changelog on. An offset stored late only makes a restore
+read a few records again: each is the value the database holds already or an older one the
+later records overwrite.
+
+Order (pipeline/stream/agent_loop.py): outputs delivered, then this write (local database at
+once, changelog queued), then `deliver()` waits for the changelog records, then the batch's
+events are acked. A crash before the acks leaves state ahead of the committed offsets, which
+the stages absorb (re-read events are duplicates: docs/streaming.md, "Exact results with
+at-least-once delivery"). On a revocation the worker delivers what is queued before it gives
+the partitions up (`Revocations`), so the next owner's restore sees these records.
+No Faust import: the one Faust private name used (the partition's database) is
+`faust_private.partition_db`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import rocksdict
+
+from pipeline.stream.delivery import BatchDelivery
+from pipeline.stream.faust_private import partition_db
+from pipeline.stream.outbox import Record
+
+# The options of Faust's json codec (faust.utils.json.dumps with orjson): the same bytes as a
+# `table[key] = value` write (tests/unit/stream/test_state_writer.py compares them).
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+
+
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value, option=JSON_OPTIONS)
+
+
+class ChangelogTable:
+    """One Faust table (RocksDB store, changelog topic), written through `write_pairs` and read
+    (at restore) through `items`."""
+
+    def __init__(self, table: Any, delivery: BatchDelivery, role: str,
+                 topic_partition: Callable[[str, int], Any],
+                 database: Callable[[Any, int], Any] = partition_db) -> None:
+        self.table = table
+        self.delivery = delivery
+        self.role = role  # the delivery's role whose topic is this table's changelog
+        self.topic = delivery.topic_of[role]
+        self.topic_partition = topic_partition  # (topic, partition) -> Faust's TP
+        self.database = database
+        self._unpersisted: set[int] = set()  # partitions written since their offset was stored
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Every (key, value) of the partitions this worker holds (Faust decodes them)."""
+        return iter(self.table.items())
+
+    def write_pairs(self, partition: int, pairs: list[tuple[str, Any]],
+                    extra: dict[str, Any]) -> None:
+        """Write the changed keys of `partition` (`pairs`: key, state or None to delete), each
+        as `{"p": partition, "s": state, **extra}`: at once to the local database, and queued
+        for the changelog (sent by the next `deliver()`)."""
+        if not pairs:
+            return
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        records: list[Record] = []
+        role = self.role
+        for key, state in pairs:
+            key_bytes = encode(key)
+            if state is None:
+                batch.delete(key_bytes)
+                records.append(Record(role, key_bytes, None, partition))
+            else:
+                value = encode({"p": partition, "s": state, **extra})
+                batch.put(key_bytes, value)
+                records.append(Record(role, key_bytes, value, partition))
+        self.database(self.table, partition).write(batch)
+        self.delivery.add(records)
+        self._unpersisted.add(partition)
+
+    def persist_offsets(self) -> None:
+        """Store in each written partition's database the changelog offset the broker
+        acknowledged last (call after `deliver()`), where Faust's recovery reads on from."""
+        for partition in sorted(self._unpersisted):
+            offset = self.delivery.last_offsets.get((self.topic, partition))
+            if offset is not None:
+                self.table.data.set_persisted_offset(self.topic_partition(self.topic, partition),
+                                                     offset)
+        self._unpersisted.clear()
+
+
+class StateDelivery:
+    """The changelog records of every `ChangelogTable` delivered (with whatever outputs wait in
+    the same delivery), then their offsets stored: what an agent awaits before it acks."""
+
+    def __init__(self, delivery: BatchDelivery, tables: list[ChangelogTable]) -> None:
+        self.delivery = delivery
+        self.tables = tables
+
+    async def __call__(self) -> None:
+        await self.delivery.deliver()
+        for table in self.tables:
+            table.persist_offsets()

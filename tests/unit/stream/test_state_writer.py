@@ -1,0 +1,163 @@
+"""`ChangelogTable` on a real Faust table (RocksDB store, no broker): a batch of state written
+in one `WriteBatch` is what Faust's own `table[key] = value` writes (same bytes, same partition
+database), its changelog records are what Faust's changelog would hold (same key and value
+bytes, tombstones for deleted keys, on the state's partition), Faust's recovery applying them
+rebuilds the same database, and the acknowledged changelog offset is stored where Faust's
+recovery reads it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+from faust.stores import rocksdb as faust_rocksdb
+from faust.types import TP
+
+from pipeline.stream.agent_loop import write_state
+from pipeline.stream.delivery import BatchDelivery
+from pipeline.stream.faust_private import StoreHookTable
+from pipeline.stream.state_writer import ChangelogTable, StateDelivery
+from tests.unit.stream.fake_faust import Event, Message
+
+CHANGELOG = "app-t-changelog"
+
+
+@pytest.fixture(autouse=True)
+def event_loop_for_faust() -> Any:
+    """A Faust app takes the current event loop when built; an earlier test's `asyncio.run`
+    leaves none."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def faust_table(tmp_path: Path, name: str = "t") -> Any:
+    app: Any = faust.App(f"state-writer-{name}", datadir=str(tmp_path), store="rocksdb://")
+    table = app.tables.add(StoreHookTable(app, name=name, partitions=8,
+                                          beacon=app.tables.beacon))
+    assert isinstance(table.data, faust_rocksdb.Store)
+    return table
+
+
+def close(table: Any) -> None:
+    for db in table.data._dbs.values():
+        db.close()
+
+
+def held(table: Any, partition: int) -> dict[str, Any]:
+    """What one partition's database holds, decoded by Faust (`table.items()` would list the
+    partitions the consumer is assigned only: none here)."""
+    store = table.data
+    return {store._decode_key(k): store._decode_value(v)
+            for k, v in store._db_for_partition(partition).items() if k != store.offset_key}
+
+
+def delivery() -> BatchDelivery:
+    return BatchDelivery(lambda: None, {"state:t": CHANGELOG})  # type: ignore[arg-type,return-value]
+
+
+def test_a_batch_write_is_what_faust_writes_key_by_key(tmp_path: Path) -> None:
+    ours, theirs = faust_table(tmp_path / "a"), faust_table(tmp_path / "b")
+    try:
+        state = ChangelogTable(ours, delivery(), "state:t", TP)
+        pairs: list[tuple[str, Any]] = [("j-1", {"events": [1, 2], "at": 1.5}),
+                                        ("bucket:ch=web|nps|0", {"v": 3, "m": {"e\x1fj": 9}}),
+                                        ("__watermark__", 123)]
+        event = Event(b"", Message("in", 5, 0))
+        write_state(state, event, pairs, {"w": 7})
+        write_state(theirs, event, pairs, {"w": 7})  # Faust's own path, key by key
+        for key, _ in pairs:
+            key_bytes = ours.data._encode_key(key)
+            assert key_bytes == theirs.data._encode_key(key)
+            assert ours.data._db_for_partition(5)[key_bytes] == \
+                theirs.data._db_for_partition(5)[key_bytes]
+        assert set(ours.data._dbs) == {5}  # the state's partition only
+        assert held(ours, 5) == held(theirs, 5)
+        assert held(ours, 5)["__watermark__"] == {"p": 5, "s": 123, "w": 7}
+        # a deleted key is gone from the database and leaves a tombstone
+        write_state(state, event, [("j-1", None)], {})
+        assert "j-1" not in held(ours, 5)
+        assert state.delivery._pending[-1] == ("state:t", ours.data._encode_key("j-1"), None, 5)
+    finally:
+        close(ours)
+        close(theirs)
+
+
+def test_faust_recovery_from_the_changelog_records_rebuilds_the_database(
+        tmp_path: Path) -> None:
+    ours, restored = faust_table(tmp_path / "a"), faust_table(tmp_path / "b")
+    try:
+        queue = delivery()
+        state = ChangelogTable(ours, queue, "state:t", TP)
+        state.write_pairs(3, [("a", [1]), ("b", {"x": None})], {"w": 1})
+        state.write_pairs(3, [("a", None), ("c", 2)], {})
+        records = list(queue._pending)
+        assert [(r.role, r.partition) for r in records] == [("state:t", 3)] * 4
+        # what Faust's changelog reader hands its store on recovery: these records, in order
+        events = [SimpleNamespace(message=SimpleNamespace(
+            tp=TP(CHANGELOG, r.partition), offset=offset, key=r.key, value=r.value,
+            partition=r.partition)) for offset, r in enumerate(records)]
+        restored.data.apply_changelog_batch(events, to_key=None, to_value=None)
+        assert held(restored, 3) == held(ours, 3) == {"b": {"p": 3, "s": {"x": None}, "w": 1},
+                                                      "c": {"p": 3, "s": 2}}
+    finally:
+        close(ours)
+        close(restored)
+
+
+class AckingProducer:
+    """aiokafka's producer as `BatchDelivery` uses it: each batch acknowledged at the next
+    offset of its partition (`RecordMetadata.offset` is the batch's first offset)."""
+
+    def __init__(self) -> None:
+        self.next: dict[tuple[str, int], int] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(8))
+
+    def create_batch(self) -> list[Any]:
+        return _Batch()
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+        base = self.next.get((topic, partition), 0)
+        self.next[(topic, partition)] = base + len(batch)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(SimpleNamespace(offset=base))
+        return done
+
+
+class _Batch(list[Any]):
+    def append(self, *, key: bytes | None, value: bytes | None, timestamp: Any) -> object:
+        super().append((key, value))
+        return object()
+
+
+def test_the_acknowledged_changelog_offset_is_stored_for_faust_recovery(tmp_path: Path) -> None:
+    table = faust_table(tmp_path)
+    try:
+        queue = BatchDelivery(AckingProducer, {"state:t": CHANGELOG})
+        state = ChangelogTable(table, queue, "state:t", TP)
+        state.write_pairs(2, [("a", 1), ("b", 2), ("c", None)], {})
+        state.write_pairs(6, [("d", 1)], {})
+        run = asyncio.get_event_loop().run_until_complete
+        run(StateDelivery(queue, [state])())
+        assert table.data.persisted_offset(TP(CHANGELOG, 2)) == 2  # offsets 0, 1, 2
+        assert table.data.persisted_offset(TP(CHANGELOG, 6)) == 0
+        state.write_pairs(2, [("a", 5)], {})
+        run(StateDelivery(queue, [state])())
+        assert table.data.persisted_offset(TP(CHANGELOG, 2)) == 3
+        assert len(queue) == 0
+    finally:
+        close(table)
