@@ -144,6 +144,8 @@ class PeakendConsumer(faust_aiokafka.Consumer):
     HOLD_SECONDS = 0.5
     # when `getmany` may look up again the first offsets that the last lookup did not get
     _first_offsets_retry_at = 0.0
+    # when `getmany` next looks for partitions whose reading is stuck (once a second)
+    _stall_check_at = 0.0
 
     @property
     def offset_gate(self) -> OffsetGate:
@@ -174,8 +176,17 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         for tp in list(gate.partitions):
             if tp not in assigned:
                 gate.forget(tp)
+        now = time.monotonic()
         for tp in assigned:
-            gate.reset(tp, self._committed_offset.get(tp))
+            gate.reset(tp, self._committed_offset.get(tp), now=now)
+        # Faust's seek above goes partition by partition while the fetcher may be running
+        # (the second seek of a recovery comes after the flow resumed), so records fetched and
+        # handed on meanwhile can leave a partition's position past the offset its gate was
+        # just reset to. Seek each one again to that offset, now that the gate expects it.
+        for tp in assigned:
+            expected = gate.expected(tp)
+            if expected is not None:
+                await self.seek(tp, expected)
         await self._start_at_first_offsets(gate.unknown())
 
     async def _start_at_first_offsets(self, partitions: list[Any]) -> None:
@@ -196,6 +207,23 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                 await self.seek(tp, expected)
                 gate.sought(tp, now=time.monotonic())
 
+    async def _seek_stalled(self, now: float) -> None:
+        """Seek each gated partition whose reading is stuck to its expected offset
+        (`OffsetGate.stalled`), logged: it means a hole nothing else would have filled."""
+        gate = self.offset_gate
+        tp: Any
+        for tp in list(gate.partitions):
+            try:
+                log_end = self.highwater(tp)
+            except Exception:  # not assigned any more, or no fetch yet
+                continue
+            offset = gate.stalled(tp, log_end, now=now)
+            if offset is not None:
+                log.warning("consumer: %s[%d] nothing read for %.0f s while offsets %d-%d wait: "
+                            "seeking to %d", tp.topic, tp.partition, gate.stall_seconds, offset,
+                            log_end - 1, offset)
+                await self.seek(tp, offset)
+
     async def _look_up_first_offsets(self, partitions: list[Any]) -> None:
         """The log start of partitions without a committed offset. On failure their records
         wait (dropped, and re-read by the seek back once the lookup succeeds)."""
@@ -215,8 +243,12 @@ class PeakendConsumer(faust_aiokafka.Consumer):
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         """Faust's records, gated: each gated partition's records in offset order, no holes."""
         gate = self.offset_gate
-        if time.monotonic() >= self._first_offsets_retry_at:
+        now = time.monotonic()
+        if now >= self._first_offsets_retry_at:
             await self._start_at_first_offsets(gate.unknown())
+        if now >= self._stall_check_at:
+            self._stall_check_at = now + 1.0
+            await self._seek_stalled(now)
         async for tp, message in super().getmany(timeout):
             if not gate.gates(tp):
                 yield tp, message

@@ -46,6 +46,8 @@ class PartitionGate:
     # while the first offset is unknown: the record the partition was sought back to, so it is
     # read again once the lookup succeeds (`hold`)
     held_from: int | None = None
+    # when the reading last moved (reset, a record delivered, a seek): see `stalled`
+    moved_at: float = 0.0
 
 
 class OffsetGate:
@@ -65,18 +67,50 @@ class OffsetGate:
     0
     """
 
-    __slots__ = ("partitions", "reseek_seconds")
+    __slots__ = ("partitions", "reseek_seconds", "stall_seconds")
 
-    def __init__(self, reseek_seconds: float = 5.0) -> None:
+    def __init__(self, reseek_seconds: float = 5.0, stall_seconds: float = 10.0) -> None:
         self.partitions: dict[Hashable, PartitionGate] = {}
         # A seek back whose refetch has not arrived after this long is issued again (a fetch in
         # flight when it was issued may still deliver records fetched before it).
         self.reseek_seconds = reseek_seconds
+        # A partition whose log holds the expected record but whose reading has not moved for
+        # this long is sought to it (`stalled`).
+        self.stall_seconds = stall_seconds
 
-    def reset(self, tp: Hashable, committed: int | None) -> None:
+    def reset(self, tp: Hashable, committed: int | None, *, now: float = 0.0) -> None:
         """The consumer was sought to `committed` (None: the group never committed there; the
         first offset is then looked up, `start_at`)."""
-        self.partitions[tp] = PartitionGate(committed, committed)
+        self.partitions[tp] = PartitionGate(committed, committed, moved_at=now)
+
+    def stalled(self, tp: Hashable, log_end: int | None, *, now: float) -> int | None:
+        """The offset to seek the partition to when its reading is stuck: the log holds the
+        expected record (`log_end`, the high watermark, lies past it) yet nothing reached the
+        gate for `stall_seconds`. None otherwise. (Seen in loops of the two-worker test: a
+        rebalance's seek to the committed offsets runs partition by partition while records
+        still flow, so a partition's fetch position can end past the offset its gate was reset
+        to, and with no later record to reveal the hole, nothing was read again.) A seek to the
+        expected offset is always safe: the gate drops whatever arrives before or after it.
+
+        >>> gate = OffsetGate(stall_seconds=10.0)
+        >>> gate.reset("p0", committed=4, now=0.0)
+        >>> gate.stalled("p0", log_end=9, now=5.0) is None  # not for long yet
+        True
+        >>> gate.stalled("p0", log_end=9, now=11.0)  # records 4-8 wait, nothing came
+        4
+        >>> gate.stalled("p0", log_end=9, now=12.0) is None  # just sought: give it time
+        True
+        >>> gate.admit("p0", 4, now=13.0).value
+        'deliver'
+        >>> gate.stalled("p0", log_end=5, now=30.0) is None  # all read: nothing waits
+        True
+        """
+        gate = self.partitions.get(tp)
+        if (gate is None or gate.expected is None or log_end is None
+                or log_end <= gate.expected or now - gate.moved_at < self.stall_seconds):
+            return None
+        gate.moved_at = now
+        return gate.expected
 
     def start_at(self, tp: Hashable, log_start: int) -> int:
         """The partition's first offset in the log: reading starts there unless a committed
@@ -112,12 +146,13 @@ class OffsetGate:
         if offset == expected:
             gate.expected = offset + 1
             gate.sought_at = None
+            gate.moved_at = now
             return Verdict.DELIVER
         if offset < expected:
             return Verdict.BEHIND
         if gate.sought_at is not None and now - gate.sought_at < self.reseek_seconds:
             return Verdict.WAIT
-        gate.sought_at = now
+        gate.sought_at = gate.moved_at = now
         return Verdict.SEEK
 
     def hold(self, tp: Hashable, offset: int) -> bool:

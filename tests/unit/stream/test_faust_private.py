@@ -360,6 +360,37 @@ def test_a_never_committed_partition_whose_lookup_failed_is_sought_once_it_succe
     assert seeks == [(tp, 0)]
 
 
+def test_a_partition_whose_reading_is_stuck_before_waiting_records_is_sought_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loops of the two-worker test stalled with a partition's gate expecting offset 1 while
+    its log held up to 7 and no record arrived: its fetch position had ended past the offset
+    the rebalance reset the gate to. The consumer seeks every gated partition to its gate's
+    offset when a rebalance ends, and again when nothing reaches a gate for `stall_seconds`
+    while its log holds the expected record."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 6)
+    consumer, seeks = gated_consumer(monkeypatch, [[], [4, 5]], tp)
+
+    async def perform_seek(self: Any) -> None:
+        self._committed_offset.update({tp: 4})
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", perform_seek)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "highwater", lambda self, tp: 9)
+    consumer.offset_gate.stall_seconds = 0.0
+
+    async def read() -> list[int]:
+        await consumer.perform_seek()
+        assert seeks == [(tp, 4)]  # at the end of the rebalance
+        return [message.offset for _ in range(2) async for _, message in consumer.getmany(1.0)]
+
+    assert asyncio.run(read()) == [4, 5]
+    assert seeks == [(tp, 4), (tp, 4)]  # the second: nothing came while 4-8 waited
+
+
 def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
