@@ -4,8 +4,16 @@ Migrations are `NNN_name.sql` files of `;`-terminated statements written in the 
 ClickHouse 18.16 and current ClickHouse (chdb) both accept, without database prefixes (they run
 in the warehouse's database). Applied ones are recorded in `schema_migrations` with a checksum;
 running again applies only new files, and a changed file that was already applied is an error
-(write a new migration instead). Every statement is idempotent (`IF NOT EXISTS`), so two
-processes migrating at once do no harm.
+(write a new migration instead).
+
+Processes migrating at once (workers started together: each sink migrates) take turns: the one
+that creates the table `schema_migrations_lock` (a `CREATE TABLE` without `IF NOT EXISTS`
+succeeds for exactly one of them) migrates and drops it; the others wait for it, then find
+nothing left to do. Guards alone (below) did not make them safe: four at once on the real
+server interleaved migration 003's rebuild and could leave `touchpoint_events` renamed away
+for good (tests/integration/test_migrate_concurrent.py). A lock older than `LOCK_STALE_SECONDS`
+(its holder died) is broken, with a warning. The lock is per server: on a cluster, point every
+process at the same server or run `peakend migrate` once before starting the workers.
 
 With a cluster (`PEAKEND_CLICKHOUSE_CLUSTER` or `--cluster`), each `CREATE TABLE name ... ENGINE =
 XMergeTree(args)` becomes `name_local ON CLUSTER c` with `ReplicatedXMergeTree('/clickhouse/
@@ -31,8 +39,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import logging
+import os
 import re
+import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -364,6 +376,57 @@ def needed(warehouse: Warehouse, guard: Guard | None) -> bool:
     return int(found[0][0]) == 0
 
 
+LOCK_TABLE = "schema_migrations_lock"
+# Longer than any migration takes (each statement's DDL timeout is 200 s), so only a lock whose
+# holder died is this old.
+LOCK_STALE_SECONDS = 15 * 60
+# How long `migrate` waits for another process's migration before it gives up (the sink then
+# retries a little later).
+LOCK_WAIT_SECONDS = 180.0
+
+log = logging.getLogger(__name__)
+
+
+def _take_lock(warehouse: Warehouse, owner: str) -> bool:
+    """Create the lock table: True for exactly one of the processes trying at once."""
+    try:
+        warehouse.execute(
+            f"CREATE TABLE {LOCK_TABLE} (owner String, taken_at DateTime) ENGINE = Memory")
+    except Exception as exc:
+        if "already exists" in str(exc):
+            return False
+        raise
+    warehouse.insert(LOCK_TABLE, ("owner", "taken_at"),
+                     [(owner, datetime.now(UTC).replace(tzinfo=None, microsecond=0))])
+    return True
+
+
+def _lock_age_seconds(warehouse: Warehouse) -> float | None:
+    """Seconds since the lock table was created (None: there is none now)."""
+    rows = warehouse.query(
+        "SELECT toUInt32(now() - metadata_modification_time) FROM system.tables "
+        "WHERE database = %(db)s AND name = %(t)s", {"db": warehouse.database, "t": LOCK_TABLE})
+    return float(rows[0][0]) if rows else None
+
+
+def _acquire_lock(warehouse: Warehouse, *, wait_seconds: float, poll_seconds: float = 0.5) -> str:
+    owner = f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
+    deadline = time.monotonic() + wait_seconds
+    while not _take_lock(warehouse, owner):
+        age = _lock_age_seconds(warehouse)
+        if age is not None and age > LOCK_STALE_SECONDS:
+            log.warning("migrate: breaking the migration lock %s.%s, taken %.0f s ago (its "
+                        "holder is gone)", warehouse.database, LOCK_TABLE, age)
+            warehouse.execute(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
+            continue
+        if time.monotonic() >= deadline:
+            raise MigrationError(
+                f"another process has been migrating {warehouse.database} for "
+                f"{age or 0:.0f} s (table {LOCK_TABLE}); if none is, drop that table")
+        time.sleep(poll_seconds)
+    return owner
+
+
 def applied(warehouse: Warehouse) -> dict[int, tuple[str, str]]:
     """Migrations recorded in `schema_migrations`: version -> (name, checksum)."""
     warehouse.execute(SCHEMA_MIGRATIONS_DDL)
@@ -378,6 +441,7 @@ def migrate(
     *,
     cluster: str | None = None,
     directory: Path = MIGRATIONS_DIR,
+    lock_wait_seconds: float = LOCK_WAIT_SECONDS,
 ) -> list[str]:
     """Apply the pending migrations; returns the names applied (empty when up to date).
 
@@ -387,6 +451,19 @@ def migrate(
         cluster = Settings.from_env().clickhouse_cluster
     migrations = load(directory)
     done = applied(warehouse)
+    _check_applied(migrations, done, directory)
+    if all(m.version in done for m in migrations):
+        return []  # up to date: no lock needed (the usual start of a worker)
+    _acquire_lock(warehouse, wait_seconds=lock_wait_seconds)
+    try:
+        # another process may have applied some while this one waited
+        return _apply(warehouse, migrations, applied(warehouse), cluster)
+    finally:
+        warehouse.execute(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
+
+
+def _check_applied(migrations: list[Migration], done: dict[int, tuple[str, str]],
+                   directory: Path) -> None:
     for version, (name, checksum) in sorted(done.items()):
         known = next((m for m in migrations if m.version == version), None)
         if known is None:
@@ -396,6 +473,10 @@ def migrate(
                 f"{known.name} changed after it was applied (checksum {checksum[:12]} in "
                 f"schema_migrations); add a new migration instead of editing an applied one"
             )
+
+
+def _apply(warehouse: Warehouse, migrations: list[Migration], done: dict[int, tuple[str, str]],
+           cluster: str) -> list[str]:
     names: list[str] = []
     for migration in migrations:
         if migration.version in done:

@@ -119,3 +119,30 @@ def test_print_shows_the_cluster_sql(capsys: pytest.CaptureFixture[str]) -> None
     assert migrate.run(args) == 0
     out = capsys.readouterr().out
     assert "-- 001_tables.sql" in out and "Distributed(cx, peakend, journeys_local" in out
+
+
+def test_a_migration_waits_for_the_lock_and_breaks_a_stale_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the migration lock: `migrate` waits, then says who to ask; a lock
+    older than `LOCK_STALE_SECONDS` (its holder died) is broken and the migrations run."""
+    import uuid
+
+    from tests.chdb_util import shared_chdb
+
+    name = f"pe_test_lock_{uuid.uuid4().hex[:10]}"
+    warehouse = shared_chdb(name)
+    try:
+        warehouse.execute(f"CREATE TABLE {migrate.LOCK_TABLE} (owner String, "
+                          "taken_at DateTime) ENGINE = Memory")
+        with pytest.raises(migrate.MigrationError, match=migrate.LOCK_TABLE):
+            migrate.migrate(warehouse, cluster="", lock_wait_seconds=0.3)
+        assert migrate.applied(warehouse) == {}  # nothing ran meanwhile
+        monkeypatch.setattr(migrate, "LOCK_STALE_SECONDS", -1)
+        names = migrate.migrate(warehouse, cluster="", lock_wait_seconds=0.3)
+        assert names == [m.name for m in migrate.load(migrate.MIGRATIONS_DIR)]
+        tables = {row[0] for row in warehouse.query(
+            "SELECT name FROM system.tables WHERE database = %(db)s", {"db": name})}
+        assert migrate.LOCK_TABLE not in tables  # released
+        assert migrate.migrate(warehouse, cluster="") == []
+    finally:
+        warehouse.execute(f"DROP DATABASE IF EXISTS {name}")
