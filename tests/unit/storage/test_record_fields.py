@@ -1,0 +1,121 @@
+"""Each core record's field table (`pipeline.core.records.JOURNEY_FIELDS`, `METRIC_FIELDS`,
+`ALERT_FIELDS`) is the one declaration of its fields; what cannot be derived from it is held to it
+here: the columns and types the migrations create (schemas/clickhouse/), the field tables of
+docs/records.md, and backfill's hand-made journey rows (`jobs.columns.journey_row`, a fast twin of
+the table mapping). A field added, renamed, retyped or moved in one place only fails one of these.
+The record classes themselves: tests/unit/core/test_core_record_fields.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+from jobs.columns import Seconds, journey_row
+from pipeline.core.records import (
+    ALERT_FIELDS,
+    JOURNEY_FIELDS,
+    METRIC_FIELDS,
+    AlertRecord,
+    JourneyRecord,
+    MetricRecord,
+    RecordField,
+)
+from pipeline.storage.tables import TABLES
+from tests.unit.core.record_values import distinct_values, records
+from tests.unit.storage.migrations import final_columns
+
+ROOT = Path(__file__).resolve().parents[3]
+# table, docs/records.md section, fields
+RECORD_TABLES = [("journeys", "journeys", JOURNEY_FIELDS),
+                 ("metric_buckets", "metrics", METRIC_FIELDS),
+                 ("alerts", "alerts", ALERT_FIELDS)]
+IDS = [table for table, _, _ in RECORD_TABLES]
+RECORD_CLASSES: dict[str, type[Any]] = {
+    "journeys": JourneyRecord, "metric_buckets": MetricRecord, "alerts": AlertRecord}
+
+# The column type (a regular expression) each declared type takes in ClickHouse; a time field
+# is two columns, DateTime and epoch milliseconds.
+COLUMN_TYPES = {"str": r"String", "int": r"U?Int(8|16|32|64)", "float": r"Float64",
+                "float?": r"Nullable\(Float64\)"}
+TIME_COLUMNS = {"time": (r"DateTime", r"Int64"),
+                "time?": (r"Nullable\(DateTime\)", r"Nullable\(Int64\)")}
+
+
+def expected_columns(fields: tuple[RecordField, ...]) -> list[tuple[str, str]]:
+    columns: list[tuple[str, str]] = []
+    for field in fields:
+        if field.type in TIME_COLUMNS:
+            moment, ms = TIME_COLUMNS[field.type]
+            columns += [(field.name, moment), (f"{field.name}_ms", ms)]
+        else:
+            columns.append((field.name, COLUMN_TYPES[field.type]))
+    return columns
+
+
+@pytest.mark.parametrize("table,section,fields", RECORD_TABLES, ids=IDS)
+def test_the_migrations_create_the_declared_columns_and_types(
+        table: str, section: str, fields: tuple[RecordField, ...]) -> None:
+    created = final_columns()[table]
+    expected = expected_columns(fields)
+    assert [name for name, _ in created] == [name for name, _ in expected]
+    for (name, kind), (_, pattern) in zip(created, expected, strict=True):
+        assert re.fullmatch(pattern, kind), f"{table}.{name} is {kind}, declared {pattern}"
+    assert TABLES[table].columns == tuple(name for name, _ in expected)
+
+
+def documented(section: str) -> list[tuple[str, str]]:
+    """(field, type) of a record's table in docs/records.md; a row may name several fields
+    (`started_at / ended_at`, `peak_valence, peak_touchpoint`) with one type for all or one
+    each."""
+    text = (ROOT / "docs" / "records.md").read_text()
+    body = text.split(f"\n## {section} (", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in body.splitlines() if line.startswith("| ")][1:]  # no header
+    out: list[tuple[str, str]] = []
+    for row in rows:
+        names_cell, types_cell, _ = row.strip().strip("|").split("|", 2)
+        names = re.split(r"\s*[,/]\s*", names_cell.strip())
+        types = re.split(r"\s*[,/]\s*", types_cell.strip())
+        if len(types) == 1:
+            types *= len(names)
+        assert len(types) == len(names), row
+        out += zip(names, types, strict=True)
+    return out
+
+
+@pytest.mark.parametrize("table,section,fields", RECORD_TABLES, ids=IDS)
+def test_docs_records_md_lists_the_declared_fields_and_types(
+        table: str, section: str, fields: tuple[RecordField, ...]) -> None:
+    assert documented(section) == [(f.name, f.type) for f in fields]
+
+
+@settings(max_examples=200)
+@given(record=records(JourneyRecord, JOURNEY_FIELDS))
+def test_backfills_journey_row_is_the_table_mapping_of_any_record(record: JourneyRecord
+                                                                   ) -> None:
+    assert journey_row(record, Seconds()) == TABLES["journeys"].row(record.to_dict())
+
+
+@pytest.mark.parametrize("table,section,fields", RECORD_TABLES, ids=IDS)
+def test_a_field_missing_from_a_record_dict_is_stored_as_its_declaration_says(
+        table: str, section: str, fields: tuple[RecordField, ...]) -> None:
+    """A record dict may lack a nullable field (null) or an `or_empty` text ('': an alert
+    written before migration 004 has no message); any other field missing is an error."""
+    spec = TABLES[table]
+    full = RECORD_CLASSES[table](**distinct_values(fields)).to_dict()
+    for field in fields:
+        partial = {name: value for name, value in full.items() if name != field.name}
+        if field.or_empty or field.type.endswith("?"):
+            row = dict(zip(spec.columns, spec.row(partial), strict=True))
+            assert row[field.name] == ("" if field.or_empty else None), field.name
+        else:
+            with pytest.raises(KeyError, match=field.name):
+                spec.row(partial)
+
+
+def test_every_declared_type_has_a_column_type() -> None:
+    declared = {f.type for _, _, fields in RECORD_TABLES for f in fields}
+    assert declared <= set(COLUMN_TYPES) | set(TIME_COLUMNS)
