@@ -163,7 +163,7 @@ class Series:
         self.key = key
         self.kind: Kind = WINDOW_TYPES[key[0]]
         self.since = cursor  # first bucket seen: the CUSUM waits for a full baseline of history
-        size = self.kind.size
+        size = len(self.kind.columns)
         self.buckets: dict[int, Vector] = {}  # merged vector per bucket start
         self.partials: dict[int, Partials] = {}  # start -> partition -> (version, vector)
         # Every start held in `buckets` or `partials`, ascending, from index `head` on: windows
@@ -653,7 +653,7 @@ class DropDetector:
         ascending order: only the buckets held are visited, not every boundary of the range
         (a sparse series waiting for its CUSUM reference summed a week of empty minutes each
         hour)."""
-        total = [0.0] * series.kind.size
+        total = [0.0] * len(series.kind.columns)
         self._add_range(series, start - start % self.bucket_ms, end, total, 1.0)
         return total
 
@@ -749,7 +749,7 @@ class DropDetector:
         out: dict[int, Estimate] = {}
         for length in self.rolling_ms:
             if series is None:
-                out[length] = kind.from_vector([0.0] * kind.size).result()
+                out[length] = kind.from_vector([0.0] * len(kind.columns)).result()
             else:
                 out[length] = kind.from_vector(self._sum(series, end_ms - length, end_ms)
                                                ).result()

@@ -24,6 +24,7 @@ from pipeline.core.records import (
     MetricRecord,
     RecordField,
 )
+from pipeline.core.windows import WindowRecord
 from pipeline.storage.tables import TABLES
 from tests.unit.core.record_values import distinct_values, records
 from tests.unit.storage.migrations import final_columns
@@ -67,21 +68,28 @@ def test_the_migrations_create_the_declared_columns_and_types(
     assert TABLES[table].columns == tuple(name for name, _ in expected)
 
 
-def documented(section: str) -> list[tuple[str, str]]:
-    """(field, type) of a record's table in docs/records.md; a row may name several fields
-    (`started_at / ended_at`, `peak_valence, peak_touchpoint`) with one type for all or one
-    each."""
+def documented_rows(section: str) -> list[tuple[list[str], list[str]]]:
+    """The rows of a record's table in docs/records.md as (fields, types): a row may name
+    several fields (`started_at / ended_at`, `peak_valence, peak_touchpoint`) with one type for
+    all or one each."""
     text = (ROOT / "docs" / "records.md").read_text()
     body = text.split(f"\n## {section} (", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in body.splitlines() if line.startswith("| ")][1:]  # no header
-    out: list[tuple[str, str]] = []
+    out: list[tuple[list[str], list[str]]] = []
     for row in rows:
         names_cell, types_cell, _ = row.strip().strip("|").split("|", 2)
-        names = re.split(r"\s*[,/]\s*", names_cell.strip())
-        types = re.split(r"\s*[,/]\s*", types_cell.strip())
+        out.append((re.split(r"\s*[,/]\s*", names_cell.strip()),
+                    re.split(r"\s*[,/]\s*", types_cell.strip())))
+    return out
+
+
+def documented(section: str) -> list[tuple[str, str]]:
+    """(field, type) of each field documented in a section."""
+    out: list[tuple[str, str]] = []
+    for names, types in documented_rows(section):
         if len(types) == 1:
             types *= len(names)
-        assert len(types) == len(names), row
+        assert len(types) == len(names), (names, types)
         out += zip(names, types, strict=True)
     return out
 
@@ -119,3 +127,9 @@ def test_a_field_missing_from_a_record_dict_is_stored_as_its_declaration_says(
 def test_every_declared_type_has_a_column_type() -> None:
     declared = {f.type for _, _, fields in RECORD_TABLES for f in fields}
     assert declared <= set(COLUMN_TYPES) | set(TIME_COLUMNS)
+
+
+def test_docs_records_md_lists_the_window_records_fields() -> None:
+    """Replay's windows (`pipeline.core.windows.WindowRecord`, not stored: names only)."""
+    names = [name for row, _ in documented_rows("windows") for name in row]
+    assert names == list(WindowRecord._fields)
