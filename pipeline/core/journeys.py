@@ -480,10 +480,10 @@ class JourneyTracker:
     def _segments(self, attrs: Mapping[str, str], attr_keys: tuple[str, ...]) -> Segments:
         """The configured attributes of an event as ((key, value), ...), shared between equal
         ones (fewer objects for the collector; bounded cache)."""
-        if isinstance(attrs, dict):  # the same code, narrowed: compiled, a direct dict lookup
-            values = tuple([attrs.get(k) for k in attr_keys])
-        else:  # any other Mapping: a method call per key
-            values = tuple([attrs.get(k) for k in attr_keys])
+        # Read as a dict: compiled, `dict.get` is a direct lookup where a Mapping's `get` is a
+        # method call per key. An event's attributes are a dict; another Mapping is copied once.
+        table: dict[str, str] = attrs if isinstance(attrs, dict) else dict(attrs)
+        values = tuple([table.get(k) for k in attr_keys])
         seg = self._seg_cache.get(values)
         if seg is None:
             seg = tuple([(k, v) for k, v in zip(attr_keys, values, strict=True)
