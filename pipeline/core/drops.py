@@ -308,9 +308,7 @@ class DropDetector:
         if series.due > self._watermark:
             limit = self._limit(series.kind, self._watermark)
             if at < limit:
-                if (not series.plain or (not series.alerts and series.cusum == 0.0
-                                         and not any(series.cur) and not any(series.base))):
-                    # not plain, or idle (`_idle`, inlined: nearly every partial asks)
+                if not series.plain or self._idle(series):
                     self._sync(series)
                     at = series.cursor
                 else:

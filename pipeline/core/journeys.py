@@ -1059,13 +1059,14 @@ class JourneyTracker:
             if not answers:
                 state.answers = None
 
+    def _alive(self, journey: Journey, watermark_ms: int) -> bool:
+        """Open, or closed with an acceptable event still able to reach it (its `_deadline`,
+        last event + idle + lateness + 1, is ahead): not to be evicted."""
+        return journey.status == "open" or self._deadline(journey) > watermark_ms
+
     def _evict(self, key: str, state: KeyState, watermark_ms: int) -> None:
-        # alive: open, or `_deadline` (closed: last + idle + lateness + 1) still ahead; inlined,
-        # no closure per call (called at every deadline: 0.4 times per event over months)
-        lateness = self._lateness
         own = state.journey
-        if own is not None and not (own.status == "open" or own.moments.last_ms + own.idle_ms
-                                    + lateness + 1 > watermark_ms):
+        if own is not None and not self._alive(own, watermark_ms):
             state.journey = None
             self._forget_answers(state, own)
             state.pieces += 1
@@ -1074,8 +1075,7 @@ class JourneyTracker:
                 state.ended_until = until
             self._mark_dirty(key)
         sessions = state.sessions
-        kept = tuple([j for j in sessions if j.status == "open"
-                      or j.moments.last_ms + j.idle_ms + lateness + 1 > watermark_ms])
+        kept = tuple([j for j in sessions if self._alive(j, watermark_ms)])
         if len(kept) != len(sessions):
             for journey in state.sessions:
                 if journey not in kept:

@@ -338,3 +338,20 @@ def test_attributes_in_any_mapping_give_the_segments_a_dict_gives() -> None:
     assert trackers[0] == trackers[1]
     segments = trackers[0][1]["keys"]["c1"]["sessions"][0]["entries"][0][9]
     assert segments == [["region", "north"], ["tier", "gold"]]
+
+
+@pytest.mark.parametrize("journey", [None, "j1"])
+def test_a_closed_journey_is_evicted_exactly_when_no_acceptable_event_can_reach_it(
+        journey: str | None) -> None:
+    """Held while stream time is before last event + idle + lateness + 1 (an event within the
+    lateness could still join it), gone at that instant: the deadline the tracker schedules and
+    the test it evicts by agree to the millisecond."""
+    config = JourneyConfig()
+    idle = config.idle_gap_ms if journey is None else config.journey_idle_ms
+    tracker = JourneyTracker(config, SCORING_RULES)
+    tracker.apply(event("e1", T0, valence=0.5, journey=journey), T0)
+    evicted_at = T0 + idle + config.allowed_lateness_ms + 1
+    tracker.advance(evicted_at - 1)
+    assert [j.status for j in tracker.journeys()] == ["closed"]
+    tracker.advance(evicted_at)
+    assert tracker.journeys() == []
