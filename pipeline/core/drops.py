@@ -28,7 +28,6 @@ from typing import Any, Final, NamedTuple
 
 from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
-from pipeline.core.metrics import Kind, Vector, add, compare, move, sub
 from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.stats import z_test
 from pipeline.core.surveys import (
@@ -40,6 +39,7 @@ from pipeline.core.surveys import (
     NpsWindow,
 )
 from pipeline.core.timefmt import format_ms
+from pipeline.core.vectors import Kind, Vector, add, compare, move, sub
 
 # metric, segment_dim, segment_value: the metric by name, as records and snapshots hold it; the
 # series holds its kind (`Series.kind`), looked up once, and everything else asks the kind.
@@ -449,7 +449,7 @@ class DropDetector:
     def _step_to(self, series: Series, target: int) -> None:
         """Move the cursor from one boundary to a later one: what one step per boundary did
         (the bucket entering the current window, the one moving to the baseline, the one
-        leaving it, forgotten), for all the boundaries at once. Sums are exact (metrics.py),
+        leaving it, forgotten), for all the boundaries at once. Sums are exact (vectors.py),
         so the order of the additions does not matter."""
         width = self.bucket_ms
         w, b = self.config.window_ms, self.config.baseline_ms

@@ -4,7 +4,7 @@
 
 The views sum the latest version of every partial (metric, segment, bucket, source partition)
 into the UTC hour or day of the bucket's start and compute value and interval from the summed
-counts. Here the same sums go through the core's own window classes (`metrics.estimate`:
+counts. Here the same sums go through the core's own window classes (`vectors.estimate`:
 adjusted Wald for NPS, Student t for the CES mean, Wilson for the shares), so the
 formulas exist once in Python; tests/unit/storage/test_windows_offline.py (chdb) and
 tests/integration/test_windows_offline.py check the rows equal the views' on both engines.
@@ -24,10 +24,10 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from pipeline.core.config import DAY_MS, HOUR_MS
-from pipeline.core.metrics import SIZE, add, vector_of
 from pipeline.core.records import MetricRecord
 from pipeline.core.surveys import WINDOW_TYPES, CesWindow
 from pipeline.core.timefmt import format_opt
+from pipeline.core.vectors import SIZE, add, vector_of
 
 # window name -> length; the views' toStartOfHour / toStartOfDay on a UTC server
 WINDOWS: dict[str, int] = {"1h": HOUR_MS, "1d": DAY_MS}

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core import metrics
+from pipeline.core import vectors
 from pipeline.core.buckets import Partial, to_record, window_of
 from pipeline.core.config import DropConfig
 from pipeline.core.drops import min_effects
@@ -54,7 +54,7 @@ def counts(acc: SurveyWindow) -> list[float]:
 def test_the_registry_names_every_kind_by_its_records_metric() -> None:
     assert [type(k) for k in KINDS] == list(WINDOW_TYPES.values())
     assert all(kind.metric == name for name, kind in WINDOW_TYPES.items())
-    assert metrics.METRICS == ("nps", "ces", "csat", "negative_end")
+    assert vectors.METRICS == ("nps", "ces", "csat", "negative_end")
 
 
 def test_the_drop_detector_asks_the_kind() -> None:
@@ -119,12 +119,12 @@ def test_the_vector_and_the_record_columns_round_trip(metric: str, data: Any) ->
     kind = WINDOW_TYPES[metric]
     acc = fold(kind(), data.draw(st.lists(ANSWERS[metric], max_size=40)))
     vector = acc.vector()  # type: ignore[attr-defined]
-    assert len(vector) == len(kind.columns) == metrics.SIZE[metric]
+    assert len(vector) == len(kind.columns) == vectors.SIZE[metric]
     assert counts(kind.from_vector(vector)) == vector
-    assert kind.count_of(vector) == acc.result().n == metrics.count(metric, vector)
+    assert kind.count_of(vector) == acc.result().n == vectors.count(metric, vector)
     record = to_record(Partial(acc, (metric, "all", "all", 0), 3), 60_000, 2)  # type: ignore[arg-type]
     assert record.metric == metric and record.version == 3 and record.n == acc.result().n
-    assert metrics.vector_of(record) == vector
+    assert vectors.vector_of(record) == vector
     assert counts(window_of(record)) == vector
     # `columns` is the layout: position i of the vector is the window's and the record's column
     # columns[i] (by name), and the kind writes no other count column of the record
@@ -198,8 +198,8 @@ def test_each_kinds_two_sample_test_is_the_documented_one(metric: str, data: Any
     want_effect, want_p = reference_test(metric, current, baseline)
     assert effect == pytest.approx(want_effect, abs=1e-9)
     assert p == pytest.approx(want_p, abs=1e-9)
-    assert metrics.two_sample(metric, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
-    assert metrics.compare(kind, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
+    assert vectors.two_sample(metric, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
+    assert vectors.compare(kind, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
 
 
 def test_an_empty_sample_tests_to_no_effect() -> None:
