@@ -7,7 +7,19 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from pipeline.core.records import RecordField
+from pipeline.core.records import (
+    ALERT_FIELDS,
+    JOURNEY_FIELDS,
+    METRIC_FIELDS,
+    AlertRecord,
+    JourneyRecord,
+    MetricRecord,
+    RecordField,
+)
+
+# Each output record class of the core with its field table.
+RECORDS: list[tuple[type[Any], tuple[RecordField, ...]]] = [
+    (JourneyRecord, JOURNEY_FIELDS), (MetricRecord, METRIC_FIELDS), (AlertRecord, ALERT_FIELDS)]
 
 MS = st.integers(-10**12, 4_102_444_800_000 - 1)  # as far as RFC 3339 text in years 1938-2099
 VALUES: dict[str, st.SearchStrategy[Any]] = {

@@ -15,23 +15,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from record_values import distinct_values, records
+from record_values import RECORDS, distinct_values, records
 
 from pipeline.core import records as records_module
-from pipeline.core.records import (
-    ALERT_FIELDS,
-    JOURNEY_FIELDS,
-    METRIC_FIELDS,
-    AlertRecord,
-    JourneyRecord,
-    MetricRecord,
-    RecordField,
-    names_of,
-)
+from pipeline.core.records import JourneyRecord, RecordField, names_of
 
 COMPILED = not records_module.__file__.endswith(".py")
-RECORDS: list[tuple[type[Any], tuple[RecordField, ...]]] = [
-    (JourneyRecord, JOURNEY_FIELDS), (MetricRecord, METRIC_FIELDS), (AlertRecord, ALERT_FIELDS)]
 IDS = [cls.__name__ for cls, _ in RECORDS]
 
 # What a field's declared type is in Python (times are epoch milliseconds)

@@ -15,28 +15,20 @@ import pytest
 from hypothesis import given, settings
 
 from jobs.columns import Seconds, journey_row
-from pipeline.core.records import (
-    ALERT_FIELDS,
-    JOURNEY_FIELDS,
-    METRIC_FIELDS,
-    AlertRecord,
-    JourneyRecord,
-    MetricRecord,
-    RecordField,
-)
+from pipeline.core.records import JOURNEY_FIELDS, JourneyRecord, RecordField
 from pipeline.core.windows import WindowRecord
 from pipeline.storage.tables import TABLES
-from tests.unit.core.record_values import distinct_values, records
+from tests.unit.core.record_values import RECORDS, distinct_values, records
 from tests.unit.storage.migrations import final_columns
 
 ROOT = Path(__file__).resolve().parents[3]
-# table, docs/records.md section, fields
-RECORD_TABLES = [("journeys", "journeys", JOURNEY_FIELDS),
-                 ("metric_buckets", "metrics", METRIC_FIELDS),
-                 ("alerts", "alerts", ALERT_FIELDS)]
+# Where each record is stored and documented: its table, its section of docs/records.md
+STORED = {"JourneyRecord": ("journeys", "journeys"),
+          "MetricRecord": ("metric_buckets", "metrics"),
+          "AlertRecord": ("alerts", "alerts")}
+RECORD_TABLES = [(*STORED[cls.__name__], fields) for cls, fields in RECORDS]
 IDS = [table for table, _, _ in RECORD_TABLES]
-RECORD_CLASSES: dict[str, type[Any]] = {
-    "journeys": JourneyRecord, "metric_buckets": MetricRecord, "alerts": AlertRecord}
+RECORD_CLASSES: dict[str, type[Any]] = {STORED[cls.__name__][0]: cls for cls, _ in RECORDS}
 
 # The column type (a regular expression) each declared type takes in ClickHouse; a time field
 # is two columns, DateTime and epoch milliseconds.
