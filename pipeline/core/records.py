@@ -48,33 +48,35 @@ class RecordField(NamedTuple):
     when one of them disagrees)."""
 
     name: str
-    # As docs/records.md writes it: str, int, float, time (epoch ms in the record, RFC 3339 in
-    # its dict, DateTime plus an `_ms` Int64 column in its table); `?` allows null.
+    # As docs/records.md writes it: str, int, float, bool, time (epoch ms in the record, RFC 3339
+    # in its dict, DateTime plus an `_ms` Int64 column in its table); `?` allows null.
     type: str
     # A text that a record dict may lack or hold as null (written before the field existed, or
     # never set): its table stores ''.
     or_empty: bool = False
 
 
-def _text(name: str) -> RecordField:
+def text_or_empty(name: str) -> RecordField:
+    """A text field that a record dict may lack or hold as null: stored as ''."""
     return RecordField(name, "str", or_empty=True)
 
 
 # The fields of each record in the order of the contract (docs/records.md).
 JOURNEY_FIELDS: Final = (
     RecordField("journey_id", "str"), RecordField("customer_id", "str"),
-    RecordField("keyed_by", "str"), RecordField("status", "str"), _text("close_reason"),
+    RecordField("keyed_by", "str"), RecordField("status", "str"), text_or_empty("close_reason"),
     RecordField("started_at", "time"), RecordField("ended_at", "time"),
     RecordField("duration_seconds", "float"), RecordField("events", "int"),
     RecordField("moments", "int"),
-    RecordField("peak_valence", "float?"), _text("peak_touchpoint"),
-    RecordField("peak_at", "time?"), _text("peak_event_id"),
-    RecordField("best_valence", "float?"), _text("best_touchpoint"),
-    RecordField("worst_valence", "float?"), _text("worst_touchpoint"),
-    RecordField("end_valence", "float?"), _text("end_touchpoint"), _text("end_channel"),
-    _text("end_stage"), RecordField("end_at", "time?"), _text("end_event_id"),
+    RecordField("peak_valence", "float?"), text_or_empty("peak_touchpoint"),
+    RecordField("peak_at", "time?"), text_or_empty("peak_event_id"),
+    RecordField("best_valence", "float?"), text_or_empty("best_touchpoint"),
+    RecordField("worst_valence", "float?"), text_or_empty("worst_touchpoint"),
+    RecordField("end_valence", "float?"), text_or_empty("end_touchpoint"),
+    text_or_empty("end_channel"), text_or_empty("end_stage"), RecordField("end_at", "time?"),
+    text_or_empty("end_event_id"),
     RecordField("peak_end_score", "float?"), RecordField("mean_valence", "float?"),
-    _text("outcome"), RecordField("version", "int"),
+    text_or_empty("outcome"), RecordField("version", "int"),
 )
 METRIC_FIELDS: Final = (
     RecordField("metric", "str"), RecordField("segment_dim", "str"),
@@ -100,7 +102,7 @@ ALERT_FIELDS: Final = (
     RecordField("ci_high", "float"), RecordField("effect", "float"),
     RecordField("p_value", "float"), RecordField("version", "int"),
     # issue 16 (migration 004): absent from records written before
-    RecordField("threshold", "float?"), _text("message"),
+    RecordField("threshold", "float?"), text_or_empty("message"),
 )
 
 

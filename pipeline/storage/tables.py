@@ -32,6 +32,7 @@ from typing import Any
 from pipeline.contract.parser import parse_dict
 from pipeline.contract.rejected import Rejected
 from pipeline.core.event import content_digest
+from pipeline.core.followups import CASE_FIELDS
 from pipeline.core.records import ALERT_FIELDS, JOURNEY_FIELDS, METRIC_FIELDS, RecordField
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -96,6 +97,11 @@ def _text(name: str) -> Getter:
         return "" if value is None else value
 
     return get
+
+
+def _bit(name: str) -> Getter:
+    """Required boolean as 0/1 (`UInt8`)."""
+    return lambda record: int(bool(record[name]))
 
 
 def _time(name: str) -> Getter:
@@ -233,6 +239,10 @@ def _record_columns(fields: tuple[RecordField, ...]) -> list[tuple[str, Getter]]
             pairs.append((name, _float(name)))
         elif field.type == "float?":
             pairs.append((name, _opt_float(name)))
+        elif field.type == "int?":
+            pairs.append((name, _opt(name)))
+        elif field.type == "bool":
+            pairs.append((name, _bit(name)))
         elif field.or_empty:
             pairs.append((name, _text(name)))
         elif field.type in ("str", "int"):
@@ -301,40 +311,12 @@ TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     ("version", _event_version),
 ])
 
-# Follow-up cases (pipeline.core.followups.CaseRecord, migrations 005 and 011).
-FOLLOWUPS = _spec("followups", ("case_id",), [
-    ("case_id", _field("case_id")),
-    ("customer_id", _field("customer_id")),
-    ("journey_id", _text("journey_id")),
-    ("source_id", _field("source_id")),
-    ("trigger", _field("trigger")),
-    ("triggers", _text("triggers")),
-    ("priority", _field("priority")),
-    *_times("opened_at"),
-    *_times("due_at"),
-    ("silent", lambda r: int(bool(r["silent"]))),
-    ("status", _field("status")),
-    *_times("closed_at", optional=True),
-    ("result", _text("result")),
-    ("peak_valence", _opt_float("peak_valence")),
-    ("peak_touchpoint", _text("peak_touchpoint")),
-    *_times("peak_at", optional=True),
-    ("end_valence", _opt_float("end_valence")),
-    ("end_touchpoint", _text("end_touchpoint")),
-    *_times("end_at", optional=True),
-    ("peak_end_score", _opt_float("peak_end_score")),
-    ("survey_event_id", _text("survey_event_id")),
-    ("survey_nps", _opt("survey_nps")),
-    ("survey_ces", _opt_float("survey_ces")),
-    ("survey_csat", _opt("survey_csat")),
-    ("outcome", _text("outcome")),
-    ("suppressed", _field("suppressed")),
-    ("recovery_journey_id", _text("recovery_journey_id")),
-    ("recovery_peak_end_score", _opt_float("recovery_peak_end_score")),
-    ("rules_version", _field("rules_version")),
-    ("version", _field("version")),
-    ("recovery_nps", _opt("recovery_nps")),  # migration 011 (ALTER ADD COLUMN: last)
-])
+# Follow-up cases (pipeline.core.followups.CaseRecord, migrations 005 and 011). Migration 011
+# appended recovery_nps to the table (ALTER TABLE ADD COLUMN puts it last); the record keeps it
+# beside the other recovery fields.
+FOLLOWUPS = _spec("followups", ("case_id",), _record_columns((
+    *[f for f in CASE_FIELDS if f.name != "recovery_nps"],
+    *[f for f in CASE_FIELDS if f.name == "recovery_nps"])))
 
 TABLES: dict[str, TableSpec] = {
     spec.name: spec

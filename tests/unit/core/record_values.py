@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from pipeline.core.followups import CASE_FIELDS, CaseRecord
 from pipeline.core.records import (
     ALERT_FIELDS,
     JOURNEY_FIELDS,
@@ -19,12 +20,13 @@ from pipeline.core.records import (
 
 # Each output record class of the core with its field table.
 RECORDS: list[tuple[type[Any], tuple[RecordField, ...]]] = [
-    (JourneyRecord, JOURNEY_FIELDS), (MetricRecord, METRIC_FIELDS), (AlertRecord, ALERT_FIELDS)]
+    (JourneyRecord, JOURNEY_FIELDS), (MetricRecord, METRIC_FIELDS), (AlertRecord, ALERT_FIELDS),
+    (CaseRecord, CASE_FIELDS)]
 
 MS = st.integers(-10**12, 4_102_444_800_000 - 1)  # as far as RFC 3339 text in years 1938-2099
 VALUES: dict[str, st.SearchStrategy[Any]] = {
     "str": st.text(max_size=8), "int": st.integers(0, 2**40),
-    "float": st.floats(-1e6, 1e6, allow_nan=False), "time": MS}
+    "float": st.floats(-1e6, 1e6, allow_nan=False), "time": MS, "bool": st.booleans()}
 
 
 def value_of(field: RecordField) -> st.SearchStrategy[Any]:
@@ -44,5 +46,5 @@ def distinct_values(fields: tuple[RecordField, ...]) -> dict[str, Any]:
     for i, field in enumerate(fields):
         kind = field.type.rstrip("?")
         values[field.name] = (f"v{i}" if kind == "str" else float(i) + 0.5
-                              if kind == "float" else 1_000 * i)
+                              if kind == "float" else True if kind == "bool" else 1_000 * i)
     return values

@@ -25,8 +25,8 @@ IDS = [cls.__name__ for cls, _ in RECORDS]
 
 # What a field's declared type is in Python (times are epoch milliseconds)
 PYTHON_TYPES: dict[str, Any] = {
-    "str": str, "int": int, "float": float, "time": int,
-    "float?": float | None, "time?": int | None}
+    "str": str, "int": int, "float": float, "bool": bool, "time": int,
+    "float?": float | None, "int?": int | None, "time?": int | None}
 @pytest.mark.parametrize("cls,fields", RECORDS, ids=IDS)
 def test_each_record_holds_the_fields_of_its_table_in_order(
         cls: type[Any], fields: tuple[RecordField, ...]) -> None:
