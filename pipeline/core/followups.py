@@ -42,6 +42,7 @@ from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
 from pipeline.core.clock import NEVER_MS
+from pipeline.core.config import DAY_MS, HOUR_MS
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.records import (
     JourneyRecord,
@@ -53,8 +54,6 @@ from pipeline.core.records import (
 from pipeline.core.timefmt import format_opt, parse_opt
 from pipeline.core.valence import survey_ces_on_7
 
-HOUR_MS: Final = 3_600_000
-DAY_MS: Final = 24 * HOUR_MS
 PRIORITIES: Final = ("high", "medium", "low")  # best first
 CASE_ATTRIBUTE: Final = "followup_case_id"  # on an outcome event: the case it closes
 RESULT_ATTRIBUTE: Final = "followup_result"

@@ -4,7 +4,9 @@ settings layer), these tests fail as soon as the two disagree."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,3 +50,27 @@ def test_dashboards_read_the_rules_they_show_from_the_pipeline() -> None:
     assert public == compose.TOPICS
     assert set(public) >= {defaults.topic_touchpoints, defaults.topic_dead_letters,
                            defaults.topic_journeys, defaults.topic_metrics, defaults.topic_alerts}
+
+
+def _assignments(names: set[str]) -> dict[str, list[str]]:
+    """Module-level assignments to any of `names` in pipeline/ and jobs/: module -> names."""
+    root = Path(__file__).resolve().parents[2]
+    found: dict[str, list[str]] = {}
+    for top in ("pipeline", "jobs"):
+        for path in sorted((root / top).rglob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                targets = (node.targets if isinstance(node, ast.Assign)
+                           else [node.target] if isinstance(node, ast.AnnAssign) else [])
+                for target in targets:
+                    if isinstance(target, ast.Name) and target.id in names:
+                        found.setdefault(str(path.relative_to(root)), []).append(target.id)
+    return found
+
+
+def test_time_units_and_the_never_sentinel_are_declared_once() -> None:
+    """The core's time units (`pipeline.core.config`) and its "never" / "far" instants
+    (`pipeline.core.clock`) are imported wherever they are needed, never written again."""
+    units = _assignments({"SECOND_MS", "MINUTE_MS", "HOUR_MS", "DAY_MS", "WEEK_MS"})
+    assert units == {"pipeline/core/config.py": ["SECOND_MS", "MINUTE_MS", "HOUR_MS", "DAY_MS"]}
+    assert _assignments({"NEVER_MS", "FAR_MS"}) == {"pipeline/core/clock.py": ["NEVER_MS",
+                                                                               "FAR_MS"]}
