@@ -12,7 +12,8 @@ from pathlib import Path
 
 import jsonschema
 
-from pipeline.core.followups import DAY_MS, FollowupRules
+from pipeline.core.config import DAY_MS
+from pipeline.core.followups import FollowupRules
 from pipeline.rules_file import read_rules_json
 
 # package data (pipeline/schemas links to the repository's schemas/): there in a wheel too

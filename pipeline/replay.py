@@ -34,7 +34,7 @@ from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
 from pipeline.core.clock import FUTURE, NEVER_MS, conflict_error, future_error, late_error
-from pipeline.core.config import ClockConfig, CoreConfig
+from pipeline.core.config import HOUR_MS, ClockConfig, CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.followups import (
@@ -237,7 +237,7 @@ class Replay:
         ])
 
 
-FOLLOWUP_EVICT_EVERY_MS = 3_600_000  # of event time; eviction walks a heap, an hour is plenty
+FOLLOWUP_EVICT_EVERY_MS = HOUR_MS  # of event time; eviction walks a heap, an hour is plenty
 
 
 def _counts(counter: Counter[str], names: Iterable[str]) -> str:

@@ -28,7 +28,6 @@ from typing import Any, Final, NamedTuple
 
 from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
-from pipeline.core.metrics import Kind, Vector, add, compare, move, sub
 from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.stats import z_test
 from pipeline.core.surveys import (
@@ -40,6 +39,7 @@ from pipeline.core.surveys import (
     NpsWindow,
 )
 from pipeline.core.timefmt import format_ms
+from pipeline.core.vectors import Kind, Vector, add, compare, move, sub
 
 # metric, segment_dim, segment_value: the metric by name, as records and snapshots hold it; the
 # series holds its kind (`Series.kind`), looked up once, and everything else asks the kind.
@@ -163,7 +163,7 @@ class Series:
         self.key = key
         self.kind: Kind = WINDOW_TYPES[key[0]]
         self.since = cursor  # first bucket seen: the CUSUM waits for a full baseline of history
-        size = self.kind.size
+        size = len(self.kind.columns)
         self.buckets: dict[int, Vector] = {}  # merged vector per bucket start
         self.partials: dict[int, Partials] = {}  # start -> partition -> (version, vector)
         # Every start held in `buckets` or `partials`, ascending, from index `head` on: windows
@@ -308,9 +308,7 @@ class DropDetector:
         if series.due > self._watermark:
             limit = self._limit(series.kind, self._watermark)
             if at < limit:
-                if (not series.plain or (not series.alerts and series.cusum == 0.0
-                                         and not any(series.cur) and not any(series.base))):
-                    # not plain, or idle (`_idle`, inlined: nearly every partial asks)
+                if not series.plain or self._idle(series):
                     self._sync(series)
                     at = series.cursor
                 else:
@@ -451,7 +449,7 @@ class DropDetector:
     def _step_to(self, series: Series, target: int) -> None:
         """Move the cursor from one boundary to a later one: what one step per boundary did
         (the bucket entering the current window, the one moving to the baseline, the one
-        leaving it, forgotten), for all the boundaries at once. Sums are exact (metrics.py),
+        leaving it, forgotten), for all the boundaries at once. Sums are exact (vectors.py),
         so the order of the additions does not matter."""
         width = self.bucket_ms
         w, b = self.config.window_ms, self.config.baseline_ms
@@ -653,7 +651,7 @@ class DropDetector:
         ascending order: only the buckets held are visited, not every boundary of the range
         (a sparse series waiting for its CUSUM reference summed a week of empty minutes each
         hour)."""
-        total = [0.0] * series.kind.size
+        total = [0.0] * len(series.kind.columns)
         self._add_range(series, start - start % self.bucket_ms, end, total, 1.0)
         return total
 
@@ -749,7 +747,7 @@ class DropDetector:
         out: dict[int, Estimate] = {}
         for length in self.rolling_ms:
             if series is None:
-                out[length] = kind.from_vector([0.0] * kind.size).result()
+                out[length] = kind.from_vector([0.0] * len(kind.columns)).result()
             else:
                 out[length] = kind.from_vector(self._sum(series, end_ms - length, end_ms)
                                                ).result()

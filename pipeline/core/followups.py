@@ -42,13 +42,18 @@ from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
 from pipeline.core.clock import NEVER_MS
+from pipeline.core.config import DAY_MS, HOUR_MS
 from pipeline.core.event import TouchpointEvent
-from pipeline.core.records import JourneyRecord
+from pipeline.core.records import (
+    JourneyRecord,
+    RecordField,
+    names_of,
+    text_or_empty,
+    times_of,
+)
 from pipeline.core.timefmt import format_opt, parse_opt
 from pipeline.core.valence import survey_ces_on_7
 
-HOUR_MS: Final = 3_600_000
-DAY_MS: Final = 24 * HOUR_MS
 PRIORITIES: Final = ("high", "medium", "low")  # best first
 CASE_ATTRIBUTE: Final = "followup_case_id"  # on an outcome event: the case it closes
 RESULT_ATTRIBUTE: Final = "followup_result"
@@ -189,18 +194,33 @@ class FollowupEvent(NamedTuple):
         return value
 
 
-_CASE_FIELDS: Final = (
-    "case_id", "customer_id", "journey_id", "source_id", "trigger", "triggers", "priority",
-    "opened_at", "due_at", "silent", "status", "closed_at", "result", "peak_valence",
-    "peak_touchpoint", "peak_at", "end_valence", "end_touchpoint", "end_at", "peak_end_score",
-    "survey_event_id", "survey_nps", "survey_ces", "survey_csat", "outcome", "suppressed",
-    "recovery_journey_id", "recovery_peak_end_score", "recovery_nps", "rules_version", "version",
+# A case's fields in the order of `CaseRecord` (docs/followups.md, Case record): the one
+# declaration of their names and types (`pipeline.core.records.RecordField`); the followups
+# table's row mapping is derived from it, tests hold the record and the migrations to it.
+CASE_FIELDS: Final = (
+    RecordField("case_id", "str"), RecordField("customer_id", "str"),
+    text_or_empty("journey_id"), RecordField("source_id", "str"), RecordField("trigger", "str"),
+    text_or_empty("triggers"), RecordField("priority", "str"),
+    RecordField("opened_at", "time"), RecordField("due_at", "time"),
+    RecordField("silent", "bool"), RecordField("status", "str"),
+    RecordField("closed_at", "time?"), text_or_empty("result"),
+    RecordField("peak_valence", "float?"), text_or_empty("peak_touchpoint"),
+    RecordField("peak_at", "time?"), RecordField("end_valence", "float?"),
+    text_or_empty("end_touchpoint"), RecordField("end_at", "time?"),
+    RecordField("peak_end_score", "float?"), text_or_empty("survey_event_id"),
+    RecordField("survey_nps", "int?"), RecordField("survey_ces", "float?"),
+    RecordField("survey_csat", "int?"), text_or_empty("outcome"),
+    RecordField("suppressed", "int"), text_or_empty("recovery_journey_id"),
+    RecordField("recovery_peak_end_score", "float?"), RecordField("recovery_nps", "int?"),
+    RecordField("rules_version", "int"), RecordField("version", "int"),
 )
-_CASE_TIMES: Final = frozenset({"opened_at", "due_at", "closed_at", "peak_at", "end_at"})
+_CASE_FIELDS: Final = names_of(CASE_FIELDS)
+_CASE_TIMES: Final = times_of(CASE_FIELDS)
 
 
 class CaseRecord(NamedTuple):
-    """One follow-up case; key `case_id`, upsert by `version` (docs/followups.md)."""
+    """One follow-up case; key `case_id`, upsert by `version` (docs/followups.md; fields:
+    `CASE_FIELDS`)."""
 
     case_id: str
     customer_id: str

@@ -47,7 +47,21 @@ from typing import Any, Final, NamedTuple
 from pipeline.core.clock import FAR_MS
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import MARKER_TYPES, TouchpointEvent, content_digest
-from pipeline.core.moments import Entry, JourneyMoments, new_entry
+from pipeline.core.moments import (
+    CHANNEL,
+    CUSTOMER_ID,
+    EVENT_ID,
+    MS,
+    OUTCOME,
+    SEGMENTS,
+    STAGE,
+    TOUCHPOINT,
+    TYPE,
+    VALENCE,
+    Entry,
+    JourneyMoments,
+    new_entry,
+)
 from pipeline.core.records import JourneyRecord, new_record
 from pipeline.core.scoring import ScoringRules
 from pipeline.core.timefmt import format_ms
@@ -153,7 +167,7 @@ class Journey:
 
     def add(self, entry: Entry, digest: int) -> None:
         self.entries.append(entry)
-        self.ids[entry[1]] = digest
+        self.ids[entry[EVENT_ID]] = digest
         self.moments.update(entry)
 
     @property
@@ -181,8 +195,8 @@ class Journey:
             "counted": None if self.counted is None else [
                 self.counted[0], self.counted[1], [list(s) for s in self.counted[2]]
             ],
-            "entries": [[*e[:9], [list(a) for a in e[9]]] for e in self.entries],
-            "digests": [self.ids[e[1]] for e in self.entries],
+            "entries": [[*e[:SEGMENTS], [list(a) for a in e[SEGMENTS]]] for e in self.entries],
+            "digests": [self.ids[e[EVENT_ID]] for e in self.entries],
         }
 
     @classmethod
@@ -193,9 +207,10 @@ class Journey:
                       idle_ms)
         digests = state.get("digests") or [UNKNOWN_DIGEST] * len(state["entries"])
         for raw, digest in zip(state["entries"], digests, strict=True):
-            attrs = tuple((str(k), str(v)) for k, v in raw[9])
-            journey.add(new_entry((int(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5], raw[6],
-                                   raw[7], raw[8], attrs)), int(digest))
+            attrs = tuple((str(k), str(v)) for k, v in raw[SEGMENTS])
+            journey.add(new_entry((int(raw[MS]), raw[EVENT_ID], raw[TYPE], raw[VALENCE],
+                                   raw[TOUCHPOINT], raw[CHANNEL], raw[STAGE], raw[OUTCOME],
+                                   raw[CUSTOMER_ID], attrs)), int(digest))
         journey.version = int(state["version"])
         journey.removed = int(state.get("removed", 0))
         journey.status = state["status"]
@@ -425,7 +440,7 @@ class JourneyTracker:
             own.add(entry, digest)
             first = own.moments.first
             assert first is not None  # narrowed, or compiled code indexes an untyped object
-            own.customer_id = first[8]
+            own.customer_id = first[CUSTOMER_ID]
             self._emit_at(own, watermark_ms)
             emitted.append(own)
             if len(state.sessions) > 1:
@@ -465,10 +480,10 @@ class JourneyTracker:
     def _segments(self, attrs: Mapping[str, str], attr_keys: tuple[str, ...]) -> Segments:
         """The configured attributes of an event as ((key, value), ...), shared between equal
         ones (fewer objects for the collector; bounded cache)."""
-        if isinstance(attrs, dict):  # the same code, narrowed: compiled, a direct dict lookup
-            values = tuple([attrs.get(k) for k in attr_keys])
-        else:  # any other Mapping: a method call per key
-            values = tuple([attrs.get(k) for k in attr_keys])
+        # Read as a dict: compiled, `dict.get` is a direct lookup where a Mapping's `get` is a
+        # method call per key. An event's attributes are a dict; another Mapping is copied once.
+        table: dict[str, str] = attrs if isinstance(attrs, dict) else dict(attrs)
+        values = tuple([table.get(k) for k in attr_keys])
         seg = self._seg_cache.get(values)
         if seg is None:
             seg = tuple([(k, v) for k, v in zip(attr_keys, values, strict=True)
@@ -483,8 +498,8 @@ class JourneyTracker:
         digest replaces it. Its survey answers are queued for retraction from the buckets
         (`drain_retractions`); the caller then applies the new copy."""
         old = journey.entries
-        removed = next(e for e in old if e[1] == event_id)
-        journey.entries = [e for e in old if e[1] != event_id]
+        removed = next(e for e in old if e[EVENT_ID] == event_id)
+        journey.entries = [e for e in old if e[EVENT_ID] != event_id]
         del journey.ids[event_id]
         if journey.entries or journey.keyed_by == "journey_id":
             moments = JourneyMoments(self._window)
@@ -494,10 +509,11 @@ class JourneyTracker:
         # else: an emptied customer session keeps its moments for its superseded record
         answers = None if state.answers is None else state.answers.pop(event_id, None)
         if answers is not None:
-            segments = (("all", "all"), ("touchpoint", removed[4]), ("channel", removed[5]),
-                        ("stage", removed[6]), *removed[9])
+            segments = (("all", "all"), ("touchpoint", removed[TOUCHPOINT]),
+                        ("channel", removed[CHANNEL]), ("stage", removed[STAGE]),
+                        *removed[SEGMENTS])
             self._retractions.append(new_record(Retraction, (
-                removed[0], segments, answers[0], answers[1], answers[2], event_id)))
+                removed[MS], segments, answers[0], answers[1], answers[2], event_id)))
 
     def withdraw(self, key: str, event_id: str, digest: int, watermark_ms: int
                  ) -> tuple[list[JourneyRecord], bool]:
@@ -744,9 +760,9 @@ class JourneyTracker:
         the last one or a new one, and return that; None when the entry is out of order (the
         caller repartitions)."""
         sessions = state.sessions
-        ms = entry[0]
+        ms = entry[MS]
         if not sessions:
-            fresh = self._session(entry[8], [entry], None, {entry[1]: digest})
+            fresh = self._session(entry[CUSTOMER_ID], [entry], None, {entry[EVENT_ID]: digest})
             state.sessions = (fresh,)
             return fresh
         tail = sessions[-1]
@@ -754,13 +770,13 @@ class JourneyTracker:
         last = m.last
         assert last is not None
         last_ms = m.last_ms
-        if ms < last_ms or (ms == last_ms and entry[1] <= last[1]):
+        if ms < last_ms or (ms == last_ms and entry[EVENT_ID] <= last[EVENT_ID]):
             return None
         if (ms - last_ms <= self._gap and ms - m.first_ms < self._max_len
-                and last[2] != "journey_end"):
+                and last[TYPE] != "journey_end"):
             tail.add(entry, digest)
             return tail
-        fresh = self._session(entry[8], [entry], m.first_ms, {entry[1]: digest})
+        fresh = self._session(entry[CUSTOMER_ID], [entry], m.first_ms, {entry[EVENT_ID]: digest})
         state.revive(fresh)
         state.sessions = (*sessions, fresh)
         return fresh
@@ -778,10 +794,10 @@ class JourneyTracker:
                  digests: dict[str, int]) -> Journey:
         """A customer-gap journey of `entries`, sorted by (ms, event id)."""
         first = entries[0]
-        journey_id = self._session_id(customer_id, first[0], first[1], previous_start)
+        journey_id = self._session_id(customer_id, first[MS], first[EVENT_ID], previous_start)
         journey = Journey(journey_id, "customer_gap", customer_id, self._window, self._gap)
         for entry in entries:
-            journey.add(entry, digests[entry[1]])
+            journey.add(entry, digests[entry[EVENT_ID]])
         return journey
 
     def _insert(self, state: KeyState, entry: Entry, digest: int
@@ -792,11 +808,11 @@ class JourneyTracker:
         journey_end, a maximum length crossed): then the caller repartitions. Gives exactly what
         `_repartition` gives (tested against it), so 20,000 reversed events of one customer no
         longer cost a sort of all their entries each."""
-        if entry[2] == "journey_end":
+        if entry[TYPE] == "journey_end":
             return None
         sessions = state.sessions
-        ms = entry[0]
-        eid = entry[1]
+        ms = entry[MS]
+        eid = entry[EVENT_ID]
         gap = self._gap
         max_len = self._max_len
         lo = 0
@@ -805,7 +821,7 @@ class JourneyTracker:
             mid = (lo + hi) // 2
             first = sessions[mid].moments.first
             assert first is not None
-            if first[0] < ms or (first[0] == ms and first[1] < eid):
+            if first[MS] < ms or (first[MS] == ms and first[EVENT_ID] < eid):
                 lo = mid + 1
             else:
                 hi = mid
@@ -816,10 +832,10 @@ class JourneyTracker:
             bm = before.moments
             last = bm.last
             assert last is not None
-            if last[0] > ms or (last[0] == ms and last[1] > eid):
+            if last[MS] > ms or (last[MS] == ms and last[EVENT_ID] > eid):
                 before.add(entry, digest)  # inside its span: gaps only shrink
                 return [before], []
-            joins_before = (ms - last[0] <= gap and last[2] != "journey_end"
+            joins_before = (ms - last[MS] <= gap and last[TYPE] != "journey_end"
                             and ms - bm.first_ms < max_len)
         if joins_before:
             assert before is not None
@@ -845,8 +861,8 @@ class JourneyTracker:
                 after.add(entry, digest)  # a new first event in the same millisecond: same id
                 return [after], []
             # the entry starts `after` earlier: same events and one more, under a new id
-            fresh = Journey(self._session_id(entry[8], ms, eid, previous_start), "customer_gap",
-                            entry[8], self._window, gap)
+            fresh = Journey(self._session_id(entry[CUSTOMER_ID], ms, eid, previous_start),
+                            "customer_gap", entry[CUSTOMER_ID], self._window, gap)
             fresh.entries = after.entries
             fresh.ids = after.ids
             fresh.removed = after.removed
@@ -860,7 +876,7 @@ class JourneyTracker:
             state.revive(fresh)
             state.sessions = (*sessions[:lo], fresh, *sessions[lo + 1:])
             return [fresh], [after]
-        fresh = self._session(entry[8], [entry], previous_start, {eid: digest})
+        fresh = self._session(entry[CUSTOMER_ID], [entry], previous_start, {eid: digest})
         state.revive(fresh)
         state.sessions = (*sessions[:lo], fresh, *sessions[lo:])
         return [fresh], []
@@ -870,21 +886,21 @@ class JourneyTracker:
         """Regroup the customer's sessions with `entry` added (None: as they are, after a
         withdrawal; then `customer_id` names the customer)."""
         old = {j.id: j for j in state.sessions}
-        digests: dict[str, int] = {} if entry is None else {entry[1]: digest}
+        digests: dict[str, int] = {} if entry is None else {entry[EVENT_ID]: digest}
         for journey in state.sessions:
             digests.update(journey.ids)
         held = [e for j in state.sessions for e in j.entries]
         if entry is not None:
             held.append(entry)
-            customer_id = entry[8]
-        entries = sorted(held, key=lambda e: (e[0], e[1]))
+            customer_id = entry[CUSTOMER_ID]
+        entries = sorted(held, key=lambda e: (e[MS], e[EVENT_ID]))
         groups: list[list[Entry]] = []
         for e in entries:
             if groups:
                 prev = groups[-1][-1]
-                start = groups[-1][0][0]
-                if (e[0] - prev[0] <= self._gap and prev[2] != "journey_end"
-                        and e[0] - start < self._max_len):
+                start = groups[-1][0][MS]
+                if (e[MS] - prev[MS] <= self._gap and prev[TYPE] != "journey_end"
+                        and e[MS] - start < self._max_len):
                     groups[-1].append(e)
                     continue
             groups.append([e])
@@ -893,9 +909,9 @@ class JourneyTracker:
         previous_start: int | None = None
         for group in groups:
             fresh = self._session(customer_id, group, previous_start, digests)
-            previous_start = group[0][0]
+            previous_start = group[0][MS]
             kept = old.pop(fresh.id, None)
-            if kept is not None and set(kept.ids) == {e[1] for e in group}:
+            if kept is not None and set(kept.ids) == {e[EVENT_ID] for e in group}:
                 sessions.append(kept)
                 continue
             if kept is not None:
@@ -950,8 +966,8 @@ class JourneyTracker:
         end_valence = m.end_valence()
         if journey.status == "closed" and end_valence is not None and m.end is not None:
             end = m.end
-            segments = (("all", "all"), ("touchpoint", end[4]), ("channel", end[5]),
-                        ("stage", end[6]), *end[9])
+            segments = (("all", "all"), ("touchpoint", end[TOUCHPOINT]),
+                        ("channel", end[CHANNEL]), ("stage", end[STAGE]), *end[SEGMENTS])
             counted = (journey.last_ms, end_valence < 0, segments)
         if counted == journey.counted:
             return
@@ -970,24 +986,35 @@ class JourneyTracker:
         peak, end = m.peak, m.end
         start, stop = m.first_ms, m.last_ms
         end_v = m.end_valence()
-        n = m.moments
-        mean = m.mean_valence()
-        outcome = "" if m.outcome is None else m.outcome[7]
+        outcome = "" if m.outcome is None else m.outcome[OUTCOME]
         if peak is None or end is None or end_v is None:
+            # no moment yet (markers only): nothing to name as peak, best, worst or end
             return JourneyRecord(
-                journey.id, journey.customer_id, journey.keyed_by, journey.status,
-                journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, n,
-                None, "", None, "", None, "", None, "", end_v, "", "", "", None, "", None,
-                mean, outcome, journey.version)
+                journey_id=journey.id, customer_id=journey.customer_id,
+                keyed_by=journey.keyed_by, status=journey.status,
+                close_reason=journey.close_reason, started_at=start, ended_at=stop,
+                duration_seconds=(stop - start) / 1000.0, events=m.events, moments=m.moments,
+                peak_valence=None, peak_touchpoint="", peak_at=None, peak_event_id="",
+                best_valence=None, best_touchpoint="", worst_valence=None, worst_touchpoint="",
+                end_valence=end_v, end_touchpoint="", end_channel="", end_stage="", end_at=None,
+                end_event_id="", peak_end_score=None, mean_valence=m.mean_valence(),
+                outcome=outcome, version=journey.version)
         best, worst = m.best, m.worst
-        peak_v = peak[3]
+        peak_v = peak[VALENCE]
         assert peak_v is not None and best is not None and worst is not None
         return JourneyRecord(
-            journey.id, journey.customer_id, journey.keyed_by, journey.status,
-            journey.close_reason, start, stop, (stop - start) / 1000.0, m.events, n,
-            peak_v, peak[4], peak[0], peak[1], best[3], best[4], worst[3], worst[4],
-            end_v, end[4], end[5], end[6], end[0], end[1], (peak_v + end_v) / 2,
-            mean, outcome, journey.version)
+            journey_id=journey.id, customer_id=journey.customer_id, keyed_by=journey.keyed_by,
+            status=journey.status, close_reason=journey.close_reason, started_at=start,
+            ended_at=stop, duration_seconds=(stop - start) / 1000.0, events=m.events,
+            moments=m.moments,
+            peak_valence=peak_v, peak_touchpoint=peak[TOUCHPOINT], peak_at=peak[MS],
+            peak_event_id=peak[EVENT_ID],
+            best_valence=best[VALENCE], best_touchpoint=best[TOUCHPOINT],
+            worst_valence=worst[VALENCE], worst_touchpoint=worst[TOUCHPOINT],
+            end_valence=end_v, end_touchpoint=end[TOUCHPOINT], end_channel=end[CHANNEL],
+            end_stage=end[STAGE], end_at=end[MS], end_event_id=end[EVENT_ID],
+            peak_end_score=(peak_v + end_v) / 2, mean_valence=m.mean_valence(),
+            outcome=outcome, version=journey.version)
 
     def _deadline(self, journey: Journey) -> int:
         """When stream time next changes `journey`: it closes (open), or it can be evicted."""
@@ -1032,13 +1059,14 @@ class JourneyTracker:
             if not answers:
                 state.answers = None
 
+    def _alive(self, journey: Journey, watermark_ms: int) -> bool:
+        """Open, or closed with an acceptable event still able to reach it (its `_deadline`,
+        last event + idle + lateness + 1, is ahead): not to be evicted."""
+        return journey.status == "open" or self._deadline(journey) > watermark_ms
+
     def _evict(self, key: str, state: KeyState, watermark_ms: int) -> None:
-        # alive: open, or `_deadline` (closed: last + idle + lateness + 1) still ahead; inlined,
-        # no closure per call (called at every deadline: 0.4 times per event over months)
-        lateness = self._lateness
         own = state.journey
-        if own is not None and not (own.status == "open" or own.moments.last_ms + own.idle_ms
-                                    + lateness + 1 > watermark_ms):
+        if own is not None and not self._alive(own, watermark_ms):
             state.journey = None
             self._forget_answers(state, own)
             state.pieces += 1
@@ -1047,8 +1075,7 @@ class JourneyTracker:
                 state.ended_until = until
             self._mark_dirty(key)
         sessions = state.sessions
-        kept = tuple([j for j in sessions if j.status == "open"
-                      or j.moments.last_ms + j.idle_ms + lateness + 1 > watermark_ms])
+        kept = tuple([j for j in sessions if self._alive(j, watermark_ms)])
         if len(kept) != len(sessions):
             for journey in state.sessions:
                 if journey not in kept:

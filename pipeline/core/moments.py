@@ -15,7 +15,7 @@ from typing import Final, NamedTuple, cast
 class Entry(NamedTuple):
     """One applied event, compact and JSON-able: the field names for the type checker and the
     reader. At run time an entry is a plain tuple built by `new_entry`, and code indexes it
-    (`entry[0]` is `ms`), never reads a field by name.
+    by the positions below (`entry[MS]`), never reads a field by name.
 
     Why a plain tuple: the collector untracks exact tuples of atoms after their first young
     collection, never a tuple subclass, and a journey state is mostly entries (400,000 of the
@@ -33,6 +33,20 @@ class Entry(NamedTuple):
     outcome: str
     customer_id: str
     segments: tuple[tuple[str, str], ...]  # configured attributes as ((key, value), ...)
+
+
+# The position of each field in an entry (`Entry`'s order), for `entry[VALENCE]` where the
+# entry is a plain tuple; compiled, each is the literal index itself.
+MS: Final = 0
+EVENT_ID: Final = 1
+TYPE: Final = 2
+VALENCE: Final = 3
+TOUCHPOINT: Final = 4
+CHANNEL: Final = 5
+STAGE: Final = 6
+OUTCOME: Final = 7
+CUSTOMER_ID: Final = 8
+SEGMENTS: Final = 9
 
 
 def new_entry(values: tuple[int, str, str, float | None, str, str, str, str, str,
@@ -63,8 +77,8 @@ def to_fixed(valence: float) -> int:
 
 def peak_beats(a: Entry, b: Entry) -> bool:
     """Does moment `a` beat `b` as the peak? Largest |valence|, then negative, then earliest."""
-    av = a[3]
-    bv = b[3]
+    av = a[VALENCE]
+    bv = b[VALENCE]
     assert av is not None and bv is not None
     aa = abs(av)
     ba = abs(bv)
@@ -72,7 +86,7 @@ def peak_beats(a: Entry, b: Entry) -> bool:
         return aa > ba
     if av != bv:
         return av < bv
-    return (a[0], a[1]) < (b[0], b[1])
+    return (a[MS], a[EVENT_ID]) < (b[MS], b[EVENT_ID])
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,25 +168,25 @@ class JourneyMoments:
         self.worst_v = 0.0
 
     def update(self, entry: Entry) -> None:
-        ms = entry[0]
-        eid = entry[1]
+        ms = entry[MS]
+        eid = entry[EVENT_ID]
         self.events += 1
         first = self.first
-        if first is None or ms < self.first_ms or (ms == self.first_ms and eid < first[1]):
+        if first is None or ms < self.first_ms or (ms == self.first_ms and eid < first[EVENT_ID]):
             self.first = entry
             self.first_ms = ms
         last = self.last
-        if last is None or ms > self.last_ms or (ms == self.last_ms and eid > last[1]):
+        if last is None or ms > self.last_ms or (ms == self.last_ms and eid > last[EVENT_ID]):
             self.last = entry
             self.last_ms = ms
-        kind = entry[2]
+        kind = entry[TYPE]
         if kind == "journey_end":
             self.has_end_marker = True
-        elif kind == "outcome" and entry[7]:
+        elif kind == "outcome" and entry[OUTCOME]:
             out = self.outcome
-            if out is None or ms > out[0] or (ms == out[0] and eid > out[1]):
+            if out is None or ms > out[MS] or (ms == out[MS] and eid > out[EVENT_ID]):
                 self.outcome = entry
-        v = entry[3]
+        v = entry[VALENCE]
         if v is None:
             return
         self.moments += 1
@@ -197,7 +211,7 @@ class JourneyMoments:
             self.worst = entry
             self.worst_v = v
         end = self.end
-        if end is None or ms > self.end_ms or (ms == self.end_ms and eid > end[1]):
+        if end is None or ms > self.end_ms or (ms == self.end_ms and eid > end[EVENT_ID]):
             self.end = entry
             self.end_ms = ms
         if self.end_window_ms > 0:
@@ -206,15 +220,15 @@ class JourneyMoments:
     def _add_tail(self, entry: Entry) -> None:
         end = self.end
         assert end is not None
-        cutoff = end[0] - self.end_window_ms
+        cutoff = end[MS] - self.end_window_ms
         # the end moved later: drop what fell out of the window (compare by (ms, event id), not
         # identity: compiled code may box the same entry into a new tuple)
         tail = self.tail
         if tail is None:
             tail = self.tail = []
-        elif end[0] == entry[0] and end[1] == entry[1]:
-            tail = self.tail = [e for e in tail if e[0] >= cutoff]
-        if entry[0] >= cutoff:
+        elif end[MS] == entry[MS] and end[EVENT_ID] == entry[EVENT_ID]:
+            tail = self.tail = [e for e in tail if e[MS] >= cutoff]
+        if entry[MS] >= cutoff:
             tail.append(entry)
 
     def merge(self, other: JourneyMoments) -> JourneyMoments:
@@ -233,16 +247,16 @@ class JourneyMoments:
         out.end = _pick(self.end, other.end, _later)
         out._keep_numbers()
         if out.end is not None and self.end_window_ms > 0:
-            cutoff = out.end[0] - self.end_window_ms
-            out.tail = [e for e in (self.tail or []) + (other.tail or []) if e[0] >= cutoff]
+            cutoff = out.end[MS] - self.end_window_ms
+            out.tail = [e for e in (self.tail or []) + (other.tail or []) if e[MS] >= cutoff]
         return out
 
     def _keep_numbers(self) -> None:
         """Set the kept times and valences from the entries (after a merge)."""
         first, last, end = self.first, self.last, self.end
-        self.first_ms = 0 if first is None else first[0]
-        self.last_ms = 0 if last is None else last[0]
-        self.end_ms = 0 if end is None else end[0]
+        self.first_ms = 0 if first is None else first[MS]
+        self.last_ms = 0 if last is None else last[MS]
+        self.end_ms = 0 if end is None else end[MS]
         self.peak_v = _valence_or_zero(self.peak)
         self.best_v = _valence_or_zero(self.best)
         self.worst_v = _valence_or_zero(self.worst)
@@ -253,15 +267,15 @@ class JourneyMoments:
             return None
         tail = self.tail
         if tail is None or len(tail) <= 1:
-            return end[3]
-        total = sum(to_fixed(e[3] or 0.0) for e in tail)
+            return end[VALENCE]
+        total = sum(to_fixed(e[VALENCE] or 0.0) for e in tail)
         return total / len(tail) / FIXED
 
     def mean_valence(self) -> float | None:
         return self.sum_fixed / self.moments / FIXED if self.moments else None
 
     def result(self) -> PeakEnd:
-        peak = None if self.peak is None else self.peak[3]
+        peak = None if self.peak is None else self.peak[VALENCE]
         end = self.end_valence()
         first, last = self.first, self.last
         return PeakEnd(
@@ -269,35 +283,35 @@ class JourneyMoments:
             end=end,
             peak_end_score=None if peak is None or end is None else (peak + end) / 2,
             mean=self.mean_valence(),
-            best=None if self.best is None else self.best[3],
-            worst=None if self.worst is None else self.worst[3],
+            best=None if self.best is None else self.best[VALENCE],
+            worst=None if self.worst is None else self.worst[VALENCE],
             moments=self.moments,
             events=self.events,
-            duration_ms=0 if first is None or last is None else last[0] - first[0],
+            duration_ms=0 if first is None or last is None else last[MS] - first[MS],
         )
 
 
 def _valence_or_zero(entry: Entry | None) -> float:
-    v = None if entry is None else entry[3]
+    v = None if entry is None else entry[VALENCE]
     return 0.0 if v is None else v
 
 
 def _earlier(a: Entry, b: Entry) -> bool:
-    return (a[0], a[1]) < (b[0], b[1])
+    return (a[MS], a[EVENT_ID]) < (b[MS], b[EVENT_ID])
 
 
 def _later(a: Entry, b: Entry) -> bool:
-    return (a[0], a[1]) > (b[0], b[1])
+    return (a[MS], a[EVENT_ID]) > (b[MS], b[EVENT_ID])
 
 
 def _higher(a: Entry, b: Entry) -> bool:
-    av, bv = a[3], b[3]
+    av, bv = a[VALENCE], b[VALENCE]
     assert av is not None and bv is not None
     return av > bv or (av == bv and _earlier(a, b))
 
 
 def _lower(a: Entry, b: Entry) -> bool:
-    av, bv = a[3], b[3]
+    av, bv = a[VALENCE], b[VALENCE]
     assert av is not None and bv is not None
     return av < bv or (av == bv and _earlier(a, b))
 

@@ -2,7 +2,8 @@
 
 Time fields hold integer epoch milliseconds (`None` where the contract allows null); `to_dict()`
 turns them into RFC 3339 UTC text with milliseconds and `Z`, `from_dict()` parses them back.
-Field names and order follow docs/records.md exactly.
+Field names, order and types are declared once, in `JOURNEY_FIELDS`, `METRIC_FIELDS` and
+`ALERT_FIELDS` (docs/records.md lists the same, a test holds them equal).
 """
 
 from __future__ import annotations
@@ -39,21 +40,96 @@ def _from_dict(cls: type[_R], data: dict[str, Any], times: frozenset[str]) -> _R
     return tuple.__new__(cls, _values_of(names, data, times))
 
 
-# JourneyRecord's fields in the order of the contract (docs/records.md)
-_JOURNEY_FIELDS: Final = (
-    "journey_id", "customer_id", "keyed_by", "status", "close_reason", "started_at",
-    "ended_at", "duration_seconds", "events", "moments", "peak_valence", "peak_touchpoint",
-    "peak_at", "peak_event_id", "best_valence", "best_touchpoint", "worst_valence",
-    "worst_touchpoint", "end_valence", "end_touchpoint", "end_channel", "end_stage",
-    "end_at", "end_event_id", "peak_end_score", "mean_valence", "outcome", "version",
+class RecordField(NamedTuple):
+    """One field of an output record: the declaration everything else about it is derived from
+    or checked against (the record class, its `to_dict` times, the table row of
+    `pipeline.storage.tables`, the DDL of schemas/clickhouse/ and the tables of docs/records.md;
+    tests/unit/storage/test_record_fields.py and tests/unit/core/test_core_record_fields.py fail
+    when one of them disagrees)."""
+
+    name: str
+    # As docs/records.md writes it: str, int, float, bool, time (epoch ms in the record, RFC 3339
+    # in its dict, DateTime plus an `_ms` Int64 column in its table); `?` allows null.
+    type: str
+    # A text that a record dict may lack or hold as null (written before the field existed, or
+    # never set): its table stores ''.
+    or_empty: bool = False
+
+
+def text_or_empty(name: str) -> RecordField:
+    """A text field that a record dict may lack or hold as null: stored as ''."""
+    return RecordField(name, "str", or_empty=True)
+
+
+# The fields of each record in the order of the contract (docs/records.md).
+JOURNEY_FIELDS: Final = (
+    RecordField("journey_id", "str"), RecordField("customer_id", "str"),
+    RecordField("keyed_by", "str"), RecordField("status", "str"), text_or_empty("close_reason"),
+    RecordField("started_at", "time"), RecordField("ended_at", "time"),
+    RecordField("duration_seconds", "float"), RecordField("events", "int"),
+    RecordField("moments", "int"),
+    RecordField("peak_valence", "float?"), text_or_empty("peak_touchpoint"),
+    RecordField("peak_at", "time?"), text_or_empty("peak_event_id"),
+    RecordField("best_valence", "float?"), text_or_empty("best_touchpoint"),
+    RecordField("worst_valence", "float?"), text_or_empty("worst_touchpoint"),
+    RecordField("end_valence", "float?"), text_or_empty("end_touchpoint"),
+    text_or_empty("end_channel"), text_or_empty("end_stage"), RecordField("end_at", "time?"),
+    text_or_empty("end_event_id"),
+    RecordField("peak_end_score", "float?"), RecordField("mean_valence", "float?"),
+    text_or_empty("outcome"), RecordField("version", "int"),
 )
-_JOURNEY_TIMES: Final = frozenset({"started_at", "ended_at", "peak_at", "end_at"})
-_METRIC_TIMES: Final = frozenset({"window_start", "window_end"})
-_ALERT_TIMES: Final = frozenset({"fired_at", "resolved_at", "window_start", "window_end"})
+METRIC_FIELDS: Final = (
+    RecordField("metric", "str"), RecordField("segment_dim", "str"),
+    RecordField("segment_value", "str"), RecordField("window_start", "time"),
+    RecordField("window_end", "time"), RecordField("source_partition", "int"),
+    RecordField("n", "int"), RecordField("value", "float?"), RecordField("ci_low", "float?"),
+    RecordField("ci_high", "float?"),
+    # the counts of the metric kinds (each kind's `columns`, pipeline.core.surveys)
+    RecordField("promoters", "int"), RecordField("passives", "int"),
+    RecordField("detractors", "int"), RecordField("total", "float"),
+    RecordField("total_sq", "float"), RecordField("easy", "int"), RecordField("hard", "int"),
+    RecordField("positives", "int"),
+    RecordField("version", "int"),
+)
+ALERT_FIELDS: Final = (
+    RecordField("alert_id", "str"), RecordField("rule", "str"), RecordField("metric", "str"),
+    RecordField("segment_dim", "str"), RecordField("segment_value", "str"),
+    RecordField("state", "str"), RecordField("severity", "str"),
+    RecordField("fired_at", "time"), RecordField("resolved_at", "time?"),
+    RecordField("window_start", "time"), RecordField("window_end", "time"),
+    RecordField("value", "float"), RecordField("baseline", "float"), RecordField("n", "int"),
+    RecordField("baseline_n", "int"), RecordField("ci_low", "float"),
+    RecordField("ci_high", "float"), RecordField("effect", "float"),
+    RecordField("p_value", "float"), RecordField("version", "int"),
+    # issue 16 (migration 004): absent from records written before
+    RecordField("threshold", "float?"), text_or_empty("message"),
+)
+
+
+def names_of(fields: tuple[RecordField, ...]) -> tuple[str, ...]:
+    return tuple([f.name for f in fields])
+
+
+def times_of(fields: tuple[RecordField, ...]) -> frozenset[str]:
+    """The fields a record holds as epoch ms and its dict as RFC 3339 text."""
+    return frozenset([f.name for f in fields if f.type.startswith("time")])
+
+
+_JOURNEY_FIELDS: Final = names_of(JOURNEY_FIELDS)
+_JOURNEY_TIMES: Final = times_of(JOURNEY_FIELDS)
+_METRIC_TIMES: Final = times_of(METRIC_FIELDS)
+_ALERT_TIMES: Final = times_of(ALERT_FIELDS)
+_METRIC_NAMES: Final = names_of(METRIC_FIELDS)
+# The count columns of a MetricRecord, in order: from promoters up to version (a metric kind
+# fills its own, `pipeline.core.surveys`, zeros elsewhere).
+COUNT_COLUMNS: Final = _METRIC_NAMES[_METRIC_NAMES.index("promoters"):
+                                     _METRIC_NAMES.index("version")]
 
 
 class JourneyRecord:
-    """Peak-end state of one journey; key `journey_id`, upsert by `version`.
+    """Peak-end state of one journey; key `journey_id`, upsert by `version` (fields:
+    `JOURNEY_FIELDS`; mypyc needs each attribute written out below, and
+    tests/unit/core/test_core_record_fields.py holds those lists to the table).
 
     A plain class where the other records are named tuples: the stream builds one per event,
     and compiled, a class keeps its ints and floats unboxed in its fields (one allocation; the
@@ -160,8 +236,8 @@ class JourneyRecord:
 
 
 class MetricRecord(NamedTuple):
-    """One partial bucket of one metric and segment from one source partition."""
-
+    """One partial bucket of one metric and segment from one source partition (fields:
+    `METRIC_FIELDS`)."""
 
     metric: str
     segment_dim: str
@@ -192,8 +268,8 @@ class MetricRecord(NamedTuple):
 
 
 class AlertRecord(NamedTuple):
-    """One state change of an experience-drop alert; key `alert_id`, upsert by `version`."""
-
+    """One state change of an experience-drop alert; key `alert_id`, upsert by `version`
+    (fields: `ALERT_FIELDS`)."""
 
     alert_id: str
     rule: str

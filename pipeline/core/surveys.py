@@ -3,8 +3,9 @@
 One class per kind owns everything about it: its sufficient statistics (counts and sums, exact
 in floating point because CES answers on the 1-7 scale are multiples of 0.5, so buckets merge
 into any window exactly, in any order), `update` / `revert` / `merge` (`+=`, river's model), its
-number-vector layout (`vector`, `from_vector`: what the drop detector adds and subtracts), its
-columns of a `MetricRecord` (`record_counts`, `from_record`), its interval (`result`) and its
+layout (`columns`: which columns of a `MetricRecord` hold its numbers, in the order of its number
+vector, what the drop detector adds and subtracts; `vector`, `from_vector`, `vector_of`,
+`record_counts`, `from_record` follow it), its interval (`result`) and its
 two-sample test (`compare`), and how it reads in an alert (`direction`, `title`, `digits`).
 `WINDOW_TYPES` maps a record's `metric` name to its class: the one place a name picks a kind
 (the drop detector looks it up once per series and holds the class).
@@ -19,8 +20,8 @@ from typing import ClassVar, Self
 from pipeline.core.records import MetricRecord
 from pipeline.core.stats import adjusted_wald_nps, t95, wilson, z_test
 
-# The count columns of a MetricRecord in their order: promoters, passives, detractors, total,
-# total_sq, easy, hard, positives (each kind fills its own, zeros elsewhere).
+# The values of a MetricRecord's `COUNT_COLUMNS` (pipeline.core.records), in their order: each
+# kind fills its own `columns`, zeros elsewhere.
 RecordCounts = tuple[int, int, int, float, float, int, int, int]
 
 
@@ -59,7 +60,10 @@ class NpsWindow:
 
     __slots__ = ("detractors", "passives", "promoters")
     metric: ClassVar[str] = "nps"
-    size: ClassVar[int] = 3  # [promoters, passives, detractors]
+    # The layout, declared once: the record columns the kind's numbers go to, in the order of its
+    # vector and of its constructor's arguments (the methods below are written out for speed;
+    # tests/unit/core/test_core_metric_kinds.py holds each of them to this).
+    columns: ClassVar[tuple[str, ...]] = ("promoters", "passives", "detractors")
     direction: ClassVar[int] = 1  # +1: higher is better (a drop is bad)
     title: ClassVar[str] = "NPS"  # how an alert names it
     digits: ClassVar[int] = 1  # decimals an alert shows
@@ -168,7 +172,7 @@ class CesWindow:
 
     __slots__ = ("easy", "hard", "n", "total", "total_sq")
     metric: ClassVar[str] = "ces"
-    size: ClassVar[int] = 5  # [n, total, total_sq, easy, hard]
+    columns: ClassVar[tuple[str, ...]] = ("n", "total", "total_sq", "easy", "hard")
     direction: ClassVar[int] = 1
     title: ClassVar[str] = "CES"
     digits: ClassVar[int] = 2
@@ -274,7 +278,7 @@ class ShareWindow:
 
     __slots__ = ("n", "positives")
     metric: ClassVar[str] = "share"
-    size: ClassVar[int] = 2  # [n, positives]
+    columns: ClassVar[tuple[str, ...]] = ("n", "positives")
     direction: ClassVar[int] = 1
     title: ClassVar[str] = "share"
     digits: ClassVar[int] = 2

@@ -4,7 +4,7 @@
 
 The views sum the latest version of every partial (metric, segment, bucket, source partition)
 into the UTC hour or day of the bucket's start and compute value and interval from the summed
-counts. Here the same sums go through the core's own window classes (`metrics.estimate`:
+counts. Here the same sums go through the core's own window classes (`vectors.estimate`:
 adjusted Wald for NPS, Student t for the CES mean, Wilson for the shares), so the
 formulas exist once in Python; tests/unit/storage/test_windows_offline.py (chdb) and
 tests/integration/test_windows_offline.py check the rows equal the views' on both engines.
@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from pipeline.core.metrics import SIZE, add, count, estimate, vector_of
+from pipeline.core.config import DAY_MS, HOUR_MS
 from pipeline.core.records import MetricRecord
+from pipeline.core.surveys import WINDOW_TYPES, CesWindow
 from pipeline.core.timefmt import format_opt
+from pipeline.core.vectors import SIZE, add, vector_of
 
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
 # window name -> length; the views' toStartOfHour / toStartOfDay on a UTC server
 WINDOWS: dict[str, int] = {"1h": HOUR_MS, "1d": DAY_MS}
 
@@ -68,22 +68,14 @@ class WindowRecord(NamedTuple):
 
 def _record(metric: str, dim: str, value: str, window: str, start: int, vector: list[float],
             partials: int) -> WindowRecord:
-    est = estimate(metric, vector)
-    n = count(metric, vector)
-    promoters = passives = detractors = easy = hard = positives = 0
-    total = total_sq = 0.0
+    summed = WINDOW_TYPES[metric].from_vector(vector)
+    est = summed.result()
     share_easy = share_hard = None
-    if metric == "nps":
-        promoters, passives, detractors = int(vector[0]), int(vector[1]), int(vector[2])
-    elif metric == "ces":
-        total, total_sq, easy, hard = vector[1], vector[2], int(vector[3]), int(vector[4])
-        if n:
-            share_easy, share_hard = easy / n, hard / n
-    else:
-        positives = int(vector[1])
-    return WindowRecord(metric, dim, value, window, start, start + WINDOWS[window], n, est.value,
-                        est.ci_low, est.ci_high, promoters, passives, detractors, total,
-                        total_sq, easy, hard, positives, share_easy, share_hard, partials)
+    if isinstance(summed, CesWindow):
+        share_easy, share_hard = summed.share_easy(), summed.share_hard()
+    return WindowRecord(metric, dim, value, window, start, start + WINDOWS[window], summed.n,
+                        est.value, est.ci_low, est.ci_high, *summed.record_counts(), share_easy,
+                        share_hard, partials)
 
 
 def hourly_and_daily(partials: Iterable[MetricRecord]) -> list[WindowRecord]:

@@ -1,7 +1,8 @@
 """Records -> ClickHouse rows: one mapping shared by the streaming sink and the batch backfill.
 
 Every table stores exactly the fields of its record (docs/records.md; docs/design.md schema v1
-for the raw events), in the record's field order, with these conversions:
+for the raw events), in the record's field order, with these conversions (for the core's
+records derived from their field tables, `pipeline.core.records.JOURNEY_FIELDS` and its peers):
 
 - RFC 3339 times become `DateTime` values: `datetime` in UTC without tzinfo, truncated to the
   second (what ClickHouse `DateTime` holds). Each time field also gets an `<field>_ms` `Int64`
@@ -31,6 +32,8 @@ from typing import Any
 from pipeline.contract.parser import parse_dict
 from pipeline.contract.rejected import Rejected
 from pipeline.core.event import content_digest
+from pipeline.core.followups import CASE_FIELDS
+from pipeline.core.records import ALERT_FIELDS, JOURNEY_FIELDS, METRIC_FIELDS, RecordField
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -94,6 +97,11 @@ def _text(name: str) -> Getter:
         return "" if value is None else value
 
     return get
+
+
+def _bit(name: str) -> Getter:
+    """Required boolean as 0/1 (`UInt8`)."""
+    return lambda record: int(bool(record[name]))
 
 
 def _time(name: str) -> Getter:
@@ -219,88 +227,40 @@ def _times(name: str, optional: bool = False) -> list[tuple[str, Getter]]:
     return [(name, _time(name)), (f"{name}_ms", _time_ms(name))]
 
 
-JOURNEYS = _spec("journeys", ("journey_id",), [
-    ("journey_id", _field("journey_id")),
-    ("customer_id", _field("customer_id")),
-    ("keyed_by", _field("keyed_by")),
-    ("status", _field("status")),
-    ("close_reason", _text("close_reason")),
-    *_times("started_at"),
-    *_times("ended_at"),
-    ("duration_seconds", _float("duration_seconds")),
-    ("events", _field("events")),
-    ("moments", _field("moments")),
-    ("peak_valence", _opt_float("peak_valence")),
-    ("peak_touchpoint", _text("peak_touchpoint")),
-    *_times("peak_at", optional=True),
-    ("peak_event_id", _text("peak_event_id")),
-    ("best_valence", _opt_float("best_valence")),
-    ("best_touchpoint", _text("best_touchpoint")),
-    ("worst_valence", _opt_float("worst_valence")),
-    ("worst_touchpoint", _text("worst_touchpoint")),
-    ("end_valence", _opt_float("end_valence")),
-    ("end_touchpoint", _text("end_touchpoint")),
-    ("end_channel", _text("end_channel")),
-    ("end_stage", _text("end_stage")),
-    *_times("end_at", optional=True),
-    ("end_event_id", _text("end_event_id")),
-    ("peak_end_score", _opt_float("peak_end_score")),
-    ("mean_valence", _opt_float("mean_valence")),
-    ("outcome", _text("outcome")),
-    ("version", _field("version")),
-])
+def _record_columns(fields: tuple[RecordField, ...]) -> list[tuple[str, Getter]]:
+    """A core record's columns, in its field order, each read as its declared type says (the
+    conversions of the module docstring): the record's field table is the one declaration."""
+    pairs: list[tuple[str, Getter]] = []
+    for field in fields:
+        name = field.name
+        if field.type in ("time", "time?"):
+            pairs += _times(name, optional=field.type == "time?")
+        elif field.type == "float":
+            pairs.append((name, _float(name)))
+        elif field.type == "float?":
+            pairs.append((name, _opt_float(name)))
+        elif field.type == "int?":
+            pairs.append((name, _opt(name)))
+        elif field.type == "bool":
+            pairs.append((name, _bit(name)))
+        elif field.or_empty:
+            pairs.append((name, _text(name)))
+        elif field.type in ("str", "int"):
+            pairs.append((name, _field(name)))
+        else:
+            raise ValueError(f"{name}: no column for a field of type {field.type!r}")
+    return pairs
 
+
+JOURNEYS = _spec("journeys", ("journey_id",), _record_columns(JOURNEY_FIELDS))
 METRIC_BUCKETS = _spec(
     "metric_buckets",
     ("metric", "segment_dim", "segment_value", "window_start", "source_partition"),
-    [
-        ("metric", _field("metric")),
-        ("segment_dim", _field("segment_dim")),
-        ("segment_value", _field("segment_value")),
-        *_times("window_start"),
-        *_times("window_end"),
-        ("source_partition", _field("source_partition")),
-        ("n", _field("n")),
-        ("value", _opt_float("value")),
-        ("ci_low", _opt_float("ci_low")),
-        ("ci_high", _opt_float("ci_high")),
-        ("promoters", _field("promoters")),
-        ("passives", _field("passives")),
-        ("detractors", _field("detractors")),
-        ("total", _float("total")),
-        ("total_sq", _float("total_sq")),
-        ("easy", _field("easy")),
-        ("hard", _field("hard")),
-        ("positives", _field("positives")),
-        ("version", _field("version")),
-    ],
+    _record_columns(METRIC_FIELDS),
 )
-
-ALERTS = _spec("alerts", ("alert_id",), [
-    ("alert_id", _field("alert_id")),
-    ("rule", _field("rule")),
-    ("metric", _field("metric")),
-    ("segment_dim", _field("segment_dim")),
-    ("segment_value", _field("segment_value")),
-    ("state", _field("state")),
-    ("severity", _field("severity")),
-    *_times("fired_at"),
-    *_times("resolved_at", optional=True),
-    *_times("window_start"),
-    *_times("window_end"),
-    ("value", _float("value")),
-    ("baseline", _float("baseline")),
-    ("n", _field("n")),
-    ("baseline_n", _field("baseline_n")),
-    ("ci_low", _float("ci_low")),
-    ("ci_high", _float("ci_high")),
-    ("effect", _float("effect")),
-    ("p_value", _float("p_value")),
-    ("version", _field("version")),
-    # Migration 004 (issue 16); records written before it have neither: NULL and ''.
-    ("threshold", _opt_float("threshold")),
-    ("message", _text("message")),
-])
+# Migration 004 (issue 16) appended threshold and message; records written before it have
+# neither: NULL and ''.
+ALERTS = _spec("alerts", ("alert_id",), _record_columns(ALERT_FIELDS))
 
 DEAD_LETTERS = _spec(
     "dead_letters",
@@ -351,40 +311,12 @@ TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     ("version", _event_version),
 ])
 
-# Follow-up cases (pipeline.core.followups.CaseRecord, migrations 005 and 011).
-FOLLOWUPS = _spec("followups", ("case_id",), [
-    ("case_id", _field("case_id")),
-    ("customer_id", _field("customer_id")),
-    ("journey_id", _text("journey_id")),
-    ("source_id", _field("source_id")),
-    ("trigger", _field("trigger")),
-    ("triggers", _text("triggers")),
-    ("priority", _field("priority")),
-    *_times("opened_at"),
-    *_times("due_at"),
-    ("silent", lambda r: int(bool(r["silent"]))),
-    ("status", _field("status")),
-    *_times("closed_at", optional=True),
-    ("result", _text("result")),
-    ("peak_valence", _opt_float("peak_valence")),
-    ("peak_touchpoint", _text("peak_touchpoint")),
-    *_times("peak_at", optional=True),
-    ("end_valence", _opt_float("end_valence")),
-    ("end_touchpoint", _text("end_touchpoint")),
-    *_times("end_at", optional=True),
-    ("peak_end_score", _opt_float("peak_end_score")),
-    ("survey_event_id", _text("survey_event_id")),
-    ("survey_nps", _opt("survey_nps")),
-    ("survey_ces", _opt_float("survey_ces")),
-    ("survey_csat", _opt("survey_csat")),
-    ("outcome", _text("outcome")),
-    ("suppressed", _field("suppressed")),
-    ("recovery_journey_id", _text("recovery_journey_id")),
-    ("recovery_peak_end_score", _opt_float("recovery_peak_end_score")),
-    ("rules_version", _field("rules_version")),
-    ("version", _field("version")),
-    ("recovery_nps", _opt("recovery_nps")),  # migration 011 (ALTER ADD COLUMN: last)
-])
+# Follow-up cases (pipeline.core.followups.CaseRecord, migrations 005 and 011). Migration 011
+# appended recovery_nps to the table (ALTER TABLE ADD COLUMN puts it last); the record keeps it
+# beside the other recovery fields.
+FOLLOWUPS = _spec("followups", ("case_id",), _record_columns((
+    *[f for f in CASE_FIELDS if f.name != "recovery_nps"],
+    *[f for f in CASE_FIELDS if f.name == "recovery_nps"])))
 
 TABLES: dict[str, TableSpec] = {
     spec.name: spec

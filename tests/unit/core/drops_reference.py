@@ -15,7 +15,11 @@ from typing import Any
 
 from pipeline.core.config import DAY_MS, HOUR_MS, DropConfig
 from pipeline.core.drops import _Alert, describe, one_sided_p, thresholds
-from pipeline.core.metrics import (
+from pipeline.core.records import AlertRecord, MetricRecord
+from pipeline.core.stats import z_test
+from pipeline.core.surveys import Estimate
+from pipeline.core.timefmt import format_ms
+from pipeline.core.vectors import (
     DIRECTION,
     SIZE,
     Vector,
@@ -26,10 +30,6 @@ from pipeline.core.metrics import (
     vector_of,
     window,
 )
-from pipeline.core.records import AlertRecord, MetricRecord
-from pipeline.core.stats import z_test
-from pipeline.core.surveys import Estimate
-from pipeline.core.timefmt import format_ms
 
 SeriesKey = tuple[str, str, str]  # metric, segment_dim, segment_value
 

@@ -19,8 +19,8 @@ from pipeline.core.drops import (
     siegmund_arl,
     thresholds,
 )
-from pipeline.core.metrics import two_sample
 from pipeline.core.records import AlertRecord
+from pipeline.core.vectors import two_sample
 
 START = T0 - T0 % DAY  # midnight, so hours and days line up
 

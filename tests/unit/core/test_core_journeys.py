@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
@@ -318,3 +320,38 @@ def test_a_journey_id_after_its_journey_was_evicted_starts_a_distinct_journey() 
     restored = JourneyTracker(JourneyConfig(), SCORING_RULES)
     restored.restore_key("case-1", json.loads(json.dumps(state)))
     assert restored.snapshot_key("case-1") == state
+
+
+def test_attributes_in_any_mapping_give_the_segments_a_dict_gives() -> None:
+    """The tracker reads an event's attributes as a dict (the fast lookup compiled); attributes
+    held in another Mapping must give the same segments, journeys and state."""
+    config = JourneyConfig(segment_attributes=("region", "tier"))
+    attrs = {"region": "north", "tier": "gold", "other": "x"}
+    plain = [event("e1", T0, valence=-0.5, attributes=attrs),
+             event("e2", T0 + MIN, valence=0.5, attributes={"tier": "basic"})]
+    proxied = [replace(e, attributes=MappingProxyType(dict(e.attributes))) for e in plain]
+    trackers = []
+    for events in (plain, proxied):
+        tracker = JourneyTracker(config, SCORING_RULES)
+        records = [tracker.apply(e, e.occurred_ms)[0] for e in events]
+        trackers.append((records, tracker.snapshot()))
+    assert trackers[0] == trackers[1]
+    segments = trackers[0][1]["keys"]["c1"]["sessions"][0]["entries"][0][9]
+    assert segments == [["region", "north"], ["tier", "gold"]]
+
+
+@pytest.mark.parametrize("journey", [None, "j1"])
+def test_a_closed_journey_is_evicted_exactly_when_no_acceptable_event_can_reach_it(
+        journey: str | None) -> None:
+    """Held while stream time is before last event + idle + lateness + 1 (an event within the
+    lateness could still join it), gone at that instant: the deadline the tracker schedules and
+    the test it evicts by agree to the millisecond."""
+    config = JourneyConfig()
+    idle = config.idle_gap_ms if journey is None else config.journey_idle_ms
+    tracker = JourneyTracker(config, SCORING_RULES)
+    tracker.apply(event("e1", T0, valence=0.5, journey=journey), T0)
+    evicted_at = T0 + idle + config.allowed_lateness_ms + 1
+    tracker.advance(evicted_at - 1)
+    assert [j.status for j in tracker.journeys()] == ["closed"]
+    tracker.advance(evicted_at)
+    assert tracker.journeys() == []

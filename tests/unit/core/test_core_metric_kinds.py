@@ -13,11 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core import metrics
+from pipeline.core import vectors
 from pipeline.core.buckets import Partial, to_record, window_of
 from pipeline.core.config import DropConfig
 from pipeline.core.drops import min_effects
 from pipeline.core.protocol import Accumulator
+from pipeline.core.records import COUNT_COLUMNS
 from pipeline.core.surveys import (
     WINDOW_TYPES,
     CesWindow,
@@ -27,6 +28,7 @@ from pipeline.core.surveys import (
     NpsWindow,
     SurveyWindow,
 )
+from pipeline.core.windows import WindowRecord
 
 ANSWERS: dict[str, st.SearchStrategy[Any]] = {
     "nps": st.integers(0, 10),
@@ -52,7 +54,7 @@ def counts(acc: SurveyWindow) -> list[float]:
 def test_the_registry_names_every_kind_by_its_records_metric() -> None:
     assert [type(k) for k in KINDS] == list(WINDOW_TYPES.values())
     assert all(kind.metric == name for name, kind in WINDOW_TYPES.items())
-    assert metrics.METRICS == ("nps", "ces", "csat", "negative_end")
+    assert vectors.METRICS == ("nps", "ces", "csat", "negative_end")
 
 
 def test_the_drop_detector_asks_the_kind() -> None:
@@ -117,21 +119,41 @@ def test_the_vector_and_the_record_columns_round_trip(metric: str, data: Any) ->
     kind = WINDOW_TYPES[metric]
     acc = fold(kind(), data.draw(st.lists(ANSWERS[metric], max_size=40)))
     vector = acc.vector()  # type: ignore[attr-defined]
-    assert len(vector) == kind.size == metrics.SIZE[metric]
+    assert len(vector) == len(kind.columns) == vectors.SIZE[metric]
     assert counts(kind.from_vector(vector)) == vector
-    assert kind.count_of(vector) == acc.result().n == metrics.count(metric, vector)
+    assert kind.count_of(vector) == acc.result().n == vectors.count(metric, vector)
     record = to_record(Partial(acc, (metric, "all", "all", 0), 3), 60_000, 2)  # type: ignore[arg-type]
     assert record.metric == metric and record.version == 3 and record.n == acc.result().n
-    assert metrics.vector_of(record) == vector
+    assert vectors.vector_of(record) == vector
     assert counts(window_of(record)) == vector
-    # a kind writes only its own columns: the others stay zero
-    own = {"nps": {"promoters", "passives", "detractors"},
-           "ces": {"total", "total_sq", "easy", "hard"},
-           "csat": {"positives"}, "negative_end": {"positives"}}[metric]
-    for column in ("promoters", "passives", "detractors", "total", "total_sq", "easy", "hard",
-                   "positives"):
-        if column not in own:
+    # `columns` is the layout: position i of the vector is the window's and the record's column
+    # columns[i] (by name), and the kind writes no other count column of the record
+    assert [float(getattr(acc, column)) for column in kind.columns] == vector
+    assert [float(getattr(record, column)) for column in kind.columns] == vector
+    assert set(kind.columns) <= {"n", *COUNT_COLUMNS}
+    assert list(acc.record_counts()) == [  # type: ignore[attr-defined]
+        getattr(acc, column) if column in kind.columns else 0 for column in COUNT_COLUMNS]
+    for column in COUNT_COLUMNS:
+        if column not in kind.columns:
             assert getattr(record, column) == 0, column
+
+
+@pytest.mark.parametrize("metric", list(WINDOW_TYPES))
+def test_each_position_of_the_layout_is_its_named_column(metric: str) -> None:
+    """A vector with a distinct number at each position: every layout method of the kind puts
+    each number under the column `columns` names for that position (two columns swapped in one
+    method only show here, where a vector of equal counts would hide it)."""
+    kind = WINDOW_TYPES[metric]
+    # descending, so the counts stay a possible sample (positives <= n, easy + hard <= n)
+    vector = [float(4 * (len(kind.columns) - i)) for i in range(len(kind.columns))]
+    window = kind.from_vector(vector)
+    assert {c: float(getattr(window, c)) for c in kind.columns} == dict(
+        zip(kind.columns, vector, strict=True))
+    assert window.vector() == vector
+    record = to_record(Partial(window, (metric, "all", "all", 0), 1), 60_000, 0)
+    assert kind.vector_of(record) == vector
+    assert kind.from_record(record).vector() == vector
+    assert kind.count_of(vector) == window.n
 
 
 def _p(effect: float, variance: float) -> float:
@@ -176,10 +198,18 @@ def test_each_kinds_two_sample_test_is_the_documented_one(metric: str, data: Any
     want_effect, want_p = reference_test(metric, current, baseline)
     assert effect == pytest.approx(want_effect, abs=1e-9)
     assert p == pytest.approx(want_p, abs=1e-9)
-    assert metrics.two_sample(metric, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
-    assert metrics.compare(kind, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
+    assert vectors.two_sample(metric, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
+    assert vectors.compare(kind, cur.vector(), base.vector()) == (effect, p)  # type: ignore[attr-defined]
 
 
 def test_an_empty_sample_tests_to_no_effect() -> None:
     for kind in WINDOW_TYPES.values():
         assert kind().compare(fold(kind(), [])) == (0.0, 1.0)  # type: ignore[arg-type]
+
+
+def test_the_window_records_counts_are_the_metric_records() -> None:
+    """`WindowRecord` (replay's hourly and daily windows) repeats the count columns of a
+    `MetricRecord`, filled by the same `record_counts`: the same names in the same order."""
+    names = WindowRecord._fields
+    start = names.index(COUNT_COLUMNS[0])
+    assert names[start:start + len(COUNT_COLUMNS)] == COUNT_COLUMNS

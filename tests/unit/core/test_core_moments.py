@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core import moments
 from pipeline.core.moments import Entry, JourneyMoments, new_entry, to_fixed
 
 KINDS = ("interaction", "interaction", "interaction", "survey", "journey_end", "outcome")
@@ -85,3 +86,12 @@ def test_to_fixed_rounds_half_away_from_zero_symmetrically(valence: float) -> No
     fixed = to_fixed(valence)
     assert to_fixed(-valence) == -fixed
     assert abs(fixed - valence * 10**12) <= 0.5 + 1e-3
+
+
+def test_each_named_position_is_its_fields_place_in_an_entry() -> None:
+    """Code reads an entry as `entry[VALENCE]` (a plain tuple at run time): each position's
+    name is the upper-case name of the `Entry` field at that place, and every field has one."""
+    positions = {name.lower(): getattr(moments, name) for name in
+                 ("MS", "EVENT_ID", "TYPE", "VALENCE", "TOUCHPOINT", "CHANNEL", "STAGE",
+                  "OUTCOME", "CUSTOMER_ID", "SEGMENTS")}
+    assert positions == {name: i for i, name in enumerate(Entry._fields)}

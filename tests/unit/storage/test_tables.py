@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +10,8 @@ from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.encode import event_to_dict
 from pipeline.core.event import Signals, Survey, TouchpointEvent
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
-from pipeline.storage import migrate, tables
+from pipeline.storage import tables
+from tests.unit.storage.migrations import final_columns
 
 T = 1_795_367_409_123  # 2026-11-22T17:10:09.123Z
 
@@ -100,27 +100,7 @@ def test_ms_of_negative_and_offset_times() -> None:
 
 
 def test_table_columns_match_the_migrations_in_order() -> None:
-    """Each table's columns as the migrations leave it (the last CREATE TABLE of the name, or of
-    the table renamed to it: 003 swaps a rebuilt touchpoint_events in)."""
-    final: dict[str, tuple[str, ...]] = {}
-    for migration in migrate.load():
-        for statement, _ in migrate.split(migration.text):
-            name = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)
-            rename = re.match(r"RENAME TABLE (.*)$", statement, re.S)
-            added = re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+).*?(?: AFTER (\w+))?;?$",
-                             statement, re.S)
-            if added:
-                table, column, after = added.groups()
-                at = final[table].index(after) + 1 if after else len(final[table])
-                final[table] = (*final[table][:at], column, *final[table][at:])
-            elif name:
-                body = statement[statement.index("(") + 1 : statement.index("\nENGINE")]
-                final[name.group(1)] = tuple(line.split()[0] for line in body.splitlines()
-                                             if line.strip() and line.strip() != ")")
-            elif rename:
-                pairs = [p.split() for p in rename.group(1).split(",")]
-                moved = {new: final.pop(old) for old, _, new in pairs}
-                final.update(moved)
+    final = {table: tuple(c for c, _ in columns) for table, columns in final_columns().items()}
     for name, spec in tables.TABLES.items():
         assert final[name] == spec.columns, name
     assert final["touchpoint_events"][-1] == "version"

@@ -1,8 +1,7 @@
 """Metric kinds as plain number vectors, so merged windows can add and subtract exactly.
 
-Each kind's layout is its class's (`surveys.py`: `vector` / `from_vector`): nps [promoters,
-passives, detractors]; ces [n, total, total_sq, easy, hard]; csat and negative_end [n,
-positives]. All entries are integers or multiples of 0.25, so sums and differences are exact in
+Each kind's layout is its class's `columns` (`surveys.py`): the record columns its vector holds,
+in order. All entries are integers or multiples of 0.25, so sums and differences are exact in
 floating point and merged windows do not depend on update order. The functions here take the
 metric's name (as a record holds it) and hand over to its class; `compare` takes the class.
 """
@@ -16,7 +15,7 @@ Vector = list[float]
 Kind = type[SurveyWindow]  # a metric kind: its class (`WINDOW_TYPES` gives it from its name)
 METRICS = tuple(WINDOW_TYPES)
 # Derived from the kinds (surveys.py), read by the detector per series.
-SIZE = {name: kind.size for name, kind in WINDOW_TYPES.items()}
+SIZE = {name: len(kind.columns) for name, kind in WINDOW_TYPES.items()}
 DIRECTION = {name: kind.direction for name, kind in WINDOW_TYPES.items()}
 
 
