@@ -166,12 +166,16 @@ def produce_lines(
 
 
 def group_members(bootstrap: str, group: str) -> int:
-    """How many members a consumer group has once it is stable (0 while it rebalances)."""
+    """How many members a consumer group has once it is stable (0 while it rebalances, or
+    while a broker started moments ago has no group coordinator yet)."""
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import CoordinatorNotAvailableError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         described = admin.describe_groups([group])[group]
+    except CoordinatorNotAvailableError:
+        return 0
     finally:
         admin.close()
     return len(described["members"]) if described["group_state"] == "Stable" else 0
