@@ -178,7 +178,8 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                 gate.forget(tp)
         now = time.monotonic()
         for tp in assigned:
-            gate.reset(tp, self._committed_offset.get(tp), now=now)
+            gate.reset(tp, self._committed_offset.get(tp), now=now,
+                       generation=self.app.consumer_generation_id)
         # Faust's seek above goes partition by partition while the fetcher may be running
         # (the second seek of a recovery comes after the flow resumed), so records fetched and
         # handed on meanwhile can leave a partition's position past the offset its gate was
@@ -253,10 +254,13 @@ class PeakendConsumer(faust_aiokafka.Consumer):
             if not gate.gates(tp):
                 yield tp, message
                 continue
-            if message.generation_id != self.app.consumer_generation_id:
-                # Fetched before a rebalance that has begun: the agents refuse it, and the seek
-                # that ends the rebalance reads it again. Admitting it would move the gate past
-                # a record no agent applies.
+            if (message.generation_id != self.app.consumer_generation_id
+                    or not gate.admits_generation(tp, message.generation_id)):
+                # Fetched before a rebalance that has begun (the agents refuse it: admitting it
+                # would move the gate past a record no agent applies), or in a generation whose
+                # seek to the committed offsets has not reset this reading yet (admitting it
+                # would apply it before the records the new reading starts with). Either way
+                # the seek that ends the rebalance reads it again.
                 continue
             reading = gate.reading(tp)
             verdict = gate.admit(tp, message.offset, now=time.monotonic())

@@ -48,6 +48,9 @@ class PartitionGate:
     held_from: int | None = None
     # when the reading last moved (reset, a record delivered, a seek): see `stalled`
     moved_at: float = 0.0
+    # the consumer group generation this reading belongs to: only records fetched in it may
+    # be delivered (`admits_generation`)
+    generation: int | None = None
 
 
 class OffsetGate:
@@ -78,10 +81,30 @@ class OffsetGate:
         # this long is sought to it (`stalled`).
         self.stall_seconds = stall_seconds
 
-    def reset(self, tp: Hashable, committed: int | None, *, now: float = 0.0) -> None:
+    def reset(self, tp: Hashable, committed: int | None, *, now: float = 0.0,
+              generation: int | None = None) -> None:
         """The consumer was sought to `committed` (None: the group never committed there; the
-        first offset is then looked up, `start_at`)."""
-        self.partitions[tp] = PartitionGate(committed, committed, moved_at=now)
+        first offset is then looked up, `start_at`) at the end of a rebalance that made
+        `generation`."""
+        self.partitions[tp] = PartitionGate(committed, committed, moved_at=now,
+                                            generation=generation)
+
+    def admits_generation(self, tp: Hashable, generation: int) -> bool:
+        """May a record fetched in `generation` be judged by the partition's reading? Only one
+        of the reading's own generation. A record of a newer one comes between the moment the
+        group's generation moves on and the seek that ends that rebalance: the reading still
+        expects the old generation's next offset, and delivering it there (a loop run of the
+        two-worker test: offset 6 of a partition whose new reading starts at 1) applied it
+        before the records the new owner must read first, and split customers' journeys. It
+        is left alone: the seek that ends the rebalance reads it again.
+
+        >>> gate = OffsetGate()
+        >>> gate.reset("p0", committed=6, generation=2)
+        >>> gate.admits_generation("p0", 2), gate.admits_generation("p0", 3)
+        (True, False)
+        """
+        gate = self.partitions[tp]
+        return gate.generation is None or gate.generation == generation
 
     def stalled(self, tp: Hashable, log_end: int | None, *, now: float) -> int | None:
         """The offset to seek the partition to when its reading is stuck: the log holds the

@@ -300,8 +300,9 @@ def test_a_record_of_an_ended_generation_does_not_move_the_gate(
     async def read() -> list[list[int]]:
         await consumer.perform_seek()
         consumer.app.consumer_generation_id = 2
-        return [[message.offset async for _, message in consumer.getmany(1.0)]
-                for _ in range(2)]
+        stale = [message.offset async for _, message in consumer.getmany(1.0)]
+        await consumer.perform_seek()  # the end of the rebalance
+        return [stale, [message.offset async for _, message in consumer.getmany(1.0)]]
 
     assert asyncio.run(read()) == [[], [0, 1]]
 
@@ -389,6 +390,41 @@ def test_a_partition_whose_reading_is_stuck_before_waiting_records_is_sought_aga
 
     assert asyncio.run(read()) == [4, 5]
     assert seeks == [(tp, 4), (tp, 4)]  # the second: nothing came while 4-8 waited
+
+
+def test_a_record_of_the_next_generation_waits_for_that_generations_seek(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop run of the two-worker test: the group's generation moved on (Faust's consumer
+    thread sets it when the partitions are assigned) and a record of the new generation was
+    fetched before the seek that ends the rebalance reset the partition's reading. The old
+    reading expected exactly that offset and delivered it, so the new owner applied offset 6
+    before 1-5 and split customers' journeys. It must wait for the new reading."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 3)
+    consumer, seeks = gated_consumer(monkeypatch, [[4, 5], [6], [4, 5, 6]], tp)
+    committed = {tp: 4}
+
+    async def perform_seek(self: Any) -> None:
+        self._committed_offset.update(committed)
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", perform_seek)
+
+    async def read() -> list[list[tuple[int, int]]]:
+        consumer.app.consumer_generation_id = 2
+        await consumer.perform_seek()
+        out = [[(m.offset, m.generation_id) async for _, m in consumer.getmany(1.0)]]
+        consumer.app.consumer_generation_id = 3  # assigned again; no seek yet
+        out.append([(m.offset, m.generation_id) async for _, m in consumer.getmany(1.0)])
+        await consumer.perform_seek()  # the end of the rebalance: committed is still 4
+        out.append([(m.offset, m.generation_id) async for _, m in consumer.getmany(1.0)])
+        return out
+
+    # before the fix the second fetch delivered (6, 3)
+    assert asyncio.run(read()) == [[(4, 2), (5, 2)], [], [(4, 3), (5, 3), (6, 3)]]
 
 
 def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
