@@ -208,6 +208,17 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                 await self.seek(tp, expected)
                 gate.sought(tp, now=time.monotonic())
 
+    async def _seek(self, partition: Any, offset: int) -> None:
+        """Faust's seek, run in the consumer's own thread. Faust calls aiokafka's `seek` from
+        the worker's event loop while the consumer thread may be inside the fetcher's
+        `fetched_records`, which then deletes a partition's buffered records a second time: a
+        loop run of the two-worker test crashed the worker that way (`KeyError:
+        TopicPartition(...)` in aiokafka's fetcher, "Drain messages raised") once the gate
+        seeks every partition at the end of each rebalance. Faust's own `seek_to_committed`
+        already goes through the thread."""
+        thread = self._thread
+        await thread.call_thread(thread.seek, partition, offset)
+
     async def _seek_stalled(self, now: float) -> None:
         """Seek each gated partition whose reading is stuck to its expected offset
         (`OffsetGate.stalled`), logged: it means a hole nothing else would have filled."""

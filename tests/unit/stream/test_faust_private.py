@@ -122,6 +122,11 @@ def test_faust_reads_records_and_seeks_through_what_the_gate_overrides() -> None
     assert "self._read_offset[ensure_TP(partition)] = offset" in inspect.getsource(Consumer.seek)
     assert "self._committed_offset.update(" in inspect.getsource(Consumer.perform_seek)
     assert "perform_seek()" in inspect.getsource(recovery.Recovery._resume_streams)
+    # the seek PeakendConsumer runs in the consumer thread instead (`_seek`)
+    from faust.transport.consumer import ThreadDelegateConsumer
+    assert "self._thread.seek(partition, offset)" in inspect.getsource(
+        ThreadDelegateConsumer._seek)
+    assert "await self._seek(partition, offset)" in inspect.getsource(Consumer.seek)
     assert list(inspect.signature(Consumer.earliest_offsets).parameters) == [
         "self", "partitions"]
 
@@ -405,7 +410,7 @@ def test_a_record_of_the_next_generation_waits_for_that_generations_seek(
     from faust.types import TP
 
     tp = TP("t", 3)
-    consumer, seeks = gated_consumer(monkeypatch, [[4, 5], [6], [4, 5, 6]], tp)
+    consumer, _ = gated_consumer(monkeypatch, [[4, 5], [6], [4, 5, 6]], tp)
     committed = {tp: 4}
 
     async def perform_seek(self: Any) -> None:
@@ -425,6 +430,35 @@ def test_a_record_of_the_next_generation_waits_for_that_generations_seek(
 
     # before the fix the second fetch delivered (6, 3)
     assert asyncio.run(read()) == [[(4, 2), (5, 2)], [], [(4, 3), (5, 3), (6, 3)]]
+
+
+def test_a_seek_runs_in_the_consumer_thread() -> None:
+    """aiokafka's consumer is not thread-safe: the seek is handed to the thread that runs it
+    (a seek from the event loop's thread crashed the fetcher, see `PeakendConsumer._seek`)."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    done: list[tuple[Any, int, str]] = []
+
+    class Thread:
+        def seek(self, partition: Any, offset: int) -> None:
+            done.append((partition, offset, threading.current_thread().name))
+
+        async def call_thread(self, fun: Any, *args: Any) -> Any:
+            runner = threading.Thread(target=fun, args=args, name="consumer-thread")
+            runner.start()
+            runner.join()
+
+    consumer: Any = PeakendConsumer.__new__(PeakendConsumer)
+    consumer._thread = Thread()
+    consumer._read_offset = {}
+    consumer.log = SimpleNamespace(dev=lambda *args: None)
+    asyncio.run(consumer.seek(TP("t", 1), 7))
+    assert done == [(TP("t", 1), 7, "consumer-thread")]
+    assert consumer._read_offset[TP("t", 1)] == 7
 
 
 def test_peakend_consumer_does_not_count_a_gap_of_a_gated_partition_as_done(
