@@ -217,7 +217,11 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         seeks every partition at the end of each rebalance. Faust's own `seek_to_committed`
         already goes through the thread."""
         thread = self._thread
-        await thread.call_thread(thread.seek, partition, offset)
+
+        async def seek_there() -> None:
+            thread.seek(partition, offset)
+
+        await thread.call_thread(seek_there)
 
     async def _seek_stalled(self, now: float) -> None:
         """Seek each gated partition whose reading is stuck to its expected offset
@@ -262,8 +266,15 @@ class PeakendConsumer(faust_aiokafka.Consumer):
             self._stall_check_at = now + 1.0
             await self._seek_stalled(now)
         async for tp, message in super().getmany(timeout):
-            if not gate.gates(tp):
+            if not self._gated(tp):
                 yield tp, message
+                continue
+            if not gate.gates(tp):
+                # A partition of an agent topic with no reading yet: assigned by a rebalance
+                # whose seek to the committed offsets has not run. Handing its records on
+                # ungated (as before) let a loop run apply a new owner's records from wherever
+                # the fetch happened to be (contributions 47-84 skipped, commits stuck before
+                # them). The seek that ends the rebalance reads them again.
                 continue
             if (message.generation_id != self.app.consumer_generation_id
                     or not gate.admits_generation(tp, message.generation_id)):

@@ -432,6 +432,35 @@ def test_a_record_of_the_next_generation_waits_for_that_generations_seek(
     assert asyncio.run(read()) == [[(4, 2), (5, 2)], [], [(4, 3), (5, 3), (6, 3)]]
 
 
+def test_a_newly_assigned_partition_waits_for_the_rebalances_seek(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop run: a partition moved to this worker and its records were fetched before the
+    seek that ends the rebalance gave it a reading; they went to the agents ungated, from
+    wherever the fetch stood (offsets 47-84 of a partition committed at 20), and the agents'
+    commits stuck before them. Records of an agent topic wait for the partition's reading."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 8)
+    consumer, seeks = gated_consumer(monkeypatch, [[47, 48], [20, 21]], tp)
+
+    async def perform_seek(self: Any) -> None:
+        self._committed_offset.update({tp: 20})
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", perform_seek)
+
+    async def read() -> list[list[int]]:
+        early = [m.offset async for _, m in consumer.getmany(1.0)]  # no reading yet
+        await consumer.perform_seek()
+        return [early, [m.offset async for _, m in consumer.getmany(1.0)]]
+
+    # before the fix: [[47, 48], [20, 21]]: 47 and 48 applied ahead of 20
+    assert asyncio.run(read()) == [[], [20, 21]]
+    assert seeks == [(tp, 20)]
+
+
 def test_a_seek_runs_in_the_consumer_thread() -> None:
     """aiokafka's consumer is not thread-safe: the seek is handed to the thread that runs it
     (a seek from the event loop's thread crashed the fetcher, see `PeakendConsumer._seek`)."""
@@ -448,7 +477,10 @@ def test_a_seek_runs_in_the_consumer_thread() -> None:
             done.append((partition, offset, threading.current_thread().name))
 
         async def call_thread(self, fun: Any, *args: Any) -> Any:
-            runner = threading.Thread(target=fun, args=args, name="consumer-thread")
+            def run() -> None:
+                asyncio.run(fun(*args))
+
+            runner = threading.Thread(target=run, name="consumer-thread")
             runner.start()
             runner.join()
 
