@@ -73,8 +73,30 @@ class GcPolicy:
     def step(self) -> None:
         pass
 
+    def chunk_start(self) -> None:
+        """Before each chunk is fed to the core (after its untimed parsing)."""
+
+    def chunk(self, events: int) -> None:
+        """After each chunk of `events` events (`CHUNK`, timed)."""
+
     def end(self) -> None:
         pass
+
+
+class Paced(GcPolicy):
+    """The state policy with `YoungPacer` (what replay and backfill run): the young
+    threshold follows the events per young collection, checked after every chunk."""
+
+    def begin(self) -> None:
+        from pipeline.core.gcpolicy import YoungPacer
+
+        self.pacer = YoungPacer()
+
+    def chunk_start(self) -> None:
+        self.pacer.skip()  # the chunk's parsing made young collections replay would not
+
+    def chunk(self, events: int) -> None:
+        self.pacer.pace(events)
 
 
 class Thresholds(GcPolicy):
@@ -153,6 +175,7 @@ GC_POLICIES: dict[str, GcPolicy] = {
     "young100ev": YoungEvery(100),
     "young500ev": YoungEvery(500),
     "state": GcPolicy(),
+    "paced": Paced(),
     "freeze20k": FreezeEvery(20_000),
     "young150": Thresholds(150, 333_000, 100),
     "young300": Thresholds(300, 166_000, 100),
@@ -236,6 +259,7 @@ def run_core(days: int, rate: float, gc_policy: str, folder: Path) -> dict[str, 
         policy.begin()
         for dicts in chunks(cache):
             chunk = [parse_dict(e) for e in dicts]
+            policy.chunk_start()
             started = time.process_time()
             clock.timing = True
             for event in chunk:
@@ -243,6 +267,7 @@ def run_core(days: int, rate: float, gc_policy: str, folder: Path) -> dict[str, 
                 alerts += len(emitted.alerts)
                 metrics += len(emitted.metrics)
                 policy.step()
+            policy.chunk(len(chunk))
             clock.timing = False
             cpu += time.process_time() - started
             done += len(chunk)

@@ -44,7 +44,7 @@ from pipeline.core.followups import (
     FollowupRules,
     FollowupTracker,
 )
-from pipeline.core.gcpolicy import tune_gc
+from pipeline.core.gcpolicy import PACE_EVENTS, YoungPacer, tune_gc
 from pipeline.core.journeys import CONFLICT, REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
@@ -278,10 +278,13 @@ def run(args: argparse.Namespace) -> int:
     except OutputError as exc:
         print(f"peakend replay: {exc}", file=sys.stderr)
         return exc.status
+    pacer = YoungPacer()  # young collections per events, not per net allocations: gcpolicy
     try:
         with open_binary(args.events) as handle:
             for number, raw in iter_records(handle, args.events, note=_note):
                 replay.line(number, raw)
+                if number % PACE_EVENTS == 0:
+                    pacer.pace(PACE_EVENTS)
     except OSError as exc:  # NotJsonLines included: nothing was written
         outputs.abandon()
         reason = exc if isinstance(exc, NotJsonLines) else (

@@ -29,6 +29,7 @@ from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
 from pipeline.core.event import TouchpointEvent
+from pipeline.core.gcpolicy import YoungPacer
 from pipeline.core.journeys import REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import MetricRecord
@@ -367,6 +368,9 @@ def run_serial(files: Sequence[str], parquet_files: Sequence[pq.ParquetFile], to
     writer = Writer(warehouse, checkpoint)
     done = 0
     last_snapshot = time.monotonic()
+    # young collections per events, not per net allocations (pipeline/core/gcpolicy.py); the
+    # parallel workers are not paced: each sees every row but feeds the core only its own
+    pacer = YoungPacer()
     try:
         for index, (name, parquet) in enumerate(zip(files, parquet_files, strict=True)):
             if index < start[0]:
@@ -378,6 +382,7 @@ def run_serial(files: Sequence[str], parquet_files: Sequence[pq.ParquetFile], to
                 # no raw event columns for rows a resumed run will not write
                 backfill.raw_events = options.raw_events and not covered
                 backfill.batch(source, row + 1, batch)
+                pacer.pace(batch.num_rows)
                 row += batch.num_rows
                 done += batch.num_rows
                 snapshot: bytes | None = None

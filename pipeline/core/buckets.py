@@ -95,10 +95,12 @@ class SurveyBuckets:
         self._width = self.config.bucket_ms
         self._attr_keys = self.config.segment_attributes
         self._partials: dict[BucketKey, Partial] = {}
-        # The keys of the partials held, by bucket start, and those starts in a heap: eviction
-        # pops the final starts instead of scanning every partial held (a day of buckets per
-        # segment at the default lateness), so each partial costs O(log n) to forget.
-        self._by_start: dict[int, list[BucketKey]] = {}
+        # The partials held, by bucket start, and those starts in a heap: eviction pops the
+        # final starts instead of scanning every partial held (a day of buckets per segment at
+        # the default lateness), so each partial costs O(log n) to forget. The partials
+        # themselves, not their keys: eviction reads each one's flag without a lookup by its
+        # four-part key.
+        self._by_start: dict[int, list[Partial]] = {}
         self._starts: list[int] = []
         self.final_before_ms = NEVER_MS
         self._scanned_before_ms = NEVER_MS
@@ -115,7 +117,7 @@ class SurveyBuckets:
         p = self._partials.get(key)
         if p is None:
             p = self._partials[key] = Partial(window(), key)
-            self._index(key)
+            self._index(p)
         p.version += 1
         if not p.dirty:
             p.dirty = True
@@ -206,27 +208,28 @@ class SurveyBuckets:
             return 0
         self._scanned_before_ms = before_ms
         gone = 0
-        kept: list[BucketKey] = []  # not flushed yet: retried at the next scan
+        kept: list[Partial] = []  # not flushed yet: retried at the next scan
         starts = self._starts
+        partials = self._partials
         while starts and starts[0] + self._width <= before_ms:
-            for key in self._by_start.pop(heappop(starts)):
-                if self._partials[key].dirty:
-                    kept.append(key)
+            for partial in self._by_start.pop(heappop(starts)):
+                if partial.dirty:
+                    kept.append(partial)
                 else:
-                    del self._partials[key]
+                    del partials[partial.key]
                     gone += 1
-        for key in kept:
-            self._index(key)
+        for partial in kept:
+            self._index(partial)
         return gone
 
-    def _index(self, key: BucketKey) -> None:
-        start = key[3]
-        keys = self._by_start.get(start)
-        if keys is None:
-            self._by_start[start] = [key]
+    def _index(self, partial: Partial) -> None:
+        start = partial.key[3]
+        held = self._by_start.get(start)
+        if held is None:
+            self._by_start[start] = [partial]
             heappush(self._starts, start)
         else:
-            keys.append(key)
+            held.append(partial)
 
     def snapshot_key(self, key: BucketKey) -> dict[str, Any] | None:
         """One partial as JSON-able data: its record (`MetricRecord.to_dict`) and whether it
@@ -242,7 +245,7 @@ class SurveyBuckets:
         without "dirty" is a record as emitted: already flushed."""
         held = self._partials.pop(key, None)
         if held is not None:
-            self._by_start[key[3]].remove(key)
+            self._by_start[key[3]].remove(held)
             if held.dirty:
                 self._dirty.remove(held)
         if state is None:
@@ -250,8 +253,8 @@ class SurveyBuckets:
         record = MetricRecord.from_dict(state["record"])
         if record_key(record) != key:
             raise ValueError(f"partial state of {record_key(record)} restored under {key}")
-        self._index(key)
         partial = self._partials[key] = Partial(window_of(record), key, record.version)
+        self._index(partial)
         if state.get("dirty"):
             partial.dirty = True
             self._dirty.append(partial)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
@@ -44,7 +43,12 @@ from pipeline.core.vectors import Kind, Vector, add, compare, move, sub
 # metric, segment_dim, segment_value: the metric by name, as records and snapshots hold it; the
 # series holds its kind (`Series.kind`), looked up once, and everything else asks the kind.
 SeriesKey = tuple[str, str, str]
-Partials = dict[int, tuple[int, Vector]]  # source partition -> (version, vector)
+# source partition -> (version, vector), the vector an exact tuple: the collector untracks an
+# exact tuple of atoms (and then a dict holding only such tuples) at its first young collection,
+# so a bucket's partials cost it nothing afterwards, and freeing them a week later unlinks
+# nothing from its lists (a week of buckets is most of what a long replay holds).
+Frozen = tuple[float, ...]
+Partials = dict[int, tuple[int, Frozen]]
 # Forgotten starts are skipped by moving `Series.head`; the list is compacted once this many
 # (and at least half of it) are dead, so each start costs O(1) amortised to forget.
 _COMPACT_AFTER: Final = 256
@@ -216,7 +220,7 @@ class Series:
         series.since = int(state["since"])
         series.buckets = {int(s): list(v) for s, v in state["buckets"]}
         for s, p, ver, v in state["partials"]:
-            series.partials.setdefault(int(s), {})[int(p)] = (int(ver), list(v))
+            series.partials.setdefault(int(s), {})[int(p)] = (int(ver), tuple(v))
         series.order = sorted(set(series.buckets) | set(series.partials))
         series.cur = list(state["cur"])
         series.base = list(state["base"])
@@ -325,10 +329,14 @@ class DropDetector:
         old = parts.get(record.source_partition)
         if old is not None and old[0] >= record.version:
             return
-        delta = list(vector)
+        frozen = tuple(vector)
+        delta = vector  # a new list (`vector_of`), held nowhere: the change to apply
         if old is not None:
-            sub(delta, old[1])
-        parts[record.source_partition] = (record.version, vector)
+            i = 0
+            for x in old[1]:  # sub(delta, old vector), from its tuple
+                delta[i] -= x
+                i += 1  # noqa: SIM113  (a counter, as in metrics.sub)
+        parts[record.source_partition] = (record.version, frozen)
         merged = series.buckets.get(start)
         if merged is None:
             merged = series.buckets[start] = [0.0] * len(vector)
@@ -481,7 +489,10 @@ class DropDetector:
         order = series.order
         buckets = series.buckets
         last: int | None = None
-        op: Callable[[Vector, Vector], None] = add if sign == 1.0 else sub  # sign: +-1
+        # sign +-1, tested per bucket rather than through a function variable: compiled, a
+        # call through a variable goes through the Python calling convention (the -1 side
+        # runs once for every bucket leaving the baseline: 0.6 us/event at 90 days)
+        adding = sign == 1.0
         i = bisect_left(order, start, series.head)
         n = len(order)
         while i < n:
@@ -491,7 +502,10 @@ class DropDetector:
             if s % width == 0:
                 v = buckets.get(s)
                 if v is not None:
-                    op(into, v)
+                    if adding:
+                        add(into, v)
+                    else:
+                        sub(into, v)
                     last = s
             i += 1
         return last
@@ -520,14 +534,20 @@ class DropDetector:
         """Drop the buckets and partials before `start`: pops from the front of the ordered
         starts, so each one costs O(1) amortised (it was a scan of every stored bucket)."""
         order = series.order
+        buckets = series.buckets
+        partials = series.partials
         i = series.head
         n = len(order)
         while i < n:
             s = order[i]
             if s >= start:
                 break
-            series.buckets.pop(s, None)
-            series.partials.pop(s, None)
+            # `in` and `del`, not `pop(s, None)`: compiled, `pop` with a default is a method
+            # call by name on the dict
+            if s in buckets:
+                del buckets[s]
+            if s in partials:
+                del partials[s]
             i += 1
         if i >= _COMPACT_AFTER and 2 * i >= n:
             del order[:i]
