@@ -179,6 +179,22 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
     return consumer, seeks
 
 
+def answer_lookups(monkeypatch: pytest.MonkeyPatch,
+                   answers: list[dict[Any, int] | Exception]) -> None:
+    """The broker's answers to the consumer's first-offset lookups, in turn (an exception: no
+    answer), with no pause before a held record is read again."""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    async def earliest_offsets(self: Any, *partitions: Any) -> dict[Any, int]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(PeakendConsumer, "HOLD_SECONDS", 0.0)
+
+
 def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 20's loss: a partition with no committed offset, read from 3 after a rebalance.
@@ -214,7 +230,6 @@ def test_a_record_read_while_the_first_offset_is_unknown_is_read_again_not_dropp
     never read again: a partition whose last records came then stayed unapplied."""
     import asyncio
 
-    from faust.transport.drivers import aiokafka as faust_aiokafka
     from faust.types import TP
 
     tp = TP("t", 2)
@@ -222,15 +237,7 @@ def test_a_record_read_while_the_first_offset_is_unknown_is_read_again_not_dropp
     answers: list[dict[Any, int] | Exception] = [
         TimeoutError("no answer"), TimeoutError("no answer"), TimeoutError("no answer"),
         {tp: 4}]
-
-    async def earliest_offsets(self: Any, *partitions: Any) -> dict[Any, int]:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    monkeypatch.setattr(faust_aiokafka.Consumer, "earliest_offsets", earliest_offsets)
-    monkeypatch.setattr(PeakendConsumer, "HOLD_SECONDS", 0.0)
+    answer_lookups(monkeypatch, answers)
 
     async def read() -> list[list[int]]:
         await consumer.perform_seek()  # its lookup: no answer
@@ -341,21 +348,12 @@ def test_a_never_committed_partition_whose_lookup_failed_is_sought_once_it_succe
     `getmany` retries the lookup and seeks the partition to its first offset."""
     import asyncio
 
-    from faust.transport.drivers import aiokafka as faust_aiokafka
     from faust.types import TP
 
     tp = TP("t", 5)
     consumer, seeks = gated_consumer(monkeypatch, [[], [0]], tp)
     answers: list[dict[Any, int] | Exception] = [TimeoutError("no answer"), {tp: 0}]
-
-    async def earliest_offsets(self: Any, *partitions: Any) -> dict[Any, int]:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    monkeypatch.setattr(faust_aiokafka.Consumer, "earliest_offsets", earliest_offsets)
-    monkeypatch.setattr(PeakendConsumer, "HOLD_SECONDS", 0.0)
+    answer_lookups(monkeypatch, answers)
 
     async def read() -> list[int]:
         await consumer.perform_seek()  # its lookup: no answer
