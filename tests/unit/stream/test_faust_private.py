@@ -179,6 +179,16 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
     return consumer, seeks
 
 
+async def seek_then_read(consumer: Any, fetches: int) -> list[int]:
+    """The end of a rebalance (the consumer's seek), then the offsets `fetches` fetches
+    deliver."""
+    await consumer.perform_seek()
+    out = []
+    for _ in range(fetches):
+        out += [message.offset async for _, message in consumer.getmany(1.0)]
+    return out
+
+
 def answer_lookups(monkeypatch: pytest.MonkeyPatch,
                    answers: list[dict[Any, int] | Exception]) -> None:
     """The broker's answers to the consumer's first-offset lookups, in turn (an exception: no
@@ -207,14 +217,7 @@ def test_peakend_consumer_seeks_back_over_a_hole_and_commits_nothing_past_it(
     tp = TP("t", 7)
     consumer, seeks = gated_consumer(monkeypatch, [[3, 4, 5], [0, 1, 2, 3, 4, 5, 3]], tp)
 
-    async def read() -> list[int]:
-        await consumer.perform_seek()
-        out = []
-        for _ in range(2):
-            out += [message.offset async for _, message in consumer.getmany(1.0)]
-        return out
-
-    assert asyncio.run(read()) == [0, 1, 2, 3, 4, 5]
+    assert asyncio.run(seek_then_read(consumer, fetches=2)) == [0, 1, 2, 3, 4, 5]
     assert seeks == [(tp, 0)]
     consumer._acked[tp].extend([3, 4])  # acked first, 0-2 still with the agent
     assert consumer._new_offset(tp) is None
@@ -330,14 +333,7 @@ def test_a_partition_never_committed_is_sought_to_its_first_offset_when_a_rebala
     tp = TP("t", 2)
     consumer, seeks = gated_consumer(monkeypatch, [[], [0]], tp)
 
-    async def read() -> list[int]:
-        await consumer.perform_seek()
-        out = []
-        for _ in range(2):
-            out += [message.offset async for _, message in consumer.getmany(1.0)]
-        return out
-
-    assert asyncio.run(read()) == [0]
+    assert asyncio.run(seek_then_read(consumer, fetches=2)) == [0]
     assert seeks == [(tp, 0)]
 
 
@@ -360,7 +356,7 @@ def test_a_never_committed_partition_whose_lookup_failed_is_sought_once_it_succe
         assert seeks == []
         return [message.offset for _ in range(2) async for _, message in consumer.getmany(1.0)]
 
-    assert asyncio.run(read()) == [0]
+    assert asyncio.run(seek_then_read(consumer, fetches=2)) == [0]
     assert seeks == [(tp, 0)]
 
 
