@@ -401,6 +401,15 @@ def _take_lock(warehouse: Warehouse, owner: str) -> bool:
     return True
 
 
+def _lock_holder(warehouse: Warehouse) -> str:
+    """Who took the lock (host:pid:...), for the message that names it; '' if unknown."""
+    try:
+        rows = warehouse.query(f"SELECT any(owner) FROM {LOCK_TABLE}")
+    except Exception:  # dropped meanwhile
+        return ""
+    return str(rows[0][0]) if rows else ""
+
+
 def _lock_age_seconds(warehouse: Warehouse) -> float | None:
     """Seconds since the lock table was created (None: there is none now)."""
     rows = warehouse.query(
@@ -409,7 +418,8 @@ def _lock_age_seconds(warehouse: Warehouse) -> float | None:
     return float(rows[0][0]) if rows else None
 
 
-def _acquire_lock(warehouse: Warehouse, *, wait_seconds: float, poll_seconds: float = 0.5) -> str:
+def _acquire_lock(warehouse: Warehouse, *, wait_seconds: float,
+                  poll_seconds: float = 0.5) -> None:
     owner = f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
     deadline = time.monotonic() + wait_seconds
     while not _take_lock(warehouse, owner):
@@ -420,11 +430,11 @@ def _acquire_lock(warehouse: Warehouse, *, wait_seconds: float, poll_seconds: fl
             warehouse.execute(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
             continue
         if time.monotonic() >= deadline:
+            holder = _lock_holder(warehouse) or "another process"
             raise MigrationError(
-                f"another process has been migrating {warehouse.database} for "
-                f"{age or 0:.0f} s (table {LOCK_TABLE}); if none is, drop that table")
+                f"{holder} has been migrating {warehouse.database} for {age or 0:.0f} s "
+                f"(table {LOCK_TABLE}); if it is gone, drop that table")
         time.sleep(poll_seconds)
-    return owner
 
 
 def applied(warehouse: Warehouse) -> dict[int, tuple[str, str]]:

@@ -134,7 +134,8 @@ def test_a_migration_waits_for_the_lock_and_breaks_a_stale_one(
     try:
         warehouse.execute(f"CREATE TABLE {migrate.LOCK_TABLE} (owner String, "
                           "taken_at DateTime) ENGINE = Memory")
-        with pytest.raises(migrate.MigrationError, match=migrate.LOCK_TABLE):
+        warehouse.execute(f"INSERT INTO {migrate.LOCK_TABLE} VALUES ('host-9:412:7', now())")
+        with pytest.raises(migrate.MigrationError, match=f"host-9:412:7 .*{migrate.LOCK_TABLE}"):
             migrate.migrate(warehouse, cluster="", lock_wait_seconds=0.3)
         assert migrate.applied(warehouse) == {}  # nothing ran meanwhile
         monkeypatch.setattr(migrate, "LOCK_STALE_SECONDS", -1)
