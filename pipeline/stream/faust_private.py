@@ -11,8 +11,10 @@ differently; nothing else in `pipeline/` may use a Faust private name.
 - `Consumer._new_offset`, `._acked`, `._acked_index`, `._gap`, `._committed_offset`
   (`PeakendConsumer`): duplicate acks held each commit back by one offset (`next_commit_offset`);
   `Consumer.getmany` (gated: each partition's records in offset order, no holes),
-  `perform_seek` (the gate starts at the committed offsets) and `_add_gap` (a gap is never
-  counted as done on our topics): `pipeline/stream/offset_gate.py` (issue 20);
+  `perform_seek` and `seek_to_committed` (the gate starts where that seek found the committed
+  offsets), `_add_gap` (a gap is never counted as done on our topics) and the fetch loop's
+  `callback` (wrapped: a delivered record the loop did not hand on is read again):
+  `pipeline/stream/offset_gate.py` (issue 20);
 - `Consumer._unacked_messages` (`release`): a dropped batch's events must stop holding Faust's
   revocation;
 - `ProducerBuffer.flush_atmost` giving up after 0.1 s, a behaviour (`PeakendProducer`): a flush
@@ -30,13 +32,15 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from pipeline.stream.offset_gate import OffsetGate, Verdict
 
@@ -146,6 +150,30 @@ class PeakendConsumer(faust_aiokafka.Consumer):
     _first_offsets_retry_at = 0.0
     # when `getmany` next looks for partitions whose reading is stuck (once a second)
     _stall_check_at = 0.0
+    # what the last seek to the committed offsets found, partition by partition (None: never
+    # committed): the readings `perform_seek` resets start there
+    _sought_committed: Mapping[Any, int | None] = {}
+    # the last record Faust's fetch loop handed to the agents' channels (`_handing_on`); only
+    # checked once the consumer's callback is wrapped (`_tracks_hand_on`)
+    _handed_on: Any = None
+    _tracks_hand_on = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.callback = self._handing_on(self.callback)
+
+    def _handing_on(self, callback: Callable[[Any], Awaitable[None]]
+                    ) -> Callable[[Any], Awaitable[None]]:
+        """Faust's callback (the conductor, which puts a record on its agents' channels),
+        noting each record it finished with: `getmany` then knows whether a record its gate
+        delivered reached the agents (`_not_handed_on`)."""
+        self._tracks_hand_on = True
+
+        async def hand_on(message: Any) -> None:
+            await callback(message)
+            self._handed_on = message
+
+        return hand_on
 
     @property
     def offset_gate(self) -> OffsetGate:
@@ -167,19 +195,38 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         self._acked_index[tp].difference_update(before.difference(acked))
         return offset
 
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Faust's seek to the committed offsets; `perform_seek` resets the readings from its
+        answer (whose offsets are None where the group never committed, typing aside)."""
+        committed = await super().seek_to_committed()
+        self._sought_committed = dict(committed)
+        return committed
+
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets (the end of every rebalance, and while the
-        flow is stopped), then each gated partition's gate starts there."""
+        flow is stopped), then each gated partition's gate starts there.
+
+        The readings start where that seek found each partition's committed offset, and belong
+        to the generation the seek began in. The seek asks the broker partition by partition;
+        if another rebalance assigns partitions meanwhile, Faust's copy of their committed
+        offsets (`_committed_offset`, what the gate read before) may date from an earlier
+        ownership, and a reading stamped with the new generation would deliver that
+        generation's records from there. Partitions the seek did not cover get no reading:
+        their records wait for the next rebalance's seek."""
+        generation = self.app.consumer_generation_id
+        self._sought_committed = {}
         await super().perform_seek()
+        sought = self._sought_committed
         gate = self.offset_gate
-        assigned = {tp for tp in self.assignment() if self._gated(tp)}
+        assigned = {tp for tp in self.assignment() if self._gated(tp) and tp in sought}
         for tp in list(gate.partitions):
             if tp not in assigned:
                 gate.forget(tp)
         now = time.monotonic()
         for tp in assigned:
-            gate.reset(tp, self._committed_offset.get(tp), now=now,
-                       generation=self.app.consumer_generation_id)
+            committed = sought[tp]
+            gate.reset(tp, committed if committed is not None and committed >= 0 else None,
+                       now=now, generation=generation)
         # Faust's seek above goes partition by partition while the fetcher may be running
         # (the second seek of a recovery comes after the flow resumed), so records fetched and
         # handed on meanwhile can leave a partition's position past the offset its gate was
@@ -219,7 +266,11 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         thread = self._thread
 
         async def seek_there() -> None:
-            thread.seek(partition, offset)
+            try:
+                thread.seek(partition, offset)
+            except IllegalStateError:  # no longer assigned here: its next owner seeks it
+                log.info("consumer: %s[%d] not assigned any more, not sought to %d",
+                         partition.topic, partition.partition, offset)
 
         await thread.call_thread(seek_there)
 
@@ -304,6 +355,7 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                     continue
             if verdict is Verdict.DELIVER:
                 yield tp, message
+                await self._not_handed_on(tp, reading, message)
             elif verdict is Verdict.SEEK:
                 # the hole's records may be gone (retention): then reading goes on after them
                 await self._look_up_first_offsets([tp])
@@ -312,12 +364,33 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                 if message.offset == gate.expected(tp):
                     gate.admit(tp, message.offset, now=time.monotonic())
                     yield tp, message
+                    await self._not_handed_on(tp, reading, message)
                     continue
                 expected = gate.expected(tp)
                 log.warning("consumer: %s[%d] read offset %d, expected %s: seeking back",
                             tp.topic, tp.partition, message.offset, expected)
                 if expected is not None:
                     await self.seek(tp, expected)
+
+    async def _not_handed_on(self, tp: Any, reading: Any, message: Any) -> None:
+        """Called when Faust's fetch loop asks for the record after `message`, which the gate
+        delivered: if the loop did not hand `message` to the agents' channels, the reading
+        expects it again and the partition is sought back to it. Faust's loop lets a record by
+        when its read offset lies past it, and gives up handing it on when its flow is
+        suspended meanwhile (a rebalance begins while a channel is full): the gate had moved
+        past a record no agent saw, and with the reading not reset, the partition's later
+        records would be applied without it and its commits stick before it."""
+        if not self._tracks_hand_on or self._handed_on is message:
+            return
+        now = time.monotonic()
+        if self.offset_gate.reading(tp) is not reading or not self.offset_gate.rewind(
+                tp, message.offset, now=now):
+            return  # a seek to the committed offsets reset the reading meanwhile
+        log.warning("consumer: %s[%d] offset %d was not handed to the agents: reading it again",
+                    tp.topic, tp.partition, message.offset)
+        if self.flow_active and message.generation_id == self.app.consumer_generation_id:
+            await self.seek(tp, message.offset)
+            self.offset_gate.sought(tp, now=now)
 
     def _overtaken(self, tp: Any, reading: Any, message: Any) -> bool:
         """While `getmany` waited (a lookup, a pause), did a rebalance begin or a seek to the

@@ -213,6 +213,29 @@ class OffsetGate:
         """
         return self.partitions.get(tp)
 
+    def rewind(self, tp: Hashable, offset: int, *, now: float) -> bool:
+        """A record this reading delivered did not reach the agents (Faust's fetch loop let it
+        by, see `PeakendConsumer._not_handed_on`): expect it again. True when the reading had
+        moved past it (then seek the partition back to it); False when nothing changes.
+
+        >>> gate = OffsetGate()
+        >>> gate.reset("p0", committed=4)
+        >>> [gate.admit("p0", offset, now=0.0).value for offset in (4, 5, 6)]
+        ['deliver', 'deliver', 'deliver']
+        >>> gate.rewind("p0", 5, now=1.0), gate.expected("p0")
+        (True, 5)
+        >>> [gate.admit("p0", offset, now=1.5).value for offset in (6, 5, 6)]
+        ['wait', 'deliver', 'deliver']
+        >>> gate.rewind("p0", 9, now=2.0)  # not delivered yet: nothing to rewind
+        False
+        """
+        gate = self.partitions.get(tp)
+        if gate is None or gate.expected is None or offset >= gate.expected:
+            return False
+        gate.expected = offset
+        gate.sought_at = gate.moved_at = now
+        return True
+
     def sought(self, tp: Hashable, *, now: float) -> None:
         """The partition was sought to its expected offset: records fetched before that seek
         are dropped without seeking again for `reseek_seconds`."""

@@ -121,6 +121,11 @@ def test_faust_reads_records_and_seeks_through_what_the_gate_overrides() -> None
     assert "getmany = self.getmany" in drain and "_add_gap(" in drain
     assert "self._read_offset[ensure_TP(partition)] = offset" in inspect.getsource(Consumer.seek)
     assert "self._committed_offset.update(" in inspect.getsource(Consumer.perform_seek)
+    # the readings start from the seek's own answer (`seek_to_committed`), and the gate learns
+    # which records the fetch loop handed on through the callback it calls (`_handing_on`)
+    assert "await self.seek_to_committed()" in inspect.getsource(Consumer.perform_seek)
+    assert "callback = self.callback" in drain and "callback(message)" in drain
+    assert "self.callback = callback" in inspect.getsource(Consumer.__init__)
     assert "perform_seek()" in inspect.getsource(recovery.Recovery._resume_streams)
     # the seek PeakendConsumer runs in the consumer thread instead (`_seek`)
     from faust.transport.consumer import ThreadDelegateConsumer
@@ -138,9 +143,12 @@ class Record:
 
 
 def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp: Any,
-                   log_start: int = 0) -> tuple[Any, list[tuple[Any, int]]]:
+                   log_start: int = 0, committed: dict[Any, int] | None = None
+                   ) -> tuple[Any, list[tuple[Any, int]]]:
     """A PeakendConsumer over Faust's consumer with its fetches, seeks and offset lookups
-    replaced: each `getmany` call yields the next fetch's offsets of `tp`."""
+    replaced: each `getmany` call yields the next fetch's offsets of `tp`; the seek to the
+    committed offsets (Faust's own `perform_seek`) finds `committed` (a test may change it;
+    none: never committed)."""
     from types import SimpleNamespace
 
     from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -162,11 +170,14 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
     async def earliest_offsets(self: Any, *partitions: Any) -> dict[Any, int]:
         return {p: log_start for p in partitions}
 
-    async def perform_seek(self: Any) -> None:  # Faust's: the committed offsets read back
-        self._committed_offset.update({tp: None})
+    found = {} if committed is None else committed
+
+    async def seek_to_committed(self: Any) -> dict[Any, int | None]:  # aiokafka's answer
+        return {tp: found.get(tp)}
 
     for name, fake in (("getmany", getmany), ("seek", seek),
-                       ("earliest_offsets", earliest_offsets), ("perform_seek", perform_seek)):
+                       ("earliest_offsets", earliest_offsets),
+                       ("seek_to_committed", seek_to_committed)):
         monkeypatch.setattr(faust_aiokafka.Consumer, name, fake)
     monkeypatch.setattr(faust_aiokafka.Consumer, "assignment", lambda self: {tp})
     consumer: Any = PeakendConsumer.__new__(PeakendConsumer)
@@ -176,6 +187,7 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
     consumer._acked_index = defaultdict(set)
     consumer._gap = defaultdict(IntervalTree)
     consumer._committed_offset = defaultdict(lambda: None)
+    consumer._read_offset = defaultdict(lambda: None)
     return consumer, seeks
 
 
@@ -373,12 +385,7 @@ def test_a_partition_whose_reading_is_stuck_before_waiting_records_is_sought_aga
     from faust.types import TP
 
     tp = TP("t", 6)
-    consumer, seeks = gated_consumer(monkeypatch, [[], [4, 5]], tp)
-
-    async def perform_seek(self: Any) -> None:
-        self._committed_offset.update({tp: 4})
-
-    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", perform_seek)
+    consumer, seeks = gated_consumer(monkeypatch, [[], [4, 5]], tp, committed={tp: 4})
     monkeypatch.setattr(faust_aiokafka.Consumer, "highwater", lambda self, tp: 9)
     consumer.offset_gate.stall_seconds = 0.0
 
@@ -400,17 +407,10 @@ def test_a_record_of_the_next_generation_waits_for_that_generations_seek(
     before 1-5 and split customers' journeys. It must wait for the new reading."""
     import asyncio
 
-    from faust.transport.drivers import aiokafka as faust_aiokafka
     from faust.types import TP
 
     tp = TP("t", 3)
-    consumer, _ = gated_consumer(monkeypatch, [[4, 5], [6], [4, 5, 6]], tp)
-    committed = {tp: 4}
-
-    async def perform_seek(self: Any) -> None:
-        self._committed_offset.update(committed)
-
-    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", perform_seek)
+    consumer, _ = gated_consumer(monkeypatch, [[4, 5], [6], [4, 5, 6]], tp, committed={tp: 4})
 
     async def read() -> list[list[tuple[int, int]]]:
         consumer.app.consumer_generation_id = 2
@@ -434,16 +434,10 @@ def test_a_newly_assigned_partition_waits_for_the_rebalances_seek(
     commits stuck before them. Records of an agent topic wait for the partition's reading."""
     import asyncio
 
-    from faust.transport.drivers import aiokafka as faust_aiokafka
     from faust.types import TP
 
     tp = TP("t", 8)
-    consumer, seeks = gated_consumer(monkeypatch, [[47, 48], [20, 21]], tp)
-
-    async def perform_seek(self: Any) -> None:
-        self._committed_offset.update({tp: 20})
-
-    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", perform_seek)
+    consumer, seeks = gated_consumer(monkeypatch, [[47, 48], [20, 21]], tp, committed={tp: 20})
 
     async def read() -> list[list[int]]:
         early = [m.offset async for _, m in consumer.getmany(1.0)]  # no reading yet
@@ -453,6 +447,80 @@ def test_a_newly_assigned_partition_waits_for_the_rebalances_seek(
     # before the fix: [[47, 48], [20, 21]]: 47 and 48 applied ahead of 20
     assert asyncio.run(read()) == [[], [20, 21]]
     assert seeks == [(tp, 20)]
+
+
+def test_readings_start_where_the_seek_found_the_offsets_in_the_generation_it_began_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka's seek to the committed offsets asks the broker partition by partition; a
+    rebalance may end meanwhile (generation 2), after the partition's new owner had committed
+    9. Stamped with generation 2 from an answer of generation 1 (the committed offset 4), the
+    reading delivered generation 2's records 4-8, which that owner had applied already. The
+    reading belongs to the generation the seek began in: generation 2's records wait for its
+    own seek, which finds 9."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 2)
+    committed = {tp: 4}
+    consumer, seeks = gated_consumer(monkeypatch, [[4, 5, 6], [9, 10]], tp, committed=committed)
+
+    async def seek_to_committed(self: Any) -> dict[Any, int | None]:
+        found: dict[Any, int | None] = {tp: committed[tp]}
+        committed[tp] = 9  # meanwhile the partition's owner commits, then it comes back here
+        consumer.app.consumer_generation_id = 2
+        return found
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_to_committed", seek_to_committed)
+
+    async def read() -> list[list[int]]:
+        await consumer.perform_seek()  # began in generation 1
+        early = [m.offset async for _, m in consumer.getmany(1.0)]
+        await consumer.perform_seek()  # generation 2's own seek
+        return [early, [m.offset async for _, m in consumer.getmany(1.0)]]
+
+    # before the fix: [[4, 5, 6], [9, 10]] (4-8 applied twice, 7 and 8 counted as read)
+    assert asyncio.run(read()) == [[], [9, 10]]
+    assert seeks == [(tp, 4), (tp, 9)]
+
+
+def test_a_delivered_record_faust_did_not_hand_to_the_agents_is_read_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's fetch loop can let a record the gate delivered by without handing it to the
+    agents' channels (its read offset past it; its flow suspended while a channel was full,
+    which cancels the hand-over). The gate had moved on: the partition's later records were
+    applied without it and its commits stuck before it. The consumer learns from its callback
+    which records were handed on, and reads the others again."""
+    import asyncio
+
+    from faust.types import TP
+
+    tp = TP("t", 1)
+    consumer, seeks = gated_consumer(monkeypatch, [[4, 5, 6, 7], [5, 6, 7]], tp,
+                                     committed={tp: 4})
+    consumer.flow_active = True
+    channels: list[int] = []
+
+    async def conductor(message: Any) -> None:
+        channels.append(message.offset)
+
+    consumer.callback = consumer._handing_on(conductor)
+
+    async def drain() -> None:  # Faust's fetch loop, which lets offset 5 by the first time
+        await consumer.perform_seek()
+        for _ in range(2):
+            async for _, message in consumer.getmany(1.0):
+                if message.offset == 5 and 5 not in seen:
+                    seen.add(5)
+                    continue
+                await consumer.callback(message)
+
+    seen: set[int] = set()
+    asyncio.run(drain())
+    # before the fix: [4, 6, 7] and no seek back
+    assert channels == [4, 5, 6, 7]
+    assert seeks == [(tp, 4), (tp, 5)]
 
 
 def test_a_seek_runs_in_the_consumer_thread() -> None:
