@@ -161,6 +161,39 @@ class PeakendConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.callback = self._handing_on(self.callback)
+        self._watch_channel_clears(self.app.flow_control)
+
+    def _watch_channel_clears(self, flow_control: Any) -> None:
+        """Rewind the readings whenever Faust empties the agents' channels.
+
+        Faust's `FlowControlEvent.resume()` clears every channel queue, and the recovery calls
+        it right after its seek to the committed offsets, with the consumer's flow already
+        running (it was resumed to read the changelogs) and the stream partitions just resumed:
+        the records the gate delivered in between were thrown away. A loop run of the
+        two-worker test lost journey-events offsets 2-10 of a partition that way: the gate had
+        moved past them, so nothing read them again, and the partition's commits stuck. After
+        a clear each reading goes back to the committed offset (everything before it is
+        applied; records the agents had already taken come again, which they absorb as
+        duplicates) and `getmany` seeks the partition there."""
+
+        clear = flow_control.clear
+
+        def clear_and_rewind() -> None:
+            clear()
+            self._channels_cleared()
+
+        flow_control.clear = clear_and_rewind
+
+    def _channels_cleared(self) -> None:
+        gate = self.offset_gate
+        now = time.monotonic()
+        tp: Any
+        for tp in list(gate.partitions):
+            start = self._committed_offset.get(tp)
+            if start is None:
+                start = gate.commit_floor(tp)
+            if start is not None:
+                gate.rewind(tp, start, now=now)
 
     def _handing_on(self, callback: Callable[[Any], Awaitable[None]]
                     ) -> Callable[[Any], Awaitable[None]]:
@@ -316,6 +349,13 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         if now >= self._stall_check_at:
             self._stall_check_at = now + 1.0
             await self._seek_stalled(now)
+        if self.flow_active:
+            rewound: Any
+            for rewound in gate.to_seek():  # see `_watch_channel_clears`
+                expected = gate.expected(rewound)
+                if expected is not None:
+                    await self.seek(rewound, expected)
+                gate.sought(rewound, now=time.monotonic())
         async for tp, message in super().getmany(timeout):
             if not self._gated(tp):
                 yield tp, message

@@ -51,6 +51,8 @@ class PartitionGate:
     # the consumer group generation this reading belongs to: only records fetched in it may
     # be delivered (`admits_generation`)
     generation: int | None = None
+    # rewound (`rewind`) and not sought back yet: see `to_seek`
+    unsought: bool = False
 
 
 class OffsetGate:
@@ -234,7 +236,23 @@ class OffsetGate:
             return False
         gate.expected = offset
         gate.sought_at = gate.moved_at = now
+        gate.unsought = True
         return True
+
+    def to_seek(self) -> list[Hashable]:
+        """The partitions rewound since their last seek: seek each to its expected offset (no
+        later record may come to ask for it: the log may hold nothing past what was read).
+
+        >>> gate = OffsetGate()
+        >>> gate.reset("p0", committed=4); gate.reset("p1", committed=2)
+        >>> gate.admit("p0", 4, now=0.0).value
+        'deliver'
+        >>> gate.rewind("p0", 4, now=1.0), gate.to_seek()
+        (True, ['p0'])
+        >>> gate.sought("p0", now=1.0); gate.to_seek()
+        []
+        """
+        return [tp for tp, gate in self.partitions.items() if gate.unsought]
 
     def sought(self, tp: Hashable, *, now: float) -> None:
         """The partition was sought to its expected offset: records fetched before that seek
@@ -242,6 +260,7 @@ class OffsetGate:
         gate = self.partitions.get(tp)
         if gate is not None:
             gate.sought_at = now
+            gate.unsought = False
 
     def unknown(self) -> list[Hashable]:
         """The partitions whose first offset is not known yet (never committed, not looked up).

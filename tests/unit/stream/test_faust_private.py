@@ -126,6 +126,11 @@ def test_faust_reads_records_and_seeks_through_what_the_gate_overrides() -> None
     assert "await self.seek_to_committed()" in inspect.getsource(Consumer.perform_seek)
     assert "callback = self.callback" in drain and "callback(message)" in drain
     assert "self.callback = callback" in inspect.getsource(Consumer.__init__)
+    # Faust's flow control empties the agents' channels on resume, through `clear`, which the
+    # consumer wraps (`_watch_channel_clears`); the recovery resumes it after its seek
+    from mode.utils.queues import FlowControlEvent
+    assert "self.clear()" in inspect.getsource(FlowControlEvent.resume)
+    assert "flow_control.resume()" in inspect.getsource(recovery.Recovery.on_recovery_completed)
     assert "perform_seek()" in inspect.getsource(recovery.Recovery._resume_streams)
     # the seek PeakendConsumer runs in the consumer thread instead (`_seek`)
     from faust.transport.consumer import ThreadDelegateConsumer
@@ -521,6 +526,39 @@ def test_a_delivered_record_faust_did_not_hand_to_the_agents_is_read_again(
     # before the fix: [4, 6, 7] and no seek back
     assert channels == [4, 5, 6, 7]
     assert seeks == [(tp, 4), (tp, 5)]
+
+
+def test_records_faust_clears_from_the_channels_are_read_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop run of the two-worker test: Faust's recovery seeks to the committed offsets with
+    the flow already running, then resumes its flow control, which empties every channel. The
+    records the gate delivered in between were gone, the gate past them: journey-events
+    offsets 2-10 of a partition never reached the agents and its commits stuck. After a clear
+    the reading goes back to the committed offset and the partition is sought there."""
+    import asyncio
+
+    from faust.types import TP
+    from mode.utils.queues import FlowControlEvent
+
+    tp = TP("t", 3)
+    consumer, seeks = gated_consumer(monkeypatch, [[2, 3, 4], [5], [2, 3, 4, 5]], tp,
+                                     committed={tp: 2})
+    flow_control = FlowControlEvent(initially_suspended=False)
+    consumer._watch_channel_clears(flow_control)
+    channel: list[int] = []
+
+    async def read() -> None:
+        await consumer.perform_seek()
+        channel.extend([m.offset async for _, m in consumer.getmany(1.0)])
+        flow_control.resume()  # Faust's recovery: empties the channels
+        channel.clear()
+        for _ in range(2):
+            channel.extend([m.offset async for _, m in consumer.getmany(1.0)])
+
+    asyncio.run(read())
+    # before the fix: [5] (2-4 thrown away, never read again)
+    assert channel == [2, 3, 4, 5]
+    assert seeks == [(tp, 2), (tp, 2)]
 
 
 def test_a_seek_runs_in_the_consumer_thread() -> None:
