@@ -13,7 +13,8 @@ differently; nothing else in `pipeline/` may use a Faust private name.
   `Consumer.getmany` (gated: each partition's records in offset order, no holes),
   `perform_seek` and `seek_to_committed` (the gate starts where that seek found the committed
   offsets), `_add_gap` (a gap is never counted as done on our topics) and the fetch loop's
-  `callback` (wrapped: a delivered record the loop did not hand on is read again):
+  `callback` (wrapped: a delivered record the loop did not hand on is read again), `ack` and
+  `_waiting_for_ack` (a record of an ended generation is not counted as done):
   `pipeline/stream/offset_gate.py` (issue 20);
 - `Consumer._unacked_messages` (`release`): a dropped batch's events must stop holding Faust's
   revocation;
@@ -34,6 +35,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import faust
@@ -41,6 +43,7 @@ from aiokafka.errors import IllegalStateError
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.utils.futures import notify
 
 from pipeline.stream.offset_gate import OffsetGate, Verdict
 
@@ -135,6 +138,42 @@ def next_commit_offset(acked: list[int], gap: Any, committed: int | None,
 
 log = logging.getLogger(__name__)
 
+# The answer of the seek to the committed offsets that the current task's `perform_seek` is
+# running (`PeakendConsumer.seek_to_committed` fills it): two seeks may overlap, one begun by
+# the recovery and one by Faust's fetch loop, each in its own task.
+_SOUGHT: ContextVar[dict[Any, int | None] | None] = ContextVar("peakend_sought", default=None)
+
+
+class CommittedOffsets(dict[Any, int | None]):
+    """Faust's copy of the committed offsets (`Consumer._committed_offset`), which never moves
+    back while a partition stays assigned (Faust drops a partition's entry when it is revoked).
+
+    Two seeks to the committed offsets can overlap (see `PeakendConsumer.perform_seek`); the
+    one that asked the broker first may write its older answer last, and a committed offset
+    that moved back holds every later commit of the partition (`next_commit_offset` starts the
+    run at it, and the acked offsets start further on).
+
+    >>> offsets = CommittedOffsets()
+    >>> offsets["p0"] = 9; offsets.update({"p0": 4, "p1": None}); offsets["p0"], offsets["p1"]
+    (9, None)
+    >>> offsets.update({"p1": 3}); offsets.pop("p0"); offsets["p0"] = 2; dict(offsets)
+    9
+    {'p1': 3, 'p0': 2}
+    """
+
+    def __missing__(self, tp: Any) -> None:  # Faust's was defaultdict(lambda: None)
+        return None
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:
+        held = self.get(tp)
+        if held is not None and (offset is None or offset < held):
+            return
+        super().__setitem__(tp, offset)
+
+    def update(self, *others: Any, **more: Any) -> None:
+        for tp, offset in dict(*others, **more).items():
+            self[tp] = offset
+
 
 class PeakendConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose agents receive each partition's records in offset order
@@ -150,9 +189,6 @@ class PeakendConsumer(faust_aiokafka.Consumer):
     _first_offsets_retry_at = 0.0
     # when `getmany` next looks for partitions whose reading is stuck (once a second)
     _stall_check_at = 0.0
-    # what the last seek to the committed offsets found, partition by partition (None: never
-    # committed): the readings `perform_seek` resets start there
-    _sought_committed: Mapping[Any, int | None] = {}
     # the last record Faust's fetch loop handed to the agents' channels (`_handing_on`); only
     # checked once the consumer's callback is wrapped (`_tracks_hand_on`)
     _handed_on: Any = None
@@ -160,6 +196,7 @@ class PeakendConsumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._committed_offset = CommittedOffsets()
         self.callback = self._handing_on(self.callback)
         self._watch_channel_clears(self.app.flow_control)
 
@@ -219,6 +256,24 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         """The partitions of the topics the agents ack (all internal, see offset_gate.py)."""
         return bool(self.app.topics.acks_enabled_for(tp.topic))
 
+    def ack(self, message: Any) -> bool:
+        """Faust's ack, except for a record of an agent topic fetched in another generation
+        than the current one: it is only forgotten (no longer un-acked, so no revocation waits
+        for it), not counted as done. Faust's stream acks every record it skips, and it skips
+        those whose generation has ended (and any taken while its flow control is suspended):
+        such a record is read again from the committed offsets by the new reading, and its
+        early ack let a commit cover it before the agents applied it; if the partition then
+        moved, its next owner started past it. The agents never ack such a record themselves
+        (they refuse it), and an ack of theirs that a rebalance overtook only means the record
+        is read again, which they absorb."""
+        if (not message.acked and self._gated(message.tp)
+                and message.generation_id != self.app.consumer_generation_id):
+            message.acked = True
+            self._unacked_messages.discard(message)
+            notify(self._waiting_for_ack)
+            return False
+        return bool(super().ack(message))
+
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
         before = set(acked)
@@ -232,24 +287,35 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         """Faust's seek to the committed offsets; `perform_seek` resets the readings from its
         answer (whose offsets are None where the group never committed, typing aside)."""
         committed = await super().seek_to_committed()
-        self._sought_committed = dict(committed)
+        sought = _SOUGHT.get()
+        if sought is not None:
+            sought.update(committed)
         return committed
 
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets (the end of every rebalance, and while the
         flow is stopped), then each gated partition's gate starts there.
 
-        The readings start where that seek found each partition's committed offset, and belong
-        to the generation the seek began in. The seek asks the broker partition by partition;
-        if another rebalance assigns partitions meanwhile, Faust's copy of their committed
-        offsets (`_committed_offset`, what the gate read before) may date from an earlier
-        ownership, and a reading stamped with the new generation would deliver that
-        generation's records from there. Partitions the seek did not cover get no reading:
-        their records wait for the next rebalance's seek."""
+        The readings start where that seek found each partition's committed offset. The seek
+        asks the broker partition by partition, and another seek may overlap it (the
+        recovery's and the one Faust's fetch loop makes while the flow is stopped). A seek
+        during which the group's generation moved on answers for an ended assignment: it
+        resets nothing. The current generation's own seek sets its readings, before or after
+        it (a loop run: a seek begun in generation 1 ended after generation 2's and stamped
+        partitions 2 and 3 with generation 1, whose records then never came). Partitions the
+        seek did not cover get no reading: their records wait for the next seek."""
         generation = self.app.consumer_generation_id
-        self._sought_committed = {}
-        await super().perform_seek()
-        sought = self._sought_committed
+        sought: dict[Any, int | None] = {}
+        token = _SOUGHT.set(sought)
+        try:
+            await super().perform_seek()
+        finally:
+            _SOUGHT.reset(token)
+        if self.app.consumer_generation_id != generation:
+            log.info("consumer: a seek to the committed offsets begun in generation %s ended "
+                     "in %s: its answer is not used", generation,
+                     self.app.consumer_generation_id)
+            return
         gate = self.offset_gate
         assigned = {tp for tp in self.assignment() if self._gated(tp) and tp in sought}
         for tp in list(gate.partitions):

@@ -126,6 +126,14 @@ def test_faust_reads_records_and_seeks_through_what_the_gate_overrides() -> None
     assert "await self.seek_to_committed()" in inspect.getsource(Consumer.perform_seek)
     assert "callback = self.callback" in drain and "callback(message)" in drain
     assert "self.callback = callback" in inspect.getsource(Consumer.__init__)
+    # Faust's stream acks the records it skips (an ended generation among them): `ack` is
+    # where the consumer refuses to count those as done
+    from faust.streams import Stream
+    aiter_source = inspect.getsource(Stream._py_aiter)
+    assert "message.generation_id != self.app.consumer_generation_id" in aiter_source
+    assert "value is skipped_value" in aiter_source and "event.ack()" in aiter_source
+    assert "self._unacked_messages.discard(message)" in inspect.getsource(Consumer.ack)
+    assert "notify(self._waiting_for_ack)" in inspect.getsource(Consumer.ack)
     # Faust's flow control empties the agents' channels on resume, through `clear`, which the
     # consumer wraps (`_watch_channel_clears`); the recovery resumes it after its seek
     from mode.utils.queues import FlowControlEvent
@@ -454,14 +462,13 @@ def test_a_newly_assigned_partition_waits_for_the_rebalances_seek(
     assert seeks == [(tp, 20)]
 
 
-def test_readings_start_where_the_seek_found_the_offsets_in_the_generation_it_began_in(
+def test_a_seek_that_a_rebalance_overtook_resets_no_reading(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """aiokafka's seek to the committed offsets asks the broker partition by partition; a
     rebalance may end meanwhile (generation 2), after the partition's new owner had committed
-    9. Stamped with generation 2 from an answer of generation 1 (the committed offset 4), the
-    reading delivered generation 2's records 4-8, which that owner had applied already. The
-    reading belongs to the generation the seek began in: generation 2's records wait for its
-    own seek, which finds 9."""
+    9. Stamped with generation 2 from generation 1's answer (committed 4), the reading
+    delivered generation 2's records 4-8, which that owner had applied already. The answer of
+    an ended generation resets nothing: generation 2's records wait for its own seek."""
     import asyncio
 
     from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -485,9 +492,47 @@ def test_readings_start_where_the_seek_found_the_offsets_in_the_generation_it_be
         await consumer.perform_seek()  # generation 2's own seek
         return [early, [m.offset async for _, m in consumer.getmany(1.0)]]
 
-    # before the fix: [[4, 5, 6], [9, 10]] (4-8 applied twice, 7 and 8 counted as read)
+    # before: [[4, 5, 6], [9, 10]] (4-8 applied twice, 7 and 8 counted as read)
     assert asyncio.run(read()) == [[], [9, 10]]
-    assert seeks == [(tp, 4), (tp, 9)]
+    assert seeks == [(tp, 9)]
+
+
+def test_a_seek_overtaken_by_the_next_generations_seek_leaves_its_readings_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop run: a seek to the committed offsets begun in generation 1 (Faust's fetch loop,
+    the flow stopped) ended after generation 2's own seek (the recovery's) and reset the
+    partition's reading for generation 1: generation 2's records were never delivered and the
+    partition stalled. Its answer is not used; generation 2's reading stays."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    tp = TP("t", 2)
+    consumer, _ = gated_consumer(monkeypatch, [[0, 1]], tp)
+    first_answer = asyncio.Event()
+    calls = 0
+
+    async def seek_to_committed(self: Any) -> dict[Any, int | None]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # generation 1's seek: its broker answer comes late
+            await first_answer.wait()
+        return {tp: None}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_to_committed", seek_to_committed)
+
+    async def read() -> list[int]:
+        stale = asyncio.ensure_future(consumer.perform_seek())
+        await asyncio.sleep(0)
+        consumer.app.consumer_generation_id = 2
+        await consumer.perform_seek()  # the recovery's seek for generation 2
+        first_answer.set()
+        await stale
+        return [(m.offset) async for _, m in consumer.getmany(1.0)]
+
+    # before the fix: [] (the reading stamped with generation 1 admits none of them)
+    assert asyncio.run(read()) == [0, 1]
 
 
 def test_a_delivered_record_faust_did_not_hand_to_the_agents_is_read_again(
@@ -559,6 +604,38 @@ def test_records_faust_clears_from_the_channels_are_read_again(
     # before the fix: [5] (2-4 thrown away, never read again)
     assert channel == [2, 3, 4, 5]
     assert seeks == [(tp, 2), (tp, 2)]
+
+
+def test_a_record_of_an_ended_generation_is_not_counted_as_done(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's stream acks every record it skips, among them those fetched in a generation
+    that has ended: offset 5, never applied, counted as done let a commit cover it before the
+    new reading's agents applied it (and a partition that moved then was read on past it by
+    its next owner). It is only forgotten; the current generation's acks count as before."""
+    from weakref import WeakSet
+
+    from faust.types import TP
+
+    tp = TP("t", 2)
+    consumer, _ = gated_consumer(monkeypatch, [], tp)
+    consumer._unacked_messages = WeakSet()
+    consumer._waiting_for_ack = None
+    consumer._n_acked = 0
+    consumer._committed_offset[tp] = 4
+    consumer.app.consumer_generation_id = 2
+
+    class Message:
+        def __init__(self, offset: int, generation_id: int) -> None:
+            self.tp, self.topic, self.offset = tp, tp.topic, offset
+            self.generation_id, self.acked = generation_id, False
+
+    skipped, applied = Message(5, 1), Message(4, 2)
+    consumer._unacked_messages.update([skipped, applied])
+    assert consumer.ack(skipped) is False and skipped.acked
+    assert consumer.ack(applied) is True
+    assert not consumer._unacked_messages
+    # before the fix: 6, over offset 5
+    assert consumer._new_offset(tp) == 5
 
 
 def test_a_seek_runs_in_the_consumer_thread() -> None:
