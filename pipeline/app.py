@@ -211,7 +211,7 @@ def build_worker(
         lambda: _output_producer(s),
         {role: topic.get_topic_name() for role, topic in topic_of.items()})
     outputs = OutputFlusher(Outbox(s.partitions, followup_rules), delivery, stats)
-    guard = RebalanceGuard(fapp)
+    guard = RebalanceGuard(fapp, lambda message: fapp.consumer.delivered_now(message))
     letters = DeadLetters(dead_letters, privacy, stats)
     state_of = {t.name: ChangelogTable(t, delivery, role, faust.types.TP)
                 for role, t in faust_tables.items()}

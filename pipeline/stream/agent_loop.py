@@ -94,9 +94,13 @@ class RebalanceGuard:
     dropped batch leaves (`drop`). One per worker: a dropped batch means a rebalance, which
     re-reads every record of the generation it was fetched in."""
 
-    def __init__(self, group: ConsumerGroupView) -> None:
+    def __init__(self, group: ConsumerGroupView,
+                 delivered_now: Callable[[Any], bool] | None = None) -> None:
         self.group = group
         self.fence = GenerationFence()
+        # the consumer's word on whether a record was delivered in its partition's current
+        # reading (`PeakendConsumer.delivered_now`); None: every record was
+        self.delivered_now = delivered_now
 
     def epoch(self) -> int:
         return int(self.group.rebalancing_count)
@@ -110,13 +114,16 @@ class RebalanceGuard:
         return self.epoch() == epoch
 
     def admitted(self, events: Iterable[Any]) -> Iterator[Any]:
-        """The events that may be applied now: fetched in the current generation and not fenced.
-        The others (fetched before a rebalance, which Faust's own iterator drops too, or after
-        a batch of their generation was dropped) are neither applied nor acked; their
+        """The events that may be applied now: fetched in the current generation, not fenced,
+        and delivered in their partition's current reading. The others (fetched before a
+        rebalance, which Faust's own iterator drops too, after a batch of their generation was
+        dropped, or before their reading was rewound) are neither applied nor acked; their
         partition's owner reads them again."""
         generation = self.group.consumer_generation_id
+        delivered_now = self.delivered_now
         for event in events:
-            if self.fence.admits(event.message.generation_id, current=generation):
+            if (self.fence.admits(event.message.generation_id, current=generation)
+                    and (delivered_now is None or delivered_now(event.message))):
                 yield event
 
     def drop(self, events: Iterable[Any]) -> None:

@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import faust
 from aiokafka.errors import IllegalStateError
@@ -252,6 +253,29 @@ class PeakendConsumer(faust_aiokafka.Consumer):
             gate = self.__dict__["_peakend_offset_gate"] = OffsetGate()
         return gate
 
+    @property
+    def _stamps(self) -> WeakKeyDictionary[Any, int]:
+        """The reading's epoch each delivered record was delivered under (`delivered_now`)."""
+        stamps: WeakKeyDictionary[Any, int] | None = self.__dict__.get("_peakend_stamps")
+        if stamps is None:
+            stamps = self.__dict__["_peakend_stamps"] = WeakKeyDictionary()
+        return stamps
+
+    def _deliver(self, tp: Any, message: Any) -> Any:
+        self._stamps[message] = self.offset_gate.partitions[tp].epoch
+        return message
+
+    def delivered_now(self, message: Any) -> bool:
+        """May the agents apply `message`? A record of an agent topic only when the gate
+        delivered it in its partition's current reading and epoch (`OffsetGate.epoch`): after
+        a rewind the reading delivers it, or records before it, again, and a copy delivered
+        before the rewind (still held by Faust's stream, or in an agent's buffer) applied now
+        would come ahead of records it follows. Such a copy is neither applied nor acked."""
+        if not self._gated(message.tp):
+            return True
+        stamp = self._stamps.get(message)
+        return stamp is not None and stamp == self.offset_gate.epoch(message.tp)
+
     def _gated(self, tp: Any) -> bool:
         """The partitions of the topics the agents ack (all internal, see offset_gate.py)."""
         return bool(self.app.topics.acks_enabled_for(tp.topic))
@@ -460,7 +484,7 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                         await self.seek(tp, message.offset)
                     continue
             if verdict is Verdict.DELIVER:
-                yield tp, message
+                yield tp, self._deliver(tp, message)
                 await self._not_handed_on(tp, reading, message)
             elif verdict is Verdict.SEEK:
                 # the hole's records may be gone (retention): then reading goes on after them
@@ -469,7 +493,7 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                     continue
                 if message.offset == gate.expected(tp):
                     gate.admit(tp, message.offset, now=time.monotonic())
-                    yield tp, message
+                    yield tp, self._deliver(tp, message)
                     await self._not_handed_on(tp, reading, message)
                     continue
                 expected = gate.expected(tp)

@@ -53,6 +53,8 @@ class PartitionGate:
     generation: int | None = None
     # rewound (`rewind`) and not sought back yet: see `to_seek`
     unsought: bool = False
+    # which delivery of the reading this is: a new one at each reset and rewind (`epoch`)
+    epoch: int = 0
 
 
 class OffsetGate:
@@ -72,10 +74,11 @@ class OffsetGate:
     0
     """
 
-    __slots__ = ("partitions", "reseek_seconds", "stall_seconds")
+    __slots__ = ("epochs", "partitions", "reseek_seconds", "stall_seconds")
 
     def __init__(self, reseek_seconds: float = 5.0, stall_seconds: float = 10.0) -> None:
         self.partitions: dict[Hashable, PartitionGate] = {}
+        self.epochs = 0  # the last epoch given out (see `epoch`)
         # A seek back whose refetch has not arrived after this long is issued again (a fetch in
         # flight when it was issued may still deliver records fetched before it).
         self.reseek_seconds = reseek_seconds
@@ -88,8 +91,32 @@ class OffsetGate:
         """The consumer was sought to `committed` (None: the group never committed there; the
         first offset is then looked up, `start_at`) at the end of a rebalance that made
         `generation`."""
+        self.epochs += 1
         self.partitions[tp] = PartitionGate(committed, committed, moved_at=now,
-                                            generation=generation)
+                                            generation=generation, epoch=self.epochs)
+
+    def epoch(self, tp: Hashable) -> int | None:
+        """The partition's current delivery: records delivered under an earlier one (before a
+        reset or a rewind) may still sit in an agent's hands while the reading delivers them,
+        or their predecessors, again. Only records of the current epoch may be applied: an
+        older one applied after the rewind would come ahead of records it follows (a loop run:
+        offset 4, held by Faust's stream while the channel was cleared, applied before the
+        re-read 3).
+
+        >>> gate = OffsetGate()
+        >>> gate.reset("p0", committed=2)
+        >>> first = gate.epoch("p0")
+        >>> [gate.admit("p0", offset, now=0.0).value for offset in (2, 3, 4)]
+        ['deliver', 'deliver', 'deliver']
+        >>> gate.epoch("p0") == first  # delivering moves nothing
+        True
+        >>> gate.rewind("p0", 3, now=1.0), gate.epoch("p0") == first
+        (True, False)
+        >>> gate.epoch("p1") is None
+        True
+        """
+        gate = self.partitions.get(tp)
+        return None if gate is None else gate.epoch
 
     def admits_generation(self, tp: Hashable, generation: int) -> bool:
         """May a record fetched in `generation` be judged by the partition's reading? Only one
@@ -237,6 +264,8 @@ class OffsetGate:
         gate.expected = offset
         gate.sought_at = gate.moved_at = now
         gate.unsought = True
+        self.epochs += 1
+        gate.epoch = self.epochs
         return True
 
     def to_seek(self) -> list[Hashable]:

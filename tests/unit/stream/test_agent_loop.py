@@ -46,8 +46,9 @@ class RecordingAgent:
 def make_loop(group: Group, log: list[Any], *, rebalance_on_delivery: int | None = None,
               count_applied: AppliedCounter | None = None, state_delivery: bool = False,
               rebalance_on_state_delivery: int | None = None,
+              delivered_now: Any = None,
               ) -> tuple[AgentLoop, list[Event]]:
-    guard = RebalanceGuard(group)
+    guard = RebalanceGuard(group, delivered_now)
     released: list[Event] = []
     deliveries = 0
 
@@ -170,6 +171,22 @@ def test_records_fetched_before_the_current_generation_are_neither_applied_nor_a
     assert released == [stale, stale]
     # a batch with nothing to apply delivers nothing and writes nothing
     assert log[-2:] == [("process", []), ("release", [0])]
+
+
+def test_records_delivered_before_their_partitions_reading_was_rewound_are_not_applied(
+        ) -> None:
+    """The consumer's word (`PeakendConsumer.delivered_now`): a copy delivered before a rewind
+    is neither applied nor acked; the reading delivers it again."""
+    log: list[Any] = []
+    offsets = Offsets("in")
+    held, first, again = (offsets.event(b"4", 0, 2), offsets.event(b"3", 0, 2),
+                          offsets.event(b"4", 0, 2))
+    stream = Stream([[held, first, again]])
+    loop, released = make_loop(Group(consumer_generation_id=2), log,
+                               delivered_now=lambda message: message is not held.message)
+    asyncio.run(loop.run(stream))
+    assert stream.acked == [first, again]
+    assert released == [held]
 
 
 def applied(stats: WorkerMetrics, stage: str, record: str) -> float | None:

@@ -150,9 +150,10 @@ def test_faust_reads_records_and_seeks_through_what_the_gate_overrides() -> None
 
 
 class Record:
-    def __init__(self, offset: int, generation_id: int = 0) -> None:
+    def __init__(self, offset: int, generation_id: int = 0, tp: Any = None) -> None:
         self.offset = offset
         self.generation_id = generation_id  # Faust's: the group generation it was fetched in
+        self.tp = tp
 
 
 def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp: Any,
@@ -175,7 +176,7 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
         for offset in fetches.pop(0):
             if self.app.consumer_generation_id != generation:
                 break
-            yield tp, Record(offset, generation)
+            yield tp, Record(offset, generation, tp)
 
     async def seek(self: Any, partition: Any, offset: int) -> None:
         seeks.append((partition, offset))
@@ -604,6 +605,37 @@ def test_records_faust_clears_from_the_channels_are_read_again(
     # before the fix: [5] (2-4 thrown away, never read again)
     assert channel == [2, 3, 4, 5]
     assert seeks == [(tp, 2), (tp, 2)]
+
+
+def test_a_record_delivered_before_a_rewind_is_not_applied_after_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop run: Faust's stream held offset 4 (waiting for the agent's buffer) while the
+    flow control emptied the channel of offset 3; the reading was rewound and delivered 2-4
+    again, but the held 4 reached the agent first and was applied before 3, splitting a
+    customer's journey. Only records delivered in the partition's current epoch may be
+    applied."""
+    import asyncio
+
+    from faust.types import TP
+    from mode.utils.queues import FlowControlEvent
+
+    tp = TP("t", 2)
+    consumer, _ = gated_consumer(monkeypatch, [[2, 3, 4], [2, 3, 4]], tp, committed={tp: 2})
+    flow_control = FlowControlEvent(initially_suspended=False)
+    consumer._watch_channel_clears(flow_control)
+
+    async def read() -> tuple[list[Any], list[Any]]:
+        await consumer.perform_seek()
+        before = [m async for _, m in consumer.getmany(1.0)]
+        flow_control.resume()  # the channels emptied: 2-4 are read again
+        after = [m async for _, m in consumer.getmany(1.0)]
+        return before, after
+
+    before, after = asyncio.run(read())
+    assert [m.offset for m in after] == [2, 3, 4]
+    # before the fix the held copies were applied too: (4 ahead of the re-read 3)
+    assert [consumer.delivered_now(m) for m in before] == [False, False, False]
+    assert [consumer.delivered_now(m) for m in after] == [True, True, True]
 
 
 def test_a_record_of_an_ended_generation_is_not_counted_as_done(
