@@ -16,7 +16,7 @@ from hypothesis import given, settings
 
 from jobs.columns import Seconds, journey_row
 from pipeline.core.records import JOURNEY_FIELDS, JourneyRecord, RecordField
-from pipeline.core.windows import WindowRecord
+from pipeline.core.windows import WINDOW_FIELDS
 from pipeline.storage.tables import TABLES
 from tests.unit.core.record_values import RECORDS, distinct_values, records
 from tests.unit.storage.migrations import final_columns
@@ -138,7 +138,6 @@ def test_every_declared_type_has_a_column_type() -> None:
     assert declared <= set(COLUMN_TYPES) | set(TIME_COLUMNS)
 
 
-def test_docs_records_md_lists_the_window_records_fields() -> None:
-    """Replay's windows (`pipeline.core.windows.WindowRecord`, not stored: names only)."""
-    names = [name for row, _ in documented_rows("windows") for name in row]
-    assert names == list(WindowRecord._fields)
+def test_docs_records_md_lists_the_window_rows_fields_and_types() -> None:
+    """Replay's windows (`pipeline.core.windows.WINDOW_FIELDS`, not stored)."""
+    assert documented("windows") == [(f.name, f.type) for f in WINDOW_FIELDS]
