@@ -52,8 +52,9 @@ class RecordField(NamedTuple):
     # in its dict, DateTime plus an `_ms` Int64 column in its table); `?` allows null.
     type: str
     # A text that a record dict may lack or hold as null (written before the field existed, or
-    # never set): its table stores ''.
+    # never set): its table stores `empty` then ('' unless the field says otherwise).
     or_empty: bool = False
+    empty: str = ""
 
 
 def text_or_empty(name: str) -> RecordField:
