@@ -44,14 +44,14 @@ lint: setup
 # Benchmarks and fault runs write their reports into docs/ (benchmarks.md, reliability.md).
 bench: setup
 	bash scripts/stack.sh start kafka clickhouse
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 bench-quick: setup
 	bash scripts/stack.sh start kafka clickhouse
-	$(PY) bench/run_all.py --quick
+	$(PY) -m bench.run_all --quick
 
 faults: setup
-	$(PY) bench/faults.py
+	$(PY) -m bench.faults
 
 clean:
 	bash scripts/stack.sh wipe

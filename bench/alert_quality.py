@@ -1,6 +1,6 @@
 """Alert quality of the drop detector on synthetic streams: false pages, delays, episodes.
 
-    .venv/bin/python bench/alert_quality.py [--seed 16] [--series 50] [--null-days 60]
+    .venv/bin/python -m bench.alert_quality [--seed 16] [--series 50] [--null-days 60]
         [--replicates 40] [--quick] [--core-root DIR] [--section NAME] [--write docs/alerts.md]
 
 Issue 16. Drives `pipeline.core.drops.DropDetector` exactly as the stream's segment stage and
@@ -30,6 +30,7 @@ and `<!-- alert_quality:NAME:end -->`) with the tables, machine, date, load and 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -247,6 +248,17 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
+_CORE_CHILD = "PEAKEND_ALERT_QUALITY_CORE"  # set in the child that runs another checkout's core
+
+
+def _pipeline_root() -> Path | None:
+    """The checkout whose `pipeline` package this process imports (None: none found)."""
+    spec = importlib.util.find_spec("pipeline")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).resolve().parents[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=16)
@@ -261,7 +273,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.null_days, args.replicates = 10, 12
-    sys.path.insert(0, str(args.core_root.resolve()))
+    core_root = args.core_root.resolve()
+    if _pipeline_root() != core_root:
+        # Another checkout's core: this file again, in a child whose PYTHONPATH finds that
+        # checkout's `pipeline` (a script's own directory, bench/, holds none).
+        if os.environ.get(_CORE_CHILD) == str(core_root):
+            raise SystemExit(f"--core-root {core_root}: no pipeline package to import there")
+        env = {**os.environ, _CORE_CHILD: str(core_root), "PYTHONPATH": os.pathsep.join(
+            filter(None, (str(core_root), os.environ.get("PYTHONPATH"))))}
+        args_again = sys.argv[1:] if argv is None else list(argv)
+        return subprocess.run([sys.executable, __file__, *args_again], env=env,
+                              check=False).returncode
     began = time.time()
     lines: list[str] = []
     lines.append(f"False alarms on null data: {args.series} series for {args.null_days} days "
@@ -314,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M')} UTC on {platform.machine()}"
         f" ({os.cpu_count()} CPUs, load {load[0]:.1f}), Python {platform.python_version()}, "
         f"core at git {git_commit(args.core_root)}, {took:.0f} s; command: "
-        f"`.venv/bin/python bench/alert_quality.py --seed {args.seed} --series {args.series} "
+        f"`.venv/bin/python -m bench.alert_quality --seed {args.seed} --series {args.series} "
         f"--null-days {args.null_days} --replicates {args.replicates}"
         + ("" if args.core_root.resolve() == ROOT else " --core-root <checkout>") + "`.")
     text = "\n".join(lines)

@@ -1,6 +1,6 @@
 """CPU of a resumed backfill: recomputing from the first row vs restoring the engine's state.
 
-    .venv/bin/python bench/backfill_resume.py [--events 500000] [--span 1d] [--stop 0.8]
+    .venv/bin/python -m bench.backfill_resume [--events 500000] [--span 1d] [--stop 0.8]
                                               [--batch-rows 100000] [--partitions 4]
 
 Generates a file (N events over --span, peakend generate's defaults otherwise), then, for each
@@ -126,9 +126,9 @@ def main() -> None:
         for phase in ("first", "resumed"):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.monotonic()
-            subprocess.run([python, __file__, "--phase", phase, "--way", way, "--file",
-                            str(events), "--checkpoint", str(checkpoint), "--stop-rows",
-                            str(stop_rows), "--partitions", str(args.partitions),
+            subprocess.run([python, "-m", "bench.backfill_resume", "--phase", phase, "--way",
+                            way, "--file", str(events), "--checkpoint", str(checkpoint),
+                            "--stop-rows", str(stop_rows), "--partitions", str(args.partitions),
                             "--batch-rows", str(args.batch_rows)], check=True, cwd=ROOT)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

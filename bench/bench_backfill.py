@@ -1,6 +1,6 @@
 """Throughput of the batch jobs: generate, Parquet read, backfill (core, + ClickHouse).
 
-    .venv/bin/python bench/bench_backfill.py [--events N] [--rate R | --span 1d]
+    .venv/bin/python -m bench.bench_backfill [--events N] [--rate R | --span 1d]
                                              [--workers N] [--url clickhouse://...] [--profile]
 
 Generates N events (event-time rate R per second, default 200/s like bench_core, or over
@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from host import cpu_model
 
+from bench.host import cpu_model
 from jobs.backfill import BackfillOptions, run_backfill
 from jobs.generate import GeneratorConfig, generate_records, parse_duration, write_jsonl
 from jobs.generate import write_parquet as write_parquet_file

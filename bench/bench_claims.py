@@ -1,6 +1,6 @@
 """CPU the claims add to the stream's stage one, per event, without servers (issue 13, item 4).
 
-    .venv/bin/python bench/bench_claims.py [--events 100000] [--partitions 4] [--repeat 3]
+    .venv/bin/python -m bench.bench_claims [--events 100000] [--partitions 4] [--repeat 3]
 
 Events from `peakend generate` (parsed beforehand, not timed) go through one
 `PartitionProcessor` per partition, placed by Kafka's partitioner, as the journeys agent runs
@@ -21,15 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 FLUSH = 500
 

@@ -1,4 +1,4 @@
-"""Parse-and-validate throughput of the contract on one core: `python bench/bench_contract.py`.
+"""Parse-and-validate throughput of the contract on one core: `python -m bench.bench_contract`.
 
 A realistic mix of schema-v1 records (mostly operational interactions, sparse surveys, a few
 journey ends and outcomes, some invalid) is encoded up front; the timed loop is parse_event only.
@@ -13,13 +13,10 @@ import os
 import platform
 import random
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.contract import Rejected, parse_event
 

@@ -1,6 +1,6 @@
 """Throughput of the pure core on one CPU core: journey tracker + survey buckets.
 
-    .venv/bin/python bench/bench_core.py [--events N] [--repeat R] [--profile apply|batched]
+    .venv/bin/python -m bench.bench_core [--events N] [--repeat R] [--profile apply|batched]
 
 Generates a realistic mix in memory first (not timed): mostly interactions carrying operational
 signals, ~5% survey answers, ~3% journey ends and outcomes, half the events keyed by journey_id
@@ -28,9 +28,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from host import cpu_model
-
 import pipeline.core_build
+from bench.host import cpu_model
 from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig

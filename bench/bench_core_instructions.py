@@ -1,6 +1,6 @@
 """Instructions per event of the core's hot path, counted by valgrind (deterministic).
 
-    .venv/bin/python bench/bench_core_instructions.py [--events 40000] [--path apply|many]
+    .venv/bin/python -m bench.bench_core_instructions [--events 40000] [--path apply|many]
 
 Timing on a shared 2-vCPU machine moves by 20-30% with the neighbours' load; an instruction
 count does not, so docs/core.md judges each hot-path change by this figure. It runs the same
@@ -19,14 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
+ROOT = Path(__file__).resolve().parents[1]
 
+# Run with `-c` in the repository root, where the current directory, first on the child's path,
+# holds `bench` and `pipeline`.
 CHILD = """
-import sys
-sys.path[:0] = [{root!r}, {bench!r}]
 import pipeline.core_build
-from bench_core import generate, run_engine_batched, run_tracker_and_buckets
+from bench.bench_core import generate, run_engine_batched, run_tracker_and_buckets
 from pipeline.core.config import CoreConfig
 from pipeline.core.gcpolicy import tuned_gc
 fn = {{"apply": run_tracker_and_buckets, "many": run_engine_batched}}[{path!r}]
@@ -41,12 +40,12 @@ print("compiled" if pipeline.core_build.COMPILED else "interpreted")
 
 
 def instructions(path: str, events: int, run: bool) -> tuple[int, str]:
-    code = CHILD.format(root=str(ROOT), bench=str(BENCH), path=path, events=events, run=run)
+    code = CHILD.format(path=path, events=events, run=run)
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
              sys.executable, "-c", code],
-            capture_output=True, text=True, check=True)
+            capture_output=True, text=True, check=True, cwd=ROOT)
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if found is None:
         raise SystemExit(f"no instruction count from valgrind:\n{proc.stderr[-2000:]}")

@@ -1,6 +1,6 @@
 """Key drivers over a million journeys on one core (issue 18: "under a minute").
 
-    .venv/bin/python bench/bench_drivers.py [--journeys 1000000] [--bootstrap 200]
+    .venv/bin/python -m bench.bench_drivers [--journeys 1000000] [--bootstrap 200]
 
 Journeys with planted importances (10 touchpoints, each visited with probability 0.4, so ~4
 moments and one NPS answer per journey, as `jobs.planted`) are made in memory first as core
@@ -13,7 +13,7 @@ bench_contract.py). Timed, in CPU seconds of this process with BLAS held to one 
 
 Prints a Markdown section for docs/benchmarks-drivers.md with the machine, date and load average.
 
-    .venv/bin/python bench/bench_drivers.py --from-files 20000 [--copies 50]
+    .venv/bin/python -m bench.bench_drivers --from-files 20000 [--copies 50]
 
 The command as a user runs it, from files: for each size, the same planted model written as
 JSON Lines by `jobs.planted` (visit 0.4, with `journey_end` markers: ~6 events per journey),
@@ -52,9 +52,6 @@ from pathlib import Path
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"  # one core: set before numpy loads its BLAS
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import numpy as np  # noqa: E402
 
 import pipeline.core_build  # noqa: E402
@@ -62,6 +59,8 @@ from jobs.drivers import FeatureBuilder, analyse, top_negative  # noqa: E402
 from pipeline.core.event import Survey, TouchpointEvent  # noqa: E402
 from pipeline.core.valence import moment_valence  # noqa: E402
 from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WEIGHTS = {"hotline": 0.9, "delivery": 0.6, "checkout": 0.4, "returns": 0.3, "chat": 0.2,
            "store_visit": 0.15, "app_login": 0.1, "search": 0.05, "billing": 0.02, "email": 0.0}
@@ -260,7 +259,7 @@ def from_files(sizes: list[int], copies: int) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True, check=False).stdout.strip()
     print("### From files: the command as a user runs it\n")
-    print(f"`.venv/bin/python bench/bench_drivers.py --from-files "
+    print(f"`.venv/bin/python -m bench.bench_drivers --from-files "
           f"{','.join(str(n) for n in sizes)}"
           f"{f' --copies {copies}' if copies > 1 else ''}` on "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git "
@@ -337,7 +336,7 @@ def over_clickhouse(n: int) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True, check=False).stdout.strip()
     print("### Over ClickHouse\n")
-    print(f"`.venv/bin/python bench/bench_drivers.py --clickhouse {n}` on "
+    print(f"`.venv/bin/python -m bench.bench_drivers --clickhouse {n}` on "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {commit}, {os.cpu_count()} vCPU, "
           f"Python {platform.python_version()}, core "
           f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'}, ClickHouse on the "
@@ -412,7 +411,7 @@ def main() -> None:
                             capture_output=True, text=True, check=False).stdout.strip()
     top = top_negative(results)
     print(f"## Key drivers (issue 18): {args.journeys:,} journeys on one core\n")
-    print(f"`.venv/bin/python bench/bench_drivers.py --journeys {args.journeys} --bootstrap "
+    print(f"`.venv/bin/python -m bench.bench_drivers --journeys {args.journeys} --bootstrap "
           f"{args.bootstrap}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {commit}, "
           f"{os.cpu_count()} vCPU {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, numpy {np.__version__} (BLAS one thread), core "

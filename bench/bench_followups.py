@@ -1,7 +1,7 @@
 """What follow-up cases cost: the journey engine alone against the engine + `FollowupTracker`
 (the work `peakend replay` and the stream's follow-up stage add), on generated journeys.
 
-    .venv/bin/python bench/bench_followups.py [--events N] [--seed S] [--repeat R]
+    .venv/bin/python -m bench.bench_followups [--events N] [--seed S] [--repeat R]
 
 Generates N events with the generator's default persona mix over 36 hours of event time (not
 timed), parses them, then measures the CPU time (best of R runs, one core; CPU time because the

@@ -1,6 +1,6 @@
 """CPU per event of a replay over 1 day vs 90 days of history, at the same event-time rate.
 
-    .venv/bin/python bench/bench_history.py [--days 1,90] [--rate 0.25] [--repeat 3]
+    .venv/bin/python -m bench.bench_history [--days 1,90] [--rate 0.25] [--repeat 3]
                                             [--short-runs 5] [--path core|replay|both]
                                             [--dir /tmp/peakend-history] [--gc state,off,...]
 
@@ -47,15 +47,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from host import cpu_model
-
+from bench.host import cpu_model
 from pipeline.core.config import CoreConfig
 from pipeline.scoring_rules import load_scoring_rules
 
 SCORING_RULES = load_scoring_rules()
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 START = "2026-01-01T00:00:00Z"
@@ -307,8 +305,9 @@ def run_replay(days: int, rate: float, folder: Path) -> dict[str, float]:
 
 def one(path: str, days: int, rate: float, folder: str, gc_policy: str) -> dict[str, float]:
     """A single measurement in a fresh process (every row starts from the same heap)."""
-    proc = subprocess.run([sys.executable, __file__, "--one", path, "--days", str(days),
-                           "--rate", str(rate), "--dir", folder, "--gc", gc_policy],
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_history", "--one", path,
+                           "--days", str(days), "--rate", str(rate), "--dir", folder,
+                           "--gc", gc_policy],
                           check=True, capture_output=True, text=True, cwd=ROOT)
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result

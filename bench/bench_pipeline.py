@@ -1,6 +1,6 @@
 """The whole pipeline on the real servers: Kafka -> Faust worker(s) -> ClickHouse.
 
-    .venv/bin/python bench/bench_pipeline.py [--events N] [--workers 1]
+    .venv/bin/python -m bench.bench_pipeline [--events N] [--workers 1]
 
 Worker processes are started exactly as the integration tests start them
 (`tests.support.stream.stream_setup` / `Worker`: `peakend worker` subprocesses with their
@@ -37,7 +37,6 @@ import importlib
 import io
 import json
 import pstats
-import sys
 import tempfile
 import threading
 import time
@@ -47,21 +46,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.host import loadavg, proc_cpu_seconds
+from jobs.generate import GeneratorConfig, encode_event, generate_events
+from pipeline.contract import Rejected, event_to_dict, parse_event
+from pipeline.core.partitioner import partition_for
+from pipeline.privacy import PersonalData
+from pipeline.scoring_rules import load_scoring_rules
+from pipeline.settings import Settings
+from pipeline.storage.tables import rows
+from pipeline.storage.warehouse import ServerWarehouse
+from pipeline.stream import messages
+from pipeline.stream.partition import PartitionProcessor, coalesce
+from pipeline.stream.segments import SegmentStage
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import StreamSetup, Worker, stream_setup
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from host import loadavg, proc_cpu_seconds  # noqa: E402
-
-from jobs.generate import GeneratorConfig, encode_event, generate_events  # noqa: E402
-from pipeline.contract import Rejected, event_to_dict, parse_event  # noqa: E402
-from pipeline.core.partitioner import partition_for  # noqa: E402
-from pipeline.privacy import PersonalData  # noqa: E402
-from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.storage.tables import rows  # noqa: E402
-from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
-from pipeline.stream import messages  # noqa: E402
 
 # `bench/worker_ab.py` runs this file inside older versions too: the consumer-lag module was
 # `pipeline.stream.progress` before it was renamed
@@ -70,10 +70,6 @@ try:
 except ModuleNotFoundError:
     _lag = importlib.import_module("pipeline.stream.progress")
 wait_caught_up = _lag.wait_caught_up
-from pipeline.stream.partition import PartitionProcessor, coalesce  # noqa: E402
-from pipeline.stream.segments import SegmentStage  # noqa: E402
-from tests.support.stack import ClickHouseUrls  # noqa: E402
-from tests.support.stream import StreamSetup, Worker, stream_setup  # noqa: E402
 
 MINUTE = 60_000
 

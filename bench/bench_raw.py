@@ -6,7 +6,7 @@
 - clickhouse-driver insert rate of one columnar batch into a table created by the real
   migrations (the `journeys` table), rows built from real journey records.
 
-    .venv/bin/python bench/bench_raw.py [--events N]
+    .venv/bin/python -m bench.bench_raw [--events N]
 
 Events are realistic schema-v1 JSON from `jobs.generate` (~300-350 bytes each).
 """
@@ -16,21 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from jobs.generate import GeneratorConfig, encode_event, generate_events  # noqa: E402
-from pipeline.contract import parse_event  # noqa: E402
-from pipeline.producer import default_compression  # noqa: E402
-from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
+from jobs.generate import GeneratorConfig, encode_event, generate_events
+from pipeline.contract import parse_event
+from pipeline.producer import default_compression
+from pipeline.scoring_rules import load_scoring_rules
 
 SCORING_RULES = load_scoring_rules()
 

@@ -3,7 +3,7 @@
 Stops each service, starts it alone, and reports the wall time until it answers and its
 resident memory right after start. Run on an otherwise idle stack:
 
-    .venv/bin/python bench/bench_stack.py
+    .venv/bin/python -m bench.bench_stack
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Coverage of the CES mean's 95% interval at small n (issue 16): the core's Student t interval
 (`CesWindow.result`) against the normal one it replaced (1.96), on seeded draws of 1-7 answers.
 
-    .venv/bin/python bench/ces_coverage.py [--replicates 20000] [--seed 16]
+    .venv/bin/python -m bench.ces_coverage [--replicates 20000] [--seed 16]
 
 Prints a Markdown table (docs/core.md quotes it): per n, the share of intervals that hold the
 true mean of the answer distribution. Two mixes: a typical skewed one (most answers easy) and a

@@ -2,8 +2,8 @@
 factor 3, min.insync.replicas 2), ZooKeeper, ClickHouse 18.16 as two shards of two replicas
 behind Distributed tables (`PEAKEND_CLICKHOUSE_CLUSTER`; PEAKEND_CLUSTER_SHARDS=1: one shard).
 
-    .venv/bin/python bench/cluster.py faults  [--faults GROUP ...] [--rate R] [--json FILE]
-    .venv/bin/python bench/cluster.py scaling [--events N] [--workers 1,2,4] [--json FILE]
+    .venv/bin/python -m bench.cluster faults  [--faults GROUP ...] [--rate R] [--json FILE]
+    .venv/bin/python -m bench.cluster scaling [--events N] [--workers 1,2,4] [--json FILE]
 
 faults: for each GROUP (faults separated by commas, default one group per fault) a fresh stream
 with input arriving at R events/s from before the first fault until after the last one is over;
@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import platform
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,11 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.faults import (  # noqa: E402
+from bench.faults import (
     BackgroundProducer,
     FaultResult,
     ScriptStack,
@@ -48,14 +43,14 @@ from bench.faults import (  # noqa: E402
     scrape,
     settle,
 )
-from pipeline.contract import Rejected, parse_event  # noqa: E402
-from pipeline.core.partitioner import partition_for  # noqa: E402
-from pipeline.storage.tables import rows  # noqa: E402
-from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
-from pipeline.stream.lag import wait_caught_up  # noqa: E402
-from pipeline.stream.topics import ensure_topics  # noqa: E402
-from tests.support.stack import ClickHouseUrls  # noqa: E402
-from tests.support.stream import (  # noqa: E402
+from pipeline.contract import Rejected, parse_event
+from pipeline.core.partitioner import partition_for
+from pipeline.storage.tables import rows
+from pipeline.storage.warehouse import ServerWarehouse
+from pipeline.stream.lag import wait_caught_up
+from pipeline.stream.topics import ensure_topics
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     StreamSetup,
     Worker,
     journeys_in_clickhouse,
@@ -66,6 +61,8 @@ from tests.support.stream import (  # noqa: E402
     replay_records,
     stream_setup,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CLUSTER = ROOT / "scripts" / "cluster.sh"
 REPLICAS_PER_SHARD = 2  # scripts/cluster.sh: servers 1 and 2 are shard 1, 3 and 4 shard 2

@@ -1,6 +1,6 @@
 """A consumer group's commit history for one topic partition, read back from __consumer_offsets.
 
-    .venv/bin/python bench/commit_history.py GROUP TOPIC PARTITION [--bootstrap HOST:PORT,...]
+    .venv/bin/python -m bench.commit_history GROUP TOPIC PARTITION [--bootstrap HOST:PORT,...]
 
 Prints each committed offset that differs from the one before it, with the broker's time of the
 commit (UTC). Used to trace issue 20 (docs/reliability.md): a partition whose first commit jumps
@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import argparse
 import struct
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 OFFSET_COMMIT_KEY_VERSIONS = (0, 1)  # version 2 keys are group metadata, not offsets
 

@@ -1,6 +1,6 @@
 """Fault tests on the real servers: what lands in ClickHouse after each fault, against replay.
 
-    .venv/bin/python bench/faults.py [--events N] [--quick] [--only NAME,...] [--json FILE]
+    .venv/bin/python -m bench.faults [--events N] [--quick] [--only NAME,...] [--json FILE]
 
 Runs every scenario against a private Kafka broker and ClickHouse server started by
 scripts/stack.sh under .stack/faults on their own ports (29092/29000), so stopping them does not
@@ -40,17 +40,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from pipeline.contract import Rejected, parse_event  # noqa: E402
-from pipeline.scoring_rules import load_scoring_rules  # noqa: E402
-from pipeline.stream import heap  # noqa: E402
-from pipeline.stream.lag import wait_caught_up  # noqa: E402
-from pipeline.stream.topics import ensure_topics  # noqa: E402
-from tests.support.stack import ClickHouseUrls  # noqa: E402
-from tests.support.stream import (  # noqa: E402
+from pipeline.contract import Rejected, parse_event
+from pipeline.scoring_rules import load_scoring_rules
+from pipeline.stream import heap
+from pipeline.stream.lag import wait_caught_up
+from pipeline.stream.topics import ensure_topics
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import (
     StreamSetup,
     Worker,
     journeys_in_clickhouse,
@@ -62,6 +58,8 @@ from tests.support.stream import (  # noqa: E402
     replay_records,
     stream_setup,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STACK = ROOT / "scripts" / "stack.sh"
 FAULT_STACK_DIR = ROOT / ".stack" / "faults"
@@ -953,7 +951,6 @@ def memory_plateau(tmp: Path, events: int = 300_000, days: int = 10, samples: in
     return out
 
 
-MEMORY_WORKER = ROOT / "bench" / "memory_worker.py"
 
 
 def generate_file(path: Path, events: int, span: str, seed: int = 25,
@@ -1009,7 +1006,7 @@ class MemoryWorker(Worker):
                "PEAKEND_WEB_PORT": str(free_port())}
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, str(MEMORY_WORKER), "--report", str(self.report), "--options",
+            [sys.executable, "-m", "bench.memory_worker", "--report", str(self.report), "--options",
              options, *(["--tracemalloc"] if trace else []), "--", "--loglevel", "warn"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )

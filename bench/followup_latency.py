@@ -1,7 +1,7 @@
 """How soon a follow-up case follows the bad moment that opens it, on the real servers (issue 17:
 "within seconds").
 
-    .venv/bin/python bench/followup_latency.py [--rate 200] [--probes 40] [--interval 1.0]
+    .venv/bin/python -m bench.followup_latency [--rate 200] [--probes 40] [--interval 1.0]
 
 A `peakend worker` is started exactly as the integration tests start one
 (`tests.support.stream.stream_setup` / `Worker`: a subprocess with its own topics,
@@ -37,17 +37,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
-
-from jobs.generate import HOUR, GeneratorConfig, encode_event, generate_events  # noqa: E402
-from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
-from pipeline.stream.topics import followups_topic  # noqa: E402
-from tests.support.stack import ClickHouseUrls, stack_env  # noqa: E402
-from tests.support.stream import StreamSetup, Worker, stream_setup  # noqa: E402
+from jobs.generate import HOUR, GeneratorConfig, encode_event, generate_events
+from pipeline.storage.warehouse import ServerWarehouse
+from pipeline.stream.topics import followups_topic
+from tests.support.stack import ClickHouseUrls, stack_env
+from tests.support.stream import StreamSetup, Worker, stream_setup
 
 
 def probe_event(tag: str, number: int, at: float) -> tuple[str, bytes, bytes]:

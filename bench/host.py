@@ -1,6 +1,5 @@
 """The machine a benchmark runs on, read the same way by every bench script: the CPU's model,
-the load average and a process's CPU time (Linux /proc). Imported with bench/ on sys.path (the
-scripts' own directory, or run_all.py's and the smoke tests' path entry)."""
+the load average and a process's CPU time (Linux /proc), as `bench.host`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`peakend worker` with a memory report: the real worker process, plus a thread that writes where
 its memory is, for bench/faults.py's memory run.
 
-    .venv/bin/python bench/memory_worker.py --report FILE [--options shared|faust]
+    .venv/bin/python -m bench.memory_worker --report FILE [--options shared|faust]
                                             [--tracemalloc] [--every SECONDS] [-- worker args]
 
 Runs `pipeline.cli worker` in this process, unchanged except, with `--options faust`, for the
@@ -32,11 +32,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from pipeline import state_store  # noqa: E402
+from pipeline import state_store
 
 
 class _Mallinfo2(ctypes.Structure):

@@ -1,6 +1,6 @@
 """Peers of the worker on the same events, in one run: what the frameworks themselves cost.
 
-    .venv/bin/python bench/peers.py [--events N] [--bootstrap HOST:PORT] [--only raw,faust,quix]
+    .venv/bin/python -m bench.peers [--events N] [--bootstrap HOST:PORT] [--only raw,faust,quix]
 
 The events are the generator's default mix over one day of event time, keyed by journey like
 the producer library, on a 4-partition topic. Each peer reads them all and, except the raw
@@ -33,16 +33,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import bench_raw
+from bench.host import loadavg, proc_cpu_seconds
+from jobs.generate import GeneratorConfig, encode_event, generate_events
+from pipeline.contract import parse_event
+
 ROOT = Path(__file__).resolve().parents[1]
-for p in (str(ROOT), str(ROOT / "bench")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import bench_raw  # noqa: E402
-from host import loadavg, proc_cpu_seconds  # noqa: E402
-
-from jobs.generate import GeneratorConfig, encode_event, generate_events  # noqa: E402
-from pipeline.contract import parse_event  # noqa: E402
 
 PEERS = ("raw", "faust", "quix")
 PARTITIONS = 4

@@ -1,6 +1,8 @@
 """Profile the core path of `bench_history.py` with `perf`, sampling only `engine.process`.
 
-    bench/profile_history.py DAYS RUNS OUT [DIR]   (writes OUT.data, OUT.txt: samples per symbol)
+    python -m bench.profile_history DAYS RUNS OUT [DIR]
+
+It writes OUT.data and OUT.txt (samples per symbol).
 
 Runs `perf record -e cpu-clock` on a child that feeds the cached events of `bench_history.py`
 (its `--dir`, given as DIR, default /tmp/peakend-history; rate 0.1: run the bench once first)
@@ -26,10 +28,7 @@ FOLDER = str(Path(tempfile.gettempdir()) / "peakend-history")
 
 
 def child(days: int, runs: int, folder: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "bench"))
-    import bench_history as bench
-
+    from bench import bench_history as bench
     from pipeline.contract.parser import parse_dict
     from pipeline.core.config import CoreConfig
     from pipeline.core.engine import ExperienceEngine
@@ -65,6 +64,9 @@ def child(days: int, runs: int, folder: Path) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) < 4 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.split("\n\n")[1].strip())  # the usage line
+        raise SystemExit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
     if sys.argv[1] == "--child":
         child(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
         return
@@ -77,7 +79,8 @@ def main() -> None:
         env = {**os.environ, "PERF_CTL": control, "PERF_ACK": ack}
         subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", "4000", "-D", "-1",
                         "--control", f"fifo:{control},{ack}", "-o", f"{out}.data", "--",
-                        sys.executable, __file__, "--child", days, runs, folder],
+                        sys.executable, "-m", "bench.profile_history", "--child", days, runs,
+                        folder],
                        check=True, env=env, cwd=ROOT)
     report = subprocess.run(["perf", "report", "-i", f"{out}.data", "--stdio", "-n",
                              "--sort", "dso,sym"], check=True, capture_output=True, text=True)

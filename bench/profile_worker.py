@@ -1,8 +1,8 @@
 """A py-spy profile of the real worker (and its sink child) during the throughput phase of
 `bench/bench_pipeline.py`, with the Kafka records written per input event per topic.
 
-    .venv/bin/python bench/profile_worker.py [--events 60000] [--rate 50] [--out /tmp/prof]
-    .venv/bin/python bench/spy_summary.py /tmp/prof/worker.txt
+    .venv/bin/python -m bench.profile_worker [--events 60000] [--rate 50] [--out /tmp/prof]
+    .venv/bin/python -m bench.spy_summary /tmp/prof/worker.txt
 
 The stream is started and warmed up exactly as bench_pipeline.py does it; py-spy (which must
 be installed: `.venv/bin/pip install py-spy`) is attached to the worker process and its sink
@@ -19,12 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from bench_pipeline import (  # noqa: E402
+from bench.bench_pipeline import (
     ClickHouseUrls,
     EventSource,
     child_pids,

@@ -1,6 +1,6 @@
 """Every peakend benchmark in one run on this machine, written to docs/benchmarks.md.
 
-    .venv/bin/python bench/run_all.py [--quick] [--output docs/benchmarks.md]
+    .venv/bin/python -m bench.run_all [--quick] [--output docs/benchmarks.md]
 
 Starts the real servers (scripts/stack.sh start kafka clickhouse) when needed, then measures in
 the same run: the raw client limits (bench_raw), contract parse/validate (bench_contract's
@@ -34,26 +34,19 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-for p in (str(ROOT), str(BENCH)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from bench import bench_core, bench_raw, peers
+from bench import bench_pipeline as bp
+from bench.bench_contract import make_event
+from jobs.backfill import BackfillOptions, run_backfill, worker_count
+from jobs.generate import GeneratorConfig, generate_records, write_parquet
+from pipeline.contract import Rejected, parse_event
+from pipeline.core.config import CoreConfig
+from pipeline.settings import Settings
+from pipeline.storage.migrate import migrate
+from pipeline.storage.warehouse import ServerWarehouse
+from tests.support.stack import ClickHouseUrls
 
-import bench_core  # noqa: E402
-import bench_pipeline as bp  # noqa: E402
-import bench_raw  # noqa: E402
-import peers  # noqa: E402
-from bench_contract import make_event  # noqa: E402
-
-from jobs.backfill import BackfillOptions, run_backfill, worker_count  # noqa: E402
-from jobs.generate import GeneratorConfig, generate_records, write_parquet  # noqa: E402
-from pipeline.contract import Rejected, parse_event  # noqa: E402
-from pipeline.core.config import CoreConfig  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.storage.migrate import migrate  # noqa: E402
-from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
-from tests.support.stack import ClickHouseUrls  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # issue 15's targets (and the backfill's, issue 7)
 TARGET_E2E = 10_000  # events/s, Kafka to every ClickHouse table caught up, 1 worker
@@ -404,7 +397,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add = L.append
     add("# Benchmarks")
     add("")
-    add(f"Written by `bench/run_all.py{' --quick' if quick else ''}` on {m['date']} in "
+    add(f"Written by `python -m bench.run_all{' --quick' if quick else ''}` on {m['date']} in "
         f"{(time.perf_counter() - started) / 60:.1f} min. Every figure below was measured in "
         "that one run on this machine; the load average (1, 5, 15 min) is given next to "
         "each, because other engineers run tests on the same machine at the same time. "

@@ -1,7 +1,7 @@
 """Where a process's time goes, from a py-spy profile: share of samples per component.
 
     py-spy record --pid PID --duration 60 --rate 50 --format raw --output worker.txt
-    .venv/bin/python bench/spy_summary.py worker.txt [--top 25]
+    .venv/bin/python -m bench.spy_summary worker.txt [--top 25]
 
 py-spy's raw format is one line per distinct stack, `frame;frame;...;leaf COUNT`, each frame
 `function (file:line)`. Self time goes to the component of the leaf frame (the package its file

@@ -1,6 +1,6 @@
 """The worker end to end at two (or more) versions of the code, in one run, as ratios.
 
-    .venv/bin/python bench/worker_ab.py --rev HEAD~3 --rev WORKTREE [--events 100000]
+    .venv/bin/python -m bench.worker_ab --rev HEAD~3 --rev WORKTREE [--events 100000]
         [--rates 5000] [--output docs/benchmarks-worker.md]
 
 Each version is exported to a temporary directory (`git archive REV`; `WORKTREE` copies the
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from host import cpu_model
+from bench.host import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,8 @@ def export(rev: str, into: Path) -> str:
         subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
         described = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
                                    capture_output=True, text=True).stdout.strip()
-    for helper in ("bench_pipeline.py", "host.py"):  # the measuring script and what it imports
+    # the measuring module, what it imports, and the package file that makes `bench` one
+    for helper in ("__init__.py", "bench_pipeline.py", "host.py"):
         shutil.copy2(ROOT / "bench" / helper, into / "bench" / helper)
     # and the stream-test support it imports (tests/support/ did not exist in older versions)
     shutil.copytree(ROOT / "tests" / "support", into / "tests" / "support", dirs_exist_ok=True)
@@ -69,7 +70,7 @@ def measure(tree: Path, events: int, rates: str, span_hours: float) -> tuple[str
     env = {**os.environ, "PEAKEND_STACK_DIR": os.environ.get("PEAKEND_STACK_DIR",
                                                              str(ROOT / ".stack"))}
     done = subprocess.run(
-        [sys.executable, "bench/bench_pipeline.py", "--events", str(events), "--rates", rates,
+        [sys.executable, "-m", "bench.bench_pipeline", "--events", str(events), "--rates", rates,
          "--seconds", "10", "--span-hours", str(span_hours)],
         cwd=tree, env=env, capture_output=True, text=True, timeout=3600, check=False)
     return done.stdout, done.stderr
@@ -103,8 +104,8 @@ def main() -> None:
     lines = [
         "# The worker end to end, version against version",
         "",
-        f"Written by `bench/worker_ab.py {' '.join('--rev ' + r for r in args.rev)} --events "
-        f"{args.events} --rates {args.rates}` on {started}; {os.cpu_count()} vCPU "
+        f"Written by `python -m bench.worker_ab {' '.join('--rev ' + r for r in args.rev)} "
+        f"--events {args.events} --rates {args.rates}` on {started}; {os.cpu_count()} vCPU "
         f"{cpu_model()}, Python "
         f"{sys.version.split()[0]}, broker, ClickHouse, the worker and the load generator on "
         "the same 2 cores, the versions measured one after the other. Events: the generator's "

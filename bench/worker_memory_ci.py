@@ -1,6 +1,6 @@
 """The worker memory test's run (tests/integration/test_worker_memory.py) with its figures.
 
-    .venv/bin/python bench/worker_memory_ci.py DIR [shared|faust]
+    .venv/bin/python -m bench.worker_memory_ci DIR [shared|faust]
 
 Starts the private fault stack (bench/faults.py `FaultStack`: PEAKEND_FAULT_STACK_DIR,
 PEAKEND_FAULT_PORT_OFFSET), runs the test's `worker_memory` call (60,000 events over 3 days,
@@ -15,12 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
-
-from test_worker_memory import EVENTS, SHORT_STATE  # noqa: E402
-
-from bench.faults import FaultStack, generate_file, load, memory_table, worker_memory  # noqa: E402
+from bench.faults import FaultStack, generate_file, load, memory_table, worker_memory
+from tests.integration.test_worker_memory import EVENTS, SHORT_STATE
 
 
 def main(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ buckets within the lateness) is bounded by the core, not by these numbers. The n
 databases stays 2 per partition: merging the two tables would change the state layout and the
 changelog topics for no saving once the memory is shared (an idle database costs a few hundred
 KiB). docs/reliability.md has the worker's RSS over 1 million events with these options and with
-Faust's defaults (`bench/faults.py --only memory --memory-worker`).
+Faust's defaults (`python -m bench.faults --only memory --memory-worker`).
 """
 
 from __future__ import annotations

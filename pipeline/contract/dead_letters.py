@@ -14,15 +14,33 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from pipeline.contract.rejected import Rejected
+from pipeline.core.records import RecordField, names_of, text_or_empty
 
-FIELDS = ("reason", "error", "source_topic", "source_partition", "source_offset", "received_at",
-          "event_id", "original_b64")
-# Added by issue 21 (pseudonymised dead letters, pipeline.privacy.PersonalData.seal); optional on
-# reading, so letters written before them still read (as `raw`).
-PROTECTION_FIELDS = ("original_form", "original_sha256", "redacted")
+# The fields of a dead letter in order, declared as the output records declare theirs
+# (`pipeline.core.records.RecordField`): the one declaration of their names and types, from
+# which `from_dict`'s checks and the `dead_letters` table row (`pipeline.storage.tables`) are
+# derived; tests/unit/storage/test_record_fields.py holds `DeadLetter`, the migrations and
+# docs/records.md to it. `received_at` is a `datetime` in the letter (a core record's times are
+# epoch ms), RFC 3339 text in its dict, DateTime plus `received_at_ms` in its table.
+_REQUIRED: Final = (
+    RecordField("reason", "str"), RecordField("error", "str"), RecordField("source_topic", "str"),
+    RecordField("source_partition", "int"), RecordField("source_offset", "int"),
+    RecordField("received_at", "time"), text_or_empty("event_id"),
+    RecordField("original_b64", "str"))
+# Added by issue 21 (pseudonymised dead letters, pipeline.privacy.PersonalData.seal; migration
+# 007); optional on reading, so letters written before them still read (as `raw`).
+_PROTECTION: Final = (
+    RecordField("original_form", "str", or_empty=True, empty="raw"),
+    text_or_empty("original_sha256"), text_or_empty("redacted"))
+DEAD_LETTER_FIELDS: Final = (*_REQUIRED, *_PROTECTION)
+FIELDS: Final = names_of(_REQUIRED)
+PROTECTION_FIELDS: Final = names_of(_PROTECTION)
+# What `from_dict` checks a letter's dict holds: text (str and time fields) or integers.
+_TEXTS: Final = tuple(f.name for f in _REQUIRED if f.type != "int")
+_INTEGERS: Final = tuple(f.name for f in _REQUIRED if f.type == "int")
 # What `original_b64` holds: the record as received, AES-GCM ciphertext under the operators'
 # PEAKEND_DEAD_LETTER_KEY, or nothing (only the redacted copy and the digest are kept).
 ORIGINAL_FORMS = ("raw", "encrypted", "dropped")
@@ -168,8 +186,7 @@ class DeadLetter:
         missing = [name for name in FIELDS if name not in data]
         if missing:
             raise ValueError(f"dead letter: missing field(s) {', '.join(missing)}")
-        for name in ("reason", "error", "source_topic", "received_at", "event_id",
-                     "original_b64"):
+        for name in _TEXTS:
             if not isinstance(data[name], str):
                 raise ValueError(f"dead letter: {name} must be a string, got {data[name]!r}")
         protection = {name: data.get(name, "") for name in PROTECTION_FIELDS}
@@ -180,7 +197,7 @@ class DeadLetter:
         if protection["original_form"] not in ORIGINAL_FORMS:
             raise ValueError(f"dead letter: original_form must be one of "
                              f"{', '.join(ORIGINAL_FORMS)}, got {protection['original_form']!r}")
-        for name in ("source_partition", "source_offset"):
+        for name in _INTEGERS:
             if type(data[name]) is not int:
                 raise ValueError(f"dead letter: {name} must be an integer, got {data[name]!r}")
         try:

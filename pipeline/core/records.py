@@ -52,8 +52,9 @@ class RecordField(NamedTuple):
     # in its dict, DateTime plus an `_ms` Int64 column in its table); `?` allows null.
     type: str
     # A text that a record dict may lack or hold as null (written before the field existed, or
-    # never set): its table stores ''.
+    # never set): its table stores `empty` then ('' unless the field says otherwise).
     or_empty: bool = False
+    empty: str = ""
 
 
 def text_or_empty(name: str) -> RecordField:
@@ -78,18 +79,24 @@ JOURNEY_FIELDS: Final = (
     RecordField("peak_end_score", "float?"), RecordField("mean_valence", "float?"),
     text_or_empty("outcome"), RecordField("version", "int"),
 )
-METRIC_FIELDS: Final = (
+# The parts of a metric record that replay's window rows (`pipeline.core.windows.WINDOW_FIELDS`)
+# hold as well, declared here once and put together into both tables: the series, the span, the
+# estimate and the counts.
+SERIES_FIELDS: Final = (
     RecordField("metric", "str"), RecordField("segment_dim", "str"),
-    RecordField("segment_value", "str"), RecordField("window_start", "time"),
-    RecordField("window_end", "time"), RecordField("source_partition", "int"),
+    RecordField("segment_value", "str"))
+SPAN_FIELDS: Final = (RecordField("window_start", "time"), RecordField("window_end", "time"))
+ESTIMATE_FIELDS: Final = (  # `pipeline.core.surveys.Estimate`
     RecordField("n", "int"), RecordField("value", "float?"), RecordField("ci_low", "float?"),
-    RecordField("ci_high", "float?"),
-    # the counts of the metric kinds (each kind's `columns`, pipeline.core.surveys)
+    RecordField("ci_high", "float?"))
+COUNT_FIELDS: Final = (  # the counts of the metric kinds (each kind's `columns`, surveys.py)
     RecordField("promoters", "int"), RecordField("passives", "int"),
     RecordField("detractors", "int"), RecordField("total", "float"),
     RecordField("total_sq", "float"), RecordField("easy", "int"), RecordField("hard", "int"),
-    RecordField("positives", "int"),
-    RecordField("version", "int"),
+    RecordField("positives", "int"))
+METRIC_FIELDS: Final = (
+    *SERIES_FIELDS, *SPAN_FIELDS, RecordField("source_partition", "int"), *ESTIMATE_FIELDS,
+    *COUNT_FIELDS, RecordField("version", "int"),
 )
 ALERT_FIELDS: Final = (
     RecordField("alert_id", "str"), RecordField("rule", "str"), RecordField("metric", "str"),
@@ -119,11 +126,9 @@ _JOURNEY_FIELDS: Final = names_of(JOURNEY_FIELDS)
 _JOURNEY_TIMES: Final = times_of(JOURNEY_FIELDS)
 _METRIC_TIMES: Final = times_of(METRIC_FIELDS)
 _ALERT_TIMES: Final = times_of(ALERT_FIELDS)
-_METRIC_NAMES: Final = names_of(METRIC_FIELDS)
-# The count columns of a MetricRecord, in order: from promoters up to version (a metric kind
-# fills its own, `pipeline.core.surveys`, zeros elsewhere).
-COUNT_COLUMNS: Final = _METRIC_NAMES[_METRIC_NAMES.index("promoters"):
-                                     _METRIC_NAMES.index("version")]
+# The count columns of a MetricRecord, in order (a metric kind fills its own,
+# `pipeline.core.surveys`, zeros elsewhere).
+COUNT_COLUMNS: Final = names_of(COUNT_FIELDS)
 
 
 class JourneyRecord:
@@ -237,7 +242,8 @@ class JourneyRecord:
 
 class MetricRecord(NamedTuple):
     """One partial bucket of one metric and segment from one source partition (fields:
-    `METRIC_FIELDS`)."""
+    `METRIC_FIELDS`; replay's `pipeline.core.windows.WindowRecord` holds one for its sums rather
+    than repeating these fields)."""
 
     metric: str
     segment_dim: str

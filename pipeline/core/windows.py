@@ -14,68 +14,75 @@ tests/integration/test_windows_offline.py check the rows equal the views' on bot
 ...     return MetricRecord("nps", "all", "all", start, start + 60_000, partition, p + d, None,
 ...                         None, None, p, 0, d, 0.0, 0.0, 0, 0, 0, 1)
 >>> rows = hourly_and_daily([partial(0, 0, 60, 15), partial(60_000, 1, 0, 0)])
->>> [(r.window, r.window_start, r.n, r.value, r.partials) for r in rows]
+>>> [(r.window, r.sums.window_start, r.sums.n, r.sums.value, r.partials) for r in rows]
 [('1h', 0, 75, 60.0, 2), ('1d', 0, 75, 60.0, 2)]
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from pipeline.core.config import DAY_MS, HOUR_MS
-from pipeline.core.records import MetricRecord
+from pipeline.core.records import (
+    COUNT_FIELDS,
+    ESTIMATE_FIELDS,
+    SERIES_FIELDS,
+    SPAN_FIELDS,
+    MetricRecord,
+    RecordField,
+    names_of,
+)
 from pipeline.core.surveys import WINDOW_TYPES, CesWindow
-from pipeline.core.timefmt import format_opt
 from pipeline.core.vectors import SIZE, add, vector_of
 
 # window name -> length; the views' toStartOfHour / toStartOfDay on a UTC server
 WINDOWS: dict[str, int] = {"1h": HOUR_MS, "1d": DAY_MS}
 
+# The fields of a window row (windows.jsonl, docs/records.md), in order: the window's own around
+# the parts it shares with a metric record, declared once in pipeline.core.records.
+WINDOW_FIELDS: Final = (
+    *SERIES_FIELDS, RecordField("window", "str"), *SPAN_FIELDS, *ESTIMATE_FIELDS, *COUNT_FIELDS,
+    RecordField("share_easy", "float?"), RecordField("share_hard", "float?"),
+    RecordField("partials", "int"))
+_WINDOW_NAMES: Final = names_of(WINDOW_FIELDS)
+# The `source_partition` of a window's sums: all partitions (not part of the row).
+ALL_PARTITIONS: Final = -1
+
 
 class WindowRecord(NamedTuple):
-    """One metric x segment x hour or day: the columns of `metrics_hourly` / `metrics_daily`
-    (`hour` / `day` is `window_start`), plus `window` and `window_end`."""
+    """One metric x segment x hour or day: a row of `metrics_hourly` / `metrics_daily` (`hour` /
+    `day` is `window_start`) plus `window` and `window_end`, as `to_dict` gives it.
 
-    metric: str
-    segment_dim: str
-    segment_value: str
+    `sums` is the window's partials summed into one metric record as long as the window: the
+    row's series, span, n, estimate and counts are its fields, not declared again here. Its
+    `source_partition` (`ALL_PARTITIONS`) and `version` (0) are not part of the row.
+    """
+
     window: str
-    window_start: int
-    window_end: int
-    n: int
-    value: float | None
-    ci_low: float | None
-    ci_high: float | None
-    promoters: int
-    passives: int
-    detractors: int
-    total: float
-    total_sq: float
-    easy: int
-    hard: int
-    positives: int
+    sums: MetricRecord
     share_easy: float | None
     share_hard: float | None
     partials: int
 
     def to_dict(self) -> dict[str, Any]:
-        out = self._asdict()
-        out["window_start"] = format_opt(self.window_start)
-        out["window_end"] = format_opt(self.window_end)
-        return out
+        """The row: `WINDOW_FIELDS` in order, times as RFC 3339 text (as in `sums.to_dict()`)."""
+        own = self._asdict()
+        sums = self.sums.to_dict()
+        return {name: own[name] if name in own else sums[name] for name in _WINDOW_NAMES}
 
 
 def _record(metric: str, dim: str, value: str, window: str, start: int, vector: list[float],
             partials: int) -> WindowRecord:
     summed = WINDOW_TYPES[metric].from_vector(vector)
-    est = summed.result()
     share_easy = share_hard = None
     if isinstance(summed, CesWindow):
         share_easy, share_hard = summed.share_easy(), summed.share_hard()
-    return WindowRecord(metric, dim, value, window, start, start + WINDOWS[window], summed.n,
-                        est.value, est.ci_low, est.ci_high, *summed.record_counts(), share_easy,
-                        share_hard, partials)
+    est = summed.result()
+    # n as summed, as the views' sum(n) (a share's `Estimate` holds 0 for a sum below 0)
+    sums = MetricRecord(metric, dim, value, start, start + WINDOWS[window], ALL_PARTITIONS,
+                        summed.n, est.value, est.ci_low, est.ci_high, *summed.record_counts(), 0)
+    return WindowRecord(window, sums, share_easy, share_hard, partials)
 
 
 def hourly_and_daily(partials: Iterable[MetricRecord]) -> list[WindowRecord]:

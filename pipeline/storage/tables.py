@@ -2,7 +2,8 @@
 
 Every table stores exactly the fields of its record (docs/records.md; docs/design.md schema v1
 for the raw events), in the record's field order, with these conversions (for the core's
-records derived from their field tables, `pipeline.core.records.JOURNEY_FIELDS` and its peers):
+records and the dead letters derived from their field tables, `pipeline.core.records.JOURNEY_FIELDS`
+and its peers, `pipeline.contract.dead_letters.DEAD_LETTER_FIELDS`):
 
 - RFC 3339 times become `DateTime` values: `datetime` in UTC without tzinfo, truncated to the
   second (what ClickHouse `DateTime` holds). Each time field also gets an `<field>_ms` `Int64`
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.contract.dead_letters import DEAD_LETTER_FIELDS
 from pipeline.contract.parser import parse_dict
 from pipeline.contract.rejected import Rejected
 from pipeline.core.event import content_digest
@@ -89,12 +91,13 @@ def _opt(name: str) -> Getter:
     return lambda record: record.get(name)
 
 
-def _text(name: str) -> Getter:
-    """Required string, or optional one stored as '' (journey_id, outcome of a raw event...)."""
+def _text(name: str, empty: str = "") -> Getter:
+    """Required string, or optional one stored as `empty` when missing, null or '' (journey_id,
+    outcome of a raw event...; a dead letter's original_form, `raw`)."""
 
     def get(record: Mapping[str, Any]) -> Any:
         value = record.get(name)
-        return "" if value is None else value
+        return empty if value is None or value == "" else value
 
     return get
 
@@ -244,7 +247,7 @@ def _record_columns(fields: tuple[RecordField, ...]) -> list[tuple[str, Getter]]
         elif field.type == "bool":
             pairs.append((name, _bit(name)))
         elif field.or_empty:
-            pairs.append((name, _text(name)))
+            pairs.append((name, _text(name, field.empty)))
         elif field.type in ("str", "int"):
             pairs.append((name, _field(name)))
         else:
@@ -262,24 +265,8 @@ METRIC_BUCKETS = _spec(
 # neither: NULL and ''.
 ALERTS = _spec("alerts", ("alert_id",), _record_columns(ALERT_FIELDS))
 
-DEAD_LETTERS = _spec(
-    "dead_letters",
-    ("source_topic", "source_partition", "source_offset"),
-    [
-        ("reason", _field("reason")),
-        ("error", _field("error")),
-        ("source_topic", _field("source_topic")),
-        ("source_partition", _field("source_partition")),
-        ("source_offset", _field("source_offset")),
-        *_times("received_at"),
-        ("event_id", _text("event_id")),
-        ("original_b64", _field("original_b64")),
-        # Migration 007 (issue 21); letters written before it have none of these: raw.
-        ("original_form", lambda record: record.get("original_form") or "raw"),
-        ("original_sha256", _text("original_sha256")),
-        ("redacted", _text("redacted")),
-    ],
-)
+DEAD_LETTERS = _spec("dead_letters", ("source_topic", "source_partition", "source_offset"),
+                     _record_columns(DEAD_LETTER_FIELDS))
 
 # Raw validated events in their schema-v1 dict form (pipeline.contract.encode.event_to_dict).
 TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [

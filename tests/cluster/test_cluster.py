@@ -24,21 +24,18 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from bench.cluster import (  # noqa: E402
+from bench.cluster import (
     ClusterStack,
     cluster_setup,
     faults_while_producing,
     on_replica,
 )
-from bench.faults import FaultResult, generate_lines  # noqa: E402
-from pipeline.storage import migrate  # noqa: E402
-from pipeline.storage.tables import rows  # noqa: E402
-from pipeline.storage.warehouse import ServerWarehouse  # noqa: E402
-from pipeline.stream.topics import ensure_topics  # noqa: E402
-from tests.support.stream import (  # noqa: E402
+from bench.faults import FaultResult, generate_lines
+from pipeline.storage import migrate
+from pipeline.storage.tables import rows
+from pipeline.storage.warehouse import ServerWarehouse
+from pipeline.stream.topics import ensure_topics
+from tests.support.stream import (
     StreamSetup,
     Worker,
     count,
@@ -48,6 +45,8 @@ from tests.support.stream import (  # noqa: E402
     replay_records,
     wait_until,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.cluster
 

@@ -4,16 +4,11 @@ throughput and latency measurement on the real servers gives positive, ordered n
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
+from bench import bench_pipeline as bp
 from tests.support.stack import ClickHouseUrls
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import bench_pipeline as bp
 
 pytestmark = pytest.mark.integration
 

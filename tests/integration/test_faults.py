@@ -11,14 +11,12 @@ visible twice.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from bench.faults import (  # noqa: E402
     POISON_KINDS,

@@ -17,14 +17,12 @@ a 64 MiB memtable per database) fail the first two.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from bench.faults import FaultStack, generate_file, memory_table, worker_memory  # noqa: E402
 from pipeline import state_store  # noqa: E402
@@ -50,7 +48,7 @@ SHORT_STATE = {
 }
 # Growth allowed over the last third of the events stage one applied (40,000 to 60,000 and the
 # settled sample), from runs of this test's `worker_memory` call (the same call as
-# `bench/worker_memory_ci.py DIR shared|faust`), compiled core, 2026-11-30 22:54-23:20 UTC, 2
+# `python -m bench.worker_memory_ci DIR shared|faust`), compiled core, 2026-11-30 22:54-23:20 UTC, 2
 # cores shared with two other helpers (load average 3.5-20 during the runs; docs/reliability.md,
 # "CI size"):
 # - shared options, 3 runs: RSS +1.6, +0.5, +1.5 MiB; heap in use -18.1, -31.3, -11.9 MiB

@@ -4,12 +4,11 @@ per-event calls give."""
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.bench_core import generate
 from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig, JourneyConfig
 from pipeline.core.engine import ExperienceEngine
@@ -18,9 +17,6 @@ from pipeline.core.gcpolicy import tuned_gc
 from pipeline.core.journeys import JourneyTracker
 from pipeline.core.records import JourneyRecord
 from pipeline.scoring_rules import load_scoring_rules
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
-from bench_core import generate
 
 SCORING_RULES = load_scoring_rules()
 

@@ -19,10 +19,9 @@ COMPILE = ROOT / "scripts" / "compile_core.py"
 # surveys, out of order input, drops) and prints which core ran and a digest of every record.
 PROGRAM = """
 import hashlib, json, sys
-sys.path.insert(0, "bench")
 import pipeline.core_build
 from pipeline.scoring_rules import load_scoring_rules
-from bench_core import generate
+from bench.bench_core import generate
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 

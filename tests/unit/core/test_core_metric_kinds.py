@@ -28,7 +28,6 @@ from pipeline.core.surveys import (
     NpsWindow,
     SurveyWindow,
 )
-from pipeline.core.windows import WindowRecord
 
 ANSWERS: dict[str, st.SearchStrategy[Any]] = {
     "nps": st.integers(0, 10),
@@ -205,11 +204,3 @@ def test_each_kinds_two_sample_test_is_the_documented_one(metric: str, data: Any
 def test_an_empty_sample_tests_to_no_effect() -> None:
     for kind in WINDOW_TYPES.values():
         assert kind().compare(fold(kind(), [])) == (0.0, 1.0)  # type: ignore[arg-type]
-
-
-def test_the_window_records_counts_are_the_metric_records() -> None:
-    """`WindowRecord` (replay's hourly and daily windows) repeats the count columns of a
-    `MetricRecord`, filled by the same `record_counts`: the same names in the same order."""
-    names = WindowRecord._fields
-    start = names.index(COUNT_COLUMNS[0])
-    assert names[start:start + len(COUNT_COLUMNS)] == COUNT_COLUMNS

@@ -18,7 +18,15 @@ from hypothesis import strategies as st
 from record_values import RECORDS, distinct_values, records
 
 from pipeline.core import records as records_module
-from pipeline.core.records import JourneyRecord, RecordField, names_of
+from pipeline.core.records import (
+    METRIC_FIELDS,
+    JourneyRecord,
+    MetricRecord,
+    RecordField,
+    names_of,
+    times_of,
+)
+from pipeline.core.windows import WINDOW_FIELDS, WindowRecord
 
 COMPILED = not records_module.__file__.endswith(".py")
 IDS = [cls.__name__ for cls, _ in RECORDS]
@@ -69,3 +77,22 @@ def test_any_record_of_the_declared_types_round_trips_through_its_dict(
     record = data.draw(records(cls, fields))
     assert cls.from_dict(record.to_dict()) == record
 
+
+def test_a_window_row_holds_the_fields_of_its_table_in_order() -> None:
+    """`WindowRecord` (replay's windows, not stored) declares only the fields of its own and
+    holds a `MetricRecord` for those it shares with one (`WINDOW_FIELDS` is put together from
+    the same parts as `METRIC_FIELDS`): its row gives each field of the table, in order, from
+    the right one of the two, times as text."""
+    sums = MetricRecord(**distinct_values(METRIC_FIELDS))
+    own = {"window": "1h", "share_easy": 0.25, "share_hard": 0.75, "partials": 7}
+    row = WindowRecord(sums=sums, **own).to_dict()
+    assert list(row) == list(names_of(WINDOW_FIELDS))
+    shared = sums.to_dict()
+    assert set(row) == set(own) | set(shared) - {"source_partition", "version"}
+    for name, value in row.items():
+        assert value == (own[name] if name in own else shared[name]), name
+    text = {name for name, value in row.items() if isinstance(value, str) and value.endswith("Z")}
+    assert text == times_of(WINDOW_FIELDS)
+    hints = typing.get_type_hints(WindowRecord)  # windows.py is never compiled
+    assert hints.pop("sums") is MetricRecord
+    assert hints == {f.name: PYTHON_TYPES[f.type] for f in WINDOW_FIELDS if f.name in own}

@@ -1,13 +1,17 @@
 """Each core record's field table (`pipeline.core.records.JOURNEY_FIELDS`, `METRIC_FIELDS`,
-`ALERT_FIELDS`) is the one declaration of its fields; what cannot be derived from it is held to it
-here: the columns and types the migrations create (schemas/clickhouse/), the field tables of
-docs/records.md, and backfill's hand-made journey rows (`jobs.columns.journey_row`, a fast twin of
-the table mapping). A field added, renamed, retyped or moved in one place only fails one of these.
-The record classes themselves: tests/unit/core/test_core_record_fields.py."""
+`ALERT_FIELDS`) and the dead letters' (`pipeline.contract.dead_letters.DEAD_LETTER_FIELDS`) is the
+one declaration of its fields; what cannot be derived from it is held to it here: the columns and
+types the migrations create (schemas/clickhouse/), the field tables of docs/records.md, the
+`DeadLetter` dataclass, and backfill's hand-made journey rows (`jobs.columns.journey_row`, a fast
+twin of the table mapping). A field added, renamed, retyped or moved in one place only fails one of
+these. The core's record classes themselves: tests/unit/core/test_core_record_fields.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +19,9 @@ import pytest
 from hypothesis import given, settings
 
 from jobs.columns import Seconds, journey_row
-from pipeline.core.records import JOURNEY_FIELDS, JourneyRecord, RecordField
-from pipeline.core.windows import WindowRecord
+from pipeline.contract.dead_letters import DEAD_LETTER_FIELDS, PROTECTION_FIELDS, DeadLetter
+from pipeline.core.records import JOURNEY_FIELDS, JourneyRecord, RecordField, names_of
+from pipeline.core.windows import WINDOW_FIELDS
 from pipeline.storage.tables import TABLES
 from tests.unit.core.record_values import RECORDS, distinct_values, records
 from tests.unit.storage.migrations import final_columns
@@ -27,11 +32,25 @@ ROOT = Path(__file__).resolve().parents[3]
 STORED = {"JourneyRecord": ("journeys", "journeys"),
           "MetricRecord": ("metric_buckets", "metrics"),
           "AlertRecord": ("alerts", "alerts"),
-          "CaseRecord": ("followups", "")}
-RECORD_TABLES = [(*STORED[cls.__name__], fields) for cls, fields in RECORDS]
+          "CaseRecord": ("followups", ""),
+          "DeadLetter": ("dead_letters", "dead letters")}
+# The core's records and the dead letters (pipeline.contract), each with its field table
+STORED_RECORDS = [*RECORDS, (DeadLetter, DEAD_LETTER_FIELDS)]
+RECORD_TABLES = [(*STORED[cls.__name__], fields) for cls, fields in STORED_RECORDS]
 IDS = [table for table, _, _ in RECORD_TABLES]
 DOCUMENTED = [(table, section, fields) for table, section, fields in RECORD_TABLES if section]
-RECORD_CLASSES: dict[str, type[Any]] = {STORED[cls.__name__][0]: cls for cls, _ in RECORDS}
+RECORD_CLASSES: dict[str, type[Any]] = {STORED[cls.__name__][0]: cls for cls, _ in STORED_RECORDS}
+# A dead letter holds its time as a datetime (a core record's are epoch ms)
+LETTER_TYPES: dict[str, Any] = {"str": str, "int": int, "time": datetime}
+
+
+def record_of(cls: type[Any], fields: tuple[RecordField, ...]) -> Any:
+    """A record of `cls` with a distinct value of the declared type in every field."""
+    values = distinct_values(fields)
+    if cls is DeadLetter:
+        values.update({f.name: datetime.fromtimestamp(values[f.name] / 1000, UTC)
+                       for f in fields if f.type == "time"})
+    return cls(**values)
 
 # The column type (a regular expression) each declared type takes in ClickHouse; a time field
 # is two columns, DateTime and epoch milliseconds.
@@ -119,15 +138,17 @@ def test_backfills_journey_row_is_the_table_mapping_of_any_record(record: Journe
 @pytest.mark.parametrize("table,section,fields", RECORD_TABLES, ids=IDS)
 def test_a_field_missing_from_a_record_dict_is_stored_as_its_declaration_says(
         table: str, section: str, fields: tuple[RecordField, ...]) -> None:
-    """A record dict may lack a nullable field (null) or an `or_empty` text ('': an alert
-    written before migration 004 has no message); any other field missing is an error."""
+    """A record dict may lack a nullable field (null) or an `or_empty` text (its `empty`, ''
+    unless declared: an alert written before migration 004 has no message, a dead letter
+    written before migration 007 no original_form, `raw`); any other field missing is an
+    error."""
     spec = TABLES[table]
-    full = RECORD_CLASSES[table](**distinct_values(fields)).to_dict()
+    full = record_of(RECORD_CLASSES[table], fields).to_dict()
     for field in fields:
         partial = {name: value for name, value in full.items() if name != field.name}
         if field.or_empty or field.type.endswith("?"):
             row = dict(zip(spec.columns, spec.row(partial), strict=True))
-            assert row[field.name] == ("" if field.or_empty else None), field.name
+            assert row[field.name] == (field.empty if field.or_empty else None), field.name
         else:
             with pytest.raises(KeyError, match=field.name):
                 spec.row(partial)
@@ -138,7 +159,26 @@ def test_every_declared_type_has_a_column_type() -> None:
     assert declared <= set(COLUMN_TYPES) | set(TIME_COLUMNS)
 
 
-def test_docs_records_md_lists_the_window_records_fields() -> None:
-    """Replay's windows (`pipeline.core.windows.WindowRecord`, not stored: names only)."""
-    names = [name for row, _ in documented_rows("windows") for name in row]
-    assert names == list(WindowRecord._fields)
+def test_docs_records_md_lists_the_window_rows_fields_and_types() -> None:
+    """Replay's windows (`pipeline.core.windows.WINDOW_FIELDS`, not stored)."""
+    assert documented("windows") == [(f.name, f.type) for f in WINDOW_FIELDS]
+
+
+def test_the_dead_letter_holds_the_fields_of_its_table_in_order() -> None:
+    """`DeadLetter` is a dataclass written out by hand: its fields, their order and types, the
+    defaults of the fields letters written before migration 007 lack, and its dict."""
+    declared = names_of(DEAD_LETTER_FIELDS)
+    fields = dataclasses.fields(DeadLetter)
+    assert tuple(f.name for f in fields) == declared
+    assert typing.get_type_hints(DeadLetter) == {
+        f.name: LETTER_TYPES[f.type] for f in DEAD_LETTER_FIELDS}
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    assert defaults == {f.name: f.empty for f in DEAD_LETTER_FIELDS if f.name in PROTECTION_FIELDS}
+    # distinct values, but for the two that from_dict checks further
+    letter = dataclasses.replace(record_of(DeadLetter, DEAD_LETTER_FIELDS), original_b64="AAAA",
+                                 original_form="encrypted")
+    data = letter.to_dict()
+    assert tuple(data) == declared
+    text = {name for name, value in data.items() if isinstance(value, str) and value.endswith("Z")}
+    assert text == {f.name for f in DEAD_LETTER_FIELDS if f.type == "time"}
+    assert DeadLetter.from_dict(data) == letter
