@@ -42,7 +42,7 @@ def test_peers_benchmark_smoke(kafka_bootstrap: str) -> None:
     """bench/peers.py (run_all's side-by-side table): the raw client and the minimal Faust app
     read every event of a small run; each figure is positive. (The Quix Streams peer installs
     its own virtualenv from PyPI, so it runs in `bench/run_all.py` only.)"""
-    import peers
+    from bench import peers
 
     runs = peers.run(kafka_bootstrap, 3_000, ("raw", "faust"), timeout=240)
     assert [r.peer for r in runs] == ["raw", "faust"]
