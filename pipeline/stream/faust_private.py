@@ -371,6 +371,11 @@ class PeakendConsumer(faust_aiokafka.Consumer):
             return
         self._first_offsets_retry_at = time.monotonic() + self.HOLD_SECONDS
         await self._look_up_first_offsets(partitions)
+        await self._seek_to_expected(partitions)
+
+    async def _seek_to_expected(self, partitions: list[Any]) -> None:
+        """Seek each partition to the offset its reading expects, marked as sought (records
+        fetched before the seek are then dropped without seeking again, `OffsetGate.admit`)."""
         gate = self.offset_gate
         for tp in partitions:
             expected = gate.expected(tp)
@@ -440,12 +445,7 @@ class PeakendConsumer(faust_aiokafka.Consumer):
             self._stall_check_at = now + 1.0
             await self._seek_stalled(now)
         if self.flow_active:
-            rewound: Any
-            for rewound in gate.to_seek():  # see `_watch_channel_clears`
-                expected = gate.expected(rewound)
-                if expected is not None:
-                    await self.seek(rewound, expected)
-                gate.sought(rewound, now=time.monotonic())
+            await self._seek_to_expected(gate.to_seek())  # rewound: `_watch_channel_clears`
         async for tp, message in super().getmany(timeout):
             if not self._gated(tp):
                 yield tp, message
