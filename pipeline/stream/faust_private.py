@@ -519,8 +519,7 @@ class PeakendConsumer(faust_aiokafka.Consumer):
         log.warning("consumer: %s[%d] offset %d was not handed to the agents: reading it again",
                     tp.topic, tp.partition, message.offset)
         if self.flow_active and message.generation_id == self.app.consumer_generation_id:
-            await self.seek(tp, message.offset)
-            self.offset_gate.sought(tp, now=now)
+            await self._seek_to_expected([tp])  # the rewind's offset: `message`'s
 
     def _overtaken(self, tp: Any, reading: Any, message: Any) -> bool:
         """While `getmany` waited (a lookup, a pause), did a rebalance begin or a seek to the

@@ -243,9 +243,11 @@ class OffsetGate:
         return self.partitions.get(tp)
 
     def rewind(self, tp: Hashable, offset: int, *, now: float) -> bool:
-        """A record this reading delivered did not reach the agents (Faust's fetch loop let it
-        by, see `PeakendConsumer._not_handed_on`): expect it again. True when the reading had
-        moved past it (then seek the partition back to it); False when nothing changes.
+        """Records this reading delivered from `offset` on did not reach the agents (Faust's
+        fetch loop let one by, or Faust emptied the agents' channels: see `PeakendConsumer`'s
+        `_not_handed_on` and `_watch_channel_clears`): expect them again, in a new epoch. True
+        when the reading had moved past `offset` (then seek the partition back to it, `to_seek`);
+        False when nothing changes.
 
         >>> gate = OffsetGate()
         >>> gate.reset("p0", committed=4)
