@@ -195,7 +195,11 @@ class Journey:
             "counted": None if self.counted is None else [
                 self.counted[0], self.counted[1], [list(s) for s in self.counted[2]]
             ],
-            "entries": [[*e[:SEGMENTS], [list(a) for a in e[SEGMENTS]]] for e in self.entries],
+            # The entries themselves: each is a plain tuple of atoms and pairs, written as
+            # JSON arrays exactly as lists of the same values would be (`from_snapshot` reads
+            # either). Rebuilding each entry as lists cost more than the JSON encoding of the
+            # whole key in the worker's state writes, once per changed key and batch.
+            "entries": list(self.entries),
             "digests": [self.ids[e[EVENT_ID]] for e in self.entries],
         }
 

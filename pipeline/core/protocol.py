@@ -33,8 +33,11 @@ class Snapshotting(Protocol[SnapshotT_co]):
     `resume_state`).
 
     - `snapshot()` returns the object's whole state as plain JSON-able data (dicts with str
-      keys, lists, str, int, float, bool, None): `json.loads(json.dumps(s)) == s`. It never
-      aliases live state: mutating the object afterwards leaves an earlier snapshot unchanged.
+      keys, lists or tuples, str, int, float, bool, None): JSON writes it as it stands, and the
+      state read back (tuples then lists) resumes the same object. Tuples are allowed so that
+      immutable parts (a journey's entries) go out as they are held, without a copy per
+      write. It never aliases live mutable state: mutating the object afterwards leaves an
+      earlier snapshot unchanged.
     - The way back is the constructor: `Cls(<config...>, resume=snapshot)` builds an object that
       behaves exactly as the one snapshotted (same outputs for the same further inputs, same
       later snapshots); `resume=None` (the default) is a fresh object. Configuration is never
