@@ -22,6 +22,9 @@ from pathlib import Path
 from bench.bench_pipeline import (
     ClickHouseUrls,
     EventSource,
+    Phase,
+    Stream,
+    Throughput,
     child_pids,
     loadavg,
     running_stream,
@@ -36,6 +39,29 @@ def spy(pid: int, output: Path, rate: int) -> subprocess.Popen[bytes]:
         [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
          "--nonblocking", "--output", str(output)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profiled_throughput(stream: Stream, phase: Phase, out: Path, rate: int = 50
+                        ) -> tuple[Throughput, dict[str, Path]]:
+    """`throughput` of `phase` with py-spy attached to the worker and its sink child for exactly
+    that phase (attach after the warm-up, stop when the events are all in ClickHouse); returns
+    the run and the profile of each process ("worker", "sink"), py-spy's raw format."""
+    out.mkdir(parents=True, exist_ok=True)
+    worker = stream.workers[0].proc.pid
+    profiles = {"worker": out / "worker.txt"}
+    spies = [spy(worker, profiles["worker"], rate)]
+    for i, pid in enumerate(child_pids(worker)):
+        profiles["sink" if i == 0 else f"sink-{i}"] = path = out / (
+            "sink.txt" if i == 0 else f"sink-{i}.txt")
+        spies.append(spy(pid, path, rate))
+    try:
+        t = throughput(stream, phase)
+    finally:
+        for each in spies:  # py-spy writes its file when interrupted
+            each.send_signal(signal.SIGINT)
+        for each in spies:
+            each.wait(timeout=60)
+    return t, {name: path for name, path in profiles.items() if path.exists()}
 
 
 def main() -> None:
@@ -55,21 +81,14 @@ def main() -> None:
     phase = source.phase(args.events)
     with running_stream(env["PEAKEND_KAFKA_BOOTSTRAP"], ch) as stream:
         warm_up(stream, source)
-        worker = stream.workers[0].proc.pid
-        spies = [spy(worker, args.out / "worker.txt", args.rate)]
-        spies += [spy(pid, args.out / "sink.txt", args.rate) for pid in child_pids(worker)]
         load_before = loadavg()
-        t = throughput(stream, phase)
-        for each in spies:  # py-spy writes its file when interrupted
-            each.send_signal(signal.SIGINT)
-        for each in spies:
-            each.wait(timeout=60)
+        t, profiles = profiled_throughput(stream, phase, args.out, args.rate)
     print(f"{t.rate:,.0f} events/s ({t.events:,} in {t.seconds:.1f} s); worker + sink CPU "
           f"{t.cpu_per_event_us:.0f} us/event; load {load_before} before, {t.load} after")
     per_event = {k: v / t.events for k, v in sorted(t.records.items()) if v}
     print("Kafka records written per input event: "
           + ", ".join(f"{k} {v:.3f}" for k, v in per_event.items()))
-    print(f"profiles: {args.out}/worker.txt, {args.out}/sink.txt")
+    print("profiles: " + ", ".join(str(path) for path in profiles.values()))
 
 
 if __name__ == "__main__":

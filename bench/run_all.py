@@ -7,7 +7,8 @@ the same run: the raw client limits (bench_raw), contract parse/validate (bench_
 events), the core (bench_core's paths), the batch jobs (generate -> Parquet -> backfill), the
 pipeline end to end with one and two workers (bench_pipeline: throughput, produce-to-queryable
 latency at several offered rates), the worker's own work in-process with a cProfile of it, and a
-cProfile of a real worker process. `--quick` (about 3 minutes) uses small sizes; the full run
+py-spy profile of a real worker and its sink child (where the time goes, by stage; py-spy is a
+dev dependency). `--quick` (about 3 minutes) uses small sizes; the full run
 takes longer. The load average is recorded next to every figure: other people use the machine.
 """
 
@@ -20,23 +21,20 @@ import json
 import math
 import os
 import platform
-import pstats
-import stat
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
-from bench import bench_core, bench_raw, peers
+from bench import bench_core, bench_raw, peers, spy_summary
 from bench import bench_pipeline as bp
 from bench.bench_contract import make_event
+from bench.profile_worker import profiled_throughput
 from jobs.backfill import BackfillOptions, run_backfill, worker_count
 from jobs.generate import GeneratorConfig, generate_records, write_parquet
 from pipeline.contract import Rejected, parse_event
@@ -79,12 +77,18 @@ class Sizes:
 QUICK = Sizes(raw_events=50_000, insert_rows=50_000, contract_events=30_000,
               core_events=60_000, backfill_events=30_000, e2e_events=6_000,
               rates=(500, 1000), latency_seconds=4, max_latency_events=0,
-              profile_events=1_000, two_workers_rates=(), peer_events=20_000)
+              profile_events=5_000, two_workers_rates=(), peer_events=20_000)
 FULL = Sizes(raw_events=300_000, insert_rows=200_000, contract_events=200_000,
              core_events=400_000, backfill_events=200_000, e2e_events=50_000,
              rates=(1000, 2000, TARGET_LATENCY_RATE), latency_seconds=10,
-             max_latency_events=10_000, profile_events=3_000, two_workers_rates=(1000,),
+             max_latency_events=10_000, profile_events=30_000, two_workers_rates=(1000,),
              peer_events=100_000)
+
+
+# py-spy's samples per second and thread: enough for a few thousand samples over the profiled
+# phase, few enough that the sampling itself stays out of the figures (it reads the process
+# from outside, and runs on the same 2 cores).
+SPY_RATE = 50
 
 
 def log(text: str) -> None:
@@ -205,95 +209,6 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
             "workers": worker_count(None, partitions)}
 
 
-# -- a real worker under cProfile -------------------------------------------------------------
-
-@contextlib.contextmanager
-def wrapped_workers(workdir: Path, name: str, *, prof: Path | None = None) -> Iterator[None]:
-    """Workers started inside this block run `pipeline.cli worker` through a small script:
-    `tests.support.stream.Worker` starts `<sys.executable> -m pipeline.cli worker ...`, so
-    `sys.executable` points at a wrapper for the block. `prof`: under
-    `cProfile.Profile(time.process_time)` (CPU time, not wall time: on a loaded machine a
-    wall-clock profile charges preemption to whatever call was running), stats dumped at exit."""
-    lines = ["import runpy, sys, time",
-             "sys.argv = ['peakend'] + sys.argv[3:]  # drop '-m pipeline.cli'"]
-    lines += ["import cProfile",
-              "p = cProfile.Profile(time.process_time)" if prof else "p = None",
-              "if p: p.enable()",
-              "try:",
-              "    runpy.run_module('pipeline.cli', run_name='__main__', alter_sys=True)",
-              "except SystemExit:",
-              "    pass",
-              "finally:",
-              "    if p:",
-              "        p.disable()",
-              f"        p.dump_stats({str(prof)!r})",
-              ""]
-    script = workdir / f"{name}.py"
-    script.write_text("\n".join(lines))
-    wrapper = workdir / f"python-{name}"
-    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    with mock.patch.object(sys, "executable", str(wrapper)):
-        yield
-
-
-GROUPS = (  # first match wins: (label, substrings of the code's file name)
-    ("waiting for I/O (epoll, sleeps)", ("select", "selectors", "{method 'poll'",
-                                         "{built-in method time.sleep")),
-    ("JSON encode/decode", ("json/", "{method 'encode'", "{method 'decode'",
-                            "_json.", "json.encoder", "json.decoder")),
-    ("peakend contract (parse, validate)", ("pipeline/contract",)),
-    ("peakend core (journeys, buckets, drops)", ("pipeline/core",)),
-    ("peakend stream stages", ("pipeline/stream",)),
-    ("peakend sink + tables", ("pipeline/storage",)),
-    ("peakend app glue, privacy, metrics", ("pipeline/",)),
-    ("RocksDB (python-rocksdict/rocksdb)", ("rocksdict", "rocksdb", "faust/stores")),
-    ("Faust (agents, streams, tables, topics)", ("faust/",)),
-    ("mode (Faust's service framework)", ("mode/",)),
-    ("aiokafka (consumer, producer, protocol)", ("aiokafka/",)),
-    ("kafka-python", ("kafka/",)),
-    ("prometheus client", ("prometheus_client",)),
-    ("asyncio event loop", ("asyncio/",)),
-    ("other", ("",)),
-)
-
-
-def profile_groups(path: Path, top: int = 25) -> dict[str, Any]:
-    stats = pstats.Stats(str(path))
-    raw: Any = stats.stats  # type: ignore[attr-defined]
-    total = 0.0
-    groups: dict[str, float] = {}
-    rows = []
-    for (filename, line, func), (_, ncalls, tottime, cumtime, _) in raw.items():
-        where = f"{filename}:{line}({func})"
-        total += tottime
-        for label, needles in GROUPS:
-            if any(n in where for n in needles):
-                groups[label] = groups.get(label, 0.0) + tottime
-                break
-        rows.append((tottime, ncalls, cumtime, where))
-    rows.sort(reverse=True)
-    site = str(Path(sys.prefix) / "lib")
-    top_rows = [(t, n, c, w.replace(str(ROOT) + "/", "").replace(site, "<venv>/lib"))
-                for t, n, c, w in rows[:top]]
-    cumulative: dict[str, float] = {}
-    for (filename, line, func), (_, _, _, cumtime, _) in raw.items():
-        where = f"{filename}:{line}({func})"
-        for label, needle in NOTABLE:
-            if needle in where:
-                cumulative[label] = cumulative.get(label, 0.0) + cumtime
-    return {"total": total, "groups": sorted(groups.items(), key=lambda kv: -kv[1]),
-            "top": top_rows, "notable": cumulative}
-
-
-NOTABLE = (  # cumulative time of a few calls worth naming
-    ("logging.debug calls (records built, then dropped)", "logging/__init__.py:1467(debug)"),
-    ("Faust topic sends (publish_message)", "faust/topics.py:390(publish_message)"),
-    ("Faust table writes (on_key_set: changelog send + store)", "faust/tables/table.py:83("),
-    ("peakend touchpoint agent body", "pipeline/app.py"),
-)
-
-
 # -- the pipeline ----------------------------------------------------------------------------
 
 def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any]:
@@ -327,32 +242,31 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
             log(f"pipeline, 2 workers: latency at {rate:,.0f}/s")
             lat.append(bp.latency(stream, source.phase(int(rate * sizes.latency_seconds)), rate))
         out["lat2"] = lat
-    log("a real worker under cProfile")
+    log("a real worker and its sink under py-spy")
     workdir = Path(tempfile.mkdtemp(prefix="peakend-bench-prof-"))
-    prof = workdir / "worker.prof"
-    with wrapped_workers(workdir, "profiled", prof=prof), \
-            bp.running_stream(kafka, ch, workers=1) as stream:
+    with bp.running_stream(kafka, ch, workers=1) as stream:
         bp.warm_up(stream, source)
-        out["tprof"] = bp.throughput(stream, source.phase(sizes.profile_events))
-    out["profile"] = profile_groups(prof) if prof.exists() else None
+        out["tprof"], profiles = profiled_throughput(
+            stream, source.phase(sizes.profile_events), workdir, SPY_RATE)
+    out["profile"] = {name: spy_summary.read(path) for name, path in profiles.items()}
     return out
 
 
 # -- report ----------------------------------------------------------------------------------
 
-def interpretation(t1: bp.Throughput, stage: bp.StageRate,
+def interpretation(t1: bp.Throughput, profiles: dict[str, spy_summary.Summary] | None,
                    peer_runs: list[peers.PeerRun]) -> str:
     """What the run's own figures say, in words: written from them, so it cannot go stale."""
     by_peer = {r.peer: r for r in peer_runs}
-    own_us = 1e6 / stage.rate if stage.rate else float("nan")
     lines = ["## Reading the figures", ""]
-    lines.append(
-        f"- The worker spends {t1.cpu_per_event_us:.0f} us of CPU per event (with its sink "
-        f"child); peakend's own per-event work without Kafka, Faust or RocksDB "
-        f"(`bench_pipeline.stage_work`) costs {own_us:.0f} us, so "
-        f"{max(0.0, 1 - own_us / t1.cpu_per_event_us):.0%} of the worker's CPU goes to the "
-        "machinery around it: Faust's agents and tables, changelog writes, aiokafka, RocksDB, "
-        "the event loop, the sink's inserts.")
+    worker = (profiles or {}).get("worker")
+    if worker is not None:
+        lines.append(
+            f"- The worker spends {t1.cpu_per_event_us:.0f} us of CPU per event (with its sink "
+            f"child). In the worker's profile, {spy_summary.peakend_share(worker):.0%} of the "
+            "samples are peakend's own work (validation, the stages, outputs, state writes) "
+            "and the rest Faust, aiokafka, RocksDB and the event loops: the framework's "
+            "per-record cost is no longer what bounds the worker, its per-event Python is.")
     if "faust" in by_peer and "quix" in by_peer:
         faust, quix = by_peer["faust"], by_peer["quix"]
         lines.append(
@@ -392,7 +306,6 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
                     and x.summary("journey")[2] < TARGET_P99_S]
     best_ok = max((x.offered for x in sustained_ok), default=0.0)
     worker_rate_cpu = 1e6 / t1.cpu_per_event_us if t1.cpu_per_event_us else float("nan")
-    faust_share = 1 - worker_rate_cpu / stage.rate if stage.rate else float("nan")
     L: list[str] = []
     add = L.append
     add("# Benchmarks")
@@ -576,49 +489,45 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("")
     add("## Where the time goes")
     add("")
-    add(f"One worker spends {t1.cpu_per_event_us:.0f} us of CPU per event (its own process, "
-        f"user + system, during the throughput run), i.e. at most {fmt(worker_rate_cpu)} "
-        f"events per CPU second. The same per-event work without Faust, Kafka clients or "
-        f"RocksDB (`bench_pipeline.stage_work`: parse, scrub, stage one, coalesce, state and "
-        f"output JSON, stage two, the sink's rows) runs at {fmt(stage.rate)} events per CPU "
-        f"second ({1e6 / stage.rate:.0f} us/event). So about {faust_share:.0%} of the worker's "
-        "CPU goes to the machinery around the stages: Faust's stream/agent/table layer, "
-        "changelog and output sends through aiokafka, RocksDB writes, the sink's consumer and "
-        "the event loop.")
+    add(f"One worker spends {t1.cpu_per_event_us:.0f} us of CPU per event with its sink child "
+        f"(both processes, user + system, during the throughput run), i.e. at most "
+        f"{fmt(worker_rate_cpu)} events per CPU second.")
     add("")
-    prof = pipe.get("profile")
-    if prof:
+    profiles: dict[str, spy_summary.Summary] | None = pipe.get("profile")
+    if profiles:
         tprof: bp.Throughput = pipe["tprof"]
-        add(f"cProfile of a real worker process (`pipeline.cli worker` run under "
-            "`cProfile.Profile(time.process_time)`: main thread, CPU-time timer, "
-            f"{tprof.events:,} events after warm-up, "
-            f"{fmt(tprof.rate)} events/s under the profiler, load {tprof.load}); own time "
-            "grouped by package:")
+        samples = sum(p.total for p in profiles.values())
+        add(f"py-spy (`bench/profile_worker.py`: sampling every thread of the worker and of its "
+            f"sink child from outside, {SPY_RATE} samples per second and thread) over "
+            f"{tprof.events:,} events after the warm-up: {fmt(tprof.rate)} events/s, "
+            f"{tprof.cpu_per_event_us:.0f} us of CPU per event under the sampler, load "
+            f"{tprof.load}. Each process's samples by the stage they serve "
+            "(`bench/spy_summary.py`'s rules: a sample goes to the first stage with a frame on "
+            "its stack); us per event = share of both processes' samples x CPU per event:")
         add("")
-        add("| Group | seconds | share |")
-        add("|---|---:|---:|")
-        busy = sum(s for g, s in prof["groups"] if not g.startswith("waiting"))
-        for label, secs in prof["groups"]:
-            share = "" if label.startswith("waiting") else f"{secs / busy:.0%} of busy"
-            add(f"| {label} | {secs:.1f} | {share} |")
+        add("| Process | Stage | share of its samples | us per event |")
+        add("|---|---|---:|---:|")
+        for name, summary in profiles.items():
+            for stage_name, count in summary.stages.most_common():
+                add(f"| {name} | {stage_name} | {count / summary.total:.1%} | "
+                    f"{count / samples * tprof.cpu_per_event_us:.0f} |")
         add("")
-        add("Cumulative time of a few calls (they nest; each includes what it calls):")
-        add("")
-        add("| Call | seconds | share of busy |")
-        add("|---|---:|---:|")
-        for label, secs in sorted(prof["notable"].items(), key=lambda kv: -kv[1]):
-            add(f"| {label} | {secs:.1f} | {secs / busy:.0%} |")
-        add("")
-        add("Top functions by own time:")
-        add("")
-        add("```")
-        add(f"{'tottime':>8} {'ncalls':>9} {'cumtime':>8}  function")
-        for t, n, c, w in prof["top"]:
-            add(f"{t:8.2f} {n:9d} {c:8.2f}  {w}")
-        add("```")
-        add("")
+        worker = profiles.get("worker")
+        if worker is not None:
+            add(f"peakend's own work (validation, the stages, outputs, state writes) is "
+                f"{spy_summary.peakend_share(worker):.0%} of the worker's samples; the rest is "
+                "Faust, aiokafka, RocksDB and the event loops. Own time by component "
+                "(the compiled core, orjson and RocksDB run in C: their time counts under the "
+                "Python line that calls them):")
+            add("")
+            add("| Process | Component | share of its samples |")
+            add("|---|---|---:|")
+            for name, summary in profiles.items():
+                for comp, count in summary.own.most_common(12):
+                    add(f"| {name} | {comp} | {count / summary.total:.1%} |")
+            add("")
     else:
-        add("(The profiled worker wrote no profile: see the run's log.)")
+        add("(py-spy wrote no profile: see the run's log; `.venv/bin/pip install py-spy`.)")
         add("")
     add("cProfile of the in-process stage work (`bench_pipeline.stage_work`, sorted by own "
         "time):")
@@ -627,7 +536,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add(stage.profile)
     add("```")
     add("")
-    add(interpretation(t1, stage, peer_runs))
+    add(interpretation(t1, pipe.get("profile"), peer_runs))
     add("## Method")
     add("")
     add("- Raw: `bench/bench_raw.py`. Produce: kafka-python `KafkaProducer(acks=all, "

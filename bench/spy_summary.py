@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -109,6 +110,32 @@ def summarise(lines: list[str]) -> tuple[int, Counter[str], Counter[str], Counte
                 seen.add((comp, func))
                 inclusive[f"{comp}.{func}"] += count
     return total, own, inclusive, stages
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One profile: samples in all, and per component (self), peakend function (inclusive)
+    and worker stage."""
+
+    total: int
+    own: Counter[str]
+    inclusive: Counter[str]
+    stages: Counter[str]
+
+
+def read(path: Path) -> Summary:
+    return Summary(*summarise(path.read_text().splitlines()))
+
+
+PEAKEND_STAGES = ("(peakend)", "outputs:", "state writes:")
+
+
+def peakend_share(summary: Summary) -> float:
+    """The share of samples in peakend's own stage work (validation, the stages, outputs and
+    state writes), against Faust, aiokafka and the event loop."""
+    own = sum(n for stage, n in summary.stages.items()
+              if any(mark in stage for mark in PEAKEND_STAGES))
+    return own / summary.total if summary.total else 0.0
 
 
 def main() -> None:
