@@ -69,15 +69,21 @@ def group(records: Iterable[Record], topic_of: dict[str, str],
     """  # noqa: E501
     groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
     counts: dict[str, int] = {}
+    # The partition of each (topic, key) once per call: a flush repeats keys (a segment's
+    # metric key for each of its buckets), and murmur2 per record cost more than the grouping.
+    placed: dict[tuple[str, bytes], int] = {}
     for record in records:
         topic = topic_of[record.role]
         if record.partition is not None:
             partition = record.partition
         elif record.key is not None:
-            count = counts.get(topic)
-            if count is None:
-                count = counts[topic] = partitions(topic)
-            partition = partition_of(record.key, count)
+            known = placed.get((topic, record.key))
+            if known is None:
+                count = counts.get(topic)
+                if count is None:
+                    count = counts[topic] = partitions(topic)
+                known = placed[(topic, record.key)] = partition_of(record.key, count)
+            partition = known
         else:
             partition = 0
         groups.setdefault((topic, partition), []).append((record.key, record.value))
