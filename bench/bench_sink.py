@@ -15,7 +15,8 @@ Two paths over the same records, into a fresh migrated database on the real Clic
 
 - `rows`: the sink before this bench (json.loads, `tables.rows` per record, the row-oriented
   `Warehouse.insert`): kept here as the reference;
-- `columns`: the sink's path now (`sink.loads`, `tables.columnar`, `Warehouse.insert_columns`).
+- `columns`: the sink's path now (`sink.loads`, `tables.columnar`, `Warehouse.insert_columns`);
+- `nomemo`: `columns` without the memo of parsed times (`tables._TIMES`).
 
 CPU is this process's (user + system): the decoding, the row or column building and
 clickhouse-driver's encoding and sending. The server's own work is not in it. Per table the
@@ -155,6 +156,8 @@ def path_columns(wh: Warehouse | None, table: str, values: list[bytes]) -> int:
 PATHS: dict[str, Callable[[Warehouse | None, str, list[bytes]], int]] = {
     "rows": path_rows,
     "columns": path_columns,
+    # the same without the memo of parsed times (it holds one entry at a time): does it pay?
+    "nomemo": path_columns,
 }
 
 
@@ -163,14 +166,20 @@ def run_path(name: str, flushes: list[Flush], wh: Warehouse | None,
     """CPU seconds of one pass of `name` over every flush; adds each table's to `per_table`."""
     tables._TIMES.clear()  # a fresh sink process starts with an empty memo
     path = PATHS[name]
+    memo_size = tables._TIMES_MAX
+    if name == "nomemo":
+        tables._TIMES_MAX = 0
     total = 0.0
-    for flush in flushes:
-        for table, values in flush.messages.items():
-            began = time.process_time()
-            path(wh, table, values)
-            spent = time.process_time() - began
-            per_table[table] = per_table.get(table, 0.0) + spent
-            total += spent
+    try:
+        for flush in flushes:
+            for table, values in flush.messages.items():
+                began = time.process_time()
+                path(wh, table, values)
+                spent = time.process_time() - began
+                per_table[table] = per_table.get(table, 0.0) + spent
+                total += spent
+    finally:
+        tables._TIMES_MAX = memo_size
     return total
 
 
@@ -211,15 +220,17 @@ def main() -> None:
                     for table, spent in per_table.items():
                         kept[table] = min(kept.get(table, spent), spent)
                 with contextlib.suppress(ZeroDivisionError):
-                    ratio = totals["columns"][-1] / totals["rows"][-1]
-                    print(f"  round: columns / rows = {ratio:.2f} (load {loadavg()})")
+                    last = {name: spent[-1] / totals["rows"][-1] for name, spent in totals.items()}
+                    print(f"  round: columns / rows = {last['columns']:.2f}, nomemo / rows = "
+                          f"{last['nomemo']:.2f} (load {loadavg()})")
             best[label] = {name: min(v) for name, v in totals.items()}
             for name in PATHS:
                 by_table = ", ".join(f"{t} {s / events * 1e6:.1f}"
                                      for t, s in tables_best[name].items())
                 print(f"  {name:8s} {best[label][name] / events * 1e6:6.1f} us/event"
                       f"  ({by_table})")
-            print(f"  ratio columns / rows: {best[label]['columns'] / best[label]['rows']:.2f}")
+            print(f"  ratio columns / rows: {best[label]['columns'] / best[label]['rows']:.2f}"
+                  f"; nomemo / columns: {best[label]['nomemo'] / best[label]['columns']:.2f}")
     print(f"\nload {loadavg()} at the end")
 
 

@@ -215,6 +215,29 @@ def test_flush_stores_the_good_rows_dead_letters_the_bad_and_counts_them() -> No
     assert warehouse.columnar_calls > 0  # the sink inserted columns, and blamed single rows
 
 
+def test_a_record_the_mapping_cannot_convert_is_a_dead_letter_alone() -> None:
+    """Columns are built per chunk: one record with a time that does not parse fails its
+    chunk's columns, and the halving blames it alone; the others land, in order."""
+    settings = Settings.from_env({})
+    warehouse = Refusing()
+    sent: list[bytes] = []
+
+    async def send(letters: list[bytes]) -> None:
+        sent.extend(letters)
+
+    sink = ClickHouseSink(settings, lambda: cast(Warehouse, warehouse), WorkerMetrics.create(),
+                          migrate=False, send_dead_letters=send)
+    bad = json.dumps({**json.loads(journey_record(5, 1)), "started_at": "soon"}).encode()
+    for i in range(12):
+        sink.add(settings.topic_journeys, 0, i, bad if i == 5 else journey_record(i, 1))
+    asyncio.run(sink.flush())
+    assert [r["journey_id"] for r in warehouse.stored["journeys"]] == [
+        f"j{i}" for i in range(12) if i != 5]
+    letters = [DeadLetter.from_json(b) for b in sent]
+    assert [(d.source_offset, d.original) for d in letters] == [(5, bad)]
+    assert "Invalid isoformat string: 'soon'" in letters[0].error
+
+
 class Cluster:
     """Stands in for the consumer's client and its metadata request: answers, hangs, or fails
     (aiokafka's `_metadata_update` answers False when no broker answered)."""
