@@ -103,29 +103,41 @@ _TIMES: dict[str, tuple[datetime | None, int | None]] = {}
 _TIMES_MAX = 1 << 13
 
 
-def _time_pair(text: Any) -> tuple[datetime | None, int | None]:
+def _parse_pair(text: Any) -> tuple[datetime | None, int | None]:
     """(`to_datetime(text)`, `to_ms(text)`), parsing once; raises exactly what `to_datetime`
     raises (it is the first of the two columns)."""
     if text is None or text == "":
         return None, None
     moment = parse_time(text)
-    pair = (moment.replace(tzinfo=None, microsecond=0), (moment - _EPOCH) // _MS)
+    return moment.replace(tzinfo=None, microsecond=0), (moment - _EPOCH) // _MS
+
+
+def _time_pair(text: Any) -> tuple[datetime | None, int | None]:
+    """`_parse_pair`, remembered."""
+    pair = _parse_pair(text)
+    if pair[0] is None:
+        return pair
     if len(_TIMES) >= _TIMES_MAX:
         _TIMES.clear()
     _TIMES[text] = pair  # parse_time accepted it: a str
     return pair
 
 
-def time_columns(texts: list[Any]) -> tuple[list[datetime | None], list[int | None]]:
-    """The DateTime and epoch-ms columns of these RFC 3339 texts (None or '' gives None).
+def time_columns(texts: list[Any], memo: bool = True
+                 ) -> tuple[list[datetime | None], list[int | None]]:
+    """The DateTime and epoch-ms columns of these RFC 3339 texts (None or '' gives None);
+    `memo=False` for times that rarely repeat (they would only push out the ones that do).
 
     >>> time_columns(["2026-11-22T17:10:09.123Z", None])
     ([datetime.datetime(2026, 11, 22, 17, 10, 9), None], [1795367409123, None])
     """
-    memo = _TIMES
+    if not memo:
+        pairs = [_parse_pair(t) for t in texts]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    known = _TIMES
     # `type(t) is str` first: a list or dict in a bad record is not hashable, and must reach
     # parse_time's own error as in the row path.
-    pairs = [(memo.get(t) if type(t) is str else None) or _time_pair(t) for t in texts]
+    pairs = [(known.get(t) if type(t) is str else None) or _time_pair(t) for t in texts]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -161,10 +173,10 @@ def _build_opt_float(name: str) -> Builder:
     return build
 
 
-def _build_times(name: str, optional: bool) -> Builder:
+def _build_times(name: str, optional: bool, memo: bool) -> Builder:
     def build(records: Records) -> tuple[list[Any], ...]:
         texts = [r.get(name) for r in records] if optional else [r[name] for r in records]
-        return time_columns(texts)
+        return time_columns(texts, memo)
 
     return build
 
@@ -243,14 +255,14 @@ def _bit(name: str) -> Part:
     return Part((name,), (lambda record: int(bool(record[name])),), _build_bit(name))
 
 
-def _times(name: str, optional: bool = False) -> Part:
-    """A time field's DateTime column and its `<name>_ms` column."""
+def _times(name: str, optional: bool = False, memo: bool = True) -> Part:
+    """A time field's DateTime column and its `<name>_ms` column (`memo`: see time_columns)."""
     if optional:
         getters: tuple[Getter, ...] = (lambda record: to_datetime(record.get(name)),
                                        lambda record: to_ms(record.get(name)))
     else:
         getters = (lambda record: to_datetime(record[name]), lambda record: to_ms(record[name]))
-    return Part((name, f"{name}_ms"), getters, _build_times(name, optional))
+    return Part((name, f"{name}_ms"), getters, _build_times(name, optional, memo))
 
 
 def _float(name: str) -> Part:
@@ -417,7 +429,7 @@ DEAD_LETTERS = _spec("dead_letters", ("source_topic", "source_partition", "sourc
 TOUCHPOINT_EVENTS = _spec("touchpoint_events", ("event_id",), [
     _field("event_id"),
     _field("schema_version"),
-    _times("occurred_at"),
+    _times("occurred_at", memo=False),  # an event's own time: hardly ever repeated
     _field("producer"),
     _field("customer_id"),
     _opt("journey_id"),
