@@ -18,9 +18,10 @@ Two paths over the same records, into a fresh migrated database on the real Clic
 - `columns`: the sink's path now (`sink.loads`, `tables.columnar`, `Warehouse.insert_columns`);
 - `nomemo`: `columns` without the memo of parsed times (`tables._TIMES`).
 
-CPU is this process's (user + system): the decoding, the row or column building and
-clickhouse-driver's encoding and sending. The server's own work is not in it. Per table the
-building alone is timed too (no insert).
+Each path inserts into a database of its own; at the end the two databases' tables are
+compared (FINAL, every column): the bench fails when they differ. CPU is this process's (user +
+system): the decoding, the row or column building and clickhouse-driver's encoding and sending.
+The server's own work is not in it. Per table the building alone is timed too (no insert).
 """
 
 from __future__ import annotations
@@ -206,14 +207,18 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}; load {loadavg()} at start")
     env = stack_env()
     best: dict[str, dict[str, float]] = {}
-    with server_database(env["PEAKEND_CLICKHOUSE_ADMIN_URL"], env["PEAKEND_CLICKHOUSE_URL"],
-                         env["PEAKEND_CLICKHOUSE_READER_URL"], prefix="pe_bsink") as dbs:
-        for label, wh in (("build only", None), ("build + insert", dbs.writer)):
+    urls = (env["PEAKEND_CLICKHOUSE_ADMIN_URL"], env["PEAKEND_CLICKHOUSE_URL"],
+            env["PEAKEND_CLICKHOUSE_READER_URL"])
+    # one database per path, so that their contents can be compared afterwards
+    with server_database(*urls, prefix="pe_bsink") as old_db, \
+            server_database(*urls, prefix="pe_bsink") as new_db:
+        for label, insert in (("build only", False), ("build + insert", True)):
             print(f"\n{label}: us of CPU per input event (best of {args.rounds}; ratio per round)")
             totals: dict[str, list[float]] = {name: [] for name in PATHS}
             tables_best: dict[str, dict[str, float]] = {name: {} for name in PATHS}
             for _ in range(args.rounds):
                 for name in PATHS:  # alternating: the same load for both
+                    wh = (old_db if name == "rows" else new_db).writer if insert else None
                     per_table: dict[str, float] = {}
                     totals[name].append(run_path(name, flushes, wh, per_table))
                     kept = tables_best[name]
@@ -231,6 +236,15 @@ def main() -> None:
                       f"  ({by_table})")
             print(f"  ratio columns / rows: {best[label]['columns'] / best[label]['rows']:.2f}"
                   f"; nomemo / columns: {best[label]['nomemo'] / best[label]['columns']:.2f}")
+        for table in counts:
+            spec = tables.TABLES[table]
+            # FINAL: the rounds inserted every row several times; the newest copy per key
+            sql = (f"SELECT {', '.join(spec.columns)} FROM {table} FINAL "
+                   f"ORDER BY {', '.join(spec.columns)}")
+            same = old_db.reader.query(sql) == new_db.reader.query(sql)
+            print(f"{table}: the two paths stored {'the same' if same else 'DIFFERENT'} rows")
+            if not same:
+                raise SystemExit(f"{table}: the column path stored other rows than the row path")
     print(f"\nload {loadavg()} at the end")
 
 

@@ -18,6 +18,11 @@ and its peers, `pipeline.contract.dead_letters.DEAD_LETTER_FIELDS`):
 
 The column types live in the migrations (schemas/clickhouse/); tests check that both agree.
 
+Two ways to the same values: `rows` (one `TableSpec.row` per record, the readable reference,
+used by the backfill and the tests) and `columnar` (whole columns per batch, the sink's path:
+docs/streaming.md, "the ClickHouse sink's CPU"); tests/unit/storage/test_columnar.py holds them
+equal.
+
 >>> cols, data = rows("alerts", [])
 >>> (cols[:3], data)
 (('alert_id', 'rule', 'metric'), [])
