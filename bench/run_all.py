@@ -276,8 +276,9 @@ def interpretation(t1: bp.Throughput, profiles: dict[str, spy_summary.Summary] |
             "framework paths are what peakend's batch records (docs/streaming.md) avoid.")
     lines.append(
         f"- The worker's CPU per event against the {TARGET_CPU_US} us budget: "
-        f"{t1.cpu_per_event_us / TARGET_CPU_US:.1f}x. Where the time goes inside the worker, "
-        "by stage, is in docs/streaming.md (py-spy profiles, `bench/spy_summary.py`).")
+        f"{t1.cpu_per_event_us / TARGET_CPU_US:.1f}x. Where it goes, by stage and process, "
+        "is under \"Where the time goes\" above; what each round of work changed, in "
+        "docs/streaming.md.")
     lines.append("")
     return "\n".join(lines)
 
