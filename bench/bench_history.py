@@ -85,10 +85,13 @@ class Paced(GcPolicy):
     """The state policy with `YoungPacer` (what replay and backfill run): the young
     threshold follows the events per young collection, checked after every chunk."""
 
+    def __init__(self, every: int = 100) -> None:
+        self.every = every
+
     def begin(self) -> None:
         from pipeline.core.gcpolicy import YoungPacer
 
-        self.pacer = YoungPacer()
+        self.pacer = YoungPacer(self.every, min(100, self.every))
 
     def chunk_start(self) -> None:
         self.pacer.skip()  # the chunk's parsing made young collections replay would not
@@ -174,6 +177,8 @@ GC_POLICIES: dict[str, GcPolicy] = {
     "young500ev": YoungEvery(500),
     "state": GcPolicy(),
     "paced": Paced(),
+    "paced50": Paced(50),
+    "paced25": Paced(25),
     "freeze20k": FreezeEvery(20_000),
     "young150": Thresholds(150, 333_000, 100),
     "young300": Thresholds(300, 166_000, 100),

@@ -21,7 +21,7 @@ stats at that moment. Alert records come out for every state change.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
@@ -160,8 +160,8 @@ class Series:
     """Merged buckets of one metric and segment, with running window sums and alert state."""
 
     __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "cusum_since",
-                 "cusum_up", "due", "head", "key", "kind", "order", "partials", "plain", "ref",
-                 "since")
+                 "cusum_up", "due", "head", "held", "key", "kind", "order", "partials", "plain",
+                 "ref", "since")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
@@ -175,6 +175,12 @@ class Series:
         # them (a week of minute buckets per series), so the cost per step does not grow with
         # the history held.
         self.order: list[int] = []
+        # Beside `order`, index for index: the merged vector of that start (`buckets`; None
+        # for a start with partials only). Summing or moving a range walks the two lists and
+        # never looks a start up in `buckets`: at 90 days of history those lookups were in
+        # week-sized dicts out of cache (a miss each), and each bucket is summed three times
+        # (entering, moving to the baseline, leaving it). Forgotten entries are set to None.
+        self.held: list[Vector | None] = []
         self.head = 0
         self.cursor = cursor  # boundary evaluated last; windows end here
         self.cur: Vector = [0.0] * size  # [cursor - window, cursor)
@@ -222,6 +228,7 @@ class Series:
         for s, p, ver, v in state["partials"]:
             series.partials.setdefault(int(s), {})[int(p)] = (int(ver), tuple(v))
         series.order = sorted(set(series.buckets) | set(series.partials))
+        series.held = [series.buckets.get(s) for s in series.order]
         series.cur = list(state["cur"])
         series.base = list(state["base"])
         series.cusum = float(state["cusum"])
@@ -235,25 +242,57 @@ class Series:
         return series
 
 
-def _insert(series: Series, start: int) -> None:
-    """Add a new start to the ordered starts (nearly always at the end: data arrives in
-    roughly ascending event time)."""
+def _insert(series: Series, start: int, merged: Vector | None) -> None:
+    """Add a new start (and its merged vector, `Series.held`) to the ordered starts: nearly
+    always at the end (data arrives in roughly ascending event time), otherwise a little
+    before it (a negative_end count comes when its journey closes, a late answer)."""
     order = series.order
     if len(order) == series.head or order[-1] < start:
         order.append(start)
+        series.held.append(merged)
     else:
-        insort(order, start, series.head)
+        i = _find(order, start, series.head)
+        order.insert(i, start)
+        series.held.insert(i, merged)
+
+
+def _find(order: list[int], x: int, lo: int) -> int:
+    """`bisect_left(order, x, lo)`, searched from the ends: the starts a caller asks for
+    are nearly always the first held (the buckets leaving the baseline) or within the last
+    hour or two of a week of them (entering, moving, inserted late), so galloping back from
+    the end touches a few entries next to each other instead of some 13 spread over the list
+    (each a cache miss at 90 days of history). `_bisect_left` is the reference
+    (test_core_drops_history.py compares them)."""
+    n = len(order)
+    if lo >= n or order[lo] >= x:
+        return lo
+    # order[lo] < x <= order[hi] (hi == n: past the end); gallop down from the end
+    hi = n
+    step = 1
+    while True:
+        i = hi - step
+        if i <= lo:
+            return bisect_left(order, x, lo + 1, hi)
+        if order[i] < x:
+            return bisect_left(order, x, i + 1, hi)
+        hi = i
+        step += step
+
+
+def _bisect_left(order: list[int], x: int, lo: int) -> int:
+    """What `_find` must return (the plain binary search it replaces)."""
+    return bisect_left(order, x, lo)
 
 
 def _next_bucket(series: Series, at: int) -> int | None:
     """The first bucket start >= `at`, or None."""
     order = series.order
+    held = series.held
     n = len(order)
-    i = bisect_left(order, at, series.head)
+    i = _find(order, at, series.head)
     while i < n:
-        s = order[i]
-        if s in series.buckets:
-            return s
+        if held[i] is not None:
+            return order[i]
         i += 1
     return None
 
@@ -323,9 +362,15 @@ class DropDetector:
         if start < at - w - b:
             return  # older than anything still evaluated
         parts = series.partials.get(start)
+        merged = series.buckets.get(start)
         if parts is None:
             parts = series.partials[start] = {}
-            _insert(series, start)
+            # (a restored state may hold a bucket without partials: its start is in `order`)
+            if merged is None:
+                # made here rather than after the version test below (a new start has no
+                # version yet, so it always gets that far): `Series.held` takes it at once
+                merged = series.buckets[start] = [0.0] * len(vector)
+                _insert(series, start, merged)
         old = parts.get(record.source_partition)
         if old is not None and old[0] >= record.version:
             return
@@ -337,9 +382,9 @@ class DropDetector:
                 delta[i] -= x
                 i += 1  # noqa: SIM113  (a counter, as in metrics.sub)
         parts[record.source_partition] = (record.version, frozen)
-        merged = series.buckets.get(start)
-        if merged is None:
+        if merged is None:  # a restored state with partials but no bucket: held is None
             merged = series.buckets[start] = [0.0] * len(vector)
+            series.held[_find(series.order, start, series.head)] = merged
         add(merged, delta)
         if series.cursor - w <= start < series.cursor:
             add(series.cur, delta)
@@ -487,20 +532,20 @@ class DropDetector:
         ascending order; returns the last start added, or None."""
         width = self.bucket_ms
         order = series.order
-        buckets = series.buckets
+        held = series.held
         last: int | None = None
         # sign +-1, tested per bucket rather than through a function variable: compiled, a
         # call through a variable goes through the Python calling convention (the -1 side
         # runs once for every bucket leaving the baseline: 0.6 us/event at 90 days)
         adding = sign == 1.0
-        i = bisect_left(order, start, series.head)
+        i = _find(order, start, series.head)
         n = len(order)
         while i < n:
             s = order[i]
             if s >= end:
                 break
             if s % width == 0:
-                v = buckets.get(s)
+                v = held[i]
                 if v is not None:
                     if adding:
                         add(into, v)
@@ -515,16 +560,16 @@ class DropDetector:
         (`_add_range` twice, in one pass)."""
         width = self.bucket_ms
         order = series.order
-        buckets = series.buckets
+        held = series.held
         cur, base = series.cur, series.base
-        i = bisect_left(order, start, series.head)
+        i = _find(order, start, series.head)
         n = len(order)
         while i < n:
             s = order[i]
             if s >= end:
                 break
             if s % width == 0:
-                v = buckets.get(s)
+                v = held[i]
                 if v is not None:
                     move(cur, base, v)
             i += 1
@@ -534,6 +579,7 @@ class DropDetector:
         """Drop the buckets and partials before `start`: pops from the front of the ordered
         starts, so each one costs O(1) amortised (it was a scan of every stored bucket)."""
         order = series.order
+        held = series.held
         buckets = series.buckets
         partials = series.partials
         i = series.head
@@ -543,14 +589,16 @@ class DropDetector:
             if s >= start:
                 break
             # `in` and `del`, not `pop(s, None)`: compiled, `pop` with a default is a method
-            # call by name on the dict
-            if s in buckets:
+            # call by name on the dict. `held` says whether a bucket is there.
+            if held[i] is not None:
                 del buckets[s]
+                held[i] = None
             if s in partials:
                 del partials[s]
             i += 1
         if i >= _COMPACT_AFTER and 2 * i >= n:
             del order[:i]
+            del held[:i]
             i = 0
         series.head = i
 

@@ -52,6 +52,8 @@ def test_forgets_as_the_heap_did() -> None:
                 horizon = clock - rng.randrange(0, 3_000)
                 assert claims.forget_before(horizon) == reference.forget_before(horizon)
                 assert len(claims) == len(reference.claims)
+                # the run's two lists stay side by side (compacted together)
+                assert len(claims._expiry_at) == len(claims._expiry_id)
         assert claims.forget_before(clock + 1) == reference.forget_before(clock + 1)
         assert len(claims) == 0
 

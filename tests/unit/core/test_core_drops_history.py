@@ -21,7 +21,7 @@ from scenarios import DAY, HOUR, MIN, T0, event
 
 from pipeline.core.buckets import _EVICT_EVERY_BUCKETS, SurveyBuckets, record_key
 from pipeline.core.config import DropConfig, WindowConfig
-from pipeline.core.drops import _COMPACT_AFTER, DropDetector
+from pipeline.core.drops import _COMPACT_AFTER, DropDetector, _bisect_left, _find
 from pipeline.core.event import Survey
 from pipeline.core.journeys import EndDelta
 from pipeline.core.records import AlertRecord, MetricRecord
@@ -146,6 +146,7 @@ def _run(config: DropConfig, width: int, stream: list[tuple[list[MetricRecord], 
         new_alerts.append(new.advance(watermark))
         old_alerts.append(old.advance(watermark))
         if step % restore_every == restore_every // 2:
+            _check_held(new)
             assert _dumps(new) == _dumps(old)
             assert new.firing() == old.firing()
             for key in new.series_keys():
@@ -156,8 +157,23 @@ def _run(config: DropConfig, width: int, stream: list[tuple[list[MetricRecord], 
             for key in new.series_keys():
                 restored.restore_key(key, new.snapshot_key(key))
             new = restored
+    _check_held(new)
     assert _dumps(new) == _dumps(old)
     return new_alerts, old_alerts
+
+
+def _check_held(detector: DropDetector) -> None:
+    """Every series' live starts are ascending, each once, and `held` beside them is the very
+    vector `buckets` holds for that start (None: no bucket); forgotten entries hold None."""
+    for key in detector.series_keys():
+        series = detector._series[key]
+        live = series.order[series.head:]
+        assert len(series.held) == len(series.order)
+        assert live == sorted(set(live))
+        assert set(live) == set(series.buckets) | set(series.partials)
+        for s, v in zip(live, series.held[series.head:], strict=True):
+            assert v is series.buckets.get(s)
+        assert all(v is None for v in series.held[:series.head])
 
 
 def _dumps(detector: DropDetector | ReferenceDetector) -> dict[Any, Any]:
@@ -210,6 +226,38 @@ def test_state_held_is_bounded_by_window_and_baseline() -> None:
     assert live == len(series.buckets)
     assert len(series.order) <= 2 * live + _COMPACT_AFTER
     assert series.order[series.head:] == sorted(series.buckets)
+    _check_held(detector)
+
+
+def test_find_is_bisect_left() -> None:
+    # `_find` gallops from the ends of the ordered starts; it must give bisect_left's index
+    # for every probe and lower bound (duplicates too, though starts are unique)
+    rng = random.Random(6)
+    for _ in range(300):
+        order = sorted(rng.choice((rng.randrange(50), rng.randrange(10 ** 6)))
+                       for _ in range(rng.randrange(40)))
+        for _ in range(30):
+            x = rng.randrange(-5, 10 ** 6 + 5) if rng.random() < 0.5 else (
+                rng.choice(order) if order else 0) + rng.choice((-1, 0, 0, 1))
+            lo = rng.randrange(len(order) + 1)
+            assert _find(order, x, lo) == _bisect_left(order, x, lo), (order, x, lo)
+
+
+def test_late_starts_are_held_in_order() -> None:
+    # partials for buckets before the last one held (a negative_end count when its journey
+    # closes, a late answer) go into the ordered starts at their place, the vector beside them
+    width = MIN
+    detector = DropDetector(DropConfig(), width)
+    key = ("nps", "all", "all")
+    rng = random.Random(7)
+    for i in range(3 * DAY // width):
+        start = START + i * width
+        detector.apply_partial(_record(rng, key, start, width, 0, 1, 0.0))
+        if i > 200 and rng.random() < 0.3:
+            late = start - width * rng.randrange(1, 200)
+            detector.apply_partial(_record(rng, key, late, width, 1 + i % 2, i, 0.0))
+        detector.advance(start + width)
+    _check_held(detector)
 
 
 def test_bucket_eviction_forgets_exactly_what_the_scan_forgot() -> None:
