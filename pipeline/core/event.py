@@ -89,6 +89,10 @@ class TouchpointEvent:
     # Event time as integer epoch milliseconds: the core compares and buckets on this, never on
     # datetime objects, which keeps the hot path cheap. Derived from occurred_at when not given.
     occurred_ms: int = -1
+    # `content_digest(self)`, kept once computed (or once known: a stage that received the
+    # event with its digest sets it, `with_digest`). -1: not computed yet. Not an init field,
+    # so `dataclasses.replace` never carries a digest over to changed content.
+    known_digest: int = field(default=-1, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.occurred_ms == -1:
@@ -128,7 +132,28 @@ def content_digest(event: TouchpointEvent) -> int:
     >>> content_digest(e)
     3971372064
     """
-    return crc32(content_text(event).encode("utf-8", "surrogatepass"))
+    digest = event.known_digest
+    if digest < 0:
+        # Computed once per event: the stream's entry stage, stage one's tracker and the row's
+        # version (`storage.tables`), replay's and backfill's likewise, all ask for it.
+        digest = crc32(content_text(event).encode("utf-8", "surrogatepass"))
+        object.__setattr__(event, "known_digest", digest)
+    return digest
+
+
+def with_digest(event: TouchpointEvent, digest: int) -> TouchpointEvent:
+    """`event`, its content digest set to `digest` without computing it: only for a digest
+    that a peakend stage computed for this very event and sent along with it
+    (`pipeline.stream.batches`).
+
+    >>> from datetime import UTC, datetime
+    >>> e = TouchpointEvent("e1", datetime(2026, 11, 22, tzinfo=UTC), "p", "c1", "survey",
+    ...                     "web", "web", "use", survey=Survey(nps=9))
+    >>> content_digest(with_digest(e, 7))
+    7
+    """
+    object.__setattr__(event, "known_digest", digest)
+    return event
 
 
 def content_text_reference(event: TouchpointEvent) -> str:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from pipeline.contract import event_from_dict, event_to_dict
-from pipeline.core.event import TouchpointEvent, content_digest
+from pipeline.core.event import TouchpointEvent, content_digest, with_digest
 from pipeline.storage.tables import DIGEST_KEY
 
 FORMAT = 1
@@ -66,7 +66,8 @@ def _entries(value: bytes) -> list[list[Any]]:
 
 
 def decode_batch(value: bytes) -> list[RoutedEvent]:
-    """The events of a batch record, rebuilt without validating again (the entry stage did).
+    """The events of a batch record, rebuilt without validating again (the entry stage did),
+    each with the content digest the entry stage computed for it (not computed again).
 
     >>> from datetime import UTC, datetime
     >>> e = TouchpointEvent("e1", datetime(2026, 11, 22, tzinfo=UTC), "p", "c1", "interaction",
@@ -74,8 +75,9 @@ def decode_batch(value: bytes) -> list[RoutedEvent]:
     >>> [r.event == e for r in decode_batch(join_items([encode_item(3, 7, 5, b"{}", e)]))]
     [True]
     """
-    return [RoutedEvent(sp, offset, arrival, raw.encode("utf-8"), event_from_dict(event, ms))
-            for sp, offset, arrival, raw, event, ms, _digest in _entries(value)]
+    return [RoutedEvent(sp, offset, arrival, raw.encode("utf-8"),
+                        with_digest(event_from_dict(event, ms), digest))
+            for sp, offset, arrival, raw, event, ms, digest in _entries(value)]
 
 
 # Withdrawals from the claims stage (pipeline/stream/claims.py) travel on the same topic, on

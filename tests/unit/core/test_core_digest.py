@@ -91,3 +91,23 @@ events = st.builds(
 @given(events)
 def test_the_tuned_text_is_the_reference_text(event: TouchpointEvent) -> None:
     assert content_text(event) == content_text_reference(event)
+
+
+def test_the_digest_is_kept_with_the_event_and_never_carried_to_changed_content() -> None:
+    """Computed once per event object (the stream's stages, replay and backfill all ask for it),
+    never part of equality, and a copy with changed content (`dataclasses.replace`) computes
+    its own."""
+    from dataclasses import replace
+
+    from pipeline.core.event import with_digest
+
+    event = golden_events()[0]
+    assert event.known_digest == -1
+    assert content_digest(event) == VERSION_1_DIGESTS[0] == event.known_digest
+    changed = replace(event, survey=Survey(nps=0))
+    assert changed.known_digest == -1
+    assert content_digest(changed) != VERSION_1_DIGESTS[0]
+    # a digest sent along with the event (the entry stage's, in a batch record) is taken as is
+    sent = with_digest(golden_events()[1], 12345)
+    assert content_digest(sent) == 12345
+    assert sent == golden_events()[1]  # the digest is no part of equality
