@@ -37,6 +37,7 @@ import importlib
 import io
 import json
 import pstats
+import sys
 import tempfile
 import threading
 import time
@@ -59,7 +60,7 @@ from pipeline.stream import messages
 from pipeline.stream.partition import PartitionProcessor, coalesce
 from pipeline.stream.segments import SegmentStage
 from tests.support.stack import ClickHouseUrls
-from tests.support.stream import StreamSetup, Worker, stream_setup
+from tests.support.stream import StreamSetup, Worker, remove_stream_resources, stream_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,7 +172,7 @@ class Stream:
 def running_stream(kafka: str, ch: ClickHouseUrls, *, workers: int = 1, partitions: int = 4,
                    **extra: str) -> Iterator[Stream]:
     """Fresh topics and database, `workers` worker processes; torn down afterwards (the
-    database is dropped, the topics are left to the broker's retention like the tests do)."""
+    topics deleted and the database dropped: `remove_stream_resources`)."""
     workdir = Path(tempfile.mkdtemp(prefix="peakend-bench-pipeline-"))
     setup = stream_setup(workdir, kafka, ch, partitions=partitions, **extra)
     procs = []
@@ -182,10 +183,8 @@ def running_stream(kafka: str, ch: ClickHouseUrls, *, workers: int = 1, partitio
     finally:
         for w in procs:
             w.stop()
-        admin = ServerWarehouse(ch.admin)
-        with contextlib.suppress(Exception):
-            admin.execute(f"DROP DATABASE IF EXISTS {setup.database}")
-        admin.close()
+        for problem in remove_stream_resources():
+            print(f"cleanup: {problem}", file=sys.stderr)
 
 
 def produce(bootstrap: str, topic: str, phase: Phase) -> float:

@@ -3,6 +3,10 @@ the test (never skip it) when a server cannot start."""
 
 from __future__ import annotations
 
+import sys
+import warnings
+from collections.abc import Iterator
+
 import pytest
 
 from tests.support.stack import ClickHouseUrls, run_stack, stack_env
@@ -23,3 +27,14 @@ def clickhouse_urls() -> ClickHouseUrls:
         reader=env["PEAKEND_CLICKHOUSE_READER_URL"],
         admin=env["PEAKEND_CLICKHOUSE_ADMIN_URL"],
     )
+
+
+@pytest.fixture(autouse=True)
+def _remove_stream_resources() -> Iterator[None]:
+    """After each test, the topics and database of every stream it set up are deleted
+    (tests/support/stream.py): left behind, thousands of them slowed the shared broker down."""
+    yield
+    stream = sys.modules.get("tests.support.stream")  # not imported: nothing was set up
+    if stream is not None and stream._CREATED:
+        for problem in stream.remove_stream_resources():
+            warnings.warn(f"cleanup: {problem}", stacklevel=1)

@@ -3,6 +3,7 @@ what `peakend replay` computes offline."""
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import math
@@ -55,6 +56,7 @@ def stream_setup(
     """Fresh topics, consumer groups, state directory and ClickHouse database for one test."""
     tag = uuid.uuid4().hex[:8]
     database = f"e2e_{tag}"
+    _CREATED.append((kafka, ch.admin, tag, database))
     admin = ServerWarehouse(ch.admin)
     admin.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
     admin.close()
@@ -77,6 +79,48 @@ def stream_setup(
         env=env, database=database, admin_url=ch.admin, writer_url=f"{base}/{database}",
         topic=env["PEAKEND_TOPIC_TOUCHPOINTS"], partitions=partitions,
     )
+
+
+# Every setup made by this process, until `remove_stream_resources` deletes its topics and
+# database. Left behind, they pile up on the shared broker: with thousands of leftover
+# partitions its periodic high-watermark checkpoints, metadata responses and log cleaner took
+# most of its CPU, which every later test and benchmark paid for (docs/benchmarks.md).
+_CREATED: list[tuple[str, str, str, str]] = []  # (bootstrap, ClickHouse admin URL, tag, db)
+
+
+def remove_stream_resources() -> list[str]:
+    """Delete the topics (every topic whose name holds a setup's tag: the named ones and the
+    worker's internal ones) and drop the database of every setup this process made since the
+    last call. Returns what could not be removed (the caller decides whether that matters);
+    called after each integration test (tests/conftest.py) and at exit (benchmarks)."""
+    from kafka.admin import KafkaAdminClient
+
+    problems: list[str] = []
+    while _CREATED:
+        bootstrap, admin_url, tag, database = _CREATED.pop()
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap,
+                                     client_id="peakend-test-cleanup")
+            try:
+                names = [t for t in admin.list_topics() if tag in t]
+                if names:
+                    admin.delete_topics(names, timeout_ms=30_000)
+            finally:
+                admin.close()
+        except Exception as exc:  # a cleanup failure is reported, not raised
+            problems.append(f"topics of {tag}: {type(exc).__name__}: {exc}")
+        try:
+            warehouse = ServerWarehouse(admin_url)
+            try:
+                warehouse.execute(f"DROP DATABASE IF EXISTS {database}")
+            finally:
+                warehouse.close()
+        except Exception as exc:
+            problems.append(f"database {database}: {type(exc).__name__}: {exc}")
+    return problems
+
+
+atexit.register(remove_stream_resources)
 
 
 def free_port() -> int:
