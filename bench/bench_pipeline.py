@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.host import loadavg, proc_cpu_seconds
+from bench.host import loadavg, proc_cpu_seconds, stack_servers_cpu_seconds
 from jobs.generate import GeneratorConfig, encode_event, generate_events
 from pipeline.contract import Rejected, event_to_dict, parse_event
 from pipeline.core.partitioner import partition_for
@@ -260,6 +260,8 @@ class Throughput:
     # this benchmark process meanwhile: the load generator (kafka-python producing the events)
     # and the lag polling; reported apart from the worker's CPU
     generator_cpu_seconds: float = 0.0
+    # the stack's servers meanwhile (the broker, ClickHouse): CPU seconds by server
+    server_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -276,6 +278,7 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     before = topic_records(settings)
     notes_before = log_notes(stream)
     cpu0 = stream.cpu()
+    servers0 = stack_servers_cpu_seconds()
     generator0 = time.process_time()
     started = time.perf_counter()
     produce_s = produce(settings.kafka_bootstrap, stream.setup.topic, phase)
@@ -283,13 +286,15 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     seconds = time.perf_counter() - settle_s - started
     cpu = stream.cpu() - cpu0
     generator = time.process_time() - generator0
+    servers = {name: spent - servers0[name] for name, spent in stack_servers_cpu_seconds().items()
+               if name in servers0}
     stream.check_alive()
     after = topic_records(settings)
     records = {t: n - before.get(t, 0) for t, n in after.items()}
     notes = log_notes(stream)
     notes["buffer_full_warnings"] -= notes_before["buffer_full_warnings"]
     return Throughput(len(stream.workers), len(phase), seconds, produce_s, cpu, loadavg(),
-                      records, notes, generator)
+                      records, notes, generator, servers)
 
 
 # -- latency ---------------------------------------------------------------------------------

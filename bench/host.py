@@ -29,3 +29,25 @@ def proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+# The local stack's servers (scripts/stack.sh writes their pid files), whose CPU a pipeline
+# benchmark reports beside the worker's: they share the same cores.
+STACK_SERVERS = ("kafka", "clickhouse")
+
+
+def stack_servers_cpu_seconds(stack_dir: str | None = None) -> dict[str, float]:
+    """CPU seconds so far of each running stack server, by name (a server not running, or
+    without a pid file, is left out)."""
+    from pathlib import Path
+
+    root = Path(stack_dir or os.environ.get("PEAKEND_STACK_DIR")
+                or Path(__file__).resolve().parents[1] / ".stack")
+    out: dict[str, float] = {}
+    for name in STACK_SERVERS:
+        try:
+            pid = int((root / name / f"{name}.pid").read_text().split()[0])
+            out[name] = proc_cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out

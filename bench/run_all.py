@@ -433,12 +433,23 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         "with 500 events first.")
     add("")
     add("| Workers | events | seconds (first send -> all caught up) | events/s | producer "
-        "done after | worker + sink CPU per event | load generator CPU per event | load |")
-    add("|---:|---:|---:|---:|---:|---:|---:|---|")
+        "done after | worker + sink CPU per event | load generator CPU per event | broker CPU "
+        "per event | ClickHouse CPU per event | load |")
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+
+    def server_us(t: Any, name: str) -> str:
+        spent = t.server_cpu_seconds.get(name)
+        return "n/a" if spent is None else f"{spent / t.events * 1e6:.0f} us"
+
     for t in (t1, t2):
         add(f"| {t.workers} | {t.events:,} | {t.seconds:.1f} | **{fmt(t.rate)}** | "
             f"{t.produce_seconds:.1f} s | {t.cpu_per_event_us:.0f} us | "
-            f"{t.generator_cpu_seconds / t.events * 1e6:.0f} us | {t.load} |")
+            f"{t.generator_cpu_seconds / t.events * 1e6:.0f} us | {server_us(t, 'kafka')} | "
+            f"{server_us(t, 'clickhouse')} | {t.load} |")
+    add("")
+    add("The broker and ClickHouse share the same cores: their CPU per event (from their "
+        "processes' /proc times over the same window) is what the machine spends beside the "
+        "worker on each event.")
     add("")
     add("Kafka records written per input event during the throughput runs (every topic of the "
         "run: outputs, the contributions repartition, the tables' changelogs):")
