@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.host import loadavg, proc_cpu_seconds, stack_servers_cpu_seconds
+from bench.load_producer import send_records
 from jobs.generate import GeneratorConfig, encode_event, generate_events
 from pipeline.contract import Rejected, event_to_dict, parse_event
 from pipeline.core.partitioner import partition_for
@@ -119,17 +120,6 @@ class EventSource:
         return Phase(keys, values, end)
 
 
-def make_producer(bootstrap: str) -> Any:
-    """kafka-python with the batching of `pipeline.producer.TouchpointProducer`."""
-    from kafka import KafkaProducer
-
-    from pipeline.producer import default_compression
-
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                         batch_size=256 * 1024, compression_type=default_compression(),
-                         max_request_size=4 * 1024 * 1024)
-
-
 # -- system facts ----------------------------------------------------------------------------
 
 def child_pids(pid: int) -> list[int]:
@@ -188,16 +178,8 @@ def running_stream(kafka: str, ch: ClickHouseUrls, *, workers: int = 1, partitio
 
 
 def produce(bootstrap: str, topic: str, phase: Phase) -> float:
-    """Everything as fast as possible; seconds until flushed."""
-    producer = make_producer(bootstrap)
-    started = time.perf_counter()
-    send = producer.send
-    for key, value in zip(phase.keys, phase.values, strict=True):
-        send(topic, key=key, value=value)
-    producer.flush()
-    seconds = time.perf_counter() - started
-    producer.close()
-    return seconds
+    """Everything as fast as possible; seconds until acknowledged (`bench.load_producer`)."""
+    return send_records(bootstrap, topic, phase.keys, phase.values)
 
 
 def warm_up(stream: Stream, source: EventSource, n: int = 500, timeout: float = 180) -> None:
@@ -428,23 +410,19 @@ def latency(stream: Stream, phase: Phase, rate: float, *, probes: int = 1500,
     every = max(1, len(phase) // probes)
     reader = Reader(stream.setup.writer_url)
     reader.start()
-    producer = make_producer(settings.kafka_bootstrap)
-    topic = stream.setup.topic
     count = 0
-    started = time.perf_counter()
-    for i, (key, value) in enumerate(zip(phase.keys, phase.values, strict=True)):
-        if rate:
-            ahead = started + i / rate - time.perf_counter()
-            if ahead > 0.002:
-                time.sleep(ahead)
+
+    def probe(i: int) -> None:
+        nonlocal count
         if i % every == 0:
-            event_id = json.loads(value)["event_id"]
+            event_id = json.loads(phase.values[i])["event_id"]
             reader.probe(event_id, expected[i], time.time())
             count += 1
-        producer.send(topic, key=key, value=value)
-    producer.flush()
+
+    started = time.perf_counter()
+    send_records(settings.kafka_bootstrap, stream.setup.topic, phase.keys, phase.values,
+                 rate=rate, on_send=probe)
     sent_s = time.perf_counter() - started
-    producer.close()
     # Until every probe is seen, or the pipeline has caught up (wait_caught_up) and two more
     # seconds of polls found nothing new: what is still missing then never arrives.
     deadline = time.monotonic() + drain_timeout

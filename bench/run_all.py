@@ -569,8 +569,10 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("- Events: `jobs.generate`'s default mix (1 % delivered late, ~300 bytes each), the "
         "throughput run's events spanning one day of event time (the same density for every "
         "phase), each measurement a fresh id prefix starting after the previous one in event "
-        "time. The load generator (kafka-python in the benchmark's process) is measured apart: "
-        "its CPU is the benchmark process's over the throughput run.")
+        "time. The load generator (`bench/load_producer.py`: aiokafka record batches built in the "
+        "benchmark's process, the producer library's partitioning, compression and acks; "
+        "kafka-python's per-record send cost 80-120 us of CPU per event on these shared cores) "
+        "is measured apart: its CPU is the benchmark process's over the throughput run.")
     add("- Single-core figures: the functions of `bench/bench_core.py` and `bench/bench_contract"
         ".py`'s event mix; backfill with `jobs.backfill.run_backfill` over a Parquet file from "
         "`jobs.generate` (as `bench/bench_backfill.py`).")
