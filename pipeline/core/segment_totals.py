@@ -58,8 +58,8 @@ class SegmentTotals:
     `restore_key` per (metric, bucket_start): the state contract, `pipeline.core.protocol`).
     """
 
-    __slots__ = ("_changed", "_dirty", "answers", "bucket_ms", "dim", "end_buckets", "ends",
-                 "value", "versions")
+    __slots__ = ("_changed", "_changed_members", "_dirty", "answers", "bucket_ms", "dim",
+                 "end_buckets", "ends", "value", "versions")
 
     def __init__(self, dim: str, value: str, bucket_ms: int, *,
                  resume: dict[str, Any] | None = None) -> None:
@@ -76,6 +76,10 @@ class SegmentTotals:
         self.versions: dict[str, int] = {}
         self._dirty: set[tuple[str, int]] = set()  # changed since the last flush
         self._changed: set[tuple[str, int]] = set()  # changed since the last drain_changed
+        # (metric, bucket_start, member) whose value changed since the last drain_changed:
+        # the stream persists a bucket member by member (pipeline/stream/segments.py), so a
+        # bucket of tens of thousands of journeys is never written whole
+        self._changed_members: set[tuple[str, int, str]] = set()
         if resume is not None:
             if (resume["dim"], resume["value"]) != (dim, value):
                 raise ValueError(f"the snapshot of segment {resume['dim']}={resume['value']}"
@@ -93,6 +97,7 @@ class SegmentTotals:
             return False
         bucket[event_id] = answer
         self._touch(metric, bucket_start)
+        self._changed_members.add((metric, bucket_start, event_id))
         return True
 
     def remove_answer(self, metric: str, bucket_start: int, event_id: str) -> bool:
@@ -105,6 +110,7 @@ class SegmentTotals:
             return False
         del bucket[event_id]
         self._touch(metric, bucket_start)
+        self._changed_members.add((metric, bucket_start, event_id))
         return True
 
     def set_end(self, journey_id: str, contribution: EndContribution | None,
@@ -130,10 +136,12 @@ class SegmentTotals:
                 del self.end_buckets[old[0]]
             del self.ends[journey_id]
             self._touch("negative_end", old[0])
+            self._changed_members.add(("negative_end", old[0], journey_id))
         if contribution is not None:
             self.end_buckets.setdefault(contribution[0], {})[journey_id] = contribution[1]
             self.ends[journey_id] = contribution
             self._touch("negative_end", contribution[0])
+            self._changed_members.add(("negative_end", contribution[0], journey_id))
         return True
 
     def _touch(self, metric: str, bucket_start: int) -> None:
@@ -145,10 +153,10 @@ class SegmentTotals:
     def window(self, metric: str, bucket_start: int) -> SurveyWindow:
         """The accumulator of one bucket, folded from its contributions in a fixed order."""
         if metric == "negative_end":
-            acc = NegativeEndWindow()
-            for _, negative in sorted(self.end_buckets.get(bucket_start, {}).items()):
-                acc.update(negative)
-            return acc
+            # counts of journeys: any order gives the same window, so no sort (a live minute
+            # bucket of segment `all` holds tens of thousands of journeys, folded every flush)
+            members = self.end_buckets.get(bucket_start, {})
+            return NegativeEndWindow(len(members), sum(members.values()))
         window = WINDOW_TYPES[metric]()
         for _, answer in sorted(self.answers.get(metric, {}).get(bucket_start, {}).items()):
             window.update(answer)  # type: ignore[arg-type]
@@ -210,6 +218,40 @@ class SegmentTotals:
         out = sorted(self._changed)
         self._changed.clear()
         return out
+
+    def drain_changed_members(self) -> list[tuple[str, int, str]]:
+        """(metric, bucket_start, member) whose value (`member`) changed since the last call,
+        sorted; a bucket evicted or replaced whole is in `drain_changed` only."""
+        out = sorted(self._changed_members)
+        self._changed_members.clear()
+        return out
+
+    def mark_members_changed(self, key: tuple[str, int]) -> None:
+        """Count every member of bucket `key` as changed (and the bucket): the next drain
+        writes them all, e.g. to move a bucket restored from a whole-bucket snapshot to the
+        stream's member-by-member layout."""
+        metric, bucket_start = key
+        held = (self.end_buckets.get(bucket_start, {}) if metric == "negative_end"
+                else self.answers.get(metric, {}).get(bucket_start, {}))
+        self._changed_members.update((metric, bucket_start, m) for m in held)
+        self._changed.add(key)
+
+    def bucket_meta(self, key: tuple[str, int]) -> tuple[int, bool] | None:
+        """(version, changed since the last flush) of bucket (metric, bucket_start); None when
+        it is not held (evicted, or never counted)."""
+        metric, bucket_start = key
+        version = self.versions.get(f"{metric}@{bucket_start}")
+        if version is None:
+            return None
+        return version, key in self._dirty
+
+    def member(self, key: tuple[str, int], member: str) -> Answer | bool | None:
+        """The value one member holds in bucket (metric, bucket_start): a survey answer (by its
+        `answer_key`) or a journey's negative flag (by journey id); None when absent."""
+        metric, bucket_start = key
+        if metric == "negative_end":
+            return self.end_buckets.get(bucket_start, {}).get(member)
+        return self.answers.get(metric, {}).get(bucket_start, {}).get(member)
 
     def snapshot_key(self, key: tuple[str, int]) -> dict[str, Any] | None:
         """JSON-able state of one bucket (metric, bucket_start), or None when it holds nothing

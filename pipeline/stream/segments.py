@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
@@ -22,8 +24,27 @@ from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.segment_totals import SegmentTotals
 from pipeline.stream import messages
 
-BUCKET_PREFIX = "bucket:"  # bucket:<dim>=<value>|<metric>|<bucket_start>
+# State keys. A bucket is kept member by member: `member:` + JSON [segment, metric,
+# bucket_start, member] -> {"v": the bucket's version, "d": changed since the last flush,
+# "a": the member's value, absent once the member left the bucket}. One record per changed
+# member: a bucket written whole (the layout before, `bucket:<segment>|<metric>|<start>` ->
+# every member, still read) grew with its members, and a live minute bucket of segment `all`
+# passes the broker's 1 MiB record limit at about 2,500 events/s (docs/streaming.md). A
+# member that left keeps its key (without "a") until the bucket is evicted, so the bucket's
+# version, the largest "v" of its members, never goes back.
+MEMBER_PREFIX = "member:"
+BUCKET_PREFIX = "bucket:"  # the whole-bucket layout: read at restore, rewritten as members
 SERIES_PREFIX = "series:"
+
+
+def member_key(seg: str, metric: str, bucket_start: int, member: str) -> str:
+    """The state key of one bucket member (JSON: segment values and member ids may hold any
+    character).
+
+    >>> member_key("channel=phone", "nps", 60000, "e1")
+    'member:["channel=phone","nps",60000,"e1"]'
+    """
+    return MEMBER_PREFIX + orjson.dumps([seg, metric, bucket_start, member]).decode()
 
 
 @dataclass(slots=True)
@@ -58,19 +79,51 @@ class SegmentStage:
         self.merged = NEVER_MS
         self._dirty_segments: set[str] = set()
         self._unflushed: set[str] = set()
+        # segment -> (metric, bucket_start) -> members with a state key (to delete them all
+        # when the bucket is evicted), and whole-bucket keys read at restore, to delete once
+        # their members are written in the member layout
+        self._written: dict[str, dict[tuple[str, int], set[str]]] = {}
+        self._legacy_keys: list[str] = []
         self.clock = clock
         self.series_every_s = series_every_s
         self._series_saved_at = clock()
         self._series_saved_merged = self.merged
 
     def restore_keys(self, states: Iterable[tuple[str, Any]]) -> None:
+        # Buckets are gathered first: a bucket's members come as separate keys, and a bucket
+        # moved to the member layout may still have its whole-bucket key (a crash between the
+        # two writes); the whole-bucket key is the older, members override it.
+        buckets: dict[tuple[str, str, int], dict[str, Any]] = {}
+        members: list[tuple[tuple[str, str, int], str, dict[str, Any]]] = []
         for key, state in states:
-            if key.startswith(BUCKET_PREFIX):
+            if key.startswith(MEMBER_PREFIX):
+                seg, metric, start, member = orjson.loads(key[len(MEMBER_PREFIX):])
+                members.append(((seg, metric, int(start)), member, state))
+            elif key.startswith(BUCKET_PREFIX):
                 seg, metric, start = key[len(BUCKET_PREFIX) :].rsplit("|", 2)
-                self._totals(seg).restore_key((metric, int(start)), state)
+                self._legacy_keys.append(key)
+                if state is not None:
+                    buckets[(seg, metric, int(start))] = {
+                        "v": int(state["v"]), "m": dict(state["m"]), "d": bool(state.get("d")),
+                        "legacy": True}
             elif key.startswith(SERIES_PREFIX):
                 metric, dim, value = key[len(SERIES_PREFIX) :].split("|", 2)
                 self.detector.restore_key((metric, dim, value), state)
+        for bucket, member, state in members:
+            held = buckets.setdefault(bucket, {"v": 0, "m": {}, "d": False})
+            held["v"] = max(held["v"], int(state["v"]))
+            held["d"] = held["d"] or bool(state.get("d"))
+            if "a" in state:
+                held["m"][member] = state["a"]
+            else:
+                held["m"].pop(member, None)
+            self._written.setdefault(bucket[0], {}).setdefault(bucket[1:], set()).add(member)
+        for (seg, metric, start), held in buckets.items():
+            totals = self._totals(seg)
+            totals.restore_key((metric, start), {"v": held["v"], "m": held["m"], "d": held["d"]})
+            if held.get("legacy"):
+                totals.mark_members_changed((metric, start))  # rewritten as members
+                self._dirty_segments.add(seg)
         # Buckets changed but not flushed when the state was written are flushed again.
         self._unflushed.update(seg for seg, totals in self.totals.items() if totals.pending())
         # The detector may have missed partials flushed after its series were last written.
@@ -169,17 +222,31 @@ class SegmentStage:
             self._dirty_segments.add(seg)
 
     def dirty_state(self) -> list[tuple[str, Any]]:
-        """(table key, state or None) changed since the last call: one key per bucket, so a
-        batch writes only the buckets it touched."""
-        pairs: list[tuple[str, Any]] = []
+        """(table key, state or None) changed since the last call: one key per bucket member
+        that changed (see MEMBER_PREFIX), and every member key of a bucket evicted."""
+        pairs: list[tuple[str, Any]] = [(key, None) for key in self._legacy_keys]
+        self._legacy_keys.clear()
         for seg in sorted(self._dirty_segments):
             totals = self.totals[seg]
-            for metric, start in totals.drain_changed():
-                key = f"{BUCKET_PREFIX}{seg}|{metric}|{start}"
-                pairs.append((key, totals.snapshot_key((metric, start))))
+            written = self._written.setdefault(seg, {})
+            for metric, start, member in totals.drain_changed_members():
+                meta = totals.bucket_meta((metric, start))
+                if meta is None:
+                    continue  # evicted since: its keys go below
+                state: dict[str, Any] = {"v": meta[0], "d": meta[1]}
+                value = totals.member((metric, start), member)
+                if value is not None:
+                    state["a"] = value
+                pairs.append((member_key(seg, metric, start, member), state))
+                written.setdefault((metric, start), set()).add(member)
+            for bucket in totals.drain_changed():
+                if totals.bucket_meta(bucket) is None:  # evicted: its members go
+                    pairs.extend((member_key(seg, bucket[0], bucket[1], member), None)
+                                 for member in sorted(written.pop(bucket, ())))
             if not totals.versions and seg not in self._unflushed:
                 # everything evicted: nothing left whose version must keep growing
                 del self.totals[seg]
+                self._written.pop(seg, None)
         self._dirty_segments.clear()
         # Series (7 days of merged buckets each) are written now and then, not per batch. That is
         # exact: `restore_keys` re-applies every bucket still held (all that could have changed

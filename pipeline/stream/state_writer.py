@@ -32,7 +32,7 @@ No Faust import: the one Faust private name used (the partition's database) is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -51,6 +51,45 @@ def encode(value: Any) -> bytes:
     return orjson.dumps(value, option=JSON_OPTIONS)
 
 
+# A state value whose record would pass MAX_VALUE_BYTES is written in pieces: the broker takes
+# no record over 1 MiB (message.max.bytes), and the delivery would retry such a record for
+# ever, holding every output behind it. One journey of about 10,000 events (a producer that
+# sends a constant journey_id, a bot's session that never idles) was enough. Its key then
+# holds a header `{"p": partition, "pieces": [generation, count]}` and the encoded value's text
+# sits in `count` records keyed `piece_key(generation, i, key)`. Records of one partition leave
+# in order (pieces, header, then the previous generation's tombstones), so a changelog cut
+# anywhere holds either the old header and pieces or the new ones, never a mix.
+MAX_VALUE_BYTES = 512 * 1024
+PIECE_CHARS = 256 * 1024  # JSON escaping can double a piece's text: each record stays < 1 MiB
+PIECE_MARK = "\x00piece:"
+
+
+def piece_key(generation: int, index: int, key: str) -> str:
+    """The key of one piece of a value written in pieces (no key of the stages starts with
+    NUL)."""
+    return f"{PIECE_MARK}{generation}:{index}:{key}"
+
+
+def assemble(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) a table holds, values written in pieces put back together (the
+    pieces themselves not listed)."""
+    held = list(items)
+    pieces = {key: value for key, value in held if key.startswith(PIECE_MARK)}
+    for key, value in held:
+        if key.startswith(PIECE_MARK):
+            continue
+        if isinstance(value, dict) and "pieces" in value:
+            generation, count = value["pieces"]
+            try:
+                text = "".join(pieces[piece_key(generation, i, key)]["t"] for i in range(count))
+            except KeyError as exc:
+                raise RuntimeError(f"state key {key!r}: piece {exc} of generation {generation} "
+                                   "is missing from its table") from None
+            yield key, orjson.loads(text)
+        else:
+            yield key, value
+
+
 class ChangelogTable:
     """One Faust table (RocksDB store, changelog topic), written through `write_pairs` and read
     (at restore) through `items`."""
@@ -65,10 +104,17 @@ class ChangelogTable:
         self.topic_partition = topic_partition  # (topic, partition) -> Faust's TP
         self.database = database
         self._unpersisted: set[int] = set()  # partitions written since their offset was stored
+        # (partition, key) -> (generation, count) of the pieces its value is written in
+        self._pieces: dict[tuple[int, str], tuple[int, int]] = {}
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        """Every (key, value) of the partitions this worker holds (Faust decodes them)."""
-        return iter(self.table.items())
+        """Every (key, value) of the partitions this worker holds (Faust decodes them), values
+        written in pieces put back together."""
+        held = list(self.table.items())
+        self._pieces = {(value["p"], key): (value["pieces"][0], value["pieces"][1])
+                        for key, value in held
+                        if isinstance(value, dict) and "pieces" in value}
+        return assemble(held)
 
     def write_pairs(self, partition: int, pairs: list[tuple[str, Any]],
                     extra: dict[str, Any]) -> None:
@@ -80,15 +126,37 @@ class ChangelogTable:
         batch = rocksdict.WriteBatch(raw_mode=True)
         records: list[Record] = []
         role = self.role
+
+        def put(key_bytes: bytes, value: bytes | None) -> None:
+            if value is None:
+                batch.delete(key_bytes)
+            else:
+                batch.put(key_bytes, value)
+            records.append(Record(role, key_bytes, value, partition))
+
         for key, state in pairs:
             key_bytes = encode(key)
+            old = self._pieces.pop((partition, key), None) if self._pieces else None
+            generation = 0
             if state is None:
-                batch.delete(key_bytes)
-                records.append(Record(role, key_bytes, None, partition))
+                put(key_bytes, None)
             else:
                 value = encode({"p": partition, "s": state, **extra})
-                batch.put(key_bytes, value)
-                records.append(Record(role, key_bytes, value, partition))
+                if len(value) <= MAX_VALUE_BYTES:
+                    put(key_bytes, value)
+                else:
+                    generation = 1 if old is None else old[0] + 1
+                    text = value.decode()
+                    count = 0
+                    for start in range(0, len(text), PIECE_CHARS):
+                        put(encode(piece_key(generation, count, key)),
+                            encode({"p": partition, "t": text[start:start + PIECE_CHARS]}))
+                        count += 1
+                    put(key_bytes, encode({"p": partition, "pieces": [generation, count]}))
+                    self._pieces[(partition, key)] = (generation, count)
+            if old is not None and old[0] != generation:
+                for index in range(old[1]):
+                    put(encode(piece_key(old[0], index, key)), None)
         self.database(self.table, partition).write(batch)
         self.delivery.add(records)
         self._unpersisted.add(partition)

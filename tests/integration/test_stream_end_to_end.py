@@ -208,3 +208,49 @@ def test_input_waiting_before_the_worker_starts(
         assert_worker_metrics(worker, setup, lines)  # each event counted once: no re-reads
     finally:
         worker.stop()
+
+
+def test_a_journey_too_large_for_one_kafka_record_survives_a_restart(
+        tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
+    """18,000 events under one journey id (a producer sending a constant journey_id, event ids
+    of 61 characters) make a journey state of about 2.5 MiB; from about 7,500 events on it is
+    more than a broker takes in one record by default (1 MiB), from about 15,000 more than
+    this stack's broker and the worker's producer take (2 MiB): written as one record, the
+    delivery retried it for ever and every output behind it stalled. It is written in pieces
+    (pipeline/stream/state_writer.py).
+    Killed halfway, a worker with an empty state directory rebuilds it from the changelog
+    (pieces put back together) and the tables still equal replay."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    lines = []
+    for i in range(18_000):
+        event: dict[str, object] = {
+            "event_id": f"big-{i:06d}-{'0123456789' * 5}", "schema_version": 1,
+            "occurred_at": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+            "producer": "bot", "customer_id": f"c-{i % 7}", "journey_id": "j-constant",
+            "type": "interaction", "touchpoint": "web", "channel": "web", "stage": "use",
+            "valence": round((i % 21 - 10) / 10, 1)}
+        if i % 500 == 0:
+            event.update(type="survey", survey={"nps": i % 11})
+            del event["valence"]
+        lines.append(json.dumps(event).encode())
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=2)
+    half = len(lines) // 2
+    first = Worker(setup, tmp_path, "a")
+    second: Worker | None = None
+    try:
+        produce_lines(kafka_bootstrap, setup.topic, lines[:half])
+        wait_for_results(setup, [first], lines[:half], timeout=240)
+        first.kill9()
+        second = Worker(setup, tmp_path, "b")  # another state directory: restored from Kafka
+        produce_lines(kafka_bootstrap, setup.topic, lines[half:])
+        wait_for_results(setup, [second], lines, timeout=240)
+        assert_same_as_replay(setup, lines)
+        assert second.alive(), second.log_tail()
+        assert "records again" not in second.log_tail()  # no delivery retried
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -161,3 +161,69 @@ def test_the_acknowledged_changelog_offset_is_stored_for_faust_recovery(tmp_path
         assert len(queue) == 0
     finally:
         close(table)
+
+
+def test_a_value_too_large_for_one_record_is_written_in_pieces_and_read_back_whole(
+        tmp_path: Path) -> None:
+    """A journey of ~20,000 events has a 2 MiB state: as one record the broker refuses it
+    and the delivery retried it for ever. Written in pieces every record stays well under
+    1 MiB, Faust's recovery rebuilds the same database, and the table reads back the value;
+    a later smaller value or a delete leaves no piece behind."""
+    from pipeline.stream.state_writer import MAX_VALUE_BYTES, PIECE_MARK, assemble
+
+    ours, restored = faust_table(tmp_path / "a"), faust_table(tmp_path / "b")
+    try:
+        queue = delivery()
+        state = ChangelogTable(ours, queue, "state:t", TP)
+        big = {"entries": [[i, f"evt-{i:08d}-\u00e4\"q", 0.1 * i] for i in range(40_000)]}
+        state.write_pairs(3, [("j-big", big), ("j-small", [1])], {"w": 4})
+        records = list(queue._pending)
+        assert max(len(r.key or b"") + len(r.value or b"") for r in records) < 1024 * 1024
+        def is_piece(r: Any) -> bool:
+            return bool(ours.data._decode_key(r.key).startswith(PIECE_MARK))
+
+        assert len([r for r in records if is_piece(r)]) >= 3
+        # the header comes after its pieces (a changelog cut between them keeps the old value)
+        header = [i for i, r in enumerate(records) if r.key == ours.data._encode_key("j-big")]
+        assert header and all(is_piece(r) for r in records[:header[0]])
+        assert dict(assemble(held(ours, 3).items())) == {
+            "j-big": {"p": 3, "s": big, "w": 4}, "j-small": {"p": 3, "s": [1], "w": 4}}
+        bigger = {"entries": big["entries"] + [[0, "x", 0.0]] * 10}
+        state.write_pairs(3, [("j-big", bigger)], {})  # a new generation, the old one deleted
+        assert dict(assemble(held(ours, 3).items()))["j-big"] == {"p": 3, "s": bigger}
+        assert len([k for k in held(ours, 3) if k.startswith(PIECE_MARK)]) == len(
+            [r for r in queue._pending[len(records):] if r.value is not None]) - 1
+        events = [SimpleNamespace(message=SimpleNamespace(
+            tp=TP(CHANGELOG, r.partition), offset=offset, key=r.key, value=r.value,
+            partition=r.partition)) for offset, r in enumerate(queue._pending)]
+        restored.data.apply_changelog_batch(events, to_key=None, to_value=None)
+        assert held(restored, 3) == held(ours, 3)
+        state.write_pairs(3, [("j-big", [2])], {})  # small again: every piece deleted
+        assert held(ours, 3) == {"j-big": {"p": 3, "s": [2]}, "j-small": {"p": 3, "s": [1],
+                                                                          "w": 4}}
+        state.write_pairs(3, [("j-big", bigger)], {})
+        state.write_pairs(3, [("j-big", None)], {})  # deleted: header and pieces go
+        assert list(held(ours, 3)) == ["j-small"]
+        assert MAX_VALUE_BYTES < 1024 * 1024
+    finally:
+        close(ours)
+        close(restored)
+
+
+def test_a_table_read_learns_which_values_are_in_pieces(tmp_path: Path) -> None:
+    """After a restart the pieces of a value are known from its header: the next write of the
+    key deletes them."""
+    from pipeline.stream.state_writer import PIECE_MARK
+
+    table = faust_table(tmp_path)
+    try:
+        big = ["x" * 1000] * 1200
+        ChangelogTable(table, delivery(), "state:t", TP).write_pairs(2, [("k", big)], {})
+        again = ChangelogTable(table, delivery(), "state:t", TP)
+        table.items = lambda: held(table, 2).items()  # this worker holds partition 2
+        assert dict(again.items()) == {"k": {"p": 2, "s": big}}
+        again.write_pairs(2, [("k", 1)], {})
+        assert held(table, 2) == {"k": {"p": 2, "s": 1}}
+        assert not [k for k in held(table, 2) if k.startswith(PIECE_MARK)]
+    finally:
+        close(table)

@@ -1,0 +1,118 @@
+"""What the segment stage writes to its state table, without servers (docs/streaming.md, "State
+records never grow with the traffic").
+
+    .venv/bin/python -m bench.bench_state_records [--journeys 60000] [--events 40000]
+
+Two shapes:
+- `live bucket`: `--journeys` journeys close into segment `all`'s current minute bucket over
+  100 flushes, as at ~10,000 events/s with a flush every 0.1 s: CPU of apply + flush + state
+  write, bytes written (key and value, encoded as the worker's table writes them) and the
+  largest record (the broker takes none over 1 MiB);
+- `compressed day`: the contributions stage one makes from `--events` generated events over one
+  day (the benchmarks' shape: every bucket small), in batches of 1,000 events: segment stage
+  CPU, state records and bytes per input event (best of 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.host import cpu_model, loadavg
+
+
+def live_bucket(journeys: int) -> str:
+    from pipeline.core.config import CoreConfig
+    from pipeline.stream import messages
+    from pipeline.stream.segments import SegmentStage
+    from pipeline.stream.state_writer import encode
+
+    stage = SegmentStage(CoreConfig())
+    per_flush = max(1, journeys // 100)
+    started = time.process_time()
+    total = biggest = records = 0
+    for flush in range(0, journeys, per_flush):
+        for i in range(flush, min(journeys, flush + per_flush)):
+            stage.apply(messages.end("all", "all", f"c-{i:07d}@2026-11-22T17:10:00.000Z",
+                                     (60_000, i % 3 == 0))[1])
+        stage.flush()
+        for key, value in stage.dirty_state():
+            size = len(encode(key)) + (0 if value is None else len(encode({"p": 0, "s": value})))
+            total, biggest, records = total + size, max(biggest, size), records + 1
+    cpu = time.process_time() - started
+    return (f"live bucket: {journeys:,} journeys closing into one minute bucket over 100 "
+            f"flushes: {cpu:.2f} s CPU ({1e6 * cpu / journeys:.0f} us per journey), "
+            f"{total / 1e6:.1f} MB of state in {records:,} records, largest record "
+            f"{biggest / 1024:,.1f} KiB")
+
+
+def compressed_day(events: int) -> str:
+    from jobs.generate import GeneratorConfig, generate_events
+    from pipeline.contract.parser import parse_dict
+    from pipeline.core.config import CoreConfig
+    from pipeline.core.partitioner import partition_for
+    from pipeline.scoring_rules import load_scoring_rules
+    from pipeline.stream import messages
+    from pipeline.stream.partition import PartitionProcessor, coalesce
+    from pipeline.stream.segments import SegmentStage
+    from pipeline.stream.state_writer import encode
+
+    parsed = [parse_dict(d) for d in generate_events(GeneratorConfig(events=events, seed=9))]
+    config = CoreConfig()
+    rules = load_scoring_rules()
+    procs = [PartitionProcessor(p, config, rules) for p in range(4)]
+    batches: list[list[dict[str, Any]]] = []
+    for start in range(0, len(parsed), 1000):
+        outs: dict[int, list[Any]] = {}
+        for event in parsed[start:start + 1000]:
+            part = partition_for(event.journey_key, 4)
+            outs.setdefault(part, []).append(procs[part].process(event))
+        batch: list[dict[str, Any]] = []
+        for part, outputs in outs.items():
+            out = coalesce(outputs)
+            by_segment: dict[str, list[dict[str, Any]]] = {}
+            for key, message in out.contributions:
+                by_segment.setdefault(key, []).append(message)
+            batch += [messages.batch(items) for items in by_segment.values()]
+            if out.watermark is not None:
+                batch.append(messages.watermark(part, out.watermark))
+        batches.append(batch)
+
+    def run() -> tuple[float, float, float]:
+        stage = SegmentStage(config, sources=4)
+        started = time.process_time()
+        records = size = 0
+        for batch in batches:
+            for message in batch:
+                stage.apply(message)
+            stage.flush()
+            for key, value in stage.dirty_state():
+                records += 1
+                size += len(encode(key)) + (0 if value is None
+                                            else len(encode({"p": 0, "s": value})))
+        n = len(parsed)
+        return (time.process_time() - started) * 1e6 / n, records / n, size / n
+
+    us, records, size = min(run() for _ in range(3))
+    return (f"compressed day: {len(parsed):,} events over a day: segment stage {us:.1f} "
+            f"us/event, {records:.2f} state records and {size:.0f} bytes per event")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--journeys", type=int, default=60_000)
+    parser.add_argument("--events", type=int, default=40_000)
+    args = parser.parse_args()
+    from pipeline import core_build
+
+    print(f"bench_state_records: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
+          f"{'compiled' if core_build.COMPILED else 'interpreted'}, load {loadavg()}")
+    print(live_bucket(args.journeys))
+    print(compressed_day(args.events))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
