@@ -34,6 +34,39 @@ CLAIMS = "claims"  # internal: stage one -> the claims stage, by event_id (strea
 # each up to this size: the follow-up agent then pays Faust's per-record cost once per batch,
 # not once per journey record and survey answer (0.3 inputs per event on the default mix).
 MAX_FOLLOWUP_BATCH_BYTES = 256 * 1024
+# Every record that gathers items (contributions of a segment, claims of a partition,
+# follow-up inputs) is split at this size. A flush gathers up to 2 MiB of events (four batch
+# records), and a claim carries its raw event: with one partition and large events, one claims
+# record passed the broker's record limit (1 MiB at its defaults), and the delivery retried it
+# for ever (docs/streaming.md, "State records never grow with the traffic").
+MAX_GATHERED_BYTES = MAX_FOLLOWUP_BATCH_BYTES
+
+
+def packed(head: bytes, encoded: list[bytes], max_bytes: int = MAX_GATHERED_BYTES
+           ) -> list[bytes]:
+    """JSON records `head` + items + `]}` holding the encoded items in order, each record up
+    to `max_bytes` (an item larger than that alone in its record).
+
+    >>> packed(b'{"c":[', [b"1", b"22", b"333"], max_bytes=12)
+    [b'{"c":[1,22]}', b'{"c":[333]}']
+    """
+    out: list[bytes] = []
+    held: list[bytes] = []
+    size = len(head) + 2
+    for item in encoded:
+        if held and size + len(item) + 1 > max_bytes:
+            out.append(head + b",".join(held) + b"]}")
+            held, size = [], len(head) + 2
+        held.append(item)
+        size += len(item) + 1
+    if held:
+        out.append(head + b",".join(held) + b"]}")
+    return out
+
+
+_CONTRIBUTIONS_HEAD = b'{"t":"%s","items":[' % messages.BATCH.encode()
+_CLAIMS_HEAD = b'{"c":['
+_FOLLOWUP_HEAD = b'{"b":['
 
 
 def to_json(value: Any) -> bytes:
@@ -117,8 +150,9 @@ class Outbox:
             for key, message in out.contributions:
                 by_segment.setdefault(key, []).append(message)
             for key, items in by_segment.items():
-                records.append(Record(CONTRIBUTIONS, key.encode(),
-                                      to_json(messages.batch(items))))
+                key_bytes = key.encode()
+                records.extend(Record(CONTRIBUTIONS, key_bytes, value) for value in packed(
+                    _CONTRIBUTIONS_HEAD, [to_json(item) for item in items]))
             if out.watermark is not None:
                 mark = to_json(messages.watermark(partition, out.watermark))
                 records.extend(Record(CONTRIBUTIONS, None, mark, target)
@@ -142,7 +176,8 @@ class Outbox:
             records.append(Record(FOLLOWUPS, case.case_id.encode(), to_json(case.to_dict())))
         self._cases.clear()
         for target, claims in self._claims.items():
-            records.append(Record(CLAIMS, None, to_json({"c": claims}), target))
+            records.extend(Record(CLAIMS, None, value, target)
+                           for value in packed(_CLAIMS_HEAD, [to_json(c) for c in claims]))
         self._claims.clear()
         for sent in records:
             drained.counts[sent.role] += 1
@@ -155,18 +190,9 @@ class Outbox:
         for key, message in inputs:
             by_partition.setdefault(partition_for(key.decode("utf-8"), self.partitions),
                                     []).append(message)
-        out: list[Record] = []
-        for partition, encoded in by_partition.items():
-            held: list[bytes] = []
-            size = 0
-            for message in encoded:
-                if held and size + len(message) > MAX_FOLLOWUP_BATCH_BYTES:
-                    out.append(Record(FOLLOWUP_INPUTS, None, followup_batch(held), partition))
-                    held, size = [], 0
-                held.append(message)
-                size += len(message) + 1
-            out.append(Record(FOLLOWUP_INPUTS, None, followup_batch(held), partition))
-        return out
+        return [Record(FOLLOWUP_INPUTS, None, value, partition)
+                for partition, encoded in by_partition.items()
+                for value in packed(_FOLLOWUP_HEAD, encoded, MAX_FOLLOWUP_BATCH_BYTES)]
 
 
 def followup_batch(messages: list[bytes]) -> bytes:
@@ -175,4 +201,4 @@ def followup_batch(messages: list[bytes]) -> bytes:
     >>> orjson.loads(followup_batch([b'{"e":[1]}', b'{"j":[2]}']))
     {'b': [{'e': [1]}, {'j': [2]}]}
     """
-    return b'{"b":[' + b",".join(messages) + b"]}"
+    return _FOLLOWUP_HEAD + b",".join(messages) + b"]}"

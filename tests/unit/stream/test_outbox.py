@@ -79,3 +79,37 @@ def test_one_record_per_journey_and_bucket_per_flush_with_the_latest_versions() 
     assert metric_keys and len(metric_keys) == len(set(metric_keys))
     assert second.counts[METRICS] == len(metric_keys)
     assert all(r.role in (METRICS, ALERTS) for r in second.records)
+
+
+def test_gathered_records_are_split_below_the_record_limit_in_order() -> None:
+    """A flush of large events with one partition: the claims (each carries its raw event) and
+    a segment's contributions leave as several records under MAX_GATHERED_BYTES, every item
+    once and in order."""
+    import orjson
+
+    from pipeline.stream.outbox import CLAIMS, MAX_GATHERED_BYTES
+
+    outbox = Outbox(1)
+    raw = "x" * 60_000
+    for i in range(40):  # 2.4 MB of claims for partition 0
+        outbox.add_claim(0, [f"e{i}", "j", i, 0, i, i, 0, i, raw])
+    drained = outbox.drain().records
+    claims = [r for r in drained if r.role == CLAIMS]
+    assert len(claims) >= 10
+    assert all(len(r.value or b"") <= MAX_GATHERED_BYTES for r in claims)
+    assert [c[0] for r in claims for c in orjson.loads(r.value or b"")["c"]] == [
+        f"e{i}" for i in range(40)]
+    # one segment's contributions: in order, under the limit, each a batch message
+    from pipeline.stream.partition import StageOneOutput
+
+    out = StageOneOutput()
+    items = [messages.answer("all", "all", "nps", 0, f"e{i}-{'y' * 3000}", i % 11)
+             for i in range(400)]
+    out.contributions.extend(items)
+    outbox.add_journey_output(0, out)
+    records = [r for r in outbox.drain().records if r.role == CONTRIBUTIONS and r.key]
+    assert len(records) >= 4 and all(len(r.value or b"") <= MAX_GATHERED_BYTES
+                                     for r in records)
+    got = [orjson.loads(r.value or b"") for r in records]
+    assert all(g["t"] == messages.BATCH for g in got)
+    assert [m for g in got for m in g["items"]] == [m for _, m in items]
