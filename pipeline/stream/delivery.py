@@ -129,6 +129,16 @@ class BatchDelivery:
                     self._pending[:0] = records  # sent again, in the same order
                     log.warning("outputs: %s: %s; sending %d records again in %.0f s",
                                 type(exc).__name__, exc, len(self._pending), delay)
+                    if "TooLarge" in type(exc).__name__:
+                        # no retry helps: say which record, so an operator can act
+                        largest = max(records, key=lambda r: len(r.key or b"")
+                                      + len(r.value or b""))
+                        log.error("outputs: the largest record waiting, %d bytes to %s, is "
+                                  "over what the broker accepts (its message.max.bytes, the "
+                                  "topic's max.message.bytes); the worker cannot go on until "
+                                  "the limit is raised",
+                                  len(largest.key or b"") + len(largest.value or b""),
+                                  self.topic_of.get(largest.role, largest.role))
                     await self._drop_producer()
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)

@@ -159,3 +159,34 @@ def test_stop_gives_up_after_its_timeout_and_closes_the_producer() -> None:
     delivery.add([Record("journeys", b"a", b"1")])
     asyncio.run(delivery.stop(timeout=0.1))
     assert made and all(p.stopped for p in made) and not log
+
+
+def test_a_record_the_broker_refuses_as_too_large_is_named_in_an_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The broker's MessageSizeTooLargeError is retried like any failure (nothing is dropped),
+    but no retry can help: the log says which record and what limit to raise."""
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    class Refusing(FakeProducer):
+        async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int
+                             ) -> asyncio.Future[None]:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.set_exception(MessageSizeTooLargeError())
+            return future
+
+    delivery = BatchDelivery(lambda: Refusing([]), TOPICS, retry_seconds=0.01)
+    delivery.add([Record("journeys", b"k", b"x" * 5000), Record("journeys", b"k", b"y")])
+
+    async def scenario() -> None:
+        task = asyncio.create_task(delivery.deliver())
+        await asyncio.sleep(0.05)
+        assert not task.done() and len(delivery) == 2
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level("ERROR", logger="pipeline.stream.delivery"):
+        asyncio.run(scenario())
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and "5001 bytes to cx.journeys" in errors[0]
+    assert "message.max.bytes" in errors[0]
