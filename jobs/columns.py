@@ -17,7 +17,7 @@ RFC 3339 text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -353,7 +353,8 @@ def touchpoint_row(event: TouchpointEvent, seconds: Seconds) -> tuple[Any, ...]:
 
 
 def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: EventBuilder,
-                       seconds: Seconds) -> list[list[Any]]:
+                       seconds: Seconds, digests: Mapping[int, int] | None = None
+                       ) -> list[list[Any]]:
     """The touchpoint_events columns (`TABLES["touchpoint_events"].columns`) of the rows
     `applied` of a batch, straight from the Arrow columns: for each row the values of
     `touchpoint_row(event)` of the row's scrubbed event. The version column needs the event
@@ -388,8 +389,11 @@ def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: E
             keys.append([])
             items.append([])
     comments = [builder.personal.comment(text) for text in values("survey_comment")]
-    build = builder.builder(builder.columns(sub))
-    versions = [digest_version(content_digest(build(j))) for j in range(size)]
+    if digests is not None:  # the core's own digests of the applied rows, in row order
+        versions = [digest_version(digests[row]) for row in sorted(set(applied))]
+    else:
+        build = builder.builder(builder.columns(sub))
+        versions = [digest_version(content_digest(build(j))) for j in range(size)]
     return [
         values("event_id"), values("schema_version"), [seconds(ms) for ms in occurred],
         occurred, values("producer"), customers, values("journey_id"), values("type"),

@@ -183,6 +183,7 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                 raise RuntimeError("backfill workers read different batches")
             pending = Pending()
             applied: list[int] = []
+            digests: dict[int, int] = {}
             ticks: list[Tick] = []
             for message in messages:
                 part: Pending = message[4]
@@ -190,6 +191,7 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                 pending.metrics.update(part.metrics)
                 pending.dead_letters.extend(part.dead_letters)
                 applied.extend(part.applied)
+                digests.update(part.digests)
                 ticks.extend(message[5])
                 counts.update(message[6])
             ticks.sort(key=lambda t: (t.position, t.partition))
@@ -205,7 +207,7 @@ def run_parallel(files: Sequence[str], total: int, warehouse: Warehouse | None,
                     raise RuntimeError("backfill workers read different batches")
                 if not writer.covered(index, row):
                     raw.pending = pending
-                    raw.raw(batch, applied)
+                    raw.raw(batch, applied, digests)
             counts["rows"] += rows
             counts["journey_rows"] += len(pending.journeys)
             counts["metric_rows"] += len(pending.metrics)

@@ -28,7 +28,7 @@ from pipeline.contract.rejected import TOO_LARGE
 from pipeline.core.clock import FAR_MS, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import Emitted, ExperienceEngine
-from pipeline.core.event import TouchpointEvent
+from pipeline.core.event import TouchpointEvent, content_digest
 from pipeline.core.gcpolicy import YoungPacer
 from pipeline.core.journeys import REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
@@ -176,14 +176,17 @@ class Backfill:
             self._run(source, first_row, partition, groups.pop(partition), dicts)
         self.raw(batch)
 
-    def raw(self, batch: pa.RecordBatch, applied: Sequence[int] | None = None) -> None:
+    def raw(self, batch: pa.RecordBatch, applied: Sequence[int] | None = None,
+            digests: Mapping[int, int] | None = None) -> None:
         """The touchpoint_events columns of the applied rows of `batch` (default: those this
-        process applied), into `pending.raw`."""
+        process applied, with the digests the core computed for them), into `pending.raw`."""
         pending = self.pending
         if applied is None:
             applied, pending.applied = pending.applied, []
+            digests, pending.digests = pending.digests, {}
         if self.raw_events and applied:
-            pending.raw.append(touchpoint_columns(batch, applied, self.builder, self.seconds))
+            pending.raw.append(touchpoint_columns(batch, applied, self.builder, self.seconds,
+                                                  digests))
 
     def _owned_batch(self, source: str, first_row: int, batch: pa.RecordBatch,
                      clean: list[bool], dicts: BatchDicts) -> None:
@@ -283,10 +286,12 @@ class Backfill:
         pending.keep(emitted)
         applied = 0
         kept = pending.applied
+        digests = pending.digests
         for event, reason, (i, watermark) in zip(events, reasons, rows, strict=True):
             if reason is None:
                 applied += 1
                 kept.append(i)
+                digests[i] = content_digest(event)  # computed by the core: kept with the event
             elif reason == "duplicate":
                 self.counts["duplicates"] += 1
             else:
@@ -294,6 +299,7 @@ class Backfill:
                     # the winner of a conflict, applied in place of the copy that came first:
                     # its row belongs in touchpoint_events (the letter records the conflict)
                     kept.append(i)
+                    digests[i] = content_digest(event)
                 pending.dead_letters.append(DeadLetter.make(
                     letter_reason(reason),
                     reject_error(reason, event.event_id, event.occurred_ms, watermark,

@@ -32,6 +32,9 @@ class Pending:
     # touchpoint_events: row indices (in the current batch) of the events the core applied;
     # `raw` the table's columns built from them, per batch
     applied: list[int] = field(default_factory=list)
+    # row index -> the content digest of the event the core applied there (its row's version:
+    # computed once, by the core, instead of building the row's event again)
+    digests: dict[int, int] = field(default_factory=dict)
     raw: list[list[list[Any]]] = field(default_factory=list)
 
     def keep(self, emitted: Emitted) -> None:
