@@ -20,30 +20,21 @@ stack-stop:
 demo: stack
 	$(PY) -m pipeline.cli demo
 
-# The modules scripts/compile_core.py compiles (pipeline/core_build.py, COMPILED_GROUPS): pytest
-# collects their doctests only from the interpreted sources.
-COMPILED_SOURCES = pipeline/core pipeline/contract/decoding.py pipeline/contract/encode.py \
-	pipeline/contract/limits.py pipeline/contract/parser.py pipeline/contract/rejected.py \
-	pipeline/stream/batches.py pipeline/stream/claims.py pipeline/stream/followups.py \
-	pipeline/stream/messages.py pipeline/stream/outbox.py pipeline/stream/partition.py \
-	pipeline/stream/segments.py pipeline/storage/tables.py
-
-# Lint, types, then the doctests of the compiled modules and the core's unit tests on the
-# interpreted sources, then the whole suite (compiled core and adapters): the integration tests
-# on the real servers (the fixtures start them through scripts/stack.sh and fail if they
-# cannot), then unit tests and doctests, in a process of
+# Lint, types, then the core's doctests and unit tests on the interpreted sources, then the whole
+# suite (compiled core): the integration tests on the real servers (the fixtures start them
+# through scripts/stack.sh and fail if they cannot), then unit tests and doctests, in a process of
 # their own (a pytest process that ran the integration tests, with their in-process Faust, chdb
 # and RocksDB objects, once died with a segmentation fault in the unit tests after them).
 test: setup tools
 	.venv/bin/ruff check pipeline jobs tests bench scripts conftest.py
 	.venv/bin/mypy
 	bash scripts/stack.sh start
-	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider $(COMPILED_SOURCES) tests/unit/core
+	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider pipeline/core tests/unit/core
 	.venv/bin/pytest -p no:cacheprovider -m integration
 	.venv/bin/pytest -p no:cacheprovider -m "not integration"
 
 unit: setup tools
-	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider $(COMPILED_SOURCES) tests/unit/core
+	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider pipeline/core tests/unit/core
 	.venv/bin/pytest -m "not integration"
 
 lint: setup

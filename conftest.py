@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import pipeline.core_build
 
-# With the compiled build active (scripts/compile_core.py), `pipeline.core.*` and the compiled
-# adapter modules (pipeline.core_build.COMPILED_GROUPS) resolve to the mypyc build, and pytest
-# cannot collect doctests from a module whose __file__ is not its source file. `make test`
-# therefore runs their doctests and the core's unit tests in a first pass on the interpreted
-# sources (PEAKEND_PURE_CORE=1), then the whole suite against the compiled build.
-collect_ignore = ["pipeline/core", *(
-    f"{package.replace('.', '/')}/{name}.py"
-    for package, names in pipeline.core_build.COMPILED_GROUPS[1:] for name in names
-)] if pipeline.core_build.COMPILED else []
+# With the compiled core active (scripts/compile_core.py), `pipeline.core.*` resolve to the mypyc
+# build, and pytest cannot collect doctests from a module whose __file__ is not its source file.
+# `make test` therefore runs the core's doctests and unit tests in a first pass on the
+# interpreted sources (PEAKEND_PURE_CORE=1), then the whole suite against the compiled build.
+collect_ignore = ["pipeline/core"] if pipeline.core_build.COMPILED else []
 
 
 def pytest_report_header() -> str:
     if pipeline.core_build.COMPILED:
-        return ("peakend core and adapters: compiled (mypyc); their doctests run in the "
+        return ("peakend core: compiled (mypyc); pipeline/core doctests run in the "
                 "PEAKEND_PURE_CORE=1 pass of `make test`")
-    return "peakend core and adapters: interpreted"
+    return "peakend core: interpreted"

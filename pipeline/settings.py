@@ -361,19 +361,16 @@ class Settings(BaseSettings):
         "true: a command that fails on an unexpected error shows its Python traceback (for a bug "
         "report); false: one line naming the command and the error.",
     )
-    # The build of the core and the adapter modules (read by pipeline/core_build.py when the
-    # pipeline package is first imported)
+    # The core's build (read by pipeline/core/__init__.py when the core is first imported)
     pure_core: bool = setting(
         False,
-        "true: run the interpreted core and adapter modules even when their mypyc build "
-        "(scripts/compile_core.py, run by make setup; the modules in pipeline/core_build.py, "
-        "`COMPILED_GROUPS`) is current. Same results, slower; `make setup` then skips compiling.",
+        "true: run the interpreted core even when its mypyc build (scripts/compile_core.py, run "
+        "by make setup) is current. Same results, slower; `make setup` then skips compiling.",
     )
     core_build: str = setting(
         "",
-        "Directory of the compiled core and adapter modules (empty: build/core-compiled in the "
-        "source tree). A build whose manifest does not match the sources (all of them: one "
-        "digest) is never used.",
+        "Directory of the compiled core (empty: build/core-compiled in the source tree). A build "
+        "whose manifest does not match the sources is never used.",
     )
 
     @classmethod

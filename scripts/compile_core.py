@@ -1,16 +1,13 @@
-"""Compile the pure core (pipeline/core) and the pure per-event adapter modules with mypyc.
+"""Compile the pure core (pipeline/core) to C extension modules with mypyc.
 
     .venv/bin/python scripts/compile_core.py [--out build/core-compiled] [--check]
 
-The modules are `pipeline.core_build.COMPILED_GROUPS` (package, modules), compiled together as
-one mypyc group, so calls between them (adapter into core) are native calls. The sources stay
-the single truth: plain, typed Python that imports and runs without this step. The compiled
-modules go to a separate directory with a manifest holding the SHA-256 of all the sources they
-came from; `pipeline/core_build.py` puts them in front of each package's path only while that
-digest still matches (an edited source silently falls back to the interpreted modules, never
-to a stale binary), and `PEAKEND_PURE_CORE=1` turns them off. docs/core.md, Performance, has the
-core's figures (about 1.6x fewer instructions per event on the journey path); docs/streaming.md,
-issue 15, the adapters'.
+The sources stay the single truth: plain, typed Python that imports and runs without this step.
+The compiled modules go to a separate directory with a manifest holding the SHA-256 of the
+sources they came from; `pipeline/core_build.py` puts them in front of the package path only
+while that digest still matches (an edited source silently falls back to the interpreted module,
+never to a stale binary), and `PEAKEND_PURE_CORE=1` turns them off. docs/core.md, Performance,
+has the figures: about 1.6x fewer instructions per event on the journey path.
 
 `--check` exits 0 when the compiled build is current and 1 when it is missing or stale.
 """
@@ -30,12 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.core_build import (  # noqa: E402
-    COMPILED_GROUPS,
-    DEFAULT_BUILD,
-    PIPELINE_DIR,
-    source_digest,
-)
+from pipeline.core_build import COMPILED_MODULES, DEFAULT_BUILD, source_digest  # noqa: E402
 
 SETUP = """
 from setuptools import setup
@@ -52,19 +44,18 @@ setup(
 def build(out: Path) -> None:
     digest = source_digest()
     started = time.perf_counter()
-    paths = [f"{package.replace('.', '/')}/{name}.py"
-             for package, modules in COMPILED_GROUPS for name in modules]
     with tempfile.TemporaryDirectory(prefix="peakend-mypyc-") as tmp:
         # Build from a copy: mypyc's setuptools run would otherwise read the project's
-        # pyproject.toml, and the build directory stays out of the source tree. The copy holds
-        # every module of the package (mypyc type-checks what the compiled modules import; those
-        # it does not compile stay interpreted).
+        # pyproject.toml, and the build directory stays out of the source tree.
         work = Path(tmp)
-        for source in PIPELINE_DIR.rglob("*.py"):
-            target = work / "pipeline" / source.relative_to(PIPELINE_DIR)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, target)
+        (work / "pipeline" / "core").mkdir(parents=True)
+        for name in ("__init__.py", "core_build.py"):
+            shutil.copy(ROOT / "pipeline" / name, work / "pipeline" / name)
+        for name in ("__init__", *COMPILED_MODULES, *_UNCOMPILED_IMPORTS):
+            shutil.copy(ROOT / "pipeline" / "core" / f"{name}.py",
+                        work / "pipeline" / "core" / f"{name}.py")
         staging = work / "out"
+        paths = [f"pipeline/core/{name}.py" for name in COMPILED_MODULES]
         (work / "setup.py").write_text(SETUP.format(paths=paths, out=str(staging)))
         env = {**os.environ, "PEAKEND_PURE_CORE": "1"}
         result = subprocess.run([sys.executable, "setup.py"], cwd=work, env=env,
@@ -75,13 +66,15 @@ def build(out: Path) -> None:
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(staging, out)
-    manifest = {"digest": digest,
-                "modules": [f"{package}.{name}" for package, modules in COMPILED_GROUPS
-                            for name in modules],
+    manifest = {"digest": digest, "modules": list(COMPILED_MODULES),
                 "python": sys.version.split()[0]}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"compiled {len(paths)} modules into {out} "
+    print(f"compiled {len(COMPILED_MODULES)} core modules into {out} "
           f"in {time.perf_counter() - started:.0f} s")
+
+
+# Imported by compiled modules but left interpreted (no hot code): copied so mypyc can type-check.
+_UNCOMPILED_IMPORTS = ("protocol", "gcpolicy")
 
 
 def is_current(out: Path) -> bool:
@@ -102,7 +95,7 @@ def main() -> None:
     if args.check:
         raise SystemExit(0 if is_current(args.out) else 1)
     if is_current(args.out):
-        print(f"compiled build in {args.out} is current")
+        print(f"compiled core in {args.out} is current")
         return
     build(args.out)
 

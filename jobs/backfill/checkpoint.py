@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from pipeline.core.config import CoreConfig
-from pipeline.core_build import core_digest
+from pipeline.core_build import source_digest
 
 # The layout of the checkpoint and state files. Raise it when either changes: a checkpoint of
 # another format is refused (no guessing at old layouts).
@@ -121,7 +121,7 @@ class Checkpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         name = f"{self.path.stem}.state-{at[0]}-{at[1]}.json"
         header = orjson.dumps({"format": STATE_FORMAT, "fingerprint": self.fingerprint,
-                               "core": core_digest(), "position": list(at)})
+                               "core": source_digest(), "position": list(at)})
         # the header on the first line: the checks read it before parsing a large snapshot
         _replace_atomically(self.path.with_name(name), header + b"\n" + backfill, sync=True)
         self.state_file, self.state_at = name, at
@@ -145,7 +145,7 @@ class Checkpoint:
                                         f"reads format {STATE_FORMAT}")
                 if header.get("fingerprint") != self.fingerprint:
                     raise _refuse(path, "engine state of another backfill")
-                if header.get("core") != core_digest():
+                if header.get("core") != source_digest():
                     raise _refuse(path, "engine state written by another version of the core "
                                         "(pipeline/core sources differ)")
                 if tuple(header.get("position", ())) != self.state_at:

@@ -4,11 +4,6 @@
 implementation and must agree with it verdict for verdict (tests/unit/contract).
 """
 
-from pipeline.core_build import extend_path
-
-# the compiled build of this package's pure modules, when current (pipeline/core_build.py)
-__path__ = extend_path(__path__, __name__)
-
 from pipeline.contract.decoding import decode_json
 from pipeline.contract.encode import event_from_dict, event_to_dict, event_to_json
 from pipeline.contract.parser import parse_dict, parse_event

@@ -393,9 +393,9 @@ def _build(obj: dict[str, Any]) -> TouchpointEvent:
         outcome = obj.get("outcome")
         if outcome is not None or "outcome" in obj:
             outcome = _choice("outcome", outcome, _OUTCOMES, OUTCOMES)
-        attributes = {}
+        attributes = obj.get("attributes", {})
         if "attributes" in obj:
-            attributes = _attributes(obj["attributes"])
+            attributes = _attributes(attributes)
 
     if kind == "survey" and (survey is None or not survey.has_score()):
         _fail("survey", "a 'survey' event needs a survey object with at least one of nps, ces, "

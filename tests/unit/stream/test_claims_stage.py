@@ -45,9 +45,7 @@ def test_state_round_trip_and_eviction_past_the_horizon() -> None:
     state = dict(stage.dirty_state())
     assert set(state) == {"x", "y", WATERMARKS_KEY}
     restored = ClaimsStage(config, "t")
-    # each state through JSON, the pairs as `held_state` gives them (tuples)
-    restored.restore_keys([(key, value) for key, value in
-                           json.loads(json.dumps(list(state.items())))])
+    restored.restore_keys(json.loads(json.dumps(list(state.items()))))
     assert restored.apply([item("x", "j-b", 500, 1)]).withdrawals == {0: [["j-a", "x", 700]]}
     assert dict(restored.dirty_state())["x"] == [500, "j-b", 1, T0]
     # stream time of both journey partitions past the lateness: both claims are forgotten
