@@ -1,6 +1,7 @@
 """CPU the claims add to the stream's stage one, per event, without servers (issue 13, item 4).
 
     .venv/bin/python -m bench.bench_claims [--events 100000] [--partitions 4] [--repeat 3]
+                                             [--digest computed|carried]
 
 Events from `peakend generate` (parsed beforehand, not timed) go through one
 `PartitionProcessor` per partition, placed by Kafka's partitioner, as the journeys agent runs
@@ -19,6 +20,7 @@ RocksDB writes and changelog records (one per event, and one more when it is for
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import time
@@ -34,12 +36,18 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--digest", choices=("computed", "carried"), default="computed",
+                        help="computed: stage one computes each event's content digest (as "
+                        "replay does); carried: the events come with it, as the stream's batch "
+                        "records bring it from the entry stage")
     args = parser.parse_args()
 
     from bench.bench_core import forget_digests
     from jobs.generate import GeneratorConfig, generate_events
     from pipeline.contract.parser import parse_dict
     from pipeline.core.config import CoreConfig
+    from pipeline.core.event import content_digest
+    from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
     from pipeline.core.partitioner import partition_for
     from pipeline.scoring_rules import load_scoring_rules
     from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
@@ -51,13 +59,17 @@ def main() -> int:
     config = CoreConfig()
     rules = load_scoring_rules()  # the core reads no file: its caller passes the rules
     n = args.partitions
+    tune_gc(STREAM_THRESHOLDS)  # the worker's collector policy
     best_one = best_claims = float("inf")
     for _ in range(args.repeat):
-        forget_digests(events)  # each run computes every digest (the stream's stage one takes
-        # it from the batch record: docs/core.md), as the figures before the digest was kept
+        forget_digests(events)  # nothing kept from the run before
+        if args.digest == "carried":
+            for event in events:
+                content_digest(event)  # untimed: the entry stage computed it
         procs = [PartitionProcessor(p, config, rules) for p in range(n)]
         stages = [ClaimsStage(config, "cx.touchpoints") for _ in range(n)]
         outs = []
+        gc.collect()
         started = time.process_time()
         for event, p in zip(events, placed, strict=True):
             outs.append(procs[p].process(event))
@@ -83,7 +95,8 @@ def main() -> int:
           f", nproc {os.cpu_count()}, Python {platform.python_version()}, core "
           f"{'interpreted' if os.environ.get('PEAKEND_PURE_CORE') else 'as built'}, "
           f"load {load}")
-    print(f"{len(events):,} events, {n} partitions, best of {args.repeat}: stage one "
+    print(f"{len(events):,} events, {n} partitions, digests {args.digest}, best of "
+          f"{args.repeat}: stage one "
           f"{best_one * per:.1f} us/event, claims {best_claims * per:.1f} us/event "
           f"(+{100 * best_claims / best_one:.0f}%)")
     return 0
