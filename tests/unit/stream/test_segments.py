@@ -113,7 +113,7 @@ def test_restores_at_any_point_give_the_records_of_an_uninterrupted_stage() -> N
     rng = random.Random(7)
     segs = [("all", "all"), ("channel", "phone"), ("tier", "a|b")]
     msgs: list[dict[str, object]] = []
-    for i in range(3_000):
+    for _ in range(3_000):
         dim, value = rng.choice(segs)
         bucket = rng.randrange(4) * 60_000
         u = rng.random()
