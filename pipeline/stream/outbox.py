@@ -47,7 +47,7 @@ def packed(head: bytes, encoded: list[bytes], max_bytes: int = MAX_GATHERED_BYTE
     """JSON records `head` + items + `]}` holding the encoded items in order, each record up
     to `max_bytes` (an item larger than that alone in its record).
 
-    >>> packed(b'{"c":[', [b"1", b"22", b"333"], max_bytes=12)
+    >>> packed(b'{"c":[', [b"1", b"22", b"333"], max_bytes=13)
     [b'{"c":[1,22]}', b'{"c":[333]}']
     """
     out: list[bytes] = []
