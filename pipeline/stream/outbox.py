@@ -30,16 +30,14 @@ ALERTS = "alerts"
 FOLLOWUP_INPUTS = "followup-inputs"  # internal: stage one -> the follow-up stage, by customer
 FOLLOWUPS = "followups"
 CLAIMS = "claims"  # internal: stage one -> the claims stage, by event_id (stream/claims.py)
-# Follow-up inputs leave as one record per target partition and flush (`{"b": [input, ...]}`),
-# each up to this size: the follow-up agent then pays Faust's per-record cost once per batch,
-# not once per journey record and survey answer (0.3 inputs per event on the default mix).
-MAX_FOLLOWUP_BATCH_BYTES = 256 * 1024
-# Every record that gathers items (contributions of a segment, claims of a partition,
-# follow-up inputs) is split at this size. A flush gathers up to 2 MiB of events (four batch
-# records), and a claim carries its raw event: with one partition and large events, one claims
-# record passed the broker's record limit (1 MiB at its defaults), and the delivery retried it
-# for ever (docs/streaming.md, "State records never grow with the traffic").
-MAX_GATHERED_BYTES = MAX_FOLLOWUP_BATCH_BYTES
+# Records that gather items (a segment's contributions, a claims partition's claims, follow-up
+# inputs: `{"b": [input, ...]}`) leave one per target and flush, so the agent behind pays
+# Faust's per-record cost once per batch, and are split at this size: a flush gathers up to
+# 2 MiB of events (four batch records) and a claim carries its raw event, so with one partition
+# and large events one claims record passed the broker's record limit (1 MiB at its defaults)
+# and the delivery retried it for ever (docs/streaming.md, "State records never grow with the
+# traffic").
+MAX_GATHERED_BYTES = 256 * 1024
 
 
 def packed(head: bytes, encoded: list[bytes], max_bytes: int = MAX_GATHERED_BYTES
@@ -192,13 +190,4 @@ class Outbox:
                                     []).append(message)
         return [Record(FOLLOWUP_INPUTS, None, value, partition)
                 for partition, encoded in by_partition.items()
-                for value in packed(_FOLLOWUP_HEAD, encoded, MAX_FOLLOWUP_BATCH_BYTES)]
-
-
-def followup_batch(messages: list[bytes]) -> bytes:
-    """A follow-up batch record from encoded inputs (`pipeline.stream.followups`).
-
-    >>> orjson.loads(followup_batch([b'{"e":[1]}', b'{"j":[2]}']))
-    {'b': [{'e': [1]}, {'j': [2]}]}
-    """
-    return _FOLLOWUP_HEAD + b",".join(messages) + b"]}"
+                for value in packed(_FOLLOWUP_HEAD, encoded)]
