@@ -31,6 +31,8 @@ from pipeline.core.buckets import Partial, to_record
 from pipeline.core.records import MetricRecord
 from pipeline.core.surveys import WINDOW_TYPES, NegativeEndWindow, SurveyWindow
 
+_NONE_HELD: Final = 1 << 62  # the earliest bucket start when no bucket is held
+
 Answer = int | float
 EndContribution = tuple[int, bool]  # bucket_start, end valence < 0
 
@@ -58,8 +60,8 @@ class SegmentTotals:
     `restore_key` per (metric, bucket_start): the state contract, `pipeline.core.protocol`).
     """
 
-    __slots__ = ("_changed", "_changed_members", "_dirty", "answers", "bucket_ms", "dim",
-                 "end_buckets", "ends", "value", "versions")
+    __slots__ = ("_changed", "_changed_members", "_dirty", "_oldest", "answers", "bucket_ms",
+                 "dim", "end_buckets", "ends", "value", "versions")
 
     def __init__(self, dim: str, value: str, bucket_ms: int, *,
                  resume: dict[str, Any] | None = None) -> None:
@@ -74,6 +76,10 @@ class SegmentTotals:
         self.ends: dict[str, EndContribution] = {}
         # "metric@bucket_start" -> updates applied; grows only, so sinks can upsert on it
         self.versions: dict[str, int] = {}
+        # At most the earliest bucket_start in `versions` (a lower bound, exact after each
+        # eviction): `evict` runs at every watermark of every segment, and scanning every
+        # bucket held each time was 38% of the stream's segment stage on a day of events.
+        self._oldest = _NONE_HELD
         self._dirty: set[tuple[str, int]] = set()  # changed since the last flush
         self._changed: set[tuple[str, int]] = set()  # changed since the last drain_changed
         # (metric, bucket_start, member) whose value changed since the last drain_changed:
@@ -147,6 +153,8 @@ class SegmentTotals:
     def _touch(self, metric: str, bucket_start: int) -> None:
         slot = f"{metric}@{bucket_start}"
         self.versions[slot] = self.versions.get(slot, 0) + 1
+        if bucket_start < self._oldest:
+            self._oldest = bucket_start
         self._dirty.add((metric, bucket_start))
         self._changed.add((metric, bucket_start))
 
@@ -181,10 +189,17 @@ class SegmentTotals:
         can reach them), emptied ones included. Their versions go too; the records already
         emitted stay authoritative."""
         width = self.bucket_ms
-        for slot in [k for k in self.versions if int(k.partition("@")[2]) + width <= before_ms]:
-            metric, _, text = slot.partition("@")
-            start = int(text)
+        if self._oldest + width > before_ms:
+            return  # nothing held ends that early
+        oldest = _NONE_HELD
+        for slot in list(self.versions):
+            start = int(slot.partition("@")[2])
+            if start + width > before_ms:
+                oldest = min(oldest, start)
+                continue
+            metric = slot.partition("@")[0]
             if (metric, start) in self._dirty:
+                oldest = min(oldest, start)
                 continue
             del self.versions[slot]
             self._changed.add((metric, start))
@@ -195,6 +210,7 @@ class SegmentTotals:
                         del self.ends[journey_id]
             else:
                 self.answers.get(metric, {}).pop(start, None)
+        self._oldest = oldest
 
     def records(self) -> list[MetricRecord]:
         """Records of every bucket held, as last flushed (for re-feeding a detector)."""
@@ -274,6 +290,8 @@ class SegmentTotals:
         if state is None:
             return
         self.versions[f"{metric}@{bucket_start}"] = int(state["v"])
+        if bucket_start < self._oldest:
+            self._oldest = bucket_start
         if metric == "negative_end":
             members = {j: bool(n) for j, n in state["m"].items()}
             if members:

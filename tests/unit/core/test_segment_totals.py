@@ -329,3 +329,49 @@ def test_a_journey_moved_out_of_a_final_bucket_stays_counted_there() -> None:
     plain.set_end("j1", (0, True))
     plain.set_end("j1", (120_000, True))
     assert plain.record("negative_end", 0).n == 0
+
+
+# -- (e) eviction keeps exactly the buckets that may still change --------------------------------
+
+_OPS = st.one_of(
+    st.tuples(st.just("answer"), st.sampled_from(("nps", "csat")), st.integers(0, 9),
+              st.integers(0, 5)),
+    st.tuples(st.just("end"), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 9))),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("evict"), st.integers(-1, 11)),
+    st.tuples(st.just("restore")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_OPS, max_size=40))
+def test_evict_forgets_exactly_the_flushed_buckets_that_ended(ops: list[tuple[Any, ...]]) -> None:
+    """After `evict(h)` a bucket is held iff it was held and either ends after h or changed
+    since the last flush, whatever came before: answers, journey ends moving, flushes, restores
+    from a snapshot and earlier evictions at any horizon. (`evict` skips its scan when it knows
+    nothing held ends that early: this pins down that shortcut.)"""
+    width = 60_000
+    totals = SegmentTotals("all", "all", width)
+    touched: set[tuple[str, int]] = set()
+    for op in ops:
+        if op[0] == "answer":
+            _, metric, slot, n = op
+            totals.add_answer(metric, slot * width, f"e{n}", 9 if metric == "nps" else 4)
+            touched.add((metric, slot * width))
+        elif op[0] == "end":
+            _, n, slot = op
+            totals.set_end(f"j{n}", None if slot is None else (slot * width, n % 2 == 0))
+            if slot is not None:
+                touched.add(("negative_end", slot * width))
+        elif op[0] == "flush":
+            totals.flush()
+        elif op[0] == "restore":
+            totals = SegmentTotals("all", "all", width,
+                                   resume=json.loads(json.dumps(totals.snapshot())))
+        else:
+            horizon = op[1] * width
+            held = {b: totals.bucket_meta(b) for b in touched}
+            expected = {b for b, meta in held.items()
+                        if meta is not None and (b[1] + width > horizon or meta[1])}
+            totals.evict(horizon)
+            assert {b for b in touched if totals.bucket_meta(b) is not None} == expected
