@@ -85,6 +85,7 @@ class Phase:
     keys: list[bytes | None]
     values: list[bytes]
     end_ms: int  # largest event time: the next phase starts after it (no late events)
+    start_ms: int = 0  # where its event time starts
 
     def __len__(self) -> int:
         return len(self.values)
@@ -116,8 +117,8 @@ class EventSource:
             end = max(end, parsed.occurred_ms)
             keys.append(parsed.journey_key.encode())
             values.append(value)
-        self.next_ms = end + MINUTE
-        return Phase(keys, values, end)
+        start, self.next_ms = self.next_ms, end + MINUTE
+        return Phase(keys, values, end, start)
 
 
 # -- system facts ----------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class Stream:
     setup: StreamSetup
     workers: list[Worker]
     workdir: Path
+    sent_until_ms: int = -1  # the latest event time of the phases sent (`begin`)
 
     def settings(self) -> Settings:
         return self.setup.settings()
@@ -151,6 +153,16 @@ class Stream:
                     with contextlib.suppress(OSError):
                         total += proc_cpu_seconds(pid)
         return total
+
+    def begin(self, phase: Phase) -> None:
+        """Take `phase` as the next one sent: it must start after every phase sent before in
+        event time. A phase made before the warm-up's (and sent after it) lies behind stream
+        time: its events are late, and the run measures that instead (profile_worker did)."""
+        if phase.start_ms <= self.sent_until_ms:
+            raise ValueError(f"phase starting at {phase.start_ms} ms is behind the events "
+                             f"already sent (until {self.sent_until_ms} ms): make each phase "
+                             "just before sending it")
+        self.sent_until_ms = phase.end_ms
 
     def check_alive(self) -> None:
         for w in self.workers:
@@ -185,7 +197,9 @@ def produce(bootstrap: str, topic: str, phase: Phase) -> float:
 def warm_up(stream: Stream, source: EventSource, n: int = 500, timeout: float = 180) -> None:
     """Workers joined, topics and tables created, first batch through: what is timed next is
     steady-state work, not start-up."""
-    produce(stream.settings().kafka_bootstrap, stream.setup.topic, source.phase(n))
+    phase = source.phase(n)
+    stream.begin(phase)
+    produce(stream.settings().kafka_bootstrap, stream.setup.topic, phase)
     try:
         wait_caught_up(stream.settings(), timeout, settle_s=3.0, poll_s=0.5)
     except TimeoutError:
@@ -257,6 +271,7 @@ class Throughput:
 def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: float = 3.0
                ) -> Throughput:
     settings = stream.settings()
+    stream.begin(phase)
     before = topic_records(settings)
     notes_before = log_notes(stream)
     cpu0 = stream.cpu()
@@ -404,6 +419,7 @@ def latency(stream: Stream, phase: Phase, rate: float, *, probes: int = 1500,
             drain_timeout: float = 120) -> Latency:
     """Send `phase` at `rate` events/s (0: flat out) and time probes until queryable."""
     settings = stream.settings()
+    stream.begin(phase)
     # a rate above what the workers sustain leaves a backlog: allow ~150 events/s to drain it
     drain_timeout = max(drain_timeout, len(phase) / 150)
     expected = journey_probes(phase, settings)

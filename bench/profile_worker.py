@@ -78,9 +78,11 @@ def main() -> None:
     ch = ClickHouseUrls(env["PEAKEND_CLICKHOUSE_URL"], env["PEAKEND_CLICKHOUSE_READER_URL"],
                         env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
     source = EventSource(events_per_s=args.events / (args.span_hours * 3600))
-    phase = source.phase(args.events)
     with running_stream(env["PEAKEND_KAFKA_BOOTSTRAP"], ch) as stream:
         warm_up(stream, source)
+        # after the warm-up: each phase starts after the one before in event time (made
+        # before, the measured events were a day behind the warm-up's stream time)
+        phase = source.phase(args.events)
         load_before = loadavg()
         t, profiles = profiled_throughput(stream, phase, args.out, args.rate)
     print(f"{t.rate:,.0f} events/s ({t.events:,} in {t.seconds:.1f} s); worker + sink CPU "

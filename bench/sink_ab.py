@@ -57,9 +57,9 @@ def measure(events: int, span_hours: float, idle: float) -> None:
     ch = ClickHouseUrls(env["PEAKEND_CLICKHOUSE_URL"], env["PEAKEND_CLICKHOUSE_READER_URL"],
                         env["PEAKEND_CLICKHOUSE_ADMIN_URL"])
     source = EventSource(events_per_s=events / (span_hours * 3600))
-    phase = source.phase(events)
     with running_stream(env["PEAKEND_KAFKA_BOOTSTRAP"], ch) as stream:
         warm_up(stream, source)
+        phase = source.phase(events)  # after the warm-up's events in event time
         worker = stream.workers[0].proc.pid
         sinks = child_pids(worker)
         sink0, worker0 = _cpu(sinks), _cpu([worker])

@@ -46,6 +46,7 @@ from pipeline.stream.agents import (
     JourneysAgent,
     SegmentsAgent,
 )
+from pipeline.stream.batches import Handoff
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry import EntryStage, Router
 from pipeline.stream.flush import OutputFlusher
@@ -220,8 +221,11 @@ def build_worker(
     followup_state = state_of[FOLLOWUP_STATE_TABLE]
     claim_state = state_of[CLAIMS_STATE_TABLE]
 
+    # the entry stage's events reach this process's stage one without a decode (batches.py)
+    handoff = Handoff()
     journeys_agent = JourneysAgent(
         core=core, rules=rules, table=journey_state, outputs=outputs, guard=guard,
+        handoff=handoff,
         dead_letters=letters, source_topic=s.topic_touchpoints, partitions=s.partitions,
         flush_every_events=s.stream_batch_events, stats=stats,
         highwater=lambda tp: int(fapp.consumer.highwater(tp)))
@@ -271,7 +275,7 @@ def build_worker(
     )
     entry = EntryStage(
         Router(topic=s.topic_touchpoints, partitions=s.partitions,
-               max_event_bytes=s.max_event_bytes, privacy=privacy),
+               max_event_bytes=s.max_event_bytes, privacy=privacy, handoff=handoff),
         bootstrap=s.kafka_bootstrap, group_id=f"{s.app_id}-entry",
         batches_topic=journey_events.get_topic_name(), dead_letters_topic=s.topic_dead_letters,
         client_options=s.aiokafka_client_options(), max_records=s.stream_batch_events,

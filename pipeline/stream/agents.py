@@ -32,7 +32,12 @@ from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.stream.agent_loop import Processed, RebalanceGuard, held_state, write_state
 from pipeline.stream.agent_loop import StateTable as AgentStateTable
-from pipeline.stream.batches import decode_batch, decode_withdrawals, encode_withdrawals
+from pipeline.stream.batches import (
+    Handoff,
+    decode_batch,
+    decode_withdrawals,
+    encode_withdrawals,
+)
 from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.followups import FollowupStage, event_input
@@ -72,9 +77,12 @@ class JourneysAgent:
     def __init__(self, *, core: CoreConfig, rules: ScoringRules, table: StateTable,
                  outputs: OutputFlusher, guard: RebalanceGuard, dead_letters: DeadLetters,
                  source_topic: str, partitions: int, flush_every_events: int,
-                 stats: WorkerMetrics, highwater: Callable[[Any], int]) -> None:
+                 stats: WorkerMetrics, highwater: Callable[[Any], int],
+                 handoff: Handoff | None = None) -> None:
         self.core = core
         self.rules = rules
+        # the events of batch records this process's entry stage wrote (batches.Handoff)
+        self.handoff = handoff
         self.table = table
         self.outputs = outputs
         self.guard = guard
@@ -118,7 +126,9 @@ class JourneysAgent:
                     outbox.add_journey_output(partition, proc.withdraw(key, event_id, digest))
                 processed.withdrawals += len(withdrawals)
                 continue
-            routed_events = decode_batch(record.value)
+            routed_events = None if self.handoff is None else self.handoff.take(record.value)
+            if routed_events is None:
+                routed_events = decode_batch(record.value)
             since_flush += len(routed_events)
             processed.applied += len(routed_events)
             for routed in routed_events:

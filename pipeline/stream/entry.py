@@ -33,7 +33,13 @@ from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.partitioner import partition_for
 from pipeline.privacy import PersonalData
-from pipeline.stream.batches import MAX_BATCH_BYTES, encode_item, join_items
+from pipeline.stream.batches import (
+    MAX_BATCH_BYTES,
+    Handoff,
+    RoutedEvent,
+    encode_item,
+    join_items,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +92,11 @@ class Router:
     """Validates and places records; no I/O (tested without a broker)."""
 
     def __init__(self, *, topic: str, partitions: int, max_event_bytes: int,
-                 privacy: PersonalData, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
+                 privacy: PersonalData, max_batch_bytes: int = MAX_BATCH_BYTES,
+                 handoff: Handoff | None = None) -> None:
         self.topic = topic
+        # this process's stage one, when there is one: it takes the events back unencoded
+        self.handoff = handoff
         self.partitions = partitions
         self.max_event_bytes = max_event_bytes
         self.privacy = privacy
@@ -108,6 +117,8 @@ class Router:
         out = Routed()
         items: dict[int, list[bytes]] = {}
         sizes: dict[int, int] = {}
+        handoff = self.handoff
+        events: dict[int, list[RoutedEvent]] = {}
         for record in records:
             out.records += 1
             value = record.value or b""
@@ -122,20 +133,29 @@ class Router:
                 continue
             target = self.partition_of(event.journey_key)
             carried = self.privacy.carry(value, self.topic, record.partition, record.offset)
-            item = encode_item(record.partition, record.offset, arrival_ms(record, read_ms),
-                               carried, event)
+            arrived = arrival_ms(record, read_ms)
+            item = encode_item(record.partition, record.offset, arrived, carried, event)
             held = items.setdefault(target, [])
             if held and sizes[target] + len(item) > self.max_batch_bytes:
-                out.batches.setdefault(target, []).append(join_items(held))
+                out.batches.setdefault(target, []).append(self._join(held, events, target))
                 held = items[target] = []
                 sizes[target] = 0
             held.append(item)
+            if handoff is not None:
+                events.setdefault(target, []).append(
+                    RoutedEvent(record.partition, record.offset, arrived, carried, event))
             sizes[target] = sizes.get(target, 0) + len(item) + 1
             out.events += 1
         for target, held in items.items():
             if held:
-                out.batches.setdefault(target, []).append(join_items(held))
+                out.batches.setdefault(target, []).append(self._join(held, events, target))
         return out
+
+    def _join(self, items: list[bytes], events: dict[int, list[RoutedEvent]], target: int
+              ) -> bytes:
+        if self.handoff is None:
+            return join_items(items)
+        return join_items(items, self.handoff.put(events.pop(target)))
 
 
 class EntryMetrics(Protocol):

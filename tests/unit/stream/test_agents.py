@@ -22,7 +22,7 @@ from pipeline.privacy import PersonalData
 from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.agent_loop import AgentLoop, AppliedCounter, RebalanceGuard, StageAgent
 from pipeline.stream.agents import ClaimsAgent, DeadLetters, JourneysAgent, SegmentsAgent
-from pipeline.stream.batches import decode_batch
+from pipeline.stream.batches import Handoff, decode_batch
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry import Router
 from pipeline.stream.flush import OutputFlusher
@@ -57,7 +57,8 @@ SENT = list[tuple[str, int, list[tuple[bytes | None, bytes]]]]
 class Parts:
     """One worker's agents wired in memory; what left is in `sent`."""
 
-    def __init__(self, tables: dict[str, PartitionedTable] | None = None) -> None:
+    def __init__(self, tables: dict[str, PartitionedTable] | None = None,
+                 handoff: Handoff | None = None) -> None:
         self.core = CoreConfig()
         self.stats = WorkerMetrics.create()
         self.sent: SENT = []
@@ -77,7 +78,8 @@ class Parts:
             core=self.core, rules=load_scoring_rules(self.core.journeys.scoring_rules_path),
             table=self.tables["journeys"], outputs=self.outputs, guard=self.guard,
             dead_letters=letters, source_topic="cx.touchpoints", partitions=PARTITIONS,
-            flush_every_events=50, stats=self.stats, highwater=lambda tp: 10_000)
+            flush_every_events=50, stats=self.stats, highwater=lambda tp: 10_000,
+            handoff=handoff)
         self.segments = SegmentsAgent(core=self.core, table=self.tables["segments"],
                                       outputs=self.outputs, guard=self.guard,
                                       sources=PARTITIONS, stats=self.stats)
@@ -123,11 +125,12 @@ def generated(events: int = 900, seed: int = 11) -> list[bytes]:
             for r in generate_records(config)]
 
 
-def batch_records(lines: list[bytes], per_read: int = 60) -> list[Event]:
+def batch_records(lines: list[bytes], per_read: int = 60, handoff: Handoff | None = None
+                  ) -> list[Event]:
     """The entry stage's batch records for `lines`, read `per_read` at a time, as the journeys
     agent receives them."""
     router = Router(topic="cx.touchpoints", partitions=PARTITIONS, max_event_bytes=65536,
-                    privacy=PersonalData(keep_comments=True))
+                    privacy=PersonalData(keep_comments=True), handoff=handoff)
     offsets = Offsets("app-journey-events")
     events = []
     for start in range(0, len(lines), per_read):
@@ -188,6 +191,24 @@ def test_journeys_agent_writes_each_key_once_per_batch_and_equals_the_processors
             for partition, db in table.dbs.items()} == states
     assert parts.stats.journeys_open._value.get() == sum(
         len(p.tracker) for p in parts.journeys.processors.values())
+
+
+def test_the_handoff_gives_the_outputs_and_state_of_decoding() -> None:
+    """The journeys agent of the worker whose entry stage wrote the batch records takes their
+    events from the handoff (no decode) and sends and stores byte for byte what an agent that
+    decodes them does (the claims carry each event's raw record)."""
+    lines = generated(seed=13)
+    handoff = Handoff()
+    taking = Parts(handoff=handoff)
+    decoding = Parts()
+    records = batch_records(lines, handoff=handoff)
+    assert len(handoff) == len(lines)
+    taking.run(taking.journeys, in_fours(records))
+    assert len(handoff) == 0  # every record's events were taken, none decoded
+    decoding.run(decoding.journeys, in_fours(batch_records(lines)))
+    assert taking.sent == decoding.sent and taking.sent
+    assert taking.dead_letter_topic.sent == decoding.dead_letter_topic.sent
+    assert taking.tables["journeys"].dbs == decoding.tables["journeys"].dbs
 
 
 def test_an_agent_rebuilt_from_the_table_continues_as_one_that_never_stopped() -> None:
