@@ -66,6 +66,9 @@ async def _send(bootstrap: str, topic: str, keys: Sequence[bytes | None],
                 batch = batches[part] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # full
                 await ship(part)
+                # let the sender take it now: nothing above yields, so flat out every batch
+                # would leave only once all were built and the worker waited meanwhile
+                await asyncio.sleep(0)
                 batch = batches[part] = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"record {i} ({len(value)} bytes) does not fit a batch")

@@ -12,6 +12,7 @@ from kafka.errors import KafkaError
 
 from pipeline.settings import Settings
 from pipeline.stream.topics import (
+    claims_topic,
     contributions_topic,
     followup_inputs_topic,
     journey_events_topic,
@@ -32,6 +33,19 @@ def _committed(admin: KafkaAdminClient, group: str, attempts: int = 40) -> dict[
     return {}
 
 
+def consumer_groups(settings: Settings) -> dict[str, list[str]]:
+    """Every consumer group of the pipeline and the topics it reads: the entry stage, the
+    agents (the Faust app's own group; tests/unit/stream/test_lag.py checks that every agent's
+    topic is here: the claims topic once was not, and a run counted as caught up could still
+    have claims to apply), and the ClickHouse sink."""
+    return {
+        f"{settings.app_id}-entry": [settings.topic_touchpoints],
+        settings.app_id: [journey_events_topic(settings), contributions_topic(settings),
+                          followup_inputs_topic(settings), claims_topic(settings)],
+        f"{settings.app_id}-clickhouse-sink": list(topic_tables(settings)),
+    }
+
+
 class LagReader:
     """Records not yet processed per consumer group and topic, read as often as needed through
     one admin client and one consumer, which learns each topic's partitions once. kafka-python's
@@ -42,12 +56,7 @@ class LagReader:
     reader lives is read with the partitions it had."""
 
     def __init__(self, settings: Settings) -> None:
-        self.groups = {
-            f"{settings.app_id}-entry": [settings.topic_touchpoints],
-            settings.app_id: [journey_events_topic(settings), contributions_topic(settings),
-                              followup_inputs_topic(settings)],
-            f"{settings.app_id}-clickhouse-sink": list(topic_tables(settings)),
-        }
+        self.groups = consumer_groups(settings)
         options = settings.kafka_client_options()
         self.partitions: dict[str, set[int]] = {}
         self.admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **options)
