@@ -69,7 +69,7 @@ def join_items(items: list[bytes], handoff: bytes | None = None) -> bytes:
 # and stage one takes them back instead of decoding. The record on Kafka is the same whether
 # or not anyone takes its events: every other reader (another worker after a rebalance, a
 # restart, the sink) decodes it, and the events are equal either way (tests/unit/stream/
-# test_batches.py). The key is random per process (128 bits) and counts up, so no other
+# test_handoff.py). The key is random per process (128 bits) and counts up, so no other
 # process's record can match an entry.
 
 _HANDOFF_HEAD = b'{"f":%d,"h":"' % FORMAT
