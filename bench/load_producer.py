@@ -15,6 +15,7 @@ Paced sending (`rate` events/s) sends what is due every `linger_s` (kafka-python
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +24,22 @@ from pipeline.core.partitioner import partition_for
 from pipeline.producer import default_compression
 
 MAX_BATCH_BYTES = 256 * 1024  # the producer library's batch_size
+
+
+async def _partitions_once_created(producer: Any, topic: str) -> set[int]:
+    """The topic's partitions, waiting (as aiokafka does, up to its request timeout) for a
+    worker that is still creating it: a stream's first send can come before that. aiokafka
+    logs an error at every metadata retry meanwhile ("Topic ... not found in cluster
+    metadata"), dozens per warm-up; the wait is expected here, so they are held back. A topic
+    that never comes still fails, with aiokafka's timeout."""
+    cluster_log = logging.getLogger("aiokafka.cluster")
+    level = cluster_log.level
+    cluster_log.setLevel(logging.CRITICAL)
+    try:
+        partitions: set[int] = await producer.partitions_for(topic)
+    finally:
+        cluster_log.setLevel(level)
+    return partitions
 
 
 async def _send(bootstrap: str, topic: str, keys: Sequence[bytes | None],
@@ -36,7 +53,7 @@ async def _send(bootstrap: str, topic: str, keys: Sequence[bytes | None],
                                 max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
-        partitions = len(await producer.partitions_for(topic))
+        partitions = len(await _partitions_once_created(producer, topic))
         batches: dict[int, Any] = {}
         pending: list[Any] = []
         spread = 0
