@@ -1,5 +1,6 @@
 """Second by second, how busy each process on the machine is during a throughput run: the
-worker (and its busiest threads), its sink child, the broker, ClickHouse and the load generator.
+worker (and its busiest threads), its entry and sink children, the broker, ClickHouse and the
+load generator.
 
     .venv/bin/python -m bench.cpu_timeline [--events 60000] [--span-hours 24]
 
@@ -26,6 +27,7 @@ from bench.bench_pipeline import (
     ClickHouseUrls,
     EventSource,
     child_pids,
+    child_role,
     running_stream,
     throughput,
     warm_up,
@@ -72,21 +74,21 @@ def behind_by_group(lag: dict[str, int], app_id: str) -> dict[str, int]:
     return out
 
 
-def sampler(worker: int, sink: int | None, every_s: float, out: list[Sample],
+def sampler(worker: int, children: dict[str, int], every_s: float, out: list[Sample],
             stop: threading.Event, settings: Settings) -> None:
     with LagReader(settings) as lags:
         while not stop.is_set():
             cpu = {"worker": proc_cpu_seconds(worker), "generator": time.process_time(),
                    **stack_servers_cpu_seconds()}
-            if sink is not None:
-                cpu["sink"] = proc_cpu_seconds(sink)
+            for role, pid in children.items():
+                cpu[role] = proc_cpu_seconds(pid)
             out.append(Sample(time.perf_counter(), cpu, thread_cpu(worker),
                               behind_by_group(lags.read(), settings.app_id)))
             stop.wait(every_s)
 
 
 def report(samples: list[Sample]) -> list[str]:
-    names = ["worker", "sink", "kafka", "clickhouse", "generator"]
+    names = ["worker", "entry", "sink", "kafka", "clickhouse", "generator"]
     lines = ["| s | " + " | ".join(names) + " | all | busiest worker threads | records behind: "
              "entry / agents / sink |", "|---:|" + "---:|" * (len(names) + 1) + "---|---|"]
     busy: dict[str, list[float]] = {n: [] for n in [*names, "all"]}
@@ -130,16 +132,16 @@ def main() -> int:
         warm_up(stream, source)
         phase = source.phase(args.events)  # made before the sampling starts
         worker = stream.workers[0].proc.pid
-        sinks = child_pids(worker)
+        children = {child_role(pid): pid for pid in child_pids(worker)}
         samples: list[Sample] = []
         stop = threading.Event()
         thread = threading.Thread(target=sampler, daemon=True, args=(
-            worker, sinks[0] if sinks else None, args.every, samples, stop, stream.settings()))
+            worker, children, args.every, samples, stop, stream.settings()))
         thread.start()
         run = throughput(stream, phase)
         stop.set()
         thread.join()
-    print(f"{run.rate:,.0f} events/s ({run.events:,} in {run.seconds:.1f} s), worker + sink "
+    print(f"{run.rate:,.0f} events/s ({run.events:,} in {run.seconds:.1f} s), worker + children "
           f"{run.cpu_per_event_us:.0f} us/event, load {run.load}")
     print("\n".join(report(samples)))
     return 0

@@ -1,13 +1,14 @@
-"""A py-spy profile of the real worker (and its sink child) during the throughput phase of
+"""A py-spy profile of the real worker (and its children) during the throughput phase of
 `bench/bench_pipeline.py`, with the Kafka records written per input event per topic.
 
     .venv/bin/python -m bench.profile_worker [--events 60000] [--rate 50] [--out /tmp/prof]
     .venv/bin/python -m bench.spy_summary /tmp/prof/worker.txt
 
 The stream is started and warmed up exactly as bench_pipeline.py does it; py-spy (which must
-be installed: `.venv/bin/pip install py-spy`) is attached to the worker process and its sink
-child only once the warm-up has caught up, and stopped when the measured events are all in
-ClickHouse, so the profile holds the steady-state work of those events and nothing else.
+be installed: `.venv/bin/pip install py-spy`) is attached to the worker process and its
+children (entry stage, sink) only once the warm-up has caught up, and stopped when the
+measured events are all in ClickHouse, so the profile holds the steady-state work of those
+events and nothing else.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bench.bench_pipeline import (
     Stream,
     Throughput,
     child_pids,
+    child_role,
     loadavg,
     running_stream,
     throughput,
@@ -43,16 +45,16 @@ def spy(pid: int, output: Path, rate: int) -> subprocess.Popen[bytes]:
 
 def profiled_throughput(stream: Stream, phase: Phase, out: Path, rate: int = 50
                         ) -> tuple[Throughput, dict[str, Path]]:
-    """`throughput` of `phase` with py-spy attached to the worker and its sink child for exactly
+    """`throughput` of `phase` with py-spy attached to the worker and its children for exactly
     that phase (attach after the warm-up, stop when the events are all in ClickHouse); returns
-    the run and the profile of each process ("worker", "sink"), py-spy's raw format."""
+    the run and the profile of each process ("worker", "entry", "sink"), py-spy's raw format."""
     out.mkdir(parents=True, exist_ok=True)
     worker = stream.workers[0].proc.pid
     profiles = {"worker": out / "worker.txt"}
     spies = [spy(worker, profiles["worker"], rate)]
-    for i, pid in enumerate(child_pids(worker)):
-        profiles["sink" if i == 0 else f"sink-{i}"] = path = out / (
-            "sink.txt" if i == 0 else f"sink-{i}.txt")
+    for pid in child_pids(worker):
+        name = child_role(pid)
+        profiles[name] = path = out / f"{name}.txt"
         spies.append(spy(pid, path, rate))
     try:
         t = throughput(stream, phase)
@@ -85,7 +87,7 @@ def main() -> None:
         phase = source.phase(args.events)
         load_before = loadavg()
         t, profiles = profiled_throughput(stream, phase, args.out, args.rate)
-    print(f"{t.rate:,.0f} events/s ({t.events:,} in {t.seconds:.1f} s); worker + sink CPU "
+    print(f"{t.rate:,.0f} events/s ({t.events:,} in {t.seconds:.1f} s); worker + children CPU "
           f"{t.cpu_per_event_us:.0f} us/event; load {load_before} before, {t.load} after")
     per_event = {k: v / t.events for k, v in sorted(t.records.items()) if v}
     print("Kafka records written per input event: "

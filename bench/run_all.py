@@ -7,9 +7,10 @@ the same run: the raw client limits (bench_raw), contract parse/validate (bench_
 events), the core (bench_core's paths), the batch jobs (generate -> Parquet -> backfill), the
 pipeline end to end with one and two workers (bench_pipeline: throughput, produce-to-queryable
 latency at several offered rates), the worker's own work in-process with a cProfile of it, and a
-py-spy profile of a real worker and its sink child (where the time goes, by stage; py-spy is a
-dev dependency). `--quick` (about 3 minutes) uses small sizes; the full run
-takes longer. The load average is recorded next to every figure: other people use the machine.
+py-spy profile of a real worker and its children, the entry stage and the sink (where the time
+goes, by stage; py-spy is a dev dependency). `--quick` (about 3 minutes) uses small sizes; the
+full run takes longer. The load average is recorded next to every figure: other people use the
+machine.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # issue 15's targets (and the backfill's, issue 7)
 TARGET_E2E = 10_000  # events/s, Kafka to every ClickHouse table caught up, 1 worker
 TARGET_E2E_GOAL = 20_000
-TARGET_CPU_US = 80  # worker + sink CPU per event
+TARGET_CPU_US = 80  # worker + sink CPU per event (its entry and sink children included)
 TARGET_P99_S = 5.0  # journeys, produce to queryable
 TARGET_LATENCY_RATE = 5_000  # offered events/s at which the p99 is judged
 TARGET_BACKFILL = 300_000
@@ -242,7 +243,7 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
             log(f"pipeline, 2 workers: latency at {rate:,.0f}/s")
             lat.append(bp.latency(stream, source.phase(int(rate * sizes.latency_seconds)), rate))
         out["lat2"] = lat
-    log("a real worker and its sink under py-spy")
+    log("a real worker and its children under py-spy")
     workdir = Path(tempfile.mkdtemp(prefix="peakend-bench-prof-"))
     with bp.running_stream(kafka, ch, workers=1) as stream:
         bp.warm_up(stream, source)
@@ -262,8 +263,9 @@ def interpretation(t1: bp.Throughput, profiles: dict[str, spy_summary.Summary] |
     worker = (profiles or {}).get("worker")
     if worker is not None:
         lines.append(
-            f"- The worker spends {t1.cpu_per_event_us:.0f} us of CPU per event (with its sink "
-            f"child). In the worker's profile, {spy_summary.peakend_share(worker):.0%} of the "
+            f"- The worker spends {t1.cpu_per_event_us:.0f} us of CPU per event (with its "
+            "children, the entry stage and the sink). In the worker's profile, "
+            f"{spy_summary.peakend_share(worker):.0%} of the "
             "samples are peakend's own work (validation, the stages, outputs, state writes) "
             "and the rest Faust, aiokafka, RocksDB and the event loops: the framework's "
             "per-record cost is no longer what bounds the worker, its per-event Python is.")
@@ -362,7 +364,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         f"events/s through the core, {fmt(backfill['server'])} into the ClickHouse server | "
         f"{verdict(backfill['core'] >= TARGET_BACKFILL)} |")
     add("")
-    add(f"Sizing a cluster: one worker process (with its sink child) spends "
+    add(f"Sizing a cluster: one worker process (with its children) spends "
         f"{t1.cpu_per_event_us:.0f} us of CPU per event here, so one core carries at most "
         f"{fmt(1e6 / t1.cpu_per_event_us)} events/s before the broker and ClickHouse take "
         "their share; the load generator's CPU is not in that figure (below).")
@@ -501,8 +503,9 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("")
     add("## Where the time goes")
     add("")
-    add(f"One worker spends {t1.cpu_per_event_us:.0f} us of CPU per event with its sink child "
-        f"(both processes, user + system, during the throughput run), i.e. at most "
+    add(f"One worker spends {t1.cpu_per_event_us:.0f} us of CPU per event with its children "
+        "(the entry stage and the sink; all processes, user + system, during the throughput "
+        "run), i.e. at most "
         f"{fmt(worker_rate_cpu)} events per CPU second.")
     add("")
     profiles: dict[str, spy_summary.Summary] | None = pipe.get("profile")
@@ -510,12 +513,12 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         tprof: bp.Throughput = pipe["tprof"]
         samples = sum(p.total for p in profiles.values())
         add(f"py-spy (`bench/profile_worker.py`: sampling every thread of the worker and of its "
-            f"sink child from outside, {SPY_RATE} samples per second and thread) over "
+            f"children from outside, {SPY_RATE} samples per second and thread) over "
             f"{tprof.events:,} events after the warm-up: {fmt(tprof.rate)} events/s, "
             f"{tprof.cpu_per_event_us:.0f} us of CPU per event under the sampler, load "
             f"{tprof.load}. Each process's samples by the stage they serve "
             "(`bench/spy_summary.py`'s rules: a sample goes to the first stage with a frame on "
-            "its stack); us per event = share of both processes' samples x CPU per event:")
+            "its stack); us per event = share of the processes' samples x CPU per event:")
         add("")
         add("| Process | Stage | share of its samples | us per event |")
         add("|---|---|---:|---:|")

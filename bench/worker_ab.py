@@ -119,7 +119,7 @@ def main() -> None:
         f"default mix over {args.span_hours:g} h of event time (surveys and metric records as "
         "dense as in real use). Throughput: first record produced to every consumer group "
         "(entry stage, agents, ClickHouse sink) at the end of its topics; CPU: the worker "
-        "process and its sink child.",
+        "process and its children (entry stage, sink).",
         "",
         "| version | events/s | ratio to the first | worker + sink CPU per event | journeys p50 / "
         "p99 at offered rate | load at the end |",

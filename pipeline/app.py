@@ -48,7 +48,7 @@ from pipeline.stream.agents import (
 )
 from pipeline.stream.batches import Handoff
 from pipeline.stream.delivery import BatchDelivery
-from pipeline.stream.entry import EntryStage, Router
+from pipeline.stream.entry_process import EntryProcess, build_entry_stage
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.outbox import (
     ALERTS,
@@ -221,8 +221,11 @@ def build_worker(
     followup_state = state_of[FOLLOWUP_STATE_TABLE]
     claim_state = state_of[CLAIMS_STATE_TABLE]
 
-    # the entry stage's events reach this process's stage one without a decode (batches.py)
-    handoff = Handoff()
+    # The entry stage runs in a child process (entry_process.py: why) unless told not to, or
+    # with embedded chdb (one process); in this process its events reach stage one without a
+    # decode (batches.py).
+    entry_child = s.entry_process and warehouse is None
+    handoff = None if entry_child else Handoff()
     journeys_agent = JourneysAgent(
         core=core, rules=rules, table=journey_state, outputs=outputs, guard=guard,
         handoff=handoff,
@@ -273,16 +276,12 @@ def build_worker(
         s, warehouse or server_connector(s, SINK_TIMEOUTS), stats, migrate=migrate,
         ddl_warehouse=None if warehouse else ddl_connector(s),
     )
-    entry = EntryStage(
-        Router(topic=s.topic_touchpoints, partitions=s.partitions,
-               max_event_bytes=s.max_event_bytes, privacy=privacy, handoff=handoff),
-        bootstrap=s.kafka_bootstrap, group_id=f"{s.app_id}-entry",
-        batches_topic=journey_events.get_topic_name(), dead_letters_topic=s.topic_dead_letters,
-        client_options=s.aiokafka_client_options(), max_records=s.stream_batch_events,
-        metrics=EntryStats(stats, s.topic_touchpoints),
-    )
+    entry_stats = EntryStats(stats, s.topic_touchpoints)
+    entry = build_entry_stage(s, entry_stats, handoff)
     tasks = WorkerTasks(
-        s, outputs=outputs, entry=entry, sink=sink,
+        s, outputs=outputs, entry=entry,
+        entry_child=EntryProcess(entry_stats.add, entry_stats.entry_lag) if entry_child else None,
+        sink=sink,
         sink_child=(SinkProcess(stats, migrate=migrate)
                     if s.sink_process and s.clickhouse_url and warehouse is None else None),
         stats=stats)

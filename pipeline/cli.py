@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("pipeline.contract.validate_cli", "check a JSONL file of events offline"),
     "produce": ("pipeline.producer_cli", "send a JSONL file of events to Kafka"),
     "worker": ("pipeline.worker_cli", "run the streaming worker (Faust)"),
+    "entry": ("pipeline.stream.entry_process", "touchpoints -> journey batches (the worker starts "
+              "it)"),
     "sink": ("pipeline.storage.sink", "output topics -> ClickHouse (the worker starts it)"),
     "demo": ("pipeline.demo", "start the stack, stream synthetic journeys, show the results"),
     "migrate": ("pipeline.storage.migrate", "apply the ClickHouse migrations"),

@@ -248,6 +248,12 @@ class Settings(BaseSettings):
         10000, "ClickHouse sink: flush after this many rows.", ge=1, le=10_000_000)
     sink_batch_seconds: float = setting(
         1.0, "ClickHouse sink: flush at least this often.", gt=0, le=3600)
+    entry_process: bool = setting(
+        True,
+        "Run the worker's entry stage (touchpoints -> journey batches) as a child process "
+        "(`peakend entry`: its own core and event loop); false, or embedded chdb: inside the "
+        "worker process.",
+    )
     sink_process: bool = setting(
         True,
         "Run the worker's ClickHouse sink as a child process (`peakend sink`: its own core and "

@@ -33,14 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -52,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 
+from pipeline.child_process import ChildProcess, die_with, run_as_child
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
 from pipeline.observability import WorkerMetrics
@@ -627,9 +623,9 @@ class RelayedSinkMetrics:
                 yield family
 
 
-class SinkProcess:
-    """Runs `peakend sink` as a child of the worker, restarts it if it dies, stops it with the
-    worker; the child also stops by itself when the worker dies (even by SIGKILL)."""
+class SinkProcess(ChildProcess):
+    """Runs `peakend sink` as a child of the worker (`pipeline.child_process`); the worker's
+    /metrics relays the child's sink metrics (`RelayedSinkMetrics`)."""
 
     def __init__(self, metrics: WorkerMetrics, *, migrate: bool = True) -> None:
         self.port = _free_port()
@@ -639,45 +635,16 @@ class SinkProcess:
             with contextlib.suppress(KeyError):
                 registry.unregister(getattr(metrics, name))
         registry.register(RelayedSinkMetrics(self.port))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def command(self) -> list[str]:
-        command = [sys.executable, "-m", "pipeline.cli", "sink", "--parent-pid", str(os.getpid())]
-        return command if self.migrate else [*command, "--no-migrate"]
-
-    def start(self) -> None:
         # The child's /metrics is read only by RelayedSinkMetrics, over loopback and plain HTTP:
         # with the worker's PEAKEND_METRICS_TLS_* inherited it served HTTPS, the relay's reads
         # failed silently and the worker's /metrics lost every sink metric (clickhouse_up, ...).
-        env = {**os.environ, "PEAKEND_METRICS_PORT": str(self.port),
-               "PEAKEND_METRICS_TLS_CERTFILE": "", "PEAKEND_METRICS_TLS_KEYFILE": ""}
-        # Popen runs in the thread that owns the event loop, which lives as long as the worker:
-        # PR_SET_PDEATHSIG fires when the forking *thread* ends, not only the process.
-        self.proc = subprocess.Popen(self.command(), env=env)
+        super().__init__("sink", env={"PEAKEND_METRICS_PORT": str(self.port),
+                                      "PEAKEND_METRICS_TLS_CERTFILE": "",
+                                      "PEAKEND_METRICS_TLS_KEYFILE": ""})
 
-    async def run(self) -> None:
-        try:
-            while True:
-                self.start()
-                assert self.proc is not None
-                while self.proc.poll() is None:
-                    await asyncio.sleep(0.5)
-                log.warning("the sink process exited with %s; starting it again",
-                            self.proc.returncode)
-                await asyncio.sleep(1.0)
-        finally:
-            self.stop()
-
-    def stop(self, timeout: float = 20.0) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()  # the child flushes its batch and commits, then exits
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    def command(self) -> list[str]:
+        command = super().command()
+        return command if self.migrate else [*command, "--no-migrate"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -687,23 +654,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not apply ClickHouse migrations before the first insert")
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with(parent_pid: int) -> None:
-    """Ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG); the `--parent-pid`
-    watch in `run` covers systems without it."""
-    with contextlib.suppress(Exception):  # not Linux: the watch loop remains
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent_pid:  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def run(args: argparse.Namespace) -> int:
     """`peakend sink`: output topics -> ClickHouse in this process, until SIGTERM/SIGINT (or,
     with --parent-pid, until that process is gone)."""
     if args.parent_pid:
-        _die_with(args.parent_pid)  # first: the worker may be killed while this one starts
+        die_with(args.parent_pid)  # first: the worker may be killed while this one starts
     settings = Settings.from_env()
     logging.basicConfig(level=logging.WARNING)
     # The worker's collector policy (pipeline/core/gcpolicy.py): with CPython's default (700,
@@ -719,46 +674,9 @@ def run(args: argparse.Namespace) -> int:
                           migrate=not args.no_migrate,
                           ddl_warehouse=ddl_connector(settings))
 
-    def orphaned() -> bool:
-        return bool(args.parent_pid) and os.getppid() != args.parent_pid
-
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-
-        async def leave() -> None:
-            # The worker is gone (SIGKILL, OOM): nobody waits for this batch, and an insert
-            # stuck on a hung server could hold the exit for its timeout. Leave the group
-            # (bounded), then exit; the batch is uncommitted and the next sink reads it again.
-            log.warning("the worker (pid %d) is gone; the sink exits without flushing",
-                        args.parent_pid)
-            await sink.abandon(0.5)
-            logging.shutdown()
-            os._exit(0)
-
-        leaving: list[asyncio.Task[None]] = []  # a reference, so the task is not collected
-
-        def on_signal() -> None:
-            if orphaned():
-                leaving.append(loop.create_task(leave()))
-            else:
-                sink.stop()  # the worker stops it: flush, commit, exit
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        if orphaned():
-            await leave()
-
-        async def watch_parent() -> None:
-            while not orphaned():
-                await asyncio.sleep(0.5)
-            await leave()
-
-        watcher = asyncio.ensure_future(watch_parent()) if args.parent_pid else None
-        try:
-            await sink.run()
-        finally:
-            if watcher is not None:
-                watcher.cancel()
+        await run_as_child(args.parent_pid, "sink", run=sink.run, stop=sink.stop,
+                           abandon=lambda: sink.abandon(0.5))
 
     asyncio.run(main())
     return 0

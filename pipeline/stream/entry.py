@@ -180,9 +180,18 @@ class EntryStage:
         self.metrics = metrics
         self._lock = asyncio.Lock()  # one read is routed and committed before a rebalance
         self._stopping = False
+        self._clients: tuple[Any, ...] = ()  # the consumer and producer while running
 
     def stop(self) -> None:
         self._stopping = True
+
+    async def abandon(self, within: float = 0.5) -> None:
+        """Stop at once (the worker is gone): leave the consumer group, bounded by `within`
+        seconds, so the next entry stage gets the partitions without waiting for a session
+        timeout. A read not yet committed is read and sent again by it (at least once)."""
+        self.stop()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.gather(*(c.stop() for c in self._clients)), within)
 
     async def run(self) -> None:
         """Until stopped. A failure (a broker gone, a commit refused after a rebalance) restarts
@@ -228,6 +237,7 @@ class EntryStage:
             **self.client_options,
         )
         await self._start(consumer, producer)
+        self._clients = (consumer, producer)
         consumer.subscribe([self.router.topic], listener=FinishBeforeRevoke())
         try:
             while not self._stopping:
@@ -237,6 +247,7 @@ class EntryStage:
                 async with self._lock:
                     await self._forward(consumer, producer, data)
         finally:
+            self._clients = ()
             with contextlib.suppress(Exception):
                 await consumer.stop()
             with contextlib.suppress(Exception):

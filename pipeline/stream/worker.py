@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from pipeline.storage.sink import ClickHouseSink, SinkProcess
 from pipeline.stream.agent_loop import StageAgent
 from pipeline.stream.agents import ClaimsAgent, FollowupsAgent, JourneysAgent, SegmentsAgent
 from pipeline.stream.entry import EntryStage, Routed
+from pipeline.stream.entry_process import EntryProcess
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.heap import HeapTrimmer
 
@@ -39,10 +41,16 @@ class EntryStats:
         self.topic = topic
 
     def entry_read(self, routed: Routed) -> None:
-        self.stats.events_in.labels(self.topic).inc(routed.records)
-        for reason, _ in routed.dead_letters:
-            self.stats.dead_letters.labels(reason).inc()
-        self.stats.last_event_time.set(time.time())
+        self.add(routed.records, Counter(reason for reason, _ in routed.dead_letters),
+                 time.time())
+
+    def add(self, records: int, dead_letters: Mapping[str, int], at: float) -> None:
+        """`records` read, of which `dead_letters` by reason, the last read at `at` (unix
+        seconds): from this process's entry stage or its child's report."""
+        self.stats.events_in.labels(self.topic).inc(records)
+        for reason, count in dead_letters.items():
+            self.stats.dead_letters.labels(reason).inc(count)
+        self.stats.last_event_time.set(at)
 
     def entry_lag(self, partition: int, lag: int) -> None:
         self.stats.consumer_lag.labels(self.topic, str(partition)).set(lag)
@@ -80,11 +88,14 @@ class WorkerTasks:
     """The worker's side tasks, each registered with Faust by `build_worker`."""
 
     def __init__(self, settings: Settings, *, outputs: OutputFlusher, entry: EntryStage,
-                 sink: ClickHouseSink, sink_child: SinkProcess | None,
-                 stats: WorkerMetrics) -> None:
+                 entry_child: EntryProcess | None, sink: ClickHouseSink,
+                 sink_child: SinkProcess | None, stats: WorkerMetrics) -> None:
         self.settings = settings
         self.outputs = outputs
         self.entry = entry
+        # The entry stage runs in its own process unless told not to or with embedded chdb
+        # (then this worker's stage one takes its events back without a decode: the Handoff).
+        self.entry_child = entry_child
         self.sink = sink
         # The sink runs in its own process (core, event loop) when it talks to a ClickHouse
         # server; embedded chdb can be opened by one process only, so then it stays in this one.
@@ -93,7 +104,10 @@ class WorkerTasks:
         self.heap = HeapTrimmer()
 
     async def run_entry(self) -> None:
-        await self.entry.run()
+        if self.entry_child is not None:
+            await self.entry_child.run()
+        else:
+            await self.entry.run()
 
     async def run_sink(self) -> None:
         if self.sink_child is not None:

@@ -1,0 +1,144 @@
+"""Child processes of the worker: the ClickHouse sink (`peakend sink`) and the entry stage
+(`peakend entry`) each run in a process of their own, so that each has a core and an event loop
+of its own instead of sharing the worker's main thread.
+
+The worker starts each child (`ChildProcess`), starts it again if it dies, and stops it when
+the worker stops (SIGTERM: the child finishes what it holds and exits). The child stops by
+itself when the worker is gone, even after a SIGKILL: Linux sends it SIGTERM when its parent
+dies (`die_with`, prctl PR_SET_PDEATHSIG), and `watch_parent` covers systems without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent_pid: int) -> None:
+    """Ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG); `watch_parent`
+    covers systems without it. Call it first thing in the child: the parent may be killed
+    while the child starts."""
+    with contextlib.suppress(Exception):  # not Linux: the watch loop remains
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def orphaned(parent_pid: int) -> bool:
+    """True when `parent_pid` (0: no parent to watch) is no longer this process's parent."""
+    return bool(parent_pid) and os.getppid() != parent_pid
+
+
+async def watch_parent(parent_pid: int, on_gone: Callable[[], Awaitable[None]]) -> None:
+    """Await `on_gone` once the parent is gone (checked every 0.5 s)."""
+    while not orphaned(parent_pid):
+        await asyncio.sleep(0.5)
+    await on_gone()
+
+
+async def run_as_child(parent_pid: int, what: str, *, run: Callable[[], Awaitable[None]],
+                       stop: Callable[[], None], abandon: Callable[[], Awaitable[None]]) -> None:
+    """The child's side: `run` until SIGTERM or SIGINT, which call `stop` (the worker stops
+    it: finish what it holds, commit, return). Once the parent is gone (`parent_pid`, 0: no
+    parent) nobody waits for what it holds, and finishing could block on a hung server:
+    `abandon` (bounded: leave the consumer groups), then exit at once; what was not committed
+    is read again by the next child."""
+    loop = asyncio.get_running_loop()
+
+    async def leave() -> None:
+        log.warning("the worker (pid %d) is gone; the %s exits without finishing its batch",
+                    parent_pid, what)
+        await abandon()
+        logging.shutdown()
+        os._exit(0)
+
+    leaving: list[asyncio.Task[None]] = []  # a reference, so the task is not collected
+
+    def on_signal() -> None:
+        if orphaned(parent_pid):
+            leaving.append(loop.create_task(leave()))
+        else:
+            stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    if orphaned(parent_pid):
+        await leave()
+    watcher = asyncio.ensure_future(watch_parent(parent_pid, leave)) if parent_pid else None
+    try:
+        await run()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+class ChildProcess:
+    """Runs `peakend <command> --parent-pid <this pid>` as a child, restarts it if it dies,
+    stops it with the worker. `on_line`: called (in a reader thread) with each line the child
+    writes to its stdout, for children that report to the worker that way."""
+
+    def __init__(self, command: str, *, env: Mapping[str, str] | None = None,
+                 on_line: Callable[[bytes], None] | None = None) -> None:
+        self.name = command
+        self.env = dict(env or {})
+        self.on_line = on_line
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "pipeline.cli", self.name, "--parent-pid", str(os.getpid())]
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env}
+        # Popen runs in the thread that owns the event loop, which lives as long as the worker:
+        # PR_SET_PDEATHSIG fires when the forking *thread* ends, not only the process.
+        if self.on_line is None:
+            self.proc = subprocess.Popen(self.command(), env=env)
+            return
+        proc = self.proc = subprocess.Popen(self.command(), env=env, stdout=subprocess.PIPE)
+        threading.Thread(target=self._read, args=(proc, self.on_line), daemon=True,
+                         name=f"{self.name}-child-reader").start()
+
+    @staticmethod
+    def _read(proc: subprocess.Popen[bytes], on_line: Callable[[bytes], None]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                on_line(line)
+            except Exception as exc:  # a garbled report must not stop the reading
+                log.warning("child report ignored: %s: %s", type(exc).__name__, exc)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.start()
+                assert self.proc is not None
+                while self.proc.poll() is None:
+                    await asyncio.sleep(0.5)
+                log.warning("the %s process exited with %s; starting it again", self.name,
+                            self.proc.returncode)
+                await asyncio.sleep(1.0)
+        finally:
+            self.stop()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()  # the child finishes what it holds and exits
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
