@@ -74,7 +74,7 @@ def build(out: Path) -> None:
 
 
 # Imported by compiled modules but left interpreted (no hot code): copied so mypyc can type-check.
-_UNCOMPILED_IMPORTS = ("protocol", "gcpolicy")
+_UNCOMPILED_IMPORTS = ("protocol", "gcpolicy", "value")
 
 
 def is_current(out: Path) -> bool:

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 from zlib import crc32
+
+from pipeline.core.value import value_class
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -30,7 +32,7 @@ CesDirection = Literal["less_effort", "more_effort"]
 CES_DIRECTIONS: tuple[CesDirection, ...] = ("less_effort", "more_effort")
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Signals:
     """Operational signals of a touchpoint; every field is optional."""
 
@@ -50,7 +52,7 @@ class Signals:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Survey:
     """Survey answers given at a touchpoint; every field is optional."""
 
@@ -67,7 +69,7 @@ class Survey:
         return self.nps is not None or self.ces is not None or self.csat is not None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TouchpointEvent:
     """One customer touchpoint interaction; field meanings in schemas/touchpoint-event.v1.json."""
 
