@@ -49,7 +49,11 @@ LOG_APPEND_TIME = 1  # Kafka's timestamp type of a topic with message.timestamp.
 # partition. Every batch record costs the agents behind it Faust's per-record path, a batch of
 # their own with its state writes and acknowledged sends; tiny ones made stage one fall behind
 # a steady 1,000 events/s it could carry as a backlog (journeys p50 21 s, docs/streaming.md).
-READ_LINGER_SECONDS = 0.05
+# 0.25 s since the stage runs in its own process: in the worker's thread, the agents' work
+# between two reads let records gather; alone, it read every 50 ms and stage one took 5x the
+# batches (journeys p99 at 2,000 events/s 4.3-6.8 s, against 2.6-3.5 s at 0.25: docs/streaming.md,
+# sixth round).
+READ_LINGER_SECONDS = 0.25
 
 
 class SourceRecord(Protocol):
