@@ -5,17 +5,15 @@ a second of a SIGKILLed worker (pipeline/child_process.py), as the sink child is
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.stream.topics import ensure_topics
+from tests.support.children import kill_both, seconds_to_outlive_a_sigkill
 from tests.support.stack import ClickHouseUrls
 from tests.support.stream import produce_lines, stream_setup
 
@@ -33,14 +31,6 @@ child.start()
 print("pid", child.proc.pid, flush=True)
 time.sleep(600)
 """
-
-
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}  # exited, not yet reaped
 
 
 def test_the_entry_child_reports_what_it_read_and_dies_within_1_s_of_a_sigkilled_worker(
@@ -68,19 +58,8 @@ def test_the_entry_child_reports_what_it_read_and_dies_within_1_s_of_a_sigkilled
             read += int(line[1])
             dead += int(line[2])
         assert (read, dead) == (7, 2)
-        assert not _gone(child_pid)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
-        killed = time.monotonic()
-        while not _gone(child_pid) and time.monotonic() - killed < 5:
-            time.sleep(0.02)
-        took = time.monotonic() - killed
+        took = seconds_to_outlive_a_sigkill(parent, child_pid)
         print(f"entry child gone {took:.2f} s after the worker's SIGKILL")
         assert took < 1.0
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        with contextlib.suppress(Exception):
-            if child_pid and not _gone(child_pid):
-                os.kill(child_pid, signal.SIGKILL)
+        kill_both(parent, child_pid)

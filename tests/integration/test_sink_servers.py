@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pipeline.settings import Settings
 from pipeline.storage.sink import REJECTED_REASON, ClickHouseSink, isolate
 from pipeline.storage.warehouse import SINK_TIMEOUTS, ServerWarehouse, connect
 from tests.integration.kafka_util import create_topic
+from tests.support.children import kill_both, seconds_to_outlive_a_sigkill
 from tests.support.stack import ClickHouseUrls
 from tests.unit.storage.test_sink_isolation import journey_record
 
@@ -374,14 +374,6 @@ def test_the_sink_migrates_once_clickhouse_comes_up_and_inserts_only_after(
     assert setup.count("schema_migrations") >= 1
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}  # exited, not yet reaped
-
-
 PARENT = """
 import sys, time
 from pipeline.observability import WorkerMetrics
@@ -414,19 +406,8 @@ def test_the_sink_child_dies_within_1_s_of_a_sigkilled_worker(setup: Setup) -> N
                 assert time.monotonic() < deadline, "the sink child never served /metrics"
                 time.sleep(0.2)
         time.sleep(2.0)  # inside a hung migration attempt by now
-        assert not _gone(child_pid)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
-        killed = time.monotonic()
-        while not _gone(child_pid) and time.monotonic() - killed < 5:
-            time.sleep(0.02)
-        took = time.monotonic() - killed
+        took = seconds_to_outlive_a_sigkill(parent, child_pid)
         print(f"sink child gone {took:.2f} s after the worker's SIGKILL")
         assert took < 1.0
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        with contextlib.suppress(Exception):
-            if child_pid and not _gone(child_pid):
-                os.kill(child_pid, signal.SIGKILL)
+        kill_both(parent, child_pid)
