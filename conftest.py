@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+import pytest
+
 import pipeline.core_build
 
 # With the compiled core active (scripts/compile_core.py), `pipeline.core.*` resolve to the mypyc
@@ -16,3 +21,25 @@ def pytest_report_header() -> str:
         return ("peakend core: compiled (mypyc); pipeline/core doctests run in the "
                 "PEAKEND_PURE_CORE=1 pass of `make test`")
     return "peakend core: interpreted"
+
+
+# The run's exit status, kept for `pytest_unconfigure` below.
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Embedded chdb keeps its engine's thread pools running until the process exits, and its
+    # static teardown at exit can crash (chdb-io/chdb-core#181): a `make test` whose 236
+    # integration tests had all passed ended in "ShutdownTablesThreadPool is not initialized"
+    # and a segmentation fault (2026-12-02). Once pytest has reported and every plugin has
+    # finished, a process that loaded chdb leaves with pytest's own status, without the
+    # interpreter's teardown.
+    if "chdb" in sys.modules and _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
