@@ -50,6 +50,7 @@ from pipeline.stream.batches import Handoff
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry_process import EntryProcess, build_entry_stage
 from pipeline.stream.flush import OutputFlusher
+from pipeline.stream.journal import JournalTable, always
 from pipeline.stream.outbox import (
     ALERTS,
     CLAIMS,
@@ -60,6 +61,7 @@ from pipeline.stream.outbox import (
     METRICS,
     Outbox,
 )
+from pipeline.stream.segments import is_member_key
 from pipeline.stream.state_writer import ChangelogTable, StateDelivery
 from pipeline.stream.topics import (
     CLAIMS_STATE_TABLE,
@@ -214,7 +216,13 @@ def build_worker(
     outputs = OutputFlusher(Outbox(s.partitions, followup_rules), delivery, stats)
     guard = RebalanceGuard(fapp, lambda message: fapp.consumer.delivered_now(message))
     letters = DeadLetters(dead_letters, privacy, stats)
-    state_of = {t.name: ChangelogTable(t, delivery, role, faust.types.TP)
+    # The claims and the segments' bucket members change a key per event or so: their tables
+    # are journals, one changelog record per batch and partition (pipeline/stream/journal.py).
+    journaled = {claim_state.name: always, segment_state.name: is_member_key}
+    state_of = {t.name: (JournalTable(t, delivery, role, faust.types.TP,
+                                      journaled=journaled[t.name])
+                         if t.name in journaled else ChangelogTable(t, delivery, role,
+                                                                    faust.types.TP))
                 for role, t in faust_tables.items()}
     deliver_state = StateDelivery(delivery, list(state_of.values()))
     journey_state, segment_state = state_of[journey_table], state_of[segment_table]

@@ -37,6 +37,16 @@ BUCKET_PREFIX = "bucket:"  # the whole-bucket layout: read at restore, rewritten
 SERIES_PREFIX = "series:"
 
 
+def is_member_key(key: str) -> bool:
+    """Whether a state key is a bucket member's (small, and changed per event or so: the
+    worker's table writes these in journal chunks, pipeline/stream/journal.py).
+
+    >>> is_member_key(member_key("all", "nps", 0, "e1")), is_member_key("series:nps|all|")
+    (True, False)
+    """
+    return key.startswith(MEMBER_PREFIX)
+
+
 def member_key(seg: str, metric: str, bucket_start: int, member: str) -> str:
     """The state key of one bucket member (JSON: segment values and member ids may hold any
     character).

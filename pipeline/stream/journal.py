@@ -1,0 +1,274 @@
+"""A state table kept as a journal: one changelog record per batch and partition, not one per
+changed key.
+
+Why: on the generator's default mix the claims stage changes a key for every event (its claim,
+then its removal a day later) and the segment stage one per changed bucket member: 1.06 and
+0.85 changelog records per input event (`bench/profile_worker.py`, docs/streaming.md,
+"seventh round"), each its own RocksDB put, Kafka record and, on the broker, its own entry of a
+compacted topic. A `JournalTable` writes the changed keys of one batch and partition as one
+*chunk*: one record `{"p": partition, "j": [[key, state or None], ...], **extra}` under the key
+`chunk_key(partition, seq)`, seq counting up per partition. The state a restore reads is the
+chunks replayed in seq order, a later entry of a key replacing an earlier one and None
+removing it (`replay`).
+
+Chunks are never rewritten in place; the oldest are *compacted* away instead: while the
+entries held exceed `COMPACT_FACTOR` times the keys alive (plus `COMPACT_SLACK`), the oldest
+chunk goes (a tombstone), and those of its entries that are still the current value of their
+key are written again in the new chunk. Removing only the oldest keeps removals right: a
+removal entry can only be needed to hide an older entry of its key, and every older chunk is
+gone before its own chunk is. The records of one write leave in order (the new chunks, then the
+tombstones of the compacted ones), so a changelog cut between them holds both copies of a
+moved entry, never neither. Bounded: at most `COMPACT_FACTOR` entries held per key alive, each
+entry written again at most once per compaction that reaches it.
+
+Keys that may hold large values (a segment's drop series: a week of buckets) stay one record per
+key (`ChangelogTable`, with its pieces for values over 1 MiB): a table's `journaled` predicate
+says which keys go in chunks, and a key is always written the same way. Keys the table held
+before it was a journal (written one record per key) are read as a chunk older than any other
+(`LEGACY`), moved into chunks at the next write and deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import rocksdict
+
+from pipeline.stream.delivery import BatchDelivery
+from pipeline.stream.faust_private import partition_db
+from pipeline.stream.outbox import Record
+from pipeline.stream.state_writer import MAX_VALUE_BYTES, ChangelogTable, encode, piece_key
+
+JOURNAL_MARK = "\x00journal:"  # no stage key starts with NUL
+LEGACY = -1  # the seq of the keys a partition held one record per key, before any chunk
+COMPACT_FACTOR = 3
+COMPACT_SLACK = 4096
+# A chunk's entries stay under this many bytes, so a chunk of many entries fits in one record
+# with room to spare (MAX_VALUE_BYTES: the largest value the changelog writes as one record).
+CHUNK_BYTES = 256 * 1024
+
+
+def chunk_key(partition: int, seq: int) -> str:
+    """The table key of chunk `seq` of `partition` (digits padded: keys sort as their seqs).
+
+    >>> chunk_key(3, 42)
+    '\\x00journal:3:000000000042'
+    """
+    return f"{JOURNAL_MARK}{partition}:{seq:012d}"
+
+
+def chunk_seq(key: str) -> int:
+    """The seq of a chunk's key.
+
+    >>> chunk_seq(chunk_key(3, 42))
+    42
+    """
+    return int(key.rsplit(":", 1)[1])
+
+
+def always(key: str) -> bool:
+    """The `journaled` predicate of a table whose every key goes in chunks."""
+    return True
+
+
+@dataclass(slots=True)
+class PartitionJournal:
+    """Which chunk holds the current value of each key of one partition, and how many entries
+    the chunks hold: what `JournalTable` needs to choose and compact chunks (no states: those
+    are read back from the partition's database when a chunk is compacted)."""
+
+    next_seq: int = 0
+    chunks: dict[int, list[str]] = field(default_factory=dict)  # seq -> its keys; oldest first
+    alive: dict[int, int] = field(default_factory=dict)  # seq -> its entries still current
+    where: dict[str, int] = field(default_factory=dict)  # key alive -> seq of its current value
+    entries: int = 0
+
+    def book(self, seq: int, pairs: Iterable[tuple[str, Any]]) -> None:
+        """Chunk `seq` (newer than every chunk booked) holds `pairs` (key, state or None)."""
+        where, alive = self.where, self.alive
+        keys: list[str] = []
+        current = 0
+        for key, state in pairs:
+            old = where.pop(key, None)
+            if old is not None and old in alive:
+                alive[old] -= 1
+            if state is not None:
+                where[key] = seq
+                current += 1
+            keys.append(key)
+        self.chunks[seq] = keys
+        alive[seq] = current
+        self.entries += len(keys)
+        self.next_seq = max(self.next_seq, seq + 1)
+
+    def overdue(self, pending: int = 0) -> bool:
+        """Whether the oldest chunk should go (`pending`: entries about to be written again)."""
+        return (bool(self.chunks) and self.entries + pending
+                > COMPACT_FACTOR * len(self.where) + COMPACT_SLACK)
+
+    def pop_oldest(self) -> tuple[int, list[str]]:
+        """Forget the oldest chunk: its seq and its keys whose current value it holds (to be
+        written again; until then `where` still names the chunk)."""
+        seq = next(iter(self.chunks))
+        keys = self.chunks.pop(seq)
+        self.entries -= len(keys)
+        if not self.alive.pop(seq):
+            return seq, []
+        where = self.where
+        return seq, [key for key in keys if where.get(key) == seq]
+
+
+def replay(chunks: Iterable[tuple[int, dict[str, Any]]], held: dict[str, Any]) -> dict[str, Any]:
+    """The values a partition's chunks (seq, decoded chunk value) leave in `held` (key ->
+    table value `{"p", "s", **extra}`, updated in place and returned), applied in seq order.
+
+    >>> replay([(2, {"p": 0, "j": [["a", None], ["b", 2]]}), (1, {"p": 0, "j": [["a", 1]]})], {})
+    {'b': {'p': 0, 's': 2}}
+    """
+    for _seq, value in sorted(chunks, key=lambda chunk: chunk[0]):
+        extra = {k: v for k, v in value.items() if k != "j"}
+        for key, state in value["j"]:
+            if state is None:
+                held.pop(key, None)
+            else:
+                held[key] = {**extra, "s": state}
+    return held
+
+
+class JournalTable(ChangelogTable):
+    """A `ChangelogTable` whose `journaled` keys are written in chunks (see the module)."""
+
+    def __init__(self, table: Any, delivery: BatchDelivery, role: str,
+                 topic_partition: Callable[[str, int], Any],
+                 database: Callable[[Any, int], Any] = partition_db,
+                 journaled: Callable[[str], bool] = always) -> None:
+        super().__init__(table, delivery, role, topic_partition, database)
+        self.journaled = journaled
+        self.journals: dict[int, PartitionJournal] = {}
+        # partition -> the states of its LEGACY keys, until they are moved into chunks
+        self._legacy: dict[int, dict[str, Any]] = {}
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Every (key, value) held, chunks replayed; the journals are rebuilt from what the
+        table holds (read at every restore, before the restored partitions are written)."""
+        chunks: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+        legacy: dict[int, dict[str, Any]] = {}
+        plain: list[tuple[str, Any]] = []
+        for key, value in super().items():
+            if key.startswith(JOURNAL_MARK):
+                chunks.setdefault(value["p"], []).append((chunk_seq(key), value))
+            elif self.journaled(key):
+                legacy.setdefault(value["p"], {})[key] = value
+            else:
+                plain.append((key, value))
+        self.journals = {}
+        self._legacy = {p: {key: value["s"] for key, value in held.items()}
+                        for p, held in legacy.items()}
+        for partition in sorted(chunks.keys() | legacy.keys()):
+            journal = self.journals[partition] = PartitionJournal()
+            if partition in legacy:
+                journal.book(LEGACY, ((key, True) for key in legacy[partition]))
+            for seq, value in sorted(chunks.get(partition, ()), key=lambda chunk: chunk[0]):
+                journal.book(seq, ((key, state) for key, state in value["j"]))
+            held = replay(chunks.get(partition, ()), dict(legacy.get(partition, {})))
+            plain.extend(held.items())
+        return iter(plain)
+
+    def write_pairs(self, partition: int, pairs: list[tuple[str, Any]],
+                    extra: dict[str, Any]) -> None:
+        journaled = self.journaled
+        entries = [(key, state) for key, state in pairs if journaled(key)]
+        if len(entries) < len(pairs):
+            super().write_pairs(partition, [(key, state) for key, state in pairs
+                                            if not journaled(key)], extra)
+        if not entries:
+            return
+        journal = self.journals.get(partition)
+        if journal is None:
+            journal = self.journals[partition] = PartitionJournal()
+        written = {key for key, _ in entries}
+        # A removal needs an entry only while an older chunk holds the key's value.
+        entries = [(key, state) for key, state in entries
+                   if state is not None or key in journal.where]
+        dropped, moved = self._compact(partition, journal, written)
+        entries.extend(moved)
+        if not entries and not dropped:
+            return
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        records: list[Record] = []
+        tail = _extra_fields(extra)
+        for group, body in _chunks(entries):
+            seq = journal.next_seq
+            key_bytes = encode(chunk_key(partition, seq))
+            value = b'{"p":%d,"j":%b%b}' % (partition, body, tail)
+            batch.put(key_bytes, value)
+            records.append(Record(self.role, key_bytes, value, partition))
+            journal.book(seq, group)
+        for key_bytes in dropped:
+            batch.delete(key_bytes)
+            records.append(Record(self.role, key_bytes, None, partition))
+        self.database(self.table, partition).write(batch)
+        self.delivery.add(records)
+        self._unpersisted.add(partition)
+
+    def _compact(self, partition: int, journal: PartitionJournal, written: set[str]
+                 ) -> tuple[list[bytes], list[tuple[str, Any]]]:
+        """The oldest chunks due to go (their record keys) and the entries of theirs to write
+        again (those still current and not written anew in this batch)."""
+        dropped: list[bytes] = []
+        moved: list[tuple[str, Any]] = []
+        while journal.overdue(len(moved)):
+            seq, current = journal.pop_oldest()
+            current = [key for key in current if key not in written]
+            if seq == LEGACY:
+                states = self._legacy.pop(partition, {})
+                moved.extend((key, states[key]) for key in current)
+                for key in states:
+                    dropped.append(encode(key))
+                    pieces = self._pieces.pop((partition, key), None)
+                    if pieces is not None:
+                        dropped.extend(encode(piece_key(pieces[0], i, key))
+                                       for i in range(pieces[1]))
+                continue
+            key_bytes = encode(chunk_key(partition, seq))
+            if current:
+                stored = self.database(self.table, partition)[key_bytes]
+                held = dict(orjson.loads(stored)["j"])
+                moved.extend((key, held[key]) for key in current)
+            dropped.append(key_bytes)
+        return dropped, moved
+
+
+def _extra_fields(extra: dict[str, Any]) -> bytes:
+    """`extra` as the tail of a JSON object: b',"w":7' for {"w": 7}, b'' for {}."""
+    return b"," + encode(extra)[1:-1] if extra else b""
+
+
+def _chunks(entries: list[tuple[str, Any]]
+            ) -> Iterator[tuple[list[tuple[str, Any]], bytes]]:
+    """The entries in groups of at most CHUNK_BYTES, each with its JSON array (an entry larger
+    alone in its group; one too large for a record at all is a bug of the table's
+    `journaled`). Nearly every batch is one group, encoded in one call."""
+    body = encode(entries)
+    if len(body) <= CHUNK_BYTES:
+        yield entries, body
+        return
+    group: list[tuple[str, Any]] = []
+    parts: list[bytes] = []
+    size = 0
+    for key, state in entries:
+        encoded = encode([key, state])
+        if len(encoded) > MAX_VALUE_BYTES - 1024:
+            raise ValueError(f"state key {key!r}: a {len(encoded)}-byte value cannot go in a "
+                             "journal chunk; the table must write such keys one per record")
+        if group and size + len(encoded) > CHUNK_BYTES:
+            yield group, b"[%b]" % b",".join(parts)
+            group, parts, size = [], [], 0
+        group.append((key, state))
+        parts.append(encoded)
+        size += len(encoded) + 1
+    if group:
+        yield group, b"[%b]" % b",".join(parts)

@@ -1,0 +1,194 @@
+"""`JournalTable` on a real Faust table (RocksDB store, no broker): whatever sequence of batches
+is written, a restore (a new table object reading the database, or Faust's recovery applying
+the changelog records to an empty database) reads back exactly the states last written; the
+changelog cut after any batch, or between a batch's new chunks and the tombstones of the chunks
+it compacted, reads back that batch's states; the entries held stay bounded by the keys alive;
+keys written one record per key before read back and moved into chunks."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.stream import journal
+from pipeline.stream.journal import JOURNAL_MARK, JournalTable, chunk_key
+from pipeline.stream.segments import is_member_key, member_key
+from pipeline.stream.state_writer import ChangelogTable, encode
+from tests.unit.stream.test_state_writer import (  # noqa: F401  (the fixture)
+    CHANGELOG,
+    close,
+    delivery,
+    event_loop_for_faust,
+    faust_table,
+    held,
+)
+
+PARTITIONS = (1, 4)
+KEYS = [f"k{i}" for i in range(12)]
+
+# one batch: a partition, its changed keys (state, or None to delete) and the batch's stream time
+batches = st.lists(st.tuples(
+    st.sampled_from(PARTITIONS),
+    st.dictionaries(st.sampled_from(KEYS), st.none() | st.integers(0, 9) | st.lists(
+        st.integers(0, 3), max_size=3), min_size=1, max_size=8),
+    st.integers(0, 100)), min_size=1, max_size=40)
+
+
+def holding(table: Any, partitions: tuple[int, ...] = PARTITIONS) -> None:
+    """Make `table.items()` list these partitions' databases (as for a worker assigned them)."""
+    table.items = lambda: [item for p in partitions for item in held(table, p).items()]
+
+
+def states(items: Any) -> dict[tuple[int, str], Any]:
+    return {(value["p"], key): value["s"] for key, value in items}
+
+
+def recovered(tmp: Path, records: list[Any]) -> Any:
+    """A new Faust table rebuilt from `records` as Faust's recovery applies a changelog."""
+    table = faust_table(tmp)
+    events = [SimpleNamespace(message=SimpleNamespace(
+        tp=TP(CHANGELOG, r.partition), offset=offset, key=r.key, value=r.value,
+        partition=r.partition)) for offset, r in enumerate(records)]
+    table.data.apply_changelog_batch(events, to_key=None, to_value=None)
+    holding(table)
+    return table
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches, st.sets(st.integers(0, 39), max_size=4), st.integers(0, 6))
+def test_a_restore_reads_back_the_states_last_written(
+        writes: list[tuple[int, dict[str, Any], int]], restarts: set[int], slack: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(journal, "COMPACT_SLACK", slack)  # compact often
+        base = faust_table(Path(tmp) / "ours")
+        holding(base)
+        queue = delivery()
+        state = JournalTable(base, queue, "state:t", TP)
+        model: dict[tuple[int, str], Any] = {}
+        # after each batch: the records sent so far, and where its own new chunks end
+        cuts: list[tuple[int, int, dict[tuple[int, str], Any]]] = []
+        try:
+            for index, (partition, changed, watermark) in enumerate(writes):
+                if index in restarts:  # a new worker reading the database
+                    state = JournalTable(base, queue, "state:t", TP)
+                    assert states(state.items()) == model
+                before = len(queue._pending)
+                book = state.journals.get(partition)
+                alive = 0 if book is None else len(book.where)
+                state.write_pairs(partition, sorted(changed.items()), {"w": watermark})
+                for key, value in changed.items():
+                    if value is None:
+                        model.pop((partition, key), None)
+                    else:
+                        model[(partition, key)] = value
+                sent = queue._pending[before:]
+                chunks = [r for r in sent if r.value is not None]
+                assert all(base.data._decode_key(r.key).startswith(JOURNAL_MARK) for r in sent)
+                # the batch's chunks come before its tombstones (a cut between keeps both)
+                assert sent[:len(chunks)] == chunks
+                assert len(chunks) <= 1  # a small batch is one record, however many keys
+                cuts.append((before + len(chunks), len(queue._pending), dict(model)))
+                # compaction runs before the batch is added, on the keys alive then
+                book = state.journals[partition]
+                assert book.entries <= journal.COMPACT_FACTOR * alive + slack + len(changed)
+                assert states(JournalTable(base, delivery(), "state:t", TP).items()) == model
+            # Faust's recovery from the changelog, cut after any batch or inside one
+            for number, (inside, end, expected) in enumerate(cuts[-2:]):
+                for cut in (inside, end):
+                    restored = recovered(Path(tmp) / f"r{number}-{cut}",
+                                         list(queue._pending[:cut]))
+                    try:
+                        assert states(JournalTable(restored, delivery(), "state:t",
+                                                   TP).items()) == expected
+                    finally:
+                        close(restored)
+            # every value read back carries the stream time of a batch of its partition
+            seen = {(p, w) for p, _, w in writes}
+            for _key, value in JournalTable(base, delivery(), "state:t", TP).items():
+                assert (value["p"], value["w"]) in seen
+        finally:
+            close(base)
+
+
+def test_one_record_per_batch_and_compaction_keeps_the_entries_bounded(tmp_path: Path) -> None:
+    """Claims as the stage writes them: each batch adds 500 keys and removes the 500 of four
+    batches before. The records per batch stay one chunk (+ tombstones of compacted chunks),
+    the chunks held stay bounded, and the state reads back."""
+    table = faust_table(tmp_path)
+    holding(table, (2,))
+    queue = delivery()
+    state = JournalTable(table, queue, "state:t", TP)
+    try:
+        for batch in range(60):
+            pairs: list[tuple[str, Any]] = [(f"e{batch}-{i}", [i, "j"]) for i in range(500)]
+            if batch >= 4:
+                pairs += [(f"e{batch - 4}-{i}", None) for i in range(500)]
+            before = len(queue._pending)
+            state.write_pairs(2, pairs, {})
+            assert len([r for r in queue._pending[before:] if r.value is not None]) == 1
+        chunks = [k for k in held(table, 2) if k.startswith(JOURNAL_MARK)]
+        book = state.journals[2]
+        assert len(book.where) == 2000
+        # (compaction runs before a batch of 1,000 entries is added)
+        assert book.entries <= journal.COMPACT_FACTOR * 2000 + journal.COMPACT_SLACK + 1000
+        assert len(chunks) == len(book.chunks) < 20
+        expected = {(2, f"e{b}-{i}"): [i, "j"] for b in range(56, 60) for i in range(500)}
+        assert states(JournalTable(table, delivery(), "state:t", TP).items()) == expected
+    finally:
+        close(table)
+
+
+def test_keys_written_one_per_record_are_read_and_moved_into_chunks(tmp_path: Path) -> None:
+    """A table written before it was a journal: its keys read back, a later chunk overrides
+    them, and once compacted they are moved into chunks and deleted."""
+    table = faust_table(tmp_path)
+    holding(table, (3,))
+    try:
+        ChangelogTable(table, delivery(), "state:t", TP).write_pairs(
+            3, [("a", 1), ("b", 2), ("c", 3)], {"w": 5})
+        queue = delivery()
+        state = JournalTable(table, queue, "state:t", TP)
+        assert states(state.items()) == {(3, "a"): 1, (3, "b"): 2, (3, "c"): 3}
+        state.write_pairs(3, [("a", 10), ("b", None)], {"w": 6})
+        assert states(JournalTable(table, delivery(), "state:t", TP).items()) == {
+            (3, "a"): 10, (3, "c"): 3}
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(journal, "COMPACT_SLACK", 0)
+            patch.setattr(journal, "COMPACT_FACTOR", 1)
+            state.write_pairs(3, [("d", 4)], {"w": 7})
+        assert set(held(table, 3)) == {chunk_key(3, 1)}  # a, c and chunk 0 moved into it
+        tombstones = {r.key for r in queue._pending if r.value is None}
+        assert {encode("a"), encode("b"), encode("c")} <= tombstones
+        assert states(JournalTable(table, delivery(), "state:t", TP).items()) == {
+            (3, "a"): 10, (3, "c"): 3, (3, "d"): 4}
+    finally:
+        close(table)
+
+
+def test_keys_outside_the_journal_are_written_one_per_record(tmp_path: Path) -> None:
+    """The segment table: bucket members in chunks, drop series (large) one per record."""
+    table = faust_table(tmp_path)
+    holding(table, (0,))
+    queue = delivery()
+    try:
+        state = JournalTable(table, queue, "state:t", TP, journaled=is_member_key)
+        member = member_key("all", "nps", 0, "e1")
+        series = {"b": [[i, [1.0, 2.0]] for i in range(30_000)]}  # over 512 KiB: in pieces
+        state.write_pairs(0, [(member, {"v": 1, "a": [1, 0]}), ("series:nps|all|", series)], {})
+        keys = set(held(table, 0))
+        assert chunk_key(0, 0) in keys and "series:nps|all|" in keys and member not in keys
+        assert states(JournalTable(table, delivery(), "state:t", TP,
+                                   journaled=is_member_key).items()) == {
+            (0, member): {"v": 1, "a": [1, 0]}, (0, "series:nps|all|"): series}
+        with pytest.raises(ValueError, match="cannot go in a journal chunk"):
+            state.write_pairs(0, [(member_key("all", "nps", 0, "e2"), "x" * 600_000)], {})
+    finally:
+        close(table)
+
