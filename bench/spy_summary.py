@@ -64,7 +64,10 @@ def stage_of(parsed: list[tuple[str, str]]) -> str:
     for stage, func, part in STAGES:
         for name, path in parsed:
             # py-spy names files from their package (`aiokafka/conn.py`) or in full
-            if (not func or name == func) and f"/{part}" in f"/{path}":
+            # a rule's bare name also matches methods of that name (`SegmentsAgent.write_state`
+            # computes the state it writes: without this its samples fell to Faust's agent frame)
+            if (not func or name == func or name.endswith(f".{func}")) \
+                    and f"/{part}" in f"/{path}":
                 return stage
     return "event loop, Faust and mode services, other"
 

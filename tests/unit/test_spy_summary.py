@@ -20,6 +20,12 @@ PROFILE = "\n".join([
     f"{LOOP};AgentLoop.settle ({ROOT}/pipeline/stream/agent_loop.py:171);"
     f"JourneysAgent.write_state ({ROOT}/pipeline/stream/agents.py:149);"
     f"encode ({ROOT}/pipeline/stream/state_writer.py:51) 20",
+    # the segment stage computing the state it writes, under Faust's agent frame: a state write
+    f"{LOOP};Agent._execute_actor (faust/agents/agent.py:698);"
+    f"AgentLoop.run ({ROOT}/pipeline/stream/agent_loop.py:199);"
+    f"AgentLoop.settle ({ROOT}/pipeline/stream/agent_loop.py:171);"
+    f"SegmentsAgent.write_state ({ROOT}/pipeline/stream/agents.py:217);"
+    f"SegmentStage.dirty_state ({ROOT}/pipeline/stream/segments.py:243) 5",
     # the event loop waiting
     f"{LOOP};EpollSelector.select (selectors.py:468) 40",
     "",
@@ -31,15 +37,15 @@ def test_samples_go_to_the_first_stage_on_their_stack_and_peakend_work_is_counte
     path = tmp_path / "worker.txt"
     path.write_text(PROFILE)
     summary = spy_summary.read(path)
-    assert summary.total == 100
+    assert summary.total == 105
     assert summary.stages == {
         "entry stage: validate, place, encode (peakend)": 30,
         "entry stage: aiokafka consume, produce, commit": 10,
-        "state writes: dump state, Faust tables, RocksDB": 20,
+        "state writes: dump state, Faust tables, RocksDB": 25,
         spy_summary.EPOLL: 40,
     }
     assert summary.own["pipeline.contract.parser"] == 30
     assert summary.own["aiokafka"] == 10
-    # validation and the state write; not the aiokafka read, not the event loop
-    assert spy_summary.peakend_share(summary) == 0.5
+    # validation and the state writes; not the aiokafka read, not the event loop
+    assert spy_summary.peakend_share(summary) == 55 / 105
     assert summary.inclusive["pipeline.stream.entry.Router.route"] == 30
