@@ -18,7 +18,9 @@ of event time, so 90 days hold 90x the events of 1 day) and the default core con
   `--gc` runs it under other collector policies too (rows in turn), and each run reports the
   CPU time spent in the collector (gc.callbacks) and its collections by generation.
 - `replay`: the whole `peakend replay FILE --output DIR` command (JSON parsing, contract, core,
-  output files) in a child process, on JSONL files generated once into `--dir` and reused.
+  output files) in a child process, on JSONL files generated once into `--dir` and reused,
+  less the same command's CPU on an empty file (its fixed cost: start, imports, outputs),
+  measured right after it.
 
 Each run is a fresh process, the lengths interleaved; CPU time is `time.process_time` (core)
 or the child's user + system time (replay), divided by the events. A 1-day core run takes under
@@ -298,14 +300,24 @@ def run_replay(days: int, rate: float, folder: Path) -> dict[str, float]:
                         "--span", f"{days}d", "--start", START, "--seed", str(SEED),
                         "--output", str(partial), "--quiet"], check=True, cwd=ROOT)
         partial.rename(path)
+    empty = folder / "history-empty.jsonl"
+    empty.touch()
+    cpu, alerts = replay_cpu(path)
+    # The command's fixed cost (interpreter start, imports, output files: about a second of
+    # CPU, 100+ us per event of a 1-day run) is the same command on an empty file, taken off.
+    fixed, _ = replay_cpu(empty)
+    return {"events": n, "cpu_s": cpu - fixed, "alerts": alerts, "fixed_cpu_s": fixed}
+
+
+def replay_cpu(path: Path) -> tuple[float, int]:
+    """CPU seconds of `peakend replay path` in a child process, and the alerts it wrote."""
     with tempfile.TemporaryDirectory(prefix="peakend-history-") as out:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(path), "--output",
                         out], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         alerts = len((Path(out) / "alerts.jsonl").read_bytes().splitlines())
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"events": n, "cpu_s": cpu, "alerts": alerts}
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), alerts
 
 
 def one(path: str, days: int, rate: float, folder: str, gc_policy: str) -> dict[str, float]:
@@ -390,6 +402,8 @@ def main() -> None:
                 key = (path, policy, days)
                 per_event[key].append(result["cpu_s"] / result["events"] * 1e6)
                 collector = ""
+                if "fixed_cpu_s" in result:
+                    collector = f" (fixed cost taken off: {result['fixed_cpu_s']:.2f} s)"
                 if "gc_cpu_s" in result:
                     gc_per_event[key].append(result["gc_cpu_s"] / result["events"] * 1e6)
                     collector = (f" (collector {gc_per_event[key][-1]:.1f}: "

@@ -18,7 +18,6 @@ together, or not at all (`pipeline.outputs`); the output directory must not hold
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,6 +27,8 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import orjson
 
 from pipeline import driver_inputs
 from pipeline.contract import Rejected, parse_event
@@ -249,9 +250,12 @@ OUTPUT_FILES = ("journeys.jsonl", "metrics.jsonl", "alerts.jsonl", "dead_letters
 
 
 def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, Any]]) -> None:
+    """One compact JSON line per row, encoded as the stream encodes its output records (orjson,
+    `pipeline.stream.outbox.to_json`): the standard library's encoder took 19 us per journey
+    row against orjson's 1.6, a tenth of a 90-day replay's CPU (docs/core.md)."""
     with opened as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
+            handle.write(orjson.dumps(row))
             handle.write(b"\n")
 
 
