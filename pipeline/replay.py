@@ -251,8 +251,8 @@ OUTPUT_FILES = ("journeys.jsonl", "metrics.jsonl", "alerts.jsonl", "dead_letters
 
 def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, Any]]) -> None:
     """One compact JSON line per row, encoded as the stream encodes its output records (orjson,
-    `pipeline.stream.outbox.to_json`): the standard library's encoder took 19 us per journey
-    row against orjson's 1.6, a tenth of a 90-day replay's CPU (docs/core.md)."""
+    `pipeline.stream.outbox.to_json`; the standard library's encoder cost a 9-day replay 7% of
+    its CPU: docs/core.md, "Cost over long histories")."""
     with opened as handle:
         for row in rows:
             handle.write(orjson.dumps(row))
