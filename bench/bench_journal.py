@@ -20,26 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import faust
-from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
 from bench.host import cpu_model, loadavg
 from pipeline.stream.delivery import BatchDelivery, group
-from pipeline.stream.faust_private import StoreHookTable
 from pipeline.stream.journal import JournalTable
 from pipeline.stream.segments import member_key
 from pipeline.stream.state_writer import ChangelogTable
+from tests.support.faust_tables import rocksdb_table
 
 ROLE = "state:t"
 TOPIC = "bench-t-changelog"
-
-
-def faust_table(folder: Path) -> Any:
-    app: Any = faust.App("bench-journal", datadir=str(folder), store="rocksdb://")
-    table = app.tables.add(StoreHookTable(app, name="t", partitions=4, beacon=app.tables.beacon))
-    assert isinstance(table.data, faust_rocksdb.Store)
-    return table
 
 
 def batch_pairs(number: int) -> list[tuple[str, Any]]:
@@ -56,7 +47,7 @@ def batch_pairs(number: int) -> list[tuple[str, Any]]:
 def per_key_us(kind: str, batches: int) -> tuple[float, float]:
     """CPU us per changed key, and Kafka records per changed key."""
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as folder:
-        table = faust_table(Path(folder))
+        table = rocksdb_table(Path(folder), partitions=4)
         delivery = BatchDelivery(lambda: None, {ROLE: TOPIC})  # type: ignore[arg-type,return-value]
         writer = (ChangelogTable(table, delivery, ROLE, TP) if kind == "one record per key"
                   else JournalTable(table, delivery, ROLE, TP))

@@ -122,13 +122,13 @@ class PartitionJournal:
 
 
 def replay(chunks: Iterable[tuple[int, dict[str, Any]]], held: dict[str, Any]) -> dict[str, Any]:
-    """The values a partition's chunks (seq, decoded chunk value) leave in `held` (key ->
-    table value `{"p", "s", **extra}`, updated in place and returned), applied in seq order.
+    """The values a partition's chunks (seq, decoded chunk value), given in seq order, leave in
+    `held` (key -> table value `{"p", "s", **extra}`, updated in place and returned).
 
-    >>> replay([(2, {"p": 0, "j": [["a", None], ["b", 2]]}), (1, {"p": 0, "j": [["a", 1]]})], {})
+    >>> replay([(1, {"p": 0, "j": [["a", 1]]}), (2, {"p": 0, "j": [["a", None], ["b", 2]]})], {})
     {'b': {'p': 0, 's': 2}}
     """
-    for _seq, value in sorted(chunks, key=lambda chunk: chunk[0]):
+    for _seq, value in chunks:
         extra = {k: v for k, v in value.items() if k != "j"}
         for key, state in value["j"]:
             if state is None:
@@ -171,9 +171,10 @@ class JournalTable(ChangelogTable):
             journal = self.journals[partition] = PartitionJournal()
             if partition in legacy:
                 journal.book(LEGACY, ((key, True) for key in legacy[partition]))
-            for seq, value in sorted(chunks.get(partition, ()), key=lambda chunk: chunk[0]):
+            ordered = sorted(chunks.get(partition, ()), key=lambda chunk: chunk[0])
+            for seq, value in ordered:
                 journal.book(seq, ((key, state) for key, state in value["j"]))
-            held = replay(chunks.get(partition, ()), dict(legacy.get(partition, {})))
+            held = replay(ordered, dict(legacy.get(partition, {})))
             plain.extend(held.items())
         return iter(plain)
 

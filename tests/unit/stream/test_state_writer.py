@@ -12,15 +12,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import faust
 import pytest
-from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
 from pipeline.stream.agent_loop import write_state
 from pipeline.stream.delivery import BatchDelivery
-from pipeline.stream.faust_private import StoreHookTable
 from pipeline.stream.state_writer import ChangelogTable, StateDelivery
+from tests.support.faust_tables import rocksdb_table
 from tests.unit.stream.fake_faust import Event, Message
 
 CHANGELOG = "app-t-changelog"
@@ -38,11 +36,7 @@ def event_loop_for_faust() -> Any:
 
 
 def faust_table(tmp_path: Path, name: str = "t") -> Any:
-    app: Any = faust.App(f"state-writer-{name}", datadir=str(tmp_path), store="rocksdb://")
-    table = app.tables.add(StoreHookTable(app, name=name, partitions=8,
-                                          beacon=app.tables.beacon))
-    assert isinstance(table.data, faust_rocksdb.Store)
-    return table
+    return rocksdb_table(tmp_path, name)
 
 
 def close(table: Any) -> None:
