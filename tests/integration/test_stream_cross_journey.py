@@ -102,7 +102,11 @@ def test_copies_under_two_journey_keys_equal_replay_in_both_orders(
                    lambda: f"{metrics_in_clickhouse(setup)}\n!=\n{metrics_of_replay(replay)}")
         assert_metrics_equal(metrics_in_clickhouse(setup), metrics_of_replay(replay))
         assert dead_letter_counts(setup) == {"conflict": 2}
-        assert count(setup, "SELECT count() FROM touchpoint_events FINAL") == 7
+        # the sink reads the events from their own topic, so they may land after the journeys
+        wait_until(lambda: count(setup, "SELECT count() FROM touchpoint_events FINAL") == 7, 60,
+                   "the 7 counted copies in touchpoint_events",
+                   lambda: f"{count(setup, 'SELECT count() FROM touchpoint_events FINAL')} rows\n"
+                           f"{worker.log_tail()}")
         assert worker.alive(), worker.log_tail()
     finally:
         worker.stop()
