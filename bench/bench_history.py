@@ -17,10 +17,13 @@ of event time, so 90 days hold 90x the events of 1 day) and the default core con
   is the part whose cost could grow with history.
   `--gc` runs it under other collector policies too (rows in turn), and each run reports the
   CPU time spent in the collector (gc.callbacks) and its collections by generation.
-- `replay`: the whole `peakend replay FILE --output DIR` command (JSON parsing, contract, core,
-  output files) in a child process, on JSONL files generated once into `--dir` and reused,
-  less the same command's CPU on an empty file (its fixed cost: start, imports, outputs),
-  measured right after it.
+- `replay`: the `peakend replay FILE --output DIR` command (JSON parsing, contract, core,
+  output files) in a child process, on JSONL files generated once into `--dir` and reused.
+  The child imports the command's modules first and times `pipeline.cli.main` alone
+  (`time.process_time`), less the same in-process time on an empty file (output files made,
+  nothing to replay) measured right after it. Interpreter start and imports (1.2-1.6 s of CPU,
+  as much as a whole 1-day replay) are reported apart: subtracting them from the child's
+  rusage, as this script first did, left the 1-day samples spread from 113 to 192 us/event.
 
 Each run is a fresh process, the lengths interleaved; CPU time is `time.process_time` (core)
 or the child's user + system time (replay), divided by the events. A 1-day core run takes under
@@ -302,22 +305,50 @@ def run_replay(days: int, rate: float, folder: Path) -> dict[str, float]:
         partial.rename(path)
     empty = folder / "history-empty.jsonl"
     empty.touch()
-    cpu, alerts = replay_cpu(path)
-    # The command's fixed cost (interpreter start, imports, output files: about a second of
-    # CPU, 100+ us per event of a 1-day run) is the same command on an empty file, taken off.
-    fixed, _ = replay_cpu(empty)
-    return {"events": n, "cpu_s": cpu - fixed, "alerts": alerts, "fixed_cpu_s": fixed}
+    cpu, startup, alerts = replay_cpu(path)
+    # The command's fixed cost in the process (settings, rules, eight output files made and
+    # renamed) is the same call on an empty file, taken off.
+    fixed, _, _ = replay_cpu(empty)
+    return {"events": n, "cpu_s": cpu - fixed, "alerts": alerts, "fixed_cpu_s": fixed,
+            "startup_cpu_s": startup}
 
 
-def replay_cpu(path: Path) -> tuple[float, int]:
-    """CPU seconds of `peakend replay path` in a child process, and the alerts it wrote."""
+def replay_cpu(path: Path) -> tuple[float, float, int]:
+    """CPU seconds of `peakend replay path` in a child process, timed inside it from after
+    its imports (`timed_replay`); the child's other CPU (interpreter start, imports); the
+    alerts it wrote."""
     with tempfile.TemporaryDirectory(prefix="peakend-history-") as out:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(path), "--output",
-                        out], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        proc = subprocess.run([sys.executable, "-m", "bench.bench_history", "--timed-replay",
+                               str(path), "--dir", out], check=True, cwd=ROOT,
+                              capture_output=True, text=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         alerts = len((Path(out) / "alerts.jsonl").read_bytes().splitlines())
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), alerts
+    inside = float(proc.stdout.strip().splitlines()[-1])
+    whole = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return inside, whole - inside, alerts
+
+
+def timed_replay(path: str, out: str) -> float:
+    """`peakend replay path --output out` in this process, its modules imported first; the
+    CPU seconds of the command itself."""
+    import pyarrow
+
+    import pipeline.cli
+    import pipeline.replay  # noqa: F401  (what the command imports, loaded before the clock)
+
+    pyarrow.array([0])  # pyarrow imports pandas at its first array (0.6 s): an import too
+    started = time.process_time()
+    with open(os.devnull, "w") as quiet:
+        saved, sys.stdout = sys.stdout, quiet
+        try:
+            status = pipeline.cli.main(["replay", path, "--output", out])
+        finally:
+            sys.stdout = saved
+    spent = time.process_time() - started
+    if status != 0:
+        raise SystemExit(f"peakend replay {path} exited {status}")
+    return spent
 
 
 def one(path: str, days: int, rate: float, folder: str, gc_policy: str) -> dict[str, float]:
@@ -361,7 +392,11 @@ def main() -> None:
                         help="collector policies of the core path, comma-separated, each run "
                              f"in turn ({', '.join(GC_POLICIES)}; default state)")
     parser.add_argument("--one", choices=("core", "replay"), help=argparse.SUPPRESS)
+    parser.add_argument("--timed-replay", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.timed_replay:
+        print(timed_replay(args.timed_replay, args.dir))
+        return
     if args.one:
         days = int(args.days)
         result = (run_core(days, args.rate, args.gc, Path(args.dir)) if args.one == "core"
@@ -403,7 +438,9 @@ def main() -> None:
                 per_event[key].append(result["cpu_s"] / result["events"] * 1e6)
                 collector = ""
                 if "fixed_cpu_s" in result:
-                    collector = f" (fixed cost taken off: {result['fixed_cpu_s']:.2f} s)"
+                    collector = (f" (in-process fixed cost taken off: "
+                                 f"{result['fixed_cpu_s']:.2f} s; start and imports apart: "
+                                 f"{result['startup_cpu_s']:.2f} s)")
                 if "gc_cpu_s" in result:
                     gc_per_event[key].append(result["gc_cpu_s"] / result["events"] * 1e6)
                     collector = (f" (collector {gc_per_event[key][-1]:.1f}: "

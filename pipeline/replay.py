@@ -22,9 +22,10 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -203,10 +204,8 @@ class Replay:
             outputs = OutputDir(directory, OUTPUT_FILES)
             outputs.prepare()
         with outputs.transaction() as tx:
-            _write(tx.open("journeys.jsonl"),
-                   (r.to_dict() for _, r in sorted(self.journeys.items())))
-            _write(tx.open("metrics.jsonl"),
-                   (r.to_dict() for _, r in sorted(self.metrics.items())))
+            _write_by_key(tx.open("journeys.jsonl"), self.journeys)
+            _write_by_key(tx.open("metrics.jsonl"), self.metrics)
             _write(tx.open("alerts.jsonl"), (r.to_dict() for r in self.alerts))
             _write(tx.open("dead_letters.jsonl"), (d.to_dict() for d in self.dead_letters))
             _write(tx.open("windows.jsonl"),
@@ -257,6 +256,28 @@ def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, An
         for row in rows:
             handle.write(orjson.dumps(row))
             handle.write(b"\n")
+
+
+def _write_by_key(opened: AbstractContextManager[BinaryIO],
+                  held: Mapping[Any, JourneyRecord | MetricRecord]) -> None:
+    """One JSON line per record, in key order. Encoded in the order held, then sorted: the
+    records were allocated in about that order, while key order jumps across the whole run's
+    heap (for a metric, each segment's buckets over all the days). On 90 days of history
+    (714,088 metric records) that took the metrics file from 30.2 to 17.9 us per replayed
+    event, 1 day 17.7 -> 15.5 (docs/core.md, "Cost over long histories")."""
+    # One buffer, not a bytes object per line: orjson returns each line in a block of about
+    # 4 KB, so holding 59,250 of them took 460 MB more at peak (9 days) where this takes 20.
+    encoded = bytearray()
+    spans: list[tuple[Any, int, int]] = []
+    for key, record in held.items():
+        start = len(encoded)
+        encoded += orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+        spans.append((key, start, len(encoded)))
+    spans.sort(key=itemgetter(0))
+    lines = memoryview(encoded)
+    with opened as handle:
+        for _, start, end in spans:
+            handle.write(lines[start:end])
 
 
 def run(args: argparse.Namespace) -> int:
