@@ -24,6 +24,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import IO, BinaryIO
 
 import pyarrow as pa
@@ -136,10 +137,13 @@ class DriverInputs:
     @staticmethod
     def write_journeys(handle: BinaryIO, journeys: Iterable[JourneyRecord],
                        journeys_jsonl_bytes: int) -> None:
-        """The journeys file; `journeys_jsonl_bytes`, the size of the journeys.jsonl written
-        with it, goes into its metadata (`JOURNEYS_JSONL_BYTES`)."""
+        """The journeys file, rows by journey id (`journeys`: one record per id, in any order:
+        read in the order held, sorted after, as `peakend replay` writes journeys.jsonl);
+        `journeys_jsonl_bytes`, the size of the journeys.jsonl written with it, goes into its
+        metadata (`JOURNEYS_JSONL_BYTES`)."""
         rows = [(r.journey_id, r.keyed_by, r.customer_id, r.started_at, r.ended_at, r.status,
                  r.peak_end_score, r.outcome) for r in journeys]
+        rows.sort(key=itemgetter(0))
         columns = [pa.array([row[i] for row in rows], type=f.type)
                    for i, f in enumerate(JOURNEY_SCHEMA)]
         schema = JOURNEY_SCHEMA.with_metadata({JOURNEYS_JSONL_BYTES: str(journeys_jsonl_bytes)})

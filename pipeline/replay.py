@@ -210,12 +210,11 @@ class Replay:
             _write(tx.open("dead_letters.jsonl"), (d.to_dict() for d in self.dead_letters))
             _write(tx.open("windows.jsonl"),
                    (w.to_dict() for w in hourly_and_daily(self.metrics.values())))
-            _write(tx.open("followups.jsonl"),
-                   (r.to_dict() for _, r in sorted(self.cases.items())))
+            _write_by_key(tx.open("followups.jsonl"), self.cases)
             with tx.open(driver_inputs.EVENTS_FILE) as handle:
                 self.driver_inputs.write_events(handle)
             with tx.open(driver_inputs.JOURNEYS_FILE) as handle:
-                DriverInputs.write_journeys(handle, (r for _, r in sorted(self.journeys.items())),
+                DriverInputs.write_journeys(handle, self.journeys.values(),
                                             os.path.getsize(tx.staged["journeys.jsonl"].path))
 
     def summary(self, seconds: float) -> str:
@@ -259,7 +258,7 @@ def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, An
 
 
 def _write_by_key(opened: AbstractContextManager[BinaryIO],
-                  held: Mapping[Any, JourneyRecord | MetricRecord]) -> None:
+                  held: Mapping[Any, JourneyRecord | MetricRecord | CaseRecord]) -> None:
     """One JSON line per record, in key order. Encoded in the order held, then sorted: the
     records were allocated in about that order, while key order jumps across the whole run's
     heap (for a metric, each segment's buckets over all the days). On 90 days of history

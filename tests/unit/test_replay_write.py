@@ -1,6 +1,6 @@
-"""`peakend replay` writes journeys.jsonl and metrics.jsonl in key order, whatever order the
-records are held in: `_write_by_key` encodes them in the order held (memory order, docs/core.md
-"Cost over long histories") and then sorts the lines by key."""
+"""`peakend replay` writes journeys.jsonl, metrics.jsonl and followups.jsonl in key order,
+whatever order the records are held in: `_write_by_key` encodes them in the order held (memory
+order, docs/core.md "Cost over long histories") and then sorts the lines by key."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def by_sorted_keys(held: dict[Any, Any]) -> bytes:
 
 def test_lines_come_in_key_order_whatever_order_the_records_are_held_in() -> None:
     replay = replayed()
-    assert len(replay.journeys) > 100 and len(replay.metrics) > 500
-    holders: list[dict[Any, Any]] = [replay.journeys, replay.metrics]
+    assert len(replay.journeys) > 100 and len(replay.metrics) > 500 and len(replay.cases) > 10
+    holders: list[dict[Any, Any]] = [replay.journeys, replay.metrics, replay.cases]
     for held in holders:
         expected = by_sorted_keys(held)
         assert written(held) == expected
@@ -56,3 +56,19 @@ def test_lines_come_in_key_order_whatever_order_the_records_are_held_in() -> Non
 
 def test_nothing_held_writes_an_empty_file() -> None:
     assert written({}) == b""
+
+
+def test_the_drivers_journeys_file_has_its_rows_by_journey_id_whatever_the_order_given() -> None:
+    import pyarrow.parquet as pq
+
+    from pipeline.driver_inputs import DriverInputs
+
+    replay = replayed()
+    records = list(replay.journeys.values())
+    random.Random(5).shuffle(records)
+    buffer = io.BytesIO()
+    DriverInputs.write_journeys(buffer, records, 123)
+    buffer.seek(0)
+    table = pq.read_table(buffer)
+    assert table.column("journey_id").to_pylist() == sorted(replay.journeys)
+    assert table.schema.metadata[b"peakend.journeys_jsonl_bytes"] == b"123"
