@@ -285,10 +285,10 @@ def build_worker(
         ddl_warehouse=None if warehouse else ddl_connector(s),
     )
     entry_stats = EntryStats(stats, s.topic_touchpoints)
-    entry = build_entry_stage(s, entry_stats, handoff)
     tasks = WorkerTasks(
-        s, outputs=outputs, entry=entry,
-        entry_child=EntryProcess(entry_stats.add, entry_stats.entry_lag) if entry_child else None,
+        s, outputs=outputs,
+        entry=(EntryProcess(entry_stats.add, entry_stats.entry_lag) if entry_child
+               else build_entry_stage(s, entry_stats, handoff)),
         sink=sink,
         sink_child=(SinkProcess(stats, migrate=migrate)
                     if s.sink_process and s.clickhouse_url and warehouse is None else None),

@@ -87,15 +87,15 @@ class FlushBeforeCommit(faust.Sensor):
 class WorkerTasks:
     """The worker's side tasks, each registered with Faust by `build_worker`."""
 
-    def __init__(self, settings: Settings, *, outputs: OutputFlusher, entry: EntryStage,
-                 entry_child: EntryProcess | None, sink: ClickHouseSink,
+    def __init__(self, settings: Settings, *, outputs: OutputFlusher,
+                 entry: EntryStage | EntryProcess, sink: ClickHouseSink,
                  sink_child: SinkProcess | None, stats: WorkerMetrics) -> None:
         self.settings = settings
         self.outputs = outputs
+        # The entry stage runs in its own process (`EntryProcess`) unless told not to or with
+        # embedded chdb: then in this one (`EntryStage`), and this worker's stage one takes its
+        # events back without a decode (the Handoff). Only the one that runs is built.
         self.entry = entry
-        # The entry stage runs in its own process unless told not to or with embedded chdb
-        # (then this worker's stage one takes its events back without a decode: the Handoff).
-        self.entry_child = entry_child
         self.sink = sink
         # The sink runs in its own process (core, event loop) when it talks to a ClickHouse
         # server; embedded chdb can be opened by one process only, so then it stays in this one.
@@ -104,10 +104,7 @@ class WorkerTasks:
         self.heap = HeapTrimmer()
 
     async def run_entry(self) -> None:
-        if self.entry_child is not None:
-            await self.entry_child.run()
-        else:
-            await self.entry.run()
+        await self.entry.run()
 
     async def run_sink(self) -> None:
         if self.sink_child is not None:

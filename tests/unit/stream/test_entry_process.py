@@ -19,7 +19,8 @@ from pipeline.app import build_worker
 from pipeline.child_process import ChildProcess
 from pipeline.observability import WorkerMetrics
 from pipeline.settings import Settings
-from pipeline.stream.entry_process import EntryReport, apply_report
+from pipeline.stream.entry import EntryStage
+from pipeline.stream.entry_process import EntryProcess, EntryReport, apply_report
 from pipeline.stream.worker import EntryStats
 from tests.unit.stream.test_entry import lines, records, router  # noqa: F401 (fixture)
 
@@ -69,12 +70,11 @@ def test_the_worker_runs_its_entry_stage_as_a_child_unless_told_not_to(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PEAKEND_ENTRY_PROCESS", raising=False)
     child = build_worker(Settings.from_env(), migrate=False)
-    assert child.tasks.entry_child is not None
-    assert child.tasks.entry.router.handoff is None  # nothing to hand off across processes
-    assert child.journeys.handoff is None
+    assert isinstance(child.tasks.entry, EntryProcess)  # and no entry stage in this process
+    assert child.journeys.handoff is None  # nothing to hand off across processes
     monkeypatch.setenv("PEAKEND_ENTRY_PROCESS", "false")
     inside = build_worker(Settings.from_env(), migrate=False)
-    assert inside.tasks.entry_child is None
+    assert isinstance(inside.tasks.entry, EntryStage)
     assert inside.tasks.entry.router.handoff is not None
     assert inside.journeys.handoff is inside.tasks.entry.router.handoff
 
