@@ -207,11 +207,12 @@ class AgentLoop:
 
 
 class StateTable(Protocol):
-    """What the agents read of a state table: every (key, value) held, at restore. The worker's
-    tables (`ChangelogTable`, pipeline/stream/state_writer.py) are also written in batches
-    (`write_pairs`); a plain mapping (the unit tests) is written key by key."""
+    """What the agents read of a state table: one partition's (key, value)s, at its restore.
+    The worker's tables (`ChangelogTable`, pipeline/stream/state_writer.py) are also written in
+    batches (`write_pairs`); a plain mapping (the unit tests) is read whole and written key by
+    key."""
 
-    def items(self) -> Iterable[tuple[str, Any]]: ...
+    def partition_items(self, partition: int) -> Iterable[tuple[str, Any]]: ...
 
 
 def write_state(table: StateTable | MutableMapping[str, Any], event: Any,
@@ -238,6 +239,8 @@ def held_state(table: StateTable | MutableMapping[str, Any], partition: int
                ) -> tuple[list[tuple[str, Any]], int]:
     """The (key, state) pairs a state table holds for `partition`, and the largest stream time
     stored with them (`"w"`; NEVER when none is)."""
-    held = [(key, value) for key, value in table.items() if value.get("p") == partition]
+    items = (table.items() if isinstance(table, MutableMapping)
+             else table.partition_items(partition))
+    held = [(key, value) for key, value in items if value.get("p") == partition]
     watermark = max((value.get("w", NEVER) for _, value in held), default=NEVER)
     return [(key, value["s"]) for key, value in held], watermark

@@ -24,7 +24,10 @@ differently; nothing else in `pipeline/` may use a Faust private name.
   for a table (pipeline/state_store.py);
 - `rocksdb.Store._db_for_partition` (`partition_db`): the RocksDB database of one partition of a
   table, which the worker writes a batch's state to in one `WriteBatch`, its changelog records
-  sent in batches beside the outputs (pipeline/stream/state_writer.py: why).
+  sent in batches beside the outputs (pipeline/stream/state_writer.py: why);
+- `rocksdb.Store._visible_items`, `._decode_key`, `._decode_value` (`partition_items`): one
+  partition's (key, value) pairs, decoded by the table's codecs, without the offset entry: a
+  restore reads the partition it restores (`table.items()` reads every active partition).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "flush_until_empty",
     "next_commit_offset",
     "partition_db",
+    "partition_items",
     "release",
 ]
 
@@ -595,6 +599,15 @@ class StoreHookTable(faust.Table[Any, Any]):
     def configure_store(self, store: Any) -> Any:
         """Adjust a store Faust made for this table (returns it)."""
         return store
+
+
+def partition_items(table: Any, partition: int) -> Iterator[tuple[Any, Any]]:
+    """The (key, value) pairs of one partition's RocksDB database of a Faust table, decoded as
+    `table.items()` decodes them (which lists every partition assigned to this worker), without
+    the changelog offset Faust keeps among them."""
+    store = table.data
+    for key, value in store._visible_items(store._db_for_partition(partition)):
+        yield store._decode_key(key), store._decode_value(value)
 
 
 def partition_db(table: Any, partition: int) -> Any:

@@ -151,31 +151,32 @@ class JournalTable(ChangelogTable):
         # partition -> the states of its LEGACY keys, until they are moved into chunks
         self._legacy: dict[int, dict[str, Any]] = {}
 
-    def items(self) -> Iterator[tuple[str, Any]]:
-        """Every (key, value) held, chunks replayed; the journals are rebuilt from what the
-        table holds (read at every restore, before the restored partitions are written)."""
-        chunks: dict[int, list[tuple[int, dict[str, Any]]]] = {}
-        legacy: dict[int, dict[str, Any]] = {}
+    def partition_items(self, partition: int) -> Iterator[tuple[str, Any]]:
+        """Every (key, value) of one partition, its chunks replayed; its journal is rebuilt
+        from what the partition's database holds (read at its restore, before it is
+        written)."""
+        chunks: list[tuple[int, dict[str, Any]]] = []
+        legacy: dict[str, Any] = {}
         plain: list[tuple[str, Any]] = []
-        for key, value in super().items():
+        for key, value in super().partition_items(partition):
             if key.startswith(JOURNAL_MARK):
-                chunks.setdefault(value["p"], []).append((chunk_seq(key), value))
+                chunks.append((chunk_seq(key), value))
             elif self.journaled(key):
-                legacy.setdefault(value["p"], {})[key] = value
+                legacy[key] = value
             else:
                 plain.append((key, value))
-        self.journals = {}
-        self._legacy = {p: {key: value["s"] for key, value in held.items()}
-                        for p, held in legacy.items()}
-        for partition in sorted(chunks.keys() | legacy.keys()):
+        self.journals.pop(partition, None)
+        self._legacy.pop(partition, None)
+        if legacy:
+            self._legacy[partition] = {key: value["s"] for key, value in legacy.items()}
+        if chunks or legacy:
             journal = self.journals[partition] = PartitionJournal()
-            if partition in legacy:
-                journal.book(LEGACY, ((key, True) for key in legacy[partition]))
-            ordered = sorted(chunks.get(partition, ()), key=lambda chunk: chunk[0])
-            for seq, value in ordered:
+            if legacy:
+                journal.book(LEGACY, ((key, True) for key in legacy))
+            chunks.sort(key=lambda chunk: chunk[0])
+            for seq, value in chunks:
                 journal.book(seq, ((key, state) for key, state in value["j"]))
-            held = replay(ordered, dict(legacy.get(partition, {})))
-            plain.extend(held.items())
+            plain.extend(replay(chunks, legacy).items())
         return iter(plain)
 
     def write_pairs(self, partition: int, pairs: list[tuple[str, Any]],

@@ -39,7 +39,7 @@ import orjson
 import rocksdict
 
 from pipeline.stream.delivery import BatchDelivery
-from pipeline.stream.faust_private import partition_db
+from pipeline.stream.faust_private import partition_db, partition_items
 from pipeline.stream.outbox import Record
 
 # The options of Faust's json codec (faust.utils.json.dumps with orjson): the same bytes as a
@@ -96,8 +96,11 @@ class ChangelogTable:
 
     def __init__(self, table: Any, delivery: BatchDelivery, role: str,
                  topic_partition: Callable[[str, int], Any],
-                 database: Callable[[Any, int], Any] = partition_db) -> None:
+                 database: Callable[[Any, int], Any] = partition_db,
+                 read_partition: Callable[[Any, int], Iterable[tuple[str, Any]]] = partition_items
+                 ) -> None:
         self.table = table
+        self.read_partition = read_partition  # (table, partition) -> its decoded (key, value)s
         self.delivery = delivery
         self.role = role  # the delivery's role whose topic is this table's changelog
         self.topic = delivery.topic_of[role]
@@ -107,13 +110,16 @@ class ChangelogTable:
         # (partition, key) -> (generation, count) of the pieces its value is written in
         self._pieces: dict[tuple[int, str], tuple[int, int]] = {}
 
-    def items(self) -> Iterator[tuple[str, Any]]:
-        """Every (key, value) of the partitions this worker holds (Faust decodes them), values
-        written in pieces put back together."""
-        held = list(self.table.items())
-        self._pieces = {(value["p"], key): (value["pieces"][0], value["pieces"][1])
-                        for key, value in held
-                        if isinstance(value, dict) and "pieces" in value}
+    def partition_items(self, partition: int) -> Iterator[tuple[str, Any]]:
+        """Every (key, value) of one partition, read from its database alone (Faust decodes
+        them), values written in pieces put back together; that partition's piece bookkeeping
+        is rebuilt from them. Read at the partition's restore, before it is written: a worker
+        restoring N partitions reads each once (it read all N at each, N times in all)."""
+        held = list(self.read_partition(self.table, partition))
+        self._pieces = {at: piece for at, piece in self._pieces.items() if at[0] != partition}
+        self._pieces.update({(partition, key): (value["pieces"][0], value["pieces"][1])
+                             for key, value in held
+                             if isinstance(value, dict) and "pieces" in value})
         return assemble(held)
 
     def write_pairs(self, partition: int, pairs: list[tuple[str, Any]],

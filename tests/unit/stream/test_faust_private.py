@@ -59,6 +59,16 @@ def test_a_store_write_goes_to_the_database_of_the_named_events_partition(
         assert faust_private.partition_db(table, 5)[store._encode_key("k")] == \
             store._encode_value({"v": 1})
         assert "self._db_for_partition(partition)" in inspect.getsource(faust_rocksdb.Store._set)
+        # `partition_items` reads one partition's database as `table.items()` reads them all
+        with current_event_of(Event(b"", Message("t", 2, 0))):
+            store["j"] = {"v": 2}
+            store["i"] = [3]
+        faust_private.partition_db(table, 5).put(store.offset_key, b"17")  # as Faust keeps it
+        assert dict(faust_private.partition_items(table, 5)) == {"k": {"v": 1}}
+        assert dict(faust_private.partition_items(table, 2)) == {"j": {"v": 2}, "i": [3]}
+        store._dbs_for_actives = lambda: iter(store._dbs.values())  # as if both assigned
+        assert sorted(map(repr, store._items_decoded())) == sorted(map(repr, [
+            *faust_private.partition_items(table, 5), *faust_private.partition_items(table, 2)]))
     finally:
         for db in store._dbs.values():
             db.close()
@@ -761,6 +771,6 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
 
 @pytest.mark.parametrize("name", ["PeakendConsumer", "PeakendProducer", "PeakendTransport",
                                   "StoreHookTable", "current_event_of", "partition_db",
-                                  "release"])
+                                  "partition_items", "release"])
 def test_the_adapter_exports_what_the_worker_uses(name: str) -> None:
     assert name in faust_private.__all__

@@ -17,6 +17,7 @@ from faust.types import TP
 
 from pipeline.stream.agent_loop import write_state
 from pipeline.stream.delivery import BatchDelivery
+from pipeline.stream.faust_private import partition_items
 from pipeline.stream.state_writer import ChangelogTable, StateDelivery
 from tests.support.faust_tables import rocksdb_table
 from tests.unit.stream.fake_faust import Event, Message
@@ -47,9 +48,7 @@ def close(table: Any) -> None:
 def held(table: Any, partition: int) -> dict[str, Any]:
     """What one partition's database holds, decoded by Faust (`table.items()` would list the
     partitions the consumer is assigned only: none here)."""
-    store = table.data
-    return {store._decode_key(k): store._decode_value(v)
-            for k, v in store._db_for_partition(partition).items() if k != store.offset_key}
+    return dict(partition_items(table, partition))
 
 
 def delivery() -> BatchDelivery:
@@ -214,10 +213,33 @@ def test_a_table_read_learns_which_values_are_in_pieces(tmp_path: Path) -> None:
         big = ["x" * 1000] * 1200
         ChangelogTable(table, delivery(), "state:t", TP).write_pairs(2, [("k", big)], {})
         again = ChangelogTable(table, delivery(), "state:t", TP)
-        table.items = lambda: held(table, 2).items()  # this worker holds partition 2
-        assert dict(again.items()) == {"k": {"p": 2, "s": big}}
+        assert dict(again.partition_items(2)) == {"k": {"p": 2, "s": big}}
         again.write_pairs(2, [("k", 1)], {})
         assert held(table, 2) == {"k": {"p": 2, "s": 1}}
         assert not [k for k in held(table, 2) if k.startswith(PIECE_MARK)]
+    finally:
+        close(table)
+
+
+def test_a_partitions_restore_reads_its_own_database_only(tmp_path: Path) -> None:
+    """A worker restoring N partitions reads each partition's database once (it read every
+    assigned partition at each restore, N times in all)."""
+    from pipeline.stream.agent_loop import held_state
+
+    table = faust_table(tmp_path)
+    try:
+        writer = ChangelogTable(table, delivery(), "state:t", TP)
+        for partition in range(4):
+            writer.write_pairs(partition, [(f"k{partition}", [partition])], {"w": 10 + partition})
+        reads: list[int] = []
+
+        def counted(faust: Any, partition: int) -> Any:
+            reads.append(partition)
+            return partition_items(faust, partition)
+
+        state = ChangelogTable(table, delivery(), "state:t", TP, read_partition=counted)
+        assert [held_state(state, p) for p in range(4)] == [
+            ([(f"k{p}", [p])], 10 + p) for p in range(4)]
+        assert reads == [0, 1, 2, 3]
     finally:
         close(table)
