@@ -1,7 +1,9 @@
-"""What writing metrics.jsonl costs `peakend replay` per replayed event, with the records encoded
-in key order (as replay wrote them before git a1a5f5d) and in the order held, then sorted by
-key (`pipeline.replay._write_by_key`), alternating in one process over the same records
-(issue 13 item 5, docs/core.md "Cost over long histories").
+"""What writing metrics.jsonl cost `peakend replay` per replayed event when it held every record
+to the end, with the records encoded in key order (as replay wrote them before git a1a5f5d) and
+in the order held, then sorted by key (`pipeline.replay._write_by_key`, which still writes
+journeys.jsonl and followups.jsonl), alternating in one process over the same records (issue 13
+item 5, docs/core.md "Cost over long histories"). Replay now spills old metric records to runs
+on disk as it goes (`pipeline.metric_runs`); this script holds them all, as before.
 
     .venv/bin/python -m bench.bench_replay_write FILE.jsonl [--rounds 2]
 

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from operator import itemgetter
@@ -54,6 +54,7 @@ from pipeline.core.timefmt import parse_ms
 from pipeline.core.windows import hourly_and_daily
 from pipeline.driver_inputs import DriverInputs
 from pipeline.followup_rules import FollowupRulesError, horizon_ms, load_rules
+from pipeline.metric_runs import MetricKey, MetricRuns
 from pipeline.outputs import OutputDir, OutputError
 from pipeline.privacy import PersonalData
 from pipeline.scoring_rules import load_scoring_rules
@@ -123,7 +124,10 @@ class Replay:
         self.lateness_ms = config.journeys.allowed_lateness_ms
         self.ces_5_more_effort = config.journeys.ces_5_more_effort
         self.journeys: dict[str, JourneyRecord] = {}
-        self.metrics: dict[tuple[str, str, str, int, int], MetricRecord] = {}
+        # the metric records: those still held (`metrics`) and those spilled to runs on disk
+        self.metric_runs = MetricRuns()
+        self.metrics: dict[MetricKey, MetricRecord] = self.metric_runs.held
+        self.metric_keys: int | None = None  # how many keys `write` wrote to metrics.jsonl
         self.alerts: list[AlertRecord] = []
         self.dead_letters: list[DeadLetter] = []
         self.counts: Counter[str] = Counter()
@@ -174,12 +178,9 @@ class Replay:
             old = self.journeys.get(journey.journey_id)
             if old is None or journey.version > old.version:
                 self.journeys[journey.journey_id] = journey
+        keep_metric = self.metric_runs.keep
         for metric in emitted.metrics:
-            key = (metric.metric, metric.segment_dim, metric.segment_value, metric.window_start,
-                   metric.source_partition)
-            old_metric = self.metrics.get(key)
-            if old_metric is None or metric.version > old_metric.version:
-                self.metrics[key] = metric
+            keep_metric(metric)
         self.alerts.extend(emitted.alerts)
         if emitted.journeys:
             self.keep_cases(self.followups.apply(
@@ -188,6 +189,15 @@ class Replay:
             if watermark >= self.followups_evicted_at + FOLLOWUP_EVICT_EVERY_MS:
                 self.followups.advance(watermark)  # forget customers out of reach
                 self.followups_evicted_at = watermark
+
+    def spill_metrics(self) -> int:
+        """Move the metric records of buckets every partition's stream time has left a
+        lateness and an hour behind out of memory (`MetricRuns.spill`); how many went. Their
+        later records, if any, still count (the runs' merge keeps the latest version)."""
+        if not self.engine.watermarks:
+            return 0
+        before = min(self.engine.watermarks.values()) - self.lateness_ms - HOUR_MS
+        return self.metric_runs.spill(before)
 
     def keep_cases(self, cases: list[CaseRecord]) -> None:
         """Latest version of each follow-up case, as the sink keeps them."""
@@ -205,17 +215,27 @@ class Replay:
             outputs.prepare()
         with outputs.transaction() as tx:
             _write_by_key(tx.open("journeys.jsonl"), self.journeys)
-            _write_by_key(tx.open("metrics.jsonl"), self.metrics)
+            with tx.open("metrics.jsonl") as handle:
+                windows = hourly_and_daily(self._metrics_written(handle))
             _write(tx.open("alerts.jsonl"), (r.to_dict() for r in self.alerts))
             _write(tx.open("dead_letters.jsonl"), (d.to_dict() for d in self.dead_letters))
-            _write(tx.open("windows.jsonl"),
-                   (w.to_dict() for w in hourly_and_daily(self.metrics.values())))
+            _write(tx.open("windows.jsonl"), (w.to_dict() for w in windows))
             _write_by_key(tx.open("followups.jsonl"), self.cases)
             with tx.open(driver_inputs.EVENTS_FILE) as handle:
                 self.driver_inputs.write_events(handle)
             with tx.open(driver_inputs.JOURNEYS_FILE) as handle:
                 DriverInputs.write_journeys(handle, self.journeys.values(),
                                             os.path.getsize(tx.staged["journeys.jsonl"].path))
+
+    def _metrics_written(self, handle: BinaryIO) -> Iterator[MetricRecord]:
+        """Each key's latest metric record, its line written to `handle` (in key order) as it
+        is handed on (to the windows)."""
+        keys = 0
+        for line, record in self.metric_runs.merged():
+            handle.write(line)
+            keys += 1
+            yield record
+        self.metric_keys = keys
 
     def summary(self, seconds: float) -> str:
         statuses = Counter(r.status for r in self.journeys.values())
@@ -226,7 +246,8 @@ class Replay:
             f"read {self.counts['lines']} records in {seconds:.2f} s ({rate:,.0f}/s), "
             f"{self.counts['events']} applied, {self.counts['duplicates']} duplicates dropped",
             "journeys: " + _counts(statuses, ("open", "closed", "superseded")),
-            f"metric partials: {len(self.metrics)}",
+            f"metric partials: "
+            f"{len(self.metrics) if self.metric_keys is None else self.metric_keys}",
             "alerts: " + _counts(states, ("firing", "resolved")),
             f"dead letters: {len(self.dead_letters)}"
             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})"
@@ -309,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
                 replay.line(number, raw)
                 if number % PACE_EVENTS == 0:
                     pacer.pace(PACE_EVENTS)
+                    replay.spill_metrics()
     except OSError as exc:  # NotJsonLines included: nothing was written
         outputs.abandon()
         reason = exc if isinstance(exc, NotJsonLines) else (
