@@ -5,8 +5,8 @@ A replay writes metrics.jsonl at its end, sorted by key. Holding every record un
 memory grow with the history (714,088 records at 90 days, ~530 bytes each), and the larger heap
 cost the whole replay 10-25 us per event at 90 days. `MetricRuns.spill(before_ms)` moves the
 records of buckets that start before `before_ms` (the replay passes a bound its stream time has
-left behind by more than the lateness) to a sorted *run* in an unnamed temporary file; `merged`
-merges the runs and the records still held, in key order.
+left behind by more than the lateness) to a sorted *run* in an unnamed temporary file (pickled
+in chunks); `merged` merges the runs and the records still held, in key order.
 
 Nothing depends on a record being final when spilled: a later record of a spilled key is held
 again, and the merge keeps, per key, the highest version and of equal versions the one seen
@@ -18,15 +18,15 @@ the same records as a replay that holds them all.
 from __future__ import annotations
 
 import heapq
+import pickle
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-import orjson
-
 from pipeline.core.records import MetricRecord
 
 MetricKey = tuple[str, str, str, int, int]  # metric, segment dim and value, start, partition
+RUN_CHUNK = 2_000  # records per pickle in a run: what the merge holds of each run at a time
 
 
 def key_of(record: MetricRecord) -> MetricKey:
@@ -56,22 +56,20 @@ class MetricRuns:
             return 0
         run = tempfile.TemporaryFile(prefix="peakend-metrics-")  # noqa: SIM115 (kept open)
         held = self.held
-        for key in going:
-            record = held.pop(key)
-            # one line per record: [key, version] then its metrics.jsonl line
-            run.write(orjson.dumps([key, record.version]))
-            run.write(b"\t")
-            run.write(orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
+        records = [held.pop(key) for key in going]
+        # pickled in chunks, read back one chunk at a time by the merge: the records come
+        # back as they went (no JSON round trip), allocated together in key order
+        for start in range(0, len(records), RUN_CHUNK):
+            pickle.dump(records[start:start + RUN_CHUNK], run, pickle.HIGHEST_PROTOCOL)
         run.seek(0)
         self._runs.append(run)
-        self.spilled += len(going)
-        return len(going)
+        self.spilled += len(records)
+        return len(records)
 
-    def merged(self) -> Iterator[tuple[bytes, MetricRecord]]:
-        """Each key's record, in key order: its metrics.jsonl line and the record. Closes the
-        runs (call once, at the end)."""
+    def merged(self) -> Iterator[MetricRecord]:
+        """Each key's record, in key order. Closes the runs (call once, at the end)."""
         sources = [_read(run, order) for order, run in enumerate(self._runs)]
-        sources.append(((key, record.version, len(self._runs), None, record)
+        sources.append(((key, record.version, len(self._runs), record)
                         for key, record in sorted(self.held.items())))
         current: tuple[Any, ...] | None = None
         try:
@@ -82,10 +80,10 @@ class MetricRuns:
                         current = entry
                     continue
                 if current is not None:
-                    yield _line_and_record(current)
+                    yield current[3]
                 current = entry
             if current is not None:
-                yield _line_and_record(current)
+                yield current[3]
         finally:
             for run in self._runs:
                 run.close()
@@ -97,14 +95,10 @@ def _by_key(entry: tuple[Any, ...]) -> Any:
 
 
 def _read(run: IO[bytes], order: int) -> Iterator[tuple[Any, ...]]:
-    for raw in run:
-        head, _, line = raw.partition(b"\t")
-        key, version = orjson.loads(head)
-        yield tuple(key), version, order, line, None
-
-
-def _line_and_record(entry: tuple[Any, ...]) -> tuple[bytes, MetricRecord]:
-    _, _, _, line, record = entry
-    if record is None:
-        return line, MetricRecord.from_dict(orjson.loads(line))
-    return orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE), record
+    while True:
+        try:
+            records: list[MetricRecord] = pickle.load(run)  # our own temporary file
+        except EOFError:
+            return
+        for record in records:
+            yield key_of(record), record.version, order, record

@@ -231,8 +231,8 @@ class Replay:
         """Each key's latest metric record, its line written to `handle` (in key order) as it
         is handed on (to the windows)."""
         keys = 0
-        for line, record in self.metric_runs.merged():
-            handle.write(line)
+        for record in self.metric_runs.merged():
+            handle.write(orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
             keys += 1
             yield record
         self.metric_keys = keys
