@@ -335,7 +335,7 @@ def timed_replay(path: str, out: str) -> float:
     import pyarrow
 
     import pipeline.cli
-    import pipeline.replay  # noqa: F401  (what the command imports, loaded before the clock)
+    import pipeline.replay  # what the command imports, loaded before the clock
 
     pyarrow.array([0])  # pyarrow imports pandas at its first array (0.6 s): an import too
     started = time.process_time()
