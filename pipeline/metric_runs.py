@@ -2,8 +2,9 @@
 old ones out of memory (issue 13 item 5, docs/core.md "Cost over long histories").
 
 A replay writes metrics.jsonl at its end, sorted by key. Holding every record until then made
-memory grow with the history (714,088 records at 90 days, ~530 bytes each), and the larger heap
-cost the whole replay 10-25 us per event at 90 days. `MetricRuns.spill(before_ms)` moves the
+memory grow with the history (714,088 records at 90 days, ~530 bytes each: a 90-day replay
+peaked at 1,145 MB, 650 MB with the runs; its CPU the same within noise: docs/core.md).
+`MetricRuns.spill(before_ms)` moves the
 records of buckets that start before `before_ms` (the replay passes a bound its stream time has
 left behind by more than the lateness) to a sorted *run* in an unnamed temporary file (pickled
 in chunks); `merged` merges the runs and the records still held, in key order.

@@ -280,11 +280,12 @@ def _write(opened: AbstractContextManager[BinaryIO], rows: Iterable[dict[str, An
 
 def _write_by_key(opened: AbstractContextManager[BinaryIO],
                   held: Mapping[Any, JourneyRecord | MetricRecord | CaseRecord]) -> None:
-    """One JSON line per record, in key order. Encoded in the order held, then sorted: the
-    records were allocated in about that order, while key order jumps across the whole run's
-    heap (for a metric, each segment's buckets over all the days). On 90 days of history
-    (714,088 metric records) that took the metrics file from 30.2 to 17.9 us per replayed
-    event, 1 day 17.7 -> 15.5 (docs/core.md, "Cost over long histories")."""
+    """One JSON line per record, in key order (journeys.jsonl, followups.jsonl). Encoded in
+    the order held, then sorted: the records were allocated in about that order, while key
+    order jumps across the whole run's heap. When metrics.jsonl was written this way (714,088
+    records at 90 days, all held; now `pipeline.metric_runs`) it took the file from 20.7 to
+    11.7 us per replayed event (`bench/bench_replay_write.py`, docs/core.md "Cost over long
+    histories")."""
     # One buffer, not a bytes object per line: orjson returns each line in a block of about
     # 4 KB, so holding 59,250 of them took 460 MB more at peak (9 days) where this takes 20.
     encoded = bytearray()
