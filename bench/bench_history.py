@@ -21,12 +21,12 @@ of event time, so 90 days hold 90x the events of 1 day) and the default core con
   output files) in a child process, on JSONL files generated once into `--dir` and reused.
   The child imports the command's modules first and times `pipeline.cli.main` alone
   (`time.process_time`), less the same in-process time on an empty file (output files made,
-  nothing to replay) measured right after it. Interpreter start and imports (1.2-1.6 s of CPU,
+  nothing to replay) measured right after it. Interpreter start and imports (1.0-1.8 s of CPU,
   as much as a whole 1-day replay) are reported apart: subtracting them from the child's
   rusage, as this script first did, left the 1-day samples spread from 113 to 192 us/event.
 
-Each run is a fresh process, the lengths interleaved; CPU time is `time.process_time` (core)
-or the child's user + system time (replay), divided by the events. A 1-day core run takes under
+Each run is a fresh process, the lengths interleaved; CPU time is `time.process_time` (core,
+and the replay command inside its child), divided by the events. A 1-day core run takes under
 a second of CPU, so one sample of it is at the mercy of the machine's load in that second (on
 the shared 2-vCPU machine the same run gave 45 and 82 us/event a minute apart): in each round
 every length but the longest runs `--short-runs` times, so both lengths are sampled over

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -34,11 +35,22 @@ from pipeline.replay import Replay, _write_by_key
 from pipeline.settings import Settings
 
 
-def replayed(path: Path) -> tuple[Replay, int, float]:
-    """The file replayed as `peakend replay` does (4 partitions), its lines and CPU seconds."""
+class HoldNothing(dict[Any, Any]):
+    """A mapping that keeps nothing (what holding no metric records would cost:
+    `bench/replay_rusage.py --hold-all`)."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+def replayed(path: Path, hold_metrics: bool = True) -> tuple[Replay, int, float]:
+    """The file replayed as `peakend replay` does (4 partitions), its lines and CPU seconds;
+    `hold_metrics` false: no metric record held."""
     settings = Settings.from_env()
     replay = Replay(settings.core_config(), 4, path.name, settings.max_event_bytes,
                     PersonalData.from_settings(settings), load_rules(settings.followup_rules))
+    if not hold_metrics:
+        replay.metric_runs.held = replay.metrics = HoldNothing()
     tune_gc()
     pacer = YoungPacer()
     started = time.process_time()

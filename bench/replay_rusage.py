@@ -37,30 +37,12 @@ def run_tree(tree: Path, events: Path, out: Path) -> tuple[float, float, int]:
 
 
 def held_metrics_loop(events: Path, hold: bool) -> float:
-    """CPU us per line of replay's loop (as `peakend replay` drives it) in a fresh process,
-    holding every metric record or none."""
-    code = (
-        "import sys, time\n"
-        "from pipeline.core.gcpolicy import PACE_EVENTS, YoungPacer, tune_gc\n"
-        "from pipeline.followup_rules import load_rules\n"
-        "from pipeline.privacy import PersonalData\n"
-        "from pipeline.replay import Replay\n"
-        "from pipeline.settings import Settings\n"
-        "s = Settings.from_env()\n"
-        "r = Replay(s.core_config(), 4, 'x', s.max_event_bytes, PersonalData.from_settings(s),\n"
-        "           load_rules(s.followup_rules))\n"
-        "class Nothing(dict):\n"
-        "    def __setitem__(self, key, value): pass\n"
-        f"if not {hold}:\n"
-        "    r.metric_runs.held = r.metrics = Nothing()\n"
-        "tune_gc(); pacer = YoungPacer(); n = 0\n"
-        "start = time.process_time()\n"
-        f"with open({str(events)!r}, 'rb') as fh:\n"
-        "    for n, raw in enumerate(fh, 1):\n"
-        "        r.line(n, raw.rstrip(b'\\n'))\n"
-        "        if n % PACE_EVENTS == 0:\n"
-        "            pacer.pace(PACE_EVENTS)\n"
-        "print((time.process_time() - start) / n * 1e6)\n")
+    """CPU us per line of replay's loop (`bench.bench_replay_write.replayed`, as `peakend
+    replay` drives it) in a fresh process, holding every metric record or none."""
+    code = ("from pathlib import Path\n"
+            "from bench.bench_replay_write import replayed\n"
+            f"_, lines, seconds = replayed(Path({str(events)!r}), hold_metrics={hold})\n"
+            "print(seconds / lines * 1e6)\n")
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[1])
     return float(done.stdout.strip().splitlines()[-1])
