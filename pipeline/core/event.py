@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import field
 from datetime import UTC, datetime, timedelta
+from struct import Struct
+from struct import error as StructError
 from typing import Final, Literal
 from zlib import crc32
 
@@ -92,8 +94,9 @@ class TouchpointEvent:
     # datetime objects, which keeps the hot path cheap. Derived from occurred_at when not given.
     occurred_ms: int = -1
     # `content_digest(self)`, kept once computed (or once known: a stage that received the
-    # event with its digest sets it, `with_digest`). -1: not computed yet. Not an init field,
-    # so `dataclasses.replace` never carries a digest over to changed content.
+    # event with its digest sets it, `with_digest`). -1 (`NOT_DIGESTED`): not computed yet.
+    # Not an init field, so `dataclasses.replace` never carries a digest over to changed
+    # content.
     known_digest: int = field(default=-1, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -114,15 +117,175 @@ class TouchpointEvent:
 # tracker's and the claims' state snapshots, in the stream's Kafka records (entry batches,
 # claims, withdrawals) and as touchpoint_events.version in ClickHouse (`storage.tables`). Any
 # change to the value for any event needs a new version here and a migration of all of those.
-# 1: CRC-32 of the UTF-8 of `content_text_reference` (unchanged since issue 13).
-CONTENT_DIGEST_VERSION: Final = 1
+# 1: CRC-32 of the UTF-8 of `content_text_reference`, in [0, 2^32) (issue 13). Still read:
+#    state, records and rows written before version 2 hold such digests.
+# 2: CRC-32 of `content_bytes`, the numbers packed binary and the strings joined, minus
+#    `DIGEST_2_OFFSET`, in [-2^32 - 1, -2] (issue 19: version 1 cost 4.4 of the core's ~14 us
+#    per event, the shortest repr of every float). The values say their version, so nothing
+#    stored needs rewriting, and they sit below every version 1 digest: across an upgrade the
+#    copy digested by version 2 wins, in the core ("the smaller digest") as in ClickHouse (the
+#    higher version, `2^32 - digest`). Whether a copy equals one held under version 1 is
+#    decided by `content_digest_v1` (`journeys._repeat`).
+CONTENT_DIGEST_VERSION: Final = 2
+DIGEST_2_OFFSET: Final = (1 << 32) + 1
+NOT_DIGESTED: Final = -1  # `known_digest` before it is computed; no definition gives -1
+
+# The numbers of an event by value, in a fixed layout: flags, occurred_ms and valence
+# (`_HEAD`), then wait, handle and transfers when there are signals (`_SIGNALS`), then nps,
+# ces, ces_scale and csat when there is a survey (`_ANSWERS`). A JSON 60 and 60.0 are one
+# content, as they are one value in every output; the `_NONE_*` flags say what is absent.
+# Signed 64-bit integers: the contract bounds every integer field far inside them
+# (schemas/touchpoint-event.v1.json); an event built past them outside the contract is
+# digested through `repr` instead (`_LAYOUT_REPR`), never an error.
+_HEAD: Final = Struct("<qqd")
+_SIGNALS: Final = Struct("<ddq")
+_ANSWERS: Final = Struct("<qqqq")
+_NONE_JOURNEY_ID: Final = 1
+_NONE_VALENCE: Final = 1 << 1
+_NONE_SIGNALS: Final = 1 << 2
+_NONE_WAIT: Final = 1 << 3
+_NONE_HANDLE: Final = 1 << 4
+_NONE_TRANSFERS: Final = 1 << 5
+_RESOLVED_SHIFT: Final = 6  # two bits each: 0 None, 1 False, 2 True
+_ERROR_SHIFT: Final = 8
+_NONE_SURVEY: Final = 1 << 10
+_NONE_NPS: Final = 1 << 11
+_NONE_CES: Final = 1 << 12
+_NONE_CES_SCALE: Final = 1 << 13
+_NONE_CSAT: Final = 1 << 14
+_NONE_COMMENT: Final = 1 << 15
+_DIRECTION_SHIFT: Final = 16  # 0 None, 1 less_effort, 2 more_effort
+_NONE_OUTCOME: Final = 1 << 18
+_STRINGS_REPR: Final = 1 << 19  # a string holds NUL: the strings go as repr of their list
+_LAYOUT_REPR: Final = 1 << 20  # a number outside the layout: the numbers go as their repr
+_DIRECTION_CODE: Final = {"less_effort": 1, "more_effort": 2}
+
+
+def _flag(value: bool | None, shift: int) -> int:
+    return 0 if value is None else (2 if value else 1) << shift
+
+
+def content_bytes(event: TouchpointEvent) -> bytes:
+    """What version 2 of `content_digest` hashes: every field of the event, the numbers packed
+    binary by value (`_packed_numbers`), then the strings joined by NUL in a fixed order, the
+    attributes sorted by name last. Joined strings are read back unambiguously only when none
+    holds a NUL: when one does (the contract allows it) the strings go as the `repr` of their
+    list and a flag says so.
+
+    >>> from datetime import UTC, datetime
+    >>> e = TouchpointEvent("e1", datetime(2026, 11, 22, tzinfo=UTC), "p", "c1", "survey",
+    ...                     "web", "web", "use", survey=Survey(nps=9))
+    >>> content_bytes(e)[56:]
+    b'e1\\x00p\\x00c1\\x00\\x00survey\\x00web\\x00web\\x00use\\x00\\x00'
+    """
+    sur = event.survey
+    strings = [event.event_id, event.producer, event.customer_id, event.journey_id or "",
+               event.type, event.touchpoint, event.channel, event.stage, event.outcome or "",
+               "" if sur is None or sur.comment is None else sur.comment]
+    attributes = event.attributes
+    if attributes:
+        for name in sorted(attributes) if len(attributes) > 1 else attributes:
+            strings.append(name)
+            strings.append(attributes[name])
+    text = "\0".join(strings)
+    layout = 0
+    if text.count("\0") != len(strings) - 1:
+        layout = _STRINGS_REPR
+        text = repr(strings)
+    try:
+        numbers = _packed_numbers(event, layout)
+    except (StructError, OverflowError, TypeError, ValueError):
+        sig = event.signals
+        numbers = repr((
+            layout | _LAYOUT_REPR, event.occurred_ms, event.journey_id is None, event.valence,
+            None if sig is None else (sig.wait_seconds, sig.handle_seconds, sig.transfers,
+                                      sig.resolved, sig.error),
+            None if sur is None else (sur.nps, sur.ces, sur.ces_scale, sur.csat,
+                                      sur.comment is None, sur.ces_higher_means),
+            event.outcome is None)).encode("ascii")
+    return numbers + text.encode("utf-8", "surrogatepass")
+
+
+def _packed_numbers(event: TouchpointEvent, layout: int) -> bytes:
+    """The numbers of `content_bytes` with a flag word saying which optional part is absent
+    (its slot then holds 0, and absent signals or survey take no bytes): their values, so -0.0
+    is 0.0 (`+ 0.0`) and an integer where a number is declared is that number. Raises for a
+    number outside the layout. Each field is read once: they are not native attributes."""
+    flags = layout
+    if event.journey_id is None:
+        flags |= _NONE_JOURNEY_ID
+    valence = 0.0
+    given = event.valence
+    if given is None:
+        flags |= _NONE_VALENCE
+    else:
+        valence = given + 0.0
+    if event.outcome is None:
+        flags |= _NONE_OUTCOME
+    signals = b""
+    sig = event.signals
+    if sig is None:
+        flags |= _NONE_SIGNALS
+    else:
+        wait = handle = 0.0
+        transfers = 0
+        seconds = sig.wait_seconds
+        if seconds is None:
+            flags |= _NONE_WAIT
+        else:
+            wait = seconds + 0.0
+        seconds = sig.handle_seconds
+        if seconds is None:
+            flags |= _NONE_HANDLE
+        else:
+            handle = seconds + 0.0
+        count = sig.transfers
+        if count is None:
+            flags |= _NONE_TRANSFERS
+        else:
+            transfers = count
+        flags |= _flag(sig.resolved, _RESOLVED_SHIFT) | _flag(sig.error, _ERROR_SHIFT)
+        signals = _SIGNALS.pack(wait, handle, transfers)
+    answers = b""
+    sur = event.survey
+    if sur is None:
+        flags |= _NONE_SURVEY
+    else:
+        nps = ces = ces_scale = csat = 0
+        score = sur.nps
+        if score is None:
+            flags |= _NONE_NPS
+        else:
+            nps = score
+        score = sur.ces
+        if score is None:
+            flags |= _NONE_CES
+        else:
+            ces = score
+        scale = sur.ces_scale
+        if scale is None:
+            flags |= _NONE_CES_SCALE
+        else:
+            ces_scale = scale
+        score = sur.csat
+        if score is None:
+            flags |= _NONE_CSAT
+        else:
+            csat = score
+        if sur.comment is None:
+            flags |= _NONE_COMMENT
+        direction = sur.ces_higher_means
+        if direction is not None:
+            flags |= _DIRECTION_CODE[direction] << _DIRECTION_SHIFT
+        answers = _ANSWERS.pack(nps, ces, ces_scale, csat)
+    return _HEAD.pack(flags, event.occurred_ms, valence) + signals + answers
 
 
 def content_digest(event: TouchpointEvent) -> int:
     """A digest of everything an event says, stable across processes and restarts (not
     Python's salted `hash`): two copies with one event_id are the same event when their digests
-    are equal, else a `conflict`. The same instant in another offset is the same content.
-    Version `CONTENT_DIGEST_VERSION`.
+    are equal, else a `conflict`. The same instant in another offset is the same content, and
+    so is the same number written as an integer or a decimal. Version `CONTENT_DIGEST_VERSION`.
 
     >>> from datetime import UTC, datetime
     >>> e = TouchpointEvent("e1", datetime(2026, 11, 22, tzinfo=UTC), "p", "c1", "survey",
@@ -131,16 +294,40 @@ def content_digest(event: TouchpointEvent) -> int:
     ...     TouchpointEvent("e1", e.occurred_at, "p", "c1", "survey", "web", "web", "use",
     ...                     survey=Survey(nps=0)))
     (True, False)
-    >>> content_digest(e)
-    3971372064
+    >>> content_digest(e), digest_definition(content_digest(e))
+    (-3188491989, 2)
     """
     digest = event.known_digest
-    if digest < 0:
+    if digest == NOT_DIGESTED:
         # Computed once per event: the stream's entry stage, stage one's tracker and the row's
         # version (`storage.tables`), replay's and backfill's likewise, all ask for it.
-        digest = crc32(content_text(event).encode("utf-8", "surrogatepass"))
+        digest = crc32(content_bytes(event)) - DIGEST_2_OFFSET
         object.__setattr__(event, "known_digest", digest)
     return digest
+
+
+def digest_definition(digest: int) -> int:
+    """Which version of `content_digest` gave `digest` (its range says it); 0: none, the
+    "unknown" of state written before digests were kept.
+
+    >>> digest_definition(3971372064), digest_definition(-2), digest_definition(-1)
+    (1, 2, 0)
+    """
+    if digest >= 0:
+        return 1
+    return 0 if digest == NOT_DIGESTED else 2
+
+
+def content_digest_v1(event: TouchpointEvent) -> int:
+    """Version 1 of `content_digest` (CRC-32 of `content_text`), for the copies whose event_id
+    is held under a version 1 digest (state from before version 2): never stored by now.
+
+    >>> from datetime import UTC, datetime
+    >>> content_digest_v1(TouchpointEvent("e1", datetime(2026, 11, 22, tzinfo=UTC), "p", "c1",
+    ...                                   "survey", "web", "web", "use", survey=Survey(nps=9)))
+    3971372064
+    """
+    return crc32(content_text(event).encode("utf-8", "surrogatepass"))
 
 
 def with_digest(event: TouchpointEvent, digest: int) -> TouchpointEvent:
@@ -159,9 +346,9 @@ def with_digest(event: TouchpointEvent, digest: int) -> TouchpointEvent:
 
 
 def content_text_reference(event: TouchpointEvent) -> str:
-    """What `content_digest` hashes, by definition: the `repr` of a tuple of every field.
-    `content_text` builds the same string faster; this is the readable reference it is tested
-    against (tests/unit/core/test_core_digest.py)."""
+    """What version 1 of `content_digest` hashed, by definition: the `repr` of a tuple of every
+    field. `content_text` builds the same string faster; this is the readable reference it is
+    tested against (tests/unit/core/test_core_digest.py)."""
     sig = event.signals
     sur = event.survey
     return repr((

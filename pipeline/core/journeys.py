@@ -46,7 +46,13 @@ from typing import Any, Final, NamedTuple
 
 from pipeline.core.clock import FAR_MS
 from pipeline.core.config import JourneyConfig
-from pipeline.core.event import MARKER_TYPES, TouchpointEvent, content_digest
+from pipeline.core.event import (
+    MARKER_TYPES,
+    TouchpointEvent,
+    content_digest,
+    content_digest_v1,
+    digest_definition,
+)
 from pipeline.core.moments import (
     CHANNEL,
     CUSTOMER_ID,
@@ -91,7 +97,9 @@ Segments = tuple[tuple[str, str], ...]
 def _repeat(applied: int, digest: int) -> str:
     """The verdict on an event_id applied before with content digest `applied`: of two copies
     with other content the one with the smaller digest wins, so the result does not depend on
-    which arrived first."""
+    which arrived first. A version 2 digest is below every version 1 digest: against a copy
+    held under version 1 a new copy wins, unless it is the same content (`apply_into` asks
+    `content_digest_v1`)."""
     if digest == applied or applied == UNKNOWN_DIGEST:
         return DUPLICATE
     return CONFLICT if digest > applied else REPLACED
@@ -403,7 +411,14 @@ class JourneyTracker:
                         holder = known
                         break
             if holder is not None:
-                verdict = _repeat(holder.ids[eid], digest)
+                applied = holder.ids[eid]
+                verdict = _repeat(applied, digest)
+                if verdict == REPLACED and digest_definition(applied) == 1 \
+                        and content_digest_v1(event) == applied:
+                    # held since before digest version 2 with this very content: a redelivery
+                    # (the claim names the digest the journey holds, `withdraw_into`)
+                    self.last_digest = applied
+                    return DUPLICATE
                 if verdict != REPLACED:
                     return verdict
                 self._take_out(state, holder, eid)

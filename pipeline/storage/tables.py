@@ -38,7 +38,7 @@ from typing import Any
 from pipeline.contract.dead_letters import DEAD_LETTER_FIELDS
 from pipeline.contract.parser import parse_dict
 from pipeline.contract.rejected import Rejected
-from pipeline.core.event import content_digest
+from pipeline.core.event import DIGEST_2_OFFSET, content_digest, digest_definition
 from pipeline.core.followups import CASE_FIELDS
 from pipeline.core.records import ALERT_FIELDS, JOURNEY_FIELDS, METRIC_FIELDS, RecordField
 
@@ -305,20 +305,22 @@ def _nested(outer: str, *fields: tuple[str, str]) -> Part:
                 _build_nested(outer, fields))
 
 
-DIGESTS = 1 << 32  # content_digest is a crc32
+DIGESTS = 1 << 32  # each definition of content_digest is a crc32, placed in its own range
 
 
 def digest_version(digest: int) -> int:
     """touchpoint_events.version of an event with this content digest: ReplacingMergeTree keeps
     the highest version, the core keeps the copy with the smallest digest (docs/contract.md,
-    `conflict`). From 1 (digest 2^32 - 1) to 2^32 (digest 0); 0 is left for rows stored before
-    the table had versions (migration 003), which any later copy replaces.
+    `conflict`). Version 1 digests (0 .. 2^32 - 1) give 2^32 .. 1, version 2 digests (-2 ..
+    -2^32 - 1) give 2^32 + 2 .. 2^33 + 1: above every row stored under version 1, as their
+    digests are below (`pipeline.core.event.CONTENT_DIGEST_VERSION`). 0 is left for rows stored
+    before the table had versions (migration 003), which any later copy replaces.
 
-    >>> digest_version(0), digest_version(DIGESTS - 1)
-    (4294967296, 1)
+    >>> digest_version(0), digest_version(DIGESTS - 1), digest_version(-2)
+    (4294967296, 1, 4294967298)
     """
-    if not 0 <= digest < DIGESTS:
-        raise ValueError(f"{digest} is not a content digest (crc32)")
+    if digest_definition(digest) == 0 or not -DIGEST_2_OFFSET <= digest < DIGESTS:
+        raise ValueError(f"{digest} is not a content digest")
     return DIGESTS - digest
 
 
