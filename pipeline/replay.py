@@ -51,7 +51,7 @@ from pipeline.core.journeys import CONFLICT, REPLACED, letter_reason
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.timefmt import parse_ms
-from pipeline.core.windows import hourly_and_daily
+from pipeline.core.windows import windows_in_key_order
 from pipeline.driver_inputs import DriverInputs
 from pipeline.followup_rules import FollowupRulesError, horizon_ms, load_rules
 from pipeline.metric_runs import MetricKey, MetricRuns
@@ -216,10 +216,11 @@ class Replay:
         with outputs.transaction() as tx:
             _write_by_key(tx.open("journeys.jsonl"), self.journeys)
             with tx.open("metrics.jsonl") as handle:
-                windows = hourly_and_daily(self._metrics_written(handle))
+                # the windows sum the metric records as they are written, one series at a time
+                _write(tx.open("windows.jsonl"), (w.to_dict() for w in windows_in_key_order(
+                    self._metrics_written(handle))))
             _write(tx.open("alerts.jsonl"), (r.to_dict() for r in self.alerts))
             _write(tx.open("dead_letters.jsonl"), (d.to_dict() for d in self.dead_letters))
-            _write(tx.open("windows.jsonl"), (w.to_dict() for w in windows))
             _write_by_key(tx.open("followups.jsonl"), self.cases)
             with tx.open(driver_inputs.EVENTS_FILE) as handle:
                 self.driver_inputs.write_events(handle)

@@ -20,7 +20,7 @@ tests/integration/test_windows_offline.py check the rows equal the views' on bot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, NamedTuple
 
 from pipeline.core.config import DAY_MS, HOUR_MS
@@ -87,19 +87,62 @@ def _record(metric: str, dim: str, value: str, window: str, start: int, vector: 
 
 def hourly_and_daily(partials: Iterable[MetricRecord]) -> list[WindowRecord]:
     """The hourly and daily windows of the given partials, which must be the latest version of
-    each (metric, segment, bucket, source partition), as replay keeps them. Sorted by metric,
-    segment, window (`1h` first) and start."""
-    sums: dict[tuple[str, str, str, str, int], tuple[list[float], list[int]]] = {}
+    each (metric, segment, bucket, source partition), as replay keeps them, in any order.
+    Sorted by metric, segment, window (`1h` first) and start."""
+    return list(windows_in_key_order(sorted(partials, key=_series_and_start)))
+
+
+def windows_in_key_order(partials: Iterable[MetricRecord]) -> Iterator[WindowRecord]:
+    """`hourly_and_daily` of partials that come in key order, by metric, segment and bucket
+    start (as `pipeline.metric_runs.MetricRuns.merged` hands them on), row by row: one series
+    (metric and segment) is held at a time, not every window of the history (at 90 days that
+    dict and its sort were 15 of replay's us per event: docs/core.md, "Cost over long
+    histories"). ValueError if a series comes back after another one.
+
+    >>> from pipeline.core.records import MetricRecord
+    >>> def partial(metric: str, start: int) -> MetricRecord:
+    ...     return MetricRecord(metric, "all", "all", start, start + 60_000, 0, 1, None,
+    ...                         None, None, 1, 0, 0, 0.0, 0.0, 0, 0, 0, 1)
+    >>> [r.window for r in windows_in_key_order([partial("nps", 0), partial("nps", 60_000)])]
+    ['1h', '1d']
+    >>> list(windows_in_key_order([partial("nps", 0), partial("ces", 0)]))
+    Traceback (most recent call last):
+    ...
+    ValueError: metric partials out of key order: ('ces', 'all', 'all') after ('nps', 'all', 'all')
+    """
+    series: tuple[str, str, str] | None = None
+    held: list[dict[int, tuple[list[float], list[int]]]] = []
     for record in partials:
+        key = (record.metric, record.segment_dim, record.segment_value)
+        if key != series:
+            if series is not None:
+                if key < series:
+                    raise ValueError(f"metric partials out of key order: {key} after {series}")
+                yield from _series_windows(series, held)
+            series = key
+            held = [{} for _ in WINDOWS]
         vector = vector_of(record)
-        for window, length in WINDOWS.items():
+        for sums, length in zip(held, WINDOWS.values(), strict=True):
             start = record.window_start - record.window_start % length
-            key = (record.metric, record.segment_dim, record.segment_value, window, start)
-            found = sums.get(key)
+            found = sums.get(start)
             if found is None:
-                found = sums[key] = ([0.0] * SIZE[record.metric], [0])
+                found = sums[start] = ([0.0] * SIZE[record.metric], [0])
             add(found[0], vector)
             found[1][0] += 1
-    order = {name: i for i, name in enumerate(WINDOWS)}
-    keys = sorted(sums, key=lambda k: (k[0], k[1], k[2], order[k[3]], k[4]))
-    return [_record(*key, sums[key][0], sums[key][1][0]) for key in keys]
+    if series is not None:
+        yield from _series_windows(series, held)
+
+
+def _series_windows(series: tuple[str, str, str],
+                    held: list[dict[int, tuple[list[float], list[int]]]]
+                    ) -> Iterator[WindowRecord]:
+    """The rows of one series: each window in `WINDOWS` order, by start."""
+    metric, dim, value = series
+    for window, sums in zip(WINDOWS, held, strict=True):
+        for start in sorted(sums):
+            vector, partials = sums[start]
+            yield _record(metric, dim, value, window, start, vector, partials[0])
+
+
+def _series_and_start(record: MetricRecord) -> tuple[str, str, str, int]:
+    return record.metric, record.segment_dim, record.segment_value, record.window_start
