@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.bench_history [--days 1,90] [--rate 0.25] [--repeat 3]
                                             [--short-runs 5] [--path core|replay|both]
                                             [--dir /tmp/peakend-history] [--gc state,off,...]
+                                            [--alongside]
 
 Issue 13 item 5: a replay or backfill must not slow down per event as history builds up (the
 drop detector keeps a week of minute buckets per series; it used to scan all of them at every
@@ -30,7 +31,10 @@ and the replay command inside its child), divided by the events. A 1-day core ru
 a second of CPU, so one sample of it is at the mercy of the machine's load in that second (on
 the shared 2-vCPU machine the same run gave 45 and 82 us/event a minute apart): in each round
 every length but the longest runs `--short-runs` times, so both lengths are sampled over
-about the same span of time. Prints the machine, date, load and git commit.
+about the same span of time. `--alongside` goes further: the shorter lengths run back to back
+on the other CPU for as long as each run of the longest lasts, so both are sampled over the
+very same minutes (and share the machine with each other, as with a neighbour). Prints the
+machine, date, load and git commit.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -362,6 +367,28 @@ def one(path: str, days: int, rate: float, folder: str, gc_policy: str) -> dict[
 
 
 
+def measured_alongside(path: str, lengths: list[int], rate: float, folder: str, policy: str
+                       ) -> list[tuple[int, dict[str, float]]]:
+    """The longest length once, and the shorter ones in turn, back to back, on the other CPU
+    for as long as it runs: both see the same minutes of this machine (its speed moves by 20-50%
+    from one minute to the next, and a run of a day lasts a second, one of 90 days minutes).
+    The longest run's result first."""
+    longest = max(lengths)
+    shorter = [days for days in lengths if days != longest]
+    outcome: list[dict[str, float]] = []
+    worker = threading.Thread(target=lambda: outcome.append(
+        one(path, longest, rate, folder, policy)))
+    worker.start()
+    beside: list[tuple[int, dict[str, float]]] = []
+    while worker.is_alive():
+        for days in shorter:
+            beside.append((days, one(path, days, rate, folder, policy)))
+    worker.join()
+    if not outcome:
+        raise SystemExit(f"the {longest} d run failed")
+    return [(longest, outcome[0]), *beside]
+
+
 def commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
@@ -391,6 +418,9 @@ def main() -> None:
     parser.add_argument("--gc", default="state",
                         help="collector policies of the core path, comma-separated, each run "
                              f"in turn ({', '.join(GC_POLICIES)}; default state)")
+    parser.add_argument("--alongside", action="store_true",
+                        help="run the shorter lengths back to back beside each run of the "
+                             "longest, on the other CPU, instead of before it")
     parser.add_argument("--one", choices=("core", "replay"), help=argparse.SUPPRESS)
     parser.add_argument("--timed-replay", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -431,16 +461,32 @@ def main() -> None:
     for attempt in range(args.repeat):
         runs = [days for days in lengths
                 for _ in range(1 if days == longest else max(1, args.short_runs))]
+        if args.alongside:
+            runs = [longest]  # the shorter ones run beside it (`measured_alongside`)
         for days in runs:
             for path, policy in rows:
-                result = one(path, days, args.rate, args.dir, policy if path == "core" else "")
+                policy_arg = policy if path == "core" else ""
+                if args.alongside:
+                    beside = measured_alongside(path, lengths, args.rate, args.dir, policy_arg)
+                    for short_days, result in beside[1:]:
+                        per_event[(path, policy, short_days)].append(
+                            result["cpu_s"] / result["events"] * 1e6)
+                    print(f"  run {attempt + 1}: {path} {len(beside) - 1} shorter runs beside "
+                          f"the {longest} d run: " + ", ".join(
+                              f"{r['cpu_s'] / r['events'] * 1e6:.0f}" for _, r in beside[1:])
+                          + " us/event", flush=True)
+                    result = beside[0][1]
+                else:
+                    result = one(path, days, args.rate, args.dir, policy_arg)
                 key = (path, policy, days)
                 per_event[key].append(result["cpu_s"] / result["events"] * 1e6)
                 collector = ""
                 if "fixed_cpu_s" in result:
+                    # (beside other runs, the children's rusage mixes them: no start-up figure)
+                    startup = ("" if args.alongside else
+                               f"; start and imports apart: {result['startup_cpu_s']:.2f} s")
                     collector = (f" (in-process fixed cost taken off: "
-                                 f"{result['fixed_cpu_s']:.2f} s; start and imports apart: "
-                                 f"{result['startup_cpu_s']:.2f} s)")
+                                 f"{result['fixed_cpu_s']:.2f} s{startup})")
                 if "gc_cpu_s" in result:
                     gc_per_event[key].append(result["gc_cpu_s"] / result["events"] * 1e6)
                     collector = (f" (collector {gc_per_event[key][-1]:.1f}: "

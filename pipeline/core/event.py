@@ -209,69 +209,40 @@ def content_bytes(event: TouchpointEvent) -> bytes:
 def _packed_numbers(event: TouchpointEvent, layout: int) -> bytes:
     """The numbers of `content_bytes` with a flag word saying which optional part is absent
     (its slot then holds 0, and absent signals or survey take no bytes): their values, so -0.0
-    is 0.0 (`+ 0.0`) and an integer where a number is declared is that number. Raises for a
-    number outside the layout. Each field is read once: they are not native attributes."""
+    is 0.0 and an integer where a number is declared is that number. Raises for a number
+    outside the layout. Each field is read once: they are not native attributes."""
     flags = layout
     if event.journey_id is None:
         flags |= _NONE_JOURNEY_ID
-    valence = 0.0
-    given = event.valence
-    if given is None:
-        flags |= _NONE_VALENCE
-    else:
-        valence = given + 0.0
     if event.outcome is None:
         flags |= _NONE_OUTCOME
+    absent, valence = _real(event.valence, _NONE_VALENCE)
+    flags |= absent
     signals = b""
     sig = event.signals
     if sig is None:
         flags |= _NONE_SIGNALS
     else:
-        wait = handle = 0.0
-        transfers = 0
-        seconds = sig.wait_seconds
-        if seconds is None:
-            flags |= _NONE_WAIT
-        else:
-            wait = seconds + 0.0
-        seconds = sig.handle_seconds
-        if seconds is None:
-            flags |= _NONE_HANDLE
-        else:
-            handle = seconds + 0.0
-        count = sig.transfers
-        if count is None:
-            flags |= _NONE_TRANSFERS
-        else:
-            transfers = count
-        flags |= _flag(sig.resolved, _RESOLVED_SHIFT) | _flag(sig.error, _ERROR_SHIFT)
+        absent, wait = _real(sig.wait_seconds, _NONE_WAIT)
+        flags |= absent
+        absent, handle = _real(sig.handle_seconds, _NONE_HANDLE)
+        flags |= absent
+        absent, transfers = _integer(sig.transfers, _NONE_TRANSFERS)
+        flags |= absent | _flag(sig.resolved, _RESOLVED_SHIFT) | _flag(sig.error, _ERROR_SHIFT)
         signals = _SIGNALS.pack(wait, handle, transfers)
     answers = b""
     sur = event.survey
     if sur is None:
         flags |= _NONE_SURVEY
     else:
-        nps = ces = ces_scale = csat = 0
-        score = sur.nps
-        if score is None:
-            flags |= _NONE_NPS
-        else:
-            nps = score
-        score = sur.ces
-        if score is None:
-            flags |= _NONE_CES
-        else:
-            ces = score
-        scale = sur.ces_scale
-        if scale is None:
-            flags |= _NONE_CES_SCALE
-        else:
-            ces_scale = scale
-        score = sur.csat
-        if score is None:
-            flags |= _NONE_CSAT
-        else:
-            csat = score
+        absent, nps = _integer(sur.nps, _NONE_NPS)
+        flags |= absent
+        absent, ces = _integer(sur.ces, _NONE_CES)
+        flags |= absent
+        absent, ces_scale = _integer(sur.ces_scale, _NONE_CES_SCALE)
+        flags |= absent
+        absent, csat = _integer(sur.csat, _NONE_CSAT)
+        flags |= absent
         if sur.comment is None:
             flags |= _NONE_COMMENT
         direction = sur.ces_higher_means
@@ -279,6 +250,16 @@ def _packed_numbers(event: TouchpointEvent, layout: int) -> bytes:
             flags |= _DIRECTION_CODE[direction] << _DIRECTION_SHIFT
         answers = _ANSWERS.pack(nps, ces, ces_scale, csat)
     return _HEAD.pack(flags, event.occurred_ms, valence) + signals + answers
+
+
+def _real(value: float | None, absent: int) -> tuple[int, float]:
+    """(0, the value; -0.0 as 0.0), or (`absent`, 0.0) for no value."""
+    return (absent, 0.0) if value is None else (0, value + 0.0)
+
+
+def _integer(value: int | None, absent: int) -> tuple[int, int]:
+    """(0, the value), or (`absent`, 0) for no value."""
+    return (absent, 0) if value is None else (0, value)
 
 
 def content_digest(event: TouchpointEvent) -> int:
