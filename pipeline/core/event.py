@@ -125,7 +125,7 @@ class TouchpointEvent:
 #    stored needs rewriting, and they sit below every version 1 digest: across an upgrade the
 #    copy digested by version 2 wins, in the core ("the smaller digest") as in ClickHouse (the
 #    higher version, `2^32 - digest`). Whether a copy equals one held under version 1 is
-#    decided by `content_digest_v1` (`journeys._repeat`).
+#    decided by `content_digest_v1` (`JourneyTracker.apply_into`).
 CONTENT_DIGEST_VERSION: Final = 2
 DIGEST_2_OFFSET: Final = (1 << 32) + 1
 NOT_DIGESTED: Final = -1  # `known_digest` before it is computed; no definition gives -1
@@ -178,10 +178,22 @@ def content_bytes(event: TouchpointEvent) -> bytes:
     >>> content_bytes(e)[56:]
     b'e1\\x00p\\x00c1\\x00\\x00survey\\x00web\\x00web\\x00use\\x00\\x00'
     """
+    # the flags of the absent strings go with the numbers (`_packed_numbers`)
+    absent = 0
+    journey_id = event.journey_id
+    if journey_id is None:
+        absent |= _NONE_JOURNEY_ID
+        journey_id = ""
+    outcome = event.outcome
+    if outcome is None:
+        absent |= _NONE_OUTCOME
+        outcome = ""
     sur = event.survey
-    strings = [event.event_id, event.producer, event.customer_id, event.journey_id or "",
-               event.type, event.touchpoint, event.channel, event.stage, event.outcome or "",
-               "" if sur is None or sur.comment is None else sur.comment]
+    comment = None if sur is None else sur.comment
+    if sur is not None and comment is None:
+        absent |= _NONE_COMMENT
+    strings = [event.event_id, event.producer, event.customer_id, journey_id, event.type,
+               event.touchpoint, event.channel, event.stage, outcome, comment or ""]
     attributes = event.attributes
     if attributes:
         for name in sorted(attributes) if len(attributes) > 1 else attributes:
@@ -193,7 +205,7 @@ def content_bytes(event: TouchpointEvent) -> bytes:
         layout = _STRINGS_REPR
         text = repr(strings)
     try:
-        numbers = _packed_numbers(event, layout)
+        numbers = _packed_numbers(event, layout | absent)
     except (StructError, OverflowError, TypeError, ValueError):
         sig = event.signals
         numbers = repr((
@@ -201,21 +213,17 @@ def content_bytes(event: TouchpointEvent) -> bytes:
             None if sig is None else (sig.wait_seconds, sig.handle_seconds, sig.transfers,
                                       sig.resolved, sig.error),
             None if sur is None else (sur.nps, sur.ces, sur.ces_scale, sur.csat,
-                                      sur.comment is None, sur.ces_higher_means),
+                                      comment is None, sur.ces_higher_means),
             event.outcome is None)).encode("ascii")
     return numbers + text.encode("utf-8", "surrogatepass")
 
 
-def _packed_numbers(event: TouchpointEvent, layout: int) -> bytes:
-    """The numbers of `content_bytes` with a flag word saying which optional part is absent
-    (its slot then holds 0, and absent signals or survey take no bytes): their values, so -0.0
-    is 0.0 and an integer where a number is declared is that number. Raises for a number
-    outside the layout. Each field is read once: they are not native attributes."""
-    flags = layout
-    if event.journey_id is None:
-        flags |= _NONE_JOURNEY_ID
-    if event.outcome is None:
-        flags |= _NONE_OUTCOME
+def _packed_numbers(event: TouchpointEvent, flags: int) -> bytes:
+    """The numbers of `content_bytes` with a flag word (`flags`, from the strings, and more)
+    saying which optional part is absent (its slot then holds 0, and absent signals or survey
+    take no bytes): their values, so -0.0 is 0.0 and an integer where a number is declared is
+    that number. Raises for a number outside the layout. Each field is read once, here or in
+    `content_bytes`: they are not native attributes."""
     absent, valence = _real(event.valence, _NONE_VALENCE)
     flags |= absent
     signals = b""
@@ -243,8 +251,6 @@ def _packed_numbers(event: TouchpointEvent, layout: int) -> bytes:
         flags |= absent
         absent, csat = _integer(sur.csat, _NONE_CSAT)
         flags |= absent
-        if sur.comment is None:
-            flags |= _NONE_COMMENT
         direction = sur.ces_higher_means
         if direction is not None:
             flags |= _DIRECTION_CODE[direction] << _DIRECTION_SHIFT
