@@ -34,7 +34,7 @@ from pipeline.core.buckets import SurveyBuckets
 from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
-from pipeline.core.event import CHANNELS, STAGES, Signals, Survey, TouchpointEvent
+from pipeline.core.event import CHANNELS, NOT_DIGESTED, STAGES, Signals, Survey, TouchpointEvent
 from pipeline.core.gcpolicy import STATE_THRESHOLDS, STREAM_THRESHOLDS, tuned_gc
 from pipeline.core.journeys import JourneyTracker
 from pipeline.scoring_rules import load_scoring_rules
@@ -215,7 +215,7 @@ def forget_digests(events: list[TouchpointEvent]) -> None:
     """Every event as generated, without the content digest a previous run kept on it
     (`TouchpointEvent.known_digest`): each timed run computes every digest, as replay does."""
     for event in events:
-        object.__setattr__(event, "known_digest", -1)
+        event.known_digest = NOT_DIGESTED
 
 
 def measure(fn: Callable[[list[TouchpointEvent], CoreConfig], int],

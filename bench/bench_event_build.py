@@ -1,14 +1,16 @@
-"""What building the core's event classes costs, against the same classes made `frozen=True`, in
-one run (issue 15, docs/streaming.md "sixth round"; `pipeline/core/value.py`).
+"""What building the core's event classes costs, against the same fields in a slotted dataclass
+with the `__init__` that `dataclass` generates and in a `frozen=True` one, in one run (issue 15,
+docs/streaming.md "sixth round"; issue 19, docs/core.md "Native event classes").
 
     .venv/bin/python -m bench.bench_event_build [--repeat 5]
     PEAKEND_PURE_CORE=1 .venv/bin/python -m bench.bench_event_build
 
 Every event the entry stage parses and every event stage one decodes is built once, as are
-replay's and backfill's. The frozen twins are made here from the classes' own fields
-(`dataclasses.make_dataclass`, `frozen=True, slots=True`: what the classes were before
-`value_class`), so both sides build the same fields from the same values. Best of `--repeat`
-timings of 200,000 builds each, in microseconds per build.
+replay's and backfill's. The twins are made here from the classes' own fields
+(`dataclasses.make_dataclass`): `slots=True` with the generated `__init__` (what the classes
+were from 2026-12-01 to 2026-12-02) and `frozen=True, slots=True` (before that), so every side
+builds the same fields from the same values. Best of `--repeat` timings of 200,000 builds each,
+in microseconds per build.
 """
 
 from __future__ import annotations
@@ -24,20 +26,20 @@ from bench.host import cpu_model, loadavg
 from pipeline.core.event import Signals, Survey, TouchpointEvent
 
 
-def frozen_twin(cls: type[Any]) -> type[Any]:
-    """`cls`'s fields (init ones with their defaults) in a frozen slotted dataclass."""
-    fields = []
-    for f in dataclasses.fields(cls):
-        spec: Any = dataclasses.field(init=f.init, default=f.default,
-                                      default_factory=f.default_factory)
-        fields.append((f.name, f.type, spec))
+def twin(cls: type[Any], frozen: bool) -> type[Any]:
+    """`cls`'s fields in a slotted dataclass with a generated `__init__` (every init field
+    required; `known_digest` defaults to -1), frozen or not."""
+    fields: list[Any] = [(f.name, f.type) if f.init else
+                         (f.name, f.type, dataclasses.field(init=False, default=-1))
+                         for f in dataclasses.fields(cls)]
     namespace: dict[str, Any] = {}
-    if hasattr(cls, "__post_init__"):  # the event's: derive occurred_ms when not given
-        def post_init(self: Any) -> None:
+    if any(f.name == "occurred_ms" for f in dataclasses.fields(cls)):
+        def post_init(self: Any) -> None:  # the event's: derive occurred_ms when not given
             if self.occurred_ms == -1:
                 object.__setattr__(self, "occurred_ms", int(self.occurred_at.timestamp() * 1000))
         namespace["__post_init__"] = post_init
-    return dataclasses.make_dataclass(f"Frozen{cls.__name__}", fields, frozen=True, slots=True,
+    kind = "Frozen" if frozen else "Slotted"
+    return dataclasses.make_dataclass(f"{kind}{cls.__name__}", fields, frozen=frozen, slots=True,
                                       namespace=namespace)
 
 
@@ -62,14 +64,18 @@ def main() -> int:
     core = "compiled" if pipeline.core_build.COMPILED else "interpreted"
     print(f"bench_event_build: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
           f"{core}, load {loadavg()}; us per build, best of {args.repeat} x {args.number:,}")
-    print("| class | value_class | frozen=True | frozen / value_class |")
-    print("|---|---:|---:|---:|")
+    print("| class | written `__init__` | generated `__init__` | frozen=True | generated / written "
+          "| frozen / written |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, (cls, values) in cases.items():
-        twin = frozen_twin(cls)
-        assert dataclasses.astuple(twin(*values)) == dataclasses.astuple(cls(*values))
+        slotted, frozen = twin(cls, frozen=False), twin(cls, frozen=True)
+        assert dataclasses.astuple(frozen(*values)) == dataclasses.astuple(cls(*values))
+        assert dataclasses.astuple(slotted(*values)) == dataclasses.astuple(cls(*values))
         ours = per_build_us(lambda c=cls, v=values: c(*v), args.number, args.repeat)
-        frozen = per_build_us(lambda c=twin, v=values: c(*v), args.number, args.repeat)
-        print(f"| {name} | {ours:.2f} | {frozen:.2f} | {frozen / ours:.1f}x |")
+        generated = per_build_us(lambda c=slotted, v=values: c(*v), args.number, args.repeat)
+        froze = per_build_us(lambda c=frozen, v=values: c(*v), args.number, args.repeat)
+        print(f"| {name} | {ours:.2f} | {generated:.2f} | {froze:.2f} | {generated / ours:.1f}x "
+              f"| {froze / ours:.1f}x |")
     return 0
 
 

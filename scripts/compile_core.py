@@ -74,7 +74,7 @@ def build(out: Path) -> None:
 
 
 # Imported by compiled modules but left interpreted (no hot code): copied so mypyc can type-check.
-_UNCOMPILED_IMPORTS = ("protocol", "gcpolicy", "value")
+_UNCOMPILED_IMPORTS = ("protocol", "gcpolicy")
 
 
 def is_current(out: Path) -> bool:

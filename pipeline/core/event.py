@@ -6,17 +6,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from struct import Struct
 from struct import error as StructError
 from typing import Final, Literal
-from zlib import crc32
+from zlib import crc32 as _zlib_crc32
 
-from pipeline.core.value import value_class
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
 
 EventType = Literal["interaction", "survey", "journey_end", "outcome"]
 Channel = Literal["web", "app", "phone", "store", "email", "chat", "social", "other"]
@@ -34,15 +32,33 @@ CesDirection = Literal["less_effort", "more_effort"]
 CES_DIRECTIONS: tuple[CesDirection, ...] = ("less_effort", "more_effort")
 
 
-@value_class
+# The event and its parts are read-only values. Each field is declared `Final` in the class
+# body (mypy rejects any assignment to it, and the compiled build makes it read-only at run
+# time) and set once in `__init__`, which is written out because a compiled `__init__` stores
+# every field directly into the native object: the `__init__` that `dataclass` generates would
+# set each field through a descriptor (docs/core.md, "Native event classes"). `dataclass` still
+# gives `fields`, `replace`, `==` and `repr`; tests/unit/core/test_core_event_classes.py keeps
+# the two lists in step (the same names, order, types and defaults).
+
+
+@dataclass(slots=True)
 class Signals:
     """Operational signals of a touchpoint; every field is optional."""
 
-    wait_seconds: float | None = None
-    handle_seconds: float | None = None
-    transfers: int | None = None
-    resolved: bool | None = None
-    error: bool | None = None
+    wait_seconds: Final[float | None]
+    handle_seconds: Final[float | None]
+    transfers: Final[int | None]
+    resolved: Final[bool | None]
+    error: Final[bool | None]
+
+    def __init__(self, wait_seconds: float | None = None, handle_seconds: float | None = None,
+                 transfers: int | None = None, resolved: bool | None = None,
+                 error: bool | None = None) -> None:
+        self.wait_seconds = wait_seconds
+        self.handle_seconds = handle_seconds
+        self.transfers = transfers
+        self.resolved = resolved
+        self.error = error
 
     def is_empty(self) -> bool:
         return (
@@ -54,58 +70,88 @@ class Signals:
         )
 
 
-@value_class
+@dataclass(slots=True)
 class Survey:
     """Survey answers given at a touchpoint; every field is optional."""
 
-    nps: int | None = None
-    ces: int | None = None
-    ces_scale: Literal[5, 7] | None = None
-    csat: int | None = None
-    comment: str | None = None
+    nps: Final[int | None]
+    ces: Final[int | None]
+    ces_scale: Final[Literal[5, 7] | None]
+    csat: Final[int | None]
+    comment: Final[str | None]
     # Declared by the event (None: not said; the scale's default applies, valence.ces_on_7).
     # Last, so positional construction by older callers keeps its meaning.
-    ces_higher_means: CesDirection | None = None
+    ces_higher_means: Final[CesDirection | None]
+
+    def __init__(self, nps: int | None = None, ces: int | None = None,
+                 ces_scale: Literal[5, 7] | None = None, csat: int | None = None,
+                 comment: str | None = None,
+                 ces_higher_means: CesDirection | None = None) -> None:
+        self.nps = nps
+        self.ces = ces
+        self.ces_scale = ces_scale
+        self.csat = csat
+        self.comment = comment
+        self.ces_higher_means = ces_higher_means
 
     def has_score(self) -> bool:
         return self.nps is not None or self.ces is not None or self.csat is not None
 
 
-@value_class
+@dataclass(slots=True)
 class TouchpointEvent:
     """One customer touchpoint interaction; field meanings in schemas/touchpoint-event.v1.json."""
 
-    event_id: str
-    occurred_at: datetime  # timezone-aware
-    producer: str
-    customer_id: str
-    type: EventType
-    touchpoint: str
-    channel: Channel
-    stage: Stage
-    journey_id: str | None = None
-    schema_version: int = 1
-    valence: float | None = None
-    signals: Signals | None = None
-    survey: Survey | None = None
-    outcome: str | None = None
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    event_id: Final[str]
+    occurred_at: Final[datetime]  # timezone-aware
+    producer: Final[str]
+    customer_id: Final[str]
+    type: Final[EventType]
+    touchpoint: Final[str]
+    channel: Final[Channel]
+    stage: Final[Stage]
+    journey_id: Final[str | None]
+    schema_version: Final[int]
+    valence: Final[float | None]
+    signals: Final[Signals | None]
+    survey: Final[Survey | None]
+    outcome: Final[str | None]
+    attributes: Final[Mapping[str, str]]
     # Event time as integer epoch milliseconds: the core compares and buckets on this, never on
     # datetime objects, which keeps the hot path cheap. Derived from occurred_at when not given.
-    occurred_ms: int = -1
+    occurred_ms: Final[int]
     # `content_digest(self)`, kept once computed (or once known: a stage that received the
     # event with its digest sets it, `with_digest`). -1 (`NOT_DIGESTED`): not computed yet.
     # Not an init field, so `dataclasses.replace` never carries a digest over to changed
     # content.
-    known_digest: int = field(default=-1, init=False, repr=False, compare=False)
+    known_digest: int = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.occurred_ms == -1:
-            # Floored, in exact integer arithmetic (timedelta // timedelta): an answer at
-            # 10:59:59.9996 belongs to the 10:59 bucket. round() of the float timestamp put it
-            # in 11:00 (issue 16).
-            ms = (self.occurred_at - _EPOCH) // _MS
-            object.__setattr__(self, "occurred_ms", ms)
+    def __init__(self, event_id: str, occurred_at: datetime, producer: str, customer_id: str,
+                 type: EventType, touchpoint: str, channel: Channel, stage: Stage,
+                 journey_id: str | None = None, schema_version: int = 1,
+                 valence: float | None = None, signals: Signals | None = None,
+                 survey: Survey | None = None, outcome: str | None = None,
+                 attributes: Mapping[str, str] | None = None, occurred_ms: int = -1) -> None:
+        self.event_id = event_id
+        self.occurred_at = occurred_at
+        self.producer = producer
+        self.customer_id = customer_id
+        self.type = type
+        self.touchpoint = touchpoint
+        self.channel = channel
+        self.stage = stage
+        self.journey_id = journey_id
+        self.schema_version = schema_version
+        self.valence = valence
+        self.signals = signals
+        self.survey = survey
+        self.outcome = outcome
+        self.attributes = {} if attributes is None else attributes
+        # Floored, in exact integer arithmetic (timedelta // timedelta): an answer at
+        # 10:59:59.9996 belongs to the 10:59 bucket. round() of the float timestamp put it in
+        # 11:00 (issue 16).
+        self.occurred_ms = (occurred_at - _EPOCH) // _MS if occurred_ms == -1 else occurred_ms
+        self.known_digest = NOT_DIGESTED
 
     @property
     def journey_key(self) -> str:
@@ -137,9 +183,17 @@ NOT_DIGESTED: Final = -1  # `known_digest` before it is computed; no definition 
 # Signed 64-bit integers: the contract bounds every integer field far inside them
 # (schemas/touchpoint-event.v1.json); an event built past them outside the contract is
 # digested through `repr` instead (`_LAYOUT_REPR`), never an error.
-_HEAD: Final = Struct("<qqd")
-_SIGNALS: Final = Struct("<ddq")
-_ANSWERS: Final = Struct("<qqqq")
+_HEAD: Final = "qqd"
+_SIGNALS: Final = "ddq"
+_ANSWERS: Final = "qqqq"
+# One `pack` per event: the layout's four shapes, each the concatenation of its parts (packed
+# little-endian with "<", parts join without padding), bound once (a compiled call of a bound
+# method skips the method lookup).
+_PACK_HEAD: Final = Struct("<" + _HEAD).pack
+_PACK_WITH_SIGNALS: Final = Struct("<" + _HEAD + _SIGNALS).pack
+_PACK_WITH_ANSWERS: Final = Struct("<" + _HEAD + _ANSWERS).pack
+_PACK_WITH_BOTH: Final = Struct("<" + _HEAD + _SIGNALS + _ANSWERS).pack
+_crc32: Final = _zlib_crc32  # Final: a compiled call without a lookup in the module's dict
 _NONE_JOURNEY_ID: Final = 1
 _NONE_VALENCE: Final = 1 << 1
 _NONE_SIGNALS: Final = 1 << 2
@@ -226,7 +280,8 @@ def _packed_numbers(event: TouchpointEvent, flags: int) -> bytes:
     `content_bytes`: they are not native attributes."""
     absent, valence = _real(event.valence, _NONE_VALENCE)
     flags |= absent
-    signals = b""
+    wait = handle = 0.0
+    transfers = nps = ces = ces_scale = csat = 0
     sig = event.signals
     if sig is None:
         flags |= _NONE_SIGNALS
@@ -237,8 +292,6 @@ def _packed_numbers(event: TouchpointEvent, flags: int) -> bytes:
         flags |= absent
         absent, transfers = _integer(sig.transfers, _NONE_TRANSFERS)
         flags |= absent | _flag(sig.resolved, _RESOLVED_SHIFT) | _flag(sig.error, _ERROR_SHIFT)
-        signals = _SIGNALS.pack(wait, handle, transfers)
-    answers = b""
     sur = event.survey
     if sur is None:
         flags |= _NONE_SURVEY
@@ -254,8 +307,15 @@ def _packed_numbers(event: TouchpointEvent, flags: int) -> bytes:
         direction = sur.ces_higher_means
         if direction is not None:
             flags |= _DIRECTION_CODE[direction] << _DIRECTION_SHIFT
-        answers = _ANSWERS.pack(nps, ces, ces_scale, csat)
-    return _HEAD.pack(flags, event.occurred_ms, valence) + signals + answers
+    ms = event.occurred_ms
+    if sig is None:
+        if sur is None:
+            return _PACK_HEAD(flags, ms, valence)
+        return _PACK_WITH_ANSWERS(flags, ms, valence, nps, ces, ces_scale, csat)
+    if sur is None:
+        return _PACK_WITH_SIGNALS(flags, ms, valence, wait, handle, transfers)
+    return _PACK_WITH_BOTH(flags, ms, valence, wait, handle, transfers, nps, ces, ces_scale,
+                           csat)
 
 
 def _real(value: float | None, absent: int) -> tuple[int, float]:
@@ -288,8 +348,8 @@ def content_digest(event: TouchpointEvent) -> int:
     if digest == NOT_DIGESTED:
         # Computed once per event: the stream's entry stage, stage one's tracker and the row's
         # version (`storage.tables`), replay's and backfill's likewise, all ask for it.
-        digest = crc32(content_bytes(event)) - DIGEST_2_OFFSET
-        object.__setattr__(event, "known_digest", digest)
+        digest = _crc32(content_bytes(event)) - DIGEST_2_OFFSET
+        event.known_digest = digest
     return digest
 
 
@@ -314,7 +374,7 @@ def content_digest_v1(event: TouchpointEvent) -> int:
     ...                                   "survey", "web", "web", "use", survey=Survey(nps=9)))
     3971372064
     """
-    return crc32(content_text(event).encode("utf-8", "surrogatepass"))
+    return _crc32(content_text(event).encode("utf-8", "surrogatepass"))
 
 
 def with_digest(event: TouchpointEvent, digest: int) -> TouchpointEvent:
@@ -328,7 +388,7 @@ def with_digest(event: TouchpointEvent, digest: int) -> TouchpointEvent:
     >>> content_digest(with_digest(e, 7))
     7
     """
-    object.__setattr__(event, "known_digest", digest)
+    event.known_digest = digest
     return event
 
 

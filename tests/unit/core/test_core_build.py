@@ -82,3 +82,24 @@ def test_a_stale_build_is_not_used(build: Path, tmp_path: Path) -> None:
     assert run_core(PEAKEND_CORE_BUILD=str(stale))["compiled"] is False
     assert subprocess.run([sys.executable, str(COMPILE), "--check", "--out", str(stale)],
                           cwd=ROOT, check=False).returncode == 1
+
+
+def test_compiled_event_fields_are_read_only_at_run_time(build: Path) -> None:
+    """Compiled, a `Final` field of the event's classes cannot be assigned at run time either
+    (interpreted, mypy refuses it: test_core_event_classes.py)."""
+    program = ("import pipeline.core_build\n"
+               "from pipeline.core.event import Signals\n"
+               "s = Signals(wait_seconds=1.0)\n"
+               "try:\n"
+               "    s.wait_seconds = 2.0\n"
+               "except AttributeError:\n"
+               "    print('refused', pipeline.core_build.COMPILED, s.wait_seconds)\n"
+               "else:\n"
+               "    print('assigned', pipeline.core_build.COMPILED, s.wait_seconds)\n")
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("PEAKEND_PURE_CORE", "PEAKEND_CORE_BUILD")}
+    proc = subprocess.run([sys.executable, "-c", program], cwd=ROOT,
+                          env={**full, "PEAKEND_CORE_BUILD": str(build)},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["refused", "True", "1.0"]
