@@ -7,7 +7,7 @@ the same at two versions of the code, alternating, to compare builds.
 The load generator's events (`bench.bench_pipeline.EventSource`, one day of event time) go
 through the real classes, wired in memory as tests/unit/stream/test_agents.py wires them (fake
 Faust, fake producer), and each path is timed per event (CPU seconds of the process, best of
-`--repeat`):
+`--repeat`), under the worker's collector policy (`STREAM_THRESHOLDS`):
 
 - `entry`: `Router.route` over the raw records, 500 a read (parse, scrub, batch records);
 - `journeys`: the journeys agent over those batch records (decode_batch, stage one, claims
@@ -136,6 +136,13 @@ def workload(values: list[bytes]) -> Callable[[], tuple[dict[str, float], str]]:
 def measure(events: int, repeat: int) -> dict[str, Any]:
     import pipeline.core_build
     from bench.bench_pipeline import EventSource
+    from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
+
+    # The collector policy of the processes whose paths these are (the worker, its entry
+    # process and its sink: `pipeline/worker_cli.py`). Under CPython's default thresholds
+    # (before 2026-12-02 here) the full collections walked this process's inputs and outputs
+    # again and again: 110 against 50 us/event on `entry` in one run.
+    tune_gc(STREAM_THRESHOLDS, freeze=False)
 
     source = EventSource(events_per_s=events / 86400)
     source.tag = "issue15"  # the same ids in every process: the digests compare
