@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from struct import Struct
 from struct import error as StructError
@@ -38,7 +38,16 @@ CES_DIRECTIONS: tuple[CesDirection, ...] = ("less_effort", "more_effort")
 # every field directly into the native object: the `__init__` that `dataclass` generates would
 # set each field through a descriptor (docs/core.md, "Native event classes"). `dataclass` still
 # gives `fields`, `replace`, `==` and `repr`; tests/unit/core/test_core_event_classes.py keeps
-# the two lists in step (the same names, order, types and defaults).
+# the two lists in step (the same names in the same order, the same types, each field set
+# once). A native class cannot be rebuilt by pickle or `copy` without being told how:
+# `__reduce__` (`_rebuilt`) calls the class with its init fields.
+
+
+def _rebuilt(value: Signals | Survey | TouchpointEvent
+             ) -> tuple[Callable[..., object], tuple[object, ...]]:
+    """How pickle and `copy` rebuild an event or a part: its class called with the values of
+    its init fields (the digest is not one: a copy computes it again, to the same value)."""
+    return type(value), tuple([getattr(value, f.name) for f in fields(value) if f.init])
 
 
 @dataclass(slots=True)
@@ -59,6 +68,9 @@ class Signals:
         self.transfers = transfers
         self.resolved = resolved
         self.error = error
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        return _rebuilt(self)
 
     def is_empty(self) -> bool:
         return (
@@ -93,6 +105,9 @@ class Survey:
         self.csat = csat
         self.comment = comment
         self.ces_higher_means = ces_higher_means
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        return _rebuilt(self)
 
     def has_score(self) -> bool:
         return self.nps is not None or self.ces is not None or self.csat is not None
@@ -152,6 +167,9 @@ class TouchpointEvent:
         # 11:00 (issue 16).
         self.occurred_ms = (occurred_at - _EPOCH) // _MS if occurred_ms == -1 else occurred_ms
         self.known_digest = NOT_DIGESTED
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        return _rebuilt(self)
 
     @property
     def journey_key(self) -> str:
@@ -277,7 +295,7 @@ def _packed_numbers(event: TouchpointEvent, flags: int) -> bytes:
     saying which optional part is absent (its slot then holds 0, and absent signals or survey
     take no bytes): their values, so -0.0 is 0.0 and an integer where a number is declared is
     that number. Raises for a number outside the layout. Each field is read once, here or in
-    `content_bytes`: they are not native attributes."""
+    `content_bytes`."""
     absent, valence = _real(event.valence, _NONE_VALENCE)
     flags |= absent
     wait = handle = 0.0

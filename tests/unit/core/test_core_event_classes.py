@@ -8,7 +8,9 @@ test_core_build.py)."""
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
+import pickle
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,3 +112,20 @@ def test_the_classes_build_compare_and_replace_at_run_time() -> None:
         "event_id", "occurred_at", "producer"]
     assert not hasattr(s, "__dict__")  # slotted or native: no per-instance dict
 
+
+
+@pytest.mark.parametrize("copied", [lambda v: pickle.loads(pickle.dumps(v)), copy.copy,
+                                    copy.deepcopy], ids=["pickle", "copy", "deepcopy"])
+def test_pickle_and_copy_rebuild_equal_values(copied: Any) -> None:
+    """Compiled, the classes are native: pickle and `copy` rebuild them through `__reduce__`."""
+    e = TouchpointEvent("e1", datetime(2026, 11, 22, tzinfo=UTC), "p", "c1", "survey", "web",
+                        "web", "use", "j1", 1, 0.25, Signals(1.5, None, 2, True, None),
+                        Survey(9, 3, 5, None, "fine", "less_effort"), "won", {"tier": "gold"},
+                        occurred_ms=1795000000123)
+    digest = content_digest(e)
+    for value in (e, e.signals, e.survey):
+        again = copied(value)
+        assert again == value and type(again) is type(value) and again is not value
+    again = copied(e)
+    assert again.occurred_ms == 1795000000123  # given, not derived again
+    assert again.known_digest == NOT_DIGESTED and content_digest(again) == digest
