@@ -1,4 +1,4 @@
-"""Epoch-millisecond text: the cached minute prefix never changes what `format_ms` writes."""
+"""Epoch-millisecond text: the cached day prefix never changes what `format_ms` writes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ MS = st.integers(min_value=-30_000_000_000_000, max_value=200_000_000_000_000)
 
 @given(st.lists(MS, min_size=1, max_size=50))
 def test_format_ms_is_rfc3339_with_milliseconds(values: list[int]) -> None:
-    for ms in values:  # several per example: hits and misses of the minute cache
+    for ms in values:  # several per example: hits and misses of the day cache
         moment = EPOCH + timedelta(milliseconds=ms)
         assert format_ms(ms) == moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         assert parse_ms(format_ms(ms)) == ms
@@ -41,3 +41,19 @@ def test_event_time_is_floored_to_the_millisecond_not_rounded() -> None:
     before_epoch = datetime(1969, 12, 31, 23, 59, 59, 999_600, tzinfo=UTC)
     assert TouchpointEvent("e2", before_epoch, "p", "c1", "survey", "web", "web", "use",
                            survey=Survey(nps=9)).occurred_ms == -1
+
+
+def test_a_long_history_in_key_order_fits_the_memo() -> None:
+    # A replay writes each series' records across its whole history (issue 13 item 5): the memo
+    # must hold such a sweep, or nearly every call pays for strftime again.
+    from pipeline.core import timefmt
+
+    start = 1_795_367_400_000
+    for minute in range(0, 90 * 1440, 7):
+        timefmt.format_ms(start + minute * 60_000)
+    held = dict(timefmt._DAYS)
+    for minute in range(0, 90 * 1440, 7):
+        timefmt.format_ms(start + minute * 60_000)
+    assert len(timefmt._DAYS) <= timefmt._DAYS_MAX
+    assert all(timefmt._DAYS.get(day) == prefix for day, prefix in held.items())
+    assert len(held) >= 90
