@@ -332,3 +332,44 @@ def test_the_case_record_table_of_docs_followups_md_names_every_field() -> None:
     fields = set(CaseRecord._fields)
     expanded = {f for f in fields for n in named if n.endswith("*") and f.startswith(n[:-1])}
     assert (named - {n for n in named if n.endswith("*")}) | expanded == fields
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("input"), st.integers(0, 5), st.integers(0, 120)),
+    st.tuples(st.just("advance"), st.integers(0, 40), st.just(0)),
+    st.tuples(st.just("restore"), st.integers(0, 5), st.just(0))), max_size=60))
+def test_customers_are_forgotten_exactly_when_their_last_input_leaves_the_horizon(
+        steps: list[tuple[str, int, int]]) -> None:
+    # A reference model: a customer is held until an `advance` past its latest input (since it
+    # was last forgotten) + the horizon. The tracker's heap holds one entry per customer (issue 13
+    # item 5: an entry per input grew with the history), re-pushed when due and moved on.
+    horizon = 10 * HOUR
+    tracker = FollowupTracker(RULES, horizon)
+    last: dict[str, int] = {}
+    watermark = T0
+    number = 0
+    for kind, who, at in steps:
+        customer = f"c{who}"
+        if kind == "input":
+            number += 1
+            ms = watermark + at * 10 * MIN  # never older than the stream time
+            tracker.apply(events=[FollowupEvent(f"e{number}", customer, None, ms, "app", 9,
+                                                None, None, None, None, "")])
+            last[customer] = max(last.get(customer, ms), ms)
+        elif kind == "advance":
+            watermark += who * HOUR
+            gone = tracker.advance(watermark)
+            expected = sorted(c for c, ms in last.items() if ms + horizon < watermark)
+            assert gone == expected
+            for c in gone:
+                del last[c]
+        elif customer in tracker.customers:  # a restore from the customer's own snapshot
+            tracker.restore_key(customer, tracker.snapshot_key(customer))
+        assert set(tracker.customers) == set(last)
+        # one live entry per customer (a restore may leave a stale one behind, never a twin)
+        live = [(d, c) for d, c in tracker._deadlines
+                if c in tracker.customers and tracker.customers[c].scheduled == d]
+        assert sorted(c for _, c in live) == sorted(tracker.customers)
+        if not any(kind == "restore" for kind, _, _ in steps):
+            assert len(tracker._deadlines) == len(tracker.customers)
