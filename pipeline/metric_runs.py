@@ -59,9 +59,13 @@ class MetricRuns:
         held = self.held
         records = [held.pop(key) for key in going]
         # pickled in chunks, read back one chunk at a time by the merge: the records come
-        # back as they went (no JSON round trip), allocated together in key order
+        # back as they went (no JSON round trip), allocated together in key order. As plain
+        # tuples: pickle reduces a NamedTuple through its Python-level `__getnewargs__` and
+        # rebuilds it through its Python-level `__new__`; 5.0-5.4 against 1.9-2.4 us a record
+        # to pickle, 3.0 against 2.6 to load (docs/core.md "Cost over long histories").
         for start in range(0, len(records), RUN_CHUNK):
-            pickle.dump(records[start:start + RUN_CHUNK], run, pickle.HIGHEST_PROTOCOL)
+            pickle.dump([tuple(r) for r in records[start:start + RUN_CHUNK]], run,
+                        pickle.HIGHEST_PROTOCOL)
         run.seek(0)
         self._runs.append(run)
         self.spilled += len(records)
@@ -98,8 +102,12 @@ def _by_key(entry: tuple[Any, ...]) -> Any:
 def _read(run: IO[bytes], order: int) -> Iterator[tuple[Any, ...]]:
     while True:
         try:
-            records: list[MetricRecord] = pickle.load(run)  # our own temporary file
+            chunk: list[tuple[Any, ...]] = pickle.load(run)  # our own temporary file
         except EOFError:
             return
-        for record in records:
+        for values in chunk:
+            record = _RECORD(MetricRecord, values)
             yield key_of(record), record.version, order, record
+
+
+_RECORD = tuple.__new__  # a MetricRecord from its values, as `MetricRecord._make` without a call
