@@ -61,8 +61,8 @@ class MetricRuns:
         # pickled in chunks, read back one chunk at a time by the merge: the records come
         # back as they went (no JSON round trip), allocated together in key order. As plain
         # tuples: pickle reduces a NamedTuple through its Python-level `__getnewargs__` and
-        # rebuilds it through its Python-level `__new__`; 5.0-5.4 against 1.9-2.4 us a record
-        # to pickle, 3.0 against 2.6 to load (docs/core.md "Cost over long histories").
+        # rebuilds it through its Python-level `__new__`: pickling takes 1.4-1.8x less, loading
+        # the same (`bench/history_costs.py`, docs/core.md "Cost over long histories").
         for start in range(0, len(records), RUN_CHUNK):
             pickle.dump([tuple(r) for r in records[start:start + RUN_CHUNK]], run,
                         pickle.HIGHEST_PROTOCOL)
