@@ -43,9 +43,12 @@ class HoldNothing(dict[Any, Any]):
         return None
 
 
-def replayed(path: Path, hold_metrics: bool = True) -> tuple[Replay, int, float]:
+def replayed(path: Path, hold_metrics: bool = True, *, spill: bool = False,
+             lines: int | None = None) -> tuple[Replay, int, float]:
     """The file replayed as `peakend replay` does (4 partitions), its lines and CPU seconds;
-    `hold_metrics` false: no metric record held."""
+    `hold_metrics` false: no metric record held; `spill`: old metric records go to runs on
+    disk, as the command does; `lines`: stop after that many, the state as it then stands (the
+    engine not finished)."""
     settings = Settings.from_env()
     replay = Replay(settings.core_config(), 4, path.name, settings.max_event_bytes,
                     PersonalData.from_settings(settings), load_rules(settings.followup_rules))
@@ -60,6 +63,10 @@ def replayed(path: Path, hold_metrics: bool = True) -> tuple[Replay, int, float]
             replay.line(number, raw.rstrip(b"\n"))
             if number % PACE_EVENTS == 0:
                 pacer.pace(PACE_EVENTS)
+                if spill:
+                    replay.spill_metrics()
+            if number == lines:
+                return replay, number, time.process_time() - started
     replay.keep(replay.engine.finish())
     return replay, number, time.process_time() - started
 

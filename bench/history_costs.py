@@ -23,15 +23,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.bench_replay_write import replayed
 from bench.host import cpu_model, loadavg
-from pipeline.core.gcpolicy import PACE_EVENTS, YoungPacer, tune_gc
 from pipeline.core.records import MetricRecord
 from pipeline.core.timefmt import format_ms
-from pipeline.followup_rules import load_rules
 from pipeline.metric_runs import RUN_CHUNK
-from pipeline.privacy import PersonalData
-from pipeline.replay import Replay
-from pipeline.settings import Settings
 
 MINUTE = 60_000
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -47,23 +43,6 @@ def format_us(days: int, calls: int = 200_000) -> float:
             format_ms(ms)
         done += len(sweep)
     return (time.perf_counter() - started) / done * 1e6
-
-
-def replayed(path: Path, lines: int) -> Replay:
-    settings = Settings.from_env()
-    replay = Replay(settings.core_config(), 4, path.name, settings.max_event_bytes,
-                    PersonalData.from_settings(settings), load_rules(settings.followup_rules))
-    tune_gc()
-    pacer = YoungPacer()
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            replay.line(number, raw.rstrip(b"\n"))
-            if number % PACE_EVENTS == 0:
-                pacer.pace(PACE_EVENTS)
-                replay.spill_metrics()
-            if number >= lines:
-                break
-    return replay
 
 
 def pickle_us(records: list[MetricRecord], plain: bool) -> tuple[float, float]:
@@ -94,7 +73,7 @@ def main() -> None:
     for rnd in range(1, args.rounds + 1):
         print(f"  round {rnd}: format_ms over 1 day {format_us(1):.2f} us a call, "
               f"over 90 days {format_us(90):.2f}")
-    replay = replayed(args.history, args.lines)
+    replay, _, _ = replayed(args.history, spill=True, lines=args.lines)
     followups = replay.followups
     print(f"  after {args.lines:,} lines of {args.history.name}: follow-up deadline heap "
           f"{len(followups._deadlines):,} entries for {len(followups.customers):,} customers")

@@ -113,7 +113,6 @@ def test_the_classes_build_compare_and_replace_at_run_time() -> None:
     assert not hasattr(s, "__dict__")  # slotted or native: no per-instance dict
 
 
-
 @pytest.mark.parametrize("copied", [lambda v: pickle.loads(pickle.dumps(v)), copy.copy,
                                     copy.deepcopy], ids=["pickle", "copy", "deepcopy"])
 def test_pickle_and_copy_rebuild_equal_values(copied: Any) -> None:
