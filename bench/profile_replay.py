@@ -40,15 +40,18 @@ def inclusive(profile: Path) -> tuple[Counter[str], int]:
     return counts, total
 
 
-def record(events: Path, runs: int, rate: int, folder: Path) -> tuple[Counter[str], int]:
-    """Pooled samples of `runs` replays of `events`, and the events replayed."""
+def record(events: Path, runs: int, rate: int, folder: Path, native: bool = False
+           ) -> tuple[Counter[str], int]:
+    """Pooled samples of `runs` replays of `events`, and the events replayed; `native`: C
+    frames too (the compiled core's functions by their mypyc names, `CPyDef_...`)."""
     pooled: Counter[str] = Counter()
     lines = sum(1 for _ in events.open("rb"))
     for run in range(runs):
         profile = folder / f"{events.stem}-{run}.txt"
         with tempfile.TemporaryDirectory(prefix="profile-replay-") as out:
             subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--rate",
-                            str(rate), "--format", "raw", "--output", str(profile), "--",
+                            str(rate), "--format", "raw", "--output", str(profile),
+                            *(["--native"] if native else []), "--",
                             sys.executable, "-m", "pipeline.cli", "replay", str(events),
                             "--output", out], check=True, cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -64,11 +67,14 @@ def main() -> None:
     parser.add_argument("--short-runs", type=int, default=5)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--native", action="store_true",
+                        help="sample C frames too: the compiled core shows by function")
     args = parser.parse_args()
     print(f"profile_replay: {cpu_model()}, load {loadavg()}")
     with tempfile.TemporaryDirectory(prefix="profile-replay-") as folder:
-        short, short_events = record(args.short, args.short_runs, args.rate, Path(folder))
-        long, long_events = record(args.long, 1, args.rate, Path(folder))
+        short, short_events = record(args.short, args.short_runs, args.rate, Path(folder),
+                                      args.native)
+        long, long_events = record(args.long, 1, args.rate, Path(folder), args.native)
     us_per_sample = 1e6 / args.rate
 
     def per_event(counts: Counter[str], name: str, events: int) -> float:
