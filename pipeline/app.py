@@ -99,16 +99,6 @@ def faust_credentials(settings: Settings) -> Any:
     return None
 
 
-# Batch records the journeys agent takes per batch (each holds one entry-stage read for one
-# partition: up to `PEAKEND_STREAM_BATCH_EVENTS` events, at most `batches.MAX_BATCH_BYTES`).
-# Every batch waits for two acknowledged round trips (its outputs, then its state's changelog):
-# at 4 records a batch the journeys agent spent 6.8 s of a 20 s backlog drain waiting on them
-# against 3.7 s processing, and the worker ran at 60% of a CPU. 16 took the end-to-end rate
-# from 7,700 to 11,100-11,900 events/s (32: 11,100-12,100) at an unchanged p99 at 5,000/s
-# offered (docs/streaming.md, "eighth round"); at most 8 MiB of batch records a batch.
-JOURNEY_BATCH_RECORDS = 16
-
-
 def _output_producer(settings: Settings) -> Any:
     """The producer of the worker's outputs: acks from every in-sync replica, like Faust's
     (`producer_acks=-1`), batches up to 1 MiB (BatchDelivery fills them itself)."""
@@ -264,11 +254,14 @@ def build_worker(
             count_applied=AppliedCounter(stats, stage, record) if stage else None,
             deliver_state=deliver_state)
 
-    # A bounded number of batch records at a time for the journeys agent (JOURNEY_BATCH_RECORDS):
-    # taking as many batch records as events decoded a whole backlog at once (malloc in use
-    # peaked at 139 MiB in the worker memory test, and glibc kept the freed memory: RSS +48 MiB).
+    # A bounded number of batch records at a time for the journeys agent
+    # (PEAKEND_STREAM_BATCH_RECORDS, 16): taking as many batch records as events decoded a whole
+    # backlog at once (malloc in use peaked at 139 MiB in the worker memory test, and glibc kept
+    # the freed memory: RSS +48 MiB). Each batch waits for two acknowledged round trips (its
+    # outputs, then its state's changelog): at 4 records a batch the worker waited more than it
+    # worked while draining a backlog (docs/streaming.md, eighth round).
     fapp.agent(journey_events, name="journeys")(
-        loop(journeys_agent, JOURNEY_BATCH_RECORDS, "journeys", "event").run)
+        loop(journeys_agent, s.stream_batch_records, "journeys", "event").run)
     fapp.agent(contributions, name="segments")(
         loop(segments_agent, s.stream_batch_events, "segments", "contribution").run)
     fapp.agent(followup_inputs, name="followups")(

@@ -359,6 +359,12 @@ class Settings(BaseSettings):
     stream_batch_events: int = setting(
         1000, "Events the worker's agents take per batch (their outputs are coalesced per batch).",
         ge=1, le=1_000_000)
+    stream_batch_records: int = setting(
+        16, "Batch records (each up to PEAKEND_STREAM_BATCH_EVENTS events of one entry-stage read, "
+        "at most 512 KiB) the journeys agent takes per batch: every batch waits for its outputs "
+        "and its state to be acknowledged, so larger batches wait less per event and hold more "
+        "memory (docs/streaming.md, eighth round).",
+        ge=1, le=1000)
     stream_batch_seconds: float = setting(
         0.2, "An agent processes a batch once it is full or has waited this long for more events.",
         gt=0, le=3600)

@@ -114,7 +114,13 @@ def _parse_pair(text: Any) -> tuple[datetime | None, int | None]:
     if text is None or text == "":
         return None, None
     moment = parse_time(text)
-    return moment.replace(tzinfo=None, microsecond=0), (moment - _EPOCH) // _MS
+    # The same values as `to_datetime` and `to_ms`, built without `replace` (keyword
+    # arguments: 0.6 us of this function's 1.1) and without a timedelta division: 0.47 us. It
+    # was half of the sink's column building (py-spy of `bench/bench_sink.py`).
+    span = moment - _EPOCH  # normalised: 0 <= seconds < 86,400 and 0 <= microseconds < 10^6
+    return (datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute,
+                     moment.second),
+            span.days * 86_400_000 + span.seconds * 1000 + span.microseconds // 1000)
 
 
 def _time_pair(text: Any) -> tuple[datetime | None, int | None]:

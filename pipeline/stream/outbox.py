@@ -33,7 +33,7 @@ CLAIMS = "claims"  # internal: stage one -> the claims stage, by event_id (strea
 # Records that gather items (a segment's contributions, a claims partition's claims, follow-up
 # inputs: `{"b": [input, ...]}`) leave one per target and flush, so the agent behind pays
 # Faust's per-record cost once per batch, and are split at this size: a flush gathers up to
-# 8 MiB of events (`app.JOURNEY_BATCH_RECORDS` batch records) and a claim carries its raw
+# 8 MiB of events (PEAKEND_STREAM_BATCH_RECORDS, 16, batch records) and a claim carries its raw
 # event, so with one partition and large events one claims record passed the broker's record
 # limit (1 MiB at its defaults) and the delivery retried it for ever (docs/streaming.md,
 # "State records never grow with the traffic").

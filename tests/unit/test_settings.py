@@ -63,6 +63,7 @@ BAD: list[tuple[str, str, str]] = [
     ("PEAKEND_SINK_BATCH_ROWS", "0", "integer from 1"),
     ("PEAKEND_SINK_BATCH_SECONDS", "0", "> 0"),
     ("PEAKEND_STREAM_BATCH_EVENTS", "-5", "integer from 1"),
+    ("PEAKEND_STREAM_BATCH_RECORDS", "0", "integer from 1"),
     ("PEAKEND_STREAM_BATCH_SECONDS", "0", "> 0"),
     ("PEAKEND_MAX_EVENT_BYTES", "0", "integer from 1"),
     ("PEAKEND_KAFKA_SECURITY_PROTOCOL", "TLS", "one of PLAINTEXT, SSL"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -185,6 +186,28 @@ def test_extreme_times_convert_as_to_datetime_and_to_ms() -> None:
     assert moments == [tables.to_datetime(t) for t in texts]
     assert millis == [tables.to_ms(t) for t in texts]
     assert millis[4] == -1
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.datetimes(timezones=st.timezones()), st.sampled_from(["isoformat", "ms", "Z"]))
+def test_any_rfc3339_time_converts_as_to_datetime_and_to_ms(moment: Any, form: str) -> None:
+    """The sink's pair of columns (`_parse_pair`, built without `replace` or a timedelta
+    division) equals the row path's `to_datetime` and `to_ms` for any instant and offset,
+    before 1970 and with sub-millisecond digits included."""
+    if form == "isoformat":
+        text = moment.isoformat()
+    elif form == "ms":
+        text = moment.isoformat(timespec="milliseconds")
+    else:
+        text = moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+    try:
+        want = (tables.to_datetime(text), tables.to_ms(text))
+    except (ValueError, OverflowError) as exc:  # out of range once in UTC: both refuse it
+        with pytest.raises(type(exc)):
+            tables.time_columns([text], memo=False)
+        return
+    moments, millis = tables.time_columns([text], memo=False)
+    assert (moments[0], millis[0]) == want
 
 
 def test_the_time_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
