@@ -1047,15 +1047,17 @@ TRIMS = "peakend_heap_trims_total"
 def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
                   every: int = 50_000, partitions: int = 12, trace: bool = False,
                   limit: int = 0, timeout: float = 7200,
-                  env: dict[str, str] | None = None, settle_s: float = 60) -> dict[str, Any]:
-    """The real worker (`peakend worker`, `partitions` partitions: 2 x that many RocksDB
-    databases) reads every line of `input_path` (the first `limit` when given) while a producer
-    sends them. Every `every` events *stage one has applied* (`peakend_stage_records_applied_
-    total{stage="journeys",record="event"}`; the entry stage reads far ahead of it): the worker's
-    RSS, its RocksDB memtables and cache, glibc's heap, the sink child's RSS and the worker's
-    open journeys (/metrics). The run lasts until stage one has applied every valid event of the
-    input (`valid_events`); then, once no stage's applied count has moved for 3 s (at most
-    `settle_s`), a last sample marked `settled`. `env`: more settings of the worker."""
+                  env: dict[str, str] | None = None, settle_s: float = 60,
+                  rate: float = 0) -> dict[str, Any]:
+    """The real worker (`peakend worker`, `partitions` partitions: 2 x that many RocksDB databases)
+    reads every line of `input_path` (the first `limit` when given) while a producer sends them
+    (at about `rate` lines/s; 0: as fast as it can). Every `every` events *stage one has
+    applied* (`peakend_stage_records_applied_total{stage="journeys",record="event"}`; the entry
+    stage reads far ahead of it): the worker's RSS, its RocksDB memtables and cache, glibc's
+    heap, the sink child's RSS and the worker's open journeys (/metrics). The run lasts until
+    stage one has applied every valid event of the input (`valid_events`); then, once no stage's
+    applied count has moved for 3 s (at most `settle_s`), a last sample marked `settled`. `env`:
+    more settings of the worker."""
     setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=partitions, **(env or {}))
     total = sum(1 for _ in input_path.open("rb"))
     total = min(total, limit) if limit else total
@@ -1077,7 +1079,7 @@ def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
                 yield line.rstrip(b"\n")
 
     worker = MemoryWorker(setup, tmp, options, trace)
-    producer = BackgroundProducer(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, [])
+    producer = BackgroundProducer(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, [], rate)
     producer.lines = lines()
     started = time.monotonic()
     producer.start()

@@ -3,10 +3,11 @@
     .venv/bin/python -m bench.worker_memory_ci DIR [shared|faust]
 
 Starts the private fault stack (bench/faults.py `FaultStack`: PEAKEND_FAULT_STACK_DIR,
-PEAKEND_FAULT_PORT_OFFSET), runs the test's `worker_memory` call (60,000 events over 3 days,
-12 partitions, `SHORT_STATE`) with the RocksDB options given, writes DIR/run.json and prints
-every sample, then what the test checks over the last third of the events stage one applied:
-the growth of RSS and of glibc's heap in use, and the largest memtables.
+PEAKEND_FAULT_PORT_OFFSET), runs the test's `worker_memory` call (`ci_size_run`: 60,000 events
+over 3 days sent at 2,500/s, 12 partitions, `SHORT_STATE`) with the RocksDB options given,
+writes DIR/run.json and prints every sample, then what the test checks over the last third of
+the events stage one applied: the growth of RSS and of glibc's heap in use, and the largest
+memtables.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from bench.faults import FaultStack, generate_file, load, memory_table, worker_memory
-from tests.integration.test_worker_memory import EVENTS, SHORT_STATE
+from bench.faults import FaultStack, load, memory_table
+from tests.integration.test_worker_memory import ci_size_run
 
 
 def main(argv: list[str]) -> int:
@@ -29,9 +30,7 @@ def main(argv: list[str]) -> int:
     stack = FaultStack()
     stack.start()
     print(f"load before {load()}", flush=True)
-    source = generate_file(out / "events.jsonl", EVENTS, "3d", seed=31)
-    run = worker_memory(stack, out, source, options, every=5_000, partitions=12, timeout=900,
-                        env=SHORT_STATE)
+    run = ci_size_run(stack, out, options)
     (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
     print(memory_table([run]))
     last_third = [s for s in run["samples"] if s["events"] >= run["valid"] * 2 // 3]

@@ -24,17 +24,16 @@ from tests.integration.test_stream_end_to_end import _diff
 from tests.support.stack import ClickHouseUrls
 from tests.support.stream import (
     Worker,
-    assert_metrics_equal,
     count,
     dead_letter_counts,
     journeys_in_clickhouse,
     journeys_of_replay,
-    metrics_in_clickhouse,
     metrics_of_replay,
     produce_lines,
     read_lines,
     replay_records,
     stream_setup,
+    wait_for_metrics,
     wait_until,
 )
 
@@ -121,9 +120,7 @@ def test_days_of_events_with_redeliveries_and_bad_clocks_equal_replay(
                    "journeys in ClickHouse to equal replay",
                    lambda: _diff(setup, want) + worker.log_tail())
         assert journeys_in_clickhouse(setup) == want  # the poison journey is not there
-        wait_until(lambda: metrics_in_clickhouse(setup).keys() == metrics_of_replay(replay).keys(),
-                   180, "metric buckets to settle")
-        assert_metrics_equal(metrics_in_clickhouse(setup), metrics_of_replay(replay))
+        wait_for_metrics(setup, metrics_of_replay(replay), 180)
         assert dead_letter_counts(setup) == reasons | {"clickhouse_rejected": 1}
         assert worker.alive(), worker.log_tail()
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +67,19 @@ SHORT_STATE = {
 # (the burst), 243 MiB settled; 313 -> 316, 225 settled.
 HEAP_GROWTH_BOUND_MIB = 8
 RSS_GROWTH_BOUND_MIB = 48
+# The producer sends at about this many events/s, below what one worker applies on the slowest
+# machine we run on, so that stage one's applied count climbs at the producer's pace and the
+# last third gets its samples (one every 5,000 applied events, polled each second). Sent as fast
+# as possible, stage one applied the last 25,000 events between two polls once its batches grew
+# (CI of a76a25d, 2026-12-02: samples at 35,000 then 60,000 applied, none in between).
+RATE = 2_500
+
+
+def ci_size_run(stack: FaultStack, tmp: Path, options: str) -> dict[str, Any]:
+    """The test's run, also `python -m bench.worker_memory_ci` for its figures."""
+    source = generate_file(tmp / "events.jsonl", EVENTS, "3d", seed=31)
+    return worker_memory(stack, tmp, source, options, every=5_000, partitions=12, timeout=900,
+                         env=SHORT_STATE, rate=RATE)
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +94,7 @@ def fault_stack() -> Iterator[FaultStack]:
 
 def test_worker_rss_levels_off_once_the_state_does(fault_stack: FaultStack,
                                                    tmp_path: Path) -> None:
-    source = generate_file(tmp_path / "events.jsonl", EVENTS, "3d", seed=31)
-    run = worker_memory(fault_stack, tmp_path, source, "shared", every=5_000, partitions=12,
-                        timeout=900, env=SHORT_STATE)
+    run = ci_size_run(fault_stack, tmp_path, "shared")
     samples = run["samples"]
     table = "\n" + memory_table([run])  # every sample, so a failure explains itself
     assert not run["notes"], (run["notes"], table)

@@ -299,15 +299,27 @@ def metrics_of_replay(replay: Replay) -> dict[tuple[Any, ...], list[float]]:
     return _sum_partials(out)
 
 
-def assert_metrics_equal(got: dict[tuple[Any, ...], list[float]],
-                         want: dict[tuple[Any, ...], list[float]]) -> None:
-    assert got.keys() == want.keys(), (
-        f"buckets only in ClickHouse: {sorted(got.keys() - want.keys())[:5]}; "
-        f"only in replay: {sorted(want.keys() - got.keys())[:5]}"
-    )
-    for key, values in want.items():
-        for name, a, b in zip(METRIC_SUMS, got[key], values, strict=True):
-            assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), (key, name, a, b)
+def metrics_differences(got: dict[tuple[Any, ...], list[float]],
+                        want: dict[tuple[Any, ...], list[float]]) -> list[str]:
+    """What keeps ClickHouse's metric buckets from equalling replay's; empty when they do."""
+    if got.keys() != want.keys():
+        return [f"buckets only in ClickHouse: {sorted(got.keys() - want.keys())[:5]}; "
+                f"only in replay: {sorted(want.keys() - got.keys())[:5]}"]
+    return [f"{key} {name}: ClickHouse {a}, replay {b}"
+            for key, values in want.items()
+            for name, a, b in zip(METRIC_SUMS, got[key], values, strict=True)
+            if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)]
+
+
+def wait_for_metrics(setup: StreamSetup, want: dict[tuple[Any, ...], list[float]],
+                     timeout: float) -> None:
+    """Wait until the metric buckets in ClickHouse equal `want`, values and all. The segments
+    stage writes a bucket's partial sums as they come, so the keys can match while a later
+    partial (a withdrawn copy's retraction, a late answer) is still on its way: waiting for the
+    keys alone and then comparing values races the sink."""
+    wait_until(lambda: not metrics_differences(metrics_in_clickhouse(setup), want), timeout,
+               "the metric buckets in ClickHouse to equal replay's",
+               lambda: "\n".join(metrics_differences(metrics_in_clickhouse(setup), want)[:10]))
 
 
 def dead_letter_counts(setup: StreamSetup) -> dict[str, int]:
