@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.host import loadavg, proc_cpu_seconds, stack_servers_cpu_seconds
+from bench.host import loadavg, proc_cpu_seconds, proc_peak_rss_mib, stack_servers_cpu_seconds
 from bench.load_producer import send_records
 from jobs.generate import GeneratorConfig, encode_event, generate_events
 from pipeline.contract import Rejected, event_to_dict, parse_event
@@ -155,14 +155,34 @@ class Stream:
         return self.setup.settings()
 
     def cpu(self) -> float:
-        """CPU seconds of the worker processes and their live children (the sink process)."""
-        total = 0.0
+        """CPU seconds of the worker processes and their live children (entry stage, sink)."""
+        return sum(self.cpu_by_role().values())
+
+    def processes(self) -> list[tuple[int, str]]:
+        """(pid, role) of every live worker process ("worker") and of its children ("entry",
+        "sink")."""
+        found: list[tuple[int, str]] = []
         for w in self.workers:
             if w.alive():
-                for pid in [w.proc.pid, *child_pids(w.proc.pid)]:
-                    with contextlib.suppress(OSError):
-                        total += proc_cpu_seconds(pid)
+                found.append((w.proc.pid, "worker"))
+                found += [(pid, child_role(pid)) for pid in child_pids(w.proc.pid)]
+        return found
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds by process role, summed over the workers."""
+        total: dict[str, float] = {}
+        for pid, role in self.processes():
+            with contextlib.suppress(OSError):
+                total[role] = total.get(role, 0.0) + proc_cpu_seconds(pid)
         return total
+
+    def peak_rss_mib_by_role(self) -> dict[str, float]:
+        """The largest peak resident set (VmHWM, since start) of the processes of each role."""
+        peak: dict[str, float] = {}
+        for pid, role in self.processes():
+            with contextlib.suppress(OSError):
+                peak[role] = max(peak.get(role, 0.0), proc_peak_rss_mib(pid))
+        return peak
 
     def begin(self, phase: Phase) -> None:
         """Take `phase` as the next one sent: it must start after every phase sent before in
@@ -253,6 +273,30 @@ def log_notes(stream: Stream) -> dict[str, float]:
     return {"buffer_full_warnings": full, "longest_commit_s": longest}
 
 
+SINK_COUNTS = ("peakend_sink_rows", "peakend_sink_superseded_rows")
+
+
+def sink_counts(stream: Stream) -> dict[str, float]:
+    """Rows the workers' sinks inserted (and, where the sink counts them, left out as
+    superseded) so far, by "<family> <table>", from each worker's /metrics."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, float] = {}
+    for w in stream.workers:
+        with contextlib.suppress(OSError):
+            with urlopen(f"http://127.0.0.1:{w.metrics_port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            for family in text_string_to_metric_families(text):
+                if family.name in SINK_COUNTS:
+                    for sample in family.samples:
+                        if sample.name.endswith("_total"):
+                            key = f"{family.name} {sample.labels.get('table', '')}"
+                            counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
 @dataclass
 class Throughput:
     workers: int
@@ -268,6 +312,12 @@ class Throughput:
     generator_cpu_seconds: float = 0.0
     # the stack's servers meanwhile (the broker, ClickHouse): CPU seconds by server
     server_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # the worker's CPU seconds by process ("worker", "entry", "sink"): worker_cpu_seconds split
+    cpu_seconds_by_role: dict[str, float] = field(default_factory=dict)
+    # the largest resident set of each process role, from its start to the run's end (MiB)
+    peak_rss_mib_by_role: dict[str, float] = field(default_factory=dict)
+    # rows the sinks inserted (and left out as superseded) in the run, by "<family> <table>"
+    sink_rows: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -277,6 +327,17 @@ class Throughput:
     def cpu_per_event_us(self) -> float:
         return self.worker_cpu_seconds / self.events * 1e6
 
+    def cpu_split(self) -> str:
+        """The CPU per event by process, e.g. "entry 19 + sink 21 + worker 52 us"."""
+        parts = [f"{role} {spent / self.events * 1e6:.0f}"
+                 for role, spent in sorted(self.cpu_seconds_by_role.items())]
+        return " + ".join(parts) + " us"
+
+    def peak_rss(self) -> str:
+        """The peak resident set by process, e.g. "entry 120 / sink 95 / worker 310 MiB"."""
+        return " / ".join(f"{role} {mib:.0f}"
+                          for role, mib in sorted(self.peak_rss_mib_by_role.items())) + " MiB"
+
 
 def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: float = 3.0
                ) -> Throughput:
@@ -284,14 +345,16 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     stream.begin(phase)
     before = topic_records(settings)
     notes_before = log_notes(stream)
-    cpu0 = stream.cpu()
+    rows0 = sink_counts(stream)
+    cpu0 = stream.cpu_by_role()
     servers0 = stack_servers_cpu_seconds()
     generator0 = time.process_time()
     started = time.perf_counter()
     produce_s = produce(settings.kafka_bootstrap, stream.setup.topic, phase)
     wait_caught_up(settings, timeout, settle_s=settle_s, poll_s=0.25)
     seconds = time.perf_counter() - settle_s - started
-    cpu = stream.cpu() - cpu0
+    by_role = {role: spent - cpu0.get(role, 0.0) for role, spent in stream.cpu_by_role().items()}
+    cpu = sum(by_role.values())
     generator = time.process_time() - generator0
     servers = {name: spent - servers0[name] for name, spent in stack_servers_cpu_seconds().items()
                if name in servers0}
@@ -300,8 +363,10 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     records = {t: n - before.get(t, 0) for t, n in after.items()}
     notes = log_notes(stream)
     notes["buffer_full_warnings"] -= notes_before["buffer_full_warnings"]
+    rows = {key: n - rows0.get(key, 0.0) for key, n in sink_counts(stream).items()}
     return Throughput(len(stream.workers), len(phase), seconds, produce_s, cpu, loadavg(),
-                      records, notes, generator, servers)
+                      records, notes, generator, servers, by_role, stream.peak_rss_mib_by_role(),
+                      {key: n for key, n in rows.items() if n})
 
 
 # -- latency ---------------------------------------------------------------------------------
@@ -610,8 +675,13 @@ def main() -> None:
         t = throughput(stream, source.phase(args.events))
         print(f"end to end, {t.workers} worker(s): {t.rate:,.0f} events/s ({t.events:,} in "
               f"{t.seconds:.1f} s; produce {t.produce_seconds:.1f} s; worker CPU "
-              f"{t.cpu_per_event_us:.0f} us/event; load {t.load})", flush=True)
+              f"{t.cpu_per_event_us:.0f} us/event: {t.cpu_split()}; peak RSS {t.peak_rss()}; "
+              + "".join(f"{name} {spent / t.events * 1e6:.0f} us/event; "
+                        for name, spent in sorted(t.server_cpu_seconds.items()))
+              + f"load {t.load})", flush=True)
         per_event = {k: v / t.events for k, v in sorted(t.records.items()) if v}
+        print("ClickHouse rows per input event: " + ", ".join(
+            f"{key} {n / t.events:.3f}" for key, n in sorted(t.sink_rows.items())), flush=True)
         print("Kafka records written per input event: "
               + ", ".join(f"{k} {v:.2f}" for k, v in per_event.items()), flush=True)
         for rate in (float(r) for r in args.rates.split(",")):

@@ -31,6 +31,15 @@ def proc_cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_peak_rss_mib(pid: int) -> float:
+    """The largest resident set a process has had (VmHWM), MiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"no VmHWM in /proc/{pid}/status")
+
+
 # The local stack's servers (scripts/stack.sh writes their pid files), whose CPU a pipeline
 # benchmark reports beside the worker's: they share the same cores.
 STACK_SERVERS = ("kafka", "clickhouse")

@@ -439,9 +439,9 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         "with 500 events first.")
     add("")
     add("| Workers | events | seconds (first send -> all caught up) | events/s | producer "
-        "done after | worker + sink CPU per event | load generator CPU per event | broker CPU "
-        "per event | ClickHouse CPU per event | load |")
-    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        "done after | worker + sink CPU per event | of it, by process | peak RSS by process | "
+        "load generator CPU per event | broker CPU per event | ClickHouse CPU per event | load |")
+    add("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
 
     def server_us(t: Any, name: str) -> str:
         spent = t.server_cpu_seconds.get(name)
@@ -449,13 +449,20 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
 
     for t in (t1, t2):
         add(f"| {t.workers} | {t.events:,} | {t.seconds:.1f} | **{fmt(t.rate)}** | "
-            f"{t.produce_seconds:.1f} s | {t.cpu_per_event_us:.0f} us | "
-            f"{t.generator_cpu_seconds / t.events * 1e6:.0f} us | {server_us(t, 'kafka')} | "
-            f"{server_us(t, 'clickhouse')} | {t.load} |")
+            f"{t.produce_seconds:.1f} s | {t.cpu_per_event_us:.0f} us | {t.cpu_split()} | "
+            f"{t.peak_rss()} | {t.generator_cpu_seconds / t.events * 1e6:.0f} us | "
+            f"{server_us(t, 'kafka')} | {server_us(t, 'clickhouse')} | {t.load} |")
     add("")
     add("The broker and ClickHouse share the same cores: their CPU per event (from their "
         "processes' /proc times over the same window) is what the machine spends beside the "
-        "worker on each event.")
+        "worker on each event. By process: the worker (the Faust agents), its entry stage and "
+        "its ClickHouse sink (its two children), summed over the workers; peak RSS is each "
+        "process's largest resident set since it started (VmHWM), the warm-up included.")
+    add("")
+    add("ClickHouse rows inserted per input event during the one-worker run (the sink's "
+        "`peakend_sink_rows_total` by table): " + ", ".join(
+            f"{key.split()[-1]} {n / t1.events:.3f}" for key, n in sorted(t1.sink_rows.items())
+            if key.startswith("peakend_sink_rows ")) + ".")
     add("")
     add("Kafka records written per input event during the throughput runs (every topic of the "
         "run: outputs, the contributions repartition, the tables' changelogs):")

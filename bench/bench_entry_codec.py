@@ -1,0 +1,101 @@
+"""What each step of an event's way through the batch records costs, in-process, on the
+generator's default mix: parse and validate (entry), the batch entry (entry), the batch decoded
+(stage one, another process), the sink's rows and columns of `touchpoint_events`.
+
+    .venv/bin/python -m bench.bench_entry_codec [--events 20000] [--repeat 5]
+
+Why: the end-to-end CPU per event is split by process in `bench/bench_pipeline.py` (worker,
+entry, sink); this says which per-event step of the batch-record path is worth work, before any
+(issue 15, docs/streaming.md "ninth round"). Also measured: the share of the raw record, which a
+batch entry carries as an escaped JSON string (for dead letters), in the entry's encoding and in
+each reader's decoding. Best of `--repeat` timings, microseconds per event; the cyclic collector
+is off while timing (it would bill one step for garbage of another).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import timeit
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+import pipeline.core_build
+from bench.host import cpu_model, loadavg
+from jobs.generate import GeneratorConfig, encode_record, generate_records
+from pipeline.contract import Rejected, event_to_dict, parse_event
+from pipeline.contract.encode import format_occurred_at
+from pipeline.storage.tables import columnar
+from pipeline.stream.batches import decode_batch, decode_rows, encode_item, join_items
+
+BATCH_EVENTS = 100  # events per batch record (what the entry stage writes per partition read)
+
+
+def best_us(fn: Callable[[], Any], events: int, repeat: int) -> float:
+    gc.disable()
+    try:
+        return min(timeit.repeat(fn, number=1, repeat=repeat)) / events * 1e6
+    finally:
+        gc.enable()
+
+
+def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
+    """(process, step, us per event) for each step."""
+    raws = [encode_record(r) for r in generate_records(GeneratorConfig(events=events))]
+    parsed = []
+    for raw in raws:
+        try:
+            parsed.append((raw, parse_event(raw)))
+        except Rejected:
+            continue
+    n = len(parsed)
+    items = [encode_item(0, i, 0, raw, e) for i, (raw, e) in enumerate(parsed)]
+    batches = [join_items(items[i:i + BATCH_EVENTS]) for i in range(0, n, BATCH_EVENTS)]
+    rows = [row for b in batches for row, *_ in decode_rows(b)]
+    without_raw = [orjson.dumps([0, i, 0, event_to_dict(e), e.occurred_ms, 0])
+                   for i, (_, e) in enumerate(parsed)]
+    batches_without_raw = [join_items(without_raw[i:i + BATCH_EVENTS])
+                           for i in range(0, n, BATCH_EVENTS)]
+    steps: list[tuple[str, str, Callable[[], Any]]] = [
+        ("entry", "parse_event (decode + validate)", lambda: [parse_event(r) for r, _ in parsed]),
+        ("entry", "encode_item (whole batch entry)",
+         lambda: [encode_item(0, i, 0, r, e) for i, (r, e) in enumerate(parsed)]),
+        ("entry", "  of it: event_to_dict", lambda: [event_to_dict(e) for _, e in parsed]),
+        ("entry", "    of it: format_occurred_at",
+         lambda: [format_occurred_at(e.occurred_at) for _, e in parsed]),
+        ("entry", "  the raw record alone, as a JSON string",
+         lambda: [orjson.dumps([r.decode()]) for r, _ in parsed]),
+        ("worker", "decode_batch (JSON + events)", lambda: [decode_batch(b) for b in batches]),
+        ("worker", "  of it: orjson.loads of the batch",
+         lambda: [orjson.loads(b) for b in batches]),
+        ("worker", "  orjson.loads of the batch without raw records",
+         lambda: [orjson.loads(b) for b in batches_without_raw]),
+        ("sink", "decode_rows", lambda: [list(decode_rows(b)) for b in batches]),
+        ("sink", "columnar touchpoint_events (5,000-row inserts)",
+         lambda: [columnar("touchpoint_events", rows[i:i + 5000]) for i in range(0, n, 5000)]),
+    ]
+    return [(process, step, best_us(fn, n, repeat)) for process, step, fn in steps]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    load = loadavg()
+    results = measure(args.events, args.repeat)
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
+          f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'}, "
+          f"{args.events:,} generated events, best of {args.repeat}; load {load} before, "
+          f"{loadavg()} after")
+    print("| process | step | us per event |")
+    print("|---|---|---:|")
+    for process, step, us in results:
+        print(f"| {process} | {step} | {us:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
