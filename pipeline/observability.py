@@ -24,7 +24,6 @@ class WorkerMetrics:
     sink_rows: Counter
     sink_insert_failures: Counter
     sink_rejected_rows: Counter
-    sink_superseded_rows: Counter
     sink_insert_in_flight: Gauge
     sink_oldest_pending: Gauge
     sink_lag_records: Gauge
@@ -101,14 +100,6 @@ class WorkerMetrics:
                 "peakend_sink_rejected_rows",
                 "Rows ClickHouse refused for their content (isolated from their batch and sent "
                 "to dead letters with reason clickhouse_rejected).",
-                ["table"],
-                registry=reg,
-            ),
-            sink_superseded_rows=Counter(
-                "peakend_sink_superseded_rows",
-                "Rows not inserted because a later version of the same key came in the same "
-                "batch (journeys, metric_buckets, alerts, followups: every reader takes the "
-                "latest version of a key, so the tables read the same).",
                 ["table"],
                 registry=reg,
             ),

@@ -19,13 +19,6 @@ Failures are told apart (`pipeline.storage.warehouse.failure_kind`, docs/reliabi
   message; `peakend_sink_rejected_rows`), the rest is inserted. A rejected row of the
   dead_letters table itself is logged in full instead (sending it there again would loop).
 
-Of several versions of one key in one batch (a journey updated by several of the worker's
-flushes while the sink gathered its batch, a metric partial likewise), only the latest is
-inserted in the tables whose readers all take the latest version (`tables.VERSIONED_TABLES`,
-`latest_versions`; `peakend_sink_superseded_rows` counts the others): the tables and views read
-the same, and the sink builds, sends and ClickHouse stores a third fewer rows on the generator's
-default mix (docs/streaming.md, ninth round).
-
 Before its first insert the sink applies the ClickHouse migrations, retrying while ClickHouse is
 away (one log line per attempt): the worker's Kafka-to-Kafka stages never wait for ClickHouse.
 
@@ -61,7 +54,7 @@ from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage import migrate as migrations
-from pipeline.storage.tables import TABLES, VERSIONED_TABLES, columnar
+from pipeline.storage.tables import columnar
 from pipeline.storage.warehouse import (
     DDL_TIMEOUTS,
     SINK_TIMEOUTS,
@@ -147,33 +140,6 @@ def isolate(
 
 
 FETCH_MIN_BYTES = 256 * 1024
-
-
-def latest_versions(rows: list[T], key: Callable[[T], Any], version: Callable[[T], Any]
-                    ) -> list[T]:
-    """Of the rows with the same key, the one of the highest version (of equal versions, the
-    last, as a ReplacingMergeTree merge keeps the last inserted); the rows kept stay in their
-    order. A row whose key or version cannot be read (a record without them, which its table
-    refuses as a dead letter) is always kept.
-
-    >>> rows = [("a", 1), ("b", 1), ("a", 3), ("a", 2), ("c", None), ("b", 1)]
-    >>> latest_versions(rows, key=lambda r: r[0], version=lambda r: r[1])
-    [('a', 3), ('c', None), ('b', 1)]
-    """
-    best: dict[Any, tuple[int, Any]] = {}  # key -> (index of the row kept, its version)
-    unkeyed: list[int] = []
-    for index, row in enumerate(rows):
-        try:
-            k, v = key(row), version(row)
-            held = best.get(k)
-            if held is None or not v < held[1]:
-                best[k] = (index, v)
-        except (KeyError, TypeError):  # no key or version, unhashable or unordered values
-            unkeyed.append(index)
-    if len(best) + len(unkeyed) == len(rows):
-        return rows
-    kept = sorted([index for index, _ in best.values()] + unkeyed)
-    return [rows[index] for index in kept]
 
 
 def fetch_wait_ms(batch_seconds: float) -> int:
@@ -340,25 +306,12 @@ class ClickHouseSink:
                     self.metrics.sink_rejected_rows.labels(table).inc()
             del self._stacks[table]  # landed: a retry must not insert it again
 
-    def _latest(self, table: str, items: list[Pending]) -> list[Pending]:
-        """`items` of a versioned table without the versions a later one in them supersedes
-        (counted in `peakend_sink_superseded_rows`)."""
-        names = TABLES[table].key
-        kept = latest_versions(
-            items, key=lambda p: tuple([p.record[name] for name in names]),
-            version=lambda p: p.record["version"])
-        if len(kept) < len(items):
-            self.metrics.sink_superseded_rows.labels(table).inc(len(items) - len(kept))
-        return kept
-
     async def flush(self) -> None:
         """Insert the pending batch (retrying until it lands or the sink stops), send the rows
         ClickHouse refused to dead letters, then commit."""
         if self._first_at is None:
             return
         for table, items in self._rows.items():
-            if table in VERSIONED_TABLES and len(items) > 1:
-                items = self._latest(table, items)
             if items:
                 self._stacks.setdefault(table, []).insert(0, items)
         self._rows.clear()
@@ -632,7 +585,6 @@ SINK_METRIC_ATTRIBUTES = {
     "sink_rows": "peakend_sink_rows",
     "sink_insert_failures": "peakend_sink_insert_failures",
     "sink_rejected_rows": "peakend_sink_rejected_rows",
-    "sink_superseded_rows": "peakend_sink_superseded_rows",
     "sink_insert_in_flight": "peakend_sink_insert_in_flight_seconds",
     "sink_oldest_pending": "peakend_sink_oldest_pending_seconds",
     "sink_lag_records": "peakend_sink_lag_records",

@@ -467,14 +467,6 @@ FOLLOWUPS = _spec("followups", ("case_id",), _record_columns((
     *[f for f in CASE_FIELDS if f.name != "recovery_nps"],
     *[f for f in CASE_FIELDS if f.name == "recovery_nps"])))
 
-# Tables whose rows are versions of one key (`TableSpec.key`), ReplacingMergeTree(version), and
-# whose every reader takes the latest version of each key (argMax by version in the views of
-# schemas/clickhouse/, FINAL in export and the tests): of several versions of one key in one
-# insert, the sink sends only the latest (`pipeline.storage.sink.latest_versions`). Not the raw
-# events (their version is a content digest, not an order, and a row is an event) nor the dead
-# letters (no version).
-VERSIONED_TABLES = frozenset({JOURNEYS.name, METRIC_BUCKETS.name, ALERTS.name, FOLLOWUPS.name})
-
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (JOURNEYS, METRIC_BUCKETS, ALERTS, DEAD_LETTERS, TOUCHPOINT_EVENTS)
