@@ -273,27 +273,16 @@ def log_notes(stream: Stream) -> dict[str, float]:
     return {"buffer_full_warnings": full, "longest_commit_s": longest}
 
 
-SINK_COUNTS = ("peakend_sink_rows", "peakend_sink_superseded_rows")
-
-
-def sink_counts(stream: Stream) -> dict[str, float]:
-    """Rows the workers' sinks inserted (and, where the sink counts them, left out as
-    superseded) so far, by "<family> <table>", from each worker's /metrics."""
-    from urllib.request import urlopen
-
-    from prometheus_client.parser import text_string_to_metric_families
-
+def sink_rows(stream: Stream) -> dict[str, float]:
+    """Rows the workers' sinks inserted so far, by table (`peakend_sink_rows_total`, which
+    each worker's /metrics relays from its sink)."""
     counts: dict[str, float] = {}
     for w in stream.workers:
         with contextlib.suppress(OSError):
-            with urlopen(f"http://127.0.0.1:{w.metrics_port}/metrics", timeout=5) as response:
-                text = response.read().decode()
-            for family in text_string_to_metric_families(text):
-                if family.name in SINK_COUNTS:
-                    for sample in family.samples:
-                        if sample.name.endswith("_total"):
-                            key = f"{family.name} {sample.labels.get('table', '')}"
-                            counts[key] = counts.get(key, 0.0) + sample.value
+            for (name, labels), value in w.metric_samples().items():
+                if name == "peakend_sink_rows_total":
+                    table = dict(labels)["table"]
+                    counts[table] = counts.get(table, 0.0) + value
     return counts
 
 
@@ -316,7 +305,7 @@ class Throughput:
     cpu_seconds_by_role: dict[str, float] = field(default_factory=dict)
     # the largest resident set of each process role, from its start to the run's end (MiB)
     peak_rss_mib_by_role: dict[str, float] = field(default_factory=dict)
-    # rows the sinks inserted (and left out as superseded) in the run, by "<family> <table>"
+    # rows the sinks inserted in the run, by table
     sink_rows: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -345,7 +334,7 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     stream.begin(phase)
     before = topic_records(settings)
     notes_before = log_notes(stream)
-    rows0 = sink_counts(stream)
+    rows0 = sink_rows(stream)
     cpu0 = stream.cpu_by_role()
     servers0 = stack_servers_cpu_seconds()
     generator0 = time.process_time()
@@ -363,10 +352,10 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     records = {t: n - before.get(t, 0) for t, n in after.items()}
     notes = log_notes(stream)
     notes["buffer_full_warnings"] -= notes_before["buffer_full_warnings"]
-    rows = {key: n - rows0.get(key, 0.0) for key, n in sink_counts(stream).items()}
+    rows = {table: n - rows0.get(table, 0.0) for table, n in sink_rows(stream).items()}
     return Throughput(len(stream.workers), len(phase), seconds, produce_s, cpu, loadavg(),
                       records, notes, generator, servers, by_role, stream.peak_rss_mib_by_role(),
-                      {key: n for key, n in rows.items() if n})
+                      {table: n for table, n in rows.items() if n})
 
 
 # -- latency ---------------------------------------------------------------------------------
@@ -681,7 +670,8 @@ def main() -> None:
               + f"load {t.load})", flush=True)
         per_event = {k: v / t.events for k, v in sorted(t.records.items()) if v}
         print("ClickHouse rows per input event: " + ", ".join(
-            f"{key} {n / t.events:.3f}" for key, n in sorted(t.sink_rows.items())), flush=True)
+            f"{table} {n / t.events:.3f}" for table, n in sorted(t.sink_rows.items())),
+              flush=True)
         print("Kafka records written per input event: "
               + ", ".join(f"{k} {v:.2f}" for k, v in per_event.items()), flush=True)
         for rate in (float(r) for r in args.rates.split(",")):

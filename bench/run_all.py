@@ -461,8 +461,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("")
     add("ClickHouse rows inserted per input event during the one-worker run (the sink's "
         "`peakend_sink_rows_total` by table): " + ", ".join(
-            f"{key.split()[-1]} {n / t1.events:.3f}" for key, n in sorted(t1.sink_rows.items())
-            if key.startswith("peakend_sink_rows ")) + ".")
+            f"{table} {n / t1.events:.3f}" for table, n in sorted(t1.sink_rows.items())) + ".")
     add("")
     add("Kafka records written per input event during the throughput runs (every topic of the "
         "run: outputs, the contributions repartition, the tables' changelogs):")

@@ -102,17 +102,8 @@ def test_stream_equals_replay(tmp_path: Path, kafka_bootstrap: str,
 
 def assert_worker_metrics(worker: Worker, setup: StreamSetup, lines: list[bytes]) -> None:
     """What Prometheus scrapes from the worker agrees with what happened."""
-    from urllib.request import urlopen
-
-    from prometheus_client.parser import text_string_to_metric_families
-
     replay = replay_records(lines, setup.partitions, setup.settings())
-    with urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text) for s in family.samples
-    }
+    samples = worker.metric_samples()
     assert samples[("peakend_events_in_total", (("topic", setup.topic),))] == len(lines)
     for reason in {d.reason for d in replay.dead_letters}:
         want = sum(d.reason == reason for d in replay.dead_letters)
@@ -129,10 +120,9 @@ def assert_worker_metrics(worker: Worker, setup: StreamSetup, lines: list[bytes]
     want = {p: sum(c.priority == p for c in final) for p in {c.priority for c in final}}
 
     def opened() -> dict[str, float]:
-        with urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5) as response:
-            families = text_string_to_metric_families(response.read().decode())
-        return {s.labels["priority"]: s.value for family in families for s in family.samples
-                if s.name == "peakend_followup_cases_total" and s.labels["change"] == "opened"}
+        return {dict(labels)["priority"]: value
+                for (name, labels), value in worker.metric_samples().items()
+                if name == "peakend_followup_cases_total" and dict(labels)["change"] == "opened"}
 
     wait_until(lambda: all(opened().get(p, 0) >= n for p, n in want.items()), 120,
                f"peakend_followup_cases_total{{change=opened}} to reach {want}",

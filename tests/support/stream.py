@@ -156,6 +156,17 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def metric_samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample the worker's /metrics serves now: (name, sorted labels) -> value."""
+        from urllib.request import urlopen
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
