@@ -154,10 +154,6 @@ class Stream:
     def settings(self) -> Settings:
         return self.setup.settings()
 
-    def cpu(self) -> float:
-        """CPU seconds of the worker processes and their live children (entry stage, sink)."""
-        return sum(self.cpu_by_role().values())
-
     def processes(self) -> list[tuple[int, str]]:
         """(pid, role) of every live worker process ("worker") and of its children ("entry",
         "sink")."""
