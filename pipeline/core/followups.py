@@ -302,13 +302,20 @@ class _Candidate(NamedTuple):
 class CustomerState:
     """Inputs of one customer and the cases last emitted for it."""
 
-    __slots__ = ("emitted", "events", "journeys", "scheduled")
+    __slots__ = ("emitted", "event_hits", "events", "journey_hits", "journeys", "scheduled")
 
     def __init__(self) -> None:
         self.scheduled = NEVER_MS  # the deadline of its one entry on the tracker's heap
         self.journeys: dict[str, FollowupJourney] = {}
         self.events: dict[str, FollowupEvent] = {}
         self.emitted: dict[str, CaseRecord] = {}
+        # The triggers each input matched, worked out once when it arrives (derived, not in
+        # the snapshot; `FollowupTracker.restore_key` works them out again). A customer's
+        # cases are recomputed at every update of any of its journeys: matching all of its
+        # inputs against every trigger each time was a third of the tracker's time, and grew
+        # with the journeys a customer holds (issue 13 item 5).
+        self.journey_hits: dict[str, _Candidate] = {}  # journey id -> its candidate
+        self.event_hits: dict[str, tuple[Trigger, tuple[str, ...]]] = {}  # best, all matched
 
     def version(self) -> int:
         return sum(j.version for j in self.journeys.values()) + 4 * len(self.events)
@@ -356,6 +363,8 @@ class FollowupTracker:
         self.customers: dict[str, CustomerState] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._dirty: set[str] = set()
+        self._journey_triggers = tuple(t for t in rules.triggers if t.on == "journey")
+        self._event_triggers = tuple(t for t in rules.triggers if t.on != "journey")
         if resume is not None:
             for customer_id, raw in resume["customers"].items():
                 self.restore_key(customer_id, raw)
@@ -371,11 +380,13 @@ class FollowupTracker:
             old = customer.journeys.get(journey.journey_id)
             if old is None or journey.version > old.version:
                 customer.journeys[journey.journey_id] = journey
+                self._match_journey(customer, journey)
                 changed[journey.customer_id] = None
         for event in events:
             customer = self._customer(event.customer_id)
             if event.event_id not in customer.events:
                 customer.events[event.event_id] = event
+                self._match_event(customer, event)
                 changed[event.customer_id] = None
         out: list[CaseRecord] = []
         for customer_id in changed:
@@ -400,9 +411,9 @@ class FollowupTracker:
             # item 5, docs/core.md "Cost over long histories").
             customer.scheduled = customer.last_ms() + self.horizon_ms
             heappush(self._deadlines, (customer.scheduled, customer_id))
-        candidates = self.candidates(customer)
-        if not candidates and not customer.emitted:
+        if not customer.journey_hits and not customer.event_hits and not customer.emitted:
             return []  # most customers: nothing to open, nothing sent before
+        candidates = self.candidates(customer)
         version = customer.version()
         cases = {c.case_id: c for c in self.cases_of(customer_id, customer, version,
                                                      candidates)}
@@ -414,15 +425,11 @@ class FollowupTracker:
         return out
 
     # -- the rules ------------------------------------------------------------------------
-    def candidates(self, customer: CustomerState) -> list[_Candidate]:
-        out: list[_Candidate] = []
-        for journey in customer.journeys.values():
-            if journey.status == "superseded":
-                continue
-            matched: list[tuple[int, Trigger]] = []
-            for trigger in self.rules.triggers:
-                if trigger.on != "journey":
-                    continue
+    def _match_journey(self, customer: CustomerState, journey: FollowupJourney) -> None:
+        """Hold the candidate `journey` makes (the triggers it matches), or none."""
+        matched: list[tuple[int, Trigger]] = []
+        if journey.status != "superseded":
+            for trigger in self._journey_triggers:
                 if trigger.when == "closed" and journey.status != "closed":
                     continue
                 value = journey.value(trigger.field)
@@ -430,19 +437,31 @@ class FollowupTracker:
                     continue
                 at = journey.peak_at if trigger.when == "any" else journey.ended_at
                 matched.append((journey.ended_at if at is None else at, trigger))
-            if matched:
-                best = min(matched, key=lambda m: m[1].rank)[1]
-                out.append(_Candidate(min(at for at, _ in matched), "journey:" + journey.journey_id,
-                                      best, tuple(t.name for _, t in matched), journey, None))
-        for event in customer.events.values():
-            if event.closes_case is not None:
-                continue
-            hits = [t for t in self.rules.triggers if _event_matches(t, event)]
-            if hits:
-                best_trigger = min(hits, key=lambda t: t.rank)
-                out.append(_Candidate(event.at_ms, "event:" + event.event_id, best_trigger,
-                                      tuple(t.name for t in hits),
-                                      self._journey_of(customer, event), event))
+        if matched:
+            best = min(matched, key=lambda m: m[1].rank)[1]
+            customer.journey_hits[journey.journey_id] = _Candidate(
+                min(at for at, _ in matched), "journey:" + journey.journey_id, best,
+                tuple(t.name for _, t in matched), journey, None)
+        else:
+            customer.journey_hits.pop(journey.journey_id, None)
+
+    def _match_event(self, customer: CustomerState, event: FollowupEvent) -> None:
+        """Hold the triggers `event` matches, if any (events do not change once held)."""
+        if event.closes_case is not None:
+            return
+        hits = [t for t in self._event_triggers if _event_matches(t, event)]
+        if hits:
+            customer.event_hits[event.event_id] = (min(hits, key=lambda t: t.rank),
+                                                   tuple(t.name for t in hits))
+
+    def candidates(self, customer: CustomerState) -> list[_Candidate]:
+        """The inputs that would open a case, in time order. An event's journey is looked up
+        here: it can change as the customer's journeys do."""
+        out = list(customer.journey_hits.values())
+        for event_id, (best_trigger, names) in customer.event_hits.items():
+            event = customer.events[event_id]
+            out.append(_Candidate(event.at_ms, "event:" + event_id, best_trigger, names,
+                                  self._journey_of(customer, event), event))
         out.sort(key=lambda c: (c.at_ms, c.source_id))
         return out
 
@@ -575,6 +594,10 @@ class FollowupTracker:
             return
         held = self.customers.get(customer_id)
         customer = self.customers[customer_id] = CustomerState.from_snapshot(state)
+        for journey in customer.journeys.values():
+            self._match_journey(customer, journey)
+        for event in customer.events.values():
+            self._match_event(customer, event)
         customer.scheduled = customer.last_ms() + self.horizon_ms
         if held is None or held.scheduled != customer.scheduled:
             heappush(self._deadlines, (customer.scheduled, customer_id))
