@@ -18,7 +18,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
     args = parser.parse_args()
-    from jobs.columns import EventBuilder, Seconds, touchpoint_columns
+    from jobs.columns import EventBuilder, touchpoint_columns
     from jobs.generate import GeneratorConfig, generate_events
     from jobs.parquet_schema import events_to_batch
     from pipeline import core_build
@@ -34,7 +34,7 @@ def main() -> int:
     for _ in range(3):
         for name, carried in (("events built again", None), ("digests carried", digests)):
             started = time.process_time()
-            touchpoint_columns(batch, applied, builder, Seconds(), carried)
+            touchpoint_columns(batch, applied, builder, carried)
             spent = (time.process_time() - started) * 1e6 / len(applied)
             best[name] = min(best.get(name, spent), spent)
     print(f"bench_touchpoint_rows: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "

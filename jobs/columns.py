@@ -18,7 +18,7 @@ RFC 3339 text.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -293,30 +293,10 @@ class EventBuilder:
 
 # rows for pipeline.storage.tables, built from values instead of record dicts
 
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-_SECOND = timedelta(seconds=1)
-
-
-class Seconds:
-    """Epoch ms -> naive UTC `datetime` truncated to the second (a ClickHouse `DateTime`), as
-    `tables.to_datetime(format_ms(ms))`; cached per second (event times repeat)."""
-
-    __slots__ = ("cache",)
-
-    def __init__(self) -> None:
-        self.cache: dict[int, datetime] = {}
-
-    def __call__(self, ms: int) -> datetime:
-        second = ms // 1000
-        moment = self.cache.get(second)
-        if moment is None:
-            if len(self.cache) >= 200_000:
-                self.cache.clear()
-            moment = self.cache[second] = _NAIVE_EPOCH + second * _SECOND
-        return moment
-
-    def opt(self, ms: int | None) -> datetime | None:
-        return None if ms is None else self(ms)
+def seconds_of(ms: int | None) -> int | None:
+    """Epoch ms -> the `DateTime` value written: epoch seconds (floor), as `tables.to_seconds`
+    gives for the same instant."""
+    return None if ms is None else ms // 1000
 
 
 def _bit(value: bool | None) -> int | None:
@@ -327,7 +307,7 @@ def _float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def touchpoint_row(event: TouchpointEvent, seconds: Seconds) -> tuple[Any, ...]:
+def touchpoint_row(event: TouchpointEvent) -> tuple[Any, ...]:
     """`TABLES["touchpoint_events"].row(event_to_dict(event))`."""
     ms = event.occurred_ms
     signals, survey, attrs = event.signals, event.survey, event.attributes
@@ -346,14 +326,14 @@ def touchpoint_row(event: TouchpointEvent, seconds: Seconds) -> tuple[Any, ...]:
         values = [attrs[k] for k in keys]
     else:
         keys, values = [], []
-    return (event.event_id, event.schema_version, seconds(ms), ms, event.producer,
+    return (event.event_id, event.schema_version, ms // 1000, ms, event.producer,
             event.customer_id, event.journey_id, event.type, event.touchpoint, event.channel,
             event.stage, _float(event.valence), *sig, *sur, event.outcome, keys, values,
             digest_version(content_digest(event)))
 
 
 def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: EventBuilder,
-                       seconds: Seconds, digests: Mapping[int, int] | None = None
+                       digests: Mapping[int, int] | None = None
                        ) -> list[list[Any]]:
     """The touchpoint_events columns (`TABLES["touchpoint_events"].columns`) of the rows
     `applied` of a batch, straight from the Arrow columns: for each row the values of
@@ -395,7 +375,7 @@ def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: E
         build = builder.builder(builder.columns(sub))
         versions = [digest_version(content_digest(build(j))) for j in range(size)]
     return [
-        values("event_id"), values("schema_version"), [seconds(ms) for ms in occurred],
+        values("event_id"), values("schema_version"), [ms // 1000 for ms in occurred],
         occurred, values("producer"), customers, values("journey_id"), values("type"),
         values("touchpoint"), values("channel"), values("stage"), values("valence"),
         values("signals_wait_seconds"), values("signals_handle_seconds"),
@@ -406,19 +386,19 @@ def touchpoint_columns(batch: pa.RecordBatch, applied: Sequence[int], builder: E
     ]
 
 
-def journey_row(r: JourneyRecord, seconds: Seconds) -> tuple[Any, ...]:
+def journey_row(r: JourneyRecord) -> tuple[Any, ...]:
     """`TABLES["journeys"].row(record.to_dict())`."""
     return (
         r.journey_id, r.customer_id, r.keyed_by, r.status, r.close_reason or "",
-        seconds(r.started_at), r.started_at, seconds(r.ended_at), r.ended_at,
+        r.started_at // 1000, r.started_at, r.ended_at // 1000, r.ended_at,
         float(r.duration_seconds), r.events, r.moments, _float(r.peak_valence),
-        r.peak_touchpoint or "", seconds.opt(r.peak_at), r.peak_at, r.peak_event_id or "",
+        r.peak_touchpoint or "", seconds_of(r.peak_at), r.peak_at, r.peak_event_id or "",
         _float(r.best_valence), r.best_touchpoint or "", _float(r.worst_valence),
         r.worst_touchpoint or "", _float(r.end_valence), r.end_touchpoint or "",
-        r.end_channel or "", r.end_stage or "", seconds.opt(r.end_at), r.end_at,
+        r.end_channel or "", r.end_stage or "", seconds_of(r.end_at), r.end_at,
         r.end_event_id or "", _float(r.peak_end_score), _float(r.mean_valence),
         r.outcome or "", r.version)
 
 
-__all__ = ["EventBuilder", "Seconds", "clean_rows", "journey_row", "size_suspects",
+__all__ = ["EventBuilder", "clean_rows", "journey_row", "seconds_of", "size_suspects",
            "touchpoint_columns", "touchpoint_row"]

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from jobs.backfill.checkpoint import Checkpoint, Position, encode_state
 from jobs.backfill.options import BackfillOptions, Result
 from jobs.backfill.writer import Pending, Writer
-from jobs.columns import EventBuilder, Seconds, clean_rows, touchpoint_columns
+from jobs.columns import EventBuilder, clean_rows, touchpoint_columns
 from jobs.parquet_schema import BatchDicts, conform, event_batches
 from jobs.progress import Progress
 from pipeline.contract import Rejected, parse_dict
@@ -93,7 +93,6 @@ class Backfill:
         self.pending = Pending()
         self.counts: Counter[str] = Counter()
         self.builder = EventBuilder(self.personal)
-        self.seconds = Seconds()
         self._partition_of: dict[str, int] = {}
         # the engine's per-partition watermarks as rows are read (ahead of the engine calls)
         self._watermarks: dict[int, int] = {}
@@ -185,8 +184,7 @@ class Backfill:
             applied, pending.applied = pending.applied, []
             digests, pending.digests = pending.digests, {}
         if self.raw_events and applied:
-            pending.raw.append(touchpoint_columns(batch, applied, self.builder, self.seconds,
-                                                  digests))
+            pending.raw.append(touchpoint_columns(batch, applied, self.builder, digests))
 
     def _owned_batch(self, source: str, first_row: int, batch: pa.RecordBatch,
                      clean: list[bool], dicts: BatchDicts) -> None:

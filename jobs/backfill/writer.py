@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobs.backfill.checkpoint import Checkpoint, Position
-from jobs.columns import Seconds, journey_row
+from jobs.columns import journey_row
 from jobs.progress import Progress
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.engine import Emitted
@@ -67,10 +67,9 @@ class Interrupted(Exception):
 
 def write(warehouse: Warehouse, pending: Pending, insert_rows: int = 200_000) -> int:
     """Insert the pending records (rows as `pipeline.storage.tables.rows` maps them)."""
-    seconds = Seconds()
     written = 0
     groups: list[tuple[str, list[list[Any]]]] = [
-        ("journeys", _transpose([journey_row(r, seconds) for r in pending.journeys.values()])),
+        ("journeys", _transpose([journey_row(r) for r in pending.journeys.values()])),
         ("metric_buckets", _transpose(rows(
             "metric_buckets", [r.to_dict() for r in pending.metrics.values()])[1])),
         ("alerts", _transpose(rows("alerts", [r.to_dict() for r in pending.alerts.values()])[1])),

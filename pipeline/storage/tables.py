@@ -5,9 +5,13 @@ for the raw events), in the record's field order, with these conversions (for th
 records and the dead letters derived from their field tables, `pipeline.core.records.JOURNEY_FIELDS`
 and its peers, `pipeline.contract.dead_letters.DEAD_LETTER_FIELDS`):
 
-- RFC 3339 times become `DateTime` values: `datetime` in UTC without tzinfo, truncated to the
-  second (what ClickHouse `DateTime` holds). Each time field also gets an `<field>_ms` `Int64`
-  column right after it (epoch milliseconds), so sub-second order is never lost.
+- RFC 3339 times become `DateTime` values as epoch seconds (floor: what ClickHouse `DateTime`
+  holds), not `datetime` objects: clickhouse-driver sends an int as it is, while it reads a
+  naive `datetime` in the client's local zone whenever the server's zone is the same one (a
+  sink and a server both in Europe/Berlin stored every time an hour off), and converting one
+  cost 0.25-1.3 us a value. Each time field also gets an `<field>_ms` `Int64` column right
+  after it (epoch milliseconds), so sub-second order is never lost. Read back, a `DateTime`
+  is a naive UTC `datetime` (`to_datetime` gives that form, for comparisons).
 - `None` stays `None` for `Nullable(...)` columns; booleans become 0/1 (`UInt8`).
 - The raw event's `attributes` map becomes two parallel arrays `attribute_keys` /
   `attribute_values` (18.16 has no `Map`): `attribute_values[indexOf(attribute_keys, 'region')]`.
@@ -66,7 +70,8 @@ def parse_time(text: str) -> datetime:
 
 
 def to_datetime(text: str | None) -> datetime | None:
-    """RFC 3339 -> naive UTC datetime truncated to the second (a ClickHouse `DateTime`).
+    """RFC 3339 -> naive UTC datetime truncated to the second: a ClickHouse `DateTime` as the
+    driver reads it back (what is written is `to_seconds`).
 
     >>> to_datetime("2026-11-22T17:10:09.999Z")
     datetime.datetime(2026, 11, 22, 17, 10, 9)
@@ -76,6 +81,16 @@ def to_datetime(text: str | None) -> datetime | None:
     if text is None or text == "":
         return None
     return parse_time(text).replace(tzinfo=None, microsecond=0)
+
+
+def to_seconds(text: str | None) -> int | None:
+    """RFC 3339 -> the `DateTime` value written: epoch seconds (floor), whatever the offset.
+
+    >>> to_seconds("2026-11-22T18:10:09.999+01:00"), to_seconds(None)
+    (1795367409, None)
+    """
+    ms = to_ms(text)
+    return None if ms is None else ms // 1000
 
 
 def to_ms(text: str | None) -> int | None:
@@ -104,26 +119,21 @@ def to_ms(text: str | None) -> int | None:
 # full), so what it holds never changes a result. Records repeat times a lot (a journey's
 # started_at in each of its updates, a metric window's bounds in every segment's record).
 # 8,192 entries are about 2 MB (65,536 were 15 MB with their texts, for the sink's ~100 MB).
-_TIMES: dict[str, tuple[datetime | None, int | None]] = {}
+_TIMES: dict[str, tuple[int | None, int | None]] = {}
 _TIMES_MAX = 1 << 13
 
 
-def _parse_pair(text: Any) -> tuple[datetime | None, int | None]:
-    """(`to_datetime(text)`, `to_ms(text)`), parsing once; raises exactly what `to_datetime`
-    raises (it is the first of the two columns)."""
+def _parse_pair(text: Any) -> tuple[int | None, int | None]:
+    """(`to_seconds(text)`, `to_ms(text)`), parsing once; raises exactly what `to_ms` raises."""
     if text is None or text == "":
         return None, None
-    moment = parse_time(text)
-    # The same values as `to_datetime` and `to_ms`, built without `replace` (keyword
-    # arguments: 0.6 us of this function's 1.1) and without a timedelta division: 0.47 us. It
-    # was half of the sink's column building (py-spy of `bench/bench_sink.py`).
-    span = moment - _EPOCH  # normalised: 0 <= seconds < 86,400 and 0 <= microseconds < 10^6
-    return (datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute,
-                     moment.second),
-            span.days * 86_400_000 + span.seconds * 1000 + span.microseconds // 1000)
+    # The same values as `to_seconds` and `to_ms`, without a timedelta division.
+    span = parse_time(text) - _EPOCH  # normalised: 0 <= seconds < 86,400, 0 <= us < 10^6
+    seconds = span.days * 86_400 + span.seconds
+    return seconds, seconds * 1000 + span.microseconds // 1000
 
 
-def _time_pair(text: Any) -> tuple[datetime | None, int | None]:
+def _time_pair(text: Any) -> tuple[int | None, int | None]:
     """`_parse_pair`, remembered."""
     pair = _parse_pair(text)
     if pair[0] is None:
@@ -135,12 +145,12 @@ def _time_pair(text: Any) -> tuple[datetime | None, int | None]:
 
 
 def time_columns(texts: list[Any], memo: bool = True
-                 ) -> tuple[list[datetime | None], list[int | None]]:
+                 ) -> tuple[list[int | None], list[int | None]]:
     """The DateTime and epoch-ms columns of these RFC 3339 texts (None or '' gives None);
     `memo=False` for times that rarely repeat (they would only push out the ones that do).
 
     >>> time_columns(["2026-11-22T17:10:09.123Z", None])
-    ([datetime.datetime(2026, 11, 22, 17, 10, 9), None], [1795367409123, None])
+    ([1795367409, None], [1795367409123, None])
     """
     if not memo:
         pairs = [_parse_pair(t) for t in texts]
@@ -269,10 +279,10 @@ def _bit(name: str) -> Part:
 def _times(name: str, optional: bool = False, memo: bool = True) -> Part:
     """A time field's DateTime column and its `<name>_ms` column (`memo`: see time_columns)."""
     if optional:
-        getters: tuple[Getter, ...] = (lambda record: to_datetime(record.get(name)),
+        getters: tuple[Getter, ...] = (lambda record: to_seconds(record.get(name)),
                                        lambda record: to_ms(record.get(name)))
     else:
-        getters = (lambda record: to_datetime(record[name]), lambda record: to_ms(record[name]))
+        getters = (lambda record: to_seconds(record[name]), lambda record: to_ms(record[name]))
     return Part((name, f"{name}_ms"), getters, _build_times(name, optional, memo))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,19 @@ IGNORED = {
     "dead_letters": {"received_at", "received_at_ms", "original_b64", "source_topic"},
 }
 VERSIONED = {"journeys", "metric_buckets", "alerts"}
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def read_back(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` as a query reads it back: a `DateTime` column (each has its `<name>_ms` beside
+    it) written as epoch seconds (`tables.to_seconds`) reads as a naive UTC datetime."""
+    columns = TABLES[table].columns
+    out = dict(row)
+    for name in columns:
+        value = out.get(name)
+        if f"{name}_ms" in columns and isinstance(value, int):
+            out[name] = _NAIVE_EPOCH + timedelta(seconds=value)
+    return out
 
 
 class RecordingWarehouse:
@@ -64,10 +78,12 @@ class RecordingWarehouse:
 
 def final(table: str, data: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     """What ReplacingMergeTree keeps (FINAL): the highest version per key, or the last row per
-    key for unversioned tables; as sorted tuples without the ignored columns."""
+    key for unversioned tables; as sorted tuples without the ignored columns, in the form a
+    query reads them back (`read_back`)."""
     spec = TABLES[table]
     kept: dict[tuple[Any, ...], Mapping[str, Any]] = {}
-    for row in data:
+    for written in data:
+        row = read_back(table, written)
         key = tuple(row[k] for k in spec.key)
         old = kept.get(key)
         if old is None or table not in VERSIONED or row["version"] >= old["version"]:

@@ -14,7 +14,6 @@ from backfill_util import CORE, EVENTS, write_both
 
 from jobs.columns import (
     EventBuilder,
-    Seconds,
     clean_rows,
     journey_row,
     touchpoint_columns,
@@ -110,7 +109,6 @@ def test_rows_equal_the_table_mapping(tmp_path: Path) -> None:
     _, parquet, _ = write_both(replace(EVENTS, events=3000), tmp_path)
     personal = PersonalData(keep_comments=True)
     engine = ExperienceEngine(CORE, SCORING_RULES)
-    seconds = Seconds()
     spec = TABLES["touchpoint_events"]
     journeys = []
     for batch in pq.ParquetFile(parquet).iter_batches(batch_size=1000):
@@ -119,20 +117,19 @@ def test_rows_equal_the_table_mapping(tmp_path: Path) -> None:
                 event = personal.scrub(parse_dict(obj))
             except Rejected:
                 continue
-            assert touchpoint_row(event, seconds) == spec.row(event_to_dict(event))
-            assert touchpoint_row(event, seconds) == spec.row(obj)
+            assert touchpoint_row(event) == spec.row(event_to_dict(event))
+            assert touchpoint_row(event) == spec.row(obj)
             journeys.extend(engine.process(event)[0].journeys)
     journeys.extend(engine.finish().journeys)
     assert len(journeys) > 1000
     for record in journeys:
-        assert journey_row(record, seconds) == TABLES["journeys"].row(record.to_dict())
+        assert journey_row(record) == TABLES["journeys"].row(record.to_dict())
 
 
 @pytest.mark.parametrize("personal", PERSONAL)
 def test_touchpoint_columns_equal_the_rows_of_the_events(tmp_path: Path,
                                                         personal: PersonalData) -> None:
     _, parquet, _ = write_both(replace(EVENTS, events=2000, invalid_fraction=0.1), tmp_path)
-    seconds = Seconds()
     builder = EventBuilder(personal)
     checked = 0
     for batch in pq.ParquetFile(parquet).iter_batches(batch_size=500):
@@ -144,8 +141,8 @@ def test_touchpoint_columns_equal_the_rows_of_the_events(tmp_path: Path,
                 continue
             if i % 7 != 3:  # leave some valid rows out too
                 applied.append(i)
-                want.append(touchpoint_row(event, seconds))
-        columns = touchpoint_columns(batch, applied, builder, seconds)
+                want.append(touchpoint_row(event))
+        columns = touchpoint_columns(batch, applied, builder)
         assert len(columns) == len(TABLES["touchpoint_events"].columns)
         assert list(zip(*columns, strict=True)) == want
         checked += len(want)
@@ -182,5 +179,5 @@ def test_the_declared_ces_direction_survives_parquet_and_reaches_the_table_row()
     event = builder.builder(builder.columns(batch))(0)
     assert event.survey is not None and event.survey.ces_higher_means == "more_effort"
     table = TABLES["touchpoint_events"]
-    assert touchpoint_row(event, Seconds())[table.columns.index("ces_higher_means")] == (
+    assert touchpoint_row(event)[table.columns.index("ces_higher_means")] == (
         "more_effort")

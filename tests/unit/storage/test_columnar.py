@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -179,21 +179,25 @@ def test_a_bad_record_fails_alone_with_the_row_paths_error(
     assert by_columns("journeys", [record]) == transposed("journeys", [record])
 
 
-def test_extreme_times_convert_as_to_datetime_and_to_ms() -> None:
+def test_extreme_times_convert_as_to_seconds_and_to_ms() -> None:
     texts: list[Any] = [None, "", T, T, "1969-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z",
                         "9999-12-31T23:59:59.999999Z", "2026-03-29T02:30:00.5+02:00"]
-    moments, millis = tables.time_columns(texts)
-    assert moments == [tables.to_datetime(t) for t in texts]
+    seconds, millis = tables.time_columns(texts)
+    assert seconds == [tables.to_seconds(t) for t in texts]
     assert millis == [tables.to_ms(t) for t in texts]
-    assert millis[4] == -1
+    assert millis[4] == -1 and seconds[4] == -1  # floor, as the DateTime read back
+    # the second written is the DateTime the driver reads back (`to_datetime`)
+    for text, second in zip(texts, seconds, strict=True):
+        if second is not None:
+            assert datetime(1970, 1, 1) + timedelta(seconds=second) == tables.to_datetime(text)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.datetimes(timezones=st.timezones()), st.sampled_from(["isoformat", "ms", "Z"]))
-def test_any_rfc3339_time_converts_as_to_datetime_and_to_ms(moment: Any, form: str) -> None:
-    """The sink's pair of columns (`_parse_pair`, built without `replace` or a timedelta
-    division) equals the row path's `to_datetime` and `to_ms` for any instant and offset,
-    before 1970 and with sub-millisecond digits included."""
+def test_any_rfc3339_time_converts_as_to_seconds_and_to_ms(moment: Any, form: str) -> None:
+    """The sink's pair of columns (`_parse_pair`, built without a timedelta division) equals
+    the row path's `to_seconds` and `to_ms` for any instant and offset, before 1970 and with
+    sub-millisecond digits included; the second is the one `to_datetime` reads back."""
     if form == "isoformat":
         text = moment.isoformat()
     elif form == "ms":
@@ -204,13 +208,16 @@ def test_any_rfc3339_time_converts_as_to_datetime_and_to_ms(moment: Any, form: s
         except OverflowError:  # no such instant in UTC (year 1 at +14:00)
             reject()
     try:
-        want = (tables.to_datetime(text), tables.to_ms(text))
+        want = (tables.to_seconds(text), tables.to_ms(text))
+        read_back = tables.to_datetime(text)
     except (ValueError, OverflowError) as exc:  # out of range once in UTC: both refuse it
         with pytest.raises(type(exc)):
             tables.time_columns([text], memo=False)
         return
-    moments, millis = tables.time_columns([text], memo=False)
-    assert (moments[0], millis[0]) == want
+    seconds, millis = tables.time_columns([text], memo=False)
+    assert (seconds[0], millis[0]) == want
+    assert seconds[0] is not None
+    assert datetime(1970, 1, 1) + timedelta(seconds=seconds[0]) == read_back
 
 
 def test_the_time_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,7 +227,7 @@ def test_the_time_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     moments, millis = tables.time_columns(texts * 2)
     assert len(tables._TIMES) <= 4
     assert millis == [tables.to_ms(t) for t in texts * 2]
-    assert moments == [tables.to_datetime(t) for t in texts * 2]
+    assert moments == [tables.to_seconds(t) for t in texts * 2]
 
 
 @pytest.mark.parametrize("value", [

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from jobs.columns import Seconds, journey_row
+from jobs.columns import journey_row
 from pipeline.contract.dead_letters import DEAD_LETTER_FIELDS, PROTECTION_FIELDS, DeadLetter
 from pipeline.core.records import JOURNEY_FIELDS, JourneyRecord, RecordField, names_of
 from pipeline.core.windows import WINDOW_FIELDS
@@ -132,7 +132,7 @@ def test_docs_records_md_lists_the_declared_fields_and_types(
 @given(record=records(JourneyRecord, JOURNEY_FIELDS))
 def test_backfills_journey_row_is_the_table_mapping_of_any_record(record: JourneyRecord
                                                                    ) -> None:
-    assert journey_row(record, Seconds()) == TABLES["journeys"].row(record.to_dict())
+    assert journey_row(record) == TABLES["journeys"].row(record.to_dict())
 
 
 @pytest.mark.parametrize("table,section,fields", RECORD_TABLES, ids=IDS)

@@ -32,7 +32,10 @@ def journey(**over: object) -> JourneyRecord:
 def test_journey_row_converts_times_and_keeps_nulls() -> None:
     row = dict(zip(tables.TABLES["journeys"].columns,
                    tables.TABLES["journeys"].row(journey().to_dict()), strict=True))
-    assert row["started_at"] == datetime(2026, 11, 22, 17, 10, 9)
+    # DateTime as epoch seconds (test_datetime_zones.py): 2026-11-22 17:10:09 UTC
+    assert row["started_at"] == T // 1000
+    assert datetime.fromtimestamp(row["started_at"], UTC) == datetime(2026, 11, 22, 17, 10, 9,
+                                                                       tzinfo=UTC)
     assert row["started_at_ms"] == T
     assert row["peak_at_ms"] == T + 1000
     assert row["version"] == 4
@@ -70,7 +73,7 @@ def test_raw_event_row() -> None:
         survey=Survey(nps=2, comment="slow"), attributes={"tier": "gold", "region": "north"})
     cols, data = tables.rows("touchpoint_events", [event_to_dict(event)])
     row = dict(zip(cols, data[0], strict=True))
-    assert row["occurred_at"] == datetime(2026, 11, 22, 17, 10, 9)
+    assert row["occurred_at"] == 1_795_367_409  # 2026-11-22 17:10:09 UTC, from +01:00
     assert row["occurred_at_ms"] == 1_795_367_409_500
     assert row["journey_id"] is None and row["valence"] is None
     assert (row["wait_seconds"], row["transfers"], row["resolved"], row["error"]) == (

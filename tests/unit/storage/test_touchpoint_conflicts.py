@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from jobs.columns import EventBuilder, Seconds, touchpoint_columns, touchpoint_row
+from jobs.columns import EventBuilder, touchpoint_columns, touchpoint_row
 from jobs.parquet_schema import events_to_batch
 from pipeline.contract import event_to_dict, parse_dict
 from pipeline.core.event import content_digest
@@ -71,12 +71,12 @@ def test_backfill_rows_carry_the_sinks_version(key: bytes, keep_comments: bool) 
     events = [c for _, one, two in tc.CHANGES for c in (one, replace(two, event_id="x"))]
     batch = events_to_batch([event_to_dict(e) for e in events])
     builder = EventBuilder(personal)
-    columns = touchpoint_columns(batch, list(range(len(events))), builder, Seconds())
+    columns = touchpoint_columns(batch, list(range(len(events))), builder)
     spec = tables.TABLES["touchpoint_events"]
     assert len(columns) == len(spec.columns)
     for i, event in enumerate(events):
         scrubbed = personal.scrub(parse_dict(event_to_dict(event)))
         sink_row = spec.row(event_to_dict(scrubbed))
         assert sink_row[-1] == (1 << 32) - content_digest(scrubbed)
-        assert touchpoint_row(scrubbed, Seconds())[-1] == sink_row[-1]
+        assert touchpoint_row(scrubbed)[-1] == sink_row[-1]
         assert columns[-1][i] == sink_row[-1]
