@@ -739,7 +739,7 @@ DRIVER_COLUMNS = (*RUN_COLUMNS, *(f.name for f in fields(Driver)))
 def write_results(warehouse: Any, results: Sequence[Driver], run_at_ms: int, since_ms: int,
                   until_ms: int) -> int:
     """Insert one run into `key_drivers` (sent as data, as every insert); the rows."""
-    run_at = datetime.fromtimestamp(run_at_ms // 1000, UTC).replace(tzinfo=None)
+    run_at = run_at_ms // 1000  # DateTime as epoch seconds, in any zone (pipeline.storage.tables)
     rows = [(run_at, run_at_ms, since_ms, until_ms,
              *(int(v) if isinstance(v, bool) else v for v in astuple(d))) for d in results]
     return int(warehouse.insert("key_drivers", DRIVER_COLUMNS, rows))

@@ -46,7 +46,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -397,7 +396,7 @@ def _take_lock(warehouse: Warehouse, owner: str) -> bool:
             return False
         raise
     warehouse.insert(LOCK_TABLE, ("owner", "taken_at"),
-                     [(owner, datetime.now(UTC).replace(tzinfo=None, microsecond=0))])
+                     [(owner, _now_seconds())])
     return True
 
 
@@ -408,6 +407,12 @@ def _lock_holder(warehouse: Warehouse) -> str:
     except Exception:  # dropped meanwhile
         return ""
     return str(rows[0][0]) if rows else ""
+
+
+def _now_seconds() -> int:
+    """Now as a `DateTime` value: epoch seconds, which the driver sends as they are (a naive
+    datetime it would read in the server's or the client's zone: pipeline.storage.tables)."""
+    return int(time.time())
 
 
 def _lock_age_seconds(warehouse: Warehouse) -> float | None:
@@ -505,7 +510,7 @@ def _apply(warehouse: Warehouse, migrations: list[Migration], done: dict[int, tu
             "schema_migrations",
             ("version", "name", "checksum", "applied_at"),
             [(migration.version, migration.name, migration.checksum,
-              datetime.now(UTC).replace(tzinfo=None, microsecond=0))],
+              _now_seconds())],
         )
         names.append(migration.name)
     return names

@@ -69,6 +69,11 @@ def check_clickhouse_equals_offline(dbs: Databases, want: list[drivers.Driver]) 
               for row in rows]
     assert_same(stored, got, f"key_drivers_latest on {dbs.engine}")
     assert dbs.reader.query("SELECT count() FROM key_drivers")[0][0] == len(got) + 2
+    # run_at is the run's instant whatever the server's and the client's zones (sent as epoch
+    # seconds): read back in UTC, next to its _ms column
+    runs = dbs.reader.query("SELECT DISTINCT toUnixTimestamp(run_at), run_at_ms FROM key_drivers "
+                            "ORDER BY run_at_ms")
+    assert runs == [(1, 1_000), (2, 2_000)]
 
     # the analyst guide's query (section Key drivers) as the reader
     guide = (Path(__file__).resolve().parents[3] / "docs" / "analyst-guide.md").read_text()
