@@ -27,6 +27,7 @@ import pipeline.core_build
 from bench.host import cpu_model, loadavg
 from jobs.generate import GeneratorConfig, encode_record, generate_records
 from pipeline.contract import Rejected, event_to_dict, parse_event
+from pipeline.contract.decoding import decode_json
 from pipeline.contract.encode import format_occurred_at
 from pipeline.storage.tables import columnar
 from pipeline.stream.batches import decode_batch, decode_rows, encode_item, join_items
@@ -61,6 +62,8 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
                            for i in range(0, n, BATCH_EVENTS)]
     steps: list[tuple[str, str, Callable[[], Any]]] = [
         ("entry", "parse_event (decode + validate)", lambda: [parse_event(r) for r, _ in parsed]),
+        ("entry", "  of it: decode_json (framing, strict JSON)",
+         lambda: [decode_json(r) for r, _ in parsed]),
         ("entry", "encode_item (whole batch entry)",
          lambda: [encode_item(0, i, 0, r, e) for i, (r, e) in enumerate(parsed)]),
         ("entry", "  of it: event_to_dict", lambda: [event_to_dict(e) for _, e in parsed]),
