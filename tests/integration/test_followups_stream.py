@@ -24,6 +24,7 @@ from tests.support.stream import (
     stream_setup,
     wait_until,
 )
+from tests.support.tables import read_back_values
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,8 @@ def cases_of_replay(lines: list[bytes], setup: StreamSetup) -> dict[str, tuple[A
     records = [c.to_dict() for c in replay.cases.values() if c.status != "withdrawn"]
     columns, data = rows("followups", records)
     keep = [columns.index(c) for c in COMPARED]
-    return {row[0]: tuple(row[i] for i in keep) for row in data}
+    return {row[0]: read_back_values("followups", COMPARED, [row[i] for i in keep])
+            for row in data}
 
 
 def topic_cases(setup: StreamSetup) -> list[tuple[bytes, int, bytes]]:

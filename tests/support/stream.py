@@ -29,6 +29,7 @@ from pipeline.settings import Settings
 from pipeline.storage.tables import rows
 from pipeline.storage.warehouse import ServerWarehouse
 from tests.support.stack import ClickHouseUrls
+from tests.support.tables import read_back_values
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -269,8 +270,9 @@ def journeys_in_clickhouse(setup: StreamSetup) -> dict[str, tuple[Any, ...]]:
 
 
 def journeys_of_replay(replay: Replay) -> dict[str, tuple[Any, ...]]:
-    _, data = rows("journeys", [r.to_dict() for r in replay.journeys.values()])
-    return {row[0]: tuple(row) for row in data}
+    """Replay's journeys as `journeys_in_clickhouse` reads them back."""
+    columns, data = rows("journeys", [r.to_dict() for r in replay.journeys.values()])
+    return {row[0]: read_back_values("journeys", columns, row) for row in data}
 
 
 METRIC_SUMS = ("n", "promoters", "passives", "detractors", "total", "total_sq", "easy", "hard",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from pipeline.contract.jsonl import iter_records
 from pipeline.core.config import CoreConfig, DropConfig
 from pipeline.replay import Replay
 from pipeline.storage.tables import TABLES, rows
+from tests.support.tables import read_back
 
 START = GeneratorConfig().start_ms
 # A small file with enough answers for the drop detector to fire, invalid and late rows.
@@ -33,19 +33,6 @@ IGNORED = {
     "dead_letters": {"received_at", "received_at_ms", "original_b64", "source_topic"},
 }
 VERSIONED = {"journeys", "metric_buckets", "alerts"}
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-
-
-def read_back(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    """`row` as a query reads it back: a `DateTime` column (each has its `<name>_ms` beside
-    it) written as epoch seconds (`tables.to_seconds`) reads as a naive UTC datetime."""
-    columns = TABLES[table].columns
-    out = dict(row)
-    for name in columns:
-        value = out.get(name)
-        if f"{name}_ms" in columns and isinstance(value, int):
-            out[name] = _NAIVE_EPOCH + timedelta(seconds=value)
-    return out
 
 
 class RecordingWarehouse:
