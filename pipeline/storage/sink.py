@@ -74,7 +74,6 @@ REJECTED_REASON = "clickhouse_rejected"
 T = TypeVar("T")
 
 
-
 def loads(value: bytes) -> Any:
     """`json.loads(value)`, faster: orjson (the standard library's decoder was 7% of the sink's
     CPU) for what it reads exactly as `json` does. The rest goes to `json`, which gives the same
