@@ -1,13 +1,19 @@
 """What the segment stage writes to its state table, without servers (docs/streaming.md, "State
 records never grow with the traffic").
 
-    .venv/bin/python -m bench.bench_state_records [--journeys 60000] [--events 40000]
+    .venv/bin/python -m bench.bench_state_records [--journeys 60000] [--answers 60000]
+        [--events 40000]
 
-Two shapes:
+Three shapes:
 - `live bucket`: `--journeys` journeys close into segment `all`'s current minute bucket over
   100 flushes, as at ~10,000 events/s with a flush every 0.1 s: CPU of apply + flush + state
   write, bytes written (key and value, encoded as the worker's table writes them) and the
   largest record (the broker takes none over 1 MiB);
+- `live answers`: `--answers` survey answers (NPS, CES and CSAT in turn) arrive in segment
+  `all`'s current minute bucket over 600 flushes, as in a live stream with a flush every 0.1 s
+  (event time is wall time, so the current bucket grows all minute; the compressed day below
+  spreads a day over the run, and every bucket stays small): CPU of apply + flush + state
+  dirty pairs per answer;
 - `compressed day`: the contributions stage one makes from `--events` generated events over one
   day (the benchmarks' shape: every bucket small), in batches of 1,000 events: segment stage
   CPU, state records and bytes per input event (best of 3).
@@ -46,6 +52,28 @@ def live_bucket(journeys: int) -> str:
             f"flushes: {cpu:.2f} s CPU ({1e6 * cpu / journeys:.0f} us per journey), "
             f"{total / 1e6:.1f} MB of state in {records:,} records, largest record "
             f"{biggest / 1024:,.1f} KiB")
+
+
+def live_answers(answers: int, flushes: int = 600) -> str:
+    from pipeline.core.config import CoreConfig
+    from pipeline.stream import messages
+    from pipeline.stream.segments import SegmentStage
+
+    scores = {"nps": lambda i: i % 11, "ces": lambda i: 1 + i % 7, "csat": lambda i: 1 + i % 5}
+    out = []
+    for metric, score in scores.items():
+        stage = SegmentStage(CoreConfig())
+        per_flush = max(1, answers // flushes)
+        started = time.process_time()
+        for flush in range(0, answers, per_flush):
+            for i in range(flush, min(answers, flush + per_flush)):
+                stage.apply(messages.answer("all", "all", metric, 60_000, f"e{i:08d}",
+                                            score(i))[1])
+            stage.flush()
+            stage.dirty_state()
+        out.append(f"{metric} {1e6 * (time.process_time() - started) / answers:.1f}")
+    return (f"live answers: {answers:,} answers into one minute bucket over {flushes} flushes, "
+            f"us per answer: {', '.join(out)}")
 
 
 def compressed_day(events: int) -> str:
@@ -104,12 +132,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--journeys", type=int, default=60_000)
     parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--answers", type=int, default=60_000)
     args = parser.parse_args()
     from pipeline import core_build
 
     print(f"bench_state_records: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
           f"{'compiled' if core_build.COMPILED else 'interpreted'}, load {loadavg()}")
     print(live_bucket(args.journeys))
+    print(live_answers(args.answers))
     print(compressed_day(args.events))
     return 0
 
