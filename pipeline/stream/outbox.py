@@ -62,6 +62,22 @@ def packed(head: bytes, encoded: list[bytes], max_bytes: int = MAX_GATHERED_BYTE
     return out
 
 
+def gathered(head: bytes, items: list[Any], max_bytes: int = MAX_GATHERED_BYTES) -> list[bytes]:
+    """`packed(head, [to_json(item) for item in items], max_bytes)`, the items encoded in one
+    call when they fit one record (nearly always: a flush's claims of one partition, a
+    segment's contributions), which the worker's profile showed at 2% for one call per item.
+    orjson encodes a list as its items' encodings joined by commas in brackets, so the record
+    is the same bytes.
+
+    >>> gathered(b'{"c":[', [1, "x"]), gathered(b'{"c":[', [1, 22, 333], max_bytes=13)
+    ([b'{"c":[1,"x"]}'], [b'{"c":[1,22]}', b'{"c":[333]}'])
+    """
+    record = head + to_json(items)[1:] + b"}"
+    if len(record) < max_bytes:  # what `packed` keeps in one record
+        return [record]
+    return packed(head, [to_json(item) for item in items], max_bytes)
+
+
 _CONTRIBUTIONS_HEAD = b'{"t":"%s","items":[' % messages.BATCH.encode()
 _CLAIMS_HEAD = b'{"c":['
 _FOLLOWUP_HEAD = b'{"b":['
@@ -149,8 +165,8 @@ class Outbox:
                 by_segment.setdefault(key, []).append(message)
             for key, items in by_segment.items():
                 key_bytes = key.encode()
-                records.extend(Record(CONTRIBUTIONS, key_bytes, value) for value in packed(
-                    _CONTRIBUTIONS_HEAD, [to_json(item) for item in items]))
+                records.extend(Record(CONTRIBUTIONS, key_bytes, value)
+                               for value in gathered(_CONTRIBUTIONS_HEAD, items))
             if out.watermark is not None:
                 mark = to_json(messages.watermark(partition, out.watermark))
                 records.extend(Record(CONTRIBUTIONS, None, mark, target)
@@ -175,7 +191,7 @@ class Outbox:
         self._cases.clear()
         for target, claims in self._claims.items():
             records.extend(Record(CLAIMS, None, value, target)
-                           for value in packed(_CLAIMS_HEAD, [to_json(c) for c in claims]))
+                           for value in gathered(_CLAIMS_HEAD, claims))
         self._claims.clear()
         for sent in records:
             drained.counts[sent.role] += 1
