@@ -2,9 +2,9 @@
 records never grow with the traffic").
 
     .venv/bin/python -m bench.bench_state_records [--journeys 60000] [--answers 60000]
-        [--events 40000]
+        [--series 10] [--events 40000]
 
-Three shapes:
+Four shapes:
 - `live bucket`: `--journeys` journeys close into segment `all`'s current minute bucket over
   100 flushes, as at ~10,000 events/s with a flush every 0.1 s: CPU of apply + flush + state
   write, bytes written (key and value, encoded as the worker's table writes them) and the
@@ -14,6 +14,11 @@ Three shapes:
   (event time is wall time, so the current bucket grows all minute; the compressed day below
   spreads a day over the run, and every bucket stays small): CPU of apply + flush + state
   dirty pairs per answer;
+- `week-old series`: `--series` segments' NPS and CES drop series, each holding a week of
+  minute buckets (what a live stream holds once a week old; the benchmarks' compressed day
+  holds at most one): CPU of one series' state (`snapshot_key`) and its encoding, and its
+  size. The segment stage writes every series that changed at least every 30 s, whole
+  (`SegmentStage.dirty_state`), under the worker's collector policy;
 - `compressed day`: the contributions stage one makes from `--events` generated events over one
   day (the benchmarks' shape: every bucket small), in batches of 1,000 events: segment stage
   CPU, state records and bytes per input event (best of 3).
@@ -76,6 +81,39 @@ def live_answers(answers: int, flushes: int = 600) -> str:
             f"us per answer: {', '.join(out)}")
 
 
+def week_old_series(segments: int) -> str:
+    from pipeline.core.config import CoreConfig
+    from pipeline.core.drops import DropDetector
+    from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tuned_gc
+    from pipeline.core.segment_totals import SegmentTotals
+    from pipeline.stream.state_writer import encode
+
+    config = CoreConfig()
+    bucket = config.windows.bucket_ms
+    minutes = 7 * 24 * 60
+    detector = DropDetector(config.drops, bucket, config.windows.rolling_ms)
+    for seg in range(segments):
+        totals = SegmentTotals("channel", f"c{seg}", bucket)
+        for minute in range(minutes):
+            totals.add_answer("nps", minute * bucket, f"e{minute}", minute % 11)
+            totals.add_answer("ces", minute * bucket, f"e{minute}", 1 + minute % 7)
+        for record in totals.flush():
+            detector.apply_partial(record)
+    detector.advance(minutes * bucket)
+    keys = sorted(detector.drain_dirty())
+    with tuned_gc(STREAM_THRESHOLDS):
+        started = time.process_time()
+        states = [detector.snapshot_key(key) for key in keys]
+        snapped = time.process_time()
+        sizes = [len(encode({"p": 0, "s": state})) for state in states]
+        encoded = time.process_time()
+    n = len(keys)
+    state_ms, encode_ms = 1e3 * (snapped - started) / n, 1e3 * (encoded - snapped) / n
+    return (f"week-old series: {n} series of {minutes:,} minute buckets: state {state_ms:.1f} "
+            f"ms and encoding {encode_ms:.1f} ms per series, {sum(sizes) / n / 1024:,.0f} KiB "
+            "each")
+
+
 def compressed_day(events: int) -> str:
     from jobs.generate import GeneratorConfig, generate_events
     from pipeline.contract.parser import parse_dict
@@ -133,6 +171,7 @@ def main() -> int:
     parser.add_argument("--journeys", type=int, default=60_000)
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--answers", type=int, default=60_000)
+    parser.add_argument("--series", type=int, default=10)
     args = parser.parse_args()
     from pipeline import core_build
 
@@ -140,6 +179,7 @@ def main() -> int:
           f"{'compiled' if core_build.COMPILED else 'interpreted'}, load {loadavg()}")
     print(live_bucket(args.journeys))
     print(live_answers(args.answers))
+    print(week_old_series(args.series))
     print(compressed_day(args.events))
     return 0
 
