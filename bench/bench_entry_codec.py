@@ -31,8 +31,11 @@ from pipeline.contract.decoding import decode_json
 from pipeline.contract.encode import format_occurred_at
 from pipeline.storage.tables import columnar
 from pipeline.stream.batches import decode_batch, decode_rows, encode_item, join_items
+from pipeline.stream.claims import claim_item
+from pipeline.stream.outbox import gathered, packed, to_json
 
 BATCH_EVENTS = 100  # events per batch record (what the entry stage writes per partition read)
+CLAIMS_HEAD = b'{"c":['  # a claims record (pipeline/stream/outbox.py)
 
 
 def best_us(fn: Callable[[], Any], events: int, repeat: int) -> float:
@@ -60,6 +63,11 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
                    for i, (_, e) in enumerate(parsed)]
     batches_without_raw = [join_items(without_raw[i:i + BATCH_EVENTS])
                            for i in range(0, n, BATCH_EVENTS)]
+    # the claim of each applied event (with its raw record), gathered per flush and claims
+    # partition: BATCH_EVENTS a record here
+    claims = [claim_item(e.event_id, e.journey_key, 1234567 + i, 0, e.occurred_ms,
+                         e.occurred_ms, 0, i, r) for i, (r, e) in enumerate(parsed)]
+    claim_groups = [claims[i:i + BATCH_EVENTS] for i in range(0, n, BATCH_EVENTS)]
     steps: list[tuple[str, str, Callable[[], Any]]] = [
         ("entry", "parse_event (decode + validate)", lambda: [parse_event(r) for r, _ in parsed]),
         ("entry", "  of it: decode_json (framing, strict JSON)",
@@ -76,6 +84,10 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
          lambda: [orjson.loads(b) for b in batches]),
         ("worker", "  orjson.loads of the batch without raw records",
          lambda: [orjson.loads(b) for b in batches_without_raw]),
+        ("worker", "claims records, each claim encoded alone (packed)",
+         lambda: [packed(CLAIMS_HEAD, [to_json(c) for c in g]) for g in claim_groups]),
+        ("worker", "claims records, each record's claims in one call (gathered)",
+         lambda: [gathered(CLAIMS_HEAD, g) for g in claim_groups]),
         ("sink", "decode_rows", lambda: [list(decode_rows(b)) for b in batches]),
         ("sink", "columnar touchpoint_events (5,000-row inserts)",
          lambda: [columnar("touchpoint_events", rows[i:i + 5000]) for i in range(0, n, 5000)]),

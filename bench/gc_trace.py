@@ -1,0 +1,155 @@
+"""The cyclic collector's share of each stream process's CPU, during `bench/bench_pipeline.py`.
+
+    .venv/bin/python -m bench.gc_trace [--thresholds 5000,200,100] [--at-batch-ends]
+        -- --events 200000 --rates 5000
+
+Runs `bench.bench_pipeline` with the given arguments, with a `sitecustomize` module on
+PYTHONPATH that records every collection of every Python process of the run (the benchmark,
+the worker, its entry stage and sink): generation, duration, the process's CPU time at its end.
+Then prints, for the worker and its two children, the young (generation 0) and middle
+(generation 1) collections and the time in them against the CPU the process had used by its
+last one (full collections left out of both). Full collections are listed apart: nearly all
+are explicit (`gc.collect()` in Faust's RocksDB store on a rebalance and at stop, after the
+measured phase). The shares cover the whole run (start-up, warm-up, the measured phase and the
+latency phases), not the measured phase alone.
+
+Two knobs for trying another policy without editing the worker (issue 15, docs/streaming.md
+"eleventh round"):
+- `--thresholds Y,M,O`: the thresholds the stream processes get where they would set
+  `gcpolicy.STREAM_THRESHOLDS`;
+- `--at-batch-ends`: automatic young collections off in the worker; a young collection (a middle
+  one every M-th) runs after an agent acks a batch once Y net allocations are due, where fewer
+  of a batch's objects are alive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+SITECUSTOMIZE = '''
+import gc, os, sys, time
+_dir = os.environ["PEAKEND_GC_TRACE_DIR"]
+_started = [0.0]
+_log = [None]
+
+def _trace(phase, info):
+    if phase == "start":
+        _started[0] = time.perf_counter()
+        return
+    spent = time.perf_counter() - _started[0]
+    if _log[0] is None:
+        _log[0] = open(os.path.join(_dir, f"{os.getpid()}.log"), "a", buffering=1)
+        _log[0].write("# " + " ".join((getattr(sys, "argv", None) or [])[:3]) + "\\n")
+    _log[0].write(f"{time.process_time():.4f} {info['generation']} {spent * 1e3:.3f}\\n")
+
+gc.callbacks.append(_trace)
+_wanted = os.environ.get("PEAKEND_GC_TRACE_THRESHOLDS")
+if _wanted:
+    _set = gc.set_threshold
+    _new = tuple(int(x) for x in _wanted.split(","))
+
+    def _replace(*thresholds):
+        from pipeline.core.gcpolicy import STREAM_THRESHOLDS
+        _set(*(_new if tuple(thresholds) == STREAM_THRESHOLDS else thresholds))
+    gc.set_threshold = _replace
+if os.environ.get("PEAKEND_GC_TRACE_AT_BATCH_ENDS"):
+    def _patch():
+        from pipeline.core.gcpolicy import STREAM_THRESHOLDS
+        from pipeline.stream import agent_loop
+        young, middle, _ = (tuple(int(x) for x in _wanted.split(",")) if _wanted
+                            else STREAM_THRESHOLDS)
+        run = agent_loop.AgentLoop.run
+
+        class Stream:
+            def __init__(self, stream):
+                self.stream = stream
+
+            def __getattr__(self, name):
+                return getattr(self.stream, name)
+
+            async def ack(self, event):
+                await self.stream.ack(event)
+                counts = gc.get_count()
+                if counts[0] >= young:
+                    gc.collect(1 if counts[1] >= middle else 0)
+
+        async def run_collecting(self, stream):
+            gc.set_threshold(1 << 30, middle, 100)
+            await run(self, Stream(stream))
+        agent_loop.AgentLoop.run = run_collecting
+    import builtins
+    _import = builtins.__import__
+
+    def _hook(name, *args, **kwargs):
+        module = _import(name, *args, **kwargs)
+        if name == "pipeline.stream.agent_loop" and not getattr(_hook, "done", False):
+            _hook.done = True
+            _patch()
+        return module
+    builtins.__import__ = _hook
+'''
+
+
+def summarize(folder: Path) -> list[str]:
+    lines = []
+    for log in sorted(folder.glob("*.log")):
+        text = log.read_text().splitlines()
+        if not text or not any(role in text[0] for role in (" worker", " entry", " sink")):
+            continue
+        role = next(r for r in ("worker", "entry", "sink") if f" {r}" in text[0])
+        count: defaultdict[int, int] = defaultdict(int)
+        spent: defaultdict[int, float] = defaultdict(float)
+        cpu = 0.0
+        for row in text[1:]:
+            at, generation, ms = row.split()
+            count[int(generation)] += 1
+            spent[int(generation)] += float(ms) / 1e3
+            cpu = float(at)
+        cpu -= spent[2]  # the full collections: start-up, rebalances, stop
+        share = (spent[0] + spent[1]) / cpu * 100 if cpu > 0 else 0.0
+        lines.append(f"{role}: young {count[0]} in {spent[0]:.2f} s, middle {count[1]} in "
+                     f"{spent[1]:.2f} s = {share:.1f}% of its other {cpu:.1f} s of CPU; full "
+                     f"{count[2]} in {spent[2]:.2f} s")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--thresholds", help="Y,M,O in place of the stream policy's")
+    parser.add_argument("--at-batch-ends", action="store_true")
+    parser.add_argument("bench_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    passed = [a for a in args.bench_args if a != "--"]
+    with tempfile.TemporaryDirectory(prefix="gc-trace-") as tmp:
+        folder = Path(tmp)
+        (folder / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        env = dict(os.environ, PEAKEND_GC_TRACE_DIR=tmp,
+                   PYTHONPATH=os.pathsep.join(filter(None, [tmp, os.environ.get("PYTHONPATH")])))
+        if args.thresholds:
+            env["PEAKEND_GC_TRACE_THRESHOLDS"] = args.thresholds
+        if args.at_batch_ends:
+            env["PEAKEND_GC_TRACE_AT_BATCH_ENDS"] = "1"
+        done = subprocess.run([sys.executable, "-m", "bench.bench_pipeline", *passed], env=env,
+                              check=False, capture_output=True, text=True)
+        for line in done.stdout.splitlines():
+            if line.startswith(("end to end", "offered")) and ("journey" in line
+                                                              or line.startswith("end")):
+                print(line)
+        if done.returncode:
+            print(done.stderr[-2000:], file=sys.stderr)
+            return done.returncode
+        print(f"collector (thresholds {args.thresholds or 'stream policy'}"
+              f"{', at batch ends' if args.at_batch_ends else ''}):")
+        for line in summarize(folder):
+            print("  " + line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
