@@ -30,11 +30,10 @@ from typing import Any, Final
 from pipeline.core.buckets import Partial, to_record
 from pipeline.core.records import MetricRecord
 from pipeline.core.surveys import (
+    ANSWER_WINDOWS,
     WINDOW_TYPES,
-    CesWindow,
-    CsatWindow,
+    AnswerWindow,
     NegativeEndWindow,
-    NpsWindow,
     SurveyWindow,
 )
 
@@ -42,9 +41,6 @@ _NONE_HELD: Final = 1 << 62  # the earliest bucket start when no bucket is held
 
 Answer = int | float
 EndContribution = tuple[int, bool]  # bucket_start, end valence < 0
-AnswerWindow = NpsWindow | CesWindow | CsatWindow
-ANSWER_WINDOWS: Final[dict[str, type[AnswerWindow]]] = {
-    kind.metric: kind for kind in (NpsWindow, CesWindow, CsatWindow)}
 
 
 

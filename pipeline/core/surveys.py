@@ -396,3 +396,7 @@ class NegativeEndWindow(ShareWindow):
 SurveyWindow = NpsWindow | CesWindow | CsatWindow | NegativeEndWindow
 WINDOW_TYPES: dict[str, type[SurveyWindow]] = {
     kind.metric: kind for kind in (NpsWindow, CesWindow, CsatWindow, NegativeEndWindow)}
+# The kinds counted from survey answers (update / revert by answer), not at a journey's close.
+AnswerWindow = NpsWindow | CesWindow | CsatWindow
+ANSWER_WINDOWS: dict[str, type[AnswerWindow]] = {
+    kind.metric: kind for kind in (NpsWindow, CesWindow, CsatWindow)}

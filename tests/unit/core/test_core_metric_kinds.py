@@ -63,6 +63,15 @@ def test_the_drop_detector_asks_the_kind() -> None:
     assert [k.metric for k in WINDOW_TYPES.values() if k.counted_at_close] == ["negative_end"]
 
 
+def test_the_answer_kinds_are_the_kinds_not_counted_at_close() -> None:
+    """`ANSWER_WINDOWS` (the kinds a segment updates and reverts answer by answer) are exactly
+    the kinds of `WINDOW_TYPES` counted when an answer arrives."""
+    from pipeline.core.surveys import ANSWER_WINDOWS
+    counted_on_arrival = {name: kind for name, kind in WINDOW_TYPES.items()
+                          if not kind.counted_at_close}
+    assert counted_on_arrival == ANSWER_WINDOWS
+
+
 @pytest.mark.parametrize("metric", list(WINDOW_TYPES))
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
