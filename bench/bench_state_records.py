@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from bench.host import cpu_model, loadavg
 
@@ -115,36 +114,13 @@ def week_old_series(segments: int) -> str:
 
 
 def compressed_day(events: int) -> str:
-    from jobs.generate import GeneratorConfig, generate_events
-    from pipeline.contract.parser import parse_dict
+    from bench.bench_segment_stage import contributions
     from pipeline.core.config import CoreConfig
-    from pipeline.core.partitioner import partition_for
-    from pipeline.scoring_rules import load_scoring_rules
-    from pipeline.stream import messages
-    from pipeline.stream.partition import PartitionProcessor, coalesce
     from pipeline.stream.segments import SegmentStage
     from pipeline.stream.state_writer import encode
 
-    parsed = [parse_dict(d) for d in generate_events(GeneratorConfig(events=events, seed=9))]
     config = CoreConfig()
-    rules = load_scoring_rules()
-    procs = [PartitionProcessor(p, config, rules) for p in range(4)]
-    batches: list[list[dict[str, Any]]] = []
-    for start in range(0, len(parsed), 1000):
-        outs: dict[int, list[Any]] = {}
-        for event in parsed[start:start + 1000]:
-            part = partition_for(event.journey_key, 4)
-            outs.setdefault(part, []).append(procs[part].process(event))
-        batch: list[dict[str, Any]] = []
-        for part, outputs in outs.items():
-            out = coalesce(outputs)
-            by_segment: dict[str, list[dict[str, Any]]] = {}
-            for key, message in out.contributions:
-                by_segment.setdefault(key, []).append(message)
-            batch += [messages.batch(items) for items in by_segment.values()]
-            if out.watermark is not None:
-                batch.append(messages.watermark(part, out.watermark))
-        batches.append(batch)
+    batches = contributions(events, 1000)  # stage one's messages, per 1,000 events
 
     def run() -> tuple[float, float, float]:
         stage = SegmentStage(config, sources=4)
@@ -158,11 +134,11 @@ def compressed_day(events: int) -> str:
                 records += 1
                 size += len(encode(key)) + (0 if value is None
                                             else len(encode({"p": 0, "s": value})))
-        n = len(parsed)
+        n = events
         return (time.process_time() - started) * 1e6 / n, records / n, size / n
 
     us, records, size = min(run() for _ in range(3))
-    return (f"compressed day: {len(parsed):,} events over a day: segment stage {us:.1f} "
+    return (f"compressed day: {events:,} events over a day: segment stage {us:.1f} "
             f"us/event, {records:.2f} state records and {size:.0f} bytes per event")
 
 
