@@ -80,14 +80,14 @@ def one_round(batches: list[list[dict[str, Any]]], events: int) -> dict[str, flo
     from pipeline.core.config import CoreConfig
     from pipeline.stream.delivery import BatchDelivery
     from pipeline.stream.journal import JournalTable
-    from pipeline.stream.segments import SegmentStage, is_member_key
+    from pipeline.stream.segments import SegmentStage, is_journaled_key
     from tests.support.faust_tables import rocksdb_table
 
     role = "state:segments"
     with tempfile.TemporaryDirectory(prefix="bench-segments-") as folder:
         table = rocksdb_table(Path(folder), partitions=4)
         delivery = BatchDelivery(lambda: None, {role: "bench-segments-changelog"})  # type: ignore[arg-type,return-value]
-        writer = JournalTable(table, delivery, role, TP, journaled=is_member_key)
+        writer = JournalTable(table, delivery, role, TP, journaled=is_journaled_key)
         stage = SegmentStage(CoreConfig(), sources=4)
         detector = TimedDetector(stage.detector)
         stage.detector = detector  # type: ignore[assignment]

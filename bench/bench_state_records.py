@@ -16,9 +16,11 @@ Four shapes:
   dirty pairs per answer;
 - `week-old series`: `--series` segments' NPS and CES drop series, each holding a week of
   minute buckets (what a live stream holds once a week old; the benchmarks' compressed day
-  holds at most one): CPU of one series' state (`snapshot_key`) and its encoding, and its
-  size. The segment stage writes every series that changed at least every 30 s, whole
-  (`SegmentStage.dirty_state`), under the worker's collector policy;
+  holds at most one): CPU and size of one series written whole (`snapshot_key` and its
+  encoding: the layout before), against one save of the segment stage's layout a minute
+  later (its head and the parts that changed, `snapshot_head` and `drain_parts`), under the
+  worker's collector policy. The stage saves every series that changed at least every 30 s
+  (`SegmentStage.dirty_state`);
 - `compressed day`: the contributions stage one makes from `--events` generated events over one
   day (the benchmarks' shape: every bucket small), in batches of 1,000 events: segment stage
   CPU, state records and bytes per input event (best of 3).
@@ -81,6 +83,9 @@ def live_answers(answers: int, flushes: int = 600) -> str:
 
 
 def week_old_series(segments: int) -> str:
+    """Each series saved whole (the layout before: `snapshot_key`) against one save of the
+    stream's layout a minute later (its head and the parts that changed: the new minute's
+    part, the part of the minute forgotten)."""
     from pipeline.core.config import CoreConfig
     from pipeline.core.drops import DropDetector
     from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tuned_gc
@@ -89,28 +94,57 @@ def week_old_series(segments: int) -> str:
 
     config = CoreConfig()
     bucket = config.windows.bucket_ms
-    minutes = 7 * 24 * 60
-    detector = DropDetector(config.drops, bucket, config.windows.rolling_ms)
-    for seg in range(segments):
-        totals = SegmentTotals("channel", f"c{seg}", bucket)
-        for minute in range(minutes):
+    # a week and the window held, then half an hour more: buckets are being forgotten, and
+    # the current part (an hour) is half full
+    minutes = 7 * 24 * 60 + 90
+    detector = DropDetector(config.drops, bucket, config.windows.rolling_ms, keep_parts=True)
+    all_totals = [SegmentTotals("channel", f"c{seg}", bucket) for seg in range(segments)]
+
+    def minute_of_answers(minute: int) -> None:
+        for totals in all_totals:
             totals.add_answer("nps", minute * bucket, f"e{minute}", minute % 11)
             totals.add_answer("ces", minute * bucket, f"e{minute}", 1 + minute % 7)
+
+    for minute in range(minutes):
+        minute_of_answers(minute)
+    for totals in all_totals:
         for record in totals.flush():
             detector.apply_partial(record)
     detector.advance(minutes * bucket)
     keys = sorted(detector.drain_dirty())
+    for key in keys:
+        detector.drain_parts(key)
     with tuned_gc(STREAM_THRESHOLDS):
         started = time.process_time()
         states = [detector.snapshot_key(key) for key in keys]
         snapped = time.process_time()
         sizes = [len(encode({"p": 0, "s": state})) for state in states]
         encoded = time.process_time()
+    # a minute later: a new bucket per series, the window moved, the oldest bucket forgotten
+    minute_of_answers(minutes)
+    for totals in all_totals:
+        for record in totals.flush():
+            detector.apply_partial(record)
+    detector.advance((minutes + 1) * bucket)
+    with tuned_gc(STREAM_THRESHOLDS):
+        parts_started = time.process_time()
+        saved = [[(key, detector.snapshot_head(key)), *detector.drain_parts(key)]
+                 for key in sorted(detector.drain_dirty())]
+        parts_snapped = time.process_time()
+        part_sizes = [sum(len(encode({"p": 0, "s": state})) for _, state in save)
+                      for save in saved]
+        parts_encoded = time.process_time()
     n = len(keys)
     state_ms, encode_ms = 1e3 * (snapped - started) / n, 1e3 * (encoded - snapped) / n
-    return (f"week-old series: {n} series of {minutes:,} minute buckets: state {state_ms:.1f} "
-            f"ms and encoding {encode_ms:.1f} ms per series, {sum(sizes) / n / 1024:,.0f} KiB "
-            "each")
+    parts_ms = 1e3 * (parts_snapped - parts_started) / len(saved)
+    parts_encode_ms = 1e3 * (parts_encoded - parts_snapped) / len(saved)
+    held = len(detector._series[keys[0]].buckets)
+    return (f"week-old series: {n} series of {held:,} minute buckets: written whole (the "
+            f"layout before), state {state_ms:.2f} ms and encoding {encode_ms:.2f} ms per "
+            f"series, {sum(sizes) / n / 1024:,.1f} KiB each; as head and changed parts a "
+            f"minute later, state {parts_ms:.3f} ms and encoding {parts_encode_ms:.3f} ms per "
+            f"series, {sum(part_sizes) / len(saved) / 1024:,.1f} KiB each in "
+            f"{sum(len(save) for save in saved) / len(saved):.1f} records")
 
 
 def compressed_day(events: int) -> str:

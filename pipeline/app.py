@@ -61,7 +61,7 @@ from pipeline.stream.outbox import (
     METRICS,
     Outbox,
 )
-from pipeline.stream.segments import is_member_key
+from pipeline.stream.segments import is_journaled_key
 from pipeline.stream.state_writer import ChangelogTable, StateDelivery
 from pipeline.stream.topics import (
     CLAIMS_STATE_TABLE,
@@ -215,7 +215,7 @@ def build_worker(
     letters = DeadLetters(dead_letters, privacy, stats)
     # The claims and the segments' bucket members change a key per event or so: their tables
     # are journals, one changelog record per batch and partition (pipeline/stream/journal.py).
-    journaled = {claim_state.name: always, segment_state.name: is_member_key}
+    journaled = {claim_state.name: always, segment_state.name: is_journaled_key}
     state_of = {t.name: (JournalTable(t, delivery, role, faust.types.TP,
                                       journaled=journaled[t.name])
                          if t.name in journaled else ChangelogTable(t, delivery, role,

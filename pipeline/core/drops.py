@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Iterable
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
@@ -52,6 +53,12 @@ Partials = dict[int, tuple[int, Frozen]]
 # Forgotten starts are skipped by moving `Series.head`; the list is compacted once this many
 # (and at least half of it) are dead, so each start costs O(1) amortised to forget.
 _COMPACT_AFTER: Final = 256
+# A series' buckets are also snapshotted in *parts* of this many bucket widths each (an hour
+# at the default minute), beside a small *head* (`DropDetector.snapshot_head`,
+# `snapshot_part`): a store that keeps a series as its head and parts writes what changed
+# since its last write (the current part, the oldest one as buckets are forgotten), not a week
+# of buckets each time. In buckets, not hours, so a part's size does not depend on the width.
+PART_BUCKETS: Final = 60
 
 
 class _Alert:
@@ -161,7 +168,7 @@ class Series:
 
     __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "cusum_since",
                  "cusum_up", "due", "head", "held", "key", "kind", "order", "partials", "plain",
-                 "ref", "since")
+                 "ref", "since", "touched")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
@@ -200,15 +207,52 @@ class Series:
         # and the calendar may leave the series behind between evaluations. Cleared for good
         # by the first partial that breaks it; such a series is stepped at every boundary.
         self.plain = True
+        # The parts (`PART_BUCKETS`) whose buckets or partials changed since the owner last
+        # drained them, by their first start; None when the owner does not keep parts (a
+        # replay never drains them). Not part of the state.
+        self.touched: set[int] | None = None
 
     def snapshot(self) -> dict[str, Any]:
+        head = self.snapshot_head()
+        out = {
+            # the keys in the order this state has always had (its stored bytes unchanged)
+            "key": head["key"], "cursor": head["cursor"], "since": head["since"],
+            "buckets": [[s, list(v)] for s, v in sorted(self.buckets.items())],
+            "partials": [[s, p, ver, list(v)] for s, parts in sorted(self.partials.items())
+                         for p, (ver, v) in sorted(parts.items())],
+        }
+        out.update(head)
+        return out
+
+    def snapshot_part(self, first: int, end: int) -> dict[str, Any] | None:
+        """The buckets and partials of the starts in [first, end), as `snapshot` lists them;
+        None when none is held."""
+        order, held, partials = self.order, self.held, self.partials
+        buckets: list[list[Any]] = []
+        parts: list[list[Any]] = []
+        i = _find(order, first, self.head)
+        n = len(order)
+        while i < n:
+            s = order[i]
+            if s >= end:
+                break
+            v = held[i]
+            if v is not None:
+                buckets.append([s, list(v)])
+            at = partials.get(s)
+            if at is not None:
+                parts.extend([s, p, ver, list(pv)] for p, (ver, pv) in sorted(at.items()))
+            i += 1
+        if not buckets and not parts:
+            return None
+        return {"buckets": buckets, "partials": parts}
+
+    def snapshot_head(self) -> dict[str, Any]:
+        """Everything of `snapshot` but the buckets and partials."""
         return {
             "key": list(self.key),
             "cursor": self.cursor,
             "since": self.since,
-            "buckets": [[s, list(v)] for s, v in sorted(self.buckets.items())],
-            "partials": [[s, p, ver, list(v)] for s, parts in sorted(self.partials.items())
-                         for p, (ver, v) in sorted(parts.items())],
             "cur": list(self.cur),
             "base": list(self.base),
             "cusum": self.cusum,
@@ -302,8 +346,9 @@ class DropDetector:
 
     def __init__(self, config: DropConfig | None = None, bucket_ms: int = 60_000,
                  rolling_ms: tuple[int, ...] = (HOUR_MS, DAY_MS, 7 * DAY_MS), *,
-                 resume: dict[str, Any] | None = None) -> None:
-        """`resume`: a `snapshot()` to continue from."""
+                 resume: dict[str, Any] | None = None, keep_parts: bool = False) -> None:
+        """`resume`: a `snapshot()` to continue from. `keep_parts`: note which parts of each
+        series change, for an owner that stores series as a head and parts (`drain_parts`)."""
         self.config = c = config or DropConfig()
         self.rolling_ms = rolling_ms
         if (c.window_ms % bucket_ms or c.baseline_ms % bucket_ms or HOUR_MS % bucket_ms
@@ -311,6 +356,8 @@ class DropDetector:
             raise ValueError("window, baseline, evaluation step and one hour must be multiples"
                              " of the bucket width")
         self.bucket_ms = bucket_ms
+        self._part_ms = PART_BUCKETS * bucket_ms
+        self.keep_parts = keep_parts
         self.thresholds = thresholds(c)
         self._series: dict[SeriesKey, Series] = {}
         self._min_effect = min_effects(c)
@@ -338,6 +385,8 @@ class DropDetector:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = Series(key, start)
+            if self.keep_parts:
+                series.touched = set()
         # Where stepping at every call would have left the cursor (`at`): a series waiting in
         # the calendar lags behind. Idle, it is brought up (cheap: a jump). Not idle, the
         # partial goes into the windows as seen from the lagging cursor, and the catch-up
@@ -382,6 +431,9 @@ class DropDetector:
                 delta[i] -= x
                 i += 1  # noqa: SIM113  (a counter, as in metrics.sub)
         parts[record.source_partition] = (record.version, frozen)
+        touched = series.touched
+        if touched is not None:
+            touched.add(start - start % self._part_ms)
         if merged is None:  # a restored state with partials but no bucket: held is None
             merged = series.buckets[start] = [0.0] * len(vector)
             series.held[_find(series.order, start, series.head)] = merged
@@ -574,20 +626,23 @@ class DropDetector:
                     move(cur, base, v)
             i += 1
 
-    @staticmethod
-    def _forget_before(series: Series, start: int) -> None:
+    def _forget_before(self, series: Series, start: int) -> None:
         """Drop the buckets and partials before `start`: pops from the front of the ordered
         starts, so each one costs O(1) amortised (it was a scan of every stored bucket)."""
+        part_ms = self._part_ms
         order = series.order
         held = series.held
         buckets = series.buckets
         partials = series.partials
+        touched = series.touched
         i = series.head
         n = len(order)
         while i < n:
             s = order[i]
             if s >= start:
                 break
+            if touched is not None:
+                touched.add(s - s % part_ms)
             # `in` and `del`, not `pop(s, None)`: compiled, `pop` with a default is a method
             # call by name on the dict. `held` says whether a bucket is there.
             if held[i] is not None:
@@ -844,12 +899,42 @@ class DropDetector:
         self._sync(series)
         return series.snapshot()
 
+    def snapshot_head(self, key: SeriesKey) -> dict[str, Any] | None:
+        """One series' head (brought up to the watermark first): its `snapshot_key` but the
+        buckets and partials, which its parts hold (`drain_parts`); None when not held."""
+        series = self._series.get(key)
+        if series is None:
+            return None
+        self._sync(series)
+        return series.snapshot_head()
+
+    def drain_parts(self, key: SeriesKey, every: bool = False
+                    ) -> list[tuple[int, dict[str, Any] | None]]:
+        """(first start, part or None) of each part of one series changed since the last
+        call (`every`: each part it holds), in order; a part is the buckets and partials of
+        `PART_BUCKETS` bucket widths, as `snapshot_key` lists them, None once it holds none.
+        A series' head and its parts written together, and later heads and changed parts
+        over them, give back its `snapshot_key` (`assemble`). Needs `keep_parts`."""
+        series = self._series.get(key)
+        if series is None or series.touched is None:
+            raise ValueError(f"series {key!r}: parts are not kept")
+        self._sync(series)
+        part_ms = self._part_ms
+        firsts = series.touched
+        series.touched = set()
+        if every:
+            firsts = firsts | {s - s % part_ms for s in series.order[series.head:]}
+        return [(first, series.snapshot_part(first, first + part_ms)) for first in sorted(firsts)]
+
     def restore_key(self, key: SeriesKey, state: dict[str, Any] | None) -> None:
-        """Replace one series by `state` (from `snapshot_key`; None removes it)."""
+        """Replace one series by `state` (from `snapshot_key`, or `assemble`d from a head and
+        parts; None removes it)."""
         if state is None:
             self._series.pop(key, None)
         else:
             series = self._series[key] = Series.from_snapshot(state)
+            if self.keep_parts:
+                series.touched = set()
             series.plain = all(s % self.bucket_ms == 0 and min(v) >= 0.0
                                for s, parts in series.partials.items()
                                for _, v in parts.values())
@@ -867,6 +952,23 @@ class DropDetector:
         # `drain_dirty` (which brings every series up first) would report them
         return {"series": series, "watermark": self._watermark,
                 "dirty": [list(key) for key in sorted(self._dirty)]}
+
+
+def assemble(head: dict[str, Any], parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A series' `snapshot_key` from its head and parts (`DropDetector.drain_parts`), the
+    parts in the order of their first starts.
+
+    >>> assemble({"key": ["nps", "all", ""], "cursor": 0}, [
+    ...     {"buckets": [[0, [1.0]]], "partials": []}, {"buckets": [[3600000, [2.0]]],
+    ...     "partials": [[3600000, 0, 1, [2.0]]]}])["buckets"]
+    [[0, [1.0]], [3600000, [2.0]]]
+    """
+    buckets: list[Any] = []
+    partials: list[Any] = []
+    for part in parts:
+        buckets.extend(part["buckets"])
+        partials.extend(part["partials"])
+    return {**head, "buckets": buckets, "partials": partials}
 
 
 def _series_key(raw: list[str]) -> SeriesKey:

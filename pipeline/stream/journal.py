@@ -21,6 +21,14 @@ tombstones of the compacted ones), so a changelog cut between them holds both co
 moved entry, never neither. Bounded: at most `COMPACT_FACTOR` entries held per key alive, each
 entry written again at most once per compaction that reaches it.
 
+A write is read back whole or not at all: when its entries take more than one chunk, each of
+its chunks names the write's last chunk (`"n": seq`), and a restore replays such a chunk only
+if that last chunk is there too (chunks go oldest first, so a complete write's last chunk
+outlives the others). A changelog cut inside a write (a crash while it was being delivered)
+leaves the state of the write before; the chunks of the broken write are deleted at the next
+write, and their seqs never used again. Entries that must be read together (a drop series'
+head and the parts written with it: pipeline/stream/segments.py) can rely on it.
+
 Keys that may hold large values (a segment's drop series: a week of buckets) stay one record per
 key (`ChangelogTable`, with its pieces for values over 1 MiB): a table's `journaled` predicate
 says which keys go in chunks, and a key is always written the same way. Keys the table held
@@ -121,15 +129,33 @@ class PartitionJournal:
         return seq, [key for key in keys if where.get(key) == seq]
 
 
+def broken(chunks: Iterable[tuple[int, dict[str, Any]]]) -> set[int]:
+    """The seqs of chunks whose write is not all there (its last chunk, `"n"`, is missing).
+
+    >>> broken([(1, {"j": [], "n": 2}), (2, {"j": [], "n": 2}), (3, {"j": [], "n": 4})])
+    {3}
+    """
+    chunks = list(chunks)
+    present = {seq for seq, _ in chunks}
+    return {seq for seq, value in chunks if value.get("n", seq) not in present}
+
+
 def replay(chunks: Iterable[tuple[int, dict[str, Any]]], held: dict[str, Any]) -> dict[str, Any]:
     """The values a partition's chunks (seq, decoded chunk value), given in seq order, leave in
-    `held` (key -> table value `{"p", "s", **extra}`, updated in place and returned).
+    `held` (key -> table value `{"p", "s", **extra}`, updated in place and returned); the
+    chunks of a write that is not all there are left out (`broken`).
 
     >>> replay([(1, {"p": 0, "j": [["a", 1]]}), (2, {"p": 0, "j": [["a", None], ["b", 2]]})], {})
     {'b': {'p': 0, 's': 2}}
+    >>> replay([(1, {"p": 0, "j": [["a", 1]]}), (2, {"p": 0, "j": [["a", 2]], "n": 3})], {})
+    {'a': {'p': 0, 's': 1}}
     """
-    for _seq, value in chunks:
-        extra = {k: v for k, v in value.items() if k != "j"}
+    chunks = list(chunks)
+    skip = broken(chunks)
+    for seq, value in chunks:
+        if seq in skip:
+            continue
+        extra = {k: v for k, v in value.items() if k != "j" and k != "n"}
         for key, state in value["j"]:
             if state is None:
                 held.pop(key, None)
@@ -150,6 +176,9 @@ class JournalTable(ChangelogTable):
         self.journals: dict[int, PartitionJournal] = {}
         # partition -> the states of its LEGACY keys, until they are moved into chunks
         self._legacy: dict[int, dict[str, Any]] = {}
+        # partition -> the chunk keys of a write not all there (`broken`), deleted at the next
+        # write
+        self._broken: dict[int, list[bytes]] = {}
 
     def partition_items(self, partition: int) -> Iterator[tuple[str, Any]]:
         """Every (key, value) of one partition, its chunks replayed; its journal is rebuilt
@@ -167,6 +196,7 @@ class JournalTable(ChangelogTable):
                 plain.append((key, value))
         self.journals.pop(partition, None)
         self._legacy.pop(partition, None)
+        self._broken.pop(partition, None)
         if legacy:
             self._legacy[partition] = {key: value["s"] for key, value in legacy.items()}
         if chunks or legacy:
@@ -174,20 +204,35 @@ class JournalTable(ChangelogTable):
             if legacy:
                 journal.book(LEGACY, ((key, True) for key in legacy))
             chunks.sort(key=lambda chunk: chunk[0])
+            skip = broken(chunks)
+            # a broken write's seqs are never used again: a chunk written under its last seq
+            # would make its other chunks look whole
+            beyond = max((max(seq, int(value.get("n", seq))) + 1 for seq, value in chunks),
+                         default=0)
+            if skip:
+                self._broken[partition] = [encode(chunk_key(partition, seq))
+                                           for seq in sorted(skip)]
+                chunks = [chunk for chunk in chunks if chunk[0] not in skip]
             for seq, value in chunks:
                 journal.book(seq, ((key, state) for key, state in value["j"]))
+            journal.next_seq = max(journal.next_seq, beyond)
             plain.extend(replay(chunks, legacy).items())
         return iter(plain)
 
     def write_pairs(self, partition: int, pairs: list[tuple[str, Any]],
                     extra: dict[str, Any]) -> None:
+        """The journaled keys in chunks first, then the others one record per key (so a key
+        moved into a journal is deleted from its old layout after its new entry)."""
         journaled = self.journaled
         entries = [(key, state) for key, state in pairs if journaled(key)]
+        if entries or partition in self._broken:
+            self._write_entries(partition, entries, extra)
         if len(entries) < len(pairs):
             super().write_pairs(partition, [(key, state) for key, state in pairs
                                             if not journaled(key)], extra)
-        if not entries:
-            return
+
+    def _write_entries(self, partition: int, entries: list[tuple[str, Any]],
+                       extra: dict[str, Any]) -> None:
         journal = self.journals.get(partition)
         if journal is None:
             journal = self.journals[partition] = PartitionJournal()
@@ -196,13 +241,17 @@ class JournalTable(ChangelogTable):
         entries = [(key, state) for key, state in entries
                    if state is not None or key in journal.where]
         dropped, moved = self._compact(partition, journal, written)
+        dropped.extend(self._broken.pop(partition, ()))
         entries.extend(moved)
         if not entries and not dropped:
             return
         batch = rocksdict.WriteBatch(raw_mode=True)
         records: list[Record] = []
         tail = _extra_fields(extra)
-        for group, body in _chunks(entries):
+        groups = list(_chunks(entries))
+        if len(groups) > 1:  # every chunk names the write's last one (module docstring)
+            tail = b',"n":%d%b' % (journal.next_seq + len(groups) - 1, tail)
+        for group, body in groups:
             seq = journal.next_seq
             key_bytes = encode(chunk_key(partition, seq))
             value = b'{"p":%d,"j":%b%b}' % (partition, body, tail)

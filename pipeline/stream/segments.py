@@ -19,7 +19,7 @@ import orjson
 
 from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig
-from pipeline.core.drops import DropDetector
+from pipeline.core.drops import DropDetector, assemble
 from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.segment_totals import SegmentTotals
 from pipeline.stream import messages
@@ -34,17 +34,45 @@ from pipeline.stream import messages
 # version, the largest "v" of its members, never goes back.
 MEMBER_PREFIX = "member:"
 BUCKET_PREFIX = "bucket:"  # the whole-bucket layout: read at restore, rewritten as members
+# A drop series is kept as a head (its cursor, window sums and alert state: small) and parts
+# (`PART_BUCKETS` buckets each: an hour of minute buckets, a few KiB): `series-head:` + JSON
+# [metric, dim, value] and `series-part:` + JSON [metric, dim, value, first start]. A series
+# written whole (`series:<metric>|<dim>|<value>`, the layout before: a week of buckets, 632
+# KiB, written at every save) is still read, and rewritten as a head and parts.
+HEAD_PREFIX = "series-head:"
+PART_PREFIX = "series-part:"
 SERIES_PREFIX = "series:"
+_JOURNALED = (MEMBER_PREFIX, HEAD_PREFIX, PART_PREFIX)
 
 
-def is_member_key(key: str) -> bool:
-    """Whether a state key is a bucket member's (small, and changed per event or so: the
-    worker's table writes these in journal chunks, pipeline/stream/journal.py).
+def is_journaled_key(key: str) -> bool:
+    """Whether a state key goes in the worker's journal chunks (pipeline/stream/journal.py):
+    a bucket member's, a series head's or part's (each small; a journal write is whole or
+    absent after a crash, so a series' head and the parts written with it are never read
+    without each other). The whole-series keys of the layout before are not.
 
-    >>> is_member_key(member_key("all", "nps", 0, "e1")), is_member_key("series:nps|all|")
+    >>> is_journaled_key(member_key("all", "nps", 0, "e1")), is_journaled_key("series:nps|all|")
     (True, False)
     """
-    return key.startswith(MEMBER_PREFIX)
+    return key.startswith(_JOURNALED)
+
+
+def head_key(series: tuple[str, str, str]) -> str:
+    """The state key of a drop series' head.
+
+    >>> head_key(("nps", "channel", "phone"))
+    'series-head:["nps","channel","phone"]'
+    """
+    return HEAD_PREFIX + orjson.dumps(series).decode()
+
+
+def part_key(series: tuple[str, str, str], first: int) -> str:
+    """The state key of the part of a drop series that begins at bucket start `first`.
+
+    >>> part_key(("nps", "all", ""), 3600000)
+    'series-part:["nps","all","",3600000]'
+    """
+    return PART_PREFIX + orjson.dumps([*series, first]).decode()
 
 
 def member_key(seg: str, metric: str, bucket_start: int, member: str) -> str:
@@ -82,7 +110,8 @@ class SegmentStage:
         self.sources = sources
         self.bucket_ms = config.windows.bucket_ms
         self.totals: dict[str, SegmentTotals] = {}
-        self.detector = DropDetector(config.drops, self.bucket_ms, config.windows.rolling_ms)
+        self.detector = DropDetector(config.drops, self.bucket_ms, config.windows.rolling_ms,
+                                     keep_parts=True)
         # Source-partition watermarks are not persisted: they come back with the next watermark
         # messages, and until then the detector simply waits.
         self.watermarks: dict[int, int] = {}
@@ -94,6 +123,10 @@ class SegmentStage:
         # their members are written in the member layout
         self._written: dict[str, dict[tuple[str, int], set[str]]] = {}
         self._legacy_keys: list[str] = []
+        # series read whole (the layout before): written as a head and every part at the
+        # next save, their whole key deleted after
+        self._whole_series: set[tuple[str, str, str]] = set()
+        self._whole_keys: list[str] = []
         self.clock = clock
         self.series_every_s = series_every_s
         self._series_saved_at = clock()
@@ -105,6 +138,9 @@ class SegmentStage:
         # two writes); the whole-bucket key is the older, members override it.
         buckets: dict[tuple[str, str, int], dict[str, Any]] = {}
         members: list[tuple[tuple[str, str, int], str, dict[str, Any]]] = []
+        heads: dict[tuple[str, str, str], dict[str, Any]] = {}
+        parts: dict[tuple[str, str, str], list[tuple[int, dict[str, Any]]]] = {}
+        wholes: dict[tuple[str, str, str], dict[str, Any]] = {}
         for key, state in states:
             if key.startswith(MEMBER_PREFIX):
                 seg, metric, start, member = orjson.loads(key[len(MEMBER_PREFIX):])
@@ -116,9 +152,28 @@ class SegmentStage:
                     buckets[(seg, metric, int(start))] = {
                         "v": int(state["v"]), "m": dict(state["m"]), "d": bool(state.get("d")),
                         "legacy": True}
+            elif key.startswith(HEAD_PREFIX):
+                metric, dim, value = orjson.loads(key[len(HEAD_PREFIX):])
+                heads[(metric, dim, value)] = state
+            elif key.startswith(PART_PREFIX):
+                metric, dim, value, first = orjson.loads(key[len(PART_PREFIX):])
+                parts.setdefault((metric, dim, value), []).append((int(first), state))
             elif key.startswith(SERIES_PREFIX):
                 metric, dim, value = key[len(SERIES_PREFIX) :].split("|", 2)
-                self.detector.restore_key((metric, dim, value), state)
+                self._whole_keys.append(key)
+                if state is not None:
+                    wholes[(metric, dim, value)] = state
+        for series, head in heads.items():
+            in_order = sorted(parts.pop(series, []), key=lambda part: part[0])
+            self.detector.restore_key(series, assemble(head, (part for _, part in in_order)))
+        for series, whole in wholes.items():
+            if series not in heads:  # else written as a head and parts since: those are newer
+                self.detector.restore_key(series, whole)
+                self._whole_series.add(series)
+        # parts without a head: not written by this layout (a head goes with every write of
+        # its parts); kept out of the detector, deleted at the next write
+        self._legacy_keys.extend(part_key(series, first)
+                                 for series, orphans in parts.items() for first, _ in orphans)
         for bucket, member, state in members:
             held = buckets.setdefault(bucket, {"v": 0, "m": {}, "d": False})
             held["v"] = max(held["v"], int(state["v"]))
@@ -233,7 +288,8 @@ class SegmentStage:
 
     def dirty_state(self) -> list[tuple[str, Any]]:
         """(table key, state or None) changed since the last call: one key per bucket member
-        that changed (see MEMBER_PREFIX), and every member key of a bucket evicted."""
+        that changed (see MEMBER_PREFIX), every member key of a bucket evicted, and now and
+        then the drop series that changed: each one's head and changed parts (HEAD_PREFIX)."""
         pairs: list[tuple[str, Any]] = [(key, None) for key in self._legacy_keys]
         self._legacy_keys.clear()
         for seg in sorted(self._dirty_segments):
@@ -267,9 +323,19 @@ class SegmentStage:
         if now - self._series_saved_at >= self.series_every_s or (
             self.merged - self._series_saved_merged >= horizon
         ):
-            for series in sorted(self.detector.drain_dirty()):
-                pairs.append((SERIES_PREFIX + "|".join(series),
-                              self.detector.snapshot_key(series)))
+            # A series' head and its parts changed since the last save: one journal write
+            # with the members, whole or absent after a crash, so a restore reads a head with
+            # the parts written beside it (and a series read whole gets every part once).
+            dirty = self.detector.drain_dirty() | self._whole_series
+            for series in sorted(dirty):
+                pairs.append((head_key(series), self.detector.snapshot_head(series)))
+                pairs.extend((part_key(series, first), part) for first, part in
+                             self.detector.drain_parts(series, series in self._whole_series))
+            # the whole keys go after the parts that replace them (the table writes its
+            # journal chunks before its other keys)
+            pairs.extend((key, None) for key in self._whole_keys)
+            self._whole_series.clear()
+            self._whole_keys.clear()
             self._series_saved_at = now
             self._series_saved_merged = self.merged
         return pairs

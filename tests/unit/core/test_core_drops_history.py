@@ -16,12 +16,20 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from drops_reference import DropDetector as ReferenceDetector
 from scenarios import DAY, HOUR, MIN, T0, event
 
 from pipeline.core.buckets import _EVICT_EVERY_BUCKETS, SurveyBuckets, record_key
 from pipeline.core.config import DropConfig, WindowConfig
-from pipeline.core.drops import _COMPACT_AFTER, DropDetector, _bisect_left, _find
+from pipeline.core.drops import (
+    _COMPACT_AFTER,
+    PART_BUCKETS,
+    DropDetector,
+    _bisect_left,
+    _find,
+    assemble,
+)
 from pipeline.core.event import Survey
 from pipeline.core.journeys import EndDelta
 from pipeline.core.records import AlertRecord, MetricRecord
@@ -134,18 +142,26 @@ def _stream(seed: int, days: int, width: int, lateness: int
 
 
 def _run(config: DropConfig, width: int, stream: list[tuple[list[MetricRecord], int]],
-         restore_every: int) -> tuple[list[list[AlertRecord]], list[list[AlertRecord]]]:
-    new = DropDetector(config, width)
+         restore_every: int, parts: bool = False
+         ) -> tuple[list[list[AlertRecord]], list[list[AlertRecord]]]:
+    """`parts`: save the series changed as the stream does (a head and the changed parts,
+    now and then) and restore from what was saved."""
+    new = DropDetector(config, width, keep_parts=parts)
     old = ReferenceDetector(config, width)
     new_alerts: list[list[AlertRecord]] = []
     old_alerts: list[list[AlertRecord]] = []
+    store: dict[tuple[str, str, str], tuple[dict[str, Any], dict[int, dict[str, Any]]]] = {}
+    rng = random.Random(restore_every)
     for step, (batch, watermark) in enumerate(stream):
         for record in batch:
             new.apply_partial(record)
             old.apply_partial(record)
         new_alerts.append(new.advance(watermark))
         old_alerts.append(old.advance(watermark))
-        if step % restore_every == restore_every // 2:
+        restoring = step % restore_every == restore_every // 2
+        if parts and (restoring or rng.random() < 0.1):
+            _save_parts(new, store)
+        if restoring:
             _check_held(new)
             assert _dumps(new) == _dumps(old)
             assert new.firing() == old.firing()
@@ -153,13 +169,39 @@ def _run(config: DropConfig, width: int, stream: list[tuple[list[MetricRecord], 
                 for end in (watermark, watermark - 3 * HOUR, watermark - 2 * DAY):
                     assert new.rolling(*key, end) == old.rolling(*key, end)
             # the stream restores series from their dumps: continue on a restored detector
-            restored = DropDetector(config, width)
+            restored = DropDetector(config, width, keep_parts=parts)
             for key in new.series_keys():
-                restored.restore_key(key, new.snapshot_key(key))
+                if parts:
+                    head, held = store[key]
+                    assert assemble(head, (held[f] for f in sorted(held))) == new.snapshot_key(
+                        key)
+                    restored.restore_key(key, assemble(head, (held[f] for f in sorted(held))))
+                else:
+                    restored.restore_key(key, new.snapshot_key(key))
             new = restored
     _check_held(new)
     assert _dumps(new) == _dumps(old)
     return new_alerts, old_alerts
+
+
+def _save_parts(detector: DropDetector,
+                store: dict[tuple[str, str, str], tuple[dict[str, Any], dict[int, Any]]]
+                ) -> None:
+    """What the segment stage writes: for each series changed, its head and changed parts
+    (None: a part emptied, deleted). Every series saved must read back as its snapshot."""
+    for key in sorted(detector.drain_dirty()):
+        head = detector.snapshot_head(key)
+        assert head is not None
+        held = store.setdefault(key, (head, {}))[1]
+        for first, part in detector.drain_parts(key):
+            assert part is None or all(first <= b[0] < first + PART_BUCKETS * detector.bucket_ms
+                                       for b in part["buckets"] + part["partials"])
+            if part is None:
+                held.pop(first, None)
+            else:
+                held[first] = part
+        store[key] = (head, held)
+        assert assemble(head, (held[f] for f in sorted(held))) == detector.snapshot_key(key)
 
 
 def _check_held(detector: DropDetector) -> None:
@@ -206,6 +248,51 @@ def test_minute_buckets_short_baseline_equals_reference() -> None:
                         negative_end_delay_ms=10 * MIN)
     stream = _stream(2, 5, MIN, 2 * HOUR)
     _check(_run(config, MIN, stream, restore_every=2000), {"window_drop"})
+
+
+def test_series_saved_as_head_and_parts_restore_as_their_snapshots() -> None:
+    # the stream's layout (pipeline/stream/segments.py): now and then each changed series'
+    # head and changed parts; minute buckets and a 6 h baseline, so parts empty as buckets
+    # are forgotten, and restores from what was saved continue as the reference does
+    config = DropConfig(window_ms=30 * MIN, baseline_ms=6 * HOUR, evaluate_every_ms=30 * MIN,
+                        min_n=20, min_baseline_n=20, cusum_min_hour_n=5,
+                        negative_end_delay_ms=10 * MIN)
+    stream = _stream(8, 3, MIN, 2 * HOUR)
+    _check(_run(config, MIN, stream, restore_every=700, parts=True), {"window_drop"})
+
+
+def test_unusual_series_saved_as_head_and_parts() -> None:
+    # off-boundary and negative partials (window sums that are not the buckets' sums): the
+    # head carries the sums, so the parts need not reproduce them
+    width = 15 * MIN
+    config = DropConfig(min_n=30, min_baseline_n=30, cusum_min_hour_n=10)
+    rng = random.Random(9)
+    stream = []
+    for batch, watermark in _stream(4, 10, width, 6 * HOUR):
+        stream.append(([r._replace(window_start=r.window_start + 7 * MIN)
+                        if rng.random() < 0.01 else r for r in batch], watermark))
+    new, old = _run(config, width, stream, restore_every=300, parts=True)
+    assert new == old
+
+
+def test_parts_are_refused_without_keep_parts_and_every_part_drains_on_request() -> None:
+    detector = DropDetector(DropConfig(), MIN)
+    detector.apply_partial(_record(random.Random(1), ("nps", "all", "all"), START, MIN, 0, 1, 0))
+    with pytest.raises(ValueError, match="parts are not kept"):
+        detector.drain_parts(("nps", "all", "all"))
+    keeping = DropDetector(DropConfig(), MIN, keep_parts=True)
+    key = ("nps", "all", "all")
+    for i in range(130):
+        keeping.apply_partial(_record(random.Random(i), key, START + i * MIN, MIN, 0, 1, 0))
+    assert [f for f, _ in keeping.drain_parts(key)] == [START, START + HOUR, START + 2 * HOUR]
+    assert keeping.drain_parts(key) == []
+    restored = DropDetector(DropConfig(), MIN, keep_parts=True)
+    restored.restore_key(key, keeping.snapshot_key(key))
+    assert restored.drain_parts(key) == []
+    every = restored.drain_parts(key, every=True)
+    head = restored.snapshot_head(key)
+    assert head is not None
+    assert assemble(head, (p for _, p in every if p is not None)) == keeping.snapshot_key(key)
 
 
 def test_state_held_is_bounded_by_window_and_baseline() -> None:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from pipeline.stream import journal
 from pipeline.stream.journal import JOURNAL_MARK, JournalTable, chunk_key
-from pipeline.stream.segments import is_member_key, member_key
+from pipeline.stream.segments import is_journaled_key, member_key
 from pipeline.stream.state_writer import ChangelogTable, encode
 from tests.unit.stream.test_state_writer import (  # noqa: F401  (the fixture)
     CHANGELOG,
@@ -173,17 +173,74 @@ def test_keys_outside_the_journal_are_written_one_per_record(tmp_path: Path) -> 
     table = faust_table(tmp_path)
     queue = delivery()
     try:
-        state = JournalTable(table, queue, "state:t", TP, journaled=is_member_key)
+        state = JournalTable(table, queue, "state:t", TP, journaled=is_journaled_key)
         member = member_key("all", "nps", 0, "e1")
         series = {"b": [[i, [1.0, 2.0]] for i in range(30_000)]}  # over 512 KiB: in pieces
         state.write_pairs(0, [(member, {"v": 1, "a": [1, 0]}), ("series:nps|all|", series)], {})
         keys = set(held(table, 0))
         assert chunk_key(0, 0) in keys and "series:nps|all|" in keys and member not in keys
         assert states(read(JournalTable(table, delivery(), "state:t", TP,
-                                        journaled=is_member_key), (0,))) == {
+                                        journaled=is_journaled_key), (0,))) == {
             (0, member): {"v": 1, "a": [1, 0]}, (0, "series:nps|all|"): series}
         with pytest.raises(ValueError, match="cannot go in a journal chunk"):
             state.write_pairs(0, [(member_key("all", "nps", 0, "e2"), "x" * 600_000)], {})
     finally:
         close(table)
 
+
+
+def test_a_write_of_several_chunks_reads_back_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A write whose entries take several chunks (a drop series' head and parts must never
+    be read without each other): Faust's recovery from a changelog cut after any of its
+    records reads the write before it, or this one once its chunks are all there; the next
+    write deletes the broken chunks and never reuses their seqs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(journal, "CHUNK_BYTES", 300)
+        patch.setattr(journal, "COMPACT_SLACK", 0)  # compaction inside the writes too
+        table = faust_table(tmp_path / "ours")
+        queue = delivery()
+        state = JournalTable(table, queue, "state:t", TP)
+        first = {f"k{i}": [i, "first" * 5] for i in range(30)}
+        second = {f"k{i}": None if i % 7 == 0 else [i, "second" * 5] for i in range(10, 45)}
+        try:
+            state.write_pairs(0, sorted(first.items()), {"w": 1})
+            before = len(queue._pending)
+            state.write_pairs(0, sorted(second.items()), {"w": 2})
+            sent = list(queue._pending)
+            chunks = [r for r in sent[before:] if r.value is not None]
+            assert len(chunks) > 3  # the write took several chunks
+            old = {(0, k): v for k, v in first.items()}
+            new = {(0, k): v for k, v in {**first, **second}.items() if v is not None}
+            for cut in range(before, len(sent) + 1):
+                restored = recovered(tmp_path / f"cut-{cut}", sent[:cut])
+                try:
+                    whole = cut >= before + len(chunks)
+                    again = JournalTable(restored, (later := delivery()), "state:t", TP)
+                    assert states(read(again, (0,))) == (new if whole else old), cut
+                    # the worker after the crash writes on: the broken chunks go, and what
+                    # it wrote reads back over the write before
+                    again.write_pairs(0, [("k1", "after")], {"w": 3})
+                    assert states(read(JournalTable(restored, delivery(), "state:t", TP),
+                                       (0,))) == {**(new if whole else old), (0, "k1"): "after"}
+                    seqs = [journal.chunk_seq(k) for k in held(restored, 0)
+                            if k.startswith(JOURNAL_MARK)]
+                    assert not journal.broken(
+                        (journal.chunk_seq(k), v) for k, v in
+                        ((k, v) for k, v in held(restored, 0).items()
+                         if k.startswith(JOURNAL_MARK))), cut
+                    written = [r for r in later._pending if r.value is not None]
+                    assert all(journal.chunk_seq(restored.data._decode_key(r.key))
+                               > max(seqs[:-1], default=-1) for r in written)
+                    # and the same from the changelog alone
+                    again_restored = recovered(tmp_path / f"again-{cut}",
+                                               sent[:cut] + list(later._pending))
+                    try:
+                        assert states(read(JournalTable(again_restored, delivery(), "state:t",
+                                                        TP), (0,))) == {
+                            **(new if whole else old), (0, "k1"): "after"}
+                    finally:
+                        close(again_restored)
+                finally:
+                    close(restored)
+        finally:
+            close(table)

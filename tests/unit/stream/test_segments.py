@@ -162,3 +162,79 @@ def test_restores_at_any_point_give_the_records_of_an_uninterrupted_stage() -> N
     stage.apply(messages.watermark(0, 10**9))
     _apply_state(state, stage.dirty_state())
     assert not [k for k in state if k.startswith(("member:", "bucket:"))]
+
+
+def _week_of_answers(stage: SegmentStage, state: dict[str, object], clock: list[float],
+                     days: int, saves: list[list[tuple[str, object]]]) -> None:
+    """An NPS answer a minute into segment `all` for `days` days, the watermark following;
+    the state written every hour of event time, 31 s of the clock apart (a series save each)."""
+    minute = 60_000
+    for i in range(days * 1440):
+        stage.apply(messages.answer("all", "all", "nps", i * minute, f"e{i}", i % 11)[1])
+        stage.apply(messages.watermark(0, (i + 1) * minute))
+        if i % 60 == 59:
+            stage.flush()
+            clock[0] += 31.0
+            pairs = stage.dirty_state()
+            saves.append([(k, v) for k, v in pairs if k.startswith(("series", "member"))])
+            _apply_state(state, pairs)
+
+
+def _series_snapshots(stage: SegmentStage) -> dict[object, object]:
+    return {key: stage.detector.snapshot_key(key) for key in stage.detector.series_keys()}
+
+
+def test_a_week_old_series_is_written_by_its_changed_parts_and_restores_whole() -> None:
+    """A drop series holds a week of minute buckets (632 KiB written whole at every save, the
+    layout before): each save now writes its head and the parts that changed (the current
+    hour, the hour whose buckets are forgotten), and a restore gives back the same series."""
+    clock = [0.0]
+    stage = SegmentStage(CoreConfig(), clock=lambda: clock[0])
+    state: dict[str, object] = {}
+    saves: list[list[tuple[str, object]]] = []
+    _week_of_answers(stage, state, clock, 9, saves)
+    series = [(k, v) for save in saves[-24:] for k, v in save if k.startswith("series")]
+    sizes = _table_bytes(series)
+    held = stage.detector._series[("nps", "all", "all")]
+    assert len(held.buckets) > 7 * 1440  # a week and the window: 10,140 minute buckets
+    # per save: the head and at most three parts (the hour just filled, the next one begun,
+    # the oldest one forgetting), each a few KiB
+    assert max(sizes) < 8_000, max(sizes)
+    assert sum(sizes) / 24 < 16_000, sum(sizes)
+    assert not [k for k in state if k.startswith("series:")]
+    restored = _restore(dict(state))
+    assert _series_snapshots(restored) == _series_snapshots(stage)
+    # parts of forgotten hours were deleted: what is held is about a week and an hour of parts
+    assert len([k for k in state if k.startswith("series-part:")]) <= 7 * 24 + 3
+
+
+def test_a_series_written_whole_by_an_older_worker_is_rewritten_as_head_and_parts() -> None:
+    clock = [0.0]
+    old = SegmentStage(CoreConfig(), clock=lambda: clock[0])
+    old_state: dict[str, object] = {}
+    _week_of_answers(old, old_state, clock, 2, [])
+    key = ("nps", "all", "all")
+    whole = old.detector.snapshot_key(key)
+    # the layout before: the same members, the series whole under `series:`
+    legacy = {k: v for k, v in old_state.items() if k.startswith("member:")}
+    legacy["series:nps|all|all"] = whole
+    stage = SegmentStage(CoreConfig(), clock=lambda: clock[0])
+    stage.restore_keys(list(legacy.items()))
+    assert stage.detector.snapshot_key(key) == whole
+    clock[0] += 31.0
+    pairs = stage.dirty_state()
+    keys = [k for k, _ in pairs]
+    # every part written, then the whole key deleted after them
+    assert keys[-1] == "series:nps|all|all" and dict(pairs)["series:nps|all|all"] is None
+    parts = [k for k in keys if k.startswith("series-part:")]
+    assert len(parts) == 2 * 24  # two days of minute buckets, none forgotten yet
+    state = dict(legacy)
+    _apply_state(state, pairs)
+    assert _series_snapshots(_restore(state)) == {key: whole}
+    # a changelog holding both (a crash before the whole key's deletion): the parts win
+    both = {**state, "series:nps|all|all": {**whole, "cursor": 0}}
+    again = SegmentStage(CoreConfig(), clock=lambda: clock[0])
+    again.restore_keys(list(both.items()))
+    assert _series_snapshots(again) == {key: whole}
+    clock[0] += 31.0
+    assert ("series:nps|all|all", None) in again.dirty_state()
