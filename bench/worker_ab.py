@@ -26,8 +26,10 @@ from bench.host import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LINE = re.compile(r"end to end, (\d+) worker\(s\): ([\d,]+) events/s .*worker CPU (\d+) us/event; "
-                  r"load ([\d. ]+)\)")
+# (bench_pipeline's line; since 2026-12-03 its CPU figure is followed by the split by process,
+# "worker CPU 118 us/event: entry 21 + sink 22 + worker 75 us; peak RSS ...")
+LINE = re.compile(r"end to end, (\d+) worker\(s\): ([\d,]+) events/s .*worker CPU (\d+) us/event"
+                  r"[:;].*load ([\d. ]+)\)")
 LATENCY = re.compile(r"offered ([\d,]+)/s \(sent ([\d,]+)/s\) journey: p50 ([\d.]+) s, p95 "
                      r"([\d.]+) s, p99 ([\d.]+) s")
 
