@@ -22,7 +22,7 @@ import orjson
 
 from pipeline.contract import event_from_dict, event_to_dict
 from pipeline.core.event import TouchpointEvent, content_digest, with_digest
-from pipeline.storage.tables import DIGEST_KEY
+from pipeline.storage.tables import DIGEST_KEY, OCCURRED_MS_KEY
 
 FORMAT = 1
 # A batch record stays well under the broker's default message.max.bytes (1 MiB) even when one
@@ -164,10 +164,12 @@ def decode_withdrawals(value: bytes) -> list[list[Any]] | None:
 def decode_rows(value: bytes) -> Iterator[tuple[dict[str, Any], int, int, bytes]]:
     """(event dict, source partition, source offset, raw record) of each event of a batch
     record: the sink's `touchpoint_events` rows, without building events (the dict carries
-    the event's content digest for the row's version: `tables.DIGEST_KEY`). A withdrawal
+    the event's content digest for the row's version, `tables.DIGEST_KEY`, and its occurred
+    time in epoch ms, `tables.OCCURRED_MS_KEY`). A withdrawal
     record has no rows."""
     if value.startswith(_WITHDRAWALS_HEAD):
         return
-    for sp, offset, _arrival, raw, event, _ms, digest in _entries(value):
+    for sp, offset, _arrival, raw, event, ms, digest in _entries(value):
         event[DIGEST_KEY] = digest
+        event[OCCURRED_MS_KEY] = ms
         yield event, sp, offset, raw.encode("utf-8")

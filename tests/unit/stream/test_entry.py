@@ -20,7 +20,7 @@ from pipeline.core.event import content_digest
 from pipeline.core.partitioner import partition_for
 from pipeline.privacy import PersonalData
 from pipeline.scoring_rules import load_scoring_rules
-from pipeline.storage.tables import DIGEST_KEY, rows
+from pipeline.storage.tables import DIGEST_KEY, OCCURRED_MS_KEY, rows
 from pipeline.stream.batches import MAX_BATCH_BYTES, decode_batch, decode_rows
 from pipeline.stream.entry import READ_LINGER_SECONDS, EntryStage, Routed, Router
 from pipeline.stream.partition import PartitionProcessor, coalesce
@@ -114,11 +114,43 @@ def test_batches_round_trip_events_raw_bytes_and_rows(lines: list[bytes]) -> Non
                 assert item.event.known_digest == content_digest(parse_event(raw)) < -1
                 assert item.arrival_ms == 123
                 assert row[0]["event_id"] == item.event.event_id
-                # the row's version is the core's digest, carried, not recomputed
+                # the row's version is the core's digest and its occurred time the parser's
+                # ms, carried, not recomputed: the same values as from the dict alone
                 _, [with_digest] = rows("touchpoint_events", [row[0]])
+                assert row[0][OCCURRED_MS_KEY] == item.event.occurred_ms
                 _, [parsed_again] = rows("touchpoint_events", [
-                    {k: v for k, v in row[0].items() if k != DIGEST_KEY}])
+                    {k: v for k, v in row[0].items() if k not in (DIGEST_KEY, OCCURRED_MS_KEY)}])
                 assert with_digest == parsed_again
+
+
+@pytest.mark.parametrize("moment", [
+    "2026-11-22T18:10:09.123+01:00", "2026-11-22T17:10:09.123456Z", "2026-11-22T17:10:09Z",
+    "2026-11-22T17:10:09.999999-00:30", "2000-01-01T00:00:00.000Z", "2026-11-22T17:10:09.5Z",
+    "2099-12-31T23:59:59.999999Z", "2026-11-23T00:59:59.9995+14:00"])
+def test_the_occurred_ms_carried_to_the_sink_gives_the_columns_the_text_gives(
+        lines: list[bytes], moment: str) -> None:
+    """The sink's occurred_at columns from the parser's ms (carried in the batch record)
+    equal those parsed from the event's text, whatever its offset and fraction."""
+    base = json.loads(next(line for line in lines if b'"journey_id"' in line
+                           and _valid(line)))
+    raw = json.dumps({**base, "occurred_at": moment}).encode()
+    batch = next(b for bs in router().route(records([raw], "keyed"), read_ms=1).batches.values()
+                 for b in bs)
+    [(event, _, _, _)] = list(decode_rows(batch))
+    columns, [carried] = rows("touchpoint_events", [event])
+    _, [parsed] = rows("touchpoint_events", [
+        {k: v for k, v in event.items() if k != OCCURRED_MS_KEY}])
+    assert carried == parsed
+    at = columns.index("occurred_at_ms")
+    assert carried[at] == event[OCCURRED_MS_KEY] == parse_event(raw).occurred_ms
+
+
+def _valid(line: bytes) -> bool:
+    try:
+        parse_event(line)
+    except Rejected:
+        return False
+    return True
 
 
 def test_large_reads_split_into_bounded_batch_records(lines: list[bytes]) -> None:
