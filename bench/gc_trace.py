@@ -16,7 +16,7 @@ latency phases), not the measured phase alone.
 Two knobs for trying another policy without editing the worker (issue 15, docs/streaming.md
 "eleventh round"):
 - `--thresholds Y,M,O`: the thresholds the stream processes get where they would set
-  `gcpolicy.STREAM_THRESHOLDS`;
+  `gcpolicy.STREAM_THRESHOLDS` (the worker, the entry stage) or `SINK_THRESHOLDS` (the sink);
 - `--at-batch-ends`: automatic young collections off in the worker; a young collection (a middle
   one every M-th) runs after an agent acks a batch once Y net allocations are due, where fewer
   of a batch's objects are alive.
@@ -55,8 +55,9 @@ if _wanted:
     _new = tuple(int(x) for x in _wanted.split(","))
 
     def _replace(*thresholds):
-        from pipeline.core.gcpolicy import STREAM_THRESHOLDS
-        _set(*(_new if tuple(thresholds) == STREAM_THRESHOLDS else thresholds))
+        from pipeline.core import gcpolicy
+        policies = (gcpolicy.STREAM_THRESHOLDS, getattr(gcpolicy, "SINK_THRESHOLDS", None))
+        _set(*(_new if tuple(thresholds) in policies else thresholds))
     gc.set_threshold = _replace
 if os.environ.get("PEAKEND_GC_TRACE_AT_BATCH_ENDS"):
     def _patch():
@@ -121,7 +122,7 @@ def summarize(folder: Path) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--thresholds", help="Y,M,O in place of the stream policy's")
+    parser.add_argument("--thresholds", help="Y,M,O in place of the stream and sink policies")
     parser.add_argument("--at-batch-ends", action="store_true")
     parser.add_argument("bench_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
@@ -144,7 +145,7 @@ def main() -> int:
         if done.returncode:
             print(done.stderr[-2000:], file=sys.stderr)
             return done.returncode
-        print(f"collector (thresholds {args.thresholds or 'stream policy'}"
+        print(f"collector (thresholds {args.thresholds or 'the processes own policies'}"
               f"{', at batch ends' if args.at_batch_ends else ''}):")
         for line in summarize(folder):
             print("  " + line)

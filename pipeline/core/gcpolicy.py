@@ -43,6 +43,14 @@ from contextlib import contextmanager
 # generation every N young collections; the oldest every N middle ones (and at +25% growth).
 STATE_THRESHOLDS = (1_000, 50_000, 100)
 STREAM_THRESHOLDS = (50_000, 20, 100)
+# The ClickHouse sink's process: what it holds is the rows waiting for their insert (a dict or
+# more per row, up to 5,000-row inserts per table), which die at the insert. At 50,000 net
+# allocations a young collection came while a batch was held and walked it (18 ms each): 4.6%
+# of the sink's CPU; at 200,000 the held rows never reach it, 0.4% (`python -m bench.gc_trace`,
+# docs/streaming.md "twelfth round"). The middle generation every 5 young collections: the
+# same million net allocations between them as the stream policy, for the cycles asyncio and
+# aiokafka leave.
+SINK_THRESHOLDS = (200_000, 5, 100)
 DEFAULT_THRESHOLDS = STATE_THRESHOLDS
 
 

@@ -50,7 +50,7 @@ from aiokafka.errors import KafkaError
 from pipeline.child_process import ChildProcess, die_with, run_as_child
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.contract.decoding import has_long_number
-from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
+from pipeline.core.gcpolicy import SINK_THRESHOLDS, tune_gc
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
@@ -655,11 +655,12 @@ def run(args: argparse.Namespace) -> int:
         die_with(args.parent_pid)  # first: the worker may be killed while this one starts
     settings = Settings.from_env()
     logging.basicConfig(level=logging.WARNING)
-    # The worker's collector policy (pipeline/core/gcpolicy.py): with CPython's default (700,
+    # The sink's collector policy (pipeline/core/gcpolicy.py): with CPython's default (700,
     # 10, 10) a young collection came every few hundred records of a batch and walked the held
     # batch again and again (measured in-process: 7.2 -> 5.6 us per event of touchpoint_events
-    # columns with the collector off); asyncio's and aiokafka's cycles are still collected.
-    tune_gc(STREAM_THRESHOLDS, freeze=False)
+    # columns with the collector off), and with the worker's (50,000) still about once per
+    # batch; asyncio's and aiokafka's cycles are still collected.
+    tune_gc(SINK_THRESHOLDS, freeze=False)
     metrics = WorkerMetrics.create()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, certfile=settings.metrics_tls_certfile,
