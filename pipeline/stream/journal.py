@@ -29,9 +29,11 @@ leaves the state of the write before; the chunks of the broken write are deleted
 write, and their seqs never used again. Entries that must be read together (a drop series'
 head and the parts written with it: pipeline/stream/segments.py) can rely on it.
 
-Keys that may hold large values (a segment's drop series: a week of buckets) stay one record per
-key (`ChangelogTable`, with its pieces for values over 1 MiB): a table's `journaled` predicate
-says which keys go in chunks, and a key is always written the same way. Keys the table held
+Keys a table's `journaled` predicate leaves out stay one record per key (`ChangelogTable`,
+with its pieces for values over 512 KiB), and a key is always written the same way; they are
+written after the chunks, so a key moved into the journal is deleted from its old layout after
+its new entry (the segment table's whole drop series of the layout before: a week of buckets
+each, read, rewritten as a head and parts, deleted). Keys the table held
 before it was a journal (written one record per key) are read as a chunk older than any other
 (`LEGACY`), moved into chunks at the next write and deleted.
 """
