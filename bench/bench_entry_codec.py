@@ -6,9 +6,10 @@ generator's default mix: parse and validate (entry), the batch entry (entry), th
 
 Why: the end-to-end CPU per event is split by process in `bench/bench_pipeline.py` (worker,
 entry, sink); this says which per-event step of the batch-record path is worth work, before any
-(issue 15, docs/streaming.md "ninth round"). Also measured: the share of the raw record, which a
-batch entry carries as an escaped JSON string (for dead letters), in the entry's encoding and in
-each reader's decoding. Best of `--repeat` timings, microseconds per event; the cyclic collector
+(issue 15, docs/streaming.md "ninth round"). Also measured: batch records of format 1, which
+carried each raw record (kept for dead letters) as an escaped JSON string inside the JSON,
+against format 2, which appends the raw records' bytes after it (docs/streaming.md, thirteenth
+round). Best of `--repeat` timings, microseconds per event; the cyclic collector
 is off while timing (it would bill one step for garbage of another).
 """
 
@@ -29,6 +30,7 @@ from jobs.generate import GeneratorConfig, encode_record, generate_records
 from pipeline.contract import Rejected, event_to_dict, parse_event
 from pipeline.contract.decoding import decode_json
 from pipeline.contract.encode import format_occurred_at
+from pipeline.core.event import content_digest
 from pipeline.storage.tables import columnar
 from pipeline.stream.batches import decode_batch, decode_rows, encode_item, join_items
 from pipeline.stream.claims import claim_item
@@ -46,6 +48,17 @@ def best_us(fn: Callable[[], Any], events: int, repeat: int) -> float:
         gc.enable()
 
 
+def format_1_item(source_partition: int, source_offset: int, arrival_ms: int, raw: bytes,
+                  event: Any) -> bytes:
+    """A batch entry of format 1 (before 2026-12-03): the raw record inside, a JSON string."""
+    return orjson.dumps([source_partition, source_offset, arrival_ms, raw.decode("utf-8"),
+                         event_to_dict(event), event.occurred_ms, content_digest(event)])
+
+
+def format_1_join(items: list[bytes]) -> bytes:
+    return b'{"f":1,"e":[' + b",".join(items) + b"]}"
+
+
 def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
     """(process, step, us per event) for each step."""
     raws = [encode_record(r) for r in generate_records(GeneratorConfig(events=events))]
@@ -57,12 +70,12 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
             continue
     n = len(parsed)
     items = [encode_item(0, i, 0, raw, e) for i, (raw, e) in enumerate(parsed)]
-    batches = [join_items(items[i:i + BATCH_EVENTS]) for i in range(0, n, BATCH_EVENTS)]
+    raw_of = [raw for raw, _ in parsed]
+    batches = [join_items(items[i:i + BATCH_EVENTS], raw_of[i:i + BATCH_EVENTS])
+               for i in range(0, n, BATCH_EVENTS)]
     rows = [row for b in batches for row, *_ in decode_rows(b)]
-    without_raw = [orjson.dumps([0, i, 0, event_to_dict(e), e.occurred_ms, 0])
-                   for i, (_, e) in enumerate(parsed)]
-    batches_without_raw = [join_items(without_raw[i:i + BATCH_EVENTS])
-                           for i in range(0, n, BATCH_EVENTS)]
+    items_1 = [format_1_item(0, i, 0, raw, e) for i, (raw, e) in enumerate(parsed)]
+    batches_1 = [format_1_join(items_1[i:i + BATCH_EVENTS]) for i in range(0, n, BATCH_EVENTS)]
     # the claim of each applied event (with its raw record), gathered per flush and claims
     # partition: BATCH_EVENTS a record here
     claims = [claim_item(e.event_id, e.journey_key, 1234567 + i, 0, e.occurred_ms,
@@ -72,23 +85,25 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
         ("entry", "parse_event (decode + validate)", lambda: [parse_event(r) for r, _ in parsed]),
         ("entry", "  of it: decode_json (framing, strict JSON)",
          lambda: [decode_json(r) for r, _ in parsed]),
-        ("entry", "encode_item (whole batch entry)",
-         lambda: [encode_item(0, i, 0, r, e) for i, (r, e) in enumerate(parsed)]),
+        ("entry", "batch records, format 2 (raw records after the JSON)",
+         lambda: [join_items([encode_item(0, i, 0, r, e) for i, (r, e) in
+                              enumerate(parsed[k:k + BATCH_EVENTS])], raw_of[k:k + BATCH_EVENTS])
+                  for k in range(0, n, BATCH_EVENTS)]),
         ("entry", "  of it: event_to_dict", lambda: [event_to_dict(e) for _, e in parsed]),
         ("entry", "    of it: format_occurred_at",
          lambda: [format_occurred_at(e.occurred_at) for _, e in parsed]),
-        ("entry", "  the raw record alone, as a JSON string",
-         lambda: [orjson.dumps([r.decode()]) for r, _ in parsed]),
-        ("worker", "decode_batch (JSON + events)", lambda: [decode_batch(b) for b in batches]),
-        ("worker", "  of it: orjson.loads of the batch",
-         lambda: [orjson.loads(b) for b in batches]),
-        ("worker", "  orjson.loads of the batch without raw records",
-         lambda: [orjson.loads(b) for b in batches_without_raw]),
+        ("entry", "batch records, format 1 (each raw record a JSON string)",
+         lambda: [format_1_join([format_1_item(0, i, 0, r, e) for i, (r, e) in
+                                 enumerate(parsed[k:k + BATCH_EVENTS])])
+                  for k in range(0, n, BATCH_EVENTS)]),
+        ("worker", "decode_batch, format 2", lambda: [decode_batch(b) for b in batches]),
+        ("worker", "decode_batch, format 1", lambda: [decode_batch(b) for b in batches_1]),
         ("worker", "claims records, each claim encoded alone (packed)",
          lambda: [packed(CLAIMS_HEAD, [to_json(c) for c in g]) for g in claim_groups]),
         ("worker", "claims records, each record's claims in one call (gathered)",
          lambda: [gathered(CLAIMS_HEAD, g) for g in claim_groups]),
-        ("sink", "decode_rows", lambda: [list(decode_rows(b)) for b in batches]),
+        ("sink", "decode_rows, format 2", lambda: [list(decode_rows(b)) for b in batches]),
+        ("sink", "decode_rows, format 1", lambda: [list(decode_rows(b)) for b in batches_1]),
         ("sink", "columnar touchpoint_events (5,000-row inserts)",
          lambda: [columnar("touchpoint_events", rows[i:i + 5000]) for i in range(0, n, 5000)]),
     ]

@@ -97,9 +97,10 @@ def make_flushes(events: int, per_flush: int, settings: Settings,
                 proc = stage_one[part] = PartitionProcessor(part, core, rules)
             by_partition.setdefault(part, []).append(proc.process(event))
             items.setdefault(part, []).append(
-                encode_item(part, offset, event.occurred_ms, raw, event))
+                (encode_item(part, offset, event.occurred_ms, raw, event), raw))
         for held in items.values():  # one batch record per partition and flush
-            out.setdefault(BATCH_TABLE, []).append(join_items(held))
+            out.setdefault(BATCH_TABLE, []).append(
+                join_items([item for item, _ in held], [raw for _, raw in held]))
         contributions: dict[int, list[dict[str, Any]]] = {}
         for part, outputs in by_partition.items():
             merged = coalesce(outputs)

@@ -6,10 +6,16 @@ many events per Kafka record. Stage one (a Faust agent) then pays Faust's per-re
 per batch instead of once per event, and the ClickHouse sink takes its `touchpoint_events` rows
 from the same records without parsing the raw events again.
 
-A batch record is JSON: `{"f": 1, "h": handoff key (optional, see `Handoff`), "e":
-[[source_partition, source_offset, arrival_ms, raw, event, occurred_ms, content_digest], ...]}`
-where `raw` is the record exactly as the producer wrote it (for dead letters, which keep the
-original) and `event` is the validated, scrubbed event in `event_to_dict` form.
+A batch record (format 2) is JSON followed by the raw records and the length of those:
+`{"f": 2, "h": handoff key (optional, see `Handoff`), "e": [[source_partition, source_offset,
+arrival_ms, raw_bytes, event, occurred_ms, content_digest], ...]}` + raw + raw + ... + the
+raws' total length in 8 hex digits. `raw` is the record exactly as the producer wrote it (for
+dead letters, which keep the original), `raw_bytes` its length (the raws follow the JSON in the
+order of the entries), and `event` is the validated, scrubbed event in `event_to_dict` form.
+Format 1 (written before 2026-12-03, still read: a topic may hold them after an upgrade) carried
+each raw record inside the JSON as a string; escaping it there, and reading it back in the
+worker and in the sink, cost about a sixth of the entry's encoding (docs/streaming.md,
+thirteenth round). Format 2 copies the bytes as they are.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pipeline.contract import event_from_dict, event_to_dict
 from pipeline.core.event import TouchpointEvent, content_digest, with_digest
 from pipeline.storage.tables import DIGEST_KEY, OCCURRED_MS_KEY
 
-FORMAT = 1
+FORMAT = 2
 # A batch record stays well under the broker's default message.max.bytes (1 MiB) even when one
 # more event of the largest accepted size is added to it.
 MAX_BATCH_BYTES = 512 * 1024
@@ -42,22 +48,27 @@ class RoutedEvent(NamedTuple):
 
 def encode_item(source_partition: int, source_offset: int, arrival_ms: int, raw: bytes,
                 event: TouchpointEvent) -> bytes:
-    """One event's entry of a batch record, as JSON (the batch joins them). orjson: this and
-    the decoding below run for every event, and the standard library's json took about as
-    long as validating the event (bench/bench_pipeline.py, docs/streaming.md)."""
-    return orjson.dumps([source_partition, source_offset, arrival_ms, raw.decode("utf-8"),
+    """One event's entry of a batch record, as JSON, without its raw record (which
+    `join_items` appends after the JSON: give it the raws in the order of the entries).
+    orjson: this and the decoding below run for every event, and the standard library's json
+    took about as long as validating the event (bench/bench_pipeline.py, docs/streaming.md)."""
+    return orjson.dumps([source_partition, source_offset, arrival_ms, len(raw),
                          event_to_dict(event), event.occurred_ms, content_digest(event)])
 
 
 _HEAD = b'{"f":%d,"e":[' % FORMAT
+_TAIL_DIGITS = 8  # the raws' total length, hex: a batch stays far below 16**8 bytes
 
 
-def join_items(items: list[bytes], handoff: bytes | None = None) -> bytes:
-    """A batch record from entries made by `encode_item`; `handoff`: its `Handoff` key, in
-    the record's head (readers that do not know it ignore it)."""
-    if handoff is None:
-        return _HEAD + b",".join(items) + b"]}"
-    return _HANDOFF_HEAD + handoff + b'","e":[' + b",".join(items) + b"]}"
+def join_items(items: list[bytes], raws: list[bytes], handoff: bytes | None = None) -> bytes:
+    """A batch record from entries made by `encode_item` and their raw records, in the same
+    order; `handoff`: its `Handoff` key, in the record's head (readers that do not know it
+    ignore it)."""
+    if len(items) != len(raws):
+        raise ValueError(f"{len(items)} entries but {len(raws)} raw records")
+    tail = b"".join(raws)
+    head = _HEAD if handoff is None else _HANDOFF_HEAD + handoff + b'","e":['
+    return head + b",".join(items) + b"]}" + tail + b"%08x" % len(tail)
 
 
 # -- the handoff within one process -----------------------------------------------------------
@@ -112,12 +123,45 @@ class Handoff:
         return events
 
 
+_FORMAT_2 = b'{"f":2,'
+
+
 def _entries(value: bytes) -> list[list[Any]]:
+    """The entries of a batch record of either format, each raw record as bytes."""
+    if value.startswith(_FORMAT_2):
+        return _entries_2(value)
     data = orjson.loads(value)
-    if not isinstance(data, dict) or data.get("f") != FORMAT:
+    if not isinstance(data, dict) or data.get("f") != 1:
         found = data.get("f") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"not a journey batch of format {FORMAT} (found {found!r})")
+        raise ValueError(f"not a journey batch of format 1 or {FORMAT} (found {found!r})")
     entries: list[list[Any]] = data["e"]
+    for entry in entries:
+        entry[3] = entry[3].encode("utf-8")
+    return entries
+
+
+def _entries_2(value: bytes) -> list[list[Any]]:
+    end = len(value) - _TAIL_DIGITS
+    try:
+        raws = int(value[end:], 16)
+    except ValueError:
+        raws = -1
+    at = end - raws
+    if raws < 0 or at < len(_FORMAT_2):
+        raise ValueError(f"a journey batch of format {FORMAT} without a valid tail "
+                         f"({value[-_TAIL_DIGITS:]!r})")
+    try:
+        entries: list[list[Any]] = orjson.loads(memoryview(value)[:at])["e"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"a journey batch of format {FORMAT} whose JSON part does not read: "
+                         f"{exc}") from None
+    for entry in entries:
+        size = entry[3]
+        entry[3] = value[at:at + size]
+        at += size
+    if at != end:
+        raise ValueError(f"a journey batch of format {FORMAT} whose entries claim "
+                         f"{raws - (end - at)} bytes of raw records, not {raws}")
     return entries
 
 
@@ -128,11 +172,11 @@ def decode_batch(value: bytes) -> list[RoutedEvent]:
     >>> from datetime import UTC, datetime
     >>> e = TouchpointEvent("e1", datetime(2026, 11, 22, tzinfo=UTC), "p", "c1", "interaction",
     ...                     "web", "web", "use")
-    >>> [r.event == e for r in decode_batch(join_items([encode_item(3, 7, 5, b"{}", e)]))]
-    [True]
+    >>> [(r.event == e, r.raw) for r in decode_batch(join_items([encode_item(3, 7, 5, b"{}", e)],
+    ...                                                           [b"{}"]))]
+    [(True, b'{}')]
     """
-    return [RoutedEvent(sp, offset, arrival, raw.encode("utf-8"),
-                        with_digest(event_from_dict(event, ms), digest))
+    return [RoutedEvent(sp, offset, arrival, raw, with_digest(event_from_dict(event, ms), digest))
             for sp, offset, arrival, raw, event, ms, digest in _entries(value)]
 
 
@@ -147,7 +191,7 @@ def encode_withdrawals(items: list[list[Any]]) -> bytes:
 
     >>> decode_withdrawals(encode_withdrawals([["j-1", "e1", 7]]))
     [['j-1', 'e1', 7]]
-    >>> decode_withdrawals(join_items([])) is None
+    >>> decode_withdrawals(join_items([], [])) is None
     True
     """
     return orjson.dumps({"f": WITHDRAWALS, "w": items})
@@ -172,4 +216,4 @@ def decode_rows(value: bytes) -> Iterator[tuple[dict[str, Any], int, int, bytes]
     for sp, offset, _arrival, raw, event, ms, digest in _entries(value):
         event[DIGEST_KEY] = digest
         event[OCCURRED_MS_KEY] = ms
-        yield event, sp, offset, raw.encode("utf-8")
+        yield event, sp, offset, raw

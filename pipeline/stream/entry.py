@@ -120,6 +120,7 @@ class Router:
         """Batch records per target partition (in read order) and dead letters."""
         out = Routed()
         items: dict[int, list[bytes]] = {}
+        raws: dict[int, list[bytes]] = {}
         sizes: dict[int, int] = {}
         handoff = self.handoff
         events: dict[int, list[RoutedEvent]] = {}
@@ -140,26 +141,31 @@ class Router:
             arrived = arrival_ms(record, read_ms)
             item = encode_item(record.partition, record.offset, arrived, carried, event)
             held = items.setdefault(target, [])
-            if held and sizes[target] + len(item) > self.max_batch_bytes:
-                out.batches.setdefault(target, []).append(self._join(held, events, target))
+            size = len(item) + len(carried) + 1
+            if held and sizes[target] + size > self.max_batch_bytes:
+                out.batches.setdefault(target, []).append(
+                    self._join(held, raws[target], events, target))
                 held = items[target] = []
+                raws[target] = []
                 sizes[target] = 0
             held.append(item)
+            raws.setdefault(target, []).append(carried)
             if handoff is not None:
                 events.setdefault(target, []).append(
                     RoutedEvent(record.partition, record.offset, arrived, carried, event))
-            sizes[target] = sizes.get(target, 0) + len(item) + 1
+            sizes[target] = sizes.get(target, 0) + size
             out.events += 1
         for target, held in items.items():
             if held:
-                out.batches.setdefault(target, []).append(self._join(held, events, target))
+                out.batches.setdefault(target, []).append(
+                    self._join(held, raws[target], events, target))
         return out
 
-    def _join(self, items: list[bytes], events: dict[int, list[RoutedEvent]], target: int
-              ) -> bytes:
+    def _join(self, items: list[bytes], raws: list[bytes], events: dict[int, list[RoutedEvent]],
+              target: int) -> bytes:
         if self.handoff is None:
-            return join_items(items)
-        return join_items(items, self.handoff.put(events.pop(target)))
+            return join_items(items, raws)
+        return join_items(items, raws, self.handoff.put(events.pop(target)))
 
 
 class EntryMetrics(Protocol):
