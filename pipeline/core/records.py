@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
-from pipeline.core.timefmt import format_opt, parse_opt
+from pipeline.core.timefmt import format_ms, format_opt, parse_opt
 
 _R = TypeVar("_R", bound=tuple[Any, ...])
 
@@ -233,7 +233,26 @@ class JourneyRecord:
         return (JourneyRecord, self.astuple())
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self._fields, self.astuple(), _JOURNEY_TIMES)
+        # Written out rather than `_to_dict(self._fields, self.astuple(), _JOURNEY_TIMES)`:
+        # compiled, a dict display is one presized dict filled from the unboxed fields, where
+        # the zip built a tuple of boxed values and grew the dict four times (the worker's
+        # outputs encode a journey record for every 3 events: docs/streaming.md, thirteenth
+        # round). tests/unit/core/test_core_record_fields.py holds it to `_to_dict`.
+        return {
+            "journey_id": self.journey_id, "customer_id": self.customer_id,
+            "keyed_by": self.keyed_by, "status": self.status, "close_reason": self.close_reason,
+            "started_at": format_ms(self.started_at), "ended_at": format_ms(self.ended_at),
+            "duration_seconds": self.duration_seconds, "events": self.events,
+            "moments": self.moments, "peak_valence": self.peak_valence,
+            "peak_touchpoint": self.peak_touchpoint, "peak_at": format_opt(self.peak_at),
+            "peak_event_id": self.peak_event_id, "best_valence": self.best_valence,
+            "best_touchpoint": self.best_touchpoint, "worst_valence": self.worst_valence,
+            "worst_touchpoint": self.worst_touchpoint, "end_valence": self.end_valence,
+            "end_touchpoint": self.end_touchpoint, "end_channel": self.end_channel,
+            "end_stage": self.end_stage, "end_at": format_opt(self.end_at),
+            "end_event_id": self.end_event_id, "peak_end_score": self.peak_end_score,
+            "mean_valence": self.mean_valence, "outcome": self.outcome, "version": self.version,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JourneyRecord:
@@ -266,7 +285,18 @@ class MetricRecord(NamedTuple):
     version: int
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self._fields, self, _METRIC_TIMES)
+        # Written out, as JourneyRecord.to_dict (why there); the same items in the same order as
+        # `_to_dict(self._fields, self, _METRIC_TIMES)` (tests/unit/core/test_core_record_fields.py)
+        return {
+            "metric": self.metric, "segment_dim": self.segment_dim,
+            "segment_value": self.segment_value, "window_start": format_ms(self.window_start),
+            "window_end": format_ms(self.window_end), "source_partition": self.source_partition,
+            "n": self.n, "value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high,
+            "promoters": self.promoters, "passives": self.passives,
+            "detractors": self.detractors, "total": self.total, "total_sq": self.total_sq,
+            "easy": self.easy, "hard": self.hard, "positives": self.positives,
+            "version": self.version,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricRecord:
