@@ -30,7 +30,12 @@ from jobs.generate import GeneratorConfig, encode_record, generate_records
 from pipeline.contract import Rejected, event_to_dict, parse_event
 from pipeline.contract.decoding import decode_json
 from pipeline.contract.encode import format_occurred_at
+from pipeline.core import records as records_module
+from pipeline.core.config import CoreConfig
+from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import content_digest
+from pipeline.core.records import JourneyRecord, MetricRecord
+from pipeline.scoring_rules import load_scoring_rules
 from pipeline.storage.tables import columnar
 from pipeline.stream.batches import decode_batch, decode_rows, encode_item, join_items
 from pipeline.stream.claims import claim_item
@@ -81,6 +86,18 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
     claims = [claim_item(e.event_id, e.journey_key, 1234567 + i, 0, e.occurred_ms,
                          e.occurred_ms, 0, i, r) for i, (r, e) in enumerate(parsed)]
     claim_groups = [claims[i:i + BATCH_EVENTS] for i in range(0, n, BATCH_EVENTS)]
+    # the output records of these events (the core, one partition, batches of BATCH_EVENTS:
+    # journeys coalesced per batch as the worker's flush does), each per record, timed per
+    # input event like the rest
+    engine = ExperienceEngine(CoreConfig(), load_scoring_rules())
+    journeys: list[JourneyRecord] = []
+    metrics: list[MetricRecord] = []
+    for k in range(0, n, BATCH_EVENTS):
+        emitted, _ = engine.process_many([e for _, e in parsed[k:k + BATCH_EVENTS]])
+        journeys += emitted.journeys
+        metrics += emitted.metrics
+    journey_times = records_module._JOURNEY_TIMES
+    metric_times = records_module._METRIC_TIMES
     steps: list[tuple[str, str, Callable[[], Any]]] = [
         ("entry", "parse_event (decode + validate)", lambda: [parse_event(r) for r, _ in parsed]),
         ("entry", "  of it: decode_json (framing, strict JSON)",
@@ -102,6 +119,16 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
          lambda: [packed(CLAIMS_HEAD, [to_json(c) for c in g]) for g in claim_groups]),
         ("worker", "claims records, each record's claims in one call (gathered)",
          lambda: [gathered(CLAIMS_HEAD, g) for g in claim_groups]),
+        ("worker", f"journey records to JSON, written-out dict ({len(journeys) / n:.2f} a event)",
+         lambda: [to_json(j.to_dict()) for j in journeys]),
+        ("worker", "journey records to JSON, generic dict (before 2026-12-03)",
+         lambda: [to_json(records_module._to_dict(JourneyRecord._fields, j.astuple(),
+                                                  journey_times)) for j in journeys]),
+        ("worker", f"metric records to JSON, written-out dict ({len(metrics) / n:.2f} a event)",
+         lambda: [to_json(m.to_dict()) for m in metrics]),
+        ("worker", "metric records to JSON, generic dict (before 2026-12-03)",
+         lambda: [to_json(records_module._to_dict(MetricRecord._fields, m, metric_times))
+                  for m in metrics]),
         ("sink", "decode_rows, format 2", lambda: [list(decode_rows(b)) for b in batches]),
         ("sink", "decode_rows, format 1", lambda: [list(decode_rows(b)) for b in batches_1]),
         ("sink", "columnar touchpoint_events (5,000-row inserts)",
