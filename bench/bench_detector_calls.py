@@ -18,7 +18,6 @@ replay` leaves them in its `--dir`.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import pickle
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pipeline.core_build
+from bench.captures import capture_or_time
 from bench.host import cpu_model, loadavg
 
 Call = tuple[int, Any]  # (0, a metric record's values) or (1, a watermark)
@@ -105,16 +105,7 @@ def time_calls(path: Path, repeat: int, collector: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    cap = sub.add_parser("capture")
-    cap.add_argument("events", type=Path)
-    cap.add_argument("out", type=Path)
-    tim = sub.add_parser("time")
-    tim.add_argument("captures", type=Path, nargs="+")
-    tim.add_argument("--repeat", type=int, default=3)
-    tim.add_argument("--no-gc", action="store_true")
-    args = parser.parse_args()
+    args = capture_or_time(__doc__.splitlines()[0])
     if args.command == "capture":
         print(f"{capture(args.events, args.out):,} calls recorded in {args.out}")
         return

@@ -17,7 +17,6 @@ Files for 1 and 90 days: `bench/bench_history.py --path replay` leaves them in i
 
 from __future__ import annotations
 
-import argparse
 import gc
 import hashlib
 import pickle
@@ -27,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.captures import capture_or_time
 from bench.host import cpu_model, loadavg
 from pipeline.core.followups import FollowupEvent, FollowupJourney, FollowupTracker
 
@@ -105,16 +105,7 @@ def timed(calls: list[Call], repeat: int, collector: bool) -> tuple[float, int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    record = commands.add_parser("capture")
-    record.add_argument("events", type=Path)
-    record.add_argument("out", type=Path)
-    run = commands.add_parser("time")
-    run.add_argument("captures", type=Path, nargs="+")
-    run.add_argument("--repeat", type=int, default=3)
-    run.add_argument("--no-gc", action="store_true")
-    args = parser.parse_args()
+    args = capture_or_time(__doc__.split("\n\n")[0])
     if args.command == "capture":
         print(f"{capture(args.events, args.out):,} calls -> {args.out}")
         return

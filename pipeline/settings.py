@@ -357,8 +357,8 @@ class Settings(BaseSettings):
         "", "Private key (PEM) of PEAKEND_METRICS_TLS_CERTFILE.", accepts="empty or a path")
     web_port: int = setting(6066, "Port of Faust's web server.", ge=1, le=65535)
     stream_batch_events: int = setting(
-        4000, "Events the worker's agents take per batch and the entry stage reads at once (outputs "
-        "and state are coalesced per batch: docs/streaming.md, thirteenth round).",
+        4000, "Events the worker's agents take per batch and the entry stage reads at once "
+        "(outputs and state are coalesced per batch: docs/streaming.md, thirteenth round).",
         ge=1, le=1_000_000)
     stream_batch_records: int = setting(
         16, "Batch records (each up to PEAKEND_STREAM_BATCH_EVENTS events of one entry-stage read, "
