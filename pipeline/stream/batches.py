@@ -14,8 +14,8 @@ dead letters, which keep the original), `raw_bytes` its length (the raws follow 
 order of the entries), and `event` is the validated, scrubbed event in `event_to_dict` form.
 Format 1 (written before 2026-12-03, still read: a topic may hold them after an upgrade) carried
 each raw record inside the JSON as a string; escaping it there, and reading it back in the
-worker and in the sink, cost about a sixth of the entry's encoding (docs/streaming.md,
-thirteenth round). Format 2 copies the bytes as they are.
+worker and in the sink, cost about a tenth of the entry's batch encoding and 0.2 us per event in
+each reader (docs/streaming.md, thirteenth round). Format 2 copies the bytes as they are.
 """
 
 from __future__ import annotations
