@@ -14,9 +14,9 @@ Faust, fake producer), and each path is timed per event (CPU seconds of the proc
   items, the outbox, delivery);
 - `claims`: the claims agent over the claims records that left;
 - `segments`: the segments agent over the contributions records that left;
-- `sink rows`: what the ClickHouse sink does per record before the insert: `decode_rows` of the
-  batch records and `loads` of the output records, then `tables.columnar` per table, in chunks
-  of 5,000.
+- `sink rows`: what the ClickHouse sink does per record before the insert: `decode_entries` of
+  the batch records and `loads` of the output records, then `tables.touchpoint_columns` and
+  `tables.columnar` per table, in chunks of 5,000.
 
 With `--tree`, each round runs this file once in each tree (a fresh process with that tree
 on PYTHONPATH, so each runs its own sources and its own compiled build where current), one
@@ -49,8 +49,8 @@ def workload(values: list[bytes]) -> Callable[[], tuple[dict[str, float], str]]:
 
     import tests.unit.stream.test_agents as wiring
     from pipeline.privacy import PersonalData
-    from pipeline.storage.tables import columnar
-    from pipeline.stream.batches import decode_rows
+    from pipeline.storage.tables import columnar, touchpoint_columns
+    from pipeline.stream.batches import DIGEST_AT, EVENT_AT, OCCURRED_MS_AT, decode_entries
     from pipeline.stream.entry import Router
     from tests.unit.stream.fake_faust import Offsets
 
@@ -112,15 +112,17 @@ def workload(values: list[bytes]) -> Callable[[], tuple[dict[str, float], str]]:
         sent = journeys_sent + parts.sent
         tables = {"cx.journeys": "journeys", "cx.metrics": "metric_buckets", "cx.alerts": "alerts"}
         started = time.process_time()
-        held: dict[str, list[dict[str, Any]]] = {"touchpoint_events": []}
-        for _, value in batch_values:
-            held["touchpoint_events"].extend(row for row, _, _, _ in decode_rows(value))
+        held: dict[str, list[Any]] = {}
+        entries = [entry for _, value in batch_values for entry in decode_entries(value)]
         for topic, _, items in sent:
             if topic in tables:
                 held.setdefault(tables[topic], []).extend(orjson.loads(v) for _, v in items)
         built = {table: [columnar(table, records[i:i + CHUNK])
                          for i in range(0, len(records), CHUNK)]
                  for table, records in held.items()}
+        built["touchpoint_events"] = [
+            touchpoint_columns(entries[i:i + CHUNK], EVENT_AT, OCCURRED_MS_AT, DIGEST_AT)
+            for i in range(0, len(entries), CHUNK)]
         times["sink rows"] = time.process_time() - started
         for topic, partition, items in sent:
             for key, value in items:

@@ -9,7 +9,9 @@ entry, sink); this says which per-event step of the batch-record path is worth w
 (issue 15, docs/streaming.md "ninth round"). Also measured: batch records of format 1, which
 carried each raw record (kept for dead letters) as an escaped JSON string inside the JSON,
 against format 2, which appends the raw records' bytes after it (docs/streaming.md, thirteenth
-round). Best of `--repeat` timings, microseconds per event; the cyclic collector
+round), and format 3, which carries each event as a flat row instead of a dict, so the sink
+transposes a batch's rows into its touchpoint_events columns (fourteenth round). Best of
+`--repeat` timings, microseconds per event; the cyclic collector
 is off while timing (it would bill one step for garbage of another).
 """
 
@@ -34,10 +36,19 @@ from pipeline.core import records as records_module
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import content_digest
+from pipeline.core.eventdict import event_row
 from pipeline.core.records import JourneyRecord, MetricRecord
 from pipeline.scoring_rules import load_scoring_rules
-from pipeline.storage.tables import columnar
-from pipeline.stream.batches import decode_batch, decode_rows, encode_item, join_items
+from pipeline.storage.tables import DIGEST_KEY, OCCURRED_MS_KEY, columnar, touchpoint_columns
+from pipeline.stream.batches import (
+    DIGEST_AT,
+    EVENT_AT,
+    OCCURRED_MS_AT,
+    decode_batch,
+    decode_entries,
+    encode_item,
+    join_items,
+)
 from pipeline.stream.claims import claim_item
 from pipeline.stream.outbox import gathered, packed, to_json
 
@@ -64,6 +75,31 @@ def format_1_join(items: list[bytes]) -> bytes:
     return b'{"f":1,"e":[' + b",".join(items) + b"]}"
 
 
+def format_2_item(source_partition: int, source_offset: int, arrival_ms: int, raw: bytes,
+                  event: Any) -> bytes:
+    """A batch entry of format 2 (before 2026-12-04): the event as its dict."""
+    return orjson.dumps([source_partition, source_offset, arrival_ms, len(raw),
+                         event_to_dict(event), event.occurred_ms, content_digest(event)])
+
+
+def format_2_join(items: list[bytes], raws: list[bytes]) -> bytes:
+    tail = b"".join(raws)
+    return b'{"f":2,"e":[' + b",".join(items) + b"]}" + tail + b"%08x" % len(tail)
+
+
+def format_2_rows(value: bytes) -> list[dict[str, Any]]:
+    """The sink's touchpoint records of a format 2 batch before format 3: each event's dict
+    with its digest and ms (what `decode_rows` gave)."""
+    end = len(value) - 8
+    at = end - int(value[end:], 16)
+    out = []
+    for _sp, _offset, _arrival, _size, event, ms, digest in orjson.loads(value[:at])["e"]:
+        event[DIGEST_KEY] = digest
+        event[OCCURRED_MS_KEY] = ms
+        out.append(event)
+    return out
+
+
 def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
     """(process, step, us per event) for each step."""
     raws = [encode_record(r) for r in generate_records(GeneratorConfig(events=events))]
@@ -78,9 +114,13 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
     raw_of = [raw for raw, _ in parsed]
     batches = [join_items(items[i:i + BATCH_EVENTS], raw_of[i:i + BATCH_EVENTS])
                for i in range(0, n, BATCH_EVENTS)]
-    rows = [row for b in batches for row, *_ in decode_rows(b)]
+    entries = [entry for b in batches for entry in decode_entries(b)]
     items_1 = [format_1_item(0, i, 0, raw, e) for i, (raw, e) in enumerate(parsed)]
     batches_1 = [format_1_join(items_1[i:i + BATCH_EVENTS]) for i in range(0, n, BATCH_EVENTS)]
+    items_2 = [format_2_item(0, i, 0, raw, e) for i, (raw, e) in enumerate(parsed)]
+    batches_2 = [format_2_join(items_2[i:i + BATCH_EVENTS], raw_of[i:i + BATCH_EVENTS])
+                 for i in range(0, n, BATCH_EVENTS)]
+    rows_2 = [row for b in batches_2 for row in format_2_rows(b)]
     # the claim of each applied event (with its raw record), gathered per flush and claims
     # partition: BATCH_EVENTS a record here
     claims = [claim_item(e.event_id, e.journey_key, 1234567 + i, 0, e.occurred_ms,
@@ -102,18 +142,25 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
         ("entry", "parse_event (decode + validate)", lambda: [parse_event(r) for r, _ in parsed]),
         ("entry", "  of it: decode_json (framing, strict JSON)",
          lambda: [decode_json(r) for r, _ in parsed]),
-        ("entry", "batch records, format 2 (raw records after the JSON)",
+        ("entry", "batch records, format 3 (events as flat rows)",
          lambda: [join_items([encode_item(0, i, 0, r, e) for i, (r, e) in
                               enumerate(parsed[k:k + BATCH_EVENTS])], raw_of[k:k + BATCH_EVENTS])
                   for k in range(0, n, BATCH_EVENTS)]),
-        ("entry", "  of it: event_to_dict", lambda: [event_to_dict(e) for _, e in parsed]),
+        ("entry", "  of it: event_row", lambda: [event_row(e, []) for _, e in parsed]),
         ("entry", "    of it: format_occurred_at",
          lambda: [format_occurred_at(e.occurred_at) for _, e in parsed]),
+        ("entry", "batch records, format 2 (events as dicts, raw records after the JSON)",
+         lambda: [format_2_join([format_2_item(0, i, 0, r, e) for i, (r, e) in
+                                 enumerate(parsed[k:k + BATCH_EVENTS])],
+                                raw_of[k:k + BATCH_EVENTS])
+                  for k in range(0, n, BATCH_EVENTS)]),
+        ("entry", "  of it: event_to_dict", lambda: [event_to_dict(e) for _, e in parsed]),
         ("entry", "batch records, format 1 (each raw record a JSON string)",
          lambda: [format_1_join([format_1_item(0, i, 0, r, e) for i, (r, e) in
                                  enumerate(parsed[k:k + BATCH_EVENTS])])
                   for k in range(0, n, BATCH_EVENTS)]),
-        ("worker", "decode_batch, format 2", lambda: [decode_batch(b) for b in batches]),
+        ("worker", "decode_batch, format 3", lambda: [decode_batch(b) for b in batches]),
+        ("worker", "decode_batch, format 2", lambda: [decode_batch(b) for b in batches_2]),
         ("worker", "decode_batch, format 1", lambda: [decode_batch(b) for b in batches_1]),
         ("worker", "claims records, each claim encoded alone (packed)",
          lambda: [packed(CLAIMS_HEAD, [to_json(c) for c in g]) for g in claim_groups]),
@@ -129,10 +176,15 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
         ("worker", "metric records to JSON, generic dict (before 2026-12-03)",
          lambda: [to_json(records_module._to_dict(MetricRecord._fields, m, metric_times))
                   for m in metrics]),
-        ("sink", "decode_rows, format 2", lambda: [list(decode_rows(b)) for b in batches]),
-        ("sink", "decode_rows, format 1", lambda: [list(decode_rows(b)) for b in batches_1]),
-        ("sink", "columnar touchpoint_events (5,000-row inserts)",
-         lambda: [columnar("touchpoint_events", rows[i:i + 5000]) for i in range(0, n, 5000)]),
+        ("sink", "decode_entries, format 3 (the sink's path)",
+         lambda: [decode_entries(b) for b in batches]),
+        ("sink", "touchpoint_columns of format 3's rows (5,000-row inserts)",
+         lambda: [touchpoint_columns(entries[i:i + 5000], EVENT_AT, OCCURRED_MS_AT, DIGEST_AT)
+                  for i in range(0, n, 5000)]),
+        ("sink", "format 2's dicts (the path before format 3)",
+         lambda: [format_2_rows(b) for b in batches_2]),
+        ("sink", "columnar touchpoint_events of format 2's dicts (5,000-row inserts)",
+         lambda: [columnar("touchpoint_events", rows_2[i:i + 5000]) for i in range(0, n, 5000)]),
     ]
     return [(process, step, best_us(fn, n, repeat)) for process, step, fn in steps]
 

@@ -55,7 +55,7 @@ from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.storage import migrate as migrations
-from pipeline.storage.tables import columnar
+from pipeline.storage.tables import TOUCHPOINT_EVENTS, columnar, touchpoint_columns
 from pipeline.storage.warehouse import (
     DDL_TIMEOUTS,
     SINK_TIMEOUTS,
@@ -65,7 +65,13 @@ from pipeline.storage.warehouse import (
     failure_kind,
     short_error,
 )
-from pipeline.stream.batches import decode_rows
+from pipeline.stream.batches import (
+    DIGEST_AT,
+    EVENT_AT,
+    OCCURRED_MS_AT,
+    RAW_AT,
+    decode_entries,
+)
 from pipeline.stream.topics import journey_events_topic, topic_tables
 
 log = logging.getLogger(__name__)
@@ -161,11 +167,18 @@ async def own_metadata(consumer: AIOKafkaConsumer, topics: list[str]) -> None:
 class Pending:
     """One row waiting for its insert, with the Kafka record it came from (for dead letters)."""
 
-    record: dict[str, Any]
+    record: Any  # the record's dict, or a touchpoint's batch entry (its flat row)
     topic: str
     partition: int
     offset: int
     value: bytes
+
+    @property
+    def event_id(self) -> str:
+        """The event id of the record, '' when it has none (for its dead letter)."""
+        record = self.record
+        found = record[EVENT_AT] if isinstance(record, list) else record.get("event_id")
+        return found if isinstance(found, str) else ""
 
 
 def server_connector(settings: Settings, timeouts: Timeouts) -> Callable[[], Warehouse]:
@@ -240,12 +253,14 @@ class ClickHouseSink:
         table = self.tables[topic]
         held = self._rows.setdefault(table, [])
         if topic == self._journey_events:
-            # A batch record of many events; each row keeps where its event came from, for a
-            # dead letter should ClickHouse refuse it.
-            for event, source_partition, source_offset, raw in decode_rows(value):
-                held.append(Pending(event, self.settings.topic_touchpoints, source_partition,
-                                    source_offset, raw))
-                self._count += 1
+            # A batch record of many events, each a flat row (`tables.touchpoint_columns`);
+            # each row keeps where its event came from, for a dead letter should ClickHouse
+            # refuse it.
+            rows = decode_entries(value)
+            source = self.settings.topic_touchpoints
+            held.extend([Pending(entry, source, entry[0], entry[1], entry[RAW_AT])
+                         for entry in rows])
+            self._count += len(rows)
         else:
             held.append(Pending(loads(value), topic, partition, offset, value))
             self._count += 1
@@ -271,7 +286,11 @@ class ClickHouseSink:
         # Built and sent as columns: no row tuples, and the driver skips its own row-to-column
         # pass (`RowOrientedBlock`); the columns are rebuilt from the records at each attempt,
         # so a half of a refused chunk is just the columns of its records.
-        columns, data = columnar(table, [p.record for p in chunk])
+        if table == TOUCHPOINT_EVENTS.name:  # rows of batch records (`add`)
+            columns, data = touchpoint_columns([p.record for p in chunk], EVENT_AT,
+                                               OCCURRED_MS_AT, DIGEST_AT)
+        else:
+            columns, data = columnar(table, [p.record for p in chunk])
         started = time.perf_counter()
         self._in_flight_since = time.monotonic()
         try:
@@ -352,11 +371,11 @@ class ClickHouseSink:
                 log.error("a dead letter ClickHouse refused, not stored in ClickHouse: %s",
                           pending.value.decode("utf-8", "replace"))
                 continue
-            event_id = pending.record.get("event_id")
+            event_id = pending.event_id
             letter = DeadLetter.make(
                 REJECTED_REASON, error, original=pending.value, source_topic=pending.topic,
                 source_partition=pending.partition, source_offset=pending.offset,
-                event_id=event_id if isinstance(event_id, str) else "",
+                event_id=event_id,
             )
             letters.append(PersonalData.from_settings(self.settings).seal(
                 letter, MAX_DEAD_LETTER_BYTES).to_json())

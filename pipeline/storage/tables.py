@@ -43,6 +43,7 @@ from pipeline.contract.dead_letters import DEAD_LETTER_FIELDS
 from pipeline.contract.parser import parse_dict
 from pipeline.contract.rejected import Rejected
 from pipeline.core.event import DIGEST_2_OFFSET, content_digest, digest_definition
+from pipeline.core.eventdict import ROW_FIELDS
 from pipeline.core.followups import CASE_FIELDS
 from pipeline.core.records import ALERT_FIELDS, JOURNEY_FIELDS, METRIC_FIELDS, RecordField
 
@@ -507,6 +508,51 @@ TABLES: dict[str, TableSpec] = {
     for spec in (JOURNEYS, METRIC_BUCKETS, ALERTS, DEAD_LETTERS, TOUCHPOINT_EVENTS)
 }
 TABLES[FOLLOWUPS.name] = FOLLOWUPS
+
+
+# touchpoint_events columns taken whole from the event's flat row (`ROW_FIELDS`) as they are;
+# the others are converted below. Built once from the two declarations.
+_ROW_AT = {name: i for i, name in enumerate(ROW_FIELDS)}
+_FLOATS = ("valence", "wait_seconds", "handle_seconds")
+_BITS = ("resolved", "error")
+
+
+def touchpoint_columns(entries: Sequence[Sequence[Any]], event_at: int, occurred_ms_at: int,
+                       digest_at: int) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """`columnar("touchpoint_events", ...)` for events as flat rows: each entry holds the
+    event's `ROW_FIELDS` from `event_at` on, its epoch ms at `occurred_ms_at` and its content
+    digest at `digest_at` (the batch records' entries, pipeline/stream/batches.py). The entries
+    are transposed once (`zip`, in C) and most columns are taken as they are; the values equal
+    `columnar`'s for the same events (tests/unit/storage/test_columnar.py)."""
+    columns = TOUCHPOINT_EVENTS.columns
+    if not entries:
+        return columns, [[] for _ in columns]
+    whole = list(zip(*entries, strict=True))
+    ms = whole[occurred_ms_at]
+    data: list[list[Any]] = []
+    for name in columns:
+        if name == "occurred_at":
+            data.append([m // 1000 for m in ms])
+        elif name == "occurred_at_ms":
+            data.append(list(ms))
+        elif name == "version":
+            data.append([digest_version(d) for d in whole[digest_at]])
+        elif name == "attribute_keys":
+            maps = whole[event_at + _ROW_AT["attributes"]]
+            keys = [sorted(m) if m else [] for m in maps]
+            data.append(keys)
+            data.append([[m[k] for k in ks] for m, ks in zip(maps, keys, strict=True)])
+        elif name == "attribute_values":
+            continue  # with the keys
+        elif name in _FLOATS:
+            data.append([None if v is None else float(v)
+                         for v in whole[event_at + _ROW_AT[name]]])
+        elif name in _BITS:
+            data.append([None if v is None else 1 if v else 0
+                         for v in whole[event_at + _ROW_AT[name]]])
+        else:
+            data.append(list(whole[event_at + _ROW_AT[name]]))
+    return columns, data
 
 
 def _spec_of(table: str) -> TableSpec:

@@ -6,16 +6,21 @@ many events per Kafka record. Stage one (a Faust agent) then pays Faust's per-re
 per batch instead of once per event, and the ClickHouse sink takes its `touchpoint_events` rows
 from the same records without parsing the raw events again.
 
-A batch record (format 2) is JSON followed by the raw records and the length of those:
-`{"f": 2, "h": handoff key (optional, see `Handoff`), "e": [[source_partition, source_offset,
-arrival_ms, raw_bytes, event, occurred_ms, content_digest], ...]}` + raw + raw + ... + the
+A batch record (format 3) is JSON followed by the raw records and the length of those:
+`{"f": 3, "h": handoff key (optional, see `Handoff`), "e": [[source_partition, source_offset,
+arrival_ms, raw_bytes, occurred_ms, content_digest, *event], ...]}` + raw + raw + ... + the
 raws' total length in 8 hex digits. `raw` is the record exactly as the producer wrote it (for
 dead letters, which keep the original), `raw_bytes` its length (the raws follow the JSON in the
-order of the entries), and `event` is the validated, scrubbed event in `event_to_dict` form.
-Format 1 (written before 2026-12-03, still read: a topic may hold them after an upgrade) carried
-each raw record inside the JSON as a string; escaping it there, and reading it back in the
-worker and in the sink, cost about a tenth of the entry's batch encoding and 0.2 us per event in
-each reader (docs/streaming.md, thirteenth round). Format 2 copies the bytes as they are.
+order of the entries), and `event` is the validated, scrubbed event as the flat row of
+`pipeline.core.eventdict.ROW_FIELDS`: the sink takes its touchpoint_events columns by
+transposing a batch's entries (docs/streaming.md, fourteenth round).
+
+Formats 1 and 2 (written before 2026-12-03 and before 2026-12-04; still read: a topic may hold
+them after an upgrade) carried the event as its `event_to_dict` map, in entries of `[source
+partition, source offset, arrival_ms, raw, event, occurred_ms, content_digest]`; format 1 with
+each raw record inside the JSON as a string, whose escaping and unescaping cost about a tenth of
+the entry's batch encoding and 0.2 us per event in each reader (docs/streaming.md, thirteenth
+round). Readers turn their entries into format 3's.
 """
 
 from __future__ import annotations
@@ -28,9 +33,17 @@ import orjson
 
 from pipeline.contract import event_from_dict, event_to_dict
 from pipeline.core.event import TouchpointEvent, content_digest, with_digest
+from pipeline.core.eventdict import event_from_row, event_row
 from pipeline.storage.tables import DIGEST_KEY, OCCURRED_MS_KEY
 
-FORMAT = 2
+FORMAT = 3
+# Where an entry's parts sit (format 3): the raw record (its length on the wire, its bytes once
+# read), the event's occurred time in epoch ms as the parser computed it, its content digest,
+# and the first of the event's `ROW_FIELDS`.
+RAW_AT = 3
+OCCURRED_MS_AT = 4
+DIGEST_AT = 5
+EVENT_AT = 6
 # A batch record stays well under the broker's default message.max.bytes (1 MiB) even when one
 # more event of the largest accepted size is added to it.
 MAX_BATCH_BYTES = 512 * 1024
@@ -52,8 +65,8 @@ def encode_item(source_partition: int, source_offset: int, arrival_ms: int, raw:
     `join_items` appends after the JSON: give it the raws in the order of the entries).
     orjson: this and the decoding below run for every event, and the standard library's json
     took about as long as validating the event (bench/bench_pipeline.py, docs/streaming.md)."""
-    return orjson.dumps([source_partition, source_offset, arrival_ms, len(raw),
-                         event_to_dict(event), event.occurred_ms, content_digest(event)])
+    return orjson.dumps(event_row(event, [source_partition, source_offset, arrival_ms, len(raw),
+                                          event.occurred_ms, content_digest(event)]))
 
 
 _HEAD = b'{"f":%d,"e":[' % FORMAT
@@ -123,46 +136,57 @@ class Handoff:
         return events
 
 
+_FORMAT_3 = b'{"f":3,'
 _FORMAT_2 = b'{"f":2,'
 
 
-def _entries(value: bytes) -> list[list[Any]]:
-    """The entries of a batch record of either format, each raw record as bytes."""
+def entries(value: bytes) -> list[list[Any]]:
+    """The entries of a batch record of any format, as format 3's (see the module docstring),
+    each raw record as bytes."""
+    if value.startswith(_FORMAT_3):
+        return _entries_tailed(value, 3)
     if value.startswith(_FORMAT_2):
-        return _entries_2(value)
+        return [_from_dict_entry(entry) for entry in _entries_tailed(value, 2)]
     data = orjson.loads(value)
     if not isinstance(data, dict) or data.get("f") != 1:
         found = data.get("f") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"not a journey batch of format 1 or {FORMAT} (found {found!r})")
-    entries: list[list[Any]] = data["e"]
-    for entry in entries:
+        raise ValueError(f"not a journey batch of format 1, 2 or {FORMAT} (found {found!r})")
+    old: list[list[Any]] = data["e"]
+    for entry in old:
         entry[3] = entry[3].encode("utf-8")
-    return entries
+    return [_from_dict_entry(entry) for entry in old]
 
 
-def _entries_2(value: bytes) -> list[list[Any]]:
+def _from_dict_entry(entry: list[Any]) -> list[Any]:
+    """An entry of format 1 or 2 (the raw record already bytes) as format 3's."""
+    sp, offset, arrival, raw, event, ms, digest = entry
+    return event_row(event_from_dict(event, ms), [sp, offset, arrival, raw, ms, digest])
+
+
+def _entries_tailed(value: bytes, form: int) -> list[list[Any]]:
+    """The entries of a record of format 2 or 3 (raws after the JSON), raw records as bytes."""
     end = len(value) - _TAIL_DIGITS
     try:
         raws = int(value[end:], 16)
     except ValueError:
         raws = -1
     at = end - raws
-    if raws < 0 or at < len(_FORMAT_2):
-        raise ValueError(f"a journey batch of format {FORMAT} without a valid tail "
+    if raws < 0 or at < len(_FORMAT_3):
+        raise ValueError(f"a journey batch of format {form} without a valid tail "
                          f"({value[-_TAIL_DIGITS:]!r})")
     try:
-        entries: list[list[Any]] = orjson.loads(memoryview(value)[:at])["e"]
+        found: list[list[Any]] = orjson.loads(memoryview(value)[:at])["e"]
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"a journey batch of format {FORMAT} whose JSON part does not read: "
+        raise ValueError(f"a journey batch of format {form} whose JSON part does not read: "
                          f"{exc}") from None
-    for entry in entries:
-        size = entry[3]
-        entry[3] = value[at:at + size]
+    for entry in found:
+        size = entry[RAW_AT]
+        entry[RAW_AT] = value[at:at + size]
         at += size
     if at != end:
-        raise ValueError(f"a journey batch of format {FORMAT} whose entries claim "
+        raise ValueError(f"a journey batch of format {form} whose entries claim "
                          f"{raws - (end - at)} bytes of raw records, not {raws}")
-    return entries
+    return found
 
 
 def decode_batch(value: bytes) -> list[RoutedEvent]:
@@ -176,8 +200,10 @@ def decode_batch(value: bytes) -> list[RoutedEvent]:
     ...                                                           [b"{}"]))]
     [(True, b'{}')]
     """
-    return [RoutedEvent(sp, offset, arrival, raw, with_digest(event_from_dict(event, ms), digest))
-            for sp, offset, arrival, raw, event, ms, digest in _entries(value)]
+    return [RoutedEvent(entry[0], entry[1], entry[2], entry[RAW_AT],
+                        with_digest(event_from_row(entry, EVENT_AT, entry[OCCURRED_MS_AT]),
+                                    entry[DIGEST_AT]))
+            for entry in entries(value)]
 
 
 # Withdrawals from the claims stage (pipeline/stream/claims.py) travel on the same topic, on
@@ -205,15 +231,23 @@ def decode_withdrawals(value: bytes) -> list[list[Any]] | None:
     return items
 
 
+def decode_entries(value: bytes) -> list[list[Any]]:
+    """The entries of a batch record (format 3's layout, whatever its format): the sink's
+    `touchpoint_events` rows (`tables.touchpoint_columns`), without building events. A
+    withdrawal record has none."""
+    if value.startswith(_WITHDRAWALS_HEAD):
+        return []
+    return entries(value)
+
+
 def decode_rows(value: bytes) -> Iterator[tuple[dict[str, Any], int, int, bytes]]:
     """(event dict, source partition, source offset, raw record) of each event of a batch
-    record: the sink's `touchpoint_events` rows, without building events (the dict carries
-    the event's content digest for the row's version, `tables.DIGEST_KEY`, and its occurred
-    time in epoch ms, `tables.OCCURRED_MS_KEY`). A withdrawal
-    record has no rows."""
-    if value.startswith(_WITHDRAWALS_HEAD):
-        return
-    for sp, offset, _arrival, raw, event, ms, digest in _entries(value):
-        event[DIGEST_KEY] = digest
-        event[OCCURRED_MS_KEY] = ms
-        yield event, sp, offset, raw
+    record: `touchpoint_events` records for `tables.rows` and `tables.columnar` (the dict
+    carries the event's content digest for the row's version, `tables.DIGEST_KEY`, and its
+    occurred time in epoch ms, `tables.OCCURRED_MS_KEY`). The sink takes `decode_entries`
+    instead; this builds each event's dict (the backfill's and the tests' form)."""
+    for entry in decode_entries(value):
+        event = event_to_dict(event_from_row(entry, EVENT_AT, entry[OCCURRED_MS_AT]))
+        event[DIGEST_KEY] = entry[DIGEST_AT]
+        event[OCCURRED_MS_KEY] = entry[OCCURRED_MS_AT]
+        yield event, entry[0], entry[1], entry[RAW_AT]

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPILE = ROOT / "scripts" / "compile_core.py"
 
 # Runs the whole engine over the core benchmark's generated mix (journey-id and customer keyed,
-# surveys, out of order input, drops) and prints which core ran and a digest of every record.
+# surveys, out of order input, drops) and prints which core ran and a digest of every record
+# (and of every event's dict form, `eventdict`).
 PROGRAM = """
 import hashlib, json, sys
 import pipeline.core_build
@@ -24,11 +25,16 @@ from pipeline.scoring_rules import load_scoring_rules
 from bench.bench_core import generate
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
+from pipeline.core.eventdict import event_from_dict, event_to_dict
 
 SCORING_RULES = load_scoring_rules()
 engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
 digest = hashlib.sha256()
 events = generate(30_000, seed=7)
+for e in events:  # the batch records' dict form, both ways
+    as_dict = event_to_dict(e)
+    digest.update(json.dumps(as_dict).encode())
+    assert event_from_dict(as_dict, e.occurred_ms) == e, e
 for i in range(0, len(events), 250):
     out, reasons = engine.process_many(events[i:i + 250], partition=i // 250 % 3)
     for r in [*out.journeys, *out.metrics, *out.alerts]:

@@ -24,8 +24,8 @@ from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.records import RecordField
 from pipeline.settings import Settings
 from pipeline.storage import sink, tables
-from pipeline.storage.tables import TABLES, columnar, rows
-from pipeline.stream.batches import decode_rows
+from pipeline.storage.tables import TABLES, columnar, rows, touchpoint_columns
+from pipeline.stream.batches import DIGEST_AT, EVENT_AT, OCCURRED_MS_AT, decode_entries, decode_rows
 from tests.unit.core.record_values import records as record_strategy
 from tests.unit.storage.test_record_fields import IDS, RECORD_CLASSES, RECORD_TABLES, record_of
 
@@ -74,6 +74,22 @@ def test_generated_records_give_the_same_values_in_every_table(
         assert by_columns(table, records) == transposed(table, records), table
         # again with every time in the memo
         assert by_columns(table, records) == transposed(table, records), table
+
+
+def test_touchpoint_rows_of_batch_records_give_the_same_columns_as_their_dicts() -> None:
+    """The sink's path for touchpoint_events (the batch records' flat rows, transposed) gives
+    the values, types included (`repr`), of the dict path (`columnar`, `rows`)."""
+    values = [v for flush in make_flushes(3_000, 500, Settings.from_env({}))
+              for v in flush.messages.get(BATCH_TABLE, [])]
+    assert values
+    for value in values:
+        entries = decode_entries(value)
+        dicts = [e for e, _sp, _off, _raw in decode_rows(value)]
+        assert entries and len(entries) == len(dicts)
+        assert repr(touchpoint_columns(entries, EVENT_AT, OCCURRED_MS_AT, DIGEST_AT)) == \
+            by_columns("touchpoint_events", dicts) == transposed("touchpoint_events", dicts)
+    assert repr(touchpoint_columns([], EVENT_AT, OCCURRED_MS_AT, DIGEST_AT)) == \
+        by_columns("touchpoint_events", [])
 
 
 def test_every_table_has_its_columns_in_the_row_order() -> None:

@@ -1,6 +1,7 @@
-"""Batch records of the journey-events topic (pipeline/stream/batches.py): format 2 carries
-each raw record's bytes after the JSON; records of format 1 (raw records inside the JSON, as
-written before 2026-12-03) are still read, to the same events and raw records."""
+"""Batch records of the journey-events topic (pipeline/stream/batches.py): format 3 carries
+each event as a flat row and each raw record's bytes after the JSON; records of format 1 (raw
+records inside the JSON, as written before 2026-12-03) and of format 2 (events as dicts, before
+2026-12-04) are still read, to the same events and raw records."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from hypothesis import strategies as st
 from jobs.generate import GeneratorConfig, encode_record, generate_records
 from pipeline.contract import Rejected, event_to_dict, parse_event
 from pipeline.core.event import TouchpointEvent, content_digest
-from pipeline.stream.batches import Handoff, decode_batch, decode_rows, encode_item, join_items
+from pipeline.stream.batches import (
+    Handoff,
+    decode_batch,
+    decode_entries,
+    decode_rows,
+    encode_item,
+    join_items,
+)
 
 
 def _events() -> list[tuple[bytes, TouchpointEvent]]:
@@ -42,6 +50,15 @@ def format_1(entries: list[tuple[int, int, int, bytes, TouchpointEvent]]) -> byt
     return b'{"f":1,"e":[' + b",".join(items) + b"]}"
 
 
+def format_2(entries: list[tuple[int, int, int, bytes, TouchpointEvent]]) -> bytes:
+    """A batch record as the entry stage wrote it before format 3: each event as its dict."""
+    items = [orjson.dumps([sp, offset, arrival, len(raw), event_to_dict(event),
+                           event.occurred_ms, content_digest(event)])
+             for sp, offset, arrival, raw, event in entries]
+    tail = b"".join(raw for _, _, _, raw, _ in entries)
+    return b'{"f":2,"e":[' + b",".join(items) + b"]}" + tail + b"%08x" % len(tail)
+
+
 # Raw records as the entry stage may carry them: the producer's bytes (any JSON text, quotes,
 # backslashes, newlines, non-ASCII) or a sealed form; tails that look like hex digits too.
 RAWS = st.one_of(st.binary(max_size=300),
@@ -53,12 +70,12 @@ RAWS = st.one_of(st.binary(max_size=300),
 @given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 2**40), st.integers(0, 2**45),
                           RAWS, st.sampled_from(range(len(EVENTS)))), max_size=12),
        st.booleans())
-def test_format_2_gives_back_every_entry_and_raw_record(
+def test_format_3_gives_back_every_entry_and_raw_record(
         entries: list[tuple[int, int, int, bytes, int]], handed_off: bool) -> None:
     rows = [(sp, offset, arrival, raw, EVENTS[i][1]) for sp, offset, arrival, raw, i in entries]
     key = Handoff().put([]) if handed_off else None
     value = join_items([encode_item(*row) for row in rows], [row[3] for row in rows], key)
-    assert value.startswith(b'{"f":2,')
+    assert value.startswith(b'{"f":3,')
     decoded = decode_batch(value)
     assert [(r.source_partition, r.source_offset, r.arrival_ms, r.raw, exact(r.event))
             for r in decoded] == [(*row[:4], exact(row[4])) for row in rows]
@@ -66,16 +83,16 @@ def test_format_2_gives_back_every_entry_and_raw_record(
         [(row[0], row[1], row[3]) for row in rows]
 
 
-def test_format_1_records_are_still_read_the_same() -> None:
+def test_formats_1_and_2_are_still_read_the_same() -> None:
     rows = [(i % 4, i, 1795367409123 + i, raw, event) for i, (raw, event) in enumerate(EVENTS)]
-    old = format_1(rows)
     new = join_items([encode_item(*row) for row in rows], [row[3] for row in rows])
-    assert len(new) < len(old)  # no escaped copy of each raw record
-    for value in (old, new):
+    oldest, old = format_1(rows), format_2(rows)
+    assert len(new) < len(old) < len(oldest)  # no keys; no escaped copy of each raw record
+    for value in (oldest, old, new):
         assert [(r.source_partition, r.source_offset, r.arrival_ms, r.raw, exact(r.event))
                 for r in decode_batch(value)] == [(*row[:4], exact(row[4])) for row in rows]
-    assert [(event, raw) for event, _, _, raw in decode_rows(old)] == \
-        [(event, raw) for event, _, _, raw in decode_rows(new)]
+        assert repr(decode_entries(value)) == repr(decode_entries(new))
+        assert repr(list(decode_rows(value))) == repr(list(decode_rows(new)))
 
 
 def damaged() -> dict[str, bytes]:
@@ -88,6 +105,7 @@ def damaged() -> dict[str, bytes]:
         "a raw byte too many": value[:-8] + b"x" + b"%08x" % (len(raw) + 1),
         "a JSON byte missing": value[:-9 - len(raw)] + raw + b"%08x" % len(raw),
         "unknown format": b'{"f":9,"e":[]}',
+        "format 2 without its tail": format_2([(0, 1, 2, raw, event)])[:-8],
     }
 
 

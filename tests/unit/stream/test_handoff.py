@@ -87,9 +87,15 @@ def test_schema_events_taken_back_equal_their_decode(events: list[dict[str, Any]
         parse_event(line)  # the schema's events are valid: none may turn into a dead letter
     taken, decoded = taken_and_decoded(lines)
     assert [exact(t) for t in taken] == [exact(d) for d in decoded]
-    assert [e.event.event_id for e in taken] == [e["event_id"] for e in events
-                                               if e["event_id"] in {t.event.event_id
-                                                                    for t in taken}]
+    # every event, in its input order within its journey key (batch records are per partition)
+    def by_key(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for key, event_id in pairs:
+            out.setdefault(key, []).append(event_id)
+        return out
+
+    assert by_key([(t.event.journey_key, t.event.event_id) for t in taken]) == by_key(
+        [(e.get("journey_id") or e["customer_id"], e["event_id"]) for e in events])
 
 
 def test_only_this_process_records_and_only_once() -> None:
