@@ -12,6 +12,7 @@ is built without the interpreter (docs/streaming.md, fourteenth round, has the f
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -62,60 +63,27 @@ def format_occurred_at(moment: datetime) -> str:
     return f"{clock}.{_THREE_DIGITS[high]}{_THREE_DIGITS[micro - high * 1000]}Z"
 
 
-# The parts are read through `Any` (Python's attribute lookup): compiled, reading a
-# `float | None` field as its declared type turns an int the parser kept (30 seconds) into
-# 30.0, and the event read back must hold what the parser gave it.
+# Field names of each optional part, in schema order.
+_SIGNAL_FIELDS: Final = tuple(f.name for f in fields(Signals))
+_SURVEY_FIELDS: Final = tuple(f.name for f in fields(Survey))
 
 
-def _signals_dict(part: Signals) -> dict[str, Any]:
-    """The fields of the signals that are set, in schema order (absent stays absent)."""
+def _present(part: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of an optional part that are set, in schema order (absent stays absent).
+    Read through `Any` (Python's attribute lookup): compiled, reading a `float | None` field as
+    its declared type turns an int the parser kept (30 seconds) into 30.0, and the event read
+    back must hold what the parser gave it. Not on the stream's path since format 3 (the dict
+    form is for format 2's records, the backfill and the tests)."""
     out: dict[str, Any] = {}
-    signals: Any = part
-    value = signals.wait_seconds
-    if value is not None:
-        out["wait_seconds"] = value
-    value = signals.handle_seconds
-    if value is not None:
-        out["handle_seconds"] = value
-    value = signals.transfers
-    if value is not None:
-        out["transfers"] = value
-    value = signals.resolved
-    if value is not None:
-        out["resolved"] = value
-    value = signals.error
-    if value is not None:
-        out["error"] = value
-    return out
-
-
-def _survey_dict(part: Survey) -> dict[str, Any]:
-    """The fields of the survey that are set, in schema order (absent stays absent)."""
-    out: dict[str, Any] = {}
-    survey: Any = part
-    value = survey.nps
-    if value is not None:
-        out["nps"] = value
-    value = survey.ces
-    if value is not None:
-        out["ces"] = value
-    value = survey.ces_scale
-    if value is not None:
-        out["ces_scale"] = value
-    value = survey.csat
-    if value is not None:
-        out["csat"] = value
-    value = survey.comment
-    if value is not None:
-        out["comment"] = value
-    value = survey.ces_higher_means
-    if value is not None:
-        out["ces_higher_means"] = value
+    for name in names:
+        value = getattr(part, name)
+        if value is not None:
+            out[name] = value
     return out
 
 
 def _valence(event: Any) -> Any:
-    return event.valence  # as read in _signals_dict
+    return event.valence  # as read in _present
 
 
 def event_to_dict(event: TouchpointEvent) -> dict[str, Any]:
@@ -139,9 +107,9 @@ def event_to_dict(event: TouchpointEvent) -> dict[str, Any]:
     if valence is not None:
         out["valence"] = valence
     if event.signals is not None:
-        out["signals"] = _signals_dict(event.signals)
+        out["signals"] = _present(event.signals, _SIGNAL_FIELDS)
     if event.survey is not None:
-        out["survey"] = _survey_dict(event.survey)
+        out["survey"] = _present(event.survey, _SURVEY_FIELDS)
     if event.outcome is not None:
         out["outcome"] = event.outcome
     if event.attributes:
