@@ -15,7 +15,9 @@ Two paths over the same records, into a fresh migrated database on the real Clic
 
 - `rows`: the sink before this bench (json.loads, `tables.rows` per record, the row-oriented
   `Warehouse.insert`): kept here as the reference;
-- `columns`: the sink's path now (`sink.loads`, `tables.columnar`, `Warehouse.insert_columns`);
+- `columns`: the sink's path now (`sink.loads`, `tables.columnar`, `Warehouse.insert_columns`;
+  touchpoint_events from the batch records' flat rows, `decode_entries` and
+  `tables.touchpoint_columns`);
 - `nomemo`: `columns` without the memo of parsed times (`tables._TIMES`).
 
 Each path inserts into a database of its own; at the end the two databases' tables are
@@ -46,10 +48,18 @@ from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
 from pipeline.storage import sink as sink_module
 from pipeline.storage import tables
-from pipeline.storage.tables import columnar, rows
+from pipeline.storage.tables import columnar, rows, touchpoint_columns
 from pipeline.storage.warehouse import Warehouse
 from pipeline.stream import messages
-from pipeline.stream.batches import decode_rows, encode_item, join_items
+from pipeline.stream.batches import (
+    DIGEST_AT,
+    EVENT_AT,
+    OCCURRED_MS_AT,
+    decode_entries,
+    decode_rows,
+    encode_item,
+    join_items,
+)
 from pipeline.stream.partition import PartitionProcessor, coalesce
 from pipeline.stream.segments import SegmentStage
 
@@ -134,9 +144,11 @@ def decode_old(table: str, values: list[bytes]) -> list[dict[str, Any]]:
     return [json.loads(v) for v in values]
 
 
-def decode_new(table: str, values: list[bytes]) -> list[dict[str, Any]]:
+def decode_new(table: str, values: list[bytes]) -> list[Any]:
+    """The sink's records: the batch records' entries (flat rows) for touchpoint_events, the
+    output records' dicts for the others."""
     if table == BATCH_TABLE:
-        return [event for value in values for event, _sp, _off, _raw in decode_rows(value)]
+        return [entry for value in values for entry in decode_entries(value)]
     return [sink_module.loads(v) for v in values]
 
 
@@ -149,7 +161,10 @@ def path_rows(wh: Warehouse | None, table: str, values: list[bytes]) -> int:
 
 def path_columns(wh: Warehouse | None, table: str, values: list[bytes]) -> int:
     records = decode_new(table, values)
-    columns, data = columnar(table, records)
+    if table == BATCH_TABLE:  # the sink's path (storage/sink.py, `_insert_chunk`)
+        columns, data = touchpoint_columns(records, EVENT_AT, OCCURRED_MS_AT, DIGEST_AT)
+    else:
+        columns, data = columnar(table, records)
     if wh is not None:
         wh.insert_columns(table, columns, data)
     return len(records)
