@@ -77,7 +77,7 @@ def format_1_join(items: list[bytes]) -> bytes:
 
 def format_2_item(source_partition: int, source_offset: int, arrival_ms: int, raw: bytes,
                   event: Any) -> bytes:
-    """A batch entry of format 2 (before 2026-12-04): the event as its dict."""
+    """A batch entry of format 2 (before git f55e3a3): the event as its dict."""
     return orjson.dumps([source_partition, source_offset, arrival_ms, len(raw),
                          event_to_dict(event), event.occurred_ms, content_digest(event)])
 

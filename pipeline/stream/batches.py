@@ -15,7 +15,7 @@ order of the entries), and `event` is the validated, scrubbed event as the flat 
 `pipeline.core.eventdict.ROW_FIELDS`: the sink takes its touchpoint_events columns by
 transposing a batch's entries (docs/streaming.md, fourteenth round).
 
-Formats 1 and 2 (written before 2026-12-03 and before 2026-12-04; still read: a topic may hold
+Formats 1 and 2 (written before git 9c22d01 and before git f55e3a3; still read: a topic may hold
 them after an upgrade) carried the event as its `event_to_dict` map, in entries of `[source
 partition, source offset, arrival_ms, raw, event, occurred_ms, content_digest]`; format 1 with
 each raw record inside the JSON as a string, whose escaping and unescaping cost about a tenth of
@@ -140,7 +140,7 @@ _FORMAT_3 = b'{"f":3,'
 _FORMAT_2 = b'{"f":2,'
 
 
-def entries(value: bytes) -> list[list[Any]]:
+def _entries(value: bytes) -> list[list[Any]]:
     """The entries of a batch record of any format, as format 3's (see the module docstring),
     each raw record as bytes."""
     if value.startswith(_FORMAT_3):
@@ -203,7 +203,7 @@ def decode_batch(value: bytes) -> list[RoutedEvent]:
     return [RoutedEvent(entry[0], entry[1], entry[2], entry[RAW_AT],
                         with_digest(event_from_row(entry, EVENT_AT, entry[OCCURRED_MS_AT]),
                                     entry[DIGEST_AT]))
-            for entry in entries(value)]
+            for entry in _entries(value)]
 
 
 # Withdrawals from the claims stage (pipeline/stream/claims.py) travel on the same topic, on
@@ -237,7 +237,7 @@ def decode_entries(value: bytes) -> list[list[Any]]:
     withdrawal record has none."""
     if value.startswith(_WITHDRAWALS_HEAD):
         return []
-    return entries(value)
+    return _entries(value)
 
 
 def decode_rows(value: bytes) -> Iterator[tuple[dict[str, Any], int, int, bytes]]:

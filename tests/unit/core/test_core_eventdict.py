@@ -31,7 +31,7 @@ MOMENTS = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12,
 
 
 def reference(moment: datetime) -> str:
-    """What format_occurred_at wrote until 2026-12-04."""
+    """What format_occurred_at wrote before git f55e3a3."""
     text = moment.isoformat()
     if moment.utcoffset() == timedelta(0) and text.endswith("+00:00"):
         text = text[:-6] + "Z"

@@ -1,7 +1,7 @@
 """Batch records of the journey-events topic (pipeline/stream/batches.py): format 3 carries
 each event as a flat row and each raw record's bytes after the JSON; records of format 1 (raw
 records inside the JSON, as written before 2026-12-03) and of format 2 (events as dicts, before
-2026-12-04) are still read, to the same events and raw records."""
+git f55e3a3) are still read, to the same events and raw records."""
 
 from __future__ import annotations
 
