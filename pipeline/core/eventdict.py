@@ -3,11 +3,13 @@ events that have already passed the contract: what the entry stage writes into a
 for every event and what stage one and the ClickHouse sink read back (`pipeline.stream.batches`:
 format 2 carried the dict, format 3 carries the row).
 
-In the core, not in `pipeline.contract.encode` (which re-exports these), because it runs for
-every event in two processes and the core is the part that is compiled: written here, reading
-the event's fields is a load from the native object instead of a descriptor call, and the dict
-is built without the interpreter (docs/streaming.md, fourteenth round, has the figures).
-`event_from_dict` does NOT validate: it is only for dicts that `event_to_dict` made.
+In the core, not in `pipeline.contract.encode` (which re-exports the dict form), because the
+row form runs for every event in three processes (entry stage, stage one, sink) and the core is
+the part that is compiled: written here, reading the event's fields is a load from the native
+object instead of a descriptor call, and the row is built without the interpreter
+(docs/streaming.md, fourteenth round, has the figures). The dict form is for format 2's records,
+the backfill and the tests. `event_from_dict` and `event_from_row` do NOT validate: they are
+only for what `event_to_dict` and `event_row` made.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pipeline.core.event import Signals, Survey, TouchpointEvent
+from pipeline.core.timefmt import THREE_DIGITS, TWO_DIGITS
 
 _ZERO: Final = timedelta(0)
 # The classes called through their Python entry points, as from interpreted code: compiled code
@@ -30,8 +33,6 @@ _new_survey: Any = Survey
 # full), as `timefmt`'s of days; events of a stream fall on few days.
 _DATES: Final[dict[int, str]] = {}
 _DATES_MAX: Final = 8192
-_TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
-_THREE_DIGITS: Final = tuple(f"{i:03d}" for i in range(1000))
 
 
 def format_occurred_at(moment: datetime) -> str:
@@ -54,13 +55,13 @@ def format_occurred_at(moment: datetime) -> str:
         if len(_DATES) >= _DATES_MAX:
             _DATES.clear()
         date = _DATES[ordinal] = moment.date().isoformat() + "T"
-    clock = (f"{date}{_TWO_DIGITS[moment.hour]}:{_TWO_DIGITS[moment.minute]}:"
-             f"{_TWO_DIGITS[moment.second]}")
+    clock = (f"{date}{TWO_DIGITS[moment.hour]}:{TWO_DIGITS[moment.minute]}:"
+             f"{TWO_DIGITS[moment.second]}")
     micro = moment.microsecond
     if micro == 0:
         return clock + "Z"
     high = micro // 1000
-    return f"{clock}.{_THREE_DIGITS[high]}{_THREE_DIGITS[micro - high * 1000]}Z"
+    return f"{clock}.{THREE_DIGITS[high]}{THREE_DIGITS[micro - high * 1000]}Z"
 
 
 # Field names of each optional part, in schema order.

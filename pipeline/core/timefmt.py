@@ -24,8 +24,8 @@ _MS: Final = timedelta(milliseconds=1)
 # +1% / +5%.
 _DAYS: Final[dict[int, str]] = {}
 _DAYS_MAX: Final = 8192
-_TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
-_THREE_DIGITS: Final = tuple(f"{i:03d}" for i in range(1000))
+TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
+THREE_DIGITS: Final = tuple(f"{i:03d}" for i in range(1000))
 
 
 def format_ms(ms: int) -> str:
@@ -52,8 +52,8 @@ def format_ms(ms: int) -> str:
     rest -= minute * 60_000
     seconds = rest // 1000
     # one f-string: compiled, one string built from the parts (`+` made a string per step)
-    return (f"{prefix}{_TWO_DIGITS[hour]}:{_TWO_DIGITS[minute]}:{_TWO_DIGITS[seconds]}"
-            f".{_THREE_DIGITS[rest - seconds * 1000]}Z")
+    return (f"{prefix}{TWO_DIGITS[hour]}:{TWO_DIGITS[minute]}:{TWO_DIGITS[seconds]}"
+            f".{THREE_DIGITS[rest - seconds * 1000]}Z")
 
 
 def parse_ms(text: str) -> int:
