@@ -50,7 +50,13 @@ def main() -> int:
     from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
     from pipeline.core.partitioner import partition_for
     from pipeline.scoring_rules import load_scoring_rules
-    from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
+    from pipeline.stream.claims import (
+        ClaimsStage,
+        claim_item,
+        claims_partition,
+        decode_claims,
+        encode_claims,
+    )
     from pipeline.stream.partition import PartitionProcessor
 
     events = [parse_dict(e) for e in generate_events(GeneratorConfig(events=args.events, seed=9))]
@@ -83,8 +89,8 @@ def main() -> int:
                     procs[p].watermark, p, i, raws[i]))
             if (i + 1) % FLUSH == 0 or i + 1 == len(events):
                 for target, items in pending.items():
-                    record = orjson.dumps({"c": items})
-                    stages[target].apply(orjson.loads(record)["c"])
+                    for record in encode_claims(items):
+                        stages[target].apply(decode_claims(record))
                     stages[target].dirty_state()
                 pending = {}
         claims = time.process_time() - started

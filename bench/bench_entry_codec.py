@@ -49,11 +49,14 @@ from pipeline.stream.batches import (
     encode_item,
     join_items,
 )
-from pipeline.stream.claims import claim_item
-from pipeline.stream.outbox import gathered, packed, to_json
+from pipeline.stream.claims import CLAIM_RAW_AT, claim_item, decode_claims, encode_claims
+from pipeline.stream.outbox import MAX_GATHERED_BYTES, packed, to_json
 
 BATCH_EVENTS = 100  # events per batch record (what the entry stage writes per partition read)
-CLAIMS_HEAD = b'{"c":['  # a claims record (pipeline/stream/outbox.py)
+CLAIMS_HEAD = b'{"c":['  # a claims record of format 1 (before the fifteenth round)
+# Claims of one flush for one claims partition: a flush gathers up to 16 batch records of up to
+# 512 KiB (about 14,000 events of the default mix), spread over 4 claims partitions.
+FLUSH_CLAIMS = 3_600
 
 
 def best_us(fn: Callable[[], Any], events: int, repeat: int) -> float:
@@ -100,6 +103,15 @@ def format_2_rows(value: bytes) -> list[dict[str, Any]]:
     return out
 
 
+def gathered_format_1(items: list[Any], max_bytes: int = MAX_GATHERED_BYTES) -> list[bytes]:
+    """Claims records as the worker wrote them before the fifteenth round: format 1, the whole
+    list encoded once and, when it passed the limit, each claim again alone (`packed`)."""
+    record = CLAIMS_HEAD + to_json(items)[1:] + b"}"
+    if len(record) < max_bytes:
+        return [record]
+    return packed(CLAIMS_HEAD, [to_json(item) for item in items], max_bytes)
+
+
 def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
     """(process, step, us per event) for each step."""
     raws = [encode_record(r) for r in generate_records(GeneratorConfig(events=events))]
@@ -122,10 +134,14 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
                  for i in range(0, n, BATCH_EVENTS)]
     rows_2 = [row for b in batches_2 for row in format_2_rows(b)]
     # the claim of each applied event (with its raw record), gathered per flush and claims
-    # partition: BATCH_EVENTS a record here
+    # partition: FLUSH_CLAIMS a flush here
     claims = [claim_item(e.event_id, e.journey_key, 1234567 + i, 0, e.occurred_ms,
                          e.occurred_ms, 0, i, r) for i, (r, e) in enumerate(parsed)]
-    claim_groups = [claims[i:i + BATCH_EVENTS] for i in range(0, n, BATCH_EVENTS)]
+    claim_groups = [claims[i:i + FLUSH_CLAIMS] for i in range(0, n, FLUSH_CLAIMS)]
+    claims_1 = [[*c[:CLAIM_RAW_AT], c[CLAIM_RAW_AT].decode()] for c in claims]
+    claim_groups_1 = [claims_1[i:i + FLUSH_CLAIMS] for i in range(0, n, FLUSH_CLAIMS)]
+    claim_records_1 = [r for g in claim_groups_1 for r in gathered_format_1(g)]
+    claim_records = [r for g in claim_groups for r in encode_claims(g)]
     # the output records of these events (the core, one partition, batches of BATCH_EVENTS:
     # journeys coalesced per batch as the worker's flush does), each per record, timed per
     # input event like the rest
@@ -162,10 +178,15 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
         ("worker", "decode_batch, format 3", lambda: [decode_batch(b) for b in batches]),
         ("worker", "decode_batch, format 2", lambda: [decode_batch(b) for b in batches_2]),
         ("worker", "decode_batch, format 1", lambda: [decode_batch(b) for b in batches_1]),
-        ("worker", "claims records, each claim encoded alone (packed)",
-         lambda: [packed(CLAIMS_HEAD, [to_json(c) for c in g]) for g in claim_groups]),
-        ("worker", "claims records, each record's claims in one call (gathered)",
-         lambda: [gathered(CLAIMS_HEAD, g) for g in claim_groups]),
+        ("worker", "claims records, format 1 (raws as JSON strings; the whole flush, then each "
+                   "claim again: before the fifteenth round)",
+         lambda: [gathered_format_1(g) for g in claim_groups_1]),
+        ("worker", "claims records, format 2 (raws after the JSON, groups sized by a sample)",
+         lambda: [encode_claims(g) for g in claim_groups]),
+        ("claims", "decode claims records, format 1", lambda: [decode_claims(r)
+                                                                for r in claim_records_1]),
+        ("claims", "decode claims records, format 2", lambda: [decode_claims(r)
+                                                                for r in claim_records]),
         ("worker", f"journey records to JSON, written-out dict ({len(journeys) / n:.2f} a event)",
          lambda: [to_json(j.to_dict()) for j in journeys]),
         ("worker", "journey records to JSON, generic dict (before 2026-12-03)",

@@ -38,7 +38,7 @@ from pipeline.stream.batches import (
     decode_withdrawals,
     encode_withdrawals,
 )
-from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
+from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition, decode_claims
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.partition import PartitionProcessor
@@ -289,7 +289,7 @@ class ClaimsAgent:
     def process(self, batch: list[Any]) -> Processed:
         processed = Processed()
         for event in self.guard.admitted(batch):
-            claims = orjson.loads(event.value)["c"]
+            claims = decode_claims(event.value)
             processed.applied += len(claims)  # a record holds many
             out = self.stage(processed.take(event, records=0)).apply(claims)
             for target, items in out.withdrawals.items():

@@ -24,16 +24,20 @@ longer held is ignored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zlib import crc32
+
+import orjson
 
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.claims import EventClaims, claims_horizon
 from pipeline.core.clock import NEVER_MS, conflict_error
 from pipeline.core.config import CoreConfig
 from pipeline.core.journeys import CONFLICT
+from pipeline.stream.batches import raws_at, take_raws, with_raws
+from pipeline.stream.split import encoded_groups
 
 WATERMARKS_KEY = "__watermarks__"
 NEVER = NEVER_MS  # a claims partition that has seen no claim
@@ -51,9 +55,66 @@ def claims_partition(event_id: str, partitions: int) -> int:
 def claim_item(event_id: str, key: str, digest: int, partition: int, at_ms: int,
                watermark_ms: int, source_partition: int, source_offset: int, raw: bytes
                ) -> list[Any]:
-    """One claim in a claims record (JSON array: compact, one per applied event)."""
+    """One claim (one per applied event): its fields, the raw record last (`encode_claims`
+    writes it after the record's JSON)."""
     return [event_id, key, digest, partition, at_ms, watermark_ms, source_partition,
-            source_offset, raw.decode("utf-8")]
+            source_offset, raw]
+
+
+# Claims records, format 2 (since the fifteenth round of docs/streaming.md): the JSON
+# `{"f":2,"c":[claim, ...]}`, each claim's raw record replaced by its length, then the raws
+# (`batches.with_raws`). Format 1, `{"c":[claim, ...]}`, held each raw record inside the JSON
+# as a string: about 1 KB of escaped JSON per applied event, which the worker encoded and the
+# claims stage decoded. Format 1 records are still read (a topic may hold them after an
+# upgrade); a worker from before this format cannot read one (upgrade the workers together).
+CLAIM_RAW_AT = 8
+_CLAIMS_HEAD = b'{"f":2,"c":['
+_CLAIMS_RECORD = "a claims record"
+# A claims record stays under this size (its JSON and its raws): the broker's default record
+# limit is 1 MiB (`outbox.MAX_GATHERED_BYTES`, why).
+MAX_CLAIMS_BYTES = 256 * 1024
+
+
+def _raw_length(value: Any) -> int:
+    """orjson's `default` for a claim: its raw record (the one value orjson does not write)
+    written as its length."""
+    if isinstance(value, bytes):
+        return len(value)
+    raise TypeError(f"a claim holds a {type(value).__name__}")
+
+
+def _claims_record(claims: Sequence[list[Any]]) -> bytes:
+    body = orjson.dumps(claims, default=_raw_length)
+    return with_raws(_CLAIMS_HEAD + body[1:] + b"}", [claim[CLAIM_RAW_AT] for claim in claims])
+
+
+def encode_claims(claims: list[list[Any]], max_bytes: int = MAX_CLAIMS_BYTES) -> list[bytes]:
+    """Claims records holding `claims` (from `claim_item`) in order, each under `max_bytes`
+    (a claim larger than that alone in its record).
+
+    >>> records = encode_claims([claim_item("e1", "j", 7, 0, 5, 5, 1, 9, b'{"a":"b"}')])
+    >>> records
+    [b'{"f":2,"c":[["e1","j",7,0,5,5,1,9,9]]}{"a":"b"}00000009']
+    >>> decode_claims(records[0])
+    [['e1', 'j', 7, 0, 5, 5, 1, 9, b'{"a":"b"}']]
+    """
+    return [record for _, record in encoded_groups(claims, max_bytes, _claims_record)]
+
+
+def decode_claims(value: bytes) -> list[list[Any]]:
+    """The claims of a claims record (format 2 or 1), each raw record as bytes."""
+    if not value.startswith(_CLAIMS_HEAD):
+        claims: list[list[Any]] = orjson.loads(value)["c"]  # format 1: raw records as strings
+        for claim in claims:
+            claim[CLAIM_RAW_AT] = claim[CLAIM_RAW_AT].encode("utf-8")
+        return claims
+    at, end = raws_at(value, _CLAIMS_RECORD, len(_CLAIMS_HEAD))
+    try:
+        claims = orjson.loads(memoryview(value)[len(_CLAIMS_HEAD) - 1:at - 1])
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{_CLAIMS_RECORD} whose JSON part does not read: {exc}") from None
+    take_raws(value, claims, CLAIM_RAW_AT, at, end, _CLAIMS_RECORD)
+    return claims
 
 
 @dataclass(slots=True)
@@ -99,7 +160,7 @@ class ClaimsStage:
                 [withdrawal.key, event_id, withdrawal.digest])
             out.letters.append(DeadLetter.make(
                 CONFLICT, conflict_error(event_id, not withdrawal.loser_is_new),
-                original=raw.encode("utf-8"), source_topic=self.source_topic,
+                original=raw, source_topic=self.source_topic,
                 source_partition=source_partition, source_offset=source_offset,
                 event_id=event_id))
         if self._watermarks_dirty and self.watermarks:

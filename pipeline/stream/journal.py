@@ -40,7 +40,7 @@ before it was a journal (written one record per key) are read as a chunk older t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ import rocksdict
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.faust_private import partition_db
 from pipeline.stream.outbox import Record
+from pipeline.stream.split import encoded_groups
 from pipeline.stream.state_writer import MAX_VALUE_BYTES, ChangelogTable, encode, piece_key
 
 JOURNAL_MARK = "\x00journal:"  # no stage key starts with NUL
@@ -301,27 +302,13 @@ def _extra_fields(extra: dict[str, Any]) -> bytes:
 
 
 def _chunks(entries: list[tuple[str, Any]]
-            ) -> Iterator[tuple[list[tuple[str, Any]], bytes]]:
+            ) -> Iterator[tuple[Sequence[tuple[str, Any]], bytes]]:
     """The entries in groups of at most CHUNK_BYTES, each with its JSON array (an entry larger
     alone in its group; one too large for a record at all is a bug of the table's
-    `journaled`). Nearly every batch is one group, encoded in one call."""
-    body = encode(entries)
-    if len(body) <= CHUNK_BYTES:
-        yield entries, body
-        return
-    group: list[tuple[str, Any]] = []
-    parts: list[bytes] = []
-    size = 0
-    for key, state in entries:
-        encoded = encode([key, state])
-        if len(encoded) > MAX_VALUE_BYTES - 1024:
-            raise ValueError(f"state key {key!r}: a {len(encoded)}-byte value cannot go in a "
+    `journaled`). Nearly every batch is one group, encoded in one call; a larger one is cut
+    without encoding each entry alone (`split.encoded_groups`)."""
+    for group, body in encoded_groups(entries, CHUNK_BYTES, encode):
+        if len(group) == 1 and len(body) > MAX_VALUE_BYTES - 1024:
+            raise ValueError(f"state key {group[0][0]!r}: a {len(body)}-byte value cannot go in a "
                              "journal chunk; the table must write such keys one per record")
-        if group and size + len(encoded) > CHUNK_BYTES:
-            yield group, b"[%b]" % b",".join(parts)
-            group, parts, size = [], [], 0
-        group.append((key, state))
-        parts.append(encoded)
-        size += len(encoded) + 1
-    if group:
-        yield group, b"[%b]" % b",".join(parts)
+        yield group, body

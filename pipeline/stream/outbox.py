@@ -19,9 +19,11 @@ from pipeline.core.followups import CaseRecord, FollowupRules
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import MetricRecord
 from pipeline.stream import messages
+from pipeline.stream.claims import encode_claims
 from pipeline.stream.followups import journey_input
 from pipeline.stream.partition import StageOneOutput, coalesce
 from pipeline.stream.segments import StageTwoOutput
+from pipeline.stream.split import encoded_groups
 
 JOURNEYS = "journeys"
 CONTRIBUTIONS = "contributions"
@@ -63,23 +65,20 @@ def packed(head: bytes, encoded: list[bytes], max_bytes: int = MAX_GATHERED_BYTE
 
 
 def gathered(head: bytes, items: list[Any], max_bytes: int = MAX_GATHERED_BYTES) -> list[bytes]:
-    """`packed(head, [to_json(item) for item in items], max_bytes)`, the items encoded in one
-    call when they fit one record (nearly always: a flush's claims of one partition, a
-    segment's contributions), which the worker's profile showed at 2% for one call per item.
-    orjson encodes a list as its items' encodings joined by commas in brackets, so the record
-    is the same bytes.
+    """JSON records `head` + items + `]}` holding `items` in order, each record under
+    `max_bytes` (an item larger than that alone in its record). orjson encodes a list as its
+    items' encodings joined by commas in brackets, so a group's one call gives the record's
+    items; the groups come from `split.encoded_groups` (each item encoded about once: a
+    flush's claims of one partition pass the limit several times over).
 
     >>> gathered(b'{"c":[', [1, "x"]), gathered(b'{"c":[', [1, 22, 333], max_bytes=13)
-    ([b'{"c":[1,"x"]}'], [b'{"c":[1,22]}', b'{"c":[333]}'])
+    ([b'{"c":[1,"x"]}'], [b'{"c":[1]}', b'{"c":[22]}', b'{"c":[333]}'])
     """
-    record = head + to_json(items)[1:] + b"}"
-    if len(record) < max_bytes:  # what `packed` keeps in one record
-        return [record]
-    return packed(head, [to_json(item) for item in items], max_bytes)
+    return [head + body[1:] + b"}"
+            for _, body in encoded_groups(items, max_bytes - len(head) - 1, to_json)]
 
 
 _CONTRIBUTIONS_HEAD = b'{"t":"%s","items":[' % messages.BATCH.encode()
-_CLAIMS_HEAD = b'{"c":['
 _FOLLOWUP_HEAD = b'{"b":['
 
 
@@ -191,7 +190,7 @@ class Outbox:
         self._cases.clear()
         for target, claims in self._claims.items():
             records.extend(Record(CLAIMS, None, value, target)
-                           for value in gathered(_CLAIMS_HEAD, claims))
+                           for value in encode_claims(claims))
         self._claims.clear()
         for sent in records:
             drained.counts[sent.role] += 1

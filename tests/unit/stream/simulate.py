@@ -12,7 +12,13 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.scoring_rules import load_scoring_rules
-from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition
+from pipeline.stream.claims import (
+    ClaimsStage,
+    claim_item,
+    claims_partition,
+    decode_claims,
+    encode_claims,
+)
 from pipeline.stream.outbox import CONTRIBUTIONS, Outbox
 from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage
@@ -82,7 +88,9 @@ class SimulatedStream:
             for out in outputs:
                 outbox.add_journey_output(p, out)
         for q, claims in self.claim_items.items():
-            judged = self.claims[q].apply(claims)
+            # through the claims records the worker writes and the claims stage reads
+            judged = self.claims[q].apply([claim for record in encode_claims(claims)
+                                           for claim in decode_claims(record)])
             self.claims[q].dirty_state()
             for p, items in judged.withdrawals.items():
                 self.withdrawals.setdefault(p, []).extend(items)

@@ -23,6 +23,7 @@ from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.agent_loop import AgentLoop, AppliedCounter, RebalanceGuard, StageAgent
 from pipeline.stream.agents import ClaimsAgent, DeadLetters, JourneysAgent, SegmentsAgent
 from pipeline.stream.batches import Handoff, decode_batch
+from pipeline.stream.claims import decode_claims
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry import Router
 from pipeline.stream.flush import OutputFlusher
@@ -269,7 +270,7 @@ def test_one_event_id_in_two_journeys_is_withdrawn_from_the_losing_one() -> None
     offsets = Offsets("app-claims")
     claims = [offsets.event(value, partition) for topic, partition, items in parts.sent
               if topic == "app-claims" for _, value in items]
-    assert len([c for record in claims for c in orjson.loads(record.value)["c"]]) == 2
+    assert len([c for record in claims for c in decode_claims(record.value)]) == 2
     parts.run(parts.claims, [claims], stage="claims", record="claim")
     assert parts.applied("claims", "claim") == 2  # both claims, from one claims record
     [withdrawal] = parts.journey_events.sent

@@ -7,10 +7,17 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 
 from pipeline.core.config import CoreConfig
 from pipeline.stream.batches import decode_rows, decode_withdrawals, encode_withdrawals
-from pipeline.stream.claims import WATERMARKS_KEY, ClaimsStage, claim_item
+from pipeline.stream.claims import (
+    WATERMARKS_KEY,
+    ClaimsStage,
+    claim_item,
+    decode_claims,
+    encode_claims,
+)
 from pipeline.stream.outbox import CLAIMS, Outbox
 
 T0 = 1_790_000_000_000
@@ -19,8 +26,10 @@ DAY = 86_400_000
 
 def item(event_id: str, key: str, digest: int, partition: int, at: int = T0,
          watermark: int = T0, offset: int = 1) -> list[Any]:
-    return json.loads(orjson.dumps(claim_item(event_id, key, digest, partition, at, watermark,
-                                              partition, offset, b'{"raw":1}')))
+    [record] = encode_claims([claim_item(event_id, key, digest, partition, at, watermark,
+                                         partition, offset, b'{"raw":1}')])
+    [claim] = decode_claims(record)  # as the claims stage reads it
+    return claim
 
 
 def test_the_smaller_digest_wins_and_the_second_claim_is_the_letter() -> None:
@@ -63,7 +72,23 @@ def test_claims_leave_in_one_record_per_target_and_withdrawals_have_no_rows() ->
     outbox.add_claim(3, item("y", "j-a", 8, 0))
     [record] = outbox.drain().records
     assert (record.role, record.partition) == (CLAIMS, 3)
-    assert [c[0] for c in orjson.loads(record.value)["c"]] == ["x", "y"]
+    assert [c[0] for c in decode_claims(record.value)] == ["x", "y"]
     value = encode_withdrawals([["j-a", "x", 7]])
     assert decode_withdrawals(value) == [["j-a", "x", 7]]
     assert list(decode_rows(value)) == []  # the sink's touchpoint_events skip it
+
+
+def test_claims_records_of_format_1_still_read_and_a_broken_tail_is_named() -> None:
+    """Format 1 (each raw record a JSON string, before the fifteenth round) reads as the same
+    claims as format 2; a format 2 record cut short is an error naming the record, not claims
+    with wrong raw records."""
+    raw = b'{"event_id":"x","note":"a \\"quoted\\" \xc3\xa9"}'
+    claim = claim_item("x", "j-a", 7, 0, T0, T0, 2, 9, raw)
+    format_1 = orjson.dumps({"c": [[*claim[:-1], raw.decode()]]})
+    [record] = encode_claims([claim])
+    assert decode_claims(format_1) == decode_claims(record) == [claim]
+    assert record.endswith(raw + b"%08x" % len(raw))  # the raw record as the producer sent it
+    with pytest.raises(ValueError, match="a claims record"):
+        decode_claims(record[:-3])
+    with pytest.raises(ValueError, match="a claims record whose items claim"):
+        decode_claims(record[:-8 - len(raw)] + raw[:-1] + b"%08x" % (len(raw) - 1))

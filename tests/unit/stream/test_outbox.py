@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,18 +92,19 @@ def test_gathered_records_are_split_below_the_record_limit_in_order() -> None:
     once and in order."""
     import orjson
 
+    from pipeline.stream.claims import MAX_CLAIMS_BYTES, claim_item, decode_claims
     from pipeline.stream.outbox import CLAIMS, MAX_GATHERED_BYTES
 
     outbox = Outbox(1)
-    raw = "x" * 60_000
-    for i in range(40):  # 2.4 MB of claims for partition 0
-        outbox.add_claim(0, [f"e{i}", "j", i, 0, i, i, 0, i, raw])
+    raws = [b'"%s"' % (b"x" * (30_000 + 997 * i)) for i in range(80)]
+    for i, raw in enumerate(raws):  # 3.5 MB of claims for partition 0, of growing sizes
+        outbox.add_claim(0, claim_item(f"e{i}", "j", i, 0, i, i, 0, i, raw))
     drained = outbox.drain().records
     claims = [r for r in drained if r.role == CLAIMS]
-    assert len(claims) >= 10
-    assert all(len(r.value or b"") <= MAX_GATHERED_BYTES for r in claims)
-    assert [c[0] for r in claims for c in orjson.loads(r.value or b"")["c"]] == [
-        f"e{i}" for i in range(40)]
+    assert len(claims) >= 14
+    assert all(len(r.value or b"") <= MAX_CLAIMS_BYTES for r in claims)
+    assert [(c[0], c[-1]) for r in claims for c in decode_claims(r.value or b"")] == [
+        (f"e{i}", raw) for i, raw in enumerate(raws)]
     # one segment's contributions: in order, under the limit, each a batch message
     from pipeline.stream.partition import StageOneOutput
 
@@ -127,16 +129,31 @@ _JSON_ITEMS = st.recursive(
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_JSON_ITEMS, min_size=1, max_size=12), st.integers(8, 400), st.integers(-3, 3),
-       st.booleans(), st.sampled_from([b'{"c":[', b'{"t":"b","items":[']))
-def test_items_encoded_in_one_call_make_the_records_packed_makes(
-        items: list[Any], limit: int, near: int, at_the_edge: bool, head: bytes) -> None:
-    """`gathered` (the whole list in one orjson call) gives the very records `packed` gives
-    from the items encoded one by one, split at the same places, for any items and limit,
-    limits within 3 bytes of the whole record's length included; fails if its one-record test
-    is off by a byte."""
+@given(st.lists(_JSON_ITEMS, min_size=1, max_size=80), st.integers(8, 400), st.integers(-3, 3),
+       st.booleans(), st.sampled_from([b'{"c":[', b'{"t":"b","items":[']),
+       st.integers(1, 8))
+def test_gathered_records_hold_every_item_in_order_under_the_limit(
+        items: list[Any], limit: int, near: int, at_the_edge: bool, head: bytes, sample: int
+        ) -> None:
+    """`gathered` gives records that read back as `items`, in order, each under `limit` unless
+    it holds a single item; a list of at most `sample` items whose one record fits is that
+    one record, byte for byte `packed`'s (limits within 3 bytes of its length included: fails
+    if the test for one record is off by a byte). Small samples make `split.encoded_groups`
+    size its groups by few items, and items of mixed sizes make it halve groups."""
+    import orjson
+
+    from pipeline.stream import split
     from pipeline.stream.outbox import gathered, packed, to_json
     encoded = [to_json(i) for i in items]
+    whole = packed(head, encoded, 1 << 30)[0]
     if at_the_edge:
-        limit = max(1, len(packed(head, encoded, 1 << 30)[0]) + near)
-    assert gathered(head, items, limit) == packed(head, encoded, limit)
+        limit = max(1, len(whole) + near)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(split, "SAMPLE_ITEMS", sample)
+        records = gathered(head, items, limit)
+    held = [orjson.loads(record)["c" if head == b'{"c":[' else "items"] for record in records]
+    assert [item for group in held for item in group] == items
+    assert all(len(record) < limit for record, group in zip(records, held, strict=True)
+               if len(group) > 1)
+    if len(whole) < limit and len(items) <= sample:
+        assert records == [whole]
