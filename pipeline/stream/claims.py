@@ -37,7 +37,7 @@ from pipeline.core.clock import NEVER_MS, conflict_error
 from pipeline.core.config import CoreConfig
 from pipeline.core.journeys import CONFLICT
 from pipeline.stream.batches import raws_at, take_raws, with_raws
-from pipeline.stream.split import encoded_groups
+from pipeline.stream.split import MAX_GATHERED_BYTES, encoded_groups
 
 WATERMARKS_KEY = "__watermarks__"
 NEVER = NEVER_MS  # a claims partition that has seen no claim
@@ -70,9 +70,6 @@ def claim_item(event_id: str, key: str, digest: int, partition: int, at_ms: int,
 CLAIM_RAW_AT = 8
 _CLAIMS_HEAD = b'{"f":2,"c":['
 _CLAIMS_RECORD = "a claims record"
-# A claims record stays under this size (its JSON and its raws): the broker's default record
-# limit is 1 MiB (`outbox.MAX_GATHERED_BYTES`, why).
-MAX_CLAIMS_BYTES = 256 * 1024
 
 
 def _raw_length(value: Any) -> int:
@@ -88,9 +85,9 @@ def _claims_record(claims: Sequence[list[Any]]) -> bytes:
     return with_raws(_CLAIMS_HEAD + body[1:] + b"}", [claim[CLAIM_RAW_AT] for claim in claims])
 
 
-def encode_claims(claims: list[list[Any]], max_bytes: int = MAX_CLAIMS_BYTES) -> list[bytes]:
-    """Claims records holding `claims` (from `claim_item`) in order, each under `max_bytes`
-    (a claim larger than that alone in its record).
+def encode_claims(claims: list[list[Any]], max_bytes: int = MAX_GATHERED_BYTES) -> list[bytes]:
+    """Claims records holding `claims` (from `claim_item`) in order, each, JSON and raws, under
+    `max_bytes` (a claim larger than that alone in its record).
 
     >>> records = encode_claims([claim_item("e1", "j", 7, 0, 5, 5, 1, 9, b'{"a":"b"}')])
     >>> records

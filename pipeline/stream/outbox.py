@@ -23,7 +23,7 @@ from pipeline.stream.claims import encode_claims
 from pipeline.stream.followups import journey_input
 from pipeline.stream.partition import StageOneOutput, coalesce
 from pipeline.stream.segments import StageTwoOutput
-from pipeline.stream.split import encoded_groups
+from pipeline.stream.split import MAX_GATHERED_BYTES, encoded_groups
 
 JOURNEYS = "journeys"
 CONTRIBUTIONS = "contributions"
@@ -32,14 +32,6 @@ ALERTS = "alerts"
 FOLLOWUP_INPUTS = "followup-inputs"  # internal: stage one -> the follow-up stage, by customer
 FOLLOWUPS = "followups"
 CLAIMS = "claims"  # internal: stage one -> the claims stage, by event_id (stream/claims.py)
-# Records that gather items (a segment's contributions, a claims partition's claims, follow-up
-# inputs: `{"b": [input, ...]}`) leave one per target and flush, so the agent behind pays
-# Faust's per-record cost once per batch, and are split at this size: a flush gathers up to
-# 8 MiB of events (PEAKEND_STREAM_BATCH_RECORDS, 16, batch records) and a claim carries its raw
-# event, so with one partition and large events one claims record passed the broker's record
-# limit (1 MiB at its defaults) and the delivery retried it for ever (docs/streaming.md,
-# "State records never grow with the traffic").
-MAX_GATHERED_BYTES = 256 * 1024
 
 
 def packed(head: bytes, encoded: list[bytes], max_bytes: int = MAX_GATHERED_BYTES

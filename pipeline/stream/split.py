@@ -20,6 +20,15 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# Records that gather items (a segment's contributions, a claims partition's claims, follow-up
+# inputs: `{"b": [input, ...]}`) leave one per target and flush, so the agent behind pays
+# Faust's per-record cost once per batch, and are split at this size: a flush gathers up to
+# 8 MiB of events (PEAKEND_STREAM_BATCH_RECORDS, 16, batch records) and a claim carries its raw
+# event, so with one partition and large events one claims record passed the broker's record
+# limit (1 MiB at its defaults) and the delivery retried it for ever (docs/streaming.md,
+# "State records never grow with the traffic").
+MAX_GATHERED_BYTES = 256 * 1024
+
 SAMPLE_ITEMS = 64  # items encoded first to size the groups of a long list
 FILL = 0.75  # the share of the limit a group is sized for (items vary in size)
 

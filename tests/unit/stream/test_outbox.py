@@ -92,7 +92,7 @@ def test_gathered_records_are_split_below_the_record_limit_in_order() -> None:
     once and in order."""
     import orjson
 
-    from pipeline.stream.claims import MAX_CLAIMS_BYTES, claim_item, decode_claims
+    from pipeline.stream.claims import claim_item, decode_claims
     from pipeline.stream.outbox import CLAIMS, MAX_GATHERED_BYTES
 
     outbox = Outbox(1)
@@ -102,7 +102,7 @@ def test_gathered_records_are_split_below_the_record_limit_in_order() -> None:
     drained = outbox.drain().records
     claims = [r for r in drained if r.role == CLAIMS]
     assert len(claims) >= 14
-    assert all(len(r.value or b"") <= MAX_CLAIMS_BYTES for r in claims)
+    assert all(len(r.value or b"") <= MAX_GATHERED_BYTES for r in claims)
     assert [(c[0], c[-1]) for r in claims for c in decode_claims(r.value or b"")] == [
         (f"e{i}", raw) for i, raw in enumerate(raws)]
     # one segment's contributions: in order, under the limit, each a batch message
