@@ -10,7 +10,10 @@ entry, sink); this says which per-event step of the batch-record path is worth w
 carried each raw record (kept for dead letters) as an escaped JSON string inside the JSON,
 against format 2, which appends the raw records' bytes after it (docs/streaming.md, thirteenth
 round), and format 3, which carries each event as a flat row instead of a dict, so the sink
-transposes a batch's rows into its touchpoint_events columns (fourteenth round). Best of
+transposes a batch's rows into its touchpoint_events columns (fourteenth round). Claims
+records likewise: format 1 (raw records as JSON strings, the whole flush encoded and then each
+claim again) against format 2 (raws after the JSON, lists cut by a sample: fifteenth round),
+and the claims stage's decoding of each. Best of
 `--repeat` timings, microseconds per event; the cyclic collector
 is off while timing (it would bill one step for garbage of another).
 """
