@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,22 +30,27 @@ from typing import Any
 import orjson
 
 from bench.host import cpu_model, loadavg
-from pipeline.stream.state_writer import JSON_OPTIONS
+from pipeline.stream.outbox import to_json
+from pipeline.stream.state_writer import encode
 
 HOOK = Path(__file__).resolve().parent / "json_calls_hook"
 ROOT = HOOK.parent.parent
 
 
+def _claims_json(value: Any) -> bytes:
+    """The claims records' JSON call (`claims._claims_record`: each raw record as its
+    length)."""
+    return orjson.dumps(value, default=len)
+
+
+# the call each kind of counted value went through in the worker (the hook's names)
+ENCODERS: dict[str, Callable[[Any], bytes]] = {"encode": encode, "to_json": to_json,
+                                               "claims": _claims_json}
+
+
 def loop_us(values: list[Any], kind: str, passes: int = 5) -> float:
     """CPU us per encoding of `values`, encoded `passes` times in a loop here."""
-    if kind == "encode":
-        def call(v: Any) -> bytes:
-            return orjson.dumps(v, option=JSON_OPTIONS)
-    elif kind == "claims":
-        def call(v: Any) -> bytes:
-            return orjson.dumps(v, default=len)
-    else:
-        call = orjson.dumps
+    call = ENCODERS[kind]
     started = time.process_time()
     for _ in range(passes):
         for value in values:
