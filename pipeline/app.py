@@ -31,6 +31,7 @@ import faust
 
 from pipeline import state_store
 from pipeline.followup_rules import horizon_ms, load_rules
+from pipeline.kafka_fetch import stream_fetch
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.scoring_rules import load_scoring_rules
@@ -169,7 +170,8 @@ def build_worker(
     # Faust's stubs are loose: wire it through an Any-typed handle.
     fapp: Any = app
     # Before anything touches app.transport (declaring a topic does): our consumer class.
-    fapp.transport = faust_private.PeakendTransport(fapp.conf.broker_consumer, fapp)
+    fapp.transport = faust_private.PeakendTransport(
+        fapp.conf.broker_consumer, fapp, fetch=stream_fetch(s.stream_batch_seconds))
 
     def raw_topic(name: str, partitions: int) -> Any:
         return fapp.topic(

@@ -51,6 +51,7 @@ from pipeline.child_process import ChildProcess, die_with, run_as_child
 from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
 from pipeline.contract.decoding import has_long_number
 from pipeline.core.gcpolicy import SINK_THRESHOLDS, tune_gc
+from pipeline.kafka_fetch import sink_fetch
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
@@ -137,19 +138,6 @@ def isolate(
                 chunks.append(chunk[:middle])  # the first half goes first: order is kept
             continue
         chunks.pop()
-
-
-FETCH_MIN_BYTES = 256 * 1024
-
-
-def fetch_wait_ms(batch_seconds: float) -> int:
-    """How long the broker may hold a fetch for `FETCH_MIN_BYTES`: half the sink's batch
-    interval, at most aiokafka's default 500 ms.
-
-    >>> fetch_wait_ms(0.5), fetch_wait_ms(1.0), fetch_wait_ms(30), fetch_wait_ms(0.001)
-    (250, 500, 500, 1)
-    """
-    return max(1, min(500, round(batch_seconds * 500)))
 
 
 async def own_metadata(consumer: AIOKafkaConsumer, topics: list[str]) -> None:
@@ -529,12 +517,10 @@ class ClickHouseSink:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self.settings.sink_batch_rows,
-            # Fewer, fuller fetches: with aiokafka's fetch_min_bytes=1 the broker answered as
-            # soon as any of the ~60 partitions had a record, and every answer was decoded in
-            # Python, partition header by partition header. The rows wait for the next flush
-            # anyway: waiting up to half the batch interval for FETCH_MIN_BYTES adds no flush.
-            fetch_min_bytes=FETCH_MIN_BYTES,
-            fetch_max_wait_ms=fetch_wait_ms(self.settings.sink_batch_seconds),
+            # Fewer, fuller fetches (pipeline/kafka_fetch.py): with aiokafka's fetch_min_bytes=1
+            # the broker answered as soon as any of the ~60 partitions had a record. The rows
+            # wait for the next flush anyway: waiting up to half the batch interval adds none.
+            **sink_fetch(self.settings.sink_batch_seconds).options(),
             **self.settings.aiokafka_client_options(),
         )
         producer = AIOKafkaProducer(

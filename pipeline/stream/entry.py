@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.core.partitioner import partition_for
+from pipeline.kafka_fetch import AIOKAFKA_DEFAULT, FetchSize
 from pipeline.privacy import PersonalData
 from pipeline.stream.batches import (
     MAX_BATCH_BYTES,
@@ -179,7 +180,7 @@ class EntryStage:
 
     def __init__(self, router: Router, *, bootstrap: str, group_id: str, batches_topic: str,
                  dead_letters_topic: str, client_options: dict[str, Any], max_records: int,
-                 metrics: EntryMetrics) -> None:
+                 metrics: EntryMetrics, fetch: FetchSize = AIOKAFKA_DEFAULT) -> None:
         self.router = router
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -188,6 +189,7 @@ class EntryStage:
         self.client_options = client_options
         self.max_records = max_records
         self.metrics = metrics
+        self.fetch = fetch
         self._lock = asyncio.Lock()  # one read is routed and committed before a rebalance
         self._stopping = False
         self._clients: tuple[Any, ...] = ()  # the consumer and producer while running
@@ -239,7 +241,7 @@ class EntryStage:
             max_poll_records=self.max_records,
             # aiokafka prefetches up to 50 MiB by default: a whole backlog decoded in memory at
             # once, which glibc then keeps (the worker memory test: RSS +48 MiB in its last third)
-            fetch_max_bytes=4 * 1024 * 1024, **self.client_options,
+            fetch_max_bytes=4 * 1024 * 1024, **self.fetch.options(), **self.client_options,
         )
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,

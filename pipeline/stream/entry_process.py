@@ -30,6 +30,7 @@ import orjson
 
 from pipeline.child_process import ChildProcess, die_with, run_as_child
 from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
+from pipeline.kafka_fetch import stream_fetch
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
 from pipeline.stream.batches import Handoff
@@ -53,7 +54,7 @@ def build_entry_stage(settings: Settings, metrics: EntryMetrics,
         bootstrap=s.kafka_bootstrap, group_id=f"{s.app_id}-entry",
         batches_topic=journey_events_topic(s), dead_letters_topic=s.topic_dead_letters,
         client_options=s.aiokafka_client_options(), max_records=s.stream_batch_events,
-        metrics=metrics,
+        metrics=metrics, fetch=stream_fetch(s.stream_batch_seconds),
     )
 
 

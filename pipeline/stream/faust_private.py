@@ -25,6 +25,11 @@ differently; nothing else in `pipeline/` may use a Faust private name.
 - `rocksdb.Store._db_for_partition` (`partition_db`): the RocksDB database of one partition of a
   table, which the worker writes a batch's state to in one `WriteBatch`, its changelog records
   sent in batches beside the outputs (pipeline/stream/state_writer.py: why);
+- `Consumer._new_consumer_thread` and `AIOKafkaConsumerThread._create_worker_consumer`
+  (`PeakendConsumerThread`), with aiokafka's `AIOKafkaConsumer._fetch_min_bytes` and
+  `._fetch_max_wait_ms`: Faust builds the agents' aiokafka consumer with no way to ask for a
+  fuller fetch (pipeline/kafka_fetch.py), so the transport's `fetch` is set on it before it
+  starts;
 - `rocksdb.Store._visible_items`, `._decode_key`, `._decode_value` (`partition_items`): one
   partition's (key, value) pairs, decoded by the table's codecs, without the offset entry: a
   restore reads the partition it restores (`table.items()` reads every active partition).
@@ -49,10 +54,12 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.utils.futures import notify
 
+from pipeline.kafka_fetch import FetchSize
 from pipeline.stream.offset_gate import OffsetGate, Verdict
 
 __all__ = [
     "PeakendConsumer",
+    "PeakendConsumerThread",
     "PeakendProducer",
     "PeakendTransport",
     "StoreHookTable",
@@ -198,6 +205,10 @@ class PeakendConsumer(faust_aiokafka.Consumer):
     # checked once the consumer's callback is wrapped (`_tracks_hand_on`)
     _handed_on: Any = None
     _tracks_hand_on = False
+
+    def _new_consumer_thread(self) -> Any:
+        """The thread that runs the aiokafka consumer: ours fetches fuller (below)."""
+        return PeakendConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -570,9 +581,32 @@ class PeakendProducer(faust_aiokafka.Producer):
         await flush_until_empty(super().flush, lambda: int(self.buffer.size))
 
 
+class PeakendConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, whose aiokafka consumer asks the broker for the transport's
+    `fetch` if it has one (Faust passes no `fetch_min_bytes`: aiokafka's 1 byte, with a 1,500
+    ms wait)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        fetch: FetchSize | None = getattr(transport, "fetch", None)
+        if fetch is not None:
+            # read by `AIOKafkaConsumer.start` when it builds its fetcher
+            consumer._fetch_min_bytes = fetch.min_bytes
+            consumer._fetch_max_wait_ms = fetch.max_wait_ms
+        return consumer
+
+
 class PeakendTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with our consumer and producer; its consumer thread fetches
+    `fetch` (pipeline/kafka_fetch.py)."""
+
     Consumer = PeakendConsumer
     Producer = PeakendProducer
+
+    def __init__(self, url: Any, app: Any, *, fetch: FetchSize | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(url, app, **kwargs)
+        self.fetch = fetch
 
 
 def release(consumer: Any, batch: list[Any]) -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -259,3 +260,34 @@ def test_a_full_read_waits_for_nothing() -> None:
     # a read never holds more than max_records
     consumer = TrickleConsumer([{"a": [0, 1]}, {"b": [0]}, {"a": [2]}])
     assert asyncio.run(entry_stage(3)._read(consumer)) == {"a": [0, 1], "b": [0]}
+
+
+def test_the_entry_stage_asks_the_broker_for_fuller_fetches(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """Its consumer is built with the stage's fetch (pipeline/kafka_fetch.py), which
+    `build_entry_stage` derives from PEAKEND_STREAM_BATCH_SECONDS."""
+    import aiokafka
+
+    from pipeline.kafka_fetch import STREAM_FETCH_MIN_BYTES, FetchSize
+    from pipeline.settings import Settings
+    from pipeline.stream.entry_process import build_entry_stage
+
+    class Built(Exception):
+        pass
+
+    seen: dict[str, Any] = {}
+
+    def consumer(**options: Any) -> None:
+        seen.update(options)
+        raise Built
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", consumer)
+    for seconds, wait_ms in (("0.2", 100), ("0.05", 25), ("5", 500)):
+        stage = build_entry_stage(Settings.from_env({"PEAKEND_STREAM_BATCH_SECONDS": seconds}),
+                                  SimpleNamespace())  # type: ignore[arg-type]
+        assert stage.fetch == FetchSize(STREAM_FETCH_MIN_BYTES, wait_ms)
+        seen.clear()
+        with pytest.raises(Built):
+            asyncio.run(stage._run_once())
+        assert (seen["fetch_min_bytes"], seen["fetch_max_wait_ms"]) == (
+            STREAM_FETCH_MIN_BYTES, wait_ms)

@@ -5,6 +5,7 @@ And no other module of `pipeline/` reaches for one."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextvars
 import inspect
 from collections import defaultdict
@@ -14,11 +15,13 @@ from typing import Any
 import faust
 import faust.streams
 import pytest
+from aiokafka import AIOKafkaConsumer
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.table import Table
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from intervaltree import IntervalTree
 
+from pipeline.kafka_fetch import FetchSize
 from pipeline.stream import faust_private
 from pipeline.stream.faust_private import PeakendConsumer, StoreHookTable, current_event_of
 from tests.unit.stream.fake_faust import Event, Message
@@ -750,6 +753,41 @@ def imports_a_framework(tree: ast.AST) -> bool:
     return False
 
 
+async def _nothing(*_: Any) -> None:
+    return None
+
+
+HANDLERS: dict[str, Any] = {"callback": _nothing, "on_partitions_revoked": _nothing,
+                            "on_partitions_assigned": _nothing}
+
+
+def test_the_agents_consumer_asks_the_broker_for_the_transports_fetch(tmp_path: Path) -> None:
+    """Faust builds the agents' aiokafka consumer with no `fetch_min_bytes`; ours sets the
+    transport's fetch on it before aiokafka's `start` builds its fetcher from them."""
+    asyncio.run(_the_transports_fetch(tmp_path))
+
+
+async def _the_transports_fetch(tmp_path: Path) -> None:
+    app: Any = faust.App("faust-private-fetch", datadir=str(tmp_path), broker="kafka://x:1")
+    app.transport = faust_private.PeakendTransport(
+        app.conf.broker_consumer, app, fetch=FetchSize(65_536, 100))
+    consumer = app.transport.create_consumer(**HANDLERS)
+    assert isinstance(consumer, PeakendConsumer)
+    thread = consumer._thread  # Faust's consumer makes its thread through our factory
+    assert isinstance(thread, faust_private.PeakendConsumerThread)
+    assert "self._new_consumer_thread()" in inspect.getsource(ThreadDelegateConsumer.__init__)
+    kafka = thread._create_worker_consumer(app.transport)
+    assert (kafka._fetch_min_bytes, kafka._fetch_max_wait_ms) == (65_536, 100)
+    start = inspect.getsource(AIOKafkaConsumer.start)
+    assert "fetch_min_bytes=self._fetch_min_bytes" in start
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in start
+    # without a fetch, Faust's own consumer (aiokafka's 1 byte, Faust's 1,500 ms)
+    app.transport = faust_private.PeakendTransport(app.conf.broker_consumer, app)
+    plain = app.transport.create_consumer(**HANDLERS)._thread
+    kafka = plain._create_worker_consumer(app.transport)
+    assert (kafka._fetch_min_bytes, kafka._fetch_max_wait_ms) == (1, 1500)
+
+
 def test_no_other_module_uses_the_faust_private_names() -> None:
     """(Checked in the modules that import Faust, mode or aiokafka: a module that does not
     cannot subclass or hold their objects by name; the core has a `_gap` of its own.)"""
@@ -769,7 +807,8 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
     assert leaks == []
 
 
-@pytest.mark.parametrize("name", ["PeakendConsumer", "PeakendProducer", "PeakendTransport",
+@pytest.mark.parametrize("name", ["PeakendConsumer", "PeakendConsumerThread", "PeakendProducer",
+                                  "PeakendTransport",
                                   "StoreHookTable", "current_event_of", "partition_db",
                                   "partition_items", "release"])
 def test_the_adapter_exports_what_the_worker_uses(name: str) -> None:
