@@ -18,7 +18,7 @@ SINK_FETCH_MIN_BYTES = 256 * 1024
 # The entry stage and the worker's agents (PEAKEND_STREAM_BATCH_SECONDS): smaller, because a
 # record crosses several of these readers on its way to a journey record (touchpoints, batch
 # records, contributions, claims, follow-up inputs).
-STREAM_FETCH_MIN_BYTES = 64 * 1024
+STREAM_FETCH_MIN_BYTES = 16 * 1024
 # aiokafka's own limit on the wait, and its default
 MAX_WAIT_MS = 500
 
@@ -56,7 +56,7 @@ def fetch_size(min_bytes: int, batch_seconds: float) -> FetchSize:
     """The fetch of a reader that batches every `batch_seconds`.
 
     >>> fetch_size(STREAM_FETCH_MIN_BYTES, 0.2)
-    FetchSize(min_bytes=65536, max_wait_ms=100)
+    FetchSize(min_bytes=16384, max_wait_ms=100)
     """
     return FetchSize(min_bytes, fetch_wait_ms(batch_seconds))
 
