@@ -10,9 +10,15 @@ Alternate the sizes (A B B A): this machine's speed drifts between runs.
 """
 
 import os
+import sys
 
 _size = os.environ.get("PEAKEND_BENCH_STREAM_FETCH_MIN_BYTES")
 if _size:
     import pipeline.kafka_fetch
 
+    if not _size.isdigit() or int(_size) < 1:
+        # (SystemExit while `site` imports this module would print a traceback)
+        sys.stderr.write(f"PEAKEND_BENCH_STREAM_FETCH_MIN_BYTES={_size!r}: expected a whole "
+                         "number of bytes, at least 1\n")
+        os._exit(2)
     pipeline.kafka_fetch.STREAM_FETCH_MIN_BYTES = int(_size)
