@@ -50,6 +50,13 @@ SeriesKey = tuple[str, str, str]
 # nothing from its lists (a week of buckets is most of what a long replay holds).
 Frozen = tuple[float, ...]
 Partials = dict[int, tuple[int, Frozen]]
+# The partials of one bucket start: while a single source partition has sent one (every bucket
+# of a replay or backfill, most of the stream's), the tuple (partition, version, vector), not a
+# dict: a dict and its key table are two blocks and some 200 bytes per bucket, a week of
+# buckets is most of what a long replay holds, and each is allocated once and freed a week
+# later. A second partition's partial makes it a `Partials` dict (`_partials_of` reads both).
+OnePartial = tuple[int, int, Frozen]
+BucketPartials = OnePartial | Partials
 # Forgotten starts are skipped by moving `Series.head`; the list is compacted once this many
 # (and at least half of it) are dead, so each start costs O(1) amortised to forget.
 _COMPACT_AFTER: Final = 256
@@ -176,7 +183,7 @@ class Series:
         self.since = cursor  # first bucket seen: the CUSUM waits for a full baseline of history
         size = len(self.kind.columns)
         self.buckets: dict[int, Vector] = {}  # merged vector per bucket start
-        self.partials: dict[int, Partials] = {}  # start -> partition -> (version, vector)
+        self.partials: dict[int, BucketPartials] = {}  # start -> its partials (`BucketPartials`)
         # Every start held in `buckets` or `partials`, ascending, from index `head` on: windows
         # are summed, the next data found and old buckets forgotten without scanning all of
         # them (a week of minute buckets per series), so the cost per step does not grow with
@@ -219,7 +226,7 @@ class Series:
             "key": head["key"], "cursor": head["cursor"], "since": head["since"],
             "buckets": [[s, list(v)] for s, v in sorted(self.buckets.items())],
             "partials": [[s, p, ver, list(v)] for s, parts in sorted(self.partials.items())
-                         for p, (ver, v) in sorted(parts.items())],
+                         for p, (ver, v) in _partials_of(parts)],
         }
         out.update(head)
         return out
@@ -241,7 +248,7 @@ class Series:
                 buckets.append([s, list(v)])
             at = partials.get(s)
             if at is not None:
-                parts.extend([s, p, ver, list(pv)] for p, (ver, pv) in sorted(at.items()))
+                parts.extend([s, p, ver, list(pv)] for p, (ver, pv) in _partials_of(at))
             i += 1
         if not buckets and not parts:
             return None
@@ -270,7 +277,7 @@ class Series:
         series.since = int(state["since"])
         series.buckets = {int(s): list(v) for s, v in state["buckets"]}
         for s, p, ver, v in state["partials"]:
-            series.partials.setdefault(int(s), {})[int(p)] = (int(ver), tuple(v))
+            _store(series.partials, int(s), int(p), int(ver), tuple(v))
         series.order = sorted(set(series.buckets) | set(series.partials))
         series.held = [series.buckets.get(s) for s in series.order]
         series.cur = list(state["cur"])
@@ -284,6 +291,42 @@ class Series:
         for rule, alert_state in state["alerts"].items():
             series.alerts[rule] = _Alert.from_snapshot(alert_state)
         return series
+
+
+def _partials_of(at: BucketPartials) -> list[tuple[int, tuple[int, Frozen]]]:
+    """A bucket's partials as (partition, (version, vector)) pairs, by partition.
+
+    >>> _partials_of((3, 7, (1.0,)))
+    [(3, (7, (1.0,)))]
+    >>> _partials_of({5: (1, (2.0,)), 2: (4, (3.0,))})
+    [(2, (4, (3.0,))), (5, (1, (2.0,)))]
+    """
+    if isinstance(at, tuple):
+        return [(at[0], (at[1], at[2]))]
+    return sorted(at.items())
+
+
+def _store(partials: dict[int, BucketPartials], start: int, partition: int, version: int,
+           vector: Frozen) -> None:
+    """Hold `partition`'s partial of the bucket at `start` (replacing its earlier one): a
+    `OnePartial` while it is the bucket's only partition, a `Partials` dict once there are two.
+
+    >>> held: dict[int, BucketPartials] = {}
+    >>> _store(held, 60, 1, 1, (1.0,)); _store(held, 60, 1, 2, (2.0,)); held
+    {60: (1, 2, (2.0,))}
+    >>> _store(held, 60, 0, 5, (3.0,)); held
+    {60: {1: (2, (2.0,)), 0: (5, (3.0,))}}
+    """
+    at = partials.get(start)
+    if at is None:
+        partials[start] = (partition, version, vector)
+    elif isinstance(at, tuple):
+        if at[0] == partition:
+            partials[start] = (partition, version, vector)
+        else:
+            partials[start] = {at[0]: (at[1], at[2]), partition: (version, vector)}
+    else:
+        at[partition] = (version, vector)
 
 
 def _insert(series: Series, start: int, merged: Vector | None) -> None:
@@ -410,27 +453,40 @@ class DropDetector:
         series.since = min(series.since, start)
         if start < at - w - b:
             return  # older than anything still evaluated
+        partition = record.source_partition
+        version = record.version
         parts = series.partials.get(start)
         merged = series.buckets.get(start)
+        old: Frozen | None = None
         if parts is None:
-            parts = series.partials[start] = {}
             # (a restored state may hold a bucket without partials: its start is in `order`)
             if merged is None:
                 # made here rather than after the version test below (a new start has no
                 # version yet, so it always gets that far): `Series.held` takes it at once
                 merged = series.buckets[start] = [0.0] * len(vector)
                 _insert(series, start, merged)
-        old = parts.get(record.source_partition)
-        if old is not None and old[0] >= record.version:
-            return
+        elif isinstance(parts, tuple):
+            if parts[0] == partition:
+                if parts[1] >= version:
+                    return
+                old = parts[2]
+        else:
+            seen = parts.get(partition)
+            if seen is not None:
+                if seen[0] >= version:
+                    return
+                old = seen[1]
         frozen = tuple(vector)
         delta = vector  # a new list (`vector_of`), held nowhere: the change to apply
         if old is not None:
             i = 0
-            for x in old[1]:  # sub(delta, old vector), from its tuple
+            for x in old:  # sub(delta, old vector), from its tuple
                 delta[i] -= x
                 i += 1  # noqa: SIM113  (a counter, as in metrics.sub)
-        parts[record.source_partition] = (record.version, frozen)
+        if parts is None or (isinstance(parts, tuple) and parts[0] == partition):
+            series.partials[start] = (partition, version, frozen)
+        else:
+            _store(series.partials, start, partition, version, frozen)
         touched = series.touched
         if touched is not None:
             touched.add(start - start % self._part_ms)
@@ -937,7 +993,7 @@ class DropDetector:
                 series.touched = set()
             series.plain = all(s % self.bucket_ms == 0 and min(v) >= 0.0
                                for s, parts in series.partials.items()
-                               for _, v in parts.values())
+                               for _, (_, v) in _partials_of(parts))
             series.due = NEVER_MS  # a restored cursor may lag: evaluate on the next call
             heappush(self._calendar, (NEVER_MS, key))
 

@@ -216,6 +216,9 @@ def _check_held(detector: DropDetector) -> None:
         for s, v in zip(live, series.held[series.head:], strict=True):
             assert v is series.buckets.get(s)
         assert all(v is None for v in series.held[:series.head])
+        for at in series.partials.values():
+            # one partition's partial is held as a tuple, never as a dict of one
+            assert isinstance(at, tuple) or len(at) >= 2
 
 
 def _dumps(detector: DropDetector | ReferenceDetector) -> dict[Any, Any]:
@@ -331,6 +334,35 @@ def test_late_starts_are_held_in_order() -> None:
             detector.apply_partial(_record(rng, key, late, width, 1 + i % 2, i, 0.0))
         detector.advance(start + width)
     _check_held(detector)
+
+
+def test_one_partition_held_as_a_tuple_until_a_second_comes() -> None:
+    # a bucket's partials: (partition, version, vector) while one partition has sent one, a
+    # dict once a second does; versions are still per partition, and the sums and snapshots
+    # are the reference's in every form
+    width = MIN
+    key = ("nps", "all", "all")
+    new, old = DropDetector(DropConfig(), width), ReferenceDetector(DropConfig(), width)
+    rng = random.Random(11)
+    forms = []
+    steps = [(1, 1), (1, 3), (1, 2), (0, 1), (1, 4), (0, 1), (2, 7), (0, 2)]
+    for partition, version in steps:
+        record = _record(rng, key, START, width, partition, version, 0.0)
+        new.apply_partial(record)
+        old.apply_partial(record)
+        at = new._series[key].partials[START]
+        forms.append(at if isinstance(at, tuple) else sorted(at))
+        assert _dumps(new) == _dumps(old)
+        assert new.rolling(*key, START + width) == old.rolling(*key, START + width)
+    assert [f[:2] if isinstance(f, tuple) else f for f in forms] == [
+        (1, 1), (1, 3), (1, 3), [0, 1], [0, 1], [0, 1], [0, 1, 2], [0, 1, 2]]
+    restored = DropDetector(DropConfig(), width, resume=new.snapshot())
+    assert _dumps(restored) == _dumps(new)
+    one = DropDetector(DropConfig(), width)
+    one.apply_partial(_record(rng, key, START, width, 3, 1, 0.0))
+    again = DropDetector(DropConfig(), width, resume=one.snapshot())
+    assert isinstance(again._series[key].partials[START], tuple)
+    _check_held(new)
 
 
 def test_bucket_eviction_forgets_exactly_what_the_scan_forgot() -> None:
