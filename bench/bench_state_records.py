@@ -138,7 +138,7 @@ def week_old_series(segments: int) -> str:
     state_ms, encode_ms = 1e3 * (snapped - started) / n, 1e3 * (encoded - snapped) / n
     parts_ms = 1e3 * (parts_snapped - parts_started) / len(saved)
     parts_encode_ms = 1e3 * (parts_encoded - parts_snapped) / len(saved)
-    held = len(detector._series[keys[0]].buckets)
+    held = len(detector._series[keys[0]].held_buckets())
     return (f"week-old series: {n} series of {held:,} minute buckets: written whole (the "
             f"layout before), state {state_ms:.2f} ms and encoding {encode_ms:.2f} ms per "
             f"series, {sum(sizes) / n / 1024:,.1f} KiB each; as head and changed parts a "

@@ -39,7 +39,7 @@ from pipeline.core.surveys import (
     NpsWindow,
 )
 from pipeline.core.timefmt import format_ms
-from pipeline.core.vectors import Kind, Vector, add, compare, move, sub
+from pipeline.core.vectors import Frozen, Kind, Vector, add, compare, move, plus, sub
 
 # metric, segment_dim, segment_value: the metric by name, as records and snapshots hold it; the
 # series holds its kind (`Series.kind`), looked up once, and everything else asks the kind.
@@ -48,7 +48,6 @@ SeriesKey = tuple[str, str, str]
 # exact tuple of atoms (and then a dict holding only such tuples) at its first young collection,
 # so a bucket's partials cost it nothing afterwards, and freeing them a week later unlinks
 # nothing from its lists (a week of buckets is most of what a long replay holds).
-Frozen = tuple[float, ...]
 Partials = dict[int, tuple[int, Frozen]]
 # The partials of one bucket start: while a single source partition has sent one (every bucket
 # of a replay or backfill, most of the stream's), the tuple (partition, version, vector), not a
@@ -173,28 +172,28 @@ def one_sided_p(effect: float, two_sided: float, direction: int) -> float:
 class Series:
     """Merged buckets of one metric and segment, with running window sums and alert state."""
 
-    __slots__ = ("alerts", "base", "buckets", "cur", "cursor", "cusum", "cusum_since",
-                 "cusum_up", "due", "head", "held", "key", "kind", "order", "partials", "plain",
-                 "ref", "since", "touched")
+    __slots__ = ("alerts", "base", "cur", "cursor", "cusum", "cusum_since", "cusum_up", "due",
+                 "head", "held", "key", "kind", "order", "parts", "plain", "ref", "since",
+                 "touched")
 
     def __init__(self, key: SeriesKey, cursor: int) -> None:
         self.key = key
         self.kind: Kind = WINDOW_TYPES[key[0]]
         self.since = cursor  # first bucket seen: the CUSUM waits for a full baseline of history
         size = len(self.kind.columns)
-        self.buckets: dict[int, Vector] = {}  # merged vector per bucket start
-        self.partials: dict[int, BucketPartials] = {}  # start -> its partials (`BucketPartials`)
-        # Every start held in `buckets` or `partials`, ascending, from index `head` on: windows
-        # are summed, the next data found and old buckets forgotten without scanning all of
-        # them (a week of minute buckets per series), so the cost per step does not grow with
-        # the history held.
+        # Every start held, ascending, from index `head` on (the entries before it are
+        # forgotten: None beside them), and index for index beside it the start's merged
+        # vector (`held`; None for a start with partials only, from a restored state) and its
+        # partials (`parts`, `BucketPartials`). Windows are summed, the next data found and old
+        # buckets forgotten by walking these lists, so the cost per step does not grow with
+        # the history held, and a start is found by `_find` (from the ends, where nearly every
+        # search lands), not looked up in dicts by start: at 90 days of history a week of
+        # buckets per series made such dicts large and cold (a cache miss or two per lookup,
+        # and millisecond starts, all multiples of the width, share their low hash bits), and
+        # each entry was one more thing to allocate and free.
         self.order: list[int] = []
-        # Beside `order`, index for index: the merged vector of that start (`buckets`; None
-        # for a start with partials only). Summing or moving a range walks the two lists and
-        # never looks a start up in `buckets`: at 90 days of history those lookups were in
-        # week-sized dicts out of cache (a miss each), and each bucket is summed three times
-        # (entering, moving to the baseline, leaving it). Forgotten entries are set to None.
-        self.held: list[Vector | None] = []
+        self.held: list[Frozen | None] = []
+        self.parts: list[BucketPartials | None] = []
         self.head = 0
         self.cursor = cursor  # boundary evaluated last; windows end here
         self.cur: Vector = [0.0] * size  # [cursor - window, cursor)
@@ -224,17 +223,38 @@ class Series:
         out = {
             # the keys in the order this state has always had (its stored bytes unchanged)
             "key": head["key"], "cursor": head["cursor"], "since": head["since"],
-            "buckets": [[s, list(v)] for s, v in sorted(self.buckets.items())],
-            "partials": [[s, p, ver, list(v)] for s, parts in sorted(self.partials.items())
-                         for p, (ver, v) in _partials_of(parts)],
+            "buckets": [[s, list(v)] for s, v in self.held_buckets().items()],
+            "partials": [[s, p, ver, list(v)] for s, at in self.held_partials().items()
+                         for p, (ver, v) in _partials_of(at)],
         }
         out.update(head)
         return out
 
+    def held_buckets(self) -> dict[int, Frozen]:
+        """The merged vector of every start held, by start, ascending."""
+        return {s: v for s, v in zip(self.order[self.head:], self.held[self.head:], strict=True)
+                if v is not None}
+
+    def held_partials(self) -> dict[int, BucketPartials]:
+        """The partials of every start held, by start, ascending."""
+        return {s: at for s, at in zip(self.order[self.head:], self.parts[self.head:],
+                                       strict=True) if at is not None}
+
+    def index_of(self, start: int) -> int:
+        """Where `start` is in `order`, or -1 when it is not held."""
+        order = self.order
+        i = _find(order, start, self.head)
+        return i if i < len(order) and order[i] == start else -1
+
+    def vector_at(self, start: int) -> Frozen | None:
+        """The merged vector of the bucket at `start`, or None."""
+        i = self.index_of(start)
+        return None if i < 0 else self.held[i]
+
     def snapshot_part(self, first: int, end: int) -> dict[str, Any] | None:
         """The buckets and partials of the starts in [first, end), as `snapshot` lists them;
         None when none is held."""
-        order, held, partials = self.order, self.held, self.partials
+        order, held, partials = self.order, self.held, self.parts
         buckets: list[list[Any]] = []
         parts: list[list[Any]] = []
         i = _find(order, first, self.head)
@@ -246,7 +266,7 @@ class Series:
             v = held[i]
             if v is not None:
                 buckets.append([s, list(v)])
-            at = partials.get(s)
+            at = partials[i]
             if at is not None:
                 parts.extend([s, p, ver, list(pv)] for p, (ver, pv) in _partials_of(at))
             i += 1
@@ -275,11 +295,13 @@ class Series:
         metric, dim, value = state["key"]
         series = cls((metric, dim, value), int(state["cursor"]))
         series.since = int(state["since"])
-        series.buckets = {int(s): list(v) for s, v in state["buckets"]}
+        buckets: dict[int, Frozen] = {int(s): tuple(v) for s, v in state["buckets"]}
+        partials: dict[int, BucketPartials] = {}
         for s, p, ver, v in state["partials"]:
-            _store(series.partials, int(s), int(p), int(ver), tuple(v))
-        series.order = sorted(set(series.buckets) | set(series.partials))
-        series.held = [series.buckets.get(s) for s in series.order]
+            _store(partials, int(s), int(p), int(ver), tuple(v))
+        series.order = sorted(set(buckets) | set(partials))
+        series.held = [buckets.get(s) for s in series.order]
+        series.parts = [partials.get(s) for s in series.order]
         series.cur = list(state["cur"])
         series.base = list(state["base"])
         series.cusum = float(state["cusum"])
@@ -317,30 +339,44 @@ def _store(partials: dict[int, BucketPartials], start: int, partition: int, vers
     >>> _store(held, 60, 0, 5, (3.0,)); held
     {60: {1: (2, (2.0,)), 0: (5, (3.0,))}}
     """
-    at = partials.get(start)
+    partials[start] = _with(partials.get(start), partition, version, vector)
+
+
+def _with(at: BucketPartials | None, partition: int, version: int, vector: Frozen
+          ) -> BucketPartials:
+    """`at` with `partition`'s partial replaced: a `OnePartial` while it is the bucket's only
+    partition, a `Partials` dict once there are two (the dict is changed in place).
+
+    >>> _with(None, 1, 1, (1.0,))
+    (1, 1, (1.0,))
+    >>> _with((1, 1, (1.0,)), 1, 2, (2.0,))
+    (1, 2, (2.0,))
+    >>> _with((1, 2, (2.0,)), 0, 5, (3.0,))
+    {1: (2, (2.0,)), 0: (5, (3.0,))}
+    """
     if at is None:
-        partials[start] = (partition, version, vector)
-    elif isinstance(at, tuple):
+        return (partition, version, vector)
+    if isinstance(at, tuple):
         if at[0] == partition:
-            partials[start] = (partition, version, vector)
-        else:
-            partials[start] = {at[0]: (at[1], at[2]), partition: (version, vector)}
-    else:
-        at[partition] = (version, vector)
+            return (partition, version, vector)
+        return {at[0]: (at[1], at[2]), partition: (version, vector)}
+    at[partition] = (version, vector)
+    return at
 
 
-def _insert(series: Series, start: int, merged: Vector | None) -> None:
-    """Add a new start (and its merged vector, `Series.held`) to the ordered starts: nearly
-    always at the end (data arrives in roughly ascending event time), otherwise a little
-    before it (a negative_end count comes when its journey closes, a late answer)."""
-    order = series.order
-    if len(order) == series.head or order[-1] < start:
-        order.append(start)
+def _insert(series: Series, i: int, start: int, merged: Frozen | None) -> None:
+    """Add a new start at index `i` of the ordered starts (`_find`'s answer), with its merged
+    vector and no partials yet: nearly always at the end (data arrives in roughly ascending
+    event time), otherwise a little before it (a negative_end count comes when its journey
+    closes, a late answer)."""
+    if i == len(series.order):
+        series.order.append(start)
         series.held.append(merged)
+        series.parts.append(None)
     else:
-        i = _find(order, start, series.head)
-        order.insert(i, start)
+        series.order.insert(i, start)
         series.held.insert(i, merged)
+        series.parts.insert(i, None)
 
 
 def _find(order: list[int], x: int, lo: int) -> int:
@@ -455,22 +491,24 @@ class DropDetector:
             return  # older than anything still evaluated
         partition = record.source_partition
         version = record.version
-        parts = series.partials.get(start)
-        merged = series.buckets.get(start)
+        order = series.order
+        i = _find(order, start, series.head)
+        merged: Frozen | None = None
+        parts: BucketPartials | None = None
+        if i < len(order) and order[i] == start:
+            merged = series.held[i]
+            parts = series.parts[i]
+        else:
+            # its vectors are set below (a new start has no version yet, so it always gets
+            # that far)
+            _insert(series, i, start, None)
         old: Frozen | None = None
-        if parts is None:
-            # (a restored state may hold a bucket without partials: its start is in `order`)
-            if merged is None:
-                # made here rather than after the version test below (a new start has no
-                # version yet, so it always gets that far): `Series.held` takes it at once
-                merged = series.buckets[start] = [0.0] * len(vector)
-                _insert(series, start, merged)
-        elif isinstance(parts, tuple):
+        if isinstance(parts, tuple):
             if parts[0] == partition:
                 if parts[1] >= version:
                     return
                 old = parts[2]
-        else:
+        elif parts is not None:
             seen = parts.get(partition)
             if seen is not None:
                 if seen[0] >= version:
@@ -479,21 +517,24 @@ class DropDetector:
         frozen = tuple(vector)
         delta = vector  # a new list (`vector_of`), held nowhere: the change to apply
         if old is not None:
-            i = 0
+            j = 0
             for x in old:  # sub(delta, old vector), from its tuple
-                delta[i] -= x
-                i += 1  # noqa: SIM113  (a counter, as in metrics.sub)
-        if parts is None or (isinstance(parts, tuple) and parts[0] == partition):
-            series.partials[start] = (partition, version, frozen)
-        else:
-            _store(series.partials, start, partition, version, frozen)
+                delta[j] -= x
+                j += 1  # noqa: SIM113  (a counter, as in metrics.sub)
+        series.parts[i] = _with(parts, partition, version, frozen)
         touched = series.touched
         if touched is not None:
             touched.add(start - start % self._part_ms)
-        if merged is None:  # a restored state with partials but no bucket: held is None
-            merged = series.buckets[start] = [0.0] * len(vector)
-            series.held[_find(series.order, start, series.head)] = merged
-        add(merged, delta)
+        # The merged vector, a tuple like the partials: while one partition has sent the
+        # bucket's partials, it is that partition's latest vector itself (no list of sums and
+        # no floats of its own per bucket: a week of buckets is most of what a long replay
+        # holds); else the old sums plus the change. Exact either way (vectors.py).
+        if merged is None:  # a new start, or a restored state with partials but no bucket
+            series.held[i] = frozen if old is None else tuple(delta)
+        elif merged is old:  # it was this partition's vector alone
+            series.held[i] = frozen
+        else:
+            series.held[i] = plus(merged, delta)
         if series.cursor - w <= start < series.cursor:
             add(series.cur, delta)
         elif series.cursor - w - b <= start < series.cursor - w:
@@ -617,13 +658,13 @@ class DropDetector:
         t = series.cursor
         series.cursor = target
         if target - t == width:  # one boundary (the engine advances at each): direct lookups
-            entering = series.buckets.get(t)
+            entering = series.vector_at(t)
             if entering is not None:
                 add(series.cur, entering)
-            moving = series.buckets.get(t - w)
+            moving = series.vector_at(t - w)
             if moving is not None:
                 move(series.cur, series.base, moving)
-            leaving = series.buckets.get(t - w - b)
+            leaving = series.vector_at(t - w - b)
             if leaving is not None:
                 sub(series.base, leaving)
                 self._forget_before(series, t - w - b + width)
@@ -688,8 +729,7 @@ class DropDetector:
         part_ms = self._part_ms
         order = series.order
         held = series.held
-        buckets = series.buckets
-        partials = series.partials
+        parts = series.parts
         touched = series.touched
         i = series.head
         n = len(order)
@@ -699,17 +739,13 @@ class DropDetector:
                 break
             if touched is not None:
                 touched.add(s - s % part_ms)
-            # `in` and `del`, not `pop(s, None)`: compiled, `pop` with a default is a method
-            # call by name on the dict. `held` says whether a bucket is there.
-            if held[i] is not None:
-                del buckets[s]
-                held[i] = None
-            if s in partials:
-                del partials[s]
+            held[i] = None
+            parts[i] = None
             i += 1
         if i >= _COMPACT_AFTER and 2 * i >= n:
             del order[:i]
             del held[:i]
+            del parts[:i]
             i = 0
         series.head = i
 
@@ -992,8 +1028,8 @@ class DropDetector:
             if self.keep_parts:
                 series.touched = set()
             series.plain = all(s % self.bucket_ms == 0 and min(v) >= 0.0
-                               for s, parts in series.partials.items()
-                               for _, (_, v) in _partials_of(parts))
+                               for s, at in series.held_partials().items()
+                               for _, (_, v) in _partials_of(at))
             series.due = NEVER_MS  # a restored cursor may lag: evaluate on the next call
             heappush(self._calendar, (NEVER_MS, key))
 

@@ -8,10 +8,15 @@ metric's name (as a record holds it) and hand over to its class; `compare` takes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pipeline.core.records import MetricRecord
 from pipeline.core.surveys import WINDOW_TYPES, Estimate, SurveyWindow
 
 Vector = list[float]
+# A vector held as it is (a bucket's partial, its merged vector in the drop detector): a tuple,
+# never changed in place. The functions below that only read a vector take either.
+Frozen = tuple[float, ...]
 Kind = type[SurveyWindow]  # a metric kind: its class (`WINDOW_TYPES` gives it from its name)
 METRICS = tuple(WINDOW_TYPES)
 # Derived from the kinds (surveys.py), read by the detector per series.
@@ -53,7 +58,7 @@ def compare(kind: Kind, current: Vector, baseline: Vector) -> tuple[float, float
     return kind.from_vector(current).compare(kind.from_vector(baseline))  # type: ignore[arg-type]
 
 
-def add(into: Vector, v: Vector, sign: float = 1.0) -> None:
+def add(into: Vector, v: Sequence[float], sign: float = 1.0) -> None:
     # Hot (several calls per event): a counter, not enumerate, and no multiplication by a
     # sign of 1 (x * 1.0 == x and a + -x == a - x exactly, so results are the same).
     i = 0
@@ -67,7 +72,7 @@ def add(into: Vector, v: Vector, sign: float = 1.0) -> None:
             i += 1
 
 
-def sub(into: Vector, v: Vector) -> None:
+def sub(into: Vector, v: Sequence[float]) -> None:
     """`add(into, v, -1.0)`."""
     i = 0
     for x in v:
@@ -75,10 +80,24 @@ def sub(into: Vector, v: Vector) -> None:
         i += 1  # noqa: SIM113  (a counter: faster than enumerate here, measured)
 
 
-def move(source: Vector, target: Vector, v: Vector) -> None:
+def move(source: Vector, target: Vector, v: Sequence[float]) -> None:
     """`sub(source, v)` and `add(target, v)` in one pass (a bucket moving between windows)."""
     i = 0
     for x in v:
         source[i] -= x
         target[i] += x
         i += 1  # noqa: SIM113  (as in `sub`)
+
+
+def plus(v: Frozen, delta: Vector) -> Frozen:
+    """`v + delta`, element by element, as a new tuple (`v` is left as it is).
+
+    >>> plus((1.0, 2.0), [0.5, -2.0])
+    (1.5, 0.0)
+    """
+    out = list(v)
+    i = 0
+    for x in delta:
+        out[i] += x
+        i += 1  # noqa: SIM113  (as in `sub`)
+    return tuple(out)

@@ -205,18 +205,24 @@ def _save_parts(detector: DropDetector,
 
 
 def _check_held(detector: DropDetector) -> None:
-    """Every series' live starts are ascending, each once, and `held` beside them is the very
-    vector `buckets` holds for that start (None: no bucket); forgotten entries hold None."""
+    """Every series' live starts are ascending, each once, with `held` and `parts` beside them
+    (a start held holds a bucket or partials); forgotten entries hold None; a start is found
+    where it is held, and one not held is not found."""
     for key in detector.series_keys():
         series = detector._series[key]
         live = series.order[series.head:]
         assert len(series.held) == len(series.order)
         assert live == sorted(set(live))
-        assert set(live) == set(series.buckets) | set(series.partials)
-        for s, v in zip(live, series.held[series.head:], strict=True):
-            assert v is series.buckets.get(s)
+        assert len(series.parts) == len(series.order)
+        for v, at in zip(series.held[series.head:], series.parts[series.head:], strict=True):
+            assert v is not None or at is not None  # a start held holds something
         assert all(v is None for v in series.held[:series.head])
-        for at in series.partials.values():
+        assert all(at is None for at in series.parts[:series.head])
+        for i, start in enumerate(live, series.head):
+            assert series.index_of(start) == i
+            assert series.vector_at(start) is series.held[i]
+            assert series.index_of(start + 1) == -1 and series.vector_at(start - 1) is None
+        for at in series.held_partials().values():
             # one partition's partial is held as a tuple, never as a dict of one
             assert isinstance(at, tuple) or len(at) >= 2
 
@@ -296,12 +302,12 @@ def test_state_held_is_bounded_by_window_and_baseline() -> None:
         detector.apply_partial(_record(rng, key, start, width, i % 2, 1, 0.0))
         detector.advance(start + width)
     series = detector._series[key]
-    assert len(series.buckets) <= held + 1
-    assert len(series.partials) <= held + 1
+    assert len(series.held_buckets()) <= held + 1
+    assert len(series.held_partials()) <= held + 1
     live = len(series.order) - series.head
-    assert live == len(series.buckets)
+    assert live == len(series.held_buckets())
     assert len(series.order) <= 2 * live + _COMPACT_AFTER
-    assert series.order[series.head:] == sorted(series.buckets)
+    assert series.order[series.head:] == sorted(series.held_buckets())
     _check_held(detector)
 
 
@@ -350,7 +356,7 @@ def test_one_partition_held_as_a_tuple_until_a_second_comes() -> None:
         record = _record(rng, key, START, width, partition, version, 0.0)
         new.apply_partial(record)
         old.apply_partial(record)
-        at = new._series[key].partials[START]
+        at = new._series[key].held_partials()[START]
         forms.append(at if isinstance(at, tuple) else sorted(at))
         assert _dumps(new) == _dumps(old)
         assert new.rolling(*key, START + width) == old.rolling(*key, START + width)
@@ -361,7 +367,7 @@ def test_one_partition_held_as_a_tuple_until_a_second_comes() -> None:
     one = DropDetector(DropConfig(), width)
     one.apply_partial(_record(rng, key, START, width, 3, 1, 0.0))
     again = DropDetector(DropConfig(), width, resume=one.snapshot())
-    assert isinstance(again._series[key].partials[START], tuple)
+    assert isinstance(again._series[key].held_partials()[START], tuple)
     _check_held(new)
 
 

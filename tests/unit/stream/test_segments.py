@@ -196,7 +196,7 @@ def test_a_week_old_series_is_written_by_its_changed_parts_and_restores_whole() 
     series = [(k, v) for save in saves[-24:] for k, v in save if k.startswith("series")]
     sizes = _table_bytes(series)
     held = stage.detector._series[("nps", "all", "all")]
-    assert len(held.buckets) > 7 * 1440  # a week and the window: 10,140 minute buckets
+    assert len(held.held_buckets()) > 7 * 1440  # a week and the window: 10,140 minute buckets
     # per save: the head and at most three parts (the hour just filled, the next one begun,
     # the oldest one forgetting), each a few KiB
     assert max(sizes) < 8_000, max(sizes)
