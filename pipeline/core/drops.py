@@ -364,18 +364,18 @@ def _with(at: BucketPartials | None, partition: int, version: int, vector: Froze
     return at
 
 
-def _insert(series: Series, i: int, start: int, merged: Frozen | None) -> None:
-    """Add a new start at index `i` of the ordered starts (`_find`'s answer), with its merged
-    vector and no partials yet: nearly always at the end (data arrives in roughly ascending
-    event time), otherwise a little before it (a negative_end count comes when its journey
-    closes, a late answer)."""
+def _insert(series: Series, i: int, start: int) -> None:
+    """Add a new start at index `i` of the ordered starts (`_find`'s answer), holding nothing
+    yet (its caller sets its vectors): nearly always at the end (data arrives in roughly
+    ascending event time), otherwise a little before it (a negative_end count comes when its
+    journey closes, a late answer)."""
     if i == len(series.order):
         series.order.append(start)
-        series.held.append(merged)
+        series.held.append(None)
         series.parts.append(None)
     else:
         series.order.insert(i, start)
-        series.held.insert(i, merged)
+        series.held.insert(i, None)
         series.parts.insert(i, None)
 
 
@@ -501,7 +501,7 @@ class DropDetector:
         else:
             # its vectors are set below (a new start has no version yet, so it always gets
             # that far)
-            _insert(series, i, start, None)
+            _insert(series, i, start)
         old: Frozen | None = None
         if isinstance(parts, tuple):
             if parts[0] == partition:
