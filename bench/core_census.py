@@ -1,0 +1,114 @@
+"""What the engine keeps per event: the blocks still allocated after it took a history, by line.
+
+    PEAKEND_PURE_CORE=1 .venv/bin/python -m bench.core_census [--days 1] [--events N] [--top 25]
+                                                             [--dir /tmp/peakend-history]
+
+Issue 13 item 5: a long replay's cost follows the state it holds (allocated once, freed days
+later, walked by the collector and out of cache). This feeds the first `--events` events of
+`bench/bench_history.py`'s cached `--days` file (the generator's default mix, seed 3, at 0.1
+events/s of event time; made by `bench_history --days N` into `--dir`) to a fresh
+`ExperienceEngine` as `peakend replay` drives it, then counts the memory blocks still allocated
+(`sys.getallocatedblocks`, after a full collection; the parsed events are made and held before
+the count starts, so they are not in it) and, with `tracemalloc`, where they were allocated:
+per source line, blocks and bytes per event. Run it interpreted (`PEAKEND_PURE_CORE=1`): the
+compiled core has no Python frames, so `tracemalloc` would charge everything to this script.
+
+It also prints how many slots a lookup probes in a dict keyed by bucket starts (milliseconds,
+multiples of the width, as the drop detector's series used to be) against consecutive integers,
+by CPython's probe sequence: why dicts by start were costlier than their size says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import pipeline.core_build
+from bench.bench_history import SCORING_RULES, SEED, chunks, events_for
+from bench.host import cpu_model, loadavg
+
+
+def dict_probes(keys: list[int]) -> float:
+    """Mean slots probed to insert `keys` into a fresh dict sized for them (CPython 3.11's
+    index table: a power of two with room for 3/2 of the keys; perturbed linear probing)."""
+    size = 8
+    while size * 2 // 3 < len(keys):
+        size *= 2
+    mask = size - 1
+    taken = [False] * size
+    probes = 0
+    for key in keys:
+        h = hash(key) & (2 ** 64 - 1)
+        perturb = h
+        i = h & mask
+        probes += 1
+        while taken[i]:
+            perturb >>= 5
+            i = (i * 5 + perturb + 1) & mask
+            probes += 1
+        taken[i] = True
+    return probes / len(keys)
+
+
+def census(days: int, events: int | None, folder: Path, top: int) -> None:
+    from pipeline.contract.parser import parse_dict
+    from pipeline.core.config import CoreConfig
+    from pipeline.core.engine import ExperienceEngine
+
+    n = events_for(days, 0.1)
+    cache = folder / f"events-{days}d-{n}-seed{SEED}-dicts.pickle"
+    if not cache.exists():
+        raise SystemExit(f"core_census: no {cache}: run `python -m bench.bench_history --days "
+                         f"{days} --dir {folder}` first")
+    limit = events or n
+    parsed = []
+    for dicts in chunks(cache):
+        parsed.extend(parse_dict(e) for e in dicts[:limit - len(parsed)])
+        if len(parsed) >= limit:
+            break
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
+    gc.collect()
+    tracemalloc.start(1)
+    before = sys.getallocatedblocks()
+    for event in parsed:
+        engine.process(event, 0)
+    gc.collect()
+    after = sys.getallocatedblocks()
+    snapshot = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    count = len(parsed)
+    print(f"{cpu_model()}, Python {sys.version.split()[0]}, load {loadavg()}, "
+          f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'} core")
+    print(f"{days} d file, first {count:,} events: {(after - before) / count:.2f} blocks per "
+          "event still allocated by the engine")
+    stats = sorted(snapshot.statistics("lineno"), key=lambda s: -s.count)
+    for stat in stats[:top]:
+        frame = stat.traceback[0]
+        print(f"  {stat.count / count:7.3f} blocks {stat.size / count:8.1f} bytes per event  "
+              f"{frame.filename}:{frame.lineno}")
+    start = 1_767_225_600_000  # 2026-01-01, in ms
+    for span, width in ((1440, 60_000), (7 * 1440, 60_000)):
+        starts = [start + k * width for k in range(span)]
+        print(f"dict of {span:,} minute starts: {dict_probes(starts):.2f} slots probed per key "
+              f"(consecutive integers: {dict_probes(list(range(span))):.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--events", type=int, default=None,
+                        help="only the first N events of the file (default: all)")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "peakend-history"))
+    args = parser.parse_args()
+    if args.days < 1 or (args.events is not None and args.events < 1) or args.top < 0:
+        parser.error("--days and --events must be at least 1, --top at least 0")
+    census(args.days, args.events, Path(args.dir), args.top)
+
+
+if __name__ == "__main__":
+    main()
