@@ -7,10 +7,11 @@ Issue 13 item 5: a long replay's cost follows the state it holds (allocated once
 later, walked by the collector and out of cache). This feeds the first `--events` events of
 `bench/bench_history.py`'s cached `--days` file (the generator's default mix, seed 3, at 0.1
 events/s of event time; made by `bench_history --days N` into `--dir`) to a fresh
-`ExperienceEngine` as `peakend replay` drives it, then counts the memory blocks still allocated
-(`sys.getallocatedblocks`, after a full collection; the parsed events are made and held before
-the count starts, so they are not in it) and, with `tracemalloc`, where they were allocated:
-per source line, blocks and bytes per event. Run it interpreted (`PEAKEND_PURE_CORE=1`): the
+`ExperienceEngine` as `peakend replay` drives it (each event parsed and then dropped, so what
+the engine keeps of it, its ids and strings, counts where it was made, and nothing else of it
+does), then counts the memory blocks still allocated (`sys.getallocatedblocks`, after a full
+collection) and, with `tracemalloc`, where they were allocated: per source line, blocks and
+bytes per event. Run it interpreted (`PEAKEND_PURE_CORE=1`): the
 compiled core has no Python frames, so `tracemalloc` would charge everything to this script.
 
 It also prints how many slots a lookup probes in a dict keyed by bucket starts (milliseconds,
@@ -65,27 +66,28 @@ def census(days: int, events: int | None, folder: Path, top: int) -> None:
         raise SystemExit(f"core_census: no {cache}: run `python -m bench.bench_history --days "
                          f"{days} --dir {folder}` first")
     limit = events or n
-    parsed = []
-    for dicts in chunks(cache):
-        parsed.extend(parse_dict(e) for e in dicts[:limit - len(parsed)])
-        if len(parsed) >= limit:
-            break
     engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     gc.collect()
     tracemalloc.start(1)
     before = sys.getallocatedblocks()
-    for event in parsed:
-        engine.process(event, 0)
+    count = 0
+    for dicts in chunks(cache):
+        for raw in dicts[:limit - count]:
+            engine.process(parse_dict(raw), 0)
+        count += min(len(dicts), limit - count)
+        del dicts
+        if count >= limit:
+            break
     gc.collect()
     after = sys.getallocatedblocks()
     snapshot = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    count = len(parsed)
     print(f"{cpu_model()}, Python {sys.version.split()[0]}, load {loadavg()}, "
           f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'} core")
-    print(f"{days} d file, first {count:,} events: {(after - before) / count:.2f} blocks per "
-          "event still allocated by the engine")
     stats = sorted(snapshot.statistics("lineno"), key=lambda s: -s.count)
+    traced = sum(stat.size for stat in stats)
+    print(f"{days} d file, first {count:,} events: {(after - before) / count:.2f} blocks per "
+          f"event still allocated by the engine, {traced / count:,.0f} bytes per event traced")
     for stat in stats[:top]:
         frame = stat.traceback[0]
         print(f"  {stat.count / count:7.3f} blocks {stat.size / count:8.1f} bytes per event  "
