@@ -202,6 +202,11 @@ def events_for(days: int, rate: float) -> int:
     return round(rate * days * DAY_S)
 
 
+def events_cache(folder: Path, days: int, rate: float) -> Path:
+    """Where the core path keeps the generated events of one length, parsed to dicts."""
+    return folder / f"events-{days}d-{events_for(days, rate)}-seed{SEED}-dicts.pickle"
+
+
 class GcClock:
     """CPU time spent in the cyclic collector while `timing` is set (gc.callbacks)."""
 
@@ -244,7 +249,7 @@ def run_core(days: int, rate: float, gc_policy: str, folder: Path) -> dict[str, 
     from pipeline.core.timefmt import parse_ms
 
     n = events_for(days, rate)
-    cache = folder / f"events-{days}d-{n}-seed{SEED}-dicts.pickle"
+    cache = events_cache(folder, days, rate)
     lock = cache.with_suffix(".lock")
     try:
         # one process makes the file; another bench (the same lengths from another tree, run

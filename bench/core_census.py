@@ -29,7 +29,7 @@ import tracemalloc
 from pathlib import Path
 
 import pipeline.core_build
-from bench.bench_history import SCORING_RULES, SEED, chunks, events_for
+from bench.bench_history import SCORING_RULES, chunks, events_cache, events_for
 from bench.host import cpu_model, loadavg
 
 
@@ -60,12 +60,11 @@ def census(days: int, events: int | None, folder: Path, top: int) -> None:
     from pipeline.core.config import CoreConfig
     from pipeline.core.engine import ExperienceEngine
 
-    n = events_for(days, 0.1)
-    cache = folder / f"events-{days}d-{n}-seed{SEED}-dicts.pickle"
+    cache = events_cache(folder, days, 0.1)
     if not cache.exists():
         raise SystemExit(f"core_census: no {cache}: run `python -m bench.bench_history --days "
                          f"{days} --dir {folder}` first")
-    limit = events or n
+    limit = events or events_for(days, 0.1)
     engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     gc.collect()
     tracemalloc.start(1)
@@ -93,8 +92,8 @@ def census(days: int, events: int | None, folder: Path, top: int) -> None:
         print(f"  {stat.count / count:7.3f} blocks {stat.size / count:8.1f} bytes per event  "
               f"{frame.filename}:{frame.lineno}")
     start = 1_767_225_600_000  # 2026-01-01, in ms
-    for span, width in ((1440, 60_000), (7 * 1440, 60_000)):
-        starts = [start + k * width for k in range(span)]
+    for span in (1440, 7 * 1440):
+        starts = [start + k * 60_000 for k in range(span)]
         print(f"dict of {span:,} minute starts: {dict_probes(starts):.2f} slots probed per key "
               f"(consecutive integers: {dict_probes(list(range(span))):.2f})")
 

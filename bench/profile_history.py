@@ -43,7 +43,7 @@ def child(days: int, runs: int, folder: Path) -> None:
             reply.readline()
 
     n = bench.events_for(days, 0.1)
-    cache = folder / f"events-{days}d-{n}-seed{bench.SEED}-dicts.pickle"
+    cache = bench.events_cache(folder, days, 0.1)
     for run in range(runs):
         engine = ExperienceEngine(CoreConfig(), bench.SCORING_RULES)
         cpu = 0.0

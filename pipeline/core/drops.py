@@ -298,7 +298,8 @@ class Series:
         buckets: dict[int, Frozen] = {int(s): tuple(v) for s, v in state["buckets"]}
         partials: dict[int, BucketPartials] = {}
         for s, p, ver, v in state["partials"]:
-            _store(partials, int(s), int(p), int(ver), tuple(v))
+            at = partials.get(int(s))
+            partials[int(s)] = _with(at, int(p), int(ver), tuple(v))
         series.order = sorted(set(buckets) | set(partials))
         series.held = [buckets.get(s) for s in series.order]
         series.parts = [partials.get(s) for s in series.order]
@@ -326,20 +327,6 @@ def _partials_of(at: BucketPartials) -> list[tuple[int, tuple[int, Frozen]]]:
     if isinstance(at, tuple):
         return [(at[0], (at[1], at[2]))]
     return sorted(at.items())
-
-
-def _store(partials: dict[int, BucketPartials], start: int, partition: int, version: int,
-           vector: Frozen) -> None:
-    """Hold `partition`'s partial of the bucket at `start` (replacing its earlier one): a
-    `OnePartial` while it is the bucket's only partition, a `Partials` dict once there are two.
-
-    >>> held: dict[int, BucketPartials] = {}
-    >>> _store(held, 60, 1, 1, (1.0,)); _store(held, 60, 1, 2, (2.0,)); held
-    {60: (1, 2, (2.0,))}
-    >>> _store(held, 60, 0, 5, (3.0,)); held
-    {60: {1: (2, (2.0,)), 0: (5, (3.0,))}}
-    """
-    partials[start] = _with(partials.get(start), partition, version, vector)
 
 
 def _with(at: BucketPartials | None, partition: int, version: int, vector: Frozen
@@ -517,10 +504,7 @@ class DropDetector:
         frozen = tuple(vector)
         delta = vector  # a new list (`vector_of`), held nowhere: the change to apply
         if old is not None:
-            j = 0
-            for x in old:  # sub(delta, old vector), from its tuple
-                delta[j] -= x
-                j += 1  # noqa: SIM113  (a counter, as in metrics.sub)
+            sub(delta, old)
         series.parts[i] = _with(parts, partition, version, frozen)
         touched = series.touched
         if touched is not None:

@@ -96,8 +96,5 @@ def plus(v: Frozen, delta: Vector) -> Frozen:
     (1.5, 0.0)
     """
     out = list(v)
-    i = 0
-    for x in delta:
-        out[i] += x
-        i += 1  # noqa: SIM113  (as in `sub`)
+    add(out, delta)
     return tuple(out)
