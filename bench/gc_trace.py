@@ -1,7 +1,7 @@
 """The cyclic collector's share of each stream process's CPU, during `bench/bench_pipeline.py`.
 
     .venv/bin/python -m bench.gc_trace [--thresholds 5000,200,100] [--at-batch-ends]
-        -- --events 200000 --rates 5000
+        [--census] -- --events 200000 --rates 5000
 
 Runs `bench.bench_pipeline` with the given arguments, with a `sitecustomize` module on
 PYTHONPATH that records every collection of every Python process of the run (the benchmark,
@@ -20,26 +20,53 @@ Two knobs for trying another policy without editing the worker (issue 15, docs/s
 - `--at-batch-ends`: automatic young collections off in the worker; a young collection (a middle
   one every M-th) runs after an agent acks a batch once Y net allocations are due, where fewer
   of a batch's objects are alive.
+
+And `--census` (docs/streaming.md "seventeenth round"): every 10th young collection of each
+process under a stream policy, the objects it is about to walk, counted by type (exact tuples
+by their first item's type and their length), printed as the mean per sampled collection.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 SITECUSTOMIZE = '''
-import gc, os, sys, time
+import gc, json, os, sys, time
 _dir = os.environ["PEAKEND_GC_TRACE_DIR"]
 _started = [0.0]
 _log = [None]
 
+_census = [0] if os.environ.get("PEAKEND_GC_TRACE_CENSUS") else None
+
+
+def _count_young():
+    # what this young collection is about to walk, by type (exact tuples by their first item's
+    # type and length: entries, pairs, ...); every 10th young collection under a stream policy
+    counts = {}
+    for obj in gc.get_objects(0):
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        if kind is tuple and obj:
+            name += f"[{type(obj[0]).__name__} x{len(obj)}]"
+        counts[name] = counts.get(name, 0) + 1
+    with open(os.path.join(_dir, f"{os.getpid()}.census"), "a") as out:
+        out.write(json.dumps(counts) + "\\n")
+
+
 def _trace(phase, info):
     if phase == "start":
+        if (_census is not None and info["generation"] == 0
+                and gc.get_threshold()[0] >= 10_000):  # a stream policy, not start-up's
+            _census[0] += 1
+            if _census[0] % 10 == 5:
+                _count_young()
         _started[0] = time.perf_counter()
         return
     spent = time.perf_counter() - _started[0]
@@ -117,6 +144,23 @@ def summarize(folder: Path) -> list[str]:
         lines.append(f"{role}: young {count[0]} in {spent[0]:.2f} s, middle {count[1]} in "
                      f"{spent[1]:.2f} s = {share:.1f}% of its other {cpu:.1f} s of CPU; full "
                      f"{count[2]} in {spent[2]:.2f} s")
+        census = log.with_suffix(".census")
+        if census.exists():
+            lines.extend(young_census(role, census))
+    return lines
+
+
+def young_census(role: str, path: Path, top: int = 15) -> list[str]:
+    """The objects a young collection of `role` walks, by type: the mean of the sampled
+    collections, the `top` types."""
+    samples = [json.loads(line) for line in path.read_text().splitlines()]
+    total: Counter[str] = Counter()
+    for sample in samples:
+        total.update(sample)
+    n = len(samples)
+    lines = [f"  {role}, a young collection walks {sum(total.values()) / n:,.0f} objects "
+             f"(mean of {n} sampled), by type:"]
+    lines += [f"    {count / n:9,.0f}  {name}" for name, count in total.most_common(top)]
     return lines
 
 
@@ -124,6 +168,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", help="Y,M,O in place of the stream and sink policies")
     parser.add_argument("--at-batch-ends", action="store_true")
+    parser.add_argument("--census", action="store_true",
+                        help="also count what young collections walk, by type (every 10th; "
+                             "its own time is outside the collection times, inside the CPU)")
     parser.add_argument("bench_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     passed = [a for a in args.bench_args if a != "--"]
@@ -136,6 +183,8 @@ def main() -> int:
             env["PEAKEND_GC_TRACE_THRESHOLDS"] = args.thresholds
         if args.at_batch_ends:
             env["PEAKEND_GC_TRACE_AT_BATCH_ENDS"] = "1"
+        if args.census:
+            env["PEAKEND_GC_TRACE_CENSUS"] = "1"
         done = subprocess.run([sys.executable, "-m", "bench.bench_pipeline", *passed], env=env,
                               check=False, capture_output=True, text=True)
         for line in done.stdout.splitlines():

@@ -2,6 +2,7 @@
 `bench/bench_pipeline.py`, with the Kafka records written per input event per topic.
 
     .venv/bin/python -m bench.profile_worker [--events 60000] [--rate 50] [--out /tmp/prof]
+        [--native]
     .venv/bin/python -m bench.spy_summary /tmp/prof/worker.txt
 
 The stream is started and warmed up exactly as bench_pipeline.py does it; py-spy (which must
@@ -35,27 +36,31 @@ from bench.bench_pipeline import (
 )
 
 
-def spy(pid: int, output: Path, rate: int) -> subprocess.Popen[bytes]:
+def spy(pid: int, output: Path, rate: int, native: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy on `pid`: by default without stopping it (`--nonblocking`); `native`: with the C
+    frames (compiled core, orjson, the collector), which py-spy reads only by stopping the
+    process at each sample, so it runs slower while sampled."""
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    how = ["--native"] if native else ["--nonblocking"]
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-         "--nonblocking", "--output", str(output)],
+        [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", *how,
+         "--output", str(output)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def profiled_throughput(stream: Stream, phase: Phase, out: Path, rate: int = 50
-                        ) -> tuple[Throughput, dict[str, Path]]:
+def profiled_throughput(stream: Stream, phase: Phase, out: Path, rate: int = 50,
+                        native: bool = False) -> tuple[Throughput, dict[str, Path]]:
     """`throughput` of `phase` with py-spy attached to the worker and its children for exactly
     that phase (attach after the warm-up, stop when the events are all in ClickHouse); returns
     the run and the profile of each process ("worker", "entry", "sink"), py-spy's raw format."""
     out.mkdir(parents=True, exist_ok=True)
     worker = stream.workers[0].proc.pid
     profiles = {"worker": out / "worker.txt"}
-    spies = [spy(worker, profiles["worker"], rate)]
+    spies = [spy(worker, profiles["worker"], rate, native)]
     for pid in child_pids(worker):
         name = child_role(pid)
         profiles[name] = path = out / f"{name}.txt"
-        spies.append(spy(pid, path, rate))
+        spies.append(spy(pid, path, rate, native))
     try:
         t = throughput(stream, phase)
     finally:
@@ -74,6 +79,8 @@ def main() -> None:
     parser.add_argument("--span-hours", type=float, default=24.0)
     parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=Path("/tmp/peakend-profile"))
+    parser.add_argument("--native", action="store_true",
+                        help="C frames too (py-spy stops the processes at each sample)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = stack_env()
@@ -86,7 +93,7 @@ def main() -> None:
         # before, the measured events were a day behind the warm-up's stream time)
         phase = source.phase(args.events)
         load_before = loadavg()
-        t, profiles = profiled_throughput(stream, phase, args.out, args.rate)
+        t, profiles = profiled_throughput(stream, phase, args.out, args.rate, args.native)
     print(f"{t.rate:,.0f} events/s ({t.events:,} in {t.seconds:.1f} s); worker + children CPU "
           f"{t.cpu_per_event_us:.0f} us/event; load {load_before} before, {t.load} after")
     per_event = {k: v / t.events for k, v in sorted(t.records.items()) if v}

@@ -1,0 +1,164 @@
+"""What stage one writes to its state table per input event, in the benchmarks' compressed day
+and in a live stream's shape, without servers (issue 15; docs/streaming.md, seventeenth round).
+
+    .venv/bin/python -m bench.bench_journey_state [--events 150000] [--compressed-batch 2000]
+        [--batch-seconds 0.2] [--partitions 4]
+
+The events are the generator's default mix over one day (what `bench/bench_pipeline.py` and
+`bench/run_all.py` send), fed to one `PartitionProcessor` per partition in the worker's order;
+after each batch the worker writes every key the batch changed (`dirty_state`, then each pair
+encoded as its table write, `{"p": partition, "s": state}`, `state_writer.encode`). Two shapes,
+one run, the same events:
+
+- `compressed day`: batches of `--compressed-batch` events, what the worker takes per batch at
+  the benchmarks' rate (about 10,000 events/s and a batch every 0.2 s): each batch spans about
+  20 minutes of event time, so a customer's events of one session mostly share one batch and
+  its key is written once for all of them;
+- `live`: a new batch at every `--batch-seconds` of event time, what a live stream (event time
+  is wall time) gives at any rate: a customer's events are seconds to minutes apart, so nearly
+  every event's key is written in a batch of its own, with everything the key holds (its open
+  session's entries so far, and its closed sessions, kept for late events).
+
+For each: state pairs, bytes and journey entries written per input event, the share of the
+bytes that are closed sessions written again, and the CPU of `dirty_state` and of the
+encoding per input event (process time, under the worker's collector policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bench.host import cpu_model, loadavg
+from pipeline.core.event import TouchpointEvent
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class Written:
+    """What one shape wrote, summed over the run."""
+
+    events: int = 0
+    batches: int = 0
+    pairs: int = 0
+    bytes: int = 0
+    closed_bytes: int = 0  # of `bytes`: the closed sessions in the values
+    entries: int = 0  # journey entries in the values written
+    snapshot_s: float = 0.0
+    encode_s: float = 0.0
+
+    def line(self, name: str) -> str:
+        n = self.events
+        return (f"{name}: {n / self.batches:,.1f} events per batch; per input event "
+                f"{self.pairs / n:.2f} state pairs, {self.bytes / n:,.0f} bytes "
+                f"({100 * self.closed_bytes / max(1, self.bytes):.0f}% closed sessions written "
+                f"again), {self.entries / n:.1f} journey entries; CPU per input event "
+                f"{1e6 * self.snapshot_s / n:.1f} us dirty_state + {1e6 * self.encode_s / n:.1f}"
+                f" us encoding")
+
+
+def events(count: int) -> list[TouchpointEvent]:
+    from jobs.generate import GeneratorConfig, encode_event, generate_events
+    from pipeline.contract import Rejected, parse_event
+
+    config = GeneratorConfig(events=count, seed=1, start_ms=1_795_000_000_000, span_ms=DAY_MS,
+                             id_prefix="s")
+    parsed: list[TouchpointEvent] = []
+    for event in generate_events(config):
+        try:
+            parsed.append(parse_event(encode_event(event)))
+        except Rejected:
+            continue  # the generator's invalid share: dead letters, no state
+    return parsed
+
+
+def run(evs: list[TouchpointEvent], new_batch: Callable[[int, int], bool], partitions: int
+        ) -> Written:
+    """Feed `evs` in batches (`new_batch(index, occurred_ms)`: the event at `index` starts a
+    new batch) and write each batch's changed keys as the worker does."""
+    from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tuned_gc
+    from pipeline.core.partitioner import partition_for
+    from pipeline.scoring_rules import load_scoring_rules
+    from pipeline.settings import Settings
+    from pipeline.stream.partition import PartitionProcessor
+    from pipeline.stream.state_writer import encode
+
+    core = Settings.from_env().core_config()
+    rules = load_scoring_rules(core.journeys.scoring_rules_path)
+    processors = {p: PartitionProcessor(p, core, rules) for p in range(partitions)}
+    written = Written(events=len(evs))
+    touched: set[int] = set()
+
+    def write() -> None:
+        for part in sorted(touched):
+            started = time.process_time()
+            pairs = processors[part].dirty_state()
+            snapshotted = time.process_time()
+            values = [encode({"p": part, "s": state}) for _, state in pairs]
+            written.encode_s += time.process_time() - snapshotted
+            written.snapshot_s += snapshotted - started
+            written.pairs += len(pairs)
+            written.bytes += sum(map(len, values))
+            for _, state in pairs:  # (outside the timed parts)
+                if isinstance(state, dict):
+                    journey = state["journey"]
+                    held = [journey] if journey is not None else []
+                    held += state["sessions"]
+                    written.entries += sum(len(j["entries"]) for j in held)
+                    written.closed_bytes += sum(len(encode(s)) for s in state["sessions"]
+                                                if s["status"] == "closed")
+        touched.clear()
+        written.batches += 1
+
+    with tuned_gc(STREAM_THRESHOLDS):
+        for index, event in enumerate(evs):
+            if touched and new_batch(index, event.occurred_ms):
+                write()
+            part = partition_for(event.journey_key, partitions)
+            processors[part].process(event)
+            touched.add(part)
+        write()
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=150_000)
+    parser.add_argument("--compressed-batch", type=int, default=2000)
+    parser.add_argument("--batch-seconds", type=float, default=0.2)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    from pipeline import core_build
+
+    print(f"bench_journey_state: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
+          f"{'compiled' if core_build.COMPILED else 'interpreted'}, load {loadavg()}; "
+          f"{args.events:,} generated events over one day, {args.partitions} partitions")
+    evs = events(args.events)
+    slot_ms = max(1, round(args.batch_seconds * 1000))
+    last_slot = [-1]
+
+    def live(_index: int, occurred_ms: int) -> bool:
+        # a new batch when event time (in arrival order, never back) enters a new slot
+        slot = occurred_ms // slot_ms
+        if slot > last_slot[0]:
+            last_slot[0] = slot
+            return True
+        return False
+
+    compressed = run(evs, lambda index, _ms: index % args.compressed_batch == 0, args.partitions)
+    print(compressed.line(f"compressed day (batches of {args.compressed_batch:,} events)"))
+    live_run = run(evs, live, args.partitions)
+    print(live_run.line(f"live (a batch per {args.batch_seconds:g} s of event time)"))
+    cpu = (live_run.snapshot_s + live_run.encode_s) / (compressed.snapshot_s
+                                                       + compressed.encode_s)
+    print(f"live / compressed: bytes per event x{live_run.bytes / compressed.bytes:.1f}, "
+          f"state pairs x{live_run.pairs / compressed.pairs:.1f}, CPU x{cpu:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
