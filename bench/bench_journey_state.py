@@ -125,6 +125,34 @@ def run(evs: list[TouchpointEvent], new_batch: Callable[[int, int], bool], parti
     return written
 
 
+def live_batches(batch_seconds: float) -> Callable[[int, int], bool]:
+    """`run`'s `new_batch` for a live stream: a new batch whenever event time (in arrival
+    order; it never goes back) enters a new slot of `batch_seconds`."""
+    slot_ms = max(1, round(batch_seconds * 1000))
+    last_slot = [-1]
+
+    def new_batch(_index: int, occurred_ms: int) -> bool:
+        slot = occurred_ms // slot_ms
+        if slot > last_slot[0]:
+            last_slot[0] = slot
+            return True
+        return False
+    return new_batch
+
+
+def compressed_batches(events_per_batch: int) -> Callable[[int, int], bool]:
+    """`run`'s `new_batch` for the benchmarks' compressed day: every `events_per_batch`."""
+    return lambda index, _ms: index % events_per_batch == 0
+
+
+def shapes(count: int, compressed_batch: int = 2000, batch_seconds: float = 0.2,
+           partitions: int = 4) -> tuple[Written, Written]:
+    """(compressed day, live) for the same `count` generated events."""
+    evs = events(count)
+    return (run(evs, compressed_batches(compressed_batch), partitions),
+            run(evs, live_batches(batch_seconds), partitions))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=150_000)
@@ -137,21 +165,9 @@ def main() -> int:
     print(f"bench_journey_state: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
           f"{'compiled' if core_build.COMPILED else 'interpreted'}, load {loadavg()}; "
           f"{args.events:,} generated events over one day, {args.partitions} partitions")
-    evs = events(args.events)
-    slot_ms = max(1, round(args.batch_seconds * 1000))
-    last_slot = [-1]
-
-    def live(_index: int, occurred_ms: int) -> bool:
-        # a new batch when event time (in arrival order, never back) enters a new slot
-        slot = occurred_ms // slot_ms
-        if slot > last_slot[0]:
-            last_slot[0] = slot
-            return True
-        return False
-
-    compressed = run(evs, lambda index, _ms: index % args.compressed_batch == 0, args.partitions)
+    compressed, live_run = shapes(args.events, args.compressed_batch, args.batch_seconds,
+                                  args.partitions)
     print(compressed.line(f"compressed day (batches of {args.compressed_batch:,} events)"))
-    live_run = run(evs, live, args.partitions)
     print(live_run.line(f"live (a batch per {args.batch_seconds:g} s of event time)"))
     cpu = (live_run.snapshot_s + live_run.encode_s) / (compressed.snapshot_s
                                                        + compressed.encode_s)

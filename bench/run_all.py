@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_core, bench_raw, peers, spy_summary
+from bench import bench_core, bench_journey_state, bench_raw, peers, spy_summary
 from bench import bench_pipeline as bp
 from bench.bench_contract import make_event
 from bench.profile_worker import profiled_throughput
@@ -73,12 +73,14 @@ class Sizes:
     profile_events: int
     two_workers_rates: tuple[float, ...]
     peer_events: int
+    journey_state_events: int
 
 
 QUICK = Sizes(raw_events=50_000, insert_rows=50_000, contract_events=30_000,
               core_events=60_000, backfill_events=30_000, e2e_events=6_000,
               rates=(500, 1000), latency_seconds=4, max_latency_events=0,
-              profile_events=5_000, two_workers_rates=(), peer_events=20_000)
+              profile_events=5_000, two_workers_rates=(), peer_events=20_000,
+              journey_state_events=20_000)
 # e2e_events: 200,000 (was 50,000): "caught up" is read from committed offsets (the worker
 # commits every second, the check polls every 0.25 s), a tail of up to ~1.3 s that was a fifth
 # of a 50,000-event run at 11,000 events/s; the 1-worker runs of one version gave 8,556 and
@@ -87,7 +89,7 @@ FULL = Sizes(raw_events=300_000, insert_rows=200_000, contract_events=200_000,
              core_events=400_000, backfill_events=200_000, e2e_events=200_000,
              rates=(1000, 2000, TARGET_LATENCY_RATE), latency_seconds=10,
              max_latency_events=10_000, profile_events=30_000, two_workers_rates=(1000,),
-             peer_events=100_000)
+             peer_events=100_000, journey_state_events=150_000)
 
 
 # py-spy's samples per second and thread: enough for a few thousand samples over the profiled
@@ -216,6 +218,13 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
 
 # -- the pipeline ----------------------------------------------------------------------------
 
+def journey_state_shapes(n: int) -> dict[str, Any]:
+    """Stage one's state writes per event in the benchmarks' compressed day and in a live
+    stream's batches (`bench/bench_journey_state.py`): what the end-to-end figures leave out."""
+    compressed, live = bench_journey_state.shapes(n)
+    return {"events": n, "compressed": compressed, "live": live, "load": load()}
+
+
 def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any]:
     out: dict[str, Any] = {"partitions": 4}
     source = bp.EventSource(events_per_s=sizes.e2e_events / EVENT_SPAN_S)
@@ -302,7 +311,7 @@ def verdict(ok: bool) -> str:
 def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any],
                  contract: dict[str, Any], core: dict[str, Any], backfill: dict[str, Any],
                  pipe: dict[str, Any], peer_runs: list[peers.PeerRun],
-                 started: float) -> None:
+                 started: float, state: dict[str, Any]) -> None:
     t1: bp.Throughput = pipe["t1"]
     t2: bp.Throughput = pipe["t2"]
     stage: bp.StageRate = pipe["stage"]
@@ -430,6 +439,27 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add(f"| worker's own work in-process (no Faust/Kafka/RocksDB) | {fmt(stage.rate)} | "
         f"`bench_pipeline.stage_work`, {stage.events:,} events, CPU time | "
         f"{pipe['stage_load']} |")
+    add("")
+    add("## Stage one's state writes: the compressed day against a live stream")
+    add("")
+    add(f"`bench/bench_journey_state.py`: the same {state['events']:,} generated events (the "
+        "default mix over one day) through stage one's processors, each batch's changed keys "
+        "encoded as the worker writes them; CPU time of `dirty_state` and the encoding, under "
+        "the worker's collector policy. The end-to-end runs below send a day of event time in "
+        "seconds, so a worker batch (0.2 s) spans about 20 minutes of event time and writes a "
+        "customer's key once for many of its events; in a live stream (event time is wall "
+        "time) nearly every event's key is written in a batch of its own. The figures below "
+        f"are the compressed day's; a live stream pays the second row (load {state['load']}).")
+    add("")
+    add("| shape | events per batch | state pairs per event | bytes per event | of them closed "
+        "sessions | journey entries per event | dirty_state + encoding per event |")
+    add("|---|---:|---:|---:|---:|---:|---:|")
+    for name, w in (("compressed day (batches of 2,000 events)", state["compressed"]),
+                    ("live (a batch per 0.2 s of event time)", state["live"])):
+        n = w.events
+        add(f"| {name} | {n / w.batches:,.1f} | {w.pairs / n:.2f} | {w.bytes / n:,.0f} | "
+            f"{100 * w.closed_bytes / max(1, w.bytes):.0f}% | {w.entries / n:.1f} | "
+            f"{1e6 * w.snapshot_s / n:.1f} + {1e6 * w.encode_s / n:.1f} us |")
     add("")
     add("## The pipeline end to end")
     add("")
@@ -628,12 +658,15 @@ def main() -> int:
     log("backfill")
     backfill = backfill_rates(sizes.backfill_events, ch.admin)
     log(f"backfill: {backfill}")
+    log("stage one's state writes, compressed day and live")
+    state = journey_state_shapes(sizes.journey_state_events)
     pipe = pipeline_runs(kafka, ch, sizes)
     for key in ("t1", "t2", "tprof"):
         t = pipe[key]
         log(f"{key}: {t.rate:,.0f} events/s, {t.cpu_per_event_us:.0f} us CPU/event")
     out = Path(args.output)
-    write_report(out, m, args.quick, raw, contract, core, backfill, pipe, peer_runs, started)
+    write_report(out, m, args.quick, raw, contract, core, backfill, pipe, peer_runs, started,
+                 state)
     log(f"wrote {out} in {(time.perf_counter() - started) / 60:.1f} min")
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.bench_journey_state import events, run
+from bench.bench_journey_state import events, live_batches, run
 
 
 def test_a_batch_per_event_writes_every_event_s_key_and_more_than_large_batches() -> None:
@@ -21,3 +21,10 @@ def test_a_batch_per_event_writes_every_event_s_key_and_more_than_large_batches(
     assert per_event.entries > max(len(evs), large.entries)
     for written in (per_event, large):
         assert 0 < written.closed_bytes < written.bytes
+
+
+def test_a_live_batch_is_a_slot_of_event_time_in_arrival_order() -> None:
+    new_batch = live_batches(0.2)
+    # event times (ms) in arrival order: a late one (100) never starts a batch of its own
+    starts = [new_batch(i, ms) for i, ms in enumerate([0, 150, 199, 200, 100, 450, 401, 1000])]
+    assert starts == [True, False, False, True, False, True, False, True]
