@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from bench.host import cpu_model, loadavg
 from pipeline.core.event import TouchpointEvent
@@ -51,14 +52,31 @@ class Written:
     snapshot_s: float = 0.0
     encode_s: float = 0.0
 
-    def line(self, name: str) -> str:
+    def per_event(self) -> PerEvent:
         n = self.events
-        return (f"{name}: {n / self.batches:,.1f} events per batch; per input event "
-                f"{self.pairs / n:.2f} state pairs, {self.bytes / n:,.0f} bytes "
-                f"({100 * self.closed_bytes / max(1, self.bytes):.0f}% closed sessions written "
-                f"again), {self.entries / n:.1f} journey entries; CPU per input event "
-                f"{1e6 * self.snapshot_s / n:.1f} us dirty_state + {1e6 * self.encode_s / n:.1f}"
-                f" us encoding")
+        return PerEvent(n / self.batches, self.pairs / n, self.bytes / n,
+                        self.closed_bytes / max(1, self.bytes), self.entries / n,
+                        1e6 * self.snapshot_s / n, 1e6 * self.encode_s / n)
+
+    def line(self, name: str) -> str:
+        e = self.per_event()
+        return (f"{name}: {e.events_per_batch:,.1f} events per batch; per input event "
+                f"{e.pairs:.2f} state pairs, {e.bytes:,.0f} bytes ({100 * e.closed_share:.0f}% "
+                f"closed sessions written again), {e.entries:.1f} journey entries; CPU per "
+                f"input event {e.dirty_state_us:.1f} us dirty_state + {e.encoding_us:.1f} us "
+                "encoding")
+
+
+class PerEvent(NamedTuple):
+    """`Written` per input event (and events per batch): what the reports print."""
+
+    events_per_batch: float
+    pairs: float
+    bytes: float
+    closed_share: float  # of the bytes
+    entries: float
+    dirty_state_us: float
+    encoding_us: float
 
 
 def events(count: int) -> list[TouchpointEvent]:

@@ -454,12 +454,12 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("| shape | events per batch | state pairs per event | bytes per event | of them closed "
         "sessions | journey entries per event | dirty_state + encoding per event |")
     add("|---|---:|---:|---:|---:|---:|---:|")
-    for name, w in (("compressed day (batches of 2,000 events)", state["compressed"]),
-                    ("live (a batch per 0.2 s of event time)", state["live"])):
-        n = w.events
-        add(f"| {name} | {n / w.batches:,.1f} | {w.pairs / n:.2f} | {w.bytes / n:,.0f} | "
-            f"{100 * w.closed_bytes / max(1, w.bytes):.0f}% | {w.entries / n:.1f} | "
-            f"{1e6 * w.snapshot_s / n:.1f} + {1e6 * w.encode_s / n:.1f} us |")
+    for name, written in (("compressed day (batches of 2,000 events)", state["compressed"]),
+                          ("live (a batch per 0.2 s of event time)", state["live"])):
+        e = written.per_event()
+        add(f"| {name} | {e.events_per_batch:,.1f} | {e.pairs:.2f} | {e.bytes:,.0f} | "
+            f"{100 * e.closed_share:.0f}% | {e.entries:.1f} | "
+            f"{e.dirty_state_us:.1f} + {e.encoding_us:.1f} us |")
     add("")
     add("## The pipeline end to end")
     add("")
