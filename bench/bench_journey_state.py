@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from bench.host import cpu_model, loadavg
+from pipeline.cliargs import number, whole
 from pipeline.core.event import TouchpointEvent
 
 DAY_MS = 86_400_000
@@ -53,8 +54,8 @@ class Written:
     encode_s: float = 0.0
 
     def per_event(self) -> PerEvent:
-        n = self.events
-        return PerEvent(n / self.batches, self.pairs / n, self.bytes / n,
+        n = max(1, self.events)  # (a run of only invalid events holds none)
+        return PerEvent(self.events / max(1, self.batches), self.pairs / n, self.bytes / n,
                         self.closed_bytes / max(1, self.bytes), self.entries / n,
                         1e6 * self.snapshot_s / n, 1e6 * self.encode_s / n)
 
@@ -173,10 +174,10 @@ def shapes(count: int, compressed_batch: int = 2000, batch_seconds: float = 0.2,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=150_000)
-    parser.add_argument("--compressed-batch", type=int, default=2000)
-    parser.add_argument("--batch-seconds", type=float, default=0.2)
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--events", type=whole(1), default=150_000)
+    parser.add_argument("--compressed-batch", type=whole(1), default=2000)
+    parser.add_argument("--batch-seconds", type=number(0, low_open=True), default=0.2)
+    parser.add_argument("--partitions", type=whole(1, 10_000), default=4)
     args = parser.parse_args()
     from pipeline import core_build
 
@@ -187,10 +188,13 @@ def main() -> int:
                                   args.partitions)
     print(compressed.line(f"compressed day (batches of {args.compressed_batch:,} events)"))
     print(live_run.line(f"live (a batch per {args.batch_seconds:g} s of event time)"))
-    cpu = (live_run.snapshot_s + live_run.encode_s) / (compressed.snapshot_s
-                                                       + compressed.encode_s)
-    print(f"live / compressed: bytes per event x{live_run.bytes / compressed.bytes:.1f}, "
-          f"state pairs x{live_run.pairs / compressed.pairs:.1f}, CPU x{cpu:.1f}")
+    def ratio(live: float, compressed: float) -> str:
+        return f"x{live / compressed:.1f}" if compressed else "-"
+
+    cpu = ratio(live_run.snapshot_s + live_run.encode_s,
+                compressed.snapshot_s + compressed.encode_s)
+    print(f"live / compressed: bytes per event {ratio(live_run.bytes, compressed.bytes)}, "
+          f"state pairs {ratio(live_run.pairs, compressed.pairs)}, CPU {cpu}")
     return 0
 
 
