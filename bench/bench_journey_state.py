@@ -38,6 +38,10 @@ from pipeline.cliargs import number, whole
 from pipeline.core.event import TouchpointEvent
 
 DAY_MS = 86_400_000
+# The two shapes' defaults: the worker's batch at the benchmarks' rate (about 10,000 events/s,
+# a batch every 0.2 s), and the worker's batch interval in a live stream.
+COMPRESSED_BATCH = 2000
+BATCH_SECONDS = 0.2
 
 
 @dataclass
@@ -164,19 +168,23 @@ def compressed_batches(events_per_batch: int) -> Callable[[int, int], bool]:
     return lambda index, _ms: index % events_per_batch == 0
 
 
-def shapes(count: int, compressed_batch: int = 2000, batch_seconds: float = 0.2,
-           partitions: int = 4) -> tuple[Written, Written]:
-    """(compressed day, live) for the same `count` generated events."""
+def shapes(count: int, compressed_batch: int = COMPRESSED_BATCH,
+           batch_seconds: float = BATCH_SECONDS, partitions: int = 4
+           ) -> list[tuple[str, Written]]:
+    """[(name, written)] of the compressed day and of the live shape, for the same `count`
+    generated events."""
     evs = events(count)
-    return (run(evs, compressed_batches(compressed_batch), partitions),
-            run(evs, live_batches(batch_seconds), partitions))
+    return [(f"compressed day (batches of {compressed_batch:,} events)",
+             run(evs, compressed_batches(compressed_batch), partitions)),
+            (f"live (a batch per {batch_seconds:g} s of event time)",
+             run(evs, live_batches(batch_seconds), partitions))]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=whole(1), default=150_000)
-    parser.add_argument("--compressed-batch", type=whole(1), default=2000)
-    parser.add_argument("--batch-seconds", type=number(0, low_open=True), default=0.2)
+    parser.add_argument("--compressed-batch", type=whole(1), default=COMPRESSED_BATCH)
+    parser.add_argument("--batch-seconds", type=number(0, low_open=True), default=BATCH_SECONDS)
     parser.add_argument("--partitions", type=whole(1, 10_000), default=4)
     args = parser.parse_args()
     from pipeline import core_build
@@ -184,12 +192,13 @@ def main() -> int:
     print(f"bench_journey_state: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
           f"{'compiled' if core_build.COMPILED else 'interpreted'}, load {loadavg()}; "
           f"{args.events:,} generated events over one day, {args.partitions} partitions")
-    compressed, live_run = shapes(args.events, args.compressed_batch, args.batch_seconds,
-                                  args.partitions)
-    print(compressed.line(f"compressed day (batches of {args.compressed_batch:,} events)"))
-    print(live_run.line(f"live (a batch per {args.batch_seconds:g} s of event time)"))
-    def ratio(live: float, compressed: float) -> str:
-        return f"x{live / compressed:.1f}" if compressed else "-"
+    written = shapes(args.events, args.compressed_batch, args.batch_seconds, args.partitions)
+    for name, shape in written:
+        print(shape.line(name))
+    (_, compressed), (_, live_run) = written
+
+    def ratio(live: float, base: float) -> str:
+        return f"x{live / base:.1f}" if base else "-"
 
     cpu = ratio(live_run.snapshot_s + live_run.encode_s,
                 compressed.snapshot_s + compressed.encode_s)

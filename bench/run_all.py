@@ -221,8 +221,7 @@ def backfill_rates(n: int, admin_url: str, partitions: int = 12) -> dict[str, An
 def journey_state_shapes(n: int) -> dict[str, Any]:
     """Stage one's state writes per event in the benchmarks' compressed day and in a live
     stream's batches (`bench/bench_journey_state.py`): what the end-to-end figures leave out."""
-    compressed, live = bench_journey_state.shapes(n)
-    return {"events": n, "compressed": compressed, "live": live, "load": load()}
+    return {"events": n, "shapes": bench_journey_state.shapes(n), "load": load()}
 
 
 def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any]:
@@ -454,8 +453,7 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("| shape | events per batch | state pairs per event | bytes per event | of them closed "
         "sessions | journey entries per event | dirty_state + encoding per event |")
     add("|---|---:|---:|---:|---:|---:|---:|")
-    for name, written in (("compressed day (batches of 2,000 events)", state["compressed"]),
-                          ("live (a batch per 0.2 s of event time)", state["live"])):
+    for name, written in state["shapes"]:
         e = written.per_event()
         add(f"| {name} | {e.events_per_batch:,.1f} | {e.pairs:.2f} | {e.bytes:,.0f} | "
             f"{100 * e.closed_share:.0f}% | {e.entries:.1f} | "

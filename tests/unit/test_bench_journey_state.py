@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bench.bench_journey_state import events, live_batches, run
+from bench.bench_journey_state import compressed_batches, events, live_batches, run
 
 
 def test_a_batch_per_event_writes_every_event_s_key_and_more_than_large_batches() -> None:
     evs = events(3000)
     per_event = run(evs, lambda _index, _ms: True, partitions=4)
-    large = run(evs, lambda index, _ms: index % 1000 == 0, partitions=4)
+    large = run(evs, compressed_batches(1000), partitions=4)
     assert (per_event.events, large.events) == (len(evs), len(evs))
     assert (per_event.batches, large.batches) == (len(evs), 3)
     # every batch changed the key of its one event (late or duplicate events aside, which the
