@@ -49,13 +49,17 @@ _census = [0] if os.environ.get("PEAKEND_GC_TRACE_CENSUS") else None
 def _count_young():
     # what this young collection is about to walk, by type (exact tuples by their first item's
     # type and length: entries, pairs, ...); every 10th young collection under a stream policy
+    # [objects, the references they hold]: a collection visits every reference of every
+    # object it walks (touching the referent's header, out of cache when it is old state)
     counts = {}
     for obj in gc.get_objects(0):
         kind = type(obj)
         name = f"{kind.__module__}.{kind.__qualname__}"
         if kind is tuple and obj:
             name += f"[{type(obj[0]).__name__} x{len(obj)}]"
-        counts[name] = counts.get(name, 0) + 1
+        held = counts.setdefault(name, [0, 0])
+        held[0] += 1
+        held[1] += len(gc.get_referents(obj))
     with open(os.path.join(_dir, f"{os.getpid()}.census"), "a") as out:
         out.write(json.dumps(counts) + "\\n")
 
@@ -155,12 +159,21 @@ def young_census(role: str, path: Path, top: int = 15) -> list[str]:
     collections, the `top` types."""
     samples = [json.loads(line) for line in path.read_text().splitlines()]
     total: Counter[str] = Counter()
+    refs: Counter[str] = Counter()
     for sample in samples:
-        total.update(sample)
+        for name, held in sample.items():
+            objects, references = held if isinstance(held, list) else (held, 0)
+            total[name] += objects
+            refs[name] += references
     n = len(samples)
     lines = [f"  {role}, a young collection walks {sum(total.values()) / n:,.0f} objects "
-             f"(mean of {n} sampled), by type:"]
-    lines += [f"    {count / n:9,.0f}  {name}" for name, count in total.most_common(top)]
+             f"holding {sum(refs.values()) / n:,.0f} references (mean of {n} sampled); "
+             "by objects:"]
+    lines += [f"    {count / n:9,.0f}  {name}  ({refs[name] / n:,.0f} references)"
+              for name, count in total.most_common(top)]
+    lines.append("    by references held:")
+    lines += [f"    {count / n:9,.0f}  {name}  ({total[name] / n:,.0f} objects)"
+              for name, count in refs.most_common(top) if count]
     return lines
 
 
