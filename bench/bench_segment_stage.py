@@ -3,6 +3,7 @@ default mix over one day (the benchmarks' compressed day), written through the w
 journal table on a real RocksDB store (no broker).
 
     .venv/bin/python -m bench.bench_segment_stage [--events 40000] [--batch 250] [--rounds 3]
+        [--days 1]
 
 Stage one (`PartitionProcessor`, 4 partitions) turns each `--batch` events into the batch
 and watermark messages the worker sends to the segments agent; then, per batch, as
@@ -11,6 +12,11 @@ and watermark messages the worker sends to the segments agent; then, per batch, 
 (bucket members in journal chunks, series one record per key; the changelog records queued and
 dropped). CPU microseconds per input event, collector off while timing (issue 15,
 docs/streaming.md "eleventh round").
+
+`--days N` spreads the events over N days of event time (the same density with N times the
+events): from the second day the stage evicts the buckets the allowed lateness (a day) has
+left behind at every watermark, which a first day never does (docs/streaming.md, eighteenth
+round).
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.host import cpu_model, loadavg
+from pipeline.cliargs import whole
 
 
-def contributions(events: int, batch: int) -> list[list[dict[str, Any]]]:
+def contributions(events: int, batch: int, days: int = 1) -> list[list[dict[str, Any]]]:
     from jobs.generate import GeneratorConfig, generate_events
     from pipeline.contract.parser import parse_dict
     from pipeline.core.config import CoreConfig
@@ -35,7 +42,8 @@ def contributions(events: int, batch: int) -> list[list[dict[str, Any]]]:
     from pipeline.stream import messages
     from pipeline.stream.partition import PartitionProcessor, coalesce
 
-    parsed = [parse_dict(d) for d in generate_events(GeneratorConfig(events=events, seed=9))]
+    parsed = [parse_dict(d) for d in generate_events(
+        GeneratorConfig(events=events, seed=9, span_ms=days * 86_400_000))]
     processors = [PartitionProcessor(p, CoreConfig(), load_scoring_rules()) for p in range(4)]
     batches: list[list[dict[str, Any]]] = []
     for start in range(0, len(parsed), batch):
@@ -124,16 +132,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--days", type=whole(1, 365), default=1,
+                        help="days of event time the events span")
     args = parser.parse_args()
     import pipeline.core_build
 
     load = loadavg()
-    batches = contributions(args.events, args.batch)
+    batches = contributions(args.events, args.batch, args.days)
     rounds = [one_round(batches, args.events) for _ in range(args.rounds)]
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
           f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'}, {args.events:,} "
-          f"events over a day in batches of {args.batch}, {args.rounds} rounds; load {load} "
-          f"before, {loadavg()} after")
+          f"events over {args.days} day(s) in batches of {args.batch}, {args.rounds} rounds; "
+          f"load {load} before, {loadavg()} after")
     print("| step | us per event, each round |")
     print("|---|---|")
     for step in rounds[0]:

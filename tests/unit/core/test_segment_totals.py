@@ -348,8 +348,9 @@ _OPS = st.one_of(
 def test_evict_forgets_exactly_the_flushed_buckets_that_ended(ops: list[tuple[Any, ...]]) -> None:
     """After `evict(h)` a bucket is held iff it was held and either ends after h or changed
     since the last flush, whatever came before: answers, journey ends moving, flushes, restores
-    from a snapshot and earlier evictions at any horizon. (`evict` skips its scan when it knows
-    nothing held ends that early: this pins down that shortcut.)"""
+    from a snapshot and earlier evictions at any horizon. (`evict` pops the buckets that ended
+    from a heap that may hold buckets gone since and keeps the unflushed ones for a later call:
+    this pins down both.)"""
     width = 60_000
     totals = SegmentTotals("all", "all", width)
     touched: set[tuple[str, int]] = set()
@@ -375,6 +376,84 @@ def test_evict_forgets_exactly_the_flushed_buckets_that_ended(ops: list[tuple[An
                         if meta is not None and (b[1] + width > horizon or meta[1])}
             totals.evict(horizon)
             assert {b for b in touched if totals.bucket_meta(b) is not None} == expected
+
+
+def evict_by_scan(totals: SegmentTotals, before_ms: int) -> None:
+    """`SegmentTotals.evict` as it was until 2026-12-04: a scan of every bucket held (the
+    reference the heap of due buckets must equal)."""
+    width = totals.bucket_ms
+    for slot in list(totals.versions):
+        start = int(slot.partition("@")[2])
+        metric = slot.partition("@")[0]
+        if start + width > before_ms or (metric, start) in totals._dirty:
+            continue
+        del totals.versions[slot]
+        totals._changed.add((metric, start))
+        if metric == "negative_end":
+            totals._negatives.pop(start, None)
+            for journey_id in totals.end_buckets.pop(start, {}):
+                held = totals.ends.get(journey_id)
+                if held is not None and held[0] == start:
+                    del totals.ends[journey_id]
+        else:
+            totals.answers.get(metric, {}).pop(start, None)
+            totals._windows.pop((metric, start), None)
+
+
+_LOCKSTEP_OPS = st.one_of(
+    st.tuples(st.just("answer"), st.sampled_from(("nps", "csat")), st.integers(0, 9),
+              st.integers(0, 5)),
+    st.tuples(st.just("remove"), st.sampled_from(("nps", "csat")), st.integers(0, 9),
+              st.integers(0, 5)),
+    st.tuples(st.just("end"), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 9)),
+              st.booleans()),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("evict"), st.integers(-1, 11)),
+    st.tuples(st.just("restore")),
+    st.tuples(st.just("restore_key"), st.sampled_from(("nps", "negative_end")),
+              st.integers(0, 9), st.booleans()),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_LOCKSTEP_OPS, max_size=60))
+def test_evict_equals_a_scan_of_every_bucket_held(ops: list[tuple[Any, ...]]) -> None:
+    """The same operations on two segments, one evicting from its heap of due buckets and the
+    other by the scan it replaced: the same state, the same changed buckets and the same
+    journeys counted, after every step (restores from a snapshot and of single buckets, which
+    leave entries of buckets gone since in the heap, included)."""
+    width = 60_000
+    by_heap = SegmentTotals("all", "all", width)
+    by_scan = SegmentTotals("all", "all", width)
+    for op in ops:
+        for totals in (by_heap, by_scan):
+            if op[0] == "answer":
+                _, metric, slot, n = op
+                totals.add_answer(metric, slot * width, f"e{n}", 9 if metric == "nps" else 4)
+            elif op[0] == "remove":
+                _, metric, slot, n = op
+                totals.remove_answer(metric, slot * width, f"e{n}")
+            elif op[0] == "end":
+                _, n, slot, keep = op
+                totals.set_end(f"j{n}", None if slot is None else (slot * width, n % 2 == 0),
+                               keep_previous=keep)
+            elif op[0] == "flush":
+                totals.flush()
+            elif op[0] == "restore_key":
+                _, metric, slot, keep = op
+                key = (metric, slot * width)
+                state = totals.snapshot_key(key) if keep else None
+                totals.restore_key(key, json.loads(json.dumps(state)))
+        if op[0] == "restore":
+            by_heap, by_scan = (
+                SegmentTotals("all", "all", width, resume=json.loads(json.dumps(t.snapshot())))
+                for t in (by_heap, by_scan))
+        elif op[0] == "evict":
+            by_heap.evict(op[1] * width)
+            evict_by_scan(by_scan, op[1] * width)
+        assert by_heap.snapshot() == by_scan.snapshot()
+        assert by_heap.ends == by_scan.ends
+        assert by_heap.drain_changed() == by_scan.drain_changed()
 
 
 # -- (f) the windows kept up to date equal a fold of the bucket from scratch ----------------------
