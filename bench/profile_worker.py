@@ -2,7 +2,7 @@
 `bench/bench_pipeline.py`, with the Kafka records written per input event per topic.
 
     .venv/bin/python -m bench.profile_worker [--events 60000] [--rate 50] [--out /tmp/prof]
-        [--native]
+        [--native] [--days-before 2]
     .venv/bin/python -m bench.spy_summary /tmp/prof/worker.txt
 
 The stream is started and warmed up exactly as bench_pipeline.py does it; py-spy (which must
@@ -10,6 +10,11 @@ be installed: `.venv/bin/pip install py-spy`) is attached to the worker process 
 children (entry stage, sink) only once the warm-up has caught up, and stopped when the
 measured events are all in ClickHouse, so the profile holds the steady-state work of those
 events and nothing else.
+
+`--days-before N`: N unprofiled phases of `--events` first, each the next span of event time
+(a day by default), so the profiled one is the stream's steady state: the state of the days
+before held, and forgotten as the allowed lateness (a day) passes, which a first day never
+reaches (docs/streaming.md, eighteenth round). Each phase's rate and CPU are printed.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from bench.bench_pipeline import (
     throughput,
     warm_up,
 )
+from pipeline.cliargs import whole
 
 
 def spy(pid: int, output: Path, rate: int, native: bool = False) -> subprocess.Popen[bytes]:
@@ -81,6 +87,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/peakend-profile"))
     parser.add_argument("--native", action="store_true",
                         help="C frames too (py-spy stops the processes at each sample)")
+    parser.add_argument("--days-before", type=whole(0), default=0,
+                        help="unprofiled phases (a span of event time each) before the profiled "
+                             "one")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = stack_env()
@@ -89,6 +98,12 @@ def main() -> None:
     source = EventSource(events_per_s=args.events / (args.span_hours * 3600))
     with running_stream(env["PEAKEND_KAFKA_BOOTSTRAP"], ch) as stream:
         warm_up(stream, source)
+        for day in range(args.days_before):
+            before = throughput(stream, source.phase(args.events))
+            print(f"unprofiled phase {day + 1}: {before.rate:,.0f} events/s, "
+                  f"{before.cpu_split()}; records per event: " + ", ".join(
+                      f"{k} {v / before.events:.3f}" for k, v in sorted(before.records.items())
+                      if v), flush=True)
         # after the warm-up: each phase starts after the one before in event time (made
         # before, the measured events were a day behind the warm-up's stream time)
         phase = source.phase(args.events)

@@ -74,17 +74,19 @@ class Sizes:
     two_workers_rates: tuple[float, ...]
     peer_events: int
     journey_state_events: int
-    # the 1-worker throughput phase, run this many times back to back on the same worker: one
-    # run of 200,000 events moves by +-15% on this shared machine (8,832-11,031 events/s
-    # within an hour, the same code), so the verdict is the median run's, the others beside it
-    e2e_runs: int = 1
+    # Throughput phases of `e2e_events` run on the 1-worker stream after its first day (and
+    # its latency phases), each the next day of event time: the last one is the steady state,
+    # the state of the days before held and forgotten as the allowed lateness (a day) passes,
+    # which a first day on an empty worker never reaches (docs/streaming.md, eighteenth round:
+    # 69 -> 104 us of worker CPU per event from the first day to the second)
+    later_days: int = 0
 
 
 QUICK = Sizes(raw_events=50_000, insert_rows=50_000, contract_events=30_000,
               core_events=60_000, backfill_events=30_000, e2e_events=6_000,
               rates=(500, 1000), latency_seconds=4, max_latency_events=0,
               profile_events=5_000, two_workers_rates=(), peer_events=20_000,
-              journey_state_events=20_000, e2e_runs=1)
+              journey_state_events=20_000, later_days=0)
 # e2e_events: 200,000 (was 50,000): "caught up" is read from committed offsets (the worker
 # commits every second, the check polls every 0.25 s), a tail of up to ~1.3 s that was a fifth
 # of a 50,000-event run at 11,000 events/s; the 1-worker runs of one version gave 8,556 and
@@ -93,7 +95,7 @@ FULL = Sizes(raw_events=300_000, insert_rows=200_000, contract_events=200_000,
              core_events=400_000, backfill_events=200_000, e2e_events=200_000,
              rates=(1000, 2000, TARGET_LATENCY_RATE), latency_seconds=10,
              max_latency_events=10_000, profile_events=30_000, two_workers_rates=(1000,),
-             peer_events=100_000, journey_state_events=150_000, e2e_runs=3)
+             peer_events=100_000, journey_state_events=150_000, later_days=2)
 
 
 # py-spy's samples per second and thread: enough for a few thousand samples over the profiled
@@ -234,12 +236,8 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
     log("pipeline, 1 worker: start and warm up")
     with bp.running_stream(kafka, ch, workers=1, partitions=4) as stream:
         bp.warm_up(stream, source)
-        runs = []
-        for n in range(sizes.e2e_runs):
-            log(f"pipeline, 1 worker: throughput, run {n + 1} of {sizes.e2e_runs}")
-            runs.append(bp.throughput(stream, source.phase(sizes.e2e_events)))
-        out["t1_runs"] = runs
-        out["t1"] = median_run(runs)
+        log("pipeline, 1 worker: throughput")
+        out["t1"] = bp.throughput(stream, source.phase(sizes.e2e_events))
         lat = []
         for rate in sizes.rates:
             log(f"pipeline, 1 worker: latency at {rate:,.0f}/s")
@@ -248,6 +246,11 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
             log("pipeline, 1 worker: latency flat out")
             lat.append(bp.latency(stream, source.phase(sizes.max_latency_events), 0))
         out["lat1"] = lat
+        later = []
+        for day in range(sizes.later_days):
+            log(f"pipeline, 1 worker: throughput, day {day + 2} of event time")
+            later.append(bp.throughput(stream, source.phase(sizes.e2e_events)))
+        out["t1_later"] = later
     log("in-process stage work (+ cProfile)")
     phase = source.phase(sizes.e2e_events)
     settings = Settings.from_env({"PEAKEND_PARTITIONS": "4"})
@@ -273,25 +276,35 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
     return out
 
 
-def median_run(runs: list[bp.Throughput]) -> bp.Throughput:
-    """The run with the median rate (the lower middle one of an even count): a real run, so
-    every figure reported from it (CPU by process, records, rows) belongs to the same run.
-
-    >>> from bench.bench_pipeline import Throughput
-    >>> [median_run([Throughput(1, 100, s, 1, 1, "") for s in secs]).seconds
-    ...  for secs in ([1.0], [2.0, 1.0, 4.0], [1.0, 2.0, 3.0, 4.0])]
-    [1.0, 2.0, 3.0]
-    """
-    ranked = sorted(runs, key=lambda run: run.rate)
-    return ranked[(len(ranked) - 1) // 2]
-
-
-def runs_note(runs: list[bp.Throughput]) -> str:
-    """`; the median of N runs (rates, us per event)`, or nothing for one run."""
-    if len(runs) < 2:
+def steady_note(first: bp.Throughput, later: list[bp.Throughput], value: str) -> str:
+    """The steady state's figure beside the first day's in a headline cell (`value`: "rate" or
+    "cpu"), or nothing when the run had no later days."""
+    if not later:
         return ""
-    return (f"; the median of {len(runs)} runs back to back on one worker: "
-            + ", ".join(f"{fmt(r.rate)} ({r.cpu_per_event_us:.0f} us)" for r in runs))
+    last = later[-1]
+    shown = (f"{fmt(last.rate)} events/s" if value == "rate"
+             else f"{last.cpu_per_event_us:.0f} us ({last.cpu_split()})")
+    return (f"; **steady state** (day {len(later) + 1} of event time on the same worker, the "
+            f"days before held and forgotten): {shown}")
+
+
+def run_labels(t1: bp.Throughput, later: list[bp.Throughput], t2: bp.Throughput
+               ) -> list[tuple[str, bp.Throughput]]:
+    """The end-to-end runs in the report's order, named."""
+    return ([("1 worker, first day", t1)]
+            + [(f"1 worker, day {n + 2}", t) for n, t in enumerate(later)]
+            + [("2 workers, first day", t2)])
+
+
+def steady_verdict(ok_first: bool, ok_last: bool | None) -> str:
+    """The verdict on the first day, and on the steady state when it was measured.
+
+    >>> steady_verdict(True, None), steady_verdict(True, False)
+    ('**met**', 'first day **met**; steady state **missed**')
+    """
+    if ok_last is None:
+        return verdict(ok_first)
+    return f"first day {verdict(ok_first)}; steady state {verdict(ok_last)}"
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -341,7 +354,8 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
                  pipe: dict[str, Any], peer_runs: list[peers.PeerRun],
                  started: float, state: dict[str, Any]) -> None:
     t1: bp.Throughput = pipe["t1"]
-    t1_runs: list[bp.Throughput] = pipe.get("t1_runs", [t1])
+    later: list[bp.Throughput] = pipe.get("t1_later", [])
+    steady = later[-1] if later else None
     t2: bp.Throughput = pipe["t2"]
     stage: bp.StageRate = pipe["stage"]
     consume = raw["consume"].per_s
@@ -391,12 +405,16 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("")
     add("| Target | Measured | Verdict |")
     add("|---|---|---|")
+    steady_rate_ok = None if steady is None else steady.rate >= TARGET_E2E
+    steady_cpu_ok = None if steady is None else steady.cpu_per_event_us <= TARGET_CPU_US
     add(f"| end to end >= {TARGET_E2E:,} events/s, 1 worker (goal {TARGET_E2E_GOAL:,}) | "
-        f"{fmt(t1.rate)} events/s (load {t1.load}){runs_note(t1_runs)} | "
-        f"{verdict(t1.rate >= TARGET_E2E)} |")
-    add(f"| worker + sink CPU <= {TARGET_CPU_US} us per event | {t1.cpu_per_event_us:.0f} us "
-        f"(1 worker); {t2.cpu_per_event_us:.0f} us (2 workers, both processes and their sinks) "
-        f"| {verdict(t1.cpu_per_event_us <= TARGET_CPU_US)} |")
+        f"first day {fmt(t1.rate)} events/s (load {t1.load})"
+        f"{steady_note(t1, later, 'rate')} | "
+        f"{steady_verdict(t1.rate >= TARGET_E2E, steady_rate_ok)} |")
+    add(f"| worker + sink CPU <= {TARGET_CPU_US} us per event | first day "
+        f"{t1.cpu_per_event_us:.0f} us (1 worker); {t2.cpu_per_event_us:.0f} us (2 workers, "
+        f"both processes and their sinks){steady_note(t1, later, 'cpu')} | "
+        f"{steady_verdict(t1.cpu_per_event_us <= TARGET_CPU_US, steady_cpu_ok)} |")
     add(f"| journeys p99 produce-to-queryable < {TARGET_P99_S:.0f} s at "
         f"{TARGET_LATENCY_RATE:,} events/s offered | {p99_at_target}; highest offered rate "
         f"kept up with p99 < {TARGET_P99_S:.0f} s: {fmt(best_ok)} events/s | "
@@ -497,17 +515,18 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         "topics, groups, state directory and database; sink batch interval 0.5 s), warmed up "
         "with 500 events first.")
     add("")
-    add("| Workers | events | seconds (first send -> all caught up) | events/s | producer "
+    add("| Run | events | seconds (first send -> all caught up) | events/s | producer "
         "done after | worker + sink CPU per event | of it, by process | peak RSS by process | "
         "load generator CPU per event | broker CPU per event | ClickHouse CPU per event | load |")
-    add("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
+    add("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
+    runs = run_labels(t1, later, t2)
 
     def server_us(t: Any, name: str) -> str:
         spent = t.server_cpu_seconds.get(name)
         return "n/a" if spent is None else f"{spent / t.events * 1e6:.0f} us"
 
-    for t in (t1, t2):
-        add(f"| {t.workers} | {t.events:,} | {t.seconds:.1f} | **{fmt(t.rate)}** | "
+    for label, t in runs:
+        add(f"| {label} | {t.events:,} | {t.seconds:.1f} | **{fmt(t.rate)}** | "
             f"{t.produce_seconds:.1f} s | {t.cpu_per_event_us:.0f} us | {t.cpu_split()} | "
             f"{t.peak_rss()} | {t.generator_cpu_seconds / t.events * 1e6:.0f} us | "
             f"{server_us(t, 'kafka')} | {server_us(t, 'clickhouse')} | {t.load} |")
@@ -525,13 +544,22 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("Kafka records written per input event during the throughput runs (every topic of the "
         "run: outputs, the contributions repartition, the tables' changelogs):")
     add("")
-    add("| Topic | 1 worker | 2 workers |")
-    add("|---|---:|---:|")
-    for topic in sorted(set(t1.records) | set(t2.records)):
-        add(f"| {topic} | {t1.records.get(topic, 0) / t1.events:.2f} | "
-            f"{t2.records.get(topic, 0) / t2.events:.2f} |")
-    add(f"| **all** | {sum(t1.records.values()) / t1.events:.2f} | "
-        f"{sum(t2.records.values()) / t2.events:.2f} |")
+    add("| Topic | " + " | ".join(label for label, _ in runs) + " |")
+    add("|---|" + "---:|" * len(runs))
+    for topic in sorted(set().union(*(t.records for _, t in runs))):
+        add(f"| {topic} | " + " | ".join(f"{t.records.get(topic, 0) / t.events:.2f}"
+                                         for _, t in runs) + " |")
+    add("| **all** | " + " | ".join(f"{sum(t.records.values()) / t.events:.2f}"
+                                    for _, t in runs) + " |")
+    if later:
+        add("")
+        add("The later days ran on the same one-worker stream after its first day and its "
+            f"latency phases, each the next {later[0].events:,} events of the generator's "
+            "default mix (the next day of event time). From the second day the worker holds "
+            "the day before and forgets it as the allowed lateness (a day) passes: journey keys "
+            "evicted (their tombstones), claims forgotten, buckets and their members evicted, "
+            "which the first day on an empty worker never does. The steady state is the last of "
+            "them (docs/streaming.md, eighteenth round).")
     add("")
     add(f"Worker logs during those runs: Faust's 'producer buffer full' warnings "
         f"{t1.notes.get('buffer_full_warnings', 0):.0f} (1 worker) / "
