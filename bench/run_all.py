@@ -276,7 +276,7 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
     return out
 
 
-def steady_note(first: bp.Throughput, later: list[bp.Throughput], value: str) -> str:
+def steady_note(later: list[bp.Throughput], value: str) -> str:
     """The steady state's figure beside the first day's in a headline cell (`value`: "rate" or
     "cpu"), or nothing when the run had no later days."""
     if not later:
@@ -409,11 +409,11 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     steady_cpu_ok = None if steady is None else steady.cpu_per_event_us <= TARGET_CPU_US
     add(f"| end to end >= {TARGET_E2E:,} events/s, 1 worker (goal {TARGET_E2E_GOAL:,}) | "
         f"first day {fmt(t1.rate)} events/s (load {t1.load})"
-        f"{steady_note(t1, later, 'rate')} | "
+        f"{steady_note(later, 'rate')} | "
         f"{steady_verdict(t1.rate >= TARGET_E2E, steady_rate_ok)} |")
     add(f"| worker + sink CPU <= {TARGET_CPU_US} us per event | first day "
         f"{t1.cpu_per_event_us:.0f} us (1 worker); {t2.cpu_per_event_us:.0f} us (2 workers, "
-        f"both processes and their sinks){steady_note(t1, later, 'cpu')} | "
+        f"both processes and their sinks){steady_note(later, 'cpu')} | "
         f"{steady_verdict(t1.cpu_per_event_us <= TARGET_CPU_US, steady_cpu_ok)} |")
     add(f"| journeys p99 produce-to-queryable < {TARGET_P99_S:.0f} s at "
         f"{TARGET_LATENCY_RATE:,} events/s offered | {p99_at_target}; highest offered rate "

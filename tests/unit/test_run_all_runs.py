@@ -13,11 +13,11 @@ def run(seconds: float, cpu_seconds: float = 2.0, workers: int = 1) -> Throughpu
 
 
 def test_the_steady_state_is_the_last_later_day_and_absent_without_one() -> None:
-    first, day2, day3 = run(2.0), run(3.0), run(4.0, cpu_seconds=3.0)
-    assert steady_note(first, [], "rate") == ""
-    rate = steady_note(first, [day2, day3], "rate")
+    day2, day3 = run(3.0), run(4.0, cpu_seconds=3.0)
+    assert steady_note([], "rate") == ""
+    rate = steady_note([day2, day3], "rate")
     assert rate.startswith("; **steady state** (day 3 of event time") and "5,000 events/s" in rate
-    assert "150 us (worker 150 us)" in steady_note(first, [day2, day3], "cpu")
+    assert "150 us (worker 150 us)" in steady_note([day2, day3], "cpu")
 
 
 def test_the_verdict_names_both_when_the_steady_state_was_measured() -> None:
