@@ -40,6 +40,7 @@ machine, date, load and git commit.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import pickle
@@ -339,6 +340,12 @@ def replay_cpu(path: Path) -> tuple[float, float, int]:
     return inside, whole - inside, alerts
 
 
+# The replay path's collector (`--replay-gc`), passed to the replay children by environment:
+# "policy" is the command's own; "off" disables automatic collection before the command
+# starts (replay makes no reference cycles: `bench/replay_cycles.py`).
+REPLAY_GC_VARIABLE = "PEAKEND_BENCH_REPLAY_GC"
+
+
 def timed_replay(path: str, out: str) -> float:
     """`peakend replay path --output out` in this process, its modules imported first; the
     CPU seconds of the command itself."""
@@ -348,6 +355,8 @@ def timed_replay(path: str, out: str) -> float:
     import pipeline.replay  # what the command imports, loaded before the clock
 
     pyarrow.array([0])  # pyarrow imports pandas at its first array (0.6 s): an import too
+    if os.environ.get(REPLAY_GC_VARIABLE) == "off":
+        gc.disable()  # for the command's whole run (`--replay-gc off`)
     started = time.process_time()
     with open(os.devnull, "w") as quiet:
         saved, sys.stdout = sys.stdout, quiet
@@ -423,6 +432,9 @@ def main() -> None:
     parser.add_argument("--gc", default="state",
                         help="collector policies of the core path, comma-separated, each run "
                              f"in turn ({', '.join(GC_POLICIES)}; default state)")
+    parser.add_argument("--replay-gc", choices=("policy", "off"), default="policy",
+                        help="the replay path's collector: the command's own policy, or off "
+                             "for the whole command")
     parser.add_argument("--alongside", action="store_true",
                         help="run the shorter lengths back to back beside each run of the "
                              "longest, on the other CPU, instead of before it")
@@ -432,6 +444,7 @@ def main() -> None:
     if args.timed_replay:
         print(timed_replay(args.timed_replay, args.dir))
         return
+    os.environ[REPLAY_GC_VARIABLE] = args.replay_gc  # the replay children read it
     if args.one:
         days = int(args.days)
         result = (run_core(days, args.rate, args.gc, Path(args.dir)) if args.one == "core"
@@ -456,7 +469,8 @@ def main() -> None:
     if unknown:
         parser.error(f"--gc: unknown policy {', '.join(unknown)} (known: {', '.join(GC_POLICIES)})")
     rows = [(path, policy) for path in paths
-            for policy in (policies if path == "core" else ["replay's own"])]
+            for policy in (policies if path == "core" else
+                           ["replay's own" if args.replay_gc == "policy" else "off"])]
     # Interleaved (1 d, 90 d, 1 d, 90 d, ..., and the rows in turn within each): on a shared
     # machine the load moves, and CPU time per event rises with it (caches), so every row and
     # length should see the same loads.
