@@ -346,17 +346,26 @@ def replay_cpu(path: Path) -> tuple[float, float, int]:
 REPLAY_GC_VARIABLE = "PEAKEND_BENCH_REPLAY_GC"
 
 
-def timed_replay(path: str, out: str) -> float:
-    """`peakend replay path --output out` in this process, its modules imported first; the
-    CPU seconds of the command itself."""
+def load_replay() -> None:
+    """What `peakend replay` imports, loaded before any clock starts (pyarrow imports pandas
+    at its first array, 0.6 s: an import too)."""
     import pyarrow
 
     import pipeline.cli
-    import pipeline.replay  # what the command imports, loaded before the clock
+    import pipeline.replay  # noqa: F401
 
-    pyarrow.array([0])  # pyarrow imports pandas at its first array (0.6 s): an import too
-    if os.environ.get(REPLAY_GC_VARIABLE) == "off":
-        gc.disable()  # for the command's whole run (`--replay-gc off`)
+    pyarrow.array([0])
+
+
+def timed_replay(path: str, out: str, collector: str = "policy") -> float:
+    """`peakend replay path --output out` in this process, its modules imported first; the
+    CPU seconds of the command itself. `collector`: "policy" (the command's own) or "off"
+    (automatic collection disabled for the command's whole run, and left so)."""
+    import pipeline.cli
+
+    load_replay()
+    if collector == "off":
+        gc.disable()
     started = time.process_time()
     with open(os.devnull, "w") as quiet:
         saved, sys.stdout = sys.stdout, quiet
@@ -442,7 +451,8 @@ def main() -> None:
     parser.add_argument("--timed-replay", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.timed_replay:
-        print(timed_replay(args.timed_replay, args.dir))
+        print(timed_replay(args.timed_replay, args.dir,
+                           os.environ.get(REPLAY_GC_VARIABLE, "policy")))
         return
     os.environ[REPLAY_GC_VARIABLE] = args.replay_gc  # the replay children read it
     if args.one:

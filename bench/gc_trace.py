@@ -161,8 +161,7 @@ def young_census(role: str, path: Path, top: int = 15) -> list[str]:
     total: Counter[str] = Counter()
     refs: Counter[str] = Counter()
     for sample in samples:
-        for name, held in sample.items():
-            objects, references = held if isinstance(held, list) else (held, 0)
+        for name, (objects, references) in sample.items():
             total[name] += objects
             refs[name] += references
     n = len(samples)

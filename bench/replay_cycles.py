@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.bench_history import timed_replay
+from bench.bench_history import load_replay, timed_replay
 from bench.host import loadavg
 from pipeline.cliargs import whole
 
@@ -33,21 +33,14 @@ def measure(path: str, setting: str) -> dict[str, float]:
     """One replay of `path` in this process under `setting`; the collector is left as found."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown collector setting {setting!r}")
-    import pyarrow
-
-    import pipeline.cli
-    import pipeline.replay  # noqa: F401  (imported before the collections are counted)
-
-    pyarrow.array([0])
+    load_replay()  # imported before the collections are counted
     with open(path, "rb") as handle:
         lines = sum(1 for _ in handle)
     enabled = gc.isenabled()
     try:
         with tempfile.TemporaryDirectory(prefix="replay-cycles-") as out:
-            if setting == "off":
-                gc.disable()
             before = gc.get_stats()[0]["collections"]
-            spent = timed_replay(path, out)
+            spent = timed_replay(path, out, setting)
             young = gc.get_stats()[0]["collections"] - before
             gc.disable()  # nothing collects between the command and the count below
             unreachable = gc.collect()

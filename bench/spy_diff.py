@@ -15,11 +15,13 @@ as `bench.spy_summary` counts them, sorted by how much they grew.
 from __future__ import annotations
 
 import argparse
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.spy_summary import Summary, read
+from pipeline.cliargs import whole
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ def profile_arg(text: str) -> Profile:
         rate, count = float(rest), int(events)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give FILE:EVENTS:RATE") from None
-    if not sep or not sep2 or count <= 0 or rate <= 0:
+    if not sep or not sep2 or count <= 0 or not 0 < rate < math.inf:
         raise argparse.ArgumentTypeError(f"{text!r}: give FILE:EVENTS:RATE, both positive")
     if not Path(path).is_file():
         raise argparse.ArgumentTypeError(f"{path}: no such profile")
@@ -59,7 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first", type=profile_arg, help="FILE:EVENTS:RATE")
     parser.add_argument("second", type=profile_arg, help="FILE:EVENTS:RATE")
-    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--top", type=whole(1), default=30)
     args = parser.parse_args()
     a, b = args.first, args.second
     print(f"us per event: all samples {a.summary.total * a.us_per_sample:.1f} -> "

@@ -14,11 +14,10 @@ def test_the_sitecustomize_it_puts_on_pythonpath_compiles() -> None:
 
 def test_the_census_is_the_mean_per_sampled_collection_largest_first(tmp_path: Path) -> None:
     path = tmp_path / "1.census"
-    # [objects, references they hold] per type; a census written before references were
-    # counted (a bare count) still reads, with none
+    # [objects, references they hold] per type
     path.write_text("\n".join(json.dumps(s) for s in (
         {"builtins.list": [10, 300], "builtins.tuple[str x2]": [40, 80]},
-        {"builtins.list": [30, 100], "builtins.tuple[str x2]": 20, "builtins.dict": [2, 0]}))
+        {"builtins.list": [30, 100], "builtins.tuple[str x2]": [20, 0], "builtins.dict": [2, 0]}))
         + "\n")
     lines = young_census("worker", path, top=2)
     assert lines[0] == ("  worker, a young collection walks 51 objects holding 240 references "

@@ -31,7 +31,8 @@ def test_samples_become_microseconds_per_event_and_growth_comes_first(tmp_path: 
 
 
 @pytest.mark.parametrize("text", ["x.txt", "x.txt:10", "x.txt:ten:50", "x.txt:0:50",
-                                  "x.txt:10:-1", "missing.txt:10:50"])
+                                  "x.txt:10:-1", "x.txt:10:nan", "x.txt:10:inf",
+                                  "missing.txt:10:50"])
 def test_a_bad_profile_argument_is_a_one_line_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "x.txt").write_text(f"{STACK} 1\n")
     with pytest.raises(argparse.ArgumentTypeError):
