@@ -216,12 +216,24 @@ class StateTable(Protocol):
 
 
 def write_state(table: StateTable | MutableMapping[str, Any], event: Any,
-                pairs: list[tuple[str, Any]], extra: dict[str, Any]) -> None:
+                pairs: list[tuple[str, Any]], extra: dict[str, Any],
+                forgotten: list[str] | None = None) -> None:
     """Write a partition's changed keys (`pairs`: key, state or None to delete) to its state
     table, each as `{"p": partition, "s": state, **extra}`: in one batch when the table takes
     one (`write_pairs`), else key by key to a mapping. Faust routes a mapping write to the store
     and changelog partition of the current event; in a batch that is set to `event`, an event
-    of the partition whose keys are written."""
+    of the partition whose keys are written.
+
+    `forgotten`: keys the state forgot by time, before `pairs` (a key forgotten and written
+    again in one batch is alive): a journal forgets them without writing a removal
+    (`JournalTable.forget_keys`: the state forgets them again on restore); any other table
+    removes them."""
+    if forgotten:
+        forget_keys = getattr(table, "forget_keys", None)
+        if forget_keys is not None:
+            forget_keys(event.message.partition, forgotten)
+        else:
+            pairs = [(key, None) for key in forgotten] + pairs
     write_pairs = getattr(table, "write_pairs", None)
     if write_pairs is not None:
         write_pairs(event.message.partition, pairs, extra)

@@ -301,7 +301,8 @@ class ClaimsAgent:
 
     def write_state(self, last_of: dict[int, Any]) -> None:
         for partition, event in last_of.items():
-            write_state(self.table, event, self.stages[partition].dirty_state(), {})
+            stage = self.stages[partition]
+            write_state(self.table, event, stage.dirty_state(), {}, stage.drain_forgotten())
 
     def forget(self, partition: int) -> None:
         self.stages.pop(partition, None)

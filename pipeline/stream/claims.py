@@ -18,6 +18,17 @@ No Faust object here: tested without servers. State: one table entry per claimed
 (`dirty_state` / `restore_keys`), and the journey partitions' stream times under
 `WATERMARKS_KEY`, from which claims are forgotten past the lateness horizon (the merged
 stream time, as replay).
+
+Claims are forgotten *by time*, without a removal entry each: the horizon reached so far is
+state of its own (`FORGOTTEN_KEY`), claims past it are forgotten as soon as it moves or they
+come (`forget_before`), the table is told which keys went (`drain_forgotten`: the journal
+stops carrying them and they leave the changelog with their chunks), and a restore forgets
+again what the chunks still hold from before the horizon. A removal per claim was a second
+journal entry per applied event once a day of claims is held (docs/streaming.md, nineteenth
+round). The horizon only moves forward: a journey partition first heard from after the
+others have moved a day on has its older claims judged against what is held and then
+forgotten at once, where they were held until the horizon fell back to them before; so the
+claims held after a restore are exactly the claims held before it.
 Redelivery is harmless: a claim seen again changes nothing, and a withdrawal of a copy no
 longer held is ignored.
 """
@@ -40,6 +51,7 @@ from pipeline.stream.batches import raws_at, take_raws, with_raws
 from pipeline.stream.split import MAX_GATHERED_BYTES, encoded_groups
 
 WATERMARKS_KEY = "__watermarks__"
+FORGOTTEN_KEY = "__forgotten_before__"  # the claims horizon reached: every claim before it went
 NEVER = NEVER_MS  # a claims partition that has seen no claim
 
 
@@ -130,15 +142,22 @@ class ClaimsStage:
         self.lateness_ms = config.windows.allowed_lateness_ms
         self.bucket_ms = config.windows.bucket_ms
         self.watermarks: dict[int, int] = {}  # journey partition -> its stream time
+        self.forgotten_before = NEVER  # the claims horizon reached (module docstring)
         self._dirty: set[str] = set()
+        self._forgotten: list[str] = []
         self._watermarks_dirty = False
+        self._horizon_dirty = False
 
     def restore_keys(self, states: Iterable[tuple[str, Any]]) -> None:
         for key, state in states:
             if key == WATERMARKS_KEY:
                 self.watermarks = {int(p): int(w) for p, w in state.items()}
+            elif key == FORGOTTEN_KEY:
+                self.forgotten_before = int(state)
             else:
                 self.claims.restore_key(key, state)
+        # what the chunks still hold of the claims forgotten before the crash or the move
+        self._forgotten.extend(self.claims.forget_before(self.forgotten_before))
 
     def apply(self, items: Iterable[list[Any]]) -> ClaimsOutput:
         out = ClaimsOutput()
@@ -163,16 +182,36 @@ class ClaimsStage:
         if self._watermarks_dirty and self.watermarks:
             horizon = claims_horizon(min(self.watermarks.values()), self.lateness_ms,
                                      self.bucket_ms)
-            self._dirty.update(claims.forget_before(horizon))
+            if horizon > self.forgotten_before:
+                self.forgotten_before = horizon
+                self._horizon_dirty = True
+        # every call, not only when the horizon moves: a claim that comes from before it
+        # (a journey partition far behind the others) goes at once, as a restore would forget it
+        gone = claims.forget_before(self.forgotten_before)
+        if gone:
+            self._dirty.difference_update(gone)
+            self._forgotten.extend(gone)
         return out
 
     def dirty_state(self) -> list[tuple[str, Any]]:
-        """(event_id, claim or None) for every claim changed since the last call."""
+        """(event_id, claim) for every claim changed since the last call and still held, and
+        the stream times and horizon when they moved (claims forgotten: `drain_forgotten`)."""
         pairs: list[tuple[str, Any]] = []
+        snapshot_key = self.claims.snapshot_key
         for event_id in sorted(self._dirty):
-            pairs.append((event_id, self.claims.snapshot_key(event_id)))
+            pairs.append((event_id, snapshot_key(event_id)))
         self._dirty.clear()
         if self._watermarks_dirty:
             pairs.append((WATERMARKS_KEY, {str(p): w for p, w in self.watermarks.items()}))
             self._watermarks_dirty = False
+        if self._horizon_dirty:
+            pairs.append((FORGOTTEN_KEY, self.forgotten_before))
+            self._horizon_dirty = False
         return pairs
+
+    def drain_forgotten(self) -> list[str]:
+        """The event ids whose claims were forgotten by time since the last call (at the
+        horizon, or on restore), for the table to forget without a removal each: the
+        horizon, written by `dirty_state`, forgets them again on restore."""
+        forgotten, self._forgotten = self._forgotten, []
+        return forgotten

@@ -115,6 +115,15 @@ class PartitionJournal:
         self.entries += len(keys)
         self.next_seq = max(self.next_seq, seq + 1)
 
+    def forget(self, keys: Iterable[str]) -> None:
+        """The keys' values are no longer current, though no entry says so: the state that
+        forgot them forgets them again after a restore (`JournalTable.forget_keys`)."""
+        where, alive = self.where, self.alive
+        for key in keys:
+            old = where.pop(key, None)
+            if old is not None and old in alive:
+                alive[old] -= 1
+
     def overdue(self, pending: int = 0) -> bool:
         """Whether the oldest chunk should go (`pending`: entries about to be written again)."""
         return (bool(self.chunks) and self.entries + pending
@@ -221,6 +230,22 @@ class JournalTable(ChangelogTable):
             journal.next_seq = max(journal.next_seq, beyond)
             plain.extend(replay(chunks, legacy).items())
         return iter(plain)
+
+    def forget_keys(self, partition: int, keys: Iterable[str]) -> None:
+        """Forget journaled keys without writing anything: no removal entry, and compaction
+        no longer writes their entries again, so they leave the changelog with their chunks.
+        For states that forget by time, and forget again on restore what a replay of the
+        chunks still holds (the claims stage: pipeline/stream/claims.py); a key forgotten
+        here and then written again is alive again. Keys outside the journal are removed as
+        `write_pairs` removes them (they have no chunk to leave with)."""
+        journaled = self.journaled
+        keys = list(keys)
+        journal = self.journals.get(partition)
+        if journal is not None:
+            journal.forget(key for key in keys if journaled(key))
+        plain = [(key, None) for key in keys if not journaled(key)]
+        if plain:
+            super().write_pairs(partition, plain, {})
 
     def write_pairs(self, partition: int, pairs: list[tuple[str, Any]],
                     extra: dict[str, Any]) -> None:

@@ -252,3 +252,8 @@ def test_state_writes_name_the_partition_and_delete_what_became_none() -> None:
     assert held_state(table, 5) == ([("a", [1, 2]), ("b", {"x": 1})], 42)
     assert held_state(table, 1) == ([("c", 3)], NEVER)
     assert held_state(table, 9) == ([], NEVER)
+    # keys forgotten by time: a table that is not a journal removes them, before the pairs
+    # (a key forgotten and written again in one batch stays)
+    write_state(table, other, [("c", 4)], {}, forgotten=["a", "c"])
+    assert held_state(table, 5) == ([("b", {"x": 1})], 42)
+    assert held_state(table, 1) == ([("c", 4)], NEVER)

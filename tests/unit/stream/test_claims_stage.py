@@ -12,6 +12,7 @@ import pytest
 from pipeline.core.config import CoreConfig
 from pipeline.stream.batches import decode_rows, decode_withdrawals, encode_withdrawals
 from pipeline.stream.claims import (
+    FORGOTTEN_KEY,
     WATERMARKS_KEY,
     ClaimsStage,
     claim_item,
@@ -52,7 +53,7 @@ def test_state_round_trip_and_eviction_past_the_horizon() -> None:
     stage = ClaimsStage(config, "t")
     stage.apply([item("x", "j-a", 700, 0), item("y", "j-a", 5, 0)])
     state = dict(stage.dirty_state())
-    assert set(state) == {"x", "y", WATERMARKS_KEY}
+    assert set(state) == {"x", "y", WATERMARKS_KEY, FORGOTTEN_KEY}
     restored = ClaimsStage(config, "t")
     restored.restore_keys(json.loads(json.dumps(list(state.items()))))
     assert restored.apply([item("x", "j-b", 500, 1)]).withdrawals == {0: [["j-a", "x", 700]]}
@@ -62,7 +63,14 @@ def test_state_round_trip_and_eviction_past_the_horizon() -> None:
     restored.apply([item("z", "j-c", 1, 0, at=late, watermark=late),
                     item("z", "j-c", 1, 1, at=late, watermark=late)])
     pairs = dict(restored.dirty_state())
-    assert pairs["x"] is None and pairs["y"] is None and pairs["z"] is not None
+    # forgotten by time: no removal entry each, the horizon instead (restore forgets again)
+    assert "x" not in pairs and "y" not in pairs and pairs["z"] is not None
+    assert restored.drain_forgotten() == ["x", "y"] and restored.drain_forgotten() == []
+    assert pairs[FORGOTTEN_KEY] == late - config.windows.allowed_lateness_ms - (
+        config.windows.bucket_ms)
+    again = ClaimsStage(config, "t")
+    again.restore_keys([("x", [700, "j-a", 0, T0]), (FORGOTTEN_KEY, pairs[FORGOTTEN_KEY])])
+    assert len(again.claims) == 0 and again.drain_forgotten() == ["x"]
     assert not restored.apply([item("x", "j-q", 1, 2, at=late, watermark=late)]).withdrawals
 
 

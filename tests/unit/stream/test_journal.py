@@ -244,3 +244,66 @@ def test_a_write_of_several_chunks_reads_back_whole_or_not_at_all(tmp_path: Path
                     close(restored)
         finally:
             close(table)
+
+
+class _Event:
+    """What `write_state` reads of the batch's last event: its partition."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
+
+
+# one claims record: (event_id, journey key, digest, journey partition, hours after T0 of the
+# event and of that partition's stream time)
+claims_batches = st.lists(st.lists(st.tuples(
+    st.sampled_from([f"e{i}" for i in range(30)]), st.sampled_from(["j-a", "j-b", "c1"]),
+    st.integers(0, 5), st.integers(0, 2), st.integers(0, 80), st.integers(0, 80)),
+    min_size=1, max_size=6), min_size=1, max_size=30)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(claims_batches, st.sets(st.integers(0, 29), max_size=5), st.integers(0, 4))
+def test_claims_forgotten_by_time_are_forgotten_again_on_restore(
+        records: list[list[tuple[str, str, int, int, int, int]]], restarts: set[int],
+        slack: int) -> None:
+    """The claims stage forgets claims by time with no removal entry (`forget_keys`): after
+    any batch, a stage restored from the journal (a new table object reading the database)
+    holds exactly the claims, stream times and horizon of the live one, and the entries the
+    journal holds stay bounded by the claims alive, as with a removal per claim."""
+    from pipeline.core.config import CoreConfig
+    from pipeline.stream.agent_loop import held_state, write_state
+    from pipeline.stream.claims import ClaimsStage, claim_item
+
+    hour = 3_600_000
+    t0 = 1_790_000_000_000
+    config = CoreConfig()
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(journal, "COMPACT_SLACK", slack)  # compact often
+        base = faust_table(Path(tmp))
+        state = JournalTable(base, delivery(), "state:t", TP)
+        live = ClaimsStage(config, "t")
+        try:
+            for index, batch in enumerate(records):
+                if index in restarts:  # the partition moves to a new worker
+                    state = JournalTable(base, delivery(), "state:t", TP)
+                    live = ClaimsStage(config, "t")
+                    live.restore_keys(held_state(state, 2)[0])
+                alive = len(live.claims)
+                live.apply([claim_item(event_id, key, digest, partition, t0 + at * hour,
+                                       t0 + watermark * hour, partition, 0, b"{}")
+                            for event_id, key, digest, partition, at, watermark in batch])
+                write_state(state, _Event(2), live.dirty_state(), {}, live.drain_forgotten())
+                book = state.journals[2]
+                # the claims alive are the journal's keys alive, less the two state keys
+                assert set(book.where) - {"__watermarks__", "__forgotten_before__"} == set(
+                    live.claims._claims)
+                assert book.entries <= journal.COMPACT_FACTOR * (alive + 2) + slack + 2 * len(
+                    batch) + 2
+                restored = ClaimsStage(config, "t")
+                restored.restore_keys(held_state(JournalTable(base, delivery(), "state:t",
+                                                              TP), 2)[0])
+                assert restored.claims.snapshot() == live.claims.snapshot()
+                assert (restored.watermarks, restored.forgotten_before) == (
+                    live.watermarks, live.forgotten_before)
+        finally:
+            close(base)
