@@ -252,12 +252,17 @@ class JournalTable(ChangelogTable):
         """The journaled keys in chunks first, then the others one record per key (so a key
         moved into a journal is deleted from its old layout after its new entry)."""
         journaled = self.journaled
-        entries = [(key, state) for key, state in pairs if journaled(key)]
+        plain: list[tuple[str, Any]] = []
+        if journaled is always:  # the claims table: no call per key (it showed in profiles)
+            entries = list(pairs)
+        else:
+            entries = []
+            for pair in pairs:
+                (entries if journaled(pair[0]) else plain).append(pair)
         if entries or partition in self._broken:
             self._write_entries(partition, entries, extra)
-        if len(entries) < len(pairs):
-            super().write_pairs(partition, [(key, state) for key, state in pairs
-                                            if not journaled(key)], extra)
+        if plain:
+            super().write_pairs(partition, plain, extra)
 
     def _write_entries(self, partition: int, entries: list[tuple[str, Any]],
                        extra: dict[str, Any]) -> None:
