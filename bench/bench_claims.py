@@ -92,6 +92,7 @@ def main() -> int:
                     for record in encode_claims(items):
                         stages[target].apply(decode_claims(record))
                     stages[target].dirty_state()
+                    stages[target].drain_forgotten()
                 pending = {}
         claims = time.process_time() - started
         best_one, best_claims = min(best_one, one), min(best_claims, claims)

@@ -588,6 +588,8 @@ def stage_work(phase: Phase, settings: Settings, batch: int = 1000) -> int:
             result = stage.process_batch([json.loads(m) for m in encoded])
             for k, s in stage.dirty_state():
                 state[k] = _json({"p": part, "s": s})
+            for k in stage.drain_forgotten():  # forgotten by time: no removal written
+                state.pop(k, None)
             metric_json.extend(_json(r.to_dict()) for r in result.metrics)
         # the sink: raw events re-parsed and scrubbed, every topic's rows built
         raw = []

@@ -112,6 +112,7 @@ def one_round(batches: list[list[dict[str, Any]]], events: int) -> dict[str, flo
                 applied = time.process_time()
                 state = stage.dirty_state()
                 drained = time.process_time()
+                writer.forget_keys(1, stage.drain_forgotten())
                 writer.write_pairs(1, state, {})
                 delivery._pending.clear()
                 written = time.process_time()

@@ -442,10 +442,12 @@ def _sum(metrics: dict[str, float], prefix: str) -> float:
 # -- scenarios ---------------------------------------------------------------------------------
 
 def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3,
-                       rate: float = 1500, timeout: float = 600) -> FaultResult:
+                       rate: float = 1500, timeout: float = 600, span: str = "6h"
+                       ) -> FaultResult:
     setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
-    lines = generate_lines(tmp, events, seed=21)
-    result = FaultResult(f"worker SIGKILL x{kills} under load", len(lines))
+    lines = generate_lines(tmp, events, seed=21, span=span)
+    over = "" if span == "6h" else f", {span} of event time"
+    result = FaultResult(f"worker SIGKILL x{kills} under load{over}", len(lines))
     started = time.monotonic()
     sup = Supervisor(setup, tmp, "kill", 40)
     producer = BackgroundProducer(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines, rate)
@@ -1219,6 +1221,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000,
                         help="events per kill/outage/restart scenario (default 50000)")
+    parser.add_argument("--kill-span", default="6h",
+                        help="event time the SIGKILL scenario's events span (default 6h; "
+                        "several days make the worker forget state past the lateness between "
+                        "its kills)")
     parser.add_argument("--poison-events", type=int, default=100_000)
     parser.add_argument("--memory-events", type=int, default=300_000)
     parser.add_argument("--quick", action="store_true",
@@ -1274,7 +1280,8 @@ def main(argv: list[str] | None = None) -> int:
     memory_runs: list[dict[str, Any]] = []
     try:
         plan: list[tuple[str, Callable[[], FaultResult]]] = [
-            ("kill", lambda: sigkill_under_load(stack, tmp / "kill", args.events)),
+            ("kill", lambda: sigkill_under_load(stack, tmp / "kill", args.events,
+                                                span=args.kill_span)),
             ("clickhouse", lambda: clickhouse_outage(stack, tmp / "ch", args.events,
                                                      outage_s=15 if args.quick else 60)),
             ("clickhouse-hang", lambda: clickhouse_hang(stack, tmp / "chhang", args.events,

@@ -214,7 +214,8 @@ class SegmentsAgent:
         """Each partition's changed buckets, once per batch: a bucket still to be flushed is
         stored as such, so a crash before its record left re-sends it on restore."""
         for partition, event in last_of.items():
-            write_state(self.table, event, self.stages[partition].dirty_state(), {})
+            stage = self.stages[partition]
+            write_state(self.table, event, stage.dirty_state(), {}, stage.drain_forgotten())
 
     def forget(self, partition: int) -> None:
         self.stages.pop(partition, None)

@@ -42,7 +42,16 @@ BUCKET_PREFIX = "bucket:"  # the whole-bucket layout: read at restore, rewritten
 HEAD_PREFIX = "series-head:"
 PART_PREFIX = "series-part:"
 SERIES_PREFIX = "series:"
-_JOURNALED = (MEMBER_PREFIX, HEAD_PREFIX, PART_PREFIX)
+# The eviction horizon reached: buckets that end at or before it were evicted, and their
+# members *forgotten by time*, without a removal each (the journal stops carrying them:
+# `JournalTable.forget_keys`); a restore drops the members the chunks still hold of such a
+# bucket. A bucket can be made again after its eviction (a withdrawal moves a journey's end
+# back into it, which replay counts too), so a member written while its bucket is past the
+# horizon carries that horizon (`"h"`), and a restore keeps the members written at the horizon
+# it restores at: in the stream a bucket past the horizon is evicted at the next watermark, so
+# those are the bucket made again since, and any member with an older `"h"` or none went.
+EVICTED_KEY = "segments-evicted-before"
+_JOURNALED = (MEMBER_PREFIX, HEAD_PREFIX, PART_PREFIX, EVICTED_KEY)
 
 
 def is_journaled_key(key: str) -> bool:
@@ -116,6 +125,9 @@ class SegmentStage:
         # messages, and until then the detector simply waits.
         self.watermarks: dict[int, int] = {}
         self.merged = NEVER_MS
+        self.evicted_before = NEVER_MS  # the eviction horizon reached (EVICTED_KEY)
+        self._evicted_dirty = False
+        self._forgotten: list[str] = []  # member keys forgotten by time: `drain_forgotten`
         self._dirty_segments: set[str] = set()
         self._unflushed: set[str] = set()
         # segment -> (metric, bucket_start) -> members with a state key (to delete them all
@@ -137,14 +149,16 @@ class SegmentStage:
         # moved to the member layout may still have its whole-bucket key (a crash between the
         # two writes); the whole-bucket key is the older, members override it.
         buckets: dict[tuple[str, str, int], dict[str, Any]] = {}
-        members: list[tuple[tuple[str, str, int], str, dict[str, Any]]] = []
+        members: list[tuple[tuple[str, str, int], str, dict[str, Any], str]] = []
         heads: dict[tuple[str, str, str], dict[str, Any]] = {}
         parts: dict[tuple[str, str, str], list[tuple[int, dict[str, Any]]]] = {}
         wholes: dict[tuple[str, str, str], dict[str, Any]] = {}
         for key, state in states:
             if key.startswith(MEMBER_PREFIX):
                 seg, metric, start, member = orjson.loads(key[len(MEMBER_PREFIX):])
-                members.append(((seg, metric, int(start)), member, state))
+                members.append(((seg, metric, int(start)), member, state, key))
+            elif key == EVICTED_KEY:
+                self.evicted_before = int(state)
             elif key.startswith(BUCKET_PREFIX):
                 seg, metric, start = key[len(BUCKET_PREFIX) :].rsplit("|", 2)
                 self._legacy_keys.append(key)
@@ -174,7 +188,11 @@ class SegmentStage:
         # its parts); kept out of the detector, deleted at the next write
         self._legacy_keys.extend(part_key(series, first)
                                  for series, orphans in parts.items() for first, _ in orphans)
-        for bucket, member, state in members:
+        evicted, width = self.evicted_before, self.bucket_ms
+        for bucket, member, state, key in members:
+            if bucket[2] + width <= evicted and state.get("h", NEVER_MS) < evicted:
+                self._forgotten.append(key)  # evicted before the state was written (EVICTED_KEY)
+                continue
             held = buckets.setdefault(bucket, {"v": 0, "m": {}, "d": False})
             held["v"] = max(held["v"], int(state["v"]))
             held["d"] = held["d"] or bool(state.get("d"))
@@ -285,13 +303,18 @@ class SegmentStage:
         for seg, totals in self.totals.items():
             totals.evict(horizon)
             self._dirty_segments.add(seg)
+        if horizon > self.evicted_before:
+            self.evicted_before = horizon
+            self._evicted_dirty = True
 
     def dirty_state(self) -> list[tuple[str, Any]]:
         """(table key, state or None) changed since the last call: one key per bucket member
-        that changed (see MEMBER_PREFIX), every member key of a bucket evicted, and now and
-        then the drop series that changed: each one's head and changed parts (HEAD_PREFIX)."""
+        that changed (see MEMBER_PREFIX), the eviction horizon when it moved (the member keys
+        of the buckets evicted: `drain_forgotten`), and now and then the drop series that
+        changed: each one's head and changed parts (HEAD_PREFIX)."""
         pairs: list[tuple[str, Any]] = [(key, None) for key in self._legacy_keys]
         self._legacy_keys.clear()
+        evicted, width = self.evicted_before, self.bucket_ms
         for seg in sorted(self._dirty_segments):
             totals = self.totals[seg]
             written = self._written.setdefault(seg, {})
@@ -303,17 +326,22 @@ class SegmentStage:
                 value = totals.member((metric, start), member)
                 if value is not None:
                     state["a"] = value
+                if start + width <= evicted:  # a bucket made again after its eviction
+                    state["h"] = evicted
                 pairs.append((member_key(seg, metric, start, member), state))
                 written.setdefault((metric, start), set()).add(member)
             for bucket in totals.drain_changed():
-                if totals.bucket_meta(bucket) is None:  # evicted: its members go
-                    pairs.extend((member_key(seg, bucket[0], bucket[1], member), None)
-                                 for member in sorted(written.pop(bucket, ())))
+                if totals.bucket_meta(bucket) is None:  # evicted: its members forgotten
+                    self._forgotten.extend(member_key(seg, bucket[0], bucket[1], member)
+                                           for member in sorted(written.pop(bucket, ())))
             if not totals.versions and seg not in self._unflushed:
                 # everything evicted: nothing left whose version must keep growing
                 del self.totals[seg]
                 self._written.pop(seg, None)
         self._dirty_segments.clear()
+        if self._evicted_dirty:
+            pairs.append((EVICTED_KEY, self.evicted_before))
+            self._evicted_dirty = False
         # Series (7 days of merged buckets each) are written now and then, not per batch. That is
         # exact: `restore_keys` re-applies every bucket still held (all that could have changed
         # since), and re-evaluating boundaries from an older cursor re-emits the same alert
@@ -339,3 +367,9 @@ class SegmentStage:
             self._series_saved_at = now
             self._series_saved_merged = self.merged
         return pairs
+
+    def drain_forgotten(self) -> list[str]:
+        """The member keys of the buckets evicted since the last call (and of those a restore
+        found evicted), for the table to forget without a removal each (EVICTED_KEY)."""
+        forgotten, self._forgotten = self._forgotten, []
+        return forgotten

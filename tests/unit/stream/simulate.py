@@ -92,6 +92,7 @@ class SimulatedStream:
             judged = self.claims[q].apply([claim for record in encode_claims(claims)
                                            for claim in decode_claims(record)])
             self.claims[q].dirty_state()
+            self.claims[q].drain_forgotten()
             for p, items in judged.withdrawals.items():
                 self.withdrawals.setdefault(p, []).extend(items)
             self.conflicts += len(judged.letters)
@@ -105,6 +106,7 @@ class SimulatedStream:
             if queue:
                 result = self.stage_two[q].process_batch(queue)
                 self.stage_two[q].dirty_state()
+                self.stage_two[q].drain_forgotten()
                 queue.clear()
                 for record in result.metrics:
                     key = (record.metric, record.segment_dim, record.segment_value,

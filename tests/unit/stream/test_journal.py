@@ -307,3 +307,106 @@ def test_claims_forgotten_by_time_are_forgotten_again_on_restore(
                     live.watermarks, live.forgotten_before)
         finally:
             close(base)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_bucket_members_forgotten_by_time_are_forgotten_again_on_restore(
+        seed: int, tmp_path: Path) -> None:
+    """The segment stage forgets the members of evicted buckets with no removal each, and
+    a bucket can be made again after its eviction (a withdrawal moves a journey's end back
+    into it). Written through a real journal that compacts often, a stage restored after any
+    batch holds exactly the live stage's buckets (members, versions) and horizon; the stage
+    restarted at random points emits the records of one that never restarted; and the
+    journal's keys alive stay the members held."""
+    import random
+
+    from pipeline.core.config import CoreConfig, WindowConfig
+    from pipeline.stream import messages
+    from pipeline.stream.agent_loop import held_state, write_state
+    from pipeline.stream.segments import MEMBER_PREFIX, SegmentStage
+
+    rng = random.Random(seed)
+    minute = 60_000
+    config = CoreConfig(windows=WindowConfig(allowed_lateness_ms=5 * minute))
+    segs = [("all", "all"), ("channel", "phone")]
+
+    def stage_of() -> SegmentStage:
+        return SegmentStage(config, sources=1, clock=lambda: 0.0, series_every_s=1e9)
+
+    def buckets(stage: SegmentStage) -> set[tuple[object, ...]]:
+        return {(seg, r.metric, r.window_start, r.n, r.positives, r.promoters, r.version)
+                for seg, totals in stage.totals.items() for r in totals.records()}
+
+    def rows(records: list[Any]) -> dict[tuple[object, ...], tuple[object, ...]]:
+        out: dict[tuple[object, ...], tuple[object, ...]] = {}
+        for r in records:
+            key = (r.metric, r.segment_value, r.window_start)
+            if key not in out or r.version >= out[key][-1]:
+                out[key] = (r.n, r.positives, r.promoters, r.version)
+        return out
+
+    def write(stage: SegmentStage, table: JournalTable) -> None:
+        write_state(table, _Event(1), stage.dirty_state(), {}, stage.drain_forgotten())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(journal, "COMPACT_SLACK", rng.choice([0, 4, 40]))
+        base = faust_table(tmp_path)
+        table = JournalTable(base, delivery(), "state:t", TP, journaled=is_journaled_key)
+        live, plain = stage_of(), stage_of()
+        want: list[Any] = []
+        got: list[Any] = []
+        now = 0
+        remade = 0
+        try:
+            for _batch in range(120):
+                for _ in range(rng.randrange(1, 8)):
+                    now += rng.choice([0, 0, minute // 2, minute])
+                    dim, value = rng.choice(segs)
+                    u = rng.random()
+                    current = now - now % minute
+                    if u < 0.3:
+                        message = messages.answer(dim, value, "nps", current,
+                                                  f"e{rng.randrange(60)}", rng.randrange(11))[1]
+                    elif u < 0.4:
+                        message = messages.retract(dim, value, "nps", current,
+                                                   f"e{rng.randrange(60)}")[1]
+                    else:
+                        back = rng.choice([0, 0, 0, minute, 20 * minute])  # 20: evicted
+                        start = max(0, current - back)
+                        remade += start + minute <= live.evicted_before
+                        contribution = None if rng.random() < 0.1 else (start,
+                                                                         rng.random() < 0.4)
+                        message = messages.end(dim, value, f"j{rng.randrange(25)}",
+                                               contribution, rng.random() < 0.1)[1]
+                    for stage in (live, plain):
+                        stage.apply(message)
+                    if rng.random() < 0.3:
+                        for stage, out in ((live, got), (plain, want)):
+                            out.extend(stage.apply(messages.watermark(0, now)).metrics)
+                for stage, out in ((live, got), (plain, want)):
+                    out.extend(stage.flush().metrics)
+                write(live, table)
+                plain.dirty_state()
+                plain.drain_forgotten()
+                book = table.journals.get(1)
+                held_members = {key for key in (book.where if book else {})
+                                if key.startswith(MEMBER_PREFIX)}
+                assert len(held_members) == sum(len(members) for written in
+                                                live._written.values()
+                                                for members in written.values())
+                restored = stage_of()
+                restored.restore_keys(held_state(JournalTable(
+                    base, delivery(), "state:t", TP, journaled=is_journaled_key), 1)[0])
+                assert buckets(restored) == buckets(live)
+                assert restored.evicted_before == live.evicted_before
+                if rng.random() < 0.1:  # the partition moves to a new worker
+                    table = JournalTable(base, delivery(), "state:t", TP,
+                                         journaled=is_journaled_key)
+                    live = stage_of()
+                    live.restore_keys(held_state(table, 1)[0])
+                    got.extend(live.flush().metrics)  # a restore re-flushes what was pending
+                    write(live, table)
+            assert rows(got) == rows(want)
+            assert live.evicted_before > 0 and remade  # evictions and buckets made again
+        finally:
+            close(base)
