@@ -29,6 +29,15 @@ leaves the state of the write before; the chunks of the broken write are deleted
 write, and their seqs never used again. Entries that must be read together (a drop series'
 head and the parts written with it: pipeline/stream/segments.py) can rely on it.
 
+A state that forgets keys *by time* (claims past the lateness horizon, the members of evicted
+buckets) need not write a removal entry each: `forget_keys` drops them from the bookkeeping
+without writing anything, so compaction no longer writes their entries again and they leave
+the changelog with their chunks. Until then a restore still reads them; the state keeps the
+horizon it forgot up to (an entry of its own, in the same writes) and forgets them again on
+restore, then tells the table (pipeline/stream/claims.py, pipeline/stream/segments.py). A
+removal entry was a second entry per key once a day of state is held (docs/streaming.md,
+nineteenth round).
+
 Keys a table's `journaled` predicate leaves out stay one record per key (`ChangelogTable`,
 with its pieces for values over 512 KiB), and a key is always written the same way; they are
 written after the chunks, so a key moved into the journal is deleted from its old layout after
