@@ -29,6 +29,7 @@ round). The horizon only moves forward: a journey partition first heard from aft
 others have moved a day on has its older claims judged against what is held and then
 forgotten at once, where they were held until the horizon fell back to them before; so the
 claims held after a restore are exactly the claims held before it.
+
 Redelivery is harmless: a claim seen again changes nothing, and a withdrawal of a copy no
 longer held is ignored.
 """

@@ -244,8 +244,9 @@ class JournalTable(ChangelogTable):
         """Forget journaled keys without writing anything: no removal entry, and compaction
         no longer writes their entries again, so they leave the changelog with their chunks.
         For states that forget by time, and forget again on restore what a replay of the
-        chunks still holds (the claims stage: pipeline/stream/claims.py); a key forgotten
-        here and then written again is alive again. Keys outside the journal are removed as
+        chunks still holds (the claims stage and the segment stage's bucket members:
+        pipeline/stream/claims.py, segments.py); a key forgotten here and then written again
+        is alive again. Keys outside the journal are removed as
         `write_pairs` removes them (they have no chunk to leave with)."""
         journaled = self.journaled
         keys = list(keys)
