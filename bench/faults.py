@@ -1217,11 +1217,25 @@ def machine() -> str:
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 
+def event_span(text: str) -> str:
+    """`--kill-span`: a duration `peakend generate --span` takes, checked when the arguments
+    are read (not by a scenario's generator, minutes into a run)."""
+    from jobs.generate import parse_duration
+
+    try:
+        span_ms = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if span_ms <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0, not {text!r}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000,
                         help="events per kill/outage/restart scenario (default 50000)")
-    parser.add_argument("--kill-span", default="6h",
+    parser.add_argument("--kill-span", default="6h", type=event_span,
                         help="event time the SIGKILL scenario's events span (default 6h; "
                         "several days make the worker forget state past the lateness between "
                         "its kills)")

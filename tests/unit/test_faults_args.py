@@ -1,0 +1,24 @@
+"""`bench.faults` reads its arguments before it starts anything: a wrong `--kill-span` is a
+one-line error naming the option, not a scenario that fails minutes into a run."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.faults import main
+
+
+@pytest.mark.parametrize("span", ["abc", "0", "-3d", "nan", "200w5"])
+def test_a_kill_span_that_is_not_a_duration_is_refused_by_name(
+        span: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--only", "kill", "--kill-span", span])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --kill-span" in err and "Traceback" not in err
+
+
+def test_a_kill_span_in_days_is_taken_as_written() -> None:
+    from bench.faults import event_span
+
+    assert event_span("3d") == "3d" and event_span("36h") == "36h"
