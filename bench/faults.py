@@ -348,6 +348,13 @@ def measure(setup: StreamSetup, lines: list[bytes], result: FaultResult) -> Faul
     total, distinct = _query(setup, "SELECT count(), uniqExact(event_id) "
                                     "FROM touchpoint_events FINAL")[0]
     result.dead_letters = int(_query(setup, "SELECT count() FROM dead_letters FINAL")[0][0])
+    if result.dead_letters != result.dead_letters_expected:  # which verdicts differ
+        result.detail["letters_by_reason"] = {str(r): int(c) for r, c in _query(
+            setup, "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason")}
+        want: dict[str, int] = {}
+        for letter in replay.dead_letters:
+            want[letter.reason] = want.get(letter.reason, 0) + 1
+        result.detail["replay_letters_by_reason"] = want
     got_j, want_j = journeys_in_clickhouse(setup), journeys_of_replay(replay)
     got_m, want_m = metrics_in_clickhouse(setup), metrics_of_replay(replay)
     differ_j = sum(1 for k in got_j.keys() & want_j.keys() if got_j[k] != want_j[k])
