@@ -426,6 +426,21 @@ def parse_duration(text: str) -> int:
     return round(ms)
 
 
+def parse_span(text: str) -> int:
+    """Milliseconds of an event-time span (`--span`): a duration longer than 0.
+
+    >>> parse_span("3d")
+    259200000
+    >>> parse_span("0")
+    Traceback (most recent call last):
+    ValueError: must be longer than 0, not '0'
+    """
+    span = parse_duration(text)
+    if span <= 0:
+        raise ValueError(f"must be longer than 0, not {text!r}")
+    return span
+
+
 def parse_time(text: str, start_ms: int | None = None) -> int:
     """Epoch ms of an RFC 3339 time, 'now', or a duration after `start_ms` ('36h')."""
     if text == "now":
@@ -562,9 +577,7 @@ def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
         raise ValueError("give --span or --rate, not both (with --to kafka, --rate is the "
                          "wall-clock send rate and may be combined with --span)")
     if args.span:
-        span = _option("--span", parse_duration, args.span)
-        if span <= 0:
-            raise ValueError(f"--span: must be longer than 0, not {args.span!r}")
+        span = _option("--span", parse_span, args.span)
     elif args.rate:
         span = max(1, round(args.events / args.rate * SECOND))
     else:
