@@ -34,6 +34,7 @@ class WorkerMetrics:
     last_event_time: Gauge
     followup_cases: Counter
     stage_records_applied: Counter
+    stage_records_read_again: Counter
     heap_trims: Counter
     heap_released_bytes: Counter
 
@@ -163,6 +164,14 @@ class WorkerMetrics:
                 "segments/contribution, followups/input, claims/claim (each claim of a claims "
                 "record).",
                 ["stage", "record"],
+                registry=reg,
+            ),
+            stage_records_read_again=Counter(
+                "peakend_stage_records_read_again",
+                "Input records read again after a crash or a partition move whose state was "
+                "already written (the committed offset lags the state): passed over, not judged "
+                "again (docs/streaming.md, Exact results). By stage: journeys (batch records).",
+                ["stage"],
                 registry=reg,
             ),
             heap_trims=Counter(

@@ -9,8 +9,9 @@ Written for the thin stream adapter that drives it (the Faust journey agent) as 
     for key in tracker.drain_dirty_keys():                  # -> the state table (keep_dirty_keys)
         table[key] = tracker.snapshot_key(key)              # None: delete the key
 
-`reason` is `"late"` (make a dead letter), `"duplicate"` (already applied with the same content:
-drop it quietly, this is what makes redelivery harmless), `"conflict"` (its event_id was applied
+`reason` is `"late"` (make a dead letter), `"duplicate"` (already applied with the same content,
+on time or late while its journey is held: drop it quietly, this is what makes redelivery
+harmless), `"conflict"` (its event_id was applied
 with other content: the copy applied first stays, make a dead letter of this one) or None.
 The state of one key (all journeys of one journey id
 or customer) is a plain JSON-able dict: `snapshot_key` / `restore_key` move it to and from a
@@ -371,6 +372,33 @@ class JourneyTracker:
             reasons.append(self.apply_into(event, wm, emitted))
         return self.latest_records(emitted), reasons, wm
 
+    def is_late(self, occurred_ms: int, watermark_ms: int) -> bool:
+        """Older than the allowed lateness behind stream time `watermark_ms`: an event no
+        journey takes any more."""
+        return occurred_ms < watermark_ms - self._lateness
+
+    def _late_verdict(self, event: TouchpointEvent) -> str:
+        """The verdict on a late event: `duplicate` when its journey still holds this very copy
+        (same event_id, same content), else `late`. A copy applied once is never also a dead
+        letter: the entry stage re-sends what it read since its last commit after a crash, and
+        a producer retries, after stream time may have moved past the lateness (a backlog of
+        days read at thousands of events per second); the first copy was applied on time."""
+        jid = event.journey_id
+        state = self._keys.get(event.customer_id if jid is None else jid)
+        if state is None:
+            return LATE
+        eid = event.event_id
+        for journey in state.all():
+            applied = journey.ids.get(eid)
+            if applied is None:
+                continue
+            if _repeat(applied, content_digest(event)) == DUPLICATE or (
+                    digest_definition(applied) == 1 and content_digest_v1(event) == applied):
+                self.last_digest = applied
+                return DUPLICATE
+            return LATE
+        return LATE
+
     def latest_records(self, journeys: Iterable[Journey]) -> list[JourneyRecord]:
         """Current records of `journeys`, one per journey id (the last object given for an id
         wins, order of first appearance)."""
@@ -384,8 +412,8 @@ class JourneyTracker:
         """`apply` without building records: appends every emitted journey to `emitted` (its
         record is `record(journey)` until the journey is emitted again)."""
         ms = event.occurred_ms
-        if ms < watermark_ms - self._lateness:
-            return LATE
+        if self.is_late(ms, watermark_ms):
+            return self._late_verdict(event)
         jid = event.journey_id
         key = event.customer_id if jid is None else jid
         eid = event.event_id

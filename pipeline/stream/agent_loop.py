@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pipeline.observability import WorkerMetrics
 from pipeline.stream.faust_private import current_event_of
@@ -42,6 +42,7 @@ class Processed:
     last_of: dict[int, Any] = field(default_factory=dict)
     applied: int = 0  # input records applied: one per event, or what a batch record held
     withdrawals: int = 0  # the journeys agent: withdrawals of copies that lost their claim
+    skipped: int = 0  # the journeys agent: records read again whose state was written already
 
     def take(self, event: Any, records: int = 1) -> int:
         """Record `event` as applied, holding `records` input records (0 when the agent adds
@@ -65,6 +66,8 @@ class AppliedCounter:
 
     def __call__(self, processed: Processed) -> None:
         self.records.inc(processed.applied)
+        if processed.skipped:
+            self.stats.stage_records_read_again.labels(self.stage).inc(processed.skipped)
         if processed.withdrawals:
             self.stats.stage_records_applied.labels(self.stage, "withdrawal").inc(
                 processed.withdrawals)
@@ -247,12 +250,22 @@ def write_state(table: StateTable | MutableMapping[str, Any], event: Any,
                 table[key] = {"p": event.message.partition, "s": state, **extra}
 
 
-def held_state(table: StateTable | MutableMapping[str, Any], partition: int
-               ) -> tuple[list[tuple[str, Any]], int]:
+class HeldState(NamedTuple):
+    """What a state table holds for one partition (`held_state`)."""
+
+    pairs: list[tuple[str, Any]]  # (key, state)
+    watermark: int  # the largest stream time stored beside them (`"w"`; NEVER when none is)
+    # the largest input offset stored beside them (`"o"`: the offset after the last record
+    # whose state a write holds; 0 when none is): records before it are in the state already
+    next_offset: int
+
+
+def held_state(table: StateTable | MutableMapping[str, Any], partition: int) -> HeldState:
     """The (key, state) pairs a state table holds for `partition`, and the largest stream time
-    stored with them (`"w"`; NEVER when none is)."""
+    and input offset stored with them."""
     items = (table.items() if isinstance(table, MutableMapping)
              else table.partition_items(partition))
     held = [(key, value) for key, value in items if value.get("p") == partition]
     watermark = max((value.get("w", NEVER) for _, value in held), default=NEVER)
-    return [(key, value["s"]) for key, value in held], watermark
+    next_offset = max((value.get("o", 0) for _, value in held), default=0)
+    return HeldState([(key, value["s"]) for key, value in held], watermark, next_offset)

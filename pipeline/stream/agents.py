@@ -96,6 +96,8 @@ class JourneysAgent:
         self.stats = stats
         self.highwater = highwater  # the consumer's high watermark of a topic partition
         self.processors: dict[int, PartitionProcessor] = {}
+        # partition -> the offset after the last batch record applied (see `process`)
+        self.next_offset: dict[int, int] = {}
 
     def processor(self, partition: int) -> PartitionProcessor:
         proc = self.processors.get(partition)
@@ -104,8 +106,10 @@ class JourneysAgent:
             # and re-send every journey's current output (it may have died with a crash).
             proc = self.processors[partition] = PartitionProcessor(partition, self.core,
                                                                    self.rules)
-            states, watermark = held_state(self.table, partition)
-            self.outputs.outbox.add_journey_output(partition, proc.restore_keys(states, watermark))
+            held = held_state(self.table, partition)
+            self.next_offset[partition] = held.next_offset
+            self.outputs.outbox.add_journey_output(partition,
+                                                   proc.restore_keys(held.pairs, held.watermark))
         return proc
 
     def process(self, batch: list[Any]) -> Processed:
@@ -120,6 +124,18 @@ class JourneysAgent:
                 since_flush = 0
             partition = processed.take(record, records=0)  # its events are counted below
             proc = self.processor(partition)
+            offset = record.message.offset
+            if offset < self.next_offset[partition]:
+                # Read again after a crash or a move (the committed offset lags the state): its
+                # events are in the restored state, its outputs were delivered before that
+                # state was written. Judged again, they would meet a stream time up to a commit
+                # interval ahead of them, and in a backlog of days an event applied the first
+                # time could get a `late` letter (docs/streaming.md, twentieth round).
+                if self.handoff is not None:
+                    self.handoff.take(record.value)
+                processed.skipped += 1
+                continue
+            self.next_offset[partition] = offset + 1
             withdrawals = decode_withdrawals(record.value)
             if withdrawals is not None:  # from the claims stage: copies that lost their claim
                 for key, event_id, digest in withdrawals:
@@ -153,10 +169,12 @@ class JourneysAgent:
         return processed
 
     def write_state(self, last_of: dict[int, Any]) -> None:
-        """Write each key the batch changed, once, with the partition's stream time."""
+        """Write each key the batch changed, once, with the partition's stream time and the
+        offset after its last record applied."""
         for partition, event in last_of.items():
             proc = self.processors[partition]
-            write_state(self.table, event, proc.dirty_state(), {"w": proc.watermark})
+            write_state(self.table, event, proc.dirty_state(),
+                        {"w": proc.watermark, "o": self.next_offset[partition]})
         self.stats.journeys_open.set(sum(len(p.tracker) for p in self.processors.values()))
         for partition, event in last_of.items():
             tp = event.message.tp
@@ -165,6 +183,7 @@ class JourneysAgent:
 
     def forget(self, partition: int) -> None:
         self.processors.pop(partition, None)
+        self.next_offset.pop(partition, None)
 
 
 class SegmentsAgent:
@@ -190,7 +209,7 @@ class SegmentsAgent:
         stage = self.stages.get(partition)
         if stage is None:
             stage = self.stages[partition] = SegmentStage(self.core, sources=self.sources)
-            stage.restore_keys(held_state(self.table, partition)[0])
+            stage.restore_keys(held_state(self.table, partition).pairs)
         return stage
 
     def process(self, batch: list[Any]) -> Processed:
@@ -247,7 +266,8 @@ class FollowupsAgent:
                 # restore the partition's customers and re-send their cases (a crash may have
                 # lost them after the state was written)
                 stage = self.stages[partition] = FollowupStage(self.rules, self.horizon_ms)
-                outbox.add_cases(stage.restore_keys(*held_state(self.table, partition)))
+                held = held_state(self.table, partition)
+                outbox.add_cases(stage.restore_keys(held.pairs, held.watermark))
             outbox.add_cases(stage.apply(inputs))
             for (change, priority), count in stage.transitions.items():
                 self.stats.followup_cases.labels(change, priority).inc(count)
@@ -284,7 +304,7 @@ class ClaimsAgent:
         stage = self.stages.get(partition)
         if stage is None:
             stage = self.stages[partition] = ClaimsStage(self.core, self.source_topic)
-            stage.restore_keys(held_state(self.table, partition)[0])
+            stage.restore_keys(held_state(self.table, partition).pairs)
         return stage
 
     def process(self, batch: list[Any]) -> Processed:

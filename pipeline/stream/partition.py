@@ -144,9 +144,13 @@ class PartitionProcessor:
             out.reject = reason
         elif reason == DUPLICATE:
             out.duplicate = True
-            out.claim = self.tracker.last_digest  # a claim lost with a crash is sent again
-            self._resend_key(event.journey_key, out)
-            self._answers(event, out)
+            if not self.tracker.is_late(event.occurred_ms, self.watermark):
+                # what it caused may have died with a crash: sent again, absorbed downstream.
+                # A late copy's buckets may be final (evicted downstream, where an answer sent
+                # again would start the bucket anew): it caused nothing since it was applied.
+                out.claim = self.tracker.last_digest  # a claim lost with a crash is sent again
+                self._resend_key(event.journey_key, out)
+                self._answers(event, out)
         else:
             out.claim = self.tracker.last_digest
             if reason == REPLACED:

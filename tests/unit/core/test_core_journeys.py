@@ -156,6 +156,30 @@ def test_late_and_duplicate_events_are_rejected() -> None:
     assert reason is None and records
 
 
+def test_a_late_copy_of_an_event_its_journey_holds_is_a_duplicate_not_a_letter() -> None:
+    """Once stream time is past the lateness, a copy already applied (the entry stage's re-send
+    after a crash, a producer's retry) is a duplicate while its journey is held: never both
+    applied and a dead letter. A late copy with other content, or of an event whose journey
+    was evicted, stays late."""
+    for journey in ("j1", None):  # a producer journey id, a customer's sessions
+        tracker = JourneyTracker(JourneyConfig(journey_idle_ms=3 * DAY), SCORING_RULES)
+        first = event("a", T0, journey=journey, valence=0.5)
+        assert tracker.apply(first, T0)[1] is None
+        assert tracker.apply(event("b", T0 + 10 * MIN, journey=journey), T0 + 10 * MIN)[1] is None
+        tracker.last_digest = 0
+        later = T0 + DAY + 20 * MIN  # past the lateness, before the session could be evicted
+        assert tracker.apply(first, later) == ([], "duplicate")
+        assert tracker.last_digest != 0  # the digest the journey holds (its claim)
+        assert tracker.apply(event("a", T0, journey=journey, valence=-0.5), later) == \
+            ([], "late")
+        assert tracker.apply(event("n", T0, journey=journey), later) == ([], "late")
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
+    first = event("a", T0)
+    tracker.apply(first, T0)
+    tracker.advance(T0 + 3 * DAY)  # the customer's session evicted
+    assert tracker.apply(first, T0 + 3 * DAY) == ([], "late")
+
+
 # the life cycle of a journey-id journey, with a journey idle timeout as short as the gap
 SHORT_IDLE = JourneyConfig(journey_idle_ms=30 * MIN)
 

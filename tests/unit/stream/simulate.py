@@ -4,6 +4,7 @@ partitioning, same batching), without Faust or a broker."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,7 @@ class SimulatedStream:
         self.metrics: dict[tuple[str, str, str, int], MetricRecord] = {}
         self.alerts: list[AlertRecord] = []
         self.late = 0
+        self.verdicts: Counter[str] = Counter()  # every reject reason, and "duplicate"
         # the claims stage (one event_id, one journey): claims leave with each batch, and the
         # withdrawals they cause reach stage one with the next batch, as late as the stream's
         self.claims = [ClaimsStage(config, "touchpoints") for _ in range(partitions)]
@@ -56,6 +58,8 @@ class SimulatedStream:
             p = partition_for(event.journey_key, self.partitions)
             out = self.stage_one[p].process(event)
             self.late += out.reject is not None
+            if out.reject is not None or out.duplicate:
+                self.verdicts[out.reject or "duplicate"] += 1
             if out.claim is not None:
                 self.claim_items.setdefault(claims_partition(event.event_id, self.partitions),
                                             []).append(claim_item(

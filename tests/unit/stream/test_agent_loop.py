@@ -243,17 +243,19 @@ def test_state_writes_name_the_partition_and_delete_what_became_none() -> None:
     table = CheckedTable()
     dict.__setitem__(table, "gone", {"p": 5, "s": [1]})  # held before, deleted below
     event = offsets.event(b"", 5)
-    write_state(table, event, [("a", [1, 2]), ("gone", None), ("b", {"x": 1})], {"w": 42})
-    assert table == {"a": {"p": 5, "s": [1, 2], "w": 42}, "b": {"p": 5, "s": {"x": 1}, "w": 42}}
+    write_state(table, event, [("a", [1, 2]), ("gone", None), ("b", {"x": 1})],
+                {"w": 42, "o": 7})
+    assert table == {"a": {"p": 5, "s": [1, 2], "w": 42, "o": 7},
+                     "b": {"p": 5, "s": {"x": 1}, "w": 42, "o": 7}}
     assert table.routed == [("a", 5), ("b", 5)]
     assert current_event() is None  # the stream's own current event is restored afterwards
     other = offsets.event(b"", 1)
     write_state(table, other, [("c", 3)], {})
-    assert held_state(table, 5) == ([("a", [1, 2]), ("b", {"x": 1})], 42)
-    assert held_state(table, 1) == ([("c", 3)], NEVER)
-    assert held_state(table, 9) == ([], NEVER)
+    assert held_state(table, 5) == ([("a", [1, 2]), ("b", {"x": 1})], 42, 7)
+    assert held_state(table, 1) == ([("c", 3)], NEVER, 0)
+    assert held_state(table, 9) == ([], NEVER, 0)
     # keys forgotten by time: a table that is not a journal removes them, before the pairs
     # (a key forgotten and written again in one batch stays)
     write_state(table, other, [("c", 4)], {}, forgotten=["a", "c"])
-    assert held_state(table, 5) == ([("b", {"x": 1})], 42)
-    assert held_state(table, 1) == ([("c", 4)], NEVER)
+    assert held_state(table, 5) == ([("b", {"x": 1})], 42, 7)
+    assert held_state(table, 1) == ([("c", 4)], NEVER, 0)

@@ -287,7 +287,7 @@ def test_claims_forgotten_by_time_are_forgotten_again_on_restore(
                 if index in restarts:  # the partition moves to a new worker
                     state = JournalTable(base, delivery(), "state:t", TP)
                     live = ClaimsStage(config, "t")
-                    live.restore_keys(held_state(state, 2)[0])
+                    live.restore_keys(held_state(state, 2).pairs)
                 alive = len(live.claims)
                 live.apply([claim_item(event_id, key, digest, partition, t0 + at * hour,
                                        t0 + watermark * hour, partition, 0, b"{}")
@@ -301,7 +301,7 @@ def test_claims_forgotten_by_time_are_forgotten_again_on_restore(
                     batch) + 2
                 restored = ClaimsStage(config, "t")
                 restored.restore_keys(held_state(JournalTable(base, delivery(), "state:t",
-                                                              TP), 2)[0])
+                                                              TP), 2).pairs)
                 assert restored.claims.snapshot() == live.claims.snapshot()
                 assert (restored.watermarks, restored.forgotten_before) == (
                     live.watermarks, live.forgotten_before)
@@ -396,14 +396,14 @@ def test_bucket_members_forgotten_by_time_are_forgotten_again_on_restore(
                                                 for members in written.values())
                 restored = stage_of()
                 restored.restore_keys(held_state(JournalTable(
-                    base, delivery(), "state:t", TP, journaled=is_journaled_key), 1)[0])
+                    base, delivery(), "state:t", TP, journaled=is_journaled_key), 1).pairs)
                 assert buckets(restored) == buckets(live)
                 assert restored.evicted_before == live.evicted_before
                 if rng.random() < 0.1:  # the partition moves to a new worker
                     table = JournalTable(base, delivery(), "state:t", TP,
                                          journaled=is_journaled_key)
                     live = stage_of()
-                    live.restore_keys(held_state(table, 1)[0])
+                    live.restore_keys(held_state(table, 1).pairs)
                     got.extend(live.flush().metrics)  # a restore re-flushes what was pending
                     write(live, table)
             assert rows(got) == rows(want)

@@ -3,16 +3,17 @@ as `peakend replay`), whatever the batching, redelivery or restart from persiste
 
 from __future__ import annotations
 
+import json
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobs.generate import GeneratorConfig, generate_records
-from pipeline.contract import parse_event
+from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.partitioner import partition_for
@@ -120,6 +121,44 @@ def test_redelivered_events_change_nothing() -> None:
     assert_same(sim, *engine_results(data, 2, config))
 
 
+def engine_verdicts(data: list[bytes], partitions: int, config: CoreConfig) -> Counter[str]:
+    """`ExperienceEngine`'s reject reasons and duplicates over `data` (replay's verdicts)."""
+    engine = ExperienceEngine(config, SCORING_RULES)
+    verdicts: Counter[str] = Counter()
+    for line in data:
+        try:
+            event = parse_event(line)
+        except Rejected:
+            continue
+        _, reason = engine.process(event, partition_for(event.journey_key, partitions))
+        if reason is not None:
+            verdicts[reason] += 1
+    return verdicts
+
+
+def test_copies_sent_again_past_the_lateness_change_nothing_as_in_replay() -> None:
+    """After a crash the entry stage sends again what it read since its last commit, and a
+    producer retries: in a backlog that can reach stage one more than the allowed lateness
+    behind stream time. A copy its journey still holds is a duplicate (no letter, and nothing
+    sent again: its buckets may be final and evicted downstream, where an answer sent again
+    would start the bucket anew); one whose journey was evicted is late. The verdicts equal
+    replay's over the same lines, and the results equal those without the copies."""
+    config = Settings.from_env({}).core_config()
+    generated = GeneratorConfig(events=1600, seed=6, span_ms=4 * 86_400_000,
+                                late_fraction=0.05, invalid_fraction=0.02)
+    data = [r if isinstance(r, bytes) else json.dumps(r).encode()
+            for r in generate_records(generated)]
+    sent_again = data[700:1100]  # about a day of event time, read again after 1,100
+    redelivered = data[:1100] + sent_again + data[1100:]
+    sim = SimulatedStream(config, 2, 100).run(redelivered)
+    assert_same(sim, *engine_results(data, 2, config))
+    assert sim.verdicts == engine_verdicts(redelivered, 2, config)
+    once = engine_verdicts(data, 2, config)
+    # copies past the lateness that were still held: duplicates, not letters
+    assert sim.verdicts["duplicate"] - once["duplicate"] > 0
+    assert sim.verdicts["late"] - once["late"] < len(sent_again) // 4
+
+
 def test_restart_from_persisted_state_gives_the_same_results() -> None:
     config = Settings.from_env({}).core_config()
     events = [e for e in (parse_event(line) for line in lines(5) if line.startswith(b"{")
@@ -175,6 +214,32 @@ def test_late_event_gets_a_dead_letter_with_its_distance() -> None:
     letter = proc.reject_letter("late", old, b"{}", "cx.touchpoints", 42)
     assert letter.reason == "late" and "behind stream time" in letter.error
     assert (letter.source_partition, letter.source_offset) == (0, 42)
+
+
+def test_a_copy_sent_again_past_the_lateness_sends_nothing() -> None:
+    """A survey answer applied on time, then sent again once its bucket is final: a duplicate
+    that sends nothing (its answer again would start the evicted bucket anew downstream),
+    while the same copy sent again on time sends its outputs again (a crash may have lost
+    them)."""
+    import json as _json
+
+    def line(eid: str, minute: int, day: int) -> bytes:
+        return _json.dumps({
+            "schema_version": 1, "event_id": eid, "producer": "t", "customer_id": "c1",
+            "journey_id": "j1", "occurred_at": f"2026-11-0{day}T10:{minute:02d}:00Z",
+            "type": "survey", "touchpoint": "nps", "channel": "email", "stage": "use",
+            "survey": {"nps": 3}}).encode()
+
+    proc = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
+    answer = parse_event(line("s1", 0, 1))
+    first = proc.process(answer)
+    assert first.contributions and first.claim is not None
+    again = proc.process(answer)  # on time: everything it caused is sent again
+    assert again.duplicate and again.contributions and again.claim == first.claim
+    proc.process(parse_event(line("s2", 5, 3)))  # two days on: day 1's buckets are final
+    late = proc.process(answer)
+    assert late.duplicate and late.reject is None
+    assert (late.contributions, late.claim, late.journeys) == ([], None, [])
 
 
 def test_coalesce_keeps_the_latest_record_per_journey() -> None:

@@ -230,7 +230,8 @@ def test_a_partitions_restore_reads_its_own_database_only(tmp_path: Path) -> Non
     try:
         writer = ChangelogTable(table, delivery(), "state:t", TP)
         for partition in range(4):
-            writer.write_pairs(partition, [(f"k{partition}", [partition])], {"w": 10 + partition})
+            writer.write_pairs(partition, [(f"k{partition}", [partition])],
+                               {"w": 10 + partition, "o": partition})
         reads: list[int] = []
 
         def counted(faust: Any, partition: int) -> Any:
@@ -239,7 +240,7 @@ def test_a_partitions_restore_reads_its_own_database_only(tmp_path: Path) -> Non
 
         state = ChangelogTable(table, delivery(), "state:t", TP, read_partition=counted)
         assert [held_state(state, p) for p in range(4)] == [
-            ([(f"k{p}", [p])], 10 + p) for p in range(4)]
+            ([(f"k{p}", [p])], 10 + p, p) for p in range(4)]
         assert reads == [0, 1, 2, 3]
     finally:
         close(table)
