@@ -8,8 +8,10 @@ watermark for the segment stage. It holds no Faust object, so it is tested witho
 
 Why this is exact under at-least-once delivery with a crash anywhere: the worker writes the state
 of every changed key before the Kafka offset of the event is committed, so after a restart the
-state is at or ahead of the offsets. Events read again are then duplicates for the tracker, and
-for a duplicate this processor re-sends the event's contributions and its journeys' current
+state is at or ahead of the offsets. The records the state already holds are passed over (the
+journeys agent keeps the offset after the last one applied with the state); events read again
+beyond them, and copies sent again, are duplicates for the tracker, and for a duplicate within
+the lateness this processor re-sends the event's contributions and its journeys' current
 records, which downstream upserts absorb (set semantics, versions). Outputs lost in the crash
 window are thereby sent again; nothing is counted twice.
 """
@@ -262,7 +264,14 @@ class PartitionProcessor:
         if journey.counted is None:
             return
         at_ms, negative, segments = journey.counted
-        contribution = (at_ms - at_ms % self.bucket_ms, negative)
+        start = at_ms - at_ms % self.bucket_ms
+        if start + self.bucket_ms <= self.final_before_ms:
+            # Final: the contribution left before the state that holds it was written. The
+            # segment stage may have evicted that bucket, and a contribution sent again would
+            # start it anew with this journey alone, a record that replaced the whole bucket's
+            # (a restore re-sends every journey held: journey ids are held for days).
+            return
+        contribution = (start, negative)
         for dim, value in segments:
             out.contributions.append(messages.end(dim, value, journey.id, contribution))
 

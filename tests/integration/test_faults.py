@@ -48,13 +48,26 @@ def fault_stack() -> Iterator[FaultStack]:
 def exact(result: FaultResult) -> None:
     assert (result.lost, result.duplicates) == (0, 0), (result.row(), result.detail)
     assert result.in_clickhouse == result.valid, result.row()
-    assert result.dead_letters == result.dead_letters_expected, result.row()
+    assert result.dead_letters == result.dead_letters_expected, (result.row(), result.detail)
 
 
 def test_worker_sigkilled_three_times_under_load(fault_stack: FaultStack, tmp_path: Path) -> None:
     result = sigkill_under_load(fault_stack, tmp_path, 8_000, kills=3, rate=1200, timeout=300)
     exact(result)
     assert result.worker_restarts == 0, result.notes  # only the planned kills
+
+
+def test_worker_sigkilled_three_times_over_three_days_of_event_time(fault_stack: FaultStack,
+                                                                    tmp_path: Path) -> None:
+    """The same kills while about nine hours of event time are sent per second: a commit
+    interval covers more than the allowed lateness (a day), and journeys, claims and bucket
+    members are forgotten by time between the restores. Records read again after a kill were
+    judged against the restored stream time and got `late` letters replay never writes (2 of 4
+    runs, docs/reliability.md), until stage one passed over the records its state holds."""
+    result = sigkill_under_load(fault_stack, tmp_path, 8_000, kills=3, rate=1200, timeout=300,
+                                span="3d")
+    exact(result)
+    assert result.worker_restarts == 0, result.notes
 
 
 def test_clickhouse_outage_is_reported_and_nothing_lost(fault_stack: FaultStack,

@@ -28,10 +28,18 @@ SCORING_RULES = load_scoring_rules()
 
 
 class SimulatedStream:
-    def __init__(self, config: CoreConfig, partitions: int, batch: int = 100) -> None:
+    """`restart_every`: rebuild stage one from its persisted state every that many batches
+    (a worker restarted after a crash, with nothing read again: the restore's own re-sends)."""
+
+    def __init__(self, config: CoreConfig, partitions: int, batch: int = 100,
+                 restart_every: int | None = None) -> None:
         self.config = config
         self.partitions = partitions
         self.batch = batch
+        self.restart_every = restart_every
+        self.sends = 0
+        # stage one's state table, per partition, as the worker writes it after each batch
+        self.stage_one_state: list[dict[str, Any]] = [{} for _ in range(partitions)]
         self.stage_one = [PartitionProcessor(p, config, SCORING_RULES) for p in range(partitions)]
         self.stage_two = [SegmentStage(config, sources=partitions) for _ in range(partitions)]
         self.queues: list[list[dict[str, Any]]] = [[] for _ in range(partitions)]
@@ -40,6 +48,10 @@ class SimulatedStream:
         self.alerts: list[AlertRecord] = []
         self.late = 0
         self.verdicts: Counter[str] = Counter()  # every reject reason, and "duplicate"
+        # metric records whose version did not grow past the one held for their bucket, with
+        # other content (held, sent): ClickHouse's ReplacingMergeTree(version) keeps the higher
+        # one, and of two equal ones the last inserted, so a bucket's versions must only grow
+        self.version_ties: list[tuple[MetricRecord, MetricRecord]] = []
         # the claims stage (one event_id, one journey): claims leave with each batch, and the
         # withdrawals they cause reach stage one with the next batch, as late as the stream's
         self.claims = [ClaimsStage(config, "touchpoints") for _ in range(partitions)]
@@ -75,7 +87,28 @@ class SimulatedStream:
             self._send({})
         return self
 
+    def persist(self, partition: int) -> None:
+        state = self.stage_one_state[partition]
+        for key, value in self.stage_one[partition].dirty_state():
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+
+    def restart_stage_one(self, pending: dict[int, list[StageOneOutput]]) -> None:
+        """Every partition rebuilt from its state, stream time as stored beside it; what the
+        restore re-sends leaves with the next batch."""
+        for p in range(self.partitions):
+            self.persist(p)
+            watermark = self.stage_one[p].watermark
+            self.stage_one[p] = PartitionProcessor(p, self.config, SCORING_RULES)
+            resent = self.stage_one[p].restore_keys(self.stage_one_state[p].items(), watermark)
+            pending.setdefault(p, []).insert(0, resent)
+
     def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
+        self.sends += 1
+        if self.restart_every and self.sends % self.restart_every == 0:
+            self.restart_stage_one(pending)
         withdrawals, self.withdrawals = self.withdrawals, {}
         for p, items in withdrawals.items():
             for key, event_id, digest in items:
@@ -84,7 +117,7 @@ class SimulatedStream:
         # contributions leave through the worker's own outbox (coalescing, watermark steps)
         outbox = Outbox(self.partitions)
         for p, outputs in pending.items():
-            self.stage_one[p].dirty_state()
+            self.persist(p)
             for record in coalesce(outputs).journeys:
                 old = self.journeys.get(record.journey_id)
                 if old is None or record.version > old.version:
@@ -115,5 +148,12 @@ class SimulatedStream:
                 for record in result.metrics:
                     key = (record.metric, record.segment_dim, record.segment_value,
                            record.window_start)
-                    self.metrics[key] = record
+                    held = self.metrics.get(key)
+                    if held is None or record.version >= held.version:  # as ClickHouse keeps
+                        if held is not None and record.version == held.version \
+                                and record != held:
+                            self.version_ties.append((held, record))
+                        self.metrics[key] = record
+                    else:
+                        self.version_ties.append((held, record))
                 self.alerts.extend(result.alerts)
