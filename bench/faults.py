@@ -1238,6 +1238,19 @@ def event_span(text: str) -> str:
     return text
 
 
+def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argument type: a finite number above 0 of `kind`, else argparse's one-line error."""
+    def read(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+        return value
+    return read
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000,
@@ -1246,6 +1259,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="event time the SIGKILL scenario's events span (default 6h; "
                         "several days make the worker forget state past the lateness between "
                         "its kills)")
+    parser.add_argument("--kill-rate", type=positive(float), default=1500,
+                        help="events/s the SIGKILL scenario sends (1200 with 8,000 events over "
+                        "3d: the integration test's setting)")
+    parser.add_argument("--repeat", type=positive(int), default=1,
+                        help="run each chosen scenario this many times (rare differences)")
     parser.add_argument("--poison-events", type=int, default=100_000)
     parser.add_argument("--memory-events", type=int, default=300_000)
     parser.add_argument("--quick", action="store_true",
@@ -1300,33 +1318,34 @@ def main(argv: list[str] | None = None) -> int:
     results: list[FaultResult] = []
     memory_runs: list[dict[str, Any]] = []
     try:
-        plan: list[tuple[str, Callable[[], FaultResult]]] = [
-            ("kill", lambda: sigkill_under_load(stack, tmp / "kill", args.events,
-                                                span=args.kill_span)),
-            ("clickhouse", lambda: clickhouse_outage(stack, tmp / "ch", args.events,
-                                                     outage_s=15 if args.quick else 60)),
-            ("clickhouse-hang", lambda: clickhouse_hang(stack, tmp / "chhang", args.events,
-                                                        hang_s=args.hang_s)),
-            ("kafka", lambda: kafka_restart(stack, tmp / "kafka", args.events)),
-            ("broker-kill", lambda: broker_sigkill(stack, tmp / "brokerkill", args.events,
-                                                   down_s=args.broker_down_s)),
-            ("takeover", lambda: takeover(stack, tmp / "takeover", args.events)),
-            ("poison", lambda: poison_input(
-                stack, tmp / "poison-safe", args.poison_events,
+        plan: list[tuple[str, Callable[[Path], FaultResult]]] = [
+            ("kill", lambda root: sigkill_under_load(stack, root / "kill", args.events,
+                                                     rate=args.kill_rate, span=args.kill_span)),
+            ("clickhouse", lambda root: clickhouse_outage(stack, root / "ch", args.events,
+                                                          outage_s=15 if args.quick else 60)),
+            ("clickhouse-hang", lambda root: clickhouse_hang(stack, root / "chhang", args.events,
+                                                             hang_s=args.hang_s)),
+            ("kafka", lambda root: kafka_restart(stack, root / "kafka", args.events)),
+            ("broker-kill", lambda root: broker_sigkill(stack, root / "brokerkill", args.events,
+                                                        down_s=args.broker_down_s)),
+            ("takeover", lambda root: takeover(stack, root / "takeover", args.events)),
+            ("poison", lambda root: poison_input(
+                stack, root / "poison-safe", args.poison_events,
                 kinds=tuple(k for k in POISON_KINDS if k not in {"deep_nesting", "huge"}),
                 label="poison 10% (no deep nesting, no huge)")),
-            ("poison", lambda: poison_input(stack, tmp / "poison-all", args.poison_events,
-                                            label="poison 10% (all kinds)")),
+            ("poison", lambda root: poison_input(stack, root / "poison-all",
+                                                 args.poison_events,
+                                                 label="poison 10% (all kinds)")),
         ]
-        for name, scenario in plan:
-            if name not in only:
-                continue
-            (tmp / name).mkdir(exist_ok=True)
-            for sub in ("kill", "ch", "chhang", "kafka", "brokerkill", "takeover", "poison-safe",
-                        "poison-all"):
-                (tmp / sub).mkdir(exist_ok=True)
+        # every run in a directory of its own: a worker's state directory is never reused
+        runs = [(name, scenario, tmp if args.repeat == 1 else tmp / f"run-{i}")
+                for i in range(args.repeat) for name, scenario in plan if name in only]
+        for name, scenario, root in runs:
+            for sub in (name, "kill", "ch", "chhang", "kafka", "brokerkill", "takeover",
+                        "poison-safe", "poison-all"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
             try:
-                r = scenario()
+                r = scenario(root)
             except Exception as exc:  # keep going: one broken scenario must not hide others
                 r = FaultResult(name, 0, notes=[f"scenario failed: {exc!r}"[:300]], lost=-1)
             results.append(r)

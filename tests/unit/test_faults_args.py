@@ -22,3 +22,15 @@ def test_a_kill_span_in_days_is_taken_as_written() -> None:
     from bench.faults import event_span
 
     assert event_span("3d") == "3d" and event_span("36h") == "36h"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--kill-rate", "0"), ("--kill-rate", "nan"),
+                                               ("--kill-rate", "fast"), ("--repeat", "0"),
+                                               ("--repeat", "1.5"), ("--repeat", "-2")])
+def test_a_rate_or_repeat_count_not_above_zero_is_refused_by_name(
+        option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--only", "kill", option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err
