@@ -42,7 +42,7 @@ class Processed:
     last_of: dict[int, Any] = field(default_factory=dict)
     applied: int = 0  # input records applied: one per event, or what a batch record held
     withdrawals: int = 0  # the journeys agent: withdrawals of copies that lost their claim
-    skipped: int = 0  # the journeys agent: records read again whose state was written already
+    read_again: int = 0  # the journeys agent: records read again whose state was written already
 
     def take(self, event: Any, records: int = 1) -> int:
         """Record `event` as applied, holding `records` input records (0 when the agent adds
@@ -66,8 +66,8 @@ class AppliedCounter:
 
     def __call__(self, processed: Processed) -> None:
         self.records.inc(processed.applied)
-        if processed.skipped:
-            self.stats.stage_records_read_again.labels(self.stage).inc(processed.skipped)
+        if processed.read_again:
+            self.stats.stage_records_read_again.labels(self.stage).inc(processed.read_again)
         if processed.withdrawals:
             self.stats.stage_records_applied.labels(self.stage, "withdrawal").inc(
                 processed.withdrawals)

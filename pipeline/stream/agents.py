@@ -133,7 +133,7 @@ class JourneysAgent:
                 # time could get a `late` letter (docs/streaming.md, twentieth round).
                 if self.handoff is not None:
                     self.handoff.take(record.value)
-                processed.skipped += 1
+                processed.read_again += 1
                 continue
             self.next_offset[partition] = offset + 1
             withdrawals = decode_withdrawals(record.value)

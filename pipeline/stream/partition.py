@@ -222,11 +222,17 @@ class PartitionProcessor:
                     messages.answer(dim, value, metric, bucket, copy_key, answer)
                 )
 
+    def _final(self, bucket_start: int) -> bool:
+        """Whether the bucket starting at `bucket_start` is final by this partition's stream
+        time (the horizon `SurveyBuckets` keeps in replay): what counted there stays counted,
+        and the segment stage may have evicted it."""
+        return bucket_start + self.bucket_ms <= self.final_before_ms
+
     def _retract(self, retractions: list[Retraction], out: StageOneOutput, journey_key: str
                  ) -> None:
         for r in retractions:
             bucket = r.at_ms - r.at_ms % self.bucket_ms
-            if bucket + self.bucket_ms <= self.final_before_ms:
+            if self._final(bucket):
                 continue  # that bucket is final: the answers stay counted there (as `_ends`)
             for metric, score in (("nps", r.nps), ("ces", r.ces), ("csat", r.csat)):
                 if score is not None:
@@ -242,7 +248,7 @@ class PartitionProcessor:
         kept: set[str] = set()
         for delta in deltas:
             start = delta.at_ms - delta.at_ms % self.bucket_ms
-            if delta.sign < 0 and start + self.bucket_ms <= self.final_before_ms:
+            if delta.sign < 0 and self._final(start):
                 kept.add(delta.journey_id)
                 continue  # that bucket is final: the journey stays counted there
             contribution = None
@@ -265,7 +271,7 @@ class PartitionProcessor:
             return
         at_ms, negative, segments = journey.counted
         start = at_ms - at_ms % self.bucket_ms
-        if start + self.bucket_ms <= self.final_before_ms:
+        if self._final(start):
             # Final: the contribution left before the state that holds it was written. The
             # segment stage may have evicted that bucket, and a contribution sent again would
             # start it anew with this journey alone, a record that replaced the whole bucket's
