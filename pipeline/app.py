@@ -63,7 +63,7 @@ from pipeline.stream.outbox import (
     Outbox,
 )
 from pipeline.stream.segments import is_journaled_key
-from pipeline.stream.state_writer import ChangelogTable, StateDelivery
+from pipeline.stream.state_writer import ChangelogTable, StateDelivery, discard_unconfirmed
 from pipeline.stream.topics import (
     CLAIMS_STATE_TABLE,
     FOLLOWUP_STATE_TABLE,
@@ -205,6 +205,9 @@ def build_worker(
     # records, once per batch and partition (pipeline/stream/state_writer.py: why).
     faust_tables = {f"state:{t.name}": t
                     for t in (journey_state, segment_state, followup_state, claim_state)}
+    # Before Faust opens them: a database that may hold writes its changelog never confirmed
+    # (the worker was killed in between) is rebuilt from the changelog (state_writer's module).
+    discard_unconfirmed(faust_tables.values(), s.partitions)
     topic_of = {JOURNEYS: journeys, CONTRIBUTIONS: contributions, METRICS: metric_topic,
                 ALERTS: alerts, FOLLOWUP_INPUTS: followup_inputs, FOLLOWUPS: followups_out,
                 CLAIMS: claims_in,

@@ -304,9 +304,7 @@ class JournalTable(ChangelogTable):
         for key_bytes in dropped:
             batch.delete(key_bytes)
             records.append(Record(self.role, key_bytes, None, partition))
-        self.database(self.table, partition).write(batch)
-        self.delivery.add(records)
-        self._unpersisted.add(partition)
+        self.write_database(partition, batch, records)
 
     def _compact(self, partition: int, journal: PartitionJournal, written: set[str]
                  ) -> tuple[list[bytes], list[tuple[str, Any]]]:

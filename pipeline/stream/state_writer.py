@@ -22,7 +22,18 @@ later records overwrite.
 
 Order (pipeline/stream/agent_loop.py): outputs delivered, then this write (local database at
 once, changelog queued), then `deliver()` waits for the changelog records, then the batch's
-events are acked. A crash before the acks leaves state ahead of the committed offsets, which
+events are acked.
+
+The local database is trusted only as far as the changelog confirmed it. A SIGKILL between a
+write and its changelog acknowledgement leaves the database ahead of the changelog: a worker
+restarted on the same directory would go on from it (and pass over the records its state
+holds), the changelog never receiving that batch's values, so the next worker to take the
+partition over would restore without them, its events committed and never read again. Before
+every write a marker file is made beside the partition's database (`unconfirmed_marker`); it is
+removed once the changelog has acknowledged what the database holds and the offset is stored.
+At start, `discard_unconfirmed` removes every partition database whose marker is still there:
+Faust then rebuilds it from the changelog, and the records after the committed offset are read
+and applied again. A crash before the acks leaves state ahead of the committed offsets, which
 the stages absorb (re-read events are duplicates: docs/streaming.md, "Exact results with
 at-least-once delivery"). On a revocation the worker delivers what is queued before it gives
 the partitions up (`Revocations`), so the next owner's restore sees these records.
@@ -32,7 +43,10 @@ No Faust import: the one Faust private name used (the partition's database) is
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -41,6 +55,37 @@ import rocksdict
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.faust_private import partition_db, partition_items
 from pipeline.stream.outbox import Record
+
+log = logging.getLogger(__name__)
+
+
+def unconfirmed_marker(table: Any, partition: int) -> Path:
+    """The file beside a partition's RocksDB database (Faust's `Store.partition_path`) that says
+    the database may hold writes the changelog has not acknowledged (see the module)."""
+    path = Path(table.data.partition_path(partition))
+    return path.with_name(path.name + ".unconfirmed")
+
+
+def discard_unconfirmed(tables: Iterable[Any], partitions: int,
+                        marker: Callable[[Any, int], Path] = unconfirmed_marker) -> list[Path]:
+    """Remove each partition database of `tables` whose marker is there, and the marker (call
+    before Faust opens them: it rebuilds a missing database from the changelog). Returns the
+    databases removed."""
+    removed = []
+    for table in tables:
+        for partition in range(partitions):
+            flag = marker(table, partition)
+            if not flag.exists():
+                continue
+            database = flag.with_name(flag.name.removesuffix(".unconfirmed"))
+            log.warning("state %s: the worker stopped before the changelog confirmed the last "
+                        "writes; rebuilt from the changelog, its input read again from the "
+                        "committed offset", database)
+            shutil.rmtree(database, ignore_errors=True)
+            flag.unlink()
+            removed.append(database)
+    return removed
+
 
 # The options of Faust's json codec (faust.utils.json.dumps with orjson): the same bytes as a
 # `table[key] = value` write (tests/unit/stream/test_state_writer.py compares them).
@@ -97,9 +142,10 @@ class ChangelogTable:
     def __init__(self, table: Any, delivery: BatchDelivery, role: str,
                  topic_partition: Callable[[str, int], Any],
                  database: Callable[[Any, int], Any] = partition_db,
-                 read_partition: Callable[[Any, int], Iterable[tuple[str, Any]]] = partition_items
-                 ) -> None:
+                 read_partition: Callable[[Any, int], Iterable[tuple[str, Any]]] = partition_items,
+                 marker: Callable[[Any, int], Path] = unconfirmed_marker) -> None:
         self.table = table
+        self.marker = marker  # (table, partition) -> its database's unconfirmed marker
         self.read_partition = read_partition  # (table, partition) -> its decoded (key, value)s
         self.delivery = delivery
         self.role = role  # the delivery's role whose topic is this table's changelog
@@ -107,6 +153,7 @@ class ChangelogTable:
         self.topic_partition = topic_partition  # (topic, partition) -> Faust's TP
         self.database = database
         self._unpersisted: set[int] = set()  # partitions written since their offset was stored
+        self._marked: set[int] = set()  # partitions whose unconfirmed marker is there
         # (partition, key) -> (generation, count) of the pieces its value is written in
         self._pieces: dict[tuple[int, str], tuple[int, int]] = {}
 
@@ -163,18 +210,30 @@ class ChangelogTable:
             if old is not None and old[0] != generation:
                 for index in range(old[1]):
                     put(encode(piece_key(old[0], index, key)), None)
+        self.write_database(partition, batch, records)
+
+    def write_database(self, partition: int, batch: Any, records: list[Record]) -> None:
+        """Write `batch` to the partition's database and queue `records`, its changelog
+        records; the partition's unconfirmed marker is made first (see the module)."""
+        if partition not in self._marked:
+            self.marker(self.table, partition).touch()
+            self._marked.add(partition)
         self.database(self.table, partition).write(batch)
         self.delivery.add(records)
         self._unpersisted.add(partition)
 
     def persist_offsets(self) -> None:
         """Store in each written partition's database the changelog offset the broker
-        acknowledged last (call after `deliver()`), where Faust's recovery reads on from."""
+        acknowledged last (call after `deliver()`), where Faust's recovery reads on from; then
+        its unconfirmed marker goes."""
         for partition in sorted(self._unpersisted):
             offset = self.delivery.last_offsets.get((self.topic, partition))
             if offset is not None:
                 self.table.data.set_persisted_offset(self.topic_partition(self.topic, partition),
                                                      offset)
+            if partition in self._marked:
+                self.marker(self.table, partition).unlink(missing_ok=True)
+                self._marked.discard(partition)
         self._unpersisted.clear()
 
 

@@ -156,6 +156,44 @@ def test_the_acknowledged_changelog_offset_is_stored_for_faust_recovery(tmp_path
         close(table)
 
 
+def test_a_database_ahead_of_its_changelog_is_discarded_at_start(tmp_path: Path) -> None:
+    """A write makes the partition's unconfirmed marker; the changelog's acknowledgement (and
+    the stored offset) removes it. A worker killed in between leaves it: at the next start
+    `discard_unconfirmed` removes that partition's database, so Faust rebuilds it from the
+    changelog rather than going on from writes the changelog may never have received (and a
+    later owner would restore without). Confirmed partitions are kept."""
+    from pipeline.stream.state_writer import discard_unconfirmed, unconfirmed_marker
+
+    table = faust_table(tmp_path)
+    try:
+        queue = BatchDelivery(AckingProducer, {"state:t": CHANGELOG})
+        state = ChangelogTable(table, queue, "state:t", TP)
+        run = asyncio.get_event_loop().run_until_complete
+        state.write_pairs(2, [("a", 1)], {})
+        state.write_pairs(6, [("d", 1)], {})
+        assert unconfirmed_marker(table, 2).exists() and unconfirmed_marker(table, 6).exists()
+        run(StateDelivery(queue, [state])())
+        assert not unconfirmed_marker(table, 2).exists()
+        assert not unconfirmed_marker(table, 6).exists()
+        state.write_pairs(2, [("a", 2)], {})  # then killed before the changelog confirmed it
+        assert unconfirmed_marker(table, 2).exists()
+        database = Path(table.data.partition_path(2))
+        assert database.is_dir()
+    finally:
+        close(table)
+    restarted = faust_table(tmp_path)  # the same directory, as a restarted worker
+    try:
+        assert discard_unconfirmed([restarted], 8) == [database]
+        assert not database.exists() and not unconfirmed_marker(restarted, 2).exists()
+        assert Path(restarted.data.partition_path(6)).is_dir()  # confirmed: kept
+        assert held(restarted, 6) == {"d": {"p": 6, "s": 1}}
+        assert held(restarted, 2) == {}  # Faust's recovery reads it from the changelog
+        assert restarted.data.persisted_offset(TP(CHANGELOG, 2)) is None  # from its start
+        assert discard_unconfirmed([restarted], 8) == []
+    finally:
+        close(restarted)
+
+
 def test_a_value_too_large_for_one_record_is_written_in_pieces_and_read_back_whole(
         tmp_path: Path) -> None:
     """A journey of ~20,000 events has a 2 MiB state: as one record the broker refuses it
