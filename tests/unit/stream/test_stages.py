@@ -7,6 +7,7 @@ import json
 import math
 import random
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,22 @@ def lines(seed: int, events: int = 1500) -> list[bytes]:
     return out
 
 
+def engine_run(data: list[bytes], partitions: int, config: CoreConfig
+               ) -> Iterator[tuple[Any, str | None]]:
+    """Every valid line of `data` through one `ExperienceEngine`, as replay runs them: what
+    each emitted and its verdict, then what `finish` emits (verdict None)."""
+    engine = ExperienceEngine(config, SCORING_RULES)
+    for line in data:
+        try:
+            event = parse_event(line)
+        except Rejected:
+            continue
+        yield engine.process(event, partition_for(event.journey_key, partitions))
+    yield engine.finish(), None
+
+
 def engine_results(data: list[bytes], partitions: int, config: CoreConfig
                    ) -> tuple[dict[str, JourneyRecord], list[MetricRecord]]:
-    engine = ExperienceEngine(config, SCORING_RULES)
     journeys: dict[str, JourneyRecord] = {}
     metrics: dict[tuple[Any, ...], MetricRecord] = {}
 
@@ -54,14 +68,8 @@ def engine_results(data: list[bytes], partitions: int, config: CoreConfig
             metrics[(m.metric, m.segment_dim, m.segment_value, m.window_start,
                      m.source_partition)] = m
 
-    for line in data:
-        try:
-            event = parse_event(line)
-        except Exception:
-            continue
-        emitted, _ = engine.process(event, partition_for(event.journey_key, partitions))
+    for emitted, _ in engine_run(data, partitions, config):
         keep(emitted)
-    keep(engine.finish())
     return journeys, list(metrics.values())
 
 
@@ -140,17 +148,8 @@ def test_redelivered_events_change_nothing() -> None:
 
 def engine_verdicts(data: list[bytes], partitions: int, config: CoreConfig) -> Counter[str]:
     """`ExperienceEngine`'s reject reasons and duplicates over `data` (replay's verdicts)."""
-    engine = ExperienceEngine(config, SCORING_RULES)
-    verdicts: Counter[str] = Counter()
-    for line in data:
-        try:
-            event = parse_event(line)
-        except Rejected:
-            continue
-        _, reason = engine.process(event, partition_for(event.journey_key, partitions))
-        if reason is not None:
-            verdicts[reason] += 1
-    return verdicts
+    return Counter(reason for _, reason in engine_run(data, partitions, config)
+                   if reason is not None)
 
 
 def test_copies_sent_again_past_the_lateness_change_nothing_as_in_replay() -> None:
