@@ -297,7 +297,7 @@ def build_worker(
         sink=sink,
         sink_child=(SinkProcess(stats, migrate=migrate)
                     if s.sink_process and s.clickhouse_url and warehouse is None else None),
-        stats=stats)
+        stats=stats, state=deliver_state)
     fapp.on_before_shutdown.connect(tasks.deliver_before_shutdown)
     fapp.task(tasks.run_entry)
     fapp.timer(0.2)(tasks.flush_idle)

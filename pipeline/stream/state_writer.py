@@ -30,7 +30,9 @@ restarted on the same directory would go on from it (and pass over the records i
 holds), the changelog never receiving that batch's values, so the next worker to take the
 partition over would restore without them, its events committed and never read again. Before
 every write a marker file is made beside the partition's database (`unconfirmed_marker`); it is
-removed once the changelog has acknowledged what the database holds and the offset is stored.
+removed once the changelog has acknowledged what the database holds and the offset is stored
+(at most once a second: under load nearly every partition is being written at any instant, so
+a SIGKILL then has most of them rebuilt whatever the period).
 At start, `discard_unconfirmed` removes every partition database whose marker is still there:
 Faust then rebuilds it from the changelog, and the records after the committed offset are read
 and applied again. A crash before the acks leaves state ahead of the committed offsets, which
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -143,9 +146,15 @@ class ChangelogTable:
                  topic_partition: Callable[[str, int], Any],
                  database: Callable[[Any, int], Any] = partition_db,
                  read_partition: Callable[[Any, int], Iterable[tuple[str, Any]]] = partition_items,
-                 marker: Callable[[Any, int], Path] = unconfirmed_marker) -> None:
+                 marker: Callable[[Any, int], Path] = unconfirmed_marker,
+                 marker_sweep_seconds: float = 1.0) -> None:
         self.table = table
         self.marker = marker  # (table, partition) -> its database's unconfirmed marker
+        # Markers of confirmed partitions go at most this often: a file made and removed per
+        # partition and batch cost two system calls each time (about 20 us a pair here); one
+        # left a little longer only has a restart after a crash rebuild that partition too.
+        self.marker_sweep_seconds = marker_sweep_seconds
+        self._swept = time.monotonic()
         self.read_partition = read_partition  # (table, partition) -> its decoded (key, value)s
         self.delivery = delivery
         self.role = role  # the delivery's role whose topic is this table's changelog
@@ -225,16 +234,25 @@ class ChangelogTable:
     def persist_offsets(self) -> None:
         """Store in each written partition's database the changelog offset the broker
         acknowledged last (call after `deliver()`), where Faust's recovery reads on from; then
-        its unconfirmed marker goes."""
+        the unconfirmed markers go (at most every `marker_sweep_seconds`)."""
         for partition in sorted(self._unpersisted):
             offset = self.delivery.last_offsets.get((self.topic, partition))
             if offset is not None:
                 self.table.data.set_persisted_offset(self.topic_partition(self.topic, partition),
                                                      offset)
-            if partition in self._marked:
-                self.marker(self.table, partition).unlink(missing_ok=True)
-                self._marked.discard(partition)
         self._unpersisted.clear()
+        # Everything queued is acknowledged now (`BatchDelivery.deliver` returns when nothing
+        # waits), so every marker can go.
+        if self._marked and time.monotonic() - self._swept >= self.marker_sweep_seconds:
+            self.confirm_markers()
+
+    def confirm_markers(self) -> None:
+        """Remove the unconfirmed markers: call only when the changelog has acknowledged every
+        write (nothing waits in the delivery)."""
+        for partition in self._marked:
+            self.marker(self.table, partition).unlink(missing_ok=True)
+        self._marked.clear()
+        self._swept = time.monotonic()
 
 
 class StateDelivery:
@@ -249,3 +267,10 @@ class StateDelivery:
         await self.delivery.deliver()
         for table in self.tables:
             table.persist_offsets()
+
+    def confirm_all(self) -> None:
+        """At shutdown, once the delivery has stopped: when nothing is left unacknowledged,
+        every table's markers go (a clean stop must not have the next start rebuild)."""
+        if len(self.delivery) == 0:
+            for table in self.tables:
+                table.confirm_markers()

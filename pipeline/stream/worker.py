@@ -31,6 +31,7 @@ from pipeline.stream.entry import EntryStage, Routed
 from pipeline.stream.entry_process import EntryProcess
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.heap import HeapTrimmer
+from pipeline.stream.state_writer import StateDelivery
 
 
 class EntryStats:
@@ -89,9 +90,11 @@ class WorkerTasks:
 
     def __init__(self, settings: Settings, *, outputs: OutputFlusher,
                  entry: EntryStage | EntryProcess, sink: ClickHouseSink,
-                 sink_child: SinkProcess | None, stats: WorkerMetrics) -> None:
+                 sink_child: SinkProcess | None, stats: WorkerMetrics,
+                 state: StateDelivery | None = None) -> None:
         self.settings = settings
         self.outputs = outputs
+        self.state = state  # the state tables' changelog delivery (their markers at shutdown)
         # The entry stage runs in its own process (`EntryProcess`) unless told not to or with
         # embedded chdb: then in this one (`EntryStage`), and this worker's stage one takes its
         # events back without a decode (the Handoff). Only the one that runs is built.
@@ -130,6 +133,8 @@ class WorkerTasks:
 
     async def deliver_before_shutdown(self, _app: Any, **kwargs: Any) -> None:
         await self.outputs.stop()
+        if self.state is not None:
+            self.state.confirm_all()
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,7 @@ def test_a_database_ahead_of_its_changelog_is_discarded_at_start(tmp_path: Path)
     table = faust_table(tmp_path)
     try:
         queue = BatchDelivery(AckingProducer, {"state:t": CHANGELOG})
-        state = ChangelogTable(table, queue, "state:t", TP)
+        state = ChangelogTable(table, queue, "state:t", TP, marker_sweep_seconds=0)
         run = asyncio.get_event_loop().run_until_complete
         state.write_pairs(2, [("a", 1)], {})
         state.write_pairs(6, [("d", 1)], {})
@@ -175,15 +175,32 @@ def test_a_database_ahead_of_its_changelog_is_discarded_at_start(tmp_path: Path)
         run(StateDelivery(queue, [state])())
         assert not unconfirmed_marker(table, 2).exists()
         assert not unconfirmed_marker(table, 6).exists()
+        clean = ChangelogTable(table, queue, "state:t", TP, marker_sweep_seconds=3600)
+        clean.write_pairs(7, [("f", 1)], {})
+        clean_delivery = StateDelivery(queue, [clean])
+        run(clean_delivery())
+        assert unconfirmed_marker(table, 7).exists()
+        clean_delivery.confirm_all()  # a clean stop: everything acknowledged, no rebuild
+        assert not unconfirmed_marker(table, 7).exists()
         state.write_pairs(2, [("a", 2)], {})  # then killed before the changelog confirmed it
         assert unconfirmed_marker(table, 2).exists()
         database = Path(table.data.partition_path(2))
+        # markers go at most every `marker_sweep_seconds`: one left longer is only a rebuild
+        slow = ChangelogTable(table, queue, "state:t", TP, marker_sweep_seconds=3600)
+        slow.write_pairs(4, [("e", 1)], {})
+        slow_delivery = StateDelivery(queue, [slow])
+        run(slow_delivery())
+        assert unconfirmed_marker(table, 4).exists()
+        slow.write_pairs(4, [("e", 2)], {})
+        slow_delivery.confirm_all()  # at shutdown, with a write not delivered: kept
+        assert unconfirmed_marker(table, 4).exists()
         assert database.is_dir()
     finally:
         close(table)
     restarted = faust_table(tmp_path)  # the same directory, as a restarted worker
     try:
-        assert discard_unconfirmed([restarted], 8) == [database]
+        assert discard_unconfirmed([restarted], 8) == [database,
+                                                       Path(restarted.data.partition_path(4))]
         assert not database.exists() and not unconfirmed_marker(restarted, 2).exists()
         assert Path(restarted.data.partition_path(6)).is_dir()  # confirmed: kept
         assert held(restarted, 6) == {"d": {"p": 6, "s": 1}}
