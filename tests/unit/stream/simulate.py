@@ -52,6 +52,9 @@ class SimulatedStream:
         # other content (held, sent): ClickHouse's ReplacingMergeTree(version) keeps the higher
         # one, and of two equal ones the last inserted, so a bucket's versions must only grow
         self.version_ties: list[tuple[MetricRecord, MetricRecord]] = []
+        # the last record sent for each bucket, whatever its version (what a reader that trusts
+        # arrival order would hold)
+        self.metrics_in_arrival_order: dict[tuple[str, str, str, int], MetricRecord] = {}
         # the claims stage (one event_id, one journey): claims leave with each batch, and the
         # withdrawals they cause reach stage one with the next batch, as late as the stream's
         self.claims = [ClaimsStage(config, "touchpoints") for _ in range(partitions)]
@@ -148,6 +151,7 @@ class SimulatedStream:
                 for record in result.metrics:
                     key = (record.metric, record.segment_dim, record.segment_value,
                            record.window_start)
+                    self.metrics_in_arrival_order[key] = record
                     held = self.metrics.get(key)
                     if held is None or record.version >= held.version:  # as ClickHouse keeps
                         if held is not None and record.version == held.version \

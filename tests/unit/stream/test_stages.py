@@ -124,8 +124,9 @@ def test_stage_one_restarted_over_days_equals_the_engine() -> None:
     every journey it holds, and a journey id is held for days after its journey ended, so its
     negative-end contribution went again to a bucket final for days, which the segment stage
     had evicted: the bucket started anew with that journey alone, and its record replaced the
-    whole bucket's (16 buckets on this input; 5 to 8 in 1 of about 10 SIGKILL runs on the real
-    servers, docs/streaming.md, twentieth round)."""
+    whole bucket's (5 to 8 buckets in 2 of 20 SIGKILL runs on the real servers; 16 of the
+    fault run's input kept as last sent, `python -m bench.sim_restarts --old-resend`:
+    docs/streaming.md, twentieth round). Every record's version must grow past its bucket's."""
     config = Settings.from_env({}).core_config()
     generated = GeneratorConfig(events=6000, seed=21, span_ms=3 * 86_400_000)
     data = [r if isinstance(r, bytes) else json.dumps(r).encode()
