@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.faults import event_span, positive
 from pipeline.contract import Rejected, parse_event
 from pipeline.core.partitioner import partition_for
 from pipeline.settings import Settings
@@ -109,15 +110,27 @@ def old_resend_end(self: PartitionProcessor, journey: Any, out: StageOneOutput) 
         out.contributions.append(messages.end(dim, value, journey.id, contribution))
 
 
-def main() -> None:
+def lags(text: str) -> list[int]:
+    """`--lags`: whole numbers above 0, comma-separated; else argparse's one-line error."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated numbers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: each lag must be 1 or more")
+    return values
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=8000)
+    parser.add_argument("--events", type=positive(int), default=8000)
     parser.add_argument("--seed", type=int, default=21)
-    parser.add_argument("--span", default="3d")
-    parser.add_argument("--every", type=int, default=10)
-    parser.add_argument("--lags", default="1,3,8")
+    parser.add_argument("--span", default="3d", type=event_span)
+    parser.add_argument("--every", type=positive(int), default=10)
+    parser.add_argument("--lags", default="1,3,8", type=lags,
+                        help="comma-separated batches the state lags its outputs by (each > 0)")
     parser.add_argument("--old-resend", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.old_resend:
         PartitionProcessor._resend_end = old_resend_end  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +148,7 @@ def main() -> None:
     print("| model | buckets unequal, kept by version | kept as last sent | records at a "
           "lower version | at an equal version, other content | journeys equal |")
     print("|---|---:|---:|---:|---:|---|")
-    for lag in [0, *(int(x) for x in args.lags.split(",") if x)]:
+    for lag in [0, *args.lags]:
         sim = CrashingStream(config, 4, 200, every=args.every, lag=lag).run(data)
         by_version = summed(list(sim.metrics.values()))
         by_arrival = summed(list(sim.metrics_in_arrival_order.values()))

@@ -34,3 +34,17 @@ def test_a_rate_or_repeat_count_not_above_zero_is_refused_by_name(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("option", "value"), [("--every", "0"), ("--lags", "0"),
+                                               ("--lags", "1,x"), ("--span", "3x"),
+                                               ("--events", "-5")])
+def test_sim_restarts_refuses_a_wrong_argument_by_name(
+        option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.sim_restarts import main as sim_main
+
+    with pytest.raises(SystemExit) as exit_:
+        sim_main([option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err
