@@ -151,8 +151,8 @@ class ChangelogTable:
         self.table = table
         self.marker = marker  # (table, partition) -> its database's unconfirmed marker
         # Markers of confirmed partitions go at most this often: a file made and removed per
-        # partition and batch cost two system calls each time (about 20 us a pair here); one
-        # left a little longer only has a restart after a crash rebuild that partition too.
+        # partition and batch costs two system calls each time; one left a little longer only
+        # has a restart after a crash rebuild that partition too.
         self.marker_sweep_seconds = marker_sweep_seconds
         self._swept = time.monotonic()
         self.read_partition = read_partition  # (table, partition) -> its decoded (key, value)s
