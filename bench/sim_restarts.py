@@ -33,13 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.faults import event_span, positive
-from pipeline.contract import Rejected, parse_event
-from pipeline.core.partitioner import partition_for
 from pipeline.settings import Settings
 from pipeline.stream import messages
-from pipeline.stream.claims import claim_item, claims_partition
 from pipeline.stream.partition import PartitionProcessor, StageOneOutput
-from tests.unit.stream.simulate import SCORING_RULES, SimulatedStream
+from tests.unit.stream.simulate import SimulatedStream
 from tests.unit.stream.test_stages import engine_results, summed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,18 +59,8 @@ class CrashingStream(SimulatedStream):
         while i < len(data):
             line = data[i]
             i += 1
-            try:
-                event = parse_event(line)
-            except Rejected:
+            if not self.take(line, count, pending):
                 continue
-            p = partition_for(event.journey_key, self.partitions)
-            out = self.stage_one[p].process(event)
-            if out.claim is not None:
-                self.claim_items.setdefault(claims_partition(event.event_id, self.partitions),
-                                            []).append(claim_item(
-                    event.event_id, event.journey_key, out.claim, p, event.occurred_ms,
-                    self.stage_one[p].watermark, 0, count, line))
-            pending.setdefault(p, []).append(out)
             count += 1
             if count % self.batch:
                 continue
@@ -86,18 +73,11 @@ class CrashingStream(SimulatedStream):
                 continue
             crashed.add(batches)
             at, state, watermarks = states[-1 - self.lag]
-            self.stage_one_state = copy.deepcopy(state)
-            for q in range(self.partitions):
-                self.stage_one[q] = PartitionProcessor(q, self.config, SCORING_RULES)
-                pending.setdefault(q, []).append(self.stage_one[q].restore_keys(
-                    self.stage_one_state[q].items(), watermarks[q]))
+            self.restart_stage_one(pending, (state, watermarks))
             if self.lag:
                 del states[-self.lag:]
                 i, batches = at, batches - self.lag
-        self._send(pending)
-        while self.withdrawals:
-            self._send({})
-        return self
+        return self.finish(pending)
 
 
 def old_resend_end(self: PartitionProcessor, journey: Any, out: StageOneOutput) -> None:

@@ -3,6 +3,7 @@ partitioning, same batching), without Faust or a broker."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -66,25 +67,36 @@ class SimulatedStream:
         pending: dict[int, list[StageOneOutput]] = {}
         count = 0
         for line in lines:
-            try:
-                event = parse_event(line)
-            except Rejected:
+            if not self.take(line, count, pending):
                 continue
-            p = partition_for(event.journey_key, self.partitions)
-            out = self.stage_one[p].process(event)
-            self.late += out.reject is not None
-            if out.reject is not None or out.duplicate:
-                self.verdicts[out.reject or "duplicate"] += 1
-            if out.claim is not None:
-                self.claim_items.setdefault(claims_partition(event.event_id, self.partitions),
-                                            []).append(claim_item(
-                    event.event_id, event.journey_key, out.claim, p, event.occurred_ms,
-                    self.stage_one[p].watermark, 0, count, line))
-            pending.setdefault(p, []).append(out)
             count += 1
             if count % self.batch == 0:
                 self._send(pending)
                 pending = {}
+        return self.finish(pending)
+
+    def take(self, line: bytes, count: int, pending: dict[int, list[StageOneOutput]]) -> bool:
+        """One input line (the `count`th valid one) through stage one, its output kept in
+        `pending` for the next batch; False when the line is not a valid event."""
+        try:
+            event = parse_event(line)
+        except Rejected:
+            return False
+        p = partition_for(event.journey_key, self.partitions)
+        out = self.stage_one[p].process(event)
+        self.late += out.reject is not None
+        if out.reject is not None or out.duplicate:
+            self.verdicts[out.reject or "duplicate"] += 1
+        if out.claim is not None:
+            self.claim_items.setdefault(claims_partition(event.event_id, self.partitions),
+                                        []).append(claim_item(
+                event.event_id, event.journey_key, out.claim, p, event.occurred_ms,
+                self.stage_one[p].watermark, 0, count, line))
+        pending.setdefault(p, []).append(out)
+        return True
+
+    def finish(self, pending: dict[int, list[StageOneOutput]]) -> SimulatedStream:
+        """The last batch, then the withdrawals it causes, until none is left."""
         self._send(pending)
         while self.withdrawals:
             self._send({})
@@ -98,14 +110,21 @@ class SimulatedStream:
             else:
                 state[key] = value
 
-    def restart_stage_one(self, pending: dict[int, list[StageOneOutput]]) -> None:
-        """Every partition rebuilt from its state, stream time as stored beside it; what the
-        restore re-sends leaves with the next batch."""
+    def restart_stage_one(self, pending: dict[int, list[StageOneOutput]],
+                          earlier: tuple[list[dict[str, Any]], list[int]] | None = None
+                          ) -> None:
+        """Every partition rebuilt from its state, stream time as stored beside it (`earlier`:
+        from an earlier state and stream times instead, a crash before the later ones were
+        written); what the restore re-sends leaves with the next batch."""
         for p in range(self.partitions):
             self.persist(p)
-            watermark = self.stage_one[p].watermark
+        watermarks = [proc.watermark for proc in self.stage_one]
+        if earlier is not None:
+            self.stage_one_state, watermarks = copy.deepcopy(earlier[0]), earlier[1]
+        for p in range(self.partitions):
             self.stage_one[p] = PartitionProcessor(p, self.config, SCORING_RULES)
-            resent = self.stage_one[p].restore_keys(self.stage_one_state[p].items(), watermark)
+            resent = self.stage_one[p].restore_keys(self.stage_one_state[p].items(),
+                                                    watermarks[p])
             pending.setdefault(p, []).insert(0, resent)
 
     def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
