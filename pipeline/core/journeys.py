@@ -95,6 +95,18 @@ _SEG_CACHE_MAX: Final = 4096
 Segments = tuple[tuple[str, str], ...]
 
 
+def _copy_verdict(applied: int, digest: int, event: TouchpointEvent) -> tuple[str, int]:
+    """`_repeat` of `event` (content digest `digest`) against the copy held with `applied`, and
+    the digest its claim names: a copy held since before digest version 2 with this very
+    content is a redelivery (`duplicate`, naming the digest the journey holds:
+    `withdraw_into`)."""
+    verdict = _repeat(applied, digest)
+    if verdict == REPLACED and digest_definition(applied) == 1 \
+            and content_digest_v1(event) == applied:
+        return DUPLICATE, applied
+    return verdict, digest
+
+
 def _repeat(applied: int, digest: int) -> str:
     """The verdict on an event_id applied before with content digest `applied`: of two copies
     with other content the one with the smaller digest wins, so the result does not depend on
@@ -272,6 +284,16 @@ class KeyState:
     def all(self) -> tuple[Journey, ...]:
         return self.sessions if self.journey is None else (self.journey, *self.sessions)
 
+    def holder(self, event_id: str) -> Journey | None:
+        """The journey that holds `event_id`, if any."""
+        own = self.journey
+        if own is not None and event_id in own.ids:
+            return own
+        for known in self.sessions:
+            if event_id in known.ids:
+                return known
+        return None
+
     def retire(self, journey: Journey, record: dict[str, Any]) -> None:
         if self.retired is None:
             self.retired = {}
@@ -387,17 +409,15 @@ class JourneyTracker:
         state = self._keys.get(event.customer_id if jid is None else jid)
         if state is None:
             return LATE
-        eid = event.event_id
-        for journey in state.all():
-            applied = journey.ids.get(eid)
-            if applied is None:
-                continue
-            if _repeat(applied, content_digest(event)) == DUPLICATE or (
-                    digest_definition(applied) == 1 and content_digest_v1(event) == applied):
-                self.last_digest = applied
-                return DUPLICATE
+        holder = state.holder(event.event_id)
+        if holder is None:
             return LATE
-        return LATE
+        verdict, claimed = _copy_verdict(holder.ids[event.event_id], content_digest(event),
+                                         event)
+        if verdict != DUPLICATE:
+            return LATE
+        self.last_digest = claimed
+        return DUPLICATE
 
     def latest_records(self, journeys: Iterable[Journey]) -> list[JourneyRecord]:
         """Current records of `journeys`, one per journey id (the last object given for an id
@@ -430,23 +450,9 @@ class JourneyTracker:
             own = None
         else:
             own = state.journey
-            holder: Journey | None = None
-            if own is not None and eid in own.ids:
-                holder = own
-            else:
-                for known in state.sessions:
-                    if eid in known.ids:
-                        holder = known
-                        break
+            holder = state.holder(eid)
             if holder is not None:
-                applied = holder.ids[eid]
-                verdict = _repeat(applied, digest)
-                if verdict == REPLACED and digest_definition(applied) == 1 \
-                        and content_digest_v1(event) == applied:
-                    # held since before digest version 2 with this very content: a redelivery
-                    # (the claim names the digest the journey holds, `withdraw_into`)
-                    self.last_digest = applied
-                    return DUPLICATE
+                verdict, self.last_digest = _copy_verdict(holder.ids[eid], digest, event)
                 if verdict != REPLACED:
                     return verdict
                 self._take_out(state, holder, eid)
