@@ -67,6 +67,7 @@ from pipeline.core.moments import (
     VALENCE,
     Entry,
     JourneyMoments,
+    SharedStrings,
     new_entry,
 )
 from pipeline.core.records import JourneyRecord, new_record
@@ -225,17 +226,25 @@ class Journey:
         }
 
     @classmethod
-    def from_snapshot(cls, state: dict[str, Any], end_window_ms: int, idle_ms: int) -> Journey:
+    def from_snapshot(cls, state: dict[str, Any], end_window_ms: int, idle_ms: int,
+                      shared: SharedStrings | None = None) -> Journey:
         """A part, rebuilt by its owner (`JourneyTracker.restore_key`), which passes the
-        configuration the snapshot does not hold."""
+        configuration the snapshot does not hold (and its `SharedStrings`)."""
+        if shared is None:
+            shared = SharedStrings()
         journey = cls(state["id"], state["keyed_by"], state["customer_id"], end_window_ms,
                       idle_ms)
         digests = state.get("digests") or [UNKNOWN_DIGEST] * len(state["entries"])
+        customer_id = journey.customer_id
         for raw, digest in zip(state["entries"], digests, strict=True):
-            attrs = tuple((str(k), str(v)) for k, v in raw[SEGMENTS])
-            journey.add(new_entry((int(raw[MS]), raw[EVENT_ID], raw[TYPE], raw[VALENCE],
-                                   raw[TOUCHPOINT], raw[CHANNEL], raw[STAGE], raw[OUTCOME],
-                                   raw[CUSTOMER_ID], attrs)), int(digest))
+            attrs = shared.segments(tuple((str(k), str(v)) for k, v in raw[SEGMENTS]))
+            cid = raw[CUSTOMER_ID]
+            journey.add(new_entry((int(raw[MS]), raw[EVENT_ID], shared.word(raw[TYPE]),
+                                   raw[VALENCE], shared.word(raw[TOUCHPOINT]),
+                                   shared.word(raw[CHANNEL]), shared.word(raw[STAGE]),
+                                   shared.word(raw[OUTCOME]),
+                                   customer_id if cid == customer_id else cid, attrs)),
+                        int(digest))
         journey.version = int(state["version"])
         journey.removed = int(state.get("removed", 0))
         journey.status = state["status"]
@@ -245,6 +254,17 @@ class Journey:
             journey.counted = (int(counted[0]), bool(counted[1]),
                                tuple((str(d), str(v)) for d, v in counted[2]))
         return journey
+
+
+def _held_customer(state: KeyState, customer_id: str) -> str:
+    """`customer_id`, or the equal string the key's journey already holds (one per key, not
+    one per entry)."""
+    held = state.journey
+    if held is None and state.sessions:
+        held = state.sessions[-1]
+    if held is not None and held.customer_id == customer_id:
+        return held.customer_id
+    return customer_id
 
 
 def _segments_of(raw: list[list[str]]) -> Segments:
@@ -355,6 +375,7 @@ class JourneyTracker:
         self._window = self.config.end_window_ms
         self._attr_keys = self.config.segment_attributes
         self._seg_cache: dict[tuple[str | None, ...], Segments] = {}
+        self._shared = SharedStrings()
         self.last_digest = 0  # the content digest of the event `apply` saw last (its claim)
         if resume is not None:
             self._resume(resume)
@@ -473,8 +494,11 @@ class JourneyTracker:
         attrs = event.attributes
         attr_keys = self._attr_keys
         seg = self._segments(attrs, attr_keys) if attrs and attr_keys else _NO_ATTRS
-        entry = new_entry((ms, eid, event.type, valence, event.touchpoint, event.channel,
-                           event.stage, event.outcome or "", event.customer_id, seg))
+        shared = self._shared
+        entry = new_entry((ms, eid, shared.word(event.type), valence,
+                           shared.word(event.touchpoint), shared.word(event.channel),
+                           shared.word(event.stage), shared.word(event.outcome or ""),
+                           _held_customer(state, event.customer_id), seg))
         survey = event.survey
         if survey is not None and survey.has_score():
             if state.answers is None:
@@ -725,8 +749,9 @@ class JourneyTracker:
             return
         state = KeyState()
         if data["journey"] is not None:
-            state.journey = Journey.from_snapshot(data["journey"], self._window, self._journey_idle)
-        state.sessions = tuple(Journey.from_snapshot(s, self._window, self._gap)
+            state.journey = Journey.from_snapshot(data["journey"], self._window,
+                                                  self._journey_idle, self._shared)
+        state.sessions = tuple(Journey.from_snapshot(s, self._window, self._gap, self._shared)
                                for s in data["sessions"])
         answers = data.get("answers")
         if answers:

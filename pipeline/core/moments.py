@@ -60,6 +60,49 @@ def new_entry(values: tuple[int, str, str, float | None, str, str, str, str, str
     return cast(Entry, values)
 
 
+# A field with more distinct values than this only empties its cache now and then.
+SHARED_MAX: Final = 4096
+
+
+class SharedStrings:
+    """One object per distinct value of an entry's few-valued fields (type, touchpoint,
+    channel, stage, outcome) and segments, where each parsed event or restored snapshot made
+    its own: an entry is kept for days, and those strings were most of its memory and of what
+    the collector and the state encoding touch in it, out of cache (docs/streaming.md,
+    twenty-first round). Bounded: each cache is emptied when full."""
+
+    def __init__(self) -> None:
+        self._words: dict[str, str] = {}
+        self._segments: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+
+    def word(self, value: str) -> str:
+        """`value`, or the equal string held already.
+
+        >>> shared = SharedStrings()
+        >>> a = shared.word("".join(["ho", "tline"]))
+        >>> shared.word("".join(["hot", "line"])) is a
+        True
+        """
+        words = self._words
+        held = words.get(value)
+        if held is not None:
+            return held
+        if len(words) >= SHARED_MAX:
+            words.clear()
+        words[value] = value
+        return value
+
+    def segments(self, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        """`value`, or the equal segments held already."""
+        held = self._segments.get(value)
+        if held is not None:
+            return held
+        if len(self._segments) >= SHARED_MAX:
+            self._segments.clear()
+        self._segments[value] = value
+        return value
+
+
 # Valences are summed as integers in units of 1e-12: exact, so the mean ignores arrival order.
 FIXED: Final = 10**12
 

@@ -379,3 +379,34 @@ def test_a_closed_journey_is_evicted_exactly_when_no_acceptable_event_can_reach_
     assert [j.status for j in tracker.journeys()] == ["closed"]
     tracker.advance(evicted_at)
     assert tracker.journeys() == []
+
+
+def test_entries_share_one_string_per_distinct_value_applied_or_restored() -> None:
+    """An entry is held for days: its few-valued fields (type, touchpoint, channel, stage,
+    outcome), its customer id and segments are one object per distinct value, not one per
+    parsed event or restored entry (memory, and what the collector walks)."""
+    config = JourneyConfig(segment_attributes=("region",))
+
+    def fresh(text: str) -> str:  # an equal string that is another object, as a parse makes
+        return "".join(list(text))
+
+    events = [event(f"e{i}", T0 + i * MIN, customer=fresh("c1"), touchpoint=fresh("hotline"),
+                    channel=fresh("phone"), stage=fresh("after_sales"),
+                    outcome=fresh("resolved"), valence=0.1,
+                    attributes={fresh("region"): fresh("eu")})
+              for i in range(3)]
+    assert events[0].touchpoint is not events[1].touchpoint
+    tracker = JourneyTracker(config, SCORING_RULES)
+    for e in events:
+        tracker.apply(e, e.occurred_ms)
+    restored = JourneyTracker(config, SCORING_RULES)
+    restored.restore_key("c1", json.loads(json.dumps(tracker.snapshot_key("c1"))))
+    assert restored.snapshot_key("c1") == tracker.snapshot_key("c1")
+    for held in (tracker, restored):
+        (journey,) = held.journeys_of("c1")
+        assert len(journey.entries) == 3
+        first, *others = journey.entries
+        for entry in others:
+            for field in range(2, len(entry)):  # every field but the time and the event_id
+                if isinstance(entry[field], (str, tuple)):
+                    assert entry[field] is first[field], field
