@@ -95,3 +95,23 @@ def test_each_named_position_is_its_fields_place_in_an_entry() -> None:
                  ("MS", "EVENT_ID", "TYPE", "VALENCE", "TOUCHPOINT", "CHANNEL", "STAGE",
                   "OUTCOME", "CUSTOMER_ID", "SEGMENTS")}
     assert positions == {name: i for i, name in enumerate(Entry._fields)}
+
+
+def test_shared_strings_stay_bounded_whatever_a_producer_sends() -> None:
+    """A field with more distinct values than the cache holds (a producer that puts a URL in
+    `touchpoint`) only empties the cache now and then: never more than SHARED_MAX held, every
+    value given back equal, and a value seen again since the last emptying is the held
+    object."""
+    from pipeline.core.moments import SHARED_MAX, SharedStrings
+
+    shared = SharedStrings()
+    for i in range(3 * SHARED_MAX + 7):
+        value = f"https://example.com/page/{i}"
+        assert shared.word(value) == value
+        assert len(shared._words) <= SHARED_MAX
+        again = "".join(list(value))  # equal, another object
+        assert shared.word(again) is not again
+    for i in range(3 * SHARED_MAX + 7):
+        segments = ((f"region{i}", "eu"),)
+        assert shared.segments(segments) == segments
+        assert len(shared._segments) <= SHARED_MAX
