@@ -1,7 +1,7 @@
 """The cyclic collector's share of each stream process's CPU, during `bench/bench_pipeline.py`.
 
     .venv/bin/python -m bench.gc_trace [--thresholds 5000,200,100] [--at-batch-ends]
-        [--census] -- --events 200000 --rates 5000
+        [--census] [--runner bench_pipeline|profile_worker] -- --events 200000 --rates 5000
 
 Runs `bench.bench_pipeline` with the given arguments, with a `sitecustomize` module on
 PYTHONPATH that records every collection of every Python process of the run (the benchmark,
@@ -12,6 +12,11 @@ last one (full collections left out of both). Full collections are listed apart:
 are explicit (`gc.collect()` in Faust's RocksDB store on a rebalance and at stop, after the
 measured phase). The shares cover the whole run (start-up, warm-up, the measured phase and the
 latency phases), not the measured phase alone.
+
+`--runner profile_worker` runs `bench.profile_worker` instead (its arguments after `--`, e.g.
+`-- --events 200000 --days-before 2`) and splits the worker's collections by phase, each
+phase ending when its line is printed: a first day against the steady state a worker reaches
+once it holds and forgets days of state (docs/streaming.md, twenty-first round).
 
 Two knobs for trying another policy without editing the worker (issue 15, docs/streaming.md
 "eleventh round"):
@@ -34,6 +39,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -77,7 +83,8 @@ def _trace(phase, info):
     if _log[0] is None:
         _log[0] = open(os.path.join(_dir, f"{os.getpid()}.log"), "a", buffering=1)
         _log[0].write("# " + " ".join((getattr(sys, "argv", None) or [])[:3]) + "\\n")
-    _log[0].write(f"{time.process_time():.4f} {info['generation']} {spent * 1e3:.3f}\\n")
+    _log[0].write(f"{time.process_time():.4f} {info['generation']} {spent * 1e3:.3f} "
+                  f"{time.time():.3f}\\n")
 
 gc.callbacks.append(_trace)
 _wanted = os.environ.get("PEAKEND_GC_TRACE_THRESHOLDS")
@@ -139,7 +146,7 @@ def summarize(folder: Path) -> list[str]:
         spent: defaultdict[int, float] = defaultdict(float)
         cpu = 0.0
         for row in text[1:]:
-            at, generation, ms = row.split()
+            at, generation, ms = row.split()[:3]
             count[int(generation)] += 1
             spent[int(generation)] += float(ms) / 1e3
             cpu = float(at)
@@ -176,6 +183,50 @@ def young_census(role: str, path: Path, top: int = 15) -> list[str]:
     return lines
 
 
+def by_phase(folder: Path, ends: list[tuple[str, float]], role: str = "worker") -> list[str]:
+    """`role`'s collections phase by phase: `ends` are (name, wall time it ended), in order;
+    a phase runs from the end of the one before (the first from the process's start). Per
+    phase: young and middle collections, their time, the mean young collection, and their
+    share of the process's CPU between its first and last collection in the phase."""
+    for log in sorted(folder.glob("*.log")):
+        text = log.read_text().splitlines()
+        if text and f" {role}" in text[0]:
+            break
+    else:
+        return []
+    rows = [row.split() for row in text[1:]]
+    rows = [(float(r[0]), int(r[1]), float(r[2]) / 1e3, float(r[3])) for r in rows if len(r) > 3]
+    lines = []
+    start = float("-inf")
+    for name, end in ends:
+        inside = [r for r in rows if start < r[3] <= end]
+        start = end
+        young = [r[2] for r in inside if r[1] == 0]
+        middle = [r[2] for r in inside if r[1] == 1]
+        cpu = inside[-1][0] - inside[0][0] if len(inside) > 1 else 0.0
+        share = 100 * (sum(young) + sum(middle)) / cpu if cpu > 0 else 0.0
+        mean = 1e3 * sum(young) / len(young) if young else 0.0
+        lines.append(f"{role}, {name}: young {len(young)} in {sum(young):.2f} s (mean {mean:.1f} "
+                     f"ms), middle {len(middle)} in {sum(middle):.2f} s = {share:.1f}% of its "
+                     f"{cpu:.1f} s of CPU between its first and last collection")
+    return lines
+
+
+# The runners gc_trace can wrap: the module, and the lines of its output to print (for
+# `profile_worker`, the lines that end a phase: the collector is then split by phase).
+RUNNERS = {"bench_pipeline": ("bench.bench_pipeline", ("end to end", "offered")),
+           "profile_worker": ("bench.profile_worker", ("unprofiled phase", "profiled phase"))}
+
+
+def phase_name(line: str) -> str | None:
+    """The phase a line of `bench.profile_worker` ends, if it ends one."""
+    if line.startswith("unprofiled phase"):
+        return line.split(":")[0]
+    if " events/s (" in line and "in" in line:
+        return "profiled phase"
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", help="Y,M,O in place of the stream and sink policies")
@@ -183,6 +234,10 @@ def main() -> int:
     parser.add_argument("--census", action="store_true",
                         help="also count what young collections walk, by type (every 10th; "
                              "its own time is outside the collection times, inside the CPU)")
+    parser.add_argument("--runner", choices=sorted(RUNNERS), default="bench_pipeline",
+                        help="what to run: bench.bench_pipeline, or bench.profile_worker "
+                             "(then the worker's collections are also given phase by phase: "
+                             "with --days-before, a first day against a steady state)")
     parser.add_argument("bench_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     passed = [a for a in args.bench_args if a != "--"]
@@ -197,19 +252,32 @@ def main() -> int:
             env["PEAKEND_GC_TRACE_AT_BATCH_ENDS"] = "1"
         if args.census:
             env["PEAKEND_GC_TRACE_CENSUS"] = "1"
-        done = subprocess.run([sys.executable, "-m", "bench.bench_pipeline", *passed], env=env,
-                              check=False, capture_output=True, text=True)
-        for line in done.stdout.splitlines():
-            if line.startswith(("end to end", "offered")) and ("journey" in line
-                                                              or line.startswith("end")):
-                print(line)
-        if done.returncode:
-            print(done.stderr[-2000:], file=sys.stderr)
-            return done.returncode
+        module, _ = RUNNERS[args.runner]
+        ends: list[tuple[str, float]] = []
+        with subprocess.Popen([sys.executable, "-m", module, *passed], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+            assert child.stdout is not None and child.stderr is not None
+            for line in child.stdout:  # read as it comes: a phase ends when its line does
+                line = line.rstrip("\n")
+                name = phase_name(line) if args.runner == "profile_worker" else None
+                if name is not None:
+                    ends.append((name, time.time()))
+                    print(line[:160])
+                elif line.startswith(("end to end", "offered")) and (
+                        "journey" in line or line.startswith("end")):
+                    print(line)
+            errors = child.stderr.read()
+        if child.returncode:
+            print(errors[-2000:], file=sys.stderr)
+            return child.returncode
         print(f"collector (thresholds {args.thresholds or 'the processes own policies'}"
               f"{', at batch ends' if args.at_batch_ends else ''}):")
         for line in summarize(folder):
             print("  " + line)
+        if ends:
+            print("the worker's collections by phase:")
+            for line in by_phase(folder, ends):
+                print("  " + line)
     return 0
 
 
