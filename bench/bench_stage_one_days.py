@@ -21,34 +21,10 @@ import argparse
 import gc
 import time
 from datetime import UTC, datetime
-from typing import Any
 
-from bench.host import cpu_model, loadavg
+from bench.bench_history import GcClock
+from bench.host import cpu_model, loadavg, proc_rss_mib
 from pipeline.cliargs import whole
-
-
-def resident_mib() -> float:
-    with open("/proc/self/statm", encoding="ascii") as handle:
-        return int(handle.read().split()[1]) * 4096 / 2**20
-
-
-class CollectorClock:
-    """CPU time spent in the cyclic collector since the last `take()`."""
-
-    def __init__(self) -> None:
-        self.spent = 0.0
-        self._started = 0.0
-        gc.callbacks.append(self._trace)
-
-    def _trace(self, phase: str, _info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.process_time()
-        else:
-            self.spent += time.process_time() - self._started
-
-    def take(self) -> float:
-        spent, self.spent = self.spent, 0.0
-        return spent
 
 
 def main() -> int:
@@ -77,11 +53,14 @@ def main() -> int:
     core = Settings.from_env().core_config()
     rules = load_scoring_rules(core.journeys.scoring_rules_path)
     processors = {p: PartitionProcessor(p, core, rules) for p in range(args.partitions)}
-    collector = CollectorClock()
+    # the collector's time while `timing` is set: the parse's collections are not stage one's
+    collector = GcClock()
+    gc.callbacks.append(collector)
     with tuned_gc(STREAM_THRESHOLDS):
         for day in range(1, args.days + 1):
             values = source.phase(args.events).values
-            spent = collected = 0.0
+            spent = 0.0
+            collected_before = collector.cpu_s
             applied = 0
             for start in range(0, len(values), args.batch):
                 batch = []
@@ -90,8 +69,8 @@ def main() -> int:
                         batch.append(parse_event(value))
                     except Rejected:
                         continue  # the generator's invalid share: dead letters, no state
-                collector.take()  # the parse's collections are not stage one's
                 started = time.process_time()
+                collector.timing = True
                 touched: set[int] = set()
                 for event in batch:
                     part = partition_for(event.journey_key, args.partitions)
@@ -100,13 +79,14 @@ def main() -> int:
                 for part in sorted(touched):
                     for _, state in processors[part].dirty_state():
                         encode({"p": part, "s": state})
+                collector.timing = False
                 spent += time.process_time() - started
-                collected += collector.take()
                 applied += len(batch)
             del values
             n = max(1, applied)
+            collected = collector.cpu_s - collected_before
             print(f"day {day}: {1e6 * spent / n:.2f} us per event (collector "
-                  f"{1e6 * collected / n:.2f}); resident {resident_mib():,.0f} MiB; "
+                  f"{1e6 * collected / n:.2f}); resident {proc_rss_mib():,.0f} MiB; "
                   f"journey keys held {sum(len(p.tracker.keys()) for p in processors.values()):,}",
                   flush=True)
     return 0

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.host import proc_rss_mib
 from pipeline.contract import Rejected, parse_event
 from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream import heap
@@ -901,11 +902,10 @@ def takeover(stack: FaultStack, tmp: Path, events: int, rate: float = 400,
 # -- memory ------------------------------------------------------------------------------------
 
 def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        return proc_rss_mib()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def memory_plateau(tmp: Path, events: int = 300_000, days: int = 10, samples: int = 20,
@@ -980,13 +980,9 @@ def generate_file(path: Path, events: int, span: str, seed: int = 25,
 
 def process_rss_mib(pid: int) -> float:
     try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+        return proc_rss_mib(pid)
     except OSError:
-        pass
-    return 0.0
+        return 0.0
 
 
 def descendants(pid: int) -> list[int]:

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 SITECUSTOMIZE = '''
@@ -135,13 +136,22 @@ if os.environ.get("PEAKEND_GC_TRACE_AT_BATCH_ENDS"):
 '''
 
 
-def summarize(folder: Path) -> list[str]:
-    lines = []
+ROLES = ("worker", "entry", "sink")
+
+
+def traced_processes(folder: Path) -> Iterator[tuple[str, Path, list[str]]]:
+    """(role, log, its lines) of every stream process the trace logged (the first line of a
+    log names the command: `# -m worker ...`)."""
     for log in sorted(folder.glob("*.log")):
         text = log.read_text().splitlines()
-        if not text or not any(role in text[0] for role in (" worker", " entry", " sink")):
-            continue
-        role = next(r for r in ("worker", "entry", "sink") if f" {r}" in text[0])
+        role = next((r for r in ROLES if text and f" {r}" in text[0]), None)
+        if role is not None:
+            yield role, log, text
+
+
+def summarize(folder: Path) -> list[str]:
+    lines = []
+    for role, log, text in traced_processes(folder):
         count: defaultdict[int, int] = defaultdict(int)
         spent: defaultdict[int, float] = defaultdict(float)
         cpu = 0.0
@@ -188,11 +198,8 @@ def by_phase(folder: Path, ends: list[tuple[str, float]], role: str = "worker") 
     a phase runs from the end of the one before (the first from the process's start). Per
     phase: young and middle collections, their time, the mean young collection, and their
     share of the process's CPU between its first and last collection in the phase."""
-    for log in sorted(folder.glob("*.log")):
-        text = log.read_text().splitlines()
-        if text and f" {role}" in text[0]:
-            break
-    else:
+    text = next((text for name, _, text in traced_processes(folder) if name == role), None)
+    if text is None:
         return []
     rows = [row.split() for row in text[1:]]
     rows = [(float(r[0]), int(r[1]), float(r[2]) / 1e3, float(r[3])) for r in rows if len(r) > 3]
@@ -212,17 +219,16 @@ def by_phase(folder: Path, ends: list[tuple[str, float]], role: str = "worker") 
     return lines
 
 
-# The runners gc_trace can wrap: the module, and the lines of its output to print (for
-# `profile_worker`, the lines that end a phase: the collector is then split by phase).
-RUNNERS = {"bench_pipeline": ("bench.bench_pipeline", ("end to end", "offered")),
-           "profile_worker": ("bench.profile_worker", ("unprofiled phase", "profiled phase"))}
+# The runners gc_trace can wrap, by name: their modules (under `profile_worker` the worker's
+# collections are also split by phase).
+RUNNERS = {"bench_pipeline": "bench.bench_pipeline", "profile_worker": "bench.profile_worker"}
 
 
 def phase_name(line: str) -> str | None:
     """The phase a line of `bench.profile_worker` ends, if it ends one."""
     if line.startswith("unprofiled phase"):
         return line.split(":")[0]
-    if " events/s (" in line and "in" in line:
+    if " events/s (" in line:  # the profiled phase's line: "9,080 events/s (200,000 in 22 s)"
         return "profiled phase"
     return None
 
@@ -252,7 +258,7 @@ def main() -> int:
             env["PEAKEND_GC_TRACE_AT_BATCH_ENDS"] = "1"
         if args.census:
             env["PEAKEND_GC_TRACE_CENSUS"] = "1"
-        module, _ = RUNNERS[args.runner]
+        module = RUNNERS[args.runner]
         ends: list[tuple[str, float]] = []
         with subprocess.Popen([sys.executable, "-m", module, *passed], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:

@@ -40,6 +40,15 @@ def proc_peak_rss_mib(pid: int) -> float:
     raise OSError(f"no VmHWM in /proc/{pid}/status")
 
 
+def proc_rss_mib(pid: int | str = "self") -> float:
+    """A process's resident set now (VmRSS), MiB; `"self"` for this one."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"no VmRSS in /proc/{pid}/status")
+
+
 # The local stack's servers (scripts/stack.sh writes their pid files), whose CPU a pipeline
 # benchmark reports beside the worker's: they share the same cores.
 STACK_SERVERS = ("kafka", "clickhouse")
