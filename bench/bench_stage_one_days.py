@@ -18,9 +18,12 @@ collector's, and the process's resident memory at the day's end.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
+import pstats
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.bench_history import GcClock
 from bench.host import cpu_model, loadavg, proc_rss_mib
@@ -34,6 +37,12 @@ def main() -> int:
     parser.add_argument("--batch", type=whole(1), default=2000,
                         help="events per batch (the worker's at the benchmarks' rate)")
     parser.add_argument("--partitions", type=whole(1, 10_000), default=4)
+    parser.add_argument("--profile", type=whole(1), default=None, metavar="N",
+                        help="also print each day's N functions of most own time (cProfile; "
+                             "with PEAKEND_PURE_CORE=1 the core's functions show by name)")
+    parser.add_argument("--sizes", action="store_true",
+                        help="also encode each key's closed sessions apart for their share of "
+                             "the state bytes (costs CPU: leave out when timing)")
     args = parser.parse_args()
     from bench.bench_pipeline import EventSource
     from pipeline import core_build
@@ -62,6 +71,8 @@ def main() -> int:
             spent = 0.0
             collected_before = collector.cpu_s
             applied = 0
+            pairs = written = of_sessions = 0
+            profiler = cProfile.Profile() if args.profile else None
             for start in range(0, len(values), args.batch):
                 batch = []
                 for value in values[start:start + args.batch]:
@@ -71,6 +82,8 @@ def main() -> int:
                         continue  # the generator's invalid share: dead letters, no state
                 started = time.process_time()
                 collector.timing = True
+                if profiler is not None:
+                    profiler.enable()
                 touched: set[int] = set()
                 for event in batch:
                     part = partition_for(event.journey_key, args.partitions)
@@ -78,7 +91,14 @@ def main() -> int:
                     touched.add(part)
                 for part in sorted(touched):
                     for _, state in processors[part].dirty_state():
-                        encode({"p": part, "s": state})
+                        value = encode({"p": part, "s": state})
+                        pairs += 1
+                        written += len(value)
+                        if args.sizes and isinstance(state, dict) and state.get("sessions"):
+                            of_sessions += sum(len(encode(session)) for session in state["sessions"]
+                                               if session["status"] != "open")
+                if profiler is not None:
+                    profiler.disable()
                 collector.timing = False
                 spent += time.process_time() - started
                 applied += len(batch)
@@ -87,9 +107,22 @@ def main() -> int:
             collected = collector.cpu_s - collected_before
             print(f"day {day}: {1e6 * spent / n:.2f} us per event (collector "
                   f"{1e6 * collected / n:.2f}); resident {proc_rss_mib():,.0f} MiB; "
-                  f"journey keys held {sum(len(p.tracker.keys()) for p in processors.values()):,}",
-                  flush=True)
+                  f"journey keys held {sum(len(p.tracker.keys()) for p in processors.values()):,}; "
+                  f"state pairs {pairs / n:.2f} and bytes {written / n:,.0f} per event"
+                  + (f" (closed sessions {of_sessions / max(1, written):.0%})" if args.sizes
+                     else ""), flush=True)
+            if profiler is not None:
+                print(own_times(profiler, n, args.profile), flush=True)
     return 0
+
+
+def own_times(profiler: cProfile.Profile, events: int, top: int) -> str:
+    """The `top` functions of most own time in `profiler`, in us per event (profiled time)."""
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    rows = sorted(((tottime, calls, func) for func, (_, calls, tottime, _, _)
+                   in stats.items()), reverse=True)[:top]
+    return "\n".join(f"  {1e6 * tottime / events:7.2f} us  {calls / events:6.2f} calls  "
+                     f"{Path(func[0]).name}:{func[1]}({func[2]})" for tottime, calls, func in rows)
 
 
 if __name__ == "__main__":
