@@ -558,13 +558,15 @@ def stage_work(phase: Phase, settings: Settings, batch: int = 1000) -> int:
             part = partition_for(key.decode(), n_parts) if key else 0
             proc = stage_one.get(part)
             if proc is None:
-                proc = stage_one[part] = PartitionProcessor(part, core, rules)
+                proc = stage_one[part] = PartitionProcessor(part, core, rules,
+                                                            defer_records=True)
             try:
                 parsed = privacy.scrub(parse_event(value, max_bytes=settings.max_event_bytes))
             except Rejected:
                 continue
             by_partition.setdefault(part, []).append(proc.process(parsed))
         for part, outputs in by_partition.items():
+            outputs.append(stage_one[part].drain_journeys())  # as the journeys agent flushes
             for k, s in stage_one[part].dirty_state():
                 state[k] = _json({"p": part, "s": s})  # what the table serialises
             out = coalesce(outputs)

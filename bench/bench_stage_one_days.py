@@ -24,6 +24,7 @@ import pstats
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.bench_history import GcClock
 from bench.host import cpu_model, loadavg, proc_rss_mib
@@ -51,7 +52,7 @@ def main() -> int:
     from pipeline.core.partitioner import partition_for
     from pipeline.scoring_rules import load_scoring_rules
     from pipeline.settings import Settings
-    from pipeline.stream.partition import PartitionProcessor
+    from pipeline.stream.partition import PartitionProcessor, coalesce
     from pipeline.stream.state_writer import encode
 
     print(f"bench_stage_one_days: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
@@ -61,7 +62,12 @@ def main() -> int:
     source = EventSource(events_per_s=args.events / 86_400)
     core = Settings.from_env().core_config()
     rules = load_scoring_rules(core.journeys.scoring_rules_path)
-    processors = {p: PartitionProcessor(p, core, rules) for p in range(args.partitions)}
+    # as the journeys agent runs them: records built per flush, where the processor can
+    # (`defer_records`, docs/streaming.md, twenty-second round; trees from before build them
+    # per event), and each batch's outputs coalesced
+    deferred = hasattr(PartitionProcessor, "drain_journeys")
+    processors = {p: (PartitionProcessor(p, core, rules, defer_records=True) if deferred
+                      else PartitionProcessor(p, core, rules)) for p in range(args.partitions)}
     # the collector's time while `timing` is set: the parse's collections are not stage one's
     collector = GcClock()
     gc.callbacks.append(collector)
@@ -71,7 +77,7 @@ def main() -> int:
             spent = 0.0
             collected_before = collector.cpu_s
             applied = 0
-            pairs = written = of_sessions = 0
+            pairs = written = of_sessions = records = 0
             profiler = cProfile.Profile() if args.profile else None
             for start in range(0, len(values), args.batch):
                 batch = []
@@ -84,12 +90,14 @@ def main() -> int:
                 collector.timing = True
                 if profiler is not None:
                     profiler.enable()
-                touched: set[int] = set()
+                outputs: dict[int, list[Any]] = {}
                 for event in batch:
                     part = partition_for(event.journey_key, args.partitions)
-                    processors[part].process(event)
-                    touched.add(part)
-                for part in sorted(touched):
+                    outputs.setdefault(part, []).append(processors[part].process(event))
+                for part in sorted(outputs):
+                    if deferred:
+                        outputs[part].append(processors[part].drain_journeys())
+                    records += len(coalesce(outputs[part]).journeys)
                     for _, state in processors[part].dirty_state():
                         value = encode({"p": part, "s": state})
                         pairs += 1
@@ -108,7 +116,8 @@ def main() -> int:
             print(f"day {day}: {1e6 * spent / n:.2f} us per event (collector "
                   f"{1e6 * collected / n:.2f}); resident {proc_rss_mib():,.0f} MiB; "
                   f"journey keys held {sum(len(p.tracker.keys()) for p in processors.values()):,}; "
-                  f"state pairs {pairs / n:.2f} and bytes {written / n:,.0f} per event"
+                  f"journey records {records / n:.2f}, state pairs {pairs / n:.2f} and bytes "
+                  f"{written / n:,.0f} per event"
                   + (f" (closed sessions {of_sessions / max(1, written):.0%})" if args.sizes
                      else ""), flush=True)
             if profiler is not None:

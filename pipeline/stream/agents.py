@@ -104,8 +104,8 @@ class JourneysAgent:
         if proc is None:
             # First event of a partition since start or since it moved here: restore its state
             # and re-send every journey's current output (it may have died with a crash).
-            proc = self.processors[partition] = PartitionProcessor(partition, self.core,
-                                                                   self.rules)
+            proc = self.processors[partition] = PartitionProcessor(
+                partition, self.core, self.rules, defer_records=True)
             held = held_state(self.table, partition)
             self.next_offset[partition] = held.next_offset
             self.outputs.outbox.add_journey_output(partition,
@@ -120,7 +120,7 @@ class JourneysAgent:
         since_flush = 0
         for record in self.guard.admitted(batch):
             if since_flush >= self.flush_every_events:
-                self.outputs.flush()
+                self._flush()
                 since_flush = 0
             partition = processed.take(record, records=0)  # its events are counted below
             proc = self.processor(partition)
@@ -165,8 +165,17 @@ class JourneysAgent:
                         routed.event.occurred_ms, proc.watermark, routed.source_partition,
                         routed.source_offset, routed.raw))
                 outbox.add_journey_output(partition, out)
-        self.outputs.flush()
+        self._flush()
         return processed
+
+    def _flush(self) -> None:
+        """Send what waits, the records of the journeys changed since the last flush with it
+        (`PartitionProcessor.drain_journeys`)."""
+        for partition, proc in self.processors.items():
+            drained = proc.drain_journeys()
+            if drained.journeys:
+                self.outputs.outbox.add_journey_output(partition, drained)
+        self.outputs.flush()
 
     def write_state(self, last_of: dict[int, Any]) -> None:
         """Write each key the batch changed, once, with the partition's stream time and the

@@ -92,9 +92,14 @@ class PartitionProcessor:
     """Journeys of one input partition; see the module docstring."""
 
     def __init__(
-        self, partition: int, config: CoreConfig, rules: ScoringRules
+        self, partition: int, config: CoreConfig, rules: ScoringRules, *,
+        defer_records: bool = False,
     ) -> None:
         self.partition = partition
+        # True: `process` leaves its journeys' records out and keeps the journeys; the caller
+        # takes one record per journey with `drain_journeys` before it sends (see there)
+        self.defer_records = defer_records
+        self._changed: list[Journey] = []
         self.config = config
         self.tracker = JourneyTracker(config.journeys, rules, keep_dirty_keys=True)
         self.watermark = NEVER
@@ -138,8 +143,10 @@ class PartitionProcessor:
         previous = self.watermark
         if event.occurred_ms > previous:
             self.watermark = event.occurred_ms
-        records, reason = self.tracker.apply(event, self.watermark)
-        out = StageOneOutput(journeys=records)
+        changed = self._changed if self.defer_records else []
+        reason = self.tracker.apply_into(event, self.watermark, changed)
+        out = StageOneOutput() if self.defer_records else StageOneOutput(
+            journeys=self.tracker.latest_records(changed))
         if reason in (LATE, CONFLICT):
             # a conflicting copy that lost contributes nothing: its answers would be counted
             # beside (or instead of) the copy kept
@@ -163,7 +170,10 @@ class PartitionProcessor:
             self._ends(self.tracker.drain_end_deltas(), out)
         # Close what stream time has closed on every event (cheap when nothing is due), so the
         # journeys in ClickHouse match `peakend replay`, which closes at its final stream time.
-        out.journeys.extend(self.tracker.advance(self.watermark))
+        if self.defer_records:
+            self.tracker.advance_into(self.watermark, self._changed)
+        else:
+            out.journeys.extend(self.tracker.advance(self.watermark))
         self._ends(self.tracker.drain_end_deltas(), out)
         if self.watermark // self.bucket_ms != previous // self.bucket_ms:
             out.watermark = self.watermark
@@ -172,6 +182,16 @@ class PartitionProcessor:
             self.final_before_ms = max(self.final_before_ms, self.watermark - self.lateness_ms
                                        - self.bucket_ms)
         return out
+
+    def drain_journeys(self) -> StageOneOutput:
+        """With `defer_records`: the current record of every journey `process` changed since
+        the last call, one per journey. Why: an event's journey changes with every event, and
+        `coalesce` keeps only a flush's latest record of each, so building a record per event
+        built about four for every one sent (docs/streaming.md, twenty-second round). Built
+        now, a record is the journey's latest version, the one `coalesce` would keep; put it
+        after the flush's other outputs of this partition (it wins their ties)."""
+        changed, self._changed = self._changed, []
+        return StageOneOutput(journeys=self.tracker.latest_records(changed))
 
     def withdraw(self, key: str, event_id: str, digest: int) -> StageOneOutput:
         """Take a copy that lost its claim out of its journey (the claims stage found a copy

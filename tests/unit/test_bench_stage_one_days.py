@@ -19,13 +19,13 @@ def test_each_day_gets_its_line_from_state_really_held(monkeypatch: pytest.Monke
     assert bench_stage_one_days.main() == 0
     out = capsys.readouterr().out
     days = re.findall(r"^day (\d): ([\d.]+) us per event \(collector ([\d.]+)\); resident "
-                      r"([\d,]+) MiB; journey keys held ([\d,]+); state pairs ([\d.]+) and "
-                      r"bytes ([\d,]+) per event \(closed sessions (\d+)%\)$", out, re.MULTILINE)
+                      r"([\d,]+) MiB; journey keys held ([\d,]+); journey records ([\d.]+), state "
+                      r"pairs ([\d.]+) and bytes ([\d,]+) per event \(closed sessions (\d+)%\)$", out, re.MULTILINE)
     assert [d[0] for d in days] == ["1", "2"]
-    for _, per_event, collected, resident, keys, pairs, size, closed in days:
+    for _, per_event, collected, resident, keys, records, pairs, size, closed in days:
         assert float(per_event) > 0 and float(collected) <= float(per_event)
         assert int(resident.replace(",", "")) > 0 and int(keys.replace(",", "")) > 0
-        assert float(pairs) > 0 and int(size.replace(",", "")) > 0 and 0 <= int(closed) <= 100
+        assert float(records) > 0 and float(pairs) > 0 and int(size.replace(",", "")) > 0 and 0 <= int(closed) <= 100
     # --profile 3: three functions under each day, each with its time and calls per event
     assert len(re.findall(r"^ +[\d.]+ us +[\d.]+ calls  \S+", out, re.MULTILINE)) == 2 * 3
 

@@ -436,3 +436,38 @@ def test_stages_emit_the_engines_alerts_with_their_evidence() -> None:
     assert sc.alerts and all(a.message and a.threshold for a in sc.alerts)
     assert (sorted(sim.alerts, key=lambda a: (a.alert_id, a.version))
             == sorted(sc.alerts, key=lambda a: (a.alert_id, a.version)))
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_deferred_records_equal_the_flushes_latest_records_of_each_event(seed: int) -> None:
+    """`defer_records` (the journeys agent's mode) builds one record per journey and flush
+    (`drain_journeys`): each flush sends exactly what coalescing the per-event records sends,
+    the other outputs unchanged, whatever the flush size, with late copies, duplicates and
+    journeys closed by stream time among the events."""
+    config = CoreConfig()
+    events = []
+    for line in lines(seed, 1200):
+        try:
+            events.append(parse_event(line))
+        except Rejected:
+            continue
+    rng = random.Random(seed)
+    per_event = PartitionProcessor(0, config, SCORING_RULES)
+    deferred = PartitionProcessor(0, config, SCORING_RULES, defer_records=True)
+    at = 0
+    sent = 0
+    while at < len(events):
+        size = rng.choice([1, 2, 7, 40, 300])
+        flush = events[at:at + size]
+        at += size
+        expected = coalesce([per_event.process(e) for e in flush])
+        outputs = [deferred.process(e) for e in flush]
+        assert all(not out.journeys for out in outputs)
+        got = coalesce([*outputs, deferred.drain_journeys()])
+        assert sorted(got.journeys, key=lambda r: r.journey_id) == \
+            sorted(expected.journeys, key=lambda r: r.journey_id)
+        assert got.contributions == expected.contributions
+        assert got.watermark == expected.watermark
+        sent += len(got.journeys)
+    assert sent > len(events) / 10  # records were compared, flush after flush
+    assert deferred.drain_journeys().journeys == []
