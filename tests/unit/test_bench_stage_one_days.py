@@ -20,7 +20,8 @@ def test_each_day_gets_its_line_from_state_really_held(monkeypatch: pytest.Monke
     out = capsys.readouterr().out
     days = re.findall(r"^day (\d): ([\d.]+) us per event \(collector ([\d.]+)\); resident "
                       r"([\d,]+) MiB; journey keys held ([\d,]+); journey records ([\d.]+), state "
-                      r"pairs ([\d.]+) and bytes ([\d,]+) per event \(closed sessions (\d+)%\)$", out, re.MULTILINE)
+                      r"pairs ([\d.]+) and bytes ([\d,]+) per event \(closed sessions (\d+)%\)$",
+                      out, re.MULTILINE)
     assert [d[0] for d in days] == ["1", "2"]
     for _, per_event, collected, resident, keys, records, pairs, size, closed in days:
         assert float(per_event) > 0 and float(collected) <= float(per_event)
