@@ -130,10 +130,10 @@ class SegmentStage:
         self._forgotten: list[str] = []  # member keys forgotten by time: `drain_forgotten`
         self._dirty_segments: set[str] = set()
         self._unflushed: set[str] = set()
-        # segment -> (metric, bucket_start) -> members with a state key (to delete them all
-        # when the bucket is evicted), and whole-bucket keys read at restore, to delete once
-        # their members are written in the member layout
-        self._written: dict[str, dict[tuple[str, int], set[str]]] = {}
+        # segment -> (metric, bucket_start) -> member -> its state key as written (to forget
+        # them all when the bucket is evicted), and whole-bucket keys read at restore, to
+        # delete once their members are written in the member layout
+        self._written: dict[str, dict[tuple[str, int], dict[str, str]]] = {}
         self._legacy_keys: list[str] = []
         # series read whole (the layout before): written as a head and every part at the
         # next save, their whole key deleted after
@@ -200,7 +200,7 @@ class SegmentStage:
                 held["m"][member] = state["a"]
             else:
                 held["m"].pop(member, None)
-            self._written.setdefault(bucket[0], {}).setdefault(bucket[1:], set()).add(member)
+            self._written.setdefault(bucket[0], {}).setdefault(bucket[1:], {})[member] = key
         for (seg, metric, start), held in buckets.items():
             totals = self._totals(seg)
             totals.restore_key((metric, start), {"v": held["v"], "m": held["m"], "d": held["d"]})
@@ -328,12 +328,14 @@ class SegmentStage:
                     state["a"] = value
                 if start + width <= evicted:  # a bucket made again after its eviction
                     state["h"] = evicted
-                pairs.append((member_key(seg, metric, start, member), state))
-                written.setdefault((metric, start), set()).add(member)
+                key = member_key(seg, metric, start, member)
+                pairs.append((key, state))
+                written.setdefault((metric, start), {})[member] = key
             for bucket in totals.drain_changed():
                 if totals.bucket_meta(bucket) is None:  # evicted: its members forgotten
-                    self._forgotten.extend(member_key(seg, bucket[0], bucket[1], member)
-                                           for member in sorted(written.pop(bucket, ())))
+                    # the keys as written (built again here, they cost as much as the write)
+                    gone = written.pop(bucket, {})
+                    self._forgotten.extend(gone[member] for member in sorted(gone))
             if not totals.versions and seg not in self._unflushed:
                 # everything evicted: nothing left whose version must keep growing
                 del self.totals[seg]
