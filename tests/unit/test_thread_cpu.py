@@ -1,0 +1,41 @@
+"""bench/thread_cpu.py: a thread's CPU read from /proc, and the timeline `--every` prints."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from bench import thread_cpu
+
+
+def test_interval_lines_give_the_cpu_since_the_line_before_by_role_and_thread_name() -> None:
+    printed: dict[tuple[int, str, int], float] = {}
+    last = {(1, "worker", 11): ("python", 2.0, 0.5),
+            (1, "worker", 12): ("rocksdb:low", 0.3, 0.1),
+            (1, "worker", 13): ("rocksdb:low", 0.2, 0.0),
+            (2, "sink", 21): ("python", 0.01, 0.0)}
+    assert thread_cpu.interval_line(5, last, printed) == (
+        "[     5 s] worker/python 2.5, worker/rocksdb:low 0.6")  # the sink's 0.01 s left out
+    last[(1, "worker", 11)] = ("python", 3.0, 0.5)
+    last[(2, "sink", 21)] = ("python", 1.51, 0.0)
+    assert thread_cpu.interval_line(10, last, printed) == (
+        "[    10 s] sink/python 1.5, worker/python 1.0")
+    assert thread_cpu.interval_line(15, last, printed) == "[    15 s] idle"
+
+
+def test_a_busy_threads_time_is_read_from_proc() -> None:
+    stop = time.monotonic() + 0.6
+
+    def spin() -> None:
+        while time.monotonic() < stop:
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    time.sleep(0.4)
+    times = thread_cpu.thread_times(os.getpid())
+    spinner.join()
+    assert spinner.native_id in times and os.getpid() in times  # the main thread's id: the pid
+    _, user, system = times[spinner.native_id]
+    assert user + system > 0.1  # of its 0.4 s spinning so far (2 CPUs: it had one)
