@@ -47,8 +47,12 @@ def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[str, float, float]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/stat", encoding="utf-8", errors="replace") as handle:
-            stat = handle.read()
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="utf-8",
+                      errors="replace") as handle:
+                stat = handle.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended between the listing and the read
         name = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
         out[int(tid)] = (name, int(fields[11]) / tick, int(fields[12]) / tick)

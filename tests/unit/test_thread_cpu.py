@@ -6,6 +6,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from bench import thread_cpu
 
 
@@ -39,3 +41,14 @@ def test_a_busy_threads_time_is_read_from_proc() -> None:
     assert spinner.native_id in times and os.getpid() in times  # the main thread's id: the pid
     _, user, system = times[spinner.native_id]
     assert user + system > 0.1  # of its 0.4 s spinning so far (2 CPUs: it had one)
+
+
+def test_a_thread_gone_between_the_listing_and_the_read_is_left_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads come and go while the tool reads (the first CI run of the test above met one)."""
+    real = os.listdir
+    monkeypatch.setattr(thread_cpu.os, "listdir",
+                        lambda path: [*real(path), "999999999"] if path.endswith("/task")
+                        else real(path))
+    times = thread_cpu.thread_times(os.getpid())
+    assert 999999999 not in times and os.getpid() in times
