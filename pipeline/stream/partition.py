@@ -187,7 +187,7 @@ class PartitionProcessor:
         """With `defer_records`: the current record of every journey `process` changed since
         the last call, one per journey. Why: an event's journey changes with every event, and
         `coalesce` keeps only a flush's latest record of each, so building a record per event
-        built about four for every one sent (docs/streaming.md, twenty-second round). Built
+        built about three for every one sent (docs/streaming.md, twenty-second round). Built
         now, a record is the journey's latest version, the one `coalesce` would keep; put it
         after the flush's other outputs of this partition (it wins their ties)."""
         changed, self._changed = self._changed, []
