@@ -13,7 +13,7 @@ from mypy_extensions import i64
 # Compiled, the hash runs on machine words (i64: interpreted, a plain int): a 32-bit value
 # times _M stays below 2**63, so no step overflows, and a masked result is the same in both
 # builds. With `int`, each product (up to 2**63) spilled past the compiled build's small ints
-# into heap integers: 2.5 us a journey key (docs/core.md, Performance).
+# into heap integers: 1.2 us a journey key (docs/core.md, Performance).
 _M: Final[i64] = 0x5BD1E995
 _MASK: Final[i64] = 0xFFFFFFFF
 
