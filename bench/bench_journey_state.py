@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bench.host import cpu_model, loadavg
 from pipeline.cliargs import number, whole
@@ -84,6 +84,15 @@ class PerEvent(NamedTuple):
     encoding_us: float
 
 
+def closed_session_bytes(state: dict[str, Any]) -> int:
+    """The bytes of a journey key's closed sessions in its encoded state (`snapshot_key`): what
+    every write of the key repeats (`bench_stage_one_days --sizes` uses it too)."""
+    from pipeline.stream.state_writer import encode
+
+    return sum(len(encode(session)) for session in state["sessions"]
+               if session["status"] == "closed")
+
+
 def events(count: int) -> list[TouchpointEvent]:
     from jobs.generate import GeneratorConfig, encode_event, generate_events
     from pipeline.contract import Rejected, parse_event
@@ -132,8 +141,7 @@ def run(evs: list[TouchpointEvent], new_batch: Callable[[int, int], bool], parti
                     held = [journey] if journey is not None else []
                     held += state["sessions"]
                     written.entries += sum(len(j["entries"]) for j in held)
-                    written.closed_bytes += sum(len(encode(s)) for s in state["sessions"]
-                                                if s["status"] == "closed")
+                    written.closed_bytes += closed_session_bytes(state)
         touched.clear()
         written.batches += 1
 

@@ -11,8 +11,11 @@ batch at a time (so only what stage one keeps stays alive, as in the worker), fe
 worker writes it (`dirty_state`, each pair encoded by `state_writer.encode`). Under the worker's
 collector policy. From the second day on, stage one holds the day before and forgets it as
 stream time moves (journeys closed and evicted, their keys tombstoned), which a first day never
-does. Per day: CPU per event of processing and writing (the parse left out), of it the
-collector's, and the process's resident memory at the day's end.
+does. Each batch's outputs are coalesced per partition as the journeys agent does (its journey
+records built once per flush: `defer_records`). Per day: CPU per event of processing, coalescing
+and writing (the parse left out), of it the collector's, the process's resident memory at the
+day's end, and per event the journey records sent, the state pairs written and their bytes
+(`--sizes`: the closed sessions' share of them, encoded apart inside the timed region).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> int:
                         help="also encode each key's closed sessions apart for their share of "
                              "the state bytes (costs CPU: leave out when timing)")
     args = parser.parse_args()
+    from bench.bench_journey_state import closed_session_bytes
     from bench.bench_pipeline import EventSource
     from pipeline import core_build
     from pipeline.contract import Rejected, parse_event
@@ -102,9 +106,8 @@ def main() -> int:
                         value = encode({"p": part, "s": state})
                         pairs += 1
                         written += len(value)
-                        if args.sizes and isinstance(state, dict) and state.get("sessions"):
-                            of_sessions += sum(len(encode(session)) for session in state["sessions"]
-                                               if session["status"] != "open")
+                        if args.sizes and isinstance(state, dict):
+                            of_sessions += closed_session_bytes(state)
                 if profiler is not None:
                     profiler.disable()
                 collector.timing = False
