@@ -9,7 +9,8 @@ through the real classes, wired in memory as tests/unit/stream/test_agents.py wi
 Faust, fake producer), and each path is timed per event (CPU seconds of the process, best of
 `--repeat`), under the worker's collector policy (`STREAM_THRESHOLDS`):
 
-- `entry`: `Router.route` over the raw records, 500 a read (parse, scrub, batch records);
+- `entry`: `Router.route` over the raw records, 500 a read unless `--read` says (parse, scrub,
+  batch records);
 - `journeys`: the journeys agent over those batch records (decode_batch, stage one, claims
   items, the outbox, delivery);
 - `claims`: the claims agent over the claims records that left;
@@ -37,11 +38,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.cliargs import whole
+
 READ = 500
 CHUNK = 5_000
 
 
-def workload(values: list[bytes]) -> Callable[[], tuple[dict[str, float], str]]:
+def workload(values: list[bytes], read: int = READ
+             ) -> Callable[[], tuple[dict[str, float], str]]:
     """A run of every path over `values` (raw touchpoint records): the CPU seconds of each path
     and a digest of everything that left (batch records, dead letters, the agents' records,
     the sink's columns)."""
@@ -66,8 +70,8 @@ def workload(values: list[bytes]) -> Callable[[], tuple[dict[str, float], str]]:
             self.timestamp: int = 0
             self.timestamp_type: int = 0
 
-    reads = [[Record(start + i, v) for i, v in enumerate(values[start:start + READ])]
-             for start in range(0, len(values), READ)]
+    reads = [[Record(start + i, v) for i, v in enumerate(values[start:start + read])]
+             for start in range(0, len(values), read)]
 
     def once() -> tuple[dict[str, float], str]:
         times: dict[str, float] = {}
@@ -135,7 +139,7 @@ def workload(values: list[bytes]) -> Callable[[], tuple[dict[str, float], str]]:
     return once
 
 
-def measure(events: int, repeat: int) -> dict[str, Any]:
+def measure(events: int, repeat: int, read: int = READ) -> dict[str, Any]:
     import pipeline.core_build
     from bench.bench_pipeline import EventSource
     from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
@@ -148,7 +152,7 @@ def measure(events: int, repeat: int) -> dict[str, Any]:
 
     source = EventSource(events_per_s=events / 86400)
     source.tag = "issue15"  # the same ids in every process: the digests compare
-    once = workload(source.phase(events).values)
+    once = workload(source.phase(events).values, read)
     best: dict[str, float] = {}
     digests = set()
     for _ in range(repeat):
@@ -171,9 +175,12 @@ def main() -> None:
                         help="a checkout to run in (give two or more); none: this process")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--read", type=whole(1, 1_000_000), default=READ,
+                        help="records per entry-stage read (the worker reads up to "
+                             "PEAKEND_STREAM_BATCH_EVENTS, 4,000 by default)")
     args = parser.parse_args()
     if not args.tree:
-        result = measure(args.events, args.repeat)
+        result = measure(args.events, args.repeat, args.read)
         if args.json:
             print(json.dumps(result))
         else:
@@ -188,7 +195,7 @@ def main() -> None:
             root = Path(tree).resolve()
             done = subprocess.run(
                 [sys.executable, __file__, "--events", str(args.events),
-                 "--repeat", str(args.repeat), "--json"],
+                 "--repeat", str(args.repeat), "--read", str(args.read), "--json"],
                 cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
                 text=True, check=False)
             if done.returncode != 0:

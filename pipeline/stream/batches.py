@@ -59,14 +59,18 @@ class RoutedEvent(NamedTuple):
     event: TouchpointEvent
 
 
+def entry_row(source_partition: int, source_offset: int, arrival_ms: int, raw: bytes,
+              event: TouchpointEvent) -> list[Any]:
+    """One event's entry of a batch record, without its raw record (which `join_rows` appends
+    after the JSON: give it the raws in the order of the entries)."""
+    return event_row(event, [source_partition, source_offset, arrival_ms, len(raw),
+                             event.occurred_ms, content_digest(event)])
+
+
 def encode_item(source_partition: int, source_offset: int, arrival_ms: int, raw: bytes,
                 event: TouchpointEvent) -> bytes:
-    """One event's entry of a batch record, as JSON, without its raw record (which
-    `join_items` appends after the JSON: give it the raws in the order of the entries).
-    orjson: this and the decoding below run for every event, and the standard library's json
-    took about as long as validating the event (bench/bench_pipeline.py, docs/streaming.md)."""
-    return orjson.dumps(event_row(event, [source_partition, source_offset, arrival_ms, len(raw),
-                                          event.occurred_ms, content_digest(event)]))
+    """`entry_row` as JSON, for `join_items`."""
+    return orjson.dumps(entry_row(source_partition, source_offset, arrival_ms, raw, event))
 
 
 _HEAD = b'{"f":%d,"e":[' % FORMAT
@@ -81,6 +85,32 @@ def join_items(items: list[bytes], raws: list[bytes], handoff: bytes | None = No
         raise ValueError(f"{len(items)} entries but {len(raws)} raw records")
     head = _HEAD if handoff is None else _HANDOFF_HEAD + handoff + b'","e":['
     return with_raws(head + b",".join(items) + b"]}", raws)
+
+
+def encode_rows(rows: list[list[Any]]) -> bytes:
+    """The JSON of a batch record's entries (`entry_row`), for `join_rows`: one call for the
+    whole list. orjson: this and the decoding below run for every event, and the standard
+    library's json took about as long as validating the event (bench/bench_pipeline.py,
+    docs/streaming.md). One call, not one per entry: every entry encoded alone is a bytes
+    object of its own, and a read's worth of them held until the join cost 2-4 us per entry in
+    allocation, where the list encoded whole costs about 0.25 (docs/streaming.md,
+    twenty-third round)."""
+    return orjson.dumps(rows)
+
+
+def record_bytes(body: bytes, raws_bytes: int, handoff: bool) -> int:
+    """The length of the batch record `join_rows` makes of `body` (`encode_rows`) and raws of
+    `raws_bytes` bytes in all, without making it."""
+    head = len(_HANDOFF_HEAD) + _KEY_BYTES + len(b'","e":') if handoff else len(_HEAD) - 1
+    return head + len(body) + 1 + raws_bytes + _TAIL_DIGITS
+
+
+def join_rows(body: bytes, raws: list[bytes], handoff: bytes | None = None) -> bytes:
+    """A batch record from `encode_rows(rows)` and the rows' raw records, in the same order
+    (byte for byte what `join_items` makes of the rows encoded one by one); `handoff` as in
+    `join_items`."""
+    head = _HEAD[:-1] if handoff is None else _HANDOFF_HEAD + handoff + b'","e":'
+    return with_raws(head + body + b"}", raws)
 
 
 # -- raw records after the JSON ---------------------------------------------------------------
