@@ -96,8 +96,9 @@ class PartitionProcessor:
         defer_records: bool = False,
     ) -> None:
         self.partition = partition
-        # True: `process` leaves its journeys' records out and keeps the journeys; the caller
-        # takes one record per journey with `drain_journeys` before it sends (see there)
+        # `process` keeps the journeys it changes in `_changed` and builds their records once,
+        # at the end of the call, or with `defer_records` when the caller takes them
+        # (`drain_journeys`, before it sends: see there)
         self.defer_records = defer_records
         self._changed: list[Journey] = []
         self.config = config
@@ -143,10 +144,8 @@ class PartitionProcessor:
         previous = self.watermark
         if event.occurred_ms > previous:
             self.watermark = event.occurred_ms
-        changed = self._changed if self.defer_records else []
-        reason = self.tracker.apply_into(event, self.watermark, changed)
-        out = StageOneOutput() if self.defer_records else StageOneOutput(
-            journeys=self.tracker.latest_records(changed))
+        reason = self.tracker.apply_into(event, self.watermark, self._changed)
+        out = StageOneOutput()
         if reason in (LATE, CONFLICT):
             # a conflicting copy that lost contributes nothing: its answers would be counted
             # beside (or instead of) the copy kept
@@ -170,11 +169,10 @@ class PartitionProcessor:
             self._ends(self.tracker.drain_end_deltas(), out)
         # Close what stream time has closed on every event (cheap when nothing is due), so the
         # journeys in ClickHouse match `peakend replay`, which closes at its final stream time.
-        if self.defer_records:
-            self.tracker.advance_into(self.watermark, self._changed)
-        else:
-            out.journeys.extend(self.tracker.advance(self.watermark))
+        self.tracker.advance_into(self.watermark, self._changed)
         self._ends(self.tracker.drain_end_deltas(), out)
+        if not self.defer_records:
+            out.journeys.extend(self.drain_journeys().journeys)
         if self.watermark // self.bucket_ms != previous // self.bucket_ms:
             out.watermark = self.watermark
             self._watermark_dirty = True
@@ -184,7 +182,7 @@ class PartitionProcessor:
         return out
 
     def drain_journeys(self) -> StageOneOutput:
-        """With `defer_records`: the current record of every journey `process` changed since
+        """The current record of every journey `process` changed since
         the last call, one per journey. Why: an event's journey changes with every event, and
         `coalesce` keeps only a flush's latest record of each, so building a record per event
         built about three for every one sent (docs/streaming.md, twenty-second round). Built
