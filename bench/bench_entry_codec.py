@@ -50,12 +50,18 @@ from pipeline.stream.batches import (
     decode_batch,
     decode_entries,
     encode_item,
+    encode_rows,
+    entry_row,
     join_items,
+    join_rows,
 )
 from pipeline.stream.claims import CLAIM_RAW_AT, claim_item, decode_claims, encode_claims
 from pipeline.stream.outbox import MAX_GATHERED_BYTES, packed, to_json
 
 BATCH_EVENTS = 100  # events per batch record (what the entry stage writes per partition read)
+# Entries of one full batch record: the entry stage cuts them at 512 KiB (`MAX_BATCH_BYTES`),
+# about 800 events of the default mix (a read is up to 4,000 events over the partitions).
+RECORD_EVENTS = 800
 CLAIMS_HEAD = b'{"c":['  # a claims record of format 1 (before the fifteenth round)
 # Claims of one flush for one claims partition: a flush gathers up to 16 batch records of up to
 # 512 KiB (about 14,000 events of the default mix), spread over 4 claims partitions.
@@ -165,6 +171,18 @@ def measure(events: int, repeat: int) -> list[tuple[str, str, float]]:
          lambda: [join_items([encode_item(0, i, 0, r, e) for i, (r, e) in
                               enumerate(parsed[k:k + BATCH_EVENTS])], raw_of[k:k + BATCH_EVENTS])
                   for k in range(0, n, BATCH_EVENTS)]),
+        ("entry", f"batch records of {RECORD_EVENTS} entries, each entry encoded alone "
+                  "(before git 24b5af0)",
+         lambda: [join_items([encode_item(0, i, 0, r, e) for i, (r, e) in
+                              enumerate(parsed[k:k + RECORD_EVENTS])],
+                             raw_of[k:k + RECORD_EVENTS])
+                  for k in range(0, n, RECORD_EVENTS)]),
+        ("entry", f"batch records of {RECORD_EVENTS} entries, encoded in one call (the entry "
+                  "stage since git 24b5af0)",
+         lambda: [join_rows(encode_rows([entry_row(0, i, 0, r, e) for i, (r, e) in
+                                         enumerate(parsed[k:k + RECORD_EVENTS])]),
+                            raw_of[k:k + RECORD_EVENTS])
+                  for k in range(0, n, RECORD_EVENTS)]),
         ("entry", "  of it: event_row", lambda: [event_row(e, []) for _, e in parsed]),
         ("entry", "    of it: format_occurred_at",
          lambda: [format_occurred_at(e.occurred_at) for _, e in parsed]),

@@ -92,9 +92,8 @@ def encode_rows(rows: list[list[Any]]) -> bytes:
     whole list. orjson: this and the decoding below run for every event, and the standard
     library's json took about as long as validating the event (bench/bench_pipeline.py,
     docs/streaming.md). One call, not one per entry: every entry encoded alone is a bytes
-    object of its own, and a read's worth of them held until the join cost 2-4 us per entry in
-    allocation, where the list encoded whole costs about 0.25 (docs/streaming.md,
-    twenty-third round)."""
+    object of its own, held until the join (`python -m bench.bench_entry_codec`: batch records
+    of 800 entries; docs/streaming.md, twenty-third round)."""
     return orjson.dumps(rows)
 
 

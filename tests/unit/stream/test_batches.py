@@ -19,7 +19,11 @@ from pipeline.stream.batches import (
     decode_entries,
     decode_rows,
     encode_item,
+    encode_rows,
+    entry_row,
     join_items,
+    join_rows,
+    record_bytes,
 )
 
 
@@ -76,6 +80,11 @@ def test_format_3_gives_back_every_entry_and_raw_record(
     key = Handoff().put([]) if handed_off else None
     value = join_items([encode_item(*row) for row in rows], [row[3] for row in rows], key)
     assert value.startswith(b'{"f":3,')
+    # the entry stage's way, the rows encoded in one call: the same bytes, its length known
+    # before it is joined
+    body = encode_rows([entry_row(*row) for row in rows])
+    assert join_rows(body, [row[3] for row in rows], key) == value
+    assert record_bytes(body, sum(len(row[3]) for row in rows), key is not None) == len(value)
     decoded = decode_batch(value)
     assert [(r.source_partition, r.source_offset, r.arrival_ms, r.raw, exact(r.event))
             for r in decoded] == [(*row[:4], exact(row[4])) for row in rows]
