@@ -89,9 +89,11 @@ def component(path: str) -> str:
     return f"stdlib {name}" if "python3" in path or "lib/python" in path else name
 
 
-def summarise(lines: list[str]) -> tuple[int, Counter[str], Counter[str], Counter[str]]:
+def summarise(lines: list[str]
+              ) -> tuple[int, Counter[str], Counter[str], Counter[str], Counter[str]]:
     total = 0
     own: Counter[str] = Counter()
+    functions: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     stages: Counter[str] = Counter()
     for line in lines:
@@ -105,6 +107,8 @@ def summarise(lines: list[str]) -> tuple[int, Counter[str], Counter[str], Counte
         if not parsed:
             continue
         own[component(parsed[-1][1])] += count
+        func, path = parsed[-1]
+        functions[f"{component(path)}.{func}"] += count
         stages[stage_of(parsed)] += count
         seen = set()
         for func, path in parsed:
@@ -112,18 +116,20 @@ def summarise(lines: list[str]) -> tuple[int, Counter[str], Counter[str], Counte
             if comp.startswith("pipeline") and (comp, func) not in seen:
                 seen.add((comp, func))
                 inclusive[f"{comp}.{func}"] += count
-    return total, own, inclusive, stages
+    return total, own, inclusive, stages, functions
 
 
 @dataclass(frozen=True)
 class Summary:
-    """One profile: samples in all, and per component (self), peakend function (inclusive)
-    and worker stage."""
+    """One profile: samples in all, and per component (self), peakend function (inclusive),
+    worker stage and function (self: the frame a sample ends in; a call into C, the compiled
+    core, orjson or RocksDB, counts under the Python function that makes it)."""
 
     total: int
     own: Counter[str]
     inclusive: Counter[str]
     stages: Counter[str]
+    functions: Counter[str]
 
 
 def read(path: Path) -> Summary:
@@ -146,7 +152,7 @@ def main() -> None:
     parser.add_argument("profile", type=Path)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    total, own, inclusive, stages = summarise(args.profile.read_text().splitlines())
+    total, own, inclusive, stages, functions = summarise(args.profile.read_text().splitlines())
     if not total:
         raise SystemExit(f"{args.profile}: no samples (is it py-spy's --format raw output?)")
     print(f"{total} samples")
@@ -158,6 +164,9 @@ def main() -> None:
         print(f"  {100 * count / total:5.1f}%  {name}")
     print("inclusive time, peakend functions:")
     for name, count in inclusive.most_common(args.top):
+        print(f"  {100 * count / total:5.1f}%  {name}")
+    print("self time by function (calls into C counted under their caller):")
+    for name, count in functions.most_common(args.top):
         print(f"  {100 * count / total:5.1f}%  {name}")
 
 

@@ -49,3 +49,7 @@ def test_samples_go_to_the_first_stage_on_their_stack_and_peakend_work_is_counte
     # validation and the state writes; not the aiokafka read, not the event loop
     assert spy_summary.peakend_share(summary) == 55 / 105
     assert summary.inclusive["pipeline.stream.entry.Router.route"] == 30
+    # self time by the function a sample ends in
+    assert summary.functions["pipeline.stream.state_writer.encode"] == 20
+    assert summary.functions["pipeline.stream.segments.SegmentStage.dirty_state"] == 5
+    assert summary.functions["pipeline.contract.parser.parse_event"] == 30
