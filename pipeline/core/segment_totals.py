@@ -221,13 +221,14 @@ class SegmentTotals:
                           self.versions[f"{metric}@{bucket_start}"])
         return to_record(partial, self.bucket_ms, 0)
 
-    def evict(self, before_ms: int) -> None:
+    def evict(self, before_ms: int) -> bool:
         """Forget flushed buckets that end at or before `before_ms` (final: no acceptable event
         can reach them), emptied ones included. Their versions go too; the records already
-        emitted stay authoritative."""
+        emitted stay authoritative. True when a bucket went (in `drain_changed` then)."""
         width = self.bucket_ms
         due = self._due
         unflushed: list[tuple[int, str]] = []
+        evicted = False
         while due and due[0][0] + width <= before_ms:
             start, metric = heappop(due)
             slot = f"{metric}@{start}"
@@ -238,6 +239,7 @@ class SegmentTotals:
                 continue
             del self.versions[slot]
             self._changed.add((metric, start))
+            evicted = True
             if metric == "negative_end":
                 self._negatives.pop(start, None)
                 for journey_id in self.end_buckets.pop(start, {}):
@@ -249,6 +251,7 @@ class SegmentTotals:
                 self._windows.pop((metric, start), None)
         for entry in unflushed:
             heappush(due, entry)
+        return evicted
 
     def records(self) -> list[MetricRecord]:
         """Records of every bucket held, as last flushed (for re-feeding a detector)."""

@@ -301,8 +301,10 @@ class SegmentStage:
             merged = min(self.watermarks.values())
         horizon = merged - self.config.windows.allowed_lateness_ms - self.bucket_ms
         for seg, totals in self.totals.items():
-            totals.evict(horizon)
-            self._dirty_segments.add(seg)
+            # only a segment that lost a bucket has keys to forget (`dirty_state`): at every
+            # watermark, most lose none
+            if totals.evict(horizon):
+                self._dirty_segments.add(seg)
         if horizon > self.evicted_before:
             self.evicted_before = horizon
             self._evicted_dirty = True

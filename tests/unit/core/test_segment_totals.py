@@ -350,7 +350,7 @@ def test_evict_forgets_exactly_the_flushed_buckets_that_ended(ops: list[tuple[An
     since the last flush, whatever came before: answers, journey ends moving, flushes, restores
     from a snapshot and earlier evictions at any horizon. (`evict` pops the buckets that ended
     from a heap that may hold buckets gone since and keeps the unflushed ones for a later call:
-    this pins down both.)"""
+    this pins down both.) It says whether a bucket went."""
     width = 60_000
     totals = SegmentTotals("all", "all", width)
     touched: set[tuple[str, int]] = set()
@@ -374,8 +374,11 @@ def test_evict_forgets_exactly_the_flushed_buckets_that_ended(ops: list[tuple[An
             held = {b: totals.bucket_meta(b) for b in touched}
             expected = {b for b, meta in held.items()
                         if meta is not None and (b[1] + width > horizon or meta[1])}
-            totals.evict(horizon)
+            went = totals.evict(horizon)
             assert {b for b in touched if totals.bucket_meta(b) is not None} == expected
+            # True exactly when a bucket went (the stream visits only such segments)
+            assert went == any(meta is not None and b not in expected
+                               for b, meta in held.items())
 
 
 def evict_by_scan(totals: SegmentTotals, before_ms: int) -> None:
