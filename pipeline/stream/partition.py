@@ -182,8 +182,8 @@ class PartitionProcessor:
         return out
 
     def drain_journeys(self) -> StageOneOutput:
-        """The current record of every journey `process` changed since
-        the last call, one per journey. Why: an event's journey changes with every event, and
+        """The current record of every journey `process` changed since the last call, one per
+        journey. Why: an event's journey changes with every event, and
         `coalesce` keeps only a flush's latest record of each, so building a record per event
         built about three for every one sent (docs/streaming.md, twenty-second round). Built
         now, a record is the journey's latest version, the one `coalesce` would keep; put it

@@ -335,7 +335,7 @@ class SegmentStage:
                 written.setdefault((metric, start), {})[member] = key
             for bucket in totals.drain_changed():
                 if totals.bucket_meta(bucket) is None:  # evicted: its members forgotten
-                    # the keys as written (built again here, they cost as much as the write)
+                    # the keys kept as written (building them again cost as much as the write)
                     gone = written.pop(bucket, {})
                     self._forgotten.extend(gone[member] for member in sorted(gone))
             if not totals.versions and seg not in self._unflushed:
