@@ -2,7 +2,7 @@
 and in a live stream's shape, without servers (issue 15; docs/streaming.md, seventeenth round).
 
     .venv/bin/python -m bench.bench_journey_state [--events 150000] [--compressed-batch 2000]
-        [--batch-seconds 0.2] [--partitions 4]
+        [--batch-seconds 0.2] [--partitions 4] [--snapshots 0]
 
 The events are the generator's default mix over one day (what `bench/bench_pipeline.py` and
 `bench/run_all.py` send), fed to one `PartitionProcessor` per partition in the worker's order;
@@ -22,6 +22,11 @@ one run, the same events:
 For each: state pairs, bytes and journey entries written per input event, the share of the
 bytes that are closed sessions written again, and the CPU of `dirty_state` and of the
 encoding per input event (process time, under the worker's collector policy).
+
+`--snapshots N`: then, with every event applied, each key the processors hold is snapshotted
+(`JourneyTracker.snapshot_key`) and encoded as its table write, N rounds, the best printed per
+key: the same work as `dirty_state` without a run's batches around it, steadier from one run to
+the next (to compare two builds of the core: `--tree`-less, run it in each tree).
 """
 
 from __future__ import annotations
@@ -156,6 +161,43 @@ def run(evs: list[TouchpointEvent], new_batch: Callable[[int, int], bool], parti
     return written
 
 
+def snapshot_rounds(evs: list[TouchpointEvent], rounds: int, partitions: int
+                    ) -> tuple[int, float, float, float]:
+    """(keys, bytes per key, best us per key snapshotting, best us per key encoding) of every
+    key held once `evs` are applied, over `rounds` rounds (see the module)."""
+    from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tuned_gc
+    from pipeline.core.partitioner import partition_for
+    from pipeline.scoring_rules import load_scoring_rules
+    from pipeline.settings import Settings
+    from pipeline.stream.partition import PartitionProcessor
+    from pipeline.stream.state_writer import encode
+
+    core = Settings.from_env().core_config()
+    rules = load_scoring_rules(core.journeys.scoring_rules_path)
+    processors = {p: PartitionProcessor(p, core, rules) for p in range(partitions)}
+    for event in evs:
+        processors[partition_for(event.journey_key, partitions)].process(event)
+    held = [(p, processor.tracker, sorted(processor.tracker.keys()))
+            for p, processor in processors.items()]
+    keys = sum(len(k) for _, _, k in held)
+    snapshot_s = encode_s = float("inf")
+    size = 0
+    with tuned_gc(STREAM_THRESHOLDS):
+        for _ in range(rounds):
+            started = time.process_time()
+            states = [(p, [tracker.snapshot_key(key) for key in names])
+                      for p, tracker, names in held]
+            snapshotted = time.process_time()
+            values = [encode({"p": p, "s": state}) for p, part in states for state in part]
+            encoded = time.process_time()
+            snapshot_s = min(snapshot_s, snapshotted - started)
+            encode_s = min(encode_s, encoded - snapshotted)
+            size = sum(map(len, values))
+            del states, values
+    n = max(1, keys)
+    return keys, size / n, 1e6 * snapshot_s / n, 1e6 * encode_s / n
+
+
 def live_batches(batch_seconds: float) -> Callable[[int, int], bool]:
     """`run`'s `new_batch` for a live stream: a new batch whenever event time (in arrival
     order; it never goes back) enters a new slot of `batch_seconds`."""
@@ -194,6 +236,8 @@ def main() -> int:
     parser.add_argument("--compressed-batch", type=whole(1), default=COMPRESSED_BATCH)
     parser.add_argument("--batch-seconds", type=number(0, low_open=True), default=BATCH_SECONDS)
     parser.add_argument("--partitions", type=whole(1, 10_000), default=4)
+    parser.add_argument("--snapshots", type=whole(0), default=0,
+                        help="rounds of snapshotting every key held at the end (0: none)")
     args = parser.parse_args()
     from pipeline import core_build
 
@@ -212,6 +256,12 @@ def main() -> int:
                 compressed.snapshot_s + compressed.encode_s)
     print(f"live / compressed: bytes per event {ratio(live_run.bytes, compressed.bytes)}, "
           f"state pairs {ratio(live_run.pairs, compressed.pairs)}, CPU {cpu}")
+    if args.snapshots:
+        keys, size, snapshot_us, encode_us = snapshot_rounds(events(args.events),
+                                                             args.snapshots, args.partitions)
+        print(f"every key held ({keys:,}, {size:,.0f} bytes each), best of {args.snapshots} "
+              f"rounds: {snapshot_us:.2f} us per key snapshot_key + {encode_us:.2f} us "
+              "encoding")
     return 0
 
 
