@@ -28,9 +28,12 @@ replay sees every record: the same final content, possibly another version.) A c
 earlier that the inputs no longer open (an earlier late candidate took its place) is re-emitted
 as `withdrawn`. Customers without any candidate and no case sent emit nothing.
 
-A customer's state is forgotten once stream time passes its last input + `horizon_ms` (the
-caller's: suppression windows + journey max length + allowed lateness), when no input can still
-change its cases.
+A case's *window* runs from its opening to `horizon_ms` after it (the caller's horizon:
+suppression windows + journey max length + allowed lateness): only a closing event, a journey
+or an answer within it can close the case or be its recovery. So a case is final once stream
+time is two horizons past its opening. A customer's state is forgotten once stream time passes
+its last input + `horizon_ms`, and the inputs of a customer who stays active once stream time
+passes them by two horizons (`FollowupTracker._prune`, exact: the cases are the same).
 """
 
 from __future__ import annotations
@@ -302,13 +305,20 @@ class _Candidate(NamedTuple):
 class CustomerState:
     """Inputs of one customer and the cases last emitted for it."""
 
-    __slots__ = ("emitted", "event_hits", "events", "journey_hits", "journeys", "scheduled")
+    __slots__ = ("cut", "emitted", "event_hits", "events", "journey_hits", "journeys",
+                 "prior", "pruned_version", "scheduled")
 
     def __init__(self) -> None:
         self.scheduled = NEVER_MS  # the deadline of its one entry on the tracker's heap
         self.journeys: dict[str, FollowupJourney] = {}
         self.events: dict[str, FollowupEvent] = {}
         self.emitted: dict[str, CaseRecord] = {}
+        # What pruning left of the inputs before `cut` (`FollowupTracker._prune`): their share
+        # of the version, and the last case they opened (its time and its close's, or None),
+        # where the cooldown chain of the inputs held goes on from. Nothing pruned: NEVER_MS.
+        self.cut = NEVER_MS
+        self.pruned_version = 0
+        self.prior: tuple[int, int | None] | None = None
         # The triggers each input matched, worked out once when it arrives (derived, not in
         # the snapshot; `FollowupTracker.restore_key` works them out again). A customer's
         # cases are recomputed at every update of any of its journeys: matching all of its
@@ -318,17 +328,28 @@ class CustomerState:
         self.event_hits: dict[str, tuple[Trigger, tuple[str, ...]]] = {}  # best, all matched
 
     def version(self) -> int:
-        return sum(j.version for j in self.journeys.values()) + 4 * len(self.events)
+        return (self.pruned_version + sum(j.version for j in self.journeys.values())
+                + 4 * len(self.events))
 
     def last_ms(self) -> int:
         times = [j.ended_at for j in self.journeys.values()]
         times += [e.at_ms for e in self.events.values()]
         return max(times) if times else 0
 
+    def oldest_ms(self) -> int:
+        """The earliest time pruning looks at: journeys by their end, events by their time."""
+        times = [j.ended_at for j in self.journeys.values()]
+        times += [e.at_ms for e in self.events.values()]
+        return min(times) if times else NEVER_MS
+
     def snapshot(self) -> dict[str, Any]:
-        return {"journeys": [list(j) for j in self.journeys.values()],
-                "events": [list(e) for e in self.events.values()],
-                "emitted": [list(c) for c in self.emitted.values()]}
+        state: dict[str, Any] = {"journeys": [list(j) for j in self.journeys.values()],
+                                 "events": [list(e) for e in self.events.values()],
+                                 "emitted": [list(c) for c in self.emitted.values()]}
+        if self.cut != NEVER_MS:  # (absent until a prune: states written before read alike)
+            state["pruned"] = [self.cut, self.pruned_version,
+                               None if self.prior is None else list(self.prior)]
+        return state
 
     @classmethod
     def from_snapshot(cls, state: Mapping[str, Any]) -> CustomerState:
@@ -343,6 +364,12 @@ class CustomerState:
         for raw in state["emitted"]:
             case = _case_from_state(raw)
             customer.emitted[case.case_id] = case
+        pruned = state.get("pruned")
+        if pruned is not None:
+            cut, version, prior = pruned
+            customer.cut, customer.pruned_version = int(cut), int(version)
+            customer.prior = None if prior is None else (
+                int(prior[0]), None if prior[1] is None else int(prior[1]))
         return customer
 
 
@@ -356,10 +383,14 @@ class FollowupTracker:
     """
 
     def __init__(self, rules: FollowupRules, horizon_ms: int, *,
-                 resume: Mapping[str, Any] | None = None) -> None:
-        """`resume`: a `snapshot()` to continue from."""
+                 resume: Mapping[str, Any] | None = None, prune: bool = True) -> None:
+        """`resume`: a `snapshot()` to continue from. `prune`: forget a customer's inputs
+        that stream time has left behind by two horizons even while the customer stays
+        active (`_prune`: the cases are the same either way; off only for the tests that
+        prove it)."""
         self.rules = rules
         self.horizon_ms = horizon_ms
+        self.prune = prune
         self.customers: dict[str, CustomerState] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._dirty: set[str] = set()
@@ -377,6 +408,8 @@ class FollowupTracker:
         changed: dict[str, None] = {}
         for journey in journeys:
             customer = self._customer(journey.customer_id)
+            if journey.ended_at < customer.cut:
+                continue  # pruned: a record sent again (a restart), nothing new
             old = customer.journeys.get(journey.journey_id)
             if old is None or journey.version > old.version:
                 customer.journeys[journey.journey_id] = journey
@@ -384,6 +417,8 @@ class FollowupTracker:
                 changed[journey.customer_id] = None
         for event in events:
             customer = self._customer(event.customer_id)
+            if event.at_ms < customer.cut:
+                continue  # pruned: a copy sent again
             if event.event_id not in customer.events:
                 customer.events[event.event_id] = event
                 self._match_event(customer, event)
@@ -469,27 +504,53 @@ class FollowupTracker:
                  candidates: list[_Candidate] | None = None) -> list[CaseRecord]:
         """The customer's cases from its inputs alone (no emission state); `candidates`: the
         customer's, when the caller has them already."""
-        closes: dict[str, FollowupEvent] = {}
-        for event in customer.events.values():
-            if event.closes_case is not None:
-                first = closes.get(event.closes_case)
-                if first is None or (event.at_ms, event.event_id) < (first.at_ms,
-                                                                     first.event_id):
-                    closes[event.closes_case] = event
-        opened: list[list[Any]] = []  # [candidate, case id, close event, suppressed]
-        for candidate in self.candidates(customer) if candidates is None else candidates:
-            if opened:
-                last, _, close, _ = opened[-1]
-                since = candidate.at_ms - last.at_ms
-                still_open = close is None or close.at_ms > candidate.at_ms
-                if since < self.rules.cooldown_ms or (
-                        still_open and since < self.rules.open_suppress_ms):
-                    opened[-1][3] += 1
-                    continue
-            case_id = case_id_of(customer_id, candidate.source_id)
-            opened.append([candidate, case_id, closes.get(case_id), 0])
+        opened, _ = self._chain(customer_id, customer,
+                                self.candidates(customer) if candidates is None else candidates)
         return [self._case(customer_id, customer, c, case_id, close, suppressed, version)
                 for c, case_id, close, suppressed in opened]
+
+    def _chain(self, customer_id: str, customer: CustomerState, candidates: list[_Candidate]
+               ) -> tuple[list[list[Any]], tuple[int, int | None] | None]:
+        """The cases `candidates` (in time order) open, each [candidate, case id, close event,
+        suppressed], going on from the case the pruned inputs opened last
+        (`CustomerState.prior`); and the last case opened, as `prior` holds it."""
+        closes: dict[str, list[FollowupEvent]] = {}
+        for event in customer.events.values():
+            if event.closes_case is not None:
+                closes.setdefault(event.closes_case, []).append(event)
+        opened: list[list[Any]] = []
+        last = customer.prior  # (time, its close's time or None) of the last case opened
+        for candidate in candidates:
+            at = candidate.at_ms
+            if last is not None:
+                since = at - last[0]
+                still_open = last[1] is None or last[1] > at
+                if since < self.rules.cooldown_ms or (
+                        still_open and since < self.rules.open_suppress_ms):
+                    if opened:  # (else the prior's: pruned, and final)
+                        opened[-1][3] += 1
+                    continue
+            case_id = case_id_of(customer_id, candidate.source_id)
+            close = self._close_of(closes.get(case_id), at)
+            opened.append([candidate, case_id, close, 0])
+            last = (at, None if close is None else close.at_ms)
+        return opened, last
+
+    def _close_of(self, closing: list[FollowupEvent] | None, opened_at: int
+                  ) -> FollowupEvent | None:
+        """The event that closes a case opened at `opened_at`: the first (time, event id) of
+        those naming it, within the case's window (`_in_window`)."""
+        if not closing:
+            return None
+        inside = [e for e in closing if self._in_window(opened_at, e.at_ms)]
+        return min(inside, key=lambda e: (e.at_ms, e.event_id), default=None)
+
+    def _in_window(self, opened_at: int, at_ms: int) -> bool:
+        """Whether an input at `at_ms` may still change a case opened at `opened_at` (close
+        it, be its recovery journey or answer): from its opening to one horizon after it.
+        Bounded so that a case is final once stream time is two horizons past its opening,
+        whatever the customer does after (`_prune`)."""
+        return opened_at <= at_ms <= opened_at + self.horizon_ms
 
     def _case(self, customer_id: str, customer: CustomerState, candidate: _Candidate,
               case_id: str, close: FollowupEvent | None, suppressed: int, version: int
@@ -502,15 +563,17 @@ class FollowupTracker:
         # or after it opened (not contacted yet): analysts compare the two (recovery).
         # Journeys with moments only: the closing outcome event alone is a marker journey.
         since = candidate.at_ms if close is None else close.at_ms
+        until = candidate.at_ms + self.horizon_ms  # the case's window (`_in_window`)
         source = journey.journey_id if journey is not None else ""
         later = [j for j in customer.journeys.values()
-                 if j.status != "superseded" and j.started_at > since
+                 if j.status != "superseded" and since < j.started_at <= until
                  and j.journey_id != source and j.peak_end_score is not None]
         recovery = min(later, key=lambda j: (j.started_at, j.journey_id), default=None)
         # NPS after contact: the customer's first answer after the same moment, in any journey
         # (survey answers are sparse; the one that opened the case is not after it)
         answers_after = [e for e in customer.events.values()
-                         if e.nps is not None and e.closes_case is None and e.at_ms > since]
+                         if e.nps is not None and e.closes_case is None
+                         and since < e.at_ms <= until]
         nps_after = min(answers_after, key=lambda e: (e.at_ms, e.event_id), default=None)
         trigger = candidate.trigger
         return CaseRecord(
@@ -570,12 +633,66 @@ class FollowupTracker:
                 del self.customers[customer_id]
                 self._dirty.add(customer_id)
                 gone.append(customer_id)
-            else:  # inputs came since the entry was pushed: due later (>= watermark_ms)
-                customer.scheduled = due
-                heappush(heap, (due, customer_id))
+                continue
+            # inputs came since the entry was pushed: due later (>= watermark_ms)
+            if self.prune:
+                if self._prune(customer_id, customer, watermark_ms):
+                    self._dirty.add(customer_id)
+                # the next look at what to prune: when the oldest input held may go, and not
+                # before a quarter horizon from now (a long journey can hold the cut back)
+                again = max(customer.oldest_ms() + 2 * self.horizon_ms + 1,
+                            watermark_ms + self.horizon_ms // 4 + 1)
+                due = min(due, again)
+            customer.scheduled = due
+            heappush(heap, (due, customer_id))
         # sorted: the heap's order depends on its history (entries of deadlines that moved
         # on), which a restored tracker does not share
         return sorted(gone)
+
+    def _prune(self, customer_id: str, customer: CustomerState, watermark_ms: int) -> bool:
+        """Forget the inputs of an active customer that stream time has left two horizons
+        behind; True when any went. Exact: the cases are what they would be with every input
+        held.
+
+        - A case's window (`_in_window`) is one horizon from its opening; an input in it can
+          still arrive up to the journey maximum length + the lateness later (both within the
+          horizon, `followup_rules.horizon_ms`). So a case opened two horizons ago is final,
+          sent with its final content by the update that brought its last input; it is not
+          sent again (versions aside, which only grow: what the pruned inputs added stays in
+          `pruned_version`).
+        - The cut is never after the start of a journey held (its candidate, answers and
+          events stay together), so every candidate pruned comes before every candidate held,
+          and the cooldown chain goes on from the last case the pruned ones opened (`prior`).
+        - An input before the cut that comes again (a restart sends records again) is passed
+          over (`apply`): none can be new, it would be later than the lateness."""
+        cut = watermark_ms - 2 * self.horizon_ms
+        while True:  # back to the start of every journey held (one that ends after the cut)
+            starts = [j.started_at for j in customer.journeys.values() if j.ended_at >= cut]
+            earlier = min(starts, default=cut)
+            if earlier >= cut:
+                break
+            cut = earlier
+        if cut <= customer.cut:
+            return False
+        gone_journeys = [j for j in customer.journeys.values() if j.ended_at < cut]
+        gone_events = [e for e in customer.events.values() if e.at_ms < cut]
+        if not gone_journeys and not gone_events:
+            return False
+        _, prior = self._chain(customer_id, customer,
+                               [c for c in self.candidates(customer) if c.at_ms < cut])
+        customer.cut = cut
+        customer.prior = prior
+        customer.pruned_version += (sum(j.version for j in gone_journeys)
+                                    + 4 * len(gone_events))
+        for journey in gone_journeys:
+            del customer.journeys[journey.journey_id]
+            customer.journey_hits.pop(journey.journey_id, None)
+        for event in gone_events:
+            del customer.events[event.event_id]
+            customer.event_hits.pop(event.event_id, None)
+        customer.emitted = {case_id: case for case_id, case in customer.emitted.items()
+                            if case.opened_at >= cut}
+        return True
 
     def drain_dirty_keys(self) -> list[str]:
         keys = sorted(self._dirty)
