@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from pipeline.core.config import DropConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.event import Signals, Survey, TouchpointEvent
+from pipeline.core.followups import CaseRecord
 from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.surveys import NpsWindow
 
@@ -16,6 +17,14 @@ T0 = 1_795_000_000_000  # 2026-11-18T11:06:40Z, a fixed epoch-ms origin
 MIN = 60_000
 HOUR = 60 * MIN
 DAY = 24 * HOUR
+
+
+def keep_latest(latest: dict[str, CaseRecord], cases: Iterable[CaseRecord]) -> None:
+    """Keep each case's latest version in `latest`, as the sinks do (upsert by version)."""
+    for case in cases:
+        old = latest.get(case.case_id)
+        if old is None or case.version >= old.version:
+            latest[case.case_id] = case
 
 
 def event(

@@ -18,6 +18,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scenarios import keep_latest
 
 from pipeline.core.followups import (
     CaseRecord,
@@ -25,6 +26,7 @@ from pipeline.core.followups import (
     FollowupJourney,
     FollowupRules,
     FollowupTracker,
+    case_id_of,
 )
 
 DAY = 86_400_000
@@ -91,7 +93,6 @@ def history(rnd: random.Random, days: int) -> list[tuple[int, FollowupJourney | 
                 earlier = [(s, t) for c, s, t in sources if c == customer and t < start]
                 if earlier:
                     source, _ = rnd.choice(earlier[-6:])
-                    from pipeline.core.followups import case_id_of
                     at = start + HOUR
                     out.append((at + rnd.randrange(0, LATENESS), FollowupEvent(
                         f"{customer}-{day}-c", customer, None, at, "hotline", None, None, None,
@@ -107,13 +108,6 @@ def feed(inputs: list[tuple[int, Any]], tracker: FollowupTracker, rnd: random.Ra
     stream time (the latest arrival) moved `every_ms` on; the latest content of each case, and
     the tracker at the end."""
     latest: dict[str, CaseRecord] = {}
-
-    def keep(cases: list[CaseRecord]) -> None:
-        for case in cases:
-            old = latest.get(case.case_id)
-            if old is None or case.version >= old.version:
-                latest[case.case_id] = case
-
     advanced = -(1 << 60)
     sent: list[tuple[int, Any]] = []
     for index, (arrival, item) in enumerate(inputs):
@@ -128,9 +122,9 @@ def feed(inputs: list[tuple[int, Any]], tracker: FollowupTracker, rnd: random.Ra
         sent.append((arrival, item))
         for one in batch:
             if isinstance(one, FollowupJourney):
-                keep(tracker.apply(journeys=[one]))
+                keep_latest(latest, tracker.apply(journeys=[one]))
             else:
-                keep(tracker.apply(events=[one]))
+                keep_latest(latest, tracker.apply(events=[one]))
         if arrival - advanced >= every_ms:
             tracker.advance(arrival)
             advanced = arrival

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scenarios import DAY, HOUR, MIN, T0, bank_first_ring, event, hotline_hell
+from scenarios import DAY, HOUR, MIN, T0, bank_first_ring, event, hotline_hell, keep_latest
 
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
@@ -48,19 +48,14 @@ def run_core(events: list[TouchpointEvent], tracker: FollowupTracker | None = No
     engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
     tracker = tracker or FollowupTracker(RULES, HORIZON)
     latest: dict[str, CaseRecord] = {}
-
-    def keep(cases: list[CaseRecord]) -> None:
-        for case in cases:
-            old = latest.get(case.case_id)
-            if old is None or case.version >= old.version:
-                latest[case.case_id] = case
-
     for e in events:
         emitted, _ = engine.process(e, 0, arrived_ms=e.occurred_ms)
         signal = FollowupEvent.from_event(e)
-        keep(tracker.apply([FollowupJourney.from_record(r) for r in emitted.journeys],
-                           [] if signal is None else [signal]))
-    keep(tracker.apply([FollowupJourney.from_record(r) for r in engine.finish().journeys]))
+        keep_latest(latest, tracker.apply(
+            [FollowupJourney.from_record(r) for r in emitted.journeys],
+            [] if signal is None else [signal]))
+    keep_latest(latest, tracker.apply(
+        [FollowupJourney.from_record(r) for r in engine.finish().journeys]))
     return latest
 
 
