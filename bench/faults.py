@@ -37,11 +37,12 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.host import proc_rss_mib
+from jobs.generate import parse_span
 from pipeline.contract import Rejected, parse_event
 from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream import heap
@@ -966,7 +967,14 @@ def memory_plateau(tmp: Path, events: int = 300_000, days: int = 10, samples: in
 
 def generate_file(path: Path, events: int, span: str, seed: int = 25,
                   start: str = "2026-10-01T00:00:00Z") -> Path:
-    """`peakend generate` (default persona mix) to a JSONL file, once: an existing file is kept."""
+    """`peakend generate` (default persona mix) to a JSONL file, once: an existing file is kept.
+
+    Events must be in the past: the worker dead-letters an event further ahead of the time it
+    reads it than `PEAKEND_MAX_CLOCK_SKEW_SECONDS` (`future`). `start` is kept while its span
+    ends a day before today; a longer span starts earlier, so it ends then (a 100-day run from
+    2026-10-01 on 2026-12-05 had its last 35 days dead-lettered, which looked like a stalled
+    worker)."""
+    start = span_start(start, span, datetime.now(UTC))
     if not path.exists():
         part = path.with_suffix(".part")
         subprocess.run(
@@ -976,6 +984,21 @@ def generate_file(path: Path, events: int, span: str, seed: int = 25,
         )
         part.rename(path)
     return path
+
+
+def span_start(start: str, span: str, now: datetime) -> str:
+    """`start`, or the day that makes `span` end a day before `now`'s day if `start` would not.
+
+    >>> now, first = datetime(2026, 12, 5, 9, tzinfo=UTC), "2026-10-01T00:00:00Z"
+    >>> span_start(first, "30d", now), span_start(first, "100d", now)
+    ('2026-10-01T00:00:00Z', '2026-08-26T00:00:00Z')
+    """
+    latest = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    first = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    length = timedelta(milliseconds=parse_span(span))
+    if first + length <= latest:
+        return start
+    return (latest - length).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def process_rss_mib(pid: int) -> float:

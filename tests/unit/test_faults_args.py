@@ -3,9 +3,11 @@ one-line error naming the option, not a scenario that fails minutes into a run."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from bench.faults import main
+from bench.faults import main, span_start
 
 
 @pytest.mark.parametrize("span", ["abc", "0", "-3d", "nan", "200w5"])
@@ -48,3 +50,12 @@ def test_sim_restarts_refuses_a_wrong_argument_by_name(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and "Traceback" not in err
+
+
+def test_generated_fault_inputs_end_a_day_before_today() -> None:
+    # an event ahead of the wall clock is a `future` dead letter: a long span moves back
+    now = datetime(2026, 12, 5, 9, tzinfo=UTC)
+    assert span_start("2026-10-01T00:00:00Z", "3d", now) == "2026-10-01T00:00:00Z"
+    assert span_start("2026-10-01T00:00:00Z", "64d", now) == "2026-10-01T00:00:00Z"
+    assert span_start("2026-10-01T00:00:00Z", "65d", now) == "2026-09-30T00:00:00Z"
+    assert span_start("2026-10-01T00:00:00Z", "100d", now) == "2026-08-26T00:00:00Z"
