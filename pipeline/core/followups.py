@@ -331,16 +331,18 @@ class CustomerState:
         return (self.pruned_version + sum(j.version for j in self.journeys.values())
                 + 4 * len(self.events))
 
-    def last_ms(self) -> int:
+    def _times(self) -> list[int]:
+        """The inputs' times: journeys by their end, events by their time."""
         times = [j.ended_at for j in self.journeys.values()]
         times += [e.at_ms for e in self.events.values()]
-        return max(times) if times else 0
+        return times
+
+    def last_ms(self) -> int:
+        return max(self._times(), default=0)
 
     def oldest_ms(self) -> int:
-        """The earliest time pruning looks at: journeys by their end, events by their time."""
-        times = [j.ended_at for j in self.journeys.values()]
-        times += [e.at_ms for e in self.events.values()]
-        return min(times) if times else NEVER_MS
+        """The earliest time pruning looks at (`FollowupTracker._prune`)."""
+        return min(self._times(), default=NEVER_MS)
 
     def snapshot(self) -> dict[str, Any]:
         state: dict[str, Any] = {"journeys": [list(j) for j in self.journeys.values()],
