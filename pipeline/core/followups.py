@@ -684,8 +684,7 @@ class FollowupTracker:
                                [c for c in self.candidates(customer) if c.at_ms < cut])
         customer.cut = cut
         customer.prior = prior
-        customer.pruned_version += (sum(j.version for j in gone_journeys)
-                                    + 4 * len(gone_events))
+        version = customer.version()  # kept: what the inputs going add stays in pruned_version
         for journey in gone_journeys:
             del customer.journeys[journey.journey_id]
             customer.journey_hits.pop(journey.journey_id, None)
@@ -694,6 +693,7 @@ class FollowupTracker:
             customer.event_hits.pop(event.event_id, None)
         customer.emitted = {case_id: case for case_id, case in customer.emitted.items()
                             if case.opened_at >= cut}
+        customer.pruned_version += version - customer.version()
         return True
 
     def drain_dirty_keys(self) -> list[str]:
