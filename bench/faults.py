@@ -1378,19 +1378,18 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.memory_input) if args.memory_input
                 else tmp / "memw" / "events.jsonl", args.memory_worker_events, args.memory_span)
             print(f"memory run on the real worker: {source}, load {load()}", flush=True)
-            runs: list[dict[str, Any]] = []
+            worker_runs: list[dict[str, Any]] = []
             for options in args.memory_options.split(","):
                 (tmp / "memw" / options).mkdir(exist_ok=True)
-                runs.append(worker_memory(stack, tmp / "memw" / options, source, options,
-                                          every=args.memory_every,
-                                          partitions=args.memory_partitions,
-                                          trace=args.memory_tracemalloc,
-                                          limit=args.memory_compare_events if runs else 0))
-                print(f"  {options}: {runs[-1]['seconds']:.0f} s, load {load()}, notes "
-                      f"{runs[-1]['notes']}", flush=True)
+                worker_runs.append(worker_memory(
+                    stack, tmp / "memw" / options, source, options, every=args.memory_every,
+                    partitions=args.memory_partitions, trace=args.memory_tracemalloc,
+                    limit=args.memory_compare_events if worker_runs else 0))
+                print(f"  {options}: {worker_runs[-1]['seconds']:.0f} s, load {load()}, notes "
+                      f"{worker_runs[-1]['notes']}", flush=True)
             print()
-            print(memory_table(runs))
-            memory_runs.extend(runs)
+            print(memory_table(worker_runs))
+            memory_runs.extend(worker_runs)
         elif "memory" in only:
             (tmp / "mem").mkdir(exist_ok=True)
             plateau = memory_plateau(tmp / "mem", args.memory_events)

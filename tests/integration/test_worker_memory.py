@@ -67,6 +67,17 @@ SHORT_STATE = {
 # (the burst), 243 MiB settled; 313 -> 316, 225 settled.
 HEAP_GROWTH_BOUND_MIB = 8
 RSS_GROWTH_BOUND_MIB = 48
+# The memtables of all databases together. With the stall off RocksDB has no hard ceiling
+# (docs/reliability.md: 8 MiB x databases with slow flushes): the manager's total is checked
+# before a write, and a switched memtable counts until its flush ends, behind the process's one
+# flush thread. One memtable may pass its 4 MiB by 0.6 of an arena block (an eighth of the buffer)
+# before it switches (RocksDB's `MemTable::ShouldFlushNow`). The bound is the manager's total
+# plus the full buffers, with that slack, of two databases waiting for the flush thread. With one
+# database's buffers and no slack (24 MiB), CI of 13073be (2026-12-05) failed at 24.1 MiB; the
+# runs above stayed at 17.6-21.2, and Faust's defaults reach 53-89 MiB at this size.
+MEMTABLE_BYTES = state_store.WRITE_BUFFER_BYTES * (1 + 0.6 / 8)
+MEMTABLE_BOUND_MIB = (state_store.WRITE_BUFFER_TOTAL_BYTES
+                      + 2 * state_store.MAX_WRITE_BUFFERS * MEMTABLE_BYTES) / MIB
 # The producer sends at about this many events/s, below what one worker applies on the slowest
 # machine we run on, so that stage one's applied count climbs at the producer's pace and the
 # last third gets its samples (one every 5,000 applied events, polled each second). Sent as fast
@@ -106,10 +117,7 @@ def test_worker_rss_levels_off_once_the_state_does(fault_stack: FaultStack,
     # Every stage ran and wrote its state: every partition database of every table is open.
     assert samples[-1]["databases_by_table"] == {
         name: 12 for name in (*STATE_TABLES, FOLLOWUP_STATE_TABLE, CLAIMS_STATE_TABLE)}
-    # the manager's total, plus the buffers of a database whose flush is still running
-    budget = (state_store.WRITE_BUFFER_TOTAL_BYTES
-              + state_store.MAX_WRITE_BUFFERS * state_store.WRITE_BUFFER_BYTES) / MIB
-    assert max(s["memtables"] for s in samples) <= budget, table
+    assert max(s["memtables"] for s in samples) <= MEMTABLE_BOUND_MIB, table
     last_third = [s for s in samples if s["events"] >= run["valid"] * 2 // 3]
     assert len(last_third) >= 3, table  # from ~40,000 applied on, 60,000, and the settled one
     first, last = last_third[0], last_third[-1]
