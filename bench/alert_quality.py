@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -199,8 +199,18 @@ def null_run(seed: int, metric: str, per_hour: float, series: int, days: int
     }
 
 
+class DropRun(TypedDict):
+    """What `drop_run` measured over its replicates."""
+
+    delays: list[float]  # hours from the change to the first firing (inf: none during it)
+    episodes: list[int]  # firing episodes during the change, per replicate
+    resolved_once: int
+    replicates: int
+    span: int  # hours the change lasts
+
+
 def drop_run(seed: int, metric: str, per_hour: float, size: float, replicates: int,
-             sudden: bool) -> dict[str, Any]:
+             sudden: bool) -> DropRun:
     """Sudden: a drop of `size` for 48 h then recovery; slow: `size` per day for 6 days."""
     rng = np.random.default_rng(seed)
     changes = [START + WARMUP_DAYS * DAY + int(rng.integers(0, 4)) * HOUR // 4
@@ -319,14 +329,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, metric, size, sudden in scenarios:
         for rate in (100.0, 400.0):
             seed += 1
-            r = drop_run(seed, metric, rate, size, args.replicates, sudden)
-            detected = sum(1 for d in r["delays"] if d != float("inf"))
-            eps = r["episodes"]
-            once = f"{r['resolved_once']}/{r['replicates']}" if sudden else "-"
+            d = drop_run(seed, metric, rate, size, args.replicates, sudden)
+            detected = sum(1 for delay in d["delays"] if delay != float("inf"))
+            eps = d["episodes"]
+            once = f"{d['resolved_once']}/{d['replicates']}" if sudden else "-"
             lines.append(
-                f"| {name} | {rate:.0f} | {detected}/{r['replicates']} | "
-                f"{fmt_delay(r['delays'], 0.5, r['span'])} | "
-                f"{fmt_delay(r['delays'], 0.9, r['span'])} | "
+                f"| {name} | {rate:.0f} | {detected}/{d['replicates']} | "
+                f"{fmt_delay(d['delays'], 0.5, d['span'])} | "
+                f"{fmt_delay(d['delays'], 0.9, d['span'])} | "
                 f"{statistics.mean(eps):.2f}, {max(eps)} | {once} |")
             print(lines[-1], flush=True)
     took = time.time() - began

@@ -60,8 +60,8 @@ def capture(events: Path, out: Path) -> int:
         drops.DropDetector.advance = advance  # type: ignore[method-assign]
     if status != 0:
         raise SystemExit(f"replay of {events} failed ({status})")
-    with events.open("rb") as handle:
-        lines = sum(1 for _ in handle)
+    with events.open("rb") as source:
+        lines = sum(1 for _ in source)
     with out.open("wb") as handle:
         pickle.dump((lines, calls), handle, pickle.HIGHEST_PROTOCOL)
     return len(calls)
@@ -74,8 +74,8 @@ def time_calls(path: Path, repeat: int, collector: bool) -> str:
 
     with path.open("rb") as handle:
         lines, raw = pickle.load(handle)  # our own capture file
-    calls = [(kind, tuple.__new__(MetricRecord, value) if kind == 0 else value)
-             for kind, value in raw]
+    calls: list[Call] = [(kind, tuple.__new__(MetricRecord, value) if kind == 0 else value)
+                         for kind, value in raw]
     config = CoreConfig()
     gc.collect()
     gc.freeze()

@@ -56,7 +56,8 @@ from pipeline.stream.batches import (
     join_rows,
 )
 from pipeline.stream.claims import CLAIM_RAW_AT, claim_item, decode_claims, encode_claims
-from pipeline.stream.outbox import MAX_GATHERED_BYTES, packed, to_json
+from pipeline.stream.outbox import packed, to_json
+from pipeline.stream.split import MAX_GATHERED_BYTES
 
 BATCH_EVENTS = 100  # events per batch record (what the entry stage writes per partition read)
 # Entries of one full batch record: the entry stage cuts them at 512 KiB (`MAX_BATCH_BYTES`),

@@ -21,7 +21,8 @@ import time
 from datetime import UTC, datetime
 
 import pipeline.core_build
-from jobs.generate import HOUR, GeneratorConfig, generate_events
+from jobs.generate import GeneratorConfig, generate_events
+from jobs.journey_builder import HOUR
 from pipeline.contract import parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine

@@ -277,19 +277,19 @@ def run_core(days: int, rate: float, gc_policy: str, folder: Path) -> dict[str, 
     with tuned_gc(STATE_THRESHOLDS):
         policy.begin()
         for dicts in chunks(cache):
-            chunk = [parse_dict(e) for e in dicts]
+            parsed = [parse_dict(e) for e in dicts]
             policy.chunk_start()
             started = time.process_time()
             clock.timing = True
-            for event in chunk:
+            for event in parsed:
                 emitted, _ = engine.process(event, 0)
                 alerts += len(emitted.alerts)
                 metrics += len(emitted.metrics)
                 policy.step()
-            policy.chunk(len(chunk))
+            policy.chunk(len(parsed))
             clock.timing = False
             cpu += time.process_time() - started
-            done += len(chunk)
+            done += len(parsed)
         started = time.process_time()
         clock.timing = True
         emitted = engine.finish()

@@ -94,7 +94,7 @@ def make_flushes(events: int, per_flush: int, settings: Settings,
         flush = Flush(min(per_flush, len(values) - start))
         out = flush.messages
         by_partition: dict[int, list[Any]] = {}
-        items: dict[int, list[bytes]] = {}
+        items: dict[int, list[tuple[bytes, bytes]]] = {}  # (encoded item, raw record)
         for raw in values[start:start + per_flush]:
             offset += 1
             try:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bench.host import cpu_model, loadavg
@@ -65,7 +66,8 @@ def live_answers(answers: int, flushes: int = 600) -> str:
     from pipeline.stream import messages
     from pipeline.stream.segments import SegmentStage
 
-    scores = {"nps": lambda i: i % 11, "ces": lambda i: 1 + i % 7, "csat": lambda i: 1 + i % 5}
+    scores: dict[str, Callable[[int], int]] = {
+        "nps": lambda i: i % 11, "ces": lambda i: 1 + i % 7, "csat": lambda i: 1 + i % 5}
     out = []
     for metric, score in scores.items():
         stage = SegmentStage(CoreConfig())

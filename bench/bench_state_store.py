@@ -67,7 +67,9 @@ class Variant(SharedRocksDBOptions):
         super().__init__()
         self.compression = compression
         self.write_options = rocksdict.WriteOptions()
-        self.write_options.disable_wal = not wal
+        # rocksdict's stub declares disable_wal a method; at run time it is a settable
+        # attribute (a getset descriptor), which this assignment sets.
+        self.write_options.disable_wal = not wal  # type: ignore[method-assign, assignment]
 
     def as_options(self) -> Any:
         options = super().as_options()

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bench.bench_pipeline import (
-    ClickHouseUrls,
     EventSource,
     child_pids,
     child_role,
@@ -35,6 +34,7 @@ from bench.bench_pipeline import (
 from bench.host import cpu_model, loadavg, proc_cpu_seconds, stack_servers_cpu_seconds
 from pipeline.settings import Settings
 from pipeline.stream.lag import LagReader
+from tests.support.stack import ClickHouseUrls
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from jobs.generate import HOUR, GeneratorConfig, encode_event, generate_events
+from jobs.generate import GeneratorConfig, encode_event, generate_events
+from jobs.journey_builder import HOUR
 from pipeline.storage.warehouse import ServerWarehouse
 from pipeline.stream.topics import followups_topic
 from tests.support.stack import ClickHouseUrls, stack_env

@@ -201,8 +201,8 @@ def by_phase(folder: Path, ends: list[tuple[str, float]], role: str = "worker") 
     text = next((text for name, _, text in traced_processes(folder) if name == role), None)
     if text is None:
         return []
-    rows = [row.split() for row in text[1:]]
-    rows = [(float(r[0]), int(r[1]), float(r[2]) / 1e3, float(r[3])) for r in rows if len(r) > 3]
+    fields = [row.split() for row in text[1:]]
+    rows = [(float(r[0]), int(r[1]), float(r[2]) / 1e3, float(r[3])) for r in fields if len(r) > 3]
     lines = []
     start = float("-inf")
     for name, end in ends:

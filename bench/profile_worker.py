@@ -27,19 +27,19 @@ import sys
 from pathlib import Path
 
 from bench.bench_pipeline import (
-    ClickHouseUrls,
     EventSource,
     Phase,
     Stream,
     Throughput,
     child_pids,
     child_role,
-    loadavg,
     running_stream,
     throughput,
     warm_up,
 )
+from bench.host import loadavg
 from pipeline.cliargs import whole
+from tests.support.stack import ClickHouseUrls
 
 
 def spy(pid: int, output: Path, rate: int, native: bool = False) -> subprocess.Popen[bytes]:

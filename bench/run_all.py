@@ -35,6 +35,7 @@ from typing import Any
 from bench import bench_core, bench_journey_state, bench_raw, peers, spy_summary
 from bench import bench_pipeline as bp
 from bench.bench_contract import make_event
+from bench.host import cpu_model, loadavg
 from bench.profile_worker import profiled_throughput
 from jobs.backfill import BackfillOptions, run_backfill, worker_count
 from jobs.generate import GeneratorConfig, generate_records, write_parquet
@@ -109,7 +110,7 @@ def log(text: str) -> None:
 
 
 def load() -> str:
-    return bp.loadavg()
+    return loadavg()
 
 
 # -- machine -------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def machine(admin_url: str) -> dict[str, str]:
     import aiokafka
     import clickhouse_driver
     import faust
-    import kafka
+    import kafka.version
 
     mem_kib = 0
     with open("/proc/meminfo", encoding="ascii") as handle:
@@ -142,12 +143,12 @@ def machine(admin_url: str) -> dict[str, str]:
                                  if dirty else " (pipeline/ and jobs/ clean)"),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": str(os.cpu_count()),
-        "cpu": bench_core.cpu_model(),
+        "cpu": cpu_model(),
         "ram": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "python": platform.python_version(),
         "kafka": f"Apache Kafka {kafka_version} (KRaft, one broker, local)",
         "clickhouse": f"ClickHouse server {ch_version} (local)",
-        "clients": (f"kafka-python {kafka.__version__}, aiokafka {aiokafka.__version__}, "
+        "clients": (f"kafka-python {kafka.version.__version__}, aiokafka {aiokafka.__version__}, "
                     f"clickhouse-driver {'.'.join(map(str, clickhouse_driver.VERSION))}, "
                     f"faust-streaming {faust.__version__}"),
         "load_start": load(),
@@ -587,11 +588,11 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("|---:|---:|---:|---:|---:|---|---|---:|---:|---|")
     for workers, lat_list in ((1, lats), (2, pipe["lat2"])):
         for x in lat_list:
-            r = " / ".join(f"{v:.2f}" for v in x.summary("raw"))
+            lat_raw = " / ".join(f"{v:.2f}" for v in x.summary("raw"))
             j = " / ".join(f"{v:.2f}" for v in x.summary("journey"))
             offered = fmt(x.offered) if x.offered else "max (flat out)"
             add(f"| {workers} | {offered} | {fmt(x.achieved)} | {x.events:,} | {x.probes:,} | "
-                f"{r} | {j} | {x.missing_raw} / {x.missing_journey}"
+                f"{lat_raw} | {j} | {x.missing_raw} / {x.missing_journey}"
                 f"{'' if x.caught_up else ' (backlog not drained)'} | {x.poll_s:.2f} s | "
                 f"{x.load} |")
     add("")

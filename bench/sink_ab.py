@@ -44,14 +44,13 @@ def _cpu(pids: list[int]) -> float:
 def measure(events: int, span_hours: float, idle: float) -> None:
     """One version (the one this file sits in): prints one LINE."""
     from bench.bench_pipeline import (
-        ClickHouseUrls,
         EventSource,
         child_pids,
         running_stream,
         throughput,
         warm_up,
     )
-    from tests.support.stack import stack_env
+    from tests.support.stack import ClickHouseUrls, stack_env
 
     env = stack_env()
     ch = ClickHouseUrls(env["PEAKEND_CLICKHOUSE_URL"], env["PEAKEND_CLICKHOUSE_READER_URL"],

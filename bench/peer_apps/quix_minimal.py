@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from quixstreams import Application  # type: ignore[import-not-found]
+from quixstreams import Application
 
 env = os.environ
 
