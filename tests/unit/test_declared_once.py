@@ -10,7 +10,7 @@ import inspect
 import textwrap
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -47,7 +47,8 @@ def test_a_setting_reaches_the_core(variable: str, value: str) -> None:
 def test_dashboards_read_the_rules_they_show_from_the_pipeline() -> None:
     defaults = Settings.from_env({})
     assert build.MIN_N == defaults.alert_min_n == CoreConfig().drops.min_n
-    assert build.STAGE["query"].split(",") == list(STAGES)
+    query = build.STAGE["query"]
+    assert isinstance(query, str) and query.split(",") == list(STAGES)
     public = {name: n for name, n in topic_partitions(defaults).items()
               if not name.startswith(defaults.app_id)}
     assert public == compose.TOPICS
@@ -93,7 +94,7 @@ def _other_value(name: str) -> str:
         return ",".join(default[:1])
     if isinstance(default, str):
         choices = typing.get_args(Settings.model_fields[name].annotation)
-        return next(c for c in choices if c != default)
+        return cast(str, next(c for c in choices if c != default))  # a Literal of strings
     return format_value(default * 2 if default else 60)
 
 

@@ -8,6 +8,7 @@ import builtins
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def fail_mkstemp(monkeypatch: pytest.MonkeyPatch, code: int, text: str) -> None:
     the tests run as root, whom chmod does not stop)."""
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise OSError(code, text)
-    monkeypatch.setattr(pipeline.outputs.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # pipeline.outputs.tempfile: the one module
 
 
 # replay

@@ -197,7 +197,7 @@ def test_constructor_takes_values_as_given_and_from_env_reads_the_environment(
         Settings(alert_p_value=float("nan"))
     s = Settings()
     with pytest.raises((ValidationError, FrozenInstanceError, TypeError)):
-        s.partitions = 2  # type: ignore[misc]
+        s.partitions = 2
 
 
 # -- relations ----------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_a_thread_gone_between_the_listing_and_the_read_is_left_out(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Threads come and go while the tool reads (the first CI run of the test above met one)."""
     real = os.listdir
-    monkeypatch.setattr(thread_cpu.os, "listdir",
+    monkeypatch.setattr(os, "listdir",  # thread_cpu.os: the one os module
                         lambda path: [*real(path), "999999999"] if path.endswith("/task")
                         else real(path))
     times = thread_cpu.thread_times(os.getpid())

@@ -12,7 +12,7 @@ from bench.bench_core import generate
 from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig, JourneyConfig
 from pipeline.core.engine import ExperienceEngine
-from pipeline.core.event import Signals
+from pipeline.core.event import Signals, TouchpointEvent
 from pipeline.core.gcpolicy import tuned_gc
 from pipeline.core.journeys import JourneyTracker
 from pipeline.core.records import JourneyRecord
@@ -79,17 +79,17 @@ def test_process_many_equals_process() -> None:
         chunk = events[i:i + n]
         i += n
         # process_many takes one partition: split the chunk into runs of equal partition
-        run: list = []  # type: ignore[type-arg]
-        for e in [*chunk, None]:
-            if run and (e is None or e.occurred_ms % 2 != run[0].occurred_ms % 2):
+        run: list[TouchpointEvent] = []
+        for item in [*chunk, None]:
+            if run and (item is None or item.occurred_ms % 2 != run[0].occurred_ms % 2):
                 out, rs = many.process_many(run, run[0].occurred_ms % 2)
                 got_reasons += rs
                 got_journeys.update(latest(out.journeys))
                 got_metrics += out.metrics
                 got_alerts += out.alerts
                 run = []
-            if e is not None:
-                run.append(e)
+            if item is not None:
+                run.append(item)
     assert got_reasons == reasons
     assert got_journeys == journeys
     assert got_metrics == metrics and got_alerts == alerts

@@ -55,6 +55,7 @@ def test_init_takes_exactly_the_init_fields_in_order_with_their_types(cls: type[
     params = init.args.args[1:]
     assert [a.arg for a in params] == init_fields
     for a in params:
+        assert a.annotation is not None, (cls.__name__, a.arg)
         taken = ast.unparse(a.annotation)
         if a.arg == "attributes":  # taken as None for "no attributes" (a fresh dict each time)
             taken = taken.removesuffix(" | None")

@@ -7,6 +7,7 @@ import json
 import random
 from itertools import pairwise
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -66,9 +67,12 @@ def open_cases(cases: dict[str, CaseRecord]) -> list[CaseRecord]:
 
 def bad_call(eid: str, ms: int, customer: str = "c1", journey: str | None = None
              ) -> TouchpointEvent:
-    return event(eid, ms, customer=customer, journey=journey, touchpoint="hotline",
-                 channel="phone", stage="after_sales",
-                 signals=Signals(wait_seconds=3600, transfers=4, resolved=False))
+    # `scenarios` comes from this directory (on sys.path under pytest): Any to mypy
+    return cast(TouchpointEvent, event(eid, ms, customer=customer, journey=journey,
+                                       touchpoint="hotline", channel="phone",
+                                       stage="after_sales",
+                                       signals=Signals(wait_seconds=3600, transfers=4,
+                                                       resolved=False)))
 
 
 def test_the_default_rules_load_and_every_trigger_has_an_sla() -> None:
@@ -143,8 +147,9 @@ def test_cooldown_holds_back_a_second_case_within_seven_days() -> None:
 
 
 def close(eid: str, ms: int, case_id: str, result: str = "called back") -> TouchpointEvent:
-    return event(eid, ms, type="outcome", touchpoint="cx_team", outcome="other",
-                 attributes={"followup_case_id": case_id, "followup_result": result})
+    return cast(TouchpointEvent, event(eid, ms, type="outcome", touchpoint="cx_team",
+                                       outcome="other", attributes={"followup_case_id": case_id,
+                                                                    "followup_result": result}))
 
 
 def test_an_open_case_suppresses_after_the_cooldown_a_closed_one_does_not() -> None:

@@ -15,7 +15,8 @@ from scenarios import T0, event
 
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import content_digest
-from pipeline.core.journeys import EVENT_ID, JourneyTracker
+from pipeline.core.journeys import JourneyTracker
+from pipeline.core.moments import EVENT_ID
 from pipeline.scoring_rules import load_scoring_rules
 
 SCORING_RULES = load_scoring_rules()
@@ -45,7 +46,7 @@ def _check(tracker: JourneyTracker) -> None:
 @settings(max_examples=300, deadline=None)
 @given(_steps, st.booleans())
 def test_ids_follow_the_entries_order_and_snapshots_pair_each_entry_with_its_digest(
-        steps, fast) -> None:  # type: ignore[no-untyped-def]
+        steps: list[tuple[int, int, float, bool, str | None, int]], fast: bool) -> None:
     tracker = JourneyTracker(CONFIG, SCORING_RULES, fast_inserts=fast)
     watermark = T0
     for index, minute, valence, end, journey_id, action in steps:

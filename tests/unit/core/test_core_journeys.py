@@ -63,6 +63,7 @@ def test_hotel_positive_end_lifts_a_bad_middle() -> None:
     assert r.end_valence == 0.8 and r.end_touchpoint == "checkout"
     assert r.peak_valence == 0.8 and r.peak_end_score == pytest.approx(0.8)
     assert r.mean_valence == pytest.approx(0.12)
+    assert r.peak_end_score is not None and r.mean_valence is not None
     assert r.peak_end_score > r.mean_valence  # remembered better than the average
 
 

@@ -85,7 +85,7 @@ def test_a_window_row_holds_the_fields_of_its_table_in_order() -> None:
     the same parts as `METRIC_FIELDS`): its row gives each field of the table, in order, from
     the right one of the two, times as text."""
     sums = MetricRecord(**distinct_values(METRIC_FIELDS))
-    own = {"window": "1h", "share_easy": 0.25, "share_hard": 0.75, "partials": 7}
+    own: dict[str, Any] = {"window": "1h", "share_easy": 0.25, "share_hard": 0.75, "partials": 7}
     row = WindowRecord(sums=sums, **own).to_dict()
     assert list(row) == list(names_of(WINDOW_FIELDS))
     shared = sums.to_dict()

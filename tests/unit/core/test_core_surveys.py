@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import random
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,9 +15,10 @@ from scenarios import MIN, T0, event
 from pipeline.core.buckets import SurveyBuckets, window_of
 from pipeline.core.config import WindowConfig
 from pipeline.core.event import Survey
+from pipeline.core.protocol import Accumulator
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
 from pipeline.core.stats import t95
-from pipeline.core.surveys import CesWindow, CsatWindow, NegativeEndWindow, NpsWindow
+from pipeline.core.surveys import CesWindow, CsatWindow, Estimate, NegativeEndWindow, NpsWindow
 from pipeline.core.valence import ces_on_7
 
 nps_scores = st.lists(st.integers(0, 10), max_size=40)
@@ -25,7 +27,10 @@ ces_scores = st.lists(st.one_of(st.integers(1, 7).map(float),
 csat_scores = st.lists(st.integers(1, 5), max_size=40)
 
 
-def fill(cls: type, items: list) -> object:  # type: ignore[type-arg]
+AccT = TypeVar("AccT", bound=Accumulator[Any, Estimate])
+
+
+def fill(cls: Callable[[], AccT], items: list[Any]) -> AccT:
     acc = cls()
     for x in items:
         acc.update(x)
@@ -41,10 +46,10 @@ def slots(acc: object) -> dict[str, object]:
 @given(st.sampled_from([(NpsWindow, nps_scores), (CesWindow, ces_scores),
                         (CsatWindow, csat_scores)]).flatmap(
     lambda pair: st.tuples(st.just(pair[0]), pair[1], pair[1], pair[1])))
-def test_merge_is_associative_and_equals_the_union(case: tuple) -> None:  # type: ignore[type-arg]
+def test_merge_is_associative_and_equals_the_union(case: tuple[Any, ...]) -> None:
     cls, a, b, c = case
-    left = fill(cls, a).merge(fill(cls, b)).merge(fill(cls, c))  # type: ignore[attr-defined]
-    right = fill(cls, a).merge(fill(cls, b).merge(fill(cls, c)))  # type: ignore[attr-defined]
+    left = fill(cls, a).merge(fill(cls, b)).merge(fill(cls, c))
+    right = fill(cls, a).merge(fill(cls, b).merge(fill(cls, c)))
     union = fill(cls, a + b + c)
     assert slots(left) == slots(right) == slots(union)
     assert left.result() == union.result()
@@ -74,7 +79,8 @@ def test_ces_maps_five_point_answers_and_counts_easy_and_hard() -> None:
 
 
 def test_csat_and_negative_end_use_wilson() -> None:
-    r = fill(CsatWindow, [5, 5, 4, 1]).result()  # type: ignore[attr-defined]
+    r = fill(CsatWindow, [5, 5, 4, 1]).result()
+    assert r.ci_low is not None and r.ci_high is not None
     assert r.value == 0.75 and 0.0 < r.ci_low < 0.75 < r.ci_high < 1.0
     w = NegativeEndWindow()
     w.apply_delta(True, 1)

@@ -32,7 +32,7 @@ from pipeline.scoring_rules import load_scoring_rules
 
 SCORING_RULES = load_scoring_rules()
 
-BUCKET = 10 * MIN
+BUCKET: int = 10 * MIN
 ATTRS = ("region",)
 CONFIG = CoreConfig(journeys=JourneyConfig(segment_attributes=ATTRS),
                     windows=WindowConfig(bucket_ms=BUCKET, segment_attributes=ATTRS))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -20,7 +21,7 @@ from tests.unit.dashboards.test_compose import AWKWARD, _compose_cli
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _merged(tmp_path: Path) -> dict[str, dict]:
+def _merged(tmp_path: Path) -> dict[str, dict[str, Any]]:
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **AWKWARD}
     proc = subprocess.run([*_compose_cli(), "--project-directory", str(ROOT),
                            "-f", str(ROOT / "docker-compose.yml"),
@@ -67,7 +68,7 @@ def test_the_worker_gets_tls_on_both_hops_with_any_password(tmp_path: Path) -> N
         assert settings.clickhouse_ssl_cafile
 
 
-def _mounts(service: dict) -> dict[str, str]:
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
     """Container path -> host path of a merged service's volumes (either Compose syntax)."""
     out = {}
     for volume in service["volumes"]:

@@ -9,6 +9,7 @@ import math
 from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ import statsmodels.api as sm
 from jobs import drivers
 from jobs.planted import planted_events
 from pipeline.cli import main
-from pipeline.core.event import Survey, TouchpointEvent
+from pipeline.core.event import EventType, Survey, TouchpointEvent
+from pipeline.settings import Settings
 from tests.unit.cli_util import ROOT, cli
 
 # Stated tolerances: the decomposition equals the brute-force reference to 1e-10 in R^2 units
@@ -180,9 +182,9 @@ DAY_MS = 86_400_000
 
 def replay_and_drive(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
                      events: list[dict[str, object]], *options: str
-                     ) -> tuple[dict[str, dict[str, object]], str, int]:
-    """Replay `events`, then `peakend drivers` over the output: rows by driver, the table's
-    text, the status."""
+                     ) -> tuple[dict[str, dict[str, Any]], str, int]:
+    """Replay `events`, then `peakend drivers` over the output: rows by driver (JSON objects
+    of `drivers.Driver`'s fields), the table's text, the status."""
     path = tmp_path / f"{name}.jsonl"
     write_events(path, events)
     out = tmp_path / name
@@ -295,7 +297,7 @@ def test_events_replay_rejected_as_late_are_no_moments(
         assert with_late[name]["performance"] == without[name]["performance"]
 
 
-def _event(event_id: str, day: float, customer: str, kind: str = "interaction",
+def _event(event_id: str, day: float, customer: str, kind: EventType = "interaction",
            nps: int | None = None, outcome: str | None = None) -> TouchpointEvent:
     ms = int(day * DAY_MS)
     return TouchpointEvent(event_id, datetime.fromtimestamp(ms / 1000, UTC), "t", customer, kind,
@@ -414,7 +416,7 @@ def test_files_that_are_not_replays_output_are_one_line_naming_file_and_line(
     with pytest.raises(drivers.DriversError, match=(
             r"journeys.jsonl line 1: not a journey record of peakend replay \(KeyError")):
         drivers.features_from_files(str(tmp_path / "none.jsonl"), str(journeys),
-                                    drivers.FeatureBuilder(), drivers.Settings.from_env({}))
+                                    drivers.FeatureBuilder(), Settings.from_env({}))
     (tmp_path / "dead_letters.jsonl").write_text('{"source_offset": 3}\n{"reason": "late"}\n')
     with pytest.raises(drivers.DriversError, match=(
             r"dead_letters.jsonl line 2: not a dead letter of peakend replay \(KeyError")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -77,7 +78,7 @@ def test_backfill_writes_what_replay_outputs(tmp_path: Path, partitions: int) ->
     jsonl, parquet, _ = write_both(EVENTS, tmp_path)
     expected = replay_tables(jsonl, CORE, partitions)
     warehouse = RecordingWarehouse()
-    result = run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
+    result = run_backfill([str(parquet)], warehouse, CORE,
                           BackfillOptions(partitions=partitions, batch_rows=1000))
     assert result.counts["dead_letters"] > 50
     for table, want in expected.items():
@@ -91,30 +92,30 @@ def test_backfill_writes_what_replay_outputs(tmp_path: Path, partitions: int) ->
 def test_resume_after_interruption_gives_the_same_tables(tmp_path: Path) -> None:
     _, parquet, rows = write_both(EVENTS, tmp_path)
     whole = RecordingWarehouse()
-    run_backfill([str(parquet)], whole, CORE,  # type: ignore[arg-type]
+    run_backfill([str(parquet)], whole, CORE,
                  BackfillOptions(partitions=2, batch_rows=1000))
     broken = RecordingWarehouse()
     checkpoint = tmp_path / "ck.json"
     with pytest.raises(Interrupted):
-        run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+        run_backfill([str(parquet)], broken, CORE,
                      BackfillOptions(partitions=2, batch_rows=1000, checkpoint_path=checkpoint,
                                      stop_after_rows=3000))
     saved = Checkpoint.load(checkpoint, json.loads(checkpoint.read_text())["fingerprint"])
     assert saved is not None and (saved.file_index, saved.row, saved.complete) == (0, 3000,
                                                                                    False)
     written_before = sum(len(v) for v in broken.inserted.values())
-    result = run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+    result = run_backfill([str(parquet)], broken, CORE,
                           BackfillOptions(partitions=2, batch_rows=1000,
                                           checkpoint_path=checkpoint))
     assert result.resumed_from == (0, 3000)
     assert result.written < sum(len(v) for v in whole.inserted.values()) - written_before + 1
     for table in whole.inserted:
         assert final(table, broken.inserted[table]) == final(table, whole.inserted[table]), table
-    again = run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+    again = run_backfill([str(parquet)], broken, CORE,
                          BackfillOptions(partitions=2, batch_rows=1000, checkpoint_path=checkpoint))
     assert again.rows == 0  # complete: nothing to do
     with pytest.raises(ValueError, match="another backfill"):
-        run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+        run_backfill([str(parquet)], broken, CORE,
                      BackfillOptions(partitions=3, batch_rows=1000, checkpoint_path=checkpoint))
     assert rows > 6000
 
@@ -143,7 +144,7 @@ def test_bad_clocks_and_changed_copies_get_the_verdicts_replay_gives(tmp_path: P
     config = replace(CORE, clock=replace(CORE.clock, now_ms=now_ms))
     expected = replay_tables(jsonl, config, 3)
     warehouse = RecordingWarehouse()
-    result = run_backfill([str(parquet)], warehouse, config,  # type: ignore[arg-type]
+    result = run_backfill([str(parquet)], warehouse, config,
                           BackfillOptions(partitions=3, batch_rows=400))
     for table, want in expected.items():
         assert final(table, warehouse.inserted.get(table, [])) == want, table
@@ -157,7 +158,7 @@ def test_bad_clocks_and_changed_copies_get_the_verdicts_replay_gives(tmp_path: P
     from pipeline.core.event import content_digest
     from pipeline.storage.tables import digest_version
 
-    stored = {}
+    stored: dict[str, dict[str, Any]] = {}
     for row in warehouse.inserted["touchpoint_events"]:
         if row["version"] > stored.get(row["event_id"], {"version": -1})["version"]:
             stored[row["event_id"]] = row

@@ -25,7 +25,7 @@ def test_workers_write_what_one_process_writes(tmp_path: Path, partitions: int, 
     results = []
     for n in (1, workers):
         warehouse = RecordingWarehouse()
-        results.append(run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
+        results.append(run_backfill([str(parquet)], warehouse, CORE,
                                     BackfillOptions(partitions=partitions, batch_rows=700,
                                                     workers=n, personal=personal)))
         tables.append({t: final(t, rows) for t, rows in warehouse.inserted.items()})
@@ -49,15 +49,15 @@ def test_a_failing_worker_fails_the_run(tmp_path: Path) -> None:
 def test_resume_with_another_worker_count(tmp_path: Path) -> None:
     _, parquet, _ = write_both(EVENTS, tmp_path)
     whole = RecordingWarehouse()
-    run_backfill([str(parquet)], whole, CORE,  # type: ignore[arg-type]
+    run_backfill([str(parquet)], whole, CORE,
                  BackfillOptions(partitions=4, batch_rows=1000, workers=1))
     broken = RecordingWarehouse()
     checkpoint = tmp_path / "ck.json"
     with pytest.raises(Interrupted):
-        run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+        run_backfill([str(parquet)], broken, CORE,
                      BackfillOptions(partitions=4, batch_rows=1000, checkpoint_path=checkpoint,
                                      stop_after_rows=3000, workers=2))
-    result = run_backfill([str(parquet)], broken, CORE,  # type: ignore[arg-type]
+    result = run_backfill([str(parquet)], broken, CORE,
                           BackfillOptions(partitions=4, batch_rows=1000, checkpoint_path=checkpoint,
                                           workers=3))
     assert result.resumed_from == (0, 3000)
@@ -122,7 +122,7 @@ def test_copies_of_one_event_id_across_workers_are_judged_as_in_one_process(
     tables, results = [], []
     for workers in (1, 3):
         warehouse = RecordingWarehouse()
-        results.append(run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
+        results.append(run_backfill([str(parquet)], warehouse, CORE,
                                     BackfillOptions(partitions=partitions, batch_rows=500,
                                                     workers=workers)))
         tables.append({t: final(t, rows) for t, rows in warehouse.inserted.items()})

@@ -8,7 +8,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pyarrow as pa
@@ -27,7 +27,7 @@ def _run(parquet: Path, warehouse: RecordingWarehouse, checkpoint: Path | None =
          **options: Any) -> Any:
     from dataclasses import replace
 
-    return run_backfill([str(parquet)], warehouse, CORE,  # type: ignore[arg-type]
+    return run_backfill([str(parquet)], warehouse, CORE,
                         replace(OPTIONS, checkpoint_path=checkpoint, **options))
 
 
@@ -45,7 +45,8 @@ def _concat(*warehouses: RecordingWarehouse) -> RecordingWarehouse:
 
 @pytest.fixture(scope="module")
 def parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_both(EVENTS, tmp_path_factory.mktemp("snapshot"))[1]
+    # `backfill_util` comes from this directory (on sys.path under pytest): Any to mypy
+    return cast(Path, write_both(EVENTS, tmp_path_factory.mktemp("snapshot"))[1])
 
 
 @pytest.fixture(scope="module")

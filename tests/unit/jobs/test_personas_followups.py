@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from jobs.generate import HOUR, GeneratorConfig, generate_events
+from jobs.generate import GeneratorConfig, generate_events
+from jobs.journey_builder import HOUR
 from pipeline.core.config import CoreConfig
 from pipeline.core.followups import CaseRecord
 from pipeline.replay import Replay, with_now

@@ -10,6 +10,7 @@ import math
 import random
 from dataclasses import astuple
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,9 +65,11 @@ def check_clickhouse_equals_offline(dbs: Databases, want: list[drivers.Driver]) 
         f"SELECT {', '.join(drivers.DRIVER_COLUMNS[4:])} FROM key_drivers_latest "
         "WHERE dim = %(dim)s AND outcome = %(outcome)s ORDER BY rank",
         {"dim": "touchpoint", "outcome": "nps"})
-    stored = [drivers.Driver(*(bool(v) if name == "significant" else v
-                               for name, v in zip(drivers.DRIVER_COLUMNS[4:], row, strict=True)))
-              for row in rows]
+    stored = []
+    for row in rows:
+        values: list[Any] = [bool(v) if name == "significant" else v
+                             for name, v in zip(drivers.DRIVER_COLUMNS[4:], row, strict=True)]
+        stored.append(drivers.Driver(*values))
     assert_same(stored, got, f"key_drivers_latest on {dbs.engine}")
     assert dbs.reader.query("SELECT count() FROM key_drivers")[0][0] == len(got) + 2
     # run_at is the run's instant whatever the server's and the client's zones (sent as epoch

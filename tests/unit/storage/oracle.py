@@ -158,9 +158,9 @@ def expected(sc: Scenario) -> dict[str, list[tuple[Any, ...]]]:
     groups: dict[int, list[float]] = defaultdict(list)
     by_id = {j.journey_id: j for j in latest}
     for jid, resolved in resolved_by_journey.items():
-        j = by_id.get(jid)
-        if j is not None and j.end_valence is not None:
-            groups[resolved].append(j.end_valence)
+        found = by_id.get(jid)
+        if found is not None and found.end_valence is not None:
+            groups[resolved].append(found.end_valence)
     out["endings_after_hotline_transfer"] = [
         (r, len(v), mean(v), sum(x < 0 for x in v) / len(v)) for r, v in sorted(groups.items())]
 

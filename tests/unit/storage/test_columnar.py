@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,17 +32,17 @@ from tests.unit.storage.test_record_fields import IDS, RECORD_CLASSES, RECORD_TA
 T = "2026-11-22T17:10:09.123Z"
 
 
-def transposed(table: str, records: list[Mapping[str, Any]]) -> str:
+def transposed(table: str, records: Sequence[Mapping[str, Any]]) -> str:
     columns, data = rows(table, records)
     return repr((columns, [list(c) for c in zip(*data, strict=True)] if data
                  else [[] for _ in columns]))
 
 
-def by_columns(table: str, records: list[Mapping[str, Any]]) -> str:
+def by_columns(table: str, records: Sequence[Mapping[str, Any]]) -> str:
     return repr(columnar(table, records))
 
 
-def outcome(build: Any, table: str, records: list[Mapping[str, Any]]) -> tuple[str, str]:
+def outcome(build: Any, table: str, records: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     """('ok', the values) or (exception type, message)."""
     try:
         return "ok", build(table, records)

@@ -35,7 +35,8 @@ STORED = {"JourneyRecord": ("journeys", "journeys"),
           "CaseRecord": ("followups", ""),
           "DeadLetter": ("dead_letters", "dead letters")}
 # The core's records and the dead letters (pipeline.contract), each with its field table
-STORED_RECORDS = [*RECORDS, (DeadLetter, DEAD_LETTER_FIELDS)]
+STORED_RECORDS: list[tuple[type[Any], tuple[RecordField, ...]]] = [
+    *RECORDS, (DeadLetter, DEAD_LETTER_FIELDS)]
 RECORD_TABLES = [(*STORED[cls.__name__], fields) for cls, fields in STORED_RECORDS]
 IDS = [table for table, _, _ in RECORD_TABLES]
 DOCUMENTED = [(table, section, fields) for table, section, fields in RECORD_TABLES if section]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +60,8 @@ def assert_windows_equal_views(out: Path, dbs: Databases) -> int:
         oracle.assert_rows(got, want, f"{view} on {dbs.engine}")
         for w in windows:
             length = 3600 if w["window"] == "1h" else 86400
-            assert (tables.to_ms(w["window_end"]) - tables.to_ms(w["window_start"])
-                    == length * 1000)
+            end, start = tables.to_ms(w["window_end"]), tables.to_ms(w["window_start"])
+            assert end is not None and start is not None and end - start == length * 1000
         compared += len(want)
     return compared
 
@@ -85,13 +84,19 @@ def ces_buckets() -> list[CesWindow]:
     return out
 
 
+def estimate_fields(window: CesWindow) -> tuple[float | None, float | None, float | None]:
+    """A metric record's value, ci_low and ci_high: the window's estimate."""
+    estimate = window.result()
+    return estimate.value, estimate.ci_low, estimate.ci_high
+
+
 def assert_ces_intervals_equal_core(dbs: Databases) -> int:
     """The CES mean interval of `metrics_hourly` and `metrics_daily` equals the core's
     (`CesWindow.result`, Student t) at every size of CES_SIZES; returns the rows compared."""
     windows = ces_buckets()
     records = [MetricRecord("ces", "all", "all", CES_START_MS + i * CES_HOUR_MS,
                             CES_START_MS + i * CES_HOUR_MS + 60_000, 0, w.n,
-                            *astuple(w.result())[1:], 0, 0, 0, w.total, w.total_sq, w.easy,
+                            *estimate_fields(w), 0, 0, 0, w.total, w.total_sq, w.easy,
                             w.hard, 0, 1).to_dict() for i, w in enumerate(windows)]
     columns, data = tables.rows("metric_buckets", records)
     dbs.writer.insert("metric_buckets", columns, data)

@@ -140,10 +140,10 @@ class SimulatedStream:
         outbox = Outbox(self.partitions)
         for p, outputs in pending.items():
             self.persist(p)
-            for record in coalesce(outputs).journeys:
-                old = self.journeys.get(record.journey_id)
-                if old is None or record.version > old.version:
-                    self.journeys[record.journey_id] = record
+            for journey in coalesce(outputs).journeys:
+                old = self.journeys.get(journey.journey_id)
+                if old is None or journey.version > old.version:
+                    self.journeys[journey.journey_id] = journey
             for out in outputs:
                 outbox.add_journey_output(p, out)
         for q, claims in self.claim_items.items():
@@ -160,6 +160,7 @@ class SimulatedStream:
             if sent.role == CONTRIBUTIONS:
                 target = (sent.partition if sent.partition is not None
                           else partition_for((sent.key or b"").decode(), self.partitions))
+                assert sent.value is not None  # contributions are never tombstones
                 self.queues[target].append(json.loads(sent.value))
         for q, queue in enumerate(self.queues):
             if queue:

@@ -79,7 +79,7 @@ def test_claims_leave_in_one_record_per_target_and_withdrawals_have_no_rows() ->
     outbox.add_claim(3, item("x", "j-a", 7, 0))
     outbox.add_claim(3, item("y", "j-a", 8, 0))
     [record] = outbox.drain().records
-    assert (record.role, record.partition) == (CLAIMS, 3)
+    assert (record.role, record.partition) == (CLAIMS, 3) and record.value is not None
     assert [c[0] for c in decode_claims(record.value)] == ["x", "y"]
     value = encode_withdrawals([["j-a", "x", 7]])
     assert decode_withdrawals(value) == [["j-a", "x", 7]]

@@ -257,7 +257,7 @@ def test_unkeyed_input_gives_the_results_of_keyed_input(lines: list[bytes]) -> N
     spread = records(lines, "round_robin")
     chunks = [spread[i:i + 400] for i in range(0, len(spread), 400)]
     rng = random.Random(3)
-    read = []
+    read: list[SimpleNamespace] = []
     for chunk in chunks:
         by_partition = sorted(chunk, key=lambda r: (r.partition, r.offset))
         parts = [[r for r in by_partition if r.partition == p] for p in range(4)]
@@ -286,7 +286,7 @@ class TrickleConsumer:
 def entry_stage(max_records: int) -> EntryStage:
     return EntryStage(router(), bootstrap="", group_id="", batches_topic="",
                       dead_letters_topic="", client_options={}, max_records=max_records,
-                      metrics=SimpleNamespace())  # type: ignore[arg-type]
+                      metrics=SimpleNamespace())
 
 
 def test_a_read_gathers_a_trickle_into_one_batch_then_stops() -> None:
@@ -331,7 +331,7 @@ def test_the_entry_stage_asks_the_broker_for_fuller_fetches(monkeypatch: pytest.
     monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", consumer)
     for seconds, wait_ms in (("0.2", 100), ("0.05", 25), ("5", 500)):
         stage = build_entry_stage(Settings.from_env({"PEAKEND_STREAM_BATCH_SECONDS": seconds}),
-                                  SimpleNamespace())  # type: ignore[arg-type]
+                                  SimpleNamespace())
         assert stage.fetch == FetchSize(STREAM_FETCH_MIN_BYTES, wait_ms)
         seen.clear()
         with pytest.raises(Built):

@@ -35,7 +35,8 @@ def test_current_event_of_is_what_faust_reads_for_a_table_write() -> None:
     event = Event(b"", Message("t", 7, 0))
     before = faust.streams.current_event()
     with current_event_of(event):
-        assert faust.streams.current_event() is event
+        current: object = faust.streams.current_event()  # the fake Event, not a Faust EventT
+        assert current is event
     assert faust.streams.current_event() is before
     # Faust's table and its RocksDB store pick the partition of a write from that event
     assert "current_event()" in inspect.getsource(Table.partition_for_key)
@@ -69,7 +70,8 @@ def test_a_store_write_goes_to_the_database_of_the_named_events_partition(
         faust_private.partition_db(table, 5).put(store.offset_key, b"17")  # as Faust keeps it
         assert dict(faust_private.partition_items(table, 5)) == {"k": {"v": 1}}
         assert dict(faust_private.partition_items(table, 2)) == {"j": {"v": 2}, "i": [3]}
-        store._dbs_for_actives = lambda: iter(store._dbs.values())  # as if both assigned
+        # as if both assigned (Faust's Store method, replaced on this instance)
+        store._dbs_for_actives = lambda: iter(store._dbs.values())  # type: ignore[method-assign]
         assert sorted(map(repr, store._items_decoded())) == sorted(map(repr, [
             *faust_private.partition_items(table, 5), *faust_private.partition_items(table, 2)]))
     finally:

@@ -54,6 +54,7 @@ def test_stage_equals_replay_with_a_restart_and_counts_transitions() -> None:
             if record.role == FOLLOWUP_INPUTS:
                 # one batch record per partition and flush, on its customers' partition
                 assert record.key is None and record.partition is not None
+                assert record.value is not None
                 batch = json.loads(record.value)["b"]
                 for message in batch:
                     customer = (message.get("j") or message.get("e"))[1]  # customer_id

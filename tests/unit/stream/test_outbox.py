@@ -16,13 +16,19 @@ from pipeline.core.config import CoreConfig
 from pipeline.core.partitioner import partition_for
 from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream import messages
-from pipeline.stream.outbox import ALERTS, CONTRIBUTIONS, JOURNEYS, METRICS, Outbox
+from pipeline.stream.outbox import ALERTS, CONTRIBUTIONS, JOURNEYS, METRICS, Outbox, Record
 from pipeline.stream.partition import PartitionProcessor
 from pipeline.stream.segments import SegmentStage
 
 SCORING_RULES = load_scoring_rules()
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def loaded(record: Record) -> Any:
+    """A record's JSON value (not a tombstone's)."""
+    assert record.value is not None
+    return json.loads(record.value)
 
 
 def events(n: int = 2000) -> list[bytes]:
@@ -58,7 +64,7 @@ def test_one_record_per_journey_and_bucket_per_flush_with_the_latest_versions() 
                 latest[record.journey_id] = record.version
     drained = outbox.drain()
     assert not outbox and not outbox.drain().records  # drained once
-    journeys = [json.loads(r.value) for r in drained.records if r.role == JOURNEYS]
+    journeys = [loaded(r) for r in drained.records if r.role == JOURNEYS]
     ids = [j["journey_id"] for j in journeys]
     assert len(ids) == len(set(ids)) == len(latest)  # one per journey, each the latest
     assert {j["journey_id"]: j["version"] for j in journeys} == latest
@@ -69,7 +75,7 @@ def test_one_record_per_journey_and_bucket_per_flush_with_the_latest_versions() 
     contributions = [r for r in drained.records if r.role == CONTRIBUTIONS]
     marks = [r for r in contributions if r.key is None]
     assert marks and all(r.partition is not None for r in marks)
-    keyed = [(r.key, json.loads(r.value)) for r in contributions if r.key is not None]
+    keyed = [(r.key, loaded(r)) for r in contributions if r.key is not None]
     for key, message in keyed:
         assert message["t"] == messages.BATCH and message["items"]
         assert {messages.segment_key(i["d"], i["s"]).encode() for i in message["items"]} == {key}
@@ -78,8 +84,8 @@ def test_one_record_per_journey_and_bucket_per_flush_with_the_latest_versions() 
         outbox.add_segment_output(segments.apply(message))
     outbox.add_segment_output(segments.flush())
     second = outbox.drain()
-    metric_keys = [(json.loads(r.value)["metric"], json.loads(r.value)["segment_dim"],
-                    json.loads(r.value)["segment_value"], json.loads(r.value)["window_start"])
+    metric_keys = [(loaded(r)["metric"], loaded(r)["segment_dim"],
+                    loaded(r)["segment_value"], loaded(r)["window_start"])
                    for r in second.records if r.role == METRICS]
     assert metric_keys and len(metric_keys) == len(set(metric_keys))
     assert second.counts[METRICS] == len(metric_keys)
@@ -93,7 +99,8 @@ def test_gathered_records_are_split_below_the_record_limit_in_order() -> None:
     import orjson
 
     from pipeline.stream.claims import claim_item, decode_claims
-    from pipeline.stream.outbox import CLAIMS, MAX_GATHERED_BYTES
+    from pipeline.stream.outbox import CLAIMS
+    from pipeline.stream.split import MAX_GATHERED_BYTES
 
     outbox = Outbox(1)
     raws = [b'"%s"' % (b"x" * (30_000 + 997 * i)) for i in range(80)]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 
-from pipeline.stream.faust_private import PeakendTransport, flush_until_empty
+from pipeline.stream.faust_private import PeakendProducer, PeakendTransport, flush_until_empty
 
 
 def test_flush_until_empty_keeps_flushing_while_messages_wait() -> None:
@@ -30,5 +31,7 @@ def test_faust_still_gives_up_flushing_after_a_quiet_tenth_of_a_second() -> None
     go) or renames what it relies on."""
     source = inspect.getsource(ProducerBuffer.flush_atmost)
     assert "timeout=0.1" in source and "return flushed_messages" in source
-    assert PeakendTransport.Producer.flush is not PeakendTransport.Producer.__mro__[1].flush
+    assert PeakendTransport.Producer is PeakendProducer
+    assert PeakendProducer.__mro__[1] is faust_aiokafka.Producer
+    assert PeakendProducer.flush is not faust_aiokafka.Producer.flush
     assert isinstance(ProducerBuffer.size, property)

@@ -4,6 +4,7 @@ flushes outputs later, so state writes must never lose a bucket waiting to be fl
 from __future__ import annotations
 
 from pipeline.core.config import CoreConfig
+from pipeline.core.records import MetricRecord
 from pipeline.stream import messages
 from pipeline.stream.segments import SegmentStage
 
@@ -132,9 +133,9 @@ def test_restores_at_any_point_give_the_records_of_an_uninterrupted_stage() -> N
     want: list[tuple[object, ...]] = []
     got: list[tuple[object, ...]] = []
 
-    def rows(records: list[object]) -> list[tuple[object, ...]]:
+    def rows(records: list[MetricRecord]) -> list[tuple[object, ...]]:
         return [(r.metric, r.segment_value, r.window_start, r.n, r.positives, r.promoters,
-                 r.detractors, r.version) for r in records]  # type: ignore[attr-defined]
+                 r.detractors, r.version) for r in records]
 
     for i, message in enumerate(msgs):
         plain.apply(message)
@@ -224,6 +225,7 @@ def test_a_series_written_whole_by_an_older_worker_is_rewritten_as_head_and_part
     _week_of_answers(old, old_state, clock, 2, [])
     key = ("nps", "all", "all")
     whole = old.detector.snapshot_key(key)
+    assert whole is not None
     # the layout before: the same members, the series whole under `series:`
     legacy = {k: v for k, v in old_state.items() if k.startswith("member:")}
     legacy["series:nps|all|all"] = whole

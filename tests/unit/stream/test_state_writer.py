@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from faust.types import TP
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from pipeline.stream.agent_loop import write_state
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.faust_private import partition_items
+from pipeline.stream.outbox import Record
 from pipeline.stream.state_writer import ChangelogTable, StateDelivery, encode
 from tests.support.faust_tables import rocksdb_table
 from tests.unit.stream.fake_faust import Event, Message
@@ -54,6 +55,17 @@ def held(table: Any, partition: int) -> dict[str, Any]:
     return dict(partition_items(table, partition))
 
 
+def changelog_events(records: list[Record]) -> list[SimpleNamespace]:
+    """The changelog messages of `records` (all with their partition), offsets from 0."""
+    events = []
+    for offset, r in enumerate(records):
+        assert r.partition is not None
+        events.append(SimpleNamespace(message=SimpleNamespace(
+            tp=TP(CHANGELOG, r.partition), offset=offset, key=r.key, value=r.value,
+            partition=r.partition)))
+    return events
+
+
 def delivery() -> BatchDelivery:
     return BatchDelivery(lambda: None, {"state:t": CHANGELOG})  # type: ignore[arg-type,return-value]
 
@@ -75,7 +87,8 @@ _states = st.recursive(
 def test_state_values_are_encoded_as_fausts_json_codec_encodes_them(value: Any) -> None:
     # the bytes Faust's own `table[key] = value` writes (its json codec), so a restore reads
     # ours as it reads its own
-    assert encode(value) == faust_json.dumps(value)
+    # Faust annotates its dumps as str; with orjson installed it is orjson's, which gives bytes
+    assert encode(value) == cast(bytes, faust_json.dumps(value))
 
 
 def test_a_batch_write_is_what_faust_writes_key_by_key(tmp_path: Path) -> None:
@@ -116,9 +129,7 @@ def test_faust_recovery_from_the_changelog_records_rebuilds_the_database(
         records = list(queue._pending)
         assert [(r.role, r.partition) for r in records] == [("state:t", 3)] * 4
         # what Faust's changelog reader hands its store on recovery: these records, in order
-        events = [SimpleNamespace(message=SimpleNamespace(
-            tp=TP(CHANGELOG, r.partition), offset=offset, key=r.key, value=r.value,
-            partition=r.partition)) for offset, r in enumerate(records)]
+        events = changelog_events(records)
         restored.data.apply_changelog_batch(events, to_key=None, to_value=None)
         assert held(restored, 3) == held(ours, 3) == {"b": {"p": 3, "s": {"x": None}, "w": 1},
                                                       "c": {"p": 3, "s": 2}}
@@ -143,7 +154,7 @@ class AckingProducer:
     async def partitions_for(self, topic: str) -> set[int]:
         return set(range(8))
 
-    def create_batch(self) -> list[Any]:
+    def create_batch(self) -> _Batch:
         return _Batch()
 
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
@@ -154,10 +165,18 @@ class AckingProducer:
         return done
 
 
-class _Batch(list[Any]):
+class _Batch:
+    """aiokafka's batch builder as `BatchDelivery` fills it: (key, value) per record."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes | None]] = []
+
     def append(self, *, key: bytes | None, value: bytes | None, timestamp: Any) -> object:
-        super().append((key, value))
+        self.records.append((key, value))
         return object()
+
+    def __len__(self) -> int:
+        return len(self.records)
 
 
 def test_the_acknowledged_changelog_offset_is_stored_for_faust_recovery(tmp_path: Path) -> None:
@@ -264,9 +283,7 @@ def test_a_value_too_large_for_one_record_is_written_in_pieces_and_read_back_who
         assert dict(assemble(held(ours, 3).items()))["j-big"] == {"p": 3, "s": bigger}
         assert len([k for k in held(ours, 3) if k.startswith(PIECE_MARK)]) == len(
             [r for r in queue._pending[len(records):] if r.value is not None]) - 1
-        events = [SimpleNamespace(message=SimpleNamespace(
-            tp=TP(CHANGELOG, r.partition), offset=offset, key=r.key, value=r.value,
-            partition=r.partition)) for offset, r in enumerate(queue._pending)]
+        events = changelog_events(queue._pending)
         restored.data.apply_changelog_batch(events, to_key=None, to_value=None)
         assert held(restored, 3) == held(ours, 3)
         state.write_pairs(3, [("j-big", [2])], {})  # small again: every piece deleted
