@@ -95,7 +95,7 @@ def test_reader_cannot_lift_limits_through_query_settings(clickhouse_urls: Click
     try:
         with pytest.raises(ServerException, match=r"(?i)limit for result"):
             reader.query("SELECT number FROM system.numbers LIMIT 1000001")
-        effective = dict(reader.query(
+        effective: dict[str, str] = dict(reader.query(
             "SELECT name, value FROM system.settings WHERE name IN "
             "('readonly', 'max_result_rows', 'max_execution_time', 'max_memory_usage')"))
         assert effective == {"readonly": "1", "max_result_rows": "1000000",

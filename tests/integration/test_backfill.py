@@ -90,7 +90,7 @@ def test_resume_from_the_engine_state(dbs: Databases, tmp_path: Path) -> None:
     for table, want in expected.items():
         assert final(table, table_rows(dbs.reader, table)) == want, table
     whole = RecordingWarehouse()  # touchpoint_events of an uninterrupted run
-    run_backfill([str(parquet)], whole, CORE,  # type: ignore[arg-type]
+    run_backfill([str(parquet)], whole, CORE,
                  BackfillOptions(partitions=2, batch_rows=1000, workers=1))
     stored = dbs.reader.query("SELECT event_id, version FROM touchpoint_events FINAL")
     assert sorted(stored) == sorted((row["event_id"], row["version"]) for row in

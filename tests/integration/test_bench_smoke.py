@@ -8,6 +8,7 @@ import math
 import pytest
 
 from bench import bench_pipeline as bp
+from pipeline.settings import Settings
 from tests.support.stack import ClickHouseUrls
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def test_pipeline_benchmark_smoke(kafka_bootstrap: str, clickhouse_urls: ClickHo
 
 def test_stage_rate_smoke() -> None:
     phase = bp.EventSource().phase(1500)
-    settings = bp.Settings.from_env({"PEAKEND_PARTITIONS": "2"})
+    settings = Settings.from_env({"PEAKEND_PARTITIONS": "2"})
     rate = bp.stage_rate(phase, settings, profile=True, top=5)
     assert rate.rate > 0 and "ncalls" in rate.profile
 

@@ -69,7 +69,7 @@ def _records() -> dict[str, list[dict[str, object]]]:
         "dead_letters": [d.to_dict()],
         "touchpoint_events": [event, event],  # at-least-once: the same event twice
     }
-    return rec  # type: ignore[return-value]
+    return rec
 
 
 def test_migrate_is_idempotent_and_recorded(dbs: Databases) -> None:

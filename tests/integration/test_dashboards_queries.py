@@ -98,8 +98,9 @@ def test_core_drop_rules_page_what_the_core_fired_with_its_sentence(loaded: Data
     nps = next(r for r in build.experience_rules() if r.uid == "peakend-nps-clearly-negative")
     burst = scenario.BURST_HOUR.replace(tzinfo=None)
     text = expand(nps.sql, burst, burst.replace(hour=burst.hour + 2), 3600, VARIABLES)
-    rows = dict(loaded.reader.query(text.replace(f"n >= {build.MIN_N}", "n >= 30")))
-    assert rows["all=all"] < 0
+    by_series: dict[str, float] = dict(
+        loaded.reader.query(text.replace(f"n >= {build.MIN_N}", "n >= 30")))
+    assert by_series["all=all"] < 0
 
 
 def _prom_exprs() -> list[str]:

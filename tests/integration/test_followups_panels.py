@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,7 @@ def loaded(clickhouse_urls: object) -> Iterator[tuple[Databases, list[CaseRecord
         yield dbs, cases
 
 
-def query(dbs: Databases, sql: str) -> tuple[list[tuple[object, ...]], list[str]]:
+def query(dbs: Databases, sql: str) -> tuple[list[tuple[Any, ...]], list[str]]:
     now = datetime.utcnow()
     text = expand(sql, now - timedelta(days=30), now + timedelta(hours=1), 3600, {})
     data, cols = dbs.reader.query_with_columns(text)

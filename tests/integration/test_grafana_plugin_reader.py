@@ -24,6 +24,7 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import pytest
 from clickhouse_driver import Client
@@ -120,7 +121,7 @@ def test_http_as_the_plugin_sends_it_needs_a_newer_server(clickhouse_urls: Click
 PLUGIN_CLIENT = ROOT / "build" / "plugin-client-go"
 
 
-def _plugin_client(url: str, protocol: str, port: int) -> dict[str, dict[str, object]]:
+def _plugin_client(url: str, protocol: str, port: int) -> dict[str, dict[str, Any]]:
     """probe -> {"ok", "error", "rows"} as the plugin's client saw it, connected as the
     provisioned data source connects (its user, database, query timeout)."""
     assert PLUGIN_CLIENT.is_file(), (

@@ -106,8 +106,8 @@ def assert_worker_metrics(worker: Worker, setup: StreamSetup, lines: list[bytes]
     samples = worker.metric_samples()
     assert samples[("peakend_events_in_total", (("topic", setup.topic),))] == len(lines)
     for reason in {d.reason for d in replay.dead_letters}:
-        want = sum(d.reason == reason for d in replay.dead_letters)
-        assert samples[("peakend_dead_letters_total", (("reason", reason),))] == want
+        letters = sum(d.reason == reason for d in replay.dead_letters)
+        assert samples[("peakend_dead_letters_total", (("reason", reason),))] == letters
     assert samples[("peakend_clickhouse_up", ())] == 1
     closed = sum(r.status == "closed" for r in replay.journeys.values())
     counted = sum(v for (name, _), v in samples.items() if name == "peakend_journeys_closed_total")

@@ -50,14 +50,14 @@ def valid(line: bytes) -> bool:
 
 
 def days_of_events(tmp_path: Path) -> list[bytes]:
-    out = tmp_path / "events.jsonl"
+    path = tmp_path / "events.jsonl"
     subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "generate", "--events", "12000", "--seed", "5",
          "--span", "5d", "--late-fraction", "0.03", "--invalid-fraction", "0.01",
-         "--output", str(out), "--quiet"],
+         "--output", str(path), "--quiet"],
         cwd=ROOT, check=True,
     )
-    lines = read_lines(out)
+    lines = read_lines(path)
     rnd = random.Random(5)
     surveys = [i for i, line in enumerate(lines) if b'"survey":{' in line and valid(line)]
     # redeliveries a few hundred records after their original: 60 unchanged, 60 changed
