@@ -39,6 +39,7 @@ passes them by two horizons (`FollowupTracker._prune`, exact: the cases are the 
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from heapq import heappop, heappush
@@ -305,8 +306,9 @@ class _Candidate(NamedTuple):
 class CustomerState:
     """Inputs of one customer and the cases last emitted for it."""
 
-    __slots__ = ("cut", "emitted", "event_hits", "events", "journey_hits", "journeys",
-                 "prior", "pruned_version", "scheduled")
+    __slots__ = ("by_journey", "closing", "cut", "emitted", "event_hits", "events",
+                 "journey_hits", "journey_versions", "journeys", "order", "prior",
+                 "pruned_version", "scheduled", "span", "starts", "times")
 
     def __init__(self) -> None:
         self.scheduled = NEVER_MS  # the deadline of its one entry on the tracker's heap
@@ -326,10 +328,61 @@ class CustomerState:
         # with the journeys a customer holds (issue 13 item 5).
         self.journey_hits: dict[str, _Candidate] = {}  # journey id -> its candidate
         self.event_hits: dict[str, tuple[Trigger, tuple[str, ...]]] = {}  # best, all matched
+        # The inputs indexed (derived as well, kept in step by `hold_journey`, `hold_event`
+        # and `reindex`), so that an update costs about the candidates walked once, not the
+        # inputs times the candidates: each answer's journey, each journey's answer and each
+        # case's recovery were scans of every input held, and a customer id that visits 40
+        # times a day (a bot, a shared id) cost 0.2 s per input after 20 days, growing with
+        # the square of its inputs (`bench.bench_followup_history --visits-per-day 40`).
+        self.order: list[tuple[int, str]] = []  # the candidates' (time, source id), sorted
+        self.starts: list[tuple[int, str]] = []  # the journeys' (started_at, id), sorted
+        self.span = 0  # >= the longest journey held (ended_at - started_at)
+        self.times: list[tuple[int, str]] = []  # the events' (at_ms, event id), sorted
+        self.by_journey: dict[str, list[str]] = {}  # journey id an event names -> event ids
+        self.closing: dict[str, list[FollowupEvent]] = {}  # case id -> events closing it
+        self.journey_versions = 0  # the sum of the journeys' versions (`version`)
+
+    def hold_journey(self, journey: FollowupJourney) -> None:
+        """Hold `journey` (a new one, or a later record of one held)."""
+        old = self.journeys.get(journey.journey_id)
+        self.journeys[journey.journey_id] = journey
+        if old is not None:
+            _take(self.starts, (old.started_at, old.journey_id))
+            self.journey_versions -= old.version
+        insort(self.starts, (journey.started_at, journey.journey_id))
+        self.journey_versions += journey.version
+        self.span = max(self.span, journey.ended_at - journey.started_at)
+
+    def hold_event(self, event: FollowupEvent) -> None:
+        """Hold `event` (one not held: events do not change)."""
+        self.events[event.event_id] = event
+        insort(self.times, (event.at_ms, event.event_id))
+        if event.journey_id is not None:
+            self.by_journey.setdefault(event.journey_id, []).append(event.event_id)
+        if event.closes_case is not None:
+            self.closing.setdefault(event.closes_case, []).append(event)
+
+    def reindex(self) -> None:
+        """The indexes again from the inputs and candidates held (a restore, a prune)."""
+        self.starts = sorted([(j.started_at, j.journey_id) for j in self.journeys.values()])
+        self.span = max([j.ended_at - j.started_at for j in self.journeys.values()] + [0])
+        self.journey_versions = sum([j.version for j in self.journeys.values()])
+        self.times = sorted([(e.at_ms, e.event_id) for e in self.events.values()])
+        self.by_journey = {}
+        self.closing = {}
+        for event in self.events.values():
+            if event.journey_id is not None:
+                self.by_journey.setdefault(event.journey_id, []).append(event.event_id)
+            if event.closes_case is not None:
+                self.closing.setdefault(event.closes_case, []).append(event)
+        order = [(c.at_ms, c.source_id) for c in self.journey_hits.values()]
+        order += [(self.events[event_id].at_ms, "event:" + event_id)
+                  for event_id in self.event_hits]
+        order.sort()
+        self.order = order
 
     def version(self) -> int:
-        return (self.pruned_version + sum(j.version for j in self.journeys.values())
-                + 4 * len(self.events))
+        return self.pruned_version + self.journey_versions + 4 * len(self.events)
 
     def _times(self) -> list[int]:
         """The inputs' times: journeys by their end, events by their time."""
@@ -363,6 +416,7 @@ class CustomerState:
         for raw in state["events"]:
             event = FollowupEvent(*raw)
             customer.events[event.event_id] = event
+        customer.reindex()  # (no candidates yet: the owner matches the inputs again)
         for raw in state["emitted"]:
             case = _case_from_state(raw)
             customer.emitted[case.case_id] = case
@@ -414,7 +468,7 @@ class FollowupTracker:
                 continue  # pruned: a record sent again (a restart), nothing new
             old = customer.journeys.get(journey.journey_id)
             if old is None or journey.version > old.version:
-                customer.journeys[journey.journey_id] = journey
+                customer.hold_journey(journey)
                 self._match_journey(customer, journey)
                 changed[journey.customer_id] = None
         for event in events:
@@ -422,7 +476,7 @@ class FollowupTracker:
             if event.at_ms < customer.cut:
                 continue  # pruned: a copy sent again
             if event.event_id not in customer.events:
-                customer.events[event.event_id] = event
+                customer.hold_event(event)
                 self._match_event(customer, event)
                 changed[event.customer_id] = None
         out: list[CaseRecord] = []
@@ -450,10 +504,8 @@ class FollowupTracker:
             heappush(self._deadlines, (customer.scheduled, customer_id))
         if not customer.journey_hits and not customer.event_hits and not customer.emitted:
             return []  # most customers: nothing to open, nothing sent before
-        candidates = self.candidates(customer)
         version = customer.version()
-        cases = {c.case_id: c for c in self.cases_of(customer_id, customer, version,
-                                                     candidates)}
+        cases = {c.case_id: c for c in self.cases_of(customer_id, customer, version)}
         for case_id, old in customer.emitted.items():
             if case_id not in cases:
                 cases[case_id] = old._replace(status=WITHDRAWN, version=version)
@@ -474,13 +526,15 @@ class FollowupTracker:
                     continue
                 at = journey.peak_at if trigger.when == "any" else journey.ended_at
                 matched.append((journey.ended_at if at is None else at, trigger))
+        old = customer.journey_hits.pop(journey.journey_id, None)
+        if old is not None:
+            _take(customer.order, (old.at_ms, old.source_id))
         if matched:
             best = min(matched, key=lambda m: m[1].rank)[1]
-            customer.journey_hits[journey.journey_id] = _Candidate(
+            candidate = customer.journey_hits[journey.journey_id] = _Candidate(
                 min(at for at, _ in matched), "journey:" + journey.journey_id, best,
                 tuple(t.name for _, t in matched), journey, None)
-        else:
-            customer.journey_hits.pop(journey.journey_id, None)
+            insort(customer.order, (candidate.at_ms, candidate.source_id))
 
     def _match_event(self, customer: CustomerState, event: FollowupEvent) -> None:
         """Hold the triggers `event` matches, if any (events do not change once held)."""
@@ -490,53 +544,76 @@ class FollowupTracker:
         if hits:
             customer.event_hits[event.event_id] = (min(hits, key=lambda t: t.rank),
                                                    tuple(t.name for t in hits))
+            insort(customer.order, (event.at_ms, "event:" + event.event_id))
 
     def candidates(self, customer: CustomerState) -> list[_Candidate]:
-        """The inputs that would open a case, in time order. An event's journey is looked up
-        here: it can change as the customer's journeys do."""
-        out = list(customer.journey_hits.values())
-        for event_id, (best_trigger, names) in customer.event_hits.items():
-            event = customer.events[event_id]
-            out.append(_Candidate(event.at_ms, "event:" + event_id, best_trigger, names,
-                                  self._journey_of(customer, event), event))
-        out.sort(key=lambda c: (c.at_ms, c.source_id))
-        return out
+        """The inputs that would open a case, in time order."""
+        return [self._candidate(customer, source_id) for _, source_id in customer.order]
 
-    def cases_of(self, customer_id: str, customer: CustomerState, version: int,
-                 candidates: list[_Candidate] | None = None) -> list[CaseRecord]:
-        """The customer's cases from its inputs alone (no emission state); `candidates`: the
-        customer's, when the caller has them already."""
-        opened, _ = self._chain(customer_id, customer,
-                                self.candidates(customer) if candidates is None else candidates)
-        return [self._case(customer_id, customer, c, case_id, close, suppressed, version)
-                for c, case_id, close, suppressed in opened]
+    def _candidate(self, customer: CustomerState, source_id: str) -> _Candidate:
+        """The candidate of `source_id`. An event's journey is looked up here: it can change
+        as the customer's journeys do."""
+        kind, _, input_id = source_id.partition(":")
+        if kind == "journey":
+            return customer.journey_hits[input_id]
+        best_trigger, names = customer.event_hits[input_id]
+        event = customer.events[input_id]
+        return _Candidate(event.at_ms, source_id, best_trigger, names,
+                          self._journey_of(customer, event), event)
 
-    def _chain(self, customer_id: str, customer: CustomerState, candidates: list[_Candidate]
+    def cases_of(self, customer_id: str, customer: CustomerState, version: int
+                 ) -> list[CaseRecord]:
+        """The customer's cases from its inputs alone (no emission state)."""
+        opened, _ = self._chain(customer_id, customer, customer.order)
+        return [self._case(customer_id, customer, self._candidate(customer, source_id),
+                           case_id, close, suppressed, version)
+                for source_id, case_id, close, suppressed in opened]
+
+    def _chain(self, customer_id: str, customer: CustomerState, order: list[tuple[int, str]]
                ) -> tuple[list[list[Any]], tuple[int, int | None] | None]:
-        """The cases `candidates` (in time order) open, each [candidate, case id, close event,
-        suppressed], going on from the case the pruned inputs opened last
-        (`CustomerState.prior`); and the last case opened, as `prior` holds it."""
-        closes: dict[str, list[FollowupEvent]] = {}
-        for event in customer.events.values():
-            if event.closes_case is not None:
-                closes.setdefault(event.closes_case, []).append(event)
+        """The cases the candidates of `order` ((time, source id), in order) open, each
+        [source id, case id, close event, suppressed], going on from the case the pruned
+        inputs opened last (`CustomerState.prior`); and the last case opened, as `prior`
+        holds it. Only the candidates that open a case are looked at further, and those a
+        case holds back are counted, not walked: after a case opened at t, every candidate
+        before `_held_until` is held back (a bot's customer id can hold thousands)."""
+        closes = customer.closing
         opened: list[list[Any]] = []
         last = customer.prior  # (time, its close's time or None) of the last case opened
-        for candidate in candidates:
-            at = candidate.at_ms
+        index, count = 0, len(order)
+        while index < count:
+            at, source_id = order[index]
             if last is not None:
-                since = at - last[0]
-                still_open = last[1] is None or last[1] > at
-                if since < self.rules.cooldown_ms or (
-                        still_open and since < self.rules.open_suppress_ms):
+                until = self._held_until(last[0], last[1])
+                if at < until:
+                    after = bisect_left(order, (until, ""), index)  # source ids are not ""
                     if opened:  # (else the prior's: pruned, and final)
-                        opened[-1][3] += 1
+                        opened[-1][3] += after - index
+                    index = after
                     continue
-            case_id = case_id_of(customer_id, candidate.source_id)
+            case_id = case_id_of(customer_id, source_id)
             close = self._close_of(closes.get(case_id), at)
-            opened.append([candidate, case_id, close, 0])
+            opened.append([source_id, case_id, close, 0])
             last = (at, None if close is None else close.at_ms)
+            index += 1
         return opened, last
+
+    def _held_until(self, opened_at: int, closed_at: int | None) -> int:
+        """The time before which a case opened at `opened_at` (closed at `closed_at`, or
+        open) holds a candidate back: one at t is held back when t is within the cooldown,
+        or the case is still open at t (no close, or its close after t) and t is within the
+        open case's suppression. Both hold from the opening on, so together they hold up to
+        the later of their ends.
+
+        >>> tracker = FollowupTracker(FollowupRules(1, 7 * DAY_MS, 30 * DAY_MS, ()), DAY_MS)
+        >>> [tracker._held_until(0, close) // DAY_MS for close in (None, 3 * DAY_MS, 9 * DAY_MS)]
+        [30, 7, 9]
+        """
+        cooldown_end = opened_at + self.rules.cooldown_ms
+        suppress_end = opened_at + self.rules.open_suppress_ms
+        if closed_at is not None:
+            suppress_end = min(suppress_end, closed_at)
+        return max(cooldown_end, suppress_end)
 
     def _close_of(self, closing: list[FollowupEvent] | None, opened_at: int
                   ) -> FollowupEvent | None:
@@ -566,17 +643,11 @@ class FollowupTracker:
         # Journeys with moments only: the closing outcome event alone is a marker journey.
         since = candidate.at_ms if close is None else close.at_ms
         until = candidate.at_ms + self.horizon_ms  # the case's window (`_in_window`)
-        source = journey.journey_id if journey is not None else ""
-        later = [j for j in customer.journeys.values()
-                 if j.status != "superseded" and since < j.started_at <= until
-                 and j.journey_id != source and j.peak_end_score is not None]
-        recovery = min(later, key=lambda j: (j.started_at, j.journey_id), default=None)
+        recovery = self._recovery(customer, since, until,
+                                  journey.journey_id if journey is not None else "")
         # NPS after contact: the customer's first answer after the same moment, in any journey
         # (survey answers are sparse; the one that opened the case is not after it)
-        answers_after = [e for e in customer.events.values()
-                         if e.nps is not None and e.closes_case is None
-                         and since < e.at_ms <= until]
-        nps_after = min(answers_after, key=lambda e: (e.at_ms, e.event_id), default=None)
+        nps_after = self._answer_after(customer, since, until)
         trigger = candidate.trigger
         return CaseRecord(
             case_id=case_id, customer_id=customer_id,
@@ -607,17 +678,67 @@ class FollowupTracker:
             rules_version=self.rules.version, version=version)
 
     @staticmethod
+    def _recovery(customer: CustomerState, since: int, until: int, source: str
+                  ) -> FollowupJourney | None:
+        """The first journey (by start, id) with moments that started in (since, until],
+        other than `source` (the case's own)."""
+        starts = customer.starts
+        for index in range(bisect_left(starts, (since + 1, "")), len(starts)):
+            started_at, journey_id = starts[index]
+            if started_at > until:
+                break
+            journey = customer.journeys[journey_id]
+            if (journey.status != "superseded" and journey_id != source
+                    and journey.peak_end_score is not None):
+                return journey
+        return None
+
+    @staticmethod
+    def _answer_after(customer: CustomerState, since: int, until: int) -> FollowupEvent | None:
+        """The first NPS answer (by time, event id) in (since, until]."""
+        times = customer.times
+        for index in range(bisect_left(times, (since + 1, "")), len(times)):
+            at_ms, event_id = times[index]
+            if at_ms > until:
+                break
+            event = customer.events[event_id]
+            if event.nps is not None and event.closes_case is None:
+                return event
+        return None
+
+    @staticmethod
     def _journey_of(customer: CustomerState, event: FollowupEvent) -> FollowupJourney | None:
-        """The journey an event belongs to, when known (the first by id among candidates)."""
-        found = [j for j in customer.journeys.values()
-                 if j.status != "superseded" and _holds(j, event)]
+        """The journey an event belongs to, when known (the first by id among those that
+        hold it, `_holds`): the journey of the id it names, and the journeys that span its
+        time (started at most the longest journey held before it)."""
+        found: list[FollowupJourney] = []
+        if event.journey_id is not None:
+            named = customer.journeys.get(event.journey_id)
+            if named is not None and named.status != "superseded":
+                found.append(named)
+        starts = customer.starts
+        for index in range(bisect_left(starts, (event.at_ms - customer.span, "")),
+                           bisect_left(starts, (event.at_ms + 1, ""))):
+            journey = customer.journeys[starts[index][1]]
+            if (journey.status != "superseded" and journey.journey_id != event.journey_id
+                    and _holds(journey, event)):
+                found.append(journey)
         return min(found, key=lambda j: j.journey_id, default=None)
 
     @staticmethod
     def _answer_in(customer: CustomerState, journey: FollowupJourney) -> FollowupEvent | None:
-        """The journey's first survey answer (by time, event id), if any."""
-        answers = [e for e in customer.events.values()
-                   if e.outcome is None and e.closes_case is None and _holds(journey, e)]
+        """The journey's first survey answer (by time, event id), if any: among the events
+        that name it and those within its time (`_holds`)."""
+        answers = [customer.events[event_id]
+                   for event_id in customer.by_journey.get(journey.journey_id, ())]
+        times = customer.times
+        for index in range(bisect_left(times, (journey.started_at, "")),
+                           bisect_left(times, (journey.ended_at + 1, ""))):
+            event = customer.events[times[index][1]]
+            if event.outcome is None and event.closes_case is None and _holds(journey, event):
+                answers.append(event)
+                break  # the first in time within it; those naming it may come earlier
+        answers = [e for e in answers if e.outcome is None and e.closes_case is None]
         return min(answers, key=lambda e: (e.at_ms, e.event_id), default=None)
 
     # -- state ----------------------------------------------------------------------------
@@ -681,7 +802,7 @@ class FollowupTracker:
         if not gone_journeys and not gone_events:
             return False
         _, prior = self._chain(customer_id, customer,
-                               [c for c in self.candidates(customer) if c.at_ms < cut])
+                               [key for key in customer.order if key[0] < cut])
         customer.cut = cut
         customer.prior = prior
         version = customer.version()  # kept: what the inputs going add stays in pruned_version
@@ -693,6 +814,7 @@ class FollowupTracker:
             customer.event_hits.pop(event.event_id, None)
         customer.emitted = {case_id: case for case_id, case in customer.emitted.items()
                             if case.opened_at >= cut}
+        customer.reindex()
         customer.pruned_version += version - customer.version()
         return True
 
@@ -748,3 +870,8 @@ def _holds(journey: FollowupJourney, event: FollowupEvent) -> bool:
             and journey.started_at <= event.at_ms <= journey.ended_at)
     return (journey.keyed_by != "journey_id"
             and journey.started_at <= event.at_ms <= journey.ended_at)
+
+
+def _take(items: list[tuple[int, str]], key: tuple[int, str]) -> None:
+    """Remove `key` from the sorted `items` (it is there)."""
+    del items[bisect_left(items, key)]
