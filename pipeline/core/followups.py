@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
@@ -682,11 +682,7 @@ class FollowupTracker:
                   ) -> FollowupJourney | None:
         """The first journey (by start, id) with moments that started in (since, until],
         other than `source` (the case's own)."""
-        starts = customer.starts
-        for index in range(bisect_left(starts, (since + 1, "")), len(starts)):
-            started_at, journey_id = starts[index]
-            if started_at > until:
-                break
+        for journey_id in _ids_within(customer.starts, since, until):
             journey = customer.journeys[journey_id]
             if (journey.status != "superseded" and journey_id != source
                     and journey.peak_end_score is not None):
@@ -696,11 +692,7 @@ class FollowupTracker:
     @staticmethod
     def _answer_after(customer: CustomerState, since: int, until: int) -> FollowupEvent | None:
         """The first NPS answer (by time, event id) in (since, until]."""
-        times = customer.times
-        for index in range(bisect_left(times, (since + 1, "")), len(times)):
-            at_ms, event_id = times[index]
-            if at_ms > until:
-                break
+        for event_id in _ids_within(customer.times, since, until):
             event = customer.events[event_id]
             if event.nps is not None and event.closes_case is None:
                 return event
@@ -716,10 +708,9 @@ class FollowupTracker:
             named = customer.journeys.get(event.journey_id)
             if named is not None and named.status != "superseded":
                 found.append(named)
-        starts = customer.starts
-        for index in range(bisect_left(starts, (event.at_ms - customer.span, "")),
-                           bisect_left(starts, (event.at_ms + 1, ""))):
-            journey = customer.journeys[starts[index][1]]
+        for journey_id in _ids_within(customer.starts, event.at_ms - customer.span - 1,
+                                      event.at_ms):
+            journey = customer.journeys[journey_id]
             if (journey.status != "superseded" and journey.journey_id != event.journey_id
                     and _holds(journey, event)):
                 found.append(journey)
@@ -731,10 +722,8 @@ class FollowupTracker:
         that name it and those within its time (`_holds`)."""
         answers = [customer.events[event_id]
                    for event_id in customer.by_journey.get(journey.journey_id, ())]
-        times = customer.times
-        for index in range(bisect_left(times, (journey.started_at, "")),
-                           bisect_left(times, (journey.ended_at + 1, ""))):
-            event = customer.events[times[index][1]]
+        for event_id in _ids_within(customer.times, journey.started_at - 1, journey.ended_at):
+            event = customer.events[event_id]
             if event.outcome is None and event.closes_case is None and _holds(journey, event):
                 answers.append(event)
                 break  # the first in time within it; those naming it may come earlier
@@ -870,6 +859,19 @@ def _holds(journey: FollowupJourney, event: FollowupEvent) -> bool:
             and journey.started_at <= event.at_ms <= journey.ended_at)
     return (journey.keyed_by != "journey_id"
             and journey.started_at <= event.at_ms <= journey.ended_at)
+
+
+def _ids_within(index: list[tuple[int, str]], since: int, until: int) -> Iterator[str]:
+    """The ids of the sorted `index` ((time, id)) whose time is in (since, until], in order.
+
+    >>> list(_ids_within([(1, "a"), (2, "b"), (2, "c"), (5, "d")], 1, 4))
+    ['b', 'c']
+    """
+    for position in range(bisect_left(index, (since + 1, "")), len(index)):
+        at, key = index[position]
+        if at > until:
+            return
+        yield key
 
 
 def _take(items: list[tuple[int, str]], key: tuple[int, str]) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pipeline.core.config import DropConfig
 from pipeline.core.drops import DropDetector
 from pipeline.core.event import Signals, Survey, TouchpointEvent
-from pipeline.core.followups import CaseRecord
+from pipeline.core.followups import CaseRecord, FollowupRules
 from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.surveys import NpsWindow
 
@@ -17,6 +17,24 @@ T0 = 1_795_000_000_000  # 2026-11-18T11:06:40Z, a fixed epoch-ms origin
 MIN = 60_000
 HOUR = 60 * MIN
 DAY = 24 * HOUR
+# Follow-up rules with small windows, so histories of weeks cross many horizons: cooldown 2 d,
+# an open case suppresses for 3 d; with journeys of at most a day and inputs at most a day late
+# the horizon is 5 d (`followup_rules.horizon_ms`).
+SHORT_RULES = FollowupRules.from_dict({
+    "version": 1, "cooldown_days": 2, "open_case_suppresses_days": 3,
+    "triggers": [
+        {"name": "bad-end", "on": "journey", "priority": "high", "sla_hours": 24,
+         "field": "end_valence", "at_most": -0.3},
+        {"name": "low-peak", "on": "journey", "priority": "low", "sla_hours": 48,
+         "when": "any", "field": "peak_valence", "at_most": -0.8},
+        {"name": "detractor", "on": "survey", "priority": "medium", "sla_hours": 24,
+         "field": "nps", "at_most": 6},
+        {"name": "churn", "on": "outcome", "priority": "high", "sla_hours": 4,
+         "outcome": "churned"},
+    ]})
+SHORT_MAX_JOURNEY = DAY
+SHORT_LATENESS = DAY
+SHORT_HORIZON = 3 * DAY + SHORT_MAX_JOURNEY + SHORT_LATENESS
 
 
 def keep_latest(latest: dict[str, CaseRecord], cases: Iterable[CaseRecord]) -> None:

@@ -21,32 +21,19 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scenarios import DAY, HOUR, SHORT_HORIZON, SHORT_RULES
 
 from pipeline.core.followups import (
     CustomerState,
     FollowupEvent,
     FollowupJourney,
-    FollowupRules,
     FollowupTracker,
     _holds,
     case_id_of,
 )
 
-HOUR = 3_600_000
-DAY = 24 * HOUR
-RULES = FollowupRules.from_dict({
-    "version": 1, "cooldown_days": 1, "open_case_suppresses_days": 2,
-    "triggers": [
-        {"name": "bad-end", "on": "journey", "priority": "high", "sla_hours": 24,
-         "when": "closed", "field": "end_valence", "at_most": -0.3},
-        {"name": "low-peak", "on": "journey", "priority": "low", "sla_hours": 48,
-         "when": "any", "field": "peak_valence", "at_most": -0.8},
-        {"name": "detractor", "on": "survey", "priority": "medium", "sla_hours": 24,
-         "field": "nps", "at_most": 6},
-        {"name": "churn", "on": "outcome", "priority": "high", "sla_hours": 4,
-         "outcome": "churned"},
-    ]})
-HORIZON = 4 * DAY
+RULES = SHORT_RULES
+HORIZON = SHORT_HORIZON
 # journey ids: producer ids (some with "@"), their pieces, and customer-keyed sessions
 BASES = ("p", "p@x", "q@a@b", "r")
 EVENT_JOURNEY_IDS = (None, None, "p", "p@x", "q@a", "q@a@b", "r", "nobody", "p@x@9")

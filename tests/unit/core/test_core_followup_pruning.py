@@ -18,36 +18,28 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scenarios import keep_latest
+from scenarios import (
+    DAY,
+    HOUR,
+    SHORT_HORIZON,
+    SHORT_LATENESS,
+    SHORT_MAX_JOURNEY,
+    SHORT_RULES,
+    keep_latest,
+)
 
 from pipeline.core.followups import (
     CaseRecord,
     FollowupEvent,
     FollowupJourney,
-    FollowupRules,
     FollowupTracker,
     case_id_of,
 )
 
-DAY = 86_400_000
-HOUR = 3_600_000
-# small windows, so histories of weeks cross many horizons: cooldown 2 d, an open case
-# suppresses for 3 d; journeys last at most a day and inputs come at most a day late
-RULES = FollowupRules.from_dict({
-    "version": 1, "cooldown_days": 2, "open_case_suppresses_days": 3,
-    "triggers": [
-        {"name": "bad-end", "on": "journey", "priority": "high", "sla_hours": 24,
-         "field": "end_valence", "at_most": -0.3},
-        {"name": "low-peak", "on": "journey", "priority": "low", "sla_hours": 48,
-         "when": "any", "field": "peak_valence", "at_most": -0.8},
-        {"name": "detractor", "on": "survey", "priority": "medium", "sla_hours": 24,
-         "field": "nps", "at_most": 6},
-        {"name": "churn", "on": "outcome", "priority": "high", "sla_hours": 4,
-         "outcome": "churned"},
-    ]})
-MAX_JOURNEY = DAY
-LATENESS = DAY
-HORIZON = 3 * DAY + MAX_JOURNEY + LATENESS  # followup_rules.horizon_ms
+RULES = SHORT_RULES
+MAX_JOURNEY = SHORT_MAX_JOURNEY
+LATENESS = SHORT_LATENESS
+HORIZON = SHORT_HORIZON
 
 
 def history(rnd: random.Random, days: int) -> list[tuple[int, FollowupJourney | FollowupEvent]]:
