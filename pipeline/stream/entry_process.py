@@ -96,9 +96,16 @@ class EntryReport:
 
     def flush(self, out: IO[bytes]) -> None:
         line = self.take()
-        if line is not None:
+        if line is None:
+            return
+        try:
             out.write(line)
             out.flush()
+        except (BrokenPipeError, ValueError):
+            # the worker that reads the reports is gone (killed: the pipe's other end closed)
+            # and this child is on its way out (`run_as_child`): nobody is left to tell. Raised
+            # from the report task, it printed a traceback into the worker's log at each kill.
+            pass
 
 
 def apply_report(line: bytes, entry_read: Callable[[int, dict[str, int], float], None],

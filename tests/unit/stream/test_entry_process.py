@@ -135,3 +135,20 @@ def test_peakend_entry_is_a_command() -> None:
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "entry", "--help"],
                          capture_output=True, text=True, check=True, timeout=60)
     assert "--parent-pid" in out.stdout
+
+
+def test_a_report_to_a_worker_that_is_gone_is_dropped_without_a_traceback() -> None:
+    """A killed worker closes the pipe's other end: the child's report task must not raise
+    (it printed `Task exception was never retrieved ... BrokenPipeError` at every kill)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the worker is gone
+    report = EntryReport()
+    report.entry_lag(0, 5)
+    out = os.fdopen(write_end, "wb", buffering=0)  # each write reaches the pipe at once
+    report.flush(out)  # BrokenPipeError before, now nothing
+    assert report.take() is None  # the report was taken, not kept to be sent again
+    out.close()
+    report.entry_lag(1, 7)
+    report.flush(out)  # a closed file (ValueError) is dropped too
