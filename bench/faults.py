@@ -54,6 +54,7 @@ from tests.support.stream import (
     Worker,
     journeys_in_clickhouse,
     journeys_of_replay,
+    metrics_differences,
     metrics_in_clickhouse,
     metrics_of_replay,
     produce_lines,
@@ -372,6 +373,8 @@ def measure(setup: StreamSetup, lines: list[bytes], result: FaultResult) -> Faul
         buckets_only_ch=len(got_m.keys() - want_m.keys()),
         buckets_only_replay=len(want_m.keys() - got_m.keys()),
     )
+    if differ_m:  # which buckets and sums, so that a rare failure explains itself
+        d["buckets_differing"] = metrics_differences(got_m, want_m)[:8]
     extra_letters = max(0, result.dead_letters - result.dead_letters_expected)
     missing_letters = max(0, result.dead_letters_expected - result.dead_letters)
     result.duplicates = (d["event_rows_repeated"] + differ_j + differ_m + d["journeys_only_ch"]
