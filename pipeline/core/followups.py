@@ -357,6 +357,10 @@ class CustomerState:
         """Hold `event` (one not held: events do not change)."""
         self.events[event.event_id] = event
         insort(self.times, (event.at_ms, event.event_id))
+        self._link(event)
+
+    def _link(self, event: FollowupEvent) -> None:
+        """Index `event` by the journey id it names and the case it closes."""
         if event.journey_id is not None:
             self.by_journey.setdefault(event.journey_id, []).append(event.event_id)
         if event.closes_case is not None:
@@ -371,10 +375,7 @@ class CustomerState:
         self.by_journey = {}
         self.closing = {}
         for event in self.events.values():
-            if event.journey_id is not None:
-                self.by_journey.setdefault(event.journey_id, []).append(event.event_id)
-            if event.closes_case is not None:
-                self.closing.setdefault(event.closes_case, []).append(event)
+            self._link(event)
         order = [(c.at_ms, c.source_id) for c in self.journey_hits.values()]
         order += [(self.events[event_id].at_ms, "event:" + event_id)
                   for event_id in self.event_hits]
@@ -720,14 +721,14 @@ class FollowupTracker:
     def _answer_in(customer: CustomerState, journey: FollowupJourney) -> FollowupEvent | None:
         """The journey's first survey answer (by time, event id), if any: among the events
         that name it and those within its time (`_holds`)."""
-        answers = [customer.events[event_id]
-                   for event_id in customer.by_journey.get(journey.journey_id, ())]
+        named = (customer.events[event_id]
+                 for event_id in customer.by_journey.get(journey.journey_id, ()))
+        answers = [e for e in named if e.outcome is None and e.closes_case is None]
         for event_id in _ids_within(customer.times, journey.started_at - 1, journey.ended_at):
             event = customer.events[event_id]
             if event.outcome is None and event.closes_case is None and _holds(journey, event):
                 answers.append(event)
                 break  # the first in time within it; those naming it may come earlier
-        answers = [e for e in answers if e.outcome is None and e.closes_case is None]
         return min(answers, key=lambda e: (e.at_ms, e.event_id), default=None)
 
     # -- state ----------------------------------------------------------------------------
