@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pipeline.settings import Settings
-from pipeline.storage.warehouse import Warehouse, connect
+from pipeline.storage.warehouse import Warehouse, connect, error_code
 from pipeline.urls import warehouse_url_argument
 
 # Package data (pipeline/schemas links to the repository's schemas/): there in a wheel too.
@@ -383,6 +383,9 @@ LOCK_STALE_SECONDS = 15 * 60
 # retries a little later).
 LOCK_WAIT_SECONDS = 180.0
 
+# UNKNOWN_TABLE, TABLE_IS_DROPPED: the lock table went away while a query read it.
+_TABLE_GONE = frozenset({60, 218})
+
 log = logging.getLogger(__name__)
 
 
@@ -416,11 +419,27 @@ def _now_seconds() -> int:
 
 
 def _lock_age_seconds(warehouse: Warehouse) -> float | None:
-    """Seconds since the lock table was created (None: there is none now)."""
-    rows = warehouse.query(
-        "SELECT toUInt32(now() - metadata_modification_time) FROM system.tables "
-        "WHERE database = %(db)s AND name = %(t)s", {"db": warehouse.database, "t": LOCK_TABLE})
-    return float(rows[0][0]) if rows else None
+    """Seconds since the lock table was created (None: there is none now).
+
+    ClickHouse 18.16 lists a table being created before its metadata file is renamed into
+    place, and gives it a `metadata_modification_time` of 0 (1970) meanwhile: read as an age,
+    that is 56 years, and a waiter broke a lock taken a moment before, so two processes
+    migrated at once (a CI run of tests/integration/test_migrate_concurrent.py). A lock whose
+    file is not there yet is being taken now: age 0.
+    """
+    try:
+        rows = warehouse.query(
+            "SELECT toUInt32(metadata_modification_time), toUInt32(now()) FROM system.tables "
+            "WHERE database = %(db)s AND name = %(t)s",
+            {"db": warehouse.database, "t": LOCK_TABLE})
+    except Exception as exc:
+        if error_code(exc) in _TABLE_GONE:  # dropped while the server listed it
+            return None
+        raise
+    if not rows:
+        return None
+    modified, now = int(rows[0][0]), int(rows[0][1])
+    return 0.0 if modified == 0 else float(max(0, now - modified))
 
 
 def _acquire_lock(warehouse: Warehouse, *, wait_seconds: float,

@@ -147,3 +147,69 @@ def test_a_migration_waits_for_the_lock_and_breaks_a_stale_one(
         assert migrate.migrate(warehouse, cluster="") == []
     finally:
         warehouse.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+class _ContendedLock:
+    """A warehouse on which another process holds (or is just taking) the migration lock: the
+    lock table's `system.tables` row answers `ages` in turn, as (metadata mtime, now) pairs or
+    an exception; after `free_after` refused CREATEs the lock is free."""
+
+    database = "pe_db"
+
+    def __init__(self, ages: list[object], free_after: int = 10**9) -> None:
+        self.ages = ages
+        self.free_after = free_after
+        self.executed: list[str] = []
+        self.inserted: list[str] = []
+
+    def execute(self, sql: str) -> None:
+        self.executed.append(sql)
+        assert len(self.executed) < 1000, "the waiter breaks the lock again and again"
+        creates = sum(s.startswith("CREATE") for s in self.executed)
+        if sql.startswith(f"CREATE TABLE {migrate.LOCK_TABLE}") and creates <= self.free_after:
+            raise RuntimeError(f"Code: 57. DB::Exception: Table pe_db.{migrate.LOCK_TABLE} "
+                                   "already exists.")
+
+    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+        self.inserted.append(table)
+
+    def query(self, sql: str, params: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+        if "system.tables" in sql:
+            age = self.ages.pop(0) if len(self.ages) > 1 else self.ages[0]
+            if isinstance(age, Exception):
+                raise age
+            return [age] if age is not None else []  # type: ignore[list-item]  # test data
+        return [("host-2:77:1",)]  # the holder named in the message
+
+
+def test_a_lock_being_created_is_not_broken_as_stale() -> None:
+    """18.16 lists a table being created with metadata_modification_time 0 (its file is not
+    renamed into place yet): read as 56 years, a waiter broke a lock just taken and two
+    processes migrated at once. Such a lock is young; the waiter waits and names its holder."""
+    now = 1_780_000_000
+    warehouse = _ContendedLock([(0, now)])
+    with pytest.raises(migrate.MigrationError, match="host-2:77:1 has been migrating"):
+        migrate._acquire_lock(warehouse, wait_seconds=0.05, poll_seconds=0.01)  # type: ignore[arg-type]  # a test double
+    assert not [s for s in warehouse.executed if s.startswith("DROP")]
+    # the same lock with a real mtime older than LOCK_STALE_SECONDS is broken, once
+    stale = _ContendedLock([(now - migrate.LOCK_STALE_SECONDS - 5, now)], free_after=1)
+    migrate._acquire_lock(stale, wait_seconds=5, poll_seconds=0.01)  # type: ignore[arg-type]  # a test double
+    assert [s for s in stale.executed if s.startswith("DROP")] == [
+        f"DROP TABLE IF EXISTS {migrate.LOCK_TABLE}"]
+    assert stale.inserted == [migrate.LOCK_TABLE]
+
+
+def test_a_lock_dropped_while_its_age_is_read_is_taken_again() -> None:
+    """The holder drops the lock while a waiter's `system.tables` query lists it: the server
+    answers UNKNOWN_TABLE (code 60). The lock is free; the waiter takes it, without an error."""
+    from clickhouse_driver import errors as driver_errors
+
+    gone = driver_errors.ServerException(
+        f"DB::Exception: Table pe_db.{migrate.LOCK_TABLE} doesn't exist..", 60)
+    warehouse = _ContendedLock([gone, None], free_after=1)
+    migrate._acquire_lock(warehouse, wait_seconds=5, poll_seconds=0.01)  # type: ignore[arg-type]  # a test double
+    assert warehouse.inserted == [migrate.LOCK_TABLE]
+    assert not [s for s in warehouse.executed if s.startswith("DROP")]
+    other = _ContendedLock([RuntimeError("Code: 241. Memory limit exceeded")])
+    with pytest.raises(RuntimeError, match="Memory limit"):  # anything else is not hidden
+        migrate._acquire_lock(other, wait_seconds=5, poll_seconds=0.01)  # type: ignore[arg-type]  # a test double
