@@ -157,7 +157,10 @@ class SegmentTotals:
         if old == contribution:
             return False
         if old is not None and keep_previous:
-            del self.ends[journey_id]  # the old bucket keeps its member
+            # the old bucket keeps its member, no longer the journey's contribution: written
+            # again as such (`is_kept`), so a restore does not take it for the current one
+            del self.ends[journey_id]
+            self._changed_members.add(("negative_end", old[0], journey_id))
         elif old is not None:
             members = self.end_buckets[old[0]]
             if members.pop(journey_id):
@@ -310,18 +313,33 @@ class SegmentTotals:
             return self.end_buckets.get(bucket_start, {}).get(member)
         return self.answers.get(metric, {}).get(bucket_start, {}).get(member)
 
+    def is_kept(self, bucket_start: int, journey_id: str) -> bool:
+        """Is the journey a member of negative_end bucket `bucket_start` that it has left (the
+        bucket was final when it moved: `set_end(keep_previous=True)`)? Its contribution
+        (`ends`) is elsewhere or nowhere, and moving on again must not take it out of here."""
+        members = self.end_buckets.get(bucket_start)
+        if members is None or journey_id not in members:
+            return False
+        held = self.ends.get(journey_id)
+        return held is None or held[0] != bucket_start
+
     def snapshot_key(self, key: tuple[str, int]) -> dict[str, Any] | None:
         """JSON-able state of one bucket (metric, bucket_start), or None when it holds nothing
-        (evicted or emptied)."""
+        (evicted or emptied). A negative_end bucket lists its kept members (`is_kept`) in "k"."""
         metric, bucket_start = key
         version = self.versions.get(f"{metric}@{bucket_start}")
         if version is None:
             return None
+        state: dict[str, Any] = {"v": version, "d": (metric, bucket_start) in self._dirty}
         if metric == "negative_end":
-            members: dict[str, Any] = dict(self.end_buckets.get(bucket_start, {}))
+            held = self.end_buckets.get(bucket_start, {})
+            state["m"] = dict(held)
+            kept = sorted(j for j in held if self.is_kept(bucket_start, j))
+            if kept:
+                state["k"] = kept
         else:
-            members = dict(self.answers.get(metric, {}).get(bucket_start, {}))
-        return {"v": version, "m": members, "d": (metric, bucket_start) in self._dirty}
+            state["m"] = dict(self.answers.get(metric, {}).get(bucket_start, {}))
+        return state
 
     def restore_key(self, key: tuple[str, int], state: dict[str, Any] | None) -> None:
         """Replace one bucket (metric, bucket_start) by `state` (from `snapshot_key`; None
@@ -337,8 +355,13 @@ class SegmentTotals:
             if members:
                 self.end_buckets[bucket_start] = members
                 self._negatives[bucket_start] = sum(members.values())
+            # A kept member's contribution is elsewhere: taking it for the journey's current
+            # one, the journey's next move took it out of this bucket, which the engine keeps
+            # (negative_end n 1 where replay counted 2 after worker kills, docs/reliability.md).
+            kept = set(state.get("k", ()))
             for journey_id, negative in members.items():
-                self.ends[journey_id] = (bucket_start, negative)
+                if journey_id not in kept:
+                    self.ends[journey_id] = (bucket_start, negative)
         else:
             answers = self.answers.setdefault(metric, {})[bucket_start] = dict(state["m"])
             window = self._windows[(metric, bucket_start)] = ANSWER_WINDOWS[metric]()

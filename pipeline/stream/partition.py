@@ -47,7 +47,7 @@ from pipeline.core.journeys import (
 )
 from pipeline.core.records import JourneyRecord
 from pipeline.core.scoring import ScoringRules
-from pipeline.core.segment_totals import answer_key
+from pipeline.core.segment_totals import EndContribution, answer_key
 from pipeline.core.valence import survey_ces_on_7
 from pipeline.stream import messages
 
@@ -260,20 +260,21 @@ class PartitionProcessor:
                                              answer_key(r.event_id, journey_key)))
 
     def _ends(self, deltas: list[EndDelta], out: StageOneOutput) -> None:
-        # journeys whose retraction was skipped just before: their next contribution must not
-        # take them out of the final bucket either (the segment stage would, while it still
-        # holds that bucket: how long it does depends on every partition's stream time)
-        kept: set[str] = set()
         for delta in deltas:
             start = delta.at_ms - delta.at_ms % self.bucket_ms
+            contribution: EndContribution | None = None
+            keep = False
             if delta.sign < 0 and self._final(start):
-                kept.add(delta.journey_id)
-                continue  # that bucket is final: the journey stays counted there
-            contribution = None
-            if delta.sign > 0:
-                contribution = (delta.at_ms - delta.at_ms % self.bucket_ms, delta.negative)
-            keep = delta.journey_id in kept
-            kept.discard(delta.journey_id)
+                # That bucket is final: the journey stays counted there (`SurveyBuckets.
+                # apply_end`). The segment stage is told so: its next contribution, in this
+                # flush or any later one, must not take it out of that bucket either (the
+                # segment stage would, while it still holds the bucket, which depends on every
+                # partition's stream time). Once, only the next delta of the same call was
+                # told: a journey reopened in a final bucket and closed again later left it
+                # there in replay, not in the stream (negative_end n 1 against 2 after kills).
+                keep = True
+            elif delta.sign > 0:
+                contribution = (start, delta.negative)
             for dim, value in delta.segments:
                 out.contributions.append(
                     messages.end(dim, value, delta.journey_id, contribution, keep))

@@ -165,7 +165,7 @@ class SegmentStage:
                 if state is not None:
                     buckets[(seg, metric, int(start))] = {
                         "v": int(state["v"]), "m": dict(state["m"]), "d": bool(state.get("d")),
-                        "legacy": True}
+                        "k": set(state.get("k", ())), "legacy": True}
             elif key.startswith(HEAD_PREFIX):
                 metric, dim, value = orjson.loads(key[len(HEAD_PREFIX):])
                 heads[(metric, dim, value)] = state
@@ -198,12 +198,18 @@ class SegmentStage:
             held["d"] = held["d"] or bool(state.get("d"))
             if "a" in state:
                 held["m"][member] = state["a"]
+                if state.get("k"):
+                    held.setdefault("k", set()).add(member)
+                else:
+                    held.get("k", set()).discard(member)
             else:
                 held["m"].pop(member, None)
+                held.get("k", set()).discard(member)
             self._written.setdefault(bucket[0], {}).setdefault(bucket[1:], {})[member] = key
         for (seg, metric, start), held in buckets.items():
             totals = self._totals(seg)
-            totals.restore_key((metric, start), {"v": held["v"], "m": held["m"], "d": held["d"]})
+            totals.restore_key((metric, start), {"v": held["v"], "m": held["m"], "d": held["d"],
+                                                 "k": held.get("k", ())})
             if held.get("legacy"):
                 totals.mark_members_changed((metric, start))  # rewritten as members
                 self._dirty_segments.add(seg)
@@ -328,6 +334,8 @@ class SegmentStage:
                 value = totals.member((metric, start), member)
                 if value is not None:
                     state["a"] = value
+                    if metric == "negative_end" and totals.is_kept(start, member):
+                        state["k"] = 1
                 if start + width <= evicted:  # a bucket made again after its eviction
                     state["h"] = evicted
                 key = member_key(seg, metric, start, member)

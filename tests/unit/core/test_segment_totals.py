@@ -527,3 +527,52 @@ def test_kept_windows_equal_a_fold_from_scratch(ops: list[tuple[Any, ...]]) -> N
                     assert {"n": record.n, "value": record.value, "ci_low": record.ci_low,
                             "ci_high": record.ci_high} == {k: expected[k] for k in
                                                            ("n", "value", "ci_low", "ci_high")}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_WINDOW_OPS, max_size=60))
+def test_a_restore_gives_back_each_journeys_contribution(ops: list[tuple[Any, ...]]) -> None:
+    """After any operations, a segment restored from its JSON snapshot holds the same journeys'
+    contributions (`ends`) as the live one, so the next moves change the same buckets. A
+    member a journey left in a final bucket (`keep_previous`) is not its contribution: restored
+    as one, the journey's next move took it out of that bucket (negative_end n 1 where the
+    engine counted 2, after worker kills)."""
+    width = 60_000
+    live = SegmentTotals("all", "all", width)
+    for op in ops:
+        if op[0] == "answer":
+            _, metric, slot, n, score, _scale = op
+            live.add_answer(metric, slot * width, f"e{n}", 1 + score % 5)
+        elif op[0] == "end":
+            _, n, slot, negative, keep = op
+            live.set_end(f"j{n}", None if slot is None else (slot * width, negative),
+                         keep_previous=keep)
+        elif op[0] == "flush":
+            live.flush()
+        elif op[0] == "evict":
+            live.evict(op[1] * width)
+        restored = SegmentTotals("all", "all", width,
+                                 resume=json.loads(json.dumps(live.snapshot())))
+        assert restored.ends == live.ends
+        assert restored.snapshot() == live.snapshot()
+        # and the same next move changes the same buckets the same way
+        for totals in (live, restored):
+            totals.set_end("j0", (3 * width, True))
+        assert restored.snapshot()["buckets"] == live.snapshot()["buckets"]
+        live = restored
+
+
+def test_a_kept_member_stays_in_its_final_bucket_after_a_restore() -> None:
+    """The case the property above found, spelled out: j1 moved out of final bucket 0 (kept
+    there), the segment restored, then j1 moves again: bucket 0 still counts it."""
+    totals = SegmentTotals("all", "all", 60_000)
+    totals.set_end("j1", (0, True))
+    totals.set_end("j2", (0, True))
+    totals.set_end("j1", (120_000, True), keep_previous=True)
+    assert totals.is_kept(0, "j1") and not totals.is_kept(120_000, "j1")
+    assert totals.snapshot_key(("negative_end", 0))["k"] == ["j1"]  # type: ignore[index]
+    restored = SegmentTotals("all", "all", 60_000,
+                             resume=json.loads(json.dumps(totals.snapshot())))
+    restored.set_end("j1", (180_000, False))
+    assert restored.record("negative_end", 0).n == 2
+    assert restored.record("negative_end", 120_000).n == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -30,14 +31,27 @@ SCORING_RULES = load_scoring_rules()
 
 class SimulatedStream:
     """`restart_every`: rebuild stage one from its persisted state every that many batches
-    (a worker restarted after a crash, with nothing read again: the restore's own re-sends)."""
+    (a worker restarted after a crash, with nothing read again: the restore's own re-sends);
+    with `restart_segments`, the segment stage too, from its state as a changelog replay gives
+    it back: every key as last written, in any order (seeded), the members of evicted buckets
+    included (the journal forgets them without a removal: `JournalTable.forget_keys`), and no
+    source watermark (they come back with the next watermark messages)."""
 
     def __init__(self, config: CoreConfig, partitions: int, batch: int = 100,
-                 restart_every: int | None = None) -> None:
+                 restart_every: int | None = None, restart_segments: bool = False,
+                 segment_lag: int = 0) -> None:
         self.config = config
         self.partitions = partitions
         self.batch = batch
         self.restart_every = restart_every
+        self.restart_segments = restart_segments
+        self.stage_two_state: list[dict[str, Any]] = [{} for _ in range(partitions)]
+        # `segment_lag` K: the segment stage restarts from its state of K sends before, and the
+        # contributions it took since are delivered again (its outputs left, its state and
+        # offsets did not: at-least-once)
+        self.segment_lag = segment_lag
+        self._stage_two_log: list[tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]] = []
+        self._restore_order = random.Random(partitions * 7919 + batch)
         self.sends = 0
         # stage one's state table, per partition, as the worker writes it after each batch
         self.stage_one_state: list[dict[str, Any]] = [{} for _ in range(partitions)]
@@ -127,10 +141,39 @@ class SimulatedStream:
                                                     watermarks[p])
             pending.setdefault(p, []).insert(0, resent)
 
+    def restart_stage_two(self) -> None:
+        """Every segment stage rebuilt from its state (see the class docstring), `segment_lag`
+        sends back, and what it took since delivered again."""
+        again: list[list[dict[str, Any]]] = [[] for _ in range(self.partitions)]
+        if self.segment_lag and len(self._stage_two_log) >= self.segment_lag:
+            self.stage_two_state = self._stage_two_log[-self.segment_lag][0]
+            for _, taken in self._stage_two_log[-self.segment_lag:]:
+                for q, queue in enumerate(taken):
+                    again[q].extend(queue)
+            self._stage_two_log.clear()
+        for q in range(self.partitions):
+            stored = list(self.stage_two_state[q].items())
+            self._restore_order.shuffle(stored)
+            self.stage_two[q] = SegmentStage(self.config, sources=self.partitions)
+            self.stage_two[q].restore_keys(stored)
+            if again[q]:
+                self._take_stage_two(q, again[q])
+
+    def _persist_stage_two(self, q: int) -> None:
+        state = self.stage_two_state[q]
+        for key, value in self.stage_two[q].dirty_state():
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = copy.deepcopy(value)
+        self.stage_two[q].drain_forgotten()  # kept in `state`: a changelog replay has them
+
     def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
         self.sends += 1
         if self.restart_every and self.sends % self.restart_every == 0:
             self.restart_stage_one(pending)
+            if self.restart_segments:
+                self.restart_stage_two()
         withdrawals, self.withdrawals = self.withdrawals, {}
         for p, items in withdrawals.items():
             for key, event_id, digest in items:
@@ -162,22 +205,30 @@ class SimulatedStream:
                           else partition_for((sent.key or b"").decode(), self.partitions))
                 assert sent.value is not None  # contributions are never tombstones
                 self.queues[target].append(json.loads(sent.value))
+        if self.segment_lag:
+            self._stage_two_log.append((copy.deepcopy(self.stage_two_state),
+                                        [list(queue) for queue in self.queues]))
+            del self._stage_two_log[:-self.segment_lag]
         for q, queue in enumerate(self.queues):
             if queue:
-                result = self.stage_two[q].process_batch(queue)
-                self.stage_two[q].dirty_state()
-                self.stage_two[q].drain_forgotten()
+                self._take_stage_two(q, queue)
                 queue.clear()
-                for record in result.metrics:
-                    key = (record.metric, record.segment_dim, record.segment_value,
-                           record.window_start)
-                    self.metrics_in_arrival_order[key] = record
-                    held = self.metrics.get(key)
-                    if held is None or record.version >= held.version:  # as ClickHouse keeps
-                        if held is not None and record.version == held.version \
-                                and record != held:
-                            self.version_ties.append((held, record))
-                        self.metrics[key] = record
-                    else:
-                        self.version_ties.append((held, record))
-                self.alerts.extend(result.alerts)
+
+    def _take_stage_two(self, q: int, queue: list[dict[str, Any]]) -> None:
+        """Contributions through segment stage `q`, its state written, its records kept as
+        ClickHouse keeps them."""
+        result = self.stage_two[q].process_batch(queue)
+        self._persist_stage_two(q)
+        for record in result.metrics:
+            key = (record.metric, record.segment_dim, record.segment_value,
+                   record.window_start)
+            self.metrics_in_arrival_order[key] = record
+            held = self.metrics.get(key)
+            if held is None or record.version >= held.version:  # as ClickHouse keeps
+                if held is not None and record.version == held.version \
+                        and record != held:
+                    self.version_ties.append((held, record))
+                self.metrics[key] = record
+            else:
+                self.version_ties.append((held, record))
+        self.alerts.extend(result.alerts)

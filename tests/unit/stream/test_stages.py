@@ -137,6 +137,27 @@ def test_stage_one_restarted_over_days_equals_the_engine() -> None:
     assert_same(sim, *engine_results(data, 4, config))
 
 
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_both_stages_restarted_over_days_equal_the_engine(seed: int) -> None:
+    """Both stages rebuilt from their state every 8 batches over three days (the segment
+    stage's from a changelog replay: any order, evicted members included, no watermarks).
+    Two ways a journey left a final negative-end bucket in the stream but not in replay
+    (negative_end n 1 where replay counted 2, in SIGKILL fault runs: docs/reliability.md):
+    - a journey reopened in a bucket final by its partition's stream time and closed again in
+      a later flush: stage one told the segment stage to keep the old bucket only within one
+      flush, so the later contribution took the journey out while the stage still held it;
+    - a restored segment stage took every member of a bucket for the journey's current
+      contribution, the members a journey had left in final buckets (keep_previous) too."""
+    config = Settings.from_env({}).core_config()
+    generated = GeneratorConfig(events=6000, seed=seed, span_ms=3 * 86_400_000)
+    data = [r if isinstance(r, bytes) else json.dumps(r).encode()
+            for r in generate_records(generated)]
+    sim = SimulatedStream(config, 4, 150, restart_every=8, restart_segments=True).run(data)
+    assert sim.sends > 30
+    assert not sim.version_ties, sim.version_ties[:2]
+    assert_same(sim, *engine_results(data, 4, config))
+
+
 def test_redelivered_events_change_nothing() -> None:
     """A crash after state was written but before offsets were committed re-reads events: the
     tracker drops them as duplicates and their outputs are re-sent, which changes no result."""
@@ -471,3 +492,46 @@ def test_deferred_records_equal_the_flushes_latest_records_of_each_event(seed: i
         sent += len(got.journeys)
     assert sent > len(events) / 10  # records were compared, flush after flush
     assert deferred.drain_journeys().journeys == []
+
+
+def test_a_journey_reopened_in_a_final_bucket_stays_there_when_it_closes_in_a_later_flush(
+        ) -> None:
+    """A closed journey counted in a bucket that its partition's stream time has made final
+    reopens (its retraction is dropped: the bucket keeps it, as `SurveyBuckets.apply_end`
+    keeps it), and closes again in a later flush. The segment stage, which may still hold that
+    bucket, must keep the journey there too: once it was told so only when the two deltas came
+    in one flush, and the later close took the journey out (n 1 where the engine counts 2)."""
+    from pipeline.core.buckets import SurveyBuckets
+    from pipeline.core.journeys import EndDelta
+    from pipeline.stream.segments import SegmentStage
+
+    config = Settings.from_env({}).core_config()
+    width = config.windows.bucket_ms
+    segments = (("all", "all"),)
+    stage_one = PartitionProcessor(0, config, SCORING_RULES)
+    stage_one.final_before_ms = 2 * width  # bucket 0 is final by this partition's time
+    engine = SurveyBuckets(config.windows, 0)
+    engine.final_before_ms = 2 * width
+    stage_two = SegmentStage(config)
+    for journey in ("j1", "j2"):  # both counted in bucket 0 while it was open
+        stage_two.apply(messages_end(journey, (0, True)))
+        engine.apply_end(EndDelta(0, True, 1, segments, journey))
+    flushes = [[EndDelta(0, True, -1, segments, "j1")],  # reopened by a late event
+               [EndDelta(5 * width, False, 1, segments, "j1")]]  # closed again, later
+    for deltas in flushes:
+        out = StageOneOutput()
+        stage_one._ends(deltas, out)
+        for delta in deltas:
+            engine.apply_end(delta)
+        for _, message in out.contributions:
+            stage_two.apply(message)
+    records = {(r.metric, r.window_start): r for r in stage_two.flush().metrics}
+    wanted = {(r.metric, r.window_start): r for r in engine.flush()}
+    assert records[("negative_end", 0)].n == wanted[("negative_end", 0)].n == 2
+    assert records[("negative_end", 5 * width)].n == wanted[("negative_end", 5 * width)].n == 1
+
+
+def messages_end(journey: str, contribution: tuple[int, bool]) -> dict[str, Any]:
+    from pipeline.stream import messages
+
+    return messages.end("all", "all", journey, contribution)[1]
