@@ -19,6 +19,7 @@ tests (tests/unit/stream/test_agents.py) run these with dicts and lists.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -43,6 +44,8 @@ from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.partition import PartitionProcessor
 from pipeline.stream.segments import SegmentStage
+
+log = logging.getLogger(__name__)
 
 # a table an agent writes its state to (`ChangelogTable` in the worker, a dict in the tests)
 StateTable = AgentStateTable | MutableMapping[str, Any]
@@ -110,6 +113,9 @@ class JourneysAgent:
             self.next_offset[partition] = held.next_offset
             self.outputs.outbox.add_journey_output(partition,
                                                    proc.restore_keys(held.pairs, held.watermark))
+            # one line per partition and start: what a restore found decides every later result
+            log.info("journeys partition %d: restored %d keys, stream time %d, from offset %d",
+                     partition, len(held.pairs), held.watermark, held.next_offset)
         return proc
 
     def process(self, batch: list[Any]) -> Processed:
@@ -218,7 +224,10 @@ class SegmentsAgent:
         stage = self.stages.get(partition)
         if stage is None:
             stage = self.stages[partition] = SegmentStage(self.core, sources=self.sources)
-            stage.restore_keys(held_state(self.table, partition).pairs)
+            held = held_state(self.table, partition)
+            stage.restore_keys(held.pairs)
+            log.info("segments partition %d: restored %d keys, %d segments, evicted before %d",
+                     partition, len(held.pairs), len(stage.totals), stage.evicted_before)
         return stage
 
     def process(self, batch: list[Any]) -> Processed:
