@@ -163,11 +163,17 @@ class Outbox:
                 records.extend(Record(CONTRIBUTIONS, None, mark, target)
                                for target in range(self.partitions))
         self._one.clear()
+        # Of a bucket's records in this flush, the one ClickHouse would keep of them all
+        # (ReplacingMergeTree(version): the highest version, of equal ones the last): the
+        # last one alone once replaced a higher version by a bucket made anew (version 1).
         latest: dict[tuple[str, str, str, int], MetricRecord] = {}
         for out2 in self._two:
             for bucket in out2.metrics:
-                latest[(bucket.metric, bucket.segment_dim, bucket.segment_value,
-                        bucket.window_start)] = bucket
+                key2 = (bucket.metric, bucket.segment_dim, bucket.segment_value,
+                        bucket.window_start)
+                held = latest.get(key2)
+                if held is None or bucket.version >= held.version:
+                    latest[key2] = bucket
             for alert in out2.alerts:
                 records.append(Record(ALERTS, alert.alert_id.encode(),
                                       to_json(alert.to_dict())))

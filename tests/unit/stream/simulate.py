@@ -22,7 +22,7 @@ from pipeline.stream.claims import (
     decode_claims,
     encode_claims,
 )
-from pipeline.stream.outbox import CONTRIBUTIONS, Outbox
+from pipeline.stream.outbox import CONTRIBUTIONS, METRICS, Outbox
 from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
 from pipeline.stream.segments import SegmentStage
 
@@ -51,6 +51,10 @@ class SimulatedStream:
         # offsets did not: at-least-once)
         self.segment_lag = segment_lag
         self._stage_two_log: list[tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]] = []
+        # the segment stages' metric records of the last send, delivered at the start of the
+        # next one: a restart with `segment_lag` loses them (the worker delivers a batch's
+        # outputs before it writes the state, so state that lags lost them too)
+        self._undelivered: list[MetricRecord] = []
         self._restore_order = random.Random(partitions * 7919 + batch)
         self.sends = 0
         # stage one's state table, per partition, as the worker writes it after each batch
@@ -114,6 +118,7 @@ class SimulatedStream:
         self._send(pending)
         while self.withdrawals:
             self._send({})
+        self._deliver()
         return self
 
     def persist(self, partition: int) -> None:
@@ -146,6 +151,7 @@ class SimulatedStream:
         sends back, and what it took since delivered again."""
         again: list[list[dict[str, Any]]] = [[] for _ in range(self.partitions)]
         if self.segment_lag and len(self._stage_two_log) >= self.segment_lag:
+            self._undelivered.clear()
             self.stage_two_state = self._stage_two_log[-self.segment_lag][0]
             for _, taken in self._stage_two_log[-self.segment_lag:]:
                 for q, queue in enumerate(taken):
@@ -156,8 +162,8 @@ class SimulatedStream:
             self._restore_order.shuffle(stored)
             self.stage_two[q] = SegmentStage(self.config, sources=self.partitions)
             self.stage_two[q].restore_keys(stored)
-            if again[q]:
-                self._take_stage_two(q, again[q])
+            # read again with what arrives next, in one batch, as the consumer fetches them
+            self.queues[q][:0] = again[q]
 
     def _persist_stage_two(self, q: int) -> None:
         state = self.stage_two_state[q]
@@ -174,6 +180,7 @@ class SimulatedStream:
             self.restart_stage_one(pending)
             if self.restart_segments:
                 self.restart_stage_two()
+        self._deliver()
         withdrawals, self.withdrawals = self.withdrawals, {}
         for p, items in withdrawals.items():
             for key, event_id, digest in items:
@@ -215,11 +222,22 @@ class SimulatedStream:
                 queue.clear()
 
     def _take_stage_two(self, q: int, queue: list[dict[str, Any]]) -> None:
-        """Contributions through segment stage `q`, its state written, its records kept as
-        ClickHouse keeps them."""
+        """Contributions through segment stage `q`, its state written, its records through
+        the worker's outbox (one flush: a bucket's records coalesced) and kept as ClickHouse
+        keeps them."""
         result = self.stage_two[q].process_batch(queue)
         self._persist_stage_two(q)
-        for record in result.metrics:
+        outbox = Outbox(self.partitions)
+        outbox.add_segment_output(result)
+        for sent in outbox.drain().records:
+            if sent.role == METRICS:
+                assert sent.value is not None
+                self._undelivered.append(MetricRecord.from_dict(json.loads(sent.value)))
+        self.alerts.extend(result.alerts)
+
+    def _deliver(self) -> None:
+        """The metric records waiting, kept as ClickHouse keeps them."""
+        for record in self._undelivered:
             key = (record.metric, record.segment_dim, record.segment_value,
                    record.window_start)
             self.metrics_in_arrival_order[key] = record
@@ -231,4 +249,4 @@ class SimulatedStream:
                 self.metrics[key] = record
             else:
                 self.version_ties.append((held, record))
-        self.alerts.extend(result.alerts)
+        self._undelivered.clear()

@@ -164,3 +164,33 @@ def test_gathered_records_hold_every_item_in_order_under_the_limit(
                if len(group) > 1)
     if len(whole) < limit and len(items) <= sample:
         assert records == [whole]
+
+
+def test_a_buckets_record_that_leaves_is_the_one_clickhouse_keeps_of_the_flush() -> None:
+    """Of one bucket's records in a flush, the highest version leaves (of equal ones the
+    last), as ReplacingMergeTree(version) keeps them. The last alone let a bucket made anew
+    after its eviction (version 1, one member) replace its whole record (version 2, two)."""
+    from pipeline.stream.segments import StageTwoOutput
+
+    stage = SegmentStage(CoreConfig())
+    stage.apply(messages.end("all", "all", "j1", (0, True))[1])
+    stage.apply(messages.end("all", "all", "j2", (0, False))[1])
+    whole = stage.flush().metrics
+    anew = SegmentStage(CoreConfig())
+    anew.apply(messages.end("all", "all", "j2", (0, False))[1])
+    partial = anew.flush().metrics
+    assert [(r.version, r.n) for r in whole] == [(2, 2)]
+    assert [(r.version, r.n) for r in partial] == [(1, 1)]
+    outbox = Outbox(1)
+    outbox.add_segment_output(StageTwoOutput(metrics=whole))
+    outbox.add_segment_output(StageTwoOutput(metrics=partial))
+    sent = [loaded(r) for r in outbox.drain().records if r.role == METRICS]
+    assert [(m["version"], m["n"]) for m in sent] == [(2, 2)]
+    # of equal versions the last: a bucket's later state at the same version (a restore)
+    again = SegmentStage(CoreConfig())
+    again.apply(messages.end("all", "all", "j3", (0, True))[1])
+    later = again.flush().metrics
+    outbox.add_segment_output(StageTwoOutput(metrics=partial))
+    outbox.add_segment_output(StageTwoOutput(metrics=later))
+    sent = [loaded(r) for r in outbox.drain().records if r.role == METRICS]
+    assert [(m["version"], m["positives"]) for m in sent] == [(1, 1)]
