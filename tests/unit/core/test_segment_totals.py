@@ -474,6 +474,29 @@ _WINDOW_OPS = st.one_of(
 )
 
 
+def apply_window_op(totals: SegmentTotals, op: tuple[Any, ...], width: int) -> bool:
+    """Apply one of `_WINDOW_OPS` to `totals`; False for "restore" (the caller's to do)."""
+    if op[0] == "answer":
+        _, metric, slot, n, score, scale = op
+        answer = (ces_on_7(1 + score % scale, scale) if metric == "ces"
+                  else score if metric == "nps" else 1 + score % 5)
+        totals.add_answer(metric, slot * width, f"e{n}", answer)
+    elif op[0] == "remove":
+        _, metric, slot, n = op
+        totals.remove_answer(metric, slot * width, f"e{n}")
+    elif op[0] == "end":
+        _, n, slot, negative, keep = op
+        totals.set_end(f"j{n}", None if slot is None else (slot * width, negative),
+                       keep_previous=keep)
+    elif op[0] == "flush":
+        totals.flush()
+    elif op[0] == "evict":
+        totals.evict(op[1] * width)
+    else:
+        return False
+    return True
+
+
 def folded(totals: SegmentTotals, metric: str, start: int) -> dict[str, Any]:
     """The bucket's window folded from its members, sorted (what `window` computed before it
     kept windows up to date)."""
@@ -498,23 +521,7 @@ def test_kept_windows_equal_a_fold_from_scratch(ops: list[tuple[Any, ...]]) -> N
     width = 60_000
     totals = SegmentTotals("all", "all", width)
     for op in ops:
-        if op[0] == "answer":
-            _, metric, slot, n, score, scale = op
-            answer = (ces_on_7(1 + score % scale, scale) if metric == "ces"
-                      else score if metric == "nps" else 1 + score % 5)
-            totals.add_answer(metric, slot * width, f"e{n}", answer)
-        elif op[0] == "remove":
-            _, metric, slot, n = op
-            totals.remove_answer(metric, slot * width, f"e{n}")
-        elif op[0] == "end":
-            _, n, slot, negative, keep = op
-            totals.set_end(f"j{n}", None if slot is None else (slot * width, negative),
-                           keep_previous=keep)
-        elif op[0] == "flush":
-            totals.flush()
-        elif op[0] == "evict":
-            totals.evict(op[1] * width)
-        else:
+        if not apply_window_op(totals, op, width):  # "restore"
             totals = SegmentTotals("all", "all", width,
                                    resume=json.loads(json.dumps(totals.snapshot())))
         for metric in ("nps", "ces", "csat", "negative_end"):
@@ -540,17 +547,7 @@ def test_a_restore_gives_back_each_journeys_contribution(ops: list[tuple[Any, ..
     width = 60_000
     live = SegmentTotals("all", "all", width)
     for op in ops:
-        if op[0] == "answer":
-            _, metric, slot, n, score, _scale = op
-            live.add_answer(metric, slot * width, f"e{n}", 1 + score % 5)
-        elif op[0] == "end":
-            _, n, slot, negative, keep = op
-            live.set_end(f"j{n}", None if slot is None else (slot * width, negative),
-                         keep_previous=keep)
-        elif op[0] == "flush":
-            live.flush()
-        elif op[0] == "evict":
-            live.evict(op[1] * width)
+        apply_window_op(live, op, width)  # a "restore" is below, after every op
         restored = SegmentTotals("all", "all", width,
                                  resume=json.loads(json.dumps(live.snapshot())))
         assert restored.ends == live.ends

@@ -29,6 +29,16 @@ from pipeline.stream.segments import SegmentStage
 SCORING_RULES = load_scoring_rules()
 
 
+def written(state: dict[str, Any], pairs: Iterable[tuple[str, Any]]) -> None:
+    """A state table after a write of `pairs` (key, state or None: removed), each state a copy
+    (the stages keep changing theirs)."""
+    for key, value in pairs:
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = copy.deepcopy(value)
+
+
 class SimulatedStream:
     """`restart_every`: rebuild stage one from its persisted state every that many batches
     (a worker restarted after a crash, with nothing read again: the restore's own re-sends);
@@ -122,12 +132,7 @@ class SimulatedStream:
         return self
 
     def persist(self, partition: int) -> None:
-        state = self.stage_one_state[partition]
-        for key, value in self.stage_one[partition].dirty_state():
-            if value is None:
-                state.pop(key, None)
-            else:
-                state[key] = value
+        written(self.stage_one_state[partition], self.stage_one[partition].dirty_state())
 
     def restart_stage_one(self, pending: dict[int, list[StageOneOutput]],
                           earlier: tuple[list[dict[str, Any]], list[int]] | None = None
@@ -166,12 +171,7 @@ class SimulatedStream:
             self.queues[q][:0] = again[q]
 
     def _persist_stage_two(self, q: int) -> None:
-        state = self.stage_two_state[q]
-        for key, value in self.stage_two[q].dirty_state():
-            if value is None:
-                state.pop(key, None)
-            else:
-                state[key] = copy.deepcopy(value)
+        written(self.stage_two_state[q], self.stage_two[q].dirty_state())
         self.stage_two[q].drain_forgotten()  # kept in `state`: a changelog replay has them
 
     def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
