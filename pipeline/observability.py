@@ -170,9 +170,7 @@ class WorkerMetrics:
                 "peakend_stage_records_read_again",
                 "Input records read again after a crash or a partition move whose state was "
                 "already written (the committed offset lags the state): passed over, not judged "
-                "again (docs/streaming.md, Exact results). By stage: journeys (batch records); "
-                "segments (contribution items a stage-one partition restored from older state "
-                "sent again to a bucket already final and evicted: passed over).",
+                "again (docs/streaming.md, Exact results). By stage: journeys (batch records).",
                 ["stage"],
                 registry=reg,
             ),

@@ -234,12 +234,7 @@ class SegmentsAgent:
         processed = Processed()
         alerted = False
         for event in self.guard.admitted(batch):
-            stage = self.stage(processed.take(event))
-            passed_over = stage.past_horizon
-            out = stage.apply(orjson.loads(event.value))
-            if stage.past_horizon != passed_over:
-                self.stats.stage_records_read_again.labels("segments").inc(
-                    stage.past_horizon - passed_over)
+            out = self.stage(processed.take(event)).apply(orjson.loads(event.value))
             self.outputs.outbox.add_segment_output(out)
             alerted = alerted or bool(out.alerts)
         self.outputs.flush()

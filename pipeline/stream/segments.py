@@ -126,9 +126,6 @@ class SegmentStage:
         self.watermarks: dict[int, int] = {}
         self.merged = NEVER_MS
         self.evicted_before = NEVER_MS  # the eviction horizon reached (EVICTED_KEY)
-        # Contributions to a bucket past that horizon, passed over (`_apply`): re-sends by a
-        # stage-one partition restored from older state, which the bucket counted already.
-        self.past_horizon = 0
         self._evicted_dirty = False
         self._forgotten: list[str] = []  # member keys forgotten by time: `drain_forgotten`
         self._dirty_segments: set[str] = set()
@@ -272,9 +269,6 @@ class SegmentStage:
 
     def _apply(self, message: dict[str, Any]) -> None:
         kind = message["t"]
-        if self._past_horizon(message):
-            self.past_horizon += 1
-            return
         seg = messages.segment_key(message["d"], message["s"])
         totals = self._totals(seg)
         if kind == messages.ANSWER:
@@ -290,28 +284,6 @@ class SegmentStage:
         if changed:
             self._unflushed.add(seg)
             self._dirty_segments.add(seg)
-
-    def _past_horizon(self, message: dict[str, Any]) -> bool:
-        """Is this contribution for a bucket past the eviction horizon (evicted, final)?
-
-        Every stage-one partition had sent a watermark past it, and a partition sends a
-        contribution only to a bucket its own stream time leaves open (`PartitionProcessor.
-        _final`): such a message can only come again from a partition restored from older
-        state (a crash before its state was written), which processes its events again and
-        sends what it sent before. Applied, it made the bucket anew with the re-sent members
-        alone, from version 1, and within one flush its record replaced the whole bucket's
-        (negative_end n 1 where replay counted 2 after worker kills: docs/reliability.md).
-        """
-        if self.evicted_before == NEVER_MS:
-            return False
-        if message["t"] == messages.END:
-            contribution = message["c"]
-            if contribution is None:
-                return False  # leaves its bucket: a no-op once that bucket is gone
-            start = int(contribution[0])
-        else:
-            start = int(message["b"])
-        return start + self.bucket_ms <= self.evicted_before
 
     def _flush(self, out: StageTwoOutput) -> None:
         for seg in sorted(self._unflushed):

@@ -252,35 +252,3 @@ def test_a_series_written_whole_by_an_older_worker_is_rewritten_as_head_and_part
     clock[0] += 31.0
     assert ("series:nps|all|all", None) in again.dirty_state()
 
-
-def test_contributions_to_a_bucket_past_the_horizon_are_passed_over() -> None:
-    """Once every source partition's watermark has passed a bucket (evicted, final), a
-    contribution to it can only be a re-send by a partition restored from older state: it
-    counted already. Applied, it made the bucket anew with the re-sent member alone."""
-    config = CoreConfig()
-    width = config.windows.bucket_ms
-    lateness = config.windows.allowed_lateness_ms
-    stage = SegmentStage(config, sources=2)
-    stage.apply(messages.end("all", "all", "j1", (0, True))[1])
-    stage.apply(messages.end("all", "all", "j2", (0, False))[1])
-    stage.apply(messages.answer("all", "all", "nps", 0, "e1", 10)[1])
-    records = stage.flush().metrics
-    assert {(r.metric, r.n) for r in records} == {("negative_end", 2), ("nps", 1)}
-    past = lateness + 2 * width
-    for source, at in ((1, past), (0, past + width), (1, past + width)):
-        stage.apply(messages.watermark(source, at))
-    stage.dirty_state()  # the state write drops the emptied segment
-    assert stage.evicted_before >= width and not stage.totals  # bucket 0 evicted
-    # the same contributions again (a stage-one partition that restarted from older state)
-    stage.apply(messages.end("all", "all", "j2", (0, False))[1])
-    stage.apply(messages.answer("all", "all", "nps", 0, "e1", 10)[1])
-    stage.apply(messages.retract("all", "all", "nps", 0, "e1")[1])
-    assert stage.flush().metrics == []
-    stage.dirty_state()
-    assert not stage.totals and stage.past_horizon == 3
-    # a contribution to an open bucket still counts, and a journey leaving for nowhere too
-    stage.apply(messages.end("all", "all", "j3", (past, True))[1])
-    stage.apply(messages.end("all", "all", "j3", None)[1])
-    assert [(r.metric, r.window_start, r.n) for r in stage.flush().metrics] == [
-        ("negative_end", past, 0)]
-    assert stage.past_horizon == 3
