@@ -26,10 +26,12 @@ from pipeline.stream import messages
 
 # State keys. A bucket is kept member by member: `member:` + JSON [segment, metric,
 # bucket_start, member] -> {"v": the bucket's version, "d": changed since the last flush,
-# "a": the member's value, absent once the member left the bucket}. One record per changed
-# member: a bucket written whole (the layout before, `bucket:<segment>|<metric>|<start>` ->
-# every member, still read) grew with its members, and a live minute bucket of segment `all`
-# passes the broker's 1 MiB record limit at about 2,500 events/s (docs/streaming.md). A
+# "a": the member's value, absent once the member left the bucket; "k": 1 for a journey that
+# moved on while this bucket was final and stays counted here, `SegmentTotals.is_kept`}.
+# One record per changed member: a bucket written whole (the layout before,
+# `bucket:<segment>|<metric>|<start>` -> every member, still read) grew with its members, and
+# a live minute bucket of segment `all` passes the broker's 1 MiB record limit at about 2,500
+# events/s (docs/streaming.md). A
 # member that left keeps its key (without "a") until the bucket is evicted, so the bucket's
 # version, the largest "v" of its members, never goes back.
 MEMBER_PREFIX = "member:"
