@@ -1030,13 +1030,13 @@ class MemoryWorker(Worker):
 
     def __init__(self, setup: StreamSetup, tmp: Path, options: str, trace: bool = False
                  ) -> None:
-        from tests.support.stream import free_port
+        from tests.support.stream import free_ports
         self.log_path = tmp / f"worker-{options}.log"
         self.report = tmp / f"memory-{options}.jsonl"
-        self.metrics_port = free_port()
+        self.metrics_port, web_port = free_ports(2)
         env = {**os.environ, **setup.env, "PEAKEND_DATA_DIR": str(tmp / f"state-{options}"),
                "PEAKEND_METRICS_PORT": str(self.metrics_port),
-               "PEAKEND_WEB_PORT": str(free_port())}
+               "PEAKEND_WEB_PORT": str(web_port)}
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.memory_worker", "--report", str(self.report), "--options",

@@ -4,6 +4,7 @@ what `peakend replay` computes offline."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import math
@@ -125,9 +126,20 @@ atexit.register(remove_stream_resources)
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports. Each socket stays bound until all are chosen: two
+    `free_port()` calls in a row may get the same port back (a CI run gave a worker's metrics
+    and web ports both 59791, and the worker refused to start: they must differ)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 class Worker:
@@ -139,13 +151,13 @@ class Worker:
     def __init__(self, setup: StreamSetup, tmp_path: Path, name: str, port_offset: int = 0
                  ) -> None:
         self.log_path = tmp_path / f"worker-{name}.log"
-        self.metrics_port = free_port()
+        self.metrics_port, web_port = free_ports(2)
         env = {
             **os.environ,
             **setup.env,
             "PEAKEND_DATA_DIR": str(tmp_path / f"state-{name}"),
             "PEAKEND_METRICS_PORT": str(self.metrics_port),
-            "PEAKEND_WEB_PORT": str(free_port()),
+            "PEAKEND_WEB_PORT": str(web_port),
         }
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
