@@ -332,6 +332,55 @@ def _query(setup: StreamSetup, sql: str) -> list[tuple[Any, ...]]:
         wh.close()
 
 
+# `--keep-failed`: where a run whose results differ from replay leaves its topics and the
+# worker's log (None: nowhere). The topics go at exit with the run's other resources.
+KEEP_FAILED: Path | None = None
+
+
+def keep_failed_run(setup: StreamSetup, result: FaultResult, logs: Path) -> Path:
+    """Every topic of the run (one JSON line per record: partition, offset, timestamp, key and
+    value in base64), the result's detail and the worker logs under `logs`, in
+    KEEP_FAILED/<tag>/: what explained the SIGKILL x3 negative_end difference
+    (docs/reliability.md)."""
+    import base64
+
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    assert KEEP_FAILED is not None
+    tag = setup.env["PEAKEND_APP_ID"].split("-", 1)[1]
+    out = KEEP_FAILED / tag
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detail.json").write_text(json.dumps(result.detail, default=str, indent=1))
+    bootstrap = setup.env["PEAKEND_KAFKA_BOOTSTRAP"]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="peakend-keep-failed")
+    try:
+        names = [name for name in admin.list_topics() if tag in name]
+    finally:
+        admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        for name in names:
+            parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            end = consumer.end_offsets(parts)
+            with (out / f"{name}.jsonl").open("w") as dump:
+                while any(consumer.position(tp) < end[tp] for tp in parts):
+                    for batch in consumer.poll(timeout_ms=2000, max_records=5000).values():
+                        for m in batch:
+                            dump.write(json.dumps({
+                                "p": m.partition, "o": m.offset, "ts": m.timestamp,
+                                "k": None if m.key is None else base64.b64encode(m.key).decode(),
+                                "v": None if m.value is None
+                                else base64.b64encode(m.value).decode()}) + "\n")
+    finally:
+        consumer.close()
+    for log in logs.glob("worker-*.log"):
+        shutil.copy(log, out / log.name)
+    return out
+
+
 def measure(setup: StreamSetup, lines: list[bytes], result: FaultResult) -> FaultResult:
     """Compare ClickHouse with `peakend replay` of the same input.
 
@@ -480,7 +529,11 @@ def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3
         if sup.restarts:
             result.notes.append(f"{sup.restarts} unplanned worker exits {sup.exit_codes}")
         result.seconds = time.monotonic() - started
-        return measure(setup, lines, result)
+        measured = measure(setup, lines, result)
+        if KEEP_FAILED is not None and (measured.duplicates or measured.lost
+                                        or measured.worker_restarts):
+            measured.notes.append(f"kept in {keep_failed_run(setup, measured, tmp)}")
+        return measured
     finally:
         sup.stop()
 
@@ -1301,6 +1354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-offset", type=int, default=None,
                         help="added to the private stack's ports (default 0: 29092/29000)")
     parser.add_argument("--json", default="", help="also write the results to this file")
+    parser.add_argument("--keep-failed", default="", metavar="DIR",
+                        help="SIGKILL runs whose results differ from replay, or whose worker "
+                        "exited unplanned: keep every topic and the worker log in DIR/<tag>/")
     parser.add_argument("--memory-worker", action="store_true",
                         help="the memory run on the real worker process (with --only memory: "
                         "instead of the in-process stages)")
@@ -1320,6 +1376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-tracemalloc", action="store_true",
                         help="trace Python allocations in the worker (slower)")
     args = parser.parse_args(argv)
+    global KEEP_FAILED
+    KEEP_FAILED = Path(args.keep_failed) if args.keep_failed else None
     if args.quick:
         args.events, args.poison_events, args.memory_events = 8_000, 20_000, 60_000
     only = set(filter(None, args.only.split(","))) or {

@@ -38,13 +38,16 @@ def test_a_rate_or_repeat_count_not_above_zero_is_refused_by_name(
     assert f"argument {option}" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("option", "value"), [("--every", "0"), ("--lags", "0"),
-                                               ("--lags", "1,x"), ("--span", "3x"),
-                                               ("--events", "-5")])
-def test_sim_restarts_refuses_a_wrong_argument_by_name(
-        option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.sim_restarts import main as sim_main
+@pytest.mark.parametrize(("script", "option", "value"), [
+    ("sim_restarts", "--every", "0"), ("sim_restarts", "--lags", "0"),
+    ("sim_restarts", "--lags", "1,x"), ("sim_restarts", "--span", "3x"),
+    ("sim_restarts", "--events", "-5"), ("sim_long_span", "--flush", "0"),
+    ("sim_long_span", "--span", "14q"), ("sim_long_span", "--events", "0")])
+def test_sim_scripts_refuse_a_wrong_argument_by_name(
+        script: str, option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
 
+    sim_main = importlib.import_module(f"bench.{script}").main
     with pytest.raises(SystemExit) as exit_:
         sim_main([option, value])
     assert exit_.value.code == 2
