@@ -1313,6 +1313,21 @@ def event_span(text: str) -> str:
     return text
 
 
+def writable_dir(text: str) -> Path:
+    """`--keep-failed`: a directory made now and written to later, checked when the arguments
+    are read (not when a failing run, minutes in, first writes there)."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".peakend-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a writable directory: "
+                                         f"{exc.strerror or exc}") from None
+    return path
+
+
 def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     """An argument type: a finite number above 0 of `kind`, else argparse's one-line error."""
     def read(text: str) -> float:
@@ -1354,7 +1369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-offset", type=int, default=None,
                         help="added to the private stack's ports (default 0: 29092/29000)")
     parser.add_argument("--json", default="", help="also write the results to this file")
-    parser.add_argument("--keep-failed", default="", metavar="DIR",
+    parser.add_argument("--keep-failed", default=None, metavar="DIR", type=writable_dir,
                         help="SIGKILL runs whose results differ from replay, or whose worker "
                         "exited unplanned: keep every topic and the worker log in DIR/<tag>/")
     parser.add_argument("--memory-worker", action="store_true",
@@ -1377,7 +1392,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="trace Python allocations in the worker (slower)")
     args = parser.parse_args(argv)
     global KEEP_FAILED
-    KEEP_FAILED = Path(args.keep_failed) if args.keep_failed else None
+    KEEP_FAILED = args.keep_failed
     if args.quick:
         args.events, args.poison_events, args.memory_events = 8_000, 20_000, 60_000
     only = set(filter(None, args.only.split(","))) or {

@@ -4,6 +4,7 @@ one-line error naming the option, not a scenario that fails minutes into a run."
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,16 @@ def test_generated_fault_inputs_end_a_day_before_today() -> None:
     assert span_start("2026-10-01T00:00:00Z", "64d", now) == "2026-10-01T00:00:00Z"
     assert span_start("2026-10-01T00:00:00Z", "65d", now) == "2026-09-30T00:00:00Z"
     assert span_start("2026-10-01T00:00:00Z", "100d", now) == "2026-08-26T00:00:00Z"
+
+
+def test_keep_failed_must_be_a_writable_directory(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Checked when the arguments are read, not minutes into a run when a failure is kept."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--keep-failed", str(a_file / "sub"), "--only", "kill"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --keep-failed" in err and "not a writable directory" in err
+    assert "Traceback" not in err
