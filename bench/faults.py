@@ -332,24 +332,18 @@ def _query(setup: StreamSetup, sql: str) -> list[tuple[Any, ...]]:
         wh.close()
 
 
-# `--keep-failed`: where a run whose results differ from replay leaves its topics and the
-# worker's log (None: nowhere). The topics go at exit with the run's other resources.
-KEEP_FAILED: Path | None = None
-
-
-def keep_failed_run(setup: StreamSetup, result: FaultResult, logs: Path) -> Path:
+def keep_failed_run(setup: StreamSetup, result: FaultResult, logs: Path, keep: Path) -> Path:
     """Every topic of the run (one JSON line per record: partition, offset, timestamp, key and
-    value in base64), the result's detail and the worker logs under `logs`, in
-    KEEP_FAILED/<tag>/: what explained the SIGKILL x3 negative_end difference
-    (docs/reliability.md)."""
+    value in base64), the result's detail and the worker logs under `logs`, in `keep`/<tag>/
+    (`--keep-failed`; the topics themselves go at exit with the run's other resources): what
+    explained the SIGKILL x3 negative_end difference (docs/reliability.md)."""
     import base64
 
     from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient
 
-    assert KEEP_FAILED is not None
     tag = setup.env["PEAKEND_APP_ID"].split("-", 1)[1]
-    out = KEEP_FAILED / tag
+    out = keep / tag
     out.mkdir(parents=True, exist_ok=True)
     (out / "detail.json").write_text(json.dumps(result.detail, default=str, indent=1))
     bootstrap = setup.env["PEAKEND_KAFKA_BOOTSTRAP"]
@@ -502,8 +496,10 @@ def _sum(metrics: dict[str, float], prefix: str) -> float:
 # -- scenarios ---------------------------------------------------------------------------------
 
 def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3,
-                       rate: float = 1500, timeout: float = 600, span: str = "6h"
-                       ) -> FaultResult:
+                       rate: float = 1500, timeout: float = 600, span: str = "6h",
+                       keep: Path | None = None) -> FaultResult:
+    """`keep`: a directory where a run whose results differ from replay, or whose worker
+    exited unplanned, leaves its topics and worker log (`keep_failed_run`)."""
     setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
     lines = generate_lines(tmp, events, seed=21, span=span)
     over = "" if span == "6h" else f", {span} of event time"
@@ -530,9 +526,9 @@ def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3
             result.notes.append(f"{sup.restarts} unplanned worker exits {sup.exit_codes}")
         result.seconds = time.monotonic() - started
         measured = measure(setup, lines, result)
-        if KEEP_FAILED is not None and (measured.duplicates or measured.lost
-                                        or measured.worker_restarts):
-            measured.notes.append(f"kept in {keep_failed_run(setup, measured, tmp)}")
+        if keep is not None and (measured.duplicates or measured.lost
+                                 or measured.worker_restarts):
+            measured.notes.append(f"kept in {keep_failed_run(setup, measured, tmp, keep)}")
         return measured
     finally:
         sup.stop()
@@ -1391,8 +1387,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-tracemalloc", action="store_true",
                         help="trace Python allocations in the worker (slower)")
     args = parser.parse_args(argv)
-    global KEEP_FAILED
-    KEEP_FAILED = args.keep_failed
     if args.quick:
         args.events, args.poison_events, args.memory_events = 8_000, 20_000, 60_000
     only = set(filter(None, args.only.split(","))) or {
@@ -1415,7 +1409,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan: list[tuple[str, Callable[[Path], FaultResult]]] = [
             ("kill", lambda root: sigkill_under_load(stack, root / "kill", args.events,
-                                                     rate=args.kill_rate, span=args.kill_span)),
+                                                     rate=args.kill_rate, span=args.kill_span,
+                                                     keep=args.keep_failed)),
             ("clickhouse", lambda root: clickhouse_outage(stack, root / "ch", args.events,
                                                           outage_s=15 if args.quick else 60)),
             ("clickhouse-hang", lambda root: clickhouse_hang(stack, root / "chhang", args.events,

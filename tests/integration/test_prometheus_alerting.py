@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -23,6 +22,7 @@ import pytest
 
 from pipeline.observability import WorkerMetrics
 from tests.support.stack import STACK, run_stack, stack_env
+from tests.support.stream import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -66,11 +66,6 @@ def test_default_stack_loads_the_rules() -> None:
             "PeakendDeadLetterRateHigh", "PeakendNoEvents"} <= names
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class _Webhook(BaseHTTPRequestHandler):
     received: ClassVar[list[dict[str, Any]]] = []
@@ -109,14 +104,14 @@ def test_insert_failures_reach_the_webhook_through_alertmanager(
     run_stack("start", "alertmanager")
     am_url = stack_env()["PEAKEND_ALERTMANAGER_URL"]
     metrics = WorkerMetrics.create()
-    target_port = _free_port()
+    target_port = free_port()
     metrics.serve(target_port)
     metrics.clickhouse_up.set(1)
     metrics.sink_insert_failures.labels(table="journeys").inc(0)
 
     job = f"peakend-alert-test-{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="peakend-prom-test-"))
-    prom_port = _free_port()
+    prom_port = free_port()
     config = work / "prometheus.yml"
     config.write_text(json.dumps({  # JSON is YAML
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

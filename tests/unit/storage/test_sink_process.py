@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 
 import pytest
@@ -11,12 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.observability import WorkerMetrics
 from pipeline.storage.sink import SINK_METRICS, RelayedSinkMetrics, SinkProcess
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.stream import free_port
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -27,7 +21,7 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, st
 
 def test_parent_serves_the_childs_sink_metrics_and_its_own_others() -> None:
     child = WorkerMetrics.create()
-    port = _free_port()
+    port = free_port()
     child.serve(port)
     child.clickhouse_up.set(1)
     child.sink_rows.labels("journeys").inc(7)
