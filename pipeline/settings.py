@@ -265,7 +265,8 @@ class Settings(BaseSettings):
               "journeys with a producer journey_id never split on it.")
     journey_idle_seconds: float = seconds(
         604800, "A journey with a producer journey_id closes after this idle time (7 d), "
-                "besides journey_end and the maximum length; >= the idle gap.")
+                "besides journey_end and the maximum length; >= the idle gap. Negative_end "
+                "buckets are held this long past final, for such journeys to close into.")
     max_journey_seconds: float = seconds(2592000, "A journey closes at this length (30 d).")
     allowed_lateness_seconds: float = seconds(
         86400, "Events this far behind stream time still update results; later ones are dead "
@@ -597,6 +598,7 @@ class Settings(BaseSettings):
                 segment_attributes=self.segment_attributes,
                 allowed_lateness_ms=lateness_ms,
                 ces_5_more_effort=self.ces_5_higher_means == "MORE_EFFORT",
+                end_hold_ms=_ms(self.journey_idle_seconds),
             ),
             drops=DropConfig(
                 window_ms=self.alert_window_seconds * 1000,

@@ -102,6 +102,23 @@ class SurveyBuckets:
         # four-part key.
         self._by_start: dict[int, list[Partial]] = {}
         self._starts: list[int] = []
+        # Negative_end partials evicted at final, held `end_hold_ms` longer as plain numbers:
+        # bucket start -> "dim\x1fvalue" -> version, n and positives (the negative ends) in
+        # one int (`_pack`): the dict of a start holds a str and an int per bucket, nothing the
+        # collector tracks, so it is not tracked itself.
+        # A journey
+        # with a producer id closes into the bucket of its last event up to a journey idle
+        # time (7 days) later, and must add to it at a higher version, as the stream's segment
+        # stage does, not make it anew at version 1 (which ClickHouse drops for the earlier
+        # row). As plain numbers, not partials: a week of them held as `Partial`s tripled the
+        # objects the collector tracks in a 90-day replay (72k -> 232k at 400,000 events);
+        # as tuples by (dim, value) the collector still cost a fifth more, and a dict per
+        # start and dim made 82k (docs/core.md). In
+        # order of eviction, which is by start but for a partial evicted at a later scan:
+        # forgotten from the front, so that one may be held a little longer, which changes
+        # nothing (no close comes later than the hold).
+        self._end_hold = self.config.end_hold_ms
+        self._final_ends: dict[int, dict[str, int]] = {}
         self.final_before_ms = NEVER_MS
         self._scanned_before_ms = NEVER_MS
         self._dirty: list[Partial] = []  # changed since the last flush, each once
@@ -109,6 +126,9 @@ class SurveyBuckets:
             for raw in resume["partials"]:
                 record = MetricRecord.from_dict(raw["record"])
                 self.restore_key(record_key(record), raw)
+            for start, dim, value, version, n, positives in resume.get("final_ends", ()):
+                self._final_ends.setdefault(int(start), {})[_segment_key(str(dim), str(value))] = (
+                    _pack(int(version), int(n), int(positives)))
             self.final_before_ms = int(resume["final_before_ms"])
             self._scanned_before_ms = int(resume["scanned_before_ms"])
 
@@ -180,12 +200,32 @@ class SurveyBuckets:
         negative counts in a fresh partial. The stream applies the same rule
         (`final_before_ms`)."""
         start = delta.at_ms - delta.at_ms % self._width
-        if delta.sign < 0 and start + self._width <= self.final_before_ms:
-            return
+        if start + self._width <= self.final_before_ms:
+            if delta.sign < 0:
+                return
+            held = self._final_ends.get(start)
+            if held is not None:
+                self._take_back(start, held, delta.segments)
         for dim, value in delta.segments:
             acc = self._partial(("negative_end", dim, value, start), NegativeEndWindow).acc
             assert isinstance(acc, NegativeEndWindow)
             acc.apply_delta(delta.negative, delta.sign)
+
+    def _take_back(self, start: int, held: dict[str, int],
+                   segments: Iterable[tuple[str, str]]) -> None:
+        """Make the held final negative_end buckets of `segments` partials again (a journey
+        closes into them), with their counts and versions."""
+        for dim, value in segments:
+            packed = held.pop(_segment_key(dim, value), None)
+            if packed is None:
+                continue
+            version, n, positives = _unpack(packed)
+            key = ("negative_end", dim, value, start)
+            partial = self._partials[key] = Partial(NegativeEndWindow(n, positives), key,
+                                                    version)
+            self._index(partial)
+        if not held:
+            del self._final_ends[start]
 
     def flush(self) -> list[MetricRecord]:
         """Records of the partials changed since the last flush, in a deterministic order."""
@@ -197,7 +237,8 @@ class SurveyBuckets:
 
     def evict(self, before_ms: int) -> int:
         """Buckets that end at or before `before_ms` are final (stream time is a lateness past
-        them): forget their flushed partials. Returns how many went.
+        them): forget their flushed partials (negative_end ones are held `end_hold_ms` longer
+        as numbers: `_final_ends`). Returns how many partials went.
 
         The horizon moves at once; the final partials are forgotten only every
         `_EVICT_EVERY_BUCKETS` buckets of progress, oldest start first (a heap of starts), so
@@ -211,15 +252,31 @@ class SurveyBuckets:
         kept: list[Partial] = []  # not flushed yet: retried at the next scan
         starts = self._starts
         partials = self._partials
+        final_ends = self._final_ends
         while starts and starts[0] + self._width <= before_ms:
             for partial in self._by_start.pop(heappop(starts)):
                 if partial.dirty:
                     kept.append(partial)
-                else:
-                    del partials[partial.key]
-                    gone += 1
+                    continue
+                key = partial.key
+                del partials[key]
+                gone += 1
+                if key[0] == "negative_end":
+                    acc = partial.acc
+                    assert isinstance(acc, NegativeEndWindow)
+                    held = final_ends.get(key[3])
+                    if held is None:
+                        held = final_ends[key[3]] = {}
+                    held[_segment_key(key[1], key[2])] = _pack(partial.version, acc.n,
+                                                               acc.positives)
         for partial in kept:
             self._index(partial)
+        due = before_ms - self._end_hold - self._width  # held final ends up to this start go
+        while final_ends:
+            start = next(iter(final_ends))
+            if start > due:
+                break
+            del final_ends[start]
         return gone
 
     def _index(self, partial: Partial) -> None:
@@ -262,6 +319,9 @@ class SurveyBuckets:
     def snapshot(self) -> dict[str, Any]:
         """Every partial held (`snapshot_key`) and the eviction horizon."""
         return {"partials": [self.snapshot_key(k) for k in sorted(self._partials)],
+                "final_ends": [[start, *segment.split(_SEPARATOR, 1), *_unpack(packed)]
+                               for start, held in self._final_ends.items()
+                               for segment, packed in held.items()],
                 "final_before_ms": self.final_before_ms,
                 "scanned_before_ms": self._scanned_before_ms}
 
@@ -272,6 +332,32 @@ class SurveyBuckets:
 
     def __len__(self) -> int:
         return len(self._partials)
+
+
+_COUNT_BITS: Final = 32
+_SEPARATOR: Final = "\x1f"  # never in a dimension name (settings: ATTRIBUTE_KEY)
+
+
+def _segment_key(dim: str, value: str) -> str:
+    return f"{dim}{_SEPARATOR}{value}"
+
+
+def _pack(version: int, n: int, positives: int) -> int:
+    """A held negative_end bucket's numbers as one int (no object for the collector).
+
+    >>> _unpack(_pack(7, 3, 2))
+    (7, 3, 2)
+    """
+    if not (0 <= positives <= n < 1 << _COUNT_BITS and version >= 0):
+        raise ValueError(f"negative_end bucket counts out of range: n {n}, "
+                         f"negatives {positives}, version {version}")
+    return (version << 2 * _COUNT_BITS) | (n << _COUNT_BITS) | positives
+
+
+def _unpack(packed: int) -> tuple[int, int, int]:
+    """(version, n, positives) of `_pack`."""
+    mask = (1 << _COUNT_BITS) - 1
+    return packed >> 2 * _COUNT_BITS, (packed >> _COUNT_BITS) & mask, packed & mask
 
 
 def record_key(record: MetricRecord) -> BucketKey:

@@ -13,6 +13,10 @@ SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+# A journey with a producer journey_id closes after this long without events, and counts in
+# the negative_end bucket of its last event (JourneyConfig.journey_idle_ms, and how long
+# WindowConfig.end_hold_ms holds that bucket past final for it).
+JOURNEY_IDLE_MS = 7 * DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +26,7 @@ class JourneyConfig:
     idle_gap_ms: int = 30 * MINUTE_MS  # splits customer-keyed sessions only
     # A journey with a producer journey_id spans days (a stay, a case, a delivery): it closes on
     # journey_end, at max_length_ms, or after this much longer idle timeout, never on idle_gap_ms.
-    journey_idle_ms: int = 7 * DAY_MS
+    journey_idle_ms: int = JOURNEY_IDLE_MS
     max_length_ms: int = 30 * DAY_MS
     allowed_lateness_ms: int = DAY_MS
     end_window_ms: int = 0  # 0: end = the last moment only
@@ -42,6 +46,13 @@ class WindowConfig:
     rolling_ms: tuple[int, ...] = (HOUR_MS, DAY_MS, 7 * DAY_MS)
     allowed_lateness_ms: int = DAY_MS
     ces_5_more_effort: bool = False  # as JourneyConfig's (one setting sets both)
+    # A negative_end bucket is final a lateness past its end, like every bucket, but a journey
+    # with a producer id still closes into it up to `JourneyConfig.journey_idle_ms` after its
+    # last event: the bucket (its count and, in the stream, its members) is held that much
+    # longer, so a late close adds to it at a higher version instead of making it anew at
+    # version 1, which ClickHouse would drop (docs/streaming.md, "Exact results with
+    # at-least-once delivery", point 5). One setting sets both (PEAKEND_JOURNEY_IDLE_SECONDS).
+    end_hold_ms: int = JOURNEY_IDLE_MS
 
 
 @dataclass(frozen=True, slots=True)

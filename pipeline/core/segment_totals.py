@@ -57,6 +57,18 @@ def answer_key(event_id: str, journey_key: str) -> str:
     return f"{event_id}{COPY_SEPARATOR}{journey_key}"
 
 
+def forget_start(metric: str, bucket_start: int, end_hold_ms: int) -> int:
+    """The bucket start under which a bucket is evicted: its own, and `end_hold_ms` later for
+    negative_end, into which a journey with a producer id closes days late
+    (`WindowConfig.end_hold_ms`). A bucket goes at horizon `before_ms` once this start plus
+    the bucket width is at or before it.
+
+    >>> forget_start("negative_end", 0, 600_000), forget_start("nps", 0, 600_000)
+    (600000, 0)
+    """
+    return bucket_start + end_hold_ms if metric == "negative_end" else bucket_start
+
+
 class SegmentTotals:
     """All buckets of one segment (segment_dim = segment_value), built from contributions.
 
@@ -66,14 +78,18 @@ class SegmentTotals:
     """
 
     __slots__ = ("_changed", "_changed_members", "_dirty", "_due", "_negatives", "_windows",
-                 "answers", "bucket_ms", "dim", "end_buckets", "ends", "value", "versions")
+                 "answers", "bucket_ms", "dim", "end_buckets", "end_hold_ms", "ends", "value",
+                 "versions")
 
-    def __init__(self, dim: str, value: str, bucket_ms: int, *,
+    def __init__(self, dim: str, value: str, bucket_ms: int, *, end_hold_ms: int = 0,
                  resume: dict[str, Any] | None = None) -> None:
-        """`resume`: a `snapshot()` of this segment to continue from."""
+        """`end_hold_ms`: how much longer than the others a negative_end bucket is held once
+        final (`WindowConfig.end_hold_ms`; 0: as long). `resume`: a `snapshot()` of this
+        segment to continue from."""
         self.dim = dim
         self.value = value
         self.bucket_ms = bucket_ms
+        self.end_hold_ms = end_hold_ms
         # metric -> bucket_start -> event_id -> answer (CES already on the 1-7 scale)
         self.answers: dict[str, dict[int, dict[str, Answer]]] = {}
         # bucket_start -> journey_id -> negative, and its index journey_id -> (bucket, negative)
@@ -90,14 +106,15 @@ class SegmentTotals:
         self._negatives: dict[int, int] = {}  # bucket_start -> negative members of end_buckets
         # "metric@bucket_start" -> updates applied; grows only, so sinks can upsert on it
         self.versions: dict[str, int] = {}
-        # (bucket_start, metric) of every bucket in `versions`, a min-heap (it may also hold
-        # buckets gone since, skipped when they come up): `evict` runs at every watermark of
-        # every segment and pops only the buckets that ended. Scanning every bucket held instead
+        # (the start it is forgotten at: `forget_start`, metric, bucket_start) of every bucket in
+        # `versions`, a min-heap (it may also hold buckets gone since, skipped when they come
+        # up): `evict` runs at every watermark of every segment and pops only the buckets that
+        # ended. Scanning every bucket held instead
         # was 38% of the stream's segment stage on a first day of events, and once a day of
         # buckets was held (a minute of event time ending a bucket at nearly every watermark) it
         # scanned them all each time: the stage's CPU per event 12 -> 24 us from the first day
         # to the third (docs/streaming.md, eighteenth round).
-        self._due: list[tuple[int, str]] = []
+        self._due: list[tuple[int, str, int]] = []
         self._dirty: set[tuple[str, int]] = set()  # changed since the last flush
         self._changed: set[tuple[str, int]] = set()  # changed since the last drain_changed
         # (metric, bucket_start, member) whose value changed since the last drain_changed:
@@ -190,7 +207,7 @@ class SegmentTotals:
         version = self.versions.get(slot)
         if version is None:
             self.versions[slot] = 1
-            heappush(self._due, (bucket_start, metric))
+            heappush(self._due, (self.forget_start(metric, bucket_start), metric, bucket_start))
         else:
             self.versions[slot] = version + 1
         self._dirty.add((metric, bucket_start))
@@ -224,21 +241,27 @@ class SegmentTotals:
                           self.versions[f"{metric}@{bucket_start}"])
         return to_record(partial, self.bucket_ms, 0)
 
+    def forget_start(self, metric: str, bucket_start: int) -> int:
+        """The bucket start under which a bucket is evicted (`forget_start`, module level)."""
+        return forget_start(metric, bucket_start, self.end_hold_ms)
+
     def evict(self, before_ms: int) -> bool:
         """Forget flushed buckets that end at or before `before_ms` (final: no acceptable event
-        can reach them), emptied ones included. Their versions go too; the records already
-        emitted stay authoritative. True when a bucket went (in `drain_changed` then)."""
+        can reach them), emptied ones included, negative_end ones `end_hold_ms` later. Their
+        versions go too; the records already emitted stay authoritative. True when a bucket
+        went (in `drain_changed` then)."""
         width = self.bucket_ms
         due = self._due
-        unflushed: list[tuple[int, str]] = []
+        unflushed: list[tuple[int, str, int]] = []
         evicted = False
         while due and due[0][0] + width <= before_ms:
-            start, metric = heappop(due)
+            entry = heappop(due)
+            _, metric, start = entry
             slot = f"{metric}@{start}"
             if slot not in self.versions:
                 continue  # gone since it was pushed (a restore replaced it, or evicted twice)
             if (metric, start) in self._dirty:
-                unflushed.append((start, metric))  # evicted once flushed, at a later call
+                unflushed.append(entry)  # evicted once flushed, at a later call
                 continue
             del self.versions[slot]
             self._changed.add((metric, start))
@@ -349,7 +372,7 @@ class SegmentTotals:
         if state is None:
             return
         self.versions[f"{metric}@{bucket_start}"] = int(state["v"])
-        heappush(self._due, (bucket_start, metric))
+        heappush(self._due, (self.forget_start(metric, bucket_start), metric, bucket_start))
         if metric == "negative_end":
             members = {j: bool(n) for j, n in state["m"].items()}
             if members:

@@ -21,7 +21,7 @@ from pipeline.core.clock import NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector, assemble
 from pipeline.core.records import AlertRecord, MetricRecord
-from pipeline.core.segment_totals import SegmentTotals
+from pipeline.core.segment_totals import SegmentTotals, forget_start
 from pipeline.stream import messages
 
 # State keys. A bucket is kept member by member: `member:` + JSON [segment, metric,
@@ -191,8 +191,10 @@ class SegmentStage:
         self._legacy_keys.extend(part_key(series, first)
                                  for series, orphans in parts.items() for first, _ in orphans)
         evicted, width = self.evicted_before, self.bucket_ms
+        hold = self.config.windows.end_hold_ms
         for bucket, member, state, key in members:
-            if bucket[2] + width <= evicted and state.get("h", NEVER_MS) < evicted:
+            if forget_start(bucket[1], bucket[2], hold) + width <= evicted \
+                    and state.get("h", NEVER_MS) < evicted:
                 self._forgotten.append(key)  # evicted before the state was written (EVICTED_KEY)
                 continue
             held = buckets.setdefault(bucket, {"v": 0, "m": {}, "d": False})
@@ -226,7 +228,8 @@ class SegmentStage:
         totals = self.totals.get(seg)
         if totals is None:
             dim, _, value = seg.partition("=")
-            totals = self.totals[seg] = SegmentTotals(dim, value, self.bucket_ms)
+            totals = self.totals[seg] = SegmentTotals(
+                dim, value, self.bucket_ms, end_hold_ms=self.config.windows.end_hold_ms)
         return totals
 
     def process(self, message: dict[str, Any]) -> StageTwoOutput:
@@ -338,7 +341,7 @@ class SegmentStage:
                     state["a"] = value
                     if metric == "negative_end" and totals.is_kept(start, member):
                         state["k"] = 1
-                if start + width <= evicted:  # a bucket made again after its eviction
+                if totals.forget_start(metric, start) + width <= evicted:  # made again since
                     state["h"] = evicted
                 key = member_key(seg, metric, start, member)
                 pairs.append((key, state))

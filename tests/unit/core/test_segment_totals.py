@@ -383,12 +383,14 @@ def test_evict_forgets_exactly_the_flushed_buckets_that_ended(ops: list[tuple[An
 
 def evict_by_scan(totals: SegmentTotals, before_ms: int) -> None:
     """`SegmentTotals.evict` as it was until 2026-12-04: a scan of every bucket held (the
-    reference the heap of due buckets must equal)."""
+    reference the heap of due buckets must equal), negative_end buckets held `end_hold_ms`
+    longer."""
     width = totals.bucket_ms
     for slot in list(totals.versions):
         start = int(slot.partition("@")[2])
         metric = slot.partition("@")[0]
-        if start + width > before_ms or (metric, start) in totals._dirty:
+        hold = totals.end_hold_ms if metric == "negative_end" else 0
+        if start + hold + width > before_ms or (metric, start) in totals._dirty:
             continue
         del totals.versions[slot]
         totals._changed.add((metric, start))
@@ -411,7 +413,7 @@ _LOCKSTEP_OPS = st.one_of(
     st.tuples(st.just("end"), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 9)),
               st.booleans()),
     st.tuples(st.just("flush")),
-    st.tuples(st.just("evict"), st.integers(-1, 11)),
+    st.tuples(st.just("evict"), st.integers(-1, 14)),
     st.tuples(st.just("restore")),
     st.tuples(st.just("restore_key"), st.sampled_from(("nps", "negative_end")),
               st.integers(0, 9), st.booleans()),
@@ -424,10 +426,12 @@ def test_evict_equals_a_scan_of_every_bucket_held(ops: list[tuple[Any, ...]]) ->
     """The same operations on two segments, one evicting from its heap of due buckets and the
     other by the scan it replaced: the same state, the same changed buckets and the same
     journeys counted, after every step (restores from a snapshot and of single buckets, which
-    leave entries of buckets gone since in the heap, included)."""
+    leave entries of buckets gone since in the heap, included). Negative_end buckets are held
+    3 buckets past final (`end_hold_ms`)."""
     width = 60_000
-    by_heap = SegmentTotals("all", "all", width)
-    by_scan = SegmentTotals("all", "all", width)
+    hold = 3 * width
+    by_heap = SegmentTotals("all", "all", width, end_hold_ms=hold)
+    by_scan = SegmentTotals("all", "all", width, end_hold_ms=hold)
     for op in ops:
         for totals in (by_heap, by_scan):
             if op[0] == "answer":
@@ -449,7 +453,8 @@ def test_evict_equals_a_scan_of_every_bucket_held(ops: list[tuple[Any, ...]]) ->
                 totals.restore_key(key, json.loads(json.dumps(state)))
         if op[0] == "restore":
             by_heap, by_scan = (
-                SegmentTotals("all", "all", width, resume=json.loads(json.dumps(t.snapshot())))
+                SegmentTotals("all", "all", width, end_hold_ms=hold,
+                              resume=json.loads(json.dumps(t.snapshot())))
                 for t in (by_heap, by_scan))
         elif op[0] == "evict":
             by_heap.evict(op[1] * width)

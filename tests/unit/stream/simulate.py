@@ -14,7 +14,9 @@ from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
+from pipeline.core.segment_totals import forget_start
 from pipeline.scoring_rules import load_scoring_rules
+from pipeline.stream import messages
 from pipeline.stream.claims import (
     ClaimsStage,
     claim_item,
@@ -37,6 +39,27 @@ def written(state: dict[str, Any], pairs: Iterable[tuple[str, Any]]) -> None:
             state.pop(key, None)
         else:
             state[key] = copy.deepcopy(value)
+
+
+class WatchedSegmentStage(SegmentStage):
+    """A segment stage that counts the negative-end contributions reaching a bucket past
+    final (a journey with a producer id closes after 7 idle days, into the bucket of its last
+    event), and of them those reaching a bucket it had already evicted (it makes the bucket
+    anew: docs/streaming.md, "Exact results with at-least-once delivery", point 5)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ends_past_final = 0
+        self.ends_past_eviction = 0
+
+    def _apply(self, message: dict[str, Any]) -> None:
+        c = message.get("c")
+        if message["t"] == messages.END and c is not None:
+            start, width, horizon = int(c[0]), self.bucket_ms, self.evicted_before
+            self.ends_past_final += start + width <= horizon
+            hold = self.config.windows.end_hold_ms
+            self.ends_past_eviction += forget_start("negative_end", start, hold) + width <= horizon
+        super()._apply(message)
 
 
 class SimulatedStream:
@@ -70,7 +93,8 @@ class SimulatedStream:
         # stage one's state table, per partition, as the worker writes it after each batch
         self.stage_one_state: list[dict[str, Any]] = [{} for _ in range(partitions)]
         self.stage_one = [PartitionProcessor(p, config, SCORING_RULES) for p in range(partitions)]
-        self.stage_two = [SegmentStage(config, sources=partitions) for _ in range(partitions)]
+        self.stage_two = [WatchedSegmentStage(config, sources=partitions)
+                          for _ in range(partitions)]
         self.queues: list[list[dict[str, Any]]] = [[] for _ in range(partitions)]
         self.journeys: dict[str, JourneyRecord] = {}
         self.metrics: dict[tuple[str, str, str, int], MetricRecord] = {}
@@ -165,10 +189,16 @@ class SimulatedStream:
         for q in range(self.partitions):
             stored = list(self.stage_two_state[q].items())
             self._restore_order.shuffle(stored)
-            self.stage_two[q] = SegmentStage(self.config, sources=self.partitions)
+            self.stage_two[q] = WatchedSegmentStage(self.config, sources=self.partitions)
             self.stage_two[q].restore_keys(stored)
             # read again with what arrives next, in one batch, as the consumer fetches them
             self.queues[q][:0] = again[q]
+
+    def ends_past(self) -> tuple[int, int]:
+        """Negative-end contributions that reached a final bucket, and an evicted one, in every
+        segment stage since the last restart (`WatchedSegmentStage`)."""
+        return (sum(stage.ends_past_final for stage in self.stage_two),
+                sum(stage.ends_past_eviction for stage in self.stage_two))
 
     def _persist_stage_two(self, q: int) -> None:
         written(self.stage_two_state[q], self.stage_two[q].dirty_state())
