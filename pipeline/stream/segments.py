@@ -10,6 +10,7 @@ buckets. No Faust object: the worker persists `dirty_state()` in a table.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -158,7 +159,8 @@ class SegmentStage:
         for key, state in states:
             if key.startswith(MEMBER_PREFIX):
                 seg, metric, start, member = orjson.loads(key[len(MEMBER_PREFIX):])
-                members.append(((seg, metric, int(start)), member, state, key))
+                # one string per member id across segments, as `_apply` keeps them
+                members.append(((seg, metric, int(start)), sys.intern(member), state, key))
             elif key == EVICTED_KEY:
                 self.evicted_before = int(state)
             elif key.startswith(BUCKET_PREFIX):
@@ -277,12 +279,20 @@ class SegmentStage:
         seg = messages.segment_key(message["d"], message["s"])
         totals = self._totals(seg)
         if kind == messages.ANSWER:
-            changed = totals.add_answer(message["m"], int(message["b"]), message["e"], message["v"])
+            # interned: an answer counts in every segment of its event, each message decoded
+            # apart (as the journey ids below)
+            changed = totals.add_answer(message["m"], int(message["b"]), sys.intern(message["e"]),
+                                        message["v"])
         elif kind == messages.RETRACT:
             changed = totals.remove_answer(message["m"], int(message["b"]), message["e"])
         elif kind == messages.END:
             c = message["c"]
-            changed = totals.set_end(message["j"], None if c is None else (int(c[0]), bool(c[1])),
+            # One string per journey id, whichever segment's message brought it: a journey
+            # ends in six segments on the generator's mix, each message decoded apart, and its
+            # members are held for the journey idle time past final (380 -> 300 bytes per
+            # member, docs/streaming.md, Known limits)
+            journey_id = sys.intern(message["j"])
+            changed = totals.set_end(journey_id, None if c is None else (int(c[0]), bool(c[1])),
                                      keep_previous=bool(message.get("k")))
         else:
             raise ValueError(f"unknown contribution kind {kind!r}")

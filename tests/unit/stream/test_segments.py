@@ -252,3 +252,32 @@ def test_a_series_written_whole_by_an_older_worker_is_rewritten_as_head_and_part
     clock[0] += 31.0
     assert ("series:nps|all|all", None) in again.dirty_state()
 
+
+
+def test_a_journey_id_is_one_string_in_every_segment_before_and_after_a_restore() -> None:
+    """Each segment's message is decoded apart, and a journey's members are held for the
+    journey idle time past final: the stage keeps one string per id (docs/streaming.md,
+    Known limits), also for answers' keys."""
+    import orjson
+
+    stage = SegmentStage(CoreConfig(), sources=1)
+    journey = "c1@2026-11-22T17:10:00.000Z"
+    decoded = [orjson.loads(orjson.dumps(messages.end(dim, value, journey, (0, True))[1]))
+               for dim, value in (("all", "all"), ("channel", "web"))]
+    decoded += [orjson.loads(orjson.dumps(messages.answer(dim, value, "nps", 0, "e1", 9)[1]))
+                for dim, value in (("all", "all"), ("channel", "web"))]
+    assert decoded[0]["j"] is not decoded[1]["j"]
+    stage.process_batch(decoded)
+
+    def ids(stage: SegmentStage) -> list[str]:
+        return [member for seg in ("all=all", "channel=web")
+                for member in [*stage.totals[seg].end_buckets[0],
+                               *stage.totals[seg].answers["nps"][0]]]
+
+    held = ids(stage)
+    assert held[0] is held[2] and held[1] is held[3], held
+    state = [(key, orjson.loads(orjson.dumps(value))) for key, value in stage.dirty_state()]
+    again = SegmentStage(CoreConfig(), sources=1)
+    again.restore_keys(state)
+    restored = ids(again)
+    assert restored == held and restored[0] is restored[2] and restored[1] is restored[3]

@@ -1,0 +1,71 @@
+"""Memory the segment stage holds per negative_end bucket member (docs/streaming.md, Known
+limits): journeys that end in six segments (the generator's mix: all, touchpoint, channel,
+stage and two attributes), each segment's contributions decoded from their own batch record as
+the worker reads them, applied and written (`dirty_state`, which keeps each member's state key
+to forget it later). tracemalloc's traced bytes after the decoded records are dropped, per
+member, the journey ids' strings included.
+
+    .venv/bin/python -m bench.bench_segment_members [--journeys 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import tracemalloc
+
+import orjson
+
+from bench.faults import positive
+from bench.host import cpu_model
+from pipeline.settings import Settings
+from pipeline.stream import messages
+from pipeline.stream.segments import SegmentStage
+
+SEGMENTS = (("all", "all"), ("touchpoint", "web"), ("channel", "web"), ("stage", "buy"),
+            ("region", "eu"), ("tier", "gold"))
+JOURNEYS_PER_BUCKET = 40
+
+
+def batch_records(journeys: int) -> list[bytes]:
+    """One batch record per segment, each with every journey's negative-end contribution."""
+    records = []
+    for dim, value in SEGMENTS:
+        items = [messages.end(dim, value, f"c{i:07d}@2026-11-22T17:10:00.000Z",
+                              (60_000 * (i // JOURNEYS_PER_BUCKET), i % 3 == 0))[1]
+                 for i in range(journeys)]
+        records.append(orjson.dumps(messages.batch(items)))
+    return records
+
+
+def bytes_per_member(journeys: int) -> float:
+    """Traced bytes the stage holds per member once the records are applied and written."""
+    stage = SegmentStage(Settings.from_env({}).core_config(), sources=1)
+    records = batch_records(journeys)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        decoded = [orjson.loads(record) for record in records]
+        stage.process_batch(decoded)
+        stage.dirty_state()
+        del decoded
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    members = sum(len(m) for totals in stage.totals.values() for m in totals.end_buckets.values())
+    assert members == journeys * len(SEGMENTS), members
+    return held / members
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--journeys", type=positive(int), default=20_000)
+    args = parser.parse_args(argv)
+    per_member = bytes_per_member(args.journeys)
+    print(f"{cpu_model()}; {args.journeys:,} journeys x {len(SEGMENTS)} segments: "
+          f"{per_member:.0f} bytes per member held")
+
+
+if __name__ == "__main__":
+    main()
