@@ -3,7 +3,10 @@ limits): journeys that end in six segments (the generator's mix: all, touchpoint
 stage and two attributes), each segment's contributions decoded from their own batch record as
 the worker reads them, applied and written (`dirty_state`, which keeps each member's state key
 to forget it later). tracemalloc's traced bytes after the decoded records are dropped, per
-member, the journey ids' strings included.
+member, the journey ids' strings included: held as members (before their buckets are final),
+and sealed (past final, held for the journey idle time as counts and journey ids, after a
+watermark made them final and their keys were written and forgotten). The state keys the
+worker's journal holds beside (pipeline/stream/journal.py) are not in these figures.
 
     .venv/bin/python -m bench.bench_segment_members [--journeys 20000]
 """
@@ -38,10 +41,14 @@ def batch_records(journeys: int) -> list[bytes]:
     return records
 
 
-def bytes_per_member(journeys: int) -> float:
-    """Traced bytes the stage holds per member once the records are applied and written."""
-    stage = SegmentStage(Settings.from_env({}).core_config(), sources=1)
+def bytes_per_member(journeys: int, sealed: bool = False) -> float:
+    """Traced bytes the stage holds per member once the records are applied and written
+    (`sealed`: and their buckets made final)."""
+    config = Settings.from_env({}).core_config()
+    stage = SegmentStage(config, sources=1)
     records = batch_records(journeys)
+    last_end = 60_000 * (journeys // JOURNEYS_PER_BUCKET + 1)
+    final = last_end + config.windows.allowed_lateness_ms + 2 * config.windows.bucket_ms
     gc.collect()
     tracemalloc.start()
     try:
@@ -49,22 +56,27 @@ def bytes_per_member(journeys: int) -> float:
         stage.process_batch(decoded)
         stage.dirty_state()
         del decoded
+        if sealed:
+            stage.process_batch([messages.watermark(0, final)])
+            stage.dirty_state()
+            stage.drain_forgotten()
         gc.collect()
         held, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    members = sum(len(m) for totals in stage.totals.values() for m in totals.end_buckets.values())
-    assert members == journeys * len(SEGMENTS), members
-    return held / members
+    counted = sum(record.n for totals in stage.totals.values() for record in totals.records())
+    assert counted == journeys * len(SEGMENTS), counted
+    assert all(totals.is_sealed(0) == sealed for totals in stage.totals.values())
+    return held / counted
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--journeys", type=positive(int), default=20_000)
     args = parser.parse_args(argv)
-    per_member = bytes_per_member(args.journeys)
     print(f"{cpu_model()}; {args.journeys:,} journeys x {len(SEGMENTS)} segments: "
-          f"{per_member:.0f} bytes per member held")
+          f"{bytes_per_member(args.journeys):.0f} bytes per member held as members, "
+          f"{bytes_per_member(args.journeys, sealed=True):.0f} sealed")
 
 
 if __name__ == "__main__":

@@ -319,9 +319,9 @@ class SurveyBuckets:
     def snapshot(self) -> dict[str, Any]:
         """Every partial held (`snapshot_key`) and the eviction horizon."""
         return {"partials": [self.snapshot_key(k) for k in sorted(self._partials)],
-                "final_ends": [[start, *segment.split(_SEPARATOR, 1), *_unpack(packed)]
-                               for start, held in self._final_ends.items()
-                               for segment, packed in held.items()],
+                "final_ends": sorted([start, *segment.split(_SEPARATOR, 1), *_unpack(packed)]
+                                     for start, held in self._final_ends.items()
+                                     for segment, packed in held.items()),
                 "final_before_ms": self.final_before_ms,
                 "scanned_before_ms": self._scanned_before_ms}
 

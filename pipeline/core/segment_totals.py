@@ -25,6 +25,8 @@ True
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
 from heapq import heappop, heappush
 from typing import Any, Final
 
@@ -69,6 +71,57 @@ def forget_start(metric: str, bucket_start: int, end_hold_ms: int) -> int:
     return bucket_start + end_hold_ms if metric == "negative_end" else bucket_start
 
 
+class SealedEnds:
+    """A final negative_end bucket held past final (`SegmentTotals.end_hold_ms`) as its counts
+    and the ids of the journeys it counts, not as members with their flags and index entries:
+    a journey closing late adds to it once (a restarted stage one may send a journey again),
+    and nothing takes a journey out of a final bucket. `ids`: the journeys counted when it was
+    sealed, a sorted tuple (8 bytes per id beside the shared string, where a set took 58:
+    `python -m bench.bench_segment_members`); `late`: those counted since, with their flags
+    (written with it).
+
+    >>> sealed = SealedEnds(("j2", "j1"), 2, 1)
+    >>> sealed.add("j1", True), sealed.add("j3", True), (sealed.n, sealed.negatives)
+    (False, True, (3, 2))
+    """
+
+    __slots__ = ("ids", "late", "n", "negatives")
+
+    def __init__(self, ids: Iterable[str], n: int, negatives: int,
+                 late: dict[str, bool] | None = None) -> None:
+        self.ids: tuple[str, ...] = tuple(sorted(ids))
+        self.n = n
+        self.negatives = negatives
+        self.late: dict[str, bool] = {} if late is None else late
+
+    def counts(self, journey_id: str) -> bool:
+        """Whether the journey is counted here."""
+        if journey_id in self.late:
+            return True
+        ids = self.ids
+        i = bisect_left(ids, journey_id)
+        return i < len(ids) and ids[i] == journey_id
+
+    def add(self, journey_id: str, negative: bool) -> bool:
+        """Count a journey that closes into this bucket; False when it is counted already."""
+        if self.counts(journey_id):
+            return False
+        self.late[journey_id] = negative
+        self.n += 1
+        self.negatives += negative
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {"n": self.n, "x": self.negatives, "ids": list(self.ids),
+                "late": dict(sorted(self.late.items()))}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SealedEnds:
+        late = {str(j): bool(neg) for j, neg in state.get("late", {}).items()}
+        return cls((str(j) for j in state["ids"] if j not in late), int(state["n"]),
+                   int(state["x"]), late)
+
+
 class SegmentTotals:
     """All buckets of one segment (segment_dim = segment_value), built from contributions.
 
@@ -77,9 +130,9 @@ class SegmentTotals:
     `restore_key` per (metric, bucket_start): the state contract, `pipeline.core.protocol`).
     """
 
-    __slots__ = ("_changed", "_changed_members", "_dirty", "_due", "_negatives", "_windows",
-                 "answers", "bucket_ms", "dim", "end_buckets", "end_hold_ms", "ends", "value",
-                 "versions")
+    __slots__ = ("_changed", "_changed_members", "_dirty", "_due", "_negatives", "_sealed",
+                 "_sealed_changed", "_to_seal", "_windows", "answers", "bucket_ms", "dim",
+                 "end_buckets", "end_hold_ms", "ends", "value", "versions")
 
     def __init__(self, dim: str, value: str, bucket_ms: int, *, end_hold_ms: int = 0,
                  resume: dict[str, Any] | None = None) -> None:
@@ -104,6 +157,15 @@ class SegmentTotals:
         # so any order of updates and reverts gives the numbers a fold from scratch gives.
         self._windows: dict[tuple[str, int], AnswerWindow] = {}
         self._negatives: dict[int, int] = {}  # bucket_start -> negative members of end_buckets
+        # Negative_end buckets past final, held `end_hold_ms` for journeys that close late, as
+        # their counts and journey ids (`SealedEnds`): a week of members with their flags,
+        # index entries and state keys cost 330 bytes each (docs/streaming.md, Known limits).
+        # `_to_seal`: the starts of `end_buckets`, a min-heap (entries of buckets gone since are
+        # skipped); `_sealed_changed`: sealed or counted a late journey since the last
+        # `drain_sealed` (the stream writes a sealed bucket whole).
+        self._sealed: dict[int, SealedEnds] = {}
+        self._to_seal: list[int] = []
+        self._sealed_changed: set[int] = set()
         # "metric@bucket_start" -> updates applied; grows only, so sinks can upsert on it
         self.versions: dict[str, int] = {}
         # (the start it is forgotten at: `forget_start`, metric, bucket_start) of every bucket in
@@ -173,6 +235,9 @@ class SegmentTotals:
             contribution = (int(contribution[0]), bool(contribution[1]))
         if old == contribution:
             return False
+        sealed = None if contribution is None else self._sealed.get(contribution[0])
+        if sealed is not None and old is None and sealed.counts(journey_id):
+            return False  # counted there already (sent again by a restarted stage one)
         if old is not None and keep_previous:
             # the old bucket keeps its member, no longer the journey's contribution: written
             # again as such (`is_kept`), so a restore does not take it for the current one
@@ -188,12 +253,20 @@ class SegmentTotals:
             del self.ends[journey_id]
             self._touch("negative_end", old[0])
             self._changed_members.add(("negative_end", old[0], journey_id))
-        if contribution is not None:
+        if sealed is not None and contribution is not None:
+            # a journey that closes into a final bucket: counted once, not indexed (nothing
+            # takes a journey out of a final bucket)
+            start, negative = contribution
+            if sealed.add(journey_id, negative):
+                self._touch("negative_end", start)
+                self._sealed_changed.add(start)
+        elif contribution is not None:
             start, negative = contribution
             held = self.end_buckets.get(start)
             if held is None:
                 held = self.end_buckets[start] = {}
                 self._negatives[start] = 0
+                heappush(self._to_seal, start)
             # a member a journey left in place (keep_previous) may be there already
             self._negatives[start] += int(negative) - int(held.get(journey_id, False))
             held[journey_id] = negative
@@ -222,6 +295,9 @@ class SegmentTotals:
         if metric == "negative_end":
             members = self.end_buckets.get(bucket_start)
             if members is None:
+                sealed = self._sealed.get(bucket_start)
+                if sealed is not None:
+                    return NegativeEndWindow(sealed.n, sealed.negatives)
                 return NegativeEndWindow()
             return NegativeEndWindow(len(members), self._negatives[bucket_start])
         window = self._windows.get((metric, bucket_start))
@@ -248,9 +324,11 @@ class SegmentTotals:
     def evict(self, before_ms: int) -> bool:
         """Forget flushed buckets that end at or before `before_ms` (final: no acceptable event
         can reach them), emptied ones included, negative_end ones `end_hold_ms` later. Their
-        versions go too; the records already emitted stay authoritative. True when a bucket
-        went (in `drain_changed` then)."""
+        versions go too; the records already emitted stay authoritative. Final negative_end
+        buckets are sealed first (`_seal_final`). True when a bucket went (in `drain_changed`
+        then) or was sealed (in `drain_sealed`)."""
         width = self.bucket_ms
+        sealed = self._seal_final(before_ms)
         due = self._due
         unflushed: list[tuple[int, str, int]] = []
         evicted = False
@@ -267,6 +345,8 @@ class SegmentTotals:
             self._changed.add((metric, start))
             evicted = True
             if metric == "negative_end":
+                self._sealed.pop(start, None)
+                self._sealed_changed.discard(start)
                 self._negatives.pop(start, None)
                 for journey_id in self.end_buckets.pop(start, {}):
                     held = self.ends.get(journey_id)
@@ -277,13 +357,53 @@ class SegmentTotals:
                 self._windows.pop((metric, start), None)
         for entry in unflushed:
             heappush(due, entry)
-        return evicted
+        return evicted or sealed
+
+    def _seal_final(self, before_ms: int) -> bool:
+        """Seal the flushed negative_end buckets that end at or before `before_ms` (final):
+        their counts and journey ids stay for the hold, their members and index entries go.
+        True when one was sealed."""
+        width = self.bucket_ms
+        to_seal = self._to_seal
+        unflushed: list[int] = []
+        sealed = False
+        while to_seal and to_seal[0] + width <= before_ms:
+            start = heappop(to_seal)
+            members = self.end_buckets.get(start)
+            if members is None:
+                continue  # emptied, evicted or sealed since it was pushed
+            if ("negative_end", start) in self._dirty:
+                unflushed.append(start)  # sealed once flushed, at a later call
+                continue
+            del self.end_buckets[start]
+            for journey_id in members:
+                held = self.ends.get(journey_id)
+                if held is not None and held[0] == start:
+                    del self.ends[journey_id]
+            self._sealed[start] = SealedEnds(members, len(members), self._negatives.pop(start))
+            self._sealed_changed.add(start)
+            sealed = True
+        for start in unflushed:
+            heappush(to_seal, start)
+        return sealed
+
+    def is_sealed(self, bucket_start: int) -> bool:
+        """Whether negative_end bucket `bucket_start` is held sealed (`SealedEnds`)."""
+        return bucket_start in self._sealed
+
+    def drain_sealed(self) -> list[int]:
+        """Starts of the negative_end buckets sealed, or counting a journey more, since the
+        last call (the stream writes each whole, `snapshot_key`; its members' keys go)."""
+        out = sorted(s for s in self._sealed_changed if s in self._sealed)
+        self._sealed_changed.clear()
+        return out
 
     def records(self) -> list[MetricRecord]:
         """Records of every bucket held, as last flushed (for re-feeding a detector)."""
         keys = sorted(
             {(m, s) for m, b in self.answers.items() for s in b}
             | {("negative_end", s) for s in self.end_buckets}
+            | {("negative_end", s) for s in self._sealed}
         )
         return [self.record(m, s) for m, s in keys]
 
@@ -292,7 +412,7 @@ class SegmentTotals:
         return bool(self._dirty)
 
     def is_empty(self) -> bool:
-        return not self.ends and not any(self.answers.values())
+        return not self.ends and not any(self.answers.values()) and not self._sealed
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -333,6 +453,9 @@ class SegmentTotals:
         `answer_key`) or a journey's negative flag (by journey id); None when absent."""
         metric, bucket_start = key
         if metric == "negative_end":
+            sealed = self._sealed.get(bucket_start)
+            if sealed is not None:
+                return sealed.late.get(member)
             return self.end_buckets.get(bucket_start, {}).get(member)
         return self.answers.get(metric, {}).get(bucket_start, {}).get(member)
 
@@ -354,7 +477,10 @@ class SegmentTotals:
         if version is None:
             return None
         state: dict[str, Any] = {"v": version, "d": (metric, bucket_start) in self._dirty}
-        if metric == "negative_end":
+        sealed = self._sealed.get(bucket_start) if metric == "negative_end" else None
+        if sealed is not None:
+            state["s"] = sealed.state()
+        elif metric == "negative_end":
             held = self.end_buckets.get(bucket_start, {})
             state["m"] = dict(held)
             kept = sorted(j for j in held if self.is_kept(bucket_start, j))
@@ -373,11 +499,14 @@ class SegmentTotals:
             return
         self.versions[f"{metric}@{bucket_start}"] = int(state["v"])
         heappush(self._due, (self.forget_start(metric, bucket_start), metric, bucket_start))
-        if metric == "negative_end":
+        if "s" in state:
+            self._sealed[bucket_start] = SealedEnds.from_state(state["s"])
+        elif metric == "negative_end":
             members = {j: bool(n) for j, n in state["m"].items()}
             if members:
                 self.end_buckets[bucket_start] = members
                 self._negatives[bucket_start] = sum(members.values())
+                heappush(self._to_seal, bucket_start)
             # A kept member's contribution is elsewhere: taking it for the journey's current
             # one, the journey's next move took it out of this bucket, which the engine keeps
             # (negative_end n 1 where replay counted 2 after worker kills, docs/reliability.md).
@@ -397,6 +526,8 @@ class SegmentTotals:
         self.versions.pop(f"{metric}@{bucket_start}", None)
         self._dirty.discard((metric, bucket_start))
         if metric == "negative_end":
+            self._sealed.pop(bucket_start, None)
+            self._sealed_changed.discard(bucket_start)
             self._negatives.pop(bucket_start, None)
             for journey_id in self.end_buckets.pop(bucket_start, {}):
                 held = self.ends.get(journey_id)
@@ -412,6 +543,7 @@ class SegmentTotals:
         buckets = sorted(
             {(m, s) for m, b in self.answers.items() for s in b}
             | {("negative_end", s) for s in self.end_buckets}
+            | {("negative_end", s) for s in self._sealed}
             | {(m, int(s)) for m, _, s in (k.partition("@") for k in self.versions)}
         )
         return {

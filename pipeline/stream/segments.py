@@ -54,7 +54,19 @@ SERIES_PREFIX = "series:"
 # it restores at: in the stream a bucket past the horizon is evicted at the next watermark, so
 # those are the bucket made again since, and any member with an older `"h"` or none went.
 EVICTED_KEY = "segments-evicted-before"
-_JOURNALED = (MEMBER_PREFIX, HEAD_PREFIX, PART_PREFIX, EVICTED_KEY)
+# A negative_end bucket past final, held for the journey idle time as its counts and journey ids
+# (`SealedEnds`, docs/streaming.md point 5): `sealed:` + JSON [segment, bucket_start] -> {"v",
+# "d", "n": journeys counted, "x": of them negative, "late": journey id -> negative for those
+# counted since it was sealed, "p": how many pieces}, and the ids counted when it was sealed in
+# pieces of at most SEALED_PIECE_IDS, `sealed-ids:` + JSON [segment, bucket_start, piece] ->
+# [journey ids], written once, when the bucket is sealed (its member keys forgotten in the same
+# write: a journal write is whole or absent). All of them are forgotten by time at the end of
+# the hold; a restore drops the member keys of a bucket it finds sealed.
+SEALED_PREFIX = "sealed:"
+SEALED_IDS_PREFIX = "sealed-ids:"
+SEALED_PIECE_IDS = 1000  # about 40 KB of ids: well within a journal chunk (CHUNK_BYTES)
+_JOURNALED = (MEMBER_PREFIX, HEAD_PREFIX, PART_PREFIX, EVICTED_KEY, SEALED_PREFIX,
+              SEALED_IDS_PREFIX)
 
 
 def is_journaled_key(key: str) -> bool:
@@ -85,6 +97,20 @@ def part_key(series: tuple[str, str, str], first: int) -> str:
     'series-part:["nps","all","",3600000]'
     """
     return PART_PREFIX + orjson.dumps([*series, first]).decode()
+
+
+def sealed_key(seg: str, bucket_start: int) -> str:
+    """The state key of a sealed negative_end bucket's counts.
+
+    >>> sealed_key("all=all", 60000), sealed_ids_key("all=all", 60000, 2)
+    ('sealed:["all=all",60000]', 'sealed-ids:["all=all",60000,2]')
+    """
+    return SEALED_PREFIX + orjson.dumps([seg, bucket_start]).decode()
+
+
+def sealed_ids_key(seg: str, bucket_start: int, piece: int) -> str:
+    """The state key of one piece of a sealed negative_end bucket's journey ids."""
+    return SEALED_IDS_PREFIX + orjson.dumps([seg, bucket_start, piece]).decode()
 
 
 def member_key(seg: str, metric: str, bucket_start: int, member: str) -> str:
@@ -137,6 +163,9 @@ class SegmentStage:
         # them all when the bucket is evicted), and whole-bucket keys read at restore, to
         # delete once their members are written in the member layout
         self._written: dict[str, dict[tuple[str, int], dict[str, str]]] = {}
+        # segment -> start of each sealed bucket written -> its pieces of ids (to forget its
+        # keys at the end of the hold)
+        self._sealed_written: dict[str, dict[int, int]] = {}
         self._legacy_keys: list[str] = []
         # series read whole (the layout before): written as a head and every part at the
         # next save, their whole key deleted after
@@ -156,8 +185,16 @@ class SegmentStage:
         heads: dict[tuple[str, str, str], dict[str, Any]] = {}
         parts: dict[tuple[str, str, str], list[tuple[int, dict[str, Any]]]] = {}
         wholes: dict[tuple[str, str, str], dict[str, Any]] = {}
+        sealed: dict[tuple[str, int], tuple[dict[str, Any], str]] = {}
+        sealed_ids: dict[tuple[str, int], dict[int, tuple[list[str], str]]] = {}
         for key, state in states:
-            if key.startswith(MEMBER_PREFIX):
+            if key.startswith(SEALED_PREFIX):
+                seg, start = orjson.loads(key[len(SEALED_PREFIX):])
+                sealed[(seg, int(start))] = (state, key)
+            elif key.startswith(SEALED_IDS_PREFIX):
+                seg, start, piece = orjson.loads(key[len(SEALED_IDS_PREFIX):])
+                sealed_ids.setdefault((seg, int(start)), {})[int(piece)] = (state, key)
+            elif key.startswith(MEMBER_PREFIX):
                 seg, metric, start, member = orjson.loads(key[len(MEMBER_PREFIX):])
                 # one string per member id across segments, as `_apply` keeps them
                 members.append(((seg, metric, int(start)), sys.intern(member), state, key))
@@ -194,10 +231,14 @@ class SegmentStage:
                                  for series, orphans in parts.items() for first, _ in orphans)
         evicted, width = self.evicted_before, self.bucket_ms
         hold = self.config.windows.end_hold_ms
+        held_sealed = self._restore_sealed(sealed, sealed_ids)
         for bucket, member, state, key in members:
             if forget_start(bucket[1], bucket[2], hold) + width <= evicted \
                     and state.get("h", NEVER_MS) < evicted:
                 self._forgotten.append(key)  # evicted before the state was written (EVICTED_KEY)
+                continue
+            if bucket[1] == "negative_end" and (bucket[0], bucket[2]) in held_sealed:
+                self._forgotten.append(key)  # a member from before its bucket was sealed
                 continue
             held = buckets.setdefault(bucket, {"v": 0, "m": {}, "d": False})
             held["v"] = max(held["v"], int(state["v"]))
@@ -225,6 +266,37 @@ class SegmentStage:
         for totals in self.totals.values():
             for record in totals.records():
                 self.detector.apply_partial(record)
+
+    def _restore_sealed(self, heads: dict[tuple[str, int], tuple[dict[str, Any], str]],
+                        pieces: dict[tuple[str, int], dict[int, tuple[list[str], str]]]
+                        ) -> set[tuple[str, int]]:
+        """Sealed negative_end buckets back from their keys (SEALED_PREFIX); those past the
+        hold (the eviction horizon, EVICTED_KEY) and pieces without a head are forgotten.
+        Returns the (segment, start) restored."""
+        restored: set[tuple[str, int]] = set()
+        evicted, width = self.evicted_before, self.bucket_ms
+        hold = self.config.windows.end_hold_ms
+        for (seg, start), (head, key) in heads.items():
+            parts = pieces.pop((seg, start), {})
+            keys = [key, *(part_key for _, part_key in parts.values())]
+            if forget_start("negative_end", start, hold) + width <= evicted:
+                self._forgotten.extend(keys)
+                continue
+            missing = [i for i in range(int(head["p"])) if i not in parts]
+            if missing:
+                # a journal write is read whole or not at all (pipeline/stream/journal.py)
+                raise ValueError(f"sealed bucket {seg} {start}: pieces {missing} of its "
+                                 f"journey ids are missing from the state")
+            ids = [sys.intern(j) for i in range(int(head["p"])) for j in parts[i][0]]
+            late = {sys.intern(j): bool(n) for j, n in head["late"].items()}
+            self._totals(seg).restore_key(("negative_end", start), {
+                "v": head["v"], "d": head["d"],
+                "s": {"n": head["n"], "x": head["x"], "ids": ids, "late": late}})
+            self._sealed_written.setdefault(seg, {})[start] = int(head["p"])
+            restored.add((seg, start))
+        for parts in pieces.values():  # not written by this layout without a head
+            self._forgotten.extend(part_key for _, part_key in parts.values())
+        return restored
 
     def _totals(self, seg: str) -> SegmentTotals:
         totals = self.totals.get(seg)
@@ -345,6 +417,8 @@ class SegmentStage:
                 meta = totals.bucket_meta((metric, start))
                 if meta is None:
                     continue  # evicted since: its keys go below
+                if metric == "negative_end" and totals.is_sealed(start):
+                    continue  # sealed since: written whole below, its member keys forgotten
                 state: dict[str, Any] = {"v": meta[0], "d": meta[1]}
                 value = totals.member((metric, start), member)
                 if value is not None:
@@ -356,15 +430,25 @@ class SegmentStage:
                 key = member_key(seg, metric, start, member)
                 pairs.append((key, state))
                 written.setdefault((metric, start), {})[member] = key
+            sealed_written = self._sealed_written.setdefault(seg, {})
+            for start in totals.drain_sealed():
+                pairs.extend(self._sealed_pairs(seg, totals, start, written, sealed_written))
             for bucket in totals.drain_changed():
                 if totals.bucket_meta(bucket) is None:  # evicted: its members forgotten
                     # the keys kept as written (building them again cost as much as the write)
                     gone = written.pop(bucket, {})
                     self._forgotten.extend(gone[member] for member in sorted(gone))
+                    pieces = sealed_written.pop(bucket[1], None) if bucket[0] == "negative_end" \
+                        else None
+                    if pieces is not None:  # a sealed bucket at the end of its hold
+                        self._forgotten.append(sealed_key(seg, bucket[1]))
+                        self._forgotten.extend(sealed_ids_key(seg, bucket[1], i)
+                                               for i in range(pieces))
             if not totals.versions and seg not in self._unflushed:
                 # everything evicted: nothing left whose version must keep growing
                 del self.totals[seg]
                 self._written.pop(seg, None)
+                self._sealed_written.pop(seg, None)
         self._dirty_segments.clear()
         if self._evicted_dirty:
             pairs.append((EVICTED_KEY, self.evicted_before))
@@ -393,6 +477,28 @@ class SegmentStage:
             self._whole_keys.clear()
             self._series_saved_at = now
             self._series_saved_merged = self.merged
+        return pairs
+
+    def _sealed_pairs(self, seg: str, totals: SegmentTotals, start: int,
+                      written: dict[tuple[str, int], dict[str, str]],
+                      sealed_written: dict[int, int]) -> list[tuple[str, Any]]:
+        """The keys of negative_end bucket `start`, sealed or counting a late journey since the
+        last write: when sealed just now, its members' keys are forgotten and its ids written
+        in pieces; its counts every time."""
+        state = totals.snapshot_key(("negative_end", start))
+        assert state is not None and "s" in state  # drained: sealed and held
+        counts = state["s"]
+        pairs: list[tuple[str, Any]] = []
+        if start not in sealed_written:
+            gone = written.pop(("negative_end", start), {})
+            self._forgotten.extend(gone[member] for member in sorted(gone))
+            ids = counts["ids"]  # sorted, the late ones apart
+            pieces = [ids[i:i + SEALED_PIECE_IDS] for i in range(0, len(ids), SEALED_PIECE_IDS)]
+            pairs.extend((sealed_ids_key(seg, start, i), piece) for i, piece in enumerate(pieces))
+            sealed_written[start] = len(pieces)
+        pairs.append((sealed_key(seg, start), {
+            "v": state["v"], "d": state["d"], "n": counts["n"], "x": counts["x"],
+            "late": counts["late"], "p": sealed_written[start]}))
         return pairs
 
     def drain_forgotten(self) -> list[str]:

@@ -112,13 +112,27 @@ def test_held_buckets_give_the_records_of_buckets_never_evicted(
     assert _numbers(held.flush()) == _numbers(forever.flush())
 
 
-def test_the_segment_stage_holds_a_final_negative_end_bucket_with_its_members() -> None:
+def test_the_segment_stage_seals_a_final_negative_end_bucket_for_the_hold() -> None:
+    """Past final a bucket keeps its counts and the journeys it counts (sealed), so a late
+    journey adds to it once, and a journey sent again (a restarted stage one) does not."""
     totals = SegmentTotals("all", "all", MIN, end_hold_ms=HOLD)
     totals.set_end("j1", (5 * MIN, True))
-    totals.flush()
-    assert not totals.evict(5 * MIN + MIN + LATENESS)  # final, held
-    totals.set_end("j1", (5 * MIN, True))  # the same contribution again: no change
     totals.set_end("j2", (5 * MIN, False))
-    assert [(r.n, r.positives, r.version) for r in totals.flush()] == [(2, 1, 2)]
-    assert totals.evict(5 * MIN + MIN + HOLD)
-    assert totals.records() == []
+    totals.flush()
+    assert totals.evict(5 * MIN + MIN + LATENESS)  # final: sealed, not evicted
+    assert totals.is_sealed(5 * MIN) and totals.drain_sealed() == [5 * MIN]
+    assert totals.end_buckets == {} and totals.ends == {}
+    assert not totals.set_end("j1", (5 * MIN, True))  # sent again: counted already
+    assert totals.set_end("j3", (5 * MIN, True))  # closes late
+    assert not totals.set_end("j3", (5 * MIN, True))
+    assert [(r.n, r.positives, r.version) for r in totals.flush()] == [(3, 2, 3)]
+    assert totals.drain_sealed() == [5 * MIN]
+    assert totals.snapshot_key(("negative_end", 5 * MIN))["s"] == {  # type: ignore[index]
+        "n": 3, "x": 2, "ids": ["j1", "j2"], "late": {"j3": True}}
+    again = SegmentTotals("all", "all", MIN, end_hold_ms=HOLD,
+                          resume=json.loads(json.dumps(totals.snapshot())))
+    assert not again.set_end("j2", (5 * MIN, False)) and not again.set_end("j3", (5 * MIN, True))
+    assert again.set_end("j4", (5 * MIN, False))
+    assert [(r.n, r.positives, r.version) for r in again.flush()] == [(4, 2, 4)]
+    assert totals.evict(5 * MIN + MIN + HOLD)  # the hold ends
+    assert totals.records() == [] and not totals.is_sealed(5 * MIN)

@@ -26,7 +26,7 @@ from pipeline.core.event import Survey, TouchpointEvent
 from pipeline.core.journeys import EndDelta
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import MetricRecord
-from pipeline.core.segment_totals import SegmentTotals
+from pipeline.core.segment_totals import SealedEnds, SegmentTotals
 from pipeline.core.valence import ces_on_7
 from pipeline.scoring_rules import load_scoring_rules
 
@@ -386,6 +386,18 @@ def evict_by_scan(totals: SegmentTotals, before_ms: int) -> None:
     reference the heap of due buckets must equal), negative_end buckets held `end_hold_ms`
     longer."""
     width = totals.bucket_ms
+    # final negative_end buckets, once flushed, are sealed: their counts and journey ids
+    for start in sorted(totals.end_buckets):
+        if start + width > before_ms or ("negative_end", start) in totals._dirty:
+            continue
+        members = totals.end_buckets.pop(start)
+        for journey_id in members:
+            held = totals.ends.get(journey_id)
+            if held is not None and held[0] == start:
+                del totals.ends[journey_id]
+        totals._sealed[start] = SealedEnds(members, len(members),
+                                           totals._negatives.pop(start))
+        totals._sealed_changed.add(start)
     for slot in list(totals.versions):
         start = int(slot.partition("@")[2])
         metric = slot.partition("@")[0]
@@ -395,6 +407,8 @@ def evict_by_scan(totals: SegmentTotals, before_ms: int) -> None:
         del totals.versions[slot]
         totals._changed.add((metric, start))
         if metric == "negative_end":
+            totals._sealed.pop(start, None)
+            totals._sealed_changed.discard(start)
             totals._negatives.pop(start, None)
             for journey_id in totals.end_buckets.pop(start, {}):
                 held = totals.ends.get(journey_id)
@@ -462,6 +476,7 @@ def test_evict_equals_a_scan_of_every_bucket_held(ops: list[tuple[Any, ...]]) ->
         assert by_heap.snapshot() == by_scan.snapshot()
         assert by_heap.ends == by_scan.ends
         assert by_heap.drain_changed() == by_scan.drain_changed()
+        assert by_heap.drain_sealed() == by_scan.drain_sealed()
 
 
 # -- (f) the windows kept up to date equal a fold of the bucket from scratch ----------------------

@@ -281,3 +281,60 @@ def test_a_journey_id_is_one_string_in_every_segment_before_and_after_a_restore(
     again.restore_keys(state)
     restored = ids(again)
     assert restored == held and restored[0] is restored[2] and restored[1] is restored[3]
+
+
+def _written(table: dict[str, object], stage: SegmentStage) -> None:
+    """The state table as the worker keeps it: writes applied, keys forgotten by time dropped
+    (a changelog replay may still hold those: see the next test)."""
+    for key, value in stage.dirty_state():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    for key in stage.drain_forgotten():
+        table.pop(key, None)
+
+
+def test_a_final_negative_end_bucket_is_written_sealed_and_restored_so() -> None:
+    """Past final, a bucket's member keys go and it is written as its counts and journey ids
+    in pieces (SEALED_PREFIX); a restore gives back the sealed bucket, whatever stale member
+    keys a changelog replay still holds, and a journey sent again still counts once."""
+    import orjson
+    import pytest
+
+    from pipeline.stream import segments
+
+    config = CoreConfig()
+    width, lateness = config.windows.bucket_ms, config.windows.allowed_lateness_ms
+    journeys = segments.SEALED_PIECE_IDS + 5  # two pieces
+    stage = SegmentStage(config, sources=1)
+    table: dict[str, object] = {}
+    stage.process_batch([_end(f"j{i:05d}", (0, i % 2 == 0)) for i in range(journeys)])
+    _written(table, stage)
+    everything = dict(table)  # what a changelog replay still reads: the member keys too
+    stage.process_batch([messages.watermark(0, width + lateness + width)])
+    _written(table, stage)
+    everything.update(table)
+    assert not any(key.startswith(segments.MEMBER_PREFIX) for key in table)
+    head = table[segments.sealed_key("channel=phone", 0)]
+    assert head == {"v": journeys, "d": False, "n": journeys, "x": (journeys + 1) // 2,
+                    "late": {}, "p": 2}
+    assert len(table[segments.sealed_ids_key("channel=phone", 0, 1)]) == 5  # type: ignore[arg-type]
+    for state in (table, everything):
+        again = SegmentStage(config, sources=1)
+        again.restore_keys(orjson.loads(orjson.dumps(state)).items())
+        totals = again.totals["channel=phone"]
+        assert totals.is_sealed(0) and totals.end_buckets == {}
+        again.process_batch([_end("j00003", (0, False)), _end("late", (0, True))])
+        assert [(r.n, r.positives, r.version) for r in again.flush().metrics] == []
+        record = totals.record("negative_end", 0)
+        assert (record.n, record.positives, record.version) == (
+            journeys + 1, (journeys + 1) // 2 + 1, journeys + 1)
+    broken = {k: v for k, v in table.items() if k != segments.sealed_ids_key("channel=phone", 0, 1)}
+    with pytest.raises(ValueError, match=r"pieces \[1\]"):
+        SegmentStage(config, sources=1).restore_keys(broken.items())
+    # the hold ends: every key of the sealed bucket is forgotten
+    stage.process_batch([messages.watermark(0, 2 * width + lateness + config.windows.end_hold_ms)])
+    _written(table, stage)
+    assert not any(key.startswith((segments.SEALED_PREFIX, segments.SEALED_IDS_PREFIX))
+                   for key in table), sorted(table)
