@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import tracemalloc
+from datetime import UTC, datetime
 
 import orjson
 
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--journeys", type=positive(int), default=20_000)
     args = parser.parse_args(argv)
-    print(f"{cpu_model()}; {args.journeys:,} journeys x {len(SEGMENTS)} segments: "
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, load {load}; "
+          f"{args.journeys:,} journeys x {len(SEGMENTS)} segments: "
           f"{bytes_per_member(args.journeys):.0f} bytes per member held as members, "
           f"{bytes_per_member(args.journeys, sealed=True):.0f} sealed")
 

@@ -24,6 +24,7 @@ from pipeline.core.drops import DropDetector, assemble
 from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.segment_totals import SegmentTotals, forget_start
 from pipeline.stream import messages
+from pipeline.stream.split import encoded_groups
 
 # State keys. A bucket is kept member by member: `member:` + JSON [segment, metric,
 # bucket_start, member] -> {"v": the bucket's version, "d": changed since the last flush,
@@ -58,13 +59,14 @@ EVICTED_KEY = "segments-evicted-before"
 # (`SealedEnds`, docs/streaming.md point 5): `sealed:` + JSON [segment, bucket_start] -> {"v",
 # "d", "n": journeys counted, "x": of them negative, "late": journey id -> negative for those
 # counted since it was sealed, "p": how many pieces}, and the ids counted when it was sealed in
-# pieces of at most SEALED_PIECE_IDS, `sealed-ids:` + JSON [segment, bucket_start, piece] ->
+# pieces of at most SEALED_PIECE_BYTES of JSON (a piece of one id may pass it: ids are at most
+# 200 characters), `sealed-ids:` + JSON [segment, bucket_start, piece] ->
 # [journey ids], written once, when the bucket is sealed (its member keys forgotten in the same
 # write: a journal write is whole or absent). All of them are forgotten by time at the end of
 # the hold; a restore drops the member keys of a bucket it finds sealed.
 SEALED_PREFIX = "sealed:"
 SEALED_IDS_PREFIX = "sealed-ids:"
-SEALED_PIECE_IDS = 1000  # about 40 KB of ids: well within a journal chunk (CHUNK_BYTES)
+SEALED_PIECE_BYTES = 64 * 1024  # well within a journal chunk (CHUNK_BYTES)
 _JOURNALED = (MEMBER_PREFIX, HEAD_PREFIX, PART_PREFIX, EVICTED_KEY, SEALED_PREFIX,
               SEALED_IDS_PREFIX)
 
@@ -493,7 +495,8 @@ class SegmentStage:
             gone = written.pop(("negative_end", start), {})
             self._forgotten.extend(gone[member] for member in sorted(gone))
             ids = counts["ids"]  # sorted, the late ones apart
-            pieces = [ids[i:i + SEALED_PIECE_IDS] for i in range(0, len(ids), SEALED_PIECE_IDS)]
+            pieces = [list(group) for group, _ in encoded_groups(ids, SEALED_PIECE_BYTES,
+                                                                  orjson.dumps)] if ids else []
             pairs.extend((sealed_ids_key(seg, start, i), piece) for i, piece in enumerate(pieces))
             sealed_written[start] = len(pieces)
         pairs.append((sealed_key(seg, start), {

@@ -3,6 +3,8 @@ flushes outputs later, so state writes must never lose a bucket waiting to be fl
 
 from __future__ import annotations
 
+import pytest
+
 from pipeline.core.config import CoreConfig
 from pipeline.core.records import MetricRecord
 from pipeline.stream import messages
@@ -295,18 +297,19 @@ def _written(table: dict[str, object], stage: SegmentStage) -> None:
         table.pop(key, None)
 
 
-def test_a_final_negative_end_bucket_is_written_sealed_and_restored_so() -> None:
+def test_a_final_negative_end_bucket_is_written_sealed_and_restored_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Past final, a bucket's member keys go and it is written as its counts and journey ids
     in pieces (SEALED_PREFIX); a restore gives back the sealed bucket, whatever stale member
     keys a changelog replay still holds, and a journey sent again still counts once."""
     import orjson
-    import pytest
 
     from pipeline.stream import segments
 
+    monkeypatch.setattr(segments, "SEALED_PIECE_BYTES", 4096)  # ids of 9 bytes: several pieces
     config = CoreConfig()
     width, lateness = config.windows.bucket_ms, config.windows.allowed_lateness_ms
-    journeys = segments.SEALED_PIECE_IDS + 5  # two pieces
+    journeys = 1005
     stage = SegmentStage(config, sources=1)
     table: dict[str, object] = {}
     stage.process_batch([_end(f"j{i:05d}", (0, i % 2 == 0)) for i in range(journeys)])
@@ -317,9 +320,12 @@ def test_a_final_negative_end_bucket_is_written_sealed_and_restored_so() -> None
     everything.update(table)
     assert not any(key.startswith(segments.MEMBER_PREFIX) for key in table)
     head = table[segments.sealed_key("channel=phone", 0)]
+    assert isinstance(head, dict) and head["p"] > 1
     assert head == {"v": journeys, "d": False, "n": journeys, "x": (journeys + 1) // 2,
-                    "late": {}, "p": 2}
-    assert len(table[segments.sealed_ids_key("channel=phone", 0, 1)]) == 5  # type: ignore[arg-type]
+                    "late": {}, "p": head["p"]}
+    pieces = [table[segments.sealed_ids_key("channel=phone", 0, i)] for i in range(head["p"])]
+    assert [j for piece in pieces for j in piece] == [f"j{i:05d}" for i in range(journeys)]  # type: ignore[attr-defined]
+    assert all(len(orjson.dumps(piece)) <= 4096 for piece in pieces)
     for state in (table, everything):
         again = SegmentStage(config, sources=1)
         again.restore_keys(orjson.loads(orjson.dumps(state)).items())
