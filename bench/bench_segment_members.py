@@ -29,27 +29,30 @@ from pipeline.stream.segments import SegmentStage
 
 SEGMENTS = (("all", "all"), ("touchpoint", "web"), ("channel", "web"), ("stage", "buy"),
             ("region", "eu"), ("tier", "gold"))
-JOURNEYS_PER_BUCKET = 40
+JOURNEYS_PER_BUCKET = 40  # a minute bucket of a busy segment; 1: one of a sparse segment
 
 
-def batch_records(journeys: int) -> list[bytes]:
+def batch_records(journeys: int, per_bucket: int = JOURNEYS_PER_BUCKET) -> list[bytes]:
     """One batch record per segment, each with every journey's negative-end contribution."""
     records = []
     for dim, value in SEGMENTS:
         items = [messages.end(dim, value, f"c{i:07d}@2026-11-22T17:10:00.000Z",
-                              (60_000 * (i // JOURNEYS_PER_BUCKET), i % 3 == 0))[1]
+                              (60_000 * (i // per_bucket), i % 3 == 0))[1]
                  for i in range(journeys)]
         records.append(orjson.dumps(messages.batch(items)))
     return records
 
 
-def bytes_per_member(journeys: int, sealed: bool = False) -> float:
+def bytes_per_member(journeys: int, sealed: bool = False,
+                     per_bucket: int = JOURNEYS_PER_BUCKET) -> float:
     """Traced bytes the stage holds per member once the records are applied and written
-    (`sealed`: and their buckets made final)."""
-    config = Settings.from_env({}).core_config()
+    (`sealed`: and their buckets made final), `per_bucket` journeys in each bucket."""
+    # a hold of 20 days (the idle time; the default is 7): one journey per minute bucket
+    # spans 14 days at the default size, all of it held
+    config = Settings.from_env({"PEAKEND_JOURNEY_IDLE_SECONDS": str(20 * 86_400)}).core_config()
     stage = SegmentStage(config, sources=1)
-    records = batch_records(journeys)
-    last_end = 60_000 * (journeys // JOURNEYS_PER_BUCKET + 1)
+    records = batch_records(journeys, per_bucket)
+    last_end = 60_000 * (journeys // per_bucket + 1)
     final = last_end + config.windows.allowed_lateness_ms + 2 * config.windows.bucket_ms
     gc.collect()
     tracemalloc.start()
@@ -78,9 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, load {load}; "
-          f"{args.journeys:,} journeys x {len(SEGMENTS)} segments: "
-          f"{bytes_per_member(args.journeys):.0f} bytes per member held as members, "
-          f"{bytes_per_member(args.journeys, sealed=True):.0f} sealed")
+          f"{args.journeys:,} journeys x {len(SEGMENTS)} segments, bytes per member held")
+    for per_bucket in (JOURNEYS_PER_BUCKET, 1):
+        print(f"  {per_bucket} per bucket: {bytes_per_member(args.journeys, False, per_bucket):.0f}"
+              f" as members, {bytes_per_member(args.journeys, True, per_bucket):.0f} sealed")
 
 
 if __name__ == "__main__":

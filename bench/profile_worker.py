@@ -101,7 +101,8 @@ def main() -> None:
         for day in range(args.days_before):
             before = throughput(stream, source.phase(args.events))
             print(f"unprofiled phase {day + 1}: {before.rate:,.0f} events/s, "
-                  f"{before.cpu_split()}; records per event: " + ", ".join(
+                  f"{before.cpu_split()}; peak RSS {before.peak_rss()}; records per event: "
+                  + ", ".join(
                       f"{k} {v / before.events:.3f}" for k, v in sorted(before.records.items())
                       if v), flush=True)
         # after the warm-up: each phase starts after the one before in event time (made
@@ -110,7 +111,8 @@ def main() -> None:
         load_before = loadavg()
         t, profiles = profiled_throughput(stream, phase, args.out, args.rate, args.native)
     print(f"{t.rate:,.0f} events/s ({t.events:,} in {t.seconds:.1f} s); worker + children CPU "
-          f"{t.cpu_per_event_us:.0f} us/event; load {load_before} before, {t.load} after")
+          f"{t.cpu_per_event_us:.0f} us/event; peak RSS {t.peak_rss()}; load {load_before} "
+          f"before, {t.load} after")
     per_event = {k: v / t.events for k, v in sorted(t.records.items()) if v}
     print("Kafka records written per input event: "
           + ", ".join(f"{k} {v:.3f}" for k, v in per_event.items()))

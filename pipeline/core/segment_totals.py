@@ -78,7 +78,8 @@ class SealedEnds:
     and nothing takes a journey out of a final bucket. `ids`: the journeys counted when it was
     sealed, a sorted tuple (8 bytes per id beside the shared string, where a set took 58:
     `python -m bench.bench_segment_members`); `late`: those counted since, with their flags
-    (written with it).
+    (written with it; None until one comes: most buckets of a segment hold a few journeys,
+    and a week of them is held, so what a bucket costs counts as much as what an id costs).
 
     >>> sealed = SealedEnds(("j2", "j1"), 2, 1)
     >>> sealed.add("j1", True), sealed.add("j3", True), (sealed.n, sealed.negatives)
@@ -92,11 +93,11 @@ class SealedEnds:
         self.ids: tuple[str, ...] = tuple(sorted(ids))
         self.n = n
         self.negatives = negatives
-        self.late: dict[str, bool] = {} if late is None else late
+        self.late: dict[str, bool] | None = late or None
 
     def counts(self, journey_id: str) -> bool:
         """Whether the journey is counted here."""
-        if journey_id in self.late:
+        if self.late is not None and journey_id in self.late:
             return True
         ids = self.ids
         i = bisect_left(ids, journey_id)
@@ -106,6 +107,8 @@ class SealedEnds:
         """Count a journey that closes into this bucket; False when it is counted already."""
         if self.counts(journey_id):
             return False
+        if self.late is None:
+            self.late = {}
         self.late[journey_id] = negative
         self.n += 1
         self.negatives += negative
@@ -113,7 +116,7 @@ class SealedEnds:
 
     def state(self) -> dict[str, Any]:
         return {"n": self.n, "x": self.negatives, "ids": list(self.ids),
-                "late": dict(sorted(self.late.items()))}
+                "late": dict(sorted((self.late or {}).items()))}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SealedEnds:
@@ -159,7 +162,7 @@ class SegmentTotals:
         self._negatives: dict[int, int] = {}  # bucket_start -> negative members of end_buckets
         # Negative_end buckets past final, held `end_hold_ms` for journeys that close late, as
         # their counts and journey ids (`SealedEnds`): a week of members with their flags,
-        # index entries and state keys cost 330 bytes each (docs/streaming.md, Known limits).
+        # index entries and state keys cost 320 bytes each (docs/streaming.md, Known limits).
         # `_to_seal`: the starts of `end_buckets`, a min-heap (entries of buckets gone since are
         # skipped); `_sealed_changed`: sealed or counted a late journey since the last
         # `drain_sealed` (the stream writes a sealed bucket whole).
@@ -171,8 +174,8 @@ class SegmentTotals:
         # (the start it is forgotten at: `forget_start`, metric, bucket_start) of every bucket in
         # `versions`, a min-heap (it may also hold buckets gone since, skipped when they come
         # up): `evict` runs at every watermark of every segment and pops only the buckets that
-        # ended. Scanning every bucket held instead
-        # was 38% of the stream's segment stage on a first day of events, and once a day of
+        # ended. Scanning every bucket held instead was 38% of the stream's segment stage on a
+        # first day of events, and once a day of
         # buckets was held (a minute of event time ending a bucket at nearly every watermark) it
         # scanned them all each time: the stage's CPU per event 12 -> 24 us from the first day
         # to the third (docs/streaming.md, eighteenth round).
@@ -455,7 +458,7 @@ class SegmentTotals:
         if metric == "negative_end":
             sealed = self._sealed.get(bucket_start)
             if sealed is not None:
-                return sealed.late.get(member)
+                return None if sealed.late is None else sealed.late.get(member)
             return self.end_buckets.get(bucket_start, {}).get(member)
         return self.answers.get(metric, {}).get(bucket_start, {}).get(member)
 

@@ -12,7 +12,8 @@ def test_it_counts_every_member_and_a_plausible_size(capsys: pytest.CaptureFixtu
     # a dict entry, an index entry and a state key each at the least; far less than a KiB
     assert 100 < per_member < 1000, per_member
     bench_segment_members.main(["--journeys", "300"])
-    assert "300 journeys x 6 segments" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "300 journeys x 6 segments" in out and "1 per bucket" in out
 
 
 def test_the_journey_count_must_be_positive() -> None:
