@@ -363,8 +363,8 @@ class SegmentStage:
             c = message["c"]
             # One string per journey id, whichever segment's message brought it: a journey
             # ends in six segments on the generator's mix, each message decoded apart, and its
-            # members are held for the journey idle time past final (380 -> 300 bytes per
-            # member, docs/streaming.md, Known limits)
+            # ids are held for the journey idle time past final (380 -> 320 bytes per live
+            # member, `python -m bench.bench_segment_members`; docs/streaming.md, Known limits)
             journey_id = sys.intern(message["j"])
             changed = totals.set_end(journey_id, None if c is None else (int(c[0]), bool(c[1])),
                                      keep_previous=bool(message.get("k")))
