@@ -10,23 +10,14 @@ import pytest
 from bench import bench_held_objects
 from bench.bench_history import events_cache
 from jobs.generate import GeneratorConfig, generate_records
-from pipeline.contract import Rejected
-from pipeline.contract.parser import parse_dict
-
-
-def _valid(record: object) -> bool:
-    try:
-        parse_dict(record)
-    except Rejected:
-        return False
-    return True
 
 
 def test_it_reports_the_partials_and_objects_held(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     cache = events_cache(tmp_path, 2, 0.01)
     generated = GeneratorConfig(events=800, seed=3, span_ms=2 * 86_400_000)
-    events = [r for r in generate_records(generated) if isinstance(r, dict) and _valid(r)]
+    # the generator's malformed lines come as bytes; its dicts are valid events
+    events = [r for r in generate_records(generated) if isinstance(r, dict)]
     with cache.open("wb") as out:
         pickle.dump(events[:400], out)
         pickle.dump(events[400:], out)
