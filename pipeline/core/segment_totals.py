@@ -283,7 +283,7 @@ class SegmentTotals:
         version = self.versions.get(slot)
         if version is None:
             self.versions[slot] = 1
-            heappush(self._due, (self.forget_start(metric, bucket_start), metric, bucket_start))
+            self._schedule(metric, bucket_start)
         else:
             self.versions[slot] = version + 1
         self._dirty.add((metric, bucket_start))
@@ -324,6 +324,10 @@ class SegmentTotals:
         """The bucket start under which a bucket is evicted (`forget_start`, module level)."""
         return forget_start(metric, bucket_start, self.end_hold_ms)
 
+    def _schedule(self, metric: str, bucket_start: int) -> None:
+        """Put a bucket new to `versions` in the eviction heap (`_due`)."""
+        heappush(self._due, (self.forget_start(metric, bucket_start), metric, bucket_start))
+
     def evict(self, before_ms: int) -> bool:
         """Forget flushed buckets that end at or before `before_ms` (final: no acceptable event
         can reach them), emptied ones included, negative_end ones `end_hold_ms` later. Their
@@ -347,17 +351,7 @@ class SegmentTotals:
             del self.versions[slot]
             self._changed.add((metric, start))
             evicted = True
-            if metric == "negative_end":
-                self._sealed.pop(start, None)
-                self._sealed_changed.discard(start)
-                self._negatives.pop(start, None)
-                for journey_id in self.end_buckets.pop(start, {}):
-                    held = self.ends.get(journey_id)
-                    if held is not None and held[0] == start:  # not moved on (keep_previous)
-                        del self.ends[journey_id]
-            else:
-                self.answers.get(metric, {}).pop(start, None)
-                self._windows.pop((metric, start), None)
+            self._forget_contents(metric, start)
         for entry in unflushed:
             heappush(due, entry)
         return evicted or sealed
@@ -378,12 +372,8 @@ class SegmentTotals:
             if ("negative_end", start) in self._dirty:
                 unflushed.append(start)  # sealed once flushed, at a later call
                 continue
-            del self.end_buckets[start]
-            for journey_id in members:
-                held = self.ends.get(journey_id)
-                if held is not None and held[0] == start:
-                    del self.ends[journey_id]
-            self._sealed[start] = SealedEnds(members, len(members), self._negatives.pop(start))
+            negatives = self._take_members(start)
+            self._sealed[start] = SealedEnds(members, len(members), negatives)
             self._sealed_changed.add(start)
             sealed = True
         for start in unflushed:
@@ -501,7 +491,7 @@ class SegmentTotals:
         if state is None:
             return
         self.versions[f"{metric}@{bucket_start}"] = int(state["v"])
-        heappush(self._due, (self.forget_start(metric, bucket_start), metric, bucket_start))
+        self._schedule(metric, bucket_start)
         if "s" in state:
             self._sealed[bucket_start] = SealedEnds.from_state(state["s"])
         elif metric == "negative_end":
@@ -528,17 +518,28 @@ class SegmentTotals:
     def _drop_bucket(self, metric: str, bucket_start: int) -> None:
         self.versions.pop(f"{metric}@{bucket_start}", None)
         self._dirty.discard((metric, bucket_start))
+        self._forget_contents(metric, bucket_start)
+
+    def _forget_contents(self, metric: str, bucket_start: int) -> None:
+        """Forget what bucket (metric, bucket_start) holds, sealed or not (its version and
+        flags are the caller's)."""
         if metric == "negative_end":
             self._sealed.pop(bucket_start, None)
             self._sealed_changed.discard(bucket_start)
-            self._negatives.pop(bucket_start, None)
-            for journey_id in self.end_buckets.pop(bucket_start, {}):
-                held = self.ends.get(journey_id)
-                if held is not None and held[0] == bucket_start:
-                    del self.ends[journey_id]
+            self._take_members(bucket_start)
         else:
             self.answers.get(metric, {}).pop(bucket_start, None)
             self._windows.pop((metric, bucket_start), None)
+
+    def _take_members(self, bucket_start: int) -> int:
+        """Take negative_end bucket `bucket_start`'s members out, and out of the journey index
+        where it is their current contribution (not where they moved on and are kept there);
+        returns how many were negative."""
+        for journey_id in self.end_buckets.pop(bucket_start, {}):
+            held = self.ends.get(journey_id)
+            if held is not None and held[0] == bucket_start:
+                del self.ends[journey_id]
+        return self._negatives.pop(bucket_start, 0)
 
     def snapshot(self) -> dict[str, Any]:
         """The whole segment: every bucket's `snapshot_key`, and the buckets changed since

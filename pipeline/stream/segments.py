@@ -437,9 +437,7 @@ class SegmentStage:
                 pairs.extend(self._sealed_pairs(seg, totals, start, written, sealed_written))
             for bucket in totals.drain_changed():
                 if totals.bucket_meta(bucket) is None:  # evicted: its members forgotten
-                    # the keys kept as written (building them again cost as much as the write)
-                    gone = written.pop(bucket, {})
-                    self._forgotten.extend(gone[member] for member in sorted(gone))
+                    self._forget_members(written, bucket)
                     pieces = sealed_written.pop(bucket[1], None) if bucket[0] == "negative_end" \
                         else None
                     if pieces is not None:  # a sealed bucket at the end of its hold
@@ -492,8 +490,7 @@ class SegmentStage:
         counts = state["s"]
         pairs: list[tuple[str, Any]] = []
         if start not in sealed_written:
-            gone = written.pop(("negative_end", start), {})
-            self._forgotten.extend(gone[member] for member in sorted(gone))
+            self._forget_members(written, ("negative_end", start))
             ids = counts["ids"]  # sorted, the late ones apart
             pieces = [list(group) for group, _ in encoded_groups(ids, SEALED_PIECE_BYTES,
                                                                   orjson.dumps)] if ids else []
@@ -503,6 +500,13 @@ class SegmentStage:
             "v": state["v"], "d": state["d"], "n": counts["n"], "x": counts["x"],
             "late": counts["late"], "p": sealed_written[start]}))
         return pairs
+
+    def _forget_members(self, written: dict[tuple[str, int], dict[str, str]],
+                        bucket: tuple[str, int]) -> None:
+        """Forget the member keys written for `bucket` (metric, start): evicted, or sealed.
+        The keys as kept when written (building them again cost as much as the write)."""
+        gone = written.pop(bucket, {})
+        self._forgotten.extend(gone[member] for member in sorted(gone))
 
     def drain_forgotten(self) -> list[str]:
         """The member keys of the buckets evicted since the last call (and of those a restore
