@@ -1,8 +1,10 @@
 """What a long replay holds: `ExperienceEngine` over the first `--events` of `bench_history`'s
 generated history (the same file, made by `python -m bench.bench_history --days D`), then the
 partials held by metric, the final negative_end buckets held past final as numbers
-(`SurveyBuckets._final_ends`, docs/core.md "Survey metrics and buckets") and the objects the
-cyclic collector tracks (`gc.get_objects()`): what each young collection may have to walk.
+(`SurveyBuckets._final_ends`, docs/core.md "Survey metrics and buckets"; 0 in a tree without
+them) and the objects the cyclic collector tracks (`gc.get_objects()`) beyond those it tracked
+before the engine was made (the imports'): what a replay adds for each young collection to
+walk.
 
     .venv/bin/python -m bench.bench_held_objects [--days 90 --rate 0.1 --events 400000]
 """
@@ -28,7 +30,9 @@ from pipeline.scoring_rules import load_scoring_rules
 
 def held(cache: Path, events: int) -> tuple[int, Counter[str], int, int]:
     """(events applied, partials held by metric, final negative_end buckets held, objects
-    the collector tracks) after up to `events` events of `cache`."""
+    the collector tracks beyond those before) after up to `events` events of `cache`."""
+    gc.collect()
+    before = len(gc.get_objects())
     engine = ExperienceEngine(CoreConfig(), load_scoring_rules())
     applied = 0
     for chunk in chunks(cache):
@@ -39,9 +43,9 @@ def held(cache: Path, events: int) -> tuple[int, Counter[str], int, int]:
             break
     partials = Counter(key[0] for buckets in engine.buckets.values() for key in buckets._partials)
     final_ends = sum(len(held) for buckets in engine.buckets.values()
-                     for held in buckets._final_ends.values())
+                     for held in getattr(buckets, "_final_ends", {}).values())
     gc.collect()
-    return applied, partials, final_ends, len(gc.get_objects())
+    return applied, partials, final_ends, len(gc.get_objects()) - before
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, load {load}; "
           f"{applied:,} events of {cache.name}: partials {dict(sorted(partials.items()))}, "
           f"final negative_end buckets held as numbers {final_ends:,}, "
-          f"objects the collector tracks {tracked:,}")
+          f"objects the collector tracks beyond the imports' {tracked:,}")
 
 
 if __name__ == "__main__":

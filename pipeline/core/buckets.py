@@ -109,12 +109,12 @@ class SurveyBuckets:
         # into the bucket of its last event up to a journey idle time (7 days) later, and
         # must add to it at a higher version, as the stream's segment stage does, not make it
         # anew at version 1 (which ClickHouse drops for the earlier row). As plain numbers,
-        # not partials: a week of them held as `Partial`s tripled the objects the collector
-        # tracks in a 90-day replay (72k -> 232k at 400,000 events); as tuples by (dim, value)
-        # the collector still cost a fifth more, and a dict per start and dim made 82k
-        # (docs/core.md). In order of eviction, which is by start but for a partial evicted
-        # at a later scan: forgotten from the front, so that one may be held a little longer,
-        # which changes nothing (no close comes later than the hold).
+        # not partials: a week of them held as `Partial`s roughly tripled the objects the
+        # collector tracks in a 90-day replay, and tuples by (dim, value) or a dict per start
+        # and dim still added some (docs/core.md; `python -m bench.bench_held_objects`). In
+        # order of eviction, which is by start but for a partial evicted at a later scan:
+        # forgotten from the front, so that one may be held a little longer, which changes
+        # nothing (no close comes later than the hold).
         self._end_hold = self.config.end_hold_ms
         self._final_ends: dict[int, dict[str, int]] = {}
         self.final_before_ms = NEVER_MS

@@ -76,7 +76,7 @@ class SealedEnds:
     and the ids of the journeys it counts, not as members with their flags and index entries:
     a journey closing late adds to it once (a restarted stage one may send a journey again),
     and nothing takes a journey out of a final bucket. `ids`: the journeys counted when it was
-    sealed, a sorted tuple (8 bytes per id beside the shared string, where a set took 58:
+    sealed, a sorted tuple (8 bytes per id beside the shared string, a set several times that:
     `python -m bench.bench_segment_members`); `late`: those counted since, with their flags
     (written with it; None until one comes: most buckets of a segment hold a few journeys,
     and a week of them is held, so what a bucket costs counts as much as what an id costs).
@@ -162,7 +162,8 @@ class SegmentTotals:
         self._negatives: dict[int, int] = {}  # bucket_start -> negative members of end_buckets
         # Negative_end buckets past final, held `end_hold_ms` for journeys that close late, as
         # their counts and journey ids (`SealedEnds`): a week of members with their flags,
-        # index entries and state keys cost 320 bytes each (docs/streaming.md, Known limits).
+        # index entries and state keys cost about 330 bytes each (docs/streaming.md, Known
+        # limits).
         # `_to_seal`: the starts of `end_buckets`, a min-heap (entries of buckets gone since are
         # skipped); `_sealed_changed`: sealed or counted a late journey since the last
         # `drain_sealed` (the stream writes a sealed bucket whole).
