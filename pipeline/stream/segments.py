@@ -10,6 +10,7 @@ buckets. No Faust object: the worker persists `dirty_state()` in a table.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -25,6 +26,8 @@ from pipeline.core.records import AlertRecord, MetricRecord
 from pipeline.core.segment_totals import SegmentTotals, forget_start
 from pipeline.stream import messages
 from pipeline.stream.split import encoded_groups
+
+log = logging.getLogger(__name__)
 
 # State keys. A bucket is kept member by member: `member:` + JSON [segment, metric,
 # bucket_start, member] -> {"v": the bucket's version, "d": changed since the last flush,
@@ -286,10 +289,14 @@ class SegmentStage:
                 continue
             missing = [i for i in range(int(head["p"])) if i not in parts]
             if missing:
-                # a journal write is read whole or not at all (pipeline/stream/journal.py)
-                raise ValueError(f"sealed bucket {seg} {start}: pieces {missing} of its "
-                                 f"journey ids are missing from the state")
-            ids = [sys.intern(j) for i in range(int(head["p"])) for j in parts[i][0]]
+                # A journal write is read whole or not at all (pipeline/stream/journal.py), so
+                # only a damaged state gets here. The counts are in the head and stay exact; the
+                # ids only tell a journey sent again from a new one. Stopping would stop every
+                # segment of the partition for good, so the stage goes on and says what it lost.
+                log.error("segments state: sealed bucket %s at %d lacks pieces %s of its journey "
+                          "ids (a damaged state); its counts are restored, but a journey of "
+                          "those pieces sent again would count twice", seg, start, missing)
+            ids = [sys.intern(j) for i in sorted(parts) for j in parts[i][0]]
             late = {sys.intern(j): bool(n) for j, n in head["late"].items()}
             self._totals(seg).restore_key(("negative_end", start), {
                 "v": head["v"], "d": head["d"],

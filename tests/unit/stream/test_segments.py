@@ -3,6 +3,8 @@ flushes outputs later, so state writes must never lose a bucket waiting to be fl
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from pipeline.core.config import CoreConfig
@@ -298,7 +300,7 @@ def _written(table: dict[str, object], stage: SegmentStage) -> None:
 
 
 def test_a_final_negative_end_bucket_is_written_sealed_and_restored_so(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Past final, a bucket's member keys go and it is written as its counts and journey ids
     in pieces (SEALED_PREFIX); a restore gives back the sealed bucket, whatever stale member
     keys a changelog replay still holds, and a journey sent again still counts once."""
@@ -337,8 +339,17 @@ def test_a_final_negative_end_bucket_is_written_sealed_and_restored_so(
         assert (record.n, record.positives, record.version) == (
             journeys + 1, (journeys + 1) // 2 + 1, journeys + 1)
     broken = {k: v for k, v in table.items() if k != segments.sealed_ids_key("channel=phone", 0, 1)}
-    with pytest.raises(ValueError, match=r"pieces \[1\]"):
-        SegmentStage(config, sources=1).restore_keys(broken.items())
+    damaged = SegmentStage(config, sources=1)
+    with caplog.at_level(logging.ERROR, logger=segments.__name__):
+        damaged.restore_keys(broken.items())
+    assert [r.getMessage() for r in caplog.records] == [
+        "segments state: sealed bucket channel=phone at 0 lacks pieces [1] of its journey ids "
+        "(a damaged state); its counts are restored, but a journey of those pieces sent again "
+        "would count twice"]
+    record = damaged.totals["channel=phone"].record("negative_end", 0)
+    assert (record.n, record.positives) == (journeys, (journeys + 1) // 2)
+    damaged.process_batch([_end("j00003", (0, False))])  # in piece 0: still counted once
+    assert damaged.totals["channel=phone"].record("negative_end", 0).n == journeys
     # the hold ends: every key of the sealed bucket is forgotten
     stage.process_batch([messages.watermark(0, 2 * width + lateness + config.windows.end_hold_ms)])
     _written(table, stage)
