@@ -82,7 +82,9 @@ def is_current(out: Path) -> bool:
         manifest = json.loads((out / "manifest.json").read_text())
     except (OSError, ValueError):
         return False
+    # the module list too: a module added to COMPILED_MODULES must be built, not skipped
     return bool(manifest.get("digest") == source_digest()
+                and manifest.get("modules") == list(COMPILED_MODULES)
                 and manifest.get("python") == sys.version.split()[0])
 
 

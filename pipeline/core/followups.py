@@ -272,7 +272,9 @@ class CaseRecord(NamedTuple):
         return cls(*values)
 
 
-assert CaseRecord._fields == _CASE_FIELDS
+# compared as lists: an assert on the names would narrow `_CASE_FIELDS` to the NamedTuple's
+# fixed-length tuple type, which mypyc then fails to compile
+assert list(CaseRecord._fields) == list(_CASE_FIELDS)
 _RECOVERY_NPS: Final = _CASE_FIELDS.index("recovery_nps")
 
 
