@@ -296,7 +296,8 @@ class SegmentStage:
                 log.error("segments state: sealed bucket %s at %d lacks pieces %s of its journey "
                           "ids (a damaged state); its counts are restored, but a journey of "
                           "those pieces sent again would count twice", seg, start, missing)
-            ids = [sys.intern(j) for i in sorted(parts) for j in parts[i][0]]
+            ids = [sys.intern(j) for i in range(int(head["p"])) if i in parts
+                   for j in parts[i][0]]
             late = {sys.intern(j): bool(n) for j, n in head["late"].items()}
             self._totals(seg).restore_key(("negative_end", start), {
                 "v": head["v"], "d": head["d"],
