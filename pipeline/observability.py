@@ -100,7 +100,8 @@ class WorkerMetrics:
             sink_rejected_rows=Counter(
                 "peakend_sink_rejected_rows",
                 "Rows ClickHouse refused for their content (isolated from their batch and sent "
-                "to dead letters with reason clickhouse_rejected).",
+                "to dead letters with reason clickhouse_rejected), and records the sink could "
+                "not read into rows (reason unreadable).",
                 ["table"],
                 registry=reg,
             ),

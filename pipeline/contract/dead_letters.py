@@ -68,6 +68,11 @@ def format_time(moment: datetime) -> str:
 # Below the 1 MiB a Kafka producer sends by default (and the broker's 2 MB message.max.bytes).
 MAX_DEAD_LETTER_BYTES = 1_000_000
 
+# A record on a topic the pipeline writes itself (an output topic, or the entry stage's
+# journey-events) that the stage reading it cannot decode: another producer writing to the
+# topic, or a newer version's format. A letter, not a stage that fails on it at every restart.
+UNREADABLE_REASON = "unreadable"
+
 
 @dataclass(frozen=True)
 class DeadLetter:

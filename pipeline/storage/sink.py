@@ -48,7 +48,11 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 
 from pipeline.child_process import ChildProcess, die_with, run_as_child
-from pipeline.contract.dead_letters import MAX_DEAD_LETTER_BYTES, DeadLetter
+from pipeline.contract.dead_letters import (
+    MAX_DEAD_LETTER_BYTES,
+    UNREADABLE_REASON,
+    DeadLetter,
+)
 from pipeline.contract.decoding import has_long_number
 from pipeline.core.gcpolicy import SINK_THRESHOLDS, tune_gc
 from pipeline.kafka_fetch import sink_fetch
@@ -78,6 +82,11 @@ from pipeline.stream.topics import journey_events_topic, topic_tables
 log = logging.getLogger(__name__)
 
 REJECTED_REASON = "clickhouse_rejected"
+
+
+class UnreadableRecord(ValueError):
+    """A record of a topic the sink reads that does not decode into rows: not a JSON object
+    on an output topic, or not a batch record of a format this version knows."""
 T = TypeVar("T")
 
 
@@ -240,17 +249,29 @@ class ClickHouseSink:
         """Hold one record of `topic`; `timestamp_ms` is its Kafka timestamp (for the lag)."""
         table = self.tables[topic]
         held = self._rows.setdefault(table, [])
-        if topic == self._journey_events:
-            # A batch record of many events, each a flat row (`tables.touchpoint_columns`);
-            # each row keeps where its event came from, for a dead letter should ClickHouse
-            # refuse it.
-            rows = decode_entries(value)
-            source = self.settings.topic_touchpoints
-            held.extend([Pending(entry, source, entry[0], entry[1], entry[RAW_AT])
-                         for entry in rows])
-            self._count += len(rows)
-        else:
-            held.append(Pending(loads(value), topic, partition, offset, value))
+        try:
+            if topic == self._journey_events:
+                # A batch record of many events, each a flat row (`tables.touchpoint_columns`);
+                # each row keeps where its event came from, for a dead letter should ClickHouse
+                # refuse it.
+                rows = decode_entries(value)
+                source = self.settings.topic_touchpoints
+                held.extend([Pending(entry, source, entry[0], entry[1], entry[RAW_AT])
+                             for entry in rows])
+                self._count += len(rows)
+            else:
+                record = loads(value)
+                if not isinstance(record, dict):
+                    raise UnreadableRecord(f"a JSON {type(record).__name__}, not an object")
+                held.append(Pending(record, topic, partition, offset, value))
+                self._count += 1
+        except (ValueError, RecursionError) as exc:
+            # Another producer on the topic, or a newer worker's format: a dead letter with
+            # the record, not a sink that fails on it at every restart and never commits.
+            self._rejected.append((table, Pending({}, topic, partition, offset, value),
+                                   exc if isinstance(exc, UnreadableRecord)
+                                   else UnreadableRecord(short_error(exc, 500))))
+            self.metrics.sink_rejected_rows.labels(table).inc()
             self._count += 1
         self._offsets[TopicPartition(topic, partition)] = offset + 1
         if self._first_at is None:
@@ -351,7 +372,13 @@ class ClickHouseSink:
             return
         letters: list[bytes] = []
         for table, pending, exc in self._rejected:
-            error = f"ClickHouse refused this row of table {table}: {short_error(exc, 2000)}"
+            if isinstance(exc, UnreadableRecord):
+                reason = UNREADABLE_REASON
+                error = (f"the sink cannot read this record of {pending.topic} (for table "
+                         f"{table}): {exc}; nothing of it is stored in ClickHouse")
+            else:
+                reason = REJECTED_REASON
+                error = f"ClickHouse refused this row of table {table}: {short_error(exc, 2000)}"
             log.warning("%s (from %s partition %d offset %d); it goes to dead letters",
                         error, pending.topic, pending.partition, pending.offset)
             if table == "dead_letters":
@@ -361,7 +388,7 @@ class ClickHouseSink:
                 continue
             event_id = pending.event_id
             letter = DeadLetter.make(
-                REJECTED_REASON, error, original=pending.value, source_topic=pending.topic,
+                reason, error, original=pending.value, source_topic=pending.topic,
                 source_partition=pending.partition, source_offset=pending.offset,
                 event_id=event_id,
             )

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from pipeline.contract.dead_letters import DeadLetter
+from pipeline.contract.dead_letters import UNREADABLE_REASON, DeadLetter
 from pipeline.core.config import CoreConfig
 from pipeline.core.followups import FollowupRules
 from pipeline.core.scoring import ScoringRules
@@ -142,7 +142,11 @@ class JourneysAgent:
                 processed.read_again += 1
                 continue
             self.next_offset[partition] = offset + 1
-            withdrawals = decode_withdrawals(record.value)
+            try:
+                withdrawals = decode_withdrawals(record.value)
+            except (ValueError, RecursionError) as exc:
+                self._unreadable(record, exc)
+                continue
             if withdrawals is not None:  # from the claims stage: copies that lost their claim
                 for key, event_id, digest in withdrawals:
                     outbox.add_journey_output(partition, proc.withdraw(key, event_id, digest))
@@ -150,7 +154,11 @@ class JourneysAgent:
                 continue
             routed_events = None if self.handoff is None else self.handoff.take(record.value)
             if routed_events is None:
-                routed_events = decode_batch(record.value)
+                try:
+                    routed_events = decode_batch(record.value)
+                except (ValueError, RecursionError) as exc:
+                    self._unreadable(record, exc)
+                    continue
             since_flush += len(routed_events)
             processed.applied += len(routed_events)
             for routed in routed_events:
@@ -173,6 +181,19 @@ class JourneysAgent:
                 outbox.add_journey_output(partition, out)
         self._flush()
         return processed
+
+    def _unreadable(self, record: Any, exc: BaseException) -> None:
+        """A record of the journey-events topic that is neither a batch record nor a withdrawal
+        this version reads: a dead letter with the record, and the stage goes on (failing, the
+        agent would meet it again at every restart and stop the partition for good)."""
+        message = record.message
+        error = (f"stage one cannot read this record of {message.topic}: "
+                 f"{type(exc).__name__}: {str(exc)[:500]}; none of it is applied")
+        log.warning("%s (partition %d offset %d); it goes to dead letters", error,
+                    message.partition, message.offset)
+        self.dead_letters.send(DeadLetter.make(
+            UNREADABLE_REASON, error, original=record.value, source_topic=message.topic,
+            source_partition=message.partition, source_offset=message.offset))
 
     def _flush(self) -> None:
         """Send what waits, the records of the journeys changed since the last flush with it

@@ -33,7 +33,7 @@ import orjson
 
 from pipeline.contract import event_from_dict, event_to_dict
 from pipeline.core.event import TouchpointEvent, content_digest, with_digest
-from pipeline.core.eventdict import event_from_row, event_row
+from pipeline.core.eventdict import ROW_FIELDS, event_from_row, event_row
 from pipeline.storage.tables import DIGEST_KEY, OCCURRED_MS_KEY
 
 FORMAT = 3
@@ -154,6 +154,8 @@ def take_raws(value: bytes, items: list[list[Any]], index: int, at: int, end: in
     start = at
     for item in items:
         size = item[index]
+        if type(size) is not int or size < 0:
+            raise ValueError(f"{what} whose item claims a raw record of {size!r} bytes")
         item[index] = value[at:at + size]
         at += size
     if at != end:
@@ -219,7 +221,15 @@ _FORMAT_2 = b'{"f":2,'
 
 def _entries(value: bytes) -> list[list[Any]]:
     """The entries of a batch record of any format, as format 3's (see the module docstring),
-    each raw record as bytes."""
+    each raw record as bytes; ValueError for a record that is not one."""
+    try:
+        return _entries_of(value)
+    except (TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise ValueError(f"not a journey batch record of a format this version reads: "
+                         f"{type(exc).__name__}: {exc}") from None
+
+
+def _entries_of(value: bytes) -> list[list[Any]]:
     if value.startswith(_FORMAT_3):
         return _entries_tailed(value, 3)
     if value.startswith(_FORMAT_2):
@@ -248,8 +258,16 @@ def _entries_tailed(value: bytes, form: int) -> list[list[Any]]:
         found: list[list[Any]] = orjson.loads(memoryview(value)[:at])["e"]
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{what} whose JSON part does not read: {exc}") from None
+    # Each entry as this format lays it out (a record another producer wrote must not reach
+    # the column building or the event rebuilding, which trust the layout).
+    width = _ENTRY_WIDTH if form == 3 else 7
+    if type(found) is not list or any(type(e) is not list or len(e) != width for e in found):
+        raise ValueError(f"{what} whose entries are not lists of {width} items")
     take_raws(value, found, RAW_AT, at, end, what)
     return found
+
+
+_ENTRY_WIDTH = EVENT_AT + len(ROW_FIELDS)  # format 3: where from, when, digest, the event's row
 
 
 def decode_batch(value: bytes) -> list[RoutedEvent]:
@@ -263,10 +281,16 @@ def decode_batch(value: bytes) -> list[RoutedEvent]:
     ...                                                           [b"{}"]))]
     [(True, b'{}')]
     """
-    return [RoutedEvent(entry[0], entry[1], entry[2], entry[RAW_AT],
-                        with_digest(event_from_row(entry, EVENT_AT, entry[OCCURRED_MS_AT]),
-                                    entry[DIGEST_AT]))
-            for entry in _entries(value)]
+    entries = _entries(value)
+    try:
+        return [RoutedEvent(entry[0], entry[1], entry[2], entry[RAW_AT],
+                            with_digest(event_from_row(entry, EVENT_AT, entry[OCCURRED_MS_AT]),
+                                        entry[DIGEST_AT]))
+                for entry in entries]
+    except (TypeError, IndexError, KeyError, AttributeError) as exc:
+        # values of the wrong kind in an entry of the right layout: not a record we wrote
+        raise ValueError(f"a journey batch whose entries do not rebuild events: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 # Withdrawals from the claims stage (pipeline/stream/claims.py) travel on the same topic, on
@@ -290,7 +314,15 @@ def decode_withdrawals(value: bytes) -> list[list[Any]] | None:
     """The withdrawals of a withdrawal record; None for a batch record of events."""
     if not value.startswith(_WITHDRAWALS_HEAD):
         return None
-    items: list[list[Any]] = orjson.loads(value)["w"]
+    try:
+        items: list[list[Any]] = orjson.loads(value)["w"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"a withdrawal record that does not read: {exc}") from None
+    if type(items) is not list or not all(
+            type(i) is list and len(i) == 3 and type(i[0]) is str and type(i[1]) is str
+            and type(i[2]) is int for i in items):
+        raise ValueError("a withdrawal record whose items are not [journey key, event_id, "
+                         "content digest]")
     return items
 
 

@@ -238,6 +238,42 @@ def test_a_record_the_mapping_cannot_convert_is_a_dead_letter_alone() -> None:
     assert "Invalid isoformat string: 'soon'" in letters[0].error
 
 
+def test_a_record_the_sink_cannot_read_is_a_dead_letter_and_the_rest_lands() -> None:
+    """Not JSON, JSON that is not an object (an array once crashed every flush on its dead
+    letter's event id, so the sink never committed), or a batch record of an unknown format
+    on the journey-events topic: each a dead letter `unreadable` with the record, counted;
+    the readable records around them land."""
+    from pipeline.contract.dead_letters import UNREADABLE_REASON
+    from pipeline.stream.topics import journey_events_topic
+
+    settings = Settings.from_env({})
+    metrics = WorkerMetrics.create()
+    warehouse = Refusing()
+    sent: list[bytes] = []
+
+    async def send(letters: list[bytes]) -> None:
+        sent.extend(letters)
+
+    sink = ClickHouseSink(settings, lambda: cast(Warehouse, warehouse), metrics, migrate=False,
+                          send_dead_letters=send)
+    bad = [b"not json", b"[1, 2]", b'"text"', b"[" * 5000 + b"]" * 5000]
+    for offset, value in enumerate([journey_record(0, 1), *bad, journey_record(5, 1)]):
+        sink.add(settings.topic_journeys, 0, offset, value)
+    sink.add(journey_events_topic(settings), 2, 9, b'{"f":99,"e":[]}')
+    asyncio.run(asyncio.wait_for(sink.flush(), 30))
+    assert [r["journey_id"] for r in warehouse.stored["journeys"]] == ["j0", "j5"]
+    letters = [DeadLetter.from_json(b) for b in sent]
+    assert [(d.reason, d.source_topic, d.source_offset, d.original) for d in letters] == [
+        *[(UNREADABLE_REASON, settings.topic_journeys, i + 1, v) for i, v in enumerate(bad)],
+        (UNREADABLE_REASON, journey_events_topic(settings), 9, b'{"f":99,"e":[]}')]
+    assert "not JSON" not in letters[1].error and "a JSON list, not an object" in letters[1].error
+    assert "not a journey batch of format 1, 2 or 3" in letters[-1].error
+    reg = metrics.registry
+    assert reg.get_sample_value("peakend_sink_rejected_rows_total", {"table": "journeys"}) == 4
+    assert reg.get_sample_value("peakend_sink_rejected_rows_total",
+                                {"table": "touchpoint_events"}) == 1
+
+
 class Cluster:
     """Stands in for the consumer's client and its metadata request: answers, hangs, or fails
     (aiokafka's `_metadata_update` answers False when no broker answered)."""

@@ -331,3 +331,30 @@ def test_one_event_id_in_two_journeys_is_withdrawn_from_the_losing_one() -> None
                if journeys_before.get(k) != v}
     assert len(changed) == 1
     assert next(iter(changed.values()))["status"] == "superseded"  # its one event withdrawn
+
+
+def test_a_record_stage_one_cannot_read_is_a_dead_letter_and_the_rest_is_applied() -> None:
+    """A record on journey-events that is neither a batch record nor a withdrawal of a format
+    this version reads (another producer on the topic, a newer worker's format): a dead letter
+    `unreadable` with the record, and the records around it give the outputs and state of a
+    run without it (the agent failed on it at every restart before)."""
+    lines = generated(events=300, seed=5)
+    offsets = Offsets("app-journey-events")
+    good = batch_records(lines[:150], offsets=offsets)
+    junk = [offsets.event(b'{"f":99,"e":[]}', 1), offsets.event(b"\x00not a batch", 2),
+            offsets.event(b'{"f":"w","w":7}', 0)]
+    rest = batch_records(lines[150:], offsets=offsets)
+    parts = Parts()
+    parts.run(parts.journeys, in_fours(good + junk + rest))
+    clean = Parts()
+    clean.run(clean.journeys, in_fours(batch_records(lines)))
+    assert parts.latest("cx.journeys") == clean.latest("cx.journeys")
+    assert parts.tables["journeys"].dbs.keys() == clean.tables["journeys"].dbs.keys()
+    sent = [json.loads(s["value"]) for s in parts.dead_letter_topic.sent]
+    unreadable = [(d["source_topic"], d["source_partition"], d["source_offset"])
+                  for d in sent if d["reason"] == "unreadable"]
+    assert unreadable == [(e.message.topic, e.message.partition, e.message.offset)
+                          for e in junk]
+    assert all("stage one cannot read this record of app-journey-events" in d["error"]
+               for d in sent if d["reason"] == "unreadable")
+    assert parts.stats.dead_letters.labels("unreadable")._value.get() == 3

@@ -5,6 +5,8 @@ git f55e3a3) are still read, to the same events and raw records."""
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -115,6 +117,15 @@ def damaged() -> dict[str, bytes]:
         "a JSON byte missing": value[:-9 - len(raw)] + raw + b"%08x" % len(raw),
         "unknown format": b'{"f":9,"e":[]}',
         "format 2 without its tail": format_2([(0, 1, 2, raw, event)])[:-8],
+        # another producer's records on the topic, with our heads: a clear error, never a
+        # TypeError or IndexError from the decoding (stage one and the sink dead-letter them)
+        "entries that are not lists": b'{"f":3,"e":[1]}' + b"%08x" % 0,
+        "an entry too short": b'{"f":3,"e":[[0,1,2,0]]}' + b"%08x" % 0,
+        "a raw size that is not a number": value.replace(b"[0,1,2,%d," % len(raw),
+                                                         b'[0,1,2,"x",', 1),
+        "format 1 without entries": b'{"f":1}',
+        "format 2 with an event that is not an object": (
+            b'{"f":2,"e":[[0,1,2,0,"x",5,6]]}' + b"%08x" % 0),
     }
 
 
@@ -122,6 +133,24 @@ def damaged() -> dict[str, bytes]:
 def test_a_damaged_record_is_an_error_naming_its_format(what: str) -> None:
     with pytest.raises(ValueError, match="format"):
         decode_batch(damaged()[what])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b'{"f":3,"e":', b'{"f":2,"e":', b'{"f":1,"e":', b'{"f":"w",']),
+       st.one_of(st.binary(max_size=80), st.recursive(
+           st.none() | st.booleans() | st.integers(-5, 2**40) | st.text(max_size=5),
+           lambda inner: st.lists(inner, max_size=8), max_leaves=30).map(orjson.dumps)),
+       st.binary(max_size=12))
+def test_any_record_with_our_heads_decodes_or_is_a_value_error(
+        head: bytes, body: bytes, tail: bytes) -> None:
+    """Whatever follows a batch or withdrawal head, the decoders give entries or a ValueError
+    (which stage one and the sink turn into an `unreadable` dead letter), nothing else."""
+    from pipeline.stream.batches import decode_withdrawals
+
+    for value in (head + body + b"}" + tail, head + body + b"}" + b"%08x" % len(tail)):
+        for decode in (decode_batch, decode_entries, decode_withdrawals):
+            with contextlib.suppress(ValueError):
+                decode(value)
 
 
 def test_entries_and_raw_records_must_pair() -> None:
