@@ -276,6 +276,49 @@ def test_poison_rows_become_dead_letters_and_the_rest_arrives(setup: Setup,
     assert got == ends
 
 
+def test_records_the_sink_cannot_read_become_dead_letters_and_the_rest_arrives(
+        setup: Setup, kafka_bootstrap: str) -> None:
+    """Another producer's records on an output topic (text, a JSON array, a string, nesting
+    deeper than the decoder goes) on the real broker: each a dead letter `unreadable` in the
+    dead_letters table, the good rows stored, the offsets committed past them (a JSON array
+    once crashed every flush, so the sink committed nothing)."""
+    good = [journey_record(i, 3) for i in range(60)]
+    unreadable = [b"hello", b"[1, 2, 3]", b'"just a string"', b"[" * 3000 + b"]" * 3000]
+    values = good[:30] + unreadable[:2] + good[30:] + unreadable[2:]
+    coordinates = _produce(kafka_bootstrap, setup.settings.topic_journeys, values)
+    sink = setup.sink()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(sink.run())
+        try:
+            await _until(lambda: setup.count("dead_letters") >= len(unreadable), 90,
+                         "the unreadable records in the dead_letters table")
+            await _until(lambda: setup.count("journeys") >= len(good), 30, "the good rows")
+        finally:
+            sink.stop()
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+    assert {r[0] for r in setup.query("SELECT journey_id FROM journeys")} == {
+        f"j{i}" for i in range(60)}
+    rows = setup.query("SELECT reason, source_topic, source_partition, source_offset, error "
+                       "FROM dead_letters ORDER BY source_partition, source_offset")
+    where = {coordinates[values.index(v)] for v in unreadable}
+    assert {(r[2], r[3]) for r in rows} == where and len(rows) == len(unreadable)
+    assert {(r[0], r[1]) for r in rows} == {("unreadable", setup.settings.topic_journeys)}
+    assert all("the sink cannot read this record" in r[4] for r in rows)
+    assert setup.sample("peakend_sink_rejected_rows_total", {"table": "journeys"}) == 4
+    ends = {p: max(o for q, o in coordinates if q == p) + 1 for p, _ in coordinates}
+    reader = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=sink.group_id,
+                           enable_auto_commit=False)
+    try:
+        got = {p: reader.committed(TopicPartition(setup.settings.topic_journeys, p))
+               for p in ends}
+    finally:
+        reader.close()
+    assert got == ends
+
+
 def test_a_server_side_refusal_is_isolated_on_the_real_server(setup: Setup) -> None:
     """18.16 itself refuses Nested arrays of different sizes (Code 190): a server exception, not
     a driver check, is bisected the same way."""
