@@ -206,6 +206,35 @@ async def _until(check: Any, timeout: float, what: str) -> float:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def _run_sink_until(setup: Setup, sink: ClickHouseSink, letters: int, good: int) -> None:
+    """Run `sink` until the dead_letters table holds `letters` rows and journeys `good`."""
+
+    async def main() -> None:
+        task = asyncio.ensure_future(sink.run())
+        try:
+            await _until(lambda: setup.count("dead_letters") >= letters, 90,
+                         "the refused records in the dead_letters table")
+            await _until(lambda: setup.count("journeys") >= good, 30, "the good rows")
+        finally:
+            sink.stop()
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+
+
+def _assert_committed_past(kafka_bootstrap: str, sink: ClickHouseSink, topic: str,
+                           coordinates: list[tuple[int, int]]) -> None:
+    """The sink's group committed every partition of `topic` past the records produced."""
+    ends = {p: max(o for q, o in coordinates if q == p) + 1 for p, _ in coordinates}
+    reader = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=sink.group_id,
+                           enable_auto_commit=False)
+    try:
+        got = {p: reader.committed(TopicPartition(topic, p)) for p in ends}
+    finally:
+        reader.close()
+    assert got == ends
+
+
 def _poison(i: int) -> tuple[bytes, str]:
     """Journey records ClickHouse 18.16 (through clickhouse-driver's native blocks) refuses."""
     record = json.loads(journey_record(i, 2))
@@ -231,18 +260,7 @@ def test_poison_rows_become_dead_letters_and_the_rest_arrives(setup: Setup,
     coordinates = _produce(kafka_bootstrap, setup.settings.topic_journeys, values)
     poison_at = {coordinates[values.index(p)]: why for p, why in poison}
     sink = setup.sink()  # an empty database: the sink applies the migrations itself
-
-    async def main() -> None:
-        task = asyncio.ensure_future(sink.run())
-        try:
-            await _until(lambda: setup.count("dead_letters") >= len(poison), 90,
-                "the poison rows in the dead_letters table")
-            await _until(lambda: setup.count("journeys") >= len(good), 30, "the good rows")
-        finally:
-            sink.stop()
-            await asyncio.wait_for(task, 30)
-
-    asyncio.run(main())
+    _run_sink_until(setup, sink, len(poison), len(good))
     stored = {r[0] for r in setup.query("SELECT journey_id FROM journeys")}
     assert stored == {f"j{i}" for i in range(200)}
     letters = [DeadLetter.from_dict(dict(zip(
@@ -263,17 +281,7 @@ def test_poison_rows_become_dead_letters_and_the_rest_arrives(setup: Setup,
     assert setup.sample("peakend_sink_insert_failures_total", {"table": "journeys"}) is None
     assert setup.sample("peakend_clickhouse_up") == 1
     # and the sink moved on: its offsets cover every record
-    ends = {0: 0, 1: 0}
-    for partition, offset in coordinates:
-        ends[partition] = max(ends[partition], offset + 1)
-    reader = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=sink.group_id,
-                           enable_auto_commit=False)
-    try:
-        got = {p: reader.committed(TopicPartition(setup.settings.topic_journeys, p))
-               for p in ends}
-    finally:
-        reader.close()
-    assert got == ends
+    _assert_committed_past(kafka_bootstrap, sink, setup.settings.topic_journeys, coordinates)
 
 
 def test_records_the_sink_cannot_read_become_dead_letters_and_the_rest_arrives(
@@ -287,18 +295,7 @@ def test_records_the_sink_cannot_read_become_dead_letters_and_the_rest_arrives(
     values = good[:30] + unreadable[:2] + good[30:] + unreadable[2:]
     coordinates = _produce(kafka_bootstrap, setup.settings.topic_journeys, values)
     sink = setup.sink()
-
-    async def main() -> None:
-        task = asyncio.ensure_future(sink.run())
-        try:
-            await _until(lambda: setup.count("dead_letters") >= len(unreadable), 90,
-                         "the unreadable records in the dead_letters table")
-            await _until(lambda: setup.count("journeys") >= len(good), 30, "the good rows")
-        finally:
-            sink.stop()
-            await asyncio.wait_for(task, 30)
-
-    asyncio.run(main())
+    _run_sink_until(setup, sink, len(unreadable), len(good))
     assert {r[0] for r in setup.query("SELECT journey_id FROM journeys")} == {
         f"j{i}" for i in range(60)}
     rows = setup.query("SELECT reason, source_topic, source_partition, source_offset, error "
@@ -308,15 +305,7 @@ def test_records_the_sink_cannot_read_become_dead_letters_and_the_rest_arrives(
     assert {(r[0], r[1]) for r in rows} == {("unreadable", setup.settings.topic_journeys)}
     assert all("the sink cannot read this record" in r[4] for r in rows)
     assert setup.sample("peakend_sink_rejected_rows_total", {"table": "journeys"}) == 4
-    ends = {p: max(o for q, o in coordinates if q == p) + 1 for p, _ in coordinates}
-    reader = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=sink.group_id,
-                           enable_auto_commit=False)
-    try:
-        got = {p: reader.committed(TopicPartition(setup.settings.topic_journeys, p))
-               for p in ends}
-    finally:
-        reader.close()
-    assert got == ends
+    _assert_committed_past(kafka_bootstrap, sink, setup.settings.topic_journeys, coordinates)
 
 
 def test_a_server_side_refusal_is_isolated_on_the_real_server(setup: Setup) -> None:

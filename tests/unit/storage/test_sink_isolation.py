@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import pytest
 from clickhouse_driver import errors
@@ -180,7 +180,17 @@ def journey_record(i: int, events: int) -> bytes:
     }).encode()
 
 
-def test_flush_stores_the_good_rows_dead_letters_the_bad_and_counts_them() -> None:
+class Sinking(NamedTuple):
+    """A sink over a `Refusing` warehouse whose dead letters land in `sent`."""
+
+    sink: ClickHouseSink
+    warehouse: Refusing
+    sent: list[bytes]
+    settings: Settings
+    metrics: WorkerMetrics
+
+
+def sinking() -> Sinking:
     settings = Settings.from_env({})
     metrics = WorkerMetrics.create()
     warehouse = Refusing()
@@ -191,6 +201,11 @@ def test_flush_stores_the_good_rows_dead_letters_the_bad_and_counts_them() -> No
 
     sink = ClickHouseSink(settings, lambda: cast(Warehouse, warehouse), metrics, migrate=False,
                           send_dead_letters=send)
+    return Sinking(sink, warehouse, sent, settings, metrics)
+
+
+def test_flush_stores_the_good_rows_dead_letters_the_bad_and_counts_them() -> None:
+    sink, warehouse, sent, settings, metrics = sinking()
     try:
         sink.add(settings.topic_journeys, 0, 0, journey_record(0, 1))
     except (KeyError, ValueError) as exc:  # the record layout changed: say so, do not skip
@@ -218,15 +233,7 @@ def test_flush_stores_the_good_rows_dead_letters_the_bad_and_counts_them() -> No
 def test_a_record_the_mapping_cannot_convert_is_a_dead_letter_alone() -> None:
     """Columns are built per chunk: one record with a time that does not parse fails its
     chunk's columns, and the halving blames it alone; the others land, in order."""
-    settings = Settings.from_env({})
-    warehouse = Refusing()
-    sent: list[bytes] = []
-
-    async def send(letters: list[bytes]) -> None:
-        sent.extend(letters)
-
-    sink = ClickHouseSink(settings, lambda: cast(Warehouse, warehouse), WorkerMetrics.create(),
-                          migrate=False, send_dead_letters=send)
+    sink, warehouse, sent, settings, _ = sinking()
     bad = json.dumps({**json.loads(journey_record(5, 1)), "started_at": "soon"}).encode()
     for i in range(12):
         sink.add(settings.topic_journeys, 0, i, bad if i == 5 else journey_record(i, 1))
@@ -246,16 +253,7 @@ def test_a_record_the_sink_cannot_read_is_a_dead_letter_and_the_rest_lands() -> 
     from pipeline.contract.dead_letters import UNREADABLE_REASON
     from pipeline.stream.topics import journey_events_topic
 
-    settings = Settings.from_env({})
-    metrics = WorkerMetrics.create()
-    warehouse = Refusing()
-    sent: list[bytes] = []
-
-    async def send(letters: list[bytes]) -> None:
-        sent.extend(letters)
-
-    sink = ClickHouseSink(settings, lambda: cast(Warehouse, warehouse), metrics, migrate=False,
-                          send_dead_letters=send)
+    sink, warehouse, sent, settings, metrics = sinking()
     bad = [b"not json", b"[1, 2]", b'"text"', b"[" * 5000 + b"]" * 5000]
     for offset, value in enumerate([journey_record(0, 1), *bad, journey_record(5, 1)]):
         sink.add(settings.topic_journeys, 0, offset, value)
