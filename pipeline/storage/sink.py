@@ -87,6 +87,8 @@ REJECTED_REASON = "clickhouse_rejected"
 class UnreadableRecord(ValueError):
     """A record of a topic the sink reads that does not decode into rows: not a JSON object
     on an output topic, or not a batch record of a format this version knows."""
+
+
 T = TypeVar("T")
 
 
