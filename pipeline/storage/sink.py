@@ -18,6 +18,9 @@ Failures are told apart (`pipeline.storage.warehouse.failure_kind`, docs/reliabi
   letters `clickhouse_rejected` on the dead-letter topic (original record, table and ClickHouse's
   message; `peakend_sink_rejected_rows`), the rest is inserted. A rejected row of the
   dead_letters table itself is logged in full instead (sending it there again would loop).
+- a record that does not read into rows at all (not a JSON object on an output topic, a batch
+  record of an unknown format: another producer on the topic): a dead letter `unreadable`
+  (`UnreadableRecord`), counted the same way; the records around it go on.
 
 Before its first insert the sink applies the ClickHouse migrations, retrying while ClickHouse is
 away (one log line per attempt): the worker's Kafka-to-Kafka stages never wait for ClickHouse.
