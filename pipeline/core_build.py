@@ -22,8 +22,7 @@ from types import ModuleType
 
 # The modules mypyc compiles (every module with per-event or per-bucket work).
 COMPILED_MODULES = (
-    "buckets", "claims", "clock", "config", "drops", "engine", "event", "eventdict", "followups",
-    "journeys",
+    "buckets", "claims", "clock", "config", "drops", "engine", "event", "eventdict", "journeys",
     "moments", "partitioner", "records", "scoring", "segment_totals", "stats", "surveys",
     "timefmt", "valence", "vectors",
 )

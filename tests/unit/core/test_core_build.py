@@ -92,12 +92,12 @@ def test_a_stale_build_is_not_used(build: Path, tmp_path: Path) -> None:
 
 def test_a_build_without_a_listed_module_is_not_current(build: Path, tmp_path: Path) -> None:
     """A module added to COMPILED_MODULES makes the build stale even though no source changed
-    (the follow-up tracker's was once skipped that way)."""
+    (a module added to the list was once skipped that way)."""
     short = tmp_path / "short"
     shutil.copytree(build, short)
     manifest = json.loads((short / "manifest.json").read_text())
-    assert "followups" in manifest["modules"]
-    manifest["modules"] = [m for m in manifest["modules"] if m != "followups"]
+    assert "journeys" in manifest["modules"]
+    manifest["modules"] = [m for m in manifest["modules"] if m != "journeys"]
     (short / "manifest.json").write_text(json.dumps(manifest))
     assert subprocess.run([sys.executable, str(COMPILE), "--check", "--out", str(short)],
                           cwd=ROOT, check=False).returncode == 1
