@@ -22,9 +22,9 @@ from types import ModuleType
 
 # The modules mypyc compiles (every module with per-event or per-bucket work).
 COMPILED_MODULES = (
-    "buckets", "claims", "clock", "config", "drops", "engine", "event", "eventdict", "journeys",
-    "moments", "partitioner", "records", "scoring", "segment_totals", "stats", "surveys",
-    "timefmt", "valence", "vectors",
+    "buckets", "claims", "clock", "config", "drops", "engine", "event", "eventdict", "followups",
+    "journeys", "moments", "partitioner", "records", "scoring", "segment_totals", "stats",
+    "surveys", "timefmt", "valence", "vectors",
 )
 CORE_DIR = Path(__file__).resolve().parent / "core"  # the sources, compiled or not
 DEFAULT_BUILD = CORE_DIR.parents[1] / "build" / "core-compiled"

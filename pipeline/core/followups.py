@@ -407,6 +407,12 @@ class CustomerState:
         if self.cut != NEVER_MS:  # (absent until a prune: states written before read alike)
             state["pruned"] = [self.cut, self.pruned_version,
                                None if self.prior is None else list(self.prior)]
+        # When `FollowupTracker.advance` looks at the customer next (to forget it, or to prune).
+        # Derived before 2026-12-05 as last_ms + horizon at restore, which differs from the
+        # deadline the running tracker holds once a journey record moves its end earlier, or
+        # after a prune check: a restarted worker then forgot a customer a later stream time
+        # than one that ran on, and the customer's next cases came with other versions.
+        state["due"] = self.scheduled
         return state
 
     @classmethod
@@ -429,6 +435,7 @@ class CustomerState:
             customer.cut, customer.pruned_version = int(cut), int(version)
             customer.prior = None if prior is None else (
                 int(prior[0]), None if prior[1] is None else int(prior[1]))
+        customer.scheduled = int(state.get("due", NEVER_MS))  # (absent: the owner derives it)
         return customer
 
 
@@ -751,14 +758,14 @@ class FollowupTracker:
                 continue
             # inputs came since the entry was pushed: due later (>= watermark_ms)
             if self.prune:
-                if self._prune(customer_id, customer, watermark_ms):
-                    self._dirty.add(customer_id)
+                self._prune(customer_id, customer, watermark_ms)
                 # the next look at what to prune: when the oldest input held may go, and not
                 # before a quarter horizon from now (a long journey can hold the cut back)
                 again = max(customer.oldest_ms() + 2 * self.horizon_ms + 1,
                             watermark_ms + self.horizon_ms // 4 + 1)
                 due = min(due, again)
             customer.scheduled = due
+            self._dirty.add(customer_id)  # its state holds the deadline (`due`)
             heappush(heap, (due, customer_id))
         # sorted: the heap's order depends on its history (entries of deadlines that moved
         # on), which a restored tracker does not share
@@ -831,7 +838,8 @@ class FollowupTracker:
             self._match_journey(customer, journey)
         for event in customer.events.values():
             self._match_event(customer, event)
-        customer.scheduled = customer.last_ms() + self.horizon_ms
+        if customer.scheduled == NEVER_MS:  # a state written before `due` was kept
+            customer.scheduled = customer.last_ms() + self.horizon_ms
         if held is None or held.scheduled != customer.scheduled:
             heappush(self._deadlines, (customer.scheduled, customer_id))
         # else the entry of the state replaced is the one it would push

@@ -231,6 +231,44 @@ def test_forgotten_only_after_the_horizon_and_state_round_trips() -> None:
     assert tracker.snapshot_key("c1") is None and tracker.drain_dirty_keys() == ["c1"]
 
 
+def journey_of(journey_id: str, version: int, ended_at: int) -> FollowupJourney:
+    return FollowupJourney(journey_id, "c1", "journey_id", "open", version, T0, ended_at, None,
+                           "hotline", None, None, None, "end", T0 + HOUR, None, None)
+
+
+def test_a_restored_customer_is_forgotten_when_the_running_one_is() -> None:
+    """The CI rehearsal of 2026-12-05 (git 4e83775) found it: the customer's next look-up
+    deadline was derived again at restore (last input + horizon), so once a journey's later
+    record moved its end earlier, the running tracker forgot the customer at a stream time
+    where the restored one kept it, and the customer's next cases came with other versions.
+    The deadline is part of the state now."""
+    running = FollowupTracker(RULES, HORIZON)
+    running.apply(journeys=[journey_of("j0", 1, T0)])  # looked at again at T0 + horizon
+    running.apply(journeys=[journey_of("j1", 1, T0 + DAY)])
+    restored = FollowupTracker(RULES, HORIZON, resume=json.loads(json.dumps(running.snapshot())))
+    for tracker in (running, restored):
+        tracker.apply(journeys=[journey_of("j1", 2, T0)])  # its end earlier: the last input T0
+    later = T0 + HORIZON + HOUR
+    assert running.advance(later) == restored.advance(later) == ["c1"]
+    answer = FollowupEvent("s1", "c1", None, later, "web", 1, None, None, None, None, "")
+    assert running.apply(events=[answer]) == restored.apply(events=[answer])
+    assert running.snapshot() == restored.snapshot()
+
+
+def test_a_rescheduled_customer_is_dirty_and_its_state_carries_the_deadline() -> None:
+    tracker = FollowupTracker(RULES, HORIZON)
+    tracker.apply(journeys=[journey_of("j0", 1, T0)])
+    tracker.apply(journeys=[journey_of("j0", 2, T0 + DAY)])  # due again a day later
+    tracker.drain_dirty_keys()
+    assert tracker.advance(T0 + HORIZON + 1) == []  # looked at, kept, looked at again later
+    assert tracker.drain_dirty_keys() == ["c1"]
+    state = tracker.snapshot_key("c1")
+    assert state is not None and state["due"] == T0 + DAY + HORIZON
+    copy = FollowupTracker(RULES, HORIZON)
+    copy.restore_key("c1", json.loads(json.dumps(state)))
+    assert copy.customers["c1"].scheduled == tracker.customers["c1"].scheduled
+
+
 # -- properties --------------------------------------------------------------------------------
 
 @st.composite
