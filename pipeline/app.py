@@ -243,10 +243,10 @@ def build_worker(
         flush_every_events=s.stream_batch_events, stats=stats,
         highwater=lambda tp: int(fapp.consumer.highwater(tp)))
     segments_agent = SegmentsAgent(core=core, table=segment_state, outputs=outputs, guard=guard,
-                                   sources=s.partitions, stats=stats)
+                                   dead_letters=letters, sources=s.partitions, stats=stats)
     followups_agent = FollowupsAgent(rules=followup_rules, horizon_ms=followup_horizon,
                                      table=followup_state, outputs=outputs, guard=guard,
-                                     stats=stats)
+                                     dead_letters=letters, stats=stats)
     claims_agent = ClaimsAgent(core=core, source_topic=s.topic_touchpoints, table=claim_state,
                                journey_events=journey_events, dead_letters=letters, guard=guard)
 

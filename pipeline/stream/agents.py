@@ -23,14 +23,13 @@ import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
-import orjson
-
 from pipeline.contract.dead_letters import UNREADABLE_REASON, DeadLetter
 from pipeline.core.config import CoreConfig
 from pipeline.core.followups import FollowupRules
 from pipeline.core.scoring import ScoringRules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
+from pipeline.stream import messages
 from pipeline.stream.agent_loop import Processed, RebalanceGuard, held_state, write_state
 from pipeline.stream.agent_loop import StateTable as AgentStateTable
 from pipeline.stream.batches import (
@@ -42,6 +41,7 @@ from pipeline.stream.batches import (
 from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition, decode_claims
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.followups import FollowupStage, event_input
+from pipeline.stream.followups import read as read_followup_inputs
 from pipeline.stream.partition import PartitionProcessor
 from pipeline.stream.segments import SegmentStage
 
@@ -71,6 +71,19 @@ class DeadLetters:
     def send(self, letter: DeadLetter) -> None:
         self.topic.send_soon(key=None, value=self.privacy.seal(letter).to_json())
         self.stats.dead_letters.labels(letter.reason).inc()
+
+    def unreadable(self, record: Any, exc: BaseException, stage: str) -> None:
+        """A record of an internal topic that `stage` cannot read (pipeline/stream/layout.py):
+        a dead letter with the record, and the stage goes on (failing, its agent would meet
+        the record again at every restart and stop the partition for good)."""
+        message = record.message
+        error = (f"{stage} cannot read this record of {message.topic}: "
+                 f"{type(exc).__name__}: {str(exc)[:500]}; none of it is applied")
+        log.warning("%s (partition %d offset %d); it goes to dead letters", error,
+                    message.partition, message.offset)
+        self.send(DeadLetter.make(
+            UNREADABLE_REASON, error, original=record.value, source_topic=message.topic,
+            source_partition=message.partition, source_offset=message.offset))
 
 
 class JourneysAgent:
@@ -145,7 +158,7 @@ class JourneysAgent:
             try:
                 withdrawals = decode_withdrawals(record.value)
             except (ValueError, RecursionError) as exc:
-                self._unreadable(record, exc)
+                self.dead_letters.unreadable(record, exc, "stage one")
                 continue
             if withdrawals is not None:  # from the claims stage: copies that lost their claim
                 for key, event_id, digest in withdrawals:
@@ -157,7 +170,7 @@ class JourneysAgent:
                 try:
                     routed_events = decode_batch(record.value)
                 except (ValueError, RecursionError) as exc:
-                    self._unreadable(record, exc)
+                    self.dead_letters.unreadable(record, exc, "stage one")
                     continue
             since_flush += len(routed_events)
             processed.applied += len(routed_events)
@@ -181,19 +194,6 @@ class JourneysAgent:
                 outbox.add_journey_output(partition, out)
         self._flush()
         return processed
-
-    def _unreadable(self, record: Any, exc: BaseException) -> None:
-        """A record of the journey-events topic that is neither a batch record nor a withdrawal
-        this version reads: a dead letter with the record, and the stage goes on (failing, the
-        agent would meet it again at every restart and stop the partition for good)."""
-        message = record.message
-        error = (f"stage one cannot read this record of {message.topic}: "
-                 f"{type(exc).__name__}: {str(exc)[:500]}; none of it is applied")
-        log.warning("%s (partition %d offset %d); it goes to dead letters", error,
-                    message.partition, message.offset)
-        self.dead_letters.send(DeadLetter.make(
-            UNREADABLE_REASON, error, original=record.value, source_topic=message.topic,
-            source_partition=message.partition, source_offset=message.offset))
 
     def _flush(self) -> None:
         """Send what waits, the records of the journeys changed since the last flush with it
@@ -226,11 +226,13 @@ class SegmentsAgent:
     """Stage two: contributions messages through each partition's `SegmentStage`."""
 
     def __init__(self, *, core: CoreConfig, table: StateTable, outputs: OutputFlusher,
-                 guard: RebalanceGuard, sources: int, stats: WorkerMetrics) -> None:
+                 guard: RebalanceGuard, dead_letters: DeadLetters, sources: int,
+                 stats: WorkerMetrics) -> None:
         self.core = core
         self.table = table
         self.outputs = outputs
         self.guard = guard
+        self.dead_letters = dead_letters
         self.sources = sources  # stage-one partitions: a bucket is final once all sent past it
         self.stats = stats
         self.stages: dict[int, SegmentStage] = {}
@@ -255,7 +257,13 @@ class SegmentsAgent:
         processed = Processed()
         alerted = False
         for event in self.guard.admitted(batch):
-            out = self.stage(processed.take(event)).apply(orjson.loads(event.value))
+            stage = self.stage(processed.take(event))  # (its state is written after the batch)
+            try:
+                message = messages.read(event.value)
+            except (ValueError, RecursionError) as exc:
+                self.dead_letters.unreadable(event, exc, "the segment stage")
+                continue
+            out = stage.apply(message)
             self.outputs.outbox.add_segment_output(out)
             alerted = alerted or bool(out.alerts)
         self.outputs.flush()
@@ -284,12 +292,14 @@ class FollowupsAgent:
     partition's `FollowupStage`."""
 
     def __init__(self, *, rules: FollowupRules, horizon_ms: int, table: StateTable,
-                 outputs: OutputFlusher, guard: RebalanceGuard, stats: WorkerMetrics) -> None:
+                 outputs: OutputFlusher, guard: RebalanceGuard, dead_letters: DeadLetters,
+                 stats: WorkerMetrics) -> None:
         self.rules = rules
         self.horizon_ms = horizon_ms
         self.table = table
         self.outputs = outputs
         self.guard = guard
+        self.dead_letters = dead_letters
         self.stats = stats
         self.stages: dict[int, FollowupStage] = {}
 
@@ -297,7 +307,11 @@ class FollowupsAgent:
         processed = Processed()
         by_partition: dict[int, list[Any]] = {}
         for event in self.guard.admitted(batch):
-            by_partition.setdefault(processed.take(event), []).append(orjson.loads(event.value))
+            inputs = by_partition.setdefault(processed.take(event), [])
+            try:
+                inputs.append(read_followup_inputs(event.value))
+            except (ValueError, RecursionError) as exc:
+                self.dead_letters.unreadable(event, exc, "the follow-up stage")
         outbox = self.outputs.outbox
         for partition, inputs in by_partition.items():
             stage = self.stages.get(partition)
@@ -307,7 +321,8 @@ class FollowupsAgent:
                 stage = self.stages[partition] = FollowupStage(self.rules, self.horizon_ms)
                 held = held_state(self.table, partition)
                 outbox.add_cases(stage.restore_keys(held.pairs, held.watermark))
-            outbox.add_cases(stage.apply(inputs))
+            if inputs:
+                outbox.add_cases(stage.apply(inputs))
             for (change, priority), count in stage.transitions.items():
                 self.stats.followup_cases.labels(change, priority).inc(count)
             stage.transitions.clear()
@@ -349,9 +364,14 @@ class ClaimsAgent:
     def process(self, batch: list[Any]) -> Processed:
         processed = Processed()
         for event in self.guard.admitted(batch):
-            claims = decode_claims(event.value)
+            stage = self.stage(processed.take(event, records=0))
+            try:
+                claims = decode_claims(event.value)
+            except (ValueError, RecursionError) as exc:
+                self.dead_letters.unreadable(event, exc, "the claims stage")
+                continue
             processed.applied += len(claims)  # a record holds many
-            out = self.stage(processed.take(event, records=0)).apply(claims)
+            out = stage.apply(claims)
             for target, items in out.withdrawals.items():
                 self.journey_events.send_soon(key=None, value=encode_withdrawals(items),
                                               partition=target)

@@ -36,7 +36,7 @@ longer held is ignored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zlib import crc32
@@ -49,6 +49,7 @@ from pipeline.core.clock import NEVER_MS, conflict_error
 from pipeline.core.config import CoreConfig
 from pipeline.core.journeys import CONFLICT
 from pipeline.stream.batches import raws_at, take_raws, with_raws
+from pipeline.stream.layout import INT, STR, Kinds, check_row
 from pipeline.stream.split import MAX_GATHERED_BYTES, encoded_groups
 
 WATERMARKS_KEY = "__watermarks__"
@@ -111,20 +112,47 @@ def encode_claims(claims: list[list[Any]], max_bytes: int = MAX_GATHERED_BYTES) 
     return [record for _, record in encoded_groups(claims, max_bytes, _claims_record)]
 
 
+# A claim's fields as `claim_item` writes them, the raw record as a format 2 record holds it
+# before its raws are taken (its length) and as format 1 held it (a string).
+_CLAIM_KINDS: tuple[Kinds, ...] = (STR, STR, INT, INT, INT, INT, INT, INT)
+
+
 def decode_claims(value: bytes) -> list[list[Any]]:
-    """The claims of a claims record (format 2 or 1), each raw record as bytes."""
+    """The claims of a claims record (format 2 or 1), each raw record as bytes; checked whole
+    before the stage applies any (pipeline/stream/layout.py: why): a ValueError names what
+    does not read."""
+    what = _CLAIMS_RECORD
     if not value.startswith(_CLAIMS_HEAD):
-        claims: list[list[Any]] = orjson.loads(value)["c"]  # format 1: raw records as strings
-        for claim in claims:
-            claim[CLAIM_RAW_AT] = claim[CLAIM_RAW_AT].encode("utf-8")
+        what = "a claims record of format 1"
+        claims = _claims_of(value, what, lambda found: found["c"])
+        _check_claims(claims, STR, what)
+        for claim in claims:  # format 1: raw records as strings
+            claim[CLAIM_RAW_AT] = claim[CLAIM_RAW_AT].encode("utf-8", "surrogatepass")
         return claims
-    at, end = raws_at(value, _CLAIMS_RECORD, len(_CLAIMS_HEAD))
-    try:
-        claims = orjson.loads(memoryview(value)[len(_CLAIMS_HEAD) - 1:at - 1])
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{_CLAIMS_RECORD} whose JSON part does not read: {exc}") from None
-    take_raws(value, claims, CLAIM_RAW_AT, at, end, _CLAIMS_RECORD)
+    at, end = raws_at(value, what, len(_CLAIMS_HEAD))
+    claims = _claims_of(memoryview(value)[len(_CLAIMS_HEAD) - 1:at - 1], what, lambda found: found)
+    _check_claims(claims, INT, what)
+    take_raws(value, claims, CLAIM_RAW_AT, at, end, what)
     return claims
+
+
+def _claims_of(json_part: bytes | memoryview, what: str, pick: Callable[[Any], Any]
+               ) -> list[list[Any]]:
+    try:
+        claims = pick(orjson.loads(json_part))
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{what} whose JSON part does not read: {exc}") from None
+    except (KeyError, TypeError, IndexError):
+        raise ValueError(f'{what} that is not {{"c": [claim, ...]}}') from None
+    if type(claims) is not list:
+        raise ValueError(f"{what} whose claims are not a list")
+    return claims
+
+
+def _check_claims(claims: list[Any], raw: Kinds, what: str) -> None:
+    kinds = (*_CLAIM_KINDS, raw)
+    for i, claim in enumerate(claims):
+        check_row(claim, kinds, f"{what} (claim {i})")
 
 
 @dataclass(slots=True)

@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
+
 from pipeline.core.clock import NEVER_MS
 from pipeline.core.event import TouchpointEvent
 from pipeline.core.followups import (
@@ -31,9 +33,32 @@ from pipeline.core.followups import (
     FollowupRules,
     FollowupTracker,
 )
-from pipeline.core.records import JourneyRecord
+from pipeline.core.records import JOURNEY_FIELDS, JourneyRecord
+from pipeline.stream.layout import (
+    INT,
+    LIST,
+    NUMBER,
+    STR,
+    Kinds,
+    check_fields,
+    check_row,
+    of_record_type,
+    optional,
+)
 
 NEVER = NEVER_MS
+
+# The kinds of each input's fields, as `journey_input` and `event_input` write them (`read`
+# checks a record against them before the stage applies any of it): a journey's from the
+# journey record's declaration (its fields are a part of the record's), an event's here.
+_JOURNEY_TYPES = {f.name: f.type for f in JOURNEY_FIELDS}
+JOURNEY_KINDS: tuple[Kinds, ...] = tuple(
+    of_record_type(_JOURNEY_TYPES[name]) for name in FollowupJourney._fields)
+EVENT_KINDS: tuple[Kinds, ...] = (
+    STR, STR, optional(STR), INT, STR,  # event_id, customer_id, journey_id, at_ms, touchpoint
+    optional(INT), optional(NUMBER), optional(INT),  # nps, ces (on 1-7), csat
+    optional(STR), optional(STR), STR)  # outcome, closes_case, result
+_INPUT = {"j": JOURNEY_KINDS, "e": EVENT_KINDS}
 
 
 def journey_input(record: JourneyRecord) -> tuple[bytes, dict[str, Any]]:
@@ -65,6 +90,38 @@ def unbatched(messages: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield from message["b"]
         else:
             yield message
+
+
+def read(value: bytes) -> dict[str, Any]:
+    """A follow-up inputs record (a batch record, or one input as written before batches),
+    checked whole (pipeline/stream/layout.py: why); a ValueError names what does not read.
+
+    >>> read(b'{"b":[{"e":["e1","c1",null,5,"web",0,null,null,null,null,""]}]}')["b"][0]["e"][3]
+    5
+    >>> read(b'{"b":[{"e":["e1","c1",null,"5","web",0,null,null,null,null,""]}]}')
+    Traceback (most recent call last):
+    ValueError: a follow-up event (input 0 of a batch) whose item 3 is a str, not int
+    """
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"a follow-up inputs record that is not JSON: {exc}") from None
+    if type(record) is dict and "b" in record:
+        check_fields(record, {"b": LIST}, {}, "a follow-up inputs record")
+        for i, message in enumerate(record["b"]):
+            _check_input(message, f"(input {i} of a batch)")
+    else:
+        _check_input(record, "(a record of its own)")
+    return record  # type: ignore[no-any-return]
+
+
+def _check_input(message: Any, where: str) -> None:
+    if type(message) is not dict or len(message) != 1 or next(iter(message)) not in _INPUT:
+        raise ValueError(f'a follow-up input {where} that is not {{"j": [...]}} or '
+                         f'{{"e": [...]}}')
+    kind, fields = next(iter(message.items()))
+    check_row(fields, _INPUT[kind], f"a follow-up {'journey' if kind == 'j' else 'event'} "
+                                    f"{where}")
 
 
 class FollowupStage:

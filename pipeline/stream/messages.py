@@ -12,11 +12,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from pipeline.core.surveys import ANSWER_WINDOWS
+from pipeline.stream.layout import INT, LIST, NUMBER, STR, Kinds, check_fields, optional
+
 ANSWER = "a"
 RETRACT = "r"
 END = "e"
 WATERMARK = "w"
 BATCH = "b"
+
+# Each message's members and their kinds, as the functions below write them (`read` checks a
+# record against them before the segment stage applies any of it).
+_SEGMENT: dict[str, Kinds] = {"t": STR, "d": STR, "s": STR}
+LAYOUTS: dict[str, dict[str, Kinds]] = {
+    ANSWER: {**_SEGMENT, "m": STR, "b": INT, "e": STR, "v": NUMBER},
+    RETRACT: {**_SEGMENT, "m": STR, "b": INT, "e": STR},
+    END: {**_SEGMENT, "j": STR, "c": optional(LIST)},
+    WATERMARK: {"t": STR, "p": INT, "w": INT},
+    BATCH: {"t": STR, "items": LIST},
+}
+_OPTIONAL: dict[str, dict[str, Kinds]] = {END: {"k": INT}}
 
 
 def segment_key(dim: str, value: str) -> str:
@@ -60,3 +77,75 @@ def watermark(source_partition: int, watermark_ms: int) -> dict[str, Any]:
 def batch(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Contributions of one segment from one batch of input events, in order."""
     return {"t": BATCH, "items": items}
+
+
+def read(value: bytes) -> dict[str, Any]:
+    """A contributions record, checked whole (pipeline/stream/layout.py: why); a ValueError
+    names what does not read.
+
+    >>> read(b'{"t":"w","p":0,"w":5}')
+    {'t': 'w', 'p': 0, 'w': 5}
+    >>> read(b'{"t":"b","items":[{"t":"a","d":"all","s":"all","m":"nps","b":0,"e":"e1"}]}')
+    Traceback (most recent call last):
+    ValueError: a contribution (item 0 of a batch) without "v"
+    """
+    try:
+        message = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"a contributions record that is not JSON: {exc}") from None
+    if type(message) is dict and len(message) == 2 and message.get("t") == BATCH \
+            and type(message.get("items")) is list:  # (nearly every record: no call)
+        items = message["items"]
+    else:
+        kind = _kind_of(message, "a contributions record")
+        _check(message, kind, "a contributions record")
+        items = message["items"] if kind == BATCH else []
+    for i, item in enumerate(items):
+        if not _reads(item):  # (most items: a few lookups, no message built)
+            what = f"a contribution (item {i} of a batch)"
+            item_kind = _kind_of(item, what)
+            if item_kind in (BATCH, WATERMARK):
+                raise ValueError(f"{what} of kind {item_kind!r}, which a batch does not hold")
+            _check(item, item_kind, what)  # raises, unless an item `_reads` passes over
+    return message  # type: ignore[no-any-return]
+
+
+_ITEM_LAYOUTS = {kind: tuple(LAYOUTS[kind].items()) for kind in (ANSWER, RETRACT, END)}
+_ABSENT = object()
+
+
+def _reads(item: Any) -> bool:
+    """True for a batch item `_check` would pass, checked at the least cost (a contributions
+    record holds a few per event): False for an item it may refuse, or that holds an optional
+    member."""
+    if type(item) is not dict:
+        return False
+    kind = item.get("t")
+    layout = _ITEM_LAYOUTS.get(kind)  # type: ignore[arg-type]
+    if layout is None or len(item) != len(layout):
+        return False
+    for name, kinds in layout:
+        if type(item.get(name, _ABSENT)) not in kinds:
+            return False
+    if kind == END:
+        c = item["c"]
+        return c is None or (len(c) == 2 and type(c[0]) is int and type(c[1]) is bool)
+    return item["m"] in ANSWER_WINDOWS
+
+
+def _kind_of(message: Any, what: str) -> str:
+    kind = message.get("t") if type(message) is dict else None
+    if kind not in LAYOUTS:
+        raise ValueError(f"{what} of no kind this version reads (t = {kind!r})"
+                         if type(message) is dict else f"{what} that is not an object")
+    return kind  # type: ignore[no-any-return]
+
+
+def _check(message: dict[str, Any], kind: str, what: str) -> None:
+    check_fields(message, LAYOUTS[kind], _OPTIONAL.get(kind, {}), what)
+    if kind in (ANSWER, RETRACT) and message["m"] not in ANSWER_WINDOWS:
+        raise ValueError(f"{what} for a metric this version does not count ({message['m']!r})")
+    if kind == END:
+        c = message["c"]
+        if c is not None and (len(c) != 2 or type(c[0]) is not int or type(c[1]) is not bool):
+            raise ValueError(f'{what} whose "c" is not null or [bucket start, negative]')

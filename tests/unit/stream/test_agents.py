@@ -17,11 +17,18 @@ import orjson
 from jobs.generate import GeneratorConfig, generate_records
 from pipeline.contract import parse_event
 from pipeline.core.config import CoreConfig
+from pipeline.followup_rules import horizon_ms, load_rules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.agent_loop import AgentLoop, AppliedCounter, RebalanceGuard, StageAgent
-from pipeline.stream.agents import ClaimsAgent, DeadLetters, JourneysAgent, SegmentsAgent
+from pipeline.stream.agents import (
+    ClaimsAgent,
+    DeadLetters,
+    FollowupsAgent,
+    JourneysAgent,
+    SegmentsAgent,
+)
 from pipeline.stream.batches import Handoff, decode_batch
 from pipeline.stream.claims import decode_claims
 from pipeline.stream.delivery import BatchDelivery
@@ -59,12 +66,14 @@ class Parts:
     """One worker's agents wired in memory; what left is in `sent`."""
 
     def __init__(self, tables: dict[str, PartitionedTable] | None = None,
-                 handoff: Handoff | None = None) -> None:
+                 handoff: Handoff | None = None, followups: bool = False) -> None:
+        """`followups`: stage one sends follow-up inputs (as the worker does)."""
         self.core = CoreConfig()
         self.stats = WorkerMetrics.create()
         self.sent: SENT = []
+        rules = load_rules()
         self.outputs = OutputFlusher(
-            Outbox(PARTITIONS),
+            Outbox(PARTITIONS, rules if followups else None),
             BatchDelivery(lambda: FakeProducer(self.sent, partitions=PARTITIONS), TOPICS),
             self.stats)
         self.group = Group()
@@ -74,7 +83,7 @@ class Parts:
         letters = DeadLetters(self.dead_letter_topic, PersonalData(keep_comments=True),
                               self.stats)
         self.tables = tables if tables is not None else {
-            name: PartitionedTable() for name in ("journeys", "segments", "claims")}
+            name: PartitionedTable() for name in ("journeys", "segments", "claims", "followups")}
         self.journeys = JourneysAgent(
             core=self.core, rules=load_scoring_rules(self.core.journeys.scoring_rules_path),
             table=self.tables["journeys"], outputs=self.outputs, guard=self.guard,
@@ -83,7 +92,12 @@ class Parts:
             handoff=handoff)
         self.segments = SegmentsAgent(core=self.core, table=self.tables["segments"],
                                       outputs=self.outputs, guard=self.guard,
-                                      sources=PARTITIONS, stats=self.stats)
+                                      dead_letters=letters, sources=PARTITIONS, stats=self.stats)
+        self.followups = FollowupsAgent(
+            rules=rules, horizon_ms=horizon_ms(rules, self.core.journeys.max_length_ms,
+                                               self.core.journeys.allowed_lateness_ms),
+            table=self.tables["followups"], outputs=self.outputs, guard=self.guard,
+            dead_letters=letters, stats=self.stats)
         self.claims = ClaimsAgent(core=self.core, source_topic="cx.touchpoints",
                                   table=self.tables["claims"],
                                   journey_events=self.journey_events, dead_letters=letters,
@@ -358,3 +372,88 @@ def test_a_record_stage_one_cannot_read_is_a_dead_letter_and_the_rest_is_applied
     assert all("stage one cannot read this record of app-journey-events" in d["error"]
                for d in sent if d["reason"] == "unreadable")
     assert parts.stats.dead_letters.labels("unreadable")._value.get() == 3
+
+
+# Records each stage-two agent cannot read: another writer on its internal topic, another
+# version's format, a value of the wrong kind in the right layout.
+UNREADABLE = {
+    "app-contributions": [
+        b"not json", b"[1,2]", b'{"t":"x"}',
+        b'{"t":"a","d":"all","s":"all","m":"nps","b":"0","e":"e1","v":9}',
+        b'{"t":"b","items":[{"t":"a","d":1,"s":"all","m":"nps","b":0,"e":"e1","v":9}]}',
+        b'{"t":"b","items":[{"t":"a","d":"all","s":"all","m":"wow","b":0,"e":"e1","v":9}]}',
+        b'{"t":"b","items":[{"t":"e","d":"all","s":"all","j":"j1","c":[1]}]}',
+        b'{"t":"b","items":[{"t":"w","p":0,"w":1}]}',
+        b'{"t":"w","p":0,"w":"soon"}'],
+    "app-followup-inputs": [
+        b"\xff", b'{"b":{}}', b'{"x":1}', b'{"b":[{"j":[1,2]}]}',
+        b'{"b":[{"e":["e1","c1",null,"5","web",0,null,null,null,null,""]}]}',
+        b'{"b":[{"e":["e1","c1",null,5,"web",true,null,null,null,null,""]}]}'],
+    "app-claims": [
+        b'{"c":[["e1"]]}', b'{"c":[["e1","j","7",0,5,5,1,9,"{}"]]}', b'{"f":2,"c":[[1]]}',
+        b'{"c":{}}'],
+}
+
+
+def stage_two_inputs(lines: list[bytes]) -> dict[str, list[tuple[int, bytes]]]:
+    """What stage one sends each stage-two topic for `lines`: (partition, value) in order."""
+    parts = Parts(followups=True)
+    parts.run(parts.journeys, in_fours(batch_records(lines)))
+    return {topic: [(partition, value) for sent_to, partition, items in parts.sent
+                    if sent_to == topic for _, value in items] for topic in UNREADABLE}
+
+
+def test_a_record_a_stage_two_agent_cannot_read_is_a_dead_letter_and_the_rest_is_applied(
+        ) -> None:
+    """Each stage-two agent (segments, follow-ups, claims) given its topic's records with
+    unreadable ones in the middle: each of those is an `unreadable` dead letter naming the
+    record and the stage, none of it applied, and the outputs and state are those of a run
+    without them (the agents failed on them, or took a value of the wrong kind into their
+    state, before)."""
+    inputs = stage_two_inputs(generated(events=600, seed=7))
+    stages = {"app-contributions": ("segments", "contribution", "cx.metrics", "segment"),
+              "app-followup-inputs": ("followups", "input", "cx.followups", "follow-up"),
+              "app-claims": ("claims", "claim", "", "claims")}
+    for topic, (agent, record, output, stage) in stages.items():
+        records = inputs[topic]
+        assert len(records) >= 3, topic
+        half = len(records) // 2
+
+        def batches(with_junk: bool, topic: str = topic,
+                    records: list[tuple[int, bytes]] = records, half: int = half
+                    ) -> tuple[list[list[Any]], list[Any]]:
+            """The records in fours, the junk (if any) a batch of its own in the middle: the
+            state written with each batch depends on where batches end."""
+            offsets = Offsets(topic)
+            first = [offsets.event(value, partition) for partition, value in records[:half]]
+            junk = [offsets.event(value, i % PARTITIONS)
+                    for i, value in enumerate(UNREADABLE[topic])] if with_junk else []
+            then = [offsets.event(value, partition) for partition, value in records[half:]]
+            return in_fours(first) + ([junk] if junk else []) + in_fours(then), junk
+
+        clean, dirty = Parts(), Parts()
+        clean.run(getattr(clean, agent), batches(False)[0], stage=agent, record=record)
+        dirty_batches, junk = batches(True)
+        dirty.run(getattr(dirty, agent), dirty_batches, stage=agent, record=record)
+        if output:
+            assert dirty.latest(output) == clean.latest(output), topic
+            assert dirty.latest(output), topic  # the stage did give outputs
+        assert dirty.tables[agent].dbs == clean.tables[agent].dbs, topic
+        letters = [json.loads(s["value"]) for s in dirty.dead_letter_topic.sent]
+        unreadable = [d for d in letters if d["reason"] == "unreadable"]
+        assert [(d["source_topic"], d["source_partition"], d["source_offset"])
+                for d in unreadable] == [(e.message.topic, e.message.partition,
+                                          e.message.offset) for e in junk], topic
+        assert all(f"the {stage} stage cannot read this record of {topic}" in d["error"]
+                   for d in unreadable), [d["error"] for d in unreadable]
+        assert [d for d in letters if d["reason"] != "unreadable"] == [
+            json.loads(s["value"]) for s in clean.dead_letter_topic.sent], topic
+        assert dirty.stats.dead_letters.labels("unreadable")._value.get() == len(junk)
+        # nothing but unreadable records, on partitions the agent has not met yet: each
+        # partition's state is restored and written, and every record acknowledged
+        fresh = Parts()
+        offsets = Offsets(topic)
+        only_junk = [offsets.event(value, i % PARTITIONS)
+                     for i, value in enumerate(UNREADABLE[topic])]
+        stream = fresh.run(getattr(fresh, agent), [only_junk], stage=agent, record=record)
+        assert stream.acked == only_junk and len(fresh.dead_letter_topic.sent) == len(junk)
