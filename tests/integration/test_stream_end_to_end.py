@@ -45,11 +45,12 @@ def generate(tmp_path: Path, events: int, seed: int) -> list[bytes]:
 
 
 def wait_for_results(setup: StreamSetup, workers: list[Worker], lines: list[bytes],
-                     timeout: float = 120) -> None:
-    """Until ClickHouse holds every raw event and dead letter and the journeys stop changing."""
+                     timeout: float = 120, extra_letters: int = 0) -> None:
+    """Until ClickHouse holds every raw event and dead letter (and `extra_letters` more, of
+    records not in `lines`) and the journeys stop changing."""
     replay = replay_records(lines, setup.partitions, setup.settings())
     valid = len(lines) - len(replay.dead_letters)
-    want_letters = len(replay.dead_letters)
+    want_letters = len(replay.dead_letters) + extra_letters
 
     def logs() -> str:
         return "\n\n".join(w.log_tail() for w in workers)
