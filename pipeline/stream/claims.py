@@ -127,7 +127,7 @@ def decode_claims(value: bytes) -> list[list[Any]]:
         claims = _claims_of(value, what, lambda found: found["c"])
         _check_claims(claims, STR, what)
         for claim in claims:  # format 1: raw records as strings
-            claim[CLAIM_RAW_AT] = claim[CLAIM_RAW_AT].encode("utf-8", "surrogatepass")
+            claim[CLAIM_RAW_AT] = claim[CLAIM_RAW_AT].encode("utf-8")
         return claims
     at, end = raws_at(value, what, len(_CLAIMS_HEAD))
     claims = _claims_of(memoryview(value)[len(_CLAIMS_HEAD) - 1:at - 1], what, lambda found: found)
