@@ -771,10 +771,10 @@ class FollowupTracker:
         # on), which a restored tracker does not share
         return sorted(gone)
 
-    def _prune(self, customer_id: str, customer: CustomerState, watermark_ms: int) -> bool:
+    def _prune(self, customer_id: str, customer: CustomerState, watermark_ms: int) -> None:
         """Forget the inputs of an active customer that stream time has left two horizons
-        behind; True when any went. Exact: the cases are what they would be with every input
-        held.
+        behind (`advance` marks the customer changed either way: its deadline moves). Exact:
+        the cases are what they would be with every input held.
 
         - A case's window (`_in_window`) is one horizon from its opening; an input in it can
           still arrive up to the journey maximum length + the lateness later (both within the
@@ -795,11 +795,11 @@ class FollowupTracker:
                 break
             cut = earlier
         if cut <= customer.cut:
-            return False
+            return
         gone_journeys = [j for j in customer.journeys.values() if j.ended_at < cut]
         gone_events = [e for e in customer.events.values() if e.at_ms < cut]
         if not gone_journeys and not gone_events:
-            return False
+            return
         _, prior = self._chain(customer_id, customer,
                                [key for key in customer.order if key[0] < cut])
         customer.cut = cut
@@ -815,7 +815,6 @@ class FollowupTracker:
                             if case.opened_at >= cut}
         customer.reindex()
         customer.pruned_version += version - customer.version()
-        return True
 
     def drain_dirty_keys(self) -> list[str]:
         keys = sorted(self._dirty)

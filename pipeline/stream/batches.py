@@ -35,6 +35,7 @@ from pipeline.contract import event_from_dict, event_to_dict
 from pipeline.core.event import TouchpointEvent, content_digest, with_digest
 from pipeline.core.eventdict import ROW_FIELDS, event_from_row, event_row
 from pipeline.storage.tables import DIGEST_KEY, OCCURRED_MS_KEY
+from pipeline.stream.layout import INT, STR, check_row
 
 FORMAT = 3
 # Where an entry's parts sit (format 3): the raw record (its length on the wire, its bytes once
@@ -296,6 +297,7 @@ def decode_batch(value: bytes) -> list[RoutedEvent]:
 # Withdrawals from the claims stage (pipeline/stream/claims.py) travel on the same topic, on
 # the partition of the journeys they change, so its owner applies them in order with the events.
 WITHDRAWALS = "w"
+_WITHDRAWAL_KINDS = (STR, STR, INT)  # journey key, event_id, content digest
 _WITHDRAWALS_HEAD = b'{"f":"w",'
 
 
@@ -318,11 +320,11 @@ def decode_withdrawals(value: bytes) -> list[list[Any]] | None:
         items: list[list[Any]] = orjson.loads(value)["w"]
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"a withdrawal record that does not read: {exc}") from None
-    if type(items) is not list or not all(
-            type(i) is list and len(i) == 3 and type(i[0]) is str and type(i[1]) is str
-            and type(i[2]) is int for i in items):
-        raise ValueError("a withdrawal record whose items are not [journey key, event_id, "
-                         "content digest]")
+    if type(items) is not list:
+        raise ValueError("a withdrawal record whose items are not a list")
+    for i, item in enumerate(items):
+        check_row(item, _WITHDRAWAL_KINDS,
+                  f"a withdrawal record (item {i}: [journey key, event_id, content digest])")
     return items
 
 

@@ -128,8 +128,7 @@ def _reads(item: Any) -> bool:
         if type(item.get(name, _ABSENT)) not in kinds:
             return False
     if kind == END:
-        c = item["c"]
-        return c is None or (len(c) == 2 and type(c[0]) is int and type(c[1]) is bool)
+        return _is_contribution(item["c"])
     return item["m"] in ANSWER_WINDOWS
 
 
@@ -145,7 +144,10 @@ def _check(message: dict[str, Any], kind: str, what: str) -> None:
     check_fields(message, LAYOUTS[kind], _OPTIONAL.get(kind, {}), what)
     if kind in (ANSWER, RETRACT) and message["m"] not in ANSWER_WINDOWS:
         raise ValueError(f"{what} for a metric this version does not count ({message['m']!r})")
-    if kind == END:
-        c = message["c"]
-        if c is not None and (len(c) != 2 or type(c[0]) is not int or type(c[1]) is not bool):
-            raise ValueError(f'{what} whose "c" is not null or [bucket start, negative]')
+    if kind == END and not _is_contribution(message["c"]):
+        raise ValueError(f'{what} whose "c" is not null or [bucket start, negative]')
+
+
+def _is_contribution(c: list[Any] | None) -> bool:
+    """An end's `c` as `end` writes it: null, or [bucket start, negative]."""
+    return c is None or (len(c) == 2 and type(c[0]) is int and type(c[1]) is bool)
