@@ -845,6 +845,10 @@ class JourneyTracker:
         ms = entry[MS]
         if not sessions:
             fresh = self._session(entry[CUSTOMER_ID], [entry], None, {entry[EVENT_ID]: digest})
+            # a session emptied by a withdrawal was superseded under this very id (same first
+            # event time): its versions continue above that record's, or ClickHouse would keep
+            # the superseded record over this one
+            state.revive(fresh)
             state.sessions = (fresh,)
             return fresh
         tail = sessions[-1]

@@ -137,6 +137,23 @@ def test_a_withdrawn_journey_id_takes_new_events_above_its_superseded_version() 
     assert restored.snapshot_key("j-b") == tracker.snapshot_key("j-b")
 
 
+def test_a_withdrawn_customer_journey_takes_new_events_above_its_superseded_version() -> None:
+    """A customer's only session emptied by a withdrawal is superseded; a later event starting
+    at the same instant makes a session of the very same id. Its versions must continue above
+    the superseded record's, or ClickHouse (and replay's latest-by-version) keeps the
+    superseded record and the event vanishes: found by
+    tests/unit/stream/test_stages_schema_streams.py, in replay and in the stream alike."""
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
+    lone = event("x", T0)
+    [first], _ = tracker.apply(lone, T0)
+    [superseded], held = tracker.withdraw(lone.journey_key, "x", content_digest(lone), T0)
+    assert held and superseded.status == "superseded"
+    assert superseded.journey_id == first.journey_id
+    [again], _ = tracker.apply(event("y", T0), T0)
+    assert again.journey_id == superseded.journey_id and again.status == "open"
+    assert again.version > superseded.version
+
+
 def test_a_withdrawal_of_a_copy_no_longer_held_changes_nothing() -> None:
     tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
     tracker.apply(event("x", T0, journey="j-b"), T0)

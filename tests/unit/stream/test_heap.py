@@ -32,11 +32,17 @@ def test_freed_small_blocks_leave_rss_only_after_a_trim() -> None:
 def test_the_worker_counts_its_trims_and_what_they_released() -> None:
     stats = WorkerMetrics.create()
     tasks: Any = SimpleNamespace(heap=HeapTrimmer(), stats=stats)
-    blocks = [bytearray(600) for _ in range(100_000)]
-    # blocks allocated after them keep them in the middle of the heap: freed at its top, glibc
-    # may hand them back on its own, and the trim found less than 40 MiB (2 of 6 runs of the
-    # stream tests on 2026-12-04, after other tests had left the heap's top free)
-    pins = [bytearray(600) for _ in range(1_000)]
+    # A pin after every 100 blocks keeps the freed blocks off the heap's top chunk, wherever
+    # they land: freed at the top, glibc hands them back on its own at `free` and the trim
+    # finds less than 40 MiB (2 of 6 runs of the stream tests on 2026-12-04). Pins allocated
+    # after all the blocks were not enough (one failure more on 2026-12-05): when earlier tests
+    # left holes in the heap, the pins could go into those, and the blocks still ended at the top.
+    blocks: list[bytearray] = []
+    pins: list[bytearray] = []
+    for i in range(100_000):
+        blocks.append(bytearray(600))
+        if i % 100 == 99:
+            pins.append(bytearray(600))
     del blocks
     asyncio.run(WorkerTasks.trim_heap(tasks))
     asyncio.run(WorkerTasks.trim_heap(tasks))
