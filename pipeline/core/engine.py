@@ -145,6 +145,11 @@ class ExperienceEngine:
         journeys, reason = tracker.apply(event, watermark)
         out = Emitted(journeys=journeys)
         if reason is not None and reason != REPLACED:
+            # a copy not applied (a duplicate, a conflict) still moved stream time: the bucket
+            # boundaries it crossed are ticked now, as the stream's stage one does, or the next
+            # event would find them crossed already and close journeys a boundary later
+            if watermark // self.bucket_ms != previous // self.bucket_ms:
+                out.extend(self._tick(partition))
             return out, reason
         buckets = self.buckets[partition]
         if reason == REPLACED:
@@ -209,6 +214,9 @@ class ExperienceEngine:
             reasons.append(reason)
             if reason is not None:
                 if reason != REPLACED:
+                    if watermark // width != previous // width:  # as `process`
+                        self._tick_into(partition, journeys, out)
+                        pending = tracker.pending_end_deltas
                     continue
                 for retraction in tracker.drain_retractions():
                     buckets.retract(retraction)

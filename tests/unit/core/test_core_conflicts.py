@@ -149,3 +149,34 @@ def test_replay_dead_letters_the_conflict(tmp_path: Path) -> None:
     journeys = [json.loads(x) for x in (out / "journeys.jsonl").read_text().splitlines()]
     win, _ = winner_and_loser()
     assert journeys[0]["end_valence"] == (1.0 if win.survey.nps == 10 else -1.0)
+
+
+def test_a_copy_not_applied_that_moves_stream_time_ticks_as_the_stream_does() -> None:
+    """A conflicting copy with a later time moves stream time past a journey's idle gap. The
+    stream's stage one advances the tracker at every event, so the journey closes there; the
+    engine skipped the bucket boundaries such a copy crossed (it returned before its tick, and
+    the next event found them crossed already), so replay closed the journey later and its
+    versions came out one lower than the stream's when a later copy reopened it (found by
+    tests/unit/stream/test_stages_schema_streams.py)."""
+    from pipeline.core.config import CoreConfig
+    from pipeline.core.engine import ExperienceEngine
+    from pipeline.stream.partition import PartitionProcessor
+
+    gap = JourneyConfig().idle_gap_ms
+    first, second = answer("a", 9), answer("b", 9)
+    # `b` again with other content, past the idle gap, losing to the copy held
+    later = next(e for e in (answer("b", nps, T0 + gap + 1) for nps in range(11))
+                 if content_digest(e) > content_digest(second))
+    stream_order = [first, second, later]
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
+    stage_one = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
+    for e in stream_order:
+        emitted, reason = engine.process(e, 0)
+        out = stage_one.process(e)
+        assert reason == out.reject
+        assert [(j.journey_id, j.version, j.status) for j in emitted.journeys] == [
+            (j.journey_id, j.version, j.status) for j in out.journeys], e.event_id
+    # each way of running the engine: the conflicting copy closed the journey
+    many, reasons = ExperienceEngine(CoreConfig(), SCORING_RULES).process_many(stream_order)
+    assert reasons[-1] == CONFLICT
+    assert [j.status for j in many.journeys] == ["closed"]

@@ -1,0 +1,101 @@
+"""How often the stream's stages and replay's engine differ on schema-drawn streams that
+collide, by what differs (issue 13: exact on real streams).
+
+    .venv/bin/python -m bench.conflict_parity [--examples 500] [--seed 12345] [--within-keys]
+
+Draws `--examples` streams with `tests/unit/stream/test_stages_schema_streams.py`'s strategy
+(Hypothesis, generation only, no shrinking, a fixed seed: the same streams in every tree), runs
+each through `SimulatedStream` (the stages wired in memory as the worker wires them, with
+random partitions, batch sizes and restarts) and through `ExperienceEngine`, and counts the
+streams whose results differ:
+- `live journeys`: a journey that is not superseded differs in any field but its version;
+- `ids/statuses`: the set of journey ids or a status differs;
+- `any journey field`: anything differs, versions and superseded records' moments included;
+- `metrics`: a bucket's sums differ;
+- `version ties`: the stream sent a bucket's record again without a higher version.
+By default an event id may come under two journey keys with other content (the claims stage's
+case: docs/streaming.md, Known limits); `--within-keys` keeps each event id to one journey key,
+where the unit test requires no difference at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit" / "contract"))
+
+
+def count(examples: int, at_seed: int, across_keys: bool) -> Counter[str]:
+    import tests.unit.stream.test_stages_schema_streams as streams
+    from tests.unit.stream.simulate import SimulatedStream
+    from tests.unit.stream.test_stages import engine_results, summed
+
+    found: Counter[str] = Counter()
+
+    def without_version(journey: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = journey.to_dict()
+        del fields["version"]
+        return fields
+
+    def live(journeys: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {k: without_version(j) for k, j in journeys.items() if j.status != "superseded"}
+
+    @seed(at_seed)
+    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(streams.colliding_streams(across_keys=across_keys), st.integers(1, 4),
+           st.integers(1, 12), st.sampled_from([None, 2, 5]), st.booleans())
+    def one(data: list[bytes], partitions: int, batch: int, restart_every: int | None,
+            restart_segments: bool) -> None:
+        sim = SimulatedStream(streams.CONFIG, partitions, batch, restart_every=restart_every,
+                              restart_segments=restart_segments and restart_every is not None
+                              ).run(data)
+        journeys, metrics = engine_results(data, partitions, streams.CONFIG)
+        found["streams"] += 1
+        differs = set()
+        if sim.version_ties:
+            differs.add("version ties")
+        if live(sim.journeys) != live(journeys):
+            differs.add("live journeys")
+        if ({k: j.status for k, j in sim.journeys.items()}
+                != {k: j.status for k, j in journeys.items()}):
+            differs.add("ids/statuses")
+        if sim.journeys != journeys:
+            differs.add("any journey field")
+        got, want = summed(list(sim.metrics.values())), summed(metrics)
+        if got.keys() != want.keys() or any(
+                not all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(got[k], want[k],
+                                                                         strict=True))
+                for k in want):
+            differs.add("metrics")
+        found.update(differs)
+        found["any difference"] += bool(differs)
+
+    one()
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--within-keys", action="store_true",
+                        help="each event id under one journey key only")
+    args = parser.parse_args()
+    found = count(args.examples, args.seed, not args.within_keys)
+    streams = found.pop("streams")
+    print(f"{streams} streams ({'within' if args.within_keys else 'across'} journey keys, "
+          f"seed {args.seed}):",
+          ", ".join(f"{what} {n}" for what, n in sorted(found.items())) or "no difference")
+
+
+if __name__ == "__main__":
+    main()
