@@ -144,26 +144,23 @@ class ExperienceEngine:
         self.watermarks[partition] = watermark
         journeys, reason = tracker.apply(event, watermark)
         out = Emitted(journeys=journeys)
-        if reason is not None and reason != REPLACED:
-            # a copy not applied (a duplicate, a conflict) still moved stream time: the bucket
-            # boundaries it crossed are ticked now, as the stream's stage one does, or the next
-            # event would find them crossed already and close journeys a boundary later
-            if watermark // self.bucket_ms != previous // self.bucket_ms:
-                out.extend(self._tick(partition))
-            return out, reason
-        buckets = self.buckets[partition]
-        if reason == REPLACED:
-            for retraction in tracker.drain_retractions():
-                buckets.retract(retraction)
-        buckets.add_event(event)
-        self._apply_ends(partition, tracker, buckets)
-        withdrawal = self.claims.claim(event.event_id, tracker.last_digest, event.journey_key,
-                                       partition, event.occurred_ms)
-        self.cross_journey = withdrawal is not None
-        if withdrawal is not None:
-            withdrawn: list[Journey] = []
-            reason = self._withdraw(withdrawal, withdrawn)
-            out.journeys.extend(self.trackers[withdrawal.partition].latest_records(withdrawn))
+        if reason is None or reason == REPLACED:  # applied
+            buckets = self.buckets[partition]
+            if reason == REPLACED:
+                for retraction in tracker.drain_retractions():
+                    buckets.retract(retraction)
+            buckets.add_event(event)
+            self._apply_ends(partition, tracker, buckets)
+            withdrawal = self.claims.claim(event.event_id, tracker.last_digest,
+                                           event.journey_key, partition, event.occurred_ms)
+            self.cross_journey = withdrawal is not None
+            if withdrawal is not None:
+                withdrawn: list[Journey] = []
+                reason = self._withdraw(withdrawal, withdrawn)
+                out.journeys.extend(self.trackers[withdrawal.partition].latest_records(withdrawn))
+        # Applied or not: a duplicate or conflicting copy moves stream time too, and the stream's
+        # stage one advances at every event. Skipping its boundaries, the next event found them
+        # crossed already and replay closed journeys a boundary later than the stream.
         if watermark // self.bucket_ms != previous // self.bucket_ms:
             out.extend(self._tick(partition))
         return out, reason
@@ -212,24 +209,20 @@ class ExperienceEngine:
                 watermarks[partition] = watermark
             reason = tracker.apply_into(event, watermark, journeys)
             reasons.append(reason)
-            if reason is not None:
-                if reason != REPLACED:
-                    if watermark // width != previous // width:  # as `process`
-                        self._tick_into(partition, journeys, out)
-                        pending = tracker.pending_end_deltas
-                    continue
-                for retraction in tracker.drain_retractions():
-                    buckets.retract(retraction)
-            buckets.add_event(event)
-            if pending:
-                self._apply_ends(partition, tracker, buckets)
-                pending = tracker.pending_end_deltas
-            withdrawal = claims.claim(event.event_id, tracker.last_digest, event.journey_key,
-                                      partition, event.occurred_ms)
-            if withdrawal is not None:
-                reasons[-1] = self._withdraw(withdrawal, journeys)
-                pending = tracker.pending_end_deltas
-            if watermark // width != previous // width:
+            if reason is None or reason == REPLACED:  # applied
+                if reason == REPLACED:
+                    for retraction in tracker.drain_retractions():
+                        buckets.retract(retraction)
+                buckets.add_event(event)
+                if pending:
+                    self._apply_ends(partition, tracker, buckets)
+                    pending = tracker.pending_end_deltas
+                withdrawal = claims.claim(event.event_id, tracker.last_digest,
+                                          event.journey_key, partition, event.occurred_ms)
+                if withdrawal is not None:
+                    reasons[-1] = self._withdraw(withdrawal, journeys)
+                    pending = tracker.pending_end_deltas
+            if watermark // width != previous // width:  # applied or not, as `process`
                 self._tick_into(partition, journeys, out)
                 pending = tracker.pending_end_deltas
         out.journeys = tracker.latest_records(journeys)
