@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pipeline.kafka_codecs import KAFKA_READERS, codec_problems
 from pipeline.settings import Settings, SettingsError
 
 # name -> (module, one-line help). Modules are imported lazily so `peakend validate` does not pay
@@ -63,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # for minutes, with a setting that cannot work. Commands that build settings later from
         # a changed environment (demo) raise the same error, caught here too.
         settings = Settings.from_env()
+        if args.command in KAFKA_READERS:
+            problems = codec_problems()  # a compressed record would stop the command
+            for problem in problems:
+                print(f"peakend {args.command}: {problem}", file=sys.stderr)
+            if problems:
+                return 2
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args))
     except SettingsError as exc:

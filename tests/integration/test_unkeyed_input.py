@@ -45,12 +45,16 @@ def as_seen(journeys: dict[str, tuple[object, ...]]) -> dict[str, tuple[object, 
             for k, row in journeys.items() if row[status] != "superseded"}
 
 
-def console_produce(bootstrap: str, topic: str, lines: list[bytes], key: str | None) -> None:
+def console_produce(bootstrap: str, topic: str, lines: list[bytes], key: str | None,
+                    codec: str | None = None) -> None:
     """`kafka-console-producer` (org.apache.kafka.tools.ConsoleProducer from the stack's Kafka
-    jars), one record per line; with `key`, every record carries that key."""
+    jars), one record per line; with `key`, every record carries that key; with `codec`, its
+    record batches are compressed with it (gzip, snappy, lz4, zstd)."""
     libs = Path(os.environ.get("PEAKEND_STACK_DIR", ROOT / ".stack")) / "kafka" / "libs"
     command = ["java", "-cp", f"{libs}/*", "org.apache.kafka.tools.ConsoleProducer",
                "--bootstrap-server", bootstrap, "--topic", topic]
+    if codec is not None:
+        command += ["--compression-codec", codec]
     data = b"\n".join(lines) + b"\n"
     if key is not None:
         command += ["--property", "parse.key=true", "--property", "key.separator=\t"]
