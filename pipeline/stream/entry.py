@@ -9,7 +9,8 @@ each record once, sends the invalid ones to dead letters, and writes the valid o
 internal journey-events topic as batch records (`pipeline.stream.batches`) on the partition
 Kafka's default partitioner gives their journey key, the partition a keyed producer would
 have chosen. Keyed input therefore stays on its own partition number, in order; `peakend
-replay --partitions N` computes the same results.
+replay --partitions N` computes the same results. Records come compressed with any codec
+(`pipeline.kafka_codecs`); records of aborted transactions are not read (read_committed).
 
 Delivery: at least once. Offsets are committed only after every batch record and dead letter of
 the records they cover is acknowledged by the broker (acks=all). A crash in between sends them
@@ -275,6 +276,11 @@ class EntryStage:
             # aiokafka prefetches up to 50 MiB by default: a whole backlog decoded in memory at
             # once, which glibc then keeps (the worker memory test: RSS +48 MiB in its last third)
             fetch_max_bytes=4 * 1024 * 1024, **self.fetch.options(), **self.client_options,
+            # A transactional producer's aborted records are not events (Kafka Streams and
+            # Connect with exactly-once, any client's `abort_transaction`): read_uncommitted
+            # applied them. A transaction left open holds its partition back until the
+            # broker aborts it (the producer's transaction.timeout.ms, 60 s by default).
+            isolation_level="read_committed",
         )
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
@@ -344,11 +350,14 @@ class EntryStage:
         sent += [await producer.send(self.dead_letters_topic, value=letter)
                  for _, letter in routed.dead_letters]
         await asyncio.gather(*sent)  # acknowledged (acks=all) before the offsets move
-        offsets = {tp: batch[-1].offset + 1 for tp, batch in data.items() if tp in owned}
+        # The consumer's position, not the last record's offset + 1: it is past the control
+        # records (a transaction's commit marker) and aborted records read with the batch, so
+        # the committed offset and the lag reach the end of a transactional producer's input.
+        # Every record below it was returned by this read (positions move as records are taken).
+        offsets = {tp: await consumer.position(tp) for tp in data if tp in owned}
         await consumer.commit(offsets)
         self.metrics.entry_read(routed)
-        for tp, batch in data.items():
-            if tp in owned:
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    self.metrics.entry_lag(tp.partition, max(0, highwater - batch[-1].offset - 1))
+        for tp, position in offsets.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.entry_lag(tp.partition, max(0, highwater - position))

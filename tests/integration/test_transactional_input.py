@@ -1,0 +1,71 @@
+"""Input from a transactional producer (issue 13: any producer, any client).
+
+Kafka Streams and Kafka Connect with exactly-once, and any client that calls
+`abort_transaction`, leave aborted records in the log: they are not events. The entry stage
+read with read_uncommitted and applied them (300 events of an aborted transaction reached the
+tables). Here kafka-python's transactional producer writes plain records first, then a
+committed transaction, an aborted one holding events never sent again, and a committed retry
+of part of it, so a commit marker ends the log: the tables equal `replay` of what was
+committed, row for row, and the entry stage's committed offset reaches the end of the log
+(past the last marker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from pipeline.stream.lag import wait_caught_up
+from tests.integration.test_stream_end_to_end import (
+    assert_same_as_replay,
+    generate,
+    wait_for_results,
+)
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import Worker, stream_setup
+
+pytestmark = pytest.mark.integration
+KEY = b"one-key"  # one partition, in log order: the comparison is row for row
+
+
+def test_aborted_transactions_are_not_events(
+        tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
+    from pipeline.stream.topics import ensure_topics
+
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=4)
+    ensure_topics(setup.settings())
+    lines = generate(tmp_path, 1600, seed=31)
+    plain, committed, aborted, retried = (lines[:400], lines[400:900], lines[900:1600],
+                                          lines[900:1200])
+    worker = Worker(setup, tmp_path, "a", 0)
+    try:
+        _send_plain(kafka_bootstrap, setup.topic, plain)
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap,
+                                 transactional_id=f"{setup.topic}-upstream")
+        producer.init_transactions()
+        for part, commit in ((committed, True), (aborted, False), (retried, True)):
+            producer.begin_transaction()
+            for line in part:
+                producer.send(setup.topic, key=KEY, value=line)
+            producer.flush()
+            if commit:
+                producer.commit_transaction()
+            else:
+                producer.abort_transaction()
+        producer.close()
+        seen = plain + committed + retried
+        wait_for_results(setup, [worker], seen, timeout=180)
+        assert_same_as_replay(setup, seen)
+        wait_caught_up(setup.settings(), 60)  # the entry stage's offset is past the last marker
+        assert worker.alive(), worker.log_tail()
+    finally:
+        worker.stop()
+
+
+def _send_plain(bootstrap: str, topic: str, lines: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for line in lines:
+        producer.send(topic, key=KEY, value=line)
+    producer.flush()
+    producer.close()
