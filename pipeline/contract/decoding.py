@@ -144,7 +144,8 @@ def decode_json(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Rejected(NOT_UTF8, f"byte offset {exc.start}: {exc.reason} "
-                                 f"(0x{data[exc.start]:02x}); events must be UTF-8 JSON") from None
+                                 f"(0x{data[exc.start]:02x}); events must be UTF-8 JSON"
+                                 f"{registry_framing(data)}") from None
     # Two C-speed counts bound the depth for nearly every record; only one with many brackets
     # (deep, or braces in its text) pays for the exact scan.
     if data.count(b"{") + data.count(b"[") > MAX_DEPTH and nesting_depth(text) > MAX_DEPTH:
@@ -153,6 +154,25 @@ def decode_json(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     if value is not _NOT_DECIDED:
         return value
     return _decode_strict(text)
+
+
+def registry_framing(data: bytes) -> str:
+    """A hint for a record that starts like Confluent Schema Registry's wire format (a zero
+    byte, then a 4-byte schema id, then Avro, Protobuf or JSON): a producer whose serializer
+    adds the registry's header. Empty for any other record.
+
+    >>> hint = registry_framing(b'\\x00\\x00\\x00\\x01\\x2c{"event_id": "e1"}')
+    >>> hint[:80]
+    '; it starts like a Confluent Schema Registry record (magic byte 0, schema id 300'
+    >>> registry_framing(b'{"event_id": "e1"}')
+    ''
+    """
+    if len(data) < 5 or data[0] != 0:
+        return ""
+    schema_id = int.from_bytes(data[1:5], "big")
+    return (f"; it starts like a Confluent Schema Registry record (magic byte 0, schema id "
+            f"{schema_id}): send the event JSON itself, without the 5-byte header (a string or "
+            "byte-array serializer)")
 
 
 def _decode_strict(text: str) -> Any:
@@ -167,11 +187,15 @@ def _decode_strict(text: str) -> Any:
     except ValueError as exc:
         if not text.strip():
             message = "the record is empty"
+        elif text.startswith("\x00"):
+            message = f"{exc}{registry_framing(text.encode('utf-8'))}"
         elif text.startswith("\ufeff"):
             message = "the record starts with a byte order mark (EF BB BF); send UTF-8 without BOM"
         elif "Exceeds the limit" in str(exc):
             # Python's own words name sys.set_int_max_str_digits, which means nothing to a producer
             message = "a number literal has more than 4300 digits"
+        elif str(exc).startswith("Extra data"):
+            message = f"{exc}: more than one JSON value; send exactly one event object per record"
         else:
             message = str(exc)
         raise Rejected(NOT_JSON, f"not JSON: {message}") from None
