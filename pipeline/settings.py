@@ -213,7 +213,8 @@ class Settings(BaseSettings):
     topic_alerts: str = setting(
         "cx.alerts", "Experience-drop alerts.", accepts="a Kafka topic name")
     partitions: int = setting(
-        12, "Partitions of the input topic; bounds the worker count.", ge=1, le=10000)
+        12, "Partitions of the topics the worker creates; bounds the worker count. Fixed once "
+        "its internal topics exist (docs/streaming.md, Partition count).", ge=1, le=10000)
     kafka_replication_factor: int = setting(
         1, "Replicas of every topic the worker creates (3 on a cluster, with the brokers' "
         "min.insync.replicas at 2).", ge=1, le=32)

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.app import create_app
     from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
-    from pipeline.stream.topics import ensure_topics
+    from pipeline.stream.topics import PartitionCountMismatch, ensure_topics
 
     settings = Settings.from_env()
     from pipeline.followup_rules import FollowupRulesError, load_rules
@@ -42,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         return 2
     logging.basicConfig(level=logging.WARNING)
-    created = ensure_topics(settings)
+    try:
+        created = ensure_topics(settings)
+    except PartitionCountMismatch as exc:
+        print(f"peakend worker: {exc}", file=sys.stderr)
+        return 2
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)
     # Journey state is long-lived: walking it in every collection costs more than it frees; the

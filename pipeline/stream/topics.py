@@ -82,8 +82,51 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
+def internal_topics(settings: Settings) -> list[str]:
+    """The topics whose partitions hold the worker's placement: a journey key's partition (or a
+    segment's, a customer's, an event id's) is its hash modulo the partition count, and the
+    state of that key lives on that partition. The others (the touchpoints, the outputs, the
+    dead letters) may have any partition count."""
+    external = {settings.topic_touchpoints, settings.topic_dead_letters, settings.topic_journeys,
+                settings.topic_metrics, settings.topic_alerts, followups_topic(settings)}
+    return [name for name in topic_partitions(settings) if name not in external]
+
+
+class PartitionCountMismatch(Exception):
+    """An internal topic exists with another partition count than the settings give it."""
+
+
+def check_partition_counts(settings: Settings, counts: dict[str, int]) -> None:
+    """Raise `PartitionCountMismatch` (one line) when an internal topic has another partition
+    count than `PEAKEND_PARTITIONS` gives it. `counts`: the partition count of each existing
+    topic. With more partitions wanted than the topic has, the entry stage and the outputs
+    failed on every send ("Unrecognized partition") and nothing moved; with fewer, events were
+    placed on other partitions than the state of their journeys, which then split silently.
+
+    >>> s = Settings.from_env({"PEAKEND_PARTITIONS": "8"})
+    >>> check_partition_counts(s, {journey_events_topic(s): 8, s.topic_touchpoints: 3})
+    >>> try:
+    ...     check_partition_counts(s, {journey_events_topic(s): 4})
+    ... except PartitionCountMismatch as exc:
+    ...     print(str(exc)[:80])
+    topic peakend-journey-events has 4 partitions where PEAKEND_PARTITIONS=8 wants 8
+    """
+    wanted = topic_partitions(settings)
+    for name in internal_topics(settings):
+        have = counts.get(name)
+        if have is not None and have != wanted[name]:
+            raise PartitionCountMismatch(
+                f"topic {name} has {have} partitions where PEAKEND_PARTITIONS="
+                f"{settings.partitions} wants {wanted[name]}: the worker's state is placed by "
+                f"partition, so the count cannot change under it; set PEAKEND_PARTITIONS="
+                f"{have} again, or start a new application (another PEAKEND_APP_ID) and "
+                "backfill its history (docs/streaming.md, 'Partition count')")
+
+
 def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
-    """Create the missing topics; returns the names created. Waits until each has a leader."""
+    """Create the missing topics; returns the names created. Waits until each has a leader.
+    Raises `PartitionCountMismatch` before creating anything when an internal topic exists with
+    another partition count."""
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=f"{settings.app_id}-admin",
@@ -92,6 +135,12 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
     try:
         wanted = topic_partitions(settings)
         existing = set(admin.list_topics())
+        present = [name for name in internal_topics(settings) if name in existing]
+        if present:
+            check_partition_counts(settings, {
+                # kafka-python 3 names the topic `name`, 2.x `topic`
+                topic.get("name", topic.get("topic")): len(topic.get("partitions") or [])
+                for topic in admin.describe_topics(present)})
         missing = [name for name in wanted if name not in existing]
         changelogs = {changelog_topic(settings, table) for table in STATE_TABLES}
         changelogs.add(changelog_topic(settings, FOLLOWUP_STATE_TABLE))
