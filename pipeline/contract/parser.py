@@ -155,7 +155,13 @@ def _unknown(path: str, keys: Any, allowed: tuple[str, ...]) -> NoReturn:
     what = "field" if len(unknown) == 1 else "fields"
     where = "" if not path else f"{path}: "
     scope = "schema v1 allows" if not path else "allowed"
-    raise _Invalid(f"{where}unknown {what} {names} ({scope}: {', '.join(sorted(allowed))})")
+    hint = ""
+    if not path and set(unknown) >= {"schema", "payload"}:
+        # Kafka Connect's JsonConverter wraps each record so by default (schemas.enable=true)
+        hint = ("; this is a Kafka Connect JsonConverter envelope: set "
+                "value.converter.schemas.enable=false so that the record is the event itself")
+    raise _Invalid(f"{where}unknown {what} {names} ({scope}: {', '.join(sorted(allowed))})"
+                   f"{hint}")
 
 
 def _text(path: str, value: object, max_length: int = TEXT_MAX) -> str:

@@ -141,6 +141,10 @@ for name, data, reason, words in _rows([
     ("registry header, schema id not UTF-8", b"\x00\x00\x00\x00\xc8" + _valid, "not_utf8",
      ("Schema Registry", "schema id 200")),
     ("a NUL byte alone", b"\x00", "not_json", ("not JSON",)),
+    # Kafka Connect's JsonConverter with schemas.enable=true (its default) wraps every record
+    ("Kafka Connect envelope", b'{"schema": {"type": "struct", "fields": [], "optional": false},'
+     b' "payload": ' + _valid + b"}", "invalid",
+     ("unknown fields 'payload', 'schema'", "value.converter.schemas.enable=false")),
     ("hex number", with_raw(ev(), "valence", "0x1"), "not_json", ("not JSON",)),
     ("leading zero", with_raw(ev(), "valence", "00"), "not_json", ("not JSON",)),
     ("plus sign", with_raw(ev(), "valence", "+1"), "not_json", ("not JSON",)),
