@@ -227,6 +227,8 @@ class EntryStage:
         self._lock = asyncio.Lock()  # one read is routed and committed before a rebalance
         self._stopping = False
         self._clients: tuple[Any, ...] = ()  # the consumer and producer while running
+        # what this run committed per partition since the last rebalance (`_commit_passed_over`)
+        self._committed: dict[Any, int] = {}
 
     def stop(self) -> None:
         self._stopping = True
@@ -260,11 +262,12 @@ class EntryStage:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
         stage = self
+        self._committed.clear()  # a new consumer: nothing read by it yet
 
         class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
                 async with stage._lock:  # the read in progress is sent and committed first
-                    pass
+                    stage._committed.clear()
 
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 pass
@@ -293,10 +296,11 @@ class EntryStage:
         try:
             while not self._stopping:
                 data = await self._read(consumer)
-                if not data:
-                    continue
                 async with self._lock:
-                    await self._forward(consumer, producer, data)
+                    if data:
+                        await self._forward(consumer, producer, data)
+                    else:  # positions may have passed over what was never returned
+                        await self._commit_positions(consumer, ())
         finally:
             self._clients = ()
             with contextlib.suppress(Exception):
@@ -321,6 +325,31 @@ class EntryStage:
                 data.setdefault(tp, []).extend(batch)
                 count += len(batch)
         return data
+
+    async def _commit_positions(self, consumer: Any, read: Iterable[Any]) -> None:
+        """Commit the consumer's position of the partitions of this read (`read`) and of those
+        read since the last rebalance whose position moved. The position, not the last record's
+        offset + 1: it is also past what the consumer passed over without returning (a
+        transaction's commit marker, records of an aborted transaction), so the committed
+        offset and the lag reach the end of a transactional producer's input, even when those
+        come alone at the end of a partition. Every record below a position was returned by a
+        read already forwarded (positions move as records are taken); a partition not read
+        since the last rebalance is left out (`position` would wait for its first fetch)."""
+        owned = consumer.assignment()
+        offsets = {}
+        for tp in {*read, *self._committed}:
+            if tp in owned:
+                position = await consumer.position(tp)
+                if position != self._committed.get(tp):
+                    offsets[tp] = position
+        if not offsets:
+            return
+        await consumer.commit(offsets)
+        self._committed.update(offsets)
+        for tp, position in offsets.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.entry_lag(tp.partition, max(0, highwater - position))
 
     async def _start(self, *clients: Any) -> None:
         delay = 1.0
@@ -350,14 +379,5 @@ class EntryStage:
         sent += [await producer.send(self.dead_letters_topic, value=letter)
                  for _, letter in routed.dead_letters]
         await asyncio.gather(*sent)  # acknowledged (acks=all) before the offsets move
-        # The consumer's position, not the last record's offset + 1: it is past the control
-        # records (a transaction's commit marker) and aborted records read with the batch, so
-        # the committed offset and the lag reach the end of a transactional producer's input.
-        # Every record below it was returned by this read (positions move as records are taken).
-        offsets = {tp: await consumer.position(tp) for tp in data if tp in owned}
-        await consumer.commit(offsets)
+        await self._commit_positions(consumer, data)
         self.metrics.entry_read(routed)
-        for tp, position in offsets.items():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                self.metrics.entry_lag(tp.partition, max(0, highwater - position))

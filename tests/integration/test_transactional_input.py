@@ -5,9 +5,9 @@ Kafka Streams and Kafka Connect with exactly-once, and any client that calls
 read with read_uncommitted and applied them (300 events of an aborted transaction reached the
 tables). Here kafka-python's transactional producer writes plain records first, then a
 committed transaction, an aborted one holding events never sent again, and a committed retry
-of part of it, so a commit marker ends the log: the tables equal `replay` of what was
+of part of it, and once all is read one more aborted transaction: the tables equal `replay` of what was
 committed, row for row, and the entry stage's committed offset reaches the end of the log
-(past the last marker)."""
+(past the last marker, past records of an aborted transaction that end the log)."""
 
 from __future__ import annotations
 
@@ -45,22 +45,31 @@ def test_aborted_transactions_are_not_events(
                                  transactional_id=f"{setup.topic}-upstream")
         producer.init_transactions()
         for part, commit in ((committed, True), (aborted, False), (retried, True)):
-            producer.begin_transaction()
-            for line in part:
-                producer.send(setup.topic, key=KEY, value=line)
-            producer.flush()
-            if commit:
-                producer.commit_transaction()
-            else:
-                producer.abort_transaction()
-        producer.close()
+            _transaction(producer, setup.topic, part, commit)
         seen = plain + committed + retried
         wait_for_results(setup, [worker], seen, timeout=180)
         assert_same_as_replay(setup, seen)
         wait_caught_up(setup.settings(), 60)  # the entry stage's offset is past the last marker
+        # Then one more transaction, aborted, once the stage has read everything: the log ends
+        # in records it never returns, read alone, and its offset must still reach the end.
+        _transaction(producer, setup.topic, aborted[-100:], False)
+        producer.close()
+        wait_caught_up(setup.settings(), 60)
+        assert_same_as_replay(setup, seen)
         assert worker.alive(), worker.log_tail()
     finally:
         worker.stop()
+
+
+def _transaction(producer: KafkaProducer, topic: str, lines: list[bytes], commit: bool) -> None:
+    producer.begin_transaction()
+    for line in lines:
+        producer.send(topic, key=KEY, value=line)
+    producer.flush()
+    if commit:
+        producer.commit_transaction()
+    else:
+        producer.abort_transaction()
 
 
 def _send_plain(bootstrap: str, topic: str, lines: list[bytes]) -> None:
