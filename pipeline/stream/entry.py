@@ -227,7 +227,7 @@ class EntryStage:
         self._lock = asyncio.Lock()  # one read is routed and committed before a rebalance
         self._stopping = False
         self._clients: tuple[Any, ...] = ()  # the consumer and producer while running
-        # what this run committed per partition since the last rebalance (`_commit_passed_over`)
+        # what this run committed per partition since the last rebalance (`_commit_positions`)
         self._committed: dict[Any, int] = {}
 
     def stop(self) -> None:
