@@ -292,7 +292,8 @@ def build_worker(
     entry_stats = EntryStats(stats, s.topic_touchpoints)
     tasks = WorkerTasks(
         s, outputs=outputs,
-        entry=(EntryProcess(entry_stats.add, entry_stats.entry_lag) if entry_child
+        entry=(EntryProcess(entry_stats.add, entry_stats.entry_lag, entry_stats.entry_expired)
+               if entry_child
                else build_entry_stage(s, entry_stats, handoff)),
         sink=sink,
         sink_child=(SinkProcess(stats, migrate=migrate)

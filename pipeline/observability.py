@@ -30,6 +30,7 @@ class WorkerMetrics:
     clickhouse_up: Gauge
     kafka_up: Gauge
     consumer_lag: Gauge
+    input_expired: Counter
     alerts_firing: Gauge
     last_event_time: Gauge
     followup_cases: Counter
@@ -138,6 +139,13 @@ class WorkerMetrics:
                 "peakend_consumer_lag",
                 "Records behind the end of the input partition.",
                 ["topic", "partition"],
+                registry=reg,
+            ),
+            input_expired=Counter(
+                "peakend_input_records_expired",
+                "Input records the topic's retention deleted (or a truncated log lost) before "
+                "the entry stage read them: never processed, in no table and no dead letter.",
+                ["topic"],
                 registry=reg,
             ),
             alerts_firing=Gauge(

@@ -208,6 +208,8 @@ class EntryMetrics(Protocol):
 
     def entry_lag(self, partition: int, lag: int) -> None: ...
 
+    def entry_expired(self, partition: int, records: int) -> None: ...
+
 
 class EntryStage:
     """The stage's Kafka side: consume, route, produce, commit (see the module docstring)."""
@@ -274,7 +276,7 @@ class EntryStage:
 
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest",
+            enable_auto_commit=False, auto_offset_reset="none",  # `_getmany` decides
             max_poll_records=self.max_records,
             # aiokafka prefetches up to 50 MiB by default: a whole backlog decoded in memory at
             # once, which glibc then keeps (the worker memory test: RSS +48 MiB in its last third)
@@ -311,20 +313,55 @@ class EntryStage:
     async def _read(self, consumer: Any) -> dict[Any, list[Any]]:
         """Records of one read: up to `max_records`, gathered for at most `READ_LINGER_SECONDS`
         after the first arrive (a backlog fills a read at once and waits for nothing)."""
-        data: dict[Any, list[Any]] = await consumer.getmany(
-            timeout_ms=200, max_records=self.max_records)
+        data: dict[Any, list[Any]] = await self._getmany(consumer, 200, self.max_records)
         count = sum(len(batch) for batch in data.values())
         if not count:
             return data
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READ_LINGER_SECONDS
         while count < self.max_records and (left := deadline - loop.time()) > 0:
-            more = await consumer.getmany(timeout_ms=max(1, int(left * 1000)),
-                                          max_records=self.max_records - count)
+            more = await self._getmany(consumer, max(1, int(left * 1000)),
+                                       self.max_records - count)
             for tp, batch in more.items():  # each partition's records stay in offset order
                 data.setdefault(tp, []).extend(batch)
                 count += len(batch)
         return data
+
+    async def _getmany(self, consumer: Any, timeout_ms: int, max_records: int
+                       ) -> dict[Any, list[Any]]:
+        """`consumer.getmany`, and where to read from when a partition has no valid offset.
+        The consumer resets nothing itself (auto_offset_reset="none"): a group's first read of
+        a partition starts at its beginning, as "earliest" would; an offset the log no longer
+        has (the topic's retention deleted records before they were read, or the log was
+        truncated) is counted and logged, then reading goes on at the log's start. "earliest"
+        did that without a word: records lost unread looked like records never sent. aiokafka
+        raises these only from a call that returned no records, so nothing read is dropped."""
+        from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
+
+        try:
+            data: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=timeout_ms,
+                                                                max_records=max_records)
+            return data
+        except NoOffsetForPartitionError as exc:
+            await consumer.seek_to_beginning(*exc.args)
+        except OffsetOutOfRangeError as exc:
+            for tp, offset in exc.args[0].items():
+                start = (await consumer.beginning_offsets([tp]))[tp]
+                end = (await consumer.end_offsets([tp]))[tp]
+                if offset < start:
+                    self.metrics.entry_expired(tp.partition, start - offset)
+                    log.warning("entry stage: %d records of %s partition %d (offsets %d to %d) "
+                                "were deleted before they were read (the topic's retention): "
+                                "counted in peakend_input_records_expired_total; reading on "
+                                "at offset %d", start - offset, tp.topic, tp.partition,
+                                offset, start - 1, start)
+                else:
+                    log.warning("entry stage: offset %d of %s partition %d is beyond its end "
+                                "(%d): the log was truncated or the topic made again; reading "
+                                "on at its start (%d)", offset, tp.topic, tp.partition, end,
+                                start)
+                consumer.seek(tp, start)
+        return {}
 
     async def _commit_positions(self, consumer: Any, read: Iterable[Any]) -> None:
         """Commit the consumer's position of the partitions of this read (`read`) and of those

@@ -60,13 +60,14 @@ def build_entry_stage(settings: Settings, metrics: EntryMetrics,
 
 class EntryReport:
     """The child's side of the counts: gathered between reports, written as one JSON line
-    (`{"records": n, "dead": {reason: n}, "lag": {partition: n}, "at": unix seconds of the
-    last read}`), nothing when there is nothing new."""
+    (`{"records": n, "dead": {reason: n}, "lag": {partition: n}, "expired": {partition: n},
+    "at": unix seconds of the last read}`), nothing when there is nothing new."""
 
     def __init__(self) -> None:
         self.records = 0
         self.dead: Counter[str] = Counter()
         self.lag: dict[str, int] = {}
+        self.expired: Counter[str] = Counter()
         self.at = 0.0
 
     def entry_read(self, routed: Routed) -> None:
@@ -77,13 +78,16 @@ class EntryReport:
     def entry_lag(self, partition: int, lag: int) -> None:
         self.lag[str(partition)] = lag
 
+    def entry_expired(self, partition: int, records: int) -> None:
+        self.expired[str(partition)] += records
+
     def take(self) -> bytes | None:
         """The report since the last one, or None."""
-        if not (self.records or self.lag):
+        if not (self.records or self.lag or self.expired):
             return None
         line = orjson.dumps({"records": self.records, "dead": self.dead, "lag": self.lag,
-                             "at": self.at}) + b"\n"
-        self.records, self.dead, self.lag = 0, Counter(), {}
+                             "expired": self.expired, "at": self.at}) + b"\n"
+        self.records, self.dead, self.lag, self.expired = 0, Counter(), {}, Counter()
         return line
 
     async def write_every(self, out: IO[bytes], seconds: float = REPORT_SECONDS) -> None:
@@ -109,14 +113,15 @@ class EntryReport:
 
 
 def apply_report(line: bytes, entry_read: Callable[[int, dict[str, int], float], None],
-                 entry_lag: Callable[[int, int], None]) -> None:
+                 entry_lag: Callable[[int, int], None],
+                 entry_expired: Callable[[int, int], None]) -> None:
     """Hand one `EntryReport` line to the worker's metrics.
 
     >>> seen = []
-    >>> apply_report(b'{"records":3,"dead":{"invalid":1},"lag":{"2":5},"at":1.5}\\n',
-    ...              lambda *a: seen.append(a), lambda *a: seen.append(a))
+    >>> apply_report(b'{"records":3,"dead":{"invalid":1},"lag":{"2":5},"expired":{"1":7},'
+    ...              b'"at":1.5}\\n', *[lambda *a: seen.append(a)] * 3)
     >>> seen
-    [(3, {'invalid': 1}, 1.5), (2, 5)]
+    [(3, {'invalid': 1}, 1.5), (2, 5), (1, 7)]
     """
     report = orjson.loads(line)
     if report["records"]:
@@ -124,15 +129,20 @@ def apply_report(line: bytes, entry_read: Callable[[int, dict[str, int], float],
                    float(report["at"]))
     for partition, lag in report["lag"].items():
         entry_lag(int(partition), int(lag))
+    for partition, records in report.get("expired", {}).items():
+        entry_expired(int(partition), int(records))
 
 
 class EntryProcess(ChildProcess):
-    """Runs `peakend entry` as a child of the worker; its reports go to `entry_read` and
-    `entry_lag` (the worker's `EntryStats.add` and `.entry_lag`)."""
+    """Runs `peakend entry` as a child of the worker; its reports go to `entry_read`,
+    `entry_lag` and `entry_expired` (the worker's `EntryStats.add`, `.entry_lag` and
+    `.entry_expired`)."""
 
     def __init__(self, entry_read: Callable[[int, dict[str, int], float], None],
-                 entry_lag: Callable[[int, int], None]) -> None:
-        super().__init__("entry", on_line=lambda line: apply_report(line, entry_read, entry_lag))
+                 entry_lag: Callable[[int, int], None],
+                 entry_expired: Callable[[int, int], None]) -> None:
+        super().__init__("entry", on_line=lambda line: apply_report(
+            line, entry_read, entry_lag, entry_expired))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -56,6 +56,9 @@ class EntryStats:
     def entry_lag(self, partition: int, lag: int) -> None:
         self.stats.consumer_lag.labels(self.topic, str(partition)).set(lag)
 
+    def entry_expired(self, partition: int, records: int) -> None:
+        self.stats.input_expired.labels(self.topic).inc(records)
+
 
 class Revocations:
     """Partitions that move away (and perhaps come back) are rebuilt from their table; their

@@ -26,7 +26,7 @@ from pipeline.stream.entry_process import EntryProcess
 import time
 child = EntryProcess(lambda records, dead, at: print("read", records, sum(dead.values()),
                                                      flush=True),
-                     lambda partition, lag: None)
+                     lambda partition, lag: None, lambda partition, records: None)
 child.start()
 print("pid", child.proc.pid, flush=True)
 time.sleep(600)

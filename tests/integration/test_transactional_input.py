@@ -5,9 +5,9 @@ Kafka Streams and Kafka Connect with exactly-once, and any client that calls
 read with read_uncommitted and applied them (300 events of an aborted transaction reached the
 tables). Here kafka-python's transactional producer writes plain records first, then a
 committed transaction, an aborted one holding events never sent again, and a committed retry
-of part of it, and once all is read one more aborted transaction: the tables equal `replay` of what was
-committed, row for row, and the entry stage's committed offset reaches the end of the log
-(past the last marker, past records of an aborted transaction that end the log)."""
+of part of it, and once all is read one more aborted transaction: the tables equal `replay`
+of what was committed, row for row, and the entry stage's committed offset reaches the end of
+the log (past the last marker, past records of an aborted transaction that end the log)."""
 
 from __future__ import annotations
 

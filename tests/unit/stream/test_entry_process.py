@@ -48,6 +48,9 @@ def test_the_childs_reports_give_the_worker_the_counts_of_the_stage_in_process(
         report.entry_read(routed)
         direct.entry_lag(start % 4, start)
         report.entry_lag(start % 4, start)
+        if start % 2100 == 0:  # now and then records the retention deleted unread
+            direct.entry_expired(start % 3, 5 + start)
+            report.entry_expired(start % 3, 5 + start)
         if start % 1400 == 700:
             line = report.take()
             assert line is not None
@@ -57,13 +60,15 @@ def test_the_childs_reports_give_the_worker_the_counts_of_the_stage_in_process(
     reports.append(last)
     assert report.take() is None  # nothing new, no line
     for line in reports:
-        apply_report(line, relayed.add, relayed.entry_lag)
+        apply_report(line, relayed.add, relayed.entry_lag, relayed.entry_expired)
     got, want = _samples(from_child.registry), _samples(in_process.registry)
     assert got == want
     # and it counted something: the read records and at least one dead letter reason
     assert want[("peakend_events_in_total", (("topic", TOPIC),))] == len(read)
     assert any(name == "peakend_dead_letters_total" and value > 0
                for (name, _), value in want.items())
+    assert want[("peakend_input_records_expired_total", (("topic", TOPIC),))] == sum(
+        5 + start for start in range(0, len(read), 700) if start % 2100 == 0)
 
 
 def test_the_worker_runs_its_entry_stage_as_a_child_unless_told_not_to(
@@ -115,7 +120,7 @@ def test_a_garbled_report_is_logged_and_the_next_one_still_counts(
 
     def on_line(line: bytes) -> None:
         seen.append(line)
-        apply_report(line, entry.add, entry.entry_lag)
+        apply_report(line, entry.add, entry.entry_lag, entry.entry_expired)
 
     child = Script("print('not json', flush=True)\n"
                    "print('{\"records\":2,\"dead\":{},\"lag\":{},\"at\":1.0}', flush=True)\n",

@@ -1,0 +1,75 @@
+"""Records the touchpoints topic's retention deleted before the entry stage read them (issue 13:
+nothing lost silently). They are lost whatever we do; until 2026-12-06 the entry stage's
+consumer reset to the log's start without a word (auto_offset_reset="earliest"), so records
+never processed looked like records never sent. Now it counts them in
+`peakend_input_records_expired_total`, logs one line with the offsets, and reads on.
+
+A worker reads a first part and stops; two more parts are sent, and the log's start is moved
+past the second (Kafka's DeleteRecords, what retention does to old segments); a worker started
+again reads the third: the tables equal `replay` of the first and third parts row for row, and
+the counter holds the second part's size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+
+from pipeline.core.partitioner import partition_for
+from tests.integration.test_stream_end_to_end import (
+    assert_same_as_replay,
+    generate,
+    wait_for_results,
+)
+from tests.support.stack import ClickHouseUrls
+from tests.support.stream import Worker, stream_setup, wait_until
+
+pytestmark = pytest.mark.integration
+KEY = b"one-key"  # one partition, in log order
+
+
+def test_records_deleted_before_they_were_read_are_counted(
+        tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
+    from pipeline.stream.topics import ensure_topics
+
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=4)
+    ensure_topics(setup.settings())
+    lines = generate(tmp_path, 1500, seed=41)
+    first, expired, third = lines[:500], lines[500:900], lines[900:]
+    partition = TopicPartition(setup.topic, partition_for(KEY.decode(), setup.partitions))
+    worker = Worker(setup, tmp_path, "a", 0)
+    try:
+        _send(kafka_bootstrap, setup.topic, first)
+        wait_for_results(setup, [worker], first, timeout=180)
+    finally:
+        worker.stop()
+    _send(kafka_bootstrap, setup.topic, expired + third)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.delete_records({partition: len(first) + len(expired)})
+    finally:
+        admin.close()
+    worker = Worker(setup, tmp_path, "a", 0)
+    try:
+        kept = first + third
+        wait_for_results(setup, [worker], kept, timeout=180)
+        assert_same_as_replay(setup, kept)
+        counter = ("peakend_input_records_expired_total", (("topic", setup.topic),))
+        wait_until(lambda: worker.metric_samples().get(counter) == len(expired), 30,
+                   f"{len(expired)} expired records counted", worker.log_tail)
+        log = worker.log_tail(400)
+        assert (f"{len(expired)} records of {setup.topic} partition {partition.partition} "
+                f"(offsets {len(first)} to {len(first) + len(expired) - 1}) were deleted "
+                "before they were read") in log
+        assert worker.alive(), worker.log_tail()
+    finally:
+        worker.stop()
+
+
+def _send(bootstrap: str, topic: str, lines: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for line in lines:
+        producer.send(topic, key=KEY, value=line)
+    producer.flush()
+    producer.close()
