@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
+from pipeline.contract.rejected import NOT_JSON
 from pipeline.core.partitioner import partition_for
 from pipeline.kafka_fetch import AIOKAFKA_DEFAULT, FetchSize
 from pipeline.privacy import PersonalData
@@ -48,6 +49,11 @@ from pipeline.stream.batches import (
 log = logging.getLogger(__name__)
 
 LOG_APPEND_TIME = 1  # Kafka's timestamp type of a topic with message.timestamp.type=LogAppendTime
+# A record without a value: a delete marker of a compacted topic, which Debezium and other
+# change-data-capture connectors send after each delete (tombstones.on.delete, on by default).
+TOMBSTONE = ("not JSON: the record has no value (a tombstone, as change-data-capture "
+             "connectors send after a delete: Debezium's tombstones.on.delete=false turns them "
+             "off); events must be UTF-8 JSON")
 # How long a read waits for more records once it has some: at a steady rate a fetch returns the
 # few records that arrived since the last, and each read becomes one batch record per target
 # partition. Every batch record costs the agents behind it Faust's per-record path, a batch of
@@ -129,6 +135,8 @@ class Router:
             out.records += 1
             value = record.value or b""
             try:
+                if record.value is None:
+                    raise Rejected(NOT_JSON, TOMBSTONE)
                 event = self.privacy.scrub(parse_event(value, max_bytes=self.max_event_bytes))
             except Rejected as rejected:
                 letter = DeadLetter.from_rejection(

@@ -338,3 +338,20 @@ def test_the_entry_stage_asks_the_broker_for_fuller_fetches(monkeypatch: pytest.
             asyncio.run(stage._run_once())
         assert (seen["fetch_min_bytes"], seen["fetch_max_wait_ms"]) == (
             STREAM_FETCH_MIN_BYTES, wait_ms)
+
+
+def test_a_record_without_a_value_is_a_dead_letter_that_says_tombstone(lines: list[bytes]
+                                                                       ) -> None:
+    # Debezium sends a tombstone (a null value) after each delete; an empty value is not one
+    read = [SimpleNamespace(partition=0, offset=0, value=None, timestamp=0, timestamp_type=0),
+            SimpleNamespace(partition=0, offset=1, value=b"", timestamp=0, timestamp_type=0),
+            SimpleNamespace(partition=0, offset=2, value=lines[0], timestamp=0,
+                            timestamp_type=0)]
+    routed = router().route(read, read_ms=1 << 50)
+    assert routed.records == 3 and routed.events == 1
+    letters = [json.loads(letter) for _, letter in routed.dead_letters]
+    assert [(d["reason"], d["source_offset"]) for d in letters] == [("not_json", 0),
+                                                                   ("not_json", 1)]
+    assert "a tombstone" in letters[0]["error"]
+    assert "tombstones.on.delete=false" in letters[0]["error"]
+    assert letters[1]["error"] == "not JSON: the record is empty"
