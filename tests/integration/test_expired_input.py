@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 
 from pipeline.core.partitioner import partition_for
 from tests.integration.test_stream_end_to_end import (
@@ -23,7 +23,7 @@ from tests.integration.test_stream_end_to_end import (
     wait_for_results,
 )
 from tests.support.stack import ClickHouseUrls
-from tests.support.stream import Worker, stream_setup, wait_until
+from tests.support.stream import Worker, produce_lines, stream_setup, wait_until
 
 pytestmark = pytest.mark.integration
 KEY = b"one-key"  # one partition, in log order
@@ -40,11 +40,11 @@ def test_records_deleted_before_they_were_read_are_counted(
     partition = TopicPartition(setup.topic, partition_for(KEY.decode(), setup.partitions))
     worker = Worker(setup, tmp_path, "a", 0)
     try:
-        _send(kafka_bootstrap, setup.topic, first)
+        produce_lines(kafka_bootstrap, setup.topic, first, one_key=KEY)
         wait_for_results(setup, [worker], first, timeout=180)
     finally:
         worker.stop()
-    _send(kafka_bootstrap, setup.topic, expired + third)
+    produce_lines(kafka_bootstrap, setup.topic, expired + third, one_key=KEY)
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
         admin.delete_records({partition: len(first) + len(expired)})
@@ -66,10 +66,3 @@ def test_records_deleted_before_they_were_read_are_counted(
     finally:
         worker.stop()
 
-
-def _send(bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    for line in lines:
-        producer.send(topic, key=KEY, value=line)
-    producer.flush()
-    producer.close()

@@ -23,7 +23,7 @@ from tests.integration.test_stream_end_to_end import (
     wait_for_results,
 )
 from tests.support.stack import ClickHouseUrls
-from tests.support.stream import Worker, stream_setup
+from tests.support.stream import Worker, produce_lines, stream_setup
 
 pytestmark = pytest.mark.integration
 KEY = b"one-key"  # one partition, in log order: the comparison is row for row
@@ -40,7 +40,7 @@ def test_aborted_transactions_are_not_events(
                                           lines[900:1200])
     worker = Worker(setup, tmp_path, "a", 0)
     try:
-        _send_plain(kafka_bootstrap, setup.topic, plain)
+        produce_lines(kafka_bootstrap, setup.topic, plain, one_key=KEY)
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap,
                                  transactional_id=f"{setup.topic}-upstream")
         producer.init_transactions()
@@ -71,10 +71,3 @@ def _transaction(producer: KafkaProducer, topic: str, lines: list[bytes], commit
     else:
         producer.abort_transaction()
 
-
-def _send_plain(bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    for line in lines:
-        producer.send(topic, key=KEY, value=line)
-    producer.flush()
-    producer.close()

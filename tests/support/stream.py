@@ -206,10 +206,12 @@ def produce_lines(
     on_sent: Callable[[int], None] | None = None,
     client_options: dict[str, str] | None = None,
     idempotent: bool = False,
+    one_key: bytes | None = None,
 ) -> int:
     """Send raw lines keyed like the producer library (journey key), invalid ones unkeyed, in
     order, so each partition sees the order `peakend replay --partitions` assumes.
     `client_options`: `Settings.kafka_client_options()` for a SASL or TLS listener.
+    `one_key`: every line under this key instead (one partition, in file order).
 
     `idempotent`: retries without end and the broker drops the repeats, so a broker lost under
     load (a cluster's leader moving) neither drops nor repeats input."""
@@ -220,10 +222,12 @@ def produce_lines(
                              **(client_options or {}))
     count = 0
     for line in lines:
-        try:
-            key: bytes | None = parse_event(line).journey_key.encode()
-        except Rejected:
-            key = None
+        key = one_key
+        if key is None:
+            try:
+                key = parse_event(line).journey_key.encode()
+            except Rejected:
+                key = None
         producer.send(topic, key=key, value=line)
         count += 1
         if on_sent is not None:
