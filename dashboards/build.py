@@ -294,9 +294,11 @@ def pipeline_health() -> Dashboard:
         [
             prom("Events in per second", ["sum by (topic) (rate(peakend_events_in_total[5m]))"],
                  ["{{topic}}"], "ops"),
-            prom("Dead letters per second by reason",
-                 ["sum by (reason) (rate(peakend_dead_letters_total[5m]))"], ["{{reason}}"],
-                 "ops"),
+            # input never processed: refused (dead letters) or deleted by retention unread
+            prom("Dead letters by reason, and input lost to retention, per second",
+                 ["sum by (reason) (rate(peakend_dead_letters_total[5m]))",
+                  "sum by (topic) (rate(peakend_input_records_expired_total[5m]))"],
+                 ["{{reason}}", "lost to retention {{topic}}"], "ops"),
             prom("Consumer lag (records)", ["sum by (topic) (peakend_consumer_lag)",
                                             "max by (partition) (peakend_consumer_lag)"],
                  ["total {{topic}}", "partition {{partition}}"]),
