@@ -3,11 +3,12 @@
 Kafka Streams and Kafka Connect with exactly-once, and any client that calls
 `abort_transaction`, leave aborted records in the log: they are not events. The entry stage
 read with read_uncommitted and applied them (a probe of 100 committed and 100 aborted records:
-193 rows in touchpoint_events, 7 dead letters). Here kafka-python's transactional producer writes plain records first, then a
-committed transaction, an aborted one holding events never sent again, and a committed retry
-of part of it, and once all is read one more aborted transaction: the tables equal `replay`
-of what was committed, row for row, and the entry stage's committed offset reaches the end of
-the log (past the last marker, past records of an aborted transaction that end the log)."""
+193 rows in touchpoint_events, 7 dead letters). Here kafka-python's transactional producer
+writes plain records first, then a committed transaction, an aborted one holding events never
+sent again, and a committed retry of part of it, and once all is read one more aborted
+transaction: the tables equal `replay` of what was committed, row for row, and the entry
+stage's committed offset reaches the end of the log (past the last marker, past records of an
+aborted transaction that end the log)."""
 
 from __future__ import annotations
 
