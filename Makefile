@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set up what they need.
-.PHONY: setup tools stack stack-stop demo test unit lint bench bench-quick faults clean
+.PHONY: setup tools stack stack-stop demo test unit lint bench bench-quick faults fuzz clean
 
 PY := .venv/bin/python
 
@@ -25,17 +25,31 @@ demo: stack
 # through scripts/stack.sh and fail if they cannot), then unit tests and doctests, in a process of
 # their own (a pytest process that ran the integration tests, with their in-process Faust, chdb
 # and RocksDB objects, once died with a segmentation fault in the unit tests after them).
+# Property tests draw the same examples on every run (`--hypothesis-profile=ci`, conftest.py);
+# `make fuzz` draws new ones.
+PYTEST := .venv/bin/pytest -p no:cacheprovider --hypothesis-profile=ci
+
 test: setup tools
 	.venv/bin/ruff check pipeline jobs tests bench scripts conftest.py
 	.venv/bin/mypy
 	bash scripts/stack.sh start
-	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider pipeline/core tests/unit/core
-	.venv/bin/pytest -p no:cacheprovider -m integration
-	.venv/bin/pytest -p no:cacheprovider -m "not integration"
+	PEAKEND_PURE_CORE=1 $(PYTEST) pipeline/core tests/unit/core
+	$(PYTEST) -m integration
+	$(PYTEST) -m "not integration"
 
 unit: setup tools
-	PEAKEND_PURE_CORE=1 .venv/bin/pytest -p no:cacheprovider pipeline/core tests/unit/core
-	.venv/bin/pytest -m "not integration"
+	PEAKEND_PURE_CORE=1 $(PYTEST) pipeline/core tests/unit/core
+	$(PYTEST) -m "not integration"
+
+# The property tests (every test module with a Hypothesis @given, server-free ones) with a new
+# random seed each round, FUZZ_ROUNDS rounds (default 5). A failing example is printed with the
+# seed to rerun it and kept in .hypothesis/, where every later run tries it first.
+FUZZ_ROUNDS ?= 5
+fuzz: setup
+	for round in $$(seq $(FUZZ_ROUNDS)); do \
+	  .venv/bin/pytest -q -m "not integration" $$(grep -rl --include='test_*.py' '@given' tests) \
+	    || exit 1; \
+	done
 
 lint: setup
 	.venv/bin/ruff check pipeline jobs tests bench scripts conftest.py

@@ -64,7 +64,13 @@ class WatchedSegmentStage(SegmentStage):
 
 class SimulatedStream:
     """`restart_every`: rebuild stage one from its persisted state every that many batches
-    (a worker restarted after a crash, with nothing read again: the restore's own re-sends);
+    (a worker restarted after a crash, with nothing read again: the restore's own re-sends),
+    once that batch's outputs were delivered and its state written: the worker writes a
+    batch's state only after its outputs were delivered (pipeline/stream/agent_loop.py), so a
+    restore never re-sends ahead of outputs still on their way. (Until 2026-12-06 the restart
+    came before the batch's delivery, with its state already written: the re-sent contribution
+    of a journey that had just left a final bucket reached the segment stage before the
+    message that kept it there, and took it out; the worker cannot do that.)
     with `restart_segments`, the segment stage too, from its state as a changelog replay gives
     it back: every key as last written, in any order (seeded), the members of evicted buckets
     included (the journal forgets them without a removal: `JournalTable.forget_keys`), and no
@@ -90,6 +96,9 @@ class SimulatedStream:
         self._undelivered: list[MetricRecord] = []
         self._restore_order = random.Random(partitions * 7919 + batch)
         self.sends = 0
+        # what a restart of stage one re-sends, sent ahead of the next batch's outputs
+        self._resent: dict[int, list[StageOneOutput]] = {}
+        self._draining = False  # `finish`: no more restarts
         # stage one's state table, per partition, as the worker writes it after each batch
         self.stage_one_state: list[dict[str, Any]] = [{} for _ in range(partitions)]
         self.stage_one = [PartitionProcessor(p, config, SCORING_RULES) for p in range(partitions)]
@@ -150,7 +159,8 @@ class SimulatedStream:
     def finish(self, pending: dict[int, list[StageOneOutput]]) -> SimulatedStream:
         """The last batch, then the withdrawals it causes, until none is left."""
         self._send(pending)
-        while self.withdrawals:
+        self._draining = True
+        while self.withdrawals or self._resent:
             self._send({})
         self._deliver()
         return self
@@ -206,10 +216,13 @@ class SimulatedStream:
 
     def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
         self.sends += 1
-        if self.restart_every and self.sends % self.restart_every == 0:
-            self.restart_stage_one(pending)
-            if self.restart_segments:
-                self.restart_stage_two()
+        restart = (bool(self.restart_every) and not self._draining
+                   and self.sends % (self.restart_every or 1) == 0)
+        if restart and self.restart_segments:
+            self.restart_stage_two()
+        for p, resent in self._resent.items():
+            pending.setdefault(p, [])[:0] = resent
+        self._resent = {}
         self._deliver()
         withdrawals, self.withdrawals = self.withdrawals, {}
         for p, items in withdrawals.items():
@@ -250,6 +263,8 @@ class SimulatedStream:
             if queue:
                 self._take_stage_two(q, queue)
                 queue.clear()
+        if restart:
+            self.restart_stage_one(self._resent)  # its outputs delivered, its state written
 
     def _take_stage_two(self, q: int, queue: list[dict[str, Any]]) -> None:
         """Contributions through segment stage `q`, its state written, its records through

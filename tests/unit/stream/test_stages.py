@@ -563,3 +563,51 @@ def messages_end(journey: str, contribution: tuple[int, bool]) -> dict[str, Any]
     from pipeline.stream import messages
 
     return messages.end("all", "all", journey, contribution)[1]
+
+
+def test_a_restart_after_a_journey_left_a_final_bucket_leaves_it_counted_there() -> None:
+    """The shortest stream (20 events, shrunk from the schema-drawn one a CI run found on
+    2026-12-06) where journey j0, ended by a journey_end with a hard CES answer, moves on from
+    a negative-end bucket already final (a journey_end 7 days later) in the batch a restart of
+    stage one follows. Replay keeps it counted in the final bucket; so must the stream, whose
+    restore re-sends the journey's current contribution only after that batch's outputs were
+    delivered (the worker writes state after its outputs: pipeline/stream/agent_loop.py)."""
+    def event(event_id: str, journey: str | None, at: str, region: bool) -> bytes:
+        line: dict[str, Any] = {
+            "schema_version": 1, "event_id": event_id, "customer_id": "c0",
+            "occurred_at": at, "type": "journey_end", "channel": "app", "stage": "use",
+            "touchpoint": "checkout", "producer": "web", "valence": 0.0, "signals": {},
+            "survey": {"ces": 1, "ces_scale": 7, "ces_higher_means": "less_effort"},
+            "attributes": {"region": "north"} if region else {}}
+        if journey is not None:
+            line["journey_id"] = journey
+        return json.dumps(line).encode()
+
+    day = "2026-01-0{}T{}Z".format
+    data = [
+        event("c0-e0", None, day(1, "00:00:00.000"), False),
+        event("j0-e0", "j0", day(1, "00:00:00.000"), True),
+        event("j0-e34", "j0", day(1, "00:00:09.177"), True),
+        event("c0-e0", None, day(1, "00:00:00.000"), False),
+        event("j0-e36", "j0", day(2, "00:21:03.617"), True),
+        event("j0-e0", "j0", day(1, "00:00:00.000"), False),
+        event("j0-e0", "j0", day(1, "01:13:00.366"), True),
+        event("j0-e0", "j0", day(4, "19:15:47.612"), True),
+        event("j0-e24", "j0", day(1, "08:48:00.985"), False),
+        event("j0-e14", "j0", day(1, "06:15:06.620"), False),
+        event("c0-e0", None, day(1, "00:00:00.000"), False),
+        event("j0-e0", "j0", day(1, "00:00:00.000"), False),
+        event("c0-e0", None, day(1, "00:00:00.000"), False),
+        event("c0-e45", None, day(4, "08:26:00.450"), True),
+        event("c0-e43", None, day(1, "00:47:00.183"), True),
+        event("c0-e0", None, day(1, "00:00:00.000"), False),
+        event("c0-e0", None, day(1, "16:58:09.774"), False),
+        event("j0-e0", "j0", day(1, "11:55:27.599"), False),
+        event("j0-e0", "j0", day(1, "00:00:00.000"), False),
+        event("j0-e27", "j0", day(9, "13:45:02.084"), True),
+    ]
+    config = Settings.from_env({"PEAKEND_SEGMENT_ATTRIBUTES": "region"}).core_config()
+    sim = SimulatedStream(config, 2, 1, restart_every=2).run(data)
+    journeys, metrics = engine_results(data, 2, config)
+    assert journeys["j0"].end_event_id == "j0-e27"
+    assert_same(sim, journeys, metrics)
