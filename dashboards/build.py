@@ -297,8 +297,10 @@ def pipeline_health() -> Dashboard:
             # input never processed: refused (dead letters) or deleted by retention unread
             prom("Dead letters by reason, and input lost to retention, per second",
                  ["sum by (reason) (rate(peakend_dead_letters_total[5m]))",
-                  "sum by (topic) (rate(peakend_input_records_expired_total[5m]))"],
-                 ["{{reason}}", "lost to retention {{topic}}"], "ops"),
+                  "sum by (topic) (rate(peakend_input_records_expired_total[5m]))",
+                  "sum by (topic) (rate(peakend_sink_records_expired_total[5m]))"],
+                 ["{{reason}}", "lost to retention {{topic}}",
+                  "lost to retention before the sink {{topic}}"], "ops"),
             prom("Consumer lag (records)", ["sum by (topic) (peakend_consumer_lag)",
                                             "max by (partition) (peakend_consumer_lag)"],
                  ["total {{topic}}", "partition {{partition}}"]),

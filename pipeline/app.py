@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import faust
@@ -48,6 +49,7 @@ from pipeline.stream.agents import (
     SegmentsAgent,
 )
 from pipeline.stream.batches import Handoff
+from pipeline.stream.bus_purge import BusPurger
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry_process import EntryProcess, build_entry_stage
 from pipeline.stream.flush import OutputFlusher
@@ -68,6 +70,8 @@ from pipeline.stream.topics import (
     CLAIMS_STATE_TABLE,
     FOLLOWUP_STATE_TABLE,
     STATE_TABLES,
+    admin_client,
+    bus_topics,
     claims_topic,
     contributions_topic,
     followup_inputs_topic,
@@ -298,11 +302,13 @@ def build_worker(
         sink=sink,
         sink_child=(SinkProcess(stats, migrate=migrate)
                     if s.sink_process and s.clickhouse_url and warehouse is None else None),
-        stats=stats, state=deliver_state)
+        stats=stats, state=deliver_state,
+        bus_purger=BusPurger(partial(admin_client, s, "bus-purge"), s.app_id, bus_topics(s)))
     fapp.on_before_shutdown.connect(tasks.deliver_before_shutdown)
     fapp.task(tasks.run_entry)
     fapp.timer(0.2)(tasks.flush_idle)
     fapp.timer(heap.TRIM_SECONDS)(tasks.trim_heap)
+    fapp.timer(s.bus_purge_seconds, on_leader=True)(tasks.purge_bus)
     fapp.task(tasks.run_sink)
     fapp.task(tasks.serve_metrics)
 

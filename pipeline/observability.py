@@ -31,6 +31,7 @@ class WorkerMetrics:
     kafka_up: Gauge
     consumer_lag: Gauge
     input_expired: Counter
+    sink_expired: Counter
     alerts_firing: Gauge
     last_event_time: Gauge
     followup_cases: Counter
@@ -38,6 +39,8 @@ class WorkerMetrics:
     stage_records_read_again: Counter
     heap_trims: Counter
     heap_released_bytes: Counter
+    bus_purges: Counter
+    bus_records_purged: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -148,6 +151,13 @@ class WorkerMetrics:
                 ["topic"],
                 registry=reg,
             ),
+            sink_expired=Counter(
+                "peakend_sink_records_expired",
+                "Records of an output topic (journeys, metrics, alerts, dead letters) its "
+                "retention deleted before the ClickHouse sink read them: in no table.",
+                ["topic"],
+                registry=reg,
+            ),
             alerts_firing=Gauge(
                 "peakend_alerts_firing",
                 "Experience-drop alerts currently firing.",
@@ -192,6 +202,20 @@ class WorkerMetrics:
             heap_released_bytes=Counter(
                 "peakend_heap_released_bytes",
                 "Resident memory those trims gave back.",
+                registry=reg,
+            ),
+            bus_purges=Counter(
+                "peakend_bus_purges",
+                "Deletions of the bus topics' records below the worker group's committed "
+                "offsets (pipeline/stream/bus_purge.py), by outcome (ok, failed): failing, the "
+                "bus topics grow without limit (they have no retention time).",
+                ["outcome"],
+                registry=reg,
+            ),
+            bus_records_purged=Counter(
+                "peakend_bus_records_purged",
+                "Records of the bus topics those deletions removed (the first after a start "
+                "counts from each partition's offset 0).",
                 registry=reg,
             ),
         )

@@ -368,6 +368,11 @@ class Settings(BaseSettings):
         "and its state to be acknowledged, so larger batches wait less per event and hold more "
         "memory (docs/streaming.md, eighth round).",
         ge=1, le=1000)
+    bus_purge_seconds: float = setting(
+        30.0, "How often the worker's group leader deletes the records of the bus topics "
+        "(internal, no retention time) below the group's committed offsets "
+        "(pipeline/stream/bus_purge.py).",
+        gt=0, le=86400)
     stream_batch_seconds: float = setting(
         0.2, "An agent processes a batch once it is full or has waited this long for more events.",
         gt=0, le=3600)

@@ -58,6 +58,7 @@ from pipeline.contract.dead_letters import (
 )
 from pipeline.contract.decoding import has_long_number
 from pipeline.core.gcpolicy import SINK_THRESHOLDS, tune_gc
+from pipeline.kafka_expiry import read_or_reset
 from pipeline.kafka_fetch import sink_fetch
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
@@ -546,7 +547,7 @@ class ClickHouseSink:
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="none",  # `read_or_reset` decides: expired records are counted
             isolation_level="read_committed",
             max_poll_records=self.settings.sink_batch_rows,
             # Fewer, fuller fetches (pipeline/kafka_fetch.py): with aiokafka's fetch_min_bytes=1
@@ -569,7 +570,11 @@ class ClickHouseSink:
             consumer.subscribe(list(self.tables), listener=FlushOnRevoke())
             lag_at = 0.0
             while not self._stopping:
-                batches = await consumer.getmany(timeout_ms=100, max_records=5000)
+                batches = await read_or_reset(
+                    consumer, 100, 5000, reader="sink",
+                    counter="peakend_sink_records_expired_total",
+                    expired=lambda tp, records: self.metrics.sink_expired.labels(
+                        tp.topic).inc(records))
                 for tp, messages in batches.items():
                     for message in messages:
                         if message.value is not None:
@@ -619,6 +624,7 @@ SINK_METRIC_ATTRIBUTES = {
     "sink_insert_in_flight": "peakend_sink_insert_in_flight_seconds",
     "sink_oldest_pending": "peakend_sink_oldest_pending_seconds",
     "sink_lag_records": "peakend_sink_lag_records",
+    "sink_expired": "peakend_sink_records_expired",
     "clickhouse_up": "peakend_clickhouse_up",
     "kafka_up": "peakend_kafka_up",
 }

@@ -34,6 +34,7 @@ from pipeline.contract import Rejected, parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.rejected import NOT_JSON
 from pipeline.core.partitioner import partition_for
+from pipeline.kafka_expiry import read_or_reset
 from pipeline.kafka_fetch import AIOKAFKA_DEFAULT, FetchSize
 from pipeline.privacy import PersonalData
 from pipeline.stream.batches import (
@@ -337,39 +338,13 @@ class EntryStage:
 
     async def _getmany(self, consumer: Any, timeout_ms: int, max_records: int
                        ) -> dict[Any, list[Any]]:
-        """`consumer.getmany`, and where to read from when a partition has no valid offset.
-        The consumer resets nothing itself (auto_offset_reset="none"): a group's first read of
-        a partition starts at its beginning, as "earliest" would; an offset the log no longer
-        has (the topic's retention deleted records before they were read, or the log was
-        truncated) is counted and logged, then reading goes on at the log's start. "earliest"
-        did that without a word: records lost unread looked like records never sent. aiokafka
-        raises these only from a call that returned no records, so nothing read is dropped."""
-        from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
-
-        try:
-            data: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=timeout_ms,
-                                                                max_records=max_records)
-            return data
-        except NoOffsetForPartitionError as exc:
-            await consumer.seek_to_beginning(*exc.args)
-        except OffsetOutOfRangeError as exc:
-            for tp, offset in exc.args[0].items():
-                start = (await consumer.beginning_offsets([tp]))[tp]
-                end = (await consumer.end_offsets([tp]))[tp]
-                if offset < start:
-                    self.metrics.entry_expired(tp.partition, start - offset)
-                    log.warning("entry stage: %d records of %s partition %d (offsets %d to %d) "
-                                "were deleted before they were read (the topic's retention): "
-                                "counted in peakend_input_records_expired_total; reading on "
-                                "at offset %d", start - offset, tp.topic, tp.partition,
-                                offset, start - 1, start)
-                else:
-                    log.warning("entry stage: offset %d of %s partition %d is beyond its end "
-                                "(%d): the log was truncated or the topic made again; reading "
-                                "on at its start (%d)", offset, tp.topic, tp.partition, end,
-                                start)
-                consumer.seek(tp, start)
-        return {}
+        """`consumer.getmany`, and where to read from when a partition has no valid offset:
+        records the topic's retention deleted unread are counted, not passed over without a
+        word (pipeline/kafka_expiry.py)."""
+        return await read_or_reset(
+            consumer, timeout_ms, max_records, reader="entry stage",
+            counter="peakend_input_records_expired_total",
+            expired=lambda tp, records: self.metrics.entry_expired(tp.partition, records))
 
     async def _commit_positions(self, consumer: Any, read: Iterable[Any]) -> None:
         """Commit the consumer's position of the partitions of this read (`read`) and of those

@@ -10,6 +10,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from pipeline.settings import Settings
+from pipeline.stream.bus_purge import BUS_TOPIC_CONFIGS
 
 # The worker's two state tables (Faust tables; RocksDB with a changelog topic each).
 STATE_TABLES = ("journey-state", "segment-state")
@@ -92,6 +93,20 @@ def internal_topics(settings: Settings) -> list[str]:
     return [name for name in topic_partitions(settings) if name not in external]
 
 
+def changelog_topics(settings: Settings) -> set[str]:
+    """The state tables' changelogs: compacted, the latest state per key kept."""
+    return {changelog_topic(settings, table)
+            for table in (*STATE_TABLES, FOLLOWUP_STATE_TABLE, CLAIMS_STATE_TABLE)}
+
+
+def bus_topics(settings: Settings) -> list[str]:
+    """The internal topics that carry records from one stage to the next, read by the worker's
+    consumer group: no time limit, purged below the group's committed offsets
+    (pipeline/stream/bus_purge.py)."""
+    changelogs = changelog_topics(settings)
+    return [name for name in internal_topics(settings) if name not in changelogs]
+
+
 class PartitionCountMismatch(Exception):
     """An internal topic exists with another partition count than the settings give it."""
 
@@ -123,15 +138,18 @@ def check_partition_counts(settings: Settings, counts: dict[str, int]) -> None:
                 "backfill its history (docs/streaming.md, 'Partition count')")
 
 
+def admin_client(settings: Settings, purpose: str = "admin") -> KafkaAdminClient:
+    """A Kafka admin client with the settings' credentials, named for what it does."""
+    return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                            client_id=f"{settings.app_id}-{purpose}",
+                            **settings.kafka_client_options())
+
+
 def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
     """Create the missing topics; returns the names created. Waits until each has a leader.
     Raises `PartitionCountMismatch` before creating anything when an internal topic exists with
     another partition count."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.app_id}-admin",
-        **settings.kafka_client_options(),
-    )
+    admin = admin_client(settings)
     try:
         wanted = topic_partitions(settings)
         existing = set(admin.list_topics())
@@ -142,12 +160,11 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
                 topic.get("name", topic.get("topic")): len(topic.get("partitions") or [])
                 for topic in admin.describe_topics(present)})
         missing = [name for name in wanted if name not in existing]
-        changelogs = {changelog_topic(settings, table) for table in STATE_TABLES}
-        changelogs.add(changelog_topic(settings, FOLLOWUP_STATE_TABLE))
-        changelogs.add(changelog_topic(settings, CLAIMS_STATE_TABLE))
+        changelogs, bus = changelog_topics(settings), set(bus_topics(settings))
         for name in missing:
             # changelogs are compacted, as Faust makes them: the latest state per key is kept
-            configs = {"cleanup.policy": "compact"} if name in changelogs else {}
+            configs = ({"cleanup.policy": "compact"} if name in changelogs
+                       else dict(BUS_TOPIC_CONFIGS) if name in bus else {})
             with contextlib.suppress(TopicAlreadyExistsError):  # a second worker raced us
                 admin.create_topics([NewTopic(name, wanted[name], settings.kafka_replication_factor,
                                              topic_configs=configs)])

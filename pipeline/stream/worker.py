@@ -4,8 +4,8 @@
   processors of the partitions that left forgotten (rebuilt from their table if they return);
 - `FlushBeforeCommit`: a Faust sensor that queues the waiting outputs before every commit;
 - `WorkerTasks`: the entry stage, the ClickHouse sink (a child process, or in this one), the
-  metrics endpoint, the 0.2 s output flush, the heap trim every 30 s and the delivery before
-  shutdown;
+  metrics endpoint, the 0.2 s output flush, the heap trim every 30 s, the bus topics' purge
+  (pipeline/stream/bus_purge.py) and the delivery before shutdown;
 - `EntryStats`: the entry stage's counts in the worker's metrics;
 - `Worker`: what `pipeline.app.build_worker` built (the Faust app, the agents, the sink...),
   for the CLI and tests to read instead of attributes set on the app.
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,11 +28,14 @@ from pipeline.settings import Settings
 from pipeline.storage.sink import ClickHouseSink, SinkProcess
 from pipeline.stream.agent_loop import StageAgent
 from pipeline.stream.agents import ClaimsAgent, FollowupsAgent, JourneysAgent, SegmentsAgent
+from pipeline.stream.bus_purge import BusPurger
 from pipeline.stream.entry import EntryStage, Routed
 from pipeline.stream.entry_process import EntryProcess
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.heap import HeapTrimmer
 from pipeline.stream.state_writer import StateDelivery
+
+log = logging.getLogger(__name__)
 
 
 class EntryStats:
@@ -94,7 +98,8 @@ class WorkerTasks:
     def __init__(self, settings: Settings, *, outputs: OutputFlusher,
                  entry: EntryStage | EntryProcess, sink: ClickHouseSink,
                  sink_child: SinkProcess | None, stats: WorkerMetrics,
-                 state: StateDelivery | None = None) -> None:
+                 state: StateDelivery | None = None,
+                 bus_purger: BusPurger | None = None) -> None:
         self.settings = settings
         self.outputs = outputs
         self.state = state  # the state tables' changelog delivery (their markers at shutdown)
@@ -108,6 +113,7 @@ class WorkerTasks:
         self.sink_child = sink_child
         self.stats = stats
         self.heap = HeapTrimmer()
+        self.bus_purger = bus_purger
 
     async def run_entry(self) -> None:
         await self.entry.run()
@@ -133,6 +139,22 @@ class WorkerTasks:
         released = await asyncio.get_running_loop().run_in_executor(None, self.heap.trim)
         self.stats.heap_trims.inc()
         self.stats.heap_released_bytes.inc(released)
+
+    async def purge_bus(self) -> None:
+        """Every `PEAKEND_BUS_PURGE_SECONDS`, on the group's leader: the bus topics' records
+        below the committed offsets deleted (a failure is counted and logged, and tried again
+        at the next tick)."""
+        if self.bus_purger is None:
+            return
+        try:
+            deleted = await asyncio.get_running_loop().run_in_executor(
+                None, self.bus_purger.purge)
+        except Exception as exc:  # the broker away: the next tick tries again
+            self.stats.bus_purges.labels("failed").inc()
+            log.warning("bus topics not purged: %s: %s", type(exc).__name__, exc)
+            return
+        self.stats.bus_purges.labels("ok").inc()
+        self.stats.bus_records_purged.inc(deleted)
 
     async def deliver_before_shutdown(self, _app: Any, **kwargs: Any) -> None:
         await self.outputs.stop()

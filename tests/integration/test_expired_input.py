@@ -11,10 +11,11 @@ the counter holds the second part's size."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from pipeline.core.partitioner import partition_for
 from tests.integration.test_stream_end_to_end import (
@@ -66,3 +67,54 @@ def test_records_deleted_before_they_were_read_are_counted(
     finally:
         worker.stop()
 
+
+
+def test_output_records_deleted_before_the_sink_read_them_are_counted(
+        tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
+    """The same for the sink: journey records on `cx.journeys` that the topic's retention
+    deleted while ClickHouse (here: the whole worker) was away are counted in
+    `peakend_sink_records_expired_total{topic}` and logged; the sink reads on at the log's
+    start. Before, its consumer reset there without a word ("earliest")."""
+    from pipeline.stream.topics import ensure_topics
+    from tests.support.stream import count, replay_records
+
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=1)
+    settings = setup.settings()
+    ensure_topics(settings)
+    first = generate(tmp_path, 300, seed=43)
+    worker = Worker(setup, tmp_path, "a", 0)
+    try:
+        produce_lines(kafka_bootstrap, setup.topic, first)
+        wait_for_results(setup, [worker], first, timeout=180)
+    finally:
+        worker.stop()
+    sample = next(iter(replay_records(first, 1, settings).journeys.values())).to_dict()
+    records = [json.dumps(sample | {"journey_id": f"{name}-{i}"}).encode()
+               for name, n in (("expired", 40), ("kept", 10)) for i in range(n)]
+    journeys = TopicPartition(settings.topic_journeys, 0)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    try:
+        before = consumer.end_offsets([journeys])[journeys]
+    finally:
+        consumer.close()
+    produce_lines(kafka_bootstrap, settings.topic_journeys, records, one_key=KEY)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.delete_records({journeys: before + 40})
+    finally:
+        admin.close()
+    worker = Worker(setup, tmp_path, "a", 0)
+    try:
+        wait_until(lambda: count(setup, "SELECT count() FROM journeys FINAL "
+                                        "WHERE journey_id LIKE 'kept-%'") == 10,
+                   180, "the 10 records after the deleted ones in ClickHouse", worker.log_tail)
+        assert count(setup, "SELECT count() FROM journeys FINAL "
+                            "WHERE journey_id LIKE 'expired-%'") == 0
+        counter = ("peakend_sink_records_expired_total", (("topic", settings.topic_journeys),))
+        wait_until(lambda: worker.metric_samples().get(counter) == 40, 30,
+                   "40 expired records counted", worker.log_tail)
+        assert (f"sink: 40 records of {settings.topic_journeys} partition 0 (offsets {before} "
+                f"to {before + 39}) were deleted before they were read") in worker.log_tail(400)
+        assert worker.alive(), worker.log_tail()
+    finally:
+        worker.stop()

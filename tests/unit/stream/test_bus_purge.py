@@ -1,0 +1,100 @@
+"""`BusPurger` without a broker: what it deletes, and what it never touches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from pipeline.settings import Settings
+from pipeline.stream.bus_purge import BUS_TOPIC_CONFIGS, BusPurger
+from pipeline.stream.topics import (
+    bus_topics,
+    changelog_topics,
+    claims_topic,
+    contributions_topic,
+    followup_inputs_topic,
+    internal_topics,
+    journey_events_topic,
+)
+
+
+class FakeAdmin:
+    def __init__(self, committed: dict[TopicPartition, int], fail: bool = False) -> None:
+        self.committed = committed
+        self.fail = fail
+        self.deleted: list[dict[TopicPartition, int]] = []
+        self.closed = False
+
+    def list_group_offsets(self, group_specs: Any) -> dict[str, dict[TopicPartition, Any]]:
+        if self.fail:
+            raise ConnectionError("broker away")
+        (group,) = group_specs
+        return {group: {tp: OffsetAndMetadata(offset, "", -1)
+                        for tp, offset in self.committed.items()}}
+
+    def delete_records(self, records_to_delete: Mapping[TopicPartition, int]) -> None:
+        self.deleted.append(dict(records_to_delete))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_only_the_bus_topics_are_purged_and_only_forward() -> None:
+    bus, other = TopicPartition("bus", 0), TopicPartition("entry-input", 0)
+    admin = FakeAdmin({bus: 10, TopicPartition("bus", 1): 0, other: 50})
+    purger = BusPurger(lambda: admin, "app", ["bus"])
+    assert purger.purge() == 10
+    # the group's committed offsets of other topics (the touchpoints topic of a user's own
+    # consumer in this group, say) are never purged; offset 0 is nothing to delete
+    assert admin.deleted == [{bus: 10}]
+    assert purger.purge() == 0 and len(admin.deleted) == 1  # nothing moved: no request
+    admin.committed[bus] = 25
+    assert purger.purge() == 15 and admin.deleted[-1] == {bus: 25}
+    admin.committed[bus] = 20  # a committed offset that went back (reset by an operator)
+    assert purger.purge() == 0 and admin.deleted[-1] == {bus: 25}
+
+
+def test_a_failure_raises_and_the_next_purge_connects_again() -> None:
+    admins = [FakeAdmin({}, fail=True), FakeAdmin({TopicPartition("bus", 2): 7})]
+    made: list[FakeAdmin] = []
+
+    def connect() -> FakeAdmin:
+        made.append(admins[len(made)])
+        return made[-1]
+
+    purger = BusPurger(connect, "app", ["bus"])
+    with pytest.raises(ConnectionError):
+        purger.purge()
+    assert admins[0].closed
+    assert purger.purge() == 7 and len(made) == 2
+
+
+def test_the_bus_topics_are_the_internal_topics_that_are_not_changelogs() -> None:
+    s = Settings.from_env({})
+    assert set(bus_topics(s)) == {journey_events_topic(s), contributions_topic(s),
+                                  followup_inputs_topic(s), claims_topic(s)}
+    assert set(bus_topics(s)) | changelog_topics(s) == set(internal_topics(s))
+    assert s.topic_touchpoints not in bus_topics(s)  # the input is the producers', never purged
+    assert BUS_TOPIC_CONFIGS["retention.ms"] == "-1"
+
+
+def test_the_worker_counts_purges_and_failures_and_goes_on() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from pipeline.observability import WorkerMetrics
+    from pipeline.stream.worker import WorkerTasks
+
+    stats = WorkerMetrics.create()
+    admin = FakeAdmin({TopicPartition("bus", 0): 40})
+    tasks: Any = SimpleNamespace(stats=stats, bus_purger=BusPurger(lambda: admin, "app", ["bus"]))
+    asyncio.run(WorkerTasks.purge_bus(tasks))
+    admin.fail = True
+    asyncio.run(WorkerTasks.purge_bus(tasks))  # logged and counted, not raised
+    sample = stats.registry.get_sample_value
+    assert sample("peakend_bus_purges_total", {"outcome": "ok"}) == 1
+    assert sample("peakend_bus_purges_total", {"outcome": "failed"}) == 1
+    assert sample("peakend_bus_records_purged_total") == 40
