@@ -57,16 +57,13 @@ def retention_of(setup: StreamSetup) -> dict[str, str]:
     settings = setup.settings()
     admin = admin_client(settings, "test")
     try:
+        # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
         described: Any = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, name) for name in bus_topics(settings)])
     finally:
         admin.close()
-    out: dict[str, str] = {}
-    for response in described if isinstance(described, list) else [described]:
-        for resource in response.resources:
-            name, entries = resource[3], resource[4]
-            out[name] = next(str(e[1]) for e in entries if e[0] == "retention.ms")
-    return out
+    return {name: str(configs["retention.ms"]["value"])
+            for name, configs in described["topic"].items()}
 
 
 def test_the_bus_topics_keep_only_what_the_group_has_not_committed(
