@@ -4,13 +4,16 @@ has auto-creation off)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from pipeline.settings import Settings
 from pipeline.stream.bus_purge import BUS_TOPIC_CONFIGS
+
+log = logging.getLogger(__name__)
 
 # The worker's two state tables (Faust tables; RocksDB with a changelog topic each).
 STATE_TABLES = ("journey-state", "segment-state")
@@ -138,6 +141,40 @@ def check_partition_counts(settings: Settings, counts: dict[str, int]) -> None:
                 "backfill its history (docs/streaming.md, 'Partition count')")
 
 
+def unlimit_bus_topics(admin: KafkaAdminClient, present: list[str]) -> list[str]:
+    """Give bus topics made by an earlier version (with the broker's retention) the configs
+    `BUS_TOPIC_CONFIGS`; returns the names changed. The purge bounds them instead
+    (pipeline/stream/bus_purge.py). A broker that refuses (no AlterConfigs right) gets one
+    warning line with the command to run, and the worker starts anyway: the topics keep their
+    retention, as before."""
+    if not present:
+        return []
+    try:
+        # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in present])["topic"]
+        limited = [name for name in present
+                   if any(str(described[name][key]["value"]) != value
+                          for key, value in BUS_TOPIC_CONFIGS.items())]
+        if limited:
+            # incremental (kafka-python 3's default): the topics' other configs stay as set
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                configs=dict(BUS_TOPIC_CONFIGS))
+                                 for name in limited])
+            log.warning("bus topics %s had a retention limit: set to none (%s); the worker "
+                        "purges what its group committed instead (docs/reliability.md, "
+                        "'Input lost to retention')", ", ".join(limited),
+                        ",".join(f"{k}={v}" for k, v in BUS_TOPIC_CONFIGS.items()))
+        return limited
+    except Exception as exc:  # no AlterConfigs right: the worker still starts
+        log.warning("bus topics %s: could not check or remove their retention limit (%s: %s); "
+                    "records they hold may be deleted unread if the worker stops for longer; "
+                    "run kafka-configs.sh --alter --entity-type topics --entity-name <topic> "
+                    "--add-config %s for each", ", ".join(present), type(exc).__name__, exc,
+                    ",".join(f"{k}={v}" for k, v in BUS_TOPIC_CONFIGS.items()))
+        return []
+
+
 def admin_client(settings: Settings, purpose: str = "admin") -> KafkaAdminClient:
     """A Kafka admin client with the settings' credentials, named for what it does."""
     return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
@@ -161,6 +198,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
                 for topic in admin.describe_topics(present)})
         missing = [name for name in wanted if name not in existing]
         changelogs, bus = changelog_topics(settings), set(bus_topics(settings))
+        unlimit_bus_topics(admin, sorted(bus & existing))
         for name in missing:
             # changelogs are compacted, as Faust makes them: the latest state per key is kept
             configs = ({"cleanup.policy": "compact"} if name in changelogs

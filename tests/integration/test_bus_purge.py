@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
-from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import TopicPartition
 
 from tests.integration.test_stream_end_to_end import (
@@ -51,7 +51,7 @@ def purge_state(setup: StreamSetup) -> dict[TopicPartition, tuple[int, int]]:
     return {tp: (int(first[tp]), offset) for tp, offset in held.items()}
 
 
-def retention_of(setup: StreamSetup) -> dict[str, str]:
+def retention_of(setup: StreamSetup, key: str = "retention.ms") -> dict[str, str]:
     from pipeline.stream.topics import admin_client, bus_topics
 
     settings = setup.settings()
@@ -62,7 +62,7 @@ def retention_of(setup: StreamSetup) -> dict[str, str]:
             [ConfigResource(ConfigResourceType.TOPIC, name) for name in bus_topics(settings)])
     finally:
         admin.close()
-    return {name: str(configs["retention.ms"]["value"])
+    return {name: str(configs[key]["value"])
             for name, configs in described["topic"].items()}
 
 
@@ -72,11 +72,25 @@ def test_the_bus_topics_keep_only_what_the_group_has_not_committed(
                          PEAKEND_BUS_PURGE_SECONDS="1")
     lines = generate(tmp_path, 1600, seed=31)
     first, second = lines[:1000], lines[1000:]
+    # a bus topic as an earlier version made it: the broker's 7-day retention, and another
+    # config of its own, which must stay
+    from pipeline.stream.topics import admin_client, contributions_topic
+
+    admin = admin_client(setup.settings(), "test")
+    try:
+        admin.create_topics([NewTopic(contributions_topic(setup.settings()), 2, 1, topic_configs={
+            "retention.ms": "604800000", "compression.type": "zstd"})])
+    finally:
+        admin.close()
     worker = Worker(setup, tmp_path, "a", 0)
     try:
         produce_lines(kafka_bootstrap, setup.topic, first)
         wait_for_results(setup, [worker], first, timeout=240)
+        # the worker's start took the old topic's limit off, and left its other config
         assert set(retention_of(setup).values()) == {"-1"}, retention_of(setup)
+        assert retention_of(setup, "compression.type")[
+            contributions_topic(setup.settings())] == "zstd"
+        assert "had a retention limit: set to none" in worker.log_path.read_text(errors="replace")
         # every bus partition the group committed past 0 now starts at its committed offset
         wait_until(lambda: (state := purge_state(setup)) != {}
                    and all(start == offset for start, offset in state.values()),

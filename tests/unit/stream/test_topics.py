@@ -3,6 +3,9 @@ partition-count check the worker runs at start (on the broker: test_partition_co
 
 from __future__ import annotations
 
+import logging
+from typing import Any, cast
+
 import pytest
 
 from pipeline.settings import Settings
@@ -58,3 +61,41 @@ def test_any_internal_topic_with_another_count_is_refused_in_one_line(name: str,
     assert message.startswith(f"topic {name} has {have} partitions where PEAKEND_PARTITIONS=6 "
                               "wants 6")
     assert f"set PEAKEND_PARTITIONS={have} again" in message
+
+
+class ConfigAdmin:
+    """The describe/alter part of kafka-python 3's admin client, over a dict of topic configs."""
+
+    def __init__(self, configs: dict[str, dict[str, str]], refuse: bool = False) -> None:
+        self.configs = configs
+        self.refuse = refuse
+        self.altered: list[str] = []
+
+    def describe_configs(self, resources: list[Any]) -> dict[str, Any]:
+        return {"topic": {r.name: {k: {"value": v} for k, v in self.configs[r.name].items()}
+                          for r in resources}}
+
+    def alter_configs(self, resources: list[Any]) -> None:
+        if self.refuse:
+            raise PermissionError("TopicAuthorizationFailed")
+        for r in resources:
+            self.configs[r.name].update(r.configs)
+            self.altered.append(r.name)
+
+
+def test_bus_topics_of_an_earlier_version_lose_their_retention_limit_and_keep_the_rest(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.stream.topics import unlimit_bus_topics
+
+    admin = ConfigAdmin({
+        "old": {"retention.ms": "604800000", "retention.bytes": "-1", "compression.type": "zstd"},
+        "new": {"retention.ms": "-1", "retention.bytes": "-1"}})
+    assert unlimit_bus_topics(cast(Any, admin), ["new", "old"]) == ["old"]
+    assert admin.configs["old"] == {"retention.ms": "-1", "retention.bytes": "-1",
+                                    "compression.type": "zstd"}
+    assert unlimit_bus_topics(cast(Any, admin), ["new", "old"]) == []  # nothing to change now
+    refused = ConfigAdmin({"old": {"retention.ms": "86400000", "retention.bytes": "-1"}},
+                          refuse=True)
+    with caplog.at_level(logging.WARNING):
+        assert unlimit_bus_topics(cast(Any, refused), ["old"]) == []  # the worker starts anyway
+    assert "kafka-configs.sh --alter" in caplog.text and "TopicAuthorizationFailed" in caplog.text
