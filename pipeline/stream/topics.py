@@ -153,8 +153,9 @@ def unlimit_bus_topics(admin: KafkaAdminClient, present: list[str]) -> list[str]
         # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
         described = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, name) for name in present])["topic"]
+        # a config not set on the topic is not listed: it has the broker's default (7 days)
         limited = [name for name in present
-                   if any(str(described[name][key]["value"]) != value
+                   if any(str(described[name].get(key, {}).get("value")) != value
                           for key, value in BUS_TOPIC_CONFIGS.items())]
         if limited:
             # incremental (kafka-python 3's default): the topics' other configs stay as set

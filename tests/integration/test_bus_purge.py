@@ -62,7 +62,8 @@ def retention_of(setup: StreamSetup, key: str = "retention.ms") -> dict[str, str
             [ConfigResource(ConfigResourceType.TOPIC, name) for name in bus_topics(settings)])
     finally:
         admin.close()
-    return {name: str(configs[key]["value"])
+    # only the configs set on the topic are listed; absent: the broker's default
+    return {name: str(configs.get(key, {}).get("value"))
             for name, configs in described["topic"].items()}
 
 

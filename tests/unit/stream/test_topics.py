@@ -88,12 +88,16 @@ def test_bus_topics_of_an_earlier_version_lose_their_retention_limit_and_keep_th
     from pipeline.stream.topics import unlimit_bus_topics
 
     admin = ConfigAdmin({
-        "old": {"retention.ms": "604800000", "retention.bytes": "-1", "compression.type": "zstd"},
+        # as kafka-python 3 describes them: only the configs set on the topic
+        "old": {"retention.ms": "604800000", "compression.type": "zstd"},
+        "older": {},
         "new": {"retention.ms": "-1", "retention.bytes": "-1"}})
-    assert unlimit_bus_topics(cast(Any, admin), ["new", "old"]) == ["old"]
+    assert unlimit_bus_topics(cast(Any, admin), ["new", "old", "older"]) == ["old", "older"]
     assert admin.configs["old"] == {"retention.ms": "-1", "retention.bytes": "-1",
                                     "compression.type": "zstd"}
-    assert unlimit_bus_topics(cast(Any, admin), ["new", "old"]) == []  # nothing to change now
+    assert admin.configs["older"] == {"retention.ms": "-1", "retention.bytes": "-1"}
+    # nothing to change now
+    assert unlimit_bus_topics(cast(Any, admin), ["new", "old", "older"]) == []
     refused = ConfigAdmin({"old": {"retention.ms": "86400000", "retention.bytes": "-1"}},
                           refuse=True)
     with caplog.at_level(logging.WARNING):
