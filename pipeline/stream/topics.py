@@ -149,6 +149,7 @@ def unlimit_bus_topics(admin: KafkaAdminClient, present: list[str]) -> list[str]
     retention, as before."""
     if not present:
         return []
+    wanted = ",".join(f"{k}={v}" for k, v in BUS_TOPIC_CONFIGS.items())
     try:
         # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
         described = admin.describe_configs(
@@ -164,15 +165,14 @@ def unlimit_bus_topics(admin: KafkaAdminClient, present: list[str]) -> list[str]
                                  for name in limited])
             log.warning("bus topics %s had a retention limit: set to none (%s); the worker "
                         "purges what its group committed instead (docs/reliability.md, "
-                        "'Input lost to retention')", ", ".join(limited),
-                        ",".join(f"{k}={v}" for k, v in BUS_TOPIC_CONFIGS.items()))
+                        "'Input lost to retention')", ", ".join(limited), wanted)
         return limited
     except Exception as exc:  # no AlterConfigs right: the worker still starts
         log.warning("bus topics %s: could not check or remove their retention limit (%s: %s); "
                     "records they hold may be deleted unread if the worker stops for longer; "
                     "run kafka-configs.sh --alter --entity-type topics --entity-name <topic> "
                     "--add-config %s for each", ", ".join(present), type(exc).__name__, exc,
-                    ",".join(f"{k}={v}" for k, v in BUS_TOPIC_CONFIGS.items()))
+                    wanted)
         return []
 
 

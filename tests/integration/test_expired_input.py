@@ -24,7 +24,14 @@ from tests.integration.test_stream_end_to_end import (
     wait_for_results,
 )
 from tests.support.stack import ClickHouseUrls
-from tests.support.stream import Worker, produce_lines, stream_setup, wait_until
+from tests.support.stream import (
+    Worker,
+    count,
+    produce_lines,
+    replay_records,
+    stream_setup,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 KEY = b"one-key"  # one partition, in log order
@@ -76,7 +83,6 @@ def test_output_records_deleted_before_the_sink_read_them_are_counted(
     `peakend_sink_records_expired_total{topic}` and logged; the sink reads on at the log's
     start. Before, its consumer reset there without a word ("earliest")."""
     from pipeline.stream.topics import ensure_topics
-    from tests.support.stream import count, replay_records
 
     setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=1)
     settings = setup.settings()

@@ -216,8 +216,8 @@ class SimulatedStream:
 
     def _send(self, pending: dict[int, list[StageOneOutput]]) -> None:
         self.sends += 1
-        restart = (bool(self.restart_every) and not self._draining
-                   and self.sends % (self.restart_every or 1) == 0)
+        restart = bool(self.restart_every and not self._draining
+                       and self.sends % self.restart_every == 0)
         if restart and self.restart_segments:
             self.restart_stage_two()
         for p, resent in self._resent.items():

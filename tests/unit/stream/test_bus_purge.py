@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from pipeline.observability import WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.stream.bus_purge import BUS_TOPIC_CONFIGS, BusPurger
 from pipeline.stream.topics import (
@@ -19,6 +22,7 @@ from pipeline.stream.topics import (
     internal_topics,
     journey_events_topic,
 )
+from pipeline.stream.worker import WorkerTasks
 
 
 class FakeAdmin:
@@ -82,12 +86,6 @@ def test_the_bus_topics_are_the_internal_topics_that_are_not_changelogs() -> Non
 
 
 def test_the_worker_counts_purges_and_failures_and_goes_on() -> None:
-    import asyncio
-    from types import SimpleNamespace
-
-    from pipeline.observability import WorkerMetrics
-    from pipeline.stream.worker import WorkerTasks
-
     stats = WorkerMetrics.create()
     admin = FakeAdmin({TopicPartition("bus", 0): 40})
     tasks: Any = SimpleNamespace(stats=stats, bus_purger=BusPurger(lambda: admin, "app", ["bus"]))
