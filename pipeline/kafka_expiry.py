@@ -35,9 +35,13 @@ async def read_or_reset(consumer: Any, timeout_ms: int, max_records: int | None,
     except NoOffsetForPartitionError as exc:
         await consumer.seek_to_beginning(*exc.args)
     except OffsetOutOfRangeError as exc:
-        for tp, offset in exc.args[0].items():
-            start = (await consumer.beginning_offsets([tp]))[tp]
-            end = (await consumer.end_offsets([tp]))[tp]
+        out_of_range = exc.args[0]
+        # every partition's bounds in one request each (a topic deleted and made again puts
+        # all of its partitions here at once)
+        starts = await consumer.beginning_offsets(list(out_of_range))
+        ends = await consumer.end_offsets(list(out_of_range))
+        for tp, offset in out_of_range.items():
+            start, end = starts[tp], ends[tp]
             if offset < start:
                 expired(tp, start - offset)
                 log.warning("%s: %d records of %s partition %d (offsets %d to %d) were deleted "

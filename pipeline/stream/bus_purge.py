@@ -45,12 +45,16 @@ class BusPurger:
         self.topics = frozenset(topics)
         self._admin: PurgeAdmin | None = None
         self._purged: dict[TopicPartition, int] = {}  # the offset each partition starts at now
+        self._stopped = False
 
     def purge(self) -> int:
         """Delete below each committed offset that moved since the last call; returns the
         number of records deleted by this call (the first call counts from offset 0 or its
         partition's last purge by another leader, which it cannot know: an upper bound).
-        Raises what the admin client raises; the next call connects again."""
+        Raises what the admin client raises; the next call connects again. After `stop`:
+        nothing (a timer that fires during the shutdown does not connect again)."""
+        if self._stopped:
+            return 0
         try:
             admin = self._admin = self._admin or self.connect()
             committed = admin.list_group_offsets({self.group_id: None}).get(self.group_id, {})
@@ -69,3 +73,8 @@ class BusPurger:
         admin, self._admin = self._admin, None
         if admin is not None:
             admin.close()
+
+    def stop(self) -> None:
+        """The worker's shutdown: the admin client's connections closed, no purge after."""
+        self._stopped = True
+        self.close()

@@ -5,7 +5,8 @@
 - `FlushBeforeCommit`: a Faust sensor that queues the waiting outputs before every commit;
 - `WorkerTasks`: the entry stage, the ClickHouse sink (a child process, or in this one), the
   metrics endpoint, the 0.2 s output flush, the heap trim every 30 s, the bus topics' purge
-  (pipeline/stream/bus_purge.py) and the delivery before shutdown;
+  (pipeline/stream/bus_purge.py) and the delivery before shutdown (which also closes the
+  purge's admin client);
 - `EntryStats`: the entry stage's counts in the worker's metrics;
 - `Worker`: what `pipeline.app.build_worker` built (the Faust app, the agents, the sink...),
   for the CLI and tests to read instead of attributes set on the app.
@@ -160,6 +161,8 @@ class WorkerTasks:
         await self.outputs.stop()
         if self.state is not None:
             self.state.confirm_all()
+        if self.bus_purger is not None:
+            self.bus_purger.stop()
 
 
 @dataclass(frozen=True, slots=True)

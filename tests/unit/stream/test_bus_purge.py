@@ -96,3 +96,22 @@ def test_the_worker_counts_purges_and_failures_and_goes_on() -> None:
     assert sample("peakend_bus_purges_total", {"outcome": "ok"}) == 1
     assert sample("peakend_bus_purges_total", {"outcome": "failed"}) == 1
     assert sample("peakend_bus_records_purged_total") == 40
+
+
+def test_the_shutdown_closes_the_admin_client_and_no_purge_connects_after_it() -> None:
+    admin = FakeAdmin({TopicPartition("bus", 0): 5})
+    made: list[FakeAdmin] = []
+
+    def connect() -> FakeAdmin:
+        made.append(admin)
+        return admin
+
+    purger = BusPurger(connect, "app", ["bus"])
+    assert purger.purge() == 5
+    outputs = SimpleNamespace(stop=lambda: asyncio.sleep(0))
+    tasks: Any = SimpleNamespace(outputs=outputs, state=None, bus_purger=purger)
+    asyncio.run(WorkerTasks.deliver_before_shutdown(tasks, None))
+    assert admin.closed
+    admin.committed[TopicPartition("bus", 0)] = 9
+    assert purger.purge() == 0  # a timer firing during the shutdown
+    assert len(made) == 1 and admin.deleted == [{TopicPartition("bus", 0): 5}]
