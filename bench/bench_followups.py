@@ -2,6 +2,7 @@
 (the work `peakend replay` and the stream's follow-up stage add), on generated journeys.
 
     .venv/bin/python -m bench.bench_followups [--events N] [--seed S] [--repeat R]
+    .venv/bin/python -m bench.bench_followups --days 3 [--events 200000] [--batch 2000]
 
 Generates N events with the generator's default persona mix over 36 hours of event time (not
 timed), parses them, then measures the CPU time (best of R runs, one core; CPU time because the
@@ -9,6 +10,13 @@ machine is shared): (a) `ExperienceEngine.process` over every event; (b) the sam
 `FollowupTracker.apply` on every journey record it emits and every survey answer / outcome event,
 as replay does. Prints events/s of both, the tracker's share, the inputs the tracker saw, the
 cases it opened and the customers it holds at the end.
+
+`--days D`: the stream's shape instead, day after day. `--events` per day of event time over D
+days, through the engine first (not timed) for the tracker's inputs, then the inputs of each
+`--batch` events at a time as the follow-up stage takes them: `apply`, `advance` to the batch's
+latest time, and every changed customer snapshotted. Prints the CPU per event of each day and
+what the tracker holds after it: how its cost grows with the days of history held (a first day
+holds none).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from datetime import UTC, datetime
 import pipeline.core_build
 from jobs.generate import GeneratorConfig, generate_events
 from jobs.journey_builder import HOUR
+from pipeline.cliargs import whole
 from pipeline.contract import parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
@@ -59,12 +68,59 @@ def run(events: list[TouchpointEvent], followups: bool) -> tuple[float, dict[str
     return seconds, {"inputs": inputs, "cases": len(cases), "customers": len(tracker.customers)}
 
 
+def by_day(days: int, per_day: int, batch: int, seed: int) -> None:
+    """`--days`: the tracker's CPU per event, day by day (module docstring)."""
+    config = GeneratorConfig(events=days * per_day, seed=seed, span_ms=days * 24 * HOUR,
+                             late_fraction=0.0)
+    events = sorted((parse_event(json.dumps(e).encode()) for e in generate_events(config)),
+                    key=lambda e: e.occurred_ms)
+    engine = ExperienceEngine(CoreConfig(), SCORING_RULES)
+    rules = load_rules()
+    journeys_config = engine.config.journeys
+    tracker = FollowupTracker(rules, horizon_ms(rules, journeys_config.max_length_ms,
+                                                journeys_config.allowed_lateness_ms))
+    inputs: list[tuple[list[FollowupJourney], list[FollowupEvent]]] = []
+    for event in events:
+        emitted, reason = engine.process(event, 0, arrived_ms=event.occurred_ms)
+        signal = FollowupEvent.from_event(event) if reason is None else None
+        inputs.append(([FollowupJourney.from_record(r) for r in emitted.journeys],
+                       [] if signal is None else [signal]))
+    print(f"bench_followups --days: {days} x {per_day:,} events, batches of {batch:,}; "
+          f"compiled core {pipeline.core_build.COMPILED}; load {os.getloadavg()[0]:.1f}")
+    watermark = 0
+    for day in range(days):
+        part = inputs[day * per_day:(day + 1) * per_day]
+        taken = cases = 0
+        started = time.process_time()
+        for i in range(0, len(part), batch):
+            journeys = [j for js, _ in part[i:i + batch] for j in js]
+            signals = [s for _, ss in part[i:i + batch] for s in ss]
+            taken += len(journeys) + len(signals)
+            cases += len(tracker.apply(journeys, signals))
+            watermark = max([watermark, *(j.ended_at for j in journeys),
+                             *(s.at_ms for s in signals)])
+            tracker.advance(watermark)
+            for key in tracker.drain_dirty_keys():
+                tracker.snapshot_key(key)
+        seconds = time.process_time() - started
+        held = sum(len(c.journeys) for c in tracker.customers.values())
+        print(f"day {day + 1}: {seconds / len(part) * 1e6:.2f} us per event; inputs "
+              f"{taken / len(part):.3f} and cases sent {cases / len(part):.3f} per event; "
+              f"customers held {len(tracker.customers):,}, their journeys {held:,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--days", type=whole(1), default=0,
+                        help="the stream's shape, day by day (module docstring)")
+    parser.add_argument("--batch", type=whole(1), default=2_000)
     args = parser.parse_args()
+    if args.days:
+        by_day(args.days, args.events, args.batch, args.seed)
+        return
     config = GeneratorConfig(events=args.events, seed=args.seed, span_ms=36 * HOUR,
                              late_fraction=0.0)
     events = [parse_event(json.dumps(e).encode()) for e in generate_events(config)]
