@@ -133,13 +133,14 @@ def child_pids(pid: int) -> list[int]:
 
 
 def child_role(pid: int) -> str:
-    """"entry" or "sink": the `peakend` command a child of the worker runs (else its pid)."""
+    """"entry", "sink" or "stage-two": the `peakend` command a child of the worker runs (else its
+    pid)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             args = handle.read().split(b"\0")
     except OSError:
         return str(pid)
-    return next((a.decode() for a in args if a in (b"entry", b"sink")), str(pid))
+    return next((a.decode() for a in args if a in (b"entry", b"sink", b"stage-two")), str(pid))
 
 
 # -- workers ---------------------------------------------------------------------------------

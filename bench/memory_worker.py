@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         return made
 
     def table(app: Any, name: str, partitions: int,
-              options: state_store.SharedRocksDBOptions | None) -> Any:
-        made = make_table(app, name, partitions, options)
+              options: state_store.SharedRocksDBOptions | None,
+              changelog_prefix: str | None = None) -> Any:
+        made = make_table(app, name, partitions, options, changelog_prefix)
         reporter.tables.append(made)
         return made
 

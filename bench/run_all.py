@@ -267,6 +267,19 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
             log(f"pipeline, 2 workers: latency at {rate:,.0f}/s")
             lat.append(bp.latency(stream, source.phase(int(rate * sizes.latency_seconds)), rate))
         out["lat2"] = lat
+    # The same first day and later days with stage two in a process of its own
+    # (PEAKEND_STAGE_TWO_PROCESS, pipeline/stream/stage_two.py), as the alternative of record.
+    log("pipeline, 1 worker, stage two apart: start and warm up")
+    with bp.running_stream(kafka, ch, workers=1, partitions=4,
+                           PEAKEND_STAGE_TWO_PROCESS="true") as stream:
+        bp.warm_up(stream, source)
+        log("pipeline, 1 worker, stage two apart: throughput")
+        out["t1_apart"] = bp.throughput(stream, source.phase(sizes.e2e_events))
+        apart_later = []
+        for day in range(sizes.later_days):
+            log(f"pipeline, 1 worker, stage two apart: throughput, day {day + 2} of event time")
+            apart_later.append(bp.throughput(stream, source.phase(sizes.e2e_events)))
+        out["t1_apart_later"] = apart_later
     log("a real worker and its children under py-spy")
     workdir = Path(tempfile.mkdtemp(prefix="peakend-bench-prof-"))
     with bp.running_stream(kafka, ch, workers=1) as stream:
@@ -289,12 +302,15 @@ def steady_note(later: list[bp.Throughput], value: str) -> str:
             f"days before held and forgotten): {shown}")
 
 
-def run_labels(t1: bp.Throughput, later: list[bp.Throughput], t2: bp.Throughput
-               ) -> list[tuple[str, bp.Throughput]]:
-    """The end-to-end runs in the report's order, named."""
+def run_labels(t1: bp.Throughput, later: list[bp.Throughput], t2: bp.Throughput,
+               apart: list[bp.Throughput] | None = None) -> list[tuple[str, bp.Throughput]]:
+    """The end-to-end runs in the report's order, named (`apart`: stage two in a process of
+    its own, its first day and later days)."""
     return ([("1 worker, first day", t1)]
             + [(f"1 worker, day {n + 2}", t) for n, t in enumerate(later)]
-            + [("2 workers, first day", t2)])
+            + [("2 workers, first day", t2)]
+            + [(f"1 worker, stage two apart, {'first day' if n == 0 else f'day {n + 1}'}", t)
+               for n, t in enumerate(apart or [])])
 
 
 def steady_verdict(ok_first: bool, ok_last: bool | None) -> str:
@@ -520,7 +536,9 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         "done after | worker + sink CPU per event | of it, by process | peak RSS by process | "
         "load generator CPU per event | broker CPU per event | ClickHouse CPU per event | load |")
     add("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
-    runs = run_labels(t1, later, t2)
+    apart: list[bp.Throughput] = ([pipe["t1_apart"], *pipe.get("t1_apart_later", [])]
+                                  if "t1_apart" in pipe else [])
+    runs = run_labels(t1, later, t2, apart)
 
     def server_us(t: Any, name: str) -> str:
         spent = t.server_cpu_seconds.get(name)
@@ -571,6 +589,18 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("")
     add(f"Scaling 1 -> 2 workers: x{t2.rate / t1.rate:.2f} (2 cores, shared with the broker, "
         "ClickHouse and the producer).")
+    if apart:
+        pairs = [("first day", t1, apart[0])]
+        if later and len(apart) > len(later):
+            pairs.append((f"day {len(later) + 1}", later[-1], apart[len(later)]))
+        add("")
+        add("Stage two in a process of its own (`PEAKEND_STAGE_TWO_PROCESS=true`, "
+            "docs/streaming.md, thirtieth round) against one process for the agents, 1 worker, "
+            "same events: " + "; ".join(
+                f"{name} x{a.rate / t.rate:.2f} events/s ({fmt(a.rate)} against {fmt(t.rate)}), "
+                f"x{a.cpu_per_event_us / t.cpu_per_event_us:.2f} CPU per event "
+                f"({a.cpu_per_event_us:.0f} against {t.cpu_per_event_us:.0f} us)"
+                for name, t, a in pairs) + ".")
     add("")
     add("Ratios:")
     add("")

@@ -65,6 +65,7 @@ from pipeline.stream.outbox import (
     Outbox,
 )
 from pipeline.stream.segments import is_journaled_key
+from pipeline.stream.stage_two import StageRole, StageTwoProcess
 from pipeline.stream.state_writer import ChangelogTable, StateDelivery, discard_unconfirmed
 from pipeline.stream.topics import (
     CLAIMS_STATE_TABLE,
@@ -135,8 +136,14 @@ def build_worker(
     warehouse: Callable[[], Warehouse] | None = None,
     metrics: WorkerMetrics | None = None,
     migrate: bool = True,
+    role: StageRole | None = None,
 ) -> Worker:
+    """The worker's Faust app and its parts. `role`: the agents this app runs (by default the
+    worker's own: every agent, or stage one with stage two as a child when
+    `PEAKEND_STAGE_TWO_PROCESS` is set; pipeline/stream/stage_two.py)."""
     s = settings or Settings.from_env()
+    if role is None:
+        role = StageRole.of(s, embedded=warehouse is not None)
     core = s.core_config()
     rules = load_scoring_rules(core.journeys.scoring_rules_path)
     followup_rules = load_rules(s.followup_rules)  # checked at start: one-line FollowupRulesError
@@ -145,7 +152,7 @@ def build_worker(
     privacy = PersonalData.from_settings(s)
     stats = metrics or WorkerMetrics.create()
     app = faust.App(
-        s.app_id,
+        role.app_id(s),
         broker=[f"kafka://{host}" for host in s.kafka_bootstrap.split(",")],
         broker_credentials=faust_credentials(s),
         store="rocksdb://",
@@ -196,19 +203,21 @@ def build_worker(
     # (pipeline/state_store.py: why these options, and the RSS they give).
     state_options = state_store.shared_options()
 
+    # Each app declares the tables of its own agents only, each with the changelog topic the
+    # worker's one app names (`<app id>-<table>-changelog`), so stage two run as an app of its
+    # own (another id: another consumer group) keeps the state the one app wrote.
     def table(name: str) -> Any:
-        return state_store.state_table(fapp, name, s.partitions, state_options)
+        return state_store.state_table(fapp, name, s.partitions, state_options,
+                                       changelog_prefix=s.app_id)
 
     journey_table, segment_table = STATE_TABLES
-    journey_state, segment_state = table(journey_table), table(segment_table)
-    followup_state = table(FOLLOWUP_STATE_TABLE)
-    claim_state = table(CLAIMS_STATE_TABLE)
+    declared = ([journey_table] if role.runs_one else []) + (
+        [segment_table, FOLLOWUP_STATE_TABLE, CLAIMS_STATE_TABLE] if role.runs_two else [])
 
     # Outputs leave in batches from a producer of their own (pipeline/stream/delivery.py: why),
     # not through Faust's per-record producer buffer; so do the state tables' changelog
     # records, once per batch and partition (pipeline/stream/state_writer.py: why).
-    faust_tables = {f"state:{t.name}": t
-                    for t in (journey_state, segment_state, followup_state, claim_state)}
+    faust_tables = {f"state:{t.name}": t for t in map(table, declared)}
     # Before Faust opens them: a database that may hold writes its changelog never confirmed
     # (the worker was killed in between) is rebuilt from the changelog (state_writer's module).
     discard_unconfirmed(faust_tables.values(), s.partitions)
@@ -224,35 +233,19 @@ def build_worker(
     letters = DeadLetters(dead_letters, privacy, stats)
     # The claims and the segments' bucket members change a key per event or so: their tables
     # are journals, one changelog record per batch and partition (pipeline/stream/journal.py).
-    journaled = {claim_state.name: always, segment_state.name: is_journaled_key}
+    journaled = {CLAIMS_STATE_TABLE: always, segment_table: is_journaled_key}
     state_of = {t.name: (JournalTable(t, delivery, role, faust.types.TP,
                                       journaled=journaled[t.name])
                          if t.name in journaled else ChangelogTable(t, delivery, role,
                                                                     faust.types.TP))
                 for role, t in faust_tables.items()}
     deliver_state = StateDelivery(delivery, list(state_of.values()))
-    journey_state, segment_state = state_of[journey_table], state_of[segment_table]
-    followup_state = state_of[FOLLOWUP_STATE_TABLE]
-    claim_state = state_of[CLAIMS_STATE_TABLE]
 
     # The entry stage runs in a child process (entry_process.py: why) unless told not to, or
     # with embedded chdb (one process); in this process its events reach stage one without a
     # decode (batches.py).
     entry_child = s.entry_process and warehouse is None
     handoff = None if entry_child else Handoff()
-    journeys_agent = JourneysAgent(
-        core=core, rules=rules, table=journey_state, outputs=outputs, guard=guard,
-        handoff=handoff,
-        dead_letters=letters, source_topic=s.topic_touchpoints, partitions=s.partitions,
-        flush_every_events=s.stream_batch_events, stats=stats,
-        highwater=lambda tp: int(fapp.consumer.highwater(tp)))
-    segments_agent = SegmentsAgent(core=core, table=segment_state, outputs=outputs, guard=guard,
-                                   dead_letters=letters, sources=s.partitions, stats=stats)
-    followups_agent = FollowupsAgent(rules=followup_rules, horizon_ms=followup_horizon,
-                                     table=followup_state, outputs=outputs, guard=guard,
-                                     dead_letters=letters, stats=stats)
-    claims_agent = ClaimsAgent(core=core, source_topic=s.topic_touchpoints, table=claim_state,
-                               journey_events=journey_events, dead_letters=letters, guard=guard)
 
     def loop(agent: StageAgent, take: int, stage: str = "", record: str = "") -> AgentLoop:
         return AgentLoop(
@@ -263,54 +256,80 @@ def build_worker(
             count_applied=AppliedCounter(stats, stage, record) if stage else None,
             deliver_state=deliver_state)
 
-    # A bounded number of batch records at a time for the journeys agent
-    # (PEAKEND_STREAM_BATCH_RECORDS, 16): taking as many batch records as events decoded a whole
-    # backlog at once (malloc in use peaked at 139 MiB in the worker memory test, and glibc kept
-    # the freed memory: RSS +48 MiB). Each batch waits for two acknowledged round trips (its
-    # outputs, then its state's changelog): at 4 records a batch the worker waited more than it
-    # worked while draining a backlog (docs/streaming.md, eighth round).
-    fapp.agent(journey_events, name="journeys")(
-        loop(journeys_agent, s.stream_batch_records, "journeys", "event").run)
-    fapp.agent(contributions, name="segments")(
-        loop(segments_agent, s.stream_batch_events, "segments", "contribution").run)
-    fapp.agent(followup_inputs, name="followups")(
-        loop(followups_agent, s.stream_batch_events, "followups", "input").run)
-    fapp.agent(claims_in, name="claims")(
-        loop(claims_agent, s.stream_batch_events, "claims", "claim").run)
+    agent_of_topic: dict[str, StageAgent] = {}
+    journeys_agent = segments_agent = followups_agent = claims_agent = None
+    if role.runs_one:
+        journeys_agent = JourneysAgent(
+            core=core, rules=rules, table=state_of[journey_table], outputs=outputs, guard=guard,
+            handoff=handoff,
+            dead_letters=letters, source_topic=s.topic_touchpoints, partitions=s.partitions,
+            flush_every_events=s.stream_batch_events, stats=stats,
+            highwater=lambda tp: int(fapp.consumer.highwater(tp)))
+        # A bounded number of batch records at a time for the journeys agent
+        # (PEAKEND_STREAM_BATCH_RECORDS, 16): taking as many batch records as events decoded a
+        # whole backlog at once (malloc in use peaked at 139 MiB in the worker memory test, and
+        # glibc kept the freed memory: RSS +48 MiB). Each batch waits for two acknowledged
+        # round trips (its outputs, then its state's changelog): at 4 records a batch the
+        # worker waited more than it worked while draining a backlog (docs/streaming.md,
+        # eighth round).
+        fapp.agent(journey_events, name="journeys")(
+            loop(journeys_agent, s.stream_batch_records, "journeys", "event").run)
+        agent_of_topic[journey_events.get_topic_name()] = journeys_agent
+    if role.runs_two:
+        segments_agent = SegmentsAgent(core=core, table=state_of[segment_table], outputs=outputs,
+                                       guard=guard, dead_letters=letters, sources=s.partitions,
+                                       stats=stats)
+        followups_agent = FollowupsAgent(rules=followup_rules, horizon_ms=followup_horizon,
+                                         table=state_of[FOLLOWUP_STATE_TABLE], outputs=outputs,
+                                         guard=guard, dead_letters=letters, stats=stats)
+        claims_agent = ClaimsAgent(core=core, source_topic=s.topic_touchpoints,
+                                   table=state_of[CLAIMS_STATE_TABLE],
+                                   journey_events=journey_events, dead_letters=letters,
+                                   guard=guard)
+        fapp.agent(contributions, name="segments")(
+            loop(segments_agent, s.stream_batch_events, "segments", "contribution").run)
+        fapp.agent(followup_inputs, name="followups")(
+            loop(followups_agent, s.stream_batch_events, "followups", "input").run)
+        fapp.agent(claims_in, name="claims")(
+            loop(claims_agent, s.stream_batch_events, "claims", "claim").run)
+        agent_of_topic.update({contributions.get_topic_name(): segments_agent,
+                               followup_inputs.get_topic_name(): followups_agent,
+                               claims_in.get_topic_name(): claims_agent})
 
     fapp.sensors.add(FlushBeforeCommit(outputs))
-    revocations = Revocations(outputs, {
-        journey_events.get_topic_name(): journeys_agent,
-        contributions.get_topic_name(): segments_agent,
-        followup_inputs.get_topic_name(): followups_agent,
-        claims_in.get_topic_name(): claims_agent,
-    })
+    revocations = Revocations(outputs, agent_of_topic)
     fapp.on_partitions_revoked.connect(revocations.on_revoked)
 
-    # The sink applies the ClickHouse migrations itself (retrying while ClickHouse is away) and
-    # inserts only after them: the Kafka stages above never wait for ClickHouse.
-    sink = ClickHouseSink(
-        s, warehouse or server_connector(s, SINK_TIMEOUTS), stats, migrate=migrate,
-        ddl_warehouse=None if warehouse else ddl_connector(s),
-    )
-    entry_stats = EntryStats(stats, s.topic_touchpoints)
-    tasks = WorkerTasks(
-        s, outputs=outputs,
-        entry=(EntryProcess(entry_stats.add, entry_stats.entry_lag, entry_stats.entry_expired)
-               if entry_child
-               else build_entry_stage(s, entry_stats, handoff)),
-        sink=sink,
-        sink_child=(SinkProcess(stats, migrate=migrate)
-                    if s.sink_process and s.clickhouse_url and warehouse is None else None),
-        stats=stats, state=deliver_state,
-        bus_purger=BusPurger(partial(admin_client, s, "bus-purge"), s.app_id, bus_topics(s)))
+    # Each app purges the bus topics its own consumer group reads (bus_purge.py).
+    purger = BusPurger(partial(admin_client, s, "bus-purge"), role.app_id(s),
+                       [t for t in bus_topics(s) if t in agent_of_topic])
+    sink = entry = sink_child = stage_two = None
+    if role.runs_one:
+        # The sink applies the ClickHouse migrations itself (retrying while ClickHouse is away)
+        # and inserts only after them: the Kafka stages above never wait for ClickHouse.
+        sink = ClickHouseSink(
+            s, warehouse or server_connector(s, SINK_TIMEOUTS), stats, migrate=migrate,
+            ddl_warehouse=None if warehouse else ddl_connector(s),
+        )
+        entry_stats = EntryStats(stats, s.topic_touchpoints)
+        entry = (EntryProcess(entry_stats.add, entry_stats.entry_lag, entry_stats.entry_expired)
+                 if entry_child else build_entry_stage(s, entry_stats, handoff))
+        sink_child = (SinkProcess(stats, migrate=migrate)
+                      if s.sink_process and s.clickhouse_url and warehouse is None else None)
+    if role is StageRole.ONE:
+        stage_two = StageTwoProcess(stats, s.data_dir)
+    tasks = WorkerTasks(s, outputs=outputs, entry=entry, sink=sink, sink_child=sink_child,
+                        stage_two=stage_two, stats=stats, state=deliver_state, bus_purger=purger)
     fapp.on_before_shutdown.connect(tasks.deliver_before_shutdown)
-    fapp.task(tasks.run_entry)
     fapp.timer(0.2)(tasks.flush_idle)
     fapp.timer(heap.TRIM_SECONDS)(tasks.trim_heap)
     fapp.timer(s.bus_purge_seconds, on_leader=True)(tasks.purge_bus)
-    fapp.task(tasks.run_sink)
     fapp.task(tasks.serve_metrics)
+    if role.runs_one:
+        fapp.task(tasks.run_entry)
+        fapp.task(tasks.run_sink)
+    if stage_two is not None:
+        fapp.task(tasks.run_stage_two)
 
     return Worker(app=app, journeys=journeys_agent, segments=segments_agent,
                   followups=followups_agent, claims=claims_agent, outputs=outputs, tasks=tasks,

@@ -260,6 +260,13 @@ class Settings(BaseSettings):
         "Run the worker's ClickHouse sink as a child process (`peakend sink`: its own core and "
         "event loop); false, or embedded chdb: inside the worker process.",
     )
+    stage_two_process: bool = setting(
+        False,
+        "Run the worker's stage two (the segments, follow-ups and claims agents) as a child "
+        "process (`peakend stage-two`: a second Faust app, its own consumer group "
+        "`<app id>-stage-two`, core, event loop and state directory, the same changelog "
+        "topics); embedded chdb: inside the worker process.",
+    )
     # Journeys
     idle_gap_seconds: float = seconds(
         1800, "Customer-keyed journeys (events without a journey_id) split after this idle gap; "

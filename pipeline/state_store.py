@@ -137,7 +137,10 @@ def shared_options() -> SharedRocksDBOptions | None:
 
 
 def state_table(app: Any, name: str, partitions: int,
-                options: SharedRocksDBOptions | None) -> Any:
-    """`app.Table(name, partitions=partitions)` as a `StateTable` opened with `options`."""
+                options: SharedRocksDBOptions | None, changelog_prefix: str | None = None
+                ) -> Any:
+    """`app.Table(name, partitions=partitions)` as a `StateTable` opened with `options`, its
+    changelog topic `<changelog_prefix>-<name>-changelog` (None: named after the app's id)."""
     return app.tables.add(StateTable(app, name=name, partitions=partitions,
-                                     beacon=app.tables.beacon, rocksdb_options=options))
+                                     beacon=app.tables.beacon, rocksdb_options=options,
+                                     changelog_prefix=changelog_prefix))

@@ -21,7 +21,9 @@ differently; nothing else in `pipeline/` may use a Faust private name.
 - `ProducerBuffer.flush_atmost` giving up after 0.1 s, a behaviour (`PeakendProducer`): a flush
   before a commit must leave nothing buffered (`flush_until_empty`);
 - `Table._new_store_by_url` (`StoreHookTable`): the RocksDB options of each store Faust creates
-  for a table (pipeline/state_store.py);
+  for a table (pipeline/state_store.py); `Collection._changelog_topic_name`: a table's
+  changelog topic named after the deployment, not the Faust app's id (stage two in an app of
+  its own keeps the worker's changelogs);
 - `rocksdb.Store._db_for_partition` (`partition_db`): the RocksDB database of one partition of a
   table, which the worker writes a batch's state to in one `WriteBatch`, its changelog records
   sent in batches beside the outputs (pipeline/stream/state_writer.py: why);
@@ -625,7 +627,22 @@ def release(consumer: Any, batch: list[Any]) -> None:
 
 class StoreHookTable(faust.Table[Any, Any]):
     """A Faust table that hands every store Faust creates for it to `configure_store` (Faust
-    builds a table's store from its URL in `_new_store_by_url`, with no public hook)."""
+    builds a table's store from its URL in `_new_store_by_url`, with no public hook).
+
+    `changelog_prefix`: its changelog topic is `<prefix>-<name>-changelog` whatever the app's
+    id (Faust names it after the app's id in `_changelog_topic_name`): stage two run as an app
+    of its own (another id, so another consumer group) keeps the changelog topics, and so the
+    state, that the worker's one app wrote before."""
+
+    def __init__(self, app: Any, *, changelog_prefix: str | None = None,
+                 **kwargs: Any) -> None:
+        self.changelog_prefix = changelog_prefix  # set first: the base class names the topic
+        super().__init__(app, **kwargs)
+
+    def _changelog_topic_name(self) -> str:
+        if self.changelog_prefix is None:
+            return str(super()._changelog_topic_name())
+        return f"{self.changelog_prefix}-{self.name}-changelog"
 
     def _new_store_by_url(self, url: Any) -> Any:
         return self.configure_store(super()._new_store_by_url(url))

@@ -11,6 +11,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline.settings import Settings
+from pipeline.stream.stage_two import stage_two_group
 from pipeline.stream.topics import (
     claims_topic,
     contributions_topic,
@@ -35,13 +36,18 @@ def _committed(admin: KafkaAdminClient, group: str, attempts: int = 40) -> dict[
 
 def consumer_groups(settings: Settings) -> dict[str, list[str]]:
     """Every consumer group of the pipeline and the topics it reads: the entry stage, the
-    agents (the Faust app's own group; tests/unit/stream/test_lag.py checks that every agent's
-    topic is here: the claims topic once was not, and a run counted as caught up could still
-    have claims to apply), and the ClickHouse sink."""
+    agents (the Faust app's own group, and stage two's when it runs apart;
+    tests/unit/stream/test_lag.py and test_stage_two.py check that every agent's topic is here:
+    the claims topic once was not, and a run counted as caught up could still have claims to
+    apply), and the ClickHouse sink."""
+    stage_two = [contributions_topic(settings), followup_inputs_topic(settings),
+                 claims_topic(settings)]
+    # Stage two in a process of its own reads its topics in its own group (stage_two.py).
+    apart = settings.stage_two_process
     return {
         f"{settings.app_id}-entry": [settings.topic_touchpoints],
-        settings.app_id: [journey_events_topic(settings), contributions_topic(settings),
-                          followup_inputs_topic(settings), claims_topic(settings)],
+        settings.app_id: [journey_events_topic(settings), *([] if apart else stage_two)],
+        **({stage_two_group(settings): stage_two} if apart else {}),
         f"{settings.app_id}-clickhouse-sink": list(topic_tables(settings)),
     }
 

@@ -3,7 +3,8 @@
 - `Revocations`: on a rebalance, outputs delivered before partitions are given up, and the
   processors of the partitions that left forgotten (rebuilt from their table if they return);
 - `FlushBeforeCommit`: a Faust sensor that queues the waiting outputs before every commit;
-- `WorkerTasks`: the entry stage, the ClickHouse sink (a child process, or in this one), the
+- `WorkerTasks`: the entry stage, the ClickHouse sink (a child process, or in this one), stage
+  two's child process when it runs apart (pipeline/stream/stage_two.py), the
   metrics endpoint, the 0.2 s output flush, the heap trim every 30 s, the bus topics' purge
   (pipeline/stream/bus_purge.py) and the delivery before shutdown (which also closes the
   purge's admin client);
@@ -34,6 +35,7 @@ from pipeline.stream.entry import EntryStage, Routed
 from pipeline.stream.entry_process import EntryProcess
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.heap import HeapTrimmer
+from pipeline.stream.stage_two import StageTwoProcess
 from pipeline.stream.state_writer import StateDelivery
 
 log = logging.getLogger(__name__)
@@ -97,10 +99,11 @@ class WorkerTasks:
     """The worker's side tasks, each registered with Faust by `build_worker`."""
 
     def __init__(self, settings: Settings, *, outputs: OutputFlusher,
-                 entry: EntryStage | EntryProcess, sink: ClickHouseSink,
+                 entry: EntryStage | EntryProcess | None, sink: ClickHouseSink | None,
                  sink_child: SinkProcess | None, stats: WorkerMetrics,
                  state: StateDelivery | None = None,
-                 bus_purger: BusPurger | None = None) -> None:
+                 bus_purger: BusPurger | None = None,
+                 stage_two: StageTwoProcess | None = None) -> None:
         self.settings = settings
         self.outputs = outputs
         self.state = state  # the state tables' changelog delivery (their markers at shutdown)
@@ -115,15 +118,23 @@ class WorkerTasks:
         self.stats = stats
         self.heap = HeapTrimmer()
         self.bus_purger = bus_purger
+        # Stage two's agents in a child process of their own (stage_two.py), or in this one.
+        # A stage-two process itself has no entry stage, sink or child (all None).
+        self.stage_two = stage_two
 
     async def run_entry(self) -> None:
-        await self.entry.run()
+        if self.entry is not None:
+            await self.entry.run()
 
     async def run_sink(self) -> None:
         if self.sink_child is not None:
             await self.sink_child.run()
-        else:
+        elif self.sink is not None:
             await self.sink.run()
+
+    async def run_stage_two(self) -> None:
+        if self.stage_two is not None:
+            await self.stage_two.run()
 
     async def serve_metrics(self) -> None:
         s = self.settings
@@ -170,11 +181,11 @@ class Worker:
     """A built worker: the Faust app to run and the parts wired into it."""
 
     app: faust.App
-    journeys: JourneysAgent
-    segments: SegmentsAgent
-    followups: FollowupsAgent
-    claims: ClaimsAgent
+    journeys: JourneysAgent | None  # None: an app that does not run that agent (stage_two.py)
+    segments: SegmentsAgent | None
+    followups: FollowupsAgent | None
+    claims: ClaimsAgent | None
     outputs: OutputFlusher
     tasks: WorkerTasks
-    sink: ClickHouseSink
+    sink: ClickHouseSink | None  # None in a stage-two process
     metrics: WorkerMetrics

@@ -93,6 +93,20 @@ def test_faust_builds_each_table_store_through_new_store_by_url(tmp_path: Path) 
     assert table.data is seen[0]
 
 
+def test_a_changelog_prefix_names_the_changelog_topic_whatever_the_apps_id() -> None:
+    assert list(inspect.signature(faust.Table._changelog_topic_name).parameters) == ["self"]
+    app: Any = faust.App("deployment-stage-two", store="memory://")
+    pinned = app.tables.add(StoreHookTable(app, name="segment-state", partitions=2,
+                                           beacon=app.tables.beacon,
+                                           changelog_prefix="deployment"))
+    plain = app.tables.add(StoreHookTable(app, name="other", partitions=2,
+                                          beacon=app.tables.beacon))
+    assert pinned.changelog_topic.get_topic_name() == "deployment-segment-state-changelog"
+    assert plain.changelog_topic.get_topic_name() == "deployment-stage-two-other-changelog"
+    # and the topic Faust makes for it is its compacted changelog, as any table's
+    assert pinned.changelog_topic.compacting and pinned.changelog_topic.internal
+
+
 def test_faust_consumer_keeps_the_bookkeeping_peakend_consumer_overrides() -> None:
     assert list(inspect.signature(Consumer._new_offset).parameters) == ["self", "tp"]
     # logged by PeakendConsumer._add_gap (issue 20): an async method of these parameters
@@ -796,7 +810,8 @@ def test_no_other_module_uses_the_faust_private_names() -> None:
     adapter = ROOT / "pipeline" / "stream" / "faust_private.py"
     framework_private = private_names_used(ast.parse(adapter.read_text())) - {"_"}
     assert {"_current_event", "_new_offset", "_unacked_messages",
-            "_new_store_by_url", "_db_for_partition"} <= framework_private
+            "_new_store_by_url", "_db_for_partition", "_changelog_topic_name"
+            } <= framework_private
     leaks = []
     for path in sorted((ROOT / "pipeline").rglob("*.py")):
         if path == adapter or "build" in path.relative_to(ROOT).parts:
