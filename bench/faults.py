@@ -500,7 +500,7 @@ def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3
                        keep: Path | None = None) -> FaultResult:
     """`keep`: a directory where a run whose results differ from replay, or whose worker
     exited unplanned, leaves its topics and worker log (`keep_failed_run`)."""
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
     lines = generate_lines(tmp, events, seed=21, span=span)
     over = "" if span == "6h" else f", {span} of event time"
     result = FaultResult(f"worker SIGKILL x{kills} under load{over}", len(lines))
@@ -536,7 +536,7 @@ def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3
 
 def clickhouse_outage(stack: FaultStack, tmp: Path, events: int, outage_s: float = 60,
                       rate: float = 1000, timeout: float = 600) -> FaultResult:
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
     lines = generate_lines(tmp, events, seed=22)
     result = FaultResult(f"ClickHouse stopped {outage_s:.0f} s under load", len(lines))
     started = time.monotonic()
@@ -579,7 +579,7 @@ def clickhouse_outage(stack: FaultStack, tmp: Path, events: int, outage_s: float
 
 def kafka_restart(stack: FaultStack, tmp: Path, events: int, rate: float = 1000,
                   timeout: float = 600) -> FaultResult:
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
     lines = generate_lines(tmp, events, seed=23)
     result = FaultResult("Kafka broker restarted under load", len(lines))
     started = time.monotonic()
@@ -621,7 +621,7 @@ def poison_input(stack: FaultStack, tmp: Path, events: int, fraction: float = 0.
     over deep nesting the way the worker does (RecursionError, see docs/reliability.md), so it
     raises its own recursion limit; the worker runs with Python's default."""
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 60_000))
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
     valid = generate_lines(tmp, round(events * (1 - fraction)), seed=24)
     lines = mix_poison(valid, fraction, seed=24,
                        max_event_bytes=setup.settings().max_event_bytes, kinds=kinds)
@@ -694,7 +694,7 @@ def broker_sigkill(stack: FaultStack, tmp: Path, events: int, down_s: float = 5.
     As in `kafka_restart` the input is produced before the worker starts (60%, its backlog at
     the kill) and after the restart (40%): a producer that loses records while the broker is
     away would count against the pipeline."""
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
     lines = generate_lines(tmp, events, seed=26)
     result = FaultResult("Kafka broker SIGKILL under load", len(lines))
     started = time.monotonic()
@@ -746,7 +746,7 @@ def clickhouse_hang(stack: FaultStack, tmp: Path, events: int, hang_s: float = 4
     """ClickHouse SIGSTOPped for `hang_s` under load, then SIGCONT: a hung server (connections
     accepted by the kernel, nothing answered), not a stopped one. The sink must count it down
     (`peakend_clickhouse_up` 0) within ~15 s (docs/reliability.md, Timeouts)."""
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
     lines = generate_lines(tmp, events, seed=27)
     result = FaultResult(f"ClickHouse SIGSTOP {hang_s:.0f} s under load", len(lines))
     started = time.monotonic()
@@ -860,7 +860,7 @@ def takeover(stack: FaultStack, tmp: Path, events: int, rate: float = 400,
     (tests/support/stream.crawl_seconds, the signature of issue 14)."""
     from tests.support.stream import crawl_seconds
 
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
     ensure_topics(setup.settings())  # before the workers: neither races the other to create
     lines = generate_lines(tmp, events, seed=28)
     result = FaultResult("takeover: 1 of 2 workers SIGKILLed under load", len(lines))
@@ -1337,6 +1337,27 @@ def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     return read
 
 
+# Settings every worker of the kill, outage, restart, takeover and poison runs gets
+# (`--worker-env`): their stream setups carry them, so the harness's own readers (the lag it
+# waits on) see the same configuration as the workers.
+WORKER_ENV: dict[str, str] = {}
+
+
+def worker_variable(text: str) -> tuple[str, str]:
+    """`--worker-env`: PEAKEND_NAME=VALUE, the value checked as the worker would check it;
+    else argparse's one-line error."""
+    from pipeline.settings import Settings, SettingsError
+
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("PEAKEND_"):
+        raise argparse.ArgumentTypeError(f"must be PEAKEND_NAME=VALUE, not {text!r}")
+    try:
+        Settings.from_env({name: value})
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000,
@@ -1384,9 +1405,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-partitions", type=int, default=12)
     parser.add_argument("--memory-compare-events", type=int, default=0,
                         help="the runs after the first read only the first N events")
+    parser.add_argument("--worker-env", action="append", default=[], type=worker_variable,
+                        metavar="PEAKEND_NAME=VALUE",
+                        help="a setting for every worker of the fault runs (repeatable), e.g. "
+                        "PEAKEND_STAGE_TWO_PROCESS=true")
     parser.add_argument("--memory-tracemalloc", action="store_true",
                         help="trace Python allocations in the worker (slower)")
     args = parser.parse_args(argv)
+    WORKER_ENV.update(args.worker_env)
     if args.quick:
         args.events, args.poison_events, args.memory_events = 8_000, 20_000, 60_000
     only = set(filter(None, args.only.split(","))) or {
