@@ -224,21 +224,21 @@ def build_worker(
     topic_of = {JOURNEYS: journeys, CONTRIBUTIONS: contributions, METRICS: metric_topic,
                 ALERTS: alerts, FOLLOWUP_INPUTS: followup_inputs, FOLLOWUPS: followups_out,
                 CLAIMS: claims_in,
-                **{role: t.changelog_topic for role, t in faust_tables.items()}}
+                **{output: t.changelog_topic for output, t in faust_tables.items()}}
     delivery = BatchDelivery(
         lambda: _output_producer(s),
-        {role: topic.get_topic_name() for role, topic in topic_of.items()})
+        {output: topic.get_topic_name() for output, topic in topic_of.items()})
     outputs = OutputFlusher(Outbox(s.partitions, followup_rules), delivery, stats)
     guard = RebalanceGuard(fapp, lambda message: fapp.consumer.delivered_now(message))
     letters = DeadLetters(dead_letters, privacy, stats)
     # The claims and the segments' bucket members change a key per event or so: their tables
     # are journals, one changelog record per batch and partition (pipeline/stream/journal.py).
     journaled = {CLAIMS_STATE_TABLE: always, segment_table: is_journaled_key}
-    state_of = {t.name: (JournalTable(t, delivery, role, faust.types.TP,
+    state_of = {t.name: (JournalTable(t, delivery, output, faust.types.TP,
                                       journaled=journaled[t.name])
-                         if t.name in journaled else ChangelogTable(t, delivery, role,
+                         if t.name in journaled else ChangelogTable(t, delivery, output,
                                                                     faust.types.TP))
-                for role, t in faust_tables.items()}
+                for output, t in faust_tables.items()}
     deliver_state = StateDelivery(delivery, list(state_of.values()))
 
     # The entry stage runs in a child process (entry_process.py: why) unless told not to, or
