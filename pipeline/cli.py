@@ -26,7 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "entry": ("pipeline.stream.entry_process", "touchpoints -> journey batches (the worker starts "
               "it)"),
     "sink": ("pipeline.storage.sink", "output topics -> ClickHouse (the worker starts it)"),
-    "stage-two": ("pipeline.stream.stage_two", "the segments, follow-ups and claims agents (the "
+    "stage-two": ("pipeline.stream.stage_two_cli", "the segments, follow-ups and claims agents "
+                  "(the "
                   "worker starts it with PEAKEND_STAGE_TWO_PROCESS=true)"),
     "demo": ("pipeline.demo", "start the stack, stream synthetic journeys, show the results"),
     "migrate": ("pipeline.storage.migrate", "apply the ClickHouse migrations"),

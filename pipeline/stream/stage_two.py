@@ -24,18 +24,16 @@ The worker's own app (`StageRole.ONE`) runs the journeys agent, the entry stage 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import enum
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.request import urlopen
 
-from pipeline.child_process import ChildProcess, die_with, orphaned
+from pipeline.child_process import ChildProcess, orphaned
 from pipeline.observability import WorkerMetrics
 from pipeline.settings import Settings
 
@@ -172,31 +170,3 @@ def exit_when_orphaned(parent_pid: int, grace_seconds: float = ORPHAN_GRACE_SECO
                 "exits without finishing", parent_pid, grace_seconds)
     logging.shutdown()
     os._exit(1)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--parent-pid", type=int, default=0,
-                        help="stop when this process (the worker) is gone")
-    parser.add_argument("--loglevel", default="warn",
-                        choices=["crit", "error", "warn", "info", "debug"])
-
-
-def run(args: argparse.Namespace) -> int:
-    """`peakend stage-two`: the segments, follow-ups and claims agents in this process's own
-    Faust app, until SIGTERM/SIGINT (with --parent-pid: SIGTERM when the worker is gone)."""
-    if args.parent_pid:
-        die_with(args.parent_pid)  # first: the worker may be killed while this one starts
-        threading.Thread(target=exit_when_orphaned, args=(args.parent_pid,), daemon=True,
-                         name="stage-two-parent-watch").start()
-    import faust
-
-    from pipeline.app import build_worker
-    from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
-
-    logging.basicConfig(level=logging.WARNING)
-    tune_gc(STREAM_THRESHOLDS, freeze=False)  # the worker's collector policy (gcpolicy.py)
-    built = build_worker(Settings.from_env(), role=StageRole.TWO, migrate=False)
-    worker = faust.Worker(built.app, loglevel=args.loglevel, quiet=True)
-    worker.spinner = None  # (pipeline/worker_cli.py: why)
-    worker.execute_from_commandline()
-    return 0
