@@ -19,7 +19,14 @@ from tests.integration.test_stream_end_to_end import (
     wait_for_results,
 )
 from tests.support.stack import ClickHouseUrls
-from tests.support.stream import Worker, count, produce_lines, stream_setup, wait_until
+from tests.support.stream import (
+    StreamSetup,
+    Worker,
+    count,
+    produce_lines,
+    stream_setup,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +53,21 @@ def gone(pid: int) -> bool:
     return state == "Z"  # exited, not yet reaped by its new parent
 
 
+def started_apart(setup: StreamSetup, tmp_path: Path) -> tuple[Worker, int]:
+    """A worker with stage two apart, once its stage-two child runs: the worker and its pid."""
+    worker = Worker(setup, tmp_path, "a")
+    wait_until(lambda: "stage-two" in children(worker.proc.pid).values(), 60,
+               "the stage-two child", worker.log_tail)
+    return worker, next(pid for pid, what in children(worker.proc.pid).items()
+                        if what == "stage-two")
+
+
 def test_stage_two_apart_equals_replay_with_one_metrics_page(
         tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
     setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=4, **APART)
     lines = generate(tmp_path, 3000, seed=21)
-    worker = Worker(setup, tmp_path, "a")
+    worker, _ = started_apart(setup, tmp_path)
     try:
-        wait_until(lambda: "stage-two" in children(worker.proc.pid).values(), 60,
-                   "the stage-two child", worker.log_tail)
         produce_lines(kafka_bootstrap, setup.topic, lines)
         wait_for_results(setup, [worker], lines)
         assert_same_as_replay(setup, lines)
@@ -109,12 +123,8 @@ def test_a_sigkill_of_the_worker_takes_stage_two_with_it_and_loses_nothing(
         tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
     setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=4, **APART)
     lines = generate(tmp_path, 6000, seed=23)
-    worker = Worker(setup, tmp_path, "a")
+    worker, stage_two = started_apart(setup, tmp_path)
     try:
-        wait_until(lambda: "stage-two" in children(worker.proc.pid).values(), 60,
-                   "the stage-two child", worker.log_tail)
-        stage_two = next(pid for pid, what in children(worker.proc.pid).items()
-                         if what == "stage-two")
         produce_lines(kafka_bootstrap, setup.topic, lines)
         wait_until(lambda: count(setup, "SELECT count() FROM touchpoint_events") > 500, 90,
                    "the worker to be mid-run", worker.log_tail)
