@@ -157,7 +157,7 @@ class Stream:
 
     def processes(self) -> list[tuple[int, str]]:
         """(pid, role) of every live worker process ("worker") and of its children ("entry",
-        "sink")."""
+        "stage-two", "sink")."""
         found: list[tuple[int, str]] = []
         for w in self.workers:
             if w.alive():
@@ -298,7 +298,7 @@ class Throughput:
     generator_cpu_seconds: float = 0.0
     # the stack's servers meanwhile (the broker, ClickHouse): CPU seconds by server
     server_cpu_seconds: dict[str, float] = field(default_factory=dict)
-    # the worker's CPU seconds by process ("worker", "entry", "sink"): worker_cpu_seconds split
+    # worker_cpu_seconds split by process ("worker", "entry", "stage-two", "sink")
     cpu_seconds_by_role: dict[str, float] = field(default_factory=dict)
     # the largest resident set of each process role, from its start to the run's end (MiB)
     peak_rss_mib_by_role: dict[str, float] = field(default_factory=dict)

@@ -449,7 +449,7 @@ def faults_while_producing(stack: ClusterStack, tmp: Path, faults: Sequence[str]
         result.detail["input_arriving_during_each_fault"] = arriving
         lines = lines[:sent]
         result.sent = sent
-        settle(setup, lines, sup, timeout)
+        settle(setup, lines, sup, timeout, result)
         result.worker_restarts = sup.restarts
         if sup.restarts:
             result.notes.append(f"{sup.restarts} unplanned worker exits {sup.exit_codes}")

@@ -1,6 +1,6 @@
 """Second by second, how busy each process on the machine is during a throughput run: the
-worker (and its busiest threads), its entry and sink children, the broker, ClickHouse and the
-load generator.
+worker (and its busiest threads), its entry, stage-two and sink children, the broker,
+ClickHouse and the load generator.
 
     .venv/bin/python -m bench.cpu_timeline [--events 60000] [--span-hours 24]
 
@@ -68,8 +68,8 @@ def behind_by_group(lag: dict[str, int], app_id: str) -> dict[str, int]:
     out = {"entry": 0, "agents": 0, "sink": 0}
     for name, records in lag.items():
         group = name.split("/", 1)[0]
-        stage = ("entry" if group == f"{app_id}-entry" else "agents" if group == app_id
-                 else "sink")
+        stage = ("entry" if group == f"{app_id}-entry"
+                 else "agents" if group in (app_id, f"{app_id}-stage-two") else "sink")
         out[stage] += records
     return out
 
@@ -88,7 +88,7 @@ def sampler(worker: int, children: dict[str, int], every_s: float, out: list[Sam
 
 
 def report(samples: list[Sample]) -> list[str]:
-    names = ["worker", "entry", "sink", "kafka", "clickhouse", "generator"]
+    names = ["worker", "entry", "stage-two", "sink", "kafka", "clickhouse", "generator"]
     lines = ["| s | " + " | ".join(names) + " | all | busiest worker threads | records behind: "
              "entry / agents / sink |", "|---:|" + "---:|" * (len(names) + 1) + "---|---|"]
     busy: dict[str, list[float]] = {n: [] for n in [*names, "all"]}

@@ -428,21 +428,30 @@ def measure(setup: StreamSetup, lines: list[bytes], result: FaultResult) -> Faul
 
 
 def settle(setup: StreamSetup, lines: list[bytes], supervise: Callable[[], None],
-           timeout: float) -> None:
-    """Until the pipeline has caught up and the journeys equal replay (or the timeout)."""
+           timeout: float, result: FaultResult) -> None:
+    """Until the pipeline has caught up and the journeys equal replay (or the timeout). Sets
+    `result.detail["caught_up"]`: a group that reads nothing, whatever the results so far, is
+    a stall (stage two's group once read nothing for 5 min after a broker restart while the
+    journeys were right: pipeline/kafka_metadata.py)."""
     settings = setup.settings()
     want = journeys_of_replay(replay_records(lines, setup.partitions, settings))
     deadline = time.monotonic() + timeout
+    behind = "not read"
     while time.monotonic() < deadline:
         supervise()
         try:
             wait_caught_up(settings, min(30.0, max(1.0, deadline - time.monotonic())),
                            settle_s=3.0)
-        except Exception:  # TimeoutError, or the broker not reachable yet
+        except Exception as exc:  # TimeoutError, or the broker not reachable yet
+            behind = str(exc)
             continue
         if journeys_in_clickhouse(setup) == want:
+            result.detail["caught_up"] = True
             return
+        behind = "caught up, the journeys not yet equal to replay"
         time.sleep(1)
+    result.detail["caught_up"] = False
+    result.notes.append(f"not settled after {timeout:.0f} s: {behind}"[:400])
 
 
 class Supervisor:
@@ -520,7 +529,7 @@ def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3
         producer.join()
         if producer.error:
             result.notes.append(f"producer: {producer.error!r}")
-        settle(setup, lines, sup, timeout)
+        settle(setup, lines, sup, timeout, result)
         result.worker_restarts = sup.restarts
         if sup.restarts:
             result.notes.append(f"{sup.restarts} unplanned worker exits {sup.exit_codes}")
@@ -566,7 +575,7 @@ def clickhouse_outage(stack: FaultStack, tmp: Path, events: int, outage_s: float
                             f"{failures:.0f}; worker up throughout: {alive}")
         stack.start("clickhouse")
         producer.join()
-        settle(setup, lines, sup, timeout)
+        settle(setup, lines, sup, timeout, result)
         result.worker_restarts = sup.restarts
         if sup.restarts:
             result.notes.append(f"{sup.restarts} worker exits {sup.exit_codes}")
@@ -602,7 +611,7 @@ def kafka_restart(stack: FaultStack, tmp: Path, events: int, rate: float = 1000,
         time.sleep(5)
         sup()
         produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[first:])
-        settle(setup, lines, sup, timeout)
+        settle(setup, lines, sup, timeout, result)
         result.worker_restarts = sup.restarts
         result.notes.append(f"worker exits restarted by the supervisor: {sup.restarts} "
                             f"{sup.exit_codes}")
@@ -630,7 +639,7 @@ def poison_input(stack: FaultStack, tmp: Path, events: int, fraction: float = 0.
     sup = Supervisor(setup, tmp, "poison", 43)
     try:
         produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines)
-        settle(setup, lines, sup, timeout)
+        settle(setup, lines, sup, timeout, result)
         sup()
         result.worker_restarts = sup.restarts
         result.notes.append(f"worker crashes: {sup.restarts} {sup.exit_codes}")
@@ -720,7 +729,7 @@ def broker_sigkill(stack: FaultStack, tmp: Path, events: int, down_s: float = 5.
         time.sleep(5)
         sup()
         produce_lines(setup.env["PEAKEND_KAFKA_BOOTSTRAP"], setup.topic, lines[first:])
-        settle(setup, lines, sup, timeout)
+        settle(setup, lines, sup, timeout, result)
         watch.stop()
         went_0 = watch.first("peakend_kafka_up", lambda v: v == 0.0, killed)
         up_again = watch.first("peakend_kafka_up", lambda v: v == 1.0, killed + back)
@@ -775,7 +784,7 @@ def clickhouse_hang(stack: FaultStack, tmp: Path, events: int, hang_s: float = 4
         stopped, resumed_at = False, time.monotonic()
         sent_during = producer.sent
         producer.join()
-        settle(setup, lines, sup, timeout)
+        settle(setup, lines, sup, timeout, result)
         watch.stop()
         failures_before = watch.peak("peakend_sink_insert_failures_total", 0, hung_at)
         went_0 = watch.first("peakend_clickhouse_up", lambda v: v == 0.0, hung_at)
@@ -922,7 +931,7 @@ def takeover(stack: FaultStack, tmp: Path, events: int, rate: float = 400,
         moved = [t for t, c, _ in samples if any(c[p] != at_kill[p] for p in frozen)]
         taken = moved[0] if moved and frozen else None
         crawl = crawl_seconds(samples) if samples else 0.0
-        settle(setup, lines, sup, timeout)
+        settle(setup, lines, sup, timeout, result)
         result.worker_restarts = sup.restarts
         backlog = max((lag for t, lag in series if taken is None or t <= taken), default=0)
         result.detail.update(
@@ -1139,8 +1148,11 @@ def worker_memory(stack: FaultStack, tmp: Path, input_path: Path, options: str,
     heap, the sink child's RSS and the worker's open journeys (/metrics). The run lasts until
     stage one has applied every valid event of the input (`valid_events`); then, once no stage's
     applied count has moved for 3 s (at most `settle_s`), a last sample marked `settled`. `env`:
-    more settings of the worker."""
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=partitions, **(env or {}))
+    more settings of the worker. Stage two runs inside the worker's process here
+    (`PEAKEND_STAGE_TWO_PROCESS=false` unless `env` says otherwise), so that every stage's
+    state is in the one process measured: the samples read its RocksDB and glibc figures."""
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=partitions,
+                         **{"PEAKEND_STAGE_TWO_PROCESS": "false", **(env or {})})
     total = sum(1 for _ in input_path.open("rb"))
     total = min(total, limit) if limit else total
     valid = valid_events(input_path, total, setup.settings().max_event_bytes)

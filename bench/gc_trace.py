@@ -136,7 +136,7 @@ if os.environ.get("PEAKEND_GC_TRACE_AT_BATCH_ENDS"):
 '''
 
 
-ROLES = ("worker", "entry", "sink")
+ROLES = ("worker", "entry", "stage-two", "sink")
 
 
 def traced_processes(folder: Path) -> Iterator[tuple[str, Path, list[str]]]:

@@ -58,7 +58,8 @@ def profiled_throughput(stream: Stream, phase: Phase, out: Path, rate: int = 50,
                         native: bool = False) -> tuple[Throughput, dict[str, Path]]:
     """`throughput` of `phase` with py-spy attached to the worker and its children for exactly
     that phase (attach after the warm-up, stop when the events are all in ClickHouse); returns
-    the run and the profile of each process ("worker", "entry", "sink"), py-spy's raw format."""
+    the run and the profile of each process ("worker", "entry", "stage-two", "sink"), py-spy's
+    raw format."""
     out.mkdir(parents=True, exist_ok=True)
     worker = stream.workers[0].proc.pid
     profiles = {"worker": out / "worker.txt"}

@@ -267,19 +267,20 @@ def pipeline_runs(kafka: str, ch: ClickHouseUrls, sizes: Sizes) -> dict[str, Any
             log(f"pipeline, 2 workers: latency at {rate:,.0f}/s")
             lat.append(bp.latency(stream, source.phase(int(rate * sizes.latency_seconds)), rate))
         out["lat2"] = lat
-    # The same first day and later days with stage two in a process of its own
-    # (PEAKEND_STAGE_TWO_PROCESS, pipeline/stream/stage_two.py), as the alternative of record.
-    log("pipeline, 1 worker, stage two apart: start and warm up")
+    # The same first day and later days with stage two inside the worker's process
+    # (PEAKEND_STAGE_TWO_PROCESS=false, pipeline/stream/stage_two.py), the default until
+    # 2026-12-06, as the alternative of record.
+    log("pipeline, 1 worker, stage two inside: start and warm up")
     with bp.running_stream(kafka, ch, workers=1, partitions=4,
-                           PEAKEND_STAGE_TWO_PROCESS="true") as stream:
+                           PEAKEND_STAGE_TWO_PROCESS="false") as stream:
         bp.warm_up(stream, source)
-        log("pipeline, 1 worker, stage two apart: throughput")
-        out["t1_apart"] = bp.throughput(stream, source.phase(sizes.e2e_events))
-        apart_later = []
+        log("pipeline, 1 worker, stage two inside: throughput")
+        out["t1_inside"] = bp.throughput(stream, source.phase(sizes.e2e_events))
+        inside_later = []
         for day in range(sizes.later_days):
-            log(f"pipeline, 1 worker, stage two apart: throughput, day {day + 2} of event time")
-            apart_later.append(bp.throughput(stream, source.phase(sizes.e2e_events)))
-        out["t1_apart_later"] = apart_later
+            log(f"pipeline, 1 worker, stage two inside: throughput, day {day + 2} of event time")
+            inside_later.append(bp.throughput(stream, source.phase(sizes.e2e_events)))
+        out["t1_inside_later"] = inside_later
     log("a real worker and its children under py-spy")
     workdir = Path(tempfile.mkdtemp(prefix="peakend-bench-prof-"))
     with bp.running_stream(kafka, ch, workers=1) as stream:
@@ -303,14 +304,14 @@ def steady_note(later: list[bp.Throughput], value: str) -> str:
 
 
 def run_labels(t1: bp.Throughput, later: list[bp.Throughput], t2: bp.Throughput,
-               apart: list[bp.Throughput] | None = None) -> list[tuple[str, bp.Throughput]]:
-    """The end-to-end runs in the report's order, named (`apart`: stage two in a process of
-    its own, its first day and later days)."""
+               inside: list[bp.Throughput] | None = None) -> list[tuple[str, bp.Throughput]]:
+    """The end-to-end runs in the report's order, named (`inside`: stage two in the worker's
+    process, its first day and later days)."""
     return ([("1 worker, first day", t1)]
             + [(f"1 worker, day {n + 2}", t) for n, t in enumerate(later)]
             + [("2 workers, first day", t2)]
-            + [(f"1 worker, stage two apart, {'first day' if n == 0 else f'day {n + 1}'}", t)
-               for n, t in enumerate(apart or [])])
+            + [(f"1 worker, stage two inside, {'first day' if n == 0 else f'day {n + 1}'}", t)
+               for n, t in enumerate(inside or [])])
 
 
 def steady_verdict(ok_first: bool, ok_last: bool | None) -> str:
@@ -536,9 +537,9 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
         "done after | worker + sink CPU per event | of it, by process | peak RSS by process | "
         "load generator CPU per event | broker CPU per event | ClickHouse CPU per event | load |")
     add("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
-    apart: list[bp.Throughput] = ([pipe["t1_apart"], *pipe.get("t1_apart_later", [])]
-                                  if "t1_apart" in pipe else [])
-    runs = run_labels(t1, later, t2, apart)
+    inside: list[bp.Throughput] = ([pipe["t1_inside"], *pipe.get("t1_inside_later", [])]
+                                   if "t1_inside" in pipe else [])
+    runs = run_labels(t1, later, t2, inside)
 
     def server_us(t: Any, name: str) -> str:
         spent = t.server_cpu_seconds.get(name)
@@ -589,18 +590,18 @@ def write_report(path: Path, m: dict[str, str], quick: bool, raw: dict[str, Any]
     add("")
     add(f"Scaling 1 -> 2 workers: x{t2.rate / t1.rate:.2f} (2 cores, shared with the broker, "
         "ClickHouse and the producer).")
-    if apart:
-        pairs = [("first day", t1, apart[0])]
-        if later and len(apart) > len(later):
-            pairs.append((f"day {len(later) + 1}", later[-1], apart[len(later)]))
+    if inside:
+        pairs = [("first day", t1, inside[0])]
+        if later and len(inside) > len(later):
+            pairs.append((f"day {len(later) + 1}", later[-1], inside[len(later)]))
         add("")
-        add("Stage two in a process of its own (`PEAKEND_STAGE_TWO_PROCESS=true`, "
-            "docs/streaming.md, thirtieth round) against one process for the agents, 1 worker, "
-            "same events: " + "; ".join(
-                f"{name} x{a.rate / t.rate:.2f} events/s ({fmt(a.rate)} against {fmt(t.rate)}), "
-                f"x{a.cpu_per_event_us / t.cpu_per_event_us:.2f} CPU per event "
-                f"({a.cpu_per_event_us:.0f} against {t.cpu_per_event_us:.0f} us)"
-                for name, t, a in pairs) + ".")
+        add("Stage two in a process of its own (the default, `PEAKEND_STAGE_TWO_PROCESS=true`, "
+            "docs/streaming.md, thirtieth round) against stage two inside the worker's process "
+            "(`=false`), 1 worker, same events: " + "; ".join(
+                f"{name} x{t.rate / i.rate:.2f} events/s ({fmt(t.rate)} against {fmt(i.rate)}), "
+                f"x{t.cpu_per_event_us / i.cpu_per_event_us:.2f} CPU per event "
+                f"({t.cpu_per_event_us:.0f} against {i.cpu_per_event_us:.0f} us)"
+                for name, t, i in pairs) + ".")
     add("")
     add("Ratios:")
     add("")

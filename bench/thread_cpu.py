@@ -20,11 +20,11 @@ import os
 import time
 from collections import defaultdict
 
-ROLES = ("worker", "entry", "sink")
+ROLES = ("worker", "entry", "stage-two", "sink")
 
 
 def stream_processes() -> dict[int, str]:
-    """pid -> role of the running `peakend worker|entry|sink` processes."""
+    """pid -> role of the running `peakend worker|entry|stage-two|sink` processes."""
     found: dict[int, str] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():

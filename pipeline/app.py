@@ -33,6 +33,7 @@ import faust
 from pipeline import state_store
 from pipeline.followup_rules import horizon_ms, load_rules
 from pipeline.kafka_fetch import stream_fetch
+from pipeline.kafka_metadata import METADATA_MAX_AGE_MS
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.scoring_rules import load_scoring_rules
@@ -139,8 +140,8 @@ def build_worker(
     role: StageRole | None = None,
 ) -> Worker:
     """The worker's Faust app and its parts. `role`: the agents this app runs (by default the
-    worker's own: every agent, or stage one with stage two as a child when
-    `PEAKEND_STAGE_TWO_PROCESS` is set; pipeline/stream/stage_two.py)."""
+    worker's own: stage one with stage two as a child, or every agent with
+    `PEAKEND_STAGE_TWO_PROCESS=false` or embedded chdb; pipeline/stream/stage_two.py)."""
     s = settings or Settings.from_env()
     if role is None:
         role = StageRole.of(s, embedded=warehouse is not None)
@@ -177,6 +178,8 @@ def build_worker(
         # consumer thread every 3 s, so a busy event loop does not expire it).
         broker_session_timeout=20.0,
         consumer_auto_offset_reset="earliest",
+        # a topic missing from a rebalance's metadata is seen again within seconds, not 5 min
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
     # Faust's stubs are loose: wire it through an Any-typed handle.
     fapp: Any = app

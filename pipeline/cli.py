@@ -27,8 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "it)"),
     "sink": ("pipeline.storage.sink", "output topics -> ClickHouse (the worker starts it)"),
     "stage-two": ("pipeline.stream.stage_two_cli", "the segments, follow-ups and claims agents "
-                  "(the "
-                  "worker starts it with PEAKEND_STAGE_TWO_PROCESS=true)"),
+                  "(the worker starts it unless PEAKEND_STAGE_TWO_PROCESS=false)"),
     "demo": ("pipeline.demo", "start the stack, stream synthetic journeys, show the results"),
     "migrate": ("pipeline.storage.migrate", "apply the ClickHouse migrations"),
     "generate": ("jobs.generate", "write synthetic journeys to Parquet, JSONL or Kafka"),

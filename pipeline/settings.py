@@ -261,11 +261,11 @@ class Settings(BaseSettings):
         "event loop); false, or embedded chdb: inside the worker process.",
     )
     stage_two_process: bool = setting(
-        False,
+        True,
         "Run the worker's stage two (the segments, follow-ups and claims agents) as a child "
         "process (`peakend stage-two`: a second Faust app, its own consumer group "
         "`<app id>-stage-two`, core, event loop and state directory, the same changelog "
-        "topics); embedded chdb: inside the worker process.",
+        "topics); false, or embedded chdb: inside the worker process.",
     )
     # Journeys
     idle_gap_seconds: float = seconds(

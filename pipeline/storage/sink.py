@@ -60,6 +60,7 @@ from pipeline.contract.decoding import has_long_number
 from pipeline.core.gcpolicy import SINK_THRESHOLDS, tune_gc
 from pipeline.kafka_expiry import read_or_reset
 from pipeline.kafka_fetch import sink_fetch
+from pipeline.kafka_metadata import METADATA_MAX_AGE_MS
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.settings import Settings
@@ -554,6 +555,7 @@ class ClickHouseSink:
             # the broker answered as soon as any of the ~60 partitions had a record. The rows
             # wait for the next flush anyway: waiting up to half the batch interval adds none.
             **sink_fetch(self.settings.sink_batch_seconds).options(),
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,  # pipeline/kafka_metadata.py
             **self.settings.aiokafka_client_options(),
         )
         producer = AIOKafkaProducer(

@@ -36,6 +36,7 @@ from pipeline.contract.rejected import NOT_JSON
 from pipeline.core.partitioner import partition_for
 from pipeline.kafka_expiry import read_or_reset
 from pipeline.kafka_fetch import AIOKAFKA_DEFAULT, FetchSize
+from pipeline.kafka_metadata import METADATA_MAX_AGE_MS
 from pipeline.privacy import PersonalData
 from pipeline.stream.batches import (
     MAX_BATCH_BYTES,
@@ -295,6 +296,7 @@ class EntryStage:
             # applied them. A transaction left open holds its partition back until the
             # broker aborts it (the producer's transaction.timeout.ms, 60 s by default).
             isolation_level="read_committed",
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,  # pipeline/kafka_metadata.py
         )
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,

@@ -4,9 +4,9 @@ Why: one Python process ran every agent, and it bounds the worker's rate. While 
 drains, the entry stage and the sink are done early and the worker alone holds a core, the
 other mostly idle; and the one process holds every stage's state, a heap that every stage reads
 out of cache (docs/streaming.md, thirtieth round: a prototype ran three days of event time 1.36
-times as fast, with less CPU per event). `PEAKEND_STAGE_TWO_PROCESS=true` runs stage two as a
-child of the worker (`peakend stage-two`, started, restarted and stopped as the entry stage and
-the sink are: `pipeline.child_process`), a second Faust app built by the same
+times as fast, with less CPU per event). So by default (`PEAKEND_STAGE_TWO_PROCESS=true`)
+stage two runs as a child of the worker (`peakend stage-two`, started, restarted and stopped as
+the entry stage and the sink are: `pipeline.child_process`), a second Faust app built by the same
 `pipeline.app.build_worker` with `StageRole.TWO`:
 
 - its own consumer group, `<app id>-stage-two` (the Faust app's id), which reads and commits
@@ -54,8 +54,8 @@ STAGE_TWO_METRIC_ATTRIBUTES = (
 class StageRole(enum.Enum):
     """Which agents one Faust app of the worker runs."""
 
-    ALL = "all"  # every agent in one app (the default, and with embedded chdb)
-    ONE = "one"  # the worker's app: the journeys agent (+ entry stage, sink, the child below)
+    ALL = "all"  # every agent in one app (PEAKEND_STAGE_TWO_PROCESS=false, or embedded chdb)
+    ONE = "one"  # the worker's app by default: the journeys agent (+ entry, sink, the child below)
     TWO = "two"  # the child's app: segments, follow-ups, claims
 
     @property

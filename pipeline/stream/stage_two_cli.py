@@ -1,5 +1,5 @@
 """`peakend stage-two`: stage two's Faust app (pipeline/stream/stage_two.py), as the worker
-starts it with PEAKEND_STAGE_TWO_PROCESS=true (apart from stage_two.py, which pipeline.app
+starts it unless PEAKEND_STAGE_TWO_PROCESS=false (apart from stage_two.py, which pipeline.app
 imports: this module imports pipeline.app)."""
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def changelog_topics(settings: Settings) -> set[str]:
 
 def bus_topics(settings: Settings) -> list[str]:
     """The internal topics that carry records from one stage to the next, read by the worker's
-    consumer group: no time limit, purged below the group's committed offsets
+    consumer groups: no time limit, purged below each reading group's committed offsets
     (pipeline/stream/bus_purge.py)."""
     changelogs = changelog_topics(settings)
     return [name for name in internal_topics(settings) if name not in changelogs]

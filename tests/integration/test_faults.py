@@ -46,6 +46,8 @@ def fault_stack() -> Iterator[FaultStack]:
 
 
 def exact(result: FaultResult) -> None:
+    # every group caught up within the timeout: a stalled one can leave the results right
+    assert result.detail.get("caught_up") is True, (result.row(), result.detail)
     assert (result.lost, result.duplicates) == (0, 0), (result.row(), result.detail)
     assert result.in_clickhouse == result.valid, result.row()
     assert result.dead_letters == result.dead_letters_expected, (result.row(), result.detail)
@@ -81,7 +83,9 @@ def test_clickhouse_outage_is_reported_and_nothing_lost(fault_stack: FaultStack,
 
 
 def test_kafka_broker_restart_loses_nothing(fault_stack: FaultStack, tmp_path: Path) -> None:
-    result = kafka_restart(fault_stack, tmp_path, 6_000, timeout=300)
+    # settled in 27 s (2026-12-06); a group assigned nothing waited 5 min for aiokafka's
+    # metadata refresh (pipeline/kafka_metadata.py): `exact` asks that every group caught up
+    result = kafka_restart(fault_stack, tmp_path, 6_000, timeout=150)
     exact(result)
 
 
@@ -108,7 +112,7 @@ def test_clickhouse_hung_counts_down_within_15_s_and_nothing_lost(fault_stack: F
 def test_kafka_broker_sigkill_loses_nothing(fault_stack: FaultStack, tmp_path: Path) -> None:
     """The broker's java process SIGKILLed (no clean shutdown, log recovery at restart) while
     the worker works through a backlog; restarted 5 s later through the private stack."""
-    result = broker_sigkill(fault_stack, tmp_path, 6_000, down_s=5, timeout=300)
+    result = broker_sigkill(fault_stack, tmp_path, 6_000, down_s=5, timeout=150)  # 39 s
     assert result.detail["worker_alive_while_down"], result.notes
     exact(result)
 

@@ -31,10 +31,10 @@ def test_the_runs_are_named_in_the_report_order() -> None:
     assert run_labels(first, [day2], two) == [("1 worker, first day", first),
                                               ("1 worker, day 2", day2),
                                               ("2 workers, first day", two)]
-    apart1, apart2 = run(2.5), run(3.5)
-    assert run_labels(first, [day2], two, [apart1, apart2])[3:] == [
-        ("1 worker, stage two apart, first day", apart1),
-        ("1 worker, stage two apart, day 2", apart2)]
+    inside1, inside2 = run(2.5), run(3.5)
+    assert run_labels(first, [day2], two, [inside1, inside2])[3:] == [
+        ("1 worker, stage two inside, first day", inside1),
+        ("1 worker, stage two inside, day 2", inside2)]
 
 
 def test_the_full_run_measures_two_later_days_and_the_quick_one_none() -> None:

@@ -12,7 +12,9 @@ from pipeline.stream.lag import consumer_groups
 
 
 def test_every_agent_topic_is_in_its_consumer_group(tmp_path: Path) -> None:
-    settings = Settings.from_env({"PEAKEND_DATA_DIR": str(tmp_path), "PEAKEND_APP_ID": "lagged"})
+    # every agent in one app; stage two apart: tests/unit/stream/test_stage_two.py
+    settings = Settings.from_env({"PEAKEND_DATA_DIR": str(tmp_path), "PEAKEND_APP_ID": "lagged",
+                                  "PEAKEND_STAGE_TWO_PROCESS": "false"})
     app: Any = create_app(settings, migrate=False)
     read = {topic for agent in app.agents.values() for topic in agent.channel.topics}
     assert len(read) == 4  # journey events, contributions, follow-up inputs, claims

@@ -84,6 +84,12 @@ def test_the_two_apps_split_the_agents_and_keep_the_one_apps_names(tmp_path: Pat
     assert one.tasks.stage_two.env["PEAKEND_DATA_DIR"] == f"{tmp_path}/stage-two"
 
 
+def test_stage_two_runs_apart_by_default_and_inside_when_asked(tmp_path: Path) -> None:
+    default = Settings.from_env({"PEAKEND_DATA_DIR": str(tmp_path)})
+    assert StageRole.of(default, embedded=False) is StageRole.ONE
+    assert StageRole.of(settings(tmp_path, apart=False), embedded=False) is StageRole.ALL
+
+
 def test_embedded_chdb_keeps_every_agent_in_one_process(tmp_path: Path) -> None:
     s = settings(tmp_path, apart=True)
     assert StageRole.of(s, embedded=True) is StageRole.ALL

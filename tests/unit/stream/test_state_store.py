@@ -76,7 +76,11 @@ def test_shared_options_bound_the_memtables_of_every_database_together(tmp_path:
 def test_every_database_of_the_worker_shares_the_one_cache_and_write_buffer_manager(
     tmp_path: Path,
 ) -> None:
-    app: Any = create_app(Settings.from_env({"PEAKEND_DATA_DIR": str(tmp_path)}), migrate=False)
+    # both stages' tables in one process (with stage two apart, each process has its own
+    # cache and manager, shared by the databases of its one table)
+    app: Any = create_app(Settings.from_env({"PEAKEND_DATA_DIR": str(tmp_path),
+                                             "PEAKEND_STAGE_TWO_PROCESS": "false"}),
+                          migrate=False)
     tables = [app.tables[name] for name in ("journey-state", "segment-state")]
     options = {id(table.rocksdb_options) for table in tables}
     assert all(isinstance(t, state_store.StateTable) for t in tables)
