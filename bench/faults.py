@@ -543,9 +543,17 @@ def sigkill_under_load(stack: FaultStack, tmp: Path, events: int, kills: int = 3
         sup.stop()
 
 
+# The bus topics purged every 2 s (default 30) in the ClickHouse outage and hang runs, so that
+# purges fall within every outage: the sink reads `<app>-journey-events` too, and a purge by
+# stage one's committed offsets alone deleted what the sink had not inserted (60 s outage,
+# 2026-12-06; pipeline/stream/bus_purge.py).
+PURGE_DURING_OUTAGES = {"PEAKEND_BUS_PURGE_SECONDS": "2"}
+
+
 def clickhouse_outage(stack: FaultStack, tmp: Path, events: int, outage_s: float = 60,
                       rate: float = 1000, timeout: float = 600) -> FaultResult:
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4,
+                         **{**PURGE_DURING_OUTAGES, **WORKER_ENV})
     lines = generate_lines(tmp, events, seed=22)
     result = FaultResult(f"ClickHouse stopped {outage_s:.0f} s under load", len(lines))
     started = time.monotonic()
@@ -755,7 +763,8 @@ def clickhouse_hang(stack: FaultStack, tmp: Path, events: int, hang_s: float = 4
     """ClickHouse SIGSTOPped for `hang_s` under load, then SIGCONT: a hung server (connections
     accepted by the kernel, nothing answered), not a stopped one. The sink must count it down
     (`peakend_clickhouse_up` 0) within ~15 s (docs/reliability.md, Timeouts)."""
-    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4, **WORKER_ENV)
+    setup = stream_setup(tmp, stack.bootstrap, stack.urls, partitions=4,
+                         **{**PURGE_DURING_OUTAGES, **WORKER_ENV})
     lines = generate_lines(tmp, events, seed=27)
     result = FaultResult(f"ClickHouse SIGSTOP {hang_s:.0f} s under load", len(lines))
     started = time.monotonic()

@@ -55,6 +55,7 @@ from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry_process import EntryProcess, build_entry_stage
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.journal import JournalTable, always
+from pipeline.stream.lag import consumer_groups
 from pipeline.stream.outbox import (
     ALERTS,
     CLAIMS,
@@ -303,9 +304,11 @@ def build_worker(
     revocations = Revocations(outputs, agent_of_topic)
     fapp.on_partitions_revoked.connect(revocations.on_revoked)
 
-    # Each app purges the bus topics its own consumer group reads (bus_purge.py).
+    # Each app purges the bus topics its own consumer group reads, below what every group
+    # that reads them committed (the sink reads the journey events too; bus_purge.py).
     purger = BusPurger(partial(admin_client, s, "bus-purge"), role.app_id(s),
-                       [t for t in bus_topics(s) if t in agent_of_topic])
+                       [t for t in bus_topics(s) if t in agent_of_topic],
+                       other_readers=consumer_groups(s, apart=role is not StageRole.ALL))
     sink = entry = sink_child = stage_two = None
     if role.runs_one:
         # The sink applies the ClickHouse migrations itself (retrying while ClickHouse is away)

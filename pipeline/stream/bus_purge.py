@@ -9,6 +9,13 @@ repartition topics, the worker deletes (Kafka's DeleteRecords) what its consumer
 committed: those records are applied, their outputs delivered and their state written
 (pipeline/stream/agent_loop.py), and no stage reads below its group's committed offset. A bus
 topic then holds about the group's lag, where it held 7 days of every event.
+
+A bus topic another group reads too is deleted below the lowest offset of its readers: the
+ClickHouse sink reads `<app>-journey-events` for `touchpoint_events`, and a purge by stage one's
+offsets alone deleted what the sink had not inserted while ClickHouse was away (60 s outage,
+`python -m bench.faults --only clickhouse`, 2026-12-06: the sink counted the records as expired,
+`peakend_sink_records_expired_total`, and their events never reached `touchpoint_events`). A
+partition a reader has never committed is not purged.
 """
 
 from __future__ import annotations
@@ -34,15 +41,20 @@ class PurgeAdmin(Protocol):
 
 
 class BusPurger:
-    """Deletes the records of `topics` below the offsets `group_id` committed (`purge`).
+    """Deletes the records of `topics` below the offsets `group_id` committed (`purge`), and
+    below those of `other_readers` (group -> the topics among `topics` it reads too).
 
     Blocking (kafka-python): the worker calls it in a thread, on the group's leader only."""
 
     def __init__(self, connect: Callable[[], PurgeAdmin], group_id: str,
-                 topics: Iterable[str]) -> None:
+                 topics: Iterable[str],
+                 other_readers: Mapping[str, Iterable[str]] | None = None) -> None:
         self.connect = connect
         self.group_id = group_id
         self.topics = frozenset(topics)
+        self.other_readers = {group: frozenset(read) & self.topics
+                              for group, read in (other_readers or {}).items()
+                              if group != group_id and frozenset(read) & self.topics}
         self._admin: PurgeAdmin | None = None
         self._purged: dict[TopicPartition, int] = {}  # the offset each partition starts at now
         self._stopped = False
@@ -57,9 +69,17 @@ class BusPurger:
             return 0
         try:
             admin = self._admin = self._admin or self.connect()
-            committed = admin.list_group_offsets({self.group_id: None}).get(self.group_id, {})
-            moved = {tp: int(meta.offset) for tp, meta in committed.items()
-                     if tp.topic in self.topics and int(meta.offset) > self._purged.get(tp, 0)}
+            floors = {tp: offset for tp, offset in committed(admin, self.group_id).items()
+                      if tp.topic in self.topics}
+            for group, read in self.other_readers.items():
+                theirs = committed(admin, group)
+                for tp in [tp for tp in floors if tp.topic in read]:
+                    if tp in theirs:
+                        floors[tp] = min(floors[tp], theirs[tp])
+                    else:  # nothing committed by this reader yet: nothing is safe to delete
+                        del floors[tp]
+            moved = {tp: offset for tp, offset in floors.items()
+                     if offset > self._purged.get(tp, 0)}
             if moved:
                 admin.delete_records(moved)
         except Exception:
@@ -78,3 +98,11 @@ class BusPurger:
         """The worker's shutdown: the admin client's connections closed, no purge after."""
         self._stopped = True
         self.close()
+
+
+def committed(admin: PurgeAdmin, group: str) -> dict[TopicPartition, int]:
+    """The offsets `group` committed (one group per request: brokers before Kafka 3.0 answer
+    only one group per OffsetFetch)."""
+    return {tp: int(meta.offset)
+            for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items()
+            if int(meta.offset) >= 0}

@@ -34,16 +34,17 @@ def _committed(admin: KafkaAdminClient, group: str, attempts: int = 40) -> dict[
     return {}
 
 
-def consumer_groups(settings: Settings) -> dict[str, list[str]]:
+def consumer_groups(settings: Settings, *, apart: bool | None = None) -> dict[str, list[str]]:
     """Every consumer group of the pipeline and the topics it reads: the entry stage, the
     agents (the Faust app's own group, and stage two's when it runs apart;
     tests/unit/stream/test_lag.py and test_stage_two.py check that every agent's topic is here:
     the claims topic once was not, and a run counted as caught up could still have claims to
-    apply), and the ClickHouse sink."""
+    apply), and the ClickHouse sink. `apart`: whether stage two runs in a process of its own
+    (by default as the settings say; a worker with embedded chdb keeps it in its own)."""
     stage_two = [contributions_topic(settings), followup_inputs_topic(settings),
                  claims_topic(settings)]
     # Stage two in a process of its own reads its topics in its own group (stage_two.py).
-    apart = settings.stage_two_process
+    apart = settings.stage_two_process if apart is None else apart
     return {
         f"{settings.app_id}-entry": [settings.topic_touchpoints],
         settings.app_id: [journey_events_topic(settings), *([] if apart else stage_two)],

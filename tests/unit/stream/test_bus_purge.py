@@ -26,8 +26,13 @@ from pipeline.stream.worker import WorkerTasks
 
 
 class FakeAdmin:
-    def __init__(self, committed: dict[TopicPartition, int], fail: bool = False) -> None:
+    """`committed`: the purger's own group's offsets; `others`: other groups' (-1: a partition
+    the broker lists with no offset committed)."""
+
+    def __init__(self, committed: dict[TopicPartition, int], fail: bool = False,
+                 others: dict[str, dict[TopicPartition, int]] | None = None) -> None:
         self.committed = committed
+        self.others = others or {}
         self.fail = fail
         self.deleted: list[dict[TopicPartition, int]] = []
         self.closed = False
@@ -35,9 +40,9 @@ class FakeAdmin:
     def list_group_offsets(self, group_specs: Any) -> dict[str, dict[TopicPartition, Any]]:
         if self.fail:
             raise ConnectionError("broker away")
-        (group,) = group_specs
-        return {group: {tp: OffsetAndMetadata(offset, "", -1)
-                        for tp, offset in self.committed.items()}}
+        (group,) = group_specs  # one group per request (brokers before Kafka 3.0)
+        offsets = self.others.get(group, {}) if group in self.others else self.committed
+        return {group: {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}}
 
     def delete_records(self, records_to_delete: Mapping[TopicPartition, int]) -> None:
         self.deleted.append(dict(records_to_delete))
@@ -59,6 +64,27 @@ def test_only_the_bus_topics_are_purged_and_only_forward() -> None:
     assert purger.purge() == 15 and admin.deleted[-1] == {bus: 25}
     admin.committed[bus] = 20  # a committed offset that went back (reset by an operator)
     assert purger.purge() == 0 and admin.deleted[-1] == {bus: 25}
+
+
+def test_a_topic_another_group_reads_is_purged_below_the_lowest_reader() -> None:
+    """The sink reads the journey events too: nothing it has not committed is deleted (a
+    ClickHouse outage once lost touchpoint_events rows to a purge by stage one's offsets)."""
+    events = [TopicPartition("events", p) for p in range(3)]
+    claims = TopicPartition("claims", 0)
+    admin = FakeAdmin({events[0]: 40, events[1]: 40, events[2]: 40, claims: 9},
+                      others={"sink": {events[0]: 15, events[1]: 60, events[2]: -1},
+                              "entry": {TopicPartition("touchpoints", 0): 99}})
+    purger = BusPurger(lambda: admin, "app", ["events", "claims"],
+                       other_readers={"sink": ["events", "journeys"], "entry": ["touchpoints"],
+                                      "app": ["events", "claims"]})
+    assert purger.other_readers == {"sink": frozenset({"events"})}  # readers of our topics only
+    assert purger.purge() == 15 + 40 + 9
+    # the sink's lower offset on 0, ours on 1, nothing on 2, which the sink never committed
+    assert admin.deleted == [{events[0]: 15, events[1]: 40, claims: 9}]
+    admin.others["sink"][events[0]] = 35
+    admin.others["sink"][events[2]] = 5
+    assert purger.purge() == 20 + 5
+    assert admin.deleted[-1] == {events[0]: 35, events[2]: 5}
 
 
 def test_a_failure_raises_and_the_next_purge_connects_again() -> None:

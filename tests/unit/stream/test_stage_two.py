@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.app import build_worker
 from pipeline.observability import WorkerMetrics
 from pipeline.settings import Settings
+from pipeline.stream.bus_purge import BusPurger
 from pipeline.stream.lag import consumer_groups
 from pipeline.stream.stage_two import (
     STAGE_TWO_METRIC_ATTRIBUTES,
@@ -30,6 +31,7 @@ from pipeline.stream.topics import (
     followup_inputs_topic,
     journey_events_topic,
 )
+from pipeline.stream.worker import Worker
 
 
 def settings(tmp_path: Path, apart: bool) -> Settings:
@@ -41,10 +43,15 @@ def reads(worker: Any) -> set[str]:
     return {topic for agent in worker.app.agents.values() for topic in agent.channel.topics}
 
 
-def purged(worker: Any) -> tuple[str, set[str]]:
-    """The group whose committed offsets the app's bus purge deletes below, and its topics."""
+def purger_of(worker: Worker) -> BusPurger:
     purger = worker.tasks.bus_purger
     assert purger is not None
+    return purger
+
+
+def purged(worker: Worker) -> tuple[str, set[str]]:
+    """The group whose committed offsets the app's bus purge deletes below, and its topics."""
+    purger = purger_of(worker)
     return purger.group_id, set(purger.topics)
 
 
@@ -72,10 +79,15 @@ def test_the_two_apps_split_the_agents_and_keep_the_one_apps_names(tmp_path: Pat
     assert changelogs(one) | changelogs(two) == changelogs(together) == changelog_topics(s)
     assert not changelogs(one) & changelogs(two)
     assert changelogs(one) == {"split-journey-state-changelog"}
-    # each purges the bus topics its own group reads and commits
+    # each purges the bus topics its own group reads and commits, the journey events below
+    # the sink's offsets too (it reads them for touchpoint_events)
     assert purged(one) == ("split", {journey_events_topic(s)})
     assert purged(two) == (stage_two_group(s), stage_two_topics)
     assert purged(together) == ("split", set(bus_topics(s)))
+    events_read_by_the_sink = {"split-clickhouse-sink": frozenset({journey_events_topic(s)})}
+    assert purger_of(one).other_readers == events_read_by_the_sink
+    assert purger_of(together).other_readers == events_read_by_the_sink
+    assert purger_of(two).other_readers == {}
     # the child app has no entry stage, sink or child of its own; the worker's has both
     assert two.tasks.entry is None and two.tasks.sink is None and two.sink is None
     assert one.tasks.entry is not None and one.sink is not None
