@@ -831,11 +831,14 @@ class GroupLag:
     """The worker's consumer groups' committed offsets (KafkaAdminClient.list_group_offsets,
     kafka-python 3's name for list_consumer_group_offsets) against the end offsets of the topics
     they read, read from outside the groups: the entry stage's group on touchpoints, the Faust
-    group on the internal journey-events and contributions topics."""
+    groups on the internal journey-events and contributions topics (stage one's, and stage
+    two's when it runs apart: `consumer_groups` says which reads which)."""
 
     def __init__(self, setup: StreamSetup) -> None:
         from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+        from pipeline.stream.lag import consumer_groups
+        from pipeline.stream.stage_two import stage_two_group
         from pipeline.stream.topics import contributions_topic, journey_events_topic
         settings = setup.settings()
         bootstrap = setup.env["PEAKEND_KAFKA_BOOTSTRAP"]
@@ -843,11 +846,16 @@ class GroupLag:
         self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap)
         self.touchpoints = [TopicPartition(setup.topic, p) for p in range(setup.partitions)]
+        self.groups = {f"{settings.app_id}-entry": self.touchpoints}
         internal = []
-        for topic in (journey_events_topic(settings), contributions_topic(settings)):
-            parts = self.consumer.partitions_for_topic(topic) or set()
-            internal += [TopicPartition(topic, p) for p in sorted(parts)]
-        self.groups = {f"{settings.app_id}-entry": self.touchpoints, self.group: internal}
+        reads = consumer_groups(settings)
+        for group in (self.group, stage_two_group(settings)):
+            for topic in reads.get(group, []):
+                if topic in (journey_events_topic(settings), contributions_topic(settings)):
+                    parts = self.consumer.partitions_for_topic(topic) or set()
+                    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+                    self.groups.setdefault(group, []).extend(tps)
+                    internal += tps
         self.tps = self.touchpoints + internal
 
     def members(self) -> int:
