@@ -6,6 +6,7 @@ after a broker restart left stage two's group with nothing assigned for 5 minute
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,36 +45,35 @@ def test_the_agents_consumer_of_each_app(tmp_path: Path, role: StageRole) -> Non
     assert kafka._client._metadata_max_age_ms == METADATA_MAX_AGE_MS
 
 
-def test_the_entry_stages_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
-    import aiokafka
-
-    from pipeline.stream.entry_process import build_entry_stage
-
+def options_built(monkeypatch: pytest.MonkeyPatch, module: Any,
+                  run: Callable[[], Coroutine[Any, Any, Any]]) -> dict[str, Any]:
+    """The options `run` builds `module.AIOKafkaConsumer` with (stopped right there)."""
     seen: dict[str, Any] = {}
 
     def consumer(**options: Any) -> None:
         seen.update(options)
         raise Built
 
-    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", consumer)
-    stage = build_entry_stage(Settings.from_env({}), SimpleNamespace())
+    monkeypatch.setattr(module, "AIOKafkaConsumer", consumer)
     with pytest.raises(Built):
-        asyncio.run(stage._run_once())
+        asyncio.run(run())
+    return seen
+
+
+def test_the_entry_stages_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiokafka
+
+    from pipeline.stream.entry_process import build_entry_stage
+
+    stage = build_entry_stage(Settings.from_env({}), SimpleNamespace())
+    seen = options_built(monkeypatch, aiokafka, stage._run_once)
     assert seen["metadata_max_age_ms"] == METADATA_MAX_AGE_MS
 
 
 def test_the_sinks_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline.storage import sink as sink_module
 
-    seen: dict[str, Any] = {}
-
-    def consumer(**options: Any) -> None:
-        seen.update(options)
-        raise Built
-
-    monkeypatch.setattr(sink_module, "AIOKafkaConsumer", consumer)
     sink = sink_module.ClickHouseSink(Settings.from_env({}), lambda: None,  # type: ignore[arg-type, return-value]
                                       WorkerMetrics.create(), migrate=False)
-    with pytest.raises(Built):
-        asyncio.run(sink.run())
+    seen = options_built(monkeypatch, sink_module, sink.run)
     assert seen["metadata_max_age_ms"] == METADATA_MAX_AGE_MS
