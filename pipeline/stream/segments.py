@@ -321,11 +321,11 @@ class SegmentStage:
 
     def apply(self, message: dict[str, Any]) -> StageTwoOutput:
         """Take one message without flushing contributions (call `flush` later): a watermark
-        still flushes first, so the detector evaluates what has arrived until then."""
+        that moves the merged stream time still flushes first, so the detector evaluates what
+        has arrived until then."""
         out = StageTwoOutput()
         kind = message["t"]
         if kind == messages.WATERMARK:
-            self._flush(out)
             self._advance(int(message["p"]), int(message["w"]), out)
         elif kind == messages.BATCH:
             for item in message["items"]:
@@ -341,7 +341,8 @@ class SegmentStage:
 
     def process_batch(self, batch: Iterable[dict[str, Any]]) -> StageTwoOutput:
         """Apply messages in order; metric records are flushed once per changed bucket, and
-        before each watermark so the detector evaluates what has arrived until then."""
+        before each watermark that moves the merged stream time, so the detector evaluates
+        what has arrived until then."""
         out = StageTwoOutput()
         for message in batch:
             kind = message["t"]
@@ -349,7 +350,6 @@ class SegmentStage:
                 for item in message["items"]:
                     self._apply(item)
             elif kind == messages.WATERMARK:
-                self._flush(out)
                 self._advance(int(message["p"]), int(message["w"]), out)
             else:
                 self._apply(message)
@@ -396,6 +396,12 @@ class SegmentStage:
         merged = min(self.watermarks.values())
         if merged <= self.merged:
             return
+        # Flushed only here, where the detector moves: a watermark that leaves the merged
+        # stream time where it was changes nothing the detector evaluates, and a bucket's
+        # version counts its changes, not its flushes, so the records that leave (the latest
+        # of each bucket per flush of the outputs) are the same. Most watermarks do not move
+        # it (the slowest of the stage-one partitions sets it).
+        self._flush(out)
         self.merged = merged
         out.alerts.extend(self.detector.advance(merged))
         if self.sources is not None:

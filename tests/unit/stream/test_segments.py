@@ -355,3 +355,24 @@ def test_a_final_negative_end_bucket_is_written_sealed_and_restored_so(
     _written(table, stage)
     assert not any(key.startswith((segments.SEALED_PREFIX, segments.SEALED_IDS_PREFIX))
                    for key in table), sorted(table)
+
+
+def test_only_a_watermark_that_moves_the_merged_stream_time_flushes() -> None:
+    """Records leave at a watermark only when the merged stream time (the slowest of the
+    stage-one partitions) moves and the detector evaluates: the others change nothing it
+    sees, and a bucket's version counts changes, not flushes, so the end of the batch sends
+    the same latest records."""
+    stage = SegmentStage(CoreConfig(), sources=2)
+    minute = 60_000
+    stage.apply(messages.watermark(0, 10 * minute))
+    stage.apply(messages.watermark(1, 10 * minute))
+    stage.apply(messages.answer("all", "all", "nps", 0, "e1", 10)[1])
+    held = stage.apply(messages.watermark(0, 11 * minute))  # partition 1 still at 10
+    assert held.metrics == []
+    stage.apply(messages.answer("all", "all", "nps", 0, "e2", 0)[1])
+    moved = stage.apply(messages.watermark(1, 12 * minute))  # merged: 11 minutes
+    assert [(r.n, r.promoters, r.detractors, r.version) for r in moved.metrics] == [(2, 1, 1, 2)]
+    stage.apply(messages.answer("all", "all", "nps", 0, "e3", 10)[1])
+    behind = stage.apply(messages.watermark(1, 13 * minute))  # partition 0 still at 11
+    assert behind.metrics == []
+    assert [(r.n, r.version) for r in stage.flush().metrics] == [(3, 3)]
