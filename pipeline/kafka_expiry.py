@@ -22,10 +22,17 @@ log = logging.getLogger(__name__)
 
 async def read_or_reset(consumer: Any, timeout_ms: int, max_records: int | None, *,
                         reader: str, counter: str,
-                        expired: Callable[[Any, int], None]) -> dict[Any, list[Any]]:
+                        expired: Callable[[Any, int], None],
+                        moved: Callable[[Any, int], None] | None = None
+                        ) -> dict[Any, list[Any]]:
     """`consumer.getmany(timeout_ms, max_records)`, or {} after moving the partitions without
     a valid offset (module docstring). `reader` names the reader in the log line, `counter`
-    the metric `expired(topic_partition, records)` counts in."""
+    the metric `expired(topic_partition, records)` counts in. `moved(topic_partition,
+    offset)` is told where each partition out of range reads on: nothing below that offset can
+    be read any more, so the reader commits it once what it holds has landed (else, with no
+    new record on the partition, its committed offset stays below the log's start, and every
+    tool that reads committed offsets, `peakend lag` and Kafka's own included, shows the
+    deleted records as lag that never clears)."""
     from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
     try:
@@ -53,4 +60,6 @@ async def read_or_reset(consumer: Any, timeout_ms: int, max_records: int | None,
                             "was truncated or the topic made again; reading on at its start "
                             "(%d)", reader, offset, tp.topic, tp.partition, end, start)
             consumer.seek(tp, start)
+            if moved is not None:
+                moved(tp, start)
     return {}

@@ -335,6 +335,20 @@ class ClickHouseSink:
                     self.metrics.sink_rejected_rows.labels(table).inc()
             del self._stacks[table]  # landed: a retry must not insert it again
 
+    async def _commit(self) -> None:
+        if self._consumer is not None and self._offsets:
+            await self._consumer.commit(dict(self._offsets))
+        self._offsets.clear()
+
+    async def moved(self, tp: TopicPartition, offset: int) -> None:
+        """A partition out of range reads on at `offset` (pipeline/kafka_expiry.py): committed
+        with what the sink holds once it has landed, or now when it holds nothing (no flush
+        would come until a record arrives)."""
+        self._offsets[tp] = max(self._offsets.get(tp, offset), offset)
+        self._positions[tp] = offset
+        if self._first_at is None:
+            await self._commit()
+
     async def flush(self) -> None:
         """Insert the pending batch (retrying until it lands or the sink stops), send the rows
         ClickHouse refused to dead letters, then commit."""
@@ -366,9 +380,7 @@ class ClickHouseSink:
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
         await self._dead_letters()
-        if self._consumer is not None and self._offsets:
-            await self._consumer.commit(dict(self._offsets))
-        self._offsets.clear()
+        await self._commit()
         self._count = 0
         self._first_at = None
         self._oldest_ts = None
@@ -572,11 +584,15 @@ class ClickHouseSink:
             consumer.subscribe(list(self.tables), listener=FlushOnRevoke())
             lag_at = 0.0
             while not self._stopping:
+                moved: dict[TopicPartition, int] = {}
                 batches = await read_or_reset(
                     consumer, 100, 5000, reader="sink",
                     counter="peakend_sink_records_expired_total",
                     expired=lambda tp, records: self.metrics.sink_expired.labels(
-                        tp.topic).inc(records))
+                        tp.topic).inc(records),
+                    moved=moved.__setitem__)
+                for tp, offset in moved.items():
+                    await self.moved(tp, offset)
                 for tp, messages in batches.items():
                     for message in messages:
                         if message.value is not None:

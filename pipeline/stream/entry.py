@@ -241,6 +241,10 @@ class EntryStage:
         self._clients: tuple[Any, ...] = ()  # the consumer and producer while running
         # what this run committed per partition since the last rebalance (`_commit_positions`)
         self._committed: dict[Any, int] = {}
+        # partitions `read_or_reset` moved past deleted records (or to the start of a topic
+        # made again) since the last commit: committed at their new position even when no
+        # record follows (pipeline/kafka_expiry.py)
+        self._moved: set[Any] = set()
 
     def stop(self) -> None:
         self._stopping = True
@@ -275,6 +279,7 @@ class EntryStage:
 
         stage = self
         self._committed.clear()  # a new consumer: nothing read by it yet
+        self._moved.clear()
 
         class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -346,7 +351,8 @@ class EntryStage:
         return await read_or_reset(
             consumer, timeout_ms, max_records, reader="entry stage",
             counter="peakend_input_records_expired_total",
-            expired=lambda tp, records: self.metrics.entry_expired(tp.partition, records))
+            expired=lambda tp, records: self.metrics.entry_expired(tp.partition, records),
+            moved=lambda tp, offset: self._moved.add(tp))
 
     async def _commit_positions(self, consumer: Any, read: Iterable[Any]) -> None:
         """Commit the consumer's position of the partitions of this read (`read`) and of those
@@ -356,10 +362,12 @@ class EntryStage:
         offset and the lag reach the end of a transactional producer's input, even when those
         come alone at the end of a partition. Every record below a position was returned by a
         read already forwarded (positions move as records are taken); a partition not read
-        since the last rebalance is left out (`position` would wait for its first fetch)."""
+        since the last rebalance is left out (`position` would wait for its first fetch), unless
+        `read_or_reset` moved it (its position is where it sought)."""
         owned = consumer.assignment()
         offsets = {}
-        for tp in {*read, *self._committed}:
+        moved, self._moved = self._moved, set()
+        for tp in {*read, *self._committed, *moved}:
             if tp in owned:
                 position = await consumer.position(tp)
                 if position != self._committed.get(tp):

@@ -124,3 +124,55 @@ def test_output_records_deleted_before_the_sink_read_them_are_counted(
         assert worker.alive(), worker.log_tail()
     finally:
         worker.stop()
+
+
+def test_readers_commit_past_deleted_records_when_no_record_follows(
+        tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
+    """The entry stage and the sink move past records deleted unread; when none follows, they
+    still commit where they read on. Before, both committed only after a record, so their
+    committed offsets stayed below the logs' starts and `peakend lag` (and Kafka's own
+    kafka-consumer-groups) showed the deleted records as lag until new records came."""
+    from pipeline.stream.bus_purge import committed as group_offsets
+    from pipeline.stream.lag import consumer_groups
+    from pipeline.stream.topics import ensure_topics
+
+    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=1)
+    settings = setup.settings()
+    ensure_topics(settings)
+    first = generate(tmp_path, 200, seed=47)
+    worker = Worker(setup, tmp_path, "a", 0)
+    try:
+        produce_lines(kafka_bootstrap, setup.topic, first, one_key=KEY)
+        wait_for_results(setup, [worker], first, timeout=180)
+    finally:
+        worker.stop()
+    touchpoints = TopicPartition(setup.topic, 0)
+    journeys = TopicPartition(settings.topic_journeys, 0)
+    produce_lines(kafka_bootstrap, setup.topic, generate(tmp_path, 50, seed=48), one_key=KEY)
+    produce_lines(kafka_bootstrap, settings.topic_journeys, [b"{}"] * 30, one_key=KEY)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        ends = consumer.end_offsets([touchpoints, journeys])
+        admin.delete_records(ends)  # everything after the first run: deleted unread
+        groups = {topics[0]: group for group, topics in consumer_groups(settings).items()}
+        readers = {touchpoints: groups[setup.topic],
+                   journeys: next(group for group, topics in consumer_groups(settings).items()
+                                  if settings.topic_journeys in topics)}
+
+        def committed() -> dict[TopicPartition, int | None]:
+            return {tp: group_offsets(admin, group).get(tp) for tp, group in readers.items()}
+
+        assert all(offset is not None and offset < ends[tp]
+                   for tp, offset in committed().items()), committed()
+        worker = Worker(setup, tmp_path, "a", 0)
+        try:
+            wait_until(lambda: committed() == ends, 120,
+                       f"the entry stage and the sink committed at the logs' starts {ends}",
+                       worker.log_tail)
+            assert worker.alive(), worker.log_tail()
+        finally:
+            worker.stop()
+    finally:
+        admin.close()
+        consumer.close()

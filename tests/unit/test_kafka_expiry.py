@@ -85,3 +85,18 @@ def test_deleted_records_are_counted_and_logged_and_reading_goes_on_at_the_start
                and "peakend_input_records_expired_total" in line for line in lines)
     assert any("offset 900 of cx.touchpoints partition 1 is beyond its end (20)" in line
                for line in lines)
+
+
+def test_the_reader_is_told_where_each_partition_out_of_range_reads_on() -> None:
+    """What the reader commits when no record follows: otherwise its committed offset stays
+    below the log's start and the deleted records count as lag for ever."""
+    consumer = Consumer(OffsetOutOfRangeError({A: 10, B: 900}), starts={A: 50, B: 0},
+                        ends={A: 70, B: 20})
+    moved: dict[Any, int] = {}
+    asyncio.run(read_or_reset(consumer, 100, 10, reader="sink", counter="c",
+                              expired=lambda tp, records: None, moved=moved.__setitem__))
+    assert moved == {A: 50, B: 0}
+    first_read = Consumer(NoOffsetForPartitionError(C), {}, {})
+    asyncio.run(read_or_reset(first_read, 100, 10, reader="sink", counter="c",
+                              expired=lambda tp, records: None, moved=moved.__setitem__))
+    assert C not in moved  # a first read: nothing committed yet, nothing to move past

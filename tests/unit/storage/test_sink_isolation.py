@@ -352,3 +352,34 @@ def test_migrations_run_on_their_own_connection_with_ddl_patience() -> None:
     assert {name for name, _ in log} == {"ddl"}
     assert any(kind == "CREATE" for _, kind in log)
     assert log[-1] == ("ddl", "close")
+
+
+class Committing:
+    """The sink's consumer, as far as commits go."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[Any, int]] = []
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        self.commits.append(dict(offsets))
+
+
+def test_a_partition_moved_past_deleted_records_is_committed_there() -> None:
+    """Retention deleted records the sink had not read (pipeline/kafka_expiry.py): holding
+    nothing, the sink commits the new position at once; holding rows, only once they have
+    landed, in the same commit. Before, it committed only after a record, so a partition
+    without new records kept the deleted ones as lag in `peakend lag`."""
+    from aiokafka.structs import TopicPartition
+
+    sink, warehouse, _, settings, _ = sinking()
+    consumer = Committing()
+    sink._consumer = cast(Any, consumer)
+    idle, busy = (TopicPartition(settings.topic_journeys, p) for p in (0, 1))
+    asyncio.run(sink.moved(idle, 500))
+    assert consumer.commits == [{idle: 500}]
+    sink.add(settings.topic_journeys, 1, 7, journey_record(7, 1))
+    asyncio.run(sink.moved(busy, 90))
+    assert consumer.commits == [{idle: 500}]  # row 7 held: not past it before it lands
+    asyncio.run(sink.flush())
+    assert [r["journey_id"] for r in warehouse.stored["journeys"]] == ["j7"]
+    assert consumer.commits == [{idle: 500}, {busy: 90}]
