@@ -25,6 +25,7 @@ from tests.integration.test_stream_end_to_end import (
 )
 from tests.support.stack import ClickHouseUrls
 from tests.support.stream import (
+    StreamSetup,
     Worker,
     count,
     produce_lines,
@@ -76,24 +77,32 @@ def test_records_deleted_before_they_were_read_are_counted(
 
 
 
-def test_output_records_deleted_before_the_sink_read_them_are_counted(
-        tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
-    """The same for the sink: journey records on `cx.journeys` that the topic's retention
-    deleted while ClickHouse (here: the whole worker) was away are counted in
-    `peakend_sink_records_expired_total{topic}` and logged; the sink reads on at the log's
-    start. Before, its consumer reset there without a word ("earliest")."""
+def first_run(tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls, *,
+              events: int, seed: int) -> tuple[StreamSetup, list[bytes]]:
+    """One partition; a worker over `events` generated lines, stopped once they are in the
+    tables."""
     from pipeline.stream.topics import ensure_topics
 
     setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=1)
-    settings = setup.settings()
-    ensure_topics(settings)
-    first = generate(tmp_path, 300, seed=43)
+    ensure_topics(setup.settings())
+    first = generate(tmp_path, events, seed=seed)
     worker = Worker(setup, tmp_path, "a", 0)
     try:
         produce_lines(kafka_bootstrap, setup.topic, first)
         wait_for_results(setup, [worker], first, timeout=180)
     finally:
         worker.stop()
+    return setup, first
+
+
+def test_output_records_deleted_before_the_sink_read_them_are_counted(
+        tmp_path: Path, kafka_bootstrap: str, clickhouse_urls: ClickHouseUrls) -> None:
+    """The same for the sink: journey records on `cx.journeys` that the topic's retention
+    deleted while ClickHouse (here: the whole worker) was away are counted in
+    `peakend_sink_records_expired_total{topic}` and logged; the sink reads on at the log's
+    start. Before, its consumer reset there without a word ("earliest")."""
+    setup, first = first_run(tmp_path, kafka_bootstrap, clickhouse_urls, events=300, seed=43)
+    settings = setup.settings()
     sample = next(iter(replay_records(first, 1, settings).journeys.values())).to_dict()
     records = [json.dumps(sample | {"journey_id": f"{name}-{i}"}).encode()
                for name, n in (("expired", 40), ("kept", 10)) for i in range(n)]
@@ -134,18 +143,9 @@ def test_readers_commit_past_deleted_records_when_no_record_follows(
     kafka-consumer-groups) showed the deleted records as lag until new records came."""
     from pipeline.stream.bus_purge import committed as group_offsets
     from pipeline.stream.lag import consumer_groups
-    from pipeline.stream.topics import ensure_topics
 
-    setup = stream_setup(tmp_path, kafka_bootstrap, clickhouse_urls, partitions=1)
+    setup, _ = first_run(tmp_path, kafka_bootstrap, clickhouse_urls, events=200, seed=47)
     settings = setup.settings()
-    ensure_topics(settings)
-    first = generate(tmp_path, 200, seed=47)
-    worker = Worker(setup, tmp_path, "a", 0)
-    try:
-        produce_lines(kafka_bootstrap, setup.topic, first, one_key=KEY)
-        wait_for_results(setup, [worker], first, timeout=180)
-    finally:
-        worker.stop()
     touchpoints = TopicPartition(setup.topic, 0)
     journeys = TopicPartition(settings.topic_journeys, 0)
     produce_lines(kafka_bootstrap, setup.topic, generate(tmp_path, 50, seed=48), one_key=KEY)
