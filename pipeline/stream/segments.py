@@ -324,14 +324,7 @@ class SegmentStage:
         that moves the merged stream time still flushes first, so the detector evaluates what
         has arrived until then."""
         out = StageTwoOutput()
-        kind = message["t"]
-        if kind == messages.WATERMARK:
-            self._advance(int(message["p"]), int(message["w"]), out)
-        elif kind == messages.BATCH:
-            for item in message["items"]:
-                self._apply(item)
-        else:
-            self._apply(message)
+        self._take(message, out)
         return out
 
     def flush(self) -> StageTwoOutput:
@@ -345,16 +338,21 @@ class SegmentStage:
         what has arrived until then."""
         out = StageTwoOutput()
         for message in batch:
-            kind = message["t"]
-            if kind == messages.BATCH:
-                for item in message["items"]:
-                    self._apply(item)
-            elif kind == messages.WATERMARK:
-                self._advance(int(message["p"]), int(message["w"]), out)
-            else:
-                self._apply(message)
+            self._take(message, out)
         self._flush(out)
         return out
+
+    def _take(self, message: dict[str, Any], out: StageTwoOutput) -> None:
+        """One message of the contributions topic: a batch of contributions, one contribution,
+        or a watermark (which flushes first when it moves the merged stream time)."""
+        kind = message["t"]
+        if kind == messages.BATCH:
+            for item in message["items"]:
+                self._apply(item)
+        elif kind == messages.WATERMARK:
+            self._advance(int(message["p"]), int(message["w"]), out)
+        else:
+            self._apply(message)
 
     def _apply(self, message: dict[str, Any]) -> None:
         kind = message["t"]

@@ -155,10 +155,9 @@ def test_readers_commit_past_deleted_records_when_no_record_follows(
     try:
         ends = consumer.end_offsets([touchpoints, journeys])
         admin.delete_records(ends)  # everything after the first run: deleted unread
-        groups = {topics[0]: group for group, topics in consumer_groups(settings).items()}
-        readers = {touchpoints: groups[setup.topic],
-                   journeys: next(group for group, topics in consumer_groups(settings).items()
-                                  if settings.topic_journeys in topics)}
+        groups = consumer_groups(settings)  # the entry stage's, the sink's (one topic each)
+        readers = {tp: next(group for group, topics in groups.items() if tp.topic in topics)
+                   for tp in ends}
 
         def committed() -> dict[TopicPartition, int | None]:
             return {tp: group_offsets(admin, group).get(tp) for tp, group in readers.items()}
