@@ -58,6 +58,7 @@ from mode.utils.futures import notify
 
 from pipeline.kafka_fetch import FetchSize
 from pipeline.stream.offset_gate import OffsetGate, Verdict
+from pipeline.stream.recovery_watch import RecoveryProgress, RecoveryWatch
 
 __all__ = [
     "PeakendConsumer",
@@ -151,6 +152,20 @@ def next_commit_offset(acked: list[int], gap: Any, committed: int | None,
 
 
 log = logging.getLogger(__name__)
+
+
+def recovery_progress(app: Any) -> RecoveryProgress | None:
+    """Faust's active table recovery, None when none runs: its start
+    (`Recovery._recovery_started_at`), what each changelog partition has left to read
+    (`active_remaining`), when its last record came (`_active_events_received_at`, which
+    `_slurp_changelogs` stamps per record) and the last offset applied (`active_offsets`)."""
+    recovery = app.tables.recovery
+    started = recovery._recovery_started_at
+    if not recovery.in_recovery or started is None:
+        return None
+    remaining = {tp: left for tp, left in recovery.active_remaining().items() if left > 0}
+    return RecoveryProgress(started, remaining, dict(recovery._active_events_received_at),
+                            {tp: recovery.active_offsets[tp] for tp in remaining})
 
 # The answer of the seek to the committed offsets that the current task's `perform_seek` is
 # running (`PeakendConsumer.seek_to_committed` fills it): two seeks may overlap, one begun by
@@ -421,7 +436,13 @@ class PeakendConsumer(faust_aiokafka.Consumer):
 
     async def _seek_stalled(self, now: float) -> None:
         """Seek each gated partition whose reading is stuck to its expected offset
-        (`OffsetGate.stalled`), logged: it means a hole nothing else would have filled."""
+        (`OffsetGate.stalled`), logged: it means a hole nothing else would have filled. Not
+        while a table recovery runs: Faust pauses the agents' partitions until it ends (and
+        seeks them to the committed offsets then, which resets their readings); the changelog
+        partitions it reads are watched instead (`_reread_stalled_recovery`)."""
+        if self.app.in_recovery:
+            await self._reread_stalled_recovery(now)
+            return
         gate = self.offset_gate
         tp: Any
         for tp in list(gate.partitions):
@@ -435,6 +456,41 @@ class PeakendConsumer(faust_aiokafka.Consumer):
                             "seeking to %d", tp.topic, tp.partition, gate.stall_seconds, offset,
                             log_end - 1, offset)
                 await self.seek(tp, offset)
+
+    async def _reread_stalled_recovery(self, now: float) -> None:
+        """Read again, from where the recovery stands, each changelog partition it waits on
+        with nothing read for `RecoveryWatch.stall_seconds` (pipeline/stream/recovery_watch.py:
+        why), logged with what the consumer knows of the partition."""
+        progress = recovery_progress(self.app)
+        if progress is None:
+            return
+        tables: Any = self.app.tables
+        tp: Any
+        for tp in self._recovery_watch.stalled(progress, now):
+            offset = progress.resume_offset(tp)
+            try:
+                log_end: Any = self.highwater(tp)
+            except Exception:  # not assigned any more, or no fetch yet
+                log_end = None
+            log.warning(
+                "recovery: %s[%d] nothing read for %.0f s with %d records to restore (log end "
+                "%s; Faust's read offset %s, partition active %s, paused %s, flow %s, "
+                "changelog queue %d): reading it again from %d", tp.topic, tp.partition,
+                self._recovery_watch.stall_seconds, progress.remaining[tp], log_end,
+                self._read_offset.get(tp), tp in (self._active_partitions or ()),
+                tp in self._paused_partitions, self.flow_active,
+                tables.changelog_queue.qsize(), offset)
+            try:
+                await self.seek_wait({tp: offset})
+            except Exception as exc:  # not assigned any more (a rebalance): its owner restores
+                log.info("recovery: %s[%d] not sought again: %r", tp.topic, tp.partition, exc)
+
+    @property
+    def _recovery_watch(self) -> RecoveryWatch:
+        watch: RecoveryWatch | None = self.__dict__.get("_peakend_recovery_watch")
+        if watch is None:
+            watch = self.__dict__["_peakend_recovery_watch"] = RecoveryWatch()
+        return watch
 
     async def _look_up_first_offsets(self, partitions: list[Any]) -> None:
         """The log start of partitions without a committed offset. On failure their records

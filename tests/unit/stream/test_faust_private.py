@@ -8,6 +8,7 @@ import ast
 import asyncio
 import contextvars
 import inspect
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.table import Table
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from intervaltree import IntervalTree
 
 from pipeline.kafka_fetch import FetchSize
@@ -225,7 +227,7 @@ def gated_consumer(monkeypatch: pytest.MonkeyPatch, fetches: list[list[int]], tp
     monkeypatch.setattr(faust_aiokafka.Consumer, "assignment", lambda self: {tp})
     consumer: Any = PeakendConsumer.__new__(PeakendConsumer)
     consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: t == "t"),
-                                   consumer_generation_id=1)
+                                   consumer_generation_id=1, in_recovery=False)
     consumer._acked = defaultdict(list)
     consumer._acked_index = defaultdict(set)
     consumer._gap = defaultdict(IntervalTree)
@@ -439,6 +441,113 @@ def test_a_partition_whose_reading_is_stuck_before_waiting_records_is_sought_aga
 
     assert asyncio.run(read()) == [4, 5]
     assert seeks == [(tp, 4), (tp, 4)]  # the second: nothing came while 4-8 waited
+
+
+def test_faust_recovery_keeps_what_the_recovery_watch_reads() -> None:
+    """`recovery_progress` reads Faust's recovery (its start, what each changelog partition has
+    left, when its last record came, the last offset applied) and the stalled partitions are
+    read again through `seek_wait`, which resets Faust's read offset (a record below it is
+    dropped by the fetch loop)."""
+    from faust.tables.manager import TableManager
+    from faust.tables.recovery import Recovery
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    started = inspect.getsource(Recovery._set_recovery_started)
+    assert "self._recovery_started_at = monotonic()" in started
+    assert "self.in_recovery = True" in started and "self.app.in_recovery = True" in started
+    assert "self._active_events_received_at.clear()" in started
+    slurp = inspect.getsource(Recovery._slurp_changelogs.fun)  # a mode ServiceTask
+    assert "active_events_received_at[tp] = now" in slurp and "offsets[tp] = offset" in slurp
+    assert "offset > seen_offset" in slurp  # a record read again is passed over
+    assert "changelog_queue.get()" in slurp
+    assert "highwater - offsets[tp]" in inspect.getsource(Recovery.active_remaining)
+    assert isinstance(inspect.getattr_static(TableManager, "recovery"), property)
+    assert isinstance(inspect.getattr_static(TableManager, "changelog_queue"), property)
+    seek_wait = inspect.getsource(AIOKafkaConsumerThread._seek_wait)
+    assert "consumer.seek(tp, offset)" in seek_wait
+    assert "self.consumer._read_offset[tp] = offset" in seek_wait
+    drain = inspect.getsource(Consumer._drain_messages)
+    assert "if r_offset is None or offset >= r_offset:" in drain
+
+
+def recovering_consumer(monkeypatch: pytest.MonkeyPatch, tp: Any, gated: Any) -> tuple[
+        Any, Any, list[dict[Any, int]], list[tuple[Any, int]]]:
+    """A PeakendConsumer whose app is restoring `tp` (a changelog partition: 4 records applied,
+    offsets 0-3, of 10), its agents' partition `gated` paused meanwhile; the seeks it makes."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    waits: list[dict[Any, int]] = []
+
+    async def seek_wait(self: Any, partitions: dict[Any, int]) -> None:
+        waits.append(dict(partitions))
+
+    recovery = SimpleNamespace(
+        in_recovery=True, _recovery_started_at=time.monotonic() - 60,
+        _active_events_received_at={}, active_offsets=Counter({tp: 3}),
+        active_remaining=lambda: Counter({tp: 6}))
+    consumer, seeks = gated_consumer(monkeypatch, [[] for _ in range(8)], gated,
+                                    committed={gated: 4})
+    monkeypatch.setattr(PeakendConsumer, "seek_wait", seek_wait)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "highwater", lambda self, tp: 9)
+    consumer.app.in_recovery = True
+    consumer.app.tables = SimpleNamespace(recovery=recovery,
+                                          changelog_queue=asyncio.Queue())
+    consumer._active_partitions = {tp}
+    consumer._paused_partitions = {gated}
+    consumer.flow_active = True
+    consumer.offset_gate.stall_seconds = 0.0
+    return consumer, recovery, waits, seeks
+
+
+def test_a_changelog_partition_the_recovery_reads_nothing_of_is_read_again(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A CI run of the two-worker test had a worker wait five minutes on two changelog
+    partitions it took over, nothing read. With records left and nothing read for the watch's
+    `stall_seconds`, the consumer reads the partition again from after the last offset the
+    recovery applied, once per `stall_seconds`; the agents' partitions, paused by Faust
+    meanwhile, are not taken for stuck."""
+    from faust.types import TP
+
+    tp, gated = TP("app-journey-state-changelog", 2), TP("t", 2)
+    consumer, recovery, waits, seeks = recovering_consumer(monkeypatch, tp, gated)
+
+    async def fetch_twice() -> None:
+        await consumer.perform_seek()
+        seeks.clear()
+        for _ in range(2):
+            consumer._stall_check_at = 0.0
+            [record async for record in consumer.getmany(1.0)]
+
+    asyncio.run(fetch_twice())
+    assert waits == [{tp: 4}]  # once: the second check came within stall_seconds of the seek
+    assert seeks == []  # the paused agents' partition: not sought
+    assert "nothing read for 30 s with 6 records to restore" in caplog.text
+
+    # a record came a moment ago: nothing to do
+    recovery._active_events_received_at[tp] = time.monotonic()
+    consumer._recovery_watch.stall_seconds = 5.0
+    waits.clear()
+    consumer._stall_check_at = 0.0
+    asyncio.run(fetch_twice())
+    assert waits == []
+
+
+def test_no_recovery_running_reads_no_changelog_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.types import TP
+
+    tp, gated = TP("app-journey-state-changelog", 2), TP("t", 2)
+    consumer, recovery, waits, _ = recovering_consumer(monkeypatch, tp, gated)
+    recovery.in_recovery = False
+    assert faust_private.recovery_progress(consumer.app) is None
+    consumer.app.in_recovery = False
+
+    async def fetch() -> None:
+        await consumer.perform_seek()
+        [record async for record in consumer.getmany(1.0)]
+
+    asyncio.run(fetch())
+    assert waits == []
 
 
 def test_a_record_of_the_next_generation_waits_for_that_generations_seek(
