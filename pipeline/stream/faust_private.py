@@ -32,6 +32,10 @@ differently; nothing else in `pipeline/` may use a Faust private name.
   `._fetch_max_wait_ms`: Faust builds the agents' aiokafka consumer with no way to ask for a
   fuller fetch (pipeline/kafka_fetch.py), so the transport's `fetch` is set on it before it
   starts;
+- `Recovery._recovery_started_at` and `._active_events_received_at` (`recovery_progress`),
+  with `Consumer._read_offset`, `._active_partitions` and `._paused_partitions` in its log
+  line: a changelog partition a table recovery reads nothing of is read again
+  (pipeline/stream/recovery_watch.py);
 - `rocksdb.Store._visible_items`, `._decode_key`, `._decode_value` (`partition_items`): one
   partition's (key, value) pairs, decoded by the table's codecs, without the offset entry: a
   restore reads the partition it restores (`table.items()` reads every active partition).
