@@ -2,6 +2,7 @@
 collide, by what differs (issue 13: exact on real streams).
 
     .venv/bin/python -m bench.conflict_parity [--examples 500] [--seed 12345] [--within-keys]
+    .venv/bin/python -m bench.conflict_parity --pairs 400 [--others] [--seed 7]
 
 Draws `--examples` streams with `tests/unit/stream/test_stages_schema_streams.py`'s strategy
 (Hypothesis, generation only, no shrinking, a fixed seed: the same streams in every tree), runs
@@ -16,6 +17,12 @@ streams whose results differ:
 By default an event id may come under two journey keys with other content (the claims stage's
 case: docs/streaming.md, Known limits); `--within-keys` keeps each event id to one journey key,
 where the unit test requires no difference at all.
+
+`--pairs N`: N streams of two copies of one event id under two journey keys (a journey id and
+none, or two), in either order, with other content (a survey answer or a valence) and event
+times from the same instant to three days apart (around the lateness: docs/streaming.md,
+thirty-third round); `--others` adds up to four events of other ids (the same customer or
+others) at times between them. Counts the streams whose journeys or bucket sums differ.
 """
 
 from __future__ import annotations
@@ -79,13 +86,75 @@ def count(examples: int, at_seed: int, across_keys: bool) -> Counter[str]:
     return found
 
 
+def count_pairs(n: int, at_seed: int, others: bool) -> tuple[int, int]:
+    import random
+
+    import orjson
+
+    import tests.unit.stream.test_stages_schema_streams as streams
+    from pipeline.core.timefmt import format_ms
+    from tests.unit.stream.simulate import SimulatedStream
+    from tests.unit.stream.test_stages import engine_results, same_sums, summed
+
+    rng = random.Random(at_seed)
+    start, day = 1_767_225_600_000, 86_400_000
+
+    def event(ms: int, journey: str | None, survey: bool, value: int) -> bytes:
+        fields: dict[str, Any] = {
+            "channel": "app", "customer_id": "c0", "event_id": "e0", "occurred_at": format_ms(ms),
+            "producer": "0", "schema_version": 1, "stage": "use", "touchpoint": "t",
+            "type": "survey" if survey else "interaction"}
+        if survey:
+            fields["survey"] = {"nps": value}
+        else:
+            fields["valence"] = value / 10 - 0.5
+        if journey:
+            fields["journey_id"] = journey
+        return orjson.dumps(fields)
+
+    differ = 0
+    for _ in range(n):
+        gap = rng.choice([0, 60_000, 3_600_000, day - 60_000, day + 60_000, day + 120_001,
+                          2 * day, 3 * day]) + rng.randrange(0, 1000)
+        keys = rng.choice([(None, "j0"), ("j0", None), ("j0", "j1")])
+        pair = [event(start, keys[0], rng.random() < 0.5, rng.randrange(0, 11)),
+                event(start + gap, keys[1], rng.random() < 0.5, rng.randrange(0, 11))]
+        if rng.random() < 0.5:
+            pair.reverse()
+        more = [orjson.dumps({**orjson.loads(event(start + rng.randrange(0, gap + 1), None,
+                                                    False, 5)),
+                              "event_id": f"x{i}", "customer_id": f"c{rng.randrange(3)}"})
+                for i in range(rng.randrange(0, 5) if others else 0)]
+        data = (sorted(more + pair, key=lambda _: rng.random()) if rng.random() < 0.3
+                else pair + more)
+        partitions, batch = rng.randrange(1, 5), rng.randrange(1, 13)
+        sim = SimulatedStream(streams.CONFIG, partitions, batch,
+                              restart_every=rng.choice([None, 2, 5])).run(data)
+        journeys, metrics = engine_results(data, partitions, streams.CONFIG)
+        got, want = summed(list(sim.metrics.values())), summed(metrics)
+        same = (sim.journeys == journeys and got.keys() == want.keys()
+                and all(same_sums(got[k], want[k]) for k in want))
+        differ += not same
+    return n, differ
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--within-keys", action="store_true",
                         help="each event id under one journey key only")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="instead: this many streams of two copies under two keys")
+    parser.add_argument("--others", action="store_true",
+                        help="with --pairs: up to four other events in each stream")
     args = parser.parse_args()
+    if args.pairs:
+        n, differ = count_pairs(args.pairs, 7 if args.seed == 12345 else args.seed,
+                                args.others)
+        print(f"{n} streams of two copies under two journey keys"
+              f"{' with other events' if args.others else ''}: {differ} differ")
+        return
     found = count(args.examples, args.seed, not args.within_keys)
     streams = found.pop("streams")
     print(f"{streams} streams ({'within' if args.within_keys else 'across'} journey keys, "

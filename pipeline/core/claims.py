@@ -7,7 +7,8 @@ none) live in two trackers, usually on two partitions and workers, so no tracker
 
 `EventClaims` is the event_id-keyed step that does: every copy a tracker applies is *claimed*
 (event_id, journey key, partition, content digest); of all copies of an event_id the one with
-the smallest (digest, journey key) wins, whatever the order, and every other copy is *withdrawn*
+the smallest (digest, journey key) wins, whatever the order (but see the reach below), and
+every other copy is *withdrawn*
 from the journey that applied it (`JourneyTracker.withdraw`: exactly the `replaced` path's
 retraction, without a new copy). A withdrawal that comes late (the stream applies a copy before
 its claim is judged) gives the same journeys as one that comes at once: versions count
@@ -16,6 +17,14 @@ withdrawals (`Journey.removed`), not the moment they happened.
 Claims are remembered while a copy could still be applied: until the merged stream time passes
 the claim's event time + the allowed lateness (+ one bucket, the horizon of `SurveyBuckets`).
 
+Two copies whose event times lie further apart than that reach (`reach_ms`: the lateness and a
+bucket) are not compared by digest: the older one wins. By the newer copy's time the older one
+is final, and so may be its journey: a stream's stage one applies a copy and moves its
+partition's stream time before the copy's claim is judged, so the older copy's journey was
+closed, counted in final buckets and forgotten by the time a withdrawal came for it, and both
+copies stayed (replay, which judges a claim before the copy moves stream time, kept one). The
+newer copy was applied just now: its journey is still there to withdraw it from.
+
 >>> claims = EventClaims()
 >>> claims.claim("e1", 700, "j-a", 0, 0) is None          # first copy: nothing to withdraw
 True
@@ -23,6 +32,13 @@ True
 Withdrawal(event_id='e1', key='j-a', partition=0, digest=700, loser_is_new=False, kept_key='j-b')
 >>> claims.claim("e1", 900, "c1", 2, 0).key               # bigger digest: the new copy goes
 'c1'
+>>> reach = EventClaims(reach_ms=100)
+>>> reach.claim("e2", 700, "j-a", 0, 1_000) is None
+True
+>>> reach.claim("e2", 500, "j-b", 1, 1_101).key          # beyond the reach: the older copy stays
+'j-b'
+>>> reach.claim("e2", 600, "j-c", 1, 1_100).key          # within it: the digest decides
+'j-a'
 """
 
 from __future__ import annotations
@@ -43,12 +59,13 @@ class Claim(NamedTuple):
     digest: int
     key: str
     partition: int
-    at_ms: int
+    at_ms: int  # the latest copy's event time: the claim is remembered until it is out of reach
+    kept_at_ms: int  # the kept copy's own event time
 
 
-def _claim(digest: int, key: str, partition: int, at_ms: int) -> Claim:
+def _claim(digest: int, key: str, partition: int, at_ms: int, kept_at_ms: int) -> Claim:
     """The claim holding these values: a plain tuple, typed as `Claim` (see there)."""
-    return cast(Claim, (digest, key, partition, at_ms))
+    return cast(Claim, (digest, key, partition, at_ms, kept_at_ms))
 
 
 class Withdrawal(NamedTuple):
@@ -78,8 +95,12 @@ _COMPACT_AFTER: Final = 256
 class EventClaims:
     """The winning copy of each event_id seen within the lateness horizon."""
 
-    def __init__(self, *, resume: dict[str, Any] | None = None) -> None:
-        """`resume`: a `snapshot()` to continue from."""
+    def __init__(self, *, resume: dict[str, Any] | None = None, reach_ms: int | None = None
+                 ) -> None:
+        """`resume`: a `snapshot()` to continue from; `reach_ms`: how far apart in event time
+        two copies are still compared by digest (the allowed lateness and a bucket, as
+        `claims_horizon`; None: always)."""
+        self.reach_ms = reach_ms
         self._claims: dict[str, Claim] = {}
         # (at_ms, event_id) of every claim, forgotten in ascending order. Claims come nearly in
         # event-time order, so most go to the end of a sorted run (`_expiry`, read from
@@ -104,7 +125,7 @@ class EventClaims:
 
     def get(self, event_id: str) -> Claim | None:
         held = self._claims.get(event_id)
-        return None if held is None else Claim(held[0], held[1], held[2], held[3])
+        return None if held is None else Claim(held[0], held[1], held[2], held[3], held[4])
 
     def claim(self, event_id: str, digest: int, key: str, partition: int, at_ms: int
               ) -> Withdrawal | None:
@@ -113,34 +134,43 @@ class EventClaims:
         held = self._claims.get(event_id)
         self.changed = True
         if held is None:
-            self._claims[event_id] = _claim(digest, key, partition, at_ms)
+            self._claims[event_id] = _claim(digest, key, partition, at_ms, at_ms)
             self._expire(at_ms, event_id)
             return None
-        # held: (digest, key, partition, at_ms), read by index (`Claim`)
+        # held: (digest, key, partition, at_ms, kept_at_ms), read by index (`Claim`)
         held_digest = held[0]
         held_key = held[1]
         at = held_at = held[3]
+        kept_at = held[4]
         if at_ms > at:  # remembered until the latest copy is out of reach
             at = at_ms
             self._expire(at, event_id)
         if held_key == key:
             # the same journey: its tracker already judged the copies (replaced or duplicate)
-            if digest < held_digest or at != held_at:
-                self._claims[event_id] = _claim(min(digest, held_digest), key, partition, at)
+            if digest < held_digest:
+                self._claims[event_id] = _claim(digest, key, partition, at, at_ms)
+            elif at != held_at:
+                self._claims[event_id] = _claim(held_digest, key, partition, at, kept_at)
             else:
                 self.changed = False  # a redelivery
             return None
-        if beats(digest, key, held_digest, held_key):
-            self._claims[event_id] = _claim(digest, key, partition, at)
+        reach = self.reach_ms
+        if reach is not None and abs(at_ms - kept_at) > reach:
+            new_wins = at_ms < kept_at  # out of each other's reach: the older copy
+        else:
+            new_wins = beats(digest, key, held_digest, held_key)
+        if new_wins:
+            self._claims[event_id] = _claim(digest, key, partition, at, at_ms)
             return Withdrawal(event_id, held_key, held[2], held_digest, False, key)
         if at != held_at:
-            self._claims[event_id] = _claim(held_digest, held_key, held[2], at)
+            self._claims[event_id] = _claim(held_digest, held_key, held[2], at, kept_at)
         else:
             self.changed = False
         return Withdrawal(event_id, key, partition, digest, True, held_key)
 
     def snapshot_key(self, event_id: str) -> list[Any] | None:
-        """The claim held for `event_id` as [digest, key, partition, at_ms], or None."""
+        """The claim held for `event_id` as [digest, key, partition, at_ms, kept_at_ms], or
+        None."""
         held = self._claims.get(event_id)
         return None if held is None else list(held)
 
@@ -152,7 +182,10 @@ class EventClaims:
             self._claims.pop(event_id, None)
             return
         at_ms = int(state[3])
-        self._claims[event_id] = _claim(int(state[0]), str(state[1]), int(state[2]), at_ms)
+        # a claim written before the kept copy's time was held: the latest copy's stands in
+        kept_at = int(state[4]) if len(state) > 4 else at_ms
+        self._claims[event_id] = _claim(int(state[0]), str(state[1]), int(state[2]), at_ms,
+                                        kept_at)
         self._expire(at_ms, event_id)
 
     def _expire(self, at_ms: int, event_id: str) -> None:
@@ -207,9 +240,16 @@ class EventClaims:
         return gone
 
 
+def claims_reach(lateness_ms: int, bucket_ms: int) -> int:
+    """How far in event time a copy stays within reach: a stream time this far past it
+    accepts no event that old any more (`claims_horizon`), and two copies further apart than
+    this are not compared by digest (`EventClaims`)."""
+    return lateness_ms + bucket_ms
+
+
 def claims_horizon(merged_watermark_ms: int, lateness_ms: int, bucket_ms: int) -> int:
     """Claims of events before this can be forgotten: no partition accepts such an event any
     more (its stream time is at least the merged one)."""
     if merged_watermark_ms <= NEVER_MS:
         return NEVER_MS
-    return merged_watermark_ms - lateness_ms - bucket_ms
+    return merged_watermark_ms - claims_reach(lateness_ms, bucket_ms)

@@ -49,7 +49,9 @@ def future_error(event_ms: int, arrived_ms: int, max_skew_ms: int) -> str:
 def conflict_error(event_id: str, kept: bool) -> str:
     """The dead-letter message of a `conflict`: this copy of an event_id met another with other
     content; of the two the copy with the smaller content digest is kept, whatever the order
-    (pipeline.core.journeys). `kept`: this copy won and replaced the earlier one.
+    (pipeline.core.journeys), or under two journey keys further apart in event time than the
+    allowed lateness the older one (pipeline.core.claims). `kept`: this copy won and replaced
+    the earlier one.
 
     >>> conflict_error("e1", True)[:62]
     "event_id: 'e1' arrived again with different content; this copy"
@@ -59,8 +61,9 @@ def conflict_error(event_id: str, kept: bool) -> str:
                "applied")
     return (
         f"event_id: {event_id!r} arrived again with different content; {verdict} (of two "
-        "copies the one with the smaller content digest wins, whatever the order; send a "
-        "changed event with a new event_id)"
+        "copies the one with the smaller content digest wins, whatever the order, or the "
+        "older one when they are further apart than the allowed lateness; send a changed "
+        "event with a new event_id)"
     )
 
 

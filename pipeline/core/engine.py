@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.core.buckets import SurveyBuckets
-from pipeline.core.claims import EventClaims, Withdrawal, claims_horizon
+from pipeline.core.claims import EventClaims, Withdrawal, claims_horizon, claims_reach
 from pipeline.core.clock import FAR_MS, FUTURE, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
@@ -84,7 +84,7 @@ class ExperienceEngine:
         # tools that need stage one's contributions; compiled classes cannot be patched).
         self.end_delta_log: list[tuple[int, EndDelta]] | None = None
         # One event_id, one journey: copies under other journey keys (pipeline.core.claims).
-        self.claims = EventClaims()
+        self.claims = EventClaims(reach_ms=self._claims_reach())
         # True when the last verdict came from the claims (a copy under another journey key):
         # the stream's journey stage had applied that copy, as this engine did before the
         # claim withdrew it (replay feeds the follow-up stage the same way)
@@ -117,7 +117,10 @@ class ExperienceEngine:
         self.detector = DropDetector(self.config.drops, self.bucket_ms,
                                      self.config.windows.rolling_ms,
                                      resume=snapshot["detector"])
-        self.claims = EventClaims(resume=snapshot["claims"])
+        self.claims = EventClaims(resume=snapshot["claims"], reach_ms=self._claims_reach())
+
+    def _claims_reach(self) -> int:
+        return claims_reach(self.config.windows.allowed_lateness_ms, self.bucket_ms)
 
     def tracker(self, partition: int) -> JourneyTracker:
         tracker = self.trackers.get(partition)

@@ -7,7 +7,8 @@ applies: a claim (event_id, journey key, journey partition, content digest, even
 partition's stream time, and where the copy came from) goes to the internal topic
 `<app>-claims` on the partition of its event_id (`claims_partition`), in one record per target
 partition and flush. This stage keeps the winning copy of each event_id (`EventClaims`: the
-smallest content digest, the same rule as within a journey and as replay) while a copy could
+smallest content digest, the same rule as within a journey and as replay, except that of two
+copies further apart in event time than the lateness the older wins) while a copy could
 still be applied, and for every copy that loses sends a *withdrawal* back to the loser's
 journey partition, on the journey-events topic itself (so the partition's owner applies it in
 order with the events: `batches.encode_withdrawals`), and makes the copy whose claim came
@@ -44,7 +45,7 @@ from zlib import crc32
 import orjson
 
 from pipeline.contract.dead_letters import DeadLetter
-from pipeline.core.claims import EventClaims, claims_horizon
+from pipeline.core.claims import EventClaims, claims_horizon, claims_reach
 from pipeline.core.clock import NEVER_MS, conflict_error
 from pipeline.core.config import CoreConfig
 from pipeline.core.journeys import CONFLICT
@@ -166,10 +167,10 @@ class ClaimsStage:
     """The claims of one partition of the claims topic."""
 
     def __init__(self, config: CoreConfig, source_topic: str) -> None:
-        self.claims = EventClaims()
         self.source_topic = source_topic
         self.lateness_ms = config.windows.allowed_lateness_ms
         self.bucket_ms = config.windows.bucket_ms
+        self.claims = EventClaims(reach_ms=claims_reach(self.lateness_ms, self.bucket_ms))
         self.watermarks: dict[int, int] = {}  # journey partition -> its stream time
         self.forgotten_before = NEVER  # the claims horizon reached (module docstring)
         self._dirty: set[str] = set()

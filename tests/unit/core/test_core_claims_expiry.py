@@ -19,7 +19,7 @@ class HeapClaims:
     def claim(self, event_id: str, digest: int, key: str, partition: int, at_ms: int) -> None:
         held = self.claims.get(event_id)
         if held is None:
-            self.claims[event_id] = Claim(digest, key, partition, at_ms)
+            self.claims[event_id] = Claim(digest, key, partition, at_ms, at_ms)
             heappush(self.expiry, (at_ms, event_id))
         elif at_ms > held.at_ms:
             self.claims[event_id] = held._replace(at_ms=at_ms)

@@ -20,7 +20,7 @@ from pipeline.core.claims import EventClaims, claims_horizon
 from pipeline.core.config import CoreConfig, JourneyConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey, TouchpointEvent, content_digest
-from pipeline.core.journeys import CONFLICT, REPLACED, JourneyTracker
+from pipeline.core.journeys import CONFLICT, LATE, REPLACED, JourneyTracker
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import JourneyRecord
 from pipeline.scoring_rules import load_scoring_rules
@@ -79,6 +79,42 @@ def test_the_smaller_digest_wins_across_journey_keys_in_either_order() -> None:
         assert results[0] == results[1], keys  # the same journey and answers whatever the order
         [(_, (n, value))] = results[0][1].items()
         assert (n, value) == (1, 100.0 if win.survey and win.survey.nps == 10 else -100.0)
+
+
+def test_copies_further_apart_than_the_lateness_keep_the_older_whatever_the_digests() -> None:
+    """A copy sent again under another journey key more than the lateness (and a bucket) after
+    the first: the first is final by then, so it stays whichever digest is smaller, in either
+    order; within that reach the digest decides (the test above). The stream's stage one had
+    closed and forgotten the first copy's journey before the claims stage's withdrawal came,
+    and kept both copies (docs/streaming.md, thirty-third round)."""
+    config = CoreConfig()
+    reach = config.windows.allowed_lateness_ms + config.windows.bucket_ms
+    for keys in (("j-a", "j-b"), ("j-a", None), (None, "j-b")):
+        for apart, older_wins in ((reach + 1, True), (reach, False)):
+            one = event("x", T0, journey=keys[0], type="survey", survey=Survey(nps=10))
+            two = event("x", T0 + apart, journey=keys[1], type="survey", survey=Survey(nps=0))
+            smaller = one if content_digest(one) < content_digest(two) else two
+            kept_copy = one if older_wins else smaller
+            for order in ((one, two), (two, one)):
+                journeys, nps, verdicts = run(list(order))
+                live = {j: r for j, r in journeys.items() if r.status != "superseded"}
+                assert [r.events for r in live.values()] == [1], (keys, apart, order)
+                [kept] = live.values()
+                # the older copy second is `late` where its partition's stream time has
+                # passed it by the lateness: then it is never applied, and never claims
+                expect = two if verdicts[1] == LATE else kept_copy
+                assert kept.journey_id.split("@")[0] == expect.journey_key, (keys, apart)
+                assert sum(n for n, _ in nps.values()) == 1
+                assert verdicts[1] in (CONFLICT, REPLACED, LATE)
+            assert run([one, two])[2][1] in (CONFLICT, REPLACED)  # the older first: judged
+
+
+def test_a_claim_written_before_the_kept_copys_time_was_held_restores() -> None:
+    claims = EventClaims(reach_ms=100)
+    claims.restore_key("x", [700, "j-a", 0, 1_000])  # [digest, key, partition, at_ms]: older
+    assert claims.snapshot_key("x") == [700, "j-a", 0, 1_000, 1_000]
+    assert claims.claim("x", 500, "j-b", 1, 1_101) is not None
+    assert claims.snapshot_key("x") == [700, "j-a", 0, 1_101, 1_000]  # the older copy stays
 
 
 def test_a_late_withdrawal_gives_the_journey_a_withdrawal_at_once_gives() -> None:

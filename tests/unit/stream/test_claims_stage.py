@@ -57,7 +57,7 @@ def test_state_round_trip_and_eviction_past_the_horizon() -> None:
     restored = ClaimsStage(config, "t")
     restored.restore_keys(json.loads(json.dumps(list(state.items()))))
     assert restored.apply([item("x", "j-b", 500, 1)]).withdrawals == {0: [["j-a", "x", 700]]}
-    assert dict(restored.dirty_state())["x"] == [500, "j-b", 1, T0]
+    assert dict(restored.dirty_state())["x"] == [500, "j-b", 1, T0, T0]
     # stream time of both journey partitions past the lateness: both claims are forgotten
     late = T0 + config.windows.allowed_lateness_ms + 2 * config.windows.bucket_ms
     restored.apply([item("z", "j-c", 1, 0, at=late, watermark=late),
