@@ -50,7 +50,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import faust
@@ -156,6 +156,7 @@ def next_commit_offset(acked: list[int], gap: Any, committed: int | None,
 
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def recovery_progress(app: Any) -> RecoveryProgress | None:
@@ -282,20 +283,22 @@ class PeakendConsumer(faust_aiokafka.Consumer):
 
         return hand_on
 
+    def _own(self, name: str, make: Callable[[], _T]) -> _T:
+        """An attribute of ours, made at first use: Faust builds the consumer (and the tests
+        build it with `__new__`), so `__init__` is not where it can be counted on."""
+        value: _T | None = self.__dict__.get(name)
+        if value is None:
+            value = self.__dict__[name] = make()
+        return value
+
     @property
     def offset_gate(self) -> OffsetGate:
-        gate: OffsetGate | None = self.__dict__.get("_peakend_offset_gate")
-        if gate is None:
-            gate = self.__dict__["_peakend_offset_gate"] = OffsetGate()
-        return gate
+        return self._own("_peakend_offset_gate", OffsetGate)
 
     @property
     def _stamps(self) -> WeakKeyDictionary[Any, int]:
         """The reading's epoch each delivered record was delivered under (`delivered_now`)."""
-        stamps: WeakKeyDictionary[Any, int] | None = self.__dict__.get("_peakend_stamps")
-        if stamps is None:
-            stamps = self.__dict__["_peakend_stamps"] = WeakKeyDictionary()
-        return stamps
+        return self._own("_peakend_stamps", WeakKeyDictionary[Any, int])
 
     def _deliver(self, tp: Any, message: Any) -> Any:
         self._stamps[message] = self.offset_gate.partitions[tp].epoch
@@ -491,10 +494,7 @@ class PeakendConsumer(faust_aiokafka.Consumer):
 
     @property
     def _recovery_watch(self) -> RecoveryWatch:
-        watch: RecoveryWatch | None = self.__dict__.get("_peakend_recovery_watch")
-        if watch is None:
-            watch = self.__dict__["_peakend_recovery_watch"] = RecoveryWatch()
-        return watch
+        return self._own("_peakend_recovery_watch", RecoveryWatch)
 
     async def _look_up_first_offsets(self, partitions: list[Any]) -> None:
         """The log start of partitions without a committed offset. On failure their records
