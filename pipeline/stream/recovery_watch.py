@@ -61,9 +61,7 @@ class RecoveryWatch:
         ['a', 'b']
         """
         stuck = []
-        for tp, left in sorted(progress.remaining.items(), key=lambda item: repr(item[0])):
-            if left <= 0:
-                continue
+        for tp in sorted(progress.remaining, key=repr):
             since = max(progress.started_at, progress.last_event_at.get(tp, progress.started_at),
                         self._sought_at.get(tp, progress.started_at))
             if now - since >= self.stall_seconds:
