@@ -5,7 +5,13 @@ of its own instead of sharing the worker's main thread.
 The worker starts each child (`ChildProcess`), starts it again if it dies, and stops it when
 the worker stops (SIGTERM: the child finishes what it holds and exits). The child stops by
 itself when the worker is gone, even after a SIGKILL: Linux sends it SIGTERM when its parent
-dies (`die_with`, prctl PR_SET_PDEATHSIG), and `watch_parent` covers systems without it.
+dies (`die_with`, prctl PR_SET_PDEATHSIG), and `watch_parent` covers systems without it; a
+thread (`exit_when_orphaned`) ends it after a grace even when its event loop is stuck, so that
+no orphan keeps working beside the children of the worker that replaces it.
+
+A child that serves metrics for the worker to read gets a loopback port chosen at each start
+(`claim_port`): never one this process handed to another child or serves itself, and a new one
+when the child is started again (a port taken meanwhile ends in one restart, not a loop).
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 log = logging.getLogger(__name__)
@@ -48,14 +56,43 @@ async def watch_parent(parent_pid: int, on_gone: Callable[[], Awaitable[None]]) 
     await on_gone()
 
 
+def exit_when_orphaned(parent_pid: int, what: str, grace_seconds: float,
+                       check_seconds: float = 0.5) -> None:
+    """Once the worker is gone (killed: Linux has sent this process SIGTERM, and the child's
+    own shutdown has begun), give that shutdown `grace_seconds`, then exit at once, whatever
+    its event loop is doing: an orphan must not live on beside the worker that replaces it.
+    What it did not commit is read again by the next child. Run it in a daemon thread."""
+    while not orphaned(parent_pid):
+        time.sleep(check_seconds)
+    time.sleep(grace_seconds)
+    log.warning("the worker (pid %d) is gone and the %s did not stop within %.0f s: it exits "
+                "without finishing", parent_pid, what, grace_seconds)
+    logging.shutdown()
+    os._exit(1)
+
+
+def watch_for_orphaning(parent_pid: int, what: str, grace_seconds: float) -> None:
+    """`exit_when_orphaned` in a daemon thread (nothing to watch when `parent_pid` is 0)."""
+    if parent_pid:
+        threading.Thread(target=exit_when_orphaned, args=(parent_pid, what, grace_seconds),
+                         daemon=True, name=f"{what}-parent-watch").start()
+
+
+# How long an orphaned sink or entry stage may take to leave (`run_as_child`): `abandon` is
+# bounded at 0.5 s; more than that means its event loop is stuck (a blocking call).
+LEAVE_GRACE_SECONDS = 5.0
+
+
 async def run_as_child(parent_pid: int, what: str, *, run: Callable[[], Awaitable[None]],
                        stop: Callable[[], None], abandon: Callable[[], Awaitable[None]]) -> None:
     """The child's side: `run` until SIGTERM or SIGINT, which call `stop` (the worker stops
     it: finish what it holds, commit, return). Once the parent is gone (`parent_pid`, 0: no
     parent) nobody waits for what it holds, and finishing could block on a hung server:
     `abandon` (bounded: leave the consumer groups), then exit at once; what was not committed
-    is read again by the next child."""
+    is read again by the next child; a thread ends the process `LEAVE_GRACE_SECONDS` after the
+    parent is gone if the event loop never gets to."""
     loop = asyncio.get_running_loop()
+    watch_for_orphaning(parent_pid, what, LEAVE_GRACE_SECONDS)
 
     async def leave() -> None:
         log.warning("the worker (pid %d) is gone; the %s exits without finishing its batch",
@@ -84,16 +121,52 @@ async def run_as_child(parent_pid: int, what: str, *, run: Callable[[], Awaitabl
             watcher.cancel()
 
 
+# Ports handed to children of this process (`claim_port`), and the variables that name ports
+# this process serves itself (its own metrics and web ports, bound once it has started).
+_claimed_ports: set[int] = set()
+OWN_PORT_VARIABLES = ("PEAKEND_METRICS_PORT", "PEAKEND_WEB_PORT")
+
+
+def _own_ports() -> set[int]:
+    return {int(value) for value in map(os.environ.get, OWN_PORT_VARIABLES)
+            if value and value.isdigit()}
+
+
+def claim_port(release: int = 0) -> int:
+    """A free loopback port for a child to serve on, different from every port this process
+    has handed to its children and from its own; `release`: the port the child had before.
+
+    The kernel may hand out the same port to two `bind(("127.0.0.1", 0))` calls in a row once
+    the first socket is closed: a sink child and a stage-two child once got the same port, and
+    the one that lost crash-looped on "Address already in use" for five minutes (a CI
+    rehearsal, 2026-12-06). So every candidate stays bound until one is found."""
+    _claimed_ports.discard(release)
+    taken = _claimed_ports | _own_ports()
+    with contextlib.ExitStack() as held:
+        while True:
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+            if port not in taken:
+                _claimed_ports.add(port)
+                return port
+
+
 class ChildProcess:
     """Runs `peakend <command> --parent-pid <this pid>` as a child, restarts it if it dies,
     stops it with the worker. `on_line`: called (in a reader thread) with each line the child
-    writes to its stdout, for children that report to the worker that way."""
+    writes to its stdout, for children that report to the worker that way. `serves_metrics`:
+    the child serves its metrics on `metrics_port` (chosen at each start, `claim_port`) over
+    loopback and plain HTTP for this process to read."""
 
     def __init__(self, command: str, *, env: Mapping[str, str] | None = None,
-                 on_line: Callable[[bytes], None] | None = None) -> None:
+                 on_line: Callable[[bytes], None] | None = None,
+                 serves_metrics: bool = False) -> None:
         self.name = command
         self.env = dict(env or {})
         self.on_line = on_line
+        self.serves_metrics = serves_metrics
+        self.metrics_port = 0  # 0: not started yet (or serves none)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
@@ -101,6 +174,12 @@ class ChildProcess:
 
     def start(self) -> None:
         env = {**os.environ, **self.env}
+        if self.serves_metrics:
+            # Plain HTTP: with the worker's PEAKEND_METRICS_TLS_* inherited the child served
+            # HTTPS, the reads failed silently and the worker's /metrics lost its families.
+            self.metrics_port = claim_port(release=self.metrics_port)
+            env.update({"PEAKEND_METRICS_PORT": str(self.metrics_port),
+                        "PEAKEND_METRICS_TLS_CERTFILE": "", "PEAKEND_METRICS_TLS_KEYFILE": ""})
         # Popen runs in the thread that owns the event loop, which lives as long as the worker:
         # PR_SET_PDEATHSIG fires when the forking *thread* ends, not only the process.
         if self.on_line is None:

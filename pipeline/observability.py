@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from pipeline.settings import SettingsError
+
 
 @dataclass(frozen=True)
 class WorkerMetrics:
@@ -223,6 +225,12 @@ class WorkerMetrics:
     def serve(self, port: int, addr: str = "127.0.0.1", *, certfile: str = "",
               keyfile: str = "") -> None:
         """Expose /metrics on `addr:port` from a background thread; over HTTPS when a
-        certificate and its key are given (PEAKEND_METRICS_TLS_CERTFILE/_KEYFILE)."""
-        start_http_server(port, addr=addr, registry=self.registry,
-                          certfile=certfile or None, keyfile=keyfile or None)
+        certificate and its key are given (PEAKEND_METRICS_TLS_CERTFILE/_KEYFILE). A port that
+        cannot be bound is a `SettingsError` naming PEAKEND_METRICS_PORT (one line, no
+        traceback)."""
+        try:
+            start_http_server(port, addr=addr, registry=self.registry,
+                              certfile=certfile or None, keyfile=keyfile or None)
+        except OSError as exc:
+            raise SettingsError([f"PEAKEND_METRICS_PORT={port}: cannot serve /metrics on "
+                                 f"{addr}:{port}: {exc.strerror or exc}"]) from None

@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -649,17 +648,11 @@ SINK_METRIC_ATTRIBUTES = {
 SINK_METRICS = tuple(SINK_METRIC_ATTRIBUTES.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RelayedSinkMetrics:
     """A collector for the worker's registry: the sink child's metrics, read from its /metrics
-    at every scrape (nothing while the child is not up)."""
+    at every scrape (nothing while the child is not up); `port` gives the child's port then."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: Callable[[], int]) -> None:
         self.port = port
 
     def describe(self) -> list[Any]:
@@ -669,7 +662,7 @@ class RelayedSinkMetrics:
         from prometheus_client.parser import text_string_to_metric_families
 
         try:
-            with urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
+            with urlopen(f"http://127.0.0.1:{self.port()}/metrics", timeout=2) as response:
                 text = response.read().decode()
         except OSError:
             return
@@ -683,19 +676,13 @@ class SinkProcess(ChildProcess):
     /metrics relays the child's sink metrics (`RelayedSinkMetrics`)."""
 
     def __init__(self, metrics: WorkerMetrics, *, migrate: bool = True) -> None:
-        self.port = _free_port()
+        super().__init__("sink", serves_metrics=True)
         self.migrate = migrate
         registry = metrics.registry
         for name in SINK_METRIC_ATTRIBUTES:
             with contextlib.suppress(KeyError):
                 registry.unregister(getattr(metrics, name))
-        registry.register(RelayedSinkMetrics(self.port))
-        # The child's /metrics is read only by RelayedSinkMetrics, over loopback and plain HTTP:
-        # with the worker's PEAKEND_METRICS_TLS_* inherited it served HTTPS, the relay's reads
-        # failed silently and the worker's /metrics lost every sink metric (clickhouse_up, ...).
-        super().__init__("sink", env={"PEAKEND_METRICS_PORT": str(self.port),
-                                      "PEAKEND_METRICS_TLS_CERTFILE": "",
-                                      "PEAKEND_METRICS_TLS_KEYFILE": ""})
+        registry.register(RelayedSinkMetrics(lambda: self.metrics_port))
 
     def command(self) -> list[str]:
         command = super().command()

@@ -26,20 +26,16 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import logging
-import os
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.request import urlopen
 
-from pipeline.child_process import ChildProcess, orphaned
+from pipeline.child_process import ChildProcess
 from pipeline.observability import WorkerMetrics
 from pipeline.settings import Settings
 
-log = logging.getLogger(__name__)
-
-# How long an orphaned stage-two process may take to stop (as `ChildProcess.stop` waits).
+# How long an orphaned stage-two process may take to stop (as `ChildProcess.stop` waits): Faust's
+# shutdown delivers, writes and commits what it holds (`exit_when_orphaned`).
 ORPHAN_GRACE_SECONDS = 20.0
 
 # The WorkerMetrics families a stage-two process may change (its agents, outputs, heap trim and
@@ -105,9 +101,9 @@ class MergedChildMetrics:
     summed with the same family read from the child's /metrics at every scrape (this process's
     alone while the child is not up)."""
 
-    def __init__(self, families: Iterable[Any], port: int) -> None:
+    def __init__(self, families: Iterable[Any], port: Callable[[], int]) -> None:
         self.families = list(families)
-        self.port = port
+        self.port = port  # the child's port at the time of a scrape
 
     def describe(self) -> list[Any]:
         return []
@@ -116,7 +112,7 @@ class MergedChildMetrics:
         from prometheus_client.parser import text_string_to_metric_families
 
         try:
-            with urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
+            with urlopen(f"http://127.0.0.1:{self.port()}/metrics", timeout=2) as response:
                 text = response.read().decode()
         except OSError:
             return {}
@@ -129,44 +125,17 @@ class MergedChildMetrics:
                 yield _merge(family, child.get(family.name))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class StageTwoProcess(ChildProcess):
     """Runs `peakend stage-two` as a child of the worker; the worker's /metrics merges the
     child's (`MergedChildMetrics`)."""
 
     def __init__(self, metrics: WorkerMetrics, data_dir: str) -> None:
-        self.port = free_port()
+        # A state directory of its own (RocksDB locks each partition's database for one process).
+        super().__init__("stage-two", env={"PEAKEND_DATA_DIR": f"{data_dir}/stage-two"},
+                         serves_metrics=True)
         registry = metrics.registry
         families = [getattr(metrics, name) for name in STAGE_TWO_METRIC_ATTRIBUTES]
         for family in families:
             with contextlib.suppress(KeyError):
                 registry.unregister(family)
-        registry.register(MergedChildMetrics(families, self.port))
-        # Loopback and plain HTTP, read only by the merge (as the sink child's: with the
-        # worker's PEAKEND_METRICS_TLS_* inherited the reads would fail); a state directory of
-        # its own (RocksDB locks each partition's database for one process).
-        super().__init__("stage-two", env={
-            "PEAKEND_METRICS_PORT": str(self.port), "PEAKEND_METRICS_TLS_CERTFILE": "",
-            "PEAKEND_METRICS_TLS_KEYFILE": "", "PEAKEND_DATA_DIR": f"{data_dir}/stage-two"})
-
-
-def exit_when_orphaned(parent_pid: int, grace_seconds: float = ORPHAN_GRACE_SECONDS,
-                       check_seconds: float = 0.5) -> None:
-    """Once the worker is gone (killed: Linux has sent this process SIGTERM, and Faust's
-    shutdown delivers, writes and commits what it holds), give that shutdown `grace_seconds`,
-    then exit at once: a broker away must not keep an orphan alive beside the worker that
-    replaces it. What it did not commit is read again by the next child."""
-    while not orphaned(parent_pid):
-        time.sleep(check_seconds)
-    time.sleep(grace_seconds)
-    log.warning("the worker (pid %d) is gone and stage two did not stop within %.0f s: it "
-                "exits without finishing", parent_pid, grace_seconds)
-    logging.shutdown()
-    os._exit(1)
+        registry.register(MergedChildMetrics(families, lambda: self.metrics_port))

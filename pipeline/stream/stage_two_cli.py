@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 
-from pipeline.child_process import die_with
+from pipeline.child_process import die_with, watch_for_orphaning
 from pipeline.settings import Settings
-from pipeline.stream.stage_two import StageRole, exit_when_orphaned
+from pipeline.stream.stage_two import ORPHAN_GRACE_SECONDS, StageRole
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +24,7 @@ def run(args: argparse.Namespace) -> int:
     Faust app, until SIGTERM/SIGINT (with --parent-pid: SIGTERM when the worker is gone)."""
     if args.parent_pid:
         die_with(args.parent_pid)  # first: the worker may be killed while this one starts
-        threading.Thread(target=exit_when_orphaned, args=(args.parent_pid,), daemon=True,
-                         name="stage-two-parent-watch").start()
+        watch_for_orphaning(args.parent_pid, "stage-two process", ORPHAN_GRACE_SECONDS)
     import faust
 
     from pipeline.app import build_worker

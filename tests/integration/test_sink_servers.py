@@ -412,7 +412,7 @@ from pipeline.observability import WorkerMetrics
 from pipeline.storage.sink import SinkProcess
 child = SinkProcess(WorkerMetrics.create())
 child.start()
-print(child.proc.pid, child.port, flush=True)
+print(child.proc.pid, child.metrics_port, flush=True)
 time.sleep(600)
 """
 

@@ -28,7 +28,7 @@ def test_parent_serves_the_childs_sink_metrics_and_its_own_others() -> None:
     child.events_in.labels("t").inc(99)  # not a sink metric: the parent has its own
 
     parent = WorkerMetrics.create()
-    parent.registry.register(RelayedSinkMetrics(port))
+    parent.registry.register(RelayedSinkMetrics(lambda: port))
     for name in ("sink_batch_rows", "sink_insert_seconds", "sink_rows", "sink_insert_failures",
                  "clickhouse_up"):
         parent.registry.unregister(getattr(parent, name))
@@ -65,5 +65,5 @@ def test_the_child_serves_plain_http_to_the_relay_when_the_worker_serves_https(
     relay = SinkProcess(WorkerMetrics.create())
     relay.start()
     (env,) = started
-    assert env["PEAKEND_METRICS_PORT"] == str(relay.port)
+    assert env["PEAKEND_METRICS_PORT"] == str(relay.metrics_port)
     assert env["PEAKEND_METRICS_TLS_CERTFILE"] == env["PEAKEND_METRICS_TLS_KEYFILE"] == ""

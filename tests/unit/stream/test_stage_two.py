@@ -20,7 +20,6 @@ from pipeline.stream.stage_two import (
     MergedChildMetrics,
     StageRole,
     StageTwoProcess,
-    free_port,
     stage_two_group,
 )
 from pipeline.stream.topics import (
@@ -32,6 +31,7 @@ from pipeline.stream.topics import (
     journey_events_topic,
 )
 from pipeline.stream.worker import Worker
+from tests.support.stream import free_port
 
 
 def settings(tmp_path: Path, apart: bool) -> Settings:
@@ -126,7 +126,7 @@ def test_the_workers_metrics_sum_both_processes_families(monkeypatch: pytest.Mon
     families = [getattr(worker, name) for name in STAGE_TWO_METRIC_ATTRIBUTES]
     for family in families:
         worker.registry.unregister(family)
-    worker.registry.register(MergedChildMetrics(families, port))
+    worker.registry.register(MergedChildMetrics(families, lambda: port))
 
     worker.dead_letters.labels("late").inc(2)
     child.dead_letters.labels("late").inc(3)
@@ -153,28 +153,8 @@ def test_the_workers_metrics_sum_both_processes_families(monkeypatch: pytest.Mon
     assert created is not None and seen[("peakend_heap_trims_created", ())] == created
 
     # the child away (restarting): this process's own counts, nothing lost from the page
-    worker_alone = MergedChildMetrics(families, free_port())
+    away = free_port()
+    worker_alone = MergedChildMetrics(families, lambda: away)
     assert worker_alone.child_families() == {}
     assert {f.name for f in worker_alone.collect()} == {f.name for c in families
                                                         for f in c.collect()}
-
-
-def test_an_orphaned_stage_two_exits_after_its_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.stream.stage_two as stage_two
-
-    checks = iter([False, False, True])
-    slept: list[float] = []
-    monkeypatch.setattr(stage_two, "orphaned", lambda pid: next(checks))
-    monkeypatch.setattr("pipeline.stream.stage_two.time.sleep", slept.append)
-
-    class Exited(Exception):
-        pass
-
-    def exit_now(code: int) -> None:
-        raise Exited(code)
-
-    monkeypatch.setattr("pipeline.stream.stage_two.os._exit", exit_now)
-    with pytest.raises(Exited) as exited:
-        stage_two.exit_when_orphaned(4242, grace_seconds=7.0, check_seconds=0.5)
-    assert exited.value.args == (1,)
-    assert slept == [0.5, 0.5, 7.0]  # watched until the worker was gone, then the grace
