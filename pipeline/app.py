@@ -330,7 +330,7 @@ def build_worker(
     fapp.timer(0.2)(tasks.flush_idle)
     fapp.timer(heap.TRIM_SECONDS)(tasks.trim_heap)
     fapp.timer(s.bus_purge_seconds, on_leader=True)(tasks.purge_bus)
-    fapp.task(tasks.serve_metrics)
+    fapp.task(tasks.serve_metrics_task)
     if role.runs_one:
         fapp.task(tasks.run_entry)
         fapp.task(tasks.run_sink)

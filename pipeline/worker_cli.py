@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import faust
 
-    from pipeline.app import create_app
+    from pipeline.app import build_worker
     from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
     from pipeline.stream.topics import PartitionCountMismatch, ensure_topics
 
@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     # Journey state is long-lived: walking it in every collection costs more than it frees; the
     # stream policy still collects asyncio's cycles (pipeline/core/gcpolicy.py, docs/core.md).
     tune_gc(STREAM_THRESHOLDS, freeze=False)
-    app = create_app(settings, migrate=not args.no_migrate)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    built = build_worker(settings, migrate=not args.no_migrate)
+    built.tasks.serve_metrics()  # a port taken: one line naming it (SettingsError), exit 2
+    worker = faust.Worker(built.app, loglevel=args.loglevel, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it can spin on every log
     # record: every debug call in aiokafka and Faust then builds a record that is dropped
     # (16% of the worker's CPU in docs/benchmarks.md's profile). No spinner, no such cost.

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     tune_gc(STREAM_THRESHOLDS, freeze=False)  # the worker's collector policy (gcpolicy.py)
     built = build_worker(Settings.from_env(), role=StageRole.TWO, migrate=False)
+    built.tasks.serve_metrics()  # a port taken: one line naming it, and the worker starts it anew
     worker = faust.Worker(built.app, loglevel=args.loglevel, quiet=True)
     worker.spinner = None  # (pipeline/worker_cli.py: why)
     worker.execute_from_commandline()

@@ -121,6 +121,7 @@ class WorkerTasks:
         # Stage two's agents in a child process of their own (stage_two.py), or in this one.
         # A stage-two process itself has no entry stage, sink or child (all None).
         self.stage_two = stage_two
+        self._metrics_served = False
 
     async def run_entry(self) -> None:
         if self.entry is not None:
@@ -136,11 +137,19 @@ class WorkerTasks:
         if self.stage_two is not None:
             await self.stage_two.run()
 
-    async def serve_metrics(self) -> None:
+    def serve_metrics(self) -> None:
+        """/metrics on PEAKEND_METRICS_PORT (once). The commands call it before Faust starts,
+        so that a port that cannot be bound is one line (`SettingsError`), not a crash with a
+        traceback inside Faust; the app's own task (`serve_metrics_task`) covers apps started
+        otherwise."""
         s = self.settings
-        if s.metrics_port:
+        if s.metrics_port and not self._metrics_served:
             self.stats.serve(s.metrics_port, certfile=s.metrics_tls_certfile,
                              keyfile=s.metrics_tls_keyfile)
+            self._metrics_served = True
+
+    async def serve_metrics_task(self) -> None:
+        self.serve_metrics()
 
     async def flush_idle(self) -> None:
         """Every 0.2 s: outputs never wait for the next batch of an idle agent."""
