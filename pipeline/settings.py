@@ -592,6 +592,9 @@ class Settings(BaseSettings):
         >>> skew = Settings.from_env({"PEAKEND_MAX_CLOCK_SKEW_SECONDS": "60"})
         >>> skew.core_config().clock.max_skew_ms
         60000
+        >>> wide = Settings.from_env({"PEAKEND_BUCKET_SECONDS": "300"}).core_config()
+        >>> wide.journeys.bucket_ms == wide.windows.bucket_ms == 300_000  # the copies' reach
+        True
         """
         lateness_ms = _ms(self.allowed_lateness_seconds)
         idle_gap_ms = _ms(self.idle_gap_seconds)
@@ -605,6 +608,7 @@ class Settings(BaseSettings):
                 end_window_ms=_ms(self.end_window_seconds),
                 segment_attributes=self.segment_attributes,
                 ces_5_more_effort=self.ces_5_higher_means == "MORE_EFFORT",
+                bucket_ms=self.bucket_seconds * 1000,
             ),
             windows=WindowConfig(
                 bucket_ms=self.bucket_seconds * 1000,

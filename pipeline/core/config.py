@@ -35,6 +35,10 @@ class JourneyConfig:
     # A 1-5 CES answer (ces_scale 5) where a higher answer means more effort (the original
     # 5-point CES wording) rather than less (CES 2.0, the default): PEAKEND_CES_5_HIGHER_MEANS.
     ces_5_more_effort: bool = False
+    # As WindowConfig's (one setting sets both). Two copies of an event_id further apart in
+    # event time than the lateness and one bucket keep the older, whatever their digests: the
+    # claims' reach (pipeline/core/claims.py), which the tracker applies within a key alike.
+    bucket_ms: int = MINUTE_MS
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple
 
+from pipeline.core.claims import claims_reach
 from pipeline.core.clock import FAR_MS
 from pipeline.core.config import JourneyConfig
 from pipeline.core.event import (
@@ -106,6 +107,11 @@ def _copy_verdict(applied: int, digest: int, event: TouchpointEvent) -> tuple[st
             and content_digest_v1(event) == applied:
         return DUPLICATE, applied
     return verdict, digest
+
+
+def _held_at(journey: Journey, event_id: str) -> int:
+    """The event time of the copy of `event_id` that `journey` holds."""
+    return int(next(e[MS] for e in journey.entries if e[EVENT_ID] == event_id))
 
 
 def _repeat(applied: int, digest: int) -> str:
@@ -376,6 +382,7 @@ class JourneyTracker:
         self._max_len = self.config.max_length_ms
         self._ces_5_more_effort = self.config.ces_5_more_effort
         self._lateness = self.config.allowed_lateness_ms
+        self._copy_reach = claims_reach(self._lateness, self.config.bucket_ms)
         self._window = self.config.end_window_ms
         self._attr_keys = self.config.segment_attributes
         self._seg_cache: dict[tuple[str | None, ...], Segments] = {}
@@ -478,6 +485,11 @@ class JourneyTracker:
             holder = state.holder(eid)
             if holder is not None:
                 verdict, self.last_digest = _copy_verdict(holder.ids[eid], digest, event)
+                if verdict == REPLACED and ms - _held_at(holder, eid) > self._copy_reach:
+                    # Out of the claims' reach: the older copy stays, as `EventClaims` keeps
+                    # it (its results are final by now). A newer copy that much older than the
+                    # held one is late, and never gets here.
+                    verdict = CONFLICT
                 if verdict != REPLACED:
                     return verdict
                 self._take_out(state, holder, eid)

@@ -86,10 +86,12 @@ def test_copies_further_apart_than_the_lateness_keep_the_older_whatever_the_dige
     the first: the first is final by then, so it stays whichever digest is smaller, in either
     order; within that reach the digest decides (the test above). The stream's stage one had
     closed and forgotten the first copy's journey before the claims stage's withdrawal came,
-    and kept both copies (docs/streaming.md, thirty-third round)."""
+    and kept both copies (docs/streaming.md, thirty-third round). Under one key the tracker
+    keeps the older copy alike: it replaced it by the digest while the claims kept it, and the
+    claims' withdrawal then took the one copy left out (thirty-fourth round)."""
     config = CoreConfig()
     reach = config.windows.allowed_lateness_ms + config.windows.bucket_ms
-    for keys in (("j-a", "j-b"), ("j-a", None), (None, "j-b")):
+    for keys in (("j-a", "j-b"), ("j-a", None), (None, "j-b"), ("j-a", "j-a"), (None, None)):
         for apart, older_wins in ((reach + 1, True), (reach, False)):
             one = event("x", T0, journey=keys[0], type="survey", survey=Survey(nps=10))
             two = event("x", T0 + apart, journey=keys[1], type="survey", survey=Survey(nps=0))
@@ -105,6 +107,11 @@ def test_copies_further_apart_than_the_lateness_keep_the_older_whatever_the_dige
                 expect = two if verdicts[1] == LATE else kept_copy
                 assert kept.journey_id.split("@")[0] == expect.journey_key, (keys, apart)
                 assert sum(n for n, _ in nps.values()) == 1
+                # the kept copy's answer, in its own bucket
+                [(at, (_, value))] = nps.items()
+                assert expect.survey is not None
+                assert value == (100 if expect.survey.nps == 10 else -100), (keys, apart)
+                assert at <= expect.occurred_ms < at + config.windows.bucket_ms, (keys, apart)
                 assert verdicts[1] in (CONFLICT, REPLACED, LATE)
             assert run([one, two])[2][1] in (CONFLICT, REPLACED)  # the older first: judged
 
