@@ -485,11 +485,13 @@ class JourneyTracker:
             holder = state.holder(eid)
             if holder is not None:
                 verdict, self.last_digest = _copy_verdict(holder.ids[eid], digest, event)
-                if verdict == REPLACED and ms - _held_at(holder, eid) > self._copy_reach:
-                    # Out of the claims' reach: the older copy stays, as `EventClaims` keeps
-                    # it (its results are final by now). A newer copy that much older than the
-                    # held one is late, and never gets here.
-                    verdict = CONFLICT
+                if verdict != DUPLICATE:
+                    held_at = _held_at(holder, eid)
+                    if abs(ms - held_at) > self._copy_reach:
+                        # Out of the claims' reach: the older copy stays, as `EventClaims`
+                        # keeps it (its results are final by now). In a stream a copy that
+                        # much older than the held one is late and never gets here.
+                        verdict = REPLACED if ms < held_at else CONFLICT
                 if verdict != REPLACED:
                     return verdict
                 self._take_out(state, holder, eid)

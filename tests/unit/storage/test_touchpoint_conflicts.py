@@ -34,6 +34,14 @@ def test_version_is_the_core_digest_turned_around() -> None:
         tables.digest_version(1 << 32)
 
 
+def test_copies_further_apart_than_the_lateness_keep_the_older_in_either_order() -> None:
+    """The core keeps the older of two such copies (docs/contract.md); the table, whose version
+    is a row's own, keeps the smaller digest and can show the other (the documented limit)."""
+    older, newer = tc.FAR_APART
+    assert tc.core_keeps(older, newer) is older
+    assert tc.core_keeps(newer, older) is older
+
+
 def test_a_record_that_is_not_an_event_is_refused_by_name() -> None:
     record = event_to_dict(tc.BASE)
     record["channel"] = "pigeon"

@@ -33,15 +33,22 @@ BASE = TouchpointEvent(
     "hotline", "phone", "after_sales", journey_id="j-1", survey=Survey(nps=10),
     attributes={"region": "north"})
 
-# (name, copy one, copy two): any field may differ, the time too (another day, same month)
+# (name, copy one, copy two): any field may differ, the time too (another day, same month;
+# within the lateness: copies further apart keep the older whatever the digests, which the
+# table cannot follow, `FAR_APART` and docs/contract.md)
 CHANGES: list[tuple[str, TouchpointEvent, TouchpointEvent]] = [
     ("nps", BASE, replace(BASE, survey=Survey(nps=0))),
-    ("day", BASE, replace(BASE, occurred_at=datetime(2026, 11, 14, 8, 0, tzinfo=UTC),
+    ("day", BASE, replace(BASE, occurred_at=datetime(2026, 11, 13, 8, 0, tzinfo=UTC),
                           occurred_ms=-1)),
     ("attributes", BASE, replace(BASE, attributes={"region": "south"})),
     ("comment", replace(BASE, survey=Survey(nps=7, comment="slow")),
      replace(BASE, survey=Survey(nps=7, comment="fast"))),
 ]
+
+
+# Two copies further apart in event time than the lateness and a bucket (two days and more).
+FAR_APART = (BASE, replace(BASE, occurred_at=datetime(2026, 11, 14, 9, 30, tzinfo=UTC),
+                           occurred_ms=-1))
 
 
 def core_keeps(first: TouchpointEvent, second: TouchpointEvent) -> TouchpointEvent:
