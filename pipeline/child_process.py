@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.request import urlopen
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,19 @@ def claim_port(release: int = 0) -> int:
             if port not in taken:
                 _claimed_ports.add(port)
                 return port
+
+
+def child_metric_families(port: int) -> dict[str, Any]:
+    """The metric families a child serves on loopback `port`, by name (none while it is not
+    up): what the worker's /metrics relays or merges at every scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {family.name: family for family in text_string_to_metric_families(text)}
 
 
 class ChildProcess:

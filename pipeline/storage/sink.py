@@ -42,14 +42,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.request import urlopen
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 
-from pipeline.child_process import ChildProcess, die_with, run_as_child
+from pipeline.child_process import ChildProcess, child_metric_families, die_with, run_as_child
 from pipeline.contract.dead_letters import (
     MAX_DEAD_LETTER_BYTES,
     UNREADABLE_REASON,
@@ -659,15 +658,8 @@ class RelayedSinkMetrics:
         return []
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        try:
-            with urlopen(f"http://127.0.0.1:{self.port()}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return
-        for family in text_string_to_metric_families(text):
-            if family.name in SINK_METRICS:
+        for name, family in child_metric_families(self.port()).items():
+            if name in SINK_METRICS:
                 yield family
 
 

@@ -28,9 +28,8 @@ import contextlib
 import enum
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.request import urlopen
 
-from pipeline.child_process import ChildProcess
+from pipeline.child_process import ChildProcess, child_metric_families
 from pipeline.observability import WorkerMetrics
 from pipeline.settings import Settings
 
@@ -109,14 +108,7 @@ class MergedChildMetrics:
         return []
 
     def child_families(self) -> dict[str, Any]:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        try:
-            with urlopen(f"http://127.0.0.1:{self.port()}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return {}
-        return {family.name: family for family in text_string_to_metric_families(text)}
+        return child_metric_families(self.port())
 
     def collect(self) -> Iterator[Any]:
         child = self.child_families()
