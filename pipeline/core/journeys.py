@@ -109,9 +109,9 @@ def _copy_verdict(applied: int, digest: int, event: TouchpointEvent) -> tuple[st
     return verdict, digest
 
 
-def _held_at(journey: Journey, event_id: str) -> int:
-    """The event time of the copy of `event_id` that `journey` holds."""
-    return int(next(e[MS] for e in journey.entries if e[EVENT_ID] == event_id))
+def _held_entry(journey: Journey, event_id: str) -> Entry:
+    """The entry of the copy of `event_id` that `journey` holds."""
+    return next(e for e in journey.entries if e[EVENT_ID] == event_id)
 
 
 def _repeat(applied: int, digest: int) -> str:
@@ -485,16 +485,18 @@ class JourneyTracker:
             holder = state.holder(eid)
             if holder is not None:
                 verdict, self.last_digest = _copy_verdict(holder.ids[eid], digest, event)
-                if verdict != DUPLICATE:
-                    held_at = _held_at(holder, eid)
-                    if abs(ms - held_at) > self._copy_reach:
-                        # Out of the claims' reach: the older copy stays, as `EventClaims`
-                        # keeps it (its results are final by now). In a stream a copy that
-                        # much older than the held one is late and never gets here.
-                        verdict = REPLACED if ms < held_at else CONFLICT
+                if verdict == DUPLICATE:
+                    return verdict
+                held = _held_entry(holder, eid)
+                held_at = held[MS]
+                if abs(ms - held_at) > self._copy_reach:
+                    # Out of the claims' reach: the older copy stays, as `EventClaims` keeps
+                    # it (its results are final by now). In a stream a copy that much older
+                    # than the held one is late and never gets here.
+                    verdict = REPLACED if ms < held_at else CONFLICT
                 if verdict != REPLACED:
                     return verdict
-                self._take_out(state, holder, eid)
+                self._take_out(state, holder, held)
                 replaced = True
         # the entry (see moments.Entry), valence inlined from valence.moment_valence (the
         # reference; tests/unit/core/test_core_valence_parity.py holds them equal)
@@ -588,13 +590,12 @@ class JourneyTracker:
             self._seg_cache[values] = seg
         return seg
 
-    def _take_out(self, state: KeyState, journey: Journey, event_id: str) -> None:
-        """Remove the applied copy of `event_id` from `journey`: a copy with a smaller content
-        digest replaces it. Its survey answers are queued for retraction from the buckets
-        (`drain_retractions`); the caller then applies the new copy."""
-        old = journey.entries
-        removed = next(e for e in old if e[EVENT_ID] == event_id)
-        journey.entries = [e for e in old if e[EVENT_ID] != event_id]
+    def _take_out(self, state: KeyState, journey: Journey, removed: Entry) -> None:
+        """Remove the applied copy `removed` (its entry, `_held_entry`) from `journey`: a copy
+        with a smaller content digest replaces it. Its survey answers are queued for retraction
+        from the buckets (`drain_retractions`); the caller then applies the new copy."""
+        event_id = removed[EVENT_ID]
+        journey.entries = [e for e in journey.entries if e[EVENT_ID] != event_id]
         del journey.ids[event_id]
         if journey.entries or journey.keyed_by == "journey_id":
             moments = JourneyMoments(self._window)
@@ -634,7 +635,7 @@ class JourneyTracker:
         if holder is None:
             return False
         before = holder.moments
-        self._take_out(state, holder, event_id)
+        self._take_out(state, holder, _held_entry(holder, event_id))
         holder.removed += 1
         self._mark_dirty(key)
         if holder.keyed_by == "journey_id":
