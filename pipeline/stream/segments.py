@@ -347,38 +347,50 @@ class SegmentStage:
         or a watermark (which flushes first when it moves the merged stream time)."""
         kind = message["t"]
         if kind == messages.BATCH:
-            for item in message["items"]:
-                self._apply(item)
+            self._apply(message["items"])
         elif kind == messages.WATERMARK:
             self._advance(int(message["p"]), int(message["w"]), out)
         else:
-            self._apply(message)
+            self._apply((message,))
 
-    def _apply(self, message: dict[str, Any]) -> None:
-        kind = message["t"]
-        seg = messages.segment_key(message["d"], message["s"])
-        totals = self._totals(seg)
-        if kind == messages.ANSWER:
-            # interned: an answer counts in every segment of its event, each message decoded
-            # apart (as the journey ids below)
-            changed = totals.add_answer(message["m"], int(message["b"]), sys.intern(message["e"]),
-                                        message["v"])
-        elif kind == messages.RETRACT:
-            changed = totals.remove_answer(message["m"], int(message["b"]), message["e"])
-        elif kind == messages.END:
-            c = message["c"]
-            # One string per journey id, whichever segment's message brought it: a journey
-            # ends in six segments on the generator's mix, each message decoded apart, and its
-            # ids are held for the journey idle time past final (380 -> 320 bytes per live
-            # member, `python -m bench.bench_segment_members`; docs/streaming.md, Known limits)
-            journey_id = sys.intern(message["j"])
-            changed = totals.set_end(journey_id, None if c is None else (int(c[0]), bool(c[1])),
-                                     keep_previous=bool(message.get("k")))
-        else:
-            raise ValueError(f"unknown contribution kind {kind!r}")
-        if changed:
-            self._unflushed.add(seg)
-            self._dirty_segments.add(seg)
+    def _apply(self, items: Iterable[dict[str, Any]]) -> None:
+        """Apply contributions in order. A batch's items are of one segment (`messages.batch`),
+        so its totals are looked up once per run of items of one segment, not once per item
+        (about 0.8 items per event on the generator's mix, most of them journey ends)."""
+        dim = value = seg = None
+        totals: SegmentTotals | None = None
+        marked = False
+        for item in items:
+            if item["d"] != dim or item["s"] != value or totals is None:
+                dim, value = item["d"], item["s"]
+                seg = messages.segment_key(dim, value)
+                totals = self._totals(seg)
+                marked = False
+            kind = item["t"]
+            if kind == messages.END:
+                c = item["c"]
+                # One string per journey id, whichever segment's message brought it: a journey
+                # ends in six segments on the generator's mix, each message decoded apart, and
+                # its ids are held for the journey idle time past final (380 -> 320 bytes per
+                # live member, `python -m bench.bench_segment_members`; docs/streaming.md,
+                # Known limits)
+                changed = totals.set_end(sys.intern(item["j"]),
+                                         None if c is None else (int(c[0]), bool(c[1])),
+                                         keep_previous=bool(item.get("k")))
+            elif kind == messages.ANSWER:
+                # interned: an answer counts in every segment of its event, each message
+                # decoded apart (as the journey ids above)
+                changed = totals.add_answer(item["m"], int(item["b"]), sys.intern(item["e"]),
+                                            item["v"])
+            elif kind == messages.RETRACT:
+                changed = totals.remove_answer(item["m"], int(item["b"]), item["e"])
+            else:
+                raise ValueError(f"unknown contribution kind {kind!r}")
+            if changed and not marked:
+                assert seg is not None
+                self._unflushed.add(seg)
+                self._dirty_segments.add(seg)
+                marked = True
 
     def _flush(self, out: StageTwoOutput) -> None:
         for seg in sorted(self._unflushed):
@@ -423,24 +435,13 @@ class SegmentStage:
         changed: each one's head and changed parts (HEAD_PREFIX)."""
         pairs: list[tuple[str, Any]] = [(key, None) for key in self._legacy_keys]
         self._legacy_keys.clear()
-        evicted, width = self.evicted_before, self.bucket_ms
+        evicted = self.evicted_before
         for seg in sorted(self._dirty_segments):
             totals = self.totals[seg]
             written = self._written.setdefault(seg, {})
-            for metric, start, member in totals.drain_changed_members():
-                meta = totals.bucket_meta((metric, start))
-                if meta is None:
-                    continue  # evicted since: its keys go below
-                if metric == "negative_end" and totals.is_sealed(start):
-                    continue  # sealed since: written whole below, its member keys forgotten
-                state: dict[str, Any] = {"v": meta[0], "d": meta[1]}
-                value = totals.member((metric, start), member)
-                if value is not None:
-                    state["a"] = value
-                    if metric == "negative_end" and totals.is_kept(start, member):
-                        state["k"] = 1
-                if totals.forget_start(metric, start) + width <= evicted:  # made again since
-                    state["h"] = evicted
+            # members of buckets evicted since are left out (their keys go below), and of
+            # buckets sealed since (written whole below, their member keys forgotten)
+            for metric, start, member, state in totals.drain_member_snapshots(evicted):
                 key = member_key(seg, metric, start, member)
                 pairs.append((key, state))
                 written.setdefault((metric, start), {})[member] = key

@@ -52,14 +52,17 @@ class WatchedSegmentStage(SegmentStage):
         self.ends_past_final = 0
         self.ends_past_eviction = 0
 
-    def _apply(self, message: dict[str, Any]) -> None:
-        c = message.get("c")
-        if message["t"] == messages.END and c is not None:
-            start, width, horizon = int(c[0]), self.bucket_ms, self.evicted_before
-            self.ends_past_final += start + width <= horizon
-            hold = self.config.windows.end_hold_ms
-            self.ends_past_eviction += forget_start("negative_end", start, hold) + width <= horizon
-        super()._apply(message)
+    def _apply(self, items: Iterable[dict[str, Any]]) -> None:
+        items = list(items)
+        for message in items:
+            c = message.get("c")
+            if message["t"] == messages.END and c is not None:
+                start, width, horizon = int(c[0]), self.bucket_ms, self.evicted_before
+                self.ends_past_final += start + width <= horizon
+                hold = self.config.windows.end_hold_ms
+                self.ends_past_eviction += \
+                    forget_start("negative_end", start, hold) + width <= horizon
+        super()._apply(items)
 
 
 class SimulatedStream:
