@@ -1,6 +1,7 @@
 """Messages from stage one to the segment stage (internal topic `<app_id>-contributions`).
 
-Compact JSON; the Kafka key is the segment (`dim=value`) so one worker owns each segment.
+Compact JSON, on the partition Kafka's partitioner gives the segment (`dim=value`), so one worker owns
+each segment (batches carry no key; records keyed by the segment, written before, go there too).
 
 >>> answer("channel", "phone", "nps", 60000, "e1", 9)
 ('channel=phone', {'t': 'a', 'd': 'channel', 's': 'phone', 'm': 'nps', 'b': 60000, 'e': 'e1', 'v': 9})
@@ -75,7 +76,10 @@ def watermark(source_partition: int, watermark_ms: int) -> dict[str, Any]:
 
 
 def batch(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Contributions of one segment from one batch of input events, in order."""
+    """Contributions from one batch of input events: since the thirty-fifth round of
+    docs/streaming.md those of every segment on one contributions partition (the outbox's
+    `_contribution_batches`), each segment's together and in order; before, one segment's
+    (still read: the segment stage applies items in order, whatever their segments)."""
     return {"t": BATCH, "items": items}
 
 

@@ -354,9 +354,10 @@ class SegmentStage:
             self._apply((message,))
 
     def _apply(self, items: Iterable[dict[str, Any]]) -> None:
-        """Apply contributions in order. A batch's items are of one segment (`messages.batch`),
-        so its totals are looked up once per run of items of one segment, not once per item
-        (about 0.8 items per event on the generator's mix, most of them journey ends)."""
+        """Apply contributions in order. A batch holds each segment's items together
+        (`messages.batch`), so a segment's totals are looked up once per run of its items, not
+        once per item (about 0.8 items per event on the generator's mix, most of them journey
+        ends)."""
         dim = value = seg = None
         totals: SegmentTotals | None = None
         marked = False

@@ -55,10 +55,12 @@ def test_one_record_per_journey_and_bucket_per_flush_with_the_latest_versions() 
     for line in events():
         with contextlib.suppress(Rejected):
             parsed.append(parse_event(line))
+    sent_contributions: dict[int, list[tuple[str, dict[str, Any]]]] = {}  # by source, in order
     for event in parsed:
         p = partition_for(event.journey_key, 3)
         out = procs[p].process(event)
         outbox.add_journey_output(p, out)
+        sent_contributions.setdefault(p, []).extend(out.contributions)
         for record in out.journeys:
             if record.version >= latest.get(record.journey_id, -1):
                 latest[record.journey_id] = record.version
@@ -71,14 +73,29 @@ def test_one_record_per_journey_and_bucket_per_flush_with_the_latest_versions() 
     closed = sum(j["status"] == "closed" for j in journeys)
     assert sum(drained.closed.values()) == closed
     assert drained.counts[JOURNEYS] == len(journeys)
-    # contributions: one message per segment and partition, carrying every item in order
+    # contributions: one batch per source and contributions partition, each segment's items
+    # on the partition a record keyed by the segment would reach, together and in order
     contributions = [r for r in drained.records if r.role == CONTRIBUTIONS]
-    marks = [r for r in contributions if r.key is None]
-    assert marks and all(r.partition is not None for r in marks)
-    keyed = [(r.key, loaded(r)) for r in contributions if r.key is not None]
-    for key, message in keyed:
-        assert message["t"] == messages.BATCH and message["items"]
-        assert {messages.segment_key(i["d"], i["s"]).encode() for i in message["items"]} == {key}
+    assert all(r.key is None and r.partition is not None for r in contributions)
+    marks = [r for r in contributions if loaded(r)["t"] == messages.WATERMARK]
+    assert marks
+    keyed = [(r.partition, loaded(r)) for r in contributions
+             if loaded(r)["t"] == messages.BATCH]
+    assert len(keyed) <= len(procs) * 3  # not one a segment: 27 segments on this mix
+    expected: dict[str, list[dict[str, Any]]] = {}  # each segment's items, sources in order
+    for outs in sent_contributions.values():
+        for key, item in outs:
+            expected.setdefault(key, []).append(item)
+    got: dict[str, list[dict[str, Any]]] = {}
+    for target, message in keyed:
+        assert message["items"]
+        runs = [messages.segment_key(i["d"], i["s"]) for i in message["items"]]
+        assert {partition_for(seg, 3) for seg in runs} == {target}
+        segs_in_order = [seg for n, seg in enumerate(runs) if n == 0 or runs[n - 1] != seg]
+        assert len(segs_in_order) == len(set(segs_in_order))  # a segment's items together
+        for item, seg in zip(message["items"], runs, strict=True):
+            got.setdefault(seg, []).append(item)
+    assert got == expected
     # the segment stage's metric records leave once per bucket
     for _, message in keyed:
         outbox.add_segment_output(segments.apply(message))
@@ -120,7 +137,7 @@ def test_gathered_records_are_split_below_the_record_limit_in_order() -> None:
              for i in range(400)]
     out.contributions.extend(items)
     outbox.add_journey_output(0, out)
-    records = [r for r in outbox.drain().records if r.role == CONTRIBUTIONS and r.key]
+    records = [r for r in outbox.drain().records if r.role == CONTRIBUTIONS]
     assert len(records) >= 4 and all(len(r.value or b"") <= MAX_GATHERED_BYTES
                                      for r in records)
     got = [orjson.loads(r.value or b"") for r in records]
