@@ -34,7 +34,9 @@ LAYOUTS: dict[str, dict[str, Kinds]] = {
     WATERMARK: {"t": STR, "p": INT, "w": INT},
     BATCH: {"t": STR, "items": LIST},
 }
-_OPTIONAL: dict[str, dict[str, Kinds]] = {END: {"k": INT}}
+# A batch may end with a watermark of its source partition ("p", "w": both or neither), applied
+# after its items, as a watermark record sent after the batch was (`batch`).
+_OPTIONAL: dict[str, dict[str, Kinds]] = {END: {"k": INT}, BATCH: {"p": INT, "w": INT}}
 
 
 def segment_key(dim: str, value: str) -> str:
@@ -75,12 +77,23 @@ def watermark(source_partition: int, watermark_ms: int) -> dict[str, Any]:
     return {"t": WATERMARK, "p": source_partition, "w": watermark_ms}
 
 
-def batch(items: list[dict[str, Any]]) -> dict[str, Any]:
+def batch(items: list[dict[str, Any]], source_partition: int | None = None,
+          watermark_ms: int | None = None) -> dict[str, Any]:
     """Contributions from one batch of input events: since the thirty-fifth round of
     docs/streaming.md those of every segment on one contributions partition (the outbox's
     `_contribution_batches`), each segment's together and in order; before, one segment's
-    (still read: the segment stage applies items in order, whatever their segments)."""
-    return {"t": BATCH, "items": items}
+    (still read: the segment stage applies items in order, whatever their segments). With a
+    `watermark_ms`, the source partition's watermark after the items: what a `watermark`
+    record sent after this batch says, in the same record.
+
+    >>> batch([], 2, 60000)
+    {'t': 'b', 'items': [], 'p': 2, 'w': 60000}
+    """
+    message: dict[str, Any] = {"t": BATCH, "items": items}
+    if watermark_ms is not None:
+        message["p"] = source_partition
+        message["w"] = watermark_ms
+    return message
 
 
 def read(value: bytes) -> dict[str, Any]:
@@ -150,6 +163,9 @@ def _check(message: dict[str, Any], kind: str, what: str) -> None:
         raise ValueError(f"{what} for a metric this version does not count ({message['m']!r})")
     if kind == END and not _is_contribution(message["c"]):
         raise ValueError(f'{what} whose "c" is not null or [bucket start, negative]')
+    if kind == BATCH and ("p" in message) != ("w" in message):
+        raise ValueError(f'{what} with "{"p" if "p" in message else "w"}" but not '
+                         f'"{"w" if "p" in message else "p"}" (a watermark needs both)')
 
 
 def _is_contribution(c: list[Any] | None) -> bool:

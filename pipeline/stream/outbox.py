@@ -151,11 +151,8 @@ class Outbox:
                 if self.followup_rules is not None:
                     customer_key, message = journey_input(journey)
                     journey_inputs.append((customer_key, to_json(message)))
-            records.extend(self._contribution_batches(out.contributions))
-            if out.watermark is not None:
-                mark = to_json(messages.watermark(partition, out.watermark))
-                records.extend(Record(CONTRIBUTIONS, None, mark, target)
-                               for target in range(self.partitions))
+            records.extend(self._contribution_batches(partition, out.contributions,
+                                                      out.watermark))
         self._one.clear()
         # Of a bucket's records in this flush, the one ClickHouse would keep of them all
         # (ReplacingMergeTree(version): the highest version, of equal ones the last): the
@@ -188,16 +185,19 @@ class Outbox:
             drained.counts[sent.role] += 1
         return drained
 
-    def _contribution_batches(self, contributions: list[tuple[str, dict[str, Any]]]
-                              ) -> list[Record]:
+    def _contribution_batches(self, source: int, contributions: list[tuple[str, dict[str, Any]]],
+                              watermark_ms: int | None) -> list[Record]:
         """One source partition's contributions as batch records, one (or more, when large)
         per contributions partition: each segment's on the partition Kafka's partitioner
         gives its key (where a record keyed by the segment went before, so each segment's
-        state stays where it is), a segment's items together and in order.
+        state stays where it is), a segment's items together and in order. A `watermark_ms`
+        goes to every contributions partition after the items: at the end of the partition's
+        last batch record, or in a watermark record of its own to a partition without one.
 
-        Why per partition, not per segment: the generator's mix touches 27 segments, so a
-        record per segment was up to 27 records per flush and source partition, and the
-        segment stage's Faust consumer pays about 350 us per record whatever it holds
+        Why per partition, not per segment, and watermarks inside: the generator's mix touches
+        27 segments, so a record per segment was up to 27 records per flush and source
+        partition, plus a watermark record to each contributions partition, and the segment
+        stage's Faust consumer pays its per-record cost whatever a record holds
         (docs/streaming.md, thirty-fifth round)."""
         by_segment: dict[str, list[dict[str, Any]]] = {}
         for key, message in contributions:
@@ -205,9 +205,19 @@ class Outbox:
         by_target: dict[int, list[dict[str, Any]]] = {}
         for key, items in by_segment.items():
             by_target.setdefault(partition_for(key, self.partitions), []).extend(items)
-        return [Record(CONTRIBUTIONS, None, value, target)
-                for target, items in by_target.items()
-                for value in gathered(_CONTRIBUTIONS_HEAD, items)]
+        records: list[Record] = []
+        for target, items in by_target.items():
+            # (room left for the watermark's members at the end: the record stays under the
+            # limit)
+            values = gathered(_CONTRIBUTIONS_HEAD, items, MAX_GATHERED_BYTES - 64)
+            if watermark_ms is not None:  # `messages.batch`'s "p" and "w", after "items"
+                values[-1] = values[-1][:-1] + b',"p":%d,"w":%d}' % (source, watermark_ms)
+            records.extend(Record(CONTRIBUTIONS, None, value, target) for value in values)
+        if watermark_ms is not None:
+            mark = to_json(messages.watermark(source, watermark_ms))
+            records.extend(Record(CONTRIBUTIONS, None, mark, target)
+                           for target in range(self.partitions) if target not in by_target)
+        return records
 
     def _followup_batches(self, inputs: list[tuple[bytes, bytes]]) -> list[Record]:
         """Follow-up inputs as batch records, each on the partition Kafka's partitioner gives

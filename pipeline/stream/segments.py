@@ -348,6 +348,8 @@ class SegmentStage:
         kind = message["t"]
         if kind == messages.BATCH:
             self._apply(message["items"])
+            if "w" in message:  # the source partition's watermark after the items
+                self._advance(int(message["p"]), int(message["w"]), out)
         elif kind == messages.WATERMARK:
             self._advance(int(message["p"]), int(message["w"]), out)
         else:

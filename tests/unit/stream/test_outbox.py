@@ -77,8 +77,14 @@ def test_one_record_per_journey_and_bucket_per_flush_with_the_latest_versions() 
     # on the partition a record keyed by the segment would reach, together and in order
     contributions = [r for r in drained.records if r.role == CONTRIBUTIONS]
     assert all(r.key is None and r.partition is not None for r in contributions)
-    marks = [r for r in contributions if loaded(r)["t"] == messages.WATERMARK]
-    assert marks
+    # each source's watermark reaches every contributions partition once: at the end of its
+    # batch there, or in a watermark record of its own
+    marks = [(r.partition, loaded(r)["p"], loaded(r)["w"]) for r in contributions
+             if "w" in loaded(r)]
+    assert marks and any(loaded(r)["t"] == messages.BATCH for r in contributions
+                         if "w" in loaded(r))
+    sources = {(p, w) for _, p, w in marks}
+    assert sorted(marks) == sorted((t, p, w) for t in range(3) for p, w in sources)
     keyed = [(r.partition, loaded(r)) for r in contributions
              if loaded(r)["t"] == messages.BATCH]
     assert len(keyed) <= len(procs) * 3  # not one a segment: 27 segments on this mix

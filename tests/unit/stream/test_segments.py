@@ -376,3 +376,40 @@ def test_only_a_watermark_that_moves_the_merged_stream_time_flushes() -> None:
     behind = stage.apply(messages.watermark(1, 13 * minute))  # partition 0 still at 11
     assert behind.metrics == []
     assert [(r.n, r.version) for r in stage.flush().metrics] == [(3, 3)]
+
+
+def test_a_watermark_at_the_end_of_a_batch_equals_one_sent_after_it() -> None:
+    """The outbox puts a source partition's watermark at the end of its batch record for a
+    contributions partition (`messages.batch(..., watermark_ms=...)`): read and applied, it
+    gives the records, alerts and state of the batch followed by a watermark record."""
+    import orjson
+
+    minute = 60_000
+    answers = [messages.answer("all", "all", "nps", i * minute, f"e{i}", i % 11)[1]
+               for i in range(30)]
+    ends = [messages.end("tier", "gold", f"j{i}", (i * minute, i % 2 == 0))[1]
+            for i in range(30)]
+    apart, together = SegmentStage(CoreConfig(), sources=2), SegmentStage(CoreConfig(), sources=2)
+    got: list[list[object]] = [[], []]
+    for step in range(3):
+        items = answers[step * 10:(step + 1) * 10] + ends[step * 10:(step + 1) * 10]
+        for source in (0, 1):
+            watermark = (step * 10 + 9) * minute + 30 * 60_000 * 60 * source
+            first = apart.process_batch([messages.batch(items), messages.watermark(source,
+                                                                                   watermark)])
+            record = orjson.dumps(messages.batch(items, source, watermark))
+            second = together.process_batch([messages.read(record)])
+            got[0].append((first.metrics, first.alerts))
+            got[1].append((second.metrics, second.alerts))
+    assert got[0] == got[1] and any(metrics for metrics, _ in got[0])
+    assert apart.watermarks == together.watermarks and apart.merged == together.merged > 0
+    assert apart.dirty_state() == together.dirty_state()
+
+
+@pytest.mark.parametrize("extra", [{"p": 0}, {"w": 60_000}, {"p": 0, "w": "x"}])
+def test_a_batch_with_half_a_watermark_does_not_read(extra: dict[str, object]) -> None:
+    import orjson
+
+    record = orjson.dumps({**messages.batch([]), **extra})
+    with pytest.raises(ValueError, match=r'"[pw]"'):
+        messages.read(record)
