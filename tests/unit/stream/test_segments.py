@@ -4,6 +4,7 @@ flushes outputs later, so state writes must never lose a bucket waiting to be fl
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -390,7 +391,7 @@ def test_a_watermark_at_the_end_of_a_batch_equals_one_sent_after_it() -> None:
     ends = [messages.end("tier", "gold", f"j{i}", (i * minute, i % 2 == 0))[1]
             for i in range(30)]
     apart, together = SegmentStage(CoreConfig(), sources=2), SegmentStage(CoreConfig(), sources=2)
-    got: list[list[object]] = [[], []]
+    got: list[list[tuple[list[MetricRecord], list[Any]]]] = [[], []]
     for step in range(3):
         items = answers[step * 10:(step + 1) * 10] + ends[step * 10:(step + 1) * 10]
         for source in (0, 1):
