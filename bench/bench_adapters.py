@@ -19,6 +19,9 @@ Faust, fake producer), and each path is timed per event (CPU seconds of the proc
   the batch records and `loads` of the output records, then `tables.touchpoint_columns` and
   `tables.columnar` per table, in chunks of 5,000.
 
+It also prints the Kafka records each stage sent per event, by topic: what the next stage's
+consumer pays its per-record cost on (Faust's, about 350 us a record, for the agents).
+
 With `--tree`, each round runs this file once in each tree (a fresh process with that tree
 on PYTHONPATH, so each runs its own sources and its own compiled build where current), one
 after the other; the best per path over the rounds is printed. The outputs' digest must agree
@@ -45,7 +48,7 @@ CHUNK = 5_000
 
 
 def workload(values: list[bytes], read: int = READ
-             ) -> Callable[[], tuple[dict[str, float], str]]:
+             ) -> Callable[[], tuple[dict[str, float], str, dict[str, int]]]:
     """A run of every path over `values` (raw touchpoint records): the CPU seconds of each path
     and a digest of everything that left (batch records, dead letters, the agents' records,
     the sink's columns)."""
@@ -73,7 +76,7 @@ def workload(values: list[bytes], read: int = READ
     reads = [[Record(start + i, v) for i, v in enumerate(values[start:start + read])]
              for start in range(0, len(values), read)]
 
-    def once() -> tuple[dict[str, float], str]:
+    def once() -> tuple[dict[str, float], str, dict[str, int]]:
         times: dict[str, float] = {}
         digests: dict[str, Any] = {}
 
@@ -133,8 +136,13 @@ def workload(values: list[bytes], read: int = READ
                 digest(topic).update(str(partition).encode() + (key or b"") + value)
         for table, chunks in built.items():
             digest(f"sink {table}").update(repr(chunks).encode())
+        # Kafka records each stage sent, by topic: what the next stage's consumer pays its
+        # per-record cost on (entry: the batch records)
+        records = {"app-journey-events": len(batch_values)}
+        for topic, _, items in sent:
+            records[topic] = records.get(topic, 0) + len(items)
         return times, " ".join(f"{part}={d.hexdigest()[:16]}"
-                               for part, d in sorted(digests.items()))
+                               for part, d in sorted(digests.items())), records
 
     return once
 
@@ -156,12 +164,13 @@ def measure(events: int, repeat: int, read: int = READ) -> dict[str, Any]:
     best: dict[str, float] = {}
     digests = set()
     for _ in range(repeat):
-        times, digest = once()
+        times, digest, records = once()
         digests.add(digest)
         for path, seconds in times.items():
             best[path] = min(best.get(path, float("inf")), seconds * 1e6 / events)
     best["total"] = sum(best.values())
     return {"us_per_event": best, "digests": sorted(digests),
+            "records_per_event": {topic: n / events for topic, n in sorted(records.items())},
             "compiled": pipeline.core_build.COMPILED,
             "segments_module": sys.modules["pipeline.stream.segments"].__file__,
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
@@ -187,9 +196,12 @@ def main() -> None:
             print(" ".join(f"{p} {us:.1f}" for p, us in result["us_per_event"].items()),
                   "us/event;", "compiled" if result["compiled"] else "interpreted",
                   f"({result['segments_module']}); load {result['load']}")
+            print("records per event:", ", ".join(
+                f"{topic} {n:.4f}" for topic, n in result["records_per_event"].items()))
         return
     best: dict[str, dict[str, float]] = {tree: {} for tree in args.tree}
     digests: dict[str, set[str]] = {tree: set() for tree in args.tree}
+    records: dict[str, dict[str, float]] = {}
     for round_ in range(args.rounds):
         for tree in args.tree:
             root = Path(tree).resolve()
@@ -202,6 +214,7 @@ def main() -> None:
                 raise SystemExit(f"{tree}: {done.stderr[-3000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             digests[tree].update(result["digests"])
+            records[tree] = result.get("records_per_event", {})  # (a tree from before it: none)
             for path, us in result["us_per_event"].items():
                 best[tree][path] = min(best[tree].get(path, float("inf")), us)
             print(f"round {round_ + 1} {tree}: " + " ".join(
@@ -215,6 +228,14 @@ def main() -> None:
     for path in paths:
         print(f"| {path} | " + " | ".join(f"{best[t][path]:.1f} us" for t in args.tree)
               + f" | {best[args.tree[-1]][path] / best[first][path]:.2f} |")
+    topics = sorted(set().union(*(r.keys() for r in records.values())))
+    if topics:
+        print("\n| Kafka records per event | " + " | ".join(args.tree) + " |")
+        print("|---|" + "---:|" * len(args.tree))
+        for topic in topics:
+            print(f"| {topic} | " + " | ".join(
+                f"{records[t][topic]:.4f}" if topic in records[t] else "-" for t in args.tree)
+                + " |")
     same = len(set().union(*digests.values())) == 1
     print("outputs identical across trees and repeats:", same)
 
