@@ -1,7 +1,8 @@
 """Messages from stage one to the segment stage (internal topic `<app_id>-contributions`).
 
-Compact JSON, on the partition Kafka's partitioner gives the segment (`dim=value`), so one worker owns
-each segment (batches carry no key; records keyed by the segment, written before, go there too).
+Compact JSON, on the partition Kafka's partitioner gives the segment (`dim=value`), so one
+worker owns each segment (batches carry no key; records keyed by the segment, written before,
+went there too).
 
 >>> answer("channel", "phone", "nps", 60000, "e1", 9)
 ('channel=phone', {'t': 'a', 'd': 'channel', 's': 'phone', 'm': 'nps', 'b': 60000, 'e': 'e1', 'v': 9})
