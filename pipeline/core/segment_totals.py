@@ -451,8 +451,7 @@ class SegmentTotals:
                 negative = self.end_buckets.get(bucket_start, {}).get(member)
                 if negative is not None:
                     state["a"] = negative
-                    held = self.ends.get(member)
-                    if held is None or held[0] != bucket_start:  # `is_kept`
+                    if self.is_kept(bucket_start, member):
                         state["k"] = 1
             else:
                 answer = self.answers.get(metric, {}).get(bucket_start, {}).get(member)

@@ -92,9 +92,18 @@ def batch(items: list[dict[str, Any]], source_partition: int | None = None,
     """
     message: dict[str, Any] = {"t": BATCH, "items": items}
     if watermark_ms is not None:
-        message["p"] = source_partition
-        message["w"] = watermark_ms
+        assert source_partition is not None
+        message.update(batch_watermark(source_partition, watermark_ms))
     return message
+
+
+def batch_watermark(source_partition: int, watermark_ms: int) -> dict[str, int]:
+    """The members a batch carries its source partition's watermark in (`batch`).
+
+    >>> batch_watermark(2, 60000)
+    {'p': 2, 'w': 60000}
+    """
+    return {"p": source_partition, "w": watermark_ms}
 
 
 def read(value: bytes) -> dict[str, Any]:

@@ -205,13 +205,15 @@ class Outbox:
         by_target: dict[int, list[dict[str, Any]]] = {}
         for key, items in by_segment.items():
             by_target.setdefault(partition_for(key, self.partitions), []).extend(items)
+        # `messages.batch_watermark`'s members after "items" (`{...}` -> `,...}`): the last
+        # record of each partition ends with them, and every record leaves room for them
+        tail = b"" if watermark_ms is None else \
+            b"," + to_json(messages.batch_watermark(source, watermark_ms))[1:]
         records: list[Record] = []
         for target, items in by_target.items():
-            # (room left for the watermark's members at the end: the record stays under the
-            # limit)
-            values = gathered(_CONTRIBUTIONS_HEAD, items, MAX_GATHERED_BYTES - 64)
-            if watermark_ms is not None:  # `messages.batch`'s "p" and "w", after "items"
-                values[-1] = values[-1][:-1] + b',"p":%d,"w":%d}' % (source, watermark_ms)
+            values = gathered(_CONTRIBUTIONS_HEAD, items, MAX_GATHERED_BYTES - len(tail))
+            if tail:
+                values[-1] = values[-1][:-1] + tail
             records.extend(Record(CONTRIBUTIONS, None, value, target) for value in values)
         if watermark_ms is not None:
             mark = to_json(messages.watermark(source, watermark_ms))
