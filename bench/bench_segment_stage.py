@@ -3,7 +3,7 @@ default mix over one day (the benchmarks' compressed day), written through the w
 journal table on a real RocksDB store (no broker).
 
     .venv/bin/python -m bench.bench_segment_stage [--events 40000] [--batch 250] [--rounds 3]
-        [--days 1]
+        [--days 1] [--instructions]
 
 Stage one (`PartitionProcessor`, 4 partitions) turns each `--batch` events into the batch
 and watermark messages the worker sends to the segments agent; then, per batch, as
@@ -128,6 +128,28 @@ def one_round(batches: list[list[dict[str, Any]]], events: int) -> dict[str, flo
     return out
 
 
+def print_instructions(events: int, batch: int, days: int) -> None:
+    """One round's instructions per event: callgrind's total with the round minus without."""
+    import re
+    import subprocess
+    import sys
+
+    totals = []
+    for rounds in (0, 1):
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             "-m", "bench.bench_segment_stage", "--events", str(events), "--batch", str(batch),
+             "--days", str(days), "--rounds-only", str(rounds)],
+            capture_output=True, text=True, check=True)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise SystemExit(f"no instruction count from valgrind: {done.stderr[-2000:]}")
+        totals.append(int(found.group(1)))
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}: {events:,} events over "
+          f"{days} day(s) in batches of {batch}: one round "
+          f"{(totals[1] - totals[0]) / events:,.0f} instructions per event (callgrind)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=40_000)
@@ -135,11 +157,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--days", type=whole(1, 365), default=1,
                         help="days of event time the events span")
+    parser.add_argument("--instructions", action="store_true",
+                        help="instructions per event of one round instead of CPU time: this "
+                             "command run twice under valgrind's callgrind, with and without "
+                             "the round (deterministic, unlike time on a shared host)")
+    parser.add_argument("--rounds-only", type=int, choices=(0, 1), default=None,
+                        help=argparse.SUPPRESS)  # the child runs of --instructions
     args = parser.parse_args()
+    if args.instructions:
+        print_instructions(args.events, args.batch, args.days)
+        return
     import pipeline.core_build
 
     load = loadavg()
     batches = contributions(args.events, args.batch, args.days)
+    if args.rounds_only is not None:  # under callgrind: the setup, and one round or none
+        if args.rounds_only:
+            one_round(batches, args.events)
+        return
     rounds = [one_round(batches, args.events) for _ in range(args.rounds)]
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, core "
           f"{'compiled' if pipeline.core_build.COMPILED else 'interpreted'}, {args.events:,} "
