@@ -39,9 +39,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -183,6 +183,32 @@ class Pending:
         return found if isinstance(found, str) else ""
 
 
+class SinkRecord(Protocol):
+    """What the sink reads of a Kafka record (aiokafka's ConsumerRecord)."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def timestamp(self) -> int | None: ...
+
+
+class Read(NamedTuple):
+    """One record handed to `ClickHouseSink.add`."""
+
+    offset: int
+    value: bytes | None
+    timestamp: int | None
+
+
+# A row waiting for its insert: a touchpoint's batch entry (its flat row, which names its
+# source itself), or a `Pending` for the other tables' records.
+Held = Pending | list[Any]
+
+
 def server_connector(settings: Settings, timeouts: Timeouts) -> Callable[[], Warehouse]:
     """Opens the sink's ClickHouse (server or chdb, as the settings say) with `timeouts`."""
     return lambda: connect(settings.clickhouse_url, chdb_path=settings.chdb_path,
@@ -221,9 +247,9 @@ class ClickHouseSink:
         self.migrated = not migrate
         self._send = send_dead_letters
         self._warehouse: Warehouse | None = None
-        self._rows: dict[str, list[Pending]] = {}
+        self._rows: dict[str, list[Held]] = {}
         # Rows of a batch being inserted, per table (see `isolate`), and the rows refused.
-        self._stacks: dict[str, list[list[Pending]]] = {}
+        self._stacks: dict[str, list[list[Held]]] = {}
         self._rejected: list[tuple[str, Pending, BaseException]] = []
         self._offsets: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}
@@ -252,38 +278,75 @@ class ClickHouseSink:
     def add(self, topic: str, partition: int, offset: int, value: bytes,
             timestamp_ms: int | None = None) -> None:
         """Hold one record of `topic`; `timestamp_ms` is its Kafka timestamp (for the lag)."""
+        self.add_records(topic, partition, [Read(offset, value, timestamp_ms)])
+
+    def add_records(self, topic: str, partition: int, records: Sequence[SinkRecord]) -> None:
+        """Hold the records of one topic partition, in offset order, as one read returned them
+        (tombstones passed over). Per read, not per record: the table, the offset to commit
+        and the oldest timestamp are settled once for all of them."""
+        if not records:
+            return
         table = self.tables[topic]
         held = self._rows.setdefault(table, [])
-        try:
-            if topic == self._journey_events:
-                # A batch record of many events, each a flat row (`tables.touchpoint_columns`);
-                # each row keeps where its event came from, for a dead letter should ClickHouse
-                # refuse it.
-                rows = decode_entries(value)
-                source = self.settings.topic_touchpoints
-                held.extend([Pending(entry, source, entry[0], entry[1], entry[RAW_AT])
-                             for entry in rows])
-                self._count += len(rows)
-            else:
-                record = loads(value)
-                if not isinstance(record, dict):
-                    raise UnreadableRecord(f"a JSON {type(record).__name__}, not an object")
-                held.append(Pending(record, topic, partition, offset, value))
-                self._count += 1
-        except (ValueError, RecursionError) as exc:
-            # Another producer on the topic, or a newer worker's format: a dead letter with
-            # the record, not a sink that fails on it at every restart and never commits.
-            self._rejected.append((table, Pending({}, topic, partition, offset, value),
-                                   exc if isinstance(exc, UnreadableRecord)
-                                   else UnreadableRecord(short_error(exc, 500))))
-            self.metrics.sink_rejected_rows.labels(table).inc()
-            self._count += 1
-        self._offsets[TopicPartition(topic, partition)] = offset + 1
+        count = 0
+        if topic == self._journey_events:
+            # Batch records of many events, each a flat row (`tables.touchpoint_columns`) held
+            # as it is: it keeps where its event came from, for a dead letter should ClickHouse
+            # refuse it (`_refused`).
+            for record in records:
+                value = record.value
+                if value is None:
+                    continue
+                try:
+                    rows = decode_entries(value)
+                except (ValueError, RecursionError) as exc:
+                    self._unreadable(table, topic, partition, record.offset, value, exc)
+                    count += 1
+                    continue
+                held.extend(rows)
+                count += len(rows)
+        else:
+            for record in records:
+                value = record.value
+                if value is None:
+                    continue
+                try:
+                    row = loads(value)
+                    if not isinstance(row, dict):
+                        raise UnreadableRecord(f"a JSON {type(row).__name__}, not an object")
+                except (ValueError, RecursionError) as exc:
+                    self._unreadable(table, topic, partition, record.offset, value, exc)
+                    count += 1
+                    continue
+                held.append(Pending(row, topic, partition, record.offset, value))
+                count += 1
+        self._count += count
+        self._offsets[TopicPartition(topic, partition)] = records[-1].offset + 1
         if self._first_at is None:
             self._first_at = time.monotonic()
-        written = time.time() if timestamp_ms is None else timestamp_ms / 1000
+        # a record without a timestamp (`add` without one) counts as written now
+        known = [s for r in records if (s := r.timestamp) is not None]
+        written = min(known) / 1000 if known else time.time()
+        if len(known) < len(records):
+            written = min(written, time.time())
         if self._oldest_ts is None or written < self._oldest_ts:
             self._oldest_ts = written
+
+    def _unreadable(self, table: str, topic: str, partition: int, offset: int, value: bytes,
+                    exc: BaseException) -> None:
+        """Another producer on the topic, or a newer worker's format: a dead letter with the
+        record, not a sink that fails on it at every restart and never commits."""
+        self._rejected.append((table, Pending({}, topic, partition, offset, value),
+                               exc if isinstance(exc, UnreadableRecord)
+                               else UnreadableRecord(short_error(exc, 500))))
+        self.metrics.sink_rejected_rows.labels(table).inc()
+
+    def _refused(self, table: str, row: Held) -> Pending:
+        """The held row with the record it came from, for its dead letter: a touchpoint's batch
+        entry names its source partition, offset and raw record itself."""
+        if isinstance(row, Pending):
+            return row
+        return Pending(row, self.settings.topic_touchpoints, row[0], row[1], row[RAW_AT])
 
     def due(self) -> bool:
         if self._first_at is None:
@@ -294,15 +357,14 @@ class ClickHouseSink:
 
     # -- inserts ------------------------------------------------------------------------------
 
-    def _insert_chunk(self, table: str, chunk: list[Pending]) -> None:
+    def _insert_chunk(self, table: str, chunk: list[Any]) -> None:
         assert self._warehouse is not None
         # A record the table mapping cannot convert is refused like a value ClickHouse refuses.
         # Built and sent as columns: no row tuples, and the driver skips its own row-to-column
         # pass (`RowOrientedBlock`); the columns are rebuilt from the records at each attempt,
         # so a half of a refused chunk is just the columns of its records.
-        if table == TOUCHPOINT_EVENTS.name:  # rows of batch records (`add`)
-            columns, data = touchpoint_columns([p.record for p in chunk], EVENT_AT,
-                                               OCCURRED_MS_AT, DIGEST_AT)
+        if table == TOUCHPOINT_EVENTS.name:  # batch entries as they are (`add_records`)
+            columns, data = touchpoint_columns(chunk, EVENT_AT, OCCURRED_MS_AT, DIGEST_AT)
         else:
             columns, data = columnar(table, [p.record for p in chunk])
         started = time.perf_counter()
@@ -320,16 +382,16 @@ class ClickHouseSink:
         if self._warehouse is None:
             self._warehouse = self.connect()
         for table in list(self._stacks):
-            refused: list[tuple[Pending, BaseException]] = []
+            refused: list[tuple[Held, BaseException]] = []
 
-            def insert(chunk: list[Pending], table: str = table) -> None:
+            def insert(chunk: list[Held], table: str = table) -> None:
                 self._insert_chunk(table, chunk)
 
             try:
                 isolate(self._stacks[table], insert, refused)
             finally:
-                for pending, exc in refused:
-                    self._rejected.append((table, pending, exc))
+                for row, exc in refused:
+                    self._rejected.append((table, self._refused(table, row), exc))
                     self.metrics.sink_rejected_rows.labels(table).inc()
             del self._stacks[table]  # landed: a retry must not insert it again
 
@@ -592,10 +654,7 @@ class ClickHouseSink:
                 for tp, offset in moved.items():
                     await self.moved(tp, offset)
                 for tp, messages in batches.items():
-                    for message in messages:
-                        if message.value is not None:
-                            self.add(tp.topic, tp.partition, message.offset, message.value,
-                                     message.timestamp)
+                    self.add_records(tp.topic, tp.partition, messages)
                     if messages:
                         self._positions[tp] = messages[-1].offset + 1
                 if time.monotonic() - lag_at >= 1.0:

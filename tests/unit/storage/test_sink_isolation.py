@@ -134,7 +134,8 @@ def test_failure_kinds(exc: BaseException, kind: str) -> None:
 
 class Refusing:
     """A Warehouse that refuses journeys rows whose `events` is negative (as the driver refuses a
-    negative UInt32), and can be made unreachable."""
+    negative UInt32) and touchpoint rows whose event id starts with "refused", and can be made
+    unreachable."""
 
     engine = "server"
     database = "peakend"
@@ -149,7 +150,8 @@ class Refusing:
             self.down -= 1
             raise errors.NetworkError("Code: 210. Connection refused (127.0.0.1:9000)")
         data = [dict(zip(columns, r, strict=True)) for r in rows]
-        if any(r.get("events", 0) < 0 for r in data):
+        if any(r.get("events", 0) < 0 or str(r.get("event_id")).startswith("refused")
+               for r in data):
             raise errors.TypeMismatchError(
                 "Code: 53. Type mismatch in VALUES section. Column events: argument out of range")
         self.stored.setdefault(table, []).extend(data)
@@ -270,6 +272,46 @@ def test_a_record_the_sink_cannot_read_is_a_dead_letter_and_the_rest_lands() -> 
     assert reg.get_sample_value("peakend_sink_rejected_rows_total", {"table": "journeys"}) == 4
     assert reg.get_sample_value("peakend_sink_rejected_rows_total",
                                 {"table": "touchpoint_events"}) == 1
+
+
+def test_a_refused_touchpoint_of_a_batch_record_is_a_dead_letter_of_its_own_record() -> None:
+    """Touchpoint rows are held as the batch records' entries (no per-row wrapper): a row
+    ClickHouse refuses still becomes a dead letter naming the touchpoints topic, the partition
+    and offset its event was read from, its raw record and its event id; the rest lands, and
+    the read's records are committed past."""
+    from types import SimpleNamespace
+
+    from pipeline.privacy import PersonalData
+    from pipeline.stream.entry import Router
+    from pipeline.stream.topics import journey_events_topic
+
+    sink, warehouse, sent, settings, metrics = sinking()
+    raws = [json.dumps({
+        "event_id": f"{'refused' if i in (3, 8) else 'e'}-{i}", "schema_version": 1,
+        "occurred_at": f"2026-11-22T17:{10 + i:02d}:00Z", "producer": "web",
+        "customer_id": f"c{i % 3}", "type": "interaction", "touchpoint": "checkout",
+        "channel": "web", "stage": "purchase", "valence": 0.5}).encode() for i in range(12)]
+    router = Router(topic=settings.topic_touchpoints, partitions=1, max_event_bytes=65536,
+                    privacy=PersonalData.from_settings(settings))
+    routed = router.route([SimpleNamespace(partition=5, offset=100 + i, value=v, timestamp=0,
+                                           timestamp_type=0) for i, v in enumerate(raws)], 0)
+    assert routed.events == 12 and not routed.dead_letters
+    batch = routed.batches[0]
+    topic = journey_events_topic(settings)
+    sink.add_records(topic, 0, [SimpleNamespace(offset=40 + i, value=v, timestamp=1_000)
+                                for i, v in enumerate(batch)])
+    asyncio.run(asyncio.wait_for(sink.flush(), 30))
+    assert sorted(r["event_id"] for r in warehouse.stored["touchpoint_events"]) == sorted(
+        f"e-{i}" for i in range(12) if i not in (3, 8))
+    letters = [DeadLetter.from_json(b) for b in sent]
+    assert [(d.reason, d.source_topic, d.source_partition, d.source_offset, d.event_id,
+             d.original) for d in letters] == [
+        (REJECTED_REASON, settings.topic_touchpoints, 5, 100 + i, f"refused-{i}", raws[i])
+        for i in (3, 8)]
+    assert "touchpoint_events" in letters[0].error
+    assert metrics.registry.get_sample_value("peakend_sink_rejected_rows_total",
+                                             {"table": "touchpoint_events"}) == 2
+    assert sink._offsets == {} and sink._count == 0  # committed and cleared
 
 
 class Cluster:
