@@ -37,7 +37,7 @@ def main() -> int:
     import orjson
 
     from pipeline import core_build
-    from pipeline.contract.parser import parse_event
+    from pipeline.contract import parse_event
     from pipeline.core.config import CoreConfig
     from pipeline.core.engine import ExperienceEngine
     from pipeline.core.gcpolicy import tune_gc

@@ -437,10 +437,12 @@ def parse_dict(obj: object) -> TouchpointEvent:
         raise Rejected(INVALID, str(exc), event_id) from None
 
 
-def parse_event(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TouchpointEvent:
-    """Bytes of one record -> the validated event, or `Rejected` naming the first broken rule.
+def parse_strict(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TouchpointEvent:
+    """Bytes of one record -> the validated event, or `Rejected` naming the first broken rule:
+    the strict way, which every verdict comes from (`pipeline.contract.parse_event` tries the
+    fast path, `fast.py`, first).
 
-    >>> parse_event(b'[1]').reason
+    >>> parse_strict(b'[1]').reason
     Traceback (most recent call last):
     ...
     pipeline.contract.rejected.Rejected: not_object: the record is an array, not a JSON object \

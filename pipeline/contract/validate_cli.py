@@ -12,9 +12,9 @@ import sys
 from collections import Counter
 
 from pipeline.cliargs import whole
+from pipeline.contract import parse_event
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.jsonl import NotJsonLines, iter_records, open_binary
-from pipeline.contract.parser import parse_event
 from pipeline.contract.rejected import Rejected
 from pipeline.settings import Settings
 

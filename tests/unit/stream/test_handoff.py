@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.generate import GeneratorConfig, generate_events
-from pipeline.contract.parser import parse_event
+from pipeline.contract import parse_event
 from pipeline.core.event import TouchpointEvent
 from pipeline.privacy import PersonalData
 from pipeline.stream.batches import Handoff, RoutedEvent, decode_batch, decode_rows
