@@ -1,9 +1,11 @@
 """Bytes -> validated `TouchpointEvent`, or `Rejected` with the first rule broken.
 
 Hand-written over stdlib `json` because the worker parses every input record: jsonschema is
-about a hundred times slower. `schemas/touchpoint-event.v1.json` is the contract; the tests feed
-one corpus and Hypothesis-generated events to both and require identical verdicts, so a change
-here without the same change there (or the reverse) fails the build. The limits (lengths, ranges,
+about a hundred times slower. Valid records take `fast.py` first (msgspec), which returns this
+parser's event or declines: every verdict and message comes from here.
+`schemas/touchpoint-event.v1.json` is the contract; the tests feed one corpus and
+Hypothesis-generated events to both and require identical verdicts, so a change here without
+the same change there (or the reverse) fails the build. The limits (lengths, ranges,
 years, the attribute-key pattern) come from `limits.py`, which backfill's column checks read too.
 """
 
