@@ -274,6 +274,47 @@ def test_loads_gives_what_json_loads_gives(value: bytes) -> None:
     assert decode(sink.loads) == decode(json.loads)
 
 
+NUMBER = st.from_regex(r"-?(0|[1-9][0-9]{0,40})(\.[0-9]{1,40})?([eE][+-]?[0-9]{1,3})?",
+                       fullmatch=True)
+JSON_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**90), 2**90) | st.floats() | st.text(max_size=8)
+    | NUMBER.map(lambda text: _Literal(text)),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.lists(st.tuples(st.sampled_from(["a", "b", "t", "é"]), inner), max_size=4),
+    max_leaves=10)
+
+
+class _Literal(str):
+    """A number written as it is."""
+
+
+def _written(value: Any, ascii_only: bool) -> str:
+    if isinstance(value, _Literal):
+        return str(value)
+    if isinstance(value, list) and value and all(isinstance(v, tuple) for v in value):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=ascii_only)}: "
+                               f"{_written(v, ascii_only)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_written(v, ascii_only) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON_VALUE, st.booleans())
+def test_loads_gives_what_json_loads_gives_on_any_json(value: Any, ascii_only: bool) -> None:
+    """Numbers written any way (long digit runs, exponents, NaN and infinities from Python's
+    floats), repeated keys, escapes and non-ASCII text: the same value or the same error."""
+    data = _written(value, ascii_only).encode()
+
+    def decode(how: Any) -> tuple[str, str]:
+        try:
+            return "ok", repr(how(data))
+        except Exception as exc:
+            return type(exc).__name__, str(exc)
+
+    assert decode(sink.loads) == decode(json.loads)
+
+
 # -- every stored record, with hypothesis's values (tests/unit/core/record_values.py) ---------
 
 @pytest.mark.parametrize("table,section,fields", RECORD_TABLES, ids=IDS)
