@@ -114,6 +114,14 @@ def loads(value: bytes) -> Any:
 _decode_json = msgspec.json.Decoder().decode
 
 
+def _output_row(value: bytes) -> dict[str, Any]:
+    """The row of an output topic's record: its JSON object."""
+    row = loads(value)
+    if not isinstance(row, dict):
+        raise UnreadableRecord(f"a JSON {type(row).__name__}, not an object")
+    return row
+
+
 def isolate(
     chunks: list[list[T]],
     insert: Callable[[list[T]], object],
@@ -290,38 +298,28 @@ class ClickHouseSink:
             return
         table = self.tables[topic]
         held = self._rows.setdefault(table, [])
+        # A touchpoint's row is the batch entry as it is (`tables.touchpoint_columns`): it keeps
+        # where its event came from, for a dead letter should ClickHouse refuse it (`_refused`).
+        def output_rows(value: bytes, offset: int) -> Sequence[Held]:
+            return [Pending(_output_row(value), topic, partition, offset, value)]
+
+        def batch_entries(value: bytes, offset: int) -> Sequence[Held]:
+            return decode_entries(value)
+
+        rows_of = batch_entries if topic == self._journey_events else output_rows
         count = 0
-        if topic == self._journey_events:
-            # Batch records of many events, each a flat row (`tables.touchpoint_columns`) held
-            # as it is: it keeps where its event came from, for a dead letter should ClickHouse
-            # refuse it (`_refused`).
-            for record in records:
-                value = record.value
-                if value is None:
-                    continue
-                try:
-                    rows = decode_entries(value)
-                except (ValueError, RecursionError) as exc:
-                    self._unreadable(table, topic, partition, record.offset, value, exc)
-                    count += 1
-                    continue
-                held.extend(rows)
-                count += len(rows)
-        else:
-            for record in records:
-                value = record.value
-                if value is None:
-                    continue
-                try:
-                    row = loads(value)
-                    if not isinstance(row, dict):
-                        raise UnreadableRecord(f"a JSON {type(row).__name__}, not an object")
-                except (ValueError, RecursionError) as exc:
-                    self._unreadable(table, topic, partition, record.offset, value, exc)
-                    count += 1
-                    continue
-                held.append(Pending(row, topic, partition, record.offset, value))
+        for record in records:
+            value = record.value
+            if value is None:
+                continue
+            try:
+                rows = rows_of(value, record.offset)
+            except (ValueError, RecursionError) as exc:
+                self._unreadable(table, topic, partition, record.offset, value, exc)
                 count += 1
+                continue
+            held.extend(rows)
+            count += len(rows)
         self._count += count
         self._offsets[TopicPartition(topic, partition)] = records[-1].offset + 1
         if self._first_at is None:

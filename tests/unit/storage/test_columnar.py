@@ -265,13 +265,15 @@ def test_the_time_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     b'{"t":"2026-11-22T17:10:09.123Z","v":0.7934567085261071,"n":1795367409123}',
 ])
 def test_loads_gives_what_json_loads_gives(value: bytes) -> None:
-    def decode(how: Any) -> tuple[str, str]:
-        try:
-            return "ok", repr(how(value))
-        except Exception as exc:
-            return type(exc).__name__, str(exc)
+    assert _outcome(sink.loads, value) == _outcome(json.loads, value)
 
-    assert decode(sink.loads) == decode(json.loads)
+
+def _outcome(how: Any, data: bytes) -> tuple[str, str]:
+    """What decoding `data` with `how` gives: the value, or the error's type and message."""
+    try:
+        return "ok", repr(how(data))
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
 
 
 NUMBER = st.from_regex(r"-?(0|[1-9][0-9]{0,40})(\.[0-9]{1,40})?([eE][+-]?[0-9]{1,3})?",
@@ -305,14 +307,7 @@ def test_loads_gives_what_json_loads_gives_on_any_json(value: Any, ascii_only: b
     """Numbers written any way (long digit runs, exponents, NaN and infinities from Python's
     floats), repeated keys, escapes and non-ASCII text: the same value or the same error."""
     data = _written(value, ascii_only).encode()
-
-    def decode(how: Any) -> tuple[str, str]:
-        try:
-            return "ok", repr(how(data))
-        except Exception as exc:
-            return type(exc).__name__, str(exc)
-
-    assert decode(sink.loads) == decode(json.loads)
+    assert _outcome(sink.loads, data) == _outcome(json.loads, data)
 
 
 # -- every stored record, with hypothesis's values (tests/unit/core/record_values.py) ---------
