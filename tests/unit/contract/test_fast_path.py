@@ -169,3 +169,20 @@ def test_the_fast_path_is_the_parsers_and_declines_to_the_strict_verdict() -> No
                                                                    str(rejected))
             else:
                 assert exact(parse_event(data)) == exact(strict)
+
+
+@pytest.mark.parametrize("path,limit", [
+    (("event_id",), 200), (("producer",), 200), (("journey_id",), 200),
+    (("survey", "comment"), 2000), (("attributes", "tier"), 200),
+])
+@pytest.mark.parametrize("char", ["x", "é", "\U0001f600"])
+def test_lengths_count_characters_not_bytes(path: tuple[str, ...], limit: int,
+                                            char: str) -> None:
+    """At the limit and one past it, in one-, two- and four-byte characters: the fast path
+    counts characters, as the strict parser and the schema do."""
+    base = {"event_id": "e", "schema_version": 1, "occurred_at": "2026-11-22T17:10:09Z",
+            "producer": "p", "customer_id": "c", "type": "survey", "touchpoint": "t",
+            "channel": "web", "stage": "purchase", "survey": {"nps": 9}}
+    for size, accepted in ((limit, True), (limit + 1, False)):
+        data = _with_raw(base, path, json.dumps(char * size, ensure_ascii=False))
+        assert (agrees(data) is not None) is accepted, (path, size, char)
