@@ -341,7 +341,7 @@ class ClickHouseSink:
                                else UnreadableRecord(short_error(exc, 500))))
         self.metrics.sink_rejected_rows.labels(table).inc()
 
-    def _refused(self, table: str, row: Held) -> Pending:
+    def _refused(self, row: Held) -> Pending:
         """The held row with the record it came from, for its dead letter: a touchpoint's batch
         entry names its source partition, offset and raw record itself."""
         if isinstance(row, Pending):
@@ -391,7 +391,7 @@ class ClickHouseSink:
                 isolate(self._stacks[table], insert, refused)
             finally:
                 for row, exc in refused:
-                    self._rejected.append((table, self._refused(table, row), exc))
+                    self._rejected.append((table, self._refused(row), exc))
                     self.metrics.sink_rejected_rows.labels(table).inc()
             del self._stacks[table]  # landed: a retry must not insert it again
 
