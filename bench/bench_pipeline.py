@@ -42,12 +42,18 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.host import loadavg, proc_cpu_seconds, proc_peak_rss_mib, stack_servers_cpu_seconds
+from bench.host import (
+    loadavg,
+    proc_cpu_seconds,
+    proc_minor_faults,
+    proc_peak_rss_mib,
+    stack_servers_cpu_seconds,
+)
 from bench.load_producer import send_records
 from jobs.generate import GeneratorConfig, encode_event, generate_events
 from pipeline.contract import Rejected, event_to_dict, parse_event
@@ -167,10 +173,17 @@ class Stream:
 
     def cpu_by_role(self) -> dict[str, float]:
         """CPU seconds by process role, summed over the workers."""
+        return self._summed_by_role(proc_cpu_seconds)
+
+    def faults_by_role(self) -> dict[str, float]:
+        """Minor page faults so far by process role, summed over the workers."""
+        return self._summed_by_role(proc_minor_faults)
+
+    def _summed_by_role(self, read: Callable[[int], float]) -> dict[str, float]:
         total: dict[str, float] = {}
         for pid, role in self.processes():
             with contextlib.suppress(OSError):
-                total[role] = total.get(role, 0.0) + proc_cpu_seconds(pid)
+                total[role] = total.get(role, 0.0) + read(pid)
         return total
 
     def peak_rss_mib_by_role(self) -> dict[str, float]:
@@ -304,6 +317,9 @@ class Throughput:
     peak_rss_mib_by_role: dict[str, float] = field(default_factory=dict)
     # rows the sinks inserted in the run, by table
     sink_rows: dict[str, float] = field(default_factory=dict)
+    # minor page faults of each process role in the run: a page the allocator gave back to the
+    # kernel and takes again costs a fault each time (docs/streaming.md, thirty-seventh round)
+    faults_by_role: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -319,6 +335,11 @@ class Throughput:
                  for role, spent in sorted(self.cpu_seconds_by_role.items())]
         return " + ".join(parts) + " us"
 
+    def fault_split(self) -> str:
+        """Minor page faults per event by process, e.g. "entry 0.06 + sink 0.19 ... per event"."""
+        return " + ".join(f"{role} {n / self.events:.2f}"
+                          for role, n in sorted(self.faults_by_role.items())) + " per event"
+
     def peak_rss(self) -> str:
         """The peak resident set by process, e.g. "entry 120 / sink 95 / worker 310 MiB"."""
         return " / ".join(f"{role} {mib:.0f}"
@@ -333,6 +354,7 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     notes_before = log_notes(stream)
     rows0 = sink_rows(stream)
     cpu0 = stream.cpu_by_role()
+    faults0 = stream.faults_by_role()
     servers0 = stack_servers_cpu_seconds()
     generator0 = time.process_time()
     started = time.perf_counter()
@@ -341,6 +363,7 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     seconds = time.perf_counter() - settle_s - started
     by_role = {role: spent - cpu0.get(role, 0.0) for role, spent in stream.cpu_by_role().items()}
     cpu = sum(by_role.values())
+    faults = {role: n - faults0.get(role, 0) for role, n in stream.faults_by_role().items()}
     generator = time.process_time() - generator0
     servers = {name: spent - servers0[name] for name, spent in stack_servers_cpu_seconds().items()
                if name in servers0}
@@ -352,7 +375,7 @@ def throughput(stream: Stream, phase: Phase, timeout: float = 600, settle_s: flo
     rows = {table: n - rows0.get(table, 0.0) for table, n in sink_rows(stream).items()}
     return Throughput(len(stream.workers), len(phase), seconds, produce_s, cpu, loadavg(),
                       records, notes, generator, servers, by_role, stream.peak_rss_mib_by_role(),
-                      {table: n for table, n in rows.items() if n})
+                      {table: n for table, n in rows.items() if n}, faults)
 
 
 # -- latency ---------------------------------------------------------------------------------

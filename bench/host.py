@@ -31,6 +31,14 @@ def proc_cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_minor_faults(pid: int) -> int:
+    """Minor page faults of a process so far (minflt): each a page the kernel mapped in for it,
+    the first time it touched the page or again after the allocator gave it back."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return int(fields[7])
+
+
 def proc_peak_rss_mib(pid: int) -> float:
     """The largest resident set a process has had (VmHWM), MiB."""
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:

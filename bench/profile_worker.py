@@ -102,7 +102,8 @@ def main() -> None:
         for day in range(args.days_before):
             before = throughput(stream, source.phase(args.events))
             print(f"unprofiled phase {day + 1}: {before.rate:,.0f} events/s, "
-                  f"{before.cpu_split()}; peak RSS {before.peak_rss()}; records per event: "
+                  f"{before.cpu_split()}; minor page faults {before.fault_split()}; "
+                  f"peak RSS {before.peak_rss()}; records per event: "
                   + ", ".join(
                       f"{k} {v / before.events:.3f}" for k, v in sorted(before.records.items())
                       if v), flush=True)
