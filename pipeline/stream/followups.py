@@ -39,6 +39,7 @@ from pipeline.stream.layout import (
     LIST,
     NUMBER,
     STR,
+    TIME,
     Kinds,
     check_fields,
     check_row,
@@ -55,7 +56,7 @@ _JOURNEY_TYPES = {f.name: f.type for f in JOURNEY_FIELDS}
 JOURNEY_KINDS: tuple[Kinds, ...] = tuple(
     of_record_type(_JOURNEY_TYPES[name]) for name in FollowupJourney._fields)
 EVENT_KINDS: tuple[Kinds, ...] = (
-    STR, STR, optional(STR), INT, STR,  # event_id, customer_id, journey_id, at_ms, touchpoint
+    STR, STR, optional(STR), TIME, STR,  # event_id, customer_id, journey_id, at_ms, touchpoint
     optional(INT), optional(NUMBER), optional(INT),  # nps, ces (on 1-7), csat
     optional(STR), optional(STR), STR)  # outcome, closes_case, result
 _INPUT = {"j": JOURNEY_KINDS, "e": EVENT_KINDS}

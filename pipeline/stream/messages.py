@@ -17,7 +17,19 @@ from typing import Any
 import orjson
 
 from pipeline.core.surveys import ANSWER_WINDOWS
-from pipeline.stream.layout import INT, LIST, NUMBER, STR, Kinds, check_fields, optional
+from pipeline.stream.layout import (
+    INT,
+    LIST,
+    NUMBER,
+    STR,
+    TIME,
+    Kinds,
+    check_fields,
+    describe_instants,
+    is_instant,
+    kind_names,
+    optional,
+)
 
 ANSWER = "a"
 RETRACT = "r"
@@ -29,15 +41,20 @@ BATCH = "b"
 # record against them before the segment stage applies any of it).
 _SEGMENT: dict[str, Kinds] = {"t": STR, "d": STR, "s": STR}
 LAYOUTS: dict[str, dict[str, Kinds]] = {
-    ANSWER: {**_SEGMENT, "m": STR, "b": INT, "e": STR, "v": NUMBER},
-    RETRACT: {**_SEGMENT, "m": STR, "b": INT, "e": STR},
+    ANSWER: {**_SEGMENT, "m": STR, "b": TIME, "e": STR, "v": NUMBER},
+    RETRACT: {**_SEGMENT, "m": STR, "b": TIME, "e": STR},
     END: {**_SEGMENT, "j": STR, "c": optional(LIST)},
-    WATERMARK: {"t": STR, "p": INT, "w": INT},
+    WATERMARK: {"t": STR, "p": INT, "w": TIME},
     BATCH: {"t": STR, "items": LIST},
 }
 # A batch may end with a watermark of its source partition ("p", "w": both or neither), applied
 # after its items, as a watermark record sent after the batch was (`batch`).
-_OPTIONAL: dict[str, dict[str, Kinds]] = {END: {"k": INT}, BATCH: {"p": INT, "w": INT}}
+_OPTIONAL: dict[str, dict[str, Kinds]] = {END: {"k": INT}, BATCH: {"p": INT, "w": TIME}}
+# An answer's value by metric, as the windows take it (`surveys.*Window.update`): whole scores
+# for NPS and CSAT, CES on the 1-7 scale in halves. A float NPS score made the compiled window
+# fail on it (TypeError) at every restart of the stage.
+ANSWER_VALUE_KINDS: dict[str, Kinds] = {
+    metric: NUMBER if metric == "ces" else INT for metric in ANSWER_WINDOWS}
 
 
 def segment_key(dim: str, value: str) -> str:
@@ -148,7 +165,9 @@ def _reads(item: Any) -> bool:
     if type(item) is not dict:
         return False
     kind = item.get("t")
-    layout = _ITEM_LAYOUTS.get(kind)  # type: ignore[arg-type]
+    if type(kind) is not str:
+        return False
+    layout = _ITEM_LAYOUTS.get(kind)
     if layout is None or len(item) != len(layout):
         return False
     for name, kinds in layout:
@@ -156,23 +175,29 @@ def _reads(item: Any) -> bool:
             return False
     if kind == END:
         return _is_contribution(item["c"])
-    return item["m"] in ANSWER_WINDOWS
+    metric = item["m"]
+    return (metric in ANSWER_WINDOWS and is_instant(item["b"])
+            and (kind == RETRACT or type(item["v"]) in ANSWER_VALUE_KINDS[metric]))
 
 
 def _kind_of(message: Any, what: str) -> str:
     kind = message.get("t") if type(message) is dict else None
-    if kind not in LAYOUTS:
+    if type(kind) is not str or kind not in LAYOUTS:
         raise ValueError(f"{what} of no kind this version reads (t = {kind!r})"
                          if type(message) is dict else f"{what} that is not an object")
-    return kind  # type: ignore[no-any-return]
+    return kind
 
 
 def _check(message: dict[str, Any], kind: str, what: str) -> None:
     check_fields(message, LAYOUTS[kind], _OPTIONAL.get(kind, {}), what)
     if kind in (ANSWER, RETRACT) and message["m"] not in ANSWER_WINDOWS:
         raise ValueError(f"{what} for a metric this version does not count ({message['m']!r})")
+    if kind == ANSWER and type(message["v"]) not in ANSWER_VALUE_KINDS[message["m"]]:
+        raise ValueError(f'{what} whose "v" is a {type(message["v"]).__name__}, not a '
+                         f"{message['m']} answer ({kind_names(ANSWER_VALUE_KINDS[message['m']])})")
     if kind == END and not _is_contribution(message["c"]):
-        raise ValueError(f'{what} whose "c" is not null or [bucket start, negative]')
+        raise ValueError(f'{what} whose "c" is not null or [bucket start, negative] (the start '
+                         f"{describe_instants()})")
     if kind == BATCH and ("p" in message) != ("w" in message):
         raise ValueError(f'{what} with "{"p" if "p" in message else "w"}" but not '
                          f'"{"w" if "p" in message else "p"}" (a watermark needs both)')
@@ -180,4 +205,4 @@ def _check(message: dict[str, Any], kind: str, what: str) -> None:
 
 def _is_contribution(c: list[Any] | None) -> bool:
     """An end's `c` as `end` writes it: null, or [bucket start, negative]."""
-    return c is None or (len(c) == 2 and type(c[0]) is int and type(c[1]) is bool)
+    return c is None or (len(c) == 2 and is_instant(c[0]) and type(c[1]) is bool)

@@ -29,7 +29,15 @@ from pipeline.stream.agents import (
     JourneysAgent,
     SegmentsAgent,
 )
-from pipeline.stream.batches import Handoff, decode_batch
+from pipeline.stream.batches import (
+    OCCURRED_MS_AT,
+    RAW_AT,
+    Handoff,
+    decode_batch,
+    decode_entries,
+    encode_rows,
+    join_rows,
+)
 from pipeline.stream.claims import decode_claims
 from pipeline.stream.delivery import BatchDelivery
 from pipeline.stream.entry import Router
@@ -373,7 +381,11 @@ def test_a_record_stage_one_cannot_read_is_a_dead_letter_and_the_rest_is_applied
     offsets = Offsets("app-journey-events")
     good = batch_records(lines[:150], offsets=offsets)
     junk = [offsets.event(b'{"f":99,"e":[]}', 1), offsets.event(b"\x00not a batch", 2),
-            offsets.event(b'{"f":"w","w":7}', 0)]
+            offsets.event(b'{"f":"w","w":7}', 0),
+            # found by `python -m bench.fuzz_internal`: the core failed on these at every
+            # restart (a float event time; one it cannot write as text)
+            offsets.event(with_entry(good[0].value, OCCURRED_MS_AT, 1.7882e12), 0),
+            offsets.event(with_entry(good[1].value, OCCURRED_MS_AT, 10 ** 17), 1)]
     rest = batch_records(lines[150:], offsets=offsets)
     parts = Parts()
     parts.run(parts.journeys, in_fours(good + junk + rest))
@@ -388,7 +400,16 @@ def test_a_record_stage_one_cannot_read_is_a_dead_letter_and_the_rest_is_applied
                           for e in junk]
     assert all("stage one cannot read this record of app-journey-events" in d["error"]
                for d in sent if d["reason"] == "unreadable")
-    assert parts.stats.dead_letters.labels("unreadable")._value.get() == 3
+    assert parts.stats.dead_letters.labels("unreadable")._value.get() == len(junk)
+
+
+def with_entry(value: bytes, at: int, new: Any) -> bytes:
+    """Batch record `value` with item `at` of its first entry made `new`."""
+    entries = decode_entries(value)
+    raws = [entry[RAW_AT] for entry in entries]
+    rows = [[*entry[:RAW_AT], len(entry[RAW_AT]), *entry[RAW_AT + 1:]] for entry in entries]
+    rows[0][at] = new
+    return join_rows(encode_rows(rows), raws)
 
 
 # Records each stage-two agent cannot read: another writer on its internal topic, another
@@ -401,11 +422,19 @@ UNREADABLE = {
         b'{"t":"b","items":[{"t":"a","d":"all","s":"all","m":"wow","b":0,"e":"e1","v":9}]}',
         b'{"t":"b","items":[{"t":"e","d":"all","s":"all","j":"j1","c":[1]}]}',
         b'{"t":"b","items":[{"t":"w","p":0,"w":1}]}',
-        b'{"t":"w","p":0,"w":"soon"}'],
+        b'{"t":"w","p":0,"w":"soon"}',
+        # found by `python -m bench.fuzz_internal`: each made the stage fail at every restart
+        b'{"t":"b","items":[{"t":"e","d":"all","s":"all","j":"j1","c":[10000000000000000,false]}]}',
+        b'{"t":"b","items":[{"t":"a","d":"all","s":"all","m":"nps","b":0,"e":"e1","v":9.5}]}',
+        b'{"t":"b","items":[{"t":"a","d":"all","s":"all","m":"nps","b":-10000000000000000,'
+        b'"e":"e1","v":9}]}',
+        b'{"t":[],"items":[]}', b'{"t":"b","items":[{"t":[]}]}',
+        b'{"t":"w","p":0,"w":100000000000000000}'],
     "app-followup-inputs": [
         b"\xff", b'{"b":{}}', b'{"x":1}', b'{"b":[{"j":[1,2]}]}',
         b'{"b":[{"e":["e1","c1",null,"5","web",0,null,null,null,null,""]}]}',
-        b'{"b":[{"e":["e1","c1",null,5,"web",true,null,null,null,null,""]}]}'],
+        b'{"b":[{"e":["e1","c1",null,5,"web",true,null,null,null,null,""]}]}',
+        b'{"b":[{"e":["e1","c1",null,10000000000000000,"web",0,null,null,null,null,""]}]}'],
     "app-claims": [
         b'{"c":[["e1"]]}', b'{"c":[["e1","j","7",0,5,5,1,9,"{}"]]}', b'{"f":2,"c":[[1]]}',
         b'{"c":{}}'],
