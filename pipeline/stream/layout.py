@@ -100,8 +100,8 @@ def check_row(row: Any, kinds: tuple[Kinds, ...], what: str) -> None:
         if type(value) not in kinds[i]:
             raise ValueError(f"{what} whose item {i} is a {_kind(value)}, "
                              f"not {kind_names(kinds[i])}")
-        if type(kinds[i]) is Instants and value is not None and not is_instant(value):
-            raise ValueError(f"{what} whose item {i} ({value}) is not {describe_instants()}")
+        if type(kinds[i]) is Instants:
+            _check_instant(value, kinds[i], f"{what} whose item {i}")
 
 
 def check_fields(obj: Any, required: Mapping[str, Kinds], optional: Mapping[str, Kinds],
