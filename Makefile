@@ -44,12 +44,17 @@ unit: setup tools
 # The property tests (every test module with a Hypothesis @given, server-free ones) with a new
 # random seed each round, FUZZ_ROUNDS rounds (default 5). A failing example is printed with the
 # seed to rerun it and kept in .hypothesis/, where every later run tries it first.
+# Then the two differential fuzzers, FUZZ_SECONDS each (default 120) with a random seed: the
+# parser's fast path against the strict parser, and mutated internal records through the agents.
 FUZZ_ROUNDS ?= 5
+FUZZ_SECONDS ?= 120
 fuzz: setup
 	for round in $$(seq $(FUZZ_ROUNDS)); do \
 	  .venv/bin/pytest -q -m "not integration" $$(grep -rl --include='test_*.py' '@given' tests) \
 	    || exit 1; \
 	done
+	$(PY) -m bench.fuzz_fast_path --seconds $(FUZZ_SECONDS) --seed $$(od -An -N2 -tu2 /dev/urandom)
+	$(PY) -m bench.fuzz_internal --seconds $(FUZZ_SECONDS) --seed $$(od -An -N2 -tu2 /dev/urandom)
 
 lint: setup
 	.venv/bin/ruff check pipeline jobs tests bench scripts conftest.py
