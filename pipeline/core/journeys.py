@@ -473,6 +473,7 @@ class JourneyTracker:
         digest = content_digest(event)
         self.last_digest = digest
         replaced = False
+        left: Journey | None = None  # the journey whose copy this one replaced
         if state is None:
             state = self._keys[key] = KeyState()
             if self._markers:
@@ -498,6 +499,7 @@ class JourneyTracker:
                     return verdict
                 self._take_out(state, holder, held)
                 replaced = True
+                left = holder
         # the entry (see moments.Entry), valence inlined from valence.moment_valence (the
         # reference; tests/unit/core/test_core_valence_parity.py holds them equal)
         valence = event.valence
@@ -556,6 +558,13 @@ class JourneyTracker:
             return REPLACED if replaced else None
         fast = None if replaced or not self._fast_inserts else self._insert(state, entry, digest)
         changed, superseded = self._repartition(state, entry, digest) if fast is None else fast
+        if left is not None and left not in changed and left in state.sessions:
+            # The replaced copy left a session that the new copy did not join: regrouped as it
+            # was (the same id), it holds one event fewer, so it is a new version, counted as
+            # a withdrawal counts (`withdraw_into`). Unemitted, its record and its
+            # negative-end contribution kept the copy that left.
+            left.removed += 1
+            changed.append(left)
         if superseded:
             for gone in superseded:
                 self._emit(gone, "superseded", "")

@@ -21,6 +21,7 @@ from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey, content_digest
 from pipeline.core.journeys import CONFLICT, DUPLICATE, REPLACED, JourneyTracker
 from pipeline.core.segment_totals import answer_key
+from pipeline.core.timefmt import format_ms
 from pipeline.scoring_rules import load_scoring_rules
 from pipeline.stream.partition import PartitionProcessor
 
@@ -180,3 +181,43 @@ def test_a_copy_not_applied_that_moves_stream_time_ticks_as_the_stream_does() ->
     many, reasons = ExperienceEngine(CoreConfig(), SCORING_RULES).process_many(stream_order)
     assert reasons[-1] == CONFLICT
     assert [j.status for j in many.journeys] == ["closed"]
+
+
+def test_a_copy_that_replaces_one_in_another_session_takes_it_out_of_that_session() -> None:
+    """The kept copy of `x` comes hours before the copy first applied, so it lands in another
+    session of the customer. The session that held the replaced copy regroups as it was (the
+    same id) with one event fewer: it must be emitted again, without the copy, and its
+    negative end must leave the bucket of the copy's time (found by `bench.conflict_parity`:
+    the stream and replay both kept the stale session; the claims stage withdrew the copy in
+    replay and not in the stream)."""
+    gap = JourneyConfig().idle_gap_ms
+    held_at, kept_at = T0 + 3 * gap, T0  # `x` first in the second session, then hours before
+    held = max((event("x", held_at, valence=v / 10 - 1) for v in range(10)),
+               key=content_digest)
+    kept = next(e for e in (event("x", kept_at, valence=v / 10 - 1) for v in range(10))
+                if content_digest(e) < content_digest(held))
+    second = event("b", held_at - 10 * MIN, valence=-0.5)  # the second session's first event
+    config = CoreConfig()
+    stage_one = PartitionProcessor(0, config, SCORING_RULES)
+    engine = ExperienceEngine(config, SCORING_RULES)
+    now = held_at + 2 * gap  # both sessions closed by the time the kept copy comes
+    later = event("later", now)
+    for e in (second, held, later, kept):
+        out = stage_one.process(e)
+        emitted, reason = engine.process(e, 0)
+        assert reason == out.reject
+    assert reason == REPLACED
+    by_id = {j.journey_id: j for j in out.journeys}
+    session = by_id[f"c1@{format_ms(second.occurred_ms)}"]  # emitted again
+    assert (session.ended_at, session.status) == (second.occurred_ms, "closed")
+    assert session.version > 4 * 2 + 1  # past the version that held the copy
+    assert [(j.journey_id, j.version, j.ended_at) for j in emitted.journeys] == [
+        (j.journey_id, j.version, j.ended_at) for j in out.journeys]
+    tracker = engine.trackers[0]
+    holding = [j.id for j in tracker.journeys() if "x" in j.ids]
+    assert holding == [f"c1@{format_ms(kept_at)}"]
+    # the session's negative end moved from the copy's bucket to its own last event's
+    bucket = config.windows.bucket_ms
+    ends = {c[1]["s"]: c[1]["c"] for c in out.contributions
+            if c[1]["t"] == "e" and c[1]["j"] == session.journey_id}
+    assert ends["all"] == [second.occurred_ms - second.occurred_ms % bucket, True]
