@@ -2,6 +2,7 @@
 collide, by what differs (issue 13: exact on real streams).
 
     .venv/bin/python -m bench.conflict_parity [--examples 500] [--seed 12345] [--within-keys]
+        [--streams FILE]
     .venv/bin/python -m bench.conflict_parity --pairs 400 [--others] [--seed 7]
 
 Draws `--examples` streams with `tests/unit/stream/test_stages_schema_streams.py`'s strategy
@@ -16,7 +17,9 @@ streams whose results differ:
 - `version ties`: the stream sent a bucket's record again without a higher version.
 By default an event id may come under two journey keys with other content (the claims stage's
 case: docs/streaming.md, Known limits); `--within-keys` keeps each event id to one journey key,
-where the unit test requires no difference at all.
+where the unit test requires no difference at all. `--streams FILE` judges the streams kept in
+FILE, drawing them into it first when it does not exist: run two trees on one file to compare
+them on the same streams (Hypothesis' generation differs from run to run, `saved`).
 
 `--pairs N`: N streams of two copies of one event id under two journey keys (a journey id and
 none, or two), in either order, with other content (a survey answer or a valence) and event
@@ -30,16 +33,59 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit" / "contract"))
 
 
-def count(examples: int, at_seed: int, across_keys: bool) -> Counter[str]:
+Stream = tuple[list[bytes], int, int, int | None, bool]  # data, partitions, batch, restarts
+
+
+def draw(examples: int, at_seed: int, across_keys: bool) -> list[Stream]:
+    """The streams Hypothesis draws at this seed (generation only, nothing judged)."""
+    import tests.unit.stream.test_stages_schema_streams as streams
+
+    drawn: list[Stream] = []
+
+    @seed(at_seed)
+    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(streams.colliding_streams(across_keys=across_keys), st.integers(1, 4),
+           st.integers(1, 12), st.sampled_from([None, 2, 5]), st.booleans())
+    def one(data: list[bytes], partitions: int, batch: int, restart_every: int | None,
+            restart_segments: bool) -> None:
+        drawn.append((data, partitions, batch, restart_every,
+                      restart_segments and restart_every is not None))
+
+    one()
+    return drawn
+
+
+def saved(path: Path, make: Callable[[], list[Stream]]) -> list[Stream]:
+    """The streams kept in `path` (JSON Lines), made and written there first if it does not
+    exist: two trees judged on one file judge the same streams (Hypothesis' generation phase
+    is not the same from run to run: 80 examples at one seed gave 40 streams in one run and
+    58 in another, 2026-12-07)."""
+    if not path.exists():
+        with path.open("wb") as out:
+            for data, partitions, batch, restart_every, restart_segments in make():
+                out.write(orjson.dumps([[d.decode() for d in data], partitions, batch,
+                                        restart_every, restart_segments]) + b"\n")
+    streams: list[Stream] = []
+    for line in path.read_bytes().splitlines():
+        data, partitions, batch, restart_every, restart_segments = orjson.loads(line)
+        streams.append(([d.encode() for d in data], int(partitions), int(batch),
+                        restart_every, bool(restart_segments)))
+    return streams
+
+
+def count(drawn: list[Stream]) -> Counter[str]:
     import tests.unit.stream.test_stages_schema_streams as streams
     from tests.unit.stream.simulate import SimulatedStream
     from tests.unit.stream.test_stages import engine_results, same_sums, summed
@@ -54,16 +100,9 @@ def count(examples: int, at_seed: int, across_keys: bool) -> Counter[str]:
     def live(journeys: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {k: without_version(j) for k, j in journeys.items() if j.status != "superseded"}
 
-    @seed(at_seed)
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(streams.colliding_streams(across_keys=across_keys), st.integers(1, 4),
-           st.integers(1, 12), st.sampled_from([None, 2, 5]), st.booleans())
-    def one(data: list[bytes], partitions: int, batch: int, restart_every: int | None,
-            restart_segments: bool) -> None:
+    for data, partitions, batch, restart_every, restart_segments in drawn:
         sim = SimulatedStream(streams.CONFIG, partitions, batch, restart_every=restart_every,
-                              restart_segments=restart_segments and restart_every is not None
-                              ).run(data)
+                              restart_segments=restart_segments).run(data)
         journeys, metrics = engine_results(data, partitions, streams.CONFIG)
         found["streams"] += 1
         differs = set()
@@ -81,8 +120,6 @@ def count(examples: int, at_seed: int, across_keys: bool) -> Counter[str]:
             differs.add("metrics")
         found.update(differs)
         found["any difference"] += bool(differs)
-
-    one()
     return found
 
 
@@ -145,6 +182,10 @@ def main() -> None:
                         help="12345 for the drawn streams, 7 for --pairs by default")
     parser.add_argument("--within-keys", action="store_true",
                         help="each event id under one journey key only")
+    parser.add_argument("--streams", type=Path, default=None,
+                        help="judge the streams kept in this file (JSON Lines), drawing them "
+                             "into it first if it does not exist: the same streams for two "
+                             "trees")
     parser.add_argument("--pairs", type=int, default=0,
                         help="instead: this many streams of two copies under two keys")
     parser.add_argument("--others", action="store_true",
@@ -156,7 +197,9 @@ def main() -> None:
               f"{' with other events' if args.others else ''}: {differ} differ")
         return
     args.seed = 12345 if args.seed is None else args.seed
-    found = count(args.examples, args.seed, not args.within_keys)
+    def make() -> list[Stream]:
+        return draw(args.examples, args.seed, not args.within_keys)
+    found = count(make() if args.streams is None else saved(args.streams, make))
     streams = found.pop("streams")
     print(f"{streams} streams ({'within' if args.within_keys else 'across'} journey keys, "
           f"seed {args.seed}):",

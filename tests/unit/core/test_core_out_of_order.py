@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scenarios import T0, event
 
 from pipeline.core.config import JourneyConfig
+from pipeline.core.event import content_digest
 from pipeline.core.journeys import JourneyTracker
 from pipeline.scoring_rules import load_scoring_rules
 
@@ -105,3 +106,42 @@ def test_fast_inserts_emit_exactly_what_regrouping_emits(raw, rnd) -> None:  # t
     reference = JourneyTracker(config, SCORING_RULES, fast_inserts=False)
     assert emitted(fast) == emitted(reference)
     assert state(fast) == state(reference)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.sampled_from([0, 5, 12, 20, 33, 47, 60, 90]),
+                          st.sampled_from([0.5, -0.5, 0.1])), min_size=1, max_size=16),
+       st.randoms(use_true_random=False))
+def test_every_change_of_a_session_is_emitted_copies_included(raw, rnd) -> None:  # type: ignore[no-untyped-def]
+    """Copies of an event id with other content (any order, other sessions included): after
+    each event, the last record emitted for every journey held is its record now, and the
+    sessions are the gap clustering of the copies kept (the smaller digest of each id). A
+    replacing copy that went to another session left the replaced copy's session regrouped as
+    it was and never emitted again (found by `bench.conflict_parity`, 2026-12-07)."""
+    config = JourneyConfig(idle_gap_ms=10 * 60_000, max_length_ms=45 * 60_000,
+                           allowed_lateness_ms=10**9)
+    events = [event(f"e{i}", T0 + minute * 60_000, customer="c", valence=v)
+              for i, minute, v in raw]
+    rnd.shuffle(events)
+    tracker = JourneyTracker(config, SCORING_RULES)
+    watermark = T0 + 90 * 60_000
+    last: dict[str, object] = {}
+    for e in events:
+        records, _ = tracker.apply(e, watermark)
+        last.update((r.journey_id, r) for r in records)
+        for journey in tracker.journeys():
+            assert last[journey.id] == tracker.record(journey), (e.event_id, journey.id)
+    kept: dict[str, tuple[int, int]] = {}  # id -> (digest, ms) of the copy kept
+    for e in events:
+        digest = content_digest(e)
+        if e.event_id not in kept or digest < kept[e.event_id][0]:
+            kept[e.event_id] = (digest, e.occurred_ms)
+    groups: list[list[tuple[int, str]]] = []
+    for ms, eid in sorted((ms, eid) for eid, (_, ms) in kept.items()):
+        if groups and ms - groups[-1][-1][0] <= config.idle_gap_ms and (
+                ms - groups[-1][0][0] < config.max_length_ms):
+            groups[-1].append((ms, eid))
+        else:
+            groups.append([(ms, eid)])
+    assert sorted(sorted(j.ids) for j in tracker.journeys() if j.ids) == sorted(
+        sorted(eid for _, eid in g) for g in groups)

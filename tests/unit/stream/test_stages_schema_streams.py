@@ -118,3 +118,31 @@ def test_a_copy_sent_again_under_a_journey_id_a_day_later_is_one_event_in_both()
             live = [j for j in sim.journeys.values() if j.status != "superseded"]
             assert [(j.journey_id, j.events) for j in live] == [("c0@2026-01-01T00:00:00.000Z",
                                                                  1)]
+
+
+def test_a_copy_that_replaces_one_of_another_session_before_its_withdrawal_is_exact() -> None:
+    """Shrunk from a drawn stream (`bench.conflict_parity`, 2026-12-07): `e2` under journey id
+    `j0` (the smallest digest: it wins every claim), then under the customer at 17:01, in the
+    session that starts at 16:31, and again under the customer at 00:00. Replay withdrew the
+    17:01 copy at once; the stream's stage one had it replaced by the 00:00 copy (smaller
+    digest) before the withdrawal came, and the session it left was never emitted again: its
+    record and its negative end kept the copy (pipeline/core/journeys.py, `apply_into`)."""
+    def event(event_id: str, at: str, journey: str | None = None) -> bytes:
+        fields: dict[str, Any] = {
+            "channel": "app", "customer_id": "c0", "event_id": event_id,
+            "occurred_at": f"2026-01-01T{at}Z", "producer": "00000", "schema_version": 1,
+            "stage": "use", "touchpoint": "0", "type": "interaction"}
+        if journey is not None:
+            fields["journey_id"] = journey
+        return orjson.dumps(fields)
+
+    data = [event("e2", "00:00:00.000", "j0"), event("e0", "17:31:00.001"),
+            event("e1", "16:31:00.000"), event("e2", "17:01:00.000"),
+            event("e2", "00:00:00.000")]
+    for partitions in (1, 2):
+        for batch in (1, 5):
+            sim = SimulatedStream(CONFIG, partitions, batch).run(data)
+            assert_same(sim, *engine_results(data, partitions, CONFIG))
+            session = sim.journeys["c0@2026-01-01T16:31:00.000Z"]
+            assert (session.events, session.ended_at) == (1, START_MS + 16 * 60 * MINUTE_MS
+                                                          + 31 * MINUTE_MS)
