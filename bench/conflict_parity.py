@@ -73,15 +73,28 @@ def saved(path: Path, make: Callable[[], list[Stream]]) -> list[Stream]:
     is not the same from run to run: 80 examples at one seed gave 40 streams in one run and
     58 in another, 2026-12-07)."""
     if not path.exists():
-        with path.open("wb") as out:
-            for data, partitions, batch, restart_every, restart_segments in make():
-                out.write(orjson.dumps([[d.decode() for d in data], partitions, batch,
-                                        restart_every, restart_segments]) + b"\n")
+        try:
+            with path.open("wb") as out:
+                for data, partitions, batch, restart_every, restart_segments in make():
+                    out.write(orjson.dumps([[d.decode() for d in data], partitions, batch,
+                                            restart_every, restart_segments]) + b"\n")
+        except OSError as exc:
+            raise SystemExit(f"--streams {path}: cannot write it: {exc.strerror}") from None
     streams: list[Stream] = []
-    for line in path.read_bytes().splitlines():
-        data, partitions, batch, restart_every, restart_segments = orjson.loads(line)
-        streams.append(([d.encode() for d in data], int(partitions), int(batch),
-                        restart_every, bool(restart_segments)))
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise SystemExit(f"--streams {path}: cannot read it: {exc.strerror}") from None
+    for n, line in enumerate(lines, 1):
+        try:
+            data, partitions, batch, restart_every, restart_segments = orjson.loads(line)
+            streams.append(([d.encode() for d in data], int(partitions), int(batch),
+                            None if restart_every is None else int(restart_every),
+                            bool(restart_segments)))
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            raise SystemExit(f"--streams {path}: line {n} is not a stream this script wrote "
+                             f"([events, partitions, batch, restart_every, restart_segments]):"
+                             f" {exc}") from None
     return streams
 
 
