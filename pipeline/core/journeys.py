@@ -472,8 +472,7 @@ class JourneyTracker:
         state = self._keys.get(key)
         digest = content_digest(event)
         self.last_digest = digest
-        replaced = False
-        left: Journey | None = None  # the journey whose copy this one replaced
+        left: Journey | None = None  # the journey whose copy this one replaced, if any
         if state is None:
             state = self._keys[key] = KeyState()
             if self._markers:
@@ -498,7 +497,6 @@ class JourneyTracker:
                 if verdict != REPLACED:
                     return verdict
                 self._take_out(state, holder, held)
-                replaced = True
                 left = holder
         # the entry (see moments.Entry), valence inlined from valence.moment_valence (the
         # reference; tests/unit/core/test_core_valence_parity.py holds them equal)
@@ -545,9 +543,9 @@ class JourneyTracker:
             if len(state.sessions) > 1:
                 self._refresh_others(state, own, watermark_ms, emitted)
             self._schedule_one(key, state, own)
-            return REPLACED if replaced else None
+            return None if left is None else REPLACED
         # a replacement may have split a session: the general path regroups
-        extended = None if replaced else self._extend(state, entry, digest)
+        extended = self._extend(state, entry, digest) if left is None else None
         if extended is not None:  # in order, the common case: no lists to build
             self._emit_at(extended, watermark_ms)
             emitted.append(extended)
@@ -555,8 +553,9 @@ class JourneyTracker:
                 # other journeys of the key may have closed as stream time moved
                 self._refresh_others(state, extended, watermark_ms, emitted)
             self._schedule_one(key, state, extended)
-            return REPLACED if replaced else None
-        fast = None if replaced or not self._fast_inserts else self._insert(state, entry, digest)
+            return None if left is None else REPLACED
+        fast = (self._insert(state, entry, digest) if left is None and self._fast_inserts
+                else None)
         changed, superseded = self._repartition(state, entry, digest) if fast is None else fast
         if left is not None and left not in changed and left in state.sessions:
             # The replaced copy left a session that the new copy did not join: regrouped as it
@@ -581,7 +580,7 @@ class JourneyTracker:
             self._schedule_one(key, state, changed[0])
         else:
             self._schedule(key, state, changed)
-        return REPLACED if replaced else None
+        return None if left is None else REPLACED
 
     def _segments(self, attrs: Mapping[str, str], attr_keys: tuple[str, ...]) -> Segments:
         """The configured attributes of an event as ((key, value), ...), shared between equal
