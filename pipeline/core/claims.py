@@ -116,9 +116,16 @@ class EventClaims:
         self._head = 0
         self._late: list[tuple[int, str]] = []
         self.changed = False  # whether the last `claim` changed what is held (state to write)
+        # The journey partitions' stream times as the claims judged so far carried them, and
+        # the horizon they reached (`advance`): the claims' own view of stream time, the one the
+        # stream's claims stage has, which learns it from claims only.
+        self.watermarks: dict[int, int] = {}
+        self.forgotten_before = NEVER_MS
         if resume is not None:
             for event_id, state in resume["claims"].items():
                 self.restore_key(event_id, state)
+            self.watermarks = {int(p): int(w) for p, w in resume.get("watermarks", {}).items()}
+            self.forgotten_before = int(resume.get("forgotten_before", NEVER_MS))
 
     def __len__(self) -> int:
         return len(self._claims)
@@ -200,10 +207,45 @@ class EventClaims:
         self._expiry_id.append(event_id)
 
     def snapshot(self) -> dict[str, Any]:
-        """Every claim held (`snapshot_key`), by event_id (the state contract,
-        `pipeline.core.protocol`)."""
+        """Every claim held (`snapshot_key`), by event_id, and the stream times and horizon
+        of `advance` (the state contract, `pipeline.core.protocol`)."""
         return {"claims": {event_id: list(claim)
-                           for event_id, claim in sorted(self._claims.items())}}
+                           for event_id, claim in sorted(self._claims.items())},
+                "watermarks": {str(p): w for p, w in sorted(self.watermarks.items())},
+                "forgotten_before": self.forgotten_before}
+
+    def advance(self, partition: int, watermark_ms: int) -> list[str]:
+        """The claim just judged came from `partition` at stream time `watermark_ms` (that
+        partition's, with the claimed copy applied): forget the claims no journey partition
+        can reach any more (`claims_horizon` of the smallest stream time heard, with this
+        object's reach); returns their event ids. The horizon only moves forward, and a claim
+        from before it goes at once (a journey partition far behind the others).
+
+        One claim at a time, judged first: replay and the stream's claims stage call it after
+        every claim, so a copy meets exactly the claims held when the copy before it was
+        judged, however the stream's claims were grouped into records (judging a record's claims
+        all before forgetting kept claims replay had forgotten: docs/streaming.md,
+        thirty-ninth round). Stream time that moved without a claim (an event not applied)
+        counts from the next claim of its partition: the claims stage never hears of it
+        sooner."""
+        watermarks = self.watermarks
+        if watermark_ms > watermarks.get(partition, NEVER_MS):
+            watermarks[partition] = watermark_ms
+            reach = self.reach_ms
+            if reach is not None:
+                merged = watermark_ms if len(watermarks) == 1 else min(watermarks.values())
+                horizon = claims_horizon_of(merged, reach)
+                if horizon > self.forgotten_before:
+                    self.forgotten_before = horizon
+        before = self.forgotten_before
+        # called for every applied event: most find nothing due, without a call or a list
+        head = self._head
+        expiry_at = self._expiry_at
+        late = self._late
+        if ((head >= len(expiry_at) or expiry_at[head] >= before)
+                and (not late or late[0][0] >= before)):
+            return []
+        return self.forget_before(before)
 
     def forget_before(self, before_ms: int) -> list[str]:
         """Forget the claims of events before `before_ms`; returns their event ids."""
@@ -250,6 +292,11 @@ def claims_reach(lateness_ms: int, bucket_ms: int) -> int:
 def claims_horizon(merged_watermark_ms: int, lateness_ms: int, bucket_ms: int) -> int:
     """Claims of events before this can be forgotten: no partition accepts such an event any
     more (its stream time is at least the merged one)."""
+    return claims_horizon_of(merged_watermark_ms, claims_reach(lateness_ms, bucket_ms))
+
+
+def claims_horizon_of(merged_watermark_ms: int, reach_ms: int) -> int:
+    """`claims_horizon` for a reach (`claims_reach`) already summed."""
     if merged_watermark_ms <= NEVER_MS:
         return NEVER_MS
-    return merged_watermark_ms - claims_reach(lateness_ms, bucket_ms)
+    return merged_watermark_ms - reach_ms

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.core.buckets import SurveyBuckets
-from pipeline.core.claims import EventClaims, Withdrawal, claims_horizon, claims_reach
+from pipeline.core.claims import EventClaims, Withdrawal, claims_reach
 from pipeline.core.clock import FAR_MS, FUTURE, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
@@ -156,6 +156,7 @@ class ExperienceEngine:
             self._apply_ends(partition, tracker, buckets)
             withdrawal = self.claims.claim(event.event_id, tracker.last_digest,
                                            event.journey_key, partition, event.occurred_ms)
+            self.claims.advance(partition, watermark)  # judged, then forget: as the stream
             self.cross_journey = withdrawal is not None
             if withdrawal is not None:
                 withdrawn: list[Journey] = []
@@ -222,6 +223,7 @@ class ExperienceEngine:
                     pending = tracker.pending_end_deltas
                 withdrawal = claims.claim(event.event_id, tracker.last_digest,
                                           event.journey_key, partition, event.occurred_ms)
+                claims.advance(partition, watermark)
                 if withdrawal is not None:
                     reasons[-1] = self._withdraw(withdrawal, journeys)
                     pending = tracker.pending_end_deltas
@@ -260,10 +262,7 @@ class ExperienceEngine:
             self.detector.apply_partial(record)
         out.alerts.extend(self.detector.advance(self.merged_watermark()))
         buckets.evict(watermark - self.config.windows.allowed_lateness_ms - self.bucket_ms)
-        if self.claims:
-            self.claims.forget_before(claims_horizon(
-                self.merged_watermark(), self.config.windows.allowed_lateness_ms,
-                self.bucket_ms))
+        # claims are forgotten as each is judged (`EventClaims.advance`), not here
 
     def merged_watermark(self) -> int:
         """Stream time of the merged stage: the slowest partition seen so far."""

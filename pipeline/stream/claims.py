@@ -21,10 +21,12 @@ No Faust object here: tested without servers. State: one table entry per claimed
 stream time, as replay).
 
 Claims are forgotten *by time*, without a removal entry each: the horizon reached so far is
-state of its own (`FORGOTTEN_KEY`), claims past it are forgotten as soon as it moves or they
-come (`forget_before`), the table is told which keys went (`drain_forgotten`: the journal
-stops carrying them and they leave the changelog with their chunks), and a restore forgets
-again what the chunks still hold from before the horizon. A removal per claim was a second
+state of its own (`FORGOTTEN_KEY`), claims past it are forgotten after every claim judged
+(`EventClaims.advance`, as replay: not after a record's last claim, which kept claims replay
+had forgotten when the event that put them out of reach came in the same record), the table is
+told which keys went (`drain_forgotten`: the journal stops carrying them and they leave the
+changelog with their chunks), and a restore forgets again what the chunks still hold from
+before the horizon. A removal per claim was a second
 journal entry per applied event once a day of claims is held (docs/streaming.md, nineteenth
 round). The horizon only moves forward: a journey partition first heard from after the
 others have moved a day on has its older claims judged against what is held and then
@@ -45,7 +47,7 @@ from zlib import crc32
 import orjson
 
 from pipeline.contract.dead_letters import DeadLetter
-from pipeline.core.claims import EventClaims, claims_horizon, claims_reach
+from pipeline.core.claims import EventClaims, claims_reach
 from pipeline.core.clock import NEVER_MS, conflict_error
 from pipeline.core.config import CoreConfig
 from pipeline.core.journeys import CONFLICT
@@ -171,35 +173,53 @@ class ClaimsStage:
         self.lateness_ms = config.windows.allowed_lateness_ms
         self.bucket_ms = config.windows.bucket_ms
         self.claims = EventClaims(reach_ms=claims_reach(self.lateness_ms, self.bucket_ms))
-        self.watermarks: dict[int, int] = {}  # journey partition -> its stream time
-        self.forgotten_before = NEVER  # the claims horizon reached (module docstring)
         self._dirty: set[str] = set()
         self._forgotten: list[str] = []
         self._watermarks_dirty = False
         self._horizon_dirty = False
 
+    @property
+    def watermarks(self) -> dict[int, int]:
+        """Journey partition -> its stream time, as its claims carried it."""
+        return self.claims.watermarks
+
+    @property
+    def forgotten_before(self) -> int:
+        """The claims horizon reached (module docstring)."""
+        return self.claims.forgotten_before
+
     def restore_keys(self, states: Iterable[tuple[str, Any]]) -> None:
+        claims = self.claims
         for key, state in states:
             if key == WATERMARKS_KEY:
-                self.watermarks = {int(p): int(w) for p, w in state.items()}
+                claims.watermarks = {int(p): int(w) for p, w in state.items()}
             elif key == FORGOTTEN_KEY:
-                self.forgotten_before = int(state)
+                claims.forgotten_before = int(state)
             else:
-                self.claims.restore_key(key, state)
+                claims.restore_key(key, state)
         # what the chunks still hold of the claims forgotten before the crash or the move
-        self._forgotten.extend(self.claims.forget_before(self.forgotten_before))
+        self._forgotten.extend(claims.forget_before(claims.forgotten_before))
 
     def apply(self, items: Iterable[list[Any]]) -> ClaimsOutput:
         out = ClaimsOutput()
         claims = self.claims
+        watermarks = claims.watermarks
+        horizon = claims.forgotten_before
         for (event_id, key, digest, partition, at_ms, watermark, source_partition,
              source_offset, raw) in items:
-            if watermark > self.watermarks.get(partition, NEVER):
-                self.watermarks[partition] = watermark
+            if watermark > watermarks.get(partition, NEVER):
                 self._watermarks_dirty = True
             withdrawal = claims.claim(event_id, digest, key, partition, at_ms)
             if claims.changed:
                 self._dirty.add(event_id)
+            # one claim at a time, as replay: judged, then forget what no copy can reach (not
+            # after the record's last claim: `EventClaims.advance`); a claim from before the
+            # horizon (a journey partition far behind the others) goes at once, as a restore
+            # would forget it
+            gone = claims.advance(partition, watermark)
+            if gone:
+                self._dirty.difference_update(gone)
+                self._forgotten.extend(gone)
             if withdrawal is None:
                 continue
             out.withdrawals.setdefault(withdrawal.partition, []).append(
@@ -209,18 +229,8 @@ class ClaimsStage:
                 original=raw, source_topic=self.source_topic,
                 source_partition=source_partition, source_offset=source_offset,
                 event_id=event_id))
-        if self._watermarks_dirty and self.watermarks:
-            horizon = claims_horizon(min(self.watermarks.values()), self.lateness_ms,
-                                     self.bucket_ms)
-            if horizon > self.forgotten_before:
-                self.forgotten_before = horizon
-                self._horizon_dirty = True
-        # every call, not only when the horizon moves: a claim that comes from before it
-        # (a journey partition far behind the others) goes at once, as a restore would forget it
-        gone = claims.forget_before(self.forgotten_before)
-        if gone:
-            self._dirty.difference_update(gone)
-            self._forgotten.extend(gone)
+        if claims.forgotten_before != horizon:
+            self._horizon_dirty = True
         return out
 
     def dirty_state(self) -> list[tuple[str, Any]]:

@@ -218,6 +218,32 @@ def test_claims_are_forgotten_past_the_lateness_horizon() -> None:
     assert claims.get("a") is not None and len(claims) == 1
 
 
+
+def test_claims_advance_forgets_after_each_claim_by_the_slowest_partition_heard() -> None:
+    """`advance`: what replay and the claims stage call after every claim they judge."""
+    claims = EventClaims(reach_ms=10 * MIN)
+    claims.claim("a", 5, "j-a", 0, T0)
+    assert claims.advance(0, T0) == [] and claims.forgotten_before == T0 - 10 * MIN
+    claims.claim("b", 5, "j-b", 1, T0 + MIN)
+    assert claims.advance(1, T0 + MIN) == []
+    # partition 0 moves on alone: partition 1 could still send a copy of "a"
+    claims.claim("c", 5, "j-a", 0, T0 + 30 * MIN)
+    assert claims.advance(0, T0 + 30 * MIN) == [] and claims.get("a") is not None
+    # partition 1 moves too: the slowest heard is past both claims' reach
+    claims.claim("d", 5, "j-b", 1, T0 + 20 * MIN)
+    assert claims.advance(1, T0 + 20 * MIN) == ["a", "b"]
+    assert claims.forgotten_before == T0 + 10 * MIN
+    # stream time never goes back, nor does the horizon
+    assert claims.advance(1, T0 + 2 * MIN) == [] and claims.forgotten_before == T0 + 10 * MIN
+    # a claim from before the horizon (a partition far behind) is judged, then goes at once
+    assert claims.claim("a", 4, "j-c", 2, T0 + 5 * MIN) is None
+    assert claims.advance(2, T0 + 5 * MIN) == ["a"] and claims.forgotten_before == T0 + 10 * MIN
+    # the horizon is state: a snapshot carries it with the stream times heard
+    resumed = EventClaims(resume=claims.snapshot(), reach_ms=10 * MIN)
+    assert (resumed.watermarks, resumed.forgotten_before) == (claims.watermarks,
+                                                              claims.forgotten_before)
+    assert resumed.snapshot() == claims.snapshot()
+
 def test_replay_dead_letters_one_conflict_and_counts_the_winner(tmp_path: Path) -> None:
     win, lose = copies("j-a", "j-b")
     for order in ((win, lose), (lose, win)):

@@ -331,10 +331,13 @@ def test_event_claims_resume_from_their_snapshot_and_their_keys(
         if data.draw(st.integers(0, 4)) == 0:
             horizon = T0 + data.draw(st.integers(0, 20)) * MIN
             ops.append(lambda c, h=horizon: c.forget_before(h))
+        if data.draw(st.integers(0, 2)) == 0:  # the stream times the claims heard
+            at = T0 + data.draw(st.integers(0, 30)) * MIN
+            ops.append(lambda c, p=partition, w=at: [c.advance(p, w), c.forgotten_before])
     ops.append(lambda c: c.forget_before(T0 + DAY))
 
     def make(snapshot: Any) -> EventClaims:
-        return EventClaims(resume=snapshot)
+        return EventClaims(resume=snapshot, reach_ms=5 * MIN)
 
     check_resume(make, ops, data.draw(st.integers(0, len(ops))))
     held = make(None)

@@ -146,3 +146,31 @@ def test_a_copy_that_replaces_one_of_another_session_before_its_withdrawal_is_ex
             session = sim.journeys["c0@2026-01-01T16:31:00.000Z"]
             assert (session.events, session.ended_at) == (1, START_MS + 16 * 60 * MINUTE_MS
                                                           + 31 * MINUTE_MS)
+
+
+def test_a_copy_sent_after_its_claim_was_forgotten_counts_as_in_replay_in_any_batch() -> None:
+    """Shrunk from a drawn stream (`bench.conflict_parity`, 2026-12-07): `e1` under the
+    customer, then `e25` of journey `j1` two days later (stream time passes `e1`'s claim's
+    reach: the claim is forgotten), then `e1` again under `j1` a week after that. Replay
+    forgets the claim at `e25` and counts both copies of `e1`. The claims stage judged a
+    record's claims all before forgetting, so when the three came in one record it still held
+    `e1`'s claim and withdrew the second copy (the older copy wins beyond the reach): the
+    batch, not the input, decided. Now it forgets after every claim (`EventClaims.advance`)."""
+    def event(event_id: str, day: int, at: str, customer: str, journey: str | None = None
+              ) -> bytes:
+        fields: dict[str, Any] = {
+            "channel": "web", "customer_id": customer, "event_id": event_id,
+            "occurred_at": f"2026-01-{day:02d}T{at}Z", "producer": "p", "schema_version": 1,
+            "stage": "use", "touchpoint": "t", "type": "outcome", "outcome": "churn",
+            "survey": {"nps": 2}}
+        if journey is not None:
+            fields["journey_id"] = journey
+        return orjson.dumps(fields)
+
+    data = [event("e1", 1, "11:47:29.456", "c0"), event("e25", 3, "01:24:00.448", "c0", "j1"),
+            event("e1", 10, "14:07:07.189", "c2", "j1")]
+    for partitions in (1, 2):
+        for batch in (1, 2, 3):
+            sim = SimulatedStream(CONFIG, partitions, batch).run(data)
+            assert_same(sim, *engine_results(data, partitions, CONFIG))
+            assert sim.journeys["j1"].events == 2, (partitions, batch)  # e25 and e1 both count
