@@ -294,13 +294,18 @@ def pipeline_health() -> Dashboard:
         [
             prom("Events in per second", ["sum by (topic) (rate(peakend_events_in_total[5m]))"],
                  ["{{topic}}"], "ops"),
-            # input never processed: refused (dead letters) or deleted by retention unread
-            prom("Dead letters by reason, and input lost to retention, per second",
+            # input never processed: refused (dead letters) or deleted by retention unread;
+            # and copies of conflicting events whose withdrawal came too late to undo them
+            # (results that can differ from replay: docs/streaming.md, Known limits)
+            prom("Dead letters by reason, input lost to retention, withdrawals too late, "
+                 "per second",
                  ["sum by (reason) (rate(peakend_dead_letters_total[5m]))",
                   "sum by (topic) (rate(peakend_input_records_expired_total[5m]))",
-                  "sum by (topic) (rate(peakend_sink_records_expired_total[5m]))"],
+                  "sum by (topic) (rate(peakend_sink_records_expired_total[5m]))",
+                  "sum by (why) (rate(peakend_withdrawals_too_late_total[5m]))"],
                  ["{{reason}}", "lost to retention {{topic}}",
-                  "lost to retention before the sink {{topic}}"], "ops"),
+                  "lost to retention before the sink {{topic}}",
+                  "withdrawal too late ({{why}})"], "ops"),
             prom("Consumer lag (records)", ["sum by (topic) (peakend_consumer_lag)",
                                             "max by (partition) (peakend_consumer_lag)"],
                  ["total {{topic}}", "partition {{partition}}"]),

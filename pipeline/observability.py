@@ -39,6 +39,7 @@ class WorkerMetrics:
     followup_cases: Counter
     stage_records_applied: Counter
     stage_records_read_again: Counter
+    withdrawals_too_late: Counter
     heap_trims: Counter
     heap_released_bytes: Counter
     bus_purges: Counter
@@ -193,6 +194,16 @@ class WorkerMetrics:
                 "already written (the committed offset lags the state): passed over, not judged "
                 "again (docs/streaming.md, Exact results). By stage: journeys (batch records).",
                 ["stage"],
+                registry=reg,
+            ),
+            withdrawals_too_late=Counter(
+                "peakend_withdrawals_too_late",
+                "Withdrawals of a copy that lost its claim (an event_id sent under two journey "
+                "keys with other content) that could not undo all of it, by why: not_held (its "
+                "journey was evicted), final_bucket (an answer or negative end of it stays "
+                "counted in a final bucket). Replay withdraws at once, so where these count the "
+                "stream can differ from replay (docs/streaming.md, Known limits).",
+                ["why"],
                 registry=reg,
             ),
             heap_trims=Counter(

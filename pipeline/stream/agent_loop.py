@@ -42,6 +42,9 @@ class Processed:
     last_of: dict[int, Any] = field(default_factory=dict)
     applied: int = 0  # input records applied: one per event, or what a batch record held
     withdrawals: int = 0  # the journeys agent: withdrawals of copies that lost their claim
+    # the journeys agent: of them, those too late to undo all of their copy, by why
+    # (`PartitionProcessor.withdraw`: not_held, final_bucket)
+    too_late: dict[str, int] = field(default_factory=dict)
     read_again: int = 0  # the journeys agent: records read again whose state was written already
 
     def take(self, event: Any, records: int = 1) -> int:
@@ -71,6 +74,8 @@ class AppliedCounter:
         if processed.withdrawals:
             self.stats.stage_records_applied.labels(self.stage, "withdrawal").inc(
                 processed.withdrawals)
+        for why, count in processed.too_late.items():
+            self.stats.withdrawals_too_late.labels(why).inc(count)
 
 
 class StageAgent(Protocol):

@@ -86,6 +86,15 @@ class DeadLetters:
             source_partition=message.partition, source_offset=message.offset))
 
 
+def _too_late(processed: Processed, partition: int, event_id: str, why: str) -> None:
+    """A withdrawal that could not undo all of its copy: counted (`peakend_withdrawals_too_late
+    _total`) and logged, as results that can differ from replay's."""
+    processed.too_late[why] = processed.too_late.get(why, 0) + 1
+    log.warning("journeys partition %d: the withdrawal of a copy of event %r came too late "
+                "(%s): some of its results stay counted, where replay never counted them "
+                "(docs/streaming.md, Known limits)", partition, event_id, why)
+
+
 class JourneysAgent:
     """Stage one: batch records of journey events (pipeline/stream/batches.py) through each
     partition's `PartitionProcessor`; claims' withdrawals of copies that lost their claim."""
@@ -162,7 +171,10 @@ class JourneysAgent:
                 continue
             if withdrawals is not None:  # from the claims stage: copies that lost their claim
                 for key, event_id, digest in withdrawals:
-                    outbox.add_journey_output(partition, proc.withdraw(key, event_id, digest))
+                    out = proc.withdraw(key, event_id, digest)
+                    if out.too_late is not None:
+                        _too_late(processed, partition, event_id, out.too_late)
+                    outbox.add_journey_output(partition, out)
                 processed.withdrawals += len(withdrawals)
                 continue
             routed_events = None if self.handoff is None else self.handoff.take(record.value)

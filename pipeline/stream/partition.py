@@ -54,6 +54,12 @@ from pipeline.stream import messages
 NEVER = NEVER_MS  # stream time of a partition that has seen no event
 WATERMARK_KEY = "__watermark__"
 
+# Why a withdrawal came too late to undo all of its copy (`StageOneOutput.too_late`): replay
+# withdraws at once, so there the copy never counted. The stream's known limit (docs/streaming.md,
+# Known limits): the copy's partition moved a lateness on before the claims stage's verdict.
+NOT_HELD = "not_held"  # no journey of the key holds the event any more (evicted)
+FINAL_BUCKET = "final_bucket"  # taken out, but an answer or negative end stays in a final bucket
+
 
 @dataclass(slots=True)
 class StageOneOutput:
@@ -65,6 +71,8 @@ class StageOneOutput:
     # the content digest of the copy this event's journey holds, to claim for its event_id
     # (pipeline/stream/claims.py); None when the event was not applied
     claim: int | None = None
+    # a withdrawal's: NOT_HELD or FINAL_BUCKET when it could not undo all of its copy
+    too_late: str | None = None
 
 
 def coalesce(outputs: list[StageOneOutput]) -> StageOneOutput:
@@ -195,11 +203,18 @@ class PartitionProcessor:
         """Take a copy that lost its claim out of its journey (the claims stage found a copy
         of its event_id under another journey key with a smaller content digest): its journey
         again, its answers retracted, its negative-end contribution updated. Nothing when the
-        copy is no longer held."""
-        records, _ = self.tracker.withdraw(key, event_id, digest, self.watermark)
+        copy is no longer held. `too_late` says when the copy's results could not all be
+        undone: its journey was gone, or a bucket its answer or negative end counted in is
+        final (they stay counted there, where replay never counted them)."""
+        tracker = self.tracker
+        records, held = tracker.withdraw(key, event_id, digest, self.watermark)
         out = StageOneOutput(journeys=records)
-        self._retract(self.tracker.drain_retractions(), out, key)
-        self._ends(self.tracker.drain_end_deltas(), out)
+        if not held and not any(event_id in j.ids for j in tracker.journeys_of(key)):
+            out.too_late = NOT_HELD  # not replaced by a copy of its own key: gone
+        kept = self._retract(tracker.drain_retractions(), out, key)
+        kept += self._ends(tracker.drain_end_deltas(), out)
+        if kept and out.too_late is None:
+            out.too_late = FINAL_BUCKET
         return out
 
     def dirty_state(self) -> list[tuple[str, Any]]:
@@ -247,10 +262,14 @@ class PartitionProcessor:
         return bucket_start + self.bucket_ms <= self.final_before_ms
 
     def _retract(self, retractions: list[Retraction], out: StageOneOutput, journey_key: str
-                 ) -> None:
+                 ) -> int:
+        """Take replaced or withdrawn answers out of their buckets; returns how many stay
+        counted, their bucket final."""
+        kept = 0
         for r in retractions:
             bucket = r.at_ms - r.at_ms % self.bucket_ms
             if self._final(bucket):
+                kept += 1
                 continue  # that bucket is final: the answers stay counted there (as `_ends`)
             for metric, score in (("nps", r.nps), ("ces", r.ces), ("csat", r.csat)):
                 if score is not None:
@@ -258,8 +277,12 @@ class PartitionProcessor:
                         out.contributions.append(
                             messages.retract(dim, value, metric, bucket,
                                              answer_key(r.event_id, journey_key)))
+        return kept
 
-    def _ends(self, deltas: list[EndDelta], out: StageOneOutput) -> None:
+    def _ends(self, deltas: list[EndDelta], out: StageOneOutput) -> int:
+        """Negative-end contributions for `deltas`; returns how many journeys stay counted in
+        a final bucket they left."""
+        kept = 0
         for delta in deltas:
             start = delta.at_ms - delta.at_ms % self.bucket_ms
             contribution: EndContribution | None = None
@@ -273,11 +296,13 @@ class PartitionProcessor:
                 # told: a journey reopened in a final bucket and closed again later left it
                 # there in replay, not in the stream (negative_end n 1 against 2 after kills).
                 keep = True
+                kept += 1
             elif delta.sign > 0:
                 contribution = (start, delta.negative)
             for dim, value in delta.segments:
                 out.contributions.append(
                     messages.end(dim, value, delta.journey_id, contribution, keep))
+        return kept
 
     def _resend_key(self, key: str, out: StageOneOutput) -> None:
         out.journeys.extend(self.tracker.superseded_of(key))

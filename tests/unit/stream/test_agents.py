@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 
 from jobs.generate import GeneratorConfig, generate_records
 from pipeline.contract import parse_event
@@ -36,6 +37,7 @@ from pipeline.stream.batches import (
     decode_batch,
     decode_entries,
     encode_rows,
+    encode_withdrawals,
     join_rows,
 )
 from pipeline.stream.claims import decode_claims
@@ -366,11 +368,36 @@ def test_one_event_id_in_two_journeys_is_withdrawn_from_the_losing_one() -> None
     parts.run(parts.journeys, [[back]])
     assert parts.applied("journeys", "withdrawal") == 1
     assert parts.applied("journeys", "event") == applied_before == len(lines)
+    for why in ("not_held", "final_bucket"):  # on time: undone whole
+        assert parts.stats.registry.get_sample_value(
+            "peakend_withdrawals_too_late_total", {"why": why}) is None
     changed = {k: v for k, v in parts.latest("cx.journeys").items()
                if journeys_before.get(k) != v}
     assert len(changed) == 1
     assert next(iter(changed.values()))["status"] == "superseded"  # its one event withdrawn
 
+
+
+def test_a_withdrawal_too_late_to_undo_its_copy_is_counted_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The claims stage's verdict on `s1` comes after the customer's partition moved on four
+    days: its session is evicted, nothing can be withdrawn, and the difference from replay is
+    counted (`peakend_withdrawals_too_late_total{why}`) and logged, not silent."""
+    lines = [event_line("s1", "c1", 0, day=1), event_line("s2", "c1", 5, day=5)]
+    parts = Parts()
+    journey_events = Offsets("app-journey-events")
+    parts.run(parts.journeys, [batch_records(lines, per_read=2, offsets=journey_events)])
+    [claim] = [c for topic, _, items in parts.sent if topic == "app-claims"
+               for _, value in items for c in decode_claims(value) if c[0] == "s1"]
+    _, key, digest, partition = claim[:4]
+    back = journey_events.event(encode_withdrawals([[key, "s1", digest]]), partition)
+    with caplog.at_level("WARNING", logger="pipeline.stream.agents"):
+        parts.run(parts.journeys, [[back]])
+    assert parts.applied("journeys", "withdrawal") == 1
+    assert parts.stats.registry.get_sample_value(
+        "peakend_withdrawals_too_late_total", {"why": "not_held"}) == 1
+    assert [r.getMessage() for r in caplog.records
+            if "came too late (not_held)" in r.getMessage() and "'s1'" in r.getMessage()]
 
 def test_a_record_stage_one_cannot_read_is_a_dead_letter_and_the_rest_is_applied() -> None:
     """A record on journey-events that is neither a batch record nor a withdrawal of a format

@@ -21,7 +21,13 @@ from pipeline.core.partitioner import partition_for
 from pipeline.core.records import JourneyRecord, MetricRecord
 from pipeline.scoring_rules import load_scoring_rules
 from pipeline.settings import Settings
-from pipeline.stream.partition import PartitionProcessor, StageOneOutput, coalesce
+from pipeline.stream.partition import (
+    FINAL_BUCKET,
+    NOT_HELD,
+    PartitionProcessor,
+    StageOneOutput,
+    coalesce,
+)
 from tests.unit.stream.simulate import SimulatedStream
 
 SCORING_RULES = load_scoring_rules()
@@ -308,6 +314,46 @@ def test_a_copy_sent_again_past_the_lateness_sends_nothing() -> None:
     assert late.duplicate and late.reject is None
     assert (late.contributions, late.claim, late.journeys) == ([], None, [])
 
+
+
+def test_a_withdrawal_says_when_it_came_too_late_to_undo_its_copy() -> None:
+    """`PartitionProcessor.withdraw`'s `too_late`: None when the copy went whole, FINAL_BUCKET
+    when its answer's bucket went final before the withdrawal came (the answer stays counted
+    there; replay, withdrawing at once, never counted it), NOT_HELD when its journey was
+    evicted, and None again when the copy was replaced by one of its own key meanwhile (the
+    tracker judged that copy itself)."""
+    def line(eid: str, day: int, minute: int, customer: str = "c1", journey: str | None = "j1",
+             nps: int = 3) -> bytes:
+        fields: dict[str, Any] = {
+            "schema_version": 1, "event_id": eid, "producer": "t", "customer_id": customer,
+            "occurred_at": f"2026-11-0{day}T10:{minute:02d}:00Z", "type": "survey",
+            "touchpoint": "nps", "channel": "email", "stage": "use", "survey": {"nps": nps}}
+        if journey is not None:
+            fields["journey_id"] = journey
+        return json.dumps(fields).encode()
+
+    def applied(lines: list[bytes]) -> tuple[PartitionProcessor, list[int | None]]:
+        proc = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
+        return proc, [proc.process(parse_event(x)).claim for x in lines]
+
+    proc, [digest] = applied([line("s1", 1, 0)])
+    on_time = proc.withdraw("j1", "s1", digest or 0)
+    assert on_time.too_late is None and on_time.contributions  # its answer retracted
+
+    proc, [digest, _] = applied([line("s1", 1, 0), line("s2", 3, 5, journey="j2")])
+    final = proc.withdraw("j1", "s1", digest or 0)
+    assert final.too_late == FINAL_BUCKET and final.journeys  # j1 held: emitted again
+
+    proc, [digest, _] = applied([line("s1", 1, 0, journey=None),
+                                 line("s2", 5, 5, customer="c2", journey=None)])
+    assert not proc.tracker.journeys_of("c1")  # closed and evicted
+    assert proc.withdraw("c1", "s1", digest or 0).too_late == NOT_HELD
+
+    copies = sorted(([line("s1", 1, 0, nps=n)] for n in (3, 4)),
+                    key=lambda c: applied(c)[1][0] or 0, reverse=True)
+    proc, [bigger, smaller] = applied([copies[0][0], copies[1][0]])
+    assert bigger is not None and smaller is not None and smaller < bigger  # replaced
+    assert proc.withdraw("j1", "s1", bigger).too_late is None
 
 def test_coalesce_keeps_the_latest_record_per_journey() -> None:
     config = CoreConfig()
