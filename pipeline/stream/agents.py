@@ -42,7 +42,7 @@ from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition, de
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.followups import read as read_followup_inputs
-from pipeline.stream.partition import PartitionProcessor
+from pipeline.stream.partition import TOO_LATE_MEANS, PartitionProcessor
 from pipeline.stream.segments import SegmentStage
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ def _too_late(processed: Processed, partition: int, event_id: str, why: str) -> 
     _total`) and logged, as results that can differ from replay's."""
     processed.too_late[why] = processed.too_late.get(why, 0) + 1
     log.warning("journeys partition %d: the withdrawal of a copy of event %r came too late "
-                "(%s): some of its results stay counted, where replay never counted them "
-                "(docs/streaming.md, Known limits)", partition, event_id, why)
+                "(%s): %s (docs/streaming.md, Known limits)", partition, event_id, why,
+                TOO_LATE_MEANS[why])
 
 
 class JourneysAgent:

@@ -59,6 +59,14 @@ WATERMARK_KEY = "__watermark__"
 # Known limits): the copy's partition moved a lateness on before the claims stage's verdict.
 NOT_HELD = "not_held"  # no journey of the key holds the event any more (evicted)
 FINAL_BUCKET = "final_bucket"  # taken out, but an answer or negative end stays in a final bucket
+TOO_LATE_MEANS = {  # what each says, for the log line
+    NOT_HELD: "no journey of its key holds the copy any more: its journey was evicted (the "
+              "copy's results stay counted, where replay never counted them), or it was "
+              "withdrawn already (a withdrawal sent again after the claims stage restarted: "
+              "nothing differs)",
+    FINAL_BUCKET: "an answer or negative end of the copy stays counted in a final bucket, "
+                  "where replay never counted it",
+}
 
 
 @dataclass(slots=True)
