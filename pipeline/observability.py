@@ -192,7 +192,8 @@ class WorkerMetrics:
                 "peakend_stage_records_read_again",
                 "Input records read again after a crash or a partition move whose state was "
                 "already written (the committed offset lags the state): passed over, not judged "
-                "again (docs/streaming.md, Exact results). By stage: journeys (batch records).",
+                "again (docs/streaming.md, Exact results). By stage: journeys (batch records), "
+                "claims (claims records).",
                 ["stage"],
                 registry=reg,
             ),

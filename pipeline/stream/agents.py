@@ -365,18 +365,33 @@ class ClaimsAgent:
         self.dead_letters = dead_letters
         self.guard = guard
         self.stages: dict[int, ClaimsStage] = {}
+        # partition -> the offset after the last claims record applied (as the journeys agent)
+        self.next_offset: dict[int, int] = {}
 
     def stage(self, partition: int) -> ClaimsStage:
         stage = self.stages.get(partition)
         if stage is None:
             stage = self.stages[partition] = ClaimsStage(self.core, self.source_topic)
-            stage.restore_keys(held_state(self.table, partition).pairs)
+            held = held_state(self.table, partition)
+            stage.restore_keys(held.pairs)
+            self.next_offset[partition] = held.next_offset
         return stage
 
     def process(self, batch: list[Any]) -> Processed:
         processed = Processed()
         for event in self.guard.admitted(batch):
-            stage = self.stage(processed.take(event, records=0))
+            partition = processed.take(event, records=0)
+            stage = self.stage(partition)
+            offset = event.message.offset
+            if offset < self.next_offset[partition]:
+                # Read again after a crash or a move (the committed offset lags the state): its
+                # claims are in the restored state, its withdrawals and letters left before that
+                # state was written. Judged again, each losing copy's withdrawal and `conflict`
+                # letter were sent a second time (and the withdrawal, finding its copy gone,
+                # counted as too late: `peakend_withdrawals_too_late_total{why="not_held"}`).
+                processed.read_again += 1
+                continue
+            self.next_offset[partition] = offset + 1
             try:
                 claims = decode_claims(event.value)
             except (ValueError, RecursionError) as exc:
@@ -394,7 +409,9 @@ class ClaimsAgent:
     def write_state(self, last_of: dict[int, Any]) -> None:
         for partition, event in last_of.items():
             stage = self.stages[partition]
-            write_state(self.table, event, stage.dirty_state(), {}, stage.drain_forgotten())
+            write_state(self.table, event, stage.dirty_state(),
+                        {"o": self.next_offset[partition]}, stage.drain_forgotten())
 
     def forget(self, partition: int) -> None:
         self.stages.pop(partition, None)
+        self.next_offset.pop(partition, None)

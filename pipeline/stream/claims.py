@@ -33,8 +33,13 @@ others have moved a day on has its older claims judged against what is held and 
 forgotten at once, where they were held until the horizon fell back to them before; so the
 claims held after a restore are exactly the claims held before it.
 
-Redelivery is harmless: a claim seen again changes nothing, and a withdrawal of a copy no
-longer held is ignored.
+Redelivery: the claims agent stores the offset after its last claims record with the state
+and passes over the records below it that a restart or a move reads again (as the journeys
+agent does). A record read again beyond it (a batch a crash overtook before its state was
+written) is judged again: a winning claim seen again changes nothing, a losing one sends its
+withdrawal and `conflict` letter again; the withdrawal of a copy no longer held changes nothing
+(stage one counts it under `not_held`), and the letter replaces its twin in ClickHouse
+(`dead_letters` is keyed by the source record).
 """
 
 from __future__ import annotations
