@@ -265,6 +265,35 @@ class HeldState(NamedTuple):
     next_offset: int
 
 
+class AppliedOffsets:
+    """Per input partition, the offset after the last record an agent applied: stored beside
+    every key the agent writes (`"o"`, `extra`), restored from `HeldState.next_offset`, so that
+    the records a restart or a partition move reads again below it (the committed offset lags
+    the state) are passed over, not judged again (docs/streaming.md, Exact results, point 3).
+    The journeys agent and the claims agent keep one each."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+
+    def restored(self, partition: int, next_offset: int) -> None:
+        self._next[partition] = next_offset
+
+    def read_again(self, partition: int, offset: int) -> bool:
+        """Whether the record at `offset` is in the restored state already; if not, it is
+        the partition's last record applied from now on."""
+        if offset < self._next[partition]:
+            return True
+        self._next[partition] = offset + 1
+        return False
+
+    def extra(self, partition: int) -> dict[str, Any]:
+        """What to store beside the partition's keys."""
+        return {"o": self._next[partition]}
+
+    def forget(self, partition: int) -> None:
+        self._next.pop(partition, None)
+
+
 def held_state(table: StateTable | MutableMapping[str, Any], partition: int) -> HeldState:
     """The (key, state) pairs a state table holds for `partition`, and the largest stream time
     and input offset stored with them."""

@@ -30,7 +30,13 @@ from pipeline.core.scoring import ScoringRules
 from pipeline.observability import WorkerMetrics
 from pipeline.privacy import PersonalData
 from pipeline.stream import messages
-from pipeline.stream.agent_loop import Processed, RebalanceGuard, held_state, write_state
+from pipeline.stream.agent_loop import (
+    AppliedOffsets,
+    Processed,
+    RebalanceGuard,
+    held_state,
+    write_state,
+)
 from pipeline.stream.agent_loop import StateTable as AgentStateTable
 from pipeline.stream.batches import (
     Handoff,
@@ -121,8 +127,7 @@ class JourneysAgent:
         self.stats = stats
         self.highwater = highwater  # the consumer's high watermark of a topic partition
         self.processors: dict[int, PartitionProcessor] = {}
-        # partition -> the offset after the last batch record applied (see `process`)
-        self.next_offset: dict[int, int] = {}
+        self.offsets = AppliedOffsets()  # the batch records applied (see `process`)
 
     def processor(self, partition: int) -> PartitionProcessor:
         proc = self.processors.get(partition)
@@ -132,7 +137,7 @@ class JourneysAgent:
             proc = self.processors[partition] = PartitionProcessor(
                 partition, self.core, self.rules, defer_records=True)
             held = held_state(self.table, partition)
-            self.next_offset[partition] = held.next_offset
+            self.offsets.restored(partition, held.next_offset)
             self.outputs.outbox.add_journey_output(partition,
                                                    proc.restore_keys(held.pairs, held.watermark))
             # one line per partition and start: what a restore found decides every later result
@@ -152,8 +157,7 @@ class JourneysAgent:
                 since_flush = 0
             partition = processed.take(record, records=0)  # its events are counted below
             proc = self.processor(partition)
-            offset = record.message.offset
-            if offset < self.next_offset[partition]:
+            if self.offsets.read_again(partition, record.message.offset):
                 # Read again after a crash or a move (the committed offset lags the state): its
                 # events are in the restored state, its outputs were delivered before that
                 # state was written. Judged again, they would meet a stream time up to a commit
@@ -163,7 +167,6 @@ class JourneysAgent:
                     self.handoff.take(record.value)
                 processed.read_again += 1
                 continue
-            self.next_offset[partition] = offset + 1
             try:
                 withdrawals = decode_withdrawals(record.value)
             except (ValueError, RecursionError) as exc:
@@ -222,7 +225,7 @@ class JourneysAgent:
         for partition, event in last_of.items():
             proc = self.processors[partition]
             write_state(self.table, event, proc.dirty_state(),
-                        {"w": proc.watermark, "o": self.next_offset[partition]})
+                        {"w": proc.watermark, **self.offsets.extra(partition)})
         self.stats.journeys_open.set(sum(len(p.tracker) for p in self.processors.values()))
         for partition, event in last_of.items():
             tp = event.message.tp
@@ -231,7 +234,7 @@ class JourneysAgent:
 
     def forget(self, partition: int) -> None:
         self.processors.pop(partition, None)
-        self.next_offset.pop(partition, None)
+        self.offsets.forget(partition)
 
 
 class SegmentsAgent:
@@ -365,8 +368,7 @@ class ClaimsAgent:
         self.dead_letters = dead_letters
         self.guard = guard
         self.stages: dict[int, ClaimsStage] = {}
-        # partition -> the offset after the last claims record applied (as the journeys agent)
-        self.next_offset: dict[int, int] = {}
+        self.offsets = AppliedOffsets()  # the claims records applied (as the journeys agent)
 
     def stage(self, partition: int) -> ClaimsStage:
         stage = self.stages.get(partition)
@@ -374,7 +376,7 @@ class ClaimsAgent:
             stage = self.stages[partition] = ClaimsStage(self.core, self.source_topic)
             held = held_state(self.table, partition)
             stage.restore_keys(held.pairs)
-            self.next_offset[partition] = held.next_offset
+            self.offsets.restored(partition, held.next_offset)
         return stage
 
     def process(self, batch: list[Any]) -> Processed:
@@ -382,8 +384,7 @@ class ClaimsAgent:
         for event in self.guard.admitted(batch):
             partition = processed.take(event, records=0)
             stage = self.stage(partition)
-            offset = event.message.offset
-            if offset < self.next_offset[partition]:
+            if self.offsets.read_again(partition, event.message.offset):
                 # Read again after a crash or a move (the committed offset lags the state): its
                 # claims are in the restored state, its withdrawals and letters left before that
                 # state was written. Judged again, each losing copy's withdrawal and `conflict`
@@ -391,7 +392,6 @@ class ClaimsAgent:
                 # counted as too late: `peakend_withdrawals_too_late_total{why="not_held"}`).
                 processed.read_again += 1
                 continue
-            self.next_offset[partition] = offset + 1
             try:
                 claims = decode_claims(event.value)
             except (ValueError, RecursionError) as exc:
@@ -410,8 +410,8 @@ class ClaimsAgent:
         for partition, event in last_of.items():
             stage = self.stages[partition]
             write_state(self.table, event, stage.dirty_state(),
-                        {"o": self.next_offset[partition]}, stage.drain_forgotten())
+                        self.offsets.extra(partition), stage.drain_forgotten())
 
     def forget(self, partition: int) -> None:
         self.stages.pop(partition, None)
-        self.next_offset.pop(partition, None)
+        self.offsets.forget(partition)

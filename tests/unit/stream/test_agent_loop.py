@@ -13,6 +13,7 @@ from pipeline.observability import WorkerMetrics
 from pipeline.stream.agent_loop import (
     AgentLoop,
     AppliedCounter,
+    AppliedOffsets,
     Processed,
     RebalanceGuard,
     held_state,
@@ -259,3 +260,15 @@ def test_state_writes_name_the_partition_and_delete_what_became_none() -> None:
     write_state(table, other, [("c", 4)], {}, forgotten=["a", "c"])
     assert held_state(table, 5) == ([("b", {"x": 1})], 42, 7)
     assert held_state(table, 1) == ([("c", 4)], NEVER, 0)
+
+
+def test_applied_offsets_pass_over_what_the_restored_state_holds() -> None:
+    offsets = AppliedOffsets()
+    offsets.restored(3, 5)  # the state holds every record of partition 3 before offset 5
+    assert offsets.read_again(3, 4)
+    assert not offsets.read_again(3, 5)  # applied now: stored with the next state write
+    assert offsets.extra(3) == {"o": 6}
+    assert offsets.read_again(3, 5)  # a redelivery of it, once applied
+    offsets.forget(3)
+    offsets.restored(3, 0)  # a new owner, whose table holds nothing
+    assert not offsets.read_again(3, 2) and offsets.extra(3) == {"o": 3}
