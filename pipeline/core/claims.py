@@ -18,12 +18,19 @@ Claims are remembered while a copy could still be applied: until the merged stre
 the claim's event time + the allowed lateness (+ one bucket, the horizon of `SurveyBuckets`).
 
 Two copies whose event times lie further apart than that reach (`reach_ms`: the lateness and a
-bucket) are not compared by digest: the older one wins. By the newer copy's time the older one
-is final, and so may be its journey: a stream's stage one applies a copy and moves its
-partition's stream time before the copy's claim is judged, so the older copy's journey was
-closed, counted in final buckets and forgotten by the time a withdrawal came for it, and both
-copies stayed (replay, which judges a claim before the copy moves stream time, kept one). The
-newer copy was applied just now: its journey is still there to withdraw it from.
+bucket) are not compared: each is an event of its own, and the newer one is the claim held from
+then on (later copies are nearer to it). Why not one of them:
+- it is what a live stream does anyway: the older copy's claim is forgotten once every journey
+  partition's stream time has passed it by the reach, so a copy under another key sent that
+  much later meets no claim; a verdict that depended on whether the claim was still held
+  (a journey partition that went quiet holds every claim back) would depend on traffic;
+- a withdrawal of either copy comes too late in a stream whose event time runs ahead of the
+  claims stage (a backlog, a catch-up): by then the older copy's journey may be closed, counted
+  in final buckets and forgotten, and the newer copy's partition may have moved a lateness on
+  before the verdict came back (docs/streaming.md, fortieth round). Replay, which judges a
+  claim before the copy moves stream time, would keep one where the stream kept both.
+Under one journey key the journey holds one copy of an id (`JourneyTracker`: beyond the reach
+the older stays, the newer is a `conflict`), decided on the copy's own partition at once.
 
 >>> claims = EventClaims()
 >>> claims.claim("e1", 700, "j-a", 0, 0) is None          # first copy: nothing to withdraw
@@ -35,10 +42,10 @@ Withdrawal(event_id='e1', key='j-a', partition=0, digest=700, loser_is_new=False
 >>> reach = EventClaims(reach_ms=100)
 >>> reach.claim("e2", 700, "j-a", 0, 1_000) is None
 True
->>> reach.claim("e2", 500, "j-b", 1, 1_101).key          # beyond the reach: the older copy stays
-'j-b'
->>> reach.claim("e2", 600, "j-c", 1, 1_100).key          # within it: the digest decides
-'j-a'
+>>> reach.claim("e2", 500, "j-b", 1, 1_101) is None      # beyond the reach: two events
+True
+>>> reach.claim("e2", 600, "j-c", 1, 1_150).key          # near the newer: the digest decides
+'j-c'
 """
 
 from __future__ import annotations
@@ -163,10 +170,15 @@ class EventClaims:
             return None
         reach = self.reach_ms
         if reach is not None and abs(at_ms - kept_at) > reach:
-            new_wins = at_ms < kept_at  # out of each other's reach: the older copy
-        else:
-            new_wins = beats(digest, key, held_digest, held_key)
-        if new_wins:
+            # out of each other's reach: two events (module docstring); the newer is held
+            if at_ms > kept_at:
+                self._claims[event_id] = _claim(digest, key, partition, at, at_ms)
+            elif at != held_at:
+                self._claims[event_id] = _claim(held_digest, held_key, held[2], at, kept_at)
+            else:
+                self.changed = False
+            return None
+        if beats(digest, key, held_digest, held_key):
             self._claims[event_id] = _claim(digest, key, partition, at, at_ms)
             return Withdrawal(event_id, held_key, held[2], held_digest, False, key)
         if at != held_at:

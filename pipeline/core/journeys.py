@@ -490,9 +490,10 @@ class JourneyTracker:
                 held = _held_entry(holder, eid)
                 held_at = held[MS]
                 if abs(ms - held_at) > self._copy_reach:
-                    # Out of the claims' reach: the older copy stays, as `EventClaims` keeps
-                    # it (its results are final by now). In a stream a copy that much older
-                    # than the held one is late and never gets here.
+                    # Out of the claims' reach: the older copy stays (its results are final
+                    # by now), a journey holds one copy of an id. (Under two keys both copies
+                    # stand: `EventClaims`.) In a stream a copy that much older than the held
+                    # one is late and never gets here.
                     verdict = REPLACED if ms < held_at else CONFLICT
                 if verdict != REPLACED:
                     return verdict

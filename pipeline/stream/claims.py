@@ -7,8 +7,8 @@ applies: a claim (event_id, journey key, journey partition, content digest, even
 partition's stream time, and where the copy came from) goes to the internal topic
 `<app>-claims` on the partition of its event_id (`claims_partition`), in one record per target
 partition and flush. This stage keeps the winning copy of each event_id (`EventClaims`: the
-smallest content digest, the same rule as within a journey and as replay, except that of two
-copies further apart in event time than the lateness the older wins) while a copy could
+smallest content digest, the same rule as within a journey and as replay, except that two
+copies further apart in event time than the lateness are two events) while a copy could
 still be applied, and for every copy that loses sends a *withdrawal* back to the loser's
 journey partition, on the journey-events topic itself (so the partition's owner applies it in
 order with the events: `batches.encode_withdrawals`), and makes the copy whose claim came
