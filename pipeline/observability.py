@@ -201,8 +201,7 @@ class WorkerMetrics:
                 "peakend_withdrawals_too_late",
                 "Withdrawals of a copy that lost its claim (an event_id sent under two journey "
                 "keys with other content) that could not undo all of it, by why: not_held (no "
-                "journey of its key holds it: evicted, or withdrawn already by a withdrawal "
-                "sent again after the claims stage restarted), final_bucket (an answer or "
+                "journey of its key holds it any more: evicted), final_bucket (an answer or "
                 "negative end of it stays counted in a final bucket). Replay withdraws at once, "
                 "so where these count the stream can differ from replay (docs/streaming.md, "
                 "Known limits).",

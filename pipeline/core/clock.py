@@ -49,9 +49,9 @@ def future_error(event_ms: int, arrived_ms: int, max_skew_ms: int) -> str:
 def conflict_error(event_id: str, kept: bool) -> str:
     """The dead-letter message of a `conflict`: this copy of an event_id met another with other
     content; of the two the copy with the smaller content digest is kept, whatever the order
-    (pipeline.core.journeys), or under two journey keys further apart in event time than the
-    allowed lateness the older one (pipeline.core.claims). `kept`: this copy won and replaced
-    the earlier one.
+    (pipeline.core.journeys, pipeline.core.claims), or under one journey key further apart in
+    event time than the allowed lateness the older one (under two keys such copies are two
+    events, with no letter). `kept`: this copy won and replaced the earlier one.
 
     >>> conflict_error("e1", True)[:62]
     "event_id: 'e1' arrived again with different content; this copy"

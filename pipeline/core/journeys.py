@@ -290,7 +290,7 @@ class KeyState:
     the retired ids a dict made on the first supersession."""
 
     __slots__ = ("answers", "ended_until", "journey", "pieces", "retired", "scheduled",
-                 "sessions")
+                 "sessions", "withdrawn")
 
     def __init__(self) -> None:
         self.journey: Journey | None = None
@@ -310,6 +310,12 @@ class KeyState:
         # (withdrawn copies: `Journey.removed`, continued too)
         self.retired: dict[str, tuple[int, int, dict[str, Any], int]] | None = None
         self.scheduled = FAR_MS  # earliest deadline of this key in the tracker's heap
+        # event_id -> (content digest, event time) of the copies withdrawn from this key (their
+        # claim lost under another key): the same copy sent again is a duplicate of the
+        # withdrawn one, not a new copy to apply, claim and withdraw again (replay withdraws at
+        # once and saw it new; the stream, whose verdict comes later, saw it as a duplicate of
+        # the copy it still held). Forgotten with the retired ids. Made on the first withdrawal.
+        self.withdrawn: dict[str, tuple[int, int]] | None = None
 
     def all(self) -> tuple[Journey, ...]:
         return self.sessions if self.journey is None else (self.journey, *self.sessions)
@@ -344,6 +350,18 @@ class KeyState:
         gone = [k for k, (_, last, _, _) in retired.items() if last < before_ms]
         for journey_id in gone:
             del retired[journey_id]
+        return bool(gone)
+
+    def forget_withdrawn(self, before_ms: int) -> bool:
+        """Forget copies withdrawn with an event time before `before_ms`; True when any went."""
+        withdrawn = self.withdrawn
+        if not withdrawn:
+            return False
+        gone = [k for k, (_, at) in withdrawn.items() if at < before_ms]
+        for event_id in gone:
+            del withdrawn[event_id]
+        if not withdrawn:
+            self.withdrawn = None
         return bool(gone)
 
 
@@ -483,7 +501,13 @@ class JourneyTracker:
         else:
             own = state.journey
             holder = state.holder(eid)
-            if holder is not None:
+            if holder is None:
+                withdrawn = state.withdrawn
+                if withdrawn is not None:
+                    was = withdrawn.get(eid)
+                    if was is not None and was[0] == digest:
+                        return DUPLICATE  # of a copy withdrawn: see KeyState.withdrawn
+            else:
                 verdict, self.last_digest = _copy_verdict(holder.ids[eid], digest, event)
                 if verdict == DUPLICATE:
                     return verdict
@@ -644,7 +668,11 @@ class JourneyTracker:
         if holder is None:
             return False
         before = holder.moments
-        self._take_out(state, holder, _held_entry(holder, event_id))
+        removed = _held_entry(holder, event_id)
+        if state.withdrawn is None:
+            state.withdrawn = {}
+        state.withdrawn[event_id] = (digest, removed[MS])
+        self._take_out(state, holder, removed)
         holder.removed += 1
         self._mark_dirty(key)
         if holder.keyed_by == "journey_id":
@@ -766,6 +794,9 @@ class JourneyTracker:
             "pieces": [state.pieces, state.ended_until] if state.pieces else None,
             "answers": ({k: list(v) for k, v in sorted(state.answers.items())}
                         if state.answers else None),
+            # only when any (a rare key's): the other keys' records stay as they were
+            **({"withdrawn": {k: list(v) for k, v in sorted(state.withdrawn.items())}}
+               if state.withdrawn else {}),
         }
 
     def restore_key(self, key: str, data: dict[str, Any] | None) -> None:
@@ -794,6 +825,9 @@ class JourneyTracker:
         retired = {k: (int(v[0]), int(v[1]), dict(records[k]), int(v[2]) if len(v) > 2 else 0)
                    for k, v in data.get("retired", {}).items()}
         state.retired = retired or None
+        withdrawn = data.get("withdrawn")
+        if withdrawn:
+            state.withdrawn = {str(k): (int(v[0]), int(v[1])) for k, v in withdrawn.items()}
         self._keys[key] = state
         self._schedule(key, state)
         if state.journey is None and not state.sessions and state.pieces:
@@ -847,6 +881,13 @@ class JourneyTracker:
             return []
         retired = state.retired or {}
         return [JourneyRecord.from_dict(retired[k][2]) for k in sorted(retired)]
+
+    def withdrawn_copy(self, key: str, event_id: str, digest: int) -> bool:
+        """Whether the copy of `event_id` with `digest` was withdrawn from `key` and is
+        remembered so (`KeyState.withdrawn`)."""
+        state = self._keys.get(key)
+        gone = None if state is None or state.withdrawn is None else state.withdrawn.get(event_id)
+        return gone is not None and gone[0] == digest
 
     def journeys_of(self, key: str) -> list[Journey]:
         """The journeys held for one key (for re-sending their current state after a restart)."""
@@ -1203,7 +1244,7 @@ class JourneyTracker:
             until = retired[key][1] + self._max_len
             if until > state.ended_until:
                 state.ended_until = until
-        if state.forget_retired(forget_before):
+        if state.forget_retired(forget_before) | state.forget_withdrawn(forget_before):
             self._mark_dirty(key)
         if state.journey is None and not state.sessions:
             if state.ended_until < watermark_ms or not state.pieces:

@@ -61,9 +61,7 @@ NOT_HELD = "not_held"  # no journey of the key holds the event any more (evicted
 FINAL_BUCKET = "final_bucket"  # taken out, but an answer or negative end stays in a final bucket
 TOO_LATE_MEANS = {  # what each says, for the log line
     NOT_HELD: "no journey of its key holds the copy any more: its journey was evicted (the "
-              "copy's results stay counted, where replay never counted them), or it was "
-              "withdrawn already (a withdrawal sent again after the claims stage restarted: "
-              "nothing differs)",
+              "copy's results stay counted, where replay never counted them)",
     FINAL_BUCKET: "an answer or negative end of the copy stays counted in a final bucket, "
                   "where replay never counted it",
 }
@@ -168,7 +166,9 @@ class PartitionProcessor:
             out.reject = reason
         elif reason == DUPLICATE:
             out.duplicate = True
-            if not self.tracker.is_late(event.occurred_ms, self.watermark):
+            if not self.tracker.is_late(event.occurred_ms, self.watermark) and \
+                    not self.tracker.withdrawn_copy(event.journey_key, event.event_id,
+                                                    self.tracker.last_digest):
                 # what it caused may have died with a crash: sent again, absorbed downstream.
                 # A late copy's buckets may be final (evicted downstream, where an answer sent
                 # again would start the bucket anew): it caused nothing since it was applied.
@@ -217,8 +217,11 @@ class PartitionProcessor:
         tracker = self.tracker
         records, held = tracker.withdraw(key, event_id, digest, self.watermark)
         out = StageOneOutput(journeys=records)
-        if not held and not any(event_id in j.ids for j in tracker.journeys_of(key)):
-            out.too_late = NOT_HELD  # not replaced by a copy of its own key: gone
+        if not held and not any(event_id in j.ids for j in tracker.journeys_of(key)) and \
+                not tracker.withdrawn_copy(key, event_id, digest):
+            # not replaced by a copy of its own key, nor withdrawn already (a withdrawal sent
+            # again): gone
+            out.too_late = NOT_HELD
         kept = self._retract(tracker.drain_retractions(), out, key)
         kept += self._ends(tracker.drain_end_deltas(), out)
         if kept and out.too_late is None:

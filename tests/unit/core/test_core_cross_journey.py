@@ -20,7 +20,7 @@ from pipeline.core.claims import EventClaims, claims_horizon
 from pipeline.core.config import CoreConfig, JourneyConfig
 from pipeline.core.engine import ExperienceEngine
 from pipeline.core.event import Survey, TouchpointEvent, content_digest
-from pipeline.core.journeys import CONFLICT, LATE, REPLACED, JourneyTracker
+from pipeline.core.journeys import CONFLICT, DUPLICATE, LATE, REPLACED, JourneyTracker
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import JourneyRecord
 from pipeline.scoring_rules import load_scoring_rules
@@ -280,3 +280,19 @@ def test_replay_dead_letters_one_conflict_and_counts_the_winner(tmp_path: Path) 
         journeys = [json.loads(x) for x in (out / "journeys.jsonl").read_text().splitlines()]
         live = [j for j in journeys if j["status"] != "superseded"]
         assert [j["journey_id"] for j in live] == [win.journey_key]
+
+
+def test_a_withdrawn_copy_sent_again_is_a_duplicate_in_any_order_of_the_verdict() -> None:
+    """The losing copy sent again under its key after its withdrawal is a duplicate of the
+    withdrawn copy (`KeyState.withdrawn`): replay withdraws at once and would otherwise apply,
+    claim and withdraw it anew at every copy (a superseded record's version growing with each),
+    where the stream, whose verdict comes later, met the copies as duplicates of the copy it
+    still held. Its journey's record is the one after the first withdrawal."""
+    for keys in (("j-a", None), (None, "j-b"), ("j-a", "j-b")):
+        win, lose = copies(*keys)  # the digests decide which is which
+        once, _, verdicts = run([lose, win])
+        assert verdicts == [None, REPLACED], keys
+        many, nps, verdicts = run([lose, win, lose, lose])
+        assert verdicts[2:] == [DUPLICATE, DUPLICATE], keys
+        assert many == once  # versions included
+        assert sum(n for n, _ in nps.values()) == 1

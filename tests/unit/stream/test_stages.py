@@ -17,6 +17,7 @@ from jobs.generate import GeneratorConfig, generate_records
 from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
+from pipeline.core.event import TouchpointEvent
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import JourneyRecord, MetricRecord
 from pipeline.scoring_rules import load_scoring_rules
@@ -354,6 +355,40 @@ def test_a_withdrawal_says_when_it_came_too_late_to_undo_its_copy() -> None:
     proc, [bigger, smaller] = applied([copies[0][0], copies[1][0]])
     assert bigger is not None and smaller is not None and smaller < bigger  # replaced
     assert proc.withdraw("j1", "s1", bigger).too_late is None
+
+    # a withdrawal sent again (the claims stage judged its record again) finds the copy
+    # withdrawn already: remembered, so nothing differs and nothing is too late
+    proc, [digest] = applied([line("s1", 1, 0)])
+    assert proc.withdraw("j1", "s1", digest or 0).too_late is None
+    again = proc.withdraw("j1", "s1", digest or 0)
+    assert again.too_late is None and not again.contributions and not again.journeys
+
+
+def test_a_withdrawn_copy_sent_again_is_a_duplicate_that_sends_nothing() -> None:
+    """The copy that lost its claim, sent again under its key after the withdrawal: a duplicate
+    of the withdrawn copy (as replay, which withdrew it at once, now judges it too), not a new
+    copy to apply, claim and withdraw again; nothing is sent again for it (its answer was
+    retracted). Remembered across a restore; another content under the key is a new copy."""
+    def survey(nps: int, minute: int = 0) -> TouchpointEvent:
+        return parse_event(json.dumps({
+            "schema_version": 1, "event_id": "s1", "producer": "t", "customer_id": "c1",
+            "journey_id": "j1", "occurred_at": f"2026-11-01T10:{minute:02d}:00Z",
+            "type": "survey", "touchpoint": "nps", "channel": "email", "stage": "use",
+            "survey": {"nps": nps}}).encode())
+
+    proc = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
+    digest = proc.process(survey(3)).claim
+    assert digest is not None
+    assert proc.withdraw("j1", "s1", digest).contributions  # its answer retracted
+    again = proc.process(survey(3))
+    assert again.duplicate and again.claim is None and not again.contributions
+    assert not again.journeys and not proc.drain_journeys().journeys
+    restored = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
+    restored.restore_keys(proc.dirty_state(), proc.watermark)
+    assert restored.process(survey(3)).duplicate
+    other = restored.process(survey(4))  # other content: a copy of its own, claimed
+    assert not other.duplicate and other.claim is not None and other.contributions
+
 
 def test_coalesce_keeps_the_latest_record_per_journey() -> None:
     config = CoreConfig()
