@@ -185,8 +185,9 @@ class Journey:
         self.ids: dict[str, int] = {}  # event_id -> content digest
         self.moments = JourneyMoments(end_window_ms)
         self.version = 0
-        # copies withdrawn from this journey (`JourneyTracker.withdraw`): versions count them,
-        # so a journey ends at the same version whenever its withdrawal came
+        # copies withdrawn from this journey (`JourneyTracker.withdraw`) or replaced in it by a
+        # copy with a smaller digest: versions count them, so a journey ends at the same
+        # version whenever its withdrawal came
         self.removed = 0
         self.status = "open"
         self.close_reason = ""
@@ -522,6 +523,12 @@ class JourneyTracker:
                 if verdict != REPLACED:
                     return verdict
                 self._take_out(state, holder, held)
+                # a copy taken out counts in the version as a withdrawal does (`_emit`): a
+                # version that grew by one here instead (the formula unchanged, the copy
+                # replaced in place) depended on the path, and a stream that withdrew a copy
+                # after the replacement where replay withdrew it before ended a version apart
+                # (docs/streaming.md, fortieth round)
+                holder.removed += 1
                 left = holder
         # the entry (see moments.Entry), valence inlined from valence.moment_valence (the
         # reference; tests/unit/core/test_core_valence_parity.py holds them equal)
@@ -584,10 +591,9 @@ class JourneyTracker:
         changed, superseded = self._repartition(state, entry, digest) if fast is None else fast
         if left is not None and left not in changed and left in state.sessions:
             # The replaced copy left a session that the new copy did not join: regrouped as it
-            # was (the same id), it holds one event fewer, so it is a new version, counted as
-            # a withdrawal counts (`withdraw_into`). Unemitted, its record and its
-            # negative-end contribution kept the copy that left.
-            left.removed += 1
+            # was (the same id), it holds one event fewer, so it is a new version (its removal
+            # counted above). Unemitted, its record and its negative-end contribution kept the
+            # copy that left.
             changed.append(left)
         if superseded:
             for gone in superseded:

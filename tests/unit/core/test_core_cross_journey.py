@@ -179,6 +179,42 @@ def test_a_late_withdrawal_gives_the_journey_a_withdrawal_at_once_gives() -> Non
         assert records[0] == records[1] == records[2], journey
 
 
+def test_a_withdrawal_before_or_after_a_replacement_in_its_journey_gives_one_version() -> None:
+    """A copy of another event of the journey replaced by one with a smaller digest (under the
+    same key) between the losing copy and its withdrawal: the stream withdraws after the
+    replacement, replay before it, and the journey's last record, version included, is the
+    same. The replacement counts in the version as a withdrawal does (`Journey.removed`); a
+    version grown by one there ended a version apart (docs/streaming.md, fortieth round)."""
+    for journey in ("j-b", None):
+        loser = event("x", T0, journey=journey, valence=-0.9)
+        copies_of_y = sorted((event("y", T0 + minutes * MIN, journey=journey, valence=0.2)
+                              for minutes in (5, 9)), key=content_digest, reverse=True)
+        held, replacing = copies_of_y  # the second has the smaller digest: it replaces
+        digest = content_digest(loser)
+        lasts: list[JourneyRecord] = []
+        for withdraw_after in (0, 1, 2):
+            tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
+            sequence: list[TouchpointEvent | None] = [loser, held, replacing]
+            sequence.insert(1 + withdraw_after, None)  # None: the withdrawal
+            watermark = T0
+            out: dict[str, JourneyRecord] = {}
+            for item in sequence:
+                if item is None:
+                    got, _ = tracker.withdraw(loser.journey_key, "x", digest, watermark)
+                else:
+                    watermark = max(watermark, item.occurred_ms)
+                    got, reason = tracker.apply(item, watermark)
+                    assert reason == (REPLACED if item is replacing else None)
+                for r in got:
+                    if r.journey_id not in out or r.version > out[r.journey_id].version:
+                        out[r.journey_id] = r
+            [last] = [r for r in out.values() if r.status != "superseded"]
+            assert last.events == 1 and last.end_event_id == "y"
+            assert last.ended_at == replacing.occurred_ms  # the replacing copy
+            lasts.append(last)
+        assert lasts[0] == lasts[1] == lasts[2], (journey, [r.version for r in lasts])
+
+
 def test_withdrawal_retracts_answers_and_negative_ends_from_the_loser_partition() -> None:
     win, lose = copies("j-a", "j-b", nps=(0, 1))
     closing = replace(lose, event_id="end", type="journey_end", survey=None,
