@@ -169,22 +169,20 @@ class EventClaims:
                 self.changed = False  # a redelivery
             return None
         reach = self.reach_ms
-        if reach is not None and abs(at_ms - kept_at) > reach:
-            # out of each other's reach: two events (module docstring); the newer is held
-            if at_ms > kept_at:
-                self._claims[event_id] = _claim(digest, key, partition, at, at_ms)
-            elif at != held_at:
-                self._claims[event_id] = _claim(held_digest, held_key, held[2], at, kept_at)
-            else:
-                self.changed = False
-            return None
-        if beats(digest, key, held_digest, held_key):
+        # out of each other's reach: two events, no withdrawal (module docstring), and the
+        # newer is the claim held; within it the digest decides which one is held
+        apart = reach is not None and abs(at_ms - kept_at) > reach
+        new_held = at_ms > kept_at if apart else beats(digest, key, held_digest, held_key)
+        if new_held:
             self._claims[event_id] = _claim(digest, key, partition, at, at_ms)
-            return Withdrawal(event_id, held_key, held[2], held_digest, False, key)
-        if at != held_at:
+        elif at != held_at:
             self._claims[event_id] = _claim(held_digest, held_key, held[2], at, kept_at)
         else:
             self.changed = False
+        if apart:
+            return None
+        if new_held:
+            return Withdrawal(event_id, held_key, held[2], held_digest, False, key)
         return Withdrawal(event_id, key, partition, digest, True, held_key)
 
     def snapshot_key(self, event_id: str) -> list[Any] | None:

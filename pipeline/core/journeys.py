@@ -353,6 +353,13 @@ class KeyState:
             del retired[journey_id]
         return bool(gone)
 
+    def withdrew(self, event_id: str, digest: int) -> bool:
+        """Whether the copy of `event_id` with `digest` was withdrawn from this key and is
+        still remembered (`withdrawn`)."""
+        withdrawn = self.withdrawn
+        was = None if withdrawn is None else withdrawn.get(event_id)
+        return was is not None and was[0] == digest
+
     def forget_withdrawn(self, before_ms: int) -> bool:
         """Forget copies withdrawn with an event time before `before_ms`; True when any went."""
         withdrawn = self.withdrawn
@@ -503,11 +510,9 @@ class JourneyTracker:
             own = state.journey
             holder = state.holder(eid)
             if holder is None:
-                withdrawn = state.withdrawn
-                if withdrawn is not None:
-                    was = withdrawn.get(eid)
-                    if was is not None and was[0] == digest:
-                        return DUPLICATE  # of a copy withdrawn: see KeyState.withdrawn
+                # (the attribute first: most keys never had a copy withdrawn)
+                if state.withdrawn is not None and state.withdrew(eid, digest):
+                    return DUPLICATE  # of a copy withdrawn: see KeyState.withdrawn
             else:
                 verdict, self.last_digest = _copy_verdict(holder.ids[eid], digest, event)
                 if verdict == DUPLICATE:
@@ -892,8 +897,7 @@ class JourneyTracker:
         """Whether the copy of `event_id` with `digest` was withdrawn from `key` and is
         remembered so (`KeyState.withdrawn`)."""
         state = self._keys.get(key)
-        gone = None if state is None or state.withdrawn is None else state.withdrawn.get(event_id)
-        return gone is not None and gone[0] == digest
+        return state is not None and state.withdrew(event_id, digest)
 
     def journeys_of(self, key: str) -> list[Journey]:
         """The journeys held for one key (for re-sending their current state after a restart)."""
