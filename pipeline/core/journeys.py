@@ -125,6 +125,16 @@ def _repeat(applied: int, digest: int) -> str:
     return CONFLICT if digest > applied else REPLACED
 
 
+
+def _by_reach(verdict: str, ms: int, held_at: int, reach: int) -> str:
+    """`verdict` on a copy at `ms` against the key's copy at `held_at`, unless the two are
+    further apart than the claims' reach: then the older copy stays (its results are final by
+    now; under two keys both copies stand: `EventClaims`). In a stream a copy that much older
+    than the held one is late and never gets here."""
+    if abs(ms - held_at) > reach:
+        return REPLACED if ms < held_at else CONFLICT
+    return verdict
+
 # The survey answers of an applied event, as the buckets counted them: (nps, ces on 1-7, csat).
 Answers = tuple[int | None, float | None, int | None]
 
@@ -312,10 +322,13 @@ class KeyState:
         self.retired: dict[str, tuple[int, int, dict[str, Any], int]] | None = None
         self.scheduled = FAR_MS  # earliest deadline of this key in the tracker's heap
         # event_id -> (content digest, event time) of the copies withdrawn from this key (their
-        # claim lost under another key): the same copy sent again is a duplicate of the
-        # withdrawn one, not a new copy to apply, claim and withdraw again (replay withdraws at
-        # once and saw it new; the stream, whose verdict comes later, saw it as a duplicate of
-        # the copy it still held). Forgotten with the retired ids. Made on the first withdrawal.
+        # claim lost under another key). A later copy of the id under this key is judged
+        # against the withdrawn one as against a held copy: the same content is a duplicate,
+        # other content a `conflict` unless it would have replaced it (the smaller digest), not
+        # a new copy to apply, claim and withdraw again. Replay withdraws at once; the stream,
+        # whose verdict comes later, often still holds the copy when the next one comes
+        # (docs/streaming.md, fortieth and forty-first rounds). Forgotten with the retired ids.
+        # Made on the first withdrawal.
         self.withdrawn: dict[str, tuple[int, int]] | None = None
 
     def all(self) -> tuple[Journey, ...]:
@@ -510,21 +523,24 @@ class JourneyTracker:
             own = state.journey
             holder = state.holder(eid)
             if holder is None:
-                # (the attribute first: most keys never had a copy withdrawn)
-                if state.withdrawn is not None and state.withdrew(eid, digest):
-                    return DUPLICATE  # of a copy withdrawn: see KeyState.withdrawn
+                withdrawn = state.withdrawn  # (most keys never had a copy withdrawn)
+                was = None if withdrawn is None else withdrawn.get(eid)
+                if was is not None:
+                    # A copy withdrawn from this key is still the key's copy of the id: the
+                    # same content is a duplicate of it, other content is judged against it
+                    # as against a held copy (see KeyState.withdrawn), so only a copy that
+                    # would have replaced it is applied
+                    verdict, self.last_digest = _copy_verdict(was[0], digest, event)
+                    if verdict != DUPLICATE:
+                        verdict = _by_reach(verdict, ms, was[1], self._copy_reach)
+                    if verdict != REPLACED:
+                        return verdict
             else:
                 verdict, self.last_digest = _copy_verdict(holder.ids[eid], digest, event)
                 if verdict == DUPLICATE:
                     return verdict
                 held = _held_entry(holder, eid)
-                held_at = held[MS]
-                if abs(ms - held_at) > self._copy_reach:
-                    # Out of the claims' reach: the older copy stays (its results are final
-                    # by now), a journey holds one copy of an id. (Under two keys both copies
-                    # stand: `EventClaims`.) In a stream a copy that much older than the held
-                    # one is late and never gets here.
-                    verdict = REPLACED if ms < held_at else CONFLICT
+                verdict = _by_reach(verdict, ms, held[MS], self._copy_reach)
                 if verdict != REPLACED:
                     return verdict
                 self._take_out(state, holder, held)
@@ -688,6 +704,11 @@ class JourneyTracker:
         self._mark_dirty(key)
         if holder.keyed_by == "journey_id":
             if holder.entries:
+                # a journey id's customer is its first event's (`apply_into`): the copy taken
+                # out may have been that event, whose customer stayed on the journey
+                first = holder.moments.first
+                assert first is not None  # narrowed, or compiled code indexes an untyped object
+                holder.customer_id = first[CUSTOMER_ID]
                 self._emit_at(holder, watermark_ms)
                 emitted.append(holder)
             else:

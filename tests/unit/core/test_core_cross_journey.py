@@ -239,6 +239,22 @@ def test_a_withdrawn_journey_id_takes_new_events_above_its_superseded_version() 
     assert restored.snapshot_key("j-b") == tracker.snapshot_key("j-b")
 
 
+
+def test_a_journey_id_whose_first_event_is_withdrawn_names_its_next_events_customer() -> None:
+    """A journey id's customer is its first event's; with that event withdrawn, the journey's
+    record names the customer of the first event left, as replay's does (which withdrew it
+    before the later event came: shrunk from a drawn stream, `bench.conflict_parity`,
+    2026-12-08; the record kept the withdrawn copy's customer before)."""
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
+    first = event("x", T0, journey="j-b", customer="c2")
+    tracker.apply(first, T0)
+    tracker.apply(event("y", T0 + MIN, journey="j-b", customer="c0"), T0 + MIN)
+    [record], held = tracker.withdraw("j-b", "x", content_digest(first), T0 + MIN)
+    assert held and record.events == 1 and record.customer_id == "c0"
+    replay = JourneyTracker(JourneyConfig(), SCORING_RULES)
+    [only], _ = replay.apply(event("y", T0 + MIN, journey="j-b", customer="c0"), T0 + MIN)
+    assert only.customer_id == record.customer_id
+
 def test_a_withdrawn_customer_journey_takes_new_events_above_its_superseded_version() -> None:
     """A customer's only session emptied by a withdrawal is superseded; a later event starting
     at the same instant makes a session of the very same id. Its versions must continue above
@@ -332,3 +348,29 @@ def test_a_withdrawn_copy_sent_again_is_a_duplicate_in_any_order_of_the_verdict(
         assert verdicts[2:] == [DUPLICATE, DUPLICATE], keys
         assert many == once  # versions included
         assert sum(n for n, _ in nps.values()) == 1
+
+
+def test_another_copy_under_the_key_of_a_withdrawn_one_is_judged_against_it() -> None:
+    """After the losing copy's withdrawal its key still judges new copies of the id against it
+    (`KeyState.withdrawn`), as the stream's stage one does while the verdict is on its way: a
+    copy with a larger digest is a `conflict` there and changes nothing (no journey applied,
+    claimed and withdrawn again, which the stream never had); a smaller one is applied and
+    claimed as a copy of its own."""
+    won = 0
+    for keys in (("j-a", None), (None, "j-b"), ("j-a", "j-b")):
+        win, lose = copies(*keys)
+        once, _, _ = run([lose, win])
+        third = {content_digest(c): c for c in (
+            event("x", lose.occurred_ms, journey=lose.journey_id, type="survey",
+                  survey=Survey(nps=n)) for n in range(11))}
+        larger = third[min(d for d in third if d > content_digest(lose))]
+        after, nps, verdicts = run([lose, win, larger])
+        assert verdicts[2] == CONFLICT and after == once, keys
+        assert sum(n for n, _ in nps.values()) == 1
+        smaller = min(third)
+        if smaller < content_digest(win):  # it wins the claims now
+            after, nps, verdicts = run([lose, win, third[smaller]])
+            assert verdicts[2] == REPLACED, keys
+            assert sum(n for n, _ in nps.values()) == 1
+            won += 1
+    assert won  # the digests give one such copy (under "j-a")

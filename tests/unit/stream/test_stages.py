@@ -17,7 +17,7 @@ from jobs.generate import GeneratorConfig, generate_records
 from pipeline.contract import Rejected, parse_event
 from pipeline.core.config import CoreConfig
 from pipeline.core.engine import ExperienceEngine
-from pipeline.core.event import TouchpointEvent
+from pipeline.core.event import TouchpointEvent, content_digest
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import JourneyRecord, MetricRecord
 from pipeline.scoring_rules import load_scoring_rules
@@ -368,7 +368,9 @@ def test_a_withdrawn_copy_sent_again_is_a_duplicate_that_sends_nothing() -> None
     """The copy that lost its claim, sent again under its key after the withdrawal: a duplicate
     of the withdrawn copy (as replay, which withdrew it at once, now judges it too), not a new
     copy to apply, claim and withdraw again; nothing is sent again for it (its answer was
-    retracted). Remembered across a restore; another content under the key is a new copy."""
+    retracted). Remembered across a restore; another content under the key is judged against
+    the withdrawn copy as against a held one: a `conflict` unless its digest is the smaller,
+    then a copy of its own, applied and claimed."""
     def survey(nps: int, minute: int = 0) -> TouchpointEvent:
         return parse_event(json.dumps({
             "schema_version": 1, "event_id": "s1", "producer": "t", "customer_id": "c1",
@@ -386,8 +388,12 @@ def test_a_withdrawn_copy_sent_again_is_a_duplicate_that_sends_nothing() -> None
     restored = PartitionProcessor(0, CoreConfig(), SCORING_RULES)
     restored.restore_keys(proc.dirty_state(), proc.watermark)
     assert restored.process(survey(3)).duplicate
-    other = restored.process(survey(4))  # other content: a copy of its own, claimed
-    assert not other.duplicate and other.claim is not None and other.contributions
+    others = {content_digest(survey(n)): n for n in range(11) if n != 3}
+    loses = restored.process(survey(others[min(d for d in others if d > digest)]))
+    assert (loses.reject, loses.claim, loses.contributions) == ("conflict", None, [])
+    wins = restored.process(survey(others[max(d for d in others if d < digest)]))
+    assert not wins.duplicate and wins.reject is None
+    assert wins.claim is not None and wins.contributions
 
 
 def test_coalesce_keeps_the_latest_record_per_journey() -> None:

@@ -176,3 +176,58 @@ def test_a_copy_sent_after_its_claim_was_forgotten_counts_as_in_replay_in_any_ba
             sim = SimulatedStream(CONFIG, partitions, batch).run(data)
             assert_same(sim, *engine_results(data, partitions, CONFIG))
             assert sim.journeys["j1"].events == 2, (partitions, batch)  # e25 and e1 both count
+
+
+def test_a_copy_under_a_key_whose_copy_was_withdrawn_is_judged_against_it_in_any_batch() -> None:
+    """Shrunk from a drawn stream (`bench.conflict_parity`, 2026-12-08): `e0` under journey id
+    `j0` (it wins the claims), then under the customer at 00:00:02.250, then under the customer
+    again at 00:00:00.170 with other content (a larger digest than the 02.250 copy's). Replay
+    withdrew the 02.250 copy at once and then met the third copy as new: applied, claimed and
+    withdrawn, a superseded journey `c0@...00.170Z` that the stream never had, since its stage
+    one still held the 02.250 copy when the third came and judged it a `conflict` there. Now a
+    copy withdrawn from a key is judged against as a held one (`KeyState.withdrawn`)."""
+    def event(at: str, journey: str | None = None, region: str | None = None) -> bytes:
+        fields: dict[str, Any] = {
+            "channel": "phone", "customer_id": "c0", "event_id": "e0",
+            "occurred_at": f"2026-01-01T00:00:{at}Z", "producer": "0", "schema_version": 1,
+            "stage": "use", "touchpoint": "0", "type": "interaction"}
+        if journey is not None:
+            fields["journey_id"] = journey
+        if region is not None:
+            fields["attributes"] = {"region": region}
+        return orjson.dumps(fields)
+
+    data = [event("03.068", "j0"), event("02.250"), event("00.170", region="north")]
+    for partitions in (1, 2):
+        for batch in (1, 2, 3):
+            sim = SimulatedStream(CONFIG, partitions, batch).run(data)
+            assert_same(sim, *engine_results(data, partitions, CONFIG))
+            assert sorted(sim.journeys) == ["c0@2026-01-01T00:00:02.250Z", "j0"], (partitions,
+                                                                                  batch)
+            assert sim.journeys["j0"].events == 1
+
+
+def test_a_journey_ids_first_event_withdrawn_after_its_next_leaves_the_next_ones_customer() -> None:
+    """Shrunk from a drawn stream (`bench.conflict_parity`, 2026-12-08): `e5` under customer
+    `c0`, then under journey `j2` of customer `c2` (it loses the claims), then `e1` under `j2`
+    of customer `c0`. Replay withdrew `j2`'s copy before `e1` came, so `j2` was `e1`'s, of
+    `c0`; the stream's withdrawal came after `e1` and left `j2` naming `c2`."""
+    def event(event_id: str, at: str, customer: str, journey: str | None = None,
+              region: str | None = None) -> bytes:
+        fields: dict[str, Any] = {
+            "channel": "chat", "customer_id": customer, "event_id": event_id,
+            "occurred_at": f"2026-01-01T{at}Z", "producer": "A", "schema_version": 1,
+            "stage": "purchase", "touchpoint": "t", "type": "journey_end"}
+        if journey is not None:
+            fields["journey_id"] = journey
+        if region is not None:
+            fields["attributes"] = {"region": region}
+        return orjson.dumps(fields)
+
+    data = [event("e5", "04:06:00.314", "c0"), event("e5", "01:30:28.928", "c2", "j2", "north"),
+            event("e1", "10:51:00.283", "c0", "j2")]
+    for partitions in (1, 2):
+        for batch in (1, 2, 3):
+            sim = SimulatedStream(CONFIG, partitions, batch).run(data)
+            assert_same(sim, *engine_results(data, partitions, CONFIG))
+            assert sim.journeys["j2"].customer_id == "c0", (partitions, batch)
