@@ -210,12 +210,16 @@ def main() -> None:
               f"{' with other events' if args.others else ''}: {differ} differ")
         return
     args.seed = 12345 if args.seed is None else args.seed
+    drawn_now = args.streams is None or not args.streams.exists()
+
     def make() -> list[Stream]:
         return draw(args.examples, args.seed, not args.within_keys)
     found = count(make() if args.streams is None else saved(args.streams, make))
     streams = found.pop("streams")
+    # a file drawn before holds the streams of whatever seed drew it, not this run's --seed
+    source = f"seed {args.seed}" if drawn_now else f"kept in {args.streams}"
     print(f"{streams} streams ({'within' if args.within_keys else 'across'} journey keys, "
-          f"seed {args.seed}):",
+          f"{source}):",
           ", ".join(f"{what} {n}" for what, n in sorted(found.items())) or "no difference")
 
 
