@@ -45,6 +45,7 @@ def main() -> int:
     from bench.bench_core import forget_digests
     from jobs.generate import GeneratorConfig, generate_events
     from pipeline.contract.parser import parse_dict
+    from pipeline.core.claims import claims_partition
     from pipeline.core.config import CoreConfig
     from pipeline.core.event import content_digest
     from pipeline.core.gcpolicy import STREAM_THRESHOLDS, tune_gc
@@ -53,7 +54,6 @@ def main() -> int:
     from pipeline.stream.claims import (
         ClaimsStage,
         claim_item,
-        claims_partition,
         decode_claims,
         encode_claims,
     )

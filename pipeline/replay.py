@@ -115,7 +115,8 @@ class Replay:
                  privacy: PersonalData | None = None,
                  followup_rules: FollowupRules | None = None) -> None:
         self.engine = ExperienceEngine(
-            config, load_scoring_rules(config.journeys.scoring_rules_path))
+            config, load_scoring_rules(config.journeys.scoring_rules_path),
+            claims_partitions=partitions)  # the claims as the stream's claims stage: by partition
         self.clock = config.clock
         self.privacy = privacy or PersonalData()
         self.partitions = partitions

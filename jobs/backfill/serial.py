@@ -80,7 +80,8 @@ class Backfill:
         with _collector_paused():
             self.engine = ExperienceEngine(
                 config, load_scoring_rules(config.journeys.scoring_rules_path),
-                resume=None if resume is None else resume["engine"])
+                resume=None if resume is None else resume["engine"],
+                claims_partitions=options.partitions)  # as replay and the stream
         self.personal = options.personal_data()
         self.partitions = options.partitions
         self.max_bytes = options.max_bytes

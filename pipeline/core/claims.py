@@ -52,9 +52,21 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 from typing import Any, Final, NamedTuple, cast
+from zlib import crc32
 
 from pipeline.core.clock import NEVER_MS
 
+
+def claims_partition(event_id: str, partitions: int) -> int:
+    """The claims partition of an event_id (any stable hash: only the claims read it). The
+    stream's claims stage runs one `EventClaims` per partition of `<app>-claims`, and replay's
+    engine one per claims partition too (`ExperienceEngine`'s `claims_partitions`), so both
+    forget a claim by the journey partitions its claims partition has heard from.
+
+    >>> claims_partition("evt-1", 4) == claims_partition("evt-1", 4) < 4
+    True
+    """
+    return crc32(event_id.encode("utf-8", "surrogatepass")) % partitions
 
 class Claim(NamedTuple):
     """The copy of an event_id kept so far. Held as a plain tuple (`_claim`) and read by

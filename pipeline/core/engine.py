@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.core.buckets import SurveyBuckets
-from pipeline.core.claims import EventClaims, Withdrawal, claims_reach
+from pipeline.core.claims import EventClaims, Withdrawal, claims_partition, claims_reach
 from pipeline.core.clock import FAR_MS, FUTURE, NEVER_MS
 from pipeline.core.config import CoreConfig
 from pipeline.core.drops import DropDetector
@@ -66,10 +66,13 @@ class ExperienceEngine:
     """Journeys, survey buckets, negative-end and drop detection over partitioned input."""
 
     def __init__(self, config: CoreConfig, rules: ScoringRules, *,
-                 resume: dict[str, Any] | None = None) -> None:
+                 resume: dict[str, Any] | None = None, claims_partitions: int = 1) -> None:
         """`rules`: loaded by the caller (`pipeline.scoring_rules`; the core reads no file).
         `resume`: a `snapshot()` to continue from (the same config and rules: they are not
-        part of it)."""
+        part of it; its claims partitions are kept). `claims_partitions`: judge the claims of
+        event ids in that many parts, as the stream's claims stage runs one per partition of
+        `<app>-claims` (replay passes its partition count): each part forgets its claims by
+        the journey partitions it has heard from, as that stage does."""
         self.config = config
         self.rules = rules
         self.bucket_ms = self.config.windows.bucket_ms
@@ -83,8 +86,12 @@ class ExperienceEngine:
         # When a list: every negative-end delta applied, as (partition, delta) (for tests and
         # tools that need stage one's contributions; compiled classes cannot be patched).
         self.end_delta_log: list[tuple[int, EndDelta]] | None = None
-        # One event_id, one journey: copies under other journey keys (pipeline.core.claims).
-        self.claims = EventClaims(reach_ms=self._claims_reach())
+        # One event_id, one journey: copies under other journey keys (pipeline.core.claims),
+        # by claims partition (`claims_of`)
+        if claims_partitions < 1:
+            raise ValueError(f"claims_partitions: {claims_partitions}, not a positive count")
+        self.claims_parts = [EventClaims(reach_ms=self._claims_reach())
+                             for _ in range(claims_partitions)]
         # True when the last verdict came from the claims (a copy under another journey key):
         # the stream's journey stage had applied that copy, as this engine did before the
         # claim withdrew it (replay feeds the follow-up stage the same way)
@@ -104,7 +111,9 @@ class ExperienceEngine:
                             "buckets": self.buckets[p].snapshot()}
                            for p in sorted(self.trackers)],
             "detector": self.detector.snapshot(),
-            "claims": self.claims.snapshot(),
+            # one part: as before claims were partitioned (snapshots written then resume)
+            "claims": (self.claims_parts[0].snapshot() if len(self.claims_parts) == 1
+                       else [part.snapshot() for part in self.claims_parts]),
         }
 
     def _resume(self, snapshot: dict[str, Any]) -> None:
@@ -117,7 +126,14 @@ class ExperienceEngine:
         self.detector = DropDetector(self.config.drops, self.bucket_ms,
                                      self.config.windows.rolling_ms,
                                      resume=snapshot["detector"])
-        self.claims = EventClaims(resume=snapshot["claims"], reach_ms=self._claims_reach())
+        claims = snapshot["claims"]
+        self.claims_parts = [EventClaims(resume=part, reach_ms=self._claims_reach())
+                             for part in (claims if isinstance(claims, list) else [claims])]
+
+    def claims_of(self, event_id: str) -> EventClaims:
+        """The claims of `event_id`'s claims partition."""
+        parts = self.claims_parts
+        return parts[0] if len(parts) == 1 else parts[claims_partition(event_id, len(parts))]
 
     def _claims_reach(self) -> int:
         return claims_reach(self.config.windows.allowed_lateness_ms, self.bucket_ms)
@@ -154,9 +170,10 @@ class ExperienceEngine:
                     buckets.retract(retraction)
             buckets.add_event(event)
             self._apply_ends(partition, tracker, buckets)
-            withdrawal = self.claims.claim(event.event_id, tracker.last_digest,
-                                           event.journey_key, partition, event.occurred_ms)
-            self.claims.advance(partition, watermark)  # judged, then forget: as the stream
+            claims = self.claims_of(event.event_id)
+            withdrawal = claims.claim(event.event_id, tracker.last_digest,
+                                      event.journey_key, partition, event.occurred_ms)
+            claims.advance(partition, watermark)  # judged, then forget: as the stream
             self.cross_journey = withdrawal is not None
             if withdrawal is not None:
                 withdrawn: list[Journey] = []
@@ -198,7 +215,6 @@ class ExperienceEngine:
         watermarks = self.watermarks
         width = self.bucket_ms
         pending = tracker.pending_end_deltas
-        claims = self.claims
         journeys: list[Journey] = []
         reasons: list[str | None] = []
         out = Emitted()
@@ -221,6 +237,7 @@ class ExperienceEngine:
                 if pending:
                     self._apply_ends(partition, tracker, buckets)
                     pending = tracker.pending_end_deltas
+                claims = self.claims_of(event.event_id)
                 withdrawal = claims.claim(event.event_id, tracker.last_digest,
                                           event.journey_key, partition, event.occurred_ms)
                 claims.advance(partition, watermark)

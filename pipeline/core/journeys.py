@@ -617,11 +617,19 @@ class JourneyTracker:
             # copy that left.
             changed.append(left)
         if superseded:
+            # the session the replaced copy left, if that emptied it: superseded at the version
+            # of no events, as a withdrawal of the copy supersedes it (replay withdraws a copy
+            # before the stream's stage one sees the next one replace it)
+            emptied = left if left is not None and not left.entries else None
             for gone in superseded:
-                self._emit(gone, "superseded", "")
+                if gone is emptied:
+                    self._supersede_emptied(state, gone, gone.moments)  # retired there
+                else:
+                    self._emit(gone, "superseded", "")
                 emitted.append(gone)
             for gone in superseded:
-                state.retire(gone, self.record(gone).to_dict())
+                if gone is not emptied:
+                    state.retire(gone, self.record(gone).to_dict())
         for journey in changed:
             self._emit_at(journey, watermark_ms)
             emitted.append(journey)

@@ -24,6 +24,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
 from pipeline.contract.dead_letters import UNREADABLE_REASON, DeadLetter
+from pipeline.core.claims import claims_partition
 from pipeline.core.config import CoreConfig
 from pipeline.core.followups import FollowupRules
 from pipeline.core.scoring import ScoringRules
@@ -44,7 +45,7 @@ from pipeline.stream.batches import (
     decode_withdrawals,
     encode_withdrawals,
 )
-from pipeline.stream.claims import ClaimsStage, claim_item, claims_partition, decode_claims
+from pipeline.stream.claims import ClaimsStage, claim_item, decode_claims
 from pipeline.stream.flush import OutputFlusher
 from pipeline.stream.followups import FollowupStage, event_input
 from pipeline.stream.followups import read as read_followup_inputs

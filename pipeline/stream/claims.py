@@ -5,13 +5,13 @@ of one event_id under two journey keys (two journey ids, or a journey id and non
 partitions and no journey partition sees both. Stage one therefore *claims* every copy it
 applies: a claim (event_id, journey key, journey partition, content digest, event time, that
 partition's stream time, and where the copy came from) goes to the internal topic
-`<app>-claims` on the partition of its event_id (`claims_partition`), in one record per target
-partition and flush. This stage keeps the winning copy of each event_id (`EventClaims`: the
-smallest content digest, the same rule as within a journey and as replay, except that two
-copies further apart in event time than the lateness are two events) while a copy could
-still be applied, and for every copy that loses sends a *withdrawal* back to the loser's
-journey partition, on the journey-events topic itself (so the partition's owner applies it in
-order with the events: `batches.encode_withdrawals`), and makes the copy whose claim came
+`<app>-claims` on the partition of its event_id (`pipeline.core.claims.claims_partition`), in
+one record per target partition and flush. This stage keeps the winning copy of each event_id
+(`EventClaims`: the smallest content digest, the same rule as within a journey and as replay,
+except that two copies further apart in event time than the lateness are two events) while a
+copy could still be applied, and for every copy that loses sends a *withdrawal* back to the
+loser's journey partition, on the journey-events topic itself (so the partition's owner applies
+it in order with the events: `batches.encode_withdrawals`), and makes the copy whose claim came
 second a `conflict` dead letter. Stage one takes a withdrawn copy out of its journey exactly as
 the `replaced` path does (`PartitionProcessor.withdraw`).
 
@@ -47,7 +47,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from zlib import crc32
 
 import orjson
 
@@ -64,14 +63,6 @@ WATERMARKS_KEY = "__watermarks__"
 FORGOTTEN_KEY = "__forgotten_before__"  # the claims horizon reached: every claim before it went
 NEVER = NEVER_MS  # a claims partition that has seen no claim
 
-
-def claims_partition(event_id: str, partitions: int) -> int:
-    """The claims partition of an event_id (any stable hash: only this stage reads it).
-
-    >>> claims_partition("evt-1", 4) == claims_partition("evt-1", 4) < 4
-    True
-    """
-    return crc32(event_id.encode("utf-8", "surrogatepass")) % partitions
 
 
 def claim_item(event_id: str, key: str, digest: int, partition: int, at_ms: int,

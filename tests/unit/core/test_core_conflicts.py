@@ -221,3 +221,26 @@ def test_a_copy_that_replaces_one_in_another_session_takes_it_out_of_that_sessio
     ends = {c[1]["s"]: c[1]["c"] for c in out.contributions
             if c[1]["t"] == "e" and c[1]["j"] == session.journey_id}
     assert ends["all"] == [second.occurred_ms - second.occurred_ms % bucket, True]
+
+
+def test_a_session_emptied_by_a_replacing_copy_is_superseded_at_the_version_of_a_withdrawal(
+) -> None:
+    """A copy with a smaller digest, in another session of the customer than the copy it
+    replaces, empties that copy's session: superseded at the version of no events (with the
+    copy counted as removed), the version a withdrawal of the copy gives it, so a stream that
+    replaced the copy before a withdrawal came ends where replay, which withdrew first, ends."""
+    hours = 60 * MIN
+    replacing = min((event("x", T0 + 3 * hours, valence=v / 10) for v in range(10)),
+                    key=content_digest)
+    held = next(c for c in (event("x", T0, valence=v / 10) for v in range(10))
+                if content_digest(c) > content_digest(replacing))  # three hours before
+    tracker = JourneyTracker(JourneyConfig(), SCORING_RULES)
+    tracker.apply(held, T0)
+    records, verdict = tracker.apply(replacing, T0 + 3 * hours)
+    assert verdict == REPLACED
+    [emptied] = [r for r in records if r.status == "superseded"]
+    withdrawn = JourneyTracker(JourneyConfig(), SCORING_RULES)
+    withdrawn.apply(held, T0)
+    [superseded], _ = withdrawn.withdraw(held.journey_key, "x", content_digest(held), T0)
+    assert emptied.journey_id == superseded.journey_id
+    assert emptied.version == superseded.version == 4 * (0 + 2 * 1) + 2

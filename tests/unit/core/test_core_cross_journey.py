@@ -374,3 +374,37 @@ def test_another_copy_under_the_key_of_a_withdrawn_one_is_judged_against_it() ->
             assert sum(n for n, _ in nps.values()) == 1
             won += 1
     assert won  # the digests give one such copy (under "j-a")
+
+
+def test_claims_by_claims_partition_forget_by_the_partitions_each_has_heard() -> None:
+    """`claims_partitions`: the engine judges the claims of each claims partition apart, as the
+    stream's claims stage does. A claims partition that has heard only from a journey partition
+    a day and more ahead forgets an older claim from another partition at once, so a copy under
+    a third key within the lateness of it counts too; with one part (which had heard the slow
+    partition through another event's claim) the claim is held and the copy withdrawn."""
+    from pipeline.core.claims import claims_partition
+
+    day = 24 * 60 * MIN
+    ids = [f"x{i}" for i in range(40)]
+    # `ahead` and `copied` share a claims partition; `slow`'s is another
+    slow = next(i for i in ids if claims_partition(i, 4) != claims_partition("x0", 4))
+    ahead = next(i for i in ids[1:] if claims_partition(i, 4) == claims_partition("x0", 4))
+    keys = {p: next(k for k in (f"k{n}" for n in range(99)) if partition_for(k, 4) == p)
+            for p in range(4)}
+    stream = [event(slow, T0, journey=keys[0]), event(ahead, T0 + day + 5 * 60 * MIN,
+                                                      journey=keys[2]),
+              event("x0", T0 + 2 * 60 * MIN, journey=keys[1]),
+              event("x0", T0 - 8 * 60 * MIN, journey=keys[3], valence=0.9)]
+    verdicts = {}
+    for parts in (1, 4):
+        engine = ExperienceEngine(CoreConfig(), SCORING_RULES, claims_partitions=parts)
+        verdicts[parts] = [engine.process(e, partition_for(e.journey_key, 4))[1] for e in stream]
+        assert len(engine.claims_parts) == parts
+    assert verdicts[4] == [None] * 4  # two events: nothing withdrawn
+    assert verdicts[1][:3] == [None] * 3 and verdicts[1][3] in (CONFLICT, REPLACED)
+    try:
+        ExperienceEngine(CoreConfig(), SCORING_RULES, claims_partitions=0)
+    except ValueError as exc:
+        assert "claims_partitions" in str(exc)
+    else:
+        raise AssertionError("0 claims partitions accepted")

@@ -156,9 +156,12 @@ def test_engine_resumes_whole_from_its_snapshot(events: list[TouchpointEvent],
             ops.append(lambda e, evs=batch, p=partition: e.process_many(evs, p))
     ops.append(lambda e: e.finish())
     cut = data.draw(st.integers(0, len(ops)))
+    parts = data.draw(st.sampled_from([1, 3]))  # the claims in one part, or by claims partition
 
     def make(snapshot: Any) -> ExperienceEngine:
-        return ExperienceEngine(config, RULES_V1, resume=snapshot)
+        if snapshot is None:
+            return ExperienceEngine(config, RULES_V1, claims_partitions=parts)
+        return ExperienceEngine(config, RULES_V1, resume=snapshot)  # its claims' parts with it
 
     check_resume(make, ops, cut)
 

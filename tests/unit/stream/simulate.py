@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.contract import Rejected, parse_event
+from pipeline.core.claims import claims_partition
 from pipeline.core.config import CoreConfig
 from pipeline.core.partitioner import partition_for
 from pipeline.core.records import AlertRecord, JourneyRecord, MetricRecord
@@ -20,7 +21,6 @@ from pipeline.stream import messages
 from pipeline.stream.claims import (
     ClaimsStage,
     claim_item,
-    claims_partition,
     decode_claims,
     encode_claims,
 )

@@ -52,7 +52,7 @@ def engine_run(data: list[bytes], partitions: int, config: CoreConfig
                ) -> Iterator[tuple[Any, str | None]]:
     """Every valid line of `data` through one `ExperienceEngine`, as replay runs them: what
     each emitted and its verdict, then what `finish` emits (verdict None)."""
-    engine = ExperienceEngine(config, SCORING_RULES)
+    engine = ExperienceEngine(config, SCORING_RULES, claims_partitions=partitions)
     for line in data:
         try:
             event = parse_event(line)
@@ -534,7 +534,7 @@ def test_copies_under_other_journey_keys_count_once_as_in_the_engine(batch: int)
     engine's, with one conflict per copy withdrawn."""
     config = Settings.from_env({}).core_config()
     data = with_copies_under_other_keys(lines(7, events=3000), 7)
-    engine = ExperienceEngine(config, SCORING_RULES)
+    engine = ExperienceEngine(config, SCORING_RULES, claims_partitions=3)
     conflicts = 0
     for line in data:
         if _parses(line):

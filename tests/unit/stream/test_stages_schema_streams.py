@@ -231,3 +231,52 @@ def test_a_journey_ids_first_event_withdrawn_after_its_next_leaves_the_next_ones
             sim = SimulatedStream(CONFIG, partitions, batch).run(data)
             assert_same(sim, *engine_results(data, partitions, CONFIG))
             assert sim.journeys["j2"].customer_id == "c0", (partitions, batch)
+
+
+def test_a_claims_partition_that_heard_one_partition_ahead_forgets_as_in_replay() -> None:
+    """Shrunk from a drawn stream (`bench.conflict_parity`, 2026-12-08; 4 partitions: `j1` on
+    0, `c2` on 1, `c0` on 2, `j2` on 3). `e11` and `e13` share a claims partition, which first
+    hears from partition 2 (`e11`, a day and more ahead), so it forgets `e13`'s claim under `c2`
+    at once, and `e13` under `j2` ten hours earlier counts too: two events. Replay's engine
+    held one horizon over every partition (it had heard partition 0 at `e14`), kept the claim and
+    withdrew the `c2` copy. Now it judges the claims by claims partition, as the stream."""
+    def event(event_id: str, day: int, at: str, customer: str, journey: str | None = None
+              ) -> bytes:
+        fields: dict[str, Any] = {
+            "channel": "web", "customer_id": customer, "event_id": event_id,
+            "occurred_at": f"2026-01-{day:02d}T{at}Z", "producer": "p", "schema_version": 1,
+            "stage": "use", "touchpoint": "t", "type": "interaction"}
+        if journey is not None:
+            fields["journey_id"] = journey
+        return orjson.dumps(fields)
+
+    data = [event("e14", 1, "13:53:00.630", "c2", "j1"), event("e11", 2, "19:04:00.662", "c0"),
+            event("e13", 1, "16:06:16.970", "c2"), event("e13", 1, "06:15:00.976", "c0", "j2")]
+    for batch in (1, 2, 4):
+        sim = SimulatedStream(CONFIG, 4, batch).run(data)
+        assert_same(sim, *engine_results(data, 4, CONFIG))
+        assert sim.journeys["c2@2026-01-01T16:06:16.970Z"].status == "open", batch
+        assert sim.journeys["j2"].events == 1
+
+
+def test_a_session_emptied_by_a_replacing_copy_is_superseded_as_by_a_withdrawal() -> None:
+    """Shrunk from a drawn stream (`bench.conflict_parity`, 2026-12-08): `e5` under customer
+    `c0` (the smallest digest: it wins the claims), under `c1` at 02:26, and under `c1` again at
+    05:41 (a digest between the two, so it replaces the 02:26 copy under `c1`, in a session of
+    its own). Replay withdrew the 02:26 copy at once: its session superseded at the version of
+    no events. The stream's stage one had the 05:41 copy replace it first, and superseded the
+    emptied session at the version of one event. Now both supersede it as a withdrawal does."""
+    def event(customer: str, at: str, valence: float) -> bytes:
+        return orjson.dumps({
+            "channel": "store", "customer_id": customer, "event_id": "e5",
+            "occurred_at": f"2026-01-01T{at}Z", "producer": "p", "schema_version": 1,
+            "stage": "use", "touchpoint": "t", "type": "interaction", "valence": valence})
+
+    data = [event("c0", "07:47:33.362", 0.1), event("c1", "02:26:01.722", 0.2),
+            event("c1", "05:41:07.948", 0.4)]
+    for partitions in (1, 2):
+        for batch in (1, 3):
+            sim = SimulatedStream(CONFIG, partitions, batch).run(data)
+            assert_same(sim, *engine_results(data, partitions, CONFIG))
+            emptied = sim.journeys["c1@2026-01-01T02:26:01.722Z"]
+            assert (emptied.status, emptied.version) == ("superseded", 10), (partitions, batch)
