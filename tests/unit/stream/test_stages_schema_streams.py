@@ -43,6 +43,21 @@ CONFIG = Settings.from_env({"PEAKEND_SEGMENT_ATTRIBUTES": "region"}).core_config
 EVENTS = schema_events()  # built once: hypothesis-jsonschema canonicalises the schema per call
 
 
+def shrunk(event_id: str, occurred_at: str, customer: str = "c0", journey: str | None = None,
+           region: str | None = None, **fields: Any) -> bytes:
+    """One line of the shrunk streams below: an interaction on the web, unless `fields` say
+    otherwise (a stream's digests, so which copy wins, depend on every field of its lines)."""
+    body: dict[str, Any] = {
+        "channel": "web", "customer_id": customer, "event_id": event_id,
+        "occurred_at": occurred_at, "producer": "p", "schema_version": 1, "stage": "use",
+        "touchpoint": "t", "type": "interaction", **fields}
+    if journey is not None:
+        body["journey_id"] = journey
+    if region is not None:
+        body["attributes"] = {"region": region}
+    return orjson.dumps(body)
+
+
 @st.composite
 def colliding_streams(draw: st.DrawFn, across_keys: bool = False) -> list[bytes]:
     """Streams of drawn events that collide (module docstring). `across_keys`: an event id may
@@ -130,13 +145,8 @@ def test_a_copy_that_replaces_one_of_another_session_before_its_withdrawal_is_ex
     digest) before the withdrawal came, and the session it left was never emitted again: its
     record and its negative end kept the copy (pipeline/core/journeys.py, `apply_into`)."""
     def event(event_id: str, at: str, journey: str | None = None) -> bytes:
-        fields: dict[str, Any] = {
-            "channel": "app", "customer_id": "c0", "event_id": event_id,
-            "occurred_at": f"2026-01-01T{at}Z", "producer": "00000", "schema_version": 1,
-            "stage": "use", "touchpoint": "0", "type": "interaction"}
-        if journey is not None:
-            fields["journey_id"] = journey
-        return orjson.dumps(fields)
+        return shrunk(event_id, f"2026-01-01T{at}Z", "c0", journey, channel="app",
+                      producer="00000", touchpoint="0")
 
     data = [event("e2", "00:00:00.000", "j0"), event("e0", "17:31:00.001"),
             event("e1", "16:31:00.000"), event("e2", "17:01:00.000"),
@@ -160,14 +170,8 @@ def test_a_copy_sent_after_its_claim_was_forgotten_counts_as_in_replay_in_any_ba
     batch, not the input, decided. Now it forgets after every claim (`EventClaims.advance`)."""
     def event(event_id: str, day: int, at: str, customer: str, journey: str | None = None
               ) -> bytes:
-        fields: dict[str, Any] = {
-            "channel": "web", "customer_id": customer, "event_id": event_id,
-            "occurred_at": f"2026-01-{day:02d}T{at}Z", "producer": "p", "schema_version": 1,
-            "stage": "use", "touchpoint": "t", "type": "outcome", "outcome": "churn",
-            "survey": {"nps": 2}}
-        if journey is not None:
-            fields["journey_id"] = journey
-        return orjson.dumps(fields)
+        return shrunk(event_id, f"2026-01-{day:02d}T{at}Z", customer, journey, type="outcome",
+                      outcome="churn", survey={"nps": 2})
 
     data = [event("e1", 1, "11:47:29.456", "c0"), event("e25", 3, "01:24:00.448", "c0", "j1"),
             event("e1", 10, "14:07:07.189", "c2", "j1")]
@@ -187,15 +191,8 @@ def test_a_copy_under_a_key_whose_copy_was_withdrawn_is_judged_against_it_in_any
     one still held the 02.250 copy when the third came and judged it a `conflict` there. Now a
     copy withdrawn from a key is judged against as a held one (`KeyState.withdrawn`)."""
     def event(at: str, journey: str | None = None, region: str | None = None) -> bytes:
-        fields: dict[str, Any] = {
-            "channel": "phone", "customer_id": "c0", "event_id": "e0",
-            "occurred_at": f"2026-01-01T00:00:{at}Z", "producer": "0", "schema_version": 1,
-            "stage": "use", "touchpoint": "0", "type": "interaction"}
-        if journey is not None:
-            fields["journey_id"] = journey
-        if region is not None:
-            fields["attributes"] = {"region": region}
-        return orjson.dumps(fields)
+        return shrunk("e0", f"2026-01-01T00:00:{at}Z", "c0", journey, region, channel="phone",
+                      producer="0", touchpoint="0")
 
     data = [event("03.068", "j0"), event("02.250"), event("00.170", region="north")]
     for partitions in (1, 2):
@@ -214,15 +211,8 @@ def test_a_journey_ids_first_event_withdrawn_after_its_next_leaves_the_next_ones
     `c0`; the stream's withdrawal came after `e1` and left `j2` naming `c2`."""
     def event(event_id: str, at: str, customer: str, journey: str | None = None,
               region: str | None = None) -> bytes:
-        fields: dict[str, Any] = {
-            "channel": "chat", "customer_id": customer, "event_id": event_id,
-            "occurred_at": f"2026-01-01T{at}Z", "producer": "A", "schema_version": 1,
-            "stage": "purchase", "touchpoint": "t", "type": "journey_end"}
-        if journey is not None:
-            fields["journey_id"] = journey
-        if region is not None:
-            fields["attributes"] = {"region": region}
-        return orjson.dumps(fields)
+        return shrunk(event_id, f"2026-01-01T{at}Z", customer, journey, region, channel="chat",
+                      producer="A", stage="purchase", type="journey_end")
 
     data = [event("e5", "04:06:00.314", "c0"), event("e5", "01:30:28.928", "c2", "j2", "north"),
             event("e1", "10:51:00.283", "c0", "j2")]
@@ -242,13 +232,7 @@ def test_a_claims_partition_that_heard_one_partition_ahead_forgets_as_in_replay(
     withdrew the `c2` copy. Now it judges the claims by claims partition, as the stream."""
     def event(event_id: str, day: int, at: str, customer: str, journey: str | None = None
               ) -> bytes:
-        fields: dict[str, Any] = {
-            "channel": "web", "customer_id": customer, "event_id": event_id,
-            "occurred_at": f"2026-01-{day:02d}T{at}Z", "producer": "p", "schema_version": 1,
-            "stage": "use", "touchpoint": "t", "type": "interaction"}
-        if journey is not None:
-            fields["journey_id"] = journey
-        return orjson.dumps(fields)
+        return shrunk(event_id, f"2026-01-{day:02d}T{at}Z", customer, journey)
 
     data = [event("e14", 1, "13:53:00.630", "c2", "j1"), event("e11", 2, "19:04:00.662", "c0"),
             event("e13", 1, "16:06:16.970", "c2"), event("e13", 1, "06:15:00.976", "c0", "j2")]
@@ -267,10 +251,7 @@ def test_a_session_emptied_by_a_replacing_copy_is_superseded_as_by_a_withdrawal(
     no events. The stream's stage one had the 05:41 copy replace it first, and superseded the
     emptied session at the version of one event. Now both supersede it as a withdrawal does."""
     def event(customer: str, at: str, valence: float) -> bytes:
-        return orjson.dumps({
-            "channel": "store", "customer_id": customer, "event_id": "e5",
-            "occurred_at": f"2026-01-01T{at}Z", "producer": "p", "schema_version": 1,
-            "stage": "use", "touchpoint": "t", "type": "interaction", "valence": valence})
+        return shrunk("e5", f"2026-01-01T{at}Z", customer, channel="store", valence=valence)
 
     data = [event("c0", "07:47:33.362", 0.1), event("c1", "02:26:01.722", 0.2),
             event("c1", "05:41:07.948", 0.4)]
