@@ -68,6 +68,7 @@ def claims_partition(event_id: str, partitions: int) -> int:
     """
     return crc32(event_id.encode("utf-8", "surrogatepass")) % partitions
 
+
 class Claim(NamedTuple):
     """The copy of an event_id kept so far. Held as a plain tuple (`_claim`) and read by
     index: the collector untracks an exact tuple of atoms at its first young collection, never

@@ -125,7 +125,6 @@ def _repeat(applied: int, digest: int) -> str:
     return CONFLICT if digest > applied else REPLACED
 
 
-
 def _by_reach(verdict: str, ms: int, held_at: int, reach: int) -> str:
     """`verdict` on a copy at `ms` against the key's copy at `held_at`, unless the two are
     further apart than the claims' reach: then the older copy stays (its results are final by
@@ -134,6 +133,7 @@ def _by_reach(verdict: str, ms: int, held_at: int, reach: int) -> str:
     if abs(ms - held_at) > reach:
         return REPLACED if ms < held_at else CONFLICT
     return verdict
+
 
 # The survey answers of an applied event, as the buckets counted them: (nps, ces on 1-7, csat).
 Answers = tuple[int | None, float | None, int | None]

@@ -64,7 +64,6 @@ FORGOTTEN_KEY = "__forgotten_before__"  # the claims horizon reached: every clai
 NEVER = NEVER_MS  # a claims partition that has seen no claim
 
 
-
 def claim_item(event_id: str, key: str, digest: int, partition: int, at_ms: int,
                watermark_ms: int, source_partition: int, source_offset: int, raw: bytes
                ) -> list[Any]:
